@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each installs what it needs
+# into .venv first (once; re-run when pyproject.toml changes).
+#
+# TORCH picks the PyTorch build. The default names the CPU wheel explicitly so pip takes it and does
+# not pull a multi-GB CUDA build. With a GPU: make demo TORCH=torch (or any torch>=2.4 spec).
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mtnlp-installed
+# The demo and the tests never need a network: models and metrics are local.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: install
+	$(OFFLINE) $(BIN)/mtnlp train recipes/demo.yaml
+
+test: install
+	$(OFFLINE) $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

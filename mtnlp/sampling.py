@@ -1,0 +1,109 @@
+"""Which task trains at each step, and which examples make up each task's batches.
+
+Both are pure functions of (seed, position), so their whole state is a few counters: every DDP rank
+draws the same task at the same step, and a resumed run continues with exactly the same batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class TaskSampler:
+    """Iterator of task names. Strategies (n_i = training examples of task i):
+
+    proportional p_i ∝ n_i;  uniform p_i = 1/K;  temperature p_i ∝ n_i^(1/T);
+    annealed p_i ∝ n_i^alpha, alpha going from 1 to 0.2 over training (Stickland & Murray, 2019);
+    round_robin: tasks in turn.
+    """
+
+    def __init__(self, sizes: dict[str, int], strategy: str = "proportional", seed: int = 0,
+                 temperature: float = 2.0, total_draws: int = 1):
+        self.names = list(sizes)
+        self.sizes = np.array([sizes[n] for n in self.names], dtype=np.float64)
+        self.strategy, self.seed, self.temperature = strategy, seed, temperature
+        self.total_draws = max(total_draws, 1)
+        self.draw = 0
+
+    def probabilities(self, draw: int | None = None) -> np.ndarray:
+        draw = self.draw if draw is None else draw
+        if self.strategy == "uniform" or self.strategy == "round_robin":
+            weights = np.ones_like(self.sizes)
+        elif self.strategy == "proportional":
+            weights = self.sizes
+        elif self.strategy == "temperature":
+            weights = self.sizes ** (1.0 / self.temperature)
+        elif self.strategy == "annealed":
+            alpha = 1.0 - 0.8 * min(draw / max(self.total_draws - 1, 1), 1.0)
+            weights = self.sizes**alpha
+        else:
+            raise ValueError(f"unknown sampling strategy {self.strategy!r}")
+        return weights / weights.sum()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.strategy == "round_robin":
+            task = self.names[self.draw % len(self.names)]
+        else:
+            u = np.random.default_rng([self.seed, self.draw]).random()
+            index = int(np.searchsorted(np.cumsum(self.probabilities()), u, side="right"))
+            task = self.names[min(index, len(self.names) - 1)]
+        self.draw += 1
+        return task
+
+    def state_dict(self) -> dict:
+        return {"draw": self.draw}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.draw = int(state["draw"])
+
+
+class TaskBatches:
+    """Endless iterator of index batches over one task's training set, epoch after epoch.
+
+    Epoch e's batches depend only on (seed, e). With group_by_length, examples are sorted by length
+    inside shuffled windows of 50 batches, so a batch holds similar lengths and little padding.
+    Under DDP each rank takes every world_size-th batch of the same epoch order.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.group_by_length = batch_size, seed, group_by_length
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.position = 0, 0
+        self._batches = self.epoch_batches(0)
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.lengths))
+        if self.group_by_length:
+            window = 50 * self.batch_size
+            order = np.concatenate([chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+                                    for chunk in np.split(order, range(window, len(order), window))])
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.group_by_length:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        usable = len(batches) - len(batches) % self.world_size or len(batches)  # equal count on every rank
+        return batches[:usable]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list[int]:
+        index = self.position * self.world_size + self.rank
+        if index >= len(self._batches):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._batches = self.epoch_batches(self.epoch)
+            index = self.rank % len(self._batches)
+        self.position += 1
+        return self._batches[index].tolist()
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._batches = self.epoch_batches(self.epoch)

@@ -1,0 +1,196 @@
+"""Multi-task training with Accelerate: one task's batch per step, chosen by the task sampler.
+
+Read `train()` top to bottom: set-up, the loop (task choice, forward, weighted loss, update), then
+evaluation of the best model. Run-directory writing lives in report.py, checkpoints in checkpoint.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+from . import report
+from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .data import TaskData, collate, load_task
+from .encoders import resolve_encoder
+from .errors import UserError
+from .evaluation import evaluate_split, main_metric, selection_score
+from .modeling import MultiTaskModel
+from .recipe import Recipe, default_metrics
+from .sampling import TaskBatches, TaskSampler
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: MultiTaskModel  # the best model (by mean main validation metric)
+    metrics: dict
+    accelerator: Accelerator
+
+
+def make_accelerator(recipe: Recipe) -> Accelerator:
+    t = recipe.training
+    # Accelerate keeps one global state per process; a second train() in the same process (tests,
+    # notebooks) may ask for another precision. The distributed (partial) state is kept.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    try:
+        return Accelerator(
+            mixed_precision=t.mixed_precision,
+            cpu=t.cpu,
+            log_with=t.report_to or None,
+            project_dir=str(run_directory(recipe)),
+            # only the chosen task's head gets gradients in a step
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+    except ValueError as e:  # e.g. fp16 requested on a machine without a GPU
+        raise UserError(f"{recipe.source}: training.mixed_precision: {e}") from None
+
+
+def run_directory(recipe: Recipe) -> Path:
+    return Path(recipe.output_dir or f"runs/{recipe.name}")
+
+
+def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator) -> dict[str, TaskData]:
+    with accelerator.main_process_first():  # rank 0 tokenises and fills the cache; others read it
+        return {name: load_task(recipe, name, spec, tokenizer, recipe.model.max_length)
+                for name, spec in recipe.tasks.items()}
+
+
+def train(recipe: Recipe) -> TrainResult:
+    t = recipe.training
+    run_dir = run_directory(recipe)
+    accelerator = make_accelerator(recipe)
+    set_seed(t.seed)
+    encoder = resolve_encoder(recipe.model.encoder)
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    tasks = load_tasks(recipe, tokenizer, accelerator)
+    metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}
+    heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout}
+             for name, d in tasks.items()}
+    model = MultiTaskModel.from_encoder(encoder, heads)
+    model.config.mtnlp = {"metrics": metrics, "base_model": recipe.model.encoder, "max_length": recipe.model.max_length}
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": t.weight_decay},
+              {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=t.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup * t.steps), t.steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+
+    sampler = TaskSampler({n: len(d.splits["train"]) for n, d in tasks.items()}, recipe.sampling.strategy,
+                          t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
+    batches = {n: TaskBatches(d.splits["train"]["length"], t.batch_size, t.seed + i, recipe.sampling.group_by_length,
+                              accelerator.process_index, accelerator.num_processes)
+               for i, (n, d) in enumerate(tasks.items())}
+    train_rows = {n: d.splits["train"].select_columns(
+        [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in d.splits["train"].column_names])
+        for n, d in tasks.items()}
+    weights = {n: recipe.tasks[n].loss_weight for n in tasks}
+
+    state = {"step": 0, "best_score": None, "best_step": None, "bad_evals": 0}
+    if t.resume_from:
+        folder = find_checkpoint(run_dir, t.resume_from)
+        state = load_checkpoint(folder, unwrapped, optimizer, accelerator.process_index)
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        for name, b in batches.items():
+            b.load_state_dict(state["batches"][name])
+        if accelerator.is_main_process:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            report.forget_after(run_dir, state["step"])  # logs written after the checkpoint are replayed
+        accelerator.print(f"resumed from {folder} at step {state['step']}")
+    elif accelerator.is_main_process:
+        report.start_run(run_dir, recipe)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if t.report_to:
+        accelerator.init_trackers(recipe.name)
+
+    log = report.LossLog(list(tasks))
+    bar = tqdm(total=t.steps, initial=state["step"], disable=not accelerator.is_local_main_process, desc="train")
+    model.train()
+    while state["step"] < t.steps:
+        for micro in range(t.grad_accum):  # accumulated micro-batches may come from different tasks
+            task = next(sampler)
+            batch = collate([train_rows[task][i] for i in next(batches[task])], tokenizer.pad_token_id, tasks[task].type)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            sync = micro == t.grad_accum - 1
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                loss = model(**batch, task=task).loss
+                accelerator.backward(weights[task] * loss / t.grad_accum)
+            log.add(task, loss.item())
+        if t.max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        step = state["step"]
+        bar.update(1)
+        bar.set_postfix_str(f"task={task} " + log.postfix())
+
+        if step % t.log_every == 0 or step == t.steps:
+            losses = log.flush()
+            if accelerator.is_main_process:
+                report.append(run_dir / "train_log.jsonl", {"step": step, "lr": scheduler.get_last_lr()[0], "loss": losses})
+            if t.report_to:
+                accelerator.log({f"train/loss/{n}": v for n, v in losses.items()}, step=step)
+        if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
+            stop = evaluate_and_select(recipe, run_dir, unwrapped, tokenizer, tasks, metrics, state, accelerator)
+            if stop:
+                accelerator.print(f"early stopping at step {step}: no improvement in {state['bad_evals']} evaluations")
+                break
+        if t.save_every and step % t.save_every == 0:
+            state.update(scheduler=scheduler.state_dict(), sampler=sampler.state_dict(),
+                         batches={n: b.state_dict() for n, b in batches.items()})
+            save_checkpoint(run_dir / "checkpoints" / f"step-{step:06d}", unwrapped, optimizer, state,
+                            accelerator.process_index, accelerator.num_processes)
+            if accelerator.is_main_process:
+                prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
+    bar.close()
+
+    best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
+    final = report.final_metrics(recipe, run_dir, best, tokenizer, tasks, metrics, state, accelerator)
+    if t.report_to:
+        accelerator.end_training()
+    return TrainResult(run_dir, best, final, accelerator)
+
+
+def evaluate_and_select(recipe, run_dir, model, tokenizer, tasks, metrics, state, accelerator) -> bool:
+    """Evaluate on validation, keep the best model in run_dir/model; return True to stop early."""
+    step = state["step"]
+    results = evaluate_split(model, tokenizer, tasks, metrics, "validation", recipe.training.eval_batch_size,
+                             accelerator.autocast)
+    if not results:  # no validation data: the last model is the one kept
+        if accelerator.is_main_process:
+            report.save_model(run_dir / "model", model, tokenizer)
+        state.update(best_step=step)
+        return False
+    score = selection_score(results, metrics)
+    improved = state["best_score"] is None or score > state["best_score"]
+    if improved:
+        state.update(best_score=score, best_step=step, bad_evals=0)
+        if accelerator.is_main_process:
+            report.save_model(run_dir / "model", model, tokenizer)
+    else:
+        state["bad_evals"] += 1
+    if accelerator.is_main_process:
+        main = {n: r[main_metric(metrics[n])[0]] for n, r in results.items()}
+        report.append(run_dir / "history.jsonl",
+                      {"step": step, "score": score, "best": improved, "main": main, "validation": results})
+        accelerator.print(f"step {step}: " + report.one_line(results, metrics) + (" *" if improved else ""))
+    if recipe.training.report_to:
+        accelerator.log({f"eval/{n}/{k}": v for n, r in results.items() for k, v in r.items()}, step=step)
+    accelerator.wait_for_everyone()
+    patience = recipe.training.early_stopping_patience
+    return patience is not None and state["bad_evals"] >= patience

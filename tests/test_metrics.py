@@ -1,0 +1,122 @@
+"""Bundled metric scripts load offline through ``load_metric`` and give correct values."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import evaluate
+import pytest
+from scipy.stats import pearsonr as sp_pearsonr
+from scipy.stats import spearmanr as sp_spearmanr
+from seqeval.metrics import f1_score as seq_f1
+from sklearn.metrics import f1_score
+
+import mtnlp.metrics as mm
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_fresh_hf_home(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("hf_home")
+    mp.setenv("HF_HOME", str(home))
+    mp.setenv("HF_MODULES_CACHE", str(home / "modules"))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("HF_DATASETS_OFFLINE", "1")
+    # evaluate reads these at import time, so patch the already-imported config too
+    mp.setattr(evaluate.config, "HF_MODULES_CACHE", home / "modules")
+    mp.setattr(evaluate.config, "HF_METRICS_CACHE", str(home / "metrics"))
+    mp.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)
+    mp.setattr(mm, "_CACHE", {})
+    yield
+    mp.undo()
+
+
+def test_every_metric_file_loads_once():
+    for name in mm.METRIC_FILES:
+        assert (mm._DIR / f"{name}.py").is_file()
+        m = mm.load_metric(name)
+        assert m is mm.load_metric(name)
+    with pytest.raises(ValueError):
+        mm.load_metric("nope")
+
+
+def test_accuracy():
+    res = mm.load_metric("accuracy").compute(predictions=[0, 1, 2, 1], references=[0, 1, 1, 1])
+    assert res == {"accuracy": pytest.approx(0.75)}
+
+
+def test_f1_macro_default_and_kwarg():
+    preds, refs = [0, 1, 2, 2, 1, 0], [0, 2, 2, 1, 1, 0]
+    m = mm.load_metric("f1")
+    assert m.compute(predictions=preds, references=refs)["f1"] == pytest.approx(
+        f1_score(refs, preds, average="macro"))
+    assert m.compute(predictions=preds, references=refs, average="micro")["f1"] == pytest.approx(
+        f1_score(refs, preds, average="micro"))
+
+
+def test_correlations():
+    preds, refs = [0.1, 0.4, 0.35, 0.8, 0.5], [0.0, 0.5, 0.3, 1.0, 0.2]
+    p = mm.load_metric("pearsonr").compute(predictions=preds, references=refs)["pearsonr"]
+    s = mm.load_metric("spearmanr").compute(predictions=preds, references=refs)["spearmanr"]
+    assert p == pytest.approx(sp_pearsonr(refs, preds)[0], abs=1e-5)
+    assert s == pytest.approx(sp_spearmanr(refs, preds)[0], abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["pearsonr", "spearmanr"])
+def test_constant_input_correlation_is_zero(name):
+    res = mm.load_metric(name).compute(predictions=[0.5, 0.5, 0.5], references=[0.1, 0.2, 0.3])
+    assert res[name] == 0.0 and not math.isnan(res[name])
+
+
+def test_mse():
+    res = mm.load_metric("mse").compute(predictions=[1.0, 2.0, 4.0], references=[1.0, 3.0, 2.0])
+    assert res["mse"] == pytest.approx((0 + 1 + 4) / 3)
+
+
+def test_seqeval_basic():
+    refs = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG", "I-ORG"]]
+    preds = [["B-PER", "I-PER", "O", "O"], ["O", "B-ORG", "O"]]
+    res = mm.load_metric("seqeval").compute(predictions=preds, references=refs)
+    # gold: PER, LOC, ORG ; predicted: PER (correct), ORG (wrong span)
+    assert res["overall_precision"] == pytest.approx(1 / 2)
+    assert res["overall_recall"] == pytest.approx(1 / 3)
+    assert res["overall_f1"] == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
+    assert res["overall_accuracy"] == pytest.approx(5 / 7)
+    assert res["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "number": 1}
+    assert res["LOC"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "number": 1}
+    assert res["ORG"]["f1"] == 0.0 and res["ORG"]["number"] == 1
+
+
+def test_seqeval_strict_rejects_iob1_style_start():
+    refs = [["B-PER", "I-PER", "O"]]
+    preds = [["I-PER", "I-PER", "O"]]  # IOB1-style start: invalid entity in strict IOB2
+    res = mm.load_metric("seqeval").compute(predictions=preds, references=refs)
+    assert res["overall_f1"] == 0.0
+    assert res["PER"]["f1"] == 0.0
+    # default (conlleval-style) mode would have counted it as correct
+    assert seq_f1(refs, preds) == pytest.approx(1.0)
+
+
+def test_loads_offline_from_fresh_hf_home_in_new_process(tmp_path):
+    """Env set before evaluate is imported: every metric loads from an empty HF_HOME."""
+    home = tmp_path / "fresh_home"
+    env = dict(os.environ, HF_HOME=str(home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               HF_EVALUATE_OFFLINE="1")
+    env.pop("HF_MODULES_CACHE", None)
+    code = (
+        "import json, mtnlp.metrics as mm\n"
+        "out = {n: type(mm.load_metric(n)).__name__ for n in sorted(mm.METRIC_FILES)}\n"
+        "out['acc'] = mm.load_metric('accuracy').compute(predictions=[1, 0], references=[1, 1])\n"
+        "print(json.dumps(out))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["acc"] == {"accuracy": 0.5}
+    assert set(out) == set(mm.METRIC_FILES) | {"acc"}
+    assert (home / "modules" / "evaluate_modules").is_dir()

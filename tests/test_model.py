@@ -1,0 +1,100 @@
+"""MultiTaskModel: the config contract, one-pass heads, save/load round trip."""
+
+import torch
+from transformers import AutoConfig, BertConfig
+
+from mtnlp import MultiTaskConfig, MultiTaskModel
+
+TASKS = {
+    "sentiment": {"type": "classification", "labels": ["neg", "pos"], "dropout": 0.1},
+    "score": {"type": "regression", "labels": [], "dropout": 0.1},
+    "ner": {"type": "tagging", "labels": ["O", "B-PER", "I-PER"], "dropout": 0.1},
+}
+
+
+def tiny_model(seed=0) -> MultiTaskModel:
+    torch.manual_seed(seed)
+    encoder = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)
+    return MultiTaskModel(MultiTaskConfig(encoder=encoder.to_dict(), tasks=TASKS)).eval()
+
+
+def inputs():
+    ids = torch.randint(1, 100, (3, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    return ids, mask
+
+
+def test_forward_contract_per_task():
+    model = tiny_model()
+    ids, mask = inputs()
+    out = model(input_ids=ids, attention_mask=mask, task="sentiment", labels=torch.tensor([0, 1, 1]))
+    assert out.logits.shape == (3, 2) and out.loss.ndim == 0 and out.loss > 0
+    out = model(input_ids=ids, attention_mask=mask, task="score", labels=torch.tensor([0.1, 0.5, 0.9]))
+    assert out.logits.shape == (3,) and out.loss.ndim == 0
+    labels = torch.full((3, 9), -100)
+    labels[:, 1] = 1
+    out = model(input_ids=ids, attention_mask=mask, task="ner", labels=labels)
+    assert out.logits.shape == (3, 9, 3) and out.loss > 0
+    assert model(input_ids=ids, attention_mask=mask, task="ner").loss is None
+    assert model.config.tasks["ner"]["labels"] == ["O", "B-PER", "I-PER"]
+
+
+def test_tagging_loss_ignores_non_first_subtokens():
+    model = tiny_model()
+    ids, mask = inputs()
+    labels = torch.full((3, 9), -100)
+    labels[:, 2] = 0
+    base = model(input_ids=ids, attention_mask=mask, task="ner", labels=labels).loss
+    logits = model(input_ids=ids, attention_mask=mask, task="ner").logits
+    expected = torch.nn.functional.cross_entropy(logits[:, 2], labels[:, 2])
+    torch.testing.assert_close(base, expected)
+
+
+def test_forward_heads_is_one_encoder_pass_with_same_logits():
+    model = tiny_model()
+    ids, mask = inputs()
+    calls = []
+    model.encoder.register_forward_hook(lambda *a: calls.append(1))
+    all_logits = model.forward_heads(ids, mask)
+    assert len(calls) == 1
+    for name in TASKS:
+        torch.testing.assert_close(all_logits[name], model(input_ids=ids, attention_mask=mask, task=name).logits)
+
+
+def test_unknown_task_is_a_clear_error():
+    model = tiny_model()
+    ids, mask = inputs()
+    try:
+        model(input_ids=ids, attention_mask=mask, task="nope")
+    except KeyError as e:
+        assert "sentiment" in str(e)
+    else:
+        raise AssertionError("expected KeyError")
+
+
+def test_save_load_round_trip_identical_for_every_head(tmp_path):
+    model = tiny_model(seed=3)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
+    loaded = MultiTaskModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.tasks == model.config.tasks
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), MultiTaskConfig)
+    ids, mask = inputs()
+    for name in TASKS:
+        a = model(input_ids=ids, attention_mask=mask, task=name).logits
+        b = loaded(input_ids=ids, attention_mask=mask, task=name).logits
+        assert torch.equal(a, b), name
+
+
+def test_from_encoder_keeps_pretrained_weights(tiny_encoder):
+    from transformers import AutoModel
+
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS | {"ner": {**TASKS["ner"]}})
+    reference = AutoModel.from_pretrained(tiny_encoder)
+    ids = torch.randint(1, 1000, (2, 7))
+    model.eval(), reference.eval()
+    torch.testing.assert_close(model.encode(ids, torch.ones_like(ids)), reference(input_ids=ids).last_hidden_state)
+    # the sequence heads' poolers start from the encoder's pretrained pooler
+    torch.testing.assert_close(model.heads["sentiment"].pooler["dense"].weight, reference.pooler.dense.weight)

@@ -1,0 +1,138 @@
+"""End-to-end training runs on the tiny encoder: run directory, bf16, resume, TensorBoard, CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtnlp.cli import main
+from mtnlp.recipe import load_recipe
+from mtnlp.train import train
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_directory_contents(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 6, "eval_every": 3, "save_every": 3})
+    result = train(load_recipe(recipe))
+    run = tmp_path / "run"
+    assert (run / "model" / "model.safetensors").exists()
+    assert (run / "model" / "tokenizer.json").exists()
+    assert (run / "recipe.yaml").exists() and (run / "curves.png").stat().st_size > 1000
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"sentiment", "score", "ner"}
+    assert metrics["best_step"] in (3, 6)
+    assert set(metrics["tasks"]["sentiment"]["validation"]) == {"accuracy", "f1"}
+    assert set(metrics["tasks"]["score"]["validation"]) == {"pearsonr", "spearmanr", "mse"}
+    assert set(metrics["tasks"]["ner"]["validation"]) == {"precision", "recall", "f1"}  # seqeval, from IOB labels
+    history = read_jsonl(run / "history.jsonl")
+    assert [h["step"] for h in history] == [3, 6]
+    assert sum(h["best"] for h in history) >= 1
+    assert result.model.config.tasks["ner"]["labels"][0] in ("B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "O")
+    # the kept model is the best one and reloads with every head
+    from mtnlp import MultiTaskModel
+
+    reloaded = MultiTaskModel.from_pretrained(run / "model")
+    assert set(reloaded.config.tasks) == {"sentiment", "score", "ner"}
+
+
+def test_bf16_training_loss_falls(make_recipe, tmp_path):
+    from conftest import DATA
+
+    tasks = {"ner": {"type": "tagging", "dropout": 0.0, "data": {"train": str(DATA / "ner_sample.conll")}}}
+    recipe = make_recipe(tasks=tasks, training={"steps": 30, "mixed_precision": "bf16", "lr": 3e-3, "warmup": 0.0,
+                                                "batch_size": 8, "log_every": 1})
+    result = train(load_recipe(recipe))
+    assert result.accelerator.mixed_precision == "bf16"
+    losses = [r["loss"]["ner"] for r in read_jsonl(tmp_path / "run" / "train_log.jsonl")]
+    assert len(losses) == 30
+    first, last = sum(losses[:3]) / 3, sum(losses[-5:]) / 5
+    assert last < 0.6 * first, (first, last)
+
+
+def test_resume_gives_same_batches_and_parameters(make_recipe, tmp_path):
+    training = {"steps": 8, "save_every": 4, "keep_checkpoints": 5, "grad_accum": 2}
+    full = make_recipe(training=training, sampling={"strategy": "temperature"}, name="full.yaml")
+    train(load_recipe(full))
+    run = tmp_path / "run"
+    resumed_dir = tmp_path / "resumed"
+    train(load_recipe(full, [f"output_dir={resumed_dir}", f"training.resume_from={run}/checkpoints/step-000004"]))
+    a = load_file(run / "checkpoints" / "step-000008" / "model.safetensors")
+    b = load_file(resumed_dir / "checkpoints" / "step-000008" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the resumed run drew the same tasks and batches: identical per-step losses after step 4
+    full_log = {r["step"]: r["loss"] for r in read_jsonl(run / "train_log.jsonl")}
+    resumed_log = {r["step"]: r["loss"] for r in read_jsonl(resumed_dir / "train_log.jsonl")}
+    assert sorted(resumed_log) == [5, 6, 7, 8]
+    for step in resumed_log:
+        assert resumed_log[step] == full_log[step]
+    state_a = json.loads((run / "checkpoints" / "step-000008" / "trainer_state.json").read_text())
+    state_b = json.loads((resumed_dir / "checkpoints" / "step-000008" / "trainer_state.json").read_text())
+    assert state_a["sampler"] == state_b["sampler"] and state_a["batches"] == state_b["batches"]
+
+
+def test_resume_latest_picks_newest_complete_checkpoint(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 4, "save_every": 2, "keep_checkpoints": 3})
+    train(load_recipe(recipe))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (checkpoints / "step-000004" / "trainer_state.json").unlink()  # as if killed mid-write
+    from mtnlp.checkpoint import find_checkpoint
+
+    assert find_checkpoint(tmp_path / "run", "latest").name == "step-000002"
+
+
+def test_early_stopping_stops(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 40, "eval_every": 1, "early_stopping_patience": 1, "lr": 0.5})
+    train(load_recipe(recipe))
+    history = read_jsonl(tmp_path / "run" / "history.jsonl")
+    assert len(history) < 40
+    assert not history[-1]["best"]
+
+
+def test_tensorboard_logging(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 3, "report_to": ["tensorboard"]})
+    train(load_recipe(recipe))
+    events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_cli_train_and_evaluate(make_recipe, tmp_path, capsys):
+    recipe = make_recipe(training={"steps": 3})
+    assert main(["train", str(recipe), "training.steps=2"]) == 0
+    assert len(read_jsonl(tmp_path / "run" / "train_log.jsonl")) == 2
+    assert main(["evaluate", str(tmp_path / "run" / "model"), str(recipe), "--split", "validation"]) == 0
+    out = capsys.readouterr().out
+    assert "sentiment" in out and "ner" in out
+    written = json.loads((tmp_path / "run" / "model" / "eval-validation.json").read_text())
+    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["tasks"]["ner"]["validation"] == pytest.approx(trained["tasks"]["ner"]["validation"])
+
+
+def test_cli_user_errors_are_one_line_exit_2(make_recipe, tmp_path):
+    recipe = make_recipe()
+    for args, expected in [
+        (["train", str(recipe), "training.lrr=1"], "unknown key 'training.lrr'"),
+        (["train", str(recipe), "training.steps=abc"], "training.steps"),
+        (["train", str(tmp_path / "missing.yaml")], "recipe file not found"),
+        (["train", str(recipe), "sampling.strategy=bogus"], "sampling.strategy"),
+    ]:
+        proc = subprocess.run([sys.executable, "-m", "mtnlp", *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_console_script_help():
+    script = Path(sys.executable).parent / "mtnlp"  # the installed console script, beside this python
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout and "evaluate" in proc.stdout
