@@ -16,7 +16,8 @@ from .errors import UserError
 from .recipe import DataSpec
 
 SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".conll": "conll",
-                  ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll"}
+                  ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll",
+                  ".label": "label_text"}
 CONLLU_TAGS = {"upos": 3, "xpos": 4}
 
 
@@ -26,7 +27,7 @@ def file_format(path: Path, spec: DataSpec) -> str:
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"{path}: unknown file format '{path.suffix}'; set data.format to one of: "
-                        "csv, tsv, json, jsonl, conll, conllu")
+                        "csv, tsv, json, jsonl, conll, conllu, label_text")
     return fmt
 
 
@@ -59,6 +60,8 @@ def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
         rows = read_conll(path, text, spec) if fmt == "conll" else read_conllu(path, text, spec)
     elif fmt in ("csv", "tsv"):
         rows = read_delimited(path, text, "\t" if fmt == "tsv" else ",")
+    elif fmt == "label_text":
+        rows = read_label_text(path, text, spec)
     else:
         rows = read_json(path, text, lines=fmt == "jsonl")
     if fmt not in ("conll", "conllu"):
@@ -86,6 +89,17 @@ def read_delimited(path: Path, text: str, delimiter: str):
             rows.append((dict(zip(header, values)), line))
     except csv.Error as e:
         raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
+    return rows
+
+
+def read_label_text(path: Path, text: str, spec: DataSpec):
+    """Lines of "LABEL text" (the first whitespace-separated field is the label)."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        label, _, rest = line.strip().partition(" ")
+        rows.append(({spec.label_column: label, spec.text_column: rest}, number))
     return rows
 
 
@@ -149,6 +163,8 @@ def to_example(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> d
             raise UserError(f"{_at(path, line)}: label {label!r} is not a finite number")
     else:
         example["label"] = str(label).strip()
+        if spec.label_sep:
+            example["label"] = example["label"].split(spec.label_sep)[0]
     return example
 
 
@@ -239,13 +255,28 @@ def read_hub_split(spec: DataSpec, split: str, task_type: str) -> list[dict]:
         raise UserError(f"data.hub: cannot load '{spec.hub}' split '{split}': {str(e).splitlines()[0]}") from None
     name = f"{spec.hub}[{split}]"
     rows = []
+    names = _class_names(dataset.features, spec.tag_column or "tags" if task_type == "tagging" else spec.label_column)
     for i, row in enumerate(dataset):
-        if task_type == "classification":
-            label = row.get(spec.label_column)
-            feature = dataset.features.get(spec.label_column)
-            if isinstance(feature, datasets.ClassLabel) and isinstance(label, int) and label >= 0:
-                row = dict(row, **{spec.label_column: feature.int2str(label)})
+        if names and task_type == "classification" and isinstance(row.get(spec.label_column), int):
+            if row[spec.label_column] < 0:
+                raise UserError(f"{name}: row {i}: no label ({row[spec.label_column]}); unlabelled splits cannot be used")
+            row = dict(row, **{spec.label_column: names[row[spec.label_column]]})
+        if names and task_type == "tagging":
+            key = spec.tag_column or "tags"
+            row = dict(row, **{key: [names[t] for t in row.get(key) or []]})
         rows.append(to_example(Path(name), row, f"row {i}", spec, task_type))
     if not rows:
         raise UserError(f"{name}: no examples found")
     return rows
+
+
+def _class_names(features, column) -> list[str] | None:
+    """Label names of a ClassLabel column (or a sequence of ClassLabel, for tags), else None."""
+    import datasets
+
+    feature = features.get(column)
+    if isinstance(feature, (datasets.Sequence, datasets.List)):
+        feature = feature.feature
+    elif isinstance(feature, list) and feature:
+        feature = feature[0]
+    return feature.names if isinstance(feature, datasets.ClassLabel) else None

@@ -36,7 +36,8 @@ class DataSpec:
 
     hub: str | None = None  # a datasets hub id, e.g. "glue"; splits then name hub splits
     config: str | None = None  # hub dataset config, e.g. "sst2"
-    format: Literal["csv", "tsv", "json", "jsonl", "conll", "conllu"] | None = None  # default: file suffix
+    # default: from the file suffix. label_text: one example per line, "LABEL text..." (e.g. TREC)
+    format: Literal["csv", "tsv", "json", "jsonl", "conll", "conllu", "label_text"] | None = None
     train: str | None = None
     validation: str | None = None
     test: str | None = None
@@ -47,6 +48,7 @@ class DataSpec:
     token_column: int | str | None = None  # tagging: conll column index (default 0) / json key ("tokens")
     tag_column: int | str | None = None  # tagging: conll index (default -1), conllu "upos"|"xpos", json key
     encoding: str = "utf-8"
+    label_sep: str | None = None  # keep each label only up to this separator, e.g. ":" for TREC-6 "DESC:manner"
 
 
 @dataclass

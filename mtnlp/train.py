@@ -33,6 +33,7 @@ from .sampling import TaskBatches, TaskSampler
 class TrainResult:
     run_dir: Path
     model: MultiTaskModel  # the best model (by mean main validation metric)
+    last_model: MultiTaskModel  # the model as training left it
     metrics: dict
     accelerator: Accelerator
 
@@ -158,12 +159,12 @@ def train(recipe: Recipe) -> TrainResult:
             if accelerator.is_main_process:
                 prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
     bar.close()
-
+    accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
     best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
     final = report.final_metrics(recipe, run_dir, best, tokenizer, tasks, metrics, state, accelerator)
     if t.report_to:
         accelerator.end_training()
-    return TrainResult(run_dir, best, final, accelerator)
+    return TrainResult(run_dir, best, unwrapped, final, accelerator)
 
 
 def evaluate_and_select(recipe, run_dir, model, tokenizer, tasks, metrics, state, accelerator) -> bool:
@@ -175,6 +176,7 @@ def evaluate_and_select(recipe, run_dir, model, tokenizer, tasks, metrics, state
         if accelerator.is_main_process:
             report.save_model(run_dir / "model", model, tokenizer)
         state.update(best_step=step)
+        accelerator.wait_for_everyone()
         return False
     score = selection_score(results, metrics)
     improved = state["best_score"] is None or score > state["best_score"]

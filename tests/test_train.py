@@ -136,3 +136,41 @@ def test_console_script_help():
     script = Path(sys.executable).parent / "mtnlp"  # the installed console script, beside this python
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train" in proc.stdout and "evaluate" in proc.stdout
+
+
+def test_zero_loss_weight_leaves_that_head_untouched(make_recipe, tmp_path):
+    from conftest import tiny_tasks
+
+    tasks = tiny_tasks()
+    tasks["sentiment"]["loss_weight"] = 0.0
+    recipe = make_recipe(tasks=tasks, sampling={"strategy": "round_robin"},
+                         training={"steps": 6, "weight_decay": 0.0, "warmup": 0.0})
+    result = train(load_recipe(recipe))
+    # sentiment's classifier got zero gradient every step; the others moved
+    trained = result.last_model.heads
+    assert torch.equal(trained["sentiment"].classifier.weight, _fresh_head(recipe, result, "sentiment"))
+    assert not torch.equal(trained["score"].classifier.weight, _fresh_head(recipe, result, "score"))
+
+
+def recipe_encoder(recipe_path):
+    return load_recipe(recipe_path).model.encoder
+
+
+def _fresh_head(recipe_path, result, task):
+    """The head's initial weights: same seed, same construction as train()."""
+    from transformers import set_seed
+
+    from mtnlp import MultiTaskModel
+
+    set_seed(load_recipe(recipe_path).training.seed)
+    model = MultiTaskModel.from_encoder(recipe_encoder(recipe_path), result.last_model.config.tasks)
+    return model.heads[task].classifier.weight
+
+
+@pytest.mark.parametrize("precision", ["no", "fp16"])
+def test_other_precisions_train(make_recipe, tmp_path, precision):
+    recipe = make_recipe(training={"steps": 3, "mixed_precision": precision})
+    result = train(load_recipe(recipe))
+    assert result.accelerator.mixed_precision == precision
+    losses = read_jsonl(tmp_path / "run" / "train_log.jsonl")
+    assert len(losses) == 3 and all(v == v for r in losses for v in r["loss"].values())

@@ -1,0 +1,265 @@
+"""A task's data: label alignment with the real MiniLM tokenizer, load_task, the tokenisation cache, collate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import DATA, minilm_path
+from mtnlp.data import align_labels, collate, load_task
+from mtnlp.errors import UserError
+from mtnlp.readers import read_examples
+from mtnlp.recipe import DataSpec, load_recipe
+
+NER_LABELS = ["B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER", "O"]
+
+
+def new_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return new_tokenizer()
+
+
+class RefusingTokenizer:
+    """Wraps a tokenizer (same vocabulary, same fingerprint) but fails if asked to tokenise."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("tokenizer called: the tokenisation cache was not used")
+
+
+def write_recipe(tmp_path, tasks, seed=42, name="recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({"name": "t", "tasks": tasks, "training": {"seed": seed}}), encoding="utf-8")
+    return path
+
+
+def tasks_spec(**extra):
+    return {
+        "ner": {"type": "tagging",
+                "data": {"train": str(DATA / "ner_sample.conll"), "validation": str(DATA / "ner_sample_dev.conll")}},
+        "question": {"type": "classification",
+                     "data": {"train": str(DATA / "trec_sample.csv"), "validation_from_train": 0.2,
+                              "text_column": "question"}},
+        **extra,
+    }
+
+
+def load(tmp_path, task, tokenizer, max_length=64, seed=42, tasks=None, **kwargs):
+    recipe = load_recipe(write_recipe(tmp_path, tasks or tasks_spec(), seed=seed, name=f"r{seed}.yaml"))
+    return load_task(recipe, task, recipe.tasks[task], tokenizer, max_length, **kwargs)
+
+
+# ---------------------------------------------------------------- align_labels
+
+
+def test_align_labels_pure():
+    word_ids = [None, 0, 0, 0, 1, 2, 2, None]
+    assert align_labels(word_ids, [5, 6, 7]) == [-100, 5, -100, -100, 6, 7, -100, -100]
+    assert align_labels([None, None], []) == [-100, -100]
+    # a sentence pair: word 0 of the second sequence follows a special token and is labelled again
+    assert align_labels([None, 0, 1, None, 0, 1, None], [3, 4]) == [-100, 3, 4, -100, 3, 4, -100]
+
+
+def test_align_labels_with_minilm_word_pieces(tokenizer):
+    words = ["Kowalczyk", "joined", "Northwind", "unaffable", "."]
+    tags = [3, 8, 2, 1, 8]
+    enc = tokenizer(words, is_split_into_words=True)
+    pieces = tokenizer.convert_ids_to_tokens(enc["input_ids"])
+    word_ids = enc.word_ids()
+    assert pieces[0] == "[CLS]" and pieces[-1] == "[SEP]"
+    # several words really split into several word pieces
+    multi = [w for w in range(len(words)) if word_ids.count(w) > 1]
+    assert set(multi) >= {0, 2, 3}
+    assert pieces[1:5] == ["ko", "##wal", "##cz", "##yk"]
+    labels = align_labels(word_ids, tags)
+    assert len(labels) == len(pieces)
+    assert labels == [-100, 3, -100, -100, -100, 8, 2, -100, 1, -100, -100, 8, -100]
+    for i, (piece, label) in enumerate(zip(pieces, labels)):
+        if piece in ("[CLS]", "[SEP]") or piece.startswith("##"):
+            assert label == -100, (i, piece)
+        else:
+            assert label == tags[word_ids[i]], (i, piece)
+    assert [label for label in labels if label != -100] == tags
+
+
+def test_tagging_labels_in_tokenised_dataset(tmp_path, tokenizer):
+    data = load(tmp_path, "ner", tokenizer)
+    assert data.labels == NER_LABELS
+    examples = read_examples(DATA / "ner_sample.conll", DataSpec(), "tagging")
+    train = data.splits["train"]
+    assert len(train) == len(examples) == 25
+    split_words = 0
+    for row, ex in zip(train, examples):
+        enc = tokenizer(ex["tokens"], is_split_into_words=True, truncation=True, max_length=64)
+        assert row["input_ids"] == enc["input_ids"]
+        assert row["length"] == len(row["input_ids"])
+        assert [label for label in row["labels"] if label != -100] == [NER_LABELS.index(t) for t in ex["tags"]]
+        assert row["labels"][0] == -100 and row["labels"][-1] == -100
+        split_words += len(row["input_ids"]) - 2 > len(ex["tokens"])
+    assert split_words > 5
+
+
+# ---------------------------------------------------------------- load_task
+
+
+def test_label_set_comes_from_train(tmp_path, tokenizer):
+    text = (DATA / "ner_sample.conll").read_text(encoding="utf-8").split("\n")
+    tags = {line.split()[-1] for line in text if line.strip() and not line.startswith("-DOCSTART-")}
+    data = load(tmp_path, "ner", tokenizer)
+    assert data.type == "tagging" and data.name == "ner"
+    assert data.labels == sorted(tags) == NER_LABELS
+    assert set(data.splits) == {"train", "validation"} and len(data.splits["validation"]) == 8
+
+    question = load(tmp_path, "question", tokenizer)
+    assert question.labels == sorted({ex["label"] for ex in read_examples(
+        DATA / "trec_sample.csv", DataSpec(text_column="question"), "classification")})
+    train = question.splits["train"]
+    assert all(0 <= y < len(question.labels) for y in train["labels"])
+    assert [question.labels[y] for y in train["labels"]] == train["label"]
+
+
+def test_numeric_labels_sorted_as_numbers(tmp_path, tokenizer):
+    tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"),
+                                                      "text_column": "sentence"}}}
+    data = load(tmp_path, "s", tokenizer, tasks=tasks)
+    assert data.labels == ["0", "1"]
+    assert data.splits["train"]["labels"] == [int(x) for x in data.splits["train"]["label"]]
+
+
+def test_unseen_label_in_validation(tmp_path, tokenizer):
+    bad = tmp_path / "dev.csv"
+    bad.write_text("question,label\nWho wrote Hamlet ?,HUM\nWhat is 2+2 ?,MATH\n", encoding="utf-8")
+    tasks = {"q": {"type": "classification", "data": {"train": str(DATA / "trec_sample.csv"),
+                                                      "validation": str(bad), "text_column": "question"}}}
+    with pytest.raises(UserError) as info:
+        load(tmp_path, "q", tokenizer, tasks=tasks)
+    message = str(info.value)
+    assert f"{bad}:3:" in message and "'MATH'" in message and "training split" in message
+
+
+def test_unseen_tag_in_tagging_validation(tmp_path, tokenizer):
+    bad = tmp_path / "dev.conll"
+    bad.write_text("Paris NNP B-NP B-LOC\nis VBZ B-VP O\n\nWorld NNP B-NP B-EVENT\nCup NNP I-NP I-EVENT\n",
+                   encoding="utf-8")
+    tasks = {"ner": {"type": "tagging", "data": {"train": str(DATA / "ner_sample.conll"), "validation": str(bad)}}}
+    with pytest.raises(UserError) as info:
+        load(tmp_path, "ner", tokenizer, tasks=tasks)
+    assert f"{bad}:4:" in str(info.value) and "'B-EVENT'" in str(info.value)
+
+
+def test_validation_from_train_is_seeded_and_disjoint(tmp_path, tokenizer):
+    all_rows = read_examples(DATA / "trec_sample.csv", DataSpec(text_column="question"), "classification")
+    everything = sorted((r["text"], r["label"]) for r in all_rows)
+
+    def carve(seed):
+        data = load(tmp_path, "question", tokenizer, seed=seed)
+        train, val = data.splits["train"], data.splits["validation"]
+        return list(zip(train["text"], train["label"])), list(zip(val["text"], val["label"]))
+
+    train, val = carve(42)
+    assert len(val) == round(60 * 0.2) == 12 and len(train) == 48
+    assert sorted(train + val) == everything  # a partition of the training file
+    assert not set(train) & set(val)
+    assert carve(42) == (train, val)  # deterministic for a seed
+    assert carve(7)[1] != val  # another seed holds out other examples
+    # the validation examples keep their file order
+    order = [(r["text"], r["label"]) for r in all_rows]
+    assert [order.index(x) for x in val] == sorted(order.index(x) for x in val)
+
+
+def test_sentence_pairs_are_tokenised_as_pairs(tmp_path, tokenizer):
+    tasks = {"nli": {"type": "classification", "data": {"train": str(DATA / "pairs_sample.tsv"),
+                                                        "text_column": "premise", "text_pair_column": "hypothesis"}}}
+    data = load(tmp_path, "nli", tokenizer, tasks=tasks)
+    assert data.labels == ["contradiction", "entailment", "neutral"]
+    row = data.splits["train"][0]
+    assert row["input_ids"] == tokenizer("A man is riding a bicycle down a hill.", "A person is on a bike.")["input_ids"]
+    assert row["input_ids"].count(tokenizer.sep_token_id) == 2 and 1 in row["token_type_ids"]
+
+
+# ---------------------------------------------------------------- tokenisation cache
+
+
+def test_tokenisation_cache_is_reused(tmp_path, monkeypatch, tokenizer):
+    cache = tmp_path / "hf-datasets"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"),
+                                                      "text_column": "sentence"}}}
+    first = load(tmp_path, "s", new_tokenizer(), tasks=tasks)
+    files = sorted((cache / "mtnlp").glob("tokenized-*.arrow"))
+    assert len(files) == 1
+    # a second run: a new tokenizer that refuses to tokenise; the cached arrow file is read instead
+    second = load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), tasks=tasks)
+    assert second.splits["train"]["input_ids"] == first.splits["train"]["input_ids"]
+    assert second.splits["train"]["labels"] == first.splits["train"]["labels"]
+    assert sorted((cache / "mtnlp").glob("tokenized-*.arrow")) == files
+    # a different max_length is a different cache entry
+    with pytest.raises(AssertionError, match="tokenizer called"):
+        load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), max_length=16, tasks=tasks)
+
+
+@pytest.mark.parametrize("instance", ["same", "new"])
+def test_tokenisation_cache_second_load_of_all_splits(tmp_path, monkeypatch, tokenizer, instance):
+    # load a task with train and validation, then load it again (in the same process with the same tokenizer,
+    # or as a second run with a new one): nothing needs tokenising the second time.
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    tok = new_tokenizer()
+    first = load(tmp_path, "ner", tok)
+    again = RefusingTokenizer(tok if instance == "same" else new_tokenizer())
+    second = load(tmp_path, "ner", again)
+    for split in ("train", "validation"):
+        assert second.splits[split]["input_ids"] == first.splits[split]["input_ids"]
+        assert second.splits[split]["labels"] == first.splits[split]["labels"]
+
+
+# ---------------------------------------------------------------- collate
+
+
+def test_collate_tagging_pads_with_pad_id_and_minus_100(tmp_path, tokenizer):
+    train = load(tmp_path, "ner", tokenizer).splits["train"]
+    rows = [train[i] for i in range(4)]
+    lengths = [len(r["input_ids"]) for r in rows]
+    assert len(set(lengths)) > 1
+    pad = tokenizer.pad_token_id
+    batch = collate(rows, pad, "tagging")
+    width = max(lengths)
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (4, width)
+    assert batch["input_ids"].dtype == batch["labels"].dtype == torch.long
+    for i, r in enumerate(rows):
+        n = lengths[i]
+        assert batch["input_ids"][i, :n].tolist() == r["input_ids"]
+        assert batch["input_ids"][i, n:].tolist() == [pad] * (width - n)
+        assert batch["labels"][i, :n].tolist() == r["labels"]
+        assert batch["labels"][i, n:].tolist() == [-100] * (width - n)
+        assert batch["attention_mask"][i].tolist() == [1] * n + [0] * (width - n)
+        assert batch["token_type_ids"][i, :n].tolist() == r["token_type_ids"]
+        assert batch["token_type_ids"][i, n:].tolist() == [0] * (width - n)
+    # a pad id other than 0 is used as given
+    assert (collate(rows, 999, "tagging")["input_ids"] == 999).sum() == sum(width - n for n in lengths)
+
+
+def test_collate_classification_and_regression():
+    rows = [{"input_ids": [101, 7, 8, 102], "labels": 2}, {"input_ids": [101, 9, 102], "labels": 0}]
+    batch = collate(rows, 0, "classification")
+    assert batch["input_ids"].tolist() == [[101, 7, 8, 102], [101, 9, 102, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert batch["labels"].tolist() == [2, 0] and batch["labels"].dtype == torch.long
+    assert "token_type_ids" not in batch
+    reg = collate([{"input_ids": [1, 2], "labels": 0.25}, {"input_ids": [1], "labels": 0.75}], 5, "regression")
+    assert reg["labels"].dtype == torch.float and reg["labels"].tolist() == [0.25, 0.75]
+    assert reg["input_ids"].tolist() == [[1, 2], [1, 5]]

@@ -1,0 +1,58 @@
+"""`data.hub` goes through datasets.load_dataset; a local dataset folder stands in for a hub id offline."""
+
+import datasets
+import pytest
+import yaml
+
+from mtnlp.data import load_task
+from mtnlp.errors import UserError
+from mtnlp.recipe import load_recipe
+
+
+def write_parquet_dataset(folder):
+    sent = datasets.Dataset.from_dict(
+        {"sentence": ["a fine film", "dull and long", "great acting", "boring plot"], "label": [1, 0, 1, 0]},
+        features=datasets.Features({"sentence": datasets.Value("string"),
+                                    "label": datasets.ClassLabel(names=["negative", "positive"])}))
+    folder.mkdir()
+    sent.to_parquet(str(folder / "train.parquet"))
+    sent.select([0, 1]).to_parquet(str(folder / "validation.parquet"))
+    tags = datasets.Dataset.from_dict(
+        {"tokens": [["Ann", "lives", "in", "Rome"], ["Bob", "left"]], "ner_tags": [[1, 0, 0, 2], [1, 0]]},
+        features=datasets.Features({"tokens": datasets.List(datasets.Value("string")),
+                                    "ner_tags": datasets.List(datasets.ClassLabel(names=["O", "B-PER", "B-LOC"]))}))
+    (folder.parent / "tags").mkdir()
+    tags.to_parquet(str(folder.parent / "tags" / "train.parquet"))
+
+
+def test_hub_style_source_maps_class_labels_to_names(tmp_path, tiny_encoder):
+    from transformers import AutoTokenizer
+
+    write_parquet_dataset(tmp_path / "ds")
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"model": {"encoder": tiny_encoder}, "tasks": {
+        "sent": {"type": "classification", "data": {"hub": str(tmp_path / "ds"), "train": "train",
+                                                    "validation": "validation", "text_column": "sentence"}},
+        "ner": {"type": "tagging", "data": {"hub": str(tmp_path / "tags"), "train": "train",
+                                            "tag_column": "ner_tags"}}}}))
+    recipe = load_recipe(recipe_file)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    sent = load_task(recipe, "sent", recipe.tasks["sent"], tokenizer, 32)
+    assert sent.labels == ["negative", "positive"]
+    assert sent.splits["validation"]["labels"] == [1, 0]
+    ner = load_task(recipe, "ner", recipe.tasks["ner"], tokenizer, 32)
+    assert ner.labels == ["B-LOC", "B-PER", "O"]
+    assert ner.splits["train"]["tags"][0] == ["B-PER", "O", "O", "B-LOC"]
+
+
+def test_unreachable_hub_dataset_is_a_user_error(tmp_path, tiny_encoder, monkeypatch):
+    from transformers import AutoTokenizer
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+        "hub": "no-such-org/no-such-dataset", "train": "train"}}}}))
+    recipe = load_recipe(recipe_file)
+    with pytest.raises(UserError, match="data.hub: cannot load 'no-such-org/no-such-dataset'"):
+        load_task(recipe, "t", recipe.tasks["t"], AutoTokenizer.from_pretrained(tiny_encoder), 32)

@@ -1,0 +1,354 @@
+"""Readers on the real sample files, and the UserError (file:line) for each kind of bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, REPO, SHARED
+from mtnlp.errors import UserError
+from mtnlp.readers import read_examples
+from mtnlp.recipe import DataSpec
+
+SST_DEV = REPO / "recipes" / "data" / "sst2" / "dev.tsv"
+SST_TRAIN = REPO / "recipes" / "data" / "sst2" / "train.tsv"
+
+
+def read(path, task_type="classification", **spec):
+    return read_examples(Path(path), DataSpec(**spec), task_type)
+
+
+def write(tmp_path, name, content) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    return path
+
+
+def raises_at(path, line, *fragments, **read_kwargs) -> str:
+    """Read `path`, expect a UserError at `path:line` whose message contains all `fragments`."""
+    with pytest.raises(UserError) as info:
+        read(path, **read_kwargs)
+    message = str(info.value)
+    where = f"{path}:{line}:" if line is not None else str(path)
+    assert where in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def blocks(text: str) -> list[list[str]]:
+    """Blank-line separated blocks of non-blank lines (independent of the library's parser)."""
+    return [[line for line in b.split("\n") if line.strip()] for b in re.split(r"\n[ \t]*\n", text) if b.strip()]
+
+
+# ---------------------------------------------------------------- tsv / csv
+
+
+def test_tsv_sst2_dev():
+    rows = read(SST_DEV, text_column="sentence")
+    assert len(rows) == 872
+    assert rows[0] == {"text": "it 's a charming and often affecting journey .", "label": "1", "_line": 2}
+    assert rows[1]["text"] == "unflinchingly bleak and desperate" and rows[1]["label"] == "0"
+    assert rows[-1]["_line"] == 873
+    labels = [r["label"] for r in rows]
+    assert (labels.count("0"), labels.count("1")) == (428, 444)  # recipes/data/README.md
+    # text is read literally (apostrophes, backticks, PTB tokens), only the trailing space is stripped
+    raw = SST_DEV.read_text(encoding="utf-8").split("\n")[1:]
+    raw = [line.split("\t")[0] for line in raw if line]
+    assert [r["text"] for r in rows] == [t.strip() for t in raw]
+    assert sum("'" in r["text"] for r in rows) == sum("'" in t for t in raw) > 100
+
+
+def test_tsv_quote_characters_are_literal(tmp_path):
+    # a TSV field that starts with '"' must not open a quoted (multi-line, tab-swallowing) field
+    path = write(tmp_path, "quotes.tsv", 'text\tlabel\n"a quote that never closes\t1\n'
+                                         'he said "hi" \t0\n"""triple\t1\n')
+    rows = read(path)
+    assert [(r["text"], r["label"], r["_line"]) for r in rows] == [
+        ('"a quote that never closes', "1", 2), ('he said "hi"', "0", 3), ('"""triple', "1", 4)]
+
+
+def test_csv_trec_sample_crlf():
+    path = DATA / "trec_sample.csv"
+    rows = read(path, text_column="question")
+    assert len(rows) == 60
+    assert rows[0] == {"text": "How did serfdom develop in and then leave Russia ?", "label": "DESC", "_line": 2}
+    assert rows[-1]["_line"] == 61
+    assert {r["label"] for r in rows} <= {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}
+    assert not any("\r" in r["text"] or "\r" in r["label"] for r in rows)
+    # the same questions as the first 60 rows of the demo TREC train file
+    tsv = read(REPO / "recipes" / "data" / "trec" / "train.tsv")[:60]
+    assert [(r["text"], r["label"]) for r in rows] == [(r["text"], r["label"]) for r in tsv]
+
+
+def test_csv_regression_quoted_commas_and_float_labels():
+    path = DATA / "regression_sample.csv"
+    rows = read(path, "regression", label_column="score")
+    assert len(rows) == 40
+    assert all(type(r["label"]) is float and 0.0 <= r["label"] <= 1.0 for r in rows)
+    assert rows[1] == {"text": "The best pizza I have had in years, hands down.", "label": 0.95, "_line": 3}
+    must_see = [r for r in rows if "must-see" in r["text"]]
+    assert must_see == [{"text": 'A "must-see" for anyone who likes quiet dramas.', "label": 0.86, "_line": 8}]
+    with path.open(newline="", encoding="utf-8") as f:
+        expected = [(t.strip(), float(s)) for t, s in list(csv.reader(f))[1:]]
+    assert [(r["text"], r["label"]) for r in rows] == expected
+    assert sum("," in r["text"] for r in rows) >= 5
+
+
+# ---------------------------------------------------------------- json / jsonl
+
+
+def test_json_and_jsonl_give_the_same_examples():
+    a = read(DATA / "sst2_sample.json", text_column="sentence")
+    b = read(DATA / "sst2_sample.jsonl", text_column="sentence")
+    assert len(a) == len(b) == 60
+    assert [(r["text"], r["label"]) for r in a] == [(r["text"], r["label"]) for r in b]
+    assert b[0] == {"text": "are more deeply thought through than in most ` right-thinking ' films",
+                    "label": "1", "_line": 1}
+    assert [r["_line"] for r in b] == list(range(1, 61))
+    assert a[3]["_line"] == "item 3"
+    assert {r["label"] for r in a} == {"0", "1"}  # JSON ints become label strings, like the TSV
+    tsv = read(SST_TRAIN, text_column="sentence")[:60]
+    assert [(r["text"], r["label"]) for r in a] == [(r["text"], r["label"]) for r in tsv]
+
+
+def test_json_object_with_data_key(tmp_path):
+    path = write(tmp_path, "d.json", json.dumps({"data": [{"text": "x y", "label": "a"}, {"text": "z", "label": "b"}]}))
+    assert [(r["text"], r["label"]) for r in read(path)] == [("x y", "a"), ("z", "b")]
+
+
+def test_jsonl_keeps_unicode_line_separator_inside_strings(tmp_path):
+    # json.dumps(ensure_ascii=False) writes U+2028/U+2029/U+0085 raw inside strings; they are valid JSON and
+    # do not end a JSON-lines record (only \n does). Web-scraped text contains them.
+    records = [{"text": "first line\u2028second line", "label": "a"}, {"text": "next\x85record", "label": "b"},
+               {"text": "plain", "label": "a"}]
+    path = write(tmp_path, "u.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    rows = read(path)
+    assert [(r["text"], r["label"], r["_line"]) for r in rows] == [
+        ("first line\u2028second line", "a", 1), ("next\x85record", "b", 2), ("plain", "a", 3)]
+
+
+# ---------------------------------------------------------------- sentence pairs
+
+
+def test_sentence_pairs_tsv():
+    rows = read(DATA / "pairs_sample.tsv", text_column="premise", text_pair_column="hypothesis")
+    assert len(rows) == 30
+    assert rows[0] == {"text": "A man is riding a bicycle down a hill.", "text_pair": "A person is on a bike.",
+                       "label": "entailment", "_line": 2}
+    labels = [r["label"] for r in rows]
+    assert {label: labels.count(label) for label in set(labels)} == {
+        "entailment": 10, "neutral": 10, "contradiction": 10}
+    assert all(r["text_pair"] and r["text_pair"] != r["text"] for r in rows)
+    # without text_pair_column there is no text_pair
+    assert "text_pair" not in read(DATA / "pairs_sample.tsv", text_column="premise")[0]
+
+
+# ---------------------------------------------------------------- CoNLL
+
+
+def conll_sentences(path: Path) -> list[list[list[str]]]:
+    out = []
+    for block in blocks(path.read_text(encoding="utf-8")):
+        lines = [line.split() for line in block if not line.startswith("-DOCSTART-")]
+        if lines:
+            out.append(lines)
+    return out
+
+
+def test_conll_ner_sample():
+    path = DATA / "ner_sample.conll"
+    text = path.read_text(encoding="utf-8")
+    assert not text.endswith("\n")  # the last sentence must be flushed at EOF
+    expected = conll_sentences(path)
+    rows = read(path, "tagging")
+    assert len(rows) == len(expected) == 25
+    assert sum(len(r["tokens"]) for r in rows) == 272
+    assert all("-DOCSTART-" not in r["tokens"] for r in rows)
+    assert [r["tokens"] for r in rows] == [[f[0] for f in s] for s in expected]
+    assert [r["tags"] for r in rows] == [[f[3] for f in s] for s in expected]  # default: last column (NER)
+    assert rows[0]["tokens"][:3] == ["Northwind", "Shipping", "Company"]
+    assert rows[0]["tags"][:3] == ["B-ORG", "I-ORG", "I-ORG"] and rows[0]["_line"] == 3
+    assert rows[-1]["tokens"][-4:] == ["Halden", "last", "year", "."]  # the unterminated last sentence
+    assert {t for r in rows for t in r["tags"]} <= {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC",
+                                                     "B-MISC", "I-MISC"}
+
+
+def test_conll_columns_are_chosen():
+    path = DATA / "ner_sample.conll"
+    expected = conll_sentences(path)
+    pos = read(path, "tagging", tag_column=1)
+    assert [r["tags"] for r in pos] == [[f[1] for f in s] for s in expected]
+    assert pos[0]["tags"][:4] == ["NNP", "NNP", "NNP", "VBD"]
+    chunk = read(path, "tagging", tag_column=2, token_column=1)
+    assert [r["tokens"] for r in chunk] == [[f[1] for f in s] for s in expected]
+    assert chunk[0]["tags"][:4] == ["B-NP", "I-NP", "I-NP", "B-VP"]
+
+
+def conllu_words(path: Path, column: int) -> list[tuple[list[str], list[str]]]:
+    out = []
+    for block in blocks(path.read_text(encoding="utf-8")):
+        fields = [line.split("\t") for line in block if not line.startswith("#")]
+        words = [f for f in fields if re.fullmatch(r"\d+", f[0])]
+        if words:
+            out.append(([f[1] for f in words], [f[column] for f in words]))
+    return out
+
+
+def test_conllu_skips_multiword_ranges_and_empty_nodes():
+    path = DATA / "ud_sample.conllu"
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r"^\d+-\d+\t", text, re.M) and re.search(r"^\d+\.\d+\t", text, re.M)
+    expected = conllu_words(path, 3)
+    rows = read(path, "tagging")
+    assert len(rows) == len(expected) == 30
+    n_words = len(re.findall(r"^\d+\t", text, re.M))
+    assert sum(len(r["tokens"]) for r in rows) == n_words
+    assert [(r["tokens"], r["tags"]) for r in rows] == expected
+    tokens = [t for r in rows for t in r["tokens"]]
+    for contraction in ("Bush's", "don't", "can't"):  # multiword surface forms are not words
+        assert contraction not in tokens
+    assert "ca" in tokens and "n't" in tokens
+    ids = [int(line.split("\t")[0]) for line in text.splitlines() if re.match(r"\d+\t", line)]
+    assert len(ids) == n_words and rows[0]["_line"] == 1
+
+
+def test_conllu_upos_vs_xpos():
+    path = DATA / "ud_sample.conllu"
+    upos = read(path, "tagging")
+    xpos = read(path, "tagging", tag_column="xpos")
+    assert [r["tokens"] for r in upos] == [r["tokens"] for r in xpos]
+    assert [r["tags"] for r in xpos] == [t for _, t in conllu_words(path, 4)]
+    assert upos[0]["tags"][:3] == ["PRON", "VERB", "PRON"]
+    assert xpos[0]["tags"][:3] == ["PRP", "VBZ", "PRP"]
+    assert {t for r in upos for t in r["tags"]} <= {
+        "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
+        "SCONJ", "SYM", "VERB", "X"}
+    with pytest.raises(UserError, match="upos' or 'xpos'"):
+        read(path, "tagging", tag_column="deprel")
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_missing_column_tsv(tmp_path):
+    path = write(tmp_path, "m.tsv", "sentence\tlabel\nhello\t1\n")
+    raises_at(path, 2, "missing column 'text'", "sentence")
+
+
+def test_missing_column_jsonl(tmp_path):
+    path = write(tmp_path, "m.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": "c"}\n')
+    raises_at(path, 3, "missing column 'label'")
+
+
+def test_missing_column_json_array_names_item(tmp_path):
+    path = write(tmp_path, "m.json", json.dumps([{"text": "a", "label": 1}, {"txt": "b", "label": 0}]))
+    with pytest.raises(UserError, match=re.escape(f"{path}: item 1: missing column 'text'")):
+        read(path)
+
+
+def test_wrong_field_count_tsv(tmp_path):
+    path = write(tmp_path, "f.tsv", "text\tlabel\nok\t1\nalso ok\t0\ntoo\tmany\tfields\nok\t1\n")
+    raises_at(path, 4, "3 fields", "header has 2")
+
+
+def test_invalid_json_line_in_jsonl(tmp_path):
+    path = write(tmp_path, "bad.jsonl", '{"text": "a", "label": 1}\n\n{"text": "b", "label": 0}\n{"text": "c",\n')
+    raises_at(path, 4, "invalid JSON")
+
+
+def test_non_utf8_byte_then_latin1(tmp_path):
+    path = write(tmp_path, "l1.tsv", b"text\tlabel\nplain\t1\ncaf\xe9 au lait\t0\n")
+    message = raises_at(path, 3, "0xe9", "data.encoding", "latin-1")
+    assert "utf-8" in message
+    rows = read(path, encoding="latin-1")
+    assert [r["text"] for r in rows] == ["plain", "caf\u00e9 au lait"]
+
+
+def test_empty_text(tmp_path):
+    path = write(tmp_path, "e.tsv", "text\tlabel\nfine\t1\n   \t0\n")
+    raises_at(path, 3, "empty text", "'text'")
+
+
+def test_empty_label(tmp_path):
+    path = write(tmp_path, "e.csv", "text,label\nfine,1\nno label,\n")
+    raises_at(path, 3, "empty label")
+
+
+def test_conll_latin1_file_with_byte_0x85(tmp_path):
+    # A Windows-1252 file with '…' (0x85): the utf-8 error suggests latin-1, which decodes 0x85 to U+0085.
+    # That is not a line break in a CoNLL file: the line must stay one token line of 3 columns.
+    path = write(tmp_path, "cp.conll", b"Wait DT O\nwhat\x85 NN O\n. . O\n\nNext NN O\n")
+    raises_at(path, 2, "latin-1", task_type="tagging")
+    rows = read(path, "tagging", encoding="latin-1")
+    assert [len(r["tokens"]) for r in rows] == [3, 1]
+    assert rows[0]["tokens"][1].startswith("what") and rows[0]["tags"] == ["O", "O", "O"]
+    assert [r["_line"] for r in rows] == [1, 5]
+
+
+def test_conll_wrong_column_count(tmp_path):
+    path = write(tmp_path, "w.conll", "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+                                      "German JJ B-MISC\n")
+    raises_at(path, 6, "3 columns", "expected 4", task_type="tagging")
+
+
+def test_conll_column_index_out_of_range(tmp_path):
+    path = write(tmp_path, "w.conll", "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n")
+    raises_at(path, 1, "tag_column=7", task_type="tagging", tag_column=7)
+
+
+def test_conllu_line_with_nine_columns(tmp_path):
+    good = "1\tHello\thello\tINTJ\tUH\t_\t0\troot\t0:root\t_\n"
+    bad = "2\tworld\tworld\tNOUN\tNN\t_\t1\tvocative\t1:vocative\n"  # 9 columns (MISC missing)
+    path = write(tmp_path, "n.conllu", "# sent_id = 1\n# text = Hello world\n" + good + bad)
+    raises_at(path, 4, "9 tab-separated columns", "10", task_type="tagging")
+
+
+def test_conll_file_for_classification_task():
+    with pytest.raises(UserError, match="tagging data"):
+        read(DATA / "ner_sample.conll", "classification")
+
+
+def test_unknown_suffix(tmp_path):
+    path = write(tmp_path, "data.xlsx", "text\tlabel\na\t1\n")
+    raises_at(path, None, "unknown file format '.xlsx'", "data.format")
+    assert [r["text"] for r in read(path, format="tsv")] == ["a"]  # data.format overrides the suffix
+
+
+def test_missing_file(tmp_path):
+    raises_at(tmp_path / "nope.tsv", None, "file not found")
+
+
+def test_regression_label_not_a_number(tmp_path):
+    path = write(tmp_path, "r.csv", "text,score\ngood,0.9\nbad,0.1\nmeh,high\n")
+    raises_at(path, 4, "'high'", "not a number", task_type="regression", label_column="score")
+
+
+def test_regression_label_not_finite(tmp_path):
+    path = write(tmp_path, "r.csv", "text,score\ngood,0.9\nbad,nan\n")
+    raises_at(path, 3, "finite", task_type="regression", label_column="score")
+
+
+# ---------------------------------------------------------------- real full data (dev machines and CI)
+
+
+@pytest.mark.slow
+def test_real_conll2003_train_and_ud_ewt_dev():
+    if not SHARED.is_dir():
+        pytest.skip(f"real data sets not present ({SHARED} does not exist; only on dev machines and CI)")
+    ner = read(SHARED / "conll2003" / "train.txt", "tagging")
+    assert len(ner) == 14_041
+    assert sum(len(r["tokens"]) for r in ner) == 203_621
+    assert ner[0]["tokens"][:3] == ["EU", "rejects", "German"] and ner[0]["tags"][:3] == ["B-ORG", "O", "B-MISC"]
+    assert {t for r in ner for t in r["tags"]} == {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC",
+                                                    "B-MISC", "I-MISC"}
+    ud = read(SHARED / "ud_english_ewt" / "en_ewt-ud-dev.conllu", "tagging")
+    assert len(ud) == 2_001
+    assert sum(len(r["tokens"]) for r in ud) == 25_147

@@ -1,0 +1,304 @@
+"""Recipes: loading, dotted overrides, and the error (file, line, dotted key) for each kind of mistake."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, REPO
+from mtnlp.errors import UserError
+from mtnlp.recipe import CWD_PATH_KEYS, Recipe, TaskSpec, load_recipe, resolve_path, to_dict
+
+DEMO = REPO / "recipes" / "demo.yaml"
+
+# A small valid recipe; the comment gives each line's number (used by the error tests).
+BASE = textwrap.dedent(f"""\
+    name: t
+    tasks:
+      sentiment:
+        type: classification
+        data:
+          train: {DATA / "sst2_sample.jsonl"}
+          text_column: sentence
+        metrics: [accuracy]
+      ner:
+        type: tagging
+        data:
+          train: {DATA / "ner_sample.conll"}
+    sampling:
+      strategy: proportional
+      temperature: 2.0
+    training:
+      steps: 5
+      lr: 0.001
+    """)
+LINE = {"sentiment": 3, "metrics": 8, "ner": 9, "strategy": 14, "temperature": 15, "steps": 17, "lr": 18}
+
+
+def recipe_file(tmp_path, text=BASE, replace=None, name="r.yaml") -> Path:
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error(path, overrides=()) -> str:
+    with pytest.raises(UserError) as info:
+        load_recipe(path, list(overrides))
+    return str(info.value)
+
+
+def test_base_recipe_lines_are_as_documented(tmp_path):
+    lines = BASE.splitlines()
+    assert lines[LINE["sentiment"] - 1].strip() == "sentiment:"
+    assert lines[LINE["lr"] - 1].strip() == "lr: 0.001"
+    assert lines[LINE["steps"] - 1].strip() == "steps: 5"
+    recipe = load_recipe(recipe_file(tmp_path))
+    assert list(recipe.tasks) == ["sentiment", "ner"] and recipe.training.steps == 5
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+
+def test_load_demo():
+    recipe = load_recipe(DEMO)
+    assert isinstance(recipe, Recipe) and recipe.name == "demo" and recipe.source == str(DEMO)
+    assert list(recipe.tasks) == ["sentiment", "question", "pos"]
+    assert all(isinstance(t, TaskSpec) for t in recipe.tasks.values())
+    assert [t.type for t in recipe.tasks.values()] == ["classification", "classification", "tagging"]
+    assert recipe.tasks["sentiment"].data.text_column == "sentence"
+    assert recipe.tasks["question"].data.validation_from_train == 0.1
+    assert recipe.tasks["pos"].data.tag_column == "upos"
+    assert recipe.tasks["pos"].metrics == ["token_accuracy"]
+    assert recipe.training.lr == 1e-4 and isinstance(recipe.training.lr, float)
+    assert recipe.training.steps == 600 and recipe.training.mixed_precision == "bf16"
+    assert recipe.sampling.strategy == "temperature" and recipe.sampling.temperature == 2.0
+    assert recipe.training.weight_decay == 0.01  # a default for a key the recipe leaves out
+    assert recipe.model.max_length == 128
+    # relative data paths resolve under data_dir, itself relative to the recipe's folder
+    for task in recipe.tasks.values():
+        assert resolve_path(recipe, task.data.train).is_file()
+    assert resolve_path(recipe, "sst2/dev.tsv") == REPO / "recipes" / "data" / "sst2" / "dev.tsv"
+    assert "source" not in to_dict(recipe) and to_dict(recipe)["training"]["steps"] == 600
+
+
+def test_overrides():
+    recipe = load_recipe(DEMO, ["training.lr=3e-5", "training.steps=7", "sampling.strategy=uniform",
+                                "tasks.sentiment.loss_weight=2"])
+    assert recipe.training.lr == 3e-5 and type(recipe.training.lr) is float
+    assert recipe.training.steps == 7 and type(recipe.training.steps) is int
+    assert recipe.sampling.strategy == "uniform"
+    assert recipe.tasks["sentiment"].loss_weight == 2.0 and type(recipe.tasks["sentiment"].loss_weight) is float
+    assert recipe.tasks["question"].loss_weight == 1.0  # other tasks untouched
+    assert recipe.sampling.temperature == 2.0 and recipe.training.batch_size == 32
+
+
+def test_override_adds_missing_section_and_lists(tmp_path):
+    path = recipe_file(tmp_path)
+    recipe = load_recipe(path, ["model.max_length=64", "tasks.ner.metrics=[seqeval]", "training.report_to=tensorboard",
+                                "training.max_grad_norm=null"])
+    assert recipe.model.max_length == 64
+    assert recipe.tasks["ner"].metrics == ["seqeval"]
+    assert recipe.training.report_to == ["tensorboard"]
+    assert recipe.training.max_grad_norm is None
+
+
+@pytest.mark.parametrize("item", ["training.lr", "=3", "training.lr3e-5"])
+def test_malformed_override(item):
+    assert "key=value" in error(DEMO, [item])
+
+
+# ---------------------------------------------------------------- unknown keys and wrong types
+
+
+def test_unknown_key_names_dotted_key_and_line(tmp_path):
+    path = recipe_file(tmp_path, replace={"  lr: 0.001": "  lrr: 0.001"})
+    message = error(path)
+    assert f"{path}:{LINE['lr']}:" in message
+    assert "unknown key 'training.lrr'" in message and "lr" in message.split("known:")[1]
+
+
+def test_unknown_nested_key_in_task(tmp_path):
+    path = recipe_file(tmp_path, replace={"      text_column: sentence": "      text_colum: sentence"})
+    message = error(path)
+    assert f"{path}:7:" in message and "tasks.sentiment.data.text_colum" in message
+
+
+def test_unknown_top_level_key(tmp_path):
+    path = recipe_file(tmp_path, replace={"name: t": "nmae: t"})
+    assert f"{path}:1:" in error(path) and "unknown key 'nmae'" in error(path)
+
+
+def test_unknown_key_via_override():
+    message = error(DEMO, ["training.lrr=3e-5"])
+    assert "override training.lrr" in message and "unknown key 'training.lrr'" in message
+
+
+def test_wrong_type_names_key_and_line(tmp_path):
+    path = recipe_file(tmp_path, replace={"steps: 5": "steps: abc"})
+    message = error(path)
+    assert f"{path}:{LINE['steps']}:" in message and "training.steps" in message and "int" in message
+
+
+@pytest.mark.parametrize("item,key", [("training.steps=abc", "training.steps"), ("training.steps=2.5", "training.steps"),
+                                      ("training.cpu=yes please", "training.cpu"),
+                                      ("training.lr=fast", "training.lr"), ("training.steps=true", "training.steps")])
+def test_wrong_type_via_override(item, key):
+    message = error(DEMO, [item])
+    assert f"override {key}" in message and f"{key}:" in message and "expected" in message
+
+
+def test_missing_required_key(tmp_path):
+    path = recipe_file(tmp_path, replace={"    type: tagging\n": ""})
+    assert "missing required key 'tasks.ner.type'" in error(path)
+
+
+def test_invalid_yaml_has_line(tmp_path):
+    path = recipe_file(tmp_path, replace={"  steps: 5": "  steps: [5"})
+    message = error(path)
+    assert message.startswith(f"{path}:") and "invalid YAML" in message
+
+
+def test_duplicate_task_name(tmp_path):
+    duplicate = BASE.replace("  ner:\n", "  sentiment:\n", 1)
+    path = recipe_file(tmp_path, duplicate)
+    message = error(path)
+    assert f"{path}:{LINE['ner']}:" in message and "duplicate key 'sentiment'" in message
+
+
+def test_duplicate_training_key(tmp_path):
+    path = recipe_file(tmp_path, replace={"  lr: 0.001": "  lr: 0.001\n  steps: 9"})
+    message = error(path)
+    assert f"{path}:{LINE['lr'] + 1}:" in message and "duplicate key 'steps'" in message
+
+
+# ---------------------------------------------------------------- values out of range
+
+
+@pytest.mark.parametrize("item,key", [
+    ("training.lr=-1e-5", "training.lr"),
+    ("training.lr=0", "training.lr"),
+    ("training.steps=0", "training.steps"),
+    ("training.batch_size=-4", "training.batch_size"),
+    ("training.warmup=1.5", "training.warmup"),
+    ("training.eval_every=0", "training.eval_every"),
+    ("sampling.temperature=0", "sampling.temperature"),
+    ("sampling.temperature=-1", "sampling.temperature"),
+    ("tasks.sentiment.loss_weight=-1", "tasks.sentiment.loss_weight"),
+    ("tasks.sentiment.dropout=1", "tasks.sentiment.dropout"),
+    ("tasks.question.data.validation_from_train=1.5", "tasks.question.data.validation_from_train"),
+    ("model.max_length=4", "model.max_length"),
+])
+def test_out_of_range(item, key):
+    message = error(DEMO, [item])
+    assert str(DEMO) in message and f"{key}:" in message
+
+
+def test_negative_lr_in_file(tmp_path):
+    path = recipe_file(tmp_path, replace={"lr: 0.001": "lr: -0.001"})
+    message = error(path)
+    assert str(path) in message and "training.lr" in message and "> 0" in message
+
+
+@pytest.mark.parametrize("item,key", [("training.lr=.nan", "training.lr"), ("sampling.temperature=.nan",
+                                                                             "sampling.temperature")])
+def test_nan_is_out_of_range(item, key):
+    # NaN compares False with everything, so `value <= 0` lets it through; training would then run with NaN.
+    message = error(DEMO, [item])
+    assert f"{key}:" in message
+
+
+def test_empty_tasks(tmp_path):
+    assert "tasks: at least one task" in error(DEMO, ["tasks={}"])
+    path = recipe_file(tmp_path, "name: t\ntasks: {}\n")
+    assert "at least one task" in error(path)
+
+
+def test_unknown_sampler(tmp_path):
+    path = recipe_file(tmp_path, replace={"strategy: proportional": "strategy: annealing"})
+    message = error(path)
+    assert f"{path}:{LINE['strategy']}:" in message and "sampling.strategy" in message
+    assert "'annealing'" in message and "round_robin" in message
+    assert "sampling.strategy" in error(DEMO, ["sampling.strategy=random"])
+
+
+def test_unknown_task_type(tmp_path):
+    path = recipe_file(tmp_path, replace={"type: tagging": "type: ner"})
+    assert "tasks.ner.type" in error(path) and "'ner'" in error(path)
+
+
+def test_unknown_metric(tmp_path):
+    path = recipe_file(tmp_path, replace={"metrics: [accuracy]": "metrics: [accuracy, bleu]"})
+    message = error(path)
+    assert "tasks.sentiment.metrics" in message and "unknown metric 'bleu'" in message
+
+
+@pytest.mark.parametrize("task,metric,kind", [("sentiment", "seqeval", "classification"),
+                                              ("ner", "accuracy", "tagging"), ("ner", "pearsonr", "tagging")])
+def test_metric_not_for_task_type(tmp_path, task, metric, kind):
+    message = error(recipe_file(tmp_path), [f"tasks.{task}.metrics=[{metric}]"])
+    assert f"tasks.{task}.metrics" in message and f"'{metric}' does not apply to a {kind} task" in message
+
+
+def test_empty_metric_list(tmp_path):
+    assert "at least one metric" in error(recipe_file(tmp_path), ["tasks.ner.metrics=[]"])
+
+
+def test_validation_and_validation_from_train_exclusive():
+    message = error(DEMO, ["tasks.sentiment.data.validation_from_train=0.1"])
+    assert "tasks.sentiment.data.validation_from_train" in message and "either" in message
+
+
+def test_missing_train_split(tmp_path):
+    text = BASE.replace(f"      train: {DATA / 'ner_sample.conll'}\n", "      validation: x.conll\n")
+    assert "tasks.ner.data.train" in error(recipe_file(tmp_path, text))
+
+
+# ---------------------------------------------------------------- paths typed on the command line
+
+
+def test_data_dir_override_is_relative_to_cwd(tmp_path, monkeypatch):
+    assert "data_dir" in CWD_PATH_KEYS
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(DEMO, ["data_dir=mydata"])
+    assert Path(recipe.data_dir) == tmp_path / "mydata"
+    assert resolve_path(recipe, "sst2/train.tsv") == tmp_path / "mydata" / "sst2" / "train.tsv"
+    # the same key in the recipe file stays relative to the recipe's folder, whatever the cwd
+    plain = load_recipe(DEMO)
+    assert plain.data_dir == "data"
+    assert resolve_path(plain, "sst2/train.tsv").resolve() == REPO / "recipes" / "data" / "sst2" / "train.tsv"
+    # absolute data paths are used as they are
+    assert resolve_path(recipe, str(DATA / "trec_sample.csv")) == DATA / "trec_sample.csv"
+
+
+def test_other_cwd_path_overrides(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(DEMO, ["output_dir=out/run1", "training.resume_from=ckpt/step-10"])
+    assert Path(recipe.output_dir) == tmp_path / "out" / "run1"
+    assert Path(recipe.training.resume_from) == tmp_path / "ckpt" / "step-10"
+    assert load_recipe(DEMO, ["training.resume_from=latest"]).training.resume_from == "latest"
+    # a path key outside CWD_PATH_KEYS is taken literally
+    assert load_recipe(DEMO, ["tasks.sentiment.data.train=x/y.tsv"]).tasks["sentiment"].data.train == "x/y.tsv"
+
+
+def test_missing_recipe_file(tmp_path):
+    message = error(tmp_path / "nope.yaml")
+    assert str(tmp_path / "nope.yaml") in message and "not found" in message
+
+
+def test_recipe_not_a_mapping(tmp_path):
+    assert "YAML mapping" in error(recipe_file(tmp_path, "- a\n- b\n"))
+
+
+def test_unknown_key_line_in_demo_recipe(tmp_path):
+    # an unknown key inside the demo recipe: the reported line is where that key is written
+    text = DEMO.read_text(encoding="utf-8").replace("  eval_every: 200", "  eval_evry: 200")
+    path = recipe_file(tmp_path, text, name="demo.yaml")
+    expected = next(i for i, line in enumerate(text.splitlines(), 1) if "eval_evry" in line)
+    message = error(path)
+    assert re.search(rf"{re.escape(str(path))}:{expected}: unknown key 'training.eval_evry'", message), message

@@ -1,0 +1,216 @@
+"""TaskSampler (which task trains at each step) and TaskBatches (which examples form each batch)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.stats import chisquare
+
+from mtnlp.sampling import TaskBatches, TaskSampler
+
+SIZES = {"big": 6000, "mid": 1500, "small": 250, "tiny": 40}
+N = np.array(list(SIZES.values()), dtype=float)
+DRAWS = 20_000
+
+
+def counts(sequence, names=tuple(SIZES)) -> np.ndarray:
+    sequence = list(sequence)
+    return np.array([sum(1 for t in sequence if t == n) for n in names], dtype=float)
+
+
+# ---------------------------------------------------------------- TaskSampler: probabilities
+
+
+def test_probability_formulas():
+    assert TaskSampler(SIZES, "proportional").probabilities() == pytest.approx(N / N.sum())
+    assert TaskSampler(SIZES, "uniform").probabilities() == pytest.approx(np.full(4, 0.25))
+    for t in (1.0, 2.0, 3.0, 5.0):
+        weights = N ** (1 / t)
+        assert TaskSampler(SIZES, "temperature", temperature=t).probabilities() == pytest.approx(weights / weights.sum())
+    # T=1 is proportional; a larger T flattens towards uniform
+    assert TaskSampler(SIZES, "temperature", temperature=1.0).probabilities() == pytest.approx(N / N.sum())
+    p2 = TaskSampler(SIZES, "temperature", temperature=2.0).probabilities()
+    p5 = TaskSampler(SIZES, "temperature", temperature=5.0).probabilities()
+    assert p5[-1] > p2[-1] > (N / N.sum())[-1]
+
+
+def test_annealed_probabilities_go_from_alpha_1_to_0_2():
+    total = 1001
+    s = TaskSampler(SIZES, "annealed", total_draws=total)
+
+    def expected(alpha):
+        return N**alpha / (N**alpha).sum()
+
+    assert s.probabilities(0) == pytest.approx(expected(1.0))  # proportional at the start
+    assert s.probabilities(500) == pytest.approx(expected(0.6))  # halfway
+    assert s.probabilities(total - 1) == pytest.approx(expected(0.2))  # the last draw
+    assert s.probabilities(5 * total) == pytest.approx(expected(0.2))  # and stays there
+    for draw in (1, 123, 777):
+        assert s.probabilities(draw) == pytest.approx(expected(1 - 0.8 * draw / (total - 1)))
+    smallest = [s.probabilities(d)[-1] for d in range(0, total, 100)]
+    assert smallest == sorted(smallest) and smallest[0] < smallest[-1]
+    # probabilities() without an argument follows the draw counter
+    for _ in range(500):
+        next(s)
+    assert s.probabilities() == pytest.approx(expected(0.6))
+
+
+@pytest.mark.parametrize("strategy", ["proportional", "uniform", "temperature"])
+def test_empirical_frequencies_match_probabilities(strategy):
+    s = TaskSampler(SIZES, strategy, seed=3, temperature=2.0)
+    p = s.probabilities()
+    observed = counts(itertools.islice(s, DRAWS))
+    assert observed.sum() == DRAWS
+    assert chisquare(observed, p * DRAWS).pvalue > 0.001
+    # and the test has power: the observed frequencies do not fit a different strategy
+    other = TaskSampler(SIZES, "uniform" if strategy != "uniform" else "proportional").probabilities()
+    assert chisquare(observed, other * DRAWS).pvalue < 1e-12
+
+
+def test_empirical_frequencies_annealed():
+    s = TaskSampler(SIZES, "annealed", seed=5, total_draws=DRAWS)
+    expected = sum(s.probabilities(d) for d in range(DRAWS))
+    observed = counts(itertools.islice(s, DRAWS))
+    assert chisquare(observed, expected * DRAWS / expected.sum()).pvalue > 0.001
+    # early draws are closer to proportional than late ones
+    s2 = TaskSampler(SIZES, "annealed", seed=5, total_draws=DRAWS)
+    seq = list(itertools.islice(s2, DRAWS))
+    assert seq[: DRAWS // 4].count("big") > seq[-DRAWS // 4:].count("big") * 1.3
+
+
+def test_round_robin_cycles_exactly():
+    s = TaskSampler(SIZES, "round_robin", seed=9)
+    seq = list(itertools.islice(s, 4 * 25 + 2))
+    assert seq == (list(SIZES) * 26)[:102]
+    assert s.probabilities() == pytest.approx(np.full(4, 0.25))
+
+
+# ---------------------------------------------------------------- TaskSampler: determinism and resume
+
+
+@pytest.mark.parametrize("strategy", ["proportional", "uniform", "temperature", "annealed"])
+def test_same_seed_same_sequence_different_seed_different(strategy):
+    def run(seed):
+        return list(itertools.islice(TaskSampler(SIZES, strategy, seed=seed, total_draws=500), 500))
+
+    assert run(11) == run(11)
+    assert run(11) != run(12)
+
+
+@pytest.mark.parametrize("strategy", ["proportional", "temperature", "annealed", "round_robin"])
+def test_sampler_state_dict_resume(strategy):
+    full = TaskSampler(SIZES, strategy, seed=7, total_draws=400)
+    reference = list(itertools.islice(full, 400))
+
+    first = TaskSampler(SIZES, strategy, seed=7, total_draws=400)
+    head = list(itertools.islice(first, 137))
+    state = first.state_dict()
+    assert state == {"draw": 137}
+
+    resumed = TaskSampler(SIZES, strategy, seed=7, total_draws=400)
+    resumed.load_state_dict(state)
+    assert head + list(itertools.islice(resumed, 263)) == reference
+
+
+def test_unknown_strategy():
+    with pytest.raises(ValueError):
+        TaskSampler(SIZES, "nope").probabilities()
+
+
+# ---------------------------------------------------------------- TaskBatches
+
+
+def lengths(n=1003, seed=0) -> list[int]:
+    return np.random.default_rng(seed).integers(5, 120, size=n).tolist()
+
+
+def epoch(tb: TaskBatches) -> list[list[int]]:
+    """The rest of the current epoch of `tb` (which must be at an epoch start)."""
+    start, out = tb.epoch, []
+    while True:
+        batch = next(tb)
+        if tb.epoch != start:
+            return out, batch
+        out.append(batch)
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_every_index_once_per_epoch(group):
+    lens = lengths()
+    tb = TaskBatches(lens, batch_size=16, seed=1, group_by_length=group)
+    e0, first_of_e1 = epoch(tb)
+    flat = [i for b in e0 for i in b]
+    assert sorted(flat) == list(range(len(lens)))
+    assert len(e0) == -(-len(lens) // 16)
+    assert sum(len(b) < 16 for b in e0) == 1  # one short batch: 1003 = 62*16 + 11
+    e1, _ = epoch(tb)
+    e1 = [first_of_e1] + e1
+    assert sorted(i for b in e1 for i in b) == list(range(len(lens)))
+    assert e0 != e1  # a new order each epoch
+    assert [i for b in e0 for i in b] != [i for b in e1 for i in b]
+
+
+def test_same_seed_same_batches():
+    lens = lengths()
+    a = list(itertools.islice(TaskBatches(lens, 16, seed=4, group_by_length=True), 150))
+    b = list(itertools.islice(TaskBatches(lens, 16, seed=4, group_by_length=True), 150))
+    c = list(itertools.islice(TaskBatches(lens, 16, seed=5, group_by_length=True), 150))
+    assert a == b and a != c
+
+
+def padding(batches, lens) -> int:
+    return sum(max(lens[i] for i in b) * len(b) - sum(lens[i] for i in b) for b in batches)
+
+
+def test_group_by_length_reduces_padding():
+    lens = lengths()
+    plain, _ = epoch(TaskBatches(lens, 16, seed=2, group_by_length=False))
+    grouped, _ = epoch(TaskBatches(lens, 16, seed=2, group_by_length=True))
+    assert sorted(i for b in grouped for i in b) == list(range(len(lens)))
+    assert padding(grouped, lens) * 10 < padding(plain, lens)
+    # grouped batches are not simply in length order: the batch order is shuffled
+    maxima = [max(lens[i] for i in b) for b in grouped]
+    assert maxima != sorted(maxima) and maxima != sorted(maxima, reverse=True)
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_two_ranks_get_disjoint_batches_of_equal_count(group):
+    lens = lengths()
+    ranks = [TaskBatches(lens, 16, seed=3, group_by_length=group, rank=r, world_size=2) for r in (0, 1)]
+    epochs = [epoch(tb)[0] for tb in ranks]
+    assert len(epochs[0]) == len(epochs[1]) > 0
+    seen = [{i for b in e for i in b} for e in epochs]
+    assert not seen[0] & seen[1]
+    # together they cover the epoch, less at most the one batch dropped to keep the counts equal
+    single, _ = epoch(TaskBatches(lens, 16, seed=3, group_by_length=group))
+    assert len(epochs[0]) + len(epochs[1]) == len(single) - len(single) % 2
+    assert len(seen[0] | seen[1]) >= len(lens) - 16
+    # each rank takes every second batch of the single-process order
+    assert epochs[0] == single[0: 2 * len(epochs[0]): 2] and epochs[1] == single[1: 2 * len(epochs[1]): 2]
+    # a following epoch keeps the equal count
+    assert len(epoch(ranks[0])[0]) == len(epoch(ranks[1])[0])
+
+
+@pytest.mark.parametrize("group", [False, True])
+@pytest.mark.parametrize("stop", [5, 62, 63, 64, 150])  # mid-epoch, at the epoch boundary, into epoch 2/3
+def test_batches_state_dict_resume(group, stop):
+    lens = lengths()
+    reference = list(itertools.islice(TaskBatches(lens, 16, seed=8, group_by_length=group), stop + 40))
+    tb = TaskBatches(lens, 16, seed=8, group_by_length=group)
+    head = list(itertools.islice(tb, stop))
+    resumed = TaskBatches(lens, 16, seed=8, group_by_length=group)
+    resumed.load_state_dict(tb.state_dict())
+    assert head + list(itertools.islice(resumed, 40)) == reference
+
+
+def test_batches_resume_two_ranks():
+    lens = lengths()
+    for rank in (0, 1):
+        reference = list(itertools.islice(TaskBatches(lens, 8, 6, True, rank, 2), 100))
+        tb = TaskBatches(lens, 8, 6, True, rank, 2)
+        head = list(itertools.islice(tb, 70))
+        resumed = TaskBatches(lens, 8, 6, True, rank, 2)
+        resumed.load_state_dict(tb.state_dict())
+        assert head + list(itertools.islice(resumed, 30)) == reference
