@@ -87,7 +87,12 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
 
 def tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    state = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is None:
+        state = json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    else:  # every call rewrites the truncation/padding settings: leave them out of the key
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None), spec.pop("padding", None)
+        state = json.dumps(spec, sort_keys=True)
     return hashlib.sha256(state.encode()).hexdigest()[:16]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from .errors import UserError
@@ -49,6 +50,11 @@ def read_text(path: Path, encoding: str) -> str:
         raise UserError(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not valid {encoding}; "
                         "set data.encoding (e.g. latin-1) to the file's encoding") from None
     return text.removeprefix("\ufeff")
+
+
+def split_lines(text: str) -> list[str]:
+    """Split on line ends only (str.splitlines also splits on U+2028, U+0085, form feed, ...)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
@@ -95,7 +101,7 @@ def read_delimited(path: Path, text: str, delimiter: str):
 def read_label_text(path: Path, text: str, spec: DataSpec):
     """Lines of "LABEL text" (the first whitespace-separated field is the label)."""
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(split_lines(text), 1):
         if not line.strip():
             continue
         label, _, rest = line.strip().partition(" ")
@@ -106,7 +112,7 @@ def read_label_text(path: Path, text: str, spec: DataSpec):
 def read_json(path: Path, text: str, lines: bool):
     if lines:
         rows = []
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(split_lines(text), 1):
             if not line.strip():
                 continue
             try:
@@ -179,8 +185,8 @@ def _text(path, line, name, value) -> str:
 def _sentences(text: str):
     """Yield (first line number, [(line number, line), ...]) per blank-line separated block."""
     block, start = [], None
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
+    for number, line in enumerate(split_lines(text), 1):
+        if line.strip(" \t"):
             if not block:
                 start = number
             block.append((number, line))
@@ -200,7 +206,7 @@ def read_conll(path: Path, text: str, spec: DataSpec) -> list[dict]:
     for start, block in _sentences(text):
         tokens, tags = [], []
         for number, line in block:
-            fields = line.split()
+            fields = re.split(r"[ \t]+", line.strip(" \t"))  # not str.split(): tokens may hold a no-break space
             if fields[0] == "-DOCSTART-":
                 continue
             if width is None:

@@ -7,6 +7,7 @@ names the recipe file, its line and the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class Recipe:
     sampling: SamplingSpec = field(default_factory=SamplingSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     source: str = field(default="<recipe>", metadata={"internal": True})  # the file it came from
+    key_lines: dict = field(default_factory=dict, repr=False, metadata={"internal": True})  # dotted key -> line
 
 
 # ---------------------------------------------------------------- loading
@@ -158,11 +160,20 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         apply_override(raw, item)
     recipe = _convert(raw, Recipe, "", str(path), None)
     recipe.source = str(path)
+    recipe.key_lines = dict(_key_lines(raw))
     check(recipe)
     return recipe
 
 
+OVERRIDE = "command-line override"  # stands in for a line number
 CWD_PATH_KEYS = {"data_dir", "output_dir", "training.resume_from"}
+
+
+def _key_lines(node, prefix=""):
+    for key, line in getattr(node, "lines", {}).items():
+        dotted = f"{prefix}{key}"
+        yield dotted, line
+        yield from _key_lines(node[key], dotted + ".")
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -184,11 +195,11 @@ def apply_override(raw: dict, item: str) -> None:
         parsed = str(Path(parsed).expanduser().absolute())  # paths typed on the command line are cwd-relative
     node[parts[-1]] = parsed
     if isinstance(node, _Mapping):
-        node.lines[parts[-1]] = f"override {key}"
+        node.lines[parts[-1]] = OVERRIDE
 
 
 def _convert(value: Any, tp: Any, key: str, src: str, line: Any) -> Any:
-    where = f"{src}:{line}: {key}" if isinstance(line, int) else f"{src}: {key}" if line is None else f"{line}"
+    where = f"{_at(src, line)}: {key}" if key else _at(src, line)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
@@ -205,7 +216,7 @@ def _convert(value: Any, tp: Any, key: str, src: str, line: Any) -> Any:
         raise errors[0]
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise UserError(f"{where or src}: expected a mapping of keys, got {value!r}")
+            raise UserError(f"{where}: expected a mapping of keys, got {value!r}")
         lines = getattr(value, "lines", {})
         fields = {f.name: f for f in dataclasses.fields(tp) if not f.metadata.get("internal")}
         kwargs = {}
@@ -237,13 +248,15 @@ def _convert(value: Any, tp: Any, key: str, src: str, line: Any) -> Any:
         _, val_tp = typing.get_args(tp)
         lines = getattr(value, "lines", {})
         return {str(k): _convert(v, val_tp, f"{key}.{k}", src, lines.get(k, line)) for k, v in value.items()}
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # PyYAML reads 3e-5 (no dot) as a string
-        try:
-            return float(value)
+    if tp is float and not isinstance(value, bool):
+        try:  # PyYAML reads 3e-5 (no dot) as a string
+            number = float(value) if isinstance(value, (int, float, str)) else None
         except ValueError:
-            pass
+            number = None
+        if number is not None:
+            if not math.isfinite(number):
+                raise UserError(f"{_at(src, line)}: {key}: must be a finite number, got {value!r}")
+            return number
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise UserError(f"{_at(src, line)}: {key}: expected {tp.__name__}, got {value!r}")
@@ -252,17 +265,15 @@ def _convert(value: Any, tp: Any, key: str, src: str, line: Any) -> Any:
 def _at(src: str, line: Any) -> str:
     if isinstance(line, int):
         return f"{src}:{line}"
-    if isinstance(line, str):  # an override
-        return line
+    if line == OVERRIDE:
+        return f"{src} ({OVERRIDE})"
     return src
 
 
 def check(recipe: Recipe) -> None:
     """Range and consistency checks the types alone cannot express."""
-    src = recipe.source
-
     def fail(key, msg):
-        raise UserError(f"{src}: {key}: {msg}")
+        raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}")
 
     if not recipe.tasks:
         fail("tasks", "at least one task is required")
@@ -297,6 +308,8 @@ def check(recipe: Recipe) -> None:
         value = getattr(t, key)
         if value is not None and value <= 0:
             fail(f"training.{key}", f"must be > 0, got {value}")
+    if t.max_grad_norm is not None and t.max_grad_norm <= 0:
+        fail("training.max_grad_norm", f"must be > 0 (or null for no clipping), got {t.max_grad_norm}")
     if not 0 <= t.warmup < 1:
         fail("training.warmup", f"must be a fraction in [0, 1), got {t.warmup}")
     if t.weight_decay < 0:
@@ -332,5 +345,5 @@ def resolve_path(recipe: Recipe, path: str) -> Path:
 def to_dict(recipe: Recipe) -> dict:
     """The resolved recipe as plain data (written to the run directory)."""
     out = dataclasses.asdict(recipe)
-    out.pop("source")
+    out.pop("source"), out.pop("key_lines")
     return out

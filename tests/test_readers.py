@@ -151,6 +151,20 @@ def test_sentence_pairs_tsv():
     assert "text_pair" not in read(DATA / "pairs_sample.tsv", text_column="premise")[0]
 
 
+# ---------------------------------------------------------------- label_text (TREC layout)
+
+
+def test_label_text_with_label_sep(tmp_path):
+    path = write(tmp_path, "q.label", "DESC:manner How did serfdom develop in and then leave Russia ?\n\n"
+                                      "ENTY:cremat What films featured the character Popeye Doyle ?\n")
+    rows = read(path, label_sep=":")
+    assert rows == [{"text": "How did serfdom develop in and then leave Russia ?", "label": "DESC", "_line": 1},
+                    {"text": "What films featured the character Popeye Doyle ?", "label": "ENTY", "_line": 3}]
+    assert [r["label"] for r in read(path)] == ["DESC:manner", "ENTY:cremat"]  # fine labels without label_sep
+    bad = write(tmp_path, "bad.label", "DESC:manner How ?\nHUM:ind\n")
+    raises_at(bad, 2, "empty text")
+
+
 # ---------------------------------------------------------------- CoNLL
 
 

@@ -136,7 +136,7 @@ def test_unknown_top_level_key(tmp_path):
 
 def test_unknown_key_via_override():
     message = error(DEMO, ["training.lrr=3e-5"])
-    assert "override training.lrr" in message and "unknown key 'training.lrr'" in message
+    assert "(command-line override)" in message and "unknown key 'training.lrr'" in message
 
 
 def test_wrong_type_names_key_and_line(tmp_path):
@@ -150,7 +150,7 @@ def test_wrong_type_names_key_and_line(tmp_path):
                                       ("training.lr=fast", "training.lr"), ("training.steps=true", "training.steps")])
 def test_wrong_type_via_override(item, key):
     message = error(DEMO, [item])
-    assert f"override {key}" in message and f"{key}:" in message and "expected" in message
+    assert "(command-line override)" in message and f"{key}:" in message and "expected" in message
 
 
 def test_missing_required_key(tmp_path):
@@ -205,10 +205,12 @@ def test_negative_lr_in_file(tmp_path):
     assert str(path) in message and "training.lr" in message and "> 0" in message
 
 
-@pytest.mark.parametrize("item,key", [("training.lr=.nan", "training.lr"), ("sampling.temperature=.nan",
-                                                                             "sampling.temperature")])
+@pytest.mark.parametrize("item,key", [("training.lr=.nan", "training.lr"),
+                                      ("sampling.temperature=.nan", "sampling.temperature"),
+                                      ("training.weight_decay=.nan", "training.weight_decay"),
+                                      ("tasks.sentiment.loss_weight=.nan", "tasks.sentiment.loss_weight")])
 def test_nan_is_out_of_range(item, key):
-    # NaN compares False with everything, so `value <= 0` lets it through; training would then run with NaN.
+    # NaN compares False with everything, so `value <= 0` / `value < 0` let it through; training then runs on NaN.
     message = error(DEMO, [item])
     assert f"{key}:" in message
 
