@@ -30,14 +30,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
     p.add_argument("--output", help="JSON file for the metrics (default: MODEL/eval-SPLIT.json)")
 
+    p = commands.add_parser("predict", help="every head's predictions for texts, as JSON lines")
+    p.add_argument("model", help="model directory or hub id")
+    p.add_argument("texts", nargs="*", metavar="TEXT")
+    p.add_argument("--tasks", help="comma-separated task names (default: all heads)")
+    p.add_argument("--input", help="JSON lines file with {\"text\": ...} per line (or a JSON string), - for stdin")
+    p.add_argument("--output", help="write JSON lines here instead of stdout")
+    p.add_argument("--all-scores", action="store_true", help="include every label's probability")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast on CPUs with AMX, and GPUs)")
+    p.add_argument("--revision", help="hub branch, tag or commit")
+
+    p = commands.add_parser("push", help="upload a model folder to a Hugging Face hub (one commit)")
+    p.add_argument("model", help="model directory, e.g. runs/demo/model")
+    p.add_argument("repo_id", help="e.g. my-org/my-model")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", help="branch to push to (created if missing)")
+    p.add_argument("--token", help="hub token (default: HF_TOKEN or the saved login)")
+
+    p = commands.add_parser("export", help="write one head as a plain transformers model")
+    p.add_argument("model", help="model directory or hub id")
+    p.add_argument("--task", required=True, help="the head to export")
+    p.add_argument("out", help="output folder")
+
     args = parser.parse_args(argv)
     from .errors import UserError
 
     try:
         quiet_libraries()
-        if args.command == "train":
-            return cmd_train(args)
-        return cmd_evaluate(args)
+        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,
+                    "export": cmd_export}
+        return commands[args.command](args)
     except UserError as e:
         if args.debug:
             raise
@@ -111,6 +134,81 @@ def cmd_evaluate(args) -> int:
         output = Path(f"eval-{args.split}.json")
     output.write_text(json.dumps({"tasks": {n: {args.split: v} for n, v in results.items()}}, indent=2))
     print(f"wrote {output}")
+    return 0
+
+
+def load_pipeline(model: str, **kwargs):
+    from .errors import UserError
+    from .pipeline import MultiTaskPipeline
+
+    if not Path(model).expanduser().exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
+        raise UserError(f"{model}: model folder not found")
+    try:
+        return MultiTaskPipeline.from_pretrained(model, **kwargs)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{model}: not an mtnlp model folder or hub repository ({str(e).splitlines()[0]})") from None
+
+
+def read_inputs(path: str) -> list[str]:
+    from .errors import UserError
+
+    try:
+        lines = sys.stdin.read().split("\n") if path == "-" else Path(path).read_text(encoding="utf-8").split("\n")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read: {e}") from None
+    texts = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{number}: invalid JSON: {e.msg}") from None
+        if isinstance(item, dict):
+            item = item.get("text")
+        if not isinstance(item, str):
+            raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string")
+        texts.append(item)
+    return texts
+
+
+def cmd_predict(args) -> int:
+    from .errors import UserError
+
+    texts = list(args.texts) + (read_inputs(args.input) if args.input else [])
+    if not texts:
+        raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
+    kwargs = {"revision": args.revision} if args.revision else {}
+    pipe = load_pipeline(args.model, bf16=args.bf16, batch_size=args.batch_size, **kwargs)
+    tasks = args.tasks.split(",") if args.tasks else None
+    unknown = [t for t in tasks or [] if t not in pipe.tasks]
+    if unknown:
+        raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
+    results = pipe(texts, tasks=tasks, return_all_scores=args.all_scores)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    with contextlib.ExitStack() as stack:
+        if args.output:
+            stack.enter_context(out)
+        for text, result in zip(texts, results):
+            out.write(json.dumps({"text": text, "predictions": result}, ensure_ascii=False) + "\n")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from .hub import push
+
+    url = push(args.model, args.repo_id, private=args.private, revision=args.revision, token=args.token)
+    print(url)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_to_folder
+
+    out = export_to_folder(args.model, args.task, args.out)
+    print(f"wrote {out}")
     return 0
 
 

@@ -171,6 +171,11 @@ def to_example(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> d
         example["label"] = str(label).strip()
         if spec.label_sep:
             example["label"] = example["label"].split(spec.label_sep)[0]
+        if spec.label_names:
+            if example["label"] not in spec.label_names:
+                raise UserError(f"{_at(path, line)}: label {example['label']!r} is not in data.label_names "
+                                f"({', '.join(spec.label_names)})")
+            example["label"] = spec.label_names[example["label"]]
     return example
 
 

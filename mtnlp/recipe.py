@@ -49,6 +49,7 @@ class DataSpec:
     token_column: int | str | None = None  # tagging: conll column index (default 0) / json key ("tokens")
     tag_column: int | str | None = None  # tagging: conll index (default -1), conllu "upos"|"xpos", json key
     encoding: str = "utf-8"
+    label_names: dict[str, str] | None = None  # rename raw labels, e.g. {0: negative, 1: positive}
     label_sep: str | None = None  # keep each label only up to this separator, e.g. ":" for TREC-6 "DESC:manner"
 
 
@@ -105,6 +106,9 @@ class Recipe:
     model: ModelSpec = field(default_factory=ModelSpec)
     sampling: SamplingSpec = field(default_factory=SamplingSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
+    push_to_hub: bool = False  # push the best model after training (token: HF_TOKEN or `hf auth login`)
+    hub_repo_id: str | None = None  # e.g. "my-org/my-model"; required with push_to_hub
+    hub_private: bool = False
     source: str = field(default="<recipe>", metadata={"internal": True})  # the file it came from
     key_lines: dict = field(default_factory=dict, repr=False, metadata={"internal": True})  # dotted key -> line
 
@@ -297,6 +301,8 @@ def check(recipe: Recipe) -> None:
             fail(f"tasks.{name}.loss_weight", "must be >= 0")
         if not 0 <= task.dropout < 1:
             fail(f"tasks.{name}.dropout", "must be in [0, 1)")
+    if recipe.push_to_hub and not recipe.hub_repo_id:
+        fail("hub_repo_id", "push_to_hub needs hub_repo_id (e.g. my-org/my-model)")
     t = recipe.training
     positive = {"steps": t.steps, "batch_size": t.batch_size, "eval_batch_size": t.eval_batch_size,
                 "grad_accum": t.grad_accum, "log_every": t.log_every, "keep_checkpoints": t.keep_checkpoints,

@@ -18,7 +18,7 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from . import report
+from . import hub, report
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .data import TaskData, collate, load_task
 from .encoders import resolve_encoder
@@ -162,6 +162,11 @@ def train(recipe: Recipe) -> TrainResult:
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
     best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
     final = report.final_metrics(recipe, run_dir, best, tokenizer, tasks, metrics, state, accelerator)
+    if accelerator.is_main_process:
+        datasets = sorted({spec.data.hub for spec in recipe.tasks.values() if spec.data.hub})
+        hub.write_card(run_dir / "model", run_dir, datasets)
+        if recipe.push_to_hub:
+            accelerator.print(f"pushed to {hub.push(run_dir / 'model', recipe.hub_repo_id, recipe.hub_private)}")
     if t.report_to:
         accelerator.end_training()
     return TrainResult(run_dir, best, unwrapped, final, accelerator)

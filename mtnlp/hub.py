@@ -1,0 +1,100 @@
+"""Sharing on a Hugging Face hub: a generated model card and a one-commit push of a model folder.
+
+huggingface_hub does the talking (HF_ENDPOINT and HF_TOKEN are respected). A push uploads the
+folder as it is (safetensors weights, config with the task registry, tokenizer, README.md model
+card, curves.png) in ONE commit; unchanged files are skipped, so pushing twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+from .errors import UserError
+
+PIPELINE_TAGS = {"classification": "text-classification", "regression": "text-classification",
+                 "tagging": "token-classification"}
+
+
+def model_card(config, metrics: dict | None = None, datasets: list[str] | None = None) -> str:
+    """README.md text: YAML metadata and a per-task table of labels and metrics."""
+    extra = getattr(config, "mtnlp", None) or {}
+    types = [spec["type"] for spec in config.tasks.values()]
+    data = ModelCardData(
+        library_name="mtnlp",
+        base_model=extra.get("base_model"),
+        datasets=datasets or None,
+        pipeline_tag=PIPELINE_TAGS[types[0]],
+        tags=["mtnlp", "multi-task"] + sorted({PIPELINE_TAGS[t] for t in types}),
+    )
+    lines = [
+        "---", data.to_yaml(), "---", "",
+        f"# Multi-task model: {', '.join(config.tasks)}", "",
+        f"One shared {config.encoder.model_type} encoder"
+        + (f" (from `{extra['base_model']}`)" if extra.get("base_model") else "")
+        + f" with {len(config.tasks)} task heads, trained with [mtnlp](https://pypi.org/project/mtnlp/).", "",
+        "| task | type | labels | validation | test |", "|---|---|---|---|---|",
+    ]
+    for name, spec in config.tasks.items():
+        scores = (metrics or {}).get("tasks", {}).get(name, {})
+        labels = ", ".join(spec["labels"]) if spec["labels"] else "(score)"
+        if len(labels) > 120:
+            labels = labels[:117] + "..."
+        cells = [", ".join(f"{k} {v:.4f}" for k, v in scores.get(split, {}).items()) or "—"
+                 for split in ("validation", "test")]
+        lines.append(f"| {name} | {spec['type']} | {labels} | {cells[0]} | {cells[1]} |")
+    lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
+              'pipe = MultiTaskPipeline.from_pretrained("REPO_OR_DIR")',
+              'pipe("Some text to analyse.")   # every head\'s prediction from one encoder pass', "```", ""]
+    if (metrics or {}).get("best_step") is not None:
+        lines += [f"Best checkpoint: step {metrics['best_step']}.", ""]
+    return "\n".join(lines)
+
+
+def write_card(model_dir: Path, run_dir: Path | None = None, datasets: list[str] | None = None) -> None:
+    """Write model_dir/README.md (and copy the run's curves.png beside it)."""
+    from .modeling import MultiTaskConfig
+
+    config = MultiTaskConfig.from_pretrained(model_dir)
+    metrics_file = (run_dir or model_dir.parent) / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
+    text = model_card(config, metrics, datasets)
+    curves = (run_dir or model_dir.parent) / "curves.png"
+    if curves.exists():
+        shutil.copyfile(curves, model_dir / "curves.png")
+        text += "\n## Training curves\n\n![training curves](curves.png)\n"
+    (model_dir / "README.md").write_text(text)
+
+
+def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
+         token: str | None = None, commit_message: str = "Upload mtnlp multi-task model") -> str:
+    """Upload a model folder in one commit; returns the commit URL."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise UserError(f"{model_dir}: not a model folder (no config.json)")
+    if not (model_dir / "README.md").exists():
+        write_card(model_dir)
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+        operations = [CommitOperationAdd(str(p.relative_to(model_dir)), str(p)) for p in files]
+        info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)
+    except RepositoryNotFoundError:
+        raise UserError(f"{repo_id}: repository not found, or the token may not write to it") from None
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else "?"
+        raise UserError(f"push to {repo_id} failed (HTTP {status}): {_first_line(e)}") from None
+    except OSError as e:  # connection refused, DNS, ...
+        raise UserError(f"push to {repo_id} failed: cannot reach the hub ({_first_line(e)})") from None
+    return info.commit_url
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,237 @@
+"""MultiTaskPipeline, `mtnlp predict` and `mtnlp export` on a small saved multi-task model."""
+
+import json
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from conftest import DATA, SHARED
+from transformers import AutoTokenizer
+
+from mtnlp import MultiTaskModel, MultiTaskPipeline
+from mtnlp.pipeline import first_subtokens, iob_spans
+from mtnlp.readers import read_examples
+from mtnlp.recipe import DataSpec
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+TASKS = {
+    "sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},
+    "score": {"type": "regression", "labels": [], "dropout": 0.1},
+    "ner": {"type": "tagging", "labels": NER_LABELS, "dropout": 0.1},
+    "pos": {"type": "tagging", "labels": ["ADJ", "NOUN", "PUNCT", "VERB"], "dropout": 0.1},
+}
+TEXTS = ["John Smith works for the United Nations in New York .", "a gorgeous , witty , seductive movie .",
+         "Who was Galileo ?", "", "   ", "Zürich’s café — naïve résumé!"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_encoder):
+    folder = tmp_path_factory.mktemp("mt-model")
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS)
+    model.config.mtnlp = {"max_length": 32}
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
+    return folder
+
+
+def test_predicts_every_head_with_the_right_shapes(model_dir):
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir))
+    out = pipe(TEXTS[0], return_all_scores=True)
+    assert set(out) == set(TASKS)
+    assert out["sentiment"]["label"] in ("negative", "positive") and 0 <= out["sentiment"]["score"] <= 1
+    assert sum(out["sentiment"]["scores"].values()) == pytest.approx(1, abs=1e-5)
+    assert isinstance(out["score"]["value"], float)
+    words = [w["word"] for w in out["pos"]]
+    assert words == TEXTS[0].split()
+    for w in out["pos"]:
+        assert TEXTS[0][w["start"]:w["end"]] == w["word"] and w["tag"] in TASKS["pos"]["labels"]
+    for span in out["ner"]:
+        assert TEXTS[0][span["start"]:span["end"]] == span["text"]
+        assert span["type"] in ("PER", "ORG", "LOC", "MISC") and 0 <= span["score"] <= 1
+
+
+def test_one_encoder_pass_per_batch(model_dir):
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), batch_size=4)
+    calls = []
+    pipe.model.encoder.register_forward_hook(lambda *a: calls.append(1))
+    pipe(TEXTS)
+    assert len(calls) == 2  # 6 texts, batches of 4
+
+
+def test_batch_equals_single_and_task_selection(model_dir):
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), batch_size=3)
+    batch = pipe(TEXTS)
+    for text, result in zip(TEXTS, batch):
+        single = pipe(text)
+        assert single["sentiment"]["label"] == result["sentiment"]["label"]
+        assert single["sentiment"]["score"] == pytest.approx(result["sentiment"]["score"], abs=1e-5)
+        assert single["score"]["value"] == pytest.approx(result["score"]["value"], abs=1e-5)
+        assert [w["tag"] for w in single["pos"]] == [w["tag"] for w in result["pos"]]
+        assert [(s["start"], s["end"], s["type"]) for s in single["ner"]] == \
+               [(s["start"], s["end"], s["type"]) for s in result["ner"]]
+    only = pipe(TEXTS[:2], tasks=["score"])
+    assert [set(r) for r in only] == [{"score"}, {"score"}]
+    with pytest.raises(KeyError, match="nope"):
+        pipe("x", tasks=["nope"])
+
+
+def test_empty_and_long_texts(model_dir):
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir))
+    empty = pipe("")
+    assert empty["pos"] == [] and empty["ner"] == [] and empty["sentiment"]["label"] in ("negative", "positive")
+    long_text = " ".join(["word"] * 100)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = pipe(long_text)
+    assert any("truncated" in str(w.message) for w in caught)
+    assert 0 < len(out["pos"]) < 100  # words past max_length=32 tokens get no tag
+
+
+def test_pipeline_matches_model_on_training_style_tokenisation(model_dir):
+    """Classification logits equal a forward pass on tokenizer(text), as the trainer tokenises."""
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir))
+    texts = [ex["text"] for ex in read_examples(DATA / "sst2_sample.jsonl", DataSpec(text_column="sentence"),
+                                                "classification")][:20]
+    enc = pipe.tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        probs = pipe.model(**enc, task="sentiment").logits.softmax(-1)
+    for text, p, out in zip(texts, probs, pipe(texts, return_all_scores=True)):
+        assert out["sentiment"]["scores"]["positive"] == pytest.approx(float(p[1]), abs=1e-5), text
+
+
+def test_bf16_pipeline_agrees_with_fp32(model_dir):
+    fp32 = MultiTaskPipeline.from_pretrained(str(model_dir))(TEXTS[:3])
+    bf16 = MultiTaskPipeline.from_pretrained(str(model_dir), bf16=True)(TEXTS[:3])
+    for a, b in zip(fp32, bf16):
+        assert a["score"]["value"] == pytest.approx(b["score"]["value"], abs=0.05)
+
+
+def conll_sentences(path, limit=None):
+    return read_examples(path, DataSpec(), "tagging")[:limit]
+
+
+def spans_of(tokens, tags):
+    text, offsets, position = "", [], 0
+    for token in tokens:
+        offsets.append((token, (position, position + len(token))))
+        position += len(token) + 1
+    text = " ".join(tokens)
+    return text, iob_spans(tags, [1.0] * len(tags), offsets, text)
+
+
+def gold_entities(tokens, tags):
+    entities, current = [], None
+    for token, tag in zip(tokens, tags):
+        if tag.startswith("B-") or tag == "O":
+            if current:
+                entities.append(current)
+            current = (tag[2:], [token]) if tag.startswith("B-") else None
+        else:
+            current[1].append(token)
+    if current:
+        entities.append(current)
+    return [(kind, " ".join(words)) for kind, words in entities]
+
+
+@pytest.mark.parametrize("path", [DATA / "ner_sample.conll", SHARED / "conll2003" / "valid.txt"])
+def test_iob_spans_offsets_on_conll_sentences(path):
+    if not path.exists():
+        pytest.skip("../shared/data is not on this machine")
+    checked = 0
+    for ex in conll_sentences(path, 500):
+        text, spans = spans_of(ex["tokens"], ex["tags"])
+        assert [(s["type"], s["text"]) for s in spans] == gold_entities(ex["tokens"], ex["tags"])
+        for s in spans:
+            assert text[s["start"]:s["end"]] == s["text"]
+        checked += len(spans)
+    assert checked > 20
+
+
+def test_iob_spans_stray_inside_tag_starts_an_entity():
+    words = [("a", (0, 1)), ("b", (2, 3)), ("c", (4, 5))]
+    spans = iob_spans(["I-PER", "I-LOC", "I-LOC"], [0.5, 0.2, 0.4], words, "a b c")
+    assert [(s["type"], s["text"]) for s in spans] == [("PER", "a"), ("LOC", "b c")]
+    assert spans[1]["score"] == pytest.approx(0.3)
+
+
+def test_first_subtokens():
+    assert first_subtokens([None, 0, 0, 1, 2, 2, None]) == [1, 3, 4]
+
+
+def run_cli(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "mtnlp", *args], capture_output=True, text=True, input=stdin,
+                          timeout=300)
+
+
+def test_predict_cli_json_lines(model_dir, tmp_path):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(json.dumps({"text": TEXTS[1]}) + "\n" + json.dumps("") + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("predict", str(model_dir), TEXTS[0], "--tasks", "sentiment,ner", "--input", str(inputs),
+                   "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["text"] for r in rows] == [TEXTS[0], TEXTS[1], ""]
+    assert all(set(r["predictions"]) == {"sentiment", "ner"} for r in rows)
+    proc = run_cli("predict", str(model_dir), "--input", "-", "--tasks", "score", stdin=json.dumps("hello") + "\n")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["predictions"]["score"]["value"] is not None
+
+
+@pytest.mark.parametrize("args,message", [
+    (["x", "--tasks", "nope"], "no task 'nope'"),
+    (["--input", "missing.jsonl"], "missing.jsonl: file not found"),
+    ([], "give TEXT"),
+])
+def test_predict_cli_errors(model_dir, args, message):
+    proc = run_cli("predict", str(model_dir), *args)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_predict_cli_bad_jsonl_and_bad_model(model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": oops}\n')
+    proc = run_cli("predict", str(model_dir), "--input", str(bad))
+    assert proc.returncode == 2 and f"{bad}:2: invalid JSON" in proc.stderr
+    proc = run_cli("predict", str(tmp_path / "no-model"), "x")
+    assert proc.returncode == 2 and "model folder not found" in proc.stderr
+
+
+@pytest.mark.parametrize("task", ["sentiment", "score", "ner"])
+def test_export_parity_through_transformers_pipeline(model_dir, tmp_path, task):
+    out = tmp_path / task
+    proc = run_cli("export", str(model_dir), "--task", task, str(out))
+    assert proc.returncode == 0, proc.stderr
+    model = MultiTaskModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    enc = tokenizer(TEXTS[:3], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**enc, task=task).logits
+    # a fresh interpreter in which mtnlp cannot be imported: plain transformers only
+    code = f"""
+import sys, json, torch
+sys.modules["mtnlp"] = None
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, pipeline
+auto = AutoModelForTokenClassification if {task == 'ner'} else AutoModelForSequenceClassification
+model = auto.from_pretrained({str(out)!r}).eval()
+tok = AutoTokenizer.from_pretrained({str(out)!r})
+with torch.no_grad():
+    logits = model(**tok({TEXTS[:3]!r}, padding=True, return_tensors="pt")).logits
+kind = "token-classification" if {task == 'ner'} else "text-classification"
+pipe = pipeline(kind, model={str(out)!r})
+print(json.dumps({{"logits": logits.tolist(), "pipe": str(pipe({TEXTS[0]!r}))[:200], "id2label": model.config.id2label}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    logits = torch.tensor(result["logits"])
+    torch.testing.assert_close(logits.squeeze(-1) if task == "score" else logits, expected, atol=1e-5, rtol=1e-5)
+    if task != "score":
+        assert list(result["id2label"].values()) == TASKS[task]["labels"]
+
+
+def test_export_unknown_task_is_a_user_error(model_dir, tmp_path):
+    proc = run_cli("export", str(model_dir), "--task", "nope", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "no such task" in proc.stderr
