@@ -95,21 +95,15 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     import torch
-    from transformers import AutoTokenizer
 
     from .data import load_task
     from .errors import UserError
     from .evaluation import evaluate_split
-    from .modeling import MultiTaskModel
     from .recipe import default_metrics, load_recipe
     from .report import table
 
     recipe = load_recipe(args.recipe, args.overrides)
-    try:
-        model = MultiTaskModel.from_pretrained(args.model)
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{args.model}: not an mtnlp model directory ({str(e).splitlines()[0]})") from None
+    model, tokenizer = load_model(args.model)
     tasks, metrics = {}, {}
     for name, spec in recipe.tasks.items():
         if name not in model.config.tasks:
@@ -137,16 +131,19 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def load_pipeline(model: str, **kwargs):
-    from .errors import UserError
-    from .pipeline import MultiTaskPipeline
+def load_model(name: str, **hub_kwargs):
+    """(MultiTaskModel, tokenizer) from a folder or hub id; a clear UserError when it is not one."""
+    from transformers import AutoTokenizer
 
-    if not Path(model).expanduser().exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
-        raise UserError(f"{model}: model folder not found")
+    from .errors import UserError
+    from .modeling import MultiTaskModel
+
+    if not Path(name).expanduser().exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise UserError(f"{name}: model folder not found")
     try:
-        return MultiTaskPipeline.from_pretrained(model, **kwargs)
+        return MultiTaskModel.from_pretrained(name, **hub_kwargs), AutoTokenizer.from_pretrained(name, **hub_kwargs)
     except (OSError, ValueError) as e:
-        raise UserError(f"{model}: not an mtnlp model folder or hub repository ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{name}: not an mtnlp model folder or hub repository ({str(e).splitlines()[0]})") from None
 
 
 def read_inputs(path: str) -> list[str]:
@@ -180,8 +177,10 @@ def cmd_predict(args) -> int:
     texts = list(args.texts) + (read_inputs(args.input) if args.input else [])
     if not texts:
         raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
-    kwargs = {"revision": args.revision} if args.revision else {}
-    pipe = load_pipeline(args.model, bf16=args.bf16, batch_size=args.batch_size, **kwargs)
+    from .pipeline import MultiTaskPipeline
+
+    model, tokenizer = load_model(args.model, **({"revision": args.revision} if args.revision else {}))
+    pipe = MultiTaskPipeline(model, tokenizer, bf16=args.bf16, batch_size=args.batch_size)
     tasks = args.tasks.split(",") if args.tasks else None
     unknown = [t for t in tasks or [] if t not in pipe.tasks]
     if unknown:
@@ -205,10 +204,12 @@ def cmd_push(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_to_folder
+    from .export import export_head
 
-    out = export_to_folder(args.model, args.task, args.out)
-    print(f"wrote {out}")
+    model, tokenizer = load_model(args.model)
+    export_head(model, args.task).save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    print(f"wrote {args.out}")
     return 0
 
 

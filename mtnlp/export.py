@@ -6,8 +6,6 @@ classifier), so the exported model needs no mtnlp to load and gives the same log
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 from .errors import UserError
@@ -44,18 +42,3 @@ def export_head(model: MultiTaskModel, task: str):
                         f"its layout differs from BERT's (missing {sorted(missing)[:3]}, extra {sorted(extra)[:3]})")
     exported.load_state_dict(state, strict=False)
     return exported.eval()
-
-
-def export_to_folder(model_dir: str, task: str, out_dir: str | Path) -> Path:
-    from transformers import AutoTokenizer
-
-    try:
-        model = MultiTaskModel.from_pretrained(model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{model_dir}: not an mtnlp model ({str(e).splitlines()[0]})") from None
-    exported = export_head(model, task)
-    out = Path(out_dir)
-    exported.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out

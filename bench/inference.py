@@ -1,0 +1,102 @@
+"""Inference speed: the 3-head MultiTaskPipeline vs 3 exported single-task models run one after another.
+
+Same texts (SST-2 dev sentences from recipes/data), same encoder (all-MiniLM-L6-v2), same batch size
+and precision, same machine, one invocation. Speed does not depend on the weights, so the heads are
+freshly initialised. Writes bench/results/inference.json.
+
+    python bench/inference.py [--texts 872] [--batch-size 32] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, pipeline
+
+from mtnlp import MultiTaskModel, MultiTaskPipeline
+from mtnlp.encoders import resolve_encoder
+from mtnlp.export import export_head
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = {
+    "sentiment": {"type": "classification", "labels": ["negative", "positive"]},
+    "question": {"type": "classification", "labels": ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]},
+    "pos": {"type": "tagging", "labels": ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
+                                          "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"]},
+}
+
+
+def best_of(repeats: int, fn) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--texts", type=int, default=872)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    lines = (REPO / "recipes/data/sst2/dev.tsv").read_text().splitlines()[1:]
+    texts = [line.split("\t")[0].strip() for line in lines][: args.texts]
+
+    encoder = resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(encoder, TASKS)
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    results = {"texts": len(texts), "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
+               "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+               "torch": torch.__version__}
+    try:
+        results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                           text=True).stdout.strip()
+    except OSError:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        single = {}
+        for name in TASKS:
+            folder = Path(tmp) / name
+            export_head(model, name).save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            kind = "token-classification" if TASKS[name]["type"] == "tagging" else "text-classification"
+            single[name] = pipeline(kind, model=str(folder), device="cpu")
+        for precision in ("fp32", "bf16"):
+            bf16 = precision == "bf16"
+            multi = MultiTaskPipeline(model, tokenizer, device="cpu", bf16=bf16, batch_size=args.batch_size)
+            autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+
+            def run_single():
+                with autocast():
+                    for pipe in single.values():
+                        pipe(texts, batch_size=args.batch_size)
+
+            multi(texts[:64]), run_single()  # warm-up
+            t_multi = best_of(args.repeats, lambda: multi(texts))
+            t_single = best_of(args.repeats, run_single)
+            results[precision] = {
+                "multitask_sentences_per_s": len(texts) / t_multi,
+                "three_single_models_sentences_per_s": len(texts) / t_single,
+                "ratio": t_single / t_multi,
+            }
+            print(f"{precision}: 3-head pipeline {len(texts) / t_multi:.0f} sentences/s, "
+                  f"3 single-task pipelines {len(texts) / t_single:.0f} sentences/s, ratio {t_single / t_multi:.2f}x")
+    out = REPO / "bench/results/inference.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
