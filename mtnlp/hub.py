@@ -28,7 +28,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         library_name="mtnlp",
         base_model=extra.get("base_model"),
         datasets=datasets or None,
-        pipeline_tag=PIPELINE_TAGS[types[0]],
+        pipeline_tag="text-classification" if set(types) - {"tagging"} else "token-classification",
         tags=["mtnlp", "multi-task"] + sorted({PIPELINE_TAGS[t] for t in types}),
     )
     lines = [
@@ -91,9 +91,20 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         raise UserError(f"push to {repo_id} failed (HTTP {status}): {_first_line(e)}") from None
-    except OSError as e:  # connection refused, DNS, ...
+    except (OSError, *_transport_errors()) as e:  # connection refused, DNS, timeouts ...
         raise UserError(f"push to {repo_id} failed: cannot reach the hub ({_first_line(e)})") from None
     return info.commit_url
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's network error classes (huggingface_hub 2.x uses httpx2, older ones httpx)."""
+    errors = []
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
 
 
 def _first_line(error: Exception) -> str:

@@ -487,13 +487,13 @@ class _Handler(BaseHTTPRequestHandler):
                 with hub._lock:
                     hub.errors.append(traceback.format_exc())
                 response = _Response(500, {"error": "LocalHub internal error"})
+        hub._record(method, raw_path, response.status)  # before answering: a client that has its answer sees it
         self._send(method, response)
-        hub._record(method, raw_path, response.status)
 
     def _send(self, method: str, response: _Response) -> None:
         self.send_response(response.status)
-        for key, value in response.headers.items():
-            self.send_header(key, str(value))
+        for key, value in response.headers.items():  # header values must be latin-1
+            self.send_header(key, str(value).encode("latin-1", "replace").decode("latin-1"))
         self.send_header("Content-Length", str(response.length))
         self.end_headers()
         if method != "HEAD" and response.body:

@@ -310,5 +310,30 @@ def test_transformers_loads_and_pushes_a_tokenizer(tmp_path):
         remote_ids, local_ids, pushed_ids = out
         assert remote_ids == local_ids == pushed_ids and len(remote_ids) > 3
         assert "tokenizer.json" in hub.repo_files("testuser/tok-pushed")
-        assert any(r.path == "/ns/tok/resolve/main/tokenizer.json" for r in hub.requests)
+        # transformers resolves "main" to its commit once (GET /api/models/ns/tok), then downloads by commit sha
+        head = hub.commits("ns/tok")[0].oid
+        assert ("GET", f"/ns/tok/resolve/{head}/tokenizer.json", 200) in hub.requests
+        assert not hub.errors
+
+
+def test_transformers_model_push_to_hub_and_from_pretrained(tmp_path):
+    with LocalHub() as hub:
+        out = result(run_client("""
+            import json, torch
+            from transformers import AutoModel, BertConfig, BertModel
+            torch.manual_seed(0)
+            config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=32)
+            model = BertModel(config)
+            model.push_to_hub("ns/tiny-bert", private=True, commit_message="Push tiny bert")
+            model.push_to_hub("ns/tiny-bert")  # same weights again: no new commit
+            loaded = AutoModel.from_pretrained("ns/tiny-bert")
+            same = all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+            print("RESULT " + json.dumps({"same": same, "hidden": loaded.config.hidden_size}))
+        """, hub.url, tmp_path, check=True))
+        assert out == {"same": True, "hidden": 16}
+        assert hub.is_private("ns/tiny-bert")
+        head = hub.commits("ns/tiny-bert")
+        assert [c.title for c in head] == ["Push tiny bert", "initial commit"]
+        assert head[0].files["model.safetensors"].is_lfs and not head[0].files["config.json"].is_lfs
         assert not hub.errors

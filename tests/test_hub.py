@@ -1,0 +1,163 @@
+"""Push to a hub and load back, end to end over real HTTP against the loopback hub in hub_server.py."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_tasks
+from hub_server import LocalHub, client_env
+from transformers import AutoTokenizer
+
+from mtnlp import MultiTaskModel
+
+TASKS = {
+    "sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},
+    "score": {"type": "regression", "labels": [], "dropout": 0.1},
+    "ner": {"type": "tagging", "labels": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], "dropout": 0.1},
+}
+TEXTS = ["Ann Lee flew to Paris .", "a gorgeous , witty , seductive movie ."]
+SECRET = "hf_secret_token_do_not_print_123"
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_encoder):
+    """A run directory as `mtnlp train` leaves it: model/ plus metrics.json and curves.png."""
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS)
+    model.config.mtnlp = {"base_model": "sentence-transformers/all-MiniLM-L6-v2", "max_length": 32}
+    model.save_pretrained(run / "model")
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(run / "model")
+    metrics = {"tasks": {"sentiment": {"validation": {"accuracy": 0.875, "f1": 0.86}},
+                         "ner": {"validation": {"f1": 0.5}, "test": {"f1": 0.25}}}, "best_step": 40}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.plot([1, 2, 3])
+    plt.savefig(run / "curves.png")
+    plt.close()
+    from mtnlp.hub import write_card
+
+    write_card(run / "model", run)
+    return run
+
+
+def mtnlp(hub, tmp_path, *args, token=SECRET, stdin=None):
+    env = client_env(hub.url, tmp_path / "client", token)
+    return subprocess.run([sys.executable, "-m", "mtnlp", *args], capture_output=True, text=True, env=env,
+                          timeout=300, input=stdin, cwd=tmp_path)
+
+
+def predictions(proc):
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [json.loads(line)["predictions"] for line in proc.stdout.splitlines()]
+
+
+def close(a, b):
+    """Same labels/tags/spans and scores equal to 1e-5."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return abs(a - b) < 1e-5
+    return a == b
+
+
+@pytest.mark.parametrize("lfs_mode", ["regular", "lfs"])
+def test_push_then_load_gives_identical_predictions(run_dir, tmp_path, lfs_mode):
+    with LocalHub(lfs_mode=lfs_mode) as hub:
+        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/tiny-mt")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        files = hub.repo_files("org/tiny-mt")
+        assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "curves.png"} <= set(files)
+        entry = hub.commits("org/tiny-mt")[0].files["model.safetensors"]
+        assert entry.is_lfs == (lfs_mode == "lfs")
+        assert files["model.safetensors"] == (run_dir / "model" / "model.safetensors").read_bytes()
+        lfs_puts = [r for r in hub.requests if r.method == "PUT"]
+        assert bool(lfs_puts) == (lfs_mode == "lfs")
+
+        remote = predictions(mtnlp(hub, tmp_path, "predict", "org/tiny-mt", *TEXTS))
+        local = predictions(mtnlp(hub, tmp_path, "predict", str(run_dir / "model"), *TEXTS))
+        assert close(remote, local)
+        assert set(remote[0]) == set(TASKS)
+
+        # pushing the same folder again changes nothing: no new commit
+        commits = len(hub.commits("org/tiny-mt"))
+        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/tiny-mt")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert len(hub.commits("org/tiny-mt")) == commits
+        # and secrets never leak to output or to the uploaded files
+        assert SECRET not in proc.stdout + proc.stderr
+        assert all(SECRET.encode() not in data for data in hub.repo_files("org/tiny-mt").values())
+
+
+def test_model_card_metadata_and_table(run_dir, tmp_path):
+    with LocalHub() as hub:
+        assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/card").returncode == 0
+        card = hub.repo_files("org/card")["README.md"].decode()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["library_name"] == "mtnlp"
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert meta["pipeline_tag"] == "text-classification"
+    assert {"mtnlp", "text-classification", "token-classification"} <= set(meta["tags"])
+    assert "| sentiment | classification | negative, positive | accuracy 0.8750, f1 0.8600 | — |" in card
+    assert "| ner | tagging | O, B-PER, I-PER, B-LOC, I-LOC | f1 0.5000 | f1 0.2500 |" in card
+    assert "![training curves](curves.png)" in card
+
+
+def test_push_private_to_a_branch_with_token_flag(run_dir, tmp_path):
+    with LocalHub(required_token=SECRET) as hub:
+        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/private-mt", "--private",
+                     "--revision", "dev", "--token", SECRET, token=None)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert SECRET not in proc.stdout + proc.stderr
+        assert hub.is_private("org/private-mt")
+        assert "model.safetensors" in hub.repo_files("org/private-mt", revision="dev")
+        assert "model.safetensors" not in hub.repo_files("org/private-mt", revision="main")
+        out = predictions(mtnlp(hub, tmp_path, "predict", "org/private-mt", TEXTS[0], "--revision", "dev"))
+        assert set(out[0]) == set(TASKS)
+        # a wrong token is refused with one clear line
+        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/private-mt", "--token", "hf_wrong")
+        assert proc.returncode == 2 and "error: push to org/private-mt failed (HTTP 401)" in proc.stderr
+        assert "Traceback" not in proc.stderr and "hf_wrong" not in proc.stderr
+
+
+def test_missing_repo_and_missing_file_are_clear_errors(tmp_path):
+    with LocalHub() as hub:
+        proc = mtnlp(hub, tmp_path, "predict", "org/does-not-exist", "hello")
+        assert proc.returncode == 2 and "org/does-not-exist" in proc.stderr and "Traceback" not in proc.stderr
+        hub.create_repo("org/empty")
+        hub.commit_files("org/empty", {"README.md": b"# nothing here\n"})
+        proc = mtnlp(hub, tmp_path, "predict", "org/empty", "hello")
+        assert proc.returncode == 2 and "org/empty" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreachable_hub_is_a_clear_error(run_dir, tmp_path):
+    hub = LocalHub()
+    hub.start()
+    hub.stop()  # nothing listens on that port any more
+    proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/x")
+    assert proc.returncode == 2 and "error: push to org/x failed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_recipe_push_to_hub(make_recipe, tmp_path):
+    recipe = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2},
+                         push_to_hub=True, hub_repo_id="org/from-recipe")
+    with LocalHub() as hub:
+        proc = mtnlp(hub, tmp_path, "train", str(recipe))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        files = hub.repo_files("org/from-recipe")
+        assert {"model.safetensors", "config.json", "README.md", "curves.png"} <= set(files)
+        assert json.loads(files["config.json"])["tasks"]["ner"]["type"] == "tagging"
+        assert SECRET not in proc.stdout + proc.stderr
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
