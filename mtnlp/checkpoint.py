@@ -42,7 +42,7 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, world_size: int = 1) -> Path:
-    """Write checkpoint `folder` atomically; each rank adds its own RNG state. Returns the final path."""
+    """Write checkpoint `folder` atomically; each rank adds its own RNG state."""
     tmp = folder.with_name(f".tmp-{folder.name}")
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)

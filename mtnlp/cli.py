@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", required=True, help="the head to export")
     p.add_argument("out", help="output folder")
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not any(a.startswith("-") for a in extra):
+        args.texts += extra  # texts after an option: `predict MODEL --tasks a,b "some text"`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from .errors import UserError
 
     try:
@@ -133,7 +137,7 @@ def cmd_evaluate(args) -> int:
 
 def load_model(name: str, **hub_kwargs):
     """(MultiTaskModel, tokenizer) from a folder or hub id; a clear UserError when it is not one."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedConfig
 
     from .errors import UserError
     from .modeling import MultiTaskModel
@@ -141,6 +145,12 @@ def load_model(name: str, **hub_kwargs):
     if not Path(name).expanduser().exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise UserError(f"{name}: model folder not found")
     try:
+        config, _ = PreTrainedConfig.get_config_dict(name, **hub_kwargs)
+        if not config.get("model_type"):
+            raise UserError(f"{name}: not an mtnlp model folder or hub repository (no config.json with a model_type)")
+        if config["model_type"] != "mtnlp":  # e.g. the base encoder instead of a run's model/ folder
+            raise UserError(f"{name}: a {config['model_type']} model, not an mtnlp multi-task model "
+                            "(give a run's model/ folder)")
         return MultiTaskModel.from_pretrained(name, **hub_kwargs), AutoTokenizer.from_pretrained(name, **hub_kwargs)
     except (OSError, ValueError) as e:
         raise UserError(f"{name}: not an mtnlp model folder or hub repository ({str(e).splitlines()[0]})") from None

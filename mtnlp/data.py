@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def label_set(examples: list[dict], task_type: str) -> list[str]:
     if task_type == "regression":
         return []
     values = {tag for ex in examples for tag in ex["tags"]} if task_type == "tagging" else {ex["label"] for ex in examples}
-    numeric = all(v.lstrip("-").isdigit() for v in values)
+    numeric = all(re.fullmatch(r"-?[0-9]{1,30}", v) for v in values)  # not isdigit(): int("²") fails
     return sorted(values, key=lambda v: (int(v), v) if numeric else (0, v))
 
 
@@ -52,7 +53,7 @@ def check_labels(examples: list[dict], labels: list[str], task_type: str, source
         if unseen:
             line = ex["_line"]
             at = f"{source}:{line}" if isinstance(line, int) else f"{source}: {line}"
-            raise UserError(f"{at}: label '{unseen[0]}' does not occur in the training split "
+            raise UserError(f"{at}: label {unseen[0]!r} does not occur in the training split "
                             f"(known: {', '.join(labels)})")
 
 

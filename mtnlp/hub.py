@@ -89,11 +89,26 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
     except RepositoryNotFoundError:
         raise UserError(f"{repo_id}: repository not found, or the token may not write to it") from None
     except HfHubHTTPError as e:
-        status = e.response.status_code if e.response is not None else "?"
-        raise UserError(f"push to {repo_id} failed (HTTP {status}): {_first_line(e)}") from None
+        raise _push_error(repo_id, e) from None
     except (OSError, *_transport_errors()) as e:  # connection refused, DNS, timeouts ...
-        raise UserError(f"push to {repo_id} failed: cannot reach the hub ({_first_line(e)})") from None
+        raise _push_error(repo_id, e) from None
+    except RuntimeError as e:  # huggingface_hub wraps a failed LFS upload: "Error while uploading 'x' to the Hub."
+        if not isinstance(e.__cause__, (HfHubHTTPError, OSError, *_transport_errors())):
+            raise
+        raise _push_error(repo_id, e.__cause__, f"{_first_line(e).rstrip('.')}: ") from None
     return info.commit_url
+
+
+def _push_error(repo_id: str, error: Exception, context: str = "") -> UserError:
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code if error.response is not None else "?"
+        # the server's own words ("You don't have the rights to ...") say more than the client's status line
+        detail = _first_line(Exception(error.server_message)) if getattr(error, "server_message", None) else ""
+        detail = detail or _first_line(error)
+        if status in (401, 403):
+            detail += f" (check that the token may write to '{repo_id.split('/')[0]}')"
+        return UserError(f"push to {repo_id} failed (HTTP {status}): {context}{detail}")
+    return UserError(f"push to {repo_id} failed: cannot reach the hub ({context}{_first_line(error)})")
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:

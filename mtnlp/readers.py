@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def read_text(path: Path, encoding: str) -> str:
         raise UserError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not valid {encoding}; "
+        byte = f"byte 0x{raw[e.start]:02x}" if e.start < len(raw) else "the end of the file"
+        raise UserError(f"{path}:{line}: {byte} is not valid {encoding}; "
                         "set data.encoding (e.g. latin-1) to the file's encoding") from None
     return text.removeprefix("\ufeff")
 
@@ -85,6 +87,8 @@ def read_delimited(path: Path, text: str, delimiter: str):
         header = next(reader, None)
         if header is None:
             raise UserError(f"{path}: empty file, expected a header row")
+        if not any(name.strip() for name in header):
+            raise UserError(f"{path}:1: empty header row, expected the column names")
         rows = []
         for values in reader:
             line = reader.line_num
@@ -95,17 +99,21 @@ def read_delimited(path: Path, text: str, delimiter: str):
             rows.append((dict(zip(header, values)), line))
     except csv.Error as e:
         raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
+    if not rows:
+        columns = ", ".join(map(_printable, header))
+        columns = columns if len(columns) <= 80 else columns[:77] + "..."
+        raise UserError(f"{path}:1: only a header row ({columns}), no examples")
     return rows
 
 
 def read_label_text(path: Path, text: str, spec: DataSpec):
-    """Lines of "LABEL text" (the first whitespace-separated field is the label)."""
+    """Lines of "LABEL text" (the label is the first field, up to the first space or tab)."""
     rows = []
     for number, line in enumerate(split_lines(text), 1):
         if not line.strip():
             continue
-        label, _, rest = line.strip().partition(" ")
-        rows.append(({spec.label_column: label, spec.text_column: rest}, number))
+        label, *rest = re.split(r"[ \t]+", line.strip(), maxsplit=1)
+        rows.append(({spec.label_column: label, spec.text_column: rest[0] if rest else ""}, number))
     return rows
 
 
@@ -119,11 +127,15 @@ def read_json(path: Path, text: str, lines: bool):
                 rows.append((json.loads(line), number))
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{number}: invalid JSON: {e.msg} (column {e.colno})") from None
+            except (ValueError, RecursionError) as e:  # a number of > 4300 digits, nesting too deep
+                raise UserError(f"{path}:{number}: invalid JSON: {_json_problem(e)}") from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        except (ValueError, RecursionError) as e:
+            raise UserError(f"{path}: invalid JSON: {_json_problem(e)}") from None
         if isinstance(data, dict) and "data" in data:
             data = data["data"]
         if not isinstance(data, list):
@@ -135,14 +147,52 @@ def read_json(path: Path, text: str, lines: bool):
     return rows
 
 
+def _json_problem(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "arrays or objects nested too deeply"
+    return str(error).split(";")[0]
+
+
 def _at(path, line) -> str:
     return f"{path}:{line}" if isinstance(line, int) else f"{path}: {line}"
+
+
+def _show(value, limit: int = 60) -> str:
+    """A value for an error message: repr (one line, lone surrogates escaped), shortened."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _printable(name) -> str:
+    """A column name for an error message: non-printable characters (line breaks, ...) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
+
+
+def _valid_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")  # JSON escapes like \ud800 give lone surrogates: no tokenizer takes those
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _name(path, line, what: str, value) -> str:
+    """A label, tag or token as text: a string or a number, not empty, valid Unicode."""
+    if isinstance(value, (dict, list)) or value is None:
+        raise UserError(f"{_at(path, line)}: {what} must be a string or a number, got {_show(value)}")
+    text = str(value).strip()
+    if not text:
+        raise UserError(f"{_at(path, line)}: empty {what} ({_show(value)})")
+    if not _valid_unicode(text):
+        raise UserError(f"{_at(path, line)}: {what} {_show(text)} holds a lone surrogate (an invalid \\u escape)")
+    return text
 
 
 def to_example(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> dict:
     def column(name):
         if name not in row:
-            raise UserError(f"{_at(path, line)}: missing column '{name}' (found: {', '.join(map(str, row))})")
+            found = ", ".join(_printable(k) for k in row)
+            raise UserError(f"{_at(path, line)}: missing column '{_printable(name)}' (found: {found})")
         return row[name]
 
     if task_type == "tagging":
@@ -153,45 +203,59 @@ def to_example(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> d
             raise UserError(f"{_at(path, line)}: {len(tokens)} tokens but {len(tags)} tags")
         if not tokens:
             raise UserError(f"{_at(path, line)}: empty token list")
-        return {"tokens": [str(t) for t in tokens], "tags": [str(t) for t in tags], "_line": line}
+        return {"tokens": [_name(path, line, "token", t) for t in tokens],
+                "tags": [_name(path, line, "tag", t) for t in tags], "_line": line}
     example = {"text": _text(path, line, spec.text_column, column(spec.text_column)), "_line": line}
     if spec.text_pair_column:
         example["text_pair"] = _text(path, line, spec.text_pair_column, column(spec.text_pair_column))
     label = column(spec.label_column)
     if label is None or (isinstance(label, str) and not label.strip()):
-        raise UserError(f"{_at(path, line)}: empty label in column '{spec.label_column}'")
+        raise UserError(f"{_at(path, line)}: empty label in column '{_printable(spec.label_column)}'")
     if task_type == "regression":
         try:
             example["label"] = float(label)
-        except (TypeError, ValueError):
-            raise UserError(f"{_at(path, line)}: label {label!r} is not a number (regression task)") from None
-        if example["label"] != example["label"] or abs(example["label"]) == float("inf"):
-            raise UserError(f"{_at(path, line)}: label {label!r} is not a finite number")
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond the float range
+            if isinstance(label, int):
+                raise UserError(f"{_at(path, line)}: label {_show(label)} is not a finite number") from None
+            raise UserError(f"{_at(path, line)}: label {_show(label)} is not a number (regression task)") from None
+        if not math.isfinite(example["label"]):
+            raise UserError(f"{_at(path, line)}: label {_show(label)} is not a finite number")
     else:
-        example["label"] = str(label).strip()
+        value = _name(path, line, "label", label)
         if spec.label_sep:
-            example["label"] = example["label"].split(spec.label_sep)[0]
+            value = value.split(spec.label_sep)[0].strip()
+            if not value:
+                raise UserError(f"{_at(path, line)}: label {_show(str(label).strip())} is empty before "
+                                f"data.label_sep {spec.label_sep!r}")
         if spec.label_names:
-            if example["label"] not in spec.label_names:
-                raise UserError(f"{_at(path, line)}: label {example['label']!r} is not in data.label_names "
+            if value not in spec.label_names:
+                raise UserError(f"{_at(path, line)}: label {_show(value)} is not in data.label_names "
                                 f"({', '.join(spec.label_names)})")
-            example["label"] = spec.label_names[example["label"]]
+            value = spec.label_names[value].strip()
+            if not value:
+                raise UserError(f"{_at(path, line)}: data.label_names maps label {_show(label)} to an empty name")
+        example["label"] = value
     return example
 
 
 def _text(path, line, name, value) -> str:
     if not isinstance(value, str):
-        raise UserError(f"{_at(path, line)}: column '{name}' must be text, got {value!r}")
+        raise UserError(f"{_at(path, line)}: column '{_printable(name)}' must be text, got {_show(value)}")
     if not value.strip():
-        raise UserError(f"{_at(path, line)}: empty text in column '{name}'")
+        raise UserError(f"{_at(path, line)}: empty text in column '{_printable(name)}'")
+    if not _valid_unicode(value):
+        raise UserError(f"{_at(path, line)}: text in column '{_printable(name)}' holds a lone surrogate "
+                        "(an invalid \\u escape)")
     return value.strip()
 
 
 def _sentences(text: str):
-    """Yield (first line number, [(line number, line), ...]) per blank-line separated block."""
+    """Yield (first line number, [(line number, line), ...]) per blank-line separated block.
+
+    A line of whitespace only (also form feed, U+2028, no-break space, ...) counts as blank."""
     block, start = [], None
     for number, line in enumerate(split_lines(text), 1):
-        if line.strip(" \t"):
+        if line.strip():
             if not block:
                 start = number
             block.append((number, line))
@@ -221,6 +285,9 @@ def read_conll(path: Path, text: str, spec: DataSpec) -> list[dict]:
                                     f"and tag_column={tag_col}")
             if len(fields) != width:
                 raise UserError(f"{path}:{number}: {len(fields)} columns, expected {width} like the lines before")
+            for what, value in (("token", fields[token_col]), ("tag", fields[tag_col])):
+                if not value.strip():  # e.g. a lone no-break space: the tokenizer would drop the word
+                    raise UserError(f"{path}:{number}: {what} {_show(value)} is only whitespace")
             tokens.append(fields[token_col])
             tags.append(fields[tag_col])
         if tokens:
@@ -247,7 +314,7 @@ def read_conllu(path: Path, text: str, spec: DataSpec) -> list[dict]:
                 continue
             if not word_id.isdigit():
                 raise UserError(f"{path}:{number}: word ID {word_id!r} is not a number")
-            if not fields[1] or fields[tag_index] in ("", "_"):
+            if not fields[1].strip() or fields[tag_index].strip() in ("", "_"):
                 raise UserError(f"{path}:{number}: missing form or {tag_name.upper()} tag")
             tokens.append(fields[1])
             tags.append(fields[tag_index])

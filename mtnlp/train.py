@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,45 +122,59 @@ def train(recipe: Recipe) -> TrainResult:
 
     log = report.LossLog(list(tasks))
     bar = tqdm(total=t.steps, initial=state["step"], disable=not accelerator.is_local_main_process, desc="train")
-    model.train()
-    while state["step"] < t.steps:
-        for micro in range(t.grad_accum):  # accumulated micro-batches may come from different tasks
-            task = next(sampler)
-            batch = collate([train_rows[task][i] for i in next(batches[task])], tokenizer.pad_token_id, tasks[task].type)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            sync = micro == t.grad_accum - 1
-            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                loss = model(**batch, task=task).loss
-                accelerator.backward(weights[task] * loss / t.grad_accum)
-            log.add(task, loss.item())
-        if t.max_grad_norm:
-            accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state["step"] += 1
-        step = state["step"]
-        bar.update(1)
-        bar.set_postfix_str(f"task={task} " + log.postfix())
 
-        if step % t.log_every == 0 or step == t.steps:
-            losses = log.flush()
-            if accelerator.is_main_process:
-                report.append(run_dir / "train_log.jsonl", {"step": step, "lr": scheduler.get_last_lr()[0], "loss": losses})
-            if t.report_to:
-                accelerator.log({f"train/loss/{n}": v for n, v in losses.items()}, step=step)
-        if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
-            stop = evaluate_and_select(recipe, run_dir, unwrapped, tokenizer, tasks, metrics, state, accelerator)
-            if stop:
-                accelerator.print(f"early stopping at step {step}: no improvement in {state['bad_evals']} evaluations")
-                break
-        if t.save_every and step % t.save_every == 0:
-            state.update(scheduler=scheduler.state_dict(), sampler=sampler.state_dict(),
-                         batches={n: b.state_dict() for n, b in batches.items()})
-            save_checkpoint(run_dir / "checkpoints" / f"step-{step:06d}", unwrapped, optimizer, state,
-                            accelerator.process_index, accelerator.num_processes)
-            if accelerator.is_main_process:
-                prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
+    def checkpoint(step: int) -> Path:
+        state.update(scheduler=scheduler.state_dict(), sampler=sampler.state_dict(),
+                     batches={n: b.state_dict() for n, b in batches.items()})
+        folder = save_checkpoint(run_dir / "checkpoints" / f"step-{step:06d}", unwrapped, optimizer, state,
+                                 accelerator.process_index, accelerator.num_processes)
+        if accelerator.is_main_process:
+            prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
+        return folder
+
+    model.train()
+    with stop_after_step_on_ctrl_c(accelerator) as stop:
+        while state["step"] < t.steps:
+            for micro in range(t.grad_accum):  # accumulated micro-batches may come from different tasks
+                task = next(sampler)
+                batch = collate([train_rows[task][i] for i in next(batches[task])], tokenizer.pad_token_id,
+                                tasks[task].type)
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                sync = micro == t.grad_accum - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    loss = model(**batch, task=task).loss
+                    accelerator.backward(weights[task] * loss / t.grad_accum)
+                log.add(task, loss.item())
+            if t.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            step = state["step"]
+            bar.update(1)
+            bar.set_postfix_str(f"task={task} " + log.postfix())
+
+            if step % t.log_every == 0 or step == t.steps:
+                losses = log.flush()
+                if accelerator.is_main_process:
+                    report.append(run_dir / "train_log.jsonl",
+                                  {"step": step, "lr": scheduler.get_last_lr()[0], "loss": losses})
+                if t.report_to:
+                    accelerator.log({f"train/loss/{n}": v for n, v in losses.items()}, step=step)
+            if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
+                if evaluate_and_select(recipe, run_dir, unwrapped, tokenizer, tasks, metrics, state, accelerator):
+                    accelerator.print(f"early stopping at step {step}: no improvement in {state['bad_evals']} evaluations")
+                    break
+            saved = t.save_every and step % t.save_every == 0
+            if saved:
+                checkpoint(step)
+            if stop.requested:
+                bar.close()
+                folder = run_dir / "checkpoints" / f"step-{step:06d}" if saved else checkpoint(step)
+                print(f"\ninterrupted at step {step}: checkpoint saved to {folder}; "
+                      "resume with training.resume_from=latest", file=sys.stderr)
+                raise KeyboardInterrupt
     bar.close()
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
     best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
@@ -170,6 +187,30 @@ def train(recipe: Recipe) -> TrainResult:
     if t.report_to:
         accelerator.end_training()
     return TrainResult(run_dir, best, unwrapped, final, accelerator)
+
+
+class stop_after_step_on_ctrl_c:
+    """Ctrl-C asks the loop to stop after the current step (then it checkpoints and exits);
+    a second Ctrl-C interrupts at once. With several processes Ctrl-C keeps its usual meaning."""
+
+    def __init__(self, accelerator: Accelerator):
+        self.active = accelerator.num_processes == 1 and threading.current_thread() is threading.main_thread()
+        self.requested = False
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def __enter__(self):
+        if self.active:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def evaluate_and_select(recipe, run_dir, model, tokenizer, tasks, metrics, state, accelerator) -> bool:

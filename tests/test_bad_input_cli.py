@@ -1,0 +1,287 @@
+"""Every user mistake, through the real command line: exit status 2, ONE stderr line `error: <where>: <what>`
+that names the file and line (or the recipe key / option), and no traceback.
+
+Each case is its own test (`test_bad_input[<case>]`). Starting Python with torch, transformers and datasets costs
+a few seconds per process, so the first case that runs starts the processes of all selected cases at once (in
+parallel, on the make_recipe fixture's folder) and each test then checks its own process's result.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+from conftest import DATA
+
+TIMEOUT = 300
+
+
+@dataclass
+class Ctx:
+    """What a case's setup gets: the make_recipe factory, a folder of its own, a tiny encoder and model."""
+
+    make_recipe: Callable
+    folder: Path
+    encoder: str
+    model: Path
+
+    def file(self, name: str, content: str | bytes) -> Path:
+        path = self.folder / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8", newline="")
+        return path
+
+    def recipe(self, **kwargs) -> Path:
+        return self.make_recipe(name=f"{self.folder.name}.yaml", **kwargs)
+
+    def one_task(self, train: Path | str, task_type: str = "classification", **data) -> dict:
+        spec = {"train": str(train), **data}
+        if "validation" not in data:
+            spec["validation_from_train"] = 0.5
+        return {"t": {"type": task_type, "data": spec}}
+
+
+@dataclass
+class Case:
+    id: str
+    setup: Callable[[Ctx], tuple[list[str], str, list[str]]]  # -> (argv after `mtnlp`, where, fragments)
+    result: dict = field(default_factory=dict)
+
+
+def line_of(path: Path, pattern: str, occurrence: int = 1) -> int:
+    """The 1-based line of the n-th line of `path` that matches `pattern` (re.search)."""
+    hits = [i for i, line in enumerate(path.read_text().split("\n"), 1) if re.search(pattern, line)]
+    assert len(hits) >= occurrence, (pattern, path.read_text())
+    return hits[occurrence - 1]
+
+
+def train(recipe: Path, *overrides: str) -> list[str]:
+    return ["train", str(recipe), *overrides]
+
+
+# ---------------------------------------------------------------- data files
+
+
+def missing_data_file(c: Ctx):
+    path = c.folder / "nope.tsv"
+    return train(c.recipe(tasks=c.one_task(path))), f"{path}:", ["file not found"]
+
+
+def unreadable_data_file(c: Ctx):
+    # tests run as root, where chmod 000 does not stop reads: a directory in place of the file cannot be read either
+    path = c.folder / "train.tsv"
+    path.mkdir()
+    return train(c.recipe(tasks=c.one_task(path))), f"{path}:", ["is a directory", "expected a data file"]
+
+
+def unknown_format_suffix(c: Ctx):
+    path = c.file("train.xlsx", "text\tlabel\na\t1\nb\t0\n")
+    return train(c.recipe(tasks=c.one_task(path))), f"{path}:", ["unknown file format '.xlsx'", "data.format"]
+
+
+def missing_column(c: Ctx):
+    path = c.file("train.tsv", "sentence\tlabel\nhello there\t1\nbye\t0\n")
+    return train(c.recipe(tasks=c.one_task(path))), f"{path}:2:", ["missing column 'text'", "sentence"]
+
+
+def empty_split_header_only(c: Ctx):
+    path = c.file("dev.csv", "question,label\n")
+    tasks = c.one_task(DATA / "trec_sample.csv", validation=str(path), text_column="question")
+    return train(c.recipe(tasks=tasks)), f"{path}:1:", ["only a header row", "no examples"]
+
+
+def whitespace_only_text(c: Ctx):
+    path = c.file("train.tsv", "text\tlabel\nfine\t1\n   \t0\nalso fine\t0\n")
+    return train(c.recipe(tasks=c.one_task(path))), f"{path}:3:", ["empty text", "'text'"]
+
+
+def label_unseen_in_train(c: Ctx):
+    path = c.file("dev.csv", "question,label\nWho wrote Hamlet ?,HUM\nWhat is 2+2 ?,MATH\n")
+    tasks = c.one_task(DATA / "trec_sample.csv", validation=str(path), text_column="question")
+    return train(c.recipe(tasks=tasks)), f"{path}:3:", ["label 'MATH'", "training split"]
+
+
+def conll_column_count_mismatch(c: Ctx):
+    path = c.file("train.conll", "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+                                 "German JJ B-MISC\ncall NN B-NP O\n")
+    tasks = c.one_task(path, "tagging", validation=str(DATA / "ner_sample_dev.conll"))
+    return train(c.recipe(tasks=tasks)), f"{path}:6:", ["3 columns", "expected 4"]
+
+
+def malformed_conllu_line(c: Ctx):
+    good = "1\tHello\thello\tINTJ\tUH\t_\t0\troot\t0:root\t_\n"
+    bad = "2\tworld\tworld\tNOUN\tNN\t_\t1\tvocative\t1:vocative\n"  # 9 columns: MISC is missing
+    path = c.file("train.conllu", "# sent_id = 1\n# text = Hello world\n" + good + bad)
+    tasks = c.one_task(path, "tagging", validation=str(DATA / "ud_sample.conllu"))
+    return train(c.recipe(tasks=tasks)), f"{path}:4:", ["9 tab-separated columns", "CoNLL-U needs 10"]
+
+
+def non_utf8_bytes(c: Ctx):
+    path = c.file("train.tsv", b"text\tlabel\nplain\t1\ncaf\xe9 au lait\t0\n")
+    return train(c.recipe(tasks=c.one_task(path))), f"{path}:3:", ["0xe9", "utf-8", "data.encoding"]
+
+
+def invalid_json_line(c: Ctx):
+    path = c.file("train.jsonl", '{"text": "a", "label": 1}\n\n{"text": "b", "label": 0}\n{"text": "c",\n')
+    return train(c.recipe(tasks=c.one_task(path))), f"{path}:4:", ["invalid JSON"]
+
+
+# ---------------------------------------------------------------- recipes
+
+
+def unknown_recipe_key(c: Ctx):
+    recipe = c.recipe(training={"lrr": 0.001})
+    return train(recipe), f"{recipe}:{line_of(recipe, r'^  lrr:')}:", ["unknown key 'training.lrr'"]
+
+
+def wrong_value_type(c: Ctx):
+    recipe = c.recipe(training={"steps": "ten"})
+    return train(recipe), f"{recipe}:{line_of(recipe, r'^  steps:')}:", ["training.steps", "expected int", "'ten'"]
+
+
+def negative_lr(c: Ctx):
+    recipe = c.recipe(training={"lr": -0.001})
+    return train(recipe), f"{recipe}:{line_of(recipe, r'^  lr:')}:", ["training.lr", "must be > 0"]
+
+
+def temperature_zero(c: Ctx):
+    recipe = c.recipe(sampling={"strategy": "temperature", "temperature": 0})
+    return (train(recipe), f"{recipe}:{line_of(recipe, r'^  temperature:')}:",
+            ["sampling.temperature", "must be > 0"])
+
+
+def empty_task_list(c: Ctx):
+    recipe = c.recipe()
+    data = yaml.safe_load(recipe.read_text())
+    data["tasks"] = {}
+    recipe.write_text(yaml.safe_dump(data, sort_keys=False))
+    return train(recipe), f"{recipe}:{line_of(recipe, r'^tasks:')}:", ["tasks", "at least one task"]
+
+
+def duplicate_task_names(c: Ctx):
+    tasks = {"sentiment": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"),
+                                                              "validation_from_train": 0.25,
+                                                              "text_column": "sentence"}},
+             "sentiment_copy": {"type": "regression", "data": {"train": str(DATA / "regression_sample.csv"),
+                                                               "validation_from_train": 0.25,
+                                                               "label_column": "score"}}}
+    recipe = c.recipe(tasks=tasks)
+    recipe.write_text(recipe.read_text().replace("  sentiment_copy:", "  sentiment:"))
+    return train(recipe), f"{recipe}:{line_of(recipe, r'^  sentiment:', 2)}:", ["duplicate key 'sentiment'"]
+
+
+def unknown_sampler(c: Ctx):
+    recipe = c.recipe(sampling={"strategy": "random"})
+    return (train(recipe), f"{recipe}:{line_of(recipe, r'^  strategy:')}:",
+            ["sampling.strategy", "'random'", "round_robin"])
+
+
+def unknown_metric(c: Ctx):
+    data = {"train": str(DATA / "ner_sample.conll"), "validation": str(DATA / "ner_sample_dev.conll")}
+    tasks = {"ner": {"type": "tagging", "metrics": ["seqeval", "bleu"], "data": data}}
+    recipe = c.recipe(tasks=tasks)
+    return (train(recipe), f"{recipe}:{line_of(recipe, r'^    metrics:')}:",
+            ["tasks.ner.metrics", "unknown metric 'bleu'", "token_accuracy"])
+
+
+def unknown_task_type(c: Ctx):
+    tasks = {"ner": {"type": "ranking", "data": {"train": str(DATA / "ner_sample.conll")}}}
+    recipe = c.recipe(tasks=tasks)
+    return (train(recipe), f"{recipe}:{line_of(recipe, r'^    type:')}:",
+            ["tasks.ner.type", "'ranking'", "classification, regression, tagging"])
+
+
+# ---------------------------------------------------------------- evaluate / predict
+
+
+def evaluate_folder_that_is_not_a_model(c: Ctx):
+    folder = c.folder / "not-a-model"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("just notes\n")
+    return ["evaluate", str(folder), str(c.recipe())], f"{folder}:", ["not an mtnlp model folder"]
+
+
+def evaluate_base_encoder_instead_of_model(c: Ctx):
+    # the recipe's encoder (a plain BERT folder) is a model, but not an mtnlp multi-task model
+    return (["evaluate", c.encoder, str(c.recipe())], f"{c.encoder}:",
+            ["a bert model, not an mtnlp multi-task model"])
+
+
+def predict_task_the_model_does_not_have(c: Ctx):
+    return (["predict", str(c.model), "--tasks", "sentiment,topic", "some text"], "--tasks:",
+            ["no task 'topic'", "it has: ", "sentiment", "ner"])
+
+
+CASES = [Case(f.__name__, f) for f in (
+    missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column, empty_split_header_only,
+    whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
+    invalid_json_line, unknown_recipe_key, wrong_value_type, negative_lr, temperature_zero, empty_task_list,
+    duplicate_task_names, unknown_sampler, unknown_metric, unknown_task_type, evaluate_folder_that_is_not_a_model,
+    evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have)]
+BY_ID = {case.id: case for case in CASES}
+
+
+def run_mtnlp(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mtnlp", *argv], capture_output=True, text=True, cwd=cwd,
+                          timeout=TIMEOUT, env=dict(os.environ))
+
+
+def tiny_model(folder: Path, encoder: str) -> Path:
+    from transformers import AutoTokenizer
+
+    from mtnlp import MultiTaskModel
+
+    model = MultiTaskModel.from_encoder(encoder, {
+        "sentiment": {"type": "classification", "labels": ["0", "1"], "dropout": 0.1},
+        "ner": {"type": "tagging", "labels": ["O", "B-PER", "I-PER"], "dropout": 0.1}})
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(encoder).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def results(request, make_recipe, tmp_path, tiny_encoder):
+    """Run the processes of every selected case (once, in parallel); returns {case id: Case} with .result filled."""
+    if not any(case.result for case in CASES):
+        selected = [item.callspec.params["case"] for item in request.session.items
+                    if getattr(item, "function", None) is test_bad_input]
+        model = tiny_model(tmp_path / "model", tiny_encoder)
+        jobs = []
+        for case_id in dict.fromkeys(selected):
+            case = BY_ID[case_id]
+            folder = tmp_path / case_id
+            folder.mkdir()
+            argv, where, fragments = case.setup(Ctx(make_recipe, folder, tiny_encoder, model))
+            jobs.append((case, argv, where, fragments, folder))
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            procs = list(pool.map(lambda job: run_mtnlp(job[1], job[4]), jobs))
+        for (case, argv, where, fragments, _), proc in zip(jobs, procs):
+            case.result.update(argv=argv, where=where, fragments=fragments, proc=proc)
+    return BY_ID
+
+
+@pytest.mark.parametrize("case", list(BY_ID))
+def test_bad_input(results, case):
+    r = results[case].result
+    proc, where = r["proc"], r["where"]
+    context = f"mtnlp {' '.join(r['argv'])}\n--- stdout\n{proc.stdout[-2000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 2, context
+    assert "Traceback" not in proc.stderr, context
+    lines = proc.stderr.rstrip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].startswith("error: "), context  # exactly one line, and it is the error
+    message = lines[0][len("error: "):]
+    assert message.startswith(where), f"expected the message to start with {where!r}\n{context}"
+    for fragment in r["fragments"]:
+        assert fragment in message, f"expected {fragment!r} in the message\n{context}"
+    assert proc.stdout == "", context  # nothing half-done is reported
+

@@ -1,0 +1,109 @@
+"""Crash safety: SIGKILL mid-run and Ctrl-C, then resume, end exactly where an uninterrupted run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtnlp.checkpoint import find_checkpoint
+
+TRAINING = {"steps": 150, "save_every": 10, "keep_checkpoints": 2, "eval_every": 50, "batch_size": 4,
+            "log_every": 5, "mixed_precision": "no"}
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count everywhere: same float sums
+
+
+def start(recipe, *overrides):
+    return subprocess.Popen([sys.executable, "-m", "mtnlp", "train", str(recipe), *overrides],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def train_cli(recipe, *overrides):
+    return subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe), *overrides], capture_output=True,
+                          text=True, timeout=600, env=ENV)
+
+
+def wait_for_checkpoint(proc, checkpoints, minimum_step, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = [p for p in checkpoints.glob("step-*") if (p / "trainer_state.json").exists()]
+        if any(int(p.name.split("-")[1]) >= minimum_step for p in done):
+            return
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared in time")
+
+
+def final_state(run):
+    return load_file(run / "checkpoints" / "step-000150" / "model.safetensors"), \
+        json.loads((run / "metrics.json").read_text())
+
+
+def assert_same_run(a, b):
+    weights_a, metrics_a = a
+    weights_b, metrics_b = b
+    assert weights_a.keys() == weights_b.keys()
+    for key in weights_a:
+        assert torch.equal(weights_a[key], weights_b[key]), key
+    assert metrics_a == metrics_b
+
+
+@pytest.fixture
+def reference(make_recipe, tmp_path):
+    recipe = make_recipe(training=TRAINING, name="reference.yaml", output_dir=str(tmp_path / "reference"))
+    proc = train_cli(recipe)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return final_state(tmp_path / "reference")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_latest_equals_uninterrupted(make_recipe, tmp_path, reference):
+    recipe = make_recipe(training=TRAINING)
+    run = tmp_path / "run"
+    proc = start(recipe)
+    wait_for_checkpoint(proc, run / "checkpoints", 20)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = int(find_checkpoint(run, "latest").name.split("-")[1])
+    assert 20 <= killed_at < 150
+    resumed = train_cli(recipe, "training.resume_from=latest")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {run / 'checkpoints'}" in resumed.stdout + resumed.stderr
+    assert_same_run(final_state(run), reference)
+    history = [json.loads(line)["step"] for line in (run / "history.jsonl").read_text().splitlines()]
+    assert history == [50, 100, 150]  # evaluations after the checkpoint are not duplicated
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(make_recipe, tmp_path, reference):
+    recipe = make_recipe(training=TRAINING)
+    run = tmp_path / "run"
+    proc = start(recipe)
+    wait_for_checkpoint(proc, run / "checkpoints", 10)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "stopping after this step" in stderr and "interrupted at step" in stderr and "Traceback" not in stderr
+    step = int(stderr.split("interrupted at step ")[1].split(":")[0])
+    assert (run / "checkpoints" / f"step-{step:06d}" / "trainer_state.json").exists()
+    resumed = train_cli(recipe, "training.resume_from=latest")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_same_run(final_state(run), reference)
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "step-000010").mkdir(parents=True)
+    (checkpoints / "step-000010" / "trainer_state.json").write_text("{}")
+    (checkpoints / ".tmp-step-000020").mkdir()  # killed while writing
+    (checkpoints / ".tmp-step-000020" / "model.safetensors").write_bytes(b"partial")
+    (checkpoints / "step-000030").mkdir()  # no state file: incomplete
+    assert find_checkpoint(tmp_path, "latest").name == "step-000010"
