@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -83,7 +84,12 @@ def find_checkpoint(run_dir: Path, resume_from: str) -> Path:
 def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
     """Restore model, optimizer and this rank's RNG; return the trainer state dict."""
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    try:  # weights_only: tensors and plain containers only, never arbitrary pickled objects
+        optimizer_state = torch.load(folder / "optimizer.pt", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UserError(f"{folder / 'optimizer.pt'}: refused to load: not plain optimizer state "
+                        f"({str(e).splitlines()[0][:120]})") from None
+    optimizer.load_state_dict(optimizer_state)
     rng_file = folder / f"rng-{rank}.json"
     if rng_file.exists():
         set_rng_state(json.loads(rng_file.read_text()), load_file(str(folder / f"rng-{rank}.safetensors"))["torch"])
