@@ -68,6 +68,19 @@ class MultiTaskModel(PreTrainedModel):
                         {"weight": state["pooler.dense.weight"], "bias": state["pooler.dense.bias"]})
         return model
 
+    @classmethod
+    def from_trained(cls, source: "MultiTaskModel", tasks: dict[str, dict], keep_heads: bool = True) -> "MultiTaskModel":
+        """Transfer: a new model for `tasks` whose encoder (and, with keep_heads, each head whose task has
+        the same name, type and labels) starts from a trained multi-task model."""
+        model = cls(MultiTaskConfig(encoder=source.config.encoder.to_dict(), tasks=tasks))
+        model.encoder.load_state_dict(source.encoder.state_dict())
+        for name, head in model.heads.items():
+            old = source.config.tasks.get(name)
+            same = old is not None and (old["type"], old["labels"]) == (tasks[name]["type"], tasks[name]["labels"])
+            if keep_heads and same:
+                head.load_state_dict(source.heads[name].state_dict())
+        return model
+
     def encode(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state

@@ -66,6 +66,9 @@ class TaskSpec:
 class ModelSpec:
     encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
     max_length: int = 128
+    # transfer: start from a trained mtnlp run (its model/ folder) or model folder / hub id instead of `encoder`
+    init_from: str | None = None
+    init_heads: bool = True  # with init_from: also keep heads whose task name, type and labels match
 
 
 @dataclass
@@ -170,7 +173,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
 
 
 OVERRIDE = "command-line override"  # stands in for a line number
-CWD_PATH_KEYS = {"data_dir", "output_dir", "training.resume_from"}
+CWD_PATH_KEYS = {"data_dir", "output_dir", "training.resume_from", "model.init_from"}
 
 
 def _key_lines(node, prefix=""):

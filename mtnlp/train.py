@@ -64,6 +64,19 @@ def run_directory(recipe: Recipe) -> Path:
     return Path(recipe.output_dir or f"runs/{recipe.name}")
 
 
+def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, str]:
+    """The model named by model.init_from (a run directory, a model folder or a hub id) and where it is."""
+    path = Path(recipe.model.init_from).expanduser()
+    if (path / "model" / "config.json").exists():
+        path = path / "model"
+    where = str(path) if path.exists() else recipe.model.init_from
+    try:
+        return MultiTaskModel.from_pretrained(where), where
+    except (OSError, ValueError) as e:
+        raise UserError(f"{recipe.source}: model.init_from: not an mtnlp run or model "
+                        f"({str(e).splitlines()[0]})") from None
+
+
 def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator) -> dict[str, TaskData]:
     with accelerator.main_process_first():  # rank 0 tokenises and fills the cache; others read it
         return {name: load_task(recipe, name, spec, tokenizer, recipe.model.max_length)
@@ -75,14 +88,20 @@ def train(recipe: Recipe) -> TrainResult:
     run_dir = run_directory(recipe)
     accelerator = make_accelerator(recipe)
     set_seed(t.seed)
+    source, source_path = trained_source(recipe) if recipe.model.init_from else (None, None)
     encoder = resolve_encoder(recipe.model.encoder)
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    tokenizer = AutoTokenizer.from_pretrained(source_path or encoder)
     tasks = load_tasks(recipe, tokenizer, accelerator)
     metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout}
              for name, d in tasks.items()}
-    model = MultiTaskModel.from_encoder(encoder, heads)
-    model.config.mtnlp = {"metrics": metrics, "base_model": recipe.model.encoder, "max_length": recipe.model.max_length}
+    if source:  # transfer: multi-task model -> new run (e.g. fine-tune one target task)
+        model = MultiTaskModel.from_trained(source, heads, keep_heads=recipe.model.init_heads)
+        base_model = (getattr(source.config, "mtnlp", None) or {}).get("base_model", recipe.model.init_from)
+    else:
+        model = MultiTaskModel.from_encoder(encoder, heads)
+        base_model = recipe.model.encoder
+    model.config.mtnlp = {"metrics": metrics, "base_model": base_model, "max_length": recipe.model.max_length}
 
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": t.weight_decay},

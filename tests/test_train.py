@@ -174,3 +174,25 @@ def test_other_precisions_train(make_recipe, tmp_path, precision):
     assert result.accelerator.mixed_precision == precision
     losses = read_jsonl(tmp_path / "run" / "train_log.jsonl")
     assert len(losses) == 3 and all(v == v for r in losses for v in r["loss"].values())
+
+
+def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path):
+    """Multi-task run, then a second run on one target task starting from it (MT-DNN style refinement)."""
+    from conftest import tiny_tasks
+
+    from mtnlp import MultiTaskModel
+
+    first = make_recipe(training={"steps": 4}, name="first.yaml")
+    source = train(load_recipe(first)).model
+    target = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 1, "lr": 1e-9, "warmup": 0.0},
+                         name="second.yaml", output_dir=str(tmp_path / "second"))
+    result = train(load_recipe(target, [f"model.init_from={tmp_path / 'run'}"]))
+    assert list(result.last_model.config.tasks) == ["ner"]
+    for (name, a), (_, b) in zip(source.encoder.state_dict().items(), result.last_model.encoder.state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # lr 1e-9: one step moves nothing
+    torch.testing.assert_close(source.heads["ner"].classifier.weight, result.last_model.heads["ner"].classifier.weight,
+                               atol=1e-6, rtol=0)
+    fresh = MultiTaskModel.from_trained(source, result.last_model.config.tasks, keep_heads=False)
+    assert not torch.equal(fresh.heads["ner"].classifier.weight, source.heads["ner"].classifier.weight)
+    with pytest.raises(Exception, match="model.init_from"):
+        train(load_recipe(target, [f"model.init_from={tmp_path / 'nowhere'}"]))

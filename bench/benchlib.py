@@ -1,0 +1,171 @@
+"""Shared helpers of bench/throughput.py and bench/utilisation.py: the run's environment record,
+waiting for an idle machine, and the 3-task data subsets (SST-2, CoNLL-2003 NER, UD-EWT UPOS)
+with the mtnlp recipe that trains on them."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+RESULTS = REPO / "bench" / "results"
+ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def cpu_info() -> dict:
+    """CPU model and the matmul-relevant ISA flags, from /proc/cpuinfo."""
+    info, flags = {}, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key in ("model name", "vendor_id", "cpu family", "model", "stepping") and key not in info:
+                info[key] = value
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    info["amx_bf16"] = "amx_bf16" in flags
+    info["avx512_bf16"] = "avx512_bf16" in flags
+    info["hypervisor"] = "hypervisor" in flags
+    info["logical_cpus"] = os.cpu_count()
+    return info
+
+
+def environment() -> dict:
+    """Date, git commit, torch threads, CPU, versions and the load average when called."""
+    import transformers
+    import accelerate
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip())
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "commit": commit,
+        "tracked_files_modified": dirty,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_info(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+def wait_for_idle(max_wait: float, threshold: float = 0.5) -> dict:
+    """Wait (up to max_wait seconds) until the 1-minute load average is below threshold."""
+    start = time.time()
+    first = os.getloadavg()[0]
+    while os.getloadavg()[0] >= threshold and time.time() - start < max_wait:
+        time.sleep(10)
+    load = os.getloadavg()[0]
+    if max_wait and load >= threshold:
+        print(f"note: load average still {load:.2f} after waiting {max_wait:.0f}s; measuring anyway", file=sys.stderr)
+    return {"waited_s": round(time.time() - start, 1), "load1_before_wait": first, "load1_after_wait": load,
+            "threshold": threshold}
+
+
+# ------------------------------------------------------------------ data subsets and the recipe
+
+
+def _blocks(path: Path) -> list[str]:
+    """Blank-line separated sentence blocks of a CoNLL / CoNLL-U file (CoNLL-2003 -DOCSTART- dropped)."""
+    text = path.read_text(encoding="utf-8")
+    blocks = [b.strip("\n") for b in text.replace("\r\n", "\n").split("\n\n")]
+    return [b for b in blocks if b.strip() and not b.startswith("-DOCSTART-")]
+
+
+def write_subsets(out_dir: Path, max_examples: int, seed: int = 0) -> dict[str, Path]:
+    """A seeded random sample of at most max_examples training examples per task (kept in file order)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+
+    def sample(items: list) -> list:
+        if len(items) <= max_examples:
+            return items
+        keep = sorted(rng.sample(range(len(items)), max_examples))
+        return [items[i] for i in keep]
+
+    lines = (DATA / "sst2/train.tsv").read_text(encoding="utf-8").splitlines()
+    (out_dir / "sst2.tsv").write_text("\n".join([lines[0]] + sample(lines[1:])) + "\n", encoding="utf-8")
+    for name, source in (("conll_ner.conll", "conll2003/train.txt"),
+                         ("ud_upos.conllu", "ud_english_ewt/en_ewt-ud-train.conllu")):
+        (out_dir / name).write_text("\n\n".join(sample(_blocks(DATA / source))) + "\n\n", encoding="utf-8")
+    return {"sst2": out_dir / "sst2.tsv", "conll_ner": out_dir / "conll_ner.conll",
+            "ud_upos": out_dir / "ud_upos.conllu"}
+
+
+RECIPE = """\
+name: bench
+output_dir: {output_dir}
+data_dir: {data_dir}
+model:
+  encoder: {encoder}
+  max_length: {max_length}
+tasks:
+  sst2:
+    type: classification
+    data:
+      train: sst2.tsv
+      text_column: sentence
+      label_names: {{0: negative, 1: positive}}
+    metrics: [accuracy]
+  conll_ner:
+    type: tagging
+    data:
+      format: conll
+      train: conll_ner.conll
+      tag_column: 3
+    metrics: [seqeval]
+  ud_upos:
+    type: tagging
+    data:
+      format: conllu
+      train: ud_upos.conllu
+      tag_column: upos
+    metrics: [token_accuracy]
+sampling:
+  strategy: temperature
+  temperature: 2.0
+  group_by_length: true
+training:
+  steps: {steps}
+  batch_size: {batch_size}
+  lr: 1.0e-4
+  warmup: 0.1
+  mixed_precision: bf16
+  eval_every: null          # no validation split: the only "evaluation" is at the end (it saves the model)
+  save_every: null
+  log_every: 10
+  seed: 42
+"""
+
+
+def write_recipe(path: Path, data_dir: Path, output_dir: Path, steps: int, batch_size: int = 32,
+                 max_length: int = 128) -> Path:
+    path.write_text(RECIPE.format(output_dir=output_dir, data_dir=data_dir, encoder=ENCODER, max_length=max_length,
+                                  steps=steps, batch_size=batch_size), encoding="utf-8")
+    return path
+
+
+def sampler_counts(sizes: dict[str, int], steps: int, seed: int = 42, temperature: float = 2.0) -> dict[str, int]:
+    """How many of `steps` batches mtnlp's TaskSampler gives each task (the sampler is a pure function)."""
+    from mtnlp.sampling import TaskSampler
+
+    sampler = TaskSampler(sizes, "temperature", seed, temperature, total_draws=steps)
+    counts = dict.fromkeys(sizes, 0)
+    for _ in range(steps):
+        counts[next(sampler)] += 1
+    return counts

@@ -1,0 +1,329 @@
+"""Training throughput: one mtnlp multi-task run vs standard HF Trainer single-task runs, one per task.
+
+Both sides train all-MiniLM-L6-v2 on the same examples (a seeded sample of --max-examples training
+examples each of SST-2, CoNLL-2003 NER and UD-EWT UPOS from ../shared/data), tokenised with the same
+tokenizer and max_length, batch size 32, bf16 autocast, on the same machine in one invocation.
+
+- mtnlp: `mtnlp.train.train(load_recipe(...))` on a 3-task recipe (temperature sampling, group_by_length,
+  no validation split, so the only evaluation is the final save), --steps optimizer steps.
+- HF Trainer: AutoModelForSequenceClassification (SST-2) / AutoModelForTokenClassification (NER, UPOS),
+  dynamic padding (DataCollatorWithPadding / DataCollatorForTokenClassification), bf16=True, use_cpu=True,
+  no eval, no saving; the same total number of optimizer steps, split across the tasks as mtnlp's task
+  sampler splits them. Default (random) sampling, as a user would run it, and a second variant with
+  train_sampling_strategy="group_by_length".
+
+Throughput = NON-PAD tokens trained on / wall time of the training loop only (model loading and
+tokenisation excluded on both sides). mtnlp: from the first batch's collate to the end of the last
+optimizer step (the call of the final evaluation); tokens counted by wrapping mtnlp's collate.
+Trainer: from on_train_begin to on_step_end of the last step; tokens counted by a forward pre-hook
+on the model (so exactly the batches that were trained on). Each side runs in its own subprocess;
+peak RSS per subprocess comes from os.wait4. Writes bench/results/throughput.json.
+
+    python bench/throughput.py [--steps 300] [--max-examples 4000] [--batch-size 32] [--wait-idle 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
+TRAINER_MODEL = {"sst2": "sequence", "conll_ner": "token", "ud_upos": "token"}
+
+
+# ------------------------------------------------------------------ the mtnlp side (child process)
+
+
+def run_mtnlp(args) -> dict:
+    import torch
+
+    import mtnlp.train as mt
+    from mtnlp.recipe import load_recipe
+
+    work = Path(args.workdir)
+    recipe_path = benchlib.write_recipe(work / "recipe.yaml", work / "data", work / "mtnlp-run", args.steps,
+                                        args.batch_size, args.max_length)
+    stats = {"non_pad_tokens": 0, "padded_tokens": 0, "batches": 0, "t_first_batch": None, "t_loop_end": None,
+             "task_counts": {}}
+
+    original_collate, original_eval, original_sampler = mt.collate, mt.evaluate_and_select, mt.TaskSampler
+
+    def counting_collate(rows, pad_id, task_type):
+        if stats["t_first_batch"] is None:
+            stats["t_first_batch"] = time.perf_counter()
+        batch = original_collate(rows, pad_id, task_type)
+        stats["non_pad_tokens"] += int(batch["attention_mask"].sum())
+        stats["padded_tokens"] += batch["attention_mask"].numel()
+        stats["batches"] += 1
+        return batch
+
+    def timed_eval(*a, **k):  # called once, right after the last optimizer step (eval_every is null)
+        if stats["t_loop_end"] is None:
+            stats["t_loop_end"] = time.perf_counter()
+        return original_eval(*a, **k)
+
+    class CountingSampler(original_sampler):
+        def __next__(self):
+            task = super().__next__()
+            stats["task_counts"][task] = stats["task_counts"].get(task, 0) + 1
+            return task
+
+    mt.collate, mt.evaluate_and_select, mt.TaskSampler = counting_collate, timed_eval, CountingSampler
+    t0 = time.perf_counter()
+    mt.train(load_recipe(recipe_path))
+    total = time.perf_counter() - t0
+    loop = stats["t_loop_end"] - stats["t_first_batch"]
+    return {"side": "mtnlp", "steps": args.steps, "loop_seconds": loop, "train_call_seconds": total,
+            "non_pad_tokens": stats["non_pad_tokens"], "padded_tokens": stats["padded_tokens"],
+            "batches": stats["batches"], "task_counts": stats["task_counts"],
+            "non_pad_tokens_per_s": stats["non_pad_tokens"] / loop, "torch_threads": torch.get_num_threads()}
+
+
+# ------------------------------------------------------------------ the HF Trainer side (child process)
+
+
+def run_trainer(args) -> dict:
+    import datasets
+    import torch
+    from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer,
+                              DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer, TrainerCallback,
+                              TrainingArguments)
+
+    from mtnlp.encoders import resolve_encoder
+    from mtnlp.readers import read_examples
+    from mtnlp.recipe import DataSpec
+
+    task, work = args.task, Path(args.workdir)
+    encoder = resolve_encoder(benchlib.ENCODER)
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    # the same examples mtnlp reads (its readers, the same subset files)
+    if task == "sst2":
+        spec, kind = DataSpec(text_column="sentence"), "classification"
+        examples = read_examples(work / "data/sst2.tsv", spec, kind)
+    elif task == "conll_ner":
+        spec, kind = DataSpec(format="conll", tag_column=3), "tagging"
+        examples = read_examples(work / "data/conll_ner.conll", spec, kind)
+    else:
+        spec, kind = DataSpec(format="conllu", tag_column="upos"), "tagging"
+        examples = read_examples(work / "data/ud_upos.conllu", spec, kind)
+
+    # standard HF recipe: tokenise with truncation (no padding), label the first sub-token of each word
+    if kind == "classification":
+        labels = sorted({ex["label"] for ex in examples})
+        ids = {label: i for i, label in enumerate(labels)}
+        raw = datasets.Dataset.from_dict({"text": [ex["text"] for ex in examples],
+                                          "label": [ids[ex["label"]] for ex in examples]})
+
+        def encode(batch):
+            enc = tokenizer(batch["text"], truncation=True, max_length=args.max_length)
+            enc["labels"] = batch["label"]
+            return enc
+        collator = DataCollatorWithPadding(tokenizer)
+        model_cls = AutoModelForSequenceClassification
+    else:
+        labels = sorted({t for ex in examples for t in ex["tags"]})
+        ids = {label: i for i, label in enumerate(labels)}
+        raw = datasets.Dataset.from_dict({"tokens": [ex["tokens"] for ex in examples],
+                                          "tags": [[ids[t] for t in ex["tags"]] for ex in examples]})
+
+        def encode(batch):
+            enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=args.max_length)
+            all_labels = []
+            for i, tags in enumerate(batch["tags"]):
+                previous, row = None, []
+                for word in enc.word_ids(i):
+                    row.append(tags[word] if word is not None and word != previous else -100)
+                    previous = word
+                all_labels.append(row)
+            enc["labels"] = all_labels
+            return enc
+        collator = DataCollatorForTokenClassification(tokenizer)
+        model_cls = AutoModelForTokenClassification
+    train_set = raw.map(encode, batched=True, remove_columns=raw.column_names)
+    train_set = train_set.map(lambda b: {"length": [len(x) for x in b["input_ids"]]}, batched=True)
+    model = model_cls.from_pretrained(encoder, num_labels=len(labels))
+
+    stats = {"non_pad_tokens": 0, "padded_tokens": 0, "batches": 0, "t0": None, "t1": None}
+
+    def count(module, a, kwargs):
+        mask = kwargs.get("attention_mask")
+        stats["non_pad_tokens"] += int(mask.sum())
+        stats["padded_tokens"] += mask.numel()
+        stats["batches"] += 1
+    model.register_forward_pre_hook(count, with_kwargs=True)
+
+    class LoopTimer(TrainerCallback):
+        def on_train_begin(self, args_, state, control, **kw):
+            stats["t0"] = time.perf_counter()
+
+        def on_step_end(self, args_, state, control, **kw):
+            if state.global_step == state.max_steps:
+                stats["t1"] = time.perf_counter()
+
+    extra = {}
+    if args.sampling != "random":
+        extra = {"train_sampling_strategy": args.sampling, "length_column_name": "length"}
+    training_args = TrainingArguments(
+        output_dir=str(work / f"trainer-{task}"), per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps, learning_rate=1e-4, weight_decay=0.01, warmup_steps=math.ceil(0.1 * args.steps),
+        bf16=True, use_cpu=True, report_to=[], eval_strategy="no", save_strategy="no",
+        dataloader_num_workers=0, seed=42, disable_tqdm=False, **extra)
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_set, data_collator=collator,
+                      callbacks=[LoopTimer()])
+    out = trainer.train()
+    loop = stats["t1"] - stats["t0"]
+    return {"side": f"trainer-{args.sampling}", "task": task, "steps": args.steps, "loop_seconds": loop,
+            "train_runtime": out.metrics.get("train_runtime"), "non_pad_tokens": stats["non_pad_tokens"],
+            "padded_tokens": stats["padded_tokens"], "batches": stats["batches"],
+            "non_pad_tokens_per_s": stats["non_pad_tokens"] / loop, "optim": str(training_args.optim),
+            "train_sampling_strategy": training_args.train_sampling_strategy,
+            "torch_threads": torch.get_num_threads()}
+
+
+# ------------------------------------------------------------------ the parent: runs each side, compares
+
+
+def child(argv: list[str], log: Path) -> tuple[dict, float]:
+    """Run `throughput.py --child ...` in its own process; return its result and its peak RSS in MiB."""
+    out_file = log.with_suffix(".json")
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, __file__, *argv, "--result", str(out_file)],
+                                stdout=log_file, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed (exit {proc.returncode}); log:\n{log.read_text()[-4000:]}")
+    return json.loads(out_file.read_text()), usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def summarise(runs: list[dict]) -> dict:
+    tokens = sum(r["non_pad_tokens"] for r in runs)
+    padded = sum(r["padded_tokens"] for r in runs)
+    seconds = sum(r["loop_seconds"] for r in runs)
+    return {"loop_seconds": seconds, "non_pad_tokens": tokens, "padded_tokens": padded,
+            "padding_fraction": 1 - tokens / padded, "non_pad_tokens_per_s": tokens / seconds,
+            "padded_tokens_per_s": padded / seconds, "steps": sum(r["steps"] for r in runs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps in total (each side)")
+    parser.add_argument("--max-examples", type=int, default=4000, help="training examples per task")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--no-grouped-trainer", action="store_true",
+                        help="skip the Trainer variant with train_sampling_strategy=group_by_length")
+    parser.add_argument("--wait-idle", type=float, default=0,
+                        help="first wait up to this many seconds for the 1-min load average to drop below 0.5")
+    parser.add_argument("--output", default=str(benchlib.RESULTS / "throughput.json"))
+    # internal: one side in a child process
+    parser.add_argument("--child", choices=["mtnlp", "trainer"], help=argparse.SUPPRESS)
+    parser.add_argument("--task", help=argparse.SUPPRESS)
+    parser.add_argument("--sampling", default="random", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        result = run_mtnlp(args) if args.child == "mtnlp" else run_trainer(args)
+        result["peak_rss_self_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        Path(args.result).write_text(json.dumps(result, indent=2))
+        return
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    idle = benchlib.wait_for_idle(args.wait_idle) if args.wait_idle else None
+    results = benchlib.environment()
+    results["wait_for_idle"] = idle
+    common = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+    with tempfile.TemporaryDirectory(prefix="mtnlp-bench-") as tmp:
+        work = Path(tmp)
+        os.environ["HF_DATASETS_CACHE"] = str(work / "hf-datasets-cache")  # a clean cache: nothing pre-tokenised
+        files = benchlib.write_subsets(work / "data", args.max_examples)
+
+        from mtnlp.readers import read_examples
+        from mtnlp.recipe import DataSpec
+        sizes = {"sst2": len(read_examples(files["sst2"], DataSpec(text_column="sentence"), "classification")),
+                 "conll_ner": len(read_examples(files["conll_ner"], DataSpec(format="conll", tag_column=3), "tagging")),
+                 "ud_upos": len(read_examples(files["ud_upos"], DataSpec(format="conllu", tag_column="upos"), "tagging"))}
+        counts = benchlib.sampler_counts(sizes, args.steps)
+        print(f"examples per task {sizes}; mtnlp's sampler gives {counts} of {args.steps} steps", flush=True)
+
+        mt, mt_rss = child(["--child", "mtnlp", "--workdir", tmp, *common], work / "mtnlp.log")
+        mt["peak_rss_mib"] = mt_rss
+        if mt["task_counts"] != counts:
+            sys.exit(f"mtnlp drew {mt['task_counts']}, expected {counts}")
+        print(f"mtnlp   {mt['non_pad_tokens_per_s']:8.0f} non-pad tokens/s  ({mt['non_pad_tokens']} tokens, "
+              f"{mt['loop_seconds']:.1f} s loop, padding {1 - mt['non_pad_tokens'] / mt['padded_tokens']:.1%}, "
+              f"peak RSS {mt_rss:.0f} MiB)", flush=True)
+
+        variants = ["random"] + ([] if args.no_grouped_trainer else ["group_by_length"])
+        trainer = {}
+        for sampling in variants:
+            runs = []
+            for task, steps in counts.items():
+                if not steps:
+                    continue
+                argv = ["--child", "trainer", "--task", task, "--sampling", sampling, "--workdir", tmp,
+                        "--steps", str(steps), "--batch-size", str(args.batch_size),
+                        "--max-length", str(args.max_length)]
+                try:
+                    run, rss = child(argv, work / f"trainer-{sampling}-{task}.log")
+                except SystemExit as e:
+                    if sampling == "random":
+                        raise
+                    print(f"Trainer with {sampling} failed, skipped: {str(e)[:2000]}", file=sys.stderr)
+                    runs = None
+                    break
+                run["peak_rss_mib"] = rss
+                runs.append(run)
+                print(f"  Trainer[{sampling}] {task}: {run['non_pad_tokens_per_s']:.0f} non-pad tokens/s over "
+                      f"{steps} steps ({run['loop_seconds']:.1f} s, padding "
+                      f"{1 - run['non_pad_tokens'] / run['padded_tokens']:.1%}, peak RSS {rss:.0f} MiB)", flush=True)
+            if runs is None:
+                trainer[sampling] = {"failed": True}
+                continue
+            summary = summarise(runs)
+            summary["peak_rss_mib_max"] = max(r["peak_rss_mib"] for r in runs)
+            summary["per_task"] = runs
+            summary["ratio_mtnlp_over_trainer"] = mt["non_pad_tokens_per_s"] / summary["non_pad_tokens_per_s"]
+            trainer[sampling] = summary
+            print(f"Trainer[{sampling}] {summary['non_pad_tokens_per_s']:8.0f} non-pad tokens/s "
+                  f"({summary['non_pad_tokens']} tokens, {summary['loop_seconds']:.1f} s, padding "
+                  f"{summary['padding_fraction']:.1%}, peak RSS max {summary['peak_rss_mib_max']:.0f} MiB) "
+                  f"-> mtnlp/Trainer = {summary['ratio_mtnlp_over_trainer']:.2f}x", flush=True)
+
+    mt_summary = summarise([mt])
+    mt_summary.update({k: mt[k] for k in ("task_counts", "train_call_seconds", "peak_rss_mib", "peak_rss_self_mib")})
+    results.update({
+        "config": {"steps": args.steps, "max_examples_per_task": args.max_examples, "examples_per_task": sizes,
+                   "batch_size": args.batch_size, "max_length": args.max_length, "precision": "bf16 autocast",
+                   "encoder": benchlib.ENCODER, "trainer_steps_per_task": counts,
+                   "mtnlp_sampling": "temperature T=2, group_by_length (windows of 50 batches)"},
+        "mtnlp": mt_summary,
+        "trainer": trainer,
+        "target_ratio": 1.3,
+        "loadavg_at_end": list(os.getloadavg()),
+    })
+    for sampling, summary in trainer.items():
+        if "ratio_mtnlp_over_trainer" in summary:
+            results[f"ratio_vs_trainer_{sampling}"] = summary["ratio_mtnlp_over_trainer"]
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
