@@ -90,7 +90,11 @@ def train(recipe: Recipe) -> TrainResult:
     set_seed(t.seed)
     source, source_path = trained_source(recipe) if recipe.model.init_from else (None, None)
     encoder = resolve_encoder(recipe.model.encoder)
-    tokenizer = AutoTokenizer.from_pretrained(source_path or encoder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source_path or encoder)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{recipe.source}: model.encoder: cannot load '{recipe.model.encoder}' "
+                        f"({str(e).splitlines()[0]})") from None
     tasks = load_tasks(recipe, tokenizer, accelerator)
     metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout}

@@ -196,3 +196,10 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path):
     assert not torch.equal(fresh.heads["ner"].classifier.weight, source.heads["ner"].classifier.weight)
     with pytest.raises(Exception, match="model.init_from"):
         train(load_recipe(target, [f"model.init_from={tmp_path / 'nowhere'}"]))
+
+
+def test_unloadable_encoder_is_a_user_error(make_recipe, tmp_path):
+    recipe = make_recipe(model={"encoder": str(tmp_path / "no-such-encoder")})
+    proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "model.encoder: cannot load" in proc.stderr and "Traceback" not in proc.stderr
