@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.mtnlp-installed
 # The demo and the tests never need a network: models and metrics are local.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean bench
 
 install: $(STAMP)
 
@@ -29,3 +29,8 @@ test: install
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+bench: install
+	$(OFFLINE) $(BIN)/python bench/inference.py
+	$(OFFLINE) $(BIN)/python bench/throughput.py
+	$(OFFLINE) $(BIN)/python bench/utilisation.py

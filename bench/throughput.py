@@ -173,6 +173,8 @@ def run_trainer(args) -> dict:
     extra = {}
     if args.sampling != "random":
         extra = {"train_sampling_strategy": args.sampling, "length_column_name": "length"}
+    if args.optim != "default":
+        extra["optim"] = args.optim
     training_args = TrainingArguments(
         output_dir=str(work / f"trainer-{task}"), per_device_train_batch_size=args.batch_size,
         max_steps=args.steps, learning_rate=1e-4, weight_decay=0.01, warmup_steps=math.ceil(0.1 * args.steps),
@@ -182,7 +184,7 @@ def run_trainer(args) -> dict:
                       callbacks=[LoopTimer()])
     out = trainer.train()
     loop = stats["t1"] - stats["t0"]
-    return {"side": f"trainer-{args.sampling}", "task": task, "steps": args.steps, "loop_seconds": loop,
+    return {"side": f"trainer-{args.sampling}-{args.optim}", "task": task, "steps": args.steps, "loop_seconds": loop,
             "train_runtime": out.metrics.get("train_runtime"), "non_pad_tokens": stats["non_pad_tokens"],
             "padded_tokens": stats["padded_tokens"], "batches": stats["batches"],
             "non_pad_tokens_per_s": stats["non_pad_tokens"] / loop, "optim": str(training_args.optim),
@@ -194,8 +196,10 @@ def run_trainer(args) -> dict:
 
 
 def child(argv: list[str], log: Path) -> tuple[dict, float]:
-    """Run `throughput.py --child ...` in its own process; return its result and its peak RSS in MiB."""
+    """Run `throughput.py --child ...` in its own process; return its result (with the process's CPU
+    seconds) and its peak RSS in MiB."""
     out_file = log.with_suffix(".json")
+    start = time.perf_counter()
     with open(log, "w") as log_file:
         proc = subprocess.Popen([sys.executable, __file__, *argv, "--result", str(out_file)],
                                 stdout=log_file, stderr=subprocess.STDOUT)
@@ -203,7 +207,10 @@ def child(argv: list[str], log: Path) -> tuple[dict, float]:
         proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed (exit {proc.returncode}); log:\n{log.read_text()[-4000:]}")
-    return json.loads(out_file.read_text()), usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    result = json.loads(out_file.read_text())
+    result["process_cpu_seconds"] = usage.ru_utime + usage.ru_stime  # ~2x wall on 2 uncontended cores
+    result["process_wall_seconds"] = time.perf_counter() - start
+    return result, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -222,7 +229,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--no-grouped-trainer", action="store_true",
-                        help="skip the Trainer variant with train_sampling_strategy=group_by_length")
+                        help="only the default Trainer: skip the variants with train_sampling_strategy=group_by_length "
+                             "(with Trainer's default fused AdamW, and with optim=adamw_torch, mtnlp's optimizer)")
     parser.add_argument("--wait-idle", type=float, default=0,
                         help="first wait up to this many seconds for the 1-min load average to drop below 0.5")
     parser.add_argument("--output", default=str(benchlib.RESULTS / "throughput.json"))
@@ -230,6 +238,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["mtnlp", "trainer"], help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("--sampling", default="random", help=argparse.SUPPRESS)
+    parser.add_argument("--optim", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -262,55 +271,61 @@ def main() -> None:
 
         mt, mt_rss = child(["--child", "mtnlp", "--workdir", tmp, *common], work / "mtnlp.log")
         mt["peak_rss_mib"] = mt_rss
-        if mt["task_counts"] != counts:
+        if {t: c for t, c in mt["task_counts"].items() if c} != {t: c for t, c in counts.items() if c}:
             sys.exit(f"mtnlp drew {mt['task_counts']}, expected {counts}")
         print(f"mtnlp   {mt['non_pad_tokens_per_s']:8.0f} non-pad tokens/s  ({mt['non_pad_tokens']} tokens, "
               f"{mt['loop_seconds']:.1f} s loop, padding {1 - mt['non_pad_tokens'] / mt['padded_tokens']:.1%}, "
               f"peak RSS {mt_rss:.0f} MiB)", flush=True)
 
-        variants = ["random"] + ([] if args.no_grouped_trainer else ["group_by_length"])
+        # (sampling, optim): Trainer as a user runs it; with length grouping; and grouped with mtnlp's optimizer
+        # (torch.optim.AdamW, for-loop on CPU) instead of Trainer's default adamw_torch_fused
+        variants = [("random", "default")] + ([] if args.no_grouped_trainer else
+                                              [("group_by_length", "default"), ("group_by_length", "adamw_torch")])
         trainer = {}
-        for sampling in variants:
+        for sampling, optim in variants:
+            key = sampling if optim == "default" else f"{sampling}+{optim}"
             runs = []
             for task, steps in counts.items():
                 if not steps:
                     continue
-                argv = ["--child", "trainer", "--task", task, "--sampling", sampling, "--workdir", tmp,
+                argv = ["--child", "trainer", "--task", task, "--sampling", sampling, "--optim", optim, "--workdir", tmp,
                         "--steps", str(steps), "--batch-size", str(args.batch_size),
                         "--max-length", str(args.max_length)]
                 try:
-                    run, rss = child(argv, work / f"trainer-{sampling}-{task}.log")
+                    run, rss = child(argv, work / f"trainer-{key}-{task}.log")
                 except SystemExit as e:
                     if sampling == "random":
                         raise
-                    print(f"Trainer with {sampling} failed, skipped: {str(e)[:2000]}", file=sys.stderr)
+                    print(f"Trainer[{key}] failed, skipped: {str(e)[:2000]}", file=sys.stderr)
                     runs = None
                     break
                 run["peak_rss_mib"] = rss
                 runs.append(run)
-                print(f"  Trainer[{sampling}] {task}: {run['non_pad_tokens_per_s']:.0f} non-pad tokens/s over "
+                print(f"  Trainer[{key}] {task}: {run['non_pad_tokens_per_s']:.0f} non-pad tokens/s over "
                       f"{steps} steps ({run['loop_seconds']:.1f} s, padding "
                       f"{1 - run['non_pad_tokens'] / run['padded_tokens']:.1%}, peak RSS {rss:.0f} MiB)", flush=True)
             if runs is None:
-                trainer[sampling] = {"failed": True}
+                trainer[key] = {"failed": True}
                 continue
             summary = summarise(runs)
             summary["peak_rss_mib_max"] = max(r["peak_rss_mib"] for r in runs)
             summary["per_task"] = runs
             summary["ratio_mtnlp_over_trainer"] = mt["non_pad_tokens_per_s"] / summary["non_pad_tokens_per_s"]
-            trainer[sampling] = summary
-            print(f"Trainer[{sampling}] {summary['non_pad_tokens_per_s']:8.0f} non-pad tokens/s "
+            trainer[key] = summary
+            print(f"Trainer[{key}] {summary['non_pad_tokens_per_s']:8.0f} non-pad tokens/s "
                   f"({summary['non_pad_tokens']} tokens, {summary['loop_seconds']:.1f} s, padding "
                   f"{summary['padding_fraction']:.1%}, peak RSS max {summary['peak_rss_mib_max']:.0f} MiB) "
                   f"-> mtnlp/Trainer = {summary['ratio_mtnlp_over_trainer']:.2f}x", flush=True)
 
     mt_summary = summarise([mt])
-    mt_summary.update({k: mt[k] for k in ("task_counts", "train_call_seconds", "peak_rss_mib", "peak_rss_self_mib")})
+    mt_summary.update({k: mt[k] for k in ("task_counts", "train_call_seconds", "peak_rss_mib", "peak_rss_self_mib",
+                                          "process_cpu_seconds", "process_wall_seconds")})
     results.update({
         "config": {"steps": args.steps, "max_examples_per_task": args.max_examples, "examples_per_task": sizes,
                    "batch_size": args.batch_size, "max_length": args.max_length, "precision": "bf16 autocast",
                    "encoder": benchlib.ENCODER, "trainer_steps_per_task": counts,
-                   "mtnlp_sampling": "temperature T=2, group_by_length (windows of 50 batches)"},
+                   "mtnlp_sampling": "temperature T=2, group_by_length (windows of 50 batches)",
+                   "mtnlp_optimizer": "torch.optim.AdamW (default implementation: for-loop on CPU)"},
         "mtnlp": mt_summary,
         "trainer": trainer,
         "target_ratio": 1.3,
