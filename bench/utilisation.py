@@ -117,13 +117,13 @@ def step_flops(mask: torch.Tensor, task_type: str, num_labels: int, cfg) -> dict
 
 def build(work: Path, args):
     from accelerate.utils import set_seed
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer
 
     from mtnlp.encoders import resolve_encoder
     from mtnlp.modeling import MultiTaskModel
     from mtnlp.recipe import load_recipe
     from mtnlp.sampling import TaskBatches, TaskSampler
-    from mtnlp.train import load_tasks, make_accelerator
+    from mtnlp.train import load_tasks, make_accelerator, make_optimizer
 
     benchlib.write_subsets(work / "data", args.max_examples)
     total = args.warmup + args.steps + args.profile_steps
@@ -139,11 +139,7 @@ def build(work: Path, args):
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout}
              for name, d in tasks.items()}
     model = MultiTaskModel.from_encoder(encoder, heads)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": t.weight_decay},
-              {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=t.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup * t.steps), t.steps)
+    optimizer, scheduler = make_optimizer(model, t)  # the same optimizer train() uses
     model, optimizer = accelerator.prepare(model, optimizer)
     sampler = TaskSampler({n: len(d.splits["train"]) for n, d in tasks.items()}, recipe.sampling.strategy,
                           t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)

@@ -28,7 +28,7 @@ from .encoders import resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, main_metric, selection_score
 from .modeling import MultiTaskModel
-from .recipe import Recipe, default_metrics
+from .recipe import Recipe, TrainingSpec, default_metrics
 from .sampling import TaskBatches, TaskSampler
 
 
@@ -58,6 +58,15 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
         )
     except ValueError as e:  # e.g. fp16 requested on a machine without a GPU
         raise UserError(f"{recipe.source}: training.mixed_precision: {e}") from None
+
+
+def make_optimizer(model, t: TrainingSpec):
+    """AdamW (no weight decay on biases and LayerNorm weights) with linear warm-up and decay."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": t.weight_decay},
+              {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # fused: ~3x faster steps on CPU
+    return optimizer, get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup * t.steps), t.steps)
 
 
 def run_directory(recipe: Recipe) -> Path:
@@ -107,11 +116,7 @@ def train(recipe: Recipe) -> TrainResult:
         base_model = recipe.model.encoder
     model.config.mtnlp = {"metrics": metrics, "base_model": base_model, "max_length": recipe.model.max_length}
 
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": t.weight_decay},
-              {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # fused: ~3x faster steps on CPU
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup * t.steps), t.steps)
+    optimizer, scheduler = make_optimizer(model, t)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
 
