@@ -5,6 +5,7 @@ with the mtnlp recipe that trains on them."""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import random
@@ -19,6 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results"
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def write_results(out: Path, results: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 def cpu_info() -> dict:

@@ -334,10 +334,7 @@ def main() -> None:
     for sampling, summary in trainer.items():
         if "ratio_mtnlp_over_trainer" in summary:
             results[f"ratio_vs_trainer_{sampling}"] = summary["ratio_mtnlp_over_trainer"]
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    benchlib.write_results(Path(args.output), results)
 
 
 if __name__ == "__main__":

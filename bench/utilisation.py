@@ -24,7 +24,6 @@ Writes bench/results/utilisation.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -122,8 +121,7 @@ def build(work: Path, args):
     from mtnlp.encoders import resolve_encoder
     from mtnlp.modeling import MultiTaskModel
     from mtnlp.recipe import load_recipe
-    from mtnlp.sampling import TaskBatches, TaskSampler
-    from mtnlp.train import load_tasks, make_accelerator, make_optimizer
+    from mtnlp.train import load_tasks, make_accelerator, make_optimizer, task_streams
 
     benchlib.write_subsets(work / "data", args.max_examples)
     total = args.warmup + args.steps + args.profile_steps
@@ -141,14 +139,7 @@ def build(work: Path, args):
     model = MultiTaskModel.from_encoder(encoder, heads)
     optimizer, scheduler = make_optimizer(model, t)  # the same optimizer train() uses
     model, optimizer = accelerator.prepare(model, optimizer)
-    sampler = TaskSampler({n: len(d.splits["train"]) for n, d in tasks.items()}, recipe.sampling.strategy,
-                          t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
-    batches = {n: TaskBatches(d.splits["train"]["length"], t.batch_size, t.seed + i, recipe.sampling.group_by_length,
-                              accelerator.process_index, accelerator.num_processes)
-               for i, (n, d) in enumerate(tasks.items())}
-    train_rows = {n: d.splits["train"].select_columns(
-        [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in d.splits["train"].column_names])
-        for n, d in tasks.items()}
+    sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
     weights = {n: recipe.tasks[n].loss_weight for n in tasks}
     return dict(recipe=recipe, accelerator=accelerator, tokenizer=tokenizer, tasks=tasks, model=model,
                 optimizer=optimizer, scheduler=scheduler, sampler=sampler, batches=batches, train_rows=train_rows,
@@ -393,10 +384,7 @@ def main() -> None:
         "diagnostics": diagnostics,
         "loadavg_at_end": list(os.getloadavg()),
     })
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    benchlib.write_results(Path(args.output), results)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,14 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
     return out
 
 
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+def model_rows(dataset: datasets.Dataset) -> datasets.Dataset:
+    """The dataset reduced to what collate() and the model read (cheaper row access)."""
+    return dataset.select_columns([c for c in MODEL_COLUMNS if c in dataset.column_names])
+
+
 def collate(rows: list[dict], pad_id: int, task_type: str) -> dict[str, torch.Tensor]:
     """Dynamic padding to the longest row of the batch."""
     width = max(len(r["input_ids"]) for r in rows)

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from .data import TaskData, collate
+from .data import TaskData, collate, model_rows
 from .metrics import load_metric
 
 # recipe metric name -> (evaluate module, key in its result, greater is better)
@@ -37,8 +37,7 @@ def predict(model, dataset, task: str, task_type: str, batch_size: int, pad_id: 
     model.eval()
     device = next(model.parameters()).device
     order = np.argsort(-np.asarray(dataset["length"]), kind="stable")  # similar lengths batch together
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in dataset.column_names]
-    rows = dataset.select_columns(columns)
+    rows = model_rows(dataset)
     out = [None] * len(dataset)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size].tolist()

@@ -23,7 +23,7 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from . import hub, report
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from .data import TaskData, collate, load_task
+from .data import TaskData, collate, load_task, model_rows
 from .encoders import resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, main_metric, selection_score
@@ -67,6 +67,17 @@ def make_optimizer(model, t: TrainingSpec):
               {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # fused: ~3x faster steps on CPU
     return optimizer, get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup * t.steps), t.steps)
+
+
+def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accelerator):
+    """The task sampler, each task's batch iterator (this rank's share) and its training rows."""
+    t = recipe.training
+    sampler = TaskSampler({n: len(d.splits["train"]) for n, d in tasks.items()}, recipe.sampling.strategy,
+                          t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
+    batches = {n: TaskBatches(d.splits["train"]["length"], t.batch_size, t.seed + i, recipe.sampling.group_by_length,
+                              accelerator.process_index, accelerator.num_processes)
+               for i, (n, d) in enumerate(tasks.items())}
+    return sampler, batches, {n: model_rows(d.splits["train"]) for n, d in tasks.items()}
 
 
 def run_directory(recipe: Recipe) -> Path:
@@ -120,14 +131,7 @@ def train(recipe: Recipe) -> TrainResult:
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
 
-    sampler = TaskSampler({n: len(d.splits["train"]) for n, d in tasks.items()}, recipe.sampling.strategy,
-                          t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
-    batches = {n: TaskBatches(d.splits["train"]["length"], t.batch_size, t.seed + i, recipe.sampling.group_by_length,
-                              accelerator.process_index, accelerator.num_processes)
-               for i, (n, d) in enumerate(tasks.items())}
-    train_rows = {n: d.splits["train"].select_columns(
-        [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in d.splits["train"].column_names])
-        for n, d in tasks.items()}
+    sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
     weights = {n: recipe.tasks[n].loss_weight for n in tasks}
 
     state = {"step": 0, "best_score": None, "best_step": None, "bad_evals": 0}
