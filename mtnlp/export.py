@@ -28,7 +28,7 @@ def export_head(model: MultiTaskModel, task: str):
     auto = AutoModelForTokenClassification if spec["type"] == "tagging" else AutoModelForSequenceClassification
     exported = auto.from_config(config)
     prefix = exported.base_model_prefix
-    state = {f"{prefix}.{k}": v for k, v in model.encoder.state_dict().items()}
+    state = {f"{prefix}.{k}": v for k, v in model.encoder_state(task).items()}  # adapter merged / layers in place
     head = model.heads[task]
     if spec["type"] != "tagging":
         state[f"{prefix}.pooler.dense.weight"] = head.pooler["dense"].weight

@@ -1,7 +1,8 @@
 """MultiTaskConfig and MultiTaskModel: one shared encoder, one head per task, transformers-style.
 
-`config.tasks` maps each task name to {"type", "labels", "dropout"}; save_pretrained /
-from_pretrained rebuild every head from it with no recipe at hand.
+`config.tasks` maps each task name to {"type", "labels", "dropout"}; `config.sharing` says how the
+encoder is shared (None: one encoder for all tasks; see sharing.py for per-task LoRA adapters and
+per-task top layers). save_pretrained / from_pretrained rebuild everything from the config.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
+from . import sharing
 from .heads import build_head
 
 
@@ -21,6 +23,7 @@ class MultiTaskConfig(PreTrainedConfig):
 
     encoder: PreTrainedConfig | dict | None = None
     tasks: dict | None = None  # name -> {"type": ..., "labels": [...], "dropout": float}
+    sharing: dict | None = None  # None (hard sharing), {"type": "lora", ...} or {"type": "task_layers", ...}
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -39,9 +42,18 @@ class MultiTaskModel(PreTrainedModel):
             self.encoder = AutoModel.from_config(config.encoder, add_pooling_layer=False)
         except TypeError:
             self.encoder = AutoModel.from_config(config.encoder)
+        kind = (config.sharing or {}).get("type")
+        if kind == "task_layers":
+            self.task_layers = sharing.split_top_layers(self.encoder, list(config.tasks), config.sharing["layers"])
+        elif kind == "lora":
+            sharing.add_lora_adapters(self.encoder, list(config.tasks), config.sharing)
+        self._lora = sharing.lora_layers(self.encoder) if kind == "lora" else []
         hidden = config.encoder.hidden_size
         self.heads = nn.ModuleDict({name: build_head(spec, hidden) for name, spec in config.tasks.items()})
         self.post_init()
+        for layer in self._lora:  # post_init re-drew every Linear; a fresh adapter must start as a no-op (B = 0)
+            for task in config.tasks:
+                layer.reset_lora_parameters(task, True)
 
     def _init_weights(self, module):
         std = getattr(self.config.encoder, "initializer_range", 0.02)
@@ -50,17 +62,37 @@ class MultiTaskModel(PreTrainedModel):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
+    def load_plain_encoder(self, state: dict[str, torch.Tensor]) -> None:
+        """Load an ordinary encoder's weights (e.g. a pretrained BertModel's) into the shared encoder and,
+        with task-specific layers, into every task's copy of the top layers."""
+        encoder_state, task_state = sharing.to_model_keys(state, self)
+        missing, unexpected = self.encoder.load_state_dict(encoder_state, strict=False)
+        missing = [k for k in missing if "lora_" not in k]  # fresh adapters
+        if missing or unexpected:
+            raise ValueError(f"encoder weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        if task_state:
+            self.task_layers.load_state_dict(task_state, strict=True)
+
+    def encoder_state(self, task: str | None = None) -> dict[str, torch.Tensor]:
+        """The encoder as ONE plain model's weights for `task` (adapter merged / task layers in place)."""
+        return sharing.plain_state(self, task)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters every task uses (what PCGrad projects): the encoder without adapters."""
+        return [p for n, p in self.encoder.named_parameters() if p.requires_grad and "lora_" not in n]
+
     @classmethod
-    def from_encoder(cls, encoder: str, tasks: dict[str, dict], **load_kwargs) -> "MultiTaskModel":
+    def from_encoder(cls, encoder: str, tasks: dict[str, dict], sharing: dict | None = None,
+                     **load_kwargs) -> "MultiTaskModel":
         """A new model: pretrained encoder weights from `encoder` (path or hub id), fresh heads.
 
         Each sequence head's pooler starts from the encoder's pretrained pooler when it has one.
         """
         pretrained = AutoModel.from_pretrained(encoder, **load_kwargs)
-        config = MultiTaskConfig(encoder=pretrained.config.to_dict(), tasks=tasks)
+        config = MultiTaskConfig(encoder=pretrained.config.to_dict(), tasks=tasks, sharing=sharing)
         model = cls(config)
         state = pretrained.state_dict()
-        model.encoder.load_state_dict({k: v for k, v in state.items() if not k.startswith("pooler.")}, strict=True)
+        model.load_plain_encoder({k: v for k, v in state.items() if not k.startswith("pooler.")})
         if "pooler.dense.weight" in state:
             for head in model.heads.values():
                 if hasattr(head, "pooler"):
@@ -69,11 +101,17 @@ class MultiTaskModel(PreTrainedModel):
         return model
 
     @classmethod
-    def from_trained(cls, source: "MultiTaskModel", tasks: dict[str, dict], keep_heads: bool = True) -> "MultiTaskModel":
+    def from_trained(cls, source: "MultiTaskModel", tasks: dict[str, dict], keep_heads: bool = True,
+                     sharing: dict | None = None) -> "MultiTaskModel":
         """Transfer: a new model for `tasks` whose encoder (and, with keep_heads, each head whose task has
-        the same name, type and labels) starts from a trained multi-task model."""
-        model = cls(MultiTaskConfig(encoder=source.config.encoder.to_dict(), tasks=tasks))
-        model.encoder.load_state_dict(source.encoder.state_dict())
+        the same name, type and labels) starts from a trained multi-task model. A soft-shared source
+        gives the encoder of the first new task it knows (its adapter merged / its layers in place)."""
+        model = cls(MultiTaskConfig(encoder=source.config.encoder.to_dict(), tasks=tasks, sharing=sharing))
+        known = [t for t in tasks if t in source.config.tasks]
+        try:
+            model.load_plain_encoder(source.encoder_state(known[0] if known else None))
+        except ValueError as e:
+            raise ValueError(f"cannot transfer the encoder: {e}") from None
         for name, head in model.heads.items():
             old = source.config.tasks.get(name)
             same = old is not None and (old["type"], old["labels"]) == (tasks[name]["type"], tasks[name]["labels"])
@@ -81,25 +119,39 @@ class MultiTaskModel(PreTrainedModel):
                 head.load_state_dict(source.heads[name].state_dict())
         return model
 
-    def encode(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None, task: str | None = None) -> torch.Tensor:
+        """Encoder states for `task` (with soft sharing the task picks the adapter / top layers)."""
+        if self._lora:
+            sharing.activate_adapter(self._lora, task)
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        return self.task_top(hidden, attention_mask, task)
+
+    def task_top(self, hidden, attention_mask, task):
+        if not hasattr(self, "task_layers"):
+            return hidden
+        return sharing.run_layers(self.task_layers[task], hidden, attention_mask, self.config.encoder)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, task: str | None = None,
                 labels=None, **kwargs):
         if task not in self.heads:
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
         head = self.heads[task]
-        logits = head(self.encode(input_ids, attention_mask, token_type_ids))
+        logits = head(self.encode(input_ids, attention_mask, token_type_ids, task))
         loss = head.loss(logits, labels) if labels is not None else None
         output = TokenClassifierOutput if self.config.tasks[task]["type"] == "tagging" else SequenceClassifierOutput
         return output(loss=loss, logits=logits)
 
     def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None,
                       tasks: list[str] | None = None) -> dict[str, torch.Tensor]:
-        """Logits of several heads from ONE encoder pass."""
-        hidden = self.encode(input_ids, attention_mask, token_type_ids)
-        return {name: self.heads[name](hidden) for name in (tasks or list(self.heads))}
+        """Logits of several heads from ONE encoder pass (with LoRA adapters: one pass per task; with
+        task-specific layers: one pass through the shared layers, then each task's own)."""
+        tasks = tasks or list(self.heads)
+        if self._lora:
+            return {t: self.heads[t](self.encode(input_ids, attention_mask, token_type_ids, t)) for t in tasks}
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        return {t: self.heads[t](self.task_top(hidden, attention_mask, t)) for t in tasks}
 
 
 AutoConfig.register("mtnlp", MultiTaskConfig)

@@ -79,6 +79,24 @@ class SamplingSpec:
 
 
 @dataclass
+class MTLSpec:
+    """How tasks share the model and combine in an update (see the README's guide)."""
+
+    weighting: Literal["static", "uncertainty", "dwa"] = "static"  # task loss weights (weighting.py)
+    weighting_lr: float = 1.0e-3  # learning rate of uncertainty's log-variances
+    dwa_temperature: float = 2.0
+    dwa_window: int = 50  # DWA compares mean task losses over windows of this many steps
+    gradient: Literal["sum", "pcgrad"] = "sum"  # pcgrad: each update takes one batch of EVERY task
+    sharing: Literal["hard", "lora", "task_layers"] = "hard"
+    freeze_encoder: bool = False  # train only adapters / task layers and heads
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    task_layers: int = 2  # sharing: task_layers — the top k encoder layers are copied per task
+
+
+@dataclass
 class TrainingSpec:
     steps: int = 1000  # optimizer updates
     batch_size: int = 32
@@ -108,6 +126,7 @@ class Recipe:
     data_dir: str | None = None  # relative data paths resolve here (default: the recipe's folder)
     model: ModelSpec = field(default_factory=ModelSpec)
     sampling: SamplingSpec = field(default_factory=SamplingSpec)
+    mtl: MTLSpec = field(default_factory=MTLSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     push_to_hub: bool = False  # push the best model after training (token: HF_TOKEN or `hf auth login`)
     hub_repo_id: str | None = None  # e.g. "my-org/my-model"; required with push_to_hub
@@ -325,8 +344,28 @@ def check(recipe: Recipe) -> None:
         fail("training.weight_decay", "must be >= 0")
     if recipe.sampling.temperature <= 0:
         fail("sampling.temperature", f"must be > 0, got {recipe.sampling.temperature}")
+    m = recipe.mtl
+    for key in ("weighting_lr", "dwa_temperature", "dwa_window", "lora_r", "lora_alpha", "task_layers"):
+        if getattr(m, key) <= 0:
+            fail(f"mtl.{key}", f"must be > 0, got {getattr(m, key)}")
+    if not 0 <= m.lora_dropout < 1:
+        fail("mtl.lora_dropout", "must be in [0, 1)")
+    if m.freeze_encoder and m.sharing == "hard":
+        fail("mtl.freeze_encoder", "with hard sharing only the heads would train; use sharing: lora or task_layers")
+    if m.gradient == "pcgrad" and len(recipe.tasks) < 2:
+        fail("mtl.gradient", "pcgrad needs at least two tasks")
     if recipe.model.max_length < 8:
         fail("model.max_length", "must be >= 8")
+
+
+def sharing_config(m: MTLSpec) -> dict | None:
+    """The model's config.sharing for the recipe's mtl section."""
+    if m.sharing == "lora":
+        return {"type": "lora", "r": m.lora_r, "alpha": m.lora_alpha, "dropout": m.lora_dropout,
+                "targets": list(m.lora_targets)}
+    if m.sharing == "task_layers":
+        return {"type": "task_layers", "layers": m.task_layers}
+    return None
 
 
 def default_metrics(task: TaskSpec, labels: list[str]) -> list[str]:

@@ -1,7 +1,8 @@
 """Multi-task training with Accelerate: one task's batch per step, chosen by the task sampler.
 
 Read `train()` top to bottom: set-up, the loop (task choice, forward, weighted loss, update), then
-evaluation of the best model. Run-directory writing lives in report.py, checkpoints in checkpoint.py.
+evaluation of the best model. A head computes its task's loss (heads.py), weighting.py weights it,
+and with mtl.gradient=pcgrad each update takes one batch of every task (`pcgrad_update`). Run-directory writing lives in report.py, checkpoints in checkpoint.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
@@ -28,8 +30,10 @@ from .encoders import resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, main_metric, selection_score
 from .modeling import MultiTaskModel
-from .recipe import Recipe, TrainingSpec, default_metrics
+from .pcgrad import project_conflicting
+from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
 from .sampling import TaskBatches, TaskSampler
+from .weighting import build_weighting
 
 
 @dataclass
@@ -60,11 +64,15 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
         raise UserError(f"{recipe.source}: training.mixed_precision: {e}") from None
 
 
-def make_optimizer(model, t: TrainingSpec):
-    """AdamW (no weight decay on biases and LayerNorm weights) with linear warm-up and decay."""
+def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float = 1e-3):
+    """AdamW (no weight decay on biases and LayerNorm weights) with linear warm-up and decay.
+    Learned loss weights (if any) are a third group with their own learning rate."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [{"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": t.weight_decay},
-              {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in trainable if not n.endswith(no_decay)], "weight_decay": t.weight_decay},
+              {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0}]
+    if weighting is not None and list(weighting.parameters()):
+        groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0, "lr": weighting_lr})
     optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # fused: ~3x faster steps on CPU
     return optimizer, get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup * t.steps), t.steps)
 
@@ -119,20 +127,29 @@ def train(recipe: Recipe) -> TrainResult:
     metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout}
              for name, d in tasks.items()}
-    if source:  # transfer: multi-task model -> new run (e.g. fine-tune one target task)
-        model = MultiTaskModel.from_trained(source, heads, keep_heads=recipe.model.init_heads)
-        base_model = (getattr(source.config, "mtnlp", None) or {}).get("base_model", recipe.model.init_from)
-    else:
-        model = MultiTaskModel.from_encoder(encoder, heads)
-        base_model = recipe.model.encoder
+    sharing = sharing_config(recipe.mtl)
+    try:
+        if source:  # transfer: multi-task model -> new run (e.g. fine-tune one target task)
+            model = MultiTaskModel.from_trained(source, heads, keep_heads=recipe.model.init_heads, sharing=sharing)
+            base_model = (getattr(source.config, "mtnlp", None) or {}).get("base_model", recipe.model.init_from)
+        else:
+            model = MultiTaskModel.from_encoder(encoder, heads, sharing=sharing)
+            base_model = recipe.model.encoder
+    except ValueError as e:  # a sharing setting that does not fit this encoder
+        raise UserError(f"{recipe.source}: {str(e).splitlines()[0]}") from None
+    if recipe.mtl.freeze_encoder:  # soft sharing only: adapters / task layers and heads train
+        for name, p in model.encoder.named_parameters():
+            p.requires_grad_("lora_" in name)
     model.config.mtnlp = {"metrics": metrics, "base_model": base_model, "max_length": recipe.model.max_length}
 
-    optimizer, scheduler = make_optimizer(model, t)
+    m = recipe.mtl
+    weighting = build_weighting(m.weighting, {n: recipe.tasks[n].loss_weight for n in tasks},
+                                dwa_temperature=m.dwa_temperature, dwa_window=m.dwa_window).to(accelerator.device)
+    optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
 
     sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
-    weights = {n: recipe.tasks[n].loss_weight for n in tasks}
 
     state = {"step": 0, "best_score": None, "best_step": None, "bad_evals": 0}
     if t.resume_from:
@@ -142,6 +159,7 @@ def train(recipe: Recipe) -> TrainResult:
         sampler.load_state_dict(state["sampler"])
         for name, b in batches.items():
             b.load_state_dict(state["batches"][name])
+        weighting.load_state_dict_json(state.get("weighting", {}))
         if accelerator.is_main_process:
             run_dir.mkdir(parents=True, exist_ok=True)
             report.forget_after(run_dir, state["step"])  # logs written after the checkpoint are replayed
@@ -157,26 +175,41 @@ def train(recipe: Recipe) -> TrainResult:
 
     def checkpoint(step: int) -> Path:
         state.update(scheduler=scheduler.state_dict(), sampler=sampler.state_dict(),
-                     batches={n: b.state_dict() for n, b in batches.items()})
+                     batches={n: b.state_dict() for n, b in batches.items()}, weighting=weighting.state_dict_json())
         folder = save_checkpoint(run_dir / "checkpoints" / f"step-{step:06d}", unwrapped, optimizer, state,
                                  accelerator.process_index, accelerator.num_processes)
         if accelerator.is_main_process:
             prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
         return folder
 
+    def backward(task: str, sync: bool) -> None:
+        """One micro-batch of `task`: its head's loss, weighted, back-propagated."""
+        batch = collate([train_rows[task][i] for i in next(batches[task])], tokenizer.pad_token_id, tasks[task].type)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+            loss = model(**batch, task=task).loss
+            accelerator.backward(weighting(task, loss) / t.grad_accum)
+        weighting.observe(task, loss.item())
+        log.add(task, loss.item())
+
+    def reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+        return accelerator.reduce(tensor, "mean") if accelerator.num_processes > 1 else tensor
+
+    conflicts = []  # pcgrad: fraction of conflicting task pairs per update, logged as a mean
     model.train()
     with stop_after_step_on_ctrl_c(accelerator) as stop:
         while state["step"] < t.steps:
-            for micro in range(t.grad_accum):  # accumulated micro-batches may come from different tasks
-                task = next(sampler)
-                batch = collate([train_rows[task][i] for i in next(batches[task])], tokenizer.pad_token_id,
-                                tasks[task].type)
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                sync = micro == t.grad_accum - 1
-                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                    loss = model(**batch, task=task).loss
-                    accelerator.backward(weights[task] * loss / t.grad_accum)
-                log.add(task, loss.item())
+            if m.gradient == "pcgrad":
+                task = "all"
+                conflicts.append(pcgrad_update(unwrapped, list(tasks), backward, t, state["step"], reduce_mean))
+            else:
+                for micro in range(t.grad_accum):  # accumulated micro-batches may come from different tasks
+                    task = next(sampler)
+                    backward(task, sync=micro == t.grad_accum - 1)
+            for p in weighting.parameters():  # DDP does not see the loss weights: average them here
+                if p.grad is not None:
+                    p.grad = reduce_mean(p.grad)
+            weighting.end_step(state["step"] + 1, reduce_mean)
             if t.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
             optimizer.step()
@@ -189,11 +222,15 @@ def train(recipe: Recipe) -> TrainResult:
 
             if step % t.log_every == 0 or step == t.steps:
                 losses = log.flush()
+                record = {"step": step, "lr": scheduler.get_last_lr()[0], "loss": losses, "weights": weighting.weights()}
+                if conflicts:
+                    record["pcgrad_conflicts"] = sum(conflicts) / len(conflicts)
+                    conflicts.clear()
                 if accelerator.is_main_process:
-                    report.append(run_dir / "train_log.jsonl",
-                                  {"step": step, "lr": scheduler.get_last_lr()[0], "loss": losses})
+                    report.append(run_dir / "train_log.jsonl", record)
                 if t.report_to:
-                    accelerator.log({f"train/loss/{n}": v for n, v in losses.items()}, step=step)
+                    accelerator.log({f"train/loss/{n}": v for n, v in losses.items()}
+                                    | {f"train/weight/{n}": v for n, v in weighting.weights().items()}, step=step)
             if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
                 if evaluate_and_select(recipe, run_dir, unwrapped, tokenizer, tasks, metrics, state, accelerator):
                     accelerator.print(f"early stopping at step {step}: no improvement in {state['bad_evals']} evaluations")
@@ -219,6 +256,33 @@ def train(recipe: Recipe) -> TrainResult:
     if t.report_to:
         accelerator.end_training()
     return TrainResult(run_dir, best, unwrapped, final, accelerator)
+
+
+def pcgrad_update(model: MultiTaskModel, task_names: list[str], backward, t: TrainingSpec, step: int,
+                  reduce_mean) -> float:
+    """Gradients for one PCGrad update: grad_accum micro-batches of EVERY task, each task's shared-parameter
+    gradient kept apart, averaged over DDP ranks (all backward passes skip DDP's own sync), projected
+    and summed into .grad. Head / adapter / task-layer gradients come from one task each and are summed
+    as usual. Returns the fraction of task pairs that conflicted."""
+    shared = model.shared_parameters()
+    per_task = []
+    for task in task_names:
+        for _ in range(t.grad_accum):
+            backward(task, sync=False)
+        per_task.append(torch.cat([p.grad.flatten() if p.grad is not None else p.new_zeros(p.numel())
+                                   for p in shared]))
+        for p in shared:
+            p.grad = None
+    own = [p for p in model.parameters() if p.grad is not None]
+    if own:  # the task-specific gradients, averaged across ranks like DDP would
+        flat = reduce_mean(torch.cat([p.grad.flatten() for p in own]))
+        for p, g in zip(own, flat.split([p.numel() for p in own])):
+            p.grad = g.view_as(p)
+    # the projection order is random but the same on every rank and on resume
+    combined, conflicts = project_conflicting(reduce_mean(torch.stack(per_task)), np.random.default_rng([t.seed, step]))
+    for p, g in zip(shared, combined.split([p.numel() for p in shared])):
+        p.grad = g.view_as(p).clone()
+    return conflicts
 
 
 class stop_after_step_on_ctrl_c:

@@ -1,0 +1,125 @@
+"""Task loss weighting: each strategy is one small class (recipe key `mtl.weighting`).
+
+A strategy turns a task's loss into the loss that is back-propagated (`weighting(task, loss)`),
+sees every loss it weighted (`observe`), may update itself once per optimizer step (`end_step`),
+and reports its current weights for the training log (`weights`). Its state is plain JSON, so a
+resumed run continues exactly. Under DDP every rank must hold the same weights: strategies with
+parameters have their gradients averaged across ranks in train.py; DWA averages its loss means.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class StaticWeighting(nn.Module):
+    """w_t · L_t with fixed per-task weights (tasks.<name>.loss_weight)."""
+
+    def __init__(self, weights: dict[str, float], **options):
+        super().__init__()
+        self.static = dict(weights)
+
+    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+        return self.static[task] * loss
+
+    def observe(self, task: str, loss: float) -> None:
+        pass
+
+    def end_step(self, step: int, reduce_mean) -> None:
+        pass
+
+    def weights(self) -> dict[str, float]:
+        return dict(self.static)
+
+    def state_dict_json(self) -> dict:
+        return {}
+
+    def load_state_dict_json(self, state: dict) -> None:
+        pass
+
+
+class UncertaintyWeighting(StaticWeighting):
+    """Kendall, Gal & Cipolla (2018): a learned log-variance s_t per task;
+    L = w_t · (exp(-s_t) · L_t + s_t) / 2, whose minimum over s_t is at s_t = log L_t.
+    The effective weight of L_t is w_t · exp(-s_t) / 2 (logged)."""
+
+    def __init__(self, weights: dict[str, float], **options):
+        super().__init__(weights)
+        self.names = list(weights)
+        self.log_vars = nn.Parameter(torch.zeros(len(self.names)))
+
+    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+        s = self.log_vars[self.names.index(task)]
+        return self.static[task] * 0.5 * (torch.exp(-s) * loss + s)
+
+    def weights(self) -> dict[str, float]:
+        return {n: self.static[n] * 0.5 * math.exp(-s) for n, s in zip(self.names, self.log_vars.tolist())}
+
+    def state_dict_json(self) -> dict:
+        return {"log_vars": self.log_vars.tolist()}
+
+    def load_state_dict_json(self, state: dict) -> None:
+        with torch.no_grad():
+            self.log_vars.copy_(torch.tensor(state["log_vars"]))
+
+
+class DynamicWeightAverage(StaticWeighting):
+    """Liu, Johns & Davison (2019): w_t = K · softmax_t(r_t / T) with r_t = L_t(k-1) / L_t(k-2),
+    the ratio of the task's mean loss over the last two windows. DWA's "epoch" is a window of
+    `window` optimizer steps here, because steps sample tasks instead of sweeping each data set.
+    A task with no loss in either window keeps r_t = 1. Weights start at 1 (times w_t)."""
+
+    def __init__(self, weights: dict[str, float], dwa_temperature: float = 2.0, dwa_window: int = 50, **options):
+        super().__init__(weights)
+        temperature, window = dwa_temperature, dwa_window
+        self.names, self.temperature, self.window = list(weights), temperature, window
+        self.current = dict.fromkeys(self.names, 1.0)
+        self.sums, self.counts = dict.fromkeys(self.names, 0.0), dict.fromkeys(self.names, 0)
+        self.previous: list[dict[str, float | None]] = []  # the last two windows' mean losses
+
+    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+        return self.static[task] * self.current[task] * loss
+
+    def observe(self, task: str, loss: float) -> None:
+        self.sums[task] += loss
+        self.counts[task] += 1
+
+    def end_step(self, step: int, reduce_mean) -> None:
+        if step % self.window:
+            return
+        sums = reduce_mean(torch.tensor([self.sums[n] for n in self.names] + [self.counts[n] for n in self.names],
+                                        dtype=torch.float64))
+        k = len(self.names)
+        means = {n: (sums[i] / sums[k + i]).item() if sums[k + i] > 0 else None for i, n in enumerate(self.names)}
+        self.previous = (self.previous + [means])[-2:]
+        self.sums, self.counts = dict.fromkeys(self.names, 0.0), dict.fromkeys(self.names, 0)
+        if len(self.previous) == 2:
+            self.current = dwa_weights(self.previous[0], self.previous[1], self.temperature)
+
+    def weights(self) -> dict[str, float]:
+        return {n: self.static[n] * self.current[n] for n in self.names}
+
+    def state_dict_json(self) -> dict:
+        return {"current": self.current, "sums": self.sums, "counts": self.counts, "previous": self.previous}
+
+    def load_state_dict_json(self, state: dict) -> None:
+        self.current, self.sums, self.counts = state["current"], state["sums"], state["counts"]
+        self.previous = state["previous"]
+
+
+def dwa_weights(before: dict, last: dict, temperature: float) -> dict[str, float]:
+    """K · softmax(r / T) over tasks, r = last / before (1 where either is missing)."""
+    ratios = torch.tensor([last[n] / before[n] if last[n] is not None and before[n] else 1.0 for n in last],
+                          dtype=torch.float64)
+    return dict(zip(last, (len(last) * torch.softmax(ratios / temperature, 0)).tolist()))
+
+
+WEIGHTINGS = {"static": StaticWeighting, "uncertainty": UncertaintyWeighting, "dwa": DynamicWeightAverage}
+
+
+def build_weighting(strategy: str, weights: dict[str, float], **options) -> StaticWeighting:
+    """options: the recipe's mtl section; each strategy takes the keys it needs."""
+    return WEIGHTINGS[strategy](weights, **options)
