@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,15 +69,16 @@ def run(recipe, out_dir: Path, kind: str) -> dict:
     recipe = dataclasses.replace(recipe, output_dir=str(out_dir), training=dataclasses.replace(
         recipe.training, save_every=None, resume_from=None))
     print(f"\n=== {kind}: {recipe.name} ({recipe.training.steps} steps) -> {out_dir}", flush=True)
-    start = time.perf_counter()
+    start, cpu, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     result = train(recipe)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     model = result.last_model
     scores = {}
     for task, splits in result.metrics["tasks"].items():
         key = main_metric(default_metrics(recipe.tasks[task], model.config.tasks[task]["labels"]))[0]
         scores[task] = {split: values[key] for split, values in splits.items()} | {"metric": key}
     return {"kind": kind, "name": recipe.name, "steps": recipe.training.steps, "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1), "load1_at_start": load, "load1_at_end": os.getloadavg()[0],
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "params": sum(p.numel() for p in model.parameters()), "best_step": result.metrics["best_step"],
             "scores": scores}
