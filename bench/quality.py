@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--single-task", action="store_true", help="add single-task baselines of the first recipe")
     parser.add_argument("--finetune", type=int, default=0, metavar="STEPS",
                         help="add per-task fine-tuning from the first recipe's model")
+    parser.add_argument("--finetune-lr", type=float, default=2e-5)
     parser.add_argument("--batches", type=int, help="give every recipe this many training batches")
     parser.add_argument("--skip-multitask", action="store_true", help="only the baselines / fine-tuning")
     parser.add_argument("--tag", default="quality")
@@ -129,7 +130,7 @@ def main() -> None:
     if args.finetune:
         for name in first.tasks:
             recipe = single_task(first, name, args.finetune, init_from=str(runs_dir / first.name), init_heads=True)
-            recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, warmup=0.0))
+            recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, lr=args.finetune_lr))
             results["runs"].append(run(recipe, runs_dir / f"finetune-{name}", f"{first.name} → fine-tune"))
             write_results(out, results)
     print("\n" + table(results["runs"]))

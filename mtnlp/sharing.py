@@ -11,6 +11,7 @@ head is exported as an ordinary transformers model.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -23,7 +24,9 @@ def add_lora_adapters(encoder: nn.Module, tasks: list[str], spec: dict) -> None:
         config = LoraConfig(r=spec["r"], lora_alpha=spec["alpha"], lora_dropout=spec["dropout"],
                             target_modules=list(spec["targets"]))
         try:
-            inject_adapter_in_model(config, encoder, adapter_name=task)
+            with warnings.catch_warnings():  # "multiple adapters in the model": one per task is the point
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                inject_adapter_in_model(config, encoder, adapter_name=task)
         except ValueError as e:
             raise ValueError(f"mtl.lora_targets: {str(e).splitlines()[0]}") from None
     encoder.requires_grad_(True)  # peft freezes the base weights; freezing is a training choice (mtl.freeze_encoder)

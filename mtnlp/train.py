@@ -43,6 +43,7 @@ class TrainResult:
     last_model: MultiTaskModel  # the model as training left it
     metrics: dict
     accelerator: Accelerator
+    loss_weights: dict  # each task's loss weight at the end (mtl.weighting)
 
 
 def make_accelerator(recipe: Recipe) -> Accelerator:
@@ -255,7 +256,7 @@ def train(recipe: Recipe) -> TrainResult:
             accelerator.print(f"pushed to {hub.push(run_dir / 'model', recipe.hub_repo_id, recipe.hub_private)}")
     if t.report_to:
         accelerator.end_training()
-    return TrainResult(run_dir, best, unwrapped, final, accelerator)
+    return TrainResult(run_dir, best, unwrapped, final, accelerator, weighting.weights())
 
 
 def pcgrad_update(model: MultiTaskModel, task_names: list[str], backward, t: TrainingSpec, step: int,

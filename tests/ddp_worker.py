@@ -17,5 +17,5 @@ for name, tensor in sorted(result.last_model.state_dict().items()):
     digest.update(tensor.detach().float().cpu().numpy().tobytes())
 Path(out_dir, f"rank-{acc.process_index}.json").write_text(json.dumps({
     "rank": acc.process_index, "world_size": acc.num_processes, "distributed_type": str(acc.distributed_type),
-    "digest": digest.hexdigest(),
+    "digest": digest.hexdigest(), "loss_weights": result.loss_weights,
 }))

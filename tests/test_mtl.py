@@ -1,0 +1,326 @@
+"""Multi-task methods: loss weighting, PCGrad, LoRA adapters, task-specific top layers."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_tasks
+
+from mtnlp.export import export_head
+from mtnlp.modeling import MultiTaskModel
+from mtnlp.pcgrad import project_conflicting
+from mtnlp.recipe import load_recipe
+from mtnlp.train import train
+from mtnlp.weighting import build_weighting, dwa_weights
+
+TASKS = {"a": {"type": "classification", "labels": ["x", "y"]}, "b": {"type": "tagging", "labels": ["O", "B-P", "I-P"]}}
+LORA = {"type": "lora", "r": 4, "alpha": 8.0, "dropout": 0.0, "targets": ["query", "value", "dense"]}
+TOP = {"type": "task_layers", "layers": 1}
+
+
+# ------------------------------------------------------------------ PCGrad maths
+
+
+def test_pcgrad_projects_two_conflicting_gradients_by_hand():
+    g = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])  # g1·g2 = -1 < 0
+    combined, conflicts = project_conflicting(g, np.random.default_rng(0))
+    # g1' = g1 - (-1/2) g2 = [0.5, 0.5];  g2' = g2 - (-1/1) g1 = [0, 1]
+    assert torch.allclose(combined, torch.tensor([0.5, 1.5]))
+    assert conflicts == 1.0
+
+
+def test_pcgrad_leaves_agreeing_gradients_alone():
+    g = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    combined, conflicts = project_conflicting(g, np.random.default_rng(0))
+    assert torch.equal(combined, g.sum(0)) and conflicts == 0.0
+
+
+def test_pcgrad_projected_gradient_no_longer_conflicts_with_the_other():
+    torch.manual_seed(0)
+    for _ in range(20):
+        g = torch.randn(2, 50, dtype=torch.float64)
+        combined, _ = project_conflicting(g, np.random.default_rng(0))
+        if g[0] @ g[1] < 0:
+            g0 = g[0] - (g[0] @ g[1]) / (g[1] @ g[1]) * g[1]
+            g1 = g[1] - (g[1] @ g[0]) / (g[0] @ g[0]) * g[0]
+            assert abs(float(g0 @ g[1])) < 1e-9 and abs(float(g1 @ g[0])) < 1e-9
+            assert torch.allclose(combined, g0 + g1)
+        else:
+            assert torch.allclose(combined, g.sum(0))
+
+
+# ------------------------------------------------------------------ loss weighting maths
+
+
+def test_static_weighting_multiplies_by_the_task_weight():
+    w = build_weighting("static", {"a": 2.0, "b": 0.5})
+    assert float(w("a", torch.tensor(3.0))) == 6.0 and w.weights() == {"a": 2.0, "b": 0.5}
+
+
+def test_uncertainty_loss_and_gradient():
+    w = build_weighting("uncertainty", {"a": 1.0, "b": 1.0})
+    with torch.no_grad():
+        w.log_vars.copy_(torch.tensor([0.0, math.log(2.0)]))
+    loss = w("b", torch.tensor(3.0))
+    assert math.isclose(loss.item(), 0.5 * (3.0 / 2.0 + math.log(2.0)), rel_tol=1e-6)
+    loss.backward()
+    # d/ds 0.5 (exp(-s) L + s) = 0.5 (1 - exp(-s) L) = 0.5 (1 - 1.5) at s = log 2
+    assert torch.allclose(w.log_vars.grad, torch.tensor([0.0, -0.25]))
+    assert math.isclose(w.weights()["b"], 0.25, rel_tol=1e-6)
+
+
+def test_uncertainty_log_variance_converges_to_log_of_the_loss():
+    w = build_weighting("uncertainty", {"a": 1.0})
+    optimizer = torch.optim.SGD(w.parameters(), lr=0.5)
+    for _ in range(300):
+        optimizer.zero_grad()
+        w("a", torch.tensor(4.0)).backward()
+        optimizer.step()
+    assert math.isclose(float(w.log_vars[0]), math.log(4.0), abs_tol=1e-3)
+
+
+def test_uncertainty_state_round_trips_through_json():
+    w = build_weighting("uncertainty", {"a": 1.0, "b": 1.0})
+    with torch.no_grad():
+        w.log_vars.copy_(torch.tensor([0.1234567, -2.5]))
+    other = build_weighting("uncertainty", {"a": 1.0, "b": 1.0})
+    other.load_state_dict_json(json.loads(json.dumps(w.state_dict_json())))
+    assert torch.equal(other.log_vars, w.log_vars)
+
+
+def test_dwa_weights_by_hand():
+    weights = dwa_weights({"a": 1.0, "b": 1.0}, {"a": 0.5, "b": 1.0}, temperature=2.0)
+    ea, eb = math.exp(0.25), math.exp(0.5)
+    assert math.isclose(weights["a"], 2 * ea / (ea + eb)) and math.isclose(weights["b"], 2 * eb / (ea + eb))
+    assert math.isclose(sum(weights.values()), 2.0)
+
+
+def test_dwa_updates_once_per_window_and_keeps_unseen_tasks_at_ratio_one():
+    w = build_weighting("dwa", {"a": 1.0, "b": 1.0, "c": 1.0}, dwa_temperature=1.0, dwa_window=2)
+    schedule = [{"a": 2.0, "b": 1.0}, {"a": 2.0, "b": 1.0}, {"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 1.0}]
+    for step, losses in enumerate(schedule, 1):
+        for task, loss in losses.items():
+            w.observe(task, loss)
+        w.end_step(step, lambda x: x)
+        if step < 4:
+            assert w.weights() == {"a": 1.0, "b": 1.0, "c": 1.0}
+    expected = dwa_weights({"a": 2.0, "b": 1.0, "c": None}, {"a": 1.0, "b": 1.0, "c": None}, 1.0)
+    assert w.weights() == pytest.approx(expected)
+    assert w.weights()["a"] < w.weights()["b"] == pytest.approx(w.weights()["c"])  # a improved fastest
+    restored = build_weighting("dwa", {"a": 1.0, "b": 1.0, "c": 1.0}, dwa_temperature=1.0, dwa_window=2)
+    restored.load_state_dict_json(json.loads(json.dumps(w.state_dict_json())))
+    assert restored.weights() == w.weights()
+
+
+# ------------------------------------------------------------------ soft sharing in the model
+
+
+def _inputs(tiny_encoder):
+    from transformers import AutoTokenizer
+
+    return dict(AutoTokenizer.from_pretrained(tiny_encoder)(["hello world", "a longer sentence is here"],
+                                                            padding=True, return_tensors="pt"))
+
+
+def _perturb(model, pattern):
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if pattern in name:
+                p.add_(torch.randn_like(p) * 0.2)
+
+
+@pytest.mark.parametrize("sharing", [LORA, TOP], ids=["lora", "task_layers"])
+def test_fresh_soft_sharing_starts_from_the_pretrained_encoder(tiny_encoder, sharing):
+    inputs = _inputs(tiny_encoder)
+    hard = MultiTaskModel.from_encoder(tiny_encoder, TASKS).eval()
+    soft = MultiTaskModel.from_encoder(tiny_encoder, TASKS, sharing=sharing).eval()
+    for task in TASKS:
+        assert torch.allclose(hard.encode(**inputs), soft.encode(**inputs, task=task), atol=1e-6)
+
+
+@pytest.mark.parametrize("sharing,pattern", [(LORA, "lora_B.a"), (TOP, "task_layers.a.")], ids=["lora", "task_layers"])
+def test_soft_sharing_keeps_tasks_apart_and_survives_save_load_export(tiny_encoder, tmp_path, sharing, pattern):
+    inputs = _inputs(tiny_encoder)
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS, sharing=sharing).eval()
+    before_b = model.encode(**inputs, task="b")
+    _perturb(model, pattern)  # change only task a's adapter / layers
+    assert not torch.allclose(model.encode(**inputs, task="a"), before_b, atol=1e-4)
+    assert torch.allclose(model.encode(**inputs, task="b"), before_b, atol=1e-6)
+    heads = model.forward_heads(**inputs)
+    for task in TASKS:
+        assert torch.allclose(heads[task], model(**inputs, task=task).logits, atol=1e-6)
+
+    model.save_pretrained(tmp_path / "m")
+    loaded = MultiTaskModel.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.sharing == sharing
+    for task in TASKS:
+        assert torch.allclose(loaded(**inputs, task=task).logits, model(**inputs, task=task).logits, atol=1e-6)
+        exported = export_head(model, task)  # a plain Bert*Classification: adapter merged / layers in place
+        assert type(exported).__name__.startswith("Bert")
+        assert torch.allclose(exported(**inputs).logits, model(**inputs, task=task).logits, atol=1e-5)
+
+
+def test_lora_gradients_reach_only_the_active_tasks_adapter(tiny_encoder):
+    inputs = _inputs(tiny_encoder)
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS, sharing=LORA)
+    _perturb(model, "lora_B")  # B = 0 would give A no gradient
+    model(**inputs, task="a", labels=torch.tensor([0, 1])).loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if "lora_" in n}
+    assert all(g is not None and g.abs().sum() > 0 for n, g in grads.items() if ".a." in n)
+    assert all(g is None for n, g in grads.items() if ".b." in n)
+    assert all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)  # no adapter frozen
+
+
+def test_task_layers_copy_the_pretrained_top_layers(tiny_encoder):
+    from transformers import AutoModel
+
+    pretrained = AutoModel.from_pretrained(tiny_encoder).state_dict()
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS, sharing=TOP)
+    assert len(model.encoder.encoder.layer) == 1
+    for task in TASKS:
+        key = "attention.self.query.weight"
+        assert torch.equal(model.task_layers[task][0].state_dict()[key], pretrained[f"encoder.layer.1.{key}"])
+    assert sum(p.numel() for p in model.shared_parameters()) < sum(p.numel() for p in model.encoder.parameters()) + 1
+
+
+# ------------------------------------------------------------------ training with each method
+
+
+def _logs(run):
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("mtl", [
+    {"weighting": "uncertainty", "weighting_lr": 0.05},
+    {"weighting": "dwa", "dwa_window": 2},
+    {"gradient": "pcgrad", "weighting": "uncertainty"},
+    {"sharing": "lora", "freeze_encoder": True, "lora_r": 2},
+    {"sharing": "task_layers", "task_layers": 1, "gradient": "pcgrad"},
+], ids=["uncertainty", "dwa", "pcgrad+uncertainty", "lora-frozen", "task_layers+pcgrad"])
+def test_each_method_trains_under_bf16(make_recipe, tmp_path, tiny_encoder, mtl):
+    from transformers import AutoModel
+
+    recipe = load_recipe(make_recipe(training={"steps": 8, "mixed_precision": "bf16"}, mtl=mtl))
+    result = train(recipe)
+    run = tmp_path / "run"
+    logs = _logs(run)
+    assert len(logs) == 8 and all(set(r["weights"]) == set(tiny_tasks()) for r in logs)
+    if mtl.get("weighting") == "uncertainty":  # learned weights move away from 1/2 and are logged
+        assert any(abs(w - 0.5) > 1e-3 for w in logs[-1]["weights"].values())
+    if mtl.get("weighting") == "dwa":
+        assert any(abs(w - 1.0) > 1e-6 for w in logs[-1]["weights"].values())
+    if mtl.get("gradient") == "pcgrad":  # every update trains every task
+        assert all(set(r["loss"]) == set(tiny_tasks()) and 0 <= r["pcgrad_conflicts"] <= 1 for r in logs)
+    model = result.last_model
+    if mtl.get("freeze_encoder"):
+        pretrained = AutoModel.from_pretrained(tiny_encoder).state_dict()
+        plain = {k: v for k, v in model.encoder.state_dict().items() if "lora_" not in k}
+        assert torch.equal(plain["embeddings.word_embeddings.weight"], pretrained["embeddings.word_embeddings.weight"])
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert trainable < 0.2 * sum(p.numel() for p in model.parameters())
+    # the kept model reloads and predicts through the pipeline
+    from mtnlp.pipeline import MultiTaskPipeline
+
+    predictions = MultiTaskPipeline.from_pretrained(str(run / "model"))(["a fine film", "EU rejects German call"])
+    assert set(predictions[0]) == set(tiny_tasks())
+    assert json.loads((run / "metrics.json").read_text())["tasks"].keys() == tiny_tasks().keys()
+
+
+@pytest.mark.parametrize("mtl", [{"weighting": "uncertainty", "gradient": "pcgrad"}, {"weighting": "dwa", "dwa_window": 2}],
+                         ids=["uncertainty+pcgrad", "dwa"])
+def test_resume_is_exact_with_learned_weights(make_recipe, tmp_path, mtl):
+    def params(model):
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    straight = train(load_recipe(make_recipe(training={"steps": 6, "save_every": 3}, mtl=mtl)))
+    expected, expected_logs = params(straight.last_model), _logs(tmp_path / "run")
+    resumed = train(load_recipe(make_recipe(training={"steps": 6, "save_every": 3,
+                                                      "resume_from": str(tmp_path / "run/checkpoints/step-000003")},
+                                            mtl=mtl)))
+    got = params(resumed.last_model)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert _logs(tmp_path / "run")[-1]["weights"] == expected_logs[-1]["weights"]
+
+
+def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_path, tiny_encoder):
+    tasks = tiny_tasks()
+    first = train(load_recipe(make_recipe(training={"steps": 4}, mtl={"sharing": "lora", "lora_r": 2})))
+    source = first.model
+    target = make_recipe(tasks={"ner": tasks["ner"]}, training={"steps": 1, "lr": 1e-12},
+                         model={"encoder": tiny_encoder, "init_from": str(tmp_path / "run"), "max_length": 64},
+                         output_dir=str(tmp_path / "ft"), name="ft.yaml")
+    second = train(load_recipe(target))
+    merged = source.encoder_state("ner")
+    got = second.last_model.encoder.state_dict()
+    assert all(torch.allclose(merged[k], got[k], atol=1e-6) for k in got)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mtl", [
+    {"gradient": "pcgrad", "weighting": "uncertainty", "weighting_lr": 0.1},
+    {"sharing": "lora", "weighting": "dwa", "dwa_window": 2},
+    {"sharing": "task_layers", "task_layers": 1, "freeze_encoder": True},
+], ids=["pcgrad+uncertainty", "lora+dwa", "task_layers-frozen"])
+def test_methods_under_two_process_ddp(make_recipe, tmp_path, mtl):
+    from test_ddp import launch
+
+    recipe = make_recipe(training={"steps": 4, "grad_accum": 2, "cpu": True, "mixed_precision": "bf16"}, mtl=mtl)
+    proc = launch("accelerate", recipe, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    # each rank saw different data: identical parameters AND loss weights mean the gradients, the
+    # learned log-variances and DWA's loss means were all averaged across ranks
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    assert ranks[0]["loss_weights"] == ranks[1]["loss_weights"]
+    if mtl.get("weighting") == "uncertainty":
+        assert any(abs(w - 0.5) > 1e-3 for w in ranks[0]["loss_weights"].values())
+
+
+@pytest.mark.parametrize("mtl,key", [
+    ({"sharing": "hard", "freeze_encoder": True}, "mtl.freeze_encoder"),
+    ({"sharing": "task_layers", "task_layers": 3}, "mtl.task_layers"),
+    ({"sharing": "lora", "lora_targets": ["no_such_module"]}, "mtl.lora_targets"),
+    ({"weighting": "magic"}, "mtl.weighting"),
+    ({"lora_dropout": 1.5}, "mtl.lora_dropout"),
+])
+def test_bad_method_settings_are_one_line_errors(make_recipe, mtl, key):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mtnlp = Path(sys.executable).with_name("mtnlp")
+    proc = subprocess.run([str(mtnlp), "train", str(make_recipe(mtl=mtl))], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and key in lines[-1] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("sharing", [LORA, TOP], ids=["lora", "task_layers"])
+def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, tmp_path, sharing):
+    from hub_server import LocalHub
+    from test_hub import TASKS as HUB_TASKS
+    from test_hub import TEXTS, close, mtnlp, predictions
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from mtnlp.hub import write_card
+
+    model = MultiTaskModel.from_encoder(tiny_encoder, HUB_TASKS, sharing=sharing)
+    _perturb(model, "lora_B" if sharing is LORA else "task_layers.ner.")
+    model.config.mtnlp = {"base_model": "sentence-transformers/all-MiniLM-L6-v2", "max_length": 32}
+    folder = tmp_path / "run" / "model"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
+    write_card(folder, tmp_path / "run")
+    with LocalHub() as hub:
+        assert mtnlp(hub, tmp_path, "push", str(folder), "org/soft").returncode == 0
+        remote = predictions(mtnlp(hub, tmp_path, "predict", "org/soft", *TEXTS))
+        assert close(remote, predictions(mtnlp(hub, tmp_path, "predict", str(folder), *TEXTS)))
+        proc = mtnlp(hub, tmp_path, "export", "org/soft", "--task", "ner", str(tmp_path / "ner"))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    exported = AutoModelForTokenClassification.from_pretrained(tmp_path / "ner").eval()
+    inputs = _inputs(tiny_encoder)
+    assert torch.allclose(exported(**inputs).logits, model.eval()(**inputs, task="ner").logits, atol=1e-5)
