@@ -34,3 +34,4 @@ bench: install
 	$(OFFLINE) $(BIN)/python bench/inference.py
 	$(OFFLINE) $(BIN)/python bench/throughput.py
 	$(OFFLINE) $(BIN)/python bench/utilisation.py
+	$(OFFLINE) $(BIN)/python bench/utilisation.py --batch-tokens 4096 --output bench/results/utilisation_tokens4096.json

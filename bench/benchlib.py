@@ -150,6 +150,7 @@ sampling:
 training:
   steps: {steps}
   batch_size: {batch_size}
+  batch_tokens: {batch_tokens}
   lr: 1.0e-4
   warmup: 0.1
   mixed_precision: bf16
@@ -161,9 +162,10 @@ training:
 
 
 def write_recipe(path: Path, data_dir: Path, output_dir: Path, steps: int, batch_size: int = 32,
-                 max_length: int = 128) -> Path:
+                 max_length: int = 128, batch_tokens: int | None = None) -> Path:
     path.write_text(RECIPE.format(output_dir=output_dir, data_dir=data_dir, encoder=ENCODER, max_length=max_length,
-                                  steps=steps, batch_size=batch_size), encoding="utf-8")
+                                  steps=steps, batch_size=batch_size,
+                                  batch_tokens="null" if batch_tokens is None else batch_tokens), encoding="utf-8")
     return path
 
 

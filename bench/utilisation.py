@@ -126,7 +126,7 @@ def build(work: Path, args):
     benchlib.write_subsets(work / "data", args.max_examples)
     total = args.warmup + args.steps + args.profile_steps
     recipe = load_recipe(benchlib.write_recipe(work / "recipe.yaml", work / "data", work / "run", total,
-                                               args.batch_size, args.max_length))
+                                               args.batch_size, args.max_length, args.batch_tokens))
     t = recipe.training
     # --- as in mtnlp.train.train()
     accelerator = make_accelerator(recipe)
@@ -326,6 +326,7 @@ def main() -> None:
     parser.add_argument("--max-examples", type=int, default=4000, help="training examples per task")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch-tokens", type=int, help="token-budget batches (training.batch_tokens) instead of rows")
     parser.add_argument("--peak-repeats", type=int, default=5)
     parser.add_argument("--profile-steps", type=int, default=10, help="profiled steps when below target (0: none)")
     parser.add_argument("--profile", action="store_true", help="profile and run the diagnostics even above target")
@@ -372,7 +373,7 @@ def main() -> None:
                                               if isinstance(v, dict) and "step_ms" in v), flush=True)
     results.update({
         "config": {"steps_timed": args.steps, "warmup_steps": args.warmup, "max_examples_per_task": args.max_examples,
-                   "batch_size": args.batch_size, "max_length": args.max_length, "precision": "bf16 autocast",
+                   "batch_size": args.batch_size, "batch_tokens": args.batch_tokens, "max_length": args.max_length, "precision": "bf16 autocast",
                    "encoder": benchlib.ENCODER, "attn_implementation": model.config.encoder._attn_implementation,
                    "params": sum(p.numel() for p in model.parameters()),
                    "flop_model": "3x forward; forward = 2*params_in_linear*tokens + 2*2*L*S^2*hidden per sequence "

@@ -100,6 +100,7 @@ class MTLSpec:
 class TrainingSpec:
     steps: int = 1000  # optimizer updates
     batch_size: int = 32
+    batch_tokens: int | None = None  # fill each training batch up to this many padded tokens instead of batch_size rows
     eval_batch_size: int = 128
     lr: float = 5e-5
     weight_decay: float = 0.01
@@ -332,6 +333,8 @@ def check(recipe: Recipe) -> None:
     for key, value in positive.items():
         if value <= 0:
             fail(f"training.{key}", f"must be > 0, got {value}")
+    if t.batch_tokens is not None and t.batch_tokens < recipe.model.max_length:
+        fail("training.batch_tokens", f"must be at least model.max_length ({recipe.model.max_length}), got {t.batch_tokens}")
     for key in ("eval_every", "save_every", "early_stopping_patience"):
         value = getattr(t, key)
         if value is not None and value <= 0:

@@ -65,13 +65,18 @@ class TaskBatches:
 
     Epoch e's batches depend only on (seed, e). With group_by_length, examples are sorted by length
     inside shuffled windows of 50 batches, so a batch holds similar lengths and little padding.
+    With max_tokens, a batch is filled with examples until its padded size (rows × longest) would
+    exceed max_tokens, instead of holding batch_size rows.
     Under DDP each rank takes every world_size-th batch of the same epoch order.
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = False,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, max_tokens: int | None = None):
         self.lengths = np.asarray(lengths)
         self.batch_size, self.seed, self.group_by_length = batch_size, seed, group_by_length
+        self.max_tokens = max_tokens
+        if max_tokens:  # rows per batch, on average: sets the sorting window
+            self.batch_size = max(1, int(max_tokens // max(self.lengths.mean(), 1)))
         self.rank, self.world_size = rank, world_size
         self.epoch, self.position = 0, 0
         self._batches = self.epoch_batches(0)
@@ -83,7 +88,10 @@ class TaskBatches:
             window = 50 * self.batch_size
             order = np.concatenate([chunk[np.argsort(-self.lengths[chunk], kind="stable")]
                                     for chunk in np.split(order, range(window, len(order), window))])
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.max_tokens:
+            batches = token_batches(order, self.lengths, self.max_tokens)
+        else:
+            batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.group_by_length:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         usable = len(batches) - len(batches) % self.world_size or len(batches)  # equal count on every rank
@@ -107,3 +115,17 @@ class TaskBatches:
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._batches = self.epoch_batches(self.epoch)
+
+
+def token_batches(order: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """Cut `order` into consecutive batches of at most max_tokens padded tokens (a longer example
+    makes a batch of its own)."""
+    batches, start, longest = [], 0, 0
+    for i, length in enumerate(lengths[order].tolist()):
+        if i > start and max(longest, length) * (i - start + 1) > max_tokens:
+            batches.append(order[start:i])
+            start, longest = i, 0
+        longest = max(longest, length)
+    if start < len(order):
+        batches.append(order[start:])
+    return batches

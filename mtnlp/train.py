@@ -84,7 +84,7 @@ def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accele
     sampler = TaskSampler({n: len(d.splits["train"]) for n, d in tasks.items()}, recipe.sampling.strategy,
                           t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
     batches = {n: TaskBatches(d.splits["train"]["length"], t.batch_size, t.seed + i, recipe.sampling.group_by_length,
-                              accelerator.process_index, accelerator.num_processes)
+                              accelerator.process_index, accelerator.num_processes, t.batch_tokens)
                for i, (n, d) in enumerate(tasks.items())}
     return sampler, batches, {n: model_rows(d.splits["train"]) for n, d in tasks.items()}
 

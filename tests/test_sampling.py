@@ -214,3 +214,38 @@ def test_batches_resume_two_ranks():
         resumed = TaskBatches(lens, 8, 6, True, rank, 2)
         resumed.load_state_dict(tb.state_dict())
         assert head + list(itertools.islice(resumed, 30)) == reference
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_token_budget_batches_stay_under_budget_and_cover_every_index(group):
+    lengths = np.random.default_rng(3).integers(3, 120, size=997)
+    batches = TaskBatches(lengths.tolist(), 32, seed=5, group_by_length=group, max_tokens=512)
+    epoch = batches.epoch_batches(0)
+    assert sorted(i for b in epoch for i in b) == list(range(997))
+    assert all(len(b) * lengths[b].max() <= 512 for b in epoch)
+    # greedy: adding the next example of the epoch order to a batch would have broken the budget
+    order = np.concatenate(epoch) if not group else None
+    if order is not None:
+        for b, nxt in zip(epoch, epoch[1:]):
+            assert (len(b) + 1) * max(lengths[b].max(), lengths[nxt[0]]) > 512
+    if group:  # similar lengths: many more rows per batch than without grouping
+        ungrouped = TaskBatches(lengths.tolist(), 32, seed=5, max_tokens=512).epoch_batches(0)
+        assert len(epoch) < 0.8 * len(ungrouped)
+
+
+def test_token_budget_smaller_than_max_length_is_a_recipe_error(make_recipe):
+    from mtnlp.errors import UserError
+    from mtnlp.recipe import load_recipe
+
+    with pytest.raises(UserError, match="training.batch_tokens: must be at least model.max_length"):
+        load_recipe(make_recipe(training={"batch_tokens": 32}))
+
+
+def test_token_budget_trains(make_recipe, tmp_path):
+    import json
+
+    from mtnlp.recipe import load_recipe
+    from mtnlp.train import train
+
+    train(load_recipe(make_recipe(training={"steps": 3, "batch_tokens": 256})))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best_step"] == 3
