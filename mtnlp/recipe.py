@@ -357,6 +357,8 @@ def check(recipe: Recipe) -> None:
         fail("mtl.freeze_encoder", "with hard sharing only the heads would train; use sharing: lora or task_layers")
     if m.gradient == "pcgrad" and len(recipe.tasks) < 2:
         fail("mtl.gradient", "pcgrad needs at least two tasks")
+    if m.gradient == "pcgrad" and m.freeze_encoder:
+        fail("mtl.gradient", "pcgrad projects the shared encoder's gradients, but freeze_encoder leaves none")
     if recipe.model.max_length < 8:
         fail("model.max_length", "must be >= 8")
 

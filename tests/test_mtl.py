@@ -286,6 +286,7 @@ def test_methods_under_two_process_ddp(make_recipe, tmp_path, mtl):
     ({"sharing": "lora", "lora_targets": ["no_such_module"]}, "mtl.lora_targets"),
     ({"weighting": "magic"}, "mtl.weighting"),
     ({"lora_dropout": 1.5}, "mtl.lora_dropout"),
+    ({"gradient": "pcgrad", "sharing": "lora", "freeze_encoder": True}, "mtl.gradient"),
 ])
 def test_bad_method_settings_are_one_line_errors(make_recipe, mtl, key):
     import subprocess
