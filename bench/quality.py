@@ -86,15 +86,16 @@ def run(recipe, out_dir: Path, kind: str) -> dict:
 
 def table(runs: list[dict]) -> str:
     tasks = list(dict.fromkeys(t for r in runs for t in r["scores"]))
-    head = "| run | " + " | ".join(f"{t} dev / test" for t in tasks) + " | wall | trainable params |"
+    head = "| run | " + " | ".join(f"{t} dev / test" for t in tasks) + " | wall (CPU) | trainable params |"
     lines = [head, "|" + "---|" * (len(tasks) + 3)]
     for r in runs:
         cells = []
         for t in tasks:
             s = r["scores"].get(t)
             cells.append(" / ".join(f"{100 * s[k]:.1f}" if k in s else "–" for k in ("validation", "test")) if s else "")
+        cost = f"{r['wall_s'] / 60:.1f} min" + (f" ({r['cpu_s'] / 60:.1f})" if "cpu_s" in r else "")
         lines.append(f"| {r['name']} ({r['kind']}) | " + " | ".join(cells)
-                     + f" | {r['wall_s'] / 60:.1f} min | {r['trainable_params'] / 1e6:.2f} M |")
+                     + f" | {cost} | {r['trainable_params'] / 1e6:.2f} M |")
     return "\n".join(lines)
 
 
