@@ -266,13 +266,14 @@ def pcgrad_update(model: MultiTaskModel, task_names: list[str], backward, t: Tra
     and summed into .grad. Head / adapter / task-layer gradients come from one task each and are summed
     as usual. Returns the fraction of task pairs that conflicted."""
     shared = model.shared_parameters()
-    per_task = []
-    for task in task_names:
+    sizes = [p.numel() for p in shared]
+    per_task = torch.zeros(len(task_names), sum(sizes), device=shared[0].device)
+    for row, task in zip(per_task, task_names):
         for _ in range(t.grad_accum):
             backward(task, sync=False)
-        per_task.append(torch.cat([p.grad.flatten() if p.grad is not None else p.new_zeros(p.numel())
-                                   for p in shared]))
-        for p in shared:
+        for p, part in zip(shared, row.split(sizes)):
+            if p.grad is not None:
+                part.copy_(p.grad.flatten())
             p.grad = None
     own = [p for p in model.parameters() if p.grad is not None]
     if own:  # the task-specific gradients, averaged across ranks like DDP would
@@ -280,9 +281,9 @@ def pcgrad_update(model: MultiTaskModel, task_names: list[str], backward, t: Tra
         for p, g in zip(own, flat.split([p.numel() for p in own])):
             p.grad = g.view_as(p)
     # the projection order is random but the same on every rank and on resume
-    combined, conflicts = project_conflicting(reduce_mean(torch.stack(per_task)), np.random.default_rng([t.seed, step]))
-    for p, g in zip(shared, combined.split([p.numel() for p in shared])):
-        p.grad = g.view_as(p).clone()
+    combined, conflicts = project_conflicting(reduce_mean(per_task), np.random.default_rng([t.seed, step]))
+    for p, g in zip(shared, combined.split(sizes)):
+        p.grad = g.view_as(p)
     return conflicts
 
 
