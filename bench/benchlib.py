@@ -169,11 +169,12 @@ def write_recipe(path: Path, data_dir: Path, output_dir: Path, steps: int, batch
     return path
 
 
-def sampler_counts(sizes: dict[str, int], steps: int, seed: int = 42, temperature: float = 2.0) -> dict[str, int]:
+def sampler_counts(sizes: dict[str, int], steps: int, seed: int = 42, temperature: float = 2.0,
+                   strategy: str = "temperature") -> dict[str, int]:
     """How many of `steps` batches mtnlp's TaskSampler gives each task (the sampler is a pure function)."""
     from mtnlp.sampling import TaskSampler
 
-    sampler = TaskSampler(sizes, "temperature", seed, temperature, total_draws=steps)
+    sampler = TaskSampler(sizes, strategy, seed, temperature, total_draws=steps)
     counts = dict.fromkeys(sizes, 0)
     for _ in range(steps):
         counts[next(sampler)] += 1

@@ -23,13 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import REPO, RESULTS, environment, write_results
+from benchlib import REPO, RESULTS, environment, sampler_counts, write_results
 
 from mtnlp.data import load_task
 from mtnlp.encoders import resolve_encoder
 from mtnlp.evaluation import main_metric
 from mtnlp.recipe import default_metrics, load_recipe
-from mtnlp.sampling import TaskSampler
 from mtnlp.train import train
 from transformers import AutoTokenizer
 
@@ -40,11 +39,8 @@ def task_steps(recipe) -> dict[str, int]:
     sizes = {n: len(load_task(recipe, n, spec, tokenizer, recipe.model.max_length).splits["train"])
              for n, spec in recipe.tasks.items()}
     t = recipe.training
-    draws = t.steps * t.grad_accum
-    sampler = TaskSampler(sizes, recipe.sampling.strategy, t.seed, recipe.sampling.temperature, total_draws=draws)
-    counts = dict.fromkeys(sizes, 0)
-    for _ in range(draws):
-        counts[next(sampler)] += 1
+    counts = sampler_counts(sizes, t.steps * t.grad_accum, t.seed, recipe.sampling.temperature,
+                            recipe.sampling.strategy)
     return {n: max(1, round(c / t.grad_accum)) for n, c in counts.items()}
 
 

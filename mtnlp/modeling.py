@@ -67,7 +67,7 @@ class MultiTaskModel(PreTrainedModel):
         with task-specific layers, into every task's copy of the top layers."""
         encoder_state, task_state = sharing.to_model_keys(state, self)
         missing, unexpected = self.encoder.load_state_dict(encoder_state, strict=False)
-        missing = [k for k in missing if "lora_" not in k]  # fresh adapters
+        missing = [k for k in missing if not sharing.is_adapter_weight(k)]  # fresh adapters
         if missing or unexpected:
             raise ValueError(f"encoder weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
         if task_state:
@@ -79,7 +79,7 @@ class MultiTaskModel(PreTrainedModel):
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters every task uses (what PCGrad projects): the encoder without adapters."""
-        return [p for n, p in self.encoder.named_parameters() if p.requires_grad and "lora_" not in n]
+        return [p for n, p in self.encoder.named_parameters() if p.requires_grad and not sharing.is_adapter_weight(n)]
 
     @classmethod
     def from_encoder(cls, encoder: str, tasks: dict[str, dict], sharing: dict | None = None,
@@ -123,11 +123,15 @@ class MultiTaskModel(PreTrainedModel):
         """Encoder states for `task` (with soft sharing the task picks the adapter / top layers)."""
         if self._lora:
             sharing.activate_adapter(self._lora, task)
+        return self.task_top(self.shared_states(input_ids, attention_mask, token_type_ids), attention_mask, task)
+
+    def shared_states(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """The shared encoder's output (with LoRA: under the active adapter)."""
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        return self.task_top(hidden, attention_mask, task)
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
 
     def task_top(self, hidden, attention_mask, task):
+        """`task`'s own top layers on the shared states (the identity without task_layers sharing)."""
         if not hasattr(self, "task_layers"):
             return hidden
         return sharing.run_layers(self.task_layers[task], hidden, attention_mask, self.config.encoder)
@@ -149,8 +153,7 @@ class MultiTaskModel(PreTrainedModel):
         tasks = tasks or list(self.heads)
         if self._lora:
             return {t: self.heads[t](self.encode(input_ids, attention_mask, token_type_ids, t)) for t in tasks}
-        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        hidden = self.shared_states(input_ids, attention_mask, token_type_ids)
         return {t: self.heads[t](self.task_top(hidden, attention_mask, t)) for t in tasks}
 
 

@@ -17,6 +17,11 @@ import torch
 from torch import nn
 
 
+def is_adapter_weight(name: str) -> bool:
+    """A LoRA adapter's parameter (peft names them ...lora_A.<task>... / ...lora_B.<task>...)."""
+    return "lora_" in name
+
+
 def add_lora_adapters(encoder: nn.Module, tasks: list[str], spec: dict) -> None:
     from peft import LoraConfig, inject_adapter_in_model
 
@@ -90,7 +95,7 @@ def to_model_keys(plain: dict[str, torch.Tensor], model) -> tuple[dict, dict]:
                 encoder_state[key] = value
         return encoder_state, task_state
     if sharing.get("type") == "lora":
-        wrapped = {k.replace(".base_layer", "") : k for k in model.encoder.state_dict() if "lora_" not in k}
+        wrapped = {k.replace(".base_layer", ""): k for k in model.encoder.state_dict() if not is_adapter_weight(k)}
         return {wrapped.get(k, k): v for k, v in plain.items()}, task_state
     return dict(plain), task_state
 
@@ -98,7 +103,7 @@ def to_model_keys(plain: dict[str, torch.Tensor], model) -> tuple[dict, dict]:
 def plain_state(model, task: str | None) -> dict[str, torch.Tensor]:
     """The encoder as one plain model for `task`: LoRA delta merged, or the task's top layers in place."""
     sharing = model.config.sharing or {}
-    state = {k: v for k, v in model.encoder.state_dict().items() if "lora_" not in k}
+    state = {k: v for k, v in model.encoder.state_dict().items() if not is_adapter_weight(k)}
     if sharing.get("type") == "lora":
         deltas = {}
         if task is not None:

@@ -2,7 +2,8 @@
 
 Read `train()` top to bottom: set-up, the loop (task choice, forward, weighted loss, update), then
 evaluation of the best model. A head computes its task's loss (heads.py), weighting.py weights it,
-and with mtl.gradient=pcgrad each update takes one batch of every task (`pcgrad_update`). Run-directory writing lives in report.py, checkpoints in checkpoint.py.
+and with mtl.gradient=pcgrad each update takes one batch of every task (`pcgrad_update`).
+Run-directory writing lives in report.py, checkpoints in checkpoint.py.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .evaluation import evaluate_split, main_metric, selection_score
 from .modeling import MultiTaskModel
 from .pcgrad import project_conflicting
 from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
+from .sharing import is_adapter_weight
 from .sampling import TaskBatches, TaskSampler
 from .weighting import build_weighting
 
@@ -128,7 +130,8 @@ def train(recipe: Recipe) -> TrainResult:
     metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout}
              for name, d in tasks.items()}
-    sharing = sharing_config(recipe.mtl)
+    m = recipe.mtl
+    sharing = sharing_config(m)
     try:
         if source:  # transfer: multi-task model -> new run (e.g. fine-tune one target task)
             model = MultiTaskModel.from_trained(source, heads, keep_heads=recipe.model.init_heads, sharing=sharing)
@@ -138,12 +141,11 @@ def train(recipe: Recipe) -> TrainResult:
             base_model = recipe.model.encoder
     except ValueError as e:  # a sharing setting that does not fit this encoder
         raise UserError(f"{recipe.source}: {str(e).splitlines()[0]}") from None
-    if recipe.mtl.freeze_encoder:  # soft sharing only: adapters / task layers and heads train
+    if m.freeze_encoder:  # soft sharing only: adapters / task layers and heads train
         for name, p in model.encoder.named_parameters():
-            p.requires_grad_("lora_" in name)
+            p.requires_grad_(is_adapter_weight(name))
     model.config.mtnlp = {"metrics": metrics, "base_model": base_model, "max_length": recipe.model.max_length}
 
-    m = recipe.mtl
     weighting = build_weighting(m.weighting, {n: recipe.tasks[n].loss_weight for n in tasks},
                                 dwa_temperature=m.dwa_temperature, dwa_window=m.dwa_window).to(accelerator.device)
     optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
