@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", help="write JSON lines here instead of stdout")
     p.add_argument("--all-scores", action="store_true", help="include every label's probability")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast on CPUs with AMX, and GPUs)")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "no"],
+                   help="auto (default): bf16 where the hardware runs it natively, else fp32 (fp16 on GPUs without bf16)")
     p.add_argument("--revision", help="hub branch, tag or commit")
 
     p = commands.add_parser("push", help="upload a model folder to a Hugging Face hub (one commit)")
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from .errors import UserError
 
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
     try:
         quiet_libraries()
         commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,
@@ -98,8 +101,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    import torch
-
+    from . import precision
     from .data import load_task
     from .errors import UserError
     from .evaluation import evaluate_split
@@ -108,6 +110,9 @@ def cmd_evaluate(args) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     model, tokenizer = load_model(args.model)
+    import torch
+
+    model.to("cuda" if torch.cuda.is_available() and not recipe.training.cpu else "cpu")
     tasks, metrics = {}, {}
     for name, spec in recipe.tasks.items():
         if name not in model.config.tasks:
@@ -121,11 +126,12 @@ def cmd_evaluate(args) -> int:
         if args.split not in tasks[name].splits:
             raise UserError(f"{recipe.source}: tasks.{name}.data: no {args.split} split")
         metrics[name] = default_metrics(spec, head["labels"])
-    if recipe.training.mixed_precision == "bf16":
-        autocast = lambda: torch.autocast(model.device.type, dtype=torch.bfloat16)  # noqa: E731
-    else:
-        autocast = contextlib.nullcontext
-    results = evaluate_split(model, tokenizer, tasks, metrics, args.split, recipe.training.eval_batch_size, autocast)
+    chosen = precision.resolve(recipe.training.mixed_precision, model.device)
+    print(chosen.describe())
+    if chosen.warning:
+        warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=1)
+    results = evaluate_split(model, tokenizer, tasks, metrics, args.split, recipe.training.eval_batch_size,
+                             chosen.autocast)
     print(table({name: {args.split: values} for name, values in results.items()}))
     output = Path(args.output) if args.output else Path(args.model) / f"eval-{args.split}.json"
     if not Path(args.model).is_dir() and not args.output:
@@ -190,7 +196,7 @@ def cmd_predict(args) -> int:
     from .pipeline import MultiTaskPipeline
 
     model, tokenizer = load_model(args.model, **({"revision": args.revision} if args.revision else {}))
-    pipe = MultiTaskPipeline(model, tokenizer, bf16=args.bf16, batch_size=args.batch_size)
+    pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
     tasks = args.tasks.split(",") if args.tasks else None
     unknown = [t for t in tasks or [] if t not in pipe.tasks]
     if unknown:

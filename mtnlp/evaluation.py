@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .data import TaskData, collate, model_rows
+from .loader import to_device
 from .metrics import load_metric
 
 # recipe metric name -> (evaluate module, key in its result, greater is better)
@@ -44,7 +45,7 @@ def predict(model, dataset, task: str, task_type: str, batch_size: int, pad_id: 
         batch = collate([rows[i] for i in idx], pad_id, task_type)
         labels = batch.pop("labels")
         with autocast():
-            logits = model(**{k: v.to(device) for k, v in batch.items()}, task=task).logits.float().cpu()
+            logits = model(**to_device(batch, device), task=task).logits.float().cpu()
         for j, i in enumerate(idx):
             if task_type == "regression":
                 out[i] = float(logits[j])

@@ -19,7 +19,8 @@ def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[
     """grads: (K, P), one flattened gradient per task. Returns Σ_i g_i' and the fraction of
     (i, j) projections that found a conflict."""
     k = grads.shape[0]
-    gram = (grads @ grads.T).double()  # gram[i, j] = g_i · g_j
+    # gram[i, j] = g_i · g_j; the K×K projection loop branches on its values: one host copy per update
+    gram = (grads @ grads.T).double().cpu()
     coef = torch.eye(k, dtype=torch.float64)  # g_i' = Σ_j coef[i, j] g_j
     conflicts = 0
     for i in range(k):
@@ -30,4 +31,4 @@ def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[
             if dot < 0:
                 coef[i, j] -= dot / gram[j, j]
                 conflicts += 1
-    return coef.sum(0).to(grads.dtype) @ grads, conflicts / max(k * (k - 1), 1)
+    return coef.sum(0).to(grads.device, grads.dtype) @ grads, conflicts / max(k * (k - 1), 1)

@@ -7,33 +7,39 @@ position, tagging heads each word's first sub-token.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import torch
 from transformers import AutoTokenizer
 
+from . import precision as precision_policy
+from .loader import to_device
 from .modeling import MultiTaskModel
 
 
 class MultiTaskPipeline:
+    """`precision`: auto (bf16 where the hardware runs it natively, else fp32; see precision.py),
+    bf16, fp16 or fp32."""
+
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | torch.device | None = None,
-                 bf16: bool = False, batch_size: int = 32, max_length: int | None = None):
+                 precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.bf16 = bf16
+        self.precision = precision_policy.resolve(precision, self.device)
+        if self.precision.warning:
+            warnings.warn(self.precision.warning, stacklevel=2)
         self.batch_size = batch_size
         trained = (getattr(model.config, "mtnlp", None) or {}).get("max_length")
         self.max_length = max_length or trained or min(tokenizer.model_max_length, 512)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, device=None, bf16: bool = False, batch_size: int = 32,
+    def from_pretrained(cls, name_or_path: str, *, device=None, precision: str = "auto", batch_size: int = 32,
                         max_length: int | None = None, **hub_kwargs) -> "MultiTaskPipeline":
         """Load a saved model folder or a hub id (hub_kwargs: revision, token, ...)."""
         model = MultiTaskModel.from_pretrained(name_or_path, **hub_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs)
-        return cls(model, tokenizer, device=device, bf16=bf16, batch_size=batch_size, max_length=max_length)
+        return cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size, max_length=max_length)
 
     @property
     def tasks(self) -> dict[str, dict]:
@@ -55,16 +61,16 @@ class MultiTaskPipeline:
             idx = order[start:start + self.batch_size]
             enc = self.tokenizer([[w for w, _ in words[i]] for i in idx], is_split_into_words=True,
                                  truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
-            with torch.no_grad(), self._autocast():
-                logits = self.model.forward_heads(enc["input_ids"].to(self.device),
-                                                  enc["attention_mask"].to(self.device),
-                                                  enc.get("token_type_ids"),
-                                                  tasks=tasks)
+            inputs = to_device(dict(enc), self.device)
+            with torch.no_grad(), self.precision.autocast():
+                logits = self.model.forward_heads(inputs["input_ids"], inputs["attention_mask"],
+                                                  inputs.get("token_type_ids"), tasks=tasks)
+            logits = {t: v.float().cpu() for t, v in logits.items()}  # one copy per head and batch
             for j, i in enumerate(idx):
                 first_tokens = first_subtokens(enc.word_ids(j))
                 truncated += len(first_tokens) < len(words[i])
-                results[i] = {t: self._decode(t, logits[t][j].float().cpu(), words[i], first_tokens, texts[i],
-                                              return_all_scores) for t in tasks}
+                results[i] = {t: self._decode(t, logits[t][j], words[i], first_tokens, texts[i], return_all_scores)
+                              for t in tasks}
         if truncated:
             warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} tokens were truncated; "
                           "their sequence predictions see only the beginning and later words get no tags",
@@ -81,11 +87,6 @@ class MultiTaskPipeline:
             words.append((word, (start, start + len(word))))
             position = start + len(word)
         return words
-
-    def _autocast(self):
-        if self.bf16:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def _decode(self, task: str, logits: torch.Tensor, words, first_tokens: list[int], text: str, all_scores: bool):
         spec = self.tasks[task]

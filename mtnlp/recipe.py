@@ -107,7 +107,10 @@ class TrainingSpec:
     warmup: float = 0.1  # fraction of steps
     grad_accum: int = 1
     max_grad_norm: float | None = 1.0
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # auto: bf16 where the hardware runs it natively, fp16 on a CUDA device without bf16, else fp32
+    # (precision.py); "no" and YAML's false mean fp32
+    mixed_precision: Literal["auto", "bf16", "fp16", "fp32", "no"] = "auto"
+    dataloader_workers: int | None = None  # batch-building worker processes; default 2 on CUDA, 0 on CPU
     seed: int = 42
     eval_every: int | None = None  # steps; None = only at the end
     save_every: int | None = None  # steps; None = no checkpoints
@@ -258,6 +261,8 @@ def _convert(value: Any, tp: Any, key: str, src: str, line: Any) -> Any:
                 raise UserError(f"{_at(src, line)}: missing required key '{sub}'")
         return tp(**kwargs)
     if origin is Literal:
+        if isinstance(value, bool) and "no" in typing.get_args(tp):
+            value = "no" if value is False else value  # YAML 1.1 reads an unquoted no/off as false
         if value not in typing.get_args(tp):
             choices = ", ".join(map(str, typing.get_args(tp)))
             raise UserError(f"{_at(src, line)}: {key}: unknown value {value!r} (expected one of: {choices})")
@@ -327,6 +332,10 @@ def check(recipe: Recipe) -> None:
     if recipe.push_to_hub and not recipe.hub_repo_id:
         fail("hub_repo_id", "push_to_hub needs hub_repo_id (e.g. my-org/my-model)")
     t = recipe.training
+    if t.mixed_precision == "no":
+        t.mixed_precision = "fp32"
+    if t.dataloader_workers is not None and t.dataloader_workers < 0:
+        fail("training.dataloader_workers", f"must be >= 0, got {t.dataloader_workers}")
     positive = {"steps": t.steps, "batch_size": t.batch_size, "eval_batch_size": t.eval_batch_size,
                 "grad_accum": t.grad_accum, "log_every": t.log_every, "keep_checkpoints": t.keep_checkpoints,
                 "lr": t.lr}

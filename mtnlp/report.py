@@ -6,17 +6,23 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import torch
 import yaml
 
 from .evaluation import evaluate_split, main_metric, majority_baseline
 from .recipe import Recipe, to_dict
 
 
-def start_run(run_dir: Path, recipe: Recipe) -> None:
+def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
+    """A fresh run directory with the resolved recipe: training.mixed_precision is what this run uses,
+    and a comment says what was asked for and why."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in ("history.jsonl", "train_log.jsonl"):
         (run_dir / name).unlink(missing_ok=True)
-    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
+    resolved = to_dict(recipe)
+    resolved["training"]["mixed_precision"] = precision.name
+    note = f"# training.mixed_precision: {precision.requested} -> {precision.name} ({precision.reason})\n"
+    (run_dir / "recipe.yaml").write_text(note + yaml.safe_dump(resolved, sort_keys=False))
 
 
 def append(path: Path, record: dict) -> None:
@@ -44,24 +50,23 @@ def save_model(folder: Path, model, tokenizer) -> None:
 
 
 class LossLog:
-    """Running per-task training losses: an exponential average for the progress bar, means for the log."""
+    """Per-task training loss sums, kept on the device where the losses are: reading them is a host
+    sync, so it happens once per log step (flush), not once per micro-batch."""
 
-    def __init__(self, tasks: list[str]):
-        self.ema = {t: None for t in tasks}
-        self.sums = defaultdict(float)
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
         self.counts = defaultdict(int)
 
-    def add(self, task: str, loss: float) -> None:
-        previous = self.ema[task]
-        self.ema[task] = loss if previous is None else 0.9 * previous + 0.1 * loss
-        self.sums[task] += loss
+    def add(self, task: str, loss: torch.Tensor) -> None:
+        loss = loss.detach().float()
+        self.sums[task] = self.sums[task] + loss if task in self.sums else loss
         self.counts[task] += 1
 
-    def postfix(self) -> str:
-        return " ".join(f"{t}={v:.3f}" for t, v in self.ema.items() if v is not None)
-
     def flush(self) -> dict[str, float]:
-        means = {t: self.sums[t] / self.counts[t] for t in self.counts}
+        """Each task's mean loss since the last flush."""
+        names = list(self.sums)
+        values = torch.stack([self.sums[n] for n in names]).tolist() if names else []
+        means = {n: v / self.counts[n] for n, v in zip(names, values)}
         self.sums.clear()
         self.counts.clear()
         return means
@@ -90,9 +95,9 @@ def table(results: dict[str, dict], baselines: dict[str, dict] | None = None) ->
     return "\n".join(lines)
 
 
-def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, state, accelerator) -> dict:
+def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, state, accelerator, precision) -> dict:
     """Evaluate the best model on validation and test; write metrics.json and curves.png; print the table."""
-    out = {"tasks": {name: {} for name in tasks}, "best_step": state["best_step"]}
+    out = {"tasks": {name: {} for name in tasks}, "best_step": state["best_step"], "precision": precision.as_dict()}
     baselines = {name: {} for name in tasks}
     for split in ("validation", "test"):
         results = evaluate_split(model, tokenizer, tasks, metrics, split, recipe.training.eval_batch_size,

@@ -13,23 +13,25 @@ import math
 import signal
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
+from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from . import hub, report
+from . import hub, precision, report
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from .data import TaskData, collate, load_task, model_rows
+from .data import TaskData, load_task, model_rows
 from .encoders import resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, main_metric, selection_score
+from .loader import BatchPlan, EveryTask, to_device, training_loader
 from .modeling import MultiTaskModel
 from .pcgrad import project_conflicting
 from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
@@ -46,17 +48,20 @@ class TrainResult:
     metrics: dict
     accelerator: Accelerator
     loss_weights: dict  # each task's loss weight at the end (mtl.weighting)
+    precision: precision.Precision
 
 
-def make_accelerator(recipe: Recipe) -> Accelerator:
+def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
+    """The Accelerator for the recipe, in the precision the policy picks for its device (precision.py)."""
     t = recipe.training
     # Accelerate keeps one global state per process; a second train() in the same process (tests,
     # notebooks) may ask for another precision. The distributed (partial) state is kept.
     AcceleratorState._reset_state()
     GradientState._reset_state()
+    chosen = precision.resolve(t.mixed_precision, PartialState(cpu=t.cpu).device)
     try:
-        return Accelerator(
-            mixed_precision=t.mixed_precision,
+        accelerator = Accelerator(
+            mixed_precision=chosen.accelerate,
             cpu=t.cpu,
             log_with=t.report_to or None,
             project_dir=str(run_directory(recipe)),
@@ -65,6 +70,7 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
         )
     except ValueError as e:  # e.g. fp16 requested on a machine without a GPU
         raise UserError(f"{recipe.source}: training.mixed_precision: {e}") from None
+    return accelerator, chosen
 
 
 def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float = 1e-3):
@@ -117,7 +123,10 @@ def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator) -> dict[str,
 def train(recipe: Recipe) -> TrainResult:
     t = recipe.training
     run_dir = run_directory(recipe)
-    accelerator = make_accelerator(recipe)
+    accelerator, chosen = make_accelerator(recipe)
+    accelerator.print(chosen.describe())
+    if chosen.warning and accelerator.is_main_process:
+        warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
     set_seed(t.seed)
     source, source_path = trained_source(recipe) if recipe.model.init_from else (None, None)
     encoder = resolve_encoder(recipe.model.encoder)
@@ -153,52 +162,56 @@ def train(recipe: Recipe) -> TrainResult:
     unwrapped = accelerator.unwrap_model(model)
 
     sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
+    plan = BatchPlan(EveryTask(list(tasks), t.grad_accum) if m.gradient == "pcgrad" else sampler, batches)
 
     state = {"step": 0, "best_score": None, "best_step": None, "bad_evals": 0}
     if t.resume_from:
         folder = find_checkpoint(run_dir, t.resume_from)
         state = load_checkpoint(folder, unwrapped, optimizer, accelerator.process_index)
         scheduler.load_state_dict(state["scheduler"])
-        sampler.load_state_dict(state["sampler"])
-        for name, b in batches.items():
-            b.load_state_dict(state["batches"][name])
+        plan.load_state_dict(state)
         weighting.load_state_dict_json(state.get("weighting", {}))
         if accelerator.is_main_process:
             run_dir.mkdir(parents=True, exist_ok=True)
             report.forget_after(run_dir, state["step"])  # logs written after the checkpoint are replayed
         accelerator.print(f"resumed from {folder} at step {state['step']}")
     elif accelerator.is_main_process:
-        report.start_run(run_dir, recipe)
+        report.start_run(run_dir, recipe, chosen)
     run_dir.mkdir(parents=True, exist_ok=True)
     if t.report_to:
         accelerator.init_trackers(recipe.name)
 
-    log = report.LossLog(list(tasks))
+    log = report.LossLog()
     bar = tqdm(total=t.steps, initial=state["step"], disable=not accelerator.is_local_main_process, desc="train")
+    loader = iter(training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
+                                  accelerator.device, t.dataloader_workers))
+    positions = plan.state_dict()  # the sampler positions after the last batch trained on
 
     def checkpoint(step: int) -> Path:
-        state.update(scheduler=scheduler.state_dict(), sampler=sampler.state_dict(),
-                     batches={n: b.state_dict() for n, b in batches.items()}, weighting=weighting.state_dict_json())
+        state.update(scheduler=scheduler.state_dict(), **positions, weighting=weighting.state_dict_json())
         folder = save_checkpoint(run_dir / "checkpoints" / f"step-{step:06d}", unwrapped, optimizer, state,
                                  accelerator.process_index, accelerator.num_processes)
         if accelerator.is_main_process:
             prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
         return folder
 
-    def backward(task: str, sync: bool) -> None:
-        """One micro-batch of `task`: its head's loss, weighted, back-propagated."""
-        batch = collate([train_rows[task][i] for i in next(batches[task])], tokenizer.pad_token_id, tasks[task].type)
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+    def backward(sync: bool) -> str:
+        """The next micro-batch: its head's loss, weighted, back-propagated. Returns its task. The loss
+        stays on the device (read at log steps only): no host sync per micro-batch."""
+        nonlocal positions
+        task, batch, positions = next(loader)
         with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-            loss = model(**batch, task=task).loss
+            loss = model(**to_device(batch, accelerator.device), task=task).loss
             accelerator.backward(weighting(task, loss) / t.grad_accum)
-        weighting.observe(task, loss.item())
-        log.add(task, loss.item())
+        weighting.observe(task, loss.detach())
+        log.add(task, loss.detach())
+        return task
 
     def reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
         return accelerator.reduce(tensor, "mean") if accelerator.num_processes > 1 else tensor
 
     conflicts = []  # pcgrad: fraction of conflicting task pairs per update, logged as a mean
+    loss_text = ""  # mean losses of the last log step, for the progress bar
     model.train()
     with stop_after_step_on_ctrl_c(accelerator) as stop:
         while state["step"] < t.steps:
@@ -207,8 +220,7 @@ def train(recipe: Recipe) -> TrainResult:
                 conflicts.append(pcgrad_update(unwrapped, list(tasks), backward, t, state["step"], reduce_mean))
             else:
                 for micro in range(t.grad_accum):  # accumulated micro-batches may come from different tasks
-                    task = next(sampler)
-                    backward(task, sync=micro == t.grad_accum - 1)
+                    task = backward(sync=micro == t.grad_accum - 1)
             for p in weighting.parameters():  # DDP does not see the loss weights: average them here
                 if p.grad is not None:
                     p.grad = reduce_mean(p.grad)
@@ -221,10 +233,11 @@ def train(recipe: Recipe) -> TrainResult:
             state["step"] += 1
             step = state["step"]
             bar.update(1)
-            bar.set_postfix_str(f"task={task} " + log.postfix())
+            bar.set_postfix_str(f"task={task} {loss_text}", refresh=False)
 
             if step % t.log_every == 0 or step == t.steps:
                 losses = log.flush()
+                loss_text = " ".join(f"{n}={v:.3f}" for n, v in losses.items())
                 record = {"step": step, "lr": scheduler.get_last_lr()[0], "loss": losses, "weights": weighting.weights()}
                 if conflicts:
                     record["pcgrad_conflicts"] = sum(conflicts) / len(conflicts)
@@ -248,9 +261,10 @@ def train(recipe: Recipe) -> TrainResult:
                       "resume with training.resume_from=latest", file=sys.stderr)
                 raise KeyboardInterrupt
     bar.close()
+    del loader  # stops its worker processes
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
     best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
-    final = report.final_metrics(recipe, run_dir, best, tokenizer, tasks, metrics, state, accelerator)
+    final = report.final_metrics(recipe, run_dir, best, tokenizer, tasks, metrics, state, accelerator, chosen)
     if accelerator.is_main_process:
         datasets = sorted({spec.data.hub for spec in recipe.tasks.values() if spec.data.hub})
         hub.write_card(run_dir / "model", run_dir, datasets)
@@ -258,7 +272,7 @@ def train(recipe: Recipe) -> TrainResult:
             accelerator.print(f"pushed to {hub.push(run_dir / 'model', recipe.hub_repo_id, recipe.hub_private)}")
     if t.report_to:
         accelerator.end_training()
-    return TrainResult(run_dir, best, unwrapped, final, accelerator, weighting.weights())
+    return TrainResult(run_dir, best, unwrapped, final, accelerator, weighting.weights(), chosen)
 
 
 def pcgrad_update(model: MultiTaskModel, task_names: list[str], backward, t: TrainingSpec, step: int,
@@ -272,7 +286,8 @@ def pcgrad_update(model: MultiTaskModel, task_names: list[str], backward, t: Tra
     per_task = torch.zeros(len(task_names), sum(sizes), device=shared[0].device)
     for row, task in zip(per_task, task_names):
         for _ in range(t.grad_accum):
-            backward(task, sync=False)
+            drawn = backward(sync=False)
+            assert drawn == task, (drawn, task)  # the batch plan gives every task in turn (loader.EveryTask)
         for p, part in zip(shared, row.split(sizes)):
             if p.grad is not None:
                 part.copy_(p.grad.flatten())

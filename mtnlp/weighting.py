@@ -25,7 +25,7 @@ class StaticWeighting(nn.Module):
     def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
         return self.static[task] * loss
 
-    def observe(self, task: str, loss: float) -> None:
+    def observe(self, task: str, loss: torch.Tensor) -> None:
         pass
 
     def end_step(self, step: int, reduce_mean) -> None:
@@ -83,15 +83,20 @@ class DynamicWeightAverage(StaticWeighting):
     def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
         return self.static[task] * self.current[task] * loss
 
-    def observe(self, task: str, loss: float) -> None:
-        self.sums[task] += loss
+    def observe(self, task: str, loss: torch.Tensor) -> None:
+        # summed on the loss's device: read (a host sync) once per window, not per micro-batch
+        self.sums[task] = loss.detach().double() + self.sums[task]
         self.counts[task] += 1
+        self.device = loss.device
 
     def end_step(self, step: int, reduce_mean) -> None:
         if step % self.window:
             return
-        sums = reduce_mean(torch.tensor([self.sums[n] for n in self.names] + [self.counts[n] for n in self.names],
-                                        dtype=torch.float64))
+        device = getattr(self, "device", "cpu")  # where the DDP reduction runs (NCCL needs CUDA tensors)
+        sums = reduce_mean(torch.stack([torch.as_tensor(self.sums[n], dtype=torch.float64, device=device)
+                                        for n in self.names]
+                                       + [torch.tensor(float(self.counts[n]), dtype=torch.float64, device=device)
+                                          for n in self.names])).cpu()
         k = len(self.names)
         means = {n: (sums[i] / sums[k + i]).item() if sums[k + i] > 0 else None for i, n in enumerate(self.names)}
         self.previous = (self.previous + [means])[-2:]
@@ -103,7 +108,8 @@ class DynamicWeightAverage(StaticWeighting):
         return {n: self.static[n] * self.current[n] for n in self.names}
 
     def state_dict_json(self) -> dict:
-        return {"current": self.current, "sums": self.sums, "counts": self.counts, "previous": self.previous}
+        return {"current": self.current, "sums": {n: float(v) for n, v in self.sums.items()}, "counts": self.counts,
+                "previous": self.previous}
 
     def load_state_dict_json(self, state: dict) -> None:
         self.current, self.sums, self.counts = state["current"], state["sums"], state["counts"]

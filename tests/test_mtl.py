@@ -102,7 +102,7 @@ def test_dwa_updates_once_per_window_and_keeps_unseen_tasks_at_ratio_one():
     schedule = [{"a": 2.0, "b": 1.0}, {"a": 2.0, "b": 1.0}, {"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 1.0}]
     for step, losses in enumerate(schedule, 1):
         for task, loss in losses.items():
-            w.observe(task, loss)
+            w.observe(task, torch.tensor(loss))
         w.end_step(step, lambda x: x)
         if step < 4:
             assert w.weights() == {"a": 1.0, "b": 1.0, "c": 1.0}

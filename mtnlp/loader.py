@@ -1,0 +1,96 @@
+"""Training batches through a torch DataLoader, in the order the task sampler and batch iterators give.
+
+The main process plans: for each micro-batch, the task (TaskSampler, or every task in turn for PCGrad)
+and that task's example indices (TaskBatches). Workers only look rows up and pad them (collate), so
+the order never depends on the number of workers. The DataLoader runs ahead of training, so each
+batch carries the sampler positions as of itself; a checkpoint saves the positions of the last batch
+trained on, and a resumed run continues exactly there.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data import collate
+from .sampling import TaskBatches, TaskSampler
+
+
+class EveryTask:
+    """Task order for PCGrad: `repeat` micro-batches of each task in turn, for every update."""
+
+    def __init__(self, names: list[str], repeat: int):
+        self.names, self.repeat, self.draw = list(names), repeat, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        task = self.names[(self.draw // self.repeat) % len(self.names)]
+        self.draw += 1
+        return task
+
+    def state_dict(self) -> dict:
+        return {"draw": self.draw}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.draw = int(state["draw"])
+
+
+class BatchPlan:
+    """Endless (task, example indices, positions after this batch) in training order."""
+
+    def __init__(self, tasks: TaskSampler | EveryTask, batches: dict[str, TaskBatches]):
+        self.tasks, self.batches = tasks, batches
+
+    def __iter__(self):
+        while True:
+            task = next(self.tasks)
+            indices = next(self.batches[task])
+            yield task, indices, self.state_dict()
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.tasks.state_dict(), "batches": {n: b.state_dict() for n, b in self.batches.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tasks.load_state_dict(state["sampler"])
+        for name, b in self.batches.items():
+            b.load_state_dict(state["batches"][name])
+
+
+class PlannedBatches(Dataset):
+    """Map-style dataset whose keys are BatchPlan items: returns (task, padded tensors, positions)."""
+
+    def __init__(self, rows: dict, pad_id: int, types: dict[str, str]):
+        self.rows, self.pad_id, self.types = rows, pad_id, types
+
+    def __getitem__(self, key):
+        task, indices, positions = key
+        return task, collate([self.rows[task][i] for i in indices], self.pad_id, self.types[task]), positions
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; the main process finishes its step and checkpoints,
+    # which needs the workers alive
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def training_loader(plan: BatchPlan, rows: dict, pad_id: int, types: dict[str, str], device: torch.device,
+                    workers: int | None = None) -> DataLoader:
+    """The DataLoader over `plan`: `workers` processes (default 2 on CUDA, 0 on CPU, where a worker
+    would compete with the training step for the cores), pinned memory on CUDA."""
+    cuda = device.type == "cuda"
+    workers = (2 if cuda else 0) if workers is None else workers
+    return DataLoader(PlannedBatches(rows, pad_id, types), sampler=plan, batch_size=None, num_workers=workers,
+                      pin_memory=cuda, worker_init_fn=_ignore_interrupts if workers else None,
+                      prefetch_factor=4 if workers else None,
+                      # its own generator: iter() draws a worker seed, which must not move the global RNG
+                      # (dropout) that a checkpoint restores
+                      generator=torch.Generator())
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of a model input on `device` (non-blocking from pinned memory)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -1,0 +1,101 @@
+"""One precision policy for training, evaluation, `mtnlp predict` and the pipeline.
+
+`auto` picks bf16 only where the hardware runs it natively: a CUDA device with bf16, or a CPU with
+AVX512-BF16 or AMX that torch's oneDNN backend uses. Elsewhere bf16 is emulated and much slower than
+fp32 (measured on an AVX2-only EPYC: matmuls 20-400x slower), though transformers and Accelerate call
+it "available" on any CPU. fp16 is auto's choice only on a CUDA device without bf16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+CHOICES = ("auto", "bf16", "fp16", "fp32")
+_ALIASES = {"no": "fp32", "fp32": "fp32", "auto": "auto", "bf16": "bf16", "fp16": "fp16"}
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def normalize(value) -> str:
+    """'auto', 'bf16', 'fp16' or 'fp32' for a user's setting; 'no', 'fp32' and YAML's false are fp32."""
+    if value is False or value is None:
+        return "fp32"
+    name = _ALIASES.get(str(value).lower()) if isinstance(value, str) else None
+    if name is None:
+        raise ValueError(f"unknown precision {value!r} (expected one of: auto, bf16, fp16, fp32, no)")
+    return name
+
+
+@dataclass(frozen=True)
+class Precision:
+    requested: str  # auto | bf16 | fp16 | fp32
+    name: str  # what runs: bf16 | fp16 | fp32
+    device_type: str
+    reason: str
+    warning: str | None = None  # set when an explicit choice will be slow on this hardware
+
+    @property
+    def accelerate(self) -> str:
+        """The value for Accelerator(mixed_precision=...)."""
+        return "no" if self.name == "fp32" else self.name
+
+    def autocast(self):
+        """A context manager running the forward pass in this precision (fp32: no autocast)."""
+        if self.name == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=_DTYPES[self.name])
+
+    def describe(self) -> str:
+        return f"precision: {self.name} ({self.reason})"
+
+    def as_dict(self) -> dict:
+        return {"requested": self.requested, "used": self.name, "device": self.device_type, "reason": self.reason}
+
+
+def cpu_native(dtype: str) -> tuple[bool, str]:
+    """Whether this CPU computes `dtype` ('bf16' | 'fp16') matmuls natively, and the instructions why."""
+    if dtype == "bf16":
+        units = [name for name, present in (("AMX", torch.cpu._is_amx_tile_supported()),
+                                            ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported())) if present]
+        # oneDNN can be capped below what the CPU has (ONEDNN_MAX_CPU_ISA); then it emulates bf16
+        used = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        if units and used:
+            return True, " and ".join(units)
+        return False, "no AVX512-BF16 or AMX" if not units else "oneDNN does not use its bf16 units"
+    present = torch.cpu._is_amx_fp16_supported() and torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    return present, "AMX-FP16" if present else "no AMX-FP16"
+
+
+def resolve(requested, device: torch.device | str) -> Precision:
+    """The precision to run on `device` for a user's setting (auto | bf16 | fp16 | fp32 | no | false)."""
+    requested = normalize(requested)
+    device_type = torch.device(device).type
+    if requested == "fp32":
+        return Precision(requested, "fp32", device_type, "requested")
+    if device_type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        if requested == "auto":
+            name = "bf16" if bf16 else "fp16"
+            return Precision(requested, name, device_type, f"auto: the CUDA device {'has' if bf16 else 'lacks'} bf16")
+        if requested == "bf16" and not bf16:
+            return Precision(requested, "bf16", device_type, "requested",
+                             "this CUDA device has no native bf16: expect it to be slow; use auto or fp16")
+        return Precision(requested, requested, device_type, "requested")
+    if device_type == "cpu":
+        if requested == "auto":
+            native, why = cpu_native("bf16")
+            if native:
+                return Precision(requested, "bf16", device_type, f"auto: this CPU runs bf16 natively ({why})")
+            return Precision(requested, "fp32", device_type,
+                             f"auto: this CPU has no native bf16 ({why}), where bf16 is much slower than fp32")
+        native, why = cpu_native(requested)
+        if not native:
+            return Precision(requested, requested, device_type, "requested",
+                             f"{requested} on a CPU without native {requested} ({why}) runs much slower than fp32 "
+                             "(matmuls 20-400x slower); use auto or fp32")
+        return Precision(requested, requested, device_type, f"requested; this CPU has {why}")
+    if requested == "auto":  # mps, xpu, ...: no measured rule, so the safe choice
+        return Precision(requested, "fp32", device_type, f"auto: no rule for {device_type} devices; set bf16 or fp16")
+    return Precision(requested, requested, device_type, "requested")
