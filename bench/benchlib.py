@@ -28,8 +28,13 @@ def write_results(out: Path, results: dict) -> None:
     print(f"wrote {out}")
 
 
+ISA_CAP_VARS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def cpu_info() -> dict:
-    """CPU model and the matmul-relevant ISA flags, from /proc/cpuinfo."""
+    """CPU model and the matmul-relevant ISA flags (from /proc/cpuinfo); whether mtnlp's precision policy
+    finds native bf16 (precision.cpu_native), torch's CPU capability, and the env vars that cap the ISA
+    torch / oneDNN / MKL use (set to emulate an older, e.g. AVX2-only, CPU on a newer one)."""
     info, flags = {}, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -45,11 +50,17 @@ def cpu_info() -> dict:
     info["avx512_bf16"] = "avx512_bf16" in flags
     info["hypervisor"] = "hypervisor" in flags
     info["logical_cpus"] = os.cpu_count()
+    from mtnlp import precision
+
+    info["bf16_native"], info["bf16_reason"] = precision.cpu_native("bf16")
+    info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    info["isa_caps"] = {name: os.environ[name] for name in ISA_CAP_VARS if name in os.environ}
     return info
 
 
 def environment() -> dict:
-    """Date, git commit, torch threads, CPU, versions and the load average when called."""
+    """Date, git commit, torch threads, CPU (model, bf16 support, ISA caps), versions and the load average
+    when called."""
     import transformers
     import accelerate
 
@@ -153,7 +164,7 @@ training:
   batch_tokens: {batch_tokens}
   lr: 1.0e-4
   warmup: 0.1
-  mixed_precision: bf16
+  mixed_precision: {precision}
   eval_every: null          # no validation split: the only "evaluation" is at the end (it saves the model)
   save_every: null
   log_every: 10
@@ -162,9 +173,10 @@ training:
 
 
 def write_recipe(path: Path, data_dir: Path, output_dir: Path, steps: int, batch_size: int = 32,
-                 max_length: int = 128, batch_tokens: int | None = None) -> Path:
+                 max_length: int = 128, batch_tokens: int | None = None, precision: str = "bf16") -> Path:
+    """The bench recipe; `precision` is its training.mixed_precision (auto | bf16 | fp16 | fp32 | no)."""
     path.write_text(RECIPE.format(output_dir=output_dir, data_dir=data_dir, encoder=ENCODER, max_length=max_length,
-                                  steps=steps, batch_size=batch_size,
+                                  steps=steps, batch_size=batch_size, precision=precision,
                                   batch_tokens="null" if batch_tokens is None else batch_tokens), encoding="utf-8")
     return path
 

@@ -2,18 +2,16 @@
 
 Same texts (SST-2 dev sentences from recipes/data), same encoder (all-MiniLM-L6-v2), same batch size
 and precision, same machine, one invocation. Speed does not depend on the weights, so the heads are
-freshly initialised. Writes bench/results/inference.json.
+freshly initialised. Each precision (fp32, then bf16) is the pipeline's `precision=` and the autocast
+of the baselines. Writes bench/results/inference.json.
 
-    python bench/inference.py [--texts 872] [--batch-size 32] [--repeats 3]
+    python bench/inference.py [--texts 872] [--batch-size 32] [--repeats 3] [--output PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,10 @@ from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.encoders import resolve_encoder
 from mtnlp.export import export_head
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
+REPO = benchlib.REPO
 TASKS = {
     "sentiment": {"type": "classification", "labels": ["negative", "positive"]},
     "question": {"type": "classification", "labels": ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]},
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=872)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", default=str(benchlib.RESULTS / "inference.json"))
     args = parser.parse_args()
     lines = (REPO / "recipes/data/sst2/dev.tsv").read_text().splitlines()[1:]
     texts = [line.split("\t")[0].strip() for line in lines][: args.texts]
@@ -57,14 +59,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = MultiTaskModel.from_encoder(encoder, TASKS)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    results = {"texts": len(texts), "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
-               "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-               "torch": torch.__version__}
-    try:
-        results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                           text=True).stdout.strip()
-    except OSError:
-        pass
+    results = {"texts": len(texts), "batch_size": args.batch_size,
+               "machine": platform.processor() or platform.machine(), **benchlib.environment()}
     with tempfile.TemporaryDirectory() as tmp:
         single, plain = {}, {}
         for name in TASKS:
@@ -75,9 +71,8 @@ def main() -> None:
             single[name] = pipeline(kind, model=str(folder), device="cpu")
             plain[name] = single[name].model.eval()
         for precision in ("fp32", "bf16"):
-            bf16 = precision == "bf16"
-            multi = MultiTaskPipeline(model, tokenizer, device="cpu", bf16=bf16, batch_size=args.batch_size)
-            autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+            multi = MultiTaskPipeline(model, tokenizer, device="cpu", precision=precision, batch_size=args.batch_size)
+            autocast = multi.precision.autocast  # the baselines run in the pipeline's precision
 
             def run_single():
                 with autocast():
@@ -96,6 +91,7 @@ def main() -> None:
             t_single = best_of(args.repeats, run_single)
             t_plain = best_of(args.repeats, run_plain)
             results[precision] = {
+                "pipeline_precision": multi.precision.as_dict(),
                 "multitask_pipeline_sentences_per_s": len(texts) / t_multi,
                 "three_transformers_pipelines_sentences_per_s": len(texts) / t_single,
                 "three_plain_forward_passes_sentences_per_s": len(texts) / t_plain,
@@ -105,9 +101,7 @@ def main() -> None:
             print(f"{precision}: 3-head pipeline {len(texts) / t_multi:.0f} sentences/s | 3 transformers pipelines "
                   f"{len(texts) / t_single:.0f} ({t_single / t_multi:.2f}x) | 3 plain batched forwards "
                   f"{len(texts) / t_plain:.0f} ({t_plain / t_multi:.2f}x)")
-    out = REPO / "bench/results/inference.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    benchlib.write_results(Path(args.output), results)
 
 
 if __name__ == "__main__":

@@ -2,24 +2,31 @@
 
 Both sides train all-MiniLM-L6-v2 on the same examples (a seeded sample of --max-examples training
 examples each of SST-2, CoNLL-2003 NER and UD-EWT UPOS from ../shared/data), tokenised with the same
-tokenizer and max_length, batch size 32, bf16 autocast, on the same machine in one invocation.
+tokenizer and max_length, batch size 32, the same precision (--precision: bf16 autocast, the default, or
+fp32), on the same machine in one invocation.
 
 - mtnlp: `mtnlp.train.train(load_recipe(...))` on a 3-task recipe (temperature sampling, group_by_length,
-  no validation split, so the only evaluation is the final save), --steps optimizer steps.
+  no validation split, so the only evaluation is the final save, training.mixed_precision = --precision),
+  --steps optimizer steps, torch.optim.AdamW(fused=True) (mtnlp.train.make_optimizer).
 - HF Trainer: AutoModelForSequenceClassification (SST-2) / AutoModelForTokenClassification (NER, UPOS),
-  dynamic padding (DataCollatorWithPadding / DataCollatorForTokenClassification), bf16=True, use_cpu=True,
-  no eval, no saving; the same total number of optimizer steps, split across the tasks as mtnlp's task
-  sampler splits them. Default (random) sampling, as a user would run it, and a second variant with
-  train_sampling_strategy="group_by_length".
+  dynamic padding (DataCollatorWithPadding / DataCollatorForTokenClassification), bf16=True (--precision
+  bf16) or False (fp32), use_cpu=True, no eval, no saving; the same total number of optimizer steps, split
+  across the tasks as mtnlp's task sampler splits them. Default (random) sampling, as a user would run it,
+  a second variant with train_sampling_strategy="group_by_length" (both with Trainer's default optimizer,
+  adamw_torch_fused: the same fused torch AdamW as mtnlp), and a third, grouped, with optim="adamw_torch"
+  (torch AdamW without fused=True: a slower optimizer than mtnlp's).
 
 Throughput = NON-PAD tokens trained on / wall time of the training loop only (model loading and
 tokenisation excluded on both sides). mtnlp: from the first batch's collate to the end of the last
-optimizer step (the call of the final evaluation); tokens counted by wrapping mtnlp's collate.
+optimizer step (the call of the final evaluation); tokens counted by wrapping the collate of mtnlp's
+training DataLoader (mtnlp.loader; no worker processes on CPU, so it runs in the training process).
 Trainer: from on_train_begin to on_step_end of the last step; tokens counted by a forward pre-hook
 on the model (so exactly the batches that were trained on). Each side runs in its own subprocess;
-peak RSS per subprocess comes from os.wait4. Writes bench/results/throughput.json.
+peak RSS per subprocess comes from os.wait4. Writes bench/results/throughput.json (--precision fp32:
+bench/results/throughput_fp32.json).
 
-    python bench/throughput.py [--steps 300] [--max-examples 4000] [--batch-size 32] [--wait-idle 0]
+    python bench/throughput.py [--steps 300] [--max-examples 4000] [--batch-size 32] [--precision bf16|fp32]
+                               [--wait-idle 0]
 """
 
 from __future__ import annotations
@@ -47,16 +54,19 @@ TRAINER_MODEL = {"sst2": "sequence", "conll_ner": "token", "ud_upos": "token"}
 def run_mtnlp(args) -> dict:
     import torch
 
+    import mtnlp.loader as loader
     import mtnlp.train as mt
     from mtnlp.recipe import load_recipe
 
     work = Path(args.workdir)
     recipe_path = benchlib.write_recipe(work / "recipe.yaml", work / "data", work / "mtnlp-run", args.steps,
-                                        args.batch_size, args.max_length)
+                                        args.batch_size, args.max_length, precision=args.precision)
     stats = {"non_pad_tokens": 0, "padded_tokens": 0, "batches": 0, "t_first_batch": None, "t_loop_end": None,
-             "task_counts": {}}
+             "task_counts": {}, "optimizer": None}
 
-    original_collate, original_eval, original_sampler = mt.collate, mt.evaluate_and_select, mt.TaskSampler
+    # train() pads its batches in mtnlp.loader's DataLoader (0 workers on CPU: in this process, one batch
+    # per step, none ahead)
+    original_collate, original_eval, original_sampler = loader.collate, mt.evaluate_and_select, mt.TaskSampler
 
     def counting_collate(rows, pad_id, task_type):
         if stats["t_first_batch"] is None:
@@ -72,21 +82,31 @@ def run_mtnlp(args) -> dict:
             stats["t_loop_end"] = time.perf_counter()
         return original_eval(*a, **k)
 
+    original_make_optimizer = mt.make_optimizer
+
+    def recording_make_optimizer(*a, **k):  # records the optimizer train() really uses
+        optimizer, scheduler = original_make_optimizer(*a, **k)
+        stats["optimizer"] = {"class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+                              **{k_: optimizer.defaults.get(k_) for k_ in ("fused", "foreach")}}
+        return optimizer, scheduler
+
     class CountingSampler(original_sampler):
         def __next__(self):
             task = super().__next__()
             stats["task_counts"][task] = stats["task_counts"].get(task, 0) + 1
             return task
 
-    mt.collate, mt.evaluate_and_select, mt.TaskSampler = counting_collate, timed_eval, CountingSampler
+    loader.collate, mt.evaluate_and_select, mt.TaskSampler = counting_collate, timed_eval, CountingSampler
+    mt.make_optimizer = recording_make_optimizer
     t0 = time.perf_counter()
-    mt.train(load_recipe(recipe_path))
+    result = mt.train(load_recipe(recipe_path))
     total = time.perf_counter() - t0
     loop = stats["t_loop_end"] - stats["t_first_batch"]
     return {"side": "mtnlp", "steps": args.steps, "loop_seconds": loop, "train_call_seconds": total,
             "non_pad_tokens": stats["non_pad_tokens"], "padded_tokens": stats["padded_tokens"],
             "batches": stats["batches"], "task_counts": stats["task_counts"],
-            "non_pad_tokens_per_s": stats["non_pad_tokens"] / loop, "torch_threads": torch.get_num_threads()}
+            "non_pad_tokens_per_s": stats["non_pad_tokens"] / loop, "torch_threads": torch.get_num_threads(),
+            "precision": result.precision.as_dict(), "optimizer": stats["optimizer"]}
 
 
 # ------------------------------------------------------------------ the HF Trainer side (child process)
@@ -178,7 +198,7 @@ def run_trainer(args) -> dict:
     training_args = TrainingArguments(
         output_dir=str(work / f"trainer-{task}"), per_device_train_batch_size=args.batch_size,
         max_steps=args.steps, learning_rate=1e-4, weight_decay=0.01, warmup_steps=math.ceil(0.1 * args.steps),
-        bf16=True, use_cpu=True, report_to=[], eval_strategy="no", save_strategy="no",
+        bf16=args.precision == "bf16", use_cpu=True, report_to=[], eval_strategy="no", save_strategy="no",
         dataloader_num_workers=0, seed=42, disable_tqdm=False, **extra)
     trainer = Trainer(model=model, args=training_args, train_dataset=train_set, data_collator=collator,
                       callbacks=[LoopTimer()])
@@ -189,7 +209,7 @@ def run_trainer(args) -> dict:
             "padded_tokens": stats["padded_tokens"], "batches": stats["batches"],
             "non_pad_tokens_per_s": stats["non_pad_tokens"] / loop, "optim": str(training_args.optim),
             "train_sampling_strategy": training_args.train_sampling_strategy,
-            "torch_threads": torch.get_num_threads()}
+            "precision": "bf16" if training_args.bf16 else "fp32", "torch_threads": torch.get_num_threads()}
 
 
 # ------------------------------------------------------------------ the parent: runs each side, compares
@@ -230,10 +250,15 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--no-grouped-trainer", action="store_true",
                         help="only the default Trainer: skip the variants with train_sampling_strategy=group_by_length "
-                             "(with Trainer's default fused AdamW, and with optim=adamw_torch, mtnlp's optimizer)")
+                             "(with Trainer's default adamw_torch_fused, the same fused torch AdamW as mtnlp's, and "
+                             "with optim=adamw_torch, torch AdamW without fused)")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
+                        help="both sides: mtnlp's training.mixed_precision and Trainer's bf16=True/False "
+                             "(default bf16: bf16 autocast, as in bench/results/throughput.json)")
     parser.add_argument("--wait-idle", type=float, default=0,
                         help="first wait up to this many seconds for the 1-min load average to drop below 0.5")
-    parser.add_argument("--output", default=str(benchlib.RESULTS / "throughput.json"))
+    parser.add_argument("--output", help="default bench/results/throughput.json; with --precision fp32 "
+                                         "bench/results/throughput_fp32.json")
     # internal: one side in a child process
     parser.add_argument("--child", choices=["mtnlp", "trainer"], help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
@@ -242,6 +267,9 @@ def main() -> None:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.output is None:
+        args.output = str(benchlib.RESULTS / ("throughput.json" if args.precision == "bf16"
+                                              else f"throughput_{args.precision}.json"))
 
     if args.child:
         result = run_mtnlp(args) if args.child == "mtnlp" else run_trainer(args)
@@ -255,7 +283,8 @@ def main() -> None:
     idle = benchlib.wait_for_idle(args.wait_idle) if args.wait_idle else None
     results = benchlib.environment()
     results["wait_for_idle"] = idle
-    common = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+    common = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+              "--precision", args.precision]
     with tempfile.TemporaryDirectory(prefix="mtnlp-bench-") as tmp:
         work = Path(tmp)
         os.environ["HF_DATASETS_CACHE"] = str(work / "hf-datasets-cache")  # a clean cache: nothing pre-tokenised
@@ -277,8 +306,9 @@ def main() -> None:
               f"{mt['loop_seconds']:.1f} s loop, padding {1 - mt['non_pad_tokens'] / mt['padded_tokens']:.1%}, "
               f"peak RSS {mt_rss:.0f} MiB)", flush=True)
 
-        # (sampling, optim): Trainer as a user runs it; with length grouping; and grouped with mtnlp's optimizer
-        # (torch.optim.AdamW, for-loop on CPU) instead of Trainer's default adamw_torch_fused
+        # (sampling, optim): Trainer as a user runs it; with length grouping (both with Trainer's default
+        # adamw_torch_fused, the same torch.optim.AdamW(fused=True) as mtnlp's); and grouped with
+        # optim=adamw_torch (torch AdamW without fused=True, a slower step than mtnlp's)
         variants = [("random", "default")] + ([] if args.no_grouped_trainer else
                                               [("group_by_length", "default"), ("group_by_length", "adamw_torch")])
         trainer = {}
@@ -290,7 +320,7 @@ def main() -> None:
                     continue
                 argv = ["--child", "trainer", "--task", task, "--sampling", sampling, "--optim", optim, "--workdir", tmp,
                         "--steps", str(steps), "--batch-size", str(args.batch_size),
-                        "--max-length", str(args.max_length)]
+                        "--max-length", str(args.max_length), "--precision", args.precision]
                 try:
                     run, rss = child(argv, work / f"trainer-{key}-{task}.log")
                 except SystemExit as e:
@@ -319,13 +349,15 @@ def main() -> None:
 
     mt_summary = summarise([mt])
     mt_summary.update({k: mt[k] for k in ("task_counts", "train_call_seconds", "peak_rss_mib", "peak_rss_self_mib",
-                                          "process_cpu_seconds", "process_wall_seconds")})
+                                          "process_cpu_seconds", "process_wall_seconds", "precision", "optimizer")})
     results.update({
         "config": {"steps": args.steps, "max_examples_per_task": args.max_examples, "examples_per_task": sizes,
-                   "batch_size": args.batch_size, "max_length": args.max_length, "precision": "bf16 autocast",
+                   "batch_size": args.batch_size, "max_length": args.max_length,
+                   "precision": "bf16 autocast" if args.precision == "bf16" else "fp32 (no autocast)",
                    "encoder": benchlib.ENCODER, "trainer_steps_per_task": counts,
                    "mtnlp_sampling": "temperature T=2, group_by_length (windows of 50 batches)",
-                   "mtnlp_optimizer": "torch.optim.AdamW (default implementation: for-loop on CPU)"},
+                   "mtnlp_optimizer": "torch.optim.AdamW(fused=True) (mtnlp.train.make_optimizer)"},
+        "precision": args.precision,
         "mtnlp": mt_summary,
         "trainer": trainer,
         "target_ratio": 1.3,

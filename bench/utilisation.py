@@ -6,7 +6,7 @@ Peak: the best of several large bf16 torch.matmul shapes (4096³, 2048³, the en
 recorded for reference.
 
 Training step: the loop of mtnlp.train.train() replicated step by step (same recipe objects, the same
-Accelerator with bf16 autocast, TaskSampler / TaskBatches / collate, AdamW, linear schedule, grad-norm
+Accelerator with bf16 autocast, TaskSampler / TaskBatches / collate, fused AdamW, linear schedule, grad-norm
 clipping) on the 3-task bench recipe (seeded samples of SST-2, CoNLL-2003 NER, UD-EWT UPOS), with a
 timer around each phase. FLOPs are counted analytically on the padded batch shapes actually drawn:
 linear layers 2·params·tokens forward, attention scores and context 2·2·S²·hidden per sequence and layer,
@@ -15,7 +15,7 @@ counted as FLOPs: it is part of what the fraction measures. The "useful" count u
 
 If the fraction is below the target, a short torch.profiler pass records the top ops by self CPU time,
 and two diagnostics show where time goes: fwd+bwd utilisation of fixed batch shapes (B=32, S=16…128),
-and the optimizer step with AdamW's for-loop / foreach / fused implementations.
+and the optimizer step with AdamW's for-loop / foreach / fused (mtnlp's) implementations.
 Writes bench/results/utilisation.json.
 
     python bench/utilisation.py [--steps 200] [--warmup 10] [--max-examples 4000] [--profile-steps 10] [--wait-idle 0]
@@ -129,7 +129,8 @@ def build(work: Path, args):
                                                args.batch_size, args.max_length, args.batch_tokens))
     t = recipe.training
     # --- as in mtnlp.train.train()
-    accelerator = make_accelerator(recipe)
+    accelerator, chosen = make_accelerator(recipe)  # the recipe asks for bf16: this measures the bf16 peak
+    print(chosen.describe() + (f"; warning: {chosen.warning}" if chosen.warning else ""), flush=True)
     set_seed(t.seed)
     encoder = resolve_encoder(recipe.model.encoder)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
@@ -141,7 +142,7 @@ def build(work: Path, args):
     model, optimizer = accelerator.prepare(model, optimizer)
     sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
     weights = {n: recipe.tasks[n].loss_weight for n in tasks}
-    return dict(recipe=recipe, accelerator=accelerator, tokenizer=tokenizer, tasks=tasks, model=model,
+    return dict(recipe=recipe, accelerator=accelerator, precision=chosen, tokenizer=tokenizer, tasks=tasks, model=model,
                 optimizer=optimizer, scheduler=scheduler, sampler=sampler, batches=batches, train_rows=train_rows,
                 weights=weights)
 
@@ -295,13 +296,14 @@ def shape_sweep(s, peak_gflops: float, lengths=(16, 32, 64, 128), repeats: int =
 
 
 def optimizer_variants(s, repeats: int = 10) -> dict:
-    """AdamW step time on a copy of the model's parameters: for-loop (mtnlp's default on CPU), foreach, fused."""
+    """AdamW step time on a copy of the model's parameters: for-loop (torch's default on CPU), foreach, and
+    fused (mtnlp's: make_optimizer uses fused=True)."""
     params = [p.detach().clone().requires_grad_(True) for p in s["model"].parameters()]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
     out = {"parameters": sum(p.numel() for p in params)}
-    for name, kwargs in (("for_loop (torch default on CPU, used by mtnlp)", {"foreach": False}),
-                         ("foreach", {"foreach": True}), ("fused", {"fused": True})):
+    for name, kwargs in (("for_loop (torch default on CPU)", {"foreach": False}),
+                         ("foreach", {"foreach": True}), ("fused (used by mtnlp)", {"fused": True})):
         try:
             opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, **kwargs)
             opt.step()
@@ -347,6 +349,7 @@ def main() -> None:
         os.environ["HF_DATASETS_CACHE"] = str(Path(tmp) / "hf-datasets-cache")
         s = build(Path(tmp), args)
         model = s["accelerator"].unwrap_model(s["model"])
+        optimizer = getattr(s["optimizer"], "optimizer", s["optimizer"])  # under Accelerate's wrapper
         train = measure_training(s, args, peak["peak_gflops"], args.target)
         print(f"mtnlp training step: {train['ms_per_step']:.0f} ms/step, {train['achieved_gflops_whole_step']:.0f} "
               f"GFLOP/s = {train['fraction_of_peak']:.1%} of peak (fwd+bwd only {train['fraction_of_peak_fwd_bwd_only']:.1%}; "
@@ -374,6 +377,9 @@ def main() -> None:
     results.update({
         "config": {"steps_timed": args.steps, "warmup_steps": args.warmup, "max_examples_per_task": args.max_examples,
                    "batch_size": args.batch_size, "batch_tokens": args.batch_tokens, "max_length": args.max_length, "precision": "bf16 autocast",
+                   "mtnlp_precision": s["precision"].as_dict(),
+                   "mtnlp_optimizer": {"class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+                                       **{k: optimizer.defaults.get(k) for k in ("fused", "foreach")}},
                    "encoder": benchlib.ENCODER, "attn_implementation": model.config.encoder._attn_implementation,
                    "params": sum(p.numel() for p in model.parameters()),
                    "flop_model": "3x forward; forward = 2*params_in_linear*tokens + 2*2*L*S^2*hidden per sequence "

@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
     try:
-        quiet_libraries()
         commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,
                     "export": cmd_export}
         return commands[args.command](args)
@@ -73,12 +72,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # training has said where its checkpoint is
+        signum = getattr(e, "signum", 2)
+        if signum == 2:
+            print("interrupted", file=sys.stderr)
+        return 128 + signum
 
 
 def quiet_libraries() -> None:
+    """Import the heavy libraries (seconds) and silence their progress bars: each command calls it
+    after the checks that need no torch, so a recipe mistake is reported at once."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import datasets
     import transformers
@@ -91,9 +94,11 @@ def quiet_libraries() -> None:
 
 def cmd_train(args) -> int:
     from .recipe import load_recipe
-    from .train import train
 
     recipe = load_recipe(args.recipe, args.overrides)
+    quiet_libraries()
+    from .train import train
+
     result = train(recipe)
     if result.accelerator.is_main_process:
         print(f"run directory: {result.run_dir}")
@@ -101,14 +106,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from . import precision
-    from .data import load_task
     from .errors import UserError
-    from .evaluation import evaluate_split
     from .recipe import default_metrics, load_recipe
-    from .report import table
 
     recipe = load_recipe(args.recipe, args.overrides)
+    quiet_libraries()
+    from . import precision
+    from .data import load_task
+    from .evaluation import evaluate_split
+    from .report import table
+
     model, tokenizer = load_model(args.model)
     import torch
 
@@ -193,6 +200,7 @@ def cmd_predict(args) -> int:
     texts = list(args.texts) + (read_inputs(args.input) if args.input else [])
     if not texts:
         raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
+    quiet_libraries()
     from .pipeline import MultiTaskPipeline
 
     model, tokenizer = load_model(args.model, **({"revision": args.revision} if args.revision else {}))
@@ -212,6 +220,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_push(args) -> int:
+    quiet_libraries()
     from .hub import push
 
     url = push(args.model, args.repo_id, private=args.private, revision=args.revision, token=args.token)
@@ -220,6 +229,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_export(args) -> int:
+    quiet_libraries()
     from .export import export_head
 
     model, tokenizer = load_model(args.model)

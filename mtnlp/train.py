@@ -124,9 +124,6 @@ def train(recipe: Recipe) -> TrainResult:
     t = recipe.training
     run_dir = run_directory(recipe)
     accelerator, chosen = make_accelerator(recipe)
-    accelerator.print(chosen.describe())
-    if chosen.warning and accelerator.is_main_process:
-        warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
     set_seed(t.seed)
     source, source_path = trained_source(recipe) if recipe.model.init_from else (None, None)
     encoder = resolve_encoder(recipe.model.encoder)
@@ -160,6 +157,9 @@ def train(recipe: Recipe) -> TrainResult:
     optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
+    accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
+    if chosen.warning and accelerator.is_main_process:
+        warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
 
     sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
     plan = BatchPlan(EveryTask(list(tasks), t.grad_accum) if m.gradient == "pcgrad" else sampler, batches)
@@ -213,7 +213,7 @@ def train(recipe: Recipe) -> TrainResult:
     conflicts = []  # pcgrad: fraction of conflicting task pairs per update, logged as a mean
     loss_text = ""  # mean losses of the last log step, for the progress bar
     model.train()
-    with stop_after_step_on_ctrl_c(accelerator) as stop:
+    with stop_after_step_on_signal(accelerator) as stop:
         while state["step"] < t.steps:
             if m.gradient == "pcgrad":
                 task = "all"
@@ -259,7 +259,7 @@ def train(recipe: Recipe) -> TrainResult:
                 folder = run_dir / "checkpoints" / f"step-{step:06d}" if saved else checkpoint(step)
                 print(f"\ninterrupted at step {step}: checkpoint saved to {folder}; "
                       "resume with training.resume_from=latest", file=sys.stderr)
-                raise KeyboardInterrupt
+                raise Interrupted(stop.requested)
     bar.close()
     del loader  # stops its worker processes
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
@@ -304,28 +304,41 @@ def pcgrad_update(model: MultiTaskModel, task_names: list[str], backward, t: Tra
     return conflicts
 
 
-class stop_after_step_on_ctrl_c:
-    """Ctrl-C asks the loop to stop after the current step (then it checkpoints and exits);
-    a second Ctrl-C interrupts at once. With several processes Ctrl-C keeps its usual meaning."""
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on a signal after writing a checkpoint; the exit status is 128 + signum."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class stop_after_step_on_signal:
+    """Ctrl-C (SIGINT) or SIGTERM (what SLURM, Kubernetes and spot instances send before a kill) asks
+    the loop to stop after the current step; it then checkpoints and exits. A second Ctrl-C
+    interrupts at once. With several processes the signals keep their usual meaning."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, accelerator: Accelerator):
         self.active = accelerator.num_processes == 1 and threading.current_thread() is threading.main_thread()
-        self.requested = False
+        self.requested = 0  # the signal number once one arrived
 
     def _handle(self, signum, frame):
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
+        self.requested = self.requested or signum
+        how = "Ctrl-C again to stop now" if signum == signal.SIGINT else "SIGINT to stop now"
+        print(f"\n{signal.Signals(signum).name}: stopping after this step ({how})", file=sys.stderr)
 
     def __enter__(self):
         if self.active:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
         if self.active:
-            signal.signal(signal.SIGINT, self._previous)
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
 
 
 def evaluate_and_select(recipe, run_dir, model, tokenizer, tasks, metrics, state, accelerator) -> bool:

@@ -83,15 +83,18 @@ def test_sigkill_then_resume_latest_equals_uninterrupted(make_recipe, tmp_path, 
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(make_recipe, tmp_path, reference):
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resumes_exactly(make_recipe, tmp_path, reference, signum, status):
+    """Ctrl-C, or the SIGTERM a scheduler sends before it kills a job: finish the step, checkpoint, say where."""
     recipe = make_recipe(training=TRAINING)
     run = tmp_path / "run"
     proc = start(recipe)
     wait_for_checkpoint(proc, run / "checkpoints", 10)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-2000:]
-    assert "stopping after this step" in stderr and "interrupted at step" in stderr and "Traceback" not in stderr
+    assert proc.returncode == status, stderr[-2000:]
+    assert f"{signal.Signals(signum).name}: stopping after this step" in stderr
+    assert "interrupted at step" in stderr and "Traceback" not in stderr
     step = int(stderr.split("interrupted at step ")[1].split(":")[0])
     assert (run / "checkpoints" / f"step-{step:06d}" / "trainer_state.json").exists()
     resumed = train_cli(recipe, "training.resume_from=latest")

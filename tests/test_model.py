@@ -85,7 +85,11 @@ def test_save_load_round_trip_identical_for_every_head(tmp_path):
     for name in TASKS:
         a = model(input_ids=ids, attention_mask=mask, task=name).logits
         b = loaded(input_ids=ids, attention_mask=mask, task=name).logits
-        assert torch.equal(a, b), name
+        # weights are bit-equal; outputs of two model instances only within a tolerance: CPU kernels may
+        # pick different code paths for differently aligned buffers
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
 
 
 def test_from_encoder_keeps_pretrained_weights(tiny_encoder):

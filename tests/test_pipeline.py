@@ -38,7 +38,7 @@ def model_dir(tmp_path_factory, tiny_encoder):
 
 
 def test_predicts_every_head_with_the_right_shapes(model_dir):
-    pipe = MultiTaskPipeline.from_pretrained(str(model_dir))
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
     out = pipe(TEXTS[0], return_all_scores=True)
     assert set(out) == set(TASKS)
     assert out["sentiment"]["label"] in ("negative", "positive") and 0 <= out["sentiment"]["score"] <= 1
@@ -54,7 +54,7 @@ def test_predicts_every_head_with_the_right_shapes(model_dir):
 
 
 def test_one_encoder_pass_per_batch(model_dir):
-    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), batch_size=4)
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32", batch_size=4)
     calls = []
     pipe.model.encoder.register_forward_hook(lambda *a: calls.append(1))
     pipe(TEXTS)
@@ -62,7 +62,7 @@ def test_one_encoder_pass_per_batch(model_dir):
 
 
 def test_batch_equals_single_and_task_selection(model_dir):
-    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), batch_size=3)
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32", batch_size=3)
     batch = pipe(TEXTS)
     for text, result in zip(TEXTS, batch):
         single = pipe(text)
@@ -79,7 +79,7 @@ def test_batch_equals_single_and_task_selection(model_dir):
 
 
 def test_empty_and_long_texts(model_dir):
-    pipe = MultiTaskPipeline.from_pretrained(str(model_dir))
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
     empty = pipe("")
     assert empty["pos"] == [] and empty["ner"] == [] and empty["sentiment"]["label"] in ("negative", "positive")
     long_text = " ".join(["word"] * 100)
@@ -92,7 +92,7 @@ def test_empty_and_long_texts(model_dir):
 
 def test_pipeline_matches_model_on_training_style_tokenisation(model_dir):
     """Classification logits equal a forward pass on tokenizer(text), as the trainer tokenises."""
-    pipe = MultiTaskPipeline.from_pretrained(str(model_dir))
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
     texts = [ex["text"] for ex in read_examples(DATA / "sst2_sample.jsonl", DataSpec(text_column="sentence"),
                                                 "classification")][:20]
     enc = pipe.tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
@@ -103,8 +103,8 @@ def test_pipeline_matches_model_on_training_style_tokenisation(model_dir):
 
 
 def test_bf16_pipeline_agrees_with_fp32(model_dir):
-    fp32 = MultiTaskPipeline.from_pretrained(str(model_dir))(TEXTS[:3])
-    bf16 = MultiTaskPipeline.from_pretrained(str(model_dir), bf16=True)(TEXTS[:3])
+    fp32 = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")(TEXTS[:3])
+    bf16 = MultiTaskPipeline.from_pretrained(str(model_dir), precision="bf16")(TEXTS[:3])
     for a, b in zip(fp32, bf16):
         assert a["score"]["value"] == pytest.approx(b["score"]["value"], abs=0.05)
 

@@ -76,7 +76,7 @@ def test_load_demo():
     assert recipe.tasks["pos"].data.tag_column == "upos"
     assert recipe.tasks["pos"].metrics == ["token_accuracy"]
     assert recipe.training.lr == 1e-4 and isinstance(recipe.training.lr, float)
-    assert recipe.training.steps == 600 and recipe.training.mixed_precision == "bf16"
+    assert recipe.training.mixed_precision == "auto"
     assert recipe.sampling.strategy == "temperature" and recipe.sampling.temperature == 2.0
     assert recipe.training.weight_decay == 0.01  # a default for a key the recipe leaves out
     assert recipe.model.max_length == 128

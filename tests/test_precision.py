@@ -1,0 +1,137 @@
+"""The precision policy: what `auto` picks on which hardware, the spellings of full precision, the one
+warning for a slow explicit choice, and where a run records its choice."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from mtnlp import precision
+from mtnlp.errors import UserError
+from mtnlp.recipe import load_recipe
+from mtnlp.train import train
+
+# oneDNN and ATen capped at AVX2: on any x86 CPU this is what an AVX2-only machine (e.g. Zen 3) runs
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def no_native(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_native", lambda dtype: (False, f"no native {dtype}"))
+
+
+def native(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_native", lambda dtype: (True, "AMX"))
+
+
+@pytest.mark.parametrize("value", ["no", "fp32", "FP32", False, None])
+def test_full_precision_spellings(value):
+    assert precision.normalize(value) == "fp32"
+
+
+def test_unknown_precision_is_an_error():
+    with pytest.raises(ValueError, match="fp64"):
+        precision.normalize("fp64")
+
+
+def test_auto_on_a_cpu_without_native_bf16_is_fp32(monkeypatch):
+    no_native(monkeypatch)
+    chosen = precision.resolve("auto", "cpu")
+    assert (chosen.name, chosen.accelerate, chosen.warning) == ("fp32", "no", None)
+    assert "no native bf16" in chosen.reason and chosen.describe().startswith("precision: fp32 (auto:")
+    with chosen.autocast():
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_auto_on_a_cpu_with_native_bf16_is_bf16(monkeypatch):
+    native(monkeypatch)
+    chosen = precision.resolve("auto", "cpu")
+    assert (chosen.name, chosen.accelerate, chosen.warning) == ("bf16", "bf16", None)
+    assert "AMX" in chosen.reason
+    with chosen.autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+@pytest.mark.parametrize("requested", ["bf16", "fp16"])
+def test_explicit_half_precision_on_a_slow_cpu_runs_with_a_warning(monkeypatch, requested):
+    no_native(monkeypatch)
+    chosen = precision.resolve(requested, "cpu")
+    assert chosen.name == requested and "much slower" in chosen.warning
+    native(monkeypatch)
+    assert precision.resolve(requested, "cpu").warning is None
+    assert precision.resolve("fp32", "cpu").warning is None
+
+
+@pytest.mark.parametrize("has_bf16, expected", [(True, "bf16"), (False, "fp16")])
+def test_auto_on_cuda(monkeypatch, has_bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: has_bf16)
+    chosen = precision.resolve("auto", "cuda")
+    assert chosen.name == expected and chosen.warning is None
+    assert (precision.resolve("bf16", "cuda").warning is None) == has_bf16
+
+
+def test_auto_on_other_devices_is_fp32():
+    assert precision.resolve("auto", "meta").name == "fp32"
+
+
+def test_the_real_detection_sees_an_avx2_only_cpu():
+    """Not mocked: torch's own checks, with oneDNN capped as on an AVX2-only CPU, give fp32."""
+    code = "from mtnlp import precision; c = precision.resolve('auto', 'cpu'); print(c.name, '|', c.reason)"
+    out = subprocess.run([sys.executable, "-c", code], env=os.environ | AVX2_ONLY, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("fp32 |"), out
+
+
+@pytest.mark.parametrize("written", ["no", "false", "fp32", "'no'"])
+def test_recipe_full_precision_in_file_and_override(make_recipe, written):
+    path = make_recipe()
+    text = path.read_text().replace("mixed_precision: fp32", f"mixed_precision: {written}")
+    path.write_text(text)
+    assert load_recipe(path).training.mixed_precision == "fp32"
+    assert load_recipe(make_recipe(), [f"training.mixed_precision={written}"]).training.mixed_precision == "fp32"
+
+
+def test_recipe_default_is_auto_and_bad_values_name_the_key(make_recipe, tmp_path):
+    raw = yaml.safe_load(make_recipe().read_text())
+    del raw["training"]["mixed_precision"]
+    path = tmp_path / "default.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_recipe(path).training.mixed_precision == "auto"
+    with pytest.raises(UserError, match=r"\(command-line override\): training.mixed_precision: unknown value 'fp64'"):
+        load_recipe(path, ["training.mixed_precision=fp64"])
+
+
+def test_shipped_recipes_say_auto():
+    from conftest import REPO
+
+    for path in sorted((REPO / "recipes").rglob("*.yaml")):
+        assert load_recipe(path).training.mixed_precision == "auto", path
+
+
+@pytest.mark.parametrize("has_native, expected", [(False, "fp32"), (True, "bf16")])
+def test_a_run_records_its_choice_and_reason(make_recipe, tmp_path, monkeypatch, capsys, has_native, expected):
+    (native if has_native else no_native)(monkeypatch)
+    result = train(load_recipe(make_recipe(training={"steps": 2, "mixed_precision": "auto"})))
+    assert result.precision.name == expected
+    assert result.accelerator.mixed_precision == {"fp32": "no", "bf16": "bf16"}[expected]
+    run = tmp_path / "run"
+    recorded = (run / "recipe.yaml").read_text()
+    assert recorded.startswith(f"# training.mixed_precision: auto -> {expected} (auto: ")
+    assert yaml.safe_load(recorded)["training"]["mixed_precision"] == expected
+    assert load_recipe(run / "recipe.yaml").training.mixed_precision == expected  # the record reloads
+    metrics = json.loads((run / "metrics.json").read_text())["precision"]
+    assert metrics["requested"] == "auto" and metrics["used"] == expected and metrics["reason"].startswith("auto: ")
+    assert f"precision: {expected} (auto: " in capsys.readouterr().out
+
+
+def test_cli_warns_once_for_bf16_on_an_avx2_only_cpu(make_recipe):
+    recipe = make_recipe(training={"steps": 1, "mixed_precision": "bf16"})
+    proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe)], capture_output=True, text=True,
+                          env=os.environ | AVX2_ONLY, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "bf16 on a CPU without native bf16" in warnings[0], proc.stderr
+    assert "precision: bf16 (requested)" in proc.stdout
