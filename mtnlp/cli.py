@@ -79,17 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signum
 
 
-def quiet_libraries() -> None:
+def quiet_libraries(with_datasets: bool = True) -> None:
     """Import the heavy libraries (seconds) and silence their progress bars: each command calls it
     after the checks that need no torch, so a recipe mistake is reported at once."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import datasets
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    if with_datasets:  # predict, push and export never read a data set
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
 
 
 def cmd_train(args) -> int:
@@ -200,7 +202,7 @@ def cmd_predict(args) -> int:
     texts = list(args.texts) + (read_inputs(args.input) if args.input else [])
     if not texts:
         raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
-    quiet_libraries()
+    quiet_libraries(with_datasets=False)
     from .pipeline import MultiTaskPipeline
 
     model, tokenizer = load_model(args.model, **({"revision": args.revision} if args.revision else {}))
@@ -220,7 +222,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_push(args) -> int:
-    quiet_libraries()
+    quiet_libraries(with_datasets=False)
     from .hub import push
 
     url = push(args.model, args.repo_id, private=args.private, revision=args.revision, token=args.token)
@@ -229,7 +231,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_export(args) -> int:
-    quiet_libraries()
+    quiet_libraries(with_datasets=False)
     from .export import export_head
 
     model, tokenizer = load_model(args.model)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .data import TaskData, collate, model_rows
-from .loader import to_device
+from .modeling import to_device
 from .metrics import load_metric
 
 # recipe metric name -> (evaluate module, key in its result, greater is better)

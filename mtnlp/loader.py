@@ -91,6 +91,3 @@ def training_loader(plan: BatchPlan, rows: dict, pad_id: int, types: dict[str, s
                       generator=torch.Generator())
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """Every tensor of a model input on `device` (non-blocking from pinned memory)."""
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -157,5 +157,11 @@ class MultiTaskModel(PreTrainedModel):
         return {t: self.heads[t](self.task_top(hidden, attention_mask, t)) for t in tasks}
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Every tensor of a model input on `device` (non-blocking from pinned memory): the one place the
+    pipeline, evaluation and training move inputs, so none is left behind (e.g. token_type_ids)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 AutoConfig.register("mtnlp", MultiTaskConfig)
 AutoModel.register(MultiTaskConfig, MultiTaskModel)

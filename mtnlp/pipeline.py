@@ -13,8 +13,7 @@ import torch
 from transformers import AutoTokenizer
 
 from . import precision as precision_policy
-from .loader import to_device
-from .modeling import MultiTaskModel
+from .modeling import MultiTaskModel, to_device
 
 
 class MultiTaskPipeline:

@@ -100,8 +100,10 @@ def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, state
     out = {"tasks": {name: {} for name in tasks}, "best_step": state["best_step"], "precision": precision.as_dict()}
     baselines = {name: {} for name in tasks}
     for split in ("validation", "test"):
-        results = evaluate_split(model, tokenizer, tasks, metrics, split, recipe.training.eval_batch_size,
-                                 accelerator.autocast)
+        results = state.get("best_validation") if split == "validation" else None
+        if results is None:
+            results = evaluate_split(model, tokenizer, tasks, metrics, split, recipe.training.eval_batch_size,
+                                     accelerator.autocast)
         for name, values in results.items():
             out["tasks"][name][split] = values
             baselines[name][split] = majority_baseline(tasks[name], split, metrics[name])

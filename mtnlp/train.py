@@ -1,8 +1,9 @@
 """Multi-task training with Accelerate: one task's batch per step, chosen by the task sampler.
 
-Read `train()` top to bottom: set-up, the loop (task choice, forward, weighted loss, update), then
-evaluation of the best model. A head computes its task's loss (heads.py), weighting.py weights it,
-and with mtl.gradient=pcgrad each update takes one batch of every task (`pcgrad_update`).
+Read `train()` top to bottom: set-up (precision.py picks the precision), the loop (the next batch
+from the DataLoader, whose task the sampler drew in loader.BatchPlan; forward; weighted loss;
+update), then evaluation of the best model. A head computes its task's loss (heads.py), weighting.py
+weights it, and with mtl.gradient=pcgrad each update takes one batch of every task (`pcgrad_update`).
 Run-directory writing lives in report.py, checkpoints in checkpoint.py.
 """
 
@@ -23,7 +24,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer
 
 from . import hub, precision, report
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
@@ -31,8 +32,8 @@ from .data import TaskData, load_task, model_rows
 from .encoders import resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, main_metric, selection_score
-from .loader import BatchPlan, EveryTask, to_device, training_loader
-from .modeling import MultiTaskModel
+from .loader import BatchPlan, EveryTask, training_loader
+from .modeling import MultiTaskModel, to_device
 from .pcgrad import project_conflicting
 from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
 from .sharing import is_adapter_weight
@@ -83,7 +84,11 @@ def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float =
     if weighting is not None and list(weighting.parameters()):
         groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0, "lr": weighting_lr})
     optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # fused: ~3x faster steps on CPU
-    return optimizer, get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup * t.steps), t.steps)
+    # transformers' get_linear_schedule_with_warmup, written out: importing transformers.optimization
+    # pulls in its Trainer utilities and peft (3 s of every start-up)
+    warmup = math.ceil(t.warmup * t.steps)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: step / max(1, warmup) if step < warmup else max(0.0, (t.steps - step) / max(1, t.steps - warmup)))
 
 
 def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accelerator):
@@ -354,8 +359,8 @@ def evaluate_and_select(recipe, run_dir, model, tokenizer, tasks, metrics, state
         return False
     score = selection_score(results, metrics)
     improved = state["best_score"] is None or score > state["best_score"]
-    if improved:
-        state.update(best_score=score, best_step=step, bad_evals=0)
+    if improved:  # the kept model's validation metrics: final_metrics reports them without re-evaluating
+        state.update(best_score=score, best_step=step, bad_evals=0, best_validation=results)
         if accelerator.is_main_process:
             report.save_model(run_dir / "model", model, tokenizer)
     else:

@@ -299,7 +299,7 @@ def test_recipe_not_a_mapping(tmp_path):
 
 def test_unknown_key_line_in_demo_recipe(tmp_path):
     # an unknown key inside the demo recipe: the reported line is where that key is written
-    text = DEMO.read_text(encoding="utf-8").replace("  eval_every: 200", "  eval_evry: 200")
+    text = DEMO.read_text(encoding="utf-8").replace("  eval_every: 300", "  eval_evry: 300")
     path = recipe_file(tmp_path, text, name="demo.yaml")
     expected = next(i for i, line in enumerate(text.splitlines(), 1) if "eval_evry" in line)
     message = error(path)
