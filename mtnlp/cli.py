@@ -95,13 +95,15 @@ def quiet_libraries(with_datasets: bool = True) -> None:
 
 
 def cmd_train(args) -> int:
+    from .data import read_task
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    raw = {name: read_task(recipe, name, spec) for name, spec in recipe.tasks.items()}  # data errors: at once
     quiet_libraries()
     from .train import train
 
-    result = train(recipe)
+    result = train(recipe, raw)
     if result.accelerator.is_main_process:
         print(f"run directory: {result.run_dir}")
     return 0

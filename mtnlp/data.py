@@ -1,4 +1,8 @@
-"""A task's data: read its splits, fix its label set, tokenise (cached by datasets), collate batches."""
+"""A task's data: read its splits, fix its label set, tokenise (cached by datasets), collate batches.
+
+Reading (read_task) needs neither torch nor datasets, so `mtnlp train` reports a mistake in a data
+file before it spends seconds importing them.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,6 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import datasets
-import torch
 
 from .errors import UserError
 from .readers import read_examples, read_hub_split
@@ -57,9 +58,18 @@ def check_labels(examples: list[dict], labels: list[str], task_type: str, source
                             f"(known: {', '.join(labels)})")
 
 
-def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: int,
-              splits: tuple[str, ...] = SPLITS, labels: list[str] | None = None) -> TaskData:
-    """Read, check and tokenise a task's splits. `labels` fixes the label set (e.g. from a trained model)."""
+@dataclass
+class RawTask:
+    """A task's examples as read and checked, before tokenisation."""
+
+    labels: list[str]
+    examples: dict[str, list[dict]]  # split -> examples
+    sources: dict[str, str]  # split -> printable file name
+
+
+def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...] = SPLITS,
+              labels: list[str] | None = None) -> RawTask:
+    """Read and check a task's splits. `labels` fixes the label set (e.g. from a trained model)."""
     raw, sources = {}, {}
     carve = task.data.validation_from_train
     if labels is None or "train" in splits or carve is not None:
@@ -79,10 +89,17 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
         if split in splits and getattr(task.data, split) is not None:
             raw[split], sources[split] = read_split(recipe, name, task, split)
             check_labels(raw[split], labels, task.type, sources[split])
-    data = TaskData(name, task.type, labels)
-    for split, examples in raw.items():
-        if split in splits:
-            data.splits[split] = tokenize(examples, task.type, labels, tokenizer, max_length)
+    return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources)
+
+
+def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: int,
+              splits: tuple[str, ...] = SPLITS, labels: list[str] | None = None,
+              raw: RawTask | None = None) -> TaskData:
+    """Read (unless `raw` is given), check and tokenise a task's splits."""
+    raw = raw or read_task(recipe, name, task, splits, labels)
+    data = TaskData(name, task.type, raw.labels)
+    for split, examples in raw.examples.items():
+        data.splits[split] = tokenize(examples, task.type, raw.labels, tokenizer, max_length)
     return data
 
 
@@ -99,6 +116,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 def tokenize(examples: list[dict], task_type: str, labels: list[str], tokenizer, max_length: int) -> datasets.Dataset:
     """Tokenise through datasets.map with a content-derived cache file, so a second run re-uses it."""
+    import datasets
+
     rows = [{k: v for k, v in ex.items() if k != "_line"} for ex in examples]
     key = hashlib.sha256(json.dumps([rows, task_type, labels, max_length, tokenizer_fingerprint(tokenizer)],
                                     sort_keys=True).encode()).hexdigest()[:24]
@@ -148,6 +167,8 @@ def model_rows(dataset: datasets.Dataset) -> datasets.Dataset:
 
 def collate(rows: list[dict], pad_id: int, task_type: str) -> dict[str, torch.Tensor]:
     """Dynamic padding to the longest row of the batch."""
+    import torch
+
     width = max(len(r["input_ids"]) for r in rows)
     batch = {"input_ids": torch.full((len(rows), width), pad_id, dtype=torch.long),
              "attention_mask": torch.zeros((len(rows), width), dtype=torch.long)}

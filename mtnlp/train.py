@@ -28,7 +28,7 @@ from transformers import AutoTokenizer
 
 from . import hub, precision, report
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from .data import TaskData, load_task, model_rows
+from .data import RawTask, TaskData, load_task, model_rows
 from .encoders import resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, main_metric, selection_score
@@ -119,13 +119,18 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, str]:
                         f"({str(e).splitlines()[0]})") from None
 
 
-def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator) -> dict[str, TaskData]:
+def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator,
+               raw: dict[str, RawTask] | None = None) -> dict[str, TaskData]:
+    """Every task tokenised; `raw` (read beforehand, e.g. by the CLI) is consumed, so its examples
+    are freed once tokenised."""
+    raw = raw if raw is not None else {}
     with accelerator.main_process_first():  # rank 0 tokenises and fills the cache; others read it
-        return {name: load_task(recipe, name, spec, tokenizer, recipe.model.max_length)
+        return {name: load_task(recipe, name, spec, tokenizer, recipe.model.max_length, raw=raw.pop(name, None))
                 for name, spec in recipe.tasks.items()}
 
 
-def train(recipe: Recipe) -> TrainResult:
+def train(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> TrainResult:
+    """Train the recipe's tasks; `raw`: the tasks' examples if already read (data.read_task)."""
     t = recipe.training
     run_dir = run_directory(recipe)
     accelerator, chosen = make_accelerator(recipe)
@@ -137,7 +142,7 @@ def train(recipe: Recipe) -> TrainResult:
     except (OSError, ValueError) as e:
         raise UserError(f"{recipe.source}: model.encoder: cannot load '{recipe.model.encoder}' "
                         f"({str(e).splitlines()[0]})") from None
-    tasks = load_tasks(recipe, tokenizer, accelerator)
+    tasks = load_tasks(recipe, tokenizer, accelerator, raw)
     metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout}
              for name, d in tasks.items()}

@@ -58,24 +58,26 @@ def tiny_tasks() -> dict:
     }
 
 
+def write_recipe(folder: Path, encoder: str, tasks=None, training=None, sampling=None, name="recipe.yaml",
+                 **top) -> Path:
+    """A recipe YAML in `folder` for `encoder`; keyword arguments update top-level sections."""
+    recipe = {
+        "name": "test",
+        "output_dir": str(folder / "run"),
+        "model": {"encoder": encoder, "max_length": 64},
+        "tasks": tasks or tiny_tasks(),
+        "sampling": {"strategy": "proportional", **(sampling or {})},
+        # fp32 unless a test asks: results must not depend on which CPU runs the suite
+        "training": {"steps": 6, "batch_size": 8, "eval_batch_size": 16, "lr": 1e-3, "log_every": 1,
+                     "seed": 1, "mixed_precision": "fp32", **(training or {})},
+        **top,
+    }
+    path = folder / name
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def make_recipe(tmp_path, tiny_encoder):
-    """Write a recipe YAML for the tiny encoder; keyword arguments update top-level sections."""
-
-    def write(tasks=None, training=None, sampling=None, name="recipe.yaml", **top) -> Path:
-        recipe = {
-            "name": "test",
-            "output_dir": str(tmp_path / "run"),
-            "model": {"encoder": tiny_encoder, "max_length": 64},
-            "tasks": tasks or tiny_tasks(),
-            "sampling": {"strategy": "proportional", **(sampling or {})},
-            # fp32 unless a test asks: results must not depend on which CPU runs the suite
-            "training": {"steps": 6, "batch_size": 8, "eval_batch_size": 16, "lr": 1e-3, "log_every": 1,
-                         "seed": 1, "mixed_precision": "fp32", **(training or {})},
-            **top,
-        }
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-        return path
-
-    return write
+    """Write a recipe YAML for the tiny encoder into the test's folder (see write_recipe)."""
+    return lambda **kwargs: write_recipe(tmp_path, tiny_encoder, **kwargs)

@@ -55,12 +55,15 @@ def assert_same_run(a, b):
     assert metrics_a == metrics_b
 
 
-@pytest.fixture
-def reference(make_recipe, tmp_path):
-    recipe = make_recipe(training=TRAINING, name="reference.yaml", output_dir=str(tmp_path / "reference"))
-    proc = train_cli(recipe)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_encoder):
+    """The uninterrupted run every interrupted one must end equal to (trained once for the module)."""
+    from conftest import write_recipe
+
+    folder = tmp_path_factory.mktemp("reference")
+    proc = train_cli(write_recipe(folder, tiny_encoder, training=TRAINING))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return final_state(tmp_path / "reference")
+    return final_state(folder / "run")
 
 
 @pytest.mark.slow

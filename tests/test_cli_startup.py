@@ -1,0 +1,36 @@
+"""The command line answers --help, recipe mistakes and data-file mistakes without importing torch,
+transformers or datasets (seconds of start-up): this guards it by making those imports fail."""
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "transformers", "datasets", "accelerate", "peft", "evaluate")
+
+
+def run_without_heavy_imports(*argv: str) -> subprocess.CompletedProcess:
+    code = ("import sys\n"
+            + "".join(f"sys.modules[{name!r}] = None\n" for name in HEAVY)  # any import of them now fails
+            + "from mtnlp.cli import main\n"
+            + f"sys.exit(main({list(argv)!r}))\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_help_needs_no_heavy_import():
+    proc = run_without_heavy_imports("--help")
+    assert proc.returncode == 0 and "train" in proc.stdout, proc.stderr
+    proc = run_without_heavy_imports("train", "--help")
+    assert proc.returncode == 0 and "key=value" in proc.stdout, proc.stderr
+
+
+def test_recipe_mistake_needs_no_heavy_import(make_recipe):
+    proc = run_without_heavy_imports("train", str(make_recipe()), "training.lrr=1")
+    assert proc.returncode == 2 and "unknown key 'training.lrr'" in proc.stderr, proc.stderr
+
+
+def test_data_file_mistake_needs_no_heavy_import(make_recipe, tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("text\tlabel\ngood\tpos\nfine\tneg\nbroken line\n", encoding="utf-8")
+    recipe = make_recipe(tasks={"t": {"type": "classification", "data": {"train": str(bad)}}})
+    proc = run_without_heavy_imports("train", str(recipe))
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {bad}:4:"), proc.stderr
+    assert "Traceback" not in proc.stderr
