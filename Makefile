@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml
 demo: install
 	$(OFFLINE) $(BIN)/mtnlp train recipes/demo.yaml
 
+# One worker per core; a file's tests stay on one worker (some share a costly module-level set-up).
 test: install
-	$(OFFLINE) $(BIN)/python -m pytest
+	$(OFFLINE) $(BIN)/python -m pytest -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

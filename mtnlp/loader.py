@@ -18,31 +18,10 @@ from .data import collate
 from .sampling import TaskBatches, TaskSampler
 
 
-class EveryTask:
-    """Task order for PCGrad: `repeat` micro-batches of each task in turn, for every update."""
-
-    def __init__(self, names: list[str], repeat: int):
-        self.names, self.repeat, self.draw = list(names), repeat, 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> str:
-        task = self.names[(self.draw // self.repeat) % len(self.names)]
-        self.draw += 1
-        return task
-
-    def state_dict(self) -> dict:
-        return {"draw": self.draw}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.draw = int(state["draw"])
-
-
 class BatchPlan:
     """Endless (task, example indices, positions after this batch) in training order."""
 
-    def __init__(self, tasks: TaskSampler | EveryTask, batches: dict[str, TaskBatches]):
+    def __init__(self, tasks: TaskSampler, batches: dict[str, TaskBatches]):
         self.tasks, self.batches = tasks, batches
 
     def __iter__(self):

@@ -60,6 +60,19 @@ class TaskSampler:
         self.draw = int(state["draw"])
 
 
+class EveryTask(TaskSampler):
+    """PCGrad's task order: `repeat` micro-batches of each task in turn, for every update."""
+
+    def __init__(self, names: list[str], repeat: int):
+        super().__init__(dict.fromkeys(names, 1), "round_robin")
+        self.repeat = repeat
+
+    def __next__(self) -> str:
+        task = self.names[(self.draw // self.repeat) % len(self.names)]
+        self.draw += 1
+        return task
+
+
 class TaskBatches:
     """Endless iterator of index batches over one task's training set, epoch after epoch.
 

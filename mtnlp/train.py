@@ -32,12 +32,12 @@ from .data import RawTask, TaskData, load_task, model_rows
 from .encoders import resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, main_metric, selection_score
-from .loader import BatchPlan, EveryTask, training_loader
+from .loader import BatchPlan, training_loader
 from .modeling import MultiTaskModel, to_device
 from .pcgrad import project_conflicting
 from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
 from .sharing import is_adapter_weight
-from .sampling import TaskBatches, TaskSampler
+from .sampling import EveryTask, TaskBatches, TaskSampler
 from .weighting import build_weighting
 
 
@@ -297,7 +297,7 @@ def pcgrad_update(model: MultiTaskModel, task_names: list[str], backward, t: Tra
     for row, task in zip(per_task, task_names):
         for _ in range(t.grad_accum):
             drawn = backward(sync=False)
-            assert drawn == task, (drawn, task)  # the batch plan gives every task in turn (loader.EveryTask)
+            assert drawn == task, (drawn, task)  # the batch plan gives every task in turn (sampling.EveryTask)
         for p, part in zip(shared, row.split(sizes)):
             if p.grad is not None:
                 part.copy_(p.grad.flatten())

@@ -249,3 +249,13 @@ def test_token_budget_trains(make_recipe, tmp_path):
 
     train(load_recipe(make_recipe(training={"steps": 3, "batch_tokens": 256})))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best_step"] == 3
+
+
+def test_every_task_gives_repeat_batches_of_each_task_in_turn_and_resumes():
+    from mtnlp.sampling import EveryTask
+
+    order = EveryTask(["a", "b", "c"], repeat=2)
+    assert list(itertools.islice(order, 8)) == ["a", "a", "b", "b", "c", "c", "a", "a"]
+    resumed = EveryTask(["a", "b", "c"], repeat=2)
+    resumed.load_state_dict(order.state_dict())
+    assert next(resumed) == next(order) == "b"
