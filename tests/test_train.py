@@ -74,7 +74,7 @@ def test_resume_gives_same_batches_and_parameters(make_recipe, tmp_path):
     resumed_log = {r["step"]: r["loss"] for r in read_jsonl(resumed_dir / "train_log.jsonl")}
     assert sorted(resumed_log) == [5, 6, 7, 8]
     for step in resumed_log:
-        assert resumed_log[step] == full_log[step]
+        assert resumed_log[step] == pytest.approx(full_log[step], rel=1e-6)  # outputs of two model instances
     state_a = json.loads((run / "checkpoints" / "step-000008" / "trainer_state.json").read_text())
     state_b = json.loads((resumed_dir / "checkpoints" / "step-000008" / "trainer_state.json").read_text())
     assert state_a["sampler"] == state_b["sampler"] and state_a["batches"] == state_b["batches"]
