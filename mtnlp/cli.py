@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # training has said where its checkpoint is
-        signum = getattr(e, "signum", 2)
-        if signum == 2:
+        signum = getattr(e, "signum", signal.SIGINT)
+        if signum == signal.SIGINT:
             print("interrupted", file=sys.stderr)
         return 128 + signum
 

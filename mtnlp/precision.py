@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 CHOICES = ("auto", "bf16", "fp16", "fp32")
-_ALIASES = {"no": "fp32", "fp32": "fp32", "auto": "auto", "bf16": "bf16", "fp16": "fp16"}
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -22,8 +21,9 @@ def normalize(value) -> str:
     """'auto', 'bf16', 'fp16' or 'fp32' for a user's setting; 'no', 'fp32' and YAML's false are fp32."""
     if value is False or value is None:
         return "fp32"
-    name = _ALIASES.get(str(value).lower()) if isinstance(value, str) else None
-    if name is None:
+    name = value.lower() if isinstance(value, str) else value
+    name = "fp32" if name == "no" else name
+    if name not in CHOICES:
         raise ValueError(f"unknown precision {value!r} (expected one of: auto, bf16, fp16, fp32, no)")
     return name
 
