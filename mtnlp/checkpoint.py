@@ -42,8 +42,10 @@ def _fsync_tree(folder: Path) -> None:
             os.fsync(f.fileno())
 
 
-def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, world_size: int = 1) -> Path:
-    """Write checkpoint `folder` atomically; each rank adds its own RNG state."""
+def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, world_size: int = 1,
+                    rank_state: dict | None = None) -> Path:
+    """Write checkpoint `folder` atomically; each rank adds its own RNG state and `rank_state` (what
+    differs between ranks, e.g. example counts), which load_checkpoint merges into that rank's state."""
     tmp = folder.with_name(f".tmp-{folder.name}")
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -51,6 +53,7 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, 
     _barrier(world_size)
     save_file({"torch": torch.get_rng_state()}, str(tmp / f"rng-{rank}.safetensors"))
     (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
+    (tmp / f"rank-{rank}.json").write_text(json.dumps(rank_state or {}))
     _barrier(world_size)
     if rank == 0:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -93,7 +96,9 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
     rng_file = folder / f"rng-{rank}.json"
     if rng_file.exists():
         set_rng_state(json.loads(rng_file.read_text()), load_file(str(folder / f"rng-{rank}.safetensors"))["torch"])
-    return json.loads((folder / STATE_FILE).read_text())
+    state = json.loads((folder / STATE_FILE).read_text())
+    rank_file = folder / f"rank-{rank}.json"
+    return state | json.loads(rank_file.read_text()) if rank_file.exists() else state
 
 
 def prune_checkpoints(checkpoints: Path, keep: int) -> None:

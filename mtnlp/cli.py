@@ -51,25 +51,65 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--revision", help="branch to push to (created if missing)")
     p.add_argument("--token", help="hub token (default: HF_TOKEN or the saved login)")
 
+    p = commands.add_parser("recipes", help="list the packaged recipe scripts and configs, or copy one to edit")
+    p.add_argument("action", choices=["list", "copy"])
+    p.add_argument("name", nargs="?", help="copy: a name from `mtnlp recipes list`, e.g. multitask or demo.yaml")
+    p.add_argument("dest", nargs="?", help="copy: the file to write (default: the name, in the current folder)")
+
     p = commands.add_parser("export", help="write one head as a plain transformers model")
     p.add_argument("model", help="model directory or hub id")
     p.add_argument("--task", required=True, help="the head to export")
     p.add_argument("out", help="output folder")
+
+    p = commands.add_parser("serve", help="serve the model's heads over HTTP: POST /predict, GET /health, GET /info")
+    p.add_argument("model", help="model directory or hub id")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (the address is printed)")
+    p.add_argument("--tasks", help="comma-separated task names to serve (default: all heads)")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "no"],
+                   help="as for predict")
+    p.add_argument("--revision", help="hub branch, tag or commit")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass")
+    p.add_argument("--max-batch", type=int, default=64,
+                   help="inputs of concurrent requests collected into one pipeline call")
+    p.add_argument("--batch-window-ms", type=float, default=5.0,
+                   help="how long the first queued request waits for others to share its call")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
+    p.add_argument("--max-inputs", type=int, default=256, help="inputs in one request")
+    p.add_argument("--max-chars", type=int, default=10_000, help="characters in one text")
+    p.add_argument("--access-log", action="store_true", help="log every request")
 
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "predict" and not any(a.startswith("-") for a in extra):
         args.texts += extra  # texts after an option: `predict MODEL --tasks a,b "some text"`
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,
+                "recipes": cmd_recipes, "export": cmd_export, "serve": cmd_serve}
+    return guarded(lambda: commands[args.command](args), args.debug)
+
+
+def run_recipe(train, argv: list[str] | None = None) -> int:
+    """The command line of a recipe script: `python SCRIPT.py --config RECIPE.yaml [key=value ...]`
+    does what `mtnlp train RECIPE.yaml [key=value ...]` does, with the script's `train`."""
+    parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or "").split("\n")[0])
+    parser.add_argument("--config", required=True, help="recipe YAML file")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. training.lr=3e-5")
+    args = parser.parse_args(argv)
+    args.recipe = args.config
+    return guarded(lambda: train_recipe(train, args), args.debug)
+
+
+def guarded(command, debug: bool) -> int:
+    """Run a command: a user's mistake is one `error:` line and exit status 2, a signal 128 + its number."""
     from .errors import UserError
 
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
     try:
-        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,
-                    "export": cmd_export}
-        return commands[args.command](args)
+        return command()
     except UserError as e:
-        if args.debug:
+        if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -96,13 +136,20 @@ def quiet_libraries(with_datasets: bool = True) -> None:
 
 
 def cmd_train(args) -> int:
+    return train_recipe(None, args)
+
+
+def train_recipe(train, args) -> int:
+    """Check the recipe and read the data (errors at once, before the heavy imports), then train with
+    `train` (default: the loop of recipes/multitask.py)."""
     from .data import read_task
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     raw = {name: read_task(recipe, name, spec) for name, spec in recipe.tasks.items()}  # data errors: at once
     quiet_libraries()
-    from .train import train
+    if train is None:
+        from .recipes.multitask import train
 
     result = train(recipe, raw)
     if result.accelerator.is_main_process:
@@ -143,7 +190,7 @@ def cmd_evaluate(args) -> int:
     if chosen.warning:
         warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=1)
     results = evaluate_split(model, tokenizer, tasks, metrics, args.split, recipe.training.eval_batch_size,
-                             chosen.autocast)
+                             chosen.autocast, say=lambda note: warnings.warn(note, stacklevel=1))
     print(table({name: {args.split: values} for name, values in results.items()}))
     output = Path(args.output) if args.output else Path(args.model) / f"eval-{args.split}.json"
     if not Path(args.model).is_dir() and not args.output:
@@ -174,7 +221,8 @@ def load_model(name: str, **hub_kwargs):
         raise UserError(f"{name}: not an mtnlp model folder or hub repository ({str(e).splitlines()[0]})") from None
 
 
-def read_inputs(path: str) -> list[str]:
+def read_inputs(path: str) -> list:
+    """Texts, or pairs {"text": ..., "text_pair": ...}, one JSON value per line."""
     from .errors import UserError
 
     try:
@@ -191,9 +239,13 @@ def read_inputs(path: str) -> list[str]:
             item = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{number}: invalid JSON: {e.msg}") from None
-        if isinstance(item, dict):
-            item = item.get("text")
-        if not isinstance(item, str):
+        if isinstance(item, dict):  # keep a pair's text_pair; other keys (ids, gold labels) are ignored
+            item = {k: item[k] for k in ("text", "text_pair") if k in item}
+            if not isinstance(item.get("text"), str) or not isinstance(item.get("text_pair", ""), str):
+                raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string "
+                                "(and, for a pair, a \"text_pair\" string)")
+            item = item if "text_pair" in item else item["text"]
+        elif not isinstance(item, str):
             raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string")
         texts.append(item)
     return texts
@@ -220,7 +272,8 @@ def cmd_predict(args) -> int:
         if args.output:
             stack.enter_context(out)
         for text, result in zip(texts, results):
-            out.write(json.dumps({"text": text, "predictions": result}, ensure_ascii=False) + "\n")
+            given = text if isinstance(text, dict) else {"text": text}
+            out.write(json.dumps({**given, "predictions": result}, ensure_ascii=False) + "\n")
     return 0
 
 
@@ -233,15 +286,60 @@ def cmd_push(args) -> int:
     return 0
 
 
+def cmd_recipes(args) -> int:
+    """The recipe scripts and configs installed with mtnlp (recipes/ in the source tree)."""
+    import shutil
+    from importlib.resources import as_file, files
+
+    from .errors import UserError
+
+    root = files("mtnlp.recipes")
+    entries = sorted(p.name for p in root.iterdir() if p.name.endswith((".py", ".yaml")) and not p.name.startswith("_"))
+    entries += sorted(f"methods/{p.name}" for p in root.joinpath("methods").iterdir() if p.name.endswith(".yaml"))
+    if args.action == "list":
+        for name in entries:
+            text = root.joinpath(name).read_text()
+            first = text.strip('"# \n').splitlines()[0].strip(' "#.')
+            print(f"{name:<34} {first}")
+        return 0
+    if not args.name:
+        raise UserError("recipes copy: name the recipe to copy (see `mtnlp recipes list`)")
+    name = args.name if args.name in entries else f"{args.name}.py"
+    if name not in entries:
+        raise UserError(f"recipes copy: no recipe '{args.name}' (there are: {', '.join(entries)})")
+    dest = Path(args.dest or Path(name).name)
+    if dest.exists():
+        raise UserError(f"recipes copy: {dest} exists; name another file")
+    with as_file(root.joinpath(name)) as source:
+        shutil.copyfile(source, dest)
+    print(f"wrote {dest}")
+    return 0
+
+
 def cmd_export(args) -> int:
     quiet_libraries(with_datasets=False)
-    from .export import export_head
+    from .export import export_folder
 
     model, tokenizer = load_model(args.model)
-    export_head(model, args.task).save_pretrained(args.out)
-    tokenizer.save_pretrained(args.out)
+    export_folder(model, tokenizer, args.task, args.out)
     print(f"wrote {args.out}")
+    from .tasks import task_type
+
+    if task_type(model.config.tasks[args.task]["type"]).head_kind == "token":  # word pieces past the first are untrained
+        print(f'use it with pipeline("token-classification", model="{args.out}", aggregation_strategy="first")')
     return 0
+
+
+def cmd_serve(args) -> int:
+    from .errors import UserError
+
+    try:
+        from . import serve
+    except ImportError as e:
+        if e.name not in ("fastapi", "uvicorn", "starlette"):
+            raise
+        raise UserError(f"serve needs {e.name}: pip install 'mtnlp[serve]'") from None
+    return serve.run(args)
 
 
 if __name__ == "__main__":

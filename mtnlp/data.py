@@ -10,15 +10,16 @@ import hashlib
 import json
 import os
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
-from .readers import read_examples, read_hub_split
+from .readers import read_examples, read_hub_split, read_lines
 from .recipe import Recipe, TaskSpec, resolve_path
+from .tasks import TaskType, task_type
 
 SPLITS = ("train", "validation", "test")
+CACHE_VERSION = 2  # bump when tokenize() writes different columns
 
 
 @dataclass
@@ -27,6 +28,8 @@ class TaskData:
     type: str
     labels: list[str]  # empty for regression
     splits: dict[str, datasets.Dataset] = field(default_factory=dict)  # tokenised
+    max_length: int | None = None  # tokens per example; longer ones were truncated
+    truncation_reported: set[str] = field(default_factory=set)  # splits whose truncation was reported
 
 
 def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[list[dict], str]:
@@ -34,23 +37,20 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[l
     source = getattr(task.data, split)
     if task.data.hub:
         return read_hub_split(task.data, source, task.type), f"{task.data.hub}[{source}]"
+    if isinstance(source, dict):  # format lines: {text: FILE, labels: FILE, text_pair?: FILE}
+        files = {key: resolve_path(recipe, value) for key, value in source.items()}
+        return read_lines(files, task.data, task.type), str(files["labels"])  # label errors name the labels file
     path = resolve_path(recipe, source)
     return read_examples(path, task.data, task.type), str(path)
 
 
-def label_set(examples: list[dict], task_type: str) -> list[str]:
-    if task_type == "regression":
-        return []
-    values = {tag for ex in examples for tag in ex["tags"]} if task_type == "tagging" else {ex["label"] for ex in examples}
-    numeric = all(re.fullmatch(r"-?[0-9]{1,30}", v) for v in values)  # not isdigit(): int("²") fails
-    return sorted(values, key=lambda v: (int(v), v) if numeric else (0, v))
-
-
-def check_labels(examples: list[dict], labels: list[str], task_type: str, source: str) -> None:
+def check_labels(examples: list[dict], labels: list[str], kind: TaskType, source: str) -> None:
+    """Every label of a validation/test split occurs in training (the head has an output for it)."""
+    if not kind.min_labels():  # scores, not a label set
+        return
     known = set(labels)
     for ex in examples:
-        unseen = [t for t in ex["tags"] if t not in known] if task_type == "tagging" else (
-            [ex["label"]] if ex["label"] not in known else [])
+        unseen = [label for label in kind.labels_of(ex) if label not in known]
         if unseen:
             line = ex["_line"]
             at = f"{source}:{line}" if isinstance(line, int) else f"{source}: {line}"
@@ -74,10 +74,12 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     carve = task.data.validation_from_train
     if labels is None or "train" in splits or carve is not None:
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
+    kind = task_type(task.type)
     if labels is None:
-        labels = label_set(raw["train"], task.type)
-        if task.type == "classification" and len(labels) < 2:
-            raise UserError(f"{sources['train']}: the training split has only one label ({labels[0]})")
+        labels = kind.label_set(raw["train"])
+        if len(labels) < kind.min_labels():
+            raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
+                            f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels()}")
     if carve is not None:  # a seeded, reproducible validation split cut from train
         order = list(range(len(raw["train"])))
         random.Random(recipe.training.seed).shuffle(order)
@@ -88,7 +90,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     for split in ("validation", "test"):
         if split in splits and getattr(task.data, split) is not None:
             raw[split], sources[split] = read_split(recipe, name, task, split)
-            check_labels(raw[split], labels, task.type, sources[split])
+            check_labels(raw[split], labels, kind, sources[split])
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources)
 
 
@@ -97,7 +99,7 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
               raw: RawTask | None = None) -> TaskData:
     """Read (unless `raw` is given), check and tokenise a task's splits."""
     raw = raw or read_task(recipe, name, task, splits, labels)
-    data = TaskData(name, task.type, raw.labels)
+    data = TaskData(name, task.type, raw.labels, max_length=max_length)
     for split, examples in raw.examples.items():
         data.splits[split] = tokenize(examples, task.type, raw.labels, tokenizer, max_length)
     return data
@@ -114,12 +116,12 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
-def tokenize(examples: list[dict], task_type: str, labels: list[str], tokenizer, max_length: int) -> datasets.Dataset:
+def tokenize(examples: list[dict], task_type_name: str, labels: list[str], tokenizer, max_length: int) -> datasets.Dataset:
     """Tokenise through datasets.map with a content-derived cache file, so a second run re-uses it."""
     import datasets
 
     rows = [{k: v for k, v in ex.items() if k != "_line"} for ex in examples]
-    key = hashlib.sha256(json.dumps([rows, task_type, labels, max_length, tokenizer_fingerprint(tokenizer)],
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, rows, task_type_name, labels, max_length, tokenizer_fingerprint(tokenizer)],
                                     sort_keys=True).encode()).hexdigest()[:24]
     cache_dir = Path(os.environ.get("HF_DATASETS_CACHE") or Path(datasets.config.HF_DATASETS_CACHE)) / "mtnlp"
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -127,20 +129,12 @@ def tokenize(examples: list[dict], task_type: str, labels: list[str], tokenizer,
     if cache_file.exists():
         return datasets.Dataset.from_file(str(cache_file))
     label_ids = {label: i for i, label in enumerate(labels)}
-
-    def encode(batch):
-        if task_type == "tagging":
-            enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
-            enc["labels"] = [align_labels(enc.word_ids(i), [label_ids[t] for t in tags])
-                             for i, tags in enumerate(batch["tags"])]
-            return enc
-        enc = tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length)
-        enc["labels"] = batch["label"] if task_type == "regression" else [label_ids[x] for x in batch["label"]]
-        return enc
+    kind = task_type(task_type_name)
 
     def encode_with_length(batch):
-        enc = encode(batch)
+        enc = kind.encode(batch, tokenizer, max_length, label_ids)
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        enc["truncated"] = was_truncated(enc, batch, kind, tokenizer)
         return enc
 
     dataset = datasets.Dataset.from_list(rows)
@@ -148,13 +142,23 @@ def tokenize(examples: list[dict], task_type: str, labels: list[str], tokenizer,
                        desc="tokenizing")
 
 
-def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
-    """Label the first sub-token of each word; -100 (ignored by the loss) everywhere else."""
-    out, previous = [], None
-    for word in word_ids:
-        out.append(word_labels[word] if word is not None and word != previous else -100)
-        previous = word
-    return out
+def was_truncated(enc, batch: dict, kind: TaskType, tokenizer) -> list[bool]:
+    """Which examples lost tokens to max_length: a fast tokenizer keeps what it cut off in
+    `overflowing`; for a slow one, compare with an untruncated encoding."""
+    if getattr(enc, "encodings", None):
+        return [bool(e.overflowing) for e in enc.encodings]
+    if kind.token_level:
+        full = tokenizer(batch["tokens"], is_split_into_words=True)
+    else:
+        full = tokenizer(batch["text"], batch.get("text_pair"))
+    return [len(f) > len(t) for f, t in zip(full["input_ids"], enc["input_ids"])]
+
+
+def split_facts(dataset: datasets.Dataset, kind: str, labels: list[str]) -> dict:
+    """What a user should know about a tokenised split before training on it: its size, its label
+    spread (the task type's view: over words for tagging) and how many examples max_length cuts."""
+    return {"examples": len(dataset), "over_max_length": int(sum(dataset["truncated"])),
+            **task_type(kind).facts(dataset, labels)}
 
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -165,8 +169,8 @@ def model_rows(dataset: datasets.Dataset) -> datasets.Dataset:
     return dataset.select_columns([c for c in MODEL_COLUMNS if c in dataset.column_names])
 
 
-def collate(rows: list[dict], pad_id: int, task_type: str) -> dict[str, torch.Tensor]:
-    """Dynamic padding to the longest row of the batch."""
+def collate(rows: list[dict], pad_id: int, kind: str) -> dict[str, torch.Tensor]:
+    """Dynamic padding to the longest row of the batch; the task type shapes the labels."""
     import torch
 
     width = max(len(r["input_ids"]) for r in rows)
@@ -174,18 +178,11 @@ def collate(rows: list[dict], pad_id: int, task_type: str) -> dict[str, torch.Te
              "attention_mask": torch.zeros((len(rows), width), dtype=torch.long)}
     if "token_type_ids" in rows[0]:
         batch["token_type_ids"] = torch.zeros((len(rows), width), dtype=torch.long)
-    if task_type == "tagging":
-        batch["labels"] = torch.full((len(rows), width), -100, dtype=torch.long)
     for i, r in enumerate(rows):
         n = len(r["input_ids"])
         batch["input_ids"][i, :n] = torch.tensor(r["input_ids"])
         batch["attention_mask"][i, :n] = 1
         if "token_type_ids" in batch:
             batch["token_type_ids"][i, :n] = torch.tensor(r["token_type_ids"])
-        if task_type == "tagging":
-            batch["labels"][i, :n] = torch.tensor(r["labels"])
-    if task_type == "classification":
-        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.long)
-    elif task_type == "regression":
-        batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.float)
+    batch["labels"] = task_type(kind).collate_labels(rows, width)
     return batch

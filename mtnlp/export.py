@@ -1,44 +1,62 @@
 """Export one head as a plain transformers AutoModelFor{Sequence,Token}Classification checkpoint.
 
-The head layout mirrors BertFor*Classification (a pooler on [CLS] + classifier, or a per-token
-classifier), so the exported model needs no mtnlp to load and gives the same logits.
+A task head is built from its encoder family's own head modules under the family's own names
+(families.py), so the export is a mapping of keys: the encoder (adapter merged / task layers in
+place) under the model's base prefix, the head's keys as they are (or moved into the base model
+where the family keeps them there: BERT's pooler). The exported model needs no mtnlp to load and
+gives the same logits.
 """
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+import copy
+from pathlib import Path
+
+import transformers
+from transformers import AutoConfig
 
 from .errors import UserError
 from .modeling import MultiTaskModel
+from .tasks import task_type
+
+
+def export_config(model: MultiTaskModel, task: str):
+    """The encoder's config as the family's classification model of `task` (labels, problem type, dropout)."""
+    spec = model.config.tasks[task]
+    config = AutoConfig.for_model(**{**model.config.encoder.to_dict(), "architectures": None})
+    task_type(spec["type"]).export_config(config, spec)
+    setattr(config, model.family.dropout_key, spec.get("dropout", 0.1))
+    return config
 
 
 def export_head(model: MultiTaskModel, task: str):
     if task not in model.config.tasks:
         raise UserError(f"--task {task}: the model has no such task (it has: {', '.join(model.config.tasks)})")
-    spec = model.config.tasks[task]
-    config = AutoConfig.for_model(**{**model.config.encoder.to_dict(), "architectures": None})
-    if spec["type"] == "regression":
-        config.num_labels, config.problem_type = 1, "regression"
-        config.id2label, config.label2id = {0: "score"}, {"score": 0}
-    else:
-        config.id2label = dict(enumerate(spec["labels"]))
-        config.label2id = {label: i for i, label in enumerate(spec["labels"])}
-        if spec["type"] == "classification":
-            config.problem_type = "single_label_classification"
-    auto = AutoModelForTokenClassification if spec["type"] == "tagging" else AutoModelForSequenceClassification
+    family = model.family
+    family.check_export(model.config.encoder)
+    config = export_config(model, task)
+    auto = getattr(transformers, task_type(model.config.tasks[task]["type"]).export_class)
     exported = auto.from_config(config)
     prefix = exported.base_model_prefix
     state = {f"{prefix}.{k}": v for k, v in model.encoder_state(task).items()}  # adapter merged / layers in place
-    head = model.heads[task]
-    if spec["type"] != "tagging":
-        state[f"{prefix}.pooler.dense.weight"] = head.pooler["dense"].weight
-        state[f"{prefix}.pooler.dense.bias"] = head.pooler["dense"].bias
-    state["classifier.weight"], state["classifier.bias"] = head.classifier.weight, head.classifier.bias
+    state.update({family.export_key(k, prefix): v for k, v in model.heads[task].state_dict().items()})
     expected = set(exported.state_dict())
     missing, extra = expected - set(state), set(state) - expected
-    missing = {k for k in missing if not k.endswith("position_ids")}
-    if missing or extra:
-        raise UserError(f"cannot export a '{config.model_type}' encoder head as {type(exported).__name__}: "
-                        f"its layout differs from BERT's (missing {sorted(missing)[:3]}, extra {sorted(extra)[:3]})")
-    exported.load_state_dict(state, strict=False)
+    if missing or extra:  # a family entry that does not match its transformers classes
+        raise UserError(f"cannot export the {family.name} head as {type(exported).__name__}: its layout differs "
+                        f"(missing {sorted(missing)[:3]}, extra {sorted(extra)[:3]})")
+    exported.load_state_dict(state, strict=True)
     return exported.eval()
+
+
+def export_folder(model: MultiTaskModel, tokenizer, task: str, out: str | Path) -> Path:
+    """What `mtnlp export` writes: the exported head's model and the model's tokenizer, in `out`. For a
+    family without token types the tokenizer stops giving token_type_ids (e.g. the BERT tokenizer of
+    a RoBERTa-family model), so `exported(**tokenizer(texts))` and transformers' pipelines just work."""
+    export_head(model, task).save_pretrained(out)
+    if not model.uses_token_type_ids and "token_type_ids" in tokenizer.model_input_names:
+        tokenizer = copy.deepcopy(tokenizer)
+        names = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
+        tokenizer.model_input_names = tokenizer.init_kwargs["model_input_names"] = names
+    tokenizer.save_pretrained(out)
+    return Path(out)

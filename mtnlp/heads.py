@@ -1,55 +1,54 @@
-"""Task heads. Each head turns encoder states into logits and computes its own loss."""
+"""Task heads. Each head turns encoder states into logits and computes its own loss.
+
+The layers of a head are its encoder family's own (families.py): its direct children, under the
+names the family's AutoModelFor{Sequence,Token}Classification gives them, so that exporting a head
+is a mapping of keys. The task type (mtnlp/tasks) decides the number of outputs and the loss.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from . import families
+from .tasks import TaskType, task_type
 
 
-class SequenceHead(nn.Module):
-    """classification / regression: a per-task pooler on [CLS] (as BertPooler), dropout, linear.
+class Head(nn.Module):
+    """The family's head modules run in order, after `pool` (how the head reads the encoder output:
+    e.g. the first token, or a masked mean; None: the first module reads the whole sequence)."""
 
-    The layout matches BertForSequenceClassification (pooler.dense + classifier), so a head can be
-    exported as a plain transformers model.
-    """
-
-    def __init__(self, hidden_size: int, num_outputs: int, dropout: float, regression: bool):
+    def __init__(self, modules: dict[str, nn.Module], pool=None):
         super().__init__()
-        self.pooler = nn.ModuleDict({"dense": nn.Linear(hidden_size, hidden_size)})
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_outputs)
-        self.regression = regression
+        for name, module in modules.items():
+            self.add_module(name, module)
+        self.pool = pool
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        pooled = torch.tanh(self.pooler["dense"](hidden_states[:, 0]))
-        logits = self.classifier(self.dropout(pooled))
-        return logits.squeeze(-1) if self.regression else logits
+    def features(self, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
+        x = hidden_states if self.pool is None else self.pool(hidden_states, attention_mask)
+        for module in self.children():
+            x = module(x)
+        return x
+
+
+class TaskHead(Head):
+    """A task's head: the family's modules for the task type's kind of head (sequence or token), its
+    number of outputs from the type, and the type's loss (mtnlp/tasks: cross-entropy, MSE, BCE, ...)."""
+
+    def __init__(self, modules: dict[str, nn.Module], pool, kind: TaskType):
+        super().__init__(modules, pool)
+        self.kind = kind
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
+        return self.features(hidden_states, attention_mask)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.regression:
-            return F.mse_loss(logits.float(), labels.float())
-        return F.cross_entropy(logits.float(), labels)
+        return self.kind.loss(logits, labels)
 
 
-class TokenHead(nn.Module):
-    """tagging: dropout and a linear layer per token; labels are -100 except on each word's first sub-token."""
-
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_labels)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(hidden_states))
-
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
-
-
-def build_head(spec: dict, hidden_size: int) -> nn.Module:
-    """spec: the task's entry in MultiTaskConfig.tasks."""
-    if spec["type"] == "tagging":
-        return TokenHead(hidden_size, len(spec["labels"]), spec.get("dropout", 0.1))
-    regression = spec["type"] == "regression"
-    return SequenceHead(hidden_size, 1 if regression else len(spec["labels"]), spec.get("dropout", 0.1), regression)
+def build_head(spec: dict, encoder_config) -> nn.Module:
+    """spec: the task's entry in MultiTaskConfig.tasks; the head's layers are the encoder family's."""
+    kind = task_type(spec["type"])
+    pool, modules = families.of(encoder_config).head_modules(kind.head_kind, encoder_config,
+                                                             kind.num_outputs(spec["labels"]), spec.get("dropout", 0.1))
+    return TaskHead(modules, pool, kind)

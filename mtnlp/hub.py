@@ -16,20 +16,20 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from .errors import UserError
 
-PIPELINE_TAGS = {"classification": "text-classification", "regression": "text-classification",
-                 "tagging": "token-classification"}
 
 
 def model_card(config, metrics: dict | None = None, datasets: list[str] | None = None) -> str:
     """README.md text: YAML metadata and a per-task table of labels and metrics."""
-    extra = getattr(config, "mtnlp", None) or {}
-    types = [spec["type"] for spec in config.tasks.values()]
+    extra = config.mtnlp or {}
+    from .tasks import task_type
+
+    tags = {task_type(spec["type"]).pipeline_tag for spec in config.tasks.values()}
     data = ModelCardData(
         library_name="mtnlp",
         base_model=extra.get("base_model"),
         datasets=datasets or None,
-        pipeline_tag="text-classification" if set(types) - {"tagging"} else "token-classification",
-        tags=["mtnlp", "multi-task"] + sorted({PIPELINE_TAGS[t] for t in types}),
+        pipeline_tag="text-classification" if "text-classification" in tags else sorted(tags)[0],
+        tags=["mtnlp", "multi-task"] + sorted(tags),
     )
     lines = [
         "---", data.to_yaml(), "---", "",
@@ -41,7 +41,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     ]
     for name, spec in config.tasks.items():
         scores = (metrics or {}).get("tasks", {}).get(name, {})
-        labels = ", ".join(spec["labels"]) if spec["labels"] else "(score)"
+        labels = task_type(spec["type"]).describe_labels(spec)
         if len(labels) > 120:
             labels = labels[:117] + "..."
         cells = [", ".join(f"{k} {v:.4f}" for k, v in scores.get(split, {}).items()) or "—"
@@ -50,6 +50,16 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
               'pipe = MultiTaskPipeline.from_pretrained("REPO_OR_DIR")',
               'pipe("Some text to analyse.")   # every head\'s prediction from one encoder pass', "```", ""]
+    tagging = [name for name, spec in config.tasks.items() if task_type(spec["type"]).head_kind == "token"]
+    if tagging:
+        lines += [f"A tagging head exported as a plain transformers model (`mtnlp export REPO_OR_DIR --task "
+                  f"{tagging[0]} {tagging[0]}-model`) needs word-level aggregation `first`:", "",
+                  "```python", "from transformers import pipeline", "",
+                  f'tagger = pipeline("token-classification", model="{tagging[0]}-model", '
+                  'aggregation_strategy="first")',
+                  'tagger("Some text to analyse.")   # whole words; IOB heads give the same spans as mtnlp', "```", "",
+                  "Not `simple`: mtnlp trains only each word's first sub-token, so `simple` reads untrained tags "
+                  'on the other word pieces and returns fragments such as "##cast".', ""]
     if (metrics or {}).get("best_step") is not None:
         lines += [f"Best checkpoint: step {metrics['best_step']}.", ""]
     return "\n".join(lines)

@@ -19,24 +19,31 @@ from .sampling import TaskBatches, TaskSampler
 
 
 class BatchPlan:
-    """Endless (task, example indices, positions after this batch) in training order."""
+    """Endless (task, example indices, positions after this batch) in training order. The positions
+    also count each task's batches and examples so far (this process's share)."""
 
     def __init__(self, tasks: TaskSampler, batches: dict[str, TaskBatches]):
         self.tasks, self.batches = tasks, batches
+        self.seen = {name: {"batches": 0, "examples": 0} for name in batches}
 
     def __iter__(self):
         while True:
             task = next(self.tasks)
             indices = next(self.batches[task])
+            self.seen[task]["batches"] += 1
+            self.seen[task]["examples"] += len(indices)
             yield task, indices, self.state_dict()
 
     def state_dict(self) -> dict:
-        return {"sampler": self.tasks.state_dict(), "batches": {n: b.state_dict() for n, b in self.batches.items()}}
+        return {"sampler": self.tasks.state_dict(), "batches": {n: b.state_dict() for n, b in self.batches.items()},
+                "seen": {n: dict(counts) for n, counts in self.seen.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.tasks.load_state_dict(state["sampler"])
         for name, b in self.batches.items():
             b.load_state_dict(state["batches"][name])
+        for name, counts in state.get("seen", {}).items():  # older checkpoints have no counts
+            self.seen[name] = dict(counts)
 
 
 class PlannedBatches(Dataset):

@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
-from . import sharing
+from . import families, sharing
 from .heads import build_head
 
 
@@ -24,6 +24,8 @@ class MultiTaskConfig(PreTrainedConfig):
     encoder: PreTrainedConfig | dict | None = None
     tasks: dict | None = None  # name -> {"type": ..., "labels": [...], "dropout": float}
     sharing: dict | None = None  # None (hard sharing), {"type": "lora", ...} or {"type": "task_layers", ...}
+    # what training recorded: {"metrics": {task: [names]}, "base_model": str, "max_length": int}
+    mtnlp: dict | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -48,8 +50,7 @@ class MultiTaskModel(PreTrainedModel):
         elif kind == "lora":
             sharing.add_lora_adapters(self.encoder, list(config.tasks), config.sharing)
         self._lora = sharing.lora_layers(self.encoder) if kind == "lora" else []
-        hidden = config.encoder.hidden_size
-        self.heads = nn.ModuleDict({name: build_head(spec, hidden) for name, spec in config.tasks.items()})
+        self.heads = nn.ModuleDict({name: build_head(spec, config.encoder) for name, spec in config.tasks.items()})
         self.post_init()
         for layer in self._lora:  # post_init re-drew every Linear; a fresh adapter must start as a no-op (B = 0)
             for task in config.tasks:
@@ -86,19 +87,31 @@ class MultiTaskModel(PreTrainedModel):
                      **load_kwargs) -> "MultiTaskModel":
         """A new model: pretrained encoder weights from `encoder` (path or hub id), fresh heads.
 
-        Each sequence head's pooler starts from the encoder's pretrained pooler when it has one.
+        Head modules the checkpoint carries (families.py `base_head`: BERT's pooler) start from its weights.
         """
         pretrained = AutoModel.from_pretrained(encoder, **load_kwargs)
         config = MultiTaskConfig(encoder=pretrained.config.to_dict(), tasks=tasks, sharing=sharing)
         model = cls(config)
         state = pretrained.state_dict()
         model.load_plain_encoder({k: v for k, v in state.items() if not k.startswith("pooler.")})
-        if "pooler.dense.weight" in state:
+        for name in model.family.base_head:
+            weights = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")}
             for head in model.heads.values():
-                if hasattr(head, "pooler"):
-                    head.pooler["dense"].load_state_dict(
-                        {"weight": state["pooler.dense.weight"], "bias": state["pooler.dense.bias"]})
+                if weights and hasattr(head, name):
+                    getattr(head, name).load_state_dict(weights)
         return model
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """transformers' from_pretrained, except that saved head weights which do not fit the heads (a
+        non-BERT model saved before heads became the family's own) are an error, not fresh random heads."""
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        stale = sorted(k for k in set(info["missing_keys"]) | set(info["unexpected_keys"]) if k.startswith("heads."))
+        if stale:
+            raise ValueError(f"the saved heads do not fit this version's {model.family.name} heads "
+                             f"(e.g. {stale[0]}): the model was saved by an older mtnlp; train it again")
+        return (model, info) if want_info else model
 
     @classmethod
     def from_trained(cls, source: "MultiTaskModel", tasks: dict[str, dict], keep_heads: bool = True,
@@ -125,25 +138,35 @@ class MultiTaskModel(PreTrainedModel):
             sharing.activate_adapter(self._lora, task)
         return self.task_top(self.shared_states(input_ids, attention_mask, token_type_ids), attention_mask, task)
 
+    @property
+    def family(self) -> families.Family:
+        return families.of(self.config.encoder)
+
+    @property
+    def uses_token_type_ids(self) -> bool:
+        """Whether the encoder reads token_type_ids (any given to a family without them are dropped)."""
+        return families.uses_token_type_ids(self.config.encoder)
+
     def shared_states(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         """The shared encoder's output (with LoRA: under the active adapter)."""
-        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        use = token_type_ids is not None and self.uses_token_type_ids
+        kwargs = {"token_type_ids": token_type_ids} if use else {}
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
 
     def task_top(self, hidden, attention_mask, task):
         """`task`'s own top layers on the shared states (the identity without task_layers sharing)."""
         if not hasattr(self, "task_layers"):
             return hidden
-        return sharing.run_layers(self.task_layers[task], hidden, attention_mask, self.config.encoder)
+        return sharing.run_layers(self.task_layers[task], hidden, attention_mask, self.encoder)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, task: str | None = None,
                 labels=None, **kwargs):
         if task not in self.heads:
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
         head = self.heads[task]
-        logits = head(self.encode(input_ids, attention_mask, token_type_ids, task))
+        logits = head(self.encode(input_ids, attention_mask, token_type_ids, task), attention_mask)
         loss = head.loss(logits, labels) if labels is not None else None
-        output = TokenClassifierOutput if self.config.tasks[task]["type"] == "tagging" else SequenceClassifierOutput
+        output = TokenClassifierOutput if self.heads[task].kind.head_kind == "token" else SequenceClassifierOutput
         return output(loss=loss, logits=logits)
 
     def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None,
@@ -152,9 +175,10 @@ class MultiTaskModel(PreTrainedModel):
         task-specific layers: one pass through the shared layers, then each task's own)."""
         tasks = tasks or list(self.heads)
         if self._lora:
-            return {t: self.heads[t](self.encode(input_ids, attention_mask, token_type_ids, t)) for t in tasks}
+            return {t: self.heads[t](self.encode(input_ids, attention_mask, token_type_ids, t), attention_mask)
+                    for t in tasks}
         hidden = self.shared_states(input_ids, attention_mask, token_type_ids)
-        return {t: self.heads[t](self.task_top(hidden, attention_mask, t)) for t in tasks}
+        return {t: self.heads[t](self.task_top(hidden, attention_mask, t), attention_mask) for t in tasks}
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -12,8 +12,10 @@ import warnings
 import torch
 from transformers import AutoTokenizer
 
+from . import families
 from . import precision as precision_policy
 from .modeling import MultiTaskModel, to_device
+from .tasks import task_type
 
 
 class MultiTaskPipeline:
@@ -29,8 +31,11 @@ class MultiTaskPipeline:
         if self.precision.warning:
             warnings.warn(self.precision.warning, stacklevel=2)
         self.batch_size = batch_size
-        trained = (getattr(model.config, "mtnlp", None) or {}).get("max_length")
+        trained = (model.config.mtnlp or {}).get("max_length")
         self.max_length = max_length or trained or min(tokenizer.model_max_length, 512)
+        positions = families.max_tokens(model.config.encoder)  # e.g. RoBERTa: max_position_embeddings - 2
+        if positions is not None:
+            self.max_length = min(self.max_length, positions)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device=None, precision: str = "auto", batch_size: int = 32,
@@ -44,32 +49,42 @@ class MultiTaskPipeline:
     def tasks(self) -> dict[str, dict]:
         return self.model.config.tasks
 
-    def __call__(self, inputs: str | list[str], tasks: list[str] | None = None, return_all_scores: bool = False):
-        """For one string, {task: prediction}; for a list, a list of those, in order."""
-        single = isinstance(inputs, str)
-        texts = [inputs] if single else list(inputs)
+    def __call__(self, inputs, tasks: list[str] | None = None, return_all_scores: bool = False):
+        """`inputs`: a text, a pair {"text": ..., "text_pair": ...}, or a list of those. For one input,
+        {task: prediction}; for a list, a list of those, in order. Tagging heads tag a pair's first text."""
+        single = isinstance(inputs, (str, dict))
+        items = [as_input(x, i) for i, x in enumerate([inputs] if single else list(inputs))]
         tasks = list(tasks or self.tasks)
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise KeyError(f"unknown task(s) {', '.join(unknown)}; the model has: {', '.join(self.tasks)}")
-        words = [self.split_words(text) for text in texts]
-        results: list[dict | None] = [None] * len(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(words[i]))  # similar lengths share a batch
+        words = [(self.split_words(text), None if pair is None else self.split_words(pair)) for text, pair in items]
+        results: list[dict | None] = [None] * len(items)
+        # pairs and single texts in separate batches; similar lengths share a batch
+        order = sorted(range(len(items)), key=lambda i: (words[i][1] is not None, -len(words[i][0]) - len(words[i][1] or ())))
         truncated = 0
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            enc = self.tokenizer([[w for w, _ in words[i]] for i in idx], is_split_into_words=True,
-                                 truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        start = 0
+        while start < len(order):
+            pairs = words[order[start]][1] is not None
+            idx = [i for i in order[start:start + self.batch_size] if (words[i][1] is not None) == pairs]
+            start += len(idx)
+            enc = self.tokenizer([[w for w, _ in words[i][0]] for i in idx],
+                                 [[w for w, _ in words[i][1]] for i in idx] if pairs else None,
+                                 is_split_into_words=True, truncation=True, max_length=self.max_length, padding=True,
+                                 return_tensors="pt",
+                                 **({} if self.model.uses_token_type_ids else {"return_token_type_ids": False}))
             inputs = to_device(dict(enc), self.device)
             with torch.no_grad(), self.precision.autocast():
                 logits = self.model.forward_heads(inputs["input_ids"], inputs["attention_mask"],
                                                   inputs.get("token_type_ids"), tasks=tasks)
             logits = {t: v.float().cpu() for t, v in logits.items()}  # one copy per head and batch
             for j, i in enumerate(idx):
-                first_tokens = first_subtokens(enc.word_ids(j))
-                truncated += len(first_tokens) < len(words[i])
-                results[i] = {t: self._decode(t, logits[t][j], words[i], first_tokens, texts[i], return_all_scores)
-                              for t in tasks}
+                first_tokens = first_subtokens(enc.word_ids(j), enc.sequence_ids(j))
+                kept_pair = len({w for w, seq in zip(enc.word_ids(j), enc.sequence_ids(j)) if seq == 1 and w is not None})
+                truncated += len(first_tokens) < len(words[i][0]) or (pairs and kept_pair < len(words[i][1]))
+                results[i] = {t: task_type(self.tasks[t]["type"]).decode(
+                    logits[t][j], self.tasks[t], return_all_scores, words[i][0], first_tokens, items[i][0])
+                    for t in tasks}
         if truncated:
             warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} tokens were truncated; "
                           "their sequence predictions see only the beginning and later words get no tags",
@@ -87,61 +102,23 @@ class MultiTaskPipeline:
             position = start + len(word)
         return words
 
-    def _decode(self, task: str, logits: torch.Tensor, words, first_tokens: list[int], text: str, all_scores: bool):
-        spec = self.tasks[task]
-        if spec["type"] == "regression":
-            return {"value": float(logits)}
-        labels = spec["labels"]
-        if spec["type"] == "classification":
-            probs = logits.softmax(-1)
-            best = int(probs.argmax())
-            out = {"label": labels[best], "score": float(probs[best])}
-            if all_scores:
-                out["scores"] = {label: float(p) for label, p in zip(labels, probs)}
-            return out
-        probs = logits[first_tokens].softmax(-1)  # one row per (kept) word
-        scores, ids = probs.max(-1) if len(first_tokens) else (torch.empty(0), torch.empty(0, dtype=torch.long))
-        tags = [labels[k] for k in ids.tolist()]
-        kept = words[: len(first_tokens)]
-        if is_iob(labels):
-            return iob_spans(tags, scores.tolist(), kept, text)
-        return [{"word": w, "tag": tag, "start": s, "end": e, "score": float(p)}
-                for (w, (s, e)), tag, p in zip(kept, tags, scores.tolist())]
+
+def as_input(value, index: int) -> tuple[str, str | None]:
+    """(text, text_pair or None) from a text or a {"text": ..., "text_pair": ...} mapping."""
+    if isinstance(value, str):
+        return value, None
+    if isinstance(value, dict) and isinstance(value.get("text"), str) and set(value) <= {"text", "text_pair"} \
+            and isinstance(value.get("text_pair", ""), str):
+        return value["text"], value.get("text_pair")
+    raise ValueError(f"inputs[{index}]: expected a text or {{\"text\": ..., \"text_pair\": ...}} (strings), "
+                     f"got {str(value)[:80]}")
 
 
-def first_subtokens(word_ids: list[int | None]) -> list[int]:
-    """Token positions of each word's first sub-token, in word order."""
+def first_subtokens(word_ids: list[int | None], sequence_ids: list[int | None] | None = None) -> list[int]:
+    """Token positions of each word's first sub-token (of the first text of a pair), in word order."""
     out, previous = [], None
     for position, word in enumerate(word_ids):
-        if word is not None and word != previous:
+        if word is not None and word != previous and (sequence_ids is None or sequence_ids[position] == 0):
             out.append(position)
         previous = word
     return out
-
-
-def is_iob(labels: list[str]) -> bool:
-    return any(label.startswith(("B-", "I-")) for label in labels)
-
-
-def iob_spans(tags: list[str], scores: list[float], words, text: str) -> list[dict]:
-    """Decode IOB2 word tags into entity spans with character offsets; score = mean word score.
-
-    An I- tag that does not continue an entity of the same type starts a new one (as seqeval's
-    lenient decoding does), so no predicted word is dropped.
-    """
-    spans, current = [], None
-    for tag, score, (_, (start, end)) in zip(tags, scores, words):
-        prefix, _, kind = tag.partition("-")
-        if prefix == "I" and current is not None and current["type"] == kind:
-            current["end"] = end
-            current["scores"].append(score)
-            continue
-        if current is not None:
-            spans.append(current)
-            current = None
-        if prefix in ("B", "I"):
-            current = {"type": kind, "start": start, "end": end, "scores": [score]}
-    if current is not None:
-        spans.append(current)
-    return [{"type": s["type"], "text": text[s["start"]:s["end"]], "start": s["start"], "end": s["end"],
-             "score": sum(s["scores"]) / len(s["scores"])} for s in spans]

@@ -1,4 +1,4 @@
-"""File readers: csv, tsv, json, jsonl, CoNLL columns and CoNLL-U into plain examples.
+"""File readers: csv, tsv, json, jsonl, CoNLL columns, CoNLL-U and line-aligned files into plain examples.
 
 A text example is {"text", "text_pair"?, "label", "_line"}; a tagging example is
 {"tokens", "tags", "_line"}. "_line" is where the example starts, for error messages.
@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from pathlib import Path
 
 from .errors import UserError
-from .recipe import DataSpec
+from .spec import LINES_FILES, DataSpec
+from .tasks import TASK_TYPES
 
 SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".conll": "conll",
                   ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll",
@@ -29,7 +29,8 @@ def file_format(path: Path, spec: DataSpec) -> str:
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"{path}: unknown file format '{path.suffix}'; set data.format to one of: "
-                        "csv, tsv, json, jsonl, conll, conllu, label_text")
+                        "csv, tsv, json, jsonl, conll, conllu, label_text, "
+                        "or lines (the split as {text: FILE, labels: FILE})")
     return fmt
 
 
@@ -61,13 +62,22 @@ def split_lines(text: str) -> list[str]:
 
 def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
     fmt = file_format(path, spec)
+    if fmt == "lines":
+        raise UserError(f"{path}: format lines reads a text file and a labels file: give the split as "
+                        "{text: FILE, labels: FILE}")
+    if not spec.header and fmt not in ("csv", "tsv"):
+        raise UserError(f"{path}: data.header: false applies to csv and tsv files, not {fmt}")
     text = read_text(path, spec.encoding)
     if fmt in ("conll", "conllu"):
-        if task_type != "tagging":
-            raise UserError(f"{path}: {fmt} files hold tagging data, but the task type is {task_type}")
+        if not TASK_TYPES[task_type].token_level:
+            hint = ""
+            if path.suffix.lower() == ".txt" and not spec.format:
+                hint = " (for a text file with a labels file line by line, give the split as {text: FILE, labels: FILE})"
+            raise UserError(f"{path}: {fmt} files hold tagging data, but the task type is {task_type}{hint}")
         rows = read_conll(path, text, spec) if fmt == "conll" else read_conllu(path, text, spec)
     elif fmt in ("csv", "tsv"):
-        rows = read_delimited(path, text, "\t" if fmt == "tsv" else ",")
+        delimiter = "\t" if fmt == "tsv" else ","
+        rows = read_delimited(path, text, delimiter) if spec.header else read_headerless(path, text, delimiter, spec)
     elif fmt == "label_text":
         rows = read_label_text(path, text, spec)
     else:
@@ -104,6 +114,79 @@ def read_delimited(path: Path, text: str, delimiter: str):
         columns = columns if len(columns) <= 80 else columns[:77] + "..."
         raise UserError(f"{path}:1: only a header row ({columns}), no examples")
     return rows
+
+
+def read_headerless(path: Path, text: str, delimiter: str, spec: DataSpec):
+    """Delimited rows without a header: each row is {0-based position: value}; extra trailing fields are kept."""
+    asked = {}
+    for key in ("text_column", "text_pair_column", "label_column"):
+        position = getattr(spec, key)
+        if position is None:
+            continue
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise UserError(f"{path}: with data.header: false, data.{key} must be a 0-based column position, "
+                            f"got {position!r}")
+        asked[key] = position
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    rows = []
+    try:
+        for values in reader:
+            if not values or values == [""]:
+                continue
+            line = reader.line_num
+            for key, position in asked.items():
+                if position >= len(values):
+                    raise UserError(f"{path}:{line}: {len(values)} fields, but data.{key} asks for position "
+                                    f"{position} (0-based)")
+            rows.append((dict(enumerate(values)), line))
+    except csv.Error as e:
+        raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
+    return rows
+
+
+def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str) -> list[dict]:
+    """Line-aligned files (format lines): line i of `text` (and `text_pair`) belongs to line i of `labels`.
+
+    "_line" is the line number; label problems name the labels file, text problems the text file."""
+    for key in ("text", "labels"):
+        if key not in files:
+            raise UserError(f"format lines needs a '{key}' file (the split as {{text: FILE, labels: FILE}})")
+    if spec.format not in (None, "lines"):
+        raise UserError(f"{files['text']}: a split given as text and labels files is the lines format, "
+                        f"but data.format is {spec.format}")
+    if TASK_TYPES[task_type].token_level:
+        raise UserError(f"{files['text']}: format lines holds text data (a text and a label per line), "
+                        f"but the task type is {task_type}")
+    lines = {}
+    for key in (k for k in LINES_FILES if k in files):
+        lines[key] = split_lines(read_text(files[key], spec.encoding))
+        if lines[key][-1] == "":  # the newline that ends the last line does not start another example
+            lines[key].pop()
+    labels_path, count = files["labels"], len(lines["labels"])
+    for key in ("text", "text_pair"):
+        if key in files and len(lines[key]) != count:
+            (longer, n_long), (shorter, n_short) = sorted(
+                [(files[key], len(lines[key])), (labels_path, count)], key=lambda item: -item[1])
+            raise UserError(f"{longer}:{n_short + 1}: no matching line in {shorter}: {longer} has {n_long} lines, "
+                            f"{shorter} has {n_short} (line i of one file belongs to line i of the other)")
+    if not count:
+        raise UserError(f"{files['text']}: no examples found (empty file)")
+    pair = "text_pair" in files
+    spec = spec.model_copy(update={"text_column": "text", "text_pair_column": "text_pair" if pair else None,
+                                   "label_column": "label"})
+    examples = []
+    for i in range(count):
+        number = i + 1
+        for key in ("text", "text_pair") if pair else ("text",):
+            if not lines[key][i].strip():
+                raise UserError(f"{files[key]}:{number}: empty line, expected the text of example {number}")
+        if not lines["labels"][i].strip():
+            raise UserError(f"{labels_path}:{number}: empty line, expected the label of example {number}")
+        row = {key: lines[key][i] for key in ("text", "text_pair") if key in lines}
+        row["label"] = lines["labels"][i]
+        examples.append(to_example(labels_path, row, number, spec, task_type))
+    return examples
 
 
 def read_label_text(path: Path, text: str, spec: DataSpec):
@@ -188,54 +271,33 @@ def _name(path, line, what: str, value) -> str:
     return text
 
 
-def to_example(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> dict:
-    def column(name):
-        if name not in row:
-            found = ", ".join(_printable(k) for k in row)
-            raise UserError(f"{_at(path, line)}: missing column '{_printable(name)}' (found: {found})")
-        return row[name]
+class Row:
+    """One raw example (its columns by name) and where it is: what a task type (mtnlp/tasks) reads an
+    example from, with helpers whose errors name the file and line."""
 
-    if task_type == "tagging":
-        tokens, tags = column(spec.token_column or "tokens"), column(spec.tag_column or "tags")
-        if not (isinstance(tokens, list) and isinstance(tags, list)):
-            raise UserError(f"{_at(path, line)}: tagging needs lists of tokens and tags (json/jsonl)")
-        if len(tokens) != len(tags):
-            raise UserError(f"{_at(path, line)}: {len(tokens)} tokens but {len(tags)} tags")
-        if not tokens:
-            raise UserError(f"{_at(path, line)}: empty token list")
-        return {"tokens": [_name(path, line, "token", t) for t in tokens],
-                "tags": [_name(path, line, "tag", t) for t in tags], "_line": line}
-    example = {"text": _text(path, line, spec.text_column, column(spec.text_column)), "_line": line}
-    if spec.text_pair_column:
-        example["text_pair"] = _text(path, line, spec.text_pair_column, column(spec.text_pair_column))
-    label = column(spec.label_column)
-    if label is None or (isinstance(label, str) and not label.strip()):
-        raise UserError(f"{_at(path, line)}: empty label in column '{_printable(spec.label_column)}'")
-    if task_type == "regression":
-        try:
-            example["label"] = float(label)
-        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond the float range
-            if isinstance(label, int):
-                raise UserError(f"{_at(path, line)}: label {_show(label)} is not a finite number") from None
-            raise UserError(f"{_at(path, line)}: label {_show(label)} is not a number (regression task)") from None
-        if not math.isfinite(example["label"]):
-            raise UserError(f"{_at(path, line)}: label {_show(label)} is not a finite number")
-    else:
-        value = _name(path, line, "label", label)
-        if spec.label_sep:
-            value = value.split(spec.label_sep)[0].strip()
-            if not value:
-                raise UserError(f"{_at(path, line)}: label {_show(str(label).strip())} is empty before "
-                                f"data.label_sep {spec.label_sep!r}")
-        if spec.label_names:
-            if value not in spec.label_names:
-                raise UserError(f"{_at(path, line)}: label {_show(value)} is not in data.label_names "
-                                f"({', '.join(spec.label_names)})")
-            value = spec.label_names[value].strip()
-            if not value:
-                raise UserError(f"{_at(path, line)}: data.label_names maps label {_show(label)} to an empty name")
-        example["label"] = value
-    return example
+    def __init__(self, path, values: dict, line):
+        self.path, self.values, self.line = path, values, line
+
+    def fail(self, message: str):
+        raise UserError(f"{_at(self.path, self.line)}: {message}")
+
+    def column(self, name):
+        if name not in self.values:
+            found = ", ".join(_printable(k) for k in self.values)
+            self.fail(f"missing column '{_printable(name)}' (found: {found})")
+        return self.values[name]
+
+    def text(self, name) -> str:
+        return _text(self.path, self.line, name, self.column(name))
+
+    def name(self, what: str, value) -> str:
+        return _name(self.path, self.line, what, value)
+
+    show, printable = staticmethod(_show), staticmethod(_printable)
+
+
+def to_example(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> dict:
+    return TASK_TYPES[task_type].example(Row(path, row, line), spec)
 
 
 def _text(path, line, name, value) -> str:
@@ -333,15 +395,16 @@ def read_hub_split(spec: DataSpec, split: str, task_type: str) -> list[dict]:
         raise UserError(f"data.hub: cannot load '{spec.hub}' split '{split}': {str(e).splitlines()[0]}") from None
     name = f"{spec.hub}[{split}]"
     rows = []
-    names = _class_names(dataset.features, spec.tag_column or "tags" if task_type == "tagging" else spec.label_column)
+    key = spec.tag_column or "tags" if TASK_TYPES[task_type].token_level else spec.label_column
+    names = _class_names(dataset.features, key)
     for i, row in enumerate(dataset):
-        if names and task_type == "classification" and isinstance(row.get(spec.label_column), int):
-            if row[spec.label_column] < 0:
-                raise UserError(f"{name}: row {i}: no label ({row[spec.label_column]}); unlabelled splits cannot be used")
-            row = dict(row, **{spec.label_column: names[row[spec.label_column]]})
-        if names and task_type == "tagging":
-            key = spec.tag_column or "tags"
-            row = dict(row, **{key: [names[t] for t in row.get(key) or []]})
+        value = row.get(key)
+        if names and isinstance(value, int):  # a ClassLabel id (classification)
+            if value < 0:
+                raise UserError(f"{name}: row {i}: no label ({value}); unlabelled splits cannot be used")
+            row = dict(row, **{key: names[value]})
+        elif names and isinstance(value, list):  # a sequence of ClassLabel ids (tags, multi-label)
+            row = dict(row, **{key: [names[t] for t in value]})
         rows.append(to_example(Path(name), row, f"row {i}", spec, task_type))
     if not rows:
         raise UserError(f"{name}: no examples found")

@@ -1,142 +1,120 @@
-"""Recipes: a YAML file read into typed dataclasses, with dotted `key=value` overrides.
+"""Recipes: a YAML file read into typed pydantic models, with dotted `key=value` overrides.
 
 Every key is checked: an unknown key, a wrong type or an out-of-range value is a UserError that
-names the recipe file, its line and the dotted key.
+names the recipe file, its line and the dotted key. pydantic checks types and ranges (strict: no
+silent conversions); check() adds what relates several keys.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import types
-import typing
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
+
+from .spec import LINES_FILES, Count, DataSpec, Float, Fraction, Names, Positive, Spec, TaskSpec, _listed  # noqa: F401
+from .metrics import METRICS
+from .tasks import TASK_TYPES, task_type
 
 from .errors import UserError
 
-TASK_TYPES = ("classification", "regression", "tagging")
-SAMPLERS = ("proportional", "uniform", "temperature", "annealed", "round_robin")
-METRICS = {  # metric name -> task types it applies to
-    "accuracy": ("classification",),
-    "f1": ("classification",),
-    "pearsonr": ("regression",),
-    "spearmanr": ("regression",),
-    "mse": ("regression",),
-    "seqeval": ("tagging",),
-    "token_accuracy": ("tagging",),
-}
+# a task section is its type's Spec (mtnlp/tasks), chosen by its `type:` key
+TaskSpecs = Annotated[Union[tuple(t.Spec for t in TASK_TYPES.values())], Field(discriminator="type")]
 
 
-@dataclass
-class DataSpec:
-    """Where a task's examples come from and which columns hold what."""
-
-    hub: str | None = None  # a datasets hub id, e.g. "glue"; splits then name hub splits
-    config: str | None = None  # hub dataset config, e.g. "sst2"
-    # default: from the file suffix. label_text: one example per line, "LABEL text..." (e.g. TREC)
-    format: Literal["csv", "tsv", "json", "jsonl", "conll", "conllu", "label_text"] | None = None
-    train: str | None = None
-    validation: str | None = None
-    test: str | None = None
-    validation_from_train: float | None = None  # carve this fraction of train as validation (seeded)
-    text_column: str = "text"
-    text_pair_column: str | None = None  # second text column for sentence-pair tasks
-    label_column: str = "label"
-    token_column: int | str | None = None  # tagging: conll column index (default 0) / json key ("tokens")
-    tag_column: int | str | None = None  # tagging: conll index (default -1), conllu "upos"|"xpos", json key
-    encoding: str = "utf-8"
-    label_names: dict[str, str] | None = None  # rename raw labels, e.g. {0: negative, 1: positive}
-    label_sep: str | None = None  # keep each label only up to this separator, e.g. ":" for TREC-6 "DESC:manner"
+def _no_means_no(value):
+    if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/off as false, yes/on as true
+        return "no" if value is False else "yes"
+    return value
 
 
-@dataclass
-class TaskSpec:
-    type: Literal["classification", "regression", "tagging"]
-    data: DataSpec
-    metrics: list[str] | None = None  # default per type; the first is the task's main metric
-    loss_weight: float = 1.0
-    dropout: float = 0.1
-
-
-@dataclass
-class ModelSpec:
+class ModelSpec(Spec):
     encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
-    max_length: int = 128
+    max_length: Annotated[int, Field(ge=8)] = 128
     # transfer: start from a trained mtnlp run (its model/ folder) or model folder / hub id instead of `encoder`
     init_from: str | None = None
     init_heads: bool = True  # with init_from: also keep heads whose task name, type and labels match
 
 
-@dataclass
-class SamplingSpec:
+class SamplingSpec(Spec):
     strategy: Literal["proportional", "uniform", "temperature", "annealed", "round_robin"] = "temperature"
-    temperature: float = 2.0
+    temperature: Positive = 2.0
     group_by_length: bool = True
 
 
-@dataclass
-class MTLSpec:
+class MTLSpec(Spec):
     """How tasks share the model and combine in an update (see the README's guide)."""
 
     weighting: Literal["static", "uncertainty", "dwa"] = "static"  # task loss weights (weighting.py)
-    weighting_lr: float = 1.0e-3  # learning rate of uncertainty's log-variances
-    dwa_temperature: float = 2.0
-    dwa_window: int = 50  # DWA compares mean task losses over windows of this many steps
-    gradient: Literal["sum", "pcgrad"] = "sum"  # pcgrad: each update takes one batch of EVERY task
+    weighting_lr: Positive = 1.0e-3  # learning rate of uncertainty's log-variances
+    dwa_temperature: Positive = 2.0
+    dwa_window: Count = 50  # DWA compares mean task losses over windows of this many steps
+    gradient: Literal["sum", "pcgrad"] = "sum"  # pcgrad: each update takes one batch of EVERY task (gradients.py)
     sharing: Literal["hard", "lora", "task_layers"] = "hard"
     freeze_encoder: bool = False  # train only adapters / task layers and heads
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.1
-    lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
-    task_layers: int = 2  # sharing: task_layers — the top k encoder layers are copied per task
+    lora_r: Count = 8
+    lora_alpha: Positive = 16.0
+    lora_dropout: Fraction = 0.1
+    lora_targets: Names = Field(default_factory=lambda: ["query", "key", "value", "dense"])
+    task_layers: Count = 2  # sharing: task_layers — the top k encoder layers are copied per task
 
 
-@dataclass
-class TrainingSpec:
-    steps: int = 1000  # optimizer updates
-    batch_size: int = 32
-    batch_tokens: int | None = None  # fill each training batch up to this many padded tokens instead of batch_size rows
-    eval_batch_size: int = 128
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup: float = 0.1  # fraction of steps
-    grad_accum: int = 1
-    max_grad_norm: float | None = 1.0
+class TrainingSpec(Spec):
+    steps: Count = 1000  # optimizer updates
+    batch_size: Count = 32
+    # fill each training batch up to this many padded tokens instead of batch_size rows
+    batch_tokens: Count | None = None
+    eval_batch_size: Count = 128
+    lr: Positive = 5e-5
+    weight_decay: Annotated[Float, Field(ge=0)] = 0.01
+    warmup: Fraction = 0.1  # fraction of steps
+    grad_accum: Count = 1
+    max_grad_norm: Positive | None = 1.0  # null: no clipping
     # auto: bf16 where the hardware runs it natively, fp16 on a CUDA device without bf16, else fp32
     # (precision.py); "no" and YAML's false mean fp32
-    mixed_precision: Literal["auto", "bf16", "fp16", "fp32", "no"] = "auto"
-    dataloader_workers: int | None = None  # batch-building worker processes; default 2 on CUDA, 0 on CPU
+    mixed_precision: Annotated[Literal["auto", "bf16", "fp16", "fp32", "no"], BeforeValidator(_no_means_no)] = "auto"
+    # batch-building worker processes; default 2 on CUDA, 0 on CPU
+    dataloader_workers: Annotated[int, Field(ge=0)] | None = None
     seed: int = 42
-    eval_every: int | None = None  # steps; None = only at the end
-    save_every: int | None = None  # steps; None = no checkpoints
-    keep_checkpoints: int = 2
-    early_stopping_patience: int | None = None  # evaluations without improvement
+    eval_every: Count | None = None  # steps; None = only at the end
+    save_every: Count | None = None  # steps; None = no checkpoints
+    keep_checkpoints: Count = 2
+    early_stopping_patience: Count | None = None  # evaluations without improvement
     resume_from: str | None = None  # a checkpoint dir or "latest"
-    log_every: int = 10
-    report_to: list[Literal["tensorboard"]] = field(default_factory=list)
+    log_every: Count = 10
+    report_to: Annotated[list[Literal["tensorboard"]], BeforeValidator(_listed)] = Field(default_factory=list)
     cpu: bool = False  # force CPU even when a GPU is present
 
 
-@dataclass
-class Recipe:
-    tasks: dict[str, TaskSpec]
+class Recipe(Spec):
+    tasks: dict[str, TaskSpecs]
     name: str = "run"
     output_dir: str | None = None  # default runs/<name>
     data_dir: str | None = None  # relative data paths resolve here (default: the recipe's folder)
-    model: ModelSpec = field(default_factory=ModelSpec)
-    sampling: SamplingSpec = field(default_factory=SamplingSpec)
-    mtl: MTLSpec = field(default_factory=MTLSpec)
-    training: TrainingSpec = field(default_factory=TrainingSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    mtl: MTLSpec = Field(default_factory=MTLSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
     push_to_hub: bool = False  # push the best model after training (token: HF_TOKEN or `hf auth login`)
     hub_repo_id: str | None = None  # e.g. "my-org/my-model"; required with push_to_hub
     hub_private: bool = False
-    source: str = field(default="<recipe>", metadata={"internal": True})  # the file it came from
-    key_lines: dict = field(default_factory=dict, repr=False, metadata={"internal": True})  # dotted key -> line
+    _source: str = PrivateAttr(default="<recipe>")  # the file it came from
+    _key_lines: dict = PrivateAttr(default_factory=dict)  # dotted key -> line (or OVERRIDE)
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def key_lines(self) -> dict:
+        return self._key_lines
+
+    def where(self, key: str) -> str:
+        """`file:line` of a dotted key, for an error message about it."""
+        return _at(self.source, self._key_lines.get(key))
 
 
 # ---------------------------------------------------------------- loading
@@ -188,9 +166,12 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         raise UserError(f"{path}: a recipe must be a YAML mapping of keys to values")
     for item in overrides:
         apply_override(raw, item)
-    recipe = _convert(raw, Recipe, "", str(path), None)
-    recipe.source = str(path)
-    recipe.key_lines = dict(_key_lines(raw))
+    key_lines = dict(_key_lines(raw))
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(_first_problem(e, raw, str(path), key_lines)) from None
+    recipe._source, recipe._key_lines = str(path), key_lines
     check(recipe)
     return recipe
 
@@ -228,70 +209,94 @@ def apply_override(raw: dict, item: str) -> None:
         node.lines[parts[-1]] = OVERRIDE
 
 
-def _convert(value: Any, tp: Any, key: str, src: str, line: Any) -> Any:
-    where = f"{_at(src, line)}: {key}" if key else _at(src, line)
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
+def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict) -> str:
+    """pydantic's most specific error as `file:line: dotted.key: problem` (of a union's errors, the
+    member that got furthest into the value: `{text: a, labels: 5}` is a mapping with a bad file)."""
+    def input_keys(loc) -> list[str]:
+        # the loc walks the input, with union members' type names in between: keep the input's keys only
+        parts, node = [], raw
+        for part in loc:
+            if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+                parts.append(str(part))
+                node = node[part]
+        return parts
+
+    problem = max(error.errors(include_url=False), key=lambda p: len(input_keys(p["loc"])))
+    parts = input_keys(problem["loc"])
+    kind, ctx, value = problem["type"], problem.get("ctx", {}), problem.get("input")
+    if kind == "extra_forbidden":
+        parent = _model_at(parts[:-1], raw)
+        key = ".".join(parts)
+        known = ", ".join(parent.model_fields) if parent else ""
+        return f"{_at(src, _line_of(key_lines, parts))}: unknown key '{key}'" + (f" (known: {known})" if known else "")
+    if kind == "union_tag_not_found":  # a task without `type:`
+        key = ".".join([*parts, "type"])
+        return f"{_at(src, _line_of(key_lines, parts))}: missing required key '{key}'"
+    if kind == "union_tag_invalid":
+        key = ".".join([*parts, "type"])
+        return (f"{_at(src, _line_of(key_lines, [*parts, 'type']))}: {key}: unknown value {ctx['tag']!r} "
+                f"(expected one of: {', '.join(TASK_TYPES)})")
+    if kind == "missing":
+        key = ".".join([*parts, str(problem["loc"][-1])])
+        return f"{_at(src, _line_of(key_lines, parts))}: missing required key '{key}'"
+    key = ".".join(parts)
+    if kind == "literal_error":
+        choices = ", ".join(re.findall(r"'([^']*)'", ctx["expected"]))  # pydantic writes "'a', 'b' or 'c'"
+        text = f"unknown value {value!r} (expected one of: {choices})"
+    elif kind in ("model_type", "dict_type"):
+        text = f"expected a mapping of keys, got {value!r}"
+    elif kind == "list_type":
+        text = f"expected a list, got {value!r}"
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()))
+        text = f"must be {sign} {bound}, got {value!r}"
+    elif kind == "finite_number":
+        text = f"must be a finite number, got {value!r}"
+    elif kind.split("_")[0] in EXPECTED:
+        text = f"expected {EXPECTED[kind.split('_')[0]]}, got {value!r}"
+    else:
+        text = problem["msg"].removeprefix("Value error, ")
+    return f"{_at(src, _line_of(key_lines, parts))}: {key}: {text}" if key else f"{_at(src, None)}: {text}"
+
+
+EXPECTED = {"int": "int", "float": "a number", "string": "str", "bool": "bool (true or false)"}
+
+
+def _line_of(key_lines: dict, parts: list[str]):
+    """The line of the innermost key given in the file (a list item: its list's line)."""
+    for n in range(len(parts), 0, -1):
+        line = key_lines.get(".".join(parts[:n]))
+        if line is not None:
+            return line
+    return None
+
+
+def _model_at(parts: list[str], raw: dict):
+    """The Spec class at a dotted path of keys (tasks.NAME.data -> DataSpec), or None."""
+    model, i = Recipe, 0
+    while i < len(parts):
+        if model is Recipe and parts[i] == "tasks":
+            if i + 1 == len(parts):
+                return None  # the mapping of task names itself
+            kind = (raw["tasks"].get(parts[i + 1]) or {}).get("type")
+            model, i = TASK_TYPES[kind].Spec if kind in TASK_TYPES else TaskSpec, i + 2
+            continue
+        found = model.model_fields.get(parts[i])
+        model = next(_spec_types(found.annotation), None) if found else None
+        if model is None:
             return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, key, src, line)
-            except UserError as e:
-                errors.append(e)
-        raise errors[0]
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise UserError(f"{where}: expected a mapping of keys, got {value!r}")
-        lines = getattr(value, "lines", {})
-        fields = {f.name: f for f in dataclasses.fields(tp) if not f.metadata.get("internal")}
-        kwargs = {}
-        for k, v in value.items():
-            sub = f"{key}.{k}" if key else str(k)
-            if k not in fields:
-                raise UserError(f"{_at(src, lines.get(k, line))}: unknown key '{sub}' (known: {', '.join(fields)})")
-            kwargs[k] = _convert(v, typing.get_type_hints(tp)[k], sub, src, lines.get(k, line))
-        for name, f in fields.items():
-            if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                sub = f"{key}.{name}" if key else name
-                raise UserError(f"{_at(src, line)}: missing required key '{sub}'")
-        return tp(**kwargs)
-    if origin is Literal:
-        if isinstance(value, bool) and "no" in typing.get_args(tp):
-            value = "no" if value is False else value  # YAML 1.1 reads an unquoted no/off as false
-        if value not in typing.get_args(tp):
-            choices = ", ".join(map(str, typing.get_args(tp)))
-            raise UserError(f"{_at(src, line)}: {key}: unknown value {value!r} (expected one of: {choices})")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            value = [value] if isinstance(value, str) else value
-        if not isinstance(value, list):
-            raise UserError(f"{_at(src, line)}: {key}: expected a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        return [_convert(v, item_tp, f"{key}[{i}]", src, line) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise UserError(f"{_at(src, line)}: {key}: expected a mapping, got {value!r}")
-        _, val_tp = typing.get_args(tp)
-        lines = getattr(value, "lines", {})
-        return {str(k): _convert(v, val_tp, f"{key}.{k}", src, lines.get(k, line)) for k, v in value.items()}
-    if tp is float and not isinstance(value, bool):
-        try:  # PyYAML reads 3e-5 (no dot) as a string
-            number = float(value) if isinstance(value, (int, float, str)) else None
-        except ValueError:
-            number = None
-        if number is not None:
-            if not math.isfinite(number):
-                raise UserError(f"{_at(src, line)}: {key}: must be a finite number, got {value!r}")
-            return number
-    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-        return value
-    raise UserError(f"{_at(src, line)}: {key}: expected {tp.__name__}, got {value!r}")
+        i += 1
+    return model
+
+
+def _spec_types(annotation):
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, Spec):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _spec_types(arg)
 
 
 def _at(src: str, line: Any) -> str:
@@ -303,7 +308,7 @@ def _at(src: str, line: Any) -> str:
 
 
 def check(recipe: Recipe) -> None:
-    """Range and consistency checks the types alone cannot express."""
+    """Checks that relate several keys (pydantic has checked each key's type and range)."""
     def fail(key, msg):
         raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}")
 
@@ -313,63 +318,89 @@ def check(recipe: Recipe) -> None:
         data = task.data
         if data.train is None:
             fail(f"tasks.{name}.data.train", "a training split is required")
-        if data.validation_from_train is not None:
-            if not 0 < data.validation_from_train < 1:
-                fail(f"tasks.{name}.data.validation_from_train", "must be between 0 and 1")
-            if data.validation is not None:
-                fail(f"tasks.{name}.data.validation_from_train", "give either validation or validation_from_train")
+        if data.validation_from_train is not None and data.validation is not None:
+            fail(f"tasks.{name}.data.validation_from_train", "give either validation or validation_from_train")
+        _check_data(recipe, name, task, fail)
         for metric in task.metrics or []:
             if metric not in METRICS:
                 fail(f"tasks.{name}.metrics", f"unknown metric '{metric}' (known: {', '.join(METRICS)})")
-            if task.type not in METRICS[metric]:
-                fail(f"tasks.{name}.metrics", f"metric '{metric}' does not apply to a {task.type} task")
+            if metric not in task_type(task.type).metrics:
+                fail(f"tasks.{name}.metrics", f"metric '{metric}' does not apply to a {task.type} task "
+                                              f"(it takes: {', '.join(task_type(task.type).metrics)})")
         if task.metrics == []:
             fail(f"tasks.{name}.metrics", "give at least one metric or leave the key out")
-        if task.loss_weight < 0:
-            fail(f"tasks.{name}.loss_weight", "must be >= 0")
-        if not 0 <= task.dropout < 1:
-            fail(f"tasks.{name}.dropout", "must be in [0, 1)")
     if recipe.push_to_hub and not recipe.hub_repo_id:
         fail("hub_repo_id", "push_to_hub needs hub_repo_id (e.g. my-org/my-model)")
     t = recipe.training
     if t.mixed_precision == "no":
         t.mixed_precision = "fp32"
-    if t.dataloader_workers is not None and t.dataloader_workers < 0:
-        fail("training.dataloader_workers", f"must be >= 0, got {t.dataloader_workers}")
-    positive = {"steps": t.steps, "batch_size": t.batch_size, "eval_batch_size": t.eval_batch_size,
-                "grad_accum": t.grad_accum, "log_every": t.log_every, "keep_checkpoints": t.keep_checkpoints,
-                "lr": t.lr}
-    for key, value in positive.items():
-        if value <= 0:
-            fail(f"training.{key}", f"must be > 0, got {value}")
     if t.batch_tokens is not None and t.batch_tokens < recipe.model.max_length:
         fail("training.batch_tokens", f"must be at least model.max_length ({recipe.model.max_length}), got {t.batch_tokens}")
-    for key in ("eval_every", "save_every", "early_stopping_patience"):
-        value = getattr(t, key)
-        if value is not None and value <= 0:
-            fail(f"training.{key}", f"must be > 0, got {value}")
-    if t.max_grad_norm is not None and t.max_grad_norm <= 0:
-        fail("training.max_grad_norm", f"must be > 0 (or null for no clipping), got {t.max_grad_norm}")
-    if not 0 <= t.warmup < 1:
-        fail("training.warmup", f"must be a fraction in [0, 1), got {t.warmup}")
-    if t.weight_decay < 0:
-        fail("training.weight_decay", "must be >= 0")
-    if recipe.sampling.temperature <= 0:
-        fail("sampling.temperature", f"must be > 0, got {recipe.sampling.temperature}")
     m = recipe.mtl
-    for key in ("weighting_lr", "dwa_temperature", "dwa_window", "lora_r", "lora_alpha", "task_layers"):
-        if getattr(m, key) <= 0:
-            fail(f"mtl.{key}", f"must be > 0, got {getattr(m, key)}")
-    if not 0 <= m.lora_dropout < 1:
-        fail("mtl.lora_dropout", "must be in [0, 1)")
     if m.freeze_encoder and m.sharing == "hard":
         fail("mtl.freeze_encoder", "with hard sharing only the heads would train; use sharing: lora or task_layers")
     if m.gradient == "pcgrad" and len(recipe.tasks) < 2:
         fail("mtl.gradient", "pcgrad needs at least two tasks")
     if m.gradient == "pcgrad" and m.freeze_encoder:
         fail("mtl.gradient", "pcgrad projects the shared encoder's gradients, but freeze_encoder leaves none")
-    if recipe.model.max_length < 8:
-        fail("model.max_length", "must be >= 8")
+
+
+COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
+
+
+def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
+    """A task's data section: the lines format's file mappings, header and column positions."""
+    data, key = task.data, f"tasks.{name}.data"
+    splits = [split for split in ("train", "validation", "test") if getattr(data, split) is not None]
+    mappings = [split for split in splits if isinstance(getattr(data, split), dict)]
+    if data.format == "lines" or mappings:
+        implied = ("data.format is lines" if data.format == "lines"
+                   else f"data.{mappings[0]} is a mapping of files (format lines)")
+        for split in splits:
+            source = getattr(data, split)
+            if not isinstance(source, dict):
+                fail(f"{key}.{split}", f"{implied}: give every split as {{text: FILE, labels: FILE}}, "
+                                       "not a single path")
+            if data.hub:
+                fail(f"{key}.{split}", "a hub dataset's splits are split names, not a mapping of files")
+            if data.format is not None and data.format != "lines":
+                fail(f"{key}.{split}", f"a mapping of files is the lines format, but data.format is {data.format}")
+            for file_key in source:
+                if file_key not in LINES_FILES:
+                    fail(f"{key}.{split}.{file_key}", f"unknown key (expected: {', '.join(LINES_FILES)})")
+            for file_key in ("text", "labels"):
+                if file_key not in source:
+                    fail(f"{key}.{split}", f"missing '{file_key}': format lines needs a text file and a labels "
+                                           f"file per split, e.g. {{text: train_text.txt, labels: train_labels.txt}}")
+        if task_type(task.type).token_level:
+            fail(f"{key}.{mappings[0]}", "format lines holds text data (a text and a label per line), but the task "
+                                         f"type is {task.type} (use conll, conllu or json/jsonl)")
+        for other in (*COLUMN_KEYS, "header"):
+            if f"{key}.{other}" in recipe.key_lines:
+                fail(f"{key}.{other}", "does not apply to format lines: the split's mapping names the files "
+                                       "(text, labels, text_pair)")
+        return
+    if not data.header:
+        if data.hub:
+            fail(f"{key}.header", "header: false applies to csv and tsv files, not a hub dataset")
+        if data.format not in (None, "csv", "tsv"):
+            fail(f"{key}.header", f"header: false applies to csv and tsv files, not {data.format}")
+        if task_type(task.type).token_level:
+            fail(f"{key}.header", f"header: false applies to csv and tsv text data; {task.type} reads conll, "
+                                  "conllu or json/jsonl")
+    for column in COLUMN_KEYS:
+        value, where = getattr(data, column), f"{key}.{column}"
+        if isinstance(value, int):
+            if data.header:
+                fail(where, f"a column position ({value}) needs data.header: false; with a header row, give the "
+                            "column's name")
+            if value < 0:
+                fail(where, f"must be a 0-based column position (>= 0), got {value}")
+        elif isinstance(value, str) and not data.header:
+            if where in recipe.key_lines:
+                fail(where, f"with data.header: false, give a 0-based column position (e.g. 0), not the name {value!r}")
+            fail(f"{key}.header", f"header: false needs {column} as a 0-based column position "
+                                  f"(the default {value!r} is a column name)")
 
 
 def sharing_config(m: MTLSpec) -> dict | None:
@@ -383,14 +414,8 @@ def sharing_config(m: MTLSpec) -> dict | None:
 
 
 def default_metrics(task: TaskSpec, labels: list[str]) -> list[str]:
-    if task.metrics:
-        return task.metrics
-    if task.type == "classification":
-        return ["accuracy", "f1"]
-    if task.type == "regression":
-        return ["pearsonr", "spearmanr", "mse"]
-    iob = any(label[:2] in ("B-", "I-") for label in labels)
-    return ["seqeval"] if iob else ["token_accuracy"]
+    """The task's metrics: the recipe's, or its type's default; the first is its main metric."""
+    return task.metrics or task_type(task.type).default_metrics(labels)
 
 
 def resolve_path(recipe: Recipe, path: str) -> Path:
@@ -406,6 +431,4 @@ def resolve_path(recipe: Recipe, path: str) -> Path:
 
 def to_dict(recipe: Recipe) -> dict:
     """The resolved recipe as plain data (written to the run directory)."""
-    out = dataclasses.asdict(recipe)
-    out.pop("source"), out.pop("key_lines")
-    return out
+    return recipe.model_dump()

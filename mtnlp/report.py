@@ -56,6 +56,7 @@ class LossLog:
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
         self.counts = defaultdict(int)
+        self.last: dict[str, float] = {}  # the means of the last flush
 
     def add(self, task: str, loss: torch.Tensor) -> None:
         loss = loss.detach().float()
@@ -69,6 +70,7 @@ class LossLog:
         means = {n: v / self.counts[n] for n, v in zip(names, values)}
         self.sums.clear()
         self.counts.clear()
+        self.last = means
         return means
 
 
@@ -95,15 +97,44 @@ def table(results: dict[str, dict], baselines: dict[str, dict] | None = None) ->
     return "\n".join(lines)
 
 
-def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, state, accelerator, precision) -> dict:
-    """Evaluate the best model on validation and test; write metrics.json and curves.png; print the table."""
-    out = {"tasks": {name: {} for name in tasks}, "best_step": state["best_step"], "precision": precision.as_dict()}
+def data_table(facts: dict[str, dict[str, dict]], max_length: int) -> str:
+    """One row per task and split: examples, labels, the largest and smallest label share (over words
+    for tagging; the score range for regression) and how many examples max_length truncates."""
+    def pct(fraction):
+        return f"{fraction:.1%}" if fraction >= 0.001 or not fraction else "<0.1%"
+
+    def share(entry):
+        return f"{entry[0]} {pct(entry[1])}"
+
+    rows = [("task", "split", "examples", "labels", "largest", "smallest", f"> {max_length} tokens")]
+    for task, splits in facts.items():
+        for split, f in splits.items():
+            if "range" in f:
+                spread = ["-", f"min {f['range'][0]:g}", f"max {f['range'][1]:g}"]
+            else:
+                spread = [str(f["labels"]), share(f["largest"]), share(f["smallest"])]
+            over = f["over_max_length"]
+            rows.append((task, split, f"{f['examples']:,}", *spread,
+                         f"{over:,} ({pct(over / f['examples'])})" if over else "0"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    right = {2, 3, 6}  # numbers
+    return "\n".join("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                     for r in rows)
+
+
+def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, progress, accelerator, precision, *,
+                  data: dict, seen: dict) -> dict:
+    """Evaluate the best model on validation and test; write metrics.json and curves.png; print the table.
+    `progress`: train.Progress; `data`: each task's split facts (data.split_facts); `seen`: each task's
+    batches and examples trained."""
+    out = {"tasks": {name: {} for name in tasks}, "best_step": progress.best_step, "precision": precision.as_dict(),
+           "data": {"max_length": recipe.model.max_length, "tasks": data}, "trained_on": seen}
     baselines = {name: {} for name in tasks}
     for split in ("validation", "test"):
-        results = state.get("best_validation") if split == "validation" else None
+        results = progress.best_validation if split == "validation" else None
         if results is None:
             results = evaluate_split(model, tokenizer, tasks, metrics, split, recipe.training.eval_batch_size,
-                                     accelerator.autocast)
+                                     accelerator.autocast, say=accelerator.print)
         for name, values in results.items():
             out["tasks"][name][split] = values
             baselines[name][split] = majority_baseline(tasks[name], split, metrics[name])
@@ -111,7 +142,7 @@ def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, state
     if accelerator.is_main_process:
         (run_dir / "metrics.json").write_text(json.dumps(out, indent=2))
         plot_curves(run_dir)
-        accelerator.print(f"\nbest step {state['best_step']} — metrics of the kept model ({run_dir / 'model'}):")
+        accelerator.print(f"\nbest step {progress.best_step} — metrics of the kept model ({run_dir / 'model'}):")
         accelerator.print(table(out["tasks"], baselines))
     return out
 

@@ -2,10 +2,12 @@
 
 - {"type": "lora", "r", "alpha", "dropout", "targets"}: one peft LoRA adapter per task on the shared
   encoder; a task's forward pass runs with its own adapter active.
-- {"type": "task_layers", "layers": k}: the bottom layers are shared, the top k are copied per task.
+- {"type": "task_layers", "layers": k}: the bottom layers are shared, the top k are copied per task
+  (with the modules that follow the layers, e.g. ModernBERT's final norm).
 
 Both can be turned back into a plain encoder state for one task (`plain_state`), which is how a
-head is exported as an ordinary transformers model.
+head is exported as an ordinary transformers model. Where each family keeps its layers and how a
+slice of them runs is in families.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import warnings
 import torch
 from torch import nn
 
+from . import families
+
 
 def is_adapter_weight(name: str) -> bool:
     """A LoRA adapter's parameter (peft names them ...lora_A.<task>... / ...lora_B.<task>...)."""
@@ -25,9 +29,10 @@ def is_adapter_weight(name: str) -> bool:
 def add_lora_adapters(encoder: nn.Module, tasks: list[str], spec: dict) -> None:
     from peft import LoraConfig, inject_adapter_in_model
 
+    targets = families.of(encoder.config).lora_targets(list(spec["targets"]))  # BERT's names -> the family's
     for task in tasks:
         config = LoraConfig(r=spec["r"], lora_alpha=spec["alpha"], lora_dropout=spec["dropout"],
-                            target_modules=list(spec["targets"]))
+                            target_modules=targets)
         try:
             with warnings.catch_warnings():  # "multiple adapters in the model": one per task is the point
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`")
@@ -51,48 +56,66 @@ def activate_adapter(layers: list[nn.Module], task: str) -> None:
 
 
 def split_top_layers(encoder: nn.Module, tasks: list[str], k: int) -> nn.ModuleDict:
-    """Remove the top k layers from the shared encoder and return a copy of them per task."""
-    stack = getattr(getattr(encoder, "encoder", None), "layer", None)
-    if not isinstance(stack, nn.ModuleList):
-        raise ValueError(f"mtl.task_layers needs a BERT-style encoder (encoder.layer); "
-                         f"{type(encoder).__name__} has none")
-    if not 1 <= k <= len(stack):
-        raise ValueError(f"mtl.task_layers: must be between 1 and the encoder's {len(stack)} layers, got {k}")
-    top = stack[len(stack) - k:]
-    encoder.encoder.layer = stack[:len(stack) - k]
-    return nn.ModuleDict({task: copy.deepcopy(top) for task in tasks})
+    """Remove the top k layers (and the modules after them, which become the identity in the shared
+    encoder) from the shared encoder and return a copy of them per task: [layer, ..., after, ...]."""
+    family = families.of(encoder.config)
+    stack = family.layer_stack(encoder)
+    shared = len(stack) - k
+    if not family.min_shared_layers <= shared <= len(stack) - 1:
+        most = len(stack) - family.min_shared_layers
+        because = f" ({family.name} keeps {family.min_shared_layers} shared)" if family.min_shared_layers else ""
+        raise ValueError(f"mtl.task_layers: must be between 1 and {most} of the encoder's {len(stack)} layers"
+                         f"{because}, got {k}")
+    top = list(stack[shared:]) + [encoder.get_submodule(name) for name in family.after_layers]
+    encoder.set_submodule(family.layers, stack[:shared])
+    for name in family.after_layers:
+        encoder.set_submodule(name, nn.Identity())
+    return nn.ModuleDict({task: copy.deepcopy(nn.ModuleList(top)) for task in tasks})
 
 
-def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, attention_mask, config) -> torch.Tensor:
-    """The task's own top layers, with the attention mask built as the encoder builds it."""
-    from transformers.masking_utils import create_bidirectional_mask
-
-    mask = create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=attention_mask)
-    for layer in layers:
-        out = layer(hidden, mask)
-        hidden = out[0] if isinstance(out, tuple) else out
+def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, attention_mask, encoder: nn.Module) -> torch.Tensor:
+    """A task's own top layers (as its family runs them) on the shared encoder's output, then the
+    modules that follow the layers."""
+    family = families.of(encoder.config)
+    count = len(layers) - len(family.after_layers)
+    hidden = family.run_layers(encoder, layers[:count], hidden, attention_mask)
+    for module in layers[count:]:
+        hidden = module(hidden)
     return hidden
 
 
 def shared_layer_count(encoder: nn.Module) -> int:
-    return len(encoder.encoder.layer)
+    return len(families.of(encoder.config).layer_stack(encoder))
+
+
+def task_layer_keys(encoder: nn.Module) -> tuple[str, int, list[str]]:
+    """Where a task's copy sits in a plain encoder state: the layers' prefix, the number of shared
+    layers (the copy's first index there) and the modules after the layers (the copy's last items)."""
+    family = families.of(encoder.config)
+    return family.layers, shared_layer_count(encoder), list(family.after_layers)
 
 
 def to_model_keys(plain: dict[str, torch.Tensor], model) -> tuple[dict, dict]:
-    """Split a plain encoder state (BERT keys, no pooler) into the shared encoder's state and the
-    task layers' state of `model` (a MultiTaskModel), following its sharing."""
+    """Split a plain encoder state (no pooler) into the shared encoder's state and the task layers'
+    state of `model` (a MultiTaskModel), following its sharing."""
     sharing = model.config.sharing or {}
     encoder_state, task_state = {}, {}
     if sharing.get("type") == "task_layers":
-        bottom = shared_layer_count(model.encoder)
+        layers, bottom, after = task_layer_keys(model.encoder)
+        count = len(next(iter(model.task_layers.values()))) - len(after)
         for key, value in plain.items():
-            parts = key.split(".")
-            if parts[:2] == ["encoder", "layer"] and int(parts[2]) >= bottom:
-                rest = ".".join([str(int(parts[2]) - bottom)] + parts[3:])
-                for task in model.task_layers:
-                    task_state[f"{task}.{rest}"] = value
-            else:
+            index, rest = None, None
+            if key.startswith(f"{layers}."):
+                number, rest = key[len(layers) + 1:].split(".", 1)
+                index = int(number) - bottom if int(number) >= bottom else None
+            elif key.split(".")[0] in after:
+                name, rest = key.split(".", 1)
+                index = count + after.index(name)
+            if index is None:
                 encoder_state[key] = value
+            else:
+                for task in model.task_layers:
+                    task_state[f"{task}.{index}.{rest}"] = value
         return encoder_state, task_state
     if sharing.get("type") == "lora":
         wrapped = {k.replace(".base_layer", ""): k for k in model.encoder.state_dict() if not is_adapter_weight(k)}
@@ -114,8 +137,10 @@ def plain_state(model, task: str | None) -> dict[str, torch.Tensor]:
     elif sharing.get("type") == "task_layers":
         if task is None:
             raise ValueError("a model with task-specific layers has no plain encoder without naming a task")
-        bottom = shared_layer_count(model.encoder)
+        layers, bottom, after = task_layer_keys(model.encoder)
+        count = len(model.task_layers[task]) - len(after)
         for key, value in model.task_layers[task].state_dict().items():
             index, rest = key.split(".", 1)
-            state[f"encoder.layer.{bottom + int(index)}.{rest}"] = value
+            where = f"{layers}.{bottom + int(index)}" if int(index) < count else after[int(index) - count]
+            state[f"{where}.{rest}"] = value
     return state

@@ -1,24 +1,26 @@
-"""Multi-task training with Accelerate: one task's batch per step, chosen by the task sampler.
+"""Training components, each small and used by the recipe scripts in recipes/ (the default loop:
+recipes/multitask.py, which `mtnlp train` runs).
 
-Read `train()` top to bottom: set-up (precision.py picks the precision), the loop (the next batch
-from the DataLoader, whose task the sampler drew in loader.BatchPlan; forward; weighted loss;
-update), then evaluation of the best model. A head computes its task's loss (heads.py), weighting.py
-weights it, and with mtl.gradient=pcgrad each update takes one batch of every task (`pcgrad_update`).
-Run-directory writing lives in report.py, checkpoints in checkpoint.py.
+setup() builds a Run: Accelerate and the precision (precision.py), the tokenised tasks, the model,
+optimizer and schedule, the loss weighting (weighting.py), the gradient method (gradients.py) and
+the DataLoader whose batches the task sampler plans (loader.BatchPlan: where a task is chosen each
+step). train_step() makes one optimizer update: forward, the head's loss (heads.py; the loss function
+is the task type's, mtnlp/tasks), weighting, backward. evaluate_and_select() keeps the best model;
+checkpoint() and setup()'s resume make a run restartable; finish() evaluates the kept model and
+writes the run directory (report.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import sys
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, Iterator
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
@@ -26,19 +28,20 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from . import hub, precision, report
+from . import families, hub, precision, report
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from .data import RawTask, TaskData, load_task, model_rows
+from .data import RawTask, TaskData, load_task, model_rows, split_facts
 from .encoders import resolve_encoder
 from .errors import UserError
-from .evaluation import evaluate_split, main_metric, selection_score
+from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .loader import BatchPlan, training_loader
-from .modeling import MultiTaskModel, to_device
-from .pcgrad import project_conflicting
+from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
+from .modeling import MultiTaskModel
 from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
 from .sharing import is_adapter_weight
-from .sampling import EveryTask, TaskBatches, TaskSampler
-from .weighting import build_weighting
+from .sampling import TaskBatches, TaskSampler
+from .tasks import task_type
+from .weighting import StaticWeighting, build_weighting
 
 
 @dataclass
@@ -129,9 +132,69 @@ def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator,
                 for name, spec in recipe.tasks.items()}
 
 
-def train(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> TrainResult:
-    """Train the recipe's tasks; `raw`: the tasks' examples if already read (data.read_task)."""
-    t = recipe.training
+@dataclass
+class Progress:
+    """Where training is; saved in every checkpoint."""
+
+    step: int = 0
+    best_score: float | None = None  # the selection score of the kept model
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations since the last improvement (early stopping)
+    best_validation: dict | None = None  # the kept model's validation metrics
+
+
+@dataclass
+class Run:
+    """Everything a training loop works with, as setup() builds it."""
+
+    recipe: Recipe
+    run_dir: Path
+    accelerator: Accelerator
+    precision: precision.Precision
+    tokenizer: Any
+    tasks: dict[str, TaskData]
+    metrics: dict[str, list[str]]  # each task's metric names; the first is its main metric
+    model: torch.nn.Module  # as Accelerate prepared it (DDP-wrapped under several processes)
+    unwrapped: MultiTaskModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    weighting: StaticWeighting
+    gradient: Summed | PCGrad
+    plan: BatchPlan
+    batches: Iterator  # (task, padded batch, plan positions after it) from the DataLoader
+    positions: dict  # the plan positions after the last batch trained on: what a checkpoint saves
+    progress: Progress
+    log: report.LossLog
+    data_facts: dict  # per task and split: examples, labels, truncation (data.split_facts)
+    bar: tqdm
+
+
+def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source) -> MultiTaskModel:
+    """A new multi-task model on the recipe's encoder, or one transferred from a trained model."""
+    heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout,
+                    **task_type(d.type).model_spec(recipe.tasks[name])} for name, d in tasks.items()}
+    sharing = sharing_config(recipe.mtl)
+    try:
+        if source:  # transfer: multi-task model -> new run (e.g. fine-tune one target task)
+            model = MultiTaskModel.from_trained(source, heads, keep_heads=recipe.model.init_heads, sharing=sharing)
+        else:
+            model = MultiTaskModel.from_encoder(encoder, heads, sharing=sharing)
+    except ValueError as e:  # a sharing setting that does not fit this encoder
+        raise UserError(f"{recipe.source}: {str(e).splitlines()[0]}") from None
+    limit = families.max_tokens(model.config.encoder)
+    if limit is not None and recipe.model.max_length > limit:  # e.g. RoBERTa: 514 positions hold 512 tokens
+        raise UserError(f"{recipe.where('model.max_length')}: model.max_length: {recipe.model.max_length} is more "
+                        f"than the encoder's position embeddings hold ({limit})")
+    if recipe.mtl.freeze_encoder:  # soft sharing only: adapters / task layers and heads train
+        for name, p in model.encoder.named_parameters():
+            p.requires_grad_(is_adapter_weight(name))
+    return model
+
+
+def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
+    """Everything the loop needs, resumed from a checkpoint if training.resume_from says so.
+    `raw`: the tasks' examples if already read (data.read_task)."""
+    t, m = recipe.training, recipe.mtl
     run_dir = run_directory(recipe)
     accelerator, chosen = make_accelerator(recipe)
     set_seed(t.seed)
@@ -144,174 +207,130 @@ def train(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> TrainResult:
                         f"({str(e).splitlines()[0]})") from None
     tasks = load_tasks(recipe, tokenizer, accelerator, raw)
     metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}
-    heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout}
-             for name, d in tasks.items()}
-    m = recipe.mtl
-    sharing = sharing_config(m)
-    try:
-        if source:  # transfer: multi-task model -> new run (e.g. fine-tune one target task)
-            model = MultiTaskModel.from_trained(source, heads, keep_heads=recipe.model.init_heads, sharing=sharing)
-            base_model = (getattr(source.config, "mtnlp", None) or {}).get("base_model", recipe.model.init_from)
-        else:
-            model = MultiTaskModel.from_encoder(encoder, heads, sharing=sharing)
-            base_model = recipe.model.encoder
-    except ValueError as e:  # a sharing setting that does not fit this encoder
-        raise UserError(f"{recipe.source}: {str(e).splitlines()[0]}") from None
-    if m.freeze_encoder:  # soft sharing only: adapters / task layers and heads train
-        for name, p in model.encoder.named_parameters():
-            p.requires_grad_(is_adapter_weight(name))
+    model = build_model(recipe, tasks, encoder, source)
+    base_model = (source.config.mtnlp or {}).get("base_model", recipe.model.init_from) if source else recipe.model.encoder
     model.config.mtnlp = {"metrics": metrics, "base_model": base_model, "max_length": recipe.model.max_length}
 
     weighting = build_weighting(m.weighting, {n: recipe.tasks[n].loss_weight for n in tasks},
                                 dwa_temperature=m.dwa_temperature, dwa_window=m.dwa_window).to(accelerator.device)
     optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
+    prepared, optimizer = accelerator.prepare(model, optimizer)
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
     if chosen.warning and accelerator.is_main_process:
         warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
+    data_facts = {n: {split: split_facts(ds, d.type, d.labels) for split, ds in d.splits.items()} for n, d in tasks.items()}
+    accelerator.print(report.data_table(data_facts, recipe.model.max_length))
 
+    gradient = build_gradient_method(m.gradient, t.seed)
     sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
-    plan = BatchPlan(EveryTask(list(tasks), t.grad_accum) if m.gradient == "pcgrad" else sampler, batches)
-
-    state = {"step": 0, "best_score": None, "best_step": None, "bad_evals": 0}
+    plan = BatchPlan(gradient.task_order(sampler, list(tasks), t.grad_accum), batches)
+    progress = Progress()
     if t.resume_from:
         folder = find_checkpoint(run_dir, t.resume_from)
-        state = load_checkpoint(folder, unwrapped, optimizer, accelerator.process_index)
+        state = load_checkpoint(folder, accelerator.unwrap_model(prepared), optimizer, accelerator.process_index)
         scheduler.load_state_dict(state["scheduler"])
         plan.load_state_dict(state)
         weighting.load_state_dict_json(state.get("weighting", {}))
+        progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
         if accelerator.is_main_process:
             run_dir.mkdir(parents=True, exist_ok=True)
-            report.forget_after(run_dir, state["step"])  # logs written after the checkpoint are replayed
-        accelerator.print(f"resumed from {folder} at step {state['step']}")
+            report.forget_after(run_dir, progress.step)  # logs written after the checkpoint are replayed
+        accelerator.print(f"resumed from {folder} at step {progress.step}")
     elif accelerator.is_main_process:
         report.start_run(run_dir, recipe, chosen)
     run_dir.mkdir(parents=True, exist_ok=True)
     if t.report_to:
         accelerator.init_trackers(recipe.name)
+    loader = training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
+                             accelerator.device, t.dataloader_workers)
+    prepared.train()
+    return Run(recipe, run_dir, accelerator, chosen, tokenizer, tasks, metrics, prepared,
+               accelerator.unwrap_model(prepared), optimizer, scheduler, weighting, gradient, plan, iter(loader),
+               plan.state_dict(), progress, report.LossLog(), data_facts,
+               tqdm(total=t.steps, initial=progress.step, disable=not accelerator.is_local_main_process, desc="train"))
 
-    log = report.LossLog()
-    bar = tqdm(total=t.steps, initial=state["step"], disable=not accelerator.is_local_main_process, desc="train")
-    loader = iter(training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
-                                  accelerator.device, t.dataloader_workers))
-    positions = plan.state_dict()  # the sampler positions after the last batch trained on
 
-    def checkpoint(step: int) -> Path:
-        state.update(scheduler=scheduler.state_dict(), **positions, weighting=weighting.state_dict_json())
-        folder = save_checkpoint(run_dir / "checkpoints" / f"step-{step:06d}", unwrapped, optimizer, state,
-                                 accelerator.process_index, accelerator.num_processes)
-        if accelerator.is_main_process:
-            prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
-        return folder
+def train_step(run: Run) -> str:
+    """One optimizer update; returns the task it trained ("all" for PCGrad)."""
+    task = run.gradient.accumulate(run)
+    for p in run.weighting.parameters():  # DDP does not see the loss weights: average them here
+        if p.grad is not None:
+            p.grad = reduce_mean(run.accelerator, p.grad)
+    run.weighting.end_step(run.progress.step + 1, lambda x: reduce_mean(run.accelerator, x))
+    if run.recipe.training.max_grad_norm:
+        run.accelerator.clip_grad_norm_(run.model.parameters(), run.recipe.training.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.progress.step += 1
+    return task
 
-    def backward(sync: bool) -> str:
-        """The next micro-batch: its head's loss, weighted, back-propagated. Returns its task. The loss
-        stays on the device (read at log steps only): no host sync per micro-batch."""
-        nonlocal positions
-        task, batch, positions = next(loader)
-        with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-            loss = model(**to_device(batch, accelerator.device), task=task).loss
-            accelerator.backward(weighting(task, loss) / t.grad_accum)
-        weighting.observe(task, loss.detach())
-        log.add(task, loss.detach())
-        return task
 
-    def reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-        return accelerator.reduce(tensor, "mean") if accelerator.num_processes > 1 else tensor
+def trained_so_far(run: Run) -> dict[str, dict[str, int]]:
+    """Each task's batches (per process; all processes train the same task in a step) and examples
+    (summed over processes) trained on so far."""
+    seen = run.positions["seen"]
+    examples = [seen[n]["examples"] for n in run.tasks]
+    if run.accelerator.num_processes > 1:
+        examples = run.accelerator.reduce(torch.tensor(examples, device=run.accelerator.device), "sum").tolist()
+    return {n: {"batches": seen[n]["batches"], "examples": int(e)} for n, e in zip(run.tasks, examples)}
 
-    conflicts = []  # pcgrad: fraction of conflicting task pairs per update, logged as a mean
-    loss_text = ""  # mean losses of the last log step, for the progress bar
-    model.train()
-    with stop_after_step_on_signal(accelerator) as stop:
-        while state["step"] < t.steps:
-            if m.gradient == "pcgrad":
-                task = "all"
-                conflicts.append(pcgrad_update(unwrapped, list(tasks), backward, t, state["step"], reduce_mean))
-            else:
-                for micro in range(t.grad_accum):  # accumulated micro-batches may come from different tasks
-                    task = backward(sync=micro == t.grad_accum - 1)
-            for p in weighting.parameters():  # DDP does not see the loss weights: average them here
-                if p.grad is not None:
-                    p.grad = reduce_mean(p.grad)
-            weighting.end_step(state["step"] + 1, reduce_mean)
-            if t.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
-            step = state["step"]
-            bar.update(1)
-            bar.set_postfix_str(f"task={task} {loss_text}", refresh=False)
 
-            if step % t.log_every == 0 or step == t.steps:
-                losses = log.flush()
-                loss_text = " ".join(f"{n}={v:.3f}" for n, v in losses.items())
-                record = {"step": step, "lr": scheduler.get_last_lr()[0], "loss": losses, "weights": weighting.weights()}
-                if conflicts:
-                    record["pcgrad_conflicts"] = sum(conflicts) / len(conflicts)
-                    conflicts.clear()
-                if accelerator.is_main_process:
-                    report.append(run_dir / "train_log.jsonl", record)
-                if t.report_to:
-                    accelerator.log({f"train/loss/{n}": v for n, v in losses.items()}
-                                    | {f"train/weight/{n}": v for n, v in weighting.weights().items()}, step=step)
-            if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
-                if evaluate_and_select(recipe, run_dir, unwrapped, tokenizer, tasks, metrics, state, accelerator):
-                    accelerator.print(f"early stopping at step {step}: no improvement in {state['bad_evals']} evaluations")
-                    break
-            saved = t.save_every and step % t.save_every == 0
-            if saved:
-                checkpoint(step)
-            if stop.requested:
-                bar.close()
-                folder = run_dir / "checkpoints" / f"step-{step:06d}" if saved else checkpoint(step)
-                print(f"\ninterrupted at step {step}: checkpoint saved to {folder}; "
-                      "resume with training.resume_from=latest", file=sys.stderr)
-                raise Interrupted(stop.requested)
-    bar.close()
-    del loader  # stops its worker processes
+def log_step(run: Run, task: str) -> None:
+    """The progress bar; at log steps (the only host syncs of training) a train_log.jsonl record."""
+    step, t = run.progress.step, run.recipe.training
+    run.bar.update(1)
+    if step % t.log_every == 0 or step == t.steps:
+        losses = run.log.flush()
+        seen = trained_so_far(run)
+        record = {"step": step, "lr": run.scheduler.get_last_lr()[0], "loss": losses,
+                  "weights": run.weighting.weights(), **run.gradient.log_record(),
+                  "batches": {n: c["batches"] for n, c in seen.items()},
+                  "examples": {n: c["examples"] for n, c in seen.items()}}
+        if run.accelerator.is_main_process:
+            report.append(run.run_dir / "train_log.jsonl", record)
+        if t.report_to:
+            run.accelerator.log({f"train/loss/{n}": v for n, v in losses.items()}
+                                | {f"train/weight/{n}": v for n, v in record["weights"].items()}, step=step)
+    run.bar.set_postfix_str(f"task={task} " + " ".join(f"{n}={v:.3f}" for n, v in run.log.last.items()), refresh=False)
+
+
+def checkpoint(run: Run) -> Path:
+    """Write run_dir/checkpoints/step-N (model, optimizer, schedule, sampler positions, RNG, progress)."""
+    step = run.progress.step
+    state = {**asdict(run.progress), "scheduler": run.scheduler.state_dict(), **run.positions,
+             "weighting": run.weighting.state_dict_json()}
+    folder = save_checkpoint(run.run_dir / "checkpoints" / f"step-{step:06d}", run.unwrapped, run.optimizer, state,
+                             run.accelerator.process_index, run.accelerator.num_processes,
+                             {"seen": run.positions["seen"]})
+    if run.accelerator.is_main_process:
+        prune_checkpoints(run.run_dir / "checkpoints", run.recipe.training.keep_checkpoints)
+    return folder
+
+
+def finish(run: Run) -> TrainResult:
+    """Evaluate the kept model on validation and test (metrics.json, the printed table), write its
+    model card, push it if the recipe says so."""
+    run.bar.close()
+    run.batches = None  # stops the DataLoader's worker processes
+    accelerator, run_dir = run.accelerator, run.run_dir
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
     best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
-    final = report.final_metrics(recipe, run_dir, best, tokenizer, tasks, metrics, state, accelerator, chosen)
+    if fit_to_validation(best, run.tasks, run.recipe.tasks, run.recipe.training.eval_batch_size,
+                         run.tokenizer.pad_token_id, accelerator.autocast):  # e.g. multi-label thresholds
+        run.progress.best_validation = None  # re-evaluated with what was fitted
+        if accelerator.is_main_process:
+            report.save_model(run_dir / "model", best, run.tokenizer)
+    final = report.final_metrics(run.recipe, run_dir, best, run.tokenizer, run.tasks, run.metrics, run.progress,
+                                 accelerator, run.precision, data=run.data_facts, seen=trained_so_far(run))
     if accelerator.is_main_process:
-        datasets = sorted({spec.data.hub for spec in recipe.tasks.values() if spec.data.hub})
+        datasets = sorted({spec.data.hub for spec in run.recipe.tasks.values() if spec.data.hub})
         hub.write_card(run_dir / "model", run_dir, datasets)
-        if recipe.push_to_hub:
-            accelerator.print(f"pushed to {hub.push(run_dir / 'model', recipe.hub_repo_id, recipe.hub_private)}")
-    if t.report_to:
+        if run.recipe.push_to_hub:
+            accelerator.print(f"pushed to {hub.push(run_dir / 'model', run.recipe.hub_repo_id, run.recipe.hub_private)}")
+    if run.recipe.training.report_to:
         accelerator.end_training()
-    return TrainResult(run_dir, best, unwrapped, final, accelerator, weighting.weights(), chosen)
-
-
-def pcgrad_update(model: MultiTaskModel, task_names: list[str], backward, t: TrainingSpec, step: int,
-                  reduce_mean) -> float:
-    """Gradients for one PCGrad update: grad_accum micro-batches of EVERY task, each task's shared-parameter
-    gradient kept apart, averaged over DDP ranks (all backward passes skip DDP's own sync), projected
-    and summed into .grad. Head / adapter / task-layer gradients come from one task each and are summed
-    as usual. Returns the fraction of task pairs that conflicted."""
-    shared = model.shared_parameters()
-    sizes = [p.numel() for p in shared]
-    per_task = torch.zeros(len(task_names), sum(sizes), device=shared[0].device)
-    for row, task in zip(per_task, task_names):
-        for _ in range(t.grad_accum):
-            drawn = backward(sync=False)
-            assert drawn == task, (drawn, task)  # the batch plan gives every task in turn (sampling.EveryTask)
-        for p, part in zip(shared, row.split(sizes)):
-            if p.grad is not None:
-                part.copy_(p.grad.flatten())
-            p.grad = None
-    own = [p for p in model.parameters() if p.grad is not None]
-    if own:  # the task-specific gradients, averaged across ranks like DDP would
-        flat = reduce_mean(torch.cat([p.grad.flatten() for p in own]))
-        for p, g in zip(own, flat.split([p.numel() for p in own])):
-            p.grad = g.view_as(p)
-    # the projection order is random but the same on every rank and on resume
-    combined, conflicts = project_conflicting(reduce_mean(per_task), np.random.default_rng([t.seed, step]))
-    for p, g in zip(shared, combined.split(sizes)):
-        p.grad = g.view_as(p)
-    return conflicts
+    return TrainResult(run_dir, best, run.unwrapped, final, accelerator, run.weighting.weights(), run.precision)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -320,6 +339,14 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+def interrupted(run: Run, signum: int, folder: Path) -> Interrupted:
+    """The exception that ends a run stopped by a signal, after saying where its checkpoint is."""
+    run.bar.close()
+    print(f"\ninterrupted at step {run.progress.step}: checkpoint saved to {folder}; "
+          "resume with training.resume_from=latest", file=sys.stderr)
+    return Interrupted(signum)
 
 
 class stop_after_step_on_signal:
@@ -351,32 +378,36 @@ class stop_after_step_on_signal:
                 signal.signal(s, handler)
 
 
-def evaluate_and_select(recipe, run_dir, model, tokenizer, tasks, metrics, state, accelerator) -> bool:
+def evaluate_and_select(run: Run) -> bool:
     """Evaluate on validation, keep the best model in run_dir/model; return True to stop early."""
-    step = state["step"]
-    results = evaluate_split(model, tokenizer, tasks, metrics, "validation", recipe.training.eval_batch_size,
-                             accelerator.autocast)
+    progress, accelerator, recipe = run.progress, run.accelerator, run.recipe
+    results = evaluate_split(run.unwrapped, run.tokenizer, run.tasks, run.metrics, "validation",
+                             recipe.training.eval_batch_size, accelerator.autocast, say=accelerator.print)
     if not results:  # no validation data: the last model is the one kept
         if accelerator.is_main_process:
-            report.save_model(run_dir / "model", model, tokenizer)
-        state.update(best_step=step)
+            report.save_model(run.run_dir / "model", run.unwrapped, run.tokenizer)
+        progress.best_step = progress.step
         accelerator.wait_for_everyone()
         return False
-    score = selection_score(results, metrics)
-    improved = state["best_score"] is None or score > state["best_score"]
-    if improved:  # the kept model's validation metrics: final_metrics reports them without re-evaluating
-        state.update(best_score=score, best_step=step, bad_evals=0, best_validation=results)
+    score = selection_score(results, run.metrics)
+    improved = progress.best_score is None or score > progress.best_score
+    if improved:  # the kept model's validation metrics: finish() reports them without re-evaluating
+        progress.best_score, progress.best_step, progress.bad_evals = score, progress.step, 0
+        progress.best_validation = results
         if accelerator.is_main_process:
-            report.save_model(run_dir / "model", model, tokenizer)
+            report.save_model(run.run_dir / "model", run.unwrapped, run.tokenizer)
     else:
-        state["bad_evals"] += 1
+        progress.bad_evals += 1
     if accelerator.is_main_process:
-        main = {n: r[main_metric(metrics[n])[0]] for n, r in results.items()}
-        report.append(run_dir / "history.jsonl",
-                      {"step": step, "score": score, "best": improved, "main": main, "validation": results})
-        accelerator.print(f"step {step}: " + report.one_line(results, metrics) + (" *" if improved else ""))
+        main = {n: r[main_metric(run.metrics[n])[0]] for n, r in results.items()}
+        report.append(run.run_dir / "history.jsonl", {"step": progress.step, "score": score, "best": improved,
+                                                      "main": main, "validation": results})
+        accelerator.print(f"step {progress.step}: " + report.one_line(results, run.metrics) + (" *" if improved else ""))
     if recipe.training.report_to:
-        accelerator.log({f"eval/{n}/{k}": v for n, r in results.items() for k, v in r.items()}, step=step)
+        accelerator.log({f"eval/{n}/{k}": v for n, r in results.items() for k, v in r.items()}, step=progress.step)
     accelerator.wait_for_everyone()
     patience = recipe.training.early_stopping_patience
-    return patience is not None and state["bad_evals"] >= patience
+    stop = patience is not None and progress.bad_evals >= patience
+    if stop:
+        accelerator.print(f"early stopping at step {progress.step}: no improvement in {progress.bad_evals} evaluations")
+    return stop

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from mtnlp.recipe import load_recipe
-from mtnlp.train import train
+from mtnlp.recipes.multitask import train
 
 recipe_path, out_dir, *overrides = sys.argv[1:]
 result = train(load_recipe(recipe_path, overrides))

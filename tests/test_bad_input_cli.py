@@ -136,6 +136,52 @@ def invalid_json_line(c: Ctx):
     return train(c.recipe(tasks=c.one_task(path))), f"{path}:4:", ["invalid JSON"]
 
 
+def lines_task(c: Ctx, text: str, labels: str, task_type: str = "classification", **data) -> tuple[dict, Path, Path]:
+    """One task whose train split is line-aligned text and labels files (format lines)."""
+    text_path, labels_path = c.file("train_text.txt", text), c.file("train_labels.txt", labels)
+    spec = {"train": {"text": str(text_path), "labels": str(labels_path)}, **data}
+    if "validation" not in data:
+        spec["validation_from_train"] = 0.5
+    return {"t": {"type": task_type, "data": spec}}, text_path, labels_path
+
+
+def lines_count_mismatch(c: Ctx):
+    tasks, text, labels = lines_task(c, "happy day\nawful day\nfine day\n", "joy\nanger\n")
+    return train(c.recipe(tasks=tasks)), f"{text}:3:", [f"{text} has 3 lines", f"{labels} has 2"]
+
+
+def lines_empty_label_line(c: Ctx):
+    tasks, _, labels = lines_task(c, "happy day\nawful day\nfine day\n", "joy\n \njoy\n")
+    return train(c.recipe(tasks=tasks)), f"{labels}:2:", ["empty line", "label"]
+
+
+def lines_validation_label_unseen_in_train(c: Ctx):
+    val_text, val_labels = c.file("val_text.txt", "great\nscary\n"), c.file("val_labels.txt", "joy\nfear\n")
+    tasks, _, _ = lines_task(c, "happy day\nawful day\n", "joy\nanger\n",
+                             validation={"text": str(val_text), "labels": str(val_labels)})
+    return train(c.recipe(tasks=tasks)), f"{val_labels}:2:", ["label 'fear'", "training split"]
+
+
+def lines_format_with_a_plain_path(c: Ctx):
+    path = c.file("train.txt", "happy day\nawful day\n")
+    recipe = c.recipe(tasks=c.one_task(path, format="lines"))
+    return (train(recipe), f"{recipe}:{line_of(recipe, r'^      train:')}:",
+            ["tasks.t.data.train", "{text: FILE, labels: FILE}"])
+
+
+def headerless_row_too_short(c: Ctx):
+    path = c.file("sts.tsv", "g\tf\t2012\t1\t5.0\tA plane.\tA jet.\textra\ng\tf\t2012\t2\t3.0\tOne sentence\n")
+    tasks = c.one_task(path, "regression", format="tsv", header=False, text_column=5, text_pair_column=6,
+                       label_column=4)
+    return train(c.recipe(tasks=tasks)), f"{path}:2:", ["6 fields", "text_pair_column", "position 6"]
+
+
+def column_position_with_header_row(c: Ctx):
+    recipe = c.recipe(tasks=c.one_task(DATA / "trec_sample.csv", text_column=1))
+    return (train(recipe), f"{recipe}:{line_of(recipe, r'^      text_column:')}:",
+            ["tasks.t.data.text_column", "header: false"])
+
+
 # ---------------------------------------------------------------- recipes
 
 
@@ -225,7 +271,9 @@ def predict_task_the_model_does_not_have(c: Ctx):
 CASES = [Case(f.__name__, f) for f in (
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column, empty_split_header_only,
     whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
-    invalid_json_line, unknown_recipe_key, wrong_value_type, negative_lr, temperature_zero, empty_task_list,
+    invalid_json_line, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,
+    lines_format_with_a_plain_path, headerless_row_too_short, column_position_with_header_row, unknown_recipe_key,
+    wrong_value_type, negative_lr, temperature_zero, empty_task_list,
     duplicate_task_names, unknown_sampler, unknown_metric, unknown_task_type, evaluate_folder_that_is_not_a_model,
     evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have)]
 BY_ID = {case.id: case for case in CASES}

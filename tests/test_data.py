@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from conftest import DATA, minilm_path
-from mtnlp.data import align_labels, collate, load_task
+from mtnlp.data import collate, load_task
+from mtnlp.tasks.tagging import align_labels
 from mtnlp.errors import UserError
 from mtnlp.readers import read_examples
 from mtnlp.recipe import DataSpec, load_recipe
@@ -263,3 +264,14 @@ def test_collate_classification_and_regression():
     reg = collate([{"input_ids": [1, 2], "labels": 0.25}, {"input_ids": [1], "labels": 0.75}], 5, "regression")
     assert reg["labels"].dtype == torch.float and reg["labels"].tolist() == [0.25, 0.75]
     assert reg["input_ids"].tolist() == [[1, 2], [1, 5]]
+
+
+def test_regression_validation_and_test_files_need_no_label_set(tmp_path, tokenizer):
+    """Scores in a separate validation/test file are not 'labels unseen in training'."""
+    dev = tmp_path / "dev.csv"
+    dev.write_text("text,score\nan unseen score,4.25\nanother one,0.5\n", encoding="utf-8")
+    tasks = {"s": {"type": "regression", "data": {"train": str(DATA / "regression_sample.csv"), "validation": str(dev),
+                                                   "test": str(dev), "label_column": "score"}}}
+    data = load(tmp_path, "s", tokenizer, tasks=tasks)
+    assert data.labels == [] and data.splits["validation"]["labels"] == [4.25, 0.5]
+    assert data.splits["test"]["labels"] == [4.25, 0.5]

@@ -16,10 +16,11 @@ from transformers import AutoTokenizer
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.data import load_task
 from mtnlp.evaluation import predict
+from mtnlp.tasks import task_type
 from mtnlp.loader import BatchPlan, training_loader
 from mtnlp.recipe import load_recipe
 from mtnlp.sampling import TaskBatches, TaskSampler
-from mtnlp.train import train
+from mtnlp.recipes.multitask import train
 
 TASKS = {"sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},
          "ner": {"type": "tagging", "labels": ["O", "B-PER", "I-PER"], "dropout": 0.1}}
@@ -57,7 +58,8 @@ def test_evaluation_puts_every_input_on_the_model_device(tiny_encoder, make_reci
     data = load_task(recipe, "ner", recipe.tasks["ner"], tokenizer, 32)
     model, seen = meta_model(tiny_encoder)
     with pytest.raises(Stop):
-        predict(model, data.splits["validation"], "ner", "tagging", 4, tokenizer.pad_token_id)
+        predict(model, data.splits["validation"], "ner", task_type("tagging"), model.config.tasks["ner"], 4,
+                tokenizer.pad_token_id)
     assert {name for name, _ in seen} >= {"input_ids", "attention_mask", "token_type_ids"}
     assert all(device == "meta" for _, device in seen), seen
 

@@ -32,7 +32,7 @@ def test_forward_contract_per_task():
     out = model(input_ids=ids, attention_mask=mask, task="sentiment", labels=torch.tensor([0, 1, 1]))
     assert out.logits.shape == (3, 2) and out.loss.ndim == 0 and out.loss > 0
     out = model(input_ids=ids, attention_mask=mask, task="score", labels=torch.tensor([0.1, 0.5, 0.9]))
-    assert out.logits.shape == (3,) and out.loss.ndim == 0
+    assert out.logits.shape == (3, 1) and out.loss.ndim == 0  # as transformers' regression models
     labels = torch.full((3, 9), -100)
     labels[:, 1] = 1
     out = model(input_ids=ids, attention_mask=mask, task="ner", labels=labels)
@@ -101,4 +101,4 @@ def test_from_encoder_keeps_pretrained_weights(tiny_encoder):
     model.eval(), reference.eval()
     torch.testing.assert_close(model.encode(ids, torch.ones_like(ids)), reference(input_ids=ids).last_hidden_state)
     # the sequence heads' poolers start from the encoder's pretrained pooler
-    torch.testing.assert_close(model.heads["sentiment"].pooler["dense"].weight, reference.pooler.dense.weight)
+    torch.testing.assert_close(model.heads["sentiment"].pooler.dense.weight, reference.pooler.dense.weight)

@@ -10,9 +10,9 @@ from conftest import tiny_tasks
 
 from mtnlp.export import export_head
 from mtnlp.modeling import MultiTaskModel
-from mtnlp.pcgrad import project_conflicting
+from mtnlp.gradients import project_conflicting
 from mtnlp.recipe import load_recipe
-from mtnlp.train import train
+from mtnlp.recipes.multitask import train
 from mtnlp.weighting import build_weighting, dwa_weights
 
 TASKS = {"a": {"type": "classification", "labels": ["x", "y"]}, "b": {"type": "tagging", "labels": ["O", "B-P", "I-P"]}}

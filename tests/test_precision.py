@@ -13,7 +13,7 @@ import yaml
 from mtnlp import precision
 from mtnlp.errors import UserError
 from mtnlp.recipe import load_recipe
-from mtnlp.train import train
+from mtnlp.recipes.multitask import train
 
 # oneDNN and ATen capped at AVX2: on any x86 CPU this is what an AVX2-only machine (e.g. Zen 3) runs
 AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}

@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from conftest import DATA, REPO, SHARED
+from mtnlp.data import read_task
 from mtnlp.errors import UserError
-from mtnlp.readers import read_examples
-from mtnlp.recipe import DataSpec
+from mtnlp.readers import read_examples, read_lines
+from mtnlp.recipe import DataSpec, load_recipe
 
 SST_DEV = REPO / "recipes" / "data" / "sst2" / "dev.tsv"
 SST_TRAIN = REPO / "recipes" / "data" / "sst2" / "train.tsv"
@@ -350,6 +352,202 @@ def test_regression_label_not_finite(tmp_path):
     raises_at(path, 3, "finite", task_type="regression", label_column="score")
 
 
+# ---------------------------------------------------------------- lines: line-aligned text and labels files
+
+
+def read_lines_files(tmp_path, text, labels, task_type="classification", text_pair=None, **spec):
+    files = {"text": write(tmp_path, "text.txt", text), "labels": write(tmp_path, "labels.txt", labels)}
+    if text_pair is not None:
+        files["text_pair"] = write(tmp_path, "pair.txt", text_pair)
+    return read_lines(files, DataSpec(**spec), task_type), files
+
+
+def lines_error(tmp_path, text, labels, task_type="classification", text_pair=None, **spec) -> str:
+    with pytest.raises(UserError) as info:
+        read_lines_files(tmp_path, text, labels, task_type, text_pair, **spec)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_lines_classification(tmp_path):
+    # CRLF labels, a text file without a final newline: line i of one is line i of the other
+    rows, files = read_lines_files(tmp_path, "a fine film\n  bad acting \nit's \"ok\", I guess\tmaybe",
+                                   "pos\r\nneg\r\nneutral\r\n")
+    assert rows == [{"text": "a fine film", "label": "pos", "_line": 1},
+                    {"text": "bad acting", "label": "neg", "_line": 2},
+                    {"text": "it's \"ok\", I guess\tmaybe", "label": "neutral", "_line": 3}]
+
+
+def test_lines_final_newline_is_not_an_example_but_a_blank_last_line_is_checked(tmp_path):
+    rows, _ = read_lines_files(tmp_path, "x\ny\n", "0\n1\n")
+    assert [(r["text"], r["label"]) for r in rows] == [("x", "0"), ("y", "1")]
+    # an extra blank line at the end of one file is a line of its own: the counts then differ
+    message = lines_error(tmp_path, "x\ny\n\n", "0\n1\n")
+    assert message.startswith(f"{tmp_path / 'text.txt'}:3:") and "3 lines" in message
+
+
+def test_lines_regression_with_pairs(tmp_path):
+    rows, _ = read_lines_files(tmp_path, "A plane takes off.\nA man plays a flute.\n", "5.000\n3.8\n", "regression",
+                               text_pair="An air plane is taking off.\nA man is playing a large flute.\n")
+    assert rows == [{"text": "A plane takes off.", "text_pair": "An air plane is taking off.", "label": 5.0,
+                     "_line": 1},
+                    {"text": "A man plays a flute.", "text_pair": "A man is playing a large flute.", "label": 3.8,
+                     "_line": 2}]
+    assert all(type(r["label"]) is float for r in rows)
+
+
+def test_lines_label_sep_and_label_names(tmp_path):
+    rows, _ = read_lines_files(tmp_path, "How ?\nWho ?\n", "DESC:manner\nHUM:ind\n", label_sep=":")
+    assert [r["label"] for r in rows] == ["DESC", "HUM"]
+    rows, _ = read_lines_files(tmp_path, "sad\nhappy\nsad again\n", "0\n1\n0\n", label_names={"0": "neg", "1": "pos"})
+    assert [r["label"] for r in rows] == ["neg", "pos", "neg"]
+    message = lines_error(tmp_path, "sad\nhappy\nwhat\n", "0\n1\n2\n", label_names={"0": "neg", "1": "pos"})
+    assert message.startswith(f"{tmp_path / 'labels.txt'}:3:") and "'2' is not in data.label_names" in message
+
+
+@pytest.mark.parametrize("text_lines,label_lines", [(3, 2), (2, 3)])
+def test_lines_count_mismatch_names_both_files_and_counts(tmp_path, text_lines, label_lines):
+    text = "".join(f"text {i}\n" for i in range(text_lines))
+    labels = "".join(f"{i % 2}\n" for i in range(label_lines))
+    message = lines_error(tmp_path, text, labels)
+    text_path, labels_path = tmp_path / "text.txt", tmp_path / "labels.txt"
+    longer = text_path if text_lines > label_lines else labels_path
+    assert message.startswith(f"{longer}:3:"), message  # the first line without a partner
+    assert f"{text_path} has {text_lines}" in message and f"{labels_path} has {label_lines}" in message
+
+
+def test_lines_text_pair_count_mismatch(tmp_path):
+    message = lines_error(tmp_path, "a\nb\n", "0\n1\n", text_pair="only one\n")
+    assert message.startswith(f"{tmp_path / 'labels.txt'}:2:")
+    assert f"{tmp_path / 'pair.txt'} has 1" in message and f"{tmp_path / 'labels.txt'} has 2" in message
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_lines_empty_text_line(tmp_path, blank):
+    message = lines_error(tmp_path, f"first\n{blank}\nthird\n", "0\n1\n0\n")
+    assert message.startswith(f"{tmp_path / 'text.txt'}:2:") and "empty line" in message
+
+
+def test_lines_empty_text_pair_line(tmp_path):
+    message = lines_error(tmp_path, "a\nb\n", "0\n1\n", text_pair="x\n \n")
+    assert message.startswith(f"{tmp_path / 'pair.txt'}:2:") and "empty line" in message
+
+
+def test_lines_empty_label_line(tmp_path):
+    message = lines_error(tmp_path, "a\nb\nc\n", "0\n1\n\n")
+    assert message.startswith(f"{tmp_path / 'labels.txt'}:3:") and "label" in message
+
+
+def test_lines_regression_label_errors_name_the_labels_file(tmp_path):
+    message = lines_error(tmp_path, "a\nb\n", "0.5\nhigh\n", "regression")
+    assert message.startswith(f"{tmp_path / 'labels.txt'}:2:") and "'high'" in message and "not a number" in message
+
+
+def test_lines_encoding_error_names_file_and_line(tmp_path):
+    files = {"text": write(tmp_path, "text.txt", b"plain\ncaf\xe9 au lait\n"),
+             "labels": write(tmp_path, "labels.txt", "0\n1\n")}
+    with pytest.raises(UserError) as info:
+        read_lines(files, DataSpec(), "classification")
+    assert str(info.value).startswith(f"{files['text']}:2:") and "0xe9" in str(info.value)
+    assert "data.encoding" in str(info.value)
+    rows = read_lines(files, DataSpec(encoding="latin-1"), "classification")
+    assert [r["text"] for r in rows] == ["plain", "caf\u00e9 au lait"]
+
+
+def test_lines_missing_labels_file(tmp_path):
+    files = {"text": write(tmp_path, "text.txt", "a\n"), "labels": tmp_path / "nope.txt"}
+    with pytest.raises(UserError, match=re.escape(f"{tmp_path / 'nope.txt'}: file not found")):
+        read_lines(files, DataSpec(), "classification")
+
+
+def test_lines_empty_files(tmp_path):
+    message = lines_error(tmp_path, "", "")
+    assert message.startswith(str(tmp_path / "text.txt")) and "no examples" in message
+
+
+def test_lines_is_not_for_tagging_nor_a_single_path(tmp_path):
+    assert "text data" in lines_error(tmp_path, "a\n", "O\n", "tagging")
+    assert "data.format is csv" in lines_error(tmp_path, "a\n", "0\n", format="csv")
+    path = write(tmp_path, "train_text.txt", "a\nb\n")
+    raises_at(path, None, "{text: FILE, labels: FILE}", format="lines")
+    # a .txt path alone reads as CoNLL: for a text task the error points to the lines format
+    raises_at(path, None, "tagging data", "{text: FILE, labels: FILE}")
+
+
+def test_lines_through_a_recipe(tmp_path):
+    """Relative paths resolve against the recipe's folder; validation labels unseen in train name the labels file."""
+    folder = tmp_path / "emotion"
+    folder.mkdir()
+    write(folder, "train_text.txt", "I am so happy\nThis is awful\nyay\n")
+    write(folder, "train_labels.txt", "joy\nanger\njoy\n")
+    write(folder, "val_text.txt", "great\nscary\n")
+    write(folder, "val_labels.txt", "joy\nfear\n")
+    recipe_path = write(tmp_path, "r.yaml", textwrap.dedent("""\
+        tasks:
+          emotion:
+            type: classification
+            data:
+              train: {text: emotion/train_text.txt, labels: emotion/train_labels.txt}
+              validation: {text: emotion/val_text.txt, labels: emotion/val_labels.txt}
+        """))
+    recipe = load_recipe(recipe_path)
+    raw = read_task(recipe, "emotion", recipe.tasks["emotion"], splits=("train",))
+    assert raw.labels == ["anger", "joy"]
+    assert [(r["text"], r["label"], r["_line"]) for r in raw.examples["train"]] == [
+        ("I am so happy", "joy", 1), ("This is awful", "anger", 2), ("yay", "joy", 3)]
+    with pytest.raises(UserError) as info:
+        read_task(recipe, "emotion", recipe.tasks["emotion"])
+    assert str(info.value).startswith(f"{folder / 'val_labels.txt'}:2:") and "'fear'" in str(info.value)
+
+
+# ---------------------------------------------------------------- headerless csv / tsv, columns by position
+
+
+STS_LIKE = ("main-captions\tMSRvid\t2012test\t0001\t5.000\tA plane is taking off.\tAn air plane is taking off.\r\n"
+            "main-news\tdeft-news\t2014\t0004\t0.500\tHe said \"no\".\tShe left.\tsource note\textra\r\n"
+            "\r\n"
+            "main-forums\tdeft-forum\t2014\t0009\t2.25\t'quoted' text\tOther text\r\n")
+
+
+def test_headerless_tsv_positions_and_extra_trailing_columns(tmp_path):
+    path = write(tmp_path, "sts.csv", STS_LIKE)
+    rows = read(path, "regression", format="tsv", header=False, text_column=5, text_pair_column=6, label_column=4)
+    assert rows == [
+        {"text": "A plane is taking off.", "text_pair": "An air plane is taking off.", "label": 5.0, "_line": 1},
+        {"text": 'He said "no".', "text_pair": "She left.", "label": 0.5, "_line": 2},
+        {"text": "'quoted' text", "text_pair": "Other text", "label": 2.25, "_line": 4}]
+    # with a header (the default) the first row is the header and the 9-field row is an error
+    raises_at(path, 2, "9 fields", "header has 7", task_type="regression", format="tsv")
+
+
+def test_headerless_csv_classification(tmp_path):
+    path = write(tmp_path, "t.csv", 'DESC,"How, exactly, did it happen ?"\nHUM,Who wrote Hamlet ?\n')
+    rows = read(path, header=False, text_column=1, label_column=0)
+    assert rows == [{"text": "How, exactly, did it happen ?", "label": "DESC", "_line": 1},
+                    {"text": "Who wrote Hamlet ?", "label": "HUM", "_line": 2}]
+
+
+def test_headerless_row_with_too_few_fields(tmp_path):
+    path = write(tmp_path, "short.tsv", "g\tf\t2012\t1\t5.0\tA plane.\tA jet.\ng\tf\t2012\t2\t3.0\tOnly one sentence\n")
+    raises_at(path, 2, "6 fields", "data.text_pair_column", "position 6", task_type="regression", header=False,
+              text_column=5, text_pair_column=6, label_column=4)
+
+
+def test_headerless_errors_in_values_name_file_and_line(tmp_path):
+    path = write(tmp_path, "e.tsv", "x\t0\n \t1\n")
+    raises_at(path, 2, "empty text", header=False, text_column=0, label_column=1)
+    path = write(tmp_path, "r.tsv", "x\t0.5\ny\tmany\n")
+    raises_at(path, 2, "'many'", "not a number", task_type="regression", header=False, text_column=0, label_column=1)
+
+
+def test_headerless_needs_positions_and_a_delimited_file(tmp_path):
+    path = write(tmp_path, "p.tsv", "a\t1\n")
+    raises_at(path, None, "data.text_column", "0-based column position", header=False, label_column=1)
+    jsonl = write(tmp_path, "d.jsonl", '{"text": "a", "label": 1}\n')
+    raises_at(jsonl, None, "header: false", "csv and tsv", header=False, text_column=0, label_column=1)
+
+
 # ---------------------------------------------------------------- real full data (dev machines and CI)
 
 
@@ -366,3 +564,17 @@ def test_real_conll2003_train_and_ud_ewt_dev():
     ud = read(SHARED / "ud_english_ewt" / "en_ewt-ud-dev.conllu", "tagging")
     assert len(ud) == 2_001
     assert sum(len(r["tokens"]) for r in ud) == 25_147
+
+
+@pytest.mark.slow
+def test_real_stsb_headerless_by_position():
+    if not SHARED.is_dir():
+        pytest.skip(f"real data sets not present ({SHARED} does not exist; only on dev machines and CI)")
+    path = SHARED / "stsb" / "sts-train.csv"
+    rows = read(path, "regression", format="tsv", header=False, text_column=5, text_pair_column=6, label_column=4)
+    assert len(rows) == 5_749
+    raw = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    assert sum(len(fields) > 7 for fields in raw) > 0  # rows with extra trailing columns are read
+    assert [(r["text"], r["text_pair"], r["label"]) for r in rows] == [
+        (f[5].strip(), f[6].strip(), float(f[4])) for f in raw]
+    assert all(0.0 <= r["label"] <= 5.0 for r in rows)

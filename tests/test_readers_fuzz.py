@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtnlp.data import label_set
+from mtnlp.tasks import task_type
 from mtnlp.errors import UserError
 from mtnlp.readers import read_examples
 from mtnlp.recipe import DataSpec
@@ -376,7 +376,7 @@ def test_deeply_nested_json(workdir, depth, opener, fmt):
     read_or_user_error(path, DataSpec(), "classification")
 
 
-# ---------------------------------------------------------------- label sets (data.label_set)
+# ---------------------------------------------------------------- label sets (TaskType.label_set)
 
 
 @SMALL
@@ -385,7 +385,7 @@ def test_deeply_nested_json(workdir, depth, opener, fmt):
                        min_size=1, max_size=6))
 def test_label_set_never_crashes(labels):
     examples = [{"label": x} for x in labels]
-    out = label_set(examples, "classification")
+    out = task_type("classification").label_set(examples)
     assert sorted(out) == sorted(set(labels))
 
 
@@ -479,9 +479,9 @@ def test_regression_label_text_label_and_text_split_on_tab(tmp_path):
 
 
 def test_regression_label_set_with_non_ascii_digits_and_double_minus():
-    assert label_set([{"label": x} for x in ["\u00b2", "1"]], "classification") == ["1", "\u00b2"]
-    assert label_set([{"label": x} for x in ["--1", "0"]], "classification") == ["--1", "0"]
-    assert label_set([{"label": x} for x in ["10", "-1", "2"]], "classification") == ["-1", "2", "10"]
+    assert task_type("classification").label_set([{"label": x} for x in ["\u00b2", "1"]]) == ["1", "\u00b2"]
+    assert task_type("classification").label_set([{"label": x} for x in ["--1", "0"]]) == ["--1", "0"]
+    assert task_type("classification").label_set([{"label": x} for x in ["10", "-1", "2"]]) == ["-1", "2", "10"]
 
 
 def test_regression_header_only_and_empty_header(tmp_path):

@@ -304,3 +304,108 @@ def test_unknown_key_line_in_demo_recipe(tmp_path):
     expected = next(i for i, line in enumerate(text.splitlines(), 1) if "eval_evry" in line)
     message = error(path)
     assert re.search(rf"{re.escape(str(path))}:{expected}: unknown key 'training.eval_evry'", message), message
+
+
+# ---------------------------------------------------------------- data: format lines, header and column positions
+
+# line numbers: data 4, format 5, train 6, validation 7, header 8
+LINES = textwrap.dedent("""\
+    tasks:
+      emotion:
+        type: classification
+        data:
+          format: lines
+          train: {text: emo/train_text.txt, labels: emo/train_labels.txt}
+          validation: {text: emo/val_text.txt, labels: emo/val_labels.txt, text_pair: emo/val_pair.txt}
+    """)
+# line numbers: header 6, text_column 7, text_pair_column 8, label_column 9
+HEADERLESS = textwrap.dedent("""\
+    tasks:
+      sts:
+        type: regression
+        data:
+          train: sts-train.csv
+          header: false
+          text_column: 5
+          text_pair_column: 6
+          label_column: 4
+          format: tsv
+    """)
+
+
+def test_lines_mapping(tmp_path):
+    recipe = load_recipe(recipe_file(tmp_path, LINES))
+    data = recipe.tasks["emotion"].data
+    assert data.format == "lines"
+    assert data.train == {"text": "emo/train_text.txt", "labels": "emo/train_labels.txt"}
+    assert data.validation["text_pair"] == "emo/val_pair.txt"
+    # the mapping implies the format
+    implied = load_recipe(recipe_file(tmp_path, LINES, replace={"      format: lines\n": ""}))
+    assert implied.tasks["emotion"].data.format is None and implied.tasks["emotion"].data.train["labels"]
+    assert to_dict(implied)["tasks"]["emotion"]["data"]["train"]["text"] == "emo/train_text.txt"
+
+
+@pytest.mark.parametrize("replace,line,key,fragment", [
+    ({"validation: {text: emo/val_text.txt, labels: emo/val_labels.txt, text_pair: emo/val_pair.txt}":
+      "validation: emo/val.tsv"}, 7, "tasks.emotion.data.validation", "not a single path"),
+    ({"format: lines": "format: csv"}, 6, "tasks.emotion.data.train", "data.format is csv"),
+    ({"labels: emo/train_labels.txt}": "label: emo/train_labels.txt}"}, 6, "tasks.emotion.data.train.label",
+     "unknown key (expected: text, labels, text_pair)"),
+    ({", labels: emo/train_labels.txt}": "}"}, 6, "tasks.emotion.data.train", "missing 'labels'"),
+    ({"type: classification": "type: tagging"}, 6, "tasks.emotion.data.train", "text data"),
+    ({"format: lines": "format: lines\n      text_column: sentence"}, 6, "tasks.emotion.data.text_column",
+     "does not apply to format lines"),
+    ({"format: lines": "format: lines\n      hub: glue"}, 7, "tasks.emotion.data.train", "hub"),
+])
+def test_lines_recipe_errors(tmp_path, replace, line, key, fragment):
+    path = recipe_file(tmp_path, LINES, replace=replace)
+    message = error(path)
+    assert message.startswith(f"{path}:{line}: {key}:"), message
+    assert fragment in message, message
+
+
+def test_plain_path_with_format_lines(tmp_path):
+    path = recipe_file(tmp_path, "tasks:\n  t:\n    type: regression\n    data:\n      train: a.txt\n      format: lines\n")
+    message = error(path)
+    assert message.startswith(f"{path}:5: tasks.t.data.train:") and "data.format is lines" in message
+
+
+def test_headerless_positions(tmp_path):
+    data = load_recipe(recipe_file(tmp_path, HEADERLESS)).tasks["sts"].data
+    assert data.header is False
+    assert (data.text_column, data.text_pair_column, data.label_column) == (5, 6, 4)
+    assert all(type(v) is int for v in (data.text_column, data.text_pair_column, data.label_column))
+    # YAML's no is false; names stay names with a header row (the default)
+    assert load_recipe(recipe_file(tmp_path, HEADERLESS, replace={"header: false": "header: no"})
+                       ).tasks["sts"].data.header is False
+    assert load_recipe(recipe_file(tmp_path, BASE)).tasks["sentiment"].data.header is True
+    over = load_recipe(recipe_file(tmp_path, HEADERLESS), ["tasks.sts.data.label_column=3"])
+    assert over.tasks["sts"].data.label_column == 3
+
+
+@pytest.mark.parametrize("replace,line,key,fragment", [
+    ({"header: false": "header: true"}, 7, "tasks.sts.data.text_column", "needs data.header: false"),
+    ({"label_column: 4": "label_column: score"}, 9, "tasks.sts.data.label_column", "not the name 'score'"),
+    ({"      label_column: 4\n": ""}, 6, "tasks.sts.data.header", "label_column as a 0-based column position"),
+    ({"text_pair_column: 6": "text_pair_column: -1"}, 8, "tasks.sts.data.text_pair_column", ">= 0"),
+    ({"format: tsv": "format: jsonl"}, 6, "tasks.sts.data.header", "csv and tsv files, not jsonl"),
+    ({"type: regression": "type: tagging"}, 6, "tasks.sts.data.header", "tagging"),
+    ({"header: false": "header: maybe"}, 6, "tasks.sts.data.header", "expected bool"),
+])
+def test_headerless_recipe_errors(tmp_path, replace, line, key, fragment):
+    path = recipe_file(tmp_path, HEADERLESS, replace=replace)
+    message = error(path)
+    assert message.startswith(f"{path}:{line}: {key}:"), message
+    assert fragment in message, message
+
+
+def test_column_position_with_a_header_row_via_override(tmp_path):
+    message = error(recipe_file(tmp_path), ["tasks.sentiment.data.text_column=0"])
+    assert "(command-line override)" in message and "tasks.sentiment.data.text_column" in message
+    assert "header: false" in message
+
+
+@pytest.mark.parametrize("written", ["no", "off", "false"])
+def test_yaml_no_like_mixed_precision_needs_no_quotes(tmp_path, written):
+    path = recipe_file(tmp_path, replace={"  lr: 0.001": f"  lr: 0.001\n  mixed_precision: {written}"})
+    assert load_recipe(path).training.mixed_precision == "fp32"

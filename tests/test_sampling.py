@@ -245,7 +245,7 @@ def test_token_budget_trains(make_recipe, tmp_path):
     import json
 
     from mtnlp.recipe import load_recipe
-    from mtnlp.train import train
+    from mtnlp.recipes.multitask import train
 
     train(load_recipe(make_recipe(training={"steps": 3, "batch_tokens": 256})))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best_step"] == 3

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from mtnlp.cli import main
 from mtnlp.recipe import load_recipe
-from mtnlp.train import train
+from mtnlp.recipes.multitask import train
 
 
 def read_jsonl(path):
@@ -78,6 +78,11 @@ def test_resume_gives_same_batches_and_parameters(make_recipe, tmp_path):
     state_a = json.loads((run / "checkpoints" / "step-000008" / "trainer_state.json").read_text())
     state_b = json.loads((resumed_dir / "checkpoints" / "step-000008" / "trainer_state.json").read_text())
     assert state_a["sampler"] == state_b["sampler"] and state_a["batches"] == state_b["batches"]
+    # the per-task batch and example counts continue where the checkpoint left them
+    counts = {r["step"]: (r["batches"], r["examples"]) for r in read_jsonl(run / "train_log.jsonl")}
+    assert {r["step"]: (r["batches"], r["examples"]) for r in read_jsonl(resumed_dir / "train_log.jsonl")} == \
+        {step: counts[step] for step in (5, 6, 7, 8)}
+    assert sum(counts[8][0].values()) == 16  # 8 steps of 2 micro-batches
 
 
 def test_resume_latest_picks_newest_complete_checkpoint(make_recipe, tmp_path):
@@ -115,6 +120,12 @@ def test_cli_train_and_evaluate(make_recipe, tmp_path, capsys):
     written = json.loads((tmp_path / "run" / "model" / "eval-validation.json").read_text())
     trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written["tasks"]["ner"]["validation"] == pytest.approx(trained["tasks"]["ner"]["validation"])
+    # evaluating with a shorter max_length warns once per truncated task
+    with pytest.warns(UserWarning) as caught:
+        assert main(["evaluate", str(tmp_path / "run" / "model"), str(recipe), "model.max_length=10",
+                     "--split", "validation"]) == 0
+    notes = [str(w.message) for w in caught if "longer than max_length=10" in str(w.message)]
+    assert sorted(n.split(":")[0] for n in notes) == ["ner validation", "score validation", "sentiment validation"]
 
 
 def test_cli_user_errors_are_one_line_exit_2(make_recipe, tmp_path):
@@ -203,3 +214,57 @@ def test_unloadable_encoder_is_a_user_error(make_recipe, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe)], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "model.encoder: cannot load" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_data_table_truncation_notes_and_batch_counts(make_recipe, tmp_path, capsys, tiny_encoder):
+    """The start-of-training data facts, the once-per-split truncation note and the per-task counts."""
+    from collections import Counter
+
+    from conftest import DATA
+    from transformers import AutoTokenizer
+
+    from mtnlp.readers import read_examples
+
+    max_length = 12
+    tasks = {"ner": {"type": "tagging", "data": {"train": str(DATA / "ner_sample.conll"),
+                                                 "validation": str(DATA / "ner_sample_dev.conll")}},
+             "sentiment": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"),
+                                                              "text_column": "sentence"}}}
+    recipe = make_recipe(tasks=tasks, model={"encoder": tiny_encoder, "max_length": max_length},
+                         training={"steps": 6, "eval_every": 2, "log_every": 1, "batch_size": 8})
+    spec = load_recipe(recipe).tasks
+    train(load_recipe(recipe))
+    out = capsys.readouterr().out
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["data"]["max_length"] == max_length
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    for split, file in (("train", "ner_sample.conll"), ("validation", "ner_sample_dev.conll")):
+        examples = read_examples(DATA / file, spec["ner"].data, "tagging")
+        tags = Counter(t for ex in examples for t in ex["tags"])
+        over = sum(len(tokenizer(ex["tokens"], is_split_into_words=True)["input_ids"]) > max_length for ex in examples)
+        facts = metrics["data"]["tasks"]["ner"][split]
+        assert facts["examples"] == len(examples) and facts["labels"] == len(tags)
+        assert facts["over_max_length"] == over > 0
+        assert facts["largest"] == [tags.most_common()[0][0], pytest.approx(tags.most_common()[0][1] / tags.total())]
+    lines = read_examples(DATA / "sst2_sample.jsonl", spec["sentiment"].data, "classification")
+    facts = metrics["data"]["tasks"]["sentiment"]["train"]
+    assert facts["examples"] == len(lines) and facts["labels"] == 2
+    assert facts["over_max_length"] == sum(len(tokenizer(ex["text"])["input_ids"]) > max_length for ex in lines)
+
+    header = next(line for line in out.splitlines() if line.startswith("task "))
+    assert header.split() == ["task", "split", "examples", "labels", "largest", "smallest", ">", "12", "tokens"]
+    assert f"ner        validation  {len(read_examples(DATA / 'ner_sample_dev.conll', spec['ner'].data, 'tagging')):>8}" in out
+    # three validation runs, one note; no validation split for sentiment, so no note for it
+    assert out.count("ner validation: ") == 1 and "examples are longer than max_length=12" in out
+    assert "sentiment validation" not in out
+
+    log = read_jsonl(run / "train_log.jsonl")
+    for record in log:
+        assert sum(record["batches"].values()) == record["step"]  # one batch per step, grad_accum 1
+        for task, batches in record["batches"].items():
+            assert batches <= record["examples"][task] <= 8 * batches
+    trained = {n: {"batches": log[-1]["batches"][n], "examples": log[-1]["examples"][n]} for n in tasks}
+    assert metrics["trained_on"] == trained
+    assert all(c["batches"] > 0 for c in trained.values())

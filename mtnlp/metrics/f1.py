@@ -5,15 +5,18 @@ import evaluate
 from sklearn.metrics import f1_score
 
 
+def _value(config_name):
+    return datasets.Sequence(datasets.Value("int64")) if config_name == "multilabel" else datasets.Value("int64")
+
+
 class F1(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description="F1 = 2 * precision * recall / (precision + recall).",
             citation="",
-            inputs_description="predictions, references: lists of int labels; average: sklearn average mode.",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            inputs_description="predictions, references: lists of int labels (config multilabel: lists of 0/1 "
+                               "vectors); average: sklearn average mode.",
+            features=datasets.Features({"predictions": _value(self.config_name), "references": _value(self.config_name)}),
         )
 
     def _compute(self, predictions, references, average="macro"):

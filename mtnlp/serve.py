@@ -1,0 +1,440 @@
+"""`mtnlp serve`: a model's heads behind HTTP (FastAPI on uvicorn).
+
+    POST /predict  {"inputs": "text" | ["text", ...] | [{"text": ..., "text_pair": ...}, ...],
+                    "tasks": [...] (optional), "all_scores": false}
+                   -> {"predictions": [...]}: per input, what `mtnlp predict` prints as its "predictions"
+    GET  /health   -> {"status": "ok", "requests": ..., "inputs": ..., "batches": ...}
+    GET  /info     -> the tasks (type, labels, the model card's metrics), precision, limits, batching
+
+Concurrent requests share encoder passes: one worker collects queued requests for a short window
+(from the first one's arrival) up to a maximum number of inputs, runs ONE pipeline call on the
+union of their inputs (in a thread, so the event loop keeps accepting), and answers each request
+with its own slice. The call computes the union of the requested tasks, with every label's score if
+any request asked for them; each answer keeps only its own tasks (in its order) and drops `scores`
+unless it asked. So a batch never splits into several encoder passes by request options, and no
+head runs that no request asked for.
+
+A bad request is a 4xx JSON error {"error": "FIELD: what is wrong", "field": "FIELD"}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import signal
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .errors import UserError
+
+log = logging.getLogger("mtnlp.serve")
+REQUEST_KEYS = ("inputs", "tasks", "all_scores")
+PAIR_KEYS = ("text", "text_pair")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 1 << 20  # 413 above
+    max_inputs: int = 256  # texts in one request
+    max_chars: int = 10_000  # characters in one text (each of a pair)
+
+
+class ApiError(Exception):
+    """A bad request: HTTP `status`, the request `field` at fault and what is wrong with it."""
+
+    def __init__(self, status: int, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.status, self.field = status, field
+
+
+# ------------------------------------------------------------------ batching
+
+
+@dataclass
+class Job:
+    inputs: list
+    tasks: tuple[str, ...]
+    all_scores: bool
+    future: asyncio.Future
+    arrived: float
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    inputs: int = 0
+    batches: int = 0  # pipeline calls
+    largest_batch: int = 0  # inputs in the largest call
+
+
+class Batcher:
+    """One worker task: queued requests -> one pipeline call per collected batch -> each request's slice."""
+
+    def __init__(self, pipe, window_ms: float = 5.0, max_batch: int = 64):
+        self.pipe, self.window, self.max_batch = pipe, window_ms / 1000, max_batch
+        self.stats = Stats()
+        self._queue: asyncio.Queue[Job] | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtnlp-pipeline")
+        self._worker = asyncio.create_task(self._run(), name="mtnlp-batcher")
+
+    async def stop(self) -> None:
+        """After uvicorn has answered the requests in flight: end the worker, fail anything still queued."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        while self._queue is not None and not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the server is shutting down"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    async def predict(self, inputs: list, tasks: tuple[str, ...], all_scores: bool) -> list[dict]:
+        if self._worker is None:  # an ASGI server or client that skips the lifespan events
+            await self.start()
+        loop = asyncio.get_running_loop()
+        job = Job(inputs, tasks, all_scores, loop.create_future(), loop.time())
+        self.stats.requests += 1
+        self.stats.inputs += len(inputs)
+        self._queue.put_nowait(job)
+        return await job.future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        held: Job | None = None  # a request that did not fit into the previous batch
+        while True:
+            first = held or await self._queue.get()
+            held = None
+            if first.future.done():  # its client went away
+                continue
+            batch, size = [first], len(first.inputs)
+            deadline = first.arrived + self.window  # requests queued during the last call are taken at once
+            while size < self.max_batch:
+                wait = deadline - loop.time()
+                try:
+                    job = self._queue.get_nowait() if wait <= 0 else await asyncio.wait_for(self._queue.get(), wait)
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+                if job.future.done():
+                    continue
+                if size + len(job.inputs) > self.max_batch:
+                    held = job
+                    break
+                batch.append(job)
+                size += len(job.inputs)
+            try:
+                await self._answer(batch)
+            except Exception:  # a bug here must not stop the worker: every later request would hang
+                log.exception("batch failed")
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(RuntimeError("prediction failed (see the server log)"))
+
+    async def _answer(self, batch: list[Job]) -> None:
+        try:
+            results = await self._call([x for job in batch for x in job.inputs], batch)
+        except Exception:
+            if len(batch) == 1:
+                log.exception("prediction failed")
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(RuntimeError("prediction failed (see the server log)"))
+                return
+            for job in batch:  # one request's input must not fail the others: each alone
+                await self._answer([job])
+            return
+        start = 0
+        for job in batch:
+            mine = results[start:start + len(job.inputs)]
+            start += len(job.inputs)
+            if not job.future.done():
+                job.future.set_result([self._select(r, job) for r in mine])
+
+    async def _call(self, inputs: list, batch: list[Job]) -> list[dict]:
+        wanted = {t for job in batch for t in job.tasks}
+        tasks = [t for t in self.pipe.tasks if t in wanted]  # the union, in the model's order
+        all_scores = any(job.all_scores for job in batch)
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(inputs))
+        call = functools.partial(self.pipe, inputs, tasks=tasks, return_all_scores=all_scores)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _select(self, result: dict, job: Job) -> dict:
+        """A request's own predictions from a batch's: its tasks in its order, `scores` only if it asked."""
+        out = {}
+        for task in job.tasks:
+            prediction = result[task]
+            if not job.all_scores and self.pipe.tasks[task]["type"] == "classification":
+                prediction = {k: v for k, v in prediction.items() if k != "scores"}
+            out[task] = prediction
+        return out
+
+
+# ------------------------------------------------------------------ requests
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or 413 as soon as it is known to exceed `limit` bytes (by Content-Length or while streaming)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body", f"{int(declared)} bytes, more than the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body", f"more than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: bool) -> tuple[list, tuple, bool]:
+    """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deep
+        raise ApiError(400, "body", f"invalid JSON ({getattr(e, 'msg', None) or e})") from None
+    if not isinstance(payload, dict):
+        raise ApiError(422, "body", 'expected a JSON object such as {"inputs": ["some text"]}')
+    for key in payload:
+        if key not in REQUEST_KEYS:
+            raise ApiError(422, key, f"unknown field (expected: {', '.join(REQUEST_KEYS)})")
+    if "inputs" not in payload:
+        raise ApiError(422, "inputs", "missing")
+    inputs = payload["inputs"]
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(inputs, list) or not inputs:
+        raise ApiError(422, "inputs", "expected a text or a non-empty list of texts")
+    if len(inputs) > limits.max_inputs:
+        raise ApiError(422, "inputs", f"{len(inputs)} inputs, more than the limit of {limits.max_inputs}")
+    for i, item in enumerate(inputs):
+        check_input(item, f"inputs[{i}]", limits, pairs)
+
+    tasks = payload.get("tasks")
+    if tasks is None:
+        tasks = served
+    else:
+        if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+            raise ApiError(422, "tasks", "expected a non-empty list of task names (omit it for every task)")
+        unknown = [t for t in tasks if t not in served]
+        if unknown:
+            raise ApiError(422, "tasks", f"no task {unknown[0]!r} (there are: {', '.join(served)})")
+        tasks = tuple(dict.fromkeys(tasks))
+    all_scores = payload.get("all_scores", False)
+    if not isinstance(all_scores, bool):
+        raise ApiError(422, "all_scores", "expected true or false")
+    return inputs, tasks, all_scores
+
+
+def check_input(item, name: str, limits: Limits, pairs: bool) -> None:
+    if isinstance(item, str):
+        if len(item) > limits.max_chars:
+            raise ApiError(422, name, f"{len(item)} characters, more than the limit of {limits.max_chars}")
+        return
+    if not isinstance(item, dict):
+        raise ApiError(422, name, 'expected a text or an object {"text": ..., "text_pair": ...}')
+    if not pairs:
+        raise ApiError(422, name, "this model's pipeline takes plain texts only (no text pairs): send a string")
+    for key in item:
+        if key not in PAIR_KEYS:
+            raise ApiError(422, f"{name}.{key}", "unknown field (expected: text, text_pair)")
+    if not isinstance(item.get("text"), str):
+        raise ApiError(422, f"{name}.text", "expected a string")
+    if "text_pair" in item and not isinstance(item["text_pair"], str):
+        raise ApiError(422, f"{name}.text_pair", "expected a string")
+    for key in PAIR_KEYS:
+        if len(item.get(key, "")) > limits.max_chars:
+            raise ApiError(422, f"{name}.{key}",
+                           f"{len(item[key])} characters, more than the limit of {limits.max_chars}")
+
+
+def takes_pairs(pipe) -> bool:
+    """Whether the pipeline accepts {"text", "text_pair"} inputs: it is asked once, with a tiny pair."""
+    try:
+        pipe([{"text": "a", "text_pair": "b"}])
+    except Exception:  # e.g. TypeError: a pipeline that splits plain strings only
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ the application
+
+
+def card_metrics(model: str, revision: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {split: {metric: value}}} from the model card's table (README.md, as hub.model_card writes it)."""
+    path = Path(model).expanduser() / "README.md"
+    try:
+        if not Path(model).expanduser().is_dir():
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(model, "README.md", revision=revision))
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except Exception:  # no card: no metrics
+        return {}
+    metrics, header = {}, None
+    for line in lines:
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:3] == ["task", "type", "labels"]:
+            header = cells
+        elif header and len(cells) == len(header) and not set(cells[0]) <= set("-: "):
+            for split, cell in zip(header[3:], cells[3:]):
+                values = {}
+                for part in cell.split(", "):
+                    name, _, value = part.rpartition(" ")
+                    try:
+                        values[name] = float(value)
+                    except ValueError:
+                        pass
+                if values:
+                    metrics.setdefault(cells[0], {})[split] = values
+    return metrics
+
+
+def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(), window_ms: float = 5.0,
+               max_batch: int = 64, model_name: str = "", metrics: dict | None = None,
+               pairs: bool | None = None) -> FastAPI:
+    """The FastAPI app serving `pipe` (a MultiTaskPipeline). `tasks`: the heads served (default: all);
+    `pairs`: whether the pipeline takes text pairs (default: ask it). app.state.batcher.stats counts
+    requests and pipeline calls."""
+    served = tuple(tasks or pipe.tasks)
+    pairs = takes_pairs(pipe) if pairs is None else pairs
+    batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="mtnlp", summary=f"{model_name}: {', '.join(served)}", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, e: ApiError):
+        return JSONResponse({"error": str(e), "field": e.field}, status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, e: StarletteHTTPException):  # 404, 405 ...: the same JSON shape
+        return JSONResponse({"error": str(e.detail)}, status_code=e.status_code, headers=e.headers)
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        inputs, request_tasks, all_scores = parse_request(await read_body(request, limits.max_body_bytes), served,
+                                                          limits, pairs)
+        try:
+            predictions = await batcher.predict(inputs, request_tasks, all_scores)
+        except RuntimeError as e:
+            return JSONResponse({"error": str(e)}, status_code=500)
+        return JSONResponse({"predictions": predictions})
+
+    @app.get("/health")
+    async def health():
+        s = batcher.stats
+        return {"status": "ok", "requests": s.requests, "inputs": s.inputs, "batches": s.batches}
+
+    info = {
+        "model": model_name,
+        "tasks": {name: {"type": pipe.tasks[name]["type"], "labels": pipe.tasks[name]["labels"],
+                         "metrics": (metrics or {}).get(name, {})} for name in served},
+        "text_pairs": pairs,
+        "precision": pipe.precision.as_dict(),
+        "max_length": pipe.max_length,
+        "limits": {"max_body_bytes": limits.max_body_bytes, "max_inputs": limits.max_inputs,
+                   "max_chars": limits.max_chars},
+        "batching": {"window_ms": window_ms, "max_batch": max_batch, "pipeline_batch_size": pipe.batch_size},
+    }
+
+    @app.get("/info")
+    async def get_info():
+        return info
+
+    return app
+
+
+# ------------------------------------------------------------------ the command
+
+
+def check_args(args) -> None:
+    """Option mistakes, before anything heavy is imported."""
+    for name in ("max_batch", "batch_size", "max_body_bytes", "max_inputs", "max_chars"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')}: must be at least 1 (got {getattr(args, name)})")
+    if args.batch_window_ms < 0:
+        raise UserError(f"--batch-window-ms: must not be negative (got {args.batch_window_ms})")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port: {args.port} is not a port number (0 picks a free one)")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, bound before the model loads: a port in use is reported at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+def run(args) -> int:
+    """`mtnlp serve MODEL ...`: load the model, then serve until SIGTERM or Ctrl-C (exit 0 on SIGTERM)."""
+    check_args(args)
+    with contextlib.closing(bind(args.host, args.port)) as sock:
+        return serve(args, sock)
+
+
+def serve(args, sock: socket.socket) -> int:
+    from .cli import load_model, quiet_libraries
+
+    quiet_libraries(with_datasets=False)
+    from .pipeline import MultiTaskPipeline
+
+    revision = {"revision": args.revision} if args.revision else {}
+    model, tokenizer = load_model(args.model, **revision)
+    pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
+    tasks = list(dict.fromkeys(args.tasks.split(","))) if args.tasks else None
+    unknown = [t for t in tasks or [] if t not in pipe.tasks]
+    if unknown:
+        raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
+    limits = Limits(args.max_body_bytes, args.max_inputs, args.max_chars)
+    app = create_app(pipe, tasks=tasks, limits=limits, window_ms=args.batch_window_ms, max_batch=args.max_batch,
+                     model_name=args.model, metrics=card_metrics(args.model, args.revision))
+    pipe(["warm-up"])  # the first call builds the kernels: not on a client's time
+    config = uvicorn.Config(app, log_level="info", access_log=args.access_log, timeout_graceful_shutdown=60)
+    server = uvicorn.Server(config)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {args.model} on http://{shown}:{port} (tasks: {', '.join(tasks or pipe.tasks)}; "
+          f"{pipe.precision.describe()})", flush=True)
+    # uvicorn finishes the requests in flight on SIGTERM, then raises the signal again for the previous
+    # handler: this one makes that a normal exit (status 0) instead of death by signal
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not server.started:  # uvicorn logged why (e.g. the app's start-up failed)
+        print("error: the server did not start", file=sys.stderr)
+        return 1
+    print("stopped", flush=True)
+    return 0

@@ -1,0 +1,79 @@
+"""pydantic building blocks of a recipe: strict sections that forbid unknown keys, the number
+types with their ranges, the data section and the part of a task section every task type shares
+(each type adds its own fields: mtnlp/tasks)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+LINES_FILES = ("text", "labels", "text_pair")  # the keys of a split given as a mapping (format lines)
+
+
+def _number(value):
+    """PyYAML reads 3e-5 (no dot) as a string: take numeric strings as numbers."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value}")
+    return value
+
+
+def _listed(value):
+    return [value] if isinstance(value, str) else value  # `report_to: tensorboard` means a list of one
+
+
+def _string_keys(value):
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value  # {0: negative}
+
+
+Float = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+Positive = Annotated[float, BeforeValidator(_number), Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, BeforeValidator(_number), Field(ge=0, lt=1, allow_inf_nan=False)]  # [0, 1)
+Count = Annotated[int, Field(gt=0)]
+Names = Annotated[list[str], BeforeValidator(_listed)]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DataSpec(Spec):
+    """Where a task's examples come from and which columns hold what."""
+
+    hub: str | None = None  # a datasets hub id, e.g. "glue"; splits then name hub splits
+    config: str | None = None  # hub dataset config, e.g. "sst2"
+    # default: from the file suffix. label_text: one example per line, "LABEL text..." (e.g. TREC).
+    # lines: a split is {text: FILE, labels: FILE, text_pair?: FILE}, line i of each file is example i
+    format: Literal["csv", "tsv", "json", "jsonl", "conll", "conllu", "label_text", "lines"] | None = None
+    train: str | dict[str, str] | None = None  # a path, or (format lines) a mapping of LINES_FILES to paths
+    validation: str | dict[str, str] | None = None
+    test: str | dict[str, str] | None = None
+    validation_from_train: Annotated[Float, Field(gt=0, lt=1)] | None = None  # carve this fraction of train (seeded)
+    header: bool = True  # csv/tsv: false = no header row; the columns below are then 0-based positions
+    text_column: str | int = "text"
+    text_pair_column: str | int | None = None  # second text column for sentence-pair tasks
+    label_column: str | int = "label"
+    token_column: int | str | None = None  # tagging: conll column index (default 0) / json key ("tokens")
+    tag_column: int | str | None = None  # tagging: conll index (default -1), conllu "upos"|"xpos", json key
+    encoding: str = "utf-8"
+    # rename raw labels, e.g. {0: negative, 1: positive}
+    label_names: Annotated[dict[str, str], BeforeValidator(_string_keys)] | None = None
+    label_sep: str | None = None  # keep each label only up to this separator, e.g. ":" for TREC-6 "DESC:manner"
+
+
+class TaskSpec(Spec):
+    """A task section's keys every type has; a type's own Spec (mtnlp/tasks) names its `type` and adds keys."""
+
+    type: str
+    data: DataSpec
+    metrics: Names | None = None  # default per type; the first is the task's main metric
+    loss_weight: Annotated[Float, Field(ge=0)] = 1.0
+    dropout: Fraction = 0.1
+
+

@@ -1,0 +1,15 @@
+"""The task types: one module each; adding a type is a new module, one line here, and its tests."""
+
+from __future__ import annotations
+
+from .base import TaskType
+from .classification import Classification
+from .multilabel import Multilabel
+from .regression import Regression
+from .tagging import Tagging
+
+TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(), Regression(), Tagging(), Multilabel())}
+
+
+def task_type(name: str) -> TaskType:
+    return TASK_TYPES[name]

@@ -1,0 +1,167 @@
+"""What every task type answers. A type is one module in mtnlp/tasks (one class) and one line in
+the registry (mtnlp/tasks/__init__.py); the rest of mtnlp asks it instead of branching on the
+type's name: reading a raw example, the label set, tokenising and aligning labels, padding a batch,
+the head's loss, turning logits into predictions, scoring them, decoding them for the pipeline and
+exporting the head as a plain transformers model."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..readers import Row
+    from ..recipe import DataSpec
+
+
+class TaskType:
+    name: str  # the recipe's `type:`
+    metrics: tuple[str, ...]  # the metrics (mtnlp/metrics METRICS) that apply; see default_metrics
+    token_level = False  # True: examples are token lists (CoNLL, CoNLL-U, json lists), labels per token
+    head_kind = "sequence"  # which of the encoder family's heads it uses: "sequence" or "token"
+    export_class = "AutoModelForSequenceClassification"  # the transformers class an exported head loads as
+    pipeline_tag = "text-classification"  # the hub's task tag for the model card
+
+    # ---------------------------------------------------------------- reading
+
+    def example(self, row: Row, spec: DataSpec) -> dict:
+        """A checked example from one raw row (columns by name); problems are UserErrors naming the row."""
+        raise NotImplementedError
+
+    def label_set(self, examples: list[dict]) -> list[str]:
+        """The label names, in a stable order (numbers numerically): the head's output order."""
+        return sort_labels({label for ex in examples for label in self.labels_of(ex)})
+
+    def labels_of(self, example: dict) -> list[str]:
+        return [example["label"]]
+
+    def min_labels(self) -> int:
+        return 2
+
+    def model_spec(self, spec) -> dict:
+        """What the model's config keeps of the recipe's task section beyond type, labels and dropout."""
+        return {}
+
+    # ---------------------------------------------------------------- tokenising and batches
+
+    def encode(self, batch: dict[str, list], tokenizer, max_length: int, label_ids: dict[str, int]) -> dict:
+        """Tokenise a batch of examples (datasets.map) with their labels as model targets."""
+        enc = tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length)
+        enc["labels"] = [self.target(label, label_ids) for label in batch["label"]]
+        return enc
+
+    def target(self, label, label_ids: dict[str, int]):
+        return label_ids[label]
+
+    def collate_labels(self, rows: list[dict], width: int) -> torch.Tensor:
+        import torch
+
+        return torch.tensor([r["labels"] for r in rows], dtype=torch.long)
+
+    # ---------------------------------------------------------------- the head
+
+    def num_outputs(self, labels: list[str]) -> int:
+        return len(labels)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- evaluation
+
+    def predictions(self, logits: torch.Tensor, labels: torch.Tensor, spec: dict) -> list:
+        """One prediction per row of a batch, in the form score() takes."""
+        raise NotImplementedError
+
+    def references(self, dataset) -> list:
+        return dataset["labels"]
+
+    def score(self, references: list, predictions: list, metrics: list[str], labels: list[str]) -> dict[str, float]:
+        from ..metrics import compute
+
+        return {name: compute(name, predictions, references) for name in metrics}
+
+    def fits_validation(self, spec) -> bool:
+        """Whether fit() has something to learn from the validation split after training."""
+        return False
+
+    def fit(self, logits: torch.Tensor, references: list, spec) -> dict:
+        """Model config updates learnt from the validation split's logits (see fits_validation)."""
+        return {}
+
+    def baseline(self, train, target, labels: list[str]) -> list:
+        """What always predicting the most frequent training label gives on `target`."""
+        top = Counter(train["labels"]).most_common(1)[0][0]
+        return [top] * len(target)
+
+    def facts(self, dataset, labels: list[str]) -> dict:
+        """The label spread of a tokenised split, for the start-of-training table (shares per example)."""
+        return label_shares([labels[i] for i in dataset["labels"]])
+
+    # ---------------------------------------------------------------- pipeline and export
+
+    def decode(self, logits: torch.Tensor, spec: dict, all_scores: bool, words=None, first_tokens=None,
+               text: str = "") -> Any:
+        """The pipeline's prediction for one input from this head's logits (one row)."""
+        raise NotImplementedError
+
+    def export_config(self, config, spec: dict) -> None:
+        """Set num_labels / id2label / problem_type of an exported head's transformers config."""
+        config.id2label = dict(enumerate(spec["labels"]))
+        config.label2id = {label: i for i, label in enumerate(spec["labels"])}
+
+    def describe_labels(self, spec: dict) -> str:
+        """The labels cell of the model card's table."""
+        return ", ".join(spec["labels"])
+
+
+class TextTask(TaskType):
+    """A text (or a text pair) with a label: the shared part of reading it."""
+
+    def example(self, row: Row, spec: DataSpec) -> dict:
+        example = {"text": row.text(spec.text_column), "_line": row.line}
+        if spec.text_pair_column is not None:
+            example["text_pair"] = row.text(spec.text_pair_column)
+        label = row.column(spec.label_column)
+        if label is None or (isinstance(label, str) and not label.strip()):
+            row.fail(f"empty label in column '{row.printable(spec.label_column)}'")
+        example["label"] = self.parse_label(row, label, spec)
+        return example
+
+    def parse_label(self, row: Row, label, spec: DataSpec):
+        raise NotImplementedError
+
+
+def label_name(row: Row, label, spec: DataSpec, what: str = "label") -> str:
+    """A label as the model will name it: up to data.label_sep, renamed by data.label_names."""
+    value = row.name(what, label)
+    if spec.label_sep:
+        value = value.split(spec.label_sep)[0].strip()
+        if not value:
+            row.fail(f"{what} {row.show(str(label).strip())} is empty before data.label_sep {spec.label_sep!r}")
+    return rename(row, value, label, spec, what)
+
+
+def rename(row: Row, value: str, raw, spec: DataSpec, what: str = "label") -> str:
+    if spec.label_names:
+        if value not in spec.label_names:
+            row.fail(f"{what} {row.show(value)} is not in data.label_names ({', '.join(spec.label_names)})")
+        value = spec.label_names[value].strip()
+        if not value:
+            row.fail(f"data.label_names maps {what} {row.show(raw)} to an empty name")
+    return value
+
+
+def sort_labels(values: set[str]) -> list[str]:
+    numeric = all(re.fullmatch(r"-?[0-9]{1,30}", v) for v in values)  # not isdigit(): int("²") fails
+    return sorted(values, key=lambda v: (int(v), v) if numeric else (0, v))
+
+
+def label_shares(names: list[str]) -> dict:
+    counts = Counter(names)
+    if not counts:
+        return {"labels": 0}
+    (top, top_n), (low, low_n) = counts.most_common()[0], counts.most_common()[-1]
+    return {"labels": len(counts), "largest": [top, top_n / len(names)], "smallest": [low, low_n / len(names)]}

@@ -1,0 +1,136 @@
+"""type: multilabel — zero or more labels per text (GoEmotions, topic tags); a sigmoid per label,
+binary cross-entropy, and a decision threshold per label (recipe `threshold`, optionally tuned on
+validation: `tune_thresholds`), saved with the model."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import Field
+
+from ..spec import Fraction, TaskSpec
+from .base import TextTask, label_shares, rename
+
+
+class Multilabel(TextTask):
+    name = "multilabel"
+    metrics = ("micro_f1", "macro_f1", "exact_match")
+
+    class Spec(TaskSpec):
+        type: Literal["multilabel"]
+        threshold: Fraction = 0.5  # a label is predicted when its probability exceeds this
+        tune_thresholds: bool = False  # after training: each label's threshold that maximises its validation F1
+        # (per-label thresholds are saved with the model; the reported validation metrics then use them)
+        threshold_grid: list[float] = Field(default_factory=lambda: [i / 20 for i in range(1, 20)])
+
+    def default_metrics(self, labels):
+        return ["micro_f1", "macro_f1", "exact_match"]
+
+    def example(self, row, spec):
+        example = {"text": row.text(spec.text_column), "_line": row.line}
+        if spec.text_pair_column is not None:
+            example["text_pair"] = row.text(spec.text_pair_column)
+        example["label"] = self.parse_label(row, row.column(spec.label_column), spec)
+        return example
+
+    def parse_label(self, row, label, spec):
+        """A JSON list, or a `data.label_sep`-separated string (default ","); empty: no label."""
+        if isinstance(label, str) and label.strip().startswith("["):
+            try:
+                label = json.loads(label)
+            except json.JSONDecodeError:
+                row.fail(f"labels {row.show(label)} look like a JSON list but do not parse")
+        if label is None:
+            return []
+        if isinstance(label, (int, float)) and not isinstance(label, bool):
+            label = str(label)
+        if isinstance(label, str):
+            label = [part for part in label.split(spec.label_sep or ",") if part.strip()]
+        if not isinstance(label, list):
+            row.fail(f"labels must be a list or a {spec.label_sep or ','!r}-separated string, got {row.show(label)}")
+        names = [rename(row, row.name("label", value), value, spec) for value in label]
+        return sorted(set(names), key=names.index)
+
+    def labels_of(self, example):
+        return example["label"]
+
+    def min_labels(self):
+        return 1
+
+    def model_spec(self, spec):
+        return {"threshold": spec.threshold}
+
+    def target(self, label, label_ids):
+        vector = [0.0] * len(label_ids)
+        for name in label:
+            vector[label_ids[name]] = 1.0
+        return vector
+
+    def collate_labels(self, rows, width):
+        import torch
+
+        return torch.tensor([r["labels"] for r in rows], dtype=torch.float)
+
+    def loss(self, logits, labels):
+        from torch.nn import functional as F
+
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+    def thresholds(self, spec: dict, logits):
+        import torch
+
+        values = spec.get("thresholds") or [spec.get("threshold", 0.5)] * logits.shape[-1]
+        return torch.tensor(values, device=logits.device)
+
+    def predictions(self, logits, labels, spec):
+        return (logits.float().sigmoid() > self.thresholds(spec, logits)).int().tolist()
+
+    def references(self, dataset):
+        return [[int(v) for v in row] for row in dataset["labels"]]
+
+    def baseline(self, train, target, labels):
+        from collections import Counter
+
+        top = Counter(tuple(int(v) for v in row) for row in train["labels"]).most_common(1)[0][0]
+        return [list(top)] * len(target)
+
+    def facts(self, dataset, labels):
+        rows = dataset["labels"]
+        facts = label_shares([labels[i] for row in rows for i, v in enumerate(row) if v])
+        facts["no_label"] = sum(not any(row) for row in rows) / max(len(rows), 1)
+        return facts
+
+    def fits_validation(self, spec):
+        return spec.tune_thresholds
+
+    def fit(self, logits, references, spec):
+        return {"thresholds": self.tune(logits, references, spec.threshold_grid)}
+
+    def tune(self, logits, references: list[list[int]], grid: list[float]) -> list[float]:
+        """Per label, the threshold of `grid` with the best F1 on these (validation) logits."""
+        import torch
+
+        probs = logits.float().sigmoid()
+        gold = torch.tensor(references, dtype=torch.bool)
+        best = []
+        for k in range(probs.shape[1]):
+            def f1(t):
+                pred = probs[:, k] > t
+                tp = (pred & gold[:, k]).sum().item()
+                return 2 * tp / max(pred.sum().item() + gold[:, k].sum().item(), 1)
+            best.append(max(grid, key=lambda t: (f1(t), -abs(t - 0.5))))  # ties: the one nearest 0.5
+        return best
+
+    def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
+        probs = logits.float().sigmoid()
+        above = (probs > self.thresholds(spec, logits)).tolist()
+        chosen = sorted((i for i, yes in enumerate(above) if yes), key=lambda i: -float(probs[i]))
+        out = {"labels": [{"label": spec["labels"][i], "score": float(probs[i])} for i in chosen]}
+        if all_scores:
+            out["scores"] = {label: float(p) for label, p in zip(spec["labels"], probs)}
+        return out
+
+    def export_config(self, config, spec):
+        super().export_config(config, spec)
+        config.problem_type = "multi_label_classification"

@@ -1,0 +1,79 @@
+"""type: regression — one score per text (or text pair); a single output and mean squared error."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ..spec import TaskSpec
+
+import math
+from .base import TextTask
+
+
+class Regression(TextTask):
+    name = "regression"
+
+    class Spec(TaskSpec):
+        type: Literal["regression"]
+
+    metrics = ("pearsonr", "spearmanr", "mse")
+
+    def default_metrics(self, labels):
+        return ["pearsonr", "spearmanr", "mse"]
+
+    def parse_label(self, row, label, spec):
+        try:
+            value = float(label)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond the float range
+            if isinstance(label, int):
+                row.fail(f"label {row.show(label)} is not a finite number")
+            row.fail(f"label {row.show(label)} is not a number (regression task)")
+        if not math.isfinite(value):
+            row.fail(f"label {row.show(label)} is not a finite number")
+        return value
+
+    def label_set(self, examples):
+        return []  # scores, not labels
+
+    def labels_of(self, example):
+        return []
+
+    def min_labels(self):
+        return 0
+
+    def target(self, label, label_ids):
+        return label
+
+    def collate_labels(self, rows, width):
+        import torch
+
+        return torch.tensor([r["labels"] for r in rows], dtype=torch.float)
+
+    def num_outputs(self, labels):
+        return 1
+
+    def loss(self, logits, labels):
+        from torch.nn import functional as F
+
+        return F.mse_loss(logits.float().squeeze(-1), labels.float())
+
+    def predictions(self, logits, labels, spec):
+        return logits.float().squeeze(-1).tolist()
+
+    def baseline(self, train, target, labels):
+        values = train["labels"]
+        return [sum(values) / len(values)] * len(target)
+
+    def facts(self, dataset, labels):
+        values = dataset["labels"]
+        return {"range": [min(values), max(values)]}
+
+    def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
+        return {"value": float(logits.float().reshape(-1)[0])}
+
+    def export_config(self, config, spec):
+        config.num_labels, config.problem_type = 1, "regression"
+        config.id2label, config.label2id = {0: "score"}, {"score": 0}
+
+    def describe_labels(self, spec):
+        return "(score)"

@@ -1,0 +1,143 @@
+"""type: tagging — a label per word (NER, POS); each word's first sub-token carries it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ..spec import TaskSpec
+from .base import TaskType, label_shares
+
+IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
+
+
+class Tagging(TaskType):
+    name = "tagging"
+
+    class Spec(TaskSpec):
+        type: Literal["tagging"]
+
+    metrics = ("seqeval", "token_accuracy")
+    token_level = True
+    head_kind = "token"
+    export_class = "AutoModelForTokenClassification"
+    pipeline_tag = "token-classification"
+
+    def default_metrics(self, labels):
+        return ["seqeval"] if is_iob(labels) else ["token_accuracy"]
+
+    def example(self, row, spec):
+        tokens, tags = row.column(spec.token_column or "tokens"), row.column(spec.tag_column or "tags")
+        if not (isinstance(tokens, list) and isinstance(tags, list)):
+            row.fail("tagging needs lists of tokens and tags (json/jsonl)")
+        if len(tokens) != len(tags):
+            row.fail(f"{len(tokens)} tokens but {len(tags)} tags")
+        if not tokens:
+            row.fail("empty token list")
+        return {"tokens": [row.name("token", t) for t in tokens],
+                "tags": [row.name("tag", t) for t in tags], "_line": row.line}
+
+    def labels_of(self, example):
+        return example["tags"]
+
+    def encode(self, batch, tokenizer, max_length, label_ids):
+        enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+        enc["labels"] = [align_labels(enc.word_ids(i), [label_ids[t] for t in tags])
+                         for i, tags in enumerate(batch["tags"])]
+        return enc
+
+    def collate_labels(self, rows, width):
+        import torch
+
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        for i, r in enumerate(rows):
+            labels[i, :len(r["labels"])] = torch.tensor(r["labels"])
+        return labels
+
+    def loss(self, logits, labels):
+        from torch.nn import functional as F
+
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+    def predictions(self, logits, labels, spec):
+        """Per word, the label id of its first sub-token."""
+        return [row[gold != IGNORE].argmax(-1).tolist() for row, gold in zip(logits, labels)]
+
+    def references(self, dataset):
+        return dataset["tags"]
+
+    def score(self, references, predictions, metrics, labels):
+        from ..metrics import compute, load_metric
+
+        # words cut off by max_length have no prediction: they count as "O" (or wrong, without an O tag)
+        fill = "O" if "O" in labels else None
+        predicted = [[labels[i] for i in p] + [fill] * (len(g) - len(p)) for p, g in zip(predictions, references)]
+        results = {}
+        for name in metrics:
+            if name == "seqeval":
+                r = load_metric("seqeval").compute(predictions=[[t or "O" for t in p] for p in predicted],
+                                                   references=references)
+                results.update(precision=r["overall_precision"], recall=r["overall_recall"], f1=r["overall_f1"])
+            else:  # token_accuracy
+                ids = {label: i for i, label in enumerate(labels)}
+                results[name] = compute(name, [ids.get(t, -1) for p in predicted for t in p],
+                                        [ids[t] for g in references for t in g])
+        return {k: float(v) for k, v in results.items()}
+
+    def baseline(self, train, target, labels):
+        from collections import Counter
+
+        top = labels.index(Counter(t for tags in train["tags"] for t in tags).most_common(1)[0][0])
+        return [[top] * len(tags) for tags in target["tags"]]
+
+    def facts(self, dataset, labels):
+        return label_shares([t for tags in dataset["tags"] for t in tags])
+
+    def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
+        import torch
+
+        labels = spec["labels"]
+        probs = logits[first_tokens].float().softmax(-1)  # one row per (kept) word
+        scores, ids = probs.max(-1) if len(first_tokens) else (torch.empty(0), torch.empty(0, dtype=torch.long))
+        tags = [labels[k] for k in ids.tolist()]
+        kept = words[: len(first_tokens)]
+        if is_iob(labels):
+            return iob_spans(tags, scores.tolist(), kept, text)
+        return [{"word": w, "tag": tag, "start": s, "end": e, "score": float(p)}
+                for (w, (s, e)), tag, p in zip(kept, tags, scores.tolist())]
+
+
+def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
+    """Label the first sub-token of each word; IGNORE (-100) everywhere else."""
+    out, previous = [], None
+    for word in word_ids:
+        out.append(word_labels[word] if word is not None and word != previous else IGNORE)
+        previous = word
+    return out
+
+
+def is_iob(labels: list[str]) -> bool:
+    return any(label.startswith(("B-", "I-")) for label in labels)
+
+
+def iob_spans(tags: list[str], scores: list[float], words, text: str) -> list[dict]:
+    """Decode IOB2 word tags into entity spans with character offsets; score = mean word score.
+
+    An I- tag that does not continue an entity of the same type starts a new one (as seqeval's
+    lenient decoding does), so no predicted word is dropped.
+    """
+    spans, current = [], None
+    for tag, score, (_, (start, end)) in zip(tags, scores, words):
+        prefix, _, kind = tag.partition("-")
+        if prefix == "I" and current is not None and current["type"] == kind:
+            current["end"] = end
+            current["scores"].append(score)
+            continue
+        if current is not None:
+            spans.append(current)
+            current = None
+        if prefix in ("B", "I"):
+            current = {"type": kind, "start": start, "end": end, "scores": [score]}
+    if current is not None:
+        spans.append(current)
+    return [{"type": s["type"], "text": text[s["start"]:s["end"]], "start": s["start"], "end": s["end"],
+             "score": sum(s["scores"]) / len(s["scores"])} for s in spans]

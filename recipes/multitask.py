@@ -1,0 +1,36 @@
+"""The default multi-task recipe: one shared encoder, one task's batch per step.
+
+    mtnlp train recipes/demo.yaml [key=value ...]                       # runs this loop
+    python recipes/multitask.py --config recipes/demo.yaml [key=value ...]   # the same
+
+To change the loop, copy this file (`mtnlp recipes copy multitask my_recipe.py`), edit it and run
+`python my_recipe.py --config ...`. The components are in mtnlp/train.py.
+"""
+
+from mtnlp.train import (Run, TrainResult, checkpoint, evaluate_and_select, finish, interrupted, log_step, setup,
+                         stop_after_step_on_signal, train_step)
+
+
+def train(recipe, raw=None) -> TrainResult:
+    run: Run = setup(recipe, raw)  # data, model, optimizer, task sampler; resumes training.resume_from
+    t = recipe.training
+    with stop_after_step_on_signal(run.accelerator) as stop:  # Ctrl-C / SIGTERM: checkpoint, then exit
+        while run.progress.step < t.steps:
+            # one update: the sampler picks the task (loader.BatchPlan); its head computes the loss
+            # (heads.py; the loss function is the task type's, mtnlp/tasks); weighting.py weights it
+            task = train_step(run)
+            log_step(run, task)
+            step = run.progress.step
+            if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
+                if evaluate_and_select(run):  # keeps the best model in run_dir/model; True: stop early
+                    break
+            saved = checkpoint(run) if t.save_every and step % t.save_every == 0 else None
+            if stop.requested:
+                raise interrupted(run, stop.requested, saved or checkpoint(run))
+    return finish(run)  # the kept model on validation and test: metrics.json, model card, hub push
+
+
+if __name__ == "__main__":
+    from mtnlp.cli import run_recipe
+
+    raise SystemExit(run_recipe(train))

@@ -1,0 +1,124 @@
+"""The training components on their own (mtnlp/train.py, mtnlp/gradients.py) and the recipe scripts
+that put them together (recipes/multitask.py, `mtnlp recipes`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO
+from mtnlp.cli import main
+from mtnlp.recipe import load_recipe
+from mtnlp.train import checkpoint, evaluate_and_select, setup, train_step
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in both processes: same float sums
+
+
+def heads_snapshot(run):
+    return {task: {k: v.detach().clone() for k, v in head.state_dict().items()}
+            for task, head in run.unwrapped.heads.items()}
+
+
+def changed(before, after) -> set[str]:
+    return {task for task in before if any(not torch.equal(before[task][k], after[task][k]) for k in before[task])}
+
+
+def test_train_step_updates_the_sampled_tasks_head_only(make_recipe):
+    run = setup(load_recipe(make_recipe(training={"steps": 4, "warmup": 0.0})))
+    before = heads_snapshot(run)
+    task = train_step(run)
+    assert run.progress.step == 1
+    assert changed(before, heads_snapshot(run)) == {task}
+    assert run.positions["seen"][task]["batches"] == 1
+    assert sum(c["batches"] for c in run.positions["seen"].values()) == 1
+
+
+def test_pcgrad_step_takes_a_batch_of_every_task(make_recipe):
+    run = setup(load_recipe(make_recipe(training={"steps": 4, "grad_accum": 2, "warmup": 0.0}, mtl={"gradient": "pcgrad"})))
+    before = heads_snapshot(run)
+    assert train_step(run) == "all"
+    assert {n: c["batches"] for n, c in run.positions["seen"].items()} == {n: 2 for n in run.tasks}
+    assert changed(before, heads_snapshot(run)) == set(run.tasks)
+    record = run.gradient.log_record()
+    assert 0.0 <= record["pcgrad_conflicts"] <= 1.0 and run.gradient.log_record() == {}  # a mean since the last log
+
+
+def test_evaluate_and_select_keeps_the_best_and_stops_without_improvement(make_recipe, tmp_path):
+    run = setup(load_recipe(make_recipe(training={"steps": 4, "early_stopping_patience": 1})))
+    train_step(run)
+    assert evaluate_and_select(run) is False
+    assert run.progress.best_step == 1 and (tmp_path / "run" / "model" / "config.json").exists()
+    assert set(run.progress.best_validation) == set(run.tasks)
+    assert evaluate_and_select(run) is True  # the same model again: no improvement, patience 1
+    assert run.progress.bad_evals == 1 and run.progress.best_step == 1
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["best"] for h in history] == [True, False]
+
+
+def test_checkpoint_then_setup_resumes_where_it_was(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 6})
+    run = setup(load_recipe(recipe))
+    for _ in range(3):
+        train_step(run)
+    folder = checkpoint(run)
+    assert folder.name == "step-000003"
+    resumed = setup(load_recipe(recipe, [f"training.resume_from={folder}"]))
+    assert resumed.progress.step == 3 and resumed.positions == run.positions
+    weights, again = run.unwrapped.state_dict(), resumed.unwrapped.state_dict()
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    # both continue with the same batch of the same task
+    assert train_step(run) == train_step(resumed)
+    assert resumed.positions == run.positions
+
+
+def run_script(script, recipe, *overrides):
+    return subprocess.run([sys.executable, str(script), "--config", str(recipe), *overrides], capture_output=True,
+                          text=True, timeout=600, env=ENV)
+
+
+def test_recipe_script_and_mtnlp_train_give_the_same_model(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 6, "eval_every": 3})
+    by_cli = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe), f"output_dir={tmp_path / 'cli'}"],
+                            capture_output=True, text=True, timeout=600, env=ENV)
+    assert by_cli.returncode == 0, by_cli.stderr[-2000:]
+    by_script = run_script(REPO / "recipes" / "multitask.py", recipe, f"output_dir={tmp_path / 'script'}")
+    assert by_script.returncode == 0, by_script.stderr[-2000:]
+    a = load_file(tmp_path / "cli" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "script" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert f"run directory: {tmp_path / 'script'}" in by_script.stdout
+
+
+def test_a_copied_recipe_runs_with_its_own_loop(make_recipe, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["recipes", "copy", "multitask", "my_recipe.py"]) == 0
+    script = tmp_path / "my_recipe.py"
+    assert script.read_text() == (REPO / "recipes" / "multitask.py").read_text()
+    # the documented way to change a loop: edit the copy, e.g. record which task each step trained
+    text = script.read_text().replace("            log_step(run, task)\n",
+                                      "            log_step(run, task)\n            print('trained', task)\n")
+    script.write_text(text)
+    recipe = make_recipe(training={"steps": 3})
+    done = run_script(script, recipe)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len([line for line in done.stdout.splitlines() if line.startswith("trained ")]) == 3
+    assert main(["recipes", "copy", "multitask", "my_recipe.py"]) == 2  # never overwrites
+    assert "exists" in capsys.readouterr().err
+
+
+def test_recipe_script_reports_user_errors_in_one_line(make_recipe, tmp_path):
+    done = run_script(REPO / "recipes" / "multitask.py", make_recipe(), "training.stepz=3")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith("error:") and "training.stepz" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_recipes_list_names_the_scripts_and_configs(capsys):
+    assert main(["recipes", "list"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert "multitask.py" in names and "demo.yaml" in names and "methods/pcgrad.yaml" in names
+    assert main(["recipes", "copy", "no_such_recipe"]) == 2

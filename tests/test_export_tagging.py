@@ -1,0 +1,103 @@
+"""An exported tagging head under transformers' token-classification pipeline.
+
+mtnlp trains only each word's first sub-token, so `aggregation_strategy="simple"` on an exported
+tagger reads untrained tags on the other word pieces ("##cast"). With `aggregation_strategy="first"`
+the pipeline takes each word's tag from its first sub-token, as `mtnlp predict` does: whole words
+and the same entity spans. The README and the model card give that call.
+"""
+
+import torch
+from transformers import AutoTokenizer, BertConfig, pipeline
+
+from mtnlp import MultiTaskConfig, MultiTaskModel, MultiTaskPipeline
+from mtnlp.cli import main
+from mtnlp.tasks.tagging import align_labels
+from mtnlp.hub import model_card, write_card
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+TASKS = {"ner": {"type": "tagging", "labels": LABELS, "dropout": 0.1}}
+# multi-word entities, and names the MiniLM word-piece vocabulary splits into several pieces
+TRAIN = [
+    ("Wojciech Kowalczyk flew to Szczebrzeszyn .", "B-PER I-PER O O B-LOC O"),
+    ("Dagny Haraldsdottir met Ann Lee in Gdansk .", "B-PER I-PER O B-PER I-PER O B-LOC O"),
+    ("Mr Brodsky visited Ouagadougou and Reykjavik .", "O B-PER O B-LOC O B-LOC O"),
+    ("The weather in New Szczebrzeszyn was cold .", "O O O B-LOC I-LOC O O O"),
+    ("Nobody came .", "O O O"),
+]
+TEXTS = [
+    "Wojciech Kowalczyk flew to Szczebrzeszyn.",
+    "Dagny Haraldsdottir met Ann Lee in Gdansk.",
+    "Mr Brodsky visited Ouagadougou and Reykjavik.",
+    "The weather in New Szczebrzeszyn was cold.",
+    "Ann Lee and Wojciech Kowalczyk visited Gdańsk, Poland.",
+    "Nobody came.",
+]
+
+
+def trained_tagger(tiny_encoder) -> tuple[MultiTaskModel, AutoTokenizer]:
+    """The tiny encoder with a tagging head fitted to TRAIN as mtnlp trains (first sub-token labels only)."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS)
+    words = [text.split() for text, _ in TRAIN]
+    enc = tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
+    labels = torch.tensor([align_labels(enc.word_ids(i), [LABELS.index(t) for t in tags.split()])
+                           for i, (_, tags) in enumerate(TRAIN)])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(80):
+        loss = model(**enc, task="ner", labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), tokenizer
+
+
+def test_exported_tagger_with_first_aggregation_gives_mtnlp_spans(tiny_encoder, tmp_path, capsys):
+    model, tokenizer = trained_tagger(tiny_encoder)
+    model_dir, export_dir = tmp_path / "model", tmp_path / "ner-model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+
+    assert main(["export", str(model_dir), "--task", "ner", str(export_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f'pipeline("token-classification", model="{export_dir}", aggregation_strategy="first")' in printed
+
+    mt = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    ours = [out["ner"] for out in mt(TEXTS)]
+    tagger = pipeline("token-classification", model=str(export_dir), aggregation_strategy="first", device="cpu")
+    theirs = tagger(TEXTS)
+
+    multi_piece_inside = 0
+    for text, spans, entities in zip(TEXTS, ours, theirs):
+        words = mt.split_words(text)
+        starts, ends = {s for _, (s, _) in words}, {e for _, (_, e) in words}
+        for entity in entities:  # (a) whole words only
+            assert "##" not in entity["word"], (text, entity)
+            assert entity["start"] in starts and entity["end"] in ends, (text, entity)
+        # (b) the same entities as `mtnlp predict` (B-PER/I-PER -> entity_group PER)
+        assert [(e["entity_group"], e["start"], e["end"]) for e in entities] == \
+               [(s["type"], s["start"], s["end"]) for s in spans], text
+        pieces = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+        for token, (start, end) in zip(pieces.tokens(), pieces["offset_mapping"]):
+            if token.startswith("##") and any(s["start"] <= start and end <= s["end"] for s in spans):
+                multi_piece_inside += 1
+    assert sum(map(len, ours)) >= 5, ours  # not vacuous: entities were predicted ...
+    assert multi_piece_inside >= 3, ours  # ... and several lie over words of more than one piece
+    assert any(" " in s["text"] for spans in ours for s in spans), ours  # and at least one spans several words
+
+
+def test_model_card_says_to_use_first_aggregation_for_tagging_heads(tiny_encoder, tmp_path):
+    torch.manual_seed(0)
+    folder = tmp_path / "model"
+    MultiTaskModel.from_encoder(tiny_encoder, TASKS).save_pretrained(folder)
+    write_card(folder)
+    card = (folder / "README.md").read_text()
+    assert 'pipeline("token-classification", model="ner-model", aggregation_strategy="first")' in card
+    assert "mtnlp export REPO_OR_DIR --task ner ner-model" in card
+
+    encoder = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64).to_dict()
+    no_tagging = MultiTaskConfig(encoder=encoder, tasks={"sentiment": {"type": "classification",
+                                                                       "labels": ["neg", "pos"], "dropout": 0.1}})
+    assert "aggregation_strategy" not in model_card(no_tagging)

@@ -1,0 +1,330 @@
+"""`mtnlp serve`: /predict answers what `mtnlp predict` prints, limits and errors are 4xx JSON naming the
+field, concurrent requests share pipeline calls, and a real server process stops cleanly on SIGTERM."""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from transformers import AutoTokenizer
+
+from mtnlp import MultiTaskModel, MultiTaskPipeline
+from mtnlp.cli import main as cli_main
+from mtnlp.serve import Limits, card_metrics, create_app
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+TASKS = {
+    "sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},
+    "score": {"type": "regression", "labels": [], "dropout": 0.1},
+    "ner": {"type": "tagging", "labels": NER_LABELS, "dropout": 0.1},
+    "pos": {"type": "tagging", "labels": ["ADJ", "NOUN", "PUNCT", "VERB"], "dropout": 0.1},
+}
+TEXTS = ["John Smith works for the United Nations in New York .", "a gorgeous , witty , seductive movie .",
+         "Who was Galileo ?", "", "Zürich’s café — naïve résumé!"]
+CARD = """# card
+
+| task | type | labels | validation | test |
+|---|---|---|---|---|
+| sentiment | classification | negative, positive | accuracy 0.8463, f1 0.8462 | — |
+| ner | tagging | O, B-PER | seqeval_f1 0.5000 | seqeval_f1 0.4000 |
+"""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_encoder):
+    folder = tmp_path_factory.mktemp("mt-model")
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS)
+    model.config.mtnlp = {"max_length": 32}
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
+    (folder / "README.md").write_text(CARD)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir):
+    return MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def client(pipe, model_dir):
+    app = create_app(pipe, limits=Limits(max_body_bytes=4000, max_inputs=5, max_chars=100), model_name="tiny",
+                     metrics=card_metrics(str(model_dir)))
+    with TestClient(app) as c:
+        yield c
+
+
+def assert_same(got, expected, where="predictions"):
+    """Equal structure, keys in the same order, strings and ints equal, floats within 1e-5."""
+    assert type(got) is type(expected), where
+    if isinstance(expected, dict):
+        assert list(got) == list(expected), where
+        for key in expected:
+            assert_same(got[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), where
+        for i, (a, b) in enumerate(zip(got, expected)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert math.isclose(got, expected, abs_tol=1e-5), (where, got, expected)
+    else:
+        assert got == expected, where
+
+
+def cli_predictions(model_dir, tmp_path, texts, *options):
+    inputs, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inputs.write_text("".join(json.dumps(t) + "\n" for t in texts), encoding="utf-8")
+    assert cli_main(["predict", str(model_dir), "--input", str(inputs), "--output", str(out),
+                     "--precision", "fp32", *options]) == 0
+    return [json.loads(line)["predictions"] for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("body,options", [
+    ({"inputs": TEXTS[0]}, []),
+    ({"inputs": TEXTS}, []),
+    ({"inputs": TEXTS[:3], "tasks": ["ner", "sentiment"]}, ["--tasks", "ner,sentiment"]),
+    ({"inputs": TEXTS, "all_scores": True}, ["--all-scores"]),
+    ({"inputs": TEXTS[1:], "tasks": ["sentiment", "pos"], "all_scores": True}, ["--tasks", "sentiment,pos",
+                                                                               "--all-scores"]),
+], ids=["single", "list", "tasks", "all_scores", "tasks_all_scores"])
+def test_predict_equals_the_cli(client, model_dir, tmp_path, body, options):
+    response = client.post("/predict", json=body)
+    assert response.status_code == 200, response.text
+    texts = [body["inputs"]] if isinstance(body["inputs"], str) else body["inputs"]
+    assert_same(response.json(), {"predictions": cli_predictions(model_dir, tmp_path, texts, *options)})
+
+
+def test_health_and_info(client, pipe):
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    info = client.get("/info").json()
+    assert info["model"] == "tiny" and list(info["tasks"]) == list(pipe.tasks)
+    assert info["tasks"]["ner"]["type"] == "tagging" and info["tasks"]["ner"]["labels"] == NER_LABELS
+    assert info["tasks"]["sentiment"]["metrics"] == {"validation": {"accuracy": 0.8463, "f1": 0.8462}}
+    assert info["tasks"]["ner"]["metrics"] == {"validation": {"seqeval_f1": 0.5}, "test": {"seqeval_f1": 0.4}}
+    assert info["tasks"]["score"]["metrics"] == {}
+    assert info["precision"]["used"] == "fp32" and info["limits"]["max_inputs"] == 5
+
+
+@pytest.mark.parametrize("content,status,field", [
+    ({"inputs": "x" * 5000}, 413, "body"),
+    ({"inputs": ["a"] * 6}, 422, "inputs"),
+    ({"inputs": ["short", "y" * 101]}, 422, "inputs[1]"),
+    ({"inputs": ["a", 3]}, 422, "inputs[1]"),
+    ({"inputs": []}, 422, "inputs"),
+    ({"inputs": {"text": "a"}}, 422, "inputs"),
+    ({"texts": ["a"]}, 422, "texts"),
+    ({"all_scores": True}, 422, "inputs"),
+    ({"inputs": "a", "tasks": ["sentiment", "nope"]}, 422, "tasks"),
+    ({"inputs": "a", "tasks": "sentiment"}, 422, "tasks"),
+    ({"inputs": "a", "all_scores": "yes"}, 422, "all_scores"),
+    (["a", "b"], 422, "body"),
+    (b'{"inputs": ["a",', 400, "body"),
+    (b"\xff\xfe", 400, "body"),
+    (b"[" * 1900 + b"]" * 1900, 400, "body"),
+])
+def test_bad_requests_name_the_field(client, content, status, field):
+    raw = content if isinstance(content, bytes) else json.dumps(content).encode()
+    response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["field"] == field and error["error"].startswith(f"{field}: "), error
+
+
+def test_body_limit_without_content_length(client):
+    def chunks():  # a streamed (chunked) body: no Content-Length to check first
+        yield b'{"inputs": ["'
+        for _ in range(100):
+            yield b"x" * 100
+        yield b'"]}'
+
+    response = client.post("/predict", content=chunks())
+    assert response.status_code == 413 and response.json()["field"] == "body"
+
+
+def test_text_pairs_pass_through_or_are_refused_by_name(client, pipe):
+    """The pipeline decides about {"text", "text_pair"} inputs; serve only passes them on."""
+    body = {"inputs": ["plain", {"text": "Who was Galileo ?", "text_pair": "An astronomer ."}], "tasks": ["sentiment"]}
+    response = client.post("/predict", json=body)
+    if client.get("/info").json()["text_pairs"]:
+        assert response.status_code == 200, response.text
+        assert_same(response.json()["predictions"], pipe(body["inputs"], tasks=["sentiment"]))
+    else:
+        assert response.status_code == 422 and response.json()["field"] == "inputs[1]", response.text
+    assert client.post("/predict", json={"inputs": ["a" * 101]}).json()["field"] == "inputs[0]"
+
+
+def test_unknown_path_and_method_are_json(client):
+    assert client.get("/nope").status_code == 404 and "error" in client.get("/nope").json()
+    response = client.get("/predict")
+    assert response.status_code == 405 and "error" in response.json()
+
+
+def test_concurrent_requests_share_pipeline_calls(pipe):
+    """20 clients at once, each with its own texts, tasks and all_scores: every answer is its own, and the
+    requests were batched (fewer pipeline calls than requests; the window is long, so this is no race)."""
+    app = create_app(pipe, window_ms=500, max_batch=64, pairs=False)
+    options = [(None, False), (["sentiment"], True), (["ner", "score"], False), (["pos", "sentiment"], True)]
+    requests = []
+    for i in range(20):
+        tasks, all_scores = options[i % 4]
+        inputs = [f"Request {i} text {j} : {TEXTS[(i + j) % 3]}" for j in range(1 + i % 3)]
+        requests.append({"inputs": inputs, **({"tasks": tasks} if tasks else {}), "all_scores": all_scores})
+    responses = [None] * len(requests)
+    with TestClient(app) as client:
+        start = threading.Barrier(len(requests))
+
+        def send(i):
+            start.wait()
+            responses[i] = client.post("/predict", json=requests[i])
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        stats = app.state.batcher.stats
+        health = client.get("/health").json()
+    for body, response in zip(requests, responses):
+        assert response is not None and response.status_code == 200, response
+        expected = pipe(body["inputs"], tasks=body.get("tasks"), return_all_scores=body["all_scores"])
+        assert_same(response.json()["predictions"], expected)
+    assert stats.requests == 20 and stats.inputs == sum(len(r["inputs"]) for r in requests)
+    assert 1 <= stats.batches < stats.requests, stats
+    assert health["batches"] == stats.batches
+
+
+class FailingPipeline:
+    """Stands in for MultiTaskPipeline: fails on any call that includes the text "boom"."""
+    tasks = {"sentiment": TASKS["sentiment"]}
+    batch_size, max_length = 32, 32
+
+    class precision:
+        @staticmethod
+        def as_dict():
+            return {"used": "fp32"}
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, inputs, tasks=None, return_all_scores=False):
+        self.calls.append(list(inputs))
+        if "boom" in inputs:
+            raise ValueError("boom")
+        return [{"sentiment": {"label": "positive", "score": len(text) / 100}} for text in inputs]
+
+
+def test_a_failing_input_fails_only_its_own_request():
+    pipe = FailingPipeline()
+    app = create_app(pipe, window_ms=2000, max_batch=3, pairs=False)
+    bodies = [{"inputs": ["ok"]}, {"inputs": ["boom"]}, {"inputs": ["fine"]}]
+    with TestClient(app) as client:
+        responses = [None] * 3
+
+        def send(i):
+            responses[i] = client.post("/predict", json=bodies[i])
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert sorted(map(len, pipe.calls))[-1] == 3  # one shared call (it failed), then each request alone
+    assert [r.status_code for r in responses] == [200, 500, 200]
+    assert responses[0].json() == {"predictions": [{"sentiment": {"label": "positive", "score": 0.02}}]}
+    assert responses[2].json()["predictions"][0]["sentiment"]["score"] == 0.04
+    assert "error" in responses[1].json()
+
+
+def test_card_metrics_of_a_folder_without_a_card(tmp_path):
+    assert card_metrics(str(tmp_path)) == {}
+
+
+# ------------------------------------------------------------------ the command
+
+
+def serve_env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "mtnlp", *args], capture_output=True, text=True, timeout=timeout,
+                          env=serve_env())
+
+
+def test_serve_process_answers_then_stops_cleanly_on_sigterm(model_dir):
+    """A real `mtnlp serve` on a free port: it answers; SIGTERM while a request waits in the batching window
+    lets that request finish, then the process exits 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "serve", str(model_dir), "--port", "0",
+                             "--precision", "fp32", "--batch-window-ms", "3000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=serve_env())
+    try:
+        first = proc.stdout.readline()  # "serving MODEL on http://127.0.0.1:PORT (...)"
+        assert first.startswith("serving "), first + proc.stderr.read() if proc.poll() is not None else first
+        url = first.split(" on ")[1].split()[0]
+        assert httpx.get(f"{url}/health", timeout=30).json()["status"] == "ok"
+        answer = {}
+
+        def slow_request():  # waits 3 s in the batching window: still in flight at SIGTERM
+            answer["response"] = httpx.post(f"{url}/predict", json={"inputs": TEXTS[:2], "tasks": ["sentiment"]},
+                                            timeout=60)
+
+        sender = threading.Thread(target=slow_request)
+        sender.start()
+        deadline = time.time() + 30
+        while httpx.get(f"{url}/health", timeout=30).json()["requests"] < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        sender.join(timeout=60)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "stopped" in out
+    response = answer["response"]
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+    assert set(response.json()["predictions"][0]) == {"sentiment"}
+
+
+def test_unloadable_model_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{not json")
+    proc = run_cli("serve", str(tmp_path), "--port", "0")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "not an mtnlp model folder" in lines[0], lines
+    assert cli_main(["serve", str(tmp_path / "missing"), "--port", "0"]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: model folder not found\n"
+
+
+HEAVY = ("torch", "transformers", "datasets", "accelerate", "peft", "evaluate")
+
+
+def run_without_heavy_imports(*argv):
+    code = ("import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in HEAVY)
+            + f"from mtnlp.cli import main\nsys.exit(main({list(argv)!r}))\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_option_mistakes_and_busy_port_need_no_heavy_import(model_dir):
+    proc = run_without_heavy_imports("serve", "--help")
+    assert proc.returncode == 0 and "--batch-window-ms" in proc.stdout, proc.stderr
+    proc = run_without_heavy_imports("serve", str(model_dir), "--max-batch", "0")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --max-batch: must be at least 1"), proc.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_without_heavy_imports("serve", str(model_dir), "--port", str(port))
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}"), proc.stderr

@@ -1,0 +1,253 @@
+"""Task types as components (mtnlp/tasks): multi-label classification and sentence pairs end to end —
+reading, training, evaluation, the pipeline, `mtnlp predict`, export and the hub."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from conftest import DATA, minilm_path, write_recipe
+from mtnlp import MultiTaskModel, MultiTaskPipeline
+from mtnlp.cli import main
+from mtnlp.errors import UserError
+from mtnlp.readers import read_examples
+from mtnlp.recipe import DataSpec, load_recipe
+from mtnlp.tasks import TASK_TYPES
+
+KEYWORDS = {"sports": "football", "music": "guitar", "food": "pizza"}
+FILLER = "the a man woman said that later today we they saw it quite very good old new house car city".split()
+
+
+def multilabel_rows(n: int, seed: int) -> list[dict]:
+    """Texts whose labels are the keywords they contain (zero to three)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = rng.sample(FILLER, rng.randint(4, 8))
+        labels = [label for label in KEYWORDS if rng.random() < 0.4]
+        for label in labels:
+            words.insert(rng.randint(0, len(words)), KEYWORDS[label])
+        rows.append({"text": " ".join(words), "labels": labels})
+    return rows
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read(path, task_type="multilabel", **spec):
+    return read_examples(path, DataSpec(**spec), task_type)
+
+
+def test_multilabel_labels_as_separated_strings_json_lists_or_none(tmp_path):
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text("text\tlabel\nfirst\t3,27\nsecond\t\nthird\t27\n")
+    assert [ex["label"] for ex in read(tsv)] == [["3", "27"], [], ["27"]]
+    assert [ex["label"] for ex in read(tsv, label_names={"3": "anger", "27": "neutral"})] == \
+        [["anger", "neutral"], [], ["neutral"]]
+    bar = tmp_path / "b.csv"
+    bar.write_text('text,label\nx,"a|b"\ny,b\n')
+    assert [ex["label"] for ex in read(bar, label_sep="|")] == [["a", "b"], ["b"]]
+    jsonl = write_jsonl(tmp_path / "c.jsonl", [{"text": "x", "labels": ["b", "a", "b"]}, {"text": "y", "labels": []}])
+    assert [ex["label"] for ex in read(jsonl, label_column="labels")] == [["b", "a"], []]
+    assert TASK_TYPES["multilabel"].label_set(read(tsv)) == ["3", "27"]  # numbers sort as numbers
+
+
+@pytest.mark.parametrize("value, fragment", [({"a": 1}, "must be a list"), ([["a"]], "must be a string or a number"),
+                                             ("[1, ", "do not parse")])
+def test_multilabel_bad_labels_name_file_and_line(tmp_path, value, fragment):
+    path = write_jsonl(tmp_path / "bad.jsonl", [{"text": "fine", "labels": ["a"]}, {"text": "x", "labels": value}])
+    with pytest.raises(UserError) as info:
+        read(path, label_column="labels")
+    assert str(info.value).startswith(f"{path}:2:") and fragment in str(info.value)
+
+
+def test_multilabel_recipe_keys_belong_to_the_type(tmp_path, tiny_encoder):
+    tasks = {"tags": {"type": "multilabel", "threshold": 0.3, "data": {"train": "x.jsonl"}},
+             "s": {"type": "classification", "threshold": 0.3, "data": {"train": "y.jsonl"}}}
+    path = write_recipe(tmp_path, tiny_encoder, tasks=tasks)
+    with pytest.raises(UserError) as info:
+        load_recipe(path)
+    assert "unknown key 'tasks.s.threshold'" in str(info.value)
+    tasks["s"].pop("threshold")
+    assert load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks)).tasks["tags"].threshold == 0.3
+    with pytest.raises(UserError) as info:
+        load_recipe(path, ["tasks.tags.metrics=[accuracy]"])
+    assert "does not apply to a multilabel task" in str(info.value) and "micro_f1" in str(info.value)
+
+
+# ---------------------------------------------------------------- multi-label end to end
+
+
+@pytest.fixture(scope="module")
+def multilabel_run(tmp_path_factory, tiny_encoder):
+    from mtnlp.recipes.multitask import train
+
+    folder = tmp_path_factory.mktemp("multilabel")
+    tasks = {"tags": {"type": "multilabel", "tune_thresholds": True, "dropout": 0.0,
+                      "data": {"train": str(write_jsonl(folder / "train.jsonl", multilabel_rows(400, 0))),
+                               "validation": str(write_jsonl(folder / "dev.jsonl", multilabel_rows(100, 1))),
+                               "test": str(write_jsonl(folder / "test.jsonl", multilabel_rows(100, 2))),
+                               "label_column": "labels"}}}
+    # the packaged MiniLM learns the keywords in a few steps (a tiny random encoder needs far more)
+    recipe = write_recipe(folder, minilm_path(), tasks=tasks, model={"encoder": minilm_path(), "max_length": 32},
+                          training={"steps": 80, "batch_size": 16, "lr": 2e-4, "warmup": 0.0, "log_every": 20})
+    result = train(load_recipe(recipe))
+    return folder, result
+
+
+def test_multilabel_learns_keywords_and_tunes_thresholds(multilabel_run):
+    folder, result = multilabel_run
+    metrics = json.loads((folder / "run" / "metrics.json").read_text())
+    test = metrics["tasks"]["tags"]["test"]
+    assert set(test) == {"micro_f1", "macro_f1", "exact_match"}
+    assert test["micro_f1"] >= 0.9 and test["exact_match"] >= 0.7, test
+    assert metrics["majority_baseline"]["tags"]["test"]["micro_f1"] < 0.5
+    spec = MultiTaskModel.from_pretrained(folder / "run" / "model").config.tasks["tags"]
+    assert spec["labels"] == ["food", "music", "sports"] and spec["threshold"] == 0.5
+    assert len(spec["thresholds"]) == 3 and all(0 < t < 1 for t in spec["thresholds"])
+
+
+def test_multilabel_pipeline_lists_labels_above_their_thresholds(multilabel_run):
+    folder, _ = multilabel_run
+    pipe = MultiTaskPipeline.from_pretrained(str(folder / "run" / "model"), precision="fp32")
+    spec = pipe.tasks["tags"]
+    out = pipe(["we saw football and pizza today", "the old house"], return_all_scores=True)
+    for prediction in out:
+        chosen = prediction["tags"]["labels"]
+        scores = prediction["tags"]["scores"]
+        expected = {label for label, t in zip(spec["labels"], spec["thresholds"]) if scores[label] > t}
+        assert {c["label"] for c in chosen} == expected
+        assert [c["score"] for c in chosen] == sorted((scores[c["label"]] for c in chosen), reverse=True)
+    assert {c["label"] for c in out[0]["tags"]["labels"]} == {"sports", "food"}
+    assert out[1]["tags"]["labels"] == []
+
+
+def test_multilabel_export_predict_and_transformers_pipeline(multilabel_run, tmp_path, capsys):
+    from transformers import pipeline
+
+    folder, _ = multilabel_run
+    model_dir = folder / "run" / "model"
+    assert main(["export", str(model_dir), "--task", "tags", str(tmp_path / "export")]) == 0
+    exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "export").eval()
+    assert exported.config.problem_type == "multi_label_classification"
+    model = MultiTaskModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "export")
+    texts = ["guitar and football", "a very long sentence about the city and a car that we saw later today"]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ours = model(**enc, task="tags").logits
+        theirs = exported(**enc).logits
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+    scores = pipeline("text-classification", model=str(tmp_path / "export"), top_k=None)([texts[0]])[0]
+    probs = ours[0].sigmoid()
+    assert {s["label"]: pytest.approx(float(probs[model.config.tasks["tags"]["labels"].index(s["label"])]), abs=1e-5)
+            for s in scores} == {s["label"]: s["score"] for s in scores}
+    capsys.readouterr()
+    assert main(["predict", str(model_dir), texts[0]]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["predictions"] == MultiTaskPipeline.from_pretrained(str(model_dir), precision="auto")(texts[0])
+
+
+def test_multilabel_hub_round_trip(multilabel_run, tmp_path):
+    from hub_server import LocalHub, client_env
+
+    folder, _ = multilabel_run
+    with LocalHub() as hub:
+        env = client_env(hub.url, tmp_path / "client", "hf_token_x")
+        push = subprocess.run([sys.executable, "-m", "mtnlp", "push", str(folder / "run" / "model"), "org/ml"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert push.returncode == 0, push.stderr[-2000:]
+        pulled = subprocess.run([sys.executable, "-m", "mtnlp", "predict", "org/ml", "pizza and guitar", "the car"],
+                                capture_output=True, text=True, env=env, timeout=300)
+        assert pulled.returncode == 0, pulled.stderr[-2000:]
+    local = MultiTaskPipeline.from_pretrained(str(folder / "run" / "model"))(["pizza and guitar", "the car"])
+    remote = [json.loads(line)["predictions"] for line in pulled.stdout.splitlines()]
+    assert [[c["label"] for c in p["tags"]["labels"]] for p in remote] == \
+        [[c["label"] for c in p["tags"]["labels"]] for p in local]
+    for r, loc in zip(remote, local):
+        assert [c["score"] for c in r["tags"]["labels"]] == pytest.approx([c["score"] for c in loc["tags"]["labels"]],
+                                                                          abs=1e-5)
+
+
+# ---------------------------------------------------------------- sentence pairs end to end
+
+
+@pytest.fixture(scope="module")
+def pair_model(tmp_path_factory, tiny_encoder):
+    from mtnlp.recipes.multitask import train
+
+    folder = tmp_path_factory.mktemp("pairs")
+    tasks = {"nli": {"type": "classification", "data": {"train": str(DATA / "pairs_sample.tsv"),
+                                                        "text_column": "premise", "text_pair_column": "hypothesis"}},
+             "sentiment": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"),
+                                                              "text_column": "sentence"}}}
+    train(load_recipe(write_recipe(folder, tiny_encoder, tasks=tasks, training={"steps": 4})))
+    return folder / "run" / "model"
+
+
+PAIRS = [{"text": "A man is riding a bicycle down a hill.", "text_pair": "A person is on a bike."},
+         {"text": "Two dogs play.", "text_pair": "Animals are sleeping in a very long and winding sentence."}]
+
+
+def test_pipeline_takes_pairs_as_training_tokenised_them(pair_model):
+    pipe = MultiTaskPipeline.from_pretrained(str(pair_model), precision="fp32")
+    out = pipe(PAIRS + ["a single text"], return_all_scores=True)
+    tokenizer = pipe.tokenizer
+    enc = tokenizer([p["text"] for p in PAIRS], [p["text_pair"] for p in PAIRS], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        probs = pipe.model(**enc, task="nli").logits.softmax(-1)
+    labels = pipe.tasks["nli"]["labels"]
+    for row, prediction in zip(probs, out):
+        assert prediction["nli"]["scores"] == pytest.approx(dict(zip(labels, row.tolist())), abs=1e-5)
+    single = pipe("a single text", return_all_scores=True)
+    assert out[2]["sentiment"]["scores"] == pytest.approx(single["sentiment"]["scores"], abs=1e-6)
+    with pytest.raises(ValueError, match=r"inputs\[0\]"):
+        pipe([{"text": "x", "pair": "y"}])
+
+
+def test_predict_and_export_keep_pairs(pair_model, tmp_path, capsys):
+    inputs = tmp_path / "pairs.jsonl"
+    write_jsonl(inputs, PAIRS + [{"text": "only one", "id": 7}])
+    assert main(["predict", str(pair_model), "--input", str(inputs), "--tasks", "nli", "--all-scores"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line.get("text_pair") for line in lines] == [p["text_pair"] for p in PAIRS] + [None]
+    assert main(["export", str(pair_model), "--task", "nli", str(tmp_path / "nli")]) == 0
+    exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "nli").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "nli")
+    enc = tokenizer([p["text"] for p in PAIRS], [p["text_pair"] for p in PAIRS], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        probs = exported(**enc).logits.softmax(-1)
+    labels = [exported.config.id2label[i] for i in range(probs.shape[1])]
+    for row, line in zip(probs, lines):
+        assert line["predictions"]["nli"]["scores"] == pytest.approx(dict(zip(labels, row.tolist())), abs=1e-5)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x", "text_pair": 3}\n')
+    assert main(["predict", str(pair_model), "--input", str(bad)]) == 2
+    assert f"{bad}:1:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_goemotions_and_stsb_recipe_reads_the_real_files():
+    from conftest import REPO, SHARED
+
+    from mtnlp.data import read_task
+
+    if not (SHARED / "goemotions").exists():
+        pytest.skip("the full data sets are not on this machine (../shared/data)")
+    recipe = load_recipe(REPO / "recipes" / "goemotions_stsb.yaml", [f"data_dir={SHARED}"])
+    emotions = read_task(recipe, "emotions", recipe.tasks["emotions"])
+    assert {k: len(v) for k, v in emotions.examples.items()} == {"train": 43410, "validation": 5426, "test": 5427}
+    assert emotions.labels == sorted((SHARED / "goemotions" / "labels.txt").read_text().split())  # all 28, renamed
+    assert sum(len(ex["label"]) > 1 for ex in emotions.examples["train"]) > 1000  # genuinely multi-label
+    stsb = read_task(recipe, "stsb", recipe.tasks["stsb"])
+    assert {k: len(v) for k, v in stsb.examples.items()} == {"train": 5749, "validation": 1500, "test": 1379}
+    assert all("text_pair" in ex and 0 <= ex["label"] <= 5 for ex in stsb.examples["train"])
