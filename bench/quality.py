@@ -17,7 +17,6 @@ for each task, N more steps on that task alone starting from the first recipe's 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ from mtnlp.data import load_task
 from mtnlp.encoders import resolve_encoder
 from mtnlp.evaluation import main_metric
 from mtnlp.recipe import default_metrics, load_recipe
-from mtnlp.train import train
+from mtnlp.recipes.multitask import train
 from transformers import AutoTokenizer
 
 
@@ -49,20 +48,25 @@ def with_budget(recipe, batches: int):
     t = recipe.training
     per_update = t.grad_accum * (len(recipe.tasks) if recipe.mtl.gradient == "pcgrad" else 1)
     steps = max(1, batches // per_update)
-    training = dataclasses.replace(t, steps=steps, eval_every=max(1, steps // 4), log_every=max(1, min(t.log_every, steps // 40)))
-    return dataclasses.replace(recipe, training=training)
+    training = replace(t, steps=steps, eval_every=max(1, steps // 4), log_every=max(1, min(t.log_every, steps // 40)))
+    return replace(recipe, training=training)
+
+
+def replace(spec, **changes):
+    """A copy of a recipe section with some keys changed (the recipe's models are pydantic)."""
+    return spec.model_copy(update=changes)
 
 
 def single_task(recipe, name: str, steps: int, **model_changes):
     t = recipe.training
     evals = max(1, round(t.steps / t.eval_every)) if t.eval_every else 1
-    training = dataclasses.replace(t, steps=steps, eval_every=max(1, steps // evals), save_every=None)
-    model = dataclasses.replace(recipe.model, **model_changes)
-    return dataclasses.replace(recipe, name=name, tasks={name: recipe.tasks[name]}, training=training, model=model)
+    training = replace(t, steps=steps, eval_every=max(1, steps // evals), save_every=None)
+    model = replace(recipe.model, **model_changes)
+    return replace(recipe, name=name, tasks={name: recipe.tasks[name]}, training=training, model=model)
 
 
 def run(recipe, out_dir: Path, kind: str) -> dict:
-    recipe = dataclasses.replace(recipe, output_dir=str(out_dir), training=dataclasses.replace(
+    recipe = replace(recipe, output_dir=str(out_dir), training=replace(
         recipe.training, save_every=None, resume_from=None))
     print(f"\n=== {kind}: {recipe.name} ({recipe.training.steps} steps) -> {out_dir}", flush=True)
     start, cpu, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
@@ -127,7 +131,7 @@ def main() -> None:
     if args.finetune:
         for name in first.tasks:
             recipe = single_task(first, name, args.finetune, init_from=str(runs_dir / first.name), init_heads=True)
-            recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, lr=args.finetune_lr))
+            recipe = replace(recipe, training=replace(recipe.training, lr=args.finetune_lr))
             results["runs"].append(run(recipe, runs_dir / f"finetune-{name}", f"{first.name} → fine-tune"))
             write_results(out, results)
     print("\n" + table(results["runs"]))
