@@ -50,18 +50,40 @@ class MultiTaskPipeline:
         return self.model.config.tasks
 
     def __call__(self, inputs, tasks: list[str] | None = None, return_all_scores: bool = False):
-        """`inputs`: a text, a pair {"text": ..., "text_pair": ...}, or a list of those. For one input,
-        {task: prediction}; for a list, a list of those, in order. Tagging heads tag a pair's first text."""
+        """`inputs`: a text, a pair {"text": ..., "text_pair": ...}, an input of a task type with its own
+        fields (TaskType.input_fields), or a list of those. For one input, {task: prediction}; for a
+        list, a list of those, in order. Text heads answer texts and pairs from one encoder pass per batch
+        (tagging heads tag a pair's first text); a type with its own inputs answers those."""
         single = isinstance(inputs, (str, dict))
-        items = [as_input(x, i) for i, x in enumerate([inputs] if single else list(inputs))]
+        values = [inputs] if single else list(inputs)
         tasks = list(tasks or self.tasks)
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise KeyError(f"unknown task(s) {', '.join(unknown)}; the model has: {', '.join(self.tasks)}")
-        words = [(self.split_words(text), None if pair is None else self.split_words(pair)) for text, pair in items]
-        results: list[dict | None] = [None] * len(items)
+        kinds = {t: task_type(self.tasks[t]["type"]) for t in tasks}
+        results: list[dict] = [{} for _ in values]
+        texts, own = {}, {t: [] for t in tasks if kinds[t].input_fields}  # own: task -> indices of its inputs
+        for i, value in enumerate(values):
+            takers = [t for t in own if kinds[t].accepts(value)]
+            for t in takers:
+                own[t].append(i)
+            if not takers:
+                texts[i] = as_input(value, i)
+        text_tasks = [t for t in tasks if not kinds[t].input_fields]
+        if texts and text_tasks:
+            self._text_heads(texts, text_tasks, return_all_scores, results)
+        for t, idx in own.items():
+            for i, prediction in zip(idx, kinds[t].pipeline(self, t, [values[i] for i in idx], return_all_scores)):
+                results[i][t] = prediction
+        return results[0] if single else results
+
+    def _text_heads(self, items: dict[int, tuple[str, str | None]], tasks: list[str], all_scores: bool,
+                    results: list[dict]) -> None:
+        """Every text head's prediction for texts and pairs, one encoder pass per batch."""
+        words = {i: (self.split_words(text), None if pair is None else self.split_words(pair))
+                 for i, (text, pair) in items.items()}
         # pairs and single texts in separate batches; similar lengths share a batch
-        order = sorted(range(len(items)), key=lambda i: (words[i][1] is not None, -len(words[i][0]) - len(words[i][1] or ())))
+        order = sorted(items, key=lambda i: (words[i][1] is not None, -len(words[i][0]) - len(words[i][1] or ())))
         truncated = 0
         start = 0
         while start < len(order):
@@ -82,14 +104,12 @@ class MultiTaskPipeline:
                 first_tokens = first_subtokens(enc.word_ids(j), enc.sequence_ids(j))
                 kept_pair = len({w for w, seq in zip(enc.word_ids(j), enc.sequence_ids(j)) if seq == 1 and w is not None})
                 truncated += len(first_tokens) < len(words[i][0]) or (pairs and kept_pair < len(words[i][1]))
-                results[i] = {t: task_type(self.tasks[t]["type"]).decode(
-                    logits[t][j], self.tasks[t], return_all_scores, words[i][0], first_tokens, items[i][0])
-                    for t in tasks}
+                results[i].update({t: task_type(self.tasks[t]["type"]).decode(
+                    logits[t][j], self.tasks[t], all_scores, words[i][0], first_tokens, items[i][0]) for t in tasks})
         if truncated:
             warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} tokens were truncated; "
                           "their sequence predictions see only the beginning and later words get no tags",
-                          stacklevel=2)
-        return results[0] if single else results
+                          stacklevel=3)
 
     def split_words(self, text: str) -> list[tuple[str, tuple[int, int]]]:
         backend = getattr(self.tokenizer, "backend_tokenizer", None)

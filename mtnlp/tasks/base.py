@@ -102,6 +102,19 @@ class TaskType:
 
     # ---------------------------------------------------------------- pipeline and export
 
+    # None: the type reads texts and pairs, and the pipeline runs all such heads in one encoder pass.
+    # Otherwise the fields of its own pipeline input (e.g. ("question", "context")), which pipeline()
+    # answers with its own tokenisation and forward pass.
+    input_fields: tuple[str, ...] | None = None
+
+    def accepts(self, value) -> bool:
+        """Whether a pipeline input is this type's own (a mapping with its input fields)."""
+        return bool(self.input_fields) and isinstance(value, dict) and set(self.input_fields) <= set(value)
+
+    def pipeline(self, pipe, task: str, inputs: list[dict], all_scores: bool) -> list:
+        """Predictions for inputs of this type's own form (types with input_fields only)."""
+        raise NotImplementedError
+
     def decode(self, logits: torch.Tensor, spec: dict, all_scores: bool, words=None, first_tokens=None,
                text: str = "") -> Any:
         """The pipeline's prediction for one input from this head's logits (one row)."""
