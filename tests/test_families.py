@@ -21,6 +21,7 @@ TASKS = {
     "sentiment": {"type": "classification", "labels": ["negative", "neutral", "positive"], "dropout": 0.1},
     "score": {"type": "regression", "labels": [], "dropout": 0.1},
     "ner": {"type": "tagging", "labels": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], "dropout": 0.1},
+    "topics": {"type": "multilabel", "labels": ["arts", "food", "travel"], "dropout": 0.1, "threshold": 0.5},
 }
 # lengths 3, 7 and 20 tokens: padding catches position-id and attention-mask mistakes
 TEXTS = ["Paris .", "Ann Lee flew to Paris today .",
@@ -98,6 +99,8 @@ def labels_for(task: str, enc: dict) -> torch.Tensor:
         return torch.arange(n) % 3
     if task == "score":
         return torch.linspace(0, 1, n)
+    if task == "topics":
+        return (torch.arange(n * 3).view(n, 3) % 2).float()
     tags = torch.full(enc["input_ids"].shape, -100)
     tags[:, 1] = 1
     return tags
@@ -193,6 +196,8 @@ def test_export_parity_with_the_familys_own_classes(encoders, tokenizer, tmp_pat
         folder = export_folder(model, tokenizer, task, tmp_path / task)
         auto = AutoModelForTokenClassification if spec["type"] == "tagging" else AutoModelForSequenceClassification
         exported = auto.from_pretrained(folder).eval()
+        if spec["type"] == "multilabel":
+            assert exported.config.problem_type == "multi_label_classification"
         assert type(exported).__name__.startswith(CLASS_PREFIX[model_type]) and type(exported).__name__.endswith(
             "TokenClassification" if spec["type"] == "tagging" else "SequenceClassification")
         inputs = AutoTokenizer.from_pretrained(folder)(TEXTS, padding=True, return_tensors="pt")

@@ -345,25 +345,6 @@ def test_lines_mapping(tmp_path):
     assert to_dict(implied)["tasks"]["emotion"]["data"]["train"]["text"] == "emo/train_text.txt"
 
 
-@pytest.mark.parametrize("replace,line,key,fragment", [
-    ({"validation: {text: emo/val_text.txt, labels: emo/val_labels.txt, text_pair: emo/val_pair.txt}":
-      "validation: emo/val.tsv"}, 7, "tasks.emotion.data.validation", "not a single path"),
-    ({"format: lines": "format: csv"}, 6, "tasks.emotion.data.train", "data.format is csv"),
-    ({"labels: emo/train_labels.txt}": "label: emo/train_labels.txt}"}, 6, "tasks.emotion.data.train.label",
-     "unknown key (expected: text, labels, text_pair)"),
-    ({", labels: emo/train_labels.txt}": "}"}, 6, "tasks.emotion.data.train", "missing 'labels'"),
-    ({"type: classification": "type: tagging"}, 6, "tasks.emotion.data.train", "text data"),
-    ({"format: lines": "format: lines\n      text_column: sentence"}, 6, "tasks.emotion.data.text_column",
-     "does not apply to format lines"),
-    ({"format: lines": "format: lines\n      hub: glue"}, 7, "tasks.emotion.data.train", "hub"),
-])
-def test_lines_recipe_errors(tmp_path, replace, line, key, fragment):
-    path = recipe_file(tmp_path, LINES, replace=replace)
-    message = error(path)
-    assert message.startswith(f"{path}:{line}: {key}:"), message
-    assert fragment in message, message
-
-
 def test_plain_path_with_format_lines(tmp_path):
     path = recipe_file(tmp_path, "tasks:\n  t:\n    type: regression\n    data:\n      train: a.txt\n      format: lines\n")
     message = error(path)
@@ -383,17 +364,28 @@ def test_headerless_positions(tmp_path):
     assert over.tasks["sts"].data.label_column == 3
 
 
-@pytest.mark.parametrize("replace,line,key,fragment", [
-    ({"header: false": "header: true"}, 7, "tasks.sts.data.text_column", "needs data.header: false"),
-    ({"label_column: 4": "label_column: score"}, 9, "tasks.sts.data.label_column", "not the name 'score'"),
-    ({"      label_column: 4\n": ""}, 6, "tasks.sts.data.header", "label_column as a 0-based column position"),
-    ({"text_pair_column: 6": "text_pair_column: -1"}, 8, "tasks.sts.data.text_pair_column", ">= 0"),
-    ({"format: tsv": "format: jsonl"}, 6, "tasks.sts.data.header", "csv and tsv files, not jsonl"),
-    ({"type: regression": "type: tagging"}, 6, "tasks.sts.data.header", "tagging"),
-    ({"header: false": "header: maybe"}, 6, "tasks.sts.data.header", "expected bool"),
+@pytest.mark.parametrize("base,replace,line,key,fragment", [
+    (LINES, {"validation: {text: emo/val_text.txt, labels: emo/val_labels.txt, text_pair: emo/val_pair.txt}":
+      "validation: emo/val.tsv"}, 7, "tasks.emotion.data.validation", "not a single path"),
+    (LINES, {"format: lines": "format: csv"}, 6, "tasks.emotion.data.train", "data.format is csv"),
+    (LINES, {"labels: emo/train_labels.txt}": "label: emo/train_labels.txt}"}, 6, "tasks.emotion.data.train.label",
+     "unknown key (expected: text, labels, text_pair)"),
+    (LINES, {", labels: emo/train_labels.txt}": "}"}, 6, "tasks.emotion.data.train", "missing 'labels'"),
+    (LINES, {"type: classification": "type: tagging"}, 6, "tasks.emotion.data.train", "text data"),
+    (LINES, {"format: lines": "format: lines\n      text_column: sentence"}, 6, "tasks.emotion.data.text_column",
+     "does not apply to format lines"),
+    (LINES, {"format: lines": "format: lines\n      hub: glue"}, 7, "tasks.emotion.data.train", "hub"),
+    (HEADERLESS, {"header: false": "header: true"}, 7, "tasks.sts.data.text_column", "needs data.header: false"),
+    (HEADERLESS, {"label_column: 4": "label_column: score"}, 9, "tasks.sts.data.label_column", "not the name 'score'"),
+    (HEADERLESS, {"      label_column: 4\n": ""}, 6, "tasks.sts.data.header", "label_column as a 0-based column position"),
+    (HEADERLESS, {"text_pair_column: 6": "text_pair_column: -1"}, 8, "tasks.sts.data.text_pair_column", ">= 0"),
+    (HEADERLESS, {"format: tsv": "format: jsonl"}, 6, "tasks.sts.data.header", "csv and tsv files, not jsonl"),
+    (HEADERLESS, {"type: regression": "type: tagging"}, 6, "tasks.sts.data.header", "tagging"),
+    (HEADERLESS, {"header: false": "header: maybe"}, 6, "tasks.sts.data.header", "expected bool"),
 ])
-def test_headerless_recipe_errors(tmp_path, replace, line, key, fragment):
-    path = recipe_file(tmp_path, HEADERLESS, replace=replace)
+def test_data_section_recipe_errors(tmp_path, base, replace, line, key, fragment):
+    """The lines format's file mappings and headerless files' column positions: file:line: key."""
+    path = recipe_file(tmp_path, base, replace=replace)
     message = error(path)
     assert message.startswith(f"{path}:{line}: {key}:"), message
     assert fragment in message, message
