@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", nargs="?", help="copy: a name from `mtnlp recipes list`, e.g. multitask or demo.yaml")
     p.add_argument("dest", nargs="?", help="copy: the file to write (default: the name, in the current folder)")
 
-    p = commands.add_parser("export", help="write one head as a plain transformers model")
+    p = commands.add_parser("export", help="write one head as a plain transformers model, or the heads as ONNX")
     p.add_argument("model", help="model directory or hub id")
-    p.add_argument("--task", required=True, help="the head to export")
+    p.add_argument("--task", help="the head to export (with --onnx: default every text head)")
+    p.add_argument("--onnx", action="store_true", help="one ONNX graph of the heads (predict and serve run it)")
+    p.add_argument("--quantize", choices=["int8"], help="with --onnx: dynamic int8 quantisation of the weights")
     p.add_argument("out", help="output folder")
 
     p = commands.add_parser("serve", help="serve the model's heads over HTTP: POST /predict, GET /health, GET /info")
@@ -171,7 +173,9 @@ def cmd_evaluate(args) -> int:
     model, tokenizer = load_model(args.model)
     import torch
 
-    model.to("cuda" if torch.cuda.is_available() and not recipe.training.cpu else "cpu")
+    onnx = hasattr(model, "session")  # an ONNX folder: onnxruntime on the CPU, fp32
+    if not onnx:
+        model.to("cuda" if torch.cuda.is_available() and not recipe.training.cpu else "cpu")
     tasks, metrics = {}, {}
     for name, spec in recipe.tasks.items():
         if name not in model.config.tasks:
@@ -185,7 +189,7 @@ def cmd_evaluate(args) -> int:
         if args.split not in tasks[name].splits:
             raise UserError(f"{recipe.source}: tasks.{name}.data: no {args.split} split")
         metrics[name] = default_metrics(spec, head["labels"])
-    chosen = precision.resolve(recipe.training.mixed_precision, model.device)
+    chosen = precision.resolve("fp32" if onnx else recipe.training.mixed_precision, model.device)
     print(chosen.describe())
     if chosen.warning:
         warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=1)
@@ -206,9 +210,12 @@ def load_model(name: str, **hub_kwargs):
 
     from .errors import UserError
     from .modeling import MultiTaskModel
+    from .onnx_model import OnnxMultiTaskModel, is_onnx_folder
 
     if not Path(name).expanduser().exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise UserError(f"{name}: model folder not found")
+    if is_onnx_folder(name):  # `mtnlp export --onnx` output
+        return OnnxMultiTaskModel(name), AutoTokenizer.from_pretrained(name)
     try:
         config, _ = PreTrainedConfig.get_config_dict(name, **hub_kwargs)
         if not config.get("model_type"):
@@ -317,10 +324,21 @@ def cmd_recipes(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from .errors import UserError
+
+    if not args.onnx and (args.task is None or args.quantize):
+        raise UserError("export: give --task NAME (a plain transformers model of one head), or --onnx"
+                        if args.task is None else "export: --quantize applies to --onnx")
     quiet_libraries(with_datasets=False)
+    model, tokenizer = load_model(args.model)
+    if args.onnx:
+        from .onnx_model import export_onnx
+
+        export_onnx(model, tokenizer, args.out, [args.task] if args.task else None, args.quantize)
+        print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {args.out} ...")
+        return 0
     from .export import export_folder
 
-    model, tokenizer = load_model(args.model)
     export_folder(model, tokenizer, args.task, args.out)
     print(f"wrote {args.out}")
     from .tasks import task_type

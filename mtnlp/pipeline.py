@@ -24,10 +24,11 @@ class MultiTaskPipeline:
 
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        onnx = hasattr(model, "session")  # an OnnxMultiTaskModel: onnxruntime on the CPU, in fp32
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.precision = precision_policy.resolve(precision, self.device)
+        self.precision = precision_policy.resolve("fp32" if onnx else precision, self.device)
         if self.precision.warning:
             warnings.warn(self.precision.warning, stacklevel=2)
         self.batch_size = batch_size
@@ -40,8 +41,12 @@ class MultiTaskPipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device=None, precision: str = "auto", batch_size: int = 32,
                         max_length: int | None = None, **hub_kwargs) -> "MultiTaskPipeline":
-        """Load a saved model folder or a hub id (hub_kwargs: revision, token, ...)."""
-        model = MultiTaskModel.from_pretrained(name_or_path, **hub_kwargs)
+        """Load a saved model folder, an ONNX folder (`mtnlp export --onnx`) or a hub id (hub_kwargs:
+        revision, token, ...)."""
+        from .onnx_model import OnnxMultiTaskModel, is_onnx_folder
+
+        model = (OnnxMultiTaskModel(name_or_path) if is_onnx_folder(name_or_path)
+                 else MultiTaskModel.from_pretrained(name_or_path, **hub_kwargs))
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs)
         return cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size, max_length=max_length)
 

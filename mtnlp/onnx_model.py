@@ -1,0 +1,126 @@
+"""ONNX: a multi-task model's heads in one graph (one encoder pass, one output per task, dynamic batch
+and length), optionally int8 (onnxruntime's dynamic quantisation of the weights), and a model that runs
+it with what the pipeline asks of a model, so MultiTaskPipeline, `mtnlp predict` and `mtnlp serve`
+take an ONNX folder as they take a model folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .modeling import MultiTaskConfig, MultiTaskModel
+from .tasks import task_type
+
+ONNX_FILE = "model.onnx"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def is_onnx_folder(name) -> bool:
+    return (Path(name).expanduser() / ONNX_FILE).is_file()
+
+
+class _Heads(nn.Module):
+    """forward_heads with positional inputs and a tuple of outputs, as the exporter traces it."""
+
+    def __init__(self, model: MultiTaskModel, tasks: list[str]):
+        super().__init__()
+        self.model, self.tasks = model, tasks
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        out = self.model.forward_heads(input_ids, attention_mask, token_type_ids, tasks=self.tasks)
+        return tuple(out[t] for t in self.tasks)
+
+
+def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[str] | None = None,
+                quantize: str | None = None) -> Path:
+    """Write OUT/model.onnx (the heads of `tasks`, default all text heads), the model's config (its
+    task registry reduced to those heads) and tokenizer."""
+    model = model.float().eval()
+    text_heads = [t for t, spec in model.config.tasks.items() if not task_type(spec["type"]).input_fields]
+    for t in tasks or []:
+        if t not in model.config.tasks:
+            raise UserError(f"--task {t}: the model has no such task (it has: {', '.join(model.config.tasks)})")
+        if t not in text_heads:
+            raise UserError(f"--task {t}: ONNX export covers heads that read texts and pairs; "
+                            f"a {model.config.tasks[t]['type']} head is not one")
+    tasks = list(tasks or text_heads)
+    if not tasks:
+        raise UserError("the model has no head that reads texts: nothing to export as ONNX")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(INPUTS if model.uses_token_type_ids else INPUTS[:2])
+    example = tokenizer(["a short text", "and a longer second text for the example batch"], padding=True,
+                        return_tensors="pt")
+    args = tuple(example[n] if n in example else torch.zeros_like(example["input_ids"]) for n in names)
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / ONNX_FILE
+        torch.onnx.export(_Heads(model, tasks), args, str(raw), input_names=names, output_names=tasks,
+                          dynamic_shapes={n: {0: batch, 1: length} for n in names}, dynamo=True, verbose=False,
+                          external_data=False)  # one self-contained file
+        if quantize == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            # per-channel scales: on the demo model 0.2-0.7 points from fp32, per-tensor 1.3-1.4 (BENCHMARKS.md)
+            quantize_dynamic(str(raw), str(out / ONNX_FILE), weight_type=QuantType.QInt8, per_channel=True)
+        elif quantize is None:
+            shutil.copyfile(raw, out / ONNX_FILE)
+        else:
+            raise UserError(f"--quantize {quantize}: only int8 is supported")
+    config = MultiTaskConfig.from_dict(model.config.to_dict())
+    config.tasks = {t: model.config.tasks[t] for t in tasks}
+    config.mtnlp = {**(config.mtnlp or {}), "onnx": {"tasks": tasks, "quantize": quantize}}
+    config.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+class OnnxMultiTaskModel:
+    """An exported ONNX folder run by onnxruntime on the CPU, with the interface the pipeline uses
+    (config, uses_token_type_ids, forward_heads, to, eval)."""
+
+    def __init__(self, folder: str | Path):
+        import onnxruntime
+
+        folder = Path(folder).expanduser()
+        self.config = MultiTaskConfig.from_pretrained(folder)
+        self.session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.uses_token_type_ids = "token_type_ids" in self.inputs
+        self.device = torch.device("cpu")
+
+    training = False  # what evaluation.py reads and restores around its passes
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, task: str | None = None):
+        """One head's logits, as MultiTaskModel's forward gives them (evaluation.py, `mtnlp evaluate`)."""
+        return SimpleNamespace(logits=self.forward_heads(input_ids, attention_mask, token_type_ids, [task])[task])
+
+    def parameters(self):
+        yield torch.empty(0)  # where inputs go: the CPU
+
+    def train(self, mode: bool = True) -> "OnnxMultiTaskModel":
+        return self
+
+    def to(self, device) -> "OnnxMultiTaskModel":
+        if torch.device(device).type != "cpu":
+            raise UserError("an ONNX model runs on the CPU (onnxruntime); give device='cpu'")
+        return self
+
+    def eval(self) -> "OnnxMultiTaskModel":
+        return self
+
+    def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None, tasks=None) -> dict:
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        feed = {n: (given[n] if given[n] is not None else torch.zeros_like(input_ids)).cpu().numpy() for n in self.inputs}
+        tasks = list(tasks or self.config.tasks)
+        return {t: torch.from_numpy(v) for t, v in zip(tasks, self.session.run(tasks, feed))}
+
+    def __repr__(self) -> str:
+        return f"OnnxMultiTaskModel({json.dumps(self.config.mtnlp.get('onnx'))})"

@@ -1,0 +1,120 @@
+"""`mtnlp export --onnx`: every text head in one ONNX graph (dynamic batch and length), int8, and ONNX
+folders run by MultiTaskPipeline and `mtnlp predict` with the same output format."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from mtnlp import MultiTaskModel, MultiTaskPipeline
+from mtnlp.cli import main
+
+TASKS = {
+    "sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},
+    "score": {"type": "regression", "labels": [], "dropout": 0.1},
+    "ner": {"type": "tagging", "labels": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], "dropout": 0.1},
+    "topics": {"type": "multilabel", "labels": ["arts", "food", "travel"], "dropout": 0.1, "threshold": 0.5},
+}
+TEXTS = ["Ann Lee flew to Paris .", "a gorgeous , witty , seductive movie that runs on and on and on .", "ok",
+         "Who was Galileo ?"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_encoder):
+    """A saved model with every text task type, and its fp32 and int8 ONNX exports (via the CLI)."""
+    folder = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS)
+    with torch.no_grad():  # move the heads away from their initial weights
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.config.mtnlp = {"max_length": 32}
+    model.save_pretrained(folder / "model")
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder / "model")
+    assert main(["export", str(folder / "model"), "--onnx", str(folder / "fp32")]) == 0
+    assert main(["export", str(folder / "model"), "--onnx", "--quantize", "int8", str(folder / "int8")]) == 0
+    return folder
+
+
+def run_onnx(folder, enc):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, {n: enc[n].numpy() for n in names})))
+
+
+def test_one_graph_with_every_head_equals_pytorch(exported):
+    model = MultiTaskModel.from_pretrained(exported / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(exported / "fp32")
+    for texts in (TEXTS, TEXTS[:1], TEXTS * 3):  # batch sizes and lengths other than the traced example's
+        enc = tokenizer(texts, padding=True, return_tensors="pt")
+        outputs = run_onnx(exported / "fp32", enc)
+        assert sorted(outputs) == sorted(TASKS)  # outputs named by task
+        with torch.no_grad():
+            expected = model.forward_heads(**enc)
+        for task in TASKS:
+            np.testing.assert_allclose(outputs[task], expected[task].numpy(), atol=1e-4, rtol=0)
+    config = json.loads((exported / "fp32" / "config.json").read_text())
+    assert sorted(config["mtnlp"]["onnx"]["tasks"]) == sorted(TASKS) and config["mtnlp"]["onnx"]["quantize"] is None
+
+
+def test_pipeline_and_predict_run_the_onnx_folder_with_the_same_output(exported, capsys):
+    torch_pipe = MultiTaskPipeline.from_pretrained(str(exported / "model"), precision="fp32")
+    onnx_pipe = MultiTaskPipeline.from_pretrained(str(exported / "fp32"))
+    assert type(onnx_pipe.model).__name__ == "OnnxMultiTaskModel"
+    ours, theirs = torch_pipe(TEXTS, return_all_scores=True), onnx_pipe(TEXTS, return_all_scores=True)
+    for a, b in zip(ours, theirs):
+        assert a.keys() == b.keys()
+        assert a["sentiment"]["label"] == b["sentiment"]["label"]
+        assert a["sentiment"]["scores"] == pytest.approx(b["sentiment"]["scores"], abs=1e-4)
+        assert a["score"]["value"] == pytest.approx(b["score"]["value"], abs=1e-4)
+        assert [(s["tag"] if "tag" in s else s["type"], s["start"], s["end"]) for s in a["ner"]] == \
+            [(s["tag"] if "tag" in s else s["type"], s["start"], s["end"]) for s in b["ner"]]
+        assert a["topics"]["scores"] == pytest.approx(b["topics"]["scores"], abs=1e-4)
+    capsys.readouterr()
+    assert main(["predict", str(exported / "fp32"), TEXTS[0], "--tasks", "sentiment,topics"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert set(line["predictions"]) == {"sentiment", "topics"}
+    assert line["predictions"]["sentiment"]["label"] == ours[0]["sentiment"]["label"]
+
+
+def test_int8_is_smaller_and_close(exported):
+    assert (exported / "int8" / "model.onnx").stat().st_size < 0.5 * (exported / "fp32" / "model.onnx").stat().st_size
+    tokenizer = AutoTokenizer.from_pretrained(exported / "int8")
+    enc = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    fp32, int8 = run_onnx(exported / "fp32", enc), run_onnx(exported / "int8", enc)
+    a = np.concatenate([fp32[task].ravel() for task in TASKS])
+    b = np.concatenate([int8[task].ravel() for task in TASKS])
+    assert not np.array_equal(a, b)  # really quantised
+    assert np.corrcoef(a, b)[0, 1] > 0.95  # and still the same model (quality on real data: BENCHMARKS.md)
+    assert json.loads((exported / "int8" / "config.json").read_text())["mtnlp"]["onnx"]["quantize"] == "int8"
+
+
+def test_one_head_and_bad_export_options(exported, tmp_path, capsys):
+    assert main(["export", str(exported / "model"), "--onnx", "--task", "ner", str(tmp_path / "ner")]) == 0
+    pipe = MultiTaskPipeline.from_pretrained(str(tmp_path / "ner"))
+    assert list(pipe.tasks) == ["ner"] and set(pipe(TEXTS[0])) == {"ner"}
+    capsys.readouterr()
+    assert main(["export", str(exported / "model"), str(tmp_path / "x")]) == 2  # neither --task nor --onnx
+    assert main(["export", str(exported / "model"), "--task", "ner", "--quantize", "int8", str(tmp_path / "y")]) == 2
+    assert main(["export", str(exported / "model"), "--onnx", "--task", "nope", str(tmp_path / "z")]) == 2
+    err = capsys.readouterr().err
+    assert "--onnx" in err and "--quantize applies to --onnx" in err and "no such task" in err
+
+
+def test_mtnlp_evaluate_runs_an_onnx_folder(make_recipe, tmp_path, capsys):
+    """The metrics of the ONNX export are the trained model's (fp32)."""
+    recipe = make_recipe(training={"steps": 3})
+    assert main(["train", str(recipe)]) == 0
+    model_dir = tmp_path / "run" / "model"
+    assert main(["export", str(model_dir), "--onnx", str(tmp_path / "onnx")]) == 0
+    for folder in (model_dir, tmp_path / "onnx"):
+        assert main(["evaluate", str(folder), str(recipe), "--output", str(folder / "eval.json")]) == 0
+    ours = json.loads((model_dir / "eval.json").read_text())["tasks"]
+    theirs = json.loads((tmp_path / "onnx" / "eval.json").read_text())["tasks"]
+    assert ours.keys() == theirs.keys() == {"sentiment", "score", "ner"}
+    for task in ours:
+        assert theirs[task]["validation"] == pytest.approx(ours[task]["validation"], abs=1e-3)
