@@ -179,7 +179,7 @@ class Batcher:
         out = {}
         for task in job.tasks:
             prediction = result[task]
-            if not job.all_scores and self.pipe.tasks[task]["type"] == "classification":
+            if not job.all_scores and isinstance(prediction, dict):  # every label's score: only when asked
                 prediction = {k: v for k, v in prediction.items() if k != "scores"}
             out[task] = prediction
         return out
