@@ -1,6 +1,7 @@
-"""Shared helpers of bench/throughput.py and bench/utilisation.py: the run's environment record,
-waiting for an idle machine, and the 3-task data subsets (SST-2, CoNLL-2003 NER, UD-EWT UPOS)
-with the mtnlp recipe that trains on them."""
+"""Shared helpers of bench/throughput.py and bench/utilisation.py: the run's environment record
+(date, commit, CPU model, matmul ISA flags, bf16 support), the optimizer record, waiting for an idle
+machine, and the 3-task data subsets (SST-2, CoNLL-2003 NER, UD-EWT UPOS) with the mtnlp recipe that
+trains on them."""
 
 from __future__ import annotations
 
@@ -29,10 +30,13 @@ def write_results(out: Path, results: dict) -> None:
 
 
 ISA_CAP_VARS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+# /proc/cpuinfo flags that decide which matmul kernels torch / oneDNN can use
+MATMUL_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
 
 
 def cpu_info() -> dict:
-    """CPU model and the matmul-relevant ISA flags (from /proc/cpuinfo); whether mtnlp's precision policy
+    """CPU model and which matmul-relevant ISA flags it has (from /proc/cpuinfo); whether mtnlp's precision policy
     finds native bf16 (precision.cpu_native), torch's CPU capability, and the env vars that cap the ISA
     torch / oneDNN / MKL use (set to emulate an older, e.g. AVX2-only, CPU on a newer one)."""
     info, flags = {}, set()
@@ -46,6 +50,7 @@ def cpu_info() -> dict:
                 flags = set(value.split())
     except OSError:
         pass
+    info["isa_flags"] = [f for f in MATMUL_FLAGS if f in flags]  # the flags summary: which of MATMUL_FLAGS it has
     info["amx_bf16"] = "amx_bf16" in flags
     info["avx512_bf16"] = "avx512_bf16" in flags
     info["hypervisor"] = "hypervisor" in flags
@@ -80,6 +85,26 @@ def environment() -> dict:
         "accelerate": accelerate.__version__,
         "loadavg_at_start": list(os.getloadavg()),
     }
+
+
+def optimizer_facts(optimizer) -> dict:
+    """The optimizer a run really steps with (under Accelerate's AcceleratedOptimizer, the one it wraps):
+    its class, the fused / foreach flags it was built with, and which of torch's three AdamW
+    implementations (for-loop, foreach, fused) they select for its parameters."""
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+
+    inner = getattr(optimizer, "optimizer", optimizer)
+    fused, foreach = inner.defaults.get("fused"), inner.defaults.get("foreach")
+    if fused:
+        implementation = "fused"
+    elif foreach is None:  # torch's own default for these parameters: foreach on CUDA, for-loop on CPU
+        params = [p for group in inner.param_groups for p in group["params"]]
+        implementation = "foreach" if _default_to_fused_or_foreach(params, False, False)[1] else "for-loop"
+    else:
+        implementation = "foreach" if foreach else "for-loop"
+    return {"class": f"{type(inner).__module__}.{type(inner).__qualname__}",
+            "wrapper": None if inner is optimizer else type(optimizer).__qualname__,
+            "fused": fused, "foreach": foreach, "implementation": implementation}
 
 
 def wait_for_idle(max_wait: float, threshold: float = 0.5) -> dict:

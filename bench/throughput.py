@@ -5,28 +5,35 @@ examples each of SST-2, CoNLL-2003 NER and UD-EWT UPOS from ../shared/data), tok
 tokenizer and max_length, batch size 32, the same precision (--precision: bf16 autocast, the default, or
 fp32), on the same machine in one invocation.
 
-- mtnlp: `mtnlp.train.train(load_recipe(...))` on a 3-task recipe (temperature sampling, group_by_length,
-  no validation split, so the only evaluation is the final save, training.mixed_precision = --precision),
-  --steps optimizer steps, torch.optim.AdamW(fused=True) (mtnlp.train.make_optimizer).
+- mtnlp: `run = mtnlp.train.setup(load_recipe(...))` on a 3-task recipe (temperature sampling,
+  group_by_length, training.mixed_precision = --precision, no evaluation or checkpoints), then the loop
+  of recipes/multitask.py for --steps optimizer steps: `train_step(run)` (the real step: the
+  DataLoader's next batch, forward with the head's loss, loss weighting, backward, gradient clipping,
+  optimizer step, schedule step) and `log_step(run, task)`. The optimizer is whatever setup() built
+  (mtnlp.train.make_optimizer: torch.optim.AdamW(fused=True)); the results record its class and its
+  fused / foreach flags as read from `run.optimizer`.
 - HF Trainer: AutoModelForSequenceClassification (SST-2) / AutoModelForTokenClassification (NER, UPOS),
   dynamic padding (DataCollatorWithPadding / DataCollatorForTokenClassification), bf16=True (--precision
   bf16) or False (fp32), use_cpu=True, no eval, no saving; the same total number of optimizer steps, split
-  across the tasks as mtnlp's task sampler splits them. Default (random) sampling, as a user would run it,
-  a second variant with train_sampling_strategy="group_by_length" (both with Trainer's default optimizer,
-  adamw_torch_fused: the same fused torch AdamW as mtnlp), and a third, grouped, with optim="adamw_torch"
-  (torch AdamW without fused=True: a slower optimizer than mtnlp's).
+  across the tasks as mtnlp's task sampler splits them. Three variants: default (random) sampling, as a
+  user would run it, with Trainer's default optimizer (optim="adamw_torch_fused": torch AdamW with
+  fused=True, as mtnlp's); train_sampling_strategy="group_by_length" with the same default optimizer;
+  and group_by_length with optim="adamw_torch" (torch AdamW without fused=True, which on CPU runs
+  torch's per-parameter for-loop implementation: a slower optimizer step than mtnlp's). The results
+  record each run's optimizer as read from `trainer.optimizer`.
 
 Throughput = NON-PAD tokens trained on / wall time of the training loop only (model loading and
-tokenisation excluded on both sides). mtnlp: from the first batch's collate to the end of the last
-optimizer step (the call of the final evaluation); tokens counted by wrapping the collate of mtnlp's
-training DataLoader (mtnlp.loader; no worker processes on CPU, so it runs in the training process).
-Trainer: from on_train_begin to on_step_end of the last step; tokens counted by a forward pre-hook
-on the model (so exactly the batches that were trained on). Each side runs in its own subprocess;
-peak RSS per subprocess comes from os.wait4. Writes bench/results/throughput.json (--precision fp32:
-bench/results/throughput_fp32.json).
+tokenisation excluded on both sides). mtnlp: from before the first train_step to after the last
+log_step; tokens counted by a generator passed the Run's own batch iterator (`run.batches`, the
+DataLoader's) that counts each batch train_step takes from it, checked against the batch plan's own
+per-task counts (`run.positions["seen"]`); nothing in mtnlp is replaced. Trainer: from on_train_begin
+to on_step_end of the last step; tokens counted by a forward pre-hook on the model (so exactly the
+batches that were trained on). Each side runs in its own subprocess; peak RSS per subprocess comes from
+os.wait4 (mtnlp: setup and the loop; no end-of-run evaluation or save). Writes
+bench/results/throughput.json (--precision fp32: bench/results/throughput_fp32.json) unless --output.
 
     python bench/throughput.py [--steps 300] [--max-examples 4000] [--batch-size 32] [--precision bf16|fp32]
-                               [--wait-idle 0]
+                               [--wait-idle 0] [--output FILE]
 """
 
 from __future__ import annotations
@@ -54,59 +61,57 @@ TRAINER_MODEL = {"sst2": "sequence", "conll_ner": "token", "ud_upos": "token"}
 def run_mtnlp(args) -> dict:
     import torch
 
-    import mtnlp.loader as loader
-    import mtnlp.train as mt
     from mtnlp.recipe import load_recipe
+    from mtnlp.train import log_step, setup, train_step
 
     work = Path(args.workdir)
     recipe_path = benchlib.write_recipe(work / "recipe.yaml", work / "data", work / "mtnlp-run", args.steps,
                                         args.batch_size, args.max_length, precision=args.precision)
-    stats = {"non_pad_tokens": 0, "padded_tokens": 0, "batches": 0, "t_first_batch": None, "t_loop_end": None,
-             "task_counts": {}, "optimizer": None}
+    start = time.perf_counter()
+    run = setup(load_recipe(recipe_path))  # tokenisation, model, optimizer, DataLoader: not timed
+    setup_seconds = time.perf_counter() - start
+    loader_iterator = type(run.batches).__qualname__
+    stats = {"non_pad_tokens": 0, "padded_tokens": 0, "batches": 0, "task_counts": {}}
 
-    # train() pads its batches in mtnlp.loader's DataLoader (0 workers on CPU: in this process, one batch
-    # per step, none ahead)
-    original_collate, original_eval, original_sampler = loader.collate, mt.evaluate_and_select, mt.TaskSampler
-
-    def counting_collate(rows, pad_id, task_type):
-        if stats["t_first_batch"] is None:
-            stats["t_first_batch"] = time.perf_counter()
-        batch = original_collate(rows, pad_id, task_type)
-        stats["non_pad_tokens"] += int(batch["attention_mask"].sum())
-        stats["padded_tokens"] += batch["attention_mask"].numel()
-        stats["batches"] += 1
-        return batch
-
-    def timed_eval(*a, **k):  # called once, right after the last optimizer step (eval_every is null)
-        if stats["t_loop_end"] is None:
-            stats["t_loop_end"] = time.perf_counter()
-        return original_eval(*a, **k)
-
-    original_make_optimizer = mt.make_optimizer
-
-    def recording_make_optimizer(*a, **k):  # records the optimizer train() really uses
-        optimizer, scheduler = original_make_optimizer(*a, **k)
-        stats["optimizer"] = {"class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
-                              **{k_: optimizer.defaults.get(k_) for k_ in ("fused", "foreach")}}
-        return optimizer, scheduler
-
-    class CountingSampler(original_sampler):
-        def __next__(self):
-            task = super().__next__()
+    def counting(batches):
+        """The Run's own batch iterator, passed through: counts what train_step takes from it."""
+        for task, batch, positions in batches:
+            mask = batch["attention_mask"]
+            stats["non_pad_tokens"] += int(mask.sum())
+            stats["padded_tokens"] += mask.numel()
+            stats["batches"] += 1
             stats["task_counts"][task] = stats["task_counts"].get(task, 0) + 1
-            return task
+            yield task, batch, positions
 
-    loader.collate, mt.evaluate_and_select, mt.TaskSampler = counting_collate, timed_eval, CountingSampler
-    mt.make_optimizer = recording_make_optimizer
-    t0 = time.perf_counter()
-    result = mt.train(load_recipe(recipe_path))
-    total = time.perf_counter() - t0
-    loop = stats["t_loop_end"] - stats["t_first_batch"]
-    return {"side": "mtnlp", "steps": args.steps, "loop_seconds": loop, "train_call_seconds": total,
+    run.batches = counting(run.batches)
+    step_seconds = 0.0
+    # the loop of recipes/multitask.py with the bench recipe's evaluation and checkpoints off
+    # (eval_every and save_every null): train_step (DataLoader batch, forward, head loss, weighting,
+    # backward, clipping, optimizer, schedule) and log_step (progress bar; a train_log.jsonl record and
+    # the loss read-out every log_every steps)
+    loop_start = time.perf_counter()
+    while run.progress.step < args.steps:
+        step_start = time.perf_counter()
+        task = train_step(run)
+        step_seconds += time.perf_counter() - step_start
+        log_step(run, task)
+    loop = time.perf_counter() - loop_start
+    run.bar.close()
+
+    seen = run.positions["seen"]  # the plan's own counts of the batches trained on, to cross-check
+    if {n: c["batches"] for n, c in seen.items() if c["batches"]} != stats["task_counts"]:
+        raise RuntimeError(f"counted {stats['task_counts']}, the batch plan says {seen}")
+    t = run.recipe.training
+    return {"side": "mtnlp", "steps": run.progress.step, "loop_seconds": loop, "train_step_seconds": step_seconds,
+            "loop_seconds_outside_train_step": loop - step_seconds, "setup_seconds": setup_seconds,
             "non_pad_tokens": stats["non_pad_tokens"], "padded_tokens": stats["padded_tokens"],
-            "batches": stats["batches"], "task_counts": stats["task_counts"],
+            "batches": stats["batches"], "task_counts": stats["task_counts"], "plan_seen": seen,
             "non_pad_tokens_per_s": stats["non_pad_tokens"] / loop, "torch_threads": torch.get_num_threads(),
-            "precision": result.precision.as_dict(), "optimizer": stats["optimizer"]}
+            "precision": run.precision.as_dict(), "optimizer": benchlib.optimizer_facts(run.optimizer),
+            "scheduler": type(run.scheduler).__qualname__, "weighting": type(run.weighting).__qualname__,
+            "gradient_method": type(run.gradient).__qualname__, "grad_accum": t.grad_accum,
+            "max_grad_norm": t.max_grad_norm, "batch_iterator": loader_iterator,
+            "dataloader_workers": t.dataloader_workers}
 
 
 # ------------------------------------------------------------------ the HF Trainer side (child process)
@@ -208,6 +213,7 @@ def run_trainer(args) -> dict:
             "train_runtime": out.metrics.get("train_runtime"), "non_pad_tokens": stats["non_pad_tokens"],
             "padded_tokens": stats["padded_tokens"], "batches": stats["batches"],
             "non_pad_tokens_per_s": stats["non_pad_tokens"] / loop, "optim": str(training_args.optim),
+            "optimizer": benchlib.optimizer_facts(trainer.optimizer),
             "train_sampling_strategy": training_args.train_sampling_strategy,
             "precision": "bf16" if training_args.bf16 else "fp32", "torch_threads": torch.get_num_threads()}
 
@@ -219,6 +225,7 @@ def child(argv: list[str], log: Path) -> tuple[dict, float]:
     """Run `throughput.py --child ...` in its own process; return its result (with the process's CPU
     seconds) and its peak RSS in MiB."""
     out_file = log.with_suffix(".json")
+    load_before = list(os.getloadavg())
     start = time.perf_counter()
     with open(log, "w") as log_file:
         proc = subprocess.Popen([sys.executable, __file__, *argv, "--result", str(out_file)],
@@ -230,6 +237,8 @@ def child(argv: list[str], log: Path) -> tuple[dict, float]:
     result = json.loads(out_file.read_text())
     result["process_cpu_seconds"] = usage.ru_utime + usage.ru_stime  # ~2x wall on 2 uncontended cores
     result["process_wall_seconds"] = time.perf_counter() - start
+    # another job on the cores shows as CPU seconds per wall second well under the 2 threads' ~1.8 and as load
+    result["loadavg_before"], result["loadavg_after"] = load_before, list(os.getloadavg())
     return result, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
@@ -251,7 +260,7 @@ def main() -> None:
     parser.add_argument("--no-grouped-trainer", action="store_true",
                         help="only the default Trainer: skip the variants with train_sampling_strategy=group_by_length "
                              "(with Trainer's default adamw_torch_fused, the same fused torch AdamW as mtnlp's, and "
-                             "with optim=adamw_torch, torch AdamW without fused)")
+                             "with optim=adamw_torch, torch AdamW without fused: its for-loop implementation on CPU)")
     parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
                         help="both sides: mtnlp's training.mixed_precision and Trainer's bf16=True/False "
                              "(default bf16: bf16 autocast, as in bench/results/throughput.json)")
@@ -304,11 +313,12 @@ def main() -> None:
             sys.exit(f"mtnlp drew {mt['task_counts']}, expected {counts}")
         print(f"mtnlp   {mt['non_pad_tokens_per_s']:8.0f} non-pad tokens/s  ({mt['non_pad_tokens']} tokens, "
               f"{mt['loop_seconds']:.1f} s loop, padding {1 - mt['non_pad_tokens'] / mt['padded_tokens']:.1%}, "
-              f"peak RSS {mt_rss:.0f} MiB)", flush=True)
+              f"peak RSS {mt_rss:.0f} MiB; {mt['optimizer']['class']}, {mt['optimizer']['implementation']})", flush=True)
 
         # (sampling, optim): Trainer as a user runs it; with length grouping (both with Trainer's default
         # adamw_torch_fused, the same torch.optim.AdamW(fused=True) as mtnlp's); and grouped with
-        # optim=adamw_torch (torch AdamW without fused=True, a slower step than mtnlp's)
+        # optim=adamw_torch (torch AdamW without fused=True: on CPU its for-loop implementation, a slower
+        # step than mtnlp's fused one)
         variants = [("random", "default")] + ([] if args.no_grouped_trainer else
                                               [("group_by_length", "default"), ("group_by_length", "adamw_torch")])
         trainer = {}
@@ -333,7 +343,8 @@ def main() -> None:
                 runs.append(run)
                 print(f"  Trainer[{key}] {task}: {run['non_pad_tokens_per_s']:.0f} non-pad tokens/s over "
                       f"{steps} steps ({run['loop_seconds']:.1f} s, padding "
-                      f"{1 - run['non_pad_tokens'] / run['padded_tokens']:.1%}, peak RSS {rss:.0f} MiB)", flush=True)
+                      f"{1 - run['non_pad_tokens'] / run['padded_tokens']:.1%}, peak RSS {rss:.0f} MiB; "
+                      f"{run['optimizer']['class']}, {run['optimizer']['implementation']})", flush=True)
             if runs is None:
                 trainer[key] = {"failed": True}
                 continue
@@ -348,15 +359,23 @@ def main() -> None:
                   f"-> mtnlp/Trainer = {summary['ratio_mtnlp_over_trainer']:.2f}x", flush=True)
 
     mt_summary = summarise([mt])
-    mt_summary.update({k: mt[k] for k in ("task_counts", "train_call_seconds", "peak_rss_mib", "peak_rss_self_mib",
-                                          "process_cpu_seconds", "process_wall_seconds", "precision", "optimizer")})
+    mt_summary.update({k: mt[k] for k in (
+        "task_counts", "plan_seen", "train_step_seconds", "loop_seconds_outside_train_step", "setup_seconds",
+        "peak_rss_mib", "peak_rss_self_mib", "process_cpu_seconds", "process_wall_seconds", "loadavg_before",
+        "loadavg_after", "precision", "optimizer", "scheduler", "weighting", "gradient_method", "grad_accum",
+        "max_grad_norm", "batch_iterator", "dataloader_workers")})
     results.update({
         "config": {"steps": args.steps, "max_examples_per_task": args.max_examples, "examples_per_task": sizes,
                    "batch_size": args.batch_size, "max_length": args.max_length,
                    "precision": "bf16 autocast" if args.precision == "bf16" else "fp32 (no autocast)",
                    "encoder": benchlib.ENCODER, "trainer_steps_per_task": counts,
                    "mtnlp_sampling": "temperature T=2, group_by_length (windows of 50 batches)",
-                   "mtnlp_optimizer": "torch.optim.AdamW(fused=True) (mtnlp.train.make_optimizer)"},
+                   "mtnlp_loop": "run = mtnlp.train.setup(recipe); per step train_step(run) + log_step(run, task), "
+                                 "as recipes/multitask.py (evaluation and checkpoints off); timed from the first "
+                                 "train_step to the last log_step",
+                   "mtnlp_optimizer": mt["optimizer"],
+                   "trainer_optimizers": {key: summary["per_task"][0]["optimizer"]
+                                          for key, summary in trainer.items() if "per_task" in summary}},
         "precision": args.precision,
         "mtnlp": mt_summary,
         "trainer": trainer,
