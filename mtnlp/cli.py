@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="model directory or hub id")
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--tasks", help="comma-separated task names (default: all heads)")
-    p.add_argument("--input", help="JSON lines file with {\"text\": ...} per line (or a JSON string), - for stdin")
+    p.add_argument("--input", help="JSON lines file with {\"text\": ...} per line (or a JSON string, a pair "
+                   "{\"text\", \"text_pair\"}, a multiple-choice {\"text\", \"choices\"}), - for stdin")
     p.add_argument("--output", help="write JSON lines here instead of stdout")
     p.add_argument("--all-scores", action="store_true", help="include every label's probability")
     p.add_argument("--batch-size", type=int, default=32)
@@ -229,8 +230,17 @@ def load_model(name: str, **hub_kwargs):
 
 
 def read_inputs(path: str) -> list:
-    """Texts, or pairs {"text": ..., "text_pair": ...}, one JSON value per line."""
+    """Texts, pairs {"text": ..., "text_pair": ...}, or inputs of a task type with its own fields (e.g.
+    multiple choice's {"text": ..., "choices": [...]}), one JSON value per line."""
+    return [item for item, _ in input_lines(path)]
+
+
+def input_lines(path: str) -> list[tuple]:
+    """(input, "FILE:LINE") per non-empty line. An object that a task type takes as its own input
+    (TaskType.accepts) is passed on whole (the type ignores other keys, e.g. ids and gold labels) and
+    checked by the type; of other objects, "text" and "text_pair" are kept."""
     from .errors import UserError
+    from .tasks import TASK_TYPES
 
     try:
         lines = sys.stdin.read().split("\n") if path == "-" else Path(path).read_text(encoding="utf-8").split("\n")
@@ -246,22 +256,47 @@ def read_inputs(path: str) -> list:
             item = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{number}: invalid JSON: {e.msg}") from None
-        if isinstance(item, dict):  # keep a pair's text_pair; other keys (ids, gold labels) are ignored
+        own = [kind for kind in TASK_TYPES.values() if kind.accepts(item)]
+        for kind in own:
+            try:
+                kind.check_input(item)
+            except ValueError as e:
+                raise UserError(f"{path}:{number}: {e}") from None
+        if isinstance(item, dict) and not own:  # keep a pair's text_pair; other keys (ids, gold labels) are ignored
             item = {k: item[k] for k in ("text", "text_pair") if k in item}
             if not isinstance(item.get("text"), str) or not isinstance(item.get("text_pair", ""), str):
                 raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string "
                                 "(and, for a pair, a \"text_pair\" string)")
             item = item if "text_pair" in item else item["text"]
-        elif not isinstance(item, str):
+        elif not isinstance(item, (str, dict)):
             raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string")
-        texts.append(item)
+        texts.append((item, f"{path}:{number}"))
     return texts
+
+
+def check_takers(pipe, tasks: list[str] | None, inputs: list[tuple]) -> None:
+    """Every (input, where) is answered by some task: texts and pairs by a text head, an input of a
+    type's own form (TaskType.accepts) by a task of that type."""
+    from .errors import UserError
+    from .tasks import TASK_TYPES, task_type
+
+    kinds = {t: task_type(pipe.tasks[t]["type"]) for t in tasks or pipe.tasks}
+    text_heads = [t for t, kind in kinds.items() if not kind.input_fields]
+    for value, where in inputs:
+        forms = [kind.name for kind in TASK_TYPES.values() if kind.accepts(value)]
+        takers = [t for t, kind in kinds.items() if kind.input_fields and kind.accepts(value)] if forms else text_heads
+        if not takers:
+            what = f"a {' / '.join(forms)} input" if forms else "a text"
+            have = ", ".join(f"{t} ({kind.name})" for t, kind in kinds.items())
+            raise UserError(f"{where}: {what}, but no task takes it (tasks: {have})")
 
 
 def cmd_predict(args) -> int:
     from .errors import UserError
 
-    texts = list(args.texts) + (read_inputs(args.input) if args.input else [])
+    given = [(text, f"TEXT argument {i}") for i, text in enumerate(args.texts, 1)]
+    given += input_lines(args.input) if args.input else []
+    texts = [text for text, _ in given]
     if not texts:
         raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
     quiet_libraries(with_datasets=False)
@@ -273,6 +308,7 @@ def cmd_predict(args) -> int:
     unknown = [t for t in tasks or [] if t not in pipe.tasks]
     if unknown:
         raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
+    check_takers(pipe, tasks, given)
     results = pipe(texts, tasks=tasks, return_all_scores=args.all_scores)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     with contextlib.ExitStack() as stack:

@@ -75,6 +75,8 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     if labels is None or "train" in splits or carve is not None:
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     kind = task_type(task.type)
+    if "train" in raw:
+        kind.check_split(raw["train"], sources["train"])
     if labels is None:
         labels = kind.label_set(raw["train"])
         if len(labels) < kind.min_labels():
@@ -90,6 +92,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     for split in ("validation", "test"):
         if split in splits and getattr(task.data, split) is not None:
             raw[split], sources[split] = read_split(recipe, name, task, split)
+            kind.check_split(raw[split], sources[split])
             check_labels(raw[split], labels, kind, sources[split])
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources)
 
@@ -133,8 +136,10 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
 
     def encode_with_length(batch):
         enc = kind.encode(batch, tokenizer, max_length, label_ids)
-        enc["length"] = [len(ids) for ids in enc["input_ids"]]
-        enc["truncated"] = was_truncated(enc, batch, kind, tokenizer)
+        if "length" not in enc:  # a type may give its own (multiple choice: choices x longest choice)
+            enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        if "truncated" not in enc:
+            enc["truncated"] = was_truncated(enc, batch, kind, tokenizer)
         return enc
 
     dataset = datasets.Dataset.from_list(rows)
@@ -170,7 +175,18 @@ def model_rows(dataset: datasets.Dataset) -> datasets.Dataset:
 
 
 def collate(rows: list[dict], pad_id: int, kind: str) -> dict[str, torch.Tensor]:
-    """Dynamic padding to the longest row of the batch; the task type shapes the labels."""
+    """Dynamic padding to the longest row of the batch; the task type shapes the labels (and may pad its
+    own inputs: TaskType.collate_inputs, e.g. multiple choice's (batch, choices, length))."""
+    kind = task_type(kind)
+    batch = kind.collate_inputs(rows, pad_id)
+    if batch is None:
+        batch = pad_sequences(rows, pad_id)
+    batch["labels"] = kind.collate_labels(rows, batch["input_ids"].shape[-1])
+    return batch
+
+
+def pad_sequences(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """One sequence per row (input_ids, token_type_ids), padded to the longest; the attention mask."""
     import torch
 
     width = max(len(r["input_ids"]) for r in rows)
@@ -184,5 +200,4 @@ def collate(rows: list[dict], pad_id: int, kind: str) -> dict[str, torch.Tensor]
         batch["attention_mask"][i, :n] = 1
         if "token_type_ids" in batch:
             batch["token_type_ids"][i, :n] = torch.tensor(r["token_type_ids"])
-    batch["labels"] = task_type(kind).collate_labels(rows, width)
     return batch

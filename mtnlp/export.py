@@ -36,7 +36,11 @@ def export_head(model: MultiTaskModel, task: str):
     family.check_export(model.config.encoder)
     config = export_config(model, task)
     auto = getattr(transformers, task_type(model.config.tasks[task]["type"]).export_class)
-    exported = auto.from_config(config)
+    try:
+        exported = auto.from_config(config)
+    except ValueError:  # transformers has no such class for this family (e.g. no *ForMultipleChoice)
+        raise UserError(f"cannot export the {task} head: transformers has no {auto.__name__} class for "
+                        f"{family.name} encoders") from None
     prefix = exported.base_model_prefix
     state = {f"{prefix}.{k}": v for k, v in model.encoder_state(task).items()}  # adapter merged / layers in place
     state.update({family.export_key(k, prefix): v for k, v in model.heads[task].state_dict().items()})

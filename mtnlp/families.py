@@ -4,10 +4,11 @@ One `Family` entry per family holds its facts:
 
 - inputs: whether it takes token_type_ids (and only with more than one token type), how many tokens
   its position embeddings hold;
-- heads: its own sequence (pooling) head and token head, built from its own transformers modules
-  under the attribute names its AutoModelFor{Sequence,Token}Classification gives them, so a task
-  head's state keys ARE the exported model's keys (`base_head` names the head modules that the
-  exported model - and the pretrained checkpoint - keep inside the base model, e.g. BERT's pooler);
+- heads: its own sequence (pooling) head, token head and multiple-choice head, built from its own
+  transformers modules under the attribute names its AutoModelFor{SequenceClassification,
+  TokenClassification,MultipleChoice} gives them, so a task head's state keys ARE the exported
+  model's keys (`base_head` names the head modules that the exported model - and the pretrained
+  checkpoint - keep inside the base model: BERT's pooler, RoBERTa's pooler of its choice head);
 - soft sharing: where its transformer layers live, which modules follow them (ModernBERT's final
   norm), how to run a slice of them (task_layers) and its names for the LoRA targets.
 
@@ -107,7 +108,11 @@ class Family:
     # (head config, num_outputs, dropout) -> (pool or None, {attribute name: module}) for sequence tasks
     sequence_head: Callable = first_token_head
     token_head: Callable = linear_token_head  # the same for tagging (no pooling)
-    base_head: tuple[str, ...] = ()  # head modules kept inside the base model (and pretrained with it)
+    # the same for multiple choice (one output per (context, choice) sequence): its *ForMultipleChoice layout
+    choice_head: Callable = first_token_head
+    # head modules kept inside the base model (and pretrained with it), in whichever head kind has them:
+    # the names are the family's own, so a name means one module of one head kind
+    base_head: tuple[str, ...] = ()
     token_type_ids: bool = True  # has token type embeddings (used only with type_vocab_size > 1)
     padding_positions: bool = False  # positions are numbered from pad_token_id + 1 (RoBERTa)
     dropout_key: str = "classifier_dropout"  # the config field of the head dropout
@@ -121,8 +126,9 @@ class Family:
         return self.name if config.model_type in self.model_types else f"'{config.model_type}'"
 
     def head_modules(self, kind: str, config, num_outputs: int, dropout: float):
-        """kind: "sequence" or "token". Returns (pool or None, {attribute name: module})."""
-        build = {"sequence": self.sequence_head, "token": self.token_head}[kind]
+        """kind: a TaskType.head_kind ("sequence", "token", "choice"), built by the family's `<kind>_head`.
+        Returns (pool or None, {attribute name: module})."""
+        build = getattr(self, f"{kind}_head")
         return build(head_config(config, num_outputs, dropout, self.dropout_key), num_outputs, dropout)
 
     def export_key(self, head_key: str, prefix: str) -> str:
@@ -186,6 +192,31 @@ def distilbert_head(config, num_outputs, dropout):
                          "dropout": nn.Dropout(dropout), "classifier": nn.Linear(config.dim, num_outputs)}
 
 
+def roberta_choice_head(config, num_outputs, dropout):
+    """RobertaForMultipleChoice: the base model's pooler (dense + tanh on <s>; a copy per task, exported
+    into the base model), dropout, a linear score."""
+    from transformers.models.roberta.modeling_roberta import RobertaPooler
+
+    return None, {"pooler": RobertaPooler(config), "dropout": nn.Dropout(dropout),
+                  "classifier": nn.Linear(config.hidden_size, num_outputs)}
+
+
+def xlm_roberta_choice_head(config, num_outputs, dropout):
+    from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaPooler
+
+    return None, {"pooler": XLMRobertaPooler(config), "dropout": nn.Dropout(dropout),
+                  "classifier": nn.Linear(config.hidden_size, num_outputs)}
+
+
+def electra_choice_head(config, num_outputs, dropout):
+    """ElectraForMultipleChoice: its SequenceSummary (first token, dense, GELU, dropout), a linear score."""
+    from transformers.models.electra.modeling_electra import ElectraSequenceSummary
+
+    config.summary_last_dropout = dropout  # the summary's dropout is the head's (config: a copy, head_config)
+    return None, {"sequence_summary": ElectraSequenceSummary(config),
+                  "classifier": nn.Linear(config.hidden_size, num_outputs)}
+
+
 def modernbert_head(config, num_outputs, dropout):
     """ModernBERT's head on its configured pooling (classifier_pooling: cls or mean)."""
     pool = {"cls": first_token, "mean": mean_tokens}[config.classifier_pooling]
@@ -200,18 +231,22 @@ def modernbert_token_head(config, num_outputs, dropout):
 
 
 FAMILIES = [
-    Family("BERT", ("bert",), bert_head, base_head=("pooler",)),
-    Family("RoBERTa", ("roberta",), roberta_head, padding_positions=True),
-    Family("XLM-RoBERTa", ("xlm-roberta",), xlm_roberta_head, padding_positions=True),
-    Family("DeBERTa-v2", ("deberta-v2",), deberta_v2_head, dropout_key="cls_dropout",
+    Family("BERT", ("bert",), bert_head, choice_head=bert_head, base_head=("pooler",)),
+    Family("RoBERTa", ("roberta",), roberta_head, choice_head=roberta_choice_head, base_head=("pooler",),
+           padding_positions=True),
+    Family("XLM-RoBERTa", ("xlm-roberta",), xlm_roberta_head, choice_head=xlm_roberta_choice_head,
+           base_head=("pooler",), padding_positions=True),
+    Family("DeBERTa-v2", ("deberta-v2",), deberta_v2_head, choice_head=deberta_v2_head, dropout_key="cls_dropout",
            run_layers=run_deberta_layers, min_shared_layers=1,
            lora_names={"query": ("query_proj",), "key": ("key_proj",), "value": ("value_proj",)}),
-    Family("ELECTRA", ("electra",), electra_head),
-    Family("DistilBERT", ("distilbert",), distilbert_head, token_type_ids=False, dropout_key="seq_classif_dropout",
+    Family("ELECTRA", ("electra",), electra_head, choice_head=electra_choice_head),
+    Family("DistilBERT", ("distilbert",), distilbert_head, choice_head=distilbert_head, token_type_ids=False,
+           dropout_key="seq_classif_dropout",
            layers="transformer.layer",
            lora_names={"query": ("q_lin",), "key": ("k_lin",), "value": ("v_lin",),
                        "dense": ("out_lin", "lin1", "lin2")}),
-    Family("ModernBERT", ("modernbert",), modernbert_head, modernbert_token_head, token_type_ids=False,
+    Family("ModernBERT", ("modernbert",), modernbert_head, modernbert_token_head, choice_head=modernbert_head,
+           token_type_ids=False,
            layers="layers", after_layers=("final_norm",), run_layers=run_modernbert_layers,
            lora_names={"query": ("Wqkv",), "key": ("Wqkv",), "value": ("Wqkv",), "dense": ("Wo", "Wi")}),
 ]

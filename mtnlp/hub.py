@@ -48,8 +48,13 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
                  for split in ("validation", "test")]
         lines.append(f"| {name} | {spec['type']} | {labels} | {cells[0]} | {cells[1]} |")
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
-              'pipe = MultiTaskPipeline.from_pretrained("REPO_OR_DIR")',
-              'pipe("Some text to analyse.")   # every head\'s prediction from one encoder pass', "```", ""]
+              'pipe = MultiTaskPipeline.from_pretrained("REPO_OR_DIR")']
+    if any(not task_type(spec["type"]).input_fields for spec in config.tasks.values()):
+        lines.append('pipe("Some text to analyse.")   # every head\'s prediction from one encoder pass')
+    for name, spec in config.tasks.items():  # types with inputs of their own form (TaskType.input_fields)
+        if task_type(spec["type"]).example_input:
+            lines.append(f"pipe({json.dumps(task_type(spec['type']).example_input)})   # the {name} head")
+    lines += ["```", ""]
     tagging = [name for name, spec in config.tasks.items() if task_type(spec["type"]).head_kind == "token"]
     if tagging:
         lines += [f"A tagging head exported as a plain transformers model (`mtnlp export REPO_OR_DIR --task "

@@ -161,12 +161,23 @@ class MultiTaskModel(PreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, task: str | None = None,
                 labels=None, **kwargs):
+        """`task`'s logits (and loss, given labels). Inputs are (batch, length), or (batch, choices, length)
+        for a head that scores several sequences per example (multiple choice): logits (batch, choices)."""
         if task not in self.heads:
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
         head = self.heads[task]
+        shape = input_ids.shape
+        choices = len(shape) == 3  # (batch, choices, length): every choice is one sequence (multiple choice)
+        if choices:
+            input_ids, attention_mask, token_type_ids = (None if x is None else x.flatten(0, 1)
+                                                         for x in (input_ids, attention_mask, token_type_ids))
         logits = head(self.encode(input_ids, attention_mask, token_type_ids, task), attention_mask)
+        if choices:  # the head's one score per sequence, back as (batch, choices)
+            logits = logits.view(shape[0], shape[1], -1).squeeze(-1)
         loss = head.loss(logits, labels) if labels is not None else None
         output = TokenClassifierOutput if self.heads[task].kind.head_kind == "token" else SequenceClassifierOutput
+        if choices:
+            from transformers.modeling_outputs import MultipleChoiceModelOutput as output
         return output(loss=loss, logits=logits)
 
     def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None,

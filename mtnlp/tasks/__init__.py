@@ -5,10 +5,12 @@ from __future__ import annotations
 from .base import TaskType
 from .classification import Classification
 from .multilabel import Multilabel
+from .multiple_choice import MultipleChoice
 from .regression import Regression
 from .tagging import Tagging
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(), Regression(), Tagging(), Multilabel())}
+TASK_TYPES[MultipleChoice.name] = MultipleChoice()
 
 
 def task_type(name: str) -> TaskType:

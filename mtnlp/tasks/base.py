@@ -41,6 +41,10 @@ class TaskType:
     def min_labels(self) -> int:
         return 2
 
+    def check_split(self, examples: list[dict], source: str) -> None:
+        """Checks across the examples of one split (each example alone: example()); UserErrors name
+        the file and line (e.g. multiple choice: the same number of choices throughout)."""
+
     def model_spec(self, spec) -> dict:
         """What the model's config keeps of the recipe's task section beyond type, labels and dropout."""
         return {}
@@ -48,13 +52,18 @@ class TaskType:
     # ---------------------------------------------------------------- tokenising and batches
 
     def encode(self, batch: dict[str, list], tokenizer, max_length: int, label_ids: dict[str, int]) -> dict:
-        """Tokenise a batch of examples (datasets.map) with their labels as model targets."""
+        """Tokenise a batch of examples (datasets.map) with their labels as model targets. A type whose
+        rows are not one sequence each also gives "length" (padded tokens it costs) and "truncated"."""
         enc = tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length)
         enc["labels"] = [self.target(label, label_ids) for label in batch["label"]]
         return enc
 
     def target(self, label, label_ids: dict[str, int]):
         return label_ids[label]
+
+    def collate_inputs(self, rows: list[dict], pad_id: int) -> dict[str, torch.Tensor] | None:
+        """The model inputs of a batch, padded; None: one sequence per row (data.pad_sequences)."""
+        return None
 
     def collate_labels(self, rows: list[dict], width: int) -> torch.Tensor:
         import torch
@@ -110,6 +119,12 @@ class TaskType:
     def accepts(self, value) -> bool:
         """Whether a pipeline input is this type's own (a mapping with its input fields)."""
         return bool(self.input_fields) and isinstance(value, dict) and set(self.input_fields) <= set(value)
+
+    example_input: dict | None = None  # such an input, for the model card's usage example
+
+    def check_input(self, value) -> None:
+        """A ValueError saying what is wrong with an input this type accepts (e.g. a line of `mtnlp
+        predict --input`, which names its file and line)."""
 
     def pipeline(self, pipe, task: str, inputs: list[dict], all_scores: bool) -> list:
         """Predictions for inputs of this type's own form (types with input_fields only)."""
