@@ -222,7 +222,13 @@ def load_model(name: str, **hub_kwargs):
 
 
 def read_inputs(path: str) -> list:
-    """Texts, or pairs {"text": ..., "text_pair": ...}, one JSON value per line."""
+    """Texts, pairs {"text": ..., "text_pair": ...}, or a task type's own inputs (objects without
+    "text", e.g. {"question": ..., "context": ...}), one JSON value per line."""
+    return [item for item, _ in numbered_inputs(path)]
+
+
+def numbered_inputs(path: str) -> list[tuple]:
+    """read_inputs() with each input's line number."""
     from .errors import UserError
 
     try:
@@ -239,6 +245,9 @@ def read_inputs(path: str) -> list:
             item = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{number}: invalid JSON: {e.msg}") from None
+        if isinstance(item, dict) and "text" not in item:  # a type's own input: the pipeline's type takes it
+            texts.append((item, number))
+            continue
         if isinstance(item, dict):  # keep a pair's text_pair; other keys (ids, gold labels) are ignored
             item = {k: item[k] for k in ("text", "text_pair") if k in item}
             if not isinstance(item.get("text"), str) or not isinstance(item.get("text_pair", ""), str):
@@ -247,14 +256,15 @@ def read_inputs(path: str) -> list:
             item = item if "text_pair" in item else item["text"]
         elif not isinstance(item, str):
             raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string")
-        texts.append(item)
+        texts.append((item, number))
     return texts
 
 
 def cmd_predict(args) -> int:
     from .errors import UserError
 
-    texts = list(args.texts) + (read_inputs(args.input) if args.input else [])
+    numbered = numbered_inputs(args.input) if args.input else []
+    texts = list(args.texts) + [item for item, _ in numbered]
     if not texts:
         raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
     quiet_libraries(with_datasets=False)
@@ -266,6 +276,7 @@ def cmd_predict(args) -> int:
     unknown = [t for t in tasks or [] if t not in pipe.tasks]
     if unknown:
         raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
+    check_own_inputs(args.input, numbered, pipe, tasks)
     results = pipe(texts, tasks=tasks, return_all_scores=args.all_scores)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     with contextlib.ExitStack() as stack:
@@ -275,6 +286,20 @@ def cmd_predict(args) -> int:
             given = text if isinstance(text, dict) else {"text": text}
             out.write(json.dumps({**given, "predictions": result}, ensure_ascii=False) + "\n")
     return 0
+
+
+def check_own_inputs(path: str, numbered: list[tuple], pipe, tasks: list[str] | None) -> None:
+    """An object without "text" must be the own input of one of the heads (e.g. a QA head's
+    {"question": ..., "context": ...}); otherwise the error names its line."""
+    from .errors import UserError
+    from .tasks import task_type
+
+    kinds = [task_type(pipe.tasks[t]["type"]) for t in tasks or pipe.tasks]
+    forms = [", ".join(f'"{field}"' for field in kind.input_fields) for kind in kinds if kind.input_fields]
+    for item, number in numbered:
+        if isinstance(item, dict) and "text" not in item and not any(kind.accepts(item) for kind in kinds):
+            own = "".join(f", or an object with {form} strings" for form in dict.fromkeys(forms))
+            raise UserError(f"{path}:{number}: expected a JSON string, an object with a \"text\" string{own}")
 
 
 def cmd_push(args) -> int:

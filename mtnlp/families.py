@@ -95,6 +95,11 @@ def linear_token_head(config, num_labels: int, dropout: float):
     return None, {"dropout": nn.Dropout(dropout), "classifier": nn.Linear(config.hidden_size, num_labels)}
 
 
+def linear_span_head(config, num_outputs: int, dropout: float):
+    """Extractive QA (start and end logits per token): BERT's, RoBERTa's, ELECTRA's, DeBERTa-v2's layout."""
+    return None, {"qa_outputs": nn.Linear(config.hidden_size, num_outputs)}
+
+
 def first_token_head(config, num_outputs: int, dropout: float):
     """The generic head of an unknown family: dropout and a linear layer on the first token."""
     return first_token, {"dropout": nn.Dropout(dropout), "classifier": nn.Linear(config.hidden_size, num_outputs)}
@@ -107,6 +112,7 @@ class Family:
     # (head config, num_outputs, dropout) -> (pool or None, {attribute name: module}) for sequence tasks
     sequence_head: Callable = first_token_head
     token_head: Callable = linear_token_head  # the same for tagging (no pooling)
+    span_head: Callable = linear_span_head  # the same for extractive QA: start and end logits per token
     base_head: tuple[str, ...] = ()  # head modules kept inside the base model (and pretrained with it)
     token_type_ids: bool = True  # has token type embeddings (used only with type_vocab_size > 1)
     padding_positions: bool = False  # positions are numbered from pad_token_id + 1 (RoBERTa)
@@ -121,8 +127,8 @@ class Family:
         return self.name if config.model_type in self.model_types else f"'{config.model_type}'"
 
     def head_modules(self, kind: str, config, num_outputs: int, dropout: float):
-        """kind: "sequence" or "token". Returns (pool or None, {attribute name: module})."""
-        build = {"sequence": self.sequence_head, "token": self.token_head}[kind]
+        """kind: "sequence", "token" or "span". Returns (pool or None, {attribute name: module})."""
+        build = getattr(self, f"{kind}_head")
         return build(head_config(config, num_outputs, dropout, self.dropout_key), num_outputs, dropout)
 
     def export_key(self, head_key: str, prefix: str) -> str:
@@ -186,6 +192,10 @@ def distilbert_head(config, num_outputs, dropout):
                          "dropout": nn.Dropout(dropout), "classifier": nn.Linear(config.dim, num_outputs)}
 
 
+def distilbert_span_head(config, num_outputs, dropout):
+    return None, {"dropout": nn.Dropout(dropout), "qa_outputs": nn.Linear(config.dim, num_outputs)}
+
+
 def modernbert_head(config, num_outputs, dropout):
     """ModernBERT's head on its configured pooling (classifier_pooling: cls or mean)."""
     pool = {"cls": first_token, "mean": mean_tokens}[config.classifier_pooling]
@@ -208,10 +218,12 @@ FAMILIES = [
            lora_names={"query": ("query_proj",), "key": ("key_proj",), "value": ("value_proj",)}),
     Family("ELECTRA", ("electra",), electra_head),
     Family("DistilBERT", ("distilbert",), distilbert_head, token_type_ids=False, dropout_key="seq_classif_dropout",
+           span_head=distilbert_span_head,
            layers="transformer.layer",
            lora_names={"query": ("q_lin",), "key": ("k_lin",), "value": ("v_lin",),
                        "dense": ("out_lin", "lin1", "lin2")}),
     Family("ModernBERT", ("modernbert",), modernbert_head, modernbert_token_head, token_type_ids=False,
+           span_head=modernbert_token_head,  # its ForQuestionAnswering: head, drop, classifier as for tokens
            layers="layers", after_layers=("final_norm",), run_layers=run_modernbert_layers,
            lora_names={"query": ("Wqkv",), "key": ("Wqkv",), "value": ("Wqkv",), "dense": ("Wo", "Wi")}),
 ]

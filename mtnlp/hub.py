@@ -50,6 +50,11 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
               'pipe = MultiTaskPipeline.from_pretrained("REPO_OR_DIR")',
               'pipe("Some text to analyse.")   # every head\'s prediction from one encoder pass', "```", ""]
+    for name, spec in config.tasks.items():  # a type with its own input form (e.g. question and context)
+        fields = task_type(spec["type"]).input_fields
+        if fields:
+            example = ", ".join(f'"{field}": "..."' for field in fields)
+            lines[-2:-2] = [f"pipe({{{example}}})   # the {name} head's input"]
     tagging = [name for name, spec in config.tasks.items() if task_type(spec["type"]).head_kind == "token"]
     if tagging:
         lines += [f"A tagging head exported as a plain transformers model (`mtnlp export REPO_OR_DIR --task "

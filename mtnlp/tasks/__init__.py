@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from .base import TaskType
 from .classification import Classification
+from .extractive_qa import ExtractiveQA
 from .multilabel import Multilabel
 from .regression import Regression
 from .tagging import Tagging
 
 TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(), Regression(), Tagging(), Multilabel())}
+
+TASK_TYPES[ExtractiveQA.name] = ExtractiveQA()
 
 
 def task_type(name: str) -> TaskType:
