@@ -265,8 +265,10 @@ def input_lines(path: str) -> list[tuple]:
         if isinstance(item, dict) and not own:  # keep a pair's text_pair; other keys (ids, gold labels) are ignored
             item = {k: item[k] for k in ("text", "text_pair") if k in item}
             if not isinstance(item.get("text"), str) or not isinstance(item.get("text_pair", ""), str):
-                raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string "
-                                "(and, for a pair, a \"text_pair\" string)")
+                forms = "".join(f", or {{{', '.join(map(json.dumps, kind.input_fields))}}} ({kind.name})"
+                                for kind in TASK_TYPES.values() if kind.input_fields)
+                raise UserError(f"{path}:{number}: expected a JSON string, an object with a \"text\" string "
+                                f"(and, for a pair, a \"text_pair\" string){forms}")
             item = item if "text_pair" in item else item["text"]
         elif not isinstance(item, (str, dict)):
             raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string")

@@ -36,12 +36,15 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[l
     """Examples of one split and a printable source name."""
     source = getattr(task.data, split)
     if task.data.hub:
-        return read_hub_split(task.data, source, task.type), f"{task.data.hub}[{source}]"
-    if isinstance(source, dict):  # format lines: {text: FILE, labels: FILE, text_pair?: FILE}
+        examples, name = read_hub_split(task.data, source, task.type), f"{task.data.hub}[{source}]"
+    elif isinstance(source, dict):  # format lines: {text: FILE, labels: FILE, text_pair?: FILE}
         files = {key: resolve_path(recipe, value) for key, value in source.items()}
-        return read_lines(files, task.data, task.type), str(files["labels"])  # label errors name the labels file
-    path = resolve_path(recipe, source)
-    return read_examples(path, task.data, task.type), str(path)
+        examples, name = read_lines(files, task.data, task.type), str(files["labels"])  # label errors: labels file
+    else:
+        path = resolve_path(recipe, source)
+        examples, name = read_examples(path, task.data, task.type), str(path)
+    task_type(task.type).check_split(examples, task, name)
+    return examples, name
 
 
 def check_labels(examples: list[dict], labels: list[str], kind: TaskType, source: str) -> None:
@@ -75,8 +78,6 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     if labels is None or "train" in splits or carve is not None:
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     kind = task_type(task.type)
-    if "train" in raw:
-        kind.check_split(raw["train"], sources["train"])
     if labels is None:
         labels = kind.label_set(raw["train"])
         if len(labels) < kind.min_labels():
@@ -92,7 +93,6 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     for split in ("validation", "test"):
         if split in splits and getattr(task.data, split) is not None:
             raw[split], sources[split] = read_split(recipe, name, task, split)
-            kind.check_split(raw[split], sources[split])
             check_labels(raw[split], labels, kind, sources[split])
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources)
 
@@ -104,7 +104,8 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
     raw = raw or read_task(recipe, name, task, splits, labels)
     data = TaskData(name, task.type, raw.labels, max_length=max_length)
     for split, examples in raw.examples.items():
-        data.splits[split] = tokenize(examples, task.type, raw.labels, tokenizer, max_length)
+        data.splits[split] = tokenize(examples, task.type, raw.labels, tokenizer, max_length,
+                                      task_type(task.type).model_spec(task))
     return data
 
 
@@ -119,13 +120,15 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
-def tokenize(examples: list[dict], task_type_name: str, labels: list[str], tokenizer, max_length: int) -> datasets.Dataset:
-    """Tokenise through datasets.map with a content-derived cache file, so a second run re-uses it."""
+def tokenize(examples: list[dict], task_type_name: str, labels: list[str], tokenizer, max_length: int,
+             options: dict | None = None) -> datasets.Dataset:
+    """Tokenise through datasets.map with a content-derived cache file, so a second run re-uses it.
+    `options`: the task type's own settings (TaskType.model_spec, e.g. a QA task's doc_stride)."""
     import datasets
 
     rows = [{k: v for k, v in ex.items() if k != "_line"} for ex in examples]
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, rows, task_type_name, labels, max_length, tokenizer_fingerprint(tokenizer)],
-                                    sort_keys=True).encode()).hexdigest()[:24]
+    keyed = [CACHE_VERSION, rows, task_type_name, labels, max_length, tokenizer_fingerprint(tokenizer)]
+    key = hashlib.sha256(json.dumps(keyed + ([options] if options else []), sort_keys=True).encode()).hexdigest()[:24]
     cache_dir = Path(os.environ.get("HF_DATASETS_CACHE") or Path(datasets.config.HF_DATASETS_CACHE)) / "mtnlp"
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_file = cache_dir / f"tokenized-{key}.arrow"
@@ -135,16 +138,18 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
     kind = task_type(task_type_name)
 
     def encode_with_length(batch):
-        enc = kind.encode(batch, tokenizer, max_length, label_ids)
+        enc = kind.encode(batch, tokenizer, max_length, label_ids, **({"options": options} if options else {}))
         if "length" not in enc:  # a type may give its own (multiple choice: choices x longest choice)
             enc["length"] = [len(ids) for ids in enc["input_ids"]]
-        if "truncated" not in enc:
+        if "truncated" not in enc:  # a type may say itself what max_length cut (windows of a context lose nothing)
             enc["truncated"] = was_truncated(enc, batch, kind, tokenizer)
         return enc
 
     dataset = datasets.Dataset.from_list(rows)
+    # a type that makes several rows of one example keeps only the columns encode() returns
+    remove = None if kind.one_row_per_example else dataset.column_names
     return dataset.map(encode_with_length, batched=True, cache_file_name=str(cache_file), new_fingerprint=key,
-                       desc="tokenizing")
+                       remove_columns=remove, desc="tokenizing")
 
 
 def was_truncated(enc, batch: dict, kind: TaskType, tokenizer) -> list[bool]:

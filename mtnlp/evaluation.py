@@ -41,8 +41,10 @@ def predict(model, dataset, task: str, kind: TaskType, spec: dict, batch_size: i
             autocast=contextlib.nullcontext) -> list:
     """Predictions in dataset order, in the form the task type scores (TaskType.predictions)."""
     out = [None] * len(dataset)
+    columns = dataset.select_columns(list(kind.prediction_columns)) if kind.prediction_columns else None
     for idx, logits, labels in batch_logits(model, dataset, task, kind, batch_size, pad_id, autocast):
-        for i, prediction in zip(idx, kind.predictions(logits, labels, spec)):
+        rows = {"rows": columns[idx]} if columns is not None else {}  # e.g. a QA window's character offsets
+        for i, prediction in zip(idx, kind.predictions(logits, labels, spec, **rows)):
             out[i] = prediction
     return out
 

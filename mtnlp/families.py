@@ -96,6 +96,11 @@ def linear_token_head(config, num_labels: int, dropout: float):
     return None, {"dropout": nn.Dropout(dropout), "classifier": nn.Linear(config.hidden_size, num_labels)}
 
 
+def linear_span_head(config, num_outputs: int, dropout: float):
+    """Extractive QA (start and end logits per token): BERT's, RoBERTa's, ELECTRA's, DeBERTa-v2's layout."""
+    return None, {"qa_outputs": nn.Linear(config.hidden_size, num_outputs)}
+
+
 def first_token_head(config, num_outputs: int, dropout: float):
     """The generic head of an unknown family: dropout and a linear layer on the first token."""
     return first_token, {"dropout": nn.Dropout(dropout), "classifier": nn.Linear(config.hidden_size, num_outputs)}
@@ -110,6 +115,7 @@ class Family:
     token_head: Callable = linear_token_head  # the same for tagging (no pooling)
     # the same for multiple choice (one output per (context, choice) sequence): its *ForMultipleChoice layout
     choice_head: Callable = first_token_head
+    span_head: Callable = linear_span_head  # the same for extractive QA: start and end logits per token
     # head modules kept inside the base model (and pretrained with it), in whichever head kind has them:
     # the names are the family's own, so a name means one module of one head kind
     base_head: tuple[str, ...] = ()
@@ -126,8 +132,8 @@ class Family:
         return self.name if config.model_type in self.model_types else f"'{config.model_type}'"
 
     def head_modules(self, kind: str, config, num_outputs: int, dropout: float):
-        """kind: a TaskType.head_kind ("sequence", "token", "choice"), built by the family's `<kind>_head`.
-        Returns (pool or None, {attribute name: module})."""
+        """kind: a TaskType.head_kind ("sequence", "token", "choice", "span"), built by the family's
+        `<kind>_head`. Returns (pool or None, {attribute name: module})."""
         build = getattr(self, f"{kind}_head")
         return build(head_config(config, num_outputs, dropout, self.dropout_key), num_outputs, dropout)
 
@@ -217,6 +223,10 @@ def electra_choice_head(config, num_outputs, dropout):
                   "classifier": nn.Linear(config.hidden_size, num_outputs)}
 
 
+def distilbert_span_head(config, num_outputs, dropout):
+    return None, {"dropout": nn.Dropout(dropout), "qa_outputs": nn.Linear(config.dim, num_outputs)}
+
+
 def modernbert_head(config, num_outputs, dropout):
     """ModernBERT's head on its configured pooling (classifier_pooling: cls or mean)."""
     pool = {"cls": first_token, "mean": mean_tokens}[config.classifier_pooling]
@@ -240,12 +250,13 @@ FAMILIES = [
            run_layers=run_deberta_layers, min_shared_layers=1,
            lora_names={"query": ("query_proj",), "key": ("key_proj",), "value": ("value_proj",)}),
     Family("ELECTRA", ("electra",), electra_head, choice_head=electra_choice_head),
-    Family("DistilBERT", ("distilbert",), distilbert_head, choice_head=distilbert_head, token_type_ids=False,
-           dropout_key="seq_classif_dropout",
+    Family("DistilBERT", ("distilbert",), distilbert_head, choice_head=distilbert_head, span_head=distilbert_span_head,
+           token_type_ids=False, dropout_key="seq_classif_dropout",
            layers="transformer.layer",
            lora_names={"query": ("q_lin",), "key": ("k_lin",), "value": ("v_lin",),
                        "dense": ("out_lin", "lin1", "lin2")}),
     Family("ModernBERT", ("modernbert",), modernbert_head, modernbert_token_head, choice_head=modernbert_head,
+           span_head=modernbert_token_head,  # its ForQuestionAnswering: head, drop, classifier as for tokens
            token_type_ids=False,
            layers="layers", after_layers=("final_norm",), run_layers=run_modernbert_layers,
            lora_names={"query": ("Wqkv",), "key": ("Wqkv",), "value": ("Wqkv",), "dense": ("Wo", "Wi")}),

@@ -71,13 +71,17 @@ class MultiTaskPipeline:
         for i, value in enumerate(values):
             takers = [t for t in own if kinds[t].accepts(value)]
             for t in takers:
+                try:
+                    kinds[t].check_input(value)
+                except ValueError as e:
+                    raise ValueError(f"inputs[{i}]: {e}") from None
                 own[t].append(i)
             if not takers:
                 texts[i] = as_input(value, i)
         text_tasks = [t for t in tasks if not kinds[t].input_fields]
         if texts and text_tasks:
             self._text_heads(texts, text_tasks, return_all_scores, results)
-        for t, idx in own.items():
+        for t, idx in ((t, idx) for t, idx in own.items() if idx):
             for i, prediction in zip(idx, kinds[t].pipeline(self, t, [values[i] for i in idx], return_all_scores)):
                 results[i][t] = prediction
         return results[0] if single else results

@@ -83,7 +83,7 @@ def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
     else:
         rows = read_json(path, text, lines=fmt == "jsonl")
     if fmt not in ("conll", "conllu"):
-        rows = [to_example(path, row, line, spec, task_type) for row, line in rows]
+        rows = [example for row, line in rows for example in to_examples(path, row, line, spec, task_type)]
     if not rows:
         raise UserError(f"{path}: no examples found")
     return rows
@@ -300,6 +300,11 @@ def to_example(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> d
     return TASK_TYPES[task_type].example(Row(path, row, line), spec)
 
 
+def to_examples(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> list[dict]:
+    """The examples of one raw row: one, or several for a type whose rows hold many (a SQuAD article)."""
+    return TASK_TYPES[task_type].examples(Row(path, row, line), spec)
+
+
 def _text(path, line, name, value) -> str:
     if not isinstance(value, str):
         raise UserError(f"{_at(path, line)}: column '{_printable(name)}' must be text, got {_show(value)}")
@@ -405,7 +410,7 @@ def read_hub_split(spec: DataSpec, split: str, task_type: str) -> list[dict]:
             row = dict(row, **{key: names[value]})
         elif names and isinstance(value, list):  # a sequence of ClassLabel ids (tags, multi-label)
             row = dict(row, **{key: [names[t] for t in value]})
-        rows.append(to_example(Path(name), row, f"row {i}", spec, task_type))
+        rows += to_examples(Path(name), row, f"row {i}", spec, task_type)
     if not rows:
         raise UserError(f"{name}: no examples found")
     return rows

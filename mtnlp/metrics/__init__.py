@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _DIR = Path(__file__).resolve().parent
-METRIC_FILES = frozenset({"accuracy", "f1", "pearsonr", "spearmanr", "mse", "seqeval"})
+METRIC_FILES = frozenset({"accuracy", "f1", "pearsonr", "spearmanr", "mse", "seqeval", "squad"})
 _CACHE: dict = {}
 
 
@@ -33,6 +33,8 @@ METRICS = {
     "micro_f1": Metric("f1", "f1", options={"average": "micro"}, config="multilabel"),
     "macro_f1": Metric("f1", "f1", options={"average": "macro"}, config="multilabel"),
     "exact_match": Metric("accuracy", "accuracy", config="multilabel"),
+    "squad_f1": Metric("squad", "f1"),  # extractive QA: SQuAD token F1 and exact match
+    "squad_exact_match": Metric("squad", "exact_match"),
 }
 
 

@@ -21,15 +21,32 @@ class TaskType:
     name: str  # the recipe's `type:`
     metrics: tuple[str, ...]  # the metrics (mtnlp/metrics METRICS) that apply; see default_metrics
     token_level = False  # True: examples are token lists (CoNLL, CoNLL-U, json lists), labels per token
-    head_kind = "sequence"  # which of the encoder family's heads it uses: "sequence" or "token"
+    head_kind = "sequence"  # which of the encoder family's heads it uses: "sequence", "token" or "span"
     export_class = "AutoModelForSequenceClassification"  # the transformers class an exported head loads as
     pipeline_tag = "text-classification"  # the hub's task tag for the model card
+    # False: encode() may turn one example into several rows (e.g. the windows of a long context);
+    # tokenising then keeps only the columns encode() returns, so it returns what evaluation reads
+    one_row_per_example = True
+    # columns of a tokenised split that predictions() reads beside the logits (passed as rows=)
+    prediction_columns: tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- reading
 
     def example(self, row: Row, spec: DataSpec) -> dict:
         """A checked example from one raw row (columns by name); problems are UserErrors naming the row."""
         raise NotImplementedError
+
+    def examples(self, row: Row, spec: DataSpec) -> list[dict]:
+        """The checked examples of one raw row: one (example()), or several (e.g. a SQuAD article's questions)."""
+        return [self.example(row, spec)]
+
+    def check_split(self, examples: list[dict], task, source: str) -> None:
+        """Checks across the examples of one split (each example alone: example()), with the task's own
+        recipe keys (`task`: its Spec); UserErrors name the file and line (e.g. multiple choice: the same
+        number of choices throughout)."""
+
+    def check_recipe(self, recipe, name: str, task, fail) -> None:
+        """Checks that relate the task's own keys to the rest of the recipe; fail(dotted key, message)."""
 
     def label_set(self, examples: list[dict]) -> list[str]:
         """The label names, in a stable order (numbers numerically): the head's output order."""
@@ -41,19 +58,17 @@ class TaskType:
     def min_labels(self) -> int:
         return 2
 
-    def check_split(self, examples: list[dict], source: str) -> None:
-        """Checks across the examples of one split (each example alone: example()); UserErrors name
-        the file and line (e.g. multiple choice: the same number of choices throughout)."""
-
     def model_spec(self, spec) -> dict:
         """What the model's config keeps of the recipe's task section beyond type, labels and dropout."""
         return {}
 
     # ---------------------------------------------------------------- tokenising and batches
 
-    def encode(self, batch: dict[str, list], tokenizer, max_length: int, label_ids: dict[str, int]) -> dict:
-        """Tokenise a batch of examples (datasets.map) with their labels as model targets. A type whose
-        rows are not one sequence each also gives "length" (padded tokens it costs) and "truncated"."""
+    def encode(self, batch: dict[str, list], tokenizer, max_length: int, label_ids: dict[str, int],
+               options: dict | None = None) -> dict:
+        """Tokenise a batch of examples (datasets.map) with their labels as model targets. `options`:
+        the task's model_spec(), given when it is not empty. A type whose rows are not one sequence each
+        also gives "length" (padded tokens it costs); a type may set "truncated" itself."""
         enc = tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length)
         enc["labels"] = [self.target(label, label_ids) for label in batch["label"]]
         return enc
@@ -80,8 +95,9 @@ class TaskType:
 
     # ---------------------------------------------------------------- evaluation
 
-    def predictions(self, logits: torch.Tensor, labels: torch.Tensor, spec: dict) -> list:
-        """One prediction per row of a batch, in the form score() takes."""
+    def predictions(self, logits: torch.Tensor, labels: torch.Tensor, spec: dict, rows: dict | None = None) -> list:
+        """One prediction per row of a batch, in the form score() takes; `rows`: the batch's
+        prediction_columns (given when the type names any)."""
         raise NotImplementedError
 
     def references(self, dataset) -> list:

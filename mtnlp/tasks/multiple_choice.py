@@ -133,7 +133,7 @@ class MultipleChoice(TaskType):
             row.fail(f"label {index} is out of range: {len(choices)} choices, indices 0-{len(choices) - 1}{hint}")
         return index
 
-    def check_split(self, examples, source):
+    def check_split(self, examples, task, source):
         first = examples[0] if examples else None
         for ex in examples:
             if len(ex["choices"]) != len(first["choices"]):

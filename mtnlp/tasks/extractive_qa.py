@@ -1,0 +1,461 @@
+"""type: extractive_qa — the answer to a question is a span of its context (SQuAD).
+
+Data: SQuAD v1.1/v2.0 JSON ({"data": [{"paragraphs": [{"context", "qas": [{"id", "question",
+"answers": [{"text", "answer_start"}], "is_impossible"?}]}]}]}: one article row gives many
+examples) or flat JSON/JSONL rows as in the hub's `squad` ({"id"?, "question", "context",
+"answers": {"text": [...], "answer_start": [...]}}). Every answer_start must point at its answer's
+text; questions without an answer need `allow_unanswerable: true` (SQuAD 2.0).
+
+A context longer than model.max_length is read in overlapping windows (`doc_stride` tokens shared
+by consecutive windows), each window one row: question + part of the context. The head gives a start
+and an end logit per token (the family's own *ForQuestionAnswering layout); the targets are the
+answer's first and last token, or the first token ([CLS]) for a window without the answer; the loss
+is the mean of the start and end cross-entropies, as transformers computes it.
+
+Decoding is transformers' question-answering post-processing: per window, a softmax over the context
+tokens and the first token for start and end; a span's score is p(start) * p(end) (start <= end, at
+most `max_answer_length` tokens), the span widened to whole words; the example's answer is its best
+window's best span, or no answer ("") when unanswerable questions are allowed and the smallest
+no-answer score p(start=[CLS]) * p(end=[CLS]) of its windows is higher. Evaluation and the pipeline
+decode the same way; the metrics are SQuAD's exact match and F1 (mtnlp/metrics/squad.py).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from typing import Literal
+
+from ..errors import UserError
+from ..spec import Count, TaskSpec
+from .base import TaskType, label_shares
+
+NULL = 0  # the position a window without the answer points at: the first token ([CLS], <s>)
+CANDIDATES = 5  # spans per input in the pipeline's return_all_scores output
+
+
+class ExtractiveQA(TaskType):
+    name = "extractive_qa"
+    metrics = ("squad_f1", "squad_exact_match")
+    head_kind = "span"
+    export_class = "AutoModelForQuestionAnswering"
+    pipeline_tag = "question-answering"
+    one_row_per_example = False  # a long context gives several windows
+    prediction_columns = ("offsets", "context")
+    input_fields = ("question", "context")
+    example_input = {"question": "Who founded the town?", "context": "The town was founded by Osric Fenn in 1620."}
+
+    class Spec(TaskSpec):
+        type: Literal["extractive_qa"]
+        doc_stride: Count | None = None  # tokens consecutive windows share; default: a third of model.max_length
+        max_answer_length: Count = 30  # tokens
+        allow_unanswerable: bool = False  # SQuAD 2.0: questions without an answer (is_impossible)
+
+    def default_metrics(self, labels):
+        return ["squad_f1", "squad_exact_match"]
+
+    def check_recipe(self, recipe, name, task, fail):
+        from ..readers import SUFFIX_FORMATS
+
+        max_length = recipe.model.max_length
+        if task.doc_stride is None:
+            task.doc_stride = max_length // 3
+        elif 2 * task.doc_stride >= max_length:
+            fail(f"tasks.{name}.doc_stride", f"must be less than half of model.max_length ({max_length}), got "
+                                            f"{task.doc_stride}: a window holds the question and more context than "
+                                            "it shares with the next")
+        data = task.data
+        for split in ("train", "validation", "test"):
+            source = getattr(data, split)
+            if source is None or data.hub:
+                continue
+            fmt = data.format or (SUFFIX_FORMATS.get("." + source.rsplit(".", 1)[-1].lower())
+                                  if isinstance(source, str) and "." in source else "lines")
+            if isinstance(source, dict):
+                fmt = "lines"
+            if fmt not in (None, "json", "jsonl"):
+                fail(f"tasks.{name}.data.{split}" if data.format is None else f"tasks.{name}.data.format",
+                     f"an extractive_qa task reads SQuAD json or jsonl files, not {fmt}")
+
+    # ---------------------------------------------------------------- reading
+
+    def examples(self, row, spec):
+        if "paragraphs" not in row.values:
+            return [self.example(row, spec)]
+        paragraphs = row.values["paragraphs"]  # a SQuAD article
+        if not isinstance(paragraphs, list):
+            row.fail(f"'paragraphs' must be a list of {{\"context\": ..., \"qas\": [...]}} objects, got "
+                     f"{row.show(paragraphs)}")
+        out = []
+        for p, paragraph in enumerate(paragraphs):
+            where = f"paragraph {p}"
+            if not isinstance(paragraph, dict):
+                row.fail(f"{where}: expected an object with \"context\" and \"qas\", got {row.show(paragraph)}")
+            context = checked_context(row, paragraph.get("context"), where)
+            qas = paragraph.get("qas")
+            if not isinstance(qas, list):
+                row.fail(f"{where}: 'qas' must be a list of questions, got {row.show(qas)}")
+            for q, qa in enumerate(qas):
+                if not isinstance(qa, dict):
+                    row.fail(f"{where}, question {q}: expected an object with \"question\" and \"answers\", "
+                             f"got {row.show(qa)}")
+                out.append(question_example(row, qa, context, qa.get("answers", []), f"{where}, question {q}"))
+        return out
+
+    def example(self, row, spec):
+        """A flat row: {"id"?, "question", "context", "answers": {"text": [...], "answer_start": [...]}}."""
+        context = checked_context(row, row.column("context"), None)
+        row.column("question")
+        return question_example(row, row.values, context, row.column("answers"), None)
+
+    def check_split(self, examples, task, source):
+        if task.allow_unanswerable:
+            return
+        for ex in examples:
+            if not ex["answers"]:
+                line = ex["_line"]
+                at = f"{source}:{line}" if isinstance(line, int) else f"{source}: {line}"
+                raise UserError(f"{at}: question {ex['id']!r} has no answer; for unanswerable questions "
+                                "(SQuAD 2.0) set allow_unanswerable: true in the task's section")
+
+    def label_set(self, examples):
+        return []  # spans, not labels
+
+    def labels_of(self, example):
+        return []
+
+    def min_labels(self):
+        return 0
+
+    def model_spec(self, spec):
+        return {"doc_stride": spec.doc_stride, "max_answer_length": spec.max_answer_length,
+                "allow_unanswerable": spec.allow_unanswerable}
+
+    # ---------------------------------------------------------------- tokenising
+
+    def encode(self, batch, tokenizer, max_length, label_ids, options=None):
+        """One row per window: model inputs, labels [start, end], and what evaluation reads (the
+        example's id, the window's number, the context, the gold answers, each context token's word
+        offsets)."""
+        options = options or {}
+        enc, cut = windows(tokenizer, batch["question"], batch["context"], max_length,
+                           options.get("doc_stride") or max_length // 3)
+        out = {key: enc[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in enc}
+        out.update(labels=[], example=[], window=[], context=[], answers=[], offsets=[], truncated=[])
+        previous = None
+        for i, sample in enumerate(enc["overflow_to_sample_mapping"]):
+            window = window + 1 if sample == previous else 0
+            previous = sample
+            sequence = enc.sequence_ids(i)
+            texts, starts = batch["answers"][sample], batch["answer_starts"][sample]
+            out["labels"].append(span_target(enc["offset_mapping"][i], sequence, starts[0] if starts else None,
+                                             len(texts[0]) if texts else 0))
+            out["example"].append(batch["id"][sample])
+            out["window"].append(window)
+            out["context"].append(batch["context"][sample])
+            out["answers"].append(texts)
+            out["offsets"].append(word_offsets(enc, i))
+            out["truncated"].append(cut[sample])
+        return out
+
+    # ---------------------------------------------------------------- the head
+
+    def num_outputs(self, labels):
+        return 2  # start, end
+
+    def loss(self, logits, labels):
+        """transformers' QA loss: the mean of the start and end cross-entropies (positions beyond the
+        sequence are ignored)."""
+        from torch.nn import functional as F
+
+        start, end = logits.float().unbind(-1)
+        ignored = start.shape[1]
+        first, last = labels[:, 0].clamp(0, ignored), labels[:, 1].clamp(0, ignored)
+        return (F.cross_entropy(start, first, ignore_index=ignored) + F.cross_entropy(end, last, ignore_index=ignored)) / 2
+
+    # ---------------------------------------------------------------- evaluation
+
+    def predictions(self, logits, labels, spec, rows=None):
+        """Per window: its best span's text and score, and its no-answer score (None unless allowed)."""
+        out = []
+        for k, window_logits in enumerate(logits):
+            offsets, context = rows["offsets"][k], rows["context"][k]
+            spans, null = window_spans(window_logits[:len(offsets)].float().numpy(), offsets,
+                                       spec.get("max_answer_length", 30), spec.get("allow_unanswerable", False))
+            best = spans[0] if spans else None
+            out.append({"text": context[best[1]:best[2]] if best else "", "score": best[0] if best else None,
+                        "null": null})
+        return out
+
+    def references(self, dataset):
+        return [{"window": w, "answers": a} for w, a in zip(dataset["window"], dataset["answers"])]
+
+    def score(self, references, predictions, metrics, labels):
+        from ..metrics import compute
+
+        answers, golds = [], []
+        for refs, preds in per_example(references, predictions):
+            spans = [p for p in preds if p["score"] is not None]
+            best = max(spans, key=lambda p: p["score"]) if spans else None
+            nulls = [p["null"] for p in preds if p["null"] is not None]
+            empty = best is None or (nulls and min(nulls) > best["score"])
+            answers.append("" if empty else best["text"])
+            golds.append(refs[0]["answers"])
+        return {name: compute(name, answers, golds) for name in metrics}
+
+    def baseline(self, train, target, labels):
+        """Always the most frequent training answer ("" if most questions have none)."""
+        first = [a[0] if a else "" for a, w in zip(train["answers"], train["window"]) if w == 0]
+        top = Counter(first).most_common(1)[0][0]
+        return [{"text": top, "score": 1.0, "null": None}] * len(target)
+
+    def facts(self, dataset, labels):
+        """Examples, the examples longer than a window, and the share of windows holding the answer."""
+        windows_ = dataset["window"]
+        shares = label_shares(["answer" if label[0] != NULL else "no answer" for label in dataset["labels"]])
+        return {**shares, "labels": "-", "examples": sum(w == 0 for w in windows_), "windows": len(windows_),
+                "over_max_length": sum(w == 1 for w in windows_)}
+
+    # ---------------------------------------------------------------- pipeline and export
+
+    def check_input(self, value):
+        for field in self.input_fields:
+            if not isinstance(value[field], str) or not value[field].strip():
+                raise ValueError(f'"{field}" must be a non-empty string')
+
+    def pipeline(self, pipe, task, inputs, all_scores):
+        """{"answer", "start", "end", "score"} per {"question", "context"}: character offsets into the
+        context (no answer: "", 0, 0 and the no-answer score); all_scores adds the best `candidates`."""
+        import torch
+
+        from ..modeling import to_device
+
+        spec = pipe.tasks[task]
+        contexts = [value["context"] for value in inputs]
+        enc, cut = windows(pipe.tokenizer, [value["question"] for value in inputs], contexts, pipe.max_length,
+                           spec.get("doc_stride") or pipe.max_length // 3)
+        keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in enc]
+        found = [[] for _ in inputs]  # per input: its windows' spans (score, start, end)
+        nulls = [[] for _ in inputs]
+        topk = CANDIDATES if all_scores else 1
+        for start in range(0, len(enc["input_ids"]), pipe.batch_size):
+            rows = range(start, min(start + pipe.batch_size, len(enc["input_ids"])))
+            batch = pipe.tokenizer.pad([{key: enc[key][i] for key in keys} for i in rows], return_tensors="pt")
+            with torch.no_grad(), pipe.precision.autocast():
+                logits = pipe.model(**to_device(dict(batch), pipe.device), task=task).logits.float().cpu()
+            left = pipe.tokenizer.padding_side == "left"
+            for j, i in enumerate(rows):
+                offsets = word_offsets(enc, i)
+                sample = enc["overflow_to_sample_mapping"][i]
+                window = logits[j, -len(offsets):] if left else logits[j, :len(offsets)]  # without the padding
+                spans, null = window_spans(window.numpy(), offsets, spec.get("max_answer_length", 30),
+                                           spec.get("allow_unanswerable", False), topk)
+                found[sample] += spans
+                if null is not None:
+                    nulls[sample].append(null)
+        if any(cut):
+            warnings.warn(f"{sum(cut)} question(s) longer than max_length={pipe.max_length} allows with doc_stride "
+                          "were cut", stacklevel=4)
+        out = []
+        for k, context in enumerate(contexts):
+            best = {}
+            for score, s, e in sorted(found[k], key=lambda span: -span[0]):
+                best.setdefault((s, e), score)  # a span in two overlapping windows: its better score
+            answers = [{"answer": context[s:e], "start": s, "end": e, "score": score} for (s, e), score in best.items()]
+            if nulls[k]:  # allow_unanswerable: no answer is a candidate with the smallest no-answer score
+                answers.append({"answer": "", "start": 0, "end": 0, "score": min(nulls[k])})
+                answers.sort(key=lambda a: -a["score"])  # stable: a span wins a tie with no answer
+            if not answers:  # an empty context
+                answers = [{"answer": "", "start": 0, "end": 0, "score": 0.0}]
+            result = dict(answers[0])
+            if all_scores:
+                result["candidates"] = answers[:CANDIDATES]
+            out.append(result)
+        return out
+
+    def export_config(self, config, spec):
+        config.num_labels = 2
+        config.id2label, config.label2id = {0: "start", 1: "end"}, {"start": 0, "end": 1}
+
+    def describe_labels(self, spec):
+        return "(answer spans)"
+
+
+# ---------------------------------------------------------------- reading
+
+
+def checked_context(row, context, where: str | None) -> str:
+    """A context as it is (not stripped: answer_start counts its characters)."""
+    at = f"{where}: " if where else ""
+    if not isinstance(context, str):
+        row.fail(f"{at}'context' must be text, got {row.show(context)}")
+    if not context.strip():
+        row.fail(f"{at}empty context")
+    if not _valid_unicode(context):
+        row.fail(f"{at}the context holds a lone surrogate (an invalid \\u escape)")
+    return context
+
+
+def question_example(row, qa: dict, context: str, answers, position: str | None) -> dict:
+    """The example of one question: {"id", "question", "context", "answers": [texts], "answer_starts"}."""
+    qid = qa.get("id")
+    if qid is not None and (isinstance(qid, (dict, list, bool)) or not str(qid).strip()):
+        row.fail(f"{position + ': ' if position else ''}question id must be a string or a number, got {row.show(qid)}")
+    name = f"question {str(qid)!r}" if qid is not None else (position or "question")
+    question = qa.get("question")
+    if not isinstance(question, str) or not question.strip():
+        row.fail(f"{name}: 'question' must be a non-empty text, got {row.show(question)}")
+    if not _valid_unicode(question):
+        row.fail(f"{name}: the question holds a lone surrogate (an invalid \\u escape)")
+    impossible = qa.get("is_impossible", False)
+    if not isinstance(impossible, bool):
+        row.fail(f"{name}: 'is_impossible' must be true or false, got {row.show(impossible)}")
+    pairs = answer_pairs(row, answers, name)
+    if impossible and pairs:
+        row.fail(f"{name}: is_impossible is true, but the question has {len(pairs)} answer(s)")
+    for k, (text, start) in enumerate(pairs):
+        what = f"{name}: answer {k}" if len(pairs) > 1 else name
+        if not isinstance(text, str) or not text.strip():
+            row.fail(f"{what}: the answer text must be a non-empty string, got {row.show(text)}")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            row.fail(f"{what}: answer_start must be a character position (an integer >= 0), got {row.show(start)}")
+        found = context[start:start + len(text)]
+        if found != text:
+            elsewhere = context.find(text)
+            hint = (f" (the answer's text starts at {elsewhere})" if elsewhere >= 0
+                    else " (the answer's text is not in the context)")
+            row.fail(f"{what}: answer_start {start} points at {row.show(found)}, not at the answer "
+                     f"{row.show(text)}{hint}")
+    fallback = str(row.line) if position is None else f"{row.line}, {position}"
+    return {"id": str(qid) if qid is not None else fallback, "question": question.strip(), "context": context,
+            "answers": [text for text, _ in pairs], "answer_starts": [start for _, start in pairs], "_line": row.line}
+
+
+def answer_pairs(row, answers, name: str) -> list[tuple]:
+    """(text, answer_start) pairs from SQuAD's [{"text", "answer_start"}] or the hub's {"text": [...],
+    "answer_start": [...]}."""
+    if isinstance(answers, dict):
+        texts, starts = answers.get("text"), answers.get("answer_start")
+        if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts):
+            row.fail(f"{name}: 'answers' must be {{\"text\": [...], \"answer_start\": [...]}} with lists of the "
+                     f"same length, got {row.show(answers)}")
+        return list(zip(texts, starts))
+    if not isinstance(answers, list):
+        row.fail(f"{name}: 'answers' must be a list of {{\"text\", \"answer_start\"}} objects, got {row.show(answers)}")
+    pairs = []
+    for answer in answers:
+        if not isinstance(answer, dict) or "text" not in answer or "answer_start" not in answer:
+            row.fail(f"{name}: each answer must be an object {{\"text\": ..., \"answer_start\": ...}}, "
+                     f"got {row.show(answer)}")
+        pairs.append((answer["text"], answer["answer_start"]))
+    return pairs
+
+
+def _valid_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- windows and targets
+
+
+def windows(tokenizer, questions: list[str], contexts: list[str], max_length: int, stride: int):
+    """Question + context in windows of max_length tokens, consecutive windows sharing `stride`
+    context tokens (truncation only_second, overflowing tokens kept). A question longer than leaves
+    room for more than `stride` context tokens is cut (the second value: which were)."""
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    stride = max(0, min(stride, (max_length - special) // 2 - 1))
+    limit = max(1, max_length - special - stride - 1)
+    questions, cut = list(questions), [False] * len(questions)
+    lengths = tokenizer(questions, add_special_tokens=False)["input_ids"] if questions else []
+    for i in (i for i, ids in enumerate(lengths) if len(ids) > limit):
+        keep, cut[i] = limit, True
+        while keep > 0:  # cut after the limit-th token (re-tokenised, a cut text may rarely come out longer)
+            offsets = tokenizer(questions[i], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            if len(offsets) <= limit:
+                break
+            questions[i] = questions[i][:offsets[min(keep, len(offsets)) - 1][1]]
+            keep -= 1
+    enc = tokenizer(questions, contexts, truncation="only_second", max_length=max_length, stride=stride,
+                    return_overflowing_tokens=True, return_offsets_mapping=True)
+    return enc, cut
+
+
+def span_target(offsets, sequence_ids, start_char: int | None, length: int) -> list[int]:
+    """[first, last] token of the answer in this window, or [NULL, NULL] when the window does not hold
+    all of it (or there is no answer)."""
+    context = [k for k, s in enumerate(sequence_ids) if s == 1]
+    if start_char is None or not context:
+        return [NULL, NULL]
+    end_char = start_char + length
+    first, last = context[0], context[-1]
+    if offsets[first][0] > start_char or offsets[last][1] < end_char:
+        return [NULL, NULL]
+    start = first
+    while start <= last and offsets[start][0] <= start_char:
+        start += 1
+    end = last
+    while end >= first and offsets[end][1] >= end_char:
+        end -= 1
+    return [start - 1, end + 1]
+
+
+def word_offsets(enc, i: int) -> list:
+    """Per token of window i: the character span of its word in the context ([start, end]), None for
+    the question, special and padding tokens. A span from token s to token e is context[offsets[s][0]:
+    offsets[e][1]]: whole words, as transformers' QA pipeline answers (align_to_words)."""
+    sequence, words, offsets = enc.sequence_ids(i), enc.word_ids(i), enc["offset_mapping"][i]
+    extent = {}
+    for s, w, (a, b) in zip(sequence, words, offsets):
+        if s == 1 and w is not None:
+            lo, hi = extent.get(w, (a, b))
+            extent[w] = (min(lo, a), max(hi, b))
+    return [list(extent[w]) if s == 1 and w is not None else None for s, w in zip(sequence, words)]
+
+
+def window_spans(logits, offsets: list, max_answer_length: int, allow_null: bool, topk: int = 1):
+    """The best `topk` spans of one window as (score, start char, end char), best first, and its
+    no-answer score (None unless allow_null). `logits`: (tokens, 2) start and end logits.
+
+    transformers' QA post-processing (select_starts_ends / decode_spans): a softmax over the context
+    tokens and the first token, score p(start) * p(end) with start <= end < start + max_answer_length."""
+    import numpy as np
+
+    allowed = np.array([o is not None for o in offsets], dtype=bool)
+    if not allowed.any():
+        return [], None
+    normalised = allowed.copy()
+    normalised[NULL] = True
+    probs = []
+    for column in (0, 1):
+        x = np.where(normalised, logits[:, column].astype(np.float64), -10000.0)
+        x = np.exp(x - x.max())
+        probs.append(x / x.sum())
+    start, end = probs
+    null = float(start[NULL] * end[NULL]) if allow_null else None
+    start, end = np.where(allowed, start, 0.0), np.where(allowed, end, 0.0)
+    scores = np.tril(np.triu(np.outer(start, end)), max_answer_length - 1)
+    flat = scores.ravel()
+    order = [int(np.argmax(flat))] if topk == 1 else np.argsort(-flat, kind="stable")[:topk].tolist()
+    spans = []
+    for index in order:
+        s, e = divmod(index, scores.shape[1])
+        if flat[index] > 0 and allowed[s] and allowed[e]:
+            spans.append((float(flat[index]), offsets[s][0], offsets[e][1]))
+    return spans, null
+
+
+def per_example(references: list[dict], predictions: list):
+    """(references, predictions) of each example's windows: consecutive rows, a window 0 starts the next."""
+    group_refs, group_preds = [], []
+    for ref, pred in zip(references, predictions):
+        if ref["window"] == 0 and group_refs:
+            yield group_refs, group_preds
+            group_refs, group_preds = [], []
+        group_refs.append(ref)
+        group_preds.append(pred)
+    if group_refs:
+        yield group_refs, group_preds

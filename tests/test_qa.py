@@ -1,0 +1,507 @@
+"""type: extractive_qa end to end — SQuAD reading and its errors, windows of long contexts, training on
+a generated set, the pipeline's character offsets, `mtnlp predict` and `evaluate`, export to every
+family's AutoModelForQuestionAnswering, the hub, and a QA head beside a classification head."""
+
+import json
+import random
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA, minilm_path, write_recipe
+from transformers import AutoConfig, AutoModel, AutoModelForQuestionAnswering, AutoTokenizer
+
+from mtnlp import MultiTaskModel, MultiTaskPipeline
+from mtnlp.cli import main
+from mtnlp.data import read_task, tokenize
+from mtnlp.errors import UserError
+from mtnlp.export import export_folder
+from mtnlp.readers import read_examples
+from mtnlp.recipe import DataSpec, load_recipe
+from mtnlp.tasks import task_type
+from mtnlp.tasks.extractive_qa import window_spans
+
+QA = task_type("extractive_qa")
+
+FIRST = "Anna Ben Carla David Elena Felix Greta Hugo Ines Jonas Klara Lukas Maria Nils Olga Paul Rosa Simon".split()
+LAST = "Berg Costa Dahl Eder Falk Gruber Haas Iversen Jansen Keller Lang Moser Novak Ortiz Pohl Roth Sauer Vogel".split()
+CITIES = "Bratislava Lisbon Oslo Vienna Porto Krakow Dublin Zagreb Tallinn Riga Ghent Basel Lyon Turin Seville".split()
+JOBS = "baker pilot nurse teacher lawyer painter farmer chemist sailor tailor dentist architect".split()
+FILLER = ["The weather was mild that year.", "Many people like the old town.", "The river runs through the valley.",
+          "Trains leave every hour.", "The museum opens at nine.", "A new bridge was built later.",
+          "The market sells fresh bread.", "Winters there are long and dark."]
+
+
+def qa_rows(n: int, seed: int, unanswerable: float = 0.0, filler=(0, 5)) -> list[dict]:
+    """Flat SQuAD rows (as the hub's `squad`): where and when a person was born and (mostly) their job,
+    among filler sentences; a question asks for one of them. With `unanswerable`, that share of the
+    contexts without a job are asked for it (SQuAD 2.0)."""
+    rng = random.Random(seed)
+    rows = []
+    for k in range(n):
+        name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+        city, year, job = rng.choice(CITIES), str(rng.randint(1900, 2005)), rng.choice(JOBS)
+        facts = {"born": f"{name} was born in {city} in {year}.", "job": f"{name.split()[0]} worked as a {job}."}
+        present = ["born"] + (["job"] if rng.random() < 0.7 else [])
+        sentences = [facts[f] for f in present] + rng.sample(FILLER, rng.randint(*filler))
+        rng.shuffle(sentences)
+        context = " ".join(sentences)
+        questions = [(f"Where was {name} born?", city, "born"), (f"When was {name} born?", year, "born"),
+                     (f"In which year was {name} born?", year, "born"), (f"What did {name} work as?", job, "job")]
+        if "job" not in present and rng.random() < unanswerable:
+            rows.append({"id": f"s{seed}-{k}", "question": questions[-1][0], "context": context,
+                         "answers": {"text": [], "answer_start": []}})
+            continue
+        question, answer, fact = rng.choice([q for q in questions if q[2] in present])
+        start = context.index(facts[fact]) + facts[fact].index(answer)
+        rows.append({"id": f"s{seed}-{k}", "question": question, "context": context,
+                     "answers": {"text": [answer], "answer_start": [start]}})
+    return rows
+
+
+def squad_json(rows: list[dict], per_article: int = 10) -> dict:
+    """The same questions as SQuAD v2.0 JSON: articles of paragraphs of questions."""
+    articles = []
+    for a in range(0, len(rows), per_article):
+        paragraphs = [{"context": r["context"], "qas": [{
+            "id": r["id"], "question": r["question"], "is_impossible": not r["answers"]["text"],
+            "answers": [{"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]}]}
+            for r in rows[a:a + per_article]]
+        articles.append({"title": f"article {a // per_article}", "paragraphs": paragraphs})
+    return {"version": "v2.0", "data": articles}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def read(path, **spec):
+    return read_examples(path, DataSpec(**spec), "extractive_qa")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def test_reads_squad_articles_and_flat_rows_alike(tmp_path):
+    rows = qa_rows(12, 0, unanswerable=1.0)
+    nested = tmp_path / "train.json"
+    nested.write_text(json.dumps(squad_json(rows, per_article=5), indent=1))
+    flat = write_jsonl(tmp_path / "train.jsonl", rows)
+    a, b = read(nested), read(flat)
+    assert len(a) == len(b) == 12  # three articles give twelve questions
+    strip = lambda ex: {k: v for k, v in ex.items() if k != "_line"}  # noqa: E731
+    assert [strip(ex) for ex in a] == [strip(ex) for ex in b]
+    assert [ex["_line"] for ex in b] == list(range(1, 13)) and a[6]["_line"] == "item 1"
+    answered = next(ex for ex in a if ex["answers"])
+    start = answered["answer_starts"][0]
+    assert answered["context"][start:start + len(answered["answers"][0])] == answered["answers"][0]
+    assert any(not ex["answers"] for ex in a)  # unanswerable questions read as no answers
+    hub_style = write_jsonl(tmp_path / "list.jsonl", [{"question": "Who?", "context": " Ann came. ",
+                                                      "answers": [{"text": "Ann", "answer_start": 1}]}])
+    (ex,) = read(hub_style)
+    assert ex["context"] == " Ann came. " and ex["answers"] == ["Ann"] and ex["id"] == "1"  # context kept as is
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_an_answer_start_that_misses_its_text_names_file_and_question(tmp_path, fmt):
+    rows = qa_rows(3, 1)
+    rows[1]["answers"]["answer_start"][0] += 2
+    where = "item 0: question 's1-1'" if fmt == "json" else "2: question 's1-1'"
+    path = tmp_path / f"bad.{fmt}"
+    if fmt == "json":
+        path.write_text(json.dumps(squad_json(rows)))
+    else:
+        write_jsonl(path, rows)
+    with pytest.raises(UserError) as info:
+        read(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{where}: answer_start") if fmt == "jsonl" else \
+        message.startswith(f"{path}: {where}: answer_start")
+    assert "not at the answer" in message and "(the answer's text starts at" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("row, fragment", [
+    ({"question": "Q?", "context": "Ann came.", "answers": {"text": ["Bob"], "answer_start": [0]}},
+     "(the answer's text is not in the context)"),
+    ({"question": "Q?", "context": "Ann came.", "answers": {"text": ["Ann"], "answer_start": ["0"]}},
+     "answer_start must be a character position"),
+    ({"question": "Q?", "context": "Ann came.", "answers": {"text": ["Ann", "x"], "answer_start": [0]}},
+     "lists of the same length"),
+    ({"question": "", "context": "Ann came.", "answers": {"text": [], "answer_start": []}}, "'question' must be"),
+    ({"question": "Q?", "context": 5, "answers": {"text": [], "answer_start": []}}, "'context' must be text"),
+    ({"question": "Q?", "context": "Ann came."}, "missing column 'answers'"),
+    ({"paragraphs": [{"context": "Ann came.", "qas": [{"id": "x", "question": "Who?", "is_impossible": True,
+                                                        "answers": [{"text": "Ann", "answer_start": 0}]}]}]},
+     "question 'x': is_impossible is true, but the question has 1 answer(s)"),
+    ({"paragraphs": [{"context": "Ann came.", "qas": {"id": "x"}}]}, "paragraph 0: 'qas' must be a list"),
+])
+def test_malformed_questions_are_one_line_errors(tmp_path, row, fragment):
+    path = write_jsonl(tmp_path / "bad.jsonl", [qa_rows(1, 0)[0], row])
+    with pytest.raises(UserError) as info:
+        read(path)
+    assert str(info.value).startswith(f"{path}:2: ") and fragment in str(info.value), str(info.value)
+
+
+def test_unanswerable_questions_need_allow_unanswerable(tmp_path, tiny_encoder):
+    rows = qa_rows(20, 2, unanswerable=1.0)
+    first = next(i for i, r in enumerate(rows) if not r["answers"]["text"])
+    tasks = {"qa": {"type": "extractive_qa", "data": {"train": str(write_jsonl(tmp_path / "t.jsonl", rows))}}}
+    recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks))
+    with pytest.raises(UserError) as info:
+        read_task(recipe, "qa", recipe.tasks["qa"])
+    assert str(info.value) == (f"{tmp_path / 't.jsonl'}:{first + 1}: question '{rows[first]['id']}' has no answer; for "
+                               "unanswerable questions (SQuAD 2.0) set allow_unanswerable: true in the task's section")
+    recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks), ["tasks.qa.allow_unanswerable=true"])
+    assert len(read_task(recipe, "qa", recipe.tasks["qa"]).examples["train"]) == 20
+
+
+def test_recipe_keys_of_the_type(tmp_path, tiny_encoder):
+    tasks = {"qa": {"type": "extractive_qa", "data": {"train": "t.json"}}}
+    path = write_recipe(tmp_path, tiny_encoder, tasks=tasks)
+    recipe = load_recipe(path)
+    assert recipe.tasks["qa"].doc_stride == 64 // 3 and recipe.tasks["qa"].max_answer_length == 30
+    assert QA.model_spec(recipe.tasks["qa"]) == {"doc_stride": 21, "max_answer_length": 30, "allow_unanswerable": False}
+    problems = {"tasks.qa.doc_stride=32": "tasks.qa.doc_stride: must be less than half of model.max_length (64), got 32",
+                "tasks.qa.data.train=t.csv": "tasks.qa.data.train: an extractive_qa task reads SQuAD json or jsonl "
+                                             "files, not csv",
+                "tasks.qa.metrics=[accuracy]": "metric 'accuracy' does not apply to a extractive_qa task",
+                "tasks.qa.threshold=0.5": "unknown key 'tasks.qa.threshold'"}
+    for override, message in problems.items():
+        with pytest.raises(UserError) as info:
+            load_recipe(path, [override])
+        assert message in str(info.value), str(info.value)
+        assert str(info.value).startswith(str(path))
+
+
+# ---------------------------------------------------------------- windows
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+def test_a_long_context_is_read_in_overlapping_windows(tokenizer):
+    context = " ".join(FILLER * 2) + " Olga Roth was born in Lyon in 1931. " + " ".join(FILLER)
+    start = context.index("Lyon")
+    example = {"id": "long", "question": "Where was Olga Roth born?", "context": context, "answers": ["Lyon"],
+               "answer_starts": [start]}
+    options = {"doc_stride": 8, "max_answer_length": 30, "allow_unanswerable": False}
+    data = tokenize([example], "extractive_qa", [], tokenizer, 32, options)
+    assert len(data) > 5 and data["window"] == list(range(len(data))) and set(data["example"]) == {"long"}
+    assert all(length <= 32 for length in data["length"]) and not any(data["truncated"])
+    question = len(tokenizer("Where was Olga Roth born?", add_special_tokens=False)["input_ids"])
+    for a, b in zip(data, data.select(range(1, len(data)))):  # consecutive windows share doc_stride tokens
+        context_a, context_b = a["input_ids"][question + 2:-1], b["input_ids"][question + 2:-1]
+        assert context_a[-8:] == context_b[:8]
+    holding = [row for row in data if row["labels"] != [0, 0]]
+    assert holding and all(tokenizer.decode(row["input_ids"][row["labels"][0]:row["labels"][1] + 1]) == "lyon"
+                           for row in holding)
+    assert holding[0]["window"] > 0  # the answer is in a later window; the others point at [CLS]
+    # gold logits in every window: the answer comes back with its character offsets
+    logits = torch.full((len(data), 40, 2), -10.0)
+    for k, row in enumerate(data):
+        logits[k, row["labels"][0], 0] = logits[k, row["labels"][1], 1] = 10.0
+    rows = data.select_columns(["offsets", "context"])[:]
+    predictions = QA.predictions(logits, None, options, rows)
+    assert QA.score(QA.references(data), predictions, ["squad_exact_match"], []) == {"squad_exact_match": 1.0}
+    best = max((p for p in predictions if p["score"]), key=lambda p: p["score"])
+    assert best["text"] == "Lyon"
+
+
+def test_a_question_too_long_for_the_window_is_cut(tokenizer):
+    example = {"id": "q", "question": "Where " * 60 + "was Olga born?", "context": "Olga was born in Lyon.",
+               "answers": ["Lyon"], "answer_starts": [17]}
+    data = tokenize([example], "extractive_qa", [], tokenizer, 32, {"doc_stride": 8})
+    assert all(data["truncated"]) and max(data["length"]) <= 32
+
+
+def test_span_decoding_is_transformers_question_answering_post_processing():
+    """window_spans against transformers' select_starts_ends (the post-processing of its former
+    question-answering pipeline, kept for document QA): the same spans and scores."""
+    from transformers.pipelines.document_question_answering import select_starts_ends
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = int(rng.integers(12, 40))
+        question = int(rng.integers(2, 8))
+        offsets = [None] * (question + 2) + [[3 * i, 3 * i + 2] for i in range(n - question - 3)] + [None]
+        logits = rng.normal(0, 3, (n, 2)).astype(np.float32)
+        p_mask = np.array([[o is None for o in offsets]], dtype=int)
+        p_mask[0, 0] = 0  # the first token ([CLS]) stays unmasked, as the pipeline left it
+        for impossible in (False, True):
+            starts, ends, scores, null = select_starts_ends(logits[None, :, 0], logits[None, :, 1], p_mask,
+                                                            np.ones((1, n), dtype=int), top_k=3,
+                                                            handle_impossible_answer=impossible, max_answer_len=4)
+            spans, ours = window_spans(logits, offsets, 4, impossible, topk=3)
+            assert [(offsets[s][0], offsets[e][1]) for s, e in zip(starts, ends)] == [(a, b) for _, a, b in spans]
+            assert [score for score, _, _ in spans] == pytest.approx(scores.tolist(), rel=1e-4)
+            assert (ours is None) != impossible and (not impossible or ours == pytest.approx(null, rel=1e-4))
+
+
+# ---------------------------------------------------------------- training on a generated set
+
+
+@pytest.fixture(scope="module")
+def qa_run(tmp_path_factory):
+    """MiniLM trained on 300 generated SQuAD 2.0 questions (a SQuAD JSON file; a quarter of the contexts
+    are longer than max_length, 15 % of the questions have no answer), tested on 100 others (JSONL)."""
+    from mtnlp.recipes.multitask import train
+
+    folder = tmp_path_factory.mktemp("qa")
+    (folder / "train.json").write_text(json.dumps(squad_json(qa_rows(300, 0, unanswerable=0.5))))
+    test = write_jsonl(folder / "test.jsonl", qa_rows(100, 1, unanswerable=0.5))
+    tasks = {"qa": {"type": "extractive_qa", "allow_unanswerable": True, "doc_stride": 16, "dropout": 0.0,
+                    "data": {"train": str(folder / "train.json"), "test": str(test)}}}
+    recipe = write_recipe(folder, minilm_path(), tasks=tasks, model={"encoder": minilm_path(), "max_length": 48},
+                          training={"steps": 120, "batch_size": 16, "lr": 3e-4, "warmup": 0.0, "log_every": 10})
+    result = train(load_recipe(recipe))
+    return folder, recipe, result
+
+
+def test_learns_the_generated_questions(qa_run):
+    folder, _, result = qa_run
+    metrics = json.loads((folder / "run" / "metrics.json").read_text())
+    test = metrics["tasks"]["qa"]["test"]
+    assert set(test) == {"squad_f1", "squad_exact_match"}
+    assert test["squad_exact_match"] >= 0.9 and test["squad_f1"] >= test["squad_exact_match"], test
+    assert metrics["majority_baseline"]["qa"]["test"]["squad_exact_match"] < 0.3
+    facts = metrics["data"]["tasks"]["qa"]["train"]
+    assert facts["examples"] == 300 and facts["windows"] > 300 and facts["over_max_length"] > 10  # windows
+    spec = result.model.config.tasks["qa"]
+    assert spec == {"type": "extractive_qa", "labels": [], "dropout": 0.0, "doc_stride": 16,
+                    "max_answer_length": 30, "allow_unanswerable": True}
+
+
+def test_pipeline_answers_with_character_offsets(qa_run):
+    folder, _, _ = qa_run
+    pipe = MultiTaskPipeline.from_pretrained(str(folder / "run" / "model"), precision="fp32")
+    rows = qa_rows(30, 7, unanswerable=0.5)
+    inputs = [{"question": r["question"], "context": r["context"]} for r in rows]
+    out = pipe(inputs)
+    right = 0
+    for row, result in zip(rows, out):
+        answer = result["qa"]
+        assert set(answer) == {"answer", "start", "end", "score"} and 0 <= answer["score"] <= 1
+        assert row["context"][answer["start"]:answer["end"]] == answer["answer"]
+        gold = row["answers"]["text"]
+        right += answer["answer"] == (gold[0] if gold else "") and (not gold or answer["start"] ==
+                                                                      row["answers"]["answer_start"][0])
+    assert right >= 27
+    # a context far longer than max_length (48): the answer is found in a later window
+    context = " ".join(FILLER) + " Olga Roth was born in Lyon in 1931. " + " ".join(reversed(FILLER))
+    single = pipe({"question": "Where was Olga Roth born?", "context": context}, return_all_scores=True)
+    assert single["qa"]["answer"] == "Lyon" and single["qa"]["start"] == context.index("Lyon")
+    candidates = single["qa"]["candidates"]
+    assert candidates[0] == {k: v for k, v in single["qa"].items() if k != "candidates"}
+    assert len(candidates) > 1 and [c["score"] for c in candidates] == sorted((c["score"] for c in candidates), reverse=True)
+    nothing = pipe({"question": "What did Olga Roth work as?", "context": "Olga Roth was born in Lyon in 1931."})
+    assert nothing["qa"]["answer"] == "" and (nothing["qa"]["start"], nothing["qa"]["end"]) == (0, 0)
+    with pytest.raises(ValueError, match=r"inputs\[0\]"):
+        pipe([{"question": 3, "context": "x"}])  # not a QA input, and not a text either
+
+
+def test_predict_and_evaluate_from_the_command_line(qa_run, tmp_path, capsys):
+    folder, recipe, result = qa_run
+    model_dir = folder / "run" / "model"
+    rows = qa_rows(3, 9)
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"question": r["question"], "context": r["context"], "id": r["id"]}
+                                                 for r in rows])
+    capsys.readouterr()
+    assert main(["predict", str(model_dir), "--input", str(inputs), "--precision", "fp32"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["id"] for line in lines] == [r["id"] for r in rows]
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    for line, row in zip(lines, rows):
+        alone = pipe({"question": row["question"], "context": row["context"]})  # batched apart: float sums differ
+        assert line["predictions"]["qa"] == {**alone["qa"], "score": pytest.approx(alone["qa"]["score"], rel=1e-5)}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(inputs.read_text().splitlines()[0] + '\n{"question": "Who?"}\n')
+    assert main(["predict", str(model_dir), "--input", str(bad)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f'error: {bad}:2: expected a JSON string, an object with a "text" string') \
+        and '{"question", "context"} (extractive_qa)' in error and len(error.splitlines()) == 1
+    assert main(["evaluate", str(model_dir), str(recipe), "--split", "test", "--output", str(tmp_path / "e.json")]) == 0
+    evaluated = json.loads((tmp_path / "e.json").read_text())["tasks"]["qa"]["test"]
+    assert evaluated == pytest.approx(result.metrics["tasks"]["qa"]["test"], abs=1e-9)
+
+
+# ---------------------------------------------------------------- export
+
+
+def transformers_answers(folder, inputs: list[dict], max_length: int, stride: int, max_answer_len: int,
+                         impossible: bool) -> list[dict]:
+    """The answers of transformers' question-answering pipeline for an exported folder. transformers 5
+    removed that pipeline; then its steps with plain transformers: the exported model's logits per
+    window, the pipeline's post-processing (select_starts_ends) and its alignment to words."""
+    import transformers
+
+    try:
+        qa = transformers.pipeline("question-answering", model=str(folder))
+    except KeyError as e:
+        assert "has been removed from transformers" in str(e)
+    else:  # transformers 4
+        return [qa(**value, max_seq_len=max_length, doc_stride=stride, max_answer_len=max_answer_len,
+                   handle_impossible_answer=impossible) for value in inputs]
+    from transformers.pipelines.document_question_answering import select_starts_ends
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForQuestionAnswering.from_pretrained(folder).eval()
+    answers = []
+    for value in inputs:
+        enc = tokenizer(value["question"], value["context"], truncation="only_second", max_length=max_length,
+                        stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=True,
+                        return_tensors="pt")
+        with torch.no_grad():
+            out = model(**{k: enc[k] for k in tokenizer.model_input_names if k in enc})
+        found, null = [], 1e6
+        for i in range(len(enc["input_ids"])):
+            p_mask = np.array([[s != 1 for s in enc.sequence_ids(i)]], dtype=int)
+            p_mask[0, 0] = 0
+            starts, ends, scores, null = select_starts_ends(
+                out.start_logits[i:i + 1].numpy(), out.end_logits[i:i + 1].numpy(), p_mask,
+                enc["attention_mask"][i:i + 1].numpy(), null, 1, impossible, max_answer_len)
+            for s, e, score in zip(starts, ends, scores):
+                a = enc.word_to_chars(i, enc.token_to_word(i, int(s)), sequence_index=1)[0]
+                b = enc.word_to_chars(i, enc.token_to_word(i, int(e)), sequence_index=1)[1]
+                found.append({"score": float(score), "start": a, "end": b, "answer": value["context"][a:b]})
+        if impossible:
+            found.append({"score": null, "start": 0, "end": 0, "answer": ""})
+        answers.append(sorted(found, key=lambda x: -x["score"])[0])
+    return answers
+
+
+QUESTIONS = [{"question": "Where was Olga Roth born?", "context": "Olga Roth was born in Lyon in 1931."},
+             {"question": "In which year was Ben Lang born?",
+              "context": " ".join(FILLER[:4]) + " Ben Lang was born in Oslo in 1950. " + " ".join(FILLER[4:])}]
+
+
+def test_export_of_the_trained_head(qa_run, tmp_path):
+    folder, _, _ = qa_run
+    model_dir = folder / "run" / "model"
+    assert main(["export", str(model_dir), "--task", "qa", str(tmp_path / "qa")]) == 0
+    exported = AutoModelForQuestionAnswering.from_pretrained(tmp_path / "qa").eval()
+    assert type(exported).__name__ == "BertForQuestionAnswering"
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    ours = [p["qa"] for p in pipe(QUESTIONS)]
+    theirs = transformers_answers(tmp_path / "qa", QUESTIONS, 48, 16, 30, True)
+    assert [o["answer"] for o in ours] == ["Lyon", "1950"]
+    for o, t in zip(ours, theirs):
+        assert (o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"])
+        assert o["score"] == pytest.approx(t["score"], abs=1e-4)
+
+
+FAMILY_TYPES = ["bert", "roberta", "xlm-roberta", "deberta-v2", "electra", "distilbert", "modernbert"]
+
+
+@pytest.fixture(scope="module")
+def family_encoders(tmp_path_factory, tokenizer) -> dict[str, str]:
+    from test_families import family_configs
+
+    folders = {}
+    for model_type, kwargs in family_configs(tokenizer).items():
+        folder = tmp_path_factory.mktemp(f"qa-{model_type}")
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            AutoModel.from_config(AutoConfig.for_model(model_type, **kwargs)).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders[model_type] = str(folder)
+    return folders
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_export_parity_with_each_familys_question_answering_class(family_encoders, tokenizer, tmp_path, model_type):
+    spec = {"type": "extractive_qa", "labels": [], "dropout": 0.1, "doc_stride": 8, "max_answer_length": 5,
+            "allow_unanswerable": model_type in ("bert", "roberta")}
+    model = MultiTaskModel.from_encoder(family_encoders[model_type], {"qa": spec})
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval().config.mtnlp = {"max_length": 32}
+    head = {name for name, m in model.heads["qa"].named_children() if list(m.parameters())}
+    assert head == ({"head", "classifier"} if model_type == "modernbert" else {"qa_outputs"})
+    folder = export_folder(model, tokenizer, "qa", tmp_path / "qa")
+    exported = AutoModelForQuestionAnswering.from_pretrained(folder).eval()
+    assert type(exported).__name__.endswith("ForQuestionAnswering") and exported.config.model_type == model_type
+    plain = AutoTokenizer.from_pretrained(folder)
+    enc = plain([q["question"] for q in QUESTIONS], [q["context"] for q in QUESTIONS], padding=True,
+                truncation="only_second", max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        theirs = exported(**enc)
+        ours = model(**enc, task="qa").logits
+    torch.testing.assert_close(theirs.start_logits, ours[..., 0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(theirs.end_logits, ours[..., 1], atol=1e-5, rtol=0)
+    pipe = MultiTaskPipeline(model, tokenizer, precision="fp32")
+    mine = [p["qa"] for p in pipe(QUESTIONS)]
+    reference = transformers_answers(folder, QUESTIONS, 32, 8, 5, spec["allow_unanswerable"])
+    for o, t in zip(mine, reference):
+        assert (o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"]), (o, t)
+        assert o["score"] == pytest.approx(t["score"], abs=1e-4)
+
+
+# ---------------------------------------------------------------- hub
+
+
+def test_hub_round_trip(qa_run, tmp_path):
+    from hub_server import LocalHub, client_env
+
+    folder, _, _ = qa_run
+    inputs = write_jsonl(tmp_path / "in.jsonl", QUESTIONS)
+    with LocalHub() as hub:
+        env = client_env(hub.url, tmp_path / "client", "hf_token_x")
+        push = subprocess.run([sys.executable, "-m", "mtnlp", "push", str(folder / "run" / "model"), "org/qa"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert push.returncode == 0, push.stderr[-2000:]
+        card = hub.repo_files("org/qa")["README.md"].decode()
+        pulled = subprocess.run([sys.executable, "-m", "mtnlp", "predict", "org/qa", "--input", str(inputs),
+                                 "--precision", "fp32"], capture_output=True, text=True, env=env, timeout=300)
+        assert pulled.returncode == 0, pulled.stderr[-2000:]
+    assert "pipeline_tag: question-answering" in card and "| qa | extractive_qa | (answer spans) |" in card
+    from mtnlp.tasks import task_type
+
+    assert f'pipe({json.dumps(task_type("extractive_qa").example_input)})   # the qa head' in card
+    assert "pipe(\"Some text" not in card  # no text head: no text example
+    local = MultiTaskPipeline.from_pretrained(str(folder / "run" / "model"), precision="fp32")(QUESTIONS)
+    remote = [json.loads(line)["predictions"] for line in pulled.stdout.splitlines()]
+    for r, loc in zip(remote, local):
+        assert (r["qa"]["answer"], r["qa"]["start"], r["qa"]["end"]) == (loc["qa"]["answer"], loc["qa"]["start"],
+                                                                         loc["qa"]["end"])
+        assert r["qa"]["score"] == pytest.approx(loc["qa"]["score"], abs=1e-5)
+
+
+# ---------------------------------------------------------------- beside other tasks
+
+
+def test_a_qa_head_beside_a_classification_head(tmp_path, tiny_encoder, capsys):
+    from mtnlp.recipes.multitask import train
+
+    tasks = {"qa": {"type": "extractive_qa", "allow_unanswerable": True,
+                    "data": {"train": str(write_jsonl(tmp_path / "qa.jsonl", qa_rows(40, 3, unanswerable=0.5))),
+                             "validation_from_train": 0.25}},
+             "sentiment": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"),
+                                                              "validation_from_train": 0.25, "text_column": "sentence"}}}
+    recipe = write_recipe(tmp_path, tiny_encoder, tasks=tasks, training={"steps": 6})
+    result = train(load_recipe(recipe))
+    assert set(result.metrics["tasks"]["qa"]["validation"]) == {"squad_f1", "squad_exact_match"}
+    assert set(result.metrics["tasks"]["sentiment"]["validation"]) == {"accuracy", "f1"}
+    model_dir = tmp_path / "run" / "model"
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    calls = []
+    pipe.model.encoder.register_forward_hook(lambda *a: calls.append(1))
+    out = pipe(["a gorgeous movie", QUESTIONS[0], {"text": "dull", "text_pair": "and slow"}])
+    assert len(calls) == 3  # the text heads: one pass for the text, one for the pair; the QA head: one
+    assert set(out[0]) == {"sentiment"} and set(out[1]) == {"qa"} and set(out[2]) == {"sentiment"}
+    assert out[1]["qa"]["answer"] == QUESTIONS[0]["context"][out[1]["qa"]["start"]:out[1]["qa"]["end"]]
+    assert out[0]["sentiment"] == pipe("a gorgeous movie")["sentiment"]
+    inputs = write_jsonl(tmp_path / "mixed.jsonl", ["a gorgeous movie", QUESTIONS[0]])
+    capsys.readouterr()
+    assert main(["predict", str(model_dir), "--input", str(inputs), "--precision", "fp32"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [set(line["predictions"]) for line in lines] == [{"sentiment"}, {"qa"}]
+    assert lines[1]["question"] == QUESTIONS[0]["question"]
