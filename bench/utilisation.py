@@ -222,13 +222,15 @@ class StepClock:
 
         self.marks.clear()
         self.batches.clear()
+        cpu_start = time.process_time()
         self.mark("step_start")
         task = train_step(self.run)
         self.mark("step_end")
+        cpu = time.process_time() - cpu_start
         log_start = time.perf_counter()
         log_step(self.run, task)
         record = {"task": task, "total": self.marks[-1][1] - self.marks[0][1], "log_step": time.perf_counter() - log_start,
-                  "batches": list(self.batches)}
+                  "cpu": cpu, "batches": list(self.batches)}
         if self.handles:  # phases need the hooks' marks
             record.update(dict.fromkeys(PHASES, 0.0))
             for (_, before), (name, at) in zip(self.marks, self.marks[1:]):
@@ -258,7 +260,7 @@ def measure_training(run, args, peak_gflops: float, target: float) -> dict:
         r["width"] = max(f["width"] for f in flops)
         records.append(r)
     clock.close()
-    timed = ("total", "log_step") + (() if args.no_phase_hooks else PHASES)
+    timed = ("total", "log_step", "cpu") + (() if args.no_phase_hooks else PHASES)
 
     def aggregate(rs: list[dict]) -> dict:
         seconds = {k: sum(r[k] for r in rs) for k in timed}
@@ -268,6 +270,9 @@ def measure_training(run, args, peak_gflops: float, target: float) -> dict:
             "steps": len(rs),
             "seconds": seconds,
             "ms_per_step": 1000 * seconds["total"] / len(rs),
+            # CPU seconds of this process per wall second of train_step: ~torch threads when the cores are
+            # the step's alone, less when another job shares them
+            "cpu_per_wall": seconds["cpu"] / seconds["total"],
             "log_step_ms_per_step": 1000 * seconds["log_step"] / len(rs),
             "padded_tokens": padded["tokens"], "non_pad_tokens": useful["tokens"],
             "padding_fraction": 1 - useful["tokens"] / padded["tokens"],
@@ -300,6 +305,8 @@ def measure_training(run, args, peak_gflops: float, target: float) -> dict:
                        for task in sorted({r["task"] for r in records})}
     step_ms = sorted(1000 * r["total"] for r in records)
     out["step_ms_median"], out["step_ms_p90"] = step_ms[len(step_ms) // 2], step_ms[int(0.9 * len(step_ms))]
+    # steps with under 0.75 CPU-seconds per wall-second per torch thread: they shared the cores with another job
+    out["steps_sharing_cores"] = sum(r["cpu"] < 0.75 * torch.get_num_threads() * r["total"] for r in records)
     return out
 
 
@@ -457,8 +464,9 @@ def main() -> None:
         print(f"mtnlp train_step: {train['ms_per_step']:.0f} ms/step (+ log_step {train['log_step_ms_per_step']:.1f} ms), "
               f"{train['achieved_gflops_whole_step']:.0f} GFLOP/s = {train['fraction_of_peak']:.1%} of the {dtype} peak"
               f"{phases}; non-pad FLOPs only {train['fraction_of_peak_useful_non_pad']:.1%}; padding "
-              f"{train['padding_fraction']:.1%}; the target needs {train['ms_per_step_needed_for_target']:.0f} ms/step",
-              flush=True)
+              f"{train['padding_fraction']:.1%}; the target needs {train['ms_per_step_needed_for_target']:.0f} ms/step; "
+              f"{train['cpu_per_wall']:.2f} CPU-s per wall-s on {torch.get_num_threads()} threads "
+              f"({train['steps_sharing_cores']} of {args.steps} steps under 0.75 per thread)", flush=True)
         for task, r in train["per_task"].items():
             print(f"  {task}: {r['steps']} steps, mean batch {r['mean_batch_shape'][0]:.0f}x{r['mean_batch_shape'][1]:.1f}, "
                   f"{r['ms_per_step']:.0f} ms/step, {r['fraction_of_peak']:.1%} of peak"
