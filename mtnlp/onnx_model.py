@@ -62,14 +62,16 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / ONNX_FILE
-        torch.onnx.export(_Heads(model, tasks), args, str(raw), input_names=names, output_names=tasks,
+        torch.onnx.export(_Heads(model, tasks).eval(), args, str(raw), input_names=names, output_names=tasks,
                           dynamic_shapes={n: {0: batch, 1: length} for n in names}, dynamo=True, verbose=False,
                           external_data=False)  # one self-contained file
         if quantize == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            # per-channel scales: on the demo model 0.2-0.7 points from fp32, per-tensor 1.3-1.4 (BENCHMARKS.md)
-            quantize_dynamic(str(raw), str(out / ONNX_FILE), weight_type=QuantType.QInt8, per_channel=True)
+            # per-channel scales: on the demo model 0.2-0.7 points from fp32, per-tensor 1.3-1.4 (BENCHMARKS.md);
+            # the heads stay fp32: they are a sliver of the FLOPs, and their errors reach the outputs unsoftened
+            quantize_dynamic(str(raw), str(out / ONNX_FILE), weight_type=QuantType.QInt8, per_channel=True,
+                             nodes_to_exclude=head_nodes(raw))
         elif quantize is None:
             shutil.copyfile(raw, out / ONNX_FILE)
         else:
@@ -80,6 +82,22 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     config.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def head_nodes(path: Path) -> list[str]:
+    """Names of the graph's nodes that read a head's weights (initializers named *heads.*), and of the
+    matmuls whose output such a node reads (a 3-D linear exports as MatMul + Add: only its bias keeps
+    the parameter's name)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer if init.name.startswith("heads.") or ".heads." in init.name}
+    heads = [node for node in graph.node if weights.intersection(node.input)]
+    feeding = {name for node in heads for name in node.input}
+    names = [node.name for node in graph.node
+             if node in heads or (node.op_type == "MatMul" and feeding.intersection(node.output))]
+    # quantize_dynamic first splits a Gemm into NAME_MatMul + NAME_Add, and then applies its exclusions
+    return names + [f"{node.name}_MatMul" for node in heads if node.op_type == "Gemm"]
 
 
 class OnnxMultiTaskModel:

@@ -93,6 +93,24 @@ def test_int8_is_smaller_and_close(exported):
     assert json.loads((exported / "int8" / "config.json").read_text())["mtnlp"]["onnx"]["quantize"] == "int8"
 
 
+def test_int8_quantises_the_encoder_and_keeps_every_head_fp32(exported):
+    import onnx
+
+    from mtnlp.onnx_model import head_nodes
+
+    fp32 = onnx.load(str(exported / "fp32" / "model.onnx")).graph
+    int8 = onnx.load(str(exported / "int8" / "model.onnx")).graph
+    kept = head_nodes(exported / "fp32" / "model.onnx")
+    # a dense head per sequence task (pooler + classifier), a matmul + bias per tagging task
+    assert {n.op_type for n in fp32.node if n.name in kept} >= {"Gemm", "MatMul"}
+    # onnxruntime splits a Gemm into MatMul + Add: the head's matmuls stay float MatMuls either way
+    assert all(n.op_type in ("MatMul", "Add") for n in int8.node if n.name in kept)
+    assert not any(n.name.startswith(tuple(kept)) and n.op_type == "MatMulInteger" for n in int8.node)
+    assert sum(n.op_type == "MatMulInteger" for n in int8.node) >= 4 * 2  # the encoder's layers (2 here)
+    quantised = {n.input[1] for n in int8.node if n.op_type == "MatMulInteger"}
+    assert not any("heads." in name for name in quantised)
+
+
 def test_one_head_and_bad_export_options(exported, tmp_path, capsys):
     assert main(["export", str(exported / "model"), "--onnx", "--task", "ner", str(tmp_path / "ner")]) == 0
     pipe = MultiTaskPipeline.from_pretrained(str(tmp_path / "ner"))
