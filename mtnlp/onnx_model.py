@@ -5,9 +5,12 @@ take an ONNX folder as they take a model folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,6 +41,22 @@ class _Heads(nn.Module):
         return tuple(out[t] for t in self.tasks)
 
 
+@contextlib.contextmanager
+def quiet_exporter():
+    """torch's exporter warns about its own internals (deprecated pytree classes, torchvision not
+    installed, dynamic axis renames): nothing a user of `mtnlp export` can act on."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[str] | None = None,
                 quantize: str | None = None) -> Path:
     """Write OUT/model.onnx (the heads of `tasks`, default all text heads), the model's config (its
@@ -62,9 +81,10 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / ONNX_FILE
-        torch.onnx.export(_Heads(model, tasks).eval(), args, str(raw), input_names=names, output_names=tasks,
-                          dynamic_shapes={n: {0: batch, 1: length} for n in names}, dynamo=True, verbose=False,
-                          external_data=False)  # one self-contained file
+        with quiet_exporter():
+            torch.onnx.export(_Heads(model, tasks).eval(), args, str(raw), input_names=names, output_names=tasks,
+                              dynamic_shapes={n: {0: batch, 1: length} for n in names}, dynamo=True,
+                              verbose=False, external_data=False)  # one self-contained file
         if quantize == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -70,6 +71,11 @@ def tiny_tasks() -> dict:
         "ner": {"type": "tagging",
                 "data": {"train": str(DATA / "ner_sample.conll"), "validation": str(DATA / "ner_sample_dev.conll")}},
     }
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def write_recipe(folder: Path, encoder: str, tasks=None, training=None, sampling=None, name="recipe.yaml",

@@ -64,9 +64,8 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(minilm_path())
 
 
-@pytest.fixture(scope="session")
-def encoders(tmp_path_factory, tokenizer) -> dict[str, str]:
-    """model_type -> a saved tiny random encoder folder (with the tokenizer)."""
+def save_encoders(tmp_path_factory, tokenizer) -> dict[str, str]:
+    """model_type -> a saved tiny random encoder folder of each family (with the tokenizer)."""
     folders = {}
     for model_type, kwargs in family_configs(tokenizer).items():
         folder = tmp_path_factory.mktemp(f"tiny-{model_type}")
@@ -77,6 +76,11 @@ def encoders(tmp_path_factory, tokenizer) -> dict[str, str]:
         tokenizer.save_pretrained(folder)
         folders[model_type] = str(folder)
     return folders
+
+
+@pytest.fixture(scope="session")
+def encoders(tmp_path_factory, tokenizer) -> dict[str, str]:
+    return save_encoders(tmp_path_factory, tokenizer)
 
 
 def trained_like(encoder: str, sharing=None, seed=0) -> MultiTaskModel:

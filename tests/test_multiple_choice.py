@@ -6,12 +6,11 @@ encoder family) and the hub round trip."""
 import json
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
-from conftest import DATA, REPO, minilm_path, write_recipe
-from transformers import AutoConfig, AutoModel, AutoModelForMultipleChoice, AutoTokenizer
+from conftest import DATA, REPO, minilm_path, write_jsonl, write_recipe
+from transformers import AutoModel, AutoModelForMultipleChoice, AutoTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.cli import main
@@ -25,11 +24,6 @@ from mtnlp.tasks.multiple_choice import ChoiceData
 
 RECIPE = REPO / "recipes" / "multiple_choice_example.yaml"
 MC = TASK_TYPES["multiple_choice"]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def read(path, **spec):
@@ -280,19 +274,10 @@ raise SystemExit(main(["predict", "org/mc", "--input", {str(inputs)!r}, "--all-s
 
 @pytest.fixture(scope="module")
 def family_encoders(tmp_path_factory):
-    from test_families import family_configs
+    from test_families import save_encoders
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    folders = {}
-    for model_type, kwargs in family_configs(tokenizer).items():
-        folder = tmp_path_factory.mktemp(f"tiny-{model_type}")
-        torch.manual_seed(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            AutoModel.from_config(AutoConfig.for_model(model_type, **kwargs)).save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        folders[model_type] = str(folder)
-    return tokenizer, folders
+    return tokenizer, save_encoders(tmp_path_factory, tokenizer)
 
 
 HEADS = {"mc": {"type": "multiple_choice", "labels": [], "dropout": 0.1},

@@ -6,13 +6,12 @@ import json
 import random
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, minilm_path, write_recipe
-from transformers import AutoConfig, AutoModel, AutoModelForQuestionAnswering, AutoTokenizer
+from conftest import DATA, minilm_path, write_jsonl, write_recipe
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.cli import main
@@ -72,11 +71,6 @@ def squad_json(rows: list[dict], per_article: int = 10) -> dict:
             for r in rows[a:a + per_article]]
         articles.append({"title": f"article {a // per_article}", "paragraphs": paragraphs})
     return {"version": "v2.0", "data": articles}
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def read(path, **spec):
@@ -400,18 +394,9 @@ FAMILY_TYPES = ["bert", "roberta", "xlm-roberta", "deberta-v2", "electra", "dist
 
 @pytest.fixture(scope="module")
 def family_encoders(tmp_path_factory, tokenizer) -> dict[str, str]:
-    from test_families import family_configs
+    from test_families import save_encoders
 
-    folders = {}
-    for model_type, kwargs in family_configs(tokenizer).items():
-        folder = tmp_path_factory.mktemp(f"qa-{model_type}")
-        torch.manual_seed(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            AutoModel.from_config(AutoConfig.for_model(model_type, **kwargs)).save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        folders[model_type] = str(folder)
-    return folders
+    return save_encoders(tmp_path_factory, tokenizer)
 
 
 @pytest.mark.parametrize("model_type", FAMILY_TYPES)

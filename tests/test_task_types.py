@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import DATA, minilm_path, write_recipe
+from conftest import DATA, minilm_path, write_jsonl, write_recipe
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.cli import main
 from mtnlp.errors import UserError
@@ -33,11 +33,6 @@ def multilabel_rows(n: int, seed: int) -> list[dict]:
             words.insert(rng.randint(0, len(words)), KEYWORDS[label])
         rows.append({"text": " ".join(words), "labels": labels})
     return rows
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 # ---------------------------------------------------------------- reading

@@ -142,7 +142,7 @@ class ExtractiveQA(TaskType):
                            options.get("doc_stride") or max_length // 3)
         out = {key: enc[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in enc}
         out.update(labels=[], example=[], window=[], context=[], answers=[], offsets=[], truncated=[])
-        previous = None
+        previous, window = None, 0
         for i, sample in enumerate(enc["overflow_to_sample_mapping"]):
             window = window + 1 if sample == previous else 0
             previous = sample
