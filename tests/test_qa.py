@@ -490,3 +490,17 @@ def test_a_qa_head_beside_a_classification_head(tmp_path, tiny_encoder, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [set(line["predictions"]) for line in lines] == [{"sentiment"}, {"qa"}]
     assert lines[1]["question"] == QUESTIONS[0]["question"]
+
+
+def test_the_shipped_qa_recipe_reads_its_data():
+    """recipes/qa_example.yaml: a SQuAD v2.0 file for training and flat rows for validation (shipped)."""
+    from conftest import REPO
+
+    recipe = load_recipe(REPO / "recipes" / "qa_example.yaml")
+    raw = read_task(recipe, "qa", recipe.tasks["qa"])
+    assert {split: len(examples) for split, examples in raw.examples.items()} == {"train": 240, "validation": 60}
+    assert sum(not ex["answers"] for ex in raw.examples["train"]) == 33  # is_impossible questions
+    for ex in raw.examples["validation"]:
+        for text, start in zip(ex["answers"], ex["answer_starts"]):
+            assert ex["context"][start:start + len(text)] == text
+    assert recipe.tasks["qa"].doc_stride == 16 and recipe.tasks["question"].type == "classification"
