@@ -138,7 +138,7 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
     kind = task_type(task_type_name)
 
     def encode_with_length(batch):
-        enc = kind.encode(batch, tokenizer, max_length, label_ids, **({"options": options} if options else {}))
+        enc = kind.encode(batch, tokenizer, max_length, label_ids, options)
         if "length" not in enc:  # a type may give its own (multiple choice: choices x longest choice)
             enc["length"] = [len(ids) for ids in enc["input_ids"]]
         if "truncated" not in enc:  # a type may say itself what max_length cut (windows of a context lose nothing)

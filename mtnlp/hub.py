@@ -52,8 +52,9 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     if any(not task_type(spec["type"]).input_fields for spec in config.tasks.values()):
         lines.append('pipe("Some text to analyse.")   # every head\'s prediction from one encoder pass')
     for name, spec in config.tasks.items():  # types with inputs of their own form (TaskType.input_fields)
-        if task_type(spec["type"]).example_input:
-            lines.append(f"pipe({json.dumps(task_type(spec['type']).example_input)})   # the {name} head")
+        example = task_type(spec["type"]).example_input
+        if example:
+            lines.append(f"pipe({json.dumps(example)})   # the {name} head")
     lines += ["```", ""]
     tagging = [name for name, spec in config.tasks.items() if task_type(spec["type"]).head_kind == "token"]
     if tagging:

@@ -114,10 +114,9 @@ def head_nodes(path: Path) -> list[str]:
     weights = {init.name for init in graph.initializer if init.name.startswith("heads.") or ".heads." in init.name}
     heads = [node for node in graph.node if weights.intersection(node.input)]
     feeding = {name for node in heads for name in node.input}
-    names = [node.name for node in graph.node
-             if node in heads or (node.op_type == "MatMul" and feeding.intersection(node.output))]
+    matmuls = [node.name for node in graph.node if node.op_type == "MatMul" and feeding.intersection(node.output)]
     # quantize_dynamic first splits a Gemm into NAME_MatMul + NAME_Add, and then applies its exclusions
-    return names + [f"{node.name}_MatMul" for node in heads if node.op_type == "Gemm"]
+    return [node.name for node in heads] + matmuls + [f"{node.name}_MatMul" for node in heads if node.op_type == "Gemm"]
 
 
 class OnnxMultiTaskModel:

@@ -81,7 +81,9 @@ class MultiTaskPipeline:
         text_tasks = [t for t in tasks if not kinds[t].input_fields]
         if texts and text_tasks:
             self._text_heads(texts, text_tasks, return_all_scores, results)
-        for t, idx in ((t, idx) for t, idx in own.items() if idx):
+        for t, idx in own.items():
+            if not idx:
+                continue
             for i, prediction in zip(idx, kinds[t].pipeline(self, t, [values[i] for i in idx], return_all_scores)):
                 results[i][t] = prediction
         return results[0] if single else results

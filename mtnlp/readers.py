@@ -185,7 +185,7 @@ def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str) -> list[d
             raise UserError(f"{labels_path}:{number}: empty line, expected the label of example {number}")
         row = {key: lines[key][i] for key in ("text", "text_pair") if key in lines}
         row["label"] = lines["labels"][i]
-        examples.append(to_example(labels_path, row, number, spec, task_type))
+        examples += to_examples(labels_path, row, number, spec, task_type)
     return examples
 
 
@@ -294,10 +294,6 @@ class Row:
         return _name(self.path, self.line, what, value)
 
     show, printable = staticmethod(_show), staticmethod(_printable)
-
-
-def to_example(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> dict:
-    return TASK_TYPES[task_type].example(Row(path, row, line), spec)
 
 
 def to_examples(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> list[dict]:

@@ -67,7 +67,7 @@ class TaskType:
     def encode(self, batch: dict[str, list], tokenizer, max_length: int, label_ids: dict[str, int],
                options: dict | None = None) -> dict:
         """Tokenise a batch of examples (datasets.map) with their labels as model targets. `options`:
-        the task's model_spec(), given when it is not empty. A type whose rows are not one sequence each
+        the task's model_spec() (e.g. a QA task's doc_stride). A type whose rows are not one sequence each
         also gives "length" (padded tokens it costs); a type may set "truncated" itself."""
         enc = tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length)
         enc["labels"] = [self.target(label, label_ids) for label in batch["label"]]

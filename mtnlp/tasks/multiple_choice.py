@@ -152,7 +152,7 @@ class MultipleChoice(TaskType):
 
     # ---------------------------------------------------------------- tokenising and batches
 
-    def encode(self, batch, tokenizer, max_length, label_ids):
+    def encode(self, batch, tokenizer, max_length, label_ids, options=None):
         firsts, seconds, counts = [], [], []
         for i, context in enumerate(batch["text"]):
             question = batch["question"][i] if "question" in batch else None

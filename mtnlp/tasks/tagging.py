@@ -39,7 +39,7 @@ class Tagging(TaskType):
     def labels_of(self, example):
         return example["tags"]
 
-    def encode(self, batch, tokenizer, max_length, label_ids):
+    def encode(self, batch, tokenizer, max_length, label_ids, options=None):
         enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
         enc["labels"] = [align_labels(enc.word_ids(i), [label_ids[t] for t in tags])
                          for i, tags in enumerate(batch["tags"])]
