@@ -69,6 +69,10 @@ class TrainingSpec(Spec):
     batch_tokens: Count | None = None
     eval_batch_size: Count = 128
     lr: Positive = 5e-5
+    # the task heads' learning rate (default: lr). Heads start untrained - and so does the pooler of
+    # many sentence-embedding checkpoints (all-MiniLM-L6-v2's: tiny weights, outputs ~0.05): with many
+    # rare labels (GoEmotions) the head then stays at the label priors unless it learns faster (1e-3)
+    head_lr: Positive | None = None
     weight_decay: Annotated[Float, Field(ge=0)] = 0.01
     warmup: Fraction = 0.1  # fraction of steps
     grad_accum: Count = 1

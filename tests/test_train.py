@@ -268,3 +268,23 @@ def test_data_table_truncation_notes_and_batch_counts(make_recipe, tmp_path, cap
     trained = {n: {"batches": log[-1]["batches"][n], "examples": log[-1]["examples"][n]} for n in tasks}
     assert metrics["trained_on"] == trained
     assert all(c["batches"] > 0 for c in trained.values())
+
+
+@pytest.mark.parametrize("head_lr", [None, 1e-3])
+def test_head_lr_moves_the_heads_that_much_faster_than_the_encoder(tiny_encoder, head_lr):
+    from mtnlp.modeling import MultiTaskModel
+    from mtnlp.recipe import TrainingSpec
+    from mtnlp.train import make_optimizer
+
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"topic": {"type": "classification", "labels": ["a", "b", "c"]}})
+    optimizer, scheduler = make_optimizer(model, TrainingSpec(lr=1e-5, head_lr=head_lr, warmup=0.0, steps=10))
+    grouped = [id(p) for g in optimizer.param_groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each parameter once
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model(**{"input_ids": torch.tensor([[101, 2023, 102]]), "labels": torch.tensor([2])}, task="topic").loss.backward()
+    optimizer.step()
+    # Adam's first update moves every weight with a gradient by about its group's learning rate
+    moved = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
+    head, encoder = moved["heads.topic.classifier.weight"], moved["encoder.encoder.layer.0.attention.self.query.weight"]
+    assert encoder == pytest.approx(1e-5, rel=0.05)
+    assert head == pytest.approx(head_lr or 1e-5, rel=0.05)
