@@ -145,11 +145,14 @@ def cmd_train(args) -> int:
 def train_recipe(train, args) -> int:
     """Check the recipe and read the data (errors at once, before the heavy imports), then train with
     `train` (default: the loop of recipes/multitask.py)."""
-    from .data import read_task
+    from .data import read_task_unless_cached
     from .recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    raw = {name: read_task(recipe, name, spec) for name, spec in recipe.tasks.items()}  # data errors: at once
+    # data errors at once; files read and checked before are not re-read. Under DDP only the first
+    # process reads: it fills the cache, which the others then memory-map (no Python copy each)
+    first = int(os.environ.get("RANK", "0")) == 0
+    raw = {name: read_task_unless_cached(recipe, name, spec) for name, spec in recipe.tasks.items()} if first else {}
     quiet_libraries()
     if train is None:
         from .recipes.multitask import train

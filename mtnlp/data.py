@@ -19,7 +19,8 @@ from .recipe import Recipe, TaskSpec, resolve_path
 from .tasks import TaskType, task_type
 
 SPLITS = ("train", "validation", "test")
-CACHE_VERSION = 2  # bump when tokenize() writes different columns
+CACHE_VERSION = 3  # bump when reading or tokenize() gives different rows or columns
+PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 
 @dataclass
@@ -68,6 +69,84 @@ class RawTask:
     labels: list[str]
     examples: dict[str, list[dict]]  # split -> examples
     sources: dict[str, str]  # split -> printable file name
+    key: str | None = None  # the task's cache key (task_key); None: not cacheable (a hub data set)
+
+
+# ---------------------------------------------------------------- cache keys
+# A task's tokenised splits are cached under a key made of its files' content hashes and every
+# setting that changes the rows or tokens, so that a second run neither re-reads nor re-hashes the data:
+# a file's hash is computed once per (path, size, mtime) and remembered.
+
+
+def cache_dir() -> Path:
+    """mtnlp's folder in datasets' cache (HF_DATASETS_CACHE, else HF_HOME/datasets), found without
+    importing datasets."""
+    root = os.environ.get("HF_DATASETS_CACHE")
+    if not root:
+        home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+        root = Path(home) / "datasets"
+    return Path(root).expanduser() / "mtnlp"
+
+
+def digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers (other DDP ranks, a concurrent run) see the whole file or none of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def file_hash(path: Path) -> str:
+    """The SHA-256 of a file's content, remembered per (path, size, mtime): hashed once per version."""
+    stat = path.stat()
+    memo = cache_dir() / "file-hashes" / f"{digest([str(path.resolve()), stat.st_size, stat.st_mtime_ns])}.txt"
+    if memo.exists():
+        return memo.read_text()
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    write_atomic(memo, sha.hexdigest())
+    return sha.hexdigest()
+
+
+def present_splits(task: TaskSpec, splits: tuple[str, ...]) -> list[str]:
+    return [s for s in splits if getattr(task.data, s) is not None or (s == "validation" and task.data.validation_from_train)]
+
+
+def task_key(recipe: Recipe, task: TaskSpec) -> str | None:
+    """The content of the task's files and the settings that decide its examples; None for a hub data
+    set or a missing file (read_task then reports it)."""
+    if task.data.hub:
+        return None
+    hashes = {}
+    for split in SPLITS:
+        source = getattr(task.data, split)
+        files = source.values() if isinstance(source, dict) else [source] if source else []
+        try:
+            hashes[split] = [file_hash(resolve_path(recipe, f)) for f in files]
+        except OSError:
+            return None
+    settings = task.model_dump(mode="json", exclude={"metrics": True, "loss_weight": True, "dropout": True,
+                                                     "data": {"train", "validation", "test"}})
+    seed = recipe.training.seed if task.data.validation_from_train else None  # the carved split depends on it
+    return digest([CACHE_VERSION, settings, hashes, seed])
+
+
+def labels_file(key: str) -> Path:
+    return cache_dir() / f"labels-{key}.json"
+
+
+def read_task_unless_cached(recipe: Recipe, name: str, task: TaskSpec) -> RawTask | None:
+    """read_task, or None when these files were read and checked before (load_task then uses the cache)."""
+    key = task_key(recipe, task)
+    if key is not None and labels_file(key).exists():
+        return None
+    return read_task(recipe, name, task)
 
 
 def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...] = SPLITS,
@@ -94,19 +173,49 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         if split in splits and getattr(task.data, split) is not None:
             raw[split], sources[split] = read_split(recipe, name, task, split)
             check_labels(raw[split], labels, kind, sources[split])
-    return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources)
+    key = task_key(recipe, task)
+    if key is not None and "train" in raw and not labels_file(key).exists():  # the label set is train's
+        write_atomic(labels_file(key), json.dumps(labels))
+    return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key)
 
 
 def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: int,
               splits: tuple[str, ...] = SPLITS, labels: list[str] | None = None,
               raw: RawTask | None = None) -> TaskData:
-    """Read (unless `raw` is given), check and tokenise a task's splits."""
+    """A task's tokenised splits: from the cache when its files and settings are unchanged, otherwise
+    read (unless `raw` is given), checked and tokenised."""
+    options = task_type(task.type).model_spec(task)
+    num_proc = recipe.training.num_proc or os.cpu_count() or 1
+    key = raw.key if raw else task_key(recipe, task)
+    if raw is None and key is not None:
+        known = labels or (json.loads(labels_file(key).read_text()) if labels_file(key).exists() else None)
+        if known is not None:
+            cached = {split: cached_split(split_key(key, split, known, tokenizer, max_length, options))
+                      for split in present_splits(task, splits)}
+            if all(dataset is not None for dataset in cached.values()):
+                return TaskData(name, task.type, known, cached, max_length)
     raw = raw or read_task(recipe, name, task, splits, labels)
     data = TaskData(name, task.type, raw.labels, max_length=max_length)
     for split, examples in raw.examples.items():
-        data.splits[split] = tokenize(examples, task.type, raw.labels, tokenizer, max_length,
-                                      task_type(task.type).model_spec(task))
+        data.splits[split] = tokenize(examples, task.type, raw.labels, tokenizer, max_length, options, num_proc,
+                                      key and split_key(key, split, raw.labels, tokenizer, max_length, options))
     return data
+
+
+def split_key(key: str, split: str, labels: list[str], tokenizer, max_length: int, options: dict) -> str:
+    return digest([key, split, labels, max_length, tokenizer_fingerprint(tokenizer), options])
+
+
+def cached_split(key: str):
+    """The tokenised split written under `key` (memory-mapped Arrow, one file per tokenising
+    process), or None."""
+    listing = cache_dir() / f"tokenized-{key}.json"
+    if not listing.exists():
+        return None
+    import datasets
+
+    parts = [datasets.Dataset.from_file(str(cache_dir() / part)) for part in json.loads(listing.read_text())]
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -121,19 +230,19 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def tokenize(examples: list[dict], task_type_name: str, labels: list[str], tokenizer, max_length: int,
-             options: dict | None = None) -> datasets.Dataset:
-    """Tokenise through datasets.map with a content-derived cache file, so a second run re-uses it.
+             options: dict | None = None, num_proc: int = 1, key: str | None = None) -> datasets.Dataset:
+    """Tokenise through datasets.map into the cache under `key` (default: a hash of the examples), in
+    `num_proc` processes for large sets, so a second run re-uses it.
     `options`: the task type's own settings (TaskType.model_spec, e.g. a QA task's doc_stride)."""
     import datasets
 
     rows = [{k: v for k, v in ex.items() if k != "_line"} for ex in examples]
-    keyed = [CACHE_VERSION, rows, task_type_name, labels, max_length, tokenizer_fingerprint(tokenizer)]
-    key = hashlib.sha256(json.dumps(keyed + ([options] if options else []), sort_keys=True).encode()).hexdigest()[:24]
-    cache_dir = Path(os.environ.get("HF_DATASETS_CACHE") or Path(datasets.config.HF_DATASETS_CACHE)) / "mtnlp"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file = cache_dir / f"tokenized-{key}.arrow"
-    if cache_file.exists():
-        return datasets.Dataset.from_file(str(cache_file))
+    if key is None:
+        key = digest([CACHE_VERSION, rows, task_type_name, labels, max_length, tokenizer_fingerprint(tokenizer)]
+                     + ([options] if options else []))
+    cached = cached_split(key)
+    if cached is not None:
+        return cached
     label_ids = {label: i for i, label in enumerate(labels)}
     kind = task_type(task_type_name)
 
@@ -146,10 +255,18 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
         return enc
 
     dataset = datasets.Dataset.from_list(rows)
+    del rows
+    cache_file = cache_dir() / f"tokenized-{key}.arrow"
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    num_proc = num_proc if len(dataset) >= PARALLEL_FROM and num_proc > 1 else None
     # a type that makes several rows of one example keeps only the columns encode() returns
     remove = None if kind.one_row_per_example else dataset.column_names
-    return dataset.map(encode_with_length, batched=True, cache_file_name=str(cache_file), new_fingerprint=key,
-                       remove_columns=remove, desc="tokenizing")
+    result = dataset.map(encode_with_length, batched=True, cache_file_name=str(cache_file), new_fingerprint=key,
+                         remove_columns=remove, num_proc=num_proc, desc="tokenizing")
+    parts = [Path(f["filename"]).name for f in result.cache_files]
+    if parts:  # written last: the entry is complete
+        write_atomic(cache_dir() / f"tokenized-{key}.json", json.dumps(parts))
+    return result
 
 
 def was_truncated(enc, batch: dict, kind: TaskType, tokenizer) -> list[bool]:

