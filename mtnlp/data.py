@@ -236,10 +236,11 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
     `options`: the task type's own settings (TaskType.model_spec, e.g. a QA task's doc_stride)."""
     import datasets
 
-    rows = [{k: v for k, v in ex.items() if k != "_line"} for ex in examples]
     if key is None:
+        rows = [{k: v for k, v in ex.items() if k != "_line"} for ex in examples]
         key = digest([CACHE_VERSION, rows, task_type_name, labels, max_length, tokenizer_fingerprint(tokenizer)]
                      + ([options] if options else []))
+        del rows
     cached = cached_split(key)
     if cached is not None:
         return cached
@@ -254,8 +255,7 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
             enc["truncated"] = was_truncated(enc, batch, kind, tokenizer)
         return enc
 
-    dataset = datasets.Dataset.from_list(rows)
-    del rows
+    dataset = to_arrow(examples)
     cache_file = cache_dir() / f"tokenized-{key}.arrow"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     num_proc = num_proc if len(dataset) >= PARALLEL_FROM and num_proc > 1 else None
@@ -267,6 +267,19 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
     if parts:  # written last: the entry is complete
         write_atomic(cache_dir() / f"tokenized-{key}.json", json.dumps(parts))
     return result
+
+
+def to_arrow(examples: list[dict], chunk: int = 20_000) -> datasets.Dataset:
+    """The examples (without their line numbers) as an Arrow table, converted a chunk at a time so
+    that no second Python copy of a large split is made."""
+    import datasets
+    import pyarrow as pa
+    from datasets.table import InMemoryTable
+
+    parts = [pa.Table.from_pylist([{k: v for k, v in ex.items() if k != "_line"} for ex in examples[start:start + chunk]])
+             for start in range(0, max(len(examples), 1), chunk)]
+    # a column that is empty (null) or whole numbers in one chunk takes the other chunks' type
+    return datasets.Dataset(InMemoryTable(pa.concat_tables(parts, promote_options="permissive")))
 
 
 def was_truncated(enc, batch: dict, kind: TaskType, tokenizer) -> list[bool]:

@@ -90,6 +90,7 @@ def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
 
 
 def read_delimited(path: Path, text: str, delimiter: str):
+    """(row, line) pairs, one at a time: a large file is never held as a list of rows."""
     # TSV files like SST-2 contain bare quote characters: read them literally.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
@@ -99,21 +100,21 @@ def read_delimited(path: Path, text: str, delimiter: str):
             raise UserError(f"{path}: empty file, expected a header row")
         if not any(name.strip() for name in header):
             raise UserError(f"{path}:1: empty header row, expected the column names")
-        rows = []
+        count = 0
         for values in reader:
             line = reader.line_num
             if not values or values == [""]:
                 continue
             if len(values) != len(header):
                 raise UserError(f"{path}:{line}: {len(values)} fields, but the header has {len(header)}")
-            rows.append((dict(zip(header, values)), line))
+            count += 1
+            yield dict(zip(header, values)), line
     except csv.Error as e:
         raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
-    if not rows:
+    if not count:
         columns = ", ".join(map(_printable, header))
         columns = columns if len(columns) <= 80 else columns[:77] + "..."
         raise UserError(f"{path}:1: only a header row ({columns}), no examples")
-    return rows
 
 
 def read_headerless(path: Path, text: str, delimiter: str, spec: DataSpec):
@@ -127,9 +128,12 @@ def read_headerless(path: Path, text: str, delimiter: str, spec: DataSpec):
             raise UserError(f"{path}: with data.header: false, data.{key} must be a 0-based column position, "
                             f"got {position!r}")
         asked[key] = position
+    return _headerless_rows(path, text, delimiter, asked)
+
+
+def _headerless_rows(path: Path, text: str, delimiter: str, asked: dict):
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
-    rows = []
     try:
         for values in reader:
             if not values or values == [""]:
@@ -139,10 +143,9 @@ def read_headerless(path: Path, text: str, delimiter: str, spec: DataSpec):
                 if position >= len(values):
                     raise UserError(f"{path}:{line}: {len(values)} fields, but data.{key} asks for position "
                                     f"{position} (0-based)")
-            rows.append((dict(enumerate(values)), line))
+            yield dict(enumerate(values)), line
     except csv.Error as e:
         raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
-    return rows
 
 
 def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str) -> list[dict]:
@@ -202,32 +205,38 @@ def read_label_text(path: Path, text: str, spec: DataSpec):
 
 def read_json(path: Path, text: str, lines: bool):
     if lines:
-        rows = []
-        for number, line in enumerate(split_lines(text), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((json.loads(line), number))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{number}: invalid JSON: {e.msg} (column {e.colno})") from None
-            except (ValueError, RecursionError) as e:  # a number of > 4300 digits, nesting too deep
-                raise UserError(f"{path}:{number}: invalid JSON: {_json_problem(e)}") from None
-    else:
+        return _json_objects(path, _jsonl_rows(path, text))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{path}: invalid JSON: {_json_problem(e)}") from None
+    if isinstance(data, dict) and "data" in data:
+        data = data["data"]
+    if not isinstance(data, list):
+        raise UserError(f"{path}: expected a JSON array of objects (or use format jsonl)")
+    return _json_objects(path, ((item, f"item {i}") for i, item in enumerate(data)))
+
+
+def _jsonl_rows(path: Path, text: str):
+    """One (value, line) per non-blank line, parsed as it is reached."""
+    for number, line in enumerate(split_lines(text), 1):
+        if not line.strip():
+            continue
         try:
-            data = json.loads(text)
+            yield json.loads(line), number
         except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
-        except (ValueError, RecursionError) as e:
-            raise UserError(f"{path}: invalid JSON: {_json_problem(e)}") from None
-        if isinstance(data, dict) and "data" in data:
-            data = data["data"]
-        if not isinstance(data, list):
-            raise UserError(f"{path}: expected a JSON array of objects (or use format jsonl)")
-        rows = [(item, f"item {i}") for i, item in enumerate(data)]
+            raise UserError(f"{path}:{number}: invalid JSON: {e.msg} (column {e.colno})") from None
+        except (ValueError, RecursionError) as e:  # a number of > 4300 digits, nesting too deep
+            raise UserError(f"{path}:{number}: invalid JSON: {_json_problem(e)}") from None
+
+
+def _json_objects(path: Path, rows):
     for row, line in rows:
         if not isinstance(row, dict):
             raise UserError(f"{_at(path, line)}: expected a JSON object, got {type(row).__name__}")
-    return rows
+        yield row, line
 
 
 def _json_problem(error: Exception) -> str:

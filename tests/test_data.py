@@ -308,6 +308,17 @@ def test_large_splits_tokenise_in_parallel_with_the_same_rows(tmp_path, monkeypa
     assert again["input_ids"] == one["input_ids"]
 
 
+def test_examples_become_one_arrow_table_across_chunks_of_different_inferred_types():
+    from mtnlp.data import to_arrow
+
+    examples = [{"text": "a", "text_pair": None, "label": 1, "tags": [], "_line": 1},
+                {"text": "b", "text_pair": "x", "label": 2.5, "tags": ["t"], "_line": 2}]
+    table = to_arrow(examples, chunk=1)  # each chunk alone infers null / int64 / list<null>
+    assert table.to_list() == [{"text": "a", "text_pair": None, "label": 1.0, "tags": []},
+                               {"text": "b", "text_pair": "x", "label": 2.5, "tags": ["t"]}]
+    assert "_line" not in table.column_names and len(to_arrow([])) == 0
+
+
 # ---------------------------------------------------------------- collate
 
 
