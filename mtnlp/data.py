@@ -234,8 +234,6 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
     """Tokenise through datasets.map into the cache under `key` (default: a hash of the examples), in
     `num_proc` processes for large sets, so a second run re-uses it.
     `options`: the task type's own settings (TaskType.model_spec, e.g. a QA task's doc_stride)."""
-    import datasets
-
     if key is None:
         rows = [{k: v for k, v in ex.items() if k != "_line"} for ex in examples]
         key = digest([CACHE_VERSION, rows, task_type_name, labels, max_length, tokenizer_fingerprint(tokenizer)]
@@ -272,14 +270,14 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
 def to_arrow(examples: list[dict], chunk: int = 20_000) -> datasets.Dataset:
     """The examples (without their line numbers) as an Arrow table, converted a chunk at a time so
     that no second Python copy of a large split is made."""
-    import datasets
     import pyarrow as pa
+    from datasets import Dataset
     from datasets.table import InMemoryTable
 
     parts = [pa.Table.from_pylist([{k: v for k, v in ex.items() if k != "_line"} for ex in examples[start:start + chunk]])
              for start in range(0, max(len(examples), 1), chunk)]
     # a column that is empty (null) or whole numbers in one chunk takes the other chunks' type
-    return datasets.Dataset(InMemoryTable(pa.concat_tables(parts, promote_options="permissive")))
+    return Dataset(InMemoryTable(pa.concat_tables(parts, promote_options="permissive")))
 
 
 def was_truncated(enc, batch: dict, kind: TaskType, tokenizer) -> list[bool]:
