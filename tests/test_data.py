@@ -274,6 +274,30 @@ def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
     assert len(third.splits["train"]) + len(third.splits["validation"]) == 61
 
 
+def test_mtnlp_train_reads_data_up_front_once_and_only_in_the_first_process(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mtnlp.cli import train_recipe
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    recipe = write_recipe(tmp_path, {"s": {"type": "classification", "data": {
+        "train": str(_copy_sst2(tmp_path)), "text_column": "sentence"}}})
+    seen = []
+
+    def fake_train(recipe, raw):  # what the training loop would be given
+        seen.append(raw)
+        return SimpleNamespace(accelerator=SimpleNamespace(is_main_process=False), run_dir=None)
+
+    args = SimpleNamespace(recipe=str(recipe), overrides=[])
+    monkeypatch.setenv("RANK", "1")  # a DDP process other than the first: it maps the first one's cache
+    assert train_recipe(fake_train, args) == 0 and seen[-1] == {}
+    monkeypatch.setenv("RANK", "0")
+    assert train_recipe(fake_train, args) == 0 and len(seen[-1]["s"].examples["train"]) == 60
+    load(tmp_path, "s", new_tokenizer(), tasks=yaml.safe_load(recipe.read_text())["tasks"])  # fills the cache
+    _refuse_reading(monkeypatch)  # a second run: nothing read up front (the loop then uses the cache)
+    assert train_recipe(fake_train, args) == 0 and seen[-1] == {"s": None}
+
+
 def test_a_files_hash_is_computed_once_per_version(tmp_path, monkeypatch):
     from mtnlp.data import cache_dir, file_hash
 
