@@ -1,22 +1,29 @@
 """A task's data: read its splits, fix its label set, tokenise (cached by datasets), collate batches.
 
-Reading (read_task) needs neither torch nor datasets, so `mtnlp train` reports a mistake in a data
-file before it spends seconds importing them.
+Reading (read_task) streams each file into an Arrow table (no Python object per example is kept) and
+needs no torch, so `mtnlp train` reports a mistake in a data file before it spends seconds importing it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from .errors import UserError
-from .readers import read_examples, read_hub_split, read_lines
+from .readers import iter_examples, read_hub_split, read_lines
 from .recipe import Recipe, TaskSpec, resolve_path
 from .tasks import TaskType, task_type
+
+if TYPE_CHECKING:
+    import datasets
+    import pyarrow as pa
+    import torch
 
 SPLITS = ("train", "validation", "test")
 CACHE_VERSION = 3  # bump when reading or tokenize() gives different rows or columns
@@ -33,8 +40,8 @@ class TaskData:
     truncation_reported: set[str] = field(default_factory=set)  # splits whose truncation was reported
 
 
-def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[list[dict], str]:
-    """Examples of one split and a printable source name."""
+def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[pa.Table, str]:
+    """Examples of one split (an Arrow table; `_line`: where each came from) and a printable source name."""
     source = getattr(task.data, split)
     if task.data.hub:
         examples, name = read_hub_split(task.data, source, task.type), f"{task.data.hub}[{source}]"
@@ -43,17 +50,26 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[l
         examples, name = read_lines(files, task.data, task.type), str(files["labels"])  # label errors: labels file
     else:
         path = resolve_path(recipe, source)
-        examples, name = read_examples(path, task.data, task.type), str(path)
-    task_type(task.type).check_split(examples, task, name)
-    return examples, name
+        examples, name = iter_examples(path, task.data, task.type), str(path)
+    table = to_arrow(examples, name)
+    if not table.num_rows:
+        raise UserError(f"{name}: no examples found")
+    task_type(task.type).check_split(rows_of(table), task, name)
+    return table, name
 
 
-def check_labels(examples: list[dict], labels: list[str], kind: TaskType, source: str) -> None:
+def rows_of(table: pa.Table, batch_size: int = 10_000):
+    """A table's rows as dicts, made a batch at a time."""
+    for batch in table.to_batches(batch_size):
+        yield from batch.to_pylist()
+
+
+def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: str) -> None:
     """Every label of a validation/test split occurs in training (the head has an output for it)."""
     if not kind.min_labels():  # scores, not a label set
         return
     known = set(labels)
-    for ex in examples:
+    for ex in rows_of(examples):
         unseen = [label for label in kind.labels_of(ex) if label not in known]
         if unseen:
             line = ex["_line"]
@@ -67,7 +83,7 @@ class RawTask:
     """A task's examples as read and checked, before tokenisation."""
 
     labels: list[str]
-    examples: dict[str, list[dict]]  # split -> examples
+    examples: dict[str, pa.Table]  # split -> examples (rows_of() reads them as dicts)
     sources: dict[str, str]  # split -> printable file name
     key: str | None = None  # the task's cache key (task_key); None: not cacheable (a hub data set)
 
@@ -158,16 +174,16 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     kind = task_type(task.type)
     if labels is None:
-        labels = kind.label_set(raw["train"])
+        labels = kind.label_set(rows_of(raw["train"]))
         if len(labels) < kind.min_labels():
             raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
                             f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels()}")
     if carve is not None:  # a seeded, reproducible validation split cut from train
-        order = list(range(len(raw["train"])))
+        order = list(range(raw["train"].num_rows))
         random.Random(recipe.training.seed).shuffle(order)
         held_out = set(order[: max(1, round(len(order) * carve))])
-        raw["validation"] = [ex for i, ex in enumerate(raw["train"]) if i in held_out]
-        raw["train"] = [ex for i, ex in enumerate(raw["train"]) if i not in held_out]
+        raw["validation"] = raw["train"].take(sorted(held_out))  # file order within each part
+        raw["train"] = raw["train"].take([i for i in range(len(order)) if i not in held_out])
         sources["validation"] = sources["train"]
     for split in ("validation", "test"):
         if split in splits and getattr(task.data, split) is not None:
@@ -229,16 +245,20 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
-def tokenize(examples: list[dict], task_type_name: str, labels: list[str], tokenizer, max_length: int,
+def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[str], tokenizer, max_length: int,
              options: dict | None = None, num_proc: int = 1, key: str | None = None) -> datasets.Dataset:
     """Tokenise through datasets.map into the cache under `key` (default: a hash of the examples), in
     `num_proc` processes for large sets, so a second run re-uses it.
     `options`: the task type's own settings (TaskType.model_spec, e.g. a QA task's doc_stride)."""
+    import pyarrow as pa
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    table = examples if isinstance(examples, pa.Table) else to_arrow(examples)
+    table = table.drop_columns([c for c in ("_line",) if c in table.column_names])
     if key is None:
-        rows = [{k: v for k, v in ex.items() if k != "_line"} for ex in examples]
-        key = digest([CACHE_VERSION, rows, task_type_name, labels, max_length, tokenizer_fingerprint(tokenizer)]
-                     + ([options] if options else []))
-        del rows
+        key = digest([CACHE_VERSION, table.to_pylist(), task_type_name, labels, max_length,
+                      tokenizer_fingerprint(tokenizer)] + ([options] if options else []))
     cached = cached_split(key)
     if cached is not None:
         return cached
@@ -253,7 +273,7 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
             enc["truncated"] = was_truncated(enc, batch, kind, tokenizer)
         return enc
 
-    dataset = to_arrow(examples)
+    dataset = Dataset(InMemoryTable(table))
     cache_file = cache_dir() / f"tokenized-{key}.arrow"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     num_proc = num_proc if len(dataset) >= PARALLEL_FROM and num_proc > 1 else None
@@ -267,17 +287,19 @@ def tokenize(examples: list[dict], task_type_name: str, labels: list[str], token
     return result
 
 
-def to_arrow(examples: list[dict], chunk: int = 20_000) -> datasets.Dataset:
-    """The examples (without their line numbers) as an Arrow table, converted a chunk at a time so
-    that no second Python copy of a large split is made."""
+def to_arrow(examples, source: str = "<examples>", chunk: int = 20_000) -> pa.Table:
+    """Examples (an iterable of dicts) as an Arrow table, converted a chunk at a time: a large file
+    never becomes a list of Python dicts."""
     import pyarrow as pa
-    from datasets import Dataset
-    from datasets.table import InMemoryTable
 
-    parts = [pa.Table.from_pylist([{k: v for k, v in ex.items() if k != "_line"} for ex in examples[start:start + chunk]])
-             for start in range(0, max(len(examples), 1), chunk)]
-    # a column that is empty (null) or whole numbers in one chunk takes the other chunks' type
-    return Dataset(InMemoryTable(pa.concat_tables(parts, promote_options="permissive")))
+    examples, parts = iter(examples), []
+    try:
+        while not parts or parts[-1].num_rows == chunk:
+            parts.append(pa.Table.from_pylist(list(itertools.islice(examples, chunk))))
+        # a column that is empty (null) or whole numbers in one chunk takes the other chunks' type
+        return pa.concat_tables(parts, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise UserError(f"{source}: a field holds values of different kinds in different examples ({e})") from None
 
 
 def was_truncated(enc, batch: dict, kind: TaskType, tokenizer) -> list[bool]:

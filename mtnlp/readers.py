@@ -61,6 +61,15 @@ def split_lines(text: str) -> list[str]:
 
 
 def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
+    examples = list(iter_examples(path, spec, task_type))
+    if not examples:
+        raise UserError(f"{path}: no examples found")
+    return examples
+
+
+def iter_examples(path: Path, spec: DataSpec, task_type: str):
+    """A file's examples one at a time (CSV, TSV, JSONL, label_text: row by row; CoNLL and JSON arrays
+    are parsed whole first). Errors name the file and line."""
     fmt = file_format(path, spec)
     if fmt == "lines":
         raise UserError(f"{path}: format lines reads a text file and a labels file: give the split as "
@@ -82,11 +91,11 @@ def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
         rows = read_label_text(path, text, spec)
     else:
         rows = read_json(path, text, lines=fmt == "jsonl")
-    if fmt not in ("conll", "conllu"):
-        rows = [example for row, line in rows for example in to_examples(path, row, line, spec, task_type)]
-    if not rows:
-        raise UserError(f"{path}: no examples found")
-    return rows
+    if fmt in ("conll", "conllu"):
+        yield from rows
+    else:
+        for row, line in rows:
+            yield from to_examples(path, row, line, spec, task_type)
 
 
 def read_delimited(path: Path, text: str, delimiter: str):

@@ -240,7 +240,7 @@ def _refuse_reading(monkeypatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("a data file was read: the cache was not used")
-    monkeypatch.setattr(data, "read_examples", refuse)
+    monkeypatch.setattr(data, "iter_examples", refuse)
 
 
 def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
@@ -337,10 +337,12 @@ def test_examples_become_one_arrow_table_across_chunks_of_different_inferred_typ
 
     examples = [{"text": "a", "text_pair": None, "label": 1, "tags": [], "_line": 1},
                 {"text": "b", "text_pair": "x", "label": 2.5, "tags": ["t"], "_line": 2}]
-    table = to_arrow(examples, chunk=1)  # each chunk alone infers null / int64 / list<null>
-    assert table.to_list() == [{"text": "a", "text_pair": None, "label": 1.0, "tags": []},
-                               {"text": "b", "text_pair": "x", "label": 2.5, "tags": ["t"]}]
-    assert "_line" not in table.column_names and len(to_arrow([])) == 0
+    table = to_arrow(iter(examples), chunk=1)  # each chunk alone infers null / int64 / list<null>
+    assert table.to_pylist() == [{"text": "a", "text_pair": None, "label": 1.0, "tags": [], "_line": 1},
+                               {"text": "b", "text_pair": "x", "label": 2.5, "tags": ["t"], "_line": 2}]
+    assert len(to_arrow([])) == 0
+    with pytest.raises(UserError, match=r"^data.jsonl: a field holds values of different kinds"):
+        to_arrow([{"text": "a", "id": 3}, {"text": "b", "id": "q7"}], "data.jsonl")
 
 
 # ---------------------------------------------------------------- collate

@@ -499,8 +499,8 @@ def test_the_shipped_qa_recipe_reads_its_data():
     recipe = load_recipe(REPO / "recipes" / "qa_example.yaml")
     raw = read_task(recipe, "qa", recipe.tasks["qa"])
     assert {split: len(examples) for split, examples in raw.examples.items()} == {"train": 240, "validation": 60}
-    assert sum(not ex["answers"] for ex in raw.examples["train"]) == 33  # is_impossible questions
-    for ex in raw.examples["validation"]:
+    assert sum(not ex["answers"] for ex in raw.examples["train"].to_pylist()) == 33  # is_impossible questions
+    for ex in raw.examples["validation"].to_pylist():
         for text, start in zip(ex["answers"], ex["answer_starts"]):
             assert ex["context"][start:start + len(text)] == text
     assert recipe.tasks["qa"].doc_stride == 16 and recipe.tasks["question"].type == "classification"

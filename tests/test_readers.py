@@ -494,7 +494,7 @@ def test_lines_through_a_recipe(tmp_path):
     recipe = load_recipe(recipe_path)
     raw = read_task(recipe, "emotion", recipe.tasks["emotion"], splits=("train",))
     assert raw.labels == ["anger", "joy"]
-    assert [(r["text"], r["label"], r["_line"]) for r in raw.examples["train"]] == [
+    assert [(r["text"], r["label"], r["_line"]) for r in raw.examples["train"].to_pylist()] == [
         ("I am so happy", "joy", 1), ("This is awful", "anger", 2), ("yay", "joy", 3)]
     with pytest.raises(UserError) as info:
         read_task(recipe, "emotion", recipe.tasks["emotion"])

@@ -243,7 +243,7 @@ def test_the_goemotions_and_stsb_recipe_reads_the_real_files():
     emotions = read_task(recipe, "emotions", recipe.tasks["emotions"])
     assert {k: len(v) for k, v in emotions.examples.items()} == {"train": 43410, "validation": 5426, "test": 5427}
     assert emotions.labels == sorted((SHARED / "goemotions" / "labels.txt").read_text().split())  # all 28, renamed
-    assert sum(len(ex["label"]) > 1 for ex in emotions.examples["train"]) > 1000  # genuinely multi-label
+    assert sum(len(ex["label"]) > 1 for ex in emotions.examples["train"].to_pylist()) > 1000  # genuinely multi-label
     stsb = read_task(recipe, "stsb", recipe.tasks["stsb"])
     assert {k: len(v) for k, v in stsb.examples.items()} == {"train": 5749, "validation": 1500, "test": 1379}
-    assert all("text_pair" in ex and 0 <= ex["label"] <= 5 for ex in stsb.examples["train"])
+    assert all("text_pair" in ex and 0 <= ex["label"] <= 5 for ex in stsb.examples["train"].to_pylist())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
     import torch
@@ -40,15 +40,15 @@ class TaskType:
         """The checked examples of one raw row: one (example()), or several (e.g. a SQuAD article's questions)."""
         return [self.example(row, spec)]
 
-    def check_split(self, examples: list[dict], task, source: str) -> None:
+    def check_split(self, examples: Iterable[dict], task, source: str) -> None:
         """Checks across the examples of one split (each example alone: example()), with the task's own
         recipe keys (`task`: its Spec); UserErrors name the file and line (e.g. multiple choice: the same
-        number of choices throughout)."""
+        number of choices throughout). `examples` is read once, in file order (a large split is not a list)."""
 
     def check_recipe(self, recipe, name: str, task, fail) -> None:
         """Checks that relate the task's own keys to the rest of the recipe; fail(dotted key, message)."""
 
-    def label_set(self, examples: list[dict]) -> list[str]:
+    def label_set(self, examples: Iterable[dict]) -> list[str]:
         """The label names, in a stable order (numbers numerically): the head's output order."""
         return sort_labels({label for ex in examples for label in self.labels_of(ex)})
 

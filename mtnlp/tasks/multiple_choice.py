@@ -134,8 +134,9 @@ class MultipleChoice(TaskType):
         return index
 
     def check_split(self, examples, task, source):
-        first = examples[0] if examples else None
+        first = None
         for ex in examples:
+            first = first or ex
             if len(ex["choices"]) != len(first["choices"]):
                 raise UserError(f"{at(source, ex['_line'])}: {len(ex['choices'])} choices, but "
                                 f"{at(source, first['_line'])} has {len(first['choices'])}: every example of a "
