@@ -4,6 +4,7 @@ in one process and in one per core) and a second run (a cache hit) - against dat
 files of N rows made of SST-2 training sentences (../shared/data/sst2).
 
     python bench/data_scale.py --rows 100000 1000000
+    python bench/data_scale.py --rows 10000000 --runs mtnlp:2 --output bench/results/data_scale_10m.json
 
 Every measurement runs in a new process (peak RSS is that process's, imports included); the first
 runs start from an empty cache. Results: bench/results/data_scale.json.
@@ -88,6 +89,8 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--runs", nargs="+", default=None, metavar="SIDE:NUM_PROC",
+                        help="which sides to measure (default: mtnlp:1 mtnlp:<cores> datasets:1)")
     parser.add_argument("--output", default=None)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -98,6 +101,8 @@ def main() -> None:
     from benchlib import DATA, RESULTS, environment, write_results
 
     cores = os.cpu_count() or 1
+    runs = args.runs or ["mtnlp:1", f"mtnlp:{cores}", "datasets:1"]
+    sides = [(run.split(":")[0], int(run.split(":")[1])) for run in runs]
     results = {"environment": environment(), "max_length": MAX_LENGTH, "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
@@ -105,7 +110,7 @@ def main() -> None:
             write_rows(data, rows, DATA / "sst2" / "train.tsv")
             print(f"{rows:,} rows ({data.stat().st_size / 1e6:.0f} MB)", flush=True)
             runs = {}
-            for kind, num_proc in (("mtnlp", 1), ("mtnlp", cores), ("datasets", 1)):
+            for kind, num_proc in sides:
                 cache = Path(tmp) / f"cache-{kind}-{num_proc}-{rows}"
                 cache.mkdir()
                 label = f"{kind}_num_proc_{num_proc}"
