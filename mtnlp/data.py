@@ -173,7 +173,8 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     if labels is None or "train" in splits or carve is not None:
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     kind = task_type(task.type)
-    if labels is None:
+    derived = labels is None  # only a label set read off the training split is remembered for the files
+    if derived:
         labels = kind.label_set(rows_of(raw["train"]))
         if len(labels) < kind.min_labels():
             raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
@@ -190,7 +191,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
             raw[split], sources[split] = read_split(recipe, name, task, split)
             check_labels(raw[split], labels, kind, sources[split])
     key = task_key(recipe, task)
-    if key is not None and "train" in raw and not labels_file(key).exists():  # the label set is train's
+    if key is not None and derived and not labels_file(key).exists():
         write_atomic(labels_file(key), json.dumps(labels))
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key)
 

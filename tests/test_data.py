@@ -298,6 +298,20 @@ def test_mtnlp_train_reads_data_up_front_once_and_only_in_the_first_process(tmp_
     assert train_recipe(fake_train, args) == 0 and seen[-1] == {"s": None}
 
 
+def test_a_label_set_given_from_a_model_is_not_remembered_as_the_files_own(tmp_path, monkeypatch):
+    from mtnlp.data import read_task, read_task_unless_cached
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    recipe = load_recipe(write_recipe(tmp_path, {"s": {"type": "classification", "data": {
+        "train": str(_copy_sst2(tmp_path)), "validation_from_train": 0.2, "text_column": "sentence"}}}))
+    spec = recipe.tasks["s"]
+    # what `mtnlp evaluate` does: the model's labels, here one more than the training split has
+    read_task(recipe, "s", spec, splits=("validation",), labels=["0", "1", "2"])
+    assert read_task_unless_cached(recipe, "s", spec) is not None  # not taken as read and checked
+    assert read_task(recipe, "s", spec).labels == ["0", "1"]
+    assert read_task_unless_cached(recipe, "s", spec) is None
+
+
 def test_a_files_hash_is_computed_once_per_version(tmp_path, monkeypatch):
     from mtnlp.data import cache_dir, file_hash
 
