@@ -7,8 +7,9 @@ Any problem with the input raises UserError naming the file and line.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
+import itertools
 import json
 import re
 from pathlib import Path
@@ -34,30 +35,60 @@ def file_format(path: Path, spec: DataSpec) -> str:
     return fmt
 
 
-def read_text(path: Path, encoding: str) -> str:
+def open_text(path: Path, encoding: str, newline: str | None = None):
     try:
-        raw = path.read_bytes()
+        return open(path, encoding=encoding, newline=newline)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a directory, expected a data file") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        text = raw.decode(encoding)
     except LookupError:
         raise UserError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        byte = f"byte 0x{raw[e.start]:02x}" if e.start < len(raw) else "the end of the file"
-        raise UserError(f"{path}:{line}: {byte} is not valid {encoding}; "
-                        "set data.encoding (e.g. latin-1) to the file's encoding") from None
-    return text.removeprefix("\ufeff")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def split_lines(text: str) -> list[str]:
-    """Split on line ends only (str.splitlines also splits on U+2028, U+0085, form feed, ...)."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+def decoded(path: Path, encoding: str, newline: str | None = None, chunk: int | None = None):
+    """A text file decoded as it is read, never whole: its lines (line ends translated to "\n" unless
+    `newline` is given, as for csv) or, with `chunk`, pieces of that many characters. A byte that is not
+    valid in the encoding is a UserError naming its line."""
+    with open_text(path, encoding, newline) as f:
+        parts = iter(f) if chunk is None else iter(lambda: f.read(chunk), "")
+        try:
+            first = next(parts, None)
+            if first is not None:
+                yield first.removeprefix("\ufeff")
+                yield from parts
+        except UnicodeError:  # a byte that does not decode; a UTF-16 file without its byte order mark
+            raise UserError(bad_byte(path, encoding)) from None
+        except OSError as e:
+            raise UserError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def bad_byte(path: Path, encoding: str) -> str:
+    """Where the first byte that does not decode is: found by decoding the file again a chunk at a time."""
+    decoder, newlines = codecs.getincrementaldecoder(encoding)(), 0
+    with open(path, "rb") as f:
+        for chunk in itertools.chain(iter(lambda: f.read(1 << 20), b""), [None]):
+            pending = decoder.getstate()[0]  # the start of a character cut by the previous chunk
+            try:
+                decoder.decode(chunk or b"", final=chunk is None)
+            except UnicodeDecodeError as e:
+                data = e.object
+                line = newlines - pending.count(b"\n") + data[: e.start].count(b"\n") + 1
+                byte = f"byte 0x{data[e.start]:02x}" if e.start < len(data) else "the end of the file"
+                return (f"{path}:{line}: {byte} is not valid {encoding}; "
+                        "set data.encoding (e.g. latin-1) to the file's encoding")
+            except UnicodeError as e:
+                return f"{path}: not valid {encoding} ({e}); set data.encoding to the file's encoding"
+            newlines += (chunk or b"").count(b"\n")
+    return f"{path}: not valid {encoding}; set data.encoding (e.g. latin-1) to the file's encoding"
+
+
+def file_lines(path: Path, encoding: str):
+    """A file's lines without their line ends (\n, \r\n or \r), read one at a time."""
+    for line in decoded(path, encoding):
+        yield line[:-1] if line.endswith("\n") else line
 
 
 def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
@@ -68,29 +99,31 @@ def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
 
 
 def iter_examples(path: Path, spec: DataSpec, task_type: str):
-    """A file's examples one at a time (CSV, TSV, JSONL, label_text: row by row; CoNLL and JSON arrays
-    are parsed whole first). Errors name the file and line."""
+    """A file's examples one at a time, as the file is read (never whole). Errors name the file and line."""
     fmt = file_format(path, spec)
     if fmt == "lines":
         raise UserError(f"{path}: format lines reads a text file and a labels file: give the split as "
                         "{text: FILE, labels: FILE}")
     if not spec.header and fmt not in ("csv", "tsv"):
         raise UserError(f"{path}: data.header: false applies to csv and tsv files, not {fmt}")
-    text = read_text(path, spec.encoding)
     if fmt in ("conll", "conllu"):
         if not TASK_TYPES[task_type].token_level:
             hint = ""
             if path.suffix.lower() == ".txt" and not spec.format:
                 hint = " (for a text file with a labels file line by line, give the split as {text: FILE, labels: FILE})"
             raise UserError(f"{path}: {fmt} files hold tagging data, but the task type is {task_type}{hint}")
-        rows = read_conll(path, text, spec) if fmt == "conll" else read_conllu(path, text, spec)
+        lines = file_lines(path, spec.encoding)
+        rows = read_conll(path, lines, spec) if fmt == "conll" else read_conllu(path, lines, spec)
     elif fmt in ("csv", "tsv"):
         delimiter = "\t" if fmt == "tsv" else ","
-        rows = read_delimited(path, text, delimiter) if spec.header else read_headerless(path, text, delimiter, spec)
+        lines = decoded(path, spec.encoding, newline="")  # csv finds line ends itself (quoted ones too)
+        rows = read_delimited(path, lines, delimiter) if spec.header else read_headerless(path, lines, delimiter, spec)
     elif fmt == "label_text":
-        rows = read_label_text(path, text, spec)
+        rows = read_label_text(path, file_lines(path, spec.encoding), spec)
+    elif fmt == "jsonl":
+        rows = _json_objects(path, _jsonl_rows(path, file_lines(path, spec.encoding)))
     else:
-        rows = read_json(path, text, lines=fmt == "jsonl")
+        rows = _json_objects(path, JsonArray(path, decoded(path, spec.encoding, newline="", chunk=1 << 16)).items())
     if fmt in ("conll", "conllu"):
         yield from rows
     else:
@@ -98,11 +131,11 @@ def iter_examples(path: Path, spec: DataSpec, task_type: str):
             yield from to_examples(path, row, line, spec, task_type)
 
 
-def read_delimited(path: Path, text: str, delimiter: str):
+def read_delimited(path: Path, lines, delimiter: str):
     """(row, line) pairs, one at a time: a large file is never held as a list of rows."""
     # TSV files like SST-2 contain bare quote characters: read them literally.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
     try:
         header = next(reader, None)
         if header is None:
@@ -126,7 +159,7 @@ def read_delimited(path: Path, text: str, delimiter: str):
         raise UserError(f"{path}:1: only a header row ({columns}), no examples")
 
 
-def read_headerless(path: Path, text: str, delimiter: str, spec: DataSpec):
+def read_headerless(path: Path, lines, delimiter: str, spec: DataSpec):
     """Delimited rows without a header: each row is {0-based position: value}; extra trailing fields are kept."""
     asked = {}
     for key in ("text_column", "text_pair_column", "label_column"):
@@ -137,12 +170,12 @@ def read_headerless(path: Path, text: str, delimiter: str, spec: DataSpec):
             raise UserError(f"{path}: with data.header: false, data.{key} must be a 0-based column position, "
                             f"got {position!r}")
         asked[key] = position
-    return _headerless_rows(path, text, delimiter, asked)
+    return _headerless_rows(path, lines, delimiter, asked)
 
 
-def _headerless_rows(path: Path, text: str, delimiter: str, asked: dict):
+def _headerless_rows(path: Path, lines, delimiter: str, asked: dict):
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
     try:
         for values in reader:
             if not values or values == [""]:
@@ -157,10 +190,11 @@ def _headerless_rows(path: Path, text: str, delimiter: str, asked: dict):
         raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
 
 
-def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str) -> list[dict]:
+def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str):
     """Line-aligned files (format lines): line i of `text` (and `text_pair`) belongs to line i of `labels`.
 
-    "_line" is the line number; label problems name the labels file, text problems the text file."""
+    The files are read side by side, a line at a time. "_line" is the line number; label problems name
+    the labels file, text problems the text file."""
     for key in ("text", "labels"):
         if key not in files:
             raise UserError(f"format lines needs a '{key}' file (the split as {{text: FILE, labels: FILE}})")
@@ -170,67 +204,159 @@ def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str) -> list[d
     if TASK_TYPES[task_type].token_level:
         raise UserError(f"{files['text']}: format lines holds text data (a text and a label per line), "
                         f"but the task type is {task_type}")
-    lines = {}
-    for key in (k for k in LINES_FILES if k in files):
-        lines[key] = split_lines(read_text(files[key], spec.encoding))
-        if lines[key][-1] == "":  # the newline that ends the last line does not start another example
-            lines[key].pop()
-    labels_path, count = files["labels"], len(lines["labels"])
-    for key in ("text", "text_pair"):
-        if key in files and len(lines[key]) != count:
-            (longer, n_long), (shorter, n_short) = sorted(
-                [(files[key], len(lines[key])), (labels_path, count)], key=lambda item: -item[1])
-            raise UserError(f"{longer}:{n_short + 1}: no matching line in {shorter}: {longer} has {n_long} lines, "
-                            f"{shorter} has {n_short} (line i of one file belongs to line i of the other)")
-    if not count:
-        raise UserError(f"{files['text']}: no examples found (empty file)")
+    keys = [k for k in LINES_FILES if k in files]
+    streams = [file_lines(files[key], spec.encoding) for key in keys]
     pair = "text_pair" in files
     spec = spec.model_copy(update={"text_column": "text", "text_pair_column": "text_pair" if pair else None,
                                    "label_column": "label"})
-    examples = []
-    for i in range(count):
-        number = i + 1
+    labels_path, number = files["labels"], 0
+    for number, values in enumerate(itertools.zip_longest(*streams), 1):
+        row = dict(zip(keys, values))
+        if None in values:  # one file ended before the others
+            counts = {key: number - 1 + (value is not None) + sum(1 for _ in stream)
+                      for key, value, stream in zip(keys, values, streams)}
+            _unequal_lengths(files, counts)
         for key in ("text", "text_pair") if pair else ("text",):
-            if not lines[key][i].strip():
+            if not row[key].strip():
                 raise UserError(f"{files[key]}:{number}: empty line, expected the text of example {number}")
-        if not lines["labels"][i].strip():
+        if not row["labels"].strip():
             raise UserError(f"{labels_path}:{number}: empty line, expected the label of example {number}")
-        row = {key: lines[key][i] for key in ("text", "text_pair") if key in lines}
-        row["label"] = lines["labels"][i]
-        examples += to_examples(labels_path, row, number, spec, task_type)
-    return examples
+        row["label"] = row.pop("labels")
+        yield from to_examples(labels_path, row, number, spec, task_type)
+    if not number:
+        raise UserError(f"{files['text']}: no examples found (empty file)")
 
 
-def read_label_text(path: Path, text: str, spec: DataSpec):
+def _unequal_lengths(files: dict[str, Path], counts: dict[str, int]):
+    count = counts["labels"]
+    for key in ("text", "text_pair"):
+        if key in files and counts[key] != count:
+            (longer, n_long), (shorter, n_short) = sorted(
+                [(files[key], counts[key]), (files["labels"], count)], key=lambda item: -item[1])
+            raise UserError(f"{longer}:{n_short + 1}: no matching line in {shorter}: {longer} has {n_long} lines, "
+                            f"{shorter} has {n_short} (line i of one file belongs to line i of the other)")
+
+
+def read_label_text(path: Path, lines, spec: DataSpec):
     """Lines of "LABEL text" (the label is the first field, up to the first space or tab)."""
-    rows = []
-    for number, line in enumerate(split_lines(text), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         label, *rest = re.split(r"[ \t]+", line.strip(), maxsplit=1)
-        rows.append(({spec.label_column: label, spec.text_column: rest[0] if rest else ""}, number))
-    return rows
+        yield {spec.label_column: label, spec.text_column: rest[0] if rest else ""}, number
 
 
-def read_json(path: Path, text: str, lines: bool):
-    if lines:
-        return _json_objects(path, _jsonl_rows(path, text))
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
-    except (ValueError, RecursionError) as e:
-        raise UserError(f"{path}: invalid JSON: {_json_problem(e)}") from None
-    if isinstance(data, dict) and "data" in data:
-        data = data["data"]
-    if not isinstance(data, list):
-        raise UserError(f"{path}: expected a JSON array of objects (or use format jsonl)")
-    return _json_objects(path, ((item, f"item {i}") for i, item in enumerate(data)))
+class JsonArray:
+    """The objects of a JSON array (or of the array under "data" in a top-level object, as in SQuAD),
+    parsed one at a time from text read a chunk at a time: the file is never held whole.
+
+    Errors give the line and column, as json.loads would."""
+
+    DECODER, SPACE = json.JSONDecoder(), re.compile(r"[ \t\n\r]*")
+    LOOKAHEAD = 16 << 20  # characters read past an item before a JSON error in it is taken as real
+
+    def __init__(self, path: Path, chunks):
+        self.path, self.chunks = path, chunks
+        self.buf, self.pos, self.eof = "", 0, False
+        self.line, self.column = 1, 1  # where buf[0] is in the file
+
+    def items(self):
+        first = self.peek()
+        if first == "[":
+            yield from self.array()
+        elif first == "{":
+            yield from self.data_of_object()
+        else:
+            self.value()  # a scalar: an error if it is not valid JSON either
+            raise UserError(f"{self.path}: expected a JSON array of objects (or use format jsonl)")
+        if self.peek():
+            self.fail("Extra data")
+
+    def array(self):
+        self.pos += 1  # [
+        if self.peek() == "]":
+            self.pos += 1
+            return
+        for i in itertools.count():
+            yield self.value(), f"item {i}"
+            if self.expect(",]", "Expecting ',' delimiter") == "]":
+                return
+
+    def data_of_object(self):
+        self.pos += 1  # {
+        found = False
+        if self.peek() == "}":
+            self.pos += 1
+        else:
+            while True:
+                if self.peek() != '"':
+                    self.fail("Expecting property name enclosed in double quotes")
+                key = self.value()
+                self.expect(":", "Expecting ':' delimiter")
+                if key == "data" and not found and self.peek() == "[":
+                    found = True
+                    yield from self.array()
+                else:
+                    self.value()
+                if self.expect(",}", "Expecting ',' delimiter") == "}":
+                    break
+        if not found:
+            raise UserError(f"{self.path}: expected a JSON array of objects (or use format jsonl)")
+
+    def peek(self) -> str:
+        """The next character that is not whitespace ("" at the end of the file)."""
+        while True:
+            self.pos = self.SPACE.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.read():
+                return ""
+
+    def expect(self, allowed: str, message: str) -> str:
+        char = self.peek()
+        if not char or char not in allowed:
+            self.fail(message)
+        self.pos += 1
+        return char
+
+    def value(self):
+        self.peek()
+        while True:
+            try:
+                value, end = self.DECODER.raw_decode(self.buf, self.pos)
+                if end < len(self.buf) or self.eof or not self.read():  # a number may go on in the next chunk
+                    self.pos = end
+                    return value
+            except json.JSONDecodeError as e:
+                # the value may only be cut off by the end of what was read so far: read on and retry
+                if self.eof or len(self.buf) - self.pos > self.LOOKAHEAD or not self.read():
+                    self.fail(e.msg, e.pos)
+            except (ValueError, RecursionError) as e:  # a number of > 4300 digits, nesting too deep
+                raise UserError(f"{self.path}: invalid JSON: {_json_problem(e)}") from None
+
+    def read(self) -> bool:
+        """Append the next chunk, dropping what was parsed; False at the end of the file."""
+        chunk = next(self.chunks, None)
+        if chunk is None:
+            self.eof = True
+            return False
+        done = self.buf[: self.pos]
+        newlines = done.count("\n")
+        self.line += newlines
+        self.column = len(done) - done.rfind("\n") if newlines else self.column + len(done)
+        self.buf, self.pos = self.buf[self.pos:] + chunk, 0
+        return True
+
+    def fail(self, message: str, at: int | None = None):
+        at = self.pos if at is None else at
+        newlines = self.buf.count("\n", 0, at)
+        column = at - self.buf.rfind("\n", 0, at) if newlines else self.column + at
+        raise UserError(f"{self.path}:{self.line + newlines}: invalid JSON: {message} (column {column})")
 
 
-def _jsonl_rows(path: Path, text: str):
-    """One (value, line) per non-blank line, parsed as it is reached."""
-    for number, line in enumerate(split_lines(text), 1):
+def _jsonl_rows(path: Path, lines):
+    """One (value, line) per non-blank line, parsed as it is read."""
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -330,12 +456,12 @@ def _text(path, line, name, value) -> str:
     return value.strip()
 
 
-def _sentences(text: str):
+def _sentences(lines):
     """Yield (first line number, [(line number, line), ...]) per blank-line separated block.
 
     A line of whitespace only (also form feed, U+2028, no-break space, ...) counts as blank."""
     block, start = [], None
-    for number, line in enumerate(split_lines(text), 1):
+    for number, line in enumerate(lines, 1):
         if line.strip():
             if not block:
                 start = number
@@ -347,13 +473,13 @@ def _sentences(text: str):
         yield start, block
 
 
-def read_conll(path: Path, text: str, spec: DataSpec) -> list[dict]:
+def read_conll(path: Path, lines, spec: DataSpec):
     token_col = 0 if spec.token_column is None else spec.token_column
     tag_col = -1 if spec.tag_column is None else spec.tag_column
     if not isinstance(token_col, int) or not isinstance(tag_col, int):
         raise UserError(f"{path}: data.token_column and data.tag_column must be column numbers for CoNLL files")
-    examples, width = [], None
-    for start, block in _sentences(text):
+    width = None
+    for start, block in _sentences(lines):
         tokens, tags = [], []
         for number, line in block:
             fields = re.split(r"[ \t]+", line.strip(" \t"))  # not str.split(): tokens may hold a no-break space
@@ -372,17 +498,15 @@ def read_conll(path: Path, text: str, spec: DataSpec) -> list[dict]:
             tokens.append(fields[token_col])
             tags.append(fields[tag_col])
         if tokens:
-            examples.append({"tokens": tokens, "tags": tags, "_line": start})
-    return examples
+            yield {"tokens": tokens, "tags": tags, "_line": start}
 
 
-def read_conllu(path: Path, text: str, spec: DataSpec) -> list[dict]:
+def read_conllu(path: Path, lines, spec: DataSpec):
     tag_name = spec.tag_column or "upos"
     if tag_name not in CONLLU_TAGS:
         raise UserError(f"{path}: data.tag_column for CoNLL-U must be 'upos' or 'xpos', got {tag_name!r}")
     tag_index = CONLLU_TAGS[tag_name]
-    examples = []
-    for start, block in _sentences(text):
+    for start, block in _sentences(lines):
         tokens, tags = [], []
         for number, line in block:
             if line.startswith("#"):
@@ -400,12 +524,12 @@ def read_conllu(path: Path, text: str, spec: DataSpec) -> list[dict]:
             tokens.append(fields[1])
             tags.append(fields[tag_index])
         if tokens:
-            examples.append({"tokens": tokens, "tags": tags, "_line": start})
-    return examples
+            yield {"tokens": tokens, "tags": tags, "_line": start}
 
 
-def read_hub_split(spec: DataSpec, split: str, task_type: str) -> list[dict]:
-    """A split of a hub dataset (needs a network the first time; cached by datasets after)."""
+def read_hub_split(spec: DataSpec, split: str, task_type: str):
+    """A split of a hub dataset, an example at a time (needs a network the first time; cached by
+    datasets after)."""
     import datasets
 
     try:
@@ -413,7 +537,6 @@ def read_hub_split(spec: DataSpec, split: str, task_type: str) -> list[dict]:
     except Exception as e:  # datasets raises many types for "not reachable / not found"
         raise UserError(f"data.hub: cannot load '{spec.hub}' split '{split}': {str(e).splitlines()[0]}") from None
     name = f"{spec.hub}[{split}]"
-    rows = []
     key = spec.tag_column or "tags" if TASK_TYPES[task_type].token_level else spec.label_column
     names = _class_names(dataset.features, key)
     for i, row in enumerate(dataset):
@@ -424,10 +547,7 @@ def read_hub_split(spec: DataSpec, split: str, task_type: str) -> list[dict]:
             row = dict(row, **{key: names[value]})
         elif names and isinstance(value, list):  # a sequence of ClassLabel ids (tags, multi-label)
             row = dict(row, **{key: [names[t] for t in value]})
-        rows += to_examples(Path(name), row, f"row {i}", spec, task_type)
-    if not rows:
-        raise UserError(f"{name}: no examples found")
-    return rows
+        yield from to_examples(Path(name), row, f"row {i}", spec, task_type)
 
 
 def _class_names(features, column) -> list[str] | None:

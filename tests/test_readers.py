@@ -359,7 +359,7 @@ def read_lines_files(tmp_path, text, labels, task_type="classification", text_pa
     files = {"text": write(tmp_path, "text.txt", text), "labels": write(tmp_path, "labels.txt", labels)}
     if text_pair is not None:
         files["text_pair"] = write(tmp_path, "pair.txt", text_pair)
-    return read_lines(files, DataSpec(**spec), task_type), files
+    return list(read_lines(files, DataSpec(**spec), task_type)), files
 
 
 def lines_error(tmp_path, text, labels, task_type="classification", text_pair=None, **spec) -> str:
@@ -448,17 +448,17 @@ def test_lines_encoding_error_names_file_and_line(tmp_path):
     files = {"text": write(tmp_path, "text.txt", b"plain\ncaf\xe9 au lait\n"),
              "labels": write(tmp_path, "labels.txt", "0\n1\n")}
     with pytest.raises(UserError) as info:
-        read_lines(files, DataSpec(), "classification")
+        list(read_lines(files, DataSpec(), "classification"))
     assert str(info.value).startswith(f"{files['text']}:2:") and "0xe9" in str(info.value)
     assert "data.encoding" in str(info.value)
-    rows = read_lines(files, DataSpec(encoding="latin-1"), "classification")
+    rows = list(read_lines(files, DataSpec(encoding="latin-1"), "classification"))
     assert [r["text"] for r in rows] == ["plain", "caf\u00e9 au lait"]
 
 
 def test_lines_missing_labels_file(tmp_path):
     files = {"text": write(tmp_path, "text.txt", "a\n"), "labels": tmp_path / "nope.txt"}
     with pytest.raises(UserError, match=re.escape(f"{tmp_path / 'nope.txt'}: file not found")):
-        read_lines(files, DataSpec(), "classification")
+        list(read_lines(files, DataSpec(), "classification"))
 
 
 def test_lines_empty_files(tmp_path):
