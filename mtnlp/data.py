@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 
 from .errors import UserError
-from .readers import iter_examples, read_hub_split, read_lines
+from .readers import Row, hub_examples, hub_label_names, iter_examples, open_hub_split, read_hub_split, read_lines
 from .recipe import Recipe, TaskSpec, resolve_path
 from .tasks import TaskType, task_type
+from .tasks.base import label_name, sort_labels
 
 if TYPE_CHECKING:
     import datasets
@@ -38,6 +39,51 @@ class TaskData:
     splits: dict[str, datasets.Dataset] = field(default_factory=dict)  # tokenised
     max_length: int | None = None  # tokens per example; longer ones were truncated
     truncation_reported: set[str] = field(default_factory=set)  # splits whose truncation was reported
+    stream: TrainStream | None = None  # a streamed training split (data.streaming), not in `splits`
+
+    def train_size(self) -> int:
+        return self.stream.size if self.stream else len(self.splits["train"])
+
+
+@dataclass
+class StreamSource:
+    """A streamed training split as read_task opens it: nothing of it is read yet."""
+
+    rows: datasets.IterableDataset
+    name: str  # printable, e.g. "user/data[train]"
+    size: int  # examples: data.size, else the data set's metadata
+
+
+@dataclass
+class TrainStream:
+    """A streamed training split (data.streaming): its examples are read, checked and tokenised as
+    training draws batches (sampling.StreamBatches), never held whole."""
+
+    source: StreamSource
+    spec: TaskSpec
+    labels: list[str]
+    tokenizer: object
+    max_length: int
+    options: dict
+
+    @property
+    def size(self) -> int:
+        return self.source.size
+
+    def examples(self, seed: int, epoch: int):
+        """Epoch `epoch`'s examples, shuffled within data.shuffle_buffer rows: the same order for the
+        same (seed, epoch)."""
+        rows = self.source.rows.shuffle(seed=seed, buffer_size=self.spec.data.shuffle_buffer)
+        rows.set_epoch(epoch)
+        return hub_examples(rows, self.source.name, self.spec.data, self.spec.type)
+
+    def encode(self, examples: list[dict]) -> list[dict]:
+        """A batch of examples as the rows collate() pads (what tokenize() and model_rows() give)."""
+        columns = {key: [ex[key] for ex in examples] for key in examples[0] if key != "_line"}
+        label_ids = {label: i for i, label in enumerate(self.labels)}
+        enc = task_type(self.spec.type).encode(columns, self.tokenizer, self.max_length, label_ids, self.options)
+        kept = [c for c in MODEL_COLUMNS if c in enc]
+        return [{c: enc[c][i] for c in kept} for i in range(len(enc["input_ids"]))]
 
 
 def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[pa.Table, str]:
@@ -86,6 +132,7 @@ class RawTask:
     examples: dict[str, pa.Table]  # split -> examples (rows_of() reads them as dicts)
     sources: dict[str, str]  # split -> printable file name
     key: str | None = None  # the task's cache key (task_key); None: not cacheable (a hub data set)
+    stream: StreamSource | None = None  # the training split, when it is streamed (not in `examples`)
 
 
 # ---------------------------------------------------------------- cache keys
@@ -168,13 +215,18 @@ def read_task_unless_cached(recipe: Recipe, name: str, task: TaskSpec) -> RawTas
 def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...] = SPLITS,
               labels: list[str] | None = None) -> RawTask:
     """Read and check a task's splits. `labels` fixes the label set (e.g. from a trained model)."""
-    raw, sources = {}, {}
+    raw, sources, stream = {}, {}, None
     carve = task.data.validation_from_train
-    if labels is None or "train" in splits or carve is not None:
-        raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     kind = task_type(task.type)
     derived = labels is None  # only a label set read off the training split is remembered for the files
-    if derived:
+    if task.data.streaming and (labels is None or "train" in splits):
+        stream = open_stream(recipe, name, task)
+        if labels is None:
+            labels = stream_labels(recipe, name, task, stream)
+        sources["train"] = stream.name
+    elif labels is None or "train" in splits or carve is not None:
+        raw["train"], sources["train"] = read_split(recipe, name, task, "train")
+    if derived and stream is None:
         labels = kind.label_set(rows_of(raw["train"]))
         if len(labels) < kind.min_labels():
             raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
@@ -193,7 +245,42 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     key = task_key(recipe, task)
     if key is not None and derived and not labels_file(key).exists():
         write_atomic(labels_file(key), json.dumps(labels))
-    return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key)
+    return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key,
+                   stream if "train" in splits else None)
+
+
+def open_stream(recipe: Recipe, name: str, task: TaskSpec) -> StreamSource:
+    """The training split of a streamed hub data set, opened (not read) and its size."""
+    data = task.data
+    rows = open_hub_split(data, data.train)
+    size = data.size
+    if size is None:
+        split = (rows.info.splits or {}).get(data.train) if rows.info else None
+        size = split.num_examples if split is not None and split.num_examples else None
+    if size is None:
+        raise UserError(f"{recipe.where(f'tasks.{name}.data.streaming')}: tasks.{name}.data.size: the streamed "
+                        f"split '{data.train}' of {data.hub} does not say how many examples it has (no split sizes "
+                        "in its metadata): declare it as data.size (task sampling weighs tasks by size)")
+    return StreamSource(rows, f"{data.hub}[{data.train}]", size)
+
+
+def stream_labels(recipe: Recipe, name: str, task: TaskSpec, stream: StreamSource) -> list[str]:
+    """A streamed task's label set, without reading the stream: its ClassLabel names or data.label_names,
+    as the examples will name them (label_sep, label_names)."""
+    kind = task_type(task.type)
+    if not kind.min_labels():  # scores
+        return []
+    names = hub_label_names(stream.rows, task.data, task.type)
+    if names is None:
+        raise UserError(f"{recipe.where(f'tasks.{name}.data.streaming')}: tasks.{name}.data.label_names: the labels "
+                        f"of a streamed split must be known before it is read: {stream.name} has no ClassLabel "
+                        "feature, so list them in data.label_names (e.g. {neg: negative, pos: positive})")
+    where = Row(stream.name, {}, "features")
+    labels = sort_labels({label_name(where, value, task.data) for value in names})
+    if len(labels) < kind.min_labels():
+        raise UserError(f"{stream.name}: {len(labels)} label(s) ({', '.join(labels)}); a {task.type} task needs "
+                        f"at least {kind.min_labels()}")
+    return labels
 
 
 def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: int,
@@ -213,6 +300,8 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
                 return TaskData(name, task.type, known, cached, max_length)
     raw = raw or read_task(recipe, name, task, splits, labels)
     data = TaskData(name, task.type, raw.labels, max_length=max_length)
+    if raw.stream:
+        data.stream = TrainStream(raw.stream, task, raw.labels, tokenizer, max_length, options)
     for split, examples in raw.examples.items():
         data.splits[split] = tokenize(examples, task.type, raw.labels, tokenizer, max_length, options, num_proc,
                                       key and split_key(key, split, raw.labels, tokenizer, max_length, options))

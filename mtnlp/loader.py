@@ -15,24 +15,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import collate
-from .sampling import TaskBatches, TaskSampler
+from .sampling import StreamBatches, TaskBatches, TaskSampler
 
 
 class BatchPlan:
     """Endless (task, example indices, positions after this batch) in training order. The positions
     also count each task's batches and examples so far (this process's share)."""
 
-    def __init__(self, tasks: TaskSampler, batches: dict[str, TaskBatches]):
+    def __init__(self, tasks: TaskSampler, batches: dict[str, TaskBatches | StreamBatches]):
         self.tasks, self.batches = tasks, batches
         self.seen = {name: {"batches": 0, "examples": 0} for name in batches}
 
     def __iter__(self):
         while True:
             task = next(self.tasks)
-            indices = next(self.batches[task])
+            batch = next(self.batches[task])  # example indices, or rows for a streamed task
             self.seen[task]["batches"] += 1
-            self.seen[task]["examples"] += len(indices)
-            yield task, indices, self.state_dict()
+            self.seen[task]["examples"] += len(batch)
+            yield task, batch, self.state_dict()
 
     def state_dict(self) -> dict:
         return {"sampler": self.tasks.state_dict(), "batches": {n: b.state_dict() for n, b in self.batches.items()},
@@ -53,8 +53,9 @@ class PlannedBatches(Dataset):
         self.rows, self.pad_id, self.types = rows, pad_id, types
 
     def __getitem__(self, key):
-        task, indices, positions = key
-        return task, collate([self.rows[task][i] for i in indices], self.pad_id, self.types[task]), positions
+        task, batch, positions = key  # batch: indices into the task's rows, or (streamed) the rows
+        rows = [self.rows[task][i] for i in batch] if task in self.rows else batch
+        return task, collate(rows, self.pad_id, self.types[task]), positions
 
 
 def _ignore_interrupts(worker_id: int) -> None:

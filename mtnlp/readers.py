@@ -527,19 +527,29 @@ def read_conllu(path: Path, lines, spec: DataSpec):
             yield {"tokens": tokens, "tags": tags, "_line": start}
 
 
-def read_hub_split(spec: DataSpec, split: str, task_type: str):
-    """A split of a hub dataset, an example at a time (needs a network the first time; cached by
-    datasets after)."""
+def open_hub_split(spec: DataSpec, split: str):
+    """A split of a hub data set: a Dataset (downloaded and cached by datasets), or with data.streaming
+    an IterableDataset that reads as it is iterated."""
     import datasets
 
     try:
-        dataset = datasets.load_dataset(spec.hub, spec.config, split=split)
+        return datasets.load_dataset(spec.hub, spec.config, split=split, streaming=spec.streaming)
     except Exception as e:  # datasets raises many types for "not reachable / not found"
         raise UserError(f"data.hub: cannot load '{spec.hub}' split '{split}': {str(e).splitlines()[0]}") from None
-    name = f"{spec.hub}[{split}]"
+
+
+def read_hub_split(spec: DataSpec, split: str, task_type: str):
+    """A split of a hub data set, an example at a time (needs a network the first time; cached by
+    datasets after, unless streamed)."""
+    dataset = open_hub_split(spec, split)
+    yield from hub_examples(dataset, f"{spec.hub}[{split}]", spec, task_type)
+
+
+def hub_examples(rows, name: str, spec: DataSpec, task_type: str):
+    """The examples of a hub split's rows (a Dataset or a stream), ClassLabel ids read as their names."""
     key = spec.tag_column or "tags" if TASK_TYPES[task_type].token_level else spec.label_column
-    names = _class_names(dataset.features, key)
-    for i, row in enumerate(dataset):
+    names = _class_names(rows.features or {}, key)
+    for i, row in enumerate(rows):
         value = row.get(key)
         if names and isinstance(value, int):  # a ClassLabel id (classification)
             if value < 0:
@@ -548,6 +558,14 @@ def read_hub_split(spec: DataSpec, split: str, task_type: str):
         elif names and isinstance(value, list):  # a sequence of ClassLabel ids (tags, multi-label)
             row = dict(row, **{key: [names[t] for t in value]})
         yield from to_examples(Path(name), row, f"row {i}", spec, task_type)
+
+
+def hub_label_names(rows, spec: DataSpec, task_type: str) -> list[str] | None:
+    """The raw label (or tag) names a hub split declares: its ClassLabel feature's names, else the keys
+    of data.label_names; None when neither says."""
+    key = spec.tag_column or "tags" if TASK_TYPES[task_type].token_level else spec.label_column
+    names = _class_names(rows.features or {}, key)
+    return names or (list(spec.label_names) if spec.label_names else None)
 
 
 def _class_names(features, column) -> list[str] | None:

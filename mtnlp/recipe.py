@@ -387,6 +387,15 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
                 fail(f"{key}.{other}", "does not apply to format lines: the split's mapping names the files "
                                        "(text, labels, text_pair)")
         return
+    if data.streaming or data.size is not None:
+        if not data.hub:
+            fail(f"{key}.streaming" if data.streaming else f"{key}.size",
+                 "streaming reads a hub data set (data.hub); files are read as streams already")
+        if not data.streaming:
+            fail(f"{key}.size", "size is the size of a streamed training split: set data.streaming: true")
+        if data.validation_from_train is not None:
+            fail(f"{key}.validation_from_train", "a streamed training split cannot be carved: "
+                                                 "name a validation split instead")
     if not data.header:
         if data.hub:
             fail(f"{key}.header", "header: false applies to csv and tsv files, not a hub dataset")

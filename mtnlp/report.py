@@ -109,6 +109,9 @@ def data_table(facts: dict[str, dict[str, dict]], max_length: int) -> str:
     rows = [("task", "split", "examples", "labels", "largest", "smallest", f"> {max_length} tokens")]
     for task, splits in facts.items():
         for split, f in splits.items():
+            if f.get("streamed"):  # read as training goes: only its size and label set are known
+                rows.append((task, split, f"{f['examples']:,}", str(f["labels"] or "-"), "-", "-", "(streamed)"))
+                continue
             if "range" in f:
                 spread = ["-", f"min {f['range'][0]:g}", f"max {f['range'][1]:g}"]
             else:
@@ -137,7 +140,8 @@ def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, progr
                                      accelerator.autocast, say=accelerator.print)
         for name, values in results.items():
             out["tasks"][name][split] = values
-            baselines[name][split] = majority_baseline(tasks[name], split, metrics[name])
+            if "train" in tasks[name].splits:  # (not for a streamed training split)
+                baselines[name][split] = majority_baseline(tasks[name], split, metrics[name])
     out["majority_baseline"] = baselines
     if accelerator.is_main_process:
         (run_dir / "metrics.json").write_text(json.dumps(out, indent=2))

@@ -6,6 +6,8 @@ draws the same task at the same step, and a resumed run continues with exactly t
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -128,6 +130,45 @@ class TaskBatches:
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._batches = self.epoch_batches(self.epoch)
+
+
+class StreamBatches:
+    """Endless iterator of batches from a streamed training split (data.streaming), epoch after epoch:
+    `batch_size` examples each, made into model rows by `encode`, in the order `examples_of(seed, epoch)`
+    gives (the stream, shuffled with (seed, epoch)).
+
+    Under DDP every process reads the stream and takes every world_size-th batch; an incomplete last
+    round is left out, so all processes take the same count. The state is (epoch, position) like
+    TaskBatches'; a resumed run reads its epoch again from the start and skips what was trained on:
+    exact, at the cost of reading that part again.
+    """
+
+    def __init__(self, examples_of, encode, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.examples_of, self.encode = examples_of, encode
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.epoch, self.position = 0, 0
+        self._examples = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list[dict]:
+        for attempt in range(2):
+            if self._examples is None:  # (re)open the epoch, past the rounds already taken
+                skip = self.position * self.world_size * self.batch_size
+                self._examples = itertools.islice(self.examples_of(self.seed, self.epoch), skip, None)
+            batches = [list(itertools.islice(self._examples, self.batch_size)) for _ in range(self.world_size)]
+            if batches[-1]:  # every process has a batch (only the last may be short)
+                self.position += 1
+                return self.encode(batches[self.rank])
+            self.epoch, self.position, self._examples = self.epoch + 1, 0, None
+        raise ValueError(f"a streamed training split gave fewer than {self.world_size} example(s) in an epoch")
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position, self._examples = int(state["epoch"]), int(state["position"]), None
 
 
 def token_batches(order: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:

@@ -48,6 +48,12 @@ class DataSpec(Spec):
 
     hub: str | None = None  # a datasets hub id, e.g. "glue"; splits then name hub splits
     config: str | None = None  # hub dataset config, e.g. "sst2"
+    # hub only: read the splits as streams (IterableDataset); nothing is downloaded up front and the
+    # training split is never held whole. Its size (for task sampling) comes from the data set's
+    # metadata, else from `size`; its labels from its ClassLabel feature, else from label_names.
+    streaming: bool = False
+    size: Count | None = None  # examples in a streamed training split, when the metadata does not say
+    shuffle_buffer: Count = 10_000  # a streamed training split is shuffled within a buffer of this many rows
     # default: from the file suffix. label_text: one example per line, "LABEL text..." (e.g. TREC).
     # lines: a split is {text: FILE, labels: FILE, text_pair?: FILE}, line i of each file is example i
     format: Literal["csv", "tsv", "json", "jsonl", "conll", "conllu", "label_text", "lines"] | None = None

@@ -39,7 +39,7 @@ from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
 from .modeling import MultiTaskModel
 from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
 from .sharing import is_adapter_weight
-from .sampling import TaskBatches, TaskSampler
+from .sampling import StreamBatches, TaskBatches, TaskSampler
 from .tasks import task_type
 from .weighting import StaticWeighting, build_weighting
 
@@ -100,12 +100,15 @@ def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float =
 def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accelerator):
     """The task sampler, each task's batch iterator (this rank's share) and its training rows."""
     t = recipe.training
-    sampler = TaskSampler({n: len(d.splits["train"]) for n, d in tasks.items()}, recipe.sampling.strategy,
+    sampler = TaskSampler({n: d.train_size() for n, d in tasks.items()}, recipe.sampling.strategy,
                           t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
-    batches = {n: TaskBatches(d.splits["train"]["length"], t.batch_size, t.seed + i, recipe.sampling.group_by_length,
-                              accelerator.process_index, accelerator.num_processes, t.batch_tokens)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    batches = {n: StreamBatches(d.stream.examples, d.stream.encode, t.batch_size, t.seed + i, rank, world) if d.stream
+               else TaskBatches(d.splits["train"]["length"], t.batch_size, t.seed + i, recipe.sampling.group_by_length,
+                                rank, world, t.batch_tokens)
                for i, (n, d) in enumerate(tasks.items())}
-    return sampler, batches, {n: model_rows(d.splits["train"]) for n, d in tasks.items()}
+    # a streamed task's batches come as rows already (StreamBatches); the others' as indices into these
+    return sampler, batches, {n: model_rows(d.splits["train"]) for n, d in tasks.items() if not d.stream}
 
 
 def run_directory(recipe: Recipe) -> Path:
@@ -221,7 +224,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
     if chosen.warning and accelerator.is_main_process:
         warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
-    data_facts = {n: {split: split_facts(ds, d.type, d.labels) for split, ds in d.splits.items()} for n, d in tasks.items()}
+    data_facts = {n: ({"train": {"examples": d.stream.size, "labels": len(d.labels), "streamed": True}} if d.stream else {})
+                  | {split: split_facts(ds, d.type, d.labels) for split, ds in d.splits.items()} for n, d in tasks.items()}
     accelerator.print(report.data_table(data_facts, recipe.model.max_length))
 
     gradient = build_gradient_method(m.gradient, t.seed)

@@ -1,0 +1,188 @@
+"""Streamed hub data sets (data.streaming): batches read as training goes, sizes from the metadata or
+data.size, labels from the ClassLabel feature, exact resume; StreamBatches on its own."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtnlp.errors import UserError
+from mtnlp.recipe import load_recipe
+from mtnlp.recipes.multitask import train
+from mtnlp.sampling import StreamBatches
+
+WORDS = {0: ["dull", "bad", "boring", "awful"], 1: ["great", "fine", "lovely", "superb"]}
+
+
+def hub_folder(root: Path, train_rows: int, validation_rows: int = 40, sizes: bool = True, class_label: bool = True,
+               filler: int = 0) -> Path:
+    """A data set folder as the hub holds one (data files and a card whose YAML gives features and split
+    sizes), which datasets.load_dataset reads like a hub id. `filler` pads each row's text with words."""
+    folder = root / "hub-set"
+    (folder / "data").mkdir(parents=True)
+    for split, n in (("train", train_rows), ("validation", validation_rows)):
+        with open(folder / "data" / f"{split}.jsonl", "w") as f:
+            for i in range(n):
+                label = i % 2
+                text = f"a {WORDS[label][i % 4]} movie number {i}" + " and more" * filler
+                f.write(json.dumps({"sentence": text, "label": label if class_label else ["neg", "pos"][label]}) + "\n")
+    dtype = "\n    dtype:\n      class_label:\n        names:\n          '0': neg\n          '1': pos" if class_label \
+        else "\n    dtype: string"
+    splits = (f"  splits:\n  - name: train\n    num_bytes: 1\n    num_examples: {train_rows}\n"
+              f"  - name: validation\n    num_bytes: 1\n    num_examples: {validation_rows}\n") if sizes else ""
+    (folder / "README.md").write_text(
+        "---\ndataset_info:\n  features:\n  - name: sentence\n    dtype: string\n  - name: label" + dtype + "\n"
+        + splits + textwrap.dedent("""\
+        configs:
+        - config_name: default
+          data_files:
+          - split: train
+            path: data/train.jsonl
+          - split: validation
+            path: data/validation.jsonl
+        ---
+        """))
+    return folder
+
+
+def streamed_task(folder: Path, **data) -> dict:
+    return {"type": "classification", "data": {"hub": str(folder), "streaming": True, "train": "train",
+                                               "validation": "validation", "text_column": "sentence", **data}}
+
+
+# ---------------------------------------------------------------- StreamBatches alone
+
+
+def numbered(count):
+    """An example source: epoch e gives count examples, numbered and tagged with the epoch."""
+    return lambda seed, epoch: ({"n": i, "epoch": epoch, "seed": seed} for i in range(count))
+
+
+def take(batches, k):
+    return [[(ex["epoch"], ex["n"]) for ex in next(batches)] for _ in range(k)]
+
+
+def test_stream_batches_in_order_epoch_after_epoch():
+    batches = StreamBatches(numbered(7), list, batch_size=3, seed=5)
+    assert take(batches, 4) == [[(0, 0), (0, 1), (0, 2)], [(0, 3), (0, 4), (0, 5)], [(0, 6)], [(1, 0), (1, 1), (1, 2)]]
+    assert batches.state_dict() == {"epoch": 1, "position": 1}
+
+
+def test_stream_batches_share_a_round_between_processes():
+    ranks = [StreamBatches(numbered(11), list, batch_size=2, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    got = [take(b, 3) for b in ranks]
+    # rounds of 2 batches: (0-1 | 2-3), (4-5 | 6-7), (8-9 | 10): each process one batch of each round
+    assert got[0] == [[(0, 0), (0, 1)], [(0, 4), (0, 5)], [(0, 8), (0, 9)]]
+    assert got[1] == [[(0, 2), (0, 3)], [(0, 6), (0, 7)], [(0, 10)]]
+    # 11 examples: the next round would hold nothing for rank 1, so both start epoch 1 together
+    assert [take(b, 1) for b in ranks] == [[[(1, 0), (1, 1)]], [[(1, 2), (1, 3)]]]
+
+
+def test_stream_batches_resume_exactly_from_their_state():
+    source_calls = []
+
+    def source(seed, epoch):
+        source_calls.append(epoch)
+        return numbered(10)(seed, epoch)
+
+    first = StreamBatches(source, list, batch_size=3, seed=1)
+    take(first, 5)  # into epoch 1
+    state = first.state_dict()
+    expected = take(first, 4)
+    resumed = StreamBatches(source, list, batch_size=3, seed=1)
+    resumed.load_state_dict(state)
+    assert take(resumed, 4) == expected
+    assert state == {"epoch": 1, "position": 1}
+
+
+def test_stream_batches_of_an_empty_stream_fail():
+    with pytest.raises(ValueError, match="fewer than 1 example"):
+        next(StreamBatches(numbered(0), list, batch_size=2, seed=0))
+
+
+# ---------------------------------------------------------------- training on a streamed hub set
+
+
+def test_training_on_a_streamed_set_reads_part_of_it(make_recipe, tmp_path, capsys):
+    # bytes read by a run on a small and on a large copy of the set: the difference is what the large
+    # one read of its training file (the rest - imports, model, validation split - is the same)
+    def run(rows: int, name: str) -> tuple[int, int]:
+        folder = hub_folder(tmp_path / name, train_rows=rows, filler=60)
+        recipe = make_recipe(tasks={"stream": streamed_task(folder, shuffle_buffer=64)},
+                             training={"steps": 6, "batch_size": 4}, output_dir=str(tmp_path / name / "run"))
+        before = read_bytes()
+        train(load_recipe(recipe))
+        return read_bytes() - before, (folder / "data" / "train.jsonl").stat().st_size
+
+    run(200, "warm-up")  # first imports
+    small, _ = run(200, "small")
+    large, size = run(100_000, "large")  # ~60 MB: datasets reads a JSON Lines file 10 MB at a time
+    assert size > 50e6 and large - small < size / 3, (large, small, size)
+    metrics = json.loads((tmp_path / "large" / "run" / "metrics.json").read_text())
+    assert metrics["data"]["tasks"]["stream"]["train"] == {"examples": 100_000, "labels": 2, "streamed": True}
+    assert set(metrics["tasks"]["stream"]["validation"]) == {"accuracy", "f1"}
+    assert metrics["trained_on"]["stream"] == {"batches": 6, "examples": 24}
+    assert "(streamed)" in capsys.readouterr().out
+    # nothing was prepared into datasets' cache (only mtnlp's tokenised validation split is there)
+    cached = Path(tmp_path.parent / "datasets-cache").rglob("*.arrow")
+    assert [path for path in cached if path.parent.name != "mtnlp"] == []
+
+
+def read_bytes() -> int:
+    return int(next(line for line in Path("/proc/self/io").read_text().splitlines() if line.startswith("rchar")).split()[1])
+
+
+def test_streamed_training_resumes_exactly(make_recipe, tmp_path):
+    folder = hub_folder(tmp_path, train_rows=18)  # 5 batches an epoch: about 8 of 16 micro-batches are its
+    tasks = {"stream": streamed_task(folder, shuffle_buffer=16),
+             "sentiment": {"type": "classification", "data": {"train": str(Path(__file__).parent / "data" /
+                                                                            "sst2_sample.jsonl"),
+                                                               "text_column": "sentence"}}}
+    training = {"steps": 8, "save_every": 4, "keep_checkpoints": 5, "grad_accum": 2, "batch_size": 4}
+    full = make_recipe(tasks=tasks, training=training, sampling={"strategy": "uniform"}, name="full.yaml")
+    train(load_recipe(full))
+    run, resumed = tmp_path / "run", tmp_path / "resumed"
+    train(load_recipe(full, [f"output_dir={resumed}", f"training.resume_from={run}/checkpoints/step-000004"]))
+    a = load_file(run / "checkpoints" / "step-000008" / "model.safetensors")
+    b = load_file(resumed / "checkpoints" / "step-000008" / "model.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    state = json.loads((run / "checkpoints" / "step-000008" / "trainer_state.json").read_text())
+    assert state["batches"]["stream"]["epoch"] >= 1  # the stream went round, and resumed mid-epoch
+
+
+def test_declared_size_wins_and_is_needed_without_metadata(make_recipe, tmp_path):
+    folder = hub_folder(tmp_path, train_rows=30, sizes=False)
+    recipe = make_recipe(tasks={"stream": streamed_task(folder)}, training={"steps": 1})
+    with pytest.raises(UserError, match=r"tasks\.stream\.data\.size: .*does not say how many examples"):
+        train(load_recipe(recipe))
+    recipe = make_recipe(tasks={"stream": streamed_task(folder, size=1234)}, training={"steps": 1})
+    train(load_recipe(recipe))
+    facts = json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]["tasks"]["stream"]["train"]
+    assert facts["examples"] == 1234
+
+
+def test_streamed_labels_need_a_class_label_or_label_names(make_recipe, tmp_path):
+    folder = hub_folder(tmp_path, train_rows=30, class_label=False)
+    recipe = make_recipe(tasks={"stream": streamed_task(folder)}, training={"steps": 1})
+    with pytest.raises(UserError, match=r"tasks\.stream\.data\.label_names: the labels of a streamed split"):
+        train(load_recipe(recipe))
+    recipe = make_recipe(tasks={"stream": streamed_task(folder, label_names={"neg": "negative", "pos": "positive"})},
+                         training={"steps": 2})
+    assert train(load_recipe(recipe)).model.config.tasks["stream"]["labels"] == ["negative", "positive"]
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"train": "x.jsonl", "streaming": True}, "streaming"),
+    ({"hub": "some/set", "train": "train", "size": 10}, "size"),
+    ({"hub": "some/set", "train": "train", "streaming": True, "validation_from_train": 0.1}, "validation_from_train"),
+])
+def test_streaming_recipe_mistakes(make_recipe, data, key):
+    recipe = make_recipe(tasks={"t": {"type": "classification", "data": data}})
+    with pytest.raises(UserError, match=rf"tasks\.t\.data\.{key}"):
+        load_recipe(recipe)
