@@ -19,7 +19,7 @@ from .errors import UserError
 from .readers import Row, hub_examples, hub_label_names, iter_examples, open_hub_split, read_hub_split, read_lines
 from .recipe import Recipe, TaskSpec, resolve_path
 from .tasks import TaskType, task_type
-from .tasks.base import label_name, sort_labels
+from .tasks.base import column, label_name, sort_labels
 
 if TYPE_CHECKING:
     import datasets
@@ -363,33 +363,97 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
             enc["truncated"] = was_truncated(enc, batch, kind, tokenizer)
         return enc
 
-    dataset = Dataset(InMemoryTable(table))
     cache_file = cache_dir() / f"tokenized-{key}.arrow"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    num_proc = num_proc if len(dataset) >= PARALLEL_FROM and num_proc > 1 else None
+    large = table.num_rows >= PARALLEL_FROM
+    num_proc = num_proc if large and num_proc > 1 else None
+    spilled = cache_dir() / f".examples-{key}-{os.getpid()}.arrow"
+    # a large split is mapped from a file: an in-memory table would be pickled to each tokenising
+    # process, and datasets' map holds more of it in memory (1 M rows: 0.58 instead of 0.68 GB peak)
+    dataset = spill(table, spilled) if large else Dataset(InMemoryTable(table))
     # a type that makes several rows of one example keeps only the columns encode() returns
     remove = None if kind.one_row_per_example else dataset.column_names
-    result = dataset.map(encode_with_length, batched=True, cache_file_name=str(cache_file), new_fingerprint=key,
-                         remove_columns=remove, num_proc=num_proc, desc="tokenizing")
+    try:
+        result = dataset.map(encode_with_length, batched=True, cache_file_name=str(cache_file), new_fingerprint=key,
+                             remove_columns=remove, num_proc=num_proc, desc="tokenizing")
+    finally:
+        spilled.unlink(missing_ok=True)  # the result is in its own files
     parts = [Path(f["filename"]).name for f in result.cache_files]
     if parts:  # written last: the entry is complete
         write_atomic(cache_dir() / f"tokenized-{key}.json", json.dumps(parts))
     return result
 
 
+def spill(table: pa.Table, path: Path) -> datasets.Dataset:
+    """`table` written to an Arrow file and memory-mapped from it."""
+    import pyarrow as pa
+    from datasets import Dataset
+
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=10_000):
+            writer.write_batch(batch)
+    return Dataset.from_file(str(path))
+
+
 def to_arrow(examples, source: str = "<examples>", chunk: int = 20_000) -> pa.Table:
     """Examples (an iterable of dicts) as an Arrow table, converted a chunk at a time: a large file
-    never becomes a list of Python dicts."""
+    never becomes a list of Python dicts. Past the first chunk, the chunks go to a file the table is
+    memory-mapped from (its pages are the file's, not the process's own memory)."""
     import pyarrow as pa
 
-    examples, parts = iter(examples), []
-    try:
-        while not parts or parts[-1].num_rows == chunk:
-            parts.append(pa.Table.from_pylist(list(itertools.islice(examples, chunk))))
-        # a column that is empty (null) or whole numbers in one chunk takes the other chunks' type
-        return pa.concat_tables(parts, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise UserError(f"{source}: a field holds values of different kinds in different examples ({e})") from None
+    examples = iter(examples)
+    with ChunkFiles() as files:
+        try:
+            while True:
+                part = pa.Table.from_pylist(list(itertools.islice(examples, chunk)))
+                if not files.paths and part.num_rows < chunk:  # small: kept in memory
+                    return part
+                if part.num_rows:
+                    files.write(part)
+                if part.num_rows < chunk:
+                    # a column that is empty (null) or whole numbers in one chunk takes the other chunks' type
+                    return pa.concat_tables(files.tables(), promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise UserError(f"{source}: a field holds values of different kinds in different examples ({e})") from None
+
+
+class ChunkFiles:
+    """Arrow tables written one after another to files in the cache folder (a new file whenever the
+    schema changes) and read back memory-mapped. The files are deleted on exit: the mappings keep
+    their data for as long as a table uses it."""
+
+    def __init__(self):
+        self.paths, self.writer, self.schema = [], None, None
+
+    def __enter__(self):
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        import pyarrow as pa
+
+        if self.writer is None or table.schema != self.schema:
+            self.close()
+            path = cache_dir() / f".reading-{os.getpid()}-{id(self)}-{len(self.paths)}.arrow"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.paths.append(path)
+            self.writer, self.schema = pa.ipc.new_stream(str(path), table.schema), table.schema
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def tables(self) -> list[pa.Table]:
+        import pyarrow as pa
+
+        self.close()
+        return [pa.ipc.open_stream(pa.memory_map(str(path))).read_all() for path in self.paths]
+
+    def __exit__(self, *exc):
+        self.close()
+        for path in self.paths:
+            path.unlink(missing_ok=True)
 
 
 def was_truncated(enc, batch: dict, kind: TaskType, tokenizer) -> list[bool]:
@@ -407,7 +471,7 @@ def was_truncated(enc, batch: dict, kind: TaskType, tokenizer) -> list[bool]:
 def split_facts(dataset: datasets.Dataset, kind: str, labels: list[str]) -> dict:
     """What a user should know about a tokenised split before training on it: its size, its label
     spread (the task type's view: over words for tagging) and how many examples max_length cuts."""
-    return {"examples": len(dataset), "over_max_length": int(sum(dataset["truncated"])),
+    return {"examples": len(dataset), "over_max_length": int(sum(column(dataset, "truncated"))),
             **task_type(kind).facts(dataset, labels)}
 
 

@@ -11,6 +11,7 @@ from .data import TaskData, collate, model_rows
 from .modeling import to_device
 from .metrics import METRICS, result_key
 from .tasks import TaskType, task_type
+from .tasks.base import column
 
 
 def main_metric(metrics: list[str]) -> tuple[str, bool]:
@@ -25,7 +26,7 @@ def batch_logits(model, dataset, task: str, kind: TaskType, batch_size: int, pad
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    order = np.argsort(-np.asarray(dataset["length"]), kind="stable")  # similar lengths batch together
+    order = np.argsort(-np.asarray(column(dataset, "length")), kind="stable")  # similar lengths batch together
     rows = model_rows(dataset)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size].tolist()
@@ -101,7 +102,7 @@ def truncation_note(data: TaskData, split: str) -> str | None:
     dataset = data.splits[split]
     if "truncated" not in dataset.column_names:
         return None
-    cut = sum(dataset["truncated"])
+    cut = sum(column(dataset, "truncated"))
     if not cut:
         return None
     effect = "words past the cut get no tag" if task_type(data.type).token_level else "the model sees only their beginning"

@@ -41,6 +41,7 @@ from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
 from .sharing import is_adapter_weight
 from .sampling import StreamBatches, TaskBatches, TaskSampler
 from .tasks import task_type
+from .tasks.base import column
 from .weighting import StaticWeighting, build_weighting
 
 
@@ -104,7 +105,7 @@ def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accele
                           t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
     rank, world = accelerator.process_index, accelerator.num_processes
     batches = {n: StreamBatches(d.stream.examples, d.stream.encode, t.batch_size, t.seed + i, rank, world) if d.stream
-               else TaskBatches(d.splits["train"]["length"], t.batch_size, t.seed + i, recipe.sampling.group_by_length,
+               else TaskBatches(column(d.splits["train"], "length"), t.batch_size, t.seed + i, recipe.sampling.group_by_length,
                                 rank, world, t.batch_tokens)
                for i, (n, d) in enumerate(tasks.items())}
     # a streamed task's batches come as rows already (StreamBatches); the others' as indices into these

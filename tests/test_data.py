@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from conftest import DATA, minilm_path
-from mtnlp.data import collate, load_task
+from mtnlp.data import cache_dir, collate, load_task
 from mtnlp.tasks.tagging import align_labels
 from mtnlp.errors import UserError
 from mtnlp.readers import read_examples
@@ -313,7 +313,7 @@ def test_a_label_set_given_from_a_model_is_not_remembered_as_the_files_own(tmp_p
 
 
 def test_a_files_hash_is_computed_once_per_version(tmp_path, monkeypatch):
-    from mtnlp.data import cache_dir, file_hash
+    from mtnlp.data import file_hash
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     train = _copy_sst2(tmp_path)
@@ -339,8 +339,14 @@ def test_large_splits_tokenise_in_parallel_with_the_same_rows(tmp_path, monkeypa
         recipe = load_recipe(path, [f"training.num_proc={num_proc}"])
         return load_task(recipe, "s", recipe.tasks["s"], tokenizer, 64).splits["train"]
 
+    spills = []
+    real_spill = data.spill
+    monkeypatch.setattr(data, "spill", lambda table, path: spills.append(path) or real_spill(table, path))
     one, two = loaded("one", 1, new_tokenizer()), loaded("two", 2, new_tokenizer())
     assert len(two.cache_files) == 2  # one Arrow file per process
+    # a large split is mapped from a file (not pickled to each process), removed after
+    assert len(spills) == 2 and not any(path.exists() for path in spills)
+    assert not [f for f in two.cache_files if ".examples-" in f["filename"]]
     assert two["input_ids"] == one["input_ids"] and two["labels"] == one["labels"]
     again = loaded("two", 2, RefusingTokenizer(new_tokenizer()))  # the shards are the cache entry
     assert again["input_ids"] == one["input_ids"]
@@ -355,6 +361,9 @@ def test_examples_become_one_arrow_table_across_chunks_of_different_inferred_typ
     assert table.to_pylist() == [{"text": "a", "text_pair": None, "label": 1.0, "tags": [], "_line": 1},
                                {"text": "b", "text_pair": "x", "label": 2.5, "tags": ["t"], "_line": 2}]
     assert len(to_arrow([])) == 0
+    assert not list(cache_dir().glob(".reading-*"))  # the chunk files are gone; the table maps them
+    big = to_arrow(({"text": str(i), "_line": i} for i in range(25)), chunk=10)
+    assert big.column("text").to_pylist() == [str(i) for i in range(25)] and not list(cache_dir().glob(".reading-*"))
     with pytest.raises(UserError, match=r"^data.jsonl: a field holds values of different kinds"):
         to_arrow([{"text": "a", "id": 3}, {"text": "b", "id": "q7"}], "data.jsonl")
 

@@ -28,7 +28,7 @@ from typing import Literal
 
 from ..errors import UserError
 from ..spec import Count, TaskSpec
-from .base import TaskType, label_shares
+from .base import TaskType, column, label_shares
 
 NULL = 0  # the position a window without the answer points at: the first token ([CLS], <s>)
 CANDIDATES = 5  # spans per input in the pipeline's return_all_scores output
@@ -188,7 +188,7 @@ class ExtractiveQA(TaskType):
         return out
 
     def references(self, dataset):
-        return [{"window": w, "answers": a} for w, a in zip(dataset["window"], dataset["answers"])]
+        return [{"window": w, "answers": a} for w, a in zip(column(dataset, "window"), column(dataset, "answers"))]
 
     def score(self, references, predictions, metrics, labels):
         from ..metrics import compute
@@ -205,14 +205,14 @@ class ExtractiveQA(TaskType):
 
     def baseline(self, train, target, labels):
         """Always the most frequent training answer ("" if most questions have none)."""
-        first = [a[0] if a else "" for a, w in zip(train["answers"], train["window"]) if w == 0]
+        first = [a[0] if a else "" for a, w in zip(column(train, "answers"), column(train, "window")) if w == 0]
         top = Counter(first).most_common(1)[0][0]
         return [{"text": top, "score": 1.0, "null": None}] * len(target)
 
     def facts(self, dataset, labels):
         """Examples, the examples longer than a window, and the share of windows holding the answer."""
-        windows_ = dataset["window"]
-        shares = label_shares(["answer" if label[0] != NULL else "no answer" for label in dataset["labels"]])
+        windows_ = column(dataset, "window")
+        shares = label_shares(["answer" if label[0] != NULL else "no answer" for label in column(dataset, "labels")])
         return {**shares, "labels": "-", "examples": sum(w == 0 for w in windows_), "windows": len(windows_),
                 "over_max_length": sum(w == 1 for w in windows_)}
 
@@ -430,8 +430,8 @@ def window_spans(logits, offsets: list, max_answer_length: int, allow_null: bool
     normalised = allowed.copy()
     normalised[NULL] = True
     probs = []
-    for column in (0, 1):
-        x = np.where(normalised, logits[:, column].astype(np.float64), -10000.0)
+    for end_point in (0, 1):  # start, end
+        x = np.where(normalised, logits[:, end_point].astype(np.float64), -10000.0)
         x = np.exp(x - x.max())
         probs.append(x / x.sum())
     start, end = probs

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..spec import Fraction, TaskSpec
-from .base import TextTask, label_shares, rename
+from .base import TextTask, column, label_shares, rename
 
 
 class Multilabel(TextTask):
@@ -87,16 +87,16 @@ class Multilabel(TextTask):
         return (logits.float().sigmoid() > self.thresholds(spec, logits)).int().tolist()
 
     def references(self, dataset):
-        return [[int(v) for v in row] for row in dataset["labels"]]
+        return [[int(v) for v in row] for row in column(dataset, "labels")]
 
     def baseline(self, train, target, labels):
         from collections import Counter
 
-        top = Counter(tuple(int(v) for v in row) for row in train["labels"]).most_common(1)[0][0]
+        top = Counter(tuple(int(v) for v in row) for row in column(train, "labels")).most_common(1)[0][0]
         return [list(top)] * len(target)
 
     def facts(self, dataset, labels):
-        rows = dataset["labels"]
+        rows = column(dataset, "labels")
         facts = label_shares([labels[i] for row in rows for i, v in enumerate(row) if v])
         facts["no_label"] = sum(not any(row) for row in rows) / max(len(rows), 1)
         return facts

@@ -25,7 +25,7 @@ from pydantic import field_validator
 
 from ..errors import UserError
 from ..spec import DataSpec, TaskSpec
-from .base import TaskType, label_shares, rename
+from .base import TaskType, column, label_shares, rename
 
 
 class ChoiceData(DataSpec):
@@ -205,7 +205,7 @@ class MultipleChoice(TaskType):
         return logits.argmax(-1).tolist()
 
     def facts(self, dataset, labels):
-        facts = label_shares([f"choice {i}" for i in dataset["labels"]])
+        facts = label_shares([f"choice {i}" for i in column(dataset, "labels")])
         facts["choices"] = len(dataset[0]["input_ids"]) if len(dataset) else 0
         return facts
 

@@ -7,7 +7,7 @@ from typing import Literal
 from ..spec import TaskSpec
 
 import math
-from .base import TextTask
+from .base import TextTask, column
 
 
 class Regression(TextTask):
@@ -61,11 +61,11 @@ class Regression(TextTask):
         return logits.float().squeeze(-1).tolist()
 
     def baseline(self, train, target, labels):
-        values = train["labels"]
+        values = column(train, "labels")
         return [sum(values) / len(values)] * len(target)
 
     def facts(self, dataset, labels):
-        values = dataset["labels"]
+        values = column(dataset, "labels")
         return {"range": [min(values), max(values)]}
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):

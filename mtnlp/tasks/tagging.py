@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..spec import TaskSpec
-from .base import TaskType, label_shares
+from .base import TaskType, column, label_shares
 
 IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
 
@@ -63,7 +63,7 @@ class Tagging(TaskType):
         return [row[gold != IGNORE].argmax(-1).tolist() for row, gold in zip(logits, labels)]
 
     def references(self, dataset):
-        return dataset["tags"]
+        return column(dataset, "tags")
 
     def score(self, references, predictions, metrics, labels):
         from ..metrics import compute, load_metric
@@ -86,11 +86,11 @@ class Tagging(TaskType):
     def baseline(self, train, target, labels):
         from collections import Counter
 
-        top = labels.index(Counter(t for tags in train["tags"] for t in tags).most_common(1)[0][0])
-        return [[top] * len(tags) for tags in target["tags"]]
+        top = labels.index(Counter(t for tags in column(train, "tags") for t in tags).most_common(1)[0][0])
+        return [[top] * len(tags) for tags in column(target, "tags")]
 
     def facts(self, dataset, labels):
-        return label_shares([t for tags in dataset["tags"] for t in tags])
+        return label_shares([t for tags in column(dataset, "tags") for t in tags])
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
         import torch
