@@ -19,7 +19,6 @@ from torch import nn
 
 from .errors import UserError
 from .modeling import MultiTaskConfig, MultiTaskModel
-from .tasks import task_type
 
 ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -59,19 +58,15 @@ def quiet_exporter():
 
 def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[str] | None = None,
                 quantize: str | None = None) -> Path:
-    """Write OUT/model.onnx (the heads of `tasks`, default all text heads), the model's config (its
-    task registry reduced to those heads) and tokenizer."""
+    """Write OUT/model.onnx (the heads of `tasks`, default all), the model's config (its task registry
+    reduced to those heads) and tokenizer. Every head reads the same (batch, length) inputs: a multiple
+    choice head gives one score per sequence (OnnxMultiTaskModel folds them into (batch, choices)), a
+    question-answering head a start and an end logit per token."""
     model = model.float().eval()
-    text_heads = [t for t, spec in model.config.tasks.items() if not task_type(spec["type"]).input_fields]
     for t in tasks or []:
         if t not in model.config.tasks:
             raise UserError(f"--task {t}: the model has no such task (it has: {', '.join(model.config.tasks)})")
-        if t not in text_heads:
-            raise UserError(f"--task {t}: ONNX export covers heads that read texts and pairs; "
-                            f"a {model.config.tasks[t]['type']} head is not one")
-    tasks = list(tasks or text_heads)
-    if not tasks:
-        raise UserError("the model has no head that reads texts: nothing to export as ONNX")
+    tasks = list(tasks or model.config.tasks)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(INPUTS if model.uses_token_type_ids else INPUTS[:2])
@@ -136,7 +131,12 @@ class OnnxMultiTaskModel:
     training = False  # what evaluation.py reads and restores around its passes
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, task: str | None = None):
-        """One head's logits, as MultiTaskModel's forward gives them (evaluation.py, `mtnlp evaluate`)."""
+        """One head's logits, as MultiTaskModel's forward gives them (evaluation.py, `mtnlp evaluate`, the
+        pipelines of types with their own inputs): (batch, choices, length) inputs give (batch, choices)."""
+        shape = input_ids.shape
+        if len(shape) == 3:  # every choice is one sequence (multiple choice)
+            flat = [None if x is None else x.flatten(0, 1) for x in (input_ids, attention_mask, token_type_ids)]
+            return SimpleNamespace(logits=self.forward_heads(*flat, [task])[task].view(shape[0], shape[1], -1).squeeze(-1))
         return SimpleNamespace(logits=self.forward_heads(input_ids, attention_mask, token_type_ids, [task])[task])
 
     def parameters(self):

@@ -1,7 +1,9 @@
 """`mtnlp serve`: a model's heads behind HTTP (FastAPI on uvicorn).
 
     POST /predict  {"inputs": "text" | ["text", ...] | [{"text": ..., "text_pair": ...}, ...],
-                    "tasks": [...] (optional), "all_scores": false}
+                    "tasks": [...] (optional), "all_scores": false}; an input may also be of a served
+                   head's own form: {"text": ..., "choices": [...]} (multiple choice),
+                   {"question": ..., "context": ...} (extractive QA)
                    -> {"predictions": [...]}: per input, what `mtnlp predict` prints as its "predictions"
     GET  /health   -> {"status": "ok", "requests": ..., "inputs": ..., "batches": ...}
     GET  /info     -> the tasks (type, labels, the model card's metrics), precision, limits, batching
@@ -37,10 +39,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import UserError
+from .tasks import task_type
 
 log = logging.getLogger("mtnlp.serve")
 REQUEST_KEYS = ("inputs", "tasks", "all_scores")
 PAIR_KEYS = ("text", "text_pair")
+ALL_SCORES_KEYS = ("scores", "candidates")  # what all_scores adds to a prediction (QA: the best candidates)
 
 
 @dataclass(frozen=True)
@@ -178,9 +182,11 @@ class Batcher:
         """A request's own predictions from a batch's: its tasks in its order, `scores` only if it asked."""
         out = {}
         for task in job.tasks:
+            if task not in result:  # an input of another head's own form (e.g. a question for a QA head)
+                continue
             prediction = result[task]
             if not job.all_scores and isinstance(prediction, dict):  # every label's score: only when asked
-                prediction = {k: v for k, v in prediction.items() if k != "scores"}
+                prediction = {k: v for k, v in prediction.items() if k not in ALL_SCORES_KEYS}
             out[task] = prediction
         return out
 
@@ -202,8 +208,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: bool) -> tuple[list, tuple, bool]:
-    """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault."""
+def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: bool,
+                  own: dict | None = None) -> tuple[list, tuple, bool]:
+    """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault.
+    `own`: the served tasks whose type takes inputs of its own form (TaskType.input_fields), by name."""
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deep
@@ -221,8 +229,6 @@ def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: b
         raise ApiError(422, "inputs", "expected a text or a non-empty list of texts")
     if len(inputs) > limits.max_inputs:
         raise ApiError(422, "inputs", f"{len(inputs)} inputs, more than the limit of {limits.max_inputs}")
-    for i, item in enumerate(inputs):
-        check_input(item, f"inputs[{i}]", limits, pairs)
 
     tasks = payload.get("tasks")
     if tasks is None:
@@ -237,16 +243,38 @@ def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: b
     all_scores = payload.get("all_scores", False)
     if not isinstance(all_scores, bool):
         raise ApiError(422, "all_scores", "expected true or false")
+    own = own or {}
+    for i, item in enumerate(inputs):
+        check_input(item, f"inputs[{i}]", limits, pairs, {t: own[t] for t in tasks if t in own}, own)
     return inputs, tasks, all_scores
 
 
-def check_input(item, name: str, limits: Limits, pairs: bool) -> None:
+def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict | None = None,
+                served: dict | None = None) -> None:
+    """A text, a pair, or an input of a requested task's own form (`asked`: those tasks' types by name;
+    `served`: every served task's)."""
     if isinstance(item, str):
         if len(item) > limits.max_chars:
             raise ApiError(422, name, f"{len(item)} characters, more than the limit of {limits.max_chars}")
         return
     if not isinstance(item, dict):
         raise ApiError(422, name, 'expected a text or an object {"text": ..., "text_pair": ...}')
+    takers = [kind for kind in (asked or {}).values() if kind.accepts(item)]
+    if takers:
+        for kind in takers:
+            try:
+                kind.check_input(item)
+            except ValueError as e:
+                raise ApiError(422, name, str(e)) from None
+        for key, value in item.items():
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and len(text) > limits.max_chars:
+                    raise ApiError(422, f"{name}.{key}",
+                                   f"{len(text)} characters, more than the limit of {limits.max_chars}")
+        return
+    unasked = [t for t, kind in (served or {}).items() if kind.accepts(item)]
+    if unasked:
+        raise ApiError(422, name, f"an input for {', '.join(unasked)}, which the request's tasks leave out")
     if not pairs:
         raise ApiError(422, name, "this model's pipeline takes plain texts only (no text pairs): send a string")
     for key in item:
@@ -315,6 +343,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     requests and pipeline calls."""
     served = tuple(tasks or pipe.tasks)
     pairs = takes_pairs(pipe) if pairs is None else pairs
+    own = {t: task_type(pipe.tasks[t]["type"]) for t in served if task_type(pipe.tasks[t]["type"]).input_fields}
     batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
@@ -337,7 +366,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     @app.post("/predict")
     async def predict(request: Request):
         inputs, request_tasks, all_scores = parse_request(await read_body(request, limits.max_body_bytes), served,
-                                                          limits, pairs)
+                                                          limits, pairs, own)
         try:
             predictions = await batcher.predict(inputs, request_tasks, all_scores)
         except RuntimeError as e:

@@ -1,4 +1,4 @@
-"""`mtnlp export --onnx`: every text head in one ONNX graph (dynamic batch and length), int8, and ONNX
+"""`mtnlp export --onnx`: every head in one ONNX graph (dynamic batch and length), int8, and ONNX
 folders run by MultiTaskPipeline and `mtnlp predict` with the same output format."""
 
 import json
@@ -136,3 +136,84 @@ def test_mtnlp_evaluate_runs_an_onnx_folder(make_recipe, tmp_path, capsys):
     assert ours.keys() == theirs.keys() == {"sentiment", "score", "ner"}
     for task in ours:
         assert theirs[task]["validation"] == pytest.approx(ours[task]["validation"], abs=1e-3)
+
+
+OWN_INPUT_TASKS = {
+    "mc": {"type": "multiple_choice", "labels": [], "dropout": 0.1},
+    "qa": {"type": "extractive_qa", "labels": [], "dropout": 0.1, "doc_stride": 8, "max_answer_length": 10,
+           "allow_unanswerable": False},
+    "sentiment": TASKS["sentiment"],
+}
+MC_INPUTS = [{"text": "The sky on a clear day is", "choices": ["blue", "loud", "salty"]},
+             {"text": "Paris is in", "choices": ["France", "a very long answer about nothing in particular"]}]
+QA_INPUTS = [{"question": "Where did Ann fly ?", "context": "Ann Lee flew to Paris on a sunny day in June ."},
+             {"question": "Who ?", "context": "a long context " * 12 + "that needs several windows ."}]
+
+
+@pytest.fixture(scope="module")
+def exported_own_inputs(tmp_path_factory, tiny_encoder):
+    """A model with multiple choice and question-answering heads beside a text head, exported whole."""
+    folder = tmp_path_factory.mktemp("onnx-own")
+    torch.manual_seed(1)
+    model = MultiTaskModel.from_encoder(tiny_encoder, OWN_INPUT_TASKS)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.config.mtnlp = {"max_length": 32}
+    model.save_pretrained(folder / "model")
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder / "model")
+    assert main(["export", str(folder / "model"), "--onnx", str(folder / "fp32")]) == 0
+    assert main(["export", str(folder / "model"), "--onnx", "--quantize", "int8", str(folder / "int8")]) == 0
+    return folder
+
+
+def test_multiple_choice_and_qa_heads_are_in_the_graph(exported_own_inputs):
+    from mtnlp.onnx_model import OnnxMultiTaskModel
+
+    folder = exported_own_inputs
+    model = MultiTaskModel.from_pretrained(folder / "model").eval()
+    onnx_model = OnnxMultiTaskModel(folder / "fp32")
+    tokenizer = AutoTokenizer.from_pretrained(folder / "fp32")
+    enc = tokenizer(["a question ?"] * 2, ["a context that is long enough", "short"], padding=True, return_tensors="pt")
+    outputs = run_onnx(folder / "fp32", enc)
+    assert sorted(outputs) == sorted(OWN_INPUT_TASKS)
+    with torch.no_grad():
+        expected = model.forward_heads(**enc)
+        for task in OWN_INPUT_TASKS:
+            np.testing.assert_allclose(outputs[task], expected[task].numpy(), atol=1e-4, rtol=0)
+        # (batch, choices, length) inputs: one score per choice, as MultiTaskModel's forward gives them
+        choices = {k: v.view(1, 2, -1) for k, v in enc.items()}
+        ours = model(**choices, task="mc").logits
+    theirs = onnx_model(**choices, task="mc").logits
+    assert theirs.shape == (1, 2) and torch.allclose(theirs, ours, atol=1e-4)
+
+
+def test_pipeline_answers_choices_and_questions_from_the_onnx_folder(exported_own_inputs):
+    folder = exported_own_inputs
+    torch_pipe = MultiTaskPipeline.from_pretrained(str(folder / "model"), precision="fp32")
+    for backend in ("fp32", "int8"):
+        onnx_pipe = MultiTaskPipeline.from_pretrained(str(folder / backend))
+        ours, theirs = torch_pipe(MC_INPUTS + QA_INPUTS, return_all_scores=True), onnx_pipe(MC_INPUTS + QA_INPUTS,
+                                                                                           return_all_scores=True)
+        for a, b in zip(ours, theirs):
+            assert a.keys() == b.keys() and len(a) == 1
+        tolerance = 1e-4 if backend == "fp32" else 0.1  # int8: close, not equal
+        for a, b in zip(ours[:2], theirs[:2]):
+            assert a["mc"].keys() == b["mc"].keys() and a["mc"]["scores"] == pytest.approx(b["mc"]["scores"],
+                                                                                          abs=tolerance)
+            if backend == "fp32":
+                assert (a["mc"]["choice"], a["mc"]["text"]) == (b["mc"]["choice"], b["mc"]["text"])
+        for a, b in zip(ours[2:], theirs[2:]):
+            assert a["qa"].keys() == b["qa"].keys()
+            if backend == "fp32":
+                assert (a["qa"]["answer"], a["qa"]["start"], a["qa"]["end"]) == \
+                    (b["qa"]["answer"], b["qa"]["start"], b["qa"]["end"])
+                assert a["qa"]["score"] == pytest.approx(b["qa"]["score"], abs=1e-4)
+
+
+def test_int8_keeps_choice_and_answer_heads_fp32(exported_own_inputs):
+    import onnx
+
+    int8 = onnx.load(str(exported_own_inputs / "int8" / "model.onnx")).graph
+    quantised = {n.input[1] for n in int8.node if n.op_type == "MatMulInteger"}
+    assert quantised and not any("heads." in name for name in quantised)

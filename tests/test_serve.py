@@ -328,3 +328,41 @@ def test_option_mistakes_and_busy_port_need_no_heavy_import(model_dir):
         port = busy.getsockname()[1]
         proc = run_without_heavy_imports("serve", str(model_dir), "--port", str(port))
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}"), proc.stderr
+
+
+OWN_TASKS = {"mc": {"type": "multiple_choice", "labels": [], "dropout": 0.1},
+             "qa": {"type": "extractive_qa", "labels": [], "dropout": 0.1, "doc_stride": 8, "max_answer_length": 10,
+                    "allow_unanswerable": False},
+             "sentiment": TASKS["sentiment"]}
+OWN_INPUTS = [{"text": "The sky on a clear day is", "choices": ["blue", "loud", "salty"]},
+              {"question": "Where did Ann fly ?", "context": "Ann Lee flew to Paris on a sunny day in June ."},
+              "a plain text for the sentiment head"]
+
+
+@pytest.fixture(scope="module")
+def own_model_dir(tmp_path_factory, tiny_encoder):
+    folder = tmp_path_factory.mktemp("own-model")
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(tiny_encoder, OWN_TASKS)
+    model.config.mtnlp = {"max_length": 32}
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
+    return folder
+
+
+def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_model_dir, tmp_path):
+    pipe = MultiTaskPipeline.from_pretrained(str(own_model_dir), precision="fp32")
+    with TestClient(create_app(pipe, limits=Limits(max_chars=50))) as client:
+        for body, options in (({"inputs": OWN_INPUTS}, []), ({"inputs": OWN_INPUTS, "all_scores": True}, ["--all-scores"])):
+            response = client.post("/predict", json=body)
+            assert response.status_code == 200, response.text
+            assert_same(response.json(), {"predictions": cli_predictions(own_model_dir, tmp_path, OWN_INPUTS, *options)})
+        for body, field, fragment in (
+            ({"inputs": [{"text": "x", "choices": ["only one"]}]}, "inputs[0]", "at least 2 choices"),
+            ({"inputs": [{"question": "", "context": "c"}]}, "inputs[0]", '"question" must be a non-empty string'),
+            ({"inputs": [{"text": "x", "choices": ["a", "b" * 51]}]}, "inputs[0].choices", "more than the limit of 50"),
+            ({"inputs": [OWN_INPUTS[0]], "tasks": ["sentiment"]}, "inputs[0]", "an input for mc, which the request's"),
+        ):
+            response = client.post("/predict", json=body)
+            assert response.status_code == 422 and response.json()["field"] == field, response.text
+            assert fragment in response.json()["error"], response.text
