@@ -28,16 +28,21 @@ def launch(launcher: str, recipe: Path, out: Path) -> subprocess.CompletedProces
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher,precision,with_validation", [
-    ("torchrun", "no", True),
-    ("accelerate", "bf16", False),
+@pytest.mark.parametrize("launcher,precision,data", [
+    ("torchrun", "no", "with_validation"),
+    ("accelerate", "bf16", "train_only"),
+    ("torchrun", "no", "streamed"),
 ])
-def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, launcher, precision, with_validation):
+def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, launcher, precision, data):
     tasks = tiny_tasks()
-    if not with_validation:
+    if data != "with_validation":
         tasks = {"sentiment": {"type": "classification",
                                "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}},
                  "ner": {"type": "tagging", "data": {"train": str(DATA / "ner_sample.conll")}}}
+    if data == "streamed":  # every rank reads the stream and trains on its share of each round of batches
+        from test_streaming import hub_folder, streamed_task
+
+        tasks["sentiment"] = streamed_task(hub_folder(tmp_path, train_rows=50), shuffle_buffer=16)
     # grad_accum=2 mixes tasks inside one update; find_unused_parameters covers the idle heads
     recipe = make_recipe(tasks=tasks, training={"steps": 6, "grad_accum": 2, "cpu": True,
                                                 "mixed_precision": precision, "save_every": 3})
@@ -51,3 +56,6 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, launcher, 
     assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "model" / "config.json").exists()
     checkpoint = tmp_path / "run" / "checkpoints" / "step-000006"
     assert (checkpoint / "rng-0.json").exists() and (checkpoint / "rng-1.json").exists()
+    if data == "streamed":
+        trained = json.loads((tmp_path / "run" / "metrics.json").read_text())["trained_on"]["sentiment"]
+        assert trained["batches"] > 0 and trained["examples"] == 2 * 8 * trained["batches"]  # both ranks' batches
