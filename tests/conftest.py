@@ -73,6 +73,26 @@ def tiny_tasks() -> dict:
     }
 
 
+def save_model(folder: Path, encoder: str, tasks: dict, seed: int = 0, nudge: float = 0.0) -> Path:
+    """A multi-task model on `encoder` with `tasks`' heads (max_length 32) saved with its tokenizer in
+    `folder`; `nudge` moves every weight by that much noise (heads away from their initial values)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from mtnlp import MultiTaskModel
+
+    torch.manual_seed(seed)
+    model = MultiTaskModel.from_encoder(encoder, tasks)
+    if nudge:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * nudge)
+    model.config.mtnlp = {"max_length": 32}
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(encoder).save_pretrained(folder)
+    return folder
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from conftest import save_model
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.cli import main
 
@@ -25,14 +26,7 @@ TEXTS = ["Ann Lee flew to Paris .", "a gorgeous , witty , seductive movie that r
 def exported(tmp_path_factory, tiny_encoder):
     """A saved model with every text task type, and its fp32 and int8 ONNX exports (via the CLI)."""
     folder = tmp_path_factory.mktemp("onnx")
-    torch.manual_seed(0)
-    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS)
-    with torch.no_grad():  # move the heads away from their initial weights
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    model.config.mtnlp = {"max_length": 32}
-    model.save_pretrained(folder / "model")
-    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder / "model")
+    save_model(folder / "model", tiny_encoder, TASKS, nudge=0.05)
     assert main(["export", str(folder / "model"), "--onnx", str(folder / "fp32")]) == 0
     assert main(["export", str(folder / "model"), "--onnx", "--quantize", "int8", str(folder / "int8")]) == 0
     return folder
@@ -154,14 +148,7 @@ QA_INPUTS = [{"question": "Where did Ann fly ?", "context": "Ann Lee flew to Par
 def exported_own_inputs(tmp_path_factory, tiny_encoder):
     """A model with multiple choice and question-answering heads beside a text head, exported whole."""
     folder = tmp_path_factory.mktemp("onnx-own")
-    torch.manual_seed(1)
-    model = MultiTaskModel.from_encoder(tiny_encoder, OWN_INPUT_TASKS)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    model.config.mtnlp = {"max_length": 32}
-    model.save_pretrained(folder / "model")
-    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder / "model")
+    save_model(folder / "model", tiny_encoder, OWN_INPUT_TASKS, seed=1, nudge=0.05)
     assert main(["export", str(folder / "model"), "--onnx", str(folder / "fp32")]) == 0
     assert main(["export", str(folder / "model"), "--onnx", "--quantize", "int8", str(folder / "int8")]) == 0
     return folder

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import DATA, SHARED
+from conftest import DATA, SHARED, save_model
 from transformers import AutoTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline
@@ -29,13 +29,7 @@ TEXTS = ["John Smith works for the United Nations in New York .", "a gorgeous , 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tiny_encoder):
-    folder = tmp_path_factory.mktemp("mt-model")
-    torch.manual_seed(0)
-    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS)
-    model.config.mtnlp = {"max_length": 32}
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
-    return folder
+    return save_model(tmp_path_factory.mktemp("mt-model"), tiny_encoder, TASKS)
 
 
 def test_predicts_every_head_with_the_right_shapes(model_dir):

@@ -13,11 +13,10 @@ import time
 
 import httpx
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from transformers import AutoTokenizer
 
-from mtnlp import MultiTaskModel, MultiTaskPipeline
+from conftest import save_model
+from mtnlp import MultiTaskPipeline
 from mtnlp.cli import main as cli_main
 from mtnlp.serve import Limits, card_metrics, create_app
 
@@ -41,12 +40,7 @@ CARD = """# card
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tiny_encoder):
-    folder = tmp_path_factory.mktemp("mt-model")
-    torch.manual_seed(0)
-    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS)
-    model.config.mtnlp = {"max_length": 32}
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
+    folder = save_model(tmp_path_factory.mktemp("mt-model"), tiny_encoder, TASKS)
     (folder / "README.md").write_text(CARD)
     return folder
 
@@ -341,13 +335,7 @@ OWN_INPUTS = [{"text": "The sky on a clear day is", "choices": ["blue", "loud", 
 
 @pytest.fixture(scope="module")
 def own_model_dir(tmp_path_factory, tiny_encoder):
-    folder = tmp_path_factory.mktemp("own-model")
-    torch.manual_seed(0)
-    model = MultiTaskModel.from_encoder(tiny_encoder, OWN_TASKS)
-    model.config.mtnlp = {"max_length": 32}
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
-    return folder
+    return save_model(tmp_path_factory.mktemp("own-model"), tiny_encoder, OWN_TASKS)
 
 
 def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_model_dir, tmp_path):
