@@ -228,9 +228,9 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     if derived and stream is None:
         labels = kind.label_set(rows_of(raw["train"]))
-        if len(labels) < kind.min_labels():
-            raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
-                            f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels()}")
+    if derived and len(labels) < kind.min_labels():
+        raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
+                        f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels()}")
     if carve is not None:  # a seeded, reproducible validation split cut from train
         order = list(range(raw["train"].num_rows))
         random.Random(recipe.training.seed).shuffle(order)
@@ -276,11 +276,7 @@ def stream_labels(recipe: Recipe, name: str, task: TaskSpec, stream: StreamSourc
                         f"of a streamed split must be known before it is read: {stream.name} has no ClassLabel "
                         "feature, so list them in data.label_names (e.g. {neg: negative, pos: positive})")
     where = Row(stream.name, {}, "features")
-    labels = sort_labels({label_name(where, value, task.data) for value in names})
-    if len(labels) < kind.min_labels():
-        raise UserError(f"{stream.name}: {len(labels)} label(s) ({', '.join(labels)}); a {task.type} task needs "
-                        f"at least {kind.min_labels()}")
-    return labels
+    return sort_labels({label_name(where, value, task.data) for value in names})
 
 
 def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: int,

@@ -547,7 +547,7 @@ def read_hub_split(spec: DataSpec, split: str, task_type: str):
 
 def hub_examples(rows, name: str, spec: DataSpec, task_type: str):
     """The examples of a hub split's rows (a Dataset or a stream), ClassLabel ids read as their names."""
-    key = spec.tag_column or "tags" if TASK_TYPES[task_type].token_level else spec.label_column
+    key = _label_key(spec, task_type)
     names = _class_names(rows.features or {}, key)
     for i, row in enumerate(rows):
         value = row.get(key)
@@ -563,9 +563,13 @@ def hub_examples(rows, name: str, spec: DataSpec, task_type: str):
 def hub_label_names(rows, spec: DataSpec, task_type: str) -> list[str] | None:
     """The raw label (or tag) names a hub split declares: its ClassLabel feature's names, else the keys
     of data.label_names; None when neither says."""
-    key = spec.tag_column or "tags" if TASK_TYPES[task_type].token_level else spec.label_column
-    names = _class_names(rows.features or {}, key)
+    names = _class_names(rows.features or {}, _label_key(spec, task_type))
     return names or (list(spec.label_names) if spec.label_names else None)
+
+
+def _label_key(spec: DataSpec, task_type: str) -> str:
+    """The column of a hub split that holds the labels (the tags, for a token-level type)."""
+    return spec.tag_column or "tags" if TASK_TYPES[task_type].token_level else spec.label_column
 
 
 def _class_names(features, column) -> list[str] | None:

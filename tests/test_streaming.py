@@ -172,6 +172,10 @@ def test_streamed_labels_need_a_class_label_or_label_names(make_recipe, tmp_path
     recipe = make_recipe(tasks={"stream": streamed_task(folder)}, training={"steps": 1})
     with pytest.raises(UserError, match=r"tasks\.stream\.data\.label_names: the labels of a streamed split"):
         train(load_recipe(recipe))
+    recipe = make_recipe(tasks={"stream": streamed_task(folder, label_names={"neg": "x", "pos": "x"})},
+                         training={"steps": 1})
+    with pytest.raises(UserError, match=r"hub-set\[train\]: the training split has 1 label\(s\) \(x\)"):
+        train(load_recipe(recipe))
     recipe = make_recipe(tasks={"stream": streamed_task(folder, label_names={"neg": "negative", "pos": "positive"})},
                          training={"steps": 2})
     assert train(load_recipe(recipe)).model.config.tasks["stream"]["labels"] == ["negative", "positive"]
