@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, at
 from .readers import Row, hub_examples, hub_label_names, iter_examples, open_hub_split, read_hub_split, read_lines
 from .recipe import Recipe, TaskSpec, resolve_path
 from .tasks import TaskType, task_type
@@ -75,7 +75,9 @@ class TrainStream:
         same (seed, epoch)."""
         rows = self.source.rows.shuffle(seed=seed, buffer_size=self.spec.data.shuffle_buffer)
         rows.set_epoch(epoch)
-        return hub_examples(rows, self.source.name, self.spec.data, self.spec.type)
+        examples = hub_examples(rows, self.source.name, self.spec.data, self.spec.type,
+                                order=f" in epoch {epoch}'s shuffled order")
+        return task_type(self.spec.type).checked(examples, self.spec, self.source.name)
 
     def encode(self, examples: list[dict]) -> list[dict]:
         """A batch of examples as the rows collate() pads (what tokenize() and model_rows() give)."""
@@ -97,10 +99,9 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[p
     else:
         path = resolve_path(recipe, source)
         examples, name = iter_examples(path, task.data, task.type), str(path)
-    table = to_arrow(examples, name)
+    table = to_arrow(task_type(task.type).checked(examples, task, name), name)
     if not table.num_rows:
         raise UserError(f"{name}: no examples found")
-    task_type(task.type).check_split(rows_of(table), task, name)
     return table, name
 
 
@@ -118,9 +119,7 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
     for ex in rows_of(examples):
         unseen = [label for label in kind.labels_of(ex) if label not in known]
         if unseen:
-            line = ex["_line"]
-            at = f"{source}:{line}" if isinstance(line, int) else f"{source}: {line}"
-            raise UserError(f"{at}: label {unseen[0]!r} does not occur in the training split "
+            raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r} does not occur in the training split "
                             f"(known: {', '.join(labels)})")
 
 

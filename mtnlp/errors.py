@@ -5,5 +5,7 @@ class UserError(Exception):
     """Bad input from the user (file, recipe, command line). str() is the whole message."""
 
 
-def where(path, line=None) -> str:
-    return f"{path}:{line}" if line is not None else str(path)
+def at(source, line) -> str:
+    """Where an example comes from, for an error message: `file:12` for a line number, `name: row 3`
+    for a described place (a hub split's row)."""
+    return f"{source}:{line}" if isinstance(line, int) else f"{source}: {line}"

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, at
 from .spec import LINES_FILES, DataSpec
 from .tasks import TASK_TYPES
 
@@ -370,7 +370,7 @@ def _jsonl_rows(path: Path, lines):
 def _json_objects(path: Path, rows):
     for row, line in rows:
         if not isinstance(row, dict):
-            raise UserError(f"{_at(path, line)}: expected a JSON object, got {type(row).__name__}")
+            raise UserError(f"{at(path, line)}: expected a JSON object, got {type(row).__name__}")
         yield row, line
 
 
@@ -378,10 +378,6 @@ def _json_problem(error: Exception) -> str:
     if isinstance(error, RecursionError):
         return "arrays or objects nested too deeply"
     return str(error).split(";")[0]
-
-
-def _at(path, line) -> str:
-    return f"{path}:{line}" if isinstance(line, int) else f"{path}: {line}"
 
 
 def _show(value, limit: int = 60) -> str:
@@ -406,12 +402,12 @@ def _valid_unicode(value: str) -> bool:
 def _name(path, line, what: str, value) -> str:
     """A label, tag or token as text: a string or a number, not empty, valid Unicode."""
     if isinstance(value, (dict, list)) or value is None:
-        raise UserError(f"{_at(path, line)}: {what} must be a string or a number, got {_show(value)}")
+        raise UserError(f"{at(path, line)}: {what} must be a string or a number, got {_show(value)}")
     text = str(value).strip()
     if not text:
-        raise UserError(f"{_at(path, line)}: empty {what} ({_show(value)})")
+        raise UserError(f"{at(path, line)}: empty {what} ({_show(value)})")
     if not _valid_unicode(text):
-        raise UserError(f"{_at(path, line)}: {what} {_show(text)} holds a lone surrogate (an invalid \\u escape)")
+        raise UserError(f"{at(path, line)}: {what} {_show(text)} holds a lone surrogate (an invalid \\u escape)")
     return text
 
 
@@ -423,7 +419,7 @@ class Row:
         self.path, self.values, self.line = path, values, line
 
     def fail(self, message: str):
-        raise UserError(f"{_at(self.path, self.line)}: {message}")
+        raise UserError(f"{at(self.path, self.line)}: {message}")
 
     def column(self, name):
         if name not in self.values:
@@ -447,11 +443,11 @@ def to_examples(path: Path, row: dict, line, spec: DataSpec, task_type: str) -> 
 
 def _text(path, line, name, value) -> str:
     if not isinstance(value, str):
-        raise UserError(f"{_at(path, line)}: column '{_printable(name)}' must be text, got {_show(value)}")
+        raise UserError(f"{at(path, line)}: column '{_printable(name)}' must be text, got {_show(value)}")
     if not value.strip():
-        raise UserError(f"{_at(path, line)}: empty text in column '{_printable(name)}'")
+        raise UserError(f"{at(path, line)}: empty text in column '{_printable(name)}'")
     if not _valid_unicode(value):
-        raise UserError(f"{_at(path, line)}: text in column '{_printable(name)}' holds a lone surrogate "
+        raise UserError(f"{at(path, line)}: text in column '{_printable(name)}' holds a lone surrogate "
                         "(an invalid \\u escape)")
     return value.strip()
 
@@ -545,19 +541,20 @@ def read_hub_split(spec: DataSpec, split: str, task_type: str):
     yield from hub_examples(dataset, f"{spec.hub}[{split}]", spec, task_type)
 
 
-def hub_examples(rows, name: str, spec: DataSpec, task_type: str):
-    """The examples of a hub split's rows (a Dataset or a stream), ClassLabel ids read as their names."""
+def hub_examples(rows, name: str, spec: DataSpec, task_type: str, order: str = ""):
+    """The examples of a hub split's rows (a Dataset or a stream), ClassLabel ids read as their names.
+    `order` follows each row's number in error messages (a shuffled stream's rows are numbered as read)."""
     key = _label_key(spec, task_type)
     names = _class_names(rows.features or {}, key)
     for i, row in enumerate(rows):
         value = row.get(key)
         if names and isinstance(value, int):  # a ClassLabel id (classification)
             if value < 0:
-                raise UserError(f"{name}: row {i}: no label ({value}); unlabelled splits cannot be used")
+                raise UserError(f"{name}: row {i}{order}: no label ({value}); unlabelled splits cannot be used")
             row = dict(row, **{key: names[value]})
         elif names and isinstance(value, list):  # a sequence of ClassLabel ids (tags, multi-label)
             row = dict(row, **{key: [names[t] for t in value]})
-        yield from to_examples(Path(name), row, f"row {i}", spec, task_type)
+        yield from to_examples(Path(name), row, f"row {i}{order}", spec, task_type)
 
 
 def hub_label_names(rows, spec: DataSpec, task_type: str) -> list[str] | None:

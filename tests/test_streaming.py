@@ -181,6 +181,45 @@ def test_streamed_labels_need_a_class_label_or_label_names(make_recipe, tmp_path
     assert train(load_recipe(recipe)).model.config.tasks["stream"]["labels"] == ["negative", "positive"]
 
 
+def card_less_folder(root: Path, splits: dict[str, list[dict]]) -> Path:
+    """A data set folder of JSONL files and no card: datasets names the splits after the files."""
+    folder = root / "plain-set"
+    (folder / "data").mkdir(parents=True)
+    for split, rows in splits.items():
+        (folder / "data" / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+def choice_row(i: int, choices: int) -> dict:
+    return {"text": f"item {i}", "choices": ["yes", "no", "maybe"][:choices], "label": i % 2}
+
+
+def qa_row(i: int, answered: bool) -> dict:
+    answers = {"text": ["Ann"], "answer_start": [0]} if answered else {"text": [], "answer_start": []}
+    return {"id": f"q{i}", "question": "Who met Bob?", "context": "Ann met Bob.", "answers": answers}
+
+
+@pytest.mark.parametrize("kind, odd_row, message", [
+    ("multiple_choice", choice_row(5, 3), r"plain-set\[train\]: row \d in epoch 0's shuffled order: \d choices, but "
+                                          r".*plain-set\[train\]: row \d in epoch 0's shuffled order has \d: every "
+                                          "example of a split needs the same number of choices"),
+    ("extractive_qa", qa_row(5, False), r"plain-set\[train\]: row \d in epoch 0's shuffled order: question 'q5' has no "
+                                        "answer"),
+])
+def test_a_streamed_split_is_checked_as_it_is_read(make_recipe, tmp_path, kind, odd_row, message):
+    """The checks across a split's examples (TaskType.checked) hold for a streamed one, as a
+    one-line error naming the rows, not a failure in padding a batch."""
+    good = [choice_row(i, 2) if kind == "multiple_choice" else qa_row(i, True) for i in range(8)]
+    folder = card_less_folder(tmp_path, {"train": good[:5] + [odd_row] + good[6:], "validation": good})
+    task = {"type": kind, "data": {"hub": str(folder), "streaming": True, "train": "train", "validation": "validation",
+                                   "size": 8}}
+    with pytest.raises(UserError, match=message) as info:
+        train(load_recipe(make_recipe(tasks={"t": task}, training={"steps": 8, "batch_size": 4})))
+    assert "\n" not in str(info.value)
+    good_only = {**task, "data": {**task["data"], "train": "validation"}}
+    assert train(load_recipe(make_recipe(tasks={"t": good_only}, training={"steps": 4, "batch_size": 4}))).model
+
+
 @pytest.mark.parametrize("data, key", [
     ({"train": "x.jsonl", "streaming": True}, "streaming"),
     ({"hub": "some/set", "train": "train", "size": 10}, "size"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 if TYPE_CHECKING:
     import torch
@@ -40,10 +40,12 @@ class TaskType:
         """The checked examples of one raw row: one (example()), or several (e.g. a SQuAD article's questions)."""
         return [self.example(row, spec)]
 
-    def check_split(self, examples: Iterable[dict], task, source: str) -> None:
-        """Checks across the examples of one split (each example alone: example()), with the task's own
-        recipe keys (`task`: its Spec); UserErrors name the file and line (e.g. multiple choice: the same
-        number of choices throughout). `examples` is read once, in file order (a large split is not a list)."""
+    def checked(self, examples: Iterable[dict], task, source: str) -> Iterator[dict]:
+        """The examples of one split, each passed on once checked against the split's rules (each example
+        alone: example()), with the task's own recipe keys (`task`: its Spec); UserErrors name the file and
+        line (e.g. multiple choice: the same number of choices throughout). Read once, in order, as the
+        split is read or streamed: a split is never a list here."""
+        return iter(examples)
 
     def check_recipe(self, recipe, name: str, task, fail) -> None:
         """Checks that relate the task's own keys to the rest of the recipe; fail(dotted key, message)."""

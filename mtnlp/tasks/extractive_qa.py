@@ -26,7 +26,7 @@ import warnings
 from collections import Counter
 from typing import Literal
 
-from ..errors import UserError
+from ..errors import UserError, at
 from ..spec import Count, TaskSpec
 from .base import TaskType, column, label_shares
 
@@ -108,15 +108,12 @@ class ExtractiveQA(TaskType):
         row.column("question")
         return question_example(row, row.values, context, row.column("answers"), None)
 
-    def check_split(self, examples, task, source):
-        if task.allow_unanswerable:
-            return
+    def checked(self, examples, task, source):
         for ex in examples:
-            if not ex["answers"]:
-                line = ex["_line"]
-                at = f"{source}:{line}" if isinstance(line, int) else f"{source}: {line}"
-                raise UserError(f"{at}: question {ex['id']!r} has no answer; for unanswerable questions "
+            if not ex["answers"] and not task.allow_unanswerable:
+                raise UserError(f"{at(source, ex['_line'])}: question {ex['id']!r} has no answer; for unanswerable questions "
                                 "(SQuAD 2.0) set allow_unanswerable: true in the task's section")
+            yield ex
 
     def label_set(self, examples):
         return []  # spans, not labels

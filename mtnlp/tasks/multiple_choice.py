@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from ..errors import UserError
+from ..errors import UserError, at
 from ..spec import DataSpec, TaskSpec
 from .base import TaskType, column, label_shares, rename
 
@@ -133,7 +133,7 @@ class MultipleChoice(TaskType):
             row.fail(f"label {index} is out of range: {len(choices)} choices, indices 0-{len(choices) - 1}{hint}")
         return index
 
-    def check_split(self, examples, task, source):
+    def checked(self, examples, task, source):
         first = None
         for ex in examples:
             first = first or ex
@@ -141,6 +141,7 @@ class MultipleChoice(TaskType):
                 raise UserError(f"{at(source, ex['_line'])}: {len(ex['choices'])} choices, but "
                                 f"{at(source, first['_line'])} has {len(first['choices'])}: every example of a "
                                 "split needs the same number of choices")
+            yield ex
 
     def label_set(self, examples):
         return []  # choice positions, not names
@@ -307,8 +308,4 @@ def whole_number(value) -> int | None:
     if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,18}\s*", value):
         return int(value)
     return None
-
-
-def at(source: str, line) -> str:
-    return f"{source}:{line}" if isinstance(line, int) else f"{source}: {line}"
 
