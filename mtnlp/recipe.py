@@ -7,7 +7,6 @@ silent conversions); check() adds what relates several keys.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
