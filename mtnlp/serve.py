@@ -244,8 +244,9 @@ def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: b
     if not isinstance(all_scores, bool):
         raise ApiError(422, "all_scores", "expected true or false")
     own = own or {}
+    asked = {t: own[t] for t in tasks if t in own}
     for i, item in enumerate(inputs):
-        check_input(item, f"inputs[{i}]", limits, pairs, {t: own[t] for t in tasks if t in own}, own)
+        check_input(item, f"inputs[{i}]", limits, pairs, asked, own)
     return inputs, tasks, all_scores
 
 
