@@ -107,6 +107,16 @@ def optimizer_facts(optimizer) -> dict:
             "fused": fused, "foreach": foreach, "implementation": implementation}
 
 
+def best_of(repeats: int, fn) -> float:
+    """The shortest of `repeats` timings of fn(), in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def wait_for_idle(max_wait: float, threshold: float = 0.5) -> dict:
     """Wait (up to max_wait seconds) until the 1-minute load average is below threshold."""
     start = time.time()

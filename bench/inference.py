@@ -14,7 +14,6 @@ import argparse
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -34,15 +33,6 @@ TASKS = {
     "pos": {"type": "tagging", "labels": ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
                                           "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X"]},
 }
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -87,9 +77,9 @@ def main() -> None:
                                                return_tensors="pt"))
 
             multi(texts[:64]), run_single(), run_plain()  # warm-up
-            t_multi = best_of(args.repeats, lambda: multi(texts))
-            t_single = best_of(args.repeats, run_single)
-            t_plain = best_of(args.repeats, run_plain)
+            t_multi = benchlib.best_of(args.repeats, lambda: multi(texts))
+            t_single = benchlib.best_of(args.repeats, run_single)
+            t_plain = benchlib.best_of(args.repeats, run_plain)
             results[precision] = {
                 "pipeline_precision": multi.precision.as_dict(),
                 "multitask_pipeline_sentences_per_s": len(texts) / t_multi,

@@ -16,22 +16,12 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
 REPO = benchlib.REPO
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -63,7 +53,7 @@ def main() -> None:
         for name, (folder, precision_name) in folders.items():
             pipe = MultiTaskPipeline.from_pretrained(folder, precision=precision_name, batch_size=args.batch_size)
             pipe(texts[:64])  # warm-up
-            seconds = best_of(args.repeats, lambda: pipe(texts))
+            seconds = benchlib.best_of(args.repeats, lambda: pipe(texts))
             metrics_file = Path(tmp) / f"{name.replace(' ', '-')}-eval.json"
             overrides = [f"training.mixed_precision={precision_name}"]
             assert mtnlp(["evaluate", folder, str(REPO / "recipes" / "demo.yaml"), *overrides,

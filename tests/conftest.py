@@ -73,6 +73,16 @@ def tiny_tasks() -> dict:
     }
 
 
+# one head of each token- and sequence-level kind, for the pipeline and serve tests
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+FOUR_TASKS = {
+    "sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},
+    "score": {"type": "regression", "labels": [], "dropout": 0.1},
+    "ner": {"type": "tagging", "labels": NER_LABELS, "dropout": 0.1},
+    "pos": {"type": "tagging", "labels": ["ADJ", "NOUN", "PUNCT", "VERB"], "dropout": 0.1},
+}
+
+
 def save_model(folder: Path, encoder: str, tasks: dict, seed: int = 0, nudge: float = 0.0) -> Path:
     """A multi-task model on `encoder` with `tasks`' heads (max_length 32) saved with its tokenizer in
     `folder`; `nudge` moves every weight by that much noise (heads away from their initial values)."""

@@ -10,7 +10,6 @@ from collections import Counter
 
 import pytest
 import torch
-from conftest import DATA
 from transformers import AutoTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline

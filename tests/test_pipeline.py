@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import DATA, SHARED, save_model
+from conftest import DATA, FOUR_TASKS as TASKS, SHARED, save_model
 from transformers import AutoTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline
@@ -16,13 +16,6 @@ from mtnlp.tasks.tagging import iob_spans
 from mtnlp.readers import read_examples
 from mtnlp.recipe import DataSpec
 
-NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
-TASKS = {
-    "sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},
-    "score": {"type": "regression", "labels": [], "dropout": 0.1},
-    "ner": {"type": "tagging", "labels": NER_LABELS, "dropout": 0.1},
-    "pos": {"type": "tagging", "labels": ["ADJ", "NOUN", "PUNCT", "VERB"], "dropout": 0.1},
-}
 TEXTS = ["John Smith works for the United Nations in New York .", "a gorgeous , witty , seductive movie .",
          "Who was Galileo ?", "", "   ", "Zürich’s café — naïve résumé!"]
 

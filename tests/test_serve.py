@@ -15,18 +15,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import save_model
+from conftest import FOUR_TASKS as TASKS, NER_LABELS, save_model
 from mtnlp import MultiTaskPipeline
 from mtnlp.cli import main as cli_main
 from mtnlp.serve import Limits, card_metrics, create_app
 
-NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
-TASKS = {
-    "sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},
-    "score": {"type": "regression", "labels": [], "dropout": 0.1},
-    "ner": {"type": "tagging", "labels": NER_LABELS, "dropout": 0.1},
-    "pos": {"type": "tagging", "labels": ["ADJ", "NOUN", "PUNCT", "VERB"], "dropout": 0.1},
-}
 TEXTS = ["John Smith works for the United Nations in New York .", "a gorgeous , witty , seductive movie .",
          "Who was Galileo ?", "", "Zürich’s café — naïve résumé!"]
 CARD = """# card
