@@ -77,14 +77,15 @@ def test_load_demo():
     assert recipe.tasks["pos"].metrics == ["token_accuracy"]
     assert recipe.training.lr == 1e-4 and isinstance(recipe.training.lr, float)
     assert recipe.training.mixed_precision == "auto"
-    assert recipe.sampling.strategy == "temperature" and recipe.sampling.temperature == 2.0
+    assert recipe.sampling.strategy == "temperature" and recipe.sampling.temperature == 3.0
+    assert recipe.training.head_lr == 1e-3 and recipe.training.steps == 400
     assert recipe.training.weight_decay == 0.01  # a default for a key the recipe leaves out
     assert recipe.model.max_length == 128
     # relative data paths resolve under data_dir, itself relative to the recipe's folder
     for task in recipe.tasks.values():
         assert resolve_path(recipe, task.data.train).is_file()
     assert resolve_path(recipe, "sst2/dev.tsv") == REPO / "recipes" / "data" / "sst2" / "dev.tsv"
-    assert "source" not in to_dict(recipe) and to_dict(recipe)["training"]["steps"] == 600
+    assert "source" not in to_dict(recipe) and to_dict(recipe)["training"]["steps"] == 400
 
 
 def test_overrides():
@@ -95,7 +96,7 @@ def test_overrides():
     assert recipe.sampling.strategy == "uniform"
     assert recipe.tasks["sentiment"].loss_weight == 2.0 and type(recipe.tasks["sentiment"].loss_weight) is float
     assert recipe.tasks["question"].loss_weight == 1.0  # other tasks untouched
-    assert recipe.sampling.temperature == 2.0 and recipe.training.batch_size == 32
+    assert recipe.sampling.temperature == 3.0 and recipe.training.batch_size == 32
 
 
 def test_override_adds_missing_section_and_lists(tmp_path):
@@ -299,7 +300,7 @@ def test_recipe_not_a_mapping(tmp_path):
 
 def test_unknown_key_line_in_demo_recipe(tmp_path):
     # an unknown key inside the demo recipe: the reported line is where that key is written
-    text = DEMO.read_text(encoding="utf-8").replace("  eval_every: 300", "  eval_evry: 300")
+    text = DEMO.read_text(encoding="utf-8").replace("  eval_every: 200", "  eval_evry: 200")
     path = recipe_file(tmp_path, text, name="demo.yaml")
     expected = next(i for i, line in enumerate(text.splitlines(), 1) if "eval_evry" in line)
     message = error(path)
