@@ -7,7 +7,7 @@ and test). The data cache is warmed by a first set-up unless --cold, so a phase'
 whether the demo ran before or not. Writes the times, the run's metrics and the machine (CPU model, ISA
 flags, bf16 support, ISA caps) to --output.
 
-    python bench/demo_time.py --output bench/results/demo_time_fp32_avx2cap.json training.mixed_precision=no
+    python bench/demo_time.py --output bench/results/demo_time_fp32.json training.mixed_precision=no
 """
 
 from __future__ import annotations
