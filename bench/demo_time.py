@@ -55,7 +55,7 @@ def main() -> None:
             T.log_step(run, task)
             seconds[task] += time.perf_counter() - clock
             steps[task] += 1
-            if run.progress.step % t.eval_every == 0 or run.progress.step == t.steps:
+            if (t.eval_every and run.progress.step % t.eval_every == 0) or run.progress.step == t.steps:
                 clock = time.perf_counter()
                 T.evaluate_and_select(run)
                 evaluations.append(time.perf_counter() - clock)
