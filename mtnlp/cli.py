@@ -19,6 +19,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mtnlp", description="Multi-task fine-tuning of one shared encoder.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"mtnlp {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", help="train the tasks of a recipe")
@@ -138,6 +139,27 @@ def quiet_libraries(with_datasets: bool = True) -> None:
         datasets.logging.set_verbosity_error()
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mtnlp")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "(not installed)"
+
+
+def output_path(path: str, flag: str) -> Path:
+    """A file to write results to, checked before any work: its folder exists and it is not a folder."""
+    from .errors import UserError
+
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; name a file")
+    if not out.parent.is_dir():
+        raise UserError(f"{flag} {path}: folder {out.parent} does not exist")
+    return out
+
+
 def cmd_train(args) -> int:
     return train_recipe(None, args)
 
@@ -168,9 +190,10 @@ def cmd_evaluate(args) -> int:
     from .recipe import default_metrics, load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    output = output_path(args.output, "--output") if args.output else None
     quiet_libraries()
     from . import precision
-    from .data import load_task
+    from .data import load_task, present_splits
     from .evaluation import evaluate_split
     from .report import table
 
@@ -180,7 +203,7 @@ def cmd_evaluate(args) -> int:
     onnx = hasattr(model, "session")  # an ONNX folder: onnxruntime on the CPU, fp32
     if not onnx:
         model.to("cuda" if torch.cuda.is_available() and not recipe.training.cpu else "cpu")
-    tasks, metrics = {}, {}
+    tasks, metrics, without = {}, {}, []
     for name, spec in recipe.tasks.items():
         if name not in model.config.tasks:
             raise UserError(f"{recipe.source}: tasks.{name}: the model has no such task "
@@ -188,22 +211,30 @@ def cmd_evaluate(args) -> int:
         head = model.config.tasks[name]
         if head["type"] != spec.type:
             raise UserError(f"{recipe.source}: tasks.{name}.type: {spec.type}, but the model's head is {head['type']}")
+        if not present_splits(spec, (args.split,)):
+            without.append(name)
+            continue
         tasks[name] = load_task(recipe, name, spec, tokenizer, recipe.model.max_length, splits=(args.split,),
                                 labels=head["labels"])
-        if args.split not in tasks[name].splits:
-            raise UserError(f"{recipe.source}: tasks.{name}.data: no {args.split} split")
         metrics[name] = default_metrics(spec, head["labels"])
-    chosen = precision.resolve("fp32" if onnx else recipe.training.mixed_precision, model.device)
+    if not tasks:
+        raise UserError(f"{recipe.source}: no task has a {args.split} split (tasks.NAME.data.{args.split})")
+    if without:
+        print(f"not evaluated (no {args.split} split): {', '.join(without)}")
+    chosen = (precision.for_onnx(recipe.training.mixed_precision) if onnx
+              else precision.resolve(recipe.training.mixed_precision, model.device))
     print(chosen.describe())
     if chosen.warning:
         warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=1)
     results = evaluate_split(model, tokenizer, tasks, metrics, args.split, recipe.training.eval_batch_size,
                              chosen.autocast, say=lambda note: warnings.warn(note, stacklevel=1))
     print(table({name: {args.split: values} for name, values in results.items()}))
-    output = Path(args.output) if args.output else Path(args.model) / f"eval-{args.split}.json"
-    if not Path(args.model).is_dir() and not args.output:
-        output = Path(f"eval-{args.split}.json")
-    output.write_text(json.dumps({"tasks": {n: {args.split: v} for n, v in results.items()}}, indent=2))
+    if output is None:
+        output = Path(args.model) / f"eval-{args.split}.json" if Path(args.model).is_dir() else Path(f"eval-{args.split}.json")
+    try:
+        output.write_text(json.dumps({"tasks": {n: {args.split: v} for n, v in results.items()}}, indent=2))
+    except OSError as e:
+        raise UserError(f"{output}: cannot write: {e.strerror}") from None
     print(f"wrote {output}")
     return 0
 
@@ -216,7 +247,9 @@ def load_model(name: str, **hub_kwargs):
     from .modeling import MultiTaskModel
     from .onnx_model import OnnxMultiTaskModel, is_onnx_folder
 
-    if not Path(name).expanduser().exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+    path = Path(name).expanduser()
+    # "runs/demo" is a hub id's shape too; a local folder "runs" says it is a path (no hub look-up, no retries)
+    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1 or path.parent.name and path.parent.is_dir()):
         raise UserError(f"{name}: model folder not found")
     if is_onnx_folder(name):  # `mtnlp export --onnx` output
         return OnnxMultiTaskModel(name), AutoTokenizer.from_pretrained(name)
@@ -235,13 +268,14 @@ def load_model(name: str, **hub_kwargs):
 def read_inputs(path: str) -> list:
     """Texts, pairs {"text": ..., "text_pair": ...}, or inputs of a task type with its own fields (e.g.
     multiple choice's {"text": ..., "choices": [...]}), one JSON value per line."""
-    return [item for item, _ in input_lines(path)]
+    return [item for item, _, _ in input_lines(path)]
 
 
 def input_lines(path: str) -> list[tuple]:
-    """(input, "FILE:LINE") per non-empty line. An object that a task type takes as its own input
-    (TaskType.accepts) is passed on whole (the type ignores other keys, e.g. ids and gold labels) and
-    checked by the type; of other objects, "text" and "text_pair" are kept."""
+    """(input, "FILE:LINE", the line's object) per non-empty line. An object that a task type takes as
+    its own input (TaskType.accepts) is passed on whole (the type ignores other keys, e.g. ids and gold
+    labels) and checked by the type; of other objects, "text" and "text_pair" are the input. The
+    line's object (a string: {"text": it}) is what predict echoes, ids and all."""
     from .errors import UserError
     from .tasks import TASK_TYPES
 
@@ -265,7 +299,8 @@ def input_lines(path: str) -> list[tuple]:
                 kind.check_input(item)
             except ValueError as e:
                 raise UserError(f"{path}:{number}: {e}") from None
-        if isinstance(item, dict) and not own:  # keep a pair's text_pair; other keys (ids, gold labels) are ignored
+        line_object = item if isinstance(item, dict) else {"text": item}
+        if isinstance(item, dict) and not own:  # keep a pair's text_pair; other keys (ids, gold labels) are only echoed
             item = {k: item[k] for k in ("text", "text_pair") if k in item}
             if not isinstance(item.get("text"), str) or not isinstance(item.get("text_pair", ""), str):
                 forms = "".join(f", or {{{', '.join(map(json.dumps, kind.input_fields))}}} ({kind.name})"
@@ -275,7 +310,7 @@ def input_lines(path: str) -> list[tuple]:
             item = item if "text_pair" in item else item["text"]
         elif not isinstance(item, (str, dict)):
             raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string")
-        texts.append((item, f"{path}:{number}"))
+        texts.append((item, f"{path}:{number}", line_object))
     return texts
 
 
@@ -299,11 +334,14 @@ def check_takers(pipe, tasks: list[str] | None, inputs: list[tuple]) -> None:
 def cmd_predict(args) -> int:
     from .errors import UserError
 
-    given = [(text, f"TEXT argument {i}") for i, text in enumerate(args.texts, 1)]
+    given = [(text, f"TEXT argument {i}", {"text": text}) for i, text in enumerate(args.texts, 1)]
     given += input_lines(args.input) if args.input else []
-    texts = [text for text, _ in given]
+    texts = [text for text, _, _ in given]
     if not texts:
         raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size: must be at least 1 (got {args.batch_size})")
+    output = output_path(args.output, "--output") if args.output else None
     quiet_libraries(with_datasets=False)
     from .pipeline import MultiTaskPipeline
 
@@ -313,15 +351,17 @@ def cmd_predict(args) -> int:
     unknown = [t for t in tasks or [] if t not in pipe.tasks]
     if unknown:
         raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
-    check_takers(pipe, tasks, given)
+    check_takers(pipe, tasks, [(text, where) for text, where, _ in given])
     results = pipe(texts, tasks=tasks, return_all_scores=args.all_scores)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    except OSError as e:
+        raise UserError(f"--output {output}: cannot write: {e.strerror}") from None
     with contextlib.ExitStack() as stack:
-        if args.output:
+        if output:
             stack.enter_context(out)
-        for text, result in zip(texts, results):
-            given = text if isinstance(text, dict) else {"text": text}
-            out.write(json.dumps({**given, "predictions": result}, ensure_ascii=False) + "\n")
+        for (_, _, line_object), result in zip(given, results):
+            out.write(json.dumps({**line_object, "predictions": result}, ensure_ascii=False) + "\n")
     return 0
 
 
@@ -336,7 +376,6 @@ def cmd_push(args) -> int:
 
 def cmd_recipes(args) -> int:
     """The recipe scripts and configs installed with mtnlp (recipes/ in the source tree)."""
-    import shutil
     from importlib.resources import as_file, files
 
     from .errors import UserError
@@ -352,24 +391,43 @@ def cmd_recipes(args) -> int:
         return 0
     if not args.name:
         raise UserError("recipes copy: name the recipe to copy (see `mtnlp recipes list`)")
-    name = args.name if args.name in entries else f"{args.name}.py"
-    if name not in entries:
+    name = next((n for n in (args.name, f"{args.name}.py", f"{args.name}.yaml") if n in entries), None)
+    if name is None:
         raise UserError(f"recipes copy: no recipe '{args.name}' (there are: {', '.join(entries)})")
-    dest = Path(args.dest or Path(name).name)
+    dest = Path(args.dest or Path(name).name).expanduser()
     if dest.exists():
         raise UserError(f"recipes copy: {dest} exists; name another file")
+    if not dest.parent.is_dir():
+        raise UserError(f"recipes copy: folder {dest.parent} does not exist")
     with as_file(root.joinpath(name)) as source:
-        shutil.copyfile(source, dest)
+        text = source.read_text(encoding="utf-8")
+        if name.endswith(".yaml"):  # the copy reads the data where the packaged recipe does
+            text = absolute_data_dir(text, source.parent)
+    dest.write_text(text, encoding="utf-8")
     print(f"wrote {dest}")
     return 0
+
+
+def absolute_data_dir(text: str, folder: Path) -> str:
+    """A recipe's text with a relative `data_dir:` that exists beside `folder` made absolute."""
+    import re
+
+    def absolute(match):
+        where = (folder / match.group(2)).resolve()
+        return f"{match.group(1)}{where}  # the packaged recipe's data (mtnlp recipes copy)" if where.is_dir() else match.group(0)
+
+    return re.sub(r"^(data_dir:\s*)([^\s#/~][^\s#]*).*$", absolute, text, count=1, flags=re.MULTILINE)
 
 
 def cmd_export(args) -> int:
     from .errors import UserError
 
-    if not args.onnx and (args.task is None or args.quantize):
-        raise UserError("export: give --task NAME (a plain transformers model of one head), or --onnx"
-                        if args.task is None else "export: --quantize applies to --onnx")
+    if args.quantize and not args.onnx:
+        raise UserError("export: --quantize applies to --onnx")
+    if not args.onnx and args.task is None:
+        raise UserError("export: give --task NAME (a plain transformers model of one head), or --onnx")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"export: {args.out} is a file; name a folder to write")
     quiet_libraries(with_datasets=False)
     model, tokenizer = load_model(args.model)
     if args.onnx:

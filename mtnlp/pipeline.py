@@ -28,9 +28,11 @@ class MultiTaskPipeline:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.precision = precision_policy.resolve("fp32" if onnx else precision, self.device)
+        self.precision = precision_policy.for_onnx(precision) if onnx else precision_policy.resolve(precision, self.device)
         if self.precision.warning:
             warnings.warn(self.precision.warning, stacklevel=2)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         trained = (model.config.mtnlp or {}).get("max_length")
         self.max_length = max_length or trained or min(tokenizer.model_max_length, 512)

@@ -68,6 +68,13 @@ def cpu_native(dtype: str) -> tuple[bool, str]:
     return present, "AMX-FP16" if present else "no AMX-FP16"
 
 
+def for_onnx(requested) -> Precision:
+    """An ONNX model (mtnlp export --onnx) runs in fp32 on onnxruntime's CPU kernels, whatever was asked."""
+    requested = normalize(requested)
+    ignored = None if requested in ("auto", "fp32") else f"{requested} does not apply to an ONNX model: it runs in fp32"
+    return Precision(requested, "fp32", "cpu", "an ONNX model runs in fp32 on onnxruntime", ignored)
+
+
 def resolve(requested, device: torch.device | str) -> Precision:
     """The precision to run on `device` for a user's setting (auto | bf16 | fp16 | fp32 | no | false)."""
     requested = normalize(requested)

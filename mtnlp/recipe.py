@@ -202,6 +202,8 @@ def apply_override(raw: dict, item: str) -> None:
     for part in parts[:-1]:
         if not isinstance(node.get(part), dict):
             node[part] = _Mapping({}, {})
+            if isinstance(node, _Mapping):  # errors about the new section point at the override
+                node.lines[part] = OVERRIDE
         node = node[part]
     try:
         parsed = yaml.safe_load(value)

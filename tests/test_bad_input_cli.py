@@ -268,6 +268,40 @@ def predict_task_the_model_does_not_have(c: Ctx):
             ["no task 'topic'", "it has: ", "sentiment", "ner"])
 
 
+def predict_batch_size_zero(c: Ctx):
+    return ["predict", str(c.model), "some text", "--batch-size", "0"], "--batch-size:", ["at least 1", "got 0"]
+
+
+def predict_output_in_a_missing_folder(c: Ctx):
+    out = c.folder / "no" / "out.jsonl"
+    return ["predict", str(c.model), "some text", "--output", str(out)], f"--output {out}:", ["does not exist"]
+
+
+def evaluate_output_in_a_missing_folder(c: Ctx):
+    out = c.folder / "no" / "eval.json"
+    return (["evaluate", str(c.model), str(c.recipe()), "--output", str(out)], f"--output {out}:",
+            ["does not exist"])
+
+
+def model_folder_missing_under_an_existing_folder(c: Ctx):
+    # "runs/demo" is also a hub id's shape: the existing folder "runs" says it is a path (no hub look-up)
+    (c.folder / "runs").mkdir()
+    return ["predict", "runs/nosuch", "some text"], "runs/nosuch:", ["model folder not found"]
+
+
+def export_onto_a_file(c: Ctx):
+    path = c.file("taken", "")
+    return ["export", str(c.model), "--task", "sentiment", str(path)], "export:", [f"{path} is a file"]
+
+
+def export_quantize_without_onnx(c: Ctx):
+    return ["export", str(c.model), "--quantize", "int8", str(c.folder / "out")], "export:", ["--quantize applies to --onnx"]
+
+
+def recipes_copy_into_a_missing_folder(c: Ctx):
+    return ["recipes", "copy", "multitask", str(c.folder / "no" / "x.py")], "recipes copy:", ["does not exist"]
+
+
 CASES = [Case(f.__name__, f) for f in (
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column, empty_split_header_only,
     whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
@@ -275,7 +309,9 @@ CASES = [Case(f.__name__, f) for f in (
     lines_format_with_a_plain_path, headerless_row_too_short, column_position_with_header_row, unknown_recipe_key,
     wrong_value_type, negative_lr, temperature_zero, empty_task_list,
     duplicate_task_names, unknown_sampler, unknown_metric, unknown_task_type, evaluate_folder_that_is_not_a_model,
-    evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have)]
+    evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have, predict_batch_size_zero,
+    predict_output_in_a_missing_folder, evaluate_output_in_a_missing_folder, model_folder_missing_under_an_existing_folder,
+    export_onto_a_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder)]
 BY_ID = {case.id: case for case in CASES}
 
 

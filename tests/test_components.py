@@ -5,13 +5,15 @@ import json
 import os
 import subprocess
 import sys
+from importlib.resources import files
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from conftest import REPO
 from mtnlp.cli import main
-from mtnlp.recipe import load_recipe
+from mtnlp.recipe import load_recipe, resolve_path
 from mtnlp.train import checkpoint, evaluate_and_select, setup, train_step
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in both processes: same float sums
@@ -107,6 +109,19 @@ def test_a_copied_recipe_runs_with_its_own_loop(make_recipe, tmp_path, monkeypat
     assert len([line for line in done.stdout.splitlines() if line.startswith("trained ")]) == 3
     assert main(["recipes", "copy", "multitask", "my_recipe.py"]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err
+
+
+def test_a_copied_config_reads_the_packaged_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["recipes", "copy", "demo"]) == 0  # .yaml found without its suffix
+    copied = load_recipe(tmp_path / "demo.yaml")
+    packaged = Path(str(files("mtnlp.recipes")))  # the installed recipes/ (this tree's, or site-packages')
+    assert resolve_path(copied, "sst2/train.tsv") == packaged / "data" / "sst2" / "train.tsv"
+    assert copied.model_dump(exclude={"data_dir"}) == load_recipe(REPO / "recipes" / "demo.yaml").model_dump(exclude={"data_dir"})
+    original = (REPO / "recipes" / "full.yaml").read_text().splitlines()
+    assert main(["recipes", "copy", "full.yaml"]) == 0
+    changed = [(a, b) for a, b in zip(original, (tmp_path / "full.yaml").read_text().splitlines()) if a != b]
+    assert all(a.startswith("data_dir:") for a, _ in changed) and len(changed) <= 1  # only data_dir, made absolute
 
 
 def test_recipe_script_reports_user_errors_in_one_line(make_recipe, tmp_path):

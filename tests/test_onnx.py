@@ -59,6 +59,9 @@ def test_pipeline_and_predict_run_the_onnx_folder_with_the_same_output(exported,
     torch_pipe = MultiTaskPipeline.from_pretrained(str(exported / "model"), precision="fp32")
     onnx_pipe = MultiTaskPipeline.from_pretrained(str(exported / "fp32"))
     assert type(onnx_pipe.model).__name__ == "OnnxMultiTaskModel"
+    assert onnx_pipe.precision.describe() == "precision: fp32 (an ONNX model runs in fp32 on onnxruntime)"
+    with pytest.warns(UserWarning, match="bf16 does not apply to an ONNX model"):
+        MultiTaskPipeline.from_pretrained(str(exported / "fp32"), precision="bf16")
     ours, theirs = torch_pipe(TEXTS, return_all_scores=True), onnx_pipe(TEXTS, return_all_scores=True)
     for a, b in zip(ours, theirs):
         assert a.keys() == b.keys()

@@ -156,16 +156,22 @@ def run_cli(*args, stdin=None):
 
 def test_predict_cli_json_lines(model_dir, tmp_path):
     inputs = tmp_path / "in.jsonl"
-    inputs.write_text(json.dumps({"text": TEXTS[1]}) + "\n" + json.dumps("") + "\n")
+    inputs.write_text(json.dumps({"id": 7, "text": TEXTS[1]}) + "\n" + json.dumps("") + "\n")
     out = tmp_path / "out.jsonl"
     proc = run_cli("predict", str(model_dir), TEXTS[0], "--tasks", "sentiment,ner", "--input", str(inputs),
                    "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["text"] for r in rows] == [TEXTS[0], TEXTS[1], ""]
+    assert rows[1]["id"] == 7 and "id" not in rows[0]  # a line's other keys are echoed
     assert all(set(r["predictions"]) == {"sentiment", "ner"} for r in rows)
     proc = run_cli("predict", str(model_dir), "--input", "-", "--tasks", "score", stdin=json.dumps("hello") + "\n")
     assert proc.returncode == 0 and json.loads(proc.stdout)["predictions"]["score"]["value"] is not None
+
+
+def test_batch_size_below_one_is_refused(model_dir):
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        MultiTaskPipeline.from_pretrained(str(model_dir), batch_size=0)
 
 
 @pytest.mark.parametrize("args,message", [

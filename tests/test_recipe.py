@@ -140,6 +140,13 @@ def test_unknown_key_via_override():
     assert "(command-line override)" in message and "unknown key 'training.lrr'" in message
 
 
+@pytest.mark.parametrize("item,fragment", [("trainig.steps=10", "unknown key 'trainig'"),
+                                           ("tasks.extra.type=classification", "missing required key 'tasks.extra.data'")])
+def test_section_made_by_an_override_is_blamed_on_the_override(item, fragment):
+    message = error(DEMO, [item])
+    assert message.startswith(f"{DEMO} (command-line override): ") and fragment in message
+
+
 def test_wrong_type_names_key_and_line(tmp_path):
     path = recipe_file(tmp_path, replace={"steps: 5": "steps: abc"})
     message = error(path)

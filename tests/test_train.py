@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from mtnlp.cli import main
@@ -126,6 +127,20 @@ def test_cli_train_and_evaluate(make_recipe, tmp_path, capsys):
                      "--split", "validation"]) == 0
     notes = [str(w.message) for w in caught if "longer than max_length=10" in str(w.message)]
     assert sorted(n.split(":")[0] for n in notes) == ["ner validation", "score validation", "sentiment validation"]
+
+
+def test_cli_evaluate_skips_tasks_without_the_split(make_recipe, tmp_path, capsys):
+    recipe = make_recipe(training={"steps": 2})
+    assert main(["train", str(recipe)]) == 0
+    model = str(tmp_path / "run" / "model")
+    assert main(["evaluate", model, str(recipe), "--split", "test"]) == 2  # no task has one
+    assert "no task has a test split" in capsys.readouterr().err
+    sentiment = yaml.safe_load(recipe.read_text())["tasks"]["sentiment"]["data"]
+    dev = sentiment.get("validation") or sentiment["train"]
+    assert main(["evaluate", model, str(recipe), f"tasks.sentiment.data.test={dev}", "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "not evaluated (no test split): score, ner" in out
+    assert set(json.loads((tmp_path / "run" / "model" / "eval-test.json").read_text())["tasks"]) == {"sentiment"}
 
 
 def test_cli_user_errors_are_one_line_exit_2(make_recipe, tmp_path):
