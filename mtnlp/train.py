@@ -74,7 +74,7 @@ def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
     except ValueError as e:  # e.g. fp16 requested on a machine without a GPU
-        raise UserError(f"{recipe.source}: training.mixed_precision: {e}") from None
+        raise UserError(f"{recipe.where('training.mixed_precision')}: training.mixed_precision: {e}") from None
     return accelerator, chosen
 
 
@@ -125,7 +125,7 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, str]:
     try:
         return MultiTaskModel.from_pretrained(where), where
     except (OSError, ValueError) as e:
-        raise UserError(f"{recipe.source}: model.init_from: not an mtnlp run or model "
+        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: not an mtnlp run or model "
                         f"({str(e).splitlines()[0]})") from None
 
 
@@ -187,7 +187,9 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
         else:
             model = MultiTaskModel.from_encoder(encoder, heads, sharing=sharing)
     except ValueError as e:  # a sharing setting that does not fit this encoder
-        raise UserError(f"{recipe.source}: {str(e).splitlines()[0]}") from None
+        message = str(e).splitlines()[0]
+        key = message.split(":")[0] if message.startswith("mtl.") else "model.init_from" if source else "mtl.sharing"
+        raise UserError(f"{recipe.where(key)}: {message}") from None
     limit = families.max_tokens(model.config.encoder)
     if limit is not None and recipe.model.max_length > limit:  # e.g. RoBERTa: 514 positions hold 512 tokens
         raise UserError(f"{recipe.where('model.max_length')}: model.max_length: {recipe.model.max_length} is more "
@@ -210,7 +212,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source_path or encoder)
     except (OSError, ValueError) as e:
-        raise UserError(f"{recipe.source}: model.encoder: cannot load '{recipe.model.encoder}' "
+        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
                         f"({str(e).splitlines()[0]})") from None
     tasks = load_tasks(recipe, tokenizer, accelerator, raw)
     metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -245,6 +246,17 @@ def test_resume_is_exact_with_learned_weights(make_recipe, tmp_path, mtl):
     assert _logs(tmp_path / "run")[-1]["weights"] == expected_logs[-1]["weights"]
 
 
+@pytest.mark.parametrize("changed", [{"weighting": "uncertainty"}, {"sharing": "lora", "lora_r": 2}],
+                         ids=["weighting", "sharing"])
+def test_resuming_with_other_methods_is_a_user_error(make_recipe, tmp_path, changed):
+    from mtnlp.errors import UserError
+
+    train(load_recipe(make_recipe(training={"steps": 3, "save_every": 3})))
+    folder = tmp_path / "run/checkpoints/step-000003"
+    with pytest.raises(UserError, match=f"^{folder}: written by a run with other tasks or methods"):
+        train(load_recipe(make_recipe(training={"steps": 6, "resume_from": str(folder)}, mtl=changed)))
+
+
 def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_path, tiny_encoder):
     tasks = tiny_tasks()
     first = train(load_recipe(make_recipe(training={"steps": 4}, mtl={"sharing": "lora", "lora_r": 2})))
@@ -294,10 +306,12 @@ def test_bad_method_settings_are_one_line_errors(make_recipe, mtl, key):
     from pathlib import Path
 
     mtnlp = Path(sys.executable).with_name("mtnlp")
-    proc = subprocess.run([str(mtnlp), "train", str(make_recipe(mtl=mtl))], capture_output=True, text=True, timeout=300)
+    recipe = make_recipe(mtl=mtl)
+    proc = subprocess.run([str(mtnlp), "train", str(recipe)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error:") and key in lines[-1] and "Traceback" not in proc.stderr
+    assert re.match(rf"error: {re.escape(str(recipe))}:\d+: ", lines[-1]), lines[-1]  # the file and the key's line
 
 
 @pytest.mark.parametrize("sharing", [LORA, TOP], ids=["lora", "task_layers"])
