@@ -216,6 +216,8 @@ def cmd_evaluate(args) -> int:
             continue
         tasks[name] = load_task(recipe, name, spec, tokenizer, recipe.model.max_length, splits=(args.split,),
                                 labels=head["labels"])
+        if args.split not in tasks[name].splits:  # a streamed training split is only read by training
+            raise UserError(f"{recipe.source}: tasks.{name}.data: no {args.split} split")
         metrics[name] = default_metrics(spec, head["labels"])
     if not tasks:
         raise UserError(f"{recipe.source}: no task has a {args.split} split (tasks.NAME.data.{args.split})")

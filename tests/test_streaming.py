@@ -156,6 +156,17 @@ def test_streamed_training_resumes_exactly(make_recipe, tmp_path):
     assert state["batches"]["stream"]["epoch"] >= 1  # the stream went round, and resumed mid-epoch
 
 
+def test_a_streamed_train_split_is_not_evaluated(make_recipe, tmp_path, capsys):
+    from mtnlp.cli import main
+
+    folder = hub_folder(tmp_path / "set", train_rows=40)
+    recipe = make_recipe(tasks={"stream": streamed_task(folder)}, training={"steps": 2, "batch_size": 4})
+    train(load_recipe(recipe))
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run" / "model"), str(recipe), "--split", "train"]) == 2
+    assert "tasks.stream.data: no train split" in capsys.readouterr().err
+
+
 def test_declared_size_wins_and_is_needed_without_metadata(make_recipe, tmp_path):
     folder = hub_folder(tmp_path, train_rows=30, sizes=False)
     recipe = make_recipe(tasks={"stream": streamed_task(folder)}, training={"steps": 1})
