@@ -86,21 +86,17 @@ def find_checkpoint(run_dir: Path, resume_from: str) -> Path:
 
 def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
     """Restore model, optimizer and this rank's RNG; return the trainer state dict."""
-    other_run = (f"{folder}: written by a run with other tasks or methods (mtl.sharing, mtl.weighting, heads); "
-                 "resume it with the recipe it was started with")
-    try:
-        model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    except RuntimeError as e:
-        raise UserError(f"{other_run} ({str(e).splitlines()[0][:120]})") from None
     try:  # weights_only: tensors and plain containers only, never arbitrary pickled objects
         optimizer_state = torch.load(folder / "optimizer.pt", weights_only=True)
     except pickle.UnpicklingError as e:
         raise UserError(f"{folder / 'optimizer.pt'}: refused to load: not plain optimizer state "
                         f"({str(e).splitlines()[0][:120]})") from None
-    try:
+    try:  # other weights (mtl.sharing, heads) or parameter groups (mtl.weighting) than this run's
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
         optimizer.load_state_dict(optimizer_state)
-    except ValueError as e:
-        raise UserError(f"{other_run} ({str(e).splitlines()[0][:120]})") from None
+    except (RuntimeError, ValueError) as e:
+        raise UserError(f"{folder}: written by a run with other tasks or methods (mtl.sharing, mtl.weighting, heads); "
+                        f"resume it with the recipe it was started with ({str(e).splitlines()[0][:120]})") from None
     rng_file = folder / f"rng-{rank}.json"
     if rng_file.exists():
         set_rng_state(json.loads(rng_file.read_text()), load_file(str(folder / f"rng-{rank}.safetensors"))["torch"])

@@ -251,7 +251,8 @@ def load_model(name: str, **hub_kwargs):
 
     path = Path(name).expanduser()
     # "runs/demo" is a hub id's shape too; a local folder "runs" says it is a path (no hub look-up, no retries)
-    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1 or path.parent.name and path.parent.is_dir()):
+    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1
+                              or path.parent.name and path.parent.is_dir()):
         raise UserError(f"{name}: model folder not found")
     if is_onnx_folder(name):  # `mtnlp export --onnx` output
         return OnnxMultiTaskModel(name), AutoTokenizer.from_pretrained(name)
