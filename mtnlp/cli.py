@@ -398,6 +398,8 @@ def cmd_recipes(args) -> int:
     if name is None:
         raise UserError(f"recipes copy: no recipe '{args.name}' (there are: {', '.join(entries)})")
     dest = Path(args.dest or Path(name).name).expanduser()
+    if dest.is_dir():  # as cp does: into the folder
+        dest = dest / Path(name).name
     if dest.exists():
         raise UserError(f"recipes copy: {dest} exists; name another file")
     if not dest.parent.is_dir():

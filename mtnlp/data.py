@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 SPLITS = ("train", "validation", "test")
-CACHE_VERSION = 3  # bump when reading or tokenize() gives different rows or columns
+CACHE_VERSION = 4  # bump when reading or tokenize() gives different rows or columns
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 
@@ -90,14 +90,21 @@ class TrainStream:
 
 def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[pa.Table, str]:
     """Examples of one split (an Arrow table; `_line`: where each came from) and a printable source name."""
-    source = getattr(task.data, split)
+    source, key = getattr(task.data, split), f"tasks.{name}.data.{split}"
+
+    def existing(path: str, key: str) -> Path:
+        path = resolve_path(recipe, path)
+        if not path.exists():
+            raise UserError(f"{recipe.where(key)}: {key}: {path}: file not found")
+        return path
+
     if task.data.hub:
         examples, name = read_hub_split(task.data, source, task.type), f"{task.data.hub}[{source}]"
     elif isinstance(source, dict):  # format lines: {text: FILE, labels: FILE, text_pair?: FILE}
-        files = {key: resolve_path(recipe, value) for key, value in source.items()}
+        files = {part: existing(value, f"{key}.{part}") for part, value in source.items()}
         examples, name = read_lines(files, task.data, task.type), str(files["labels"])  # label errors: labels file
     else:
-        path = resolve_path(recipe, source)
+        path = existing(source, key)
         examples, name = iter_examples(path, task.data, task.type), str(path)
     table = to_arrow(task_type(task.type).checked(examples, task, name), name)
     if not table.num_rows:

@@ -114,11 +114,13 @@ class MultiTaskPipeline:
                                                   inputs.get("token_type_ids"), tasks=tasks)
             logits = {t: v.float().cpu() for t, v in logits.items()}  # one copy per head and batch
             for j, i in enumerate(idx):
-                first_tokens = first_subtokens(enc.word_ids(j), enc.sequence_ids(j))
-                kept_pair = len({w for w, seq in zip(enc.word_ids(j), enc.sequence_ids(j)) if seq == 1 and w is not None})
-                truncated += len(first_tokens) < len(words[i][0]) or (pairs and kept_pair < len(words[i][1]))
+                # a word with no token (cut off, or one the tokenizer removes: a zero-width space) gets no tag
+                firsts = first_subtokens(enc.word_ids(j), enc.sequence_ids(j))
+                tagged = [words[i][0][w] for _, w in firsts]
+                truncated += bool(enc.encodings[j].overflowing)
                 results[i].update({t: task_type(self.tasks[t]["type"]).decode(
-                    logits[t][j], self.tasks[t], all_scores, words[i][0], first_tokens, items[i][0]) for t in tasks})
+                    logits[t][j], self.tasks[t], all_scores, tagged, [p for p, _ in firsts], items[i][0])
+                    for t in tasks})
         if truncated:
             warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} tokens were truncated; "
                           "their sequence predictions see only the beginning and later words get no tags",
@@ -147,11 +149,12 @@ def as_input(value, index: int) -> tuple[str, str | None]:
                      f"got {str(value)[:80]}")
 
 
-def first_subtokens(word_ids: list[int | None], sequence_ids: list[int | None] | None = None) -> list[int]:
-    """Token positions of each word's first sub-token (of the first text of a pair), in word order."""
+def first_subtokens(word_ids: list[int | None], sequence_ids: list[int | None] | None = None) -> list[tuple[int, int]]:
+    """(token position, word) of each word's first sub-token (of the first text of a pair), in word
+    order; a word with no token is not there."""
     out, previous = [], None
     for position, word in enumerate(word_ids):
         if word is not None and word != previous and (sequence_ids is None or sequence_ids[position] == 0):
-            out.append(position)
+            out.append((position, word))
         previous = word
     return out

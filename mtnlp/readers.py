@@ -17,6 +17,7 @@ from pathlib import Path
 from .errors import UserError, at
 from .spec import LINES_FILES, DataSpec
 from .tasks import TASK_TYPES
+from .tasks.base import label_name
 
 SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".conll": "conll",
                   ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll",
@@ -110,7 +111,8 @@ def iter_examples(path: Path, spec: DataSpec, task_type: str):
         if not TASK_TYPES[task_type].token_level:
             hint = ""
             if path.suffix.lower() == ".txt" and not spec.format:
-                hint = " (for a text file with a labels file line by line, give the split as {text: FILE, labels: FILE})"
+                hint = (" (for 'LABEL text' lines, set data.format: label_text; for a text file with a labels file "
+                        "line by line, give the split as {text: FILE, labels: FILE})")
             raise UserError(f"{path}: {fmt} files hold tagging data, but the task type is {task_type}{hint}")
         lines = file_lines(path, spec.encoding)
         rows = read_conll(path, lines, spec) if fmt == "conll" else read_conllu(path, lines, spec)
@@ -125,6 +127,9 @@ def iter_examples(path: Path, spec: DataSpec, task_type: str):
     else:
         rows = _json_objects(path, JsonArray(path, decoded(path, spec.encoding, newline="", chunk=1 << 16)).items())
     if fmt in ("conll", "conllu"):
+        if spec.label_names or spec.label_sep:  # tags are renamed as labels are
+            rows = (dict(ex, tags=[label_name(Row(path, {}, ex["_line"]), t, spec, "tag") for t in ex["tags"]])
+                    for ex in rows)
         yield from rows
     else:
         for row, line in rows:
@@ -142,6 +147,10 @@ def read_delimited(path: Path, lines, delimiter: str):
             raise UserError(f"{path}: empty file, expected a header row")
         if not any(name.strip() for name in header):
             raise UserError(f"{path}:1: empty header row, expected the column names")
+        for i, name in enumerate(header):
+            if name.strip() and name in header[:i]:  # a row would keep only one of them
+                raise UserError(f"{path}:1: column '{_printable(name)}' appears twice in the header "
+                                f"(columns {header.index(name) + 1} and {i + 1}); rename one")
         count = 0
         for values in reader:
             line = reader.line_num
@@ -498,6 +507,8 @@ def read_conll(path: Path, lines, spec: DataSpec):
 
 
 def read_conllu(path: Path, lines, spec: DataSpec):
+    if spec.token_column is not None:
+        raise UserError(f"{path}: data.token_column does not apply to CoNLL-U files (the words are its FORM column)")
     tag_name = spec.tag_column or "upos"
     if tag_name not in CONLLU_TAGS:
         raise UserError(f"{path}: data.tag_column for CoNLL-U must be 'upos' or 'xpos', got {tag_name!r}")
@@ -517,6 +528,8 @@ def read_conllu(path: Path, lines, spec: DataSpec):
                 raise UserError(f"{path}:{number}: word ID {word_id!r} is not a number")
             if not fields[1].strip() or fields[tag_index].strip() in ("", "_"):
                 raise UserError(f"{path}:{number}: missing form or {tag_name.upper()} tag")
+            if not tokens:
+                start = number  # the sentence's first word, not its comment lines
             tokens.append(fields[1])
             tags.append(fields[tag_index])
         if tokens:

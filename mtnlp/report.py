@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from .evaluation import evaluate_split, main_metric, majority_baseline
-from .recipe import Recipe, to_dict
+from .recipe import Recipe, resolve_path, to_dict
 
 
 def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
@@ -21,6 +21,8 @@ def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
         (run_dir / name).unlink(missing_ok=True)
     resolved = to_dict(recipe)
     resolved["training"]["mixed_precision"] = precision.name
+    # relative data paths resolve beside the recipe file, which this copy is not: make their base absolute
+    resolved["data_dir"] = str(resolve_path(recipe, ".").resolve())
     note = f"# training.mixed_precision: {precision.requested} -> {precision.name} ({precision.reason})\n"
     (run_dir / "recipe.yaml").write_text(note + yaml.safe_dump(resolved, sort_keys=False))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 LINES_FILES = ("text", "labels", "text_pair")  # the keys of a split given as a mapping (format lines)
 
@@ -73,11 +73,35 @@ class DataSpec(Spec):
     label_sep: str | None = None  # keep each label only up to this separator, e.g. ":" for TREC-6 "DESC:manner"
 
 
+class TextData(DataSpec):
+    """The data section of a type that reads a text (pair) and a label per example: every type but tagging."""
+
+    @field_validator("token_column", "tag_column")
+    @classmethod
+    def _tagging_only(cls, value):
+        if value is not None:
+            raise ValueError("applies to tagging tasks only; this task reads text_column and label_column")
+        return value
+
+
+class TagData(DataSpec):
+    """A tagging task's data section: tokens and tags, no text or label columns (label_names and
+    label_sep apply to the tags)."""
+
+    @field_validator("text_column", "text_pair_column", "label_column")
+    @classmethod
+    def _not_tagging(cls, value):
+        if value is not None:
+            raise ValueError("does not apply to tagging, which reads token_column and tag_column "
+                             "(CoNLL-U: tag_column upos or xpos)")
+        return value
+
+
 class TaskSpec(Spec):
     """A task section's keys every type has; a type's own Spec (mtnlp/tasks) names its `type` and adds keys."""
 
     type: str
-    data: DataSpec
+    data: TextData
     metrics: Names | None = None  # default per type; the first is the task's main metric
     loss_weight: Annotated[Float, Field(ge=0)] = 1.0
     dropout: Fraction = 0.1

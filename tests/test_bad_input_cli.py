@@ -74,7 +74,8 @@ def train(recipe: Path, *overrides: str) -> list[str]:
 
 def missing_data_file(c: Ctx):
     path = c.folder / "nope.tsv"
-    return train(c.recipe(tasks=c.one_task(path))), f"{path}:", ["file not found"]
+    recipe = c.recipe(tasks=c.one_task(path))
+    return train(recipe), f"{recipe}:", [".data.train: ", f"{path}: file not found"]
 
 
 def unreadable_data_file(c: Ctx):

@@ -109,6 +109,9 @@ def test_a_copied_recipe_runs_with_its_own_loop(make_recipe, tmp_path, monkeypat
     assert len([line for line in done.stdout.splitlines() if line.startswith("trained ")]) == 3
     assert main(["recipes", "copy", "multitask", "my_recipe.py"]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    assert main(["recipes", "copy", "multitask", "mine"]) == 0  # into a folder, as cp does
+    assert (tmp_path / "mine" / "multitask.py").read_text() == (REPO / "recipes" / "multitask.py").read_text()
 
 
 def test_a_copied_config_reads_the_packaged_data(tmp_path, monkeypatch):

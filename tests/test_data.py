@@ -76,6 +76,27 @@ def test_align_labels_pure():
     assert align_labels([None, 0, 1, None, 0, 1, None], [3, 4]) == [-100, 3, 4, -100, 3, 4, -100]
 
 
+def test_tagging_words_without_a_token_keep_later_words_aligned(tokenizer):
+    """A zero-width space or a soft hyphen is a word the tokenizer turns into nothing: it gets no
+    prediction (scored as O), and the words after it are scored against their own tags."""
+    import torch
+
+    from mtnlp.tasks import task_type
+
+    kind, labels = task_type("tagging"), ["O", "B-PER", "B-LOC"]
+    batch = {"tokens": [["\u200b", "Anna", "\u00ad", "Paris", "x"], ["Anna", "x"]],
+             "tags": [["B-LOC", "B-PER", "O", "B-LOC", "O"], ["B-PER", "O"]]}
+    enc = kind.encode(batch, tokenizer, 32, {label: i for i, label in enumerate(labels)})
+    assert enc["word_index"] == [[1, 3, 4], [0, 1]]
+    width = max(map(len, enc["labels"]))
+    gold = kind.collate_labels([{"labels": row} for row in enc["labels"]], width)
+    logits = torch.nn.functional.one_hot(gold.clamp(min=0), len(labels)).float()  # a perfect model
+    predictions = kind.predictions(logits, gold, {}, {"word_index": enc["word_index"]})
+    assert predictions == [[-1, 1, -1, 2, 0], [1, 0]]
+    scores = kind.score(batch["tags"], predictions, ["token_accuracy"], labels)
+    assert scores["token_accuracy"] == 6 / 7  # only the zero-width B-LOC is missed
+
+
 def test_align_labels_with_minilm_word_pieces(tokenizer):
     words = ["Kowalczyk", "joined", "Northwind", "unaffable", "."]
     tags = [3, 8, 2, 1, 8]

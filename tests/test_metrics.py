@@ -100,6 +100,22 @@ def test_seqeval_strict_rejects_iob1_style_start():
     assert seq_f1(refs, preds) == pytest.approx(1.0)
 
 
+def test_iob1_gold_tags_are_scored_by_conlleval_rules():
+    """CoNLL-2003 as first shipped is IOB1: entities start with I-, B- only splits two of one type.
+    Strict IOB2 would drop those entities from gold and prediction alike (F1 1.0 here)."""
+    from mtnlp.tasks import task_type
+    from mtnlp.tasks.tagging import is_iob1
+
+    labels = ["B-ORG", "I-LOC", "I-ORG", "I-PER", "O"]
+    gold = [["I-PER", "I-PER", "O", "I-LOC", "O", "I-ORG", "B-ORG"]]
+    predicted = [[labels.index(t) for t in ["O", "O", "O", "O", "O", "I-ORG", "B-ORG"]]]
+    assert is_iob1(gold) and not is_iob1([["B-PER", "I-PER", "O", "B-LOC"]]) and not is_iob1([["O"]])
+    scores = task_type("tagging").score(gold, predicted, ["seqeval"], labels)
+    # gold: PER, LOC, ORG, ORG; predicted: the two ORGs
+    assert scores["precision"] == 1.0 and scores["recall"] == 0.5 and scores["f1"] == pytest.approx(2 / 3)
+    assert scores["f1"] == pytest.approx(seq_f1(gold, [[labels[i] for i in predicted[0]]]))
+
+
 def test_loads_offline_from_fresh_hf_home_in_new_process(tmp_path):
     """Env set before evaluate is imported: every metric loads from an empty HF_HOME."""
     home = tmp_path / "fresh_home"

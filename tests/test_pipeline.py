@@ -66,6 +66,14 @@ def test_batch_equals_single_and_task_selection(model_dir):
         pipe("x", tasks=["nope"])
 
 
+def test_words_the_tokenizer_removes_get_no_tag_and_do_not_shift_the_others(model_dir):
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    plain, text = "John works in Paris .", "John \u200b works in \u00ad Paris ."
+    words = [(w["word"], text[w["start"]:w["end"]]) for w in pipe(text)["pos"]]
+    assert words == [(w, w) for w in plain.split()]
+    assert [w["tag"] for w in pipe(text)["pos"]] == [w["tag"] for w in pipe(plain)["pos"]]
+
+
 def test_empty_and_long_texts(model_dir):
     pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
     empty = pipe("")
@@ -146,7 +154,8 @@ def test_iob_spans_stray_inside_tag_starts_an_entity():
 
 
 def test_first_subtokens():
-    assert first_subtokens([None, 0, 0, 1, 2, 2, None]) == [1, 3, 4]
+    assert first_subtokens([None, 0, 0, 1, 2, 2, None]) == [(1, 0), (3, 1), (4, 2)]
+    assert first_subtokens([None, 0, 2, 2, None]) == [(1, 0), (2, 2)]  # word 1 has no token
 
 
 def run_cli(*args, stdin=None):

@@ -233,7 +233,7 @@ def test_conllu_skips_multiword_ranges_and_empty_nodes():
         assert contraction not in tokens
     assert "ca" in tokens and "n't" in tokens
     ids = [int(line.split("\t")[0]) for line in text.splitlines() if re.match(r"\d+\t", line)]
-    assert len(ids) == n_words and rows[0]["_line"] == 1
+    assert len(ids) == n_words and rows[0]["_line"] == 3  # its first word, after two comment lines
 
 
 def test_conllu_upos_vs_xpos():
@@ -578,3 +578,26 @@ def test_real_stsb_headerless_by_position():
     assert [(r["text"], r["text_pair"], r["label"]) for r in rows] == [
         (f[5].strip(), f[6].strip(), float(f[4])) for f in raw]
     assert all(0.0 <= r["label"] <= 5.0 for r in rows)
+
+
+def test_a_column_named_twice_in_the_header_is_an_error(tmp_path):
+    path = tmp_path / "dup.tsv"
+    path.write_text("text\tlabel\ttext\nreal text\t1\tid1\n")
+    with pytest.raises(UserError, match=r"dup.tsv:1: column 'text' appears twice in the header \(columns 1 and 3\)"):
+        read_examples(path, DataSpec(), "classification")
+
+
+def test_conllu_has_no_token_column(tmp_path):
+    with pytest.raises(UserError, match="ud_sample.conllu: data.token_column does not apply to CoNLL-U"):
+        read(DATA / "ud_sample.conllu", "tagging", token_column=2)
+
+
+def test_label_names_and_label_sep_rename_tags(tmp_path):
+    path = write(tmp_path, "t.conll", "Anna B-PER\nParis B-LOC\n\nBerlin B-LOC\n")
+    renamed = read(path, "tagging", label_names={"B-PER": "B-PERSON", "B-LOC": "B-PLACE"})
+    assert [r["tags"] for r in renamed] == [["B-PERSON", "B-PLACE"], ["B-PLACE"]]
+    assert [r["tags"] for r in read(path, "tagging", label_sep="-")] == [["B", "B"], ["B"]]
+    with pytest.raises(UserError, match=r"t.conll:1: tag 'B-LOC' is not in data.label_names"):
+        read(path, "tagging", label_names={"B-PER": "B-PERSON"})
+    jsonl = write(tmp_path, "t.jsonl", json.dumps({"tokens": ["Anna"], "tags": ["B-PER"]}) + "\n")
+    assert read(jsonl, "tagging", label_names={"B-PER": "PER"})[0]["tags"] == ["PER"]

@@ -388,7 +388,7 @@ def test_headerless_positions(tmp_path):
     (HEADERLESS, {"      label_column: 4\n": ""}, 6, "tasks.sts.data.header", "label_column as a 0-based column position"),
     (HEADERLESS, {"text_pair_column: 6": "text_pair_column: -1"}, 8, "tasks.sts.data.text_pair_column", ">= 0"),
     (HEADERLESS, {"format: tsv": "format: jsonl"}, 6, "tasks.sts.data.header", "csv and tsv files, not jsonl"),
-    (HEADERLESS, {"type: regression": "type: tagging"}, 6, "tasks.sts.data.header", "tagging"),
+    (HEADERLESS, {"type: regression": "type: tagging"}, 7, "tasks.sts.data.text_column", "does not apply to tagging"),
     (HEADERLESS, {"header: false": "header: maybe"}, 6, "tasks.sts.data.header", "expected bool"),
 ])
 def test_data_section_recipe_errors(tmp_path, base, replace, line, key, fragment):
@@ -409,3 +409,45 @@ def test_column_position_with_a_header_row_via_override(tmp_path):
 def test_yaml_no_like_mixed_precision_needs_no_quotes(tmp_path, written):
     path = recipe_file(tmp_path, replace={"  lr: 0.001": f"  lr: 0.001\n  mixed_precision: {written}"})
     assert load_recipe(path).training.mixed_precision == "fp32"
+
+
+def test_the_recorded_recipe_finds_the_data_from_the_run_directory(tmp_path):
+    """The run's recipe.yaml lives elsewhere than the recipe: its relative data paths still resolve."""
+    from mtnlp.precision import resolve
+    from mtnlp.report import start_run
+
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "train.tsv").write_text("text\tlabel\na\tx\nb\ty\n")
+    path = project / "recipe.yaml"
+    path.write_text(textwrap.dedent("""\
+        data_dir: data
+        model: {encoder: x}
+        tasks:
+          t: {type: classification, data: {train: train.tsv}}
+        """))
+    recipe = load_recipe(path)
+    start_run(tmp_path / "run", recipe, resolve("fp32", "cpu"))
+    recorded = load_recipe(tmp_path / "run" / "recipe.yaml")
+    assert resolve_path(recorded, recorded.tasks["t"].data.train) == (project / "data" / "train.tsv").resolve()
+
+
+@pytest.mark.parametrize("task_type, key, value, message", [
+    ("tagging", "label_column", "xpos", "does not apply to tagging, which reads token_column and tag_column"),
+    ("tagging", "text_column", "words", "does not apply to tagging"),
+    ("classification", "tag_column", 3, "applies to tagging tasks only"),
+    ("regression", "token_column", 0, "applies to tagging tasks only"),
+])
+def test_data_keys_another_task_type_reads_are_errors(tmp_path, task_type, key, value, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        model: {{encoder: x}}
+        tasks:
+          t:
+            type: {task_type}
+            data:
+              train: a.tsv
+              {key}: {value}
+        """))
+    with pytest.raises(UserError, match=re.escape(f"r.yaml:7: tasks.t.data.{key}: {message}")):
+        load_recipe(path)

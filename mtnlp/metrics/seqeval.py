@@ -1,4 +1,4 @@
-"""Entity-level precision/recall/F1 with seqeval in strict IOB2 mode."""
+"""Entity-level precision/recall/F1 with seqeval: strict IOB2 mode, or conlleval's rules for IOB1 tags."""
 
 import datasets
 import evaluate
@@ -10,7 +10,8 @@ from seqeval.scheme import IOB2
 class Seqeval(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
-            description="Strict IOB2 entity-level scores (seqeval, mode='strict').",
+            description="Entity-level scores (seqeval): strict IOB2 (mode='strict'), or with iob1=True "
+                        "conlleval's rules (an I- tag after O or another type starts an entity).",
             citation="",
             inputs_description="predictions, references: lists of tag-string sequences.",
             features=datasets.Features(
@@ -21,10 +22,10 @@ class Seqeval(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references):
+    def _compute(self, predictions, references, iob1=False):
+        strict = {} if iob1 else {"mode": "strict", "scheme": IOB2}
         report = classification_report(
-            y_true=references, y_pred=predictions, output_dict=True,
-            mode="strict", scheme=IOB2, zero_division=0,
+            y_true=references, y_pred=predictions, output_dict=True, zero_division=0, **strict,
         )
         report.pop("macro avg", None)
         report.pop("weighted avg", None)

@@ -150,7 +150,9 @@ class TaskType:
 
     def decode(self, logits: torch.Tensor, spec: dict, all_scores: bool, words=None, first_tokens=None,
                text: str = "") -> Any:
-        """The pipeline's prediction for one input from this head's logits (one row)."""
+        """The pipeline's prediction for one input from this head's logits (one row). Token-level
+        types get `words`, the (word, (start, end)) of the text's words that have a token, and
+        `first_tokens`, the position of each one's first sub-token."""
         raise NotImplementedError
 
     def export_config(self, config, spec: dict) -> None:

@@ -24,11 +24,11 @@ from typing import Literal
 from pydantic import field_validator
 
 from ..errors import UserError, at
-from ..spec import DataSpec, TaskSpec
+from ..spec import TaskSpec, TextData
 from .base import TaskType, column, label_shares, rename
 
 
-class ChoiceData(DataSpec):
+class ChoiceData(TextData):
     """A multiple-choice task's data section: DataSpec's keys (text_column is the context, or the
     question when there is no separate context) and where the choices and the question are."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..spec import TaskSpec
-from .base import TaskType, column, label_shares
+from ..spec import TagData, TaskSpec
+from .base import TaskType, column, label_name, label_shares
 
 IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
 
@@ -15,8 +15,10 @@ class Tagging(TaskType):
 
     class Spec(TaskSpec):
         type: Literal["tagging"]
+        data: TagData
 
     metrics = ("seqeval", "token_accuracy")
+    prediction_columns = ("word_index",)
     token_level = True
     head_kind = "token"
     export_class = "AutoModelForTokenClassification"
@@ -34,7 +36,7 @@ class Tagging(TaskType):
         if not tokens:
             row.fail("empty token list")
         return {"tokens": [row.name("token", t) for t in tokens],
-                "tags": [row.name("tag", t) for t in tags], "_line": row.line}
+                "tags": [label_name(row, t, spec, "tag") for t in tags], "_line": row.line}
 
     def labels_of(self, example):
         return example["tags"]
@@ -43,6 +45,9 @@ class Tagging(TaskType):
         enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
         enc["labels"] = [align_labels(enc.word_ids(i), [label_ids[t] for t in tags])
                          for i, tags in enumerate(batch["tags"])]
+        # which word each labelled token starts: a word the tokenizer turns into nothing (a zero-width
+        # space, a lone combining accent) has no token, and later words must not shift onto its tag
+        enc["word_index"] = [first_words(enc.word_ids(i)) for i in range(len(batch["tags"]))]
         return enc
 
     def collate_labels(self, rows, width):
@@ -58,9 +63,16 @@ class Tagging(TaskType):
 
         return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
 
-    def predictions(self, logits, labels, spec):
-        """Per word, the label id of its first sub-token."""
-        return [row[gold != IGNORE].argmax(-1).tolist() for row, gold in zip(logits, labels)]
+    def predictions(self, logits, labels, spec, rows):
+        """Per word, the label id of its first sub-token; -1 for a word with no token (see encode)."""
+        out = []
+        for row, gold, words in zip(logits, labels, rows["word_index"]):
+            ids = row[gold != IGNORE].argmax(-1).tolist()
+            predicted = [-1] * (words[-1] + 1 if words else 0)
+            for word, i in zip(words, ids):
+                predicted[word] = i
+            out.append(predicted)
+        return out
 
     def references(self, dataset):
         return column(dataset, "tags")
@@ -68,14 +80,17 @@ class Tagging(TaskType):
     def score(self, references, predictions, metrics, labels):
         from ..metrics import compute, load_metric
 
-        # words cut off by max_length have no prediction: they count as "O" (or wrong, without an O tag)
+        # words with no token (cut off by max_length, or removed by the tokenizer) have no prediction
+        # (-1): they count as "O" (or wrong, without an O tag)
         fill = "O" if "O" in labels else None
-        predicted = [[labels[i] for i in p] + [fill] * (len(g) - len(p)) for p, g in zip(predictions, references)]
+        predicted = [[labels[i] if i >= 0 else fill for i in p] + [fill] * (len(g) - len(p))
+                     for p, g in zip(predictions, references)]
         results = {}
         for name in metrics:
             if name == "seqeval":
+                # strict IOB2 would drop IOB1's entities that start with I- from gold and prediction alike
                 r = load_metric("seqeval").compute(predictions=[[t or "O" for t in p] for p in predicted],
-                                                   references=references)
+                                                   references=references, iob1=is_iob1(references))
                 results.update(precision=r["overall_precision"], recall=r["overall_recall"], f1=r["overall_f1"])
             else:  # token_accuracy
                 ids = {label: i for i, label in enumerate(labels)}
@@ -96,14 +111,13 @@ class Tagging(TaskType):
         import torch
 
         labels = spec["labels"]
-        probs = logits[first_tokens].float().softmax(-1)  # one row per (kept) word
+        probs = logits[first_tokens].float().softmax(-1)  # one row per word that has a token
         scores, ids = probs.max(-1) if len(first_tokens) else (torch.empty(0), torch.empty(0, dtype=torch.long))
         tags = [labels[k] for k in ids.tolist()]
-        kept = words[: len(first_tokens)]
         if is_iob(labels):
-            return iob_spans(tags, scores.tolist(), kept, text)
+            return iob_spans(tags, scores.tolist(), words, text)
         return [{"word": w, "tag": tag, "start": s, "end": e, "score": float(p)}
-                for (w, (s, e)), tag, p in zip(kept, tags, scores.tolist())]
+                for (w, (s, e)), tag, p in zip(words, tags, scores.tolist())]
 
 
 def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
@@ -115,8 +129,29 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
     return out
 
 
+def first_words(word_ids: list[int | None]) -> list[int]:
+    """The word of each word's first sub-token, in token order (the words that have a token)."""
+    out, previous = [], None
+    for word in word_ids:
+        if word is not None and word != previous:
+            out.append(word)
+        previous = word
+    return out
+
+
 def is_iob(labels: list[str]) -> bool:
     return any(label.startswith(("B-", "I-")) for label in labels)
+
+
+def is_iob1(sequences: list[list[str]]) -> bool:
+    """Whether tag sequences are IOB1: some entity starts with I- (after O, another type or nothing)."""
+    for tags in sequences:
+        previous = "O"
+        for tag in tags:
+            if tag.startswith("I-") and previous[2:] != tag[2:]:
+                return True
+            previous = tag if tag.startswith(("B-", "I-")) else "O"
+    return False
 
 
 def iob_spans(tags: list[str], scores: list[float], words, text: str) -> list[dict]:
