@@ -94,8 +94,9 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[p
 
     def existing(path: str, key: str) -> Path:
         path = resolve_path(recipe, path)
-        if not path.exists():
-            raise UserError(f"{recipe.where(key)}: {key}: {path}: file not found")
+        if not path.exists() or path.is_dir():
+            problem = "is a folder, expected a data file" if path.exists() else "file not found"
+            raise UserError(f"{recipe.where(key)}: {key}: {path}: {problem}")
         return path
 
     if task.data.hub:

@@ -78,6 +78,11 @@ def missing_data_file(c: Ctx):
     return train(recipe), f"{recipe}:", [".data.train: ", f"{path}: file not found"]
 
 
+def a_folder_as_data_file(c: Ctx):
+    recipe = c.recipe(tasks=c.one_task(c.folder))
+    return train(recipe), f"{recipe}:", [".data.train: ", f"{c.folder}: is a folder, expected a data file"]
+
+
 def unreadable_data_file(c: Ctx):
     # tests run as root, where chmod 000 does not stop reads: a directory in place of the file cannot be read either
     path = c.folder / "train.tsv"
@@ -304,8 +309,8 @@ def recipes_copy_into_a_missing_folder(c: Ctx):
 
 
 CASES = [Case(f.__name__, f) for f in (
-    missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column, empty_split_header_only,
-    whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
+    missing_data_file, a_folder_as_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
+    empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
     invalid_json_line, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,
     lines_format_with_a_plain_path, headerless_row_too_short, column_position_with_header_row, unknown_recipe_key,
     wrong_value_type, negative_lr, temperature_zero, empty_task_list,
