@@ -60,10 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("export", help="write one head as a plain transformers model, or the heads as ONNX")
     p.add_argument("model", help="model directory or hub id")
-    p.add_argument("--task", help="the head to export (with --onnx: default every text head)")
+    p.add_argument("--task", help="the head to export (with --onnx: default every head)")
     p.add_argument("--onnx", action="store_true", help="one ONNX graph of the heads (predict and serve run it)")
     p.add_argument("--quantize", choices=["int8"], help="with --onnx: dynamic int8 quantisation of the weights")
-    p.add_argument("out", help="output folder")
+    p.add_argument("--revision", help="hub branch, tag or commit")
+    p.add_argument("out", help="output folder: new or empty (export never overwrites)")
 
     p = commands.add_parser("serve", help="serve the model's heads over HTTP: POST /predict, GET /health, GET /info")
     p.add_argument("model", help="model directory or hub id")
@@ -243,29 +244,9 @@ def cmd_evaluate(args) -> int:
 
 def load_model(name: str, **hub_kwargs):
     """(MultiTaskModel, tokenizer) from a folder or hub id; a clear UserError when it is not one."""
-    from transformers import AutoTokenizer, PreTrainedConfig
+    from .pipeline import load_pretrained
 
-    from .errors import UserError
-    from .modeling import MultiTaskModel
-    from .onnx_model import OnnxMultiTaskModel, is_onnx_folder
-
-    path = Path(name).expanduser()
-    # "runs/demo" is a hub id's shape too; a local folder "runs" says it is a path (no hub look-up, no retries)
-    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1
-                              or path.parent.name and path.parent.is_dir()):
-        raise UserError(f"{name}: model folder not found")
-    if is_onnx_folder(name):  # `mtnlp export --onnx` output
-        return OnnxMultiTaskModel(name), AutoTokenizer.from_pretrained(name)
-    try:
-        config, _ = PreTrainedConfig.get_config_dict(name, **hub_kwargs)
-        if not config.get("model_type"):
-            raise UserError(f"{name}: not an mtnlp model folder or hub repository (no config.json with a model_type)")
-        if config["model_type"] != "mtnlp":  # e.g. the base encoder instead of a run's model/ folder
-            raise UserError(f"{name}: a {config['model_type']} model, not an mtnlp multi-task model "
-                            "(give a run's model/ folder)")
-        return MultiTaskModel.from_pretrained(name, **hub_kwargs), AutoTokenizer.from_pretrained(name, **hub_kwargs)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{name}: not an mtnlp model folder or hub repository ({str(e).splitlines()[0]})") from None
+    return load_pretrained(name, **hub_kwargs)
 
 
 def read_inputs(path: str) -> list:
@@ -431,10 +412,17 @@ def cmd_export(args) -> int:
         raise UserError("export: --quantize applies to --onnx")
     if not args.onnx and args.task is None:
         raise UserError("export: give --task NAME (a plain transformers model of one head), or --onnx")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
         raise UserError(f"export: {args.out} is a file; name a folder to write")
+    if out.is_dir() and any(out.iterdir()):  # the model's own folder, an earlier export, ...
+        raise UserError(f"export: {args.out} is not empty; name a new or empty folder (export never overwrites)")
+    from .onnx_model import is_onnx_folder
+
+    if is_onnx_folder(args.model):
+        raise UserError(f"export: {args.model} is an ONNX export; export reads a PyTorch model folder or hub id")
     quiet_libraries(with_datasets=False)
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, **({"revision": args.revision} if args.revision else {}))
     if args.onnx:
         from .onnx_model import export_onnx
 

@@ -9,3 +9,8 @@ def at(source, line) -> str:
     """Where an example comes from, for an error message: `file:12` for a line number, `name: row 3`
     for a described place (a hub split's row)."""
     return f"{source}:{line}" if isinstance(line, int) else f"{source}: {line}"
+
+
+def first_line(error: Exception) -> str:
+    """An exception's message cut to its first line (libraries add hints and tracebacks below it)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -28,6 +28,16 @@ def is_onnx_folder(name) -> bool:
     return (Path(name).expanduser() / ONNX_FILE).is_file()
 
 
+def onnx_errors() -> tuple[type[Exception], ...]:
+    """onnxruntime's errors for a model file it cannot load (they derive from Exception only)."""
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort
+    except ImportError:
+        return ()
+    return tuple(getattr(ort, name) for name in ("Fail", "InvalidProtobuf", "InvalidGraph", "NoSuchFile")
+                 if hasattr(ort, name))
+
+
 class _Heads(nn.Module):
     """forward_heads with positional inputs and a tuple of outputs, as the exporter traces it."""
 
@@ -43,17 +53,21 @@ class _Heads(nn.Module):
 @contextlib.contextmanager
 def quiet_exporter():
     """torch's exporter warns about its own internals (deprecated pytree classes, torchvision not
-    installed, dynamic axis renames): nothing a user of `mtnlp export` can act on."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    installed, dynamic axis renames), onnxscript's optimizer about ops it does not fold (DeBERTa's
+    LayerNormalization), onnxruntime's quantizer (on the root logger) about optional pre-processing:
+    nothing a user of `mtnlp export` can act on."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", None)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[str] | None = None,
@@ -74,12 +88,11 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
                         return_tensors="pt")
     args = tuple(example[n] if n in example else torch.zeros_like(example["input_ids"]) for n in names)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, quiet_exporter():
         raw = Path(tmp) / ONNX_FILE
-        with quiet_exporter():
-            torch.onnx.export(_Heads(model, tasks).eval(), args, str(raw), input_names=names, output_names=tasks,
-                              dynamic_shapes={n: {0: batch, 1: length} for n in names}, dynamo=True,
-                              verbose=False, external_data=False)  # one self-contained file
+        torch.onnx.export(_Heads(model, tasks).eval(), args, str(raw), input_names=names, output_names=tasks,
+                          dynamic_shapes={n: {0: batch, 1: length} for n in names}, dynamo=True,
+                          verbose=False, external_data=False)  # one self-contained file
         if quantize == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -45,11 +45,7 @@ class MultiTaskPipeline:
                         max_length: int | None = None, **hub_kwargs) -> "MultiTaskPipeline":
         """Load a saved model folder, an ONNX folder (`mtnlp export --onnx`) or a hub id (hub_kwargs:
         revision, token, ...)."""
-        from .onnx_model import OnnxMultiTaskModel, is_onnx_folder
-
-        model = (OnnxMultiTaskModel(name_or_path) if is_onnx_folder(name_or_path)
-                 else MultiTaskModel.from_pretrained(name_or_path, **hub_kwargs))
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs)
+        model, tokenizer = load_pretrained(name_or_path, **hub_kwargs)
         return cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size, max_length=max_length)
 
     @property
@@ -136,6 +132,40 @@ class MultiTaskPipeline:
             words.append((word, (start, start + len(word))))
             position = start + len(word)
         return words
+
+
+def load_pretrained(name: str, **hub_kwargs):
+    """(MultiTaskModel or OnnxMultiTaskModel, tokenizer) from a model folder, an ONNX folder or a hub id;
+    a one-line UserError when it is not one or cannot be read."""
+    from pathlib import Path
+
+    from safetensors import SafetensorError
+    from transformers import PreTrainedConfig
+
+    from .errors import UserError, first_line
+    from .onnx_model import OnnxMultiTaskModel, is_onnx_folder, onnx_errors
+
+    name = str(name)
+    path = Path(name).expanduser()
+    # "runs/demo" is a hub id's shape too; a local folder "runs" says it is a path (no hub look-up, no retries)
+    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1
+                              or path.parent.name and path.parent.is_dir()):
+        raise UserError(f"{name}: model folder not found")
+    onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
+    try:
+        config, _ = PreTrainedConfig.get_config_dict(name, **({} if onnx else hub_kwargs))
+        if not config.get("model_type"):
+            raise UserError(f"{name}: not an mtnlp model folder or hub repository (no config.json with a model_type)")
+        if config["model_type"] != "mtnlp":  # e.g. the base encoder instead of a run's model/ folder
+            raise UserError(f"{name}: a {config['model_type']} model, not an mtnlp multi-task model "
+                            "(give a run's model/ folder)")
+        model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
+        return model, AutoTokenizer.from_pretrained(name, **({} if onnx else hub_kwargs))
+    except (OSError, ValueError) as e:
+        hint = "" if path.exists() else "; a private repository needs a token: HF_TOKEN or `hf auth login`"
+        raise UserError(f"{name}: not an mtnlp model folder or hub repository ({first_line(e)}){hint}") from None
+    except (SafetensorError, *onnx_errors()) as e:  # a damaged or cut-off weights file
+        raise UserError(f"{name}: cannot read its weights ({first_line(e)})") from None
 
 
 def as_input(value, index: int) -> tuple[str, str | None]:

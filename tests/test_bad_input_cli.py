@@ -78,16 +78,12 @@ def missing_data_file(c: Ctx):
     return train(recipe), f"{recipe}:", [".data.train: ", f"{path}: file not found"]
 
 
-def a_folder_as_data_file(c: Ctx):
-    recipe = c.recipe(tasks=c.one_task(c.folder))
-    return train(recipe), f"{recipe}:", [".data.train: ", f"{c.folder}: is a folder, expected a data file"]
-
-
 def unreadable_data_file(c: Ctx):
     # tests run as root, where chmod 000 does not stop reads: a directory in place of the file cannot be read either
     path = c.folder / "train.tsv"
     path.mkdir()
-    return train(c.recipe(tasks=c.one_task(path))), f"{path}:", ["is a directory", "expected a data file"]
+    recipe = c.recipe(tasks=c.one_task(path))
+    return train(recipe), f"{recipe}:", [".data.train: ", f"{path}: is a folder, expected a data file"]
 
 
 def unknown_format_suffix(c: Ctx):
@@ -300,6 +296,18 @@ def export_onto_a_file(c: Ctx):
     return ["export", str(c.model), "--task", "sentiment", str(path)], "export:", [f"{path} is a file"]
 
 
+def export_into_the_model_folder(c: Ctx):
+    return ["export", str(c.model), "--task", "sentiment", str(c.model)], "export:", ["is not empty", "never overwrites"]
+
+
+def damaged_weights_file(c: Ctx):
+    import shutil
+
+    copy = shutil.copytree(c.model, c.folder / "damaged")
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:1000])
+    return ["predict", str(copy), "some text"], f"{copy}:", ["cannot read its weights"]
+
+
 def export_quantize_without_onnx(c: Ctx):
     return ["export", str(c.model), "--quantize", "int8", str(c.folder / "out")], "export:", ["--quantize applies to --onnx"]
 
@@ -309,7 +317,7 @@ def recipes_copy_into_a_missing_folder(c: Ctx):
 
 
 CASES = [Case(f.__name__, f) for f in (
-    missing_data_file, a_folder_as_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
+    missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
     invalid_json_line, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,
     lines_format_with_a_plain_path, headerless_row_too_short, column_position_with_header_row, unknown_recipe_key,
@@ -317,7 +325,8 @@ CASES = [Case(f.__name__, f) for f in (
     duplicate_task_names, unknown_sampler, unknown_metric, unknown_task_type, evaluate_folder_that_is_not_a_model,
     evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have, predict_batch_size_zero,
     predict_output_in_a_missing_folder, evaluate_output_in_a_missing_folder, model_folder_missing_under_an_existing_folder,
-    export_onto_a_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder)]
+    export_onto_a_file, export_into_the_model_folder, damaged_weights_file, export_quantize_without_onnx,
+    recipes_copy_into_a_missing_folder)]
 BY_ID = {case.id: case for case in CASES}
 
 

@@ -120,6 +120,39 @@ def test_one_head_and_bad_export_options(exported, tmp_path, capsys):
     assert "--onnx" in err and "--quantize applies to --onnx" in err and "no such task" in err
 
 
+def test_export_prints_only_its_own_lines(exported, tmp_path):
+    """No warnings from the exporter or the quantiser: nothing there a user can act on."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "int8"
+    proc = subprocess.run([sys.executable, "-m", "mtnlp", "export", str(exported / "model"), "--onnx", "--quantize",
+                           "int8", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.splitlines() == [f"wrote {out} (ONNX, int8): mtnlp predict {out} ..."]
+
+
+def test_damaged_onnx_folders_are_one_line_errors(exported, tmp_path, capsys):
+    import shutil
+
+    cases = {"truncated": ("model.onnx", "cannot read its weights"),
+             "no-tokenizer": ("tokenizer.json", "not an mtnlp model folder"),
+             "no-config": ("config.json", "no config.json")}
+    for name, (damaged, message) in cases.items():
+        folder = shutil.copytree(exported / "fp32", tmp_path / name)
+        if name == "truncated":
+            (folder / damaged).write_bytes((folder / damaged).read_bytes()[:2000])
+        else:
+            for path in folder.glob(damaged.replace(".json", "*")):
+                path.unlink()
+        capsys.readouterr()
+        assert main(["predict", str(folder), "some text"]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {folder}: ") and message in err and len(err.splitlines()) == 1, (name, err)
+    assert main(["export", str(exported / "fp32"), "--task", "ner", str(tmp_path / "again")]) == 2
+    assert "is an ONNX export; export reads a PyTorch model folder" in capsys.readouterr().err
+
+
 def test_mtnlp_evaluate_runs_an_onnx_folder(make_recipe, tmp_path, capsys):
     """The metrics of the ONNX export are the trained model's (fp32)."""
     recipe = make_recipe(training={"steps": 3})

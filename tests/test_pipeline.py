@@ -74,6 +74,13 @@ def test_words_the_tokenizer_removes_get_no_tag_and_do_not_shift_the_others(mode
     assert [w["tag"] for w in pipe(text)["pos"]] == [w["tag"] for w in pipe(plain)["pos"]]
 
 
+def test_a_plain_encoder_is_not_a_multi_task_model(tiny_encoder):
+    from mtnlp.errors import UserError
+
+    with pytest.raises(UserError, match="a bert model, not an mtnlp multi-task model"):
+        MultiTaskPipeline.from_pretrained(tiny_encoder)
+
+
 def test_empty_and_long_texts(model_dir):
     pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
     empty = pipe("")

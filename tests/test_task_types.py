@@ -135,6 +135,8 @@ def test_multilabel_export_predict_and_transformers_pipeline(multilabel_run, tmp
     exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "export").eval()
     assert exported.config.problem_type == "multi_label_classification"
     model = MultiTaskModel.from_pretrained(model_dir).eval()
+    spec = model.config.tasks["tags"]
+    assert exported.config.thresholds == dict(zip(spec["labels"], spec["thresholds"]))  # the tuned ones
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "export")
     texts = ["guitar and football", "a very long sentence about the city and a car that we saw later today"]
     enc = tokenizer(texts, padding=True, return_tensors="pt")

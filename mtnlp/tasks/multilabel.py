@@ -134,3 +134,6 @@ class Multilabel(TextTask):
     def export_config(self, config, spec):
         super().export_config(config, spec)
         config.problem_type = "multi_label_classification"
+        # transformers has no field for them: kept beside id2label for whoever applies the sigmoid
+        values = spec.get("thresholds") or [spec.get("threshold", 0.5)] * len(spec["labels"])
+        config.thresholds = dict(zip(spec["labels"], values))
