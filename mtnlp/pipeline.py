@@ -16,6 +16,7 @@ from . import families
 from . import precision as precision_policy
 from .modeling import MultiTaskModel, to_device
 from .tasks import task_type
+from .tasks.tagging import first_subtokens
 
 
 class MultiTaskPipeline:
@@ -177,14 +178,3 @@ def as_input(value, index: int) -> tuple[str, str | None]:
         return value["text"], value.get("text_pair")
     raise ValueError(f"inputs[{index}]: expected a text or {{\"text\": ..., \"text_pair\": ...}} (strings), "
                      f"got {str(value)[:80]}")
-
-
-def first_subtokens(word_ids: list[int | None], sequence_ids: list[int | None] | None = None) -> list[tuple[int, int]]:
-    """(token position, word) of each word's first sub-token (of the first text of a pair), in word
-    order; a word with no token is not there."""
-    out, previous = [], None
-    for position, word in enumerate(word_ids):
-        if word is not None and word != previous and (sequence_ids is None or sequence_ids[position] == 0):
-            out.append((position, word))
-        previous = word
-    return out

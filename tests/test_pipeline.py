@@ -11,7 +11,7 @@ from conftest import DATA, FOUR_TASKS as TASKS, SHARED, save_model
 from transformers import AutoTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline
-from mtnlp.pipeline import first_subtokens
+from mtnlp.tasks.tagging import first_subtokens
 from mtnlp.tasks.tagging import iob_spans
 from mtnlp.readers import read_examples
 from mtnlp.recipe import DataSpec

@@ -129,14 +129,20 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
     return out
 
 
-def first_words(word_ids: list[int | None]) -> list[int]:
-    """The word of each word's first sub-token, in token order (the words that have a token)."""
+def first_subtokens(word_ids: list[int | None], sequence_ids: list[int | None] | None = None) -> list[tuple[int, int]]:
+    """(token position, word) of each word's first sub-token (of the first text of a pair), in word
+    order; a word with no token is not there."""
     out, previous = [], None
-    for word in word_ids:
-        if word is not None and word != previous:
-            out.append(word)
+    for position, word in enumerate(word_ids):
+        if word is not None and word != previous and (sequence_ids is None or sequence_ids[position] == 0):
+            out.append((position, word))
         previous = word
     return out
+
+
+def first_words(word_ids: list[int | None]) -> list[int]:
+    """The word of each word's first sub-token, in token order (the words that have a token)."""
+    return [word for _, word in first_subtokens(word_ids)]
 
 
 def is_iob(labels: list[str]) -> bool:
