@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("push", help="upload a model folder to a Hugging Face hub (one commit)")
     p.add_argument("model", help="model directory, e.g. runs/demo/model")
     p.add_argument("repo_id", help="e.g. my-org/my-model")
-    p.add_argument("--private", action="store_true")
+    p.add_argument("--private", action="store_true", help="a private repo (an existing public one is made private)")
     p.add_argument("--revision", help="branch to push to (created if missing)")
     p.add_argument("--token", help="hub token (default: HF_TOKEN or the saved login)")
 

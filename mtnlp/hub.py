@@ -12,21 +12,21 @@ import shutil
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 
-from .errors import UserError
-
+from .errors import UserError, first_line
 
 
 def model_card(config, metrics: dict | None = None, datasets: list[str] | None = None) -> str:
     """README.md text: YAML metadata and a per-task table of labels and metrics."""
-    extra = config.mtnlp or {}
     from .tasks import task_type
 
+    base_model = hub_id((config.mtnlp or {}).get("base_model"))
     tags = {task_type(spec["type"]).pipeline_tag for spec in config.tasks.values()}
     data = ModelCardData(
         library_name="mtnlp",
-        base_model=extra.get("base_model"),
+        base_model=base_model,
         datasets=datasets or None,
         pipeline_tag="text-classification" if "text-classification" in tags else sorted(tags)[0],
         tags=["mtnlp", "multi-task"] + sorted(tags),
@@ -35,7 +35,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         "---", data.to_yaml(), "---", "",
         f"# Multi-task model: {', '.join(config.tasks)}", "",
         f"One shared {config.encoder.model_type} encoder"
-        + (f" (from `{extra['base_model']}`)" if extra.get("base_model") else "")
+        + (f" (from `{base_model}`)" if base_model else "")
         + f" with {len(config.tasks)} task heads, trained with [mtnlp](https://pypi.org/project/mtnlp/).", "",
         "| task | type | labels | validation | test |", "|---|---|---|---|---|",
     ]
@@ -71,6 +71,18 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     return "\n".join(lines)
 
 
+def hub_id(name: str | None) -> str | None:
+    """`name` if it can be a hub model id, else None: the encoder a recipe gave may be a local path, which a
+    card must not show (and the hub refuses as base_model)."""
+    if not name or name.startswith(("/", ".", "~")) or Path(name).expanduser().exists():
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
+
+
 def write_card(model_dir: Path, run_dir: Path | None = None, datasets: list[str] | None = None) -> None:
     """Write model_dir/README.md (and copy the run's curves.png beside it)."""
     from .modeling import MultiTaskConfig
@@ -88,15 +100,29 @@ def write_card(model_dir: Path, run_dir: Path | None = None, datasets: list[str]
 
 def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
          token: str | None = None, commit_message: str = "Upload mtnlp multi-task model") -> str:
-    """Upload a model folder in one commit; returns the commit URL."""
+    """Upload a model folder (every file in it) in one commit; returns the commit URL. With `private`, an
+    existing public repo is made private (before the upload), and a line on stdout says so."""
     model_dir = Path(model_dir)
-    if not (model_dir / "config.json").exists():
-        raise UserError(f"{model_dir}: not a model folder (no config.json)")
+    check_model_folder(model_dir)
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise UserError(f"repo id '{repo_id}' is not valid: give NAME or NAMESPACE/NAME of letters, digits, "
+                        "'-', '_' and '.' (e.g. my-org/my-model)") from None
+    if token is not None:
+        token = token.strip()  # as huggingface_hub does with HF_TOKEN: a pasted newline is no header value
+        if not token:
+            raise UserError("--token is empty: give a hub token, or leave --token out to use HF_TOKEN "
+                            "or the saved login")
     if not (model_dir / "README.md").exists():
         write_card(model_dir)
     api = HfApi(token=token)
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
+        # without a namespace the hub creates the repo under the token's user: use the id it answers with
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if private and not api.repo_info(repo_id).private:  # create_repo leaves an existing repo as it is
+            api.update_repo_settings(repo_id, private=True)
+            print(f"{repo_id} was public; made it private as asked")
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         files = sorted(p for p in model_dir.rglob("*") if p.is_file())
@@ -111,20 +137,50 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
     except RuntimeError as e:  # huggingface_hub wraps a failed LFS upload: "Error while uploading 'x' to the Hub."
         if not isinstance(e.__cause__, (HfHubHTTPError, OSError, *_transport_errors())):
             raise
-        raise _push_error(repo_id, e.__cause__, f"{_first_line(e).rstrip('.')}: ") from None
+        raise _push_error(repo_id, e.__cause__, f"{first_line(e).rstrip('.')}: ") from None
     return info.commit_url
+
+
+def check_model_folder(model_dir: Path) -> None:
+    """A UserError unless `model_dir` is an mtnlp multi-task model folder that loads: config, weights, tokenizer."""
+    from .modeling import check_multitask_config
+    from .onnx_model import ONNX_FILE, is_onnx_folder
+
+    if not model_dir.is_dir():
+        raise UserError(f"{model_dir}: model folder not found")
+    if is_onnx_folder(model_dir):
+        raise UserError(f"{model_dir}: an ONNX export ({ONNX_FILE}), which cannot be loaded by hub id: push the "
+                        "model folder it was exported from, or share this folder as plain files (hf upload)")
+    if not (model_dir / "config.json").is_file():
+        hint = f" (push {model_dir / 'model'})" if (model_dir / "model" / "config.json").is_file() else ""
+        raise UserError(f"{model_dir}: not a model folder (no config.json){hint}")
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{model_dir / 'config.json'}: cannot read: {first_line(e)}") from None
+    check_multitask_config(model_dir, config if isinstance(config, dict) else {})
+    missing = []
+    if not any((model_dir / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+        missing.append("model.safetensors (the weights)")
+    # tokenizer_config.json and the vocabulary: tokenizer.json (some tokenizers also load from vocab.* or *.model)
+    vocabulary = [p for p in model_dir.iterdir() if p.name == "tokenizer.json" or p.name.startswith("vocab.")
+                  or p.suffix == ".model"]
+    if not (model_dir / "tokenizer_config.json").is_file() or not vocabulary:
+        missing.append("tokenizer (tokenizer_config.json and tokenizer.json)")
+    if missing:
+        raise UserError(f"{model_dir}: not a complete model folder: no {', no '.join(missing)}")
 
 
 def _push_error(repo_id: str, error: Exception, context: str = "") -> UserError:
     if isinstance(error, HfHubHTTPError):
         status = error.response.status_code if error.response is not None else "?"
         # the server's own words ("You don't have the rights to ...") say more than the client's status line
-        detail = _first_line(Exception(error.server_message)) if getattr(error, "server_message", None) else ""
-        detail = detail or _first_line(error)
+        detail = first_line(Exception(error.server_message)) if getattr(error, "server_message", None) else ""
+        detail = detail or first_line(error)
         if status in (401, 403):
             detail += f" (check that the token may write to '{repo_id.split('/')[0]}')"
         return UserError(f"push to {repo_id} failed (HTTP {status}): {context}{detail}")
-    return UserError(f"push to {repo_id} failed: cannot reach the hub ({context}{_first_line(error)})")
+    return UserError(f"push to {repo_id} failed: cannot reach the hub ({context}{first_line(error)})")
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
@@ -136,7 +192,3 @@ def _transport_errors() -> tuple[type[Exception], ...]:
         except (ImportError, AttributeError):
             pass
     return tuple(errors)
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

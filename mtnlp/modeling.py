@@ -14,6 +14,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 from . import families, sharing
+from .errors import UserError
 from .heads import build_head
 
 
@@ -30,6 +31,16 @@ class MultiTaskConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.tasks = dict(self.tasks or {})
+
+
+def check_multitask_config(name, config: dict) -> None:
+    """A UserError unless `config` (config.json's contents) is an mtnlp multi-task model's, e.g. when the base
+    encoder is given instead of a run's model/ folder."""
+    if not config.get("model_type"):
+        raise UserError(f"{name}: not an mtnlp model folder or hub repository (no config.json with a model_type)")
+    if config["model_type"] != MultiTaskConfig.model_type:
+        raise UserError(f"{name}: a {config['model_type']} model, not an mtnlp multi-task model "
+                        "(give a run's model/ folder)")
 
 
 class MultiTaskModel(PreTrainedModel):

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 
 from . import families
 from . import precision as precision_policy
-from .modeling import MultiTaskModel, to_device
+from .modeling import MultiTaskModel, check_multitask_config, to_device
 from .tasks import task_type
 from .tasks.tagging import first_subtokens
 
@@ -154,12 +154,7 @@ def load_pretrained(name: str, **hub_kwargs):
         raise UserError(f"{name}: model folder not found")
     onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
     try:
-        config, _ = PreTrainedConfig.get_config_dict(name, **({} if onnx else hub_kwargs))
-        if not config.get("model_type"):
-            raise UserError(f"{name}: not an mtnlp model folder or hub repository (no config.json with a model_type)")
-        if config["model_type"] != "mtnlp":  # e.g. the base encoder instead of a run's model/ folder
-            raise UserError(f"{name}: a {config['model_type']} model, not an mtnlp multi-task model "
-                            "(give a run's model/ folder)")
+        check_multitask_config(name, PreTrainedConfig.get_config_dict(name, **({} if onnx else hub_kwargs))[0])
         model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
         return model, AutoTokenizer.from_pretrained(name, **({} if onnx else hub_kwargs))
     except (OSError, ValueError) as e:

@@ -1,8 +1,10 @@
 """Push to a hub and load back, end to end over real HTTP against the loopback hub in hub_server.py."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from hub_server import LocalHub, client_env
 from transformers import AutoTokenizer
 
 from mtnlp import MultiTaskModel
+from mtnlp.errors import UserError
 
 TASKS = {
     "sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},
@@ -118,6 +121,7 @@ def test_push_private_to_a_branch_with_token_flag(run_dir, tmp_path):
                      "--revision", "dev", "--token", SECRET, token=None)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert SECRET not in proc.stdout + proc.stderr
+        assert len(proc.stdout.splitlines()) == 1  # the commit URL: a new repo is private, nothing made private
         assert hub.is_private("org/private-mt")
         assert "model.safetensors" in hub.repo_files("org/private-mt", revision="dev")
         assert "model.safetensors" not in hub.repo_files("org/private-mt", revision="main")
@@ -161,3 +165,125 @@ def test_recipe_push_to_hub(make_recipe, tmp_path):
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def model_copy(run_dir, tmp_path, name="copy"):
+    import shutil
+
+    return Path(shutil.copytree(run_dir / "model", tmp_path / name))
+
+
+def encoder_copy(tiny_encoder, tmp_path, readme):
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_encoder, tmp_path / "encoder"))
+    if readme:
+        (folder / "README.md").write_text("# a BERT encoder\n")
+    return folder
+
+
+def broken_folder(kind, run_dir, tiny_encoder, tmp_path):
+    """A folder that is no loadable mtnlp model, as a user might push it, and the error's telling words."""
+    if kind in ("encoder", "encoder without README"):
+        return encoder_copy(tiny_encoder, tmp_path, kind == "encoder"), "a bert model, not an mtnlp multi-task model"
+    folder = model_copy(run_dir, tmp_path)
+    if kind == "no weights":
+        (folder / "model.safetensors").unlink()
+        return folder, "no model.safetensors (the weights)"
+    if kind == "no tokenizer":
+        (folder / "tokenizer.json").unlink()
+        (folder / "tokenizer_config.json").unlink()
+        return folder, "no tokenizer (tokenizer_config.json and tokenizer.json)"
+    if kind == "onnx":  # as `mtnlp export --onnx` leaves it: model.onnx, the mtnlp config, the tokenizer
+        (folder / "model.safetensors").unlink()
+        (folder / "README.md").unlink()
+        (folder / "model.onnx").write_bytes(b"\x08\x07onnx graph")
+        return folder, "an ONNX export (model.onnx), which cannot be loaded by hub id: push the model folder"
+    if kind == "bad config":
+        (folder / "config.json").write_text("{not json")
+        return folder, "config.json: cannot read"
+    raise ValueError(kind)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    import mtnlp.hub
+
+    monkeypatch.setattr(mtnlp.hub, "HfApi", lambda **kwargs: pytest.fail("push reached the hub"))
+
+
+@pytest.mark.parametrize("kind", ["encoder", "encoder without README", "no weights", "no tokenizer", "onnx",
+                                  "bad config"])
+def test_push_refuses_a_folder_that_would_not_load(kind, run_dir, tiny_encoder, tmp_path, no_network):
+    from mtnlp.hub import push
+
+    folder, words = broken_folder(kind, run_dir, tiny_encoder, tmp_path)
+    before = sorted(folder.iterdir())
+    with pytest.raises(UserError) as e:
+        push(folder, "org/x")
+    assert str(e.value).startswith(str(folder)) and words in str(e.value) and "\n" not in str(e.value)
+    assert sorted(folder.iterdir()) == before  # no model card written into it
+
+
+def test_push_of_a_run_folder_names_its_model_folder(run_dir, no_network):
+    from mtnlp.hub import push
+
+    with pytest.raises(UserError, match=f"not a model folder \\(no config.json\\) \\(push {run_dir / 'model'}\\)"):
+        push(run_dir, "org/x")
+
+
+@pytest.mark.parametrize("repo_id", ["not a repo", "a/b/c", "org/x.git", ""])
+def test_push_refuses_an_invalid_repo_id(repo_id, run_dir, no_network):
+    from mtnlp.hub import push
+
+    with pytest.raises(UserError, match=f"^repo id '{re.escape(repo_id)}' is not valid: give NAME or NAMESPACE/NAME"):
+        push(run_dir / "model", repo_id)
+
+
+@pytest.mark.parametrize("token", ["", " \n"])
+def test_push_refuses_an_empty_token(token, run_dir, no_network):
+    from mtnlp.hub import push
+
+    with pytest.raises(UserError, match="^--token is empty"):
+        push(run_dir / "model", "org/x", token=token)
+
+
+def test_push_without_namespace_commits_to_the_created_repo(run_dir, tmp_path):
+    with LocalHub() as hub:
+        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "justname")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip() == f"{hub.url}/testuser/justname/commit/{hub.commits('testuser/justname')[0].oid}"
+        assert "model.safetensors" in hub.repo_files("testuser/justname")
+        assert not hub.repo_exists("justname") and not hub.errors
+
+
+def test_private_makes_an_existing_public_repo_private_before_the_upload(run_dir, tmp_path):
+    with LocalHub() as hub:
+        hub.create_repo("org/was-public")
+        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/was-public", "--private")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.splitlines()[0] == "org/was-public was public; made it private as asked"
+        assert proc.stdout.splitlines()[1].endswith(hub.commits("org/was-public")[0].oid)
+        assert hub.is_private("org/was-public")
+        writes = [r.path for r in hub.requests if r.method in ("PUT", "POST") and "was-public" in r.path]
+        assert writes[0] == "/api/models/org/was-public/settings"  # no file goes up while the repo is public
+        assert writes[-1] == "/api/models/org/was-public/commit/main"
+
+
+@pytest.mark.parametrize("encoder", ["local folder", "/gone/my-enc/bert", "./my-enc", "~/my-enc", "a/b/my-enc"])
+def test_model_card_leaves_out_a_local_base_model(encoder, tmp_path, monkeypatch):
+    from mtnlp.hub import model_card
+    from mtnlp.modeling import MultiTaskConfig
+
+    monkeypatch.chdir(tmp_path)
+    if encoder == "local folder":
+        encoder = "my-enc"  # a hub id's shape, but a folder here
+        (tmp_path / "my-enc").mkdir()
+    config = MultiTaskConfig(encoder={"model_type": "bert"}, tasks=TASKS, mtnlp={"base_model": encoder})
+    card = model_card(config)
+    assert "base_model" not in yaml.safe_load(card.split("---")[1])
+    assert encoder not in card and "(from" not in card
+    config.mtnlp["base_model"] = "bert-base-uncased"
+    card = model_card(config)
+    assert yaml.safe_load(card.split("---")[1])["base_model"] == "bert-base-uncased"
+    assert "One shared bert encoder (from `bert-base-uncased`)" in card

@@ -127,3 +127,19 @@ def test_500_on_every_lfs_put_fails_without_a_commit(run_dir, tmp_path):
         assert statuses(hub, "POST", COMMIT) == []  # the commit was never attempted
         assert statuses(hub, "PUT", LFS_PUT.replace("[0-9a-f]{64}", weights)) == [500] * 6
 
+
+
+def test_refusals_are_one_line_before_any_request(run_dir, tiny_encoder, tmp_path):
+    from test_hub import broken_folder
+
+    encoder, _ = broken_folder("encoder without README", run_dir, tiny_encoder, tmp_path)
+    model = str(run_dir / "model")
+    cases = [([str(encoder), REPO_ID], f"error: {encoder}: a bert model, not an mtnlp multi-task model"),
+             ([model, "a/b/c"], "error: repo id 'a/b/c' is not valid"),
+             ([model, REPO_ID, "--token", ""], "error: --token is empty")]
+    with LocalHub() as hub:
+        for args, message in cases:
+            proc = mtnlp(hub, tmp_path, "push", *args)
+            assert_failed(proc, message)
+            assert len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert hub.requests == []
