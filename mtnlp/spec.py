@@ -90,8 +90,8 @@ class TagData(DataSpec):
 
     @field_validator("text_column", "text_pair_column", "label_column")
     @classmethod
-    def _not_tagging(cls, value):
-        if value is not None:
+    def _not_tagging(cls, value, info):
+        if value != cls.model_fields[info.field_name].default:  # a resolved recipe lists the defaults
             raise ValueError("does not apply to tagging, which reads token_column and tag_column "
                              "(CoNLL-U: tag_column upos or xpos)")
         return value

@@ -451,3 +451,14 @@ def test_data_keys_another_task_type_reads_are_errors(tmp_path, task_type, key, 
         """))
     with pytest.raises(UserError, match=re.escape(f"r.yaml:7: tasks.t.data.{key}: {message}")):
         load_recipe(path)
+
+
+def test_a_resolved_tagging_recipe_reloads(tmp_path):
+    """to_dict lists every key with its default (text_column: text): the record of a run must load."""
+    import yaml
+
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {encoder: x}\ntasks:\n  pos: {type: tagging, data: {train: a.conllu}}\n")
+    resolved = tmp_path / "resolved.yaml"
+    resolved.write_text(yaml.safe_dump(to_dict(load_recipe(path))))
+    assert load_recipe(resolved).tasks["pos"].data.text_column == "text"
