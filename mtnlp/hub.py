@@ -104,11 +104,8 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
     existing public repo is made private (before the upload), and a line on stdout says so."""
     model_dir = Path(model_dir)
     check_model_folder(model_dir)
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        raise UserError(f"repo id '{repo_id}' is not valid: give NAME or NAMESPACE/NAME of letters, digits, "
-                        "'-', '_' and '.' (e.g. my-org/my-model)") from None
+    if problem := repo_id_problem(repo_id):
+        raise UserError(problem)
     if token is not None:
         token = token.strip()  # as huggingface_hub does with HF_TOKEN: a pasted newline is no header value
         if not token:
@@ -139,6 +136,16 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
             raise
         raise _push_error(repo_id, e.__cause__, f"{first_line(e).rstrip('.')}: ") from None
     return info.commit_url
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """What is wrong with a repo id, or None."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return (f"repo id '{repo_id}' is not valid: give NAME or NAMESPACE/NAME of letters, digits, "
+                "'-', '_' and '.' (e.g. my-org/my-model)")
+    return None
 
 
 def check_model_folder(model_dir: Path) -> None:

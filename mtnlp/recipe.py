@@ -339,6 +339,11 @@ def check(recipe: Recipe) -> None:
             fail(f"tasks.{name}.metrics", "give at least one metric or leave the key out")
     if recipe.push_to_hub and not recipe.hub_repo_id:
         fail("hub_repo_id", "push_to_hub needs hub_repo_id (e.g. my-org/my-model)")
+    if recipe.hub_repo_id:  # checked now, not when training is over
+        from .hub import repo_id_problem
+
+        if problem := repo_id_problem(recipe.hub_repo_id):
+            fail("hub_repo_id", problem)
     t = recipe.training
     if t.mixed_precision == "no":
         t.mixed_precision = "fp32"

@@ -462,3 +462,16 @@ def test_a_resolved_tagging_recipe_reloads(tmp_path):
     resolved = tmp_path / "resolved.yaml"
     resolved.write_text(yaml.safe_dump(to_dict(load_recipe(path))))
     assert load_recipe(resolved).tasks["pos"].data.text_column == "text"
+
+
+@pytest.mark.parametrize("top, message", [
+    ("push_to_hub: true\n", "hub_repo_id: push_to_hub needs hub_repo_id"),
+    ("push_to_hub: true\nhub_repo_id: a/b/c\n", "hub_repo_id: repo id 'a/b/c' is not valid"),
+    ("hub_repo_id: not a repo\n", "hub_repo_id: repo id 'not a repo' is not valid"),
+])
+def test_hub_repo_id_is_checked_when_the_recipe_loads(tmp_path, top, message):
+    """Not after the whole training run, when the push would fail."""
+    path = tmp_path / "r.yaml"
+    path.write_text(top + "model: {encoder: x}\ntasks:\n  t: {type: classification, data: {train: a.tsv}}\n")
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_recipe(path)
