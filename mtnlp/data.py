@@ -127,8 +127,12 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
     for ex in rows_of(examples):
         unseen = [label for label in kind.labels_of(ex) if label not in known]
         if unseen:
-            raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r} does not occur in the training split "
-                            f"(known: {', '.join(labels)})")
+            where = ""
+            if "tokens" in ex:  # a tagged sentence: which of its words
+                i = kind.labels_of(ex).index(unseen[0])
+                where = f" (word {i + 1} of the sentence, {ex['tokens'][i]!r})"
+            raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} does not occur in the training "
+                            f"split (known: {', '.join(labels)})")
 
 
 @dataclass
