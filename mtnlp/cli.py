@@ -323,6 +323,12 @@ def cmd_predict(args) -> int:
     texts = [text for text, _, _ in given]
     if not texts:
         raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
+    from .tasks.base import valid_unicode
+
+    for text, where, _ in given:
+        if not valid_unicode(text):
+            raise UserError(f"{where}: holds a lone surrogate (an invalid \\u escape such as \\ud800, "
+                            "or bytes that are not UTF-8)")
     if args.batch_size < 1:
         raise UserError(f"--batch-size: must be at least 1 (got {args.batch_size})")
     output = output_path(args.output, "--output") if args.output else None

@@ -17,7 +17,7 @@ from pathlib import Path
 from .errors import UserError, at
 from .spec import LINES_FILES, DataSpec
 from .tasks import TASK_TYPES
-from .tasks.base import label_name
+from .tasks.base import label_name, valid_unicode
 
 SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".conll": "conll",
                   ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll",
@@ -400,14 +400,6 @@ def _printable(name) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
 
 
-def _valid_unicode(value: str) -> bool:
-    try:
-        value.encode("utf-8")  # JSON escapes like \ud800 give lone surrogates: no tokenizer takes those
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _name(path, line, what: str, value) -> str:
     """A label, tag or token as text: a string or a number, not empty, valid Unicode."""
     if isinstance(value, (dict, list)) or value is None:
@@ -415,7 +407,7 @@ def _name(path, line, what: str, value) -> str:
     text = str(value).strip()
     if not text:
         raise UserError(f"{at(path, line)}: empty {what} ({_show(value)})")
-    if not _valid_unicode(text):
+    if not valid_unicode(text):
         raise UserError(f"{at(path, line)}: {what} {_show(text)} holds a lone surrogate (an invalid \\u escape)")
     return text
 
@@ -455,7 +447,7 @@ def _text(path, line, name, value) -> str:
         raise UserError(f"{at(path, line)}: column '{_printable(name)}' must be text, got {_show(value)}")
     if not value.strip():
         raise UserError(f"{at(path, line)}: empty text in column '{_printable(name)}'")
-    if not _valid_unicode(value):
+    if not valid_unicode(value):
         raise UserError(f"{at(path, line)}: text in column '{_printable(name)}' holds a lone surrogate "
                         "(an invalid \\u escape)")
     return value.strip()

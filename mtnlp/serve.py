@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import UserError
 from .tasks import task_type
+from .tasks.base import valid_unicode
 
 log = logging.getLogger("mtnlp.serve")
 REQUEST_KEYS = ("inputs", "tasks", "all_scores")
@@ -254,6 +255,8 @@ def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict | None
                 served: dict | None = None) -> None:
     """A text, a pair, or an input of a requested task's own form (`asked`: those tasks' types by name;
     `served`: every served task's)."""
+    if not valid_unicode(item):
+        raise ApiError(422, name, "holds a lone surrogate (an invalid \\u escape such as \\ud800)")
     if isinstance(item, str):
         if len(item) > limits.max_chars:
             raise ApiError(422, name, f"{len(item)} characters, more than the limit of {limits.max_chars}")

@@ -37,6 +37,7 @@ from .evaluation import evaluate_split, fit_to_validation, main_metric, selectio
 from .loader import BatchPlan, training_loader
 from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
 from .modeling import MultiTaskModel
+from .pipeline import load_pretrained
 from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
 from .sharing import is_adapter_weight
 from .sampling import StreamBatches, TaskBatches, TaskSampler
@@ -123,10 +124,30 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, str]:
         path = path / "model"
     where = str(path) if path.exists() else recipe.model.init_from
     try:
-        return MultiTaskModel.from_pretrained(where), where
-    except (OSError, ValueError) as e:
-        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: not an mtnlp run or model "
-                        f"({str(e).splitlines()[0]})") from None
+        model, _ = load_pretrained(where)
+    except UserError as e:  # not found, another model type (a base encoder), damaged weights, ...
+        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {e}") from None
+    if not isinstance(model, MultiTaskModel):
+        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is an ONNX export; give the "
+                        "run or model folder it was exported from")
+    return model, where
+
+
+def transfer_report(source: MultiTaskModel, model: MultiTaskModel, keep_heads: bool) -> list[str]:
+    """What a transferred model took from its source: the encoder, and per head kept or new (and why)."""
+    lines = []
+    for name, spec in model.config.tasks.items():
+        old = source.config.tasks.get(name)
+        if old is None:
+            why = "new: the source has no such task"
+        elif old["type"] != spec["type"]:
+            why = f"new: the source's {name} is a {old['type']} task"
+        elif old["labels"] != spec["labels"]:
+            why = f"new: other labels than the source's ({', '.join(old['labels'][:6])}{', ...' * (len(old['labels']) > 6)})"
+        else:
+            why = "kept" if keep_heads else "new (model.init_heads: false)"
+        lines.append(f"  head {name}: {why}")
+    return lines
 
 
 def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator,
@@ -225,6 +246,13 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
     prepared, optimizer = accelerator.prepare(model, optimizer)
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
+    if source is not None:
+        heads = transfer_report(source, model, recipe.model.init_heads)
+        accelerator.print(f"init_from {source_path}: the encoder, and\n" + "\n".join(heads))
+        if recipe.model.init_heads and not any(line.endswith(": kept") for line in heads) \
+                and accelerator.is_main_process:
+            warnings.warn("model.init_heads: no head of the source matches a task here (same name, type and "
+                          "labels): every head starts new", stacklevel=2)
     if chosen.warning and accelerator.is_main_process:
         warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
     data_facts = {n: ({"train": {"examples": d.stream.size, "labels": len(d.labels), "streamed": True}} if d.stream else {})

@@ -119,6 +119,8 @@ def test_health_and_info(client, pipe):
     (b'{"inputs": ["a",', 400, "body"),
     (b"\xff\xfe", 400, "body"),
     (b"[" * 1900 + b"]" * 1900, 400, "body"),
+    (b'{"inputs": ["ok", "a \\ud800 lone surrogate"]}', 422, "inputs[1]"),  # valid JSON, not valid Unicode
+    (b'{"inputs": [{"text": "ok", "text_pair": "\\udfff"}]}', 422, "inputs[0]"),
 ])
 def test_bad_requests_name_the_field(client, content, status, field):
     raw = content if isinstance(content, bytes) else json.dumps(content).encode()

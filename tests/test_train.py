@@ -11,6 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from mtnlp.cli import main
+from mtnlp.errors import UserError
 from mtnlp.recipe import load_recipe
 from mtnlp.recipes.multitask import train
 
@@ -202,7 +203,7 @@ def test_other_precisions_train(make_recipe, tmp_path, precision):
     assert len(losses) == 3 and all(v == v for r in losses for v in r["loss"].values())
 
 
-def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path):
+def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, tiny_encoder, capsys):
     """Multi-task run, then a second run on one target task starting from it (MT-DNN style refinement)."""
     from conftest import tiny_tasks
 
@@ -213,6 +214,7 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path):
     target = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 1, "lr": 1e-9, "warmup": 0.0},
                          name="second.yaml", output_dir=str(tmp_path / "second"))
     result = train(load_recipe(target, [f"model.init_from={tmp_path / 'run'}"]))
+    assert f"init_from {tmp_path / 'run' / 'model'}: the encoder, and\n  head ner: kept\n" in capsys.readouterr().out
     assert list(result.last_model.config.tasks) == ["ner"]
     for (name, a), (_, b) in zip(source.encoder.state_dict().items(), result.last_model.encoder.state_dict().items()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # lr 1e-9: one step moves nothing
@@ -220,8 +222,17 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path):
                                atol=1e-6, rtol=0)
     fresh = MultiTaskModel.from_trained(source, result.last_model.config.tasks, keep_heads=False)
     assert not torch.equal(fresh.heads["ner"].classifier.weight, source.heads["ner"].classifier.weight)
-    with pytest.raises(Exception, match="model.init_from"):
+    with pytest.raises(UserError, match="model.init_from: .*nowhere: model folder not found"):
         train(load_recipe(target, [f"model.init_from={tmp_path / 'nowhere'}"]))
+    with pytest.raises(UserError, match="model.init_from: .*: a bert model, not an mtnlp multi-task model"):
+        train(load_recipe(target, [f"model.init_from={tiny_encoder}"]))
+    # labels that differ from the source's: the head starts new, and the run says so
+    renamed = {"ner": {**tiny_tasks()["ner"], "data": {**tiny_tasks()["ner"]["data"], "label_names": {
+        t: t.lower() for t in source.config.tasks["ner"]["labels"]}}}}
+    other = make_recipe(tasks=renamed, training={"steps": 1}, name="third.yaml", output_dir=str(tmp_path / "third"))
+    with pytest.warns(UserWarning, match="no head of the source matches"):
+        train(load_recipe(other, [f"model.init_from={tmp_path / 'run'}"]))
+    assert "  head ner: new: other labels than the source's (" in capsys.readouterr().out
 
 
 def test_unloadable_encoder_is_a_user_error(make_recipe, tmp_path):

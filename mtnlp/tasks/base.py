@@ -202,6 +202,19 @@ def rename(row: Row, value: str, raw, spec: DataSpec, what: str = "label") -> st
     return value
 
 
+def valid_unicode(value) -> bool:
+    """Whether a text (or every text in an object or a list) is valid Unicode: JSON escapes such as \\ud800
+    and command-line bytes that are not UTF-8 give lone surrogates, which no tokenizer takes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return all(valid_unicode(v) for v in values)
+
+
 def column(dataset, name: str) -> list:
     """A tokenised split's column as a list, converted by Arrow: `dataset[name]` (datasets 4+) builds it
     a row at a time, 5 s per million rows."""

@@ -28,7 +28,7 @@ from typing import Literal
 
 from ..errors import UserError, at
 from ..spec import Count, TaskSpec
-from .base import TaskType, column, label_shares
+from .base import TaskType, column, label_shares, valid_unicode
 
 NULL = 0  # the position a window without the answer points at: the first token ([CLS], <s>)
 CANDIDATES = 5  # spans per input in the pipeline's return_all_scores output
@@ -288,7 +288,7 @@ def checked_context(row, context, where: str | None) -> str:
         row.fail(f"{at}'context' must be text, got {row.show(context)}")
     if not context.strip():
         row.fail(f"{at}empty context")
-    if not _valid_unicode(context):
+    if not valid_unicode(context):
         row.fail(f"{at}the context holds a lone surrogate (an invalid \\u escape)")
     return context
 
@@ -302,7 +302,7 @@ def question_example(row, qa: dict, context: str, answers, position: str | None)
     question = qa.get("question")
     if not isinstance(question, str) or not question.strip():
         row.fail(f"{name}: 'question' must be a non-empty text, got {row.show(question)}")
-    if not _valid_unicode(question):
+    if not valid_unicode(question):
         row.fail(f"{name}: the question holds a lone surrogate (an invalid \\u escape)")
     impossible = qa.get("is_impossible", False)
     if not isinstance(impossible, bool):
@@ -346,14 +346,6 @@ def answer_pairs(row, answers, name: str) -> list[tuple]:
                      f"got {row.show(answer)}")
         pairs.append((answer["text"], answer["answer_start"]))
     return pairs
-
-
-def _valid_unicode(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------- windows and targets
