@@ -152,6 +152,8 @@ def load_pretrained(name: str, **hub_kwargs):
     if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1
                               or path.parent.name and path.parent.is_dir()):
         raise UserError(f"{name}: model folder not found")
+    if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
+        raise UserError(f"{name}: a run folder; give its model folder, {path / 'model'}")
     onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
     try:
         check_multitask_config(name, PreTrainedConfig.get_config_dict(name, **({} if onnx else hub_kwargs))[0])

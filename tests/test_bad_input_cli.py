@@ -296,6 +296,12 @@ def export_onto_a_file(c: Ctx):
     return ["export", str(c.model), "--task", "sentiment", str(path)], "export:", [f"{path} is a file"]
 
 
+def predict_with_a_run_folder(c: Ctx):
+    (c.folder / "run").mkdir()
+    (c.folder / "run" / "model").symlink_to(c.model)
+    return ["predict", str(c.folder / "run"), "text"], f"{c.folder / 'run'}:", ["a run folder; give its model folder"]
+
+
 def predict_input_with_a_lone_surrogate(c: Ctx):
     path = c.file("in.jsonl", '{"text": "fine"}\n{"text": "ok \\ud800 x"}\n')
     return ["predict", str(c.model), "--input", str(path)], f"{path}:2:", ["lone surrogate"]
@@ -330,8 +336,8 @@ CASES = [Case(f.__name__, f) for f in (
     duplicate_task_names, unknown_sampler, unknown_metric, unknown_task_type, evaluate_folder_that_is_not_a_model,
     evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have, predict_batch_size_zero,
     predict_output_in_a_missing_folder, evaluate_output_in_a_missing_folder, model_folder_missing_under_an_existing_folder,
-    predict_input_with_a_lone_surrogate, export_onto_a_file, export_into_the_model_folder, damaged_weights_file,
-    export_quantize_without_onnx, recipes_copy_into_a_missing_folder)]
+    predict_with_a_run_folder, predict_input_with_a_lone_surrogate, export_onto_a_file, export_into_the_model_folder,
+    damaged_weights_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder)]
 BY_ID = {case.id: case for case in CASES}
 
 
