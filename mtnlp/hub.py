@@ -74,11 +74,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
 def hub_id(name: str | None) -> str | None:
     """`name` if it can be a hub model id, else None: the encoder a recipe gave may be a local path, which a
     card must not show (and the hub refuses as base_model)."""
-    if not name or name.startswith(("/", ".", "~")) or Path(name).expanduser().exists():
-        return None
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
+    if not name or name.startswith(("/", ".", "~")) or Path(name).expanduser().exists() or repo_id_problem(name):
         return None
     return name
 

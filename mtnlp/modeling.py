@@ -43,6 +43,19 @@ def check_multitask_config(name, config: dict) -> None:
                         "(give a run's model/ folder)")
 
 
+def head_mismatch(name: str, old: dict | None, new: dict) -> str | None:
+    """Why a source model's head `old` cannot start the head of task `name` (spec `new`), or None when it
+    can: the same type and labels."""
+    if old is None:
+        return "the source has no such task"
+    if old["type"] != new["type"]:
+        return f"the source's {name} is a {old['type']} task"
+    if old["labels"] != new["labels"]:
+        shown = ", ".join(old["labels"][:6]) + (", ..." if len(old["labels"]) > 6 else "")
+        return f"other labels than the source's ({shown})"
+    return None
+
+
 class MultiTaskModel(PreTrainedModel):
     config_class = MultiTaskConfig
     base_model_prefix = "encoder"
@@ -137,9 +150,7 @@ class MultiTaskModel(PreTrainedModel):
         except ValueError as e:
             raise ValueError(f"cannot transfer the encoder: {e}") from None
         for name, head in model.heads.items():
-            old = source.config.tasks.get(name)
-            same = old is not None and (old["type"], old["labels"]) == (tasks[name]["type"], tasks[name]["labels"])
-            if keep_heads and same:
+            if keep_heads and head_mismatch(name, source.config.tasks.get(name), tasks[name]) is None:
                 head.load_state_dict(source.heads[name].state_dict())
         return model
 

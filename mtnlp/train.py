@@ -36,7 +36,7 @@ from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .loader import BatchPlan, training_loader
 from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
-from .modeling import MultiTaskModel
+from .modeling import MultiTaskModel, head_mismatch
 from .pipeline import load_pretrained
 from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
 from .sharing import is_adapter_weight
@@ -117,37 +117,30 @@ def run_directory(recipe: Recipe) -> Path:
     return Path(recipe.output_dir or f"runs/{recipe.name}")
 
 
-def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, str]:
-    """The model named by model.init_from (a run directory, a model folder or a hub id) and where it is."""
+def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
+    """The model named by model.init_from (a run directory, a model folder or a hub id), its tokenizer and
+    where it is."""
     path = Path(recipe.model.init_from).expanduser()
     if (path / "model" / "config.json").exists():
         path = path / "model"
     where = str(path) if path.exists() else recipe.model.init_from
     try:
-        model, _ = load_pretrained(where)
+        model, tokenizer = load_pretrained(where)
     except UserError as e:  # not found, another model type (a base encoder), damaged weights, ...
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {e}") from None
     if not isinstance(model, MultiTaskModel):
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is an ONNX export; give the "
                         "run or model folder it was exported from")
-    return model, where
+    return model, tokenizer, where
 
 
-def transfer_report(source: MultiTaskModel, model: MultiTaskModel, keep_heads: bool) -> list[str]:
-    """What a transferred model took from its source: the encoder, and per head kept or new (and why)."""
-    lines = []
+def transfer_report(source: MultiTaskModel, model: MultiTaskModel, keep_heads: bool) -> dict[str, str]:
+    """Per head of a transferred model: kept from its source, or new and why (as from_trained decided)."""
+    report = {}
     for name, spec in model.config.tasks.items():
-        old = source.config.tasks.get(name)
-        if old is None:
-            why = "new: the source has no such task"
-        elif old["type"] != spec["type"]:
-            why = f"new: the source's {name} is a {old['type']} task"
-        elif old["labels"] != spec["labels"]:
-            why = f"new: other labels than the source's ({', '.join(old['labels'][:6])}{', ...' * (len(old['labels']) > 6)})"
-        else:
-            why = "kept" if keep_heads else "new (model.init_heads: false)"
-        lines.append(f"  head {name}: {why}")
-    return lines
+        mismatch = head_mismatch(name, source.config.tasks.get(name), spec)
+        report[name] = f"new: {mismatch}" if mismatch else "kept" if keep_heads else "new (model.init_heads: false)"
+    return report
 
 
 def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator,
@@ -228,13 +221,14 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     run_dir = run_directory(recipe)
     accelerator, chosen = make_accelerator(recipe)
     set_seed(t.seed)
-    source, source_path = trained_source(recipe) if recipe.model.init_from else (None, None)
+    source, tokenizer, source_path = trained_source(recipe) if recipe.model.init_from else (None, None, None)
     encoder = resolve_encoder(recipe.model.encoder)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source_path or encoder)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
-                        f"({str(e).splitlines()[0]})") from None
+    if tokenizer is None:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(encoder)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
+                            f"({str(e).splitlines()[0]})") from None
     tasks = load_tasks(recipe, tokenizer, accelerator, raw)
     metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}
     model = build_model(recipe, tasks, encoder, source)
@@ -248,9 +242,9 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
     if source is not None:
         heads = transfer_report(source, model, recipe.model.init_heads)
-        accelerator.print(f"init_from {source_path}: the encoder, and\n" + "\n".join(heads))
-        if recipe.model.init_heads and not any(line.endswith(": kept") for line in heads) \
-                and accelerator.is_main_process:
+        accelerator.print(f"init_from {source_path}: the encoder, and\n"
+                          + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
+        if recipe.model.init_heads and "kept" not in heads.values() and accelerator.is_main_process:
             warnings.warn("model.init_heads: no head of the source matches a task here (same name, type and "
                           "labels): every head starts new", stacklevel=2)
     if chosen.warning and accelerator.is_main_process:

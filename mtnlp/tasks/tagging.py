@@ -43,11 +43,11 @@ class Tagging(TaskType):
 
     def encode(self, batch, tokenizer, max_length, label_ids, options=None):
         enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
-        enc["labels"] = [align_labels(enc.word_ids(i), [label_ids[t] for t in tags])
-                         for i, tags in enumerate(batch["tags"])]
+        word_ids = [enc.word_ids(i) for i in range(len(batch["tags"]))]
+        enc["labels"] = [align_labels(ids, [label_ids[t] for t in tags]) for ids, tags in zip(word_ids, batch["tags"])]
         # which word each labelled token starts: a word the tokenizer turns into nothing (a zero-width
         # space, a lone combining accent) has no token, and later words must not shift onto its tag
-        enc["word_index"] = [first_words(enc.word_ids(i)) for i in range(len(batch["tags"]))]
+        enc["word_index"] = [first_words(ids) for ids in word_ids]
         return enc
 
     def collate_labels(self, rows, width):
@@ -122,10 +122,9 @@ class Tagging(TaskType):
 
 def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
     """Label the first sub-token of each word; IGNORE (-100) everywhere else."""
-    out, previous = [], None
-    for word in word_ids:
-        out.append(word_labels[word] if word is not None and word != previous else IGNORE)
-        previous = word
+    out = [IGNORE] * len(word_ids)
+    for position, word in first_subtokens(word_ids):
+        out[position] = word_labels[word]
     return out
 
 
