@@ -126,7 +126,7 @@ def run_trainer(args) -> dict:
 
     from mtnlp.encoders import resolve_encoder
     from mtnlp.readers import read_examples
-    from mtnlp.recipe import DataSpec
+    from mtnlp.spec import DataSpec
 
     task, work = args.task, Path(args.workdir)
     encoder = resolve_encoder(benchlib.ENCODER)
@@ -300,7 +300,7 @@ def main() -> None:
         files = benchlib.write_subsets(work / "data", args.max_examples)
 
         from mtnlp.readers import read_examples
-        from mtnlp.recipe import DataSpec
+        from mtnlp.spec import DataSpec
         sizes = {"sst2": len(read_examples(files["sst2"], DataSpec(text_column="sentence"), "classification")),
                  "conll_ner": len(read_examples(files["conll_ner"], DataSpec(format="conll", tag_column=3), "tagging")),
                  "ud_upos": len(read_examples(files["ud_upos"], DataSpec(format="conllu", tag_column="upos"), "tagging"))}

@@ -1,4 +1,4 @@
-"""Command line: `mtnlp train RECIPE [key=value ...]` and `mtnlp evaluate MODEL_DIR RECIPE`.
+"""Command line: `mtnlp train`, `evaluate`, `predict`, `serve`, `push`, `export` and `recipes` (`mtnlp --help`).
 
 A user's mistake (UserError) prints one line, `error: ...`, and exits with status 2;
 `--debug` shows the traceback instead.
@@ -247,12 +247,6 @@ def load_model(name: str, **hub_kwargs):
     from .pipeline import load_pretrained
 
     return load_pretrained(name, **hub_kwargs)
-
-
-def read_inputs(path: str) -> list:
-    """Texts, pairs {"text": ..., "text_pair": ...}, or inputs of a task type with its own fields (e.g.
-    multiple choice's {"text": ..., "choices": [...]}), one JSON value per line."""
-    return [item for item, _, _ in input_lines(path)]
 
 
 def input_lines(path: str) -> list[tuple]:

@@ -1,4 +1,5 @@
-"""Export one head as a plain transformers AutoModelFor{Sequence,Token}Classification checkpoint.
+"""Export one head as a plain transformers checkpoint: AutoModelFor{SequenceClassification,
+TokenClassification,MultipleChoice,QuestionAnswering}, as its task type says (export_class).
 
 A task head is built from its encoder family's own head modules under the family's own names
 (families.py), so the export is a mapping of keys: the encoder (adapter merged / task layers in
@@ -21,7 +22,7 @@ from .tasks import task_type
 
 
 def export_config(model: MultiTaskModel, task: str):
-    """The encoder's config as the family's classification model of `task` (labels, problem type, dropout)."""
+    """The encoder's config as the family's model for `task`'s head (labels, problem type, dropout)."""
     spec = model.config.tasks[task]
     config = AutoConfig.for_model(**{**model.config.encoder.to_dict(), "architectures": None})
     task_type(spec["type"]).export_config(config, spec)

@@ -138,13 +138,13 @@ class Family:
         return build(head_config(config, num_outputs, dropout, self.dropout_key), num_outputs, dropout)
 
     def export_key(self, head_key: str, prefix: str) -> str:
-        """A head weight's key in the family's AutoModelFor*Classification (base model under `prefix`)."""
+        """A head weight's key in the family's AutoModelFor* head class (base model under `prefix`)."""
         return f"{prefix}.{head_key}" if head_key.split(".")[0] in self.base_head else head_key
 
     def check_export(self, config) -> None:
         if config.model_type not in self.model_types:  # the generic family has none
             raise UserError(f"cannot export a head of a {self.label(config)} encoder: mtnlp knows the "
-                            f"classification heads of {', '.join(f.name for f in known())} only")
+                            f"heads of {', '.join(f.name for f in known())} only")
 
     def layer_stack(self, encoder: nn.Module) -> nn.ModuleList:
         """The base model's transformer layers, or a one-line error where task_layers cannot work."""

@@ -3,30 +3,16 @@
 `Summed` accumulates grad_accum micro-batches, each of the task the sampler drew. `PCGrad` takes
 micro-batches of every task and projects conflicting task gradients (Yu et al., 2020). A method is
 one class here with `task_order` (which task each micro-batch comes from), `accumulate` (fill
-.grad for one update) and `log_record` (what it adds to train_log.jsonl); train.train_step calls it.
+.grad for one update, calling `micro_step` once per micro-batch: train.forward_backward, which draws
+the batch and computes its head's loss) and `log_record` (what it adds to train_log.jsonl).
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
-from .modeling import to_device
 from .sampling import EveryTask, TaskSampler
-
-
-def forward_backward(run, sync: bool) -> str:
-    """The next micro-batch: its head's loss, weighted, back-propagated. Returns its task. The loss
-    stays on the device (read at log steps only): no host sync per micro-batch."""
-    task, batch, run.positions = next(run.batches)
-    with contextlib.nullcontext() if sync else run.accelerator.no_sync(run.model):
-        loss = run.model(**to_device(batch, run.accelerator.device), task=task).loss
-        run.accelerator.backward(run.weighting(task, loss) / run.recipe.training.grad_accum)
-    run.weighting.observe(task, loss.detach())
-    run.log.add(task, loss.detach())
-    return task
 
 
 def reduce_mean(accelerator, tensor: torch.Tensor) -> torch.Tensor:
@@ -39,10 +25,10 @@ class Summed:
     def task_order(self, sampler: TaskSampler, tasks: list[str], grad_accum: int) -> TaskSampler:
         return sampler
 
-    def accumulate(self, run) -> str:
+    def accumulate(self, run, micro_step) -> str:
         accum = run.recipe.training.grad_accum
         for micro in range(accum):
-            task = forward_backward(run, sync=micro == accum - 1)
+            task = micro_step(run, sync=micro == accum - 1)
         return task
 
     def log_record(self) -> dict:
@@ -61,14 +47,14 @@ class PCGrad:
     def task_order(self, sampler: TaskSampler, tasks: list[str], grad_accum: int) -> TaskSampler:
         return EveryTask(tasks, grad_accum)
 
-    def accumulate(self, run) -> str:
+    def accumulate(self, run, micro_step) -> str:
         model, accelerator = run.unwrapped, run.accelerator
         shared = model.shared_parameters()
         sizes = [p.numel() for p in shared]
         per_task = torch.zeros(len(run.tasks), sum(sizes), device=shared[0].device)
         for row, task in zip(per_task, run.tasks):
             for _ in range(run.recipe.training.grad_accum):
-                drawn = forward_backward(run, sync=False)
+                drawn = micro_step(run, sync=False)
                 assert drawn == task, (drawn, task)  # the batch plan gives every task in turn (EveryTask)
             for p, part in zip(shared, row.split(sizes)):
                 if p.grad is not None:

@@ -1,7 +1,7 @@
 """Task heads. Each head turns encoder states into logits and computes its own loss.
 
 The layers of a head are its encoder family's own (families.py): its direct children, under the
-names the family's AutoModelFor{Sequence,Token}Classification gives them, so that exporting a head
+names the family's AutoModelFor* head class gives them (sequence, token, multiple-choice, QA), so that exporting a head
 is a mapping of keys. The task type (mtnlp/tasks) decides the number of outputs and the loss.
 """
 
@@ -14,33 +14,24 @@ from . import families
 from .tasks import TaskType, task_type
 
 
-class Head(nn.Module):
-    """The family's head modules run in order, after `pool` (how the head reads the encoder output:
-    e.g. the first token, or a masked mean; None: the first module reads the whole sequence)."""
+class TaskHead(nn.Module):
+    """A task's head: the encoder family's modules for the task type's kind of head (sequence, token,
+    choice), run in order after `pool` (how the head reads the encoder output: e.g. the first token, or
+    a masked mean; None: the first module reads the whole sequence); its number of outputs comes from
+    the task type, and so does its loss (mtnlp/tasks: cross-entropy, MSE, BCE, ...)."""
 
-    def __init__(self, modules: dict[str, nn.Module], pool=None):
+    def __init__(self, modules: dict[str, nn.Module], pool, kind: TaskType):
         super().__init__()
         for name, module in modules.items():
             self.add_module(name, module)
         self.pool = pool
+        self.kind = kind
 
-    def features(self, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
         x = hidden_states if self.pool is None else self.pool(hidden_states, attention_mask)
         for module in self.children():
             x = module(x)
         return x
-
-
-class TaskHead(Head):
-    """A task's head: the family's modules for the task type's kind of head (sequence or token), its
-    number of outputs from the type, and the type's loss (mtnlp/tasks: cross-entropy, MSE, BCE, ...)."""
-
-    def __init__(self, modules: dict[str, nn.Module], pool, kind: TaskType):
-        super().__init__(modules, pool)
-        self.kind = kind
-
-    def forward(self, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
-        return self.features(hidden_states, attention_mask)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.kind.loss(logits, labels)

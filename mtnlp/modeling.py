@@ -1,6 +1,7 @@
 """MultiTaskConfig and MultiTaskModel: one shared encoder, one head per task, transformers-style.
 
-`config.tasks` maps each task name to {"type", "labels", "dropout"}; `config.sharing` says how the
+`config.tasks` maps each task name to {"type", "labels", "dropout"} plus its task type's own keys
+(model_spec: e.g. a multilabel threshold, QA's doc_stride); `config.sharing` says how the
 encoder is shared (None: one encoder for all tasks; see sharing.py for per-task LoRA adapters and
 per-task top layers). save_pretrained / from_pretrained rebuild everything from the config.
 """
@@ -11,19 +12,26 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
-from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+from transformers.modeling_outputs import MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 from . import families, sharing
 from .errors import UserError
 from .heads import build_head
 
+# forward()'s output class per head kind; a span (QA) head's start and end logits stay one (batch, length, 2)
+# tensor, `logits`, as every head's output has
+OUTPUTS = {"token": TokenClassifierOutput, "choice": MultipleChoiceModelOutput}
+
 
 class MultiTaskConfig(PreTrainedConfig):
+    """A multi-task model's config.json: the encoder's own config (`encoder`), the heads (`tasks`), how
+    the encoder is shared (`sharing`) and what training recorded (`mtnlp`)."""
+
     model_type = "mtnlp"
     sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
 
     encoder: PreTrainedConfig | dict | None = None
-    tasks: dict | None = None  # name -> {"type": ..., "labels": [...], "dropout": float}
+    tasks: dict | None = None  # name -> {"type": ..., "labels": [...], "dropout": float, type's own keys}
     sharing: dict | None = None  # None (hard sharing), {"type": "lora", ...} or {"type": "task_layers", ...}
     # what training recorded: {"metrics": {task: [names]}, "base_model": str, "max_length": int}
     mtnlp: dict | None = None
@@ -57,6 +65,13 @@ def head_mismatch(name: str, old: dict | None, new: dict) -> str | None:
 
 
 class MultiTaskModel(PreTrainedModel):
+    """One encoder (`encoder`, any family in families.py) and one head per task (`heads`, heads.py).
+
+    Build one with `from_encoder(encoder, tasks)` (a pretrained encoder folder or hub id, new heads) or
+    `from_trained(source, tasks)` (transfer); load a saved one with `from_pretrained`. `forward(...,
+    task=NAME, labels=...)` gives one head's logits and loss (what training calls); `forward_heads(...)`
+    gives several heads' logits from one encoder pass (what the pipeline calls)."""
+
     config_class = MultiTaskConfig
     base_model_prefix = "encoder"
     supports_gradient_checkpointing = True
@@ -197,10 +212,7 @@ class MultiTaskModel(PreTrainedModel):
         if choices:  # the head's one score per sequence, back as (batch, choices)
             logits = logits.view(shape[0], shape[1], -1).squeeze(-1)
         loss = head.loss(logits, labels) if labels is not None else None
-        output = TokenClassifierOutput if self.heads[task].kind.head_kind == "token" else SequenceClassifierOutput
-        if choices:
-            from transformers.modeling_outputs import MultipleChoiceModelOutput as output
-        return output(loss=loss, logits=logits)
+        return OUTPUTS.get(head.kind.head_kind, SequenceClassifierOutput)(loss=loss, logits=logits)
 
     def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None,
                       tasks: list[str] | None = None) -> dict[str, torch.Tensor]:

@@ -1,8 +1,10 @@
-"""MultiTaskPipeline: every head's answer for raw texts, from ONE encoder pass per batch.
+"""MultiTaskPipeline: every head's answer for raw texts, from ONE encoder pass per batch for the
+text and tagging heads (with LoRA adapters: one pass per task); multiple-choice and QA heads take
+their own inputs and passes.
 
 Texts are split into words with the tokenizer's own pre-tokenizer (keeping character offsets), the
-words are tokenised once, and each head reads the shared hidden states: sequence heads the [CLS]
-position, tagging heads each word's first sub-token.
+words are tokenised once, and each head reads the shared hidden states: sequence heads pool them as
+their family does (e.g. the first token), tagging heads read each word's first sub-token.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ from .tasks.tagging import first_subtokens
 
 
 class MultiTaskPipeline:
-    """`precision`: auto (bf16 where the hardware runs it natively, else fp32; see precision.py),
-    bf16, fp16 or fp32."""
+    """Every head's prediction for raw inputs: `MultiTaskPipeline.from_pretrained(MODEL)(texts)`, with
+    MODEL a trained model folder, an ONNX export or a hub id; see __call__ for inputs and outputs.
+
+    `device`: default CUDA when there is one (ONNX: the CPU). `precision`: auto (bf16 where the hardware
+    runs it natively, else fp32; see precision.py), bf16, fp16 or fp32. `batch_size`: inputs per encoder
+    pass. `max_length`: tokens per text, default the length the model was trained with."""
 
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):

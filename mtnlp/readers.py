@@ -1,7 +1,8 @@
 """File readers: csv, tsv, json, jsonl, CoNLL columns, CoNLL-U and line-aligned files into plain examples.
 
 A text example is {"text", "text_pair"?, "label", "_line"}; a tagging example is
-{"tokens", "tags", "_line"}. "_line" is where the example starts, for error messages.
+{"tokens", "tags", "_line"}; multiple-choice and QA examples are their task type's (mtnlp/tasks,
+`example`). "_line" is where the example starts, for error messages.
 Any problem with the input raises UserError naming the file and line.
 """
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
-from .spec import LINES_FILES, Count, DataSpec, Float, Fraction, Names, Positive, Spec, TaskSpec, _listed  # noqa: F401
+from .spec import LINES_FILES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec, _listed
 from .metrics import METRICS
 from .tasks import TASK_TYPES, task_type
 

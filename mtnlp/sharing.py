@@ -21,6 +21,14 @@ from torch import nn
 from . import families
 
 
+class SharingError(ValueError):
+    """A sharing setting that does not fit the encoder; `key` is the recipe key (mtl.*) that sets it."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
 def is_adapter_weight(name: str) -> bool:
     """A LoRA adapter's parameter (peft names them ...lora_A.<task>... / ...lora_B.<task>...)."""
     return "lora_" in name
@@ -38,7 +46,7 @@ def add_lora_adapters(encoder: nn.Module, tasks: list[str], spec: dict) -> None:
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                 inject_adapter_in_model(config, encoder, adapter_name=task)
         except ValueError as e:
-            raise ValueError(f"mtl.lora_targets: {str(e).splitlines()[0]}") from None
+            raise SharingError("mtl.lora_targets", str(e).splitlines()[0]) from None
     encoder.requires_grad_(True)  # peft freezes the base weights; freezing is a training choice (mtl.freeze_encoder)
 
 
@@ -64,8 +72,8 @@ def split_top_layers(encoder: nn.Module, tasks: list[str], k: int) -> nn.ModuleD
     if not family.min_shared_layers <= shared <= len(stack) - 1:
         most = len(stack) - family.min_shared_layers
         because = f" ({family.name} keeps {family.min_shared_layers} shared)" if family.min_shared_layers else ""
-        raise ValueError(f"mtl.task_layers: must be between 1 and {most} of the encoder's {len(stack)} layers"
-                         f"{because}, got {k}")
+        raise SharingError("mtl.task_layers", f"must be between 1 and {most} of the encoder's {len(stack)} layers"
+                                              f"{because}, got {k}")
     top = list(stack[shared:]) + [encoder.get_submodule(name) for name in family.after_layers]
     encoder.set_submodule(family.layers, stack[:shared])
     for name in family.after_layers:

@@ -12,6 +12,7 @@ writes the run directory (report.py).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -36,10 +37,10 @@ from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .loader import BatchPlan, training_loader
 from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
-from .modeling import MultiTaskModel, head_mismatch
+from .modeling import MultiTaskModel, head_mismatch, to_device
 from .pipeline import load_pretrained
 from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
-from .sharing import is_adapter_weight
+from .sharing import SharingError, is_adapter_weight
 from .sampling import StreamBatches, TaskBatches, TaskSampler
 from .tasks import task_type
 from .tasks.base import column
@@ -201,9 +202,8 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
         else:
             model = MultiTaskModel.from_encoder(encoder, heads, sharing=sharing)
     except ValueError as e:  # a sharing setting that does not fit this encoder
-        message = str(e).splitlines()[0]
-        key = message.split(":")[0] if message.startswith("mtl.") else "model.init_from" if source else "mtl.sharing"
-        raise UserError(f"{recipe.where(key)}: {message}") from None
+        key = e.key if isinstance(e, SharingError) else "model.init_from" if source else "mtl.sharing"
+        raise UserError(f"{recipe.where(key)}: {str(e).splitlines()[0]}") from None
     limit = families.max_tokens(model.config.encoder)
     if limit is not None and recipe.model.max_length > limit:  # e.g. RoBERTa: 514 positions hold 512 tokens
         raise UserError(f"{recipe.where('model.max_length')}: model.max_length: {recipe.model.max_length} is more "
@@ -236,7 +236,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     model.config.mtnlp = {"metrics": metrics, "base_model": base_model, "max_length": recipe.model.max_length}
 
     weighting = build_weighting(m.weighting, {n: recipe.tasks[n].loss_weight for n in tasks},
-                                dwa_temperature=m.dwa_temperature, dwa_window=m.dwa_window).to(accelerator.device)
+                                **m.model_dump()).to(accelerator.device)
     optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
     prepared, optimizer = accelerator.prepare(model, optimizer)
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
@@ -282,9 +282,23 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
                tqdm(total=t.steps, initial=progress.step, disable=not accelerator.is_local_main_process, desc="train"))
 
 
+def forward_backward(run: Run, sync: bool) -> str:
+    """One micro-batch: the task sampler's pick, its head's loss, weighted, back-propagated. Returns the
+    task. The loss stays on the device (read at log steps only): no host sync per micro-batch."""
+    task, batch, run.positions = next(run.batches)  # the task: TaskSampler via loader.BatchPlan
+    with contextlib.nullcontext() if sync else run.accelerator.no_sync(run.model):
+        # the head's loss: the task type's loss function (mtnlp/tasks/<type>.py, `loss`)
+        loss = run.model(**to_device(batch, run.accelerator.device), task=task).loss
+        run.accelerator.backward(run.weighting(task, loss) / run.recipe.training.grad_accum)
+    run.weighting.observe(task, loss.detach())
+    run.log.add(task, loss.detach())
+    return task
+
+
 def train_step(run: Run) -> str:
-    """One optimizer update; returns the task it trained ("all" for PCGrad)."""
-    task = run.gradient.accumulate(run)
+    """One optimizer update; returns the task it trained ("all" for PCGrad). The gradient method
+    (mtl.gradient) calls forward_backward once per micro-batch and combines their gradients."""
+    task = run.gradient.accumulate(run, forward_backward)
     for p in run.weighting.parameters():  # DDP does not see the loss weights: average them here
         if p.grad is not None:
             p.grad = reduce_mean(run.accelerator, p.grad)

@@ -127,5 +127,7 @@ WEIGHTINGS = {"static": StaticWeighting, "uncertainty": UncertaintyWeighting, "d
 
 
 def build_weighting(strategy: str, weights: dict[str, float], **options) -> StaticWeighting:
-    """options: the recipe's mtl section; each strategy takes the keys it needs."""
+    """options: the recipe's mtl section (train.py passes all of it); each strategy takes the keys it
+    needs. A new strategy is a class here and its entry in WEIGHTINGS, plus its name in recipe.py's
+    MTLSpec.weighting and any option of its own as an MTLSpec field (recipe.py does not import torch)."""
     return WEIGHTINGS[strategy](weights, **options)

@@ -16,8 +16,8 @@ def train(recipe, raw=None) -> TrainResult:
     t = recipe.training
     with stop_after_step_on_signal(run.accelerator) as stop:  # Ctrl-C / SIGTERM: checkpoint, then exit
         while run.progress.step < t.steps:
-            # one update: the sampler picks the task (loader.BatchPlan); its head computes the loss
-            # (heads.py; the loss function is the task type's, mtnlp/tasks); weighting.py weights it
+            # one update: train.forward_backward takes the task the sampler picked and its head's
+            # loss (the task type's, mtnlp/tasks); weighting.py weights it, gradients.py combines
             task = train_step(run)
             log_step(run, task)
             step = run.progress.step

@@ -14,7 +14,8 @@ from mtnlp.data import cache_dir, collate, load_task
 from mtnlp.tasks.tagging import align_labels
 from mtnlp.errors import UserError
 from mtnlp.readers import read_examples
-from mtnlp.recipe import DataSpec, load_recipe
+from mtnlp.recipe import load_recipe
+from mtnlp.spec import DataSpec
 
 NER_LABELS = ["B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER", "O"]
 

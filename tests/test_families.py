@@ -322,7 +322,7 @@ def test_unknown_family_trains_with_a_first_token_head_but_does_not_export(unkno
     capsys.readouterr()
     assert main(["export", str(tmp_path), "--task", "ner", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1:] == [
-        "error: cannot export a head of a 'albert' encoder: mtnlp knows the classification heads of "
+        "error: cannot export a head of a 'albert' encoder: mtnlp knows the heads of "
         + ", ".join(f.name for f in families.known()) + " only"]
 
 

@@ -14,7 +14,7 @@ from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.tasks.tagging import first_subtokens
 from mtnlp.tasks.tagging import iob_spans
 from mtnlp.readers import read_examples
-from mtnlp.recipe import DataSpec
+from mtnlp.spec import DataSpec
 
 TEXTS = ["John Smith works for the United Nations in New York .", "a gorgeous , witty , seductive movie .",
          "Who was Galileo ?", "", "   ", "Zürich’s café — naïve résumé!"]

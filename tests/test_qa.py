@@ -19,7 +19,8 @@ from mtnlp.data import read_task, tokenize
 from mtnlp.errors import UserError
 from mtnlp.export import export_folder
 from mtnlp.readers import read_examples
-from mtnlp.recipe import DataSpec, load_recipe
+from mtnlp.recipe import load_recipe
+from mtnlp.spec import DataSpec
 from mtnlp.tasks import task_type
 from mtnlp.tasks.extractive_qa import window_spans
 

@@ -14,7 +14,8 @@ from conftest import DATA, REPO, SHARED
 from mtnlp.data import read_task
 from mtnlp.errors import UserError
 from mtnlp.readers import read_examples, read_lines
-from mtnlp.recipe import DataSpec, load_recipe
+from mtnlp.recipe import load_recipe
+from mtnlp.spec import DataSpec
 
 SST_DEV = REPO / "recipes" / "data" / "sst2" / "dev.tsv"
 SST_TRAIN = REPO / "recipes" / "data" / "sst2" / "train.tsv"

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from mtnlp.tasks import task_type
 from mtnlp.errors import UserError
 from mtnlp.readers import read_examples
-from mtnlp.recipe import DataSpec
+from mtnlp.spec import DataSpec
 
 FORMATS = {"csv": ".csv", "tsv": ".tsv", "json": ".json", "jsonl": ".jsonl", "conll": ".conll",
            "conllu": ".conllu", "label_text": ".label"}

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mtnlp.errors import UserError
 from mtnlp.readers import JsonArray, iter_examples, read_lines
-from mtnlp.recipe import DataSpec
+from mtnlp.spec import DataSpec
 
 ROWS = 60_000  # about 5 MB per file: far above what a streaming reader holds at once
 SENTENCE = "a streamed sentence of modest length that repeats {i}"

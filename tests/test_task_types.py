@@ -15,7 +15,8 @@ from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.cli import main
 from mtnlp.errors import UserError
 from mtnlp.readers import read_examples
-from mtnlp.recipe import DataSpec, load_recipe
+from mtnlp.recipe import load_recipe
+from mtnlp.spec import DataSpec
 from mtnlp.tasks import TASK_TYPES
 
 KEYWORDS = {"sports": "football", "music": "guitar", "food": "pizza"}

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _DIR = Path(__file__).resolve().parent
-METRIC_FILES = frozenset({"accuracy", "f1", "pearsonr", "spearmanr", "mse", "seqeval", "squad"})
 _CACHE: dict = {}
 
 
@@ -36,6 +35,7 @@ METRICS = {
     "squad_f1": Metric("squad", "f1"),  # extractive QA: SQuAD token F1 and exact match
     "squad_exact_match": Metric("squad", "exact_match"),
 }
+METRIC_FILES = frozenset(m.module for m in METRICS.values())  # the bundled modules
 
 
 def result_key(name: str) -> str:

@@ -14,14 +14,14 @@ if TYPE_CHECKING:
     import torch
 
     from ..readers import Row
-    from ..recipe import DataSpec
+    from ..spec import DataSpec
 
 
 class TaskType:
     name: str  # the recipe's `type:`
     metrics: tuple[str, ...]  # the metrics (mtnlp/metrics METRICS) that apply; see default_metrics
     token_level = False  # True: examples are token lists (CoNLL, CoNLL-U, json lists), labels per token
-    head_kind = "sequence"  # which of the encoder family's heads it uses: "sequence", "token" or "span"
+    head_kind = "sequence"  # which of the encoder family's heads it uses: "sequence", "token", "choice" or "span"
     export_class = "AutoModelForSequenceClassification"  # the transformers class an exported head loads as
     pipeline_tag = "text-classification"  # the hub's task tag for the model card
     # False: encode() may turn one example into several rows (e.g. the windows of a long context);

@@ -58,8 +58,8 @@ class ExtractiveQA(TaskType):
         from ..readers import SUFFIX_FORMATS
 
         max_length = recipe.model.max_length
-        if task.doc_stride is None:
-            task.doc_stride = max_length // 3
+        if task.doc_stride is None:  # recorded in the model's config (model_spec)
+            task.doc_stride = default_stride(max_length)
         elif 2 * task.doc_stride >= max_length:
             fail(f"tasks.{name}.doc_stride", f"must be less than half of model.max_length ({max_length}), got "
                                             f"{task.doc_stride}: a window holds the question and more context than "
@@ -134,9 +134,8 @@ class ExtractiveQA(TaskType):
         """One row per window: model inputs, labels [start, end], and what evaluation reads (the
         example's id, the window's number, the context, the gold answers, each context token's word
         offsets)."""
-        options = options or {}
         enc, cut = windows(tokenizer, batch["question"], batch["context"], max_length,
-                           options.get("doc_stride") or max_length // 3)
+                           span_settings(options or {}, max_length)[0])
         out = {key: enc[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in enc}
         out.update(labels=[], example=[], window=[], context=[], answers=[], offsets=[], truncated=[])
         previous, window = None, 0
@@ -178,7 +177,7 @@ class ExtractiveQA(TaskType):
         for k, window_logits in enumerate(logits):
             offsets, context = rows["offsets"][k], rows["context"][k]
             spans, null = window_spans(window_logits[:len(offsets)].float().numpy(), offsets,
-                                       spec.get("max_answer_length", 30), spec.get("allow_unanswerable", False))
+                                       *span_settings(spec)[1:])
             best = spans[0] if spans else None
             out.append({"text": context[best[1]:best[2]] if best else "", "score": best[0] if best else None,
                         "null": null})
@@ -227,10 +226,9 @@ class ExtractiveQA(TaskType):
 
         from ..modeling import to_device
 
-        spec = pipe.tasks[task]
+        stride, max_answer_length, allow_unanswerable = span_settings(pipe.tasks[task], pipe.max_length)
         contexts = [value["context"] for value in inputs]
-        enc, cut = windows(pipe.tokenizer, [value["question"] for value in inputs], contexts, pipe.max_length,
-                           spec.get("doc_stride") or pipe.max_length // 3)
+        enc, cut = windows(pipe.tokenizer, [value["question"] for value in inputs], contexts, pipe.max_length, stride)
         keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in enc]
         found = [[] for _ in inputs]  # per input: its windows' spans (score, start, end)
         nulls = [[] for _ in inputs]
@@ -245,8 +243,7 @@ class ExtractiveQA(TaskType):
                 offsets = word_offsets(enc, i)
                 sample = enc["overflow_to_sample_mapping"][i]
                 window = logits[j, -len(offsets):] if left else logits[j, :len(offsets)]  # without the padding
-                spans, null = window_spans(window.numpy(), offsets, spec.get("max_answer_length", 30),
-                                           spec.get("allow_unanswerable", False), topk)
+                spans, null = window_spans(window.numpy(), offsets, max_answer_length, allow_unanswerable, topk)
                 found[sample] += spans
                 if null is not None:
                     nulls[sample].append(null)
@@ -276,6 +273,19 @@ class ExtractiveQA(TaskType):
 
     def describe_labels(self, spec):
         return "(answer spans)"
+
+
+def default_stride(max_length: int) -> int:
+    return max_length // 3
+
+
+def span_settings(spec: dict, max_length: int = 0) -> tuple[int, int, bool]:
+    """A QA head's (doc_stride, max_answer_length, allow_unanswerable) from its config entry (model_spec),
+    with the recipe's defaults for what it lacks (a config written by hand)."""
+    defaults = ExtractiveQA.Spec.model_fields
+    return (spec.get("doc_stride") or default_stride(max_length),
+            spec.get("max_answer_length", defaults["max_answer_length"].default),
+            spec.get("allow_unanswerable", defaults["allow_unanswerable"].default))
 
 
 # ---------------------------------------------------------------- reading
