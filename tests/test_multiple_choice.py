@@ -203,6 +203,8 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
     assert alone["categories"]["scores"] == pytest.approx(out[1]["categories"]["scores"], abs=1e-5)  # padding-free
     with pytest.raises(ValueError, match=r"\"choices\" must be a list of at least 2 choices, got \[\"x\"\]"):
         pipe({"text": "a", "choices": ["x"]})
+    with pytest.raises(ValueError, match=r"choice 1 holds a lone surrogate"):
+        pipe({"text": "a", "choices": ["x", "\ud800"]})
 
 
 def test_predict_cli_takes_choice_lines(mixed_run, tmp_path, capsys):

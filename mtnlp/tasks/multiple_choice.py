@@ -25,7 +25,7 @@ from pydantic import field_validator
 
 from ..errors import UserError, at
 from ..spec import TaskSpec, TextData
-from .base import TaskType, column, label_shares, rename
+from .base import TaskType, column, label_shares, rename, valid_unicode
 
 
 class ChoiceData(TextData):
@@ -274,10 +274,8 @@ def read_input(value) -> tuple[str, str | None, list[str]]:
             v = str(v)
         if not isinstance(v, str) or not v.strip():
             raise ValueError(f"multiple-choice input: {what} must be a non-empty string, got {short(v)}")
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"multiple-choice input: {what} holds a lone surrogate (an invalid \\u escape)") from None
+        if not valid_unicode(v):
+            raise ValueError(f"multiple-choice input: {what} holds a lone surrogate (an invalid \\u escape)")
         return v.strip()
 
     if not isinstance(value, dict):
