@@ -121,7 +121,7 @@ def rows_of(table: pa.Table, batch_size: int = 10_000):
 
 def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: str) -> None:
     """Every label of a validation/test split occurs in training (the head has an output for it)."""
-    if not kind.min_labels():  # scores, not a label set
+    if not kind.min_labels:  # scores, not a label set
         return
     known = set(labels)
     for ex in rows_of(examples):
@@ -239,9 +239,9 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     if derived and stream is None:
         labels = kind.label_set(rows_of(raw["train"]))
-    if derived and len(labels) < kind.min_labels():
+    if derived and len(labels) < kind.min_labels:
         raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
-                        f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels()}")
+                        f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels}")
     if carve is not None:  # a seeded, reproducible validation split cut from train
         order = list(range(raw["train"].num_rows))
         random.Random(recipe.training.seed).shuffle(order)
@@ -279,7 +279,7 @@ def stream_labels(recipe: Recipe, name: str, task: TaskSpec, stream: StreamSourc
     """A streamed task's label set, without reading the stream: its ClassLabel names or data.label_names,
     as the examples will name them (label_sep, label_names)."""
     kind = task_type(task.type)
-    if not kind.min_labels():  # scores
+    if not kind.min_labels:  # scores
         return []
     names = hub_label_names(stream.rows, task.data, task.type)
     if names is None:

@@ -53,7 +53,7 @@ def test_choices_as_a_list_or_columns_labels_as_index_or_text(tmp_path):
     [ex] = read(as_json, text_column="question", choices_column="options", label_column="answer",
                 label_names={"A": "0", "B": "1"})
     assert (ex["text"], ex["choices"], ex["label"]) == ("Which is red?", ["grass", "blood"], 1)
-    assert MC.label_set([ex]) == [] and MC.min_labels() == 0  # choice positions, not a label set
+    assert MC.label_set([ex]) == [] and MC.min_labels == 0  # choice positions, not a label set
 
 
 @pytest.mark.parametrize("row, spec, fragment", [

@@ -24,6 +24,7 @@ class TaskType:
     head_kind = "sequence"  # which of the encoder family's heads it uses: "sequence", "token", "choice" or "span"
     export_class = "AutoModelForSequenceClassification"  # the transformers class an exported head loads as
     pipeline_tag = "text-classification"  # the hub's task tag for the model card
+    min_labels = 2  # labels training must show; 0: no label set (scores, choice positions, spans)
     # False: encode() may turn one example into several rows (e.g. the windows of a long context);
     # tokenising then keeps only the columns encode() returns, so it returns what evaluation reads
     one_row_per_example = True
@@ -55,10 +56,7 @@ class TaskType:
         return sort_labels({label for ex in examples for label in self.labels_of(ex)})
 
     def labels_of(self, example: dict) -> list[str]:
-        return [example["label"]]
-
-    def min_labels(self) -> int:
-        return 2
+        return [example["label"]] if self.min_labels else []
 
     def model_spec(self, spec) -> dict:
         """What the model's config keeps of the recipe's task section beyond type, labels and dropout."""

@@ -38,6 +38,7 @@ class ExtractiveQA(TaskType):
     name = "extractive_qa"
     metrics = ("squad_f1", "squad_exact_match")
     head_kind = "span"
+    min_labels = 0  # spans, not labels
     export_class = "AutoModelForQuestionAnswering"
     pipeline_tag = "question-answering"
     one_row_per_example = False  # a long context gives several windows
@@ -115,14 +116,6 @@ class ExtractiveQA(TaskType):
                                 "(SQuAD 2.0) set allow_unanswerable: true in the task's section")
             yield ex
 
-    def label_set(self, examples):
-        return []  # spans, not labels
-
-    def labels_of(self, example):
-        return []
-
-    def min_labels(self):
-        return 0
 
     def model_spec(self, spec):
         return {"doc_stride": spec.doc_stride, "max_answer_length": spec.max_answer_length,

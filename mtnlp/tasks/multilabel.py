@@ -15,6 +15,7 @@ from .base import TextTask, column, label_shares, rename
 
 class Multilabel(TextTask):
     name = "multilabel"
+    min_labels = 1
     metrics = ("micro_f1", "macro_f1", "exact_match")
 
     class Spec(TaskSpec):
@@ -55,8 +56,6 @@ class Multilabel(TextTask):
     def labels_of(self, example):
         return example["label"]
 
-    def min_labels(self):
-        return 1
 
     def model_spec(self, spec):
         return {"threshold": spec.threshold}

@@ -59,6 +59,7 @@ class MultipleChoice(TaskType):
 
     metrics = ("accuracy",)
     head_kind = "choice"
+    min_labels = 0  # choice positions, not names
     export_class = "AutoModelForMultipleChoice"
     pipeline_tag = "multiple-choice"
     input_fields = ("text", "choices")  # {"text": context, "choices": [...], "question"?: ...}
@@ -143,14 +144,6 @@ class MultipleChoice(TaskType):
                                 "split needs the same number of choices")
             yield ex
 
-    def label_set(self, examples):
-        return []  # choice positions, not names
-
-    def labels_of(self, example):
-        return []
-
-    def min_labels(self):
-        return 0
 
     # ---------------------------------------------------------------- tokenising and batches
 

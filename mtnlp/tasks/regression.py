@@ -12,6 +12,7 @@ from .base import TextTask, column
 
 class Regression(TextTask):
     name = "regression"
+    min_labels = 0  # scores, not labels
 
     class Spec(TaskSpec):
         type: Literal["regression"]
@@ -32,14 +33,6 @@ class Regression(TextTask):
             row.fail(f"label {row.show(label)} is not a finite number")
         return value
 
-    def label_set(self, examples):
-        return []  # scores, not labels
-
-    def labels_of(self, example):
-        return []
-
-    def min_labels(self):
-        return 0
 
     def target(self, label, label_ids):
         return label
