@@ -15,11 +15,13 @@ import sys
 import warnings
 from pathlib import Path
 
+from . import __version__
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mtnlp", description="Multi-task fine-tuning of one shared encoder.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser.add_argument("--version", action="version", version=f"mtnlp {package_version()}")
+    parser.add_argument("--version", action="version", version=f"mtnlp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", help="train the tasks of a recipe")
@@ -138,15 +140,6 @@ def quiet_libraries(with_datasets: bool = True) -> None:
 
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mtnlp")
-    except PackageNotFoundError:  # run from a source tree that was not installed
-        return "(not installed)"
 
 
 def output_path(path: str, flag: str) -> Path:

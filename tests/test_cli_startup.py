@@ -22,6 +22,16 @@ def test_help_needs_no_heavy_import():
     assert proc.returncode == 0 and "key=value" in proc.stdout, proc.stderr
 
 
+def test_version_is_the_packages():
+    import mtnlp
+
+    proc = run_without_heavy_imports("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"mtnlp {mtnlp.__version__}", proc.stderr
+    from importlib.metadata import version
+
+    assert version("mtnlp") == mtnlp.__version__  # pyproject's version is mtnlp.__version__
+
+
 def test_recipe_mistake_needs_no_heavy_import(make_recipe):
     proc = run_without_heavy_imports("train", str(make_recipe()), "training.lrr=1")
     assert proc.returncode == 2 and "unknown key 'training.lrr'" in proc.stderr, proc.stderr
