@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="model directory (a run's model/ folder) or hub id")
     p.add_argument("recipe", help="recipe YAML file naming the tasks' data")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    p.add_argument("--split", default="validation", choices=["train", "validation", "test"],
+                   help="the split to evaluate (default: validation)")
     p.add_argument("--output", help="JSON file for the metrics (default: MODEL/eval-SPLIT.json)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32", "no"],
+                   help="as for predict (default: the recipe's training.mixed_precision)")
+    p.add_argument("--revision", help="hub branch, tag or commit")
 
     p = commands.add_parser("predict", help="every head's predictions for texts, as JSON lines")
     p.add_argument("model", help="model directory or hub id")
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                    "{\"text\", \"text_pair\"}, a multiple-choice {\"text\", \"choices\"}), - for stdin")
     p.add_argument("--output", help="write JSON lines here instead of stdout")
     p.add_argument("--all-scores", action="store_true", help="include every label's probability")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass (default: 32)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "no"],
                    help="auto (default): bf16 where the hardware runs it natively, else fp32 (fp16 on GPUs without bf16)")
     p.add_argument("--revision", help="hub branch, tag or commit")
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("serve", help="serve the model's heads over HTTP: POST /predict, GET /health, GET /info")
     p.add_argument("model", help="model directory or hub id")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (the address is printed)")
     p.add_argument("--tasks", help="comma-separated task names to serve (default: all heads)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "no"],
@@ -191,7 +195,7 @@ def cmd_evaluate(args) -> int:
     from .evaluation import evaluate_split
     from .report import table
 
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, revision=args.revision)
     import torch
 
     onnx = hasattr(model, "session")  # an ONNX folder: onnxruntime on the CPU, fp32
@@ -217,11 +221,12 @@ def cmd_evaluate(args) -> int:
         raise UserError(f"{recipe.source}: no task has a {args.split} split (tasks.NAME.data.{args.split})")
     if without:
         print(f"not evaluated (no {args.split} split): {', '.join(without)}")
-    chosen = (precision.for_onnx(recipe.training.mixed_precision) if onnx
-              else precision.resolve(recipe.training.mixed_precision, model.device))
+    requested = args.precision or recipe.training.mixed_precision
+    chosen = precision.for_onnx(requested) if onnx else precision.resolve(requested, model.device)
     print(chosen.describe())
     if chosen.warning:
-        warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=1)
+        option = "--precision" if args.precision else "training.mixed_precision"
+        warnings.warn(f"{option}: {chosen.warning}", stacklevel=1)
     results = evaluate_split(model, tokenizer, tasks, metrics, args.split, recipe.training.eval_batch_size,
                              chosen.autocast, say=lambda note: warnings.warn(note, stacklevel=1))
     print(table({name: {args.split: values} for name, values in results.items()}))
@@ -372,6 +377,8 @@ def cmd_recipes(args) -> int:
     if name is None:
         raise UserError(f"recipes copy: no recipe '{args.name}' (there are: {', '.join(entries)})")
     dest = Path(args.dest or Path(name).name).expanduser()
+    if args.dest and args.dest.endswith(("/", os.sep)) and not dest.is_dir():  # Path() drops the slash
+        raise UserError(f"recipes copy: folder {args.dest} does not exist")
     if dest.is_dir():  # as cp does: into the folder
         dest = dest / Path(name).name
     if dest.exists():

@@ -327,6 +327,10 @@ def recipes_copy_into_a_missing_folder(c: Ctx):
     return ["recipes", "copy", "multitask", str(c.folder / "no" / "x.py")], "recipes copy:", ["does not exist"]
 
 
+def recipes_copy_into_a_missing_folder_with_a_slash(c: Ctx):  # not a file named like the folder
+    return ["recipes", "copy", "demo.yaml", str(c.folder / "newdir") + "/"], "recipes copy:", ["folder", "does not exist"]
+
+
 CASES = [Case(f.__name__, f) for f in (
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
@@ -337,7 +341,8 @@ CASES = [Case(f.__name__, f) for f in (
     evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have, predict_batch_size_zero,
     predict_output_in_a_missing_folder, evaluate_output_in_a_missing_folder, model_folder_missing_under_an_existing_folder,
     predict_with_a_run_folder, predict_input_with_a_lone_surrogate, export_onto_a_file, export_into_the_model_folder,
-    damaged_weights_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder)]
+    damaged_weights_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder,
+    recipes_copy_into_a_missing_folder_with_a_slash)]
 BY_ID = {case.id: case for case in CASES}
 
 

@@ -118,7 +118,9 @@ def test_cli_train_and_evaluate(make_recipe, tmp_path, capsys):
     assert len(read_jsonl(tmp_path / "run" / "train_log.jsonl")) == 2
     assert main(["evaluate", str(tmp_path / "run" / "model"), str(recipe), "--split", "validation"]) == 0
     out = capsys.readouterr().out
-    assert "sentiment" in out and "ner" in out
+    assert "sentiment" in out and "ner" in out and "precision: fp32 (requested)" in out  # the recipe's
+    assert main(["evaluate", str(tmp_path / "run" / "model"), str(recipe), "--precision", "auto"]) == 0
+    assert "precision: fp32 (requested)" not in capsys.readouterr().out  # --precision wins over the recipe
     written = json.loads((tmp_path / "run" / "model" / "eval-validation.json").read_text())
     trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written["tasks"]["ner"]["validation"] == pytest.approx(trained["tasks"]["ner"]["validation"])
