@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 
 from .errors import UserError, at
-from .readers import Row, hub_examples, hub_label_names, iter_examples, open_hub_split, read_hub_split, read_lines
+from .readers import (Row, hub_examples, hub_label_names, iter_examples, label_column, open_hub_split, read_hub_split,
+                      read_lines)
 from .recipe import Recipe, TaskSpec, resolve_path
 from .tasks import TaskType, task_type
 from .tasks.base import column, label_name, sort_labels
@@ -100,7 +101,9 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[p
         return path
 
     if task.data.hub:
-        examples, name = read_hub_split(task.data, source, task.type), f"{task.data.hub}[{source}]"
+        hub_key = f"tasks.{name}.data.hub"
+        examples = read_hub_split(task.data, source, task.type, f"{recipe.where(hub_key)}: {hub_key}")
+        name = f"{task.data.hub}[{source}]"
     elif isinstance(source, dict):  # format lines: {text: FILE, labels: FILE, text_pair?: FILE}
         files = {part: existing(value, f"{key}.{part}") for part, value in source.items()}
         examples, name = read_lines(files, task.data, task.type), str(files["labels"])  # label errors: labels file
@@ -262,8 +265,8 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
 
 def open_stream(recipe: Recipe, name: str, task: TaskSpec) -> StreamSource:
     """The training split of a streamed hub data set, opened (not read) and its size."""
-    data = task.data
-    rows = open_hub_split(data, data.train)
+    data, key = task.data, f"tasks.{name}.data.hub"
+    rows = open_hub_split(data, data.train, f"{recipe.where(key)}: {key}")
     size = data.size
     if size is None:
         split = (rows.info.splits or {}).get(data.train) if rows.info else None
@@ -281,6 +284,11 @@ def stream_labels(recipe: Recipe, name: str, task: TaskSpec, stream: StreamSourc
     kind = task_type(task.type)
     if not kind.min_labels:  # scores
         return []
+    column, features = label_column(task.data, task.type), stream.rows.features
+    if features and column not in features:  # say so before blaming the missing ClassLabel
+        key = f"tasks.{name}.data.{'tag_column' if kind.token_level else 'label_column'}"
+        raise UserError(f"{recipe.where(key)}: {key}: {stream.name} has no column '{column}' "
+                        f"(found: {', '.join(features)})")
     names = hub_label_names(stream.rows, task.data, task.type)
     if names is None:
         raise UserError(f"{recipe.where(f'tasks.{name}.data.streaming')}: tasks.{name}.data.label_names: the labels "

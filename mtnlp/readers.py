@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from .errors import UserError, at
+from .errors import UserError, at, first_line
 from .spec import LINES_FILES, DataSpec
 from .tasks import TASK_TYPES
 from .tasks.base import label_name, valid_unicode
@@ -529,48 +529,77 @@ def read_conllu(path: Path, lines, spec: DataSpec):
             yield {"tokens": tokens, "tags": tags, "_line": start}
 
 
-def open_hub_split(spec: DataSpec, split: str):
+def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub"):
     """A split of a hub data set: a Dataset (downloaded and cached by datasets), or with data.streaming
-    an IterableDataset that reads as it is iterated."""
+    an IterableDataset that reads as it is iterated. `where`: the recipe key (and line) errors name."""
     import datasets
 
     try:
         return datasets.load_dataset(spec.hub, spec.config, split=split, streaming=spec.streaming)
     except Exception as e:  # datasets raises many types for "not reachable / not found"
-        raise UserError(f"data.hub: cannot load '{spec.hub}' split '{split}': {str(e).splitlines()[0]}") from None
+        config = f" (config '{spec.config}')" if spec.config else ""
+        # the second line often says what would be right, e.g. the configs there are
+        message = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or type(e).__name__
+        raise UserError(f"{where}: cannot load split '{split}' of '{spec.hub}'{config}: {message}") from None
 
 
-def read_hub_split(spec: DataSpec, split: str, task_type: str):
+def read_hub_split(spec: DataSpec, split: str, task_type: str, where: str = "data.hub"):
     """A split of a hub data set, an example at a time (needs a network the first time; cached by
     datasets after, unless streamed)."""
-    dataset = open_hub_split(spec, split)
+    dataset = open_hub_split(spec, split, where)
     yield from hub_examples(dataset, f"{spec.hub}[{split}]", spec, task_type)
 
 
 def hub_examples(rows, name: str, spec: DataSpec, task_type: str, order: str = ""):
     """The examples of a hub split's rows (a Dataset or a stream), ClassLabel ids read as their names.
     `order` follows each row's number in error messages (a shuffled stream's rows are numbered as read)."""
-    key = _label_key(spec, task_type)
+    key = label_column(spec, task_type)
     names = _class_names(rows.features or {}, key)
-    for i, row in enumerate(rows):
+    count = 0
+    for count, row in enumerate(_read(rows, name), 1):
+        where = f"{name}: row {count - 1}{order}"
         value = row.get(key)
         if names and isinstance(value, int):  # a ClassLabel id (classification)
-            if value < 0:
-                raise UserError(f"{name}: row {i}{order}: no label ({value}); unlabelled splits cannot be used")
-            row = dict(row, **{key: names[value]})
+            row = dict(row, **{key: _class_name(names, value, where)})
         elif names and isinstance(value, list):  # a sequence of ClassLabel ids (tags, multi-label)
-            row = dict(row, **{key: [names[t] for t in value]})
-        yield from to_examples(Path(name), row, f"row {i}{order}", spec, task_type)
+            row = dict(row, **{key: [_class_name(names, t, f"{where}: item {j + 1} of {key}") for j, t in enumerate(value)]})
+        yield from to_examples(Path(name), row, f"row {count - 1}{order}", spec, task_type)
+    if not count:
+        raise UserError(f"{name}: no examples found")
+
+
+def _read(rows, name: str):
+    """`rows`, with a failure to read them (e.g. the hub unreachable in the middle of a stream) as a
+    one-line error."""
+    iterator = iter(rows)
+    while True:
+        try:
+            row = next(iterator)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise UserError(f"{name}: reading the data set failed: {type(e).__name__}: {first_line(e)}") from None
+        yield row
+
+
+def _class_name(names: list[str], value: int, where: str) -> str:
+    """A ClassLabel id's name; -1 (datasets' "no label") and ids out of range are errors, not a wrong label."""
+    if value < 0:
+        raise UserError(f"{where}: no label ({value}); unlabelled examples cannot be used")
+    if value >= len(names):
+        raise UserError(f"{where}: label id {value} is not one of the ClassLabel feature's {len(names)} ids "
+                        f"(0-{len(names) - 1})")
+    return names[value]
 
 
 def hub_label_names(rows, spec: DataSpec, task_type: str) -> list[str] | None:
     """The raw label (or tag) names a hub split declares: its ClassLabel feature's names, else the keys
     of data.label_names; None when neither says."""
-    names = _class_names(rows.features or {}, _label_key(spec, task_type))
+    names = _class_names(rows.features or {}, label_column(spec, task_type))
     return names or (list(spec.label_names) if spec.label_names else None)
 
 
-def _label_key(spec: DataSpec, task_type: str) -> str:
+def label_column(spec: DataSpec, task_type: str) -> str:
     """The column of a hub split that holds the labels (the tags, for a token-level type)."""
     return spec.tag_column or "tags" if TASK_TYPES[task_type].token_level else spec.label_column
 

@@ -54,5 +54,49 @@ def test_unreachable_hub_dataset_is_a_user_error(tmp_path, tiny_encoder, monkeyp
     recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
         "hub": "no-such-org/no-such-dataset", "train": "train"}}}}))
     recipe = load_recipe(recipe_file)
-    with pytest.raises(UserError, match="data.hub: cannot load 'no-such-org/no-such-dataset'"):
+    with pytest.raises(UserError, match=r"r.yaml:\d+: tasks.t.data.hub: cannot load split 'train' of 'no-such-org/no-such-dataset'"):
         load_task(recipe, "t", recipe.tasks["t"], AutoTokenizer.from_pretrained(tiny_encoder), 32)
+
+
+class Rows(list):
+    """Rows as datasets gives them (iterable, with .features); `fail_after`: reading breaks off there."""
+
+    def __init__(self, rows, features, fail_after=None):
+        super().__init__(rows)
+        self.features, self.fail_after = features, fail_after
+
+    def __iter__(self):
+        for i, row in enumerate(super().__iter__()):
+            if i == self.fail_after:
+                raise ConnectionError("Server Disconnected")
+            yield row
+
+
+TAG_FEATURES = datasets.Features({"tokens": datasets.List(datasets.Value("string")),
+                                  "tags": datasets.List(datasets.ClassLabel(names=["O", "B-PER", "B-LOC"]))})
+
+
+@pytest.mark.parametrize("tags, message", [
+    ([1, 0, -1], "x[train]: row 1: item 3 of tags: no label (-1); unlabelled examples cannot be used"),  # datasets' "no label": not the last name
+    ([1, 0, 3], "x[train]: row 1: item 3 of tags: label id 3 is not one of the ClassLabel feature's 3 ids (0-2)"),
+])
+def test_class_label_ids_without_a_name_are_errors(tags, message):
+    from mtnlp.readers import hub_examples
+    from mtnlp.spec import DataSpec
+
+    rows = Rows([{"tokens": ["a", "b", "c"], "tags": [0, 0, 0]}, {"tokens": ["Ann", "x", "Rome"], "tags": tags}],
+                TAG_FEATURES)
+    with pytest.raises(UserError) as e:
+        list(hub_examples(rows, "x[train]", DataSpec(), "tagging"))
+    assert str(e.value) == message
+
+
+def test_a_read_that_breaks_off_or_finds_nothing_is_one_error_line():
+    from mtnlp.readers import hub_examples
+    from mtnlp.spec import DataSpec
+
+    row = {"tokens": ["a"], "tags": [0]}
+    with pytest.raises(UserError, match=r"^x\[train\]: reading the data set failed: ConnectionError: Server Disconnected$"):
+        list(hub_examples(Rows([row, row], TAG_FEATURES, fail_after=1), "x[train]", DataSpec(), "tagging"))
+    with pytest.raises(UserError, match=r"^x\[train\]: no examples found$"):  # e.g. an empty streamed split
+        list(hub_examples(Rows([], TAG_FEATURES), "x[train]", DataSpec(), "tagging"))

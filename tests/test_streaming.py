@@ -192,6 +192,14 @@ def test_streamed_labels_need_a_class_label_or_label_names(make_recipe, tmp_path
     assert train(load_recipe(recipe)).model.config.tasks["stream"]["labels"] == ["negative", "positive"]
 
 
+def test_a_streamed_label_column_that_is_not_there_is_named(make_recipe, tmp_path):
+    folder = hub_folder(tmp_path, train_rows=30)  # a ClassLabel column "label"
+    recipe = make_recipe(tasks={"stream": streamed_task(folder, label_column="stars")}, training={"steps": 1})
+    with pytest.raises(UserError, match=r"tasks\.stream\.data\.label_column: .*hub-set\[train\] has no column 'stars' "
+                                        r"\(found: sentence, label\)"):
+        train(load_recipe(recipe))
+
+
 def card_less_folder(root: Path, splits: dict[str, list[dict]]) -> Path:
     """A data set folder of JSONL files and no card: datasets names the splits after the files."""
     folder = root / "plain-set"
