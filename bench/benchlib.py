@@ -57,7 +57,7 @@ def cpu_info() -> dict:
     info["logical_cpus"] = os.cpu_count()
     from mtnlp import precision
 
-    info["bf16_native"], info["bf16_reason"] = precision.cpu_native("bf16")
+    info["bf16_native"], info["bf16_reason"] = precision.cpu_native()
     info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     info["isa_caps"] = {name: os.environ[name] for name in ISA_CAP_VARS if name in os.environ}
     return info

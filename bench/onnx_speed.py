@@ -44,7 +44,7 @@ def main() -> None:
                "batch_size": args.batch_size, "model": args.model, "backends": {}}
     with tempfile.TemporaryDirectory() as tmp:
         folders = {"pytorch fp32": (args.model, "fp32")}
-        if precision.cpu_native("bf16")[0]:
+        if precision.cpu_native()[0]:
             folders["pytorch bf16"] = (args.model, "bf16")
         for name, extra in (("onnx fp32", []), ("onnx int8", ["--quantize", "int8"])):
             out = Path(tmp) / name.replace(" ", "-")

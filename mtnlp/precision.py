@@ -3,7 +3,8 @@
 `auto` picks bf16 only where the hardware runs it natively: a CUDA device with bf16, or a CPU with
 AVX512-BF16 or AMX that torch's oneDNN backend uses. Elsewhere bf16 is emulated and much slower than
 fp32 (measured on an AVX2-only EPYC: matmuls 20-400x slower), though transformers and Accelerate call
-it "available" on any CPU. fp16 is auto's choice only on a CUDA device without bf16.
+it "available" on any CPU. fp16 is auto's choice only on a CUDA device without bf16; on a CPU, fp16
+runs as fp32, since Accelerate does not autocast fp16 there (training would say fp16 and run fp32).
 """
 
 from __future__ import annotations
@@ -54,18 +55,15 @@ class Precision:
         return {"requested": self.requested, "used": self.name, "device": self.device_type, "reason": self.reason}
 
 
-def cpu_native(dtype: str) -> tuple[bool, str]:
-    """Whether this CPU computes `dtype` ('bf16' | 'fp16') matmuls natively, and the instructions why."""
-    if dtype == "bf16":
-        units = [name for name, present in (("AMX", torch.cpu._is_amx_tile_supported()),
-                                            ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported())) if present]
-        # oneDNN can be capped below what the CPU has (ONEDNN_MAX_CPU_ISA); then it emulates bf16
-        used = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        if units and used:
-            return True, " and ".join(units)
-        return False, "no AVX512-BF16 or AMX" if not units else "oneDNN does not use its bf16 units"
-    present = torch.cpu._is_amx_fp16_supported() and torch.ops.mkldnn._is_mkldnn_fp16_supported()
-    return present, "AMX-FP16" if present else "no AMX-FP16"
+def cpu_native() -> tuple[bool, str]:
+    """Whether this CPU computes bf16 matmuls natively, and the instructions why."""
+    units = [name for name, present in (("AMX", torch.cpu._is_amx_tile_supported()),
+                                        ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported())) if present]
+    # oneDNN can be capped below what the CPU has (ONEDNN_MAX_CPU_ISA); then it emulates bf16
+    used = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if units and used:
+        return True, " and ".join(units)
+    return False, "no AVX512-BF16 or AMX" if not units else "oneDNN does not use its bf16 units"
 
 
 def for_onnx(requested) -> Precision:
@@ -92,15 +90,19 @@ def resolve(requested, device: torch.device | str) -> Precision:
         return Precision(requested, requested, device_type, "requested")
     if device_type == "cpu":
         if requested == "auto":
-            native, why = cpu_native("bf16")
+            native, why = cpu_native()
             if native:
                 return Precision(requested, "bf16", device_type, f"auto: this CPU runs bf16 natively ({why})")
             return Precision(requested, "fp32", device_type,
                              f"auto: this CPU has no native bf16 ({why}), where bf16 is much slower than fp32")
-        native, why = cpu_native(requested)
+        if requested == "fp16":  # Accelerate's training would run it in fp32; evaluation and predict do the same
+            return Precision(requested, "fp32", device_type, "fp16 requested, which runs as fp32 on a CPU",
+                             "fp16 on a CPU runs as fp32 (Accelerate does not autocast fp16 on a CPU); "
+                             "use bf16 or auto for half precision on a CPU")
+        native, why = cpu_native()
         if not native:
             return Precision(requested, requested, device_type, "requested",
-                             f"{requested} on a CPU without native {requested} ({why}) runs much slower than fp32 "
+                             f"bf16 on a CPU without native bf16 ({why}) runs much slower than fp32 "
                              "(matmuls 20-400x slower); use auto or fp32")
         return Precision(requested, requested, device_type, f"requested; this CPU has {why}")
     if requested == "auto":  # mps, xpu, ...: no measured rule, so the safe choice

@@ -20,11 +20,11 @@ AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def no_native(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_native", lambda dtype: (False, f"no native {dtype}"))
+    monkeypatch.setattr(precision, "cpu_native", lambda: (False, "no native bf16"))
 
 
 def native(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_native", lambda dtype: (True, "AMX"))
+    monkeypatch.setattr(precision, "cpu_native", lambda: (True, "AMX"))
 
 
 @pytest.mark.parametrize("value", ["no", "fp32", "FP32", False, None])
@@ -55,14 +55,25 @@ def test_auto_on_a_cpu_with_native_bf16_is_bf16(monkeypatch):
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
-@pytest.mark.parametrize("requested", ["bf16", "fp16"])
-def test_explicit_half_precision_on_a_slow_cpu_runs_with_a_warning(monkeypatch, requested):
+def test_explicit_bf16_on_a_slow_cpu_runs_with_a_warning(monkeypatch):
     no_native(monkeypatch)
-    chosen = precision.resolve(requested, "cpu")
-    assert chosen.name == requested and "much slower" in chosen.warning
+    chosen = precision.resolve("bf16", "cpu")
+    assert chosen.name == "bf16" and "much slower" in chosen.warning
     native(monkeypatch)
-    assert precision.resolve(requested, "cpu").warning is None
+    assert precision.resolve("bf16", "cpu").warning is None
     assert precision.resolve("fp32", "cpu").warning is None
+
+
+@pytest.mark.parametrize("has_native", [True, False])
+def test_fp16_on_a_cpu_runs_as_fp32_and_says_so(monkeypatch, has_native):
+    """Accelerate does not autocast fp16 on a CPU: training would run fp32 while saying fp16, and an
+    evaluation with fp16 autocast would then not reproduce it."""
+    (native if has_native else no_native)(monkeypatch)
+    chosen = precision.resolve("fp16", "cpu")
+    assert (chosen.requested, chosen.name, chosen.accelerate) == ("fp16", "fp32", "no")
+    assert "runs as fp32" in chosen.warning
+    with chosen.autocast():
+        assert not torch.is_autocast_enabled("cpu")
 
 
 @pytest.mark.parametrize("has_bf16, expected", [(True, "bf16"), (False, "fp16")])

@@ -200,7 +200,9 @@ def _fresh_head(recipe_path, result, task):
 def test_other_precisions_train(make_recipe, tmp_path, precision):
     recipe = make_recipe(training={"steps": 3, "mixed_precision": precision})
     result = train(load_recipe(recipe))
-    assert result.accelerator.mixed_precision == precision
+    assert result.accelerator.mixed_precision == "no"  # fp16 on a CPU: fp32, and the records say so
+    used = json.loads((tmp_path / "run" / "metrics.json").read_text())["precision"]
+    assert (used["requested"], used["used"]) == ("fp32" if precision == "no" else "fp16", "fp32")
     losses = read_jsonl(tmp_path / "run" / "train_log.jsonl")
     assert len(losses) == 3 and all(v == v for r in losses for v in r["loss"].values())
 
