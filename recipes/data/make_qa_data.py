@@ -9,13 +9,13 @@ Writes train.json as SQuAD v2.0 JSON (articles of paragraphs of questions) and d
 rows in the form of the hub's `squad` data set, so the recipe reads both formats.
 
 Deterministic (random.Random(0)). Usage, from the repo root:
-    python recipes/data/make_qa_data.py
+    python recipes/data/make_qa_data.py [--out FOLDER]
 """
+import argparse
 import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "qa"
 
 TOWNS = ("Alderby Brackwater Caldmoor Dunhallow Elmsworth Fenwick Glenmarrow Harlow Ivybridge Kestrel Larkhill "
          "Marrowdale Northcombe Oakhurst Pennick Quarrington Redwater Saltmere Thornbury Umberleigh Valemouth "
@@ -54,8 +54,11 @@ def town_questions(rng: random.Random, town: str) -> tuple[str, list[dict]]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "qa"))
+    out = Path(parser.parse_args().out)
     rng = random.Random(0)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     towns = TOWNS[:]
     rng.shuffle(towns)
     articles, dev = [], []
@@ -74,8 +77,8 @@ def main() -> None:
                          "answers": {"text": [a["text"] for a in qa["answers"]],
                                      "answer_start": [a["answer_start"] for a in qa["answers"]]}}
                         for p in paragraphs for qa in p["qas"]]
-    (OUT / "train.json").write_text(json.dumps({"version": "v2.0", "data": articles}) + "\n")
-    (OUT / "dev.jsonl").write_text("".join(json.dumps(row) + "\n" for row in dev))
+    (out / "train.json").write_text(json.dumps({"version": "v2.0", "data": articles}) + "\n")
+    (out / "dev.jsonl").write_text("".join(json.dumps(row) + "\n" for row in dev))
 
 
 if __name__ == "__main__":
