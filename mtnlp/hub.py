@@ -18,6 +18,9 @@ from huggingface_hub.utils import validate_repo_id
 from .errors import UserError, first_line
 
 
+CARD_PLACEHOLDER = "REPO_OR_DIR"  # where the card's usage lines name the model; push puts the repo id there
+
+
 def model_card(config, metrics: dict | None = None, datasets: list[str] | None = None) -> str:
     """README.md text: YAML metadata and a per-task table of labels and metrics."""
     from .tasks import task_type
@@ -48,7 +51,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
                  for split in ("validation", "test")]
         lines.append(f"| {name} | {spec['type']} | {labels} | {cells[0]} | {cells[1]} |")
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
-              'pipe = MultiTaskPipeline.from_pretrained("REPO_OR_DIR")']
+              f'pipe = MultiTaskPipeline.from_pretrained("{CARD_PLACEHOLDER}")']
     if any(not task_type(spec["type"]).input_fields for spec in config.tasks.values()):
         lines.append('pipe("Some text to analyse.")   # every head\'s prediction from one encoder pass')
     for name, spec in config.tasks.items():  # types with inputs of their own form (TaskType.input_fields)
@@ -58,7 +61,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     lines += ["```", ""]
     tagging = [name for name, spec in config.tasks.items() if task_type(spec["type"]).head_kind == "token"]
     if tagging:
-        lines += [f"A tagging head exported as a plain transformers model (`mtnlp export REPO_OR_DIR --task "
+        lines += [f"A tagging head exported as a plain transformers model (`mtnlp export {CARD_PLACEHOLDER} --task "
                   f"{tagging[0]} {tagging[0]}-model`) needs word-level aggregation `first`:", "",
                   "```python", "from transformers import pipeline", "",
                   f'tagger = pipeline("token-classification", model="{tagging[0]}-model", '
@@ -119,7 +122,8 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         files = sorted(p for p in model_dir.rglob("*") if p.is_file())
-        operations = [CommitOperationAdd(str(p.relative_to(model_dir)), str(p)) for p in files]
+        operations = [CommitOperationAdd(str(p.relative_to(model_dir)), card_for(p, repo_id) if p == model_dir / "README.md"
+                                         else str(p)) for p in files]
         info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)
     except RepositoryNotFoundError:
         raise UserError(f"{repo_id}: repository not found, or the token may not write to it") from None
@@ -132,6 +136,13 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
             raise
         raise _push_error(repo_id, e.__cause__, f"{first_line(e).rstrip('.')}: ") from None
     return info.commit_url
+
+
+def card_for(path: Path, repo_id: str) -> bytes:
+    """The model card as pushed: its usage lines load the model by the repo's id (model_card writes a
+    placeholder, since the card is written before anyone knows where the model will go)."""
+    data = path.read_bytes()
+    return data.replace(CARD_PLACEHOLDER.encode(), repo_id.encode())
 
 
 def repo_id_problem(repo_id: str) -> str | None:

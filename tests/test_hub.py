@@ -113,6 +113,8 @@ def test_model_card_metadata_and_table(run_dir, tmp_path):
     assert "| sentiment | classification | negative, positive | accuracy 0.8750, f1 0.8600 | — |" in card
     assert "| ner | tagging | O, B-PER, I-PER, B-LOC, I-LOC | f1 0.5000 | f1 0.2500 |" in card
     assert "![training curves](curves.png)" in card
+    assert 'MultiTaskPipeline.from_pretrained("org/card")' in card and "REPO_OR_DIR" not in card  # the repo's id
+    assert "REPO_OR_DIR" in (run_dir / "model" / "README.md").read_text()  # the local card is left as it is
 
 
 def test_push_private_to_a_branch_with_token_flag(run_dir, tmp_path):
