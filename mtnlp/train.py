@@ -95,7 +95,7 @@ def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float =
     optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # fused: ~3x faster steps on CPU
     # transformers' get_linear_schedule_with_warmup, written out: importing transformers.optimization
     # pulls in its Trainer utilities and peft (3 s of every start-up)
-    warmup = math.ceil(t.warmup * t.steps)
+    warmup = min(math.ceil(t.warmup * t.steps), t.steps - 1)  # the last update's lr is never 0 (steps: 1)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: step / max(1, warmup) if step < warmup else max(0.0, (t.steps - step) / max(1, t.steps - warmup)))
 
