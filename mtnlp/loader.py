@@ -59,9 +59,10 @@ class PlannedBatches(Dataset):
 
 
 def _ignore_interrupts(worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group; the main process finishes its step and checkpoints,
-    # which needs the workers alive
+    # Ctrl-C, and a scheduler's SIGTERM (SLURM preemption), reach the whole process group; the main
+    # process finishes its step and checkpoints, which needs the workers alive
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def training_loader(plan: BatchPlan, rows: dict, pad_id: int, types: dict[str, str], device: torch.device,

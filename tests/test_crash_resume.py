@@ -118,3 +118,20 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
     (checkpoints / ".tmp-step-000020" / "model.safetensors").write_bytes(b"partial")
     (checkpoints / "step-000030").mkdir()  # no state file: incomplete
     assert find_checkpoint(tmp_path, "latest").name == "step-000010"
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_loader_workers(make_recipe, tmp_path):
+    """SLURM preemption signals every process of the job, DataLoader workers too: they must outlive the
+    main process's last step and checkpoint."""
+    recipe = make_recipe(training={**TRAINING, "dataloader_workers": 2})
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "train", str(recipe)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+    wait_for_checkpoint(proc, run / "checkpoints", 10)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "interrupted at step" in stderr and "Traceback" not in stderr
+    step = int(stderr.split("interrupted at step ")[1].split(":")[0])
+    assert (run / "checkpoints" / f"step-{step:06d}" / "trainer_state.json").exists()
