@@ -74,6 +74,12 @@ class EveryTask(TaskSampler):
         self.draw += 1
         return task
 
+    def load_state_dict(self, state: dict) -> None:
+        # a checkpoint is written between updates: the next update starts a cycle, whatever the draws
+        # before were (another grad_accum, or the task sampler of mtl.gradient: sum)
+        cycle = len(self.names) * self.repeat
+        self.draw = -(-int(state["draw"]) // cycle) * cycle
+
 
 class TaskBatches:
     """Endless iterator of index batches over one task's training set, epoch after epoch.

@@ -112,6 +112,8 @@ class DynamicWeightAverage(StaticWeighting):
                 "previous": self.previous}
 
     def load_state_dict_json(self, state: dict) -> None:
+        if not state:  # a checkpoint of static weighting: DWA starts from here as at step 0
+            return
         self.current, self.sums, self.counts = state["current"], state["sums"], state["counts"]
         self.previous = state["previous"]
 

@@ -4,7 +4,28 @@ older checkpoint, changed settings on resume (methods, learning rates, number of
 import pytest
 import torch
 
-from mtnlp.train import make_optimizer
+from mtnlp.recipe import load_recipe
+from mtnlp.train import make_optimizer, setup, train_step
+
+
+@pytest.mark.parametrize("before, after", [
+    ({}, {"mtl.weighting": "dwa", "mtl.dwa_window": 1}),
+    ({}, {"mtl.gradient": "pcgrad"}),
+    ({"mtl.gradient": "pcgrad"}, {"mtl.gradient": "pcgrad", "training.grad_accum": 2}),
+    ({"mtl.gradient": "pcgrad"}, {}),
+], ids=["static->dwa", "sum->pcgrad", "pcgrad-grad_accum", "pcgrad->sum"])
+def test_resuming_with_another_weighting_or_gradient_method_continues(make_recipe, tmp_path, before, after):
+    recipe = make_recipe(training={"steps": 4, "grad_accum": 3})
+    first = setup(load_recipe(recipe, [f"{k}={v}" for k, v in before.items()]))
+    for _ in range(2):
+        train_step(first)
+    from mtnlp.train import checkpoint
+
+    folder = checkpoint(first)
+    resumed = setup(load_recipe(recipe, [f"training.resume_from={folder}", *(f"{k}={v}" for k, v in after.items())]))
+    for _ in range(2):
+        train_step(resumed)
+    assert resumed.progress.step == 4
 
 
 def test_one_step_trains():
