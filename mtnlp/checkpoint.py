@@ -28,12 +28,14 @@ def rng_state() -> dict:
     return {"python": [version, list(mt), gauss], "numpy": [kind, keys.tolist(), pos, has_gauss, cached]}
 
 
-def set_rng_state(state: dict, torch_state: torch.Tensor) -> None:
+def set_rng_state(state: dict, generators: dict[str, torch.Tensor]) -> None:
     version, mt, gauss = state["python"]
     random.setstate((version, tuple(mt), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(torch_state)
+    torch.set_rng_state(generators["torch"])
+    if "cuda" in generators and torch.cuda.is_available():
+        torch.cuda.set_rng_state(generators["cuda"])
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -51,7 +53,10 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, 
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier(world_size)
-    save_file({"torch": torch.get_rng_state()}, str(tmp / f"rng-{rank}.safetensors"))
+    generators = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on the GPU draws from this process's device
+        generators["cuda"] = torch.cuda.get_rng_state()
+    save_file(generators, str(tmp / f"rng-{rank}.safetensors"))
     (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
     (tmp / f"rank-{rank}.json").write_text(json.dumps(rank_state or {}))
     _barrier(world_size)
@@ -99,7 +104,7 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
                         f"resume it with the recipe it was started with ({str(e).splitlines()[0][:120]})") from None
     rng_file = folder / f"rng-{rank}.json"
     if rng_file.exists():
-        set_rng_state(json.loads(rng_file.read_text()), load_file(str(folder / f"rng-{rank}.safetensors"))["torch"])
+        set_rng_state(json.loads(rng_file.read_text()), load_file(str(folder / f"rng-{rank}.safetensors")))
     state = json.loads((folder / STATE_FILE).read_text())
     rank_file = folder / f"rank-{rank}.json"
     return state | json.loads(rank_file.read_text()) if rank_file.exists() else state

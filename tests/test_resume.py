@@ -4,6 +4,7 @@ older checkpoint, changed settings on resume (methods, learning rates, number of
 import pytest
 import torch
 
+from mtnlp.checkpoint import load_checkpoint
 from mtnlp.recipe import load_recipe
 from mtnlp.train import make_optimizer, setup, train_step
 
@@ -34,3 +35,18 @@ def test_one_step_trains():
     model = torch.nn.Linear(2, 2)
     optimizer, _ = make_optimizer(model, TrainingSpec(steps=1, lr=1e-3))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # the only update's: no warm-up to 0
+
+
+def test_the_cuda_generator_is_saved_and_restored(tmp_path, monkeypatch):
+    """(On CPU the CUDA calls are stand-ins: what matters is that a checkpoint carries the generator.)"""
+    from mtnlp.checkpoint import save_checkpoint
+
+    generator, restored = torch.arange(16, dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: generator)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    load_checkpoint(save_checkpoint(tmp_path / "step-000001", model, optimizer, {"step": 1}), model, optimizer)
+    assert len(restored) == 1 and torch.equal(restored[0], generator)
