@@ -100,6 +100,16 @@ def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float =
         optimizer, lambda step: step / max(1, warmup) if step < warmup else max(0.0, (t.steps - step) / max(1, t.steps - warmup)))
 
 
+def set_learning_rates(optimizer, scheduler, base: list[float]) -> None:
+    """Make `base` the groups' learning rates before the schedule's factor (a resumed run's optimizer and
+    scheduler state bring the checkpoint's: training.lr and head_lr given now apply from here on)."""
+    scheduler.base_lrs = list(base)
+    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+    for group, lr in zip(optimizer.param_groups, base):
+        group["initial_lr"], group["lr"] = lr, lr * factor
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
+
+
 def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accelerator):
     """The task sampler, each task's batch iterator (this rank's share) and its training rows."""
     t = recipe.training
@@ -259,8 +269,10 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     progress = Progress()
     if t.resume_from:
         folder = find_checkpoint(run_dir, t.resume_from)
+        wanted = [group["initial_lr"] for group in optimizer.param_groups]  # this recipe's lr and head_lr
         state = load_checkpoint(folder, accelerator.unwrap_model(prepared), optimizer, accelerator.process_index)
         scheduler.load_state_dict(state["scheduler"])
+        set_learning_rates(optimizer, scheduler, wanted)
         plan.load_state_dict(state)
         weighting.load_state_dict_json(state.get("weighting", {}))
         progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})

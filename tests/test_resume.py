@@ -29,6 +29,23 @@ def test_resuming_with_another_weighting_or_gradient_method_continues(make_recip
     assert resumed.progress.step == 4
 
 
+def test_learning_rates_given_on_resume_apply(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 6, "warmup": 0.0})
+    run = setup(load_recipe(recipe))
+    for _ in range(3):
+        train_step(run)
+    from mtnlp.train import checkpoint
+
+    folder = checkpoint(run)
+    resumed = setup(load_recipe(recipe, [f"training.resume_from={folder}", "training.lr=2e-4", "training.head_lr=4e-4"]))
+    factor = (6 - 3) / 6  # linear decay, no warm-up
+    lrs = [g["lr"] for g in resumed.optimizer.param_groups]
+    assert lrs == pytest.approx([2e-4 * factor] * 2 + [4e-4 * factor] * 2)
+    assert resumed.scheduler.get_last_lr() == pytest.approx(lrs)
+    train_step(resumed)
+    assert resumed.scheduler.get_last_lr()[0] == pytest.approx(2e-4 * 2 / 6)
+
+
 def test_one_step_trains():
     from mtnlp.recipe import TrainingSpec
 
