@@ -89,8 +89,9 @@ def find_checkpoint(run_dir: Path, resume_from: str) -> Path:
     return max(complete, key=lambda p: int(p.name.split("-")[1]))
 
 
-def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
-    """Restore model, optimizer and this rank's RNG; return the trainer state dict."""
+def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: int = 1) -> dict:
+    """Restore model, optimizer and this rank's RNG; return the trainer state dict (its "ranks": how many
+    processes wrote the checkpoint)."""
     try:  # weights_only: tensors and plain containers only, never arbitrary pickled objects
         optimizer_state = torch.load(folder / "optimizer.pt", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -106,8 +107,15 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0) -> dict:
     if rng_file.exists():
         set_rng_state(json.loads(rng_file.read_text()), load_file(str(folder / f"rng-{rank}.safetensors")))
     state = json.loads((folder / STATE_FILE).read_text())
-    rank_file = folder / f"rank-{rank}.json"
-    return state | json.loads(rank_file.read_text()) if rank_file.exists() else state
+    ranks = [json.loads(p.read_text()) for p in sorted(folder.glob("rank-*.json"))]
+    state["ranks"] = len(ranks) or 1
+    if len(ranks) == world_size:
+        return state | ranks[rank]
+    if "seen" in state and ranks:  # another number of processes: rank 0 counts every example trained so far
+        state["seen"] = {task: {"batches": counts["batches"],
+                                "examples": sum(r["seen"][task]["examples"] for r in ranks) if rank == 0 else 0}
+                         for task, counts in state["seen"].items()}
+    return state
 
 
 def prune_checkpoints(checkpoints: Path, keep: int) -> None:

@@ -270,7 +270,11 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     if t.resume_from:
         folder = find_checkpoint(run_dir, t.resume_from)
         wanted = [group["initial_lr"] for group in optimizer.param_groups]  # this recipe's lr and head_lr
-        state = load_checkpoint(folder, accelerator.unwrap_model(prepared), optimizer, accelerator.process_index)
+        state = load_checkpoint(folder, accelerator.unwrap_model(prepared), optimizer, accelerator.process_index,
+                                accelerator.num_processes)
+        if state["ranks"] != accelerator.num_processes and accelerator.is_main_process:
+            warnings.warn(f"{folder}: written by {state['ranks']} process(es), resumed with {accelerator.num_processes}: "
+                          "the batches differ from an uninterrupted run's", stacklevel=2)
         scheduler.load_state_dict(state["scheduler"])
         set_learning_rates(optimizer, scheduler, wanted)
         plan.load_state_dict(state)

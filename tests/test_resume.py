@@ -1,6 +1,9 @@
 """The run directory over a run's life: a new run in a used output_dir, resuming from another run's or an
 older checkpoint, changed settings on resume (methods, learning rates, number of processes)."""
 
+import json
+import shutil
+
 import pytest
 import torch
 
@@ -44,6 +47,31 @@ def test_learning_rates_given_on_resume_apply(make_recipe, tmp_path):
     assert resumed.scheduler.get_last_lr() == pytest.approx(lrs)
     train_step(resumed)
     assert resumed.scheduler.get_last_lr()[0] == pytest.approx(2e-4 * 2 / 6)
+
+
+def test_resuming_with_another_number_of_processes_warns_and_keeps_the_counts(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 4})
+    run = setup(load_recipe(recipe))
+    for _ in range(2):
+        train_step(run)
+    from mtnlp.train import checkpoint
+
+    folder = checkpoint(run)
+    seen = json.loads((folder / "rank-0.json").read_text())["seen"]
+    # as if written by 2 processes: rank 1 trained on other examples, its own count
+    rank1 = {t: {"batches": c["batches"], "examples": c["examples"] + 1} for t, c in seen.items()}
+    (folder / "rank-1.json").write_text(json.dumps({"seen": rank1}))
+    for suffix in ("json", "safetensors"):
+        shutil.copy(folder / f"rng-0.{suffix}", folder / f"rng-1.{suffix}")
+    with pytest.warns(UserWarning, match=rf"{folder}: written by 2 process\(es\), resumed with 1: the batches differ"):
+        resumed = setup(load_recipe(recipe, [f"training.resume_from={folder}"]))
+    assert resumed.plan.seen == {t: {"batches": c["batches"], "examples": 2 * c["examples"] + 1} for t, c in seen.items()}
+    # 1 -> 2 processes: the second counts from 0 (the first carries every example so far)
+    (folder / "rank-1.json").unlink()
+    state = load_checkpoint(folder, resumed.unwrapped, resumed.optimizer, rank=1, world_size=2)
+    assert state["ranks"] == 1 and all(c["examples"] == 0 for c in state["seen"].values())
+    state = load_checkpoint(folder, resumed.unwrapped, resumed.optimizer, rank=0, world_size=2)
+    assert state["seen"] == seen
 
 
 def test_one_step_trains():
