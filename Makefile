@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(OFFLINE) $(BIN)/mtnlp train recipes/demo.yaml
+	$(OFFLINE) $(BIN)/mtnlp train recipes/demo.yaml overwrite_output_dir=true
 
 # One worker per core; a file's tests stay on one worker (some share a costly module-level set-up).
 test: install

@@ -54,7 +54,7 @@ def child(kind: str, data: Path, cache: Path, num_proc: int) -> dict:
 
         recipe_file = cache / "train.yaml"
         recipe_file.write_text(yaml.safe_dump({
-            "output_dir": str(cache / "run"),
+            "output_dir": str(cache / "run"), "overwrite_output_dir": True,  # the cache-hit run replaces the first
             "model": {"encoder": "sentence-transformers/all-MiniLM-L6-v2", "max_length": MAX_LENGTH},
             "tasks": {"s": {"type": "classification", "data": {"train": str(data), "text_column": "sentence"}}},
             "training": {"steps": TRAIN_STEPS, "batch_size": 32, "mixed_precision": "fp32", "num_proc": num_proc,

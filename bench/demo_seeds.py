@@ -38,7 +38,7 @@ def run(overrides: list[str], out: Path) -> tuple[dict, float]:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
     subprocess.run([sys.executable, str(benchlib.REPO / "recipes" / "multitask.py"), "--config",
-                    str(benchlib.REPO / "recipes" / "demo.yaml"), f"output_dir={out}", *overrides],
+                    str(benchlib.REPO / "recipes" / "demo.yaml"), f"output_dir={out}", "overwrite_output_dir=true", *overrides],
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     tasks = json.loads((out / "metrics.json").read_text())["tasks"]

@@ -66,7 +66,7 @@ def single_task(recipe, name: str, steps: int, **model_changes):
 
 
 def run(recipe, out_dir: Path, kind: str) -> dict:
-    recipe = replace(recipe, output_dir=str(out_dir), training=replace(
+    recipe = replace(recipe, output_dir=str(out_dir), overwrite_output_dir=True, training=replace(
         recipe.training, save_every=None, resume_from=None))
     print(f"\n=== {kind}: {recipe.name} ({recipe.training.steps} steps) -> {out_dir}", flush=True)
     start, cpu, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]

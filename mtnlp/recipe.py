@@ -98,6 +98,8 @@ class Recipe(Spec):
     tasks: dict[str, TaskSpecs]
     name: str = "run"
     output_dir: str | None = None  # default runs/<name>
+    # a new run in an output_dir that holds another run's checkpoints/ or model/ replaces them (else: an error)
+    overwrite_output_dir: bool = False
     data_dir: str | None = None  # relative data paths resolve here (default: the recipe's folder)
     model: ModelSpec = Field(default_factory=ModelSpec)
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)

@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 import yaml
 
+from .errors import UserError
 from .evaluation import evaluate_split, main_metric, majority_baseline
 from .recipe import Recipe, resolve_path, to_dict
 
 
+OUTPUTS = ("checkpoints", "model", "metrics.json", "curves.png", "history.jsonl", "train_log.jsonl")
+
+
+def refuse_to_mix(run_dir: Path, recipe: Recipe) -> None:
+    """A run must not start in a folder that holds another run's checkpoints or model (its checkpoints
+    would rank above the new run's, and `latest` would continue it) unless overwrite_output_dir says so."""
+    if not recipe.overwrite_output_dir and ((run_dir / "checkpoints").exists() or (run_dir / "model").exists()):
+        raise UserError(f"{recipe.where('output_dir')}: output_dir: {run_dir} holds another run (checkpoints/, model/); "
+                        "continue it with training.resume_from=latest, or replace it with overwrite_output_dir: true "
+                        "(or choose another output_dir)")
+
+
 def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
-    """A fresh run directory with the resolved recipe: training.mixed_precision is what this run uses,
-    and a comment says what was asked for and why."""
+    """A fresh run directory: a previous run's outputs removed (refuse_to_mix allowed it), the resolved recipe."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("history.jsonl", "train_log.jsonl"):
-        (run_dir / name).unlink(missing_ok=True)
+    for name in OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    write_recipe(run_dir, recipe, precision)
+
+
+def write_recipe(run_dir: Path, recipe: Recipe, precision) -> None:
+    """RUN/recipe.yaml: training.mixed_precision is what this run uses, and a comment says what was
+    asked for and why."""
     resolved = to_dict(recipe)
     resolved["training"]["mixed_precision"] = precision.name
     # relative data paths resolve beside the recipe file, which this copy is not: make their base absolute
@@ -37,13 +60,17 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def forget_after(run_dir: Path, step: int) -> None:
-    """Drop log lines from after `step` (a resumed run writes them again)."""
+    """Drop log lines and checkpoints from after `step`: a run resumed there writes them again (or, with
+    other settings, continues another way, which `latest` must then find)."""
     for name in ("history.jsonl", "train_log.jsonl"):
         path = run_dir / name
         if not path.exists():
             continue
         kept = [r for r in read_jsonl(path) if r["step"] <= step]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    for folder in (run_dir / "checkpoints").glob("step-*"):
+        if int(folder.name.split("-")[1]) > step:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_model(folder: Path, model, tokenizer) -> None:

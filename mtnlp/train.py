@@ -13,6 +13,7 @@ writes the run directory (report.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import sys
@@ -229,6 +230,12 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     `raw`: the tasks' examples if already read (data.read_task)."""
     t, m = recipe.training, recipe.mtl
     run_dir = run_directory(recipe)
+    # resuming this run's own checkpoint continues it; a new run, or one resumed from another run's
+    # checkpoint, must not mix with what run_dir holds
+    folder = find_checkpoint(run_dir, t.resume_from) if t.resume_from else None
+    own = folder is not None and folder.resolve().parent == (run_dir / "checkpoints").resolve()
+    if not own:
+        report.refuse_to_mix(run_dir, recipe)
     accelerator, chosen = make_accelerator(recipe)
     set_seed(t.seed)
     source, tokenizer, source_path = trained_source(recipe) if recipe.model.init_from else (None, None, None)
@@ -267,8 +274,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
     plan = BatchPlan(gradient.task_order(sampler, list(tasks), t.grad_accum), batches)
     progress = Progress()
-    if t.resume_from:
-        folder = find_checkpoint(run_dir, t.resume_from)
+    if folder is not None:
         wanted = [group["initial_lr"] for group in optimizer.param_groups]  # this recipe's lr and head_lr
         state = load_checkpoint(folder, accelerator.unwrap_model(prepared), optimizer, accelerator.process_index,
                                 accelerator.num_processes)
@@ -280,11 +286,12 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         plan.load_state_dict(state)
         weighting.load_state_dict_json(state.get("weighting", {}))
         progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
-        if accelerator.is_main_process:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            report.forget_after(run_dir, progress.step)  # logs written after the checkpoint are replayed
+        if accelerator.is_main_process and own:
+            report.forget_after(run_dir, progress.step)  # logs and checkpoints after it are written again
+            if not (run_dir / "recipe.yaml").exists():
+                report.write_recipe(run_dir, recipe, chosen)
         accelerator.print(f"resumed from {folder} at step {progress.step}")
-    elif accelerator.is_main_process:
+    if accelerator.is_main_process and not own:
         report.start_run(run_dir, recipe, chosen)
     run_dir.mkdir(parents=True, exist_ok=True)
     if t.report_to:
@@ -377,6 +384,18 @@ def finish(run: Run) -> TrainResult:
     run.batches = None  # stops the DataLoader's worker processes
     accelerator, run_dir = run.accelerator, run.run_dir
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
+    kept = run_dir / "model" / "config.json"
+    # a run resumed from another run's checkpoint, or from an older one, may have no model of its best step
+    saved = (json.loads(kept.read_text()).get("mtnlp") or {}).get("step", run.progress.best_step) if kept.exists() else -1
+    if saved != run.progress.best_step:
+        if accelerator.is_main_process:
+            found = "missing" if saved == -1 else f"saved at step {saved}"
+            warnings.warn(f"{run_dir / 'model'}: {found}, not at the best step ({run.progress.best_step}) the resumed "
+                          f"checkpoint knows: keeping the final model (step {run.progress.step})", stacklevel=2)
+        run.progress.best_step, run.progress.best_validation = run.progress.step, None
+        if accelerator.is_main_process:
+            keep_model(run)
+        accelerator.wait_for_everyone()
     best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
     if fit_to_validation(best, run.tasks, run.recipe.tasks, run.recipe.training.eval_batch_size,
                          run.tokenizer.pad_token_id, accelerator.autocast):  # e.g. multi-label thresholds
@@ -440,15 +459,21 @@ class stop_after_step_on_signal:
                 signal.signal(s, handler)
 
 
+def keep_model(run: Run) -> None:
+    """Save the model as training has it to run_dir/model, as the best step's (config.mtnlp["step"])."""
+    run.unwrapped.config.mtnlp["step"] = run.progress.best_step
+    report.save_model(run.run_dir / "model", run.unwrapped, run.tokenizer)
+
+
 def evaluate_and_select(run: Run) -> bool:
     """Evaluate on validation, keep the best model in run_dir/model; return True to stop early."""
     progress, accelerator, recipe = run.progress, run.accelerator, run.recipe
     results = evaluate_split(run.unwrapped, run.tokenizer, run.tasks, run.metrics, "validation",
                              recipe.training.eval_batch_size, accelerator.autocast, say=accelerator.print)
     if not results:  # no validation data: the last model is the one kept
-        if accelerator.is_main_process:
-            report.save_model(run.run_dir / "model", run.unwrapped, run.tokenizer)
         progress.best_step = progress.step
+        if accelerator.is_main_process:
+            keep_model(run)
         accelerator.wait_for_everyone()
         return False
     score = selection_score(results, run.metrics)
@@ -457,7 +482,7 @@ def evaluate_and_select(run: Run) -> bool:
         progress.best_score, progress.best_step, progress.bad_evals = score, progress.step, 0
         progress.best_validation = results
         if accelerator.is_main_process:
-            report.save_model(run.run_dir / "model", run.unwrapped, run.tokenizer)
+            keep_model(run)
     else:
         progress.bad_evals += 1
     if accelerator.is_main_process:

@@ -3,13 +3,73 @@ older checkpoint, changed settings on resume (methods, learning rates, number of
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from mtnlp.checkpoint import load_checkpoint
+from mtnlp.checkpoint import find_checkpoint, load_checkpoint
+from mtnlp.errors import UserError
 from mtnlp.recipe import load_recipe
+from mtnlp.recipes.multitask import train
 from mtnlp.train import make_optimizer, setup, train_step
+
+
+def steps_of(folder):
+    return sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*"))
+
+
+def test_a_new_run_in_a_used_output_dir_is_refused_unless_overwrite(make_recipe, tmp_path):
+    run = tmp_path / "run"
+    train(load_recipe(make_recipe(training={"steps": 6, "save_every": 3})))
+    recipe = make_recipe(training={"steps": 2, "save_every": 1})
+    with pytest.raises(UserError, match=rf"^{recipe}:\d+: output_dir: {run} holds another run .*"
+                                        r"training.resume_from=latest.*overwrite_output_dir: true"):
+        train(load_recipe(recipe))
+    assert steps_of(run / "checkpoints") == [3, 6]  # untouched
+    train(load_recipe(recipe, ["overwrite_output_dir=true"]))
+    # only the new run's outputs: its checkpoints are not pruned in favour of the old ones, latest is its own
+    assert steps_of(run / "checkpoints") == [1, 2]
+    assert find_checkpoint(run, "latest").name == "step-000002"
+    assert json.loads((run / "metrics.json").read_text())["best_step"] == 2
+    assert [r["step"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())] == [1, 2]
+
+
+def test_the_refusal_is_one_line_on_the_command_line(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 1})
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {recipe}:") and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_resuming_another_runs_last_checkpoint_into_a_new_folder(make_recipe, tmp_path):
+    """Nothing evaluated after the resume improves (nothing is trained): the new folder has no model of
+    the best step; the final model is kept, with a warning, and the folder gets its recipe.yaml."""
+    recipe = make_recipe(training={"steps": 3, "save_every": 3})
+    train(load_recipe(recipe))
+    other = tmp_path / "other"
+    with pytest.warns(UserWarning, match=rf"{other / 'model'}: missing, not at the best step \(3\).*final model \(step 3\)"):
+        result = train(load_recipe(recipe, [f"output_dir={other}",
+                                            f"training.resume_from={tmp_path / 'run/checkpoints/step-000003'}"]))
+    assert (other / "recipe.yaml").exists() and (other / "model" / "config.json").exists()
+    assert json.loads((other / "model" / "config.json").read_text())["mtnlp"]["step"] == 3
+    assert result.metrics["best_step"] == 3
+
+
+def test_resuming_an_older_checkpoint_drops_the_newer_ones(make_recipe, tmp_path):
+    run = tmp_path / "run"
+    recipe = make_recipe(training={"steps": 6, "save_every": 2, "eval_every": 2, "keep_checkpoints": 3})
+    train(load_recipe(recipe))
+    assert steps_of(run / "checkpoints") == [2, 4, 6]
+    # continue from step 2 another way (here: stop there): the abandoned steps 4 and 6 must not be `latest`
+    result = train(load_recipe(recipe, ["training.steps=2", f"training.resume_from={run}/checkpoints/step-000002"]))
+    assert steps_of(run / "checkpoints") == [2]
+    # model/ was kept at the best of steps 2, 4, 6; the run resumed at 2 knows only step 2's: it reports that
+    assert result.metrics["best_step"] == 2
+    assert json.loads((run / "model" / "config.json").read_text())["mtnlp"]["step"] == 2
 
 
 @pytest.mark.parametrize("before, after", [

@@ -216,7 +216,7 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
     first = make_recipe(training={"steps": 4}, name="first.yaml")
     source = train(load_recipe(first)).model
     target = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 1, "lr": 1e-9, "warmup": 0.0},
-                         name="second.yaml", output_dir=str(tmp_path / "second"))
+                         name="second.yaml", output_dir=str(tmp_path / "second"), overwrite_output_dir=True)
     result = train(load_recipe(target, [f"model.init_from={tmp_path / 'run'}"]))
     assert f"init_from {tmp_path / 'run' / 'model'}: the encoder, and\n  head ner: kept\n" in capsys.readouterr().out
     assert list(result.last_model.config.tasks) == ["ner"]
