@@ -75,7 +75,7 @@ def test_resuming_an_older_checkpoint_drops_the_newer_ones(make_recipe, tmp_path
 @pytest.mark.parametrize("before, after", [
     ({}, {"mtl.weighting": "dwa", "mtl.dwa_window": 1}),
     ({}, {"mtl.gradient": "pcgrad"}),
-    ({"mtl.gradient": "pcgrad"}, {"mtl.gradient": "pcgrad", "training.grad_accum": 2}),
+    ({"mtl.gradient": "pcgrad", "training.grad_accum": 2}, {"mtl.gradient": "pcgrad"}),  # 12 draws: not 9's multiple
     ({"mtl.gradient": "pcgrad"}, {}),
 ], ids=["static->dwa", "sum->pcgrad", "pcgrad-grad_accum", "pcgrad->sum"])
 def test_resuming_with_another_weighting_or_gradient_method_continues(make_recipe, tmp_path, before, after):
