@@ -7,6 +7,7 @@ silent conversions); check() adds what relates several keys.
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -128,7 +129,13 @@ class Recipe(Spec):
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and records each key's line."""
+    """SafeLoader that refuses duplicate keys and records each key's line. An alias (`data: *common`)
+    is a copy of its anchor's value: an override of one task must not change another."""
+
+    def construct_object(self, node, deep=False):
+        if node in self.constructed_objects:
+            return copy.deepcopy(self.constructed_objects[node])
+        return super().construct_object(node, deep)
 
 
 def _construct_mapping(loader, node, deep=False):

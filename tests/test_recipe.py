@@ -185,6 +185,28 @@ def test_duplicate_training_key(tmp_path):
     assert f"{path}:{LINE['lr'] + 1}:" in message and "duplicate key 'steps'" in message
 
 
+ALIASED = textwrap.dedent(f"""\
+    tasks:
+      sent:
+        type: classification
+        data: &data
+          train: {DATA / "sst2_sample.jsonl"}
+          validation: {DATA / "sst2_sample.jsonl"}
+          text_column: sentence
+      sent2:
+        type: classification
+        data: *data
+    """)
+
+
+def test_override_of_an_aliased_section_changes_that_task_only(tmp_path):
+    path = recipe_file(tmp_path, ALIASED)
+    recipe = load_recipe(path, ["tasks.sent2.data.text_column=foo", "tasks.sent2.data.validation=null"])
+    assert recipe.tasks["sent"].data.text_column == "sentence" and recipe.tasks["sent"].data.validation
+    assert recipe.tasks["sent2"].data.text_column == "foo" and recipe.tasks["sent2"].data.validation is None
+    assert recipe.where("tasks.sent2.data.train") == f"{path}:5"  # the alias's keys are where its anchor wrote them
+
+
 # ---------------------------------------------------------------- values out of range
 
 
