@@ -138,12 +138,19 @@ class _LineLoader(yaml.SafeLoader):
         return super().construct_object(node, deep)
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct_mapping(loader, node, deep=False):
-    mapping, lines = {}, {}
-    for key_node, value_node in node.value:
+    own = sum(key_node.tag != MERGE_TAG for key_node, _ in node.value)
+    loader.flatten_mapping(node)  # `<<: *anchor`: the anchor's pairs first, then the mapping's own pairs
+    mapping, lines, seen = {}, {}, set()
+    for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise UserError(f"{loader.name}:{key_node.start_mark.line + 1}: duplicate key '{key}'")
+        if i >= len(node.value) - own:  # a key written here may replace a merged one, not one written here
+            if key in seen:
+                raise UserError(f"{loader.name}:{key_node.start_mark.line + 1}: duplicate key '{key}'")
+            seen.add(key)
         mapping[key] = loader.construct_object(value_node, deep=True)
         lines[key] = key_node.start_mark.line + 1
     return _Mapping(mapping, lines)

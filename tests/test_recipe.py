@@ -207,6 +207,16 @@ def test_override_of_an_aliased_section_changes_that_task_only(tmp_path):
     assert recipe.where("tasks.sent2.data.train") == f"{path}:5"  # the alias's keys are where its anchor wrote them
 
 
+def test_merge_keys(tmp_path):
+    text = ALIASED.replace("    data: *data\n", "    data:\n      <<: *data\n      text_column: text\n")
+    recipe = load_recipe(recipe_file(tmp_path, text))
+    assert recipe.tasks["sent2"].data.text_column == "text" and recipe.tasks["sent"].data.text_column == "sentence"
+    assert recipe.tasks["sent2"].data.train == recipe.tasks["sent"].data.train
+    # a key written twice beside a merge is still a duplicate
+    path = recipe_file(tmp_path, text + "      text_column: other\n")
+    assert error(path).startswith(f"{path}:13: duplicate key")
+
+
 # ---------------------------------------------------------------- values out of range
 
 
