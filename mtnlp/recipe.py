@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -130,7 +131,16 @@ class Recipe(Spec):
 
 class _LineLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys and records each key's line. An alias (`data: *common`)
-    is a copy of its anchor's value: an override of one task must not change another."""
+    is a copy of its anchor's value: an override of one task must not change another. `override`:
+    the `key=value` whose value is read (errors name it; its keys' line is OVERRIDE)."""
+
+    def __init__(self, text: str, name: str, override: str | None = None, keys: list[str] = ()):
+        super().__init__(text)
+        self.name, self.override = name, override
+        self.keys = list(keys)  # the dotted key of the mapping being read
+
+    def where(self, node) -> str:
+        return f"override '{self.override}'" if self.override else f"{self.name}:{node.start_mark.line + 1}"
 
     def construct_object(self, node, deep=False):
         if node in self.constructed_objects:
@@ -147,13 +157,28 @@ def _construct_mapping(loader, node, deep=False):
     mapping, lines, seen = {}, {}, set()
     for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):  # `? [a, b]`: a complex key
+            parent = ".".join(loader.keys)
+            raise UserError(f"{loader.where(key_node)}: {parent + ': ' if parent else ''}a key must be a name or "
+                            f"a number, not {key!r}")
+        dotted = ".".join([*loader.keys, str(key)])
         if i >= len(node.value) - own:  # a key written here may replace a merged one, not one written here
             if key in seen:
-                raise UserError(f"{loader.name}:{key_node.start_mark.line + 1}: duplicate key '{key}'")
+                raise UserError(f"{loader.where(key_node)}: duplicate key '{dotted}'")
             seen.add(key)
+        loader.keys.append(str(key))
         mapping[key] = loader.construct_object(value_node, deep=True)
-        lines[key] = key_node.start_mark.line + 1
+        loader.keys.pop()
+        lines[key] = OVERRIDE if loader.override else key_node.start_mark.line + 1
     return _Mapping(mapping, lines)
+
+
+def _read_yaml(text: str, name: str, override: str | None = None, keys: list[str] = ()):
+    loader = _LineLoader(text, name, override, keys)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 class _Mapping(dict):
@@ -173,16 +198,12 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         raise UserError(f"{path}: recipe file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read recipe: {e}") from None
-    loader = _LineLoader(text)
-    loader.name = str(path)
     try:
-        raw = loader.get_single_data()
+        raw = _read_yaml(text, str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise UserError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
-    finally:
-        loader.dispose()
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a recipe must be a YAML mapping of keys to values")
     for item in overrides:
@@ -222,7 +243,7 @@ def apply_override(raw: dict, item: str) -> None:
                 node.lines[part] = OVERRIDE
         node = node[part]
     try:
-        parsed = yaml.safe_load(value)
+        parsed = _read_yaml(value, "override", override=item, keys=parts)  # as strict as a recipe file
     except yaml.YAMLError:
         parsed = value
     if key in CWD_PATH_KEYS and isinstance(parsed, str) and parsed != "latest":

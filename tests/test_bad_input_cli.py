@@ -225,7 +225,7 @@ def duplicate_task_names(c: Ctx):
                                                                "label_column": "score"}}}
     recipe = c.recipe(tasks=tasks)
     recipe.write_text(recipe.read_text().replace("  sentiment_copy:", "  sentiment:"))
-    return train(recipe), f"{recipe}:{line_of(recipe, r'^  sentiment:', 2)}:", ["duplicate key 'sentiment'"]
+    return train(recipe), f"{recipe}:{line_of(recipe, r'^  sentiment:', 2)}:", ["duplicate key 'tasks.sentiment'"]
 
 
 def unknown_sampler(c: Ctx):

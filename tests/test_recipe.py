@@ -176,13 +176,27 @@ def test_duplicate_task_name(tmp_path):
     duplicate = BASE.replace("  ner:\n", "  sentiment:\n", 1)
     path = recipe_file(tmp_path, duplicate)
     message = error(path)
-    assert f"{path}:{LINE['ner']}:" in message and "duplicate key 'sentiment'" in message
+    assert f"{path}:{LINE['ner']}:" in message and "duplicate key 'tasks.sentiment'" in message
 
 
 def test_duplicate_training_key(tmp_path):
     path = recipe_file(tmp_path, replace={"  lr: 0.001": "  lr: 0.001\n  steps: 9"})
     message = error(path)
-    assert f"{path}:{LINE['lr'] + 1}:" in message and "duplicate key 'steps'" in message
+    assert message == f"{path}:{LINE['lr'] + 1}: duplicate key 'training.steps'"
+
+
+def test_duplicate_key_in_an_override():
+    assert error(DEMO, ["training={steps: 3, steps: 4}"]) == \
+        "override 'training={steps: 3, steps: 4}': duplicate key 'training.steps'"
+    recipe = load_recipe(DEMO, ["training={steps: 3}"])  # a mapping replaces the section: the rest are defaults
+    assert recipe.training.steps == 3 and recipe.training.lr == 5e-5
+    assert recipe.where("training.steps") == f"{DEMO} (command-line override)"
+
+
+@pytest.mark.parametrize("text,line,key", [("tasks:\n  ? [a, b]\n  : 1\n", 2, "tasks: "), ("? {a: 1}\n: 2\n", 1, "")])
+def test_complex_key(tmp_path, text, line, key):
+    path = recipe_file(tmp_path, text)
+    assert error(path).startswith(f"{path}:{line}: {key}a key must be a name or a number, not ")
 
 
 ALIASED = textwrap.dedent(f"""\
