@@ -1,4 +1,4 @@
-"""Where an encoder name points: a local folder, the packaged all-MiniLM-L6-v2, or a hub id."""
+"""Where a model name points: a local folder, the packaged all-MiniLM-L6-v2, or a hub id."""
 
 from __future__ import annotations
 
@@ -22,3 +22,12 @@ def resolve_encoder(name: str) -> str:
         except ImportError:
             pass  # fall back to the hub
     return name
+
+
+def is_local_path(name: str) -> bool:
+    """Whether a model name is a local path rather than a hub id: it exists, starts with ., / or ~, has
+    more than one /, or its folder exists ("runs/demo" is a hub id's shape too; a local folder runs
+    says it is a path)."""
+    path = Path(name).expanduser()
+    return (path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+            or bool(path.parent.name) and path.parent.is_dir())

@@ -149,14 +149,13 @@ def load_pretrained(name: str, **hub_kwargs):
     from safetensors import SafetensorError
     from transformers import PreTrainedConfig
 
+    from .encoders import is_local_path
     from .errors import UserError, first_line
     from .onnx_model import OnnxMultiTaskModel, is_onnx_folder, onnx_errors
 
     name = str(name)
     path = Path(name).expanduser()
-    # "runs/demo" is a hub id's shape too; a local folder "runs" says it is a path (no hub look-up, no retries)
-    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1
-                              or path.parent.name and path.parent.is_dir()):
+    if not path.exists() and is_local_path(name):  # no hub look-up, no retries
         raise UserError(f"{name}: model folder not found")
     if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
         raise UserError(f"{name}: a run folder; give its model folder, {path / 'model'}")

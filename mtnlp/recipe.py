@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
+from .encoders import is_local_path
 from .spec import LINES_FILES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec, _listed
 from .metrics import METRICS
 from .tasks import TASK_TYPES, task_type
@@ -247,7 +248,8 @@ def apply_override(raw: dict, item: str) -> None:
     except yaml.YAMLError:
         parsed = value
     if key in CWD_PATH_KEYS and isinstance(parsed, str) and parsed != "latest":
-        parsed = str(Path(parsed).expanduser().absolute())  # paths typed on the command line are cwd-relative
+        if key != "model.init_from" or is_local_path(parsed):  # init_from may be a hub id: it stays one
+            parsed = str(Path(parsed).expanduser().absolute())  # paths typed on the command line are cwd-relative
     node[parts[-1]] = parsed
     if isinstance(node, _Mapping):
         node.lines[parts[-1]] = OVERRIDE

@@ -342,6 +342,16 @@ def test_other_cwd_path_overrides(tmp_path, monkeypatch):
     assert load_recipe(DEMO, ["tasks.sentiment.data.train=x/y.tsv"]).tasks["sentiment"].data.train == "x/y.tsv"
 
 
+def test_init_from_override_keeps_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # as in a recipe file: org/name is a hub id unless org is a local folder
+    assert load_recipe(DEMO, ["model.init_from=org/tiny-mt"]).model.init_from == "org/tiny-mt"
+    (tmp_path / "runs").mkdir()
+    assert load_recipe(DEMO, ["model.init_from=runs/demo"]).model.init_from == str(tmp_path / "runs" / "demo")
+    assert load_recipe(DEMO, ["model.init_from=./demo"]).model.init_from == str(tmp_path / "demo")
+    assert load_recipe(DEMO, ["model.encoder=org/encoder"]).model.encoder == "org/encoder"
+
+
 def test_missing_recipe_file(tmp_path):
     message = error(tmp_path / "nope.yaml")
     assert str(tmp_path / "nope.yaml") in message and "not found" in message
