@@ -109,6 +109,12 @@ def test_override_adds_missing_section_and_lists(tmp_path):
     assert recipe.training.max_grad_norm is None
 
 
+def test_overrides_as_the_readme_describes_them():
+    recipe = load_recipe(DEMO, ['name="123"', "tasks.extra.type=classification", "tasks.extra.data.train=x.csv"])
+    assert recipe.name == "123" and recipe.tasks["extra"].data.train == "x.csv"
+    assert "name: expected str, got 123" in error(DEMO, ["name=123"])
+
+
 @pytest.mark.parametrize("item", ["training.lr", "=3", "training.lr3e-5"])
 def test_malformed_override(item):
     assert "key=value" in error(DEMO, [item])
