@@ -29,7 +29,20 @@ def _listed(value):
 
 
 def _string_keys(value):
-    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value  # {0: negative}
+    """label_names with string keys ({0: negative}); a YAML boolean (unquoted yes/no) or two keys that
+    are one string ({0: a, "0": b}) is an error, not a silent change."""
+    if not isinstance(value, dict):
+        return value
+    given = {}
+    for key, name in value.items():
+        for item, what in ((key, "key"), (name, "name")):
+            if isinstance(item, bool):
+                raise ValueError(f"the {what} {str(item).lower()} is a boolean: YAML reads an unquoted yes, no, on, off, true or "
+                                 f"false as one; quote the label, e.g. \"yes\"")
+        if str(key) in given:
+            raise ValueError(f"the keys {given[str(key)]!r} and {key!r} are the same label {str(key)!r}")
+        given[str(key)] = key
+    return {str(k): v for k, v in value.items()}
 
 
 Float = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]

@@ -461,6 +461,21 @@ def test_data_section_recipe_errors(tmp_path, base, replace, line, key, fragment
     assert fragment in message, message
 
 
+@pytest.mark.parametrize("names,fragment", [
+    ("{yes: positive, no: negative}", "the key true is a boolean: YAML reads an unquoted yes, no"),
+    ("{1: yes, 0: negative}", "the name true is a boolean"),
+    ("{0: neg, '0': pos}", "the keys 0 and '0' are the same label '0'"),
+])
+def test_label_names_booleans_and_colliding_keys(tmp_path, names, fragment):
+    path = recipe_file(tmp_path, replace={"      text_column: sentence": f"      text_column: sentence\n"
+                                                                        f"      label_names: {names}"})
+    message = error(path)
+    assert message.startswith(f"{path}:8: tasks.sentiment.data.label_names: ") and fragment in message, message
+    quoted = recipe_file(tmp_path, replace={"      text_column: sentence": "      text_column: sentence\n"
+                                                                          "      label_names: {'yes': positive, 0: 'no'}"})
+    assert load_recipe(quoted).tasks["sentiment"].data.label_names == {"yes": "positive", "0": "no"}
+
+
 def test_column_position_with_a_header_row_via_override(tmp_path):
     message = error(recipe_file(tmp_path), ["tasks.sentiment.data.text_column=0"])
     assert "(command-line override)" in message and "tasks.sentiment.data.text_column" in message
