@@ -30,7 +30,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     data = ModelCardData(
         library_name="mtnlp",
         base_model=base_model,
-        datasets=datasets or None,
+        datasets=[name for name in datasets or [] if hub_id(name)] or None,  # not a local data set folder
         pipeline_tag="text-classification" if "text-classification" in tags else sorted(tags)[0],
         tags=["mtnlp", "multi-task"] + sorted(tags),
     )

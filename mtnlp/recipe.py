@@ -215,6 +215,9 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     except ValidationError as e:
         raise UserError(_first_problem(e, raw, str(path), key_lines)) from None
     recipe._source, recipe._key_lines = str(path), key_lines
+    for task in recipe.tasks.values():  # a local data set folder as data.hub resolves as data files do
+        if task.data.hub and resolve_path(recipe, task.data.hub).exists():
+            task.data.hub = str(resolve_path(recipe, task.data.hub))
     check(recipe)
     return recipe
 

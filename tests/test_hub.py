@@ -289,3 +289,5 @@ def test_model_card_leaves_out_a_local_base_model(encoder, tmp_path, monkeypatch
     card = model_card(config)
     assert yaml.safe_load(card.split("---")[1])["base_model"] == "bert-base-uncased"
     assert "One shared bert encoder (from `bert-base-uncased`)" in card
+    card = model_card(config, datasets=["glue", str(tmp_path), "./data/sst2"])
+    assert yaml.safe_load(card.split("---")[1])["datasets"] == ["glue"]  # local data set folders are left out

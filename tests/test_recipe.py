@@ -348,6 +348,19 @@ def test_other_cwd_path_overrides(tmp_path, monkeypatch):
     assert load_recipe(DEMO, ["tasks.sentiment.data.train=x/y.tsv"]).tasks["sentiment"].data.train == "x/y.tsv"
 
 
+def test_local_hub_folder_resolves_like_data_files(tmp_path, monkeypatch):
+    (tmp_path / "ds" / "cl").mkdir(parents=True)
+    (tmp_path / "recipes").mkdir()
+    path = recipe_file(tmp_path, "tasks:\n  t:\n    type: classification\n    data: {hub: ../ds/cl, train: train}\n"
+                                 "  u:\n    type: classification\n    data: {hub: org/name, train: train}\n",
+                       name="recipes/r.yaml")
+    monkeypatch.chdir(tmp_path)  # ../ds/cl is not here: the recipe's folder decides
+    recipe = load_recipe(tmp_path / "recipes" / "r.yaml")
+    assert Path(recipe.tasks["t"].data.hub).resolve() == tmp_path / "ds" / "cl"
+    assert recipe.tasks["u"].data.hub == "org/name"  # a hub id stays a hub id
+    assert load_recipe(path, ["data_dir=../elsewhere"]).tasks["t"].data.hub == "../ds/cl"  # not there: as given
+
+
 def test_init_from_override_keeps_a_hub_id(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # as in a recipe file: org/name is a hub id unless org is a local folder
