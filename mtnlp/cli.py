@@ -91,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--access-log", action="store_true", help="log every request")
 
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "predict" and not any(a.startswith("-") for a in extra):
-        args.texts += extra  # texts after an option: `predict MODEL --tasks a,b "some text"`
+    late = {"predict": "texts", "evaluate": "overrides"}.get(args.command)
+    if extra and late and not any(a.startswith("-") for a in extra):
+        # after an option: `predict MODEL --tasks a,b "some text"`, `evaluate MODEL RECIPE --split test k=v`
+        getattr(args, late).extend(extra)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,

@@ -285,6 +285,13 @@ def evaluate_output_in_a_missing_folder(c: Ctx):
             ["does not exist"])
 
 
+def evaluate_override_after_an_option(c: Ctx):
+    # key=value after --split is an override like one before it (it was "unrecognized arguments")
+    recipe = c.recipe()
+    return (["evaluate", str(c.model), str(recipe), "--split", "validation", "training.lr=-1"],
+            f"{recipe} (command-line override):", ["training.lr", "must be > 0"])
+
+
 def model_folder_missing_under_an_existing_folder(c: Ctx):
     # "runs/demo" is also a hub id's shape: the existing folder "runs" says it is a path (no hub look-up)
     (c.folder / "runs").mkdir()
@@ -339,7 +346,8 @@ CASES = [Case(f.__name__, f) for f in (
     wrong_value_type, negative_lr, temperature_zero, empty_task_list,
     duplicate_task_names, unknown_sampler, unknown_metric, unknown_task_type, evaluate_folder_that_is_not_a_model,
     evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have, predict_batch_size_zero,
-    predict_output_in_a_missing_folder, evaluate_output_in_a_missing_folder, model_folder_missing_under_an_existing_folder,
+    predict_output_in_a_missing_folder, evaluate_output_in_a_missing_folder, evaluate_override_after_an_option,
+    model_folder_missing_under_an_existing_folder,
     predict_with_a_run_folder, predict_input_with_a_lone_surrogate, export_onto_a_file, export_into_the_model_folder,
     damaged_weights_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder,
     recipes_copy_into_a_missing_folder_with_a_slash)]
