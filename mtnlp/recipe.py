@@ -292,7 +292,7 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
     if kind == "literal_error":
         choices = ", ".join(re.findall(r"'([^']*)'", ctx["expected"]))  # pydantic writes "'a', 'b' or 'c'"
         text = f"unknown value {value!r} (expected one of: {choices})"
-    elif kind in ("model_type", "dict_type"):
+    elif kind in ("model_type", "dict_type", "model_attributes_type"):  # the last: a task section (a union)
         text = f"expected a mapping of keys, got {value!r}"
     elif kind == "list_type":
         text = f"expected a list, got {value!r}"

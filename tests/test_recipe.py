@@ -167,6 +167,12 @@ def test_wrong_type_via_override(item, key):
     assert "(command-line override)" in message and f"{key}:" in message and "expected" in message
 
 
+@pytest.mark.parametrize("value", ["null", "5"])
+def test_task_section_that_is_not_a_mapping(tmp_path, value):
+    path = recipe_file(tmp_path, replace={"  ner:\n": f"  ner: {value}\n  other:\n"})
+    assert error(path) == f"{path}:{LINE['ner']}: tasks.ner: expected a mapping of keys, got {value.replace('null', 'None')}"
+
+
 def test_missing_required_key(tmp_path):
     path = recipe_file(tmp_path, replace={"    type: tagging\n": ""})
     assert "missing required key 'tasks.ner.type'" in error(path)
