@@ -33,16 +33,16 @@ def _string_keys(value):
     are one string ({0: a, "0": b}) is an error, not a silent change."""
     if not isinstance(value, dict):
         return value
-    given = {}
+    named, given = {}, {}  # label -> name, label -> the key as written
     for key, name in value.items():
         for item, what in ((key, "key"), (name, "name")):
             if isinstance(item, bool):
-                raise ValueError(f"the {what} {str(item).lower()} is a boolean: YAML reads an unquoted yes, no, on, off, true or "
-                                 f"false as one; quote the label, e.g. \"yes\"")
+                raise ValueError(f"the {what} {str(item).lower()} is a boolean: YAML reads an unquoted yes, no, on, "
+                                 "off, true or false as one; quote the label, e.g. \"yes\"")
         if str(key) in given:
             raise ValueError(f"the keys {given[str(key)]!r} and {key!r} are the same label {str(key)!r}")
-        given[str(key)] = key
-    return {str(k): v for k, v in value.items()}
+        named[str(key)], given[str(key)] = name, key
+    return named
 
 
 Float = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
