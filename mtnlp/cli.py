@@ -168,9 +168,11 @@ def train_recipe(train, args) -> int:
     """Check the recipe and read the data (errors at once, before the heavy imports), then train with
     `train` (default: the loop of recipes/multitask.py)."""
     from .data import read_task_unless_cached
-    from .recipe import load_recipe
+    from .recipe import load_recipe, refuse_to_mix, run_directory
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if not recipe.training.resume_from:  # before the data is read (a resumed run is checked by setup)
+        refuse_to_mix(run_directory(recipe), recipe)
     # data errors at once; files read and checked before are not re-read. Under DDP only the first
     # process reads: it fills the cache, which the others then memory-map (no Python copy each)
     first = int(os.environ.get("RANK", "0")) == 0

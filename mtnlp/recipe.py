@@ -496,3 +496,16 @@ def resolve_path(recipe: Recipe, path: str) -> Path:
 def to_dict(recipe: Recipe) -> dict:
     """The resolved recipe as plain data (written to the run directory)."""
     return recipe.model_dump()
+
+
+def run_directory(recipe: Recipe) -> Path:
+    return Path(recipe.output_dir or f"runs/{recipe.name}")
+
+
+def refuse_to_mix(run_dir: Path, recipe: Recipe) -> None:
+    """A run must not start in a folder that holds another run's checkpoints or model (its checkpoints
+    would rank above the new run's, and `latest` would continue it) unless overwrite_output_dir says so."""
+    if not recipe.overwrite_output_dir and ((run_dir / "checkpoints").exists() or (run_dir / "model").exists()):
+        raise UserError(f"{recipe.where('output_dir')}: output_dir: {run_dir} holds another run (checkpoints/, model/); "
+                        "continue it with training.resume_from=latest, or replace it with overwrite_output_dir: true "
+                        "(or choose another output_dir)")

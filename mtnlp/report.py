@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 import yaml
 
-from .errors import UserError
 from .evaluation import evaluate_split, main_metric, majority_baseline
 from .recipe import Recipe, resolve_path, to_dict
 
@@ -18,17 +17,8 @@ from .recipe import Recipe, resolve_path, to_dict
 OUTPUTS = ("checkpoints", "model", "metrics.json", "curves.png", "history.jsonl", "train_log.jsonl")
 
 
-def refuse_to_mix(run_dir: Path, recipe: Recipe) -> None:
-    """A run must not start in a folder that holds another run's checkpoints or model (its checkpoints
-    would rank above the new run's, and `latest` would continue it) unless overwrite_output_dir says so."""
-    if not recipe.overwrite_output_dir and ((run_dir / "checkpoints").exists() or (run_dir / "model").exists()):
-        raise UserError(f"{recipe.where('output_dir')}: output_dir: {run_dir} holds another run (checkpoints/, model/); "
-                        "continue it with training.resume_from=latest, or replace it with overwrite_output_dir: true "
-                        "(or choose another output_dir)")
-
-
 def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
-    """A fresh run directory: a previous run's outputs removed (refuse_to_mix allowed it), the resolved recipe."""
+    """A fresh run directory: a previous run's outputs removed (recipe.refuse_to_mix allowed it), the resolved recipe."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         path = run_dir / name

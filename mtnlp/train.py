@@ -40,7 +40,7 @@ from .loader import BatchPlan, training_loader
 from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
 from .modeling import MultiTaskModel, head_mismatch, to_device
 from .pipeline import load_pretrained
-from .recipe import Recipe, TrainingSpec, default_metrics, sharing_config
+from .recipe import Recipe, TrainingSpec, default_metrics, refuse_to_mix, run_directory, sharing_config
 from .sharing import SharingError, is_adapter_weight
 from .sampling import StreamBatches, TaskBatches, TaskSampler
 from .tasks import task_type
@@ -123,10 +123,6 @@ def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accele
                for i, (n, d) in enumerate(tasks.items())}
     # a streamed task's batches come as rows already (StreamBatches); the others' as indices into these
     return sampler, batches, {n: model_rows(d.splits["train"]) for n, d in tasks.items() if not d.stream}
-
-
-def run_directory(recipe: Recipe) -> Path:
-    return Path(recipe.output_dir or f"runs/{recipe.name}")
 
 
 def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
@@ -235,7 +231,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     folder = find_checkpoint(run_dir, t.resume_from) if t.resume_from else None
     own = folder is not None and folder.resolve().parent == (run_dir / "checkpoints").resolve()
     if not own:
-        report.refuse_to_mix(run_dir, recipe)
+        refuse_to_mix(run_dir, recipe)
     accelerator, chosen = make_accelerator(recipe)
     set_seed(t.seed)
     source, tokenizer, source_path = trained_source(recipe) if recipe.model.init_from else (None, None, None)

@@ -39,10 +39,13 @@ def test_a_new_run_in_a_used_output_dir_is_refused_unless_overwrite(make_recipe,
 def test_the_refusal_is_one_line_on_the_command_line(make_recipe, tmp_path):
     recipe = make_recipe(training={"steps": 1})
     (tmp_path / "run" / "model").mkdir(parents=True)
-    done = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe)], capture_output=True, text=True,
+    # said before the data is read: a missing data file is not what it reports
+    done = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe),
+                           f"tasks.sentiment.data.train={tmp_path / 'absent.jsonl'}"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {recipe}:") and done.stderr.count("\n") == 1, done.stderr
+    assert "holds another run" in done.stderr
 
 
 def test_resuming_another_runs_last_checkpoint_into_a_new_folder(make_recipe, tmp_path):
