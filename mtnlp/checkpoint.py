@@ -86,7 +86,12 @@ def find_checkpoint(run_dir: Path, resume_from: str) -> Path:
     complete = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / STATE_FILE).exists()]
     if not complete:
         raise UserError(f"training.resume_from: no complete checkpoint in {run_dir / 'checkpoints'}")
-    return max(complete, key=lambda p: int(p.name.split("-")[1]))
+    return max(complete, key=checkpoint_step)
+
+
+def checkpoint_step(folder: Path) -> int:
+    """The step of a checkpoint folder (checkpoints/step-000042)."""
+    return int(folder.name.split("-")[1])
 
 
 def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: int = 1) -> dict:
@@ -119,7 +124,14 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
 
 
 def prune_checkpoints(checkpoints: Path, keep: int) -> None:
-    folders = sorted((p for p in checkpoints.glob("step-*") if (p / STATE_FILE).exists()),
-                     key=lambda p: int(p.name.split("-")[1]))
+    folders = sorted((p for p in checkpoints.glob("step-*") if (p / STATE_FILE).exists()), key=checkpoint_step)
     for old in folders[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_checkpoints_after(checkpoints: Path, step: int) -> None:
+    """A run resumed at `step` writes them again (or, with other settings, continues another way, which
+    `latest` must then find)."""
+    for folder in checkpoints.glob("step-*"):
+        if checkpoint_step(folder) > step:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -50,17 +50,13 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def forget_after(run_dir: Path, step: int) -> None:
-    """Drop log lines and checkpoints from after `step`: a run resumed there writes them again (or, with
-    other settings, continues another way, which `latest` must then find)."""
+    """Drop log lines from after `step` (a resumed run writes them again)."""
     for name in ("history.jsonl", "train_log.jsonl"):
         path = run_dir / name
         if not path.exists():
             continue
         kept = [r for r in read_jsonl(path) if r["step"] <= step]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    for folder in (run_dir / "checkpoints").glob("step-*"):
-        if int(folder.name.split("-")[1]) > step:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_model(folder: Path, model, tokenizer) -> None:

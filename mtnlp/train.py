@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from . import families, hub, precision, report
-from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
 from .data import RawTask, TaskData, load_task, model_rows, split_facts
 from .encoders import resolve_encoder
 from .errors import UserError
@@ -284,6 +284,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
         if accelerator.is_main_process and own:
             report.forget_after(run_dir, progress.step)  # logs and checkpoints after it are written again
+            remove_checkpoints_after(run_dir / "checkpoints", progress.step)
             if not (run_dir / "recipe.yaml").exists():
                 report.write_recipe(run_dir, recipe, chosen)
         accelerator.print(f"resumed from {folder} at step {progress.step}")
