@@ -331,7 +331,7 @@ def cmd_predict(args) -> int:
     quiet_libraries(with_datasets=False)
     from .pipeline import MultiTaskPipeline
 
-    model, tokenizer = load_model(args.model, **({"revision": args.revision} if args.revision else {}))
+    model, tokenizer = load_model(args.model, revision=args.revision)
     pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
     tasks = args.tasks.split(",") if args.tasks else None
     unknown = [t for t in tasks or [] if t not in pipe.tasks]
@@ -426,7 +426,7 @@ def cmd_export(args) -> int:
     if is_onnx_folder(args.model):
         raise UserError(f"export: {args.model} is an ONNX export; export reads a PyTorch model folder or hub id")
     quiet_libraries(with_datasets=False)
-    model, tokenizer = load_model(args.model, **({"revision": args.revision} if args.revision else {}))
+    model, tokenizer = load_model(args.model, revision=args.revision)
     if args.onnx:
         from .onnx_model import export_onnx
 

@@ -15,6 +15,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
+from .encoders import is_local_path
 from .errors import UserError, first_line
 
 
@@ -77,7 +78,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
 def hub_id(name: str | None) -> str | None:
     """`name` if it can be a hub model id, else None: the encoder a recipe gave may be a local path, which a
     card must not show (and the hub refuses as base_model)."""
-    if not name or name.startswith(("/", ".", "~")) or Path(name).expanduser().exists() or repo_id_problem(name):
+    if not name or is_local_path(name) or repo_id_problem(name):
         return None
     return name
 

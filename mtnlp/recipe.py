@@ -216,8 +216,8 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         raise UserError(_first_problem(e, raw, str(path), key_lines)) from None
     recipe._source, recipe._key_lines = str(path), key_lines
     for task in recipe.tasks.values():  # a local data set folder as data.hub resolves as data files do
-        if task.data.hub and resolve_path(recipe, task.data.hub).exists():
-            task.data.hub = str(resolve_path(recipe, task.data.hub))
+        if task.data.hub and (folder := resolve_path(recipe, task.data.hub)).exists():
+            task.data.hub = str(folder)
     check(recipe)
     return recipe
 

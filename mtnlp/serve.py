@@ -442,8 +442,7 @@ def serve(args, sock: socket.socket) -> int:
     quiet_libraries(with_datasets=False)
     from .pipeline import MultiTaskPipeline
 
-    revision = {"revision": args.revision} if args.revision else {}
-    model, tokenizer = load_model(args.model, **revision)
+    model, tokenizer = load_model(args.model, revision=args.revision)
     pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
     tasks = list(dict.fromkeys(args.tasks.split(","))) if args.tasks else None
     unknown = [t for t in tasks or [] if t not in pipe.tasks]
