@@ -141,7 +141,7 @@ def quiet_libraries(with_datasets: bool = True) -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    if with_datasets:  # predict, push and export never read a data set
+    if with_datasets:  # predict, serve and export never read a data set
         import datasets
 
         datasets.disable_progress_bars()
@@ -352,8 +352,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_push(args) -> int:
-    quiet_libraries(with_datasets=False)
-    from .hub import push
+    from .hub import push  # huggingface_hub only: a push needs no torch
 
     url = push(args.model, args.repo_id, private=args.private, revision=args.revision, token=args.token)
     print(url)
@@ -421,7 +420,7 @@ def cmd_export(args) -> int:
         raise UserError(f"export: {args.out} is a file; name a folder to write")
     if out.is_dir() and any(out.iterdir()):  # the model's own folder, an earlier export, ...
         raise UserError(f"export: {args.out} is not empty; name a new or empty folder (export never overwrites)")
-    from .onnx_model import is_onnx_folder
+    from .folders import is_onnx_folder
 
     if is_onnx_folder(args.model):
         raise UserError(f"export: {args.model} is an ONNX export; export reads a PyTorch model folder or hub id")

@@ -17,6 +17,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from .encoders import is_local_path
 from .errors import UserError, first_line
+from .folders import check_model_folder
 
 
 CARD_PLACEHOLDER = "REPO_OR_DIR"  # where the card's usage lines name the model; push puts the repo id there
@@ -154,36 +155,6 @@ def repo_id_problem(repo_id: str) -> str | None:
         return (f"repo id '{repo_id}' is not valid: give NAME or NAMESPACE/NAME of letters, digits, "
                 "'-', '_' and '.' (e.g. my-org/my-model)")
     return None
-
-
-def check_model_folder(model_dir: Path) -> None:
-    """A UserError unless `model_dir` is an mtnlp multi-task model folder that loads: config, weights, tokenizer."""
-    from .modeling import check_multitask_config
-    from .onnx_model import ONNX_FILE, is_onnx_folder
-
-    if not model_dir.is_dir():
-        raise UserError(f"{model_dir}: model folder not found")
-    if is_onnx_folder(model_dir):
-        raise UserError(f"{model_dir}: an ONNX export ({ONNX_FILE}), which cannot be loaded by hub id: push the "
-                        "model folder it was exported from, or share this folder as plain files (hf upload)")
-    if not (model_dir / "config.json").is_file():
-        hint = f" (push {model_dir / 'model'})" if (model_dir / "model" / "config.json").is_file() else ""
-        raise UserError(f"{model_dir}: not a model folder (no config.json){hint}")
-    try:
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"{model_dir / 'config.json'}: cannot read: {first_line(e)}") from None
-    check_multitask_config(model_dir, config if isinstance(config, dict) else {})
-    missing = []
-    if not any((model_dir / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
-        missing.append("model.safetensors (the weights)")
-    # tokenizer_config.json and the vocabulary: tokenizer.json (some tokenizers also load from vocab.* or *.model)
-    vocabulary = [p for p in model_dir.iterdir() if p.name == "tokenizer.json" or p.name.startswith("vocab.")
-                  or p.suffix == ".model"]
-    if not (model_dir / "tokenizer_config.json").is_file() or not vocabulary:
-        missing.append("tokenizer (tokenizer_config.json and tokenizer.json)")
-    if missing:
-        raise UserError(f"{model_dir}: not a complete model folder: no {', no '.join(missing)}")
 
 
 def _push_error(repo_id: str, error: Exception, context: str = "") -> UserError:

@@ -15,7 +15,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 from . import families, sharing
-from .errors import UserError
+from .folders import MODEL_TYPE
 from .heads import build_head
 
 # forward()'s output class per head kind; a span (QA) head's start and end logits stay one (batch, length, 2)
@@ -27,7 +27,7 @@ class MultiTaskConfig(PreTrainedConfig):
     """A multi-task model's config.json: the encoder's own config (`encoder`), the heads (`tasks`), how
     the encoder is shared (`sharing`) and what training recorded (`mtnlp`)."""
 
-    model_type = "mtnlp"
+    model_type = MODEL_TYPE
     sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
 
     encoder: PreTrainedConfig | dict | None = None
@@ -39,16 +39,6 @@ class MultiTaskConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.tasks = dict(self.tasks or {})
-
-
-def check_multitask_config(name, config: dict) -> None:
-    """A UserError unless `config` (config.json's contents) is an mtnlp multi-task model's, e.g. when the base
-    encoder is given instead of a run's model/ folder."""
-    if not config.get("model_type"):
-        raise UserError(f"{name}: not an mtnlp model folder or hub repository (no config.json with a model_type)")
-    if config["model_type"] != MultiTaskConfig.model_type:
-        raise UserError(f"{name}: a {config['model_type']} model, not an mtnlp multi-task model "
-                        "(give a run's model/ folder)")
 
 
 def head_mismatch(name: str, old: dict | None, new: dict) -> str | None:

@@ -18,14 +18,10 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .folders import ONNX_FILE
 from .modeling import MultiTaskConfig, MultiTaskModel
 
-ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def is_onnx_folder(name) -> bool:
-    return (Path(name).expanduser() / ONNX_FILE).is_file()
 
 
 def onnx_errors() -> tuple[type[Exception], ...]:

@@ -16,7 +16,8 @@ from transformers import AutoTokenizer
 
 from . import families
 from . import precision as precision_policy
-from .modeling import MultiTaskModel, check_multitask_config, to_device
+from .folders import check_multitask_config, is_onnx_folder, refuse_run_folder
+from .modeling import MultiTaskModel, to_device
 from .tasks import task_type
 from .tasks.tagging import first_subtokens
 
@@ -151,14 +152,13 @@ def load_pretrained(name: str, **hub_kwargs):
 
     from .encoders import is_local_path
     from .errors import UserError, first_line
-    from .onnx_model import OnnxMultiTaskModel, is_onnx_folder, onnx_errors
+    from .onnx_model import OnnxMultiTaskModel, onnx_errors
 
     name = str(name)
     path = Path(name).expanduser()
     if not path.exists() and is_local_path(name):  # no hub look-up, no retries
         raise UserError(f"{name}: model folder not found")
-    if not (path / "config.json").exists() and (path / "model" / "config.json").exists():
-        raise UserError(f"{name}: a run folder; give its model folder, {path / 'model'}")
+    refuse_run_folder(name)
     onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
     try:
         check_multitask_config(name, PreTrainedConfig.get_config_dict(name, **({} if onnx else hub_kwargs))[0])

@@ -7,12 +7,17 @@ import sys
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "peft", "evaluate")
 
 
-def run_without_heavy_imports(*argv: str) -> subprocess.CompletedProcess:
-    code = ("import sys\n"
+def without_heavy_imports(*argv: str, prelude: str = "") -> list[str]:
+    """The command line `mtnlp ARGV` in a Python where importing any of HEAVY fails (after running `prelude`)."""
+    code = ("import sys\n" + prelude
             + "".join(f"sys.modules[{name!r}] = None\n" for name in HEAVY)  # any import of them now fails
             + "from mtnlp.cli import main\n"
             + f"sys.exit(main({list(argv)!r}))\n")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return [sys.executable, "-c", code]
+
+
+def run_without_heavy_imports(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(without_heavy_imports(*argv), capture_output=True, text=True, timeout=60)
 
 
 def test_help_needs_no_heavy_import():

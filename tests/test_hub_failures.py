@@ -117,7 +117,7 @@ def test_dropped_connection_on_lfs_put_is_retried(run_dir, tmp_path):
 
 
 def test_500_on_every_lfs_put_fails_without_a_commit(run_dir, tmp_path):
-    # The client retries each PUT 5 times (6 attempts, 23 s of back-off) and uploads up to 5 files at once, so a
+    # The client retries each PUT 5 times (6 attempts) and uploads up to 5 files at once, so a
     # failure budget spread over all files would run out before any one file gives up: aim it at the weights.
     weights = hashlib.sha256((run_dir / "model" / "model.safetensors").read_bytes()).hexdigest()
     with LocalHub(lfs_mode="lfs") as hub:

@@ -253,7 +253,7 @@ def qa_run(tmp_path_factory):
     tasks = {"qa": {"type": "extractive_qa", "allow_unanswerable": True, "doc_stride": 16, "dropout": 0.0,
                     "data": {"train": str(folder / "train.json"), "test": str(test)}}}
     recipe = write_recipe(folder, minilm_path(), tasks=tasks, model={"encoder": minilm_path(), "max_length": 48},
-                          training={"steps": 120, "batch_size": 16, "lr": 3e-4, "warmup": 0.0, "log_every": 10})
+                          training={"steps": 70, "batch_size": 16, "lr": 5e-4, "warmup": 0.0, "log_every": 10})
     result = train(load_recipe(recipe))
     return folder, recipe, result
 
