@@ -77,15 +77,19 @@ def _barrier(world_size: int) -> None:
         torch.distributed.barrier()
 
 
-def find_checkpoint(run_dir: Path, resume_from: str) -> Path:
+def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resume_from") -> Path:
+    """The checkpoint folder `resume_from` names ("latest": the newest complete one in run_dir/checkpoints).
+    `where` starts each error (the recipe's file:line and key)."""
     if resume_from != "latest":
         folder = Path(resume_from)
+        if not folder.is_dir():
+            raise UserError(f"{where}: {folder}: checkpoint folder not found")
         if not (folder / STATE_FILE).exists():
-            raise UserError(f"training.resume_from: {folder} is not a complete checkpoint (no {STATE_FILE})")
+            raise UserError(f"{where}: {folder} is not a complete checkpoint (no {STATE_FILE})")
         return folder
     complete = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / STATE_FILE).exists()]
     if not complete:
-        raise UserError(f"training.resume_from: no complete checkpoint in {run_dir / 'checkpoints'}")
+        raise UserError(f"{where}: no complete checkpoint in {run_dir / 'checkpoints'}")
     return max(complete, key=checkpoint_step)
 
 

@@ -249,6 +249,10 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         order = list(range(raw["train"].num_rows))
         random.Random(recipe.training.seed).shuffle(order)
         held_out = set(order[: max(1, round(len(order) * carve))])
+        if len(held_out) == len(order):
+            key = f"tasks.{name}.data.validation_from_train"
+            raise UserError(f"{recipe.where(key)}: {key}: {carve} of {sources['train']}'s {len(order)} example(s) "
+                            "leaves none to train on")
         raw["validation"] = raw["train"].take(sorted(held_out))  # file order within each part
         raw["train"] = raw["train"].take([i for i in range(len(order)) if i not in held_out])
         sources["validation"] = sources["train"]

@@ -10,6 +10,8 @@ import itertools
 
 import numpy as np
 
+from .errors import UserError
+
 
 class TaskSampler:
     """Iterator of task names. Strategies (n_i = training examples of task i):
@@ -34,7 +36,7 @@ class TaskSampler:
         elif self.strategy == "proportional":
             weights = self.sizes
         elif self.strategy == "temperature":
-            weights = self.sizes ** (1.0 / self.temperature)
+            weights = (self.sizes / self.sizes.max()) ** (1.0 / self.temperature)  # a small T must not overflow
         elif self.strategy == "annealed":
             alpha = 1.0 - 0.8 * min(draw / max(self.total_draws - 1, 1), 1.0)
             weights = self.sizes**alpha
@@ -144,13 +146,15 @@ class StreamBatches:
     gives (the stream, shuffled with (seed, epoch)).
 
     Under DDP every process reads the stream and takes every world_size-th batch; an incomplete last
-    round is left out, so all processes take the same count. The state is (epoch, position) like
-    TaskBatches'; a resumed run reads its epoch again from the start and skips what was trained on:
-    exact, at the cost of reading that part again.
+    round is shared evenly (left out when it holds fewer examples than processes), so all processes
+    take the same count. The state is (epoch, position) like TaskBatches'; a resumed run reads its
+    epoch again from the start and skips what was trained on: exact, at the cost of reading that part
+    again. `name` (the split) is for the error when an epoch holds fewer examples than processes.
     """
 
-    def __init__(self, examples_of, encode, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.examples_of, self.encode = examples_of, encode
+    def __init__(self, examples_of, encode, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 name: str = "the stream"):
+        self.examples_of, self.encode, self.name = examples_of, encode, name
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch, self.position = 0, 0
         self._examples = None
@@ -163,12 +167,16 @@ class StreamBatches:
             if self._examples is None:  # (re)open the epoch, past the rounds already taken
                 skip = self.position * self.world_size * self.batch_size
                 self._examples = itertools.islice(self.examples_of(self.seed, self.epoch), skip, None)
-            batches = [list(itertools.islice(self._examples, self.batch_size)) for _ in range(self.world_size)]
-            if batches[-1]:  # every process has a batch (only the last may be short)
+            round_ = list(itertools.islice(self._examples, self.world_size * self.batch_size))
+            if len(round_) >= self.world_size:  # a batch for every process
                 self.position += 1
-                return self.encode(batches[self.rank])
+                share, extra = divmod(len(round_), self.world_size)  # a full round: share = batch_size
+                start = self.rank * share + min(self.rank, extra)
+                return self.encode(round_[start:start + share + (self.rank < extra)])
+            if attempt:
+                raise UserError(f"{self.name}: {len(round_)} example(s) in an epoch; training needs at least one "
+                                f"per process ({self.world_size})")
             self.epoch, self.position, self._examples = self.epoch + 1, 0, None
-        raise ValueError(f"a streamed training split gave fewer than {self.world_size} example(s) in an epoch")
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}

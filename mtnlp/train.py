@@ -117,7 +117,8 @@ def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accele
     sampler = TaskSampler({n: d.train_size() for n, d in tasks.items()}, recipe.sampling.strategy,
                           t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
     rank, world = accelerator.process_index, accelerator.num_processes
-    batches = {n: StreamBatches(d.stream.examples, d.stream.encode, t.batch_size, t.seed + i, rank, world) if d.stream
+    batches = {n: StreamBatches(d.stream.examples, d.stream.encode, t.batch_size, t.seed + i, rank, world,
+                                d.stream.source.name) if d.stream
                else TaskBatches(column(d.splits["train"], "length"), t.batch_size, t.seed + i, recipe.sampling.group_by_length,
                                 rank, world, t.batch_tokens)
                for i, (n, d) in enumerate(tasks.items())}
@@ -228,7 +229,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     run_dir = run_directory(recipe)
     # resuming this run's own checkpoint continues it; a new run, or one resumed from another run's
     # checkpoint, must not mix with what run_dir holds
-    folder = find_checkpoint(run_dir, t.resume_from) if t.resume_from else None
+    where = f"{recipe.where('training.resume_from')}: training.resume_from"
+    folder = find_checkpoint(run_dir, t.resume_from, where) if t.resume_from else None
     own = folder is not None and folder.resolve().parent == (run_dir / "checkpoints").resolve()
     if not own:
         refuse_to_mix(run_dir, recipe)

@@ -158,3 +158,13 @@ def test_the_cuda_generator_is_saved_and_restored(tmp_path, monkeypatch):
     optimizer = torch.optim.AdamW(model.parameters())
     load_checkpoint(save_checkpoint(tmp_path / "step-000001", model, optimizer, {"step": 1}), model, optimizer)
     assert len(restored) == 1 and torch.equal(restored[0], generator)
+
+
+@pytest.mark.parametrize("resume_from,problem", [("latest", "no complete checkpoint in {run}/checkpoints"),
+                                                 ("{tmp}/nowhere", "{tmp}/nowhere: checkpoint folder not found"),
+                                                 ("{tmp}", "{tmp} is not a complete checkpoint")])
+def test_a_checkpoint_that_is_not_there_names_the_recipe_line(make_recipe, tmp_path, resume_from, problem):
+    recipe = make_recipe(training={"steps": 2, "resume_from": resume_from.format(tmp=tmp_path)})
+    problem = problem.format(tmp=tmp_path, run=tmp_path / "run")
+    with pytest.raises(UserError, match=rf"^{recipe}:\d+: training.resume_from: {problem}"):
+        train(load_recipe(recipe))

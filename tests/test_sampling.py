@@ -36,6 +36,14 @@ def test_probability_formulas():
     assert p5[-1] > p2[-1] > (N / N.sum())[-1]
 
 
+def test_a_small_temperature_picks_the_largest_task():
+    # n ** (1/T) overflows for T = 0.004: the probabilities were NaN and every draw the first task
+    sampler = TaskSampler({"first": 45, "largest": 48, "one": 1}, "temperature", temperature=0.004)
+    p = sampler.probabilities()
+    assert np.isfinite(p).all() and p.sum() == pytest.approx(1.0) and p[1] > 0.99
+    assert [next(sampler) for _ in range(20)] == ["largest"] * 20
+
+
 def test_annealed_probabilities_go_from_alpha_1_to_0_2():
     total = 1001
     s = TaskSampler(SIZES, "annealed", total_draws=total)

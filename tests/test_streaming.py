@@ -100,9 +100,22 @@ def test_stream_batches_resume_exactly_from_their_state():
     assert state == {"epoch": 1, "position": 1}
 
 
-def test_stream_batches_of_an_empty_stream_fail():
-    with pytest.raises(ValueError, match="fewer than 1 example"):
-        next(StreamBatches(numbered(0), list, batch_size=2, seed=0))
+def test_an_incomplete_last_round_is_shared_evenly():
+    # 4 examples, 2 processes, batches of 4: one round, 2 examples each (not 4 and none)
+    ranks = [StreamBatches(numbered(4), list, batch_size=4, seed=0, rank=r, world_size=2) for r in (0, 1)]
+    assert [take(b, 2) for b in ranks] == [[[(0, 0), (0, 1)], [(1, 0), (1, 1)]], [[(0, 2), (0, 3)], [(1, 2), (1, 3)]]]
+    # 7 examples, 3 processes, batches of 2: a full round (0-1 | 2-3 | 4-5), then 6 alone is left out
+    ranks = [StreamBatches(numbered(7), list, batch_size=2, seed=0, rank=r, world_size=3) for r in range(3)]
+    assert [take(b, 2) for b in ranks] == [[[(0, 0), (0, 1)], [(1, 0), (1, 1)]], [[(0, 2), (0, 3)], [(1, 2), (1, 3)]],
+                                           [[(0, 4), (0, 5)], [(1, 4), (1, 5)]]]
+
+
+@pytest.mark.parametrize("count,world", [(0, 1), (1, 2)])
+def test_an_epoch_without_an_example_per_process_is_a_user_error(count, world):
+    from mtnlp.errors import UserError
+
+    with pytest.raises(UserError, match=rf"^org/x\[train\]: {count} example\(s\) in an epoch; .* per process \({world}\)$"):
+        next(StreamBatches(numbered(count), list, batch_size=2, seed=0, world_size=world, name="org/x[train]"))
 
 
 # ---------------------------------------------------------------- training on a streamed hub set
@@ -243,6 +256,8 @@ def test_a_streamed_split_is_checked_as_it_is_read(make_recipe, tmp_path, kind, 
     ({"train": "x.jsonl", "streaming": True}, "streaming"),
     ({"hub": "some/set", "train": "train", "size": 10}, "size"),
     ({"hub": "some/set", "train": "train", "streaming": True, "validation_from_train": 0.1}, "validation_from_train"),
+    ({"hub": "some/set", "train": "train[:90%]", "streaming": True}, "train"),
+    ({"hub": "some/set", "train": "train", "validation": "train[90%:]", "streaming": True}, "validation"),
 ])
 def test_streaming_recipe_mistakes(make_recipe, data, key):
     recipe = make_recipe(tasks={"t": {"type": "classification", "data": data}})
