@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("export", help="write one head as a plain transformers model, or the heads as ONNX")
     p.add_argument("model", help="model directory or hub id")
-    p.add_argument("--task", help="the head to export (with --onnx: default every head)")
+    p.add_argument("--task", action="append", help="the head to export (with --onnx: default every head; "
+                   "repeat it for several)")
     p.add_argument("--onnx", action="store_true", help="one ONNX graph of the heads (predict and serve run it)")
     p.add_argument("--quantize", choices=["int8"], help="with --onnx: dynamic int8 quantisation of the weights")
     p.add_argument("--revision", help="hub branch, tag or commit")
@@ -413,8 +414,9 @@ def cmd_export(args) -> int:
 
     if args.quantize and not args.onnx:
         raise UserError("export: --quantize applies to --onnx")
-    if not args.onnx and args.task is None:
-        raise UserError("export: give --task NAME (a plain transformers model of one head), or --onnx")
+    if not args.onnx and len(args.task or []) != 1:
+        raise UserError("export: give one --task NAME (a plain transformers model holds one head), or --onnx"
+                        + (f" (--task was given {len(args.task)} times)" if args.task else ""))
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"export: {args.out} is a file; name a folder to write")
@@ -429,16 +431,17 @@ def cmd_export(args) -> int:
     if args.onnx:
         from .onnx_model import export_onnx
 
-        export_onnx(model, tokenizer, args.out, [args.task] if args.task else None, args.quantize)
+        export_onnx(model, tokenizer, args.out, args.task, args.quantize)
         print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {args.out} ...")
         return 0
     from .export import export_folder
 
-    export_folder(model, tokenizer, args.task, args.out)
+    task = args.task[0]
+    export_folder(model, tokenizer, task, args.out)
     print(f"wrote {args.out}")
     from .tasks import task_type
 
-    if task_type(model.config.tasks[args.task]["type"]).head_kind == "token":  # word pieces past the first are untrained
+    if task_type(model.config.tasks[task]["type"]).head_kind == "token":  # word pieces past the first are untrained
         print(f'use it with pipeline("token-classification", model="{args.out}", aggregation_strategy="first")')
     return 0
 

@@ -76,7 +76,7 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     for t in tasks or []:
         if t not in model.config.tasks:
             raise UserError(f"--task {t}: the model has no such task (it has: {', '.join(model.config.tasks)})")
-    tasks = list(tasks or model.config.tasks)
+    tasks = list(dict.fromkeys(tasks or model.config.tasks))  # --task given twice: one head
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(INPUTS if model.uses_token_type_ids else INPUTS[:2])

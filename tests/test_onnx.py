@@ -112,8 +112,14 @@ def test_one_head_and_bad_export_options(exported, tmp_path, capsys):
     assert main(["export", str(exported / "model"), "--onnx", "--task", "ner", str(tmp_path / "ner")]) == 0
     pipe = MultiTaskPipeline.from_pretrained(str(tmp_path / "ner"))
     assert list(pipe.tasks) == ["ner"] and set(pipe(TEXTS[0])) == {"ner"}
+    assert main(["export", str(exported / "model"), "--onnx", "--task", "score", "--task", "ner", "--task", "score",
+                 str(tmp_path / "two")]) == 0  # several heads (not only the last --task)
+    pipe = MultiTaskPipeline.from_pretrained(str(tmp_path / "two"))
+    assert sorted(pipe.tasks) == ["ner", "score"] and set(pipe(TEXTS[0])) == {"score", "ner"}
     capsys.readouterr()
     assert main(["export", str(exported / "model"), str(tmp_path / "x")]) == 2  # neither --task nor --onnx
+    assert main(["export", str(exported / "model"), "--task", "ner", "--task", "score", str(tmp_path / "x")]) == 2
+    assert "--task was given 2 times" in capsys.readouterr().err
     assert main(["export", str(exported / "model"), "--task", "ner", "--quantize", "int8", str(tmp_path / "y")]) == 2
     assert main(["export", str(exported / "model"), "--onnx", "--task", "nope", str(tmp_path / "z")]) == 2
     err = capsys.readouterr().err
