@@ -75,7 +75,7 @@ def run(recipe, out_dir: Path, kind: str) -> dict:
     model = result.last_model
     scores = {}
     for task, splits in result.metrics["tasks"].items():
-        key = main_metric(default_metrics(recipe.tasks[task], model.config.tasks[task]["labels"]))[0]
+        key = main_metric(default_metrics(recipe, task, model.config.tasks[task]["labels"]))[0]
         scores[task] = {split: values[key] for split, values in splits.items()} | {"metric": key}
     return {"kind": kind, "name": recipe.name, "steps": recipe.training.steps, "wall_s": round(wall, 1),
             "cpu_s": round(cpu, 1), "load1_at_start": load, "load1_at_end": os.getloadavg()[0],

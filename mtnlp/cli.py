@@ -221,7 +221,7 @@ def cmd_evaluate(args) -> int:
                                 labels=head["labels"])
         if args.split not in tasks[name].splits:  # a streamed training split is only read by training
             raise UserError(f"{recipe.source}: tasks.{name}.data: no {args.split} split")
-        metrics[name] = default_metrics(spec, head["labels"])
+        metrics[name] = default_metrics(recipe, name, head["labels"])
     if not tasks:
         raise UserError(f"{recipe.source}: no task has a {args.split} split (tasks.NAME.data.{args.split})")
     if without:

@@ -481,9 +481,16 @@ def sharing_config(m: MTLSpec) -> dict | None:
     return None
 
 
-def default_metrics(task: TaskSpec, labels: list[str]) -> list[str]:
-    """The task's metrics: the recipe's, or its type's default; the first is its main metric."""
-    return task.metrics or task_type(task.type).default_metrics(labels)
+def default_metrics(recipe: Recipe, name: str, labels: list[str]) -> list[str]:
+    """Task `name`'s metrics: the recipe's, or its type's default; the first is its main metric. An error
+    when the recipe's metrics cannot score these labels (known once the data is read)."""
+    task = recipe.tasks[name]
+    kind = task_type(task.type)
+    metrics = task.metrics or kind.default_metrics(labels)
+    if problem := kind.metrics_problem(metrics, labels):
+        key = f"tasks.{name}.metrics"
+        raise UserError(f"{recipe.where(key)}: {key}: {problem}")
+    return metrics
 
 
 def resolve_path(recipe: Recipe, path: str) -> Path:

@@ -245,7 +245,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
             raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
                             f"({str(e).splitlines()[0]})") from None
     tasks = load_tasks(recipe, tokenizer, accelerator, raw)
-    metrics = {name: default_metrics(spec, tasks[name].labels) for name, spec in recipe.tasks.items()}
+    metrics = {name: default_metrics(recipe, name, tasks[name].labels) for name in recipe.tasks}
     model = build_model(recipe, tasks, encoder, source)
     base_model = (source.config.mtnlp or {}).get("base_model", recipe.model.init_from) if source else recipe.model.encoder
     model.config.mtnlp = {"metrics": metrics, "base_model": base_model, "max_length": recipe.model.max_length}

@@ -145,6 +145,14 @@ def validation_from_train_leaving_no_training_example(c: Ctx):
         "tasks.t.data.validation_from_train: 0.9 of", f"{path}'s 2 example(s) leaves none to train on"]
 
 
+def tune_thresholds_without_a_validation_split(c: Ctx):
+    path = c.file("train.jsonl", '{"text": "a", "labels": ["x"]}\n{"text": "b", "labels": []}\n')
+    tasks = {"t": {"type": "multilabel", "tune_thresholds": True, "data": {"train": str(path), "label_column": "labels"}}}
+    recipe = c.recipe(tasks=tasks)
+    return train(recipe), f"{recipe}:{line_of(recipe, '^ *tune_thresholds:')}:", [
+        "tasks.t.tune_thresholds: thresholds are tuned on the validation split"]
+
+
 def lines_task(c: Ctx, text: str, labels: str, task_type: str = "classification", **data) -> tuple[dict, Path, Path]:
     """One task whose train split is line-aligned text and labels files (format lines)."""
     text_path, labels_path = c.file("train_text.txt", text), c.file("train_labels.txt", labels)
@@ -348,7 +356,7 @@ def recipes_copy_into_a_missing_folder_with_a_slash(c: Ctx):  # not a file named
 CASES = [Case(f.__name__, f) for f in (
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
-    invalid_json_line, validation_from_train_leaving_no_training_example, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,
+    invalid_json_line, validation_from_train_leaving_no_training_example, tune_thresholds_without_a_validation_split, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,
     lines_format_with_a_plain_path, headerless_row_too_short, column_position_with_header_row, unknown_recipe_key,
     wrong_value_type, negative_lr, temperature_zero, empty_task_list,
     duplicate_task_names, unknown_sampler, unknown_metric, unknown_task_type, evaluate_folder_that_is_not_a_model,

@@ -65,6 +65,23 @@ def test_correlations():
     assert s == pytest.approx(sp_spearmanr(refs, preds)[0], abs=1e-5)
 
 
+def test_correlations_keep_double_precision():
+    # float32 would turn 1e6 + 0.1 .. 0.3 into nearly equal values (pearson 0.98) and the second set into one
+    # value (spearman 0.0 for "constant input")
+    assert mm.load_metric("pearsonr").compute(predictions=[1e6 + 0.1, 1e6 + 0.2, 1e6 + 0.3],
+                                              references=[1, 2, 3])["pearsonr"] == pytest.approx(1.0)
+    assert mm.load_metric("spearmanr").compute(predictions=[1.00000001, 1.00000002, 1.00000003],
+                                               references=[1, 2, 3])["spearmanr"] == pytest.approx(1.0)
+
+
+def test_multilabel_f1_of_a_single_label_is_that_labels_f1():
+    # sklearn reads one 0/1 column as two classes: micro_f1 became accuracy (0.75), macro_f1 0.733
+    refs, preds = [[1], [1], [0], [0]], [[1], [0], [0], [0]]
+    for name in ("micro_f1", "macro_f1"):
+        assert mm.compute(name, preds, refs) == pytest.approx(f1_score([1, 1, 0, 0], [1, 0, 0, 0]))  # 2/3
+    assert mm.compute("micro_f1", [[0]] * 4, refs) == 0.0  # never predicted: 0, not the share of no-label rows
+
+
 @pytest.mark.parametrize("name", ["pearsonr", "spearmanr"])
 def test_constant_input_correlation_is_zero(name):
     res = mm.load_metric(name).compute(predictions=[0.5, 0.5, 0.5], references=[0.1, 0.2, 0.3])
@@ -90,26 +107,51 @@ def test_seqeval_basic():
     assert res["ORG"]["f1"] == 0.0 and res["ORG"]["number"] == 1
 
 
-def test_seqeval_strict_rejects_iob1_style_start():
+def test_seqeval_reads_entities_by_conlleval_rules():
+    """An I- tag that starts an entity counts as one (conlleval, seqeval's default mode), as mtnlp predict
+    gives it; whether it does must not depend on the other sentences of the split."""
     refs = [["B-PER", "I-PER", "O"]]
-    preds = [["I-PER", "I-PER", "O"]]  # IOB1-style start: invalid entity in strict IOB2
+    preds = [["I-PER", "I-PER", "O"]]
     res = mm.load_metric("seqeval").compute(predictions=preds, references=refs)
-    assert res["overall_f1"] == 0.0
-    assert res["PER"]["f1"] == 0.0
-    # default (conlleval-style) mode would have counted it as correct
-    assert seq_f1(refs, preds) == pytest.approx(1.0)
+    assert res["overall_f1"] == 1.0 == seq_f1(refs, preds)
+    more = mm.load_metric("seqeval").compute(predictions=preds * 9 + [["O", "I-LOC"]],
+                                             references=refs * 9 + [["O", "I-LOC"]])
+    assert more["overall_f1"] == 1.0
+
+
+def test_iobes_tags_are_scored_and_decoded_alike():
+    """IOBES (BIOES) tags: seqeval's entities and predict's spans are the same, for well- and ill-formed
+    sequences alike (random ones of two types)."""
+    import random
+
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    from mtnlp.tasks import task_type
+    from mtnlp.tasks.tagging import iob_spans
+
+    labels = ["B-LOC", "B-PER", "E-LOC", "E-PER", "I-LOC", "I-PER", "O", "S-LOC", "S-PER"]
+    gold = [["S-PER", "O", "B-LOC", "I-LOC", "E-LOC"], ["B-PER", "E-PER", "O"]]
+    predicted = [[labels.index(t) for t in ["S-PER", "O", "B-LOC", "I-LOC", "E-LOC"]],
+                 [labels.index(t) for t in ["B-PER", "O", "O"]]]
+    scores = task_type("tagging").score(gold, predicted, ["seqeval"], labels)
+    assert scores["precision"] == 2 / 3 and scores["recall"] == 2 / 3  # B-PER alone is an entity, not PER's
+    rng = random.Random(0)
+    for _ in range(500):
+        tags = [rng.choice(labels) for _ in range(rng.randint(1, 8))]
+        words = [(f"w{i}", (3 * i, 3 * i + 2)) for i in range(len(tags))]
+        text = " ".join(w for w, _ in words)
+        spans = iob_spans(tags, [1.0] * len(tags), words, text)
+        assert [(s["type"], s["start"] // 3, (s["end"] - 2) // 3) for s in spans] == get_entities(tags), tags
 
 
 def test_iob1_gold_tags_are_scored_by_conlleval_rules():
     """CoNLL-2003 as first shipped is IOB1: entities start with I-, B- only splits two of one type.
     Strict IOB2 would drop those entities from gold and prediction alike (F1 1.0 here)."""
     from mtnlp.tasks import task_type
-    from mtnlp.tasks.tagging import is_iob1
 
     labels = ["B-ORG", "I-LOC", "I-ORG", "I-PER", "O"]
     gold = [["I-PER", "I-PER", "O", "I-LOC", "O", "I-ORG", "B-ORG"]]
     predicted = [[labels.index(t) for t in ["O", "O", "O", "O", "O", "I-ORG", "B-ORG"]]]
-    assert is_iob1(gold) and not is_iob1([["B-PER", "I-PER", "O", "B-LOC"]]) and not is_iob1([["O"]])
     scores = task_type("tagging").score(gold, predicted, ["seqeval"], labels)
     # gold: PER, LOC, ORG, ORG; predicted: the two ORGs
     assert scores["precision"] == 1.0 and scores["recall"] == 0.5 and scores["f1"] == pytest.approx(2 / 3)

@@ -318,3 +318,17 @@ def test_head_lr_moves_the_heads_that_much_faster_than_the_encoder(tiny_encoder,
     head, encoder = moved["heads.topic.classifier.weight"], moved["encoder.encoder.layer.0.attention.self.query.weight"]
     assert encoder == pytest.approx(1e-5, rel=0.05)
     assert head == pytest.approx(head_lr or 1e-5, rel=0.05)
+
+
+def test_seqeval_on_tags_without_entity_prefixes_names_the_recipe_line(make_recipe):
+    from conftest import DATA
+
+    from mtnlp.recipe import load_recipe
+    from mtnlp.recipes.multitask import train
+
+    tasks = {"pos": {"type": "tagging", "metrics": ["seqeval"],
+                     "data": {"train": str(DATA / "ud_sample.conllu"), "validation_from_train": 0.25}}}
+    recipe = make_recipe(tasks=tasks)
+    with pytest.raises(UserError, match=rf"^{recipe}:\d+: tasks.pos.metrics: seqeval scores entities, but the tags "
+                                        r"\(ADJ, .*\) have no B-/I- prefixes: use token_accuracy$"):
+        train(load_recipe(recipe))

@@ -20,4 +20,7 @@ class F1(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, average="macro"):
+        if self.config_name == "multilabel" and references and len(references[0]) == 1:
+            # one label: sklearn would read the 0/1 column as two classes (0 and 1) and average over both
+            references, predictions, average = [r[0] for r in references], [p[0] for p in predictions], "binary"
         return {"f1": float(f1_score(references, predictions, average=average, zero_division=0))}

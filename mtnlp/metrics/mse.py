@@ -11,7 +11,7 @@ class Mse(evaluate.Metric):
             citation="",
             inputs_description="predictions, references: lists of floats.",
             features=datasets.Features(
-                {"predictions": datasets.Value("float32"), "references": datasets.Value("float32")}
+                {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
             ),
         )
 

@@ -1,17 +1,17 @@
-"""Entity-level precision/recall/F1 with seqeval: strict IOB2 mode, or conlleval's rules for IOB1 tags."""
+"""Entity-level precision/recall/F1 with seqeval, by conlleval's rules (seqeval's default mode: IOB1, IOB2
+and IOBES tags; an I- tag after O or another type starts an entity)."""
 
 import datasets
 import evaluate
 from seqeval.metrics import accuracy_score
 from seqeval.metrics import classification_report
-from seqeval.scheme import IOB2
 
 
 class Seqeval(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
-            description="Entity-level scores (seqeval): strict IOB2 (mode='strict'), or with iob1=True "
-                        "conlleval's rules (an I- tag after O or another type starts an entity).",
+            description="Entity-level scores (seqeval) by conlleval's rules: an I- tag after O or another "
+                        "type starts an entity.",
             citation="",
             inputs_description="predictions, references: lists of tag-string sequences.",
             features=datasets.Features(
@@ -22,11 +22,8 @@ class Seqeval(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references, iob1=False):
-        strict = {} if iob1 else {"mode": "strict", "scheme": IOB2}
-        report = classification_report(
-            y_true=references, y_pred=predictions, output_dict=True, zero_division=0, **strict,
-        )
+    def _compute(self, predictions, references):
+        report = classification_report(y_true=references, y_pred=predictions, output_dict=True, zero_division=0)
         report.pop("macro avg", None)
         report.pop("weighted avg", None)
         overall = report.pop("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})

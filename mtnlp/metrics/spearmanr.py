@@ -14,7 +14,7 @@ class Spearmanr(evaluate.Metric):
             citation="",
             inputs_description="predictions, references: lists of floats.",
             features=datasets.Features(
-                {"predictions": datasets.Value("float32"), "references": datasets.Value("float32")}
+                {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
             ),
         )
 

@@ -103,6 +103,10 @@ class TaskType:
     def references(self, dataset) -> list:
         return column(dataset, "labels")
 
+    def metrics_problem(self, metrics: list[str], labels: list[str]) -> str | None:
+        """Why `metrics` cannot score a task with these labels (known once the data is read), or None."""
+        return None
+
     def score(self, references: list, predictions: list, metrics: list[str], labels: list[str]) -> dict[str, float]:
         from ..metrics import compute
 

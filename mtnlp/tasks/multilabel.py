@@ -28,6 +28,11 @@ class Multilabel(TextTask):
     def default_metrics(self, labels):
         return ["micro_f1", "macro_f1", "exact_match"]
 
+    def check_recipe(self, recipe, name, task, fail):
+        if task.tune_thresholds and task.data.validation is None and task.data.validation_from_train is None:
+            fail(f"tasks.{name}.tune_thresholds", "thresholds are tuned on the validation split: give "
+                                                 "data.validation or data.validation_from_train")
+
     def example(self, row, spec):
         example = {"text": row.text(spec.text_column), "_line": row.line}
         if spec.text_pair_column is not None:

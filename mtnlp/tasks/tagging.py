@@ -1,4 +1,8 @@
-"""type: tagging — a label per word (NER, POS); each word's first sub-token carries it."""
+"""type: tagging — a label per word (NER, POS); each word's first sub-token carries it.
+
+Entity tags (IOB1, IOB2 or IOBES prefixes: B-, I-, E-, S-) are read into entities by conlleval's rules,
+the same in evaluation (seqeval's default mode) and in the pipeline's spans: an I- or E- tag that does
+not continue an entity of its type starts one, so an ill-formed sequence still has its entities."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Literal
 from ..spec import TagData, TaskSpec
 from .base import TaskType, column, label_name, label_shares
 
+ENTITY_PREFIXES = ("B-", "I-", "E-", "S-")
 IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
 
 
@@ -26,6 +31,12 @@ class Tagging(TaskType):
 
     def default_metrics(self, labels):
         return ["seqeval"] if is_iob(labels) else ["token_accuracy"]
+
+    def metrics_problem(self, metrics, labels):
+        if "seqeval" in metrics and not is_iob(labels):
+            shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+            return f"seqeval scores entities, but the tags ({shown}) have no B-/I- prefixes: use token_accuracy"
+        return None
 
     def example(self, row, spec):
         tokens, tags = row.column(spec.token_column or "tokens"), row.column(spec.tag_column or "tags")
@@ -88,9 +99,8 @@ class Tagging(TaskType):
         results = {}
         for name in metrics:
             if name == "seqeval":
-                # strict IOB2 would drop IOB1's entities that start with I- from gold and prediction alike
                 r = load_metric("seqeval").compute(predictions=[[t or "O" for t in p] for p in predicted],
-                                                   references=references, iob1=is_iob1(references))
+                                                   references=references)
                 results.update(precision=r["overall_precision"], recall=r["overall_recall"], f1=r["overall_f1"])
             else:  # token_accuracy
                 ids = {label: i for i, label in enumerate(labels)}
@@ -145,38 +155,29 @@ def first_words(word_ids: list[int | None]) -> list[int]:
 
 
 def is_iob(labels: list[str]) -> bool:
-    return any(label.startswith(("B-", "I-")) for label in labels)
-
-
-def is_iob1(sequences: list[list[str]]) -> bool:
-    """Whether tag sequences are IOB1: some entity starts with I- (after O, another type or nothing)."""
-    for tags in sequences:
-        previous = "O"
-        for tag in tags:
-            if tag.startswith("I-") and previous[2:] != tag[2:]:
-                return True
-            previous = tag if tag.startswith(("B-", "I-")) else "O"
-    return False
+    """Whether the tags are entity tags (IOB1, IOB2 or IOBES), which seqeval scores and predict gives as spans."""
+    return any(label.startswith(ENTITY_PREFIXES) for label in labels)
 
 
 def iob_spans(tags: list[str], scores: list[float], words, text: str) -> list[dict]:
-    """Decode IOB2 word tags into entity spans with character offsets; score = mean word score.
-
-    An I- tag that does not continue an entity of the same type starts a new one (as seqeval's
-    lenient decoding does), so no predicted word is dropped.
-    """
+    """Decode word tags (IOB1, IOB2 or IOBES) into entity spans with character offsets, by conlleval's
+    rules as seqeval's default mode reads them: B- and S- start an entity, I- and E- continue one of
+    their type (or else start one), E- and S- end it. Score = mean word score."""
     spans, current = [], None
     for tag, score, (_, (start, end)) in zip(tags, scores, words):
         prefix, _, kind = tag.partition("-")
-        if prefix == "I" and current is not None and current["type"] == kind:
+        if prefix in ("I", "E") and current is not None and current["type"] == kind:
             current["end"] = end
             current["scores"].append(score)
-            continue
-        if current is not None:
+        else:
+            if current is not None:
+                spans.append(current)
+            current = None
+            if tag.startswith(ENTITY_PREFIXES):
+                current = {"type": kind, "start": start, "end": end, "scores": [score]}
+        if prefix in ("E", "S") and current is not None:
             spans.append(current)
             current = None
-        if prefix in ("B", "I"):
-            current = {"type": kind, "start": start, "end": end, "scores": [score]}
     if current is not None:
         spans.append(current)
     return [{"type": s["type"], "text": text[s["start"]:s["end"]], "start": s["start"], "end": s["end"],
