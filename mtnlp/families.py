@@ -284,6 +284,6 @@ def max_tokens(config) -> int | None:
     """The longest input the position embeddings hold (None: no limit, e.g. relative positions).
     RoBERTa-style embeddings number positions from pad_token_id + 1."""
     positions = getattr(config, "max_position_embeddings", None)
-    if positions is None or getattr(config, "position_biased_input", True) is False:
-        return None
+    if positions is None or positions <= 0 or getattr(config, "position_biased_input", True) is False:
+        return None  # (XLNet says -1)
     return positions - (config.pad_token_id + 1 if of(config).padding_positions else 0)

@@ -2,9 +2,11 @@
 text and tagging heads (with LoRA adapters: one pass per task); multiple-choice and QA heads take
 their own inputs and passes.
 
-Texts are split into words with the tokenizer's own pre-tokenizer (keeping character offsets), the
-words are tokenised once, and each head reads the shared hidden states: sequence heads pool them as
-their family does (e.g. the first token), tagging heads read each word's first sub-token.
+Texts are split into words at spaces and punctuation (keeping character offsets), the words are
+tokenised, and each head reads the shared hidden states: sequence heads pool them as their family
+does (e.g. the first token), tagging heads read each word's first sub-token. A tokenizer whose tokens
+for the words differ from its tokens for the whole text (BPE, SentencePiece) gets a second pass: the
+sequence heads then read the whole text, as training did. Batches are padded on the right, as in training.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+from tokenizers.pre_tokenizers import BertPreTokenizer
 from transformers import AutoTokenizer
 
 from . import families
@@ -96,9 +99,11 @@ class MultiTaskPipeline:
 
     def _text_heads(self, items: dict[int, tuple[str, str | None]], tasks: list[str], all_scores: bool,
                     results: list[dict]) -> None:
-        """Every text head's prediction for texts and pairs, one encoder pass per batch."""
-        words = {i: (self.split_words(text), None if pair is None else self.split_words(pair))
-                 for i, (text, pair) in items.items()}
+        """Every text head's prediction for texts and pairs. Sequence heads read the texts tokenised as
+        training read them (whole texts), tagging heads their words (as training read a corpus's words);
+        where both give the same tokens (WordPiece: BERT), one encoder pass per batch serves all heads."""
+        words = {i: (split_words(text), None if pair is None else split_words(pair)) for i, (text, pair) in items.items()}
+        token_level = {t: task_type(self.tasks[t]["type"]).head_kind == "token" for t in tasks}
         # pairs and single texts in separate batches; similar lengths share a batch
         order = sorted(items, key=lambda i: (words[i][1] is not None, -len(words[i][0]) - len(words[i][1] or ())))
         truncated = 0
@@ -107,21 +112,24 @@ class MultiTaskPipeline:
             pairs = words[order[start]][1] is not None
             idx = [i for i in order[start:start + self.batch_size] if (words[i][1] is not None) == pairs]
             start += len(idx)
-            enc = self.tokenizer([[w for w, _ in words[i][0]] for i in idx],
-                                 [[w for w, _ in words[i][1]] for i in idx] if pairs else None,
-                                 is_split_into_words=True, truncation=True, max_length=self.max_length, padding=True,
-                                 return_tensors="pt",
-                                 **({} if self.model.uses_token_type_ids else {"return_token_type_ids": False}))
-            inputs = to_device(dict(enc), self.device)
-            with torch.no_grad(), self.precision.autocast():
-                logits = self.model.forward_heads(inputs["input_ids"], inputs["attention_mask"],
-                                                  inputs.get("token_type_ids"), tasks=tasks)
-            logits = {t: v.float().cpu() for t, v in logits.items()}  # one copy per head and batch
+            by_words = self._encode([[w for w, _ in words[i][0]] for i in idx],
+                                    [[w for w, _ in words[i][1]] for i in idx] if pairs else None, True)
+            passes = [(by_words, tasks)]
+            if not all(token_level.values()):
+                by_text = self._encode([items[i][0] for i in idx], [items[i][1] for i in idx] if pairs else None, False)
+                if not all(torch.equal(by_text[k], by_words[k]) if by_text[k].shape == by_words[k].shape else False
+                           for k in by_text.keys() & by_words.keys()):  # BPE, SentencePiece: other tokens
+                    passes = [(by_text, [t for t in tasks if not token_level[t]]),
+                              (by_words, [t for t in tasks if token_level[t]])]
+            logits = {}
+            for enc, heads in passes:
+                if heads:
+                    logits.update(self._logits(enc, heads))
             for j, i in enumerate(idx):
                 # a word with no token (cut off, or one the tokenizer removes: a zero-width space) gets no tag
-                firsts = first_subtokens(enc.word_ids(j), enc.sequence_ids(j))
+                firsts = first_subtokens(by_words.word_ids(j), by_words.sequence_ids(j))
                 tagged = [words[i][0][w] for _, w in firsts]
-                truncated += bool(enc.encodings[j].overflowing)
+                truncated += any(bool(enc.encodings[j].overflowing) for enc, heads in passes if heads)
                 results[i].update({t: task_type(self.tasks[t]["type"]).decode(
                     logits[t][j], self.tasks[t], all_scores, tagged, [p for p, _ in firsts], items[i][0])
                     for t in tasks})
@@ -130,16 +138,27 @@ class MultiTaskPipeline:
                           "their sequence predictions see only the beginning and later words get no tags",
                           stacklevel=3)
 
-    def split_words(self, text: str) -> list[tuple[str, tuple[int, int]]]:
-        backend = getattr(self.tokenizer, "backend_tokenizer", None)
-        if backend is not None and backend.pre_tokenizer is not None:
-            return backend.pre_tokenizer.pre_tokenize_str(text)
-        words, position = [], 0
-        for word in text.split():
-            start = text.index(word, position)
-            words.append((word, (start, start + len(word))))
-            position = start + len(word)
-        return words
+    def _encode(self, texts: list, pairs: list | None, split_into_words: bool):
+        return self.tokenizer(texts, pairs, is_split_into_words=split_into_words, truncation=True,
+                              max_length=self.max_length, padding=True, padding_side="right", return_tensors="pt",
+                              **({} if self.model.uses_token_type_ids else {"return_token_type_ids": False}))
+
+    def _logits(self, enc, tasks: list[str]) -> dict[str, torch.Tensor]:
+        inputs = to_device(dict(enc), self.device)
+        with torch.no_grad(), self.precision.autocast():
+            logits = self.model.forward_heads(inputs["input_ids"], inputs["attention_mask"],
+                                              inputs.get("token_type_ids"), tasks=tasks)
+        return {t: v.float().cpu() for t, v in logits.items()}  # one copy per head and batch
+
+
+def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
+    """A text's words with their character offsets, split at spaces and punctuation as NER and POS
+    corpora are (and as BERT's tokenizer splits). Not the model tokenizer's own pre-tokenizer: a
+    byte-level BPE one gives byte-encoded words ('ĠLee'), a SentencePiece one '▁Paris.'."""
+    return _WORDS.pre_tokenize_str(text)
+
+
+_WORDS = BertPreTokenizer()
 
 
 def load_pretrained(name: str, **hub_kwargs):

@@ -244,6 +244,9 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         except (OSError, ValueError) as e:
             raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
                             f"({str(e).splitlines()[0]})") from None
+    if tokenizer.pad_token_id is None:  # batches are padded with it
+        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
+                        "has no pad token: set one in its tokenizer_config.json (e.g. \"pad_token\": its eos or unk token)")
     tasks = load_tasks(recipe, tokenizer, accelerator, raw)
     metrics = {name: default_metrics(recipe, name, tasks[name].labels) for name in recipe.tasks}
     model = build_model(recipe, tasks, encoder, source)

@@ -11,6 +11,7 @@ from transformers import AutoTokenizer, BertConfig, pipeline
 
 from mtnlp import MultiTaskConfig, MultiTaskModel, MultiTaskPipeline
 from mtnlp.cli import main
+from mtnlp.pipeline import split_words
 from mtnlp.tasks.tagging import align_labels
 from mtnlp.hub import model_card, write_card
 
@@ -70,7 +71,7 @@ def test_exported_tagger_with_first_aggregation_gives_mtnlp_spans(tiny_encoder, 
 
     multi_piece_inside = 0
     for text, spans, entities in zip(TEXTS, ours, theirs):
-        words = mt.split_words(text)
+        words = split_words(text)
         starts, ends = {s for _, (s, _) in words}, {e for _, (_, e) in words}
         for entity in entities:  # (a) whole words only
             assert "##" not in entity["word"], (text, entity)

@@ -228,14 +228,14 @@ class ExtractiveQA(TaskType):
         topk = CANDIDATES if all_scores else 1
         for start in range(0, len(enc["input_ids"]), pipe.batch_size):
             rows = range(start, min(start + pipe.batch_size, len(enc["input_ids"])))
-            batch = pipe.tokenizer.pad([{key: enc[key][i] for key in keys} for i in rows], return_tensors="pt")
+            batch = pipe.tokenizer.pad([{key: enc[key][i] for key in keys} for i in rows], padding_side="right",
+                                       return_tensors="pt")  # as training pads
             with torch.no_grad(), pipe.precision.autocast():
                 logits = pipe.model(**to_device(dict(batch), pipe.device), task=task).logits.float().cpu()
-            left = pipe.tokenizer.padding_side == "left"
             for j, i in enumerate(rows):
                 offsets = word_offsets(enc, i)
                 sample = enc["overflow_to_sample_mapping"][i]
-                window = logits[j, -len(offsets):] if left else logits[j, :len(offsets)]  # without the padding
+                window = logits[j, :len(offsets)]  # without the padding
                 spans, null = window_spans(window.numpy(), offsets, max_answer_length, allow_unanswerable, topk)
                 found[sample] += spans
                 if null is not None:

@@ -223,7 +223,8 @@ class MultipleChoice(TaskType):
             idx = [i for i in order[start:start + max(1, pipe.batch_size // n)] if len(pairs[i]) == n]
             start += len(idx)
             enc = pipe.tokenizer([a for i in idx for a, _ in pairs[i]], [b for i in idx for _, b in pairs[i]],
-                                 truncation=True, max_length=pipe.max_length, padding=True, return_tensors="pt",
+                                 truncation=True, max_length=pipe.max_length, padding=True, padding_side="right",
+                                 return_tensors="pt",
                                  **({} if pipe.model.uses_token_type_ids else {"return_token_type_ids": False}))
             if getattr(enc, "encodings", None):
                 cut = [bool(e.overflowing) for e in enc.encodings]

@@ -1,0 +1,107 @@
+"""The pipeline with tokenizers other than WordPiece: a byte-level BPE one (RoBERTa's kind) must give the
+sequence heads the tokens training gave them and the tagging heads clean words; a tokenizer that pads
+on the left must not change any prediction."""
+
+import pytest
+import torch
+from tokenizers import ByteLevelBPETokenizer
+from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
+
+from mtnlp import MultiTaskModel, MultiTaskPipeline
+from mtnlp.pipeline import split_words
+from mtnlp.tasks.tagging import iob_spans
+
+TASKS = {"sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.0},
+         "ner": {"type": "tagging", "labels": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], "dropout": 0.0}}
+TEXTS = ["Ann Lee flew to Paris.", "a gorgeous, witty movie", "ok"]
+CORPUS = ["Ann Lee flew to Paris.", "a gorgeous, witty, seductive movie that runs on and on",
+          "John Smith works for the United Nations in New York.", "Who was Galileo?"] * 20
+
+
+@pytest.fixture(scope="module")
+def roberta(tmp_path_factory):
+    """A tiny RoBERTa with a byte-level BPE tokenizer trained here, saved as a model folder."""
+    folder = tmp_path_factory.mktemp("roberta")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    tokenizer = RobertaTokenizer.from_pretrained(folder)  # vocab.json and merges.txt
+    assert tokenizer.tokenize("Ann Lee") == ["Ann", "ĠLee"]  # words after the first carry their space
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    RobertaModel(config).save_pretrained(folder / "encoder")
+    tokenizer.save_pretrained(folder / "encoder")
+    model = MultiTaskModel.from_encoder(str(folder / "encoder"), TASKS)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    return folder / "model"
+
+
+def test_words_are_split_at_spaces_and_punctuation_with_offsets():
+    assert split_words("Ann Lee flew to Paris.") == [("Ann", (0, 3)), ("Lee", (4, 7)), ("flew", (8, 12)),
+                                                    ("to", (13, 15)), ("Paris", (16, 21)), (".", (21, 22))]
+
+
+def test_byte_level_bpe_heads_read_what_training_gave_them(roberta):
+    pipe = MultiTaskPipeline.from_pretrained(str(roberta), precision="fp32")
+    model, tokenizer = pipe.model, pipe.tokenizer
+    out = pipe(TEXTS, return_all_scores=True)
+    for text, result in zip(TEXTS, out):
+        enc = tokenizer(text, return_tensors="pt")  # how training tokenised a text (TextTask.encode)
+        with torch.no_grad():
+            probs = model(**enc, task="sentiment").logits.softmax(-1)[0]
+        assert list(result["sentiment"]["scores"].values()) == pytest.approx(probs.tolist(), abs=1e-5)
+    # tagging: each word (not 'ĠLee') tagged from its first token, the words tokenised as a corpus's are
+    text = "Ann Lee flew to Paris."
+    words = split_words(text)
+    enc = tokenizer([[w for w, _ in words]], is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        ids = model(**enc, task="ner").logits[0].argmax(-1).tolist()
+    word_ids = enc.word_ids(0)
+    firsts = [ids[k] for k, w in enumerate(word_ids) if w is not None and w != (word_ids[k - 1] if k else None)]
+    labels = TASKS["ner"]["labels"]
+    spans = pipe(text, tasks=["ner"])["ner"]
+    expected = [(s["type"], s["text"], s["start"], s["end"])
+                for s in iob_spans([labels[t] for t in firsts], [0.0] * len(firsts), words, text)]
+    assert [(s["type"], s["text"], s["start"], s["end"]) for s in spans] == expected
+    assert all(text[s["start"]:s["end"]] == s["text"] and not s["text"].startswith((" ", "Ġ")) for s in spans)
+
+
+def test_left_padding_changes_no_prediction(roberta):
+    pipe = MultiTaskPipeline.from_pretrained(str(roberta), precision="fp32")
+    pipe.tokenizer.padding_side = "left"  # e.g. XLNet's tokenizers pad on the left
+    together = pipe(TEXTS, return_all_scores=True)
+    alone = [pipe(text, return_all_scores=True) for text in TEXTS]
+    for a, b in zip(together, alone):
+        assert list(a["sentiment"]["scores"].values()) == pytest.approx(list(b["sentiment"]["scores"].values()), abs=1e-5)
+        assert [(s["type"], s["start"], s["end"]) for s in a["ner"]] == [(s["type"], s["start"], s["end"]) for s in b["ner"]]
+
+
+def test_a_family_without_a_position_limit_has_none():
+    from transformers import XLNetConfig
+
+    from mtnlp.families import max_tokens
+
+    assert XLNetConfig().max_position_embeddings == -1 and max_tokens(XLNetConfig()) is None
+
+
+def test_a_tokenizer_without_a_pad_token_is_a_recipe_error(roberta, make_recipe, tmp_path):
+    from transformers import AutoTokenizer
+
+    from mtnlp.errors import UserError
+    from mtnlp.recipe import load_recipe
+    from mtnlp.recipes.multitask import train
+
+    encoder = roberta.parent / "encoder"
+    nopad = tmp_path / "nopad"
+    RobertaModel.from_pretrained(encoder).save_pretrained(nopad)
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(nopad)
+    recipe = make_recipe(model={"encoder": str(nopad), "max_length": 32})
+    with pytest.raises(UserError, match=rf"^{recipe}:\d+: model.encoder: the tokenizer of '{nopad}' has no pad token"):
+        train(load_recipe(recipe))
