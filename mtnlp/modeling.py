@@ -122,7 +122,9 @@ class MultiTaskModel(PreTrainedModel):
         config = MultiTaskConfig(encoder=pretrained.config.to_dict(), tasks=tasks, sharing=sharing)
         model = cls(config)
         state = pretrained.state_dict()
-        model.load_plain_encoder({k: v for k, v in state.items() if not k.startswith("pooler.")})
+        # the heads pool for themselves: the encoder's pooler is left out, unless it cannot be (SqueezeBERT)
+        pooler = any(k.startswith("pooler.") for k in model.encoder.state_dict())
+        model.load_plain_encoder({k: v for k, v in state.items() if pooler or not k.startswith("pooler.")})
         for name in model.family.base_head:
             weights = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")}
             for head in model.heads.values():

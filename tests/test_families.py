@@ -386,3 +386,16 @@ def test_max_length_beyond_the_position_embeddings_is_a_recipe_error(encoders, t
     assert main(["train", str(recipe), "model.max_length=100"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {recipe} (command-line override): model.max_length: 100") and "(65)" in err
+
+
+def test_an_encoder_that_always_has_a_pooler_loads(tokenizer, tmp_path):
+    """SqueezeBERT builds its pooler whatever it is asked: its pretrained pooler weights are loaded, not
+    reported missing."""
+    config = AutoConfig.for_model("squeezebert", vocab_size=len(tokenizer), embedding_size=SIZE["hidden_size"], **SIZE)
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(tmp_path)
+    model = MultiTaskModel.from_encoder(str(tmp_path), TASKS)
+    saved = AutoModel.from_pretrained(tmp_path).state_dict()
+    assert any(k.startswith("pooler.") for k in saved)
+    assert all(torch.equal(v, saved[k]) for k, v in model.encoder.state_dict().items())
+    assert model(**batch(tokenizer), task="sentiment").logits.shape == (len(TEXTS), 3)
