@@ -103,7 +103,8 @@ class MultiTaskPipeline:
         training read them (whole texts), tagging heads their words (as training read a corpus's words);
         where both give the same tokens (WordPiece: BERT), one encoder pass per batch serves all heads."""
         words = {i: (split_words(text), None if pair is None else split_words(pair)) for i, (text, pair) in items.items()}
-        token_level = {t: task_type(self.tasks[t]["type"]).head_kind == "token" for t in tasks}
+        token_heads = [t for t in tasks if task_type(self.tasks[t]["type"]).head_kind == "token"]
+        text_heads = [t for t in tasks if t not in token_heads]
         # pairs and single texts in separate batches; similar lengths share a batch
         order = sorted(items, key=lambda i: (words[i][1] is not None, -len(words[i][0]) - len(words[i][1] or ())))
         truncated = 0
@@ -112,24 +113,24 @@ class MultiTaskPipeline:
             pairs = words[order[start]][1] is not None
             idx = [i for i in order[start:start + self.batch_size] if (words[i][1] is not None) == pairs]
             start += len(idx)
-            by_words = self._encode([[w for w, _ in words[i][0]] for i in idx],
-                                    [[w for w, _ in words[i][1]] for i in idx] if pairs else None, True)
-            passes = [(by_words, tasks)]
-            if not all(token_level.values()):
+            by_words = by_text = None
+            if token_heads:
+                by_words = self._encode([[w for w, _ in words[i][0]] for i in idx],
+                                        [[w for w, _ in words[i][1]] for i in idx] if pairs else None, True)
+            if text_heads:
                 by_text = self._encode([items[i][0] for i in idx], [items[i][1] for i in idx] if pairs else None, False)
-                if not all(torch.equal(by_text[k], by_words[k]) if by_text[k].shape == by_words[k].shape else False
-                           for k in by_text.keys() & by_words.keys()):  # BPE, SentencePiece: other tokens
-                    passes = [(by_text, [t for t in tasks if not token_level[t]]),
-                              (by_words, [t for t in tasks if token_level[t]])]
+            if by_words is not None and by_text is not None and same_tokens(by_words, by_text):
+                passes = [(by_words, tasks)]  # WordPiece (BERT): one encoder pass serves every head
+            else:  # BPE, SentencePiece: the words' tokens differ from the text's
+                passes = [(enc, heads) for enc, heads in ((by_text, text_heads), (by_words, token_heads)) if heads]
             logits = {}
             for enc, heads in passes:
-                if heads:
-                    logits.update(self._logits(enc, heads))
+                logits.update(self._logits(enc, heads))
             for j, i in enumerate(idx):
                 # a word with no token (cut off, or one the tokenizer removes: a zero-width space) gets no tag
-                firsts = first_subtokens(by_words.word_ids(j), by_words.sequence_ids(j))
+                firsts = first_subtokens(by_words.word_ids(j), by_words.sequence_ids(j)) if by_words is not None else []
                 tagged = [words[i][0][w] for _, w in firsts]
-                truncated += any(bool(enc.encodings[j].overflowing) for enc, heads in passes if heads)
+                truncated += any(bool(enc.encodings[j].overflowing) for enc, _ in passes)
                 results[i].update({t: task_type(self.tasks[t]["type"]).decode(
                     logits[t][j], self.tasks[t], all_scores, tagged, [p for p, _ in firsts], items[i][0])
                     for t in tasks})
@@ -149,6 +150,11 @@ class MultiTaskPipeline:
             logits = self.model.forward_heads(inputs["input_ids"], inputs["attention_mask"],
                                               inputs.get("token_type_ids"), tasks=tasks)
         return {t: v.float().cpu() for t, v in logits.items()}  # one copy per head and batch
+
+
+def same_tokens(a, b) -> bool:
+    """Whether two padded encodings hold the same tensors."""
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
 
 
 def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:

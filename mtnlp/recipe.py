@@ -444,10 +444,11 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
         if data.validation_from_train is not None:
             fail(f"{key}.validation_from_train", "a streamed training split cannot be carved: "
                                                  "name a validation split instead")
-        for split in ("train", "validation", "test"):
-            if "[" in str(getattr(data, split) or ""):  # datasets takes no slice of a stream ("Bad split")
-                fail(f"{key}.{split}", f"a streamed split cannot be sliced ('{getattr(data, split)}'): name a "
-                                       "whole split, or leave streaming out")
+        for split in splits:
+            source = getattr(data, split)
+            if isinstance(source, str) and "[" in source:  # datasets takes no slice of a stream ("Bad split")
+                fail(f"{key}.{split}", f"a streamed split cannot be sliced ('{source}'): name a whole split, or "
+                                       "leave streaming out")
     if not data.header:
         if data.hub:
             fail(f"{key}.header", "header: false applies to csv and tsv files, not a hub dataset")

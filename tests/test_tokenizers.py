@@ -9,7 +9,7 @@ from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.pipeline import split_words
-from mtnlp.tasks.tagging import iob_spans
+from mtnlp.tasks.tagging import first_subtokens, iob_spans
 
 TASKS = {"sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.0},
          "ner": {"type": "tagging", "labels": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], "dropout": 0.0}}
@@ -61,8 +61,7 @@ def test_byte_level_bpe_heads_read_what_training_gave_them(roberta):
     enc = tokenizer([[w for w, _ in words]], is_split_into_words=True, return_tensors="pt")
     with torch.no_grad():
         ids = model(**enc, task="ner").logits[0].argmax(-1).tolist()
-    word_ids = enc.word_ids(0)
-    firsts = [ids[k] for k, w in enumerate(word_ids) if w is not None and w != (word_ids[k - 1] if k else None)]
+    firsts = [ids[position] for position, _ in first_subtokens(enc.word_ids(0))]
     labels = TASKS["ner"]["labels"]
     spans = pipe(text, tasks=["ner"])["ner"]
     expected = [(s["type"], s["text"], s["start"], s["end"])
