@@ -280,10 +280,17 @@ def uses_token_type_ids(config) -> bool:
     return of(config).token_type_ids and (getattr(config, "type_vocab_size", 0) or 0) > 1
 
 
+# Encoders mtnlp has no family for whose embeddings also number positions from pad_token_id + 1
+# (transformers' RoBERTa-style embeddings, create_position_ids_from_input_ids)
+PADDING_POSITIONS = ("camembert", "data2vec-text", "ibert", "longformer", "luke", "mpnet", "roberta-prelayernorm",
+                     "xlm-roberta-xl", "xmod")
+
+
 def max_tokens(config) -> int | None:
     """The longest input the position embeddings hold (None: no limit, e.g. relative positions).
     RoBERTa-style embeddings number positions from pad_token_id + 1."""
     positions = getattr(config, "max_position_embeddings", None)
     if positions is None or positions <= 0 or getattr(config, "position_biased_input", True) is False:
         return None  # (XLNet says -1)
-    return positions - (config.pad_token_id + 1 if of(config).padding_positions else 0)
+    offset = of(config).padding_positions or config.model_type in PADDING_POSITIONS
+    return positions - (config.pad_token_id + 1 if offset else 0)

@@ -326,6 +326,40 @@ def test_unknown_family_trains_with_a_first_token_head_but_does_not_export(unkno
         + ", ".join(f.name for f in families.known()) + " only"]
 
 
+@pytest.mark.parametrize("model_type", families.PADDING_POSITIONS)
+def test_roberta_style_encoders_without_a_family_hold_max_tokens(model_type):
+    """max_tokens of an unknown RoBERTa-style encoder: that many tokens run, one more runs out of positions."""
+    extra = {"longformer": {"attention_window": 4}, "luke": {"entity_vocab_size": 10, "entity_emb_size": 16}}
+    config = AutoConfig.for_model(model_type, vocab_size=100, max_position_embeddings=40, **SIZE,
+                                  **extra.get(model_type, {}))
+    assert families.of(config) is families.GENERIC
+    encoder = AutoModel.from_config(config).eval()
+    if model_type == "xmod":
+        encoder.set_default_language("en_XX")
+    limit = families.max_tokens(config)
+    assert limit == 40 - config.pad_token_id - 1
+    with torch.no_grad():
+        encoder(input_ids=torch.full((1, limit), 5))
+        with pytest.raises((IndexError, RuntimeError)):
+            encoder(input_ids=torch.full((1, limit + 1), 5))
+
+
+def test_a_max_length_beyond_the_position_embeddings_is_a_recipe_error(tokenizer, tmp_path, capsys):
+    from mtnlp.cli import main
+
+    folder = tmp_path / "camembert"
+    config = AutoConfig.for_model("camembert", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                  max_position_embeddings=40, type_vocab_size=1, **SIZE)
+    AutoModel.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    recipe = write_recipe(tmp_path, str(folder), training={"steps": 2, "batch_size": 4})
+    capsys.readouterr()
+    assert main(["train", str(recipe), "model.max_length=40"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {recipe} (command-line override): model.max_length: 40 is more than the encoder's position "
+        "embeddings hold (39)")
+
+
 @pytest.mark.parametrize("model_type", FAMILY_TYPES)
 def test_mtnlp_train_end_to_end(encoders, tmp_path, model_type):
     """`mtnlp train` on the sample tasks (classification, regression, NER); the kept model predicts."""
