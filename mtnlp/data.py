@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import torch
 
 SPLITS = ("train", "validation", "test")
-CACHE_VERSION = 4  # bump when reading or tokenize() gives different rows or columns
+CACHE_VERSION = 5  # bump when reading or tokenize() gives different rows or columns
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 
@@ -203,9 +203,9 @@ def task_key(recipe: Recipe, task: TaskSpec) -> str | None:
     hashes = {}
     for split in SPLITS:
         source = getattr(task.data, split)
-        files = source.values() if isinstance(source, dict) else [source] if source else []
-        try:
-            hashes[split] = [file_hash(resolve_path(recipe, f)) for f in files]
+        files = source if isinstance(source, dict) else {"file": source} if source else {}
+        try:  # by role: swapping the text and labels files of format lines gives other examples
+            hashes[split] = {role: file_hash(resolve_path(recipe, f)) for role, f in files.items()}
         except OSError:
             return None
     settings = task.model_dump(mode="json", exclude={"metrics": True, "loss_weight": True, "dropout": True,

@@ -296,6 +296,31 @@ def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
     assert len(third.splits["train"]) + len(third.splits["validation"]) == 61
 
 
+def test_swapping_the_files_of_format_lines_is_a_new_cache_entry(tmp_path, monkeypatch):
+    """The same two files under swapped keys are other examples: the cache must not return the old ones."""
+    from mtnlp.data import read_task_unless_cached
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("good movie\nbad movie\ngreat fun\nawful\n")
+    b.write_text("pos\nneg\npos\nneg\n")
+
+    def labels(**files):  # the keys in this order in the YAML
+        split = "{" + ", ".join(f"{role}: {path}" for role, path in files.items()) + "}"
+        path = tmp_path / "recipe.yaml"
+        path.write_text(f"name: t\ntasks:\n  s:\n    type: classification\n    data:\n"
+                        f"      train: {split}\n      validation: {split}\n")
+        recipe = load_recipe(path)
+        if read_task_unless_cached(recipe, "s", recipe.tasks["s"]) is None:  # as `mtnlp train` does
+            return "cached"
+        return load_task(recipe, "s", recipe.tasks["s"], new_tokenizer(), 64).labels
+
+    # a user's slip, read as given, then fixed by swapping the keys: the files are in the same order
+    assert labels(text=b, labels=a) == ["awful", "bad movie", "good movie", "great fun"]
+    assert labels(labels=b, text=a) == ["neg", "pos"]  # read again, not the cached slip
+    assert labels(labels=b, text=a) == "cached"
+
+
 def test_mtnlp_train_reads_data_up_front_once_and_only_in_the_first_process(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
