@@ -6,9 +6,9 @@ class UserError(Exception):
 
 
 def at(source, line) -> str:
-    """Where an example comes from, for an error message: `file:12` for a line number, `name: row 3`
-    for a described place (a hub split's row)."""
-    return f"{source}:{line}" if isinstance(line, int) else f"{source}: {line}"
+    """Where an example comes from, for an error message: `file:12` for a line number (also `file:12: item 3`,
+    a JSON array's item), `name: row 3` for a described place (a hub split's row)."""
+    return f"{source}:{line}" if isinstance(line, int) or line[:1].isdigit() else f"{source}: {line}"
 
 
 def first_line(error: Exception) -> str:

@@ -37,8 +37,18 @@ def file_format(path: Path, spec: DataSpec) -> str:
     return fmt
 
 
+COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd",
+              b"PK\x03\x04": "zip"}
+
+
 def open_text(path: Path, encoding: str, newline: str | None = None):
     try:
+        with open(path, "rb") as f:
+            start = f.read(6)
+        for magic, kind in COMPRESSED.items():
+            if start.startswith(magic):
+                raise UserError(f"{path}: a {kind}-compressed file; decompress it first (data files are read as "
+                                "plain text)")
         return open(path, encoding=encoding, newline=newline)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
@@ -108,6 +118,8 @@ def iter_examples(path: Path, spec: DataSpec, task_type: str):
                         "{text: FILE, labels: FILE}")
     if not spec.header and fmt not in ("csv", "tsv"):
         raise UserError(f"{path}: data.header: false applies to csv and tsv files, not {fmt}")
+    if spec.quoted is not None and fmt not in ("csv", "tsv"):
+        raise UserError(f"{path}: data.quoted applies to csv and tsv files, not {fmt}")
     if fmt in ("conll", "conllu"):
         if not TASK_TYPES[task_type].token_level:
             hint = ""
@@ -120,7 +132,8 @@ def iter_examples(path: Path, spec: DataSpec, task_type: str):
     elif fmt in ("csv", "tsv"):
         delimiter = "\t" if fmt == "tsv" else ","
         lines = decoded(path, spec.encoding, newline="")  # csv finds line ends itself (quoted ones too)
-        rows = read_delimited(path, lines, delimiter) if spec.header else read_headerless(path, lines, delimiter, spec)
+        records = delimited_records(path, lines, delimiter, spec.quoted)
+        rows = read_delimited(path, records, delimiter) if spec.header else read_headerless(path, records, spec)
     elif fmt == "label_text":
         rows = read_label_text(path, file_lines(path, spec.encoding), spec)
     elif fmt == "jsonl":
@@ -137,39 +150,50 @@ def iter_examples(path: Path, spec: DataSpec, task_type: str):
             yield from to_examples(path, row, line, spec, task_type)
 
 
-def read_delimited(path: Path, lines, delimiter: str):
-    """(row, line) pairs, one at a time: a large file is never held as a list of rows."""
-    # TSV files like SST-2 contain bare quote characters: read them literally.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
+def delimited_records(path: Path, lines, delimiter: str, quoted: bool | None):
+    """(fields, line) per CSV/TSV record, one at a time; a record's line is where it starts (a quoted
+    field may run over several lines). Blank lines are skipped."""
+    quoted = delimiter == "," if quoted is None else quoted  # TSV files like SST-2 hold bare quotes
+    reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
+                        strict=True)
+    start = 1
     try:
-        header = next(reader, None)
-        if header is None:
-            raise UserError(f"{path}: empty file, expected a header row")
-        if not any(name.strip() for name in header):
-            raise UserError(f"{path}:1: empty header row, expected the column names")
-        for i, name in enumerate(header):
-            if name.strip() and name in header[:i]:  # a row would keep only one of them
-                raise UserError(f"{path}:1: column '{_printable(name)}' appears twice in the header "
-                                f"(columns {header.index(name) + 1} and {i + 1}); rename one")
-        count = 0
         for values in reader:
-            line = reader.line_num
-            if not values or values == [""]:
-                continue
-            if len(values) != len(header):
-                raise UserError(f"{path}:{line}: {len(values)} fields, but the header has {len(header)}")
-            count += 1
-            yield dict(zip(header, values)), line
+            if values:
+                yield values, start
+            start = reader.line_num + 1
     except csv.Error as e:
-        raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
+        kind = "TSV" if delimiter == "\t" else "CSV"
+        runs_on = f" (the record runs on to line {reader.line_num}: a quote left open?)" if reader.line_num > start else ""
+        raise UserError(f"{path}:{start}: malformed {kind}: {e}{runs_on}") from None
+
+
+def read_delimited(path: Path, records, delimiter: str):
+    """(row, line) pairs, one at a time: a large file is never held as a list of rows."""
+    header, first = next(records, (None, 1))
+    if header is None:
+        raise UserError(f"{path}: empty file, expected a header row")
+    if not any(name.strip() for name in header):
+        raise UserError(f"{path}:{first}: empty header row, expected the column names")
+    for i, name in enumerate(header):
+        if name.strip() and name in header[:i]:  # a row would keep only one of them
+            raise UserError(f"{path}:{first}: column '{_printable(name)}' appears twice in the header "
+                            f"(columns {header.index(name) + 1} and {i + 1}); rename one")
+    count = 0
+    for values, line in records:
+        if len(values) != len(header):
+            hint = (" (if the file quotes its fields, set data.quoted: true)"
+                    if delimiter == "\t" and any('"' in v for v in values) else "")
+            raise UserError(f"{path}:{line}: {len(values)} fields, but the header has {len(header)}{hint}")
+        count += 1
+        yield dict(zip(header, values)), line
     if not count:
         columns = ", ".join(map(_printable, header))
         columns = columns if len(columns) <= 80 else columns[:77] + "..."
-        raise UserError(f"{path}:1: only a header row ({columns}), no examples")
+        raise UserError(f"{path}:{first}: only a header row ({columns}), no examples")
 
 
-def read_headerless(path: Path, lines, delimiter: str, spec: DataSpec):
+def read_headerless(path: Path, records, spec: DataSpec):
     """Delimited rows without a header: each row is {0-based position: value}; extra trailing fields are kept."""
     asked = {}
     for key in ("text_column", "text_pair_column", "label_column"):
@@ -180,24 +204,16 @@ def read_headerless(path: Path, lines, delimiter: str, spec: DataSpec):
             raise UserError(f"{path}: with data.header: false, data.{key} must be a 0-based column position, "
                             f"got {position!r}")
         asked[key] = position
-    return _headerless_rows(path, lines, delimiter, asked)
+    return _headerless_rows(path, records, asked)
 
 
-def _headerless_rows(path: Path, lines, delimiter: str, asked: dict):
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True)
-    try:
-        for values in reader:
-            if not values or values == [""]:
-                continue
-            line = reader.line_num
-            for key, position in asked.items():
-                if position >= len(values):
-                    raise UserError(f"{path}:{line}: {len(values)} fields, but data.{key} asks for position "
-                                    f"{position} (0-based)")
-            yield dict(enumerate(values)), line
-    except csv.Error as e:
-        raise UserError(f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
+def _headerless_rows(path: Path, records, asked: dict):
+    for values, line in records:
+        for key, position in asked.items():
+            if position >= len(values):
+                raise UserError(f"{path}:{line}: {len(values)} fields, but data.{key} asks for position "
+                                f"{position} (0-based)")
+        yield dict(enumerate(values)), line
 
 
 def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str):
@@ -215,7 +231,7 @@ def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str):
         raise UserError(f"{files['text']}: format lines holds text data (a text and a label per line), "
                         f"but the task type is {task_type}")
     keys = [k for k in LINES_FILES if k in files]
-    streams = [file_lines(files[key], spec.encoding) for key in keys]
+    streams = [_without_trailing_blank_lines(file_lines(files[key], spec.encoding)) for key in keys]
     pair = "text_pair" in files
     spec = spec.model_copy(update={"text_column": "text", "text_pair_column": "text_pair" if pair else None,
                                    "label_column": "label"})
@@ -235,6 +251,18 @@ def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str):
         yield from to_examples(labels_path, row, number, spec, task_type)
     if not number:
         raise UserError(f"{files['text']}: no examples found (empty file)")
+
+
+def _without_trailing_blank_lines(lines):
+    """The lines, but for blank ones at the end (a blank line before a non-blank one is kept, in place)."""
+    blank = []
+    for line in lines:
+        if line.strip():
+            yield from blank
+            blank.clear()
+            yield line
+        else:
+            blank.append(line)
 
 
 def _unequal_lengths(files: dict[str, Path], counts: dict[str, int]):
@@ -269,6 +297,7 @@ class JsonArray:
         self.path, self.chunks = path, chunks
         self.buf, self.pos, self.eof = "", 0, False
         self.line, self.column = 1, 1  # where buf[0] is in the file
+        self.counted = (0, 1)  # (position in buf, its line): line_at counts on from there
 
     def items(self):
         first = self.peek()
@@ -288,7 +317,9 @@ class JsonArray:
             self.pos += 1
             return
         for i in itertools.count():
-            yield self.value(), f"item {i}"
+            self.peek()
+            line = self.line_at(self.pos)
+            yield self.value(), f"{line}: item {i}"
             if self.expect(",]", "Expecting ',' delimiter") == "]":
                 return
 
@@ -355,7 +386,15 @@ class JsonArray:
         self.line += newlines
         self.column = len(done) - done.rfind("\n") if newlines else self.column + len(done)
         self.buf, self.pos = self.buf[self.pos:] + chunk, 0
+        self.counted = (0, self.line)
         return True
+
+    def line_at(self, pos: int) -> int:
+        """The file line of buf[pos], for positions that only grow between reads."""
+        counted, line = self.counted
+        line += self.buf.count("\n", counted, pos)
+        self.counted = (pos, line)
+        return line
 
     def fail(self, message: str, at: int | None = None):
         at = self.pos if at is None else at
@@ -481,7 +520,10 @@ def read_conll(path: Path, lines, spec: DataSpec):
         tokens, tags = [], []
         for number, line in block:
             fields = re.split(r"[ \t]+", line.strip(" \t"))  # not str.split(): tokens may hold a no-break space
-            if fields[0] == "-DOCSTART-":
+            if fields[0] == "-DOCSTART-":  # a document boundary: it ends a sentence, blank line or not
+                if tokens:
+                    yield {"tokens": tokens, "tags": tags, "_line": start}
+                tokens, tags, start = [], [], number + 1
                 continue
             if width is None:
                 width = len(fields)

@@ -449,6 +449,8 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
             if isinstance(source, str) and "[" in source:  # datasets takes no slice of a stream ("Bad split")
                 fail(f"{key}.{split}", f"a streamed split cannot be sliced ('{source}'): name a whole split, or "
                                        "leave streaming out")
+    if data.quoted is not None and (data.hub or data.format not in (None, "csv", "tsv")):
+        fail(f"{key}.quoted", f"quoted applies to csv and tsv files, not {'a hub dataset' if data.hub else data.format}")
     if not data.header:
         if data.hub:
             fail(f"{key}.header", "header: false applies to csv and tsv files, not a hub dataset")

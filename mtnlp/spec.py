@@ -75,6 +75,9 @@ class DataSpec(Spec):
     test: str | dict[str, str] | None = None
     validation_from_train: Annotated[Float, Field(gt=0, lt=1)] | None = None  # carve this fraction of train (seeded)
     header: bool = True  # csv/tsv: false = no header row; the columns below are then 0-based positions
+    # csv/tsv: fields may be quoted ("a, b"; "" for a quote in one). Default: csv yes, tsv no (GLUE-style
+    # TSV files hold bare quotes); true for a TSV written with quoting (pandas, datasets' to_csv)
+    quoted: bool | None = None
     text_column: str | int = "text"
     text_pair_column: str | int | None = None  # second text column for sentence-pair tasks
     label_column: str | int = "label"

@@ -90,7 +90,8 @@ def test_reads_squad_articles_and_flat_rows_alike(tmp_path):
     assert len(a) == len(b) == 12  # three articles give twelve questions
     strip = lambda ex: {k: v for k, v in ex.items() if k != "_line"}  # noqa: E731
     assert [strip(ex) for ex in a] == [strip(ex) for ex in b]
-    assert [ex["_line"] for ex in b] == list(range(1, 13)) and a[6]["_line"] == "item 1"
+    articles = [n for n, line in enumerate(nested.read_text().splitlines(), 1) if line == "  {"]  # "data" items
+    assert [ex["_line"] for ex in b] == list(range(1, 13)) and a[6]["_line"] == f"{articles[1]}: item 1"
     answered = next(ex for ex in a if ex["answers"])
     start = answered["answer_starts"][0]
     assert answered["context"][start:start + len(answered["answers"][0])] == answered["answers"][0]
@@ -105,7 +106,7 @@ def test_reads_squad_articles_and_flat_rows_alike(tmp_path):
 def test_an_answer_start_that_misses_its_text_names_file_and_question(tmp_path, fmt):
     rows = qa_rows(3, 1)
     rows[1]["answers"]["answer_start"][0] += 2
-    where = "item 0: question 's1-1'" if fmt == "json" else "2: question 's1-1'"
+    where = "1: item 0: question 's1-1'" if fmt == "json" else "2: question 's1-1'"  # json: one line
     path = tmp_path / f"bad.{fmt}"
     if fmt == "json":
         path.write_text(json.dumps(squad_json(rows)))
@@ -114,8 +115,7 @@ def test_an_answer_start_that_misses_its_text_names_file_and_question(tmp_path, 
     with pytest.raises(UserError) as info:
         read(path)
     message = str(info.value)
-    assert message.startswith(f"{path}:{where}: answer_start") if fmt == "jsonl" else \
-        message.startswith(f"{path}: {where}: answer_start")
+    assert message.startswith(f"{path}:{where}: answer_start")
     assert "not at the answer" in message and "(the answer's text starts at" in message and "\n" not in message
 
 

@@ -78,6 +78,41 @@ def test_tsv_quote_characters_are_literal(tmp_path):
         ('"a quote that never closes', "1", 2), ('he said "hi"', "0", 3), ('"""triple', "1", 4)]
 
 
+def test_a_quoted_tsv_reads_with_quoted_true(tmp_path):
+    """A TSV written with quoting (pandas, datasets' to_csv): quotes are literal by default (GLUE-style files),
+    data.quoted: true reads them as a CSV's are; its field count error says so."""
+    import pandas as pd
+
+    texts = ['she said "no" twice', "a tab\there", "plain"]
+    path = tmp_path / "pandas.tsv"
+    pd.DataFrame({"text": texts, "label": ["pos", "neg", "pos"]}).to_csv(path, sep="\t", index=False)
+    assert [r["text"] for r in read(path, quoted=True)] == texts
+    message = raises_at(path, 3, "3 fields, but the header has 2")  # the quoted tab split the field
+    assert message.endswith("(if the file quotes its fields, set data.quoted: true)")
+    path.write_text('text\tlabel\n"quoted"\tpos\n', encoding="utf-8")
+    assert read(path)[0]["text"] == '"quoted"' and read(path, quoted=True)[0]["text"] == "quoted"
+    path = write(tmp_path, "q.csv", 'text,label\n"a" b,pos\n')
+    assert read(path, quoted=False)[0]["text"] == '"a" b'  # a CSV whose quotes are literal
+    with pytest.raises(UserError, match=r"t\.jsonl: data\.quoted applies to csv and tsv files, not jsonl"):
+        read(write(tmp_path, "t.jsonl", '{"text": "a", "label": 1}\n'), quoted=True)
+
+
+@pytest.mark.parametrize("content, line, fragment", [
+    ('text,label\nfine,1\n"a quote left open,0\nmore,1\nand more,0\n', 3, "runs on to line 5"),
+    ('text,label\nfine,1\n"closed" then text,0\n', 3, "',' expected after '\"'"),
+    ('text,label\nfine,1\n""\nmore,1\n', 3, "1 fields, but the header has 2"),  # not a blank line
+])
+def test_a_malformed_csv_record_is_reported_where_it_starts(tmp_path, content, line, fragment):
+    raises_at(write(tmp_path, "bad.csv", content), line, fragment)
+
+
+@pytest.mark.parametrize("kind, start", [("gzip", b"\x1f\x8b\x08\x00"), ("zip", b"PK\x03\x04\x14\x00")])
+def test_a_compressed_file_is_named_as_such(tmp_path, kind, start):
+    path = write(tmp_path, "train.csv", start + b"\x00" * 20)
+    message = raises_at(path, None, f"a {kind}-compressed file; decompress it first", encoding="latin-1")
+    assert message.startswith(f"{path}: ")
+
+
 def test_csv_trec_sample_crlf():
     path = DATA / "trec_sample.csv"
     rows = read(path, text_column="question")
@@ -116,7 +151,7 @@ def test_json_and_jsonl_give_the_same_examples():
     assert b[0] == {"text": "are more deeply thought through than in most ` right-thinking ' films",
                     "label": "1", "_line": 1}
     assert [r["_line"] for r in b] == list(range(1, 61))
-    assert a[3]["_line"] == "item 3"
+    assert a[3]["_line"] == "14: item 3"  # the line the item starts on (sst2_sample.json: 3 lines per item)
     assert {r["label"] for r in a} == {"0", "1"}  # JSON ints become label strings, like the TSV
     tsv = read(SST_TRAIN, text_column="sentence")[:60]
     assert [(r["text"], r["label"]) for r in a] == [(r["text"], r["label"]) for r in tsv]
@@ -265,9 +300,12 @@ def test_missing_column_jsonl(tmp_path):
     raises_at(path, 3, "missing column 'label'")
 
 
-def test_missing_column_json_array_names_item(tmp_path):
+def test_missing_column_json_array_names_line_and_item(tmp_path):
     path = write(tmp_path, "m.json", json.dumps([{"text": "a", "label": 1}, {"txt": "b", "label": 0}]))
-    with pytest.raises(UserError, match=re.escape(f"{path}: item 1: missing column 'text'")):
+    with pytest.raises(UserError, match=re.escape(f"{path}:1: item 1: missing column 'text'")):
+        read(path)
+    path = write(tmp_path, "m.json", json.dumps([{"text": "a", "label": 1}] * 3 + [{"txt": "b", "label": 0}], indent=2))
+    with pytest.raises(UserError, match=re.escape(f"{path}:14: item 3: missing column 'text'")):
         read(path)
 
 
@@ -308,6 +346,13 @@ def test_conll_latin1_file_with_byte_0x85(tmp_path):
     assert [len(r["tokens"]) for r in rows] == [3, 1]
     assert rows[0]["tokens"][1].startswith("what") and rows[0]["tags"] == ["O", "O", "O"]
     assert [r["_line"] for r in rows] == [1, 5]
+
+
+def test_docstart_ends_a_sentence_without_blank_lines(tmp_path):
+    path = write(tmp_path, "d.conll", "-DOCSTART- -X- O\nEU NNP B-ORG\nrejects VBZ O\n-DOCSTART- -X- O\n"
+                                      "Peter NNP B-PER\n\nBonn NNP B-LOC\n")
+    rows = read(path, "tagging")
+    assert [(r["tokens"], r["_line"]) for r in rows] == [(["EU", "rejects"], 2), (["Peter"], 5), (["Bonn"], 7)]
 
 
 def test_conll_wrong_column_count(tmp_path):
@@ -380,12 +425,16 @@ def test_lines_classification(tmp_path):
                     {"text": "it's \"ok\", I guess\tmaybe", "label": "neutral", "_line": 3}]
 
 
-def test_lines_final_newline_is_not_an_example_but_a_blank_last_line_is_checked(tmp_path):
+def test_lines_blank_lines_at_the_end_are_not_examples(tmp_path):
     rows, _ = read_lines_files(tmp_path, "x\ny\n", "0\n1\n")
     assert [(r["text"], r["label"]) for r in rows] == [("x", "0"), ("y", "1")]
-    # an extra blank line at the end of one file is a line of its own: the counts then differ
-    message = lines_error(tmp_path, "x\ny\n\n", "0\n1\n")
-    assert message.startswith(f"{tmp_path / 'text.txt'}:3:") and "3 lines" in message
+    # blank lines at the end of one file or both, as every other format allows
+    for text, labels in [("x\ny\n\n", "0\n1\n"), ("x\ny\n", "0\n1\n \n\n"), ("x\ny\n\n", "0\n1\n\n")]:
+        rows, _ = read_lines_files(tmp_path, text, labels)
+        assert [(r["text"], r["label"], r["_line"]) for r in rows] == [("x", "0", 1), ("y", "1", 2)]
+    # a blank last label where the text file goes on is a missing label, not an end
+    message = lines_error(tmp_path, "a\nb\nc\n", "0\n1\n\n")
+    assert message.startswith(f"{tmp_path / 'text.txt'}:3: no matching line in {tmp_path / 'labels.txt'}")
 
 
 def test_lines_regression_with_pairs(tmp_path):
@@ -431,13 +480,13 @@ def test_lines_empty_text_line(tmp_path, blank):
 
 
 def test_lines_empty_text_pair_line(tmp_path):
-    message = lines_error(tmp_path, "a\nb\n", "0\n1\n", text_pair="x\n \n")
+    message = lines_error(tmp_path, "a\nb\nc\n", "0\n1\n0\n", text_pair="x\n \nz\n")
     assert message.startswith(f"{tmp_path / 'pair.txt'}:2:") and "empty line" in message
 
 
 def test_lines_empty_label_line(tmp_path):
-    message = lines_error(tmp_path, "a\nb\nc\n", "0\n1\n\n")
-    assert message.startswith(f"{tmp_path / 'labels.txt'}:3:") and "label" in message
+    message = lines_error(tmp_path, "a\nb\nc\n", "0\n\n1\n")
+    assert message.startswith(f"{tmp_path / 'labels.txt'}:2: empty line, expected the label of example 2")
 
 
 def test_lines_regression_label_errors_name_the_labels_file(tmp_path):

@@ -488,8 +488,10 @@ def test_regression_header_only_and_empty_header(tmp_path):
     path = tmp_path / "h.csv"
     path.write_text("question,label\n\n")
     assert "only a header row (question, label)" in _raises(path) and f"{path}:1:" in _raises(path)
-    path.write_text("\nfine,1\n")
+    path.write_text(",\nfine,1\n")
     assert f"{path}:1: empty header row" in _raises(path)
+    path.write_text("\n\ntext,label\n")  # blank lines before the header are skipped, as by pandas and DictReader
+    assert f"{path}:3: only a header row (text, label)" in _raises(path)
 
 
 def test_regression_truncated_utf16(tmp_path):

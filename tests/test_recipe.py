@@ -471,6 +471,12 @@ def test_headerless_positions(tmp_path):
     (HEADERLESS, {"format: tsv": "format: jsonl"}, 6, "tasks.sts.data.header", "csv and tsv files, not jsonl"),
     (HEADERLESS, {"type: regression": "type: tagging"}, 7, "tasks.sts.data.text_column", "does not apply to tagging"),
     (HEADERLESS, {"header: false": "header: maybe"}, 6, "tasks.sts.data.header", "expected bool"),
+    (HEADERLESS, {"format: tsv": "format: json\n      quoted: true", "header: false": "header: true",
+                  "text_column: 5": "text_column: a", "text_pair_column: 6": "text_pair_column: b",
+                  "label_column: 4": "label_column: c"}, 11, "tasks.sts.data.quoted", "csv and tsv files, not json"),
+    (HEADERLESS, {"format: tsv": "hub: glue\n      quoted: false", "header: false": "header: true",
+                  "text_column: 5": "text_column: a", "text_pair_column: 6": "text_pair_column: b",
+                  "label_column: 4": "label_column: c"}, 11, "tasks.sts.data.quoted", "not a hub dataset"),
 ])
 def test_data_section_recipe_errors(tmp_path, base, replace, line, key, fragment):
     """The lines format's file mappings and headerless files' column positions: file:line: key."""
