@@ -464,6 +464,9 @@ class Row:
 
     def column(self, name):
         if name not in self.values:
+            spaced = [k for k in self.values if isinstance(k, str) and k.strip() == name]
+            if spaced:  # e.g. a header "text, label"
+                self.fail(f"missing column '{_printable(name)}': the file has '{_printable(spaced[0])}' (with spaces)")
             found = ", ".join(_printable(k) for k in self.values)
             self.fail(f"missing column '{_printable(name)}' (found: {found})")
         return self.values[name]

@@ -295,6 +295,11 @@ def test_missing_column_tsv(tmp_path):
     raises_at(path, 2, "missing column 'text'", "sentence")
 
 
+def test_a_column_name_with_spaces_is_pointed_out(tmp_path):
+    path = write(tmp_path, "s.csv", "text, label\nfine,1\n")
+    raises_at(path, 2, "missing column 'label': the file has ' label' (with spaces)")
+
+
 def test_missing_column_jsonl(tmp_path):
     path = write(tmp_path, "m.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": "c"}\n')
     raises_at(path, 3, "missing column 'label'")
