@@ -146,14 +146,15 @@ class MultiTaskModel(PreTrainedModel):
 
     @classmethod
     def from_trained(cls, source: "MultiTaskModel", tasks: dict[str, dict], keep_heads: bool = True,
-                     sharing: dict | None = None) -> "MultiTaskModel":
+                     sharing: dict | None = None, encoder_of: str | None = None) -> "MultiTaskModel":
         """Transfer: a new model for `tasks` whose encoder (and, with keep_heads, each head whose task has
         the same name, type and labels) starts from a trained multi-task model. A soft-shared source
-        gives the encoder of the first new task it knows (its adapter merged / its layers in place)."""
+        gives the encoder of one of its tasks (its adapter merged / its layers in place): `encoder_of`, or
+        the first new task it knows."""
+        task = transfer_encoder_task(source, tasks, encoder_of)
         model = cls(MultiTaskConfig(encoder=source.config.encoder.to_dict(), tasks=tasks, sharing=sharing))
-        known = [t for t in tasks if t in source.config.tasks]
         try:
-            model.load_plain_encoder(source.encoder_state(known[0] if known else None))
+            model.load_plain_encoder(source.encoder_state(task))
         except ValueError as e:
             raise ValueError(f"cannot transfer the encoder: {e}") from None
         for name, head in model.heads.items():
@@ -226,3 +227,22 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 AutoConfig.register("mtnlp", MultiTaskConfig)
 AutoModel.register(MultiTaskConfig, MultiTaskModel)
+
+
+def transfer_encoder_task(source: MultiTaskModel, tasks, encoder_of: str | None = None) -> str | None:
+    """The source task whose encoder a transfer starts from: `encoder_of`, or the first of `tasks` the
+    source has; None for a hard-shared source (one encoder for every task)."""
+    names = list(source.config.tasks)
+    if encoder_of is not None and encoder_of not in names:
+        raise sharing.SharingError("model.init_encoder_of", f"the source has no task '{encoder_of}' "
+                                                             f"(it has: {', '.join(names)})")
+    kind = (source.config.sharing or {}).get("type")
+    if kind is None:
+        return None
+    task = encoder_of or next((t for t in tasks if t in names), None)
+    if task is None:
+        parts = "adapters" if kind == "lora" else "top layers"
+        raise sharing.SharingError("model.init_from", f"the source has per-task {parts} (mtl.sharing: {kind}) and "
+                                                      f"none of its tasks ({', '.join(names)}) is a task here: name "
+                                                      "the one whose encoder to start from in model.init_encoder_of")
+    return task

@@ -39,6 +39,9 @@ class ModelSpec(Spec):
     # transfer: start from a trained mtnlp run (its model/ folder) or model folder / hub id instead of `encoder`
     init_from: str | None = None
     init_heads: bool = True  # with init_from: also keep heads whose task name, type and labels match
+    # with init_from of a soft-shared model (per-task adapters or top layers): the source task whose encoder
+    # to start from (default: the first task here that the source has)
+    init_encoder_of: str | None = None
 
 
 class SamplingSpec(Spec):
@@ -398,6 +401,8 @@ def check(recipe: Recipe) -> None:
         fail("mtl.gradient", "pcgrad needs at least two tasks")
     if m.gradient == "pcgrad" and m.freeze_encoder:
         fail("mtl.gradient", "pcgrad projects the shared encoder's gradients, but freeze_encoder leaves none")
+    if recipe.model.init_encoder_of is not None and not recipe.model.init_from:
+        fail("model.init_encoder_of", "applies to a transfer: set model.init_from too")
 
 
 COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")

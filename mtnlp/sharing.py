@@ -22,7 +22,8 @@ from . import families
 
 
 class SharingError(ValueError):
-    """A sharing setting that does not fit the encoder; `key` is the recipe key (mtl.*) that sets it."""
+    """A sharing setting that does not fit the encoder or a transfer; `key` is the recipe key (mtl.*,
+    model.init_*) that sets it."""
 
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")

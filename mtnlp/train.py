@@ -38,7 +38,7 @@ from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .loader import BatchPlan, training_loader
 from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
-from .modeling import MultiTaskModel, head_mismatch, to_device
+from .modeling import MultiTaskModel, head_mismatch, to_device, transfer_encoder_task
 from .pipeline import load_pretrained
 from .recipe import Recipe, TrainingSpec, default_metrics, refuse_to_mix, run_directory, sharing_config
 from .sharing import SharingError, is_adapter_weight
@@ -206,7 +206,8 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
     sharing = sharing_config(recipe.mtl)
     try:
         if source:  # transfer: multi-task model -> new run (e.g. fine-tune one target task)
-            model = MultiTaskModel.from_trained(source, heads, keep_heads=recipe.model.init_heads, sharing=sharing)
+            model = MultiTaskModel.from_trained(source, heads, keep_heads=recipe.model.init_heads, sharing=sharing,
+                                                encoder_of=recipe.model.init_encoder_of)
         else:
             model = MultiTaskModel.from_encoder(encoder, heads, sharing=sharing)
     except ValueError as e:  # a sharing setting that does not fit this encoder
@@ -260,7 +261,9 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
     if source is not None:
         heads = transfer_report(source, model, recipe.model.init_heads)
-        accelerator.print(f"init_from {source_path}: the encoder, and\n"
+        encoder_of = transfer_encoder_task(source, model.config.tasks, recipe.model.init_encoder_of)
+        soft = f" of task {encoder_of} (its {'adapter merged' if source.config.sharing['type'] == 'lora' else 'layers'})"
+        accelerator.print(f"init_from {source_path}: the encoder{soft if encoder_of else ''}, and\n"
                           + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
         if recipe.model.init_heads and "kept" not in heads.values() and accelerator.is_main_process:
             warnings.warn("model.init_heads: no head of the source matches a task here (same name, type and "
@@ -279,6 +282,10 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         wanted = [group["initial_lr"] for group in optimizer.param_groups]  # this recipe's lr and head_lr
         state = load_checkpoint(folder, accelerator.unwrap_model(prepared), optimizer, accelerator.process_index,
                                 accelerator.num_processes)
+        # the optimizer's head parameters, learned loss weights and batch seeds go by the tasks' order
+        if state.get("tasks", list(tasks)) != list(tasks):
+            raise UserError(f"{where}: {folder}: the checkpoint's tasks are in the order {', '.join(state['tasks'])}, "
+                            f"the recipe's {', '.join(tasks)}: list them in the checkpoint's order to resume")
         if state["ranks"] != accelerator.num_processes and accelerator.is_main_process:
             warnings.warn(f"{folder}: written by {state['ranks']} process(es), resumed with {accelerator.num_processes}: "
                           "the batches differ from an uninterrupted run's", stacklevel=2)
@@ -370,7 +377,7 @@ def checkpoint(run: Run) -> Path:
     """Write run_dir/checkpoints/step-N (model, optimizer, schedule, sampler positions, RNG, progress)."""
     step = run.progress.step
     state = {**asdict(run.progress), "scheduler": run.scheduler.state_dict(), **run.positions,
-             "weighting": run.weighting.state_dict_json()}
+             "weighting": run.weighting.state_dict_json(), "tasks": list(run.tasks)}
     folder = save_checkpoint(run.run_dir / "checkpoints" / f"step-{step:06d}", run.unwrapped, run.optimizer, state,
                              run.accelerator.process_index, run.accelerator.num_processes,
                              {"seen": run.positions["seen"]})

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import tiny_tasks
 
+from mtnlp.errors import UserError
 from mtnlp.export import export_head
 from mtnlp.modeling import MultiTaskModel
 from mtnlp.gradients import project_conflicting
@@ -249,8 +250,6 @@ def test_resume_is_exact_with_learned_weights(make_recipe, tmp_path, mtl):
 @pytest.mark.parametrize("changed", [{"weighting": "uncertainty"}, {"sharing": "lora", "lora_r": 2}],
                          ids=["weighting", "sharing"])
 def test_resuming_with_other_methods_is_a_user_error(make_recipe, tmp_path, changed):
-    from mtnlp.errors import UserError
-
     train(load_recipe(make_recipe(training={"steps": 3, "save_every": 3})))
     folder = tmp_path / "run/checkpoints/step-000003"
     with pytest.raises(UserError, match=f"^{folder}: written by a run with other tasks or methods"):
@@ -268,6 +267,23 @@ def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_pat
     merged = source.encoder_state("ner")
     got = second.last_model.encoder.state_dict()
     assert all(torch.allclose(merged[k], got[k], atol=1e-6) for k in got)
+    # a task the source does not have: which task's adapter makes the encoder is the recipe's to say
+    other = make_recipe(tasks={"entities": tasks["ner"]}, training={"steps": 1, "lr": 1e-12},
+                        model={"encoder": tiny_encoder, "init_from": str(tmp_path / "run"), "max_length": 64},
+                        output_dir=str(tmp_path / "ft2"), name="other.yaml")
+    with pytest.raises(UserError, match=rf"^{other}:\d+: model.init_from: the source has per-task adapters "
+                                        r"\(mtl.sharing: lora\) and none of its tasks \(ner, score, sentiment\) is a "
+                                        r"task here: name the one whose encoder to start from in model.init_encoder_of$"):
+        train(load_recipe(other))
+    with pytest.raises(UserError, match=rf"^{other} \(command-line override\): model.init_encoder_of: the source "
+                                        r"has no task 'nope' \(it has: ner, score, sentiment\)$"):
+        train(load_recipe(other, ["model.init_encoder_of=nope"]))
+    third = train(load_recipe(other, ["model.init_encoder_of=sentiment"]))
+    merged = source.encoder_state("sentiment")
+    got = third.last_model.encoder.state_dict()
+    assert all(torch.allclose(merged[k], got[k], atol=1e-6) for k in got)
+    with pytest.raises(UserError, match=r"model.init_encoder_of: applies to a transfer: set model.init_from too"):
+        load_recipe(make_recipe(), ["model.init_encoder_of=ner"])
 
 
 @pytest.mark.slow

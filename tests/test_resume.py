@@ -168,3 +168,24 @@ def test_a_checkpoint_that_is_not_there_names_the_recipe_line(make_recipe, tmp_p
     problem = problem.format(tmp=tmp_path, run=tmp_path / "run")
     with pytest.raises(UserError, match=rf"^{recipe}:\d+: training.resume_from: {problem}"):
         train(load_recipe(recipe))
+
+
+def test_resuming_with_the_tasks_in_another_order_is_a_recipe_error(make_recipe, tmp_path):
+    """The optimizer state of the heads and the batch seeds go by the tasks' order: a reordered recipe
+    would hand one head's Adam moments to another's weights (a crash in fused AdamW, or silent mixing)."""
+    from conftest import tiny_tasks
+
+    run = setup(load_recipe(make_recipe(training={"steps": 4})))
+    train_step(run)
+    from mtnlp.train import checkpoint
+
+    folder = checkpoint(run)
+    tasks = tiny_tasks()
+    reordered = make_recipe(tasks=dict(reversed(tasks.items())), training={"steps": 4, "resume_from": str(folder)},
+                            name="reordered.yaml")
+    with pytest.raises(UserError, match=rf"^{reordered}:\d+: training.resume_from: {folder}: the checkpoint's tasks "
+                                        rf"are in the order {', '.join(tasks)}, the recipe's "
+                                        rf"{', '.join(reversed(tasks))}: list them in the checkpoint's order"):
+        setup(load_recipe(reordered))
+    resumed = setup(load_recipe(make_recipe(training={"steps": 4, "resume_from": str(folder)}, name="same.yaml")))
+    assert resumed.progress.step == 1
