@@ -22,13 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mtnlp", description="Multi-task fine-tuning of one shared encoder.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument("--version", action="version", version=f"mtnlp {__version__}")
+    debug = argparse.ArgumentParser(add_help=False)  # --debug also after the command
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("train", help="train the tasks of a recipe")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, parents=[debug])
+
+    p = command("train", help="train the tasks of a recipe")
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. training.lr=3e-5")
 
-    p = commands.add_parser("evaluate", help="evaluate a trained model on a recipe's tasks")
+    p = command("evaluate", help="evaluate a trained model on a recipe's tasks")
     p.add_argument("model", help="model directory (a run's model/ folder) or hub id")
     p.add_argument("recipe", help="recipe YAML file naming the tasks' data")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="as for predict (default: the recipe's training.mixed_precision)")
     p.add_argument("--revision", help="hub branch, tag or commit")
 
-    p = commands.add_parser("predict", help="every head's predictions for texts, as JSON lines")
+    p = command("predict", help="every head's predictions for texts, as JSON lines")
     p.add_argument("model", help="model directory or hub id")
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--tasks", help="comma-separated task names (default: all heads)")
@@ -52,19 +57,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="auto (default): bf16 where the hardware runs it natively, else fp32 (fp16 on GPUs without bf16)")
     p.add_argument("--revision", help="hub branch, tag or commit")
 
-    p = commands.add_parser("push", help="upload a model folder to a Hugging Face hub (one commit)")
+    p = command("push", help="upload a model folder to a Hugging Face hub (one commit)")
     p.add_argument("model", help="model directory, e.g. runs/demo/model")
     p.add_argument("repo_id", help="e.g. my-org/my-model")
     p.add_argument("--private", action="store_true", help="a private repo (an existing public one is made private)")
     p.add_argument("--revision", help="branch to push to (created if missing)")
     p.add_argument("--token", help="hub token (default: HF_TOKEN or the saved login)")
 
-    p = commands.add_parser("recipes", help="list the packaged recipe scripts and configs, or copy one to edit")
+    p = command("recipes", help="list the packaged recipe scripts and configs, or copy one to edit")
     p.add_argument("action", choices=["list", "copy"])
     p.add_argument("name", nargs="?", help="copy: a name from `mtnlp recipes list`, e.g. multitask or demo.yaml")
-    p.add_argument("dest", nargs="?", help="copy: the file to write (default: the name, in the current folder)")
+    p.add_argument("dest", nargs="?", help="copy: the file to write, or a folder to write it into (default: the "
+                   "name, in the current folder)")
 
-    p = commands.add_parser("export", help="write one head as a plain transformers model, or the heads as ONNX")
+    p = command("export", help="write one head as a plain transformers model, or the heads as ONNX")
     p.add_argument("model", help="model directory or hub id")
     p.add_argument("--task", action="append", help="the head to export (with --onnx: default every head; "
                    "repeat it for several)")
@@ -73,22 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--revision", help="hub branch, tag or commit")
     p.add_argument("out", help="output folder: new or empty (export never overwrites)")
 
-    p = commands.add_parser("serve", help="serve the model's heads over HTTP: POST /predict, GET /health, GET /info")
+    p = command("serve", help="serve the model's heads over HTTP: POST /predict, GET /health, GET /info")
     p.add_argument("model", help="model directory or hub id")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (the address is printed)")
+    p.add_argument("--port", type=int, default=8000, help="default: 8000; 0 picks a free port (the address is printed)")
     p.add_argument("--tasks", help="comma-separated task names to serve (default: all heads)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "no"],
                    help="as for predict")
     p.add_argument("--revision", help="hub branch, tag or commit")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass (default: 32)")
     p.add_argument("--max-batch", type=int, default=64,
-                   help="inputs of concurrent requests collected into one pipeline call")
+                   help="inputs of concurrent requests collected into one pipeline call (default: 64)")
     p.add_argument("--batch-window-ms", type=float, default=5.0,
-                   help="how long the first queued request waits for others to share its call")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
-    p.add_argument("--max-inputs", type=int, default=256, help="inputs in one request")
-    p.add_argument("--max-chars", type=int, default=10_000, help="characters in one text")
+                   help="how long the first queued request waits for others to share its call (default: 5)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default: 1048576, 1 MiB)")
+    p.add_argument("--max-inputs", type=int, default=256, help="inputs in one request (default: 256)")
+    p.add_argument("--max-chars", type=int, default=10_000, help="characters in one text (default: 10000)")
     p.add_argument("--access-log", action="store_true", help="log every request")
 
     args, extra = parser.parse_known_args(argv)
@@ -370,6 +376,8 @@ def cmd_recipes(args) -> int:
     entries = sorted(p.name for p in root.iterdir() if p.name.endswith((".py", ".yaml")) and not p.name.startswith("_"))
     entries += sorted(f"methods/{p.name}" for p in root.joinpath("methods").iterdir() if p.name.endswith(".yaml"))
     if args.action == "list":
+        if args.name:
+            raise UserError(f"recipes list takes no arguments (got: {' '.join(filter(None, (args.name, args.dest)))})")
         for name in entries:
             text = root.joinpath(name).read_text()
             first = text.strip('"# \n').splitlines()[0].strip(' "#.')

@@ -14,3 +14,12 @@ def at(source, line) -> str:
 def first_line(error: Exception) -> str:
     """An exception's message cut to its first line (libraries add hints and tracebacks below it)."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def causes(error: BaseException):
+    """The error and the errors it was raised from or during, innermost last."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__

@@ -86,8 +86,16 @@ class MultiTaskPipeline:
                     raise ValueError(f"inputs[{i}]: {e}") from None
                 own[t].append(i)
             if not takers:
-                texts[i] = as_input(value, i)
+                texts[i] = value
         text_tasks = [t for t in tasks if not kinds[t].input_fields]
+        forms = " or ".join(f"{{{', '.join(kinds[t].input_fields)}}} ({t})" for t in own)
+        for i, value in texts.items():
+            if not text_tasks:  # e.g. a text for a multiple-choice model: no head would answer it
+                raise ValueError(f"inputs[{i}]: the heads asked for read {forms}, not {str(value)[:80]}")
+            try:
+                texts[i] = as_input(value, i)
+            except ValueError as e:
+                raise ValueError(f"{e}{f' (the other heads read {forms})' if forms else ''}") from None
         if texts and text_tasks:
             self._text_heads(texts, text_tasks, return_all_scores, results)
         for t, idx in own.items():
@@ -176,7 +184,9 @@ def load_pretrained(name: str, **hub_kwargs):
     from transformers import PreTrainedConfig
 
     from .encoders import is_local_path
-    from .errors import UserError, first_line
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from .errors import UserError, causes, first_line
     from .onnx_model import OnnxMultiTaskModel, onnx_errors
 
     name = str(name)
@@ -190,6 +200,13 @@ def load_pretrained(name: str, **hub_kwargs):
         model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
         return model, AutoTokenizer.from_pretrained(name, **({} if onnx else hub_kwargs))
     except (OSError, ValueError) as e:
+        if not path.exists() and any(isinstance(c, LocalEntryNotFoundError) for c in causes(e)):
+            from huggingface_hub import constants
+
+            if constants.HF_HUB_OFFLINE:
+                raise UserError(f"{name}: not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is "
+                                "downloaded") from None
+            raise UserError(f"{name}: cannot reach the hub to download it ({first_line(list(causes(e))[-1])})") from None
         hint = "" if path.exists() else "; a private repository needs a token: HF_TOKEN or `hf auth login`"
         raise UserError(f"{name}: not an mtnlp model folder or hub repository ({first_line(e)}){hint}") from None
     except (SafetensorError, *onnx_errors()) as e:  # a damaged or cut-off weights file

@@ -524,7 +524,14 @@ def run_directory(recipe: Recipe) -> Path:
 def refuse_to_mix(run_dir: Path, recipe: Recipe) -> None:
     """A run must not start in a folder that holds another run's checkpoints or model (its checkpoints
     would rank above the new run's, and `latest` would continue it) unless overwrite_output_dir says so."""
-    if not recipe.overwrite_output_dir and ((run_dir / "checkpoints").exists() or (run_dir / "model").exists()):
-        raise UserError(f"{recipe.where('output_dir')}: output_dir: {run_dir} holds another run (checkpoints/, model/); "
-                        "continue it with training.resume_from=latest, or replace it with overwrite_output_dir: true "
-                        "(or choose another output_dir)")
+    from .checkpoint import STATE_FILE
+
+    held = [f"{name}/" for name in ("checkpoints", "model") if (run_dir / name).exists()]
+    if recipe.overwrite_output_dir or not held:
+        return
+    where = f"{recipe.where('output_dir')}: output_dir: {run_dir} holds another run ({', '.join(held)})"
+    if any((folder / STATE_FILE).exists() for folder in (run_dir / "checkpoints").glob("step-*")):
+        raise UserError(f"{where}; continue it with training.resume_from=latest, or replace it with "
+                        "overwrite_output_dir: true (or choose another output_dir)")
+    raise UserError(f"{where} and no checkpoint to continue it from; replace it with overwrite_output_dir: true, "
+                    "or choose another output_dir")

@@ -353,6 +353,10 @@ def recipes_copy_into_a_missing_folder_with_a_slash(c: Ctx):  # not a file named
     return ["recipes", "copy", "demo.yaml", str(c.folder / "newdir") + "/"], "recipes copy:", ["folder", "does not exist"]
 
 
+def recipes_list_with_an_argument(c: Ctx):
+    return ["recipes", "list", "bogus"], "recipes list", ["takes no arguments (got: bogus)"]
+
+
 CASES = [Case(f.__name__, f) for f in (
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
@@ -365,7 +369,7 @@ CASES = [Case(f.__name__, f) for f in (
     model_folder_missing_under_an_existing_folder,
     predict_with_a_run_folder, predict_input_with_a_lone_surrogate, export_onto_a_file, export_into_the_model_folder,
     damaged_weights_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder,
-    recipes_copy_into_a_missing_folder_with_a_slash)]
+    recipes_copy_into_a_missing_folder_with_a_slash, recipes_list_with_an_argument)]
 BY_ID = {case.id: case for case in CASES}
 
 
@@ -423,3 +427,11 @@ def test_bad_input(results, case):
         assert fragment in message, f"expected {fragment!r} in the message\n{context}"
     assert proc.stdout == "", context  # nothing half-done is reported
 
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_before_or_after_the_command_shows_the_traceback(tmp_path, where):
+    argv = ["train", str(tmp_path / "absent.yaml")]
+    proc = run_mtnlp(["--debug", *argv] if where == "before" else [*argv, "--debug"], tmp_path)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert proc.stderr.rstrip().endswith(f"mtnlp.errors.UserError: {tmp_path / 'absent.yaml'}: recipe file not found")

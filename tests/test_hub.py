@@ -160,6 +160,17 @@ def test_unreachable_hub_is_a_clear_error(run_dir, tmp_path):
     hub.stop()  # nothing listens on that port any more
     proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/x")
     assert proc.returncode == 2 and "error: push to org/x failed" in proc.stderr and "Traceback" not in proc.stderr
+    proc = mtnlp(hub, tmp_path, "predict", "org/x", "hello")  # loading names the cause too, not a missing repo
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        "error: org/x: cannot reach the hub to download it ("), proc.stderr
+
+
+def test_a_hub_id_not_in_the_cache_while_offline_says_so():
+    from mtnlp.errors import UserError
+    from mtnlp.pipeline import load_pretrained
+
+    with pytest.raises(UserError, match=r"^my-org/nowhere: not in the local hub cache, and HF_HUB_OFFLINE is set"):
+        load_pretrained("my-org/nowhere")
 
 
 @pytest.mark.slow

@@ -205,6 +205,13 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
         pipe({"text": "a", "choices": ["x"]})
     with pytest.raises(ValueError, match=r"choice 1 holds a lone surrogate"):
         pipe({"text": "a", "choices": ["x", "\ud800"]})
+    # an input no head asked for reads is an error, not an empty answer
+    with pytest.raises(ValueError, match=r"^inputs\[1\]: the heads asked for read \{text, choices\} \(categories\), "
+                                         r"not Who wrote Hamlet\?$"):
+        pipe([CHOICE_INPUTS[0], "Who wrote Hamlet?"], tasks=["categories"])
+    with pytest.raises(ValueError, match=r"got \{'question': 'q', 'context': 'c'\} \(the other heads read "
+                                         r"\{text, choices\} \(categories\)\)$"):
+        pipe({"question": "q", "context": "c"})
 
 
 def test_predict_cli_takes_choice_lines(mixed_run, tmp_path, capsys):

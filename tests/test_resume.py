@@ -24,8 +24,9 @@ def test_a_new_run_in_a_used_output_dir_is_refused_unless_overwrite(make_recipe,
     run = tmp_path / "run"
     train(load_recipe(make_recipe(training={"steps": 6, "save_every": 3})))
     recipe = make_recipe(training={"steps": 2, "save_every": 1})
-    with pytest.raises(UserError, match=rf"^{recipe}:\d+: output_dir: {run} holds another run .*"
-                                        r"training.resume_from=latest.*overwrite_output_dir: true"):
+    with pytest.raises(UserError, match=rf"^{recipe}:\d+: output_dir: {run} holds another run \(checkpoints/, model/\); "
+                                        r"continue it with training.resume_from=latest, or replace it with "
+                                        r"overwrite_output_dir: true"):
         train(load_recipe(recipe))
     assert steps_of(run / "checkpoints") == [3, 6]  # untouched
     train(load_recipe(recipe, ["overwrite_output_dir=true"]))
@@ -45,7 +46,10 @@ def test_the_refusal_is_one_line_on_the_command_line(make_recipe, tmp_path):
                           timeout=300)
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {recipe}:") and done.stderr.count("\n") == 1, done.stderr
-    assert "holds another run" in done.stderr
+    # a finished run without checkpoints (save_every 0) cannot be continued: the message does not offer it
+    assert done.stderr.strip().endswith(f"output_dir: {tmp_path / 'run'} holds another run (model/) and no checkpoint "
+                                        "to continue it from; replace it with overwrite_output_dir: true, or choose "
+                                        "another output_dir"), done.stderr
 
 
 def test_resuming_another_runs_last_checkpoint_into_a_new_folder(make_recipe, tmp_path):
