@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
+from .folders import STATE_FILE
 
-STATE_FILE = "trainer_state.json"
 
 
 def rng_state() -> dict:

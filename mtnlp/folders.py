@@ -10,6 +10,7 @@ from .errors import UserError, first_line
 
 MODEL_TYPE = "mtnlp"  # config.json's model_type (MultiTaskConfig.model_type)
 ONNX_FILE = "model.onnx"  # what `mtnlp export --onnx` writes beside the config and tokenizer
+STATE_FILE = "trainer_state.json"  # a checkpoint's, written last: a folder with it is complete
 
 
 def is_onnx_folder(name) -> bool:

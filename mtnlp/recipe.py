@@ -524,7 +524,7 @@ def run_directory(recipe: Recipe) -> Path:
 def refuse_to_mix(run_dir: Path, recipe: Recipe) -> None:
     """A run must not start in a folder that holds another run's checkpoints or model (its checkpoints
     would rank above the new run's, and `latest` would continue it) unless overwrite_output_dir says so."""
-    from .checkpoint import STATE_FILE
+    from .folders import STATE_FILE
 
     held = [f"{name}/" for name in ("checkpoints", "model") if (run_dir / name).exists()]
     if recipe.overwrite_output_dir or not held:

@@ -262,8 +262,9 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     if source is not None:
         heads = transfer_report(source, model, recipe.model.init_heads)
         encoder_of = transfer_encoder_task(source, model.config.tasks, recipe.model.init_encoder_of)
-        soft = f" of task {encoder_of} (its {'adapter merged' if source.config.sharing['type'] == 'lora' else 'layers'})"
-        accelerator.print(f"init_from {source_path}: the encoder{soft if encoder_of else ''}, and\n"
+        kind = (source.config.sharing or {}).get("type")
+        soft = f" of task {encoder_of} (its {'adapter merged' if kind == 'lora' else 'layers'})" if encoder_of else ""
+        accelerator.print(f"init_from {source_path}: the encoder{soft}, and\n"
                           + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
         if recipe.model.init_heads and "kept" not in heads.values() and accelerator.is_main_process:
             warnings.warn("model.init_heads: no head of the source matches a task here (same name, type and "

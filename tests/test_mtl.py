@@ -256,7 +256,7 @@ def test_resuming_with_other_methods_is_a_user_error(make_recipe, tmp_path, chan
         train(load_recipe(make_recipe(training={"steps": 6, "resume_from": str(folder)}, mtl=changed)))
 
 
-def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_path, tiny_encoder):
+def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_path, tiny_encoder, capsys):
     tasks = tiny_tasks()
     first = train(load_recipe(make_recipe(training={"steps": 4}, mtl={"sharing": "lora", "lora_r": 2})))
     source = first.model
@@ -278,7 +278,10 @@ def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_pat
     with pytest.raises(UserError, match=rf"^{other} \(command-line override\): model.init_encoder_of: the source "
                                         r"has no task 'nope' \(it has: ner, score, sentiment\)$"):
         train(load_recipe(other, ["model.init_encoder_of=nope"]))
+    capsys.readouterr()
     third = train(load_recipe(other, ["model.init_encoder_of=sentiment"]))
+    assert f"init_from {tmp_path / 'run' / 'model'}: the encoder of task sentiment (its adapter merged), and" \
+        in capsys.readouterr().out
     merged = source.encoder_state("sentiment")
     got = third.last_model.encoder.state_dict()
     assert all(torch.allclose(merged[k], got[k], atol=1e-6) for k in got)
