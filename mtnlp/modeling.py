@@ -103,6 +103,12 @@ class MultiTaskModel(PreTrainedModel):
         if task_state:
             self.task_layers.load_state_dict(task_state, strict=True)
 
+    def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
+        """transformers' resize, also recorded in config.encoder, from which loading and export build the encoder."""
+        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        self.config.encoder.vocab_size = embeddings.num_embeddings
+        return embeddings
+
     def encoder_state(self, task: str | None = None) -> dict[str, torch.Tensor]:
         """The encoder as ONE plain model's weights for `task` (adapter merged / task layers in place)."""
         return sharing.plain_state(self, task)
@@ -117,8 +123,11 @@ class MultiTaskModel(PreTrainedModel):
         """A new model: pretrained encoder weights from `encoder` (path or hub id), fresh heads.
 
         Head modules the checkpoint carries (families.py `base_head`: BERT's pooler) start from its weights.
+        The model is float32 (training keeps fp32 weights, whatever dtype the checkpoint was saved in), or
+        all of it in `dtype=` if given.
         """
-        pretrained = AutoModel.from_pretrained(encoder, **load_kwargs)
+        dtype = load_kwargs.pop("dtype", None)
+        pretrained = AutoModel.from_pretrained(encoder, **load_kwargs, dtype=torch.float32)
         config = MultiTaskConfig(encoder=pretrained.config.to_dict(), tasks=tasks, sharing=sharing)
         model = cls(config)
         state = pretrained.state_dict()
@@ -130,7 +139,7 @@ class MultiTaskModel(PreTrainedModel):
             for head in model.heads.values():
                 if weights and hasattr(head, name):
                     getattr(head, name).load_state_dict(weights)
-        return model
+        return model if dtype is None else model.to(dtype)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -190,9 +199,13 @@ class MultiTaskModel(PreTrainedModel):
         return sharing.run_layers(self.task_layers[task], hidden, attention_mask, self.encoder)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, task: str | None = None,
-                labels=None, **kwargs):
+                labels=None, return_dict: bool | None = None, **kwargs):
         """`task`'s logits (and loss, given labels). Inputs are (batch, length), or (batch, choices, length)
-        for a head that scores several sequences per example (multiple choice): logits (batch, choices)."""
+        for a head that scores several sequences per example (multiple choice): logits (batch, choices).
+        The encoder's own outputs (hidden states, attentions) come from `model.encoder(...)`."""
+        if kwargs:  # a typo (lables=) or an argument of transformers' models this one does not take
+            raise TypeError(f"MultiTaskModel.forward() got unexpected keyword argument(s) {', '.join(kwargs)}; "
+                            "for the encoder's hidden states or attentions call model.encoder(...)")
         if task not in self.heads:
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
         head = self.heads[task]
@@ -205,7 +218,8 @@ class MultiTaskModel(PreTrainedModel):
         if choices:  # the head's one score per sequence, back as (batch, choices)
             logits = logits.view(shape[0], shape[1], -1).squeeze(-1)
         loss = head.loss(logits, labels) if labels is not None else None
-        return OUTPUTS.get(head.kind.head_kind, SequenceClassifierOutput)(loss=loss, logits=logits)
+        output = OUTPUTS.get(head.kind.head_kind, SequenceClassifierOutput)(loss=loss, logits=logits)
+        return output if return_dict is not False else output.to_tuple()
 
     def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None,
                       tasks: list[str] | None = None) -> dict[str, torch.Tensor]:

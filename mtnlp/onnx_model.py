@@ -6,6 +6,7 @@ take an ONNX folder as they take a model folder."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import shutil
@@ -72,7 +73,7 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     reduced to those heads) and tokenizer. Every head reads the same (batch, length) inputs: a multiple
     choice head gives one score per sequence (OnnxMultiTaskModel folds them into (batch, choices)), a
     question-answering head a start and an end logit per token."""
-    model = model.float().eval()
+    model = copy.deepcopy(model).float().eval()  # the caller's model keeps its dtype and mode
     for t in tasks or []:
         if t not in model.config.tasks:
             raise UserError(f"--task {t}: the model has no such task (it has: {', '.join(model.config.tasks)})")

@@ -33,10 +33,14 @@ class MultiTaskPipeline:
     runs it natively, else fp32; see precision.py), bf16, fp16 or fp32. `batch_size`: inputs per encoder
     pass. `max_length`: tokens per text, default the length the model was trained with."""
 
-    def __init__(self, model: MultiTaskModel, tokenizer, device: str | torch.device | None = None,
+    def __init__(self, model: MultiTaskModel, tokenizer, device: str | int | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
         onnx = hasattr(model, "session")  # an OnnxMultiTaskModel: onnxruntime on the CPU, in fp32
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() and not onnx else "cpu"))
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() and not onnx else "cpu"
+        elif isinstance(device, int) and not isinstance(device, bool):  # transformers' pipelines: -1 is the CPU
+            device = "cpu" if device < 0 else f"cuda:{device}"
+        self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.precision = precision_policy.for_onnx(precision) if onnx else precision_policy.resolve(precision, self.device)
@@ -69,8 +73,10 @@ class MultiTaskPipeline:
         list, a list of those, in order. Text heads answer texts and pairs from one encoder pass per batch
         (tagging heads tag a pair's first text); a type with its own inputs answers those."""
         single = isinstance(inputs, (str, dict))
+        if not single and not isinstance(inputs, (list, tuple)):
+            raise TypeError(f"inputs: expected a text, a dict or a list of those, got {type(inputs).__name__}")
         values = [inputs] if single else list(inputs)
-        tasks = list(tasks or self.tasks)
+        tasks = [tasks] if isinstance(tasks, str) else list(tasks or self.tasks)
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise KeyError(f"unknown task(s) {', '.join(unknown)}; the model has: {', '.join(self.tasks)}")

@@ -361,6 +361,22 @@ def test_a_max_length_beyond_the_position_embeddings_is_a_recipe_error(tokenizer
 
 
 @pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_biases_and_norm_weights_are_not_decayed(encoders, model_type):
+    """Whatever a family names its norms (LayerNorm, layer_norm, ModernBERT's attn_norm, final_norm, ...)."""
+    from mtnlp.recipe import TrainingSpec
+    from mtnlp.train import make_optimizer
+
+    model = MultiTaskModel.from_encoder(encoders[model_type], TASKS)
+    optimizer, _ = make_optimizer(model, TrainingSpec(weight_decay=0.01))
+    decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    names = dict(model.named_parameters())
+    exempt = {n for n in names if n.endswith("bias") or "norm" in n.lower()}
+    assert any("norm" in n.lower() for n in exempt)
+    assert {n for n, p in names.items() if decay[id(p)] == 0.0} == exempt
+    assert all(decay[id(p)] == 0.01 for n, p in names.items() if n not in exempt)
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
 def test_mtnlp_train_end_to_end(encoders, tmp_path, model_type):
     """`mtnlp train` on the sample tasks (classification, regression, NER); the kept model predicts."""
     from mtnlp.cli import main

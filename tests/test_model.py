@@ -102,3 +102,75 @@ def test_from_encoder_keeps_pretrained_weights(tiny_encoder):
     torch.testing.assert_close(model.encode(ids, torch.ones_like(ids)), reference(input_ids=ids).last_hidden_state)
     # the sequence heads' poolers start from the encoder's pretrained pooler
     torch.testing.assert_close(model.heads["sentiment"].pooler.dense.weight, reference.pooler.dense.weight)
+
+
+def test_regression_labels_as_a_column_give_the_same_loss():
+    """(batch, 1) labels, the shape of the head's own logits, must not broadcast to (batch, batch)."""
+    model = tiny_model()
+    ids, mask = inputs()
+    logits = model(input_ids=ids, attention_mask=mask, task="score").logits.detach()
+    assert model(input_ids=ids, attention_mask=mask, task="score", labels=logits).loss == 0
+    flat = model(input_ids=ids, attention_mask=mask, task="score", labels=torch.tensor([0.1, 0.5, 0.9])).loss
+    column = model(input_ids=ids, attention_mask=mask, task="score", labels=torch.tensor([[0.1], [0.5], [0.9]])).loss
+    torch.testing.assert_close(column, flat)
+
+
+def test_forward_refuses_arguments_it_does_not_take_and_gives_tuples_on_request():
+    model = tiny_model()
+    ids, mask = inputs()
+    for kwargs in ({"lables": torch.tensor([0, 1, 1])}, {"output_hidden_states": True}):
+        try:
+            model(input_ids=ids, attention_mask=mask, task="sentiment", **kwargs)
+        except TypeError as e:
+            assert f"unexpected keyword argument(s) {next(iter(kwargs))}" in str(e)
+        else:
+            raise AssertionError(f"{kwargs} was ignored")
+    labels = torch.tensor([0, 1, 1])
+    loss, logits = model(input_ids=ids, attention_mask=mask, task="sentiment", labels=labels, return_dict=False)
+    out = model(input_ids=ids, attention_mask=mask, task="sentiment", labels=labels)
+    torch.testing.assert_close((loss, logits), (out.loss, out.logits))
+
+
+def test_an_encoder_saved_in_half_precision_gives_a_float32_model(tiny_encoder, tmp_path):
+    """transformers 5 loads a checkpoint in its saved dtype: the encoder must not end up fp16 beside fp32 heads."""
+    from transformers import AutoModel, AutoTokenizer
+
+    AutoModel.from_pretrained(tiny_encoder, dtype=torch.float16).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(tmp_path)
+    ids, mask = inputs()
+    model = MultiTaskModel.from_encoder(str(tmp_path), TASKS)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model(input_ids=ids, attention_mask=mask, task="score").logits.dtype == torch.float32
+    model = MultiTaskModel.from_encoder(str(tmp_path), TASKS, dtype=torch.bfloat16)  # asked for: all of it
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model(input_ids=ids, attention_mask=mask, task="sentiment").logits.dtype == torch.bfloat16
+
+
+def test_resized_token_embeddings_save_load_and_export(tmp_path):
+    """Added tokens: the new vocabulary size must reach config.encoder, which loading and export build from."""
+    from mtnlp.export import export_head
+
+    model = tiny_model()
+    model.resize_token_embeddings(103)
+    assert model.config.encoder.vocab_size == 103
+    model.save_pretrained(tmp_path)
+    loaded = MultiTaskModel.from_pretrained(tmp_path)
+    assert loaded.encoder.get_input_embeddings().weight.shape[0] == 103
+    assert torch.equal(loaded.encoder.get_input_embeddings().weight, model.encoder.get_input_embeddings().weight)
+    assert export_head(model, "sentiment").config.vocab_size == 103
+
+
+def test_a_batch_without_a_labelled_token_has_loss_zero_not_nan():
+    """A tagging batch whose words all tokenised to nothing (labels all -100): NaN would poison learned
+    loss weights and then every weight."""
+    model = tiny_model()
+    ids, mask = inputs()
+    out = model(input_ids=ids, attention_mask=mask, task="ner", labels=torch.full((3, 9), -100))
+    assert out.loss == 0
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    labels = torch.full((3, 9), -100)
+    labels[0, 1], labels[2, 3] = 1, 2  # with labelled tokens: the mean over them, as PyTorch's
+    logits = model(input_ids=ids, attention_mask=mask, task="ner").logits
+    torch.testing.assert_close(model(input_ids=ids, attention_mask=mask, task="ner", labels=labels).loss,
+                               torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten()))

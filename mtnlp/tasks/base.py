@@ -184,6 +184,15 @@ class TextTask(TaskType):
         raise NotImplementedError
 
 
+def labelled_cross_entropy(logits, targets, ignore_index: int):
+    """Cross-entropy averaged over the targets that are not ignore_index, and 0 (not NaN, as PyTorch's mean
+    gives) when there are none: e.g. a batch of sentences whose words the tokenizer turned into nothing."""
+    from torch.nn import functional as F
+
+    total = F.cross_entropy(logits, targets, ignore_index=ignore_index, reduction="sum")
+    return total / (targets != ignore_index).sum().clamp(min=1)  # on the device: no host sync
+
+
 def label_name(row: Row, label, spec: DataSpec, what: str = "label") -> str:
     """A label as the model will name it: up to data.label_sep, renamed by data.label_names."""
     value = row.name(what, label)

@@ -28,7 +28,7 @@ from typing import Literal
 
 from ..errors import UserError, at
 from ..spec import Count, TaskSpec
-from .base import TaskType, column, label_shares, valid_unicode
+from .base import TaskType, column, label_shares, labelled_cross_entropy, valid_unicode
 
 NULL = 0  # the position a window without the answer points at: the first token ([CLS], <s>)
 CANDIDATES = 5  # spans per input in the pipeline's return_all_scores output
@@ -155,12 +155,10 @@ class ExtractiveQA(TaskType):
     def loss(self, logits, labels):
         """transformers' QA loss: the mean of the start and end cross-entropies (positions beyond the
         sequence are ignored)."""
-        from torch.nn import functional as F
-
         start, end = logits.float().unbind(-1)
         ignored = start.shape[1]
         first, last = labels[:, 0].clamp(0, ignored), labels[:, 1].clamp(0, ignored)
-        return (F.cross_entropy(start, first, ignore_index=ignored) + F.cross_entropy(end, last, ignore_index=ignored)) / 2
+        return (labelled_cross_entropy(start, first, ignored) + labelled_cross_entropy(end, last, ignored)) / 2
 
     # ---------------------------------------------------------------- evaluation
 

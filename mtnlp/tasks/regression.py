@@ -48,7 +48,7 @@ class Regression(TextTask):
     def loss(self, logits, labels):
         from torch.nn import functional as F
 
-        return F.mse_loss(logits.float().squeeze(-1), labels.float())
+        return F.mse_loss(logits.float().view(-1), labels.float().view(-1))  # labels (batch,) or (batch, 1)
 
     def predictions(self, logits, labels, spec):
         return logits.float().squeeze(-1).tolist()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..spec import TagData, TaskSpec
-from .base import TaskType, column, label_name, label_shares
+from .base import TaskType, column, label_name, label_shares, labelled_cross_entropy
 
 ENTITY_PREFIXES = ("B-", "I-", "E-", "S-")
 IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
@@ -70,9 +70,7 @@ class Tagging(TaskType):
         return labels
 
     def loss(self, logits, labels):
-        from torch.nn import functional as F
-
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        return labelled_cross_entropy(logits.float().flatten(0, 1), labels.flatten(), IGNORE)
 
     def predictions(self, logits, labels, spec, rows):
         """Per word, the label id of its first sub-token; -1 for a word with no token (see encode)."""
