@@ -360,18 +360,25 @@ def log_step(run: Run, task: str) -> None:
     step, t = run.progress.step, run.recipe.training
     run.bar.update(1)
     if step % t.log_every == 0 or step == t.steps:
-        losses = run.log.flush()
-        seen = trained_so_far(run)
-        record = {"step": step, "lr": run.scheduler.get_last_lr()[0], "loss": losses,
-                  "weights": run.weighting.weights(), **run.gradient.log_record(),
-                  "batches": {n: c["batches"] for n, c in seen.items()},
-                  "examples": {n: c["examples"] for n, c in seen.items()}}
-        if run.accelerator.is_main_process:
-            report.append(run.run_dir / "train_log.jsonl", record)
-        if t.report_to:
-            run.accelerator.log({f"train/loss/{n}": v for n, v in losses.items()}
-                                | {f"train/weight/{n}": v for n, v in record["weights"].items()}, step=step)
+        write_log_record(run)
     run.bar.set_postfix_str(f"task={task} " + " ".join(f"{n}={v:.3f}" for n, v in run.log.last.items()), refresh=False)
+
+
+def write_log_record(run: Run) -> None:
+    """A train_log.jsonl record of the steps since the last one (and the report_to trackers')."""
+    step, t = run.progress.step, run.recipe.training
+    losses, seen = run.log.flush(), trained_so_far(run)
+    factor = run.scheduler.lr_lambdas[0](step - 1)  # the update just made (the scheduler is on the next one's)
+    record = {"step": step, "lr": run.scheduler.base_lrs[0] * factor, "head_lr": run.scheduler.base_lrs[2] * factor,
+              "loss": losses, "weights": run.weighting.weights(), **run.gradient.log_record(),
+              "batches": {n: c["batches"] for n, c in seen.items()},
+              "examples": {n: c["examples"] for n, c in seen.items()}}
+    if run.accelerator.is_main_process:
+        report.append(run.run_dir / "train_log.jsonl", record)
+    if t.report_to:
+        run.accelerator.log({"train/lr": record["lr"], "train/head_lr": record["head_lr"]}
+                            | {f"train/loss/{n}": v for n, v in losses.items()}
+                            | {f"train/weight/{n}": v for n, v in record["weights"].items()}, step=step)
 
 
 def checkpoint(run: Run) -> Path:
@@ -392,6 +399,8 @@ def finish(run: Run) -> TrainResult:
     model card, push it if the recipe says so."""
     run.bar.close()
     run.batches = None  # stops the DataLoader's worker processes
+    if run.log.counts:  # steps since the last log step (training stopped early)
+        write_log_record(run)
     accelerator, run_dir = run.accelerator, run.run_dir
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
     kept = run_dir / "model" / "config.json"

@@ -21,12 +21,13 @@ def train(recipe, raw=None) -> TrainResult:
             task = train_step(run)
             log_step(run, task)
             step = run.progress.step
-            if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
-                if evaluate_and_select(run):  # keeps the best model in run_dir/model; True: stop early
-                    break
+            # evaluate_and_select keeps the best model in run_dir/model; True: stop early (after the checkpoint)
+            early = ((t.eval_every and step % t.eval_every == 0) or step == t.steps) and evaluate_and_select(run)
             saved = checkpoint(run) if t.save_every and step % t.save_every == 0 else None
             if stop.requested:
                 raise interrupted(run, stop.requested, saved or checkpoint(run))
+            if early:
+                break
     return finish(run)  # the kept model on validation and test: metrics.json, model card, hub push
 
 

@@ -98,11 +98,18 @@ def test_resume_latest_picks_newest_complete_checkpoint(make_recipe, tmp_path):
 
 
 def test_early_stopping_stops(make_recipe, tmp_path):
-    recipe = make_recipe(training={"steps": 40, "eval_every": 1, "early_stopping_patience": 1, "lr": 0.5})
-    train(load_recipe(recipe))
+    recipe = make_recipe(training={"steps": 40, "eval_every": 1, "early_stopping_patience": 1, "lr": 0.5,
+                                   "log_every": 50, "save_every": 1, "keep_checkpoints": 1})
+    result = train(load_recipe(recipe))
     history = read_jsonl(tmp_path / "run" / "history.jsonl")
     assert len(history) < 40
     assert not history[-1]["best"]
+    stopped = history[-1]["step"]
+    # the steps before the stop are logged (log_every is past them) and its checkpoint is written
+    log = read_jsonl(tmp_path / "run" / "train_log.jsonl")
+    assert [r["step"] for r in log] == [stopped]
+    assert sum(log[0]["batches"].values()) == stopped == sum(c["batches"] for c in result.metrics["trained_on"].values())
+    assert (tmp_path / "run" / "checkpoints" / f"step-{stopped:06d}").is_dir()
 
 
 def test_tensorboard_logging(make_recipe, tmp_path):
@@ -332,3 +339,17 @@ def test_seqeval_on_tags_without_entity_prefixes_names_the_recipe_line(make_reci
     with pytest.raises(UserError, match=rf"^{recipe}:\d+: tasks.pos.metrics: seqeval scores entities, but the tags "
                                         r"\(ADJ, .*\) have no B-/I- prefixes: use token_accuracy$"):
         train(load_recipe(recipe))
+
+
+def test_the_log_gives_the_learning_rates_each_update_used(make_recipe, tmp_path):
+    from mtnlp.train import log_step, setup, train_step
+
+    run = setup(load_recipe(make_recipe(training={"steps": 4, "warmup": 0.5, "lr": 1e-3, "head_lr": 1e-2,
+                                                  "log_every": 1})))
+    used = []
+    for _ in range(4):
+        used.append((run.optimizer.param_groups[0]["lr"], run.optimizer.param_groups[2]["lr"]))
+        log_step(run, train_step(run))
+    logged = [(r["lr"], r["head_lr"]) for r in read_jsonl(tmp_path / "run" / "train_log.jsonl")]
+    assert [x for pair in logged for x in pair] == pytest.approx([x for pair in used for x in pair])
+    assert used[0] == (0.0, 0.0) and max(used) == pytest.approx((1e-3, 1e-2))  # warm-up from 0, then the peak
