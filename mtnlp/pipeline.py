@@ -186,12 +186,11 @@ def load_pretrained(name: str, **hub_kwargs):
     a one-line UserError when it is not one or cannot be read."""
     from pathlib import Path
 
+    from huggingface_hub.errors import LocalEntryNotFoundError
     from safetensors import SafetensorError
     from transformers import PreTrainedConfig
 
     from .encoders import is_local_path
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     from .errors import UserError, causes, first_line
     from .onnx_model import OnnxMultiTaskModel, onnx_errors
 

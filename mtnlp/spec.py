@@ -73,7 +73,7 @@ class DataSpec(Spec):
     train: str | dict[str, str] | None = None  # a path, or (format lines) a mapping of LINES_FILES to paths
     validation: str | dict[str, str] | None = None
     test: str | dict[str, str] | None = None
-    validation_from_train: Annotated[Float, Field(gt=0, lt=1)] | None = None  # carve this fraction of train (seeded)
+    validation_from_train: Annotated[Float, Field(gt=0, lt=1)] | None = None  # carve this fraction of train (data.CARVE_SEED)
     header: bool = True  # csv/tsv: false = no header row; the columns below are then 0-based positions
     # csv/tsv: fields may be quoted ("a, b"; "" for a quote in one). Default: csv yes, tsv no (GLUE-style
     # TSV files hold bare quotes); true for a TSV written with quoting (pandas, datasets' to_csv)
