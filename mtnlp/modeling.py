@@ -211,6 +211,9 @@ class MultiTaskModel(PreTrainedModel):
         head = self.heads[task]
         shape = input_ids.shape
         choices = len(shape) == 3  # (batch, choices, length): every choice is one sequence (multiple choice)
+        if choices != (head.kind.head_kind == "choice"):
+            raise ValueError(f"task {task!r} ({head.kind.name}) takes input_ids of shape "
+                             f"{'(batch, choices, length)' if not choices else '(batch, length)'}, got {tuple(shape)}")
         if choices:
             input_ids, attention_mask, token_type_ids = (None if x is None else x.flatten(0, 1)
                                                          for x in (input_ids, attention_mask, token_type_ids))

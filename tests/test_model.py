@@ -174,3 +174,20 @@ def test_a_batch_without_a_labelled_token_has_loss_zero_not_nan():
     logits = model(input_ids=ids, attention_mask=mask, task="ner").logits
     torch.testing.assert_close(model(input_ids=ids, attention_mask=mask, task="ner", labels=labels).loss,
                                torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten()))
+
+
+def test_inputs_of_the_wrong_rank_for_the_head_are_a_clear_error():
+    torch.manual_seed(0)
+    encoder = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    tasks = {"mc": {"type": "multiple_choice", "labels": []}, "sentiment": TASKS["sentiment"]}
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder.to_dict(), tasks=tasks)).eval()
+    ids, mask = inputs()
+    for task, args, shape in [("mc", (ids, mask), "(batch, choices, length), got (3, 9)"),
+                              ("sentiment", (ids[None], mask[None]), "(batch, length), got (1, 3, 9)")]:
+        try:
+            model(input_ids=args[0], attention_mask=args[1], task=task, labels=torch.tensor([1]))
+        except ValueError as e:
+            assert str(e).endswith(f"takes input_ids of shape {shape}"), e
+        else:
+            raise AssertionError(task)
+    assert model(input_ids=ids[None], attention_mask=mask[None], task="mc").logits.shape == (1, 3)
