@@ -201,7 +201,7 @@ def cmd_evaluate(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     output = output_path(args.output, "--output") if args.output else None
     quiet_libraries()
-    from . import precision
+    from . import families, precision
     from .data import load_task, present_splits
     from .evaluation import evaluate_split
     from .report import table
@@ -212,6 +212,13 @@ def cmd_evaluate(args) -> int:
     onnx = hasattr(model, "session")  # an ONNX folder: onnxruntime on the CPU, fp32
     if not onnx:
         model.to("cuda" if torch.cuda.is_available() and not recipe.training.cpu else "cpu")
+    # the length the model was trained with, unless the evaluation recipe sets one (as predict and the pipeline)
+    trained = (model.config.mtnlp or {}).get("max_length")
+    max_length = recipe.model.max_length if "model.max_length" in recipe.key_lines or not trained else trained
+    limit = families.max_tokens(model.config.encoder)
+    if limit is not None and max_length > limit:
+        raise UserError(f"{recipe.where('model.max_length')}: model.max_length: {max_length} is more than the "
+                        f"encoder's position embeddings hold ({limit})")
     tasks, metrics, without = {}, {}, []
     for name, spec in recipe.tasks.items():
         if name not in model.config.tasks:
@@ -223,10 +230,11 @@ def cmd_evaluate(args) -> int:
         if not present_splits(spec, (args.split,)):
             without.append(name)
             continue
-        tasks[name] = load_task(recipe, name, spec, tokenizer, recipe.model.max_length, splits=(args.split,),
+        tasks[name] = load_task(recipe, name, spec, tokenizer, max_length, splits=(args.split,),
                                 labels=head["labels"])
         if args.split not in tasks[name].splits:  # a streamed training split is only read by training
-            raise UserError(f"{recipe.source}: tasks.{name}.data: no {args.split} split")
+            raise UserError(f"{recipe.where(f'tasks.{name}.data.streaming')}: tasks.{name}.data: the {args.split} "
+                            "split is streamed, which only training reads: evaluate a validation or test split")
         metrics[name] = default_metrics(recipe, name, head["labels"])
     if not tasks:
         raise UserError(f"{recipe.source}: no task has a {args.split} split (tasks.NAME.data.{args.split})")

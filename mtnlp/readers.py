@@ -579,6 +579,8 @@ def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub"):
     an IterableDataset that reads as it is iterated. `where`: the recipe key (and line) errors name."""
     import datasets
 
+    if (Path(spec.hub) / "state.json").is_file():  # one Dataset saved with save_to_disk: load_dataset refuses it
+        return saved_dataset_split(spec, split, where)
     try:
         return datasets.load_dataset(spec.hub, spec.config, split=split, streaming=spec.streaming)
     except Exception as e:  # datasets raises many types for "not reachable / not found"
@@ -586,6 +588,23 @@ def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub"):
         # the second line often says what would be right, e.g. the configs there are
         message = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or type(e).__name__
         raise UserError(f"{where}: cannot load split '{split}' of '{spec.hub}'{config}: {message}") from None
+
+
+def saved_dataset_split(spec: DataSpec, split: str, where: str):
+    """A folder of one Dataset (Dataset.save_to_disk) as a data set with one split, "train", which may be
+    sliced as datasets slices splits ("train[:90%]")."""
+    import datasets
+
+    if spec.streaming:
+        raise UserError(f"{where}: {spec.hub} is a Dataset saved with save_to_disk, read memory-mapped: leave "
+                        "streaming out")
+    dataset = datasets.load_from_disk(spec.hub)
+    try:
+        (part,) = datasets.ReadInstruction.from_spec(split).to_absolute({"train": len(dataset)})
+    except (ValueError, AssertionError, KeyError) as e:
+        raise UserError(f"{where}: {spec.hub} is one Dataset saved with save_to_disk: its one split is 'train' "
+                        f"(or a slice of it, e.g. 'train[:90%]'), not '{split}' ({first_line(e)})") from None
+    return dataset.select(range(part.from_, part.to))
 
 
 def read_hub_split(spec: DataSpec, split: str, task_type: str, where: str = "data.hub"):

@@ -45,6 +45,28 @@ def test_hub_style_source_maps_class_labels_to_names(tmp_path, tiny_encoder):
     assert ner.splits["train"]["tags"][0] == ["B-PER", "O", "O", "B-LOC"]
 
 
+def test_a_dataset_saved_with_save_to_disk_is_a_train_split_that_slices(tmp_path, tiny_encoder):
+    from transformers import AutoTokenizer
+
+    rows = {"sentence": [f"text number {i}" for i in range(10)], "label": [i % 2 for i in range(10)]}
+    datasets.Dataset.from_dict(rows, features=datasets.Features({
+        "sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    ).save_to_disk(str(tmp_path / "saved"))
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+        "hub": str(tmp_path / "saved"), "train": "train[:80%]", "validation": "train[80%:]",
+        "text_column": "sentence"}}}}))
+    recipe = load_recipe(recipe_file)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    task = load_task(recipe, "t", recipe.tasks["t"], tokenizer, 32)
+    assert task.labels == ["neg", "pos"]
+    assert task.splits["train"]["text"] == rows["sentence"][:8] and task.splits["validation"]["text"] == rows["sentence"][8:]
+    recipe = load_recipe(recipe_file, ["tasks.t.data.validation=test"])
+    with pytest.raises(UserError, match=r"tasks.t.data.hub: .*saved is one Dataset saved with save_to_disk: its one "
+                                        r"split is 'train' \(or a slice of it, e.g. 'train\[:90%\]'\), not 'test'"):
+        load_task(recipe, "t", recipe.tasks["t"], tokenizer, 32)
+
+
 def test_unreachable_hub_dataset_is_a_user_error(tmp_path, tiny_encoder, monkeypatch):
     from transformers import AutoTokenizer
 

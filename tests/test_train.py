@@ -139,6 +139,22 @@ def test_cli_train_and_evaluate(make_recipe, tmp_path, capsys):
     assert sorted(n.split(":")[0] for n in notes) == ["ner validation", "score validation", "sentiment validation"]
 
 
+def test_evaluate_reads_at_the_trained_max_length_unless_the_recipe_sets_one(make_recipe, tmp_path, tiny_encoder, capsys):
+    recipe = make_recipe(training={"steps": 2})
+    assert main(["train", str(recipe), "model.max_length=12"]) == 0
+    model = tmp_path / "run" / "model"
+    bare = make_recipe(model={"encoder": tiny_encoder}, name="bare.yaml")  # no model.max_length
+    assert main(["evaluate", str(model), str(bare), "--output", str(tmp_path / "eval.json")]) == 0
+    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())["tasks"]
+    evaluated = json.loads((tmp_path / "eval.json").read_text())["tasks"]
+    for task in trained:  # as training evaluated it: truncated at 12 tokens, not the default 128
+        assert evaluated[task]["validation"] == pytest.approx(trained[task]["validation"]), task
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(bare), "model.max_length=2048"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {bare} (command-line override): model.max_length: 2048 is more "
+                                               "than the encoder's position embeddings hold (128)")
+
+
 def test_cli_evaluate_skips_tasks_without_the_split(make_recipe, tmp_path, capsys):
     recipe = make_recipe(training={"steps": 2})
     assert main(["train", str(recipe)]) == 0
