@@ -57,11 +57,15 @@ def export_head(model: MultiTaskModel, task: str):
 def export_folder(model: MultiTaskModel, tokenizer, task: str, out: str | Path) -> Path:
     """What `mtnlp export` writes: the exported head's model and the model's tokenizer, in `out`. For a
     family without token types the tokenizer stops giving token_type_ids (e.g. the BERT tokenizer of
-    a RoBERTa-family model), so `exported(**tokenizer(texts))` and transformers' pipelines just work."""
+    a RoBERTa-family model), so `exported(**tokenizer(texts))` and transformers' pipelines just work;
+    its model_max_length is the length the model was trained with."""
     export_head(model, task).save_pretrained(out)
+    tokenizer = copy.deepcopy(tokenizer)
     if not model.uses_token_type_ids and "token_type_ids" in tokenizer.model_input_names:
-        tokenizer = copy.deepcopy(tokenizer)
         names = [name for name in tokenizer.model_input_names if name != "token_type_ids"]
         tokenizer.model_input_names = tokenizer.init_kwargs["model_input_names"] = names
+    trained = (model.config.mtnlp or {}).get("max_length")
+    if trained:  # truncation=True (transformers' pipelines) then cuts where training and mtnlp predict do
+        tokenizer.model_max_length = tokenizer.init_kwargs["model_max_length"] = trained
     tokenizer.save_pretrained(out)
     return Path(out)

@@ -246,17 +246,21 @@ def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: b
         raise ApiError(422, "all_scores", "expected true or false")
     own = own or {}
     asked = {t: own[t] for t in tasks if t in own}
+    texts = len(asked) < len(tasks)  # a requested task reads texts (and pairs)
     for i, item in enumerate(inputs):
-        check_input(item, f"inputs[{i}]", limits, pairs, asked, own)
+        check_input(item, f"inputs[{i}]", limits, pairs, asked, own, texts)
     return inputs, tasks, all_scores
 
 
 def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict | None = None,
-                served: dict | None = None) -> None:
+                served: dict | None = None, texts: bool = True) -> None:
     """A text, a pair, or an input of a requested task's own form (`asked`: those tasks' types by name;
-    `served`: every served task's)."""
+    `served`: every served task's; `texts`: whether a requested task reads texts)."""
     if not valid_unicode(item):
         raise ApiError(422, name, "holds a lone surrogate (an invalid \\u escape such as \\ud800)")
+    if not texts and isinstance(item, (str, dict)) and not any(kind.accepts(item) for kind in asked.values()):
+        forms = " or ".join(f"{{{', '.join(kind.input_fields)}}} ({t})" for t, kind in asked.items())
+        raise ApiError(422, name, f"the requested tasks read {forms}, not a text or a pair")
     if isinstance(item, str):
         if len(item) > limits.max_chars:
             raise ApiError(422, name, f"{len(item)} characters, more than the limit of {limits.max_chars}")
@@ -294,10 +298,10 @@ def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict | None
                            f"{len(item[key])} characters, more than the limit of {limits.max_chars}")
 
 
-def takes_pairs(pipe) -> bool:
-    """Whether the pipeline accepts {"text", "text_pair"} inputs: it is asked once, with a tiny pair."""
+def takes_pairs(pipe, tasks) -> bool:
+    """Whether the pipeline's `tasks` accept {"text", "text_pair"} inputs: it is asked once, with a tiny pair."""
     try:
-        pipe([{"text": "a", "text_pair": "b"}])
+        pipe([{"text": "a", "text_pair": "b"}], tasks=list(tasks))
     except Exception:  # e.g. TypeError: a pipeline that splits plain strings only
         return False
     return True
@@ -346,8 +350,8 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     `pairs`: whether the pipeline takes text pairs (default: ask it). app.state.batcher.stats counts
     requests and pipeline calls."""
     served = tuple(tasks or pipe.tasks)
-    pairs = takes_pairs(pipe) if pairs is None else pairs
     own = {t: task_type(pipe.tasks[t]["type"]) for t in served if task_type(pipe.tasks[t]["type"]).input_fields}
+    pairs = len(own) < len(served) and takes_pairs(pipe, served) if pairs is None else pairs
     batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
@@ -451,7 +455,10 @@ def serve(args, sock: socket.socket) -> int:
     limits = Limits(args.max_body_bytes, args.max_inputs, args.max_chars)
     app = create_app(pipe, tasks=tasks, limits=limits, window_ms=args.batch_window_ms, max_batch=args.max_batch,
                      model_name=args.model, metrics=card_metrics(args.model, args.revision))
-    pipe(["warm-up"])  # the first call builds the kernels: not on a client's time
+    # the first call builds the kernels: not on a client's time (an input each served head reads)
+    kinds = [task_type(pipe.tasks[t]["type"]) for t in tasks or pipe.tasks]
+    warm = [kind.example_input for kind in kinds if kind.input_fields]
+    pipe(warm + ["warm-up"] * any(not kind.input_fields for kind in kinds), tasks=tasks)
     config = uvicorn.Config(app, log_level="info", access_log=args.access_log, timeout_graceful_shutdown=60)
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]

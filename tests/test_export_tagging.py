@@ -102,3 +102,16 @@ def test_model_card_says_to_use_first_aggregation_for_tagging_heads(tiny_encoder
     no_tagging = MultiTaskConfig(encoder=encoder, tasks={"sentiment": {"type": "classification",
                                                                        "labels": ["neg", "pos"], "dropout": 0.1}})
     assert "aggregation_strategy" not in model_card(no_tagging)
+
+
+def test_the_exported_tokenizer_truncates_where_training_did(tiny_encoder, tmp_path):
+    from transformers import AutoTokenizer
+
+    model, tokenizer = trained_tagger(tiny_encoder)
+    model.config.mtnlp = {"max_length": 12}  # what training records
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    assert main(["export", str(tmp_path / "model"), "--task", "ner", str(tmp_path / "out")]) == 0
+    exported = AutoTokenizer.from_pretrained(tmp_path / "out")
+    assert exported.model_max_length == 12 and tokenizer.model_max_length != 12  # the caller's is untouched
+    assert len(exported(" ".join(["word"] * 40), truncation=True)["input_ids"]) == 12

@@ -345,7 +345,32 @@ def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_mode
             ({"inputs": [{"question": "", "context": "c"}]}, "inputs[0]", '"question" must be a non-empty string'),
             ({"inputs": [{"text": "x", "choices": ["a", "b" * 51]}]}, "inputs[0].choices", "more than the limit of 50"),
             ({"inputs": [OWN_INPUTS[0]], "tasks": ["sentiment"]}, "inputs[0]", "an input for mc, which the request's"),
+            ({"inputs": ["plain"], "tasks": ["qa"]}, "inputs[0]",  # no requested head reads a text: not a 500
+             "the requested tasks read {question, context} (qa), not a text or a pair"),
+            ({"inputs": [OWN_INPUTS[1], {"text": "a", "text_pair": "b"}], "tasks": ["qa", "mc"]}, "inputs[1]",
+             "read {question, context} (qa) or {text, choices} (mc), not a text or a pair"),
         ):
             response = client.post("/predict", json=body)
             assert response.status_code == 422 and response.json()["field"] == field, response.text
             assert fragment in response.json()["error"], response.text
+
+
+def test_a_model_whose_heads_read_no_texts_is_served(own_model_dir):
+    """The warm-up call must send inputs the served heads read (a text would be refused by mc and qa)."""
+    proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "serve", str(own_model_dir), "--port", "0",
+                             "--tasks", "mc,qa", "--precision", "fp32"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=serve_env())
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("serving "), first + (proc.stderr.read() if proc.poll() is not None else "")
+        url = first.split(" on ")[1].split()[0]
+        assert httpx.get(f"{url}/info", timeout=30).json()["text_pairs"] is False  # no served head reads a pair
+        response = httpx.post(f"{url}/predict", json={"inputs": OWN_INPUTS[:2]}, timeout=60)
+        assert response.status_code == 200 and [set(p) for p in response.json()["predictions"]] == [{"mc"}, {"qa"}]
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
