@@ -454,12 +454,14 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
             if isinstance(source, str) and "[" in source:  # datasets takes no slice of a stream ("Bad split")
                 fail(f"{key}.{split}", f"a streamed split cannot be sliced ('{source}'): name a whole split, or "
                                        "leave streaming out")
-    for name in ("format", "encoding"):  # as written (a default is not the user's)
-        if data.hub and f"{key}.{name}" in recipe.key_lines:
+    # keys that would be ignored; set to their defaults they are harmless (a resolved recipe.yaml has them all)
+    defaults = type(data)()
+    for name in ("format", "encoding"):
+        if data.hub and getattr(data, name) != getattr(defaults, name):
             fail(f"{key}.{name}", "applies to data files, not a hub dataset (datasets reads those)")
     if data.config is not None and not data.hub:
         fail(f"{key}.config", "config names a hub dataset's configuration: set data.hub too")
-    if f"{key}.shuffle_buffer" in recipe.key_lines and not data.streaming:
+    if data.shuffle_buffer != defaults.shuffle_buffer and not data.streaming:
         fail(f"{key}.shuffle_buffer", "applies to a streamed training split (data.streaming: true)")
     if data.quoted is not None and (data.hub or data.format not in (None, "csv", "tsv")):
         fail(f"{key}.quoted", f"quoted applies to csv and tsv files, not {'a hub dataset' if data.hub else data.format}")
