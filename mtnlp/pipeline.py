@@ -22,6 +22,7 @@ from . import precision as precision_policy
 from .folders import check_multitask_config, is_onnx_folder, refuse_run_folder
 from .modeling import MultiTaskModel, to_device
 from .tasks import task_type
+from .tasks.base import input_forms
 from .tasks.tagging import first_subtokens
 
 
@@ -94,7 +95,7 @@ class MultiTaskPipeline:
             if not takers:
                 texts[i] = value
         text_tasks = [t for t in tasks if not kinds[t].input_fields]
-        forms = " or ".join(f"{{{', '.join(kinds[t].input_fields)}}} ({t})" for t in own)
+        forms = input_forms({t: kinds[t] for t in own})
         for i, value in texts.items():
             if not text_tasks:  # e.g. a text for a multiple-choice model: no head would answer it
                 raise ValueError(f"inputs[{i}]: the heads asked for read {forms}, not {str(value)[:80]}")

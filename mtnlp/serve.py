@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import UserError
 from .tasks import task_type
-from .tasks.base import valid_unicode
+from .tasks.base import input_forms, valid_unicode
 
 log = logging.getLogger("mtnlp.serve")
 REQUEST_KEYS = ("inputs", "tasks", "all_scores")
@@ -259,8 +259,7 @@ def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict | None
     if not valid_unicode(item):
         raise ApiError(422, name, "holds a lone surrogate (an invalid \\u escape such as \\ud800)")
     if not texts and isinstance(item, (str, dict)) and not any(kind.accepts(item) for kind in asked.values()):
-        forms = " or ".join(f"{{{', '.join(kind.input_fields)}}} ({t})" for t, kind in asked.items())
-        raise ApiError(422, name, f"the requested tasks read {forms}, not a text or a pair")
+        raise ApiError(422, name, f"the requested tasks read {input_forms(asked)}, not a text or a pair")
     if isinstance(item, str):
         if len(item) > limits.max_chars:
             raise ApiError(422, name, f"{len(item)} characters, more than the limit of {limits.max_chars}")

@@ -184,6 +184,12 @@ class TextTask(TaskType):
         raise NotImplementedError
 
 
+def input_forms(kinds: dict[str, TaskType]) -> str:
+    """'{text, choices} (mc) or {question, context} (qa)': the own input forms of these tasks, by name, for
+    error messages."""
+    return " or ".join(f"{{{', '.join(kind.input_fields)}}} ({task})" for task, kind in kinds.items())
+
+
 def labelled_cross_entropy(logits, targets, ignore_index: int):
     """Cross-entropy averaged over the targets that are not ignore_index, and 0 (not NaN, as PyTorch's mean
     gives) when there are none: e.g. a batch of sentences whose words the tokenizer turned into nothing."""
