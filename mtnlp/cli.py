@@ -310,20 +310,17 @@ def input_lines(path: str) -> list[tuple]:
 
 
 def check_takers(pipe, tasks: list[str] | None, inputs: list[tuple]) -> None:
-    """Every (input, where) is answered by some task: texts and pairs by a text head, an input of a
-    type's own form (TaskType.accepts) by a task of that type."""
+    """Every (input, where) is read by some requested task (tasks.base.answering_tasks), before any is run."""
     from .errors import UserError
-    from .tasks import TASK_TYPES, task_type
+    from .tasks import task_type
+    from .tasks.base import answering_tasks
 
     kinds = {t: task_type(pipe.tasks[t]["type"]) for t in tasks or pipe.tasks}
-    text_heads = [t for t, kind in kinds.items() if not kind.input_fields]
     for value, where in inputs:
-        forms = [kind.name for kind in TASK_TYPES.values() if kind.accepts(value)]
-        takers = [t for t, kind in kinds.items() if kind.input_fields and kind.accepts(value)] if forms else text_heads
-        if not takers:
-            what = f"a {' / '.join(forms)} input" if forms else "a text"
-            have = ", ".join(f"{t} ({kind.name})" for t, kind in kinds.items())
-            raise UserError(f"{where}: {what}, but no task takes it (tasks: {have})")
+        try:
+            answering_tasks(value, kinds)
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from None
 
 
 def cmd_predict(args) -> int:

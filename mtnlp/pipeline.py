@@ -22,7 +22,7 @@ from . import precision as precision_policy
 from .folders import check_multitask_config, is_onnx_folder, refuse_run_folder
 from .modeling import MultiTaskModel, to_device
 from .tasks import task_type
-from .tasks.base import input_forms
+from .tasks.base import answering_tasks, input_forms
 from .tasks.tagging import first_subtokens
 
 
@@ -84,27 +84,22 @@ class MultiTaskPipeline:
         kinds = {t: task_type(self.tasks[t]["type"]) for t in tasks}
         results: list[dict] = [{} for _ in values]
         texts, own = {}, {t: [] for t in tasks if kinds[t].input_fields}  # own: task -> indices of its inputs
-        for i, value in enumerate(values):
-            takers = [t for t in own if kinds[t].accepts(value)]
-            for t in takers:
-                try:
-                    kinds[t].check_input(value)
-                except ValueError as e:
-                    raise ValueError(f"inputs[{i}]: {e}") from None
-                own[t].append(i)
-            if not takers:
-                texts[i] = value
-        text_tasks = [t for t in tasks if not kinds[t].input_fields]
         forms = input_forms({t: kinds[t] for t in own})
-        for i, value in texts.items():
-            if not text_tasks:  # e.g. a text for a multiple-choice model: no head would answer it
-                raise ValueError(f"inputs[{i}]: the heads asked for read {forms}, not {str(value)[:80]}")
+        for i, value in enumerate(values):
+            try:
+                takers = answering_tasks(value, kinds)
+            except ValueError as e:
+                raise ValueError(f"inputs[{i}]: {e}") from None
+            if takers[0] in own:
+                for t in takers:
+                    own[t].append(i)
+                continue
             try:
                 texts[i] = as_input(value, i)
             except ValueError as e:
                 raise ValueError(f"{e}{f' (the other heads read {forms})' if forms else ''}") from None
-        if texts and text_tasks:
-            self._text_heads(texts, text_tasks, return_all_scores, results)
+        if texts:
+            self._text_heads(texts, [t for t in tasks if not kinds[t].input_fields], return_all_scores, results)
         for t, idx in own.items():
             if not idx:
                 continue

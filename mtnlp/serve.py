@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import UserError
 from .tasks import task_type
-from .tasks.base import input_forms, valid_unicode
+from .tasks.base import answering_tasks, valid_unicode
 
 log = logging.getLogger("mtnlp.serve")
 REQUEST_KEYS = ("inputs", "tasks", "all_scores")
@@ -209,10 +209,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: bool,
-                  own: dict | None = None) -> tuple[list, tuple, bool]:
+def parse_request(body: bytes, served: dict, limits: Limits, pairs: bool) -> tuple[list, tuple, bool]:
     """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault.
-    `own`: the served tasks whose type takes inputs of its own form (TaskType.input_fields), by name."""
+    `served`: the served tasks' types (TaskType), by name."""
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deep
@@ -233,7 +232,7 @@ def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: b
 
     tasks = payload.get("tasks")
     if tasks is None:
-        tasks = served
+        tasks = tuple(served)
     else:
         if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
             raise ApiError(422, "tasks", "expected a non-empty list of task names (omit it for every task)")
@@ -244,44 +243,34 @@ def parse_request(body: bytes, served: tuple[str, ...], limits: Limits, pairs: b
     all_scores = payload.get("all_scores", False)
     if not isinstance(all_scores, bool):
         raise ApiError(422, "all_scores", "expected true or false")
-    own = own or {}
-    asked = {t: own[t] for t in tasks if t in own}
-    texts = len(asked) < len(tasks)  # a requested task reads texts (and pairs)
+    asked = {t: served[t] for t in tasks}
     for i, item in enumerate(inputs):
-        check_input(item, f"inputs[{i}]", limits, pairs, asked, own, texts)
+        check_input(item, f"inputs[{i}]", limits, pairs, asked)
     return inputs, tasks, all_scores
 
 
-def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict | None = None,
-                served: dict | None = None, texts: bool = True) -> None:
-    """A text, a pair, or an input of a requested task's own form (`asked`: those tasks' types by name;
-    `served`: every served task's; `texts`: whether a requested task reads texts)."""
+def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict) -> None:
+    """A text, a pair, or an input of a requested task's own form (`asked`: the requested tasks' types, by
+    name), within the limits."""
     if not valid_unicode(item):
         raise ApiError(422, name, "holds a lone surrogate (an invalid \\u escape such as \\ud800)")
-    if not texts and isinstance(item, (str, dict)) and not any(kind.accepts(item) for kind in asked.values()):
-        raise ApiError(422, name, f"the requested tasks read {input_forms(asked)}, not a text or a pair")
+    if not isinstance(item, (str, dict)):
+        raise ApiError(422, name, 'expected a text or an object {"text": ..., "text_pair": ...}')
+    try:
+        takers = answering_tasks(item, asked)
+    except ValueError as e:
+        raise ApiError(422, name, str(e)) from None
     if isinstance(item, str):
         if len(item) > limits.max_chars:
             raise ApiError(422, name, f"{len(item)} characters, more than the limit of {limits.max_chars}")
         return
-    if not isinstance(item, dict):
-        raise ApiError(422, name, 'expected a text or an object {"text": ..., "text_pair": ...}')
-    takers = [kind for kind in (asked or {}).values() if kind.accepts(item)]
-    if takers:
-        for kind in takers:
-            try:
-                kind.check_input(item)
-            except ValueError as e:
-                raise ApiError(422, name, str(e)) from None
+    if asked[takers[0]].input_fields:
         for key, value in item.items():
             for text in value if isinstance(value, list) else [value]:
                 if isinstance(text, str) and len(text) > limits.max_chars:
                     raise ApiError(422, f"{name}.{key}",
                                    f"{len(text)} characters, more than the limit of {limits.max_chars}")
         return
-    unasked = [t for t, kind in (served or {}).items() if kind.accepts(item)]
-    if unasked:
-        raise ApiError(422, name, f"an input for {', '.join(unasked)}, which the request's tasks leave out")
     if not pairs:
         raise ApiError(422, name, "this model's pipeline takes plain texts only (no text pairs): send a string")
     for key in item:
@@ -348,9 +337,9 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     """The FastAPI app serving `pipe` (a MultiTaskPipeline). `tasks`: the heads served (default: all);
     `pairs`: whether the pipeline takes text pairs (default: ask it). app.state.batcher.stats counts
     requests and pipeline calls."""
-    served = tuple(tasks or pipe.tasks)
-    own = {t: task_type(pipe.tasks[t]["type"]) for t in served if task_type(pipe.tasks[t]["type"]).input_fields}
-    pairs = len(own) < len(served) and takes_pairs(pipe, served) if pairs is None else pairs
+    served = {t: task_type(pipe.tasks[t]["type"]) for t in tasks or pipe.tasks}
+    if pairs is None:
+        pairs = any(not kind.input_fields for kind in served.values()) and takes_pairs(pipe, served)
     batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
@@ -373,7 +362,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     @app.post("/predict")
     async def predict(request: Request):
         inputs, request_tasks, all_scores = parse_request(await read_body(request, limits.max_body_bytes), served,
-                                                          limits, pairs, own)
+                                                          limits, pairs)
         try:
             predictions = await batcher.predict(inputs, request_tasks, all_scores)
         except RuntimeError as e:

@@ -206,11 +206,11 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
     with pytest.raises(ValueError, match=r"choice 1 holds a lone surrogate"):
         pipe({"text": "a", "choices": ["x", "\ud800"]})
     # an input no head asked for reads is an error, not an empty answer
-    with pytest.raises(ValueError, match=r"^inputs\[1\]: the heads asked for read \{text, choices\} \(categories\), "
-                                         r"not Who wrote Hamlet\?$"):
+    with pytest.raises(ValueError, match=r"^inputs\[1\]: a text, but no requested task reads it "
+                                         r"\(categories reads \{text, choices\}\)$"):
         pipe([CHOICE_INPUTS[0], "Who wrote Hamlet?"], tasks=["categories"])
-    with pytest.raises(ValueError, match=r"got \{'question': 'q', 'context': 'c'\} \(the other heads read "
-                                         r"\{text, choices\} \(categories\)\)$"):
+    with pytest.raises(ValueError, match=r"^inputs\[0\]: an input of the extractive_qa type, but no requested task "
+                                         r"reads it \(categories reads \{text, choices\}, sentiment reads texts\)$"):
         pipe({"question": "q", "context": "c"})
 
 
@@ -231,10 +231,32 @@ def test_predict_cli_takes_choice_lines(mixed_run, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: {bad}:2: multiple-choice input: ") and fragment in err, err
     assert main(["predict", str(mixed_run / "model"), "--tasks", "sentiment", "--input", str(inputs)]) == 2
-    assert capsys.readouterr().err.strip() == (f"error: {inputs}:1: a multiple_choice input, but no task takes it "
-                                               "(tasks: sentiment (classification))")
+    assert capsys.readouterr().err.strip() == (f"error: {inputs}:1: an input of the multiple_choice type, but no "
+                                               "requested task reads it (sentiment reads texts)")
     assert main(["predict", str(mixed_run / "model"), "--tasks", "categories", "just a text"]) == 2
-    assert "TEXT argument 1: a text, but no task takes it (tasks: categories (multiple_choice))" in capsys.readouterr().err
+    assert "TEXT argument 1: a text, but no requested task reads it (categories reads {text, choices})" in capsys.readouterr().err
+
+
+def test_predict_the_pipeline_and_serve_refuse_an_unread_input_for_one_reason(mixed_run, tmp_path, capsys):
+    """One routing rule (tasks.base.answering_tasks) behind the three front ends: the same input, the same reason."""
+    from fastapi.testclient import TestClient
+
+    from mtnlp.serve import create_app
+
+    pipe = MultiTaskPipeline.from_pretrained(str(mixed_run / "model"), precision="fp32")
+    for value, tasks in (({"question": "q", "context": "c"}, ["sentiment", "categories"]),
+                         (CHOICE_INPUTS[0], ["sentiment"]), ("a text", ["categories"])):
+        with pytest.raises(ValueError) as raised:
+            pipe([value], tasks=tasks)
+        reason = str(raised.value).removeprefix("inputs[0]: ")
+        assert "but no requested task reads it" in reason
+        lines = write_jsonl(tmp_path / "in.jsonl", [value])
+        capsys.readouterr()
+        assert main(["predict", str(mixed_run / "model"), "--tasks", ",".join(tasks), "--input", str(lines)]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {lines}:1: {reason}"
+        with TestClient(create_app(pipe)) as client:
+            response = client.post("/predict", json={"inputs": [value], "tasks": tasks})
+        assert response.status_code == 422 and response.json() == {"error": f"inputs[0]: {reason}", "field": "inputs[0]"}
 
 
 def test_export_gives_the_same_scores_in_plain_transformers(mixed_run, tmp_path):

@@ -344,11 +344,11 @@ def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_mode
             ({"inputs": [{"text": "x", "choices": ["only one"]}]}, "inputs[0]", "at least 2 choices"),
             ({"inputs": [{"question": "", "context": "c"}]}, "inputs[0]", '"question" must be a non-empty string'),
             ({"inputs": [{"text": "x", "choices": ["a", "b" * 51]}]}, "inputs[0].choices", "more than the limit of 50"),
-            ({"inputs": [OWN_INPUTS[0]], "tasks": ["sentiment"]}, "inputs[0]", "an input for mc, which the request's"),
+            ({"inputs": [OWN_INPUTS[0]], "tasks": ["sentiment"]}, "inputs[0]", "an input of the multiple_choice type, but no requested task reads it (sentiment reads texts)"),
             ({"inputs": ["plain"], "tasks": ["qa"]}, "inputs[0]",  # no requested head reads a text: not a 500
-             "the requested tasks read {question, context} (qa), not a text or a pair"),
+             "a text, but no requested task reads it (qa reads {question, context})"),
             ({"inputs": [OWN_INPUTS[1], {"text": "a", "text_pair": "b"}], "tasks": ["qa", "mc"]}, "inputs[1]",
-             "read {question, context} (qa) or {text, choices} (mc), not a text or a pair"),
+             "{text, text_pair}, but no requested task reads it (qa reads {question, context}, mc reads {text, choices})"),
         ):
             response = client.post("/predict", json=body)
             assert response.status_code == 422 and response.json()["field"] == field, response.text

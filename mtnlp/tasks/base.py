@@ -190,6 +190,26 @@ def input_forms(kinds: dict[str, TaskType]) -> str:
     return " or ".join(f"{{{', '.join(kind.input_fields)}}} ({task})" for task, kind in kinds.items())
 
 
+def answering_tasks(value, kinds: dict[str, TaskType]) -> list[str]:
+    """The tasks of `kinds` (the requested tasks' types, by name) that answer one pipeline input: those
+    whose type has it as its own form (TaskType.accepts), the input checked by the type; otherwise the
+    tasks that read texts. A ValueError saying why when no requested task reads it. The pipeline, mtnlp
+    predict and mtnlp serve all route inputs with this."""
+    from . import TASK_TYPES
+
+    forms = [kind.name for kind in TASK_TYPES.values() if kind.accepts(value)]
+    takers = [t for t, kind in kinds.items() if (kind.accepts(value) if forms else not kind.input_fields)]
+    if not takers:
+        what = (f"an input of the {' / '.join(forms)} type" if forms else "a text" if isinstance(value, str)
+                else f"{{{', '.join(map(str, value))}}}" if isinstance(value, dict) else repr(value)[:80])
+        reads = ", ".join(f"{t} reads {'{' + ', '.join(kind.input_fields) + '}' if kind.input_fields else 'texts'}"
+                          for t, kind in kinds.items())
+        raise ValueError(f"{what}, but no requested task reads it ({reads})")
+    for t in takers if forms else ():
+        kinds[t].check_input(value)
+    return takers
+
+
 def labelled_cross_entropy(logits, targets, ignore_index: int):
     """Cross-entropy averaged over the targets that are not ignore_index, and 0 (not NaN, as PyTorch's mean
     gives) when there are none: e.g. a batch of sentences whose words the tokenizer turned into nothing."""
