@@ -17,6 +17,7 @@ from transformers.modeling_outputs import MultipleChoiceModelOutput, SequenceCla
 from . import families, sharing
 from .folders import MODEL_TYPE
 from .heads import build_head
+from .tasks import TASK_TYPES, task_type
 
 # forward()'s output class per head kind; a span (QA) head's start and end logits stay one (batch, length, 2)
 # tensor, `logits`, as every head's output has
@@ -52,6 +53,34 @@ def head_mismatch(name: str, old: dict | None, new: dict) -> str | None:
         shown = ", ".join(old["labels"][:6]) + (", ..." if len(old["labels"]) > 6 else "")
         return f"other labels than the source's ({shown})"
     return None
+
+
+def checked_tasks(tasks) -> dict[str, dict]:
+    """`tasks` as from_encoder takes them ({name: {"type": ..., "labels": [...], "dropout"?: ..., the type's
+    own keys}}), with labels [] where the type has none (regression, multiple choice, QA), or a ValueError
+    naming the task and key at fault."""
+    example = "{'sentiment': {'type': 'classification', 'labels': ['neg', 'pos']}}"
+    if not isinstance(tasks, dict) or not tasks:
+        raise ValueError(f"tasks: expected a non-empty dict of task specs, e.g. {example}")
+    checked = {}
+    for name, spec in tasks.items():
+        where = f"tasks[{name!r}]"
+        if not isinstance(name, str) or not isinstance(spec, dict):
+            raise ValueError(f"{where}: expected a task name and a dict, e.g. {example}")
+        if not isinstance(spec.get("type"), str) or spec["type"] not in TASK_TYPES:
+            got = f"unknown type {spec['type']!r}" if "type" in spec else "missing"
+            raise ValueError(f"{where}['type']: {got} (one of: {', '.join(TASK_TYPES)})")
+        kind = task_type(spec["type"])
+        labels = spec.get("labels", [] if not kind.min_labels else None)
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels) \
+                or len(labels) < kind.min_labels or len(set(labels)) < len(labels):
+            raise ValueError(f"{where}['labels']: expected a list of at least {kind.min_labels} distinct label "
+                             f"names for a {kind.name} task, got {labels!r}")
+        dropout = spec.get("dropout", 0.1)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"{where}['dropout']: expected a number in [0, 1), got {dropout!r}")
+        checked[name] = {**spec, "labels": labels}
+    return checked
 
 
 class MultiTaskModel(PreTrainedModel):
@@ -126,6 +155,7 @@ class MultiTaskModel(PreTrainedModel):
         The model is float32 (training keeps fp32 weights, whatever dtype the checkpoint was saved in), or
         all of it in `dtype=` if given.
         """
+        tasks = checked_tasks(tasks)
         dtype = load_kwargs.pop("dtype", None)
         pretrained = AutoModel.from_pretrained(encoder, **load_kwargs, dtype=torch.float32)
         config = MultiTaskConfig(encoder=pretrained.config.to_dict(), tasks=tasks, sharing=sharing)
@@ -145,6 +175,13 @@ class MultiTaskModel(PreTrainedModel):
     def from_pretrained(cls, *args, **kwargs):
         """transformers' from_pretrained, except that saved head weights which do not fit the heads (a
         non-BERT model saved before heads became the family's own) are an error, not fresh random heads."""
+        if args and "config" not in kwargs:  # e.g. the base encoder's folder, given instead of a trained model's
+            hub = {k: v for k, v in kwargs.items() if k in ("revision", "token", "cache_dir", "local_files_only",
+                                                            "force_download", "subfolder", "proxies")}
+            saved = PreTrainedConfig.get_config_dict(args[0], **hub)[0].get("model_type")
+            if saved != MODEL_TYPE:
+                raise ValueError(f"{args[0]}: a {saved or 'model of no model_type'} checkpoint, not an mtnlp multi-task "
+                                 "model; MultiTaskModel.from_encoder(it, tasks) builds one on its encoder")
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         stale = sorted(k for k in set(info["missing_keys"]) | set(info["unexpected_keys"]) if k.startswith("heads."))

@@ -191,3 +191,29 @@ def test_inputs_of_the_wrong_rank_for_the_head_are_a_clear_error():
         else:
             raise AssertionError(task)
     assert model(input_ids=ids[None], attention_mask=mask[None], task="mc").logits.shape == (1, 3)
+
+
+def test_from_encoder_names_the_task_and_key_of_a_bad_task_spec(tiny_encoder):
+    import pytest
+
+    for tasks, message in (
+            ({"s": {"type": "classfication", "labels": ["a", "b"]}}, r"^tasks\['s'\]\['type'\]: unknown type 'classfication' \(one of: classification, "),
+            ({"s": {"labels": ["a", "b"]}}, r"^tasks\['s'\]\['type'\]: missing "),
+            ({"s": {"type": "classification"}}, r"^tasks\['s'\]\['labels'\]: expected a list of at least 2 distinct label names"),
+            ({"s": {"type": "tagging", "labels": ["O", "O"]}}, r"^tasks\['s'\]\['labels'\]: .* got \['O', 'O'\]$"),
+            ({"s": {"type": "classification", "labels": ["a", "b"], "dropout": 1.5}}, r"^tasks\['s'\]\['dropout'\]: expected a number in \[0, 1\)"),
+            ({"s": ["a", "b"]}, r"^tasks\['s'\]: expected a task name and a dict"),
+            ({}, r"^tasks: expected a non-empty dict")):
+        with pytest.raises(ValueError, match=message):
+            MultiTaskModel.from_encoder(tiny_encoder, tasks)
+    # types without a label set need no labels
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"score": {"type": "regression"}})
+    assert model.config.tasks["score"]["labels"] == [] and model.heads["score"].classifier.out_features == 1
+
+
+def test_from_pretrained_on_a_plain_encoder_says_what_it_is(tiny_encoder):
+    import pytest
+
+    with pytest.raises(ValueError, match=r": a bert checkpoint, not an mtnlp multi-task model; "
+                                         r"MultiTaskModel.from_encoder\(it, tasks\) builds one on its encoder$"):
+        MultiTaskModel.from_pretrained(tiny_encoder)
