@@ -444,7 +444,12 @@ def cmd_export(args) -> int:
     if args.onnx:
         from .onnx_model import export_onnx
 
+        from .hub import onnx_card, read_card
+
         export_onnx(model, tokenizer, args.out, args.task, args.quantize)
+        if card := read_card(args.model, args.revision):  # serve's /info shows the card's metrics
+            tasks = list(dict.fromkeys(args.task or model.config.tasks))
+            (out / "README.md").write_text(onnx_card(card, args.model, tasks, args.quantize), encoding="utf-8")
         print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {args.out} ...")
         return 0
     from .export import export_folder

@@ -84,6 +84,40 @@ def hub_id(name: str | None) -> str | None:
     return name
 
 
+def read_card(model: str, revision: str | None = None) -> str | None:
+    """The model card (README.md) of a model folder or hub id, or None when it has none or it cannot be read."""
+    path = Path(model).expanduser() / "README.md"
+    try:
+        if not Path(model).expanduser().is_dir():
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(model, "README.md", revision=revision))
+        return path.read_text(encoding="utf-8")
+    except Exception:  # no card: a card is optional
+        return None
+
+
+def onnx_card(card: str, source: str, tasks: list[str], quantize: str | None) -> str:
+    """The card of an ONNX export of `source`: its card with the table's rows of `tasks` only, and a section
+    saying what the folder is and where its metrics come from."""
+    lines = card.rstrip("\n").split("\n")
+    table, kept = False, []
+    for line in lines:  # the rows of heads left out of the export go
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        table = line.startswith("|") and (table or cells[:3] == ["task", "type", "labels"])
+        if table and cells[0] not in tasks and cells[0] != "task" and not set(cells[0]) <= set("-: "):
+            continue
+        kept.append(line)
+    option = " --quantize int8" if quantize else ""
+    kept += ["", "## ONNX export", "",
+             f"This folder is `mtnlp export {source} --onnx{option}` output (heads: {', '.join(tasks)}): "
+             "`mtnlp predict`, `mtnlp serve` and `MultiTaskPipeline.from_pretrained` run it with onnxruntime. "
+             "The metrics above were measured on the PyTorch model"
+             + (": int8 weights move them a little; `mtnlp evaluate` on this folder measures its own." if quantize
+                else "; the fp32 graph gives the same logits (atol 1e-4)."), ""]
+    return "\n".join(kept)
+
+
 def write_card(model_dir: Path, run_dir: Path | None = None, datasets: list[str] | None = None) -> None:
     """Write model_dir/README.md (and copy the run's curves.png beside it)."""
     from .modeling import MultiTaskConfig

@@ -31,7 +31,6 @@ import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -300,17 +299,10 @@ def takes_pairs(pipe, tasks) -> bool:
 
 def card_metrics(model: str, revision: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """{task: {split: {metric: value}}} from the model card's table (README.md, as hub.model_card writes it)."""
-    path = Path(model).expanduser() / "README.md"
-    try:
-        if not Path(model).expanduser().is_dir():
-            from huggingface_hub import hf_hub_download
+    from .hub import read_card
 
-            path = Path(hf_hub_download(model, "README.md", revision=revision))
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except Exception:  # no card: no metrics
-        return {}
     metrics, header = {}, None
-    for line in lines:
+    for line in (read_card(model, revision) or "").splitlines():
         if not line.startswith("|"):
             header = None
             continue

@@ -246,3 +246,24 @@ def test_int8_keeps_choice_and_answer_heads_fp32(exported_own_inputs):
     int8 = onnx.load(str(exported_own_inputs / "int8" / "model.onnx")).graph
     quantised = {n.input[1] for n in int8.node if n.op_type == "MatMulInteger"}
     assert quantised and not any("heads." in name for name in quantised)
+
+
+def test_an_onnx_export_carries_the_model_card_for_serve_to_show_its_metrics(exported, tmp_path):
+    import shutil
+
+    from mtnlp.hub import write_card
+    from mtnlp.serve import card_metrics
+
+    shutil.copytree(exported / "model", tmp_path / "model")
+    (tmp_path / "metrics.json").write_text(json.dumps({"tasks": {"sentiment": {"validation": {"accuracy": 0.875}},
+                                                                 "ner": {"validation": {"f1": 0.5}, "test": {"f1": 0.25}}}}))
+    write_card(tmp_path / "model")
+    assert card_metrics(str(tmp_path / "model"))["sentiment"] == {"validation": {"accuracy": 0.875}}
+    assert main(["export", str(tmp_path / "model"), "--onnx", "--quantize", "int8", "--task", "ner",
+                 str(tmp_path / "onnx")]) == 0
+    assert card_metrics(str(tmp_path / "onnx")) == {"ner": {"validation": {"f1": 0.5}, "test": {"f1": 0.25}}}
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    assert "| ner | tagging |" in card and "| sentiment |" not in card and "| score |" not in card
+    assert f"`mtnlp export {tmp_path / 'model'} --onnx --quantize int8` output (heads: ner)" in card
+    assert main(["export", str(exported / "model"), "--onnx", str(tmp_path / "no-card")]) == 0  # a folder without one
+    assert not (tmp_path / "no-card" / "README.md").exists()
