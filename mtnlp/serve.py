@@ -1,6 +1,6 @@
 """`mtnlp serve`: a model's heads behind HTTP (FastAPI on uvicorn).
 
-    POST /predict  {"inputs": "text" | ["text", ...] | [{"text": ..., "text_pair": ...}, ...],
+    POST /predict  {"inputs": "text" | {...} | ["text", ...] | [{"text": ..., "text_pair": ...}, ...],
                     "tasks": [...] (optional), "all_scores": false}; an input may also be of a served
                    head's own form: {"text": ..., "choices": [...]} (multiple choice),
                    {"question": ..., "context": ...} (extractive QA)
@@ -223,9 +223,9 @@ def parse_request(body: bytes, served: dict, limits: Limits, pairs: bool) -> tup
     if "inputs" not in payload:
         raise ApiError(422, "inputs", "missing")
     inputs = payload["inputs"]
-    inputs = [inputs] if isinstance(inputs, str) else inputs
+    inputs = [inputs] if isinstance(inputs, (str, dict)) else inputs  # one text or object: one input
     if not isinstance(inputs, list) or not inputs:
-        raise ApiError(422, "inputs", "expected a text or a non-empty list of texts")
+        raise ApiError(422, "inputs", "expected a text, an object or a non-empty list of those")
     if len(inputs) > limits.max_inputs:
         raise ApiError(422, "inputs", f"{len(inputs)} inputs, more than the limit of {limits.max_inputs}")
 

@@ -78,16 +78,17 @@ def cli_predictions(model_dir, tmp_path, texts, *options):
 
 @pytest.mark.parametrize("body,options", [
     ({"inputs": TEXTS[0]}, []),
+    ({"inputs": {"text": TEXTS[0]}}, []),
     ({"inputs": TEXTS}, []),
     ({"inputs": TEXTS[:3], "tasks": ["ner", "sentiment"]}, ["--tasks", "ner,sentiment"]),
     ({"inputs": TEXTS, "all_scores": True}, ["--all-scores"]),
     ({"inputs": TEXTS[1:], "tasks": ["sentiment", "pos"], "all_scores": True}, ["--tasks", "sentiment,pos",
                                                                                "--all-scores"]),
-], ids=["single", "list", "tasks", "all_scores", "tasks_all_scores"])
+], ids=["single", "single_object", "list", "tasks", "all_scores", "tasks_all_scores"])
 def test_predict_equals_the_cli(client, model_dir, tmp_path, body, options):
     response = client.post("/predict", json=body)
     assert response.status_code == 200, response.text
-    texts = [body["inputs"]] if isinstance(body["inputs"], str) else body["inputs"]
+    texts = [body["inputs"]] if isinstance(body["inputs"], (str, dict)) else body["inputs"]
     assert_same(response.json(), {"predictions": cli_predictions(model_dir, tmp_path, texts, *options)})
 
 
@@ -109,7 +110,7 @@ def test_health_and_info(client, pipe):
     ({"inputs": ["short", "y" * 101]}, 422, "inputs[1]"),
     ({"inputs": ["a", 3]}, 422, "inputs[1]"),
     ({"inputs": []}, 422, "inputs"),
-    ({"inputs": {"text": "a"}}, 422, "inputs"),
+    ({"inputs": {"txt": "a"}}, 422, "inputs[0].txt"),  # one object is one input
     ({"texts": ["a"]}, 422, "texts"),
     ({"all_scores": True}, 422, "inputs"),
     ({"inputs": "a", "tasks": ["sentiment", "nope"]}, 422, "tasks"),
