@@ -88,6 +88,17 @@ class LossLog:
         self.last = means
         return means
 
+    def state_dict(self) -> dict:
+        """The sums since the last flush, for a checkpoint (a host sync: checkpoint steps only), so that a
+        resumed run's next record averages the same steps as an uninterrupted run's."""
+        names = list(self.sums)
+        values = torch.stack([self.sums[n] for n in names]).tolist() if names else []
+        return {"sums": dict(zip(names, values)), "counts": {n: self.counts[n] for n in names}}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        self.sums = {n: torch.tensor(v, dtype=torch.float32, device=device) for n, v in state.get("sums", {}).items()}
+        self.counts = defaultdict(int, state.get("counts", {}))
+
 
 def one_line(results: dict, metrics: dict) -> str:
     return "  ".join(f"{name} {main_metric(metrics[name])[0]}={values[main_metric(metrics[name])[0]]:.4f}"

@@ -278,7 +278,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     gradient = build_gradient_method(m.gradient, t.seed)
     sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
     plan = BatchPlan(gradient.task_order(sampler, list(tasks), t.grad_accum), batches)
-    progress = Progress()
+    progress, log = Progress(), report.LossLog()
     if folder is not None:
         wanted = [group["initial_lr"] for group in optimizer.param_groups]  # this recipe's lr and head_lr
         state = load_checkpoint(folder, accelerator.unwrap_model(prepared), optimizer, accelerator.process_index,
@@ -294,6 +294,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         set_learning_rates(optimizer, scheduler, wanted)
         plan.load_state_dict(state)
         weighting.load_state_dict_json(state.get("weighting", {}))
+        log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
         progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
         if accelerator.is_main_process and own:
             report.forget_after(run_dir, progress.step)  # logs and checkpoints after it are written again
@@ -311,7 +312,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     prepared.train()
     return Run(recipe, run_dir, accelerator, chosen, tokenizer, tasks, metrics, prepared,
                accelerator.unwrap_model(prepared), optimizer, scheduler, weighting, gradient, plan, iter(loader),
-               plan.state_dict(), progress, report.LossLog(), data_facts,
+               plan.state_dict(), progress, log, data_facts,
                tqdm(total=t.steps, initial=progress.step, disable=not accelerator.is_local_main_process, desc="train"))
 
 
@@ -388,7 +389,7 @@ def checkpoint(run: Run) -> Path:
              "weighting": run.weighting.state_dict_json(), "tasks": list(run.tasks)}
     folder = save_checkpoint(run.run_dir / "checkpoints" / f"step-{step:06d}", run.unwrapped, run.optimizer, state,
                              run.accelerator.process_index, run.accelerator.num_processes,
-                             {"seen": run.positions["seen"]})
+                             {"seen": run.positions["seen"], "loss_log": run.log.state_dict()})
     if run.accelerator.is_main_process:
         prune_checkpoints(run.run_dir / "checkpoints", run.recipe.training.keep_checkpoints)
     return folder

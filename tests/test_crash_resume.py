@@ -43,12 +43,15 @@ def wait_for_checkpoint(proc, checkpoints, minimum_step, timeout=240):
 
 def final_state(run):
     return load_file(run / "checkpoints" / "step-000150" / "model.safetensors"), \
-        json.loads((run / "metrics.json").read_text())
+        json.loads((run / "metrics.json").read_text()), \
+        [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
 
 
 def assert_same_run(a, b):
-    weights_a, metrics_a = a
-    weights_b, metrics_b = b
+    weights_a, metrics_a, log_a = a
+    weights_b, metrics_b, log_b = b
+    # the losses since the last record are in the checkpoint: an interrupt between records loses none
+    assert log_a == log_b
     assert weights_a.keys() == weights_b.keys()
     for key in weights_a:
         assert torch.equal(weights_a[key], weights_b[key]), key

@@ -193,3 +193,16 @@ def test_resuming_with_the_tasks_in_another_order_is_a_recipe_error(make_recipe,
         setup(load_recipe(reordered))
     resumed = setup(load_recipe(make_recipe(training={"steps": 4, "resume_from": str(folder)}, name="same.yaml")))
     assert resumed.progress.step == 1
+
+
+def test_a_checkpoint_keeps_the_losses_since_the_last_log_record():
+    from mtnlp.report import LossLog
+
+    log = LossLog()
+    for task, loss in (("a", 0.5), ("b", 2.0), ("a", 0.25)):
+        log.add(task, torch.tensor(loss))
+    restored = LossLog()
+    restored.load_state_dict(json.loads(json.dumps(log.state_dict())), torch.device("cpu"))  # as a checkpoint keeps it
+    restored.add("b", torch.tensor(1.0))
+    assert restored.flush() == {"a": 0.375, "b": 1.5}
+    assert log.flush() == {"a": 0.375, "b": 2.0} and LossLog().state_dict() == {"sums": {}, "counts": {}}
