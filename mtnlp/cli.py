@@ -12,10 +12,13 @@ import json
 import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
 from . import __version__
+
+RANK_ERROR_DELAY = 5.0  # seconds a process of rank > 0 waits before it reports a mistake (guarded)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +134,10 @@ def guarded(command, debug: bool) -> int:
     except UserError as e:
         if debug:
             raise
+        if int(os.environ.get("RANK", "0")) > 0:
+            # under a launcher (torchrun, accelerate launch) every process meets the same recipe mistake: the
+            # first says it, and the launcher stops the others; one that is still running has a mistake of its own
+            time.sleep(RANK_ERROR_DELAY)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # training has said where its checkpoint is

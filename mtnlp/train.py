@@ -73,8 +73,9 @@ def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
             cpu=t.cpu,
             log_with=t.report_to or None,
             project_dir=str(run_directory(recipe)),
-            # only the chosen task's head gets gradients in a step
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            # only the chosen task's head gets gradients in a step; with one task every parameter does (and
+            # DDP warns that the search for unused ones is a cost for nothing)
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=len(recipe.tasks) > 1)],
         )
     except ValueError as e:  # e.g. fp16 requested on a machine without a GPU
         raise UserError(f"{recipe.where('training.mixed_precision')}: training.mixed_precision: {e}") from None
@@ -259,6 +260,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
     prepared, optimizer = accelerator.prepare(model, optimizer)
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
+    if accelerator.num_processes > 1:
+        accelerator.print(f"{accelerator.num_processes} processes (DDP, {accelerator.distributed_type.value})")
     if source is not None:
         heads = transfer_report(source, model, recipe.model.init_heads)
         encoder_of = transfer_encoder_task(source, model.config.tasks, recipe.model.init_encoder_of)

@@ -22,7 +22,8 @@ def launch(launcher: str, recipe: Path, out: Path) -> subprocess.CompletedProces
         cmd = [str(bin_dir / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port]
         env = {"ACCELERATE_USE_CPU": "1"}
-    env = {**os.environ, **env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, **env, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     return subprocess.run([*cmd, str(WORKER), str(recipe), str(out)], capture_output=True, text=True,
                           timeout=600, env=env)
 
@@ -32,6 +33,7 @@ def launch(launcher: str, recipe: Path, out: Path) -> subprocess.CompletedProces
     ("torchrun", "no", "with_validation"),
     ("accelerate", "bf16", "train_only"),
     ("torchrun", "no", "streamed"),
+    ("torchrun", "no", "one_task"),
 ])
 def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, launcher, precision, data):
     tasks = tiny_tasks()
@@ -39,6 +41,8 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, launcher, 
         tasks = {"sentiment": {"type": "classification",
                                "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}},
                  "ner": {"type": "tagging", "data": {"train": str(DATA / "ner_sample.conll")}}}
+    if data == "one_task":  # every parameter gets a gradient in every step: no search for unused ones
+        tasks.pop("ner")
     if data == "streamed":  # every rank reads the stream and trains on its share of each round of batches
         from test_streaming import hub_folder, streamed_task
 
@@ -48,6 +52,8 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, launcher, 
                                                 "mixed_precision": precision, "save_every": 3})
     proc = launch(launcher, recipe, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "find_unused_parameters" not in proc.stderr  # DDP's warning when the search finds nothing
+    assert proc.stdout.count("2 processes (DDP, MULTI_CPU)") == 1
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert all("MULTI_CPU" in r["distributed_type"] for r in ranks)
@@ -61,3 +67,16 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, launcher, 
         # both ranks' batches: an epoch of 50 rows is 3 rounds of 2 x 8 and a last round of 2, shared 1 + 1
         rounds = [16, 16, 16, 2]
         assert trained["batches"] > 4 and trained["examples"] == sum(rounds[i % 4] for i in range(trained["batches"]))
+
+
+@pytest.mark.slow
+def test_a_recipe_mistake_under_a_launcher_is_said_once(make_recipe, tmp_path):
+    """Every process meets it; the first says it, and the launcher stops the others before they repeat it."""
+    recipe = make_recipe(training={"cpu": True})
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.run([str(bin_dir / "torchrun"), "--nproc_per_node", "2", "--master_port",
+                           str(29500 + os.getpid() % 1000), "-m", "mtnlp", "train", str(recipe), "training.lrr=1"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "unknown key 'training.lrr'" in errors[0], proc.stderr[-3000:]
