@@ -26,7 +26,25 @@ def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+    for path in run_dir.glob("recipe.before-step-*.yaml"):
+        path.unlink()
     write_recipe(run_dir, recipe, precision)
+
+
+def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> None:
+    """Resuming a run in its folder: recipe.yaml becomes the resumed run's (e.g. more steps, another lr);
+    the one it replaces, if it said otherwise, is kept as recipe.before-step-N.yaml."""
+    path = run_dir / "recipe.yaml"
+    old = path.read_text() if path.exists() else None
+    write_recipe(run_dir, recipe, precision)
+
+    def settings(text):
+        resolved = yaml.safe_load(text) or {}
+        resolved.get("training", {}).pop("resume_from", None)
+        return resolved
+
+    if old is not None and settings(old) != settings(path.read_text()):
+        (run_dir / f"recipe.before-step-{step:06d}.yaml").write_text(old)
 
 
 def write_recipe(run_dir: Path, recipe: Recipe, precision) -> None:
@@ -57,6 +75,9 @@ def forget_after(run_dir: Path, step: int) -> None:
             continue
         kept = [r for r in read_jsonl(path) if r["step"] <= step]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    for path in run_dir.glob("recipe.before-step-*.yaml"):
+        if int(path.name.split("-")[-1].split(".")[0]) > step:
+            path.unlink()
 
 
 def save_model(folder: Path, model, tokenizer) -> None:

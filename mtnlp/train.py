@@ -299,12 +299,18 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         weighting.load_state_dict_json(state.get("weighting", {}))
         log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
         progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
+        if progress.step > t.steps:
+            raise UserError(f"{recipe.where('training.steps')}: training.steps: {t.steps}, but {folder} is at step "
+                            f"{progress.step}: set more steps to train on, or resume an earlier checkpoint")
         if accelerator.is_main_process and own:
             report.forget_after(run_dir, progress.step)  # logs and checkpoints after it are written again
             remove_checkpoints_after(run_dir / "checkpoints", progress.step)
-            if not (run_dir / "recipe.yaml").exists():
-                report.write_recipe(run_dir, recipe, chosen)
+            report.resume_recipe(run_dir, recipe, chosen, progress.step)
         accelerator.print(f"resumed from {folder} at step {progress.step}")
+        if state.get("steps", t.steps) != t.steps:  # the schedule's decay is stretched (or shortened) from here
+            accelerator.print(f"training.steps: {t.steps} (the checkpoint's run: {state['steps']}); the learning "
+                              f"rate follows the schedule for {t.steps} steps: {scheduler.get_last_lr()[0]:.3g} at "
+                              f"step {progress.step}")
     if accelerator.is_main_process and not own:
         report.start_run(run_dir, recipe, chosen)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -389,7 +395,7 @@ def checkpoint(run: Run) -> Path:
     """Write run_dir/checkpoints/step-N (model, optimizer, schedule, sampler positions, RNG, progress)."""
     step = run.progress.step
     state = {**asdict(run.progress), "scheduler": run.scheduler.state_dict(), **run.positions,
-             "weighting": run.weighting.state_dict_json(), "tasks": list(run.tasks)}
+             "weighting": run.weighting.state_dict_json(), "tasks": list(run.tasks), "steps": run.recipe.training.steps}
     folder = save_checkpoint(run.run_dir / "checkpoints" / f"step-{step:06d}", run.unwrapped, run.optimizer, state,
                              run.accelerator.process_index, run.accelerator.num_processes,
                              {"seen": run.positions["seen"], "loss_log": run.log.state_dict()})

@@ -206,3 +206,28 @@ def test_a_checkpoint_keeps_the_losses_since_the_last_log_record():
     restored.add("b", torch.tensor(1.0))
     assert restored.flush() == {"a": 0.375, "b": 1.5}
     assert log.flush() == {"a": 0.375, "b": 2.0} and LossLog().state_dict() == {"sums": {}, "counts": {}}
+
+
+def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recipe, tmp_path, capsys):
+    import yaml
+
+    run = tmp_path / "run"
+    recipe = make_recipe(training={"steps": 4, "save_every": 2, "warmup": 0.0, "keep_checkpoints": 5})
+    train(load_recipe(recipe))
+    capsys.readouterr()
+    train(load_recipe(recipe, ["training.steps=6", "training.resume_from=latest"]))
+    # the decay is the one for 6 steps from step 4 on: 2/6 of the lr left, where the 4-step run had none
+    lr = yaml.safe_load((run / "recipe.yaml").read_text())["training"]["lr"]
+    assert f"training.steps: 6 (the checkpoint's run: 4); the learning rate follows the schedule for 6 steps: " \
+           f"{lr * 2 / 6:.3g} at step 4" in capsys.readouterr().out
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["training"]["steps"] == 6
+    assert yaml.safe_load((run / "recipe.before-step-000004.yaml").read_text())["training"]["steps"] == 4
+    assert [r["step"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())][-1] == 6
+    # fewer steps than the checkpoint has trained: nothing to do, said as a recipe error
+    with pytest.raises(UserError, match=r"training.steps: 4, but .*step-000006 is at step 6: set more steps"):
+        train(load_recipe(run / "recipe.yaml", ["training.steps=4", f"output_dir={run}", "training.resume_from=latest"]))
+    # resuming an older checkpoint forgets the recipe it replaced later on; a fresh run forgets them all
+    train(load_recipe(recipe, ["training.resume_from=" + str(run / "checkpoints" / "step-000002")]))
+    assert not (run / "recipe.before-step-000004.yaml").exists() and (run / "recipe.before-step-000002.yaml").exists()
+    train(load_recipe(recipe, ["overwrite_output_dir=true"]))
+    assert not list(run.glob("recipe.before-step-*"))
