@@ -41,7 +41,8 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         f"# Multi-task model: {', '.join(config.tasks)}", "",
         f"One shared {config.encoder.model_type} encoder"
         + (f" (from `{base_model}`)" if base_model else "")
-        + f" with {len(config.tasks)} task heads, trained with [mtnlp](https://pypi.org/project/mtnlp/).", "",
+        + f" with {len(config.tasks)} task head{'s' * (len(config.tasks) != 1)}, trained with "
+        "[mtnlp](https://pypi.org/project/mtnlp/)" + transfer_note(config) + ".", "",
         "| task | type | labels | validation | test |", "|---|---|---|---|---|",
     ]
     for name, spec in config.tasks.items():
@@ -74,6 +75,15 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     if (metrics or {}).get("best_step") is not None:
         lines += [f"Best checkpoint: step {metrics['best_step']}.", ""]
     return "\n".join(lines)
+
+
+def transfer_note(config) -> str:
+    """', after multi-task training on a, b (`id`)' for a model fine-tuned from a trained one (model.init_from)."""
+    source = (config.mtnlp or {}).get("init_from")
+    if not source:
+        return ""
+    where = f" (`{hub_id(source['model'])}`)" if hub_id(source["model"]) else ""
+    return f", after multi-task training on {', '.join(source['tasks'])}{where}"
 
 
 def hub_id(name: str | None) -> str | None:

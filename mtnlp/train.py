@@ -254,6 +254,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     model = build_model(recipe, tasks, encoder, source)
     base_model = (source.config.mtnlp or {}).get("base_model", recipe.model.init_from) if source else recipe.model.encoder
     model.config.mtnlp = {"metrics": metrics, "base_model": base_model, "max_length": recipe.model.max_length}
+    if source:  # transfer: the model card says what the encoder was trained on first
+        model.config.mtnlp["init_from"] = {"model": str(source_path), "tasks": list(source.config.tasks)}
 
     weighting = build_weighting(m.weighting, {n: recipe.tasks[n].loss_weight for n in tasks},
                                 **m.model_dump()).to(accelerator.device)

@@ -243,6 +243,11 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
     result = train(load_recipe(target, [f"model.init_from={tmp_path / 'run'}"]))
     assert f"init_from {tmp_path / 'run' / 'model'}: the encoder, and\n  head ner: kept\n" in capsys.readouterr().out
     assert list(result.last_model.config.tasks) == ["ner"]
+    assert result.last_model.config.mtnlp["init_from"] == {"model": str(tmp_path / "run" / "model"),
+                                                           "tasks": list(source.config.tasks)}
+    card = (tmp_path / "second" / "model" / "README.md").read_text()  # a local source's path is not shown
+    assert f"with 1 task head, trained with [mtnlp](https://pypi.org/project/mtnlp/), after multi-task training " \
+           f"on {', '.join(source.config.tasks)}.\n" in card and str(tmp_path) not in card
     for (name, a), (_, b) in zip(source.encoder.state_dict().items(), result.last_model.encoder.state_dict().items()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # lr 1e-9: one step moves nothing
     torch.testing.assert_close(source.heads["ner"].classifier.weight, result.last_model.heads["ner"].classifier.weight,
