@@ -118,6 +118,10 @@ def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accele
     sampler = TaskSampler({n: d.train_size() for n, d in tasks.items()}, recipe.sampling.strategy,
                           t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
     rank, world = accelerator.process_index, accelerator.num_processes
+    for d in tasks.values():  # said at start, not when the sampler first picks the task (if ever)
+        if d.stream and d.stream.size < world:
+            raise UserError(f"{d.stream.source.name}: {d.stream.size} example(s) in an epoch (its size); training "
+                            f"needs at least one per process ({world})")
     batches = {n: StreamBatches(d.stream.examples, d.stream.encode, t.batch_size, t.seed + i, rank, world,
                                 d.stream.source.name) if d.stream
                else TaskBatches(column(d.splits["train"], "length"), t.batch_size, t.seed + i, recipe.sampling.group_by_length,

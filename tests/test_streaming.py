@@ -118,6 +118,19 @@ def test_an_epoch_without_an_example_per_process_is_a_user_error(count, world):
         next(StreamBatches(numbered(count), list, batch_size=2, seed=0, world_size=world, name="org/x[train]"))
 
 
+def test_a_stream_smaller_than_the_process_count_is_refused_at_start(make_recipe):
+    """Its size is known up front (data.size or metadata): not only when the sampler first draws it, if ever."""
+    from types import SimpleNamespace
+
+    from mtnlp.train import task_streams
+
+    stream = SimpleNamespace(size=1, source=SimpleNamespace(name="org/x[train]"))
+    tasks = {"sentiment": SimpleNamespace(stream=stream, train_size=lambda: 1)}
+    with pytest.raises(UserError, match=r"^org/x\[train\]: 1 example\(s\) in an epoch \(its size\); training needs "
+                                        r"at least one per process \(2\)$"):
+        task_streams(load_recipe(make_recipe()), tasks, SimpleNamespace(process_index=0, num_processes=2))
+
+
 # ---------------------------------------------------------------- training on a streamed hub set
 
 
