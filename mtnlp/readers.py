@@ -627,7 +627,11 @@ def hub_examples(rows, name: str, spec: DataSpec, task_type: str, order: str = "
             row = dict(row, **{key: _class_name(names, value, where)})
         elif names and isinstance(value, list):  # a sequence of ClassLabel ids (tags, multi-label)
             row = dict(row, **{key: [_class_name(names, t, f"{where}: item {j + 1} of {key}") for j, t in enumerate(value)]})
-        yield from to_examples(Path(name), row, f"row {count - 1}{order}", spec, task_type)
+        label = f"row {count - 1}{order}"
+        if order:  # numbered as read, not as stored: its first text tells which row it is
+            text = next((v for v in row.values() if isinstance(v, str) and v.strip()), None)
+            label += f" ({_printable(text[:40]) + '...' * (len(text) > 40)!r})" if text else ""
+        yield from to_examples(Path(name), row, label, spec, task_type)
     if not count:
         raise UserError(f"{name}: no examples found")
 

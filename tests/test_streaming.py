@@ -246,11 +246,12 @@ def qa_row(i: int, answered: bool) -> dict:
 
 
 @pytest.mark.parametrize("kind, odd_row, message", [
-    ("multiple_choice", choice_row(5, 3), r"plain-set\[train\]: row \d in epoch 0's shuffled order: \d choices, but "
-                                          r".*plain-set\[train\]: row \d in epoch 0's shuffled order has \d: every "
-                                          "example of a split needs the same number of choices"),
-    ("extractive_qa", qa_row(5, False), r"plain-set\[train\]: row \d in epoch 0's shuffled order: question 'q5' has no "
-                                        "answer"),
+    # a row's number is in read order: its first text says which one it is
+    ("multiple_choice", choice_row(5, 3), r"plain-set\[train\]: row \d in epoch 0's shuffled order \('item \d'\): \d "
+                                          r"choices, but .*plain-set\[train\]: row \d in epoch 0's shuffled order "
+                                          r"\('item \d'\) has \d: every example of a split needs the same number of choices"),
+    ("extractive_qa", qa_row(5, False), r"plain-set\[train\]: row \d in epoch 0's shuffled order \('q5'\): question "
+                                        "'q5' has no answer"),
 ])
 def test_a_streamed_split_is_checked_as_it_is_read(make_recipe, tmp_path, kind, odd_row, message):
     """The checks across a split's examples (TaskType.checked) hold for a streamed one, as a
