@@ -5,6 +5,12 @@ and precision, same machine, one invocation. Speed does not depend on the weight
 freshly initialised. Each precision (fp32, then bf16) is the pipeline's `precision=` and the autocast
 of the baselines. Writes bench/results/inference.json.
 
+The sides do not process the same number of tokens: MultiTaskPipeline sorts the texts by length before
+batching (little padding), the baselines batch in input order (transformers.pipeline and the plain
+forward passes alike), and each of the 3 baselines runs its own encoder pass. One untimed pass of each
+side with a forward pre-hook on the encoder counts the tokens its encoder passes got (`encoder_tokens`:
+padded, non-pad, passes) so the ratios can be split into these two causes.
+
     python bench/inference.py [--texts 872] [--batch-size 32] [--repeats 3] [--output PATH]
 """
 
@@ -35,6 +41,28 @@ TASKS = {
 }
 
 
+def count_encoder_tokens(encoders: list[torch.nn.Module], fn) -> dict:
+    """Run fn() once with a forward pre-hook on each encoder module: the tokens (padded and non-pad) and
+    the number of encoder passes they got."""
+    counts = {"padded_tokens": 0, "non_pad_tokens": 0, "encoder_passes": 0}
+
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        counts["padded_tokens"] += ids.numel()
+        counts["non_pad_tokens"] += int(mask.sum()) if mask is not None else ids.numel()
+        counts["encoder_passes"] += 1
+
+    handles = [encoder.register_forward_pre_hook(hook, with_kwargs=True) for encoder in encoders]
+    try:
+        fn()
+    finally:
+        for handle in handles:
+            handle.remove()
+    counts["padding"] = round(1 - counts["non_pad_tokens"] / max(counts["padded_tokens"], 1), 4)
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=872)
@@ -49,7 +77,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = MultiTaskModel.from_encoder(encoder, TASKS)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    results = {"texts": len(texts), "batch_size": args.batch_size,
+    results = {"texts": len(texts), "batch_size": args.batch_size, "repeats": args.repeats,
                "machine": platform.processor() or platform.machine(), **benchlib.environment()}
     with tempfile.TemporaryDirectory() as tmp:
         single, plain = {}, {}
@@ -80,6 +108,10 @@ def main() -> None:
             t_multi = benchlib.best_of(args.repeats, lambda: multi(texts))
             t_single = benchlib.best_of(args.repeats, run_single)
             t_plain = benchlib.best_of(args.repeats, run_plain)
+            baseline_encoders = [model_.base_model for model_ in plain.values()]
+            tokens = {"multitask_pipeline": count_encoder_tokens([model.encoder], lambda: multi(texts)),
+                      "three_transformers_pipelines": count_encoder_tokens(baseline_encoders, run_single),
+                      "three_plain_forward_passes": count_encoder_tokens(baseline_encoders, run_plain)}
             results[precision] = {
                 "pipeline_precision": multi.precision.as_dict(),
                 "multitask_pipeline_sentences_per_s": len(texts) / t_multi,
@@ -87,10 +119,12 @@ def main() -> None:
                 "three_plain_forward_passes_sentences_per_s": len(texts) / t_plain,
                 "ratio_vs_pipelines": t_single / t_multi,
                 "ratio_vs_plain_forward": t_plain / t_multi,
+                "encoder_tokens": tokens,
             }
             print(f"{precision}: 3-head pipeline {len(texts) / t_multi:.0f} sentences/s | 3 transformers pipelines "
                   f"{len(texts) / t_single:.0f} ({t_single / t_multi:.2f}x) | 3 plain batched forwards "
-                  f"{len(texts) / t_plain:.0f} ({t_plain / t_multi:.2f}x)")
+                  f"{len(texts) / t_plain:.0f} ({t_plain / t_multi:.2f}x) | padded tokens "
+                  + ", ".join(f"{side} {c['padded_tokens']:,} ({c['padding']:.1%} padding)" for side, c in tokens.items()))
     benchlib.write_results(Path(args.output), results)
 
 
