@@ -3,8 +3,9 @@
 One seed's metrics move by more than a point on sentiment (872 dev sentences) between seeds, so a change
 to the demo is judged on the mean over seeds as well as on the README's seed. Each run is
 `python recipes/multitask.py --config recipes/demo.yaml` in its own process with the variant's overrides
-and `training.seed`; writes each run's metrics and wall time, each variant's means and the machine to
---output.
+and `training.seed`; writes each run's metrics, precision (requested and used, from its metrics.json)
+and wall time, each variant's means and the machine (recorded before the first run; the load average at
+the end beside it) to --output.
 
     python bench/demo_seeds.py --seeds 42 7 1 --output bench/results/demo_seeds_fp32.json training.mixed_precision=no
 """
@@ -34,15 +35,17 @@ MAIN = {("sentiment", "validation"): "accuracy", ("question", "validation"): "ac
         ("question", "test"): "accuracy", ("pos", "validation"): "token_accuracy"}
 
 
-def run(overrides: list[str], out: Path) -> tuple[dict, float]:
+def run(overrides: list[str], out: Path) -> tuple[dict, float, dict]:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
     subprocess.run([sys.executable, str(benchlib.REPO / "recipes" / "multitask.py"), "--config",
                     str(benchlib.REPO / "recipes" / "demo.yaml"), f"output_dir={out}", "overwrite_output_dir=true", *overrides],
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    tasks = json.loads((out / "metrics.json").read_text())["tasks"]
-    return {f"{task} {split} {metric}": tasks[task][split][metric] for (task, split), metric in MAIN.items()}, seconds
+    written = json.loads((out / "metrics.json").read_text())
+    tasks = written["tasks"]
+    metrics = {f"{task} {split} {metric}": tasks[task][split][metric] for (task, split), metric in MAIN.items()}
+    return metrics, seconds, written.get("precision")
 
 
 def main() -> None:
@@ -51,19 +54,24 @@ def main() -> None:
     parser.add_argument("--output", default=str(benchlib.RESULTS / "demo_seeds.json"))
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every run, key=value")
     args = parser.parse_args()
+    environment = benchlib.environment()  # date and load average at the start of the runs
     runs = []
     with tempfile.TemporaryDirectory(prefix="mtnlp-demo-seeds-") as tmp:
         for seed in args.seeds:  # seed-major: a drift in the machine's speed touches both variants alike
             for name, overrides in VARIANTS.items():
-                metrics, seconds = run([*overrides, *args.overrides, f"training.seed={seed}"], Path(tmp) / f"{name}-{seed}")
-                runs.append({"variant": name, "seed": seed, "seconds": seconds, "metrics": metrics})
+                metrics, seconds, precision = run([*overrides, *args.overrides, f"training.seed={seed}"],
+                                                  Path(tmp) / f"{name}-{seed}")
+                runs.append({"variant": name, "seed": seed, "seconds": seconds, "precision": precision,
+                             "metrics": metrics})
                 print(f"{name:40s} seed {seed:3d} {seconds:6.1f} s  " + "  ".join(f"{v:.4f}" for v in metrics.values()))
     means = {name: {key: statistics.mean(r["metrics"][key] for r in runs if r["variant"] == name) for key in runs[0]["metrics"]}
              | {"seconds": statistics.mean(r["seconds"] for r in runs if r["variant"] == name)} for name in VARIANTS}
     for name, mean in means.items():
         print(f"{name:40s} mean     {mean['seconds']:6.1f} s  " + "  ".join(f"{v:.4f}" for k, v in mean.items() if k != "seconds"))
-    benchlib.write_results(Path(args.output), benchlib.environment() | {
-        "variants": VARIANTS, "overrides": args.overrides, "runs": runs, "means": means})
+    benchlib.write_results(Path(args.output), environment | {
+        "loadavg_at_end": list(os.getloadavg()), "variants": VARIANTS, "overrides": args.overrides,
+        "precision_used": sorted({r["precision"]["used"] for r in runs if r["precision"]}), "runs": runs,
+        "means": means})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Runs the loop of recipes/multitask.py on recipes/demo.yaml (overrides as key=value after the options)
 with a clock around each phase: imports, set-up (reading or loading the cached data, the model, the
 optimizer), the training steps of each task, each evaluation, and finish() (the kept model on validation
-and test). The data cache is warmed by a first set-up unless --cold, so a phase's time is the same
+and test). The machine, the date and the load average are recorded before the runs (`loadavg_at_start`,
+after --wait-idle), the load average again at the end (`loadavg_at_end`). The data cache is warmed by a first set-up unless --cold, so a phase's time is the same
 whether the demo ran before or not. Writes the times, the run's metrics and the machine (CPU model, ISA
 flags, bf16 support, ISA caps) to --output.
 
@@ -39,6 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     imports = time.perf_counter() - START
     idle = benchlib.wait_for_idle(args.wait_idle) if args.wait_idle else None
+    environment = benchlib.environment()  # date and load average at the start of the runs (after the wait)
 
     with tempfile.TemporaryDirectory(prefix="mtnlp-demo-time-") as tmp:
         recipe = load_recipe(benchlib.REPO / "recipes" / "demo.yaml", [f"output_dir={tmp}/run", *args.overrides])
@@ -64,8 +66,8 @@ def main() -> None:
         finish = time.perf_counter() - clock
 
     total = imports + setup + sum(seconds.values()) + sum(evaluations) + finish
-    results = benchlib.environment() | {
-        "wait_for_idle": idle, "overrides": args.overrides, "precision": result.precision.as_dict(),
+    results = environment | {
+        "loadavg_at_end": list(os.getloadavg()), "wait_for_idle": idle, "overrides": args.overrides, "precision": result.precision.as_dict(),
         "seconds": {"imports": imports, "setup": setup, "train_steps": sum(seconds.values()),
                     "evaluations": evaluations, "finish": finish, "total": total},
         "train_steps_by_task": {task: {"steps": steps[task], "seconds": seconds[task],
