@@ -107,6 +107,23 @@ def optimizer_facts(optimizer) -> dict:
             "fused": fused, "foreach": foreach, "implementation": implementation}
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all processes of the machine have used so far (/proc/stat: all but idle and iowait)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_meter():
+    """A function giving (wall seconds, CPU seconds of this process, CPU seconds of all other processes of the
+    machine) since the meter was made."""
+    wall, own, machine = time.perf_counter(), sum(os.times()[:2]), machine_busy_s()
+
+    def read() -> tuple[float, float, float]:
+        own_now = sum(os.times()[:2]) - own
+        return time.perf_counter() - wall, own_now, max(machine_busy_s() - machine - own_now, 0.0)
+    return read
+
+
 def best_of(repeats: int, fn) -> float:
     """The shortest of `repeats` timings of fn(), in seconds."""
     times = []
