@@ -8,7 +8,8 @@ files of N rows made of SST-2 training sentences (../shared/data/sst2).
     python bench/data_scale.py --rows 10000000 --runs train:2 --output bench/results/data_scale_10m_train.json
 
 The `train` side is a whole `mtnlp train` run (all-MiniLM-L6-v2, TRAIN_STEPS steps of batch 32, fp32,
-no evaluation) on the file: read, check, tokenise, train, save; its "seconds" include the training.
+no evaluation) on the file: read, check, tokenise, train, save; its "seconds" include the training. The
+JSON records these settings (`train_side`) and each train run's precision as used (`precision_used`).
 
 Every measurement runs in a new process (peak RSS is that process's, imports included); the first
 runs start from an empty cache. Results: bench/results/data_scale.json.
@@ -28,6 +29,8 @@ from pathlib import Path
 
 MAX_LENGTH = 128
 TRAIN_STEPS = 50
+TRAIN_BATCH_SIZE = 32
+TRAIN_PRECISION = "fp32"  # the train side's training.mixed_precision (recorded in the JSON as train_side)
 
 
 def write_rows(path: Path, rows: int, source: Path) -> None:
@@ -57,12 +60,15 @@ def child(kind: str, data: Path, cache: Path, num_proc: int) -> dict:
             "output_dir": str(cache / "run"), "overwrite_output_dir": True,  # the cache-hit run replaces the first
             "model": {"encoder": "sentence-transformers/all-MiniLM-L6-v2", "max_length": MAX_LENGTH},
             "tasks": {"s": {"type": "classification", "data": {"train": str(data), "text_column": "sentence"}}},
-            "training": {"steps": TRAIN_STEPS, "batch_size": 32, "mixed_precision": "fp32", "num_proc": num_proc,
+            "training": {"steps": TRAIN_STEPS, "batch_size": TRAIN_BATCH_SIZE, "mixed_precision": TRAIN_PRECISION,
+                         "num_proc": num_proc,
                          "log_every": TRAIN_STEPS}}))
         start = time.perf_counter()
         if mtnlp_main(["train", str(recipe_file)]):
             sys.exit("mtnlp train failed")
-        rows = json.loads((cache / "run" / "metrics.json").read_text())["data"]["tasks"]["s"]["train"]["examples"]
+        written = json.loads((cache / "run" / "metrics.json").read_text())
+        rows = written["data"]["tasks"]["s"]["train"]["examples"]
+        precision_used = (written.get("precision") or {}).get("used")
     elif kind == "mtnlp":
         import yaml
 
@@ -96,8 +102,11 @@ def child(kind: str, data: Path, cache: Path, num_proc: int) -> dict:
         peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     else:
         peak_children = 0.0
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak), "peak_rss_worker_mb": round(peak_children),
-            "rows": rows}
+    result = {"seconds": round(seconds, 2), "peak_rss_mb": round(peak), "peak_rss_worker_mb": round(peak_children),
+              "rows": rows}
+    if kind == "train":
+        result["precision_used"] = precision_used
+    return result
 
 
 def measure(kind: str, data: Path, cache: Path, num_proc: int) -> dict:
@@ -128,7 +137,10 @@ def main() -> None:
     cores = os.cpu_count() or 1
     runs = args.runs or ["mtnlp:1", f"mtnlp:{cores}", "datasets:1"]
     sides = [(run.split(":")[0], int(run.split(":")[1])) for run in runs]
-    results = {"environment": environment(), "max_length": MAX_LENGTH, "sizes": {}}
+    results = {"environment": environment(), "max_length": MAX_LENGTH,
+               "train_side": {"steps": TRAIN_STEPS, "batch_size": TRAIN_BATCH_SIZE,
+                              "mixed_precision": TRAIN_PRECISION},
+               "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
             data = Path(tmp) / f"sst2_{rows}.tsv"
