@@ -11,7 +11,8 @@ evaluations, so the single-task runs together cost what the multi-task run costs
 every recipe the same budget of N training batches (a PCGrad update takes one batch per task) and
 4 evaluations. --finetune N adds,
 for each task, N more steps on that task alone starting from the first recipe's trained model
-(MT-DNN's refinement: `model.init_from`). Results: bench/results/quality_<tag>.json and a markdown table.
+(MT-DNN's refinement: `model.init_from`). Results: bench/results/quality_<tag>.json (or --output) and a
+markdown table; the runs' folders go to bench/runs/<tag> (or --runs-dir).
 """
 
 from __future__ import annotations
@@ -110,10 +111,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, help="give every recipe this many training batches")
     parser.add_argument("--skip-multitask", action="store_true", help="only the baselines / fine-tuning")
     parser.add_argument("--tag", default="quality")
+    parser.add_argument("--output", help="results JSON (default: bench/results/quality_<tag>.json)")
+    parser.add_argument("--runs-dir", help="where the runs' model folders go (default: bench/runs/<tag>)")
     args = parser.parse_args()
 
-    runs_dir = REPO / "bench" / "runs" / args.tag
-    out = RESULTS / f"quality_{args.tag}.json"
+    runs_dir = Path(args.runs_dir) if args.runs_dir else REPO / "bench" / "runs" / args.tag
+    out = Path(args.output) if args.output else RESULTS / f"quality_{args.tag}.json"
     results = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "environment": environment(), "runs": []}
     recipes = [load_recipe(p, args.set) for p in args.recipes]
     if args.batches:
