@@ -5,7 +5,9 @@ MultiTaskPipeline with every head, on the same machine in one invocation.
 Speed: sentences/s on the SST-2 dev sentences shipped in recipes/data (872), batch size 32, best of
 --repeats passes after a warm-up. Quality: each task's validation metrics (`mtnlp evaluate` on
 recipes/demo.yaml) for each backend. The model is the demo's (runs/demo/model: run `make demo` first).
-Writes bench/results/onnx_speed.json.
+Writes bench/results/onnx_speed.json, with --repeats and each ONNX backend's onnxruntime thread settings
+(`onnxruntime_threads`: the session's intra/inter-op thread counts, 0 meaning onnxruntime's default of one
+per physical core, and the logical CPUs).
 
     python bench/onnx_speed.py [--model runs/demo/model] [--repeats 3] [--wait-idle 0] [--output PATH]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -41,7 +44,7 @@ def main() -> None:
     texts = [line.split("\t")[0].strip() for line in lines]
     idle = benchlib.wait_for_idle(args.wait_idle)
     results = {"environment": benchlib.environment(), "idle": idle, "texts": len(texts),
-               "batch_size": args.batch_size, "model": args.model, "backends": {}}
+               "batch_size": args.batch_size, "repeats": args.repeats, "model": args.model, "backends": {}}
     with tempfile.TemporaryDirectory() as tmp:
         folders = {"pytorch fp32": (args.model, "fp32")}
         if precision.cpu_native()[0]:
@@ -62,6 +65,15 @@ def main() -> None:
             size = sum(p.stat().st_size for p in Path(folder).glob("model.*"))
             results["backends"][name] = {"seconds": seconds, "sentences_per_s": len(texts) / seconds,
                                          "model_bytes": size, "validation": metrics}
+            session = getattr(pipe.model, "session", None)
+            if session is not None:
+                import onnxruntime
+
+                options = session.get_session_options()
+                results["backends"][name]["onnxruntime_threads"] = {
+                    "intra_op_num_threads": options.intra_op_num_threads,
+                    "inter_op_num_threads": options.inter_op_num_threads,
+                    "logical_cpus": os.cpu_count(), "onnxruntime": onnxruntime.__version__}
             print(f"{name}: {len(texts) / seconds:.1f} sentences/s, {size / 1e6:.0f} MB, "
                   + ", ".join(f"{t} {next(iter(v['validation'].values())):.4f}" for t, v in metrics.items()), flush=True)
     base = results["backends"]["pytorch fp32"]
@@ -69,7 +81,7 @@ def main() -> None:
         r["speedup_vs_pytorch_fp32"] = r["sentences_per_s"] / base["sentences_per_s"]
         r["points_vs_pytorch_fp32"] = {t: {k: 100 * (v - base["validation"][t]["validation"][k])
                                            for k, v in s["validation"].items()} for t, s in r["validation"].items()}
-    results["loadavg_at_end"] = list(__import__("os").getloadavg())
+    results["loadavg_at_end"] = list(os.getloadavg())
     benchlib.write_results(Path(args.output), results)
 
 
