@@ -14,17 +14,30 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, ValidationError
 
 from .encoders import is_local_path
 from .spec import LINES_FILES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec, _listed
 from .metrics import METRICS
+from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
+from .weighting import WEIGHTINGS
 
 from .errors import UserError
 
 # a task section is its type's Spec (mtnlp/tasks), chosen by its `type:` key
 TaskSpecs = Annotated[Union[tuple(t.Spec for t in TASK_TYPES.values())], Field(discriminator="type")]
+
+
+def one_of(registry: dict):
+    """A name that must be a key of `registry` when the recipe is read (so an entry added at run time counts)."""
+
+    def check(value: str) -> str:
+        if value not in registry:
+            raise ValueError(f"unknown value {value!r} (expected one of: {', '.join(registry)})")
+        return value
+
+    return AfterValidator(check)
 
 
 def _no_means_no(value):
@@ -45,7 +58,7 @@ class ModelSpec(Spec):
 
 
 class SamplingSpec(Spec):
-    strategy: Literal["proportional", "uniform", "temperature", "annealed", "round_robin"] = "temperature"
+    strategy: Annotated[str, one_of(STRATEGIES)] = "temperature"  # sampling.py
     temperature: Positive = 2.0
     group_by_length: bool = True
 
@@ -53,7 +66,7 @@ class SamplingSpec(Spec):
 class MTLSpec(Spec):
     """How tasks share the model and combine in an update (see the README's guide)."""
 
-    weighting: Literal["static", "uncertainty", "dwa"] = "static"  # task loss weights (weighting.py)
+    weighting: Annotated[str, one_of(WEIGHTINGS)] = "static"  # task loss weights (weighting.py)
     weighting_lr: Positive = 1.0e-3  # learning rate of uncertainty's log-variances
     dwa_temperature: Positive = 2.0
     dwa_window: Count = 50  # DWA compares mean task losses over windows of this many steps

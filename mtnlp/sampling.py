@@ -13,42 +13,59 @@ import numpy as np
 from .errors import UserError
 
 
+def proportional(sizes: np.ndarray, progress: float, **options) -> np.ndarray:
+    """p_i ∝ n_i (n_i: task i's training examples)."""
+    return sizes
+
+
+def uniform(sizes, progress, **options):
+    """p_i = 1/K."""
+    return np.ones_like(sizes)
+
+
+def tempered(sizes, progress, temperature: float = 2.0, **options):
+    """p_i ∝ n_i^(1/T): between proportional (T = 1) and uniform (T → ∞)."""
+    return (sizes / sizes.max()) ** (1.0 / temperature)  # a small T must not overflow
+
+
+def annealed(sizes, progress, **options):
+    """p_i ∝ n_i^alpha, alpha going from 1 to 0.2 over training (Stickland & Murray, 2019)."""
+    return sizes ** (1.0 - 0.8 * progress)
+
+
+# A strategy is one function of the task sizes and the training progress (0 at the first draw, 1 at
+# the last) to unnormalised probabilities; its own options come from the recipe's sampling section
+# (a new option is a field of recipe.py's SamplingSpec). None: the tasks in turn. The recipe checks
+# `sampling.strategy` against this dict, so an entry added by your own script before load_recipe works.
+STRATEGIES = {"proportional": proportional, "uniform": uniform, "temperature": tempered, "annealed": annealed,
+              "round_robin": None}
+
+
 class TaskSampler:
-    """Iterator of task names. Strategies (n_i = training examples of task i):
+    """Iterator of task names, drawn with the probabilities of a strategy (STRATEGIES) from a random
+    stream of (seed, draw), or in turn (round_robin)."""
 
-    proportional p_i ∝ n_i;  uniform p_i = 1/K;  temperature p_i ∝ n_i^(1/T);
-    annealed p_i ∝ n_i^alpha, alpha going from 1 to 0.2 over training (Stickland & Murray, 2019);
-    round_robin: tasks in turn.
-    """
-
-    def __init__(self, sizes: dict[str, int], strategy: str = "proportional", seed: int = 0,
-                 temperature: float = 2.0, total_draws: int = 1):
+    def __init__(self, sizes: dict[str, int], strategy: str = "temperature", seed: int = 0, total_draws: int = 1,
+                 **options):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown sampling strategy {strategy!r} (expected one of: {', '.join(STRATEGIES)})")
         self.names = list(sizes)
         self.sizes = np.array([sizes[n] for n in self.names], dtype=np.float64)
-        self.strategy, self.seed, self.temperature = strategy, seed, temperature
+        self.strategy, self.seed, self.options = strategy, seed, options
         self.total_draws = max(total_draws, 1)
         self.draw = 0
 
     def probabilities(self, draw: int | None = None) -> np.ndarray:
         draw = self.draw if draw is None else draw
-        if self.strategy == "uniform" or self.strategy == "round_robin":
-            weights = np.ones_like(self.sizes)
-        elif self.strategy == "proportional":
-            weights = self.sizes
-        elif self.strategy == "temperature":
-            weights = (self.sizes / self.sizes.max()) ** (1.0 / self.temperature)  # a small T must not overflow
-        elif self.strategy == "annealed":
-            alpha = 1.0 - 0.8 * min(draw / max(self.total_draws - 1, 1), 1.0)
-            weights = self.sizes**alpha
-        else:
-            raise ValueError(f"unknown sampling strategy {self.strategy!r}")
+        weigh = STRATEGIES[self.strategy] or uniform
+        weights = weigh(self.sizes, min(draw / max(self.total_draws - 1, 1), 1.0), **self.options)
         return weights / weights.sum()
 
     def __iter__(self):
         return self
 
     def __next__(self) -> str:
-        if self.strategy == "round_robin":
+        if STRATEGIES[self.strategy] is None:
             task = self.names[self.draw % len(self.names)]
         else:
             u = np.random.default_rng([self.seed, self.draw]).random()

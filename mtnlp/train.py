@@ -115,8 +115,9 @@ def set_learning_rates(optimizer, scheduler, base: list[float]) -> None:
 def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accelerator):
     """The task sampler, each task's batch iterator (this rank's share) and its training rows."""
     t = recipe.training
-    sampler = TaskSampler({n: d.train_size() for n, d in tasks.items()}, recipe.sampling.strategy,
-                          t.seed, recipe.sampling.temperature, total_draws=t.steps * t.grad_accum)
+    options = recipe.sampling.model_dump(exclude={"strategy", "group_by_length"})  # the strategies' own keys
+    sampler = TaskSampler({n: d.train_size() for n, d in tasks.items()}, recipe.sampling.strategy, t.seed,
+                          total_draws=t.steps * t.grad_accum, **options)
     rank, world = accelerator.process_index, accelerator.num_processes
     for d in tasks.values():  # said at start, not when the sampler first picks the task (if ever)
         if d.stream and d.stream.size < world:

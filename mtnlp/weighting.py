@@ -5,25 +5,37 @@ sees every loss it weighted (`observe`), may update itself once per optimizer st
 and reports its current weights for the training log (`weights`). Its state is plain JSON, so a
 resumed run continues exactly. Under DDP every rank must hold the same weights: strategies with
 parameters have their gradients averaged across ranks in train.py; DWA averages its loss means.
+
+Adding a strategy is a class here and its entry in WEIGHTINGS (the recipe checks `mtl.weighting`
+against it, so an entry added by your own script before load_recipe works too); an option of its own
+is also a field of recipe.py's MTLSpec. This module imports torch only when a strategy is built, so
+that a recipe's mistakes are reported without it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
 
 
-class StaticWeighting(nn.Module):
+class StaticWeighting:
     """w_t · L_t with fixed per-task weights (tasks.<name>.loss_weight)."""
 
     def __init__(self, weights: dict[str, float], **options):
-        super().__init__()
         self.static = dict(weights)
 
-    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+    def __call__(self, task: str, loss: torch.Tensor) -> torch.Tensor:
         return self.static[task] * loss
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Learned weights (the optimizer trains them; under DDP train.py averages their gradients)."""
+        return []
+
+    def to(self, device) -> "StaticWeighting":
+        return self
 
     def observe(self, task: str, loss: torch.Tensor) -> None:
         pass
@@ -47,13 +59,24 @@ class UncertaintyWeighting(StaticWeighting):
     The effective weight of L_t is w_t · exp(-s_t) / 2 (logged)."""
 
     def __init__(self, weights: dict[str, float], **options):
+        import torch
+
         super().__init__(weights)
         self.names = list(weights)
-        self.log_vars = nn.Parameter(torch.zeros(len(self.names)))
+        self.log_vars = torch.nn.Parameter(torch.zeros(len(self.names)))
 
-    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+    def __call__(self, task: str, loss: torch.Tensor) -> torch.Tensor:
         s = self.log_vars[self.names.index(task)]
-        return self.static[task] * 0.5 * (torch.exp(-s) * loss + s)
+        return self.static[task] * 0.5 * (s.neg().exp() * loss + s)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [self.log_vars]
+
+    def to(self, device) -> "UncertaintyWeighting":
+        import torch
+
+        self.log_vars = torch.nn.Parameter(self.log_vars.detach().to(device))  # before the optimizer is built
+        return self
 
     def weights(self) -> dict[str, float]:
         return {n: self.static[n] * 0.5 * math.exp(-s) for n, s in zip(self.names, self.log_vars.tolist())}
@@ -62,6 +85,8 @@ class UncertaintyWeighting(StaticWeighting):
         return {"log_vars": self.log_vars.tolist()}
 
     def load_state_dict_json(self, state: dict) -> None:
+        import torch
+
         with torch.no_grad():
             self.log_vars.copy_(torch.tensor(state["log_vars"]))
 
@@ -80,7 +105,7 @@ class DynamicWeightAverage(StaticWeighting):
         self.sums, self.counts = dict.fromkeys(self.names, 0.0), dict.fromkeys(self.names, 0)
         self.previous: list[dict[str, float | None]] = []  # the last two windows' mean losses
 
-    def forward(self, task: str, loss: torch.Tensor) -> torch.Tensor:
+    def __call__(self, task: str, loss: torch.Tensor) -> torch.Tensor:
         return self.static[task] * self.current[task] * loss
 
     def observe(self, task: str, loss: torch.Tensor) -> None:
@@ -90,6 +115,8 @@ class DynamicWeightAverage(StaticWeighting):
         self.device = loss.device
 
     def end_step(self, step: int, reduce_mean) -> None:
+        import torch
+
         if step % self.window:
             return
         device = getattr(self, "device", "cpu")  # where the DDP reduction runs (NCCL needs CUDA tensors)
@@ -120,6 +147,8 @@ class DynamicWeightAverage(StaticWeighting):
 
 def dwa_weights(before: dict, last: dict, temperature: float) -> dict[str, float]:
     """K · softmax(r / T) over tasks, r = last / before (1 where either is missing)."""
+    import torch
+
     ratios = torch.tensor([last[n] / before[n] if last[n] is not None and before[n] else 1.0 for n in last],
                           dtype=torch.float64)
     return dict(zip(last, (len(last) * torch.softmax(ratios / temperature, 0)).tolist()))
@@ -129,7 +158,7 @@ WEIGHTINGS = {"static": StaticWeighting, "uncertainty": UncertaintyWeighting, "d
 
 
 def build_weighting(strategy: str, weights: dict[str, float], **options) -> StaticWeighting:
-    """options: the recipe's mtl section (train.py passes all of it); each strategy takes the keys it
-    needs. A new strategy is a class here and its entry in WEIGHTINGS, plus its name in recipe.py's
-    MTLSpec.weighting and any option of its own as an MTLSpec field (recipe.py does not import torch)."""
+    """options: the recipe's mtl section (train.py passes all of it); each strategy takes the keys it needs."""
+    if strategy not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {strategy!r} (expected one of: {', '.join(WEIGHTINGS)})")
     return WEIGHTINGS[strategy](weights, **options)

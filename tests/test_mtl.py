@@ -354,3 +354,22 @@ def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, t
     exported = AutoModelForTokenClassification.from_pretrained(tmp_path / "ner").eval()
     inputs = _inputs(tiny_encoder)
     assert torch.allclose(exported(**inputs).logits, model.eval()(**inputs, task="ner").logits, atol=1e-5)
+
+
+def test_a_weighting_added_by_a_script_is_one_class_the_recipe_accepts(make_recipe, monkeypatch):
+    """What a copied recipe script can do before load_recipe, without editing mtnlp."""
+    from mtnlp import weighting
+    from mtnlp.recipe import load_recipe
+
+    class Halved(weighting.StaticWeighting):
+        def __call__(self, task, loss):
+            return 0.5 * self.static[task] * loss
+
+    monkeypatch.setitem(weighting.WEIGHTINGS, "halved", Halved)
+    recipe = load_recipe(make_recipe(), ["mtl.weighting=halved"])
+    built = build_weighting(recipe.mtl.weighting, {"a": 2.0}, **recipe.mtl.model_dump())
+    assert float(built("a", torch.tensor(3.0))) == 3.0 and built.parameters() == []
+    with pytest.raises(ValueError, match=r"^unknown weighting 'nope' \(expected one of: static, uncertainty, dwa, halved\)$"):
+        build_weighting("nope", {"a": 1.0})
+    with pytest.raises(UserError, match=r"mtl.weighting: unknown value 'nope' \(expected one of: static, uncertainty, "):
+        load_recipe(make_recipe(), ["mtl.weighting=nope"])

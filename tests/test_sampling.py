@@ -122,9 +122,35 @@ def test_sampler_state_dict_resume(strategy):
     assert head + list(itertools.islice(resumed, 263)) == reference
 
 
-def test_unknown_strategy():
-    with pytest.raises(ValueError):
-        TaskSampler(SIZES, "nope").probabilities()
+def test_unknown_strategy_is_refused_when_the_sampler_is_built():
+    with pytest.raises(ValueError, match=r"^unknown sampling strategy 'nope' \(expected one of: proportional, uniform, "):
+        TaskSampler(SIZES, "nope")
+
+
+def test_a_strategy_added_by_a_script_is_one_function_and_takes_its_recipe_options(make_recipe, monkeypatch):
+    """What a copied recipe script can do before load_recipe: no edit of mtnlp (an option of its own is a
+    SamplingSpec field: here it reuses `temperature`)."""
+    from mtnlp import sampling
+    from mtnlp.recipe import load_recipe
+    from mtnlp.train import task_streams
+
+    def largest_first(sizes, progress, temperature=2.0, **options):  # the largest task, then all alike
+        return sizes ** (temperature * (1 - progress))
+
+    monkeypatch.setitem(sampling.STRATEGIES, "largest_first", largest_first)
+    recipe = load_recipe(make_recipe(), ["sampling.strategy=largest_first", "sampling.temperature=3"])
+    assert recipe.sampling.strategy == "largest_first"
+    sampler = TaskSampler(SIZES, "largest_first", total_draws=11, temperature=3.0)
+    assert sampler.probabilities(0) == pytest.approx(N**3 / (N**3).sum())
+    assert sampler.probabilities(10) == pytest.approx(np.full(4, 0.25))
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    rows = Dataset.from_dict({"input_ids": [[1, 2, 3]] * 5, "length": [3] * 5})
+    tasks = {n: SimpleNamespace(stream=None, train_size=lambda: 5, splits={"train": rows}) for n in recipe.tasks}
+    built, _, _ = task_streams(recipe, tasks, SimpleNamespace(process_index=0, num_processes=1))
+    assert built.strategy == "largest_first" and built.options == {"temperature": 3.0}  # the recipe's options reach it
 
 
 # ---------------------------------------------------------------- TaskBatches
