@@ -20,12 +20,12 @@ class TaskHead(nn.Module):
     a masked mean; None: the first module reads the whole sequence); its number of outputs comes from
     the task type, and so does its loss (mtnlp/tasks: cross-entropy, MSE, BCE, ...)."""
 
-    def __init__(self, modules: dict[str, nn.Module], pool, kind: TaskType):
+    def __init__(self, modules: dict[str, nn.Module], pool, kind: TaskType, spec: dict):
         super().__init__()
         for name, module in modules.items():
             self.add_module(name, module)
         self.pool = pool
-        self.kind = kind
+        self.kind, self.spec = kind, spec
 
     def forward(self, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
         x = hidden_states if self.pool is None else self.pool(hidden_states, attention_mask)
@@ -34,7 +34,7 @@ class TaskHead(nn.Module):
         return x
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.kind.loss(logits, labels)
+        return self.kind.loss(logits, labels, self.spec)
 
 
 def build_head(spec: dict, encoder_config) -> nn.Module:
@@ -42,4 +42,4 @@ def build_head(spec: dict, encoder_config) -> nn.Module:
     kind = task_type(spec["type"])
     pool, modules = families.of(encoder_config).head_modules(kind.head_kind, encoder_config,
                                                              kind.num_outputs(spec["labels"]), spec.get("dropout", 0.1))
-    return TaskHead(modules, pool, kind)
+    return TaskHead(modules, pool, kind, spec)

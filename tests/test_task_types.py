@@ -250,3 +250,40 @@ def test_the_goemotions_and_stsb_recipe_reads_the_real_files():
     stsb = read_task(recipe, "stsb", recipe.tasks["stsb"])
     assert {k: len(v) for k, v in stsb.examples.items()} == {"train": 5749, "validation": 1500, "test": 1379}
     assert all("text_pair" in ex and 0 <= ex["label"] <= 5 for ex in stsb.examples["train"].to_pylist())
+
+
+# ---------------------------------------------------------------- a task type of one's own
+
+
+def test_a_type_of_ones_own_reads_its_keys_in_its_loss_and_an_unknown_type_is_a_clear_error(tmp_path, monkeypatch,
+                                                                                           capsys):
+    from torch.nn import functional as F
+    from transformers import BertConfig
+
+    from mtnlp import MultiTaskConfig
+    from mtnlp.tasks.classification import Classification
+
+    class Smoothed(Classification):  # a new module in mtnlp/tasks would hold this, and one line in TASK_TYPES
+        name = "smoothed"
+
+        def loss(self, logits, labels, spec):
+            return F.cross_entropy(logits.float(), labels, label_smoothing=spec["label_smoothing"])
+
+    encoder = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = MultiTaskConfig(encoder=encoder.to_dict(), tasks={
+        "s": {"type": "smoothed", "labels": ["a", "b", "c"], "label_smoothing": 0.2}})
+    with monkeypatch.context() as patch:
+        patch.setitem(TASK_TYPES, "smoothed", Smoothed())
+        model = MultiTaskModel(config).eval()
+        ids, labels = torch.randint(1, 100, (4, 6)), torch.tensor([0, 1, 2, 1])
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), task="s", labels=labels)
+        assert float(out.loss) == pytest.approx(float(F.cross_entropy(out.logits, labels, label_smoothing=0.2)), rel=1e-6)
+        assert abs(float(out.loss) - float(F.cross_entropy(out.logits, labels))) > 1e-4  # not the plain loss
+        model.save_pretrained(tmp_path / "model")
+    # without the type (the mtnlp that made the model is not this one): one clear line, not a KeyError
+    with pytest.raises(UserError, match=r"^task type 'smoothed' is not one this mtnlp knows \(classification, "):
+        MultiTaskModel.from_pretrained(tmp_path / "model")
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path / "model")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "model"), "a text"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: task type 'smoothed' is not one this mtnlp knows")

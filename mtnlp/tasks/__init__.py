@@ -10,11 +10,15 @@ from .multiple_choice import MultipleChoice
 from .regression import Regression
 from .tagging import Tagging
 
-TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(), Regression(), Tagging(), Multilabel())}
-TASK_TYPES[MultipleChoice.name] = MultipleChoice()
-
-TASK_TYPES[ExtractiveQA.name] = ExtractiveQA()
+TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(), Regression(), Tagging(), Multilabel(),
+                                                         MultipleChoice(), ExtractiveQA())}
 
 
 def task_type(name: str) -> TaskType:
-    return TASK_TYPES[name]
+    try:
+        return TASK_TYPES[name]
+    except KeyError:  # e.g. a model trained with a type an extension of mtnlp added
+        from ..errors import UserError
+
+        raise UserError(f"task type {name!r} is not one this mtnlp knows ({', '.join(TASK_TYPES)}): the model or "
+                        "recipe needs the mtnlp (or the extension of it) that defines it") from None

@@ -90,7 +90,9 @@ class TaskType:
     def num_outputs(self, labels: list[str]) -> int:
         return len(labels)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, spec: dict) -> torch.Tensor:
+        """The head's loss; `spec`: the task's entry in the model's config.tasks, with the keys model_spec()
+        keeps of the recipe (e.g. a label smoothing a type adds to its Spec)."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- evaluation

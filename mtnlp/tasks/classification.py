@@ -22,7 +22,7 @@ class Classification(TextTask):
     def parse_label(self, row, label, spec):
         return label_name(row, label, spec)
 
-    def loss(self, logits, labels):
+    def loss(self, logits, labels, spec):
         from torch.nn import functional as F
 
         return F.cross_entropy(logits.float(), labels)

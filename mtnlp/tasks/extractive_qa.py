@@ -152,7 +152,7 @@ class ExtractiveQA(TaskType):
     def num_outputs(self, labels):
         return 2  # start, end
 
-    def loss(self, logits, labels):
+    def loss(self, logits, labels, spec):
         """transformers' QA loss: the mean of the start and end cross-entropies (positions beyond the
         sequence are ignored)."""
         start, end = logits.float().unbind(-1)

@@ -76,7 +76,7 @@ class Multilabel(TextTask):
 
         return torch.tensor([r["labels"] for r in rows], dtype=torch.float)
 
-    def loss(self, logits, labels):
+    def loss(self, logits, labels, spec):
         from torch.nn import functional as F
 
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())

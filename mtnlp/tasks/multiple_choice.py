@@ -188,7 +188,7 @@ class MultipleChoice(TaskType):
     def num_outputs(self, labels):
         return 1  # a score per (context, choice) sequence
 
-    def loss(self, logits, labels):
+    def loss(self, logits, labels, spec):
         from torch.nn import functional as F
 
         return F.cross_entropy(logits.float(), labels)  # over an example's choices: (batch, choices)

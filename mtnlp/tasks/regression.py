@@ -45,7 +45,7 @@ class Regression(TextTask):
     def num_outputs(self, labels):
         return 1
 
-    def loss(self, logits, labels):
+    def loss(self, logits, labels, spec):
         from torch.nn import functional as F
 
         return F.mse_loss(logits.float().view(-1), labels.float().view(-1))  # labels (batch,) or (batch, 1)

@@ -69,7 +69,7 @@ class Tagging(TaskType):
             labels[i, :len(r["labels"])] = torch.tensor(r["labels"])
         return labels
 
-    def loss(self, logits, labels):
+    def loss(self, logits, labels, spec):
         return labelled_cross_entropy(logits.float().flatten(0, 1), labels.flatten(), IGNORE)
 
     def predictions(self, logits, labels, spec, rows):
