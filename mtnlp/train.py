@@ -203,6 +203,7 @@ class Run:
     log: report.LossLog
     data_facts: dict  # per task and split: examples, labels, truncation (data.split_facts)
     bar: tqdm
+    grad_norm: torch.Tensor | None = None  # the last update's gradient norm before clipping (on the device)
 
 
 def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source) -> MultiTaskModel:
@@ -354,7 +355,7 @@ def train_step(run: Run) -> str:
             p.grad = reduce_mean(run.accelerator, p.grad)
     run.weighting.end_step(run.progress.step + 1, lambda x: reduce_mean(run.accelerator, x))
     if run.recipe.training.max_grad_norm:
-        run.accelerator.clip_grad_norm_(run.model.parameters(), run.recipe.training.max_grad_norm)
+        run.grad_norm = run.accelerator.clip_grad_norm_(run.model.parameters(), run.recipe.training.max_grad_norm)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
@@ -388,12 +389,14 @@ def write_log_record(run: Run) -> None:
     factor = run.scheduler.lr_lambdas[0](step - 1)  # the update just made (the scheduler is on the next one's)
     record = {"step": step, "lr": run.scheduler.base_lrs[0] * factor, "head_lr": run.scheduler.base_lrs[2] * factor,
               "loss": losses, "weights": run.weighting.weights(), **run.gradient.log_record(),
+              **({"grad_norm": float(run.grad_norm)} if run.grad_norm is not None else {}),
               "batches": {n: c["batches"] for n, c in seen.items()},
               "examples": {n: c["examples"] for n, c in seen.items()}}
     if run.accelerator.is_main_process:
         report.append(run.run_dir / "train_log.jsonl", record)
     if t.report_to:
         run.accelerator.log({"train/lr": record["lr"], "train/head_lr": record["head_lr"]}
+                            | ({"train/grad_norm": record["grad_norm"]} if "grad_norm" in record else {})
                             | {f"train/loss/{n}": v for n, v in losses.items()}
                             | {f"train/weight/{n}": v for n, v in record["weights"].items()}, step=step)
 

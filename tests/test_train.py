@@ -367,10 +367,16 @@ def test_the_log_gives_the_learning_rates_each_update_used(make_recipe, tmp_path
 
     run = setup(load_recipe(make_recipe(training={"steps": 4, "warmup": 0.5, "lr": 1e-3, "head_lr": 1e-2,
                                                   "log_every": 1})))
-    used = []
+    used, norms = [], []
+    run.optimizer.step = lambda *a, _step=run.optimizer.step, **k: (  # the norm of the gradients the update reads
+        norms.append(float(torch.cat([p.grad.flatten() for p in run.model.parameters() if p.grad is not None]).norm())),
+        _step(*a, **k))[1]
     for _ in range(4):
         used.append((run.optimizer.param_groups[0]["lr"], run.optimizer.param_groups[2]["lr"]))
         log_step(run, train_step(run))
-    logged = [(r["lr"], r["head_lr"]) for r in read_jsonl(tmp_path / "run" / "train_log.jsonl")]
+    records = read_jsonl(tmp_path / "run" / "train_log.jsonl")
+    logged = [(r["lr"], r["head_lr"]) for r in records]
     assert [x for pair in logged for x in pair] == pytest.approx([x for pair in used for x in pair])
+    # the norm before clipping to max_grad_norm (1.0): the update reads gradients of norm min(it, 1)
+    assert [min(r["grad_norm"], 1.0) for r in records] == pytest.approx(norms, rel=1e-4)
     assert used[0] == (0.0, 0.0) and max(used) == pytest.approx((1e-3, 1e-2))  # warm-up from 0, then the peak
