@@ -319,13 +319,12 @@ def input_lines(path: str) -> list[tuple]:
 def check_takers(pipe, tasks: list[str] | None, inputs: list[tuple]) -> None:
     """Every (input, where) is read by some requested task (tasks.base.answering_tasks), before any is run."""
     from .errors import UserError
-    from .tasks import task_type
     from .tasks.base import answering_tasks
 
-    kinds = {t: task_type(pipe.tasks[t]["type"]) for t in tasks or pipe.tasks}
+    specs = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
     for value, where in inputs:
         try:
-            answering_tasks(value, kinds)
+            answering_tasks(value, specs)
         except ValueError as e:
             raise UserError(f"{where}: {e}") from None
 

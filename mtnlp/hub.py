@@ -26,6 +26,7 @@ CARD_PLACEHOLDER = "REPO_OR_DIR"  # where the card's usage lines name the model;
 def model_card(config, metrics: dict | None = None, datasets: list[str] | None = None) -> str:
     """README.md text: YAML metadata and a per-task table of labels and metrics."""
     from .tasks import task_type
+    from .tasks.base import example_input
 
     base_model = hub_id((config.mtnlp or {}).get("base_model"))
     tags = {task_type(spec["type"]).pipeline_tag for spec in config.tasks.values()}
@@ -55,12 +56,14 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         lines.append(f"| {name} | {spec['type']} | {labels} | {cells[0]} | {cells[1]} |")
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
               f'pipe = MultiTaskPipeline.from_pretrained("{CARD_PLACEHOLDER}")']
-    if any(not task_type(spec["type"]).input_fields for spec in config.tasks.values()):
-        lines.append('pipe("Some text to analyse.")   # every head\'s prediction from one encoder pass')
-    for name, spec in config.tasks.items():  # types with inputs of their own form (TaskType.input_fields)
-        example = task_type(spec["type"]).example_input
-        if example:
-            lines.append(f"pipe({json.dumps(example)})   # the {name} head")
+    shown = set()
+    for name, spec in config.tasks.items():  # an input of each form the heads read (tasks.base.example_input)
+        example = json.dumps(example_input(spec))
+        if example not in shown:
+            shown.add(example)
+            readers = [t for t, other in config.tasks.items() if json.dumps(example_input(other)) == example]
+            lines.append(f"pipe({example})   # " + (f"the {readers[0]} head" if len(readers) == 1 else
+                                                   f"the {', '.join(readers)} heads, from one encoder pass"))
     lines += ["```", ""]
     tagging = [name for name, spec in config.tasks.items() if task_type(spec["type"]).head_kind == "token"]
     if tagging:

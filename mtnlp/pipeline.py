@@ -71,8 +71,9 @@ class MultiTaskPipeline:
     def __call__(self, inputs, tasks: list[str] | None = None, return_all_scores: bool = False):
         """`inputs`: a text, a pair {"text": ..., "text_pair": ...}, an input of a task type with its own
         fields (TaskType.input_fields), or a list of those. For one input, {task: prediction}; for a
-        list, a list of those, in order. Text heads answer texts and pairs from one encoder pass per batch
-        (tagging heads tag a pair's first text); a type with its own inputs answers those."""
+        list, a list of those, in order. Text heads answer texts and pairs from one encoder pass per batch,
+        each head the form it was trained on (a pair or a single text; tagging heads tag a pair's first
+        text); a type with its own inputs answers those."""
         single = isinstance(inputs, (str, dict))
         if not single and not isinstance(inputs, (list, tuple)):
             raise TypeError(f"inputs: expected a text, a dict or a list of those, got {type(inputs).__name__}")
@@ -83,11 +84,12 @@ class MultiTaskPipeline:
             raise KeyError(f"unknown task(s) {', '.join(unknown)}; the model has: {', '.join(self.tasks)}")
         kinds = {t: task_type(self.tasks[t]["type"]) for t in tasks}
         results: list[dict] = [{} for _ in values]
-        texts, own = {}, {t: [] for t in tasks if kinds[t].input_fields}  # own: task -> indices of its inputs
+        own = {t: [] for t in tasks if kinds[t].input_fields}  # own: task -> indices of its inputs
+        texts: dict[tuple, dict] = {}  # the text heads that read them -> {index: (text, pair or None)}
         forms = input_forms({t: kinds[t] for t in own})
         for i, value in enumerate(values):
             try:
-                takers = answering_tasks(value, kinds)
+                takers = answering_tasks(value, {t: self.tasks[t] for t in tasks})
             except ValueError as e:
                 raise ValueError(f"inputs[{i}]: {e}") from None
             if takers[0] in own:
@@ -95,11 +97,11 @@ class MultiTaskPipeline:
                     own[t].append(i)
                 continue
             try:
-                texts[i] = as_input(value, i)
+                texts.setdefault(tuple(takers), {})[i] = as_input(value, i)
             except ValueError as e:
                 raise ValueError(f"{e}{f' (the other heads read {forms})' if forms else ''}") from None
-        if texts:
-            self._text_heads(texts, [t for t in tasks if not kinds[t].input_fields], return_all_scores, results)
+        for heads, items in texts.items():  # e.g. the single-text heads' texts, and the pair heads' pairs
+            self._text_heads(items, list(heads), return_all_scores, results)
         for t, idx in own.items():
             if not idx:
                 continue

@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import UserError
 from .tasks import task_type
-from .tasks.base import answering_tasks, valid_unicode
+from .tasks.base import answering_tasks, example_input, valid_unicode
 
 log = logging.getLogger("mtnlp.serve")
 REQUEST_KEYS = ("inputs", "tasks", "all_scores")
@@ -210,7 +210,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_request(body: bytes, served: dict, limits: Limits, pairs: bool) -> tuple[list, tuple, bool]:
     """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault.
-    `served`: the served tasks' types (TaskType), by name."""
+    `served`: the served tasks' config entries, by name."""
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deep
@@ -249,8 +249,8 @@ def parse_request(body: bytes, served: dict, limits: Limits, pairs: bool) -> tup
 
 
 def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict) -> None:
-    """A text, a pair, or an input of a requested task's own form (`asked`: the requested tasks' types, by
-    name), within the limits."""
+    """A text, a pair, or an input of a requested task's own form (`asked`: the requested tasks' config
+    entries, by name), within the limits."""
     if not valid_unicode(item):
         raise ApiError(422, name, "holds a lone surrogate (an invalid \\u escape such as \\ud800)")
     if not isinstance(item, (str, dict)):
@@ -263,7 +263,7 @@ def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict) -> No
         if len(item) > limits.max_chars:
             raise ApiError(422, name, f"{len(item)} characters, more than the limit of {limits.max_chars}")
         return
-    if asked[takers[0]].input_fields:
+    if task_type(asked[takers[0]]["type"]).input_fields:
         for key, value in item.items():
             for text in value if isinstance(value, list) else [value]:
                 if isinstance(text, str) and len(text) > limits.max_chars:
@@ -329,9 +329,10 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     """The FastAPI app serving `pipe` (a MultiTaskPipeline). `tasks`: the heads served (default: all);
     `pairs`: whether the pipeline takes text pairs (default: ask it). app.state.batcher.stats counts
     requests and pipeline calls."""
-    served = {t: task_type(pipe.tasks[t]["type"]) for t in tasks or pipe.tasks}
+    served = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
     if pairs is None:
-        pairs = any(not kind.input_fields for kind in served.values()) and takes_pairs(pipe, served)
+        pairs = any(not task_type(spec["type"]).input_fields and spec.get("text_pair", True) for spec in served.values()) \
+            and takes_pairs(pipe, served)
     batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
@@ -436,9 +437,8 @@ def serve(args, sock: socket.socket) -> int:
     app = create_app(pipe, tasks=tasks, limits=limits, window_ms=args.batch_window_ms, max_batch=args.max_batch,
                      model_name=args.model, metrics=card_metrics(args.model, args.revision))
     # the first call builds the kernels: not on a client's time (an input each served head reads)
-    kinds = [task_type(pipe.tasks[t]["type"]) for t in tasks or pipe.tasks]
-    warm = [kind.example_input for kind in kinds if kind.input_fields]
-    pipe(warm + ["warm-up"] * any(not kind.input_fields for kind in kinds), tasks=tasks)
+    warm = {json.dumps(example_input(pipe.tasks[t])): example_input(pipe.tasks[t]) for t in tasks or pipe.tasks}
+    pipe(list(warm.values()), tasks=tasks)
     config = uvicorn.Config(app, log_level="info", access_log=args.access_log, timeout_graceful_shutdown=60)
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]

@@ -210,7 +210,7 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
                                          r"\(categories reads \{text, choices\}\)$"):
         pipe([CHOICE_INPUTS[0], "Who wrote Hamlet?"], tasks=["categories"])
     with pytest.raises(ValueError, match=r"^inputs\[0\]: an input of the extractive_qa type, but no requested task "
-                                         r"reads it \(categories reads \{text, choices\}, sentiment reads texts\)$"):
+                                         r"reads it \(categories reads \{text, choices\}, sentiment reads single texts\)$"):
         pipe({"question": "q", "context": "c"})
 
 
@@ -232,7 +232,7 @@ def test_predict_cli_takes_choice_lines(mixed_run, tmp_path, capsys):
         assert err.startswith(f"error: {bad}:2: multiple-choice input: ") and fragment in err, err
     assert main(["predict", str(mixed_run / "model"), "--tasks", "sentiment", "--input", str(inputs)]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {inputs}:1: an input of the multiple_choice type, but no "
-                                               "requested task reads it (sentiment reads texts)")
+                                               "requested task reads it (sentiment reads single texts)")
     assert main(["predict", str(mixed_run / "model"), "--tasks", "categories", "just a text"]) == 2
     assert "TEXT argument 1: a text, but no requested task reads it (categories reads {text, choices})" in capsys.readouterr().err
 

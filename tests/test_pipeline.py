@@ -251,3 +251,34 @@ print(json.dumps(out))
 def test_export_unknown_task_is_a_user_error(model_dir, tmp_path):
     proc = run_cli("export", str(model_dir), "--task", "nope", str(tmp_path / "x"))
     assert proc.returncode == 2 and "no such task" in proc.stderr
+
+
+def test_each_sequence_head_reads_the_form_it_was_trained_on(make_recipe, tmp_path, capsys):
+    """A pair goes to the heads trained on pairs (and tagging heads, which tag its first text), a single text
+    to the others: no pair-trained head scores a lone sentence, nor a single-text head a pair."""
+    from mtnlp.cli import main
+    from mtnlp.recipe import load_recipe
+    from mtnlp.recipes.multitask import train
+
+    tasks = {"nli": {"type": "classification", "data": {"train": str(DATA / "pairs_sample.tsv"),
+                                                        "text_column": "premise", "text_pair_column": "hypothesis"}},
+             "sentiment": {"type": "classification",
+                           "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}},
+             "ner": {"type": "tagging", "data": {"train": str(DATA / "ner_sample.conll")}}}
+    model = train(load_recipe(make_recipe(tasks=tasks, training={"steps": 2}))).model
+    assert {t: spec.get("text_pair") for t, spec in model.config.tasks.items()} == \
+        {"nli": True, "sentiment": False, "ner": None}
+    folder = tmp_path / "run" / "model"
+    pipe = MultiTaskPipeline.from_pretrained(str(folder), precision="fp32")
+    pair = {"text": "A man rides a bike .", "text_pair": "A person is on a bike ."}
+    text, both = pipe(["A gorgeous movie .", pair])
+    assert set(text) == {"sentiment", "ner"} and set(both) == {"nli", "ner"}
+    assert both["nli"] == pipe(pair, tasks=["nli"])["nli"] and text["sentiment"] == pipe("A gorgeous movie .")["sentiment"]
+    with pytest.raises(ValueError, match=r"^inputs\[0\]: a text, but no requested task reads it \(nli reads text pairs\)$"):
+        pipe("A gorgeous movie .", tasks=["nli"])
+    with pytest.raises(ValueError, match=r"^inputs\[0\]: a text pair, but no requested task reads it "
+                                         r"\(sentiment reads single texts\)$"):
+        pipe(pair, tasks=["sentiment"])
+    capsys.readouterr()
+    assert main(["predict", str(folder), "--tasks", "nli", "a lone sentence"]) == 2
+    assert "TEXT argument 1: a text, but no requested task reads it (nli reads text pairs)" in capsys.readouterr().err

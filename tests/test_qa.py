@@ -480,8 +480,8 @@ def test_a_qa_head_beside_a_classification_head(tmp_path, tiny_encoder, capsys):
     pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
     calls = []
     pipe.model.encoder.register_forward_hook(lambda *a: calls.append(1))
-    out = pipe(["a gorgeous movie", QUESTIONS[0], {"text": "dull", "text_pair": "and slow"}])
-    assert len(calls) == 3  # the text heads: one pass for the text, one for the pair; the QA head: one
+    out = pipe(["a gorgeous movie", QUESTIONS[0], "dull and slow"])
+    assert len(calls) == 2  # the text heads: one pass for both texts; the QA head: one
     assert set(out[0]) == {"sentiment"} and set(out[1]) == {"qa"} and set(out[2]) == {"sentiment"}
     assert out[1]["qa"]["answer"] == QUESTIONS[0]["context"][out[1]["qa"]["start"]:out[1]["qa"]["end"]]
     assert out[0]["sentiment"] == pipe("a gorgeous movie")["sentiment"]

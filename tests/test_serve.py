@@ -349,7 +349,7 @@ def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_mode
             ({"inputs": ["plain"], "tasks": ["qa"]}, "inputs[0]",  # no requested head reads a text: not a 500
              "a text, but no requested task reads it (qa reads {question, context})"),
             ({"inputs": [OWN_INPUTS[1], {"text": "a", "text_pair": "b"}], "tasks": ["qa", "mc"]}, "inputs[1]",
-             "{text, text_pair}, but no requested task reads it (qa reads {question, context}, mc reads {text, choices})"),
+             "a text pair, but no requested task reads it (qa reads {question, context}, mc reads {text, choices})"),
         ):
             response = client.post("/predict", json=body)
             assert response.status_code == 422 and response.json()["field"] == field, response.text

@@ -192,21 +192,47 @@ def input_forms(kinds: dict[str, TaskType]) -> str:
     return " or ".join(f"{{{', '.join(kind.input_fields)}}} ({task})" for task, kind in kinds.items())
 
 
-def answering_tasks(value, kinds: dict[str, TaskType]) -> list[str]:
-    """The tasks of `kinds` (the requested tasks' types, by name) that answer one pipeline input: those
-    whose type has it as its own form (TaskType.accepts), the input checked by the type; otherwise the
-    tasks that read texts. A ValueError saying why when no requested task reads it. The pipeline, mtnlp
-    predict and mtnlp serve all route inputs with this."""
-    from . import TASK_TYPES
+def reads(spec: dict) -> str:
+    """What a task (its config entry) answers, for error messages: its type's own form, text pairs, single
+    texts, or (a tagging head, or a model saved before heads recorded it) texts and pairs."""
+    from . import task_type
 
+    kind = task_type(spec["type"])
+    if kind.input_fields:
+        return "{" + ", ".join(kind.input_fields) + "}"
+    return {True: "text pairs", False: "single texts"}.get(spec.get("text_pair"), "texts")
+
+
+def example_input(spec: dict):
+    """An input the task (its config entry) reads: its type's example, a pair, or a text."""
+    from . import task_type
+
+    kind = task_type(spec["type"])
+    if kind.input_fields:
+        return kind.example_input
+    return {"text": "Some text to analyse.", "text_pair": "A second text."} if spec.get("text_pair") \
+        else "Some text to analyse."
+
+
+def answering_tasks(value, tasks: dict[str, dict]) -> list[str]:
+    """The tasks of `tasks` (the requested ones' config entries, by name) that answer one pipeline input:
+    those whose type has it as its own form (TaskType.accepts), the input checked by the type; otherwise
+    the text heads that read its form, a pair or a single text (a sequence head reads what it was trained
+    on: config `text_pair`; a tagging head tags a pair's first text). A ValueError saying why when no
+    requested task reads it. The pipeline, mtnlp predict and mtnlp serve all route inputs with this."""
+    from . import TASK_TYPES, task_type
+
+    kinds = {t: task_type(spec["type"]) for t, spec in tasks.items()}
     forms = [kind.name for kind in TASK_TYPES.values() if kind.accepts(value)]
-    takers = [t for t, kind in kinds.items() if (kind.accepts(value) if forms else not kind.input_fields)]
+    pair = isinstance(value, dict) and "text_pair" in value
+    takers = [t for t, kind in kinds.items()
+              if (kind.accepts(value) if forms else not kind.input_fields and tasks[t].get("text_pair", pair) == pair)]
     if not takers:
-        what = (f"an input of the {' / '.join(forms)} type" if forms else "a text" if isinstance(value, str)
+        what = (f"an input of the {' / '.join(forms)} type" if forms else "a text pair" if pair
+                else "a text" if isinstance(value, str) or isinstance(value, dict) and set(value) == {"text"}
                 else f"{{{', '.join(map(str, value))}}}" if isinstance(value, dict) else repr(value)[:80])
-        reads = ", ".join(f"{t} reads {'{' + ', '.join(kind.input_fields) + '}' if kind.input_fields else 'texts'}"
-                          for t, kind in kinds.items())
-        raise ValueError(f"{what}, but no requested task reads it ({reads})")
+        listed = ", ".join(f"{t} reads {reads(spec)}" for t, spec in tasks.items())
+        raise ValueError(f"{what}, but no requested task reads it ({listed})")
     for t in takers if forms else ():
         kinds[t].check_input(value)
     return takers
