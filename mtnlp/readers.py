@@ -13,6 +13,7 @@ import csv
 import itertools
 import json
 import re
+import warnings
 from pathlib import Path
 
 from .errors import UserError, at, first_line
@@ -150,18 +151,30 @@ def iter_examples(path: Path, spec: DataSpec, task_type: str):
             yield from to_examples(path, row, line, spec, task_type)
 
 
+QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*""(?:[^"]|"")*"')  # wrapped in quotes, inner quotes doubled
+
+
 def delimited_records(path: Path, lines, delimiter: str, quoted: bool | None):
     """(fields, line) per CSV/TSV record, one at a time; a record's line is where it starts (a quoted
     field may run over several lines). Blank lines are skipped."""
+    watch = quoted is None and delimiter == "\t"  # read literally by default: say so if it looks quoted
     quoted = delimiter == "," if quoted is None else quoted  # TSV files like SST-2 hold bare quotes
     reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
                         strict=True)
-    start = 1
+    start, looks_quoted = 1, []  # (line, field) of fields such as "a ""b"" c": CSV quoting read literally
     try:
         for values in reader:
             if values:
+                if watch:
+                    looks_quoted += [(start, v) for v in values if QUOTED_FIELD.fullmatch(v)][:1]
                 yield values, start
             start = reader.line_num + 1
+        if looks_quoted:
+            line, field = looks_quoted[0]
+            warnings.warn(f"{path}: {len(looks_quoted)} record(s) hold a field that looks CSV-quoted (line {line}: "
+                          f"{_printable(field[:50])}{'...' * (len(field) > 50)}), read as it is, quotes kept; if the "
+                          "file was written with quoting (pandas, datasets' to_csv), set data.quoted: true",
+                          stacklevel=2)
     except csv.Error as e:
         kind = "TSV" if delimiter == "\t" else "CSV"
         runs_on = f" (the record runs on to line {reader.line_num}: a quote left open?)" if reader.line_num > start else ""

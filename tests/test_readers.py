@@ -97,6 +97,22 @@ def test_a_quoted_tsv_reads_with_quoted_true(tmp_path):
         read(write(tmp_path, "t.jsonl", '{"text": "a", "label": 1}\n'), quoted=True)
 
 
+def test_a_tsv_read_literally_that_looks_quoted_is_pointed_out(tmp_path):
+    """GoEmotions' files: every text with a quote is wrapped in quotes, inner ones doubled; read as they are
+    (the default), the quotes would be trained on. Bare quotes (SST-2) are not flagged."""
+    import warnings
+
+    path = write(tmp_path, "q.tsv", 'text\tlabel\nplain\t1\n"she said ""no"" twice"\t0\n"a ""b"""\t1\n')
+    with pytest.warns(UserWarning, match=r"q\.tsv: 2 record\(s\) hold a field that looks CSV-quoted \(line 3: "
+                                         r"\"she said \"\"no\"\" twice\"\), read as it is, quotes kept; .*set data.quoted: true"):
+        assert read(path)[1]["text"] == '"she said ""no"" twice"'
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read(path, quoted=True)[1]["text"] == 'she said "no" twice'
+        assert read(path, quoted=False)[1]["text"] == '"she said ""no"" twice"'  # said so: no warning
+        read(write(tmp_path, "bare.tsv", 'text\tlabel\nhe said "hi" \t0\n"""triple\t1\n"quoted"\t1\n'))
+
+
 @pytest.mark.parametrize("content, line, fragment", [
     ('text,label\nfine,1\n"a quote left open,0\nmore,1\nand more,0\n', 3, "runs on to line 5"),
     ('text,label\nfine,1\n"closed" then text,0\n', 3, "',' expected after '\"'"),

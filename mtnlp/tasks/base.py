@@ -291,9 +291,12 @@ def sort_labels(values: set[str]) -> list[str]:
     return sorted(values, key=lambda v: (int(v), v) if numeric else (0, v))
 
 
-def label_shares(names: list[str]) -> dict:
+def label_shares(names: list[str], examples: int | None = None) -> dict:
+    """The count of labels and the largest and smallest one's share: of the labels given, or (multi-label:
+    `examples`) of the examples that carry it."""
     counts = Counter(names)
     if not counts:
         return {"labels": 0}
+    total = examples or len(names)
     (top, top_n), (low, low_n) = counts.most_common()[0], counts.most_common()[-1]
-    return {"labels": len(counts), "largest": [top, top_n / len(names)], "smallest": [low, low_n / len(names)]}
+    return {"labels": len(counts), "largest": [top, top_n / total], "smallest": [low, low_n / total]}

@@ -101,7 +101,7 @@ class Multilabel(TextTask):
 
     def facts(self, dataset, labels):
         rows = column(dataset, "labels")
-        facts = label_shares([labels[i] for row in rows for i, v in enumerate(row) if v])
+        facts = label_shares([labels[i] for row in rows for i, v in enumerate(row) if v], len(rows))  # of examples
         facts["no_label"] = sum(not any(row) for row in rows) / max(len(rows), 1)
         return facts
 
