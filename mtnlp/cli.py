@@ -212,6 +212,7 @@ def cmd_evaluate(args) -> int:
     from .data import load_task, present_splits
     from .evaluation import evaluate_split
     from .report import table
+    from .tasks import task_type
 
     model, tokenizer = load_model(args.model, revision=args.revision)
     import torch
@@ -243,6 +244,12 @@ def cmd_evaluate(args) -> int:
             raise UserError(f"{recipe.where(f'tasks.{name}.data.streaming')}: tasks.{name}.data: the {args.split} "
                             "split is streamed, which only training reads: evaluate a validation or test split")
         metrics[name] = default_metrics(recipe, name, head["labels"])
+        used = task_type(head["type"]).evaluated_as(head, spec)
+        if used != head:  # e.g. another multi-label threshold than training's: not the model's tuned ones
+            model.config.tasks[name] = used
+            changed = ", ".join(f"{key} {used[key]}" for key in used if key in head and used[key] != head[key]
+                                and used[key] is not None)
+            print(f"{name}: {changed} from the recipe, instead of the model's")
     if not tasks:
         raise UserError(f"{recipe.source}: no task has a {args.split} split (tasks.NAME.data.{args.split})")
     if without:

@@ -112,6 +112,24 @@ def test_multilabel_learns_keywords_and_tunes_thresholds(multilabel_run):
     assert len(spec["thresholds"]) == 3 and all(0 < t < 1 for t in spec["thresholds"])
 
 
+def test_evaluate_uses_the_tuned_thresholds_unless_the_recipe_changes_the_threshold(multilabel_run, capsys):
+    folder, _ = multilabel_run
+    model, run_recipe = str(folder / "run" / "model"), str(folder / "run" / "recipe.yaml")
+    trained = json.loads((folder / "run" / "metrics.json").read_text())["tasks"]["tags"]["test"]
+
+    def evaluate(*overrides):
+        out = folder / "eval.json"
+        assert main(["evaluate", model, run_recipe, *overrides, "--split", "test", "--precision", "fp32",
+                     "--output", str(out)]) == 0
+        return json.loads(out.read_text())["tasks"]["tags"]["test"], capsys.readouterr().out
+
+    same, said = evaluate()  # the run's own recipe: threshold 0.5 as trained, so the tuned thresholds
+    assert same == pytest.approx(trained, abs=1e-3) and "instead of the model's" not in said
+    strict, said = evaluate("tasks.tags.threshold=0.99")
+    assert "tags: threshold 0.99 from the recipe, instead of the model's" in said
+    assert strict["micro_f1"] < same["micro_f1"]  # hardly anything clears 0.99
+
+
 def test_multilabel_pipeline_lists_labels_above_their_thresholds(multilabel_run):
     folder, _ = multilabel_run
     pipe = MultiTaskPipeline.from_pretrained(str(folder / "run" / "model"), precision="fp32")

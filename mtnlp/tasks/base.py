@@ -122,6 +122,11 @@ class TaskType:
         """Model config updates learnt from the validation split's logits (see fits_validation)."""
         return {}
 
+    def evaluated_as(self, head: dict, spec) -> dict:
+        """The head's config entry as `mtnlp evaluate` uses it, given the evaluation recipe's task section
+        `spec`: what the recipe changes of what fit() learnt (e.g. another multi-label threshold)."""
+        return head
+
     def baseline(self, train, target, labels: list[str]) -> list:
         """What always predicting the most frequent training label gives on `target`."""
         top = Counter(column(train, "labels")).most_common(1)[0][0]

@@ -105,6 +105,13 @@ class Multilabel(TextTask):
         facts["no_label"] = sum(not any(row) for row in rows) / max(len(rows), 1)
         return facts
 
+    def evaluated_as(self, head, spec):
+        """A threshold the evaluation recipe changes (from the one the model was trained with) replaces the
+        tuned ones; otherwise the saved (tuned) thresholds."""
+        if spec.threshold == head.get("threshold", 0.5):
+            return head
+        return {**head, "threshold": spec.threshold, "thresholds": None}
+
     def fits_validation(self, spec):
         return spec.tune_thresholds
 
