@@ -105,7 +105,8 @@ def truncation_note(data: TaskData, split: str) -> str | None:
     cut = sum(column(dataset, "truncated"))
     if not cut:
         return None
-    effect = "words past the cut get no tag" if task_type(data.type).token_level else "the model sees only their beginning"
+    effect = ("words past the cut get no tag" if task_type(data.type).token_level
+              else "the model sees only what fits (of a pair, the longer text is cut)")
     return (f"{data.name} {split}: {cut:,} of {len(dataset):,} examples are longer than max_length="
             f"{data.max_length} tokens and were truncated; {effect}")
 

@@ -147,9 +147,10 @@ class MultiTaskPipeline:
                     logits[t][j], self.tasks[t], all_scores, tagged, [p for p, _ in firsts], items[i][0])
                     for t in tasks})
         if truncated:
+            effects = (["sequence heads see only what fits (of a pair, the longer text is cut)"] * bool(text_heads)
+                       + ["later words get no tags"] * bool(token_heads))
             warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} tokens were truncated; "
-                          "their sequence predictions see only the beginning and later words get no tags",
-                          stacklevel=3)
+                          f"{'; '.join(effects)}", stacklevel=3)
 
     def _encode(self, texts: list, pairs: list | None, split_into_words: bool):
         return self.tokenizer(texts, pairs, is_split_into_words=split_into_words, truncation=True,

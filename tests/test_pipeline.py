@@ -89,8 +89,16 @@ def test_empty_and_long_texts(model_dir):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = pipe(long_text)
-    assert any("truncated" in str(w.message) for w in caught)
+    assert [str(w.message) for w in caught if "truncated" in str(w.message)] == [
+        "1 text(s) longer than max_length=32 tokens were truncated; sequence heads see only what fits (of a pair, "
+        "the longer text is cut); later words get no tags"]
     assert 0 < len(out["pos"]) < 100  # words past max_length=32 tokens get no tag
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe(long_text, tasks=["sentiment"])  # no tagging head asked for: nothing said of tags
+    assert [str(w.message) for w in caught if "truncated" in str(w.message)] == [
+        "1 text(s) longer than max_length=32 tokens were truncated; sequence heads see only what fits (of a pair, "
+        "the longer text is cut)"]
 
 
 def test_pipeline_matches_model_on_training_style_tokenisation(model_dir):
