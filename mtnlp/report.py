@@ -101,17 +101,16 @@ class LossLog:
 
     def flush(self) -> dict[str, float]:
         """Each task's mean loss since the last flush."""
-        names = list(self.sums)
-        values = torch.stack([self.sums[n] for n in names]).tolist() if names else []
-        means = {n: v / self.counts[n] for n, v in zip(names, values)}
+        sums = self.state_dict()["sums"]
+        means = {n: v / self.counts[n] for n, v in sums.items()}
         self.sums.clear()
         self.counts.clear()
         self.last = means
         return means
 
     def state_dict(self) -> dict:
-        """The sums since the last flush, for a checkpoint (a host sync: checkpoint steps only), so that a
-        resumed run's next record averages the same steps as an uninterrupted run's."""
+        """The sums since the last flush, read in one host sync (at log and checkpoint steps only); a
+        checkpoint keeps them, so that a resumed run's next record averages the steps an uninterrupted run's does."""
         names = list(self.sums)
         values = torch.stack([self.sums[n] for n in names]).tolist() if names else []
         return {"sums": dict(zip(names, values)), "counts": {n: self.counts[n] for n in names}}
