@@ -210,10 +210,6 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
     """A new multi-task model on the recipe's encoder, or one transferred from a trained model."""
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout,
                     **task_type(d.type).model_spec(recipe.tasks[name])} for name, d in tasks.items()}
-    for name, spec in heads.items():  # what a sequence head reads: the pipeline gives it only that
-        kind = task_type(spec["type"])
-        if not kind.input_fields and kind.head_kind != "token":
-            spec["text_pair"] = recipe.tasks[name].data.text_pair_column is not None
     sharing = sharing_config(recipe.mtl)
     try:
         if source:  # transfer: multi-task model -> new run (e.g. fine-tune one target task)

@@ -177,6 +177,10 @@ class TaskType:
 class TextTask(TaskType):
     """A text (or a text pair) with a label: the shared part of reading it."""
 
+    def model_spec(self, spec) -> dict:
+        """Whether the head reads text pairs: the pipeline gives it only the form it was trained on."""
+        return {"text_pair": spec.data.text_pair_column is not None}
+
     def example(self, row: Row, spec: DataSpec) -> dict:
         example = {"text": row.text(spec.text_column), "_line": row.line}
         if spec.text_pair_column is not None:

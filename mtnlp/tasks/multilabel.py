@@ -63,7 +63,7 @@ class Multilabel(TextTask):
 
 
     def model_spec(self, spec):
-        return {"threshold": spec.threshold}
+        return {**super().model_spec(spec), "threshold": spec.threshold}
 
     def target(self, label, label_ids):
         vector = [0.0] * len(label_ids)
