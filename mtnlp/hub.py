@@ -56,14 +56,12 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         lines.append(f"| {name} | {spec['type']} | {labels} | {cells[0]} | {cells[1]} |")
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
               f'pipe = MultiTaskPipeline.from_pretrained("{CARD_PLACEHOLDER}")']
-    shown = set()
-    for name, spec in config.tasks.items():  # an input of each form the heads read (tasks.base.example_input)
-        example = json.dumps(example_input(spec))
-        if example not in shown:
-            shown.add(example)
-            readers = [t for t, other in config.tasks.items() if json.dumps(example_input(other)) == example]
-            lines.append(f"pipe({example})   # " + (f"the {readers[0]} head" if len(readers) == 1 else
-                                                   f"the {', '.join(readers)} heads, from one encoder pass"))
+    readers: dict[str, list[str]] = {}  # an input of each form the heads read (tasks.base.example_input)
+    for name, spec in config.tasks.items():
+        readers.setdefault(json.dumps(example_input(spec)), []).append(name)
+    for example, names in readers.items():
+        lines.append(f"pipe({example})   # " + (f"the {names[0]} head" if len(names) == 1 else
+                                               f"the {', '.join(names)} heads, from one encoder pass"))
     lines += ["```", ""]
     tagging = [name for name, spec in config.tasks.items() if task_type(spec["type"]).head_kind == "token"]
     if tagging:
@@ -110,17 +108,26 @@ def read_card(model: str, revision: str | None = None) -> str | None:
         return None
 
 
+def card_rows(lines: list[str]):
+    """(line index, header cells, cells) of each task's row in a card's table (as model_card writes it)."""
+    header = None
+    for i, line in enumerate(lines):
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:3] == ["task", "type", "labels"]:
+            header = cells
+        elif header and len(cells) == len(header) and not set(cells[0]) <= set("-: "):
+            yield i, header, cells
+
+
 def onnx_card(card: str, source: str, tasks: list[str], quantize: str | None) -> str:
     """The card of an ONNX export of `source`: its card with the table's rows of `tasks` only, and a section
     saying what the folder is and where its metrics come from."""
     lines = card.rstrip("\n").split("\n")
-    table, kept = False, []
-    for line in lines:  # the rows of heads left out of the export go
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        table = line.startswith("|") and (table or cells[:3] == ["task", "type", "labels"])
-        if table and cells[0] not in tasks and cells[0] != "task" and not set(cells[0]) <= set("-: "):
-            continue
-        kept.append(line)
+    left_out = {i for i, _, cells in card_rows(lines) if cells[0] not in tasks}  # the rows of heads not exported
+    kept = [line for i, line in enumerate(lines) if i not in left_out]
     option = " --quantize int8" if quantize else ""
     kept += ["", "## ONNX export", "",
              f"This folder is `mtnlp export {source} --onnx{option}` output (heads: {', '.join(tasks)}): "

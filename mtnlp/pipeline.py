@@ -87,9 +87,10 @@ class MultiTaskPipeline:
         own = {t: [] for t in tasks if kinds[t].input_fields}  # own: task -> indices of its inputs
         texts: dict[tuple, dict] = {}  # the text heads that read them -> {index: (text, pair or None)}
         forms = input_forms({t: kinds[t] for t in own})
+        specs = {t: self.tasks[t] for t in tasks}
         for i, value in enumerate(values):
             try:
-                takers = answering_tasks(value, {t: self.tasks[t] for t in tasks})
+                takers = answering_tasks(value, specs)
             except ValueError as e:
                 raise ValueError(f"inputs[{i}]: {e}") from None
             if takers[0] in own:

@@ -299,27 +299,20 @@ def takes_pairs(pipe, tasks) -> bool:
 
 def card_metrics(model: str, revision: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """{task: {split: {metric: value}}} from the model card's table (README.md, as hub.model_card writes it)."""
-    from .hub import read_card
+    from .hub import card_rows, read_card
 
-    metrics, header = {}, None
-    for line in (read_card(model, revision) or "").splitlines():
-        if not line.startswith("|"):
-            header = None
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[:3] == ["task", "type", "labels"]:
-            header = cells
-        elif header and len(cells) == len(header) and not set(cells[0]) <= set("-: "):
-            for split, cell in zip(header[3:], cells[3:]):
-                values = {}
-                for part in cell.split(", "):
-                    name, _, value = part.rpartition(" ")
-                    try:
-                        values[name] = float(value)
-                    except ValueError:
-                        pass
-                if values:
-                    metrics.setdefault(cells[0], {})[split] = values
+    metrics = {}
+    for _, header, cells in card_rows((read_card(model, revision) or "").splitlines()):
+        for split, cell in zip(header[3:], cells[3:]):
+            values = {}
+            for part in cell.split(", "):
+                name, _, value = part.rpartition(" ")
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    pass
+            if values:
+                metrics.setdefault(cells[0], {})[split] = values
     return metrics
 
 
@@ -330,9 +323,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     `pairs`: whether the pipeline takes text pairs (default: ask it). app.state.batcher.stats counts
     requests and pipeline calls."""
     served = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
-    if pairs is None:
-        pairs = any(not task_type(spec["type"]).input_fields and spec.get("text_pair", True) for spec in served.values()) \
-            and takes_pairs(pipe, served)
+    pairs = takes_pairs(pipe, served) if pairs is None else pairs
     batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
