@@ -6,7 +6,7 @@ optimizer and schedule, the loss weighting (weighting.py), the gradient method (
 the DataLoader whose batches the task sampler plans (loader.BatchPlan: where a task is chosen each
 step). train_step() makes one optimizer update: forward, the head's loss (heads.py; the loss function
 is the task type's, mtnlp/tasks), weighting, backward. evaluate_and_select() keeps the best model;
-checkpoint() and setup()'s resume make a run restartable; finish() evaluates the kept model and
+checkpoint() and resume() make a run restartable; finish() evaluates the kept model and
 writes the run directory (report.py).
 """
 
@@ -202,7 +202,7 @@ class Run:
     progress: Progress
     log: report.LossLog
     data_facts: dict  # per task and split: examples, labels, truncation (data.split_facts)
-    bar: tqdm
+    bar: tqdm | None
     grad_norm: torch.Tensor | None = None  # the last update's gradient norm before clipping (on the device)
 
 
@@ -230,6 +230,68 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
     return model
 
 
+def load_tokenizer(recipe: Recipe, encoder: str):
+    """The encoder's tokenizer; it must have a pad token (batches are padded with it)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(encoder)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
+                        f"({str(e).splitlines()[0]})") from None
+    if tokenizer.pad_token_id is None:
+        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
+                        "has no pad token: set one in its tokenizer_config.json (e.g. \"pad_token\": its eos or unk token)")
+    return tokenizer
+
+
+def say_transfer(run: Run, source: MultiTaskModel, source_path: str) -> None:
+    """What a transferred model (model.init_from) took from its source: the encoder, and which heads."""
+    recipe, model = run.recipe, run.unwrapped
+    heads = transfer_report(source, model, recipe.model.init_heads)
+    encoder_of = transfer_encoder_task(source, model.config.tasks, recipe.model.init_encoder_of)
+    kind = (source.config.sharing or {}).get("type")
+    soft = f" of task {encoder_of} (its {'adapter merged' if kind == 'lora' else 'layers'})" if encoder_of else ""
+    run.accelerator.print(f"init_from {source_path}: the encoder{soft}, and\n"
+                          + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
+    if recipe.model.init_heads and "kept" not in heads.values() and run.accelerator.is_main_process:
+        warnings.warn("model.init_heads: no head of the source matches a task here (same name, type and "
+                      "labels): every head starts new", stacklevel=3)
+
+
+def resume(run: Run, folder: Path, own: bool) -> None:
+    """Continue from a checkpoint: weights, optimizer, schedule, batch plan, loss weights and log, progress.
+    In the run's own folder (`own`), what was written after the checkpoint's step is written again."""
+    recipe, accelerator, optimizer, t = run.recipe, run.accelerator, run.optimizer, run.recipe.training
+    where = f"{recipe.where('training.resume_from')}: training.resume_from"
+    wanted = [group["initial_lr"] for group in optimizer.param_groups]  # this recipe's lr and head_lr
+    state = load_checkpoint(folder, run.unwrapped, optimizer, accelerator.process_index, accelerator.num_processes)
+    # the optimizer's head parameters, learned loss weights and batch seeds go by the tasks' order
+    if state.get("tasks", list(run.tasks)) != list(run.tasks):
+        raise UserError(f"{where}: {folder}: the checkpoint's tasks are in the order {', '.join(state['tasks'])}, "
+                        f"the recipe's {', '.join(run.tasks)}: list them in the checkpoint's order to resume")
+    if state["ranks"] != accelerator.num_processes and accelerator.is_main_process:
+        warnings.warn(f"{folder}: written by {state['ranks']} process(es), resumed with {accelerator.num_processes}: "
+                      "the batches differ from an uninterrupted run's", stacklevel=3)
+    run.scheduler.load_state_dict(state["scheduler"])
+    set_learning_rates(optimizer, run.scheduler, wanted)
+    run.plan.load_state_dict(state)
+    run.weighting.load_state_dict_json(state.get("weighting", {}))
+    run.log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
+    run.progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
+    step = run.progress.step
+    if step > t.steps:
+        raise UserError(f"{recipe.where('training.steps')}: training.steps: {t.steps}, but {folder} is at step "
+                        f"{step}: set more steps to train on, or resume an earlier checkpoint")
+    if accelerator.is_main_process and own:
+        report.forget_after(run.run_dir, step)  # logs and checkpoints after it are written again
+        remove_checkpoints_after(run.run_dir / "checkpoints", step)
+        report.resume_recipe(run.run_dir, recipe, run.precision, step)
+    accelerator.print(f"resumed from {folder} at step {step}")
+    if state.get("steps", t.steps) != t.steps:  # the schedule's decay is stretched (or shortened) from here
+        accelerator.print(f"training.steps: {t.steps} (the checkpoint's run: {state['steps']}); the learning "
+                          f"rate follows the schedule for {t.steps} steps: {run.scheduler.get_last_lr()[0]:.3g} at "
+                          f"step {step}")
+
+
 def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     """Everything the loop needs, resumed from a checkpoint if training.resume_from says so.
     `raw`: the tasks' examples if already read (data.read_task)."""
@@ -237,8 +299,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     run_dir = run_directory(recipe)
     # resuming this run's own checkpoint continues it; a new run, or one resumed from another run's
     # checkpoint, must not mix with what run_dir holds
-    where = f"{recipe.where('training.resume_from')}: training.resume_from"
-    folder = find_checkpoint(run_dir, t.resume_from, where) if t.resume_from else None
+    folder = find_checkpoint(run_dir, t.resume_from, f"{recipe.where('training.resume_from')}: "
+                             "training.resume_from") if t.resume_from else None
     own = folder is not None and folder.resolve().parent == (run_dir / "checkpoints").resolve()
     if not own:
         refuse_to_mix(run_dir, recipe)
@@ -246,15 +308,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     set_seed(t.seed)
     source, tokenizer, source_path = trained_source(recipe) if recipe.model.init_from else (None, None, None)
     encoder = resolve_encoder(recipe.model.encoder)
-    if tokenizer is None:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(encoder)
-        except (OSError, ValueError) as e:
-            raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
-                            f"({str(e).splitlines()[0]})") from None
-    if tokenizer.pad_token_id is None:  # batches are padded with it
-        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
-                        "has no pad token: set one in its tokenizer_config.json (e.g. \"pad_token\": its eos or unk token)")
+    if tokenizer is None:  # a transferred model brings its own
+        tokenizer = load_tokenizer(recipe, encoder)
     tasks = load_tasks(recipe, tokenizer, accelerator, raw)
     metrics = {name: default_metrics(recipe, name, tasks[name].labels) for name in recipe.tasks}
     model = build_model(recipe, tasks, encoder, source)
@@ -267,58 +322,25 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
                                 **m.model_dump()).to(accelerator.device)
     optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
     prepared, optimizer = accelerator.prepare(model, optimizer)
+    gradient = build_gradient_method(m.gradient, t.seed)
+    sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
+    plan = BatchPlan(gradient.task_order(sampler, list(tasks), t.grad_accum), batches)
+    data_facts = {n: ({"train": {"examples": d.stream.size, "labels": len(d.labels), "streamed": True}} if d.stream else {})
+                  | {split: split_facts(ds, d.type, d.labels) for split, ds in d.splits.items()} for n, d in tasks.items()}
+    run = Run(recipe, run_dir, accelerator, chosen, tokenizer, tasks, metrics, prepared, accelerator.unwrap_model(prepared),
+              optimizer, scheduler, weighting, gradient, plan, batches=iter(()), positions={}, progress=Progress(),
+              log=report.LossLog(), data_facts=data_facts, bar=None)  # batches and bar: once resumed
+
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
     if accelerator.num_processes > 1:
         accelerator.print(f"{accelerator.num_processes} processes (DDP, {accelerator.distributed_type.value})")
     if source is not None:
-        heads = transfer_report(source, model, recipe.model.init_heads)
-        encoder_of = transfer_encoder_task(source, model.config.tasks, recipe.model.init_encoder_of)
-        kind = (source.config.sharing or {}).get("type")
-        soft = f" of task {encoder_of} (its {'adapter merged' if kind == 'lora' else 'layers'})" if encoder_of else ""
-        accelerator.print(f"init_from {source_path}: the encoder{soft}, and\n"
-                          + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
-        if recipe.model.init_heads and "kept" not in heads.values() and accelerator.is_main_process:
-            warnings.warn("model.init_heads: no head of the source matches a task here (same name, type and "
-                          "labels): every head starts new", stacklevel=2)
+        say_transfer(run, source, source_path)
     if chosen.warning and accelerator.is_main_process:
         warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
-    data_facts = {n: ({"train": {"examples": d.stream.size, "labels": len(d.labels), "streamed": True}} if d.stream else {})
-                  | {split: split_facts(ds, d.type, d.labels) for split, ds in d.splits.items()} for n, d in tasks.items()}
     accelerator.print(report.data_table(data_facts, recipe.model.max_length))
-
-    gradient = build_gradient_method(m.gradient, t.seed)
-    sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
-    plan = BatchPlan(gradient.task_order(sampler, list(tasks), t.grad_accum), batches)
-    progress, log = Progress(), report.LossLog()
     if folder is not None:
-        wanted = [group["initial_lr"] for group in optimizer.param_groups]  # this recipe's lr and head_lr
-        state = load_checkpoint(folder, accelerator.unwrap_model(prepared), optimizer, accelerator.process_index,
-                                accelerator.num_processes)
-        # the optimizer's head parameters, learned loss weights and batch seeds go by the tasks' order
-        if state.get("tasks", list(tasks)) != list(tasks):
-            raise UserError(f"{where}: {folder}: the checkpoint's tasks are in the order {', '.join(state['tasks'])}, "
-                            f"the recipe's {', '.join(tasks)}: list them in the checkpoint's order to resume")
-        if state["ranks"] != accelerator.num_processes and accelerator.is_main_process:
-            warnings.warn(f"{folder}: written by {state['ranks']} process(es), resumed with {accelerator.num_processes}: "
-                          "the batches differ from an uninterrupted run's", stacklevel=2)
-        scheduler.load_state_dict(state["scheduler"])
-        set_learning_rates(optimizer, scheduler, wanted)
-        plan.load_state_dict(state)
-        weighting.load_state_dict_json(state.get("weighting", {}))
-        log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
-        progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
-        if progress.step > t.steps:
-            raise UserError(f"{recipe.where('training.steps')}: training.steps: {t.steps}, but {folder} is at step "
-                            f"{progress.step}: set more steps to train on, or resume an earlier checkpoint")
-        if accelerator.is_main_process and own:
-            report.forget_after(run_dir, progress.step)  # logs and checkpoints after it are written again
-            remove_checkpoints_after(run_dir / "checkpoints", progress.step)
-            report.resume_recipe(run_dir, recipe, chosen, progress.step)
-        accelerator.print(f"resumed from {folder} at step {progress.step}")
-        if state.get("steps", t.steps) != t.steps:  # the schedule's decay is stretched (or shortened) from here
-            accelerator.print(f"training.steps: {t.steps} (the checkpoint's run: {state['steps']}); the learning "
-                              f"rate follows the schedule for {t.steps} steps: {scheduler.get_last_lr()[0]:.3g} at "
-                              f"step {progress.step}")
+        resume(run, folder, own)
     if accelerator.is_main_process and not own:
         report.start_run(run_dir, recipe, chosen)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -326,11 +348,10 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         accelerator.init_trackers(recipe.name)
     loader = training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
                              accelerator.device, t.dataloader_workers)
+    run.batches, run.positions = iter(loader), plan.state_dict()
+    run.bar = tqdm(total=t.steps, initial=run.progress.step, disable=not accelerator.is_local_main_process, desc="train")
     prepared.train()
-    return Run(recipe, run_dir, accelerator, chosen, tokenizer, tasks, metrics, prepared,
-               accelerator.unwrap_model(prepared), optimizer, scheduler, weighting, gradient, plan, iter(loader),
-               plan.state_dict(), progress, log, data_facts,
-               tqdm(total=t.steps, initial=progress.step, disable=not accelerator.is_local_main_process, desc="train"))
+    return run
 
 
 def forward_backward(run: Run, sync: bool) -> str:
