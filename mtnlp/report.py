@@ -26,7 +26,7 @@ def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    for path in run_dir.glob("recipe.before-step-*.yaml"):
+    for path in replaced_recipes(run_dir):
         path.unlink()
     write_recipe(run_dir, recipe, precision)
 
@@ -45,6 +45,11 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> None:
 
     if old is not None and settings(old) != settings(path.read_text()):
         (run_dir / f"recipe.before-step-{step:06d}.yaml").write_text(old)
+
+
+def replaced_recipes(run_dir: Path, after: int = -1) -> list[Path]:
+    """The recipe.before-step-N.yaml files that resume_recipe kept, with N > `after`."""
+    return [p for p in run_dir.glob("recipe.before-step-*.yaml") if int(p.stem.rsplit("-", 1)[1]) > after]
 
 
 def write_recipe(run_dir: Path, recipe: Recipe, precision) -> None:
@@ -75,9 +80,8 @@ def forget_after(run_dir: Path, step: int) -> None:
             continue
         kept = [r for r in read_jsonl(path) if r["step"] <= step]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    for path in run_dir.glob("recipe.before-step-*.yaml"):
-        if int(path.name.split("-")[-1].split(".")[0]) > step:
-            path.unlink()
+    for path in replaced_recipes(run_dir, after=step):
+        path.unlink()
 
 
 def save_model(folder: Path, model, tokenizer) -> None:
