@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"],
                    help="the split to evaluate (default: validation)")
-    p.add_argument("--output", help="JSON file for the metrics (default: MODEL/eval-SPLIT.json)")
+    p.add_argument("--output", help="JSON file for the metrics (default: MODEL/eval-SPLIT.json; for a hub id, "
+                   "./eval-SPLIT.json)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32", "no"],
                    help="as for predict (default: the recipe's training.mixed_precision)")
     p.add_argument("--revision", help="hub branch, tag or commit")

@@ -17,6 +17,7 @@ import transformers
 from transformers import AutoConfig
 
 from .errors import UserError
+from .folders import weights_readable_as_umask
 from .modeling import MultiTaskModel
 from .tasks import task_type
 
@@ -60,6 +61,7 @@ def export_folder(model: MultiTaskModel, tokenizer, task: str, out: str | Path) 
     a RoBERTa-family model), so `exported(**tokenizer(texts))` and transformers' pipelines just work;
     its model_max_length is the length the model was trained with."""
     export_head(model, task).save_pretrained(out)
+    weights_readable_as_umask(out)
     tokenizer = copy.deepcopy(tokenizer)
     if not model.uses_token_type_ids and "token_type_ids" in tokenizer.model_input_names:
         names = [name for name in tokenizer.model_input_names if name != "token_type_ids"]

@@ -4,6 +4,7 @@ importing torch: `mtnlp push` needs no more, and a wrong folder is refused at on
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .errors import UserError, first_line
@@ -11,6 +12,15 @@ from .errors import UserError, first_line
 MODEL_TYPE = "mtnlp"  # config.json's model_type (MultiTaskConfig.model_type)
 ONNX_FILE = "model.onnx"  # what `mtnlp export --onnx` writes beside the config and tokenizer
 STATE_FILE = "trainer_state.json"  # a checkpoint's, written last: a folder with it is complete
+
+
+def weights_readable_as_umask(folder) -> None:
+    """Give the weights files in `folder` the mode the umask gives any new file. transformers 5 saves them
+    through a temporary file, mode 0600 whatever the umask: another user (e.g. a server's) could not read them."""
+    mask = os.umask(0o22)
+    os.umask(mask)
+    for path in Path(folder).glob("*.safetensors"):
+        path.chmod(0o666 & ~mask)
 
 
 def is_onnx_folder(name) -> bool:

@@ -8,11 +8,12 @@ card, curves.png) in ONE commit; unchanged files are skipped, so pushing twice i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
 from .encoders import is_local_path
@@ -83,7 +84,8 @@ def transfer_note(config) -> str:
     source = (config.mtnlp or {}).get("init_from")
     if not source:
         return ""
-    where = f" (`{hub_id(source['model'])}`)" if hub_id(source["model"]) else ""
+    at = f" at {source['revision'][:12]}" if source.get("revision") else ""
+    where = f" (`{hub_id(source['model'])}`{at})" if hub_id(source["model"]) else ""
     return f", after multi-task training on {', '.join(source['tasks'])}{where}"
 
 
@@ -93,6 +95,17 @@ def hub_id(name: str | None) -> str | None:
     if not name or is_local_path(name) or repo_id_problem(name):
         return None
     return name
+
+
+def loaded_commit(repo_id: str, revision: str | None = None) -> str | None:
+    """The commit whose files loading `repo_id` at `revision` gave (the hub cache names its snapshot folders by
+    commit), or None if it cannot be told."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, "config.json", revision=revision)).parent.name
+    except Exception:  # only a record: training goes on without it
+        return None
 
 
 def read_card(model: str, revision: str | None = None) -> str | None:
@@ -138,19 +151,46 @@ def onnx_card(card: str, source: str, tasks: list[str], quantize: str | None) ->
     return "\n".join(kept)
 
 
+def saved_config(model_dir: Path):
+    """config.json of a model folder, as model_card reads it (`.tasks`, `.mtnlp`, `.encoder.model_type`),
+    without loading transformers: a push needs only huggingface_hub."""
+    from types import SimpleNamespace
+
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return SimpleNamespace(tasks=config.get("tasks") or {}, mtnlp=config.get("mtnlp"),
+                           encoder=SimpleNamespace(model_type=(config.get("encoder") or {}).get("model_type")))
+
+
+def run_metrics(model_dir: Path, run_dir: Path | None = None) -> dict | None:
+    """The run's metrics.json (`run_dir`, or the folder above the model's), if it is this model's: tasks it
+    has and its best step. Another run's metrics beside a copied model folder are not its metrics."""
+    path = (run_dir or model_dir.parent) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        config = saved_config(model_dir)
+    except (OSError, ValueError):
+        return None
+    step = (config.mtnlp or {}).get("step")
+    if not set(metrics.get("tasks", {})) <= set(config.tasks) or (step is not None and metrics.get("best_step") != step):
+        return None
+    return metrics
+
+
 def write_card(model_dir: Path, run_dir: Path | None = None, datasets: list[str] | None = None) -> None:
     """Write model_dir/README.md (and copy the run's curves.png beside it)."""
-    from .modeling import MultiTaskConfig
-
-    config = MultiTaskConfig.from_pretrained(model_dir)
-    metrics_file = (run_dir or model_dir.parent) / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
-    text = model_card(config, metrics, datasets)
+    text = model_card(saved_config(model_dir), run_metrics(model_dir, run_dir), datasets)
     curves = (run_dir or model_dir.parent) / "curves.png"
     if curves.exists():
         shutil.copyfile(curves, model_dir / "curves.png")
         text += "\n## Training curves\n\n![training curves](curves.png)\n"
     (model_dir / "README.md").write_text(text)
+
+
+def pushed_files(model_dir: Path) -> list[Path]:
+    """The files a push uploads: the folder's, without hidden ones (.git/, the .cache/ that `hf download
+    --local-dir` writes, .DS_Store, .ipynb_checkpoints/), which the hub refuses or nobody means to publish."""
+    return sorted(p for p in model_dir.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts))
 
 
 def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
@@ -166,8 +206,10 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
         if not token:
             raise UserError("--token is empty: give a hub token, or leave --token out to use HF_TOKEN "
                             "or the saved login")
-    if not (model_dir / "README.md").exists():
-        write_card(model_dir)
+    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        raise UserError(f"--revision {revision}: a commit id; a push goes to a branch: give its name")
+    # a folder without a card (e.g. a model folder copied out of its run) gets one, in the commit only
+    card = None if (model_dir / "README.md").exists() else model_card(saved_config(model_dir), run_metrics(model_dir))
     api = HfApi(token=token)
     try:
         # without a namespace the hub creates the repo under the token's user: use the id it answers with
@@ -176,10 +218,15 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
             api.update_repo_settings(repo_id, private=True)
             print(f"{repo_id} was public; made it private as asked")
         if revision and revision != "main":
+            if revision in {tag.name for tag in api.list_repo_refs(repo_id).tags}:
+                raise UserError(f"--revision {revision}: a tag of {repo_id}; a push goes to a branch: give a "
+                                "branch name")
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        files = sorted(p for p in model_dir.rglob("*") if p.is_file())
-        operations = [CommitOperationAdd(str(p.relative_to(model_dir)), card_for(p, repo_id) if p == model_dir / "README.md"
-                                         else str(p)) for p in files]
+        operations = [CommitOperationAdd(str(p.relative_to(model_dir)), pushed_card(p.read_text(encoding="utf-8"),
+                                         repo_id, revision) if p == model_dir / "README.md" else str(p))
+                      for p in pushed_files(model_dir)]
+        if card is not None:
+            operations.append(CommitOperationAdd("README.md", pushed_card(card, repo_id, revision)))
         info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)
     except RepositoryNotFoundError:
         raise UserError(f"{repo_id}: repository not found, or the token may not write to it") from None
@@ -194,11 +241,28 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
     return info.commit_url
 
 
-def card_for(path: Path, repo_id: str) -> bytes:
-    """The model card as pushed: its usage lines load the model by the repo's id (model_card writes a
-    placeholder, since the card is written before anyone knows where the model will go)."""
-    data = path.read_bytes()
-    return data.replace(CARD_PLACEHOLDER.encode(), repo_id.encode())
+def check_push_access(repo_id: str) -> None:
+    """A UserError when a push to `repo_id` cannot work for want of a token or a hub: no token, one the hub
+    refuses or that may only read, no connection. A recipe's push_to_hub asks before training, not after."""
+    try:
+        auth = HfApi().whoami().get("auth") or {}
+    except LocalTokenNotFoundError:
+        raise UserError(f"push to {repo_id}: no hub token: set HF_TOKEN or run `hf auth login`") from None
+    except HfHubHTTPError as e:
+        raise _push_error(repo_id, e) from None
+    except (OSError, *_transport_errors()) as e:  # connection refused, DNS, HF_HUB_OFFLINE ...
+        raise _push_error(repo_id, e) from None
+    if (auth.get("accessToken") or {}).get("role") == "read":
+        raise UserError(f"push to {repo_id}: the hub token may only read: give a token with write access")
+
+
+def pushed_card(card: str, repo_id: str, revision: str | None = None) -> bytes:
+    """The model card as pushed: its usage lines load the model by the repo's id, and from the pushed branch
+    (model_card writes a placeholder, since the card is written before anyone knows where the model will go)."""
+    if revision and revision != "main":
+        card = (card.replace(f'"{CARD_PLACEHOLDER}")', f'"{CARD_PLACEHOLDER}", revision="{revision}")')
+                .replace(f"{CARD_PLACEHOLDER} --", f"{CARD_PLACEHOLDER} --revision {revision} --"))
+    return card.replace(CARD_PLACEHOLDER, repo_id).encode()
 
 
 def repo_id_problem(repo_id: str) -> str | None:

@@ -15,7 +15,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 from . import families, sharing
-from .folders import MODEL_TYPE
+from .folders import MODEL_TYPE, weights_readable_as_umask
 from .heads import build_head
 from .tasks import TASK_TYPES, task_type
 
@@ -40,6 +40,12 @@ class MultiTaskConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.tasks = dict(self.tasks or {})
+
+
+def encoder_config(config: PreTrainedConfig) -> dict:
+    """An encoder's config as a multi-task model keeps it, without where it was loaded from: config.json is
+    pushed with the model, and that may be a local path (/home/...)."""
+    return {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}
 
 
 def head_mismatch(name: str, old: dict | None, new: dict) -> str | None:
@@ -158,7 +164,7 @@ class MultiTaskModel(PreTrainedModel):
         tasks = checked_tasks(tasks)
         dtype = load_kwargs.pop("dtype", None)
         pretrained = AutoModel.from_pretrained(encoder, **load_kwargs, dtype=torch.float32)
-        config = MultiTaskConfig(encoder=pretrained.config.to_dict(), tasks=tasks, sharing=sharing)
+        config = MultiTaskConfig(encoder=encoder_config(pretrained.config), tasks=tasks, sharing=sharing)
         model = cls(config)
         state = pretrained.state_dict()
         # the heads pool for themselves: the encoder's pooler is left out, unless it cannot be (SqueezeBERT)
@@ -190,6 +196,10 @@ class MultiTaskModel(PreTrainedModel):
                              f"(e.g. {stale[0]}): the model was saved by an older mtnlp; train it again")
         return (model, info) if want_info else model
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        weights_readable_as_umask(save_directory)
+
     @classmethod
     def from_trained(cls, source: "MultiTaskModel", tasks: dict[str, dict], keep_heads: bool = True,
                      sharing: dict | None = None, encoder_of: str | None = None) -> "MultiTaskModel":
@@ -198,7 +208,7 @@ class MultiTaskModel(PreTrainedModel):
         gives the encoder of one of its tasks (its adapter merged / its layers in place): `encoder_of`, or
         the first new task it knows."""
         task = transfer_encoder_task(source, tasks, encoder_of)
-        model = cls(MultiTaskConfig(encoder=source.config.encoder.to_dict(), tasks=tasks, sharing=sharing))
+        model = cls(MultiTaskConfig(encoder=encoder_config(source.config.encoder), tasks=tasks, sharing=sharing))
         try:
             model.load_plain_encoder(source.encoder_state(task))
         except ValueError as e:

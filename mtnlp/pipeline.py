@@ -200,9 +200,15 @@ def load_pretrained(name: str, **hub_kwargs):
         raise UserError(f"{name}: model folder not found")
     refuse_run_folder(name)
     onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
+    loading = "model"
     try:
-        check_multitask_config(name, PreTrainedConfig.get_config_dict(name, **({} if onnx else hub_kwargs))[0])
+        config = PreTrainedConfig.get_config_dict(name, **({} if onnx else hub_kwargs))[0]
+        if not config and not path.exists():  # the repository has no config.json there
+            raise UserError(f"{name}: no config.json at revision {hub_kwargs.get('revision') or 'main'}"
+                            + ("" if hub_kwargs.get("revision") else " (a model pushed to a branch: give its revision)"))
+        check_multitask_config(name, config)
         model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
+        loading = "tokenizer"
         return model, AutoTokenizer.from_pretrained(name, **({} if onnx else hub_kwargs))
     except (OSError, ValueError) as e:
         if not path.exists() and any(isinstance(c, LocalEntryNotFoundError) for c in causes(e)):
@@ -212,10 +218,36 @@ def load_pretrained(name: str, **hub_kwargs):
                 raise UserError(f"{name}: not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is "
                                 "downloaded") from None
             raise UserError(f"{name}: cannot reach the hub to download it ({first_line(list(causes(e))[-1])})") from None
-        hint = "" if path.exists() else "; a private repository needs a token: HF_TOKEN or `hf auth login`"
-        raise UserError(f"{name}: not an mtnlp model folder or hub repository ({first_line(e)}){hint}") from None
+        if not path.exists():
+            hub_error = hub_load_error(name, e, hub_kwargs.get("revision"))
+            if hub_error:
+                raise hub_error from None
+        if loading == "tokenizer":  # e.g. pushed with MultiTaskModel.push_to_hub, which pushes no tokenizer
+            raise UserError(f"{name}: no tokenizer that loads ({first_line(e)}): a model folder keeps the tokenizer "
+                            "it was trained with (tokenizer.json, tokenizer_config.json; `mtnlp push` uploads them)") from None
+        raise UserError(f"{name}: not an mtnlp model folder or hub repository ({first_line(e)})") from None
     except (SafetensorError, *onnx_errors()) as e:  # a damaged or cut-off weights file
         raise UserError(f"{name}: cannot read its weights ({first_line(e)})") from None
+
+
+def hub_load_error(name: str, error: Exception, revision: str | None):
+    """A UserError for a hub id that could not be loaded because of the repository or the token, else None."""
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    from .errors import UserError, causes
+
+    found = list(causes(error))
+    if any(isinstance(c, RevisionNotFoundError) for c in found):
+        return UserError(f"{name}: the repository has no revision '{revision}'")
+    if any(isinstance(c, RepositoryNotFoundError) for c in found):  # also a gated one, or one the token may not read
+        why = "or the token may not read it" if get_token() else "a private one needs a token: HF_TOKEN or `hf auth login`"
+        return UserError(f"{name}: no such model repository on {constants.ENDPOINT} ({why})")
+    refused = [c for c in found if isinstance(c, HfHubHTTPError) and c.response is not None
+               and c.response.status_code in (401, 403)]
+    if refused:
+        return UserError(f"{name}: the hub refused the token (HTTP {refused[0].response.status_code}): check HF_TOKEN")
+    return None
 
 
 def as_input(value, index: int) -> tuple[str, str | None]:

@@ -51,6 +51,7 @@ class ModelSpec(Spec):
     max_length: Annotated[int, Field(ge=8)] = 128
     # transfer: start from a trained mtnlp run (its model/ folder) or model folder / hub id instead of `encoder`
     init_from: str | None = None
+    init_revision: str | None = None  # with init_from a hub id: its branch, tag or commit (default: main)
     init_heads: bool = True  # with init_from: also keep heads whose task name, type and labels match
     # with init_from of a soft-shared model (per-task adapters or top layers): the source task whose encoder
     # to start from (default: the first task here that the source has)
@@ -416,6 +417,8 @@ def check(recipe: Recipe) -> None:
         fail("mtl.gradient", "pcgrad projects the shared encoder's gradients, but freeze_encoder leaves none")
     if recipe.model.init_encoder_of is not None and not recipe.model.init_from:
         fail("model.init_encoder_of", "applies to a transfer: set model.init_from too")
+    if recipe.model.init_revision is not None and not recipe.model.init_from:
+        fail("model.init_revision", "applies to a transfer: set model.init_from too")
 
 
 COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")

@@ -139,14 +139,32 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
     if (path / "model" / "config.json").exists():
         path = path / "model"
     where = str(path) if path.exists() else recipe.model.init_from
+    revision = recipe.model.init_revision
+    if revision and path.exists():
+        raise UserError(f"{recipe.where('model.init_revision')}: model.init_revision: {where} is a local folder; "
+                        "a revision is for a hub id")
     try:
-        model, tokenizer = load_pretrained(where)
+        model, tokenizer = load_pretrained(where, **({"revision": revision} if revision else {}))
     except UserError as e:  # not found, another model type (a base encoder), damaged weights, ...
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {e}") from None
     if not isinstance(model, MultiTaskModel):
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is an ONNX export; give the "
                         "run or model folder it was exported from")
     return model, tokenizer, where
+
+
+def training_record(recipe: Recipe, metrics: dict, source: MultiTaskModel | None = None,
+                    source_path: str | None = None) -> dict:
+    """config.mtnlp of a new model: its metrics, max_length and where it comes from (base_model; with
+    model.init_from, the source, its commit and its tasks). Sources are recorded by hub id only: config.json
+    is pushed with the model, and a local path (/home/...) must not go with it (the run's recipe.yaml has it)."""
+    record = {"metrics": metrics, "max_length": recipe.model.max_length}
+    if source is None:
+        return record | {"base_model": hub.hub_id(recipe.model.encoder)}
+    source_id = None if Path(source_path).exists() else hub.hub_id(source_path)
+    return record | {"base_model": source_id or (source.config.mtnlp or {}).get("base_model"),
+                     "init_from": {"model": source_id, "revision": hub.loaded_commit(source_id, recipe.model.init_revision)
+                                   if source_id else None, "tasks": list(source.config.tasks)}}
 
 
 def transfer_report(source: MultiTaskModel, model: MultiTaskModel, keep_heads: bool) -> dict[str, str]:
@@ -305,6 +323,11 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     if not own:
         refuse_to_mix(run_dir, recipe)
     accelerator, chosen = make_accelerator(recipe)
+    if recipe.push_to_hub and accelerator.is_main_process:  # a token problem is said now, not after training
+        try:
+            hub.check_push_access(recipe.hub_repo_id)
+        except UserError as e:
+            raise UserError(f"{recipe.where('push_to_hub')}: push_to_hub: {e}") from None
     set_seed(t.seed)
     source, tokenizer, source_path = trained_source(recipe) if recipe.model.init_from else (None, None, None)
     encoder = resolve_encoder(recipe.model.encoder)
@@ -313,10 +336,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     tasks = load_tasks(recipe, tokenizer, accelerator, raw)
     metrics = {name: default_metrics(recipe, name, tasks[name].labels) for name in recipe.tasks}
     model = build_model(recipe, tasks, encoder, source)
-    base_model = (source.config.mtnlp or {}).get("base_model", recipe.model.init_from) if source else recipe.model.encoder
-    model.config.mtnlp = {"metrics": metrics, "base_model": base_model, "max_length": recipe.model.max_length}
-    if source:  # transfer: the model card says what the encoder was trained on first
-        model.config.mtnlp["init_from"] = {"model": str(source_path), "tasks": list(source.config.tasks)}
+    model.config.mtnlp = training_record(recipe, metrics, source, source_path)
 
     weighting = build_weighting(m.weighting, {n: recipe.tasks[n].loss_weight for n in tasks},
                                 **m.model_dump()).to(accelerator.device)
@@ -468,7 +488,12 @@ def finish(run: Run) -> TrainResult:
         datasets = sorted({spec.data.hub for spec in run.recipe.tasks.values() if spec.data.hub})
         hub.write_card(run_dir / "model", run_dir, datasets)
         if run.recipe.push_to_hub:
-            accelerator.print(f"pushed to {hub.push(run_dir / 'model', run.recipe.hub_repo_id, run.recipe.hub_private)}")
+            try:
+                url = hub.push(run_dir / "model", run.recipe.hub_repo_id, run.recipe.hub_private)
+            except UserError as e:  # training is done and kept: say how to push it later
+                raise UserError(f"{e} (the model is kept: `mtnlp push {run_dir / 'model'} {run.recipe.hub_repo_id}` "
+                                "pushes it)") from None
+            accelerator.print(f"pushed to {url}")
     if run.recipe.training.report_to:
         accelerator.end_training()
     return TrainResult(run_dir, best, run.unwrapped, final, accelerator, run.weighting.weights(), run.precision)

@@ -18,7 +18,7 @@ LFS_PUT = r"^/org/tiny-mt\.git/info/lfs/objects/[0-9a-f]{64}$"
 
 
 def local_files(run_dir) -> dict[str, bytes]:
-    """The files as pushed: the card's usage lines name the repo (hub.card_for), the rest as they are."""
+    """The files as pushed: the card's usage lines name the repo (hub.pushed_card), the rest as they are."""
     model = run_dir / "model"
     return {str(p.relative_to(model)): p.read_bytes().replace(b"REPO_OR_DIR", REPO_ID.encode())
             for p in sorted(model.rglob("*")) if p.is_file()}

@@ -142,7 +142,7 @@ def test_damaged_onnx_folders_are_one_line_errors(exported, tmp_path, capsys):
     import shutil
 
     cases = {"truncated": ("model.onnx", "cannot read its weights"),
-             "no-tokenizer": ("tokenizer.json", "not an mtnlp model folder"),
+             "no-tokenizer": ("tokenizer.json", "no tokenizer that loads"),
              "no-config": ("config.json", "no config.json")}
     for name, (damaged, message) in cases.items():
         folder = shutil.copytree(exported / "fp32", tmp_path / name)
