@@ -284,8 +284,9 @@ def load_model(name: str, **hub_kwargs):
 def input_lines(path: str) -> list[tuple]:
     """(input, "FILE:LINE", the line's object) per non-empty line. An object that a task type takes as
     its own input (TaskType.accepts) is passed on whole (the type ignores other keys, e.g. ids and gold
-    labels) and checked by the type; of other objects, "text" and "text_pair" are the input. The
-    line's object (a string: {"text": it}) is what predict echoes, ids and all."""
+    labels; check_takers has the type check it, in line order with the other lines' checks); of other
+    objects, "text" and "text_pair" are the input. The line's object (a string: {"text": it}) is what
+    predict echoes, ids and all."""
     from .errors import UserError
     from .tasks import TASK_TYPES
 
@@ -304,11 +305,6 @@ def input_lines(path: str) -> list[tuple]:
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{number}: invalid JSON: {e.msg}") from None
         own = [kind for kind in TASK_TYPES.values() if kind.accepts(item)]
-        for kind in own:
-            try:
-                kind.check_input(item)
-            except ValueError as e:
-                raise UserError(f"{path}:{number}: {e}") from None
         line_object = item if isinstance(item, dict) else {"text": item}
         if isinstance(item, dict) and not own:  # keep a pair's text_pair; other keys (ids, gold labels) are only echoed
             item = {k: item[k] for k in ("text", "text_pair") if k in item}
@@ -325,16 +321,19 @@ def input_lines(path: str) -> list[tuple]:
 
 
 def check_takers(pipe, tasks: list[str] | None, inputs: list[tuple]) -> None:
-    """Every (input, where) is read by some requested task (tasks.base.answering_tasks), before any is run."""
+    """Every (input, where) is read by some requested task, by each of --tasks if given
+    (tasks.base.answering_tasks), before any is run: the first one that is not is the error."""
     from .errors import UserError
     from .tasks.base import answering_tasks
 
     specs = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
     for value, where in inputs:
         try:
-            answering_tasks(value, specs)
+            answering_tasks(value, specs, every=bool(tasks))
         except ValueError as e:
-            raise UserError(f"{where}: {e}") from None
+            pairs = isinstance(value, str) and where.startswith("TEXT") and "text pairs" in str(e)
+            hint = ' (a pair: an --input line {"text": ..., "text_pair": ...})' if pairs else ""
+            raise UserError(f"{where}: {e}{hint}") from None
 
 
 def cmd_predict(args) -> int:
@@ -355,7 +354,7 @@ def cmd_predict(args) -> int:
         raise UserError(f"--batch-size: must be at least 1 (got {args.batch_size})")
     output = output_path(args.output, "--output") if args.output else None
     quiet_libraries(with_datasets=False)
-    from .pipeline import MultiTaskPipeline
+    from .pipeline import MultiTaskPipeline, TruncationWarning
 
     model, tokenizer = load_model(args.model, revision=args.revision)
     pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
@@ -364,7 +363,14 @@ def cmd_predict(args) -> int:
     if unknown:
         raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
     check_takers(pipe, tasks, [(text, where) for text, where, _ in given])
-    results = pipe(texts, tasks=tasks, return_all_scores=args.all_scores)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncationWarning)
+        results = pipe(texts, tasks=tasks, return_all_scores=args.all_scores)
+    for warning in caught:  # said again, naming the lines and arguments cut
+        if isinstance(warning.message, TruncationWarning):
+            warnings.warn(warning.message.naming([given[i][1] for i in warning.message.indices]), stacklevel=1)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     try:
         out = open(output, "w", encoding="utf-8") if output else sys.stdout
     except OSError as e:
@@ -463,7 +469,8 @@ def cmd_export(args) -> int:
         export_onnx(model, tokenizer, args.out, args.task, args.quantize)
         if card := read_card(args.model, args.revision):  # serve's /info shows the card's metrics
             tasks = list(dict.fromkeys(args.task or model.config.tasks))
-            (out / "README.md").write_text(onnx_card(card, args.model, tasks, args.quantize), encoding="utf-8")
+            (out / "README.md").write_text(onnx_card(card, args.model, tasks, args.quantize, bool(args.task)),
+                                             encoding="utf-8")
         print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {args.out} ...")
         return 0
     from .export import export_folder

@@ -135,13 +135,13 @@ def card_rows(lines: list[str]):
             yield i, header, cells
 
 
-def onnx_card(card: str, source: str, tasks: list[str], quantize: str | None) -> str:
-    """The card of an ONNX export of `source`: its card with the table's rows of `tasks` only, and a section
-    saying what the folder is and where its metrics come from."""
+def onnx_card(card: str, source: str, tasks: list[str], quantize: str | None, chosen: bool = False) -> str:
+    """The card of an ONNX export of `source`: its card with the table's rows of `tasks` only (`chosen`: the
+    command named them), and a section saying what the folder is and where its metrics come from."""
     lines = card.rstrip("\n").split("\n")
     left_out = {i for i, _, cells in card_rows(lines) if cells[0] not in tasks}  # the rows of heads not exported
     kept = [line for i, line in enumerate(lines) if i not in left_out]
-    option = " --quantize int8" if quantize else ""
+    option = "".join(f" --task {t}" for t in tasks) * chosen + (" --quantize int8" if quantize else "")
     kept += ["", "## ONNX export", "",
              f"This folder is `mtnlp export {source} --onnx{option}` output (heads: {', '.join(tasks)}): "
              "`mtnlp predict`, `mtnlp serve` and `MultiTaskPipeline.from_pretrained` run it with onnxruntime. "

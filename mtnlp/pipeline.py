@@ -22,7 +22,7 @@ from . import precision as precision_policy
 from .folders import check_multitask_config, is_onnx_folder, refuse_run_folder
 from .modeling import MultiTaskModel, to_device
 from .tasks import task_type
-from .tasks.base import answering_tasks, input_forms
+from .tasks.base import LONE_SURROGATE, answering_tasks, input_forms, text_input_problem, valid_unicode
 from .tasks.tagging import first_subtokens
 
 
@@ -68,20 +68,24 @@ class MultiTaskPipeline:
     def tasks(self) -> dict[str, dict]:
         return self.model.config.tasks
 
-    def __call__(self, inputs, tasks: list[str] | None = None, return_all_scores: bool = False):
+    def __call__(self, inputs, tasks: list[str] | None = None, return_all_scores: bool = False,
+                 strict: bool | None = None):
         """`inputs`: a text, a pair {"text": ..., "text_pair": ...}, an input of a task type with its own
         fields (TaskType.input_fields), or a list of those. For one input, {task: prediction}; for a
         list, a list of those, in order. Text heads answer texts and pairs from one encoder pass per batch,
-        each head the form it was trained on (a pair or a single text; tagging heads tag a pair's first
-        text); a type with its own inputs answers those."""
+        each head the form it was trained on (a pair or a single text); a type with its own inputs answers
+        those. `tasks`: the heads to ask (default: all); with `strict` (default: when `tasks` is given),
+        each must read every input, else every head asked that reads an input answers it
+        (tasks.base.answering_tasks). serve checks each request so, then asks for their union, not strict."""
         single = isinstance(inputs, (str, dict))
         if not single and not isinstance(inputs, (list, tuple)):
             raise TypeError(f"inputs: expected a text, a dict or a list of those, got {type(inputs).__name__}")
         values = [inputs] if single else list(inputs)
+        strict = tasks is not None if strict is None else strict
         tasks = [tasks] if isinstance(tasks, str) else list(tasks or self.tasks)
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
-            raise KeyError(f"unknown task(s) {', '.join(unknown)}; the model has: {', '.join(self.tasks)}")
+            raise ValueError(f"tasks: the model has no task {unknown[0]!r} (it has: {', '.join(self.tasks)})")
         kinds = {t: task_type(self.tasks[t]["type"]) for t in tasks}
         results: list[dict] = [{} for _ in values]
         own = {t: [] for t in tasks if kinds[t].input_fields}  # own: task -> indices of its inputs
@@ -90,19 +94,26 @@ class MultiTaskPipeline:
         specs = {t: self.tasks[t] for t in tasks}
         for i, value in enumerate(values):
             try:
-                takers = answering_tasks(value, specs)
+                takers = answering_tasks(value, specs, every=strict)  # a type with its own inputs checks them
             except ValueError as e:
                 raise ValueError(f"inputs[{i}]: {e}") from None
             if takers[0] in own:
                 for t in takers:
                     own[t].append(i)
                 continue
-            try:
-                texts.setdefault(tuple(takers), {})[i] = as_input(value, i)
-            except ValueError as e:
-                raise ValueError(f"{e}{f' (the other heads read {forms})' if forms else ''}") from None
+            if not valid_unicode(value):
+                raise ValueError(f"inputs[{i}]: {LONE_SURROGATE}")
+            problem = text_input_problem(value)
+            if problem:
+                raise ValueError(f"inputs[{i}]{problem[0]}: {problem[1]}{f' (the other heads read {forms})' if forms else ''}")
+            texts.setdefault(tuple(takers), {})[i] = (value, None) if isinstance(value, str) \
+                else (value["text"], value.get("text_pair"))
+        truncated = []  # (input index, the heads that read it, whether it is a pair)
         for heads, items in texts.items():  # e.g. the single-text heads' texts, and the pair heads' pairs
-            self._text_heads(items, list(heads), return_all_scores, results)
+            cut = self._text_heads(items, list(heads), return_all_scores, results)
+            truncated += [(i, heads, items[i][1] is not None) for i in cut]
+        if truncated:
+            warnings.warn(truncation_warning(truncated, self.tasks, self.max_length), stacklevel=2)
         for t, idx in own.items():
             if not idx:
                 continue
@@ -111,16 +122,17 @@ class MultiTaskPipeline:
         return results[0] if single else results
 
     def _text_heads(self, items: dict[int, tuple[str, str | None]], tasks: list[str], all_scores: bool,
-                    results: list[dict]) -> None:
-        """Every text head's prediction for texts and pairs. Sequence heads read the texts tokenised as
-        training read them (whole texts), tagging heads their words (as training read a corpus's words);
-        where both give the same tokens (WordPiece: BERT), one encoder pass per batch serves all heads."""
+                    results: list[dict]) -> list[int]:
+        """Every text head's prediction for texts and pairs; returns the inputs that were truncated. Sequence
+        heads read the texts tokenised as training read them (whole texts), tagging heads their words (as
+        training read a corpus's words); where both give the same tokens (WordPiece: BERT), one encoder
+        pass per batch serves all heads."""
         words = {i: (split_words(text), None if pair is None else split_words(pair)) for i, (text, pair) in items.items()}
         token_heads = [t for t in tasks if task_type(self.tasks[t]["type"]).head_kind == "token"]
         text_heads = [t for t in tasks if t not in token_heads]
         # pairs and single texts in separate batches; similar lengths share a batch
         order = sorted(items, key=lambda i: (words[i][1] is not None, -len(words[i][0]) - len(words[i][1] or ())))
-        truncated = 0
+        truncated = []
         start = 0
         while start < len(order):
             pairs = words[order[start]][1] is not None
@@ -143,15 +155,12 @@ class MultiTaskPipeline:
                 # a word with no token (cut off, or one the tokenizer removes: a zero-width space) gets no tag
                 firsts = first_subtokens(by_words.word_ids(j), by_words.sequence_ids(j)) if by_words is not None else []
                 tagged = [words[i][0][w] for _, w in firsts]
-                truncated += any(bool(enc.encodings[j].overflowing) for enc, _ in passes)
+                if any(enc.encodings[j].overflowing for enc, _ in passes):
+                    truncated.append(i)
                 results[i].update({t: task_type(self.tasks[t]["type"]).decode(
                     logits[t][j], self.tasks[t], all_scores, tagged, [p for p, _ in firsts], items[i][0])
                     for t in tasks})
-        if truncated:
-            effects = (["sequence heads see only what fits (of a pair, the longer text is cut)"] * bool(text_heads)
-                       + ["later words get no tags"] * bool(token_heads))
-            warnings.warn(f"{truncated} text(s) longer than max_length={self.max_length} tokens were truncated; "
-                          f"{'; '.join(effects)}", stacklevel=3)
+        return truncated
 
     def _encode(self, texts: list, pairs: list | None, split_into_words: bool):
         return self.tokenizer(texts, pairs, is_split_into_words=split_into_words, truncation=True,
@@ -250,12 +259,29 @@ def hub_load_error(name: str, error: Exception, revision: str | None):
     return None
 
 
-def as_input(value, index: int) -> tuple[str, str | None]:
-    """(text, text_pair or None) from a text or a {"text": ..., "text_pair": ...} mapping."""
-    if isinstance(value, str):
-        return value, None
-    if isinstance(value, dict) and isinstance(value.get("text"), str) and set(value) <= {"text", "text_pair"} \
-            and isinstance(value.get("text_pair", ""), str):
-        return value["text"], value.get("text_pair")
-    raise ValueError(f"inputs[{index}]: expected a text or {{\"text\": ..., \"text_pair\": ...}} (strings), "
-                     f"got {str(value)[:80]}")
+class TruncationWarning(UserWarning):
+    """Inputs longer than max_length were cut: `indices` (the inputs'), and what that did to the heads."""
+
+    def __init__(self, indices: list[int], max_length: int, effects: list[str]):
+        self.indices, self.max_length, self.effects = indices, max_length, effects
+        super().__init__(self.naming([f"inputs[{i}]" for i in indices]))
+
+    def naming(self, names: list[str]) -> str:
+        """The warning, naming the inputs as the caller knows them (mtnlp predict: by file line)."""
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        return (f"{len(names)} input(s) longer than max_length={self.max_length} tokens were truncated ({shown}): "
+                + "; ".join(self.effects))
+
+
+def truncation_warning(truncated: list[tuple[int, tuple, bool]], specs: dict, max_length: int) -> TruncationWarning:
+    """One warning for a call's truncated inputs ((index, the heads that read it, whether a pair)): which
+    inputs, and what that does to the heads that read them."""
+    kinds = {t for _, heads, _ in truncated for t in heads}
+
+    def token(task):
+        return task_type(specs[task]["type"]).head_kind == "token"
+
+    pairs = " (of a pair, the longer text is cut)" if any(pair for *_, pair in truncated) else ""
+    effects = ([f"sequence heads read only what fits{pairs}"] * any(not token(t) for t in kinds)
+               + ["words past it get no tags"] * any(token(t) for t in kinds))
+    return TruncationWarning(sorted(i for i, *_ in truncated), max_length, effects)

@@ -39,11 +39,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import UserError
 from .tasks import task_type
-from .tasks.base import answering_tasks, example_input, valid_unicode
+from .tasks.base import LONE_SURROGATE, answering_tasks, example_input, reads, text_input_problem, valid_unicode
 
 log = logging.getLogger("mtnlp.serve")
 REQUEST_KEYS = ("inputs", "tasks", "all_scores")
-PAIR_KEYS = ("text", "text_pair")
 ALL_SCORES_KEYS = ("scores", "candidates")  # what all_scores adds to a prediction (QA: the best candidates)
 
 
@@ -175,7 +174,8 @@ class Batcher:
         all_scores = any(job.all_scores for job in batch)
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(inputs))
-        call = functools.partial(self.pipe, inputs, tasks=tasks, return_all_scores=all_scores)
+        # not strict: each request was checked against its own tasks (parse_request), and these are their union
+        call = functools.partial(self.pipe, inputs, tasks=tasks, return_all_scores=all_scores, strict=False)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _select(self, result: dict, job: Job) -> dict:
@@ -208,7 +208,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_request(body: bytes, served: dict, limits: Limits, pairs: bool) -> tuple[list, tuple, bool]:
+def parse_request(body: bytes, served: dict, limits: Limits) -> tuple[list, tuple, bool]:
     """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault.
     `served`: the served tasks' config entries, by name."""
     try:
@@ -230,6 +230,7 @@ def parse_request(body: bytes, served: dict, limits: Limits, pairs: bool) -> tup
         raise ApiError(422, "inputs", f"{len(inputs)} inputs, more than the limit of {limits.max_inputs}")
 
     tasks = payload.get("tasks")
+    named = tasks is not None  # then each must answer every input
     if tasks is None:
         tasks = tuple(served)
     else:
@@ -244,54 +245,29 @@ def parse_request(body: bytes, served: dict, limits: Limits, pairs: bool) -> tup
         raise ApiError(422, "all_scores", "expected true or false")
     asked = {t: served[t] for t in tasks}
     for i, item in enumerate(inputs):
-        check_input(item, f"inputs[{i}]", limits, pairs, asked)
+        check_input(item, f"inputs[{i}]", limits, asked, named)
     return inputs, tasks, all_scores
 
 
-def check_input(item, name: str, limits: Limits, pairs: bool, asked: dict) -> None:
+def check_input(item, name: str, limits: Limits, asked: dict, named: bool) -> None:
     """A text, a pair, or an input of a requested task's own form (`asked`: the requested tasks' config
-    entries, by name), within the limits."""
+    entries, by name; `named`: the request named them, so each must read it), within the limits."""
     if not valid_unicode(item):
-        raise ApiError(422, name, "holds a lone surrogate (an invalid \\u escape such as \\ud800)")
+        raise ApiError(422, name, LONE_SURROGATE)
     if not isinstance(item, (str, dict)):
         raise ApiError(422, name, 'expected a text or an object {"text": ..., "text_pair": ...}')
     try:
-        takers = answering_tasks(item, asked)
+        takers = answering_tasks(item, asked, every=named)
     except ValueError as e:
         raise ApiError(422, name, str(e)) from None
-    if isinstance(item, str):
-        if len(item) > limits.max_chars:
-            raise ApiError(422, name, f"{len(item)} characters, more than the limit of {limits.max_chars}")
-        return
-    if task_type(asked[takers[0]]["type"]).input_fields:
-        for key, value in item.items():
-            for text in value if isinstance(value, list) else [value]:
-                if isinstance(text, str) and len(text) > limits.max_chars:
-                    raise ApiError(422, f"{name}.{key}",
-                                   f"{len(text)} characters, more than the limit of {limits.max_chars}")
-        return
-    if not pairs:
-        raise ApiError(422, name, "this model's pipeline takes plain texts only (no text pairs): send a string")
-    for key in item:
-        if key not in PAIR_KEYS:
-            raise ApiError(422, f"{name}.{key}", "unknown field (expected: text, text_pair)")
-    if not isinstance(item.get("text"), str):
-        raise ApiError(422, f"{name}.text", "expected a string")
-    if "text_pair" in item and not isinstance(item["text_pair"], str):
-        raise ApiError(422, f"{name}.text_pair", "expected a string")
-    for key in PAIR_KEYS:
-        if len(item.get(key, "")) > limits.max_chars:
-            raise ApiError(422, f"{name}.{key}",
-                           f"{len(item[key])} characters, more than the limit of {limits.max_chars}")
-
-
-def takes_pairs(pipe, tasks) -> bool:
-    """Whether the pipeline's `tasks` accept {"text", "text_pair"} inputs: it is asked once, with a tiny pair."""
-    try:
-        pipe([{"text": "a", "text_pair": "b"}], tasks=list(tasks))
-    except Exception:  # e.g. TypeError: a pipeline that splits plain strings only
-        return False
-    return True
+    own = task_type(asked[takers[0]]["type"]).input_fields
+    if not own and (problem := text_input_problem(item)):
+        raise ApiError(422, f"{name}{problem[0]}", problem[1])
+    for key, value in ({"": item} if isinstance(item, str) else item).items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and len(text) > limits.max_chars:
+                raise ApiError(422, f"{name}.{key}" if key else name,
+                               f"{len(text)} characters, more than the limit of {limits.max_chars}")
 
 
 # ------------------------------------------------------------------ the application
@@ -317,13 +293,10 @@ def card_metrics(model: str, revision: str | None = None) -> dict[str, dict[str,
 
 
 def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(), window_ms: float = 5.0,
-               max_batch: int = 64, model_name: str = "", metrics: dict | None = None,
-               pairs: bool | None = None) -> FastAPI:
-    """The FastAPI app serving `pipe` (a MultiTaskPipeline). `tasks`: the heads served (default: all);
-    `pairs`: whether the pipeline takes text pairs (default: ask it). app.state.batcher.stats counts
-    requests and pipeline calls."""
+               max_batch: int = 64, model_name: str = "", metrics: dict | None = None) -> FastAPI:
+    """The FastAPI app serving `pipe` (a MultiTaskPipeline). `tasks`: the heads served (default: all).
+    app.state.batcher.stats counts requests and pipeline calls."""
     served = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
-    pairs = takes_pairs(pipe, served) if pairs is None else pairs
     batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
@@ -346,7 +319,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     @app.post("/predict")
     async def predict(request: Request):
         inputs, request_tasks, all_scores = parse_request(await read_body(request, limits.max_body_bytes), served,
-                                                          limits, pairs)
+                                                          limits)
         try:
             predictions = await batcher.predict(inputs, request_tasks, all_scores)
         except RuntimeError as e:
@@ -360,9 +333,9 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
 
     info = {
         "model": model_name,
-        "tasks": {name: {"type": pipe.tasks[name]["type"], "labels": pipe.tasks[name]["labels"],
-                         "metrics": (metrics or {}).get(name, {})} for name in served},
-        "text_pairs": pairs,
+        "tasks": {name: {"type": spec["type"], "labels": spec["labels"], "reads": reads(spec),
+                         "metrics": (metrics or {}).get(name, {})} for name, spec in served.items()},
+        "text_pairs": any(reads(spec) in ("text pairs", "texts") for spec in served.values()),
         "precision": pipe.precision.as_dict(),
         "max_length": pipe.max_length,
         "limits": {"max_body_bytes": limits.max_body_bytes, "max_inputs": limits.max_inputs,
@@ -429,7 +402,7 @@ def serve(args, sock: socket.socket) -> int:
                      model_name=args.model, metrics=card_metrics(args.model, args.revision))
     # the first call builds the kernels: not on a client's time (an input each served head reads)
     warm = {json.dumps(example_input(pipe.tasks[t])): example_input(pipe.tasks[t]) for t in tasks or pipe.tasks}
-    pipe(list(warm.values()), tasks=tasks)
+    pipe(list(warm.values()), tasks=tasks, strict=False)
     config = uvicorn.Config(app, log_level="info", access_log=args.access_log, timeout_graceful_shutdown=60)
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]

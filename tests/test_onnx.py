@@ -264,6 +264,6 @@ def test_an_onnx_export_carries_the_model_card_for_serve_to_show_its_metrics(exp
     assert card_metrics(str(tmp_path / "onnx")) == {"ner": {"validation": {"f1": 0.5}, "test": {"f1": 0.25}}}
     card = (tmp_path / "onnx" / "README.md").read_text()
     assert "| ner | tagging |" in card and "| sentiment |" not in card and "| score |" not in card
-    assert f"`mtnlp export {tmp_path / 'model'} --onnx --quantize int8` output (heads: ner)" in card
+    assert f"`mtnlp export {tmp_path / 'model'} --onnx --task ner --quantize int8` output (heads: ner)" in card
     assert main(["export", str(exported / "model"), "--onnx", str(tmp_path / "no-card")]) == 0  # a folder without one
     assert not (tmp_path / "no-card" / "README.md").exists()

@@ -62,7 +62,7 @@ def test_batch_equals_single_and_task_selection(model_dir):
                [(s["start"], s["end"], s["type"]) for s in result["ner"]]
     only = pipe(TEXTS[:2], tasks=["score"])
     assert [set(r) for r in only] == [{"score"}, {"score"}]
-    with pytest.raises(KeyError, match="nope"):
+    with pytest.raises(ValueError, match=r"^tasks: the model has no task 'nope' \(it has: ner, pos, score, sentiment\)$"):
         pipe("x", tasks=["nope"])
 
 
@@ -90,15 +90,21 @@ def test_empty_and_long_texts(model_dir):
         warnings.simplefilter("always")
         out = pipe(long_text)
     assert [str(w.message) for w in caught if "truncated" in str(w.message)] == [
-        "1 text(s) longer than max_length=32 tokens were truncated; sequence heads see only what fits (of a pair, "
-        "the longer text is cut); later words get no tags"]
+        "1 input(s) longer than max_length=32 tokens were truncated (inputs[0]): sequence heads read only what "
+        "fits; words past it get no tags"]
     assert 0 < len(out["pos"]) < 100  # words past max_length=32 tokens get no tag
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipe(long_text, tasks=["sentiment"])  # no tagging head asked for: nothing said of tags
     assert [str(w.message) for w in caught if "truncated" in str(w.message)] == [
-        "1 text(s) longer than max_length=32 tokens were truncated; sequence heads see only what fits (of a pair, "
-        "the longer text is cut)"]
+        "1 input(s) longer than max_length=32 tokens were truncated (inputs[0]): sequence heads read only what fits"]
+    with warnings.catch_warnings(record=True) as caught:  # one warning per call, naming the inputs cut
+        warnings.simplefilter("always")
+        pipe(["short", long_text, {"text": "short", "text_pair": long_text}, long_text], tasks=["sentiment", "pos"],
+             strict=False)
+    assert [str(w.message) for w in caught if "truncated" in str(w.message)] == [
+        "3 input(s) longer than max_length=32 tokens were truncated (inputs[1], inputs[2], inputs[3]): sequence "
+        "heads read only what fits (of a pair, the longer text is cut); words past it get no tags"]
 
 
 def test_pipeline_matches_model_on_training_style_tokenisation(model_dir):
@@ -262,8 +268,9 @@ def test_export_unknown_task_is_a_user_error(model_dir, tmp_path):
 
 
 def test_each_sequence_head_reads_the_form_it_was_trained_on(make_recipe, tmp_path, capsys):
-    """A pair goes to the heads trained on pairs (and tagging heads, which tag its first text), a single text
-    to the others: no pair-trained head scores a lone sentence, nor a single-text head a pair."""
+    """A pair goes to the heads trained on pairs, a single text to the others (tagging heads too, trained on
+    single sentences): no pair-trained head scores a lone sentence, nor a single-text head a pair. A head
+    named in `tasks` must read every input: it is never silently left out."""
     from mtnlp.cli import main
     from mtnlp.recipe import load_recipe
     from mtnlp.recipes.multitask import train
@@ -275,18 +282,55 @@ def test_each_sequence_head_reads_the_form_it_was_trained_on(make_recipe, tmp_pa
              "ner": {"type": "tagging", "data": {"train": str(DATA / "ner_sample.conll")}}}
     model = train(load_recipe(make_recipe(tasks=tasks, training={"steps": 2}))).model
     assert {t: spec.get("text_pair") for t, spec in model.config.tasks.items()} == \
-        {"nli": True, "sentiment": False, "ner": None}
+        {"nli": True, "sentiment": False, "ner": False}
     folder = tmp_path / "run" / "model"
     pipe = MultiTaskPipeline.from_pretrained(str(folder), precision="fp32")
     pair = {"text": "A man rides a bike .", "text_pair": "A person is on a bike ."}
     text, both = pipe(["A gorgeous movie .", pair])
-    assert set(text) == {"sentiment", "ner"} and set(both) == {"nli", "ner"}
+    assert set(text) == {"sentiment", "ner"} and set(both) == {"nli"}
     assert both["nli"] == pipe(pair, tasks=["nli"])["nli"] and text["sentiment"] == pipe("A gorgeous movie .")["sentiment"]
     with pytest.raises(ValueError, match=r"^inputs\[0\]: a text, but no requested task reads it \(nli reads text pairs\)$"):
         pipe("A gorgeous movie .", tasks=["nli"])
     with pytest.raises(ValueError, match=r"^inputs\[0\]: a text pair, but no requested task reads it "
                                          r"\(sentiment reads single texts\)$"):
         pipe(pair, tasks=["sentiment"])
+    with pytest.raises(ValueError, match=r"^inputs\[0\]: a text pair, but a requested task does not read it "
+                                         r"\(ner reads single texts, sentiment reads single texts\): ask only for"):
+        pipe([pair, pair], tasks=["nli", "ner", "sentiment"])
+    lenient = pipe(["A gorgeous movie .", pair], tasks=["nli", "sentiment"], strict=False)  # what serve asks
+    assert [set(r) for r in lenient] == [{"sentiment"}, {"nli"}]
     capsys.readouterr()
     assert main(["predict", str(folder), "--tasks", "nli", "a lone sentence"]) == 2
-    assert "TEXT argument 1: a text, but no requested task reads it (nli reads text pairs)" in capsys.readouterr().err
+    assert "TEXT argument 1: a text, but no requested task reads it (nli reads text pairs) (a pair: an --input " \
+           'line {"text": ..., "text_pair": ...})' in capsys.readouterr().err
+    assert main(["predict", str(folder), "--tasks", "ner,sentiment,nli", "a lone sentence"]) == 2
+    assert "TEXT argument 1: a text, but a requested task does not read it (nli reads text pairs)" in \
+        capsys.readouterr().err
+
+
+def test_a_bad_input_is_named_as_serve_names_it(model_dir):
+    """The pipeline's errors name the input and field at fault, in serve's words (tasks.base.text_input_problem)."""
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    for value, message in (({"text": "a", "id": 7}, "inputs[1].id: unknown field (expected: text, text_pair)"),
+                           ({"text": "a", "text_pair": None}, "inputs[1].text_pair: expected a string"),
+                           ({"text_pair": "a"}, "inputs[1].text: expected a string"),
+                           (7, "inputs[1]: expected a text or an object {\"text\": ..., \"text_pair\": ...}, got int"),
+                           ("ab\ud800", "inputs[1]: holds a lone surrogate (an invalid \\u escape such as \\ud800), "
+                                        "which no tokenizer takes")):
+        with pytest.raises(ValueError) as e:
+            pipe(["fine", value])
+        assert str(e.value) == message
+
+
+def test_predict_names_the_first_bad_line_and_the_lines_it_truncated(model_dir, tmp_path):
+    lines = ['"a fine text"', '{"question": "Who?", "context": "Ann."}', '{"text": "x", "choices": ["only one"]}']
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    proc = run_cli("predict", str(model_dir), "--input", str(tmp_path / "in.jsonl"))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        f"error: {tmp_path / 'in.jsonl'}:2: an input of the extractive_qa type, but no requested task reads it"), \
+        proc.stderr  # line 2, not line 3's type check first
+    (tmp_path / "in.jsonl").write_text(json.dumps("short") + "\n" + json.dumps(" ".join(["word"] * 100)) + "\n")
+    proc = run_cli("predict", str(model_dir), "--input", str(tmp_path / "in.jsonl"), "--tasks", "sentiment")
+    assert proc.returncode == 0, proc.stderr
+    assert f"1 input(s) longer than max_length=32 tokens were truncated ({tmp_path / 'in.jsonl'}:2): sequence heads " \
+           "read only what fits" in proc.stderr

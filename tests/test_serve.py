@@ -163,7 +163,7 @@ def test_unknown_path_and_method_are_json(client):
 def test_concurrent_requests_share_pipeline_calls(pipe):
     """20 clients at once, each with its own texts, tasks and all_scores: every answer is its own, and the
     requests were batched (fewer pipeline calls than requests; the window is long, so this is no race)."""
-    app = create_app(pipe, window_ms=500, max_batch=64, pairs=False)
+    app = create_app(pipe, window_ms=500, max_batch=64)
     options = [(None, False), (["sentiment"], True), (["ner", "score"], False), (["pos", "sentiment"], True)]
     requests = []
     for i in range(20):
@@ -207,7 +207,7 @@ class FailingPipeline:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, inputs, tasks=None, return_all_scores=False):
+    def __call__(self, inputs, tasks=None, return_all_scores=False, strict=None):
         self.calls.append(list(inputs))
         if "boom" in inputs:
             raise ValueError("boom")
@@ -216,7 +216,7 @@ class FailingPipeline:
 
 def test_a_failing_input_fails_only_its_own_request():
     pipe = FailingPipeline()
-    app = create_app(pipe, window_ms=2000, max_batch=3, pairs=False)
+    app = create_app(pipe, window_ms=2000, max_batch=3)
     bodies = [{"inputs": ["ok"]}, {"inputs": ["boom"]}, {"inputs": ["fine"]}]
     with TestClient(app) as client:
         responses = [None] * 3
@@ -348,8 +348,10 @@ def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_mode
             ({"inputs": [OWN_INPUTS[0]], "tasks": ["sentiment"]}, "inputs[0]", "an input of the multiple_choice type, but no requested task reads it (sentiment reads texts)"),
             ({"inputs": ["plain"], "tasks": ["qa"]}, "inputs[0]",  # no requested head reads a text: not a 500
              "a text, but no requested task reads it (qa reads {question, context})"),
-            ({"inputs": [OWN_INPUTS[1], {"text": "a", "text_pair": "b"}], "tasks": ["qa", "mc"]}, "inputs[1]",
-             "a text pair, but no requested task reads it (qa reads {question, context}, mc reads {text, choices})"),
+            ({"inputs": [OWN_INPUTS[1], {"text": "a", "text_pair": "b"}], "tasks": ["qa"]}, "inputs[1]",
+             "a text pair, but no requested task reads it (qa reads {question, context})"),
+            ({"inputs": [OWN_INPUTS[1]], "tasks": ["qa", "mc"]}, "inputs[0]",  # a head named is never left out
+             "an input of the extractive_qa type, but a requested task does not read it (mc reads {text, choices})"),
         ):
             response = client.post("/predict", json=body)
             assert response.status_code == 422 and response.json()["field"] == field, response.text
@@ -365,7 +367,9 @@ def test_a_model_whose_heads_read_no_texts_is_served(own_model_dir):
         first = proc.stdout.readline()
         assert first.startswith("serving "), first + (proc.stderr.read() if proc.poll() is not None else "")
         url = first.split(" on ")[1].split()[0]
-        assert httpx.get(f"{url}/info", timeout=30).json()["text_pairs"] is False  # no served head reads a pair
+        info = httpx.get(f"{url}/info", timeout=30).json()
+        assert info["text_pairs"] is False  # no served head reads a pair
+        assert {t: v["reads"] for t, v in info["tasks"].items()} == {"mc": "{text, choices}", "qa": "{question, context}"}
         response = httpx.post(f"{url}/predict", json={"inputs": OWN_INPUTS[:2]}, timeout=60)
         assert response.status_code == 200 and [set(p) for p in response.json()["predictions"]] == [{"mc"}, {"qa"}]
         proc.send_signal(signal.SIGTERM)

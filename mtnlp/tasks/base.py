@@ -202,8 +202,8 @@ def input_forms(kinds: dict[str, TaskType]) -> str:
 
 
 def reads(spec: dict) -> str:
-    """What a task (its config entry) answers, for error messages: its type's own form, text pairs, single
-    texts, or (a tagging head, or a model saved before heads recorded it) texts and pairs."""
+    """What a task (its config entry) answers, for error messages and serve's /info: its type's own form,
+    text pairs, single texts, or (a model saved before heads recorded it) texts and pairs."""
     from . import task_type
 
     kind = task_type(spec["type"])
@@ -223,12 +223,32 @@ def example_input(spec: dict):
         else "Some text to analyse."
 
 
-def answering_tasks(value, tasks: dict[str, dict]) -> list[str]:
+LONE_SURROGATE = "holds a lone surrogate (an invalid \\u escape such as \\ud800), which no tokenizer takes"
+
+
+def text_input_problem(value) -> tuple[str, str] | None:
+    """What is wrong with an input meant as a text or {"text": ..., "text_pair": ...}: (the field at fault,
+    after the input's own name: "", ".text", ...; why), or None. The pipeline and serve say the same."""
+    if isinstance(value, str):
+        return None
+    if not isinstance(value, dict):
+        return "", f'expected a text or an object {{"text": ..., "text_pair": ...}}, got {type(value).__name__}'
+    for key in value:
+        if key not in ("text", "text_pair"):
+            return f".{key}", "unknown field (expected: text, text_pair)"
+    for key in ("text", "text_pair"):
+        if (key == "text" or key in value) and not isinstance(value.get(key), str):
+            return f".{key}", "expected a string"
+    return None
+
+
+def answering_tasks(value, tasks: dict[str, dict], every: bool = False) -> list[str]:
     """The tasks of `tasks` (the requested ones' config entries, by name) that answer one pipeline input:
     those whose type has it as its own form (TaskType.accepts), the input checked by the type; otherwise
-    the text heads that read its form, a pair or a single text (a sequence head reads what it was trained
-    on: config `text_pair`; a tagging head tags a pair's first text). A ValueError saying why when no
-    requested task reads it. The pipeline, mtnlp predict and mtnlp serve all route inputs with this."""
+    the text heads that read its form, a pair or a single text, as they were trained (config `text_pair`;
+    a head saved without it reads both). A ValueError saying why when no requested task reads it, or with
+    `every` (the tasks were named by the caller) when one of them does not: a named head is never left out.
+    The pipeline, mtnlp predict and mtnlp serve all route inputs with this."""
     from . import TASK_TYPES, task_type
 
     kinds = {t: task_type(spec["type"]) for t, spec in tasks.items()}
@@ -236,12 +256,15 @@ def answering_tasks(value, tasks: dict[str, dict]) -> list[str]:
     pair = isinstance(value, dict) and "text_pair" in value
     takers = [t for t, kind in kinds.items()
               if (kind.accepts(value) if forms else not kind.input_fields and tasks[t].get("text_pair", pair) == pair)]
-    if not takers:
+    missing = [t for t in tasks if t not in takers]
+    if not takers or every and missing:
         what = (f"an input of the {' / '.join(forms)} type" if forms else "a text pair" if pair
                 else "a text" if isinstance(value, str) or isinstance(value, dict) and set(value) == {"text"}
                 else f"{{{', '.join(map(str, value))}}}" if isinstance(value, dict) else repr(value)[:80])
-        listed = ", ".join(f"{t} reads {reads(spec)}" for t, spec in tasks.items())
-        raise ValueError(f"{what}, but no requested task reads it ({listed})")
+        listed = ", ".join(f"{t} reads {reads(tasks[t])}" for t in (missing if takers else tasks))
+        raise ValueError(f"{what}, but no requested task reads it ({listed})" if not takers else
+                         f"{what}, but a requested task does not read it ({listed}): ask only for tasks that "
+                         "read it, or for none (every task that reads an input answers it)")
     for t in takers if forms else ():
         kinds[t].check_input(value)
     return takers

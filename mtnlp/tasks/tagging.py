@@ -32,6 +32,11 @@ class Tagging(TaskType):
     def default_metrics(self, labels):
         return ["seqeval"] if is_iob(labels) else ["token_accuracy"]
 
+    def model_spec(self, spec):
+        """Trained on single sentences: a pair's first text, read beside a second one it never saw in
+        training, would get tags that depend on that second text. The pipeline gives it single texts only."""
+        return {"text_pair": False}
+
     def metrics_problem(self, metrics, labels):
         if "seqeval" in metrics and not is_iob(labels):
             shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
