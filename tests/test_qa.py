@@ -102,6 +102,20 @@ def test_reads_squad_articles_and_flat_rows_alike(tmp_path):
     assert ex["context"] == " Ann came. " and ex["answers"] == ["Ann"] and ex["id"] == "1"  # context kept as is
 
 
+def test_whitespace_around_an_answer_is_stripped_and_its_start_moved(tmp_path, tokenizer):
+    context = "The town on the river  Ure was founded by Osric Fenn  founded nothing else."
+    rows = [{"id": "a", "question": "Which river?", "context": context,
+             "answers": {"text": [" Ure"], "answer_start": [context.index(" Ure")]}},
+            {"id": "b", "question": "Who founded it?", "context": context,
+             "answers": {"text": ["Osric Fenn "], "answer_start": [context.index("Osric")]}}]
+    examples = read(write_jsonl(tmp_path / "t.jsonl", rows))
+    assert [(ex["answers"], ex["answer_starts"]) for ex in examples] == [
+        (["Ure"], [context.index("Ure")]), (["Osric Fenn"], [context.index("Osric")])]
+    data = tokenize(examples, "extractive_qa", [], tokenizer, 64, {"doc_stride": 8})
+    targets = [tokenizer.decode(row["input_ids"][row["labels"][0]:row["labels"][1] + 1]) for row in data]
+    assert targets == ["ure", "osric fenn"] and data["answers"] == [["Ure"], ["Osric Fenn"]]  # gold answers alike
+
+
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
 def test_an_answer_start_that_misses_its_text_names_file_and_question(tmp_path, fmt):
     rows = qa_rows(3, 1)

@@ -324,6 +324,8 @@ def question_example(row, qa: dict, context: str, answers, position: str | None)
                     else " (the answer's text is not in the context)")
             row.fail(f"{what}: answer_start {start} points at {row.show(found)}, not at the answer "
                      f"{row.show(text)}{hint}")
+    # whitespace around an answer would widen its span by a neighbouring word: strip it, as SQuAD tooling does
+    pairs = [(text.strip(), start + len(text) - len(text.lstrip())) for text, start in pairs]
     fallback = str(row.line) if position is None else f"{row.line}, {position}"
     return {"id": str(qid) if qid is not None else fallback, "question": question.strip(), "context": context,
             "answers": [text for text, _ in pairs], "answer_starts": [start for _, start in pairs], "_line": row.line}
