@@ -102,13 +102,8 @@ def truncation_note(data: TaskData, split: str) -> str | None:
     dataset = data.splits[split]
     if "truncated" not in dataset.column_names:
         return None
-    cut = sum(column(dataset, "truncated"))
-    if not cut:
-        return None
-    effect = ("words past the cut get no tag" if task_type(data.type).token_level
-              else "the model sees only what fits (of a pair, the longer text is cut)")
-    return (f"{data.name} {split}: {cut:,} of {len(dataset):,} examples are longer than max_length="
-            f"{data.max_length} tokens and were truncated; {effect}")
+    note = task_type(data.type).truncation_note(dataset, data.max_length)
+    return note and f"{data.name} {split}: {note}"
 
 
 def selection_score(results: dict[str, dict], metrics: dict) -> float:

@@ -149,7 +149,8 @@ def table(results: dict[str, dict], baselines: dict[str, dict] | None = None) ->
 
 def data_table(facts: dict[str, dict[str, dict]], max_length: int) -> str:
     """One row per task and split: examples, labels, the largest and smallest label share (over words
-    for tagging; the score range for regression) and how many examples max_length truncates."""
+    for tagging; the score range for regression; questions with and without an answer for QA) and how
+    many examples max_length truncates."""
     def pct(fraction):
         return f"{fraction:.1%}" if fraction >= 0.001 or not fraction else "<0.1%"
 
@@ -167,7 +168,8 @@ def data_table(facts: dict[str, dict[str, dict]], max_length: int) -> str:
             else:
                 spread = [str(f["labels"]), share(f["largest"]), share(f["smallest"])]
             over = f["over_max_length"]
-            rows.append((task, split, f"{f['examples']:,}", *spread,
+            unit = f" {f['unit']}" if "unit" in f else ""  # what a type counts, when not rows (QA: questions)
+            rows.append((task, split, f"{f['examples']:,}{unit}", *spread,
                          f"{over:,} ({pct(over / f['examples'])})" if over else "0"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     right = {2, 3, 6}  # numbers

@@ -229,6 +229,28 @@ def test_a_question_too_long_for_the_window_is_cut(tokenizer):
     assert all(data["truncated"]) and max(data["length"]) <= 32
 
 
+def test_the_data_table_and_truncation_note_count_questions_not_windows(tokenizer):
+    from mtnlp.data import TaskData, split_facts
+    from mtnlp.evaluation import truncation_note
+    from mtnlp.report import data_table
+
+    long_context = " ".join(FILLER * 2) + " Olga Roth was born in Lyon in 1931."
+    examples = [{"id": "long", "question": "Where was Olga Roth born?", "context": long_context, "answers": ["Lyon"],
+                 "answer_starts": [long_context.index("Lyon")]},
+                {"id": "cut", "question": "Where " * 60 + "was Olga born?", "context": "Olga was born in Lyon.",
+                 "answers": ["Lyon"], "answer_starts": [17]}]
+    data = tokenize(examples, "extractive_qa", [], tokenizer, 64, {"doc_stride": 8})
+    assert len(data) > 3  # the long context's windows
+    facts = split_facts(data, "extractive_qa", [])
+    assert facts == {"examples": 2, "unit": "questions", "labels": "-", "largest": ["answer", 1.0],
+                     "smallest": ["no answer", 0.0], "over_max_length": 1, "windows": len(data), "longer_than_window": 1}
+    table = data_table({"qa": {"train": facts}}, 64).splitlines()
+    assert table[1].split() == ["qa", "train", "2", "questions", "-", "answer", "100.0%", "no", "answer", "0.0%", "1",
+                                "(50.0%)"]
+    note = truncation_note(TaskData("qa", "extractive_qa", [], {"train": data}, 64), "train")
+    assert note.startswith("qa train: 1 of 2 questions were cut to fit max_length=64 tokens (")
+
+
 def test_span_decoding_is_transformers_question_answering_post_processing():
     """window_spans against transformers' select_starts_ends (the post-processing of its former
     question-answering pipeline, kept for document QA): the same spans and scores."""
@@ -280,7 +302,9 @@ def test_learns_the_generated_questions(qa_run):
     assert test["squad_exact_match"] >= 0.9 and test["squad_f1"] >= test["squad_exact_match"], test
     assert metrics["majority_baseline"]["qa"]["test"]["squad_exact_match"] < 0.3
     facts = metrics["data"]["tasks"]["qa"]["train"]
-    assert facts["examples"] == 300 and facts["windows"] > 300 and facts["over_max_length"] > 10  # windows
+    assert facts["examples"] == 300 and facts["windows"] > 300 and facts["longer_than_window"] > 10
+    unanswered = sum(not r["answers"]["text"] for r in qa_rows(300, 0, unanswerable=0.5)) / 300
+    assert facts["smallest"] == ["no answer", pytest.approx(unanswered)] and facts["over_max_length"] == 0
     spec = result.model.config.tasks["qa"]
     assert spec == {"type": "extractive_qa", "labels": [], "dropout": 0.0, "doc_stride": 16,
                     "max_answer_length": 30, "allow_unanswerable": True}

@@ -136,6 +136,16 @@ class TaskType:
         """The label spread of a tokenised split, for the start-of-training table (shares per example)."""
         return label_shares([labels[i] for i in column(dataset, "labels")])
 
+    def truncation_note(self, dataset, max_length: int) -> str | None:
+        """What max_length cut of a tokenised split (its "truncated" column), said once per split; None: nothing."""
+        cut = sum(column(dataset, "truncated"))
+        if not cut:
+            return None
+        effect = ("words past the cut get no tag" if self.token_level
+                  else "the model sees only what fits (of a pair, the longer text is cut)")
+        return (f"{cut:,} of {len(dataset):,} examples are longer than max_length={max_length} tokens and were "
+                f"truncated; {effect}")
+
     # ---------------------------------------------------------------- pipeline and export
 
     # None: the type reads texts and pairs, and the pipeline runs all such heads in one encoder pass.

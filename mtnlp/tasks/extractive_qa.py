@@ -28,7 +28,7 @@ from typing import Literal
 
 from ..errors import UserError, at
 from ..spec import Count, TaskSpec
-from .base import TaskType, column, label_shares, labelled_cross_entropy, valid_unicode
+from .base import TaskType, column, labelled_cross_entropy, valid_unicode
 
 NULL = 0  # the position a window without the answer points at: the first token ([CLS], <s>)
 CANDIDATES = 5  # spans per input in the pipeline's return_all_scores output
@@ -197,11 +197,25 @@ class ExtractiveQA(TaskType):
         return [{"text": top, "score": 1.0, "null": None}] * len(target)
 
     def facts(self, dataset, labels):
-        """Examples, the examples longer than a window, and the share of windows holding the answer."""
-        windows_ = column(dataset, "window")
-        shares = label_shares(["answer" if label[0] != NULL else "no answer" for label in column(dataset, "labels")])
-        return {**shares, "labels": "-", "examples": sum(w == 0 for w in windows_), "windows": len(windows_),
-                "over_max_length": sum(w == 1 for w in windows_)}
+        """Of questions, not windows: how many, the share with and without an answer (the larger first), how
+        many max_length cut (a context is read in windows: only a question can be cut); and the windows, and
+        the questions whose context takes more than one."""
+        windows_, answers, cut = column(dataset, "window"), column(dataset, "answers"), column(dataset, "truncated")
+        questions = [k for k, w in enumerate(windows_) if w == 0]
+        answered = sum(bool(answers[k]) for k in questions) / len(questions)
+        larger, smaller = sorted([["answer", answered], ["no answer", 1 - answered]], key=lambda share: -share[1])
+        return {"examples": len(questions), "unit": "questions", "labels": "-", "largest": larger, "smallest": smaller,
+                "over_max_length": sum(cut[k] for k in questions), "windows": len(windows_),
+                "longer_than_window": sum(w == 1 for w in windows_)}
+
+    def truncation_note(self, dataset, max_length):
+        windows_, cut = column(dataset, "window"), column(dataset, "truncated")
+        questions = [k for k, w in enumerate(windows_) if w == 0]
+        if not any(cut[k] for k in questions):
+            return None
+        return (f"{sum(cut[k] for k in questions):,} of {len(questions):,} questions were cut to fit max_length="
+                f"{max_length} tokens (a window holds the question and more context than doc_stride; a context "
+                "is read in windows and loses nothing)")
 
     # ---------------------------------------------------------------- pipeline and export
 
