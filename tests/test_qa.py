@@ -361,6 +361,20 @@ def test_predict_and_evaluate_from_the_command_line(qa_run, tmp_path, capsys):
     assert main(["evaluate", str(model_dir), str(recipe), "--split", "test", "--output", str(tmp_path / "e.json")]) == 0
     evaluated = json.loads((tmp_path / "e.json").read_text())["tasks"]["qa"]["test"]
     assert evaluated == pytest.approx(result.metrics["tasks"]["qa"]["test"], abs=1e-9)
+    assert "instead of the model's" not in capsys.readouterr().out  # the training recipe: the model's settings
+    assert main(["evaluate", str(model_dir), str(recipe), "tasks.qa.max_answer_length=1", "--split", "test"]) == 0
+    assert "qa: max_answer_length 1 from the recipe, instead of the model's" in capsys.readouterr().out
+
+
+def test_evaluation_uses_the_recipes_decoding_settings_where_they_differ_from_the_models(tmp_path, tiny_encoder):
+    tasks = {"qa": {"type": "extractive_qa", "doc_stride": 16, "data": {"train": "t.json"}}}
+    recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks))
+    head = {"type": "extractive_qa", "labels": [], "doc_stride": 16, "max_answer_length": 30, "allow_unanswerable": False}
+    assert QA.evaluated_as(head, recipe.tasks["qa"]) is head
+    recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks),
+                         ["tasks.qa.max_answer_length=3", "tasks.qa.allow_unanswerable=true", "tasks.qa.doc_stride=8"])
+    assert QA.evaluated_as(head, recipe.tasks["qa"]) == {**head, "max_answer_length": 3, "allow_unanswerable": True,
+                                                         "doc_stride": 8}
 
 
 # ---------------------------------------------------------------- export

@@ -121,6 +121,13 @@ class ExtractiveQA(TaskType):
         return {"doc_stride": spec.doc_stride, "max_answer_length": spec.max_answer_length,
                 "allow_unanswerable": spec.allow_unanswerable}
 
+    def evaluated_as(self, head, spec):
+        """The recipe's windows and decoding settings where they differ from the model's: evaluation's windows
+        follow the recipe's doc_stride (load_task tokenises with it), decoding its max_answer_length and
+        allow_unanswerable."""
+        changed = {key: value for key, value in self.model_spec(spec).items() if head.get(key) != value}
+        return {**head, **changed} if changed else head
+
     # ---------------------------------------------------------------- tokenising
 
     def encode(self, batch, tokenizer, max_length, label_ids, options=None):
