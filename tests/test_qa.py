@@ -178,7 +178,10 @@ def test_recipe_keys_of_the_type(tmp_path, tiny_encoder):
                 "tasks.qa.data.train=t.csv": "tasks.qa.data.train: an extractive_qa task reads SQuAD json or jsonl "
                                              "files, not csv",
                 "tasks.qa.metrics=[accuracy]": "metric 'accuracy' does not apply to a extractive_qa task",
-                "tasks.qa.threshold=0.5": "unknown key 'tasks.qa.threshold'"}
+                "tasks.qa.threshold=0.5": "unknown key 'tasks.qa.threshold'",
+                "tasks.qa.data.text_column=question": "tasks.qa.data.text_column: does not apply to extractive_qa, "
+                                                      "which reads SQuAD's question, context and answers",
+                "tasks.qa.data.label_column=answers": "tasks.qa.data.label_column: does not apply to extractive_qa"}
     for override, message in problems.items():
         with pytest.raises(UserError) as info:
             load_recipe(path, [override])

@@ -26,12 +26,25 @@ import warnings
 from collections import Counter
 from typing import Literal
 
+from pydantic import field_validator
+
 from ..errors import UserError, at
-from ..spec import Count, TaskSpec
+from ..spec import Count, TaskSpec, TextData
 from .base import TaskType, column, labelled_cross_entropy, valid_unicode
 
 NULL = 0  # the position a window without the answer points at: the first token ([CLS], <s>)
 CANDIDATES = 5  # spans per input in the pipeline's return_all_scores output
+
+
+class QAData(TextData):
+    """An extractive QA task's data section: the columns are SQuAD's own (question, context, answers)."""
+
+    @field_validator("text_column", "text_pair_column", "label_column", "label_names", "label_sep")
+    @classmethod
+    def _not_qa(cls, value, info):
+        if value != cls.model_fields[info.field_name].default:  # a resolved recipe lists the defaults
+            raise ValueError("does not apply to extractive_qa, which reads SQuAD's question, context and answers")
+        return value
 
 
 class ExtractiveQA(TaskType):
@@ -48,6 +61,7 @@ class ExtractiveQA(TaskType):
 
     class Spec(TaskSpec):
         type: Literal["extractive_qa"]
+        data: QAData
         doc_stride: Count | None = None  # tokens consecutive windows share; default: a third of model.max_length
         max_answer_length: Count = 30  # tokens
         allow_unanswerable: bool = False  # SQuAD 2.0: questions without an answer (is_impossible)
