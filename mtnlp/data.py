@@ -31,7 +31,7 @@ SPLITS = ("train", "validation", "test")
 # validation_from_train's split is the same for every training.seed: runs that differ by seed are compared
 # on the same validation examples (and train on the same rest)
 CARVE_SEED = 42
-CACHE_VERSION = 6  # bump when reading or tokenize() gives different rows or columns
+CACHE_VERSION = 7  # bump when reading or tokenize() gives different rows or columns
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 
@@ -248,15 +248,22 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
                         f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels}")
     if carve is not None:  # a seeded, reproducible validation split cut from train
-        order = list(range(raw["train"].num_rows))
-        random.Random(CARVE_SEED).shuffle(order)
-        held_out = set(order[: max(1, round(len(order) * carve))])
-        if len(held_out) == len(order):
+        total = raw["train"].num_rows
+        groups = carve_groups(raw["train"], kind.carve_by)
+        random.Random(CARVE_SEED).shuffle(groups)
+        held_out, wanted = set(), max(1, round(total * carve))
+        for group in groups:
+            if len(held_out) >= wanted:
+                break
+            held_out.update(group)
+        if len(held_out) == total:
             key = f"tasks.{name}.data.validation_from_train"
-            raise UserError(f"{recipe.where(key)}: {key}: {carve} of {sources['train']}'s {len(order)} example(s) "
-                            "leaves none to train on")
+            together = (f" (examples with the same {kind.carve_by} stay together: {len(groups)} group(s))"
+                        if kind.carve_by else "")
+            raise UserError(f"{recipe.where(key)}: {key}: {carve} of {sources['train']}'s {total} example(s) "
+                            f"leaves none to train on{together}")
         raw["validation"] = raw["train"].take(sorted(held_out))  # file order within each part
-        raw["train"] = raw["train"].take([i for i in range(len(order)) if i not in held_out])
+        raw["train"] = raw["train"].take([i for i in range(total) if i not in held_out])
         sources["validation"] = sources["train"]
     for split in ("validation", "test"):
         if split in splits and getattr(task.data, split) is not None:
@@ -267,6 +274,17 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         write_atomic(labels_file(key), json.dumps(labels))
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key,
                    stream if "train" in splits else None)
+
+
+def carve_groups(examples: pa.Table, by: str | None) -> list[list[int]]:
+    """The row numbers validation_from_train keeps on one side, in file order: those with the same value of
+    column `by`, or each row alone (shuffled as one-row groups, the carve is what shuffling the rows gives)."""
+    if by is None:
+        return [[i] for i in range(examples.num_rows)]
+    groups: dict = {}
+    for i, value in enumerate(examples.column(by).to_pylist()):
+        groups.setdefault(value, []).append(i)
+    return list(groups.values())
 
 
 def open_stream(recipe: Recipe, name: str, task: TaskSpec) -> StreamSource:

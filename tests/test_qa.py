@@ -168,6 +168,25 @@ def test_unanswerable_questions_need_allow_unanswerable(tmp_path, tiny_encoder):
     assert len(read_task(recipe, "qa", recipe.tasks["qa"]).examples["train"]) == 20
 
 
+def test_validation_from_train_keeps_the_questions_of_a_context_together(tmp_path, tiny_encoder):
+    rows = []
+    for k, row in enumerate(qa_rows(30, 4)):  # three questions per context
+        for q in range(3):
+            rows.append({**row, "id": f"{k}-{q}"})
+    tasks = {"qa": {"type": "extractive_qa", "data": {"train": str(write_jsonl(tmp_path / "t.jsonl", rows)),
+                                                      "validation_from_train": 0.2}}}
+    recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks))
+    raw = read_task(recipe, "qa", recipe.tasks["qa"]).examples
+    train, validation = raw["train"].to_pylist(), raw["validation"].to_pylist()
+    assert len(train) + len(validation) == 90 and 18 <= len(validation) <= 20
+    assert not {ex["context"] for ex in train} & {ex["context"] for ex in validation}
+    one_context = write_jsonl(tmp_path / "one.jsonl", [{**rows[0], "id": str(k)} for k in range(5)])
+    recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks), [f"tasks.qa.data.train={one_context}"])
+    with pytest.raises(UserError, match=r"leaves none to train on \(examples with the same context stay together: "
+                                        r"1 group\(s\)\)"):
+        read_task(recipe, "qa", recipe.tasks["qa"])
+
+
 def test_recipe_keys_of_the_type(tmp_path, tiny_encoder):
     tasks = {"qa": {"type": "extractive_qa", "data": {"train": "t.json"}}}
     path = write_recipe(tmp_path, tiny_encoder, tasks=tasks)

@@ -30,6 +30,8 @@ class TaskType:
     one_row_per_example = True
     # columns of a tokenised split that predictions() reads beside the logits (passed as rows=)
     prediction_columns: tuple[str, ...] = ()
+    # validation_from_train puts the examples with the same value of this column on one side (QA: "context")
+    carve_by: str | None = None
 
     # ---------------------------------------------------------------- reading
 
