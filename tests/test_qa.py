@@ -296,6 +296,21 @@ def test_span_decoding_is_transformers_question_answering_post_processing():
             assert (ours is None) != impossible and (not impossible or ours == pytest.approx(null, rel=1e-4))
 
 
+def test_candidates_are_distinct_answers_though_token_spans_merge_into_words():
+    """Two tokens per word: many of the best token spans widen to the same words; the candidates are the
+    best distinct ones, as many as asked while the context has them."""
+    rng = np.random.default_rng(3)
+    offsets = [None, None, None] + [[6 * (i // 2), 6 * (i // 2) + 5] for i in range(12)] + [None]
+    for trial in range(10):
+        logits = rng.normal(0, 3, (len(offsets), 2)).astype(np.float32)
+        spans, _ = window_spans(logits, offsets, 30, False, topk=5)
+        assert len(spans) == 5 and len({(a, b) for _, a, b in spans}) == 5
+        assert [score for score, _, _ in spans] == sorted((score for score, _, _ in spans), reverse=True)
+    one_word = [None, None, [0, 5], [0, 5], None]
+    spans, _ = window_spans(rng.normal(0, 3, (5, 2)), one_word, 30, False, topk=5)
+    assert [(a, b) for _, a, b in spans] == [(0, 5)]  # the context runs out
+
+
 # ---------------------------------------------------------------- training on a generated set
 
 

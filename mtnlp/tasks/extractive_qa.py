@@ -445,8 +445,8 @@ def word_offsets(enc, i: int) -> list:
 
 
 def window_spans(logits, offsets: list, max_answer_length: int, allow_null: bool, topk: int = 1):
-    """The best `topk` spans of one window as (score, start char, end char), best first, and its
-    no-answer score (None unless allow_null). `logits`: (tokens, 2) start and end logits.
+    """The best `topk` distinct spans (of whole words) of one window as (score, start char, end char), best
+    first, and its no-answer score (None unless allow_null). `logits`: (tokens, 2) start and end logits.
 
     transformers' QA post-processing (select_starts_ends / decode_spans): a softmax over the context
     tokens and the first token, score p(start) * p(end) with start <= end < start + max_answer_length."""
@@ -467,11 +467,15 @@ def window_spans(logits, offsets: list, max_answer_length: int, allow_null: bool
     start, end = np.where(allowed, start, 0.0), np.where(allowed, end, 0.0)
     scores = np.tril(np.triu(np.outer(start, end)), max_answer_length - 1)
     flat = scores.ravel()
-    order = [int(np.argmax(flat))] if topk == 1 else np.argsort(-flat, kind="stable")[:topk].tolist()
-    spans = []
-    for index in order:
+    positive = np.flatnonzero(flat > 0)
+    order = [int(np.argmax(flat))] if topk == 1 else positive[np.argsort(-flat[positive], kind="stable")].tolist()
+    spans, seen = [], set()
+    for index in order:  # token spans widened to the same words are one span: its best score
         s, e = divmod(index, scores.shape[1])
-        if flat[index] > 0 and allowed[s] and allowed[e]:
+        if len(spans) == topk or flat[index] <= 0:
+            break
+        if allowed[s] and allowed[e] and (offsets[s][0], offsets[e][1]) not in seen:
+            seen.add((offsets[s][0], offsets[e][1]))
             spans.append((float(flat[index]), offsets[s][0], offsets[e][1]))
     return spans, null
 
