@@ -73,9 +73,13 @@ def test_choices_as_a_list_or_columns_labels_as_index_or_text(tmp_path):
     ({"text": "x", "choices": ["a", {"b": 1}], "label": 0}, {}, "choice 1 must be a string or a number"),
     ({"text": "x", "label": 0}, {}, "missing column 'choices'"),
     ({"text": "", "choices": ["a", "b"], "label": 0}, {}, "empty text in column 'text'"),
+    ({"text": "x", "q": 3, "choices": ["a", "b"], "label": 0}, {"question_column": "q"}, "column 'q' must be text"),
+    ({"text": "x", "choices": ["a", "b"], "label": 0}, {"question_column": "q"}, "missing column 'q'"),
 ])
 def test_bad_examples_name_file_and_line(tmp_path, row, spec, fragment):
     fine = {"text": "fine", "choices": ["a", "b"], "label": "a" if spec.get("label_kind") == "text" else 0}
+    if "question_column" in spec:
+        fine["q"] = "why"
     path = write_jsonl(tmp_path / "bad.jsonl", [fine, row])
     with pytest.raises(UserError) as info:
         read(path, **spec)
@@ -125,6 +129,12 @@ def test_tokenised_rows_and_batches_are_batch_by_choices_by_length(tmp_path):
         {"text": "Sugar tastes", "q": "always", "choices": ["sweet", "sour", "of nothing at all"], "label": 0}])
     examples = read(path, question_column="q")
     dataset = tokenize(examples, "multiple_choice", [], tokenizer, max_length=12)
+    hellaswag = write_jsonl(tmp_path / "h.jsonl", [{"text": "The sky is", "q": q, "choices": ["blue", "red"], "label": 0}
+                                                   for q in ("", " ", None)])  # ctx_b can be empty
+    empty = read(hellaswag, question_column="q")
+    assert [ex["question"] for ex in empty] == ["", "", ""]
+    no_question = tokenize(empty[:1], "multiple_choice", [], tokenizer, max_length=12)
+    assert tokenizer.decode(no_question[0]["input_ids"][0]) == "[CLS] the sky is [SEP] blue [SEP]"
     first = dataset[0]
     assert len(first["input_ids"]) == 3 and dataset["labels"] == [1, 0]
     assert tokenizer.decode(first["input_ids"][0]) == "[CLS] the sky is [SEP] as we know, blue [SEP]"

@@ -73,8 +73,10 @@ class MultipleChoice(TaskType):
     def example(self, row, spec):
         spec = spec if isinstance(spec, ChoiceData) else ChoiceData(**dict(spec))
         example = {"text": row.text(spec.text_column), "_line": row.line}
-        if spec.question_column is not None:
-            example["question"] = row.text(spec.question_column)
+        if spec.question_column is not None:  # an empty question is none (HellaSwag's ctx_b can be empty)
+            question = row.column(spec.question_column)
+            empty = question is None or isinstance(question, str) and not question.strip()
+            example["question"] = "" if empty else row.text(spec.question_column)
         example["choices"] = choices = self.read_choices(row, spec)
         example["label"] = self.parse_label(row, row.column(spec.label_column), choices, spec)
         return example
