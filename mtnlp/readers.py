@@ -338,7 +338,7 @@ class JsonArray:
 
     def data_of_object(self):
         self.pos += 1  # {
-        found = False
+        found, keys = False, []
         if self.peek() == "}":
             self.pos += 1
         else:
@@ -346,6 +346,7 @@ class JsonArray:
                 if self.peek() != '"':
                     self.fail("Expecting property name enclosed in double quotes")
                 key = self.value()
+                keys.append(key)
                 self.expect(":", "Expecting ':' delimiter")
                 if key == "data" and not found and self.peek() == "[":
                     found = True
@@ -355,7 +356,11 @@ class JsonArray:
                 if self.expect(",}", "Expecting ',' delimiter") == "}":
                     break
         if not found:
-            raise UserError(f"{self.path}: expected a JSON array of objects (or use format jsonl)")
+            what = ('its "data" is not an array' if "data" in keys
+                    else f"its keys: {', '.join(repr(k[:40]) for k in keys[:8])}" if keys else "it is empty")
+            raise UserError(f'{self.path}: expected a JSON array of objects, or an object holding one under "data" '
+                            f'as a SQuAD file does ({{"data": [...]}}); the top-level object has no "data" array '
+                            f'({what}) (or use format jsonl)')
 
     def peek(self) -> str:
         """The next character that is not whitespace ("" at the end of the file)."""

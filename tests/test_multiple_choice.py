@@ -60,7 +60,12 @@ def test_choices_as_a_list_or_columns_labels_as_index_or_text(tmp_path):
     ({"text": "x", "choices": ["only"], "label": 0}, {}, "1 choice(s); a multiple_choice example needs at least 2"),
     ({"text": "x", "choices": ["a", "b"], "label": 2}, {}, "label 2 is out of range: 2 choices, indices 0-1"),
     ({"text": "x", "choices": ["a", "b"], "label": -1}, {}, "label -1 is out of range"),
-    ({"text": "x", "choices": ["a", "b"], "label": "c"}, {}, "label 'c' is not a choice index (0-1) nor one of the choices"),
+    ({"text": "x", "choices": ["a", "b"], "label": "c"}, {}, "label 'c' is not a choice index (0-1) nor one of the choices "
+                                                             "(letter labels map to indices with data.label_names: "
+                                                             "{a: \"0\", b: \"1\"})"),
+    ({"text": "x", "choices": ["p", "q", "r", "s"], "label": "B"}, {},
+     "label 'B' is not a choice index (0-3) nor one of the choices (letter labels map to indices with "
+     "data.label_names: {A: \"0\", B: \"1\", C: \"2\", D: \"3\"})"),
     ({"text": "x", "choices": ["a", "b"], "label": "c"}, {"label_kind": "text"}, "label 'c' is not one of the choices"),
     ({"text": "x", "choices": ["a", "b"], "label": "a"}, {"label_kind": "index"}, "label 'a' is not a choice index (0-1)"),
     ({"text": "x", "choices": ["1", "0"], "label": "1"}, {}, "both the text of choice 0 and the index of another"),

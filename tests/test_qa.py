@@ -155,6 +155,16 @@ def test_malformed_questions_are_one_line_errors(tmp_path, row, fragment):
     assert str(info.value).startswith(f"{path}:2: ") and fragment in str(info.value), str(info.value)
 
 
+def test_a_json_object_without_a_data_array_says_what_a_squad_file_holds(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"version": "v1.1", "articles": squad_json(qa_rows(2, 0))["data"]}))
+    with pytest.raises(UserError) as info:
+        read(path)
+    assert str(info.value) == (f'{path}: expected a JSON array of objects, or an object holding one under "data" as a '
+                               'SQuAD file does ({"data": [...]}); the top-level object has no "data" array (its keys: '
+                               "'version', 'articles') (or use format jsonl)")
+
+
 def test_unanswerable_questions_need_allow_unanswerable(tmp_path, tiny_encoder):
     rows = qa_rows(20, 2, unanswerable=1.0)
     first = next(i for i, r in enumerate(rows) if not r["answers"]["text"])

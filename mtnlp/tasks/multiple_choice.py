@@ -130,7 +130,12 @@ class MultipleChoice(TaskType):
             return matches[0]
         if index is None:
             also = "" if spec.label_kind == "index" else " nor one of the choices"
-            row.fail(f"label {row.show(label)} is not a choice index (0-{len(choices) - 1}){also}")
+            hint = ""
+            if len(text) == 1 and text.isalpha() and text.isascii() and not spec.label_names:
+                letters = [chr(ord("A" if text.isupper() else "a") + i) for i in range(min(len(choices), 26))]
+                mapping = ", ".join(f'{letter}: "{i}"' for i, letter in enumerate(letters))
+                hint = f" (letter labels map to indices with data.label_names: {{{mapping}}})"
+            row.fail(f"label {row.show(label)} is not a choice index (0-{len(choices) - 1}){also}{hint}")
         if not 0 <= index < len(choices):
             hint = f" (it is the text of choice {matches[0]}: set data.label_kind: text)" if matches else ""
             row.fail(f"label {index} is out of range: {len(choices)} choices, indices 0-{len(choices) - 1}{hint}")
