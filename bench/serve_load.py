@@ -10,8 +10,8 @@ The requests come from the model's heads (config.json `tasks`): each head reads 
 (`text_pair` true or false; absent: both) or an input form of its type's own (multiple_choice: {text,
 choices}; extractive_qa: {question, context}). Every input form the heads read gets request variants that
 name only heads reading it (all of them; each one beside the tagging heads; all in reverse order with all
-scores), and, when some heads read both single texts and pairs, a variant mixing the two in one request
-for those heads. Request k uses variant k % (number of variants). Its inputs are SST-2 dev sentences with
+scores), and, when some heads read both single texts and pairs, a variant mixing the two for those heads
+(in one request with --inputs-per-request 2 or more, else alternating between its requests). Request k uses variant k % (number of variants). Its inputs are SST-2 dev sentences with
 the request's and the input's number in front ("k.j"; a pair's second text is the next sentence).
 
 How the check tells a swapped answer from a right one: the answer must equal the direct prediction of the
@@ -123,7 +123,8 @@ def make_requests(variants: list[dict], texts: list[str], count: int, offset: in
         inputs = []
         for j in range(per_request):
             n = k * per_request + j
-            form = variant["form"] if variant["form"] != "mixed" else ("pair" if (k + j) % 2 else "text")
+            mixed = (k // len(variants) + j) % 2  # "mixed": pairs at odd places, alternating between requests
+            form = variant["form"] if variant["form"] != "mixed" else ("pair" if mixed else "text")
             inputs.append(make_input(form, f"{k}.{j} {texts[n % len(texts)]}", texts[(n + 1) % len(texts)]))
         requests.append({"inputs": inputs, **({"tasks": variant["tasks"]} if variant["tasks"] else {}),
                          "all_scores": variant["all_scores"]})
