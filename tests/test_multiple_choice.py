@@ -220,6 +220,8 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
         pipe({"text": "a", "choices": ["x"]})
     with pytest.raises(ValueError, match=r"choice 1 holds a lone surrogate"):
         pipe({"text": "a", "choices": ["x", "\ud800"]})
+    plain = {k: v for k, v in CHOICE_INPUTS[0].items() if k != "question"}  # an empty question is none, as in training
+    assert pipe({**plain, "question": " "}, return_all_scores=True) == pipe(plain, return_all_scores=True)
     # an input no head asked for reads is an error, not an empty answer
     with pytest.raises(ValueError, match=r"^inputs\[1\]: a text, but no requested task reads it "
                                          r"\(categories reads \{text, choices\}\)$"):

@@ -282,7 +282,8 @@ def read_input(value) -> tuple[str, str | None, list[str]]:
     if not isinstance(value, dict):
         raise ValueError(f"multiple-choice input: expected {{\"text\": ..., \"choices\": [...]}}, got {short(value)}")
     context = text('"text" (the context)', value.get("text"))
-    question = text('"question"', value["question"]) if value.get("question") is not None else None
+    question = value.get("question")  # empty: no question, as an empty question_column cell in training
+    question = None if question is None or isinstance(question, str) and not question.strip() else text('"question"', question)
     choices = value.get("choices")
     if not isinstance(choices, list) or len(choices) < 2:
         raise ValueError(f"multiple-choice input: \"choices\" must be a list of at least 2 choices, got {short(choices)}")
