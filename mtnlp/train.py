@@ -544,6 +544,13 @@ class stop_after_step_on_signal:
                 signal.signal(s, handler)
 
 
+def say(run: Run, text: str) -> None:
+    """A line on stdout (main process) during training: above the progress bar, not glued to its end as a
+    print would be where both go to one terminal."""
+    if run.accelerator.is_local_main_process:
+        tqdm.write(text, file=sys.stdout)
+
+
 def keep_model(run: Run) -> None:
     """Save the model as training has it to run_dir/model, as the best step's (config.mtnlp["step"])."""
     run.unwrapped.config.mtnlp["step"] = run.progress.best_step
@@ -554,7 +561,7 @@ def evaluate_and_select(run: Run) -> bool:
     """Evaluate on validation, keep the best model in run_dir/model; return True to stop early."""
     progress, accelerator, recipe = run.progress, run.accelerator, run.recipe
     results = evaluate_split(run.unwrapped, run.tokenizer, run.tasks, run.metrics, "validation",
-                             recipe.training.eval_batch_size, accelerator.autocast, say=accelerator.print)
+                             recipe.training.eval_batch_size, accelerator.autocast, say=lambda note: say(run, note))
     if not results:  # no validation data: the last model is the one kept
         progress.best_step = progress.step
         if accelerator.is_main_process:
@@ -574,12 +581,12 @@ def evaluate_and_select(run: Run) -> bool:
         main = {n: r[main_metric(run.metrics[n])[0]] for n, r in results.items()}
         report.append(run.run_dir / "history.jsonl", {"step": progress.step, "score": score, "best": improved,
                                                       "main": main, "validation": results})
-        accelerator.print(f"step {progress.step}: " + report.one_line(results, run.metrics) + (" *" if improved else ""))
+        say(run, f"step {progress.step}: " + report.one_line(results, run.metrics) + (" *" if improved else ""))
     if recipe.training.report_to:
         accelerator.log({f"eval/{n}/{k}": v for n, r in results.items() for k, v in r.items()}, step=progress.step)
     accelerator.wait_for_everyone()
     patience = recipe.training.early_stopping_patience
     stop = patience is not None and progress.bad_evals >= patience
     if stop:
-        accelerator.print(f"early stopping at step {progress.step}: no improvement in {progress.bad_evals} evaluations")
+        say(run, f"early stopping at step {progress.step}: no improvement in {progress.bad_evals} evaluations")
     return stop

@@ -380,3 +380,20 @@ def test_the_log_gives_the_learning_rates_each_update_used(make_recipe, tmp_path
     # the norm before clipping to max_grad_norm (1.0): the update reads gradients of norm min(it, 1)
     assert [min(r["grad_norm"], 1.0) for r in records] == pytest.approx(norms, rel=1e-4)
     assert used[0] == (0.0, 0.0) and max(used) == pytest.approx((1e-3, 1e-2))  # warm-up from 0, then the peak
+
+
+def test_evaluation_lines_start_on_a_line_of_their_own_under_the_progress_bar(make_recipe, tiny_encoder):
+    """Where stdout and stderr are one terminal, a line printed while the bar is drawn (a step's metrics, a
+    truncation note) was glued to the bar's end."""
+    import contextlib
+    import io
+    import re
+
+    terminal = io.StringIO()
+    recipe = make_recipe(training={"steps": 4, "eval_every": 2}, model={"encoder": tiny_encoder, "max_length": 8})
+    with contextlib.redirect_stdout(terminal), contextlib.redirect_stderr(terminal):
+        train(load_recipe(recipe))
+    shown = terminal.getvalue()
+    lines = r"(step \d+: |sentiment validation: \d+ of \d+ examples are longer than max_length=8)"
+    assert len(re.findall(lines, shown)) >= 3, shown
+    assert not re.search(r"[^\n\r ]" + lines, shown), shown  # each after a new line or the bar's cleared line
