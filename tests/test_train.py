@@ -243,8 +243,10 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
     result = train(load_recipe(target, [f"model.init_from={tmp_path / 'run'}"]))
     assert f"init_from {tmp_path / 'run' / 'model'}: the encoder, and\n  head ner: kept\n" in capsys.readouterr().out
     assert list(result.last_model.config.tasks) == ["ner"]
-    assert result.last_model.config.mtnlp["init_from"] == {"model": str(tmp_path / "run" / "model"),
+    # a local source is recorded without its path: config.json is pushed with the model (the run's recipe has it)
+    assert result.last_model.config.mtnlp["init_from"] == {"model": None, "revision": None,
                                                            "tasks": list(source.config.tasks)}
+    assert str(tmp_path) not in (tmp_path / "second" / "model" / "config.json").read_text()
     card = (tmp_path / "second" / "model" / "README.md").read_text()  # a local source's path is not shown
     assert f"with 1 task head, trained with [mtnlp](https://pypi.org/project/mtnlp/), after multi-task training " \
            f"on {', '.join(source.config.tasks)}.\n" in card and str(tmp_path) not in card
