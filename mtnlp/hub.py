@@ -230,9 +230,7 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
         info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)
     except RepositoryNotFoundError:
         raise UserError(f"{repo_id}: repository not found, or the token may not write to it") from None
-    except HfHubHTTPError as e:
-        raise _push_error(repo_id, e) from None
-    except (OSError, *_transport_errors()) as e:  # connection refused, DNS, timeouts ...
+    except (HfHubHTTPError, OSError, *_transport_errors()) as e:  # an HTTP error; connection refused, DNS, timeouts
         raise _push_error(repo_id, e) from None
     except RuntimeError as e:  # huggingface_hub wraps a failed LFS upload: "Error while uploading 'x' to the Hub."
         if not isinstance(e.__cause__, (HfHubHTTPError, OSError, *_transport_errors())):
@@ -248,9 +246,7 @@ def check_push_access(repo_id: str) -> None:
         auth = HfApi().whoami().get("auth") or {}
     except LocalTokenNotFoundError:
         raise UserError(f"push to {repo_id}: no hub token: set HF_TOKEN or run `hf auth login`") from None
-    except HfHubHTTPError as e:
-        raise _push_error(repo_id, e) from None
-    except (OSError, *_transport_errors()) as e:  # connection refused, DNS, HF_HUB_OFFLINE ...
+    except (HfHubHTTPError, OSError, *_transport_errors()) as e:  # a refused token; no connection, HF_HUB_OFFLINE
         raise _push_error(repo_id, e) from None
     if (auth.get("accessToken") or {}).get("role") == "read":
         raise UserError(f"push to {repo_id}: the hub token may only read: give a token with write access")
