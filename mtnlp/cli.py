@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--tasks", help="comma-separated task names (default: all heads)")
     p.add_argument("--input", help="JSON lines file with {\"text\": ...} per line (or a JSON string, a pair "
-                   "{\"text\", \"text_pair\"}, a multiple-choice {\"text\", \"choices\"}), - for stdin")
+                   "{\"text\", \"text_pair\"}, a multiple-choice {\"text\", \"choices\"}, a QA {\"question\", "
+                   "\"context\"}), - for stdin")
     p.add_argument("--output", help="write JSON lines here instead of stdout")
     p.add_argument("--all-scores", action="store_true", help="include every label's probability")
     p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass (default: 32)")
@@ -102,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--access-log", action="store_true", help="log every request")
 
     args, extra = parser.parse_known_args(argv)
-    late = {"predict": "texts", "evaluate": "overrides"}.get(args.command)
+    late = {"predict": "texts", "evaluate": "overrides", "train": "overrides"}.get(args.command)
     if extra and late and not any(a.startswith("-") for a in extra):
-        # after an option: `predict MODEL --tasks a,b "some text"`, `evaluate MODEL RECIPE --split test k=v`
+        # after an option: `predict MODEL --tasks a,b "some text"`, `evaluate MODEL RECIPE --split test k=v`,
+        # `train RECIPE k=v --debug k=v`
         getattr(args, late).extend(extra)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -120,7 +122,7 @@ def run_recipe(train, argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="recipe YAML file")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. training.lr=3e-5")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides before, between and after the options
     args.recipe = args.config
     return guarded(lambda: train_recipe(train, args), args.debug)
 

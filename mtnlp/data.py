@@ -43,6 +43,7 @@ class TaskData:
     splits: dict[str, datasets.Dataset] = field(default_factory=dict)  # tokenised
     max_length: int | None = None  # tokens per example; longer ones were truncated
     truncation_reported: set[str] = field(default_factory=set)  # splits whose truncation was reported
+    options: dict = field(default_factory=dict)  # the task type's own settings (model_spec: text_pair, ...)
     stream: TrainStream | None = None  # a streamed training split (data.streaming), not in `splits`
 
     def train_size(self) -> int:
@@ -336,9 +337,9 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
             cached = {split: cached_split(split_key(key, split, known, tokenizer, max_length, options))
                       for split in present_splits(task, splits)}
             if all(dataset is not None for dataset in cached.values()):
-                return TaskData(name, task.type, known, cached, max_length)
+                return TaskData(name, task.type, known, cached, max_length, options=options)
     raw = raw or read_task(recipe, name, task, splits, labels)
-    data = TaskData(name, task.type, raw.labels, max_length=max_length)
+    data = TaskData(name, task.type, raw.labels, max_length=max_length, options=options)
     if raw.stream:
         data.stream = TrainStream(raw.stream, task, raw.labels, tokenizer, max_length, options)
     for split, examples in raw.examples.items():

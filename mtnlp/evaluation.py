@@ -102,7 +102,7 @@ def truncation_note(data: TaskData, split: str) -> str | None:
     dataset = data.splits[split]
     if "truncated" not in dataset.column_names:
         return None
-    note = task_type(data.type).truncation_note(dataset, data.max_length)
+    note = task_type(data.type).truncation_note(dataset, data.max_length, data.options)
     return note and f"{data.name} {split}: {note}"
 
 

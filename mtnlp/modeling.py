@@ -63,8 +63,8 @@ def head_mismatch(name: str, old: dict | None, new: dict) -> str | None:
 
 def checked_tasks(tasks) -> dict[str, dict]:
     """`tasks` as from_encoder takes them ({name: {"type": ..., "labels": [...], "dropout"?: ..., the type's
-    own keys}}), with labels [] where the type has none (regression, multiple choice, QA), or a ValueError
-    naming the task and key at fault."""
+    own keys}}), with labels [] where the type has none (regression, multiple choice, QA) and text_pair false
+    for a tagging head unless given, or a ValueError naming the task and key at fault."""
     example = "{'sentiment': {'type': 'classification', 'labels': ['neg', 'pos']}}"
     if not isinstance(tasks, dict) or not tasks:
         raise ValueError(f"tasks: expected a non-empty dict of task specs, e.g. {example}")
@@ -86,6 +86,8 @@ def checked_tasks(tasks) -> dict[str, dict]:
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"{where}['dropout']: expected a number in [0, 1), got {dropout!r}")
         checked[name] = {**spec, "labels": labels}
+        if kind.head_kind == "token":  # trained on single sentences, as training records it (Tagging.model_spec)
+            checked[name].setdefault("text_pair", False)
     return checked
 
 

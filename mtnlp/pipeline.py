@@ -208,6 +208,8 @@ def load_pretrained(name: str, **hub_kwargs):
     if not path.exists() and is_local_path(name):  # no hub look-up, no retries
         raise UserError(f"{name}: model folder not found")
     refuse_run_folder(name)
+    if path.exists() and hub_kwargs.get("revision"):  # a folder has one version: the revision would be ignored
+        raise UserError(f"revision {hub_kwargs['revision']!r}: {name} is a local folder; a revision is for a hub id")
     onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
     loading = "model"
     try:

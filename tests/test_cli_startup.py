@@ -3,6 +3,7 @@ transformers or datasets (seconds of start-up): this guards it by making those i
 
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "peft", "evaluate")
 
@@ -49,3 +50,14 @@ def test_data_file_mistake_needs_no_heavy_import(make_recipe, tmp_path):
     proc = run_without_heavy_imports("train", str(recipe))
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {bad}:4:"), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_overrides_may_come_before_and_after_the_options(make_recipe):
+    """`mtnlp train R k=v --debug k=v` and `python SCRIPT.py k=v --config R k=v`: every override is read (the
+    unknown one is the error), none is an argparse 'unrecognized arguments'."""
+    recipe = str(make_recipe())
+    script = Path(__file__).resolve().parent.parent / "recipes" / "multitask.py"
+    for argv in (["-m", "mtnlp", "train", recipe, "training.steps=2", "--debug", "training.lrr=1"],
+                 [str(script), "training.steps=2", "--config", recipe, "training.lrr=1"]):
+        proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and "training.lrr" in proc.stderr and "unrecognized" not in proc.stderr, proc.stderr

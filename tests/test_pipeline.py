@@ -334,3 +334,15 @@ def test_predict_names_the_first_bad_line_and_the_lines_it_truncated(model_dir, 
     assert proc.returncode == 0, proc.stderr
     assert f"1 input(s) longer than max_length=32 tokens were truncated ({tmp_path / 'in.jsonl'}:2): sequence heads " \
            "read only what fits" in proc.stderr
+
+
+def test_a_tagging_head_built_in_python_reads_single_texts_and_a_folder_has_no_revision(tiny_encoder, model_dir):
+    tasks = {"pos": {"type": "tagging", "labels": ["A", "B"]},
+             "nli": {"type": "classification", "labels": ["no", "yes"], "text_pair": True}}
+    model = MultiTaskModel.from_encoder(tiny_encoder, tasks)
+    assert model.config.tasks["pos"]["text_pair"] is False  # as training records it
+    pipe = MultiTaskPipeline(model, AutoTokenizer.from_pretrained(tiny_encoder), precision="fp32")
+    assert set(pipe({"text": "a b", "text_pair": "c"})) == {"nli"} and set(pipe("a b")) == {"pos"}
+    proc = run_cli("predict", str(model_dir), "x", "--revision", "dev")  # was silently ignored
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == \
+        f"error: revision 'dev': {model_dir} is a local folder; a revision is for a hub id"

@@ -399,3 +399,4 @@ def test_evaluation_lines_start_on_a_line_of_their_own_under_the_progress_bar(ma
     lines = r"(step \d+: |sentiment validation: \d+ of \d+ examples are longer than max_length=8)"
     assert len(re.findall(lines, shown)) >= 3, shown
     assert not re.search(r"[^\n\r ]" + lines, shown), shown  # each after a new line or the bar's cleared line
+    assert "of a pair" not in shown  # no task here reads pairs

@@ -138,13 +138,14 @@ class TaskType:
         """The label spread of a tokenised split, for the start-of-training table (shares per example)."""
         return label_shares([labels[i] for i in column(dataset, "labels")])
 
-    def truncation_note(self, dataset, max_length: int) -> str | None:
-        """What max_length cut of a tokenised split (its "truncated" column), said once per split; None: nothing."""
+    def truncation_note(self, dataset, max_length: int, options: dict | None = None) -> str | None:
+        """What max_length cut of a tokenised split (its "truncated" column), said once per split; None: nothing.
+        `options`: the task's model_spec (whether it reads pairs)."""
         cut = sum(column(dataset, "truncated"))
         if not cut:
             return None
-        effect = ("words past the cut get no tag" if self.token_level
-                  else "the model sees only what fits (of a pair, the longer text is cut)")
+        pairs = " (of a pair, the longer text is cut)" if (options or {}).get("text_pair") else ""
+        effect = "words past the cut get no tag" if self.token_level else f"the model sees only what fits{pairs}"
         return (f"{cut:,} of {len(dataset):,} examples are longer than max_length={max_length} tokens and were "
                 f"truncated; {effect}")
 

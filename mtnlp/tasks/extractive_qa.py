@@ -230,7 +230,7 @@ class ExtractiveQA(TaskType):
                 "over_max_length": sum(cut[k] for k in questions), "windows": len(windows_),
                 "longer_than_window": sum(w == 1 for w in windows_)}
 
-    def truncation_note(self, dataset, max_length):
+    def truncation_note(self, dataset, max_length, options=None):
         windows_, cut = column(dataset, "window"), column(dataset, "truncated")
         questions = [k for k, w in enumerate(windows_) if w == 0]
         if not any(cut[k] for k in questions):
