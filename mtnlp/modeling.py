@@ -297,12 +297,15 @@ AutoModel.register(MultiTaskConfig, MultiTaskModel)
 
 def transfer_encoder_task(source: MultiTaskModel, tasks, encoder_of: str | None = None) -> str | None:
     """The source task whose encoder a transfer starts from: `encoder_of`, or the first of `tasks` the
-    source has; None for a hard-shared source (one encoder for every task)."""
+    source has; None for a hard-shared source (one encoder for every task), which takes no `encoder_of`."""
     names = list(source.config.tasks)
+    kind = (source.config.sharing or {}).get("type")
+    if encoder_of is not None and kind is None:  # naming a task would suggest a choice there is not
+        raise sharing.SharingError("model.init_encoder_of", "the source (mtl.sharing: hard) shares one encoder "
+                                                            "among its tasks: leave init_encoder_of out")
     if encoder_of is not None and encoder_of not in names:
         raise sharing.SharingError("model.init_encoder_of", f"the source has no task '{encoder_of}' "
                                                              f"(it has: {', '.join(names)})")
-    kind = (source.config.sharing or {}).get("type")
     if kind is None:
         return None
     task = encoder_of or next((t for t in tasks if t in names), None)

@@ -256,6 +256,11 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
                                atol=1e-6, rtol=0)
     fresh = MultiTaskModel.from_trained(source, result.last_model.config.tasks, keep_heads=False)
     assert not torch.equal(fresh.heads["ner"].classifier.weight, source.heads["ner"].classifier.weight)
+    # a hard-shared source has one encoder: naming a task's is a mistake, not silently ignored
+    with pytest.raises(UserError, match=r"^.*second.yaml \(command-line override\): model.init_encoder_of: the "
+                                        r"source \(mtl.sharing: hard\) shares one encoder among its tasks: leave "
+                                        r"init_encoder_of out$"):
+        train(load_recipe(target, [f"model.init_from={tmp_path / 'run'}", "model.init_encoder_of=ner"]))
     with pytest.raises(UserError, match="model.init_from: .*nowhere: model folder not found"):
         train(load_recipe(target, [f"model.init_from={tmp_path / 'nowhere'}"]))
     with pytest.raises(UserError, match="model.init_from: .*: a bert model, not an mtnlp multi-task model"):
