@@ -80,12 +80,15 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
 
 
 def transfer_note(config) -> str:
-    """', after multi-task training on a, b (`id`)' for a model fine-tuned from a trained one (model.init_from)."""
+    """', after multi-task training on a, b (`id`, the encoder of task a)' for a model fine-tuned from a trained
+    one (model.init_from); the task is named when the source had one encoder per task (soft sharing)."""
     source = (config.mtnlp or {}).get("init_from")
     if not source:
         return ""
     at = f" at {source['revision'][:12]}" if source.get("revision") else ""
-    where = f" (`{hub_id(source['model'])}`{at})" if hub_id(source["model"]) else ""
+    notes = ([f"`{hub_id(source['model'])}`{at}"] if hub_id(source["model"]) else []) \
+        + ([f"the encoder of task {source['encoder_of']}"] if source.get("encoder_of") else [])
+    where = f" ({', '.join(notes)})" if notes else ""
     return f", after multi-task training on {', '.join(source['tasks'])}{where}"
 
 

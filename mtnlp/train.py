@@ -156,7 +156,8 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
 def training_record(recipe: Recipe, metrics: dict, source: MultiTaskModel | None = None,
                     source_path: str | None = None) -> dict:
     """config.mtnlp of a new model: its metrics, max_length and where it comes from (base_model; with
-    model.init_from, the source, its commit and its tasks). Sources are recorded by hub id only: config.json
+    model.init_from, the source, its commit, its tasks and the task whose encoder was taken: None for a
+    hard-shared source, whose one encoder is every task's). Sources are recorded by hub id only: config.json
     is pushed with the model, and a local path (/home/...) must not go with it (the run's recipe.yaml has it)."""
     record = {"metrics": metrics, "max_length": recipe.model.max_length}
     if source is None:
@@ -164,7 +165,8 @@ def training_record(recipe: Recipe, metrics: dict, source: MultiTaskModel | None
     source_id = None if Path(source_path).exists() else hub.hub_id(source_path)
     return record | {"base_model": source_id or (source.config.mtnlp or {}).get("base_model"),
                      "init_from": {"model": source_id, "revision": hub.loaded_commit(source_id, recipe.model.init_revision)
-                                   if source_id else None, "tasks": list(source.config.tasks)}}
+                                   if source_id else None, "tasks": list(source.config.tasks),
+                                   "encoder_of": transfer_encoder_task(source, recipe.tasks, recipe.model.init_encoder_of)}}
 
 
 def transfer_report(source: MultiTaskModel, model: MultiTaskModel, keep_heads: bool) -> dict[str, str]:
@@ -267,10 +269,15 @@ def say_transfer(run: Run, source: MultiTaskModel, source_path: str) -> None:
     heads = transfer_report(source, model, recipe.model.init_heads)
     encoder_of = transfer_encoder_task(source, model.config.tasks, recipe.model.init_encoder_of)
     kind = (source.config.sharing or {}).get("type")
+    part = "adapter" if kind == "lora" else "layers"
     soft = f" of task {encoder_of} (its {'adapter merged' if kind == 'lora' else 'layers'})" if encoder_of else ""
+    if encoder_of:  # a kept head of another task was trained on its own adapter / layers, not on this encoder
+        heads = {name: f"kept (trained on {name}'s {part}; the encoder is {encoder_of}'s)"
+                 if why == "kept" and name != encoder_of else why for name, why in heads.items()}
     run.accelerator.print(f"init_from {source_path}: the encoder{soft}, and\n"
                           + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
-    if recipe.model.init_heads and "kept" not in heads.values() and run.accelerator.is_main_process:
+    kept = any(why.startswith("kept") for why in heads.values())
+    if recipe.model.init_heads and not kept and run.accelerator.is_main_process:
         warnings.warn("model.init_heads: no head of the source matches a task here (same name, type and "
                       "labels): every head starts new", stacklevel=3)
 

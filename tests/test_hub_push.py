@@ -126,7 +126,8 @@ def test_a_pushed_model_records_hub_ids_only_and_a_transfer_its_source_commit(ma
         proc = mtnlp(hub, tmp_path, "train", str(transfer))
         assert proc.returncode == 0, proc.stderr[-3000:]
         record = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["mtnlp"]
-        assert record["init_from"] == {"model": "org/src", "revision": commit, "tasks": ["ner"]}
+        assert record["init_from"] == {"model": "org/src", "revision": commit, "tasks": ["ner"],
+                                       "encoder_of": None}
         assert record["base_model"] == "org/src"  # what the hub's model tree links to
         card = (tmp_path / "ft" / "model" / "README.md").read_text()
         assert f"after multi-task training on ner (`org/src` at {commit[:12]})" in card

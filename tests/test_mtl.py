@@ -267,6 +267,15 @@ def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_pat
     merged = source.encoder_state("ner")
     got = second.last_model.encoder.state_dict()
     assert all(torch.allclose(merged[k], got[k], atol=1e-6) for k in got)
+    # config.json and the card say whose encoder it is
+    assert second.last_model.config.mtnlp["init_from"]["encoder_of"] == "ner"
+    assert "after multi-task training on ner, score, sentiment (the encoder of task ner)." \
+        in (tmp_path / "ft" / "model" / "README.md").read_text()
+    # a kept head of another task than the encoder's was trained on its own adapter: the run says so
+    capsys.readouterr()
+    fourth = train(load_recipe(target, ["model.init_encoder_of=sentiment", f"output_dir={tmp_path / 'ft4'}"]))
+    assert "  head ner: kept (trained on ner's adapter; the encoder is sentiment's)\n" in capsys.readouterr().out
+    assert fourth.last_model.config.mtnlp["init_from"]["encoder_of"] == "sentiment"
     # a task the source does not have: which task's adapter makes the encoder is the recipe's to say
     other = make_recipe(tasks={"entities": tasks["ner"]}, training={"steps": 1, "lr": 1e-12},
                         model={"encoder": tiny_encoder, "init_from": str(tmp_path / "run"), "max_length": 64},

@@ -245,7 +245,7 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
     assert list(result.last_model.config.tasks) == ["ner"]
     # a local source is recorded without its path: config.json is pushed with the model (the run's recipe has it)
     assert result.last_model.config.mtnlp["init_from"] == {"model": None, "revision": None,
-                                                           "tasks": list(source.config.tasks)}
+                                                           "tasks": list(source.config.tasks), "encoder_of": None}
     assert str(tmp_path) not in (tmp_path / "second" / "model" / "config.json").read_text()
     card = (tmp_path / "second" / "model" / "README.md").read_text()  # a local source's path is not shown
     assert f"with 1 task head, trained with [mtnlp](https://pypi.org/project/mtnlp/), after multi-task training " \
