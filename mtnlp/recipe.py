@@ -411,6 +411,9 @@ def check(recipe: Recipe) -> None:
     m = recipe.mtl
     if m.freeze_encoder and m.sharing == "hard":
         fail("mtl.freeze_encoder", "with hard sharing only the heads would train; use sharing: lora or task_layers")
+    for key, sharing in SHARING_KEYS.items():  # a resolved recipe (RUN/recipe.yaml) lists them at their defaults
+        if m.sharing != sharing and getattr(m, key) != MTLSpec.model_fields[key].get_default(call_default_factory=True):
+            fail(f"mtl.{key}", f"applies to sharing: {sharing} (mtl.sharing is {m.sharing})")
     if m.gradient == "pcgrad" and len(recipe.tasks) < 2:
         fail("mtl.gradient", "pcgrad needs at least two tasks")
     if m.gradient == "pcgrad" and m.freeze_encoder:
@@ -421,6 +424,9 @@ def check(recipe: Recipe) -> None:
         fail("model.init_revision", "applies to a transfer: set model.init_from too")
 
 
+# mtl keys that only one sharing method reads: another method refuses a value other than the default
+SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", "lora_targets": "lora",
+                "task_layers": "task_layers"}
 COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
 
 

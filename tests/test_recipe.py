@@ -281,6 +281,22 @@ def test_nan_is_out_of_range(item, key):
     assert f"{key}:" in message
 
 
+@pytest.mark.parametrize("key,value,sharing", [("lora_r", "4", "lora"), ("lora_alpha", "8", "lora"),
+                                               ("lora_dropout", "0.2", "lora"), ("lora_targets", "[query]", "lora"),
+                                               ("task_layers", "1", "task_layers")])
+def test_a_sharing_key_the_sharing_method_does_not_read_is_an_error(tmp_path, key, value, sharing):
+    other = "task_layers" if sharing == "lora" else "lora"
+    path = recipe_file(tmp_path, BASE + f"mtl:\n  sharing: {other}\n  {key}: {value}\n")
+    assert error(path) == f"{path}:21: mtl.{key}: applies to sharing: {sharing} (mtl.sharing is {other})"
+    assert error(DEMO, [f"mtl.{key}={value}"]).endswith(f"mtl.{key}: applies to sharing: {sharing} "
+                                                        "(mtl.sharing is hard)")
+    # its default is no choice (a run's recipe.yaml lists every key), and with its method any value is one
+    default = {"lora_r": "8", "lora_alpha": "16", "lora_dropout": "0.1", "lora_targets": "[query, key, value, dense]",
+               "task_layers": "2"}[key]
+    load_recipe(path, [f"mtl.{key}={default}"])
+    load_recipe(path, [f"mtl.sharing={sharing}"])
+
+
 def test_empty_tasks(tmp_path):
     assert "tasks: at least one task" in error(DEMO, ["tasks={}"])
     path = recipe_file(tmp_path, "name: t\ntasks: {}\n")
