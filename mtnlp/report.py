@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -38,10 +39,11 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> None:
     old = path.read_text() if path.exists() else None
     write_recipe(run_dir, recipe, precision)
 
-    def settings(text):
+    def settings(text):  # with the precision the first line says was used (auto may resolve otherwise now)
         resolved = yaml.safe_load(text) or {}
         resolved.get("training", {}).pop("resume_from", None)
-        return resolved
+        used = re.match(r"# training.mixed_precision: \S+ -> (\S+)", text)
+        return resolved, used and used.group(1)
 
     if old is not None and settings(old) != settings(path.read_text()):
         (run_dir / f"recipe.before-step-{step:06d}.yaml").write_text(old)
@@ -53,10 +55,10 @@ def replaced_recipes(run_dir: Path, after: int = -1) -> list[Path]:
 
 
 def write_recipe(run_dir: Path, recipe: Recipe, precision) -> None:
-    """RUN/recipe.yaml: training.mixed_precision is what this run uses, and a comment says what was
-    asked for and why."""
+    """RUN/recipe.yaml: training.mixed_precision is what the recipe asked for (e.g. auto: `mtnlp evaluate MODEL
+    RUN/recipe.yaml` on another machine chooses for that machine), and a comment says what it resolved to
+    here and why."""
     resolved = to_dict(recipe)
-    resolved["training"]["mixed_precision"] = precision.name
     # relative data paths resolve beside the recipe file, which this copy is not: make their base absolute
     resolved["data_dir"] = str(resolve_path(recipe, ".").resolve())
     note = f"# training.mixed_precision: {precision.requested} -> {precision.name} ({precision.reason})\n"

@@ -131,8 +131,9 @@ def test_a_run_records_its_choice_and_reason(make_recipe, tmp_path, monkeypatch,
     run = tmp_path / "run"
     recorded = (run / "recipe.yaml").read_text()
     assert recorded.startswith(f"# training.mixed_precision: auto -> {expected} (auto: ")
-    assert yaml.safe_load(recorded)["training"]["mixed_precision"] == expected
-    assert load_recipe(run / "recipe.yaml").training.mixed_precision == expected  # the record reloads
+    # the file keeps what was asked for: evaluating with it on another machine chooses for that machine
+    assert yaml.safe_load(recorded)["training"]["mixed_precision"] == "auto"
+    assert load_recipe(run / "recipe.yaml").training.mixed_precision == "auto"  # the record reloads
     metrics = json.loads((run / "metrics.json").read_text())["precision"]
     assert metrics["requested"] == "auto" and metrics["used"] == expected and metrics["reason"].startswith("auto: ")
     assert f"precision: {expected} (auto: " in capsys.readouterr().out
@@ -146,3 +147,17 @@ def test_cli_warns_once_for_bf16_on_an_avx2_only_cpu(make_recipe):
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "bf16 on a CPU without native bf16" in warnings[0], proc.stderr
     assert "precision: bf16 (requested)" in proc.stdout
+
+
+def test_a_resume_that_resolves_auto_otherwise_keeps_the_recipe_it_replaces(make_recipe, tmp_path):
+    from mtnlp.report import resume_recipe, write_recipe
+
+    recipe, run = load_recipe(make_recipe(training={"mixed_precision": "auto"})), tmp_path / "out"
+    run.mkdir()
+    bf16 = precision.Precision("auto", "bf16", "cpu", "auto: native bf16")
+    write_recipe(run, recipe, bf16)
+    assert (run / "recipe.yaml").read_text().startswith("# training.mixed_precision: auto -> bf16 (auto: native bf16)\n")
+    resume_recipe(run, recipe, bf16, 2)
+    assert not list(run.glob("recipe.before-step-*"))
+    resume_recipe(run, recipe, precision.Precision("auto", "fp32", "cpu", "auto: no native bf16"), 4)
+    assert (run / "recipe.before-step-000004.yaml").read_text().startswith("# training.mixed_precision: auto -> bf16")
