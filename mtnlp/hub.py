@@ -41,8 +41,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     lines = [
         "---", data.to_yaml(), "---", "",
         f"# Multi-task model: {', '.join(config.tasks)}", "",
-        f"One shared {config.encoder.model_type} encoder"
-        + (f" (from `{base_model}`)" if base_model else "")
+        f"One shared {config.encoder.model_type} encoder" + encoder_note(base_model, getattr(config, "sharing", None))
         + f" with {len(config.tasks)} task head{'s' * (len(config.tasks) != 1)}, trained with "
         "[mtnlp](https://pypi.org/project/mtnlp/)" + transfer_note(config) + ".", "",
         "| task | type | labels | validation | test |", "|---|---|---|---|---|",
@@ -57,12 +56,14 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         lines.append(f"| {name} | {spec['type']} | {labels} | {cells[0]} | {cells[1]} |")
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
               f'pipe = MultiTaskPipeline.from_pretrained("{CARD_PLACEHOLDER}")']
+    lora = (getattr(config, "sharing", None) or {}).get("type") == "lora"  # each task reads its own adapted encoder
     readers: dict[str, list[str]] = {}  # an input of each form the heads read (tasks.base.example_input)
     for name, spec in config.tasks.items():
         readers.setdefault(json.dumps(example_input(spec)), []).append(name)
     for example, names in readers.items():
         lines.append(f"pipe({example})   # " + (f"the {names[0]} head" if len(names) == 1 else
-                                               f"the {', '.join(names)} heads, from one encoder pass"))
+                                               f"the {', '.join(names)} heads, from one encoder pass" + (
+                                                   " per task" if lora else "")))
     lines += ["```", ""]
     tagging = [name for name, spec in config.tasks.items() if task_type(spec["type"]).head_kind == "token"]
     if tagging:
@@ -71,12 +72,22 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
                   "```python", "from transformers import pipeline", "",
                   f'tagger = pipeline("token-classification", model="{tagging[0]}-model", '
                   'aggregation_strategy="first")',
-                  'tagger("Some text to analyse.")   # whole words; IOB heads give the same spans as mtnlp', "```", "",
+                  'tagger("Some text to analyse.")   # whole words, split at every punctuation mark', "```", "",
                   "Not `simple`: mtnlp trains only each word's first sub-token, so `simple` reads untrained tags "
                   'on the other word pieces and returns fragments such as "##cast".', ""]
     if (metrics or {}).get("best_step") is not None:
         lines += [f"Best checkpoint: step {metrics['best_step']}.", ""]
     return "\n".join(lines)
+
+
+def encoder_note(base_model: str | None, sharing: dict | None) -> str:
+    """' (from `x`; per-task LoRA adapters, r 8)': where the encoder comes from, and how a soft-shared one is
+    shared (mtl.sharing)."""
+    kind = (sharing or {}).get("type")
+    notes = [f"from `{base_model}`"] * bool(base_model) + (
+        [f"per-task LoRA adapters, r {sharing.get('r')}"] if kind == "lora"
+        else [f"its top {sharing.get('layers')} layers per task"] if kind == "task_layers" else [])
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def transfer_note(config) -> str:
@@ -160,7 +171,7 @@ def saved_config(model_dir: Path):
     from types import SimpleNamespace
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    return SimpleNamespace(tasks=config.get("tasks") or {}, mtnlp=config.get("mtnlp"),
+    return SimpleNamespace(tasks=config.get("tasks") or {}, mtnlp=config.get("mtnlp"), sharing=config.get("sharing"),
                            encoder=SimpleNamespace(model_type=(config.get("encoder") or {}).get("model_type")))
 
 

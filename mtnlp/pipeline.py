@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import warnings
 
+import regex
 import torch
-from tokenizers.pre_tokenizers import BertPreTokenizer
 from transformers import AutoTokenizer
 
 from . import families
@@ -181,13 +181,29 @@ def same_tokens(a, b) -> bool:
 
 
 def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
-    """A text's words with their character offsets, split at spaces and punctuation as NER and POS
-    corpora are (and as BERT's tokenizer splits). Not the model tokenizer's own pre-tokenizer: a
+    """A text's words with their character offsets, split as the NER and POS corpora tagging heads are
+    trained on (CoNLL-2003, UD English: Penn Treebank conventions): at spaces and punctuation, but
+    abbreviations (U.S., Dr., Inc.), numbers (1,000, 3.5, 12:30) and hyphenated words (Baden-Wuerttemberg)
+    stay whole, and clitics are words of their own (does n't, Merkel 's). A head then tags "U.S." as the
+    one word it saw in training, not as U / . / S / . Not the model tokenizer's own pre-tokenizer: a
     byte-level BPE one gives byte-encoded words ('ĠLee'), a SentencePiece one '▁Paris.'."""
-    return _WORDS.pre_tokenize_str(text)
+    return [(m.group(), m.span()) for m in _WORDS.finditer(text)]
 
 
-_WORDS = BertPreTokenizer()
+_LETTER = r"[\p{L}\p{N}\p{M}_]"  # a word's characters: letters (with combining marks), digits
+_CLITIC = r"(?i:s|re|ve|ll|d|m)"
+_WORDS = regex.compile(rf"""
+      (?:\p{{L}}\.){{2,}}                                          # U.S.  D.C.  i.e.
+    | \b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|etc|Gen|Gov|Sen|Rep|Mt|Jan|Feb|Mar|Apr|Aug|Sept?|Oct|Nov|Dec)\.
+    | \p{{Lu}}\.(?=\s+\p{{Lu}})                                     # an initial: George W. Bush
+    | \p{{N}}+(?:[.,:/-]\p{{N}}+)+                                  # 1,000  3.5  12:30  713-853-3989
+    | {_LETTER}+(?=n['’]t\b)                                     # does | n't,  ca | n't
+    | n['’]t\b
+    | ['’]{_CLITIC}\b                                           # Merkel | 's,  you | 're
+    | {_LETTER}+(?:-{_LETTER}+)*(?:['’](?!{_CLITIC}\b|t\b){_LETTER}+(?:-{_LETTER}+)*)*   # O'Neill, York-based
+    | \.\.\.|--
+    | \S                                                         # any other character: punctuation, symbols
+""", regex.VERBOSE)
 
 
 def load_pretrained(name: str, **hub_kwargs):

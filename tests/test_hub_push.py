@@ -156,3 +156,20 @@ def test_saved_weights_have_the_umask_s_permissions(umask, tiny_encoder, tmp_pat
         os.umask(old)
     for path in (tmp_path / "model" / "model.safetensors", tmp_path / "export" / "model.safetensors"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_the_card_says_how_a_soft_shared_encoder_is_shared(tmp_path):
+    from types import SimpleNamespace
+
+    from mtnlp.hub import model_card
+
+    tasks = {"a": {"type": "classification", "labels": ["x", "y"]}, "b": {"type": "regression", "labels": []}}
+    for sharing, said, passes in ((None, "One shared bert encoder (from `org/enc`) with 2", "from one encoder pass"),
+                                  ({"type": "lora", "r": 8}, "One shared bert encoder (from `org/enc`; per-task LoRA "
+                                   "adapters, r 8) with 2", "from one encoder pass per task"),
+                                  ({"type": "task_layers", "layers": 2}, "(from `org/enc`; its top 2 layers per task)",
+                                   "from one encoder pass")):
+        config = SimpleNamespace(tasks=tasks, mtnlp={"base_model": "org/enc"}, sharing=sharing,
+                                 encoder=SimpleNamespace(model_type="bert"))
+        card = model_card(config)
+        assert said in card and f"# the a, b heads, {passes}\n" in card, card

@@ -104,3 +104,20 @@ def test_a_tokenizer_without_a_pad_token_is_a_recipe_error(roberta, make_recipe,
     recipe = make_recipe(model={"encoder": str(nopad), "max_length": 32})
     with pytest.raises(UserError, match=rf"^{recipe}:\d+: model.encoder: the tokenizer of '{nopad}' has no pad token"):
         train(load_recipe(recipe))
+
+
+def test_words_are_split_as_the_tagging_corpora_are():
+    """CoNLL-2003 and UD English keep abbreviations, numbers and hyphenated words whole and split clitics off
+    (Penn Treebank): a head trained on "U.S." must be given "U.S.", not U / . / S / ."""
+    cases = {"The U.S. Treasury said it doesn't expect it.": ["The", "U.S.", "Treasury", "said", "it", "does", "n't",
+                                                               "expect", "it", "."],
+             "Merkel's party won in Baden-Wuerttemberg.": ["Merkel", "'s", "party", "won", "in", "Baden-Wuerttemberg", "."],
+             "Apple Inc. hired Dr. O'Neill for $1,000.50 at 12:30 p.m.": ["Apple", "Inc.", "hired", "Dr.", "O'Neill", "for",
+                                                                       "$", "1,000.50", "at", "12:30", "p.m."],
+             "George W. Bush can't go... -- really?": ["George", "W.", "Bush", "ca", "n't", "go", "...", "--", "really",
+                                                       "?"],
+             "Zoe\u0301 flew to 東京, you're 'sure'": ["Zoe\u0301", "flew", "to", "東京", ",", "you", "'re", "'", "sure", "'"]}
+    for text, expected in cases.items():
+        words = split_words(text)
+        assert [w for w, _ in words] == expected
+        assert all(text[start:end] == word for word, (start, end) in words)
