@@ -326,14 +326,15 @@ def check_takers(pipe, tasks: list[str] | None, inputs: list[tuple]) -> None:
     """Every (input, where) is read by some requested task, by each of --tasks if given
     (tasks.base.answering_tasks), before any is run: the first one that is not is the error."""
     from .errors import UserError
-    from .tasks.base import answering_tasks
+    from .tasks.base import answering_tasks, reads_text
 
     specs = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
+    pair_heads = any(reads_text(spec, pair=True) and not reads_text(spec, pair=False) for spec in specs.values())
     for value, where in inputs:
         try:
             answering_tasks(value, specs, every=bool(tasks))
-        except ValueError as e:
-            pairs = isinstance(value, str) and where.startswith("TEXT") and "text pairs" in str(e)
+        except ValueError as e:  # a TEXT argument is a single text: a pair head's input comes by --input
+            pairs = pair_heads and isinstance(value, str) and where.startswith("TEXT")
             hint = ' (a pair: an --input line {"text": ..., "text_pair": ...})' if pairs else ""
             raise UserError(f"{where}: {e}{hint}") from None
 

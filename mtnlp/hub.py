@@ -175,13 +175,13 @@ def saved_config(model_dir: Path):
                            encoder=SimpleNamespace(model_type=(config.get("encoder") or {}).get("model_type")))
 
 
-def run_metrics(model_dir: Path, run_dir: Path | None = None) -> dict | None:
-    """The run's metrics.json (`run_dir`, or the folder above the model's), if it is this model's: tasks it
-    has and its best step. Another run's metrics beside a copied model folder are not its metrics."""
+def run_metrics(model_dir: Path, config, run_dir: Path | None = None) -> dict | None:
+    """The run's metrics.json (`run_dir`, or the folder above the model's), if it is this model's (`config`,
+    saved_config's): tasks it has and its best step. Another run's metrics beside a copied model folder are
+    not its metrics."""
     path = (run_dir or model_dir.parent) / "metrics.json"
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
-        config = saved_config(model_dir)
     except (OSError, ValueError):
         return None
     step = (config.mtnlp or {}).get("step")
@@ -192,7 +192,8 @@ def run_metrics(model_dir: Path, run_dir: Path | None = None) -> dict | None:
 
 def write_card(model_dir: Path, run_dir: Path | None = None, datasets: list[str] | None = None) -> None:
     """Write model_dir/README.md (and copy the run's curves.png beside it)."""
-    text = model_card(saved_config(model_dir), run_metrics(model_dir, run_dir), datasets)
+    config = saved_config(model_dir)
+    text = model_card(config, run_metrics(model_dir, config, run_dir), datasets)
     curves = (run_dir or model_dir.parent) / "curves.png"
     if curves.exists():
         shutil.copyfile(curves, model_dir / "curves.png")
@@ -223,7 +224,10 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
     if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
         raise UserError(f"--revision {revision}: a commit id; a push goes to a branch: give its name")
     # a folder without a card (e.g. a model folder copied out of its run) gets one, in the commit only
-    card = None if (model_dir / "README.md").exists() else model_card(saved_config(model_dir), run_metrics(model_dir))
+    card = None
+    if not (model_dir / "README.md").exists():
+        config = saved_config(model_dir)
+        card = model_card(config, run_metrics(model_dir, config))
     api = HfApi(token=token)
     try:
         # without a namespace the hub creates the repo under the token's user: use the id it answers with

@@ -39,7 +39,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import UserError
 from .tasks import task_type
-from .tasks.base import LONE_SURROGATE, answering_tasks, example_input, reads, text_input_problem, valid_unicode
+from .tasks.base import (LONE_SURROGATE, answering_tasks, example_input, reads, reads_text, text_input_problem,
+                         valid_unicode)
 
 log = logging.getLogger("mtnlp.serve")
 REQUEST_KEYS = ("inputs", "tasks", "all_scores")
@@ -335,7 +336,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
         "model": model_name,
         "tasks": {name: {"type": spec["type"], "labels": spec["labels"], "reads": reads(spec),
                          "metrics": (metrics or {}).get(name, {})} for name, spec in served.items()},
-        "text_pairs": any(reads(spec) in ("text pairs", "texts") for spec in served.values()),
+        "text_pairs": any(reads_text(spec, pair=True) for spec in served.values()),
         "precision": pipe.precision.as_dict(),
         "max_length": pipe.max_length,
         "limits": {"max_body_bytes": limits.max_body_bytes, "max_inputs": limits.max_inputs,

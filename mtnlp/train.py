@@ -267,10 +267,10 @@ def say_transfer(run: Run, source: MultiTaskModel, source_path: str) -> None:
     """What a transferred model (model.init_from) took from its source: the encoder, and which heads."""
     recipe, model = run.recipe, run.unwrapped
     heads = transfer_report(source, model, recipe.model.init_heads)
-    encoder_of = transfer_encoder_task(source, model.config.tasks, recipe.model.init_encoder_of)
-    kind = (source.config.sharing or {}).get("type")
-    part = "adapter" if kind == "lora" else "layers"
-    soft = f" of task {encoder_of} (its {'adapter merged' if kind == 'lora' else 'layers'})" if encoder_of else ""
+    encoder_of = model.config.mtnlp["init_from"]["encoder_of"]  # as training_record found it
+    lora = (source.config.sharing or {}).get("type") == "lora"
+    part = "adapter" if lora else "layers"
+    soft = f" of task {encoder_of} (its {part}{' merged' if lora else ''})" if encoder_of else ""
     if encoder_of:  # a kept head of another task was trained on its own adapter / layers, not on this encoder
         heads = {name: f"kept (trained on {name}'s {part}; the encoder is {encoder_of}'s)"
                  if why == "kept" and name != encoder_of else why for name, why in heads.items()}

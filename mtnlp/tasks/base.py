@@ -225,6 +225,14 @@ def reads(spec: dict) -> str:
     return {True: "text pairs", False: "single texts"}.get(spec.get("text_pair"), "texts")
 
 
+def reads_text(spec: dict, pair: bool) -> bool:
+    """Whether a task (its config entry) reads a text pair (`pair`) or a single text: a text head reads the
+    form it was trained on (config `text_pair`), both when saved without it; a type with its own inputs neither."""
+    from . import task_type
+
+    return not task_type(spec["type"]).input_fields and spec.get("text_pair", pair) == pair
+
+
 def example_input(spec: dict):
     """An input the task (its config entry) reads: its type's example, a pair, or a text."""
     from . import task_type
@@ -267,8 +275,7 @@ def answering_tasks(value, tasks: dict[str, dict], every: bool = False) -> list[
     kinds = {t: task_type(spec["type"]) for t, spec in tasks.items()}
     forms = [kind.name for kind in TASK_TYPES.values() if kind.accepts(value)]
     pair = isinstance(value, dict) and "text_pair" in value
-    takers = [t for t, kind in kinds.items()
-              if (kind.accepts(value) if forms else not kind.input_fields and tasks[t].get("text_pair", pair) == pair)]
+    takers = [t for t, kind in kinds.items() if (kind.accepts(value) if forms else reads_text(tasks[t], pair))]
     missing = [t for t in tasks if t not in takers]
     if not takers or every and missing:
         what = (f"an input of the {' / '.join(forms)} type" if forms else "a text pair" if pair

@@ -222,20 +222,18 @@ class ExtractiveQA(TaskType):
         """Of questions, not windows: how many, the share with and without an answer (the larger first), how
         many max_length cut (a context is read in windows: only a question can be cut); and the windows, and
         the questions whose context takes more than one."""
-        windows_, answers, cut = column(dataset, "window"), column(dataset, "answers"), column(dataset, "truncated")
-        questions = [k for k, w in enumerate(windows_) if w == 0]
+        windows_, answers = column(dataset, "window"), column(dataset, "answers")
+        questions, cut = questions_cut(dataset)
         answered = sum(bool(answers[k]) for k in questions) / len(questions)
         larger, smaller = sorted([["answer", answered], ["no answer", 1 - answered]], key=lambda share: -share[1])
         return {"examples": len(questions), "unit": "questions", "labels": "-", "largest": larger, "smallest": smaller,
-                "over_max_length": sum(cut[k] for k in questions), "windows": len(windows_),
-                "longer_than_window": sum(w == 1 for w in windows_)}
+                "over_max_length": cut, "windows": len(windows_), "longer_than_window": sum(w == 1 for w in windows_)}
 
     def truncation_note(self, dataset, max_length, options=None):
-        windows_, cut = column(dataset, "window"), column(dataset, "truncated")
-        questions = [k for k, w in enumerate(windows_) if w == 0]
-        if not any(cut[k] for k in questions):
+        questions, cut = questions_cut(dataset)
+        if not cut:
             return None
-        return (f"{sum(cut[k] for k in questions):,} of {len(questions):,} questions were cut to fit max_length="
+        return (f"{cut:,} of {len(questions):,} questions were cut to fit max_length="
                 f"{max_length} tokens (a window holds the question and more context than doc_stride; a context "
                 "is read in windows and loses nothing)")
 
@@ -442,6 +440,14 @@ def word_offsets(enc, i: int) -> list:
             lo, hi = extent.get(w, (a, b))
             extent[w] = (min(lo, a), max(hi, b))
     return [list(extent[w]) if s == 1 and w is not None else None for s, w in zip(sequence, words)]
+
+
+def questions_cut(dataset) -> tuple[list[int], int]:
+    """A tokenised split's rows that are a question's first window, and how many of those questions
+    max_length cut (a context is read in windows: only a question can be cut)."""
+    questions = [k for k, w in enumerate(column(dataset, "window")) if w == 0]
+    truncated = column(dataset, "truncated")
+    return questions, sum(bool(truncated[k]) for k in questions)
 
 
 def window_spans(logits, offsets: list, max_answer_length: int, allow_null: bool, topk: int = 1):
