@@ -290,14 +290,14 @@ def input_lines(path: str) -> list[tuple]:
     objects, "text" and "text_pair" are the input. The line's object (a string: {"text": it}) is what
     predict echoes, ids and all."""
     from .errors import UserError
+    from .readers import file_lines
     from .tasks import TASK_TYPES
 
-    try:
-        lines = sys.stdin.read().split("\n") if path == "-" else Path(path).read_text(encoding="utf-8").split("\n")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read: {e}") from None
+    if path == "-":
+        lines = sys.stdin.read().removeprefix("\ufeff").split("\n")
+    else:
+        lines = list(file_lines(Path(path), "utf-8", fix="JSON Lines are UTF-8: convert the file (e.g. iconv -f latin1 "
+                                                         "-t utf-8)"))
     texts = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -319,6 +319,8 @@ def input_lines(path: str) -> list[tuple]:
         elif not isinstance(item, (str, dict)):
             raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string")
         texts.append((item, f"{path}:{number}", line_object))
+    if not texts:
+        raise UserError(f"{'standard input' if path == '-' else path}: no inputs (no line that is not blank)")
     return texts
 
 

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 
 from .errors import UserError, at
 from .readers import (Row, hub_examples, hub_label_names, iter_examples, label_column, open_hub_split, read_hub_split,
@@ -184,6 +185,9 @@ def write_atomic(path: Path, text: str) -> None:
 def file_hash(path: Path) -> str:
     """The SHA-256 of a file's content, remembered per (path, size, mtime): hashed once per version."""
     stat = path.stat()
+    if not S_ISREG(stat.st_mode) and not S_ISDIR(stat.st_mode):  # the reader reports a directory
+        raise UserError(f"{path}: not a regular file (a pipe or a device); mtnlp reads a data file more than once "
+                        "(to hash it for the cache, then to read it): save it to a file first")
     memo = cache_dir() / "file-hashes" / f"{digest([str(path.resolve()), stat.st_size, stat.st_mtime_ns])}.txt"
     if memo.exists():
         return memo.read_text()

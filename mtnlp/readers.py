@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import itertools
 import json
 import re
@@ -43,28 +44,40 @@ COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb
 
 
 def open_text(path: Path, encoding: str, newline: str | None = None):
+    """The file opened once (a pipe can be read only once) as text, after a look at its first bytes."""
     try:
-        with open(path, "rb") as f:
-            start = f.read(6)
-        for magic, kind in COMPRESSED.items():
-            if start.startswith(magic):
-                raise UserError(f"{path}: a {kind}-compressed file; decompress it first (data files are read as "
-                                "plain text)")
-        return open(path, encoding=encoding, newline=newline)
+        f = open(path, "rb")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a directory, expected a data file") from None
-    except LookupError:
-        raise UserError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        start = f.peek(6)[:6]
+        for magic, kind in COMPRESSED.items():
+            if start.startswith(magic):
+                raise UserError(f"{path}: a {kind}-compressed file; decompress it first (data files are read as "
+                                "plain text)")
+        return io.TextIOWrapper(f, encoding=encoding, newline=newline)
+    except LookupError:
+        f.close()
+        raise UserError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
+    except OSError as e:
+        f.close()
+        raise UserError(f"{path}: cannot read: {e.strerror}") from None
+    except BaseException:
+        f.close()
+        raise
 
 
-def decoded(path: Path, encoding: str, newline: str | None = None, chunk: int | None = None):
+ENCODING_FIX = "set data.encoding (e.g. latin-1) to the file's encoding"
+
+
+def decoded(path: Path, encoding: str, newline: str | None = None, chunk: int | None = None, fix: str = ENCODING_FIX):
     """A text file decoded as it is read, never whole: its lines (line ends translated to "\n" unless
     `newline` is given, as for csv) or, with `chunk`, pieces of that many characters. A byte that is not
-    valid in the encoding is a UserError naming its line."""
+    valid in the encoding is a UserError naming its line, and `fix`."""
     with open_text(path, encoding, newline) as f:
         parts = iter(f) if chunk is None else iter(lambda: f.read(chunk), "")
         try:
@@ -73,12 +86,12 @@ def decoded(path: Path, encoding: str, newline: str | None = None, chunk: int | 
                 yield first.removeprefix("\ufeff")
                 yield from parts
         except UnicodeError:  # a byte that does not decode; a UTF-16 file without its byte order mark
-            raise UserError(bad_byte(path, encoding)) from None
+            raise UserError(bad_byte(path, encoding, fix)) from None
         except OSError as e:
             raise UserError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def bad_byte(path: Path, encoding: str) -> str:
+def bad_byte(path: Path, encoding: str, fix: str = ENCODING_FIX) -> str:
     """Where the first byte that does not decode is: found by decoding the file again a chunk at a time."""
     decoder, newlines = codecs.getincrementaldecoder(encoding)(), 0
     with open(path, "rb") as f:
@@ -90,17 +103,16 @@ def bad_byte(path: Path, encoding: str) -> str:
                 data = e.object
                 line = newlines - pending.count(b"\n") + data[: e.start].count(b"\n") + 1
                 byte = f"byte 0x{data[e.start]:02x}" if e.start < len(data) else "the end of the file"
-                return (f"{path}:{line}: {byte} is not valid {encoding}; "
-                        "set data.encoding (e.g. latin-1) to the file's encoding")
+                return f"{path}:{line}: {byte} is not valid {encoding}; {fix}"
             except UnicodeError as e:
-                return f"{path}: not valid {encoding} ({e}); set data.encoding to the file's encoding"
+                return f"{path}: not valid {encoding} ({e}); {fix}"
             newlines += (chunk or b"").count(b"\n")
-    return f"{path}: not valid {encoding}; set data.encoding (e.g. latin-1) to the file's encoding"
+    return f"{path}: not valid {encoding}; {fix}"
 
 
-def file_lines(path: Path, encoding: str):
+def file_lines(path: Path, encoding: str, fix: str = ENCODING_FIX):
     """A file's lines without their line ends (\n, \r\n or \r), read one at a time."""
-    for line in decoded(path, encoding):
+    for line in decoded(path, encoding, fix=fix):
         yield line[:-1] if line.endswith("\n") else line
 
 
@@ -159,6 +171,7 @@ def delimited_records(path: Path, lines, delimiter: str, quoted: bool | None):
     field may run over several lines). Blank lines are skipped."""
     watch = quoted is None and delimiter == "\t"  # read literally by default: say so if it looks quoted
     quoted = delimiter == "," if quoted is None else quoted  # TSV files like SST-2 hold bare quotes
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # the default, 128 K characters, refuses long texts
     reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
                         strict=True)
     start, looks_quoted = 1, []  # (line, field) of fields such as "a ""b"" c": CSV quoting read literally
@@ -192,12 +205,16 @@ def read_delimited(path: Path, records, delimiter: str):
         if name.strip() and name in header[:i]:  # a row would keep only one of them
             raise UserError(f"{path}:{first}: column '{_printable(name)}' appears twice in the header "
                             f"(columns {header.index(name) + 1} and {i + 1}); rename one")
+    if any("\x00" in name for name in header):
+        raise UserError(f"{path}:{first}: the header holds NUL characters: a UTF-16 file? set data.encoding: utf-16")
     count = 0
     for values, line in records:
         if len(values) != len(header):
             hint = (" (if the file quotes its fields, set data.quoted: true)"
                     if delimiter == "\t" and any('"' in v for v in values) else "")
             raise UserError(f"{path}:{line}: {len(values)} fields, but the header has {len(header)}{hint}")
+        if values == header:  # e.g. files joined with cat: the header would become an example
+            raise UserError(f"{path}:{line}: this row repeats the header (line {first}); remove it")
         count += 1
         yield dict(zip(header, values)), line
     if not count:
@@ -297,13 +314,19 @@ def read_label_text(path: Path, lines, spec: DataSpec):
         yield {spec.label_column: label, spec.text_column: rest[0] if rest else ""}, number
 
 
+def _not_json(constant: str):
+    """Python's json reads NaN and Infinity (which json.dumps writes for a float NaN: a missing value); they
+    are not JSON, and a label would become the text "nan"."""
+    raise ValueError(f"{constant} is not JSON (a missing value?)")
+
+
 class JsonArray:
     """The objects of a JSON array (or of the array under "data" in a top-level object, as in SQuAD),
     parsed one at a time from text read a chunk at a time: the file is never held whole.
 
     Errors give the line and column, as json.loads would."""
 
-    DECODER, SPACE = json.JSONDecoder(), re.compile(r"[ \t\n\r]*")
+    DECODER, SPACE = json.JSONDecoder(parse_constant=_not_json), re.compile(r"[ \t\n\r]*")
     LOOKAHEAD = 16 << 20  # characters read past an item before a JSON error in it is taken as real
 
     def __init__(self, path: Path, chunks):
@@ -314,6 +337,8 @@ class JsonArray:
 
     def items(self):
         first = self.peek()
+        if not first:
+            raise UserError(f"{self.path}: empty file, expected a JSON array of objects")
         if first == "[":
             yield from self.array()
         elif first == "{":
@@ -390,8 +415,8 @@ class JsonArray:
                 # the value may only be cut off by the end of what was read so far: read on and retry
                 if self.eof or len(self.buf) - self.pos > self.LOOKAHEAD or not self.read():
                     self.fail(e.msg, e.pos)
-            except (ValueError, RecursionError) as e:  # a number of > 4300 digits, nesting too deep
-                raise UserError(f"{self.path}: invalid JSON: {_json_problem(e)}") from None
+            except (ValueError, RecursionError) as e:  # NaN, a number of > 4300 digits, nesting too deep
+                self.fail(_json_problem(e))
 
     def read(self) -> bool:
         """Append the next chunk, dropping what was parsed; False at the end of the file."""
@@ -427,10 +452,10 @@ def _jsonl_rows(path: Path, lines):
         if not line.strip():
             continue
         try:
-            yield json.loads(line), number
+            yield json.loads(line, parse_constant=_not_json), number
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{number}: invalid JSON: {e.msg} (column {e.colno})") from None
-        except (ValueError, RecursionError) as e:  # a number of > 4300 digits, nesting too deep
+        except (ValueError, RecursionError) as e:  # NaN, a number of > 4300 digits, nesting too deep
             raise UserError(f"{path}:{number}: invalid JSON: {_json_problem(e)}") from None
 
 
@@ -582,6 +607,9 @@ def read_conllu(path: Path, lines, spec: DataSpec):
                 continue
             if not word_id.isdigit():
                 raise UserError(f"{path}:{number}: word ID {word_id!r} is not a number")
+            if int(word_id) != len(tokens) + 1:  # e.g. two sentences without a blank line between them
+                raise UserError(f"{path}:{number}: word ID {word_id}, expected {len(tokens) + 1} (the IDs of a "
+                                "sentence count 1, 2, 3, ...; a blank line missing before a new sentence?)")
             if not fields[1].strip() or fields[tag_index].strip() in ("", "_"):
                 raise UserError(f"{path}:{number}: missing form or {tag_name.upper()} tag")
             if not tokens:

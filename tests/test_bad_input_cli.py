@@ -329,6 +329,17 @@ def predict_input_with_a_lone_surrogate(c: Ctx):
     return ["predict", str(c.model), "--input", str(path)], f"{path}:2:", ["lone surrogate"]
 
 
+def predict_input_not_utf8(c: Ctx):
+    # the line is named, as the data readers name it (it was a bare "'utf-8' codec can't decode")
+    path = c.file("in.jsonl", b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
+    return ["predict", str(c.model), "--input", str(path)], f"{path}:2:", ["byte 0xe9 is not valid utf-8", "iconv"]
+
+
+def predict_input_of_blank_lines(c: Ctx):
+    path = c.file("in.jsonl", "\n  \n")
+    return ["predict", str(c.model), "--input", str(path)], f"{path}:", ["no inputs"]
+
+
 def export_into_the_model_folder(c: Ctx):
     return ["export", str(c.model), "--task", "sentiment", str(c.model)], "export:", ["is not empty", "never overwrites"]
 
@@ -367,7 +378,8 @@ CASES = [Case(f.__name__, f) for f in (
     evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have, predict_batch_size_zero,
     predict_output_in_a_missing_folder, evaluate_output_in_a_missing_folder, evaluate_override_after_an_option,
     model_folder_missing_under_an_existing_folder,
-    predict_with_a_run_folder, predict_input_with_a_lone_surrogate, export_onto_a_file, export_into_the_model_folder,
+    predict_with_a_run_folder, predict_input_with_a_lone_surrogate, predict_input_not_utf8,
+    predict_input_of_blank_lines, export_onto_a_file, export_into_the_model_folder,
     damaged_weights_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder,
     recipes_copy_into_a_missing_folder_with_a_slash, recipes_list_with_an_argument)]
 BY_ID = {case.id: case for case in CASES}

@@ -186,7 +186,8 @@ def run_cli(*args, stdin=None):
 
 def test_predict_cli_json_lines(model_dir, tmp_path):
     inputs = tmp_path / "in.jsonl"
-    inputs.write_text(json.dumps({"id": 7, "text": TEXTS[1]}) + "\n" + json.dumps("") + "\n")
+    # as Windows editors save it: a byte order mark and CRLF line ends (training's readers take it too)
+    inputs.write_bytes(("\ufeff" + json.dumps({"id": 7, "text": TEXTS[1]}) + "\r\n" + json.dumps("") + "\r\n").encode())
     out = tmp_path / "out.jsonl"
     proc = run_cli("predict", str(model_dir), TEXTS[0], "--tasks", "sentiment,ner", "--input", str(inputs),
                    "--output", str(out))

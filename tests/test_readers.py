@@ -672,3 +672,81 @@ def test_label_names_and_label_sep_rename_tags(tmp_path):
         read(path, "tagging", label_names={"B-PER": "B-PERSON"})
     jsonl = write(tmp_path, "t.jsonl", json.dumps({"tokens": ["Anna"], "tags": ["B-PER"]}) + "\n")
     assert read(jsonl, "tagging", label_names={"B-PER": "PER"})[0]["tags"] == ["PER"]
+
+
+# ---------------------------------------------------------------- silent misreadings a readers walk found
+
+
+def test_a_row_repeating_the_header_is_an_error_not_an_example(tmp_path):
+    joined = write(tmp_path, "joined.tsv", "sentence\tlabel\nhello\t0\nsentence\tlabel\ngood\t1\n")  # cat a.tsv b.tsv
+    raises_at(joined, 3, "repeats the header (line 1)", text_column="sentence")
+
+
+def test_conllu_word_ids_that_restart_without_a_blank_line_are_an_error(tmp_path):
+    word = "{}\t{}\t{}\tNOUN\tNN\t_\t0\troot\t_\t_\n"
+    merged = write(tmp_path, "m.conllu", "# sent_id = 1\n" + word.format(1, "Hello", "hello") + word.format(2, ".", ".")
+                   + "# sent_id = 2\n" + word.format(1, "Bye", "bye") + "\n")
+    raises_at(merged, 5, "word ID 1, expected 3", "blank line missing", task_type="tagging")
+    skipped = write(tmp_path, "s.conllu", word.format(1, "a", "a") + word.format(3, "b", "b") + "\n")
+    raises_at(skipped, 2, "word ID 3, expected 2", task_type="tagging")
+    ranges = write(tmp_path, "r.conllu", "1-2\tdon't\t_\t_\t_\t_\t_\t_\t_\t_\n" + word.format(1, "do", "do")
+                   + word.format(2, "n't", "not") + "2.1\tx\tx\tX\tX\t_\t_\t_\t_\t_\n" + word.format(3, "go", "go"))
+    assert read(ranges, "tagging")[0]["tokens"] == ["do", "n't", "go"]
+
+
+def test_squad_question_without_answers_key_is_an_error_not_unanswerable(tmp_path):
+    context = "The Colne flows through Colchester."
+    article = {"paragraphs": [{"context": context, "qas": [
+        {"id": "q1", "question": "Where?", "answers": [{"text": "Colchester", "answer_start": 24}]},
+        {"id": "q2", "question": "Which river?", "answer": [{"text": "Colne", "answer_start": 4}]},
+        {"id": "q3", "question": "Who?", "is_impossible": True}]}]}
+    path = write(tmp_path, "qa.json", json.dumps({"data": [article]}))
+    raises_at(path, None, "question 1: no 'answers'", "'answer'", task_type="extractive_qa")
+    article["paragraphs"][0]["qas"].pop(1)  # an impossible question may leave out its empty list
+    path.write_text(json.dumps({"data": [article]}))
+    assert [ex["answers"] for ex in read(path, "extractive_qa")] == [["Colchester"], []]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_json_nan_and_infinity_are_not_json(tmp_path, fmt, constant):
+    rows = ['{"text": "good", "label": "pos"}', '{"text": "bad", "label": "neg"}',
+            '{"text": "unlabelled", "label": %s}' % constant]  # json.dumps writes a float NaN so
+    text = "\n".join(rows) + "\n" if fmt == "jsonl" else "[\n" + ",\n".join(rows) + "\n]\n"
+    path = write(tmp_path, f"x.{fmt}", text)
+    raises_at(path, 3 if fmt == "jsonl" else 4, f"{constant.lstrip('-')} is not JSON")
+    raises_at(path, 3 if fmt == "jsonl" else 4, "is not JSON", task_type="multilabel")
+
+
+@pytest.mark.parametrize("value", ["1_000", "true"])
+def test_regression_scores_that_float_would_take(tmp_path, value):
+    path = write(tmp_path, "r.jsonl", '{"text": "a", "label": 1.5}\n{"text": "b", "label": %s}\n'
+                 % (json.dumps(value) if "_" in value else value))
+    raises_at(path, 2, "is not a number", task_type="regression")
+
+
+def test_a_text_longer_than_the_csv_modules_default_limit_is_read(tmp_path):
+    long = "word " * 40_000  # 200,000 characters; csv's default field limit is 131,072
+    for name, sep in (("l.tsv", "\t"), ("l.csv", ",")):
+        path = write(tmp_path, name, f"text{sep}label\n{long}{sep}pos\nshort{sep}neg\n")
+        assert [len(ex["text"]) for ex in read(path)] == [len(long.strip()), 5]
+
+
+def test_a_named_pipe_as_a_data_file_is_refused_not_waited_on(tmp_path):
+    import os
+
+    from mtnlp.data import file_hash
+
+    pipe = tmp_path / "train.tsv"
+    os.mkfifo(pipe)  # read once to hash it, a pipe would then be empty (or block) when read for its rows
+    with pytest.raises(UserError, match=re.escape(f"{pipe}: not a regular file (a pipe or a device)")):
+        file_hash(pipe)
+
+
+def test_utf16_without_bom_is_named(tmp_path):
+    utf16 = write(tmp_path, "u.tsv", "text\tlabel\nhi\tpos\n".encode("utf-16-le"))
+    raises_at(utf16, 1, "UTF-16 file? set data.encoding: utf-16")
+
+
+def test_an_empty_json_file_says_so(tmp_path):
+    raises_at(write(tmp_path, "e.json", "\n"), None, "empty file, expected a JSON array")

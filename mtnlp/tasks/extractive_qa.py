@@ -115,6 +115,10 @@ class ExtractiveQA(TaskType):
                 if not isinstance(qa, dict):
                     row.fail(f"{where}, question {q}: expected an object with \"question\" and \"answers\", "
                              f"got {row.show(qa)}")
+                if "answers" not in qa and qa.get("is_impossible") is not True:  # a misspelt key is not "no answer"
+                    keys = ", ".join(repr(k)[:40] for k in list(qa)[:8])
+                    row.fail(f"{where}, question {q}: no 'answers' (SQuAD gives every question a list, [] for "
+                             f"none; this one has: {keys})")
                 out.append(question_example(row, qa, context, qa.get("answers", []), f"{where}, question {q}"))
         return out
 

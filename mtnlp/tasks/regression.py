@@ -24,9 +24,11 @@ class Regression(TextTask):
 
     def parse_label(self, row, label, spec):
         try:
+            if isinstance(label, bool) or isinstance(label, str) and "_" in label:  # float() takes True and "1_000"
+                raise ValueError
             value = float(label)
         except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond the float range
-            if isinstance(label, int):
+            if isinstance(label, int) and not isinstance(label, bool):
                 row.fail(f"label {row.show(label)} is not a finite number")
             row.fail(f"label {row.show(label)} is not a number (regression task)")
         if not math.isfinite(value):
