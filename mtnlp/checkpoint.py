@@ -45,9 +45,10 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, world_size: int = 1,
-                    rank_state: dict | None = None) -> Path:
+                    rank_state: dict | None = None, scaler=None) -> Path:
     """Write checkpoint `folder` atomically; each rank adds its own RNG state and `rank_state` (what
-    differs between ranks, e.g. example counts), which load_checkpoint merges into that rank's state."""
+    differs between ranks, e.g. example counts), which load_checkpoint merges into that rank's state.
+    `scaler`: fp16's gradient scaler, whose scale a resumed run must not learn again."""
     tmp = folder.with_name(f".tmp-{folder.name}")
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -64,6 +65,8 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, 
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if scaler is not None:
+            (tmp / "scaler.json").write_text(json.dumps(scaler.state_dict()))
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # written last: marks the folder complete
         _fsync_tree(tmp)
         shutil.rmtree(folder, ignore_errors=True)
@@ -98,11 +101,13 @@ def checkpoint_step(folder: Path) -> int:
     return int(folder.name.split("-")[1])
 
 
-def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: int = 1) -> dict:
-    """Restore model, optimizer and this rank's RNG; return the trainer state dict (its "ranks": how many
-    processes wrote the checkpoint)."""
+def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: int = 1, scaler=None) -> dict:
+    """Restore model, optimizer (and fp16's `scaler`) and this rank's RNG; return the trainer state dict
+    (its "ranks": how many processes wrote the checkpoint)."""
     try:  # weights_only: tensors and plain containers only, never arbitrary pickled objects
-        optimizer_state = torch.load(folder / "optimizer.pt", weights_only=True)
+        # map_location: a GPU run's state loads on a CPU, and N ranks do not all build it on cuda:0 first;
+        # load_state_dict moves it to each parameter's device
+        optimizer_state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
         raise UserError(f"{folder / 'optimizer.pt'}: refused to load: not plain optimizer state "
                         f"({str(e).splitlines()[0][:120]})") from None
@@ -112,6 +117,8 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
     except (RuntimeError, ValueError) as e:
         raise UserError(f"{folder}: written by a run with other tasks or methods (mtl.sharing, mtl.weighting, heads); "
                         f"resume it with the recipe it was started with ({str(e).splitlines()[0][:120]})") from None
+    if scaler is not None and (folder / "scaler.json").exists():
+        scaler.load_state_dict(json.loads((folder / "scaler.json").read_text()))
     rng_file = folder / f"rng-{rank}.json"
     if rng_file.exists():
         set_rng_state(json.loads(rng_file.read_text()), load_file(str(folder / f"rng-{rank}.safetensors")))

@@ -127,6 +127,16 @@ def run_recipe(train, argv: list[str] | None = None) -> int:
     return guarded(lambda: train_recipe(train, args), args.debug)
 
 
+def close_progress_bars() -> None:
+    """A mistake met during training (a bad row of a streamed split) would be printed at the end of the
+    progress bar's line: closing the bar ends its line."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+
+
 def guarded(command, debug: bool) -> int:
     """Run a command: a user's mistake is one `error:` line and exit status 2, a signal 128 + its number."""
     from .errors import UserError
@@ -141,11 +151,12 @@ def guarded(command, debug: bool) -> int:
             # under a launcher (torchrun, accelerate launch) every process meets the same recipe mistake: the
             # first says it, and the launcher stops the others; one that is still running has a mistake of its own
             time.sleep(RANK_ERROR_DELAY)
+        close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # training has said where its checkpoint is
         signum = getattr(e, "signum", signal.SIGINT)
-        if signum == signal.SIGINT:
+        if signum == signal.SIGINT and int(os.environ.get("RANK", "0")) == 0:  # said once under a launcher
             print("interrupted", file=sys.stderr)
         return 128 + signum
 

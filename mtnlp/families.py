@@ -48,7 +48,9 @@ def run_bert_layers(encoder, layers, hidden, attention_mask):
     """BERT-style layers: layer(hidden, mask), the mask built as the encoder builds it."""
     from transformers.masking_utils import create_bidirectional_mask
 
-    mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
+    # no skip: deciding to drop a mask without padding reads the mask back from the device (a host sync)
+    mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask,
+                                     allow_is_bidirectional_skip=False)
     for layer in layers:
         out = layer(hidden, mask)
         hidden = out[0] if isinstance(out, tuple) else out
@@ -71,7 +73,8 @@ def run_modernbert_layers(encoder, layers, hidden, attention_mask):
     """ModernBERT layers take a mask and rotary embeddings per attention type (global / sliding window)."""
     from transformers.masking_utils import create_bidirectional_mask, create_bidirectional_sliding_window_mask
 
-    kwargs = {"config": encoder.config, "inputs_embeds": hidden, "attention_mask": attention_mask}
+    kwargs = {"config": encoder.config, "inputs_embeds": hidden, "attention_mask": attention_mask,
+              "allow_is_bidirectional_skip": False}  # as in run_bert_layers: no host sync
     masks = {"full_attention": create_bidirectional_mask(**kwargs),
              "sliding_attention": create_bidirectional_sliding_window_mask(**kwargs)}
     position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)

@@ -4,7 +4,8 @@
 micro-batches of every task and projects conflicting task gradients (Yu et al., 2020). A method is
 one class here with `task_order` (which task each micro-batch comes from), `accumulate` (fill
 .grad for one update, calling `micro_step` once per micro-batch: train.forward_backward, which draws
-the batch and computes its head's loss) and `log_record` (what it adds to train_log.jsonl).
+the batch and computes its head's loss), `log_record` (what it adds to train_log.jsonl) and
+`state_dict_json` / `load_state_dict_json` (what a checkpoint keeps of it).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class Summed:
 
     def log_record(self) -> dict:
         return {}
+
+    def state_dict_json(self) -> dict:
+        return {}
+
+    def load_state_dict_json(self, state: dict) -> None:
+        pass
 
 
 class PCGrad:
@@ -79,6 +86,12 @@ class PCGrad:
         mean = sum(self.conflicts) / len(self.conflicts)
         self.conflicts.clear()
         return {"pcgrad_conflicts": mean}
+
+    def state_dict_json(self) -> dict:  # the updates since the last log record (the same on every rank)
+        return {"conflicts": [float(c) for c in self.conflicts]}
+
+    def load_state_dict_json(self, state: dict) -> None:
+        self.conflicts = list(state.get("conflicts", []))
 
 
 def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:

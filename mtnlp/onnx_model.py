@@ -73,7 +73,7 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     reduced to those heads) and tokenizer. Every head reads the same (batch, length) inputs: a multiple
     choice head gives one score per sequence (OnnxMultiTaskModel folds them into (batch, choices)), a
     question-answering head a start and an end logit per token."""
-    model = copy.deepcopy(model).float().eval()  # the caller's model keeps its dtype and mode
+    model = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its dtype, device and mode
     for t in tasks or []:
         if t not in model.config.tasks:
             raise UserError(f"--task {t}: the model has no such task (it has: {', '.join(model.config.tasks)})")

@@ -37,8 +37,9 @@ class MultiTaskPipeline:
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | int | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
         onnx = hasattr(model, "session")  # an OnnxMultiTaskModel: onnxruntime on the CPU, in fp32
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() and not onnx else "cpu"
+        if device is None:  # a model already on a GPU stays on it (cuda:1 too)
+            on = None if onnx else next(model.parameters()).device
+            device = on if on is not None and on.type != "cpu" else "cuda" if torch.cuda.is_available() and not onnx else "cpu"
         elif isinstance(device, int) and not isinstance(device, bool):  # transformers' pipelines: -1 is the CPU
             device = "cpu" if device < 0 else f"cuda:{device}"
         self.device = torch.device(device)

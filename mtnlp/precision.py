@@ -80,7 +80,9 @@ def resolve(requested, device: torch.device | str) -> Precision:
     if requested == "fp32":
         return Precision(requested, "fp32", device_type, "requested")
     if device_type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        index = torch.device(device).index  # that device's answer, not the current one's (cuda:1)
+        with torch.cuda.device(index) if index is not None else contextlib.nullcontext():
+            bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
         if requested == "auto":
             name = "bf16" if bf16 else "fp16"
             return Precision(requested, name, device_type, f"auto: the CUDA device {'has' if bf16 else 'lacks'} bf16")

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
@@ -288,7 +288,8 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     recipe, accelerator, optimizer, t = run.recipe, run.accelerator, run.optimizer, run.recipe.training
     where = f"{recipe.where('training.resume_from')}: training.resume_from"
     wanted = [group["initial_lr"] for group in optimizer.param_groups]  # this recipe's lr and head_lr
-    state = load_checkpoint(folder, run.unwrapped, optimizer, accelerator.process_index, accelerator.num_processes)
+    state = load_checkpoint(folder, run.unwrapped, optimizer, accelerator.process_index, accelerator.num_processes,
+                            accelerator.scaler)
     # the optimizer's head parameters, learned loss weights and batch seeds go by the tasks' order
     if state.get("tasks", list(run.tasks)) != list(run.tasks):
         raise UserError(f"{where}: {folder}: the checkpoint's tasks are in the order {', '.join(state['tasks'])}, "
@@ -299,7 +300,8 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
     set_learning_rates(optimizer, run.scheduler, wanted)
     run.plan.load_state_dict(state)
-    run.weighting.load_state_dict_json(state.get("weighting", {}))
+    run.weighting.load_state_dict_json(state.get("weighting", {}))  # this rank's own DWA sums
+    run.gradient.load_state_dict_json(state.get("gradient", {}))
     run.log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
     run.progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
     step = run.progress.step
@@ -437,29 +439,48 @@ def write_log_record(run: Run) -> None:
     factor = run.scheduler.lr_lambdas[0](step - 1)  # the update just made (the scheduler is on the next one's)
     record = {"step": step, "lr": run.scheduler.base_lrs[0] * factor, "head_lr": run.scheduler.base_lrs[2] * factor,
               "loss": losses, "weights": run.weighting.weights(), **run.gradient.log_record(),
-              **({"grad_norm": float(run.grad_norm)} if run.grad_norm is not None else {}),
+              **({"grad_norm": finite_or_none(run.grad_norm)} if run.grad_norm is not None else {}),
               "batches": {n: c["batches"] for n, c in seen.items()},
               "examples": {n: c["examples"] for n, c in seen.items()}}
     if run.accelerator.is_main_process:
         report.append(run.run_dir / "train_log.jsonl", record)
     if t.report_to:
         run.accelerator.log({"train/lr": record["lr"], "train/head_lr": record["head_lr"]}
-                            | ({"train/grad_norm": record["grad_norm"]} if "grad_norm" in record else {})
+                            | ({"train/grad_norm": record["grad_norm"]} if record.get("grad_norm") is not None else {})
                             | {f"train/loss/{n}": v for n, v in losses.items()}
                             | {f"train/weight/{n}": v for n, v in record["weights"].items()}, step=step)
+
+
+def finite_or_none(value: torch.Tensor) -> float | None:
+    """An fp16 step that overflowed has an inf/NaN gradient norm (the scaler skips it): null in the JSON
+    log, which strict JSON readers would refuse as Infinity or NaN."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def checkpoint(run: Run) -> Path:
     """Write run_dir/checkpoints/step-N (model, optimizer, schedule, sampler positions, RNG, progress)."""
     step = run.progress.step
     state = {**asdict(run.progress), "scheduler": run.scheduler.state_dict(), **run.positions,
-             "weighting": run.weighting.state_dict_json(), "tasks": list(run.tasks), "steps": run.recipe.training.steps}
+             "weighting": run.weighting.state_dict_json(), "gradient": run.gradient.state_dict_json(),
+             "tasks": list(run.tasks), "steps": run.recipe.training.steps}
+    # per rank: what each process counted and summed on its own (DWA sums its own losses until a window ends)
+    own = {"seen": run.positions["seen"], "loss_log": run.log.state_dict(), "weighting": run.weighting.state_dict_json()}
     folder = save_checkpoint(run.run_dir / "checkpoints" / f"step-{step:06d}", run.unwrapped, run.optimizer, state,
-                             run.accelerator.process_index, run.accelerator.num_processes,
-                             {"seen": run.positions["seen"], "loss_log": run.log.state_dict()})
+                             run.accelerator.process_index, run.accelerator.num_processes, own, run.accelerator.scaler)
     if run.accelerator.is_main_process:
         prune_checkpoints(run.run_dir / "checkpoints", run.recipe.training.keep_checkpoints)
     return folder
+
+
+def pending_log(run: Run) -> bool:
+    """Whether losses wait for a log record, decided for all processes at once: write_log_record holds a
+    collective, and after a resume with another process count only rank 0 has the checkpoint's losses."""
+    pending = bool(run.log.counts)
+    if run.accelerator.num_processes > 1:
+        flag = torch.tensor(int(pending), device=run.accelerator.device)
+        pending = bool(run.accelerator.reduce(flag, "sum").item())
+    return pending
 
 
 def finish(run: Run) -> TrainResult:
@@ -467,7 +488,7 @@ def finish(run: Run) -> TrainResult:
     model card, push it if the recipe says so."""
     run.bar.close()
     run.batches = None  # stops the DataLoader's worker processes
-    if run.log.counts:  # steps since the last log step (training stopped early)
+    if pending_log(run):  # steps since the last log step (training stopped early)
         write_log_record(run)
     accelerator, run_dir = run.accelerator, run.run_dir
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
@@ -569,6 +590,8 @@ def evaluate_and_select(run: Run) -> bool:
     progress, accelerator, recipe = run.progress, run.accelerator, run.recipe
     results = evaluate_split(run.unwrapped, run.tokenizer, run.tasks, run.metrics, "validation",
                              recipe.training.eval_batch_size, accelerator.autocast, say=lambda note: say(run, note))
+    if accelerator.num_processes > 1:  # every rank evaluates; rank 0's figures decide for all, or ranks whose
+        results = broadcast_object_list([results])[0]  # kernels round otherwise could stop at different steps
     if not results:  # no validation data: the last model is the one kept
         progress.best_step = progress.step
         if accelerator.is_main_process:

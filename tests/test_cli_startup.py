@@ -61,3 +61,31 @@ def test_overrides_may_come_before_and_after_the_options(make_recipe):
                  [str(script), "training.steps=2", "--config", recipe, "training.lrr=1"]):
         proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and "training.lrr" in proc.stderr and "unrecognized" not in proc.stderr, proc.stderr
+
+
+def test_an_interrupt_under_a_launcher_is_said_by_the_first_process_only(monkeypatch, capsys):
+    from mtnlp.cli import guarded
+
+    def stopped():
+        raise KeyboardInterrupt
+
+    for rank, said in (("0", "interrupted\n"), ("1", "")):
+        monkeypatch.setenv("RANK", rank)
+        assert guarded(stopped, debug=False) == 130
+        assert capsys.readouterr().err == said
+
+
+def test_an_error_met_during_training_starts_a_line_of_its_own(capsys):
+    """A bad row of a streamed split is met with the progress bar drawn: the error must not end its line."""
+    from tqdm.auto import tqdm
+
+    from mtnlp.cli import guarded
+    from mtnlp.errors import UserError
+
+    def training():
+        bar = tqdm(total=10, desc="train", file=sys.stderr)
+        bar.update(1)
+        raise UserError("data.jsonl:3: a bad row")
+
+    assert guarded(training, debug=False) == 2
+    assert "\nerror: data.jsonl:3: a bad row\n" in capsys.readouterr().err

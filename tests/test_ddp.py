@@ -12,7 +12,7 @@ from conftest import DATA, tiny_tasks
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def launch(launcher: str, recipe: Path, out: Path) -> subprocess.CompletedProcess:
+def launch(launcher: str, recipe: Path, out: Path, *overrides: str) -> subprocess.CompletedProcess:
     bin_dir = Path(sys.executable).parent
     port = str(29500 + os.getpid() % 1000)
     if launcher == "torchrun":
@@ -24,7 +24,7 @@ def launch(launcher: str, recipe: Path, out: Path) -> subprocess.CompletedProces
         env = {"ACCELERATE_USE_CPU": "1"}
     path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, **env, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    return subprocess.run([*cmd, str(WORKER), str(recipe), str(out)], capture_output=True, text=True,
+    return subprocess.run([*cmd, str(WORKER), str(recipe), str(out), *overrides], capture_output=True, text=True,
                           timeout=600, env=env)
 
 
@@ -35,7 +35,7 @@ def launch(launcher: str, recipe: Path, out: Path) -> subprocess.CompletedProces
     ("torchrun", "no", "streamed"),
     ("torchrun", "no", "one_task"),
 ])
-def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, launcher, precision, data):
+def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, monkeypatch, launcher, precision, data):
     tasks = tiny_tasks()
     if data != "with_validation":
         tasks = {"sentiment": {"type": "classification",
@@ -48,8 +48,11 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, launcher, 
 
         tasks["sentiment"] = streamed_task(hub_folder(tmp_path, train_rows=50), shuffle_buffer=16)
     # grad_accum=2 mixes tasks inside one update; find_unused_parameters covers the idle heads
-    recipe = make_recipe(tasks=tasks, training={"steps": 6, "grad_accum": 2, "cpu": True,
-                                                "mixed_precision": precision, "save_every": 3})
+    training = {"steps": 6, "grad_accum": 2, "cpu": True, "mixed_precision": precision, "save_every": 3}
+    if data == "with_validation":  # rank 1's figures never improve, rank 0's always: rank 0's must decide for both
+        training.update(eval_every=2, early_stopping_patience=1)  # (or rank 1 stops at step 4, and rank 0 waits)
+        monkeypatch.setenv("MTNLP_TEST_SKEW_EVALUATION", "1")
+    recipe = make_recipe(tasks=tasks, training=training)
     proc = launch(launcher, recipe, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "find_unused_parameters" not in proc.stderr  # DDP's warning when the search finds nothing
@@ -80,3 +83,22 @@ def test_a_recipe_mistake_under_a_launcher_is_said_once(make_recipe, tmp_path):
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "unknown key 'training.lrr'" in errors[0], proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_resuming_one_process_checkpoint_at_its_last_step_with_two_processes_ends(make_recipe, tmp_path):
+    """Only rank 0 gets a 1-process checkpoint's unlogged losses; whether finish() writes their log record
+    (a collective) must be decided by all ranks together, or rank 0 waits for rank 1 forever."""
+    from mtnlp.recipe import load_recipe
+    from mtnlp.train import checkpoint, setup, train_step
+
+    recipe = make_recipe(training={"steps": 3, "log_every": 10, "cpu": True, "mixed_precision": "no"})
+    run = setup(load_recipe(recipe))
+    for _ in range(3):
+        train_step(run)
+    folder = checkpoint(run)
+    assert json.loads((folder / "rank-0.json").read_text())["loss_log"]["counts"]
+    proc = launch("torchrun", recipe, tmp_path, f"training.resume_from={folder}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3]

@@ -307,7 +307,9 @@ def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_pat
 def test_methods_under_two_process_ddp(make_recipe, tmp_path, mtl):
     from test_ddp import launch
 
-    recipe = make_recipe(training={"steps": 4, "grad_accum": 2, "cpu": True, "mixed_precision": "bf16"}, mtl=mtl)
+    dwa = mtl.get("weighting") == "dwa"  # 6 steps: windows of 2 end at 2 and 4, and the weights they give train 5, 6
+    recipe = make_recipe(training={"steps": 6 if dwa else 4, "grad_accum": 2, "cpu": True, "mixed_precision": "bf16",
+                                   "save_every": 3}, mtl=mtl)
     proc = launch("accelerate", recipe, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
@@ -318,6 +320,17 @@ def test_methods_under_two_process_ddp(make_recipe, tmp_path, mtl):
     assert ranks[0]["loss_weights"] == ranks[1]["loss_weights"]
     if mtl.get("weighting") == "uncertainty":
         assert any(abs(w - 0.5) > 1e-3 for w in ranks[0]["loss_weights"].values())
+    if dwa:  # resumed in the middle of a window: each rank must get back its own loss sums, not rank 0's
+        import shutil
+
+        shutil.copytree(tmp_path / "run", tmp_path / "again")
+        resumed = tmp_path / "resumed"
+        resumed.mkdir()
+        proc = launch("accelerate", recipe, resumed, f"output_dir={tmp_path / 'again'}",
+                      f"training.resume_from={tmp_path / 'again' / 'checkpoints' / 'step-000003'}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        again = json.loads((resumed / "rank-0.json").read_text())
+        assert again["loss_weights"] == ranks[0]["loss_weights"] and again["digest"] == ranks[0]["digest"]
 
 
 @pytest.mark.parametrize("mtl,key", [

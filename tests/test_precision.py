@@ -1,6 +1,7 @@
 """The precision policy: what `auto` picks on which hardware, the spellings of full precision, the one
 warning for a slow explicit choice, and where a run records its choice."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -82,6 +83,22 @@ def test_auto_on_cuda(monkeypatch, has_bf16, expected):
     chosen = precision.resolve("auto", "cuda")
     assert chosen.name == expected and chosen.warning is None
     assert (precision.resolve("bf16", "cuda").warning is None) == has_bf16
+
+
+def test_auto_asks_the_cuda_device_it_runs_on(monkeypatch):
+    """A machine with an old GPU 0 and a new GPU 1: cuda:1 is asked about, not the current device."""
+    current = [0]
+
+    @contextlib.contextmanager
+    def on_device(index):
+        before, current[0] = current[0], index
+        yield
+        current[0] = before
+
+    monkeypatch.setattr(torch.cuda, "device", on_device)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: current[0] == 1)
+    assert precision.resolve("auto", "cuda:1").name == "bf16"
+    assert precision.resolve("auto", "cuda:0").name == "fp16" and precision.resolve("auto", "cuda").name == "fp16"
 
 
 def test_auto_on_other_devices_is_fp32():

@@ -231,3 +231,76 @@ def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recip
     assert not (run / "recipe.before-step-000004.yaml").exists() and (run / "recipe.before-step-000002.yaml").exists()
     train(load_recipe(recipe, ["overwrite_output_dir=true"]))
     assert not list(run.glob("recipe.before-step-*"))
+
+
+def test_pcgrad_conflicts_since_the_last_log_record_survive_a_resume(make_recipe):
+    from mtnlp.train import checkpoint
+
+    recipe = make_recipe(training={"steps": 4, "log_every": 4}, mtl={"gradient": "pcgrad"})
+    first = setup(load_recipe(recipe))
+    for _ in range(3):
+        train_step(first)
+    assert len(first.gradient.conflicts) == 3
+    resumed = setup(load_recipe(recipe, [f"training.resume_from={checkpoint(first)}"]))
+    assert resumed.gradient.conflicts == pytest.approx(first.gradient.conflicts)  # the step-4 record's mean
+
+
+def test_each_rank_keeps_its_own_dwa_sums(make_recipe):
+    """DWA sums each rank's own losses until a window ends: a resume must give each rank its own, not rank 0's."""
+    from mtnlp.train import checkpoint
+
+    recipe = make_recipe(training={"steps": 4}, mtl={"weighting": "dwa", "dwa_window": 4})
+    run = setup(load_recipe(recipe))
+    for _ in range(3):
+        train_step(run)
+    folder = checkpoint(run)
+    own = json.loads((folder / "rank-0.json").read_text())["weighting"]
+    assert sum(own["counts"].values()) == 3 and own == json.loads(json.dumps(run.weighting.state_dict_json()))
+    rank1 = dict(own, sums={t: s + 1.0 for t, s in own["sums"].items()})  # as if written by a second process
+    (folder / "rank-1.json").write_text(json.dumps({"seen": run.positions["seen"], "weighting": rank1}))
+    assert load_checkpoint(folder, run.unwrapped, run.optimizer, rank=1, world_size=2)["weighting"] == rank1
+    assert load_checkpoint(folder, run.unwrapped, run.optimizer, rank=0, world_size=2)["weighting"] == own
+
+
+def test_the_fp16_loss_scale_is_saved_and_restored(tmp_path):
+    from mtnlp.checkpoint import save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, growth_interval=7)
+    scaler.scale(model(torch.ones(1, 2)).sum()).backward()
+    scaler.update(new_scale=512.0)  # as after a few overflows: a resumed run must not start at 2**16 again
+    folder = save_checkpoint(tmp_path / "step-000001", model, optimizer, {"step": 1}, scaler=scaler)
+    fresh = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    load_checkpoint(folder, model, optimizer, scaler=fresh)
+    assert fresh.get_scale() == 512.0 and fresh.get_growth_interval() == 7
+
+
+def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(tmp_path):
+    """optimizer.pt of a CUDA run holds tensors tagged cuda:0; torch.load without map_location fails on a
+    machine without CUDA (and on N GPUs builds every rank's copy on cuda:0 first)."""
+    import io
+    import zipfile
+
+    from mtnlp.checkpoint import save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    folder = save_checkpoint(tmp_path / "step-000001", model, optimizer, {"step": 1})
+    saved, tagged = zipfile.ZipFile(folder / "optimizer.pt"), io.BytesIO()
+    with zipfile.ZipFile(tagged, "w") as out:  # the pickle's storage locations, as a CUDA run writes them
+        for item in saved.infolist():
+            data = saved.read(item)
+            if item.filename.endswith("data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            out.writestr(item, data)
+    (folder / "optimizer.pt").write_bytes(tagged.getvalue())
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(folder / "optimizer.pt", weights_only=True)
+    fresh = torch.optim.AdamW(model.parameters())
+    load_checkpoint(folder, model, fresh)
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
