@@ -127,7 +127,9 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
     state["ranks"] = len(ranks) or 1
     if len(ranks) == world_size:
         return state | ranks[rank]
-    if ranks and rank == 0:  # another number of processes: rank 0 logs its own losses, as when they were written
+    # another number of processes: every rank takes rank 0's DWA sums (the trainer state's "weighting"): DWA
+    # averages sums and counts over the ranks, so the window's mean loss is rank 0's share's
+    if ranks and rank == 0:  # and rank 0 logs its own losses, as when they were written
         state["loss_log"] = ranks[0].get("loss_log", {})
     if "seen" in state and ranks:  # another number of processes: rank 0 counts every example trained so far
         state["seen"] = {task: {"batches": counts["batches"],

@@ -127,6 +127,11 @@ def run_recipe(train, argv: list[str] | None = None) -> int:
     return guarded(lambda: train_recipe(train, args), args.debug)
 
 
+def launcher_rank() -> int:
+    """This process's rank under torchrun or accelerate launch (0 without one)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def close_progress_bars() -> None:
     """A mistake met during training (a bad row of a streamed split) would be printed at the end of the
     progress bar's line: closing the bar ends its line."""
@@ -147,7 +152,7 @@ def guarded(command, debug: bool) -> int:
     except UserError as e:
         if debug:
             raise
-        if int(os.environ.get("RANK", "0")) > 0:
+        if launcher_rank() > 0:
             # under a launcher (torchrun, accelerate launch) every process meets the same recipe mistake: the
             # first says it, and the launcher stops the others; one that is still running has a mistake of its own
             time.sleep(RANK_ERROR_DELAY)
@@ -156,7 +161,7 @@ def guarded(command, debug: bool) -> int:
         return 2
     except KeyboardInterrupt as e:  # training has said where its checkpoint is
         signum = getattr(e, "signum", signal.SIGINT)
-        if signum == signal.SIGINT and int(os.environ.get("RANK", "0")) == 0:  # said once under a launcher
+        if signum == signal.SIGINT and launcher_rank() == 0:  # said once under a launcher
             print("interrupted", file=sys.stderr)
         return 128 + signum
 
@@ -203,7 +208,7 @@ def train_recipe(train, args) -> int:
         refuse_to_mix(run_directory(recipe), recipe)
     # data errors at once; files read and checked before are not re-read. Under DDP only the first
     # process reads: it fills the cache, which the others then memory-map (no Python copy each)
-    first = int(os.environ.get("RANK", "0")) == 0
+    first = launcher_rank() == 0
     raw = {name: read_task_unless_cached(recipe, name, spec) for name, spec in recipe.tasks.items()} if first else {}
     quiet_libraries()
     if train is None:
@@ -304,11 +309,16 @@ def input_lines(path: str) -> list[tuple]:
     from .readers import file_lines
     from .tasks import TASK_TYPES
 
+    fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f latin1 -t utf-8)"
     if path == "-":
-        lines = sys.stdin.read().removeprefix("\ufeff").split("\n")
+        data = sys.stdin.buffer.read()
+        try:
+            lines = data.decode("utf-8").removeprefix("\ufeff").split("\n")
+        except UnicodeDecodeError as e:
+            line = data[:e.start].count(b"\n") + 1
+            raise UserError(f"standard input:{line}: byte 0x{data[e.start]:02x} is not valid utf-8; {fix}") from None
     else:
-        lines = list(file_lines(Path(path), "utf-8", fix="JSON Lines are UTF-8: convert the file (e.g. iconv -f latin1 "
-                                                         "-t utf-8)"))
+        lines = list(file_lines(Path(path), "utf-8", fix=fix))
     texts = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -30,16 +30,17 @@ class MultiTaskPipeline:
     """Every head's prediction for raw inputs: `MultiTaskPipeline.from_pretrained(MODEL)(texts)`, with
     MODEL a trained model folder, an ONNX export or a hub id; see __call__ for inputs and outputs.
 
-    `device`: default CUDA when there is one (ONNX: the CPU). `precision`: auto (bf16 where the hardware
+    `device`: default the model's own if it is on a GPU, else CUDA when there is one (ONNX: the CPU). `precision`: auto (bf16 where the hardware
     runs it natively, else fp32; see precision.py), bf16, fp16 or fp32. `batch_size`: inputs per encoder
     pass. `max_length`: tokens per text, default the length the model was trained with."""
 
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | int | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
         onnx = hasattr(model, "session")  # an OnnxMultiTaskModel: onnxruntime on the CPU, in fp32
-        if device is None:  # a model already on a GPU stays on it (cuda:1 too)
-            on = None if onnx else next(model.parameters()).device
-            device = on if on is not None and on.type != "cpu" else "cuda" if torch.cuda.is_available() and not onnx else "cpu"
+        if device is None:
+            device = "cpu" if onnx else next(model.parameters()).device  # a model on a GPU stays there (cuda:1 too)
+            if device.type == "cpu" and torch.cuda.is_available() and not onnx:
+                device = "cuda"
         elif isinstance(device, int) and not isinstance(device, bool):  # transformers' pipelines: -1 is the CPU
             device = "cpu" if device < 0 else f"cuda:{device}"
         self.device = torch.device(device)

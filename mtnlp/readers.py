@@ -13,15 +13,18 @@ import csv
 import io
 import itertools
 import json
+import os
 import re
 import warnings
 from pathlib import Path
+from stat import S_ISREG
 
 from .errors import UserError, at, first_line
 from .spec import LINES_FILES, DataSpec
 from .tasks import TASK_TYPES
 from .tasks.base import label_name, valid_unicode
 
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # the default, 128 K characters, refuses long texts
 SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".conll": "conll",
                   ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll",
                   ".label": "label_text"}
@@ -86,6 +89,8 @@ def decoded(path: Path, encoding: str, newline: str | None = None, chunk: int | 
                 yield first.removeprefix("\ufeff")
                 yield from parts
         except UnicodeError:  # a byte that does not decode; a UTF-16 file without its byte order mark
+            if not S_ISREG(os.fstat(f.fileno()).st_mode):  # a pipe cannot be read again to find the line
+                raise UserError(f"{path}: not valid {encoding}; {fix}") from None
             raise UserError(bad_byte(path, encoding, fix)) from None
         except OSError as e:
             raise UserError(f"{path}: cannot read: {e.strerror}") from None
@@ -171,7 +176,6 @@ def delimited_records(path: Path, lines, delimiter: str, quoted: bool | None):
     field may run over several lines). Blank lines are skipped."""
     watch = quoted is None and delimiter == "\t"  # read literally by default: say so if it looks quoted
     quoted = delimiter == "," if quoted is None else quoted  # TSV files like SST-2 hold bare quotes
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # the default, 128 K characters, refuses long texts
     reader = csv.reader(lines, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
                         strict=True)
     start, looks_quoted = 1, []  # (line, field) of fields such as "a ""b"" c": CSV quoting read literally
@@ -213,7 +217,7 @@ def read_delimited(path: Path, records, delimiter: str):
             hint = (" (if the file quotes its fields, set data.quoted: true)"
                     if delimiter == "\t" and any('"' in v for v in values) else "")
             raise UserError(f"{path}:{line}: {len(values)} fields, but the header has {len(header)}{hint}")
-        if values == header:  # e.g. files joined with cat: the header would become an example
+        if [values[0].removeprefix("\ufeff"), *values[1:]] == header:  # files joined with cat (BOM and all)
             raise UserError(f"{path}:{line}: this row repeats the header (line {first}); remove it")
         count += 1
         yield dict(zip(header, values)), line
@@ -314,10 +318,16 @@ def read_label_text(path: Path, lines, spec: DataSpec):
         yield {spec.label_column: label, spec.text_column: rest[0] if rest else ""}, number
 
 
-def _not_json(constant: str):
+class NotJson(ValueError):
     """Python's json reads NaN and Infinity (which json.dumps writes for a float NaN: a missing value); they
     are not JSON, and a label would become the text "nan"."""
-    raise ValueError(f"{constant} is not JSON (a missing value?)")
+
+
+def _not_json(constant: str):
+    raise NotJson(f"{constant} is not JSON (a missing value?)")
+
+
+JSON, NOT_JSON = json.JSONDecoder(parse_constant=_not_json), re.compile(r"NaN|-?Infinity")
 
 
 class JsonArray:
@@ -326,7 +336,7 @@ class JsonArray:
 
     Errors give the line and column, as json.loads would."""
 
-    DECODER, SPACE = json.JSONDecoder(parse_constant=_not_json), re.compile(r"[ \t\n\r]*")
+    SPACE = re.compile(r"[ \t\n\r]*")
     LOOKAHEAD = 16 << 20  # characters read past an item before a JSON error in it is taken as real
 
     def __init__(self, path: Path, chunks):
@@ -407,7 +417,7 @@ class JsonArray:
         self.peek()
         while True:
             try:
-                value, end = self.DECODER.raw_decode(self.buf, self.pos)
+                value, end = JSON.raw_decode(self.buf, self.pos)
                 if end < len(self.buf) or self.eof or not self.read():  # a number may go on in the next chunk
                     self.pos = end
                     return value
@@ -416,7 +426,8 @@ class JsonArray:
                 if self.eof or len(self.buf) - self.pos > self.LOOKAHEAD or not self.read():
                     self.fail(e.msg, e.pos)
             except (ValueError, RecursionError) as e:  # NaN, a number of > 4300 digits, nesting too deep
-                self.fail(_json_problem(e))
+                constant = NOT_JSON.search(self.buf, self.pos) if isinstance(e, NotJson) else None
+                self.fail(_json_problem(e), constant.start() if constant else None)
 
     def read(self) -> bool:
         """Append the next chunk, dropping what was parsed; False at the end of the file."""
@@ -452,7 +463,7 @@ def _jsonl_rows(path: Path, lines):
         if not line.strip():
             continue
         try:
-            yield json.loads(line, parse_constant=_not_json), number
+            yield JSON.decode(line), number
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{number}: invalid JSON: {e.msg} (column {e.colno})") from None
         except (ValueError, RecursionError) as e:  # NaN, a number of > 4300 digits, nesting too deep
@@ -605,7 +616,7 @@ def read_conllu(path: Path, lines, spec: DataSpec):
             word_id = fields[0]
             if "-" in word_id or "." in word_id:  # multiword token range / empty node
                 continue
-            if not word_id.isdigit():
+            if not word_id.isdecimal():
                 raise UserError(f"{path}:{number}: word ID {word_id!r} is not a number")
             if int(word_id) != len(tokens) + 1:  # e.g. two sentences without a blank line between them
                 raise UserError(f"{path}:{number}: word ID {word_id}, expected {len(tokens) + 1} (the IDs of a "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from collections import defaultdict
@@ -66,8 +67,20 @@ def write_recipe(run_dir: Path, recipe: Recipe, precision) -> None:
 
 
 def append(path: Path, record: dict) -> None:
+    """One JSON line; a non-finite number (an fp16 step's inf gradient norm, a diverged loss) is null, as
+    strict JSON readers refuse NaN and Infinity."""
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps(finite(record), allow_nan=False) + "\n")
+
+
+def finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def read_jsonl(path: Path) -> list[dict]:

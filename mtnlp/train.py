@@ -439,23 +439,16 @@ def write_log_record(run: Run) -> None:
     factor = run.scheduler.lr_lambdas[0](step - 1)  # the update just made (the scheduler is on the next one's)
     record = {"step": step, "lr": run.scheduler.base_lrs[0] * factor, "head_lr": run.scheduler.base_lrs[2] * factor,
               "loss": losses, "weights": run.weighting.weights(), **run.gradient.log_record(),
-              **({"grad_norm": finite_or_none(run.grad_norm)} if run.grad_norm is not None else {}),
+              **({"grad_norm": float(run.grad_norm)} if run.grad_norm is not None else {}),
               "batches": {n: c["batches"] for n, c in seen.items()},
               "examples": {n: c["examples"] for n, c in seen.items()}}
     if run.accelerator.is_main_process:
         report.append(run.run_dir / "train_log.jsonl", record)
     if t.report_to:
         run.accelerator.log({"train/lr": record["lr"], "train/head_lr": record["head_lr"]}
-                            | ({"train/grad_norm": record["grad_norm"]} if record.get("grad_norm") is not None else {})
+                            | ({"train/grad_norm": record["grad_norm"]} if "grad_norm" in record else {})
                             | {f"train/loss/{n}": v for n, v in losses.items()}
                             | {f"train/weight/{n}": v for n, v in record["weights"].items()}, step=step)
-
-
-def finite_or_none(value: torch.Tensor) -> float | None:
-    """An fp16 step that overflowed has an inf/NaN gradient norm (the scaler skips it): null in the JSON
-    log, which strict JSON readers would refuse as Infinity or NaN."""
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def checkpoint(run: Run) -> Path:

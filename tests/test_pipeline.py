@@ -200,6 +200,13 @@ def test_predict_cli_json_lines(model_dir, tmp_path):
     assert proc.returncode == 0 and json.loads(proc.stdout)["predictions"]["score"]["value"] is not None
 
 
+def test_predict_stdin_with_a_byte_that_is_not_utf8_names_its_line(model_dir):
+    proc = subprocess.run([sys.executable, "-m", "mtnlp", "predict", str(model_dir), "--input", "-"],
+                          input=b'"fine"\n"caf\xe9"\n', capture_output=True, timeout=300)
+    assert proc.returncode == 2 and b"Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.decode().startswith("error: standard input:2: byte 0xe9 is not valid utf-8"), proc.stderr
+
+
 def test_batch_size_below_one_is_refused(model_dir):
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         MultiTaskPipeline.from_pretrained(str(model_dir), batch_size=0)

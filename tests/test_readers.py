@@ -741,6 +741,16 @@ def test_a_named_pipe_as_a_data_file_is_refused_not_waited_on(tmp_path):
     os.mkfifo(pipe)  # read once to hash it, a pipe would then be empty (or block) when read for its rows
     with pytest.raises(UserError, match=re.escape(f"{pipe}: not a regular file (a pipe or a device)")):
         file_hash(pipe)
+    # predict --input reads a pipe once: a bad byte in it is named without reading it again (which would block)
+    import threading
+
+    from mtnlp.readers import file_lines
+
+    writer = threading.Thread(target=lambda: pipe.write_bytes(b'"ok"\n"caf\xe9"\n'), daemon=True)
+    writer.start()
+    with pytest.raises(UserError, match=re.escape(f"{pipe}: not valid utf-8; ")):
+        list(file_lines(pipe, "utf-8"))
+    writer.join(timeout=10)
 
 
 def test_utf16_without_bom_is_named(tmp_path):
@@ -750,3 +760,15 @@ def test_utf16_without_bom_is_named(tmp_path):
 
 def test_an_empty_json_file_says_so(tmp_path):
     raises_at(write(tmp_path, "e.json", "\n"), None, "empty file, expected a JSON array")
+
+
+def test_the_readers_review_cases(tmp_path):
+    """A NaN deep in a multi-line JSON item is named at its own line; a header joined with its BOM is still a
+    repeated header; a non-ASCII digit as a CoNLL-U word ID is an error, not a crash."""
+    item = '  {"text": "b",\n\n\n   "label": NaN}'
+    path = write(tmp_path, "a.json", '[\n  {"text": "a", "label": "x"},\n' + item + "\n]\n")
+    raises_at(path, 6, "NaN is not JSON", "(column 13)")
+    joined = write(tmp_path, "j.csv", "\ufefftext,label\nhi,pos\n\ufefftext,label\nho,neg\n")
+    raises_at(joined, 3, "repeats the header")
+    odd = write(tmp_path, "o.conllu", "\u00b2\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n")
+    raises_at(odd, 1, "word ID '\u00b2' is not a number", task_type="tagging")

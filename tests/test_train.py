@@ -405,3 +405,14 @@ def test_evaluation_lines_start_on_a_line_of_their_own_under_the_progress_bar(ma
     assert len(re.findall(lines, shown)) >= 3, shown
     assert not re.search(r"[^\n\r ]" + lines, shown), shown  # each after a new line or the bar's cleared line
     assert "of a pair" not in shown  # no task here reads pairs
+
+
+def test_a_log_record_holding_an_infinite_or_nan_value_stays_strict_json(tmp_path):
+    """An fp16 step that overflowed has an inf gradient norm; json.dumps would write Infinity, which
+    strict JSON readers (jq, JavaScript) refuse."""
+    from mtnlp.report import append
+
+    log = tmp_path / "train_log.jsonl"
+    append(log, {"step": 1, "grad_norm": float("inf"), "loss": {"a": float("nan"), "b": 0.5}, "w": [float("-inf")]})
+    record = json.loads(log.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the log"))
+    assert record == {"step": 1, "grad_norm": None, "loss": {"a": None, "b": 0.5}, "w": [None]}

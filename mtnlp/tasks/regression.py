@@ -23,12 +23,12 @@ class Regression(TextTask):
         return ["pearsonr", "spearmanr", "mse"]
 
     def parse_label(self, row, label, spec):
+        if isinstance(label, bool) or isinstance(label, str) and "_" in label:  # float() takes True and "1_000"
+            row.fail(f"label {row.show(label)} is not a number (regression task)")
         try:
-            if isinstance(label, bool) or isinstance(label, str) and "_" in label:  # float() takes True and "1_000"
-                raise ValueError
             value = float(label)
         except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond the float range
-            if isinstance(label, int) and not isinstance(label, bool):
+            if isinstance(label, int):
                 row.fail(f"label {row.show(label)} is not a finite number")
             row.fail(f"label {row.show(label)} is not a number (regression task)")
         if not math.isfinite(value):
