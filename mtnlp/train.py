@@ -531,28 +531,50 @@ class Interrupted(KeyboardInterrupt):
 def interrupted(run: Run, signum: int, folder: Path) -> Interrupted:
     """The exception that ends a run stopped by a signal, after saying where its checkpoint is."""
     run.bar.close()
-    print(f"\ninterrupted at step {run.progress.step}: checkpoint saved to {folder}; "
-          "resume with training.resume_from=latest", file=sys.stderr)
+    if run.accelerator.is_main_process:
+        print(f"\ninterrupted at step {run.progress.step}: checkpoint saved to {folder}; "
+              "resume with training.resume_from=latest", file=sys.stderr)
     return Interrupted(signum)
 
 
 class stop_after_step_on_signal:
     """Ctrl-C (SIGINT) or SIGTERM (what SLURM, Kubernetes and spot instances send before a kill) asks
     the loop to stop after the current step; it then checkpoints and exits. A second Ctrl-C
-    interrupts at once. With several processes the signals keep their usual meaning."""
+    interrupts at once.
+
+    With several processes (DDP) the launcher passes the signal to every rank, and they must stop
+    after the same step: they agree at the next log step (a maximum over the ranks, read where the log
+    record already reads the device), so `requested` is 0 between log steps."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, accelerator: Accelerator):
-        self.active = accelerator.num_processes == 1 and threading.current_thread() is threading.main_thread()
-        self.requested = 0  # the signal number once one arrived
+    def __init__(self, run: Run):
+        if not isinstance(run, Run):  # a recipe copied before the ranks agreed passes run.accelerator
+            raise TypeError("stop_after_step_on_signal takes the Run: `with stop_after_step_on_signal(run) as stop:`")
+        self.run = run
+        self.active = threading.current_thread() is threading.main_thread()
+        self.signum = 0  # the signal number once one arrived in this process
+
+    @property
+    def requested(self) -> int:
+        """The signal to stop on after the step just trained (0: go on)."""
+        run, t = self.run, self.run.recipe.training
+        if run.accelerator.num_processes == 1:
+            return self.signum
+        if run.progress.step % t.log_every and run.progress.step != t.steps:
+            return 0
+        flag = torch.tensor(self.signum, device=run.accelerator.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
 
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if self.signum and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = self.requested or signum
-        how = "Ctrl-C again to stop now" if signum == signal.SIGINT else "SIGINT to stop now"
-        print(f"\n{signal.Signals(signum).name}: stopping after this step ({how})", file=sys.stderr)
+        self.signum = self.signum or signum
+        if self.run.accelerator.is_main_process:
+            after = "this step" if self.run.accelerator.num_processes == 1 else "the next log step"
+            how = "Ctrl-C again to stop now" if signum == signal.SIGINT else "SIGINT to stop now"
+            print(f"\n{signal.Signals(signum).name}: stopping after {after} ({how})", file=sys.stderr)
 
     def __enter__(self):
         if self.active:

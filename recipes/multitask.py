@@ -14,7 +14,7 @@ from mtnlp.train import (Run, TrainResult, checkpoint, evaluate_and_select, fini
 def train(recipe, raw=None) -> TrainResult:
     run: Run = setup(recipe, raw)  # data, model, optimizer, task sampler; resumes training.resume_from
     t = recipe.training
-    with stop_after_step_on_signal(run.accelerator) as stop:  # Ctrl-C / SIGTERM: checkpoint, then exit
+    with stop_after_step_on_signal(run) as stop:  # Ctrl-C / SIGTERM: checkpoint, then exit
         while run.progress.step < t.steps:
             # one update: train.forward_backward takes the task the sampler picked and its head's
             # loss (the task type's, mtnlp/tasks); weighting.py weights it, gradients.py combines

@@ -13,6 +13,11 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def launch(launcher: str, recipe: Path, out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd, env = launch_command(launcher, recipe, out, *overrides)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def launch_command(launcher: str, recipe: Path, out: Path, *overrides: str) -> tuple[list[str], dict]:
     bin_dir = Path(sys.executable).parent
     port = str(29500 + os.getpid() % 1000)
     if launcher == "torchrun":
@@ -24,8 +29,7 @@ def launch(launcher: str, recipe: Path, out: Path, *overrides: str) -> subproces
         env = {"ACCELERATE_USE_CPU": "1"}
     path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, **env, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    return subprocess.run([*cmd, str(WORKER), str(recipe), str(out), *overrides], capture_output=True, text=True,
-                          timeout=600, env=env)
+    return [*cmd, str(WORKER), str(recipe), str(out), *overrides], env
 
 
 @pytest.mark.slow
@@ -102,3 +106,30 @@ def test_resuming_one_process_checkpoint_at_its_last_step_with_two_processes_end
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_sigterm_to_the_launcher_checkpoints_a_step_both_ranks_agree_on(make_recipe, tmp_path, launcher):
+    """SLURM preemption: the launcher passes SIGTERM to both ranks, which stop together after the next log
+    step with a checkpoint of it, instead of dying without one."""
+    import signal
+    import time
+
+    recipe = make_recipe(training={"steps": 400, "log_every": 3, "save_every": 1000, "cpu": True,
+                                   "mixed_precision": "no"})
+    cmd, env = launch_command(launcher, recipe, tmp_path)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    log = tmp_path / "run" / "train_log.jsonl"
+    deadline = time.time() + 240
+    while not (log.exists() and log.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and stderr.count("interrupted at step ") == 1, stderr[-3000:]
+    step = int(stderr.split("interrupted at step ")[1].split(":")[0])
+    assert step % 3 == 0 and step < 400
+    checkpoint = tmp_path / "run" / "checkpoints" / f"step-{step:06d}"
+    assert (checkpoint / "trainer_state.json").exists(), stderr[-3000:]
+    assert (checkpoint / "rank-0.json").exists() and (checkpoint / "rank-1.json").exists()
