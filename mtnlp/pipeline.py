@@ -192,19 +192,26 @@ def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
     return [(m.group(), m.span()) for m in _WORDS.finditer(text)]
 
 
-_LETTER = r"[\p{L}\p{N}\p{M}_]"  # a word's characters: letters (with combining marks), digits
+# a word's characters: letters (with combining marks), digits, and the invisible joiners a tokenizer drops
+# (soft hyphen in co\u00adoperate, zero-width non-joiner in Persian words)
+_LETTER = r"[\p{L}\p{N}\p{M}_\u00ad\u200c\u200d]"
 _CLITIC = r"(?i:s|re|ve|ll|d|m)"
+_HYPHEN = r"[-\u2010\u2011]"  # ASCII, Unicode and non-breaking hyphens
 _WORDS = regex.compile(rf"""
-      (?:\p{{L}}\.){{2,}}                                          # U.S.  D.C.  i.e.
+      (?:https?://|www\.)\S+?(?=[.,;:!?)\]"'’]*(?:\s|$))            # URLs and e-mail addresses: one word each,
+    | [\w.+-]+@\w[\w-]*(?:\.\w[\w-]*)+                                # as UD English keeps them
+    | (?:\p{{L}}\.){{2,}}                                          # U.S.  D.C.  i.e.
+    | \p{{Lu}}\p{{Ll}}?\.(?:\p{{Lu}}\p{{Ll}}?\.)+                           # Ph.D.
     | \b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|etc|Gen|Gov|Sen|Rep|Mt|Jan|Feb|Mar|Apr|Aug|Sept?|Oct|Nov|Dec)\.
     | \p{{Lu}}\.(?=\s+\p{{Lu}})                                     # an initial: George W. Bush
     | \p{{N}}+(?:[.,:/-]\p{{N}}+)+                                  # 1,000  3.5  12:30  713-853-3989
-    | {_LETTER}+(?=n['’]t\b)                                     # does | n't,  ca | n't
-    | n['’]t\b
+    | {_LETTER}+(?=(?i:n['’]t)\b)                                # does | n't,  ca | n't,  CA | N'T
+    | (?i:n['’]t)\b
+    | ['’]\p{{N}}{{2}}s?\b                                           # '90s
     | ['’]{_CLITIC}\b                                           # Merkel | 's,  you | 're
-    | {_LETTER}+(?:-{_LETTER}+)*(?:['’](?!{_CLITIC}\b|t\b){_LETTER}+(?:-{_LETTER}+)*)*   # O'Neill, York-based
+    | {_LETTER}+(?:{_HYPHEN}{_LETTER}+)*(?:['’](?!{_CLITIC}\b|(?i:t)\b){_LETTER}+(?:{_HYPHEN}{_LETTER}+)*)*  # O'Neill
     | \.\.\.|--
-    | \S                                                         # any other character: punctuation, symbols
+    | (?!\s)\X                                                   # any other character (a whole grapheme: 👩🏽‍💻, 🇫🇷)
 """, regex.VERBOSE)
 
 

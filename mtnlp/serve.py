@@ -4,7 +4,8 @@
                     "tasks": [...] (optional), "all_scores": false}; an input may also be of a served
                    head's own form: {"text": ..., "choices": [...]} (multiple choice),
                    {"question": ..., "context": ...} (extractive QA)
-                   -> {"predictions": [...]}: per input, what `mtnlp predict` prints as its "predictions"
+                   -> {"predictions": [...]}: per input, what `mtnlp predict` prints as its "predictions";
+                   and "truncated": [i, ...], the request's inputs longer than max_length, when there are any
     GET  /health   -> {"status": "ok", "requests": ..., "inputs": ..., "batches": ...}
     GET  /info     -> the tasks (type, labels, the model card's metrics), precision, limits, batching
 
@@ -29,6 +30,7 @@ import logging
 import signal
 import socket
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -109,7 +111,8 @@ class Batcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def predict(self, inputs: list, tasks: tuple[str, ...], all_scores: bool) -> list[dict]:
+    async def predict(self, inputs: list, tasks: tuple[str, ...], all_scores: bool) -> tuple[list[dict], list[int]]:
+        """The inputs' predictions, and which of them were truncated."""
         if self._worker is None:  # an ASGI server or client that skips the lifespan events
             await self.start()
         loop = asyncio.get_running_loop()
@@ -162,12 +165,14 @@ class Batcher:
             for job in batch:  # one request's input must not fail the others: each alone
                 await self._answer([job])
             return
+        results, cut = results
         start = 0
         for job in batch:
             mine = results[start:start + len(job.inputs)]
+            truncated = [i - start for i in cut if start <= i < start + len(job.inputs)]  # its own indices
             start += len(job.inputs)
             if not job.future.done():
-                job.future.set_result([self._select(r, job) for r in mine])
+                job.future.set_result(([self._select(r, job) for r in mine], truncated))
 
     async def _call(self, inputs: list, batch: list[Job]) -> list[dict]:
         wanted = {t for job in batch for t in job.tasks}
@@ -177,7 +182,7 @@ class Batcher:
         self.stats.largest_batch = max(self.stats.largest_batch, len(inputs))
         # not strict: each request was checked against its own tasks (parse_request), and these are their union
         call = functools.partial(self.pipe, inputs, tasks=tasks, return_all_scores=all_scores, strict=False)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, truncated_inputs, call)
 
     def _select(self, result: dict, job: Job) -> dict:
         """A request's own predictions from a batch's: its tasks in its order, `scores` only if it asked."""
@@ -190,6 +195,21 @@ class Batcher:
                 prediction = {k: v for k, v in prediction.items() if k not in ALL_SCORES_KEYS}
             out[task] = prediction
         return out
+
+
+def truncated_inputs(call) -> tuple[list[dict], list[int]]:
+    """The pipeline call's results and which of its inputs were cut (its TruncationWarning's, which would
+    name them by their place in the batch in the server's log: each request is told its own instead).
+    Only the one pipeline thread calls this, so recording warnings while it runs catches no other's."""
+    from .pipeline import TruncationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncationWarning)
+        results = call()
+    for w in caught:
+        if not issubclass(w.category, TruncationWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return results, sorted(i for w in caught if issubclass(w.category, TruncationWarning) for i in w.message.indices)
 
 
 # ------------------------------------------------------------------ requests
@@ -322,10 +342,10 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
         inputs, request_tasks, all_scores = parse_request(await read_body(request, limits.max_body_bytes), served,
                                                           limits)
         try:
-            predictions = await batcher.predict(inputs, request_tasks, all_scores)
+            predictions, truncated = await batcher.predict(inputs, request_tasks, all_scores)
         except RuntimeError as e:
             return JSONResponse({"error": str(e)}, status_code=500)
-        return JSONResponse({"predictions": predictions})
+        return JSONResponse({"predictions": predictions, **({"truncated": truncated} if truncated else {})})
 
     @app.get("/health")
     async def health():

@@ -604,3 +604,21 @@ def test_the_shipped_qa_recipe_reads_its_data():
         for text, start in zip(ex["answers"], ex["answer_starts"]):
             assert ex["context"][start:start + len(text)] == text
     assert recipe.tasks["qa"].doc_stride == 16 and recipe.tasks["question"].type == "classification"
+
+
+def test_an_answer_ending_in_a_combining_mark_keeps_it():
+    """An uncased tokenizer strips accents: "José" written J o s e + U+0301 has token offsets that end
+    before the mark. The answer (decoding) and the training target must still cover it."""
+    from mtnlp.tasks.extractive_qa import span_target, windows, with_marks, word_offsets
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    context = "The founder was Jose\u0301. I \u2764\ufe0f NY"
+    enc, _ = windows(tokenizer, ["Who?"], [context], 64, 16)
+    sequence = enc.sequence_ids(0)
+    offsets = with_marks(enc["offset_mapping"][0], sequence, context)
+    words = word_offsets(enc, 0, offsets)
+    jose = next(k for k, span in enumerate(words) if span and context[span[0]:span[1]].startswith("Jose"))
+    assert context[words[jose][0]:words[jose][1]] == "Jose\u0301"
+    assert any(span and context[span[0]:span[1]] == "\u2764\ufe0f" for span in words)
+    start = context.index("Jose")
+    assert span_target(offsets, sequence, start, len("Jose\u0301")) == [jose, jose]  # not up to the "."

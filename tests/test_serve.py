@@ -194,6 +194,25 @@ def test_concurrent_requests_share_pipeline_calls(pipe):
     assert health["batches"] == stats.batches
 
 
+def test_each_request_is_told_which_of_its_own_inputs_were_truncated(pipe):
+    """Two requests share a pipeline call; the long text is the batch's input 3 but its request's input 0."""
+    app = create_app(pipe, window_ms=1000, max_batch=64)
+    bodies = [{"inputs": TEXTS[:3]}, {"inputs": [" ".join(["word"] * 400), TEXTS[0]]}]
+    responses = [None] * 2
+    with TestClient(app) as client:
+        def send(i):
+            responses[i] = client.post("/predict", json=bodies[i])
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert app.state.batcher.stats.batches == 1
+    assert "truncated" not in responses[0].json() and len(responses[0].json()["predictions"]) == 3
+    assert responses[1].json()["truncated"] == [0]
+
+
 class FailingPipeline:
     """Stands in for MultiTaskPipeline: fails on any call that includes the text "boom"."""
     tasks = {"sentiment": TASKS["sentiment"]}

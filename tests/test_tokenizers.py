@@ -116,7 +116,16 @@ def test_words_are_split_as_the_tagging_corpora_are():
                                                                        "$", "1,000.50", "at", "12:30", "p.m."],
              "George W. Bush can't go... -- really?": ["George", "W.", "Bush", "ca", "n't", "go", "...", "--", "really",
                                                        "?"],
-             "Zoe\u0301 flew to 東京, you're 'sure'": ["Zoe\u0301", "flew", "to", "東京", ",", "you", "'re", "'", "sure", "'"]}
+             "Zoe\u0301 flew to 東京, you're 'sure'": ["Zoe\u0301", "flew", "to", "東京", ",", "you", "'re", "'", "sure", "'"],
+             # upper case clitics; a Ph.D. and the '90s; whole graphemes (an emoji with a skin tone and a
+             # zero-width joiner, a flag); words with invisible joiners and Unicode hyphens; URLs and e-mails
+             "I CAN'T, I'M a Ph.D. of the '90s": ["I", "CA", "N'T", ",", "I", "'M", "a", "Ph.D.", "of", "the", "'90s"],
+             "Alice \U0001F469\U0001F3FD\u200d\U0001F4BB in \U0001F1EB\U0001F1F7 \u2764\ufe0f":
+                 ["Alice", "\U0001F469\U0001F3FD\u200d\U0001F4BB", "in", "\U0001F1EB\U0001F1F7", "\u2764\ufe0f"],
+             "co\u00adoperate \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 well\u2010known":
+                 ["co\u00adoperate", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "well\u2010known"],
+             "See https://example.com/a?b=1. Mail john.doe@example.co.uk, or www.x.org!":
+                 ["See", "https://example.com/a?b=1", ".", "Mail", "john.doe@example.co.uk", ",", "or", "www.x.org", "!"]}
     for text, expected in cases.items():
         words = split_words(text)
         assert [w for w, _ in words] == expected

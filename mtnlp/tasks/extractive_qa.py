@@ -22,6 +22,7 @@ decode the same way; the metrics are SQuAD's exact match and F1 (mtnlp/metrics/s
 
 from __future__ import annotations
 
+import unicodedata
 import warnings
 from collections import Counter
 from typing import Literal
@@ -162,14 +163,15 @@ class ExtractiveQA(TaskType):
             window = window + 1 if sample == previous else 0
             previous = sample
             sequence = enc.sequence_ids(i)
+            offsets = with_marks(enc["offset_mapping"][i], sequence, batch["context"][sample])
             texts, starts = batch["answers"][sample], batch["answer_starts"][sample]
-            out["labels"].append(span_target(enc["offset_mapping"][i], sequence, starts[0] if starts else None,
+            out["labels"].append(span_target(offsets, sequence, starts[0] if starts else None,
                                              len(texts[0]) if texts else 0))
             out["example"].append(batch["id"][sample])
             out["window"].append(window)
             out["context"].append(batch["context"][sample])
             out["answers"].append(texts)
-            out["offsets"].append(word_offsets(enc, i))
+            out["offsets"].append(word_offsets(enc, i, offsets))
             out["truncated"].append(cut[sample])
         return out
 
@@ -269,8 +271,8 @@ class ExtractiveQA(TaskType):
             with torch.no_grad(), pipe.precision.autocast():
                 logits = pipe.model(**to_device(dict(batch), pipe.device), task=task).logits.float().cpu()
             for j, i in enumerate(rows):
-                offsets = word_offsets(enc, i)
                 sample = enc["overflow_to_sample_mapping"][i]
+                offsets = word_offsets(enc, i, with_marks(enc["offset_mapping"][i], enc.sequence_ids(i), contexts[sample]))
                 window = logits[j, :len(offsets)]  # without the padding
                 spans, null = window_spans(window.numpy(), offsets, max_answer_length, allow_unanswerable, topk)
                 found[sample] += spans
@@ -433,11 +435,24 @@ def span_target(offsets, sequence_ids, start_char: int | None, length: int) -> l
     return [start - 1, end + 1]
 
 
-def word_offsets(enc, i: int) -> list:
+def with_marks(offsets, sequence_ids, context: str) -> list[tuple[int, int]]:
+    """Window tokens' character offsets, a context token's end run on over the combining marks after it:
+    a tokenizer that strips accents leaves them out (José written e + U+0301 would end at "Jose", ❤️ lose
+    its U+FE0F), and an answer must be the context's own characters."""
+    out = []
+    for s, (a, b) in zip(sequence_ids, offsets):
+        while s == 1 and b < len(context) and unicodedata.category(context[b]) in ("Mn", "Me"):
+            b += 1
+        out.append((a, b))
+    return out
+
+
+def word_offsets(enc, i: int, offsets) -> list:
     """Per token of window i: the character span of its word in the context ([start, end]), None for
-    the question, special and padding tokens. A span from token s to token e is context[offsets[s][0]:
-    offsets[e][1]]: whole words, as transformers' QA pipeline answers (align_to_words)."""
-    sequence, words, offsets = enc.sequence_ids(i), enc.word_ids(i), enc["offset_mapping"][i]
+    the question, special and padding tokens; `offsets`: the window's token offsets (with_marks). A span
+    from token s to token e is context[offsets[s][0]:offsets[e][1]]: whole words, as transformers' QA
+    pipeline answers (align_to_words)."""
+    sequence, words = enc.sequence_ids(i), enc.word_ids(i)
     extent = {}
     for s, w, (a, b) in zip(sequence, words, offsets):
         if s == 1 and w is not None:
