@@ -38,7 +38,7 @@ class MultiTaskPipeline:
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
         onnx = hasattr(model, "session")  # an OnnxMultiTaskModel: onnxruntime on the CPU, in fp32
         if device is None:
-            device = "cpu" if onnx else next(model.parameters()).device  # a model on a GPU stays there (cuda:1 too)
+            device = torch.device("cpu") if onnx else next(model.parameters()).device  # on a GPU: stays (cuda:1 too)
             if device.type == "cpu" and torch.cuda.is_available() and not onnx:
                 device = "cuda"
         elif isinstance(device, int) and not isinstance(device, bool):  # transformers' pipelines: -1 is the CPU
