@@ -260,7 +260,26 @@ def load_tokenizer(recipe: Recipe, encoder: str):
     if tokenizer.pad_token_id is None:
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
                         "has no pad token: set one in its tokenizer_config.json (e.g. \"pad_token\": its eos or unk token)")
+    if any(task_type(spec.type).token_level for spec in recipe.tasks.values()) and not words_as_in_text(tokenizer):
+        # byte-level BPE (RoBERTa's): a word given on its own is tokenised as if it began the text, without
+        # the leading-space marker (Ġ) it has in running text - what the encoder was pretrained on, and what
+        # transformers' token-classification pipeline gives an exported tagger. add_prefix_space (saved with
+        # the model) gives it, as transformers' NER example sets it.
+        if getattr(tokenizer, "add_prefix_space", None) is False:
+            spaced = AutoTokenizer.from_pretrained(encoder, add_prefix_space=True)
+            if words_as_in_text(spaced):
+                return spaced
+        warnings.warn(f"{recipe.where('model.encoder')}: model.encoder: its tokenizer gives a word on its own other "
+                      "tokens than the same word in running text, and add_prefix_space does not change that: the "
+                      "tagging heads learn on words as if each began a text", stacklevel=3)
     return tokenizer
+
+
+def words_as_in_text(tokenizer) -> bool:
+    """Whether words tokenised one by one (a tagging task's, is_split_into_words) get the tokens they get in
+    running text."""
+    words = ["Paris", "met", "London"]
+    return tokenizer(words, is_split_into_words=True)["input_ids"] == tokenizer(" ".join(words))["input_ids"]
 
 
 def say_transfer(run: Run, source: MultiTaskModel, source_path: str) -> None:

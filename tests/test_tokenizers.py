@@ -130,3 +130,31 @@ def test_words_are_split_as_the_tagging_corpora_are():
         words = split_words(text)
         assert [w for w, _ in words] == expected
         assert all(text[start:end] == word for word, (start, end) in words)
+
+
+def test_tagging_with_a_byte_level_bpe_tokenizer_gives_words_their_running_text_tokens(make_recipe, tmp_path):
+    """Words tokenised one by one must get the leading-space form (ĠLondon) they have in running text, which
+    the encoder was pretrained on and transformers' pipeline gives an exported tagger."""
+    from conftest import tiny_tasks
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from mtnlp.recipe import load_recipe
+    from mtnlp.train import load_tokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(tmp_path))
+    RobertaTokenizer.from_pretrained(tmp_path).save_pretrained(tmp_path / "roberta")
+    assert not AutoTokenizer.from_pretrained(tmp_path / "roberta").add_prefix_space  # as roberta-base ships it
+    tagging = load_recipe(make_recipe())  # sentiment, score and ner
+    tokenizer = load_tokenizer(tagging, str(tmp_path / "roberta"))
+    tokens = tokenizer(["Ann", "Lee"], is_split_into_words=True).tokens()
+    assert "ĠLee" in tokens and "Lee" not in tokens, tokens  # without add_prefix_space: "Lee", never seen so
+    tokenizer.save_pretrained(tmp_path / "saved")  # as training saves it with the model
+    assert AutoTokenizer.from_pretrained(tmp_path / "saved").add_prefix_space
+    plain = load_recipe(make_recipe(tasks={"sentiment": tiny_tasks()["sentiment"]}, name="plain.yaml"))
+    assert not load_tokenizer(plain, str(tmp_path / "roberta")).add_prefix_space  # running text only: as pretrained
+    # a tokenizer.json alone (as ModernBERT's): add_prefix_space cannot be set from outside, so it is said
+    PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="<pad>").save_pretrained(tmp_path / "json")
+    with pytest.warns(UserWarning, match="its tokenizer gives a word on its own other tokens than the same word"):
+        load_tokenizer(tagging, str(tmp_path / "json"))
