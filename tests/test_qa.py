@@ -609,16 +609,27 @@ def test_the_shipped_qa_recipe_reads_its_data():
 def test_an_answer_ending_in_a_combining_mark_keeps_it():
     """An uncased tokenizer strips accents: "José" written J o s e + U+0301 has token offsets that end
     before the mark. The answer (decoding) and the training target must still cover it."""
-    from mtnlp.tasks.extractive_qa import span_target, windows, with_marks, word_offsets
+    from mtnlp.tasks.extractive_qa import span_target, windows, context_offsets, word_offsets
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     context = "The founder was Jose\u0301. I \u2764\ufe0f NY"
     enc, _ = windows(tokenizer, ["Who?"], [context], 64, 16)
     sequence = enc.sequence_ids(0)
-    offsets = with_marks(enc["offset_mapping"][0], sequence, context)
+    offsets = context_offsets(enc["offset_mapping"][0], sequence, context)
     words = word_offsets(enc, 0, offsets)
     jose = next(k for k, span in enumerate(words) if span and context[span[0]:span[1]].startswith("Jose"))
     assert context[words[jose][0]:words[jose][1]] == "Jose\u0301"
     assert any(span and context[span[0]:span[1]] == "\u2764\ufe0f" for span in words)
     start = context.index("Jose")
     assert span_target(offsets, sequence, start, len("Jose\u0301")) == [jose, jose]  # not up to the "."
+
+
+def test_answer_bounds_leave_out_the_whitespace_a_token_holds():
+    """Byte-level BPE tokenizers without trim_offsets (ModernBERT's) give a word its leading space, and a run
+    of spaces is a token of its own: an answer must neither start with a space nor be one."""
+    from mtnlp.tasks.extractive_qa import context_offsets
+
+    context = "Blackburn met  John"
+    tokens = [(0, 9), (9, 13), (13, 14), (14, 19)]  # "Blackburn", " met", " ", " John"
+    assert context_offsets(tokens, [1, 1, 1, 1], context) == [(0, 9), (10, 13), (14, 14), (15, 19)]
+    assert context_offsets([(0, 3)], [0], "  a question") == [(0, 3)]  # the question's tokens are left alone

@@ -163,7 +163,7 @@ class ExtractiveQA(TaskType):
             window = window + 1 if sample == previous else 0
             previous = sample
             sequence = enc.sequence_ids(i)
-            offsets = with_marks(enc["offset_mapping"][i], sequence, batch["context"][sample])
+            offsets = context_offsets(enc["offset_mapping"][i], sequence, batch["context"][sample])
             texts, starts = batch["answers"][sample], batch["answer_starts"][sample]
             out["labels"].append(span_target(offsets, sequence, starts[0] if starts else None,
                                              len(texts[0]) if texts else 0))
@@ -272,7 +272,8 @@ class ExtractiveQA(TaskType):
                 logits = pipe.model(**to_device(dict(batch), pipe.device), task=task).logits.float().cpu()
             for j, i in enumerate(rows):
                 sample = enc["overflow_to_sample_mapping"][i]
-                offsets = word_offsets(enc, i, with_marks(enc["offset_mapping"][i], enc.sequence_ids(i), contexts[sample]))
+                bounds = context_offsets(enc["offset_mapping"][i], enc.sequence_ids(i), contexts[sample])
+                offsets = word_offsets(enc, i, bounds)
                 window = logits[j, :len(offsets)]  # without the padding
                 spans, null = window_spans(window.numpy(), offsets, max_answer_length, allow_unanswerable, topk)
                 found[sample] += spans
@@ -435,30 +436,36 @@ def span_target(offsets, sequence_ids, start_char: int | None, length: int) -> l
     return [start - 1, end + 1]
 
 
-def with_marks(offsets, sequence_ids, context: str) -> list[tuple[int, int]]:
-    """Window tokens' character offsets, a context token's end run on over the combining marks after it:
-    a tokenizer that strips accents leaves them out (José written e + U+0301 would end at "Jose", ❤️ lose
-    its U+FE0F), and an answer must be the context's own characters."""
+def context_offsets(offsets, sequence_ids, context: str) -> list[tuple[int, int]]:
+    """Window tokens' character offsets as an answer's bounds: a context token's end runs on over the
+    combining marks after it (a tokenizer that strips accents leaves them out: José written e + U+0301
+    would end at "Jose", ❤️ lose its U+FE0F), and whitespace a token holds is left out (byte-level BPE's
+    leading space, a token of spaces alone, which then bounds no answer)."""
     out = []
     for s, (a, b) in zip(sequence_ids, offsets):
-        while s == 1 and b < len(context) and unicodedata.category(context[b]) in ("Mn", "Me"):
-            b += 1
+        if s == 1:
+            while b < len(context) and unicodedata.category(context[b]) in ("Mn", "Me"):
+                b += 1
+            while a < b and context[a].isspace():
+                a += 1
+            while b > a and context[b - 1].isspace():
+                b -= 1
         out.append((a, b))
     return out
 
 
 def word_offsets(enc, i: int, offsets) -> list:
     """Per token of window i: the character span of its word in the context ([start, end]), None for
-    the question, special and padding tokens; `offsets`: the window's token offsets (with_marks). A span
+    the question, special and padding tokens; `offsets`: the window's token offsets (context_offsets). A span
     from token s to token e is context[offsets[s][0]:offsets[e][1]]: whole words, as transformers' QA
     pipeline answers (align_to_words)."""
     sequence, words = enc.sequence_ids(i), enc.word_ids(i)
     extent = {}
     for s, w, (a, b) in zip(sequence, words, offsets):
-        if s == 1 and w is not None:
+        if s == 1 and w is not None and a < b:
             lo, hi = extent.get(w, (a, b))
             extent[w] = (min(lo, a), max(hi, b))
-    return [list(extent[w]) if s == 1 and w is not None else None for s, w in zip(sequence, words)]
+    return [list(extent[w]) if s == 1 and w in extent else None for s, w in zip(sequence, words)]
 
 
 def questions_cut(dataset) -> tuple[list[int], int]:
