@@ -144,8 +144,9 @@ class MultiTaskPipeline:
             if token_heads:
                 by_words = self._encode([[w for w, _ in words[i][0]] for i in idx],
                                         [[w for w, _ in words[i][1]] for i in idx] if pairs else None, True)
-            if text_heads:
-                by_text = self._encode([items[i][0] for i in idx], [items[i][1] for i in idx] if pairs else None, False)
+            if text_heads:  # stripped, as training's readers strip texts (BPE tokenises a trailing space: 'Ġ')
+                by_text = self._encode([items[i][0].strip() for i in idx],
+                                       [items[i][1].strip() for i in idx] if pairs else None, False)
             if by_words is not None and by_text is not None and same_tokens(by_words, by_text):
                 passes = [(by_words, tasks)]  # WordPiece (BERT): one encoder pass serves every head
             else:  # BPE, SentencePiece: the words' tokens differ from the text's
@@ -200,7 +201,7 @@ _HYPHEN = r"[-\u2010\u2011]"  # ASCII, Unicode and non-breaking hyphens
 _WORDS = regex.compile(rf"""
       (?:https?://|www\.)\S+?(?=[.,;:!?)\]"'’]*(?:\s|$))            # URLs and e-mail addresses: one word each,
     | [\w.+-]+@\w[\w-]*(?:\.\w[\w-]*)+                                # as UD English keeps them
-    | (?:\p{{L}}\.){{2,}}                                          # U.S.  D.C.  i.e.
+    | (?:\p{{L}}\.){{2,}}(?:{_HYPHEN}{_LETTER}+)*                     # U.S.  D.C.  i.e.  U.S.-led
     | \p{{Lu}}\p{{Ll}}?\.(?:\p{{Lu}}\p{{Ll}}?\.)+                           # Ph.D.
     | \b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|etc|Gen|Gov|Sen|Rep|Mt|Jan|Feb|Mar|Apr|Aug|Sept?|Oct|Nov|Dec)\.
     | \p{{Lu}}\.(?=\s+\p{{Lu}})                                     # an initial: George W. Bush

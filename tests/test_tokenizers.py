@@ -120,6 +120,7 @@ def test_words_are_split_as_the_tagging_corpora_are():
              # upper case clitics; a Ph.D. and the '90s; whole graphemes (an emoji with a skin tone and a
              # zero-width joiner, a flag); words with invisible joiners and Unicode hyphens; URLs and e-mails
              "I CAN'T, I'M a Ph.D. of the '90s": ["I", "CA", "N'T", ",", "I", "'M", "a", "Ph.D.", "of", "the", "'90s"],
+             "U.S.-led talks": ["U.S.-led", "talks"],  # as CoNLL-2003 has it (U.S.-led B-MISC)
              "Alice \U0001F469\U0001F3FD\u200d\U0001F4BB in \U0001F1EB\U0001F1F7 \u2764\ufe0f":
                  ["Alice", "\U0001F469\U0001F3FD\u200d\U0001F4BB", "in", "\U0001F1EB\U0001F1F7", "\u2764\ufe0f"],
              "co\u00adoperate \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 well\u2010known":
@@ -158,3 +159,12 @@ def test_tagging_with_a_byte_level_bpe_tokenizer_gives_words_their_running_text_
     PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="<pad>").save_pretrained(tmp_path / "json")
     with pytest.warns(UserWarning, match="its tokenizer gives a word on its own other tokens than the same word"):
         load_tokenizer(tagging, str(tmp_path / "json"))
+
+
+def test_sequence_heads_read_a_text_stripped_as_training_read_it(roberta):
+    """Training's readers strip texts; with byte-level BPE a trailing space or newline is a token ('Ġ', 'Ċ')."""
+    pipe = MultiTaskPipeline.from_pretrained(str(roberta), precision="fp32")
+    assert pipe.tokenizer.tokenize("a movie ")[-1] == "Ġ"  # not vacuous: the space would be read
+    clean, *padded = pipe(["a gorgeous movie", " a gorgeous movie \n", "a gorgeous movie\t"], tasks=["sentiment"])
+    for result in padded:
+        assert result["sentiment"]["score"] == pytest.approx(clean["sentiment"]["score"], abs=1e-6)
