@@ -194,20 +194,27 @@ def test_concurrent_requests_share_pipeline_calls(pipe):
     assert health["batches"] == stats.batches
 
 
+def post_together(client, bodies: list[dict]) -> list:
+    """POST /predict each body from its own thread at once (the batcher's window gathers them)."""
+    responses = [None] * len(bodies)
+
+    def send(i):
+        responses[i] = client.post("/predict", json=bodies[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return responses
+
+
 def test_each_request_is_told_which_of_its_own_inputs_were_truncated(pipe):
     """Two requests share a pipeline call; the long text is the batch's input 3 but its request's input 0."""
     app = create_app(pipe, window_ms=1000, max_batch=64)
     bodies = [{"inputs": TEXTS[:3]}, {"inputs": [" ".join(["word"] * 400), TEXTS[0]]}]
-    responses = [None] * 2
     with TestClient(app) as client:
-        def send(i):
-            responses[i] = client.post("/predict", json=bodies[i])
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        responses = post_together(client, bodies)
         assert app.state.batcher.stats.batches == 1
     assert "truncated" not in responses[0].json() and len(responses[0].json()["predictions"]) == 3
     assert responses[1].json()["truncated"] == [0]
@@ -238,16 +245,7 @@ def test_a_failing_input_fails_only_its_own_request():
     app = create_app(pipe, window_ms=2000, max_batch=3)
     bodies = [{"inputs": ["ok"]}, {"inputs": ["boom"]}, {"inputs": ["fine"]}]
     with TestClient(app) as client:
-        responses = [None] * 3
-
-        def send(i):
-            responses[i] = client.post("/predict", json=bodies[i])
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        responses = post_together(client, bodies)
     assert sorted(map(len, pipe.calls))[-1] == 3  # one shared call (it failed), then each request alone
     assert [r.status_code for r in responses] == [200, 500, 200]
     assert responses[0].json() == {"predictions": [{"sentiment": {"label": "positive", "score": 0.02}}]}
