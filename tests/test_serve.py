@@ -170,19 +170,8 @@ def test_concurrent_requests_share_pipeline_calls(pipe):
         tasks, all_scores = options[i % 4]
         inputs = [f"Request {i} text {j} : {TEXTS[(i + j) % 3]}" for j in range(1 + i % 3)]
         requests.append({"inputs": inputs, **({"tasks": tasks} if tasks else {}), "all_scores": all_scores})
-    responses = [None] * len(requests)
     with TestClient(app) as client:
-        start = threading.Barrier(len(requests))
-
-        def send(i):
-            start.wait()
-            responses[i] = client.post("/predict", json=requests[i])
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        responses = post_together(client, requests)
         stats = app.state.batcher.stats
         health = client.get("/health").json()
     for body, response in zip(requests, responses):
@@ -195,17 +184,18 @@ def test_concurrent_requests_share_pipeline_calls(pipe):
 
 
 def post_together(client, bodies: list[dict]) -> list:
-    """POST /predict each body from its own thread at once (the batcher's window gathers them)."""
-    responses = [None] * len(bodies)
+    """POST /predict each body from its own thread, all at once (the batcher's window gathers them)."""
+    responses, start = [None] * len(bodies), threading.Barrier(len(bodies))
 
     def send(i):
+        start.wait()
         responses[i] = client.post("/predict", json=bodies[i])
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=120)
     return responses
 
 
