@@ -150,6 +150,8 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
     if not isinstance(model, MultiTaskModel):
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is an ONNX export; give the "
                         "run or model folder it was exported from")
+    # a source trained without a tagging task kept its tokenizer as pretrained
+    tokenizer = for_words(recipe, tokenizer, where, **({"revision": revision} if revision else {}))
     return model, tokenizer, where
 
 
@@ -260,18 +262,25 @@ def load_tokenizer(recipe: Recipe, encoder: str):
     if tokenizer.pad_token_id is None:
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
                         "has no pad token: set one in its tokenizer_config.json (e.g. \"pad_token\": its eos or unk token)")
-    if any(task_type(spec.type).token_level for spec in recipe.tasks.values()) and not words_as_in_text(tokenizer):
-        # byte-level BPE (RoBERTa's): a word given on its own is tokenised as if it began the text, without
-        # the leading-space marker (Ġ) it has in running text - what the encoder was pretrained on, and what
-        # transformers' token-classification pipeline gives an exported tagger. add_prefix_space (saved with
-        # the model) gives it, as transformers' NER example sets it.
-        if getattr(tokenizer, "add_prefix_space", None) is False:
-            spaced = AutoTokenizer.from_pretrained(encoder, add_prefix_space=True)
-            if words_as_in_text(spaced):
-                return spaced
-        warnings.warn(f"{recipe.where('model.encoder')}: model.encoder: its tokenizer gives a word on its own other "
-                      "tokens than the same word in running text, and add_prefix_space does not change that: the "
-                      "tagging heads learn on words as if each began a text", stacklevel=3)
+    return for_words(recipe, tokenizer, encoder)
+
+
+def for_words(recipe: Recipe, tokenizer, name: str, **hub_kwargs):
+    """The tokenizer (loaded from `name`), fit for a tagging task's words if the recipe has one.
+
+    Byte-level BPE (RoBERTa's) tokenises a word given on its own as if it began the text, without the
+    leading-space marker (Ġ) it has in running text - what the encoder was pretrained on, and what
+    transformers' token-classification pipeline gives an exported tagger. add_prefix_space (saved with
+    the model) gives it, as transformers' NER example sets it."""
+    if not any(task_type(spec.type).token_level for spec in recipe.tasks.values()) or words_as_in_text(tokenizer):
+        return tokenizer
+    if getattr(tokenizer, "add_prefix_space", None) is False:
+        spaced = AutoTokenizer.from_pretrained(name, add_prefix_space=True, **hub_kwargs)
+        if words_as_in_text(spaced):
+            return spaced
+    warnings.warn(f"{recipe.where('model.encoder')}: model.encoder: its tokenizer gives a word on its own other "
+                  "tokens than the same word in running text, and add_prefix_space does not change that: the "
+                  "tagging heads learn on words as if each began a text", stacklevel=3)
     return tokenizer
 
 

@@ -168,3 +168,14 @@ def test_sequence_heads_read_a_text_stripped_as_training_read_it(roberta):
     clean, *padded = pipe(["a gorgeous movie", " a gorgeous movie \n", "a gorgeous movie\t"], tasks=["sentiment"])
     for result in padded:
         assert result["sentiment"]["score"] == pytest.approx(clean["sentiment"]["score"], abs=1e-6)
+
+
+def test_a_transfer_fits_the_source_models_tokenizer_for_words_too(make_recipe, roberta):
+    """A source trained without add_prefix_space (here: saved directly) fine-tuned on a tagging task."""
+    from mtnlp.recipe import load_recipe
+    from mtnlp.train import trained_source
+
+    assert not MultiTaskPipeline.from_pretrained(str(roberta)).tokenizer.add_prefix_space
+    recipe = load_recipe(make_recipe(model={"encoder": str(roberta), "init_from": str(roberta)}))
+    _, tokenizer, _ = trained_source(recipe)
+    assert tokenizer.add_prefix_space and "ĠLee" in tokenizer(["Ann", "Lee"], is_split_into_words=True).tokens()
