@@ -380,7 +380,7 @@ def cmd_predict(args) -> int:
         raise UserError(f"--batch-size: must be at least 1 (got {args.batch_size})")
     output = output_path(args.output, "--output") if args.output else None
     quiet_libraries(with_datasets=False)
-    from .pipeline import MultiTaskPipeline, TruncationWarning
+    from .pipeline import MultiTaskPipeline, truncations
 
     model, tokenizer = load_model(args.model, revision=args.revision)
     pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
@@ -389,14 +389,9 @@ def cmd_predict(args) -> int:
     if unknown:
         raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
     check_takers(pipe, tasks, [(text, where) for text, where, _ in given])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", TruncationWarning)
-        results = pipe(texts, tasks=tasks, return_all_scores=args.all_scores)
-    for warning in caught:  # said again, naming the lines and arguments cut
-        if isinstance(warning.message, TruncationWarning):
-            warnings.warn(warning.message.naming([given[i][1] for i in warning.message.indices]), stacklevel=1)
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    results, cut = truncations(lambda: pipe(texts, tasks=tasks, return_all_scores=args.all_scores))
+    for warning in cut:  # said again, naming the lines and arguments cut
+        warnings.warn(warning.naming([given[i][1] for i in warning.indices]), stacklevel=1)
     try:
         out = open(output, "w", encoding="utf-8") if output else sys.stdout
     except OSError as e:

@@ -30,9 +30,10 @@ class MultiTaskPipeline:
     """Every head's prediction for raw inputs: `MultiTaskPipeline.from_pretrained(MODEL)(texts)`, with
     MODEL a trained model folder, an ONNX export or a hub id; see __call__ for inputs and outputs.
 
-    `device`: default the model's own if it is on a GPU, else CUDA when there is one (ONNX: the CPU). `precision`: auto (bf16 where the hardware
-    runs it natively, else fp32; see precision.py), bf16, fp16 or fp32. `batch_size`: inputs per encoder
-    pass. `max_length`: tokens per text, default the length the model was trained with."""
+    `device`: default the model's own if it is on a GPU, else CUDA when there is one (ONNX: the CPU).
+    `precision`: auto (bf16 where the hardware runs it natively, else fp32; see precision.py), bf16, fp16
+    or fp32. `batch_size`: inputs per encoder pass. `max_length`: tokens per text, default the length the
+    model was trained with."""
 
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | int | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
@@ -299,6 +300,22 @@ class TruncationWarning(UserWarning):
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         return (f"{len(names)} input(s) longer than max_length={self.max_length} tokens were truncated ({shown}): "
                 + "; ".join(self.effects))
+
+
+def truncations(call) -> tuple:
+    """(what `call` returns, the TruncationWarnings it raised), recorded instead of shown, for a caller that
+    names the cut inputs its own way (mtnlp predict: by file line; serve: per request); other warnings
+    go on as they were. Warnings are process-wide: only one thread may be in a pipeline call meanwhile."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TruncationWarning)
+        result = call()
+    cut = []
+    for w in caught:
+        if isinstance(w.message, TruncationWarning):
+            cut.append(w.message)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result, cut
 
 
 def truncation_warning(truncated: list[tuple[int, tuple, bool]], specs: dict, max_length: int) -> TruncationWarning:

@@ -30,7 +30,6 @@ import logging
 import signal
 import socket
 import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -165,7 +164,8 @@ class Batcher:
             for job in batch:  # one request's input must not fail the others: each alone
                 await self._answer([job])
             return
-        results, cut = results
+        results, warned = results
+        cut = [i for warning in warned for i in warning.indices]
         start = 0
         for job in batch:
             mine = results[start:start + len(job.inputs)]
@@ -174,15 +174,20 @@ class Batcher:
             if not job.future.done():
                 job.future.set_result(([self._select(r, job) for r in mine], truncated))
 
-    async def _call(self, inputs: list, batch: list[Job]) -> list[dict]:
+    async def _call(self, inputs: list, batch: list[Job]) -> tuple[list[dict], list]:
+        """The batch's predictions, and its TruncationWarnings (each request is told its own inputs that were
+        cut; the warning would name them by their place in the batch, in the server's log)."""
+        from .pipeline import truncations  # not at import: `mtnlp serve` says option mistakes without torch
+
         wanted = {t for job in batch for t in job.tasks}
         tasks = [t for t in self.pipe.tasks if t in wanted]  # the union, in the model's order
         all_scores = any(job.all_scores for job in batch)
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(inputs))
-        # not strict: each request was checked against its own tasks (parse_request), and these are their union
+        # not strict: each request was checked against its own tasks (parse_request), and these are their union;
+        # truncations records warnings process-wide, which is safe as only the one pipeline thread runs it
         call = functools.partial(self.pipe, inputs, tasks=tasks, return_all_scores=all_scores, strict=False)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, truncated_inputs, call)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, truncations, call)
 
     def _select(self, result: dict, job: Job) -> dict:
         """A request's own predictions from a batch's: its tasks in its order, `scores` only if it asked."""
@@ -195,21 +200,6 @@ class Batcher:
                 prediction = {k: v for k, v in prediction.items() if k not in ALL_SCORES_KEYS}
             out[task] = prediction
         return out
-
-
-def truncated_inputs(call) -> tuple[list[dict], list[int]]:
-    """The pipeline call's results and which of its inputs were cut (its TruncationWarning's, which would
-    name them by their place in the batch in the server's log: each request is told its own instead).
-    Only the one pipeline thread calls this, so recording warnings while it runs catches no other's."""
-    from .pipeline import TruncationWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", TruncationWarning)
-        results = call()
-    for w in caught:
-        if not issubclass(w.category, TruncationWarning):
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return results, sorted(i for w in caught if issubclass(w.category, TruncationWarning) for i in w.message.indices)
 
 
 # ------------------------------------------------------------------ requests

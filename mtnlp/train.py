@@ -140,18 +140,19 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
         path = path / "model"
     where = str(path) if path.exists() else recipe.model.init_from
     revision = recipe.model.init_revision
+    hub_kwargs = {"revision": revision} if revision else {}
     if revision and path.exists():
         raise UserError(f"{recipe.where('model.init_revision')}: model.init_revision: {where} is a local folder; "
                         "a revision is for a hub id")
     try:
-        model, tokenizer = load_pretrained(where, **({"revision": revision} if revision else {}))
+        model, tokenizer = load_pretrained(where, **hub_kwargs)
     except UserError as e:  # not found, another model type (a base encoder), damaged weights, ...
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {e}") from None
     if not isinstance(model, MultiTaskModel):
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is an ONNX export; give the "
                         "run or model folder it was exported from")
     # a source trained without a tagging task kept its tokenizer as pretrained
-    tokenizer = for_words(recipe, tokenizer, where, **({"revision": revision} if revision else {}))
+    tokenizer = for_words(recipe, tokenizer, where, **hub_kwargs)
     return model, tokenizer, where
 
 
