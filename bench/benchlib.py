@@ -238,7 +238,7 @@ def sampler_counts(sizes: dict[str, int], steps: int, seed: int = 42, temperatur
     """How many of `steps` batches mtnlp's TaskSampler gives each task (the sampler is a pure function)."""
     from mtnlp.sampling import TaskSampler
 
-    sampler = TaskSampler(sizes, strategy, seed, temperature, total_draws=steps)
+    sampler = TaskSampler(sizes, strategy, seed, steps=steps, temperature=temperature)
     counts = dict.fromkeys(sizes, 0)
     for _ in range(steps):
         counts[next(sampler)] += 1

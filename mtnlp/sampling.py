@@ -33,7 +33,7 @@ def annealed(sizes, progress, **options):
     return sizes ** (1.0 - 0.8 * progress)
 
 
-# A strategy is one function of the task sizes and the training progress (0 at the first draw, 1 at
+# A strategy is one function of the task sizes and the training progress (0 at the first step, 1 at
 # the last) to unnormalised probabilities; its own options come from the recipe's sampling section
 # (a new option is a field of recipe.py's SamplingSpec). None: the tasks in turn. The recipe checks
 # `sampling.strategy` against this dict, so an entry added by your own script before load_recipe works.
@@ -45,20 +45,20 @@ class TaskSampler:
     """Iterator of task names, drawn with the probabilities of a strategy (STRATEGIES) from a random
     stream of (seed, draw), or in turn (round_robin)."""
 
-    def __init__(self, sizes: dict[str, int], strategy: str = "temperature", seed: int = 0, total_draws: int = 1,
-                 **options):
+    def __init__(self, sizes: dict[str, int], strategy: str = "temperature", seed: int = 0, steps: int = 1,
+                 per_step: int = 1, **options):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown sampling strategy {strategy!r} (expected one of: {', '.join(STRATEGIES)})")
         self.names = list(sizes)
         self.sizes = np.array([sizes[n] for n in self.names], dtype=np.float64)
         self.strategy, self.seed, self.options = strategy, seed, options
-        self.total_draws = max(total_draws, 1)
+        self.steps, self.per_step = max(steps, 1), per_step  # per_step: draws per optimizer step (grad_accum)
         self.draw = 0
 
     def probabilities(self, draw: int | None = None) -> np.ndarray:
         draw = self.draw if draw is None else draw
         weigh = STRATEGIES[self.strategy] or uniform
-        weights = weigh(self.sizes, min(draw / max(self.total_draws - 1, 1), 1.0), **self.options)
+        weights = weigh(self.sizes, min(draw // self.per_step / max(self.steps - 1, 1), 1.0), **self.options)
         return weights / weights.sum()
 
     def __iter__(self):
@@ -75,29 +75,26 @@ class TaskSampler:
         return task
 
     def state_dict(self) -> dict:
-        return {"draw": self.draw}
+        return {"draw": self.draw, "per_step": self.per_step}
 
     def load_state_dict(self, state: dict) -> None:
-        self.draw = int(state["draw"])
+        # a checkpoint is written between steps: the next step's first draw is where a run with this
+        # sampler's draws per step would be (grad_accum, or mtl.gradient, may differ from the checkpoint's)
+        step = -(-int(state["draw"]) // int(state.get("per_step", self.per_step)))
+        self.draw = step * self.per_step
 
 
 class EveryTask(TaskSampler):
     """PCGrad's task order: `repeat` micro-batches of each task in turn, for every update."""
 
     def __init__(self, names: list[str], repeat: int):
-        super().__init__(dict.fromkeys(names, 1), "round_robin")
+        super().__init__(dict.fromkeys(names, 1), "round_robin", per_step=len(names) * repeat)
         self.repeat = repeat
 
     def __next__(self) -> str:
         task = self.names[(self.draw // self.repeat) % len(self.names)]
         self.draw += 1
         return task
-
-    def load_state_dict(self, state: dict) -> None:
-        # a checkpoint is written between updates: the next update starts a cycle, whatever the draws
-        # before were (another grad_accum, or the task sampler of mtl.gradient: sum)
-        cycle = len(self.names) * self.repeat
-        self.draw = -(-int(state["draw"]) // cycle) * cycle
 
 
 class TaskBatches:

@@ -117,7 +117,7 @@ def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accele
     t = recipe.training
     options = recipe.sampling.model_dump(exclude={"strategy", "group_by_length"})  # the strategies' own keys
     sampler = TaskSampler({n: d.train_size() for n, d in tasks.items()}, recipe.sampling.strategy, t.seed,
-                          total_draws=t.steps * t.grad_accum, **options)
+                          steps=t.steps, per_step=t.grad_accum, **options)
     rank, world = accelerator.process_index, accelerator.num_processes
     for d in tasks.values():  # said at start, not when the sampler first picks the task (if ever)
         if d.stream and d.stream.size < world:

@@ -46,7 +46,7 @@ def test_a_small_temperature_picks_the_largest_task():
 
 def test_annealed_probabilities_go_from_alpha_1_to_0_2():
     total = 1001
-    s = TaskSampler(SIZES, "annealed", total_draws=total)
+    s = TaskSampler(SIZES, "annealed", steps=total)
 
     def expected(alpha):
         return N**alpha / (N**alpha).sum()
@@ -65,6 +65,57 @@ def test_annealed_probabilities_go_from_alpha_1_to_0_2():
     assert s.probabilities() == pytest.approx(expected(0.6))
 
 
+def test_annealed_progress_counts_optimizer_steps_not_draws():
+    """With grad_accum 2 a step draws twice: both draws of a step share its alpha, and the last step ends at 0.2."""
+    steps = 11
+    s = TaskSampler(SIZES, "annealed", steps=steps, per_step=2)
+
+    def expected(alpha):
+        return N**alpha / (N**alpha).sum()
+
+    for draw in range(2 * steps):
+        assert s.probabilities(draw) == pytest.approx(expected(1 - 0.8 * (draw // 2) / (steps - 1)))
+    assert s.probabilities(2 * steps - 1) == pytest.approx(expected(0.2))
+
+
+@pytest.mark.parametrize("state", [{"draw": 4, "per_step": 1},  # grad_accum 1 -> 2
+                                   {"draw": 12, "per_step": 3},  # pcgrad over 3 tasks -> gradient sum
+                                   {"draw": 8, "per_step": 2}])  # the same: the draws are kept
+def test_resume_with_other_draws_per_step_continues_at_the_same_step(state):
+    """A checkpoint after step 4 of 8, resumed with 2 draws per step: the schedule is halfway through, and
+    the draws are those of a run with 2 draws per step from its start (not a jump to the schedule's end)."""
+    resumed = TaskSampler(SIZES, "annealed", seed=3, steps=8, per_step=2)
+    resumed.load_state_dict(state)
+    assert resumed.draw == 8
+    straight = TaskSampler(SIZES, "annealed", seed=3, steps=8, per_step=2)
+    drawn = list(itertools.islice(straight, 16))
+    assert resumed.probabilities() == pytest.approx(straight.probabilities(8))
+    assert list(itertools.islice(resumed, 8)) == drawn[8:]
+
+
+def test_pcgrad_checkpoint_resumed_by_the_task_sampler():
+    from mtnlp.sampling import EveryTask
+
+    order = EveryTask(["big", "mid", "small"], repeat=1)
+    list(itertools.islice(order, 12))  # 4 updates
+    sampler = TaskSampler({"big": 6000, "mid": 1500, "small": 250}, "annealed", steps=8)
+    sampler.load_state_dict(order.state_dict())
+    assert sampler.draw == 4
+
+
+def test_benchmark_sampler_counts_are_the_task_samplers():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "benchlib.py"
+    spec = importlib.util.spec_from_file_location("bench_benchlib", path)
+    benchlib = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchlib)
+    got = benchlib.sampler_counts(SIZES, 300, seed=4, temperature=3.0)
+    drawn = counts(itertools.islice(TaskSampler(SIZES, "temperature", seed=4, steps=300, temperature=3.0), 300))
+    assert list(got.values()) == drawn.tolist() and sum(got.values()) == 300
+
+
 @pytest.mark.parametrize("strategy", ["proportional", "uniform", "temperature"])
 def test_empirical_frequencies_match_probabilities(strategy):
     s = TaskSampler(SIZES, strategy, seed=3, temperature=2.0)
@@ -78,12 +129,12 @@ def test_empirical_frequencies_match_probabilities(strategy):
 
 
 def test_empirical_frequencies_annealed():
-    s = TaskSampler(SIZES, "annealed", seed=5, total_draws=DRAWS)
+    s = TaskSampler(SIZES, "annealed", seed=5, steps=DRAWS)
     expected = sum(s.probabilities(d) for d in range(DRAWS))
     observed = counts(itertools.islice(s, DRAWS))
     assert chisquare(observed, expected * DRAWS / expected.sum()).pvalue > 0.001
     # early draws are closer to proportional than late ones
-    s2 = TaskSampler(SIZES, "annealed", seed=5, total_draws=DRAWS)
+    s2 = TaskSampler(SIZES, "annealed", seed=5, steps=DRAWS)
     seq = list(itertools.islice(s2, DRAWS))
     assert seq[: DRAWS // 4].count("big") > seq[-DRAWS // 4:].count("big") * 1.3
 
@@ -101,7 +152,7 @@ def test_round_robin_cycles_exactly():
 @pytest.mark.parametrize("strategy", ["proportional", "uniform", "temperature", "annealed"])
 def test_same_seed_same_sequence_different_seed_different(strategy):
     def run(seed):
-        return list(itertools.islice(TaskSampler(SIZES, strategy, seed=seed, total_draws=500), 500))
+        return list(itertools.islice(TaskSampler(SIZES, strategy, seed=seed, steps=500), 500))
 
     assert run(11) == run(11)
     assert run(11) != run(12)
@@ -109,15 +160,15 @@ def test_same_seed_same_sequence_different_seed_different(strategy):
 
 @pytest.mark.parametrize("strategy", ["proportional", "temperature", "annealed", "round_robin"])
 def test_sampler_state_dict_resume(strategy):
-    full = TaskSampler(SIZES, strategy, seed=7, total_draws=400)
+    full = TaskSampler(SIZES, strategy, seed=7, steps=400)
     reference = list(itertools.islice(full, 400))
 
-    first = TaskSampler(SIZES, strategy, seed=7, total_draws=400)
+    first = TaskSampler(SIZES, strategy, seed=7, steps=400)
     head = list(itertools.islice(first, 137))
     state = first.state_dict()
-    assert state == {"draw": 137}
+    assert state == {"draw": 137, "per_step": 1}
 
-    resumed = TaskSampler(SIZES, strategy, seed=7, total_draws=400)
+    resumed = TaskSampler(SIZES, strategy, seed=7, steps=400)
     resumed.load_state_dict(state)
     assert head + list(itertools.islice(resumed, 263)) == reference
 
@@ -140,7 +191,7 @@ def test_a_strategy_added_by_a_script_is_one_function_and_takes_its_recipe_optio
     monkeypatch.setitem(sampling.STRATEGIES, "largest_first", largest_first)
     recipe = load_recipe(make_recipe(), ["sampling.strategy=largest_first", "sampling.temperature=3"])
     assert recipe.sampling.strategy == "largest_first"
-    sampler = TaskSampler(SIZES, "largest_first", total_draws=11, temperature=3.0)
+    sampler = TaskSampler(SIZES, "largest_first", steps=11, temperature=3.0)
     assert sampler.probabilities(0) == pytest.approx(N**3 / (N**3).sum())
     assert sampler.probabilities(10) == pytest.approx(np.full(4, 0.25))
     from types import SimpleNamespace
