@@ -62,33 +62,38 @@ class UncertaintyWeighting(StaticWeighting):
         import torch
 
         super().__init__(weights)
-        self.names = list(weights)
-        self.log_vars = torch.nn.Parameter(torch.zeros(len(self.names)))
+        # one parameter per task: a step that did not draw a task leaves its s without a gradient, so
+        # that AdamW's momentum does not move it (as a task's head), which one shared vector would
+        self.log_vars = {n: torch.nn.Parameter(torch.zeros(())) for n in weights}
 
     def __call__(self, task: str, loss: torch.Tensor) -> torch.Tensor:
-        s = self.log_vars[self.names.index(task)]
+        s = self.log_vars[task]
         return self.static[task] * 0.5 * (s.neg().exp() * loss + s)
 
     def parameters(self) -> list[torch.nn.Parameter]:
-        return [self.log_vars]
+        return list(self.log_vars.values())
 
     def to(self, device) -> "UncertaintyWeighting":
         import torch
 
-        self.log_vars = torch.nn.Parameter(self.log_vars.detach().to(device))  # before the optimizer is built
+        # before the optimizer is built
+        self.log_vars = {n: torch.nn.Parameter(s.detach().to(device)) for n, s in self.log_vars.items()}
         return self
 
     def weights(self) -> dict[str, float]:
-        return {n: self.static[n] * 0.5 * math.exp(-s) for n, s in zip(self.names, self.log_vars.tolist())}
+        return {n: self.static[n] * 0.5 * math.exp(-s) for n, s in zip(self.log_vars, self.state_dict_json()["log_vars"])}
 
     def state_dict_json(self) -> dict:
-        return {"log_vars": self.log_vars.tolist()}
+        import torch
+
+        return {"log_vars": torch.stack(list(self.log_vars.values())).tolist()}  # one read of the device
 
     def load_state_dict_json(self, state: dict) -> None:
         import torch
 
         with torch.no_grad():
-            self.log_vars.copy_(torch.tensor(state["log_vars"]))
+            for s, value in zip(self.log_vars.values(), state["log_vars"]):
+                s.fill_(value)
 
 
 class DynamicWeightAverage(StaticWeighting):

@@ -63,13 +63,12 @@ def test_static_weighting_multiplies_by_the_task_weight():
 
 def test_uncertainty_loss_and_gradient():
     w = build_weighting("uncertainty", {"a": 1.0, "b": 1.0})
-    with torch.no_grad():
-        w.log_vars.copy_(torch.tensor([0.0, math.log(2.0)]))
+    w.load_state_dict_json({"log_vars": [0.0, math.log(2.0)]})
     loss = w("b", torch.tensor(3.0))
     assert math.isclose(loss.item(), 0.5 * (3.0 / 2.0 + math.log(2.0)), rel_tol=1e-6)
     loss.backward()
     # d/ds 0.5 (exp(-s) L + s) = 0.5 (1 - exp(-s) L) = 0.5 (1 - 1.5) at s = log 2
-    assert torch.allclose(w.log_vars.grad, torch.tensor([0.0, -0.25]))
+    assert w.log_vars["a"].grad is None and math.isclose(w.log_vars["b"].grad.item(), -0.25, rel_tol=1e-6)
     assert math.isclose(w.weights()["b"], 0.25, rel_tol=1e-6)
 
 
@@ -80,16 +79,31 @@ def test_uncertainty_log_variance_converges_to_log_of_the_loss():
         optimizer.zero_grad()
         w("a", torch.tensor(4.0)).backward()
         optimizer.step()
-    assert math.isclose(float(w.log_vars[0]), math.log(4.0), abs_tol=1e-3)
+    assert math.isclose(float(w.log_vars["a"]), math.log(4.0), abs_tol=1e-3)
 
 
 def test_uncertainty_state_round_trips_through_json():
     w = build_weighting("uncertainty", {"a": 1.0, "b": 1.0})
     with torch.no_grad():
-        w.log_vars.copy_(torch.tensor([0.1234567, -2.5]))
+        w.log_vars["a"].fill_(0.1234567), w.log_vars["b"].fill_(-2.5)
     other = build_weighting("uncertainty", {"a": 1.0, "b": 1.0})
     other.load_state_dict_json(json.loads(json.dumps(w.state_dict_json())))
-    assert torch.equal(other.log_vars, w.log_vars)
+    assert all(torch.equal(other.log_vars[n], w.log_vars[n]) for n in "ab")
+
+
+def test_uncertainty_log_variance_of_a_task_not_drawn_stays_put():
+    """AdamW moves a parameter with a zero gradient by its momentum; one without a gradient it skips.
+    A step that trains only task a must leave b's log-variance where it is, as it leaves b's head."""
+    w = build_weighting("uncertainty", {"a": 1.0, "b": 1.0})
+    optimizer = torch.optim.AdamW(w.parameters(), lr=0.1, weight_decay=0.0)
+    for task in ("a", "b", "a", "a"):
+        before = w.state_dict_json()["log_vars"]
+        optimizer.zero_grad(set_to_none=True)
+        w(task, torch.tensor(4.0)).backward()
+        optimizer.step()
+        after = w.state_dict_json()["log_vars"]
+        other = 1 if task == "a" else 0
+        assert after[other] == before[other] and after[1 - other] != before[1 - other]
 
 
 def test_dwa_weights_by_hand():
