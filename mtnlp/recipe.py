@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -296,8 +297,10 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
         known = ", ".join(parent.model_fields) if parent else ""
         return f"{_at(src, _line_of(key_lines, parts))}: unknown key '{key}'" + (f" (known: {known})" if known else "")
     if kind == "union_tag_not_found":  # a task without `type:`
-        key = ".".join([*parts, "type"])
-        return f"{_at(src, _line_of(key_lines, parts))}: missing required key '{key}'"
+        key, line = ".".join([*parts, "type"]), _line_of(key_lines, parts)
+        known = [name for name in raw.get("tasks", {}) if name != parts[-1]]
+        new = f" (a new task? the recipe's tasks: {', '.join(known)})" if line == OVERRIDE and known else ""
+        return f"{_at(src, line)}: missing required key '{key}'{new}"
     if kind == "union_tag_invalid":
         key = ".".join([*parts, "type"])
         return (f"{_at(src, _line_of(key_lines, [*parts, 'type']))}: {key}: unknown value {ctx['tag']!r} "
@@ -378,6 +381,9 @@ def check(recipe: Recipe) -> None:
     def fail(key, msg):
         raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}")
 
+    def note(key, msg):
+        warnings.warn(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}", stacklevel=3)
+
     if not recipe.tasks:
         fail("tasks", "at least one task is required")
     for name, task in recipe.tasks.items():
@@ -412,8 +418,21 @@ def check(recipe: Recipe) -> None:
     if m.freeze_encoder and m.sharing == "hard":
         fail("mtl.freeze_encoder", "with hard sharing only the heads would train; use sharing: lora or task_layers")
     for key, sharing in SHARING_KEYS.items():  # a resolved recipe (RUN/recipe.yaml) lists them at their defaults
-        if m.sharing != sharing and getattr(m, key) != MTLSpec.model_fields[key].get_default(call_default_factory=True):
+        if m.sharing != sharing and _changed(m, key):
             fail(f"mtl.{key}", f"applies to sharing: {sharing} (mtl.sharing is {m.sharing})")
+    if all(task.loss_weight == 0 for task in recipe.tasks.values()):
+        fail(f"tasks.{next(iter(recipe.tasks))}.loss_weight", "every task's loss_weight is 0: nothing would train")
+    # a method's option under another method is said, not refused: `sampling.strategy=uniform` on the
+    # command line must not need the file's temperature taken out too
+    s = recipe.sampling
+    for key in ("strategy", "temperature"):
+        if m.gradient == "pcgrad" and _changed(s, key):
+            note(f"sampling.{key}", "not read: mtl.gradient pcgrad trains every task in each update")
+    if _changed(s, "temperature") and s.strategy != "temperature" and _ours(STRATEGIES, s.strategy):
+        note("sampling.temperature", f"not read: it applies to sampling.strategy temperature (this is {s.strategy})")
+    for key, weighting in WEIGHTING_KEYS.items():
+        if _changed(m, key) and m.weighting != weighting and _ours(WEIGHTINGS, m.weighting):
+            note(f"mtl.{key}", f"not read: it applies to mtl.weighting {weighting} (this is {m.weighting})")
     if m.gradient == "pcgrad" and len(recipe.tasks) < 2:
         fail("mtl.gradient", "pcgrad needs at least two tasks")
     if m.gradient == "pcgrad" and m.freeze_encoder:
@@ -427,6 +446,17 @@ def check(recipe: Recipe) -> None:
 # mtl keys that only one sharing method reads: another method refuses a value other than the default
 SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", "lora_targets": "lora",
                 "task_layers": "task_layers"}
+# the same for loss weightings (a warning); a weighting or sampling strategy added by a script may read any key
+WEIGHTING_KEYS = {"weighting_lr": "uncertainty", "dwa_temperature": "dwa", "dwa_window": "dwa"}
+
+
+def _changed(section: Spec, key: str) -> bool:
+    return getattr(section, key) != type(section).model_fields[key].get_default(call_default_factory=True)
+
+
+def _ours(registry: dict, name: str) -> bool:
+    """Whether a sampling strategy or weighting is one of mtnlp's own (not added by a script)."""
+    return registry[name] is None or registry[name].__module__.startswith("mtnlp.")
 COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
 
 

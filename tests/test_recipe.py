@@ -297,6 +297,51 @@ def test_a_sharing_key_the_sharing_method_does_not_read_is_an_error(tmp_path, ke
     load_recipe(path, [f"mtl.sharing={sharing}"])
 
 
+@pytest.mark.parametrize("overrides,key,said", [
+    (["sampling.strategy=uniform"], "sampling.temperature", "it applies to sampling.strategy temperature (this is uniform)"),
+    (["mtl.gradient=pcgrad"], "sampling.temperature", "mtl.gradient pcgrad trains every task in each update"),
+    (["mtl.dwa_window=3"], "mtl.dwa_window", "it applies to mtl.weighting dwa (this is static)"),
+    (["mtl.weighting=dwa", "mtl.weighting_lr=0.1"], "mtl.weighting_lr", "it applies to mtl.weighting uncertainty (this is dwa)"),
+])
+def test_a_method_option_the_chosen_method_does_not_read_is_said(overrides, key, said):
+    """Not an error: `sampling.strategy=uniform` on the command line must not need the file's temperature removed."""
+    with pytest.warns(UserWarning) as caught:
+        load_recipe(DEMO, overrides)
+    messages = [str(w.message) for w in caught]
+    assert [m for m in messages if f": {key}: not read: " in m] == [m for m in messages if key in m]
+    assert any(m.endswith(f"{key}: not read: {said}") for m in messages), messages
+
+
+def test_method_options_read_by_their_method_are_not_said(recwarn):
+    load_recipe(DEMO)  # temperature 3 with the temperature strategy
+    load_recipe(DEMO, ["mtl.weighting=dwa", "mtl.dwa_window=3", "mtl.dwa_temperature=1"])
+    load_recipe(DEMO, ["mtl.weighting=uncertainty", "mtl.weighting_lr=0.1"])
+    load_recipe(DEMO, ["mtl.gradient=pcgrad", "sampling.temperature=2.0", "sampling.group_by_length=false"])
+    assert not [w for w in recwarn if "not read" in str(w.message)]
+
+
+def test_a_strategy_added_by_a_script_may_read_temperature(monkeypatch, recwarn):
+    from mtnlp import sampling
+
+    monkeypatch.setitem(sampling.STRATEGIES, "mine", lambda sizes, progress, temperature=2.0, **options: sizes)
+    load_recipe(DEMO, ["sampling.strategy=mine"])
+    assert not [w for w in recwarn if "not read" in str(w.message)]
+
+
+def test_every_loss_weight_zero_is_an_error():
+    message = error(DEMO, ["tasks.sentiment.loss_weight=0", "tasks.question.loss_weight=0", "tasks.pos.loss_weight=0"])
+    assert message.endswith("tasks.sentiment.loss_weight: every task's loss_weight is 0: nothing would train")
+    load_recipe(DEMO, ["tasks.sentiment.loss_weight=0", "tasks.question.loss_weight=0"])  # one task still trains
+
+
+def test_an_override_of_a_task_the_recipe_lacks_names_the_recipes_tasks(tmp_path):
+    assert error(DEMO, ["tasks.sentimnet.loss_weight=2"]) == (
+        f"{DEMO} (command-line override): missing required key 'tasks.sentimnet.type' "
+        "(a new task? the recipe's tasks: sentiment, question, pos)")
+    path = recipe_file(tmp_path, replace={"sampling:\n": "  other:\n    loss_weight: 2\nsampling:\n"})  # in the file
+    assert error(path).endswith("missing required key 'tasks.other.type'")
+
+
 def test_empty_tasks(tmp_path):
     assert "tasks: at least one task" in error(DEMO, ["tasks={}"])
     path = recipe_file(tmp_path, "name: t\ntasks: {}\n")
