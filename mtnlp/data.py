@@ -107,7 +107,8 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[p
 
     if task.data.hub:
         hub_key = f"tasks.{name}.data.hub"
-        examples = read_hub_split(task.data, source, task.type, f"{recipe.where(hub_key)}: {hub_key}")
+        examples = read_hub_split(task.data, source, task.type, f"{recipe.where(hub_key)}: {hub_key}",
+                                  f"{recipe.where(key)}: {key}")
         name = f"{task.data.hub}[{source}]"
     elif isinstance(source, dict):  # format lines: {text: FILE, labels: FILE, text_pair?: FILE}
         files = {part: existing(value, f"{key}.{part}") for part, value in source.items()}
@@ -127,7 +128,8 @@ def rows_of(table: pa.Table, batch_size: int = 10_000):
         yield from batch.to_pylist()
 
 
-def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: str) -> None:
+def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: str,
+                 known_as: str = "does not occur in the training split") -> None:
     """Every label of a validation/test split occurs in training (the head has an output for it)."""
     if not kind.min_labels:  # scores, not a label set
         return
@@ -139,8 +141,8 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
             if "tokens" in ex:  # a tagged sentence: which of its words
                 i = kind.labels_of(ex).index(unseen[0])
                 where = f" (word {i + 1} of the sentence, {ex['tokens'][i]!r})"
-            raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} does not occur in the training "
-                            f"split (known: {', '.join(labels)})")
+            raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} {known_as} "
+                            f"(known: {', '.join(labels)})")
 
 
 @dataclass
@@ -273,7 +275,10 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     for split in ("validation", "test"):
         if split in splits and getattr(task.data, split) is not None:
             raw[split], sources[split] = read_split(recipe, name, task, split)
-            check_labels(raw[split], labels, kind, sources[split])
+    for split in raw:  # with the model's labels (mtnlp evaluate), training's and a carved split's too
+        if split in splits and not (derived and split == "train"):
+            check_labels(raw[split], labels, kind, sources[split],
+                         "does not occur in the training split" if derived else "is not one of the model's labels")
     key = task_key(recipe, task)
     if key is not None and derived and not labels_file(key).exists():
         write_atomic(labels_file(key), json.dumps(labels))
@@ -294,8 +299,8 @@ def carve_groups(examples: pa.Table, by: str | None) -> list[list[int]]:
 
 def open_stream(recipe: Recipe, name: str, task: TaskSpec) -> StreamSource:
     """The training split of a streamed hub data set, opened (not read) and its size."""
-    data, key = task.data, f"tasks.{name}.data.hub"
-    rows = open_hub_split(data, data.train, f"{recipe.where(key)}: {key}")
+    data, key, train_key = task.data, f"tasks.{name}.data.hub", f"tasks.{name}.data.train"
+    rows = open_hub_split(data, data.train, f"{recipe.where(key)}: {key}", f"{recipe.where(train_key)}: {train_key}")
     size = data.size
     if size is None:
         split = (rows.info.splits or {}).get(data.train) if rows.info else None

@@ -631,20 +631,24 @@ def read_conllu(path: Path, lines, spec: DataSpec):
             yield {"tokens": tokens, "tags": tags, "_line": start}
 
 
-def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub"):
+def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub", split_where: str | None = None):
     """A split of a hub data set: a Dataset (downloaded and cached by datasets), or with data.streaming
-    an IterableDataset that reads as it is iterated. `where`: the recipe key (and line) errors name."""
+    an IterableDataset that reads as it is iterated. `where`, `split_where`: the recipe keys (and lines)
+    errors name, data.hub's and the split's (data.validation, ...)."""
     import datasets
 
+    split_where = split_where or where
     if (Path(spec.hub) / "state.json").is_file():  # one Dataset saved with save_to_disk: load_dataset refuses it
-        return saved_dataset_split(spec, split, where)
+        return saved_dataset_split(spec, split, split_where)
     try:
         return datasets.load_dataset(spec.hub, spec.config, split=split, streaming=spec.streaming)
     except Exception as e:  # datasets raises many types for "not reachable / not found"
         config = f" (config '{spec.config}')" if spec.config else ""
         # the second line often says what would be right, e.g. the configs there are
         message = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or type(e).__name__
-        raise UserError(f"{where}: cannot load split '{split}' of '{spec.hub}'{config}: {message}") from None
+        # a ValueError about the split (`Unknown split "dev"`, a bad slice): the data set was found
+        at = split_where if isinstance(e, ValueError) and re.search(r"split|slice", message, re.I) else where
+        raise UserError(f"{at}: cannot load split '{split}' of '{spec.hub}'{config}: {message}") from None
 
 
 def saved_dataset_split(spec: DataSpec, split: str, where: str):
@@ -664,10 +668,10 @@ def saved_dataset_split(spec: DataSpec, split: str, where: str):
     return dataset.select(range(part.from_, part.to))
 
 
-def read_hub_split(spec: DataSpec, split: str, task_type: str, where: str = "data.hub"):
+def read_hub_split(spec: DataSpec, split: str, task_type: str, where: str = "data.hub", split_where: str | None = None):
     """A split of a hub data set, an example at a time (needs a network the first time; cached by
     datasets after, unless streamed)."""
-    dataset = open_hub_split(spec, split, where)
+    dataset = open_hub_split(spec, split, where, split_where)
     yield from hub_examples(dataset, f"{spec.hub}[{split}]", spec, task_type)
 
 

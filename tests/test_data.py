@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -363,6 +364,22 @@ def test_a_label_set_given_from_a_model_is_not_remembered_as_the_files_own(tmp_p
     assert read_task_unless_cached(recipe, "s", spec) is not None  # not taken as read and checked
     assert read_task(recipe, "s", spec).labels == ["0", "1"]
     assert read_task_unless_cached(recipe, "s", spec) is None
+
+
+@pytest.mark.parametrize("split", ["validation", "train"])
+def test_a_split_with_a_label_the_model_lacks_is_an_error_naming_its_line(tmp_path, monkeypatch, split):
+    """mtnlp evaluate gives the model's labels: a carved validation split (or the training split) holding
+    another label was not checked against them, and tokenising it failed with a KeyError."""
+    from mtnlp.data import read_task
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    train = _copy_sst2(tmp_path)
+    recipe = load_recipe(write_recipe(tmp_path, {"s": {"type": "classification", "data": {
+        "train": str(train), "validation_from_train": 0.2, "text_column": "sentence"}}}))
+    with pytest.raises(UserError, match=rf"^{re.escape(str(train))}:\d+: label '[01]' is not one of the model's "
+                                        r"labels \(known: negative, positive\)$"):
+        read_task(recipe, "s", recipe.tasks["s"], splits=(split,), labels=["negative", "positive"])
+    assert read_task(recipe, "s", recipe.tasks["s"], splits=(split,), labels=["0", "1"]).examples[split].num_rows
 
 
 def test_a_files_hash_is_computed_once_per_version(tmp_path, monkeypatch):

@@ -62,9 +62,24 @@ def test_a_dataset_saved_with_save_to_disk_is_a_train_split_that_slices(tmp_path
     assert task.labels == ["neg", "pos"]
     assert task.splits["train"]["text"] == rows["sentence"][:8] and task.splits["validation"]["text"] == rows["sentence"][8:]
     recipe = load_recipe(recipe_file, ["tasks.t.data.validation=test"])
-    with pytest.raises(UserError, match=r"tasks.t.data.hub: .*saved is one Dataset saved with save_to_disk: its one "
+    with pytest.raises(UserError, match=r"\(command-line override\): tasks.t.data.validation: .*saved is one Dataset "
+                                        r"saved with save_to_disk: its one "
                                         r"split is 'train' \(or a slice of it, e.g. 'train\[:90%\]'\), not 'test'"):
         load_task(recipe, "t", recipe.tasks["t"], tokenizer, 32)
+
+
+def test_an_unknown_split_names_the_split_key_and_its_line(tmp_path, tiny_encoder):
+    from transformers import AutoTokenizer
+
+    write_parquet_dataset(tmp_path / "ds")
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text("tasks:\n  t:\n    type: classification\n    data:\n"
+                           f"      hub: {tmp_path / 'ds'}\n      train: train\n      validation: dev\n"
+                           "      text_column: sentence\n")
+    recipe = load_recipe(recipe_file)
+    with pytest.raises(UserError, match=rf"^{recipe_file}:7: tasks.t.data.validation: cannot load split 'dev' of "
+                                        r"'.*ds': Unknown split \"dev\". Should be one of \['train', 'validation'\]"):
+        load_task(recipe, "t", recipe.tasks["t"], AutoTokenizer.from_pretrained(tiny_encoder), 32)
 
 
 def test_unreachable_hub_dataset_is_a_user_error(tmp_path, tiny_encoder, monkeypatch):
