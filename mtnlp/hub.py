@@ -53,7 +53,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
             labels = labels[:117] + "..."
         cells = [", ".join(f"{k} {v:.4f}" for k, v in scores.get(split, {}).items()) or "—"
                  for split in ("validation", "test")]
-        lines.append(f"| {name} | {spec['type']} | {labels} | {cells[0]} | {cells[1]} |")
+        lines.append("| " + " | ".join(map(table_cell, [name, spec["type"], labels, *cells])) + " |")
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
               f'pipe = MultiTaskPipeline.from_pretrained("{CARD_PLACEHOLDER}")']
     lora = (getattr(config, "sharing", None) or {}).get("type") == "lora"  # each task reads its own adapted encoder
@@ -135,6 +135,11 @@ def read_card(model: str, revision: str | None = None) -> str | None:
         return None
 
 
+def table_cell(text: str) -> str:
+    """Text as one cell of a markdown table: a label may hold a `|` or a line break."""
+    return " ".join(text.replace("|", "\\|").split())
+
+
 def card_rows(lines: list[str]):
     """(line index, header cells, cells) of each task's row in a card's table (as model_card writes it)."""
     header = None
@@ -142,7 +147,7 @@ def card_rows(lines: list[str]):
         if not line.startswith("|"):
             header = None
             continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
         if cells[:3] == ["task", "type", "labels"]:
             header = cells
         elif header and len(cells) == len(header) and not set(cells[0]) <= set("-: "):

@@ -311,3 +311,22 @@ def test_model_card_leaves_out_a_local_base_model(encoder, tmp_path, monkeypatch
     assert "One shared bert encoder (from `bert-base-uncased`)" in card
     card = model_card(config, datasets=["glue", str(tmp_path), "./data/sst2"])
     assert yaml.safe_load(card.split("---")[1])["datasets"] == ["glue"]  # local data set folders are left out
+
+
+def test_a_label_with_a_pipe_or_a_line_break_keeps_the_cards_table_whole(tmp_path):
+    """A `|` in a label made its row one cell longer, and serve's /info then dropped that task's metrics."""
+    from mtnlp.hub import card_rows, model_card
+    from mtnlp.modeling import MultiTaskConfig
+    from mtnlp.serve import card_metrics
+
+    tasks = {"sentiment": {"type": "classification", "labels": ["neg|bad", "pos"], "dropout": 0.1},
+             "topics": {"type": "multilabel", "labels": ["arts|crafts", "line1\nline2"], "dropout": 0.1}}
+    metrics = {"tasks": {"sentiment": {"validation": {"accuracy": 0.75}}, "topics": {"test": {"f1_micro": 0.5}}}}
+    card = model_card(MultiTaskConfig(encoder={"model_type": "bert"}, tasks=tasks), metrics)
+    rows = [line for line in card.splitlines() if line.startswith("| sentiment") or line.startswith("| topics")]
+    assert rows == ["| sentiment | classification | neg\\|bad, pos | accuracy 0.7500 | — |",
+                    "| topics | multilabel | arts\\|crafts, line1 line2 | — | f1_micro 0.5000 |"]
+    assert [cells[2] for _, _, cells in card_rows(card.splitlines())] == ["neg|bad, pos", "arts|crafts, line1 line2"]
+    (tmp_path / "README.md").write_text(card, encoding="utf-8")
+    assert card_metrics(str(tmp_path)) == {"sentiment": {"validation": {"accuracy": 0.75}},
+                                           "topics": {"test": {"f1_micro": 0.5}}}
