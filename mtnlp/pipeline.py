@@ -22,7 +22,7 @@ from . import precision as precision_policy
 from .folders import check_multitask_config, is_onnx_folder, refuse_run_folder
 from .modeling import MultiTaskModel, to_device
 from .tasks import task_type
-from .tasks.base import LONE_SURROGATE, answering_tasks, input_forms, text_input_problem, valid_unicode
+from .tasks.base import LONE_SURROGATE, answering_tasks, input_forms, text_input_problem, truncating, valid_unicode
 from .tasks.tagging import first_subtokens
 
 
@@ -167,9 +167,9 @@ class MultiTaskPipeline:
         return truncated
 
     def _encode(self, texts: list, pairs: list | None, split_into_words: bool):
-        return self.tokenizer(texts, pairs, is_split_into_words=split_into_words, truncation=True,
-                              max_length=self.max_length, padding=True, padding_side="right", return_tensors="pt",
-                              **({} if self.model.uses_token_type_ids else {"return_token_type_ids": False}))
+        return truncating(self.tokenizer, texts, pairs, max_length=self.max_length, words=split_into_words, padding=True,
+                          padding_side="right", return_tensors="pt",
+                          **({} if self.model.uses_token_type_ids else {"return_token_type_ids": False}))
 
     def _logits(self, enc, tasks: list[str]) -> dict[str, torch.Tensor]:
         inputs = to_device(dict(enc), self.device)

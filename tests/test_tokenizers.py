@@ -179,3 +179,36 @@ def test_a_transfer_fits_the_source_models_tokenizer_for_words_too(make_recipe, 
     recipe = load_recipe(make_recipe(model={"encoder": str(roberta), "init_from": str(roberta)}))
     _, tokenizer, _ = trained_source(recipe)
     assert tokenizer.add_prefix_space and "ĠLee" in tokenizer(["Ann", "Lee"], is_split_into_words=True).tokens()
+
+
+# ------------------------------------------------------------------ truncating long texts
+
+
+LONG = ["." * 700, "Ünïcödé wörds 🙂, and more " * 30, "word " * 200 + "Paris", "a" * 900, "short text"]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "byte-level bpe"])
+def test_a_long_text_is_cut_before_the_tokenizer_truncates_it_with_the_same_tokens(kind, roberta):
+    """The tokenizer's truncation builds every window of what it cuts off, for a pair every combination of
+    the two texts' windows (45 s for two 10,000-character texts); the cut first must keep every token."""
+    from conftest import minilm_path
+    from transformers import AutoTokenizer
+
+    from mtnlp.tasks.base import truncating
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path() if kind == "wordpiece" else roberta, add_prefix_space=True)
+    for max_length in (32, 128):
+        firsts = [a for a in LONG for _ in LONG]
+        seconds = [b for _ in LONG for b in LONG]
+        words = [text.split() for text in LONG] + [["x" * 500], ["." * 400, "Paris"], ["ok"] * 300]
+        for texts, pairs, split in ((LONG, None, False), (firsts, seconds, False), (words, None, True),
+                                    (words, words[::-1], True)):
+            plain = tokenizer(texts, pairs, is_split_into_words=split, truncation=True, max_length=max_length)
+            cut = truncating(tokenizer, texts, pairs, max_length=max_length, words=split)
+            assert cut["input_ids"] == plain["input_ids"]
+            assert cut.get("token_type_ids") == plain.get("token_type_ids")
+            assert [e.word_ids for e in cut.encodings] == [e.word_ids for e in plain.encodings]
+            assert [bool(e.overflowing) for e in cut.encodings] == [bool(e.overflowing) for e in plain.encodings]
+    # what the tokenizer's truncation builds: windows of the cut-off tokens, here a few instead of 76,000
+    pair = truncating(tokenizer, ["." * 4000], ["." * 4000], max_length=32)
+    assert 0 < len(pair.encodings[0].overflowing) < 100

@@ -25,7 +25,7 @@ from pydantic import field_validator
 
 from ..errors import UserError, at
 from ..spec import TaskSpec, TextData
-from .base import TaskType, column, label_shares, rename, valid_unicode
+from .base import TaskType, column, label_shares, rename, truncating, valid_unicode
 
 
 class ChoiceData(TextData):
@@ -162,7 +162,7 @@ class MultipleChoice(TaskType):
             firsts += [p[0] for p in pairs]
             seconds += [p[1] for p in pairs]
             counts.append(len(pairs))
-        enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+        enc = truncating(tokenizer, firsts, seconds, max_length=max_length)
         if getattr(enc, "encodings", None):
             cut = [bool(e.overflowing) for e in enc.encodings]
         else:  # a slow tokenizer: compare with an untruncated encoding
@@ -229,10 +229,9 @@ class MultipleChoice(TaskType):
             n = len(pairs[order[start]])
             idx = [i for i in order[start:start + max(1, pipe.batch_size // n)] if len(pairs[i]) == n]
             start += len(idx)
-            enc = pipe.tokenizer([a for i in idx for a, _ in pairs[i]], [b for i in idx for _, b in pairs[i]],
-                                 truncation=True, max_length=pipe.max_length, padding=True, padding_side="right",
-                                 return_tensors="pt",
-                                 **({} if pipe.model.uses_token_type_ids else {"return_token_type_ids": False}))
+            enc = truncating(pipe.tokenizer, [a for i in idx for a, _ in pairs[i]], [b for i in idx for _, b in pairs[i]],
+                             max_length=pipe.max_length, padding=True, padding_side="right", return_tensors="pt",
+                             **({} if pipe.model.uses_token_type_ids else {"return_token_type_ids": False}))
             if getattr(enc, "encodings", None):
                 cut = [bool(e.overflowing) for e in enc.encodings]
                 truncated += sum(any(cut[j * n:(j + 1) * n]) for j in range(len(idx)))

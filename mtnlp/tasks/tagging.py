@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..spec import TagData, TaskSpec
-from .base import TaskType, column, label_name, label_shares, labelled_cross_entropy
+from .base import TaskType, column, label_name, label_shares, labelled_cross_entropy, truncating
 
 ENTITY_PREFIXES = ("B-", "I-", "E-", "S-")
 IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
@@ -58,7 +58,7 @@ class Tagging(TaskType):
         return example["tags"]
 
     def encode(self, batch, tokenizer, max_length, label_ids, options=None):
-        enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+        enc = truncating(tokenizer, batch["tokens"], max_length=max_length, words=True)
         word_ids = [enc.word_ids(i) for i in range(len(batch["tags"]))]
         enc["labels"] = [align_labels(ids, [label_ids[t] for t in tags]) for ids, tags in zip(word_ids, batch["tags"])]
         # which word each labelled token starts: a word the tokenizer turns into nothing (a zero-width
