@@ -305,18 +305,19 @@ def input_lines(path: str) -> list[tuple]:
     labels; check_takers has the type check it, in line order with the other lines' checks); of other
     objects, "text" and "text_pair" are the input. The line's object (a string: {"text": it}) is what
     predict echoes, ids and all."""
-    from .errors import UserError
-    from .readers import file_lines
+    from .errors import UserError, first_line
+    from .readers import JSON, file_lines
     from .tasks import TASK_TYPES
 
     fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f latin1 -t utf-8)"
+    name = "standard input" if path == "-" else path
     if path == "-":
         data = sys.stdin.buffer.read()
         try:
             lines = data.decode("utf-8").removeprefix("\ufeff").split("\n")
         except UnicodeDecodeError as e:
             line = data[:e.start].count(b"\n") + 1
-            raise UserError(f"standard input:{line}: byte 0x{data[e.start]:02x} is not valid utf-8; {fix}") from None
+            raise UserError(f"{name}:{line}: byte 0x{data[e.start]:02x} is not valid utf-8; {fix}") from None
     else:
         lines = list(file_lines(Path(path), "utf-8", fix=fix))
     texts = []
@@ -324,9 +325,9 @@ def input_lines(path: str) -> list[tuple]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{number}: invalid JSON: {e.msg}") from None
+            item = JSON.decode(line)  # strict: NaN and Infinity are no JSON, and predict would echo them
+        except (ValueError, RecursionError) as e:  # ValueError: also NaN and an int of over 4,300 digits
+            raise UserError(f"{name}:{number}: invalid JSON: {getattr(e, 'msg', None) or first_line(e)}") from None
         own = [kind for kind in TASK_TYPES.values() if kind.accepts(item)]
         line_object = item if isinstance(item, dict) else {"text": item}
         if isinstance(item, dict) and not own:  # keep a pair's text_pair; other keys (ids, gold labels) are only echoed
@@ -334,14 +335,14 @@ def input_lines(path: str) -> list[tuple]:
             if not isinstance(item.get("text"), str) or not isinstance(item.get("text_pair", ""), str):
                 forms = "".join(f", or {{{', '.join(map(json.dumps, kind.input_fields))}}} ({kind.name})"
                                 for kind in TASK_TYPES.values() if kind.input_fields)
-                raise UserError(f"{path}:{number}: expected a JSON string, an object with a \"text\" string "
+                raise UserError(f"{name}:{number}: expected a JSON string, an object with a \"text\" string "
                                 f"(and, for a pair, a \"text_pair\" string){forms}")
             item = item if "text_pair" in item else item["text"]
         elif not isinstance(item, (str, dict)):
-            raise UserError(f"{path}:{number}: expected a JSON string or an object with a \"text\" string")
-        texts.append((item, f"{path}:{number}", line_object))
+            raise UserError(f"{name}:{number}: expected a JSON string or an object with a \"text\" string")
+        texts.append((item, f"{name}:{number}", line_object))
     if not texts:
-        raise UserError(f"{'standard input' if path == '-' else path}: no inputs (no line that is not blank)")
+        raise UserError(f"{name}: no inputs (no line that is not blank)")
     return texts
 
 

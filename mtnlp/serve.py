@@ -219,12 +219,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def client_gone(request: Request) -> None:
+    """Returns when the client disconnects: after the body, the server's next ASGI message is the disconnect
+    (Starlette does not cancel an endpoint whose client went away)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def parse_request(body: bytes, served: dict, limits: Limits) -> tuple[list, tuple, bool]:
     """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault.
     `served`: the served tasks' config entries, by name."""
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deep
+    except (ValueError, RecursionError) as e:  # ValueError: also bad UTF-8 and an int of over 4,300 digits
         raise ApiError(400, "body", f"invalid JSON ({getattr(e, 'msg', None) or e})") from None
     if not isinstance(payload, dict):
         raise ApiError(422, "body", 'expected a JSON object such as {"inputs": ["some text"]}')
@@ -331,8 +338,15 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     async def predict(request: Request):
         inputs, request_tasks, all_scores = parse_request(await read_body(request, limits.max_body_bytes), served,
                                                           limits)
+        answer = asyncio.ensure_future(batcher.predict(inputs, request_tasks, all_scores))
+        gone = asyncio.ensure_future(client_gone(request))
+        await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not answer.done():  # the client went away: its request is dropped from the queue, not computed
+            answer.cancel()
+            return JSONResponse({"error": "the client went away"}, status_code=499)
         try:
-            predictions, truncated = await batcher.predict(inputs, request_tasks, all_scores)
+            predictions, truncated = answer.result()
         except RuntimeError as e:
             return JSONResponse({"error": str(e)}, status_code=500)
         return JSONResponse({"predictions": predictions, **({"truncated": truncated} if truncated else {})})

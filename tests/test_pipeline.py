@@ -1,6 +1,7 @@
 """MultiTaskPipeline, `mtnlp predict` and `mtnlp export` on a small saved multi-task model."""
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -220,6 +221,35 @@ def test_batch_size_below_one_is_refused(model_dir):
 def test_predict_cli_errors(model_dir, args, message):
     proc = run_cli("predict", str(model_dir), *args)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("line,said", [("9" * 5000, "Exceeds the limit (4300 digits)"),
+                                       ("[" * 100_000 + "]" * 100_000, "maximum recursion depth exceeded"),
+                                       ('{"text": "x", "id": NaN}', "NaN is not JSON (a missing value?)"),
+                                       ('{"text": "x", "w": -Infinity}', "-Infinity is not JSON")])
+def test_an_input_line_python_cannot_or_should_not_read_names_its_line(tmp_path, monkeypatch, line, said):
+    """A huge integer or deep nesting was a traceback; NaN was read and echoed into output no JSON reader takes."""
+    import io
+
+    from mtnlp.cli import input_lines
+    from mtnlp.errors import UserError
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('"fine"\n' + line + "\n")
+    with pytest.raises(UserError, match=rf"^{path}:2: invalid JSON: .*{re.escape(said)}"):
+        input_lines(str(path))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+    with pytest.raises(UserError, match=r"^standard input:2: invalid JSON"):
+        input_lines("-")
+
+
+def test_standard_input_is_named_so_in_every_message(monkeypatch):
+    import io
+
+    from mtnlp.cli import input_lines
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'"one"\n\n{"text": "two"}\n')))
+    assert [where for _, where, _ in input_lines("-")] == ["standard input:1", "standard input:3"]
 
 
 def test_predict_cli_bad_jsonl_and_bad_model(model_dir, tmp_path):

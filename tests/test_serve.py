@@ -131,6 +131,15 @@ def test_bad_requests_name_the_field(client, content, status, field):
     assert error["field"] == field and error["error"].startswith(f"{field}: "), error
 
 
+def test_an_integer_python_refuses_to_read_is_a_bad_body_not_a_500(pipe):
+    """json.loads raises a plain ValueError for an integer of over 4,300 digits: it was a 500 (text/plain)."""
+    from mtnlp.serve import ApiError, parse_request
+
+    with pytest.raises(ApiError) as info:
+        parse_request(b'{"inputs": "x", "all_scores": ' + b"9" * 5000 + b"}", pipe.tasks, Limits())
+    assert (info.value.status, info.value.field) == (400, "body") and "4300 digits" in str(info.value)
+
+
 def test_body_limit_without_content_length(client):
     def chunks():  # a streamed (chunked) body: no Content-Length to check first
         yield b'{"inputs": ["'
@@ -241,6 +250,59 @@ def test_a_failing_input_fails_only_its_own_request():
     assert responses[0].json() == {"predictions": [{"sentiment": {"label": "positive", "score": 0.02}}]}
     assert responses[2].json()["predictions"][0]["sentiment"]["score"] == 0.04
     assert "error" in responses[1].json()
+
+
+def test_a_request_whose_client_went_away_is_dropped_from_the_queue():
+    """Starlette does not cancel an endpoint whose client disconnected: a request queued behind a slow one
+    was computed anyway, and clients that time out and retry piled up work."""
+    import asyncio
+
+    release = threading.Event()
+
+    class Slow(FailingPipeline):
+        def __call__(self, inputs, **options):
+            if "slow" in inputs:
+                release.wait(30)
+            return super().__call__(inputs, **options)
+
+    pipe = Slow()
+    app = create_app(pipe, window_ms=0, max_batch=1)
+
+    async def post(text: str, leave: asyncio.Event) -> int:
+        """A raw ASGI POST /predict whose client disconnects once `leave` is set; the response status."""
+        messages = [{"type": "http.request", "body": json.dumps({"inputs": [text]}).encode(), "more_body": False}]
+        sent = []
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await leave.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "root_path": "",
+                 "query_string": b"", "headers": [(b"content-type", b"application/json")], "http_version": "1.1",
+                 "scheme": "http", "server": ("testserver", 80), "client": ("client", 1)}
+        await app(scope, receive, send)
+        return sent[0]["status"]
+
+    async def main():
+        stays, leaves = asyncio.Event(), asyncio.Event()
+        slow = asyncio.create_task(post("slow", stays))
+        await asyncio.sleep(0.3)  # the slow request holds the one pipeline thread
+        gone = asyncio.create_task(post("gone", leaves))
+        await asyncio.sleep(0.3)  # queued behind it
+        leaves.set()
+        assert await asyncio.wait_for(gone, 5) == 499  # answered at once, not after the slow one
+        release.set()
+        assert await asyncio.wait_for(slow, 30) == 200
+        assert await asyncio.wait_for(post("next", stays), 30) == 200
+        await app.state.batcher.stop()
+
+    asyncio.run(main())
+    assert pipe.calls == [["slow"], ["next"]]  # the request of the client that left was never computed
 
 
 def test_card_metrics_of_a_folder_without_a_card(tmp_path):
