@@ -130,16 +130,21 @@ class MultiTaskPipeline:
         heads read the texts tokenised as training read them (whole texts), tagging heads their words (as
         training read a corpus's words); where both give the same tokens (WordPiece: BERT), one encoder
         pass per batch serves all heads."""
-        words = {i: (split_words(text), None if pair is None else split_words(pair)) for i, (text, pair) in items.items()}
         token_heads = [t for t in tasks if task_type(self.tasks[t]["type"]).head_kind == "token"]
         text_heads = [t for t in tasks if t not in token_heads]
+        words = {i: (split_words(text), None if pair is None else split_words(pair))
+                 for i, (text, pair) in items.items()} if token_heads else {}
+
+        def size(i: int) -> int:
+            return len(words[i][0]) + len(words[i][1] or ()) if token_heads else len(items[i][0]) + len(items[i][1] or "")
+
         # pairs and single texts in separate batches; similar lengths share a batch
-        order = sorted(items, key=lambda i: (words[i][1] is not None, -len(words[i][0]) - len(words[i][1] or ())))
+        order = sorted(items, key=lambda i: (items[i][1] is not None, -size(i)))
         truncated = []
         start = 0
         while start < len(order):
-            pairs = words[order[start]][1] is not None
-            idx = [i for i in order[start:start + self.batch_size] if (words[i][1] is not None) == pairs]
+            pairs = items[order[start]][1] is not None
+            idx = [i for i in order[start:start + self.batch_size] if (items[i][1] is not None) == pairs]
             start += len(idx)
             by_words = by_text = None
             if token_heads:
@@ -200,8 +205,8 @@ _LETTER = r"[\p{L}\p{N}\p{M}_\u00ad\u200c\u200d]"
 _CLITIC = r"(?i:s|re|ve|ll|d|m)"
 _HYPHEN = r"[-\u2010\u2011]"  # ASCII, Unicode and non-breaking hyphens
 _WORDS = regex.compile(rf"""
-      (?:https?://|www\.)\S+?(?=[.,;:!?)\]"'’]*(?:\s|$))            # URLs and e-mail addresses: one word each,
-    | [\w.+-]+@\w[\w-]*(?:\.\w[\w-]*)+                                # as UD English keeps them
+      (?:https?://|www\.)(?:\S*[^\s.,;:!?)\]"'’]|\S)(?=[.,;:!?)\]"'’]*(?:\s|$))  # URLs and e-mail addresses:
+    | (?<![\w.+-])[\w.+-]+@\w[\w-]*(?:\.\w[\w-]*)+                        # one word each, as UD English keeps them
     | (?:\p{{L}}\.){{2,}}(?:{_HYPHEN}{_LETTER}+)*                     # U.S.  D.C.  i.e.  U.S.-led
     | \p{{Lu}}\p{{Ll}}?\.(?:\p{{Lu}}\p{{Ll}}?\.)+                           # Ph.D.
     | \b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|etc|Gen|Gov|Sen|Rep|Mt|Jan|Feb|Mar|Apr|Aug|Sept?|Oct|Nov|Dec)\.
