@@ -115,13 +115,15 @@ class MultiTaskPipeline:
         for heads, items in texts.items():  # e.g. the single-text heads' texts, and the pair heads' pairs
             cut = self._text_heads(items, list(heads), return_all_scores, results)
             truncated += [(i, heads, items[i][1] is not None) for i in cut]
-        if truncated:
-            warnings.warn(truncation_warning(truncated, self.tasks, self.max_length), stacklevel=2)
         for t, idx in own.items():
             if not idx:
                 continue
-            for i, prediction in zip(idx, kinds[t].pipeline(self, t, [values[i] for i in idx], return_all_scores)):
+            predictions, cut = kinds[t].pipeline(self, t, [values[i] for i in idx], return_all_scores)
+            for i, prediction in zip(idx, predictions):
                 results[i][t] = prediction
+            truncated += [(idx[k], (t,), False) for k in cut]
+        if truncated:
+            warnings.warn(truncation_warning(truncated, self.tasks, self.max_length), stacklevel=2)
         return results[0] if single else results
 
     def _text_heads(self, items: dict[int, tuple[str, str | None]], tasks: list[str], all_scores: bool,
@@ -326,12 +328,10 @@ def truncations(call) -> tuple:
 def truncation_warning(truncated: list[tuple[int, tuple, bool]], specs: dict, max_length: int) -> TruncationWarning:
     """One warning for a call's truncated inputs ((index, the heads that read it, whether a pair)): which
     inputs, and what that does to the heads that read them."""
-    kinds = {t for _, heads, _ in truncated for t in heads}
-
-    def token(task):
-        return task_type(specs[task]["type"]).head_kind == "token"
-
+    kinds = {task_type(specs[t]["type"]) for _, heads, _ in truncated for t in heads}
     pairs = " (of a pair, the longer text is cut)" if any(pair for *_, pair in truncated) else ""
-    effects = ([f"sequence heads read only what fits{pairs}"] * any(not token(t) for t in kinds)
-               + ["words past it get no tags"] * any(token(t) for t in kinds))
-    return TruncationWarning(sorted(i for i, *_ in truncated), max_length, effects)
+    effects = ([f"sequence heads read only what fits{pairs}"] * any(k.head_kind != "token" and not k.input_fields
+                                                                     for k in kinds)
+               + ["words past it get no tags"] * any(k.head_kind == "token" for k in kinds)
+               + sorted(k.cut_effect for k in kinds if k.input_fields))
+    return TruncationWarning(sorted({i for i, *_ in truncated}), max_length, effects)

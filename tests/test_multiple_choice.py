@@ -214,6 +214,17 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
         assert prediction["choice"] == int(probs.argmax()) and prediction["score"] == pytest.approx(float(probs.max()))
         assert prediction["text"] == item["choices"][prediction["choice"]]
     assert "scores" not in pipe(CHOICE_INPUTS[0])["categories"]
+    # a cut (context, choice) pair is named as a cut text is: by predict's file line, in serve's "truncated"
+    from fastapi.testclient import TestClient
+
+    from mtnlp.pipeline import truncations
+    from mtnlp.serve import create_app
+
+    long = {**CHOICE_INPUTS[0], "text": "word " * 300}
+    _, cut = truncations(lambda: pipe(["fine", long, CHOICE_INPUTS[1]]))
+    assert [w.indices for w in cut] == [[1]] and "(context, choice) pair" in str(cut[0])
+    with TestClient(create_app(pipe)) as client:
+        assert client.post("/predict", json={"inputs": ["fine", long]}).json()["truncated"] == [1]
     alone = pipe(CHOICE_INPUTS[0], tasks=["categories"], return_all_scores=True)
     assert alone["categories"]["scores"] == pytest.approx(out[1]["categories"]["scores"], abs=1e-5)  # padding-free
     with pytest.raises(ValueError, match=r"\"choices\" must be a list of at least 2 choices, got \[\"x\"\]"):

@@ -584,6 +584,14 @@ def test_a_qa_head_beside_a_classification_head(tmp_path, tiny_encoder, capsys):
     assert set(out[0]) == {"sentiment"} and set(out[1]) == {"qa"} and set(out[2]) == {"sentiment"}
     assert out[1]["qa"]["answer"] == QUESTIONS[0]["context"][out[1]["qa"]["start"]:out[1]["qa"]["end"]]
     assert out[0]["sentiment"] == pipe("a gorgeous movie")["sentiment"]
+    # a cut question is named with the cut texts, in one warning (predict names its line, serve its request)
+    from mtnlp.pipeline import truncations
+
+    long_question = {"question": "why " * 200 + "?", "context": QUESTIONS[0]["context"]}
+    _, cut = truncations(lambda: pipe(["fine", long_question, "so " * 300]))
+    assert [w.indices for w in cut] == [[1, 2]]
+    assert "a question that leaves the context too little room" in str(cut[0])
+    assert "sequence heads read only what fits" in str(cut[0])
     inputs = write_jsonl(tmp_path / "mixed.jsonl", ["a gorgeous movie", QUESTIONS[0]])
     capsys.readouterr()
     assert main(["predict", str(model_dir), "--input", str(inputs), "--precision", "fp32"]) == 0

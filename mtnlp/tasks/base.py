@@ -166,9 +166,12 @@ class TaskType:
         """A ValueError saying what is wrong with an input this type accepts (e.g. a line of `mtnlp
         predict --input`, which names its file and line)."""
 
-    def pipeline(self, pipe, task: str, inputs: list[dict], all_scores: bool) -> list:
-        """Predictions for inputs of this type's own form (types with input_fields only)."""
+    def pipeline(self, pipe, task: str, inputs: list[dict], all_scores: bool) -> tuple[list, list[int]]:
+        """Predictions for inputs of this type's own form (types with input_fields only), and which of the
+        inputs max_length cut (their indices; the pipeline names them in one warning, with `cut_effect`)."""
         raise NotImplementedError
+
+    cut_effect = ""  # what max_length cutting an input of this type's own form does (types with input_fields)
 
     def decode(self, logits: torch.Tensor, spec: dict, all_scores: bool, words=None, first_tokens=None,
                text: str = "") -> Any:

@@ -23,7 +23,6 @@ decode the same way; the metrics are SQuAD's exact match and F1 (mtnlp/metrics/s
 from __future__ import annotations
 
 import unicodedata
-import warnings
 from collections import Counter
 from typing import Literal
 
@@ -279,9 +278,6 @@ class ExtractiveQA(TaskType):
                 found[sample] += spans
                 if null is not None:
                     nulls[sample].append(null)
-        if any(cut):
-            warnings.warn(f"{sum(cut)} question(s) longer than max_length={pipe.max_length} allows with doc_stride "
-                          "were cut", stacklevel=4)
         out = []
         for k, context in enumerate(contexts):
             best = {}
@@ -297,7 +293,9 @@ class ExtractiveQA(TaskType):
             if all_scores:
                 result["candidates"] = answers[:CANDIDATES]
             out.append(result)
-        return out
+        return out, [k for k, was_cut in enumerate(cut) if was_cut]
+
+    cut_effect = "a question that leaves the context too little room with doc_stride is cut"
 
     def export_config(self, config, spec):
         config.num_labels = 2

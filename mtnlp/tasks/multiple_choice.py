@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from typing import Literal
 
 from pydantic import field_validator
@@ -224,7 +223,7 @@ class MultipleChoice(TaskType):
         pairs = [choice_pairs(*item) for item in items]
         # inputs with the same number of choices share a batch (one (batch, choices, length) tensor)
         order = sorted(range(len(items)), key=lambda i: (len(pairs[i]), -sum(len(a) + len(b) for a, b in pairs[i])))
-        results, truncated, start = [None] * len(items), 0, 0
+        results, truncated, start = [None] * len(items), [], 0
         while start < len(order):
             n = len(pairs[order[start]])
             idx = [i for i in order[start:start + max(1, pipe.batch_size // n)] if len(pairs[i]) == n]
@@ -234,16 +233,15 @@ class MultipleChoice(TaskType):
                              **({} if pipe.model.uses_token_type_ids else {"return_token_type_ids": False}))
             if getattr(enc, "encodings", None):
                 cut = [bool(e.overflowing) for e in enc.encodings]
-                truncated += sum(any(cut[j * n:(j + 1) * n]) for j in range(len(idx)))
+                truncated += [i for j, i in enumerate(idx) if any(cut[j * n:(j + 1) * n])]
             batch = {k: v.view(len(idx), n, -1) for k, v in enc.items()}
             with torch.no_grad(), pipe.precision.autocast():
                 logits = pipe.model(**to_device(batch, pipe.device), task=task).logits.float().cpu()
             for row, i in zip(logits, idx):
                 results[i] = self.answer(row, items[i][2], all_scores)
-        if truncated:
-            warnings.warn(f"{truncated} multiple-choice input(s) with a (context, choice) pair longer than "
-                          f"max_length={pipe.max_length} tokens were truncated", stacklevel=3)
-        return results
+        return results, sorted(truncated)
+
+    cut_effect = "a multiple-choice head reads only what fits of a (context, choice) pair"
 
     def answer(self, logits, choices: list[str], all_scores: bool) -> dict:
         """{"choice": index, "text": the choice, "score": its probability, "scores": every choice's}."""
