@@ -133,3 +133,19 @@ def write_recipe(folder: Path, encoder: str, tasks=None, training=None, sampling
 def make_recipe(tmp_path, tiny_encoder):
     """Write a recipe YAML for the tiny encoder into the test's folder (see write_recipe)."""
     return lambda **kwargs: write_recipe(tmp_path, tiny_encoder, **kwargs)
+
+
+def cost_ratio(function, small, large) -> float:
+    """time(function(large)) / time(function(small)), each the fastest of 3 runs: how a cost grows, as a
+    ratio in one run (a linear cost at 4x the input: about 4; a quadratic one: about 16), never a time."""
+    import time
+
+    def fastest(argument):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            function(argument)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return fastest(large) / max(fastest(small), 1e-6)

@@ -641,3 +641,19 @@ def test_answer_bounds_leave_out_the_whitespace_a_token_holds():
     tokens = [(0, 9), (9, 13), (13, 14), (14, 19)]  # "Blackburn", " met", " ", " John"
     assert context_offsets(tokens, [1, 1, 1, 1], context) == [(0, 9), (10, 13), (14, 14), (15, 19)]
     assert context_offsets([(0, 3)], [0], "  a question") == [(0, 3)]  # the question's tokens are left alone
+
+
+def test_answer_bounds_over_a_long_run_of_combining_marks_cost_linear_time():
+    """Byte-level BPE makes a run of combining marks many tokens; each token's end scanned the rest of the run
+    (8,000 marks: 14 s over a context's windows). Every token in the run ends where the run ends."""
+    from conftest import cost_ratio
+
+    from mtnlp.tasks.extractive_qa import context_offsets
+
+    def bounds(m):
+        context = "Jose" + "\u0301" * m + " end"
+        tokens = [(0, 4)] + [(4 + i, 5 + i) for i in range(m)] + [(m + 5, m + 8)]
+        return context_offsets(tokens, [1] * len(tokens), context)
+
+    assert bounds(3) == [(0, 7), (4, 7), (5, 7), (6, 7), (8, 11)]
+    assert cost_ratio(bounds, 2_000, 8_000) < 8  # linear: about 4; quadratic: about 16

@@ -214,28 +214,15 @@ def test_a_long_text_is_cut_before_the_tokenizer_truncates_it_with_the_same_toke
     assert 0 < len(pair.encodings[0].overflowing) < 100
 
 
-def _cost_ratio(function, small, large) -> float:
-    """time(large) / time(small), each the fastest of 3 runs: a ratio in one run, not a time."""
-    import time
-
-    def fastest(argument):
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            function(argument)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    return fastest(large) / max(fastest(small), 1e-6)
-
-
 @pytest.mark.parametrize("make", [lambda n: "+" * n, lambda n: "a+" * (n // 2), lambda n: "1.a" * (n // 3),
                                   lambda n: "-" * n, lambda n: "http://x" + "." * n + "y"],
                          ids=["plus", "a-plus", "1.a", "hyphens", "url-dots"])
 def test_the_word_splitter_is_linear_in_runs_of_punctuation(make):
     """The e-mail alternative rescanned a run of [\\w.+-] from each of its positions, the URL one its trailing
     punctuation at each character: 4x the text took 16x the time (1.4 s for 20,000 '+')."""
-    assert _cost_ratio(split_words, make(5_000), make(20_000)) < 8  # linear: about 4; quadratic: about 16
+    from conftest import cost_ratio
+
+    assert cost_ratio(split_words, make(5_000), make(20_000)) < 8  # linear: about 4; quadratic: about 16
 
 
 def test_urls_and_e_mail_addresses_are_still_one_word():

@@ -22,10 +22,12 @@ decode the same way; the metrics are SQuAD's exact match and F1 (mtnlp/metrics/s
 
 from __future__ import annotations
 
-import unicodedata
+import bisect
+import functools
 from collections import Counter
 from typing import Literal
 
+import regex
 from pydantic import field_validator
 
 from ..errors import UserError, at
@@ -439,17 +441,30 @@ def context_offsets(offsets, sequence_ids, context: str) -> list[tuple[int, int]
     combining marks after it (a tokenizer that strips accents leaves them out: José written e + U+0301
     would end at "Jose", ❤️ lose its U+FE0F), and whitespace a token holds is left out (byte-level BPE's
     leading space, a token of spaces alone, which then bounds no answer)."""
+    starts, ends = mark_runs(context)
     out = []
     for s, (a, b) in zip(sequence_ids, offsets):
         if s == 1:
-            while b < len(context) and unicodedata.category(context[b]) in ("Mn", "Me"):
-                b += 1
+            run = bisect.bisect_right(starts, b) - 1  # the run of marks at b, if any
+            if run >= 0 and b < ends[run]:
+                b = ends[run]
             while a < b and context[a].isspace():
                 a += 1
             while b > a and context[b - 1].isspace():
                 b -= 1
         out.append((a, b))
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def mark_runs(context: str) -> tuple[list[int], list[int]]:
+    """Where the context's runs of combining marks start and end: found once per context, not per token of
+    each of its windows (a run of marks that a byte-level BPE makes many tokens of was rescanned by each)."""
+    runs = [m.span() for m in _MARKS.finditer(context)]
+    return [a for a, _ in runs], [b for _, b in runs]
+
+
+_MARKS = regex.compile(r"[\p{Mn}\p{Me}]+")
 
 
 def word_offsets(enc, i: int, offsets) -> list:
