@@ -247,7 +247,7 @@ def test_a_long_context_is_read_in_overlapping_windows(tokenizer):
     logits = torch.full((len(data), 40, 2), -10.0)
     for k, row in enumerate(data):
         logits[k, row["labels"][0], 0] = logits[k, row["labels"][1], 1] = 10.0
-    rows = data.select_columns(["offsets", "context"])[:]
+    rows = data.select_columns(list(QA.prediction_columns))[:]
     predictions = QA.predictions(logits, None, options, rows)
     assert QA.score(QA.references(data), predictions, ["squad_exact_match"], []) == {"squad_exact_match": 1.0}
     best = max((p for p in predictions if p["score"]), key=lambda p: p["score"])
@@ -657,3 +657,18 @@ def test_answer_bounds_over_a_long_run_of_combining_marks_cost_linear_time():
 
     assert bounds(3) == [(0, 7), (4, 7), (5, 7), (6, 7), (8, 11)]
     assert cost_ratio(bounds, 2_000, 8_000) < 8  # linear: about 4; quadratic: about 16
+
+
+def test_each_window_keeps_only_the_part_of_the_context_it_covers(tokenizer):
+    """Every window held the whole context: a long context's tokenised rows grew with the square of its length."""
+    from mtnlp.tasks import task_type
+
+    context = "The town was founded by Osric Fenn in 1620 . " * 600
+    batch = {"question": ["Who founded the town?"], "context": [context], "answers": [["Osric Fenn"]],
+             "answer_starts": [[24]], "id": ["q"]}
+    out = task_type("extractive_qa").encode(batch, tokenizer, 64, {}, {})
+    assert len(out["input_ids"]) > 100
+    assert sum(map(len, out["context"])) < 2.5 * len(context)  # the windows overlap by doc_stride
+    for part, start, spans in zip(out["context"], out["context_start"], out["offsets"]):
+        assert context[start:start + len(part)] == part
+        assert all(start <= s <= e <= start + len(part) for s, e in filter(None, spans))

@@ -58,7 +58,7 @@ class ExtractiveQA(TaskType):
     pipeline_tag = "question-answering"
     one_row_per_example = False  # a long context gives several windows
     carve_by = "context"  # a paragraph's questions on both sides would make validation optimistic
-    prediction_columns = ("offsets", "context")
+    prediction_columns = ("offsets", "context", "context_start")
     input_fields = ("question", "context")
     example_input = {"question": "Who founded the town?", "context": "The town was founded by Osric Fenn in 1620."}
 
@@ -153,12 +153,14 @@ class ExtractiveQA(TaskType):
 
     def encode(self, batch, tokenizer, max_length, label_ids, options=None):
         """One row per window: model inputs, labels [start, end], and what evaluation reads (the
-        example's id, the window's number, the context, the gold answers, each context token's word
-        offsets)."""
+        example's id, the window's number, the part of the context it covers and where that starts, the gold
+        answers, each context token's word offsets). Not the whole context per window: a long context's
+        windows would hold it as many times as they are (quadratic in its length)."""
         enc, cut = windows(tokenizer, batch["question"], batch["context"], max_length,
                            span_settings(options or {}, max_length)[0])
         out = {key: enc[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in enc}
-        out.update(labels=[], example=[], window=[], context=[], answers=[], offsets=[], truncated=[])
+        out.update(labels=[], example=[], window=[], context=[], context_start=[], answers=[], offsets=[],
+                   truncated=[])
         previous, window = None, 0
         for i, sample in enumerate(enc["overflow_to_sample_mapping"]):
             window = window + 1 if sample == previous else 0
@@ -170,9 +172,13 @@ class ExtractiveQA(TaskType):
                                              len(texts[0]) if texts else 0))
             out["example"].append(batch["id"][sample])
             out["window"].append(window)
-            out["context"].append(batch["context"][sample])
+            spans = word_offsets(enc, i, offsets)
+            covered = [span for span in spans if span is not None]
+            start, end = (min(s for s, _ in covered), max(e for _, e in covered)) if covered else (0, 0)
+            out["context"].append(batch["context"][sample][start:end])
+            out["context_start"].append(start)
             out["answers"].append(texts)
-            out["offsets"].append(word_offsets(enc, i, offsets))
+            out["offsets"].append(spans)
             out["truncated"].append(cut[sample])
         return out
 
@@ -195,12 +201,12 @@ class ExtractiveQA(TaskType):
         """Per window: its best span's text and score, and its no-answer score (None unless allowed)."""
         out = []
         for k, window_logits in enumerate(logits):
-            offsets, context = rows["offsets"][k], rows["context"][k]
+            offsets, context, start = rows["offsets"][k], rows["context"][k], rows["context_start"][k]
             spans, null = window_spans(window_logits[:len(offsets)].float().numpy(), offsets,
                                        *span_settings(spec)[1:])
             best = spans[0] if spans else None
-            out.append({"text": context[best[1]:best[2]] if best else "", "score": best[0] if best else None,
-                        "null": null})
+            out.append({"text": context[best[1] - start:best[2] - start] if best else "",
+                        "score": best[0] if best else None, "null": null})
         return out
 
     def references(self, dataset):
