@@ -422,19 +422,32 @@ class JsonArray:
                     self.pos = end
                     return value
             except json.JSONDecodeError as e:
-                # the value may only be cut off by the end of what was read so far: read on and retry
-                if self.eof or len(self.buf) - self.pos > self.LOOKAHEAD or not self.read():
+                # the value may only be cut off by the end of what was read so far: read on and retry, reading
+                # as much again as is held, so that parsing a long item from its start again costs linear time
+                held = len(self.buf) - self.pos
+                if held > self.LOOKAHEAD and not self.eof:
+                    self.fail(f"the item that starts here does not end within {self.LOOKAHEAD >> 20}M characters; if "
+                              "it is valid JSON, it is more than this reader takes: split it, or use format jsonl")
+                if self.eof or not self.read(held):
                     self.fail(e.msg, e.pos)
             except (ValueError, RecursionError) as e:  # NaN, a number of > 4300 digits, nesting too deep
                 constant = NOT_JSON.search(self.buf, self.pos) if isinstance(e, NotJson) else None
                 self.fail(_json_problem(e), constant.start() if constant else None)
 
-    def read(self) -> bool:
-        """Append the next chunk, dropping what was parsed; False at the end of the file."""
-        chunk = next(self.chunks, None)
-        if chunk is None:
-            self.eof = True
+    def read(self, at_least: int = 1) -> bool:
+        """Append the next chunks, at least `at_least` characters of them, dropping what was parsed; False at
+        the end of the file."""
+        chunks, size = [], 0
+        while size < at_least:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                self.eof = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if not chunks:
             return False
+        chunk = "".join(chunks)
         done = self.buf[: self.pos]
         newlines = done.count("\n")
         self.line += newlines

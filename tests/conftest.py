@@ -137,15 +137,16 @@ def make_recipe(tmp_path, tiny_encoder):
 
 def cost_ratio(function, small, large) -> float:
     """time(function(large)) / time(function(small)), each the fastest of 3 runs: how a cost grows, as a
-    ratio in one run (a linear cost at 4x the input: about 4; a quadratic one: about 16), never a time."""
+    ratio in one run (a linear cost at 8x the input: about 8, up to twice that with the allocator's and the
+    caches' effects; a quadratic one: about 64), never a time."""
     import time
 
-    def fastest(argument):
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            function(argument)
-            times.append(time.perf_counter() - start)
-        return min(times)
+    def timed(argument) -> float:
+        start = time.perf_counter()
+        function(argument)
+        return time.perf_counter() - start
 
-    return fastest(large) / max(fastest(small), 1e-6)
+    function(large)  # a first run of each size may warm a cache, or set the allocator's thresholds
+    function(small)
+    runs = [(timed(small), timed(large)) for _ in range(3)]  # in turn: both sizes see the same machine state
+    return min(t for _, t in runs) / max(min(t for t, _ in runs), 1e-6)

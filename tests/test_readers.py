@@ -772,3 +772,21 @@ def test_the_readers_review_cases(tmp_path):
     raises_at(joined, 3, "repeats the header")
     odd = write(tmp_path, "o.conllu", "\u00b2\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n")
     raises_at(odd, 1, "word ID '\u00b2' is not a number", task_type="tagging")
+
+
+def test_a_long_json_item_is_read_in_linear_time_and_a_longer_one_named_for_what_it_is(tmp_path, monkeypatch):
+    """An item was parsed again from its start after each 64K chunk read (quadratic in its size), and one of
+    over 16M characters was called invalid JSON ("Unterminated string")."""
+    from conftest import cost_ratio
+
+    from mtnlp.readers import JsonArray
+
+    def item_file(chars: int) -> Path:
+        return write(tmp_path, f"big{chars}.json", json.dumps([{"text": "word " * (chars // 5), "label": "a"}]))
+
+    small, large = item_file(2 << 20), item_file(12 << 20)  # 2M: more than the CPU's caches hold
+    assert cost_ratio(lambda path: read(path), small, large) < 20  # linear: 6-12 (caches); quadratic: 36
+    assert read(large)[0]["text"] == ("word " * ((12 << 20) // 5)).strip()
+    monkeypatch.setattr(JsonArray, "LOOKAHEAD", 1 << 18)  # 256K: the large item is more than the reader takes
+    raises_at(large, 1, "the item that starts here does not end within 0M characters; if it is valid JSON",
+              "(column 2)")
