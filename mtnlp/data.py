@@ -142,7 +142,7 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
                 i = kind.labels_of(ex).index(unseen[0])
                 where = f" (word {i + 1} of the sentence, {ex['tokens'][i]!r})"
             raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} {known_as} "
-                            f"(known: {', '.join(labels)})")
+                            f"(known: {', '.join(labels[:20])}{f', ... ({len(labels)} in all)' if len(labels) > 20 else ''})")
 
 
 @dataclass

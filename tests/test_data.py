@@ -382,6 +382,19 @@ def test_a_split_with_a_label_the_model_lacks_is_an_error_naming_its_line(tmp_pa
     assert read_task(recipe, "s", recipe.tasks["s"], splits=(split,), labels=["0", "1"]).examples[split].num_rows
 
 
+def test_an_unseen_label_among_many_lists_the_first_known_ones_only():
+    from mtnlp.data import check_labels
+    from mtnlp.tasks import task_type
+    import pyarrow as pa
+
+    labels = [f"class_{i:04d}" for i in range(2000)]
+    examples = pa.Table.from_pylist([{"text": "a", "label": "class_9999", "_line": 3}])
+    with pytest.raises(UserError) as info:
+        check_labels(examples, labels, task_type("classification"), "dev.tsv")
+    assert str(info.value) == ("dev.tsv:3: label 'class_9999' does not occur in the training split (known: "
+                               + ", ".join(labels[:20]) + ", ... (2000 in all))")
+
+
 def test_a_files_hash_is_computed_once_per_version(tmp_path, monkeypatch):
     from mtnlp.data import file_hash
 
