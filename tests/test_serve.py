@@ -111,6 +111,7 @@ def test_health_and_info(client, pipe):
     ({"inputs": ["a", 3]}, 422, "inputs[1]"),
     ({"inputs": []}, 422, "inputs"),
     ({"inputs": {"txt": "a"}}, 422, "inputs[0].txt"),  # one object is one input
+    ({"inputs": [{"question": "Who?"}]}, 422, "inputs[0].context"),  # part of a QA input: what it lacks
     ({"texts": ["a"]}, 422, "texts"),
     ({"all_scores": True}, 422, "inputs"),
     ({"inputs": "a", "tasks": ["sentiment", "nope"]}, 422, "tasks"),

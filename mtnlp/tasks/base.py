@@ -259,6 +259,14 @@ def text_input_problem(value) -> tuple[str, str] | None:
         return "", f'expected a text or an object {{"text": ..., "text_pair": ...}}, got {type(value).__name__}'
     for key in value:
         if key not in ("text", "text_pair"):
+            from . import TASK_TYPES
+
+            # a field of a type's own input, without the rest of it: say what is missing, not that it is unknown
+            for kind in TASK_TYPES.values():
+                if key in (kind.input_fields or ()):
+                    missing = [field for field in kind.input_fields if field not in value]
+                    return (f".{missing[0]}", f"missing (an input of the {kind.name} type holds "
+                                              f"{{{', '.join(kind.input_fields)}}})")
             return f".{key}", "unknown field (expected: text, text_pair)"
     for key in ("text", "text_pair"):
         if (key == "text" or key in value) and not isinstance(value.get(key), str):
