@@ -96,6 +96,22 @@ def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resu
     return max(complete, key=checkpoint_step)
 
 
+def log_variances_per_task(state: dict, optimizer) -> dict:
+    """Optimizer state written when uncertainty weighting kept its K log-variances in one (K,) parameter (the
+    last group) as the state of the K scalar parameters it has now; other state as it is."""
+    saved, now = state["param_groups"][-1]["params"], optimizer.param_groups[-1]["params"]
+    old = state["state"].get(saved[0], {}) if len(saved) == 1 else {}
+    if len(now) < 2 or any(p.ndim for p in now) or not any(torch.is_tensor(v) and v.shape == (len(now),)
+                                                           for v in old.values()):
+        return state
+    first = saved[0]  # the highest index: the weighting's group is the last
+    parts = {first + j: {key: v[j].clone() if torch.is_tensor(v) and v.ndim == 1 else v for key, v in old.items()}
+             for j in range(len(now))}
+    group = {**state["param_groups"][-1], "params": list(parts)}
+    return {"state": {**{k: v for k, v in state["state"].items() if k != first}, **parts},
+            "param_groups": state["param_groups"][:-1] + [group]}
+
+
 def checkpoint_step(folder: Path) -> int:
     """The step of a checkpoint folder (checkpoints/step-000042)."""
     return int(folder.name.split("-")[1])
@@ -113,7 +129,7 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
                         f"({str(e).splitlines()[0][:120]})") from None
     try:  # other weights (mtl.sharing, heads) or parameter groups (mtl.weighting) than this run's
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
-        optimizer.load_state_dict(optimizer_state)
+        optimizer.load_state_dict(log_variances_per_task(optimizer_state, optimizer))
     except (RuntimeError, ValueError) as e:
         raise UserError(f"{folder}: written by a run with other tasks or methods (mtl.sharing, mtl.weighting, heads); "
                         f"resume it with the recipe it was started with ({str(e).splitlines()[0][:120]})") from None

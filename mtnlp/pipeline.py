@@ -208,7 +208,7 @@ _CLITIC = r"(?i:s|re|ve|ll|d|m)"
 _HYPHEN = r"[-\u2010\u2011]"  # ASCII, Unicode and non-breaking hyphens
 _WORDS = regex.compile(rf"""
       (?:https?://|www\.)(?:\S*[^\s.,;:!?)\]"'’]|\S)(?=[.,;:!?)\]"'’]*(?:\s|$))  # URLs and e-mail addresses:
-    | (?<![\w.+-])[\w.+-]+@\w[\w-]*(?:\.\w[\w-]*)+                        # one word each, as UD English keeps them
+    | (?<![\w.+-])(?<!\w['’])[\w.+-]+(?:['’][\w.+-]+)*@\w[\w-]*(?:\.\w[\w-]*)+  # one word each, as UD English
     | (?:\p{{L}}\.){{2,}}(?:{_HYPHEN}{_LETTER}+)*                     # U.S.  D.C.  i.e.  U.S.-led
     | \p{{Lu}}\p{{Ll}}?\.(?:\p{{Lu}}\p{{Ll}}?\.)+                           # Ph.D.
     | \b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|etc|Gen|Gov|Sen|Rep|Mt|Jan|Feb|Mar|Apr|Aug|Sept?|Oct|Nov|Dec)\.

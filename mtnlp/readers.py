@@ -422,13 +422,15 @@ class JsonArray:
                     self.pos = end
                     return value
             except json.JSONDecodeError as e:
-                # the value may only be cut off by the end of what was read so far: read on and retry, reading
-                # as much again as is held, so that parsing a long item from its start again costs linear time
+                # an error at the end of what was read so far (a string or a literal cut off by it) may only be
+                # the value going on in the next chunks: read on and retry, reading as much again as is held, so
+                # that parsing a long item from its start again costs linear time
                 held = len(self.buf) - self.pos
-                if held > self.LOOKAHEAD and not self.eof:
-                    self.fail(f"the item that starts here does not end within {self.LOOKAHEAD >> 20}M characters; if "
-                              "it is valid JSON, it is more than this reader takes: split it, or use format jsonl")
-                if self.eof or not self.read(held):
+                cut_off = e.pos >= len(self.buf) - len("-Infinity") or e.msg.startswith("Unterminated string")
+                if cut_off and held > self.LOOKAHEAD and not self.eof:
+                    self.fail(f"the item that starts here does not end within {self.LOOKAHEAD:,} characters; if it "
+                              "is valid JSON, it is more than this reader takes: split it, or use format jsonl")
+                if not cut_off or self.eof or not self.read(held):
                     self.fail(e.msg, e.pos)
             except (ValueError, RecursionError) as e:  # NaN, a number of > 4300 digits, nesting too deep
                 constant = NOT_JSON.search(self.buf, self.pos) if isinstance(e, NotJson) else None

@@ -448,16 +448,17 @@ SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", 
                 "task_layers": "task_layers"}
 # the same for loss weightings (a warning); a weighting or sampling strategy added by a script may read any key
 WEIGHTING_KEYS = {"weighting_lr": "uncertainty", "dwa_temperature": "dwa", "dwa_window": "dwa"}
+COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
 
 
 def _changed(section: Spec, key: str) -> bool:
+    """Whether a key of a recipe section holds another value than its default."""
     return getattr(section, key) != type(section).model_fields[key].get_default(call_default_factory=True)
 
 
 def _ours(registry: dict, name: str) -> bool:
     """Whether a sampling strategy or weighting is one of mtnlp's own (not added by a script)."""
     return registry[name] is None or registry[name].__module__.startswith("mtnlp.")
-COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
 
 
 def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:

@@ -338,12 +338,16 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     async def predict(request: Request):
         inputs, request_tasks, all_scores = parse_request(await read_body(request, limits.max_body_bytes), served,
                                                           limits)
-        answer = asyncio.ensure_future(batcher.predict(inputs, request_tasks, all_scores))
-        gone = asyncio.ensure_future(client_gone(request))
-        await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
-        gone.cancel()
-        if not answer.done():  # the client went away: its request is dropped from the queue, not computed
-            answer.cancel()
+        answer = asyncio.create_task(batcher.predict(inputs, request_tasks, all_scores))
+        gone = asyncio.create_task(client_gone(request))
+        try:
+            await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when this endpoint is cancelled (shutdown, a timeout)
+            gone.cancel()
+            left = not answer.done()
+            if left:  # the client went away: its request is dropped from the queue, not computed
+                answer.cancel()
+        if left:
             return JSONResponse({"error": "the client went away"}, status_code=499)
         try:
             predictions, truncated = answer.result()

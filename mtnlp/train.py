@@ -429,9 +429,10 @@ def train_step(run: Run) -> str:
     """One optimizer update; returns the task it trained ("all" for PCGrad). The gradient method
     (mtl.gradient) calls forward_backward once per micro-batch and combines their gradients."""
     task = run.gradient.accumulate(run, forward_backward)
-    for p in run.weighting.parameters():  # DDP does not see the loss weights: average them here
-        if p.grad is not None:
-            p.grad = reduce_mean(run.accelerator, p.grad)
+    learned = [p for p in run.weighting.parameters() if p.grad is not None]  # the drawn tasks' (as on every rank)
+    if learned and run.accelerator.num_processes > 1:  # DDP does not see the loss weights: average them here
+        for p, grad in zip(learned, reduce_mean(run.accelerator, torch.stack([p.grad for p in learned]))):
+            p.grad = grad
     run.weighting.end_step(run.progress.step + 1, lambda x: reduce_mean(run.accelerator, x))
     if run.recipe.training.max_grad_norm:
         run.grad_norm = run.accelerator.clip_grad_norm_(run.model.parameters(), run.recipe.training.max_grad_norm)

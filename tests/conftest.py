@@ -136,9 +136,11 @@ def make_recipe(tmp_path, tiny_encoder):
 
 
 def cost_ratio(function, small, large) -> float:
-    """time(function(large)) / time(function(small)), each the fastest of 3 runs: how a cost grows, as a
-    ratio in one run (a linear cost at 8x the input: about 8, up to twice that with the allocator's and the
-    caches' effects; a quadratic one: about 64), never a time."""
+    """time(function(large)) / time(function(small)), each the fastest of 5 runs taken in turn, garbage
+    collection off: how a cost grows, as a ratio in one run, never a time. The tests give two inputs of the
+    same size whose long parts (a run of punctuation, a JSON item) differ 16x: a cost linear in the input
+    gives about 1 whatever the parts, one quadratic in a part's length about 16."""
+    import gc
     import time
 
     def timed(argument) -> float:
@@ -146,7 +148,13 @@ def cost_ratio(function, small, large) -> float:
         function(argument)
         return time.perf_counter() - start
 
-    function(large)  # a first run of each size may warm a cache, or set the allocator's thresholds
+    function(large)  # a first run of each may warm a cache, or set the allocator's thresholds
     function(small)
-    runs = [(timed(small), timed(large)) for _ in range(3)]  # in turn: both sizes see the same machine state
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        runs = [(timed(small), timed(large)) for _ in range(5)]
+    finally:
+        if enabled:
+            gc.enable()
     return min(t for _, t in runs) / max(min(t for t, _ in runs), 1e-6)

@@ -409,3 +409,28 @@ def test_a_weighting_added_by_a_script_is_one_class_the_recipe_accepts(make_reci
         build_weighting("nope", {"a": 1.0})
     with pytest.raises(UserError, match=r"mtl.weighting: unknown value 'nope' \(expected one of: static, uncertainty, "):
         load_recipe(make_recipe(), ["mtl.weighting=nope"])
+
+
+def test_a_checkpoint_of_one_log_variance_vector_resumes_with_one_parameter_per_task():
+    """Uncertainty weighting kept its log-variances in one (K,) parameter until they became one per task: the
+    optimizer state of such a checkpoint is split, not refused as another run's."""
+    from mtnlp.checkpoint import log_variances_per_task
+
+    head = torch.nn.Linear(2, 2)
+    vector = torch.nn.Parameter(torch.zeros(3))
+    before = torch.optim.AdamW([{"params": list(head.parameters())}, {"params": [vector], "lr": 0.1}])
+    for _ in range(2):
+        before.zero_grad()
+        (head(torch.ones(1, 2)).sum() + (vector * torch.tensor([1.0, -2.0, 3.0])).sum()).backward()
+        before.step()
+    old = before.state_dict()
+    w = build_weighting("uncertainty", {"a": 1.0, "b": 1.0, "c": 1.0})
+    after = torch.optim.AdamW([{"params": list(head.parameters())}, {"params": w.parameters(), "lr": 0.1}])
+    after.load_state_dict(log_variances_per_task(old, after))
+    for j, p in enumerate(w.parameters()):
+        state = after.state[p]
+        assert state["exp_avg"] == old["state"][2]["exp_avg"][j] and state["exp_avg_sq"] == old["state"][2]["exp_avg_sq"][j]
+        assert state["step"] == old["state"][2]["step"]
+    assert after.state[head.weight]["exp_avg"].equal(old["state"][0]["exp_avg"])
+    unchanged = after.state_dict()  # a checkpoint of one parameter per task: as it is
+    assert log_variances_per_task(unchanged, after) is unchanged

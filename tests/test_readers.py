@@ -781,12 +781,18 @@ def test_a_long_json_item_is_read_in_linear_time_and_a_longer_one_named_for_what
 
     from mtnlp.readers import JsonArray
 
-    def item_file(chars: int) -> Path:
-        return write(tmp_path, f"big{chars}.json", json.dumps([{"text": "word " * (chars // 5), "label": "a"}]))
+    def item_file(chars: int) -> Path:  # 8M characters in items of `chars`
+        return write(tmp_path, f"big{chars}.json",
+                     json.dumps([{"text": "word " * (chars // 5), "label": "a"}] * ((8 << 20) // chars)))
 
-    small, large = item_file(2 << 20), item_file(12 << 20)  # 2M: more than the CPU's caches hold
-    assert cost_ratio(lambda path: read(path), small, large) < 20  # linear: 6-12 (caches); quadratic: 36
-    assert read(large)[0]["text"] == ("word " * ((12 << 20) // 5)).strip()
+    small, large = item_file(512 << 10), item_file(8 << 20)
+    assert cost_ratio(lambda path: read(path), small, large) < 4  # linear: about 1; quadratic in an item: about 16
+    assert read(large)[0]["text"] == ("word " * ((8 << 20) // 5)).strip()
     monkeypatch.setattr(JsonArray, "LOOKAHEAD", 1 << 18)  # 256K: the large item is more than the reader takes
-    raises_at(large, 1, "the item that starts here does not end within 0M characters; if it is valid JSON",
+    raises_at(large, 1, "the item that starts here does not end within 262,144 characters; if it is valid JSON",
               "(column 2)")
+    # a syntax error is said where it is at once, not taken for an item that goes on past the look-ahead
+    items = [json.dumps({"text": f"t{i}", "label": "a"}) for i in range(30_000)]
+    items[1] = items[1].replace(', "label"', ' "label"')
+    broken = write(tmp_path, "broken.json", "[\n" + ",\n".join(items) + "\n]\n")
+    raises_at(broken, 3, "invalid JSON: Expecting ',' delimiter (column 15)")  # as json.loads says

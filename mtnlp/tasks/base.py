@@ -305,33 +305,55 @@ def truncating(tokenizer, texts: list, pairs: list | None = None, *, max_length:
     """tokenizer(texts, pairs, truncation=True, max_length=...) (`words`: each text a list of words), with a
     long text cut first a little past its max_length-th token. The tokenizer's truncation builds every
     overflowing window of what it cuts off, and for a pair every combination of the two texts' windows:
-    quadratic in the length (a pair of 10,000-character texts took 45 s). The cut changes no token kept,
-    and a cut text still overflows, so its truncation is still seen."""
-    if getattr(tokenizer, "is_fast", False):
+    quadratic in the length (a pair of 10,000-character texts took 45 s). The result is the same (see
+    _cut_long), and a cut text still overflows, so its truncation is still seen."""
+    if getattr(tokenizer, "is_fast", False) and getattr(tokenizer, "truncation_side", "right") == "right":
         texts, pairs = _cut_long(tokenizer, texts, pairs, max_length, words)
     return tokenizer(texts, pairs, is_split_into_words=words, truncation=True, max_length=max_length, **kwargs)
 
 
 def _cut_long(tokenizer, texts: list, pairs: list | None, max_length: int, words: bool) -> tuple[list, list | None]:
+    """Each long text cut after its first max_length + 16 tokens, where the cut keeps what truncation keeps:
+    the cut text's first max_length tokens are the text's, and of a pair the longer text stays the longer
+    (longest-first truncation gives it the odd token of an odd budget; the first text when both are as
+    long). A cut that would change either is not made: a merge across it, a space left at its end."""
     size = (lambda t: sum(map(len, t))) if words else len
     long = [i for i in range(len(texts)) if size(texts[i]) > 2 * max_length  # shorter: cheap as it is
             or pairs is not None and size(pairs[i]) > 2 * max_length]
     if not long:
         return texts, pairs
     parts = [list(texts)] + ([list(pairs)] if pairs is not None else [])
-    encoded = [tokenizer([part[i] for i in long], is_split_into_words=words, add_special_tokens=False,
-                         return_offsets_mapping=True, verbose=False).encodings  # verbose: no "longer than" warning
-               for part in parts]
-    keep = max_length + 16  # past max_length tokens are dropped anyway: a margin for merges across the cut
-    for k, i in enumerate(long):
-        counts = [len(enc[k].ids) for enc in encoded]
-        for part, enc, n in zip(parts, encoded, counts):
-            # of a pair, the longer text stays the longer (the tokenizer gives it the odd token of an odd budget)
-            kept = min(n, keep + (n > min(counts)))
-            if n > kept:
-                start = enc[k].offsets[kept][0]  # of the first token left out (in its word, with `words`)
-                w = enc[k].word_ids[kept]
-                part[i] = part[i][:w] + [part[i][w][:start]] * bool(start) if words else part[i][:start]
+
+    def encode(values: list) -> list:
+        return tokenizer(values, is_split_into_words=words, add_special_tokens=False, return_offsets_mapping=True,
+                         verbose=False).encodings if values else []  # verbose: no "longer than" warning
+
+    def prefix(value, enc, n: int):  # the text (or words) up to the end of token n - 1
+        end = enc.offsets[n - 1][1]  # in its word, with `words`
+        return value[:enc.word_ids[n - 1]] + [value[enc.word_ids[n - 1]][:end]] if words else value[:end]
+
+    keep = max_length + 16
+    full = [encode([part[i] for i in long]) for part in parts]
+    counts = [[len(enc.ids) for enc in encs] for encs in full]
+    cuts = [[prefix(part[i], enc, keep) if n > keep else None for i, enc, n in zip(long, encs, ns)]
+            for part, encs, ns in zip(parts, full, counts)]
+    after = [list(ns) for ns in counts]
+    for encs, cut, ns in zip(full, cuts, after):
+        changed = [k for k, value in enumerate(cut) if value is not None]
+        for k, enc in zip(changed, encode([cut[k] for k in changed])):
+            if enc.ids[:max_length] == encs[k].ids[:max_length]:
+                ns[k] = len(enc.ids)
+            else:
+                cut[k] = None
+    if pairs is not None:
+        for k in range(len(long)):
+            order = (counts[0][k] > counts[1][k]) - (counts[0][k] < counts[1][k])
+            if (after[0][k] > after[1][k]) - (after[0][k] < after[1][k]) != order:
+                cuts[0][k] = cuts[1][k] = None
+    for part, cut in zip(parts, cuts):
+        for i, value in zip(long, cut):
+            if value is not None:
+                part[i] = value
     return parts[0], parts[1] if pairs is not None else None
 
 
