@@ -36,10 +36,16 @@ class MultiTaskConfig(PreTrainedConfig):
     sharing: dict | None = None  # None (hard sharing), {"type": "lora", ...} or {"type": "task_layers", ...}
     # what training recorded: {"metrics": {task: [names]}, "base_model": str, "max_length": int}
     mtnlp: dict | None = None
+    task_order: list | None = None  # the tasks' order (the recipe's): config.json's keys are sorted when saved
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.tasks = dict(self.tasks or {})
+        if self.task_order and sorted(self.task_order) == sorted(self.tasks):
+            self.tasks = {name: self.tasks[name] for name in self.task_order}
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "task_order": list(self.tasks or {})}
 
 
 def encoder_config(config: PreTrainedConfig) -> dict:

@@ -256,7 +256,7 @@ def parse_request(body: bytes, served: dict, limits: Limits) -> tuple[list, tupl
             raise ApiError(422, "tasks", "expected a non-empty list of task names (omit it for every task)")
         unknown = [t for t in tasks if t not in served]
         if unknown:
-            raise ApiError(422, "tasks", f"no task {unknown[0]!r} (there are: {', '.join(served)})")
+            raise ApiError(422, "tasks", f"no served task {unknown[0]!r} (this server serves: {', '.join(served)})")
         tasks = tuple(dict.fromkeys(tasks))
     all_scores = payload.get("all_scores", False)
     if not isinstance(all_scores, bool):

@@ -217,3 +217,21 @@ def test_from_pretrained_on_a_plain_encoder_says_what_it_is(tiny_encoder):
     with pytest.raises(ValueError, match=r": a bert checkpoint, not an mtnlp multi-task model; "
                                          r"MultiTaskModel.from_encoder\(it, tasks\) builds one on its encoder$"):
         MultiTaskModel.from_pretrained(tiny_encoder)
+
+
+def test_tasks_keep_their_order_through_save_and_load(tmp_path):
+    """transformers writes config.json with sorted keys: the recipe's task order (predict's, the card's) was lost."""
+    import json
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert list(saved["tasks"]) == sorted(TASKS) and saved["task_order"] == ["sentiment", "score", "ner"]
+    loaded = MultiTaskModel.from_pretrained(tmp_path)
+    assert list(loaded.config.tasks) == ["sentiment", "score", "ner"]
+    loaded.config.tasks = {"ner": TASKS["ner"], "sentiment": TASKS["sentiment"]}  # changed after loading
+    loaded.config.save_pretrained(tmp_path)
+    assert list(MultiTaskConfig.from_pretrained(tmp_path).tasks) == ["ner", "sentiment"]
+    del saved["task_order"]  # a model saved before the order was kept: config.json's order
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert list(MultiTaskConfig.from_pretrained(tmp_path).tasks) == sorted(TASKS)

@@ -132,6 +132,14 @@ def test_bad_requests_name_the_field(client, content, status, field):
     assert error["field"] == field and error["error"].startswith(f"{field}: "), error
 
 
+def test_a_task_the_server_leaves_out_is_named_as_not_served(pipe):
+    from mtnlp.serve import ApiError, parse_request
+
+    with pytest.raises(ApiError) as info:
+        parse_request(b'{"inputs": "x", "tasks": ["score"]}', {"sentiment": pipe.tasks["sentiment"]}, Limits())
+    assert str(info.value) == "tasks: no served task 'score' (this server serves: sentiment)"
+
+
 def test_an_integer_python_refuses_to_read_is_a_bad_body_not_a_500(pipe):
     """json.loads raises a plain ValueError for an integer of over 4,300 digits: it was a 500 (text/plain)."""
     from mtnlp.serve import ApiError, parse_request
