@@ -283,7 +283,7 @@ def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_pat
     assert all(torch.allclose(merged[k], got[k], atol=1e-6) for k in got)
     # config.json and the card say whose encoder it is
     assert second.last_model.config.mtnlp["init_from"]["encoder_of"] == "ner"
-    assert "after multi-task training on ner, score, sentiment (the encoder of task ner)." \
+    assert "after multi-task training on sentiment, score, ner (the encoder of task ner)." \
         in (tmp_path / "ft" / "model" / "README.md").read_text()
     # a kept head of another task than the encoder's was trained on its own adapter: the run says so
     capsys.readouterr()
@@ -295,11 +295,11 @@ def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_pat
                         model={"encoder": tiny_encoder, "init_from": str(tmp_path / "run"), "max_length": 64},
                         output_dir=str(tmp_path / "ft2"), name="other.yaml")
     with pytest.raises(UserError, match=rf"^{other}:\d+: model.init_from: the source has per-task adapters "
-                                        r"\(mtl.sharing: lora\) and none of its tasks \(ner, score, sentiment\) is a "
+                                        r"\(mtl.sharing: lora\) and none of its tasks \(sentiment, score, ner\) is a "
                                         r"task here: name the one whose encoder to start from in model.init_encoder_of$"):
         train(load_recipe(other))
     with pytest.raises(UserError, match=rf"^{other} \(command-line override\): model.init_encoder_of: the source "
-                                        r"has no task 'nope' \(it has: ner, score, sentiment\)$"):
+                                        r"has no task 'nope' \(it has: sentiment, score, ner\)$"):
         train(load_recipe(other, ["model.init_encoder_of=nope"]))
     capsys.readouterr()
     third = train(load_recipe(other, ["model.init_encoder_of=sentiment"]))

@@ -63,7 +63,7 @@ def test_batch_equals_single_and_task_selection(model_dir):
                [(s["start"], s["end"], s["type"]) for s in result["ner"]]
     only = pipe(TEXTS[:2], tasks=["score"])
     assert [set(r) for r in only] == [{"score"}, {"score"}]
-    with pytest.raises(ValueError, match=r"^tasks: the model has no task 'nope' \(it has: ner, pos, score, sentiment\)$"):
+    with pytest.raises(ValueError, match=r"^tasks: the model has no task 'nope' \(it has: sentiment, score, ner, pos\)$"):
         pipe("x", tasks=["nope"])
 
 
