@@ -306,7 +306,7 @@ def input_lines(path: str) -> list[tuple]:
     objects, "text" and "text_pair" are the input. The line's object (a string: {"text": it}) is what
     predict echoes, ids and all."""
     from .errors import UserError, first_line
-    from .readers import JSON, file_lines
+    from .readers import JSON, bad_byte, file_lines
     from .tasks import TASK_TYPES
 
     fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f latin1 -t utf-8)"
@@ -315,9 +315,8 @@ def input_lines(path: str) -> list[tuple]:
         data = sys.stdin.buffer.read()
         try:
             lines = data.decode("utf-8").removeprefix("\ufeff").split("\n")
-        except UnicodeDecodeError as e:
-            line = data[:e.start].count(b"\n") + 1
-            raise UserError(f"{name}:{line}: byte 0x{data[e.start]:02x} is not valid utf-8; {fix}") from None
+        except UnicodeDecodeError:
+            raise UserError(bad_byte(name, "utf-8", fix, data)) from None
     else:
         lines = list(file_lines(Path(path), "utf-8", fix=fix))
     texts = []

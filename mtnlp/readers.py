@@ -96,10 +96,11 @@ def decoded(path: Path, encoding: str, newline: str | None = None, chunk: int | 
             raise UserError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def bad_byte(path: Path, encoding: str, fix: str = ENCODING_FIX) -> str:
-    """Where the first byte that does not decode is: found by decoding the file again a chunk at a time."""
+def bad_byte(path: Path | str, encoding: str, fix: str = ENCODING_FIX, data: bytes | None = None) -> str:
+    """Where the first byte that does not decode is: found by decoding the file again a chunk at a time
+    (`data`: its bytes, for what cannot be read again, e.g. standard input)."""
     decoder, newlines = codecs.getincrementaldecoder(encoding)(), 0
-    with open(path, "rb") as f:
+    with io.BytesIO(data) if data is not None else open(path, "rb") as f:
         for chunk in itertools.chain(iter(lambda: f.read(1 << 20), b""), [None]):
             pending = decoder.getstate()[0]  # the start of a character cut by the previous chunk
             try:

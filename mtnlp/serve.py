@@ -154,7 +154,7 @@ class Batcher:
 
     async def _answer(self, batch: list[Job]) -> None:
         try:
-            results = await self._call([x for job in batch for x in job.inputs], batch)
+            results, warned = await self._call([x for job in batch for x in job.inputs], batch)
         except Exception:
             if len(batch) == 1:
                 log.exception("prediction failed")
@@ -164,7 +164,6 @@ class Batcher:
             for job in batch:  # one request's input must not fail the others: each alone
                 await self._answer([job])
             return
-        results, warned = results
         cut = [i for warning in warned for i in warning.indices]
         start = 0
         for job in batch:

@@ -455,11 +455,16 @@ def trained_so_far(run: Run) -> dict[str, dict[str, int]]:
 
 def log_step(run: Run, task: str) -> None:
     """The progress bar; at log steps (the only host syncs of training) a train_log.jsonl record."""
-    step, t = run.progress.step, run.recipe.training
     run.bar.update(1)
-    if step % t.log_every == 0 or step == t.steps:
+    if is_log_step(run):
         write_log_record(run)
     run.bar.set_postfix_str(f"task={task} " + " ".join(f"{n}={v:.3f}" for n, v in run.log.last.items()), refresh=False)
+
+
+def is_log_step(run: Run) -> bool:
+    """Whether the step just trained writes a log record: the only steps that read the device."""
+    step, t = run.progress.step, run.recipe.training
+    return step % t.log_every == 0 or step == t.steps
 
 
 def write_log_record(run: Run) -> None:
@@ -588,10 +593,10 @@ class stop_after_step_on_signal:
     @property
     def requested(self) -> int:
         """The signal to stop on after the step just trained (0: go on)."""
-        run, t = self.run, self.run.recipe.training
+        run = self.run
         if run.accelerator.num_processes == 1:
             return self.signum
-        if run.progress.step % t.log_every and run.progress.step != t.steps:
+        if not is_log_step(run):
             return 0
         flag = torch.tensor(self.signum, device=run.accelerator.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
