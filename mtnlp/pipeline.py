@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import regex
 import torch
 from transformers import AutoTokenizer
@@ -178,12 +179,12 @@ class MultiTaskPipeline:
                           padding_side="right", return_tensors="pt",
                           **({} if self.model.uses_token_type_ids else {"return_token_type_ids": False}))
 
-    def _logits(self, enc, tasks: list[str]) -> dict[str, torch.Tensor]:
+    def _logits(self, enc, tasks: list[str]) -> dict[str, np.ndarray]:
         inputs = to_device(dict(enc), self.device)
         with torch.no_grad(), self.precision.autocast():
             logits = self.model.forward_heads(inputs["input_ids"], inputs["attention_mask"],
                                               inputs.get("token_type_ids"), tasks=tasks)
-        return {t: v.float().cpu() for t, v in logits.items()}  # one copy per head and batch
+        return {t: v.float().cpu().numpy() for t, v in logits.items()}  # one copy per head and batch
 
 
 def same_tokens(a, b) -> bool:

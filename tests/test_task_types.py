@@ -322,3 +322,30 @@ def test_multilabel_label_shares_are_of_examples():
 
     facts = TASK_TYPES["multilabel"].facts(Dataset.from_dict({"labels": [[1, 0], [1, 1], [1, 0], [0, 0]]}), ["a", "b"])
     assert facts["largest"] == ["a", 0.75] and facts["smallest"] == ["b", 0.25] and facts["no_label"] == 0.25
+
+
+def test_decoding_one_input_agrees_with_torch():
+    """The pipeline decodes each input from numpy rows (no torch op per input); scores are torch's
+    softmax / sigmoid of the logits, the best label wins, thresholds apply per label."""
+    torch.manual_seed(0)
+    logits = torch.randn(5, 3) * 4
+    probs = logits.softmax(-1)
+    decode = TASK_TYPES["classification"].decode
+    for row, p in zip(logits, probs):
+        out = decode(row.numpy(), {"labels": ["a", "b", "c"]}, True)
+        assert out["label"] == "abc"[int(p.argmax())] and out["score"] == pytest.approx(float(p.max()), abs=1e-6)
+        assert list(out["scores"].values()) == pytest.approx(p.tolist(), abs=1e-6)
+
+    words = [("w%d" % i, (2 * i, 2 * i + 1)) for i in range(3)]
+    tags = TASK_TYPES["tagging"].decode(logits.numpy(), {"labels": ["X", "Y", "Z"]}, False, words, [0, 2, 4])
+    assert [t["tag"] for t in tags] == ["XYZ"[int(probs[k].argmax())] for k in (0, 2, 4)]
+    assert [t["score"] for t in tags] == pytest.approx([float(probs[k].max()) for k in (0, 2, 4)], abs=1e-6)
+    assert TASK_TYPES["tagging"].decode(logits.numpy(), {"labels": ["X", "Y", "Z"]}, False, [], []) == []
+
+    row = torch.tensor([2.0, -1.0, 0.1])
+    spec = {"labels": ["a", "b", "c"], "thresholds": [0.9, 0.2, 0.5]}
+    out = TASK_TYPES["multilabel"].decode(row.numpy(), spec, True)
+    # sigmoid: a 0.88 < 0.9, b 0.27 > 0.2, c 0.52 > 0.5; the most probable first
+    assert [x["label"] for x in out["labels"]] == ["c", "b"]
+    assert list(out["scores"].values()) == pytest.approx(row.sigmoid().tolist(), abs=1e-6)
+    assert TASK_TYPES["regression"].decode(row[:1].numpy(), {"labels": []}, False) == {"value": 2.0}

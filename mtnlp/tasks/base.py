@@ -10,6 +10,8 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+import numpy as np
+
 if TYPE_CHECKING:
     import torch
 
@@ -173,9 +175,10 @@ class TaskType:
 
     cut_effect = ""  # what max_length cutting an input of this type's own form does (types with input_fields)
 
-    def decode(self, logits: torch.Tensor, spec: dict, all_scores: bool, words=None, first_tokens=None,
+    def decode(self, logits: np.ndarray, spec: dict, all_scores: bool, words=None, first_tokens=None,
                text: str = "") -> Any:
-        """The pipeline's prediction for one input from this head's logits (one row). Token-level
+        """The pipeline's prediction for one input from this head's logits (one row, float32 numpy: a torch
+        op per input would meet the intra-op thread pool once per input, slow on a busy CPU). Token-level
         types get `words`, the (word, (start, end)) of the text's words that have a token, and
         `first_tokens`, the position of each one's first sub-token."""
         raise NotImplementedError
@@ -355,6 +358,11 @@ def _cut_long(tokenizer, texts: list, pairs: list | None, max_length: int, words
             if value is not None:
                 part[i] = value
     return parts[0], parts[1] if pairs is not None else None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
 
 
 def labelled_cross_entropy(logits, targets, ignore_index: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..spec import TaskSpec
-from .base import TextTask, label_name
+from .base import TextTask, label_name, softmax
 
 
 class Classification(TextTask):
@@ -32,7 +32,7 @@ class Classification(TextTask):
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
         labels = spec["labels"]
-        probs = logits.float().softmax(-1)
+        probs = softmax(logits)
         best = int(probs.argmax())
         out = {"label": labels[best], "score": float(probs[best])}
         if all_scores:

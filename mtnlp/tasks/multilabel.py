@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from ..spec import Fraction, TaskSpec
@@ -84,8 +85,7 @@ class Multilabel(TextTask):
     def thresholds(self, spec: dict, logits):
         import torch
 
-        values = spec.get("thresholds") or [spec.get("threshold", 0.5)] * logits.shape[-1]
-        return torch.tensor(values, device=logits.device)
+        return torch.tensor(threshold_values(spec, logits.shape[-1]), device=logits.device)
 
     def predictions(self, logits, labels, spec):
         return (logits.float().sigmoid() > self.thresholds(spec, logits)).int().tolist()
@@ -134,8 +134,8 @@ class Multilabel(TextTask):
         return best
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
-        probs = logits.float().sigmoid()
-        above = (probs > self.thresholds(spec, logits)).tolist()
+        probs = 1 / (1 + np.exp(-logits))
+        above = (probs > np.array(threshold_values(spec, len(probs)), dtype=np.float32)).tolist()
         chosen = sorted((i for i, yes in enumerate(above) if yes), key=lambda i: -float(probs[i]))
         out = {"labels": [{"label": spec["labels"][i], "score": float(probs[i])} for i in chosen]}
         if all_scores:
@@ -146,5 +146,9 @@ class Multilabel(TextTask):
         super().export_config(config, spec)
         config.problem_type = "multi_label_classification"
         # transformers has no field for them: kept beside id2label for whoever applies the sigmoid
-        values = spec.get("thresholds") or [spec.get("threshold", 0.5)] * len(spec["labels"])
-        config.thresholds = dict(zip(spec["labels"], values))
+        config.thresholds = dict(zip(spec["labels"], threshold_values(spec, len(spec["labels"]))))
+
+
+def threshold_values(spec: dict, labels: int) -> list[float]:
+    """Each of the `labels` labels' decision threshold: tuned per label (`thresholds`), or `threshold` for all."""
+    return spec.get("thresholds") or [spec.get("threshold", 0.5)] * labels

@@ -64,7 +64,7 @@ class Regression(TextTask):
         return {"range": [min(values), max(values)]}
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
-        return {"value": float(logits.float().reshape(-1)[0])}
+        return {"value": float(logits.reshape(-1)[0])}
 
     def export_config(self, config, spec):
         config.num_labels, config.problem_type = 1, "regression"

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+
 from ..spec import TagData, TaskSpec
-from .base import TaskType, column, label_name, label_shares, labelled_cross_entropy, truncating
+from .base import (TaskType, column, label_name, label_shares, labelled_cross_entropy, softmax,
+                   truncating)
 
 ENTITY_PREFIXES = ("B-", "I-", "E-", "S-")
 IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
@@ -121,11 +124,10 @@ class Tagging(TaskType):
         return label_shares([t for tags in column(dataset, "tags") for t in tags])
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
-        import torch
-
         labels = spec["labels"]
-        probs = logits[first_tokens].float().softmax(-1)  # one row per word that has a token
-        scores, ids = probs.max(-1) if len(first_tokens) else (torch.empty(0), torch.empty(0, dtype=torch.long))
+        probs = softmax(logits[first_tokens])  # one row per word that has a token
+        ids = probs.argmax(-1)
+        scores = probs[np.arange(len(ids)), ids]
         tags = [labels[k] for k in ids.tolist()]
         if is_iob(labels):
             return iob_spans(tags, scores.tolist(), words, text)
