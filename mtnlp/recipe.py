@@ -42,9 +42,9 @@ def one_of(registry: dict):
 
 
 def _no_means_no(value):
-    if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/off as false, yes/on as true
-        return "no" if value is False else "yes"
-    return value
+    if value is True:  # YAML 1.1 reads an unquoted no/off as false, yes/on as true
+        raise ValueError("true (YAML reads an unquoted yes or on so) names no precision: give auto, bf16, fp16 or fp32")
+    return "no" if value is False else value
 
 
 class ModelSpec(Spec):
@@ -104,7 +104,7 @@ class TrainingSpec(Spec):
     dataloader_workers: Annotated[int, Field(ge=0)] | None = None
     # processes that tokenise a split of 20,000+ examples (the first run; later ones read the cache); default: cores
     num_proc: Count | None = None
-    seed: int = 42
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 42  # numpy's seeds are 32-bit
     eval_every: Count | None = None  # steps; None = only at the end
     save_every: Count | None = None  # steps; None = no checkpoints
     keep_checkpoints: Count = 2
@@ -163,8 +163,44 @@ class _LineLoader(yaml.SafeLoader):
 
     def construct_object(self, node, deep=False):
         if node in self.constructed_objects:
-            return copy.deepcopy(self.constructed_objects[node])
+            value = self.constructed_objects[node]
+            self.copied += _values(value, MAX_ALIAS_VALUES - self.copied)
+            if self.copied > MAX_ALIAS_VALUES:  # nested aliases grow exponentially ("billion laughs")
+                raise UserError(f"{self.where(node)}: the aliases of this anchor expand the recipe to more than "
+                                f"{MAX_ALIAS_VALUES:,} values")
+            return copy.deepcopy(value)
         return super().construct_object(node, deep)
+
+    copied = 0  # values copied for aliases so far
+
+    def construct_yaml_int(self, node):
+        # YAML 1.1 reads 010 as octal (8) and 1:30 as base 60 (90): no recipe means those
+        if re.fullmatch(r"[-+]?0[0-9_]+|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+", node.value):
+            raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is an octal or base-60 number "
+                            "to YAML: write it without leading zeros, or quote it")
+        return super().construct_yaml_int(node)
+
+    def construct_yaml_float(self, node):
+        if ":" in node.value:  # base 60 (1:30.5)
+            raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is a base-60 number to YAML: "
+                            "quote it")
+        return super().construct_yaml_float(node)
+
+
+MAX_ALIAS_VALUES = 100_000
+
+
+def _values(value, limit: int) -> int:
+    """How many values (scalars, lists, mappings) `value` holds, counting no further than just past `limit`."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -176,6 +212,9 @@ def _construct_mapping(loader, node, deep=False):
     mapping, lines, seen = {}, {}, set()
     for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
+        if key is None or isinstance(key, bool):
+            raise UserError(f"{loader.where(key_node)}: {'.'.join([*loader.keys, str(key_node.value)])}: YAML reads "
+                            f"the key {key_node.value} as {'null' if key is None else str(key).lower()}: quote it")
         if not isinstance(key, Hashable):  # `? [a, b]`: a complex key
             parent = ".".join(loader.keys)
             raise UserError(f"{loader.where(key_node)}: {parent + ': ' if parent else ''}a key must be a name or "
@@ -207,6 +246,8 @@ class _Mapping(dict):
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _LineLoader.construct_yaml_int)
+_LineLoader.add_constructor("tag:yaml.org,2002:float", _LineLoader.construct_yaml_float)
 
 
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
@@ -215,14 +256,21 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: recipe file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        from .readers import bad_byte
+
+        raise UserError(bad_byte(path, "utf-8", "save the recipe as UTF-8")) from None
+    except OSError as e:
         raise UserError(f"{path}: cannot read recipe: {e}") from None
     try:
         raw = _read_yaml(text, str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        problem = getattr(e, "problem", None) or e
+        if str(problem).startswith("but found another document"):
+            problem = "a recipe is one YAML document (a second '---' starts another)"
+        raise UserError(f"{path}{line}: invalid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a recipe must be a YAML mapping of keys to values")
     for item in overrides:
@@ -233,6 +281,10 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     except ValidationError as e:
         raise UserError(_first_problem(e, raw, str(path), key_lines)) from None
     recipe._source, recipe._key_lines = str(path), key_lines
+    for section, key in ((recipe, "output_dir"), (recipe, "data_dir"), (recipe.training, "resume_from"),
+                         (recipe.model, "init_from"), (recipe.model, "encoder")):
+        if (value := getattr(section, key)) and value.startswith("~"):  # ~/runs/x: a home path, not a folder "~"
+            setattr(section, key, str(Path(value).expanduser()))
     for task in recipe.tasks.values():  # a local data set folder as data.hub resolves as data files do
         if task.data.hub and (folder := resolve_path(recipe, task.data.hub)).exists():
             task.data.hub = str(folder)
@@ -258,22 +310,38 @@ def apply_override(raw: dict, item: str) -> None:
         raise UserError(f"override '{item}': expected key=value, e.g. training.lr=3e-5")
     node = raw
     parts = key.split(".")
-    for part in parts[:-1]:
+    if "" in parts:
+        raise UserError(f"override '{item}': an empty part in the key '{key}'")
+    for n, part in enumerate(parts):
+        if isinstance(node.get(_key_in(node, part)), list) and n + 1 < len(parts):
+            raise UserError(f"override '{item}': {'.'.join(parts[:n + 1])} is a list: give the whole list, e.g. "
+                            f"{'.'.join(parts[:n + 1])}=[a, b]")
+        if n + 1 == len(parts):
+            break
+        part = parts[n] = _key_in(node, part)
         if not isinstance(node.get(part), dict):
             node[part] = _Mapping({}, {})
             if isinstance(node, _Mapping):  # errors about the new section point at the override
                 node.lines[part] = OVERRIDE
         node = node[part]
+    parts[-1] = _key_in(node, parts[-1])
     try:
-        parsed = _read_yaml(value, "override", override=item, keys=parts)  # as strict as a recipe file
+        parsed = _read_yaml(value, "override", override=item, keys=[str(p) for p in parts])  # as strict as a recipe file
     except yaml.YAMLError:
         parsed = value
-    if key in CWD_PATH_KEYS and isinstance(parsed, str) and parsed != "latest":
+    if key in CWD_PATH_KEYS and isinstance(parsed, str) and parsed not in ("latest", ""):
         if key != "model.init_from" or is_local_path(parsed):  # init_from may be a hub id: it stays one
             parsed = str(Path(parsed).expanduser().absolute())  # paths typed on the command line are cwd-relative
     node[parts[-1]] = parsed
     if isinstance(node, _Mapping):
         node.lines[parts[-1]] = OVERRIDE
+
+
+def _key_in(node: dict, part: str):
+    """The key of `node` an override's part names: `label_names.0` names a file's `0:` (an int to YAML)."""
+    if part not in node and re.fullmatch(r"-?[0-9]+", part) and int(part) in node:
+        return int(part)
+    return part
 
 
 def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict) -> str:
@@ -311,22 +379,27 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
     key = ".".join(parts)
     if kind == "literal_error":
         choices = ", ".join(re.findall(r"'([^']*)'", ctx["expected"]))  # pydantic writes "'a', 'b' or 'c'"
-        text = f"unknown value {value!r} (expected one of: {choices})"
+        text = f"unknown value {_short(value)} (expected one of: {choices})"
     elif kind in ("model_type", "dict_type", "model_attributes_type"):  # the last: a task section (a union)
-        text = f"expected a mapping of keys, got {value!r}"
+        text = f"expected a mapping of keys, got {_short(value)}"
     elif kind == "list_type":
-        text = f"expected a list, got {value!r}"
+        text = f"expected a list, got {_short(value)}"
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()))
-        text = f"must be {sign} {bound}, got {value!r}"
+        text = f"must be {sign} {bound}, got {_short(value)}"
     elif kind == "finite_number":
-        text = f"must be a finite number, got {value!r}"
+        text = f"must be a finite number, got {_short(value)}"
     elif kind.split("_")[0] in EXPECTED:
-        text = f"expected {EXPECTED[kind.split('_')[0]]}, got {value!r}"
+        text = f"expected {EXPECTED[kind.split('_')[0]]}, got {_short(value)}"
     else:
         text = problem["msg"].removeprefix("Value error, ")
     return f"{_at(src, _line_of(key_lines, parts))}: {key}: {text}" if key else f"{_at(src, None)}: {text}"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 EXPECTED = {"int": "int", "float": "a number", "string": "str", "bool": "bool (true or false)"}
@@ -387,6 +460,8 @@ def check(recipe: Recipe) -> None:
     if not recipe.tasks:
         fail("tasks", "at least one task is required")
     for name, task in recipe.tasks.items():
+        if not re.fullmatch(TASK_NAME, name):  # a module name in torch, a name in --tasks a,b
+            fail(f"tasks.{name}", "a task name is 1 to 64 characters, with no space, '.' or ','")
         data = task.data
         if data.train is None:
             fail(f"tasks.{name}.data.train", "a training split is required")
@@ -441,8 +516,26 @@ def check(recipe: Recipe) -> None:
         fail("model.init_encoder_of", "applies to a transfer: set model.init_from too")
     if recipe.model.init_revision is not None and not recipe.model.init_from:
         fail("model.init_revision", "applies to a transfer: set model.init_from too")
+    encoder = recipe.model.encoder
+    if not recipe.model.init_from and is_local_path(encoder) and not Path(encoder).is_dir():
+        fail("model.encoder", f"{encoder}: folder not found")
+    if not recipe.model.init_heads and not recipe.model.init_from:
+        fail("model.init_heads", "applies to a transfer: set model.init_from too")
+    for key, needs, why in IDLE_KEYS:
+        section, _, name = key.rpartition(".")
+        if _changed(getattr(recipe, section) if section else recipe, name) and not _value(recipe, needs):
+            note(key, f"not read: {why}")
+    for folder in (run_directory(recipe), *run_directory(recipe).parents):
+        if folder.exists() and not folder.is_dir():
+            fail("output_dir", f"{folder} is a file, not a folder")
 
 
+TASK_NAME = r"[^\s.,]{1,64}"
+# keys read only when another is set (a warning, like a method's option under another method)
+IDLE_KEYS = [("training.early_stopping_patience", "training.eval_every",
+              "early stopping compares evaluations during training: set training.eval_every"),
+             ("training.keep_checkpoints", "training.save_every", "no checkpoints are saved: set training.save_every"),
+             ("hub_private", "push_to_hub", "nothing is pushed: set push_to_hub")]
 # mtl keys that only one sharing method reads: another method refuses a value other than the default
 SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", "lora_targets": "lora",
                 "task_layers": "task_layers"}
@@ -454,6 +547,12 @@ COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
 def _changed(section: Spec, key: str) -> bool:
     """Whether a key of a recipe section holds another value than its default."""
     return getattr(section, key) != type(section).model_fields[key].get_default(call_default_factory=True)
+
+
+def _value(recipe: Recipe, key: str):
+    """The value of a dotted key of the recipe's top-level or section keys (training.eval_every)."""
+    section, _, name = key.rpartition(".")
+    return getattr(getattr(recipe, section) if section else recipe, name)
 
 
 def _ours(registry: dict, name: str) -> bool:

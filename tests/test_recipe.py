@@ -302,6 +302,10 @@ def test_a_sharing_key_the_sharing_method_does_not_read_is_an_error(tmp_path, ke
     (["mtl.gradient=pcgrad"], "sampling.temperature", "mtl.gradient pcgrad trains every task in each update"),
     (["mtl.dwa_window=3"], "mtl.dwa_window", "it applies to mtl.weighting dwa (this is static)"),
     (["mtl.weighting=dwa", "mtl.weighting_lr=0.1"], "mtl.weighting_lr", "it applies to mtl.weighting uncertainty (this is dwa)"),
+    (["training.early_stopping_patience=2", "training.eval_every=null"], "training.early_stopping_patience",
+     "early stopping compares evaluations during training: set training.eval_every"),
+    (["training.keep_checkpoints=5"], "training.keep_checkpoints", "no checkpoints are saved: set training.save_every"),
+    (["hub_private=true"], "hub_private", "nothing is pushed: set push_to_hub"),
 ])
 def test_a_method_option_the_chosen_method_does_not_read_is_said(overrides, key, said):
     """Not an error: `sampling.strategy=uniform` on the command line must not need the file's temperature removed."""
@@ -557,7 +561,7 @@ def test_data_section_recipe_errors(tmp_path, base, replace, line, key, fragment
 
 
 @pytest.mark.parametrize("names,fragment", [
-    ("{yes: positive, no: negative}", "the key true is a boolean: YAML reads an unquoted yes, no"),
+    ("{yes: positive, no: negative}", "YAML reads the key yes as true: quote it"),
     ("{1: yes, 0: negative}", "the name true is a boolean"),
     ("{0: neg, '0': pos}", "the keys 0 and '0' are the same label '0'"),
 ])
@@ -565,7 +569,7 @@ def test_label_names_booleans_and_colliding_keys(tmp_path, names, fragment):
     path = recipe_file(tmp_path, replace={"      text_column: sentence": f"      text_column: sentence\n"
                                                                         f"      label_names: {names}"})
     message = error(path)
-    assert message.startswith(f"{path}:8: tasks.sentiment.data.label_names: ") and fragment in message, message
+    assert message.startswith(f"{path}:8: tasks.sentiment.data.label_names") and fragment in message, message
     quoted = recipe_file(tmp_path, replace={"      text_column: sentence": "      text_column: sentence\n"
                                                                           "      label_names: {'yes': positive, 0: 'no'}"})
     assert load_recipe(quoted).tasks["sentiment"].data.label_names == {"yes": "positive", "0": "no"}
@@ -647,3 +651,90 @@ def test_hub_repo_id_is_checked_when_the_recipe_loads(tmp_path, top, message):
     path.write_text(top + "model: {encoder: x}\ntasks:\n  t: {type: classification, data: {train: a.tsv}}\n")
     with pytest.raises(UserError, match=re.escape(message)):
         load_recipe(path)
+
+
+@pytest.mark.parametrize("written,fragment", [
+    ("steps: 010", "010 is an octal or base-60 number to YAML"), ("steps: 1:30", "1:30 is an octal or base-60"),
+    ("lr: 1:30.5", "1:30.5 is a base-60 number"), ("seed: -1", "must be >= 0"), ("seed: 4294967296", "must be < 4294967296"),
+    ("mixed_precision: on", "names no precision: give auto, bf16, fp16 or fp32"),
+])
+def test_numbers_yaml_would_change_and_seeds_numpy_refuses(tmp_path, written, fragment):
+    """YAML 1.1 reads 010 as 8 and 1:30 as 90; a seed must fit numpy's 32 bits (else a traceback after the
+    data is read)."""
+    key = written.split(":")[0]
+    line = {"steps": "  steps: 5", "lr": "  lr: 0.001"}.get(key)
+    path = recipe_file(tmp_path, replace={line: f"  {written}"} if line else {"  lr: 0.001": f"  lr: 0.001\n  {written}"})
+    message = error(path)
+    assert message.startswith(f"{path}:{LINE.get(key, LINE['lr'] + 1)}: training.{key}: ") and fragment in message, message
+    said = error(recipe_file(tmp_path), [f"training.{written.replace(': ', '=')}"])
+    assert f"training.{key}" in said and fragment in said, said
+    assert load_recipe(recipe_file(tmp_path), ["training.steps=10", "training.lr=0x10"]).training.steps == 10
+
+
+@pytest.mark.parametrize("name", ["a.b", "''", "'x,y'", "'two words'", "'" + "n" * 65 + "'"])
+def test_a_task_name_torch_or_the_tasks_option_cannot_take_is_refused(tmp_path, name):
+    message = error(recipe_file(tmp_path, replace={"  ner:": f"  {name}:"}))
+    assert message.startswith(f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.") and "a task name is 1 to 64" in message
+    assert list(load_recipe(recipe_file(tmp_path, replace={"  ner:": "  ner/de-2:"})).tasks) == ["sentiment", "ner/de-2"]
+
+
+@pytest.mark.parametrize("key,line", [("yes", "true"), ("~", "null")])
+def test_a_key_yaml_reads_as_a_boolean_or_null_is_named_where_it_is(tmp_path, key, line):
+    message = error(recipe_file(tmp_path, replace={"  ner:": f"  {key}:"}))
+    assert message == f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.{key}: YAML reads the key {key} as {line}: quote it"
+
+
+def test_nested_aliases_stop_before_they_fill_memory(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]  # 10**8 values in all
+    message = error(recipe_file(tmp_path, "\n".join(lines) + "\nname: *a7\n"))
+    assert message == f"{tmp_path / 'r.yaml'}:4: the aliases of this anchor expand the recipe to more than 100,000 values"
+
+
+def test_a_long_bad_value_is_shortened_in_the_message(tmp_path):
+    message = error(recipe_file(tmp_path), ["training.steps=[" + ", ".join(["1"] * 10_000) + "]"])
+    assert "training.steps: expected int, got [1, 1," in message and len(message.split(" got ")[1]) == 80, message
+
+
+def test_a_second_document_and_a_byte_that_is_not_utf8_are_named(tmp_path):
+    assert error(recipe_file(tmp_path, BASE + "---\nname: u\n")).endswith(
+        ":19: invalid YAML: a recipe is one YAML document (a second '---' starts another)")
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(BASE.encode() + "# café\n".encode("latin-1"))
+    assert error(path) == f"{path}:19: byte 0xe9 is not valid utf-8; save the recipe as UTF-8"
+
+
+def test_override_of_one_label_name_a_list_item_and_an_empty_key_part(tmp_path):
+    path = recipe_file(tmp_path, replace={"      text_column: sentence": "      text_column: sentence\n"
+                                                                        "      label_names: {0: negative, 1: positive}"})
+    recipe = load_recipe(path, ["tasks.sentiment.data.label_names.0=neg"])  # the file's key is the int 0
+    assert recipe.tasks["sentiment"].data.label_names == {"0": "neg", "1": "positive"}
+    assert error(path, ["tasks.sentiment.metrics.0=f1"]) == ("override 'tasks.sentiment.metrics.0=f1': tasks.sentiment."
+                                                             "metrics is a list: give the whole list, e.g. "
+                                                             "tasks.sentiment.metrics=[a, b]")
+    assert error(path, ["training.lr.=1e-3"]) == "override 'training.lr.=1e-3': an empty part in the key 'training.lr.'"
+
+
+def test_output_dir_paths(tmp_path, monkeypatch):
+    """A file where the run's folder would be is an error at once; ~ is the home folder in a file too;
+    an empty output_dir on the command line is the default, as in a file (not the current folder)."""
+    (tmp_path / "f").write_text("")
+    for value in ("f", "f/run"):
+        assert error(recipe_file(tmp_path), [f"output_dir={tmp_path / value}"]).endswith(
+            f"output_dir: {tmp_path / 'f'} is a file, not a folder")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = recipe_file(tmp_path, BASE + "output_dir: ~/runs/t\ntraining:\n  resume_from: ~/runs/t/checkpoints/step-2\n",
+                       replace={"training:\n  steps: 5\n  lr: 0.001\n": ""})
+    recipe = load_recipe(path)
+    assert recipe.output_dir == str(tmp_path / "home" / "runs" / "t")
+    assert recipe.training.resume_from == str(tmp_path / "home" / "runs" / "t" / "checkpoints" / "step-2")
+    monkeypatch.chdir(tmp_path)
+    from mtnlp.recipe import run_directory
+    assert run_directory(load_recipe(recipe_file(tmp_path), ["output_dir=''"])) == Path("runs/t")
+
+
+def test_an_encoder_folder_that_is_not_there_and_init_heads_without_a_transfer(tmp_path):
+    assert error(recipe_file(tmp_path), [f"model.encoder={tmp_path / 'nope'}"]).endswith(
+        f"model.encoder: {tmp_path / 'nope'}: folder not found")
+    assert error(recipe_file(tmp_path), ["model.init_heads=false"]).endswith(
+        "model.init_heads: applies to a transfer: set model.init_from too")
