@@ -31,3 +31,11 @@ def is_local_path(name: str) -> bool:
     path = Path(name).expanduser()
     return (path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
             or bool(path.parent.name) and path.parent.is_dir())
+
+
+def vocabulary_problem(tokenizer) -> str | None:
+    """Why a tokenizer cannot be the model's: a folder with tokenizer_config.json but no tokenizer.json (or vocab
+    file) loads as a tokenizer of special tokens only, which makes every word [UNK]."""
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        return "its tokenizer has no vocabulary, only special tokens (tokenizer.json or its vocab file is missing)"
+    return None

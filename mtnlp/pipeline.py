@@ -234,7 +234,7 @@ def load_pretrained(name: str, **hub_kwargs):
     from safetensors import SafetensorError
     from transformers import PreTrainedConfig
 
-    from .encoders import is_local_path
+    from .encoders import is_local_path, vocabulary_problem
     from .errors import UserError, causes, first_line
     from .onnx_model import OnnxMultiTaskModel, onnx_errors
 
@@ -255,7 +255,10 @@ def load_pretrained(name: str, **hub_kwargs):
         check_multitask_config(name, config)
         model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
         loading = "tokenizer"
-        return model, AutoTokenizer.from_pretrained(name, **({} if onnx else hub_kwargs))
+        tokenizer = AutoTokenizer.from_pretrained(name, **({} if onnx else hub_kwargs))
+        if problem := vocabulary_problem(tokenizer):
+            raise UserError(f"{name}: {problem}")
+        return model, tokenizer
     except (OSError, ValueError) as e:
         if not path.exists() and any(isinstance(c, LocalEntryNotFoundError) for c in causes(e)):
             from huggingface_hub import constants

@@ -516,9 +516,16 @@ def check(recipe: Recipe) -> None:
         fail("model.init_encoder_of", "applies to a transfer: set model.init_from too")
     if recipe.model.init_revision is not None and not recipe.model.init_from:
         fail("model.init_revision", "applies to a transfer: set model.init_from too")
-    encoder = recipe.model.encoder
-    if not recipe.model.init_from and is_local_path(encoder) and not Path(encoder).is_dir():
+    encoder, source = recipe.model.encoder, recipe.model.init_from
+    if not source and is_local_path(encoder) and not Path(encoder).is_dir():
         fail("model.encoder", f"{encoder}: folder not found")
+    if source and _changed(recipe.model, "encoder"):
+        note("model.encoder", "not read: with model.init_from the encoder is the source's")
+    if source and recipe.overwrite_output_dir:  # the source would be replaced by the run it starts
+        run_dir = run_directory(recipe).resolve()
+        if run_dir in (Path(source).resolve(), *Path(source).resolve().parents):
+            fail("model.init_from", f"{source} is in output_dir {run_dir}, which overwrite_output_dir: true replaces: "
+                                    "choose another output_dir")
     if not recipe.model.init_heads and not recipe.model.init_from:
         fail("model.init_heads", "applies to a transfer: set model.init_from too")
     for key, needs, why in IDLE_KEYS:

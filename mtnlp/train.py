@@ -33,8 +33,9 @@ from transformers import AutoTokenizer
 from . import families, hub, precision, report
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
 from .data import RawTask, TaskData, load_task, model_rows, split_facts
-from .encoders import resolve_encoder
+from .encoders import is_local_path, resolve_encoder, vocabulary_problem
 from .errors import UserError
+from .folders import STATE_FILE
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .loader import BatchPlan, training_loader
 from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
@@ -144,10 +145,15 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
     if revision and path.exists():
         raise UserError(f"{recipe.where('model.init_revision')}: model.init_revision: {where} is a local folder; "
                         "a revision is for a hub id")
+    if (path / STATE_FILE).exists() or (path / "checkpoints").is_dir() and not (path / "config.json").exists():
+        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is a training checkpoint or a run "
+                        "that has not finished: finish it (training.resume_from), then give its model folder")
     try:
         model, tokenizer = load_pretrained(where, **hub_kwargs)
     except UserError as e:  # not found, another model type (a base encoder), damaged weights, ...
-        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {e}") from None
+        local = "" if path.exists() or is_local_path(where) else (
+            f"; nor is it a folder in the current folder ({Path.cwd()}), where a relative model.init_from is read")
+        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {e}{local}") from None
     if not isinstance(model, MultiTaskModel):
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is an ONNX export; give the "
                         "run or model folder it was exported from")
@@ -260,6 +266,8 @@ def load_tokenizer(recipe: Recipe, encoder: str):
     except (OSError, ValueError) as e:
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
                         f"({str(e).splitlines()[0]})") from None
+    if problem := vocabulary_problem(tokenizer):
+        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {problem}")
     if tokenizer.pad_token_id is None:
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
                         "has no pad token: set one in its tokenizer_config.json (e.g. \"pad_token\": its eos or unk token)")
@@ -307,8 +315,8 @@ def say_transfer(run: Run, source: MultiTaskModel, source_path: str) -> None:
                           + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
     kept = any(why.startswith("kept") for why in heads.values())
     if recipe.model.init_heads and not kept and run.accelerator.is_main_process:
-        warnings.warn("model.init_heads: no head of the source matches a task here (same name, type and "
-                      "labels): every head starts new", stacklevel=3)
+        warnings.warn(f"{recipe.where('model.init_from')}: model.init_heads: no head of the source matches a task here "
+                      "(same name, type and labels): every head starts new", stacklevel=3)
 
 
 def resume(run: Run, folder: Path, own: bool) -> None:

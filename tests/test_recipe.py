@@ -738,3 +738,15 @@ def test_an_encoder_folder_that_is_not_there_and_init_heads_without_a_transfer(t
         f"model.encoder: {tmp_path / 'nope'}: folder not found")
     assert error(recipe_file(tmp_path), ["model.init_heads=false"]).endswith(
         "model.init_heads: applies to a transfer: set model.init_from too")
+
+
+def test_a_transfer_reads_no_encoder_and_may_not_replace_its_source(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "src" / "model").mkdir(parents=True)
+    with pytest.warns(UserWarning, match=r"model.encoder: not read: with model.init_from the encoder is the source's$"):
+        load_recipe(recipe_file(tmp_path), ["model.init_from=runs/src", "model.encoder=org/other"])
+    for source in ("runs/src", "runs/src/model"):
+        said = error(recipe_file(tmp_path), [f"model.init_from={source}", "output_dir=runs/src", "overwrite_output_dir=true"])
+        assert said.endswith(f"model.init_from: {tmp_path / source} is in output_dir {tmp_path / 'runs' / 'src'}, which "
+                             "overwrite_output_dir: true replaces: choose another output_dir"), said
+    load_recipe(recipe_file(tmp_path), ["model.init_from=runs/src", "output_dir=runs/ft", "overwrite_output_dir=true"])

@@ -1,6 +1,7 @@
 """End-to-end training runs on the tiny encoder: run directory, bf16, resume, TensorBoard, CLI."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -272,13 +273,30 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
     with pytest.warns(UserWarning, match="no head of the source matches"):
         train(load_recipe(other, [f"model.init_from={tmp_path / 'run'}"]))
     assert "  head ner: new: other labels than the source's (" in capsys.readouterr().out
+    # a folder whose tokenizer lost its vocabulary (tokenizer.json) loads as special tokens only: every word [UNK]
+    shutil.copytree(tmp_path / "run" / "model", tmp_path / "no-vocab")
+    (tmp_path / "no-vocab" / "tokenizer.json").unlink()
+    with pytest.raises(UserError, match=r"model.init_from: .*no-vocab: its tokenizer has no vocabulary, only special "
+                                        r"tokens \(tokenizer.json or its vocab file is missing\)$"):
+        train(load_recipe(target, [f"model.init_from={tmp_path / 'no-vocab'}"]))
+    # a checkpoint, or a run with checkpoints and no model yet, is named for what it is
+    (tmp_path / "stopped" / "checkpoints" / "step-2").mkdir(parents=True)
+    (tmp_path / "stopped" / "checkpoints" / "step-2" / "trainer_state.json").write_text("{}")
+    for folder in ("stopped", "stopped/checkpoints/step-2"):
+        with pytest.raises(UserError, match="is a training checkpoint or a run that has not finished: finish it"):
+            train(load_recipe(target, [f"model.init_from={tmp_path / folder}"]))
+    # a relative source that is neither here nor on the hub: where it was looked for
+    with pytest.raises(UserError, match=r"runs-x/src: not in the local hub cache.*; nor is it a folder in the current "
+                                        r"folder \(.*\), where a relative model.init_from is read$"):
+        train(load_recipe(target, ["model.init_from=runs-x/src"]))
 
 
 def test_unloadable_encoder_is_a_user_error(make_recipe, tmp_path):
     recipe = make_recipe(model={"encoder": str(tmp_path / "no-such-encoder")})
     proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe)], capture_output=True, text=True,
                           timeout=300)
-    assert proc.returncode == 2 and "model.encoder: cannot load" in proc.stderr and "Traceback" not in proc.stderr
+    said = proc.stderr.strip()
+    assert proc.returncode == 2 and said.endswith(f"model.encoder: {tmp_path / 'no-such-encoder'}: folder not found"), said
 
 
 def test_data_table_truncation_notes_and_batch_counts(make_recipe, tmp_path, capsys, tiny_encoder):
