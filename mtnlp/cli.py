@@ -274,7 +274,7 @@ def cmd_evaluate(args) -> int:
     if without:
         print(f"not evaluated (no {args.split} split): {', '.join(without)}")
     requested = args.precision or recipe.training.mixed_precision
-    chosen = precision.for_onnx(requested) if onnx else precision.resolve(requested, model.device)
+    chosen = precision.for_onnx(requested, model.quantize) if onnx else precision.resolve(requested, model.device)
     print(chosen.describe())
     if chosen.warning:
         option = "--precision" if args.precision else "training.mixed_precision"
@@ -488,10 +488,8 @@ def cmd_export(args) -> int:
         from .hub import onnx_card, read_card
 
         export_onnx(model, tokenizer, args.out, args.task, args.quantize)
-        if card := read_card(args.model, args.revision):  # serve's /info shows the card's metrics
-            tasks = list(dict.fromkeys(args.task or model.config.tasks))
-            (out / "README.md").write_text(onnx_card(card, args.model, tasks, args.quantize, bool(args.task)),
-                                             encoding="utf-8")
+        card = onnx_card(read_card(args.model, args.revision), args.model, out, args.quantize, bool(args.task))
+        (out / "README.md").write_text(card, encoding="utf-8")  # serve's /info shows the card's metrics
         print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {args.out} ...")
         return 0
     from .export import export_folder

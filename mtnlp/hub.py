@@ -24,8 +24,9 @@ from .folders import check_model_folder
 CARD_PLACEHOLDER = "REPO_OR_DIR"  # where the card's usage lines name the model; push puts the repo id there
 
 
-def model_card(config, metrics: dict | None = None, datasets: list[str] | None = None) -> str:
-    """README.md text: YAML metadata and a per-task table of labels and metrics."""
+def model_card(config, metrics: dict | None = None, datasets: list[str] | None = None, onnx: bool = False) -> str:
+    """README.md text: YAML metadata and a per-task table of labels and metrics (`onnx`: of an ONNX export,
+    which `mtnlp export --task` does not read)."""
     from .tasks import task_type
     from .tasks.base import example_input
 
@@ -66,7 +67,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
                                                    " per task" if lora else "")))
     lines += ["```", ""]
     tagging = [name for name, spec in config.tasks.items() if task_type(spec["type"]).head_kind == "token"]
-    if tagging:
+    if tagging and not onnx:
         lines += [f"A tagging head exported as a plain transformers model (`mtnlp export {CARD_PLACEHOLDER} --task "
                   f"{tagging[0]} {tagging[0]}-model`) needs word-level aggregation `first`:", "",
                   "```python", "from transformers import pipeline", "",
@@ -154,19 +155,50 @@ def card_rows(lines: list[str]):
             yield i, header, cells
 
 
-def onnx_card(card: str, source: str, tasks: list[str], quantize: str | None, chosen: bool = False) -> str:
-    """The card of an ONNX export of `source`: its card with the table's rows of `tasks` only (`chosen`: the
-    command named them), and a section saying what the folder is and where its metrics come from."""
-    lines = card.rstrip("\n").split("\n")
-    left_out = {i for i, _, cells in card_rows(lines) if cells[0] not in tasks}  # the rows of heads not exported
-    kept = [line for i, line in enumerate(lines) if i not in left_out]
+def table_metrics(card: str) -> dict[str, dict[str, dict[str, float]]]:
+    """{task: {split: {metric: value}}} from a model card's table (as model_card writes it)."""
+    metrics = {}
+    for _, header, cells in card_rows(card.splitlines()):
+        for split, cell in zip(header[3:], cells[3:]):
+            values = {}
+            for part in cell.split(", "):
+                name, _, value = part.rpartition(" ")
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    pass
+            if values:
+                metrics.setdefault(cells[0], {})[split] = values
+    return metrics
+
+
+def onnx_card(card: str | None, source: str, export_dir: Path, quantize: str | None, chosen: bool = False) -> str:
+    """The card of an ONNX export (in `export_dir`) of `source`: a card of the exported heads (`chosen`: the
+    command named them) with the source card's metrics and data sets, and a section saying what the folder is
+    and where its metrics come from."""
+    from huggingface_hub import ModelCard
+
+    config = saved_config(export_dir)
+    tasks = list(config.tasks)
+    metrics: dict = {"tasks": table_metrics(card or "")}
+    if best := re.search(r"^Best checkpoint: step (\d+)\.$", card or "", re.MULTILINE):
+        metrics["best_step"] = int(best[1])
+    datasets = None
+    if card and card.startswith("---"):  # (huggingface_hub logs a warning for a card without metadata)
+        try:
+            datasets = ModelCard(card).data.to_dict().get("datasets")
+        except Exception:  # a card's metadata is optional, and only copied
+            pass
+    kept = [model_card(config, metrics, datasets, onnx=True).rstrip("\n")]
     option = "".join(f" --task {t}" for t in tasks) * chosen + (" --quantize int8" if quantize else "")
     kept += ["", "## ONNX export", "",
-             f"This folder is `mtnlp export {source} --onnx{option}` output (heads: {', '.join(tasks)}): "
+             f"This folder is `mtnlp export {hub_id(source) or 'MODEL'} --onnx{option}` output (heads: "
+             f"{', '.join(tasks)}): "
              "`mtnlp predict`, `mtnlp serve` and `MultiTaskPipeline.from_pretrained` run it with onnxruntime. "
-             "The metrics above were measured on the PyTorch model"
-             + (": int8 weights move them a little; `mtnlp evaluate` on this folder measures its own." if quantize
-                else "; the fp32 graph gives the same logits (atol 1e-4)."), ""]
+             + ("The metrics above were measured on the PyTorch model"
+                + (": int8 weights move them a little; `mtnlp evaluate` on this folder measures its own." if quantize
+                   else "; the fp32 graph gives the same logits (atol 1e-4).") if any(metrics["tasks"].values())
+                else "`mtnlp evaluate` on this folder measures its metrics."), ""]
     return "\n".join(kept)
 
 
@@ -176,7 +208,10 @@ def saved_config(model_dir: Path):
     from types import SimpleNamespace
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    return SimpleNamespace(tasks=config.get("tasks") or {}, mtnlp=config.get("mtnlp"), sharing=config.get("sharing"),
+    tasks, order = config.get("tasks") or {}, config.get("task_order") or []
+    if sorted(order) == sorted(tasks):  # the recipe's order (config.json's keys are sorted)
+        tasks = {name: tasks[name] for name in order}
+    return SimpleNamespace(tasks=tasks, mtnlp=config.get("mtnlp"), sharing=config.get("sharing"),
                            encoder=SimpleNamespace(model_type=(config.get("encoder") or {}).get("model_type")))
 
 

@@ -78,18 +78,22 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
         if t not in model.config.tasks:
             raise UserError(f"--task {t}: the model has no such task (it has: {', '.join(model.config.tasks)})")
     tasks = list(dict.fromkeys(tasks or model.config.tasks))  # --task given twice: one head
+    names = list(INPUTS if model.uses_token_type_ids else INPUTS[:2])
+    if clash := [t for t in tasks if t in names]:
+        raise UserError(f"task {clash[0]}: an input of the ONNX graph has that name; a head's output cannot have it")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = list(INPUTS if model.uses_token_type_ids else INPUTS[:2])
     example = tokenizer(["a short text", "and a longer second text for the example batch"], padding=True,
                         return_tensors="pt")
     args = tuple(example[n] if n in example else torch.zeros_like(example["input_ids"]) for n in names)
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with tempfile.TemporaryDirectory() as tmp, quiet_exporter():
         raw = Path(tmp) / ONNX_FILE
-        torch.onnx.export(_Heads(model, tasks).eval(), args, str(raw), input_names=names, output_names=tasks,
+        torch.onnx.export(_Heads(model, tasks).eval(), args, str(raw), input_names=names,
+                          output_names=[f"{OUTPUT_PREFIX}{i}" for i in range(len(tasks))],
                           dynamic_shapes={n: {0: batch, 1: length} for n in names}, dynamo=True,
                           verbose=False, external_data=False)  # one self-contained file
+        name_outputs(raw, tasks)
         if quantize == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -107,6 +111,32 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     config.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+OUTPUT_PREFIX = "mtnlp_output_"  # the outputs' names while exporting (then the tasks')
+
+
+def name_outputs(path: Path, tasks: list[str]) -> None:
+    """Name the graph's outputs by task. The exporter names inner values after their ops (linear, gelu,
+    layer_norm, add_3): an inner value that has a task's name is renamed first (an ONNX name is defined once)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    taken = {v for node in graph.node for v in (*node.input, *node.output)} | {i.name for i in graph.initializer}
+    rename = {}
+    for task in tasks:
+        if task in taken:
+            fresh = next(f"{task}_{k}" for k in range(len(taken) + 1) if f"{task}_{k}" not in taken)
+            rename[task] = fresh
+            taken.add(fresh)
+    rename.update({f"{OUTPUT_PREFIX}{i}": task for i, task in enumerate(tasks)})
+    for node in graph.node:
+        node.input[:] = [rename.get(v, v) for v in node.input]
+        node.output[:] = [rename.get(v, v) for v in node.output]
+    for value in (*graph.initializer, *graph.value_info, *graph.output):
+        value.name = rename.get(value.name, value.name)
+    onnx.save(model, str(path))
 
 
 def head_nodes(path: Path) -> list[str]:
@@ -137,6 +167,7 @@ class OnnxMultiTaskModel:
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.uses_token_type_ids = "token_type_ids" in self.inputs
         self.device = torch.device("cpu")
+        self.quantize = ((self.config.mtnlp or {}).get("onnx") or {}).get("quantize")  # None or "int8"
 
     training = False  # what evaluation.py reads and restores around its passes
 

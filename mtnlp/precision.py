@@ -66,11 +66,14 @@ def cpu_native() -> tuple[bool, str]:
     return False, "no AVX512-BF16 or AMX" if not units else "oneDNN does not use its bf16 units"
 
 
-def for_onnx(requested) -> Precision:
-    """An ONNX model (mtnlp export --onnx) runs in fp32 on onnxruntime's CPU kernels, whatever was asked."""
+def for_onnx(requested, quantize: str | None = None) -> Precision:
+    """An ONNX model (mtnlp export --onnx) runs in fp32 on onnxruntime's CPU kernels, whatever was asked; one
+    exported with `--quantize int8` multiplies int8 weights by int8-quantised activations."""
     requested = normalize(requested)
     ignored = None if requested in ("auto", "fp32") else f"{requested} does not apply to an ONNX model: it runs in fp32"
-    return Precision(requested, "fp32", "cpu", "an ONNX model runs in fp32 on onnxruntime", ignored)
+    why = ("an ONNX model with int8 weights (dynamic quantisation: int8 matmuls, fp32 elsewhere) on onnxruntime"
+           if quantize else "an ONNX model runs in fp32 on onnxruntime")
+    return Precision(requested, "fp32", "cpu", why, ignored)
 
 
 def resolve(requested, device: torch.device | str) -> Precision:

@@ -292,21 +292,9 @@ def check_input(item, name: str, limits: Limits, asked: dict, named: bool) -> No
 
 def card_metrics(model: str, revision: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """{task: {split: {metric: value}}} from the model card's table (README.md, as hub.model_card writes it)."""
-    from .hub import card_rows, read_card
+    from .hub import read_card, table_metrics
 
-    metrics = {}
-    for _, header, cells in card_rows((read_card(model, revision) or "").splitlines()):
-        for split, cell in zip(header[3:], cells[3:]):
-            values = {}
-            for part in cell.split(", "):
-                name, _, value = part.rpartition(" ")
-                try:
-                    values[name] = float(value)
-                except ValueError:
-                    pass
-            if values:
-                metrics.setdefault(cells[0], {})[split] = values
-    return metrics
+    return table_metrics(read_card(model, revision) or "")
 
 
 def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(), window_ms: float = 5.0,

@@ -237,7 +237,7 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
     with pytest.raises(ValueError, match=r"^inputs\[1\]: a text, but no requested task reads it "
                                          r"\(categories reads \{text, choices\}\)$"):
         pipe([CHOICE_INPUTS[0], "Who wrote Hamlet?"], tasks=["categories"])
-    with pytest.raises(ValueError, match=r"^inputs\[0\]: an input of the extractive_qa type, but no requested task "
+    with pytest.raises(ValueError, match=r"^inputs\[0\]: an input of the extractive_qa type, but no task "
                                          r"reads it \(categories reads \{text, choices\}, sentiment reads single texts\)$"):
         pipe({"question": "q", "context": "c"})
 

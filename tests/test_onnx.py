@@ -88,6 +88,9 @@ def test_int8_is_smaller_and_close(exported):
     assert not np.array_equal(a, b)  # really quantised
     assert np.corrcoef(a, b)[0, 1] > 0.95  # and still the same model (quality on real data: BENCHMARKS.md)
     assert json.loads((exported / "int8" / "config.json").read_text())["mtnlp"]["onnx"]["quantize"] == "int8"
+    assert MultiTaskPipeline.from_pretrained(str(exported / "int8")).precision.describe() == (
+        "precision: fp32 (an ONNX model with int8 weights (dynamic quantisation: int8 matmuls, fp32 elsewhere) on "
+        "onnxruntime)")
 
 
 def test_int8_quantises_the_encoder_and_keeps_every_head_fp32(exported):
@@ -257,13 +260,40 @@ def test_an_onnx_export_carries_the_model_card_for_serve_to_show_its_metrics(exp
     shutil.copytree(exported / "model", tmp_path / "model")
     (tmp_path / "metrics.json").write_text(json.dumps({"tasks": {"sentiment": {"validation": {"accuracy": 0.875}},
                                                                  "ner": {"validation": {"f1": 0.5}, "test": {"f1": 0.25}}}}))
+    (tmp_path / "curves.png").write_bytes(b"png")
     write_card(tmp_path / "model")
     assert card_metrics(str(tmp_path / "model"))["sentiment"] == {"validation": {"accuracy": 0.875}}
+    # tasks in the recipe's order (config.json's keys are sorted: its task_order keeps the order)
+    assert "# Multi-task model: sentiment, score, ner, topics\n" in (tmp_path / "model" / "README.md").read_text()
     assert main(["export", str(tmp_path / "model"), "--onnx", "--quantize", "int8", "--task", "ner",
                  str(tmp_path / "onnx")]) == 0
     assert card_metrics(str(tmp_path / "onnx")) == {"ner": {"validation": {"f1": 0.5}, "test": {"f1": 0.25}}}
     card = (tmp_path / "onnx" / "README.md").read_text()
-    assert "| ner | tagging |" in card and "| sentiment |" not in card and "| score |" not in card
-    assert f"`mtnlp export {tmp_path / 'model'} --onnx --task ner --quantize int8` output (heads: ner)" in card
+    # the card of the exported heads: no other head, no curves (not copied), no `export --task` (ONNX is not read)
+    assert "# Multi-task model: ner\n" in card and "with 1 task head," in card and "| ner | tagging |" in card
+    assert not any(t in card for t in ("sentiment", "score", "topics", "curves", "ner-model")), card
+    assert "`mtnlp export MODEL --onnx --task ner --quantize int8` output (heads: ner)" in card  # no local path
     assert main(["export", str(exported / "model"), "--onnx", str(tmp_path / "no-card")]) == 0  # a folder without one
-    assert not (tmp_path / "no-card" / "README.md").exists()
+    card = (tmp_path / "no-card" / "README.md").read_text()
+    assert "# Multi-task model: sentiment, score, ner, topics\n" in card and "`mtnlp evaluate` on this folder" in card
+
+
+@pytest.mark.parametrize("names", [["linear", "gelu"], ["layer_norm", "add_3"]])
+def test_heads_named_as_the_exporter_names_inner_values_export(tmp_path, tiny_encoder, names):
+    """The exporter names inner values after their ops; a task of such a name gave a graph onnxruntime refused."""
+    tasks = {names[0]: TASKS["sentiment"], names[1]: TASKS["ner"]}
+    save_model(tmp_path / "model", tiny_encoder, tasks, nudge=0.05)
+    assert main(["export", str(tmp_path / "model"), "--onnx", str(tmp_path / "onnx")]) == 0
+    onnx_pipe = MultiTaskPipeline.from_pretrained(str(tmp_path / "onnx"))
+    theirs = onnx_pipe(TEXTS, return_all_scores=True)
+    ours = MultiTaskPipeline.from_pretrained(str(tmp_path / "model"), precision="fp32")(TEXTS, return_all_scores=True)
+    for a, b in zip(ours, theirs):
+        assert list(b) == names and a[names[0]]["scores"] == pytest.approx(b[names[0]]["scores"], abs=1e-4)
+        assert [w["score"] for w in a[names[1]]] == pytest.approx([w["score"] for w in b[names[1]]], abs=1e-4)
+
+
+def test_a_head_named_as_a_graph_input_is_refused(tmp_path, tiny_encoder, capsys):
+    save_model(tmp_path / "model", tiny_encoder, {"input_ids": TASKS["sentiment"]})
+    assert main(["export", str(tmp_path / "model"), "--onnx", str(tmp_path / "onnx")]) == 2
+    assert capsys.readouterr().err.strip() == ("error: task input_ids: an input of the ONNX graph has that name; a "
+                                               "head's output cannot have it")

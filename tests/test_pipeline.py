@@ -365,7 +365,7 @@ def test_predict_names_the_first_bad_line_and_the_lines_it_truncated(model_dir, 
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
     proc = run_cli("predict", str(model_dir), "--input", str(tmp_path / "in.jsonl"))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
-        f"error: {tmp_path / 'in.jsonl'}:2: an input of the extractive_qa type, but no requested task reads it"), \
+        f"error: {tmp_path / 'in.jsonl'}:2: an input of the extractive_qa type, but no task reads it"), \
         proc.stderr  # line 2, not line 3's type check first
     (tmp_path / "in.jsonl").write_text(json.dumps("short") + "\n" + json.dumps(" ".join(["word"] * 100)) + "\n")
     proc = run_cli("predict", str(model_dir), "--input", str(tmp_path / "in.jsonl"), "--tasks", "sentiment")

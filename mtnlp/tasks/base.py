@@ -296,7 +296,7 @@ def answering_tasks(value, tasks: dict[str, dict], every: bool = False) -> list[
                 else "a text" if isinstance(value, str) or isinstance(value, dict) and set(value) == {"text"}
                 else f"{{{', '.join(map(str, value))}}}" if isinstance(value, dict) else repr(value)[:80])
         listed = ", ".join(f"{t} reads {reads(tasks[t])}" for t in (missing if takers else tasks))
-        raise ValueError(f"{what}, but no requested task reads it ({listed})" if not takers else
+        raise ValueError(f"{what}, but no {'requested ' * every}task reads it ({listed})" if not takers else
                          f"{what}, but a requested task does not read it ({listed}): ask only for tasks that "
                          "read it, or for none (every task that reads an input answers it)")
     for t in takers if forms else ():
