@@ -488,7 +488,8 @@ def cmd_export(args) -> int:
         from .hub import onnx_card, read_card
 
         export_onnx(model, tokenizer, args.out, args.task, args.quantize)
-        card = onnx_card(read_card(args.model, args.revision), args.model, out, args.quantize, bool(args.task))
+        card = onnx_card(read_card(args.model, args.revision), args.model, out, args.quantize, bool(args.task),
+                         args.revision)
         (out / "README.md").write_text(card, encoding="utf-8")  # serve's /info shows the card's metrics
         print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {args.out} ...")
         return 0

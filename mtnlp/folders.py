@@ -41,7 +41,7 @@ def check_multitask_config(name, config: dict) -> None:
         raise UserError(f"{name}: not an mtnlp model folder or hub repository (no config.json with a model_type)")
     if config["model_type"] != MODEL_TYPE:
         raise UserError(f"{name}: a {config['model_type']} model, not an mtnlp multi-task model "
-                        "(give a run's model/ folder)")
+                        "(give a run's model/ folder, or a repository `mtnlp push` wrote)")
 
 
 def check_model_folder(model_dir: Path) -> None:

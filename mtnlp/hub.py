@@ -172,7 +172,8 @@ def table_metrics(card: str) -> dict[str, dict[str, dict[str, float]]]:
     return metrics
 
 
-def onnx_card(card: str | None, source: str, export_dir: Path, quantize: str | None, chosen: bool = False) -> str:
+def onnx_card(card: str | None, source: str, export_dir: Path, quantize: str | None, chosen: bool = False,
+              revision: str | None = None) -> str:
     """The card of an ONNX export (in `export_dir`) of `source`: a card of the exported heads (`chosen`: the
     command named them) with the source card's metrics and data sets, and a section saying what the folder is
     and where its metrics come from."""
@@ -192,7 +193,8 @@ def onnx_card(card: str | None, source: str, export_dir: Path, quantize: str | N
     kept = [model_card(config, metrics, datasets, onnx=True).rstrip("\n")]
     option = "".join(f" --task {t}" for t in tasks) * chosen + (" --quantize int8" if quantize else "")
     kept += ["", "## ONNX export", "",
-             f"This folder is `mtnlp export {hub_id(source) or 'MODEL'} --onnx{option}` output (heads: "
+             f"This folder is `mtnlp export {hub_id(source) or 'MODEL'}{f' --revision {revision}' * bool(revision)}"
+             f" --onnx{option}` output (heads: "
              f"{', '.join(tasks)}): "
              "`mtnlp predict`, `mtnlp serve` and `MultiTaskPipeline.from_pretrained` run it with onnxruntime. "
              + ("The metrics above were measured on the PyTorch model"
@@ -263,6 +265,8 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
                             "or the saved login")
     if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
         raise UserError(f"--revision {revision}: a commit id; a push goes to a branch: give its name")
+    if revision == "":
+        raise UserError("--revision is empty: give a branch name, or leave --revision out for main")
     # a folder without a card (e.g. a model folder copied out of its run) gets one, in the commit only
     card = None
     if not (model_dir / "README.md").exists():
@@ -276,9 +280,14 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
             api.update_repo_settings(repo_id, private=True)
             print(f"{repo_id} was public; made it private as asked")
         if revision and revision != "main":
-            if revision in {tag.name for tag in api.list_repo_refs(repo_id).tags}:
+            refs = api.list_repo_refs(repo_id)
+            if revision in {tag.name for tag in refs.tags}:
                 raise UserError(f"--revision {revision}: a tag of {repo_id}; a push goes to a branch: give a "
                                 "branch name")
+            branches = {branch.name for branch in refs.branches}
+            if re.fullmatch(r"[0-9a-f]{7,39}", revision) and revision not in branches:  # loading it would be ambiguous
+                raise UserError(f"--revision {revision}: reads as the start of a commit id, and {repo_id} has no "
+                                "branch of that name; a push goes to a branch: give a name that is not hexadecimal")
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         operations = [CommitOperationAdd(str(p.relative_to(model_dir)), pushed_card(p.read_text(encoding="utf-8"),
                                          repo_id, revision) if p == model_dir / "README.md" else str(p))
@@ -312,7 +321,11 @@ def check_push_access(repo_id: str) -> None:
 
 def pushed_card(card: str, repo_id: str, revision: str | None = None) -> bytes:
     """The model card as pushed: its usage lines load the model by the repo's id, and from the pushed branch
-    (model_card writes a placeholder, since the card is written before anyone knows where the model will go)."""
+    (model_card writes a placeholder, since the card is written before anyone knows where the model will go;
+    a card pushed before, e.g. of a downloaded model, names the repo it was pushed to: that name is replaced)."""
+    card = re.sub(r'MultiTaskPipeline\.from_pretrained\("[^"\n]*"(, revision="[^"\n]*")?\)',
+                  f'MultiTaskPipeline.from_pretrained("{CARD_PLACEHOLDER}")', card)
+    card = re.sub(r"`mtnlp export \S+( --revision \S+)? --task", f"`mtnlp export {CARD_PLACEHOLDER} --task", card)
     if revision and revision != "main":
         card = (card.replace(f'"{CARD_PLACEHOLDER}")', f'"{CARD_PLACEHOLDER}", revision="{revision}")')
                 .replace(f"{CARD_PLACEHOLDER} --", f"{CARD_PLACEHOLDER} --revision {revision} --"))

@@ -244,6 +244,8 @@ def load_pretrained(name: str, **hub_kwargs):
     if not path.exists() and is_local_path(name):  # no hub look-up, no retries
         raise UserError(f"{name}: model folder not found")
     refuse_run_folder(name)
+    if hub_kwargs.get("revision") == "":
+        raise UserError("revision: empty; leave it out for the default branch (main)")
     if path.exists() and hub_kwargs.get("revision"):  # a folder has one version: the revision would be ignored
         raise UserError(f"revision {hub_kwargs['revision']!r}: {name} is a local folder; a revision is for a hub id")
     onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
@@ -254,6 +256,9 @@ def load_pretrained(name: str, **hub_kwargs):
             raise UserError(f"{name}: no config.json at revision {hub_kwargs.get('revision') or 'main'}"
                             + ("" if hub_kwargs.get("revision") else " (a model pushed to a branch: give its revision)"))
         check_multitask_config(name, config)
+        if not onnx and ((config.get("mtnlp") or {}).get("onnx")):  # an export uploaded as plain files
+            raise UserError(f"{name}: an ONNX export, which loads from a folder only: download it "
+                            f"(hf download {name} --local-dir DIR) and give DIR")
         model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
         loading = "tokenizer"
         tokenizer = AutoTokenizer.from_pretrained(name, **({} if onnx else hub_kwargs))
@@ -272,6 +277,12 @@ def load_pretrained(name: str, **hub_kwargs):
             hub_error = hub_load_error(name, e, hub_kwargs.get("revision"))
             if hub_error:
                 raise hub_error from None
+        if loading == "model" and not path.exists() and "does not appear to have a file named" in str(e):
+            from huggingface_hub import constants
+
+            where = ("in the local hub cache, and HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
+                     else f"at revision {hub_kwargs.get('revision') or 'main'}")
+            raise UserError(f"{name}: no weights (model.safetensors) {where}") from None
         if loading == "tokenizer":  # e.g. pushed with MultiTaskModel.push_to_hub, which pushes no tokenizer
             raise UserError(f"{name}: no tokenizer that loads ({first_line(e)}): a model folder keeps the tokenizer "
                             "it was trained with (tokenizer.json, tokenizer_config.json; `mtnlp push` uploads them)") from None

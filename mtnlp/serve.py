@@ -32,6 +32,7 @@ import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -298,9 +299,11 @@ def card_metrics(model: str, revision: str | None = None) -> dict[str, dict[str,
 
 
 def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(), window_ms: float = 5.0,
-               max_batch: int = 64, model_name: str = "", metrics: dict | None = None) -> FastAPI:
-    """The FastAPI app serving `pipe` (a MultiTaskPipeline). `tasks`: the heads served (default: all).
-    app.state.batcher.stats counts requests and pipeline calls."""
+               max_batch: int = 64, model_name: str = "", metrics: dict | None = None,
+               revision: str | None = None, commit: str | None = None) -> FastAPI:
+    """The FastAPI app serving `pipe` (a MultiTaskPipeline). `tasks`: the heads served (default: all);
+    `revision` and `commit`: of a hub id, what was asked for and what was loaded. app.state.batcher.stats
+    counts requests and pipeline calls."""
     served = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
     batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch)
 
@@ -349,6 +352,8 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
 
     info = {
         "model": model_name,
+        "revision": revision,
+        "commit": commit,
         "tasks": {name: {"type": spec["type"], "labels": spec["labels"], "reads": reads(spec),
                          "metrics": (metrics or {}).get(name, {})} for name, spec in served.items()},
         "text_pairs": any(reads_text(spec, pair=True) for spec in served.values()),
@@ -414,8 +419,12 @@ def serve(args, sock: socket.socket) -> int:
     if unknown:
         raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
     limits = Limits(args.max_body_bytes, args.max_inputs, args.max_chars)
+    from .hub import loaded_commit
+
+    commit = None if Path(args.model).expanduser().exists() else loaded_commit(args.model, args.revision)
     app = create_app(pipe, tasks=tasks, limits=limits, window_ms=args.batch_window_ms, max_batch=args.max_batch,
-                     model_name=args.model, metrics=card_metrics(args.model, args.revision))
+                     model_name=args.model, metrics=card_metrics(args.model, args.revision),
+                     revision=args.revision, commit=commit)
     # the first call builds the kernels: not on a client's time (an input each served head reads)
     warm = {json.dumps(example_input(pipe.tasks[t])): example_input(pipe.tasks[t]) for t in tasks or pipe.tasks}
     pipe(list(warm.values()), tasks=tasks, strict=False)
@@ -423,7 +432,8 @@ def serve(args, sock: socket.socket) -> int:
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"serving {args.model} on http://{shown}:{port} (tasks: {', '.join(tasks or pipe.tasks)}; "
+    loaded = f" (commit {commit[:12]}{f' of {args.revision}' if args.revision else ''})" if commit else ""
+    print(f"serving {args.model}{loaded} on http://{shown}:{port} (tasks: {', '.join(tasks or pipe.tasks)}; "
           f"{pipe.precision.describe()})", flush=True)
     # uvicorn finishes the requests in flight on SIGTERM, then raises the signal again for the previous
     # handler: this one makes that a normal exit (status 0) instead of death by signal

@@ -151,9 +151,12 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
     try:
         model, tokenizer = load_pretrained(where, **hub_kwargs)
     except UserError as e:  # not found, another model type (a base encoder), damaged weights, ...
-        local = "" if path.exists() or is_local_path(where) else (
+        unfound = any(why in str(e) for why in ("no such model repository", "not in the local hub cache",
+                                                "cannot reach the hub"))
+        local = "" if path.exists() or is_local_path(where) or not unfound else (
             f"; nor is it a folder in the current folder ({Path.cwd()}), where a relative model.init_from is read")
-        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {e}{local}") from None
+        key = "model.init_revision" if revision and f"no revision '{revision}'" in str(e) else "model.init_from"
+        raise UserError(f"{recipe.where(key)}: {key}: {e}{local}") from None
     if not isinstance(model, MultiTaskModel):
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is an ONNX export; give the "
                         "run or model folder it was exported from")

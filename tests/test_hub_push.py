@@ -64,6 +64,9 @@ def test_a_card_pushed_to_a_branch_loads_from_it_and_tags_and_commits_are_no_bra
         sha = hub.commits("org/b", revision="dev")[0].oid
         assert last_error(mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", sha)) == \
             f"error: --revision {sha}: a commit id; a push goes to a branch: give its name"
+        assert last_error(mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", sha[:7])) == \
+            f"error: --revision {sha[:7]}: reads as the start of a commit id, and org/b has no branch of that name; " \
+            "a push goes to a branch: give a name that is not hexadecimal"
         assert dict(hub.branches("org/b")) == branches  # no branch named after the tag or the commit
 
 
@@ -86,6 +89,34 @@ def test_loading_a_hub_id_says_what_is_missing(run_dir, tmp_path):
                                               for name in ("config.json", "model.safetensors")})
         error = last_error(mtnlp(hub, tmp_path, "predict", "org/no-tokenizer", "hi"))
         assert error.startswith("error: org/no-tokenizer: no tokenizer that loads (") and "`mtnlp push`" in error
+        hub.create_repo("org/no-weights")  # and a folder uploaded without its weights
+        hub.commit_files("org/no-weights", {name: (model / name).read_bytes()
+                                            for name in ("config.json", "tokenizer.json", "tokenizer_config.json")})
+        assert last_error(mtnlp(hub, tmp_path, "predict", "org/no-weights", "hi")) == \
+            "error: org/no-weights: no weights (model.safetensors) at revision main"
+        # an ONNX export uploaded as plain files (mtnlp push refuses one): it loads from a folder only
+        config = json.loads((model / "config.json").read_text())
+        config["mtnlp"]["onnx"] = {"tasks": list(TASKS), "quantize": None}
+        hub.create_repo("org/onnx")
+        hub.commit_files("org/onnx", {"config.json": json.dumps(config).encode(), "model.onnx": b"x"})
+        assert last_error(mtnlp(hub, tmp_path, "predict", "org/onnx", "hi")) == \
+            "error: org/onnx: an ONNX export, which loads from a folder only: download it (hf download org/onnx " \
+            "--local-dir DIR) and give DIR"
+        assert last_error(mtnlp(hub, tmp_path, "predict", "org/b", "hi", "--revision", "")) == \
+            "error: revision: empty; leave it out for the default branch (main)"
+
+
+def test_a_downloaded_models_card_names_the_repo_it_is_pushed_to(run_dir, tmp_path):
+    with LocalHub() as hub:
+        assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/first", "--revision", "exp").returncode == 0
+        folder = tmp_path / "download"  # as `hf download org/first --revision exp --local-dir download` leaves it
+        folder.mkdir()
+        for name, data in hub.repo_files("org/first", revision="exp").items():
+            (folder / name).write_bytes(data)
+        assert mtnlp(hub, tmp_path, "push", str(folder), "org/second").returncode == 0
+        card = hub.repo_files("org/second")["README.md"].decode()
+        assert 'MultiTaskPipeline.from_pretrained("org/second")' in card and "mtnlp export org/second --task ner" in card
+        assert "org/first" not in card and "exp\"" not in card and "--revision" not in card, card
 
 
 def test_recipe_push_to_hub_checks_the_token_before_training(make_recipe, tmp_path):
@@ -173,3 +204,41 @@ def test_the_card_says_how_a_soft_shared_encoder_is_shared(tmp_path):
                                  encoder=SimpleNamespace(model_type="bert"))
         card = model_card(config)
         assert said in card and f"# the a, b heads, {passes}\n" in card, card
+
+
+def test_serve_of_a_hub_id_says_which_commit_it_loaded(run_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    from hub_server import client_env
+
+    with LocalHub() as hub:
+        assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/s", "--revision", "dev").returncode == 0
+        commit = hub.commits("org/s", revision="dev")[0].oid
+        proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "serve", "org/s", "--revision", "dev", "--port", "0",
+                                 "--precision", "fp32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=client_env(hub.url, tmp_path / "client", SECRET), cwd=tmp_path)
+        try:
+            first = proc.stdout.readline()
+            assert first.startswith(f"serving org/s (commit {commit[:12]} of dev) on http://"), \
+                first + (proc.stderr.read() if proc.poll() is not None else "")
+            info = httpx.get(f"{first.split(' on ')[1].split()[0]}/info", timeout=30).json()
+            assert (info["model"], info["revision"], info["commit"]) == ("org/s", "dev", commit)
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_revision_the_source_lacks_is_blamed_on_init_revision(make_recipe, run_dir, tmp_path):
+    recipe = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 1})
+    with LocalHub() as hub:
+        assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/src").returncode == 0
+        error = last_error(mtnlp(hub, tmp_path, "train", str(recipe), "model.init_from=org/src", "output_dir=ft",
+                                 "model.init_revision=nope"))
+        assert error == f"error: {recipe} (command-line override): model.init_revision: org/src: the repository has " \
+                        "no revision 'nope'"
