@@ -40,8 +40,8 @@ class BatchPlan:
 
     def load_state_dict(self, state: dict) -> None:
         self.tasks.load_state_dict(state["sampler"])
-        for name, b in self.batches.items():
-            b.load_state_dict(state["batches"][name])
+        for name, b in self.batches.items():  # "ranks": how many processes wrote it (checkpoint.load_checkpoint)
+            b.load_state_dict(state["batches"][name], state.get("ranks"))
         for name, counts in state.get("seen", {}).items():  # older checkpoints have no counts
             self.seen[name] = dict(counts)
 

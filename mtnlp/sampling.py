@@ -149,8 +149,9 @@ class TaskBatches:
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+    def load_state_dict(self, state: dict, written_by: int | None = None) -> None:
+        """`written_by`: the number of processes that wrote `state` (default: as many as now)."""
+        self.epoch, self.position = int(state["epoch"]), rounds(state, written_by, self.world_size)
         self._batches = self.epoch_batches(self.epoch)
 
 
@@ -195,8 +196,14 @@ class StreamBatches:
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position, self._examples = int(state["epoch"]), int(state["position"]), None
+    def load_state_dict(self, state: dict, written_by: int | None = None) -> None:
+        self.epoch, self.position, self._examples = int(state["epoch"]), rounds(state, written_by, self.world_size), None
+
+
+def rounds(state: dict, written_by: int | None, world_size: int) -> int:
+    """The rounds of an epoch taken, in rounds of `world_size` batches, from a state written by `written_by`
+    processes: the batches taken stay taken (a part of a round is taken again rather than never)."""
+    return int(state["position"]) * (written_by or world_size) // world_size
 
 
 def token_batches(order: np.ndarray, lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:

@@ -586,11 +586,12 @@ def interrupted(run: Run, signum: int, folder: Path) -> Interrupted:
 class stop_after_step_on_signal:
     """Ctrl-C (SIGINT) or SIGTERM (what SLURM, Kubernetes and spot instances send before a kill) asks
     the loop to stop after the current step; it then checkpoints and exits. A second Ctrl-C
-    interrupts at once.
+    interrupts at once (so does any second signal after a Ctrl-C: a launcher passes a second Ctrl-C on
+    as SIGTERM).
 
     With several processes (DDP) the launcher passes the signal to every rank, and they must stop
-    after the same step: they agree at the next log step (a maximum over the ranks, read where the log
-    record already reads the device), so `requested` is 0 between log steps."""
+    after the same step: they agree at the next log or checkpoint step (a maximum over the ranks, read
+    where the log record or the checkpoint already waits for every rank), so `requested` is 0 between."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -607,14 +608,15 @@ class stop_after_step_on_signal:
         run = self.run
         if run.accelerator.num_processes == 1:
             return self.signum
-        if not is_log_step(run):
+        save_every = run.recipe.training.save_every
+        if not (is_log_step(run) or save_every and run.progress.step % save_every == 0):
             return 0
         flag = torch.tensor(self.signum, device=run.accelerator.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return int(flag.item())
 
     def _handle(self, signum, frame):
-        if self.signum and signum == signal.SIGINT:
+        if self.signum and signal.SIGINT in (signum, self.signum):
             raise KeyboardInterrupt
         self.signum = self.signum or signum
         if self.run.accelerator.is_main_process:

@@ -77,16 +77,25 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_a_recipe_mistake_under_a_launcher_is_said_once(make_recipe, tmp_path):
-    """Every process meets it; the first says it, and the launcher stops the others before they repeat it."""
+@pytest.mark.parametrize("overrides,said,warned", [
+    (["training.lrr=1"], "unknown key 'training.lrr'", None),
+    (["training.keep_checkpoints=5", "output_dir=recipe.yaml/run"], "is a file, not a folder",
+     "training.keep_checkpoints: not read"),
+])
+def test_a_recipe_mistake_under_a_launcher_is_said_once(make_recipe, tmp_path, overrides, said, warned):
+    """Every process meets it; the first says it, and the launcher stops the others before they repeat it.
+    A warning about the recipe is said once too."""
     recipe = make_recipe(training={"cpu": True})
     bin_dir = Path(sys.executable).parent
     proc = subprocess.run([str(bin_dir / "torchrun"), "--nproc_per_node", "2", "--master_port",
-                           str(29500 + os.getpid() % 1000), "-m", "mtnlp", "train", str(recipe), "training.lrr=1"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           str(29500 + os.getpid() % 1000), "-m", "mtnlp", "train", str(recipe), *overrides],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          cwd=tmp_path)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "unknown key 'training.lrr'" in errors[0], proc.stderr[-3000:]
+    assert len(errors) == 1 and said in errors[0], proc.stderr[-3000:]
+    if warned:
+        assert len([line for line in proc.stderr.splitlines() if warned in line]) == 1, proc.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -109,20 +118,23 @@ def test_resuming_one_process_checkpoint_at_its_last_step_with_two_processes_end
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
-def test_sigterm_to_the_launcher_checkpoints_a_step_both_ranks_agree_on(make_recipe, tmp_path, launcher):
+@pytest.mark.parametrize("launcher,log_every,save_every", [("torchrun", 3, 1000), ("accelerate", 1000, 3)])
+def test_sigterm_to_the_launcher_checkpoints_a_step_both_ranks_agree_on(make_recipe, tmp_path, launcher, log_every,
+                                                                         save_every):
     """SLURM preemption: the launcher passes SIGTERM to both ranks, which stop together after the next log
-    step with a checkpoint of it, instead of dying without one."""
+    or checkpoint step with a checkpoint of it, instead of dying without one (or going on to the next log
+    step, however far)."""
     import signal
     import time
 
-    recipe = make_recipe(training={"steps": 400, "log_every": 3, "save_every": 1000, "cpu": True,
+    recipe = make_recipe(training={"steps": 400, "log_every": log_every, "save_every": save_every, "cpu": True,
                                    "mixed_precision": "no"})
     cmd, env = launch_command(launcher, recipe, tmp_path)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     log = tmp_path / "run" / "train_log.jsonl"
     deadline = time.time() + 240
-    while not (log.exists() and log.read_text().count("\n") >= 2):
+    saved = tmp_path / "run" / "checkpoints"
+    while not (log.exists() and log.read_text().count("\n") >= 2 or saved.exists() and len(list(saved.iterdir())) >= 2):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)

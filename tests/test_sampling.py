@@ -348,3 +348,25 @@ def test_every_task_gives_repeat_batches_of_each_task_in_turn_and_resumes():
     # starts the next update's cycle
     resumed.load_state_dict({"draw": 7})
     assert list(itertools.islice(resumed, 2)) == ["a", "a"] and resumed.draw == 14
+
+
+@pytest.mark.parametrize("before,after", [(1, 2), (2, 1), (2, 3), (3, 2)])
+def test_resumed_with_another_number_of_processes_the_epoch_goes_on_where_it_was(before, after):
+    """Each batch of the epoch is taken once: the state counts rounds of the writer's process count (with 1 -> 2
+    the position was read as rounds of 2, skipping a part of the epoch; 2 -> 1 took a part again). A round the
+    new count cuts in two is taken again, not skipped."""
+    lens = lengths()
+    order, _ = epoch(TaskBatches(lens, 16, seed=4))  # the single-process order every count takes from
+    writers = [TaskBatches(lens, 16, seed=4, rank=r, world_size=before) for r in range(before)]
+    taken = [batch for _ in range(7) for w in writers for batch in [next(w)]]
+    readers = [TaskBatches(lens, 16, seed=4, rank=r, world_size=after) for r in range(after)]
+    for reader in readers:
+        reader.load_state_dict(writers[0].state_dict(), written_by=before)
+    rest = []
+    while readers[0].epoch == 0:
+        rest += [batch for reader in readers for batch in [next(reader)]]
+    rest = rest[:-after]  # the first round of the next epoch
+    again = 7 * before - 7 * before // after * after  # batches of a round cut in two
+    assert taken + rest[again:] == order[:len(taken) + len(rest) - again]
+    assert rest[:again] == taken[len(taken) - again:]
+    assert len(taken) + len(rest) - again >= len(order) - after  # to the epoch's end (less the uneven last round)

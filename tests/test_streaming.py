@@ -278,3 +278,19 @@ def test_streaming_recipe_mistakes(make_recipe, data, key):
     recipe = make_recipe(tasks={"t": {"type": "classification", "data": data}})
     with pytest.raises(UserError, match=rf"tasks\.t\.data\.{key}"):
         load_recipe(recipe)
+
+
+@pytest.mark.parametrize("before,after", [(1, 2), (2, 1), (2, 3)])
+def test_a_stream_resumed_with_another_number_of_processes_goes_on_where_it_was(before, after):
+    writers = [StreamBatches(numbered(41), list, batch_size=2, seed=0, rank=r, world_size=before) for r in range(before)]
+    taken = [n for _ in range(3) for w in writers for _, n in take(w, 1)[0]]
+    readers = [StreamBatches(numbered(41), list, batch_size=2, seed=0, rank=r, world_size=after) for r in range(after)]
+    for reader in readers:
+        reader.load_state_dict(writers[0].state_dict(), written_by=before)
+    rest = []
+    while readers[0].epoch == 0:
+        rest += [n for reader in readers for epoch_, n in take(reader, 1)[0] if epoch_ == 0]
+    again = len(taken) - 3 * before // after * after * 2  # examples of a round cut in two are read again
+    assert rest[:again] == taken[len(taken) - again:]
+    assert taken + rest[again:] == list(range(len(taken) + len(rest) - again))
+    assert len(taken) + len(rest) - again > 41 - after  # a last round with fewer examples than processes is left out

@@ -434,3 +434,27 @@ def test_a_log_record_holding_an_infinite_or_nan_value_stays_strict_json(tmp_pat
     append(log, {"step": 1, "grad_norm": float("inf"), "loss": {"a": float("nan"), "b": 0.5}, "w": [float("-inf")]})
     record = json.loads(log.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the log"))
     assert record == {"step": 1, "grad_norm": None, "loss": {"a": None, "b": 0.5}, "w": [None]}
+
+
+def test_a_second_signal_after_a_ctrl_c_stops_at_once():
+    """A launcher passes a first Ctrl-C on as SIGINT and a second as SIGTERM: that is "stop now" too. Two
+    SIGTERMs (a scheduler repeating itself) stay one request to stop after the step."""
+    import signal
+    from types import SimpleNamespace
+
+    from mtnlp.train import stop_after_step_on_signal
+
+    def stopper():
+        stop = stop_after_step_on_signal.__new__(stop_after_step_on_signal)
+        stop.run, stop.signum = SimpleNamespace(accelerator=SimpleNamespace(is_main_process=False, num_processes=2)), 0
+        return stop
+
+    for first, second in ((signal.SIGINT, signal.SIGTERM), (signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGINT)):
+        stop = stopper()
+        stop._handle(first, None)
+        with pytest.raises(KeyboardInterrupt):
+            stop._handle(second, None)
+    stop = stopper()
+    stop._handle(signal.SIGTERM, None)
+    stop._handle(signal.SIGTERM, None)
+    assert stop.signum == signal.SIGTERM
