@@ -201,12 +201,13 @@ def train_recipe(train, args) -> int:
     """Check the recipe and read the data (errors at once, before the heavy imports), then train with
     `train` (default: the loop of recipes/multitask.py)."""
     from .data import read_task_unless_cached
-    from .recipe import load_recipe, refuse_to_mix, run_directory
+    from .recipe import check_training_paths, load_recipe, refuse_to_mix, run_directory
 
     with warnings.catch_warnings():
         if launcher_rank() != 0:  # the recipe's warnings once, not once per process (as its errors are)
             warnings.simplefilter("ignore")
         recipe = load_recipe(args.recipe, args.overrides)
+    check_training_paths(recipe)
     if not recipe.training.resume_from:  # before the data is read (a resumed run is checked by setup)
         refuse_to_mix(run_directory(recipe), recipe)
     # data errors at once; files read and checked before are not re-read. Under DDP only the first

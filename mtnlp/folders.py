@@ -9,6 +9,9 @@ from pathlib import Path
 
 from .errors import UserError, first_line
 
+# what a run writes in its output_dir, and a new run there (overwrite_output_dir) removes
+RUN_OUTPUTS = ("checkpoints", "model", "metrics.json", "curves.png", "history.jsonl", "train_log.jsonl")
+
 MODEL_TYPE = "mtnlp"  # config.json's model_type (MultiTaskConfig.model_type)
 ONNX_FILE = "model.onnx"  # what `mtnlp export --onnx` writes beside the config and tokenizer
 STATE_FILE = "trainer_state.json"  # a checkpoint's, written last: a folder with it is complete
@@ -69,3 +72,8 @@ def check_model_folder(model_dir: Path) -> None:
         missing.append("tokenizer (tokenizer_config.json and tokenizer.json)")
     if missing:
         raise UserError(f"{model_dir}: not a complete model folder: no {', no '.join(missing)}")
+
+
+def in_task_order(tasks: dict, order: list | None) -> dict:
+    """config.json's tasks in its `task_order` (the recipe's: transformers writes config.json's keys sorted)."""
+    return {name: tasks[name] for name in order} if order and sorted(order) == sorted(tasks) else dict(tasks)

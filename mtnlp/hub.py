@@ -18,7 +18,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from .encoders import is_local_path
 from .errors import UserError, first_line
-from .folders import check_model_folder
+from .folders import check_model_folder, in_task_order
 
 
 CARD_PLACEHOLDER = "REPO_OR_DIR"  # where the card's usage lines name the model; push puts the repo id there
@@ -210,10 +210,7 @@ def saved_config(model_dir: Path):
     from types import SimpleNamespace
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    tasks, order = config.get("tasks") or {}, config.get("task_order") or []
-    if sorted(order) == sorted(tasks):  # the recipe's order (config.json's keys are sorted)
-        tasks = {name: tasks[name] for name in order}
-    return SimpleNamespace(tasks=tasks, mtnlp=config.get("mtnlp"), sharing=config.get("sharing"),
+    return SimpleNamespace(tasks=in_task_order(config.get("tasks") or {}, config.get("task_order")), mtnlp=config.get("mtnlp"), sharing=config.get("sharing"),
                            encoder=SimpleNamespace(model_type=(config.get("encoder") or {}).get("model_type")))
 
 
@@ -285,7 +282,8 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
                 raise UserError(f"--revision {revision}: a tag of {repo_id}; a push goes to a branch: give a "
                                 "branch name")
             branches = {branch.name for branch in refs.branches}
-            if re.fullmatch(r"[0-9a-f]{7,39}", revision) and revision not in branches:  # loading it would be ambiguous
+            # loading it would be ambiguous (a name of digits only, e.g. a date, is taken as a name)
+            if re.fullmatch(r"[0-9a-f]{7,39}", revision) and not revision.isdigit() and revision not in branches:
                 raise UserError(f"--revision {revision}: reads as the start of a commit id, and {repo_id} has no "
                                 "branch of that name; a push goes to a branch: give a name that is not hexadecimal")
             api.create_branch(repo_id, branch=revision, exist_ok=True)

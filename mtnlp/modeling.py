@@ -15,7 +15,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 from . import families, sharing
-from .folders import MODEL_TYPE, weights_readable_as_umask
+from .folders import MODEL_TYPE, in_task_order, weights_readable_as_umask
 from .heads import build_head
 from .tasks import TASK_TYPES, task_type
 
@@ -40,9 +40,7 @@ class MultiTaskConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        self.tasks = dict(self.tasks or {})
-        if self.task_order and sorted(self.task_order) == sorted(self.tasks):
-            self.tasks = {name: self.tasks[name] for name in self.task_order}
+        self.tasks = in_task_order(self.tasks or {}, self.task_order)
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "task_order": list(self.tasks or {})}

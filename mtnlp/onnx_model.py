@@ -123,10 +123,11 @@ def name_outputs(path: Path, tasks: list[str]) -> None:
 
     model = onnx.load(str(path))
     graph = model.graph
-    taken = {v for node in graph.node for v in (*node.input, *node.output)} | {i.name for i in graph.initializer}
+    inner = {v for node in graph.node for v in (*node.input, *node.output)} | {i.name for i in graph.initializer}
+    taken = inner | set(tasks)  # a fresh name must not be a later task's
     rename = {}
     for task in tasks:
-        if task in taken:
+        if task in inner:
             fresh = next(f"{task}_{k}" for k in range(len(taken) + 1) if f"{task}_{k}" not in taken)
             rename[task] = fresh
             taken.add(fresh)

@@ -175,9 +175,12 @@ class _LineLoader(yaml.SafeLoader):
 
     def construct_yaml_int(self, node):
         # YAML 1.1 reads 010 as octal (8) and 1:30 as base 60 (90): no recipe means those
-        if re.fullmatch(r"[-+]?0[0-9_]+|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+", node.value):
-            raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is an octal or base-60 number "
-                            "to YAML: write it without leading zeros, or quote it")
+        if re.fullmatch(r"[-+]?0[0-9_]+", node.value):
+            raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is an octal number to YAML: "
+                            "write it without leading zeros, or quote it")
+        if ":" in node.value:  # 1:30
+            raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is a base-60 number to YAML: "
+                            "quote it")
         return super().construct_yaml_int(node)
 
     def construct_yaml_float(self, node):
@@ -460,8 +463,8 @@ def check(recipe: Recipe) -> None:
     if not recipe.tasks:
         fail("tasks", "at least one task is required")
     for name, task in recipe.tasks.items():
-        if not re.fullmatch(TASK_NAME, name):  # a module name in torch, a name in --tasks a,b
-            fail(f"tasks.{name}", "a task name is 1 to 64 characters, with no space, '.' or ','")
+        if not re.fullmatch(TASK_NAME, name):  # a module name in torch, a name in --tasks a,b and in key=value
+            fail(f"tasks.{name}", "a task name is not empty, and has no space, '.', ',' or '='")
         data = task.data
         if data.train is None:
             fail(f"tasks.{name}.data.train", "a training split is required")
@@ -516,32 +519,20 @@ def check(recipe: Recipe) -> None:
         fail("model.init_encoder_of", "applies to a transfer: set model.init_from too")
     if recipe.model.init_revision is not None and not recipe.model.init_from:
         fail("model.init_revision", "applies to a transfer: set model.init_from too")
-    encoder, source = recipe.model.encoder, recipe.model.init_from
-    if not source and is_local_path(encoder) and not Path(encoder).is_dir():
-        fail("model.encoder", f"{encoder}: folder not found")
-    if source and _changed(recipe.model, "encoder"):
+    if recipe.model.init_from and _changed(recipe.model, "encoder"):
         note("model.encoder", "not read: with model.init_from the encoder is the source's")
-    if source and recipe.overwrite_output_dir:  # the source would be replaced by the run it starts
-        run_dir = run_directory(recipe).resolve()
-        if run_dir in (Path(source).resolve(), *Path(source).resolve().parents):
-            fail("model.init_from", f"{source} is in output_dir {run_dir}, which overwrite_output_dir: true replaces: "
-                                    "choose another output_dir")
     if not recipe.model.init_heads and not recipe.model.init_from:
         fail("model.init_heads", "applies to a transfer: set model.init_from too")
     for key, needs, why in IDLE_KEYS:
         section, _, name = key.rpartition(".")
         if _changed(getattr(recipe, section) if section else recipe, name) and not _value(recipe, needs):
             note(key, f"not read: {why}")
-    for folder in (run_directory(recipe), *run_directory(recipe).parents):
-        if folder.exists() and not folder.is_dir():
-            fail("output_dir", f"{folder} is a file, not a folder")
 
 
-TASK_NAME = r"[^\s.,]{1,64}"
+TASK_NAME = r"[^\s.,=]+"
 # keys read only when another is set (a warning, like a method's option under another method)
 IDLE_KEYS = [("training.early_stopping_patience", "training.eval_every",
               "early stopping compares evaluations during training: set training.eval_every"),
-             ("training.keep_checkpoints", "training.save_every", "no checkpoints are saved: set training.save_every"),
              ("hub_private", "push_to_hub", "nothing is pushed: set push_to_hub")]
 # mtl keys that only one sharing method reads: another method refuses a value other than the default
 SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", "lora_targets": "lora",
@@ -687,6 +678,28 @@ def to_dict(recipe: Recipe) -> dict:
 
 def run_directory(recipe: Recipe) -> Path:
     return Path(recipe.output_dir or f"runs/{recipe.name}")
+
+
+def check_training_paths(recipe: Recipe) -> None:
+    """What training reads and writes and `mtnlp evaluate` does not: the encoder folder, the run directory (not
+    under a file), and a transfer's source (not in what the run replaces)."""
+    def fail(key, msg):
+        raise UserError(f"{recipe.where(key)}: {key}: {msg}")
+
+    encoder, source, run_dir = recipe.model.encoder, recipe.model.init_from, run_directory(recipe)
+    if not source and is_local_path(encoder) and not Path(encoder).is_dir():
+        fail("model.encoder", f"{encoder}: folder not found")
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists() and not folder.is_dir():
+            fail("output_dir", f"{folder} is a file, not a folder")
+    if source and is_local_path(source) and recipe.overwrite_output_dir:  # the run would replace its source
+        from .folders import RUN_OUTPUTS
+
+        at = Path(source).expanduser().resolve()
+        replaced = [run_dir.resolve() / name for name in RUN_OUTPUTS]
+        if at == run_dir.resolve() or any(at == p or p in at.parents for p in replaced):
+            fail("model.init_from", f"{source} is in what this run replaces in output_dir {run_dir} "
+                                    "(overwrite_output_dir: true): choose another output_dir")
 
 
 def refuse_to_mix(run_dir: Path, recipe: Recipe) -> None:

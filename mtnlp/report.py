@@ -13,16 +13,14 @@ import torch
 import yaml
 
 from .evaluation import evaluate_split, main_metric, majority_baseline
+from .folders import RUN_OUTPUTS
 from .recipe import Recipe, resolve_path, to_dict
-
-
-OUTPUTS = ("checkpoints", "model", "metrics.json", "curves.png", "history.jsonl", "train_log.jsonl")
 
 
 def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
     """A fresh run directory: a previous run's outputs removed (recipe.refuse_to_mix allowed it), the resolved recipe."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUTS:
+    for name in RUN_OUTPUTS:
         path = run_dir / name
         if path.is_dir():
             shutil.rmtree(path)

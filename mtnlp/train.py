@@ -243,6 +243,11 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout,
                     **task_type(d.type).model_spec(recipe.tasks[name])} for name, d in tasks.items()}
     sharing = sharing_config(recipe.mtl)
+    for name in heads:  # nn.ModuleDict refuses a key that is one of its attributes
+        if hasattr(torch.nn.ModuleDict(), name) or hasattr(torch.nn.ParameterDict(), name):
+            key = f"tasks.{name}"
+            raise UserError(f"{recipe.where(key)}: {key}: a name torch's module dicts have for their own "
+                            f"(`.{name}`): rename the task")
     try:
         if source:  # transfer: multi-task model -> new run (e.g. fine-tune one target task)
             model = MultiTaskModel.from_trained(source, heads, keep_heads=recipe.model.init_heads, sharing=sharing,
@@ -318,7 +323,8 @@ def say_transfer(run: Run, source: MultiTaskModel, source_path: str) -> None:
                           + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
     kept = any(why.startswith("kept") for why in heads.values())
     if recipe.model.init_heads and not kept and run.accelerator.is_main_process:
-        warnings.warn(f"{recipe.where('model.init_from')}: model.init_heads: no head of the source matches a task here "
+        key = "model.init_heads" if "model.init_heads" in recipe.key_lines else "model.init_from"
+        warnings.warn(f"{recipe.where(key)}: model.init_heads: no head of the source matches a task here "
                       "(same name, type and labels): every head starts new", stacklevel=3)
 
 
@@ -472,6 +478,12 @@ def log_step(run: Run, task: str) -> None:
     run.bar.set_postfix_str(f"task={task} " + " ".join(f"{n}={v:.3f}" for n, v in run.log.last.items()), refresh=False)
 
 
+def is_save_step(run: Run) -> bool:
+    """Whether the loop checkpoints the step just trained (every training.save_every steps)."""
+    save_every = run.recipe.training.save_every
+    return bool(save_every) and run.progress.step % save_every == 0
+
+
 def is_log_step(run: Run) -> bool:
     """Whether the step just trained writes a log record: the only steps that read the device."""
     step, t = run.progress.step, run.recipe.training
@@ -608,8 +620,7 @@ class stop_after_step_on_signal:
         run = self.run
         if run.accelerator.num_processes == 1:
             return self.signum
-        save_every = run.recipe.training.save_every
-        if not (is_log_step(run) or save_every and run.progress.step % save_every == 0):
+        if not (is_log_step(run) or is_save_step(run)):
             return 0
         flag = torch.tensor(self.signum, device=run.accelerator.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)

@@ -7,8 +7,8 @@ To change the loop, copy this file (`mtnlp recipes copy multitask my_recipe.py`)
 `python my_recipe.py --config ...`. The components are in mtnlp/train.py.
 """
 
-from mtnlp.train import (Run, TrainResult, checkpoint, evaluate_and_select, finish, interrupted, log_step, setup,
-                         stop_after_step_on_signal, train_step)
+from mtnlp.train import (Run, TrainResult, checkpoint, evaluate_and_select, finish, interrupted, is_save_step, log_step,
+                         setup, stop_after_step_on_signal, train_step)
 
 
 def train(recipe, raw=None) -> TrainResult:
@@ -23,7 +23,7 @@ def train(recipe, raw=None) -> TrainResult:
             step = run.progress.step
             # evaluate_and_select keeps the best model in run_dir/model; True: stop early (after the checkpoint)
             early = ((t.eval_every and step % t.eval_every == 0) or step == t.steps) and evaluate_and_select(run)
-            saved = checkpoint(run) if t.save_every and step % t.save_every == 0 else None
+            saved = checkpoint(run) if is_save_step(run) else None
             if stop.requested:
                 raise interrupted(run, stop.requested, saved or checkpoint(run))
             if early:

@@ -79,7 +79,7 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, monkeypatc
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides,said,warned", [
     (["training.lrr=1"], "unknown key 'training.lrr'", None),
-    (["training.keep_checkpoints=5", "training.steps=1"], None, "training.keep_checkpoints: not read"),
+    (["hub_private=true", "training.steps=1"], None, "hub_private: not read"),
 ])
 def test_a_recipe_mistake_under_a_launcher_is_said_once(make_recipe, tmp_path, overrides, said, warned):
     """Every process meets it; the first says it, and the launcher stops the others before they repeat it.

@@ -68,6 +68,8 @@ def test_a_card_pushed_to_a_branch_loads_from_it_and_tags_and_commits_are_no_bra
             f"error: --revision {sha[:7]}: reads as the start of a commit id, and org/b has no branch of that name; " \
             "a push goes to a branch: give a name that is not hexadecimal"
         assert dict(hub.branches("org/b")) == branches  # no branch named after the tag or the commit
+        assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", "20240615").returncode == 0
+        assert "20240615" in dict(hub.branches("org/b"))  # digits only (a date) are a name
 
 
 def test_loading_a_hub_id_says_what_is_missing(run_dir, tmp_path):

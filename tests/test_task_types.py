@@ -349,3 +349,9 @@ def test_decoding_one_input_agrees_with_torch():
     assert [x["label"] for x in out["labels"]] == ["c", "b"]
     assert list(out["scores"].values()) == pytest.approx(row.sigmoid().tolist(), abs=1e-6)
     assert TASK_TYPES["regression"].decode(row[:1].numpy(), {"labels": []}, False) == {"value": 2.0}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow in exp for a very negative logit
+        out = TASK_TYPES["multilabel"].decode(torch.tensor([-200.0, 200.0]).numpy(), {"labels": ["a", "b"]}, True)
+    assert out["scores"] == {"a": 0.0, "b": 1.0}

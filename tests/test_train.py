@@ -297,6 +297,20 @@ def test_unloadable_encoder_is_a_user_error(make_recipe, tmp_path):
                           timeout=300)
     said = proc.stderr.strip()
     assert proc.returncode == 2 and said.endswith(f"model.encoder: {tmp_path / 'no-such-encoder'}: folder not found"), said
+    (tmp_path / "empty").mkdir()  # a folder there is, but no model in it: found when it is loaded
+    proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe), f"model.encoder={tmp_path / 'empty'}"],
+                          capture_output=True, text=True, timeout=300)
+    said = proc.stderr.strip()
+    assert proc.returncode == 2 and "model.encoder: cannot load" in said and "Traceback" not in said, said
+
+
+def test_a_task_named_as_an_attribute_of_torchs_module_dicts_is_refused(make_recipe):
+    from conftest import tiny_tasks
+
+    recipe = make_recipe(tasks={"train": tiny_tasks()["ner"]})
+    with pytest.raises(UserError, match=r"recipe.yaml:\d+: tasks.train: a name torch's module dicts have for their "
+                                        r"own \(`.train`\): rename the task$"):
+        train(load_recipe(recipe))
 
 
 def test_data_table_truncation_notes_and_batch_counts(make_recipe, tmp_path, capsys, tiny_encoder):

@@ -134,7 +134,7 @@ class Multilabel(TextTask):
         return best
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
-        probs = 1 / (1 + np.exp(-logits))
+        probs = np.exp(-np.logaddexp(0, -logits))  # the sigmoid, without overflow for large negative logits
         above = (probs > np.array(threshold_values(spec, len(probs)), dtype=np.float32)).tolist()
         chosen = sorted((i for i, yes in enumerate(above) if yes), key=lambda i: -float(probs[i]))
         out = {"labels": [{"label": spec["labels"][i], "score": float(probs[i])} for i in chosen]}
