@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
-from .folders import STATE_FILE
+from .folders import STATE_FILE, weights_readable_as_umask
 
 
 
@@ -68,6 +68,7 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, 
         if scaler is not None:
             (tmp / "scaler.json").write_text(json.dumps(scaler.state_dict()))
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # written last: marks the folder complete
+        weights_readable_as_umask(tmp)  # safetensors writes 0600: a shared run directory's others could not resume
         _fsync_tree(tmp)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)

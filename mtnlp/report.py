@@ -209,7 +209,7 @@ def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, progr
                 baselines[name][split] = majority_baseline(tasks[name], split, metrics[name])
     out["majority_baseline"] = baselines
     if accelerator.is_main_process:
-        (run_dir / "metrics.json").write_text(json.dumps(out, indent=2))
+        (run_dir / "metrics.json").write_text(json.dumps(finite(out), indent=2, allow_nan=False))  # NaN: null
         plot_curves(run_dir)
         accelerator.print(f"\nbest step {progress.best_step} — metrics of the kept model ({run_dir / 'model'}):")
         accelerator.print(table(out["tasks"], baselines))

@@ -209,6 +209,7 @@ class Progress:
     best_step: int | None = None
     bad_evals: int = 0  # evaluations since the last improvement (early stopping)
     best_validation: dict | None = None  # the kept model's validation metrics
+    selected_by: dict | None = None  # each evaluated task's main metric: the rule best_score was computed by
 
 
 @dataclass
@@ -350,6 +351,13 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     run.gradient.load_state_dict_json(state.get("gradient", {}))
     run.log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
     run.progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
+    rule = run.progress.selected_by  # scores of two rules do not compare: the kept model would be the wrong one
+    changed = [n for n in rule or {} if n in run.metrics and run.metrics[n][0] != rule[n]]
+    if changed:
+        key = f"tasks.{changed[0]}.metrics"
+        raise UserError(f"{recipe.where(key)}: {key}: {folder} chose its best model by {changed[0]}'s "
+                        f"{rule[changed[0]]}, this recipe's main metric is {run.metrics[changed[0]][0]}: keep "
+                        f"{rule[changed[0]]} first to resume (or start a new run)")
     step = run.progress.step
     if step > t.steps:
         raise UserError(f"{recipe.where('training.steps')}: training.steps: {t.steps}, but {folder} is at step "
@@ -547,7 +555,10 @@ def finish(run: Run) -> TrainResult:
     # a run resumed from another run's checkpoint, or from an older one, may have no model of its best step
     saved = (json.loads(kept.read_text()).get("mtnlp") or {}).get("step", run.progress.best_step) if kept.exists() else -1
     if saved != run.progress.best_step:
-        if accelerator.is_main_process:
+        if accelerator.is_main_process and run.progress.best_step is None:
+            warnings.warn(f"no validation score was a number: keeping the final model (step {run.progress.step})",
+                          stacklevel=2)
+        elif accelerator.is_main_process:
             found = "missing" if saved == -1 else f"saved at step {saved}"
             warnings.warn(f"{run_dir / 'model'}: {found}, not at the best step ({run.progress.best_step}) the resumed "
                           f"checkpoint knows: keeping the final model (step {run.progress.step})", stacklevel=2)
@@ -673,7 +684,10 @@ def evaluate_and_select(run: Run) -> bool:
         accelerator.wait_for_everyone()
         return False
     score = selection_score(results, run.metrics)
-    improved = progress.best_score is None or score > progress.best_score
+    if math.isnan(score) and accelerator.is_main_process:
+        warnings.warn(f"step {progress.step}: a validation metric is NaN (diverged?): not a better model", stacklevel=2)
+    improved = not math.isnan(score) and (progress.best_score is None or score > progress.best_score)
+    progress.selected_by = {n: run.metrics[n][0] for n in results}
     if improved:  # the kept model's validation metrics: finish() reports them without re-evaluating
         progress.best_score, progress.best_step, progress.bad_evals = score, progress.step, 0
         progress.best_validation = results

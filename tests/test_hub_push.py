@@ -8,6 +8,7 @@ import os
 import stat
 
 import pytest
+import torch
 from conftest import tiny_tasks
 from hub_server import LocalHub, run_client
 from test_hub import SECRET, TASKS, model_copy, mtnlp, run_dir  # noqa: F401  (run_dir is a fixture)
@@ -187,7 +188,16 @@ def test_saved_weights_have_the_umask_s_permissions(umask, tiny_encoder, tmp_pat
         export_folder(model, AutoTokenizer.from_pretrained(tiny_encoder), "sentiment", tmp_path / "export")
     finally:
         os.umask(old)
-    for path in (tmp_path / "model" / "model.safetensors", tmp_path / "export" / "model.safetensors"):
+    from mtnlp.checkpoint import save_checkpoint
+
+    optimizer = torch.optim.AdamW(model.parameters())
+    old = os.umask(umask)
+    try:  # a checkpoint too: another user of a shared run directory may resume it
+        save_checkpoint(tmp_path / "step-1", model, optimizer, {"step": 1})
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "model" / "model.safetensors", tmp_path / "export" / "model.safetensors",
+                 *(tmp_path / "step-1").glob("*.safetensors")):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 

@@ -304,3 +304,35 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(tmp_path):
     fresh = torch.optim.AdamW(model.parameters())
     load_checkpoint(folder, model, fresh)
     assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+
+
+def test_resuming_with_another_main_metric_is_a_recipe_error(make_recipe, tmp_path):
+    """The kept model's score and the new evaluations' would be of two rules: the kept model could be the worst."""
+    from mtnlp.train import checkpoint, evaluate_and_select
+
+    run = setup(load_recipe(make_recipe(training={"steps": 4})))
+    train_step(run)
+    evaluate_and_select(run)
+    assert run.progress.selected_by == {"sentiment": "accuracy", "score": "pearsonr", "ner": "seqeval"}
+    folder = checkpoint(run)
+    recipe = make_recipe(training={"steps": 4, "resume_from": str(folder)}, name="other.yaml")
+    with pytest.raises(UserError, match=rf"^{recipe} \(command-line override\): tasks.score.metrics: {folder} chose its "
+                                        r"best model by score's pearsonr, this recipe's main metric is mse: keep "
+                                        r"pearsonr first to resume \(or start a new run\)$"):
+        setup(load_recipe(recipe, ["tasks.score.metrics=[mse]"]))
+    assert setup(load_recipe(recipe, ["tasks.score.metrics=[pearsonr, mse]"])).progress.step == 1
+
+
+def test_a_nan_validation_score_is_no_better_model_and_metrics_json_stays_strict(make_recipe, tmp_path):
+    from conftest import tiny_tasks
+
+    tasks = {"score": {**tiny_tasks()["score"], "metrics": ["mse"]}}
+    recipe = make_recipe(tasks=tasks, training={"steps": 4, "eval_every": 2, "lr": 1e30, "head_lr": 1e30,
+                                                "max_grad_norm": None, "warmup": 0.0})
+    with pytest.warns(UserWarning, match="a validation metric is NaN"):
+        train(load_recipe(recipe))
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["best"] for h in history] == [False, False] and history[0]["score"] is None
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(),
+                         parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
+    assert metrics["tasks"]["score"]["validation"]["mse"] is None
