@@ -5,6 +5,14 @@ class UserError(Exception):
     """Bad input from the user (file, recipe, command line). str() is the whole message."""
 
 
+class NotFound(UserError):
+    """A model (folder, hub repository or cached copy) that is not there, or cannot be reached."""
+
+
+class NoRevision(UserError):
+    """A hub repository without the revision asked for."""
+
+
 def at(source, line) -> str:
     """Where an example comes from, for an error message: `file:12` for a line number (also `file:12: item 3`,
     a JSON array's item), `name: row 3` for a described place (a hub split's row)."""

@@ -236,13 +236,13 @@ def load_pretrained(name: str, **hub_kwargs):
     from transformers import PreTrainedConfig
 
     from .encoders import is_local_path, vocabulary_problem
-    from .errors import UserError, causes, first_line
+    from .errors import NotFound, UserError, causes, first_line
     from .onnx_model import OnnxMultiTaskModel, onnx_errors
 
     name = str(name)
     path = Path(name).expanduser()
     if not path.exists() and is_local_path(name):  # no hub look-up, no retries
-        raise UserError(f"{name}: model folder not found")
+        raise NotFound(f"{name}: model folder not found")
     refuse_run_folder(name)
     if hub_kwargs.get("revision") == "":
         raise UserError("revision: empty; leave it out for the default branch (main)")
@@ -271,9 +271,9 @@ def load_pretrained(name: str, **hub_kwargs):
             from huggingface_hub import constants
 
             if constants.HF_HUB_OFFLINE:
-                raise UserError(f"{name}: not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is "
+                raise NotFound(f"{name}: not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is "
                                 "downloaded") from None
-            raise UserError(f"{name}: cannot reach the hub to download it ({first_line(list(causes(e))[-1])})") from None
+            raise NotFound(f"{name}: cannot reach the hub to download it ({first_line(list(causes(e))[-1])})") from None
         if not path.exists():
             hub_error = hub_load_error(name, e, hub_kwargs.get("revision"))
             if hub_error:
@@ -297,14 +297,14 @@ def hub_load_error(name: str, error: Exception, revision: str | None):
     from huggingface_hub import constants, get_token
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-    from .errors import UserError, causes
+    from .errors import NoRevision, NotFound, UserError, causes
 
     found = list(causes(error))
     if any(isinstance(c, RevisionNotFoundError) for c in found):
-        return UserError(f"{name}: the repository has no revision '{revision}'")
+        return NoRevision(f"{name}: the repository has no revision '{revision}'")
     if any(isinstance(c, RepositoryNotFoundError) for c in found):  # also a gated one, or one the token may not read
         why = "or the token may not read it" if get_token() else "a private one needs a token: HF_TOKEN or `hf auth login`"
-        return UserError(f"{name}: no such model repository on {constants.ENDPOINT} ({why})")
+        return NotFound(f"{name}: no such model repository on {constants.ENDPOINT} ({why})")
     refused = [c for c in found if isinstance(c, HfHubHTTPError) and c.response is not None
                and c.response.status_code in (401, 403)]
     if refused:

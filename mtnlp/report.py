@@ -196,7 +196,8 @@ def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, progr
     `progress`: train.Progress; `data`: each task's split facts (data.split_facts); `seen`: each task's
     batches and examples trained."""
     out = {"tasks": {name: {} for name in tasks}, "best_step": progress.best_step, "precision": precision.as_dict(),
-           "data": {"max_length": recipe.model.max_length, "tasks": data}, "trained_on": seen}
+           "data": {"max_length": recipe.model.max_length, "tasks": data}, "trained_on": seen,
+           "processes": accelerator.num_processes}  # a step's batch: batch_size x grad_accum x processes
     baselines = {name: {} for name in tasks}
     for split in ("validation", "test"):
         results = progress.best_validation if split == "validation" else None

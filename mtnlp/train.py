@@ -34,7 +34,7 @@ from . import families, hub, precision, report
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
 from .data import RawTask, TaskData, load_task, model_rows, split_facts
 from .encoders import is_local_path, resolve_encoder, vocabulary_problem
-from .errors import UserError
+from .errors import NoRevision, NotFound, UserError
 from .folders import STATE_FILE
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .loader import BatchPlan, training_loader
@@ -151,11 +151,9 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
     try:
         model, tokenizer = load_pretrained(where, **hub_kwargs)
     except UserError as e:  # not found, another model type (a base encoder), damaged weights, ...
-        unfound = any(why in str(e) for why in ("no such model repository", "not in the local hub cache",
-                                                "cannot reach the hub"))
-        local = "" if path.exists() or is_local_path(where) or not unfound else (
+        local = "" if path.exists() or is_local_path(where) or not isinstance(e, NotFound) else (
             f"; nor is it a folder in the current folder ({Path.cwd()}), where a relative model.init_from is read")
-        key = "model.init_revision" if revision and f"no revision '{revision}'" in str(e) else "model.init_from"
+        key = "model.init_revision" if isinstance(e, NoRevision) else "model.init_from"
         raise UserError(f"{recipe.where(key)}: {key}: {e}{local}") from None
     if not isinstance(model, MultiTaskModel):
         raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is an ONNX export; give the "

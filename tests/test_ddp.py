@@ -66,7 +66,8 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, monkeypatc
     assert all("MULTI_CPU" in r["distributed_type"] for r in ranks)
     assert ranks[0]["digest"] == ranks[1]["digest"]
     # outputs are written once, and a checkpoint holds both ranks' RNG state
-    assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "model" / "config.json").exists()
+    assert (tmp_path / "run" / "model" / "config.json").exists()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["processes"] == 2  # the batch is 2 x batch_size
     checkpoint = tmp_path / "run" / "checkpoints" / "step-000006"
     assert (checkpoint / "rng-0.json").exists() and (checkpoint / "rng-1.json").exists()
     if data == "streamed":
