@@ -523,17 +523,15 @@ def check(recipe: Recipe) -> None:
         note("model.encoder", "not read: with model.init_from the encoder is the source's")
     if not recipe.model.init_heads and not recipe.model.init_from:
         fail("model.init_heads", "applies to a transfer: set model.init_from too")
-    for key, needs, why in IDLE_KEYS:
-        section, _, name = key.rpartition(".")
-        if _changed(getattr(recipe, section) if section else recipe, name) and not _value(recipe, needs):
-            note(key, f"not read: {why}")
+    # keys read only when another is set: a warning, like a method's option under another method
+    if t.early_stopping_patience is not None and not (t.eval_every and t.eval_every < t.steps):
+        note("training.early_stopping_patience", "not read: early stopping compares evaluations during training: "
+                                                 "set training.eval_every below training.steps")
+    if recipe.hub_private and not recipe.push_to_hub:
+        note("hub_private", "not read: nothing is pushed: set push_to_hub")
 
 
 TASK_NAME = r"[^\s.,=]+"
-# keys read only when another is set (a warning, like a method's option under another method)
-IDLE_KEYS = [("training.early_stopping_patience", "training.eval_every",
-              "early stopping compares evaluations during training: set training.eval_every"),
-             ("hub_private", "push_to_hub", "nothing is pushed: set push_to_hub")]
 # mtl keys that only one sharing method reads: another method refuses a value other than the default
 SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", "lora_targets": "lora",
                 "task_layers": "task_layers"}
@@ -545,12 +543,6 @@ COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
 def _changed(section: Spec, key: str) -> bool:
     """Whether a key of a recipe section holds another value than its default."""
     return getattr(section, key) != type(section).model_fields[key].get_default(call_default_factory=True)
-
-
-def _value(recipe: Recipe, key: str):
-    """The value of a dotted key of the recipe's top-level or section keys (training.eval_every)."""
-    section, _, name = key.rpartition(".")
-    return getattr(getattr(recipe, section) if section else recipe, name)
 
 
 def _ours(registry: dict, name: str) -> bool:

@@ -306,7 +306,9 @@ def test_a_sharing_key_the_sharing_method_does_not_read_is_an_error(tmp_path, ke
     (["mtl.dwa_window=3"], "mtl.dwa_window", "it applies to mtl.weighting dwa (this is static)"),
     (["mtl.weighting=dwa", "mtl.weighting_lr=0.1"], "mtl.weighting_lr", "it applies to mtl.weighting uncertainty (this is dwa)"),
     (["training.early_stopping_patience=2", "training.eval_every=null"], "training.early_stopping_patience",
-     "early stopping compares evaluations during training: set training.eval_every"),
+     "early stopping compares evaluations during training: set training.eval_every below training.steps"),
+    (["training.early_stopping_patience=2", "training.eval_every=400"], "training.early_stopping_patience",
+     "early stopping compares evaluations during training: set training.eval_every below training.steps"),
     (["hub_private=true"], "hub_private", "nothing is pushed: set push_to_hub"),
 ])
 def test_a_method_option_the_chosen_method_does_not_read_is_said(overrides, key, said):
