@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import UserError, first_line
+from .errors import NotFound, UserError, first_line
 
 # what a run writes in its output_dir, and a new run there (overwrite_output_dir) removes
 RUN_OUTPUTS = ("checkpoints", "model", "metrics.json", "curves.png", "history.jsonl", "train_log.jsonl")
@@ -20,10 +20,20 @@ STATE_FILE = "trainer_state.json"  # a checkpoint's, written last: a folder with
 def weights_readable_as_umask(folder) -> None:
     """Give the weights files in `folder` the mode the umask gives any new file. transformers 5 saves them
     through a temporary file, mode 0600 whatever the umask: another user (e.g. a server's) could not read them."""
-    mask = os.umask(0o22)
-    os.umask(mask)
+    mask = umask()
     for path in Path(folder).glob("*.safetensors"):
         path.chmod(0o666 & ~mask)
+
+
+def umask() -> int:
+    """The process's umask, read without setting it (os.umask sets it, for every thread, until set back)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):  # not Linux
+        mask = os.umask(0o22)
+        os.umask(mask)
+        return mask
 
 
 def is_onnx_folder(name) -> bool:
@@ -50,7 +60,7 @@ def check_multitask_config(name, config: dict) -> None:
 def check_model_folder(model_dir: Path) -> None:
     """A UserError unless `model_dir` is an mtnlp multi-task model folder that loads: config, weights, tokenizer."""
     if not model_dir.is_dir():
-        raise UserError(f"{model_dir}: model folder not found")
+        raise NotFound(f"{model_dir}: model folder not found")
     if is_onnx_folder(model_dir):
         raise UserError(f"{model_dir}: an ONNX export ({ONNX_FILE}), which cannot be loaded by hub id: push the "
                         "model folder it was exported from, or share this folder as plain files (hf upload)")

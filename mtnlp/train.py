@@ -41,7 +41,8 @@ from .loader import BatchPlan, training_loader
 from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
 from .modeling import MultiTaskModel, head_mismatch, to_device, transfer_encoder_task
 from .pipeline import load_pretrained
-from .recipe import Recipe, TrainingSpec, default_metrics, refuse_to_mix, run_directory, sharing_config
+from .recipe import (Recipe, TrainingSpec, check_training_paths, default_metrics, refuse_to_mix, run_directory,
+                     sharing_config)
 from .sharing import SharingError, is_adapter_weight
 from .sampling import StreamBatches, TaskBatches, TaskSampler
 from .tasks import task_type
@@ -242,7 +243,9 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout,
                     **task_type(d.type).model_spec(recipe.tasks[name])} for name, d in tasks.items()}
     sharing = sharing_config(recipe.mtl)
-    for name in heads:  # nn.ModuleDict refuses a key that is one of its attributes
+    # nn.ModuleDict (heads, task layers) and nn.ParameterDict (peft's LoRA on an embedding, keyed by task)
+    # refuse a key that is one of their attributes
+    for name in heads:
         if hasattr(torch.nn.ModuleDict(), name) or hasattr(torch.nn.ParameterDict(), name):
             key = f"tasks.{name}"
             raise UserError(f"{recipe.where(key)}: {key}: a name torch's module dicts have for their own "
@@ -351,7 +354,12 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     run.progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
     rule = run.progress.selected_by  # scores of two rules do not compare: the kept model would be the wrong one
     changed = [n for n in rule or {} if n in run.metrics and run.metrics[n][0] != rule[n]]
-    if changed:
+    evaluated = [n for n, d in run.tasks.items() if "validation" in d.splits]
+    if rule and run.progress.best_score is not None and not changed and sorted(rule) != sorted(evaluated):
+        raise UserError(f"{where}: {folder} chose its best model by the validation splits of "
+                        f"{', '.join(rule)}; this recipe has {', '.join(evaluated) or 'none'}: give the same "
+                        "validation splits to resume (or start a new run)")
+    if changed and run.progress.best_score is not None:
         key = f"tasks.{changed[0]}.metrics"
         raise UserError(f"{recipe.where(key)}: {key}: {folder} chose its best model by {changed[0]}'s "
                         f"{rule[changed[0]]}, this recipe's main metric is {run.metrics[changed[0]][0]}: keep "
@@ -375,6 +383,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     """Everything the loop needs, resumed from a checkpoint if training.resume_from says so.
     `raw`: the tasks' examples if already read (data.read_task)."""
     t, m = recipe.training, recipe.mtl
+    check_training_paths(recipe)  # (mtnlp train checks them before the data is read; a Python caller here)
     run_dir = run_directory(recipe)
     # resuming this run's own checkpoint continues it; a new run, or one resumed from another run's
     # checkpoint, must not mix with what run_dir holds
@@ -554,7 +563,8 @@ def finish(run: Run) -> TrainResult:
     saved = (json.loads(kept.read_text()).get("mtnlp") or {}).get("step", run.progress.best_step) if kept.exists() else -1
     if saved != run.progress.best_step:
         if accelerator.is_main_process and run.progress.best_step is None:
-            warnings.warn(f"no validation score was a number: keeping the final model (step {run.progress.step})",
+            warnings.warn(f"no validation score was a number (or none was computed): keeping the final model "
+                          f"(step {run.progress.step})",
                           stacklevel=2)
         elif accelerator.is_main_process:
             found = "missing" if saved == -1 else f"saved at step {saved}"

@@ -336,3 +336,16 @@ def test_a_nan_validation_score_is_no_better_model_and_metrics_json_stays_strict
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(),
                          parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
     assert metrics["tasks"]["score"]["validation"]["mse"] is None
+
+
+def test_resuming_with_other_validation_splits_is_a_recipe_error(make_recipe, tmp_path):
+    from mtnlp.train import checkpoint, evaluate_and_select
+
+    run = setup(load_recipe(make_recipe(training={"steps": 4})))
+    train_step(run)
+    evaluate_and_select(run)
+    folder = checkpoint(run)
+    recipe = make_recipe(training={"steps": 4, "resume_from": str(folder)}, name="other.yaml")
+    with pytest.raises(UserError, match=rf"training.resume_from: {folder} chose its best model by the validation splits "
+                                        r"of sentiment, score, ner; this recipe has sentiment, score: give the same"):
+        setup(load_recipe(recipe, ["tasks.ner.data.validation=null"]))

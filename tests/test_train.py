@@ -472,3 +472,11 @@ def test_a_second_signal_after_a_ctrl_c_stops_at_once():
     stop._handle(signal.SIGTERM, None)
     stop._handle(signal.SIGTERM, None)
     assert stop.signum == signal.SIGTERM
+
+
+def test_training_from_python_checks_the_run_paths_too(make_recipe, tmp_path):
+    """mtnlp train checks them before reading the data; train(load_recipe(...)) must not lose them."""
+    (tmp_path / "f").write_text("")
+    recipe = make_recipe(output_dir=str(tmp_path / "f" / "run"))
+    with pytest.raises(UserError, match=rf"output_dir: {tmp_path / 'f'} is a file, not a folder$"):
+        train(load_recipe(recipe))
