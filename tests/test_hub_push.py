@@ -219,31 +219,18 @@ def test_the_card_says_how_a_soft_shared_encoder_is_shared(tmp_path):
 
 
 def test_serve_of_a_hub_id_says_which_commit_it_loaded(run_dir, tmp_path):
-    import signal
-    import subprocess
-    import sys
-
     import httpx
     from hub_server import client_env
+    from test_serve import serving
 
     with LocalHub() as hub:
         assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/s", "--revision", "dev").returncode == 0
         commit = hub.commits("org/s", revision="dev")[0].oid
-        proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "serve", "org/s", "--revision", "dev", "--port", "0",
-                                 "--precision", "fp32"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=client_env(hub.url, tmp_path / "client", SECRET), cwd=tmp_path)
-        try:
-            first = proc.stdout.readline()
-            assert first.startswith(f"serving org/s (commit {commit[:12]} of dev) on http://"), \
-                first + (proc.stderr.read() if proc.poll() is not None else "")
-            info = httpx.get(f"{first.split(' on ')[1].split()[0]}/info", timeout=30).json()
+        with serving("org/s", "--revision", "dev", "--precision", "fp32",
+                     env=client_env(hub.url, tmp_path / "client", SECRET), cwd=tmp_path) as (first, url):
+            assert first.startswith(f"serving org/s (commit {commit[:12]} of dev) on http://"), first
+            info = httpx.get(f"{url}/info", timeout=30).json()
             assert (info["model"], info["revision"], info["commit"]) == ("org/s", "dev", commit)
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 def test_a_revision_the_source_lacks_is_blamed_on_init_revision(make_recipe, run_dir, tmp_path):

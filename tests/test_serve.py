@@ -1,6 +1,7 @@
 """`mtnlp serve`: /predict answers what `mtnlp predict` prints, limits and errors are 4xx JSON naming the
 field, concurrent requests share pipeline calls, and a real server process stops cleanly on SIGTERM."""
 
+import contextlib
 import json
 import math
 import os
@@ -436,20 +437,16 @@ def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_mode
             assert fragment in response.json()["error"], response.text
 
 
-def test_a_model_whose_heads_read_no_texts_is_served(own_model_dir):
-    """The warm-up call must send inputs the served heads read (a text would be refused by mc and qa)."""
-    proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "serve", str(own_model_dir), "--port", "0",
-                             "--tasks", "mc,qa", "--precision", "fp32"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=serve_env())
+@contextlib.contextmanager
+def serving(*args: str, env: dict | None = None, cwd=None):
+    """A real `mtnlp serve ARGS --port 0`: yields (its start-up line, its URL), then SIGTERM; the process
+    must have exited with status 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "serve", *args, "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env or serve_env(), cwd=cwd)
     try:
         first = proc.stdout.readline()
         assert first.startswith("serving "), first + (proc.stderr.read() if proc.poll() is not None else "")
-        url = first.split(" on ")[1].split()[0]
-        info = httpx.get(f"{url}/info", timeout=30).json()
-        assert info["text_pairs"] is False  # no served head reads a pair
-        assert {t: v["reads"] for t, v in info["tasks"].items()} == {"mc": "{text, choices}", "qa": "{question, context}"}
-        response = httpx.post(f"{url}/predict", json={"inputs": OWN_INPUTS[:2]}, timeout=60)
-        assert response.status_code == 200 and [set(p) for p in response.json()["predictions"]] == [{"mc"}, {"qa"}]
+        yield first, first.split(" on ")[1].split()[0]
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     finally:
@@ -457,3 +454,13 @@ def test_a_model_whose_heads_read_no_texts_is_served(own_model_dir):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+def test_a_model_whose_heads_read_no_texts_is_served(own_model_dir):
+    """The warm-up call must send inputs the served heads read (a text would be refused by mc and qa)."""
+    with serving(str(own_model_dir), "--tasks", "mc,qa", "--precision", "fp32") as (_, url):
+        info = httpx.get(f"{url}/info", timeout=30).json()
+        assert info["text_pairs"] is False  # no served head reads a pair
+        assert {t: v["reads"] for t, v in info["tasks"].items()} == {"mc": "{text, choices}", "qa": "{question, context}"}
+        response = httpx.post(f"{url}/predict", json={"inputs": OWN_INPUTS[:2]}, timeout=60)
+        assert response.status_code == 200 and [set(p) for p in response.json()["predictions"]] == [{"mc"}, {"qa"}]
