@@ -53,8 +53,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         if len(labels) > 120:
             labels = labels[:117] + "..."
         cells = [", ".join(f"{k} {v:.4f}" if v is not None else f"{k} —" for k, v in scores.get(split, {}).items())
-                 or "—"
-                 for split in ("validation", "test")]
+                 or "—" for split in ("validation", "test")]
         lines.append("| " + " | ".join(map(table_cell, [name, spec["type"], labels, *cells])) + " |")
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
               f'pipe = MultiTaskPipeline.from_pretrained("{CARD_PLACEHOLDER}")']
@@ -191,18 +190,19 @@ def onnx_card(card: str | None, source: str, export_dir: Path, quantize: str | N
             datasets = ModelCard(card).data.to_dict().get("datasets")
         except Exception:  # a card's metadata is optional, and only copied
             pass
-    kept = [model_card(config, metrics, datasets, onnx=True).rstrip("\n")]
-    option = "".join(f" --task {t}" for t in tasks) * chosen + (" --quantize int8" if quantize else "")
-    kept += ["", "## ONNX export", "",
-             f"This folder is `mtnlp export {hub_id(source) or 'MODEL'}{f' --revision {revision}' * bool(revision)}"
-             f" --onnx{option}` output (heads: "
-             f"{', '.join(tasks)}): "
-             "`mtnlp predict`, `mtnlp serve` and `MultiTaskPipeline.from_pretrained` run it with onnxruntime. "
-             + ("The metrics above were measured on the PyTorch model"
-                + (": int8 weights move them a little; `mtnlp evaluate` on this folder measures its own." if quantize
-                   else "; the fp32 graph gives the same logits (atol 1e-4).") if any(metrics["tasks"].values())
-                else "`mtnlp evaluate` on this folder measures its metrics."), ""]
-    return "\n".join(kept)
+    command = (f"mtnlp export {hub_id(source) or 'MODEL'}" + f" --revision {revision}" * bool(revision) + " --onnx"
+               + "".join(f" --task {t}" for t in tasks) * chosen + " --quantize int8" * bool(quantize))
+    if not any(metrics["tasks"].values()):
+        measured = "`mtnlp evaluate` on this folder measures its metrics."
+    elif quantize:
+        measured = ("The metrics above were measured on the PyTorch model: int8 weights move them a little; "
+                    "`mtnlp evaluate` on this folder measures its own.")
+    else:
+        measured = ("The metrics above were measured on the PyTorch model; the fp32 graph gives the same logits "
+                    "(atol 1e-4).")
+    return "\n".join([model_card(config, metrics, datasets, onnx=True).rstrip("\n"), "", "## ONNX export", "",
+                      f"This folder is `{command}` output (heads: {', '.join(tasks)}): `mtnlp predict`, `mtnlp serve` "
+                      f"and `MultiTaskPipeline.from_pretrained` run it with onnxruntime. {measured}", ""])
 
 
 def saved_config(model_dir: Path):
@@ -211,7 +211,8 @@ def saved_config(model_dir: Path):
     from types import SimpleNamespace
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    return SimpleNamespace(tasks=in_task_order(config.get("tasks") or {}, config.get("task_order")), mtnlp=config.get("mtnlp"), sharing=config.get("sharing"),
+    return SimpleNamespace(tasks=in_task_order(config.get("tasks") or {}, config.get("task_order")),
+                           mtnlp=config.get("mtnlp"), sharing=config.get("sharing"),
                            encoder=SimpleNamespace(model_type=(config.get("encoder") or {}).get("model_type")))
 
 

@@ -231,6 +231,7 @@ def load_pretrained(name: str, **hub_kwargs):
     a one-line UserError when it is not one or cannot be read."""
     from pathlib import Path
 
+    from huggingface_hub import constants
     from huggingface_hub.errors import LocalEntryNotFoundError
     from safetensors import SafetensorError
     from transformers import PreTrainedConfig
@@ -268,8 +269,6 @@ def load_pretrained(name: str, **hub_kwargs):
         return model, tokenizer
     except (OSError, ValueError) as e:
         if not path.exists() and any(isinstance(c, LocalEntryNotFoundError) for c in causes(e)):
-            from huggingface_hub import constants
-
             if constants.HF_HUB_OFFLINE:
                 raise NotFound(f"{name}: not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is "
                                 "downloaded") from None
@@ -279,8 +278,6 @@ def load_pretrained(name: str, **hub_kwargs):
             if hub_error:
                 raise hub_error from None
         if loading == "model" and not path.exists() and "does not appear to have a file named" in str(e):
-            from huggingface_hub import constants
-
             where = ("in the local hub cache, and HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
                      else f"at revision {hub_kwargs.get('revision') or 'main'}")
             raise UserError(f"{name}: no weights (model.safetensors) {where}") from None

@@ -173,21 +173,22 @@ class _LineLoader(yaml.SafeLoader):
 
     copied = 0  # values copied for aliases so far
 
+    # YAML 1.1 reads 010 as octal (8) and 1:30 (1:30.5) as base 60 (90): no recipe means those
     def construct_yaml_int(self, node):
-        # YAML 1.1 reads 010 as octal (8) and 1:30 as base 60 (90): no recipe means those
         if re.fullmatch(r"[-+]?0[0-9_]+", node.value):
             raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is an octal number to YAML: "
                             "write it without leading zeros, or quote it")
-        if ":" in node.value:  # 1:30
-            raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is a base-60 number to YAML: "
-                            "quote it")
+        self._refuse_base_60(node)
         return super().construct_yaml_int(node)
 
     def construct_yaml_float(self, node):
-        if ":" in node.value:  # base 60 (1:30.5)
+        self._refuse_base_60(node)
+        return super().construct_yaml_float(node)
+
+    def _refuse_base_60(self, node):
+        if ":" in node.value:
             raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is a base-60 number to YAML: "
                             "quote it")
-        return super().construct_yaml_float(node)
 
 
 MAX_ALIAS_VALUES = 100_000
@@ -316,18 +317,17 @@ def apply_override(raw: dict, item: str) -> None:
     if "" in parts:
         raise UserError(f"override '{item}': an empty part in the key '{key}'")
     for n, part in enumerate(parts):
-        if isinstance(node.get(_key_in(node, part)), list) and n + 1 < len(parts):
-            raise UserError(f"override '{item}': {'.'.join(parts[:n + 1])} is a list: give the whole list, e.g. "
-                            f"{'.'.join(parts[:n + 1])}=[a, b]")
+        part = parts[n] = _key_in(node, part)
         if n + 1 == len(parts):
             break
-        part = parts[n] = _key_in(node, part)
+        if isinstance(node.get(part), list):
+            raise UserError(f"override '{item}': {'.'.join(parts[:n + 1])} is a list: give the whole list, e.g. "
+                            f"{'.'.join(parts[:n + 1])}=[a, b]")
         if not isinstance(node.get(part), dict):
             node[part] = _Mapping({}, {})
             if isinstance(node, _Mapping):  # errors about the new section point at the override
                 node.lines[part] = OVERRIDE
         node = node[part]
-    parts[-1] = _key_in(node, parts[-1])
     try:
         parsed = _read_yaml(value, "override", override=item, keys=[str(p) for p in parts])  # as strict as a recipe file
     except yaml.YAMLError:

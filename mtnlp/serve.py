@@ -408,6 +408,7 @@ def run(args) -> int:
 
 def serve(args, sock: socket.socket) -> int:
     from .cli import load_model, quiet_libraries
+    from .hub import loaded_commit
 
     quiet_libraries(with_datasets=False)
     from .pipeline import MultiTaskPipeline
@@ -419,8 +420,6 @@ def serve(args, sock: socket.socket) -> int:
     if unknown:
         raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
     limits = Limits(args.max_body_bytes, args.max_inputs, args.max_chars)
-    from .hub import loaded_commit
-
     commit = None if Path(args.model).expanduser().exists() else loaded_commit(args.model, args.revision)
     app = create_app(pipe, tasks=tasks, limits=limits, window_ms=args.batch_window_ms, max_batch=args.max_batch,
                      model_name=args.model, metrics=card_metrics(args.model, args.revision),

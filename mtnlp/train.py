@@ -245,8 +245,9 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
     sharing = sharing_config(recipe.mtl)
     # nn.ModuleDict (heads, task layers) and nn.ParameterDict (peft's LoRA on an embedding, keyed by task)
     # refuse a key that is one of their attributes
+    dicts = (torch.nn.ModuleDict(), torch.nn.ParameterDict())
     for name in heads:
-        if hasattr(torch.nn.ModuleDict(), name) or hasattr(torch.nn.ParameterDict(), name):
+        if any(hasattr(d, name) for d in dicts):
             key = f"tasks.{name}"
             raise UserError(f"{recipe.where(key)}: {key}: a name torch's module dicts have for their own "
                             f"(`.{name}`): rename the task")
@@ -353,17 +354,18 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     run.log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
     run.progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
     rule = run.progress.selected_by  # scores of two rules do not compare: the kept model would be the wrong one
-    changed = [n for n in rule or {} if n in run.metrics and run.metrics[n][0] != rule[n]]
-    evaluated = [n for n, d in run.tasks.items() if "validation" in d.splits]
-    if rule and run.progress.best_score is not None and not changed and sorted(rule) != sorted(evaluated):
-        raise UserError(f"{where}: {folder} chose its best model by the validation splits of "
-                        f"{', '.join(rule)}; this recipe has {', '.join(evaluated) or 'none'}: give the same "
-                        "validation splits to resume (or start a new run)")
-    if changed and run.progress.best_score is not None:
-        key = f"tasks.{changed[0]}.metrics"
-        raise UserError(f"{recipe.where(key)}: {key}: {folder} chose its best model by {changed[0]}'s "
-                        f"{rule[changed[0]]}, this recipe's main metric is {run.metrics[changed[0]][0]}: keep "
-                        f"{rule[changed[0]]} first to resume (or start a new run)")
+    if rule and run.progress.best_score is not None:
+        changed = [n for n in rule if n in run.metrics and run.metrics[n][0] != rule[n]]
+        if changed:
+            key = f"tasks.{changed[0]}.metrics"
+            raise UserError(f"{recipe.where(key)}: {key}: {folder} chose its best model by {changed[0]}'s "
+                            f"{rule[changed[0]]}, this recipe's main metric is {run.metrics[changed[0]][0]}: keep "
+                            f"{rule[changed[0]]} first to resume (or start a new run)")
+        evaluated = [n for n, d in run.tasks.items() if "validation" in d.splits]
+        if sorted(rule) != sorted(evaluated):
+            raise UserError(f"{where}: {folder} chose its best model by the validation splits of "
+                            f"{', '.join(rule)}; this recipe has {', '.join(evaluated) or 'none'}: give the same "
+                            "validation splits to resume (or start a new run)")
     step = run.progress.step
     if step > t.steps:
         raise UserError(f"{recipe.where('training.steps')}: training.steps: {t.steps}, but {folder} is at step "
@@ -564,8 +566,7 @@ def finish(run: Run) -> TrainResult:
     if saved != run.progress.best_step:
         if accelerator.is_main_process and run.progress.best_step is None:
             warnings.warn(f"no validation score was a number (or none was computed): keeping the final model "
-                          f"(step {run.progress.step})",
-                          stacklevel=2)
+                          f"(step {run.progress.step})", stacklevel=2)
         elif accelerator.is_main_process:
             found = "missing" if saved == -1 else f"saved at step {saved}"
             warnings.warn(f"{run_dir / 'model'}: {found}, not at the best step ({run.progress.best_step}) the resumed "

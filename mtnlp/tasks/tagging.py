@@ -11,8 +11,7 @@ from typing import Literal
 import numpy as np
 
 from ..spec import TagData, TaskSpec
-from .base import (TaskType, column, label_name, label_shares, labelled_cross_entropy, softmax,
-                   truncating)
+from .base import TaskType, column, label_name, label_shares, labelled_cross_entropy, softmax, truncating
 
 ENTITY_PREFIXES = ("B-", "I-", "E-", "S-")
 IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
