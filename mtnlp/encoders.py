@@ -33,9 +33,15 @@ def is_local_path(name: str) -> bool:
             or bool(path.parent.name) and path.parent.is_dir())
 
 
-def vocabulary_problem(tokenizer) -> str | None:
-    """Why a tokenizer cannot be the model's: a folder with tokenizer_config.json but no tokenizer.json (or vocab
-    file) loads as a tokenizer of special tokens only, which makes every word [UNK]."""
+def tokenizer_problem(tokenizer) -> str | None:
+    """Why a tokenizer cannot be the model's: a Python ("slow") tokenizer gives no word alignment or character
+    offsets (tagging, QA, the pipeline's spans and truncation need them); a folder with tokenizer_config.json
+    but no tokenizer.json (or vocab file) loads as a tokenizer of special tokens only, which makes every word
+    [UNK]."""
+    if not tokenizer.is_fast:
+        return (f"its tokenizer is a Python (slow) one, {type(tokenizer).__name__}; mtnlp needs a fast one "
+                "(tokenizer.json): load it with a fast class (e.g. BertTokenizer, not BertTokenizerLegacy) and "
+                "save_pretrained it")
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
         return "its tokenizer has no vocabulary, only special tokens (tokenizer.json or its vocab file is missing)"
     return None

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 
 from . import families
 from . import precision as precision_policy
+from .encoders import is_local_path, tokenizer_problem
 from .folders import check_multitask_config, is_onnx_folder, refuse_run_folder
 from .modeling import MultiTaskModel, to_device
 from .tasks import task_type
@@ -55,11 +56,18 @@ class MultiTaskPipeline:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+        if max_length is not None and (type(max_length) is not int or max_length < 8):  # a recipe's minimum too
+            raise ValueError(f"max_length must be an integer of at least 8, got {max_length!r}")
+        if problem := tokenizer_problem(tokenizer):
+            raise ValueError(problem)
         trained = (model.config.mtnlp or {}).get("max_length")
         self.max_length = max_length or trained or min(tokenizer.model_max_length, 512)
         positions = families.max_tokens(model.config.encoder)  # e.g. RoBERTa: max_position_embeddings - 2
-        if positions is not None:
-            self.max_length = min(self.max_length, positions)
+        if positions is not None and self.max_length > positions:
+            if max_length is not None:
+                warnings.warn(f"max_length {max_length}: the encoder's position embeddings hold {positions} tokens; "
+                              f"texts are cut at {positions}", stacklevel=2)
+            self.max_length = positions
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device=None, precision: str = "auto", batch_size: int = 32,
@@ -236,7 +244,6 @@ def load_pretrained(name: str, **hub_kwargs):
     from safetensors import SafetensorError
     from transformers import PreTrainedConfig
 
-    from .encoders import is_local_path, vocabulary_problem
     from .errors import NotFound, UserError, causes, first_line
     from .onnx_model import OnnxMultiTaskModel, onnx_errors
 
@@ -264,7 +271,7 @@ def load_pretrained(name: str, **hub_kwargs):
         model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
         loading = "tokenizer"
         tokenizer = AutoTokenizer.from_pretrained(name, **({} if onnx else hub_kwargs))
-        if problem := vocabulary_problem(tokenizer):
+        if problem := tokenizer_problem(tokenizer):
             raise UserError(f"{name}: {problem}")
         return model, tokenizer
     except (OSError, ValueError) as e:

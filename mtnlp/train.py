@@ -33,7 +33,7 @@ from transformers import AutoTokenizer
 from . import families, hub, precision, report
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
 from .data import RawTask, TaskData, load_task, model_rows, split_facts
-from .encoders import is_local_path, resolve_encoder, vocabulary_problem
+from .encoders import is_local_path, resolve_encoder, tokenizer_problem
 from .errors import NoRevision, NotFound, UserError
 from .folders import STATE_FILE
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
@@ -189,6 +189,11 @@ def transfer_report(source: MultiTaskModel, model: MultiTaskModel, keep_heads: b
     return report
 
 
+def validated(tasks: dict[str, TaskData]) -> list[str]:
+    """The tasks with a validation split: the ones model selection and early stopping go by."""
+    return [name for name, d in tasks.items() if "validation" in d.splits]
+
+
 def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator,
                raw: dict[str, RawTask] | None = None) -> dict[str, TaskData]:
     """Every task tokenised; `raw` (read beforehand, e.g. by the CLI) is consumed, so its examples
@@ -277,7 +282,7 @@ def load_tokenizer(recipe: Recipe, encoder: str):
     except (OSError, ValueError) as e:
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
                         f"({str(e).splitlines()[0]})") from None
-    if problem := vocabulary_problem(tokenizer):
+    if problem := tokenizer_problem(tokenizer):
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {problem}")
     if tokenizer.pad_token_id is None:
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
@@ -322,7 +327,9 @@ def say_transfer(run: Run, source: MultiTaskModel, source_path: str) -> None:
     if encoder_of:  # a kept head of another task was trained on its own adapter / layers, not on this encoder
         heads = {name: f"kept (trained on {name}'s {part}; the encoder is {encoder_of}'s)"
                  if why == "kept" and name != encoder_of else why for name, why in heads.items()}
-    run.accelerator.print(f"init_from {source_path}: the encoder{soft}, and\n"
+    commit = model.config.mtnlp["init_from"]["revision"]  # a hub source's: the commit loaded
+    at = f" (commit {commit[:12]})" if commit else ""
+    run.accelerator.print(f"init_from {source_path}{at}: the encoder{soft}, and\n"
                           + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
     kept = any(why.startswith("kept") for why in heads.values())
     if recipe.model.init_heads and not kept and run.accelerator.is_main_process:
@@ -361,7 +368,7 @@ def resume(run: Run, folder: Path, own: bool) -> None:
             raise UserError(f"{recipe.where(key)}: {key}: {folder} chose its best model by {changed[0]}'s "
                             f"{rule[changed[0]]}, this recipe's main metric is {run.metrics[changed[0]][0]}: keep "
                             f"{rule[changed[0]]} first to resume (or start a new run)")
-        evaluated = [n for n, d in run.tasks.items() if "validation" in d.splits]
+        evaluated = validated(run.tasks)
         if sorted(rule) != sorted(evaluated):
             raise UserError(f"{where}: {folder} chose its best model by the validation splits of "
                             f"{', '.join(rule)}; this recipe has {', '.join(evaluated) or 'none'}: give the same "
@@ -375,6 +382,9 @@ def resume(run: Run, folder: Path, own: bool) -> None:
         remove_checkpoints_after(run.run_dir / "checkpoints", step)
         report.resume_recipe(run.run_dir, recipe, run.precision, step)
     accelerator.print(f"resumed from {folder} at step {step}")
+    if stopped_early(run) and step < t.steps:
+        accelerator.print(f"the run had stopped early (no improvement in {run.progress.bad_evals} evaluations): nothing "
+                          "to train; a larger training.early_stopping_patience trains on")
     if state.get("steps", t.steps) != t.steps:  # the schedule's decay is stretched (or shortened) from here
         accelerator.print(f"training.steps: {t.steps} (the checkpoint's run: {state['steps']}); the learning "
                           f"rate follows the schedule for {t.steps} steps: {run.scheduler.get_last_lr()[0]:.3g} at "
@@ -431,6 +441,11 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     if chosen.warning and accelerator.is_main_process:
         warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
     accelerator.print(report.data_table(data_facts, recipe.model.max_length))
+    evaluated = validated(tasks)
+    if 0 < len(evaluated) < len(tasks) and t.eval_every and t.eval_every < t.steps:
+        others = [n for n in tasks if n not in evaluated]
+        accelerator.print(f"model selection and early stopping go by the validation splits of {', '.join(evaluated)}; "
+                          f"{', '.join(others)} {'has' if len(others) == 1 else 'have'} none")
     if folder is not None:
         resume(run, folder, own)
     if accelerator.is_main_process and not own:
@@ -496,9 +511,17 @@ def log_step(run: Run, task: str) -> None:
 
 
 def is_save_step(run: Run) -> bool:
-    """Whether the loop checkpoints the step just trained (every training.save_every steps)."""
-    save_every = run.recipe.training.save_every
-    return bool(save_every) and run.progress.step % save_every == 0
+    """Whether the loop checkpoints the step just trained: with training.save_every, every save_every steps
+    and the last step (training.steps, or early stopping), so that a resume with more steps or patience
+    goes on from there."""
+    save_every, step = run.recipe.training.save_every, run.progress.step
+    return bool(save_every) and (step % save_every == 0 or step == run.recipe.training.steps or stopped_early(run))
+
+
+def stopped_early(run: Run) -> bool:
+    """Whether early stopping ends training: training.early_stopping_patience evaluations without improvement."""
+    patience = run.recipe.training.early_stopping_patience
+    return patience is not None and run.progress.bad_evals >= patience
 
 
 def is_log_step(run: Run) -> bool:
@@ -712,8 +735,7 @@ def evaluate_and_select(run: Run) -> bool:
     if recipe.training.report_to:
         accelerator.log({f"eval/{n}/{k}": v for n, r in results.items() for k, v in r.items()}, step=progress.step)
     accelerator.wait_for_everyone()
-    patience = recipe.training.early_stopping_patience
-    stop = patience is not None and progress.bad_evals >= patience
+    stop = stopped_early(run)
     if stop:
         say(run, f"early stopping at step {progress.step}: no improvement in {progress.bad_evals} evaluations")
     return stop

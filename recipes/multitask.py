@@ -8,26 +8,24 @@ To change the loop, copy this file (`mtnlp recipes copy multitask my_recipe.py`)
 """
 
 from mtnlp.train import (Run, TrainResult, checkpoint, evaluate_and_select, finish, interrupted, is_save_step, log_step,
-                         setup, stop_after_step_on_signal, train_step)
+                         setup, stop_after_step_on_signal, stopped_early, train_step)
 
 
 def train(recipe, raw=None) -> TrainResult:
     run: Run = setup(recipe, raw)  # data, model, optimizer, task sampler; resumes training.resume_from
     t = recipe.training
     with stop_after_step_on_signal(run) as stop:  # Ctrl-C / SIGTERM: checkpoint, then exit
-        while run.progress.step < t.steps:
+        while run.progress.step < t.steps and not stopped_early(run):  # early stopping: training.early_stopping_patience
             # one update: train.forward_backward takes the task the sampler picked and its head's
             # loss (the task type's, mtnlp/tasks); weighting.py weights it, gradients.py combines
             task = train_step(run)
             log_step(run, task)
             step = run.progress.step
-            # evaluate_and_select keeps the best model in run_dir/model; True: stop early (after the checkpoint)
-            early = ((t.eval_every and step % t.eval_every == 0) or step == t.steps) and evaluate_and_select(run)
-            saved = checkpoint(run) if is_save_step(run) else None
+            if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
+                evaluate_and_select(run)  # keeps the best model in run_dir/model
+            saved = checkpoint(run) if is_save_step(run) else None  # every save_every steps, and the last one
             if stop.requested:
                 raise interrupted(run, stop.requested, saved or checkpoint(run))
-            if early:
-                break
     return finish(run)  # the kept model on validation and test: metrics.json, model card, hub push
 
 

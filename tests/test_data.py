@@ -80,23 +80,30 @@ def test_align_labels_pure():
 
 def test_tagging_words_without_a_token_keep_later_words_aligned(tokenizer):
     """A zero-width space or a soft hyphen is a word the tokenizer turns into nothing: it gets no
-    prediction (scored as O), and the words after it are scored against their own tags."""
+    prediction and is left out of scoring, as predict leaves it out; the words after it are scored
+    against their own tags. A word max_length cuts off counts as O."""
     import torch
 
     from mtnlp.tasks import task_type
 
-    kind, labels = task_type("tagging"), ["O", "B-PER", "B-LOC"]
-    batch = {"tokens": [["\u200b", "Anna", "\u00ad", "Paris", "x"], ["Anna", "x"]],
-             "tags": [["B-LOC", "B-PER", "O", "B-LOC", "O"], ["B-PER", "O"]]}
-    enc = kind.encode(batch, tokenizer, 32, {label: i for i, label in enumerate(labels)})
-    assert enc["word_index"] == [[1, 3, 4], [0, 1]]
+    kind, labels = task_type("tagging"), ["O", "B-PER", "B-LOC", "I-LOC"]
+    batch = {"tokens": [["\u200b", "Anna", "\u00ad", "Paris", "x"], ["Anna", "x"], ["New", "\u200b", "York", "\u200b"],
+                        ["x"] * 20 + ["Paris"]],
+             "tags": [["B-LOC", "B-PER", "O", "B-LOC", "O"], ["B-PER", "O"], ["B-LOC", "I-LOC", "I-LOC", "O"],
+                      ["O"] * 20 + ["B-LOC"]]}
+    enc = kind.encode(batch, tokenizer, 16, {label: i for i, label in enumerate(labels)})
+    assert enc["word_index"][:3] == [[1, 3, 4], [0, 1], [0, 2]]
     width = max(map(len, enc["labels"]))
     gold = kind.collate_labels([{"labels": row} for row in enc["labels"]], width)
     logits = torch.nn.functional.one_hot(gold.clamp(min=0), len(labels)).float()  # a perfect model
-    predictions = kind.predictions(logits, gold, {}, {"word_index": enc["word_index"]})
-    assert predictions == [[-1, 1, -1, 2, 0], [1, 0]]
-    scores = kind.score(batch["tags"], predictions, ["token_accuracy"], labels)
-    assert scores["token_accuracy"] == 6 / 7  # only the zero-width B-LOC is missed
+    rows = {"word_index": enc["word_index"], "tags": batch["tags"], "truncated": [False, False, False, True]}
+    predictions = kind.predictions(logits, gold, {}, rows)
+    assert predictions[:3] == [[None, 1, None, 2, 0], [1, 0], [2, None, 3, None]]
+    assert predictions[3] == [0] * 14 + [-1] * 7  # 14 words fit in 16 tokens
+    scores = kind.score(batch["tags"][:3], predictions[:3], ["token_accuracy", "seqeval"], labels)
+    assert scores["token_accuracy"] == 1.0 and scores["f1"] == 1.0  # New York is one entity, as predict gives it
+    scores = kind.score(batch["tags"], predictions, ["seqeval"], labels)
+    assert scores["recall"] == 4 / 5 and scores["precision"] == 1.0  # the cut-off Paris is missed
 
 
 def test_align_labels_with_minilm_word_pieces(tokenizer):

@@ -159,6 +159,7 @@ def test_a_pushed_model_records_hub_ids_only_and_a_transfer_its_source_commit(ma
                                                                          "init_revision": commit})
         proc = mtnlp(hub, tmp_path, "train", str(transfer))
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"init_from org/src (commit {commit[:12]}): the encoder" in proc.stdout, proc.stdout
         record = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["mtnlp"]
         assert record["init_from"] == {"model": "org/src", "revision": commit, "tasks": ["ner"],
                                        "encoder_of": None}

@@ -5,10 +5,11 @@ import re
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, FOUR_TASKS as TASKS, SHARED, save_model
+from conftest import DATA, FOUR_TASKS as TASKS, SHARED, minilm_path, save_model
 from transformers import AutoTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline
@@ -211,6 +212,35 @@ def test_predict_stdin_with_a_byte_that_is_not_utf8_names_its_line(model_dir):
 def test_batch_size_below_one_is_refused(model_dir):
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         MultiTaskPipeline.from_pretrained(str(model_dir), batch_size=0)
+
+
+def test_max_length_below_the_recipes_minimum_is_refused_and_past_the_positions_capped(model_dir):
+    for bad in (0, 1, 7, 8.5, True):
+        with pytest.raises(ValueError, match=rf"max_length must be an integer of at least 8, got {bad!r}"):
+            MultiTaskPipeline.from_pretrained(str(model_dir), max_length=bad)
+    with pytest.warns(UserWarning, match="max_length 1000: the encoder's position embeddings hold 128 tokens"):
+        pipe = MultiTaskPipeline.from_pretrained(str(model_dir), max_length=1000)
+    assert pipe.max_length == 128
+    assert MultiTaskPipeline.from_pretrained(str(model_dir), max_length=8).max_length == 8
+
+
+def test_a_slow_tokenizer_is_refused_where_a_model_is_loaded(model_dir, tmp_path):
+    """A Python tokenizer has no word ids or offsets (tagging, QA, spans, the truncation check)."""
+    import shutil
+
+    from mtnlp.errors import UserError
+    from mtnlp.pipeline import load_pretrained
+    from transformers import BertTokenizerLegacy
+
+    folder = shutil.copytree(model_dir, tmp_path / "slow")
+    (folder / "tokenizer.json").unlink()
+    slow = BertTokenizerLegacy(vocab_file=str(Path(minilm_path()) / "vocab.txt"))
+    slow.save_pretrained(folder)
+    problem = r"its tokenizer is a Python \(slow\) one, BertTokenizerLegacy; mtnlp needs a fast one \(tokenizer.json\)"
+    with pytest.raises(UserError, match=rf"^{folder}: {problem}"):
+        load_pretrained(str(folder))
+    with pytest.raises(ValueError, match=rf"^{problem}"):
+        MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir), slow)
 
 
 @pytest.mark.parametrize("args,message", [

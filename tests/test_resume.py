@@ -349,3 +349,39 @@ def test_resuming_with_other_validation_splits_is_a_recipe_error(make_recipe, tm
     with pytest.raises(UserError, match=rf"training.resume_from: {folder} chose its best model by the validation splits "
                                         r"of sentiment, score, ner; this recipe has sentiment, score: give the same"):
         setup(load_recipe(recipe, ["tasks.ner.data.validation=null"]))
+
+
+def test_an_early_stopped_run_checkpoints_its_last_step_and_resumes_as_stopped(make_recipe, tmp_path, capsys):
+    """Nothing improves (a learning rate too small to change a prediction), patience 1: training stops at
+    the second evaluation. Its last step is checkpointed; resuming it trains no further, unless a larger
+    patience is given."""
+    run = tmp_path / "run"
+    training = {"steps": 8, "eval_every": 1, "save_every": 5, "lr": 1e-12, "head_lr": 1e-12, "warmup": 0.0,
+                "early_stopping_patience": 1, "log_every": 1}
+    recipe = make_recipe(training=training)
+    train(load_recipe(recipe))
+    assert steps_of(run / "checkpoints") == [2]
+    metrics = (run / "metrics.json").read_text()
+    capsys.readouterr()
+    train(load_recipe(recipe, ["training.resume_from=latest"]))
+    out = capsys.readouterr().out
+    assert "the run had stopped early (no improvement in 1 evaluations): nothing to train" in out, out
+    assert [r["step"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())] == [1, 2]
+    assert json.loads((run / "metrics.json").read_text())["best_step"] == json.loads(metrics)["best_step"] == 1
+    train(load_recipe(recipe, ["training.resume_from=latest", "training.early_stopping_patience=3"]))
+    assert steps_of(run / "checkpoints") == [2, 4]  # two more evaluations without improvement
+    assert [r["step"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())] == [1, 2, 3, 4]
+
+
+def test_the_last_step_is_checkpointed_when_save_every_does_not_divide_steps(make_recipe, tmp_path):
+    train(load_recipe(make_recipe(training={"steps": 5, "save_every": 3, "keep_checkpoints": 4})))
+    assert steps_of(tmp_path / "run" / "checkpoints") == [3, 5]
+    train(load_recipe(make_recipe(training={"steps": 7, "save_every": 3, "keep_checkpoints": 4,
+                                            "resume_from": "latest"})))
+    assert steps_of(tmp_path / "run" / "checkpoints") == [3, 5, 6, 7]
+
+
+def test_a_task_without_validation_is_said_to_be_out_of_model_selection(make_recipe, capsys):
+    train(load_recipe(make_recipe(training={"steps": 2, "eval_every": 1}), ["tasks.ner.data.validation=null"]))
+    assert "model selection and early stopping go by the validation splits of sentiment, score; ner has none" \
+        in capsys.readouterr().out

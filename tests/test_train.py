@@ -291,6 +291,19 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
         train(load_recipe(target, ["model.init_from=runs-x/src"]))
 
 
+def test_an_encoder_with_a_slow_tokenizer_is_a_recipe_error(make_recipe, tiny_encoder, tmp_path):
+    from conftest import minilm_path
+    from transformers import BertTokenizerLegacy
+
+    folder = shutil.copytree(tiny_encoder, tmp_path / "slow")
+    (folder / "tokenizer.json").unlink()
+    BertTokenizerLegacy(vocab_file=str(Path(minilm_path()) / "vocab.txt")).save_pretrained(folder)
+    recipe = make_recipe(model={"encoder": str(folder)})
+    with pytest.raises(UserError, match=rf"^{recipe}:\d+: model.encoder: {folder}: its tokenizer is a Python \(slow\) "
+                                        r"one, BertTokenizerLegacy; mtnlp needs a fast one \(tokenizer.json\): load it"):
+        train(load_recipe(recipe))
+
+
 def test_unloadable_encoder_is_a_user_error(make_recipe, tmp_path):
     recipe = make_recipe(model={"encoder": str(tmp_path / "no-such-encoder")})
     proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe)], capture_output=True, text=True,

@@ -25,7 +25,7 @@ class Tagging(TaskType):
         data: TagData
 
     metrics = ("seqeval", "token_accuracy")
-    prediction_columns = ("word_index",)
+    prediction_columns = ("word_index", "tags", "truncated")
     token_level = True
     head_kind = "token"
     export_class = "AutoModelForTokenClassification"
@@ -80,13 +80,17 @@ class Tagging(TaskType):
         return labelled_cross_entropy(logits.float().flatten(0, 1), labels.flatten(), IGNORE)
 
     def predictions(self, logits, labels, spec, rows):
-        """Per word, the label id of its first sub-token; -1 for a word with no token (see encode)."""
+        """Per word, the label id of its first sub-token; -1 for a word max_length cut off; None for a word
+        the tokenizer turns into nothing (see encode), which predict leaves out too."""
         out = []
-        for row, gold, words in zip(logits, labels, rows["word_index"]):
+        for row, gold, words, tags, cut in zip(logits, labels, rows["word_index"], rows["tags"], rows["truncated"]):
             ids = row[gold != IGNORE].argmax(-1).tolist()
-            predicted = [-1] * (words[-1] + 1 if words else 0)
+            predicted = [None] * len(tags)
             for word, i in zip(words, ids):
                 predicted[word] = i
+            if cut:
+                last = words[-1] if words else -1
+                predicted[last + 1:] = [-1] * (len(tags) - last - 1)
             out.append(predicted)
         return out
 
@@ -96,11 +100,12 @@ class Tagging(TaskType):
     def score(self, references, predictions, metrics, labels):
         from ..metrics import compute, load_metric
 
-        # words with no token (cut off by max_length, or removed by the tokenizer) have no prediction
-        # (-1): they count as "O" (or wrong, without an O tag)
+        # a word max_length cut off (-1) counts as "O" (or wrong, without an O tag); a word with no token
+        # (None: a zero-width space, a lone accent) is left out, with its reference, as predict leaves it out
         fill = "O" if "O" in labels else None
-        predicted = [[labels[i] if i >= 0 else fill for i in p] + [fill] * (len(g) - len(p))
-                     for p, g in zip(predictions, references)]
+        kept = [[k for k, i in enumerate(p) if i is not None] for p in predictions]
+        references = [[g[k] for k in keep] for g, keep in zip(references, kept)]
+        predicted = [[labels[p[k]] if p[k] >= 0 else fill for k in keep] for p, keep in zip(predictions, kept)]
         results = {}
         for name in metrics:
             if name == "seqeval":
