@@ -228,7 +228,7 @@ def cmd_evaluate(args) -> int:
     from .errors import UserError
     from .recipe import default_metrics, load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, args.overrides, training=False)
     output = output_path(args.output, "--output") if args.output else None
     quiet_libraries()
     from . import families, precision

@@ -77,7 +77,11 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
                   "Not `simple`: mtnlp trains only each word's first sub-token, so `simple` reads untrained tags "
                   'on the other word pieces and returns fragments such as "##cast".', ""]
     if (metrics or {}).get("best_step") is not None:
-        lines += [f"Best checkpoint: step {metrics['best_step']}.", ""]
+        steps = metrics.get("steps") or {}
+        trained = f" of {steps['trained']} trained" if steps else ""
+        if steps and steps["trained"] < steps["planned"]:
+            trained += f" (early stopping; {steps['planned']} planned)"
+        lines += [f"Kept model: step {metrics['best_step']}{trained}.", ""]
     return "\n".join(lines)
 
 
@@ -182,7 +186,7 @@ def onnx_card(card: str | None, source: str, export_dir: Path, quantize: str | N
     config = saved_config(export_dir)
     tasks = list(config.tasks)
     metrics: dict = {"tasks": table_metrics(card or "")}
-    if best := re.search(r"^Best checkpoint: step (\d+)\.$", card or "", re.MULTILINE):
+    if best := re.search(r"^(?:Kept model|Best checkpoint): step (\d+)\b", card or "", re.MULTILINE):  # (older cards)
         metrics["best_step"] = int(best[1])
     datasets = None
     if card and card.startswith("---"):  # (huggingface_hub logs a warning for a card without metadata)

@@ -254,7 +254,9 @@ _LineLoader.add_constructor("tag:yaml.org,2002:int", _LineLoader.construct_yaml_
 _LineLoader.add_constructor("tag:yaml.org,2002:float", _LineLoader.construct_yaml_float)
 
 
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool = True) -> Recipe:
+    """A checked recipe; `training`: False for a recipe that only names evaluation data (mtnlp evaluate),
+    whose tasks need no training split."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -292,7 +294,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     for task in recipe.tasks.values():  # a local data set folder as data.hub resolves as data files do
         if task.data.hub and (folder := resolve_path(recipe, task.data.hub)).exists():
             task.data.hub = str(folder)
-    check(recipe)
+    check(recipe, training)
     return recipe
 
 
@@ -452,7 +454,7 @@ def _at(src: str, line: Any) -> str:
     return src
 
 
-def check(recipe: Recipe) -> None:
+def check(recipe: Recipe, training: bool = True) -> None:
     """Checks that relate several keys (pydantic has checked each key's type and range)."""
     def fail(key, msg):
         raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}")
@@ -466,8 +468,9 @@ def check(recipe: Recipe) -> None:
         if not re.fullmatch(TASK_NAME, name):  # a module name in torch, a name in --tasks a,b and in key=value
             fail(f"tasks.{name}", "a task name is not empty, and has no space, '.', ',' or '='")
         data = task.data
-        if data.train is None:
-            fail(f"tasks.{name}.data.train", "a training split is required")
+        if data.train is None and (training or data.validation_from_train is not None):
+            fail(f"tasks.{name}.data.train", "a training split is required" if training else
+                 "validation_from_train carves the validation split from it: give data.train")
         if data.validation_from_train is not None and data.validation is not None:
             fail(f"tasks.{name}.data.validation_from_train", "give either validation or validation_from_train")
         _check_data(recipe, name, task, fail)
@@ -684,6 +687,11 @@ def check_training_paths(recipe: Recipe) -> None:
     for folder in (run_dir, *run_dir.parents):
         if folder.exists() and not folder.is_dir():
             fail("output_dir", f"{folder} is a file, not a folder")
+    resume = recipe.training.resume_from
+    if resume and recipe.overwrite_output_dir and (resume == "latest" or (run_dir.resolve() / "checkpoints")
+                                                   in Path(resume).expanduser().resolve().parents):
+        fail("overwrite_output_dir", f"true replaces the run that training.resume_from ({resume}) continues: "
+                                     "give one of the two")
     if source and is_local_path(source) and recipe.overwrite_output_dir:  # the run would replace its source
         from .folders import RUN_OUTPUTS
 

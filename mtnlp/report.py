@@ -195,7 +195,8 @@ def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, progr
     """Evaluate the best model on validation and test; write metrics.json and curves.png; print the table.
     `progress`: train.Progress; `data`: each task's split facts (data.split_facts); `seen`: each task's
     batches and examples trained."""
-    out = {"tasks": {name: {} for name in tasks}, "best_step": progress.best_step, "precision": precision.as_dict(),
+    out = {"tasks": {name: {} for name in tasks}, "best_step": progress.best_step,
+           "steps": {"trained": progress.step, "planned": recipe.training.steps}, "precision": precision.as_dict(),
            "data": {"max_length": recipe.model.max_length, "tasks": data}, "trained_on": seen,
            "processes": accelerator.num_processes}  # a step's batch: batch_size x grad_accum x processes
     baselines = {name: {} for name in tasks}
@@ -211,32 +212,44 @@ def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, progr
     out["majority_baseline"] = baselines
     if accelerator.is_main_process:
         (run_dir / "metrics.json").write_text(json.dumps(finite(out), indent=2, allow_nan=False))  # NaN: null
-        plot_curves(run_dir)
+        plot_curves(run_dir, {name: main_metric(metrics[name])[0] for name in tasks})
         accelerator.print(f"\nbest step {progress.best_step} — metrics of the kept model ({run_dir / 'model'}):")
         accelerator.print(table(out["tasks"], baselines))
     return out
 
 
-def plot_curves(run_dir: Path) -> None:
-    """curves.png: per-task training loss (left) and validation main metric (right) over steps."""
+def plot_curves(run_dir: Path, main: dict[str, str]) -> None:
+    """run_dir/curves.png (see curves_figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig = curves_figure(run_dir, main)
+    fig.savefig(run_dir / "curves.png", dpi=100)
+    plt.close(fig)
+
+
+def curves_figure(run_dir: Path, main: dict[str, str]):
+    """Per-task training loss (left) and validation main metric (right) over steps; `main`: each task's main
+    metric, in the recipe's task order, which gives each task its colour in both panels."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     train_log, history = read_jsonl(run_dir / "train_log.jsonl"), read_jsonl(run_dir / "history.jsonl")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {task: colours[i % len(colours)] for i, task in enumerate(main)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for task in sorted({t for r in train_log for t in r["loss"]}):
-        points = [(r["step"], r["loss"][task]) for r in train_log if task in r["loss"]]
-        left.plot(*zip(*points), label=task)
+    for task in main:
+        if points := [(r["step"], r["loss"][task]) for r in train_log if task in r["loss"]]:
+            left.plot(*zip(*points), label=task, color=colour[task])
+        if points := [(r["step"], r["main"][task]) for r in history if task in r["main"]]:
+            right.plot(*zip(*points), marker="o", label=f"{task} ({main[task]})", color=colour[task])
     left.set(title="training loss", xlabel="step", yscale="log")
-    for task in sorted({t for r in history for t in r["main"]}):
-        points = [(r["step"], r["main"][task]) for r in history if task in r["main"]]
-        right.plot(*zip(*points), marker="o", label=task)
     right.set(title="validation (main metric)", xlabel="step")
     for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # steps
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.tight_layout()
-    fig.savefig(run_dir / "curves.png", dpi=100)
-    plt.close(fig)
+    return fig

@@ -13,6 +13,7 @@ writes the run directory (report.py).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import signal
@@ -27,6 +28,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
@@ -241,6 +243,7 @@ class Run:
     data_facts: dict  # per task and split: examples, labels, truncation (data.split_facts)
     bar: tqdm | None
     grad_norm: torch.Tensor | None = None  # the last update's gradient norm before clipping (on the device)
+    resumed_from: Path | None = None  # the checkpoint folder training.resume_from found
 
 
 def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source) -> MultiTaskModel:
@@ -383,7 +386,7 @@ def resume(run: Run, folder: Path, own: bool) -> None:
         report.resume_recipe(run.run_dir, recipe, run.precision, step)
     accelerator.print(f"resumed from {folder} at step {step}")
     if stopped_early(run) and step < t.steps:
-        accelerator.print(f"the run had stopped early (no improvement in {run.progress.bad_evals} evaluations): nothing "
+        accelerator.print(f"the run had stopped early (no improvement in {plural(run.progress.bad_evals, 'evaluation')}): nothing "
                           "to train; a larger training.early_stopping_patience trains on")
     if state.get("steps", t.steps) != t.steps:  # the schedule's decay is stretched (or shortened) from here
         accelerator.print(f"training.steps: {t.steps} (the checkpoint's run: {state['steps']}); the learning "
@@ -448,11 +451,13 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
                           f"{', '.join(others)} {'has' if len(others) == 1 else 'have'} none")
     if folder is not None:
         resume(run, folder, own)
+        run.resumed_from = folder
     if accelerator.is_main_process and not own:
         report.start_run(run_dir, recipe, chosen)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if t.report_to:
-        accelerator.init_trackers(recipe.name)
+    if t.report_to:  # resumed: TensorBoard hides what an abandoned branch logged after the checkpoint's step
+        accelerator.init_trackers(recipe.name, init_kwargs={"tensorboard": {"purge_step": run.progress.step + 1}}
+                                  if folder is not None else {})
     loader = training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
                              accelerator.device, t.dataloader_workers)
     run.batches, run.positions = iter(loader), plan.state_dict()
@@ -516,6 +521,10 @@ def is_save_step(run: Run) -> bool:
     goes on from there."""
     save_every, step = run.recipe.training.save_every, run.progress.step
     return bool(save_every) and (step % save_every == 0 or step == run.recipe.training.steps or stopped_early(run))
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def stopped_early(run: Run) -> bool:
@@ -586,14 +595,19 @@ def finish(run: Run) -> TrainResult:
     kept = run_dir / "model" / "config.json"
     # a run resumed from another run's checkpoint, or from an older one, may have no model of its best step
     saved = (json.loads(kept.read_text()).get("mtnlp") or {}).get("step", run.progress.best_step) if kept.exists() else -1
-    if saved != run.progress.best_step:
+    best_checkpoint = checkpoint_of_step(run, run.progress.best_step) if saved != run.progress.best_step else None
+    if best_checkpoint is not None:  # e.g. resumed from the best step's checkpoint, a worse model saved since
+        if accelerator.is_main_process:
+            restore_model(run, best_checkpoint)
+        accelerator.wait_for_everyone()
+    elif saved != run.progress.best_step:
         if accelerator.is_main_process and run.progress.best_step is None:
             warnings.warn(f"no validation score was a number (or none was computed): keeping the final model "
                           f"(step {run.progress.step})", stacklevel=2)
         elif accelerator.is_main_process:
-            found = "missing" if saved == -1 else f"saved at step {saved}"
-            warnings.warn(f"{run_dir / 'model'}: {found}, not at the best step ({run.progress.best_step}) the resumed "
-                          f"checkpoint knows: keeping the final model (step {run.progress.step})", stacklevel=2)
+            found = "missing" if saved == -1 else f"from step {saved}"
+            warnings.warn(f"{run_dir / 'model'} is {found}, and no checkpoint holds the best step ({run.progress.best_step}) "
+                          f"the resumed checkpoint knows: keeping the final model (step {run.progress.step})", stacklevel=2)
         run.progress.best_step, run.progress.best_validation = run.progress.step, None
         if accelerator.is_main_process:
             keep_model(run)
@@ -696,6 +710,22 @@ def say(run: Run, text: str) -> None:
         tqdm.write(text, file=sys.stdout)
 
 
+def checkpoint_of_step(run: Run, step: int | None) -> Path | None:
+    """A complete checkpoint of `step`, in the run's checkpoints/ or beside the checkpoint it resumed from."""
+    places = [run.run_dir / "checkpoints"] + ([run.resumed_from.parent] if run.resumed_from else [])
+    found = [p / f"step-{step:06d}" for p in places if step is not None]
+    return next((folder for folder in found if (folder / STATE_FILE).exists()), None)
+
+
+def restore_model(run: Run, folder: Path) -> None:
+    """Save the best step's model from its checkpoint to run_dir/model (the model training has is a later one)."""
+    model = copy.deepcopy(run.unwrapped)
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    model.config.mtnlp["step"] = run.progress.best_step
+    report.save_model(run.run_dir / "model", model, run.tokenizer)
+    say(run, f"the best step's model ({run.progress.best_step}) restored from {folder}")
+
+
 def keep_model(run: Run) -> None:
     """Save the model as training has it to run_dir/model, as the best step's (config.mtnlp["step"])."""
     run.unwrapped.config.mtnlp["step"] = run.progress.best_step
@@ -737,5 +767,5 @@ def evaluate_and_select(run: Run) -> bool:
     accelerator.wait_for_everyone()
     stop = stopped_early(run)
     if stop:
-        say(run, f"early stopping at step {progress.step}: no improvement in {progress.bad_evals} evaluations")
+        say(run, f"early stopping at step {progress.step}: no improvement in {plural(progress.bad_evals, 'evaluation')}")
     return stop

@@ -14,6 +14,7 @@ from mtnlp.errors import UserError
 from mtnlp.recipe import load_recipe
 from mtnlp.recipes.multitask import train
 from mtnlp.train import make_optimizer, setup, train_step
+from mtnlp.report import read_jsonl
 
 
 def steps_of(folder):
@@ -52,18 +53,50 @@ def test_the_refusal_is_one_line_on_the_command_line(make_recipe, tmp_path):
                                         "another output_dir"), done.stderr
 
 
-def test_resuming_another_runs_last_checkpoint_into_a_new_folder(make_recipe, tmp_path):
-    """Nothing evaluated after the resume improves (nothing is trained): the new folder has no model of
-    the best step; the final model is kept, with a warning, and the folder gets its recipe.yaml."""
+def test_resuming_another_runs_checkpoint_into_a_new_folder_restores_the_best_model(make_recipe, tmp_path, capsys):
+    """The new folder has no model of the best step (nothing evaluated after the resume improves: nothing is
+    trained): it is restored from the best step's checkpoint, and the folder gets its recipe.yaml. Without
+    such a checkpoint the final model is kept, with a warning."""
+    from mtnlp import MultiTaskModel
+    from safetensors.torch import load_file
+
     recipe = make_recipe(training={"steps": 3, "save_every": 3})
     train(load_recipe(recipe))
-    other = tmp_path / "other"
-    with pytest.warns(UserWarning, match=rf"{other / 'model'}: missing, not at the best step \(3\).*final model \(step 3\)"):
-        result = train(load_recipe(recipe, [f"output_dir={other}",
-                                            f"training.resume_from={tmp_path / 'run/checkpoints/step-000003'}"]))
-    assert (other / "recipe.yaml").exists() and (other / "model" / "config.json").exists()
+    other, source = tmp_path / "other", tmp_path / "run" / "checkpoints" / "step-000003"
+    capsys.readouterr()
+    result = train(load_recipe(recipe, [f"output_dir={other}", f"training.resume_from={source}"]))
+    assert f"the best step's model (3) restored from {source}" in capsys.readouterr().out
+    assert (other / "recipe.yaml").exists() and result.metrics["best_step"] == 3
     assert json.loads((other / "model" / "config.json").read_text())["mtnlp"]["step"] == 3
-    assert result.metrics["best_step"] == 3
+    restored = MultiTaskModel.from_pretrained(other / "model").state_dict()
+    assert all(torch.equal(restored[k], v) for k, v in load_file(source / "model.safetensors").items())
+    copied = shutil.copytree(source, tmp_path / "copied")  # no step-000003 beside it
+    third = tmp_path / "third"
+    with pytest.warns(UserWarning, match=rf"{third / 'model'} is missing, and no checkpoint holds the best step \(3\)"
+                                         r".*final model \(step 3\)"):
+        train(load_recipe(recipe, [f"output_dir={third}", f"training.resume_from={copied}"]))
+    assert json.loads((third / "model" / "config.json").read_text())["mtnlp"]["step"] == 3
+
+
+def test_a_resumed_run_whose_later_models_are_worse_keeps_the_best_steps_model(make_recipe, tmp_path):
+    """Resumed at step 2 (its best so far) with a learning rate too small to change a score (none improves):
+    model/ (the first run's best: step 6 here, every evaluation improved) ends as step 2's model, restored
+    from its checkpoint; it was the final model, reported as the best step (6)."""
+    from mtnlp import MultiTaskModel
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    recipe = make_recipe(training={"steps": 6, "save_every": 2, "eval_every": 2, "keep_checkpoints": 5})
+    train(load_recipe(recipe))
+    assert json.loads((run / "model" / "config.json").read_text())["mtnlp"]["step"] == 6
+    still = ["training.lr=1e-12", "training.head_lr=1e-12"]
+    result = train(load_recipe(recipe, [f"training.resume_from={run}/checkpoints/step-000002", *still]))
+    assert [h["best"] for h in read_jsonl(run / "history.jsonl")] == [True, False, False]
+    assert result.metrics["best_step"] == 2
+    kept = MultiTaskModel.from_pretrained(run / "model")
+    assert kept.config.mtnlp["step"] == 2
+    assert all(torch.equal(kept.state_dict()[k], v)
+               for k, v in load_file(run / "checkpoints" / "step-000002" / "model.safetensors").items())
 
 
 def test_resuming_an_older_checkpoint_drops_the_newer_ones(make_recipe, tmp_path):
@@ -365,7 +398,7 @@ def test_an_early_stopped_run_checkpoints_its_last_step_and_resumes_as_stopped(m
     capsys.readouterr()
     train(load_recipe(recipe, ["training.resume_from=latest"]))
     out = capsys.readouterr().out
-    assert "the run had stopped early (no improvement in 1 evaluations): nothing to train" in out, out
+    assert "the run had stopped early (no improvement in 1 evaluation): nothing to train" in out, out
     assert [r["step"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())] == [1, 2]
     assert json.loads((run / "metrics.json").read_text())["best_step"] == json.loads(metrics)["best_step"] == 1
     train(load_recipe(recipe, ["training.resume_from=latest", "training.early_stopping_patience=3"]))

@@ -111,6 +111,10 @@ def test_early_stopping_stops(make_recipe, tmp_path):
     assert [r["step"] for r in log] == [stopped]
     assert sum(log[0]["batches"].values()) == stopped == sum(c["batches"] for c in result.metrics["trained_on"].values())
     assert (tmp_path / "run" / "checkpoints" / f"step-{stopped:06d}").is_dir()
+    # metrics.json and the card say where training ended
+    assert result.metrics["steps"] == {"trained": stopped, "planned": 40}
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert f"Kept model: step {result.metrics['best_step']} of {stopped} trained (early stopping; 40 planned)." in card
 
 
 def test_tensorboard_logging(make_recipe, tmp_path):
@@ -118,6 +122,23 @@ def test_tensorboard_logging(make_recipe, tmp_path):
     train(load_recipe(recipe))
     events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_tensorboard_drops_what_an_abandoned_branch_logged_after_the_resumed_step(make_recipe, tmp_path):
+    import time
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    recipe = make_recipe(training={"steps": 4, "eval_every": 1, "save_every": 2, "keep_checkpoints": 5,
+                                   "report_to": ["tensorboard"]})
+    train(load_recipe(recipe))
+    time.sleep(1.1)  # the events file of the resumed run is named by the second it starts: it sorts after
+    train(load_recipe(recipe, [f"training.resume_from={tmp_path}/run/checkpoints/step-000002"]))
+    (folder,) = {path.parent for path in (tmp_path / "run").rglob("events.out.tfevents.*")}
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 2
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    assert [e.step for e in events.Scalars("eval/sentiment/accuracy")] == [1, 2, 3, 4]
 
 
 def test_cli_train_and_evaluate(make_recipe, tmp_path, capsys):
@@ -168,6 +189,19 @@ def test_cli_evaluate_skips_tasks_without_the_split(make_recipe, tmp_path, capsy
     out = capsys.readouterr().out
     assert "not evaluated (no test split): score, ner" in out
     assert set(json.loads((tmp_path / "run" / "model" / "eval-test.json").read_text())["tasks"]) == {"sentiment"}
+    # a recipe naming only held-out data: no training split needed (none is read)
+    from conftest import DATA
+
+    held_out = make_recipe(tasks={"ner": {"type": "tagging", "data": {"test": str(DATA / "ner_sample_dev.conll")}}},
+                           name="held_out.yaml")
+    assert main(["evaluate", model, str(held_out), "--split", "test"]) == 0
+    assert set(json.loads((tmp_path / "run" / "model" / "eval-test.json").read_text())["tasks"]) == {"ner"}
+    assert main(["train", str(held_out)]) == 2
+    assert capsys.readouterr().err.strip().endswith("tasks.ner.data.train: a training split is required")
+    carved = make_recipe(tasks={"ner": {"type": "tagging", "data": {"validation_from_train": 0.5}}}, name="carved.yaml")
+    assert main(["evaluate", model, str(carved)]) == 2
+    assert capsys.readouterr().err.strip().endswith("tasks.ner.data.train: validation_from_train carves the validation "
+                                                    "split from it: give data.train")
 
 
 def test_cli_user_errors_are_one_line_exit_2(make_recipe, tmp_path):
@@ -493,3 +527,31 @@ def test_training_from_python_checks_the_run_paths_too(make_recipe, tmp_path):
     recipe = make_recipe(output_dir=str(tmp_path / "f" / "run"))
     with pytest.raises(UserError, match=rf"output_dir: {tmp_path / 'f'} is a file, not a folder$"):
         train(load_recipe(recipe))
+
+
+@pytest.mark.parametrize("resume_from", ["latest", "run/checkpoints/step-000002"])
+def test_overwriting_the_run_a_resume_continues_is_refused(make_recipe, tmp_path, resume_from):
+    recipe = make_recipe(training={"steps": 2, "save_every": 2})
+    train(load_recipe(recipe))
+    resume = resume_from if resume_from == "latest" else str(tmp_path / resume_from)
+    with pytest.raises(UserError, match=rf"^{recipe} \(command-line override\): overwrite_output_dir: true replaces the "
+                                        rf"run that training.resume_from \({resume}\) continues: give one of the two$"):
+        train(load_recipe(recipe, ["overwrite_output_dir=true", f"training.resume_from={resume}"]))
+    # another run's checkpoint into a used folder, replaced: what overwrite is for
+    other = make_recipe(training={"steps": 2}, name="other.yaml", output_dir=str(tmp_path / "other"))
+    train(load_recipe(other))
+    train(load_recipe(other, ["overwrite_output_dir=true", f"training.resume_from={tmp_path}/run/checkpoints/step-000002"]))
+
+
+def test_curves_give_a_task_one_colour_in_both_panels_and_name_its_main_metric(tmp_path):
+    from mtnlp.report import curves_figure
+
+    # task a has no training loss logged yet, task c no validation: colours must not shift
+    (tmp_path / "train_log.jsonl").write_text('{"step": 1, "loss": {"b": 1.0}}\n{"step": 2, "loss": {"b": 0.9, "c": 0.5}}\n')
+    (tmp_path / "history.jsonl").write_text('{"step": 2, "main": {"a": 0.5, "b": 0.6}}\n')
+    left, right = curves_figure(tmp_path, {"a": "accuracy", "b": "pearsonr", "c": "f1"}).axes
+    loss = {line.get_label(): line.get_color() for line in left.get_lines()}
+    validation = {line.get_label(): line.get_color() for line in right.get_lines()}
+    assert list(validation) == ["a (accuracy)", "b (pearsonr)"] and list(loss) == ["b", "c"]
+    assert validation["b (pearsonr)"] == loss["b"] and len({*loss.values(), *validation.values()}) == 3
+    assert all(float(tick).is_integer() for tick in right.get_xticks())  # steps, not 1.6, 1.8, ...
