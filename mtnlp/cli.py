@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"],
                    help="the split to evaluate (default: validation)")
+    p.add_argument("--tasks", help="comma-separated task names of the recipe (default: all)")
     p.add_argument("--output", help="JSON file for the metrics (default: MODEL/eval-SPLIT.json; for a hub id, "
                    "./eval-SPLIT.json)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32", "no"],
@@ -181,6 +182,19 @@ def quiet_libraries(with_datasets: bool = True) -> None:
         datasets.logging.set_verbosity_error()
 
 
+def requested_tasks(value: str | None, available: list[str], holder: str = "the model") -> list[str] | None:
+    """--tasks a,b as a list (None: every task), each one `available` has."""
+    from .errors import UserError
+
+    if not value:
+        return None
+    tasks = list(dict.fromkeys(value.split(",")))
+    unknown = [t for t in tasks if t not in available]
+    if unknown:
+        raise UserError(f"--tasks: {holder} has no task {unknown[0]!r} (it has: {', '.join(available)})")
+    return tasks
+
+
 def output_path(path: str, flag: str) -> Path:
     """A file to write results to, checked before any work: its folder exists and it is not a folder."""
     from .errors import UserError
@@ -229,6 +243,7 @@ def cmd_evaluate(args) -> int:
     from .recipe import default_metrics, load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides, training=False)
+    wanted = requested_tasks(args.tasks, list(recipe.tasks), f"{recipe.source}")
     output = output_path(args.output, "--output") if args.output else None
     quiet_libraries()
     from . import families, precision
@@ -252,6 +267,8 @@ def cmd_evaluate(args) -> int:
                         f"encoder's position embeddings hold ({limit})")
     tasks, metrics, without = {}, {}, []
     for name, spec in recipe.tasks.items():
+        if wanted and name not in wanted:
+            continue
         if name not in model.config.tasks:
             raise UserError(f"{recipe.source}: tasks.{name}: the model has no such task "
                             f"(it has: {', '.join(model.config.tasks)})")
@@ -388,10 +405,7 @@ def cmd_predict(args) -> int:
 
     model, tokenizer = load_model(args.model, revision=args.revision)
     pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
-    tasks = args.tasks.split(",") if args.tasks else None
-    unknown = [t for t in tasks or [] if t not in pipe.tasks]
-    if unknown:
-        raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
+    tasks = requested_tasks(args.tasks, pipe.tasks)
     check_takers(pipe, tasks, [(text, where) for text, where, _ in given])
     results, cut = truncations(lambda: pipe(texts, tasks=tasks, return_all_scores=args.all_scores))
     for warning in cut:  # said again, naming the lines and arguments cut

@@ -407,7 +407,7 @@ def run(args) -> int:
 
 
 def serve(args, sock: socket.socket) -> int:
-    from .cli import load_model, quiet_libraries
+    from .cli import load_model, quiet_libraries, requested_tasks
     from .hub import loaded_commit
 
     quiet_libraries(with_datasets=False)
@@ -415,10 +415,7 @@ def serve(args, sock: socket.socket) -> int:
 
     model, tokenizer = load_model(args.model, revision=args.revision)
     pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
-    tasks = list(dict.fromkeys(args.tasks.split(","))) if args.tasks else None
-    unknown = [t for t in tasks or [] if t not in pipe.tasks]
-    if unknown:
-        raise UserError(f"--tasks: the model has no task {unknown[0]!r} (it has: {', '.join(pipe.tasks)})")
+    tasks = requested_tasks(args.tasks, pipe.tasks)
     limits = Limits(args.max_body_bytes, args.max_inputs, args.max_chars)
     commit = None if Path(args.model).expanduser().exists() else loaded_commit(args.model, args.revision)
     app = create_app(pipe, tasks=tasks, limits=limits, window_ms=args.batch_window_ms, max_batch=args.max_batch,

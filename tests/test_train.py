@@ -189,6 +189,12 @@ def test_cli_evaluate_skips_tasks_without_the_split(make_recipe, tmp_path, capsy
     out = capsys.readouterr().out
     assert "not evaluated (no test split): score, ner" in out
     assert set(json.loads((tmp_path / "run" / "model" / "eval-test.json").read_text())["tasks"]) == {"sentiment"}
+    # some of the recipe's tasks (a run's recipe.yaml names them all)
+    assert main(["evaluate", model, str(recipe), "--tasks", "score,ner"]) == 0
+    assert set(json.loads((tmp_path / "run" / "model" / "eval-validation.json").read_text())["tasks"]) == {"score", "ner"}
+    capsys.readouterr()
+    assert main(["evaluate", model, str(recipe), "--tasks", "ner,pos"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --tasks: {recipe} has no task 'pos' (it has: sentiment, score, ner)"
     # a recipe naming only held-out data: no training split needed (none is read)
     from conftest import DATA
 
