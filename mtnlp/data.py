@@ -409,7 +409,7 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
         if "length" not in enc:  # a type may give its own (multiple choice: choices x longest choice)
             enc["length"] = [len(ids) for ids in enc["input_ids"]]
         if "truncated" not in enc:  # a type may say itself what max_length cut (windows of a context lose nothing)
-            enc["truncated"] = was_truncated(enc, batch, kind, tokenizer)
+            enc["truncated"] = was_truncated(enc)
         return enc
 
     cache_file = cache_dir() / f"tokenized-{key}.arrow"
@@ -506,23 +506,27 @@ class ChunkFiles:
             path.unlink(missing_ok=True)
 
 
-def was_truncated(enc, batch: dict, kind: TaskType, tokenizer) -> list[bool]:
-    """Which examples lost tokens to max_length: a fast tokenizer keeps what it cut off in
-    `overflowing`; for a slow one, compare with an untruncated encoding."""
-    if getattr(enc, "encodings", None):
-        return [bool(e.overflowing) for e in enc.encodings]
-    if kind.token_level:
-        full = tokenizer(batch["tokens"], is_split_into_words=True)
-    else:
-        full = tokenizer(batch["text"], batch.get("text_pair"))
-    return [len(f) > len(t) for f, t in zip(full["input_ids"], enc["input_ids"])]
+def was_truncated(enc) -> list[bool]:
+    """Which examples lost tokens to max_length: a fast tokenizer (the only kind mtnlp loads) keeps what it
+    cut off in `overflowing`."""
+    return [bool(e.overflowing) for e in enc.encodings]
 
 
-def split_facts(dataset: datasets.Dataset, kind: str, labels: list[str]) -> dict:
+def split_facts(dataset: datasets.Dataset, kind: str, labels: list[str], unk_id: int | None = None) -> dict:
     """What a user should know about a tokenised split before training on it: its size, its label
-    spread (the task type's view: over words for tagging) and how many examples max_length cuts."""
-    return {"examples": len(dataset), "over_max_length": int(sum(column(dataset, "truncated"))),
-            **task_type(kind).facts(dataset, labels)}
+    spread (the task type's view: over words for tagging), how many examples max_length cuts and
+    (given the tokenizer's unk_id) the share of its tokens the vocabulary lacks."""
+    facts = {"examples": len(dataset), "over_max_length": int(sum(column(dataset, "truncated"))),
+             **task_type(kind).facts(dataset, labels)}
+    if unk_id is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        ids = dataset.with_format("arrow")["input_ids"]
+        while pa.types.is_list(ids.type):  # (multiple choice: a list of choices, each a list of ids)
+            ids = pc.list_flatten(ids)
+        facts["unknown_tokens"] = (pc.sum(pc.equal(ids, unk_id)).as_py() or 0) / max(len(ids), 1)
+    return facts
 
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")

@@ -431,7 +431,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
     plan = BatchPlan(gradient.task_order(sampler, list(tasks), t.grad_accum), batches)
     data_facts = {n: ({"train": {"examples": d.stream.size, "labels": len(d.labels), "streamed": True}} if d.stream else {})
-                  | {split: split_facts(ds, d.type, d.labels) for split, ds in d.splits.items()} for n, d in tasks.items()}
+                  | {split: split_facts(ds, d.type, d.labels, tokenizer.unk_token_id) for split, ds in d.splits.items()}
+                  for n, d in tasks.items()}
     run = Run(recipe, run_dir, accelerator, chosen, tokenizer, tasks, metrics, prepared, accelerator.unwrap_model(prepared),
               optimizer, scheduler, weighting, gradient, plan, batches=iter(()), positions={}, progress=Progress(),
               log=report.LossLog(), data_facts=data_facts, bar=None)  # batches and bar: once resumed
@@ -444,6 +445,13 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     if chosen.warning and accelerator.is_main_process:
         warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
     accelerator.print(report.data_table(data_facts, recipe.model.max_length))
+    for name, splits in data_facts.items():  # e.g. cased text on an uncased vocabulary: words the model cannot tell apart
+        unknown = next(((split, f["unknown_tokens"]) for split, f in splits.items() if f.get("unknown_tokens", 0) > 0.05), None)
+        if unknown and accelerator.is_main_process:
+            key = f"tasks.{name}.data"
+            warnings.warn(f"{recipe.where(key)}: {key}: the {unknown[0]} split: {unknown[1]:.1%} of its tokens are "
+                          f"{tokenizer.unk_token}, words the tokenizer's vocabulary lacks (cased text on an uncased "
+                          "vocabulary? another script?): the model reads them all alike", stacklevel=2)
     evaluated = validated(tasks)
     if 0 < len(evaluated) < len(tasks) and t.eval_every and t.eval_every < t.steps:
         others = [n for n in tasks if n not in evaluated]

@@ -344,6 +344,22 @@ def test_an_encoder_with_a_slow_tokenizer_is_a_recipe_error(make_recipe, tiny_en
         train(load_recipe(recipe))
 
 
+def test_a_split_whose_tokens_are_often_unknown_to_the_vocabulary_gets_a_warning(make_recipe, tiny_encoder, tmp_path):
+    """An uncased vocabulary read without lowercasing: every capitalised word (the NER sample's names) is [UNK]."""
+    from conftest import minilm_path
+    from transformers import BertTokenizer
+
+    folder = shutil.copytree(tiny_encoder, tmp_path / "cased")
+    BertTokenizer(vocab=str(Path(minilm_path()) / "vocab.txt"), do_lower_case=False).save_pretrained(folder)
+    recipe = make_recipe(model={"encoder": str(folder), "max_length": 64}, training={"steps": 1})
+    with pytest.warns(UserWarning, match=r"tasks.ner.data: the train split: \d+\.\d% of its tokens are \[UNK\], words the "
+                                         r"tokenizer's vocabulary lacks") as said:
+        train(load_recipe(recipe))
+    assert not [w for w in said if "tasks.sentiment" in str(w.message)]  # lower-case text: known words
+    facts = json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]["tasks"]
+    assert facts["ner"]["train"]["unknown_tokens"] > 0.05 > facts["sentiment"]["train"]["unknown_tokens"]
+
+
 def test_unloadable_encoder_is_a_user_error(make_recipe, tmp_path):
     recipe = make_recipe(model={"encoder": str(tmp_path / "no-such-encoder")})
     proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe)], capture_output=True, text=True,
