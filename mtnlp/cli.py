@@ -350,7 +350,9 @@ def input_lines(path: str) -> list[tuple]:
             raise UserError(f"{name}:{number}: invalid JSON: {getattr(e, 'msg', None) or first_line(e)}") from None
         own = [kind for kind in TASK_TYPES.values() if kind.accepts(item)]
         line_object = item if isinstance(item, dict) else {"text": item}
-        if isinstance(item, dict) and not own:  # keep a pair's text_pair; other keys (ids, gold labels) are only echoed
+        if isinstance(item, dict) and "words" in item and not own:  # a text split into words (the tagging heads')
+            item = {"words": item["words"]}
+        elif isinstance(item, dict) and not own:  # keep a pair's text_pair; other keys (ids, gold labels) are only echoed
             item = {k: item[k] for k in ("text", "text_pair") if k in item}
             if not isinstance(item.get("text"), str) or not isinstance(item.get("text_pair", ""), str):
                 forms = "".join(f", or {{{', '.join(map(json.dumps, kind.input_fields))}}} ({kind.name})"

@@ -24,7 +24,8 @@ from .encoders import is_local_path, tokenizer_problem
 from .folders import check_multitask_config, is_onnx_folder, refuse_run_folder
 from .modeling import MultiTaskModel, to_device
 from .tasks import task_type
-from .tasks.base import LONE_SURROGATE, answering_tasks, input_forms, text_input_problem, truncating, valid_unicode
+from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem, truncating,
+                         valid_unicode)
 from .tasks.tagging import first_subtokens
 
 
@@ -120,7 +121,7 @@ class MultiTaskPipeline:
             if problem:
                 raise ValueError(f"inputs[{i}]{problem[0]}: {problem[1]}{f' (the other heads read {forms})' if forms else ''}")
             texts.setdefault(tuple(takers), {})[i] = (value, None) if isinstance(value, str) \
-                else (value["text"], value.get("text_pair"))
+                else (value["words"], None) if is_words_input(value) else (value["text"], value.get("text_pair"))
         truncated = []  # (input index, the heads that read it, whether it is a pair)
         for heads, items in texts.items():  # e.g. the single-text heads' texts, and the pair heads' pairs
             cut = self._text_heads(items, list(heads), return_all_scores, results)
@@ -136,16 +137,17 @@ class MultiTaskPipeline:
             warnings.warn(truncation_warning(truncated, self.tasks, self.max_length), stacklevel=2)
         return results[0] if single else results
 
-    def _text_heads(self, items: dict[int, tuple[str, str | None]], tasks: list[str], all_scores: bool,
+    def _text_heads(self, items: dict[int, tuple[str | list[str], str | None]], tasks: list[str], all_scores: bool,
                     results: list[dict]) -> list[int]:
-        """Every text head's prediction for texts and pairs; returns the inputs that were truncated. Sequence
-        heads read the texts tokenised as training read them (whole texts), tagging heads their words (as
-        training read a corpus's words); where both give the same tokens (WordPiece: BERT), one encoder
-        pass per batch serves all heads."""
+        """Every text head's prediction for texts and pairs, or the tagging heads' for texts split into words
+        (a list of words, not a text: `tasks` are then tagging heads only); returns the inputs that were
+        truncated. Sequence heads read the texts tokenised as training read them (whole texts), tagging
+        heads their words (as training read a corpus's words); where both give the same tokens (WordPiece:
+        BERT), one encoder pass per batch serves all heads."""
         token_heads = [t for t in tasks if task_type(self.tasks[t]["type"]).head_kind == "token"]
         text_heads = [t for t in tasks if t not in token_heads]
-        words = {i: (split_words(text), None if pair is None else split_words(pair))
-                 for i, (text, pair) in items.items()} if token_heads else {}
+        words = {i: ([(word, None) for word in text] if isinstance(text, list) else split_words(text),
+                     None if pair is None else split_words(pair)) for i, (text, pair) in items.items()} if token_heads else {}
 
         def size(i: int) -> int:
             return len(words[i][0]) + len(words[i][1] or ()) if token_heads else len(items[i][0]) + len(items[i][1] or "")
@@ -175,9 +177,13 @@ class MultiTaskPipeline:
             for j, i in enumerate(idx):
                 # a word with no token (cut off, or one the tokenizer removes: a zero-width space) gets no tag
                 firsts = first_subtokens(by_words.word_ids(j), by_words.sequence_ids(j)) if by_words is not None else []
-                tagged = [words[i][0][w] for _, w in firsts]
                 if any(enc.encodings[j].overflowing for enc, _ in passes):
                     truncated.append(i)
+                if isinstance(items[i][0], list):  # given words: a tag for each
+                    results[i].update({t: task_type(self.tasks[t]["type"]).decode_words(
+                        logits[t][j], self.tasks[t], items[i][0], firsts) for t in tasks})
+                    continue
+                tagged = [words[i][0][w] for _, w in firsts]
                 results[i].update({t: task_type(self.tasks[t]["type"]).decode(
                     logits[t][j], self.tasks[t], all_scores, tagged, [p for p, _ in firsts], items[i][0])
                     for t in tasks})

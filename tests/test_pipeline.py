@@ -76,6 +76,27 @@ def test_words_the_tokenizer_removes_get_no_tag_and_do_not_shift_the_others(mode
     assert [w["tag"] for w in pipe(text)["pos"]] == [w["tag"] for w in pipe(plain)["pos"]]
 
 
+def test_a_text_split_into_words_gets_one_tag_per_word_from_each_tagging_head(model_dir):
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    words = ["John", "Smith", "\u200b", "works", "in", "New", "York", "."]
+    result = pipe({"words": words})
+    assert set(result) == {"ner", "pos"}  # the tagging heads: sequence heads read texts
+    for task in ("ner", "pos"):
+        assert [w["word"] for w in result[task]] == words
+        assert (result[task][2]["tag"], result[task][2]["score"]) == (None, None)  # a word with no token
+    by_text = pipe(" ".join(w for w in words if w != "\u200b"))["pos"]  # the same words in a text: the same tags
+    assert [w["tag"] for w in by_text] == [w["tag"] for w in result["pos"] if w["tag"]]
+    spaced = pipe({"words": ["New York", "is", "big"]})["pos"]  # a word with a space stays one, as in a JSON corpus
+    assert [w["word"] for w in spaced] == ["New York", "is", "big"] and all(w["tag"] for w in spaced)
+    with pytest.warns(UserWarning, match="truncated \\(inputs\\[0\\]\\): words past it get no tags"):
+        cut = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32", max_length=8)({"words": ["word"] * 20})
+    assert len(cut["pos"]) == 20 and cut["pos"][0]["tag"] and cut["pos"][10]["tag"] is None
+    with pytest.raises(ValueError, match=r"^inputs\[0\]: a text split into words, but no requested task reads it"):
+        pipe({"words": ["a"]}, tasks=["sentiment"])
+    with pytest.raises(ValueError, match=r"^inputs\[0\].words\[1\]: expected a word"):
+        pipe({"words": ["a", ""]})
+
+
 def test_a_plain_encoder_is_not_a_multi_task_model(tiny_encoder):
     from mtnlp.errors import UserError
 
@@ -198,6 +219,10 @@ def test_predict_cli_json_lines(model_dir, tmp_path):
     assert [r["text"] for r in rows] == [TEXTS[0], TEXTS[1], ""]
     assert rows[1]["id"] == 7 and "id" not in rows[0]  # a line's other keys are echoed
     assert all(set(r["predictions"]) == {"sentiment", "ner"} for r in rows)
+    words = json.dumps({"id": 8, "words": ["New York", "is", "big"]}) + "\n"
+    proc = run_cli("predict", str(model_dir), "--input", "-", "--tasks", "pos", stdin=words)
+    row = json.loads(proc.stdout)
+    assert proc.returncode == 0 and row["id"] == 8 and [w["word"] for w in row["predictions"]["pos"]] == ["New York", "is", "big"]
     proc = run_cli("predict", str(model_dir), "--input", "-", "--tasks", "score", stdin=json.dumps("hello") + "\n")
     assert proc.returncode == 0 and json.loads(proc.stdout)["predictions"]["score"]["value"] is not None
 
@@ -363,7 +388,7 @@ def test_each_sequence_head_reads_the_form_it_was_trained_on(make_recipe, tmp_pa
                                          r"\(sentiment reads single texts\)$"):
         pipe(pair, tasks=["sentiment"])
     with pytest.raises(ValueError, match=r"^inputs\[0\]: a text pair, but a requested task does not read it "
-                                         r"\(ner reads single texts, sentiment reads single texts\): ask only for"):
+                                         r"\(ner reads single texts or \{words\}, sentiment reads single texts\): ask only for"):
         pipe([pair, pair], tasks=["nli", "ner", "sentiment"])
     lenient = pipe(["A gorgeous movie .", pair], tasks=["nli", "sentiment"], strict=False)  # what serve asks
     assert [set(r) for r in lenient] == [{"sentiment"}, {"nli"}]

@@ -85,7 +85,8 @@ def cli_predictions(model_dir, tmp_path, texts, *options):
     ({"inputs": TEXTS, "all_scores": True}, ["--all-scores"]),
     ({"inputs": TEXTS[1:], "tasks": ["sentiment", "pos"], "all_scores": True}, ["--tasks", "sentiment,pos",
                                                                                "--all-scores"]),
-], ids=["single", "single_object", "list", "tasks", "all_scores", "tasks_all_scores"])
+    ({"inputs": [{"words": ["John", "Smith", "\u200b", "works"]}, TEXTS[0]], "tasks": ["ner", "pos"]}, ["--tasks", "ner,pos"]),
+], ids=["single", "single_object", "list", "tasks", "all_scores", "tasks_all_scores", "words"])
 def test_predict_equals_the_cli(client, model_dir, tmp_path, body, options):
     response = client.post("/predict", json=body)
     assert response.status_code == 200, response.text
@@ -124,6 +125,8 @@ def test_health_and_info(client, pipe):
     (b"[" * 1900 + b"]" * 1900, 400, "body"),
     (b'{"inputs": ["ok", "a \\ud800 lone surrogate"]}', 422, "inputs[1]"),  # valid JSON, not valid Unicode
     (b'{"inputs": [{"text": "ok", "text_pair": "\\udfff"}]}', 422, "inputs[0]"),
+    ({"inputs": [{"words": ["a", " "]}]}, 422, "inputs[0].words[1]"),
+    ({"inputs": [{"words": ["a"]}], "tasks": ["sentiment"]}, 422, "inputs[0]"),
 ])
 def test_bad_requests_name_the_field(client, content, status, field):
     raw = content if isinstance(content, bytes) else json.dumps(content).encode()

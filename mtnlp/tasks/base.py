@@ -228,7 +228,15 @@ def reads(spec: dict) -> str:
     kind = task_type(spec["type"])
     if kind.input_fields:
         return "{" + ", ".join(kind.input_fields) + "}"
+    if kind.token_level:
+        return "single texts or {words}"
     return {True: "text pairs", False: "single texts"}.get(spec.get("text_pair"), "texts")
+
+
+def is_words_input(value) -> bool:
+    """Whether a pipeline input is {"words": [...]}: a text split into words already (as a CoNLL corpus
+    is), which the tagging heads answer with one tag per word."""
+    return isinstance(value, dict) and "words" in value
 
 
 def reads_text(spec: dict, pair: bool) -> bool:
@@ -260,6 +268,15 @@ def text_input_problem(value) -> tuple[str, str] | None:
         return None
     if not isinstance(value, dict):
         return "", f'expected a text or an object {{"text": ..., "text_pair": ...}}, got {type(value).__name__}'
+    if is_words_input(value):
+        if other := [key for key in value if key != "words"]:
+            return f".{other[0]}", 'unknown field beside "words" (a text split into words is {"words": [...]})'
+        if not isinstance(value["words"], list) or not value["words"]:
+            return ".words", "expected a non-empty list of words"
+        for k, word in enumerate(value["words"]):
+            if not isinstance(word, str) or not word.strip():
+                return f".words[{k}]", "expected a word: a string that is not empty or blank"
+        return None
     for key in value:
         if key not in ("text", "text_pair"):
             from . import TASK_TYPES
@@ -288,11 +305,13 @@ def answering_tasks(value, tasks: dict[str, dict], every: bool = False) -> list[
 
     kinds = {t: task_type(spec["type"]) for t, spec in tasks.items()}
     forms = [kind.name for kind in TASK_TYPES.values() if kind.accepts(value)]
-    pair = isinstance(value, dict) and "text_pair" in value
-    takers = [t for t, kind in kinds.items() if (kind.accepts(value) if forms else reads_text(tasks[t], pair))]
+    pair, words = isinstance(value, dict) and "text_pair" in value, is_words_input(value)
+    takers = [t for t, kind in kinds.items() if (kind.accepts(value) if forms else kind.token_level if words
+                                                 else reads_text(tasks[t], pair))]
     missing = [t for t in tasks if t not in takers]
     if not takers or every and missing:
         what = (f"an input of the {' / '.join(forms)} type" if forms else "a text pair" if pair
+                else "a text split into words" if words
                 else "a text" if isinstance(value, str) or isinstance(value, dict) and set(value) == {"text"}
                 else f"{{{', '.join(map(str, value))}}}" if isinstance(value, dict) else repr(value)[:80])
         listed = ", ".join(f"{t} reads {reads(tasks[t])}" for t in (missing if takers else tasks))

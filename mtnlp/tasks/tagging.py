@@ -139,6 +139,18 @@ class Tagging(TaskType):
                 for (w, (s, e)), tag, p in zip(words, tags, scores.tolist())]
 
 
+    def decode_words(self, logits, spec, words: list[str], first_tokens: list[tuple[int, int]]) -> list[dict]:
+        """A words input's tags: one {"word", "tag", "score"} per given word, in order; a word with no token
+        (one the tokenizer turns into nothing, or past max_length) has tag and score None."""
+        labels, out = spec["labels"], [{"word": word, "tag": None, "score": None} for word in words]
+        if first_tokens:
+            probs = softmax(logits[[position for position, _ in first_tokens]])
+            ids = probs.argmax(-1)
+            for (_, word), k, p in zip(first_tokens, ids.tolist(), probs[np.arange(len(ids)), ids].tolist()):
+                out[word].update(tag=labels[k], score=float(p))
+        return out
+
+
 def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
     """Label the first sub-token of each word; IGNORE (-100) everywhere else."""
     out = [IGNORE] * len(word_ids)
