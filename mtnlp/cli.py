@@ -295,7 +295,8 @@ def cmd_evaluate(args) -> int:
     if without:
         print(f"not evaluated (no {args.split} split): {', '.join(without)}")
     requested = args.precision or recipe.training.mixed_precision
-    chosen = precision.for_onnx(requested, model.quantize) if onnx else precision.resolve(requested, model.device)
+    chosen = (precision.for_onnx(requested, model.quantize) if onnx else
+              precision.for_weights(precision.resolve(requested, model.device), model.dtype))
     print(chosen.describe())
     if chosen.warning:
         option = "--precision" if args.precision else "training.mixed_precision"

@@ -107,6 +107,7 @@ class MultiTaskModel(PreTrainedModel):
     base_model_prefix = "encoder"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    accepts_loss_kwargs = False  # transformers' Trainer: a head's loss is the batch mean; no num_items_in_batch
 
     def __init__(self, config: MultiTaskConfig):
         super().__init__(config)
@@ -165,11 +166,17 @@ class MultiTaskModel(PreTrainedModel):
 
         Head modules the checkpoint carries (families.py `base_head`: BERT's pooler) start from its weights.
         The model is float32 (training keeps fp32 weights, whatever dtype the checkpoint was saved in), or
-        all of it in `dtype=` if given.
+        all of it in `dtype=` if given (a torch dtype, its name, or "auto": the checkpoint's).
         """
         tasks = checked_tasks(tasks)
         dtype = load_kwargs.pop("dtype", None)
         pretrained = AutoModel.from_pretrained(encoder, **load_kwargs, dtype=torch.float32)
+        if dtype == "auto":
+            dtype = AutoConfig.from_pretrained(encoder, **load_kwargs).dtype or torch.float32
+        if isinstance(dtype, str):
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise ValueError(f"dtype: {dtype!r} is not a torch dtype (e.g. float32, bfloat16) or 'auto'")
+            dtype = getattr(torch, dtype)
         config = MultiTaskConfig(encoder=encoder_config(pretrained.config), tasks=tasks, sharing=sharing)
         model = cls(config)
         state = pretrained.state_dict()
@@ -256,8 +263,10 @@ class MultiTaskModel(PreTrainedModel):
         """`task`'s logits (and loss, given labels). Inputs are (batch, length), or (batch, choices, length)
         for a head that scores several sequences per example (multiple choice): logits (batch, choices).
         The encoder's own outputs (hidden states, attentions) come from `model.encoder(...)`."""
-        if kwargs:  # a typo (lables=) or an argument of transformers' models this one does not take
-            raise TypeError(f"MultiTaskModel.forward() got unexpected keyword argument(s) {', '.join(kwargs)}; "
+        # a typo (lables=) or an argument of transformers' models this one does not take; left at None (as
+        # wrappers such as peft pass inputs_embeds, output_attentions, ...) it asks for nothing
+        if unread := [key for key, value in kwargs.items() if value is not None]:
+            raise TypeError(f"MultiTaskModel.forward() got unexpected keyword argument(s) {', '.join(unread)}; "
                             "for the encoder's hidden states or attentions call model.encoder(...)")
         if task not in self.heads:
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
@@ -275,7 +284,7 @@ class MultiTaskModel(PreTrainedModel):
             logits = logits.view(shape[0], shape[1], -1).squeeze(-1)
         loss = head.loss(logits, labels) if labels is not None else None
         output = OUTPUTS.get(head.kind.head_kind, SequenceClassifierOutput)(loss=loss, logits=logits)
-        return output if return_dict is not False else output.to_tuple()
+        return output if (self.config.return_dict if return_dict is None else return_dict) else output.to_tuple()
 
     def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None,
                       tasks: list[str] | None = None) -> dict[str, torch.Tensor]:

@@ -36,6 +36,7 @@ class Precision:
     device_type: str
     reason: str
     warning: str | None = None  # set when an explicit choice will be slow on this hardware
+    cast: bool = True  # False: the weights are in this dtype already (for_weights): no autocast
 
     @property
     def accelerate(self) -> str:
@@ -44,7 +45,7 @@ class Precision:
 
     def autocast(self):
         """A context manager running the forward pass in this precision (fp32: no autocast)."""
-        if self.name == "fp32":
+        if self.name == "fp32" or not self.cast:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=_DTYPES[self.name])
 
@@ -64,6 +65,18 @@ def cpu_native() -> tuple[bool, str]:
     if units and used:
         return True, " and ".join(units)
     return False, "no AVX512-BF16 or AMX" if not units else "oneDNN does not use its bf16 units"
+
+
+def for_weights(chosen: Precision, dtype: torch.dtype) -> Precision:
+    """What runs for a model whose weights are bf16 or fp16 already (loaded or cast so): their dtype, without
+    autocast (on a CPU, bf16 autocast over fp16 weights fails in layer_norm); fp32 weights run `chosen`."""
+    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
+    if name is None:
+        return chosen
+    warning = (None if chosen.requested in ("auto", name) else
+               f"{chosen.requested} requested, but the model's weights are {name}: it runs in {name} (model.float() "
+               "runs it in fp32)")
+    return Precision(chosen.requested, name, chosen.device_type, f"the model's weights are {name}", warning, cast=False)
 
 
 def for_onnx(requested, quantize: str | None = None) -> Precision:

@@ -129,6 +129,30 @@ def test_forward_refuses_arguments_it_does_not_take_and_gives_tuples_on_request(
     loss, logits = model(input_ids=ids, attention_mask=mask, task="sentiment", labels=labels, return_dict=False)
     out = model(input_ids=ids, attention_mask=mask, task="sentiment", labels=labels)
     torch.testing.assert_close((loss, logits), (out.loss, out.logits))
+    # such arguments left at None ask for nothing (peft passes inputs_embeds, output_attentions, ... so)
+    unasked = {"inputs_embeds": None, "output_attentions": None, "output_hidden_states": None}
+    torch.testing.assert_close(model(input_ids=ids, attention_mask=mask, task="sentiment", **unasked).logits, out.logits)
+    model.config.return_dict = False  # as transformers' models read it
+    assert isinstance(model(input_ids=ids, attention_mask=mask, task="sentiment"), tuple)
+
+
+def test_transformers_trainer_trains_a_head(tmp_path):
+    """Trainer passes num_items_in_batch to a model that takes **kwargs unless it says it does not
+    (accepts_loss_kwargs)."""
+    from transformers import Trainer, TrainingArguments
+
+    model = tiny_model().train()
+    ids, mask = inputs()
+    rows = [{"input_ids": i, "attention_mask": m, "labels": torch.tensor(k % 2)} for k, (i, m) in enumerate(zip(ids, mask))]
+
+    def collate(batch):
+        return {**{key: torch.stack([row[key] for row in batch]) for key in batch[0]}, "task": "sentiment"}
+
+    before = model.heads["sentiment"].classifier.weight.detach().clone()
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=3, report_to=[],
+                             use_cpu=True, save_strategy="no", remove_unused_columns=False, learning_rate=1e-2)
+    Trainer(model=model, args=args, train_dataset=rows, data_collator=collate).train()
+    assert not torch.equal(before, model.heads["sentiment"].classifier.weight)
 
 
 def test_an_encoder_saved_in_half_precision_gives_a_float32_model(tiny_encoder, tmp_path):
@@ -144,6 +168,15 @@ def test_an_encoder_saved_in_half_precision_gives_a_float32_model(tiny_encoder, 
     model = MultiTaskModel.from_encoder(str(tmp_path), TASKS, dtype=torch.bfloat16)  # asked for: all of it
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert model(input_ids=ids, attention_mask=mask, task="sentiment").logits.dtype == torch.bfloat16
+    # as from_pretrained takes them: a dtype's name, or "auto" for the checkpoint's
+    assert {p.dtype for p in MultiTaskModel.from_encoder(str(tmp_path), TASKS, dtype="bfloat16").parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in MultiTaskModel.from_encoder(str(tmp_path), TASKS, dtype="auto").parameters()} == {torch.float16}
+    try:
+        MultiTaskModel.from_encoder(str(tmp_path), TASKS, dtype="cuda")
+    except ValueError as e:
+        assert "dtype: 'cuda' is not a torch dtype" in str(e)
+    else:
+        raise AssertionError("dtype='cuda' was taken")
 
 
 def test_resized_token_embeddings_save_load_and_export(tmp_path):

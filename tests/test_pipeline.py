@@ -97,6 +97,18 @@ def test_a_text_split_into_words_gets_one_tag_per_word_from_each_tagging_head(mo
         pipe({"words": ["a", ""]})
 
 
+def test_a_model_in_half_precision_runs_in_its_own_dtype(model_dir):
+    """Autocast to another half type would mix dtypes: on a CPU with native bf16 (auto: bf16 autocast) fp16
+    weights failed in layer_norm."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pipe = MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir).half(), tokenizer)
+    assert (pipe.precision.name, pipe.precision.reason) == ("fp16", "the model's weights are fp16")
+    assert set(pipe(TEXTS[0])) == set(TASKS)
+    with pytest.warns(UserWarning, match=r"^fp32 requested, but the model's weights are bf16: it runs in bf16"):
+        pipe = MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir).to(torch.bfloat16), tokenizer, precision="fp32")
+    assert pipe.precision.name == "bf16" and set(pipe(TEXTS[0])) == set(TASKS)
+
+
 def test_a_plain_encoder_is_not_a_multi_task_model(tiny_encoder):
     from mtnlp.errors import UserError
 
