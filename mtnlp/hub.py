@@ -186,8 +186,11 @@ def onnx_card(card: str | None, source: str, export_dir: Path, quantize: str | N
     config = saved_config(export_dir)
     tasks = list(config.tasks)
     metrics: dict = {"tasks": table_metrics(card or "")}
-    if best := re.search(r"^(?:Kept model|Best checkpoint): step (\d+)\b", card or "", re.MULTILINE):  # (older cards)
+    kept = r"^(?:Kept model|Best checkpoint): step (\d+)(?: of (\d+) trained)?(?: \(early stopping; (\d+) planned\))?"
+    if best := re.search(kept, card or "", re.MULTILINE):  # (Best checkpoint: older cards)
         metrics["best_step"] = int(best[1])
+        if best[2]:
+            metrics["steps"] = {"trained": int(best[2]), "planned": int(best[3] or best[2])}
     datasets = None
     if card and card.startswith("---"):  # (huggingface_hub logs a warning for a card without metadata)
         try:

@@ -11,6 +11,7 @@ sequence heads then read the whole text, as training did. Batches are padded on 
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -57,12 +58,13 @@ class MultiTaskPipeline:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
-        if max_length is not None and (type(max_length) is not int or max_length < 8):  # a recipe's minimum too
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral)
+                                       or max_length < 8):  # a recipe's minimum too
             raise ValueError(f"max_length must be an integer of at least 8, got {max_length!r}")
         if problem := tokenizer_problem(tokenizer):
             raise ValueError(problem)
         trained = (model.config.mtnlp or {}).get("max_length")
-        self.max_length = max_length or trained or min(tokenizer.model_max_length, 512)
+        self.max_length = int(max_length or trained or min(tokenizer.model_max_length, 512))
         positions = families.max_tokens(model.config.encoder)  # e.g. RoBERTa: max_position_embeddings - 2
         if positions is not None and self.max_length > positions:
             if max_length is not None:

@@ -97,8 +97,9 @@ def forget_after(run_dir: Path, step: int) -> None:
         path.unlink()
 
 
-def save_model(folder: Path, model, tokenizer) -> None:
-    model.save_pretrained(folder)
+def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -> None:
+    """The model (with `state_dict`: those weights, in its config) and its tokenizer."""
+    model.save_pretrained(folder, state_dict=state_dict)
     tokenizer.save_pretrained(folder)
 
 

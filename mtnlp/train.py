@@ -13,7 +13,6 @@ writes the run directory (report.py).
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import signal
@@ -216,6 +215,7 @@ class Progress:
     bad_evals: int = 0  # evaluations since the last improvement (early stopping)
     best_validation: dict | None = None  # the kept model's validation metrics
     selected_by: dict | None = None  # each evaluated task's main metric: the rule best_score was computed by
+    ended_early: bool = False  # early stopping ended training before training.steps
 
 
 @dataclass
@@ -388,6 +388,8 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     if stopped_early(run) and step < t.steps:
         accelerator.print(f"the run had stopped early (no improvement in {plural(run.progress.bad_evals, 'evaluation')}): nothing "
                           "to train; a larger training.early_stopping_patience trains on")
+    else:
+        run.progress.ended_early = False
     if state.get("steps", t.steps) != t.steps:  # the schedule's decay is stretched (or shortened) from here
         accelerator.print(f"training.steps: {t.steps} (the checkpoint's run: {state['steps']}); the learning "
                           f"rate follows the schedule for {t.steps} steps: {run.scheduler.get_last_lr()[0]:.3g} at "
@@ -455,7 +457,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     evaluated = validated(tasks)
     if 0 < len(evaluated) < len(tasks) and t.eval_every and t.eval_every < t.steps:
         others = [n for n in tasks if n not in evaluated]
-        accelerator.print(f"model selection and early stopping go by the validation splits of {', '.join(evaluated)}; "
+        by = "model selection and early stopping go" if t.early_stopping_patience is not None else "model selection goes"
+        accelerator.print(f"{by} by the validation splits of {', '.join(evaluated)}; "
                           f"{', '.join(others)} {'has' if len(others) == 1 else 'have'} none")
     if folder is not None:
         resume(run, folder, own)
@@ -536,9 +539,11 @@ def plural(count: int, noun: str) -> str:
 
 
 def stopped_early(run: Run) -> bool:
-    """Whether early stopping ends training: training.early_stopping_patience evaluations without improvement."""
+    """Whether early stopping ended training (before training.steps): training.early_stopping_patience
+    evaluations without improvement. A resume with a larger patience trains on; one with more steps after a
+    run that ended at its own last step does too."""
     patience = run.recipe.training.early_stopping_patience
-    return patience is not None and run.progress.bad_evals >= patience
+    return run.progress.ended_early and patience is not None and run.progress.bad_evals >= patience
 
 
 def is_log_step(run: Run) -> bool:
@@ -604,6 +609,7 @@ def finish(run: Run) -> TrainResult:
     # a run resumed from another run's checkpoint, or from an older one, may have no model of its best step
     saved = (json.loads(kept.read_text()).get("mtnlp") or {}).get("step", run.progress.best_step) if kept.exists() else -1
     best_checkpoint = checkpoint_of_step(run, run.progress.best_step) if saved != run.progress.best_step else None
+    accelerator.wait_for_everyone()  # every rank has read model/ before rank 0 may rewrite it
     if best_checkpoint is not None:  # e.g. resumed from the best step's checkpoint, a worse model saved since
         if accelerator.is_main_process:
             restore_model(run, best_checkpoint)
@@ -719,18 +725,23 @@ def say(run: Run, text: str) -> None:
 
 
 def checkpoint_of_step(run: Run, step: int | None) -> Path | None:
-    """A complete checkpoint of `step`, in the run's checkpoints/ or beside the checkpoint it resumed from."""
+    """A checkpoint of `step` on this run's way (its best step and score are this run's), in the run's
+    checkpoints/ or beside the checkpoint it resumed from."""
     places = [run.run_dir / "checkpoints"] + ([run.resumed_from.parent] if run.resumed_from else [])
-    found = [p / f"step-{step:06d}" for p in places if step is not None]
-    return next((folder for folder in found if (folder / STATE_FILE).exists()), None)
+    for folder in (p / f"step-{step:06d}" for p in places if step is not None):
+        try:
+            state = json.loads((folder / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if (state.get("best_step"), state.get("best_score")) == (step, run.progress.best_score):
+            return folder
+    return None
 
 
 def restore_model(run: Run, folder: Path) -> None:
     """Save the best step's model from its checkpoint to run_dir/model (the model training has is a later one)."""
-    model = copy.deepcopy(run.unwrapped)
-    model.load_state_dict(load_file(folder / "model.safetensors"))
-    model.config.mtnlp["step"] = run.progress.best_step
-    report.save_model(run.run_dir / "model", model, run.tokenizer)
+    run.unwrapped.config.mtnlp["step"] = run.progress.best_step
+    report.save_model(run.run_dir / "model", run.unwrapped, run.tokenizer, load_file(folder / "model.safetensors"))
     say(run, f"the best step's model ({run.progress.best_step}) restored from {folder}")
 
 
@@ -773,7 +784,8 @@ def evaluate_and_select(run: Run) -> bool:
     if recipe.training.report_to:
         accelerator.log({f"eval/{n}/{k}": v for n, r in results.items() for k, v in r.items()}, step=progress.step)
     accelerator.wait_for_everyone()
-    stop = stopped_early(run)
-    if stop:
+    patience = recipe.training.early_stopping_patience
+    if patience is not None and progress.bad_evals >= patience and progress.step < recipe.training.steps:
+        progress.ended_early = True
         say(run, f"early stopping at step {progress.step}: no improvement in {plural(progress.bad_evals, 'evaluation')}")
-    return stop
+    return stopped_early(run)

@@ -82,6 +82,7 @@ def test_tagging_words_without_a_token_keep_later_words_aligned(tokenizer):
     """A zero-width space or a soft hyphen is a word the tokenizer turns into nothing: it gets no
     prediction and is left out of scoring, as predict leaves it out; the words after it are scored
     against their own tags. A word max_length cuts off counts as O."""
+    import datasets
     import torch
 
     from mtnlp.tasks import task_type
@@ -104,6 +105,13 @@ def test_tagging_words_without_a_token_keep_later_words_aligned(tokenizer):
     assert scores["token_accuracy"] == 1.0 and scores["f1"] == 1.0  # New York is one entity, as predict gives it
     scores = kind.score(batch["tags"], predictions, ["seqeval"], labels)
     assert scores["recall"] == 4 / 5 and scores["precision"] == 1.0  # the cut-off Paris is missed
+    # the majority baseline is scored on the same words: those with no token left out
+    target = datasets.Dataset.from_dict({"tags": batch["tags"], "word_index": enc["word_index"],
+                                         "truncated": rows["truncated"]})
+    train = datasets.Dataset.from_dict({"tags": [["O", "O"]]})
+    baseline = kind.baseline(train, target, labels)
+    assert [[k for k, p in enumerate(row) if p is None] for row in baseline] == [[0, 2], [], [1, 3], []]
+    assert kind.score(batch["tags"], baseline, ["token_accuracy"], labels)["token_accuracy"] == 22 / 28
 
 
 def test_align_labels_with_minilm_word_pieces(tokenizer):

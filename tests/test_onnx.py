@@ -260,7 +260,8 @@ def test_an_onnx_export_carries_the_model_card_for_serve_to_show_its_metrics(exp
 
     shutil.copytree(exported / "model", tmp_path / "model")
     (tmp_path / "metrics.json").write_text(json.dumps({"tasks": {"sentiment": {"validation": {"accuracy": 0.875}},
-                                                                 "ner": {"validation": {"f1": 0.5}, "test": {"f1": 0.25}}}}))
+                                                                 "ner": {"validation": {"f1": 0.5}, "test": {"f1": 0.25}}},
+                                                       "best_step": 30, "steps": {"trained": 40, "planned": 60}}))
     (tmp_path / "curves.png").write_bytes(b"png")
     write_card(tmp_path / "model")
     assert card_metrics(str(tmp_path / "model"))["sentiment"] == {"validation": {"accuracy": 0.875}}
@@ -274,6 +275,7 @@ def test_an_onnx_export_carries_the_model_card_for_serve_to_show_its_metrics(exp
     assert "# Multi-task model: ner\n" in card and "with 1 task head," in card and "| ner | tagging |" in card
     assert not any(t in card for t in ("sentiment", "score", "topics", "curves", "ner-model")), card
     assert "`mtnlp export MODEL --onnx --task ner --quantize int8` output (heads: ner)" in card  # no local path
+    assert "Kept model: step 30 of 40 trained (early stopping; 60 planned)." in card
     assert main(["export", str(exported / "model"), "--onnx", str(tmp_path / "no-card")]) == 0  # a folder without one
     card = (tmp_path / "no-card" / "README.md").read_text()
     assert "# Multi-task model: sentiment, score, ner, topics\n" in card and "`mtnlp evaluate` on this folder" in card

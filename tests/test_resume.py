@@ -416,5 +416,39 @@ def test_the_last_step_is_checkpointed_when_save_every_does_not_divide_steps(mak
 
 def test_a_task_without_validation_is_said_to_be_out_of_model_selection(make_recipe, capsys):
     train(load_recipe(make_recipe(training={"steps": 2, "eval_every": 1}), ["tasks.ner.data.validation=null"]))
-    assert "model selection and early stopping go by the validation splits of sentiment, score; ner has none" \
+    assert "model selection goes by the validation splits of sentiment, score; ner has none" \
         in capsys.readouterr().out
+
+
+def test_a_run_whose_patience_ran_out_at_its_last_step_trains_on_with_more_steps(make_recipe, tmp_path, capsys):
+    """It ended at its own last step, not early: resumed with more steps it trains on to the next evaluation."""
+    run = tmp_path / "run"
+    training = {"steps": 3, "eval_every": 1, "save_every": 3, "lr": 1e-12, "head_lr": 1e-12, "warmup": 0.0,
+                "early_stopping_patience": 2, "log_every": 1}
+    recipe = make_recipe(training=training)
+    assert train(load_recipe(recipe)).metrics["steps"] == {"trained": 3, "planned": 3}
+    capsys.readouterr()
+    result = train(load_recipe(recipe, ["training.resume_from=latest", "training.steps=6"]))
+    out = capsys.readouterr().out
+    assert "had stopped early" not in out and "early stopping at step 4: no improvement in 3 evaluations" in out, out
+    assert result.metrics["steps"] == {"trained": 4, "planned": 6}
+    assert steps_of(run / "checkpoints") == [3, 4]
+
+
+def test_the_best_steps_checkpoint_must_be_on_the_runs_way(tmp_path):
+    """A step-N beside the resumed checkpoint that another history wrote (another best score) is not restored."""
+    from types import SimpleNamespace
+
+    from mtnlp.folders import STATE_FILE
+    from mtnlp.train import checkpoint_of_step
+
+    folder = tmp_path / "run" / "checkpoints" / "step-000002"
+    folder.mkdir(parents=True)
+    (folder / STATE_FILE).write_text(json.dumps({"best_step": 2, "best_score": 0.5}))
+    run = SimpleNamespace(run_dir=tmp_path / "run", resumed_from=None, progress=SimpleNamespace(best_score=0.5))
+    assert checkpoint_of_step(run, 2) == folder
+    run.progress.best_score = 0.6
+    assert checkpoint_of_step(run, 2) is None
+    run.resumed_from, run.run_dir = folder.parent / "step-000004", tmp_path / "other"  # beside the resumed one
+    run.progress.best_score = 0.5
+    assert checkpoint_of_step(run, 2) == folder

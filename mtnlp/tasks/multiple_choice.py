@@ -162,11 +162,7 @@ class MultipleChoice(TaskType):
             seconds += [p[1] for p in pairs]
             counts.append(len(pairs))
         enc = truncating(tokenizer, firsts, seconds, max_length=max_length)
-        if getattr(enc, "encodings", None):
-            cut = [bool(e.overflowing) for e in enc.encodings]
-        else:  # a slow tokenizer: compare with an untruncated encoding
-            full = tokenizer(firsts, seconds)["input_ids"]
-            cut = [len(f) > len(t) for f, t in zip(full, enc["input_ids"])]
+        cut = [bool(e.overflowing) for e in enc.encodings]  # (a fast tokenizer: the only kind mtnlp loads)
         out = {key: [] for key in enc.keys()}
         out.update(labels=list(batch["label"]), length=[], truncated=[])
         start = 0

@@ -122,7 +122,11 @@ class Tagging(TaskType):
         from collections import Counter
 
         top = labels.index(Counter(t for tags in column(train, "tags") for t in tags).most_common(1)[0][0])
-        return [[top] * len(tags) for tags in column(target, "tags")]
+        out = []  # scored on the words the model is scored on: a word with no token is left out (see predictions)
+        for tags, words, cut in zip(column(target, "tags"), column(target, "word_index"), column(target, "truncated")):
+            kept, last = set(words), max(words, default=-1)
+            out.append([top if word in kept or cut and word > last else None for word in range(len(tags))])
+        return out
 
     def facts(self, dataset, labels):
         return label_shares([t for tags in column(dataset, "tags") for t in tags])
