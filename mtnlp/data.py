@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
 
-from .errors import UserError, at
+from .errors import UserError, at, first_line
 from .readers import (Row, hub_examples, hub_label_names, iter_examples, label_column, open_hub_split, read_hub_split,
                       read_lines)
 from .recipe import Recipe, TaskSpec, resolve_path
@@ -185,12 +185,15 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def file_hash(path: Path) -> str:
-    """The SHA-256 of a file's content, remembered per (path, size, mtime): hashed once per version."""
+    """The SHA-256 of a file's content, remembered per (path, inode, size, mtime, ctime): hashed once per
+    version. An edit that keeps the size and sets the mtime back (cp -p, rsync -a, tar) still changes the
+    ctime, which no tool sets; replacing the file changes the inode."""
     stat = path.stat()
     if not S_ISREG(stat.st_mode) and not S_ISDIR(stat.st_mode):  # the reader reports a directory
         raise UserError(f"{path}: not a regular file (a pipe or a device); mtnlp reads a data file more than once "
                         "(to hash it for the cache, then to read it): save it to a file first")
-    memo = cache_dir() / "file-hashes" / f"{digest([str(path.resolve()), stat.st_size, stat.st_mtime_ns])}.txt"
+    version = [str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    memo = cache_dir() / "file-hashes" / f"{digest(version)}.txt"
     if memo.exists():
         return memo.read_text()
     sha = hashlib.sha256()
@@ -214,8 +217,10 @@ def task_key(recipe: Recipe, task: TaskSpec) -> str | None:
     for split in SPLITS:
         source = getattr(task.data, split)
         files = source if isinstance(source, dict) else {"file": source} if source else {}
-        try:  # by role: swapping the text and labels files of format lines gives other examples
-            hashes[split] = {role: file_hash(resolve_path(recipe, f)) for role, f in files.items()}
+        try:  # by role: swapping the text and labels files of format lines gives other examples; with the
+            # suffix, which decides the format when data.format does not (csv or tsv)
+            hashes[split] = {role: [file_hash(path), path.suffix.lower()] for role, path in
+                             ((role, resolve_path(recipe, f)) for role, f in files.items())}
         except OSError:
             return None
     settings = task.model_dump(mode="json", exclude={"metrics": True, "loss_weight": True, "dropout": True,
@@ -238,6 +243,7 @@ def read_task_unless_cached(recipe: Recipe, name: str, task: TaskSpec) -> RawTas
 def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...] = SPLITS,
               labels: list[str] | None = None) -> RawTask:
     """Read and check a task's splits. `labels` fixes the label set (e.g. from a trained model)."""
+    before = task_key(recipe, task)  # the files' content as read: a file changed meanwhile gives no cache key
     raw, sources, stream = {}, {}, None
     carve = task.data.validation_from_train
     kind = task_type(task.type)
@@ -280,6 +286,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
             check_labels(raw[split], labels, kind, sources[split],
                          "does not occur in the training split" if derived else "is not one of the model's labels")
     key = task_key(recipe, task)
+    key = key if key == before else None  # (tokenize keys a split without one by its examples)
     if key is not None and derived and not labels_file(key).exists():
         write_atomic(labels_file(key), json.dumps(labels))
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key,
@@ -369,7 +376,17 @@ def cached_split(key: str):
         return None
     import datasets
 
-    parts = [datasets.Dataset.from_file(str(cache_dir() / part)) for part in json.loads(listing.read_text())]
+    names = []
+    try:
+        names = json.loads(listing.read_text())
+        parts = [datasets.Dataset.from_file(str(cache_dir() / part)) for part in names]
+    except (OSError, ValueError) as e:  # a part deleted, cut short or damaged: tokenised again
+        import warnings
+
+        warnings.warn(f"{listing}: a cache entry that cannot be read ({first_line(e)}): tokenising again", stacklevel=2)
+        for name in [listing.name, *(names if isinstance(names, list) else [])]:
+            (cache_dir() / str(name)).unlink(missing_ok=True)
+        return None
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
@@ -380,7 +397,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
     else:  # every call rewrites the truncation/padding settings: leave them out of the key
         spec = json.loads(backend.to_str())
         spec.pop("truncation", None), spec.pop("padding", None)
-        state = json.dumps(spec, sort_keys=True)
+        # kept beside tokenizer.json: which end truncation cuts, whether token_type_ids are given
+        state = json.dumps([spec, tokenizer.truncation_side, list(tokenizer.model_input_names)], sort_keys=True)
     return hashlib.sha256(state.encode()).hexdigest()[:16]
 
 

@@ -513,3 +513,75 @@ def test_regression_validation_and_test_files_need_no_label_set(tmp_path, tokeni
     data = load(tmp_path, "s", tokenizer, tasks=tasks)
     assert data.labels == [] and data.splits["validation"]["labels"] == [4.25, 0.5]
     assert data.splits["test"]["labels"] == [4.25, 0.5]
+
+
+def test_an_edit_that_keeps_the_size_and_sets_the_mtime_back_is_read_again(tmp_path, monkeypatch):
+    """cp -p, rsync -a and tar keep a file's mtime: its ctime (and, for a new file, its inode) still change."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    train = _copy_sst2(tmp_path)
+    tasks = {"s": {"type": "classification", "data": {"train": str(train), "text_column": "sentence"}}}
+    first = load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["labels"]
+    before = train.stat()
+    train.write_text(train.read_text().replace('"label": 1}', '"label": 0}', 1))  # the same size
+    os.utime(train, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert train.stat().st_size == before.st_size
+    second = load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["labels"]
+    assert sum(second) == sum(first) - 1
+
+
+def test_the_same_bytes_as_csv_and_as_tsv_are_two_cache_entries(tmp_path):
+    """Without data.format the suffix decides how a file is parsed."""
+    from mtnlp.data import task_key
+
+    keys = []
+    for suffix in ("csv", "tsv"):
+        (tmp_path / f"d.{suffix}").write_text("text,p\ttext\tlabel\tq,label\na,1\tb\tneg\tc,pos\n")
+        recipe = load_recipe(write_recipe(tmp_path, {"s": {"type": "classification",
+                                                           "data": {"train": str(tmp_path / f"d.{suffix}")}}}))
+        keys.append(task_key(recipe, recipe.tasks["s"]))
+    assert keys[0] != keys[1]
+
+
+def test_tokenizer_settings_kept_beside_tokenizer_json_are_in_the_cache_key():
+    from mtnlp.data import tokenizer_fingerprint
+
+    tokenizer = new_tokenizer()
+    plain = tokenizer_fingerprint(tokenizer)
+    tokenizer.truncation_side = "left"  # which end max_length cuts
+    assert tokenizer_fingerprint(tokenizer) != plain
+    tokenizer = new_tokenizer()
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]  # no token_type_ids
+    assert tokenizer_fingerprint(tokenizer) != plain
+
+
+def test_a_damaged_cache_entry_is_tokenised_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}}}
+    first = load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["input_ids"]
+    (part,) = (tmp_path / "hf-datasets" / "mtnlp").glob("tokenized-*.arrow")
+    # cut short, as a full disk or a kill while copying leaves it (a new file: this process still maps the old one)
+    (part.parent / "cut").write_bytes(part.read_bytes()[:100])
+    os.replace(part.parent / "cut", part)
+    with pytest.warns(UserWarning, match="a cache entry that cannot be read .*: tokenising again"):
+        assert load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["input_ids"] == first
+    assert load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), tasks=tasks).splits["train"]["input_ids"] == first
+
+
+def test_a_file_changed_while_it_is_read_gets_no_cache_key(tmp_path, monkeypatch):
+    """Its examples may be part old, part new: cached under the new content's key they would stay wrong."""
+    from mtnlp import data
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    train = _copy_sst2(tmp_path)
+    real = data.read_split
+
+    def read_then_edit(*args, **kwargs):
+        read = real(*args, **kwargs)
+        with train.open("a") as f:
+            f.write('{"sentence": "a late line", "label": 0}\n')
+        return read
+
+    monkeypatch.setattr(data, "read_split", read_then_edit)
+    recipe = load_recipe(write_recipe(tmp_path, {"s": {"type": "classification",
+                                                       "data": {"train": str(train), "text_column": "sentence"}}}))
+    assert data.read_task(recipe, "s", recipe.tasks["s"]).key is None
