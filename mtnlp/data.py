@@ -129,8 +129,9 @@ def rows_of(table: pa.Table, batch_size: int = 10_000):
 
 
 def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: str,
-                 known_as: str = "does not occur in the training split") -> None:
-    """Every label of a validation/test split occurs in training (the head has an output for it)."""
+                 known_as: str = "does not occur in the training split", label_names: dict | None = None) -> None:
+    """Every label of a validation/test split occurs in training (the head has an output for it).
+    `label_names`: the task's data.label_names, to say which file value became a label."""
     if not kind.min_labels:  # scores, not a label set
         return
     known = set(labels)
@@ -141,6 +142,9 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
             if "tokens" in ex:  # a tagged sentence: which of its words
                 i = kind.labels_of(ex).index(unseen[0])
                 where = f" (word {i + 1} of the sentence, {ex['tokens'][i]!r})"
+            renamed = [str(value) for value, name in (label_names or {}).items() if name == unseen[0]]
+            if renamed:
+                where += f" (the file's {' or '.join(map(repr, renamed))}, renamed by data.label_names)"
             raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} {known_as} "
                             f"(known: {', '.join(labels[:20])}{f', ... ({len(labels)} in all)' if len(labels) > 20 else ''})")
 
@@ -284,7 +288,8 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     for split in raw:  # with the model's labels (mtnlp evaluate), training's and a carved split's too
         if split in splits and not (derived and split == "train"):
             check_labels(raw[split], labels, kind, sources[split],
-                         "does not occur in the training split" if derived else "is not one of the model's labels")
+                         "does not occur in the training split" if derived else "is not one of the model's labels",
+                         task.data.label_names)
     key = task_key(recipe, task)
     key = key if key == before else None  # (tokenize keys a split without one by its examples)
     if key is not None and derived and not labels_file(key).exists():

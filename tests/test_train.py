@@ -195,6 +195,11 @@ def test_cli_evaluate_skips_tasks_without_the_split(make_recipe, tmp_path, capsy
     capsys.readouterr()
     assert main(["evaluate", model, str(recipe), "--tasks", "ner,pos"]) == 2
     assert capsys.readouterr().err.strip() == f"error: --tasks: {recipe} has no task 'pos' (it has: sentiment, score, ner)"
+    # a label that data.label_names made: the message says which file value it was
+    assert main(["evaluate", model, str(recipe), "--tasks", "sentiment", "tasks.sentiment.data.label_names={0: negative, 1: positive}"]) == 2
+    said = capsys.readouterr().err
+    assert "label 'negative' (the file's '0', renamed by data.label_names) is not one of the model's labels (known: 0, 1)" \
+        in said, said
     # a recipe naming only held-out data: no training split needed (none is read)
     from conftest import DATA
 
