@@ -44,8 +44,11 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> None:
         used = re.match(r"# training.mixed_precision: \S+ -> (\S+)", text)
         return resolved, used and used.group(1)
 
-    if old is not None and settings(old) != settings(path.read_text()):
-        (run_dir / f"recipe.before-step-{step:06d}.yaml").write_text(old)
+    before = run_dir / f"recipe.before-step-{step:06d}.yaml"
+    # a second resume at the same step keeps the first one's: the recipe that trained up to it (the steps
+    # the recipe it replaces trained since were dropped with their logs)
+    if old is not None and settings(old) != settings(path.read_text()) and not before.exists():
+        before.write_text(old)
 
 
 def replaced_recipes(run_dir: Path, after: int = -1) -> list[Path]:

@@ -256,6 +256,11 @@ def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recip
     assert yaml.safe_load((run / "recipe.yaml").read_text())["training"]["steps"] == 6
     assert yaml.safe_load((run / "recipe.before-step-000004.yaml").read_text())["training"]["steps"] == 4
     assert [r["step"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())][-1] == 6
+    # resumed at step 4 again with other settings: the recipe that trained steps 1-4 stays the one kept
+    train(load_recipe(recipe, ["training.steps=8", f"training.resume_from={run}/checkpoints/step-000004"]))
+    assert yaml.safe_load((run / "recipe.before-step-000004.yaml").read_text())["training"]["steps"] == 4
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["training"]["steps"] == 8
+    train(load_recipe(recipe, ["training.steps=6", f"training.resume_from={run}/checkpoints/step-000004"]))
     # fewer steps than the checkpoint has trained: nothing to do, said as a recipe error
     with pytest.raises(UserError, match=r"training.steps: 4, but .*step-000006 is at step 6: set more steps"):
         train(load_recipe(run / "recipe.yaml", ["training.steps=4", f"output_dir={run}", "training.resume_from=latest"]))
