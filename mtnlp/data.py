@@ -437,6 +437,7 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
 
     cache_file = cache_dir() / f"tokenized-{key}.arrow"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_spills()
     large = table.num_rows >= PARALLEL_FROM
     num_proc = num_proc if large and num_proc > 1 else None
     spilled = cache_dir() / f".examples-{key}-{os.getpid()}.arrow"
@@ -454,6 +455,25 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
     if parts:  # written last: the entry is complete
         write_atomic(cache_dir() / f"tokenized-{key}.json", json.dumps(parts))
     return result
+
+
+def remove_orphaned_spills() -> None:
+    """Remove the spilled examples (.examples-KEY-PID.arrow) of tokenising processes that are gone: one killed
+    mid-tokenising (kill -9, out of memory) could not remove its own (1 M rows: hundreds of MB)."""
+    for path in cache_dir().glob(".examples-*-*.arrow"):
+        pid = path.stem.rsplit("-", 1)[1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def spill(table: pa.Table, path: Path) -> datasets.Dataset:
