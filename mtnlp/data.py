@@ -11,6 +11,8 @@ import itertools
 import json
 import os
 import random
+import socket
+from glob import escape as glob_escape
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from pathlib import Path
@@ -440,7 +442,7 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
     remove_orphaned_spills()
     large = table.num_rows >= PARALLEL_FROM
     num_proc = num_proc if large and num_proc > 1 else None
-    spilled = cache_dir() / f".examples-{key}-{os.getpid()}.arrow"
+    spilled = cache_dir() / f".examples-{key}-{socket.gethostname()}-{os.getpid()}.arrow"
     # a large split is mapped from a file: an in-memory table would be pickled to each tokenising
     # process, and datasets' map holds more of it in memory (1 M rows: 0.58 instead of 0.68 GB peak)
     dataset = spill(table, spilled) if large else Dataset(InMemoryTable(table))
@@ -458,9 +460,10 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
 
 
 def remove_orphaned_spills() -> None:
-    """Remove the spilled examples (.examples-KEY-PID.arrow) of tokenising processes that are gone: one killed
-    mid-tokenising (kill -9, out of memory) could not remove its own (1 M rows: hundreds of MB)."""
-    for path in cache_dir().glob(".examples-*-*.arrow"):
+    """Remove the spilled examples (.examples-KEY-HOST-PID.arrow) of this machine's tokenising processes that
+    are gone: one killed mid-tokenising (kill -9, out of memory) could not remove its own (1 M rows: hundreds
+    of MB). Another machine's (a cache folder on a shared file system) are its own to remove."""
+    for path in cache_dir().glob(f".examples-*-{glob_escape(socket.gethostname())}-*.arrow"):
         pid = path.stem.rsplit("-", 1)[1]
         if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)

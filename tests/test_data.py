@@ -589,6 +589,7 @@ def test_a_file_changed_while_it_is_read_gets_no_cache_key(tmp_path, monkeypatch
 
 def test_examples_spilled_by_a_process_that_is_gone_are_removed(tmp_path, monkeypatch):
     """A tokenising process killed mid-way (kill -9) leaves its spilled examples; the next one removes them."""
+    import socket
     import subprocess
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
@@ -596,8 +597,11 @@ def test_examples_spilled_by_a_process_that_is_gone_are_removed(tmp_path, monkey
     folder.mkdir(parents=True)
     gone = subprocess.Popen(["true"])
     gone.wait()  # reaped: its pid names no process
-    orphan, own = folder / f".examples-abc-{gone.pid}.arrow", folder / f".examples-def-{os.getpid()}.arrow"
-    orphan.write_bytes(b"x"), own.write_bytes(b"x")
+    host = socket.gethostname()
+    orphan, own = folder / f".examples-abc-{host}-{gone.pid}.arrow", folder / f".examples-def-{host}-{os.getpid()}.arrow"
+    elsewhere = folder / f".examples-abc-another-host-{gone.pid}.arrow"  # a shared cache folder: not this machine's
+    for path in (orphan, own, elsewhere):
+        path.write_bytes(b"x")
     tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}}}
     load(tmp_path, "s", new_tokenizer(), tasks=tasks)
-    assert not orphan.exists() and own.exists()  # a live process's (this one's) stay
+    assert not orphan.exists() and own.exists() and elsewhere.exists()  # a live process's (this one's) stay
