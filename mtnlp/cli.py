@@ -295,8 +295,7 @@ def cmd_evaluate(args) -> int:
     if without:
         print(f"not evaluated (no {args.split} split): {', '.join(without)}")
     requested = args.precision or recipe.training.mixed_precision
-    chosen = (precision.for_onnx(requested, model.quantize) if onnx else
-              precision.for_weights(precision.resolve(requested, model.device), model.dtype))
+    chosen = precision.for_onnx(requested, model.quantize) if onnx else precision.for_model(requested, model)
     print(chosen.describe())
     if chosen.warning:
         option = "--precision" if args.precision else "training.mixed_precision"
@@ -330,6 +329,7 @@ def input_lines(path: str) -> list[tuple]:
     from .errors import UserError, first_line
     from .readers import JSON, bad_byte, file_lines
     from .tasks import TASK_TYPES
+    from .tasks.base import text_input_problem
 
     fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f latin1 -t utf-8)"
     name = "standard input" if path == "-" else path
@@ -352,14 +352,20 @@ def input_lines(path: str) -> list[tuple]:
         own = [kind for kind in TASK_TYPES.values() if kind.accepts(item)]
         line_object = item if isinstance(item, dict) else {"text": item}
         if isinstance(item, dict) and "words" in item and not own:  # a text split into words (the tagging heads')
+            if "text" in item or "text_pair" in item:
+                raise UserError(f"{name}:{number}: \"words\" beside \"text\": a line is a text or a text split into "
+                                "words, not both")
             item = {"words": item["words"]}
+            if problem := text_input_problem(item):
+                raise UserError(f"{name}:{number}: {problem[0].lstrip('.')}: {problem[1]}")
         elif isinstance(item, dict) and not own:  # keep a pair's text_pair; other keys (ids, gold labels) are only echoed
             item = {k: item[k] for k in ("text", "text_pair") if k in item}
             if not isinstance(item.get("text"), str) or not isinstance(item.get("text_pair", ""), str):
                 forms = "".join(f", or {{{', '.join(map(json.dumps, kind.input_fields))}}} ({kind.name})"
                                 for kind in TASK_TYPES.values() if kind.input_fields)
                 raise UserError(f"{name}:{number}: expected a JSON string, an object with a \"text\" string "
-                                f"(and, for a pair, a \"text_pair\" string){forms}")
+                                f"(and, for a pair, a \"text_pair\" string), a text split into words "
+                                f"{{\"words\": [...]}} (tagging){forms}")
             item = item if "text_pair" in item else item["text"]
         elif not isinstance(item, (str, dict)):
             raise UserError(f"{name}:{number}: expected a JSON string or an object with a \"text\" string")

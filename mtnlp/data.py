@@ -387,7 +387,7 @@ def cached_split(key: str):
     try:
         names = json.loads(listing.read_text())
         parts = [datasets.Dataset.from_file(str(cache_dir() / part)) for part in names]
-    except (OSError, ValueError) as e:  # a part deleted, cut short or damaged: tokenised again
+    except (OSError, ValueError, TypeError) as e:  # a part deleted, cut short or damaged: tokenised again
         import warnings
 
         warnings.warn(f"{listing}: a cache entry that cannot be read ({first_line(e)}): tokenising again", stacklevel=2)

@@ -263,9 +263,9 @@ class MultiTaskModel(PreTrainedModel):
         """`task`'s logits (and loss, given labels). Inputs are (batch, length), or (batch, choices, length)
         for a head that scores several sequences per example (multiple choice): logits (batch, choices).
         The encoder's own outputs (hidden states, attentions) come from `model.encoder(...)`."""
-        # a typo (lables=) or an argument of transformers' models this one does not take; left at None (as
-        # wrappers such as peft pass inputs_embeds, output_attentions, ...) it asks for nothing
-        if unread := [key for key, value in kwargs.items() if value is not None]:
+        # a typo (lables=) or an argument of transformers' models this one does not take; left at None or
+        # False (as wrappers such as peft pass inputs_embeds, output_attentions, ...) it asks for nothing
+        if unread := [key for key, value in kwargs.items() if value is not None and value is not False]:
             raise TypeError(f"MultiTaskModel.forward() got unexpected keyword argument(s) {', '.join(unread)}; "
                             "for the encoder's hidden states or attentions call model.encoder(...)")
         if task not in self.heads:

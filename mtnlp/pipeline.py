@@ -52,7 +52,7 @@ class MultiTaskPipeline:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.precision = (precision_policy.for_onnx(precision, model.quantize) if onnx else
-                          precision_policy.for_weights(precision_policy.resolve(precision, self.device), model.dtype))
+                          precision_policy.for_model(precision, self.model))
         if self.precision.warning:
             warnings.warn(self.precision.warning, stacklevel=2)
         if batch_size < 1:

@@ -36,7 +36,7 @@ class Precision:
     device_type: str
     reason: str
     warning: str | None = None  # set when an explicit choice will be slow on this hardware
-    cast: bool = True  # False: the weights are in this dtype already (for_weights): no autocast
+    cast: bool = True  # False: the weights are in this dtype already (for_model): no autocast
 
     @property
     def accelerate(self) -> str:
@@ -67,15 +67,21 @@ def cpu_native() -> tuple[bool, str]:
     return False, "no AVX512-BF16 or AMX" if not units else "oneDNN does not use its bf16 units"
 
 
-def for_weights(chosen: Precision, dtype: torch.dtype) -> Precision:
-    """What runs for a model whose weights are bf16 or fp16 already (loaded or cast so): their dtype, without
-    autocast (on a CPU, bf16 autocast over fp16 weights fails in layer_norm); fp32 weights run `chosen`."""
-    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
-    if name is None:
+def for_model(requested, model) -> Precision:
+    """The precision for evaluating or predicting with `model` (on its device). A model whose weights are all
+    bf16 or all fp16 (loaded or cast so) runs in their dtype, without autocast (on a CPU, bf16 autocast over
+    fp16 weights fails in layer_norm), unless fp32 is asked for: then the weights are cast to fp32."""
+    chosen = resolve(requested, next(model.parameters()).device)
+    dtypes = {p.dtype for p in model.parameters()}
+    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtypes.pop()) if len(dtypes) == 1 else None
+    if name is None:  # fp32, or mixed (autocast gives each matmul one dtype)
+        return chosen
+    if chosen.requested == "fp32":
+        model.float()
         return chosen
     warning = (None if chosen.requested in ("auto", name) else
-               f"{chosen.requested} requested, but the model's weights are {name}: it runs in {name} (model.float() "
-               "runs it in fp32)")
+               f"{chosen.requested} requested, but the model's weights are {name}: it runs in {name} (fp32, if asked "
+               "for, casts them)")
     return Precision(chosen.requested, name, chosen.device_type, f"the model's weights are {name}", warning, cast=False)
 
 

@@ -282,6 +282,8 @@ def check_input(item, name: str, limits: Limits, asked: dict, named: bool) -> No
     if not own and (problem := text_input_problem(item)):
         raise ApiError(422, f"{name}{problem[0]}", problem[1])
     for key, value in ({"": item} if isinstance(item, str) else item).items():
+        if key == "words" and not own:  # one text, split: its words and the spaces between them
+            value = " ".join(value)
         for text in value if isinstance(value, list) else [value]:
             if isinstance(text, str) and len(text) > limits.max_chars:
                 raise ApiError(422, f"{name}.{key}" if key else name,

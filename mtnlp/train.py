@@ -363,6 +363,10 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     run.gradient.load_state_dict_json(state.get("gradient", {}))
     run.log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
     run.progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
+    if "ended_early" not in state:  # a checkpoint written before it was recorded: early stopping's own step
+        patience = t.early_stopping_patience
+        run.progress.ended_early = patience is not None and run.progress.bad_evals >= patience and \
+            state["step"] < state.get("steps", t.steps)
     rule = run.progress.selected_by  # scores of two rules do not compare: the kept model would be the wrong one
     if rule and run.progress.best_score is not None:
         changed = [n for n in rule if n in run.metrics and run.metrics[n][0] != rule[n]]

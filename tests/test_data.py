@@ -565,6 +565,10 @@ def test_a_damaged_cache_entry_is_tokenised_again(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="a cache entry that cannot be read .*: tokenising again"):
         assert load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["input_ids"] == first
     assert load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), tasks=tasks).splits["train"]["input_ids"] == first
+    (listing,) = (tmp_path / "hf-datasets" / "mtnlp").glob("tokenized-*.json")
+    listing.write_text("5")  # not a list of parts
+    with pytest.warns(UserWarning, match="a cache entry that cannot be read"):
+        assert load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["input_ids"] == first
 
 
 def test_a_file_changed_while_it_is_read_gets_no_cache_key(tmp_path, monkeypatch):

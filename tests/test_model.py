@@ -130,7 +130,7 @@ def test_forward_refuses_arguments_it_does_not_take_and_gives_tuples_on_request(
     out = model(input_ids=ids, attention_mask=mask, task="sentiment", labels=labels)
     torch.testing.assert_close((loss, logits), (out.loss, out.logits))
     # such arguments left at None ask for nothing (peft passes inputs_embeds, output_attentions, ... so)
-    unasked = {"inputs_embeds": None, "output_attentions": None, "output_hidden_states": None}
+    unasked = {"inputs_embeds": None, "output_attentions": False, "output_hidden_states": None}
     torch.testing.assert_close(model(input_ids=ids, attention_mask=mask, task="sentiment", **unasked).logits, out.logits)
     model.config.return_dict = False  # as transformers' models read it
     assert isinstance(model(input_ids=ids, attention_mask=mask, task="sentiment"), tuple)

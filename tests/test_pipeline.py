@@ -104,9 +104,14 @@ def test_a_model_in_half_precision_runs_in_its_own_dtype(model_dir):
     pipe = MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir).half(), tokenizer)
     assert (pipe.precision.name, pipe.precision.reason) == ("fp16", "the model's weights are fp16")
     assert set(pipe(TEXTS[0])) == set(TASKS)
-    with pytest.warns(UserWarning, match=r"^fp32 requested, but the model's weights are bf16: it runs in bf16"):
-        pipe = MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir).to(torch.bfloat16), tokenizer, precision="fp32")
-    assert pipe.precision.name == "bf16" and set(pipe(TEXTS[0])) == set(TASKS)
+    with pytest.warns(UserWarning, match=r"^bf16 requested, but the model's weights are fp16: it runs in fp16"):
+        pipe = MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir).half(), tokenizer, precision="bf16")
+    assert pipe.precision.name == "fp16" and set(pipe(TEXTS[0])) == set(TASKS)
+    pipe = MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir).to(torch.bfloat16), tokenizer, precision="fp32")
+    assert pipe.precision.name == "fp32" and {p.dtype for p in pipe.model.parameters()} == {torch.float32}  # cast
+    mixed = MultiTaskModel.from_pretrained(model_dir)
+    mixed.encoder.to(torch.bfloat16)  # half an encoder, fp32 heads: autocast gives each matmul one dtype
+    assert set(MultiTaskPipeline(mixed, tokenizer, precision="bf16")(TEXTS[0])) == set(TASKS)
 
 
 def test_a_plain_encoder_is_not_a_multi_task_model(tiny_encoder):
@@ -308,6 +313,21 @@ def test_an_input_line_python_cannot_or_should_not_read_names_its_line(tmp_path,
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
     with pytest.raises(UserError, match=r"^standard input:2: invalid JSON"):
         input_lines("-")
+
+
+@pytest.mark.parametrize("line,said", [('{"words": ["a", ""]}', 'words[1]: expected a word'),
+                                       ('{"words": []}', "words: expected a non-empty list of words"),
+                                       ('{"words": "a b"}', "words: expected a non-empty list of words"),
+                                       ('{"words": ["a"], "text": "a"}', '"words" beside "text"'),
+                                       ('{"wrods": ["a"]}', 'a text split into words {"words": [...]} (tagging)')])
+def test_a_words_line_that_is_not_a_list_of_words_names_its_line(tmp_path, line, said):
+    from mtnlp.cli import input_lines
+    from mtnlp.errors import UserError
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"words": ["fine"], "id": 1}\n' + line + "\n")
+    with pytest.raises(UserError, match=rf"^{path}:2: .*{re.escape(said)}"):
+        input_lines(str(path))
 
 
 def test_standard_input_is_named_so_in_every_message(monkeypatch):

@@ -126,6 +126,7 @@ def test_health_and_info(client, pipe):
     (b'{"inputs": ["ok", "a \\ud800 lone surrogate"]}', 422, "inputs[1]"),  # valid JSON, not valid Unicode
     (b'{"inputs": [{"text": "ok", "text_pair": "\\udfff"}]}', 422, "inputs[0]"),
     ({"inputs": [{"words": ["a", " "]}]}, 422, "inputs[0].words[1]"),
+    ({"inputs": [{"words": ["abcdefghi"] * 20}]}, 422, "inputs[0].words"),  # max_chars: the words of one text
     ({"inputs": [{"words": ["a"]}], "tasks": ["sentiment"]}, 422, "inputs[0]"),
 ])
 def test_bad_requests_name_the_field(client, content, status, field):
