@@ -8,19 +8,34 @@ per-task top layers). save_pretrained / from_pretrained rebuild everything from 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput
+from transformers.utils import ModelOutput
 
 from . import families, sharing
 from .folders import MODEL_TYPE, in_task_order, weights_readable_as_umask
 from .heads import build_head
 from .tasks import TASK_TYPES, task_type
 
-# forward()'s output class per head kind; a span (QA) head's start and end logits stay one (batch, length, 2)
-# tensor, `logits`, as every head's output has
+
+
+@dataclass
+class SpanOutput(ModelOutput):
+    """An extractive QA head's output: `logits` (batch, length, 2), as every head gives one tensor, and
+    transformers' QuestionAnsweringModelOutput fields, `start_logits` and `end_logits`, views of it."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    start_logits: torch.FloatTensor | None = None
+    end_logits: torch.FloatTensor | None = None
+
+
+# forward()'s output class per head kind
 OUTPUTS = {"token": TokenClassifierOutput, "choice": MultipleChoiceModelOutput}
 
 
@@ -262,7 +277,10 @@ class MultiTaskModel(PreTrainedModel):
                 labels=None, return_dict: bool | None = None, **kwargs):
         """`task`'s logits (and loss, given labels). Inputs are (batch, length), or (batch, choices, length)
         for a head that scores several sequences per example (multiple choice): logits (batch, choices).
-        The encoder's own outputs (hidden states, attentions) come from `model.encoder(...)`."""
+        The encoder's own outputs (hidden states, attentions) come from `model.encoder(...)`. An extractive QA
+        head takes its labels as (batch, 2) start and end positions, or as transformers' start_positions and
+        end_positions."""
+        positions = [kwargs.pop(key, None) for key in ("start_positions", "end_positions")]
         # a typo (lables=) or an argument of transformers' models this one does not take; left at None or
         # False (as wrappers such as peft pass inputs_embeds, output_attentions, ...) it asks for nothing
         if unread := [key for key, value in kwargs.items() if value is not None and value is not False]:
@@ -271,6 +289,11 @@ class MultiTaskModel(PreTrainedModel):
         if task not in self.heads:
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
         head = self.heads[task]
+        if positions != [None, None]:
+            if head.kind.head_kind != "span" or None in positions or labels is not None:
+                raise TypeError("start_positions and end_positions (both, without labels) are an extractive QA "
+                                f"head's labels; task {task!r} is {head.kind.name}")
+            labels = torch.stack(positions, -1)
         shape = input_ids.shape
         choices = len(shape) == 3  # (batch, choices, length): every choice is one sequence (multiple choice)
         if choices != (head.kind.head_kind == "choice"):
@@ -283,7 +306,10 @@ class MultiTaskModel(PreTrainedModel):
         if choices:  # the head's one score per sequence, back as (batch, choices)
             logits = logits.view(shape[0], shape[1], -1).squeeze(-1)
         loss = head.loss(logits, labels) if labels is not None else None
-        output = OUTPUTS.get(head.kind.head_kind, SequenceClassifierOutput)(loss=loss, logits=logits)
+        if head.kind.head_kind == "span":
+            output = SpanOutput(loss=loss, logits=logits, start_logits=logits[..., 0], end_logits=logits[..., 1])
+        else:
+            output = OUTPUTS.get(head.kind.head_kind, SequenceClassifierOutput)(loss=loss, logits=logits)
         return output if (self.config.return_dict if return_dict is None else return_dict) else output.to_tuple()
 
     def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None,

@@ -268,3 +268,26 @@ def test_tasks_keep_their_order_through_save_and_load(tmp_path):
     del saved["task_order"]  # a model saved before the order was kept: config.json's order
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert list(MultiTaskConfig.from_pretrained(tmp_path).tasks) == sorted(TASKS)
+
+
+def test_a_qa_head_takes_and_gives_what_transformers_qa_models_do():
+    """start_positions / end_positions as labels; start_logits / end_logits beside the one logits tensor."""
+    torch.manual_seed(0)
+    encoder = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder.to_dict(), tasks={
+        "qa": {"type": "extractive_qa", "labels": [], "dropout": 0.0}, **TASKS})).eval()
+    ids, mask = inputs()
+    starts, ends = torch.tensor([1, 2, 0]), torch.tensor([3, 2, 0])
+    out = model(input_ids=ids, attention_mask=mask, task="qa", start_positions=starts, end_positions=ends)
+    torch.testing.assert_close(out.loss, model(input_ids=ids, attention_mask=mask, task="qa",
+                                               labels=torch.stack([starts, ends], -1)).loss)
+    assert out.logits.shape == (3, 9, 2)
+    torch.testing.assert_close((out.start_logits, out.end_logits), (out.logits[..., 0], out.logits[..., 1]))
+    for task, kwargs in (("sentiment", {"start_positions": starts, "end_positions": ends}),
+                         ("qa", {"start_positions": starts})):
+        try:
+            model(input_ids=ids, attention_mask=mask, task=task, **kwargs)
+        except TypeError as e:
+            assert "start_positions and end_positions (both, without labels) are an extractive QA head's labels" in str(e)
+        else:
+            raise AssertionError(f"{task} {list(kwargs)} was taken")

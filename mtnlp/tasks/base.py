@@ -271,8 +271,8 @@ def text_input_problem(value) -> tuple[str, str] | None:
     if is_words_input(value):
         if other := [key for key in value if key != "words"]:
             return f".{other[0]}", 'unknown field beside "words" (a text split into words is {"words": [...]})'
-        if not isinstance(value["words"], list) or not value["words"]:
-            return ".words", "expected a non-empty list of words"
+        if not isinstance(value["words"], list):
+            return ".words", "expected a list of words"
         for k, word in enumerate(value["words"]):
             if not isinstance(word, str) or not word.strip():
                 return f".words[{k}]", "expected a word: a string that is not empty or blank"
