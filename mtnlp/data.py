@@ -11,8 +11,7 @@ import itertools
 import json
 import os
 import random
-import socket
-from glob import escape as glob_escape
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from pathlib import Path
@@ -442,7 +441,7 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
     remove_orphaned_spills()
     large = table.num_rows >= PARALLEL_FROM
     num_proc = num_proc if large and num_proc > 1 else None
-    spilled = cache_dir() / f".examples-{key}-{socket.gethostname()}-{os.getpid()}.arrow"
+    spilled = cache_dir() / f".examples-{key}-{os.getpid()}.arrow"
     # a large split is mapped from a file: an in-memory table would be pickled to each tokenising
     # process, and datasets' map holds more of it in memory (1 M rows: 0.58 instead of 0.68 GB peak)
     dataset = spill(table, spilled) if large else Dataset(InMemoryTable(table))
@@ -459,24 +458,17 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
     return result
 
 
-def remove_orphaned_spills() -> None:
-    """Remove the spilled examples (.examples-KEY-HOST-PID.arrow) of this machine's tokenising processes that
-    are gone: one killed mid-tokenising (kill -9, out of memory) could not remove its own (1 M rows: hundreds
-    of MB). Another machine's (a cache folder on a shared file system) are its own to remove."""
-    for path in cache_dir().glob(f".examples-*-{glob_escape(socket.gethostname())}-*.arrow"):
-        pid = path.stem.rsplit("-", 1)[1]
-        if pid.isdigit() and not process_alive(int(pid)):
-            path.unlink(missing_ok=True)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
+def remove_orphaned_spills(older_than: float = 86400.0) -> None:
+    """Remove spilled examples (.examples-KEY-PID.arrow) older than a day: a tokenising process killed mid-way
+    (kill -9, out of memory) could not remove its own (1 M rows: hundreds of MB). By age, not by whether the
+    process lives: a cache folder may be shared by machines and containers whose processes this one cannot see."""
+    now = time.time()
+    for path in cache_dir().glob(".examples-*.arrow"):
+        try:
+            if now - path.stat().st_mtime > older_than:
+                path.unlink()
+        except OSError:  # gone meanwhile, or another user's
+            pass
 
 
 def spill(table: pa.Table, path: Path) -> datasets.Dataset:

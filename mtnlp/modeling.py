@@ -34,6 +34,10 @@ class SpanOutput(ModelOutput):
     start_logits: torch.FloatTensor | None = None
     end_logits: torch.FloatTensor | None = None
 
+    def to_tuple(self) -> tuple:
+        """(loss, logits), as every head's tuple: the start and end logits are views of `logits`."""
+        return tuple(value for key, value in self.items() if key in ("loss", "logits"))
+
 
 # forward()'s output class per head kind
 OUTPUTS = {"token": TokenClassifierOutput, "choice": MultipleChoiceModelOutput}
@@ -293,7 +297,7 @@ class MultiTaskModel(PreTrainedModel):
             if head.kind.head_kind != "span" or None in positions or labels is not None:
                 raise TypeError("start_positions and end_positions (both, without labels) are an extractive QA "
                                 f"head's labels; task {task!r} is {head.kind.name}")
-            labels = torch.stack(positions, -1)
+            labels = torch.stack([p.view(-1) for p in positions], -1)  # (batch,) or (batch, 1) each
         shape = input_ids.shape
         choices = len(shape) == 3  # (batch, choices, length): every choice is one sequence (multiple choice)
         if choices != (head.kind.head_kind == "choice"):

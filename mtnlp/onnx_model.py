@@ -173,8 +173,8 @@ class OnnxMultiTaskModel:
     training = False  # what evaluation.py reads and restores around its passes
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, task: str | None = None):
-        """One head's logits, as MultiTaskModel's forward gives them (evaluation.py, `mtnlp evaluate`, the
-        pipelines of types with their own inputs): (batch, choices, length) inputs give (batch, choices)."""
+        """One head's `logits` (only), as MultiTaskModel's forward gives them (evaluation.py, `mtnlp evaluate`,
+        the pipelines of types with their own inputs): (batch, choices, length) inputs give (batch, choices)."""
         shape = input_ids.shape
         if len(shape) == 3:  # every choice is one sequence (multiple choice)
             flat = [None if x is None else x.flatten(0, 1) for x in (input_ids, attention_mask, token_type_ids)]

@@ -10,7 +10,7 @@ runs as fp32, since Accelerate does not autocast fp16 there (training would say 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -68,20 +68,22 @@ def cpu_native() -> tuple[bool, str]:
 
 
 def for_model(requested, model) -> Precision:
-    """The precision for evaluating or predicting with `model` (on its device). A model whose weights are all
-    bf16 or all fp16 (loaded or cast so) runs in their dtype, without autocast (on a CPU, bf16 autocast over
-    fp16 weights fails in layer_norm), unless fp32 is asked for: then the weights are cast to fp32."""
+    """The precision for evaluating or predicting with `model` (on its device). Weights that are not all fp32
+    (loaded or cast so) are cast to fp32, in place, where fp32 runs (asked for, or auto's choice); where a
+    half precision runs, weights all bf16 or all fp16 run in their own dtype without autocast (on a CPU, bf16
+    autocast over fp16 weights fails in layer_norm), and mixed ones under autocast."""
     chosen = resolve(requested, next(model.parameters()).device)
     dtypes = {p.dtype for p in model.parameters()}
-    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtypes.pop()) if len(dtypes) == 1 else None
-    if name is None:  # fp32, or mixed (autocast gives each matmul one dtype)
+    if dtypes <= {torch.float32}:
         return chosen
-    if chosen.requested == "fp32":
+    if chosen.name == "fp32":
         model.float()
+        return replace(chosen, reason=f"{chosen.reason}; the model's half-precision weights cast to fp32")
+    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtypes.pop()) if len(dtypes) == 1 else None
+    if name is None:
         return chosen
-    warning = (None if chosen.requested in ("auto", name) else
-               f"{chosen.requested} requested, but the model's weights are {name}: it runs in {name} (fp32, if asked "
-               "for, casts them)")
+    warning = None if chosen.requested in ("auto", name) else \
+        f"{chosen.requested} requested, but the model's weights are {name}: it runs in {name} (fp32, if asked for, casts them)"
     return Precision(chosen.requested, name, chosen.device_type, f"the model's weights are {name}", warning, cast=False)
 
 

@@ -283,6 +283,11 @@ def test_a_qa_head_takes_and_gives_what_transformers_qa_models_do():
                                                labels=torch.stack([starts, ends], -1)).loss)
     assert out.logits.shape == (3, 9, 2)
     torch.testing.assert_close((out.start_logits, out.end_logits), (out.logits[..., 0], out.logits[..., 1]))
+    column = model(input_ids=ids, attention_mask=mask, task="qa", start_positions=starts[:, None], end_positions=ends[:, None])
+    torch.testing.assert_close(column.loss, out.loss)  # (batch, 1) positions, as transformers takes them
+    loss, logits = model(input_ids=ids, attention_mask=mask, task="qa", labels=torch.stack([starts, ends], -1),
+                         return_dict=False)  # the tuple of every head: (loss, logits)
+    torch.testing.assert_close((loss, logits), (out.loss, out.logits))
     for task, kwargs in (("sentiment", {"start_positions": starts, "end_positions": ends}),
                          ("qa", {"start_positions": starts})):
         try:
