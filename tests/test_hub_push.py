@@ -20,6 +20,31 @@ def last_error(proc) -> str:
     return proc.stderr.strip().splitlines()[-1]
 
 
+def last_errors(hub, tmp_path, *calls: tuple[str, ...]) -> list[str]:
+    """The last line of each `mtnlp ARGS` in `calls`, run one after another in ONE process against `hub` (a
+    start-up each cost seconds); each must exit 2 without a traceback."""
+    import subprocess
+    import sys
+
+    from hub_server import client_env
+    from test_hub import FAST_RETRIES
+
+    script = (f"import contextlib, io, json, sys\n{FAST_RETRIES}from mtnlp.cli import main\n"
+              f"for args in {[list(call) for call in calls]!r}:\n"
+              "    said = io.StringIO()\n"
+              "    with contextlib.redirect_stderr(said):\n"
+              "        code = main(args)\n"
+              "    print('RESULT ' + json.dumps([code, said.getvalue()]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=client_env(hub.url, tmp_path / "client", SECRET))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(results) == len(calls)
+    for (code, said), call in zip(results, calls):
+        assert code == 2 and "Traceback" not in said, (call, said[-3000:])
+    return [said.strip().splitlines()[-1] for _, said in results]
+
+
 def test_push_leaves_out_hidden_files_and_another_runs_metrics(run_dir, tmp_path):
     folder = model_copy(run_dir, tmp_path)  # as copied out of its run, beside another run's metrics.json
     (folder / "README.md").unlink()
@@ -76,12 +101,6 @@ def test_a_card_pushed_to_a_branch_loads_from_it_and_tags_and_commits_are_no_bra
 def test_loading_a_hub_id_says_what_is_missing(run_dir, tmp_path):
     with LocalHub(required_token=SECRET) as hub:
         assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", "dev").returncode == 0
-        assert last_error(mtnlp(hub, tmp_path, "predict", "org/b", "hi")) == \
-            "error: org/b: no config.json at revision main (a model pushed to a branch: give its revision)"
-        assert last_error(mtnlp(hub, tmp_path, "predict", "org/b", "hi", "--revision", "nope")) == \
-            "error: org/b: the repository has no revision 'nope'"
-        assert last_error(mtnlp(hub, tmp_path, "predict", "org/none", "hi")) == \
-            f"error: org/none: no such model repository on {hub.url} (or the token may not read it)"
         assert last_error(mtnlp(hub, tmp_path, "predict", "org/none", "hi", token=None)) == \
             f"error: org/none: no such model repository on {hub.url} (a private one needs a token: HF_TOKEN or " \
             "`hf auth login`)"
@@ -90,23 +109,26 @@ def test_loading_a_hub_id_says_what_is_missing(run_dir, tmp_path):
         hub.create_repo("org/no-tokenizer")
         hub.commit_files("org/no-tokenizer", {name: (model / name).read_bytes()
                                               for name in ("config.json", "model.safetensors")})
-        error = last_error(mtnlp(hub, tmp_path, "predict", "org/no-tokenizer", "hi"))
-        assert error.startswith("error: org/no-tokenizer: no tokenizer that loads (") and "`mtnlp push`" in error
         hub.create_repo("org/no-weights")  # and a folder uploaded without its weights
         hub.commit_files("org/no-weights", {name: (model / name).read_bytes()
                                             for name in ("config.json", "tokenizer.json", "tokenizer_config.json")})
-        assert last_error(mtnlp(hub, tmp_path, "predict", "org/no-weights", "hi")) == \
-            "error: org/no-weights: no weights (model.safetensors) at revision main"
         # an ONNX export uploaded as plain files (mtnlp push refuses one): it loads from a folder only
         config = json.loads((model / "config.json").read_text())
         config["mtnlp"]["onnx"] = {"tasks": list(TASKS), "quantize": None}
         hub.create_repo("org/onnx")
         hub.commit_files("org/onnx", {"config.json": json.dumps(config).encode(), "model.onnx": b"x"})
-        assert last_error(mtnlp(hub, tmp_path, "predict", "org/onnx", "hi")) == \
-            "error: org/onnx: an ONNX export, which loads from a folder only: download it (hf download org/onnx " \
-            "--local-dir DIR) and give DIR"
-        assert last_error(mtnlp(hub, tmp_path, "predict", "org/b", "hi", "--revision", "")) == \
-            "error: revision: empty; leave it out for the default branch (main)"
+        said = last_errors(hub, tmp_path, ("predict", "org/b", "hi"), ("predict", "org/b", "hi", "--revision", "nope"),
+                           ("predict", "org/none", "hi"), ("predict", "org/no-tokenizer", "hi"),
+                           ("predict", "org/no-weights", "hi"), ("predict", "org/onnx", "hi"),
+                           ("predict", "org/b", "hi", "--revision", ""))
+        assert said[0] == "error: org/b: no config.json at revision main (a model pushed to a branch: give its revision)"
+        assert said[1] == "error: org/b: the repository has no revision 'nope'"
+        assert said[2] == f"error: org/none: no such model repository on {hub.url} (or the token may not read it)"
+        assert said[3].startswith("error: org/no-tokenizer: no tokenizer that loads (") and "`mtnlp push`" in said[3]
+        assert said[4] == "error: org/no-weights: no weights (model.safetensors) at revision main"
+        assert said[5] == "error: org/onnx: an ONNX export, which loads from a folder only: download it (hf download " \
+            "org/onnx --local-dir DIR) and give DIR"
+        assert said[6] == "error: revision: empty; leave it out for the default branch (main)"
 
 
 def test_a_downloaded_models_card_names_the_repo_it_is_pushed_to(run_dir, tmp_path):
