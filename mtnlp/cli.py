@@ -243,7 +243,7 @@ def cmd_evaluate(args) -> int:
     from .recipe import default_metrics, load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides, training=False)
-    wanted = requested_tasks(args.tasks, list(recipe.tasks), f"{recipe.source}")
+    wanted = requested_tasks(args.tasks, list(recipe.tasks), recipe.source)
     output = output_path(args.output, "--output") if args.output else None
     quiet_libraries()
     from . import families, precision

@@ -363,10 +363,11 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     run.gradient.load_state_dict_json(state.get("gradient", {}))
     run.log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
     run.progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
-    if "ended_early" not in state:  # a checkpoint written before it was recorded: early stopping's own step
-        patience = t.early_stopping_patience
-        run.progress.ended_early = patience is not None and run.progress.bad_evals >= patience and \
-            state["step"] < state.get("steps", t.steps)
+    # stopped by early stopping (a checkpoint written before that was recorded: it ended before its steps), and
+    # still so by this recipe's patience: a larger one trains on
+    ended = state.get("ended_early", state["step"] < state.get("steps", t.steps))
+    patience = t.early_stopping_patience
+    run.progress.ended_early = ended and patience is not None and run.progress.bad_evals >= patience
     rule = run.progress.selected_by  # scores of two rules do not compare: the kept model would be the wrong one
     if rule and run.progress.best_score is not None:
         changed = [n for n in rule if n in run.metrics and run.metrics[n][0] != rule[n]]
@@ -392,8 +393,6 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     if stopped_early(run) and step < t.steps:
         accelerator.print(f"the run had stopped early (no improvement in {plural(run.progress.bad_evals, 'evaluation')}): nothing "
                           "to train; a larger training.early_stopping_patience trains on")
-    else:
-        run.progress.ended_early = False
     if state.get("steps", t.steps) != t.steps:  # the schedule's decay is stretched (or shortened) from here
         accelerator.print(f"training.steps: {t.steps} (the checkpoint's run: {state['steps']}); the learning "
                           f"rate follows the schedule for {t.steps} steps: {run.scheduler.get_last_lr()[0]:.3g} at "
@@ -544,10 +543,9 @@ def plural(count: int, noun: str) -> str:
 
 def stopped_early(run: Run) -> bool:
     """Whether early stopping ended training (before training.steps): training.early_stopping_patience
-    evaluations without improvement. A resume with a larger patience trains on; one with more steps after a
-    run that ended at its own last step does too."""
-    patience = run.recipe.training.early_stopping_patience
-    return run.progress.ended_early and patience is not None and run.progress.bad_evals >= patience
+    evaluations without improvement (evaluate_and_select decides; resume reads it again with the resumed
+    recipe's patience: a larger one trains on, as do more steps after a run that ended at its own last step)."""
+    return run.progress.ended_early
 
 
 def is_log_step(run: Run) -> bool:

@@ -82,17 +82,8 @@ class Tagging(TaskType):
     def predictions(self, logits, labels, spec, rows):
         """Per word, the label id of its first sub-token; -1 for a word max_length cut off; None for a word
         the tokenizer turns into nothing (see encode), which predict leaves out too."""
-        out = []
-        for row, gold, words, tags, cut in zip(logits, labels, rows["word_index"], rows["tags"], rows["truncated"]):
-            ids = row[gold != IGNORE].argmax(-1).tolist()
-            predicted = [None] * len(tags)
-            for word, i in zip(words, ids):
-                predicted[word] = i
-            if cut:
-                last = words[-1] if words else -1
-                predicted[last + 1:] = [-1] * (len(tags) - last - 1)
-            out.append(predicted)
-        return out
+        return [per_word(words, row[gold != IGNORE].argmax(-1).tolist(), len(tags), cut)
+                for row, gold, words, tags, cut in zip(logits, labels, rows["word_index"], rows["tags"], rows["truncated"])]
 
     def references(self, dataset):
         return column(dataset, "tags")
@@ -122,37 +113,49 @@ class Tagging(TaskType):
         from collections import Counter
 
         top = labels.index(Counter(t for tags in column(train, "tags") for t in tags).most_common(1)[0][0])
-        out = []  # scored on the words the model is scored on: a word with no token is left out (see predictions)
-        for tags, words, cut in zip(column(target, "tags"), column(target, "word_index"), column(target, "truncated")):
-            kept, last = set(words), max(words, default=-1)
-            out.append([top if word in kept or cut and word > last else None for word in range(len(tags))])
-        return out
+        # scored on the words the model is scored on: a word with no token is left out (see predictions)
+        return [[None if slot is None else top for slot in per_word(words, [top] * len(words), len(tags), cut)]
+                for tags, words, cut in zip(column(target, "tags"), column(target, "word_index"), column(target, "truncated"))]
 
     def facts(self, dataset, labels):
         return label_shares([t for tags in column(dataset, "tags") for t in tags])
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
-        labels = spec["labels"]
-        probs = softmax(logits[first_tokens])  # one row per word that has a token
-        ids = probs.argmax(-1)
-        scores = probs[np.arange(len(ids)), ids]
-        tags = [labels[k] for k in ids.tolist()]
-        if is_iob(labels):
-            return iob_spans(tags, scores.tolist(), words, text)
-        return [{"word": w, "tag": tag, "start": s, "end": e, "score": float(p)}
-                for (w, (s, e)), tag, p in zip(words, tags, scores.tolist())]
-
+        tags, scores = best_tags(logits, first_tokens, spec["labels"])
+        if is_iob(spec["labels"]):
+            return iob_spans(tags, scores, words, text)
+        return [{"word": w, "tag": tag, "start": s, "end": e, "score": p}
+                for (w, (s, e)), tag, p in zip(words, tags, scores)]
 
     def decode_words(self, logits, spec, words: list[str], first_tokens: list[tuple[int, int]]) -> list[dict]:
         """A words input's tags: one {"word", "tag", "score"} per given word, in order; a word with no token
         (one the tokenizer turns into nothing, or past max_length) has tag and score None."""
-        labels, out = spec["labels"], [{"word": word, "tag": None, "score": None} for word in words]
-        if first_tokens:
-            probs = softmax(logits[[position for position, _ in first_tokens]])
-            ids = probs.argmax(-1)
-            for (_, word), k, p in zip(first_tokens, ids.tolist(), probs[np.arange(len(ids)), ids].tolist()):
-                out[word].update(tag=labels[k], score=float(p))
+        out = [{"word": word, "tag": None, "score": None} for word in words]
+        tags, scores = best_tags(logits, [position for position, _ in first_tokens], spec["labels"])
+        for (_, word), tag, score in zip(first_tokens, tags, scores):
+            out[word].update(tag=tag, score=score)
         return out
+
+
+def best_tags(logits, positions: list[int], labels: list[str]) -> tuple[list[str], list[float]]:
+    """The most probable tag, and its probability, at each of `positions` (words' first sub-tokens) of one
+    input's logits."""
+    probs = softmax(logits[positions])
+    ids = probs.argmax(-1)
+    return [labels[k] for k in ids.tolist()], probs[np.arange(len(ids)), ids].tolist()
+
+
+def per_word(words: list[int], ids: list, count: int, cut: bool) -> list:
+    """A sentence of `count` words as scoring reads it: `ids[k]` for word `words[k]` (the words that have a
+    token, in token order), -1 for each word past max_length's cut, None for a word the tokenizer turns into
+    nothing."""
+    predicted = [None] * count
+    for word, i in zip(words, ids):
+        predicted[word] = i
+    if cut:
+        last = words[-1] if words else -1
+        predicted[last + 1:] = [-1] * (count - last - 1)
+    return predicted
 
 
 def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int]:
