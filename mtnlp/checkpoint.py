@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
-from .folders import STATE_FILE, weights_readable_as_umask
+from .folders import STATE_FILE, weights_readable_as_umask, writing
 
 
 
@@ -51,7 +51,8 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, 
     `scaler`: fp16's gradient scaler, whose scale a resumed run must not learn again."""
     tmp = folder.with_name(f".tmp-{folder.name}")
     if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in [tmp, *folder.parent.glob(".tmp-step-*")]:  # e.g. of a save a full disk stopped
+            shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier(world_size)
     generators = {"torch": torch.get_rng_state()}
@@ -62,14 +63,15 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, 
     (tmp / f"rank-{rank}.json").write_text(json.dumps(rank_state or {}))
     _barrier(world_size)
     if rank == 0:
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        if scaler is not None:
-            (tmp / "scaler.json").write_text(json.dumps(scaler.state_dict()))
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # written last: marks the folder complete
-        weights_readable_as_umask(tmp)  # safetensors writes 0600: a shared run directory's others could not resume
-        _fsync_tree(tmp)
+        with writing(tmp):
+            weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            if scaler is not None:
+                (tmp / "scaler.json").write_text(json.dumps(scaler.state_dict()))
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # written last: marks the folder complete
+            weights_readable_as_umask(tmp)  # safetensors writes 0600: a shared run directory's others could not resume
+            _fsync_tree(tmp)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
     _barrier(world_size)

@@ -1,13 +1,14 @@
 """Command line: `mtnlp train`, `evaluate`, `predict`, `serve`, `push`, `export` and `recipes` (`mtnlp --help`).
 
-A user's mistake (UserError) prints one line, `error: ...`, and exits with status 2;
-`--debug` shows the traceback instead.
+A user's mistake (UserError) prints one line, `error: ...`, and exits with status 2; a full disk or a
+folder that cannot be written one line and status 1; `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -160,6 +161,12 @@ def guarded(command, debug: bool) -> int:
         close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine's, not the user's: a full disk, a read-only or forbidden folder
+        if debug or e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        close_progress_bars()
+        print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:  # training has said where its checkpoint is
         signum = getattr(e, "signum", signal.SIGINT)
         if signum == signal.SIGINT and launcher_rank() == 0:  # said once under a launcher

@@ -6,11 +6,16 @@ needs no torch, so `mtnlp train` reports a mistake in a data file before it spen
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import itertools
 import json
 import os
 import random
+import re
+import secrets
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -182,11 +187,22 @@ def digest(value) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Readers (other DDP ranks, a concurrent run) see the whole file or none of it."""
+    """Readers (other DDP ranks, a concurrent run) see the whole file or none of it. The temporary file's name
+    is unique to this call: a cache may be shared by containers whose processes have the same pids."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def unique() -> str:
+    """A part of a temporary file's name that no other process, here or on another machine, makes."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def file_hash(path: Path) -> str:
@@ -199,13 +215,16 @@ def file_hash(path: Path) -> str:
                         "(to hash it for the cache, then to read it): save it to a file first")
     version = [str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
     memo = cache_dir() / "file-hashes" / f"{digest(version)}.txt"
-    if memo.exists():
-        return memo.read_text()
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        remembered = memo.read_text()
+        if re.fullmatch("[0-9a-f]{64}", remembered):  # not a memo a crash left empty
+            return remembered
     sha = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             sha.update(chunk)
-    write_atomic(memo, sha.hexdigest())
+    with contextlib.suppress(OSError):  # a read-only cache: hashed again next time
+        write_atomic(memo, sha.hexdigest())
     return sha.hexdigest()
 
 
@@ -237,10 +256,19 @@ def labels_file(key: str) -> Path:
     return cache_dir() / f"labels-{key}.json"
 
 
+def cached_labels(key: str) -> list[str] | None:
+    """The label set read_task found for the files of `key`, or None (not read yet, or a damaged entry)."""
+    try:
+        labels = json.loads(labels_file(key).read_text())
+    except (OSError, ValueError):
+        return None
+    return labels if isinstance(labels, list) and all(isinstance(label, str) for label in labels) else None
+
+
 def read_task_unless_cached(recipe: Recipe, name: str, task: TaskSpec) -> RawTask | None:
     """read_task, or None when these files were read and checked before (load_task then uses the cache)."""
     key = task_key(recipe, task)
-    if key is not None and labels_file(key).exists():
+    if key is not None and cached_labels(key) is not None:
         return None
     return read_task(recipe, name, task)
 
@@ -293,8 +321,9 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
                          task.data.label_names)
     key = task_key(recipe, task)
     key = key if key == before else None  # (tokenize keys a split without one by its examples)
-    if key is not None and derived and not labels_file(key).exists():
-        write_atomic(labels_file(key), json.dumps(labels))
+    if key is not None and derived and cached_labels(key) is None:
+        with contextlib.suppress(OSError):  # a read-only cache: read again next time
+            write_atomic(labels_file(key), json.dumps(labels))
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key,
                    stream if "train" in splits else None)
 
@@ -354,7 +383,7 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
     num_proc = recipe.training.num_proc or os.cpu_count() or 1
     key = raw.key if raw else task_key(recipe, task)
     if raw is None and key is not None:
-        known = labels or (json.loads(labels_file(key).read_text()) if labels_file(key).exists() else None)
+        known = labels or cached_labels(key)
         if known is not None:
             cached = {split: cached_split(split_key(key, split, known, tokenizer, max_length, options))
                       for split in present_splits(task, splits)}
@@ -437,21 +466,27 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
         return enc
 
     cache_file = cache_dir() / f"tokenized-{key}.arrow"
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    remove_orphaned_spills()
     large = table.num_rows >= PARALLEL_FROM
     num_proc = num_proc if large and num_proc > 1 else None
-    spilled = cache_dir() / f".examples-{key}-{os.getpid()}.arrow"
-    # a large split is mapped from a file: an in-memory table would be pickled to each tokenising
-    # process, and datasets' map holds more of it in memory (1 M rows: 0.58 instead of 0.68 GB peak)
-    dataset = spill(table, spilled) if large else Dataset(InMemoryTable(table))
-    # a type that makes several rows of one example keeps only the columns encode() returns
-    remove = None if kind.one_row_per_example else dataset.column_names
+    spilled = cache_dir() / f".examples-{key}-{unique()}.arrow"
     try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphaned_spills()
+        # a large split is mapped from a file: an in-memory table would be pickled to each tokenising
+        # process, and datasets' map holds more of it in memory (1 M rows: 0.58 instead of 0.68 GB peak)
+        dataset = spill(table, spilled) if large else Dataset(InMemoryTable(table))
+        # a type that makes several rows of one example keeps only the columns encode() returns
+        remove = None if kind.one_row_per_example else dataset.column_names
         result = dataset.map(encode_with_length, batched=True, cache_file_name=str(cache_file), new_fingerprint=key,
                              remove_columns=remove, num_proc=num_proc, desc="tokenizing")
+    except OSError as e:
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise UserError(f"{cache_dir()}: the tokenised data is cached here, and it cannot be written "
+                            f"({e.strerror}): set HF_DATASETS_CACHE (or HF_HOME) to a folder you can write") from None
+        raise
     finally:
-        spilled.unlink(missing_ok=True)  # the result is in its own files
+        with contextlib.suppress(OSError):  # the result is in its own files
+            spilled.unlink(missing_ok=True)
     parts = [Path(f["filename"]).name for f in result.cache_files]
     if parts:  # written last: the entry is complete
         write_atomic(cache_dir() / f"tokenized-{key}.json", json.dumps(parts))
@@ -459,7 +494,7 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
 
 
 def remove_orphaned_spills(older_than: float = 86400.0) -> None:
-    """Remove spilled examples (.examples-KEY-PID.arrow) older than a day: a tokenising process killed mid-way
+    """Remove spilled examples (.examples-KEY-PID-RANDOM.arrow) older than a day: a tokenising process killed mid-way
     (kill -9, out of memory) could not remove its own (1 M rows: hundreds of MB). By age, not by whether the
     process lives: a cache folder may be shared by machines and containers whose processes this one cannot see."""
     now = time.time()
@@ -521,7 +556,7 @@ class ChunkFiles:
 
         if self.writer is None or table.schema != self.schema:
             self.close()
-            path = cache_dir() / f".reading-{os.getpid()}-{id(self)}-{len(self.paths)}.arrow"
+            path = cache_dir() / f".reading-{unique()}-{len(self.paths)}.arrow"
             path.parent.mkdir(parents=True, exist_ok=True)
             self.paths.append(path)
             self.writer, self.schema = pa.ipc.new_stream(str(path), table.schema), table.schema

@@ -3,8 +3,12 @@ importing torch: `mtnlp push` needs no more, and a wrong folder is refused at on
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import NotFound, UserError, first_line
@@ -25,6 +29,31 @@ def weights_readable_as_umask(folder) -> None:
         path.chmod(0o666 & ~mask)
 
 
+@contextmanager
+def writing(tmp: Path):
+    """Around writing the temporary folder `tmp`: a failure removes it (on a full disk it would hold the space a
+    retry needs) and, when the disk is full, is an OSError that says so (torch writes `unexpected pos 11328 vs
+    11220`, safetensors an error of its own)."""
+    try:
+        yield
+    except BaseException as e:
+        full = isinstance(e, Exception) and not isinstance(e, UserError) and disk_full(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if full and not (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp.parent)) from e
+        raise
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the file system `path` is on has less than 1 MiB left."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < 1 << 20
+    except OSError:
+        return False
+
+
 def umask() -> int:
     """The process's umask, read without setting it (os.umask sets it, for every thread, until set back)."""
     try:
@@ -34,6 +63,44 @@ def umask() -> int:
         mask = os.umask(0o22)
         os.umask(mask)
         return mask
+
+
+LOCK_FILE = ".mtnlp-training.lock"
+_held: dict[Path, object] = {}  # run folder -> its open lock file, held by this process
+
+
+def hold_run_folder(run_dir: Path) -> None:
+    """Hold run_dir's lock until release_run_folder or the process ends: a second run training into the same
+    folder (started beside this one, or overwriting it) is refused before it writes there. A lock of the
+    kernel's (flock), so a killed run leaves none; held again by its own process it is a no-op."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        return
+    key = run_dir.resolve()
+    if key in _held:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise UserError(f"{run_dir}: another run is training in this folder ({holder}): wait for it to end, "
+                        "or choose another output_dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    _held[key] = f
+
+
+def release_run_folder(run_dir: Path) -> None:
+    f = _held.pop(run_dir.resolve(), None)
+    if f is not None:
+        f.close()
 
 
 def is_onnx_folder(name) -> bool:

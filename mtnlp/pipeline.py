@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 from . import families
 from . import precision as precision_policy
 from .encoders import is_local_path, tokenizer_problem
-from .folders import check_multitask_config, is_onnx_folder, refuse_run_folder
+from .folders import check_model_folder, check_multitask_config, is_onnx_folder, refuse_run_folder
 from .modeling import MultiTaskModel, to_device
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem, truncating,
@@ -265,6 +265,8 @@ def load_pretrained(name: str, **hub_kwargs):
     if path.exists() and hub_kwargs.get("revision"):  # a folder has one version: the revision would be ignored
         raise UserError(f"revision {hub_kwargs['revision']!r}: {name} is a local folder; a revision is for a hub id")
     onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
+    if path.is_dir() and not onnx:  # e.g. a folder a killed run left without weights: named as what it is
+        check_model_folder(path)
     loading = "model"
     try:
         config = PreTrainedConfig.get_config_dict(name, **({} if onnx else hub_kwargs))[0]

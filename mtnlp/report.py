@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 import yaml
 
+from .errors import UserError
 from .evaluation import evaluate_split, main_metric, majority_baseline
-from .folders import RUN_OUTPUTS
+from .folders import RUN_OUTPUTS, writing
 from .recipe import Recipe, resolve_path, to_dict
 
 
@@ -85,7 +88,21 @@ def finite(value):
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    """A log's records; a last line cut short (the run was stopped, or its disk filled, while writing it) is
+    dropped with a warning, as a resume writes that step's record again."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError as e:
+            if number < len(lines):
+                raise UserError(f"{path}:{number}: not a JSON record ({e})") from None
+            warnings.warn(f"{path}:{number}: a line cut short, left out", stacklevel=2)
+            continue
+        if record is not None:
+            records.append(record)
+    return records
 
 
 def forget_after(run_dir: Path, step: int) -> None:
@@ -101,9 +118,19 @@ def forget_after(run_dir: Path, step: int) -> None:
 
 
 def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -> None:
-    """The model (with `state_dict`: those weights, in its config) and its tokenizer."""
-    model.save_pretrained(folder, state_dict=state_dict)
-    tokenizer.save_pretrained(folder)
+    """The model (with `state_dict`: those weights, in its config) and its tokenizer, written beside `folder`
+    and swapped in: neither a crash or a full disk mid-write nor a reader (`mtnlp predict` during training)
+    meets one step's weights under another step's config."""
+    tmp, old = folder.with_name(f".tmp-{folder.name}"), folder.with_name(f".old-{folder.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with writing(tmp):
+        model.save_pretrained(tmp, state_dict=state_dict)
+        tokenizer.save_pretrained(tmp)
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class LossLog:

@@ -36,9 +36,10 @@ from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, rem
 from .data import RawTask, TaskData, load_task, model_rows, split_facts
 from .encoders import is_local_path, resolve_encoder, tokenizer_problem
 from .errors import NoRevision, NotFound, UserError
-from .folders import STATE_FILE
+from .folders import STATE_FILE, hold_run_folder, release_run_folder
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .loader import BatchPlan, training_loader
+from .metrics import load_metrics
 from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
 from .modeling import MultiTaskModel, head_mismatch, to_device, transfer_encoder_task
 from .pipeline import load_pretrained
@@ -425,6 +426,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         tokenizer = load_tokenizer(recipe, encoder)
     tasks = load_tasks(recipe, tokenizer, accelerator, raw)
     metrics = {name: default_metrics(recipe, name, tasks[name].labels) for name in recipe.tasks}
+    load_metrics(name for names in metrics.values() for name in names)  # e.g. a read-only HF_HOME: said before step 1
     model = build_model(recipe, tasks, encoder, source)
     model.config.mtnlp = training_record(recipe, metrics, source, source_path)
 
@@ -463,6 +465,10 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         by = "model selection and early stopping go" if t.early_stopping_patience is not None else "model selection goes"
         accelerator.print(f"{by} by the validation splits of {', '.join(evaluated)}; "
                           f"{', '.join(others)} {'has' if len(others) == 1 else 'have'} none")
+    if accelerator.is_main_process:  # before anything is written: a run started beside this one into its folder is refused
+        hold_run_folder(run_dir)
+        if not own:  # again, held: such a run may have ended since (and left its model)
+            refuse_to_mix(run_dir, recipe)
     if folder is not None:
         resume(run, folder, own)
         run.resumed_from = folder
@@ -648,6 +654,7 @@ def finish(run: Run) -> TrainResult:
             accelerator.print(f"pushed to {url}")
     if run.recipe.training.report_to:
         accelerator.end_training()
+    release_run_folder(run_dir)
     return TrainResult(run_dir, best, run.unwrapped, final, accelerator, run.weighting.weights(), run.precision)
 
 

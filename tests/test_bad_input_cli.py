@@ -271,7 +271,7 @@ def evaluate_folder_that_is_not_a_model(c: Ctx):
     folder = c.folder / "not-a-model"
     folder.mkdir()
     (folder / "notes.txt").write_text("just notes\n")
-    return ["evaluate", str(folder), str(c.recipe())], f"{folder}:", ["not an mtnlp model folder"]
+    return ["evaluate", str(folder), str(c.recipe())], f"{folder}:", ["not a model folder (no config.json)"]
 
 
 def evaluate_base_encoder_instead_of_model(c: Ctx):

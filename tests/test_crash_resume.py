@@ -85,8 +85,11 @@ def test_sigkill_then_resume_latest_equals_uninterrupted(make_recipe, tmp_path, 
     assert proc.returncode == -signal.SIGKILL
     killed_at = int(find_checkpoint(run, "latest").name.split("-")[1])
     assert 20 <= killed_at < 150
+    with open(run / "train_log.jsonl", "a") as log:  # killed (or its disk full) while writing a record
+        log.write('{"step": 999, "loss": {"sentiment": 0.')
     resumed = train_cli(recipe, "training.resume_from=latest")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "train_log.jsonl:" in resumed.stderr and "a line cut short, left out" in resumed.stderr
     assert f"resumed from {run / 'checkpoints'}" in resumed.stdout + resumed.stderr
     assert_same_run(final_state(run), reference)
     history = [json.loads(line)["step"] for line in (run / "history.jsonl").read_text().splitlines()]

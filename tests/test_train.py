@@ -321,8 +321,8 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
     # a folder whose tokenizer lost its vocabulary (tokenizer.json) loads as special tokens only: every word [UNK]
     shutil.copytree(tmp_path / "run" / "model", tmp_path / "no-vocab")
     (tmp_path / "no-vocab" / "tokenizer.json").unlink()
-    with pytest.raises(UserError, match=r"model.init_from: .*no-vocab: its tokenizer has no vocabulary, only special "
-                                        r"tokens \(tokenizer.json or its vocab file is missing\)$"):
+    with pytest.raises(UserError, match=r"model.init_from: .*no-vocab: not a complete model folder: no tokenizer "
+                                        r"\(tokenizer_config.json and tokenizer.json\)$"):
         train(load_recipe(target, [f"model.init_from={tmp_path / 'no-vocab'}"]))
     # a checkpoint, or a run with checkpoints and no model yet, is named for what it is
     (tmp_path / "stopped" / "checkpoints" / "step-2").mkdir(parents=True)

@@ -50,8 +50,21 @@ def load_metric(name: str, config: str | None = None):
     if name not in METRIC_FILES:
         raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRIC_FILES)}")
     if (name, config) not in _CACHE:
-        _CACHE[name, config] = evaluate.load(str(_DIR / f"{name}.py"), config)
+        try:
+            _CACHE[name, config] = evaluate.load(str(_DIR / f"{name}.py"), config)
+        except OSError as e:  # evaluate copies a module into its modules cache (and touches it) before importing it
+            from ..errors import UserError
+
+            raise UserError(f"{e.filename or evaluate.config.HF_MODULES_CACHE}: {e.strerror or e}: evaluate copies "
+                            f"mtnlp's metric modules into HF_MODULES_CACHE ({evaluate.config.HF_MODULES_CACHE}): "
+                            "set it, or HF_HOME, to a folder you can write") from None
     return _CACHE[name, config]
+
+
+def load_metrics(names) -> None:
+    """Load the modules of these recipe metric names now: training checks that it can before its first step."""
+    for name in names:
+        load_metric(METRICS[name].module, METRICS[name].config)
 
 
 def compute(name: str, predictions: list, references: list) -> float:

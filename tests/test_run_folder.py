@@ -1,0 +1,188 @@
+"""What a run folder survives: a second run started into it, a crash or a full disk while a model or a
+checkpoint is written, a log line cut short, a machine whose caches cannot be written."""
+
+import errno
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import FOUR_TASKS
+from mtnlp import report
+from mtnlp.errors import UserError
+from mtnlp.recipe import load_recipe
+from mtnlp.recipes.multitask import train
+
+
+def hold_in_another_process(folder):
+    """A process that holds `folder`'s run lock until killed."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                             "from mtnlp.folders import hold_run_folder; hold_run_folder(Path(sys.argv[1])); "
+                             "print('held', flush=True); time.sleep(300)", str(folder)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_run_into_a_folder_a_run_is_training_in_is_refused(make_recipe, tmp_path):
+    """Two runs into one folder mixed their checkpoints and logs (one crashed); `overwrite_output_dir` deleted
+    the live run's checkpoint files under it."""
+    recipe = make_recipe(training={"steps": 2})
+    run = tmp_path / "run"
+    train(load_recipe(recipe))
+    model = (run / "model" / "model.safetensors").read_bytes()
+    holder = hold_in_another_process(run)
+    try:
+        with pytest.raises(UserError, match=rf"^{run}: another run is training in this folder \(process {holder.pid} "
+                                            r"on .+\): wait for it to end, or choose another output_dir$"):
+            train(load_recipe(recipe, ["overwrite_output_dir=true"]))
+        assert (run / "model" / "model.safetensors").read_bytes() == model  # nothing removed
+    finally:
+        holder.kill()
+        holder.wait()
+    train(load_recipe(recipe, ["overwrite_output_dir=true"]))  # a killed holder leaves no lock
+
+
+def test_a_run_that_ended_while_this_one_read_its_data_is_not_replaced(make_recipe, tmp_path, monkeypatch):
+    """The folder was empty when checked first; held, it is checked again before anything is removed."""
+    from mtnlp import train as training
+
+    hold = training.hold_run_folder
+
+    def another_run_ended_meanwhile(run_dir):
+        (run_dir / "model").mkdir(parents=True)
+        (run_dir / "model" / "config.json").write_text("{}")
+        hold(run_dir)
+
+    monkeypatch.setattr(training, "hold_run_folder", another_run_ended_meanwhile)
+    with pytest.raises(UserError, match=r"output_dir: .*run holds another run \(model/\) and no checkpoint"):
+        train(load_recipe(make_recipe(training={"steps": 2})))
+    assert (tmp_path / "run" / "model" / "config.json").read_text() == "{}"
+
+
+def test_a_log_line_cut_short_is_dropped_and_a_damaged_line_within_named(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "loss')  # the disk filled while step 3 was written
+    with pytest.warns(UserWarning, match=rf"{log}:3: a line cut short, left out"):
+        assert report.read_jsonl(log) == [{"step": 1}, {"step": 2}]
+    log.write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
+    with pytest.raises(UserError, match=rf"^{log}:2: not a JSON record"):
+        report.read_jsonl(log)
+
+
+@pytest.fixture
+def model_and_tokenizer(tiny_encoder):
+    from transformers import AutoTokenizer
+
+    from mtnlp import MultiTaskModel
+
+    return MultiTaskModel.from_encoder(tiny_encoder, FOUR_TASKS), AutoTokenizer.from_pretrained(tiny_encoder)
+
+
+def test_a_model_save_that_fails_leaves_the_saved_model_whole(tmp_path, model_and_tokenizer, monkeypatch):
+    """config.json was written first, in place: a crash or a full disk before the weights left one step's
+    weights under another step's config, which predict and evaluate loaded without a word."""
+    model, tokenizer = model_and_tokenizer
+    folder = tmp_path / "model"
+    model.config.mtnlp = {"step": 10}
+    report.save_model(folder, model, tokenizer)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    model.config.mtnlp = {"step": 20}
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(type(tokenizer), "save_pretrained", fail)  # after the new config and weights
+    with pytest.raises(RuntimeError, match="killed"):
+        report.save_model(folder, model, tokenizer)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the half-written copy removed
+    monkeypatch.undo()
+    report.save_model(folder, model, tokenizer)
+    assert json.loads((folder / "config.json").read_text())["mtnlp"] == {"step": 20}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_write_that_fails_on_a_full_disk_says_so(tmp_path, monkeypatch):
+    """torch's error on a full disk is `unexpected pos 11328 vs 11220`; safetensors' is its own."""
+    from mtnlp import folders
+
+    tmp = tmp_path / ".tmp-step-000010"
+    tmp.mkdir()
+    monkeypatch.setattr(folders, "disk_full", lambda path: True)
+    with pytest.raises(OSError) as raised:
+        with folders.writing(tmp):
+            (tmp / "optimizer.pt").write_bytes(b"part")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 11328 vs 11220")
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path)
+    assert not tmp.exists()  # its space is free for the next try
+    monkeypatch.setattr(folders, "disk_full", lambda path: False)
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        with folders.writing(tmp):
+            raise RuntimeError("unexpected pos")
+
+
+def test_a_checkpoint_left_half_written_is_removed_by_the_next(tmp_path):
+    from mtnlp.checkpoint import find_checkpoint, save_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    stale = checkpoints / ".tmp-step-000005"  # a full disk stopped its save
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"x" * 1000)
+    model = torch.nn.Linear(2, 2)
+    save_checkpoint(checkpoints / "step-000010", model, torch.optim.SGD(model.parameters(), lr=0.1), {"step": 10})
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000010"]
+    assert find_checkpoint(tmp_path, "latest").name == "step-000010"
+
+
+def test_a_full_disk_or_a_read_only_folder_is_one_line_and_status_1(capsys):
+    from mtnlp.cli import guarded
+
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/demo/checkpoints")
+
+    assert guarded(full, debug=False) == 1
+    assert capsys.readouterr().err == "error: runs/demo/checkpoints: No space left on device\n"
+
+    def read_only():
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    assert guarded(read_only, debug=False) == 1
+    assert capsys.readouterr().err == "error: Read-only file system\n"
+    with pytest.raises(OSError):
+        guarded(full, debug=True)
+
+
+def test_metric_modules_that_cannot_be_cached_stop_training_before_its_first_step(make_recipe, tmp_path, monkeypatch):
+    """evaluate copies (and touches) each module in HF_MODULES_CACHE: a read-only HF_HOME failed at the first
+    evaluation, after every step, and the run's training was lost."""
+    import evaluate
+
+    from mtnlp import metrics
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", "/ro/modules/evaluate_modules/metrics/accuracy")
+
+    monkeypatch.setattr(metrics, "_CACHE", {})
+    monkeypatch.setattr(evaluate, "load", read_only)
+    with pytest.raises(UserError, match=r"^/ro/modules/evaluate_modules/metrics/accuracy: Read-only file system: "
+                                        r"evaluate copies mtnlp's metric modules into HF_MODULES_CACHE \(.+\): "
+                                        r"set it, or HF_HOME, to a folder you can write$"):
+        train(load_recipe(make_recipe(training={"steps": 2})))
+    assert not (tmp_path / "run" / "train_log.jsonl").exists()
+
+
+def test_a_model_folder_without_weights_is_named_incomplete(tmp_path, tiny_encoder):
+    """What a run killed during its first save leaves: config.json and no weights."""
+    from conftest import save_model
+
+    from mtnlp.pipeline import load_pretrained
+
+    folder = save_model(tmp_path / "model", tiny_encoder, FOUR_TASKS)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(UserError, match=rf"^{folder}: not a complete model folder: no model.safetensors \(the weights\)$"):
+        load_pretrained(folder)
