@@ -29,18 +29,20 @@ def main(argv: list[str] | None = None) -> int:
     debug = argparse.ArgumentParser(add_help=False)  # --debug also after the command
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True)
+    parsers = {}
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help, parents=[debug])
+        parsers[name] = commands.add_parser(name, help=help, parents=[debug])
+        return parsers[name]
 
     p = command("train", help="train the tasks of a recipe")
     p.add_argument("recipe", help="recipe YAML file")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. training.lr=3e-5")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="dotted overrides, e.g. training.lr=3e-5")
 
     p = command("evaluate", help="evaluate a trained model on a recipe's tasks")
     p.add_argument("model", help="model directory (a run's model/ folder) or hub id")
     p.add_argument("recipe", help="recipe YAML file naming the tasks' data")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value")
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"],
                    help="the split to evaluate (default: validation)")
     p.add_argument("--tasks", help="comma-separated task names of the recipe (default: all)")
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = command("predict", help="every head's predictions for texts, as JSON lines")
     p.add_argument("model", help="model directory or hub id")
-    p.add_argument("texts", nargs="*", metavar="TEXT")
+    p.add_argument("texts", nargs="*", default=[], metavar="TEXT")
     p.add_argument("--tasks", help="comma-separated task names (default: all heads)")
     p.add_argument("--input", help="JSON lines file with {\"text\": ...} per line (or a JSON string, a pair "
                    "{\"text\", \"text_pair\"}, a multiple-choice {\"text\", \"choices\"}, a QA {\"question\", "
@@ -106,12 +108,16 @@ def main(argv: list[str] | None = None) -> int:
 
     args, extra = parser.parse_known_args(argv)
     late = {"predict": "texts", "evaluate": "overrides", "train": "overrides"}.get(args.command)
-    if extra and late and not any(a.startswith("-") for a in extra):
+    before, after = (extra[:extra.index("--")], extra[extra.index("--") + 1:]) if "--" in extra else (extra, [])
+    if extra and late and not any(a.startswith("-") for a in before):
         # after an option: `predict MODEL --tasks a,b "some text"`, `evaluate MODEL RECIPE --split test k=v`,
-        # `train RECIPE k=v --debug k=v`
-        getattr(args, late).extend(extra)
+        # `train RECIPE k=v --debug k=v`; after `--`, a text that starts with "-"
+        getattr(args, late).extend(before + after)
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        dashed = [a for a in before if a.startswith("-")]
+        what = {"texts": "a text", "overrides": "an override"}.get(late)
+        hint = f" ({what} that starts with '-' goes after --)" if what and len(dashed) == 1 else ""
+        parsers[args.command].error(f"unrecognized arguments: {' '.join(dashed or extra)}{hint}")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,
                 "recipes": cmd_recipes, "export": cmd_export, "serve": cmd_serve}
     return guarded(lambda: commands[args.command](args), args.debug)
@@ -150,7 +156,9 @@ def guarded(command, debug: bool) -> int:
 
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
     try:
-        return command()
+        status = command()
+        sys.stdout.flush()  # a reader that closed the pipe is met here, not in Python's flush at exit
+        return status
     except UserError as e:
         if debug:
             raise
@@ -161,8 +169,11 @@ def guarded(command, debug: bool) -> int:
         close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:  # the machine's, not the user's: a full disk, a read-only or forbidden folder
-        if debug or e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+    except BrokenPipeError:  # `mtnlp predict ... | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own flush at exit would fail too)
+        return 128 + signal.SIGPIPE
+    except OSError as e:  # the machine's, not the user's: a full disk, a read-only or forbidden folder, EIO
+        if debug or e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO):
             raise
         close_progress_bars()
         print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
@@ -193,8 +204,11 @@ def requested_tasks(value: str | None, available: list[str], holder: str = "the 
     """--tasks a,b as a list (None: every task), each one `available` has."""
     from .errors import UserError
 
-    if not value:
+    if value is None:
         return None
+    if not value.strip(",") or ",," in value:
+        raise UserError(f"--tasks {value!r}: an empty task name; give names separated by commas, or leave --tasks "
+                        "out for every task")
     tasks = list(dict.fromkeys(value.split(",")))
     unknown = [t for t in tasks if t not in available]
     if unknown:
@@ -309,13 +323,13 @@ def cmd_evaluate(args) -> int:
         warnings.warn(f"{option}: {chosen.warning}", stacklevel=1)
     results = evaluate_split(model, tokenizer, tasks, metrics, args.split, recipe.training.eval_batch_size,
                              chosen.autocast, say=lambda note: warnings.warn(note, stacklevel=1))
-    print(table({name: {args.split: values} for name, values in results.items()}))
     if output is None:
         output = Path(args.model) / f"eval-{args.split}.json" if Path(args.model).is_dir() else Path(f"eval-{args.split}.json")
-    try:
+    try:  # before the table: a reader that closes stdout (| head) must not cost the results
         output.write_text(json.dumps({"tasks": {n: {args.split: v} for n, v in results.items()}}, indent=2))
     except OSError as e:
         raise UserError(f"{output}: cannot write: {e.strerror}") from None
+    print(table({name: {args.split: values} for name, values in results.items()}))
     print(f"wrote {output}")
     return 0
 
@@ -465,7 +479,8 @@ def cmd_recipes(args) -> int:
         return 0
     if not args.name:
         raise UserError("recipes copy: name the recipe to copy (see `mtnlp recipes list`)")
-    name = next((n for n in (args.name, f"{args.name}.py", f"{args.name}.yaml") if n in entries), None)
+    name = next((n for n in (args.name, f"{args.name}.py", f"{args.name}.yaml", f"methods/{args.name}",
+                             f"methods/{args.name}.yaml") if n in entries), None)
     if name is None:
         raise UserError(f"recipes copy: no recipe '{args.name}' (there are: {', '.join(entries)})")
     dest = Path(args.dest or Path(name).name).expanduser()
@@ -510,31 +525,36 @@ def cmd_export(args) -> int:
         raise UserError(f"export: {args.out} is a file; name a folder to write")
     if out.is_dir() and any(out.iterdir()):  # the model's own folder, an earlier export, ...
         raise UserError(f"export: {args.out} is not empty; name a new or empty folder (export never overwrites)")
-    from .folders import is_onnx_folder
+    from .folders import is_onnx_folder, writing
 
     if is_onnx_folder(args.model):
         raise UserError(f"export: {args.model} is an ONNX export; export reads a PyTorch model folder or hub id")
     quiet_libraries(with_datasets=False)
     model, tokenizer = load_model(args.model, revision=args.revision)
+    # written beside OUT, then renamed: a full disk or a crash leaves no part of an export that blocks a retry
+    tmp = out.resolve().with_name(f".tmp-{out.resolve().name}-{os.getpid()}")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with writing(tmp):
+        if args.onnx:
+            from .hub import onnx_card, read_card
+            from .onnx_model import export_onnx
+
+            export_onnx(model, tokenizer, tmp, args.task, args.quantize)
+            card = onnx_card(read_card(args.model, args.revision), args.model, tmp, args.quantize, bool(args.task),
+                             args.revision)
+            (tmp / "README.md").write_text(card, encoding="utf-8")  # serve's /info shows the card's metrics
+        else:
+            from .export import export_folder
+
+            export_folder(model, tokenizer, args.task[0], tmp)
+        os.replace(tmp, out)  # OUT: new, or an empty folder
     if args.onnx:
-        from .onnx_model import export_onnx
-
-        from .hub import onnx_card, read_card
-
-        export_onnx(model, tokenizer, args.out, args.task, args.quantize)
-        card = onnx_card(read_card(args.model, args.revision), args.model, out, args.quantize, bool(args.task),
-                         args.revision)
-        (out / "README.md").write_text(card, encoding="utf-8")  # serve's /info shows the card's metrics
         print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {args.out} ...")
         return 0
-    from .export import export_folder
-
-    task = args.task[0]
-    export_folder(model, tokenizer, task, args.out)
     print(f"wrote {args.out}")
     from .tasks import task_type
 
-    if task_type(model.config.tasks[task]["type"]).head_kind == "token":  # word pieces past the first are untrained
+    if task_type(model.config.tasks[args.task[0]]["type"]).head_kind == "token":  # word pieces past the first are untrained
         print(f'use it with pipeline("token-classification", model="{args.out}", aggregation_strategy="first")')
     return 0
 

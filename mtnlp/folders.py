@@ -126,8 +126,13 @@ def check_multitask_config(name, config: dict) -> None:
 
 def check_model_folder(model_dir: Path) -> None:
     """A UserError unless `model_dir` is an mtnlp multi-task model folder that loads: config, weights, tokenizer."""
+    if model_dir.is_file():
+        raise UserError(f"{model_dir}: a file, not a model folder (give the folder that holds it)")
     if not model_dir.is_dir():
         raise NotFound(f"{model_dir}: model folder not found")
+    if (model_dir / STATE_FILE).exists() or (model_dir / "checkpoints").is_dir() and not (model_dir / "config.json").exists():
+        raise UserError(f"{model_dir}: a training checkpoint, or a run that has not finished: finish it "
+                        "(training.resume_from), then give its model folder")
     if is_onnx_folder(model_dir):
         raise UserError(f"{model_dir}: an ONNX export ({ONNX_FILE}), which cannot be loaded by hub id: push the "
                         "model folder it was exported from, or share this folder as plain files (hf upload)")
@@ -139,9 +144,13 @@ def check_model_folder(model_dir: Path) -> None:
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise UserError(f"{model_dir / 'config.json'}: cannot read: {first_line(e)}") from None
     check_multitask_config(model_dir, config if isinstance(config, dict) else {})
+    if (config.get("mtnlp") or {}).get("onnx"):
+        raise UserError(f"{model_dir}: an ONNX export without its {ONNX_FILE}")
     missing = []
     if not any((model_dir / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
         missing.append("model.safetensors (the weights)")
+    elif problem := safetensors_problem(model_dir / "model.safetensors"):
+        raise UserError(f"{model_dir / 'model.safetensors'}: {problem}")
     # tokenizer_config.json and the vocabulary: tokenizer.json (some tokenizers also load from vocab.* or *.model)
     vocabulary = [p for p in model_dir.iterdir() if p.name == "tokenizer.json" or p.name.startswith("vocab.")
                   or p.suffix == ".model"]
@@ -149,6 +158,26 @@ def check_model_folder(model_dir: Path) -> None:
         missing.append("tokenizer (tokenizer_config.json and tokenizer.json)")
     if missing:
         raise UserError(f"{model_dir}: not a complete model folder: no {', no '.join(missing)}")
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's framing, read from its header without loading it (a file cut
+    short by a full disk or an interrupted copy), or None."""
+    if not path.is_file():  # sharded: model.safetensors.index.json
+        return None
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if size < 8 or length > size - 8:
+                raise ValueError("cut short: its header is longer than the file")
+            header = json.loads(f.read(length))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as e:
+        return f"not a readable safetensors file ({first_line(e)})"
+    if 8 + length + end != size:
+        return f"cut short or damaged: {size:,} bytes, where its header describes {8 + length + end:,}"
+    return None
 
 
 def in_task_order(tasks: dict, order: list | None) -> dict:

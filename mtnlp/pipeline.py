@@ -265,7 +265,7 @@ def load_pretrained(name: str, **hub_kwargs):
     if path.exists() and hub_kwargs.get("revision"):  # a folder has one version: the revision would be ignored
         raise UserError(f"revision {hub_kwargs['revision']!r}: {name} is a local folder; a revision is for a hub id")
     onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
-    if path.is_dir() and not onnx:  # e.g. a folder a killed run left without weights: named as what it is
+    if path.exists() and not onnx:  # a file, a checkpoint, a folder a killed run left without weights: named
         check_model_folder(path)
     loading = "model"
     try:
@@ -304,6 +304,11 @@ def load_pretrained(name: str, **hub_kwargs):
         raise UserError(f"{name}: not an mtnlp model folder or hub repository ({first_line(e)})") from None
     except (SafetensorError, *onnx_errors()) as e:  # a damaged or cut-off weights file
         raise UserError(f"{name}: cannot read its weights ({first_line(e)})") from None
+    except (KeyError, TypeError, AttributeError) as e:  # a config.json edited by hand: a task without labels, ...
+        if loading != "model":
+            raise
+        raise UserError(f"{name}: its config.json does not describe an mtnlp model that loads "
+                        f"({type(e).__name__}: {first_line(e)})") from None
 
 
 def hub_load_error(name: str, error: Exception, revision: str | None):

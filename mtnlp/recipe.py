@@ -8,7 +8,9 @@ silent conversions); check() adds what relates several keys.
 from __future__ import annotations
 
 import copy
+import os
 import re
+import tempfile
 import warnings
 from collections.abc import Hashable
 from pathlib import Path
@@ -683,10 +685,15 @@ def check_training_paths(recipe: Recipe) -> None:
 
     encoder, source, run_dir = recipe.model.encoder, recipe.model.init_from, run_directory(recipe)
     if not source and is_local_path(encoder) and not Path(encoder).is_dir():
-        fail("model.encoder", f"{encoder}: folder not found")
+        fail("model.encoder", f"{encoder}: " + ("a file, not a folder" if Path(encoder).exists() else "folder not found"))
     for folder in (run_dir, *run_dir.parents):
         if folder.exists() and not folder.is_dir():
             fail("output_dir", f"{folder} is a file, not a folder")
+    existing = next(folder for folder in (run_dir, *run_dir.parents, Path(".")) if folder.exists())
+    try:  # said now, not after the data is read and the model built (a folder made and removed: nothing is left)
+        os.rmdir(tempfile.mkdtemp(prefix=".mtnlp-check-", dir=existing))
+    except OSError as e:
+        fail("output_dir", f"{run_dir}: cannot write in {existing} ({e.strerror})")
     resume = recipe.training.resume_from
     if resume and recipe.overwrite_output_dir and (resume == "latest" or (run_dir.resolve() / "checkpoints")
                                                    in Path(resume).expanduser().resolve().parents):

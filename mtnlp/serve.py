@@ -381,8 +381,8 @@ def check_args(args) -> None:
     for name in ("max_batch", "batch_size", "max_body_bytes", "max_inputs", "max_chars"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')}: must be at least 1 (got {getattr(args, name)})")
-    if args.batch_window_ms < 0:
-        raise UserError(f"--batch-window-ms: must not be negative (got {args.batch_window_ms})")
+    if not 0 <= args.batch_window_ms <= 10_000:  # inf held every request, nan was taken as 0
+        raise UserError(f"--batch-window-ms: must be from 0 to 10000 (got {args.batch_window_ms})")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port: {args.port} is not a port number (0 picks a free one)")
 

@@ -148,9 +148,6 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
     if revision and path.exists():
         raise UserError(f"{recipe.where('model.init_revision')}: model.init_revision: {where} is a local folder; "
                         "a revision is for a hub id")
-    if (path / STATE_FILE).exists() or (path / "checkpoints").is_dir() and not (path / "config.json").exists():
-        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is a training checkpoint or a run "
-                        "that has not finished: finish it (training.resume_from), then give its model folder")
     try:
         model, tokenizer = load_pretrained(where, **hub_kwargs)
     except UserError as e:  # not found, another model type (a base encoder), damaged weights, ...

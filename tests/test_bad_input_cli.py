@@ -349,7 +349,8 @@ def damaged_weights_file(c: Ctx):
 
     copy = shutil.copytree(c.model, c.folder / "damaged")
     (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:1000])
-    return ["predict", str(copy), "some text"], f"{copy}:", ["cannot read its weights"]
+    return ["predict", str(copy), "some text"], f"{copy / 'model.safetensors'}:", \
+        ["not a readable safetensors file (cut short: its header is longer than the file)"]
 
 
 def export_quantize_without_onnx(c: Ctx):
@@ -368,7 +369,70 @@ def recipes_list_with_an_argument(c: Ctx):
     return ["recipes", "list", "bogus"], "recipes list", ["takes no arguments (got: bogus)"]
 
 
+def output_dir_that_cannot_be_created(c: Ctx):
+    # /proc takes no folders (for root too): said before the data is read, not as a traceback after it
+    recipe = c.recipe()
+    return ["train", str(recipe), "output_dir=/proc/mtnlp-run"], f"{recipe} (command-line override):", \
+        ["output_dir: /proc/mtnlp-run: cannot write in /proc"]
+
+
+def predict_tasks_empty(c: Ctx):
+    # an empty $TASKS in a script meant every head, silently
+    return ["predict", str(c.model), "text", "--tasks", ""], "--tasks '':", ["an empty task name"]
+
+
+def predict_tasks_with_an_empty_name(c: Ctx):
+    return ["predict", str(c.model), "text", "--tasks", "sentiment,,ner"], "--tasks 'sentiment,,ner':", \
+        ["an empty task name"]
+
+
+def predict_a_checkpoint_folder(c: Ctx):
+    folder = c.folder / "checkpoints" / "step-000004"
+    folder.mkdir(parents=True)
+    c.file("checkpoints/step-000004/trainer_state.json", "{}")
+    return ["predict", str(folder), "text"], f"{folder}:", ["a training checkpoint, or a run that has not finished"]
+
+
+def predict_a_file_as_the_model(c: Ctx):
+    return ["predict", str(c.model / "config.json"), "text"], f"{c.model / 'config.json'}:", \
+        ["a file, not a model folder"]
+
+
+def copy_of_the_model(c: Ctx) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(c.model, c.folder / "model"))
+
+
+def push_weights_cut_short(c: Ctx):
+    # a copy interrupted, or a full disk: uploaded with exit status 0 before
+    model = copy_of_the_model(c)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+    return ["push", str(model), "me/model"], f"{weights}:", ["cut short or damaged: 100,000 bytes"]
+
+
+def predict_config_without_a_tasks_labels(c: Ctx):
+    import json
+
+    model = copy_of_the_model(c)
+    config = json.loads((model / "config.json").read_text())
+    del config["tasks"]["sentiment"]["labels"]
+    (model / "config.json").write_text(json.dumps(config))
+    return ["predict", str(model), "text"], f"{model}:", ["its config.json does not describe an mtnlp model that loads",
+                                                        "KeyError"]
+
+
+def serve_batch_window_infinite(c: Ctx):
+    # inf held every request forever
+    return ["serve", str(c.model), "--port", "0", "--batch-window-ms", "inf"], "--batch-window-ms:", \
+        ["must be from 0 to 10000 (got inf)"]
+
+
 CASES = [Case(f.__name__, f) for f in (
+    output_dir_that_cannot_be_created, predict_tasks_empty, predict_tasks_with_an_empty_name,
+    predict_a_checkpoint_folder, predict_a_file_as_the_model, push_weights_cut_short,
+    predict_config_without_a_tasks_labels, serve_batch_window_infinite,
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
     invalid_json_line, validation_from_train_leaving_no_training_example, tune_thresholds_without_a_validation_split, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,

@@ -1,9 +1,12 @@
 """The command line answers --help, recipe mistakes and data-file mistakes without importing torch,
 transformers or datasets (seconds of start-up): this guards it by making those imports fail."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "peft", "evaluate")
 
@@ -89,3 +92,72 @@ def test_an_error_met_during_training_starts_a_line_of_its_own(capsys):
 
     assert guarded(training, debug=False) == 2
     assert "\nerror: data.jsonl:3: a bad row\n" in capsys.readouterr().err
+
+
+def test_texts_and_overrides_after_an_option_and_after_a_double_dash(monkeypatch, capsys):
+    """`predict M hi --tasks a "-a text"` was `unrecognized arguments: -a text` (with the top-level usage); after
+    `--` a text may start with '-'. An optional positional is not listed as required."""
+    from mtnlp import cli
+
+    monkeypatch.setattr(cli, "cmd_predict", lambda args: print(args.texts) or 0)
+    assert cli.main(["predict", "M", "hi", "--tasks", "a", "there", "--", "-a text", "--tasks"]) == 0
+    assert capsys.readouterr().out == "['hi', 'there', '-a text', '--tasks']\n"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["predict", "M", "hi", "--tasks", "a", "-a text"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: mtnlp predict ")  # the command's usage, not mtnlp's
+    assert err.endswith("error: unrecognized arguments: -a text (a text that starts with '-' goes after --)\n")
+    with pytest.raises(SystemExit):
+        cli.main(["train"])
+    assert capsys.readouterr().err.endswith("error: the following arguments are required: recipe\n")
+
+
+def test_a_closed_output_pipe_ends_quietly_with_the_results_written(make_recipe, tmp_path):
+    """`mtnlp evaluate ... | head -1`: a BrokenPipeError traceback, and eval-SPLIT.json was never written (it is
+    written before the table is printed now)."""
+    from mtnlp.recipe import load_recipe
+    from mtnlp.recipes.multitask import train
+
+    recipe = make_recipe(training={"steps": 2})
+    train(load_recipe(recipe))
+    model = tmp_path / "run" / "model"
+    proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "evaluate", str(model), str(recipe)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()  # `| head -1`
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, stderr  # 128 + SIGPIPE, as a shell reports a pipe's writer
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert set(json.loads((model / "eval-validation.json").read_text())["tasks"]) == {"sentiment", "score", "ner"}
+
+
+def test_an_export_that_fails_leaves_nothing_behind(tmp_path, tiny_encoder, monkeypatch, capsys):
+    """A full disk left a part of the export in OUT, and `export never overwrites` then refused the retry."""
+    import errno
+
+    from conftest import FOUR_TASKS, save_model
+    from mtnlp import cli, export
+
+    model = save_model(tmp_path / "model", tiny_encoder, FOUR_TASKS)
+
+    def disk_full(model, tokenizer, task, out):
+        out.mkdir()
+        (out / "config.json").write_text("{}")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "export_folder", disk_full)
+    assert cli.main(["export", str(model), "--task", "sentiment", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.endswith("\nerror: No space left on device\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    monkeypatch.undo()
+    assert cli.main(["export", str(model), "--task", "sentiment", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "out"]
+
+
+def test_recipes_copy_finds_a_method_recipe_by_its_short_name(tmp_path):
+    from mtnlp import cli
+
+    assert cli.main(["recipes", "copy", "lora", str(tmp_path)]) == 0
+    assert "sharing: lora" in (tmp_path / "lora.yaml").read_text()

@@ -328,7 +328,7 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
     (tmp_path / "stopped" / "checkpoints" / "step-2").mkdir(parents=True)
     (tmp_path / "stopped" / "checkpoints" / "step-2" / "trainer_state.json").write_text("{}")
     for folder in ("stopped", "stopped/checkpoints/step-2"):
-        with pytest.raises(UserError, match="is a training checkpoint or a run that has not finished: finish it"):
+        with pytest.raises(UserError, match="a training checkpoint, or a run that has not finished: finish it"):
             train(load_recipe(target, [f"model.init_from={tmp_path / folder}"]))
     # a relative source that is neither here nor on the hub: where it was looked for
     with pytest.raises(UserError, match=r"runs-x/src: not in the local hub cache.*; nor is it a folder in the current "
