@@ -308,9 +308,12 @@ def cmd_evaluate(args) -> int:
         used = task_type(head["type"]).evaluated_as(head, spec)
         if used != head:  # e.g. another multi-label threshold than training's: not the model's tuned ones
             model.config.tasks[name] = used
-            changed = ", ".join(f"{key} {used[key]}" for key in used if key in head and used[key] != head[key]
-                                and used[key] is not None)
-            print(f"{name}: {changed} from the recipe, instead of the model's")
+            differ = [key for key in used if key in head and used[key] != head[key]]
+            changed = ", ".join(f"{key} {used[key]}" for key in differ if used[key] is not None)
+            dropped = ", ".join(key for key in differ if used[key] is None)  # e.g. tune_thresholds: false
+            print(f"{name}: " + (f"{changed} from the recipe, instead of the model's" if changed else "")
+                  + ("; " if changed and dropped else "")
+                  + (f"the model's {dropped} not used (tasks.{name} in the recipe)" if dropped else ""))
     if not tasks:
         raise UserError(f"{recipe.source}: no task has a {args.split} split (tasks.NAME.data.{args.split})")
     if without:

@@ -1,8 +1,16 @@
-"""Where a model name points: a local folder, the packaged all-MiniLM-L6-v2, or a hub id."""
+"""Where a model name points (a local folder, the packaged all-MiniLM-L6-v2, or a hub id), and whether its
+tokenizer can be the model's (fast, with a vocabulary and a pad token; fit for a tagging task's words)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
 
 # Hub ids whose weights a pip package ships, so recipes naming them run offline.
 PACKAGED = {
@@ -45,3 +53,50 @@ def tokenizer_problem(tokenizer) -> str | None:
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
         return "its tokenizer has no vocabulary, only special tokens (tokenizer.json or its vocab file is missing)"
     return None
+
+
+def load_tokenizer(recipe: Recipe, encoder: str):
+    """The encoder's tokenizer; it must have a pad token (batches are padded with it)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(encoder)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
+                        f"({str(e).splitlines()[0]})") from None
+    if problem := tokenizer_problem(tokenizer):
+        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {problem}")
+    if tokenizer.pad_token_id is None:
+        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
+                        "has no pad token: set one in its tokenizer_config.json (e.g. \"pad_token\": its eos or unk token)")
+    return for_words(recipe, tokenizer, encoder)
+
+
+def for_words(recipe: Recipe, tokenizer, name: str, **hub_kwargs):
+    """The tokenizer (loaded from `name`), fit for a tagging task's words if the recipe has one.
+
+    Byte-level BPE (RoBERTa's) tokenises a word given on its own as if it began the text, without the
+    leading-space marker (Ġ) it has in running text - what the encoder was pretrained on, and what
+    transformers' token-classification pipeline gives an exported tagger. add_prefix_space (saved with
+    the model) gives it, as transformers' NER example sets it."""
+    from transformers import AutoTokenizer
+
+    from .tasks import task_type
+
+    if not any(task_type(spec.type).token_level for spec in recipe.tasks.values()) or words_as_in_text(tokenizer):
+        return tokenizer
+    if getattr(tokenizer, "add_prefix_space", None) is False:
+        spaced = AutoTokenizer.from_pretrained(name, add_prefix_space=True, **hub_kwargs)
+        if words_as_in_text(spaced):
+            return spaced
+    warnings.warn(f"{recipe.where('model.encoder')}: model.encoder: its tokenizer gives a word on its own other "
+                  "tokens than the same word in running text, and add_prefix_space does not change that: the "
+                  "tagging heads learn on words as if each began a text", stacklevel=3)
+    return tokenizer
+
+
+def words_as_in_text(tokenizer) -> bool:
+    """Whether words tokenised one by one (a tagging task's, is_split_into_words) get the tokens they get in
+    running text."""
+    words = ["Paris", "met", "London"]
+    return tokenizer(words, is_split_into_words=True)["input_ids"] == tokenizer(" ".join(words))["input_ids"]

@@ -65,7 +65,7 @@ def fit_to_validation(model, tasks: dict[str, TaskData], recipe_tasks: dict, bat
             order += idx
             chunks.append(logits)
         logits = torch.cat(chunks)[torch.as_tensor(np.argsort(order))]  # back to dataset order
-        updates[name] = kind.fit(logits, kind.references(dataset), recipe_tasks[name])
+        updates[name] = kind.fit(logits, kind.references(dataset), recipe_tasks[name], name)
         model.config.tasks[name].update(updates[name])
     return updates
 

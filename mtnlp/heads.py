@@ -16,7 +16,7 @@ from .tasks import TaskType, task_type
 
 class TaskHead(nn.Module):
     """A task's head: the encoder family's modules for the task type's kind of head (sequence, token,
-    choice), run in order after `pool` (how the head reads the encoder output: e.g. the first token, or
+    choice, span), run in order after `pool` (how the head reads the encoder output: e.g. the first token, or
     a masked mean; None: the first module reads the whole sequence); its number of outputs comes from
     the task type, and so does its loss (mtnlp/tasks: cross-entropy, MSE, BCE, ...)."""
 

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data import collate
-from .sampling import StreamBatches, TaskBatches, TaskSampler
+from .batches import StreamBatches, TaskBatches
+from .sampling import TaskSampler
 
 
 class BatchPlan:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, ValidationError
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
 from .encoders import is_local_path
 from .spec import LINES_FILES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec, _listed
@@ -28,19 +28,10 @@ from .weighting import WEIGHTINGS
 
 from .errors import UserError
 
-# a task section is its type's Spec (mtnlp/tasks), chosen by its `type:` key
+# a task section is its type's Spec (mtnlp/tasks), chosen by its `type:` key: the types registered when this
+# module is imported (a union pydantic builds once)
+RECIPE_TYPES = tuple(TASK_TYPES)
 TaskSpecs = Annotated[Union[tuple(t.Spec for t in TASK_TYPES.values())], Field(discriminator="type")]
-
-
-def one_of(registry: dict):
-    """A name that must be a key of `registry` when the recipe is read (so an entry added at run time counts)."""
-
-    def check(value: str) -> str:
-        if value not in registry:
-            raise ValueError(f"unknown value {value!r} (expected one of: {', '.join(registry)})")
-        return value
-
-    return AfterValidator(check)
 
 
 def _no_means_no(value):
@@ -62,7 +53,7 @@ class ModelSpec(Spec):
 
 
 class SamplingSpec(Spec):
-    strategy: Annotated[str, one_of(STRATEGIES)] = "temperature"  # sampling.py
+    strategy: str = "temperature"  # a name in sampling.py's STRATEGIES (check() checks it for training)
     temperature: Positive = 2.0
     group_by_length: bool = True
 
@@ -70,7 +61,7 @@ class SamplingSpec(Spec):
 class MTLSpec(Spec):
     """How tasks share the model and combine in an update (see the README's guide)."""
 
-    weighting: Annotated[str, one_of(WEIGHTINGS)] = "static"  # task loss weights (weighting.py)
+    weighting: str = "static"  # task loss weights: a name in weighting.py's WEIGHTINGS (checked for training)
     weighting_lr: Positive = 1.0e-3  # learning rate of uncertainty's log-variances
     dwa_temperature: Positive = 2.0
     dwa_window: Count = 50  # DWA compares mean task losses over windows of this many steps
@@ -378,8 +369,9 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
         return f"{_at(src, line)}: missing required key '{key}'{new}"
     if kind == "union_tag_invalid":
         key = ".".join([*parts, "type"])
-        return (f"{_at(src, _line_of(key_lines, [*parts, 'type']))}: {key}: unknown value {ctx['tag']!r} "
-                f"(expected one of: {', '.join(TASK_TYPES)})")
+        late = ": added to TASK_TYPES after mtnlp.recipe was imported; add it before" if ctx["tag"] in TASK_TYPES else ""
+        return (f"{_at(src, _line_of(key_lines, [*parts, 'type']))}: {key}: unknown value {ctx['tag']!r}{late} "
+                f"(expected one of: {', '.join(RECIPE_TYPES)})")
     if kind == "missing":
         key = ".".join([*parts, str(problem["loc"][-1])])
         return f"{_at(src, _line_of(key_lines, parts))}: missing required key '{key}'"
@@ -507,15 +499,20 @@ def check(recipe: Recipe, training: bool = True) -> None:
         fail(f"tasks.{next(iter(recipe.tasks))}.loss_weight", "every task's loss_weight is 0: nothing would train")
     # a method's option under another method is said, not refused: `sampling.strategy=uniform` on the
     # command line must not need the file's temperature taken out too
-    s = recipe.sampling
     for key in ("strategy", "temperature"):
-        if m.gradient == "pcgrad" and _changed(s, key):
+        if m.gradient == "pcgrad" and _changed(recipe.sampling, key):
             note(f"sampling.{key}", "not read: mtl.gradient pcgrad trains every task in each update")
-    if _changed(s, "temperature") and s.strategy != "temperature" and _ours(STRATEGIES, s.strategy):
-        note("sampling.temperature", f"not read: it applies to sampling.strategy temperature (this is {s.strategy})")
-    for key, weighting in WEIGHTING_KEYS.items():
-        if _changed(m, key) and m.weighting != weighting and _ours(WEIGHTINGS, m.weighting):
-            note(f"mtl.{key}", f"not read: it applies to mtl.weighting {weighting} (this is {m.weighting})")
+    # a method's name is checked against its registry when the recipe is read for training, not when this module
+    # is imported: a script may add one before load_recipe (and evaluate reads neither)
+    for section, method, keys, registry in (("sampling", "strategy", SAMPLING_KEYS, STRATEGIES),
+                                            ("mtl", "weighting", WEIGHTING_KEYS, WEIGHTINGS)):
+        spec = getattr(recipe, section)
+        name = getattr(spec, method)
+        if training and name not in registry:
+            fail(f"{section}.{method}", f"unknown value {name!r} (expected one of: {', '.join(registry)})")
+        for key, reader in keys.items():
+            if _changed(spec, key) and name != reader and _ours(registry, name):
+                note(f"{section}.{key}", f"not read: it applies to {section}.{method} {reader} (this is {name})")
     if m.gradient == "pcgrad" and len(recipe.tasks) < 2:
         fail("mtl.gradient", "pcgrad needs at least two tasks")
     if m.gradient == "pcgrad" and m.freeze_encoder:
@@ -540,8 +537,9 @@ TASK_NAME = r"[^\s.,=]+"
 # mtl keys that only one sharing method reads: another method refuses a value other than the default
 SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", "lora_targets": "lora",
                 "task_layers": "task_layers"}
-# the same for loss weightings (a warning); a weighting or sampling strategy added by a script may read any key
+# the same for loss weightings and sampling strategies (a warning); one added by a script may read any key
 WEIGHTING_KEYS = {"weighting_lr": "uncertainty", "dwa_temperature": "dwa", "dwa_window": "dwa"}
+SAMPLING_KEYS = {"temperature": "temperature"}
 COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
 
 
@@ -552,7 +550,7 @@ def _changed(section: Spec, key: str) -> bool:
 
 def _ours(registry: dict, name: str) -> bool:
     """Whether a sampling strategy or weighting is one of mtnlp's own (not added by a script)."""
-    return registry[name] is None or registry[name].__module__.startswith("mtnlp.")
+    return name in registry and (registry[name] is None or registry[name].__module__.startswith("mtnlp."))
 
 
 def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:

@@ -1,13 +1,13 @@
 """Training components, each small and used by the recipe scripts in recipes/ (the default loop:
 recipes/multitask.py, which `mtnlp train` runs).
 
-setup() builds a Run: Accelerate and the precision (precision.py), the tokenised tasks, the model,
-optimizer and schedule, the loss weighting (weighting.py), the gradient method (gradients.py) and
-the DataLoader whose batches the task sampler plans (loader.BatchPlan: where a task is chosen each
-step). train_step() makes one optimizer update: forward, the head's loss (heads.py; the loss function
-is the task type's, mtnlp/tasks), weighting, backward. evaluate_and_select() keeps the best model;
-checkpoint() and resume() make a run restartable; finish() evaluates the kept model and
-writes the run directory (report.py).
+setup() builds a Run: Accelerate and the precision (precision.py), the tokenised tasks, the model (new, or
+transferred from a trained one: transfer.py), optimizer and schedule, the loss weighting (weighting.py), the
+gradient method (gradients.py) and the DataLoader whose batches the task sampler plans (a task is chosen each
+step by sampling.TaskSampler, through loader.BatchPlan, the DataLoader's sampler). train_step() makes one
+optimizer update: forward, the head's loss (heads.py; the loss function is the task type's, mtnlp/tasks),
+weighting, backward. evaluate_and_select() keeps the best model; checkpoint() and resume() make a run
+restartable; finish() evaluates the kept model and writes the run directory (report.py).
 """
 
 from __future__ import annotations
@@ -29,24 +29,23 @@ from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
-
 from . import families, hub, precision, report
+from .batches import StreamBatches, TaskBatches
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
 from .data import RawTask, TaskData, load_task, model_rows, split_facts
-from .encoders import is_local_path, resolve_encoder, tokenizer_problem
-from .errors import NoRevision, NotFound, UserError
-from .folders import STATE_FILE, hold_run_folder, release_run_folder
+from .encoders import load_tokenizer, resolve_encoder
+from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
+from .folders import STATE_FILE, hold_run_folder, release_run_folder
+from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
 from .loader import BatchPlan, training_loader
 from .metrics import load_metrics
-from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
-from .modeling import MultiTaskModel, head_mismatch, to_device, transfer_encoder_task
-from .pipeline import load_pretrained
+from .modeling import MultiTaskModel, to_device
 from .recipe import (Recipe, TrainingSpec, check_training_paths, default_metrics, refuse_to_mix, run_directory,
                      sharing_config)
+from .sampling import TaskSampler
 from .sharing import SharingError, is_adapter_weight
-from .sampling import StreamBatches, TaskBatches, TaskSampler
+from .transfer import say_transfer, trained_source, training_record
 from .tasks import task_type
 from .tasks.base import column
 from .weighting import StaticWeighting, build_weighting
@@ -116,7 +115,7 @@ def set_learning_rates(optimizer, scheduler, base: list[float]) -> None:
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
 
 
-def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accelerator):
+def training_batches(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accelerator):
     """The task sampler, each task's batch iterator (this rank's share) and its training rows."""
     t = recipe.training
     options = recipe.sampling.model_dump(exclude={"strategy", "group_by_length"})  # the strategies' own keys
@@ -136,59 +135,7 @@ def task_streams(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Accele
     return sampler, batches, {n: model_rows(d.splits["train"]) for n, d in tasks.items() if not d.stream}
 
 
-def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
-    """The model named by model.init_from (a run directory, a model folder or a hub id), its tokenizer and
-    where it is."""
-    path = Path(recipe.model.init_from).expanduser()
-    if (path / "model" / "config.json").exists():
-        path = path / "model"
-    where = str(path) if path.exists() else recipe.model.init_from
-    revision = recipe.model.init_revision
-    hub_kwargs = {"revision": revision} if revision else {}
-    if revision and path.exists():
-        raise UserError(f"{recipe.where('model.init_revision')}: model.init_revision: {where} is a local folder; "
-                        "a revision is for a hub id")
-    try:
-        model, tokenizer = load_pretrained(where, **hub_kwargs)
-    except UserError as e:  # not found, another model type (a base encoder), damaged weights, ...
-        local = "" if path.exists() or is_local_path(where) or not isinstance(e, NotFound) else (
-            f"; nor is it a folder in the current folder ({Path.cwd()}), where a relative model.init_from is read")
-        key = "model.init_revision" if isinstance(e, NoRevision) else "model.init_from"
-        raise UserError(f"{recipe.where(key)}: {key}: {e}{local}") from None
-    if not isinstance(model, MultiTaskModel):
-        raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {where} is an ONNX export; give the "
-                        "run or model folder it was exported from")
-    # a source trained without a tagging task kept its tokenizer as pretrained
-    tokenizer = for_words(recipe, tokenizer, where, **hub_kwargs)
-    return model, tokenizer, where
-
-
-def training_record(recipe: Recipe, metrics: dict, source: MultiTaskModel | None = None,
-                    source_path: str | None = None) -> dict:
-    """config.mtnlp of a new model: its metrics, max_length and where it comes from (base_model; with
-    model.init_from, the source, its commit, its tasks and the task whose encoder was taken: None for a
-    hard-shared source, whose one encoder is every task's). Sources are recorded by hub id only: config.json
-    is pushed with the model, and a local path (/home/...) must not go with it (the run's recipe.yaml has it)."""
-    record = {"metrics": metrics, "max_length": recipe.model.max_length}
-    if source is None:
-        return record | {"base_model": hub.hub_id(recipe.model.encoder)}
-    source_id = None if Path(source_path).exists() else hub.hub_id(source_path)
-    return record | {"base_model": source_id or (source.config.mtnlp or {}).get("base_model"),
-                     "init_from": {"model": source_id, "revision": hub.loaded_commit(source_id, recipe.model.init_revision)
-                                   if source_id else None, "tasks": list(source.config.tasks),
-                                   "encoder_of": transfer_encoder_task(source, recipe.tasks, recipe.model.init_encoder_of)}}
-
-
-def transfer_report(source: MultiTaskModel, model: MultiTaskModel, keep_heads: bool) -> dict[str, str]:
-    """Per head of a transferred model: kept from its source, or new and why (as from_trained decided)."""
-    report = {}
-    for name, spec in model.config.tasks.items():
-        mismatch = head_mismatch(name, source.config.tasks.get(name), spec)
-        report[name] = f"new: {mismatch}" if mismatch else "kept" if keep_heads else "new (model.init_heads: false)"
-    return report
-
-
-def validated(tasks: dict[str, TaskData]) -> list[str]:
+def tasks_with_validation(tasks: dict[str, TaskData]) -> list[str]:
     """The tasks with a validation split: the ones model selection and early stopping go by."""
     return [name for name, d in tasks.items() if "validation" in d.splits]
 
@@ -276,69 +223,6 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
     return model
 
 
-def load_tokenizer(recipe: Recipe, encoder: str):
-    """The encoder's tokenizer; it must have a pad token (batches are padded with it)."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(encoder)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
-                        f"({str(e).splitlines()[0]})") from None
-    if problem := tokenizer_problem(tokenizer):
-        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {problem}")
-    if tokenizer.pad_token_id is None:
-        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
-                        "has no pad token: set one in its tokenizer_config.json (e.g. \"pad_token\": its eos or unk token)")
-    return for_words(recipe, tokenizer, encoder)
-
-
-def for_words(recipe: Recipe, tokenizer, name: str, **hub_kwargs):
-    """The tokenizer (loaded from `name`), fit for a tagging task's words if the recipe has one.
-
-    Byte-level BPE (RoBERTa's) tokenises a word given on its own as if it began the text, without the
-    leading-space marker (Ġ) it has in running text - what the encoder was pretrained on, and what
-    transformers' token-classification pipeline gives an exported tagger. add_prefix_space (saved with
-    the model) gives it, as transformers' NER example sets it."""
-    if not any(task_type(spec.type).token_level for spec in recipe.tasks.values()) or words_as_in_text(tokenizer):
-        return tokenizer
-    if getattr(tokenizer, "add_prefix_space", None) is False:
-        spaced = AutoTokenizer.from_pretrained(name, add_prefix_space=True, **hub_kwargs)
-        if words_as_in_text(spaced):
-            return spaced
-    warnings.warn(f"{recipe.where('model.encoder')}: model.encoder: its tokenizer gives a word on its own other "
-                  "tokens than the same word in running text, and add_prefix_space does not change that: the "
-                  "tagging heads learn on words as if each began a text", stacklevel=3)
-    return tokenizer
-
-
-def words_as_in_text(tokenizer) -> bool:
-    """Whether words tokenised one by one (a tagging task's, is_split_into_words) get the tokens they get in
-    running text."""
-    words = ["Paris", "met", "London"]
-    return tokenizer(words, is_split_into_words=True)["input_ids"] == tokenizer(" ".join(words))["input_ids"]
-
-
-def say_transfer(run: Run, source: MultiTaskModel, source_path: str) -> None:
-    """What a transferred model (model.init_from) took from its source: the encoder, and which heads."""
-    recipe, model = run.recipe, run.unwrapped
-    heads = transfer_report(source, model, recipe.model.init_heads)
-    encoder_of = model.config.mtnlp["init_from"]["encoder_of"]  # as training_record found it
-    lora = (source.config.sharing or {}).get("type") == "lora"
-    part = "adapter" if lora else "layers"
-    soft = f" of task {encoder_of} (its {part}{' merged' if lora else ''})" if encoder_of else ""
-    if encoder_of:  # a kept head of another task was trained on its own adapter / layers, not on this encoder
-        heads = {name: f"kept (trained on {name}'s {part}; the encoder is {encoder_of}'s)"
-                 if why == "kept" and name != encoder_of else why for name, why in heads.items()}
-    commit = model.config.mtnlp["init_from"]["revision"]  # a hub source's: the commit loaded
-    at = f" (commit {commit[:12]})" if commit else ""
-    run.accelerator.print(f"init_from {source_path}{at}: the encoder{soft}, and\n"
-                          + "\n".join(f"  head {name}: {why}" for name, why in heads.items()))
-    kept = any(why.startswith("kept") for why in heads.values())
-    if recipe.model.init_heads and not kept and run.accelerator.is_main_process:
-        key = "model.init_heads" if "model.init_heads" in recipe.key_lines else "model.init_from"
-        warnings.warn(f"{recipe.where(key)}: model.init_heads: no head of the source matches a task here "
-                      "(same name, type and labels): every head starts new", stacklevel=3)
-
-
 def resume(run: Run, folder: Path, own: bool) -> None:
     """Continue from a checkpoint: weights, optimizer, schedule, batch plan, loss weights and log, progress.
     In the run's own folder (`own`), what was written after the checkpoint's step is written again."""
@@ -374,7 +258,7 @@ def resume(run: Run, folder: Path, own: bool) -> None:
             raise UserError(f"{recipe.where(key)}: {key}: {folder} chose its best model by {changed[0]}'s "
                             f"{rule[changed[0]]}, this recipe's main metric is {run.metrics[changed[0]][0]}: keep "
                             f"{rule[changed[0]]} first to resume (or start a new run)")
-        evaluated = validated(run.tasks)
+        evaluated = tasks_with_validation(run.tasks)
         if sorted(rule) != sorted(evaluated):
             raise UserError(f"{where}: {folder} chose its best model by the validation splits of "
                             f"{', '.join(rule)}; this recipe has {', '.join(evaluated) or 'none'}: give the same "
@@ -432,7 +316,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
     prepared, optimizer = accelerator.prepare(model, optimizer)
     gradient = build_gradient_method(m.gradient, t.seed)
-    sampler, batches, train_rows = task_streams(recipe, tasks, accelerator)
+    sampler, batches, train_rows = training_batches(recipe, tasks, accelerator)
     plan = BatchPlan(gradient.task_order(sampler, list(tasks), t.grad_accum), batches)
     data_facts = {n: ({"train": {"examples": d.stream.size, "labels": len(d.labels), "streamed": True}} if d.stream else {})
                   | {split: split_facts(ds, d.type, d.labels, tokenizer.unk_token_id) for split, ds in d.splits.items()}
@@ -456,7 +340,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
             warnings.warn(f"{recipe.where(key)}: {key}: the {unknown[0]} split: {unknown[1]:.1%} of its tokens are "
                           f"{tokenizer.unk_token}, words the tokenizer's vocabulary lacks (cased text on an uncased "
                           "vocabulary? another script?): the model reads them all alike", stacklevel=2)
-    evaluated = validated(tasks)
+    evaluated = tasks_with_validation(tasks)
     if 0 < len(evaluated) < len(tasks) and t.eval_every and t.eval_every < t.steps:
         others = [n for n in tasks if n not in evaluated]
         by = "model selection and early stopping go" if t.early_stopping_patience is not None else "model selection goes"
@@ -497,8 +381,9 @@ def forward_backward(run: Run, sync: bool) -> str:
 
 
 def train_step(run: Run) -> str:
-    """One optimizer update; returns the task it trained ("all" for PCGrad). The gradient method
-    (mtl.gradient) calls forward_backward once per micro-batch and combines their gradients."""
+    """One optimizer update; returns the task of its last micro-batch ("all" for PCGrad; with grad_accum > 1
+    the others may be of other tasks). The gradient method (mtl.gradient) calls forward_backward once per
+    micro-batch and combines their gradients."""
     task = run.gradient.accumulate(run, forward_backward)
     learned = [p for p in run.weighting.parameters() if p.grad is not None]  # the drawn tasks' (as on every rank)
     if learned and run.accelerator.num_processes > 1:  # DDP does not see the loss weights: average them here

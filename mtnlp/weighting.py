@@ -8,7 +8,8 @@ parameters have their gradients averaged across ranks in train.py; DWA averages 
 
 Adding a strategy is a class here and its entry in WEIGHTINGS (the recipe checks `mtl.weighting`
 against it, so an entry added by your own script before load_recipe works too); an option of its own
-is also a field of recipe.py's MTLSpec. This module imports torch only when a strategy is built, so
+is also a field of recipe.py's MTLSpec (and, for the warning when it is set under another weighting, an
+entry of recipe.py's WEIGHTING_KEYS). This module imports torch only when a strategy is built, so
 that a recipe's mistakes are reported without it.
 """
 

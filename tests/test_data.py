@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from conftest import DATA, minilm_path
-from mtnlp.data import cache_dir, collate, load_task
+from mtnlp.cache import cache_dir
+from mtnlp.data import collate, load_task
 from mtnlp.tasks.tagging import align_labels
 from mtnlp.errors import UserError
 from mtnlp.readers import read_examples
@@ -411,7 +412,7 @@ def test_an_unseen_label_among_many_lists_the_first_known_ones_only():
 
 
 def test_a_files_hash_is_computed_once_per_version(tmp_path, monkeypatch):
-    from mtnlp.data import file_hash
+    from mtnlp.cache import file_hash
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     train = _copy_sst2(tmp_path)
@@ -543,7 +544,7 @@ def test_the_same_bytes_as_csv_and_as_tsv_are_two_cache_entries(tmp_path):
 
 
 def test_tokenizer_settings_kept_beside_tokenizer_json_are_in_the_cache_key():
-    from mtnlp.data import tokenizer_fingerprint
+    from mtnlp.cache import tokenizer_fingerprint
 
     tokenizer = new_tokenizer()
     plain = tokenizer_fingerprint(tokenizer)
@@ -651,7 +652,7 @@ def test_atomic_writes_of_one_file_by_processes_with_the_same_pid_do_not_collide
     """Containers sharing a cache folder each have a process 1: threads of one process stand in for them."""
     import threading
 
-    from mtnlp.data import write_atomic
+    from mtnlp.cache import write_atomic
 
     target, errors = tmp_path / "labels.json", []
 

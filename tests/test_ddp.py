@@ -104,6 +104,7 @@ def test_a_recipe_mistake_under_a_launcher_is_said_once(make_recipe, tmp_path, o
 def test_resuming_one_process_checkpoint_at_its_last_step_with_two_processes_ends(make_recipe, tmp_path):
     """Only rank 0 gets a 1-process checkpoint's unlogged losses; whether finish() writes their log record
     (a collective) must be decided by all ranks together, or rank 0 waits for rank 1 forever."""
+    from mtnlp.folders import release_run_folder
     from mtnlp.recipe import load_recipe
     from mtnlp.train import checkpoint, setup, train_step
 
@@ -113,6 +114,7 @@ def test_resuming_one_process_checkpoint_at_its_last_step_with_two_processes_end
         train_step(run)
     folder = checkpoint(run)
     assert json.loads((folder / "rank-0.json").read_text())["loss_log"]["counts"]
+    release_run_folder(run.run_dir)  # this process's run ends here (it held its folder: the launched one is refused)
     proc = launch("torchrun", recipe, tmp_path, f"training.resume_from={folder}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]

@@ -18,7 +18,8 @@ from mtnlp.evaluation import predict
 from mtnlp.tasks import task_type
 from mtnlp.loader import BatchPlan, training_loader
 from mtnlp.recipe import load_recipe
-from mtnlp.sampling import TaskBatches, TaskSampler
+from mtnlp.batches import TaskBatches
+from mtnlp.sampling import TaskSampler
 from mtnlp.recipes.multitask import train
 
 TASKS = {"sentiment": {"type": "classification", "labels": ["negative", "positive"], "dropout": 0.1},

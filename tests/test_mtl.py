@@ -405,7 +405,7 @@ def test_a_weighting_added_by_a_script_is_one_class_the_recipe_accepts(make_reci
     recipe = load_recipe(make_recipe(), ["mtl.weighting=halved"])
     built = build_weighting(recipe.mtl.weighting, {"a": 2.0}, **recipe.mtl.model_dump())
     assert float(built("a", torch.tensor(3.0))) == 3.0 and built.parameters() == []
-    with pytest.raises(ValueError, match=r"^unknown weighting 'nope' \(expected one of: static, uncertainty, dwa, halved\)$"):
+    with pytest.raises(ValueError, match=rf"^unknown weighting 'nope' \(expected one of: {', '.join(weighting.WEIGHTINGS)}\)$"):
         build_weighting("nope", {"a": 1.0})
     with pytest.raises(UserError, match=r"mtl.weighting: unknown value 'nope' \(expected one of: static, uncertainty, "):
         load_recipe(make_recipe(), ["mtl.weighting=nope"])
@@ -434,3 +434,28 @@ def test_a_checkpoint_of_one_log_variance_vector_resumes_with_one_parameter_per_
     assert after.state[head.weight]["exp_avg"].equal(old["state"][0]["exp_avg"])
     unchanged = after.state_dict()  # a checkpoint of one parameter per task: as it is
     assert log_variances_per_task(unchanged, after) is unchanged
+
+
+@pytest.mark.parametrize("name", list(__import__("mtnlp.weighting", fromlist=["WEIGHTINGS"]).WEIGHTINGS))
+def test_every_registered_weighting_resumes_from_its_json_state(name):
+    """A checkpoint keeps a weighting as JSON: every registered one (one a script adds too, if it runs this)
+    must continue with the weights it had."""
+    from mtnlp.recipe import MTLSpec
+    from mtnlp.weighting import build_weighting
+
+    options = MTLSpec(dwa_window=2).model_dump()
+    losses = {"a": [2.0, 1.5, 1.2, 1.0, 0.9, 0.8], "b": [1.0, 1.0, 0.9, 0.95, 0.9, 0.85]}
+    first = build_weighting(name, {"a": 1.0, "b": 0.5}, **options)
+    for step in range(6):
+        for task, values in losses.items():
+            loss = torch.tensor(values[step])
+            first(task, loss)
+            first.observe(task, loss)
+        first.end_step(step + 1, lambda t: t)
+    resumed = build_weighting(name, {"a": 1.0, "b": 0.5}, **options)
+    resumed.load_state_dict_json(json.loads(json.dumps(first.state_dict_json())))
+    for p, q in zip(first.parameters(), resumed.parameters()):  # learned weights: the model state (safetensors)
+        q.data.copy_(p.data)
+    assert resumed.weights() == pytest.approx(first.weights())
+    assert float(resumed("a", torch.tensor(2.0))) == pytest.approx(float(first("a", torch.tensor(2.0))))
+    assert all(math.isfinite(w) and w >= 0 for w in first.weights().values())

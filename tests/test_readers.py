@@ -735,7 +735,7 @@ def test_a_text_longer_than_the_csv_modules_default_limit_is_read(tmp_path):
 def test_a_named_pipe_as_a_data_file_is_refused_not_waited_on(tmp_path):
     import os
 
-    from mtnlp.data import file_hash
+    from mtnlp.cache import file_hash
 
     pipe = tmp_path / "train.tsv"
     os.mkfifo(pipe)  # read once to hash it, a pipe would then be empty (or block) when read for its rows

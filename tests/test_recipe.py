@@ -761,3 +761,31 @@ def test_a_transfer_reads_no_encoder_and_may_not_replace_its_source(tmp_path, mo
     for source, output_dir in (("runs/src", "runs/ft"), ("runs/src/kept/model", "runs/src"), ("org/model", ".")):
         check_training_paths(load_recipe(recipe_file(tmp_path), [f"model.init_from={source}", f"output_dir={output_dir}",
                                                                  "overwrite_output_dir=true"]))
+
+
+def test_method_names_are_checked_for_training_only_against_what_is_registered_then(tmp_path, monkeypatch):
+    """`mtnlp evaluate RUN/recipe.yaml` of a run whose copied script added a sampling strategy and a weighting
+    was refused for names it never reads; training checks them (with their line) when the recipe is read."""
+    from mtnlp import sampling, weighting
+
+    path = recipe_file(tmp_path, BASE.replace("strategy: proportional", "strategy: mine") + "mtl:\n  weighting: ours\n")
+    recipe = load_recipe(path, training=False)
+    assert (recipe.sampling.strategy, recipe.mtl.weighting) == ("mine", "ours")
+    assert error(path) == (f"{path}:{LINE['strategy']}: sampling.strategy: unknown value 'mine' (expected one of: "
+                           f"{', '.join(sampling.STRATEGIES)})")
+    monkeypatch.setitem(sampling.STRATEGIES, "mine", lambda sizes, progress, **options: sizes)
+    line = len(BASE.splitlines()) + 2
+    assert error(path).startswith(f"{path}:{line}: mtl.weighting: unknown value 'ours' (expected one of: static,")
+    monkeypatch.setitem(weighting.WEIGHTINGS, "ours", weighting.StaticWeighting)
+    assert load_recipe(path).mtl.weighting == "ours"
+
+
+def test_a_task_type_added_after_the_recipe_module_is_imported_is_named_so(tmp_path, monkeypatch):
+    from mtnlp import recipe as recipes
+    from mtnlp.tasks import TASK_TYPES
+
+    monkeypatch.setitem(TASK_TYPES, "mine", TASK_TYPES["classification"])
+    path = recipe_file(tmp_path, replace={"type: classification": "type: mine"})
+    assert error(path) == (f"{path}:{LINE['sentiment'] + 1}: tasks.sentiment.type: unknown value 'mine': added to "
+                           f"TASK_TYPES after mtnlp.recipe was imported; add it before (expected one of: "
+                           f"{', '.join(recipes.RECIPE_TYPES)})")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from mtnlp.sampling import TaskBatches, TaskSampler
+from mtnlp.batches import TaskBatches
+from mtnlp.sampling import STRATEGIES, TaskSampler
 
 SIZES = {"big": 6000, "mid": 1500, "small": 250, "tiny": 40}
 N = np.array(list(SIZES.values()), dtype=float)
@@ -183,7 +185,7 @@ def test_a_strategy_added_by_a_script_is_one_function_and_takes_its_recipe_optio
     SamplingSpec field: here it reuses `temperature`)."""
     from mtnlp import sampling
     from mtnlp.recipe import load_recipe
-    from mtnlp.train import task_streams
+    from mtnlp.train import training_batches
 
     def largest_first(sizes, progress, temperature=2.0, **options):  # the largest task, then all alike
         return sizes ** (temperature * (1 - progress))
@@ -200,7 +202,7 @@ def test_a_strategy_added_by_a_script_is_one_function_and_takes_its_recipe_optio
 
     rows = Dataset.from_dict({"input_ids": [[1, 2, 3]] * 5, "length": [3] * 5})
     tasks = {n: SimpleNamespace(stream=None, train_size=lambda: 5, splits={"train": rows}) for n in recipe.tasks}
-    built, _, _ = task_streams(recipe, tasks, SimpleNamespace(process_index=0, num_processes=1))
+    built, _, _ = training_batches(recipe, tasks, SimpleNamespace(process_index=0, num_processes=1))
     assert built.strategy == "largest_first" and built.options == {"temperature": 3.0}  # the recipe's options reach it
 
 
@@ -370,3 +372,33 @@ def test_resumed_with_another_number_of_processes_the_epoch_goes_on_where_it_was
     assert taken + rest[again:] == order[:len(taken) + len(rest) - again]
     assert rest[:again] == taken[len(taken) - again:]
     assert len(taken) + len(rest) - again >= len(order) - after  # to the epoch's end (less the uneven last round)
+
+
+@pytest.mark.parametrize("strategy", [name for name, weigh in STRATEGIES.items() if weigh is not None])
+def test_every_registered_strategy_gives_a_probability_to_every_task(strategy):
+    """Over every registered strategy (one a script adds too, if it runs this), from the first step to the last."""
+    sizes = {"tiny": 1, "mid": 300, "large": 100_000}
+    sampler = TaskSampler(sizes, strategy, steps=100)
+    for draw in (0, 50, 99, 200):
+        p = sampler.probabilities(draw)
+        assert p.shape == (3,) and np.isfinite(p).all() and (p >= 0).all() and p.sum() == pytest.approx(1.0)
+    state = sampler.state_dict()
+    resumed = TaskSampler(sizes, strategy, steps=100)
+    resumed.load_state_dict(json.loads(json.dumps(state)))
+    assert [next(resumed) for _ in range(20)] == [next(sampler) for _ in range(20)]
+
+
+@pytest.mark.parametrize("weights, why", [(lambda s, p, **o: np.zeros_like(s), "all 0"),
+                                          (lambda s, p, **o: s - 500, "negative"),
+                                          (lambda s, p, **o: s * np.nan, "nan"),
+                                          (lambda s, p, **o: s[:1], "one task's")])
+def test_a_strategy_whose_weights_draw_nothing_sensible_is_refused(monkeypatch, weights, why):
+    """Zeros drew the first task for the whole run, negative weights the last (with no word)."""
+    from mtnlp import sampling
+    from mtnlp.errors import UserError
+
+    monkeypatch.setitem(sampling.STRATEGIES, "broken", weights)
+    sampler = TaskSampler({"a": 100, "b": 400, "c": 1600}, "broken", steps=10)
+    with pytest.raises(UserError, match=r"^sampling.strategy broken: gave weights .* for tasks \['a', 'b', 'c'\] at "
+                                        r"draw 0; expected one finite weight >= 0 per task, not all 0$"):
+        next(sampler)

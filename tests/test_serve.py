@@ -376,7 +376,8 @@ def test_unloadable_model_is_one_error_line(tmp_path, capsys):
     proc = run_cli("serve", str(tmp_path), "--port", "0")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "not an mtnlp model folder" in lines[0], lines
+    assert len(lines) == 1 and lines[0] == f"error: {tmp_path / 'config.json'}: cannot read: Expecting property name " \
+        "enclosed in double quotes: line 1 column 2 (char 1)", lines
     assert cli_main(["serve", str(tmp_path / "missing"), "--port", "0"]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: model folder not found\n"
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from mtnlp.errors import UserError
 from mtnlp.recipe import load_recipe
 from mtnlp.recipes.multitask import train
-from mtnlp.sampling import StreamBatches
+from mtnlp.batches import StreamBatches
 
 WORDS = {0: ["dull", "bad", "boring", "awful"], 1: ["great", "fine", "lovely", "superb"]}
 
@@ -122,13 +122,13 @@ def test_a_stream_smaller_than_the_process_count_is_refused_at_start(make_recipe
     """Its size is known up front (data.size or metadata): not only when the sampler first draws it, if ever."""
     from types import SimpleNamespace
 
-    from mtnlp.train import task_streams
+    from mtnlp.train import training_batches
 
     stream = SimpleNamespace(size=1, source=SimpleNamespace(name="org/x[train]"))
     tasks = {"sentiment": SimpleNamespace(stream=stream, train_size=lambda: 1)}
     with pytest.raises(UserError, match=r"^org/x\[train\]: 1 example\(s\) in an epoch \(its size\); training needs "
                                         r"at least one per process \(2\)$"):
-        task_streams(load_recipe(make_recipe()), tasks, SimpleNamespace(process_index=0, num_processes=2))
+        training_batches(load_recipe(make_recipe()), tasks, SimpleNamespace(process_index=0, num_processes=2))
 
 
 # ---------------------------------------------------------------- training on a streamed hub set

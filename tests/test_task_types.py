@@ -126,8 +126,12 @@ def test_evaluate_uses_the_tuned_thresholds_unless_the_recipe_changes_the_thresh
     same, said = evaluate()  # the run's own recipe: threshold 0.5 as trained, so the tuned thresholds
     assert same == pytest.approx(trained, abs=1e-3) and "instead of the model's" not in said
     strict, said = evaluate("tasks.tags.threshold=0.99")
-    assert "tags: threshold 0.99 from the recipe, instead of the model's" in said
+    assert "tags: threshold 0.99 from the recipe, instead of the model's; the model's thresholds not used" in said
     assert strict["micro_f1"] < same["micro_f1"]  # hardly anything clears 0.99
+    # the untuned figures at the trained threshold: it took a threshold of 0.5000001 to get them
+    untuned, said = evaluate("tasks.tags.tune_thresholds=false")
+    assert "tags: the model's thresholds not used (tasks.tags in the recipe)" in said
+    assert untuned == pytest.approx(evaluate("tasks.tags.threshold=0.5000001")[0])
 
 
 def test_multilabel_pipeline_lists_labels_above_their_thresholds(multilabel_run):
@@ -355,3 +359,40 @@ def test_decoding_one_input_agrees_with_torch():
         warnings.simplefilter("error")  # no overflow in exp for a very negative logit
         out = TASK_TYPES["multilabel"].decode(torch.tensor([-200.0, 200.0]).numpy(), {"labels": ["a", "b"]}, True)
     assert out["scores"] == {"a": 0.0, "b": 1.0}
+
+
+@pytest.mark.parametrize("name", list(__import__("mtnlp.tasks", fromlist=["TASK_TYPES"]).TASK_TYPES))
+def test_every_registered_task_type_names_metrics_that_apply_to_it(name):
+    """A task type's default metrics come from those it lists (the first: model selection), each one mtnlp
+    computes; its recipe section is chosen by its name."""
+    from mtnlp.metrics import METRICS
+    from mtnlp.tasks import TASK_TYPES
+
+    kind = TASK_TYPES[name]
+    assert kind.name == name and kind.Spec.model_fields["type"].annotation.__args__ == (name,)
+    assert set(kind.metrics) <= set(METRICS)
+    for labels in (["negative", "positive"], ["O", "B-PER", "I-PER"]):
+        chosen = kind.default_metrics(labels)
+        assert chosen and set(chosen) <= set(kind.metrics)
+
+
+def test_thresholds_tuned_on_a_model_that_learned_little_are_said_to_overpredict():
+    """GoEmotions after 150 steps: the tuned thresholds predicted 7.6 labels per comment (gold 1.2); macro-F1
+    beat the majority baseline while micro-F1 and exact match fell below it, without a word."""
+    import warnings
+
+    from mtnlp.tasks import TASK_TYPES
+
+    kind = TASK_TYPES["multilabel"]
+    spec = kind.Spec(type="multilabel", data={"train": "t.jsonl"}, tune_thresholds=True)
+    generator = torch.Generator().manual_seed(0)
+    gold = torch.zeros(400, 8)
+    gold[torch.arange(400), torch.randint(0, 8, (400,), generator=generator)] = 1
+    noise = torch.randn(400, 8, generator=generator) - 2.0  # tells the labels apart not at all
+    with pytest.warns(UserWarning, match=r"^tasks.emotions.tune_thresholds: the tuned thresholds predict \d+\.\d labels "
+                                         r"per validation example, which has 1.0 \(\d of 8 labels at the grid's lowest"):
+        kind.fit(noise, gold.int().tolist(), spec, "emotions")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        learned = kind.fit(noise + 6 * gold, gold.int().tolist(), spec, "emotions")
+    assert all(0 < t < 1 for t in learned["thresholds"])

@@ -140,7 +140,7 @@ def test_tagging_with_a_byte_level_bpe_tokenizer_gives_words_their_running_text_
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     from mtnlp.recipe import load_recipe
-    from mtnlp.train import load_tokenizer
+    from mtnlp.encoders import load_tokenizer
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(CORPUS, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
@@ -173,7 +173,7 @@ def test_sequence_heads_read_a_text_stripped_as_training_read_it(roberta):
 def test_a_transfer_fits_the_source_models_tokenizer_for_words_too(make_recipe, roberta):
     """A source trained without add_prefix_space (here: saved directly) fine-tuned on a tagging task."""
     from mtnlp.recipe import load_recipe
-    from mtnlp.train import trained_source
+    from mtnlp.transfer import trained_source
 
     assert not MultiTaskPipeline.from_pretrained(str(roberta)).tokenizer.add_prefix_space
     recipe = load_recipe(make_recipe(model={"encoder": str(roberta), "init_from": str(roberta)}))

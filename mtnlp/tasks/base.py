@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 class TaskType:
     name: str  # the recipe's `type:`
-    metrics: tuple[str, ...]  # the metrics (mtnlp/metrics METRICS) that apply; see default_metrics
+    metrics: tuple[str, ...]  # the metrics (mtnlp/metrics METRICS) that apply; by default all of them, the first main
     token_level = False  # True: examples are token lists (CoNLL, CoNLL-U, json lists), labels per token
     head_kind = "sequence"  # which of the encoder family's heads it uses: "sequence", "token", "choice" or "span"
     export_class = "AutoModelForSequenceClassification"  # the transformers class an exported head loads as
@@ -54,6 +54,10 @@ class TaskType:
 
     def check_recipe(self, recipe, name: str, task, fail) -> None:
         """Checks that relate the task's own keys to the rest of the recipe; fail(dotted key, message)."""
+
+    def default_metrics(self, labels: list[str]) -> list[str]:
+        """The metrics of a task whose recipe names none; the first is the main one (model selection)."""
+        return list(self.metrics)
 
     def label_set(self, examples: Iterable[dict]) -> list[str]:
         """The label names, in a stable order (numbers numerically): the head's output order."""
@@ -122,8 +126,8 @@ class TaskType:
         """Whether fit() has something to learn from the validation split after training."""
         return False
 
-    def fit(self, logits: torch.Tensor, references: list, spec) -> dict:
-        """Model config updates learnt from the validation split's logits (see fits_validation)."""
+    def fit(self, logits: torch.Tensor, references: list, spec, name: str = "") -> dict:
+        """Model config updates learnt from the validation split's logits of task `name` (see fits_validation)."""
         return {}
 
     def evaluated_as(self, head: dict, spec) -> dict:

@@ -16,9 +16,6 @@ class Classification(TextTask):
 
     metrics = ("accuracy", "f1")
 
-    def default_metrics(self, labels: list[str]) -> list[str]:
-        return ["accuracy", "f1"]
-
     def parse_label(self, row, label, spec):
         return label_name(row, label, spec)
 

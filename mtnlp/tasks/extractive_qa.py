@@ -69,9 +69,6 @@ class ExtractiveQA(TaskType):
         max_answer_length: Count = 30  # tokens
         allow_unanswerable: bool = False  # SQuAD 2.0: questions without an answer (is_impossible)
 
-    def default_metrics(self, labels):
-        return ["squad_f1", "squad_exact_match"]
-
     def check_recipe(self, recipe, name, task, fail):
         from ..readers import SUFFIX_FORMATS
 

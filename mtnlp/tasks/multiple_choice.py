@@ -64,9 +64,6 @@ class MultipleChoice(TaskType):
     input_fields = ("text", "choices")  # {"text": context, "choices": [...], "question"?: ...}
     example_input = {"text": "The sky on a clear day is", "choices": ["blue", "loud", "salty"]}
 
-    def default_metrics(self, labels):
-        return ["accuracy"]
-
     # ---------------------------------------------------------------- reading
 
     def example(self, row, spec):

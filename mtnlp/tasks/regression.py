@@ -19,9 +19,6 @@ class Regression(TextTask):
 
     metrics = ("pearsonr", "spearmanr", "mse")
 
-    def default_metrics(self, labels):
-        return ["pearsonr", "spearmanr", "mse"]
-
     def parse_label(self, row, label, spec):
         if isinstance(label, bool) or isinstance(label, str) and "_" in label:  # float() takes True and "1_000"
             row.fail(f"label {row.show(label)} is not a number (regression task)")

@@ -1,0 +1,139 @@
+"""The tokenisation cache's folder and files: where it is, content hashes of data files (remembered per
+version), the label sets and tokenised splits stored under a task's key, and writes that readers see whole.
+What goes into a key is the data's business (data.task_key, data.split_key).
+
+A cache folder may be shared by DDP ranks, concurrent runs, and containers or machines whose processes this
+one cannot see: files are written under unique temporary names and renamed, and a damaged entry is read as
+missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from stat import S_ISDIR, S_ISREG
+
+from .errors import UserError, first_line
+
+
+def cache_dir() -> Path:
+    """mtnlp's folder in datasets' cache (HF_DATASETS_CACHE, else HF_HOME/datasets), found without
+    importing datasets."""
+    root = os.environ.get("HF_DATASETS_CACHE")
+    if not root:
+        home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+        root = Path(home) / "datasets"
+    return Path(root).expanduser() / "mtnlp"
+
+
+def digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def unique() -> str:
+    """A part of a temporary file's name that no other process, here or on another machine, makes."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers (other DDP ranks, a concurrent run) see the whole file or none of it. The temporary file's name
+    is unique to this call: a cache may be shared by containers whose processes have the same pids."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_hash(path: Path) -> str:
+    """The SHA-256 of a file's content, remembered per (path, inode, size, mtime, ctime): hashed once per
+    version. An edit that keeps the size and sets the mtime back (cp -p, rsync -a, tar) still changes the
+    ctime, which no tool sets; replacing the file changes the inode."""
+    stat = path.stat()
+    if not S_ISREG(stat.st_mode) and not S_ISDIR(stat.st_mode):  # the reader reports a directory
+        raise UserError(f"{path}: not a regular file (a pipe or a device); mtnlp reads a data file more than once "
+                        "(to hash it for the cache, then to read it): save it to a file first")
+    version = [str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    memo = cache_dir() / "file-hashes" / f"{digest(version)}.txt"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        remembered = memo.read_text()
+        if re.fullmatch("[0-9a-f]{64}", remembered):  # not a memo a crash left empty
+            return remembered
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    with contextlib.suppress(OSError):  # a read-only cache: hashed again next time
+        write_atomic(memo, sha.hexdigest())
+    return sha.hexdigest()
+
+
+def labels_file(key: str) -> Path:
+    return cache_dir() / f"labels-{key}.json"
+
+
+def cached_labels(key: str) -> list[str] | None:
+    """The label set read_task found for the files of `key`, or None (not read yet, or a damaged entry)."""
+    try:
+        labels = json.loads(labels_file(key).read_text())
+    except (OSError, ValueError):
+        return None
+    return labels if isinstance(labels, list) and all(isinstance(label, str) for label in labels) else None
+
+
+def cached_split(key: str):
+    """The tokenised split written under `key` (memory-mapped Arrow, one file per tokenising
+    process), or None."""
+    listing = cache_dir() / f"tokenized-{key}.json"
+    if not listing.exists():
+        return None
+    import datasets
+
+    names = []
+    try:
+        names = json.loads(listing.read_text())
+        parts = [datasets.Dataset.from_file(str(cache_dir() / part)) for part in names]
+    except (OSError, ValueError, TypeError) as e:  # a part deleted, cut short or damaged: tokenised again
+        import warnings
+
+        warnings.warn(f"{listing}: a cache entry that cannot be read ({first_line(e)}): tokenising again", stacklevel=2)
+        for name in [listing.name, *(names if isinstance(names, list) else [])]:
+            (cache_dir() / str(name)).unlink(missing_ok=True)
+        return None
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        state = json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    else:  # every call rewrites the truncation/padding settings: leave them out of the key
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None), spec.pop("padding", None)
+        # kept beside tokenizer.json: which end truncation cuts, whether token_type_ids are given
+        state = json.dumps([spec, tokenizer.truncation_side, list(tokenizer.model_input_names)], sort_keys=True)
+    return hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def remove_orphaned_spills(older_than: float = 86400.0) -> None:
+    """Remove spilled examples (.examples-KEY-PID-RANDOM.arrow) older than a day: a tokenising process killed mid-way
+    (kill -9, out of memory) could not remove its own (1 M rows: hundreds of MB). By age, not by whether the
+    process lives: a cache folder may be shared by machines and containers whose processes this one cannot see."""
+    now = time.time()
+    for path in cache_dir().glob(".examples-*.arrow"):
+        try:
+            if now - path.stat().st_mtime > older_than:
+                path.unlink()
+        except OSError:  # gone meanwhile, or another user's
+            pass
