@@ -21,6 +21,7 @@ from pathlib import Path
 from stat import S_ISDIR, S_ISREG
 
 from .errors import UserError, first_line
+from .folders import umask
 
 
 def cache_dir() -> Path:
@@ -48,6 +49,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~umask())  # mkstemp's 0600 would keep the entry from the cache's other users
         with os.fdopen(handle, "w") as f:
             f.write(text)
         os.replace(tmp, path)

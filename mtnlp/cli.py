@@ -157,7 +157,8 @@ def guarded(command, debug: bool) -> int:
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
     try:
         status = command()
-        sys.stdout.flush()  # a reader that closed the pipe is met here, not in Python's flush at exit
+        if sys.stdout is not None:  # (None: started with stdout closed)
+            sys.stdout.flush()  # a reader that closed the pipe is met here, not in Python's flush at exit
         return status
     except UserError as e:
         if debug:
@@ -534,8 +535,11 @@ def cmd_export(args) -> int:
         raise UserError(f"export: {args.model} is an ONNX export; export reads a PyTorch model folder or hub id")
     quiet_libraries(with_datasets=False)
     model, tokenizer = load_model(args.model, revision=args.revision)
-    # written beside OUT, then renamed: a full disk or a crash leaves no part of an export that blocks a retry
-    tmp = out.resolve().with_name(f".tmp-{out.resolve().name}-{os.getpid()}")
+    # written to a temporary folder, then renamed: a full disk or a crash leaves no part of an export that blocks a
+    # retry. Beside a new OUT; inside an existing (empty) one, whose entries it becomes: OUT may be the current
+    # folder, or a mount point, which no rename replaces
+    existing = out.is_dir()
+    tmp = out / f".tmp-export-{os.getpid()}" if existing else out.resolve().with_name(f".tmp-{out.resolve().name}-{os.getpid()}")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with writing(tmp):
         if args.onnx:
@@ -550,7 +554,12 @@ def cmd_export(args) -> int:
             from .export import export_folder
 
             export_folder(model, tokenizer, args.task[0], tmp)
-        os.replace(tmp, out)  # OUT: new, or an empty folder
+        if existing:
+            for path in list(tmp.iterdir()):
+                os.replace(path, out / path.name)
+            tmp.rmdir()
+        else:
+            os.replace(tmp, out)
     if args.onnx:
         print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {args.out} ...")
         return 0

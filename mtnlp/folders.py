@@ -69,22 +69,29 @@ LOCK_FILE = ".mtnlp-training.lock"
 _held: dict[Path, object] = {}  # run folder -> its open lock file, held by this process
 
 
-def hold_run_folder(run_dir: Path) -> None:
-    """Hold run_dir's lock until release_run_folder or the process ends: a second run training into the same
-    folder (started beside this one, or overwriting it) is refused before it writes there. A lock of the
-    kernel's (flock), so a killed run leaves none; held again by its own process it is a no-op."""
+def hold_run_folder(run_dir: Path) -> Path | None:
+    """Hold run_dir's lock until release_run_folder(the key returned) or the process ends: a second run training
+    into the same folder (started beside this one, or overwriting it) is refused before it writes there. A lock
+    of the kernel's (flock), so a killed run leaves none; held again by its own process it is a no-op."""
     try:
         import fcntl
     except ImportError:  # Windows: no lock
         return
     key = run_dir.resolve()
     if key in _held:
-        return
+        return key
     run_dir.mkdir(parents=True, exist_ok=True)
     f = open(run_dir / LOCK_FILE, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # a file system without flock (some NFS,
+            f.close()  # Lustre, FUSE mounts): train, unguarded
+            import warnings
+
+            warnings.warn(f"{run_dir}: cannot lock it ({e.strerror}): a second run started into it would not be "
+                          "refused", stacklevel=2)
+            return
         f.seek(0)
         holder = f.read().strip() or "another process"
         f.close()
@@ -95,10 +102,11 @@ def hold_run_folder(run_dir: Path) -> None:
     f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
     f.flush()
     _held[key] = f
+    return key
 
 
-def release_run_folder(run_dir: Path) -> None:
-    f = _held.pop(run_dir.resolve(), None)
+def release_run_folder(run_dir: Path | None) -> None:
+    f = _held.pop(run_dir.resolve(), None) if run_dir is not None else None
     if f is not None:
         f.close()
 
@@ -172,6 +180,8 @@ def safetensors_problem(path: Path) -> str | None:
             if size < 8 or length > size - 8:
                 raise ValueError("cut short: its header is longer than the file")
             header = json.loads(f.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a JSON object")
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
     except (OSError, ValueError, TypeError, KeyError, IndexError) as e:
         return f"not a readable safetensors file ({first_line(e)})"

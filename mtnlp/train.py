@@ -189,6 +189,7 @@ class Run:
     bar: tqdm | None
     grad_norm: torch.Tensor | None = None  # the last update's gradient norm before clipping (on the device)
     resumed_from: Path | None = None  # the checkpoint folder training.resume_from found
+    lock: Path | None = None  # run_dir as the main process holds it (folders.hold_run_folder)
 
 
 def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source) -> MultiTaskModel:
@@ -347,7 +348,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         accelerator.print(f"{by} by the validation splits of {', '.join(evaluated)}; "
                           f"{', '.join(others)} {'has' if len(others) == 1 else 'have'} none")
     if accelerator.is_main_process:  # before anything is written: a run started beside this one into its folder is refused
-        hold_run_folder(run_dir)
+        run.lock = hold_run_folder(run_dir)
         if not own:  # again, held: such a run may have ended since (and left its model)
             refuse_to_mix(run_dir, recipe)
     if folder is not None:
@@ -536,7 +537,7 @@ def finish(run: Run) -> TrainResult:
             accelerator.print(f"pushed to {url}")
     if run.recipe.training.report_to:
         accelerator.end_training()
-    release_run_folder(run_dir)
+    release_run_folder(run.lock)
     return TrainResult(run_dir, best, run.unwrapped, final, accelerator, run.weighting.weights(), run.precision)
 
 
@@ -551,6 +552,7 @@ class Interrupted(KeyboardInterrupt):
 def interrupted(run: Run, signum: int, folder: Path) -> Interrupted:
     """The exception that ends a run stopped by a signal, after saying where its checkpoint is."""
     run.bar.close()
+    release_run_folder(run.lock)  # a Python caller may resume it in another process
     if run.accelerator.is_main_process:
         print(f"\ninterrupted at step {run.progress.step}: checkpoint saved to {folder}; "
               "resume with training.resume_from=latest", file=sys.stderr)

@@ -154,6 +154,11 @@ def test_an_export_that_fails_leaves_nothing_behind(tmp_path, tiny_encoder, monk
     assert cli.main(["export", str(model), "--task", "sentiment", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "model.safetensors").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "out"]
+    # into an existing empty folder, here the current one (no rename can replace it): its entries are the export's
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert cli.main(["export", str(model), "--task", "sentiment", "."]) == 0
+    assert sorted(p.name for p in (tmp_path / "here").iterdir()) == sorted(p.name for p in (tmp_path / "out").iterdir())
 
 
 def test_recipes_copy_finds_a_method_recipe_by_its_short_name(tmp_path):

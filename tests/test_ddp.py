@@ -114,7 +114,7 @@ def test_resuming_one_process_checkpoint_at_its_last_step_with_two_processes_end
         train_step(run)
     folder = checkpoint(run)
     assert json.loads((folder / "rank-0.json").read_text())["loss_log"]["counts"]
-    release_run_folder(run.run_dir)  # this process's run ends here (it held its folder: the launched one is refused)
+    release_run_folder(run.lock)  # this process's run ends here (it held its folder: the launched one is refused)
     proc = launch("torchrun", recipe, tmp_path, f"training.resume_from={folder}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]

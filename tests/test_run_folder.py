@@ -62,6 +62,34 @@ def test_a_run_that_ended_while_this_one_read_its_data_is_not_replaced(make_reci
     assert (tmp_path / "run" / "model" / "config.json").read_text() == "{}"
 
 
+def test_a_folder_that_cannot_be_locked_trains_unguarded_with_a_warning(tmp_path, monkeypatch):
+    """Some network mounts have no flock (ENOLCK, EOPNOTSUPP): every run was refused as if another held it."""
+    import fcntl
+
+    from mtnlp.folders import hold_run_folder
+
+    def no_locks(f, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match=rf"^{tmp_path / 'run'}: cannot lock it \(No locks available\)"):
+        assert hold_run_folder(tmp_path / "run") is None
+
+
+def test_cache_files_are_readable_as_the_umask_says(tmp_path):
+    """mkstemp makes 0600 files: another user of a shared cache could not read an entry, and removed it."""
+    import os
+
+    from mtnlp.cache import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "labels.json", "[]")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "labels.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_a_log_line_cut_short_is_dropped_and_a_damaged_line_within_named(tmp_path):
     log = tmp_path / "train_log.jsonl"
     log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "loss')  # the disk filled while step 3 was written
@@ -102,9 +130,23 @@ def test_a_model_save_that_fails_leaves_the_saved_model_whole(tmp_path, model_an
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the half-written copy removed
     monkeypatch.undo()
+    (folder / "eval-validation.json").write_text("{}")  # what else it holds comes along
+    (folder / "model-00002-of-00002.safetensors").write_bytes(b"an old shard")  # but no weights file
     report.save_model(folder, model, tokenizer)
     assert json.loads((folder / "config.json").read_text())["mtnlp"] == {"step": 20}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (folder / "eval-validation.json").exists() and not (folder / "model-00002-of-00002.safetensors").exists()
+
+
+def test_a_model_folder_that_is_a_link_is_saved_where_it_points(tmp_path, model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "model").symlink_to(tmp_path / "elsewhere")
+    for step in (1, 2):  # the second save of a swapped link failed (a folder renamed onto a link)
+        model.config.mtnlp = {"step": step}
+        report.save_model(tmp_path / "model", model, tokenizer)
+    assert (tmp_path / "model").is_symlink()
+    assert json.loads((tmp_path / "elsewhere" / "config.json").read_text())["mtnlp"] == {"step": 2}
 
 
 def test_a_write_that_fails_on_a_full_disk_says_so(tmp_path, monkeypatch):
@@ -157,6 +199,16 @@ def test_a_full_disk_or_a_read_only_folder_is_one_line_and_status_1(capsys):
         guarded(full, debug=True)
 
 
+def test_a_command_started_with_stdout_closed_runs(monkeypatch):
+    """`mtnlp ... >&-` (cron, daemons): Python's sys.stdout is None; flushing it was an AttributeError."""
+    import sys
+
+    from mtnlp.cli import guarded
+
+    monkeypatch.setattr(sys, "stdout", None)
+    assert guarded(lambda: 0, debug=False) == 0
+
+
 def test_metric_modules_that_cannot_be_cached_stop_training_before_its_first_step(make_recipe, tmp_path, monkeypatch):
     """evaluate copies (and touches) each module in HF_MODULES_CACHE: a read-only HF_HOME failed at the first
     evaluation, after every step, and the run's training was lost."""
@@ -174,6 +226,15 @@ def test_metric_modules_that_cannot_be_cached_stop_training_before_its_first_ste
                                         r"set it, or HF_HOME, to a folder you can write$"):
         train(load_recipe(make_recipe(training={"steps": 2})))
     assert not (tmp_path / "run" / "train_log.jsonl").exists()
+
+
+def test_a_weights_file_whose_header_is_no_json_object_is_named(tmp_path):
+    from mtnlp.folders import safetensors_problem
+
+    header = b"[1, 2]"
+    (tmp_path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    assert safetensors_problem(tmp_path / "model.safetensors") == \
+        "not a readable safetensors file (its header is not a JSON object)"
 
 
 def test_a_model_folder_without_weights_is_named_incomplete(tmp_path, tiny_encoder):
