@@ -1,5 +1,6 @@
 """What a folder holds (an mtnlp model, its ONNX export, a training run), told from its files without
-importing torch: `mtnlp push` needs no more, and a wrong folder is refused at once."""
+importing torch: `mtnlp push` needs no more, and a wrong folder is refused at once. And how folders are
+written safely: a run's lock on its folder, and a temporary folder that a failed write removes."""
 
 from __future__ import annotations
 
