@@ -49,9 +49,10 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(handle, 0o666 & ~umask())  # mkstemp's 0600 would keep the entry from the cache's other users
         with os.fdopen(handle, "w") as f:
             f.write(text)
+        with contextlib.suppress(OSError):  # mkstemp's 0600 would keep the entry from the cache's other users
+            os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

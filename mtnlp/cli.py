@@ -155,10 +155,11 @@ def guarded(command, debug: bool) -> int:
     from .errors import UserError
 
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
+    if sys.stdout is None:  # started with stdout closed (`>&-`): what is printed goes nowhere
+        sys.stdout = open(os.devnull, "w")
     try:
         status = command()
-        if sys.stdout is not None:  # (None: started with stdout closed)
-            sys.stdout.flush()  # a reader that closed the pipe is met here, not in Python's flush at exit
+        sys.stdout.flush()  # a reader that closed the pipe is met here, not in Python's flush at exit
         return status
     except UserError as e:
         if debug:
@@ -527,7 +528,10 @@ def cmd_export(args) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"export: {args.out} is a file; name a folder to write")
-    if out.is_dir() and any(out.iterdir()):  # the model's own folder, an earlier export, ...
+    def not_empty(ours=None) -> bool:  # (an export killed mid-way leaves its .tmp-export-PID: not counted)
+        return out.is_dir() and any(p != ours and not p.name.startswith(".tmp-export-") for p in out.iterdir())
+
+    if not_empty():  # the model's own folder, an earlier export, ...
         raise UserError(f"export: {args.out} is not empty; name a new or empty folder (export never overwrites)")
     from .folders import is_onnx_folder, writing
 
@@ -555,6 +559,8 @@ def cmd_export(args) -> int:
 
             export_folder(model, tokenizer, args.task[0], tmp)
         if existing:
+            if not_empty(tmp):  # written to meanwhile (e.g. another export): os.replace would overwrite its files
+                raise UserError(f"export: {args.out} was written to during the export; nothing of it was kept")
             for path in list(tmp.iterdir()):
                 os.replace(path, out / path.name)
             tmp.rmdir()

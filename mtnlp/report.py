@@ -119,22 +119,17 @@ def forget_after(run_dir: Path, step: int) -> None:
 
 def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -> None:
     """The model (with `state_dict`: those weights, in its config) and its tokenizer, written beside `folder`
-    and swapped in (two renames): a crash or a full disk mid-write leaves the folder as it was, and a reader
-    (`mtnlp predict` during training) is far less likely to meet one step's weights under another's config."""
-    if folder.is_symlink():  # the swap would replace the link by a folder: written where it points, in place
-        model.save_pretrained(folder, state_dict=state_dict)
-        tokenizer.save_pretrained(folder)
-        return
+    and swapped in (two renames) as the whole of it: a crash or a full disk mid-write leaves the folder as it
+    was, and a reader (`mtnlp predict` during training) is far less likely to meet one step's weights under
+    another's config."""
+    folder = folder.resolve() if folder.is_symlink() else folder  # a link stays: what it points to is swapped
     tmp, old = folder.with_name(f".tmp-{folder.name}"), folder.with_name(f".old-{folder.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     with writing(tmp):
         model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
-        # what else the folder holds comes along (the card, `mtnlp evaluate`'s eval-SPLIT.json, a user's files),
-        # but no weights file: an old shard beside new weights would be read as part of them
-        for path in folder.iterdir() if folder.is_dir() else []:
-            if not (tmp / path.name).exists() and not path.name.startswith("model") and ".safetensors" not in path.name:
-                (shutil.copytree if path.is_dir() else shutil.copy2)(path, tmp / path.name)
+    # nothing else of the old folder comes along: its card, curves and eval-SPLIT.json describe the old weights
+    # (finish writes the card again)
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         os.replace(folder, old)

@@ -154,11 +154,27 @@ def test_an_export_that_fails_leaves_nothing_behind(tmp_path, tiny_encoder, monk
     assert cli.main(["export", str(model), "--task", "sentiment", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "model.safetensors").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "out"]
-    # into an existing empty folder, here the current one (no rename can replace it): its entries are the export's
-    (tmp_path / "here").mkdir()
+    # into an existing empty folder, here the current one (no rename can replace it): its entries are the export's;
+    # what an export killed there left (its .tmp-export-PID) does not make it "not empty"
+    (tmp_path / "here" / ".tmp-export-1").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "here")
     assert cli.main(["export", str(model), "--task", "sentiment", "."]) == 0
-    assert sorted(p.name for p in (tmp_path / "here").iterdir()) == sorted(p.name for p in (tmp_path / "out").iterdir())
+    exported = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert sorted(p.name for p in (tmp_path / "here").iterdir() if p.name != ".tmp-export-1") == exported
+    # a folder written to during the export (another export into it): nothing is moved over its files
+    (tmp_path / "busy").mkdir()
+    real = export.export_folder
+
+    def and_another(model, tokenizer, task, out):
+        (out.parent / "config.json").write_text("another export's")
+        return real(model, tokenizer, task, out)
+
+    monkeypatch.setattr(export, "export_folder", and_another)
+    capsys.readouterr()
+    assert cli.main(["export", str(model), "--task", "sentiment", str(tmp_path / "busy")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (f"error: export: {tmp_path / 'busy'} was written to during the "
+                                                        "export; nothing of it was kept")
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["config.json"]
 
 
 def test_recipes_copy_finds_a_method_recipe_by_its_short_name(tmp_path):

@@ -26,6 +26,19 @@ def hold_in_another_process(folder):
     return proc
 
 
+def test_a_run_stopped_by_a_signal_lets_go_of_its_folder(make_recipe, tmp_path):
+    """A notebook's run stopped by Ctrl-C, resumed by `mtnlp train` in another process: refused, the notebook
+    still held the folder."""
+    import signal
+
+    from mtnlp.train import checkpoint, interrupted, setup, train_step
+
+    run = setup(load_recipe(make_recipe(training={"steps": 4})))
+    train_step(run)
+    assert isinstance(interrupted(run, signal.SIGINT, checkpoint(run)), KeyboardInterrupt)
+    hold_in_another_process(tmp_path / "run").kill()  # it could hold the folder
+
+
 def test_a_second_run_into_a_folder_a_run_is_training_in_is_refused(make_recipe, tmp_path):
     """Two runs into one folder mixed their checkpoints and logs (one crashed); `overwrite_output_dir` deleted
     the live run's checkpoint files under it."""
@@ -130,12 +143,12 @@ def test_a_model_save_that_fails_leaves_the_saved_model_whole(tmp_path, model_an
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the half-written copy removed
     monkeypatch.undo()
-    (folder / "eval-validation.json").write_text("{}")  # what else it holds comes along
-    (folder / "model-00002-of-00002.safetensors").write_bytes(b"an old shard")  # but no weights file
+    (folder / "eval-validation.json").write_text("{}")  # of the old weights: it must not describe the new ones
+    (folder / "model-00002-of-00002.safetensors").write_bytes(b"an old shard")  # read as part of the new weights
     report.save_model(folder, model, tokenizer)
     assert json.loads((folder / "config.json").read_text())["mtnlp"] == {"step": 20}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-    assert (folder / "eval-validation.json").exists() and not (folder / "model-00002-of-00002.safetensors").exists()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(before)
 
 
 def test_a_model_folder_that_is_a_link_is_saved_where_it_points(tmp_path, model_and_tokenizer):
@@ -206,7 +219,7 @@ def test_a_command_started_with_stdout_closed_runs(monkeypatch):
     from mtnlp.cli import guarded
 
     monkeypatch.setattr(sys, "stdout", None)
-    assert guarded(lambda: 0, debug=False) == 0
+    assert guarded(lambda: sys.stdout.write("said to no one\n") and 0, debug=False) == 0  # as predict writes
 
 
 def test_metric_modules_that_cannot_be_cached_stop_training_before_its_first_step(make_recipe, tmp_path, monkeypatch):
