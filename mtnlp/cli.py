@@ -542,8 +542,8 @@ def cmd_export(args) -> int:
     # written to a temporary folder, then renamed: a full disk or a crash leaves no part of an export that blocks a
     # retry. Beside a new OUT; inside an existing (empty) one, whose entries it becomes: OUT may be the current
     # folder, or a mount point, which no rename replaces
-    existing = out.is_dir()
-    tmp = out / f".tmp-export-{os.getpid()}" if existing else out.resolve().with_name(f".tmp-{out.resolve().name}-{os.getpid()}")
+    existing, full = out.is_dir(), out.resolve()
+    tmp = out / f".tmp-export-{os.getpid()}" if existing else full.with_name(f".tmp-{full.name}-{os.getpid()}")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with writing(tmp):
         if args.onnx:

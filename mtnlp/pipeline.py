@@ -274,9 +274,9 @@ def load_pretrained(name: str, **hub_kwargs):
             raise UserError(f"{name}: no config.json at revision {hub_kwargs.get('revision') or 'main'}"
                             + ("" if hub_kwargs.get("revision") else " (a model pushed to a branch: give its revision)"))
         check_multitask_config(name, config)
-        if not onnx and ((config.get("mtnlp") or {}).get("onnx")):  # an export uploaded as plain files
-            raise UserError(f"{name}: an ONNX export without its model.onnx" if path.exists() else
-                            f"{name}: an ONNX export, which loads from a folder only: download it "
+        if not onnx and ((config.get("mtnlp") or {}).get("onnx")):  # an export uploaded as plain files (a local
+            # folder without its model.onnx: check_model_folder said so)
+            raise UserError(f"{name}: an ONNX export, which loads from a folder only: download it "
                             f"(hf download {name} --local-dir DIR) and give DIR")
         model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
         loading = "tokenizer"
