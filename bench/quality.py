@@ -8,7 +8,7 @@ Each recipe is trained in this process, one after another (so wall times are com
 bench/runs/<tag>/<name>. --single-task adds one run per task of the FIRST recipe: that task alone,
 for exactly as many batches as the first recipe's task sampler gives it, with the same number of
 evaluations, so the single-task runs together cost what the multi-task run costs. --batches N gives
-every recipe the same budget of N training batches (a PCGrad update takes one batch per task) and
+every recipe the same budget of N training batches (a PCGrad or CAGrad update takes one batch per task) and
 4 evaluations. --finetune N adds,
 for each task, N more steps on that task alone starting from the first recipe's trained model
 (MT-DNN's refinement: `model.init_from`). Results: bench/results/quality_<tag>.json (or --output) and a
@@ -28,6 +28,7 @@ from benchlib import REPO, RESULTS, environment, sampler_counts, write_results
 from mtnlp.data import load_task
 from mtnlp.encoders import resolve_encoder
 from mtnlp.evaluation import main_metric
+from mtnlp.gradients import GRADIENT_METHODS
 from mtnlp.recipe import default_metrics, load_recipe
 from mtnlp.recipes.multitask import train
 from transformers import AutoTokenizer
@@ -45,9 +46,9 @@ def task_steps(recipe) -> dict[str, int]:
 
 
 def with_budget(recipe, batches: int):
-    """The recipe trained on `batches` batches in all (PCGrad: one batch of every task per update)."""
+    """The recipe trained on `batches` batches in all (PCGrad, CAGrad: one batch of every task per update)."""
     t = recipe.training
-    per_update = t.grad_accum * (len(recipe.tasks) if recipe.mtl.gradient == "pcgrad" else 1)
+    per_update = t.grad_accum * (len(recipe.tasks) if GRADIENT_METHODS[recipe.mtl.gradient].every_task else 1)
     steps = max(1, batches // per_update)
     training = replace(t, steps=steps, eval_every=max(1, steps // 4), log_every=max(1, min(t.log_every, steps // 40)))
     return replace(recipe, training=training)

@@ -279,7 +279,7 @@ def measure_training(run, args, peak_gflops: float, target: float) -> dict:
         r = clock.step()
         flops = [step_flops(mask, run.tasks[task].type, num_labels[task], cfg) for task, mask in r.pop("batches")]
         r["flops"] = {kind: {k: sum(f[kind][k] for f in flops) for k in flops[0][kind]} for kind in ("padded", "non_pad")}
-        r["rows"] = sum(f["rows"] for f in flops)  # a step's batches (one, unless grad_accum > 1 or PCGrad)
+        r["rows"] = sum(f["rows"] for f in flops)  # a step's batches (one, unless grad_accum > 1 or PCGrad/CAGrad)
         r["width"] = max(f["width"] for f in flops)
         records.append(r)
     clock.close()

@@ -1,36 +1,51 @@
 """Gradient methods: how one update's gradients are formed from its micro-batches (mtl.gradient).
 
-`Summed` accumulates grad_accum micro-batches, each of the task the sampler drew. `PCGrad` takes
-micro-batches of every task and projects conflicting task gradients (Yu et al., 2020). A method is
-one class here with `task_order` (which task each micro-batch comes from), `accumulate` (fill
-.grad for one update, calling `micro_step` once per micro-batch: train.forward_backward, which draws
-the batch and computes its head's loss), `log_record` (what it adds to train_log.jsonl) and
-`state_dict_json` / `load_state_dict_json` (what a checkpoint keeps of it).
+`Summed` accumulates grad_accum micro-batches, each of the task the sampler drew. The others take
+micro-batches of EVERY task in each update and combine the tasks' gradients on the shared encoder
+(`EveryTaskGradients`): `PCGrad` projects conflicting ones off each other (Yu et al., 2020), `CAGrad`
+moves the average gradient towards the worst-off task (Liu et al., 2021).
+
+A method is one class here (a GradientMethod) with `task_order` (which task each micro-batch comes
+from), `accumulate` (fill .grad for one update, calling `micro_step` once per micro-batch:
+train.forward_backward, which draws the batch and computes its head's loss), `log_record` (what it
+adds to train_log.jsonl) and `state_dict_json` / `load_state_dict_json` (what a checkpoint keeps of
+it). Adding one is a class and its entry in GRADIENT_METHODS (the recipe checks `mtl.gradient`
+against it, so an entry added by your own script before load_recipe works too); an option of its own
+is a field of recipe.py's MTLSpec and an entry of its GRADIENT_KEYS. Combining every task's
+gradients is a subclass of EveryTaskGradients with its own `combine`. torch is imported only when a
+method runs, so that a recipe's mistakes are reported without it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .sampling import EveryTask, TaskSampler
+
+if TYPE_CHECKING:
+    import torch
 
 
 def reduce_mean(accelerator, tensor: torch.Tensor) -> torch.Tensor:
     return accelerator.reduce(tensor, "mean") if accelerator.num_processes > 1 else tensor
 
 
-class Summed:
-    """Plain accumulation: micro-batches may come from different tasks; DDP syncs on the last."""
+class GradientMethod:
+    """What train.py calls; the defaults keep nothing and log nothing."""
+
+    every_task = False  # whether an update takes micro-batches of every task (the sampler is not used)
+
+    def __init__(self, seed: int = 0, **options):
+        pass
 
     def task_order(self, sampler: TaskSampler, tasks: list[str], grad_accum: int) -> TaskSampler:
         return sampler
 
     def accumulate(self, run, micro_step) -> str:
-        accum = run.recipe.training.grad_accum
-        for micro in range(accum):
-            task = micro_step(run, sync=micro == accum - 1)
-        return task
+        """Fill .grad for one update; returns the task of its last micro-batch ("all" for every task)."""
+        raise NotImplementedError
 
     def log_record(self) -> dict:
         return {}
@@ -42,19 +57,40 @@ class Summed:
         pass
 
 
-class PCGrad:
-    """grad_accum micro-batches of EVERY task per update, each task's shared-parameter gradient kept
-    apart, averaged over DDP ranks (all backward passes skip DDP's own sync), projected and summed
-    into .grad. Head / adapter / task-layer gradients come from one task each and are summed as usual."""
+class Summed(GradientMethod):
+    """Plain accumulation: micro-batches may come from different tasks; DDP syncs on the last."""
 
-    def __init__(self, seed: int):
+    def accumulate(self, run, micro_step) -> str:
+        accum = run.recipe.training.grad_accum
+        for micro in range(accum):
+            task = micro_step(run, sync=micro == accum - 1)
+        return task
+
+
+class EveryTaskGradients(GradientMethod):
+    """grad_accum micro-batches of EVERY task per update, each task's shared-parameter gradient kept
+    apart, averaged over DDP ranks (all backward passes skip DDP's own sync) and combined into .grad
+    by `combine`. Head / adapter / task-layer gradients come from one task each and are summed as usual.
+    `combine` also returns the fraction of task pairs whose gradients conflicted, logged as `log_key`
+    (a mean over the updates since the last log record)."""
+
+    every_task = True
+    log_key = "conflicts"
+
+    def __init__(self, seed: int = 0, **options):
         self.seed = seed
-        self.conflicts: list[float] = []  # fraction of conflicting task pairs per update, logged as a mean
+        self.conflicts: list[float] = []
+
+    def combine(self, grads: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        """grads: (K, P), one flattened shared-parameter gradient per task -> (P,) update, conflicts."""
+        raise NotImplementedError
 
     def task_order(self, sampler: TaskSampler, tasks: list[str], grad_accum: int) -> TaskSampler:
         return EveryTask(tasks, grad_accum)
 
     def accumulate(self, run, micro_step) -> str:
+        import torch
+
         model, accelerator = run.unwrapped, run.accelerator
         shared = model.shared_parameters()
         sizes = [p.numel() for p in shared]
@@ -72,9 +108,9 @@ class PCGrad:
             flat = reduce_mean(accelerator, torch.cat([p.grad.flatten() for p in own]))
             for p, g in zip(own, flat.split([p.numel() for p in own])):
                 p.grad = g.view_as(p)
-        # the projection order is random but the same on every rank and on resume
+        # a random order (PCGrad's) is the same on every rank and on resume
         rng = np.random.default_rng([self.seed, run.progress.step])
-        combined, conflicts = project_conflicting(reduce_mean(accelerator, per_task), rng)
+        combined, conflicts = self.combine(reduce_mean(accelerator, per_task), rng)
         for p, g in zip(shared, combined.split(sizes)):
             p.grad = g.view_as(p)
         self.conflicts.append(conflicts)
@@ -85,13 +121,81 @@ class PCGrad:
             return {}
         mean = sum(self.conflicts) / len(self.conflicts)
         self.conflicts.clear()
-        return {"pcgrad_conflicts": mean}
+        return {self.log_key: mean}
 
     def state_dict_json(self) -> dict:  # the updates since the last log record (the same on every rank)
         return {"conflicts": [float(c) for c in self.conflicts]}
 
     def load_state_dict_json(self, state: dict) -> None:
         self.conflicts = list(state.get("conflicts", []))
+
+
+class PCGrad(EveryTaskGradients):
+    """Yu et al. (2020): each task's gradient loses its component along every other task's gradient it
+    conflicts with (negative dot product), in a random order; the projected gradients are summed.
+    Logs the fraction of projections that found a conflict."""
+
+    log_key = "pcgrad_conflicts"
+
+    def combine(self, grads, rng):
+        return project_conflicting(grads, rng)
+
+
+class CAGrad(EveryTaskGradients):
+    """Liu et al. (2021), conflict-averse gradient descent: the update d maximises the smallest task
+    improvement min_i g_i·d within a ball of radius c·|g0| around the average gradient g0. Its dual is
+    min over the simplex of F(w) = g_w·g0 + c·|g0|·|g_w| (g_w = Σ w_i g_i), and d = g0 + c·|g0|/|g_w| · g_w.
+    c = 0 is the average gradient; c (mtl.cagrad_c, default 0.5 as in LibMTL) must be below 1 for
+    CAGrad to converge to a minimum of the average loss. The update is scaled by K / (1 + c²): the
+    paper's rescaling, times K so that, like pcgrad without conflicts, c = 0 is the sum of the task
+    gradients (a learning rate carries over between the two). Logs the fraction of task pairs whose
+    gradients conflict (negative dot product)."""
+
+    log_key = "cagrad_conflicts"
+
+    def __init__(self, seed: int = 0, cagrad_c: float = 0.5, **options):
+        super().__init__(seed)
+        self.c = cagrad_c
+
+    def combine(self, grads, rng):
+        k = grads.shape[0]
+        gram = (grads @ grads.T).double().cpu().numpy()  # the K×K problem is solved on the host: one copy per update
+        w = cagrad_weights(gram, self.c)
+        # d = g0 + λ g_w = Σ_i (1/K + λ w_i) g_i, with |g0|² = mean(gram) and |g_w|² = wᵀ gram w
+        g0_norm = np.sqrt(max(gram.mean(), 0.0))
+        gw_norm = np.sqrt(max(w @ gram @ w, 0.0))
+        lam = self.c * g0_norm / gw_norm if gw_norm > 0 else 0.0
+        coef = (1.0 / k + lam * w) * k / (1.0 + self.c ** 2)
+        import torch
+
+        update = torch.as_tensor(coef, dtype=grads.dtype, device=grads.device) @ grads
+        return update, pair_conflicts(gram)
+
+
+def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:
+    """The simplex weights w minimising CAGrad's dual F(w) = wᵀ G 1/K + c·|g0|·sqrt(wᵀ G w), G the
+    tasks' Gram matrix, with scipy's SLSQP from the uniform weights."""
+    from scipy.optimize import minimize
+
+    k = gram.shape[0]
+    uniform = np.full(k, 1.0 / k)
+    if c == 0 or not np.any(gram):
+        return uniform
+    scale = np.abs(gram).max()  # SLSQP's tolerances are absolute: solve the problem at unit scale
+    g = gram / scale
+    radius = c * np.sqrt(max(g.mean(), 0.0))
+    result = minimize(lambda w: w @ g @ uniform + radius * np.sqrt(max(w @ g @ w, 0.0) + 1e-12), uniform,
+                      bounds=[(0.0, 1.0)] * k, constraints={"type": "eq", "fun": lambda w: w.sum() - 1.0},
+                      method="SLSQP", options={"ftol": 1e-10, "maxiter": 200})
+    w = np.clip(result.x, 0.0, None)
+    return w / w.sum() if w.sum() > 0 else uniform
+
+
+def pair_conflicts(gram: np.ndarray) -> float:
+    """The fraction of task pairs (i < j) whose gradients have a negative dot product."""
+    k = gram.shape[0]
+    upper = gram[np.triu_indices(k, 1)]
+    return float((upper < 0).mean()) if upper.size else 0.0
 
 
 def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
@@ -103,6 +207,8 @@ def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[
     Every g_i' stays a combination Σ_j C_ij g_j of the original gradients, so the projections run on
     the K×K Gram matrix and the P-sized vectors are touched twice (one Gram product, one combination)
     instead of once per task pair."""
+    import torch
+
     k = grads.shape[0]
     # gram[i, j] = g_i · g_j; the K×K projection loop branches on its values: one host copy per update
     gram = (grads @ grads.T).double().cpu()
@@ -119,5 +225,12 @@ def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[
     return coef.sum(0).to(grads.device, grads.dtype) @ grads, conflicts / max(k * (k - 1), 1)
 
 
-def build_gradient_method(name: str, seed: int):
-    return PCGrad(seed) if name == "pcgrad" else Summed()
+# mtl.gradient's values
+GRADIENT_METHODS: dict[str, type[GradientMethod]] = {"sum": Summed, "pcgrad": PCGrad, "cagrad": CAGrad}
+
+
+def build_gradient_method(name: str, seed: int, **options) -> GradientMethod:
+    """options: the recipe's mtl section (train.py passes all of it); each method takes the keys it needs."""
+    if name not in GRADIENT_METHODS:
+        raise ValueError(f"unknown gradient method {name!r} (expected one of: {', '.join(GRADIENT_METHODS)})")
+    return GRADIENT_METHODS[name](seed, **options)

@@ -175,7 +175,7 @@ class MultiTaskModel(PreTrainedModel):
         return sharing.plain_state(self, task)
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Trainable parameters every task uses (what PCGrad projects): the encoder without adapters."""
+        """Trainable parameters every task uses (what PCGrad and CAGrad combine): the encoder without adapters."""
         return [p for n, p in self.encoder.named_parameters() if p.requires_grad and not sharing.is_adapter_weight(n)]
 
     @classmethod

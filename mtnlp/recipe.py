@@ -25,6 +25,7 @@ from .metrics import METRICS
 from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
 from .weighting import WEIGHTINGS
+from .gradients import GRADIENT_METHODS
 
 from .errors import UserError
 
@@ -65,7 +66,8 @@ class MTLSpec(Spec):
     weighting_lr: Positive = 1.0e-3  # learning rate of uncertainty's log-variances
     dwa_temperature: Positive = 2.0
     dwa_window: Count = 50  # DWA compares mean task losses over windows of this many steps
-    gradient: Literal["sum", "pcgrad"] = "sum"  # pcgrad: each update takes one batch of EVERY task (gradients.py)
+    gradient: str = "sum"  # a name in gradients.py's GRADIENT_METHODS (checked for training)
+    cagrad_c: Annotated[Float, Field(ge=0, lt=1)] = 0.5  # CAGrad's radius around the average gradient (0: the average)
     sharing: Literal["hard", "lora", "task_layers"] = "hard"
     freeze_encoder: bool = False  # train only adapters / task layers and heads
     lora_r: Count = 8
@@ -499,13 +501,11 @@ def check(recipe: Recipe, training: bool = True) -> None:
         fail(f"tasks.{next(iter(recipe.tasks))}.loss_weight", "every task's loss_weight is 0: nothing would train")
     # a method's option under another method is said, not refused: `sampling.strategy=uniform` on the
     # command line must not need the file's temperature taken out too
-    for key in ("strategy", "temperature"):
-        if m.gradient == "pcgrad" and _changed(recipe.sampling, key):
-            note(f"sampling.{key}", "not read: mtl.gradient pcgrad trains every task in each update")
     # a method's name is checked against its registry when the recipe is read for training, not when this module
-    # is imported: a script may add one before load_recipe (and evaluate reads neither)
+    # is imported: a script may add one before load_recipe (and evaluate reads none of them)
     for section, method, keys, registry in (("sampling", "strategy", SAMPLING_KEYS, STRATEGIES),
-                                            ("mtl", "weighting", WEIGHTING_KEYS, WEIGHTINGS)):
+                                            ("mtl", "weighting", WEIGHTING_KEYS, WEIGHTINGS),
+                                            ("mtl", "gradient", GRADIENT_KEYS, GRADIENT_METHODS)):
         spec = getattr(recipe, section)
         name = getattr(spec, method)
         if training and name not in registry:
@@ -513,10 +513,14 @@ def check(recipe: Recipe, training: bool = True) -> None:
         for key, reader in keys.items():
             if _changed(spec, key) and name != reader and _ours(registry, name):
                 note(f"{section}.{key}", f"not read: it applies to {section}.{method} {reader} (this is {name})")
-    if m.gradient == "pcgrad" and len(recipe.tasks) < 2:
-        fail("mtl.gradient", "pcgrad needs at least two tasks")
-    if m.gradient == "pcgrad" and m.freeze_encoder:
-        fail("mtl.gradient", "pcgrad projects the shared encoder's gradients, but freeze_encoder leaves none")
+    if getattr(GRADIENT_METHODS.get(m.gradient), "every_task", False):
+        for key in ("strategy", "temperature"):
+            if _changed(recipe.sampling, key):
+                note(f"sampling.{key}", f"not read: mtl.gradient {m.gradient} trains every task in each update")
+        if len(recipe.tasks) < 2:
+            fail("mtl.gradient", f"{m.gradient} needs at least two tasks")
+        if m.freeze_encoder:
+            fail("mtl.gradient", f"{m.gradient} combines the shared encoder's gradients, but freeze_encoder leaves none")
     if recipe.model.init_encoder_of is not None and not recipe.model.init_from:
         fail("model.init_encoder_of", "applies to a transfer: set model.init_from too")
     if recipe.model.init_revision is not None and not recipe.model.init_from:
@@ -540,6 +544,7 @@ SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", 
 # the same for loss weightings and sampling strategies (a warning); one added by a script may read any key
 WEIGHTING_KEYS = {"weighting_lr": "uncertainty", "dwa_temperature": "dwa", "dwa_window": "dwa"}
 SAMPLING_KEYS = {"temperature": "temperature"}
+GRADIENT_KEYS = {"cagrad_c": "cagrad"}
 COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
 
 
@@ -549,7 +554,7 @@ def _changed(section: Spec, key: str) -> bool:
 
 
 def _ours(registry: dict, name: str) -> bool:
-    """Whether a sampling strategy or weighting is one of mtnlp's own (not added by a script)."""
+    """Whether a sampling strategy, weighting or gradient method is one of mtnlp's own (not added by a script)."""
     return name in registry and (registry[name] is None or registry[name].__module__.startswith("mtnlp."))
 
 

@@ -37,7 +37,7 @@ from .encoders import load_tokenizer, resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .folders import STATE_FILE, hold_run_folder, release_run_folder
-from .gradients import PCGrad, Summed, build_gradient_method, reduce_mean
+from .gradients import GradientMethod, build_gradient_method, reduce_mean
 from .loader import BatchPlan, training_loader
 from .metrics import load_metrics
 from .modeling import MultiTaskModel, to_device
@@ -179,7 +179,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     weighting: StaticWeighting
-    gradient: Summed | PCGrad
+    gradient: GradientMethod
     plan: BatchPlan
     batches: Iterator  # (task, padded batch, plan positions after it) from the DataLoader
     positions: dict  # the plan positions after the last batch trained on: what a checkpoint saves
@@ -316,7 +316,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
                                 **m.model_dump()).to(accelerator.device)
     optimizer, scheduler = make_optimizer(model, t, weighting, m.weighting_lr)
     prepared, optimizer = accelerator.prepare(model, optimizer)
-    gradient = build_gradient_method(m.gradient, t.seed)
+    gradient = build_gradient_method(m.gradient, t.seed, **m.model_dump())
     sampler, batches, train_rows = training_batches(recipe, tasks, accelerator)
     plan = BatchPlan(gradient.task_order(sampler, list(tasks), t.grad_accum), batches)
     data_facts = {n: ({"train": {"examples": d.stream.size, "labels": len(d.labels), "streamed": True}} if d.stream else {})
@@ -382,7 +382,7 @@ def forward_backward(run: Run, sync: bool) -> str:
 
 
 def train_step(run: Run) -> str:
-    """One optimizer update; returns the task of its last micro-batch ("all" for PCGrad; with grad_accum > 1
+    """One optimizer update; returns the task of its last micro-batch ("all" for PCGrad and CAGrad; with grad_accum > 1
     the others may be of other tasks). The gradient method (mtl.gradient) calls forward_backward once per
     micro-batch and combines their gradients."""
     task = run.gradient.accumulate(run, forward_backward)

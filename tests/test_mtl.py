@@ -1,4 +1,4 @@
-"""Multi-task methods: loss weighting, PCGrad, LoRA adapters, task-specific top layers."""
+"""Multi-task methods: loss weighting, PCGrad and CAGrad, LoRA adapters, task-specific top layers."""
 
 import json
 import math
@@ -12,7 +12,7 @@ from conftest import tiny_tasks
 from mtnlp.errors import UserError
 from mtnlp.export import export_head
 from mtnlp.modeling import MultiTaskModel
-from mtnlp.gradients import project_conflicting
+from mtnlp.gradients import GRADIENT_METHODS, CAGrad, build_gradient_method, project_conflicting
 from mtnlp.recipe import load_recipe
 from mtnlp.recipes.multitask import train
 from mtnlp.weighting import build_weighting, dwa_weights
@@ -51,6 +51,59 @@ def test_pcgrad_projected_gradient_no_longer_conflicts_with_the_other():
             assert torch.allclose(combined, g0 + g1)
         else:
             assert torch.allclose(combined, g.sum(0))
+
+
+# ------------------------------------------------------------------ CAGrad maths
+
+
+def _cagrad(grads, c):
+    """CAGrad's update at the paper's scale (mtnlp scales it by K / (1 + c²))."""
+    update, conflicts = CAGrad(cagrad_c=c).combine(grads, np.random.default_rng(0))
+    return update * (1 + c * c) / grads.shape[0], conflicts
+
+
+def test_cagrad_of_two_orthogonal_gradients_by_hand():
+    g = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # symmetric: w = (1/2, 1/2), g_w = g0 = (1/2, 1/2); d = g0 + c·|g0|/|g_w|·g_w = (1 + c) g0
+    update, conflicts = CAGrad(cagrad_c=0.5).combine(g, np.random.default_rng(0))
+    assert torch.allclose(update, 1.5 * torch.tensor([0.5, 0.5]) * 2 / 1.25, atol=1e-6) and conflicts == 0.0
+
+
+def test_cagrad_with_c_0_is_the_sum_of_the_task_gradients():
+    g = torch.randn(3, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    update, _ = CAGrad(cagrad_c=0.0).combine(g, np.random.default_rng(0))
+    assert torch.allclose(update, g.sum(0))
+
+
+def test_cagrad_finds_the_best_worst_task_improvement_within_its_ball():
+    """The update d maximises min_i g_i·d subject to |d - g0| <= c|g0|. By duality that maximum equals
+    min over the simplex of F(w) = g_w·g0 + c|g0||g_w|: checked against F on a fine grid of weights."""
+    gen = torch.Generator().manual_seed(1)
+    grid = [(a, b, 1 - a - b) for a in np.linspace(0, 1, 201) for b in np.linspace(0, 1, 201) if a + b <= 1 + 1e-12]
+    weights = torch.tensor(grid, dtype=torch.float64)
+    for scale in (1e-4, 1.0, 1e3):
+        g = torch.randn(3, 30, generator=gen, dtype=torch.float64) * scale
+        g[1] = -0.8 * g[0] + 0.3 * g[1]  # a real conflict
+        for c in (0.2, 0.5, 0.9):
+            d, _ = _cagrad(g, c)
+            g0 = g.mean(0)
+            assert (d - g0).norm() <= c * g0.norm() * (1 + 1e-6)
+            gw = weights @ g
+            dual = (gw @ g0 + c * g0.norm() * gw.norm(dim=1)).min()
+            worst = (g @ d).min()
+            assert worst >= dual - 1e-3 * abs(float(dual)) - 1e-12, (scale, c, float(worst), float(dual))
+            assert worst >= (g @ g0).min() - 1e-9 * scale ** 2  # never worse for the worst-off task than the average
+
+
+def test_cagrad_of_zero_gradients_is_zero():
+    update, conflicts = CAGrad().combine(torch.zeros(3, 5), np.random.default_rng(0))
+    assert torch.equal(update, torch.zeros(5)) and conflicts == 0.0
+
+
+def test_cagrad_counts_the_conflicting_task_pairs():
+    g = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [0.0, 1.0]])  # pairs (0,1) conflict; (0,2) and (1,2) do not
+    _, conflicts = CAGrad().combine(g, np.random.default_rng(0))
+    assert conflicts == pytest.approx(1 / 3)
 
 
 # ------------------------------------------------------------------ loss weighting maths
@@ -214,8 +267,8 @@ def _logs(run):
     {"weighting": "dwa", "dwa_window": 2},
     {"gradient": "pcgrad", "weighting": "uncertainty"},
     {"sharing": "lora", "freeze_encoder": True, "lora_r": 2},
-    {"sharing": "task_layers", "task_layers": 1, "gradient": "pcgrad"},
-], ids=["uncertainty", "dwa", "pcgrad+uncertainty", "lora-frozen", "task_layers+pcgrad"])
+    {"sharing": "task_layers", "task_layers": 1, "gradient": "cagrad", "cagrad_c": 0.3},
+], ids=["uncertainty", "dwa", "pcgrad+uncertainty", "lora-frozen", "task_layers+cagrad"])
 def test_each_method_trains_under_bf16(make_recipe, tmp_path, tiny_encoder, mtl):
     from transformers import AutoModel
 
@@ -228,8 +281,9 @@ def test_each_method_trains_under_bf16(make_recipe, tmp_path, tiny_encoder, mtl)
         assert any(abs(w - 0.5) > 1e-3 for w in logs[-1]["weights"].values())
     if mtl.get("weighting") == "dwa":
         assert any(abs(w - 1.0) > 1e-6 for w in logs[-1]["weights"].values())
-    if mtl.get("gradient") == "pcgrad":  # every update trains every task
-        assert all(set(r["loss"]) == set(tiny_tasks()) and 0 <= r["pcgrad_conflicts"] <= 1 for r in logs)
+    if "gradient" in mtl:  # every update trains every task
+        key = GRADIENT_METHODS[mtl["gradient"]].log_key
+        assert all(set(r["loss"]) == set(tiny_tasks()) and 0 <= r[key] <= 1 for r in logs)
     model = result.last_model
     if mtl.get("freeze_encoder"):
         pretrained = AutoModel.from_pretrained(tiny_encoder).state_dict()
@@ -245,8 +299,8 @@ def test_each_method_trains_under_bf16(make_recipe, tmp_path, tiny_encoder, mtl)
     assert json.loads((run / "metrics.json").read_text())["tasks"].keys() == tiny_tasks().keys()
 
 
-@pytest.mark.parametrize("mtl", [{"weighting": "uncertainty", "gradient": "pcgrad"}, {"weighting": "dwa", "dwa_window": 2}],
-                         ids=["uncertainty+pcgrad", "dwa"])
+@pytest.mark.parametrize("mtl", [{"weighting": "uncertainty", "gradient": "pcgrad"}, {"weighting": "dwa", "dwa_window": 2},
+                                 {"gradient": "cagrad"}], ids=["uncertainty+pcgrad", "dwa", "cagrad"])
 def test_resume_is_exact_with_learned_weights(make_recipe, tmp_path, mtl):
     def params(model):
         return {k: v.clone() for k, v in model.state_dict().items()}
@@ -354,11 +408,16 @@ def test_methods_under_two_process_ddp(make_recipe, tmp_path, mtl):
     ({"weighting": "magic"}, "mtl.weighting"),
     ({"lora_dropout": 1.5}, "mtl.lora_dropout"),
     ({"gradient": "pcgrad", "sharing": "lora", "freeze_encoder": True}, "mtl.gradient"),
+    ({"gradient": "cagrad", "sharing": "task_layers", "freeze_encoder": True}, "mtl.gradient"),
+    ({"gradient": "magic"}, "mtl.gradient"),
+    ({"gradient": "cagrad", "cagrad_c": 1.0}, "mtl.cagrad_c"),
+    ({"gradient": "cagrad", "one task": True}, "mtl.gradient: cagrad needs at least two tasks"),
 ])
 def test_bad_method_settings_are_one_line_errors(make_recipe, mtl, key, capsys):
     from mtnlp.cli import main  # `mtnlp train`, in this process: the error needs torch, so a new one costs seconds
 
-    recipe = make_recipe(mtl=mtl)
+    one_task = mtl.pop("one task", False)
+    recipe = make_recipe(mtl=mtl, tasks=dict(list(tiny_tasks().items())[:1]) if one_task else None)
     assert main(["train", str(recipe)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("error:") and key in lines[-1] and not any("Traceback" in line for line in lines)
@@ -459,3 +518,41 @@ def test_every_registered_weighting_resumes_from_its_json_state(name):
     assert resumed.weights() == pytest.approx(first.weights())
     assert float(resumed("a", torch.tensor(2.0))) == pytest.approx(float(first("a", torch.tensor(2.0))))
     assert all(math.isfinite(w) and w >= 0 for w in first.weights().values())
+
+
+def test_a_gradient_method_added_by_a_script_is_one_class_the_recipe_accepts(make_recipe, monkeypatch):
+    """What a copied recipe script can do before load_recipe, without editing mtnlp: combine every task's
+    gradients its own way (here: their mean) and train with it."""
+    from mtnlp import gradients
+
+    class Mean(gradients.EveryTaskGradients):
+        log_key = "mean_conflicts"
+
+        def combine(self, grads, rng):
+            return grads.mean(0), gradients.pair_conflicts((grads @ grads.T).double().cpu().numpy())
+
+    monkeypatch.setitem(gradients.GRADIENT_METHODS, "mean", Mean)
+    result = train(load_recipe(make_recipe(training={"steps": 2, "log_every": 1}), ["mtl.gradient=mean"]))
+    logs = _logs(result.run_dir)
+    assert all(set(r["loss"]) == set(tiny_tasks()) and 0 <= r["mean_conflicts"] <= 1 for r in logs)
+    with pytest.raises(ValueError, match=rf"^unknown gradient method 'nope' \(expected one of: "
+                                         rf"{', '.join(gradients.GRADIENT_METHODS)}\)$"):
+        build_gradient_method("nope", 0)
+
+
+@pytest.mark.parametrize("name", list(GRADIENT_METHODS))
+def test_every_registered_gradient_method_resumes_from_its_json_state(name):
+    """A checkpoint keeps a gradient method as JSON: every registered one must give the same log record after it."""
+    from mtnlp.recipe import MTLSpec
+
+    first = build_gradient_method(name, 7, **MTLSpec().model_dump())
+    grads = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    if first.every_task:
+        for step in range(3):
+            update, conflicts = first.combine(grads * (step + 1), np.random.default_rng(step))
+            assert update.shape == (8,) and torch.isfinite(update).all() and 0 <= conflicts <= 1
+            first.conflicts.append(conflicts)
+    resumed = build_gradient_method(name, 7, **MTLSpec().model_dump())
+    resumed.load_state_dict_json(json.loads(json.dumps(first.state_dict_json())))
+    assert resumed.log_record() == first.log_record()
+    assert resumed.log_record() == {} == first.log_record()  # a record covers the updates since the last one

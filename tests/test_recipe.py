@@ -303,6 +303,8 @@ def test_a_sharing_key_the_sharing_method_does_not_read_is_an_error(tmp_path, ke
 @pytest.mark.parametrize("overrides,key,said", [
     (["sampling.strategy=uniform"], "sampling.temperature", "it applies to sampling.strategy temperature (this is uniform)"),
     (["mtl.gradient=pcgrad"], "sampling.temperature", "mtl.gradient pcgrad trains every task in each update"),
+    (["mtl.gradient=cagrad"], "sampling.temperature", "mtl.gradient cagrad trains every task in each update"),
+    (["mtl.gradient=pcgrad", "mtl.cagrad_c=0.2"], "mtl.cagrad_c", "it applies to mtl.gradient cagrad (this is pcgrad)"),
     (["mtl.dwa_window=3"], "mtl.dwa_window", "it applies to mtl.weighting dwa (this is static)"),
     (["mtl.weighting=dwa", "mtl.weighting_lr=0.1"], "mtl.weighting_lr", "it applies to mtl.weighting uncertainty (this is dwa)"),
     (["training.early_stopping_patience=2", "training.eval_every=null"], "training.early_stopping_patience",
@@ -325,6 +327,7 @@ def test_method_options_read_by_their_method_are_not_said(recwarn):
     load_recipe(DEMO, ["mtl.weighting=dwa", "mtl.dwa_window=3", "mtl.dwa_temperature=1"])
     load_recipe(DEMO, ["mtl.weighting=uncertainty", "mtl.weighting_lr=0.1"])
     load_recipe(DEMO, ["mtl.gradient=pcgrad", "sampling.temperature=2.0", "sampling.group_by_length=false"])
+    load_recipe(DEMO, ["mtl.gradient=cagrad", "mtl.cagrad_c=0.2", "sampling.temperature=2.0"])
     assert not [w for w in recwarn if "not read" in str(w.message)]
 
 
@@ -766,7 +769,7 @@ def test_a_transfer_reads_no_encoder_and_may_not_replace_its_source(tmp_path, mo
 def test_method_names_are_checked_for_training_only_against_what_is_registered_then(tmp_path, monkeypatch):
     """`mtnlp evaluate RUN/recipe.yaml` of a run whose copied script added a sampling strategy and a weighting
     was refused for names it never reads; training checks them (with their line) when the recipe is read."""
-    from mtnlp import sampling, weighting
+    from mtnlp import gradients, sampling, weighting
 
     path = recipe_file(tmp_path, BASE.replace("strategy: proportional", "strategy: mine") + "mtl:\n  weighting: ours\n")
     recipe = load_recipe(path, training=False)
@@ -778,6 +781,12 @@ def test_method_names_are_checked_for_training_only_against_what_is_registered_t
     assert error(path).startswith(f"{path}:{line}: mtl.weighting: unknown value 'ours' (expected one of: static,")
     monkeypatch.setitem(weighting.WEIGHTINGS, "ours", weighting.StaticWeighting)
     assert load_recipe(path).mtl.weighting == "ours"
+    theirs = recipe_file(tmp_path, BASE + "mtl:\n  gradient: theirs\n", name="g.yaml")
+    assert load_recipe(theirs, training=False).mtl.gradient == "theirs"
+    assert error(theirs) == (f"{theirs}:{len(BASE.splitlines()) + 2}: mtl.gradient: unknown value 'theirs' "
+                             f"(expected one of: {', '.join(gradients.GRADIENT_METHODS)})")
+    monkeypatch.setitem(gradients.GRADIENT_METHODS, "theirs", gradients.PCGrad)
+    assert load_recipe(theirs).mtl.gradient == "theirs"
 
 
 def test_a_task_type_added_after_the_recipe_module_is_imported_is_named_so(tmp_path, monkeypatch):

@@ -117,7 +117,8 @@ def test_resuming_an_older_checkpoint_drops_the_newer_ones(make_recipe, tmp_path
     ({}, {"mtl.gradient": "pcgrad"}),
     ({"mtl.gradient": "pcgrad", "training.grad_accum": 2}, {"mtl.gradient": "pcgrad"}),  # 12 draws: not 9's multiple
     ({"mtl.gradient": "pcgrad"}, {}),
-], ids=["static->dwa", "sum->pcgrad", "pcgrad-grad_accum", "pcgrad->sum"])
+    ({"mtl.gradient": "pcgrad"}, {"mtl.gradient": "cagrad"}),
+], ids=["static->dwa", "sum->pcgrad", "pcgrad-grad_accum", "pcgrad->sum", "pcgrad->cagrad"])
 def test_resuming_with_another_weighting_or_gradient_method_continues(make_recipe, tmp_path, before, after):
     recipe = make_recipe(training={"steps": 4, "grad_accum": 3})
     first = setup(load_recipe(recipe, [f"{k}={v}" for k, v in before.items()]))
