@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .errors import require
 
 RANK_ERROR_DELAY = 5.0  # seconds a process of rank > 0 waits before it reports a mistake (guarded)
 
@@ -537,6 +538,9 @@ def cmd_export(args) -> int:
 
     if is_onnx_folder(args.model):
         raise UserError(f"export: {args.model} is an ONNX export; export reads a PyTorch model folder or hub id")
+    if args.onnx:  # said before the model is loaded and exported
+        for module in ("onnx", "onnxscript") + (("onnxruntime",) if args.quantize else ()):
+            require(module, "onnx", f"export --onnx{' --quantize' if args.quantize else ''}")
     quiet_libraries(with_datasets=False)
     model, tokenizer = load_model(args.model, revision=args.revision)
     # written to a temporary folder, then renamed: a full disk or a crash leaves no part of an export that blocks a
@@ -578,14 +582,10 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .errors import UserError
+    for module in ("fastapi", "uvicorn"):
+        require(module, "serve", "serve")
+    from . import serve
 
-    try:
-        from . import serve
-    except ImportError as e:
-        if e.name not in ("fastapi", "uvicorn", "starlette"):
-            raise
-        raise UserError(f"serve needs {e.name}: pip install 'mtnlp[serve]'") from None
     return serve.run(args)
 
 

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from pathlib import Path
@@ -34,7 +35,7 @@ SPLITS = ("train", "validation", "test")
 # validation_from_train's split is the same for every training.seed: runs that differ by seed are compared
 # on the same validation examples (and train on the same rest)
 CARVE_SEED = 42
-CACHE_VERSION = 9  # bump when reading or tokenize() gives different rows or columns
+CACHE_VERSION = 10  # bump when reading or tokenize() gives different rows or columns
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 
@@ -104,6 +105,9 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[p
         path = resolve_path(recipe, path)
         if not path.exists() or path.is_dir():
             problem = "is a folder, expected a data file" if path.exists() else "file not found"
+            data_dir = resolve_path(recipe, ".") if recipe.data_dir is not None else None
+            if data_dir is not None and not data_dir.is_dir():  # e.g. a copied recipe whose data is elsewhere
+                problem += f" (data_dir {recipe.data_dir} is no folder here: set data_dir=FOLDER)"
             raise UserError(f"{recipe.where(key)}: {key}: {path}: {problem}")
         return path
 
@@ -228,12 +232,20 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
             if len(held_out) >= wanted:
                 break
             held_out.update(group)
+        key = f"tasks.{name}.data.validation_from_train"
         if len(held_out) == total:
-            key = f"tasks.{name}.data.validation_from_train"
             together = (f" (examples with the same {kind.carve_by} stay together: {len(groups)} group(s))"
                         if kind.carve_by else "")
             raise UserError(f"{recipe.where(key)}: {key}: {carve} of {sources['train']}'s {total} example(s) "
                             f"leaves none to train on{together}")
+        # of the file's labels, the data alone decides (evaluate, with the model's labels, carves the same split)
+        given_back = keep_a_training_example(raw["train"], held_out, groups, kind)
+        if given_back and not held_out:
+            raise UserError(f"{recipe.where(key)}: {key}: every carved example of {sources['train']} is the only "
+                            f"one of its label ({', '.join(given_back)}): none is left to validate on")
+        if given_back and derived:
+            warnings.warn(f"{recipe.where(key)}: {key}: label(s) {', '.join(given_back)} had every example carved "
+                          f"out of {sources['train']}: one of each trains instead (a head output must have one)")
         raw["validation"] = raw["train"].take(sorted(held_out))  # file order within each part
         raw["train"] = raw["train"].take([i for i in range(total) if i not in held_out])
         sources["validation"] = sources["train"]
@@ -252,6 +264,20 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
             write_atomic(labels_file(key), json.dumps(labels))
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key,
                    stream if "train" in splits else None)
+
+
+def keep_a_training_example(examples: pa.Table, held_out: set[int], groups: list[list[int]], kind: TaskType) -> list[str]:
+    """Returns the labels of which every example was held out, after taking out of `held_out` the first
+    group (in carve order) that holds each: a head output that never trains is worse than a smaller split."""
+    rows = list(rows_of(examples))
+    trained = {label for i, row in enumerate(rows) if i not in held_out for label in kind.labels_of(row)}
+    missing = sort_labels({label for i in held_out for label in kind.labels_of(rows[i])} - trained)
+    wanted = set(missing)
+    for group in groups:
+        if wanted and group[0] in held_out and wanted.intersection(l for i in group for l in kind.labels_of(rows[i])):
+            held_out.difference_update(group)
+            wanted.difference_update(label for i in group for label in kind.labels_of(rows[i]))
+    return missing
 
 
 def carve_groups(examples: pa.Table, by: str | None) -> list[list[int]]:

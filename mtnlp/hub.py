@@ -44,7 +44,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         f"# Multi-task model: {', '.join(config.tasks)}", "",
         f"One shared {config.encoder.model_type} encoder" + encoder_note(base_model, getattr(config, "sharing", None))
         + f" with {len(config.tasks)} task head{'s' * (len(config.tasks) != 1)}, trained with "
-        "[mtnlp](https://pypi.org/project/mtnlp/)" + transfer_note(config) + ".", "",
+        "[mtnlp](https://pypi.org/project/mtnlp/)" + version_note(config) + transfer_note(config) + ".", "",
         "| task | type | labels | validation | test |", "|---|---|---|---|---|",
     ]
     for name, spec in config.tasks.items():
@@ -93,6 +93,11 @@ def encoder_note(base_model: str | None, sharing: dict | None) -> str:
         [f"per-task LoRA adapters, r {sharing.get('r')}"] if kind == "lora"
         else [f"its top {sharing.get('layers')} layers per task"] if kind == "task_layers" else [])
     return f" ({'; '.join(notes)})" if notes else ""
+
+
+def version_note(config) -> str:
+    version = (config.mtnlp or {}).get("version")
+    return f" {version}" if version else ""  # models saved before mtnlp recorded it
 
 
 def transfer_note(config) -> str:

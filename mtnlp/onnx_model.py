@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, require
 from .folders import ONNX_FILE
 from .modeling import MultiTaskConfig, MultiTaskModel
 
@@ -160,6 +160,7 @@ class OnnxMultiTaskModel:
     (config, uses_token_type_ids, forward_heads, to, eval)."""
 
     def __init__(self, folder: str | Path):
+        require("onnxruntime", "onnx", f"running the ONNX export {folder}")
         import onnxruntime
 
         folder = Path(folder).expanduser()

@@ -8,6 +8,7 @@ silent conversions); check() adds what relates several keys.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 import tempfile
@@ -27,7 +28,7 @@ from .tasks import TASK_TYPES, task_type
 from .weighting import WEIGHTINGS
 from .gradients import GRADIENT_METHODS
 
-from .errors import UserError
+from .errors import UserError, require
 
 # a task section is its type's Spec (mtnlp/tasks), chosen by its `type:` key: the types registered when this
 # module is imported (a union pydantic builds once)
@@ -249,6 +250,20 @@ _LineLoader.add_constructor("tag:yaml.org,2002:int", _LineLoader.construct_yaml_
 _LineLoader.add_constructor("tag:yaml.org,2002:float", _LineLoader.construct_yaml_float)
 
 
+def packaged_recipe(path: Path) -> str | None:
+    """The name of the recipe installed with mtnlp that a missing path names (recipes/demo.yaml, demo), if any."""
+    from importlib.resources import files
+
+    name = path.name if path.suffix else f"{path.name}.yaml"
+    for candidate in (f"methods/{name}" if path.parent.name == "methods" else name, name):
+        try:
+            if files("mtnlp.recipes").joinpath(candidate).is_file():
+                return candidate
+        except (ModuleNotFoundError, OSError):
+            return None
+    return None
+
+
 def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool = True) -> Recipe:
     """A checked recipe; `training`: False for a recipe that only names evaluation data (mtnlp evaluate),
     whose tasks need no training split."""
@@ -256,7 +271,9 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: recipe file not found") from None
+        packaged = packaged_recipe(path)
+        hint = f" (mtnlp recipes copy {packaged} copies the installed one here)" if packaged else ""
+        raise UserError(f"{path}: recipe file not found{hint}") from None
     except UnicodeDecodeError:
         from .readers import bad_byte
 
@@ -687,6 +704,9 @@ def check_training_paths(recipe: Recipe) -> None:
         raise UserError(f"{recipe.where(key)}: {key}: {msg}")
 
     encoder, source, run_dir = recipe.model.encoder, recipe.model.init_from, run_directory(recipe)
+    # Accelerate leaves out a tracker it cannot import, silently (it takes tensorboardX too)
+    if "tensorboard" in recipe.training.report_to and importlib.util.find_spec("tensorboardX") is None:
+        require("tensorboard", "tensorboard", f"{recipe.where('training.report_to')}: training.report_to: tensorboard")
     if not source and is_local_path(encoder) and not Path(encoder).is_dir():
         fail("model.encoder", f"{encoder}: " + ("a file, not a folder" if Path(encoder).exists() else "folder not found"))
     for folder in (run_dir, *run_dir.parents):

@@ -7,10 +7,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import hub
+from . import __version__, hub
 from .encoders import for_words, is_local_path
 from .errors import NoRevision, NotFound, UserError
 from .modeling import MultiTaskModel, head_mismatch, transfer_encoder_task
+from .tasks.base import reads
 from .pipeline import load_pretrained
 from .recipe import Recipe
 
@@ -51,7 +52,7 @@ def training_record(recipe: Recipe, metrics: dict, source: MultiTaskModel | None
     model.init_from, the source, its commit, its tasks and the task whose encoder was taken: None for a
     hard-shared source, whose one encoder is every task's). Sources are recorded by hub id only: config.json
     is pushed with the model, and a local path (/home/...) must not go with it (the run's recipe.yaml has it)."""
-    record = {"metrics": metrics, "max_length": recipe.model.max_length}
+    record = {"metrics": metrics, "max_length": recipe.model.max_length, "version": __version__}
     if source is None:
         return record | {"base_model": hub.hub_id(recipe.model.encoder)}
     source_id = None if Path(source_path).exists() else hub.hub_id(source_path)
@@ -65,8 +66,11 @@ def transfer_report(source: MultiTaskModel, model: MultiTaskModel, keep_heads: b
     """Per head of a transferred model: kept from its source, or new and why (as from_trained decided)."""
     report = {}
     for name, spec in model.config.tasks.items():
-        mismatch = head_mismatch(name, source.config.tasks.get(name), spec)
+        old = source.config.tasks.get(name)
+        mismatch = head_mismatch(name, old, spec)
         report[name] = f"new: {mismatch}" if mismatch else "kept" if keep_heads else "new (model.init_heads: false)"
+        if report[name] == "kept" and old.get("text_pair") is not None and old.get("text_pair") != spec.get("text_pair"):
+            report[name] += f" (trained on {reads(old)}, now {reads(spec)})"  # it fits, but may need to learn again
     return report
 
 
@@ -79,8 +83,8 @@ def say_transfer(run: Run, source: MultiTaskModel, source_path: str) -> None:
     part = "adapter" if lora else "layers"
     soft = f" of task {encoder_of} (its {part}{' merged' if lora else ''})" if encoder_of else ""
     if encoder_of:  # a kept head of another task was trained on its own adapter / layers, not on this encoder
-        heads = {name: f"kept (trained on {name}'s {part}; the encoder is {encoder_of}'s)"
-                 if why == "kept" and name != encoder_of else why for name, why in heads.items()}
+        heads = {name: why.replace("kept", f"kept (trained on {name}'s {part}; the encoder is {encoder_of}'s)", 1)
+                 if why.startswith("kept") and name != encoder_of else why for name, why in heads.items()}
     commit = model.config.mtnlp["init_from"]["revision"]  # a hub source's: the commit loaded
     at = f" (commit {commit[:12]})" if commit else ""
     run.accelerator.print(f"init_from {source_path}{at}: the encoder{soft}, and\n"

@@ -149,3 +149,7 @@ def test_every_library_package_is_installed_by_a_plain_pip_install():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "mtnlp").rglob("__init__.py")}
     assert on_disk <= listed, f"not in pyproject's packages: {sorted(on_disk - listed)}"
+    # and recipes/' folders (configs, data): setuptools warns about each one left out, and may drop it one day
+    recipes = {".".join(("mtnlp", *p.relative_to(REPO).parts)) for p in [REPO / "recipes", *(REPO / "recipes").rglob("*")]
+               if p.is_dir() and p.name != "__pycache__"}
+    assert recipes <= listed, f"not in pyproject's packages: {sorted(recipes - listed)}"

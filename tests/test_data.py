@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -671,3 +672,48 @@ def test_atomic_writes_of_one_file_by_processes_with_the_same_pid_do_not_collide
     assert errors == []
     assert target.read_text() in {str(n) * 1000 for n in range(4)}
     assert [p.name for p in tmp_path.iterdir()] == ["labels.json"]  # no temporary file left
+
+
+def test_a_label_whose_every_example_is_carved_keeps_one_to_train_on(tmp_path, monkeypatch):
+    """validation_from_train could carve a label's only examples: its head output never trained, the data table said
+    train had fewer labels than the model, and nothing was said. Wherever the label's example stands in the file,
+    it now trains; the carve is the same for training and for `mtnlp evaluate` (the model's labels)."""
+    from mtnlp.data import read_task
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    said = 0
+    for position in range(20):
+        rows = [f"text {i}\t{'ab'[i % 2]}" for i in range(20)]
+        rows[position] = f"text {position}\trare"
+        train = tmp_path / f"carve{position}.tsv"
+        train.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+        recipe = load_recipe(write_recipe(tmp_path, {"s": {"type": "classification", "data": {
+            "train": str(train), "validation_from_train": 0.1, "text_column": "sentence"}}}))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            raw = read_task(recipe, "s", recipe.tasks["s"])
+        assert raw.labels == ["a", "b", "rare"] and "rare" in raw.examples["train"].column("label").to_pylist()
+        evaluated = read_task(recipe, "s", recipe.tasks["s"], splits=("validation",), labels=raw.labels)
+        assert evaluated.examples["validation"].to_pylist() == raw.examples["validation"].to_pylist()
+        messages = [str(w.message) for w in caught]
+        if messages:  # the example the carve took: given back, and said
+            said += 1
+            assert raw.examples["validation"].num_rows == 1 and messages == [
+                f"{recipe.source}:7: tasks.s.data.validation_from_train: label(s) rare had every example carved out "
+                f"of {train}: one of each trains instead (a head output must have one)"]
+        else:
+            assert raw.examples["validation"].num_rows == 2
+    assert said == 2  # 2 of 20 rows are carved: twice the rare label was among them
+
+
+def test_a_carve_whose_every_example_is_the_only_one_of_its_label_is_an_error(tmp_path, monkeypatch):
+    from mtnlp.data import read_task
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    train = tmp_path / "few.tsv"
+    train.write_text("sentence\tlabel\nx\ta\ny\tb\n")
+    recipe = load_recipe(write_recipe(tmp_path, {"s": {"type": "classification", "data": {
+        "train": str(train), "validation_from_train": 0.5, "text_column": "sentence"}}}))
+    with pytest.raises(UserError, match=r"tasks.s.data.validation_from_train: every carved example of .*few.tsv is the "
+                                        r"only one of its label \([ab]\): none is left to validate on$"):
+        read_task(recipe, "s", recipe.tasks["s"])

@@ -32,7 +32,7 @@ def run_dir(tmp_path, tiny_encoder):
     run = tmp_path / "run"
     torch.manual_seed(0)
     model = MultiTaskModel.from_encoder(tiny_encoder, TASKS)
-    model.config.mtnlp = {"base_model": "sentence-transformers/all-MiniLM-L6-v2", "max_length": 32}
+    model.config.mtnlp = {"base_model": "sentence-transformers/all-MiniLM-L6-v2", "max_length": 32, "version": "0.1.0"}
     model.save_pretrained(run / "model")
     AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(run / "model")
     metrics = {"tasks": {"sentiment": {"validation": {"accuracy": 0.875, "f1": 0.86}},
@@ -117,6 +117,7 @@ def test_model_card_metadata_and_table(run_dir, tmp_path):
         card = hub.repo_files("org/card")["README.md"].decode()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["library_name"] == "mtnlp"
+    assert "trained with [mtnlp](https://pypi.org/project/mtnlp/) 0.1.0" in card  # which mtnlp made it
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert meta["pipeline_tag"] == "text-classification"
     assert {"mtnlp", "text-classification", "token-classification"} <= set(meta["tags"])

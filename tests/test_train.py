@@ -294,8 +294,11 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
                                                            "tasks": list(source.config.tasks), "encoder_of": None}
     assert str(tmp_path) not in (tmp_path / "second" / "model" / "config.json").read_text()
     card = (tmp_path / "second" / "model" / "README.md").read_text()  # a local source's path is not shown
-    assert f"with 1 task head, trained with [mtnlp](https://pypi.org/project/mtnlp/), after multi-task training " \
-           f"on {', '.join(source.config.tasks)}.\n" in card and str(tmp_path) not in card
+    from mtnlp import __version__  # the model says which mtnlp made it
+
+    assert result.last_model.config.mtnlp["version"] == __version__
+    assert f"with 1 task head, trained with [mtnlp](https://pypi.org/project/mtnlp/) {__version__}, after multi-task " \
+           f"training on {', '.join(source.config.tasks)}.\n" in card and str(tmp_path) not in card
     for (name, a), (_, b) in zip(source.encoder.state_dict().items(), result.last_model.encoder.state_dict().items()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # lr 1e-9: one step moves nothing
     torch.testing.assert_close(source.heads["ner"].classifier.weight, result.last_model.heads["ner"].classifier.weight,
@@ -582,3 +585,23 @@ def test_curves_give_a_task_one_colour_in_both_panels_and_name_its_main_metric(t
     assert list(validation) == ["a (accuracy)", "b (pearsonr)"] and list(loss) == ["b", "c"]
     assert validation["b (pearsonr)"] == loss["b"] and len({*loss.values(), *validation.values()}) == 3
     assert all(float(tick).is_integer() for tick in right.get_xticks())  # steps, not 1.6, 1.8, ...
+
+
+def test_a_kept_head_trained_on_the_other_input_form_is_said():
+    """A head trained on text pairs fits a task of single texts (same type and labels) and is kept: the transfer
+    says so, since it then reads inputs unlike any it learned from."""
+    from types import SimpleNamespace
+
+    from mtnlp.transfer import transfer_report
+
+    def model(**tasks):
+        return SimpleNamespace(config=SimpleNamespace(tasks=tasks))
+
+    pairs = {"type": "classification", "labels": ["a", "b"], "text_pair": True}
+    source = model(news=pairs, topic=pairs)
+    target = model(news={**pairs, "text_pair": False}, topic=pairs)
+    assert transfer_report(source, target, keep_heads=True) == {
+        "news": "kept (trained on text pairs, now single texts)", "topic": "kept"}
+    assert transfer_report(source, target, keep_heads=False)["news"] == "new (model.init_heads: false)"
+    old = model(news={"type": "classification", "labels": ["a", "b"]})  # saved before models recorded their input form
+    assert transfer_report(old, target, keep_heads=True)["news"] == "kept"
