@@ -471,10 +471,9 @@ def cmd_recipes(args) -> int:
     from importlib.resources import as_file, files
 
     from .errors import UserError
+    from .recipe import installed_recipe, installed_recipes
 
-    root = files("mtnlp.recipes")
-    entries = sorted(p.name for p in root.iterdir() if p.name.endswith((".py", ".yaml")) and not p.name.startswith("_"))
-    entries += sorted(f"methods/{p.name}" for p in root.joinpath("methods").iterdir() if p.name.endswith(".yaml"))
+    root, entries = files("mtnlp.recipes"), installed_recipes()
     if args.action == "list":
         if args.name:
             raise UserError(f"recipes list takes no arguments (got: {' '.join(filter(None, (args.name, args.dest)))})")
@@ -485,8 +484,7 @@ def cmd_recipes(args) -> int:
         return 0
     if not args.name:
         raise UserError("recipes copy: name the recipe to copy (see `mtnlp recipes list`)")
-    name = next((n for n in (args.name, f"{args.name}.py", f"{args.name}.yaml", f"methods/{args.name}",
-                             f"methods/{args.name}.yaml") if n in entries), None)
+    name = installed_recipe(args.name, entries)
     if name is None:
         raise UserError(f"recipes copy: no recipe '{args.name}' (there are: {', '.join(entries)})")
     dest = Path(args.dest or Path(name).name).expanduser()

@@ -101,12 +101,13 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[p
     """Examples of one split (an Arrow table; `_line`: where each came from) and a printable source name."""
     source, key = getattr(task.data, split), f"tasks.{name}.data.{split}"
 
-    def existing(path: str, key: str) -> Path:
-        path = resolve_path(recipe, path)
+    def existing(given: str, key: str) -> Path:
+        path = resolve_path(recipe, given)
         if not path.exists() or path.is_dir():
             problem = "is a folder, expected a data file" if path.exists() else "file not found"
             data_dir = resolve_path(recipe, ".") if recipe.data_dir is not None else None
-            if data_dir is not None and not data_dir.is_dir():  # e.g. a copied recipe whose data is elsewhere
+            relative = not Path(given).expanduser().is_absolute()
+            if relative and data_dir is not None and not data_dir.is_dir():  # e.g. a copied recipe whose data is elsewhere
                 problem += f" (data_dir {recipe.data_dir} is no folder here: set data_dir=FOLDER)"
             raise UserError(f"{recipe.where(key)}: {key}: {path}: {problem}")
         return path

@@ -124,10 +124,12 @@ class EveryTaskGradients(GradientMethod):
         return {self.log_key: mean}
 
     def state_dict_json(self) -> dict:  # the updates since the last log record (the same on every rank)
-        return {"conflicts": [float(c) for c in self.conflicts]}
+        return {"conflicts": [float(c) for c in self.conflicts], "log_key": self.log_key}
 
     def load_state_dict_json(self, state: dict) -> None:
-        self.conflicts = list(state.get("conflicts", []))
+        # another method's counts (resumed with another mtl.gradient) measure something else: not logged as ours
+        same = state.get("log_key", "pcgrad_conflicts") == self.log_key  # (older checkpoints: PCGrad's)
+        self.conflicts = list(state.get("conflicts", [])) if same else []
 
 
 class PCGrad(EveryTaskGradients):
@@ -147,9 +149,9 @@ class CAGrad(EveryTaskGradients):
     min over the simplex of F(w) = g_w·g0 + c·|g0|·|g_w| (g_w = Σ w_i g_i), and d = g0 + c·|g0|/|g_w| · g_w.
     c = 0 is the average gradient; c (mtl.cagrad_c, default 0.5 as in LibMTL) must be below 1 for
     CAGrad to converge to a minimum of the average loss. The update is scaled by K / (1 + c²): the
-    paper's rescaling, times K so that, like pcgrad without conflicts, c = 0 is the sum of the task
-    gradients (a learning rate carries over between the two). Logs the fraction of task pairs whose
-    gradients conflict (negative dot product)."""
+    paper's rescaling, times K so that at c = 0 it is the sum of the task gradients, as pcgrad's
+    without conflicts. Tasks without gradient (loss_weight 0) are left out. Logs the fraction of task
+    pairs whose gradients conflict (negative dot product)."""
 
     log_key = "cagrad_conflicts"
 
@@ -158,18 +160,26 @@ class CAGrad(EveryTaskGradients):
         self.c = cagrad_c
 
     def combine(self, grads, rng):
-        k = grads.shape[0]
-        gram = (grads @ grads.T).double().cpu().numpy()  # the K×K problem is solved on the host: one copy per update
-        w = cagrad_weights(gram, self.c)
-        # d = g0 + λ g_w = Σ_i (1/K + λ w_i) g_i, with |g0|² = mean(gram) and |g_w|² = wᵀ gram w
-        g0_norm = np.sqrt(max(gram.mean(), 0.0))
-        gw_norm = np.sqrt(max(w @ gram @ w, 0.0))
-        lam = self.c * g0_norm / gw_norm if gw_norm > 0 else 0.0
-        coef = (1.0 / k + lam * w) * k / (1.0 + self.c ** 2)
+        gram_all = (grads @ grads.T).double().cpu().numpy()  # the K×K problem is solved on the host: one copy per update
+        # a task without gradient (loss_weight 0) would be the worst-off one, whose improvement stays 0 whatever
+        # the update: CAGrad runs on the tasks that have one
+        active = np.flatnonzero(np.diag(gram_all) > 0)
+        gram, k = gram_all[np.ix_(active, active)], len(active)
+        coef = np.zeros(len(gram_all))
+        if k:
+            w = cagrad_weights(gram, self.c)
+            # d = g0 + λ g_w = Σ_i (1/K + λ w_i) g_i, with |g0|² = mean(gram) and |g_w|² = wᵀ gram w
+            g0_norm = np.sqrt(max(gram.mean(), 0.0))
+            gw_norm = np.sqrt(max(w @ gram @ w, 0.0))
+            # g_w ≈ 0 (the gradients' hull holds 0): no direction improves every task; the solver's rounding
+            # must not choose one
+            cancelled = gw_norm <= 1e-6 * np.sqrt(np.diag(gram).max())
+            lam = 0.0 if cancelled else self.c * g0_norm / gw_norm
+            coef[active] = (1.0 / k + lam * w) * k / (1.0 + self.c ** 2)
         import torch
 
         update = torch.as_tensor(coef, dtype=grads.dtype, device=grads.device) @ grads
-        return update, pair_conflicts(gram)
+        return update, pair_conflicts(gram_all)
 
 
 def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:

@@ -250,18 +250,20 @@ _LineLoader.add_constructor("tag:yaml.org,2002:int", _LineLoader.construct_yaml_
 _LineLoader.add_constructor("tag:yaml.org,2002:float", _LineLoader.construct_yaml_float)
 
 
-def packaged_recipe(path: Path) -> str | None:
-    """The name of the recipe installed with mtnlp that a missing path names (recipes/demo.yaml, demo), if any."""
+def installed_recipes() -> list[str]:
+    """The recipe scripts and configs installed with mtnlp (recipes/ in the source tree), as `mtnlp recipes` names them."""
     from importlib.resources import files
 
-    name = path.name if path.suffix else f"{path.name}.yaml"
-    for candidate in (f"methods/{name}" if path.parent.name == "methods" else name, name):
-        try:
-            if files("mtnlp.recipes").joinpath(candidate).is_file():
-                return candidate
-        except (ModuleNotFoundError, OSError):
-            return None
-    return None
+    root = files("mtnlp.recipes")
+    entries = sorted(p.name for p in root.iterdir() if p.name.endswith((".py", ".yaml")) and not p.name.startswith("_"))
+    return entries + sorted(f"methods/{p.name}" for p in root.joinpath("methods").iterdir() if p.name.endswith(".yaml"))
+
+
+def installed_recipe(name: str, entries: list[str] | None = None) -> str | None:
+    """The installed recipe a name means (demo, demo.yaml, methods/pcgrad.yaml, pcgrad), if any."""
+    entries = installed_recipes() if entries is None else entries
+    return next((n for n in (name, f"{name}.py", f"{name}.yaml", f"methods/{name}", f"methods/{name}.yaml")
+                 if n in entries), None)
 
 
 def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool = True) -> Recipe:
@@ -271,8 +273,10 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        packaged = packaged_recipe(path)
-        hint = f" (mtnlp recipes copy {packaged} copies the installed one here)" if packaged else ""
+        packaged = installed_recipe(path.name) if path.name.endswith(".yaml") or not path.suffix else None
+        copied = Path(packaged or "").name
+        hint = (f" (one is installed with mtnlp: `mtnlp recipes copy {packaged}` writes ./{copied}, then "
+                f"`mtnlp train {copied}`)" if packaged and packaged.endswith(".yaml") else "")
         raise UserError(f"{path}: recipe file not found{hint}") from None
     except UnicodeDecodeError:
         from .readers import bad_byte

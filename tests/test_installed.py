@@ -90,14 +90,20 @@ def test_the_packaged_encoder_without_its_package_names_the_extra(tmp_path, monk
 
 @pytest.mark.parametrize("given,packaged", [
     ("recipes/demo.yaml", "demo.yaml"), ("demo", "demo.yaml"), ("recipes/methods/pcgrad.yaml", "methods/pcgrad.yaml"),
-    ("full.yaml", "full.yaml"), ("nothing_like_it.yaml", None),
+    ("full.yaml", "full.yaml"), ("cagrad", "methods/cagrad.yaml"), ("nothing_like_it.yaml", None),
+    ("__init__.py", None), ("multitask.py", None),  # not recipes `mtnlp train` reads
 ])
 def test_a_missing_recipe_named_like_an_installed_one_says_how_to_copy_it(tmp_path, monkeypatch, given, packaged):
     monkeypatch.chdir(tmp_path)  # not the repository: what `mtnlp train recipes/demo.yaml` gives a pip user
     with pytest.raises(UserError) as info:
         load_recipe(given)
-    hint = f" (mtnlp recipes copy {packaged} copies the installed one here)" if packaged else ""
+    copied = (packaged or "").split("/")[-1]
+    hint = (f" (one is installed with mtnlp: `mtnlp recipes copy {packaged}` writes ./{copied}, then "
+            f"`mtnlp train {copied}`)" if packaged else "")
     assert str(info.value) == f"{given}: recipe file not found{hint}"
+    if packaged:  # and what it says works
+        assert main(["recipes", "copy", packaged]) == 0 and (tmp_path / copied).is_file()
+        assert load_recipe(copied, training=False).tasks
 
 
 def test_a_data_file_under_a_data_dir_that_is_not_there_says_so(make_recipe, tmp_path):
@@ -110,6 +116,11 @@ def test_a_data_file_under_a_data_dir_that_is_not_there_says_so(make_recipe, tmp
         read_split(recipe, "t", recipe.tasks["t"], "train")
     assert str(info.value).endswith(f"{tmp_path / 'elsewhere/data/sst2/train.tsv'}: file not found "
                                     "(data_dir elsewhere/data is no folder here: set data_dir=FOLDER)")
+    absolute = make_recipe(tasks={"t": {"type": "classification", "data": {"train": str(tmp_path / "none.tsv")}}},
+                           data_dir="elsewhere/data", name="absolute.yaml")  # an absolute path ignores data_dir
+    recipe_abs = load_recipe(absolute)
+    with pytest.raises(UserError, match=r"none.tsv: file not found$"):
+        read_split(recipe_abs, "t", recipe_abs.tasks["t"], "train")
     (tmp_path / "elsewhere" / "data").mkdir(parents=True)  # there, but without the file: the plain message
     with pytest.raises(UserError, match=r"train.tsv: file not found$"):
         read_split(recipe, "t", recipe.tasks["t"], "train")

@@ -100,6 +100,34 @@ def test_cagrad_of_zero_gradients_is_zero():
     assert torch.equal(update, torch.zeros(5)) and conflicts == 0.0
 
 
+def test_cagrad_leaves_out_a_task_without_gradient_whatever_the_task_order():
+    """A task with loss_weight 0 has a zero gradient: the worst-off task whatever the update, it made the dual put all
+    its weight there and the solver's rounding choose a direction that depended on the order of the tasks."""
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 1.0])
+    z = torch.zeros(2)
+    alone, _ = CAGrad(cagrad_c=0.5).combine(torch.stack([a, b]), np.random.default_rng(0))
+    assert not torch.allclose(alone, (a + b) * 2 / 1.25)  # conflict-averse: not the scaled sum
+    for order in ([z, a, b], [a, z, b], [b, a, z]):
+        update, _ = CAGrad(cagrad_c=0.5).combine(torch.stack(order), np.random.default_rng(0))
+        assert torch.allclose(update, alone, atol=1e-5), order
+    # opposite gradients: no update improves both; the average (0), not a direction the solver's rounding picks
+    update, _ = CAGrad(cagrad_c=0.5).combine(torch.stack([a, -a]), np.random.default_rng(0))
+    assert torch.allclose(update, torch.zeros(2), atol=1e-6)
+
+
+def test_conflict_counts_carried_over_from_another_gradient_method_are_not_logged_as_ours():
+    from mtnlp.gradients import PCGrad
+
+    pcgrad = PCGrad()
+    pcgrad.conflicts = [0.25, 0.75]
+    cagrad = CAGrad()
+    cagrad.load_state_dict_json(json.loads(json.dumps(pcgrad.state_dict_json())))
+    assert cagrad.log_record() == {}
+    again = PCGrad()
+    again.load_state_dict_json({"conflicts": [0.5]})  # a checkpoint from before the state named its method
+    assert again.log_record() == {"pcgrad_conflicts": 0.5}
+
+
 def test_cagrad_counts_the_conflicting_task_pairs():
     g = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [0.0, 1.0]])  # pairs (0,1) conflict; (0,2) and (1,2) do not
     _, conflicts = CAGrad().combine(g, np.random.default_rng(0))
