@@ -108,6 +108,11 @@ def checked_tasks(tasks) -> dict[str, dict]:
         dropout = spec.get("dropout", 0.1)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"{where}['dropout']: expected a number in [0, 1), got {dropout!r}")
+        weights = spec.get("label_weights")
+        if weights is not None and (not isinstance(weights, list) or len(weights) != len(labels) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < float("inf") for w in weights)):
+            raise ValueError(f"{where}['label_weights']: expected one positive number per label ({len(labels)}), "
+                             f"got {weights!r}")
         checked[name] = {**spec, "labels": labels}
         if kind.head_kind == "token":  # trained on single sentences, as training records it (Tagging.model_spec)
             checked[name].setdefault("text_pair", False)

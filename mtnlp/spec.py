@@ -5,7 +5,7 @@ types with their ranges, the data section and the part of a task section every t
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -49,6 +49,8 @@ Float = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
 Positive = Annotated[float, BeforeValidator(_number), Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, BeforeValidator(_number), Field(ge=0, lt=1, allow_inf_nan=False)]  # [0, 1)
 Count = Annotated[int, Field(gt=0)]
+# classification / multilabel `label_weights`: "balanced" (from the training split's counts) or {label: weight}
+LabelWeights = Union[Literal["balanced"], Annotated[dict[str, Positive], BeforeValidator(_string_keys)], None]
 Names = Annotated[list[str], BeforeValidator(_listed)]
 
 

@@ -196,6 +196,14 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
     """A new multi-task model on the recipe's encoder, or one transferred from a trained model."""
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout,
                     **task_type(d.type).model_spec(recipe.tasks[name])} for name, d in tasks.items()}
+    for name, d in tasks.items():
+        try:
+            weights = task_type(d.type).label_weights(recipe.tasks[name], d.labels, d.splits.get("train"))
+        except ValueError as e:
+            key = f"tasks.{name}.label_weights"
+            raise UserError(f"{recipe.where(key)}: {key}: {e}") from None
+        if weights is not None:
+            heads[name]["label_weights"] = weights
     sharing = sharing_config(recipe.mtl)
     # nn.ModuleDict (heads, task layers) and nn.ParameterDict (peft's LoRA on an embedding, keyed by task)
     # refuse a key that is one of their attributes

@@ -6,6 +6,7 @@ exporting the head as a plain transformers model."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -100,8 +101,13 @@ class TaskType:
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, spec: dict) -> torch.Tensor:
         """The head's loss; `spec`: the task's entry in the model's config.tasks, with the keys model_spec()
-        keeps of the recipe (e.g. a label smoothing a type adds to its Spec)."""
+        keeps of the recipe (e.g. a label smoothing a type adds to its Spec) and `label_weights`."""
         raise NotImplementedError
+
+    def label_weights(self, spec, labels: list[str], train) -> list[float] | None:
+        """The per-label loss weights the recipe's `label_weights` gives (config.tasks' `label_weights`, which
+        loss() reads); `train`: the tokenised training split, None when it is streamed. None: unweighted."""
+        return None
 
     # ---------------------------------------------------------------- evaluation
 
@@ -395,6 +401,30 @@ def labelled_cross_entropy(logits, targets, ignore_index: int):
 
     total = F.cross_entropy(logits, targets, ignore_index=ignore_index, reduction="sum")
     return total / (targets != ignore_index).sum().clamp(min=1)  # on the device: no host sync
+
+
+def weights_per_label(setting, labels: list[str], counts: np.ndarray | None, balanced) -> list[float] | None:
+    """`label_weights` as one weight per label: a mapping (labels it leaves out weigh 1), or "balanced":
+    balanced(counts), `counts` the training examples of each label. ValueErrors say what is wrong."""
+    if setting is None:
+        return None
+    if setting == "balanced":
+        if counts is None:
+            raise ValueError("balanced needs the training split's label counts, which a streamed split does not "
+                             "give: give a weight per label ({label: weight})")
+        return [round(float(w), 6) for w in balanced(counts)]
+    unknown = [label for label in setting if label not in labels]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not a label of the task (its labels: {', '.join(labels)})")
+    return [float(setting.get(label, 1.0)) for label in labels]
+
+
+@functools.lru_cache(maxsize=64)
+def on_device(values: tuple[float, ...], device) -> torch.Tensor:
+    """A config list (label_weights) as a tensor on the logits' device, made once: not a copy per step."""
+    import torch
+
+    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 def label_name(row: Row, label, spec: DataSpec, what: str = "label") -> str:

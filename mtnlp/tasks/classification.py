@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..spec import TaskSpec
-from .base import TextTask, label_name, softmax
+import numpy as np
+
+from ..spec import LabelWeights, TaskSpec
+from .base import TextTask, column, label_name, on_device, softmax, weights_per_label
 
 
 class Classification(TextTask):
@@ -13,16 +15,23 @@ class Classification(TextTask):
 
     class Spec(TaskSpec):
         type: Literal["classification"]
+        # cross-entropy class weights: {label: weight} (others 1), or balanced: n / (K · n_label), sklearn's
+        label_weights: LabelWeights = None
 
     metrics = ("accuracy", "f1")
 
     def parse_label(self, row, label, spec):
         return label_name(row, label, spec)
 
+    def label_weights(self, spec, labels, train):
+        counts = None if train is None else np.bincount(column(train, "labels"), minlength=len(labels))
+        return weights_per_label(spec.label_weights, labels, counts, lambda n: n.sum() / (len(n) * np.maximum(n, 1)))
+
     def loss(self, logits, labels, spec):
         from torch.nn import functional as F
 
-        return F.cross_entropy(logits.float(), labels)
+        weights = spec.get("label_weights")
+        return F.cross_entropy(logits.float(), labels, weight=weights and on_device(tuple(weights), logits.device))
 
     def predictions(self, logits, labels, spec):
         return logits.argmax(-1).tolist()

@@ -10,8 +10,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..spec import Fraction, TaskSpec
-from .base import TextTask, column, label_shares, rename
+from ..spec import Fraction, LabelWeights, TaskSpec
+from .base import TextTask, column, label_shares, on_device, rename, weights_per_label
 
 
 class Multilabel(TextTask):
@@ -25,6 +25,9 @@ class Multilabel(TextTask):
         tune_thresholds: bool = False  # after training: each label's threshold that maximises its validation F1
         # (per-label thresholds are saved with the model; the reported validation metrics then use them)
         threshold_grid: list[float] = Field(default_factory=lambda: [i / 20 for i in range(1, 20)])
+        # each label's positive examples weigh this in its binary cross-entropy (pos_weight): {label: weight}
+        # (others 1), or balanced: negatives / positives of the label in the training split
+        label_weights: LabelWeights = None
 
     def check_recipe(self, recipe, name, task, fail):
         if task.tune_thresholds and task.data.validation is None and task.data.validation_from_train is None:
@@ -74,10 +77,17 @@ class Multilabel(TextTask):
 
         return torch.tensor([r["labels"] for r in rows], dtype=torch.float)
 
+    def label_weights(self, spec, labels, train):
+        rows = None if train is None else np.asarray(column(train, "labels"), dtype=np.float64).reshape(-1, len(labels))
+        counts = None if rows is None else rows.sum(0)
+        return weights_per_label(spec.label_weights, labels, counts, lambda n: (len(rows) - n) / np.maximum(n, 1))
+
     def loss(self, logits, labels, spec):
         from torch.nn import functional as F
 
-        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        weights = spec.get("label_weights")
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(),
+                                                  pos_weight=weights and on_device(tuple(weights), logits.device))
 
     def thresholds(self, spec: dict, logits):
         import torch

@@ -1,0 +1,92 @@
+"""label_weights: per-label loss weights for imbalanced classification and multi-label tasks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_tasks
+from datasets import Dataset
+from torch.nn import functional as F
+
+from mtnlp.errors import UserError
+from mtnlp.recipe import load_recipe
+from mtnlp.recipes.multitask import train
+from mtnlp.tasks import task_type
+
+
+def spec(type_: str, weights):
+    return task_type(type_).Spec(type=type_, data={"train": "x.csv"}, label_weights=weights)
+
+
+def test_balanced_class_weights_are_sklearns():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = [0, 0, 0, 1, 2, 2]
+    got = task_type("classification").label_weights(spec("classification", "balanced"), ["a", "b", "c"],
+                                                    Dataset.from_dict({"labels": labels}))
+    assert got == pytest.approx(compute_class_weight("balanced", classes=np.arange(3), y=labels).tolist())
+
+
+def test_balanced_multilabel_weights_are_negatives_over_positives():
+    rows = [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
+    got = task_type("multilabel").label_weights(spec("multilabel", "balanced"), ["a", "b"], Dataset.from_dict({"labels": rows}))
+    assert got == [1.0, 3.0]  # a: 2 negatives / 2 positives; b: 3 / 1
+
+
+@pytest.mark.parametrize("type_", ["classification", "multilabel"])
+def test_weights_given_per_label_leave_the_others_at_1(type_):
+    kind = task_type(type_)
+    assert kind.label_weights(spec(type_, {"b": 4}), ["a", "b", "c"], None) == [1.0, 4.0, 1.0]
+    assert kind.label_weights(spec(type_, None), ["a", "b"], None) is None
+    with pytest.raises(ValueError, match=r"^'d' is not a label of the task \(its labels: a, b, c\)$"):
+        kind.label_weights(spec(type_, {"d": 2}), ["a", "b", "c"], None)
+    with pytest.raises(ValueError, match=r"^balanced needs the training split's label counts, which a streamed split"):
+        kind.label_weights(spec(type_, "balanced"), ["a", "b"], None)  # streamed: no split to count
+    with pytest.raises(Exception, match="label_weights"):
+        spec(type_, {"a": 0})  # a weight must be positive
+
+
+def test_the_weighted_losses_are_torchs_with_weight_and_pos_weight():
+    logits, targets = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 2, 1, 0])
+    weights = [0.5, 2.0, 1.0]
+    got = task_type("classification").loss(logits, targets, {"label_weights": weights})
+    assert torch.allclose(got, F.cross_entropy(logits, targets, weight=torch.tensor(weights)))
+    assert not torch.allclose(got, task_type("classification").loss(logits, targets, {}))
+    multi = (torch.rand(6, 3, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    got = task_type("multilabel").loss(logits, multi, {"label_weights": weights})
+    assert torch.allclose(got, F.binary_cross_entropy_with_logits(logits, multi, pos_weight=torch.tensor(weights)))
+
+
+def test_the_weights_are_on_the_logits_device_made_once():
+    """No host-to-device copy per step (a sync on a GPU): the tensor is made once per device; the meta device shows
+    it follows the logits wherever they are."""
+    from mtnlp.tasks.base import on_device
+
+    assert on_device((1.0, 2.0), torch.device("cpu")) is on_device((1.0, 2.0), torch.device("cpu"))
+    logits = torch.empty(4, 2, device="meta")
+    loss = task_type("classification").loss(logits, torch.zeros(4, dtype=torch.long, device="meta"),
+                                            {"label_weights": [1.0, 3.0]})
+    assert loss.device.type == "meta"
+
+
+def test_a_run_writes_its_balanced_weights_to_the_config_and_names_a_bad_label(make_recipe, tmp_path):
+    tasks = tiny_tasks()
+    tasks["sentiment"]["label_weights"] = "balanced"
+    result = train(load_recipe(make_recipe(tasks=tasks, training={"steps": 2})))
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["tasks"]["sentiment"]
+    train_labels = result.last_model.config.tasks["sentiment"]["labels"]
+    assert len(config["label_weights"]) == len(train_labels) and all(w > 0 for w in config["label_weights"])
+    assert "label_weights" not in config.get("score", {})
+    tasks["sentiment"]["label_weights"] = {"nope": 2}
+    path = make_recipe(tasks=tasks, name="bad.yaml", output_dir=str(tmp_path / "bad"))
+    with pytest.raises(UserError, match=rf"^{path}:\d+: tasks.sentiment.label_weights: 'nope' is not a label of the task"):
+        train(load_recipe(path))
+
+
+def test_a_model_given_wrong_label_weights_says_which(tiny_encoder):
+    from mtnlp import MultiTaskModel
+
+    with pytest.raises(ValueError, match=r"tasks\['s'\]\['label_weights'\]: expected one positive number per label \(2\)"):
+        MultiTaskModel.from_encoder(tiny_encoder, {"s": {"type": "classification", "labels": ["a", "b"],
+                                                         "label_weights": [1.0]}})
