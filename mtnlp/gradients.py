@@ -179,7 +179,7 @@ class CAGrad(EveryTaskGradients):
         import torch
 
         update = torch.as_tensor(coef, dtype=grads.dtype, device=grads.device) @ grads
-        return update, pair_conflicts(gram_all)
+        return update, pair_conflicts(gram)
 
 
 def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:

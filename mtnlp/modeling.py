@@ -244,6 +244,7 @@ class MultiTaskModel(PreTrainedModel):
         the same name, type and labels) starts from a trained multi-task model. A soft-shared source
         gives the encoder of one of its tasks (its adapter merged / its layers in place): `encoder_of`, or
         the first new task it knows."""
+        tasks = checked_tasks(tasks)
         task = transfer_encoder_task(source, tasks, encoder_of)
         model = cls(MultiTaskConfig(encoder=encoder_config(source.config.encoder), tasks=tasks, sharing=sharing))
         try:

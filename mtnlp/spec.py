@@ -49,8 +49,25 @@ Float = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
 Positive = Annotated[float, BeforeValidator(_number), Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, BeforeValidator(_number), Field(ge=0, lt=1, allow_inf_nan=False)]  # [0, 1)
 Count = Annotated[int, Field(gt=0)]
+
+
+def _label_weights(value):
+    """label_weights: balanced, or a non-empty {label: weight} of positive numbers (keys as label_names')."""
+    if value is None or value == "balanced":
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"expected balanced or a mapping {{label: weight}}, got {value!r}")
+    if not value:
+        raise ValueError("an empty mapping: give {label: weight}, or leave label_weights out")
+    for label, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
+            raise ValueError(f"the weight of {label!r} must be a positive number, got {weight!r}")
+    _string_keys(value)  # a boolean key, or two keys that are one label: an error
+    return {str(label): float(weight) for label, weight in value.items()}
+
+
 # classification / multilabel `label_weights`: "balanced" (from the training split's counts) or {label: weight}
-LabelWeights = Union[Literal["balanced"], Annotated[dict[str, Positive], BeforeValidator(_string_keys)], None]
+LabelWeights = Annotated[Union[Literal["balanced"], dict[str, float], None], BeforeValidator(_label_weights)]
 Names = Annotated[list[str], BeforeValidator(_listed)]
 
 

@@ -1,10 +1,12 @@
 """label_weights: per-label loss weights for imbalanced classification and multi-label tasks."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import tiny_tasks
 from datasets import Dataset
 from torch.nn import functional as F
@@ -29,9 +31,11 @@ def test_balanced_class_weights_are_sklearns():
 
 
 def test_balanced_multilabel_weights_are_negatives_over_positives():
-    rows = [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
-    got = task_type("multilabel").label_weights(spec("multilabel", "balanced"), ["a", "b"], Dataset.from_dict({"labels": rows}))
-    assert got == [1.0, 3.0]  # a: 2 negatives / 2 positives; b: 3 / 1
+    rows = [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]]
+    got = task_type("multilabel").label_weights(spec("multilabel", "balanced"), ["a", "b", "all"],
+                                                Dataset.from_dict({"labels": rows}))
+    # a: 2 negatives / 2 positives; b: 3 / 1; a label every example has: 1 / 4, not 0 (that label would never train)
+    assert got == [1.0, 3.0, 0.25]
 
 
 @pytest.mark.parametrize("type_", ["classification", "multilabel"])
@@ -43,8 +47,24 @@ def test_weights_given_per_label_leave_the_others_at_1(type_):
         kind.label_weights(spec(type_, {"d": 2}), ["a", "b", "c"], None)
     with pytest.raises(ValueError, match=r"^balanced needs the training split's label counts, which a streamed split"):
         kind.label_weights(spec(type_, "balanced"), ["a", "b"], None)  # streamed: no split to count
-    with pytest.raises(Exception, match="label_weights"):
-        spec(type_, {"a": 0})  # a weight must be positive
+    for bad, said in (({"a": 0}, "the weight of 'a' must be a positive number, got 0"),
+                      ({"a": True}, "the weight of 'a' must be a positive number, got True"),
+                      ({}, "an empty mapping: give {label: weight}, or leave label_weights out"),
+                      ([1, 2], "expected balanced or a mapping {label: weight}, got [1, 2]")):
+        with pytest.raises(Exception, match=re.escape(said)):
+            spec(type_, bad)
+    assert spec(type_, {0: 2}).label_weights == {"0": 2.0}  # keys are label names, as data.label_names'
+
+
+@pytest.mark.parametrize("type_", ["classification", "multilabel"])
+def test_balanced_weights_of_a_streamed_split_are_a_recipe_error(tmp_path, type_):
+    """A streamed split is not counted: said when the recipe is read, not after the set-up."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"tasks": {"t": {"type": type_, "label_weights": "balanced", "data": {
+        "hub": "org/data", "train": "train", "streaming": True, "size": 100}}}}))
+    with pytest.raises(UserError, match=rf"^{path}:\d+: tasks.t.label_weights: balanced needs the training split's "
+                                        r"label counts, which a streamed split does not give"):
+        load_recipe(path)
 
 
 def test_the_weighted_losses_are_torchs_with_weight_and_pos_weight():
@@ -68,6 +88,11 @@ def test_the_weights_are_on_the_logits_device_made_once():
     loss = task_type("classification").loss(logits, torch.zeros(4, dtype=torch.long, device="meta"),
                                             {"label_weights": [1.0, 3.0]})
     assert loss.device.type == "meta"
+    with torch.inference_mode():  # an evaluation first: the cached tensor must still serve a training step after
+        task_type("classification").loss(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), {"label_weights": [1.0, 5.0]})
+    logits = torch.zeros(2, 2, requires_grad=True)
+    task_type("classification").loss(logits, torch.zeros(2, dtype=torch.long), {"label_weights": [1.0, 5.0]}).backward()
+    assert logits.grad is not None
 
 
 def test_a_run_writes_its_balanced_weights_to_the_config_and_names_a_bad_label(make_recipe, tmp_path):
@@ -87,6 +112,9 @@ def test_a_run_writes_its_balanced_weights_to_the_config_and_names_a_bad_label(m
 def test_a_model_given_wrong_label_weights_says_which(tiny_encoder):
     from mtnlp import MultiTaskModel
 
+    tasks = {"s": {"type": "classification", "labels": ["a", "b"], "label_weights": [1.0]}}
     with pytest.raises(ValueError, match=r"tasks\['s'\]\['label_weights'\]: expected one positive number per label \(2\)"):
-        MultiTaskModel.from_encoder(tiny_encoder, {"s": {"type": "classification", "labels": ["a", "b"],
-                                                         "label_weights": [1.0]}})
+        MultiTaskModel.from_encoder(tiny_encoder, tasks)
+    source = MultiTaskModel.from_encoder(tiny_encoder, {"s": {**tasks["s"], "label_weights": [1.0, 2.0]}})
+    with pytest.raises(ValueError, match=r"tasks\['s'\]\['label_weights'\]"):  # a transfer checks them too
+        MultiTaskModel.from_trained(source, {"s": {**tasks["s"], "label_weights": [0.0, 2.0]}})

@@ -108,8 +108,8 @@ def test_cagrad_leaves_out_a_task_without_gradient_whatever_the_task_order():
     alone, _ = CAGrad(cagrad_c=0.5).combine(torch.stack([a, b]), np.random.default_rng(0))
     assert not torch.allclose(alone, (a + b) * 2 / 1.25)  # conflict-averse: not the scaled sum
     for order in ([z, a, b], [a, z, b], [b, a, z]):
-        update, _ = CAGrad(cagrad_c=0.5).combine(torch.stack(order), np.random.default_rng(0))
-        assert torch.allclose(update, alone, atol=1e-5), order
+        update, conflicts = CAGrad(cagrad_c=0.5).combine(torch.stack(order), np.random.default_rng(0))
+        assert torch.allclose(update, alone, atol=1e-5) and conflicts == 1.0, order  # a and b conflict: 1 pair of 1
     # opposite gradients: no update improves both; the average (0), not a direction the solver's rounding picks
     update, _ = CAGrad(cagrad_c=0.5).combine(torch.stack([a, -a]), np.random.default_rng(0))
     assert torch.allclose(update, torch.zeros(2), atol=1e-6)

@@ -412,11 +412,17 @@ def weights_per_label(setting, labels: list[str], counts: np.ndarray | None, bal
         if counts is None:
             raise ValueError("balanced needs the training split's label counts, which a streamed split does not "
                              "give: give a weight per label ({label: weight})")
-        return [round(float(w), 6) for w in balanced(counts)]
+        return [float(f"{w:.6g}") for w in balanced(counts)]  # 6 digits in config.json; never 0
     unknown = [label for label in setting if label not in labels]
     if unknown:
         raise ValueError(f"{unknown[0]!r} is not a label of the task (its labels: {', '.join(labels)})")
     return [float(setting.get(label, 1.0)) for label in labels]
+
+
+def check_label_weights(name: str, task, fail) -> None:
+    if task.label_weights == "balanced" and task.data.streaming:  # said before anything is loaded
+        fail(f"tasks.{name}.label_weights", "balanced needs the training split's label counts, which a streamed "
+                                            "split does not give: give a weight per label ({label: weight})")
 
 
 @functools.lru_cache(maxsize=64)
@@ -424,7 +430,8 @@ def on_device(values: tuple[float, ...], device) -> torch.Tensor:
     """A config list (label_weights) as a tensor on the logits' device, made once: not a copy per step."""
     import torch
 
-    return torch.tensor(values, dtype=torch.float32, device=device)
+    with torch.inference_mode(False):  # made under inference_mode, it could not be saved for a backward pass
+        return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 def label_name(row: Row, label, spec: DataSpec, what: str = "label") -> str:

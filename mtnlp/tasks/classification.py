@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 
 from ..spec import LabelWeights, TaskSpec
-from .base import TextTask, column, label_name, on_device, softmax, weights_per_label
+from .base import TextTask, check_label_weights, column, label_name, on_device, softmax, weights_per_label
 
 
 class Classification(TextTask):
@@ -22,6 +22,9 @@ class Classification(TextTask):
 
     def parse_label(self, row, label, spec):
         return label_name(row, label, spec)
+
+    def check_recipe(self, recipe, name, task, fail):
+        check_label_weights(name, task, fail)
 
     def label_weights(self, spec, labels, train):
         counts = None if train is None else np.bincount(column(train, "labels"), minlength=len(labels))

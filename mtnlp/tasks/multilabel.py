@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field
 
 from ..spec import Fraction, LabelWeights, TaskSpec
-from .base import TextTask, column, label_shares, on_device, rename, weights_per_label
+from .base import TextTask, check_label_weights, column, label_shares, on_device, rename, weights_per_label
 
 
 class Multilabel(TextTask):
@@ -30,6 +30,7 @@ class Multilabel(TextTask):
         label_weights: LabelWeights = None
 
     def check_recipe(self, recipe, name, task, fail):
+        check_label_weights(name, task, fail)
         if task.tune_thresholds and task.data.validation is None and task.data.validation_from_train is None:
             fail(f"tasks.{name}.tune_thresholds", "thresholds are tuned on the validation split: give "
                                                  "data.validation or data.validation_from_train")
@@ -80,7 +81,7 @@ class Multilabel(TextTask):
     def label_weights(self, spec, labels, train):
         rows = None if train is None else np.asarray(column(train, "labels"), dtype=np.float64).reshape(-1, len(labels))
         counts = None if rows is None else rows.sum(0)
-        return weights_per_label(spec.label_weights, labels, counts, lambda n: (len(rows) - n) / np.maximum(n, 1))
+        return weights_per_label(spec.label_weights, labels, counts, lambda n: np.maximum(len(rows) - n, 1) / np.maximum(n, 1))
 
     def loss(self, logits, labels, spec):
         from torch.nn import functional as F
