@@ -83,7 +83,7 @@ def run(recipe, out_dir: Path, kind: str) -> dict:
             "cpu_s": round(cpu, 1), "load1_at_start": load, "load1_at_end": os.getloadavg()[0],
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "params": sum(p.numel() for p in model.parameters()), "best_step": result.metrics["best_step"],
-            "precision": result.precision.as_dict(), "scores": scores}
+            "precision": result.precision.as_dict(), "scores": scores, "metrics": result.metrics["tasks"]}
 
 
 def table(runs: list[dict]) -> str:
