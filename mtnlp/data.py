@@ -270,14 +270,17 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
 def keep_a_training_example(examples: pa.Table, held_out: set[int], groups: list[list[int]], kind: TaskType) -> list[str]:
     """Returns the labels of which every example was held out, after taking out of `held_out` the first
     group (in carve order) that holds each: a head output that never trains is worse than a smaller split."""
-    rows = list(rows_of(examples))
-    trained = {label for i, row in enumerate(rows) if i not in held_out for label in kind.labels_of(row)}
-    missing = sort_labels({label for i in held_out for label in kind.labels_of(rows[i])} - trained)
+    of_row = [set(kind.labels_of(row)) for row in rows_of(examples)]
+    trained = set().union(*(labels for i, labels in enumerate(of_row) if i not in held_out))
+    missing = sort_labels(set().union(*(of_row[i] for i in held_out)) - trained)
     wanted = set(missing)
     for group in groups:
-        if wanted and group[0] in held_out and wanted.intersection(l for i in group for l in kind.labels_of(rows[i])):
+        if not wanted:
+            break
+        labels = set().union(*(of_row[i] for i in group))
+        if wanted & labels and group[0] in held_out:
             held_out.difference_update(group)
-            wanted.difference_update(label for i in group for label in kind.labels_of(rows[i]))
+            wanted -= labels
     return missing
 
 

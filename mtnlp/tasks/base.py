@@ -403,6 +403,11 @@ def labelled_cross_entropy(logits, targets, ignore_index: int):
     return total / (targets != ignore_index).sum().clamp(min=1)  # on the device: no host sync
 
 
+# what `label_weights: balanced` lacks on a streamed training split
+STREAMED_BALANCED = ("balanced needs the training split's label counts, which a streamed split does not give: "
+                     "give a weight per label ({label: weight})")
+
+
 def weights_per_label(setting, labels: list[str], counts: np.ndarray | None, balanced) -> list[float] | None:
     """`label_weights` as one weight per label: a mapping (labels it leaves out weigh 1), or "balanced":
     balanced(counts), `counts` the training examples of each label. ValueErrors say what is wrong."""
@@ -410,8 +415,7 @@ def weights_per_label(setting, labels: list[str], counts: np.ndarray | None, bal
         return None
     if setting == "balanced":
         if counts is None:
-            raise ValueError("balanced needs the training split's label counts, which a streamed split does not "
-                             "give: give a weight per label ({label: weight})")
+            raise ValueError(STREAMED_BALANCED)
         return [float(f"{w:.6g}") for w in balanced(counts)]  # 6 digits in config.json; never 0
     unknown = [label for label in setting if label not in labels]
     if unknown:
@@ -421,8 +425,7 @@ def weights_per_label(setting, labels: list[str], counts: np.ndarray | None, bal
 
 def check_label_weights(name: str, task, fail) -> None:
     if task.label_weights == "balanced" and task.data.streaming:  # said before anything is loaded
-        fail(f"tasks.{name}.label_weights", "balanced needs the training split's label counts, which a streamed "
-                                            "split does not give: give a weight per label ({label: weight})")
+        fail(f"tasks.{name}.label_weights", STREAMED_BALANCED)
 
 
 @functools.lru_cache(maxsize=64)
