@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                    "./eval-SPLIT.json)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32", "no"],
                    help="as for predict (default: the recipe's training.mixed_precision)")
+    p.add_argument("--per-label", action="store_true",
+                   help="also print each label's precision, recall, F1 and support (always in the JSON file)")
     p.add_argument("--revision", help="hub branch, tag or commit")
 
     p = command("predict", help="every head's predictions for texts, as JSON lines")
@@ -273,7 +275,7 @@ def cmd_evaluate(args) -> int:
     from . import families, precision
     from .data import load_task, present_splits
     from .evaluation import evaluate_split
-    from .report import table
+    from .report import label_table, table
     from .tasks import task_type
 
     model, tokenizer = load_model(args.model, revision=args.revision)
@@ -327,15 +329,19 @@ def cmd_evaluate(args) -> int:
     if chosen.warning:
         option = "--precision" if args.precision else "training.mixed_precision"
         warnings.warn(f"{option}: {chosen.warning}", stacklevel=1)
+    by_label = {}
     results = evaluate_split(model, tokenizer, tasks, metrics, args.split, recipe.training.eval_batch_size,
-                             chosen.autocast, say=lambda note: warnings.warn(note, stacklevel=1))
+                             chosen.autocast, say=lambda note: warnings.warn(note, stacklevel=1), by_label=by_label)
     if output is None:
         output = Path(args.model) / f"eval-{args.split}.json" if Path(args.model).is_dir() else Path(f"eval-{args.split}.json")
     try:  # before the table: a reader that closes stdout (| head) must not cost the results
-        output.write_text(json.dumps({"tasks": {n: {args.split: v} for n, v in results.items()}}, indent=2))
+        output.write_text(json.dumps({"tasks": {n: {args.split: v} for n, v in results.items()},
+                                      "per_label": {n: {args.split: v} for n, v in by_label.items()}}, indent=2))
     except OSError as e:
         raise UserError(f"{output}: cannot write: {e.strerror}") from None
     print(table({name: {args.split: values} for name, values in results.items()}))
+    if args.per_label:
+        print("\n" + label_table(by_label))
     print(f"wrote {output}")
     return 0
 

@@ -75,6 +75,11 @@ def compute_metrics(data: TaskData, split: str, predictions: list, metrics: list
     return kind.score(kind.references(data.splits[split]), predictions, metrics, data.labels)
 
 
+def figures_per_label(data: TaskData, split: str, predictions: list, metrics: list[str]) -> dict | None:
+    kind = task_type(data.type)
+    return kind.per_label(kind.references(data.splits[split]), predictions, metrics, data.labels)
+
+
 def majority_baseline(data: TaskData, split: str, metrics: list[str]) -> dict[str, float]:
     """Metrics of always predicting the most frequent training label (the train mean for regression)."""
     kind = task_type(data.type)
@@ -82,9 +87,10 @@ def majority_baseline(data: TaskData, split: str, metrics: list[str]) -> dict[st
 
 
 def evaluate_split(model, tokenizer, tasks: dict[str, TaskData], metrics: dict, split: str, batch_size: int,
-                   autocast=contextlib.nullcontext, say=None) -> dict[str, dict]:
+                   autocast=contextlib.nullcontext, say=None, by_label: dict | None = None) -> dict[str, dict]:
     """{task: {metric: value}} for every task that has `split`. `say` (e.g. print) hears, once per
-    task and split, how many of its examples max_length truncated."""
+    task and split, how many of its examples max_length truncated. `by_label`, if given, receives each
+    task's figures per label ({task: {label: {precision, recall, f1, support}}}), where its type has labels."""
     results = {}
     for name, data in tasks.items():
         if split in data.splits:
@@ -95,6 +101,8 @@ def evaluate_split(model, tokenizer, tasks: dict[str, TaskData], metrics: dict, 
             preds = predict(model, data.splits[split], name, task_type(data.type), model.config.tasks[name], batch_size,
                             tokenizer.pad_token_id, autocast)
             results[name] = compute_metrics(data, split, preds, metrics[name])
+            if by_label is not None and (figures := figures_per_label(data, split, preds, metrics[name])) is not None:
+                by_label[name] = figures
     return results
 
 

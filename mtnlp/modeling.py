@@ -175,6 +175,16 @@ class MultiTaskModel(PreTrainedModel):
         self.config.encoder.vocab_size = embeddings.num_embeddings
         return embeddings
 
+    def checkpoint_activations(self) -> None:
+        """transformers' activation checkpointing of every encoder layer, task layers included: each is run again
+        in the backward pass instead of keeping its activations. Non-reentrant, which DDP's search for unused
+        parameters (idle heads) and a frozen encoder both need."""
+        options = {"use_reentrant": False}
+        if hasattr(self, "activation_checkpointing_enable"):  # its name since transformers 5.x
+            self.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            self.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
     def encoder_state(self, task: str | None = None) -> dict[str, torch.Tensor]:
         """The encoder as ONE plain model's weights for `task` (adapter merged / task layers in place)."""
         return sharing.plain_state(self, task)

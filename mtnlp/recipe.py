@@ -93,6 +93,9 @@ class TrainingSpec(Spec):
     warmup: Fraction = 0.1  # fraction of steps
     grad_accum: Count = 1
     max_grad_norm: Positive | None = 1.0  # null: no clipping
+    # keep only each encoder layer's input and run its forward again in the backward pass: far less activation
+    # memory for long inputs and large encoders, for one more forward pass (transformers' activation checkpointing)
+    gradient_checkpointing: bool = False
     # auto: bf16 where the hardware runs it natively, fp16 on a CUDA device without bf16, else fp32
     # (precision.py); "no" and YAML's false mean fp32
     mixed_precision: Annotated[Literal["auto", "bf16", "fp16", "fp32", "no"], BeforeValidator(_no_means_no)] = "auto"

@@ -195,6 +195,18 @@ def table(results: dict[str, dict], baselines: dict[str, dict] | None = None) ->
     return "\n".join(lines)
 
 
+def label_table(by_label: dict[str, dict[str, dict]]) -> str:
+    """One row per task and label: precision, recall, F1 and support (evaluation.evaluate_split's by_label)."""
+    rows = [("task", "label", "precision", "recall", "f1", "support")]
+    rows += [(task, label, f"{f['precision']:.4f}", f"{f['recall']:.4f}", f"{f['f1']:.4f}", f"{f['support']:,}")
+             for task, labels in by_label.items() for label, f in labels.items()]
+    if len(rows) == 1:
+        return "(no task with labels)"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                     for r in rows)
+
+
 def data_table(facts: dict[str, dict[str, dict]], max_length: int) -> str:
     """One row per task and split: examples, labels, the largest and smallest label share (over words
     for tagging; the score range for regression; questions with and without an answer for QA) and how
@@ -234,17 +246,22 @@ def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, progr
            "steps": {"trained": progress.step, "planned": recipe.training.steps}, "precision": precision.as_dict(),
            "data": {"max_length": recipe.model.max_length, "tasks": data}, "trained_on": seen,
            "processes": accelerator.num_processes}  # a step's batch: batch_size x grad_accum x processes
-    baselines = {name: {} for name in tasks}
+    baselines, per_label = {name: {} for name in tasks}, {name: {} for name in tasks}
     for split in ("validation", "test"):
-        results = progress.best_validation if split == "validation" else None
+        # the kept model's validation figures as training computed them (a checkpoint of an older mtnlp has none per label)
+        stored = split == "validation" and progress.best_validation is not None and progress.best_by_label is not None
+        results, by_label = (progress.best_validation, progress.best_by_label) if stored else (None, {})
         if results is None:
             results = evaluate_split(model, tokenizer, tasks, metrics, split, recipe.training.eval_batch_size,
-                                     accelerator.autocast, say=accelerator.print)
+                                     accelerator.autocast, say=accelerator.print, by_label=by_label)
         for name, values in results.items():
             out["tasks"][name][split] = values
             if "train" in tasks[name].splits:  # (not for a streamed training split)
                 baselines[name][split] = majority_baseline(tasks[name], split, metrics[name])
+        for name, figures in by_label.items():
+            per_label[name][split] = figures
     out["majority_baseline"] = baselines
+    out["per_label"] = {name: splits for name, splits in per_label.items() if splits}
     if accelerator.is_main_process:
         (run_dir / "metrics.json").write_text(json.dumps(finite(out), indent=2, allow_nan=False))  # NaN: null
         plot_curves(run_dir, {name: main_metric(metrics[name])[0] for name in tasks})

@@ -159,6 +159,7 @@ class Progress:
     best_step: int | None = None
     bad_evals: int = 0  # evaluations since the last improvement (early stopping)
     best_validation: dict | None = None  # the kept model's validation metrics
+    best_by_label: dict | None = None  # and its validation figures per label (evaluation.evaluate_split's by_label)
     selected_by: dict | None = None  # each evaluated task's main metric: the rule best_score was computed by
     ended_early: bool = False  # early stopping ended training before training.steps
 
@@ -229,6 +230,12 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
     if recipe.mtl.freeze_encoder:  # soft sharing only: adapters / task layers and heads train
         for name, p in model.encoder.named_parameters():
             p.requires_grad_(is_adapter_weight(name))
+    if recipe.training.gradient_checkpointing:
+        try:
+            model.checkpoint_activations()
+        except ValueError as e:  # an encoder whose layers transformers cannot checkpoint
+            raise UserError(f"{recipe.where('training.gradient_checkpointing')}: training.gradient_checkpointing: "
+                            f"{str(e).splitlines()[0]}") from None
     return model
 
 
@@ -655,8 +662,10 @@ def keep_model(run: Run) -> None:
 def evaluate_and_select(run: Run) -> bool:
     """Evaluate on validation, keep the best model in run_dir/model; return True to stop early."""
     progress, accelerator, recipe = run.progress, run.accelerator, run.recipe
+    by_label = {}
     results = evaluate_split(run.unwrapped, run.tokenizer, run.tasks, run.metrics, "validation",
-                             recipe.training.eval_batch_size, accelerator.autocast, say=lambda note: say(run, note))
+                             recipe.training.eval_batch_size, accelerator.autocast, say=lambda note: say(run, note),
+                             by_label=by_label)
     if accelerator.num_processes > 1:  # every rank evaluates; rank 0's figures decide for all, or ranks whose
         results = broadcast_object_list([results])[0]  # kernels round otherwise could stop at different steps
     if not results:  # no validation data: the last model is the one kept
@@ -672,7 +681,7 @@ def evaluate_and_select(run: Run) -> bool:
     progress.selected_by = {n: run.metrics[n][0] for n in results}
     if improved:  # the kept model's validation metrics: finish() reports them without re-evaluating
         progress.best_score, progress.best_step, progress.bad_evals = score, progress.step, 0
-        progress.best_validation = results
+        progress.best_validation, progress.best_by_label = results, by_label
         if accelerator.is_main_process:
             keep_model(run)
     else:

@@ -70,6 +70,11 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, monkeypatc
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["processes"] == 2  # the batch is 2 x batch_size
     checkpoint = tmp_path / "run" / "checkpoints" / "step-000006"
     assert (checkpoint / "rng-0.json").exists() and (checkpoint / "rng-1.json").exists()
+    if data == "with_validation":  # rank 0's validation figures per label, as its metrics
+        per_label = json.loads((tmp_path / "run" / "metrics.json").read_text())["per_label"]
+        assert set(per_label) == {"sentiment", "ner"}
+        assert all(f["support"] >= 0 for splits in per_label.values() for f in splits["validation"].values())
+        assert sum(f["support"] for f in per_label["sentiment"]["validation"].values()) == 15
     if data == "streamed":
         trained = json.loads((tmp_path / "run" / "metrics.json").read_text())["trained_on"]["sentiment"]
         # both ranks' batches: an epoch of 50 rows is 3 rounds of 2 x 8 and a last round of 2, shared 1 + 1

@@ -128,6 +128,10 @@ class TaskType:
 
         return {name: compute(name, predictions, references) for name in metrics}
 
+    def per_label(self, references: list, predictions: list, metrics: list[str], labels: list[str]) -> dict | None:
+        """Each label's {precision, recall, f1, support} (label_figures), or None: the type has no labels."""
+        return None
+
     def fits_validation(self, spec) -> bool:
         """Whether fit() has something to learn from the validation split after training."""
         return False
@@ -421,6 +425,20 @@ def weights_per_label(setting, labels: list[str], counts: np.ndarray | None, bal
     if unknown:
         raise ValueError(f"{unknown[0]!r} is not a label of the task (its labels: {', '.join(labels)})")
     return [float(setting.get(label, 1.0)) for label in labels]
+
+
+def label_figures(gold, predicted, labels: list[str]) -> dict[str, dict]:
+    """Each label's precision, recall, F1 and support (its count in `gold`), as sklearn's classification_report
+    gives them (0 where nothing divides). gold, predicted: a label id per example (an id not in `labels`, e.g.
+    -1, is a wrong answer), or 0/1 rows (multi-label)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    gold, predicted, ids = np.asarray(gold), np.asarray(predicted), list(range(len(labels)))
+    if gold.ndim == 2 and gold.shape[1] == 1:  # one label: sklearn would read the column as two classes
+        gold, predicted, ids = gold[:, 0], predicted[:, 0], [1]
+    figures = precision_recall_fscore_support(gold, predicted, labels=ids, zero_division=0)
+    return {label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for label, p, r, f, n in zip(labels, *figures)}
 
 
 def check_label_weights(name: str, task, fail) -> None:

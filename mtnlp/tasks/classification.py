@@ -7,7 +7,8 @@ from typing import Literal
 import numpy as np
 
 from ..spec import LabelWeights, TaskSpec
-from .base import TextTask, check_label_weights, column, label_name, on_device, softmax, weights_per_label
+from .base import (TextTask, check_label_weights, column, label_figures, label_name, on_device, softmax,
+                   weights_per_label)
 
 
 class Classification(TextTask):
@@ -38,6 +39,9 @@ class Classification(TextTask):
 
     def predictions(self, logits, labels, spec):
         return logits.argmax(-1).tolist()
+
+    def per_label(self, references, predictions, metrics, labels):
+        return label_figures(references, predictions, labels)
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
         labels = spec["labels"]

@@ -11,7 +11,8 @@ import numpy as np
 from pydantic import Field
 
 from ..spec import Fraction, LabelWeights, TaskSpec
-from .base import TextTask, check_label_weights, column, label_shares, on_device, rename, weights_per_label
+from .base import (TextTask, check_label_weights, column, label_figures, label_shares, on_device, rename,
+                   weights_per_label)
 
 
 class Multilabel(TextTask):
@@ -100,6 +101,10 @@ class Multilabel(TextTask):
 
     def references(self, dataset):
         return [[int(v) for v in row] for row in column(dataset, "labels")]
+
+    def per_label(self, references, predictions, metrics, labels):
+        return label_figures(np.asarray(references).reshape(-1, len(labels)),
+                             np.asarray(predictions).reshape(-1, len(labels)), labels)
 
     def baseline(self, train, target, labels):
         from collections import Counter

@@ -11,7 +11,8 @@ from typing import Literal
 import numpy as np
 
 from ..spec import TagData, TaskSpec
-from .base import TaskType, column, label_name, label_shares, labelled_cross_entropy, softmax, truncating
+from .base import (TaskType, column, label_figures, label_name, label_shares, labelled_cross_entropy, softmax,
+                   truncating)
 
 ENTITY_PREFIXES = ("B-", "I-", "E-", "S-")
 IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
@@ -89,25 +90,29 @@ class Tagging(TaskType):
         return column(dataset, "tags")
 
     def score(self, references, predictions, metrics, labels):
-        from ..metrics import compute, load_metric
+        from ..metrics import compute
 
-        # a word max_length cut off (-1) counts as "O" (or wrong, without an O tag); a word with no token
-        # (None: a zero-width space, a lone accent) is left out, with its reference, as predict leaves it out
-        fill = "O" if "O" in labels else None
-        kept = [[k for k, i in enumerate(p) if i is not None] for p in predictions]
-        references = [[g[k] for k in keep] for g, keep in zip(references, kept)]
-        predicted = [[labels[p[k]] if p[k] >= 0 else fill for k in keep] for p, keep in zip(predictions, kept)]
+        references, predicted = scored_words(references, predictions, labels)
         results = {}
         for name in metrics:
             if name == "seqeval":
-                r = load_metric("seqeval").compute(predictions=[[t or "O" for t in p] for p in predicted],
-                                                   references=references)
+                r = seqeval(references, predicted)
                 results.update(precision=r["overall_precision"], recall=r["overall_recall"], f1=r["overall_f1"])
             else:  # token_accuracy
                 ids = {label: i for i, label in enumerate(labels)}
                 results[name] = compute(name, [ids.get(t, -1) for p in predicted for t in p],
                                         [ids[t] for g in references for t in g])
         return {k: float(v) for k, v in results.items()}
+
+    def per_label(self, references, predictions, metrics, labels):
+        """Per entity type (seqeval's, by conlleval's rules) when the task is scored by seqeval, else per tag."""
+        references, predicted = scored_words(references, predictions, labels)
+        if "seqeval" in metrics:
+            return {kind: {"precision": r["precision"], "recall": r["recall"], "f1": r["f1"], "support": r["number"]}
+                    for kind, r in sorted(seqeval(references, predicted).items()) if isinstance(r, dict)}
+        ids = {label: i for i, label in enumerate(labels)}
+        return label_figures([ids[t] for g in references for t in g], [ids.get(t, -1) for p in predicted for t in p],
+                             labels)
 
     def baseline(self, train, target, labels):
         from collections import Counter
@@ -180,6 +185,22 @@ def first_subtokens(word_ids: list[int | None], sequence_ids: list[int | None] |
 def first_words(word_ids: list[int | None]) -> list[int]:
     """The word of each word's first sub-token, in token order (the words that have a token)."""
     return [word for _, word in first_subtokens(word_ids)]
+
+
+def scored_words(references: list, predictions: list, labels: list[str]) -> tuple[list, list]:
+    """(gold tags, predicted tags) of the words a tagging task is scored on. A word max_length cut off (-1)
+    counts as "O" (or wrong: None, without an O tag); a word with no token (None: a zero-width space, a lone
+    accent) is left out, with its reference, as predict leaves it out."""
+    fill = "O" if "O" in labels else None
+    kept = [[k for k, i in enumerate(p) if i is not None] for p in predictions]
+    references = [[g[k] for k in keep] for g, keep in zip(references, kept)]
+    return references, [[labels[p[k]] if p[k] >= 0 else fill for k in keep] for p, keep in zip(predictions, kept)]
+
+
+def seqeval(references: list, predicted: list) -> dict:
+    from ..metrics import load_metric
+
+    return load_metric("seqeval").compute(predictions=[[t or "O" for t in p] for p in predicted], references=references)
 
 
 def is_iob(labels: list[str]) -> bool:
