@@ -91,6 +91,7 @@ class TrainingSpec(Spec):
     head_lr: Positive | None = None
     weight_decay: Annotated[Float, Field(ge=0)] = 0.01
     warmup: Fraction = 0.1  # fraction of steps
+    lr_schedule: Literal["linear", "cosine", "constant"] = "linear"  # after warm-up: decay to 0 (linear, cosine), or none
     grad_accum: Count = 1
     max_grad_norm: Positive | None = 1.0  # null: no clipping
     # keep only each encoder layer's input and run its forward again in the backward pass: far less activation

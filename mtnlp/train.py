@@ -13,6 +13,7 @@ restartable; finish() evaluates the kept model and writes the run directory (rep
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -87,8 +88,8 @@ def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
 
 def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float = 1e-3):
     """AdamW (no weight decay on biases and norm weights: the 1-D parameters, whatever a family names
-    them) with linear warm-up and decay; the heads at `head_lr` (default: lr). Learned loss weights (if
-    any) are a group with their own learning rate."""
+    them) with linear warm-up, then `t.lr_schedule`; the heads at `head_lr` (default: lr). Learned loss
+    weights (if any) are a group with their own learning rate."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = []
     for is_head, lr in ((False, t.lr), (True, t.head_lr or t.lr)):
@@ -98,11 +99,20 @@ def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float =
     if weighting is not None and list(weighting.parameters()):
         groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0, "lr": weighting_lr})
     optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # fused: ~3x faster steps on CPU
-    # transformers' get_linear_schedule_with_warmup, written out: importing transformers.optimization
-    # pulls in its Trainer utilities and peft (3 s of every start-up)
     warmup = min(math.ceil(t.warmup * t.steps), t.steps - 1)  # the last update's lr is never 0 (steps: 1)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: step / max(1, warmup) if step < warmup else max(0.0, (t.steps - step) / max(1, t.steps - warmup)))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, t.lr_schedule, warmup,
+                                                                                     t.steps))
+
+
+def lr_factor(schedule: str, warmup: int, steps: int, step: int) -> float:
+    """The learning rate's factor at `step`: transformers' get_{linear,cosine,constant}_schedule_with_warmup,
+    written out (importing transformers.optimization pulls in its Trainer utilities and peft: 3 s of every start-up)."""
+    if step < warmup:
+        return step / warmup
+    done = (step - warmup) / max(1, steps - warmup)
+    if schedule == "cosine":
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * done)))
+    return 1.0 if schedule == "constant" else max(0.0, 1.0 - done)
 
 
 def set_learning_rates(optimizer, scheduler, base: list[float]) -> None:

@@ -1,6 +1,7 @@
 """End-to-end training runs on the tiny encoder: run directory, bf16, resume, TensorBoard, CLI."""
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -605,3 +606,31 @@ def test_a_kept_head_trained_on_the_other_input_form_is_said():
     assert transfer_report(source, target, keep_heads=False)["news"] == "new (model.init_heads: false)"
     old = model(news={"type": "classification", "labels": ["a", "b"]})  # saved before models recorded their input form
     assert transfer_report(old, target, keep_heads=True)["news"] == "kept"
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+@pytest.mark.parametrize("steps, warmup", [(10, 0.0), (10, 0.3), (1, 0.5), (7, 0.99)])
+def test_learning_rate_schedules_are_transformers(tiny_encoder, schedule, steps, warmup):
+    """The same factors as transformers' get_*_schedule_with_warmup, over a whole run."""
+    from transformers import optimization
+
+    from mtnlp.modeling import MultiTaskModel
+    from mtnlp.recipe import TrainingSpec
+    from mtnlp.train import make_optimizer
+
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"topic": {"type": "classification", "labels": ["a", "b"]}})
+    optimizer, scheduler = make_optimizer(model, TrainingSpec(lr=1e-3, steps=steps, warmup=warmup, lr_schedule=schedule))
+    reference_optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    warmup_steps = min(math.ceil(warmup * steps), steps - 1)
+    make = getattr(optimization, f"get_{schedule}_schedule_with_warmup")
+    reference = make(reference_optimizer, warmup_steps, **({} if schedule == "constant" else {"num_training_steps": steps}))
+    ours, theirs = [], []
+    for _ in range(steps):
+        ours.append(scheduler.get_last_lr()[0])
+        theirs.append(reference.get_last_lr()[0])
+        optimizer.step(), reference_optimizer.step()
+        scheduler.step(), reference.step()
+    assert ours == pytest.approx(theirs, abs=1e-12)
+    assert ours[-1] > 0  # the last update learns something
+    if schedule != "constant" and warmup_steps < steps - 1:  # decays after the peak
+        assert ours[-1] < max(ours)
