@@ -275,7 +275,7 @@ def cmd_evaluate(args) -> int:
     from . import families, precision
     from .data import load_task, present_splits
     from .evaluation import evaluate_split
-    from .report import label_table, table
+    from .report import finite, label_table, table
     from .tasks import task_type
 
     model, tokenizer = load_model(args.model, revision=args.revision)
@@ -335,8 +335,9 @@ def cmd_evaluate(args) -> int:
     if output is None:
         output = Path(args.model) / f"eval-{args.split}.json" if Path(args.model).is_dir() else Path(f"eval-{args.split}.json")
     try:  # before the table: a reader that closes stdout (| head) must not cost the results
-        output.write_text(json.dumps({"tasks": {n: {args.split: v} for n, v in results.items()},
-                                      "per_label": {n: {args.split: v} for n, v in by_label.items()}}, indent=2))
+        output.write_text(json.dumps(finite({"tasks": {n: {args.split: v} for n, v in results.items()},  # NaN: null
+                                             "per_label": {n: {args.split: v} for n, v in by_label.items()}}),
+                                     indent=2, allow_nan=False))
     except OSError as e:
         raise UserError(f"{output}: cannot write: {e.strerror}") from None
     print(table({name: {args.split: values} for name, values in results.items()}))

@@ -75,11 +75,6 @@ def compute_metrics(data: TaskData, split: str, predictions: list, metrics: list
     return kind.score(kind.references(data.splits[split]), predictions, metrics, data.labels)
 
 
-def figures_per_label(data: TaskData, split: str, predictions: list, metrics: list[str]) -> dict | None:
-    kind = task_type(data.type)
-    return kind.per_label(kind.references(data.splits[split]), predictions, metrics, data.labels)
-
-
 def majority_baseline(data: TaskData, split: str, metrics: list[str]) -> dict[str, float]:
     """Metrics of always predicting the most frequent training label (the train mean for regression)."""
     kind = task_type(data.type)
@@ -98,10 +93,12 @@ def evaluate_split(model, tokenizer, tasks: dict[str, TaskData], metrics: dict, 
                 data.truncation_reported.add(split)
                 if note := truncation_note(data, split):
                     say(note)
-            preds = predict(model, data.splits[split], name, task_type(data.type), model.config.tasks[name], batch_size,
+            kind = task_type(data.type)
+            preds = predict(model, data.splits[split], name, kind, model.config.tasks[name], batch_size,
                             tokenizer.pad_token_id, autocast)
-            results[name] = compute_metrics(data, split, preds, metrics[name])
-            if by_label is not None and (figures := figures_per_label(data, split, preds, metrics[name])) is not None:
+            references = kind.references(data.splits[split])
+            results[name] = kind.score(references, preds, metrics[name], data.labels)
+            if by_label is not None and (figures := kind.per_label(references, preds, metrics[name], data.labels)):
                 by_label[name] = figures
     return results
 

@@ -143,15 +143,36 @@ class PCGrad(EveryTaskGradients):
         return project_conflicting(grads, rng)
 
 
-class CAGrad(EveryTaskGradients):
+class GramCombination(EveryTaskGradients):
+    """An every-task method whose update is a combination Σ_i coef_i g_i of the task gradients, the
+    coefficients chosen from their K×K Gram matrix (on the host: one copy per update). A task without
+    gradient (loss_weight 0) is left out: it would be the worst-off task whatever the update (CAGrad), or the
+    smallest gradient, 0 (MGDA). Logs the fraction of task pairs whose gradients conflict (negative dot product)."""
+
+    def coefficients(self, gram: np.ndarray) -> np.ndarray:
+        """gram: the Gram matrix of the tasks that have a gradient -> their coefficients."""
+        raise NotImplementedError
+
+    def combine(self, grads, rng):
+        import torch
+
+        gram = (grads @ grads.T).double().cpu().numpy()
+        active = np.flatnonzero(np.diag(gram) > 0)
+        coef = np.zeros(len(gram))
+        if len(active):
+            coef[active] = self.coefficients(gram[np.ix_(active, active)])
+        update = torch.as_tensor(coef, dtype=grads.dtype, device=grads.device) @ grads
+        return update, pair_conflicts(gram[np.ix_(active, active)])
+
+
+class CAGrad(GramCombination):
     """Liu et al. (2021), conflict-averse gradient descent: the update d maximises the smallest task
     improvement min_i g_i·d within a ball of radius c·|g0| around the average gradient g0. Its dual is
     min over the simplex of F(w) = g_w·g0 + c·|g0|·|g_w| (g_w = Σ w_i g_i), and d = g0 + c·|g0|/|g_w| · g_w.
     c = 0 is the average gradient; c (mtl.cagrad_c, default 0.5 as in LibMTL) must be below 1 for
     CAGrad to converge to a minimum of the average loss. The update is scaled by K / (1 + c²): the
     paper's rescaling, times K so that at c = 0 it is the sum of the task gradients, as pcgrad's
-    without conflicts. Tasks without gradient (loss_weight 0) are left out. Logs the fraction of task
-    pairs whose gradients conflict (negative dot product)."""
+    without conflicts."""
 
     log_key = "cagrad_conflicts"
 
@@ -159,34 +180,36 @@ class CAGrad(EveryTaskGradients):
         super().__init__(seed)
         self.c = cagrad_c
 
-    def combine(self, grads, rng):
-        gram_all = (grads @ grads.T).double().cpu().numpy()  # the K×K problem is solved on the host: one copy per update
-        # a task without gradient (loss_weight 0) would be the worst-off one, whose improvement stays 0 whatever
-        # the update: CAGrad runs on the tasks that have one
-        active = np.flatnonzero(np.diag(gram_all) > 0)
-        gram, k = gram_all[np.ix_(active, active)], len(active)
-        coef = np.zeros(len(gram_all))
-        if k:
-            w = cagrad_weights(gram, self.c)
-            # d = g0 + λ g_w = Σ_i (1/K + λ w_i) g_i, with |g0|² = mean(gram) and |g_w|² = wᵀ gram w
-            g0_norm = np.sqrt(max(gram.mean(), 0.0))
-            gw_norm = np.sqrt(max(w @ gram @ w, 0.0))
-            # g_w ≈ 0 (the gradients' hull holds 0): no direction improves every task; the solver's rounding
-            # must not choose one
-            cancelled = gw_norm <= 1e-6 * np.sqrt(np.diag(gram).max())
-            lam = 0.0 if cancelled else self.c * g0_norm / gw_norm
-            coef[active] = (1.0 / k + lam * w) * k / (1.0 + self.c ** 2)
-        import torch
+    def coefficients(self, gram):
+        k = len(gram)
+        w = cagrad_weights(gram, self.c)
+        # d = g0 + λ g_w = Σ_i (1/K + λ w_i) g_i, with |g0|² = mean(gram) and |g_w|² = wᵀ gram w
+        g0_norm = np.sqrt(max(gram.mean(), 0.0))
+        gw_norm = np.sqrt(max(w @ gram @ w, 0.0))
+        # g_w ≈ 0 (the gradients' hull holds 0): no direction improves every task; the solver's rounding
+        # must not choose one
+        cancelled = gw_norm <= 1e-6 * np.sqrt(np.diag(gram).max())
+        lam = 0.0 if cancelled else self.c * g0_norm / gw_norm
+        return (1.0 / k + lam * w) * k / (1.0 + self.c ** 2)
 
-        update = torch.as_tensor(coef, dtype=grads.dtype, device=grads.device) @ grads
-        return update, pair_conflicts(gram)
+
+class MGDA(GramCombination):
+    """Sener & Koltun (2018), the multiple-gradient descent algorithm on the shared parameters: the update is
+    the point of smallest norm in the convex hull of the task gradients, d = Σ w_i g_i (w on the simplex), a
+    direction in which no task's loss rises (g_i·d >= |d|² for every task i), or 0 at a Pareto-stationary
+    point, where no such direction exists. Scaled by K, as CAGrad's: equal task gradients give their sum."""
+
+    log_key = "mgda_conflicts"
+
+    def coefficients(self, gram):
+        scale = np.abs(gram).max()  # SLSQP's tolerances are absolute: solve the problem at unit scale
+        g = gram / scale
+        return len(gram) * simplex_minimum(lambda w: w @ g @ w, lambda w: 2 * g @ w, len(gram))
 
 
 def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:
     """The simplex weights w minimising CAGrad's dual F(w) = wᵀ G 1/K + c·|g0|·sqrt(wᵀ G w), G the
-    tasks' Gram matrix, with scipy's SLSQP from the uniform weights."""
-    from scipy.optimize import minimize
-
+    tasks' Gram matrix."""
     k = gram.shape[0]
     uniform = np.full(k, 1.0 / k)
     if c == 0 or not np.any(gram):
@@ -194,9 +217,18 @@ def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:
     scale = np.abs(gram).max()  # SLSQP's tolerances are absolute: solve the problem at unit scale
     g = gram / scale
     radius = c * np.sqrt(max(g.mean(), 0.0))
-    result = minimize(lambda w: w @ g @ uniform + radius * np.sqrt(max(w @ g @ w, 0.0) + 1e-12), uniform,
-                      bounds=[(0.0, 1.0)] * k, constraints={"type": "eq", "fun": lambda w: w.sum() - 1.0},
-                      method="SLSQP", options={"ftol": 1e-10, "maxiter": 200})
+    return simplex_minimum(lambda w: w @ g @ uniform + radius * np.sqrt(max(w @ g @ w, 0.0) + 1e-12), None, k)
+
+
+def simplex_minimum(f, jac, k: int) -> np.ndarray:
+    """The weights w (w >= 0, Σ w = 1) minimising f, with scipy's SLSQP from the uniform weights; `jac`: f's
+    gradient, or None."""
+    from scipy.optimize import minimize
+
+    uniform = np.full(k, 1.0 / k)
+    result = minimize(f, uniform, jac=jac, bounds=[(0.0, 1.0)] * k,
+                      constraints={"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones(k)},
+                      method="SLSQP", options={"ftol": 1e-12, "maxiter": 200})
     w = np.clip(result.x, 0.0, None)
     return w / w.sum() if w.sum() > 0 else uniform
 
@@ -236,7 +268,7 @@ def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[
 
 
 # mtl.gradient's values
-GRADIENT_METHODS: dict[str, type[GradientMethod]] = {"sum": Summed, "pcgrad": PCGrad, "cagrad": CAGrad}
+GRADIENT_METHODS: dict[str, type[GradientMethod]] = {"sum": Summed, "pcgrad": PCGrad, "cagrad": CAGrad, "mgda": MGDA}
 
 
 def build_gradient_method(name: str, seed: int, **options) -> GradientMethod:

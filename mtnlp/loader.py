@@ -1,6 +1,6 @@
 """Training batches through a torch DataLoader, in the order the task sampler and batch iterators give.
 
-The main process plans: for each micro-batch, the task (TaskSampler, or every task in turn for PCGrad and CAGrad)
+The main process plans: for each micro-batch, the task (TaskSampler, or every task in turn for PCGrad, CAGrad and MGDA)
 and that task's example indices (TaskBatches). Workers only look rows up and pad them (collate), so
 the order never depends on the number of workers. The DataLoader runs ahead of training, so each
 batch carries the sampler positions as of itself; a checkpoint saves the positions of the last batch

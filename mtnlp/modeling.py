@@ -180,17 +180,24 @@ class MultiTaskModel(PreTrainedModel):
         in the backward pass instead of keeping its activations. Non-reentrant, which DDP's search for unused
         parameters (idle heads) and a frozen encoder both need."""
         options = {"use_reentrant": False}
-        if hasattr(self, "activation_checkpointing_enable"):  # its name since transformers 5.x
-            self.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
-        else:
-            self.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        try:
+            if hasattr(self, "activation_checkpointing_enable"):  # its name since transformers 5.x
+                self.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+            else:
+                self.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        except ValueError:  # no module of the encoder takes it
+            raise ValueError(f"transformers cannot checkpoint the layers of a {self.config.encoder.model_type} "
+                             "encoder") from None
+        # transformers also makes the embeddings' output require grad, which only reentrant checkpointing needs: with
+        # a frozen encoder, autograd would then run back through every frozen layer (and run each again) in each step
+        self.disable_input_require_grads()
 
     def encoder_state(self, task: str | None = None) -> dict[str, torch.Tensor]:
         """The encoder as ONE plain model's weights for `task` (adapter merged / task layers in place)."""
         return sharing.plain_state(self, task)
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Trainable parameters every task uses (what PCGrad and CAGrad combine): the encoder without adapters."""
+        """Trainable parameters every task uses (what PCGrad, CAGrad and MGDA combine): the encoder without adapters."""
         return [p for n, p in self.encoder.named_parameters() if p.requires_grad and not sharing.is_adapter_weight(n)]
 
     @classmethod

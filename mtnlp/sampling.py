@@ -89,7 +89,8 @@ class TaskSampler:
 
 
 class EveryTask(TaskSampler):
-    """The task order of PCGrad and CAGrad (gradients.EveryTaskGradients): `repeat` micro-batches of each task in turn, for every update."""
+    """The task order of the every-task gradient methods (gradients.EveryTaskGradients: PCGrad, CAGrad, MGDA):
+    `repeat` micro-batches of each task in turn, for every update."""
 
     def __init__(self, names: list[str], repeat: int):
         super().__init__(dict.fromkeys(names, 1), "round_robin", per_step=len(names) * repeat)

@@ -245,7 +245,7 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
             model.checkpoint_activations()
         except ValueError as e:  # an encoder whose layers transformers cannot checkpoint
             raise UserError(f"{recipe.where('training.gradient_checkpointing')}: training.gradient_checkpointing: "
-                            f"{str(e).splitlines()[0]}") from None
+                            f"{e}") from None
     return model
 
 
@@ -407,7 +407,7 @@ def forward_backward(run: Run, sync: bool) -> str:
 
 
 def train_step(run: Run) -> str:
-    """One optimizer update; returns the task of its last micro-batch ("all" for PCGrad and CAGrad; with grad_accum > 1
+    """One optimizer update; returns the task of its last micro-batch ("all" for PCGrad, CAGrad and MGDA; with grad_accum > 1
     the others may be of other tasks). The gradient method (mtl.gradient) calls forward_backward once per
     micro-batch and combines their gradients."""
     task = run.gradient.accumulate(run, forward_backward)

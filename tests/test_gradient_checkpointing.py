@@ -63,3 +63,38 @@ def test_a_run_with_it_equals_the_run_without(make_recipe, mtl):
     assert runs[0].keys() == runs[1].keys()
     for name, value in runs[0].items():
         torch.testing.assert_close(runs[1][name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_frozen_shared_encoder_is_neither_run_again_nor_back_propagated(tiny_encoder):
+    """transformers' checkpointing also makes the embeddings' output require grad (for reentrant checkpointing):
+    frozen shared layers would then be run twice and back-propagated in every step."""
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS, sharing={"type": "task_layers", "layers": 1})
+    for name, p in model.encoder.named_parameters():
+        p.requires_grad_(False)
+    model.checkpoint_activations()
+    calls = []
+    model.encoder.encoder.layer[0].register_forward_hook(lambda *_: calls.append("forward"))
+    model.encoder.encoder.layer[0].register_full_backward_hook(lambda *_: calls.append("backward"))
+    batch = {"input_ids": torch.randint(1000, 2000, (4, 16)), "labels": torch.randint(0, 2, (4,))}
+    model.train()
+    model(**batch, task="sentiment").loss.backward()
+    assert calls == ["forward"]
+    assert all(p.grad is not None for p in model.task_layers["sentiment"].parameters())  # its own layer learns
+
+
+def test_an_encoder_transformers_cannot_checkpoint_is_a_recipe_error(tmp_path):
+    from transformers import AlbertConfig, AlbertModel, AutoTokenizer
+
+    from conftest import minilm_path, write_recipe
+    from mtnlp.errors import UserError
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    AlbertModel(AlbertConfig(vocab_size=tokenizer.vocab_size, embedding_size=16, hidden_size=32, num_hidden_layers=1,
+                             num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path / "albert")
+    tokenizer.save_pretrained(tmp_path / "albert")
+    recipe = write_recipe(tmp_path, str(tmp_path / "albert"), training={"steps": 1, "gradient_checkpointing": True})
+    with pytest.raises(UserError, match=rf"^{recipe}:\d+: training.gradient_checkpointing: transformers cannot "
+                                        "checkpoint the layers of a albert encoder$"):
+        train(load_recipe(recipe))
+    assert not (tmp_path / "run").exists()

@@ -12,7 +12,7 @@ from conftest import tiny_tasks
 from mtnlp.errors import UserError
 from mtnlp.export import export_head
 from mtnlp.modeling import MultiTaskModel
-from mtnlp.gradients import GRADIENT_METHODS, CAGrad, build_gradient_method, project_conflicting
+from mtnlp.gradients import GRADIENT_METHODS, MGDA, CAGrad, build_gradient_method, project_conflicting
 from mtnlp.recipe import load_recipe
 from mtnlp.recipes.multitask import train
 from mtnlp.weighting import build_weighting, dwa_weights
@@ -132,6 +132,53 @@ def test_cagrad_counts_the_conflicting_task_pairs():
     g = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [0.0, 1.0]])  # pairs (0,1) conflict; (0,2) and (1,2) do not
     _, conflicts = CAGrad().combine(g, np.random.default_rng(0))
     assert conflicts == pytest.approx(1 / 3)
+
+
+# ------------------------------------------------------------------ MGDA maths
+
+
+def _mgda(grads):
+    update, conflicts = MGDA().combine(grads, np.random.default_rng(0))
+    return update / max(int((grads.norm(dim=1) > 0).sum()), 1), conflicts  # the min-norm point (mtnlp scales by K)
+
+
+def test_mgda_by_hand():
+    d, conflicts = _mgda(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))  # symmetric: the midpoint
+    assert torch.allclose(d, torch.tensor([0.5, 0.5]), atol=1e-6) and conflicts == 0.0
+    # on the segment w g1 + (1 - w) g2 the norm is smallest at w = g2·(g2 - g1) / |g1 - g2|² = 1.75 / 3.25
+    g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 1.0])
+    d, conflicts = _mgda(torch.stack([g1, g2]))
+    w = 1.75 / 3.25
+    assert torch.allclose(d, w * g1 + (1 - w) * g2, atol=1e-6) and conflicts == 1.0
+    # one gradient in the others' cone: the smallest one is the answer (an end of the hull)
+    d, _ = _mgda(torch.tensor([[1.0, 0.0], [3.0, 0.5]]))
+    assert torch.allclose(d, torch.tensor([1.0, 0.0]), atol=1e-6)
+    equal = torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])
+    assert torch.allclose(MGDA().combine(equal, np.random.default_rng(0))[0], equal.sum(0), atol=1e-5)
+
+
+def test_mgda_finds_the_smallest_norm_in_the_hull_and_no_task_loses():
+    """The update is the min-norm point of the hull (checked against a fine grid of weights), and by its
+    optimality conditions g_i·d >= |d|² for every task: a descent direction for all of them."""
+    gen = torch.Generator().manual_seed(2)
+    grid = [(a, b, 1 - a - b) for a in np.linspace(0, 1, 201) for b in np.linspace(0, 1, 201) if a + b <= 1 + 1e-12]
+    weights = torch.tensor(grid, dtype=torch.float64)
+    for scale in (1e-4, 1.0, 1e3):
+        g = torch.randn(3, 30, generator=gen, dtype=torch.float64) * scale
+        g[1] = -0.8 * g[0] + 0.3 * g[1]  # a real conflict
+        d, _ = _mgda(g)
+        assert d.norm() <= (weights @ g).norm(dim=1).min() * (1 + 1e-6)
+        assert ((g @ d) >= (d @ d) * (1 - 1e-4)).all(), (scale, g @ d, d @ d)
+
+
+def test_mgda_of_opposite_or_zero_gradients_is_zero_and_a_task_without_gradient_is_left_out():
+    a, b, z = torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 1.0]), torch.zeros(2)
+    assert torch.allclose(MGDA().combine(torch.stack([a, -a]), np.random.default_rng(0))[0], torch.zeros(2), atol=1e-6)
+    assert torch.equal(MGDA().combine(torch.zeros(3, 4), np.random.default_rng(0))[0], torch.zeros(4))
+    alone, _ = MGDA().combine(torch.stack([a, b]), np.random.default_rng(0))
+    for order in ([z, a, b], [a, z, b], [b, a, z]):  # a zero gradient is the hull's smallest point: not the update
+        update, conflicts = MGDA().combine(torch.stack(order), np.random.default_rng(0))
+        assert torch.allclose(update, alone, atol=1e-6) and conflicts == 1.0, order
 
 
 # ------------------------------------------------------------------ loss weighting maths

@@ -27,8 +27,15 @@ def test_classification_by_hand_and_its_macro_mean_is_the_f1_metric():
     assert got == {"neg": figures(1 / 2, 1 / 2, 1 / 2, 2), "neu": figures(1 / 2, 1, 2 / 3, 1),
                    "pos": figures(1, 2 / 3, 4 / 5, 3)}
     assert sum(f["f1"] for f in got.values()) / 3 == pytest.approx(kind.score(gold, predicted, ["f1"], labels)["f1"])
-    unseen = kind.per_label(gold, predicted, ["accuracy"], labels + ["other"])["other"]
-    assert unseen == figures(0, 0, 0, 0)  # a head's label the split never has nor gets
+    # the labels macro F1 averages: one only predicted is there (support 0), one in neither is not
+    gold, predicted = [0, 0, 1], [0, 1, 1]
+    got = kind.per_label(gold, predicted, ["accuracy"], ["a", "b", "c"])
+    assert got == {"a": figures(1, 1 / 2, 2 / 3, 2), "b": figures(1 / 2, 1, 2 / 3, 1)}
+    assert kind.per_label([0, 0, 1], [0, 2, 1], ["accuracy"], ["a", "b", "c"])["c"] == figures(0, 0, 0, 0)  # predicted
+    for gold, predicted in (([0, 0, 1], [0, 1, 1]), ([0, 0, 1], [0, 2, 1]), ([2, 2, 2], [0, 2, 2])):
+        got = kind.per_label(gold, predicted, ["accuracy"], ["a", "b", "c"])
+        macro = kind.score(gold, predicted, ["f1"], ["a", "b", "c"])["f1"]
+        assert sum(f["f1"] for f in got.values()) / len(got) == pytest.approx(macro)
 
 
 def test_multilabel_counts_each_labels_positives():
@@ -52,10 +59,11 @@ def test_tagging_per_entity_type_and_per_tag_as_the_metrics_score_words():
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "B-LOC", "B-PER"]]
     # the second sentence: its second word has no token (left out, with its gold LOC), its third was cut (O)
     predicted = [[2, 3, 4, 1], [1, None, -1]]
-    assert kind.per_label(gold, predicted, ["seqeval"], labels) == {
+    assert kind.per_label(gold, predicted, ["seqeval"], labels + ["B-MISC"]) == {  # MISC in neither: left out
         "LOC": figures(0, 0, 0, 1), "ORG": figures(1 / 2, 1, 2 / 3, 1), "PER": figures(1, 1 / 2, 2 / 3, 2)}
-    # tags without entity prefixes: per tag; a cut word is wrong when there is no O tag
-    assert kind.per_label([["NOUN", "VERB", "PUNCT"]], [[0, 0, -1]], ["token_accuracy"], ["NOUN", "PUNCT", "VERB"]) == \
+    # tags without entity prefixes: per tag; a cut word is wrong when there is no O tag; a tag in neither is left out
+    assert kind.per_label([["NOUN", "VERB", "PUNCT"]], [[0, 0, -1]], ["token_accuracy"],
+                          ["NOUN", "PUNCT", "VERB", "ADJ"]) == \
         {"NOUN": figures(1 / 2, 1, 2 / 3, 1), "PUNCT": figures(0, 0, 0, 1), "VERB": figures(0, 0, 0, 1)}
 
 

@@ -375,6 +375,12 @@ def test_a_nan_validation_score_is_no_better_model_and_metrics_json_stays_strict
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(),
                          parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
     assert metrics["tasks"]["score"]["validation"]["mse"] is None
+    from mtnlp.cli import main
+
+    out = tmp_path / "eval.json"  # and mtnlp evaluate's file
+    assert main(["evaluate", str(tmp_path / "run" / "model"), str(recipe), "--output", str(out)]) == 0
+    evaluated = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in {out.name}"))
+    assert evaluated["tasks"]["score"]["validation"]["mse"] is None
 
 
 def test_resuming_with_other_validation_splits_is_a_recipe_error(make_recipe, tmp_path):

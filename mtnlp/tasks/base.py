@@ -429,16 +429,18 @@ def weights_per_label(setting, labels: list[str], counts: np.ndarray | None, bal
 
 def label_figures(gold, predicted, labels: list[str]) -> dict[str, dict]:
     """Each label's precision, recall, F1 and support (its count in `gold`), as sklearn's classification_report
-    gives them (0 where nothing divides). gold, predicted: a label id per example (an id not in `labels`, e.g.
-    -1, is a wrong answer), or 0/1 rows (multi-label)."""
+    gives them (0 where nothing divides), for the labels a macro average takes. gold, predicted: a label id per
+    example (an id not in `labels`, e.g. -1, is a wrong answer): the labels in either (sklearn's macro F1); or
+    0/1 rows (multi-label): every label (macro_f1 counts a label in neither as F1 0)."""
     from sklearn.metrics import precision_recall_fscore_support
 
     gold, predicted, ids = np.asarray(gold), np.asarray(predicted), list(range(len(labels)))
+    seen = set(ids) if gold.ndim == 2 else set(gold.tolist()) | set(predicted.tolist())
     if gold.ndim == 2 and gold.shape[1] == 1:  # one label: sklearn would read the column as two classes
-        gold, predicted, ids = gold[:, 0], predicted[:, 0], [1]
+        gold, predicted, ids, seen = gold[:, 0], predicted[:, 0], [1], {1}
     figures = precision_recall_fscore_support(gold, predicted, labels=ids, zero_division=0)
     return {label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
-            for label, p, r, f, n in zip(labels, *figures)}
+            for i, label, p, r, f, n in zip(ids, labels, *figures) if i in seen}
 
 
 def check_label_weights(name: str, task, fail) -> None:
