@@ -56,6 +56,21 @@ def test_pcgrad_projected_gradient_no_longer_conflicts_with_the_other():
 # ------------------------------------------------------------------ CAGrad maths
 
 
+def simplex_grid() -> torch.Tensor:
+    """Weights (a, b, 1 - a - b) of three tasks on a 201 x 201 grid of the simplex."""
+    grid = [(a, b, 1 - a - b) for a in np.linspace(0, 1, 201) for b in np.linspace(0, 1, 201) if a + b <= 1 + 1e-12]
+    return torch.tensor(grid, dtype=torch.float64)
+
+
+def conflicting_gradients(seed: int):
+    """(scale, gradients of three tasks, two of them in conflict) at scales 1e-4, 1 and 1e3."""
+    gen = torch.Generator().manual_seed(seed)
+    for scale in (1e-4, 1.0, 1e3):
+        g = torch.randn(3, 30, generator=gen, dtype=torch.float64) * scale
+        g[1] = -0.8 * g[0] + 0.3 * g[1]
+        yield scale, g
+
+
 def _cagrad(grads, c):
     """CAGrad's update at the paper's scale (mtnlp scales it by K / (1 + c²))."""
     update, conflicts = CAGrad(cagrad_c=c).combine(grads, np.random.default_rng(0))
@@ -78,12 +93,8 @@ def test_cagrad_with_c_0_is_the_sum_of_the_task_gradients():
 def test_cagrad_finds_the_best_worst_task_improvement_within_its_ball():
     """The update d maximises min_i g_i·d subject to |d - g0| <= c|g0|. By duality that maximum equals
     min over the simplex of F(w) = g_w·g0 + c|g0||g_w|: checked against F on a fine grid of weights."""
-    gen = torch.Generator().manual_seed(1)
-    grid = [(a, b, 1 - a - b) for a in np.linspace(0, 1, 201) for b in np.linspace(0, 1, 201) if a + b <= 1 + 1e-12]
-    weights = torch.tensor(grid, dtype=torch.float64)
-    for scale in (1e-4, 1.0, 1e3):
-        g = torch.randn(3, 30, generator=gen, dtype=torch.float64) * scale
-        g[1] = -0.8 * g[0] + 0.3 * g[1]  # a real conflict
+    weights = simplex_grid()
+    for scale, g in conflicting_gradients(seed=1):
         for c in (0.2, 0.5, 0.9):
             d, _ = _cagrad(g, c)
             g0 = g.mean(0)
@@ -160,12 +171,8 @@ def test_mgda_by_hand():
 def test_mgda_finds_the_smallest_norm_in_the_hull_and_no_task_loses():
     """The update is the min-norm point of the hull (checked against a fine grid of weights), and by its
     optimality conditions g_i·d >= |d|² for every task: a descent direction for all of them."""
-    gen = torch.Generator().manual_seed(2)
-    grid = [(a, b, 1 - a - b) for a in np.linspace(0, 1, 201) for b in np.linspace(0, 1, 201) if a + b <= 1 + 1e-12]
-    weights = torch.tensor(grid, dtype=torch.float64)
-    for scale in (1e-4, 1.0, 1e3):
-        g = torch.randn(3, 30, generator=gen, dtype=torch.float64) * scale
-        g[1] = -0.8 * g[0] + 0.3 * g[1]  # a real conflict
+    weights = simplex_grid()
+    for scale, g in conflicting_gradients(seed=2):
         d, _ = _mgda(g)
         assert d.norm() <= (weights @ g).norm(dim=1).min() * (1 + 1e-6)
         assert ((g @ d) >= (d @ d) * (1 - 1e-4)).all(), (scale, g @ d, d @ d)
