@@ -191,6 +191,8 @@ class MultiTaskModel(PreTrainedModel):
         # transformers also makes the embeddings' output require grad, which only reentrant checkpointing needs: with
         # a frozen encoder, autograd would then run back through every frozen layer (and run each again) in each step
         self.disable_input_require_grads()
+        if getattr(self.config.encoder, "use_cache", False):  # an encoder caches nothing; transformers would warn
+            self.config.encoder.use_cache = False
 
     def encoder_state(self, task: str | None = None) -> dict[str, torch.Tensor]:
         """The encoder as ONE plain model's weights for `task` (adapter merged / task layers in place)."""
