@@ -197,19 +197,37 @@ class MGDA(GramCombination):
     """Sener & Koltun (2018), the multiple-gradient descent algorithm on the shared parameters: the update is
     the point of smallest norm in the convex hull of the task gradients, d = Σ w_i g_i (w on the simplex), a
     direction in which no task's loss rises (g_i·d >= |d|² for every task i), or 0 at a Pareto-stationary
-    point, where no such direction exists. Scaled by K, as CAGrad's: equal task gradients give their sum."""
+    point, where no such direction exists. Scaled by K (the tasks with a gradient), as CAGrad's: equal task
+    gradients give their sum."""
 
     log_key = "mgda_conflicts"
 
     def coefficients(self, gram):
-        scale = np.abs(gram).max()  # SLSQP's tolerances are absolute: solve the problem at unit scale
-        g = gram / scale
-        return len(gram) * simplex_minimum(lambda w: w @ g @ w, lambda w: 2 * g @ w, len(gram))
+        return len(gram) * min_norm_weights(gram)
+
+
+def min_norm_weights(gram: np.ndarray) -> np.ndarray:
+    """The simplex weights of the smallest-norm point of the hull of K vectors (norms > 0) with this Gram matrix,
+    exactly, also for norms spread over many orders of magnitude: Lawson and Hanson's least-distance programming
+    as one non-negative least-squares problem (scipy's nnls, an active-set method that ends at the exact
+    solution). With n the norms and A the unit vectors in K dimensions (AᵀA = the cosine matrix), u >= 0
+    minimising |A u|² + (cᵀu - 1)², c = min(n) / n, gives w ∝ c·u."""
+    from scipy.optimize import nnls
+
+    norms = np.sqrt(np.diag(gram))
+    values, vectors = np.linalg.eigh(gram / np.outer(norms, norms))
+    a = np.sqrt(np.clip(values, 0.0, None))[:, None] * vectors.T
+    c = norms.min() / norms
+    u, _ = nnls(np.vstack([a, c]), np.r_[np.zeros(len(gram)), 1.0])
+    w = c * u
+    return w / w.sum() if w.sum() > 0 else np.full(len(gram), 1.0 / len(gram))
 
 
 def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:
     """The simplex weights w minimising CAGrad's dual F(w) = wᵀ G 1/K + c·|g0|·sqrt(wᵀ G w), G the
-    tasks' Gram matrix."""
+    tasks' Gram matrix, with scipy's SLSQP from the uniform weights."""
+    from scipy.optimize import minimize
+
     k = gram.shape[0]
     uniform = np.full(k, 1.0 / k)
     if c == 0 or not np.any(gram):
@@ -217,18 +235,9 @@ def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:
     scale = np.abs(gram).max()  # SLSQP's tolerances are absolute: solve the problem at unit scale
     g = gram / scale
     radius = c * np.sqrt(max(g.mean(), 0.0))
-    return simplex_minimum(lambda w: w @ g @ uniform + radius * np.sqrt(max(w @ g @ w, 0.0) + 1e-12), None, k)
-
-
-def simplex_minimum(f, jac, k: int) -> np.ndarray:
-    """The weights w (w >= 0, Σ w = 1) minimising f, with scipy's SLSQP from the uniform weights; `jac`: f's
-    gradient, or None."""
-    from scipy.optimize import minimize
-
-    uniform = np.full(k, 1.0 / k)
-    result = minimize(f, uniform, jac=jac, bounds=[(0.0, 1.0)] * k,
-                      constraints={"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones(k)},
-                      method="SLSQP", options={"ftol": 1e-12, "maxiter": 200})
+    result = minimize(lambda w: w @ g @ uniform + radius * np.sqrt(max(w @ g @ w, 0.0) + 1e-12), uniform,
+                      bounds=[(0.0, 1.0)] * k, constraints={"type": "eq", "fun": lambda w: w.sum() - 1.0},
+                      method="SLSQP", options={"ftol": 1e-10, "maxiter": 200})
     w = np.clip(result.x, 0.0, None)
     return w / w.sum() if w.sum() > 0 else uniform
 

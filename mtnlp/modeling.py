@@ -190,7 +190,8 @@ class MultiTaskModel(PreTrainedModel):
                              "encoder") from None
         # transformers also makes the embeddings' output require grad, which only reentrant checkpointing needs: with
         # a frozen encoder, autograd would then run back through every frozen layer (and run each again) in each step
-        self.disable_input_require_grads()
+        if getattr(self, "_require_grads_hooks", None) or getattr(self, "_require_grads_hook", None):
+            self.disable_input_require_grads()
         if getattr(self.config.encoder, "use_cache", False):  # an encoder caches nothing; transformers would warn
             self.config.encoder.use_cache = False
 

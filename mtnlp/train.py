@@ -109,10 +109,9 @@ def lr_factor(schedule: str, warmup: int, steps: int, step: int) -> float:
     written out (importing transformers.optimization pulls in its Trainer utilities and peft: 3 s of every start-up)."""
     if step < warmup:
         return step / warmup
-    done = (step - warmup) / max(1, steps - warmup)
     if schedule == "cosine":
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * done)))
-    return 1.0 if schedule == "constant" else max(0.0, 1.0 - done)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup))))
+    return 1.0 if schedule == "constant" else max(0.0, (steps - step) / max(1, steps - warmup))
 
 
 def set_learning_rates(optimizer, scheduler, base: list[float]) -> None:

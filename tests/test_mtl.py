@@ -178,6 +178,38 @@ def test_mgda_finds_the_smallest_norm_in_the_hull_and_no_task_loses():
         assert ((g @ d) >= (d @ d) * (1 - 1e-4)).all(), (scale, g @ d, d @ d)
 
 
+def min_norm_by_active_sets(g: torch.Tensor) -> torch.Tensor:
+    """The smallest-norm point of the hull of g's rows, by trying every set of rows it may combine."""
+    import itertools
+
+    gram, best = (g @ g.T).numpy(), None
+    for size in range(1, len(g) + 1):
+        for rows in map(list, itertools.combinations(range(len(g)), size)):
+            kkt = np.block([[gram[np.ix_(rows, rows)], np.ones((size, 1))], [np.ones((1, size)), np.zeros((1, 1))]])
+            w = np.linalg.lstsq(kkt, np.r_[np.zeros(size), 1.0], rcond=None)[0][:size]
+            if (w >= -1e-12).all():
+                d = torch.as_tensor(w) @ g[rows]
+                best = d if best is None or d.norm() < best.norm() else best
+    return best
+
+
+def test_mgda_is_exact_when_the_task_gradients_differ_in_scale():
+    """A solver with absolute tolerances (SLSQP, the first version) stopped early when the norms spread over
+    1e4: an update 6x too long, which made a task's loss rise in one case of six. Checked against every
+    active set, and beyond (norms over 1e6 and 1e8) by the optimality condition g_i·d >= |d|², which holds
+    only at the smallest-norm point of the hull."""
+    for spread, k in ((4, 5), (6, 5), (8, 8)):
+        for seed in range(10):
+            gen = torch.Generator().manual_seed(seed)
+            scales = torch.logspace(-spread / 2, spread / 2, k, dtype=torch.float64)[torch.randperm(k, generator=gen)]
+            g = torch.randn(k, 200, generator=gen, dtype=torch.float64) * scales[:, None]
+            d, _ = _mgda(g)
+            assert ((g @ d) >= (d @ d) * (1 - 1e-6)).all(), (spread, seed)
+            if spread == 4:
+                exact = min_norm_by_active_sets(g)
+                assert d.norm() <= exact.norm() * (1 + 1e-6), (seed, float(d.norm()), float(exact.norm()))
+
+
 def test_mgda_of_opposite_or_zero_gradients_is_zero_and_a_task_without_gradient_is_left_out():
     a, b, z = torch.tensor([1.0, 0.0]), torch.tensor([-0.5, 1.0]), torch.zeros(2)
     assert torch.allclose(MGDA().combine(torch.stack([a, -a]), np.random.default_rng(0))[0], torch.zeros(2), atol=1e-6)
