@@ -98,7 +98,9 @@ def evaluate_split(model, tokenizer, tasks: dict[str, TaskData], metrics: dict, 
                             tokenizer.pad_token_id, autocast)
             references = kind.references(data.splits[split])
             results[name] = kind.score(references, preds, metrics[name], data.labels)
-            if by_label is not None and (figures := kind.per_label(references, preds, metrics[name], data.labels)):
+            figures = by_label is not None and kind.per_label(references, preds, metrics[name], data.labels,
+                                                              model.config.tasks[name])
+            if figures:
                 by_label[name] = figures
     return results
 

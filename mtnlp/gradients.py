@@ -252,8 +252,8 @@ def pair_conflicts(gram: np.ndarray) -> float:
 def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
     """PCGrad's projection. grads: (K, P), one flattened gradient per task. For task i, g_i' starts
     as g_i; for every other task j, in a random order, if g_i' · g_j < 0 then
-    g_i' -= (g_i' · g_j / |g_j|²) g_j. Returns Σ_i g_i' and the fraction of (i, j) projections that
-    found a conflict.
+    g_i' -= (g_i' · g_j / |g_j|²) g_j. Returns Σ_i g_i' and the fraction of (i, j) projections (between
+    tasks that have a gradient) that found a conflict.
 
     Every g_i' stays a combination Σ_j C_ij g_j of the original gradients, so the projections run on
     the K×K Gram matrix and the P-sized vectors are touched twice (one Gram product, one combination)
@@ -273,7 +273,8 @@ def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[
             if dot < 0:
                 coef[i, j] -= dot / gram[j, j]
                 conflicts += 1
-    return coef.sum(0).to(grads.device, grads.dtype) @ grads, conflicts / max(k * (k - 1), 1)
+    active = int((torch.diagonal(gram) > 0).sum())  # the pairs of tasks with a gradient (not loss_weight 0 ones)
+    return coef.sum(0).to(grads.device, grads.dtype) @ grads, conflicts / max(active * (active - 1), 1)
 
 
 # mtl.gradient's values

@@ -345,6 +345,9 @@ def apply_override(raw: dict, item: str) -> None:
         if isinstance(node.get(part), list):
             raise UserError(f"override '{item}': {'.'.join(parts[:n + 1])} is a list: give the whole list, e.g. "
                             f"{'.'.join(parts[:n + 1])}=[a, b]")
+        if node.get(part) is not None and not isinstance(node[part], dict):  # e.g. label_weights: balanced
+            raise UserError(f"override '{item}': {'.'.join(parts[:n + 1])} is {node[part]!r}, not a mapping: give "
+                            f"the whole value, e.g. {'.'.join(parts[:n + 1])}={{key: value}}")
         if not isinstance(node.get(part), dict):
             node[part] = _Mapping({}, {})
             if isinstance(node, _Mapping):  # errors about the new section point at the override

@@ -34,9 +34,10 @@ def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
     write_recipe(run_dir, recipe, precision)
 
 
-def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> None:
+def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[str]:
     """Resuming a run in its folder: recipe.yaml becomes the resumed run's (e.g. more steps, another lr);
-    the one it replaces, if it said otherwise, is kept as recipe.before-step-N.yaml."""
+    the one it replaces, if it said otherwise, is kept as recipe.before-step-N.yaml. Returns what changed
+    ("key: old -> new"), training.steps aside (the resume says what it does with them)."""
     path = run_dir / "recipe.yaml"
     old = path.read_text() if path.exists() else None
     write_recipe(run_dir, recipe, precision)
@@ -50,8 +51,25 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> None:
     before = run_dir / f"recipe.before-step-{step:06d}.yaml"
     # a second resume at the same step keeps the first one's: the recipe that trained up to it (the steps
     # the recipe it replaces trained since were dropped with their logs)
-    if old is not None and settings(old) != settings(path.read_text()) and not before.exists():
+    if old is None or settings(old) == settings(path.read_text()):
+        return []
+    if not before.exists():
         before.write_text(old)
+    (was, was_used), (now, now_used) = settings(old), settings(path.read_text())
+    was, now = dict(flat(was)), dict(flat(now))
+    if was_used != now_used:
+        was["precision used"], now["precision used"] = was_used, now_used
+    return [f"{key}: {was.get(key, '(unset)')} -> {now.get(key, '(unset)')}" for key in sorted(set(was) | set(now))
+            if was.get(key) != now.get(key) and key != "training.steps"]
+
+
+def flat(tree: dict, prefix: str = ""):
+    """(dotted key, value) of every leaf of a nested mapping."""
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def replaced_recipes(run_dir: Path, after: int = -1) -> list[Path]:

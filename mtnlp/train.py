@@ -295,7 +295,10 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     if accelerator.is_main_process and own:
         report.forget_after(run.run_dir, step)  # logs and checkpoints after it are written again
         remove_checkpoints_after(run.run_dir / "checkpoints", step)
-        report.resume_recipe(run.run_dir, recipe, run.precision, step)
+        changed = report.resume_recipe(run.run_dir, recipe, run.precision, step)
+        if changed:
+            print("resumed with other settings than the run's recipe.yaml had: "
+                  + "; ".join(changed))
     accelerator.print(f"resumed from {folder} at step {step}")
     if stopped_early(run) and step < t.steps:
         accelerator.print(f"the run had stopped early (no improvement in {plural(run.progress.bad_evals, 'evaluation')}): nothing "

@@ -71,6 +71,9 @@ def transfer_report(source: MultiTaskModel, model: MultiTaskModel, keep_heads: b
         report[name] = f"new: {mismatch}" if mismatch else "kept" if keep_heads else "new (model.init_heads: false)"
         if report[name] == "kept" and old.get("text_pair") is not None and old.get("text_pair") != spec.get("text_pair"):
             report[name] += f" (trained on {reads(old)}, now {reads(spec)})"  # it fits, but may need to learn again
+        if report[name].startswith("kept") and old.get("label_weights") != spec.get("label_weights"):
+            report[name] += (" (its label_weights dropped: the recipe gives none)" if spec.get("label_weights") is None
+                             else " (label_weights: this recipe's, not the source's)")
     return report
 
 

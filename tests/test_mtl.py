@@ -33,6 +33,12 @@ def test_pcgrad_projects_two_conflicting_gradients_by_hand():
     assert conflicts == 1.0
 
 
+def test_pcgrad_counts_conflicts_among_the_tasks_with_a_gradient():
+    """A task with loss_weight 0 (no gradient) made the fraction three times smaller than CAGrad's."""
+    g = torch.tensor([[1.0, 0.0], [-1.0, 1.0], [0.0, 0.0]])
+    assert project_conflicting(g, np.random.default_rng(0))[1] == 1.0 == CAGrad().combine(g, None)[1]
+
+
 def test_pcgrad_leaves_agreeing_gradients_alone():
     g = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
     combined, conflicts = project_conflicting(g, np.random.default_rng(0))

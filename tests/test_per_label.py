@@ -23,17 +23,17 @@ def test_classification_by_hand_and_its_macro_mean_is_the_f1_metric():
     labels = ["neg", "neu", "pos"]
     gold, predicted = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]
     kind = TASK_TYPES["classification"]
-    got = kind.per_label(gold, predicted, ["accuracy"], labels)
+    got = kind.per_label(gold, predicted, ["accuracy"], labels, {})
     assert got == {"neg": figures(1 / 2, 1 / 2, 1 / 2, 2), "neu": figures(1 / 2, 1, 2 / 3, 1),
                    "pos": figures(1, 2 / 3, 4 / 5, 3)}
     assert sum(f["f1"] for f in got.values()) / 3 == pytest.approx(kind.score(gold, predicted, ["f1"], labels)["f1"])
     # the labels macro F1 averages: one only predicted is there (support 0), one in neither is not
     gold, predicted = [0, 0, 1], [0, 1, 1]
-    got = kind.per_label(gold, predicted, ["accuracy"], ["a", "b", "c"])
+    got = kind.per_label(gold, predicted, ["accuracy"], ["a", "b", "c"], {})
     assert got == {"a": figures(1, 1 / 2, 2 / 3, 2), "b": figures(1 / 2, 1, 2 / 3, 1)}
-    assert kind.per_label([0, 0, 1], [0, 2, 1], ["accuracy"], ["a", "b", "c"])["c"] == figures(0, 0, 0, 0)  # predicted
+    assert kind.per_label([0, 0, 1], [0, 2, 1], ["accuracy"], ["a", "b", "c"], {})["c"] == figures(0, 0, 0, 0)  # predicted
     for gold, predicted in (([0, 0, 1], [0, 1, 1]), ([0, 0, 1], [0, 2, 1]), ([2, 2, 2], [0, 2, 2])):
-        got = kind.per_label(gold, predicted, ["accuracy"], ["a", "b", "c"])
+        got = kind.per_label(gold, predicted, ["accuracy"], ["a", "b", "c"], {})
         macro = kind.score(gold, predicted, ["f1"], ["a", "b", "c"])["f1"]
         assert sum(f["f1"] for f in got.values()) / len(got) == pytest.approx(macro)
 
@@ -41,11 +41,12 @@ def test_classification_by_hand_and_its_macro_mean_is_the_f1_metric():
 def test_multilabel_counts_each_labels_positives():
     kind = TASK_TYPES["multilabel"]
     # one label: its positives, not sklearn's reading of a 0/1 column as two classes
-    assert kind.per_label([[1], [0], [1], [1]], [[1], [1], [0], [1]], ["micro_f1"], ["spam"]) == \
-        {"spam": figures(2 / 3, 2 / 3, 2 / 3, 3)}
+    assert kind.per_label([[1], [0], [1], [1]], [[1], [1], [0], [1]], ["micro_f1"], ["spam"], {"threshold": 0.4}) == \
+        {"spam": {**figures(2 / 3, 2 / 3, 2 / 3, 3), "threshold": 0.4}}
     gold = [[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 0, 0]]
     predicted = [[1, 0, 0], [0, 1, 1], [1, 1, 1], [0, 0, 0]]
-    got = kind.per_label(gold, predicted, ["micro_f1"], ["a", "b", "c"])
+    got = kind.per_label(gold, predicted, ["micro_f1"], ["a", "b", "c"], {"threshold": 0.5, "thresholds": [0.2, 0.5, 0.9]})
+    assert [got[label]["threshold"] for label in "abc"] == [0.2, 0.5, 0.9]  # the tuned ones, which predicted
     for j, label in enumerate("abc"):
         column = [[row[j] for row in rows] for rows in (gold, predicted)]
         assert got[label]["f1"] == pytest.approx(f1_score(*column)) and got[label]["support"] == sum(column[0])
@@ -59,11 +60,11 @@ def test_tagging_per_entity_type_and_per_tag_as_the_metrics_score_words():
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "B-LOC", "B-PER"]]
     # the second sentence: its second word has no token (left out, with its gold LOC), its third was cut (O)
     predicted = [[2, 3, 4, 1], [1, None, -1]]
-    assert kind.per_label(gold, predicted, ["seqeval"], labels + ["B-MISC"]) == {  # MISC in neither: left out
+    assert kind.per_label(gold, predicted, ["seqeval"], labels + ["B-MISC"], {}) == {  # MISC in neither: left out
         "LOC": figures(0, 0, 0, 1), "ORG": figures(1 / 2, 1, 2 / 3, 1), "PER": figures(1, 1 / 2, 2 / 3, 2)}
     # tags without entity prefixes: per tag; a cut word is wrong when there is no O tag; a tag in neither is left out
     assert kind.per_label([["NOUN", "VERB", "PUNCT"]], [[0, 0, -1]], ["token_accuracy"],
-                          ["NOUN", "PUNCT", "VERB", "ADJ"]) == \
+                          ["NOUN", "PUNCT", "VERB", "ADJ"], {}) == \
         {"NOUN": figures(1 / 2, 1, 2 / 3, 1), "PUNCT": figures(0, 0, 0, 1), "VERB": figures(0, 0, 0, 1)}
 
 

@@ -722,6 +722,12 @@ def test_override_of_one_label_name_a_list_item_and_an_empty_key_part(tmp_path):
                                                              "metrics is a list: give the whole list, e.g. "
                                                              "tasks.sentiment.metrics=[a, b]")
     assert error(path, ["training.lr.=1e-3"]) == "override 'training.lr.=1e-3': an empty part in the key 'training.lr.'"
+    # one key into a value that is not a mapping replaced it, silently where both validate (label_weights:
+    # balanced became {NUM:temp: 5}: every other label weighed 1)
+    assert error(path, ["tasks.sentiment.label_weights=balanced", "tasks.sentiment.label_weights.1=5"]) == (
+        "override 'tasks.sentiment.label_weights.1=5': tasks.sentiment.label_weights is 'balanced', not a mapping: "
+        "give the whole value, e.g. tasks.sentiment.label_weights={key: value}")
+    assert load_recipe(path, ["tasks.sentiment.label_weights.1=5"]).tasks["sentiment"].label_weights == {"1": 5.0}
 
 
 def test_output_dir_paths(tmp_path, monkeypatch):

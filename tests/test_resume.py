@@ -119,7 +119,7 @@ def test_resuming_an_older_checkpoint_drops_the_newer_ones(make_recipe, tmp_path
     ({"mtl.gradient": "pcgrad"}, {}),
     ({"mtl.gradient": "pcgrad"}, {"mtl.gradient": "cagrad"}),
 ], ids=["static->dwa", "sum->pcgrad", "pcgrad-grad_accum", "pcgrad->sum", "pcgrad->cagrad"])
-def test_resuming_with_another_weighting_or_gradient_method_continues(make_recipe, tmp_path, before, after):
+def test_resuming_with_another_weighting_or_gradient_method_continues(make_recipe, tmp_path, capsys, before, after):
     recipe = make_recipe(training={"steps": 4, "grad_accum": 3})
     first = setup(load_recipe(recipe, [f"{k}={v}" for k, v in before.items()]))
     for _ in range(2):
@@ -127,10 +127,17 @@ def test_resuming_with_another_weighting_or_gradient_method_continues(make_recip
     from mtnlp.train import checkpoint
 
     folder = checkpoint(first)
+    capsys.readouterr()
     resumed = setup(load_recipe(recipe, [f"training.resume_from={folder}", *(f"{k}={v}" for k, v in after.items())]))
     for _ in range(2):
         train_step(resumed)
     assert resumed.progress.step == 4
+    # the resume names what changed (it was silent: only recipe.before-step-N.yaml told)
+    defaults = {"mtl.weighting": "static", "mtl.gradient": "sum", "mtl.dwa_window": 50, "training.grad_accum": 3}
+    changed = [f"{k}: {before.get(k, defaults[k])} -> {after.get(k, defaults[k])}" for k in sorted({*before, *after})
+               if before.get(k, defaults[k]) != after.get(k, defaults[k])]
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("resumed with other settings")]
+    assert said == ["resumed with other settings than the run's recipe.yaml had: " + "; ".join(changed)]
 
 
 def test_learning_rates_given_on_resume_apply(make_recipe, tmp_path):

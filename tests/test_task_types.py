@@ -110,6 +110,11 @@ def test_multilabel_learns_keywords_and_tunes_thresholds(multilabel_run):
     spec = MultiTaskModel.from_pretrained(folder / "run" / "model").config.tasks["tags"]
     assert spec["labels"] == ["food", "music", "sports"] and spec["threshold"] == 0.5
     assert len(spec["thresholds"]) == 3 and all(0 < t < 1 for t in spec["thresholds"])
+    for split in ("validation", "test"):  # per label: with the tuned thresholds, the figures macro_f1 averages
+        per_label = metrics["per_label"]["tags"][split]
+        assert [per_label[label]["threshold"] for label in spec["labels"]] == spec["thresholds"]
+        macro = sum(f["f1"] for f in per_label.values()) / 3
+        assert macro == pytest.approx(metrics["tasks"]["tags"][split]["macro_f1"])
 
 
 def test_evaluate_uses_the_tuned_thresholds_unless_the_recipe_changes_the_threshold(multilabel_run, capsys):

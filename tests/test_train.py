@@ -606,6 +606,13 @@ def test_a_kept_head_trained_on_the_other_input_form_is_said():
     assert transfer_report(source, target, keep_heads=False)["news"] == "new (model.init_heads: false)"
     old = model(news={"type": "classification", "labels": ["a", "b"]})  # saved before models recorded their input form
     assert transfer_report(old, target, keep_heads=True)["news"] == "kept"
+    # label_weights come from the new recipe (recomputed, or none): said, as the head learnt with the source's
+    weighted = model(news={**pairs, "label_weights": [1.0, 3.0]})
+    assert transfer_report(weighted, model(news=pairs), keep_heads=True)["news"] == \
+        "kept (its label_weights dropped: the recipe gives none)"
+    assert transfer_report(weighted, model(news={**pairs, "label_weights": [1.0, 2.0]}), keep_heads=True)["news"] == \
+        "kept (label_weights: this recipe's, not the source's)"
+    assert transfer_report(weighted, weighted, keep_heads=True)["news"] == "kept"
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])

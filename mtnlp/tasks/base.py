@@ -128,8 +128,10 @@ class TaskType:
 
         return {name: compute(name, predictions, references) for name in metrics}
 
-    def per_label(self, references: list, predictions: list, metrics: list[str], labels: list[str]) -> dict | None:
-        """Each label's {precision, recall, f1, support} (label_figures), or None: the type has no labels."""
+    def per_label(self, references: list, predictions: list, metrics: list[str], labels: list[str],
+                  spec: dict) -> dict | None:
+        """Each label's {precision, recall, f1, support} (label_figures), or None: the type has no labels.
+        `spec`: the head's config entry the predictions were made with."""
         return None
 
     def fits_validation(self, spec) -> bool:

@@ -40,7 +40,7 @@ class Classification(TextTask):
     def predictions(self, logits, labels, spec):
         return logits.argmax(-1).tolist()
 
-    def per_label(self, references, predictions, metrics, labels):
+    def per_label(self, references, predictions, metrics, labels, spec):
         return label_figures(references, predictions, labels)
 
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):

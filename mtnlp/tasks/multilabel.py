@@ -102,9 +102,13 @@ class Multilabel(TextTask):
     def references(self, dataset):
         return [[int(v) for v in row] for row in column(dataset, "labels")]
 
-    def per_label(self, references, predictions, metrics, labels):
-        return label_figures(np.asarray(references).reshape(-1, len(labels)),
-                             np.asarray(predictions).reshape(-1, len(labels)), labels)
+    def per_label(self, references, predictions, metrics, labels, spec):
+        """With each label's decision threshold (tuned or not)."""
+        figures = label_figures(np.asarray(references).reshape(-1, len(labels)),
+                                np.asarray(predictions).reshape(-1, len(labels)), labels)
+        for label, threshold in zip(labels, threshold_values(spec, len(labels))):
+            figures[label]["threshold"] = threshold
+        return figures
 
     def baseline(self, train, target, labels):
         from collections import Counter
@@ -145,6 +149,12 @@ class Multilabel(TextTask):
                           "a label the model tells apart poorly means predicting it often: macro-F1 rises, micro-F1 and "
                           f"exact match fall (`mtnlp evaluate ... tasks.{name}.tune_thresholds=false` gives the untuned "
                           "figures); train longer, or leave tune_thresholds out", stacklevel=2)
+        highest = sum(t == max(spec.threshold_grid) for t in thresholds)
+        if highest >= max(2, len(thresholds) / 5):  # label_weights: balanced on GoEmotions: 6 of 28 at 0.95
+            warnings.warn(f"tasks.{name}.tune_thresholds: {highest} of {len(thresholds)} labels' tuned thresholds are at "
+                          f"the grid's highest, {max(spec.threshold_grid)}: the model's probabilities run high (e.g. "
+                          "label_weights raise them), so a higher threshold may suit them better (threshold_grid); "
+                          f"model selection during training used threshold {spec.threshold}", stacklevel=2)
         return {"thresholds": thresholds}
 
     def tune(self, logits, references: list[list[int]], grid: list[float]) -> list[float]:

@@ -104,7 +104,7 @@ class Tagging(TaskType):
                                         [ids[t] for g in references for t in g])
         return {k: float(v) for k, v in results.items()}
 
-    def per_label(self, references, predictions, metrics, labels):
+    def per_label(self, references, predictions, metrics, labels, spec):
         """Per entity type (seqeval's, by conlleval's rules) when the task is scored by seqeval, else per tag."""
         references, predicted = scored_words(references, predictions, labels)
         if "seqeval" in metrics:
