@@ -35,31 +35,36 @@ def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
 
 
 def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[str]:
-    """Resuming a run in its folder: recipe.yaml becomes the resumed run's (e.g. more steps, another lr);
-    the one it replaces, if it said otherwise, is kept as recipe.before-step-N.yaml. Returns what changed
-    ("key: old -> new"), training.steps aside (the resume says what it does with them)."""
+    """Resuming a run in its folder at `step`: recipe.yaml becomes the resumed run's (e.g. more steps, another
+    lr). The recipe that trained up to `step` - that of a recipe.before-step-M.yaml with M >= step, the
+    earliest, or else recipe.yaml - is kept as recipe.before-step-{step}.yaml if it said otherwise (later ones
+    go: their steps are trained again). Returns what differs from it ("key: old -> new"), training.steps aside
+    (the resume says what it does with them)."""
     path = run_dir / "recipe.yaml"
-    old = path.read_text() if path.exists() else None
+    later = sorted(replaced_recipes(run_dir, after=step - 1), key=lambda p: p.name)
+    old = later[0].read_text() if later else path.read_text() if path.exists() else None
+    for replaced in later:
+        replaced.unlink()
     write_recipe(run_dir, recipe, precision)
 
     def settings(text):  # with the precision the first line says was used (auto may resolve otherwise now)
         resolved = yaml.safe_load(text) or {}
         resolved.get("training", {}).pop("resume_from", None)
         used = re.match(r"# training.mixed_precision: \S+ -> (\S+)", text)
-        return resolved, used and used.group(1)
+        resolved["precision used"] = used and used.group(1)
+        return dict(flat(resolved))
 
-    before = run_dir / f"recipe.before-step-{step:06d}.yaml"
-    # a second resume at the same step keeps the first one's: the recipe that trained up to it (the steps
-    # the recipe it replaces trained since were dropped with their logs)
     if old is None or settings(old) == settings(path.read_text()):
         return []
-    if not before.exists():
-        before.write_text(old)
-    (was, was_used), (now, now_used) = settings(old), settings(path.read_text())
-    was, now = dict(flat(was)), dict(flat(now))
-    if was_used != now_used:
-        was["precision used"], now["precision used"] = was_used, now_used
-    return [f"{key}: {was.get(key, '(unset)')} -> {now.get(key, '(unset)')}" for key in sorted(set(was) | set(now))
+    (run_dir / f"recipe.before-step-{step:06d}.yaml").write_text(old)
+    was, now = settings(old), settings(path.read_text())
+
+    def shown(values, key):  # a key one side has as a section (label_weights: {a: 2} against balanced)
+        if key in values:
+            return yaml.safe_dump(values[key], default_flow_style=True, width=10**6).strip().removesuffix("\n...")
+        return "(a mapping)" if any(k.startswith(key + ".") for k in values) else "(unset)"
+
+    return [f"{key}: {shown(was, key)} -> {shown(now, key)}" for key in sorted({*was, *now})
             if was.get(key) != now.get(key) and key != "training.steps"]
 
 
@@ -124,15 +129,13 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def forget_after(run_dir: Path, step: int) -> None:
-    """Drop log lines from after `step` (a resumed run writes them again)."""
+    """Drop log lines from after `step` (a resumed run writes them again; resume_recipe drops the recipes)."""
     for name in ("history.jsonl", "train_log.jsonl"):
         path = run_dir / name
         if not path.exists():
             continue
         kept = [r for r in read_jsonl(path) if r["step"] <= step]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    for path in replaced_recipes(run_dir, after=step):
-        path.unlink()
 
 
 def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -> None:

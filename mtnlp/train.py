@@ -297,8 +297,7 @@ def resume(run: Run, folder: Path, own: bool) -> None:
         remove_checkpoints_after(run.run_dir / "checkpoints", step)
         changed = report.resume_recipe(run.run_dir, recipe, run.precision, step)
         if changed:
-            print("resumed with other settings than the run's recipe.yaml had: "
-                  + "; ".join(changed))
+            print(f"resumed with other settings than those that trained up to step {step}: " + "; ".join(changed))
     accelerator.print(f"resumed from {folder} at step {step}")
     if stopped_early(run) and step < t.steps:
         accelerator.print(f"the run had stopped early (no improvement in {plural(run.progress.bad_evals, 'evaluation')}): nothing "

@@ -2,6 +2,7 @@
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -129,3 +130,8 @@ def test_tuned_thresholds_at_the_grids_highest_are_said():
     with pytest.warns(UserWarning, match=r"^tasks.tags.tune_thresholds: 2 of 3 labels' tuned thresholds are at the "
                                          r"grid's highest, 0.95: .* model selection during training used threshold 0.5$"):
         assert kind.fit(torch.logit(probs), gold, spec, "tags")["thresholds"] == [0.95, 0.95, 0.5]
+    # a grid whose top is 0.5 or less: every tie goes to it (nearest 0.5), which says nothing of the probabilities
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        low = task_type("multilabel").Spec(type="multilabel", data={"train": "x"}, threshold_grid=[0.3, 0.5])
+        assert kind.fit(torch.logit(probs), gold, low, "tags")["thresholds"] == [0.5, 0.5, 0.5]

@@ -137,7 +137,7 @@ def test_resuming_with_another_weighting_or_gradient_method_continues(make_recip
     changed = [f"{k}: {before.get(k, defaults[k])} -> {after.get(k, defaults[k])}" for k in sorted({*before, *after})
                if before.get(k, defaults[k]) != after.get(k, defaults[k])]
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("resumed with other settings")]
-    assert said == ["resumed with other settings than the run's recipe.yaml had: " + "; ".join(changed)]
+    assert said == ["resumed with other settings than those that trained up to step 2: " + "; ".join(changed)]
 
 
 def test_learning_rates_given_on_resume_apply(make_recipe, tmp_path):
@@ -272,10 +272,22 @@ def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recip
     # fewer steps than the checkpoint has trained: nothing to do, said as a recipe error
     with pytest.raises(UserError, match=r"training.steps: 4, but .*step-000006 is at step 6: set more steps"):
         train(load_recipe(run / "recipe.yaml", ["training.steps=4", f"output_dir={run}", "training.resume_from=latest"]))
-    # resuming an older checkpoint forgets the recipe it replaced later on; a fresh run forgets them all
+    # resuming an older checkpoint with the recipe that trained up to it: nothing differs, nothing is kept
+    capsys.readouterr()
     train(load_recipe(recipe, ["training.resume_from=" + str(run / "checkpoints" / "step-000002")]))
-    assert not (run / "recipe.before-step-000004.yaml").exists() and (run / "recipe.before-step-000002.yaml").exists()
-    train(load_recipe(recipe, ["overwrite_output_dir=true"]))
+    assert not list(run.glob("recipe.before-step-*")) and "other settings" not in capsys.readouterr().out
+    # with other settings: compared with (and kept) the recipe that trained up to that step, which a resume
+    # at a later step had replaced; a second resume there with the first settings has nothing to keep
+    train(load_recipe(recipe, ["training.lr=2e-3", "training.resume_from=" + str(run / "checkpoints" / "step-000004")]))
+    assert "training.lr: 0.001 -> 0.002" in capsys.readouterr().out
+    train(load_recipe(recipe, ["training.lr=2e-3", "training.resume_from=" + str(run / "checkpoints" / "step-000002")]))
+    assert "training.lr: 0.001 -> 0.002" in capsys.readouterr().out
+    assert [p.name for p in run.glob("recipe.before-step-*")] == ["recipe.before-step-000002.yaml"]
+    assert yaml.safe_load((run / "recipe.before-step-000002.yaml").read_text())["training"]["lr"] == 1e-3
+    train(load_recipe(recipe, ["training.resume_from=" + str(run / "checkpoints" / "step-000002")]))
+    assert not list(run.glob("recipe.before-step-*")) and "other settings" not in capsys.readouterr().out
+    train(load_recipe(recipe, ["training.lr=2e-3", "training.resume_from=" + str(run / "checkpoints" / "step-000002")]))
+    train(load_recipe(recipe, ["overwrite_output_dir=true"]))  # a fresh run forgets them all
     assert not list(run.glob("recipe.before-step-*"))
 
 

@@ -149,8 +149,9 @@ class Multilabel(TextTask):
                           "a label the model tells apart poorly means predicting it often: macro-F1 rises, micro-F1 and "
                           f"exact match fall (`mtnlp evaluate ... tasks.{name}.tune_thresholds=false` gives the untuned "
                           "figures); train longer, or leave tune_thresholds out", stacklevel=2)
-        highest = sum(t == max(spec.threshold_grid) for t in thresholds)
-        if highest >= max(2, len(thresholds) / 5):  # label_weights: balanced on GoEmotions: 6 of 28 at 0.95
+        # label_weights: balanced on GoEmotions: 6 of 28 at 0.95 (a top above 0.5 won outright: ties go nearest 0.5)
+        highest = sum(t == max(spec.threshold_grid) for t in thresholds) if max(spec.threshold_grid) > 0.5 else 0
+        if highest and highest >= max(min(2, len(thresholds)), len(thresholds) / 5):
             warnings.warn(f"tasks.{name}.tune_thresholds: {highest} of {len(thresholds)} labels' tuned thresholds are at "
                           f"the grid's highest, {max(spec.threshold_grid)}: the model's probabilities run high (e.g. "
                           "label_weights raise them), so a higher threshold may suit them better (threshold_grid); "
