@@ -200,8 +200,22 @@ def read_task_unless_cached(recipe: Recipe, name: str, task: TaskSpec) -> RawTas
     """read_task, or None when these files were read and checked before (load_task then uses the cache)."""
     key = task_key(recipe, task)
     if key is not None and cached_labels(key) is not None:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # said again, as the first read said it
+            given_back = json.loads(given_back_file(key).read_text())
+            say_given_back(recipe, name, given_back["labels"], given_back["source"])
         return None
     return read_task(recipe, name, task)
+
+
+def given_back_file(key: str) -> Path:
+    """The labels validation_from_train gave back to training when the files of `key` were read."""
+    return cache_dir() / f"given-back-{key}.json"
+
+
+def say_given_back(recipe: Recipe, name: str, labels: list[str], source: str) -> None:
+    key = f"tasks.{name}.data.validation_from_train"
+    warnings.warn(f"{recipe.where(key)}: {key}: label(s) {', '.join(labels)} had every example carved out of "
+                  f"{source}: one of each trains instead (a head output must have one)", stacklevel=3)
 
 
 def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...] = SPLITS,
@@ -209,7 +223,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     """Read and check a task's splits. `labels` fixes the label set (e.g. from a trained model)."""
     before = task_key(recipe, task)  # the files' content as read: a file changed meanwhile gives no cache key
     raw, sources, stream = {}, {}, None
-    carve = task.data.validation_from_train
+    carve, given_back = task.data.validation_from_train, []
     kind = task_type(task.type)
     derived = labels is None  # only a label set read off the training split is remembered for the files
     if task.data.streaming and (labels is None or "train" in splits):
@@ -245,8 +259,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
             raise UserError(f"{recipe.where(key)}: {key}: every carved example of {sources['train']} is the only "
                             f"one of its label ({', '.join(given_back)}): none is left to validate on")
         if given_back and derived:
-            warnings.warn(f"{recipe.where(key)}: {key}: label(s) {', '.join(given_back)} had every example carved "
-                          f"out of {sources['train']}: one of each trains instead (a head output must have one)")
+            say_given_back(recipe, name, given_back, sources["train"])
         raw["validation"] = raw["train"].take(sorted(held_out))  # file order within each part
         raw["train"] = raw["train"].take([i for i in range(total) if i not in held_out])
         sources["validation"] = sources["train"]
@@ -262,6 +275,8 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     key = key if key == before else None  # (tokenize keys a split without one by its examples)
     if key is not None and derived and cached_labels(key) is None:
         with contextlib.suppress(OSError):  # a read-only cache: read again next time
+            if given_back:
+                write_atomic(given_back_file(key), json.dumps({"labels": given_back, "source": sources["train"]}))
             write_atomic(labels_file(key), json.dumps(labels))
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key,
                    stream if "train" in splits else None)

@@ -678,7 +678,7 @@ def test_a_label_whose_every_example_is_carved_keeps_one_to_train_on(tmp_path, m
     """validation_from_train could carve a label's only examples: its head output never trained, the data table said
     train had fewer labels than the model, and nothing was said. Wherever the label's example stands in the file,
     it now trains; the carve is the same for training and for `mtnlp evaluate` (the model's labels)."""
-    from mtnlp.data import read_task
+    from mtnlp.data import read_task, read_task_unless_cached
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     said = 0
@@ -701,6 +701,10 @@ def test_a_label_whose_every_example_is_carved_keeps_one_to_train_on(tmp_path, m
             assert raw.examples["validation"].num_rows == 1 and messages == [
                 f"{recipe.source}:7: tasks.s.data.validation_from_train: label(s) rare had every example carved out "
                 f"of {train}: one of each trains instead (a head output must have one)"]
+            with warnings.catch_warnings(record=True) as again:  # a later run reads the cache: said again
+                warnings.simplefilter("always")
+                assert read_task_unless_cached(recipe, "s", recipe.tasks["s"]) is None
+            assert [str(w.message) for w in again] == messages
         else:
             assert raw.examples["validation"].num_rows == 2
     assert said == 2  # 2 of 20 rows are carved: twice the rare label was among them
