@@ -54,10 +54,10 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[s
         resolved["precision used"] = used and used.group(1)
         return dict(flat(resolved))
 
-    if old is None or settings(old) == settings(path.read_text()):
+    was, now = (settings(old) if old is not None else None), settings(path.read_text())
+    if was is None or was == now:
         return []
     (run_dir / f"recipe.before-step-{step:06d}.yaml").write_text(old)
-    was, now = settings(old), settings(path.read_text())
 
     def shown(values, key):  # a key one side has as a section (label_weights: {a: 2} against balanced)
         if key in values:
@@ -223,8 +223,13 @@ def label_table(by_label: dict[str, dict[str, dict]]) -> str:
              for task, labels in by_label.items() for label, f in labels.items()]
     if len(rows) == 1:
         return "(no task with labels)"
+    return aligned(rows, right={2, 3, 4, 5})
+
+
+def aligned(rows: list[tuple[str, ...]], right: set[int]) -> str:
+    """Rows of cells as text columns two spaces apart, the columns in `right` (numbers) right-aligned."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    return "\n".join("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
                      for r in rows)
 
 
@@ -252,10 +257,7 @@ def data_table(facts: dict[str, dict[str, dict]], max_length: int) -> str:
             unit = f" {f['unit']}" if "unit" in f else ""  # what a type counts, when not rows (QA: questions)
             rows.append((task, split, f"{f['examples']:,}{unit}", *spread,
                          f"{over:,} ({pct(over / f['examples'])})" if over else "0"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    right = {2, 3, 6}  # numbers
-    return "\n".join("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-                     for r in rows)
+    return aligned(rows, right={2, 3, 6})
 
 
 def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, progress, accelerator, precision, *,
