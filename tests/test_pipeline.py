@@ -98,12 +98,20 @@ def test_a_text_split_into_words_gets_one_tag_per_word_from_each_tagging_head(mo
     assert pipe({"words": []}) == {"ner": [], "pos": []}  # as an empty text gets empty tag lists
 
 
-def test_a_model_in_half_precision_runs_in_its_own_dtype(model_dir):
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["cpu_with_bf16", "avx2_only_cpu"])
+def test_a_model_in_half_precision_runs_in_its_own_dtype(model_dir, monkeypatch, native_bf16):
     """Autocast to another half type would mix dtypes: on a CPU with native bf16 (auto: bf16 autocast) fp16
-    weights failed in layer_norm."""
+    weights failed in layer_norm. Where auto picks fp32 (no native bf16), half weights are cast to fp32."""
+    from mtnlp import precision
+
+    monkeypatch.setattr(precision, "cpu_native", lambda: (native_bf16, "AMX" if native_bf16 else "no AMX"))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pipe = MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir).half(), tokenizer)
-    assert (pipe.precision.name, pipe.precision.reason) == ("fp16", "the model's weights are fp16")
+    if native_bf16:
+        assert (pipe.precision.name, pipe.precision.reason) == ("fp16", "the model's weights are fp16")
+    else:
+        assert pipe.precision.name == "fp32" and pipe.precision.reason.endswith("half-precision weights cast to fp32")
+        assert {p.dtype for p in pipe.model.parameters()} == {torch.float32}
     assert set(pipe(TEXTS[0])) == set(TASKS)
     with pytest.warns(UserWarning, match=r"^bf16 requested, but the model's weights are fp16: it runs in fp16"):
         pipe = MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir).half(), tokenizer, precision="bf16")
