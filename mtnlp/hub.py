@@ -82,7 +82,31 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         if steps and steps["trained"] < steps["planned"]:
             trained += f" (early stopping; {steps['planned']} planned)"
         lines += [f"Kept model: step {metrics['best_step']}{trained}.", ""]
+    if not onnx:  # an export's figures are measured on its own folder (mtnlp evaluate --per-label)
+        lines += per_label_section((metrics or {}).get("per_label") or {})
     return "\n".join(lines)
+
+
+def per_label_section(per_label: dict[str, dict[str, dict]]) -> list[str]:
+    """Lines of a folded table of each label's precision / recall / F1 (support) per split, from metrics.json's
+    per_label; none when it has none."""
+    if not per_label:
+        return []
+    lines = ["<details>", "<summary>Per-label precision / recall / F1 (support)</summary>", "",
+             "| task | label | validation | test |", "|---|---|---|---|"]
+    for task, splits in per_label.items():
+        for label in dict.fromkeys(label for figures in splits.values() for label in figures):
+            cells = [label_cell(splits.get(split, {}).get(label)) for split in ("validation", "test")]
+            lines.append("| " + " | ".join(map(table_cell, [task, label, *cells])) + " |")
+    return lines + ["", "</details>", ""]
+
+
+def label_cell(figures: dict | None) -> str:
+    if figures is None:
+        return "—"
+    threshold = f"; threshold {figures['threshold']:g}" if figures.get("threshold") is not None else ""
+    return (f"{figures['precision']:.4f} / {figures['recall']:.4f} / {figures['f1']:.4f} "
+            f"({figures['support']:,}{threshold})")
 
 
 def encoder_note(base_model: str | None, sharing: dict | None) -> str:
@@ -150,15 +174,16 @@ def table_cell(text: str) -> str:
     return " ".join(text.replace("|", "\\|").split())
 
 
-def card_rows(lines: list[str]):
-    """(line index, header cells, cells) of each task's row in a card's table (as model_card writes it)."""
+def card_rows(lines: list[str], columns: tuple[str, ...] = ("task", "type", "labels")):
+    """(line index, header cells, cells) of each row of the card's table whose header starts with `columns`
+    (the default: the table of tasks, as model_card writes it)."""
     header = None
     for i, line in enumerate(lines):
         if not line.startswith("|"):
             header = None
             continue
         cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
-        if cells[:3] == ["task", "type", "labels"]:
+        if tuple(cells[:len(columns)]) == columns:
             header = cells
         elif header and len(cells) == len(header) and not set(cells[0]) <= set("-: "):
             yield i, header, cells

@@ -118,6 +118,44 @@ def test_evaluate_writes_them_and_prints_them_on_request(run, tmp_path, capsys):
     assert {row[1]: int(row[5]) for row in rows} == {k: f["support"] for k, f in written["ner"]["validation"].items()}
 
 
+def card_label_rows(card: str) -> dict[tuple[str, str], list[str]]:
+    """{(task, label): [validation cell, test cell]} of a model card's per-label table."""
+    from mtnlp.hub import card_rows
+
+    return {(cells[0], cells[1]): cells[2:] for _, header, cells in card_rows(card.splitlines(), ("task", "label"))}
+
+
+def test_the_model_card_folds_them_away_and_its_metrics_table_still_reads(run):
+    from mtnlp.hub import table_metrics
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    card = (run / "model" / "README.md").read_text()
+    rows = card_label_rows(card)
+    expected = {(task, label) for task, splits in metrics["per_label"].items() for figures in splits.values()
+                for label in figures}
+    assert set(rows) == expected
+    for (task, label), cells in rows.items():
+        for split, cell in zip(("validation", "test"), cells):
+            f = metrics["per_label"][task].get(split, {}).get(label)
+            assert cell == ("—" if f is None else
+                            f"{f['precision']:.4f} / {f['recall']:.4f} / {f['f1']:.4f} ({f['support']:,})")
+    assert card.index("<details>") < card.index("| task | label |") < card.index("</details>")
+    assert table_metrics(card) == {task: {split: pytest.approx(values, abs=5e-5) for split, values in splits.items()}
+                                   for task, splits in metrics["tasks"].items() if splits}  # serve's /info reads it
+
+
+def test_a_card_gives_a_multilabel_labels_threshold_and_keeps_a_pipe_in_a_label():
+    from mtnlp.hub import model_card
+    from mtnlp.modeling import MultiTaskConfig
+
+    tasks = {"topics": {"type": "multilabel", "labels": ["arts|crafts", "sport"], "dropout": 0.1, "threshold": 0.5}}
+    per_label = {"topics": {"test": {"arts|crafts": {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1200,
+                                                    "threshold": 0.35}}}}
+    card = model_card(MultiTaskConfig(encoder={"model_type": "bert"}, tasks=tasks), {"tasks": {}, "per_label": per_label})
+    assert card_label_rows(card) == {("topics", "arts|crafts"): ["—", "0.5000 / 1.0000 / 0.6667 (1,200; threshold 0.35)"]}
+    assert "<details>" not in model_card(MultiTaskConfig(encoder={"model_type": "bert"}, tasks=tasks), {"tasks": {}})
+
+
 def test_a_checkpoint_without_them_is_evaluated_again_at_the_end(run, tmp_path):
     """A checkpoint of an mtnlp before per_label resumed at its last step: validation is evaluated again."""
     before = json.loads((run / "metrics.json").read_text())
