@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from . import families, hub, precision, report
 from .batches import StreamBatches, TaskBatches
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
-from .data import RawTask, TaskData, load_task, model_rows, split_facts
+from .data import RawTask, TaskData, load_task, model_rows, rows_signature, split_facts
 from .encoders import load_tokenizer, resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
@@ -149,6 +149,10 @@ def tasks_with_validation(tasks: dict[str, TaskData]) -> list[str]:
     return [name for name, d in tasks.items() if "validation" in d.splits]
 
 
+def validation_signatures(tasks: dict[str, TaskData]) -> dict[str, str]:
+    return {name: rows_signature(tasks[name].splits["validation"]) for name in tasks_with_validation(tasks)}
+
+
 def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator,
                raw: dict[str, RawTask] | None = None) -> dict[str, TaskData]:
     """Every task tokenised; `raw` (read beforehand, e.g. by the CLI) is consumed, so its examples
@@ -170,6 +174,7 @@ class Progress:
     best_validation: dict | None = None  # the kept model's validation metrics
     best_by_label: dict | None = None  # and its validation figures per label (evaluation.evaluate_split's by_label)
     selected_by: dict | None = None  # each evaluated task's main metric: the rule best_score was computed by
+    selected_on: dict | None = None  # each evaluated task's validation rows (data.rows_signature): the data it was computed on
     ended_early: bool = False  # early stopping ended training before training.steps
 
 
@@ -288,6 +293,15 @@ def resume(run: Run, folder: Path, own: bool) -> None:
             raise UserError(f"{where}: {folder} chose its best model by the validation splits of "
                             f"{', '.join(rule)}; this recipe has {', '.join(evaluated) or 'none'}: give the same "
                             "validation splits to resume (or start a new run)")
+        if run.progress.selected_on:  # (a checkpoint of an mtnlp before it has none)
+            now = validation_signatures(run.tasks)
+            changed = [n for n in evaluated if run.progress.selected_on.get(n, now[n]) != now[n]]
+            if changed:
+                key = f"tasks.{changed[0]}.data"
+                raise UserError(f"{recipe.where(key)}: {key}: {folder} chose its best model by another validation "
+                                f"split of {changed[0]} (its tokenised examples differ: another file or carve, other "
+                                "columns or another model.max_length): give the same validation data to resume (or "
+                                "start a new run)")
     step = run.progress.step
     if step > t.steps:
         raise UserError(f"{recipe.where('training.steps')}: training.steps: {t.steps}, but {folder} is at step "
@@ -690,6 +704,7 @@ def evaluate_and_select(run: Run) -> bool:
         warnings.warn(f"step {progress.step}: a validation metric is NaN (diverged?): not a better model", stacklevel=2)
     improved = not math.isnan(score) and (progress.best_score is None or score > progress.best_score)
     progress.selected_by = {n: run.metrics[n][0] for n in results}
+    progress.selected_on = progress.selected_on or validation_signatures(run.tasks)
     if improved:  # the kept model's validation metrics: finish() reports them without re-evaluating
         progress.best_score, progress.best_step, progress.bad_evals = score, progress.step, 0
         progress.best_validation, progress.best_by_label = results, by_label

@@ -415,6 +415,33 @@ def test_resuming_with_other_validation_splits_is_a_recipe_error(make_recipe, tm
         setup(load_recipe(recipe, ["tasks.ner.data.validation=null"]))
 
 
+def test_resuming_with_another_validation_file_or_max_length_is_a_recipe_error(make_recipe, tmp_path):
+    """The kept model's score was of other examples: it would be compared with the new ones', and reported as
+    this recipe's validation metrics. The same examples in a file elsewhere resume."""
+    from conftest import DATA
+
+    from mtnlp.train import checkpoint, evaluate_and_select
+
+    run = setup(load_recipe(make_recipe(training={"steps": 4})))
+    train_step(run)
+    evaluate_and_select(run)
+    folder = checkpoint(run)
+    dev = (DATA / "ner_sample_dev.conll").read_text()
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "dev.conll").write_text(dev)
+    blocks = dev.split("\n\n")
+    assert blocks[0].startswith("-DOCSTART-")
+    (tmp_path / "fewer.conll").write_text("\n\n".join(blocks[:1] + blocks[2:]))  # one sentence less
+    recipe = make_recipe(training={"steps": 4, "resume_from": str(folder)}, name="other.yaml")
+    for override in (f"tasks.ner.data.validation={tmp_path / 'fewer.conll'}", "model.max_length=8"):
+        key = "tasks.ner.data" if "ner" in override else "tasks.sentiment.data"  # the first task whose rows differ
+        with pytest.raises(UserError, match=rf"^{recipe}:\d+: {key}: {folder} chose its best "
+                                            r"model by another validation split of \w+ \(its tokenised examples differ"):
+            setup(load_recipe(recipe, [override]))
+    resumed = setup(load_recipe(recipe, [f"tasks.ner.data.validation={tmp_path / 'moved' / 'dev.conll'}"]))
+    assert resumed.progress.step == 1 and resumed.progress.selected_on == run.progress.selected_on
+
+
 def test_an_early_stopped_run_checkpoints_its_last_step_and_resumes_as_stopped(make_recipe, tmp_path, capsys):
     """Nothing improves (a learning rate too small to change a prediction), patience 1: training stops at
     the second evaluation. Its last step is checkpointed; resuming it trains no further, unless a larger
