@@ -16,6 +16,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -70,11 +71,18 @@ def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
     # notebooks) may ask for another precision. The distributed (partial) state is kept.
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    chosen = precision.resolve(t.mixed_precision, PartialState(cpu=t.cpu).device)
+    cpu = t.cpu
+    state = PartialState(cpu=cpu)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and state.num_processes == 1 and state.device.type == "cpu":
+        # launched as several processes on a machine without a GPU: Accelerate makes DDP on CPUs only when told
+        # to (cpu=True), else each process trains alone, into the same folder
+        PartialState._reset_state()
+        cpu, state = True, PartialState(cpu=True)
+    chosen = precision.resolve(t.mixed_precision, state.device)
     try:
         accelerator = Accelerator(
             mixed_precision=chosen.accelerate,
-            cpu=t.cpu,
+            cpu=cpu,
             log_with=t.report_to or None,
             project_dir=str(run_directory(recipe)),
             # only the chosen task's head gets gradients in a step; with one task every parameter does (and

@@ -45,14 +45,15 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, monkeypatc
         tasks = {"sentiment": {"type": "classification",
                                "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}},
                  "ner": {"type": "tagging", "data": {"train": str(DATA / "ner_sample.conll")}}}
+    training = {"steps": 6, "grad_accum": 2, "cpu": True, "mixed_precision": precision, "save_every": 3}
     if data == "one_task":  # every parameter gets a gradient in every step: no search for unused ones
         tasks.pop("ner")
+        training.pop("cpu")  # a machine without a GPU: DDP on CPUs without training.cpu (each trained alone before)
     if data == "streamed":  # every rank reads the stream and trains on its share of each round of batches
         from test_streaming import hub_folder, streamed_task
 
         tasks["sentiment"] = streamed_task(hub_folder(tmp_path, train_rows=50), shuffle_buffer=16)
     # grad_accum=2 mixes tasks inside one update; find_unused_parameters covers the idle heads
-    training = {"steps": 6, "grad_accum": 2, "cpu": True, "mixed_precision": precision, "save_every": 3}
     if data == "with_validation":  # rank 1's figures never improve, rank 0's always: rank 0's must decide for both
         training.update(eval_every=2, early_stopping_patience=1)  # (or rank 1 stops at step 4, and rank 0 waits)
         monkeypatch.setenv("MTNLP_TEST_SKEW_EVALUATION", "1")
