@@ -39,7 +39,7 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[s
     lr). The recipe that trained up to `step` - that of a recipe.before-step-M.yaml with M >= step, the
     earliest, or else recipe.yaml - is kept as recipe.before-step-{step}.yaml if it said otherwise (later ones
     go: their steps are trained again). Returns what differs from it ("key: old -> new"), training.steps aside
-    (the resume says what it does with them)."""
+    (the resume says what it does with them); where the run's folder is (moved) is no setting."""
     path = run_dir / "recipe.yaml"
     later = sorted(replaced_recipes(run_dir, after=step - 1), key=lambda p: p.name)
     old = later[0].read_text() if later else path.read_text() if path.exists() else None
@@ -50,6 +50,8 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[s
     def settings(text):  # with the precision the first line says was used (auto may resolve otherwise now)
         resolved = yaml.safe_load(text) or {}
         resolved.get("training", {}).pop("resume_from", None)
+        for key in ("output_dir", "overwrite_output_dir"):  # where the run's folder is (it may have moved)
+            resolved.pop(key, None)
         used = re.match(r"# training.mixed_precision: \S+ -> (\S+)", text)
         resolved["precision used"] = used and used.group(1)
         return dict(flat(resolved))

@@ -460,10 +460,11 @@ def trained_so_far(run: Run) -> dict[str, dict[str, int]]:
 
 def log_step(run: Run, task: str) -> None:
     """The progress bar; at log steps (the only host syncs of training) a train_log.jsonl record."""
-    run.bar.update(1)
     if is_log_step(run):
         write_log_record(run)
+    # before update(), which draws the bar: the step's task and the newest record's losses
     run.bar.set_postfix_str(f"task={task} " + " ".join(f"{n}={v:.3f}" for n, v in run.log.last.items()), refresh=False)
+    run.bar.update(1)
 
 
 def is_save_step(run: Run) -> bool:

@@ -289,6 +289,11 @@ def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recip
     train(load_recipe(recipe, ["training.lr=2e-3", "training.resume_from=" + str(run / "checkpoints" / "step-000002")]))
     train(load_recipe(recipe, ["overwrite_output_dir=true"]))  # a fresh run forgets them all
     assert not list(run.glob("recipe.before-step-*"))
+    # a run folder moved elsewhere resumes there: its place is no other setting
+    shutil.copytree(run, tmp_path / "moved")
+    capsys.readouterr()
+    train(load_recipe(recipe, [f"output_dir={tmp_path / 'moved'}", "training.resume_from=latest"]))
+    assert "other settings" not in capsys.readouterr().out and not list((tmp_path / "moved").glob("recipe.before-*"))
 
 
 def test_pcgrad_conflicts_since_the_last_log_record_survive_a_resume(make_recipe):
