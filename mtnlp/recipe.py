@@ -28,7 +28,7 @@ from .tasks import TASK_TYPES, task_type
 from .weighting import WEIGHTINGS
 from .gradients import GRADIENT_METHODS
 
-from .errors import UserError, require
+from .errors import UserError, first_line, require
 
 # a task section is its type's Spec (mtnlp/tasks), chosen by its `type:` key: the types registered when this
 # module is imported (a union pydantic builds once)
@@ -355,8 +355,11 @@ def apply_override(raw: dict, item: str) -> None:
         node = node[part]
     try:
         parsed = _read_yaml(value, "override", override=item, keys=[str(p) for p in parts])  # as strict as a recipe file
-    except yaml.YAMLError:
-        parsed = value
+    except yaml.YAMLError as e:  # e.g. `[a` for a list not closed: not taken for the text it is
+        problem = getattr(e, "problem", None) or first_line(str(e))
+        quoted = value.replace("'", "''")
+        raise UserError(f"override '{item}': the value is no valid YAML ({problem}); to mean that text, quote it: "
+                        f"\"{key}='{quoted}'\"") from None
     if key in CWD_PATH_KEYS and isinstance(parsed, str) and parsed not in ("latest", ""):
         if key != "model.init_from" or is_local_path(parsed):  # init_from may be a hub id: it stays one
             parsed = str(Path(parsed).expanduser().absolute())  # paths typed on the command line are cwd-relative

@@ -118,6 +118,18 @@ def test_overrides_as_the_readme_describes_them():
     assert "name: expected str, got 123" in error(DEMO, ["name=123"])
 
 
+@pytest.mark.parametrize("item,problem", [("tasks.sentiment.data.text_column=[sentence", "expected ',' or ']', but got '<stream end>'"),
+                                          ("name=a: b: c", "mapping values are not allowed here"),
+                                          ("name=*.jsonl", "expected alphabetic or numeric character, but found '.'")])
+def test_an_override_whose_value_is_no_valid_yaml_is_an_error_that_says_how_to_quote_it(item, problem):
+    """It was taken for its text: a typo (`[sentence`) went unnoticed."""
+    key, _, value = item.partition("=")
+    assert error(DEMO, [item]) == (f"override '{item}': the value is no valid YAML ({problem}); to mean that text, "
+                                   f"quote it: \"{key}='{value}'\"")
+    recipe = load_recipe(DEMO, [f"{key}='{value}'"]) if key == "name" else None
+    assert recipe is None or recipe.name == value
+
+
 @pytest.mark.parametrize("item", ["training.lr", "=3", "training.lr3e-5"])
 def test_malformed_override(item):
     assert "key=value" in error(DEMO, [item])
