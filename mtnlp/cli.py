@@ -23,8 +23,16 @@ from .errors import require
 RANK_ERROR_DELAY = 5.0  # seconds a process of rank > 0 waits before it reports a mistake (guarded)
 
 
+class Parser(argparse.ArgumentParser):
+    """An option mistake is one line `error: <option>: <what>; see <command> --help` (argparse prints the
+    usage above it), status 2, as every other user mistake."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message.removeprefix('argument ')}; see `{self.prog} --help`\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mtnlp", description="Multi-task fine-tuning of one shared encoder.")
+    parser = Parser(prog="mtnlp", description="Multi-task fine-tuning of one shared encoder.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument("--version", action="version", version=f"mtnlp {__version__}")
     debug = argparse.ArgumentParser(add_help=False)  # --debug also after the command
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_recipe(train, argv: list[str] | None = None) -> int:
     """The command line of a recipe script: `python SCRIPT.py --config RECIPE.yaml [key=value ...]`
     does what `mtnlp train RECIPE.yaml [key=value ...]` does, with the script's `train`."""
-    parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or "").split("\n")[0])
+    parser = Parser(description=(sys.modules["__main__"].__doc__ or "").split("\n")[0])
     parser.add_argument("--config", required=True, help="recipe YAML file")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. training.lr=3e-5")

@@ -105,12 +105,27 @@ def test_texts_and_overrides_after_an_option_and_after_a_double_dash(monkeypatch
     with pytest.raises(SystemExit) as exited:
         cli.main(["predict", "M", "hi", "--tasks", "a", "-a text"])
     assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("usage: mtnlp predict ")  # the command's usage, not mtnlp's
-    assert err.endswith("error: unrecognized arguments: -a text (a text that starts with '-' goes after --)\n")
+    assert capsys.readouterr().err == ("error: unrecognized arguments: -a text (a text that starts with '-' goes after "
+                                       "--); see `mtnlp predict --help`\n")  # one line, the command's help
     with pytest.raises(SystemExit):
         cli.main(["train"])
-    assert capsys.readouterr().err.endswith("error: the following arguments are required: recipe\n")
+    assert capsys.readouterr().err == "error: the following arguments are required: recipe; see `mtnlp train --help`\n"
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["evaluate", "M", "R", "--split", "dev"], "error: --split: invalid choice: 'dev' (choose from 'train', 'validation', 'test'); "
+                                               "see `mtnlp evaluate --help`"),
+    (["trian", "x.yaml"], "error: command: invalid choice: 'trian' (choose from 'train', 'evaluate', 'predict', "
+                          "'push', 'recipes', 'export', 'serve'); see `mtnlp --help`"),
+    (["predict", "M", "x", "--batch-size", "many"], "error: --batch-size: invalid int value: 'many'; see `mtnlp predict --help`"),
+])
+def test_an_option_mistake_is_one_line_with_status_2(argv, said, capsys):
+    """argparse printed its usage block above the error: a user's mistake is one line, as every other."""
+    from mtnlp import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2 and capsys.readouterr().err == said + "\n"
 
 
 def test_a_closed_output_pipe_ends_quietly_with_the_results_written(make_recipe, tmp_path):
