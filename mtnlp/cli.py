@@ -219,7 +219,7 @@ def requested_tasks(value: str | None, available: list[str], holder: str = "the 
 
     if value is None:
         return None
-    if not value.strip(",") or ",," in value:
+    if "" in value.split(","):  # `--tasks ""`, `a,,b`, `a,`
         raise UserError(f"--tasks {value!r}: an empty task name; give names separated by commas, or leave --tasks "
                         "out for every task")
     tasks = list(dict.fromkeys(value.split(",")))

@@ -36,6 +36,7 @@ def file_format(path: Path, spec: DataSpec) -> str:
         return spec.format
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
+        open_text(path, spec.encoding).close()  # a compressed (or missing) file is said as such, not as a format
         raise UserError(f"{path}: unknown file format '{path.suffix}'; set data.format to one of: "
                         "csv, tsv, json, jsonl, conll, conllu, label_text, "
                         "or lines (the split as {text: FILE, labels: FILE})")

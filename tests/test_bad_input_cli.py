@@ -386,6 +386,10 @@ def predict_tasks_with_an_empty_name(c: Ctx):
         ["an empty task name"]
 
 
+def predict_tasks_ending_with_a_comma(c: Ctx):  # was "the model has no task ''"
+    return ["predict", str(c.model), "text", "--tasks", "sentiment,"], "--tasks 'sentiment,':", ["an empty task name"]
+
+
 def predict_a_checkpoint_folder(c: Ctx):
     folder = c.folder / "checkpoints" / "step-000004"
     folder.mkdir(parents=True)
@@ -431,6 +435,7 @@ def serve_batch_window_infinite(c: Ctx):
 
 CASES = [Case(f.__name__, f) for f in (
     output_dir_that_cannot_be_created, predict_tasks_empty, predict_tasks_with_an_empty_name,
+    predict_tasks_ending_with_a_comma,
     predict_a_checkpoint_folder, predict_a_file_as_the_model, push_weights_cut_short,
     predict_config_without_a_tasks_labels, serve_batch_window_infinite,
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,

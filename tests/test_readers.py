@@ -122,9 +122,12 @@ def test_a_malformed_csv_record_is_reported_where_it_starts(tmp_path, content, l
     raises_at(write(tmp_path, "bad.csv", content), line, fragment)
 
 
-@pytest.mark.parametrize("kind, start", [("gzip", b"\x1f\x8b\x08\x00"), ("zip", b"PK\x03\x04\x14\x00")])
-def test_a_compressed_file_is_named_as_such(tmp_path, kind, start):
-    path = write(tmp_path, "train.csv", start + b"\x00" * 20)
+@pytest.mark.parametrize("kind, start, name", [("gzip", b"\x1f\x8b\x08\x00", "train.csv"),
+                                               ("zip", b"PK\x03\x04\x14\x00", "train.csv"),
+                                               ("gzip", b"\x1f\x8b\x08\x00", "train.tsv.gz")])
+def test_a_compressed_file_is_named_as_such(tmp_path, kind, start, name):
+    """train.tsv.gz was first 'unknown file format .gz; set data.format', which then said it was compressed."""
+    path = write(tmp_path, name, start + b"\x00" * 20)
     message = raises_at(path, None, f"a {kind}-compressed file; decompress it first", encoding="latin-1")
     assert message.startswith(f"{path}: ")
 
