@@ -219,13 +219,16 @@ def table(results: dict[str, dict], baselines: dict[str, dict] | None = None) ->
 
 
 def label_table(by_label: dict[str, dict[str, dict]]) -> str:
-    """One row per task and label: precision, recall, F1 and support (evaluation.evaluate_split's by_label)."""
-    rows = [("task", "label", "precision", "recall", "f1", "support")]
+    """One row per task and label: precision, recall, F1 and support (evaluation.evaluate_split's by_label), and
+    the decision threshold of a multilabel task's labels."""
+    thresholds = any("threshold" in f for labels in by_label.values() for f in labels.values())
+    rows = [("task", "label", "precision", "recall", "f1", "support") + ("threshold",) * thresholds]
     rows += [(task, label, f"{f['precision']:.4f}", f"{f['recall']:.4f}", f"{f['f1']:.4f}", f"{f['support']:,}")
+             + (f"{f['threshold']:g}" if "threshold" in f else "",) * thresholds
              for task, labels in by_label.items() for label, f in labels.items()]
     if len(rows) == 1:
         return "(no task with labels)"
-    return aligned(rows, right={2, 3, 4, 5})
+    return aligned(rows, right={2, 3, 4, 5, 6})
 
 
 def aligned(rows: list[tuple[str, ...]], right: set[int]) -> str:

@@ -118,6 +118,18 @@ def test_evaluate_writes_them_and_prints_them_on_request(run, tmp_path, capsys):
     assert {row[1]: int(row[5]) for row in rows} == {k: f["support"] for k, f in written["ner"]["validation"].items()}
 
 
+def test_the_printed_table_gives_a_multilabel_labels_threshold():
+    from mtnlp.report import label_table
+
+    f = {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1200}
+    lines = label_table({"topics": {"arts": {**f, "threshold": 0.35}}, "sentiment": {"neg": f}}).splitlines()
+    assert [line.split() for line in lines] == [
+        ["task", "label", "precision", "recall", "f1", "support", "threshold"],
+        ["topics", "arts", "0.5000", "1.0000", "0.6667", "1,200", "0.35"],
+        ["sentiment", "neg", "0.5000", "1.0000", "0.6667", "1,200"]]
+    assert label_table({"sentiment": {"neg": f}}).splitlines()[0].split()[-1] == "support"
+
+
 def card_label_rows(card: str) -> dict[tuple[str, str], list[str]]:
     """{(task, label): [validation cell, test cell]} of a model card's per-label table."""
     from mtnlp.hub import card_rows
