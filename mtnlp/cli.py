@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p = command("evaluate", help="evaluate a trained model on a recipe's tasks")
     p.add_argument("model", help="model directory (a run's model/ folder) or hub id")
     p.add_argument("recipe", help="recipe YAML file naming the tasks' data")
-    p.add_argument("overrides", nargs="*", default=[], metavar="key=value")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                   help="dotted overrides of the recipe, e.g. model.max_length=256")
     p.add_argument("--split", default="validation", choices=["train", "validation", "test"],
                    help="the split to evaluate (default: validation)")
     p.add_argument("--tasks", help="comma-separated task names of the recipe (default: all)")
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", help="comma-separated task names (default: all heads)")
     p.add_argument("--input", help="JSON lines file with {\"text\": ...} per line (or a JSON string, a pair "
                    "{\"text\", \"text_pair\"}, a multiple-choice {\"text\", \"choices\"}, a QA {\"question\", "
-                   "\"context\"}), - for stdin")
+                   "\"context\"}, a text split into words {\"words\": [...]}), - for stdin")
     p.add_argument("--output", help="write JSON lines here instead of stdout")
     p.add_argument("--all-scores", action="store_true", help="include every label's probability")
     p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass (default: 32)")
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=64,
                    help="inputs of concurrent requests collected into one pipeline call (default: 64)")
     p.add_argument("--batch-window-ms", type=float, default=5.0,
-                   help="how long the first queued request waits for others to share its call (default: 5)")
+                   help="how long the first queued request waits for others to share its call, 0 to 10000 (default: 5)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default: 1048576, 1 MiB)")
     p.add_argument("--max-inputs", type=int, default=256, help="inputs in one request (default: 256)")
     p.add_argument("--max-chars", type=int, default=10_000, help="characters in one text (default: 10000)")
@@ -211,6 +212,16 @@ def quiet_libraries(with_datasets: bool = True) -> None:
 
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
+
+
+def first_sentence(text: str, limit: int = 110) -> str:
+    """The first sentence of a recipe's opening comment or docstring, on one line of at most `limit` characters."""
+    import re
+
+    paragraph = text.strip('"# \n').split("\n\n")[0]
+    words = " ".join(line.strip(' #"') for line in paragraph.splitlines() if line.strip(' #"'))
+    sentence = re.split(r"(?<!et al)\.\s", words)[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[:limit - 3].rsplit(" ", 1)[0] + "..."
 
 
 def requested_tasks(value: str | None, available: list[str], holder: str = "the model") -> list[str] | None:
@@ -494,8 +505,7 @@ def cmd_recipes(args) -> int:
             raise UserError(f"recipes list takes no arguments (got: {' '.join(filter(None, (args.name, args.dest)))})")
         for name in entries:
             text = root.joinpath(name).read_text()
-            first = text.strip('"# \n').splitlines()[0].strip(' "#.')
-            print(f"{name:<34} {first}")
+            print(f"{name:<34} {first_sentence(text)}")
         return 0
     if not args.name:
         raise UserError("recipes copy: name the recipe to copy (see `mtnlp recipes list`)")

@@ -136,8 +136,14 @@ def test_recipe_script_reports_user_errors_in_one_line(make_recipe, tmp_path):
 
 def test_recipes_list_names_the_scripts_and_configs(capsys):
     assert main(["recipes", "list"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines]
     assert "multitask.py" in names and "demo.yaml" in names and "methods/pcgrad.yaml" in names
+    # each a whole sentence, or cut after a word with "...": they were cut at a line break ("heads,", "(... ->")
+    descriptions = {line.split()[0]: line[35:] for line in lines}
+    assert all(len(d) <= 110 and (d.endswith("...") or d[-1].isalnum() or d[-1] in ')"') for d in descriptions.values()), lines
+    assert descriptions["methods/cagrad.yaml"].startswith("CAGrad (Liu et al. 2021): each update")  # not cut at "al."
+    assert descriptions["methods/dwa.yaml"] == "Dynamic weight average (Liu et al. 2019): a task whose loss falls slowly gets more weight"
     assert main(["recipes", "copy", "no_such_recipe"]) == 2
 
 
