@@ -102,9 +102,9 @@ def test_a_text_split_into_words_gets_one_tag_per_word_from_each_tagging_head(mo
 def test_a_model_in_half_precision_runs_in_its_own_dtype(model_dir, monkeypatch, native_bf16):
     """Autocast to another half type would mix dtypes: on a CPU with native bf16 (auto: bf16 autocast) fp16
     weights failed in layer_norm. Where auto picks fp32 (no native bf16), half weights are cast to fp32."""
-    from mtnlp import precision
+    from mtnlp import precision as policy
 
-    monkeypatch.setattr(precision, "cpu_native", lambda: (native_bf16, "AMX" if native_bf16 else "no AMX"))
+    monkeypatch.setattr(policy, "cpu_native", lambda: (native_bf16, "AMX" if native_bf16 else "no AMX"))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pipe = MultiTaskPipeline(MultiTaskModel.from_pretrained(model_dir).half(), tokenizer)
     if native_bf16:
