@@ -529,23 +529,29 @@ def split_facts(dataset: datasets.Dataset, kind: str, labels: list[str], unk_id:
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
-def rows_signature(dataset: datasets.Dataset) -> str:
-    """A hash of a tokenised split's token ids and labels, whatever its storage's chunks: two splits with the
-    same one give the same scores to a model (resuming checks the validation splits with it)."""
+def rows_signature(dataset: datasets.Dataset, *settings) -> str:
+    """A hash of a tokenised split's rows - every column: token ids, labels and what scoring reads (QA answers,
+    words' tags) - and `settings` (JSON), whatever its storage's chunks and integer widths: a model scores two
+    splits with the same one alike (resuming checks the validation splits with it)."""
     import hashlib
 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = model_rows(dataset).with_format("arrow")[:]
-    h = hashlib.sha256()
+    table = dataset.with_format("arrow")[:]
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for name in sorted(table.column_names):
         values = table.column(name).combine_chunks()
         h.update(name.encode())
-        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-            h.update(pc.list_value_length(values).to_numpy(zero_copy_only=False).tobytes())  # the row boundaries
+        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type) or \
+                pa.types.is_fixed_size_list(values.type):
+            h.update(pc.list_value_length(values).cast(pa.int64()).to_numpy(zero_copy_only=False).tobytes())
             values = values.flatten()
-        h.update(values.to_numpy(zero_copy_only=False).tobytes())  # (int or float columns only)
+        if pa.types.is_integer(values.type) or pa.types.is_boolean(values.type) or pa.types.is_floating(values.type):
+            wide = pa.float64() if pa.types.is_floating(values.type) else pa.int64()
+            h.update(values.cast(wide).to_numpy(zero_copy_only=False).tobytes())
+        else:  # text, answers (structs): their values
+            h.update(json.dumps(values.to_pylist(), default=str).encode())
     return h.hexdigest()[:24]
 
 

@@ -73,9 +73,14 @@ def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
     GradientState._reset_state()
     cpu = t.cpu
     state = PartialState(cpu=cpu)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and state.num_processes == 1 and state.device.type == "cpu":
-        # launched as several processes on a machine without a GPU: Accelerate makes DDP on CPUs only when told
-        # to (cpu=True), else each process trains alone, into the same folder
+    launched = torch.distributed.is_available() and torch.distributed.is_initialized() and \
+        torch.distributed.get_world_size() > 1
+    if launched and state.num_processes == 1:  # each process would train alone, into the same folder
+        if state.device.type != "cpu":
+            raise UserError(f"{recipe.where('training.cpu')}: training.cpu: launched as "
+                            f"{torch.distributed.get_world_size()} processes, but Accelerate runs no DDP on "
+                            f"{state.device.type} devices: launch one process, or set training.cpu: true")
+        # a machine without a GPU: Accelerate makes DDP on CPUs only when told to (cpu=True)
         PartialState._reset_state()
         cpu, state = True, PartialState(cpu=True)
     chosen = precision.resolve(t.mixed_precision, state.device)
@@ -158,7 +163,8 @@ def tasks_with_validation(tasks: dict[str, TaskData]) -> list[str]:
 
 
 def validation_signatures(tasks: dict[str, TaskData]) -> dict[str, str]:
-    return {name: rows_signature(tasks[name].splits["validation"]) for name in tasks_with_validation(tasks)}
+    return {name: rows_signature(tasks[name].splits["validation"], tasks[name].labels, tasks[name].options)
+            for name in tasks_with_validation(tasks)}
 
 
 def load_tasks(recipe: Recipe, tokenizer, accelerator: Accelerator,
@@ -305,11 +311,12 @@ def resume(run: Run, folder: Path, own: bool) -> None:
             now = validation_signatures(run.tasks)
             changed = [n for n in evaluated if run.progress.selected_on.get(n, now[n]) != now[n]]
             if changed:
-                key = f"tasks.{changed[0]}.data"
-                raise UserError(f"{recipe.where(key)}: {key}: {folder} chose its best model by another validation "
-                                f"split of {changed[0]} (its tokenised examples differ: another file or carve, other "
-                                "columns or another model.max_length): give the same validation data to resume (or "
-                                "start a new run)")
+                name = changed[0]
+                settings = "".join(f", {key}" for key in run.tasks[name].options if key != "text_pair")
+                raise UserError(f"{recipe.where(f'tasks.{name}')}: tasks.{name}: {folder} chose its best model by "
+                                f"another validation split of {name}: its examples or what scores them differ "
+                                f"(data: another file or carve, other columns; model.max_length; labels{settings}): "
+                                "give the same to resume (or start a new run)")
     step = run.progress.step
     if step > t.steps:
         raise UserError(f"{recipe.where('training.steps')}: training.steps: {t.steps}, but {folder} is at step "

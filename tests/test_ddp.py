@@ -83,6 +83,18 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, monkeypatc
         assert trained["batches"] > 4 and trained["examples"] == sum(rounds[i % 4] for i in range(trained["batches"]))
 
 
+def test_a_leftover_world_size_in_one_process_trains_alone(make_recipe, tmp_path):
+    """WORLD_SIZE without a launcher (a shell that kept it): no process group, one process trains. Telling
+    launched processes by the variable alone made this wait for a second rank, or fail without MASTER_ADDR."""
+    recipe = make_recipe(training={"steps": 1})
+    env = {**os.environ, "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+    env.pop("MASTER_ADDR", None)
+    proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe)], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "processes (DDP" not in proc.stdout and (tmp_path / "run" / "model" / "config.json").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides,said,warned", [
     (["training.lrr=1"], "unknown key 'training.lrr'", None),

@@ -289,10 +289,11 @@ def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recip
     train(load_recipe(recipe, ["training.lr=2e-3", "training.resume_from=" + str(run / "checkpoints" / "step-000002")]))
     train(load_recipe(recipe, ["overwrite_output_dir=true"]))  # a fresh run forgets them all
     assert not list(run.glob("recipe.before-step-*"))
-    # a run folder moved elsewhere resumes there: its place is no other setting
+    # a run folder moved elsewhere resumes there: its place is no other setting; and with the run's own
+    # recipe.yaml, though the run was started with overwrite_output_dir (a command, not kept in it)
     shutil.copytree(run, tmp_path / "moved")
     capsys.readouterr()
-    train(load_recipe(recipe, [f"output_dir={tmp_path / 'moved'}", "training.resume_from=latest"]))
+    train(load_recipe(tmp_path / "moved" / "recipe.yaml", [f"output_dir={tmp_path / 'moved'}", "training.resume_from=latest"]))
     assert "other settings" not in capsys.readouterr().out and not list((tmp_path / "moved").glob("recipe.before-*"))
 
 
@@ -439,12 +440,34 @@ def test_resuming_with_another_validation_file_or_max_length_is_a_recipe_error(m
     (tmp_path / "fewer.conll").write_text("\n\n".join(blocks[:1] + blocks[2:]))  # one sentence less
     recipe = make_recipe(training={"steps": 4, "resume_from": str(folder)}, name="other.yaml")
     for override in (f"tasks.ner.data.validation={tmp_path / 'fewer.conll'}", "model.max_length=8"):
-        key = "tasks.ner.data" if "ner" in override else "tasks.sentiment.data"  # the first task whose rows differ
-        with pytest.raises(UserError, match=rf"^{recipe}:\d+: {key}: {folder} chose its best "
-                                            r"model by another validation split of \w+ \(its tokenised examples differ"):
+        task = "ner" if "ner" in override else "sentiment"  # the first task whose rows differ
+        with pytest.raises(UserError, match=rf"^{recipe}:\d+: tasks.{task}: {folder} chose its best model by another "
+                                            rf"validation split of {task}: its examples or what scores them differ"):
             setup(load_recipe(recipe, [override]))
     resumed = setup(load_recipe(recipe, [f"tasks.ner.data.validation={tmp_path / 'moved' / 'dev.conll'}"]))
     assert resumed.progress.step == 1 and resumed.progress.selected_on == run.progress.selected_on
+
+
+def test_the_rows_signature_covers_what_scoring_reads_and_not_how_it_is_stored():
+    """QA answers and words' tags past max_length are read by scoring, not by the model: a change there was
+    missed. Storage (chunks, integer widths) is no change."""
+    import datasets
+    import pyarrow as pa
+
+    from mtnlp.data import rows_signature
+
+    rows = {"input_ids": [[101, 7, 102], [101, 8, 9, 102]], "labels": [[-100, 1, -100], [-100, 0, 1, -100]],
+            "tags": [["B-ORG"], ["O", "B-PER", "O"]]}
+    base = rows_signature(datasets.Dataset.from_dict(rows), ["O", "B-ORG"], {"threshold": 0.5})
+    assert rows_signature(datasets.Dataset.from_dict({**rows, "tags": [["B-ORG"], ["O", "B-PER", "B-ORG"]]}),
+                          ["O", "B-ORG"], {"threshold": 0.5}) != base  # a word past max_length
+    assert rows_signature(datasets.Dataset.from_dict(rows), ["O", "B-ORG"], {"threshold": 0.2}) != base
+    assert rows_signature(datasets.Dataset.from_dict(rows), ["B-ORG", "O"], {"threshold": 0.5}) != base
+    chunked = pa.concat_tables([pa.table({k: v[:1] for k, v in rows.items()}), pa.table({k: v[1:] for k, v in rows.items()})])
+    wide = chunked.cast(pa.schema([("input_ids", pa.list_(pa.int64())), ("labels", pa.list_(pa.int8())),
+                                   ("tags", pa.list_(pa.string()))]))
+    assert rows_signature(datasets.Dataset(wide), ["O", "B-ORG"], {"threshold": 0.5}) == base
+    assert rows_signature(datasets.Dataset.from_dict(rows).select([1, 0]), ["O", "B-ORG"], {"threshold": 0.5}) != base
 
 
 def test_an_early_stopped_run_checkpoints_its_last_step_and_resumes_as_stopped(make_recipe, tmp_path, capsys):
