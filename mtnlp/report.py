@@ -89,7 +89,7 @@ def write_recipe(run_dir: Path, recipe: Recipe, precision) -> None:
     RUN/recipe.yaml` on another machine chooses for that machine), and a comment says what it resolved to
     here and why."""
     resolved = to_dict(recipe)
-    resolved.pop("overwrite_output_dir", None)  # what this run did to the folder: resuming with this file must not
+    resolved.pop("overwrite_output_dir", None)  # what this run did to the folder, which resuming with this file must not
     # relative data paths resolve beside the recipe file, which this copy is not: make their base absolute
     resolved["data_dir"] = str(resolve_path(recipe, ".").resolve())
     note = f"# training.mixed_precision: {precision.requested} -> {precision.name} ({precision.reason})\n"
