@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -216,8 +217,6 @@ def quiet_libraries(with_datasets: bool = True) -> None:
 
 def first_sentence(text: str, limit: int = 110) -> str:
     """The first sentence of a recipe's opening comment or docstring, on one line of at most `limit` characters."""
-    import re
-
     paragraph = text.strip('"# \n').split("\n\n")[0]
     words = " ".join(line.strip(' #"') for line in paragraph.splitlines() if line.strip(' #"'))
     sentence = re.split(r"(?<!et al)\.\s", words)[0].rstrip(".")
@@ -532,8 +531,6 @@ def cmd_recipes(args) -> int:
 
 def absolute_data_dir(text: str, folder: Path) -> str:
     """A recipe's text with a relative `data_dir:` that exists beside `folder` made absolute."""
-    import re
-
     def absolute(match):
         where = (folder / match.group(2)).resolve()
         return f"{match.group(1)}{where}  # the packaged recipe's data (mtnlp recipes copy)" if where.is_dir() else match.group(0)
