@@ -167,3 +167,24 @@ def test_sigterm_to_the_launcher_checkpoints_a_step_both_ranks_agree_on(make_rec
     checkpoint = tmp_path / "run" / "checkpoints" / f"step-{step:06d}"
     assert (checkpoint / "trainer_state.json").exists(), stderr[-3000:]
     assert (checkpoint / "rank-0.json").exists() and (checkpoint / "rank-1.json").exists()
+
+
+def test_launched_processes_on_a_device_without_ddp_are_a_recipe_error(make_recipe, monkeypatch):
+    """Accelerate runs no DDP on mps: each launched process would train alone into the same folder."""
+    import types
+
+    import torch
+
+    from mtnlp import train as training
+    from mtnlp.errors import UserError
+    from mtnlp.recipe import load_recipe
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    monkeypatch.setattr(training, "PartialState", lambda cpu: types.SimpleNamespace(num_processes=1,
+                                                                                   device=torch.device("mps")))
+    recipe = make_recipe()
+    with pytest.raises(UserError, match=rf"^{recipe}(:\d+)?: training.cpu: launched as "
+                                        r"2 processes, but Accelerate runs no DDP on mps devices: launch one process, "
+                                        r"or set training.cpu: true$"):
+        training.make_accelerator(load_recipe(recipe))
