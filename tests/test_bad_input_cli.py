@@ -2,8 +2,8 @@
 that names the file and line (or the recipe key / option), and no traceback.
 
 Each case is its own test (`test_bad_input[<case>]`). Starting Python with torch, transformers and datasets costs
-a few seconds per process, so the first case that runs starts the processes of all selected cases at once (in
-parallel, on the make_recipe fixture's folder) and each test then checks its own process's result.
+a few seconds per process, so the first case that runs runs the command lines of all selected cases at once, each in
+its own process forked from one that imported them (cli_runner), and each test then checks its own process's result.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import yaml
+from cli_runner import run_many
 from conftest import DATA
 
 TIMEOUT = 300
@@ -486,8 +486,7 @@ def results(request, make_recipe, tmp_path, tiny_encoder):
             folder.mkdir()
             argv, where, fragments = case.setup(Ctx(make_recipe, folder, tiny_encoder, model))
             jobs.append((case, argv, where, fragments, folder))
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-            procs = list(pool.map(lambda job: run_mtnlp(job[1], job[4]), jobs))
+        procs = run_many([(argv, folder) for _, argv, _, _, folder in jobs], timeout=TIMEOUT)
         for (case, argv, where, fragments, _), proc in zip(jobs, procs):
             case.result.update(argv=argv, where=where, fragments=fragments, proc=proc)
     return BY_ID
