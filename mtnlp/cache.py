@@ -117,16 +117,23 @@ def cached_split(key: str):
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
+_FINGERPRINTS: dict[str, str] = {}  # sha256 of what tokenizer_fingerprint reads -> its fingerprint
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        state = json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    else:  # every call rewrites the truncation/padding settings: leave them out of the key
-        spec = json.loads(backend.to_str())
+        return hashlib.sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()).hexdigest()[:16]
+    # kept beside tokenizer.json: which end truncation cuts, whether token_type_ids are given
+    text, beside = backend.to_str(), [tokenizer.truncation_side, list(tokenizer.model_input_names)]
+    # to_str takes milliseconds, the canonical form below a tenth of a second (a vocabulary's JSON, sorted):
+    # that once per tokenizer state, not once per split and run
+    seen = hashlib.sha256(json.dumps([text, beside]).encode()).hexdigest()
+    if seen not in _FINGERPRINTS:
+        spec = json.loads(text)  # every call rewrites the truncation/padding settings: leave them out of the key
         spec.pop("truncation", None), spec.pop("padding", None)
-        # kept beside tokenizer.json: which end truncation cuts, whether token_type_ids are given
-        state = json.dumps([spec, tokenizer.truncation_side, list(tokenizer.model_input_names)], sort_keys=True)
-    return hashlib.sha256(state.encode()).hexdigest()[:16]
+        _FINGERPRINTS[seen] = hashlib.sha256(json.dumps([spec, *beside], sort_keys=True).encode()).hexdigest()[:16]
+    return _FINGERPRINTS[seen]
 
 
 def remove_orphaned_spills(older_than: float = 86400.0) -> None:

@@ -556,6 +556,20 @@ def test_tokenizer_settings_kept_beside_tokenizer_json_are_in_the_cache_key():
     assert tokenizer_fingerprint(tokenizer) != plain
 
 
+def test_the_fingerprint_of_a_tokenizer_changed_after_it_was_taken_is_another():
+    """Fingerprints are remembered per tokenizer state (the canonical form is slow): a token added after the first
+    one was taken changes it; the truncation and padding each call sets do not."""
+    from mtnlp.cache import tokenizer_fingerprint
+
+    tokenizer = new_tokenizer()
+    plain = tokenizer_fingerprint(tokenizer)
+    tokenizer("a text", truncation=True, max_length=3, padding="max_length")
+    assert tokenizer_fingerprint(tokenizer) == plain
+    tokenizer.add_tokens(["zzyzx-token"])
+    added = tokenizer_fingerprint(tokenizer)
+    assert added != plain and tokenizer_fingerprint(new_tokenizer()) == plain
+
+
 def test_a_damaged_cache_entry_is_tokenised_again(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}}}
