@@ -538,15 +538,19 @@ def test_hub_round_trip(qa_run, tmp_path):
 
     folder, _, _ = qa_run
     inputs = write_jsonl(tmp_path / "in.jsonl", QUESTIONS)
+    # `mtnlp push` then `mtnlp predict` in one client process (a new one spends seconds importing torch)
+    code = f"""
+import contextlib, sys
+from mtnlp.cli import main
+with contextlib.redirect_stdout(sys.stderr):  # push prints the repo's address; stdout: the predictions only
+    status = main(["push", {str(folder / "run" / "model")!r}, "org/qa"])
+raise SystemExit(status or main(["predict", "org/qa", "--input", {str(inputs)!r}, "--precision", "fp32"]))
+"""
     with LocalHub() as hub:
-        env = client_env(hub.url, tmp_path / "client", "hf_token_x")
-        push = subprocess.run([sys.executable, "-m", "mtnlp", "push", str(folder / "run" / "model"), "org/qa"],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert push.returncode == 0, push.stderr[-2000:]
-        card = hub.repo_files("org/qa")["README.md"].decode()
-        pulled = subprocess.run([sys.executable, "-m", "mtnlp", "predict", "org/qa", "--input", str(inputs),
-                                 "--precision", "fp32"], capture_output=True, text=True, env=env, timeout=300)
+        pulled = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                                env=client_env(hub.url, tmp_path / "client", "hf_token_x"), cwd=tmp_path)
         assert pulled.returncode == 0, pulled.stderr[-2000:]
+        card = hub.repo_files("org/qa")["README.md"].decode()
     assert "pipeline_tag: question-answering" in card and "| qa | extractive_qa | (answer spans) |" in card
     from mtnlp.tasks import task_type
 

@@ -93,9 +93,10 @@ def multilabel_run(tmp_path_factory, tiny_encoder):
                                "validation": str(write_jsonl(folder / "dev.jsonl", multilabel_rows(100, 1))),
                                "test": str(write_jsonl(folder / "test.jsonl", multilabel_rows(100, 2))),
                                "label_column": "labels"}}}
-    # the packaged MiniLM learns the keywords in a few steps (a tiny random encoder needs far more)
+    # the packaged MiniLM learns the keywords in a few steps (a tiny random encoder needs far more): test scores
+    # of 1.0 after 30 steps with seeds 1, 2 and 3 (after 20: micro-F1 0.96, exact match 0.91)
     recipe = write_recipe(folder, minilm_path(), tasks=tasks, model={"encoder": minilm_path(), "max_length": 32},
-                          training={"steps": 80, "batch_size": 16, "lr": 2e-4, "warmup": 0.0, "log_every": 20})
+                          training={"steps": 40, "batch_size": 16, "lr": 2e-4, "warmup": 0.0, "log_every": 20})
     result = train(load_recipe(recipe))
     return folder, result
 
@@ -186,13 +187,17 @@ def test_multilabel_hub_round_trip(multilabel_run, tmp_path):
     from hub_server import LocalHub, client_env
 
     folder, _ = multilabel_run
+    # `mtnlp push` then `mtnlp predict` in one client process (a new one spends seconds importing torch)
+    code = f"""
+import contextlib, sys
+from mtnlp.cli import main
+with contextlib.redirect_stdout(sys.stderr):  # push prints the repo's address; stdout: the predictions only
+    status = main(["push", {str(folder / "run" / "model")!r}, "org/ml"])
+raise SystemExit(status or main(["predict", "org/ml", "pizza and guitar", "the car"]))
+"""
     with LocalHub() as hub:
-        env = client_env(hub.url, tmp_path / "client", "hf_token_x")
-        push = subprocess.run([sys.executable, "-m", "mtnlp", "push", str(folder / "run" / "model"), "org/ml"],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert push.returncode == 0, push.stderr[-2000:]
-        pulled = subprocess.run([sys.executable, "-m", "mtnlp", "predict", "org/ml", "pizza and guitar", "the car"],
-                                capture_output=True, text=True, env=env, timeout=300)
+        pulled = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                                env=client_env(hub.url, tmp_path / "client", "hf_token_x"), cwd=tmp_path)
         assert pulled.returncode == 0, pulled.stderr[-2000:]
     local = MultiTaskPipeline.from_pretrained(str(folder / "run" / "model"))(["pizza and guitar", "the car"])
     remote = [json.loads(line)["predictions"] for line in pulled.stdout.splitlines()]
