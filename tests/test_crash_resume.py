@@ -25,9 +25,14 @@ def start(recipe, *overrides):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
-def train_cli(recipe, *overrides):
-    return subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe), *overrides], capture_output=True,
-                          text=True, timeout=600, env=ENV)
+@pytest.fixture(scope="module")
+def train_cli():
+    """`mtnlp train RECIPE [key=value ...]` for the runs that end uninterrupted: one process for them all (each
+    start-up costs seconds)."""
+    from test_hub import MtnlpSession
+
+    with MtnlpSession(ENV, None) as session:
+        yield lambda recipe, *overrides: session("train", str(recipe), *overrides, timeout=600)
 
 
 def wait_for_checkpoint(proc, checkpoints, minimum_step, timeout=240):
@@ -64,7 +69,7 @@ def assert_same_run(a, b):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, tiny_encoder):
+def reference(tmp_path_factory, tiny_encoder, train_cli):
     """The uninterrupted run every interrupted one must end equal to (trained once for the module)."""
     from conftest import write_recipe
 
@@ -75,7 +80,7 @@ def reference(tmp_path_factory, tiny_encoder):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_latest_equals_uninterrupted(make_recipe, tmp_path, reference):
+def test_sigkill_then_resume_latest_equals_uninterrupted(make_recipe, tmp_path, reference, train_cli):
     recipe = make_recipe(training=TRAINING)
     run = tmp_path / "run"
     proc = start(recipe)
@@ -98,7 +103,8 @@ def test_sigkill_then_resume_latest_equals_uninterrupted(make_recipe, tmp_path, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resumes_exactly(make_recipe, tmp_path, reference, signum, status):
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resumes_exactly(make_recipe, tmp_path, reference, train_cli, signum,
+                                                                status):
     """Ctrl-C, or the SIGTERM a scheduler sends before it kills a job: finish the step, checkpoint, say where."""
     recipe = make_recipe(training=TRAINING)
     run = tmp_path / "run"

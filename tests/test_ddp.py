@@ -7,17 +7,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATA, tiny_tasks
+from conftest import DATA, tiny_tasks, write_recipe
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def launch(launcher: str, recipe: Path, out: Path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd, env = launch_command(launcher, recipe, out, *overrides)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+def launch_jobs(launcher: str, jobs: list[dict], folder: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """ddp_worker.py's jobs trained one after another in ONE launch: the launch, and each job's stdout."""
+    (folder / "jobs.json").write_text(json.dumps(jobs))
+    cmd, env = launch_command(launcher, "--jobs", folder / "jobs.json")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    return proc, [part.split("\n", 1)[1] for part in proc.stdout.split("=== job ")[1:]]
 
 
-def launch_command(launcher: str, recipe: Path, out: Path, *overrides: str) -> tuple[list[str], dict]:
+def launch_command(launcher: str, *worker_args) -> tuple[list[str], dict]:
     bin_dir = Path(sys.executable).parent
     port = str(29500 + os.getpid() % 1000)
     if launcher == "torchrun":
@@ -29,17 +32,15 @@ def launch_command(launcher: str, recipe: Path, out: Path, *overrides: str) -> t
         env = {"ACCELERATE_USE_CPU": "1"}
     path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, **env, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    return [*cmd, str(WORKER), str(recipe), str(out), *overrides], env
+    return [*cmd, str(WORKER), *map(str, worker_args)], env
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("launcher,precision,data", [
-    ("torchrun", "no", "with_validation"),
-    ("accelerate", "bf16", "train_only"),
-    ("torchrun", "no", "streamed"),
-    ("torchrun", "no", "one_task"),
-])
-def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, monkeypatch, launcher, precision, data):
+CASES = [("torchrun", "no", "with_validation"), ("accelerate", "bf16", "train_only"), ("torchrun", "no", "streamed"),
+         ("torchrun", "no", "one_task")]
+
+
+def case_job(folder: Path, encoder: str, precision: str, data: str) -> dict:
+    folder.mkdir()
     tasks = tiny_tasks()
     if data != "with_validation":
         tasks = {"sentiment": {"type": "classification",
@@ -52,16 +53,64 @@ def test_two_process_ddp_keeps_ranks_identical(make_recipe, tmp_path, monkeypatc
     if data == "streamed":  # every rank reads the stream and trains on its share of each round of batches
         from test_streaming import hub_folder, streamed_task
 
-        tasks["sentiment"] = streamed_task(hub_folder(tmp_path, train_rows=50), shuffle_buffer=16)
+        tasks["sentiment"] = streamed_task(hub_folder(folder, train_rows=50), shuffle_buffer=16)
     # grad_accum=2 mixes tasks inside one update; find_unused_parameters covers the idle heads
     if data == "with_validation":  # rank 1's figures never improve, rank 0's always: rank 0's must decide for both
         training.update(eval_every=2, early_stopping_patience=1)  # (or rank 1 stops at step 4, and rank 0 waits)
-        monkeypatch.setenv("MTNLP_TEST_SKEW_EVALUATION", "1")
-    recipe = make_recipe(tasks=tasks, training=training)
-    proc = launch(launcher, recipe, tmp_path)
+    return {"recipe": str(write_recipe(folder, encoder, tasks=tasks, training=training)), "out": str(folder),
+            "skew": data == "with_validation"}
+
+
+def one_process_checkpoint_at_its_last_step(folder: Path, encoder: str) -> dict:
+    """A job resuming, with two processes, a checkpoint one process wrote at the last step."""
+    from mtnlp.folders import release_run_folder
+    from mtnlp.recipe import load_recipe
+    from mtnlp.train import checkpoint, setup, train_step
+
+    folder.mkdir()
+    recipe = write_recipe(folder, encoder, training={"steps": 3, "log_every": 10, "cpu": True, "mixed_precision": "no"})
+    run = setup(load_recipe(recipe))
+    for _ in range(3):
+        train_step(run)
+    saved = checkpoint(run)
+    assert json.loads((saved / "rank-0.json").read_text())["loss_log"]["counts"]
+    release_run_folder(run.lock)  # this process's run ends here (it held its folder: the launched one is refused)
+    return {"recipe": str(recipe), "out": str(folder), "overrides": [f"training.resume_from={saved}"]}
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory, tiny_encoder):
+    """launched(launcher): this file's cases for that launcher, trained in ONE launch (each costs three processes'
+    start-up, seconds): the launch, and {case: (its stdout, its folder)}. The one_task case comes first: it must
+    be what a new process meets."""
+    launches = {}
+
+    def get(launcher):
+        if launcher not in launches:
+            root = tmp_path_factory.mktemp(f"launch-{launcher}")
+            cases = sorted(((precision, data) for named, precision, data in CASES if named == launcher),
+                           key=lambda case: case[1] != "one_task")
+            folders = {data: root / data for _, data in cases}
+            jobs = [case_job(folders[data], tiny_encoder, precision, data) for precision, data in cases]
+            if launcher == "torchrun":
+                folders["resumed"] = root / "resumed"
+                jobs.append(one_process_checkpoint_at_its_last_step(folders["resumed"], tiny_encoder))
+            proc, stdouts = launch_jobs(launcher, jobs, root)
+            launches[launcher] = proc, dict(zip(folders, zip(stdouts, folders.values())))
+        return launches[launcher]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher,precision,data", CASES)
+def test_two_process_ddp_keeps_ranks_identical(launched, launcher, precision, data):
+    proc, cases = launched(launcher)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "find_unused_parameters" not in proc.stderr  # DDP's warning when the search finds nothing
-    assert proc.stdout.count("2 processes (DDP, MULTI_CPU)") == 1
+    stdout, tmp_path = cases[data]
+    assert stdout.count("2 processes (DDP, MULTI_CPU)") == 1
+    assert proc.stdout.count("2 processes (DDP, MULTI_CPU)") == len(cases)  # (rank 1 says it in no job's part)
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert all("MULTI_CPU" in r["distributed_type"] for r in ranks)
@@ -119,21 +168,11 @@ def test_a_recipe_mistake_under_a_launcher_is_said_once(make_recipe, tmp_path, o
 
 
 @pytest.mark.slow
-def test_resuming_one_process_checkpoint_at_its_last_step_with_two_processes_ends(make_recipe, tmp_path):
+def test_resuming_one_process_checkpoint_at_its_last_step_with_two_processes_ends(launched):
     """Only rank 0 gets a 1-process checkpoint's unlogged losses; whether finish() writes their log record
     (a collective) must be decided by all ranks together, or rank 0 waits for rank 1 forever."""
-    from mtnlp.folders import release_run_folder
-    from mtnlp.recipe import load_recipe
-    from mtnlp.train import checkpoint, setup, train_step
-
-    recipe = make_recipe(training={"steps": 3, "log_every": 10, "cpu": True, "mixed_precision": "no"})
-    run = setup(load_recipe(recipe))
-    for _ in range(3):
-        train_step(run)
-    folder = checkpoint(run)
-    assert json.loads((folder / "rank-0.json").read_text())["loss_log"]["counts"]
-    release_run_folder(run.lock)  # this process's run ends here (it held its folder: the launched one is refused)
-    proc = launch("torchrun", recipe, tmp_path, f"training.resume_from={folder}")
+    proc, cases = launched("torchrun")
+    _, tmp_path = cases["resumed"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3]

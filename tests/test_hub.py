@@ -1,5 +1,6 @@
 """Push to a hub and load back, end to end over real HTTP against the loopback hub in hub_server.py."""
 
+import contextlib
 import json
 import re
 import subprocess
@@ -67,6 +68,83 @@ def mtnlp(hub, tmp_path, *args, token=SECRET, stdin=None):
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, input=stdin, cwd=tmp_path)
 
 
+class MtnlpSession:
+    """`mtnlp ARGS` commands run one after another in ONE Python process (each command's start-up imports
+    cost seconds), each with its own exit status, stdout and stderr; the test may act between them."""
+
+    SCRIPT = ("import contextlib, io, json, os, sys\n{prelude}from mtnlp.cli import main\n"
+              "reply = sys.stdout\n"
+              "for line in sys.stdin:\n"
+              "    args, env = json.loads(line)\n"
+              "    for key, value in env.items():\n"
+              "        os.environ.pop(key, None) if value is None else os.environ.update({key: value})\n"
+              "    out, err = io.StringIO(), io.StringIO()\n"
+              "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+              "        code = main(args)\n"
+              "    reply.write('RESULT ' + json.dumps([code, out.getvalue(), err.getvalue()]) + '\\n')\n"
+              "    reply.flush()\n")
+
+    def __init__(self, env: dict, cwd, prelude: str = ""):
+        import queue
+        import tempfile
+        import threading
+
+        self.log = tempfile.TemporaryFile(mode="w+")  # the process's own stderr: a pipe nobody reads could fill
+        self.proc = subprocess.Popen([sys.executable, "-c", self.SCRIPT.replace("{prelude}", prelude)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
+                                     cwd=cwd)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def __call__(self, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`mtnlp ARGS`, with `env`'s variables set first (None: unset)."""
+        import queue
+
+        self.proc.stdin.write(json.dumps([list(args), env or {}]) + "\n")
+        self.proc.stdin.flush()
+        try:
+            while (line := self.lines.get(timeout=timeout)) is not None:
+                if line.startswith("RESULT "):
+                    code, out, err = json.loads(line[len("RESULT "):])
+                    return subprocess.CompletedProcess(args, code, out, err)
+        except queue.Empty:
+            self.proc.kill()
+        self.proc.wait(timeout=60)
+        raise AssertionError(f"mtnlp {args} did not return (exit {self.proc.returncode}): {self.stderr()[-3000:]}")
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+            if exc[0] is None:  # as a process per command would: its exit is clean too
+                assert self.proc.returncode == 0 and "Traceback" not in self.stderr(), self.stderr()[-3000:]
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+
+
+@contextlib.contextmanager
+def mtnlp_session(hub, tmp_path):
+    """A function that runs `mtnlp ARGS` as mtnlp(hub, tmp_path, *ARGS, token=...) does, all in one process
+    (never a push: that one's process must not import torch)."""
+    with MtnlpSession(client_env(hub.url, tmp_path / "client", SECRET), tmp_path, FAST_RETRIES) as session:
+        yield lambda *args, token=SECRET: session(*args, env={"HF_TOKEN": token})
+
+
 def predictions(proc):
     assert proc.returncode == 0, proc.stderr[-2000:]
     return [json.loads(line)["predictions"] for line in proc.stdout.splitlines()]
@@ -96,8 +174,9 @@ def test_push_then_load_gives_identical_predictions(run_dir, tmp_path, lfs_mode)
         lfs_puts = [r for r in hub.requests if r.method == "PUT"]
         assert bool(lfs_puts) == (lfs_mode == "lfs")
 
-        remote = predictions(mtnlp(hub, tmp_path, "predict", "org/tiny-mt", *TEXTS))
-        local = predictions(mtnlp(hub, tmp_path, "predict", str(run_dir / "model"), *TEXTS))
+        with mtnlp_session(hub, tmp_path) as session:
+            remote = predictions(session("predict", "org/tiny-mt", *TEXTS))
+            local = predictions(session("predict", str(run_dir / "model"), *TEXTS))
         assert close(remote, local)
         assert set(remote[0]) == set(TASKS)
 
@@ -147,12 +226,12 @@ def test_push_private_to_a_branch_with_token_flag(run_dir, tmp_path):
 
 
 def test_missing_repo_and_missing_file_are_clear_errors(tmp_path):
-    with LocalHub() as hub:
-        proc = mtnlp(hub, tmp_path, "predict", "org/does-not-exist", "hello")
+    with LocalHub() as hub, mtnlp_session(hub, tmp_path) as session:
+        proc = session("predict", "org/does-not-exist", "hello")
         assert proc.returncode == 2 and "org/does-not-exist" in proc.stderr and "Traceback" not in proc.stderr
         hub.create_repo("org/empty")
         hub.commit_files("org/empty", {"README.md": b"# nothing here\n"})
-        proc = mtnlp(hub, tmp_path, "predict", "org/empty", "hello")
+        proc = session("predict", "org/empty", "hello")
         assert proc.returncode == 2 and "org/empty" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -11,38 +11,13 @@ import pytest
 import torch
 from conftest import tiny_tasks
 from hub_server import LocalHub, run_client
-from test_hub import SECRET, TASKS, model_copy, mtnlp, run_dir  # noqa: F401  (run_dir is a fixture)
+from test_hub import SECRET, TASKS, model_copy, mtnlp, mtnlp_session, run_dir  # noqa: F401  (run_dir is a fixture)
 
 
 def last_error(proc) -> str:
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return proc.stderr.strip().splitlines()[-1]
-
-
-def last_errors(hub, tmp_path, *calls: tuple[str, ...]) -> list[str]:
-    """The last line of each `mtnlp ARGS` in `calls`, run one after another in ONE process against `hub` (a
-    start-up each cost seconds); each must exit 2 without a traceback."""
-    import subprocess
-    import sys
-
-    from hub_server import client_env
-    from test_hub import FAST_RETRIES
-
-    script = (f"import contextlib, io, json, sys\n{FAST_RETRIES}from mtnlp.cli import main\n"
-              f"for args in {[list(call) for call in calls]!r}:\n"
-              "    said = io.StringIO()\n"
-              "    with contextlib.redirect_stderr(said):\n"
-              "        code = main(args)\n"
-              "    print('RESULT ' + json.dumps([code, said.getvalue()]))\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env=client_env(hub.url, tmp_path / "client", SECRET))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert len(results) == len(calls)
-    for (code, said), call in zip(results, calls):
-        assert code == 2 and "Traceback" not in said, (call, said[-3000:])
-    return [said.strip().splitlines()[-1] for _, said in results]
 
 
 def test_push_leaves_out_hidden_files_and_another_runs_metrics(run_dir, tmp_path):
@@ -100,9 +75,9 @@ def test_a_card_pushed_to_a_branch_loads_from_it_and_tags_and_commits_are_no_bra
 
 
 def test_loading_a_hub_id_says_what_is_missing(run_dir, tmp_path):
-    with LocalHub(required_token=SECRET) as hub:
+    with LocalHub(required_token=SECRET) as hub, mtnlp_session(hub, tmp_path) as session:
         assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", "dev").returncode == 0
-        assert last_error(mtnlp(hub, tmp_path, "predict", "org/none", "hi", token=None)) == \
+        assert last_error(session("predict", "org/none", "hi", token=None)) == \
             f"error: org/none: no such model repository on {hub.url} (a private one needs a token: HF_TOKEN or " \
             "`hf auth login`)"
         # what MultiTaskModel.push_to_hub leaves, as transformers does for any model: no tokenizer
@@ -118,10 +93,10 @@ def test_loading_a_hub_id_says_what_is_missing(run_dir, tmp_path):
         config["mtnlp"]["onnx"] = {"tasks": list(TASKS), "quantize": None}
         hub.create_repo("org/onnx")
         hub.commit_files("org/onnx", {"config.json": json.dumps(config).encode(), "model.onnx": b"x"})
-        said = last_errors(hub, tmp_path, ("predict", "org/b", "hi"), ("predict", "org/b", "hi", "--revision", "nope"),
-                           ("predict", "org/none", "hi"), ("predict", "org/no-tokenizer", "hi"),
-                           ("predict", "org/no-weights", "hi"), ("predict", "org/onnx", "hi"),
-                           ("predict", "org/b", "hi", "--revision", ""))
+        said = [last_error(session(*call)) for call in (
+            ("predict", "org/b", "hi"), ("predict", "org/b", "hi", "--revision", "nope"), ("predict", "org/none", "hi"),
+            ("predict", "org/no-tokenizer", "hi"), ("predict", "org/no-weights", "hi"), ("predict", "org/onnx", "hi"),
+            ("predict", "org/b", "hi", "--revision", ""))]
         assert said[0] == "error: org/b: no config.json at revision main (a model pushed to a branch: give its revision)"
         assert said[1] == "error: org/b: the repository has no revision 'nope'"
         assert said[2] == f"error: org/none: no such model repository on {hub.url} (or the token may not read it)"
@@ -148,16 +123,16 @@ def test_a_downloaded_models_card_names_the_repo_it_is_pushed_to(run_dir, tmp_pa
 def test_recipe_push_to_hub_checks_the_token_before_training(make_recipe, tmp_path):
     recipe = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2},
                          push_to_hub=True, hub_repo_id="org/from-recipe")
-    with LocalHub(required_token=SECRET) as hub:
-        error = last_error(mtnlp(hub, tmp_path, "train", str(recipe), token="hf_wrong"))
+    with LocalHub(required_token=SECRET) as hub, mtnlp_session(hub, tmp_path) as session:
+        error = last_error(session("train", str(recipe), token="hf_wrong"))
         assert error.startswith(f"error: {recipe}:") and "push_to_hub: push to org/from-recipe failed (HTTP 401)" in error
         assert "hf_wrong" not in error
-        error = last_error(mtnlp(hub, tmp_path, "train", str(recipe), token=None))
+        error = last_error(session("train", str(recipe), token=None))
         assert error.endswith("push_to_hub: push to org/from-recipe: no hub token: set HF_TOKEN or run `hf auth login`")
         assert not (tmp_path / "run" / "model").exists()  # nothing trained
 
         hub.fail("POST", r"^/api/models/org/from-recipe/commit/", 500, times=6)  # the push itself fails at the end
-        error = last_error(mtnlp(hub, tmp_path, "train", str(recipe)))
+        error = last_error(session("train", str(recipe)))
         assert "push to org/from-recipe failed (HTTP 500)" in error
         assert error.endswith(f"(the model is kept: `mtnlp push {tmp_path / 'run' / 'model'} org/from-recipe` pushes it)")
         assert (tmp_path / "run" / "model" / "model.safetensors").exists()
@@ -166,8 +141,8 @@ def test_recipe_push_to_hub_checks_the_token_before_training(make_recipe, tmp_pa
 @pytest.mark.slow
 def test_a_pushed_model_records_hub_ids_only_and_a_transfer_its_source_commit(make_recipe, tiny_encoder, tmp_path):
     source = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2}, name="source.yaml")
-    with LocalHub() as hub:
-        proc = mtnlp(hub, tmp_path, "train", str(source))
+    with LocalHub() as hub, mtnlp_session(hub, tmp_path) as session:
+        proc = session("train", str(source))
         assert proc.returncode == 0, proc.stderr[-3000:]
         config = (tmp_path / "run" / "model" / "config.json").read_text()
         # the local encoder folder and run folder appear nowhere in what a push publishes
@@ -180,7 +155,7 @@ def test_a_pushed_model_records_hub_ids_only_and_a_transfer_its_source_commit(ma
                                output_dir=str(tmp_path / "ft"), model={"encoder": tiny_encoder, "max_length": 64,
                                                                          "init_from": "org/src",
                                                                          "init_revision": commit})
-        proc = mtnlp(hub, tmp_path, "train", str(transfer))
+        proc = session("train", str(transfer))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"init_from org/src (commit {commit[:12]}): the encoder" in proc.stdout, proc.stdout
         record = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["mtnlp"]
@@ -194,7 +169,7 @@ def test_a_pushed_model_records_hub_ids_only_and_a_transfer_its_source_commit(ma
                             output_dir=str(tmp_path / "ft2"), model={"encoder": tiny_encoder, "max_length": 64,
                                                                       "init_from": str(tmp_path / "run"),
                                                                       "init_revision": "main"})
-        error = last_error(mtnlp(hub, tmp_path, "train", str(local)))
+        error = last_error(session("train", str(local)))
         assert error.endswith(f"model.init_revision: {tmp_path / 'run' / 'model'} is a local folder; a revision is "
                               "for a hub id")
 

@@ -486,38 +486,55 @@ def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_pat
         load_recipe(make_recipe(), ["model.init_encoder_of=ner"])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mtl", [
-    {"gradient": "pcgrad", "weighting": "uncertainty", "weighting_lr": 0.1},
-    {"sharing": "lora", "weighting": "dwa", "dwa_window": 2},
-    {"sharing": "task_layers", "task_layers": 1, "freeze_encoder": True},
-], ids=["pcgrad+uncertainty", "lora+dwa", "task_layers-frozen"])
-def test_methods_under_two_process_ddp(make_recipe, tmp_path, mtl):
-    from test_ddp import launch
+DDP_METHODS = {
+    "pcgrad+uncertainty": {"gradient": "pcgrad", "weighting": "uncertainty", "weighting_lr": 0.1},
+    "lora+dwa": {"sharing": "lora", "weighting": "dwa", "dwa_window": 2},
+    "task_layers-frozen": {"sharing": "task_layers", "task_layers": 1, "freeze_encoder": True},
+}
 
-    dwa = mtl.get("weighting") == "dwa"  # 6 steps: windows of 2 end at 2 and 4, and the weights they give train 5, 6
-    recipe = make_recipe(training={"steps": 6 if dwa else 4, "grad_accum": 2, "cpu": True, "mixed_precision": "bf16",
-                                   "save_every": 3}, mtl=mtl)
-    proc = launch("accelerate", recipe, tmp_path)
+
+@pytest.fixture(scope="module")
+def ddp_methods(tmp_path_factory, tiny_encoder):
+    """Each of DDP_METHODS trained under 2-process DDP, then lora+dwa resumed from its step-3 checkpoint, all in
+    ONE launch (each costs three processes' start-up, seconds): the launch, and {name: its folder}."""
+    from conftest import write_recipe
+    from test_ddp import launch_jobs
+
+    root = tmp_path_factory.mktemp("ddp-methods")
+    jobs, folders = [], {}
+    for name, mtl in DDP_METHODS.items():
+        folders[name] = root / name
+        folders[name].mkdir()
+        dwa = mtl.get("weighting") == "dwa"  # 6 steps: windows of 2 end at 2 and 4, the weights they give train 5, 6
+        recipe = write_recipe(folders[name], tiny_encoder, mtl=mtl, training={
+            "steps": 6 if dwa else 4, "grad_accum": 2, "cpu": True, "mixed_precision": "bf16", "save_every": 3})
+        jobs.append({"recipe": str(recipe), "out": str(folders[name])})
+        if dwa:  # resumed in the middle of a window: each rank must get back its own loss sums, not rank 0's
+            again, folders["lora+dwa resumed"] = folders[name] / "again", root / "resumed"
+            folders["lora+dwa resumed"].mkdir()
+            jobs[-1]["copy"] = [str(folders[name] / "run"), str(again)]  # once trained
+            resumed = {"recipe": str(recipe), "out": str(folders["lora+dwa resumed"]),
+                       "overrides": [f"output_dir={again}",
+                                     f"training.resume_from={again / 'checkpoints' / 'step-000003'}"]}
+    proc, _ = launch_jobs("accelerate", [*jobs, resumed], root)
+    return proc, folders
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(DDP_METHODS))
+def test_methods_under_two_process_ddp(ddp_methods, name):
+    proc, folders = ddp_methods
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    ranks = [json.loads((folders[name] / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     # each rank saw different data: identical parameters AND loss weights mean the gradients, the
     # learned log-variances and DWA's loss means were all averaged across ranks
     assert ranks[0]["digest"] == ranks[1]["digest"]
     assert ranks[0]["loss_weights"] == ranks[1]["loss_weights"]
-    if mtl.get("weighting") == "uncertainty":
+    if DDP_METHODS[name].get("weighting") == "uncertainty":
         assert any(abs(w - 0.5) > 1e-3 for w in ranks[0]["loss_weights"].values())
-    if dwa:  # resumed in the middle of a window: each rank must get back its own loss sums, not rank 0's
-        import shutil
-
-        shutil.copytree(tmp_path / "run", tmp_path / "again")
-        resumed = tmp_path / "resumed"
-        resumed.mkdir()
-        proc = launch("accelerate", recipe, resumed, f"output_dir={tmp_path / 'again'}",
-                      f"training.resume_from={tmp_path / 'again' / 'checkpoints' / 'step-000003'}")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        again = json.loads((resumed / "rank-0.json").read_text())
+    if DDP_METHODS[name].get("weighting") == "dwa":  # resumed from step 3, in the middle of a window
+        again = json.loads((folders["lora+dwa resumed"] / "rank-0.json").read_text())
         assert again["loss_weights"] == ranks[0]["loss_weights"] and again["digest"] == ranks[0]["digest"]
 
 
@@ -548,7 +565,7 @@ def test_bad_method_settings_are_one_line_errors(make_recipe, mtl, key, capsys):
 def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, tmp_path, sharing):
     from hub_server import LocalHub
     from test_hub import TASKS as HUB_TASKS
-    from test_hub import TEXTS, close, mtnlp, predictions
+    from test_hub import TEXTS, close, mtnlp, mtnlp_session, predictions
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from mtnlp.hub import write_card
@@ -560,11 +577,11 @@ def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, t
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
     write_card(folder, tmp_path / "run")
-    with LocalHub() as hub:
+    with LocalHub() as hub, mtnlp_session(hub, tmp_path) as session:
         assert mtnlp(hub, tmp_path, "push", str(folder), "org/soft").returncode == 0
-        remote = predictions(mtnlp(hub, tmp_path, "predict", "org/soft", *TEXTS))
-        assert close(remote, predictions(mtnlp(hub, tmp_path, "predict", str(folder), *TEXTS)))
-        proc = mtnlp(hub, tmp_path, "export", "org/soft", "--task", "ner", str(tmp_path / "ner"))
+        remote = predictions(session("predict", "org/soft", *TEXTS))
+        assert close(remote, predictions(session("predict", str(folder), *TEXTS)))
+        proc = session("export", "org/soft", "--task", "ner", str(tmp_path / "ner"))
         assert proc.returncode == 0, proc.stderr[-2000:]
     exported = AutoModelForTokenClassification.from_pretrained(tmp_path / "ner").eval()
     inputs = _inputs(tiny_encoder)
