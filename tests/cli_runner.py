@@ -1,53 +1,129 @@
-"""Many `mtnlp` command lines for the price of one start-up (importing torch and transformers costs seconds).
+"""`mtnlp` command lines for the tests at the cost of one start-up (importing torch and transformers takes seconds).
 
-`run_many` starts this file as one process. It imports what the commands import, then runs each command line in a
-child forked from it: `mtnlp.cli.main` with that argv, in that folder, its stdout and stderr its own, and its exit
-status what `python -m mtnlp` would give. Whatever the imports print on stderr (a library's warning) is put before
-each command's own stderr, as each real process would print it first.
+A CliSession is one process that imports what the commands import, then runs each command line it is sent in a
+child forked from it: `mtnlp.cli.main` with that argv, in that folder, with that stdin, its stdout, stderr and exit
+status its own, as from `python -m mtnlp`. Whatever the imports print on stderr (a library's warning) is put before
+each command's own stderr, as each real process would print it first. Commands sent together run two at a time.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import queue
+import select
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 PARALLEL = 2  # children at a time
 
 
+class CliSession:
+    """`session("predict", MODEL, "text")` -> CompletedProcess; `session.run_many([(argv, folder), ...])`.
+    `env`: the session's environment (read by libraries at import, e.g. HF_ENDPOINT); `prelude`: Python run before
+    the imports. A command's own `env` sets (None: unsets) variables read when it runs, e.g. HF_TOKEN."""
+
+    def __init__(self, env: dict | None = None, cwd: Path | str | None = None, prelude: str = ""):
+        self.scratch = Path(tempfile.mkdtemp(prefix="mtnlp-cli-session-"))
+        self.log = open(self.scratch / "session.err", "w+", encoding="utf-8")
+        self.proc = subprocess.Popen([sys.executable, __file__, str(self.scratch), prelude], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=cwd,
+                                     env=dict(os.environ) if env is None else env, start_new_session=True)
+        self.cwd, self.sent, self.done, self.replies = cwd, {}, {}, queue.Queue()
+        threading.Thread(target=self._read_replies, daemon=True).start()
+
+    def _read_replies(self):
+        for line in self.proc.stdout:
+            self.replies.put(json.loads(line))
+        self.replies.put(None)
+
+    def submit(self, *argv: str, cwd=None, env: dict | None = None, stdin: str | None = None) -> int:
+        job = len(self.sent)
+        self.sent[job] = list(argv)
+        cwd = cwd or self.cwd or os.getcwd()
+        self.proc.stdin.write(json.dumps({"id": job, "argv": list(argv), "cwd": str(cwd), "env": env or {},
+                                          "stdin": stdin}) + "\n")
+        self.proc.stdin.flush()
+        return job
+
+    def result(self, job: int, timeout: float = 300) -> subprocess.CompletedProcess:
+        while job not in self.done:
+            try:
+                reply = self.replies.get(timeout=timeout)
+            except queue.Empty:
+                self._kill()
+                raise AssertionError(f"mtnlp {' '.join(self.sent[job])} did not end within {timeout} s") from None
+            if reply is None:
+                raise AssertionError(f"the CLI session ended (status {self.proc.wait()}): {self.stderr()[-3000:]}")
+            self.done[reply["id"]] = reply["status"]
+        read = lambda suffix: (self.scratch / f"{job}.{suffix}").read_text(encoding="utf-8", errors="replace")
+        return subprocess.CompletedProcess(["mtnlp", *self.sent[job]], self.done[job], read("out"), read("err"))
+
+    def __call__(self, *argv: str, cwd=None, env: dict | None = None, stdin: str | None = None,
+                 timeout: float = 300) -> subprocess.CompletedProcess:
+        return self.result(self.submit(*argv, cwd=cwd, env=env, stdin=stdin), timeout)
+
+    def run_many(self, jobs: list[tuple[list[str], Path]], timeout: float = 300) -> list[subprocess.CompletedProcess]:
+        """`mtnlp ARGV` in FOLDER for each (argv, folder), two at a time; the results in the order given."""
+        return [self.result(job, timeout) for job in [self.submit(*argv, cwd=cwd) for argv, cwd in jobs]]
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def _kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the session and the children it forked
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.proc.stdin.close()
+            status = self.proc.wait(timeout=60)
+            if exc[0] is None:
+                assert status == 0 and "Traceback" not in self.stderr(), self.stderr()[-3000:]
+        finally:
+            self._kill()
+            self.proc.wait()
+            self.log.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
 def run_many(jobs: list[tuple[list[str], Path]], timeout: float = 300) -> list[subprocess.CompletedProcess]:
-    """Run `mtnlp ARGV` in FOLDER for each (argv, folder); the results in the order given."""
-    with tempfile.TemporaryDirectory(prefix="mtnlp-cli-runner-") as scratch:
-        spec = Path(scratch) / "jobs.json"
-        spec.write_text(json.dumps([{"argv": argv, "cwd": str(cwd)} for argv, cwd in jobs]), encoding="utf-8")
-        runner = subprocess.run([sys.executable, __file__, str(spec), scratch], capture_output=True, text=True,
-                                timeout=timeout, env=dict(os.environ))
-        assert runner.returncode == 0, runner.stderr[-4000:]
-        return [subprocess.CompletedProcess(["mtnlp", *argv], status, read(f"{scratch}/{i}.out"),
-                                            read(f"{scratch}/{i}.err"))
-                for i, ((argv, _), status) in enumerate(zip(jobs, json.loads(runner.stdout)))]
+    with CliSession() as session:
+        return session.run_many(jobs, timeout)
 
 
-def read(path: str) -> str:
-    return Path(path).read_text(encoding="utf-8", errors="replace")
+# ---------------------------------------------------------------- the session process
 
 
-def run_command(argv: list[str], cwd: str, out: str, err: str, prelude: bytes) -> int:
+def run_command(job: dict, scratch: str, prelude: bytes) -> int:
     """In a forked child: run one command line as `python -m mtnlp` would; returns its exit status."""
     import atexit
     import traceback
 
     from mtnlp.cli import main
 
-    os.chdir(cwd)
-    for fd, path in ((1, out), (2, err)):
-        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.chdir(job["cwd"])
+    for key, value in job["env"].items():
+        os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+    if job["stdin"] is not None:
+        Path(f"{scratch}/{job['id']}.in").write_text(job["stdin"], encoding="utf-8")
+    os.dup2(os.open(f"{scratch}/{job['id']}.in" if job["stdin"] is not None else os.devnull, os.O_RDONLY), 0)
+    for fd, suffix in ((1, "out"), (2, "err")):
+        os.dup2(os.open(f"{scratch}/{job['id']}.{suffix}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     os.write(2, prelude)
-    sys.argv = ["mtnlp", *argv]
+    sys.argv = ["mtnlp", *job["argv"]]
     try:
         status = main()
     except SystemExit as e:  # as the interpreter reads it: None is 0; a message is printed, with status 1
@@ -65,36 +141,44 @@ def run_command(argv: list[str], cwd: str, out: str, err: str, prelude: bytes) -
     return status
 
 
-def serve(spec: str, scratch: str) -> None:
-    jobs = json.loads(Path(spec).read_text(encoding="utf-8"))
-    # the imports of `mtnlp train`, `evaluate`, `predict` and `export`, once; their stderr goes to a file
-    prelude_path, saved = f"{scratch}/prelude.err", os.dup(2)
-    os.dup2(os.open(prelude_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
-    import mtnlp.cli  # noqa: F401
-    import mtnlp.evaluation  # noqa: F401
-    import mtnlp.pipeline  # noqa: F401
-    import mtnlp.recipes.multitask  # noqa: F401
-    import mtnlp.train  # noqa: F401
+def serve(scratch: str, prelude_code: str) -> None:
+    exec(prelude_code, {})
+    # the imports of `mtnlp train`, `evaluate`, `predict` and `export`, once; what they print on stderr, kept
+    saved = os.dup(2)
+    os.dup2(os.open(f"{scratch}/imports.err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    for module in ("mtnlp.cli", "mtnlp.evaluation", "mtnlp.pipeline", "mtnlp.recipes.multitask", "mtnlp.train"):
+        importlib.import_module(module)
 
     sys.stderr.flush()
     os.dup2(saved, 2)
-    prelude = Path(prelude_path).read_bytes()
+    prelude = Path(f"{scratch}/imports.err").read_bytes()
 
-    statuses, running, waiting = [None] * len(jobs), {}, list(enumerate(jobs))
-    while waiting or running:
+    waiting, running, pending, reading = [], {}, b"", True
+    while reading or waiting or running:
+        # requests are lines on stdin; wait for one only while nothing runs
+        if reading and select.select([0], [], [], 0.02 if waiting or running else None)[0]:
+            chunk = os.read(0, 65536)
+            reading = bool(chunk)
+            *lines, pending = (pending + chunk).split(b"\n")
+            waiting += [json.loads(line) for line in lines if line.strip()]
         while waiting and len(running) < PARALLEL:
-            i, job = waiting.pop(0)
+            job = waiting.pop(0)
             pid = os.fork()
             if pid == 0:
                 status = 1
                 try:
-                    status = run_command(job["argv"], job["cwd"], f"{scratch}/{i}.out", f"{scratch}/{i}.err", prelude)
+                    status = run_command(job, scratch, prelude)
                 finally:
                     os._exit(status)
-            running[pid] = i
-        pid, wait_status = os.wait()
-        statuses[running.pop(pid)] = os.waitstatus_to_exitcode(wait_status)
-    print(json.dumps(statuses))
+            running[pid] = job["id"]
+        while running:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            print(json.dumps({"id": running.pop(pid), "status": os.waitstatus_to_exitcode(wait_status)}), flush=True)
+        if not reading and running and not waiting:
+            pid, wait_status = os.waitpid(-1, 0)  # stdin closed: wait for the last ones
+            print(json.dumps({"id": running.pop(pid), "status": os.waitstatus_to_exitcode(wait_status)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ def start(recipe, *overrides):
 def train_cli():
     """`mtnlp train RECIPE [key=value ...]` for the runs that end uninterrupted: one process for them all (each
     start-up costs seconds)."""
-    from test_hub import MtnlpSession
+    from cli_runner import CliSession
 
-    with MtnlpSession(ENV, None) as session:
+    with CliSession(ENV) as session:
         yield lambda recipe, *overrides: session("train", str(recipe), *overrides, timeout=600)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cli_runner import CliSession
 from conftest import tiny_tasks
 from hub_server import LocalHub, client_env
 from test_cli_startup import without_heavy_imports
@@ -68,80 +69,11 @@ def mtnlp(hub, tmp_path, *args, token=SECRET, stdin=None):
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, input=stdin, cwd=tmp_path)
 
 
-class MtnlpSession:
-    """`mtnlp ARGS` commands run one after another in ONE Python process (each command's start-up imports
-    cost seconds), each with its own exit status, stdout and stderr; the test may act between them."""
-
-    SCRIPT = ("import contextlib, io, json, os, sys\n{prelude}from mtnlp.cli import main\n"
-              "reply = sys.stdout\n"
-              "for line in sys.stdin:\n"
-              "    args, env = json.loads(line)\n"
-              "    for key, value in env.items():\n"
-              "        os.environ.pop(key, None) if value is None else os.environ.update({key: value})\n"
-              "    out, err = io.StringIO(), io.StringIO()\n"
-              "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
-              "        code = main(args)\n"
-              "    reply.write('RESULT ' + json.dumps([code, out.getvalue(), err.getvalue()]) + '\\n')\n"
-              "    reply.flush()\n")
-
-    def __init__(self, env: dict, cwd, prelude: str = ""):
-        import queue
-        import tempfile
-        import threading
-
-        self.log = tempfile.TemporaryFile(mode="w+")  # the process's own stderr: a pipe nobody reads could fill
-        self.proc = subprocess.Popen([sys.executable, "-c", self.SCRIPT.replace("{prelude}", prelude)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
-                                     cwd=cwd)
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def __call__(self, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-        """`mtnlp ARGS`, with `env`'s variables set first (None: unset)."""
-        import queue
-
-        self.proc.stdin.write(json.dumps([list(args), env or {}]) + "\n")
-        self.proc.stdin.flush()
-        try:
-            while (line := self.lines.get(timeout=timeout)) is not None:
-                if line.startswith("RESULT "):
-                    code, out, err = json.loads(line[len("RESULT "):])
-                    return subprocess.CompletedProcess(args, code, out, err)
-        except queue.Empty:
-            self.proc.kill()
-        self.proc.wait(timeout=60)
-        raise AssertionError(f"mtnlp {args} did not return (exit {self.proc.returncode}): {self.stderr()[-3000:]}")
-
-    def stderr(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=60)
-            if exc[0] is None:  # as a process per command would: its exit is clean too
-                assert self.proc.returncode == 0 and "Traceback" not in self.stderr(), self.stderr()[-3000:]
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self.log.close()
-
-
 @contextlib.contextmanager
 def mtnlp_session(hub, tmp_path):
-    """A function that runs `mtnlp ARGS` as mtnlp(hub, tmp_path, *ARGS, token=...) does, all in one process
-    (never a push: that one's process must not import torch)."""
-    with MtnlpSession(client_env(hub.url, tmp_path / "client", SECRET), tmp_path, FAST_RETRIES) as session:
+    """A function that runs `mtnlp ARGS` as mtnlp(hub, tmp_path, *ARGS, token=...) does, each in a process forked
+    from one that imported mtnlp once (never a push: that one's process must not import torch)."""
+    with CliSession(client_env(hub.url, tmp_path / "client", SECRET), tmp_path, FAST_RETRIES) as session:
         yield lambda *args, token=SECRET: session(*args, env={"HF_TOKEN": token})
 
 

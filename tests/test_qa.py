@@ -4,8 +4,6 @@ family's AutoModelForQuestionAnswering, the hub, and a QA head beside a classifi
 
 import json
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -534,21 +532,15 @@ def test_export_parity_with_each_familys_question_answering_class(family_encoder
 
 
 def test_hub_round_trip(qa_run, tmp_path):
+    from cli_runner import CliSession
     from hub_server import LocalHub, client_env
 
     folder, _, _ = qa_run
     inputs = write_jsonl(tmp_path / "in.jsonl", QUESTIONS)
-    # `mtnlp push` then `mtnlp predict` in one client process (a new one spends seconds importing torch)
-    code = f"""
-import contextlib, sys
-from mtnlp.cli import main
-with contextlib.redirect_stdout(sys.stderr):  # push prints the repo's address; stdout: the predictions only
-    status = main(["push", {str(folder / "run" / "model")!r}, "org/qa"])
-raise SystemExit(status or main(["predict", "org/qa", "--input", {str(inputs)!r}, "--precision", "fp32"]))
-"""
-    with LocalHub() as hub:
-        pulled = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                                env=client_env(hub.url, tmp_path / "client", "hf_token_x"), cwd=tmp_path)
+    with LocalHub() as hub, CliSession(client_env(hub.url, tmp_path / "client", "hf_token_x"), tmp_path) as mtnlp:
+        push = mtnlp("push", str(folder / "run" / "model"), "org/qa")
+        assert push.returncode == 0, push.stderr[-2000:]
+        pulled = mtnlp("predict", "org/qa", "--input", str(inputs), "--precision", "fp32")
         assert pulled.returncode == 0, pulled.stderr[-2000:]
         card = hub.repo_files("org/qa")["README.md"].decode()
     assert "pipeline_tag: question-answering" in card and "| qa | extractive_qa | (answer spans) |" in card

@@ -3,8 +3,6 @@ reading, training, evaluation, the pipeline, `mtnlp predict`, export and the hub
 
 import json
 import random
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -184,20 +182,14 @@ def test_multilabel_export_predict_and_transformers_pipeline(multilabel_run, tmp
 
 
 def test_multilabel_hub_round_trip(multilabel_run, tmp_path):
+    from cli_runner import CliSession
     from hub_server import LocalHub, client_env
 
     folder, _ = multilabel_run
-    # `mtnlp push` then `mtnlp predict` in one client process (a new one spends seconds importing torch)
-    code = f"""
-import contextlib, sys
-from mtnlp.cli import main
-with contextlib.redirect_stdout(sys.stderr):  # push prints the repo's address; stdout: the predictions only
-    status = main(["push", {str(folder / "run" / "model")!r}, "org/ml"])
-raise SystemExit(status or main(["predict", "org/ml", "pizza and guitar", "the car"]))
-"""
-    with LocalHub() as hub:
-        pulled = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                                env=client_env(hub.url, tmp_path / "client", "hf_token_x"), cwd=tmp_path)
+    with LocalHub() as hub, CliSession(client_env(hub.url, tmp_path / "client", "hf_token_x"), tmp_path) as mtnlp:
+        push = mtnlp("push", str(folder / "run" / "model"), "org/ml")
+        assert push.returncode == 0, push.stderr[-2000:]
+        pulled = mtnlp("predict", "org/ml", "pizza and guitar", "the car")
         assert pulled.returncode == 0, pulled.stderr[-2000:]
     local = MultiTaskPipeline.from_pretrained(str(folder / "run" / "model"))(["pizza and guitar", "the car"])
     remote = [json.loads(line)["predictions"] for line in pulled.stdout.splitlines()]
