@@ -26,9 +26,10 @@ $(STAMP): pyproject.toml
 demo: install
 	$(OFFLINE) $(BIN)/mtnlp train recipes/demo.yaml overwrite_output_dir=true
 
-# One worker per core; a file's tests stay on one worker (some share a costly module-level set-up).
+# One worker per core; a file's tests stay on one worker (some share a costly module-level set-up), and the
+# files go out in the order tests/conftest.py collects them (longest first).
 test: install
-	$(OFFLINE) $(BIN)/python -m pytest -n auto --dist loadfile
+	$(OFFLINE) $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -663,6 +663,8 @@ class stop_after_step_on_signal:
         if self.active:
             for s, handler in self._previous.items():
                 signal.signal(s, handler)
+        if exc[0] is not None:  # a bar left open would push the next run's bar a line down (a notebook's, say)
+            self.run.bar.close()
 
 
 def say(run: Run, text: str) -> None:

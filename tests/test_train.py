@@ -513,8 +513,24 @@ def test_evaluation_lines_start_on_a_line_of_their_own_under_the_progress_bar(ma
     shown = terminal.getvalue()
     lines = r"(step \d+: |sentiment validation: \d+ of \d+ examples are longer than max_length=8)"
     assert len(re.findall(lines, shown)) >= 3, shown
-    assert not re.search(r"[^\n\r ]" + lines, shown), shown  # each after a new line or the bar's cleared line
+    # each after a new line, the bar's cleared line, or the cursor moved up to it (a bar of another run left open)
+    assert not re.search(r"[^\n\r A]" + lines, shown) and not re.search(r"[^\x1b]\[A" + lines, shown), shown
     assert "of a pair" not in shown  # no task here reads pairs
+
+
+def test_a_run_that_fails_mid_training_leaves_no_progress_bar_open(make_recipe, monkeypatch):
+    import mtnlp.recipes.multitask
+    from tqdm import tqdm
+
+    def failing(run, task):
+        raise RuntimeError("a step that fails")
+
+    monkeypatch.setattr(mtnlp.recipes.multitask, "log_step", failing)
+    before = set(tqdm._instances)
+    with pytest.raises(RuntimeError, match="a step that fails") as failure:
+        train(load_recipe(make_recipe(training={"steps": 3})))
+    # the traceback holds the run, as a notebook or IPython keeps the last one: its bar is closed all the same
+    assert failure.traceback and set(tqdm._instances) <= before
 
 
 def test_a_log_record_holding_an_infinite_or_nan_value_stays_strict_json(tmp_path):
