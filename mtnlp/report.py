@@ -320,9 +320,7 @@ def curves_figure(run_dir: Path, main: dict[str, str]):
     train_log, history = read_jsonl(run_dir / "train_log.jsonl"), read_jsonl(run_dir / "history.jsonl")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colour = {task: colours[i % len(colours)] for i, task in enumerate(main)}
-    # margins set, not measured: tight_layout draws the figure once more to measure them (0.2 s a run)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw=dict(left=0.07, right=0.98, bottom=0.12,
-                                                                                top=0.92, wspace=0.18))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for task in main:
         if points := [(r["step"], r["loss"][task]) for r in train_log if task in r["loss"]]:
             left.plot(*zip(*points), label=task, color=colour[task])
@@ -334,4 +332,5 @@ def curves_figure(run_dir: Path, main: dict[str, str]):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # steps
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
+    fig.tight_layout()
     return fig
