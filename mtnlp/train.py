@@ -663,8 +663,8 @@ class stop_after_step_on_signal:
         if self.active:
             for s, handler in self._previous.items():
                 signal.signal(s, handler)
-        if exc[0] is not None:  # a bar left open would push the next run's bar a line down (a notebook's, say)
-            self.run.bar.close()
+        if exc[0] is not None and self.run.bar is not None:  # left open, it would push the next run's bar a line
+            self.run.bar.close()                                 # down (in a notebook, say)
 
 
 def say(run: Run, text: str) -> None:

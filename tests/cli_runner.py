@@ -8,6 +8,8 @@ each command's own stderr, as each real process would print it first. Commands s
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import json
 import os
@@ -39,9 +41,11 @@ class CliSession:
         threading.Thread(target=self._read_replies, daemon=True).start()
 
     def _read_replies(self):
-        for line in self.proc.stdout:
-            self.replies.put(json.loads(line))
-        self.replies.put(None)
+        try:
+            for line in self.proc.stdout:
+                self.replies.put(json.loads(line))
+        finally:  # the end of the session, or a line that is no reply: result() says so, with its stderr
+            self.replies.put(None)
 
     def submit(self, *argv: str, cwd=None, env: dict | None = None, stdin: str | None = None) -> int:
         job = len(self.sent)
@@ -88,9 +92,9 @@ class CliSession:
 
     def __exit__(self, *exc):
         try:
-            self.proc.stdin.close()
-            status = self.proc.wait(timeout=60)
-            if exc[0] is None:
+            if exc[0] is None:  # (after a failure: no waiting for commands still running; they are killed)
+                self.proc.stdin.close()
+                status = self.proc.wait(timeout=300)
                 assert status == 0 and "Traceback" not in self.stderr(), self.stderr()[-3000:]
         finally:
             self._kill()
@@ -107,14 +111,12 @@ def run_many(jobs: list[tuple[list[str], Path]], timeout: float = 300) -> list[s
 # ---------------------------------------------------------------- the session process
 
 
-def run_command(job: dict, scratch: str, prelude: bytes) -> int:
-    """In a forked child: run one command line as `python -m mtnlp` would; returns its exit status."""
-    import atexit
-    import traceback
-
+def run_command(job: dict, scratch: str, prelude: dict) -> None:
+    """In a forked child: run one command line as `python -m mtnlp` does, then end as an interpreter ends."""
     from mtnlp.cli import main
 
     os.chdir(job["cwd"])
+    sys.path[0] = os.getcwd()  # as `python -m` has it
     for key, value in job["env"].items():
         os.environ.pop(key, None) if value is None else os.environ.update({key: value})
     if job["stdin"] is not None:
@@ -122,7 +124,7 @@ def run_command(job: dict, scratch: str, prelude: bytes) -> int:
     os.dup2(os.open(f"{scratch}/{job['id']}.in" if job["stdin"] is not None else os.devnull, os.O_RDONLY), 0)
     for fd, suffix in ((1, "out"), (2, "err")):
         os.dup2(os.open(f"{scratch}/{job['id']}.{suffix}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-    os.write(2, prelude)
+        os.write(fd, prelude[fd])
     sys.argv = ["mtnlp", *job["argv"]]
     try:
         status = main()
@@ -133,52 +135,52 @@ def run_command(job: dict, scratch: str, prelude: bytes) -> int:
             print(e.code, file=sys.stderr)
             status = 1
     except BaseException:
-        traceback.print_exc()
+        sys.excepthook(*sys.exc_info())
         status = 1
+    # an interpreter's exit: threads joined, atexit functions, finalisers of what is garbage; all but tearing the
+    # modules down, a second of every real command's time that tells nothing
+    threading._shutdown()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    return status
+    gc.collect()
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(status)
 
 
 def serve(scratch: str, prelude_code: str) -> None:
+    # the prelude and the imports of `mtnlp train`, `evaluate`, `predict` and `export`, once; what they print is
+    # kept for each command (stdout carries the replies)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    for fd in (1, 2):
+        os.dup2(os.open(f"{scratch}/imports.{fd}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     exec(prelude_code, {})
-    # the imports of `mtnlp train`, `evaluate`, `predict` and `export`, once; what they print on stderr, kept
-    saved = os.dup(2)
-    os.dup2(os.open(f"{scratch}/imports.err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
     for module in ("mtnlp.cli", "mtnlp.evaluation", "mtnlp.pipeline", "mtnlp.recipes.multitask", "mtnlp.train"):
         importlib.import_module(module)
-
-    sys.stderr.flush()
-    os.dup2(saved, 2)
-    prelude = Path(f"{scratch}/imports.err").read_bytes()
+    sys.stdout.flush(), sys.stderr.flush()
+    for fd in (1, 2):
+        os.dup2(saved[fd], fd)
+    prelude = {fd: Path(f"{scratch}/imports.{fd}").read_bytes() for fd in (1, 2)}
 
     waiting, running, pending, reading = [], {}, b"", True
     while reading or waiting or running:
-        # requests are lines on stdin; wait for one only while nothing runs
-        if reading and select.select([0], [], [], 0.02 if waiting or running else None)[0]:
-            chunk = os.read(0, 65536)
-            reading = bool(chunk)
-            *lines, pending = (pending + chunk).split(b"\n")
-            waiting += [json.loads(line) for line in lines if line.strip()]
         while waiting and len(running) < PARALLEL:
             job = waiting.pop(0)
             pid = os.fork()
             if pid == 0:
-                status = 1
-                try:
-                    status = run_command(job, scratch, prelude)
-                finally:
-                    os._exit(status)
+                run_command(job, scratch, prelude)
             running[pid] = job["id"]
-        while running:
-            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        # requests are lines on stdin: wait for one while nothing runs, look for one between children's ends
+        if reading and select.select([0], [], [], 0.02 if running else None)[0]:
+            chunk = os.read(0, 65536)
+            reading = bool(chunk)
+            *lines, pending = (pending + chunk).split(b"\n")
+            waiting += [json.loads(line) for line in lines if line.strip()]
+        while running:  # once stdin is closed, nothing else to wait for: block until a child ends
+            pid, wait_status = os.waitpid(-1, os.WNOHANG if reading else 0)
             if pid == 0:
                 break
             print(json.dumps({"id": running.pop(pid), "status": os.waitstatus_to_exitcode(wait_status)}), flush=True)
-        if not reading and running and not waiting:
-            pid, wait_status = os.waitpid(-1, 0)  # stdin closed: wait for the last ones
-            print(json.dumps({"id": running.pop(pid), "status": os.waitstatus_to_exitcode(wait_status)}), flush=True)
+            if not reading:
+                break  # start the next one waiting
 
 
 if __name__ == "__main__":
