@@ -75,6 +75,7 @@ def one_process_checkpoint_at_its_last_step(folder: Path, encoder: str) -> dict:
     saved = checkpoint(run)
     assert json.loads((saved / "rank-0.json").read_text())["loss_log"]["counts"]
     release_run_folder(run.lock)  # this process's run ends here (it held its folder: the launched one is refused)
+    run.bar.close()
     return {"recipe": str(recipe), "out": str(folder), "overrides": [f"training.resume_from={saved}"]}
 
 
