@@ -2,8 +2,9 @@
 
 A CliSession is one process that imports what the commands import, then runs each command line it is sent in a
 child forked from it: `mtnlp.cli.main` with that argv, in that folder, with that stdin, its stdout, stderr and exit
-status its own, as from `python -m mtnlp`. Whatever the imports print on stderr (a library's warning) is put before
-each command's own stderr, as each real process would print it first. Commands sent together run two at a time.
+status its own, as from `python -m mtnlp`. Whatever the imports print (a library's warning) is put before each
+command's own stdout and stderr, as each real process would print it first. Commands sent together (run_many) run
+two at a time.
 """
 
 from __future__ import annotations
@@ -101,11 +102,6 @@ class CliSession:
             self.proc.wait()
             self.log.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-def run_many(jobs: list[tuple[list[str], Path]], timeout: float = 300) -> list[subprocess.CompletedProcess]:
-    with CliSession() as session:
-        return session.run_many(jobs, timeout)
 
 
 # ---------------------------------------------------------------- the session process

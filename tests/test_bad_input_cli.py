@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 import yaml
-from cli_runner import run_many
+from cli_runner import CliSession
 from conftest import DATA
 
 TIMEOUT = 300
@@ -486,7 +486,8 @@ def results(request, make_recipe, tmp_path, tiny_encoder):
             folder.mkdir()
             argv, where, fragments = case.setup(Ctx(make_recipe, folder, tiny_encoder, model))
             jobs.append((case, argv, where, fragments, folder))
-        procs = run_many([(argv, folder) for _, argv, _, _, folder in jobs], timeout=TIMEOUT)
+        with CliSession() as session:
+            procs = session.run_many([(argv, folder) for _, argv, _, _, folder in jobs], timeout=TIMEOUT)
         for (case, argv, where, fragments, _), proc in zip(jobs, procs):
             case.result.update(argv=argv, where=where, fragments=fragments, proc=proc)
     return BY_ID
