@@ -134,6 +134,11 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         optimizer.load_state_dict(log_variances_per_task(optimizer_state, optimizer))
     except (RuntimeError, ValueError) as e:
+        saved, now = optimizer_state["param_groups"], optimizer.param_groups
+        if len(saved) + 2 == len(now) and sum(len(g["params"]) for g in saved) == sum(len(g["params"]) for g in now):
+            raise UserError(f"{folder}: written by an mtnlp before training.head_lr, whose optimizer grouped the same "
+                            f"parameters in {len(saved)} groups, not {len(now)}: resume it with that mtnlp, or start a "
+                            f"new run from its model (model.init_from={folder.parent.parent / 'model'})") from None
         raise UserError(f"{folder}: written by a run with other tasks or methods (mtl.sharing, mtl.weighting, heads); "
                         f"resume it with the recipe it was started with ({str(e).splitlines()[0][:120]})") from None
     if scaler is not None and (folder / "scaler.json").exists():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from pydantic import ValidationError
 
 from .errors import UserError
 from .evaluation import evaluate_split, main_metric, majority_baseline
@@ -36,19 +37,21 @@ def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
 
 def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[str]:
     """Resuming a run in its folder at `step`: recipe.yaml becomes the resumed run's (e.g. more steps, another
-    lr). The recipe that trained up to `step` - that of a recipe.before-step-M.yaml with M >= step, the
-    earliest, or else recipe.yaml - is kept as recipe.before-step-{step}.yaml if it said otherwise (later ones
-    go: their steps are trained again). Returns what differs from it ("key: old -> new"), training.steps aside
+    lr). The recipe that trained up to `step` (recipe_that_trained) is kept as recipe.before-step-{step}.yaml
+    if it said otherwise (later ones go: their steps are trained again). Returns what differs from it ("key: old -> new"), training.steps aside
     (the resume says what it does with them); where the run's folder is (moved) is no setting."""
-    path = run_dir / "recipe.yaml"
-    later = sorted(replaced_recipes(run_dir, after=step - 1), key=lambda p: p.name)
-    old = later[0].read_text() if later else path.read_text() if path.exists() else None
-    for replaced in later:
+    trained = recipe_that_trained(run_dir, step)
+    old = trained.read_text() if trained else None
+    for replaced in replaced_recipes(run_dir, after=step - 1):
         replaced.unlink()
     write_recipe(run_dir, recipe, precision)
 
     def settings(text):  # with the precision the first line says was used (auto may resolve otherwise now)
         resolved = yaml.safe_load(text) or {}
+        try:  # keys added since an older mtnlp wrote it: at their defaults, which are how it trained
+            resolved = to_dict(Recipe.model_validate(resolved))
+        except ValidationError:
+            pass
         resolved.get("training", {}).pop("resume_from", None)
         for key in ("output_dir", "overwrite_output_dir"):  # where the run's folder is (it may have moved)
             resolved.pop(key, None)
@@ -56,7 +59,7 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[s
         resolved["precision used"] = used and used.group(1)
         return dict(flat(resolved))
 
-    was, now = (settings(old) if old is not None else None), settings(path.read_text())
+    was, now = (settings(old) if old is not None else None), settings((run_dir / "recipe.yaml").read_text())
     if was is None or was == now:
         return []
     (run_dir / f"recipe.before-step-{step:06d}.yaml").write_text(old)
@@ -77,6 +80,24 @@ def flat(tree: dict, prefix: str = ""):
             yield from flat(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def recipe_that_trained(run_dir: Path, step: int) -> Path | None:
+    """The recipe file that trained the run in `run_dir` up to `step`: the earliest recipe.before-step-M.yaml
+    with M >= step, or else recipe.yaml (None: neither is there)."""
+    later = sorted(replaced_recipes(run_dir, after=step - 1), key=lambda p: p.name)
+    path = run_dir / "recipe.yaml"
+    return later[0] if later else path if path.exists() else None
+
+
+def planned_steps(run_dir: Path, step: int) -> int | None:
+    """training.steps of the recipe that trained the run in `run_dir` up to `step` (None: not known)."""
+    trained = recipe_that_trained(run_dir, step)
+    try:
+        steps = yaml.safe_load(trained.read_text())["training"]["steps"]
+    except (AttributeError, OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return steps if isinstance(steps, int) else None
 
 
 def replaced_recipes(run_dir: Path, after: int = -1) -> list[Path]:

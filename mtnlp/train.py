@@ -288,9 +288,11 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     run.gradient.load_state_dict_json(state.get("gradient", {}))
     run.log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record
     run.progress = Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})
+    if "steps" not in state:  # a checkpoint of an mtnlp before 12-04 did not record its run's steps: its recipe did
+        state["steps"] = report.planned_steps(folder.parent.parent, state["step"]) or t.steps
     # stopped by early stopping (a checkpoint written before that was recorded: it ended before its steps), and
     # still so by this recipe's patience: a larger one trains on
-    ended = state.get("ended_early", state["step"] < state.get("steps", t.steps))
+    ended = state.get("ended_early", state["step"] < state["steps"])
     patience = t.early_stopping_patience
     run.progress.ended_early = ended and patience is not None and run.progress.bad_evals >= patience
     rule = run.progress.selected_by  # scores of two rules do not compare: the kept model would be the wrong one
@@ -330,7 +332,7 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     if stopped_early(run) and step < t.steps:
         accelerator.print(f"the run had stopped early (no improvement in {plural(run.progress.bad_evals, 'evaluation')}): nothing "
                           "to train; a larger training.early_stopping_patience trains on")
-    if state.get("steps", t.steps) != t.steps:  # the schedule's decay is stretched (or shortened) from here
+    if state["steps"] != t.steps:  # the schedule's decay is stretched (or shortened) from here
         accelerator.print(f"training.steps: {t.steps} (the checkpoint's run: {state['steps']}); the learning "
                           f"rate follows the schedule for {t.steps} steps: {run.scheduler.get_last_lr()[0]:.3g} at "
                           f"step {step}")
@@ -553,8 +555,10 @@ def finish(run: Run) -> TrainResult:
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
     kept = run_dir / "model" / "config.json"
     # a run resumed from another run's checkpoint, or from an older one, may have no model of its best step
-    saved = (json.loads(kept.read_text()).get("mtnlp") or {}).get("step", run.progress.best_step) if kept.exists() else -1
+    saved = (json.loads(kept.read_text()).get("mtnlp") or {}).get("step") if kept.exists() else -1
     best_checkpoint = checkpoint_of_step(run, run.progress.best_step) if saved != run.progress.best_step else None
+    if saved is None and best_checkpoint is None:  # model/ of an mtnlp before 12-03, which did not record its step:
+        saved = run.progress.best_step  # the best, as then, unless the best step's checkpoint is there to restore
     accelerator.wait_for_everyone()  # every rank has read model/ before rank 0 may rewrite it
     if best_checkpoint is not None:  # e.g. resumed from the best step's checkpoint, a worse model saved since
         if accelerator.is_main_process:

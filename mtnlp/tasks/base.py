@@ -257,10 +257,12 @@ def is_words_input(value) -> bool:
 
 def reads_text(spec: dict, pair: bool) -> bool:
     """Whether a task (its config entry) reads a text pair (`pair`) or a single text: a text head reads the
-    form it was trained on (config `text_pair`), both when saved without it; a type with its own inputs neither."""
+    form it was trained on (config `text_pair`), both when a text head was saved without it; a type with its own
+    inputs neither."""
     from . import task_type
 
-    return not task_type(spec["type"]).input_fields and spec.get("text_pair", pair) == pair
+    kind = task_type(spec["type"])  # a tagging head was only ever trained on single texts, recorded or not
+    return not kind.input_fields and spec.get("text_pair", False if kind.token_level else pair) == pair
 
 
 def example_input(spec: dict):
