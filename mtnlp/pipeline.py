@@ -12,7 +12,9 @@ sequence heads then read the whole text, as training did. Batches are padded on 
 from __future__ import annotations
 
 import numbers
+import threading
 import warnings
+from collections.abc import Iterable, Mapping, Set
 
 import numpy as np
 import regex
@@ -58,6 +60,9 @@ class MultiTaskPipeline:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+        # a fast tokenizer keeps its truncation and padding as state that every call sets: calls from two threads
+        # at once would encode with each other's (texts left uncut past max_length)
+        self._lock = threading.Lock()
         if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral)
                                        or max_length < 8):  # a recipe's minimum too
             raise ValueError(f"max_length must be an integer of at least 8, got {max_length!r}")
@@ -94,7 +99,9 @@ class MultiTaskPipeline:
         each must read every input, else every head asked that reads an input answers it
         (tasks.base.answering_tasks). serve checks each request so, then asks for their union, not strict."""
         single = isinstance(inputs, (str, dict))
-        if not single and not isinstance(inputs, (list, tuple)):
+        # any sequence of them: a list, a generator, a datasets column, a pandas Series, a numpy array (not a set:
+        # the answers are in the inputs' order)
+        if not single and (not isinstance(inputs, Iterable) or isinstance(inputs, (Mapping, Set, bytes))):
             raise TypeError(f"inputs: expected a text, a dict or a list of those, got {type(inputs).__name__}")
         values = [inputs] if single else list(inputs)
         strict = tasks is not None if strict is None else strict
@@ -125,16 +132,17 @@ class MultiTaskPipeline:
             texts.setdefault(tuple(takers), {})[i] = (value, None) if isinstance(value, str) \
                 else (value["words"], None) if is_words_input(value) else (value["text"], value.get("text_pair"))
         truncated = []  # (input index, the heads that read it, whether it is a pair)
-        for heads, items in texts.items():  # e.g. the single-text heads' texts, and the pair heads' pairs
-            cut = self._text_heads(items, list(heads), return_all_scores, results)
-            truncated += [(i, heads, items[i][1] is not None) for i in cut]
-        for t, idx in own.items():
-            if not idx:
-                continue
-            predictions, cut = kinds[t].pipeline(self, t, [values[i] for i in idx], return_all_scores)
-            for i, prediction in zip(idx, predictions):
-                results[i][t] = prediction
-            truncated += [(idx[k], (t,), False) for k in cut]
+        with self._lock:
+            for heads, items in texts.items():  # e.g. the single-text heads' texts, and the pair heads' pairs
+                cut = self._text_heads(items, list(heads), return_all_scores, results)
+                truncated += [(i, heads, items[i][1] is not None) for i in cut]
+            for t, idx in own.items():
+                if not idx:
+                    continue
+                predictions, cut = kinds[t].pipeline(self, t, [values[i] for i in idx], return_all_scores)
+                for i, prediction in zip(idx, predictions):
+                    results[i][t] = prediction
+                truncated += [(idx[k], (t,), False) for k in cut]
         if truncated:
             warnings.warn(truncation_warning(truncated, self.tasks, self.max_length), stacklevel=2)
         return results[0] if single else results

@@ -667,8 +667,10 @@ class stop_after_step_on_signal:
         if self.active:
             for s, handler in self._previous.items():
                 signal.signal(s, handler)
-        if exc[0] is not None and self.run.bar is not None:  # left open, it would push the next run's bar a line
-            self.run.bar.close()                                 # down (in a notebook, say)
+        if exc[0] is not None:  # the run ends here (a second Ctrl-C, an error): in a notebook, say, the process lives on
+            if self.run.bar is not None:  # left open, it would push the next run's bar a line down
+                self.run.bar.close()
+            release_run_folder(self.run.lock)  # else another process is told a run trains there
 
 
 def say(run: Run, text: str) -> None:

@@ -131,6 +131,51 @@ def test_a_plain_encoder_is_not_a_multi_task_model(tiny_encoder):
         MultiTaskPipeline.from_pretrained(tiny_encoder)
 
 
+def rounded(value):
+    """Predictions with their scores to 4 decimals: equal when only float noise differs."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    return [rounded(v) for v in value] if isinstance(value, list) else value
+
+
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+def test_one_pipeline_called_from_several_threads_answers_each_call_as_alone(model_dir):
+    """A fast tokenizer's truncation and padding are state that each call sets: threads in one pipeline at once
+    encoded with each other's (long texts tagged past max_length, a batch left unpadded)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    lists = [[t for t in TEXTS if t.strip()], [" ".join(f"w{i}" for i in range(n)) for n in range(60, 100, 8)]]
+    alone = [rounded(pipe(texts)) for texts in lists]
+    assert all(len(r["pos"]) < 60 for r in alone[1])  # cut at max_length
+
+    def calls(which):
+        return [rounded(pipe(lists[which])) for _ in range(40)]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(calls, [0, 1, 0, 1]))
+    for which, results in zip([0, 1, 0, 1], answers):
+        assert all(result == alone[which] for result in results)
+
+
+def test_any_sequence_of_inputs_is_answered_as_a_list_of_them(model_dir):
+    """A generator, a datasets column, a numpy array: as transformers' pipelines take them."""
+    import datasets
+    import numpy as np
+
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    texts = TEXTS[:3]
+    alone = rounded(pipe(texts))
+    assert rounded(pipe(t for t in texts)) == alone
+    assert rounded(pipe(datasets.Dataset.from_dict({"text": texts})["text"])) == alone
+    assert rounded(pipe(np.array(texts))) == alone
+    for value, name in (({"a", "b"}, "set"), (b"text", "bytes"), (7, "int")):  # a set has no order to answer in
+        with pytest.raises(TypeError, match=f"^inputs: expected a text, a dict or a list of those, got {name}$"):
+            pipe(value)
+
+
 def test_empty_and_long_texts(model_dir):
     pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
     empty = pipe("")

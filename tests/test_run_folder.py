@@ -39,6 +39,20 @@ def test_a_run_stopped_by_a_signal_lets_go_of_its_folder(make_recipe, tmp_path):
     hold_in_another_process(tmp_path / "run").kill()  # it could hold the folder
 
 
+def test_a_run_ended_by_an_error_in_its_loop_lets_go_of_its_folder(make_recipe, tmp_path, monkeypatch):
+    """A notebook's run that raised (a second Ctrl-C, a callback's error): the process lives on, and another
+    one may train into the folder; nothing is training there."""
+    import mtnlp.recipes.multitask
+
+    def failing(run, task):
+        raise KeyboardInterrupt  # as a second Ctrl-C raises it
+
+    monkeypatch.setattr(mtnlp.recipes.multitask, "log_step", failing)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_recipe(make_recipe(training={"steps": 3})))
+    hold_in_another_process(tmp_path / "run").kill()  # it could hold the folder
+
+
 def test_a_second_run_into_a_folder_a_run_is_training_in_is_refused(make_recipe, tmp_path):
     """Two runs into one folder mixed their checkpoints and logs (one crashed); `overwrite_output_dir` deleted
     the live run's checkpoint files under it."""
