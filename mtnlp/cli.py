@@ -22,6 +22,13 @@ from . import __version__
 from .errors import require
 
 RANK_ERROR_DELAY = 5.0  # seconds a process of rank > 0 waits before it reports a mistake (guarded)
+# what to lower when a command runs out of memory (a GPU's, most often)
+OUT_OF_MEMORY = {
+    "train": "lower training.batch_size or training.eval_batch_size (training.grad_accum keeps the batch's size) "
+             "or model.max_length, or set training.gradient_checkpointing: true",
+    "evaluate": "lower training.eval_batch_size=N or model.max_length=N",
+    "predict": "lower --batch-size",
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         parsers[args.command].error(f"unrecognized arguments: {' '.join(dashed or extra)}{hint}")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,
                 "recipes": cmd_recipes, "export": cmd_export, "serve": cmd_serve}
-    return guarded(lambda: commands[args.command](args), args.debug)
+    return guarded(lambda: commands[args.command](args), args.debug, args.command)
 
 
 def run_recipe(train, argv: list[str] | None = None) -> int:
@@ -145,7 +152,7 @@ def run_recipe(train, argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. training.lr=3e-5")
     args = parser.parse_intermixed_args(argv)  # overrides before, between and after the options
     args.recipe = args.config
-    return guarded(lambda: train_recipe(train, args), args.debug)
+    return guarded(lambda: train_recipe(train, args), args.debug, "train")
 
 
 def launcher_rank() -> int:
@@ -163,8 +170,9 @@ def close_progress_bars() -> None:
             bar.close()
 
 
-def guarded(command, debug: bool) -> int:
-    """Run a command: a user's mistake is one `error:` line and exit status 2, a signal 128 + its number."""
+def guarded(command, debug: bool, name: str = "") -> int:
+    """Run the command `name`: a user's mistake is one `error:` line and exit status 2, what the machine lacks
+    (disk, memory) one line and status 1, a signal 128 + its number."""
     from .errors import UserError
 
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
@@ -193,11 +201,28 @@ def guarded(command, debug: bool) -> int:
         close_progress_bars()
         print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 1
+    except (RuntimeError, MemoryError) as e:
+        if debug or not out_of_memory(e):
+            raise
+        close_progress_bars()
+        said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        said = re.sub(r"^\[enforce fail at [^]]*\] err == 0\. ", "", said)  # where in torch's C++ it was met
+        said = said if len(said) <= 160 else said[:157] + "..."  # CUDA's runs on with advice on its allocator
+        print(f"error: out of memory ({said}): {OUT_OF_MEMORY.get(name, 'free memory or use a larger machine')}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:  # training has said where its checkpoint is
         signum = getattr(e, "signum", signal.SIGINT)
         if signum == signal.SIGINT and launcher_rank() == 0:  # said once under a launcher
             print("interrupted", file=sys.stderr)
         return 128 + signum
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says that memory ran out: a GPU's (torch.OutOfMemoryError), the CPU allocator's, Python's."""
+    torch = sys.modules.get("torch")  # (not imported: the error is not torch's)
+    return isinstance(error, MemoryError) or (torch is not None and isinstance(error, torch.OutOfMemoryError)) \
+        or "DefaultCPUAllocator: can't allocate memory" in str(error)
 
 
 def quiet_libraries(with_datasets: bool = True) -> None:

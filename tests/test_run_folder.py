@@ -226,6 +226,58 @@ def test_a_full_disk_or_a_read_only_folder_is_one_line_and_status_1(capsys):
         guarded(full, debug=True)
 
 
+def test_running_out_of_memory_is_one_line_saying_what_to_lower_and_status_1(capsys):
+    """A GPU's out-of-memory error (the one GPU users meet most), the CPU allocator's, Python's; any other
+    RuntimeError is a bug, with its traceback."""
+    from mtnlp.cli import guarded
+
+    def raising(error):
+        def command():
+            raise error
+        return command
+
+    try:
+        torch.empty(2 ** 50)
+    except RuntimeError as e:
+        cpu = e
+    gpu = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 "
+                                 "GiB of which 1.21 GiB is free. Including non-PyTorch memory, this process has 14.56 "
+                                 "GiB memory in use. Of the allocated memory 13.9 GiB is allocated by PyTorch")
+    assert guarded(raising(gpu), debug=False, name="train") == 1
+    assert capsys.readouterr().err == (
+        "error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB "
+        "of which 1.21 GiB is free. Including non-PyTorch memory, this process...): lower "
+        "training.batch_size or training.eval_batch_size (training.grad_accum keeps the batch's size) or "
+        "model.max_length, or set training.gradient_checkpointing: true\n")
+    assert guarded(raising(cpu), debug=False, name="predict") == 1
+    assert capsys.readouterr().err == (f"error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried "
+                                       f"to allocate {2 ** 52} bytes. Error code 12 (Cannot allocate memory)): lower "
+                                       "--batch-size\n")
+    assert guarded(raising(MemoryError()), debug=False, name="evaluate") == 1
+    assert capsys.readouterr().err == "error: out of memory (MemoryError): lower training.eval_batch_size=N or " \
+                                      "model.max_length=N\n"
+    with pytest.raises(torch.OutOfMemoryError):
+        guarded(raising(gpu), debug=True, name="train")
+    with pytest.raises(RuntimeError, match="^a bug$"):
+        guarded(raising(RuntimeError("a bug")), debug=False, name="train")
+
+
+def test_a_training_step_that_runs_out_of_memory_ends_mtnlp_train_in_one_line(make_recipe, monkeypatch, capsys):
+    import mtnlp.recipes.multitask
+    from mtnlp.cli import main
+
+    def step(run):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB.")
+
+    monkeypatch.setattr(mtnlp.recipes.multitask, "train_step", step)
+    assert main(["train", str(make_recipe(training={"steps": 3}))]) == 1
+    err = capsys.readouterr().err
+    assert err.endswith("\nerror: out of memory (CUDA out of memory. Tried to allocate 20.00 MiB.): lower "
+                        "training.batch_size or training.eval_batch_size (training.grad_accum keeps the batch's size) "
+                        "or model.max_length, or set training.gradient_checkpointing: true\n"), err
+    assert "Traceback" not in err
+
+
 def test_a_command_started_with_stdout_closed_runs(monkeypatch):
     """`mtnlp ... >&-` (cron, daemons): Python's sys.stdout is None; flushing it was an AttributeError."""
     import sys
