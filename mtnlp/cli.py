@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 import time
@@ -176,6 +177,10 @@ def guarded(command, debug: bool, name: str = "") -> int:
     from .errors import UserError
 
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
+    for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii: a label or a dash it cannot encode
+        if stream is not None and not writes_unicode(stream):  # must not fail a run that is done
+            with contextlib.suppress(AttributeError, ValueError):
+                stream.reconfigure(errors="backslashreplace")
     if sys.stdout is None:  # started with stdout closed (`>&-`): what is printed goes nowhere
         sys.stdout = open(os.devnull, "w")
     try:
@@ -195,12 +200,13 @@ def guarded(command, debug: bool, name: str = "") -> int:
     except BrokenPipeError:  # `mtnlp predict ... | head -1`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own flush at exit would fail too)
         return 128 + signal.SIGPIPE
-    except OSError as e:  # the machine's, not the user's: a full disk, a read-only or forbidden folder, EIO
-        if debug or e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO):
+    except OSError as e:  # the machine's (a full disk, a read-only or forbidden folder, EIO), or a path the user gave
+        machine = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+        if debug or not (machine or e.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR)):
             raise
         close_progress_bars()
         print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
-        return 1
+        return 1 if machine else 2
     except (RuntimeError, MemoryError) as e:
         if debug or not out_of_memory(e):
             raise
@@ -216,6 +222,11 @@ def guarded(command, debug: bool, name: str = "") -> int:
         if signum == signal.SIGINT and launcher_rank() == 0:  # said once under a launcher
             print("interrupted", file=sys.stderr)
         return 128 + signum
+
+
+def writes_unicode(stream) -> bool:
+    """Whether `stream` encodes every character (UTF-8, UTF-16, ...)."""
+    return (getattr(stream, "encoding", None) or "utf-8").lower().replace("_", "-").startswith("utf")
 
 
 def out_of_memory(error: BaseException) -> bool:
@@ -372,11 +383,13 @@ def cmd_evaluate(args) -> int:
     if chosen.warning:
         option = "--precision" if args.precision else "training.mixed_precision"
         warnings.warn(f"{option}: {chosen.warning}", stacklevel=1)
+    if output is None:  # beside the model (a hub id's: here); said now, not after the evaluation
+        output = Path(args.model) / f"eval-{args.split}.json" if Path(args.model).is_dir() else Path(f"eval-{args.split}.json")
+        if not os.access(output.parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+            raise UserError(f"{output}: cannot write the results here (a read-only folder?): give --output FILE")
     by_label = {}
     results = evaluate_split(model, tokenizer, tasks, metrics, args.split, recipe.training.eval_batch_size,
                              chosen.autocast, say=lambda note: warnings.warn(note, stacklevel=1), by_label=by_label)
-    if output is None:
-        output = Path(args.model) / f"eval-{args.split}.json" if Path(args.model).is_dir() else Path(f"eval-{args.split}.json")
     try:  # before the table: a reader that closes stdout (| head) must not cost the results
         output.write_text(json.dumps(finite({"tasks": {n: {args.split: v} for n, v in results.items()},  # NaN: null
                                              "per_label": {n: {args.split: v} for n, v in by_label.items()}}),
@@ -504,7 +517,7 @@ def cmd_predict(args) -> int:
         if output:
             stack.enter_context(out)
         for (_, _, line_object), result in zip(given, results):
-            out.write(json.dumps({**line_object, "predictions": result}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({**line_object, "predictions": result}, ensure_ascii=not writes_unicode(out)) + "\n")
     return 0
 
 
@@ -558,7 +571,8 @@ def absolute_data_dir(text: str, folder: Path) -> str:
     """A recipe's text with a relative `data_dir:` that exists beside `folder` made absolute."""
     def absolute(match):
         where = (folder / match.group(2)).resolve()
-        return f"{match.group(1)}{where}  # the packaged recipe's data (mtnlp recipes copy)" if where.is_dir() else match.group(0)
+        quoted = json.dumps(str(where), ensure_ascii=False)  # a YAML string whatever the folder holds (" #", ": ")
+        return f"{match.group(1)}{quoted}  # the packaged recipe's data (mtnlp recipes copy)" if where.is_dir() else match.group(0)
 
     return re.sub(r"^(data_dir:\s*)([^\s#/~][^\s#]*).*$", absolute, text, count=1, flags=re.MULTILINE)
 
@@ -572,6 +586,10 @@ def cmd_export(args) -> int:
         raise UserError("export: give one --task NAME (a plain transformers model holds one head), or --onnx"
                         + (f" (--task was given {len(args.task)} times)" if args.task else ""))
     out = Path(args.out).expanduser()
+    from .folders import broken_link, is_onnx_folder, writing
+
+    if problem := broken_link(out):
+        raise UserError(f"export: {problem}")
     if out.exists() and not out.is_dir():
         raise UserError(f"export: {args.out} is a file; name a folder to write")
     def not_empty(ours=None) -> bool:  # (an export killed mid-way leaves its .tmp-export-PID: not counted)
@@ -579,7 +597,6 @@ def cmd_export(args) -> int:
 
     if not_empty():  # the model's own folder, an earlier export, ...
         raise UserError(f"export: {args.out} is not empty; name a new or empty folder (export never overwrites)")
-    from .folders import is_onnx_folder, writing
 
     if is_onnx_folder(args.model):
         raise UserError(f"export: {args.model} is an ONNX export; export reads a PyTorch model folder or hub id")
@@ -616,13 +633,13 @@ def cmd_export(args) -> int:
         else:
             os.replace(tmp, out)
     if args.onnx:
-        print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {args.out} ...")
+        print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {shlex.quote(args.out)} ...")
         return 0
     print(f"wrote {args.out}")
     from .tasks import task_type
 
     if task_type(model.config.tasks[args.task[0]]["type"]).head_kind == "token":  # word pieces past the first are untrained
-        print(f'use it with pipeline("token-classification", model="{args.out}", aggregation_strategy="first")')
+        print(f'use it with pipeline("token-classification", model={json.dumps(args.out, ensure_ascii=False)}, aggregation_strategy="first")')
     return 0
 
 

@@ -417,7 +417,7 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
         result = dataset.map(encode_with_length, batched=True, cache_file_name=str(cache_file), new_fingerprint=key,
                              remove_columns=remove, num_proc=num_proc, desc="tokenizing")
     except OSError as e:
-        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
             raise UserError(f"{cache_dir()}: the tokenised data is cached here, and it cannot be written "
                             f"({e.strerror}): set HF_DATASETS_CACHE (or HF_HOME) to a folder you can write") from None
         raise

@@ -19,6 +19,17 @@ PACKAGED = {
 }
 
 
+def save_tokenizer(tokenizer, folder) -> None:
+    """tokenizer.save_pretrained(folder) without the truncation and padding its last call left in a fast tokenizer
+    (tokenizer.json keeps them): they depended on whether this process tokenised (a warm cache: not), and the
+    `tokenizers` library, as Rust and ONNX deployments read the file, would apply them to every text."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    tokenizer.save_pretrained(folder)
+
+
 def resolve_encoder(name: str) -> str:
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())

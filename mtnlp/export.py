@@ -16,6 +16,7 @@ from pathlib import Path
 import transformers
 from transformers import AutoConfig
 
+from .encoders import save_tokenizer
 from .errors import UserError
 from .folders import weights_readable_as_umask
 from .modeling import MultiTaskModel
@@ -69,5 +70,5 @@ def export_folder(model: MultiTaskModel, tokenizer, task: str, out: str | Path) 
     trained = (model.config.mtnlp or {}).get("max_length")
     if trained:  # truncation=True (transformers' pipelines) then cuts where training and mtnlp predict do
         tokenizer.model_max_length = tokenizer.init_kwargs["model_max_length"] = trained
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     return Path(out)

@@ -112,6 +112,22 @@ def release_run_folder(run_dir: Path | None) -> None:
         f.close()
 
 
+def broken_link(path: Path) -> str | None:
+    """What is wrong when `path`, or a folder above it, is a symbolic link that leads nowhere (a scratch disk not
+    mounted, a target removed, a loop); None when none is."""
+    for link in (path, *path.parents):
+        if link.is_symlink() and not link.exists():
+            try:
+                link.resolve(strict=True)
+                what = "which cannot be followed"
+            except FileNotFoundError:
+                what = "which does not exist"
+            except (RuntimeError, OSError):  # (Python 3.13: OSError ELOOP)
+                what = "a loop of symbolic links"
+            return f"{link} is a symbolic link to {os.readlink(link)}, {what}"
+    return None
+
+
 def is_onnx_folder(name) -> bool:
     return (Path(name).expanduser() / ONNX_FILE).is_file()
 

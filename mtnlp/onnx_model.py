@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from .encoders import save_tokenizer
 from .errors import UserError, require
 from .folders import ONNX_FILE
 from .modeling import MultiTaskConfig, MultiTaskModel
@@ -109,7 +110,7 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     config.tasks = {t: model.config.tasks[t] for t in tasks}
     config.mtnlp = {**(config.mtnlp or {}), "onnx": {"tasks": tasks, "quantize": quantize}}
     config.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     return out
 
 

@@ -723,6 +723,10 @@ def check_training_paths(recipe: Recipe) -> None:
         require("tensorboard", "tensorboard", f"{recipe.where('training.report_to')}: training.report_to: tensorboard")
     if not source and is_local_path(encoder) and not Path(encoder).is_dir():
         fail("model.encoder", f"{encoder}: " + ("a file, not a folder" if Path(encoder).exists() else "folder not found"))
+    from .folders import broken_link
+
+    if problem := broken_link(run_dir):
+        fail("output_dir", problem)
     for folder in (run_dir, *run_dir.parents):
         if folder.exists() and not folder.is_dir():
             fail("output_dir", f"{folder} is a file, not a folder")

@@ -15,6 +15,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
+from .encoders import save_tokenizer
 from .errors import UserError
 from .evaluation import evaluate_split, main_metric, majority_baseline
 from .folders import RUN_OUTPUTS, writing
@@ -172,7 +173,7 @@ def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -
     shutil.rmtree(tmp, ignore_errors=True)
     with writing(tmp):
         model.save_pretrained(tmp, state_dict=state_dict)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
     # nothing else of the old folder comes along: its card, curves and eval-SPLIT.json describe the old weights
     # (finish writes the card again)
     shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,144 @@
+"""The machines users have: output folders behind symbolic links, over-long names, caches under a file, a
+terminal that is not UTF-8, a read-only model folder, installations in folders with odd names."""
+
+import io
+import json
+import os
+import sys
+
+import pytest
+import yaml
+from conftest import FOUR_TASKS, save_model, tiny_tasks
+from transformers import AutoTokenizer
+
+from mtnlp.cli import absolute_data_dir, main
+from mtnlp.errors import UserError
+from mtnlp.recipe import check_training_paths, load_recipe
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_encoder):
+    return save_model(tmp_path_factory.mktemp("env-model"), tiny_encoder, FOUR_TASKS)
+
+
+def last_error(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_an_output_dir_behind_a_link_that_leads_nowhere_is_a_recipe_error(make_recipe, tmp_path):
+    """A scratch disk not mounted, a target removed: the run was refused only after the data was read, with
+    a FileExistsError traceback."""
+    (tmp_path / "scratch").symlink_to(tmp_path / "not-mounted")
+    recipe = make_recipe()
+    with pytest.raises(UserError, match=f": output_dir: {tmp_path / 'scratch'} is a symbolic link to "
+                                        f"{tmp_path / 'not-mounted'}, which does not exist$"):
+        check_training_paths(load_recipe(recipe, [f"output_dir={tmp_path / 'scratch' / 'run'}"]))
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(UserError, match=f": output_dir: {tmp_path / 'a'} is a symbolic link to {tmp_path / 'b'}, "
+                                        "a loop of symbolic links$"):
+        check_training_paths(load_recipe(recipe, [f"output_dir={tmp_path / 'a'}"]))
+
+
+def test_export_into_a_link_that_leads_nowhere_is_refused_before_the_export(model_dir, tmp_path, capsys):
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    assert main(["export", str(model_dir), "--task", "ner", str(tmp_path / "out")]) == 2
+    assert last_error(capsys) == f"error: export: {tmp_path / 'out'} is a symbolic link to {tmp_path / 'gone'}, " \
+                                 "which does not exist"
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_printed_command_naming_a_folder_with_spaces_can_be_copied(model_dir, tmp_path, capsys):
+    import shlex
+
+    out = tmp_path / "my exports" / "onnx 'model'"
+    assert main(["export", str(model_dir), "--onnx", str(out)]) == 0
+    command = capsys.readouterr().out.strip().split(": ", 1)[1]
+    assert shlex.split(command) == ["mtnlp", "predict", str(out), "..."]
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "{model}", "a text", "--output", "{long}"],
+    ["recipes", "copy", "demo", "{long}"],
+    ["predict", "{long}", "a text"],
+])
+def test_a_file_name_longer_than_the_file_system_takes_is_one_line_and_status_2(model_dir, tmp_path, capsys, argv):
+    long = str(tmp_path / ("a" * 300))
+    assert main([a.format(model=model_dir, long=long) for a in argv]) == 2
+    error = last_error(capsys)
+    assert error.startswith("error: ") and "a" * 300 in error, error
+
+
+def test_a_cache_folder_under_a_file_is_a_recipe_error_naming_the_variable(make_recipe, tmp_path, monkeypatch, capsys):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "afile" / "hf"))
+    assert main(["train", str(make_recipe(training={"steps": 1}))]) == 2
+    assert last_error(capsys) == f"error: {tmp_path / 'afile' / 'hf' / 'mtnlp'}: the tokenised data is cached here, " \
+                                 "and it cannot be written (Not a directory): set HF_DATASETS_CACHE (or HF_HOME) to " \
+                                 "a folder you can write"
+
+
+def ascii_terminal(monkeypatch):
+    """stdout and stderr as under PYTHONIOENCODING=ascii (or a Windows console's code page)."""
+    out, err = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="ascii"))
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, encoding="ascii"))
+
+    def said():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return out.getvalue().decode("ascii"), err.getvalue().decode("ascii")
+    return said
+
+
+def test_a_terminal_that_is_not_utf8_gets_escapes_not_a_failed_command(model_dir, make_recipe, monkeypatch):
+    """A run that was done failed on the dash of "best step N — metrics"; predict on a text it cannot print."""
+    said = ascii_terminal(monkeypatch)
+    assert main(["predict", str(model_dir), "Zürich — 中文 😀"]) == 0
+    out, _ = said()
+    assert json.loads(out.splitlines()[-1])["text"] == "Zürich — 中文 😀"  # ASCII JSON, its escapes
+    assert main(["train", str(make_recipe(training={"steps": 2}))]) == 0
+    out, _ = said()
+    assert "best step 2 \\u2014 metrics of the kept model" in out
+
+
+def test_evaluate_beside_a_model_in_a_folder_it_cannot_write_says_so_before_evaluating(model_dir, make_recipe,
+                                                                                       monkeypatch, capsys):
+    """A model on a read-only share: the evaluation ran, then its results were lost to a write error."""
+    import mtnlp.cli
+    import mtnlp.evaluation
+
+    recipe = make_recipe(tasks={"ner": tiny_tasks()["ner"]})  # the model's task, type and labels
+    writable = os.access
+    monkeypatch.setattr(mtnlp.cli.os, "access", lambda path, mode: False if str(path) == str(model_dir)
+                        else writable(path, mode))
+    monkeypatch.setattr(mtnlp.evaluation, "evaluate_split", lambda *a, **k: pytest.fail("evaluated"))
+    assert main(["evaluate", str(model_dir), str(recipe)]) == 2
+    assert last_error(capsys) == f"error: {model_dir / 'eval-validation.json'}: cannot write the results here " \
+                                 "(a read-only folder?): give --output FILE"
+
+
+def test_a_saved_tokenizer_keeps_no_truncation_from_its_last_call(tiny_encoder, tmp_path):
+    """tokenizer.json held the truncation and padding of the tokenizer's last call: a run that tokenised (a
+    cold cache) saved max_length 64, one that did not (a warm cache) nothing, and the `tokenizers` library
+    applies what the file says to every text."""
+    from tokenizers import Tokenizer
+
+    from mtnlp.encoders import save_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    tokenizer(["a b c d e f g h i j"], truncation=True, max_length=8, padding="max_length")
+    assert tokenizer.backend_tokenizer.truncation is not None
+    save_tokenizer(tokenizer, tmp_path)
+    saved = json.loads((tmp_path / "tokenizer.json").read_text())
+    assert saved["truncation"] is None and saved["padding"] is None
+    assert len(Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode(" ".join(["word"] * 20)).ids) == 22
+
+
+@pytest.mark.parametrize("folder", ["/opt/ML #2/site-packages/recipes", "/srv/a: b/recipes", "/home/zoë/recipes"])
+def test_a_copied_recipe_names_its_data_folder_whatever_characters_it_holds(tmp_path, folder):
+    """`data_dir: /opt/ML #2/...` is read by YAML as /opt/ML (the rest a comment); `a: b` is no YAML at all."""
+    where = tmp_path / folder.lstrip("/") / "data"
+    where.mkdir(parents=True)
+    copied = absolute_data_dir("name: demo\ndata_dir: data\n", where.parent)
+    assert yaml.safe_load(copied)["data_dir"] == str(where)
