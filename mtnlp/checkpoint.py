@@ -95,7 +95,9 @@ def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resu
         return folder
     complete = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / STATE_FILE).exists()]
     if not complete:
-        raise UserError(f"{where}: no complete checkpoint in {run_dir / 'checkpoints'}")
+        folder = run_dir / "checkpoints"
+        shown = folder if folder.is_absolute() else f"{folder.absolute()} (output_dir {run_dir}: from the current folder)"
+        raise UserError(f"{where}: no complete checkpoint in {shown}")
     return max(complete, key=checkpoint_step)
 
 

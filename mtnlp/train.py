@@ -419,7 +419,10 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     loader = training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
                              accelerator.device, t.dataloader_workers)
     run.batches, run.positions = iter(loader), plan.state_dict()
-    run.bar = tqdm(total=t.steps, initial=run.progress.step, disable=not accelerator.is_local_main_process, desc="train")
+    # into a file or a CI log, not a terminal (nor a notebook): a line of updates every 30 s, not 10 a second
+    every = 30 if not sys.stderr.isatty() and "notebook" not in tqdm.__module__ else 0.1
+    run.bar = tqdm(total=t.steps, initial=run.progress.step, disable=not accelerator.is_local_main_process, desc="train",
+                   mininterval=every)
     prepared.train()
     return run
 

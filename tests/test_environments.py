@@ -142,3 +142,29 @@ def test_a_copied_recipe_names_its_data_folder_whatever_characters_it_holds(tmp_
     where.mkdir(parents=True)
     copied = absolute_data_dir("name: demo\ndata_dir: data\n", where.parent)
     assert yaml.safe_load(copied)["data_dir"] == str(where)
+
+
+def test_latest_in_a_relative_output_dir_that_has_no_checkpoint_names_where_it_looked(make_recipe, tmp_path,
+                                                                                     monkeypatch):
+    """The run's recipe.yaml keeps output_dir as given: resumed from another folder, the relative path said
+    nothing of where it was looked for."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(UserError, match=f"training.resume_from: no complete checkpoint in {elsewhere / 'runs/x'}"
+                                        r"/checkpoints \(output_dir runs/x: from the current folder\)$"):
+        main_train = __import__("mtnlp.recipes.multitask", fromlist=["train"]).train
+        main_train(load_recipe(make_recipe(output_dir="runs/x"), ["training.resume_from=latest"]))
+
+
+def test_the_progress_bar_into_a_file_is_not_redrawn_ten_times_a_second(make_recipe, monkeypatch):
+    """A long run logged to a file (2> log, CI) wrote megabytes of bar updates into a few lines."""
+    import contextlib
+
+    from mtnlp.recipes.multitask import train
+
+    log = io.StringIO()  # not a terminal
+    with contextlib.redirect_stderr(log):
+        train(load_recipe(make_recipe(training={"steps": 60, "log_every": 100})))
+    drawn = log.getvalue().count("train: ")  # (tokenizing and loading draw bars of their own)
+    assert drawn <= 3, log.getvalue()
