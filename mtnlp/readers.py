@@ -75,31 +75,75 @@ def open_text(path: Path, encoding: str, newline: str | None = None):
         raise
 
 
-ENCODING_FIX = "set data.encoding (e.g. latin-1) to the file's encoding"
+ENCODING_FIX = "set data.encoding to the file's encoding (e.g. cp1252 for a file from Windows, latin-1 for ISO-8859-1)"
+BYTE_ORDER_MARKS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # before UTF-16's FF FE
+                    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+CTRL_Z = "\x1a"  # what DOS programs (and old Excel exports) end a text file with
+CTRL_Z_ENDS = "a Ctrl-Z (\\x1a, an old DOS end-of-file mark) ends the file: remove it"
 
 
-def decoded(path: Path, encoding: str, newline: str | None = None, chunk: int | None = None, fix: str = ENCODING_FIX):
+def decoded(path: Path, encoding: str, newline: str | None = None, chunk: int | None = None, fix: str = ENCODING_FIX,
+            bom_fix: str | None = None):
     """A text file decoded as it is read, never whole: its lines (line ends translated to "\n" unless
     `newline` is given, as for csv) or, with `chunk`, pieces of that many characters. A byte that is not
-    valid in the encoding is a UserError naming its line, and `fix`."""
+    valid in the encoding is a UserError naming its line, and `fix` (`bom_fix` for a UTF-16 or UTF-32 file,
+    known by its byte order mark, read in another encoding; see bad_byte). A Ctrl-Z ending the file is a
+    UserError too: read, it would be a field or a line of its own, or glued to the last label."""
     with open_text(path, encoding, newline) as f:
-        parts = iter(f) if chunk is None else iter(lambda: f.read(chunk), "")
         try:
-            first = next(parts, None)
-            if first is not None:
-                yield first.removeprefix("\ufeff")
-                yield from parts
+            wide = utf16_or_32(f.buffer.peek(4)[:4], encoding)  # before decoding: a pipe is read once
+            if wide:
+                raise UserError(wide_file(path, encoding, *wide, fix, bom_fix))
+            parts = iter(f) if chunk is None else iter(lambda: f.read(chunk), "")
+            last, line = next(parts, None), 1  # one piece held back: the last one may end in a Ctrl-Z
+            if last is None:
+                return
+            last = last.removeprefix("\ufeff")
+            for part in parts:
+                yield last
+                line += last.count("\n") if chunk else 1
+                last = part
+            if last.rstrip("\r\n").endswith(CTRL_Z):
+                line += last.rstrip("\r\n").rstrip(CTRL_Z).count("\n") if chunk else 0
+                raise UserError(f"{path}:{line}: {CTRL_Z_ENDS}")
+            yield last
         except UnicodeError:  # a byte that does not decode; a UTF-16 file without its byte order mark
             if not S_ISREG(os.fstat(f.fileno()).st_mode):  # a pipe cannot be read again to find the line
                 raise UserError(f"{path}: not valid {encoding}; {fix}") from None
-            raise UserError(bad_byte(path, encoding, fix)) from None
+            raise UserError(bad_byte(path, encoding, fix, bom_fix=bom_fix)) from None
         except OSError as e:
             raise UserError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def bad_byte(path: Path | str, encoding: str, fix: str = ENCODING_FIX, data: bytes | None = None) -> str:
+def utf16_or_32(start: bytes, encoding: str) -> tuple[str, bytes] | None:
+    """("utf-16" or "utf-32", the mark) when `start`, a file's first bytes, is that encoding's byte order mark
+    (what Windows Notepad's "Unicode", Excel's "Unicode Text" and PowerShell 5's `>` write) and `encoding` is
+    another one, which would fail on it, or read it as "ÿþ" and NUL characters."""
+    try:
+        if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
+            return None
+    except LookupError:
+        return None
+    return next(((name, mark) for mark, name in BYTE_ORDER_MARKS if start.startswith(mark)), None)
+
+
+def wide_file(path, encoding: str, wide: str, mark: bytes, fix: str, bom_fix: str | None) -> str:
+    if bom_fix is None:
+        bom_fix = f"set data.encoding: {wide}" if fix == ENCODING_FIX else fix
+    return (f"{path}:1: starts with the bytes {' '.join(f'0x{b:02x}' for b in mark)}, a {wide.upper()} byte order "
+            f"mark: the file is {wide.upper()}, not {encoding}; {bom_fix}")
+
+
+def bad_byte(path: Path | str, encoding: str, fix: str = ENCODING_FIX, data: bytes | None = None,
+             bom_fix: str | None = None) -> str:
     """Where the first byte that does not decode is: found by decoding the file again a chunk at a time
-    (`data`: its bytes, for what cannot be read again, e.g. standard input)."""
+    (`data`: its bytes, for what cannot be read again, e.g. standard input). A file that starts with a
+    UTF-16 or UTF-32 byte order mark is said to be one, with `bom_fix` (by default `fix`, or for a data
+    file "set data.encoding: utf-16")."""
+    with io.BytesIO(data) if data is not None else open(path, "rb") as f:
+        wide = utf16_or_32(f.read(4), encoding)
+    if wide:
+        return wide_file(path, encoding, *wide, fix, bom_fix)
     decoder, newlines = codecs.getincrementaldecoder(encoding)(), 0
     with io.BytesIO(data) if data is not None else open(path, "rb") as f:
         for chunk in itertools.chain(iter(lambda: f.read(1 << 20), b""), [None]):
@@ -117,9 +161,9 @@ def bad_byte(path: Path | str, encoding: str, fix: str = ENCODING_FIX, data: byt
     return f"{path}: not valid {encoding}; {fix}"
 
 
-def file_lines(path: Path, encoding: str, fix: str = ENCODING_FIX):
+def file_lines(path: Path, encoding: str, fix: str = ENCODING_FIX, bom_fix: str | None = None):
     """A file's lines without their line ends (\n, \r\n or \r), read one at a time."""
-    for line in decoded(path, encoding, fix=fix):
+    for line in decoded(path, encoding, fix=fix, bom_fix=bom_fix):
         yield line[:-1] if line.endswith("\n") else line
 
 

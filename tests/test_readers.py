@@ -799,3 +799,78 @@ def test_a_long_json_item_is_read_in_linear_time_and_a_longer_one_named_for_what
     items[1] = items[1].replace(', "label"', ' "label"')
     broken = write(tmp_path, "broken.json", "[\n" + ",\n".join(items) + "\n]\n")
     raises_at(broken, 3, "invalid JSON: Expecting ',' delimiter (column 15)")  # as json.loads says
+
+
+def test_a_utf16_file_with_its_byte_order_mark_is_named_as_one(tmp_path):
+    """What Windows writes as "Unicode" (Notepad, Excel's "Unicode Text", PowerShell 5's `>`) starts with a byte
+    order mark. The hint was "byte 0xff is not valid utf-8; set data.encoding (e.g. latin-1)", which led to a
+    NUL-header error (CSV) or to "invalid JSON" (JSONL)."""
+    import codecs
+    import os
+    import threading
+
+    from mtnlp.readers import bad_byte, file_lines
+
+    rows = "sentence\tlabel\r\nna\u00efve \u20ac\tpos\r\n"
+    excel = write(tmp_path, "excel.txt", rows.encode("utf-16"))  # BOM + little-endian, as Windows writes it
+    fix = "starts with the bytes 0xff 0xfe, a UTF-16 byte order mark: the file is UTF-16, not utf-8; " \
+          "set data.encoding: utf-16"
+    assert raises_at(excel, 1, format="tsv", text_column="sentence") == f"{excel}:1: {fix}"
+    assert read(excel, format="tsv", encoding="utf-16", text_column="sentence")[0]["text"] == "na\u00efve \u20ac"
+    jsonl = write(tmp_path, "ps.jsonl", '{"text": "hi", "label": "a"}\r\n'.encode("utf-16"))
+    raises_at(jsonl, 1, "UTF-16, not latin-1; set data.encoding: utf-16", encoding="latin-1")  # not "invalid JSON"
+    big_endian = write(tmp_path, "be.csv", codecs.BOM_UTF16_BE + "text,label\nhi,a\n".encode("utf-16-be"))
+    raises_at(big_endian, 1, "0xfe 0xff, a UTF-16 byte order mark", encoding="cp1252")
+    utf32 = write(tmp_path, "u32.csv", "text,label\nhi,a\n".encode("utf-32"))
+    raises_at(utf32, 1, "0xff 0xfe 0x00 0x00, a UTF-32 byte order mark", "set data.encoding: utf-32")
+    assert read(utf32, encoding="utf-32") == [{"text": "hi", "label": "a", "_line": 2}]
+    # a pipe (read once) is named too, and other callers' fixes are kept (predict --input, a recipe)
+    pipe = tmp_path / "in.jsonl"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_bytes('"hi"\n'.encode("utf-16")), daemon=True)
+    writer.start()
+    with pytest.raises(UserError, match=re.escape(f"{pipe}:1: starts with the bytes 0xff 0xfe") + ".*; convert it$"):
+        list(file_lines(pipe, "utf-8", fix="convert it"))
+    writer.join(timeout=10)
+    with pytest.raises(UserError, match=re.escape("not utf-8; iconv -f utf-16")):
+        list(file_lines(jsonl, "utf-8", fix="iconv -f cp1252", bom_fix="iconv -f utf-16"))
+    data = '"hi"\n'.encode("utf-16")
+    assert bad_byte("standard input", "utf-8", "convert it", data).endswith("not utf-8; convert it")
+    assert bad_byte("standard input", "utf-8", "x", data, bom_fix="iconv -f utf-16").endswith("; iconv -f utf-16")
+    assert bad_byte(excel, "utf-8") == f"{excel}:1: {fix}"
+
+
+def test_the_encoding_hint_names_cp1252_for_files_from_windows(tmp_path):
+    """A spreadsheet saved as "CSV (Windows)" is cp1252: read as latin-1 (the one encoding the hint named), it
+    loads without an error but € — ’ “ ” become C1 control characters."""
+    text = "\u20ac5 \u2014 \u201cit\u2019s\u201d caf\u00e9"
+    path = write(tmp_path, "win.csv", f"text,label\r\n{text},pos\r\n".encode("cp1252"))
+    message = raises_at(path, 2, "byte 0x80 is not valid utf-8; set data.encoding to the file's encoding (e.g. "
+                                 "cp1252 for a file from Windows, latin-1 for ISO-8859-1)")
+    assert "\n" not in message
+    assert read(path, encoding="cp1252")[0]["text"] == text
+    assert read(path, encoding="latin-1")[0]["text"] != text  # why latin-1 is not the first suggestion
+
+
+def test_a_ctrl_z_ending_the_file_is_named(tmp_path):
+    """Old DOS programs and Excel exports end a file with Ctrl-Z (0x1a). Read, it was a record of one field
+    ("FILE:3: 1 fields, but the header has 2"), a line of one column, invalid JSON, or, glued to the last
+    line, part of the last label ("pos\\x1a", a class of its own): now one error that says what it is."""
+    fix = "a Ctrl-Z (\\x1a, an old DOS end-of-file mark) ends the file: remove it"
+    raises_at(write(tmp_path, "a.csv", b"text,label\r\nhi,pos\r\nho,neg\r\n\x1a"), 4, fix)
+    raises_at(write(tmp_path, "b.csv", b"text,label\r\nhi,pos\r\nho,neg\x1a"), 3, fix)  # no line end before it
+    raises_at(write(tmp_path, "c.tsv", b"text\tlabel\nhi\tpos\n\x1a\x1a\r\n"), 3, fix)
+    raises_at(write(tmp_path, "d.tsv", b"1\thi\n2\tho\n\x1a"), 3, fix, header=False, label_column=0,
+              text_column=1)
+    conllu = b"1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n\n1\tHo\tho\tINTJ\tUH\t_\t0\troot\t_\t_\n\n\x1a"
+    raises_at(write(tmp_path, "e.conllu", conllu), 5, fix, task_type="tagging")
+    raises_at(write(tmp_path, "f.conll", b"Hi UH O\n\nHo UH O\n\x1a"), 4, fix, task_type="tagging")
+    raises_at(write(tmp_path, "g.jsonl", b'{"text": "hi", "label": "a"}\r\n\x1a'), 2, fix)
+    raises_at(write(tmp_path, "h.json", b'[\n{"text": "hi", "label": "a"}\n]\n\x1a'), 4, fix)
+    raises_at(write(tmp_path, "i.label", b"pos hi\r\nneg ho\r\n\x1a"), 3, fix, encoding="latin-1")
+    with pytest.raises(UserError, match=re.escape(f"{tmp_path / 't.txt'}:2: {fix}")):
+        files = {"text": write(tmp_path, "t.txt", b"hi\nho\x1a"), "labels": write(tmp_path, "l.txt", b"a\nb\n")}
+        list(read_lines(files, DataSpec(), "classification"))
+    # elsewhere a Ctrl-Z is a character of the text, as any other
+    rows = read(write(tmp_path, "k.csv", b"text,label\nhi\x1a there,pos\n"))
+    assert rows == [{"text": "hi\x1a there", "label": "pos", "_line": 2}]
