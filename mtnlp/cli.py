@@ -421,16 +421,17 @@ def input_lines(path: str) -> list[tuple]:
     from .tasks import TASK_TYPES
     from .tasks.base import text_input_problem
 
-    fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f latin1 -t utf-8)"
+    fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f cp1252 -t utf-8 for a file from Windows)"
+    bom_fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f utf-16 -t utf-8)"
     name = "standard input" if path == "-" else path
     if path == "-":
         data = sys.stdin.buffer.read()
         try:
             lines = data.decode("utf-8").removeprefix("\ufeff").split("\n")
         except UnicodeDecodeError:
-            raise UserError(bad_byte(name, "utf-8", fix, data)) from None
+            raise UserError(bad_byte(name, "utf-8", fix, data, bom_fix=bom_fix)) from None
     else:
-        lines = list(file_lines(Path(path), "utf-8", fix=fix))
+        lines = list(file_lines(Path(path), "utf-8", fix=fix, bom_fix=bom_fix))
     texts = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -168,3 +168,12 @@ def test_the_progress_bar_into_a_file_is_not_redrawn_ten_times_a_second(make_rec
         train(load_recipe(make_recipe(training={"steps": 60, "log_every": 100})))
     drawn = log.getvalue().count("train: ")  # (tokenizing and loading draw bars of their own)
     assert drawn <= 3, log.getvalue()
+
+
+def test_a_utf16_input_file_for_predict_is_named_as_one(model_dir, tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "a"}\n', encoding="utf-16")  # with its byte order mark, as Windows writes it
+    assert main(["predict", str(model_dir), "--input", str(path)]) == 2
+    assert last_error(capsys) == f"error: {path}:1: starts with the bytes 0xff 0xfe, a UTF-16 byte order mark: the " \
+                                 "file is UTF-16, not utf-8; JSON Lines are UTF-8: convert the file (e.g. iconv -f " \
+                                 "utf-16 -t utf-8)"
