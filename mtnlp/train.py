@@ -16,6 +16,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -71,6 +72,10 @@ def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
     AcceleratorState._reset_state()
     GradientState._reset_state()
     cpu = t.cpu
+    missing = [name for name in ("RANK", "WORLD_SIZE") if name not in os.environ]
+    if "LOCAL_RANK" in os.environ and missing and not torch.distributed.is_initialized():  # else a traceback
+        raise UserError(f"LOCAL_RANK={os.environ['LOCAL_RANK']} is set, {' and '.join(missing)} not: a launcher's "
+                        "variable left in the environment? Unset LOCAL_RANK, or start under torchrun or accelerate launch")
     state = PartialState(cpu=cpu)
     launched = torch.distributed.is_available() and torch.distributed.is_initialized() and \
         torch.distributed.get_world_size() > 1

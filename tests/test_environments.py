@@ -177,3 +177,16 @@ def test_a_utf16_input_file_for_predict_is_named_as_one(model_dir, tmp_path, cap
     assert last_error(capsys) == f"error: {path}:1: starts with the bytes 0xff 0xfe, a UTF-16 byte order mark: the " \
                                  "file is UTF-16, not utf-8; JSON Lines are UTF-8: convert the file (e.g. iconv -f " \
                                  "utf-16 -t utf-8)"
+
+
+def test_a_launchers_local_rank_left_in_the_environment_is_one_line(make_recipe, monkeypatch):
+    """Accelerate then set up torch.distributed and failed with a traceback: RANK expected, but not set."""
+    from mtnlp.train import make_accelerator
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(UserError, match="^LOCAL_RANK=1 is set, RANK and WORLD_SIZE not: a launcher's variable left in "
+                                        "the environment[?] Unset LOCAL_RANK, or start under torchrun or accelerate "
+                                        "launch$"):
+        make_accelerator(load_recipe(make_recipe()))
