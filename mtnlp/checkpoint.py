@@ -137,8 +137,8 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
         optimizer.load_state_dict(log_variances_per_task(optimizer_state, optimizer))
     except (RuntimeError, ValueError) as e:
         saved, now = optimizer_state["param_groups"], optimizer.param_groups
-        if len(saved) + 2 == len(now) and sum(len(g["params"]) for g in saved) == sum(len(g["params"]) for g in now):
-            raise UserError(f"{folder}: written by an mtnlp before training.head_lr, whose optimizer grouped the same "
+        if len(saved) in (2, 3) and len(now) == len(saved) + 2:  # (3: with learned loss weights' group)
+            raise UserError(f"{folder}: written by an mtnlp before training.head_lr, whose optimizer held its "
                             f"parameters in {len(saved)} groups, not {len(now)}: resume it with that mtnlp, or start a "
                             f"new run from its model (model.init_from={folder.parent.parent / 'model'})") from None
         raise UserError(f"{folder}: written by a run with other tasks or methods (mtl.sharing, mtl.weighting, heads); "

@@ -417,12 +417,12 @@ def input_lines(path: str) -> list[tuple]:
     objects, "text" and "text_pair" are the input. The line's object (a string: {"text": it}) is what
     predict echoes, ids and all."""
     from .errors import UserError, first_line
-    from .readers import JSON, bad_byte, file_lines
+    from .readers import CTRL_Z, CTRL_Z_ENDS, JSON, bad_byte, file_lines
     from .tasks import TASK_TYPES
     from .tasks.base import text_input_problem
 
     fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f cp1252 -t utf-8 for a file from Windows)"
-    bom_fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f utf-16 -t utf-8)"
+    bom_fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f {wide} -t utf-8)"
     name = "standard input" if path == "-" else path
     if path == "-":
         data = sys.stdin.buffer.read()
@@ -430,6 +430,8 @@ def input_lines(path: str) -> list[tuple]:
             lines = data.decode("utf-8").removeprefix("\ufeff").split("\n")
         except UnicodeDecodeError:
             raise UserError(bad_byte(name, "utf-8", fix, data, bom_fix=bom_fix)) from None
+        if lines and "".join(lines[-2:]).rstrip("\r\n").endswith(CTRL_Z):
+            raise UserError(f"{name}:{len(lines) - (lines[-1] == '')}: {CTRL_Z_ENDS}")
     else:
         lines = list(file_lines(Path(path), "utf-8", fix=fix, bom_fix=bom_fix))
     texts = []

@@ -122,8 +122,10 @@ def broken_link(path: Path) -> str | None:
                 what = "which cannot be followed"
             except FileNotFoundError:
                 what = "which does not exist"
-            except (RuntimeError, OSError):  # (Python 3.13: OSError ELOOP)
+            except RuntimeError:  # (Python 3.13: OSError ELOOP)
                 what = "a loop of symbolic links"
+            except OSError as e:
+                what = "a loop of symbolic links" if e.errno == errno.ELOOP else f"which cannot be followed ({e.strerror})"
             return f"{link} is a symbolic link to {os.readlink(link)}, {what}"
     return None
 

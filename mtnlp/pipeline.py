@@ -77,6 +77,12 @@ class MultiTaskPipeline:
                               f"texts are cut at {positions}", stacklevel=2)
             self.max_length = positions
 
+    def __getstate__(self):  # a lock is no state to copy (copy.deepcopy, multiprocessing, Spark and Ray closures)
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _lock=threading.Lock())
+
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device=None, precision: str = "auto", batch_size: int = 32,
                         max_length: int | None = None, **hub_kwargs) -> "MultiTaskPipeline":
@@ -101,7 +107,8 @@ class MultiTaskPipeline:
         single = isinstance(inputs, (str, dict))
         # any sequence of them: a list, a generator, a datasets column, a pandas Series, a numpy array (not a set:
         # the answers are in the inputs' order)
-        if not single and (not isinstance(inputs, Iterable) or isinstance(inputs, (Mapping, Set, bytes))):
+        if not single and (not isinstance(inputs, Iterable) or isinstance(inputs, (Mapping, Set, bytes))
+                           or getattr(inputs, "ndim", 1) != 1):  # a DataFrame would give its column names
             raise TypeError(f"inputs: expected a text, a dict or a list of those, got {type(inputs).__name__}")
         values = [inputs] if single else list(inputs)
         strict = tasks is not None if strict is None else strict

@@ -130,6 +130,7 @@ def utf16_or_32(start: bytes, encoding: str) -> tuple[str, bytes] | None:
 def wide_file(path, encoding: str, wide: str, mark: bytes, fix: str, bom_fix: str | None) -> str:
     if bom_fix is None:
         bom_fix = f"set data.encoding: {wide}" if fix == ENCODING_FIX else fix
+    bom_fix = bom_fix.replace("{wide}", wide)  # a caller's fix that names the encoding
     return (f"{path}:1: starts with the bytes {' '.join(f'0x{b:02x}' for b in mark)}, a {wide.upper()} byte order "
             f"mark: the file is {wide.upper()}, not {encoding}; {bom_fix}")
 

@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -424,10 +425,10 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     loader = training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
                              accelerator.device, t.dataloader_workers)
     run.batches, run.positions = iter(loader), plan.state_dict()
-    # into a file or a CI log, not a terminal (nor a notebook): a line of updates every 30 s, not 10 a second
-    every = 30 if not sys.stderr.isatty() and "notebook" not in tqdm.__module__ else 0.1
+    # into a file or a CI log (not a terminal, nor a notebook's widget): a redraw every 30 s, not 10 a second
+    every = 30 if into_a_file(sys.stderr) and not any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__) else 0.1
     run.bar = tqdm(total=t.steps, initial=run.progress.step, disable=not accelerator.is_local_main_process, desc="train",
-                   mininterval=every)
+                   mininterval=every, maxinterval=max(every, 10))
     prepared.train()
     return run
 
@@ -599,7 +600,8 @@ def finish(run: Run) -> TrainResult:
             try:
                 url = hub.push(run_dir / "model", run.recipe.hub_repo_id, run.recipe.hub_private)
             except UserError as e:  # training is done and kept: say how to push it later
-                raise UserError(f"{e} (the model is kept: `mtnlp push {run_dir / 'model'} {run.recipe.hub_repo_id}` "
+                raise UserError(f"{e} (the model is kept: `mtnlp push {shlex.quote(str(run_dir / 'model'))} "
+                                f"{run.recipe.hub_repo_id}` "
                                 "pushes it)") from None
             accelerator.print(f"pushed to {url}")
     if run.recipe.training.report_to:
@@ -679,6 +681,15 @@ class stop_after_step_on_signal:
             if self.run.bar is not None:  # left open, it would push the next run's bar a line down
                 self.run.bar.close()
             release_run_folder(self.run.lock)  # else another process is told a run trains there
+
+
+def into_a_file(stream) -> bool:
+    """Whether `stream` writes to a file or a pipe (a log), not to a terminal; a stream without a file of its own
+    (a notebook's, a wrapper's) is taken for a terminal."""
+    try:
+        return not os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def say(run: Run, text: str) -> None:

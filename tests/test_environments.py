@@ -157,17 +157,50 @@ def test_latest_in_a_relative_output_dir_that_has_no_checkpoint_names_where_it_l
         main_train(load_recipe(make_recipe(output_dir="runs/x"), ["training.resume_from=latest"]))
 
 
-def test_the_progress_bar_into_a_file_is_not_redrawn_ten_times_a_second(make_recipe, monkeypatch):
+def test_the_progress_bar_into_a_file_is_not_redrawn_ten_times_a_second(make_recipe, tmp_path):
     """A long run logged to a file (2> log, CI) wrote megabytes of bar updates into a few lines."""
     import contextlib
 
     from mtnlp.recipes.multitask import train
 
-    log = io.StringIO()  # not a terminal
-    with contextlib.redirect_stderr(log):
+    with open(tmp_path / "log", "w") as log, contextlib.redirect_stderr(log):  # not a terminal
         train(load_recipe(make_recipe(training={"steps": 60, "log_every": 100})))
-    drawn = log.getvalue().count("train: ")  # (tokenizing and loading draw bars of their own)
-    assert drawn <= 3, log.getvalue()
+    drawn = (tmp_path / "log").read_text().count("train: ")  # (tokenizing and loading draw bars of their own)
+    assert drawn <= 3, (tmp_path / "log").read_text()
+
+
+@pytest.mark.parametrize("where", ["notebook", "wrapper"])
+def test_the_progress_bar_in_a_notebook_or_a_wrappers_stream_is_redrawn_as_in_a_terminal(make_recipe, tmp_path,
+                                                                                        monkeypatch, where):
+    """A notebook's widget bar (its stderr is no terminal either) was redrawn every 30 s; a stream that only
+    writes (a log-capturing wrapper's) failed the run."""
+    import tqdm.std
+
+    import mtnlp.train
+    from mtnlp.folders import release_run_folder
+
+    class Writes:
+        def write(self, text):
+            return len(text)
+
+        def flush(self):
+            pass
+
+    if where == "notebook":
+        # what tqdm.auto gives in a Jupyter kernel: a class of its own, tqdm.notebook's among its bases
+        notebook = type("tqdm", (tqdm.std.tqdm,), {"__module__": "tqdm.notebook"})
+        monkeypatch.setattr(mtnlp.train, "tqdm", type("tqdm", (notebook,), {"__module__": "tqdm.auto"}))
+        stream = open(tmp_path / "kernel-pipe", "w")  # a file, as a kernel's stream may hold
+    else:
+        stream = Writes()
+    monkeypatch.setattr(sys, "stderr", stream)
+    run = mtnlp.train.setup(load_recipe(make_recipe(training={"steps": 2})))
+    try:
+        assert run.bar.mininterval == 0.1
+    finally:
+        run.bar.close()
+        release_run_folder(run.lock)
+
 
 
 def test_a_utf16_input_file_for_predict_is_named_as_one(model_dir, tmp_path, capsys):
@@ -190,3 +223,24 @@ def test_a_launchers_local_rank_left_in_the_environment_is_one_line(make_recipe,
                                         "the environment[?] Unset LOCAL_RANK, or start under torchrun or accelerate "
                                         "launch$"):
         make_accelerator(load_recipe(make_recipe()))
+
+
+def test_a_utf32_or_ctrl_z_ended_input_for_predict_is_named_as_such(model_dir, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "a"}\n', encoding="utf-32")
+    assert main(["predict", str(model_dir), "--input", str(path)]) == 2
+    assert last_error(capsys).endswith("a UTF-32 byte order mark: the file is UTF-32, not utf-8; JSON Lines are UTF-8: "
+                                       "convert the file (e.g. iconv -f utf-32 -t utf-8)")
+    for data, line in ((b'{"text": "a"}\r\n\x1a', 2), (b'{"text": "a"}\n{"text": "b"}\x1a\r\n', 2)):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        assert main(["predict", str(model_dir), "--input", "-"]) == 2
+        assert last_error(capsys) == f"error: standard input:{line}: a Ctrl-Z (\\x1a, an old DOS end-of-file mark) " \
+                                     "ends the file: remove it"
+
+
+def test_a_link_to_a_path_under_a_file_is_not_called_a_loop(make_recipe, tmp_path):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "out").symlink_to(tmp_path / "afile" / "sub")
+    with pytest.raises(UserError, match=f"output_dir: {tmp_path / 'out'} is a symbolic link to "
+                                        f"{tmp_path / 'afile' / 'sub'}, which cannot be followed \\(Not a directory\\)$"):
+        check_training_paths(load_recipe(make_recipe(), [f"output_dir={tmp_path / 'out' / 'run'}"]))

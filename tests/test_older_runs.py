@@ -111,8 +111,8 @@ def test_a_checkpoint_from_before_head_lr_is_refused_as_such(make_recipe, tmp_pa
     with pytest.raises(UserError) as error:
         train(load_recipe(recipe, ["training.resume_from=latest", "training.steps=4"]))
     assert str(error.value) == (
-        f"{run / 'checkpoints' / 'step-000002'}: written by an mtnlp before training.head_lr, whose optimizer grouped "
-        f"the same parameters in 2 groups, not 4: resume it with that mtnlp, or start a new run from its model "
+        f"{run / 'checkpoints' / 'step-000002'}: written by an mtnlp before training.head_lr, whose optimizer held its "
+        f"parameters in 2 groups, not 4: resume it with that mtnlp, or start a new run from its model "
         f"(model.init_from={run / 'model'})")
 
 
@@ -150,3 +150,21 @@ def test_a_tagging_head_saved_without_its_input_form_reads_single_texts(tiny_enc
     assert set(pipe("a b")) == {"pos", "nli"}
     with pytest.raises(ValueError, match="pos"):
         pipe({"text": "a b", "text_pair": "c"}, tasks=["pos"])
+
+
+def test_a_checkpoint_from_before_head_lr_with_learned_loss_weights_is_refused_as_such(make_recipe, tmp_path):
+    """Uncertainty weighting then kept its K log-variances in one (K,) parameter: other counts of parameters."""
+    run = tmp_path / "run"
+    recipe = make_recipe(training={"steps": 2, "save_every": 2}, mtl={"weighting": "uncertainty"})
+    train(load_recipe(recipe))
+    path = run / "checkpoints" / "step-000002" / "optimizer.pt"
+    state = torch.load(path, weights_only=True)
+    groups = state["param_groups"]
+    assert len(groups) == 5
+    state["param_groups"] = [{**groups[0], "params": groups[0]["params"] + groups[2]["params"]},
+                             {**groups[1], "params": groups[1]["params"] + groups[3]["params"]},
+                             {**groups[4], "params": groups[4]["params"][:1]}]
+    torch.save(state, path)
+    with pytest.raises(UserError, match="written by an mtnlp before training.head_lr, whose optimizer held its "
+                                        "parameters in 3 groups, not 5: "):
+        train(load_recipe(recipe, ["training.resume_from=latest", "training.steps=4"]))

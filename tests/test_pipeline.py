@@ -171,9 +171,24 @@ def test_any_sequence_of_inputs_is_answered_as_a_list_of_them(model_dir):
     assert rounded(pipe(t for t in texts)) == alone
     assert rounded(pipe(datasets.Dataset.from_dict({"text": texts})["text"])) == alone
     assert rounded(pipe(np.array(texts))) == alone
-    for value, name in (({"a", "b"}, "set"), (b"text", "bytes"), (7, "int")):  # a set has no order to answer in
+    import pandas
+
+    table = pandas.DataFrame({"sentence": texts, "label": [0, 1, 0]})  # iterated: its column names
+    assert rounded(pipe(table["sentence"])) == alone
+    for value, name in (({"a", "b"}, "set"), (b"text", "bytes"), (7, "int"), (table, "DataFrame")):
         with pytest.raises(TypeError, match=f"^inputs: expected a text, a dict or a list of those, got {name}$"):
             pipe(value)
+
+
+def test_a_pipeline_can_be_copied_and_pickled(model_dir):
+    """For copy.deepcopy, a multiprocessing pool, Spark or Ray closures; the copy has a lock of its own."""
+    import copy
+    import pickle
+
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    alone = rounded(pipe(TEXTS[:2]))
+    for other in (copy.deepcopy(pipe), pickle.loads(pickle.dumps(pipe))):
+        assert rounded(other(TEXTS[:2])) == alone and other._lock is not pipe._lock
 
 
 def test_empty_and_long_texts(model_dir):
