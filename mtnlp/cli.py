@@ -25,7 +25,7 @@ from .errors import require
 RANK_ERROR_DELAY = 5.0  # seconds a process of rank > 0 waits before it reports a mistake (guarded)
 # what to lower when a command runs out of memory (a GPU's, most often)
 OUT_OF_MEMORY = {
-    "train": "lower training.batch_size or training.eval_batch_size (training.grad_accum keeps the batch's size) "
+    "train": "lower training.batch_size or training.eval_batch_size (training.grad_accum keeps the rows per update) "
              "or model.max_length, or set training.gradient_checkpointing: true",
     "evaluate": "lower training.eval_batch_size=N or model.max_length=N",
     "predict": "lower --batch-size",

@@ -68,12 +68,19 @@ def test_balanced_weights_of_a_streamed_split_are_a_recipe_error(tmp_path, type_
         load_recipe(path)
 
 
-def test_the_weighted_losses_are_torchs_with_weight_and_pos_weight():
+def test_the_weighted_losses_weigh_each_example_by_its_label_and_multilabels_are_torchs_pos_weight():
+    """Classification: the mean over rows of weight[label] x loss (Keras' class_weight). torch's `weight=` divides
+    by the batch's sum of weights: at batch_size 1 the weights cancelled, and grad_accum was no larger batch."""
     logits, targets = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 2, 1, 0])
     weights = [0.5, 2.0, 1.0]
-    got = task_type("classification").loss(logits, targets, {"label_weights": weights})
-    assert torch.allclose(got, F.cross_entropy(logits, targets, weight=torch.tensor(weights)))
-    assert not torch.allclose(got, task_type("classification").loss(logits, targets, {}))
+    loss = task_type("classification").loss
+    got = loss(logits, targets, {"label_weights": weights})
+    assert torch.allclose(got, (F.cross_entropy(logits, targets, reduction="none") * torch.tensor(weights)[targets]).mean())
+    assert not torch.allclose(got, loss(logits, targets, {}))
+    one = loss(logits[1:2], targets[1:2], {"label_weights": weights})  # a batch of one (label 1, weight 2)
+    assert torch.allclose(one, 2 * loss(logits[1:2], targets[1:2], {}))
+    halves = (loss(logits[:3], targets[:3], {"label_weights": weights}) + loss(logits[3:], targets[3:], {"label_weights": weights})) / 2
+    assert torch.allclose(halves, got)  # two micro-batches of 3 are one batch of 6
     multi = (torch.rand(6, 3, generator=torch.Generator().manual_seed(1)) > 0.5).float()
     got = task_type("multilabel").loss(logits, multi, {"label_weights": weights})
     assert torch.allclose(got, F.binary_cross_entropy_with_logits(logits, multi, pos_weight=torch.tensor(weights)))

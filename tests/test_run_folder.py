@@ -247,7 +247,7 @@ def test_running_out_of_memory_is_one_line_saying_what_to_lower_and_status_1(cap
     assert capsys.readouterr().err == (
         "error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 GiB "
         "of which 1.21 GiB is free. Including non-PyTorch memory, this process...): lower "
-        "training.batch_size or training.eval_batch_size (training.grad_accum keeps the batch's size) or "
+        "training.batch_size or training.eval_batch_size (training.grad_accum keeps the rows per update) or "
         "model.max_length, or set training.gradient_checkpointing: true\n")
     assert guarded(raising(cpu), debug=False, name="predict") == 1
     assert capsys.readouterr().err == (f"error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried "
@@ -273,7 +273,7 @@ def test_a_training_step_that_runs_out_of_memory_ends_mtnlp_train_in_one_line(ma
     assert main(["train", str(make_recipe(training={"steps": 3}))]) == 1
     err = capsys.readouterr().err
     assert err.endswith("\nerror: out of memory (CUDA out of memory. Tried to allocate 20.00 MiB.): lower "
-                        "training.batch_size or training.eval_batch_size (training.grad_accum keeps the batch's size) "
+                        "training.batch_size or training.eval_batch_size (training.grad_accum keeps the rows per update) "
                         "or model.max_length, or set training.gradient_checkpointing: true\n"), err
     assert "Traceback" not in err
 

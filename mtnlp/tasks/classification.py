@@ -35,7 +35,13 @@ class Classification(TextTask):
         from torch.nn import functional as F
 
         weights = spec.get("label_weights")
-        return F.cross_entropy(logits.float(), labels, weight=weights and on_device(tuple(weights), logits.device))
+        if not weights:
+            return F.cross_entropy(logits.float(), labels)
+        # each example's loss times its label's weight, averaged over the rows; torch's `weight=` divides by the
+        # batch's sum of weights instead, which cancels them in a batch of one label (batch_size 1: always) and
+        # makes grad_accum differ from a larger batch
+        weighted = F.cross_entropy(logits.float(), labels, reduction="none") * on_device(tuple(weights), logits.device)[labels]
+        return weighted.mean()
 
     def predictions(self, logits, labels, spec):
         return logits.argmax(-1).tolist()
