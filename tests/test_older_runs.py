@@ -95,25 +95,28 @@ def test_an_older_checkpoint_that_stopped_early_still_has(make_recipe, tmp_path,
     assert "the run had stopped early (no improvement in 1 evaluation): nothing to train" in capsys.readouterr().out
 
 
-def test_a_checkpoint_from_before_head_lr_is_refused_as_such(make_recipe, tmp_path):
-    """Its optimizer had 2 groups (decay, no decay), not 4 (the encoder's and the heads' apart): the error says
-    so, not that the recipe differs from the run's."""
+@pytest.mark.parametrize("mtl, learned", [({}, 0), ({"weighting": "uncertainty"}, 1)])
+def test_a_checkpoint_from_before_head_lr_is_refused_as_such(make_recipe, tmp_path, mtl, learned):
+    """Its optimizer had 2 groups (decay, no decay; a third for learned loss weights, which uncertainty weighting
+    then kept in one (K,) parameter), not 4 (the encoder's and the heads' apart): the error says so, not that
+    the recipe differs from the run's."""
     run = tmp_path / "run"
-    recipe = make_recipe(training={"steps": 2, "save_every": 2})
+    recipe = make_recipe(training={"steps": 2, "save_every": 2}, mtl=mtl)
     train(load_recipe(recipe))
     path = run / "checkpoints" / "step-000002" / "optimizer.pt"
     state = torch.load(path, weights_only=True)
     groups = state["param_groups"]
-    assert len(groups) == 4
+    assert len(groups) == 4 + learned
     state["param_groups"] = [{**groups[0], "params": groups[0]["params"] + groups[2]["params"]},
-                             {**groups[1], "params": groups[1]["params"] + groups[3]["params"]}]
+                             {**groups[1], "params": groups[1]["params"] + groups[3]["params"]},
+                             *[{**group, "params": group["params"][:1]} for group in groups[4:]]]
     torch.save(state, path)
     with pytest.raises(UserError) as error:
         train(load_recipe(recipe, ["training.resume_from=latest", "training.steps=4"]))
     assert str(error.value) == (
         f"{run / 'checkpoints' / 'step-000002'}: written by an mtnlp before training.head_lr, whose optimizer held its "
-        f"parameters in 2 groups, not 4: resume it with that mtnlp, or start a new run from its model "
-        f"(model.init_from={run / 'model'})")
+        f"parameters in {2 + learned} groups, not {4 + learned}: resume it with that mtnlp, or start a new run from "
+        f"its model (model.init_from={run / 'model'})")
 
 
 def test_settings_added_since_a_runs_recipe_was_written_are_no_change_at_their_defaults(make_recipe, tmp_path,
@@ -151,20 +154,3 @@ def test_a_tagging_head_saved_without_its_input_form_reads_single_texts(tiny_enc
     with pytest.raises(ValueError, match="pos"):
         pipe({"text": "a b", "text_pair": "c"}, tasks=["pos"])
 
-
-def test_a_checkpoint_from_before_head_lr_with_learned_loss_weights_is_refused_as_such(make_recipe, tmp_path):
-    """Uncertainty weighting then kept its K log-variances in one (K,) parameter: other counts of parameters."""
-    run = tmp_path / "run"
-    recipe = make_recipe(training={"steps": 2, "save_every": 2}, mtl={"weighting": "uncertainty"})
-    train(load_recipe(recipe))
-    path = run / "checkpoints" / "step-000002" / "optimizer.pt"
-    state = torch.load(path, weights_only=True)
-    groups = state["param_groups"]
-    assert len(groups) == 5
-    state["param_groups"] = [{**groups[0], "params": groups[0]["params"] + groups[2]["params"]},
-                             {**groups[1], "params": groups[1]["params"] + groups[3]["params"]},
-                             {**groups[4], "params": groups[4]["params"][:1]}]
-    torch.save(state, path)
-    with pytest.raises(UserError, match="written by an mtnlp before training.head_lr, whose optimizer held its "
-                                        "parameters in 3 groups, not 5: "):
-        train(load_recipe(recipe, ["training.resume_from=latest", "training.steps=4"]))
