@@ -132,12 +132,14 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
     except pickle.UnpicklingError as e:
         raise UserError(f"{folder / 'optimizer.pt'}: refused to load: not plain optimizer state "
                         f"({str(e).splitlines()[0][:120]})") from None
+    weights_loaded = False
     try:  # other weights (mtl.sharing, heads) or parameter groups (mtl.weighting) than this run's
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        weights_loaded = True
         optimizer.load_state_dict(log_variances_per_task(optimizer_state, optimizer))
     except (RuntimeError, ValueError) as e:
         saved, now = optimizer_state["param_groups"], optimizer.param_groups
-        if len(saved) in (2, 3) and len(now) == len(saved) + 2:  # (3: with learned loss weights' group)
+        if weights_loaded and len(saved) in (2, 3) and len(now) == len(saved) + 2:  # (3: learned loss weights' group)
             raise UserError(f"{folder}: written by an mtnlp before training.head_lr, whose optimizer held its "
                             f"parameters in {len(saved)} groups, not {len(now)}: resume it with that mtnlp, or start a "
                             f"new run from its model (model.init_from={folder.parent.parent / 'model'})") from None

@@ -122,9 +122,9 @@ def broken_link(path: Path) -> str | None:
                 what = "which cannot be followed"
             except FileNotFoundError:
                 what = "which does not exist"
-            except RuntimeError:  # (Python 3.13: OSError ELOOP)
+            except RuntimeError:  # a loop, up to Python 3.12
                 what = "a loop of symbolic links"
-            except OSError as e:
+            except OSError as e:  # (Python 3.13: ELOOP for a loop)
                 what = "a loop of symbolic links" if e.errno == errno.ELOOP else f"which cannot be followed ({e.strerror})"
             return f"{link} is a symbolic link to {os.readlink(link)}, {what}"
     return None

@@ -83,6 +83,11 @@ class MultiTaskPipeline:
     def __setstate__(self, state):
         self.__dict__.update(state, _lock=threading.Lock())
 
+    def __copy__(self):  # a shallow copy shares the tokenizer, so its lock too
+        copied = object.__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        return copied
+
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device=None, precision: str = "auto", batch_size: int = 32,
                         max_length: int | None = None, **hub_kwargs) -> "MultiTaskPipeline":

@@ -74,7 +74,7 @@ def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
     GradientState._reset_state()
     cpu = t.cpu
     missing = [name for name in ("RANK", "WORLD_SIZE") if name not in os.environ]
-    if "LOCAL_RANK" in os.environ and missing and not torch.distributed.is_initialized():  # else a traceback
+    if os.environ.get("LOCAL_RANK", "-1") != "-1" and missing and not torch.distributed.is_initialized():  # (-1: unset)
         raise UserError(f"LOCAL_RANK={os.environ['LOCAL_RANK']} is set, {' and '.join(missing)} not: a launcher's "
                         "variable left in the environment? Unset LOCAL_RANK, or start under torchrun or accelerate launch")
     state = PartialState(cpu=cpu)
@@ -684,8 +684,11 @@ class stop_after_step_on_signal:
 
 
 def into_a_file(stream) -> bool:
-    """Whether `stream` writes to a file or a pipe (a log), not to a terminal; a stream without a file of its own
-    (a notebook's, a wrapper's) is taken for a terminal."""
+    """Whether `stream` writes to a file or a pipe (a log), not to a terminal; a notebook's stream (whose file is
+    the kernel's pipe), one that says it is a terminal (Spyder's) and one without a file (a wrapper's) are taken
+    for terminals."""
+    if getattr(stream, "isatty", lambda: False)() or type(stream).__module__.split(".")[0] == "ipykernel":
+        return False
     try:
         return not os.isatty(stream.fileno())
     except (AttributeError, OSError, ValueError):

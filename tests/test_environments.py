@@ -169,11 +169,12 @@ def test_the_progress_bar_into_a_file_is_not_redrawn_ten_times_a_second(make_rec
     assert drawn <= 3, (tmp_path / "log").read_text()
 
 
-@pytest.mark.parametrize("where", ["notebook", "wrapper"])
+@pytest.mark.parametrize("where", ["notebook", "kernel text bar", "says terminal", "wrapper"])
 def test_the_progress_bar_in_a_notebook_or_a_wrappers_stream_is_redrawn_as_in_a_terminal(make_recipe, tmp_path,
                                                                                         monkeypatch, where):
-    """A notebook's widget bar (its stderr is no terminal either) was redrawn every 30 s; a stream that only
-    writes (a log-capturing wrapper's) failed the run."""
+    """A notebook's widget bar and its text bar (without ipywidgets; the kernel's stream has the kernel's pipe
+    as its file) were redrawn every 30 s, and so was Spyder's (a stream that says it is a terminal); a stream
+    that only writes (a log-capturing wrapper's) failed the run."""
     import tqdm.std
 
     import mtnlp.train
@@ -191,8 +192,13 @@ def test_the_progress_bar_in_a_notebook_or_a_wrappers_stream_is_redrawn_as_in_a_
         notebook = type("tqdm", (tqdm.std.tqdm,), {"__module__": "tqdm.notebook"})
         monkeypatch.setattr(mtnlp.train, "tqdm", type("tqdm", (notebook,), {"__module__": "tqdm.auto"}))
         stream = open(tmp_path / "kernel-pipe", "w")  # a file, as a kernel's stream may hold
-    else:
+    elif where == "wrapper":
         stream = Writes()
+    else:
+        kernel = where == "kernel text bar"
+        pipe = open(tmp_path / "kernel-pipe", "w")
+        stream = type("OutStream", (Writes,), {"__module__": "ipykernel.iostream" if kernel else "spyder_kernels.x",
+                                               "fileno": lambda self: pipe.fileno(), "isatty": lambda self: not kernel})()
     monkeypatch.setattr(sys, "stderr", stream)
     run = mtnlp.train.setup(load_recipe(make_recipe(training={"steps": 2})))
     try:
@@ -200,7 +206,6 @@ def test_the_progress_bar_in_a_notebook_or_a_wrappers_stream_is_redrawn_as_in_a_
     finally:
         run.bar.close()
         release_run_folder(run.lock)
-
 
 
 def test_a_utf16_input_file_for_predict_is_named_as_one(model_dir, tmp_path, capsys):
@@ -223,6 +228,8 @@ def test_a_launchers_local_rank_left_in_the_environment_is_one_line(make_recipe,
                                         "the environment[?] Unset LOCAL_RANK, or start under torchrun or accelerate "
                                         "launch$"):
         make_accelerator(load_recipe(make_recipe()))
+    monkeypatch.setenv("LOCAL_RANK", "-1")  # what Accelerate takes for "not launched"
+    assert make_accelerator(load_recipe(make_recipe()))[0].num_processes == 1
 
 
 def test_a_utf32_or_ctrl_z_ended_input_for_predict_is_named_as_such(model_dir, tmp_path, monkeypatch, capsys):

@@ -10,6 +10,8 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
+from conftest import tiny_tasks
+
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.errors import UserError
 from mtnlp.folders import STATE_FILE
@@ -154,3 +156,17 @@ def test_a_tagging_head_saved_without_its_input_form_reads_single_texts(tiny_enc
     with pytest.raises(ValueError, match="pos"):
         pipe({"text": "a b", "text_pair": "c"}, tasks=["pos"])
 
+
+
+def test_a_checkpoint_from_before_head_lr_of_other_tasks_is_said_to_be_of_other_tasks(make_recipe, tmp_path):
+    run = tmp_path / "run"
+    train(load_recipe(make_recipe(training={"steps": 2, "save_every": 2})))
+    path = run / "checkpoints" / "step-000002" / "optimizer.pt"
+    state = torch.load(path, weights_only=True)
+    groups = state["param_groups"]
+    state["param_groups"] = [{**groups[0], "params": groups[0]["params"] + groups[2]["params"]},
+                             {**groups[1], "params": groups[1]["params"] + groups[3]["params"]}]
+    torch.save(state, path)
+    with pytest.raises(UserError, match="written by a run with other tasks or methods"):
+        fewer = {name: task for name, task in tiny_tasks().items() if name != "ner"}  # the heads differ
+        train(load_recipe(make_recipe(tasks=fewer, training={"steps": 4}), ["training.resume_from=latest"]))

@@ -189,6 +189,8 @@ def test_a_pipeline_can_be_copied_and_pickled(model_dir):
     alone = rounded(pipe(TEXTS[:2]))
     for other in (copy.deepcopy(pipe), pickle.loads(pickle.dumps(pipe))):
         assert rounded(other(TEXTS[:2])) == alone and other._lock is not pipe._lock
+    shallow = copy.copy(pipe)  # the same tokenizer: the same lock, or two threads race again
+    assert shallow.tokenizer is pipe.tokenizer and shallow._lock is pipe._lock and rounded(shallow(TEXTS[:2])) == alone
 
 
 def test_empty_and_long_texts(model_dir):
