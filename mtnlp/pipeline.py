@@ -14,6 +14,7 @@ from __future__ import annotations
 import numbers
 import threading
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping, Set
 
 import numpy as np
@@ -30,6 +31,13 @@ from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem, truncating,
                          valid_unicode)
 from .tasks.tagging import first_subtokens
+
+
+# A fast tokenizer keeps its truncation and padding as state that every call sets: calls from two threads at once
+# would encode with each other's (texts left uncut past max_length). So calls that share a tokenizer take turns:
+# one pipeline's from several threads, a shallow copy's, two pipelines built on one tokenizer. Kept beside the
+# tokenizer, not in the pipeline, a lock is no state to copy (copy.deepcopy, pickle: Spark and Ray closures).
+TOKENIZER_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class MultiTaskPipeline:
@@ -60,9 +68,6 @@ class MultiTaskPipeline:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
-        # a fast tokenizer keeps its truncation and padding as state that every call sets: calls from two threads
-        # at once would encode with each other's (texts left uncut past max_length)
-        self._lock = threading.Lock()
         if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral)
                                        or max_length < 8):  # a recipe's minimum too
             raise ValueError(f"max_length must be an integer of at least 8, got {max_length!r}")
@@ -77,16 +82,10 @@ class MultiTaskPipeline:
                               f"texts are cut at {positions}", stacklevel=2)
             self.max_length = positions
 
-    def __getstate__(self):  # a lock is no state to copy (copy.deepcopy, multiprocessing, Spark and Ray closures)
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state, _lock=threading.Lock())
-
-    def __copy__(self):  # a shallow copy shares the tokenizer, so its lock too
-        copied = object.__new__(type(self))
-        copied.__dict__.update(self.__dict__)
-        return copied
+    @property
+    def _lock(self) -> threading.Lock:
+        """The lock of this pipeline's tokenizer, which its calls hold (see TOKENIZER_LOCKS)."""
+        return TOKENIZER_LOCKS.setdefault(self.tokenizer, threading.Lock())  # (one dict operation: atomic)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device=None, precision: str = "auto", batch_size: int = 32,

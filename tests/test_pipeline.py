@@ -191,6 +191,7 @@ def test_a_pipeline_can_be_copied_and_pickled(model_dir):
         assert rounded(other(TEXTS[:2])) == alone and other._lock is not pipe._lock
     shallow = copy.copy(pipe)  # the same tokenizer: the same lock, or two threads race again
     assert shallow.tokenizer is pipe.tokenizer and shallow._lock is pipe._lock and rounded(shallow(TEXTS[:2])) == alone
+    assert MultiTaskPipeline(pipe.model, pipe.tokenizer, precision="fp32")._lock is pipe._lock  # one tokenizer, one lock
 
 
 def test_empty_and_long_texts(model_dir):
