@@ -141,12 +141,11 @@ def bad_byte(path: Path | str, encoding: str, fix: str = ENCODING_FIX, data: byt
     (`data`: its bytes, for what cannot be read again, e.g. standard input). A file that starts with a
     UTF-16 or UTF-32 byte order mark is said to be one, with `bom_fix` (by default `fix`, or for a data
     file "set data.encoding: utf-16")."""
-    with io.BytesIO(data) if data is not None else open(path, "rb") as f:
-        wide = utf16_or_32(f.read(4), encoding)
-    if wide:
-        return wide_file(path, encoding, *wide, fix, bom_fix)
     decoder, newlines = codecs.getincrementaldecoder(encoding)(), 0
     with io.BytesIO(data) if data is not None else open(path, "rb") as f:
+        if wide := utf16_or_32(f.read(4), encoding):
+            return wide_file(path, encoding, *wide, fix, bom_fix)
+        f.seek(0)
         for chunk in itertools.chain(iter(lambda: f.read(1 << 20), b""), [None]):
             pending = decoder.getstate()[0]  # the start of a character cut by the previous chunk
             try:
