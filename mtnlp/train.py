@@ -425,8 +425,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     loader = training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
                              accelerator.device, t.dataloader_workers)
     run.batches, run.positions = iter(loader), plan.state_dict()
-    # into a file or a CI log (not a terminal, nor a notebook's widget): a redraw every 30 s, not 10 a second
-    every = 30 if into_a_file(sys.stderr) and not any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__) else 0.1
+    every = redraw_every(sys.stderr)
     run.bar = tqdm(total=t.steps, initial=run.progress.step, disable=not accelerator.is_local_main_process, desc="train",
                    mininterval=every, maxinterval=max(every, 10))
     prepared.train()
@@ -683,16 +682,17 @@ class stop_after_step_on_signal:
             release_run_folder(self.run.lock)  # else another process is told a run trains there
 
 
-def into_a_file(stream) -> bool:
-    """Whether `stream` writes to a file or a pipe (a log), not to a terminal; a notebook's stream (whose file is
-    the kernel's pipe), one that says it is a terminal (Spyder's) and one without a file (a wrapper's) are taken
-    for terminals."""
-    if getattr(stream, "isatty", lambda: False)() or type(stream).__module__.split(".")[0] == "ipykernel":
-        return False
+def redraw_every(stream) -> float:
+    """Seconds between redraws of the progress bar: 30 into a file or a pipe (a log, CI), not 10 a second; tqdm's
+    0.1 s for a terminal, a notebook (its widget bar, or its kernel's stream, whose file is the kernel's pipe), a
+    stream that says it is a terminal (Spyder's) and one without a file (a wrapper's)."""
+    if any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__) or getattr(stream, "isatty", lambda: False)() \
+            or type(stream).__module__.split(".")[0] == "ipykernel":
+        return 0.1
     try:
-        return not os.isatty(stream.fileno())
+        return 0.1 if os.isatty(stream.fileno()) else 30
     except (AttributeError, OSError, ValueError):
-        return False
+        return 0.1
 
 
 def say(run: Run, text: str) -> None:
