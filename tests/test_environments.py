@@ -14,6 +14,7 @@ from transformers import AutoTokenizer
 from mtnlp.cli import absolute_data_dir, main
 from mtnlp.errors import UserError
 from mtnlp.recipe import check_training_paths, load_recipe
+from mtnlp.recipes.multitask import train
 
 
 @pytest.fixture(scope="module")
@@ -153,15 +154,12 @@ def test_latest_in_a_relative_output_dir_that_has_no_checkpoint_names_where_it_l
     monkeypatch.chdir(elsewhere)
     with pytest.raises(UserError, match=f"training.resume_from: no complete checkpoint in {elsewhere / 'runs/x'}"
                                         r"/checkpoints \(output_dir runs/x: from the current folder\)$"):
-        main_train = __import__("mtnlp.recipes.multitask", fromlist=["train"]).train
-        main_train(load_recipe(make_recipe(output_dir="runs/x"), ["training.resume_from=latest"]))
+        train(load_recipe(make_recipe(output_dir="runs/x"), ["training.resume_from=latest"]))
 
 
 def test_the_progress_bar_into_a_file_is_not_redrawn_ten_times_a_second(make_recipe, tmp_path):
     """A long run logged to a file (2> log, CI) wrote megabytes of bar updates into a few lines."""
     import contextlib
-
-    from mtnlp.recipes.multitask import train
 
     with open(tmp_path / "log", "w") as log, contextlib.redirect_stderr(log):  # not a terminal
         train(load_recipe(make_recipe(training={"steps": 60, "log_every": 100})))
@@ -208,13 +206,15 @@ def test_the_progress_bar_in_a_notebook_or_a_wrappers_stream_is_redrawn_as_in_a_
         release_run_folder(run.lock)
 
 
-def test_a_utf16_input_file_for_predict_is_named_as_one(model_dir, tmp_path, capsys):
+@pytest.mark.parametrize("encoding, mark", [("utf-16", "0xff 0xfe"), ("utf-32", "0xff 0xfe 0x00 0x00")])
+def test_a_utf16_or_utf32_input_file_for_predict_is_named_as_one(model_dir, tmp_path, capsys, encoding, mark):
     path = tmp_path / "in.jsonl"
-    path.write_text('{"text": "a"}\n', encoding="utf-16")  # with its byte order mark, as Windows writes it
+    path.write_text('{"text": "a"}\n', encoding=encoding)  # with its byte order mark, as Windows writes it
     assert main(["predict", str(model_dir), "--input", str(path)]) == 2
-    assert last_error(capsys) == f"error: {path}:1: starts with the bytes 0xff 0xfe, a UTF-16 byte order mark: the " \
-                                 "file is UTF-16, not utf-8; JSON Lines are UTF-8: convert the file (e.g. iconv -f " \
-                                 "utf-16 -t utf-8)"
+    wide = encoding.upper()
+    assert last_error(capsys) == f"error: {path}:1: starts with the bytes {mark}, a {wide} byte order mark: the " \
+                                 f"file is {wide}, not utf-8; JSON Lines are UTF-8: convert the file (e.g. iconv -f " \
+                                 f"{encoding} -t utf-8)"
 
 
 def test_a_launchers_local_rank_left_in_the_environment_is_one_line(make_recipe, monkeypatch):
@@ -232,12 +232,7 @@ def test_a_launchers_local_rank_left_in_the_environment_is_one_line(make_recipe,
     assert make_accelerator(load_recipe(make_recipe()))[0].num_processes == 1
 
 
-def test_a_utf32_or_ctrl_z_ended_input_for_predict_is_named_as_such(model_dir, tmp_path, monkeypatch, capsys):
-    path = tmp_path / "in.jsonl"
-    path.write_text('{"text": "a"}\n', encoding="utf-32")
-    assert main(["predict", str(model_dir), "--input", str(path)]) == 2
-    assert last_error(capsys).endswith("a UTF-32 byte order mark: the file is UTF-32, not utf-8; JSON Lines are UTF-8: "
-                                       "convert the file (e.g. iconv -f utf-32 -t utf-8)")
+def test_standard_input_ended_by_a_ctrl_z_for_predict_is_named_as_such(model_dir, monkeypatch, capsys):
     for data, line in ((b'{"text": "a"}\r\n\x1a', 2), (b'{"text": "a"}\n{"text": "b"}\x1a\r\n', 2)):
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
         assert main(["predict", str(model_dir), "--input", "-"]) == 2
