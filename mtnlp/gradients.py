@@ -7,7 +7,7 @@ moves the average gradient towards the worst-off task (Liu et al., 2021).
 
 A method is one class here (a GradientMethod) with `task_order` (which task each micro-batch comes
 from), `accumulate` (fill .grad for one update, calling `micro_step` once per micro-batch:
-train.forward_backward, which draws the batch and computes its head's loss), `log_record` (what it
+train.forward_backward, which computes the next drawn batch's head loss), `log_record` (what it
 adds to train_log.jsonl) and `state_dict_json` / `load_state_dict_json` (what a checkpoint keeps of
 it). Adding one is a class and its entry in GRADIENT_METHODS (the recipe checks `mtl.gradient`
 against it, so an entry added by your own script before load_recipe works too); an option of its own

@@ -5,8 +5,9 @@ setup() builds a Run: Accelerate and the precision (precision.py), the tokenised
 transferred from a trained one: transfer.py), optimizer and schedule, the loss weighting (weighting.py), the
 gradient method (gradients.py) and the DataLoader whose batches the task sampler plans (a task is chosen each
 step by sampling.TaskSampler, through loader.BatchPlan, the DataLoader's sampler). train_step() makes one
-optimizer update: forward, the head's loss (heads.py; the loss function is the task type's, mtnlp/tasks),
-weighting, backward. evaluate_and_select() keeps the best model; checkpoint() and resume() make a run
+optimizer update: draw its micro-batches (draw_update: each one's share of its task's loss), then for
+each, forward, the head's loss (heads.py; the loss function is the task type's, mtnlp/tasks), weighting,
+backward. evaluate_and_select() keeps the best model; checkpoint() and resume() make a run
 restartable; finish() evaluates the kept model and writes the run directory (report.py).
 """
 
@@ -22,7 +23,7 @@ import signal
 import sys
 import threading
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -221,6 +222,7 @@ class Run:
     log: report.LossLog
     data_facts: dict  # per task and split: examples, labels, truncation (data.split_facts)
     bar: tqdm | None
+    drawn: list = field(default_factory=list)  # the update's micro-batches not yet trained on (draw_update)
     grad_norm: torch.Tensor | None = None  # the last update's gradient norm before clipping (on the device)
     resumed_from: Path | None = None  # the checkpoint folder training.resume_from found
     lock: Path | None = None  # run_dir as the main process holds it (folders.hold_run_folder)
@@ -432,13 +434,33 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     return run
 
 
+def draw_update(run: Run) -> None:
+    """Draw the update's micro-batches (the task sampler's picks, through loader.BatchPlan) and each one's
+    share of its task's loss in the update: its loss items (TaskType.loss_items: rows; labelled tokens for
+    tagging) x the task's micro-batches in the update / the task's items in them, over all processes. A task's
+    part of the update is then its loss averaged over all its items there, as one larger batch's is (the
+    Trainer pools an update's tokens likewise); micro-batches of equal size have share 1. On the device,
+    without a host sync: the items are counted on the host batches, summed across processes on the device."""
+    micro = run.recipe.training.grad_accum * (len(run.tasks) if run.gradient.every_task else 1)
+    drawn = [next(run.batches) for _ in range(micro)]
+    tasks = [task for task, _, _ in drawn]
+    device, processes = run.accelerator.device, run.accelerator.num_processes
+    items = torch.stack([torch.as_tensor(task_type(run.tasks[task].type).loss_items(batch["labels"]),
+                                         dtype=torch.float32) for task, batch, _ in drawn]).to(device, non_blocking=True)
+    everywhere = run.accelerator.reduce(items, "sum") if processes > 1 else items
+    same = torch.tensor([[a == b for b in tasks] for a in tasks], dtype=torch.float32).to(device, non_blocking=True)
+    # elementwise, not a matmul: TF32 matmuls on a GPU would round the counts
+    shares = items * same.sum(1) * processes / (same * everywhere).sum(1).clamp(min=1)
+    run.drawn = [(task, batch, positions, share) for (task, batch, positions), share in zip(drawn, shares)]
+
+
 def forward_backward(run: Run, sync: bool) -> str:
-    """One micro-batch: the task sampler's pick, its head's loss, weighted, back-propagated. Returns the
-    task. The loss stays on the device (read at log steps only): no host sync per micro-batch."""
-    task, batch, run.positions = next(run.batches)  # the task: TaskSampler via loader.BatchPlan
+    """One micro-batch of those draw_update drew: its head's loss, times its share, weighted, back-propagated.
+    Returns the task. The loss stays on the device (read at log steps only): no host sync per micro-batch."""
+    task, batch, run.positions, share = run.drawn.pop(0)
     with contextlib.nullcontext() if sync else run.accelerator.no_sync(run.model):
         # the head's loss: the task type's loss function (mtnlp/tasks/<type>.py, `loss`)
-        loss = run.model(**to_device(batch, run.accelerator.device), task=task).loss
+        loss = run.model(**to_device(batch, run.accelerator.device), task=task).loss * share
         run.accelerator.backward(run.weighting(task, loss) / run.recipe.training.grad_accum)
     run.weighting.observe(task, loss.detach())
     run.log.add(task, loss.detach())
@@ -448,7 +470,8 @@ def forward_backward(run: Run, sync: bool) -> str:
 def train_step(run: Run) -> str:
     """One optimizer update; returns the task of its last micro-batch ("all" for PCGrad, CAGrad and MGDA; with grad_accum > 1
     the others may be of other tasks). The gradient method (mtl.gradient) calls forward_backward once per
-    micro-batch and combines their gradients."""
+    micro-batch of those draw_update drew, and combines their gradients."""
+    draw_update(run)
     task = run.gradient.accumulate(run, forward_backward)
     learned = [p for p in run.weighting.parameters() if p.grad is not None]  # the drawn tasks' (as on every rank)
     if learned and run.accelerator.num_processes > 1:  # DDP does not see the loss weights: average them here

@@ -16,8 +16,9 @@ def train(recipe, raw=None) -> TrainResult:
     t = recipe.training
     with stop_after_step_on_signal(run) as stop:  # Ctrl-C / SIGTERM: checkpoint, then exit
         while run.progress.step < t.steps and not stopped_early(run):  # early stopping: training.early_stopping_patience
-            # one update: train.forward_backward takes the task the sampler picked and its head's
-            # loss (the task type's, mtnlp/tasks); weighting.py weights it, gradients.py combines
+            # one update: train.draw_update takes the batches of the tasks the sampler picked,
+            # forward_backward each one's head loss (the task type's, mtnlp/tasks); weighting.py
+            # weights it, gradients.py combines
             task = train_step(run)
             log_step(run, task)
             step = run.progress.step

@@ -104,6 +104,11 @@ class TaskType:
         keeps of the recipe (e.g. a label smoothing a type adds to its Spec) and `label_weights`."""
         raise NotImplementedError
 
+    def loss_items(self, labels: torch.Tensor) -> int | torch.Tensor:
+        """How many items loss() averages over in a batch with these labels (as collated, on the host): its
+        rows. An update weighs each micro-batch by it (train.draw_update), as one larger batch would."""
+        return len(labels)
+
     def label_weights(self, spec, labels: list[str], train) -> list[float] | None:
         """The per-label loss weights the recipe's `label_weights` gives (config.tasks' `label_weights`, which
         loss() reads); `train`: the tokenised training split, None when it is streamed. None: unweighted."""

@@ -80,6 +80,9 @@ class Tagging(TaskType):
     def loss(self, logits, labels, spec):
         return labelled_cross_entropy(logits.float().flatten(0, 1), labels.flatten(), IGNORE)
 
+    def loss_items(self, labels):
+        return (labels != IGNORE).sum()  # the labelled tokens
+
     def predictions(self, logits, labels, spec, rows):
         """Per word, the label id of its first sub-token; -1 for a word max_length cut off; None for a word
         the tokenizer turns into nothing (see encode), which predict leaves out too."""
