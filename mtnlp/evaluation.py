@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .data import TaskData, collate, model_rows
-from .modeling import to_device
+from .modeling import evaluating, to_device
 from .metrics import METRICS, result_key
 from .tasks import TaskType, task_type
 from .tasks.base import column
@@ -23,19 +23,17 @@ def main_metric(metrics: list[str]) -> tuple[str, bool]:
 def batch_logits(model, dataset, task: str, kind: TaskType, batch_size: int, pad_id: int,
                  autocast=contextlib.nullcontext):
     """(dataset indices, logits on the CPU, labels) batch by batch, longest examples first."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     order = np.argsort(-np.asarray(column(dataset, "length")), kind="stable")  # similar lengths batch together
     rows = model_rows(dataset)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size].tolist()
-        batch = collate([rows[i] for i in idx], pad_id, kind.name)
-        labels = batch.pop("labels")
-        with autocast():
-            logits = model(**to_device(batch, device), task=task).logits.float().cpu()
-        yield idx, logits, labels
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size].tolist()
+            batch = collate([rows[i] for i in idx], pad_id, kind.name)
+            labels = batch.pop("labels")
+            with autocast():
+                logits = model(**to_device(batch, device), task=task).logits.float().cpu()
+            yield idx, logits, labels
 
 
 def predict(model, dataset, task: str, kind: TaskType, spec: dict, batch_size: int, pad_id: int,

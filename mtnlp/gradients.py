@@ -2,8 +2,9 @@
 
 `Summed` accumulates grad_accum micro-batches, each of the task the sampler drew. The others take
 micro-batches of EVERY task in each update and combine the tasks' gradients on the shared encoder
-(`EveryTaskGradients`): `PCGrad` projects conflicting ones off each other (Yu et al., 2020), `CAGrad`
-moves the average gradient towards the worst-off task (Liu et al., 2021).
+(`EveryTaskGradients`): `PCGrad` projects conflicting ones off each other (Yu et al., 2020); the
+`GramCombination`s weigh them by coefficients from their Gram matrix: `CAGrad` moves the average gradient
+towards the worst-off task (Liu et al., 2021), `MGDA` takes the smallest-norm combination (Sener & Koltun, 2018).
 
 A method is one class here (a GradientMethod) with `task_order` (which task each micro-batch comes
 from), `accumulate` (fill .grad for one update, calling `micro_step` once per micro-batch:
@@ -12,7 +13,8 @@ adds to train_log.jsonl) and `state_dict_json` / `load_state_dict_json` (what a 
 it). Adding one is a class and its entry in GRADIENT_METHODS (the recipe checks `mtl.gradient`
 against it, so an entry added by your own script before load_recipe works too); an option of its own
 is a field of recipe.py's MTLSpec and an entry of its GRADIENT_KEYS. Combining every task's
-gradients is a subclass of EveryTaskGradients with its own `combine`. torch is imported only when a
+gradients is a subclass of EveryTaskGradients with its own `combine`, or of GramCombination with its own
+`coefficients`. torch is imported only when a
 method runs, so that a recipe's mistakes are reported without it.
 """
 

@@ -8,6 +8,7 @@ per-task top layers). save_pretrained / from_pretrained rebuild everything from 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -119,6 +120,34 @@ def checked_tasks(tasks) -> dict[str, dict]:
     return checked
 
 
+SHARING_KEYS = {"lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"},
+                "task_layers": {"layers": "task_layers"}}  # config.sharing's keys -> the recipe's mtl keys
+
+
+def checked_sharing(given) -> dict | None:
+    """`sharing` as from_encoder and from_trained take it (None: one encoder; {"type": "lora", "r", "alpha",
+    "dropout", "targets"} or {"type": "task_layers", "layers"}), the keys it leaves out at the recipe's defaults
+    (mtl.lora_r, ...), or a ValueError naming the key at fault."""
+    from pydantic import ValidationError
+
+    from .recipe import MTLSpec, sharing_config
+
+    if given is None:
+        return None
+    kind = given.get("type") if isinstance(given, dict) else None
+    if kind not in SHARING_KEYS:
+        raise ValueError(f"sharing['type']: expected 'lora' or 'task_layers' (or sharing=None), got {kind!r}")
+    keys = SHARING_KEYS[kind]
+    for key, value in given.items():
+        if key != "type" and key not in keys:
+            raise ValueError(f"sharing[{key!r}]: not a key of {kind} sharing (its keys: {', '.join(keys)})")
+        try:
+            MTLSpec(**{keys[key]: value}) if key != "type" else None
+        except ValidationError as error:
+            raise ValueError(f"sharing[{key!r}]: {error.errors()[0]['msg']}, got {value!r}") from None
+    return sharing_config(MTLSpec(sharing=kind, **{keys[k]: v for k, v in given.items() if k != "type"}))
+
+
 class MultiTaskModel(PreTrainedModel):
     """One encoder (`encoder`, any family in families.py) and one head per task (`heads`, heads.py).
 
@@ -210,7 +239,9 @@ class MultiTaskModel(PreTrainedModel):
 
         Head modules the checkpoint carries (families.py `base_head`: BERT's pooler) start from its weights.
         The model is float32 (training keeps fp32 weights, whatever dtype the checkpoint was saved in), or
-        all of it in `dtype=` if given (a torch dtype, its name, or "auto": the checkpoint's).
+        all of it in `dtype=` if given (a torch dtype, its name, or "auto": the checkpoint's). `sharing`: None
+        (one encoder for every task), {"type": "lora", ...} or {"type": "task_layers", "layers": k}, see
+        checked_sharing and sharing.py.
         """
         tasks = checked_tasks(tasks)
         dtype = load_kwargs.pop("dtype", None)
@@ -221,7 +252,7 @@ class MultiTaskModel(PreTrainedModel):
             if not isinstance(getattr(torch, dtype, None), torch.dtype):
                 raise ValueError(f"dtype: {dtype!r} is not a torch dtype (e.g. float32, bfloat16) or 'auto'")
             dtype = getattr(torch, dtype)
-        config = MultiTaskConfig(encoder=encoder_config(pretrained.config), tasks=tasks, sharing=sharing)
+        config = MultiTaskConfig(encoder=encoder_config(pretrained.config), tasks=tasks, sharing=checked_sharing(sharing))
         model = cls(config)
         state = pretrained.state_dict()
         # the heads pool for themselves: the encoder's pooler is left out, unless it cannot be (SqueezeBERT)
@@ -266,7 +297,8 @@ class MultiTaskModel(PreTrainedModel):
         the first new task it knows."""
         tasks = checked_tasks(tasks)
         task = transfer_encoder_task(source, tasks, encoder_of)
-        model = cls(MultiTaskConfig(encoder=encoder_config(source.config.encoder), tasks=tasks, sharing=sharing))
+        model = cls(MultiTaskConfig(encoder=encoder_config(source.config.encoder), tasks=tasks,
+                                    sharing=checked_sharing(sharing)))
         try:
             model.load_plain_encoder(source.encoder_state(task))
         except ValueError as e:
@@ -352,6 +384,18 @@ class MultiTaskModel(PreTrainedModel):
                     for t in tasks}
         hidden = self.shared_states(input_ids, attention_mask, token_type_ids)
         return {t: self.heads[t](self.task_top(hidden, attention_mask, t), attention_mask) for t in tasks}
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """`model` in eval mode (no dropout) for the block, then back in its own mode: an evaluation or a pipeline
+    called in the middle of training leaves the model training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

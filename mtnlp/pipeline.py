@@ -26,7 +26,7 @@ from . import families
 from . import precision as precision_policy
 from .encoders import is_local_path, tokenizer_problem
 from .folders import check_model_folder, check_multitask_config, is_onnx_folder, refuse_run_folder
-from .modeling import MultiTaskModel, to_device
+from .modeling import MultiTaskModel, evaluating, to_device
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem, truncating,
                          valid_unicode)
@@ -44,7 +44,9 @@ class MultiTaskPipeline:
     """Every head's prediction for raw inputs: `MultiTaskPipeline.from_pretrained(MODEL)(texts)`, with
     MODEL a trained model folder, an ONNX export or a hub id; see __call__ for inputs and outputs.
 
-    `device`: default the model's own if it is on a GPU, else CUDA when there is one (ONNX: the CPU).
+    `device`: default the model's own if it is on a GPU, else CUDA when there is one (ONNX: the CPU); a model
+    given here is moved there in place (as transformers' pipelines do). Each call runs it in eval mode and
+    leaves it in its own mode: a pipeline built in the middle of training does not turn dropout off.
     `precision`: auto (bf16 where the hardware runs it natively, else fp32; see precision.py), bf16, fp16
     or fp32. `batch_size`: inputs per encoder pass. `max_length`: tokens per text, default the length the
     model was trained with."""
@@ -59,7 +61,7 @@ class MultiTaskPipeline:
         elif isinstance(device, int) and not isinstance(device, bool):  # transformers' pipelines: -1 is the CPU
             device = "cpu" if device < 0 else f"cuda:{device}"
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device)  # (in place; each call runs it in eval mode, then restores its mode)
         self.tokenizer = tokenizer
         self.precision = (precision_policy.for_onnx(precision, model.quantize) if onnx else
                           precision_policy.for_model(precision, self.model))
@@ -143,7 +145,7 @@ class MultiTaskPipeline:
             texts.setdefault(tuple(takers), {})[i] = (value, None) if isinstance(value, str) \
                 else (value["words"], None) if is_words_input(value) else (value["text"], value.get("text_pair"))
         truncated = []  # (input index, the heads that read it, whether it is a pair)
-        with self._lock:
+        with self._lock, evaluating(self.model):
             for heads, items in texts.items():  # e.g. the single-text heads' texts, and the pair heads' pairs
                 cut = self._text_heads(items, list(heads), return_all_scores, results)
                 truncated += [(i, heads, items[i][1] is not None) for i in cut]

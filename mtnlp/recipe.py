@@ -542,7 +542,7 @@ def check(recipe: Recipe, training: bool = True) -> None:
         if training and name not in registry:
             fail(f"{section}.{method}", f"unknown value {name!r} (expected one of: {', '.join(registry)})")
         for key, reader in keys.items():
-            if _changed(spec, key) and name != reader and _ours(registry, name):
+            if _changed(spec, key) and not _may_read(registry, name, reader):
                 note(f"{section}.{key}", f"not read: it applies to {section}.{method} {reader} (this is {name})")
     if getattr(GRADIENT_METHODS.get(m.gradient), "every_task", False):
         for key in ("strategy", "temperature"):
@@ -584,9 +584,12 @@ def _changed(section: Spec, key: str) -> bool:
     return getattr(section, key) != type(section).model_fields[key].get_default(call_default_factory=True)
 
 
-def _ours(registry: dict, name: str) -> bool:
-    """Whether a sampling strategy, weighting or gradient method is one of mtnlp's own (not added by a script)."""
-    return name in registry and (registry[name] is None or registry[name].__module__.startswith("mtnlp."))
+def _may_read(registry: dict, name: str, reader: str) -> bool:
+    """Whether the sampling strategy, weighting or gradient method `name` may read a key of `reader`'s: it is
+    `reader`, under its own name or another (a script's alias), or one a script added, which may read any key."""
+    entry = registry.get(name)
+    ours = name in registry and (entry is None or entry.__module__.startswith("mtnlp."))
+    return name == reader or not ours or (entry is not None and entry is registry.get(reader))
 
 
 def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:

@@ -244,6 +244,21 @@ def test_from_encoder_names_the_task_and_key_of_a_bad_task_spec(tiny_encoder):
     assert model.config.tasks["score"]["labels"] == [] and model.heads["score"].classifier.out_features == 1
 
 
+def test_sharing_left_partly_unsaid_takes_the_recipes_defaults_and_a_wrong_key_is_named(tiny_encoder):
+    import pytest
+
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"s": {"type": "classification", "labels": ["a", "b"]}},
+                                        sharing={"type": "lora", "r": 4})
+    assert model.config.sharing == {"type": "lora", "r": 4, "alpha": 16.0, "dropout": 0.1,
+                                    "targets": ["query", "key", "value", "dense"]}
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    for sharing, message in [({"type": "lora", "rank": 4}, r"^sharing\['rank'\]: not a key of lora sharing \(its keys: r, "),
+                             ({"type": "task_layers", "layers": 0}, r"^sharing\['layers'\]: .*greater than 0, got 0$"),
+                             ({"layers": 1}, r"^sharing\['type'\]: expected 'lora' or 'task_layers' \(or sharing=None\)")]:
+        with pytest.raises(ValueError, match=message):
+            MultiTaskModel.from_encoder(tiny_encoder, {"s": {"type": "regression"}}, sharing=sharing)
+
+
 def test_from_pretrained_on_a_plain_encoder_says_what_it_is(tiny_encoder):
     import pytest
 

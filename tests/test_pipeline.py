@@ -194,6 +194,19 @@ def test_a_pipeline_can_be_copied_and_pickled(model_dir):
     assert MultiTaskPipeline(pipe.model, pipe.tokenizer, precision="fp32")._lock is pipe._lock  # one tokenizer, one lock
 
 
+def test_a_pipeline_on_a_training_model_answers_without_dropout_and_leaves_it_training(model_dir):
+    """A check in the middle of a training loop (a copied recipe, one's own loop) must not turn dropout off for
+    the rest of training; its answers are the eval-mode model's."""
+    model = MultiTaskModel.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    expected = rounded(MultiTaskPipeline(model, tokenizer, precision="fp32")(TEXTS[:2]))
+    model.train()
+    pipe = MultiTaskPipeline(model, tokenizer, precision="fp32")
+    assert model.training  # built on it: still training
+    assert rounded(pipe(TEXTS[:2])) == expected == rounded(pipe(TEXTS[:2]))  # no dropout in the calls
+    assert model.training and all(m.training for m in model.modules())
+
+
 def test_empty_and_long_texts(model_dir):
     pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
     empty = pipe("")

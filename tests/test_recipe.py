@@ -351,6 +351,19 @@ def test_a_strategy_added_by_a_script_may_read_temperature(monkeypatch, recwarn)
     assert not [w for w in recwarn if "not read" in str(w.message)]
 
 
+def test_a_method_of_mtnlps_under_a_second_name_reads_its_keys(monkeypatch, recwarn):
+    """A script's alias (e.g. an older recipe's name kept working) is the method it names: its keys are read."""
+    from mtnlp import sampling, weighting
+
+    monkeypatch.setitem(sampling.STRATEGIES, "tempered", sampling.STRATEGIES["temperature"])
+    monkeypatch.setitem(weighting.WEIGHTINGS, "dwa_fast", weighting.WEIGHTINGS["dwa"])
+    load_recipe(DEMO, ["sampling.strategy=tempered", "mtl.weighting=dwa_fast", "mtl.dwa_window=2"])
+    assert not [w for w in recwarn if "not read" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"mtl.weighting_lr: not read: it applies to mtl.weighting uncertainty "
+                                         r"\(this is dwa_fast\)"):  # another method's key is still said
+        load_recipe(DEMO, ["mtl.weighting=dwa_fast", "mtl.weighting_lr=0.1"])
+
+
 def test_every_loss_weight_zero_is_an_error():
     message = error(DEMO, ["tasks.sentiment.loss_weight=0", "tasks.question.loss_weight=0", "tasks.pos.loss_weight=0"])
     assert message.endswith("tasks.sentiment.loss_weight: every task's loss_weight is 0: nothing would train")
