@@ -155,10 +155,18 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
     state["ranks"] = len(ranks) or 1
     if len(ranks) == world_size:
         return state | ranks[rank]
-    # another number of processes: every rank takes rank 0's DWA sums (the trainer state's "weighting"): DWA
-    # averages sums and counts over the ranks, so the window's mean loss is rank 0's share's
-    if ranks and rank == 0:  # and rank 0 logs its own losses, as when they were written
-        state["loss_log"] = ranks[0].get("loss_log", {})
+    # another number of processes: every rank takes the mean of the ranks' DWA sums and counts, which DWA averages
+    # over the ranks: the window's mean loss stays that of all ranks' losses (each weighted by its share of the items)
+    own = [r.get("weighting", {}) for r in ranks]
+    if ranks and all("sums" in w and "counts" in w for w in own):
+        state["weighting"] = {**state.get("weighting", {}),
+                              **{part: {n: sum(w[part].get(n, 0) for w in own) / len(own) for n in own[0][part]}
+                                 for part in ("sums", "counts")}}
+    if ranks and rank == 0:  # and rank 0 holds the losses of every rank since the last record (LossLog.flush sums them)
+        logs = [r.get("loss_log", {}) for r in ranks]
+        state["loss_log"] = {part: {task: sum(log.get(part, {}).get(task, 0) for log in logs)
+                                    for task in {t for log in logs for t in log.get(part, {})}}
+                             for part in ("sums", "counts")}
     if "seen" in state and ranks:  # another number of processes: rank 0 counts every example trained so far
         state["seen"] = {task: {"batches": counts["batches"],
                                 "examples": sum(r["seen"][task]["examples"] for r in ranks) if rank == 0 else 0}

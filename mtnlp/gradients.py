@@ -7,8 +7,9 @@ micro-batches of EVERY task in each update and combine the tasks' gradients on t
 towards the worst-off task (Liu et al., 2021), `MGDA` takes the smallest-norm combination (Sener & Koltun, 2018).
 
 A method is one class here (a GradientMethod) with `task_order` (which task each micro-batch comes
-from), `accumulate` (fill .grad for one update, calling `micro_step` once per micro-batch:
-train.forward_backward, which computes the next drawn batch's head loss), `log_record` (what it
+from), `micro_batches` (how many an update takes: train.draw_update draws them first), `accumulate` (fill
+.grad for one update, calling `micro_step` once per micro-batch: train.forward_backward, which computes the
+next drawn batch's head loss), `log_record` (what it
 adds to train_log.jsonl) and `state_dict_json` / `load_state_dict_json` (what a checkpoint keeps of
 it). Adding one is a class and its entry in GRADIENT_METHODS (the recipe checks `mtl.gradient`
 against it, so an entry added by your own script before load_recipe works too); an option of its own
@@ -44,6 +45,11 @@ class GradientMethod:
 
     def task_order(self, sampler: TaskSampler, tasks: list[str], grad_accum: int) -> TaskSampler:
         return sampler
+
+    def micro_batches(self, grad_accum: int, tasks: list[str]) -> int:
+        """How many micro-batches an update takes: train.draw_update draws them (to weigh each task's items
+        alike), and `accumulate` calls micro_step once for each."""
+        return grad_accum * (len(tasks) if self.every_task else 1)
 
     def accumulate(self, run, micro_step) -> str:
         """Fill .grad for one update; returns the task of its last micro-batch ("all" for every task)."""

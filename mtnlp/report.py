@@ -197,10 +197,20 @@ class LossLog:
         self.sums[task] = self.sums[task] + loss if task in self.sums else loss
         self.counts[task] += 1
 
-    def flush(self) -> dict[str, float]:
-        """Each task's mean loss since the last flush."""
-        sums = self.state_dict()["sums"]
-        means = {n: v / self.counts[n] for n, v in sums.items()}
+    def flush(self, tasks: list[str], accelerator=None) -> dict[str, float]:
+        """Each task's mean loss since the last flush, over every process's micro-batches (under DDP a
+        collective: each process's losses are weighted by its share of an update's items, train.draw_update)."""
+        import torch
+
+        ddp = accelerator is not None and accelerator.num_processes > 1
+        means = {}
+        if self.sums or ddp:
+            device = accelerator.device if ddp else next(iter(self.sums.values())).device
+            zero = torch.zeros((), device=device)
+            both = torch.stack([torch.stack([self.sums.get(n, zero).to(device) for n in tasks]),
+                                torch.tensor([float(self.counts[n]) for n in tasks], device=device)])
+            sums, counts = (accelerator.reduce(both, "sum") if ddp else both).tolist()
+            means = {n: v / c for n, v, c in zip(tasks, sums, counts) if c}
         self.sums.clear()
         self.counts.clear()
         self.last = means

@@ -435,28 +435,35 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
 
 
 def draw_update(run: Run) -> None:
-    """Draw the update's micro-batches (the task sampler's picks, through loader.BatchPlan) and each one's
-    share of its task's loss in the update: its loss items (TaskType.loss_items: rows; labelled tokens for
-    tagging) x the task's micro-batches in the update / the task's items in them, over all processes. A task's
-    part of the update is then its loss averaged over all its items there, as one larger batch's is (the
-    Trainer pools an update's tokens likewise); micro-batches of equal size have share 1. On the device,
-    without a host sync: the items are counted on the host batches, summed across processes on the device."""
-    micro = run.recipe.training.grad_accum * (len(run.tasks) if run.gradient.every_task else 1)
-    drawn = [next(run.batches) for _ in range(micro)]
+    """Draw the update's micro-batches (the task sampler's picks, through loader.BatchPlan; as many as the
+    gradient method's `micro_batches`) and each one's share of its task's loss in the update: its loss items
+    (TaskType.loss_items: rows; labelled tokens for tagging) x the task's micro-batches in the update / the
+    task's items in them, over all processes. A task's part of the update is then its loss averaged over all
+    its items there, as one larger batch's is (the Trainer pools an update's tokens likewise); micro-batches of
+    equal size have share 1. The items are counted on the host; under DDP one all-reduce of the tasks' totals
+    on the device, and the shares stay there (no host sync)."""
+    t, processes = run.recipe.training, run.accelerator.num_processes
+    drawn = [next(run.batches) for _ in range(run.gradient.micro_batches(t.grad_accum, list(run.tasks)))]
     tasks = [task for task, _, _ in drawn]
-    device, processes = run.accelerator.device, run.accelerator.num_processes
+    update = list(dict.fromkeys(tasks))  # the update's tasks, in order
     items = torch.stack([torch.as_tensor(task_type(run.tasks[task].type).loss_items(batch["labels"]),
-                                         dtype=torch.float32) for task, batch, _ in drawn]).to(device, non_blocking=True)
-    everywhere = run.accelerator.reduce(items, "sum") if processes > 1 else items
-    same = torch.tensor([[a == b for b in tasks] for a in tasks], dtype=torch.float32).to(device, non_blocking=True)
-    # elementwise, not a matmul: TF32 matmuls on a GPU would round the counts
-    shares = items * same.sum(1) * processes / (same * everywhere).sum(1).clamp(min=1)
+                                         dtype=torch.float32) for task, batch, _ in drawn])
+    totals = torch.stack([items[[i for i, drew in enumerate(tasks) if drew == task]].sum() for task in update])
+    if processes > 1:
+        device = run.accelerator.device
+        totals = totals.pin_memory() if device.type == "cuda" else totals  # a copy that waits for no GPU work
+        totals = run.accelerator.reduce(totals.to(device, non_blocking=True), "sum")
+    shares = [items[i] * tasks.count(task) * processes / totals[update.index(task)].clamp(min=1)
+              for i, task in enumerate(tasks)]
     run.drawn = [(task, batch, positions, share) for (task, batch, positions), share in zip(drawn, shares)]
 
 
 def forward_backward(run: Run, sync: bool) -> str:
-    """One micro-batch of those draw_update drew: its head's loss, times its share, weighted, back-propagated.
+    """The next micro-batch draw_update drew: its head's loss, times its share, weighted, back-propagated.
     Returns the task. The loss stays on the device (read at log steps only): no host sync per micro-batch."""
+    if not run.drawn:
+        raise RuntimeError(f"{type(run.gradient).__name__}.accumulate took more micro-batches than its micro_batches() "
+                           f"gives, which draw_update drew")
     task, batch, run.positions, share = run.drawn.pop(0)
     with contextlib.nullcontext() if sync else run.accelerator.no_sync(run.model):
         # the head's loss: the task type's loss function (mtnlp/tasks/<type>.py, `loss`)
@@ -473,6 +480,9 @@ def train_step(run: Run) -> str:
     micro-batch of those draw_update drew, and combines their gradients."""
     draw_update(run)
     task = run.gradient.accumulate(run, forward_backward)
+    if run.drawn:  # a batch drawn, not trained on: the task's mean would be wrong, and a resume would skip it
+        raise RuntimeError(f"{type(run.gradient).__name__}.accumulate took fewer micro-batches than its "
+                           f"micro_batches() gives ({len(run.drawn)} left)")
     learned = [p for p in run.weighting.parameters() if p.grad is not None]  # the drawn tasks' (as on every rank)
     if learned and run.accelerator.num_processes > 1:  # DDP does not see the loss weights: average them here
         for p, grad in zip(learned, reduce_mean(run.accelerator, torch.stack([p.grad for p in learned]))):
@@ -534,7 +544,7 @@ def is_log_step(run: Run) -> bool:
 def write_log_record(run: Run) -> None:
     """A train_log.jsonl record of the steps since the last one (and the report_to trackers')."""
     step, t = run.progress.step, run.recipe.training
-    losses, seen = run.log.flush(), trained_so_far(run)
+    losses, seen = run.log.flush(list(run.tasks), run.accelerator), trained_so_far(run)
     factor = run.scheduler.lr_lambdas[0](step - 1)  # the update just made (the scheduler is on the next one's)
     record = {"step": step, "lr": run.scheduler.base_lrs[0] * factor, "head_lr": run.scheduler.base_lrs[2] * factor,
               "loss": losses, "weights": run.weighting.weights(), **run.gradient.log_record(),

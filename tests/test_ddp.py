@@ -155,7 +155,8 @@ def test_two_process_ddp_keeps_ranks_identical(launched, launcher, precision, da
 @pytest.mark.slow
 def test_tagging_tokens_are_pooled_across_processes(launched):
     """2 processes x 2 micro-batches of the same 4 batches of sentences as 1 process x 4: the same model (each
-    token weighs the same in an update, summed over the processes, not each process's own mean)."""
+    token weighs the same in an update, summed over the processes, not each process's own mean), and the same
+    logged losses (every process's, weighted by its share of the tokens)."""
     from safetensors.torch import load_file
 
     import torch
@@ -170,6 +171,9 @@ def test_tagging_tokens_are_pooled_across_processes(launched):
     assert two.keys() == one.keys()
     for name in two:
         torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-5, msg=name)  # (1.9e-2 off with each process its own tokens)
+    logged = [[json.loads(line)["loss"]["ner"] for line in (folder / run / "train_log.jsonl").read_text().splitlines()]
+              for run in ("run", "alone")]
+    assert len(logged[0]) == 3 and logged[0] == pytest.approx(logged[1], rel=1e-5)  # (rank 0's alone: 9 % off)
 
 
 def test_a_leftover_world_size_in_one_process_trains_alone(make_recipe, tmp_path):

@@ -245,8 +245,32 @@ def test_a_checkpoint_keeps_the_losses_since_the_last_log_record():
     restored = LossLog()
     restored.load_state_dict(json.loads(json.dumps(log.state_dict())), torch.device("cpu"))  # as a checkpoint keeps it
     restored.add("b", torch.tensor(1.0))
-    assert restored.flush() == {"a": 0.375, "b": 1.5}
-    assert log.flush() == {"a": 0.375, "b": 2.0} and LossLog().state_dict() == {"sums": {}, "counts": {}}
+    assert restored.flush(["a", "b"]) == {"a": 0.375, "b": 1.5}
+    assert log.flush(["a", "b", "c"]) == {"a": 0.375, "b": 2.0} and LossLog().state_dict() == {"sums": {}, "counts": {}}
+    assert log.flush(["a", "b"]) == {}  # nothing since
+
+
+def test_a_resume_with_another_number_of_processes_keeps_every_ranks_losses_since_the_last_record(make_recipe):
+    """The log's sums and counts of every rank go to rank 0 (LossLog.flush sums them over the ranks); DWA's window
+    sums are averaged over the ranks as DWA averages them: both stay the mean of all ranks' losses."""
+    from mtnlp.train import checkpoint
+
+    recipe = make_recipe(training={"steps": 4, "log_every": 4}, mtl={"weighting": "dwa", "dwa_window": 4})
+    run = setup(load_recipe(recipe))
+    for _ in range(3):
+        train_step(run)
+    folder = checkpoint(run)
+    own = json.loads((folder / "rank-0.json").read_text())
+    log = own["loss_log"]
+    other = {"seen": own["seen"], "loss_log": {"sums": {t: 3 * v for t, v in log["sums"].items()}, "counts": log["counts"]},
+             "weighting": dict(own["weighting"], sums={t: v + 2.0 for t, v in own["weighting"]["sums"].items()})}
+    (folder / "rank-1.json").write_text(json.dumps(other))  # as if written by a second process
+    alone = load_checkpoint(folder, run.unwrapped, run.optimizer, rank=0, world_size=1)
+    assert alone["loss_log"] == {"sums": {t: pytest.approx(4 * v) for t, v in log["sums"].items()},
+                                 "counts": {t: 2 * c for t, c in log["counts"].items()}}
+    assert alone["weighting"]["sums"] == {t: pytest.approx(v + 1.0) for t, v in own["weighting"]["sums"].items()}
+    third = load_checkpoint(folder, run.unwrapped, run.optimizer, rank=2, world_size=3)
+    assert "loss_log" not in third and third["weighting"]["sums"] == alone["weighting"]["sums"]
 
 
 def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recipe, tmp_path, capsys):

@@ -1,6 +1,8 @@
 """An update's loss: each task's loss averaged over all its items in the update (rows; labelled tokens for
 tagging), so that grad_accum micro-batches give the update one larger batch gives (train.draw_update)."""
 
+import json
+
 import pytest
 import torch
 from conftest import DATA, tiny_tasks
@@ -24,7 +26,7 @@ def one_update(make_recipe, tmp_path, name, tasks, mtl=None, **training):
         drawn = list(run.drawn)
         run.gradient.accumulate(run, forward_backward)
         grads = {n: p.grad.clone() for n, p in run.unwrapped.named_parameters() if p.grad is not None}
-        return grads, run.log.flush(), drawn
+        return grads, run.log.flush(list(run.tasks)), drawn
     finally:
         release_run_folder(run.lock)
         run.bar.close()
@@ -53,19 +55,65 @@ def test_four_tagging_micro_batches_are_one_batch_of_their_sentences(make_recipe
         assert small_loss[task] == pytest.approx(large_loss[task], rel=1e-5)
 
 
-def test_a_mixed_update_weighs_each_task_by_its_micro_batches_and_each_item_alike(make_recipe, tmp_path):
-    """Micro-batches of several tasks in one update: a task keeps the part its micro-batches give it
-    (the sampler's), and inside it every item (sentence, token) weighs the same."""
-    tasks = {"sentiment": tiny_tasks()["sentiment"], **NER}
-    _, _, drawn = one_update(make_recipe, tmp_path, "mixed", tasks, batch_size=3, grad_accum=8, seed=2)
-    by_task = {}
-    for task, batch, _, share in drawn:
-        items = int((batch["labels"] != -100).sum()) if task == "ner" else len(batch["labels"])
-        by_task.setdefault(task, []).append((items, float(share)))
-    assert set(by_task) == {"sentiment", "ner"}  # the seed draws both tasks in the update, NER twice or more
-    assert len({items for items, _ in by_task["ner"]}) > 1, by_task
-    for task, pairs in by_task.items():
-        assert sum(share for _, share in pairs) == pytest.approx(len(pairs))
-        assert [share for _, share in pairs] == pytest.approx([items * len(pairs) / sum(i for i, _ in pairs)
-                                                               for items, _ in pairs])
-    assert all(share == 1.0 for _, share in by_task["sentiment"])  # equal rows: exactly the micro-batch's own mean
+def concatenated(batches: list[dict]) -> dict:
+    """Micro-batches as one batch: each tensor padded to the widest (labels with -100, the rest with 0: the
+    MiniLM tokenizer's pad id), then stacked."""
+    width = max(b["input_ids"].shape[1] for b in batches)
+    pad = lambda key, t: t if t.dim() == 1 else torch.nn.functional.pad(t, (0, width - t.shape[1]),
+                                                                         value=-100 if key == "labels" else 0)
+    return {key: torch.cat([pad(key, b[key]) for b in batches]) for key in batches[0]}
+
+
+def test_a_mixed_update_is_each_task_pooled_over_its_items_times_its_part_of_the_micro_batches(make_recipe, tmp_path):
+    """Micro-batches of two tasks in one update (`sum`): the update is, for each task, its loss over all its
+    micro-batches' items as one batch, times its share of the micro-batches (the sampler's part for it)."""
+    tasks = {"sentiment": {**tiny_tasks()["sentiment"], "dropout": 0.0}, **NER}
+    run = setup(load_recipe(make_recipe(tasks=tasks, training={"steps": 1, "batch_size": 3, "grad_accum": 8, "seed": 2},
+                                        sampling={"strategy": "uniform", "group_by_length": False})))
+    try:
+        run.model.eval()
+        draw_update(run)
+        drawn = [(task, batch) for task, batch, _, _ in run.drawn]
+        run.gradient.accumulate(run, forward_backward)
+        got = {n: p.grad.clone() for n, p in run.unwrapped.named_parameters() if p.grad is not None}
+        by_task = {task: [batch for drew, batch in drawn if drew == task] for task, _ in drawn}
+        ner_tokens = [int((b["labels"] != -100).sum()) for b in by_task.get("ner", [])]
+        assert len(by_task) == 2 and len(set(ner_tokens)) > 1  # NER's micro-batches differ in size (the seed's draw)
+        run.unwrapped.zero_grad(set_to_none=True)
+        for task, batches in by_task.items():
+            (run.unwrapped(**concatenated(batches), task=task).loss * len(batches) / len(drawn)).backward()
+        expected = {n: p.grad for n, p in run.unwrapped.named_parameters() if p.grad is not None}
+        assert_same_gradients(got, expected)
+    finally:
+        release_run_folder(run.lock)
+        run.bar.close()
+
+
+def test_a_gradient_method_of_ones_own_takes_the_micro_batches_it_says(make_recipe, monkeypatch, tmp_path):
+    """draw_update draws `micro_batches()` of them first; a method that trains on another number is told so."""
+    from mtnlp import gradients
+    from mtnlp.recipes.multitask import train
+    from mtnlp.sampling import EveryTask
+
+    class OneOfEach(gradients.GradientMethod):  # one micro-batch of every task per update, whatever grad_accum
+        def task_order(self, sampler, tasks, grad_accum):
+            return EveryTask(tasks, 1)
+
+        def micro_batches(self, grad_accum, tasks):
+            return len(tasks)
+
+        def accumulate(self, run, micro_step):
+            return [micro_step(run, sync=i == len(run.tasks) - 1) for i in range(len(run.tasks))][-1]
+
+    class Short(OneOfEach):
+        def micro_batches(self, grad_accum, tasks):
+            return len(tasks) + 1
+
+    monkeypatch.setitem(gradients.GRADIENT_METHODS, "one_of_each", OneOfEach)
+    monkeypatch.setitem(gradients.GRADIENT_METHODS, "short", Short)
+    train(load_recipe(make_recipe(training={"steps": 2, "grad_accum": 2}, mtl={"gradient": "one_of_each"})))
+    last = json.loads((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 2 and last["batches"] == dict.fromkeys(tiny_tasks(), 2)  # one of each task per update
+    with pytest.raises(RuntimeError, match=r"^Short.accumulate took fewer micro-batches than its micro_batches\(\) "
+                                           r"gives \(1 left\)"):
+        train(load_recipe(make_recipe(training={"steps": 2}, mtl={"gradient": "short"}, overwrite_output_dir=True)))
