@@ -55,6 +55,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         cells = [", ".join(f"{k} {v:.4f}" if v is not None else f"{k} —" for k, v in scores.get(split, {}).items())
                  or "—" for split in ("validation", "test")]
         lines.append("| " + " | ".join(map(table_cell, [name, spec["type"], labels, *cells])) + " |")
+    lines += metric_notes(config, metrics)
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
               f'pipe = MultiTaskPipeline.from_pretrained("{CARD_PLACEHOLDER}")']
     lora = (getattr(config, "sharing", None) or {}).get("type") == "lora"  # each task reads its own adapted encoder
@@ -85,6 +86,20 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     if not onnx:  # an export's figures are measured on its own folder (mtnlp evaluate --per-label)
         lines += per_label_section((metrics or {}).get("per_label") or {})
     return "\n".join(lines)
+
+
+def metric_notes(config, metrics: dict | None) -> list[str]:
+    """Lines under the card's table: how the figures shown are computed where their names do not say (each
+    task type's metric_notes), e.g. classification's f1 is macro-averaged."""
+    from .tasks import task_type
+
+    notes: dict[tuple[str, str], list[str]] = {}  # (metric, note) -> tasks
+    for name, spec in config.tasks.items():
+        shown = {k for split in ("validation", "test") for k in (metrics or {}).get("tasks", {}).get(name, {}).get(split, {})}
+        for metric, note in task_type(spec["type"]).metric_notes.items():
+            if metric in shown:
+                notes.setdefault((metric, note), []).append(name)
+    return [""] + [f"- {metric} ({', '.join(tasks)}): {note}" for (metric, note), tasks in notes.items()] if notes else []
 
 
 def per_label_section(per_label: dict[str, dict[str, dict]]) -> list[str]:

@@ -193,6 +193,7 @@ class Progress:
     bad_evals: int = 0  # evaluations since the last improvement (early stopping)
     best_validation: dict | None = None  # the kept model's validation metrics
     best_by_label: dict | None = None  # and its validation figures per label (evaluation.evaluate_split's by_label)
+    best_metrics: dict | None = None  # and the metrics they are: each task's metric names then
     selected_by: dict | None = None  # each evaluated task's main metric: the rule best_score was computed by
     selected_on: dict | None = None  # each evaluated task's validation rows (data.rows_signature): the data it was computed on
     ended_early: bool = False  # early stopping ended training before training.steps
@@ -617,6 +618,9 @@ def finish(run: Run) -> TrainResult:
         if accelerator.is_main_process:
             keep_model(run)
         accelerator.wait_for_everyone()
+    asked = run.progress.best_metrics
+    if asked is not None and asked != {n: list(run.metrics[n]) for n in asked}:  # resumed with other metrics
+        run.progress.best_validation = None  # evaluated again, with those the recipe now asks for
     best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
     if fit_to_validation(best, run.tasks, run.recipe.tasks, run.recipe.training.eval_batch_size,
                          run.tokenizer.pad_token_id, accelerator.autocast):  # e.g. multi-label thresholds
@@ -786,6 +790,7 @@ def evaluate_and_select(run: Run) -> bool:
     if improved:  # the kept model's validation metrics: finish() reports them without re-evaluating
         progress.best_score, progress.best_step, progress.bad_evals = score, progress.step, 0
         progress.best_validation, progress.best_by_label = results, by_label
+        progress.best_metrics = {n: list(run.metrics[n]) for n in results}
         if accelerator.is_main_process:
             keep_model(run)
     else:

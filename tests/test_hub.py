@@ -343,3 +343,23 @@ def test_a_label_with_a_pipe_or_a_line_break_keeps_the_cards_table_whole(tmp_pat
     (tmp_path / "README.md").write_text(card, encoding="utf-8")
     assert card_metrics(str(tmp_path)) == {"sentiment": {"validation": {"accuracy": 0.75}},
                                            "topics": {"test": {"f1_micro": 0.5}}}
+
+
+def test_the_card_says_how_figures_whose_names_do_not_say_are_averaged():
+    """A reader on the hub cannot tell macro from micro F1 by the name (TREC: macro F1 0.78 beside accuracy 0.92)."""
+    from mtnlp.hub import card_rows, model_card
+    from mtnlp.modeling import MultiTaskConfig
+
+    tasks = {"question": {"type": "classification", "labels": ["a", "b"]}, "topic": {"type": "classification", "labels": ["x", "y"]},
+             "ner": {"type": "tagging", "labels": ["O", "B-PER", "I-PER"]}, "score": {"type": "regression", "labels": []}}
+    metrics = {"tasks": {"question": {"test": {"accuracy": 0.92, "f1": 0.78}}, "topic": {"validation": {"f1": 0.5}},
+                         "ner": {"validation": {"precision": 0.5, "recall": 0.4, "f1": 0.44}},
+                         "score": {"validation": {"mse": 0.3}}}}
+    lines = model_card(MultiTaskConfig(encoder={"model_type": "bert"}, tasks=tasks), metrics).splitlines()
+    notes = [line for line in lines if line.startswith("- ") and "): " in line]  # (not the metadata's tags)
+    assert notes[0] == "- f1 (question, topic): macro-averaged over the labels in the split's gold or predicted labels"
+    assert notes[1:] == [f"- {m} (ner): of whole entities (seqeval, conlleval's rules), micro-averaged over the entity "
+                         "types" for m in ("precision", "recall", "f1")]  # none for pearsonr: not shown
+    assert len(list(card_rows(lines))) == 4  # the table is still whole
+    assert not [line for line in model_card(MultiTaskConfig(encoder={"model_type": "bert"}, tasks=tasks)).splitlines()
+                if line.startswith("- ") and "): " in line]  # no figures, no notes

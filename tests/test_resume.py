@@ -564,3 +564,15 @@ def test_the_best_steps_checkpoint_must_be_on_the_runs_way(tmp_path):
     run.resumed_from, run.run_dir = folder.parent / "step-000004", tmp_path / "other"  # beside the resumed one
     run.progress.best_score = 0.5
     assert checkpoint_of_step(run, 2) == folder
+
+
+def test_a_resume_that_asks_for_more_metrics_reports_them_for_the_kept_model_too(make_recipe, tmp_path):
+    """The kept model's validation figures are those stored when it was evaluated; a resume that adds a metric
+    (the main one unchanged) and finds no better model evaluates it again (the test split's are computed anew)."""
+    recipe = make_recipe(training={"steps": 4, "eval_every": 2, "save_every": 2, "lr": 1e-12, "log_every": 4})
+    train(load_recipe(recipe))
+    train(load_recipe(recipe, ["training.steps=6", "training.resume_from=latest",
+                               "tasks.ner.metrics=[seqeval, token_accuracy]"]))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["best_step"] == 2  # (no later step is better at this learning rate)
+    assert set(metrics["tasks"]["ner"]["validation"]) == {"precision", "recall", "f1", "token_accuracy"}

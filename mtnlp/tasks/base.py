@@ -24,6 +24,7 @@ class TaskType:
     name: str  # the recipe's `type:`
     metrics: tuple[str, ...]  # the metrics (mtnlp/metrics METRICS) that apply; by default all of them, the first main
     token_level = False  # True: examples are token lists (CoNLL, CoNLL-U, json lists), labels per token
+    metric_notes: dict[str, str] = {}  # how a reported figure is computed, where its name does not say (model card)
     head_kind = "sequence"  # which of the encoder family's heads it uses: "sequence", "token", "choice" or "span"
     export_class = "AutoModelForSequenceClassification"  # the transformers class an exported head loads as
     pipeline_tag = "text-classification"  # the hub's task tag for the model card

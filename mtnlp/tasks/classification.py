@@ -20,6 +20,7 @@ class Classification(TextTask):
         label_weights: LabelWeights = None
 
     metrics = ("accuracy", "f1")
+    metric_notes = {"f1": "macro-averaged over the labels in the split's gold or predicted labels"}
 
     def parse_label(self, row, label, spec):
         return label_name(row, label, spec)

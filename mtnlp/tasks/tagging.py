@@ -26,6 +26,8 @@ class Tagging(TaskType):
         data: TagData
 
     metrics = ("seqeval", "token_accuracy")
+    metric_notes = dict.fromkeys(("precision", "recall", "f1"), "of whole entities (seqeval, conlleval's rules), "
+                                                                 "micro-averaged over the entity types")
     prediction_columns = ("word_index", "tags", "truncated")
     token_level = True
     head_kind = "token"
