@@ -162,9 +162,11 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
         state["weighting"] = {**state.get("weighting", {}),
                               **{part: {n: sum(w[part].get(n, 0) for w in own) / len(own) for n in own[0][part]}
                                  for part in ("sums", "counts")}}
-    if ranks and rank == 0:  # and rank 0 holds the losses of every rank since the last record (LossLog.flush sums them)
-        logs = [r.get("loss_log", {}) for r in ranks]
-        state["loss_log"] = {part: {task: sum(log.get(part, {}).get(task, 0) for log in logs)
+    # and the mean of the ranks' loss log since the last record, which LossLog.flush sums over the ranks: the steps
+    # before the resume weigh as those after it
+    logs = [r.get("loss_log", {}) for r in ranks]
+    if ranks:
+        state["loss_log"] = {part: {task: sum(log.get(part, {}).get(task, 0) for log in logs) / len(logs)
                                     for task in {t for log in logs for t in log.get(part, {})}}
                              for part in ("sums", "counts")}
     if "seen" in state and ranks:  # another number of processes: rank 0 counts every example trained so far

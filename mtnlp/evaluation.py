@@ -22,18 +22,19 @@ def main_metric(metrics: list[str]) -> tuple[str, bool]:
 @torch.no_grad()
 def batch_logits(model, dataset, task: str, kind: TaskType, batch_size: int, pad_id: int,
                  autocast=contextlib.nullcontext):
-    """(dataset indices, logits on the CPU, labels) batch by batch, longest examples first."""
+    """(dataset indices, logits on the CPU, labels) batch by batch, longest examples first, of the model in the
+    mode it is in: the callers run it in eval mode (modeling.evaluating, around their whole loop, so that a
+    generator left suspended or interleaved with another never holds the model's mode)."""
     device = next(model.parameters()).device
     order = np.argsort(-np.asarray(column(dataset, "length")), kind="stable")  # similar lengths batch together
     rows = model_rows(dataset)
-    with evaluating(model):
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size].tolist()
-            batch = collate([rows[i] for i in idx], pad_id, kind.name)
-            labels = batch.pop("labels")
-            with autocast():
-                logits = model(**to_device(batch, device), task=task).logits.float().cpu()
-            yield idx, logits, labels
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size].tolist()
+        batch = collate([rows[i] for i in idx], pad_id, kind.name)
+        labels = batch.pop("labels")
+        with autocast():
+            logits = model(**to_device(batch, device), task=task).logits.float().cpu()
+        yield idx, logits, labels
 
 
 def predict(model, dataset, task: str, kind: TaskType, spec: dict, batch_size: int, pad_id: int,
@@ -41,10 +42,11 @@ def predict(model, dataset, task: str, kind: TaskType, spec: dict, batch_size: i
     """Predictions in dataset order, in the form the task type scores (TaskType.predictions)."""
     out = [None] * len(dataset)
     columns = dataset.select_columns(list(kind.prediction_columns)) if kind.prediction_columns else None
-    for idx, logits, labels in batch_logits(model, dataset, task, kind, batch_size, pad_id, autocast):
-        rows = {"rows": columns[idx]} if columns is not None else {}  # e.g. a QA window's character offsets
-        for i, prediction in zip(idx, kind.predictions(logits, labels, spec, **rows)):
-            out[i] = prediction
+    with evaluating(model):
+        for idx, logits, labels in batch_logits(model, dataset, task, kind, batch_size, pad_id, autocast):
+            rows = {"rows": columns[idx]} if columns is not None else {}  # e.g. a QA window's character offsets
+            for i, prediction in zip(idx, kind.predictions(logits, labels, spec, **rows)):
+                out[i] = prediction
     return out
 
 
@@ -59,9 +61,10 @@ def fit_to_validation(model, tasks: dict[str, TaskData], recipe_tasks: dict, bat
             continue
         dataset = data.splits["validation"]
         order, chunks = [], []
-        for idx, logits, _ in batch_logits(model, dataset, name, kind, batch_size, pad_id, autocast):
-            order += idx
-            chunks.append(logits)
+        with evaluating(model):
+            for idx, logits, _ in batch_logits(model, dataset, name, kind, batch_size, pad_id, autocast):
+                order += idx
+                chunks.append(logits)
         logits = torch.cat(chunks)[torch.as_tensor(np.argsort(order))]  # back to dataset order
         updates[name] = kind.fit(logits, kind.references(dataset), recipe_tasks[name], name)
         model.config.tasks[name].update(updates[name])

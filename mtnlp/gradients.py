@@ -35,6 +35,17 @@ def reduce_mean(accelerator, tensor: torch.Tensor) -> torch.Tensor:
     return accelerator.reduce(tensor, "mean") if accelerator.num_processes > 1 else tensor
 
 
+def reduce_mean_in_place(accelerator, tensor: torch.Tensor) -> torch.Tensor:
+    """The mean over the processes, in `tensor` itself: Accelerate's reduce copies it first, a second K x P
+    buffer of every task's gradient (1.75 GB for BERT-base and 4 tasks)."""
+    if accelerator.num_processes > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor)
+        tensor /= accelerator.num_processes
+    return tensor
+
+
 class GradientMethod:
     """What train.py calls; the defaults keep nothing and log nothing."""
 
@@ -89,8 +100,9 @@ class EveryTaskGradients(GradientMethod):
         self.seed = seed
         self.conflicts: list[float] = []
 
-    def combine(self, grads: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
-        """grads: (K, P), one flattened shared-parameter gradient per task -> (P,) update, conflicts."""
+    def combine(self, grads: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float | None]:
+        """grads: (K, P), one flattened shared-parameter gradient per task -> (P,) update, conflicts (None for
+        gradients that are not finite: an fp16 overflow, whose step GradScaler skips, not counted in the log)."""
         raise NotImplementedError
 
     def task_order(self, sampler: TaskSampler, tasks: list[str], grad_accum: int) -> TaskSampler:
@@ -118,10 +130,11 @@ class EveryTaskGradients(GradientMethod):
                 p.grad = g.view_as(p)
         # a random order (PCGrad's) is the same on every rank and on resume
         rng = np.random.default_rng([self.seed, run.progress.step])
-        combined, conflicts = self.combine(reduce_mean(accelerator, per_task), rng)
+        combined, conflicts = self.combine(reduce_mean_in_place(accelerator, per_task), rng)
         for p, g in zip(shared, combined.split(sizes)):
             p.grad = g.view_as(p)
-        self.conflicts.append(conflicts)
+        if conflicts is not None:
+            self.conflicts.append(conflicts)
         return "all"
 
     def log_record(self) -> dict:
@@ -164,7 +177,9 @@ class GramCombination(EveryTaskGradients):
     def combine(self, grads, rng):
         import torch
 
-        gram = (grads @ grads.T).double().cpu().numpy()
+        gram = (grads @ grads.T).cpu().double().numpy()  # (to the host first: MPS has no float64)
+        if not np.isfinite(gram).all():  # an fp16 overflow, whose step GradScaler skips: nothing to solve
+            return grads.sum(0), None
         active = np.flatnonzero(np.diag(gram) > 0)
         coef = np.zeros(len(gram))
         if len(active):
@@ -257,11 +272,12 @@ def pair_conflicts(gram: np.ndarray) -> float:
     return float((upper < 0).mean()) if upper.size else 0.0
 
 
-def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float | None]:
     """PCGrad's projection. grads: (K, P), one flattened gradient per task. For task i, g_i' starts
     as g_i; for every other task j, in a random order, if g_i' · g_j < 0 then
     g_i' -= (g_i' · g_j / |g_j|²) g_j. Returns Σ_i g_i' and the fraction of (i, j) projections (between
-    tasks that have a gradient) that found a conflict.
+    tasks that have a gradient) that found a conflict (None, and the plain sum, for gradients that are not
+    finite: an fp16 overflow).
 
     Every g_i' stays a combination Σ_j C_ij g_j of the original gradients, so the projections run on
     the K×K Gram matrix and the P-sized vectors are touched twice (one Gram product, one combination)
@@ -270,7 +286,9 @@ def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[
 
     k = grads.shape[0]
     # gram[i, j] = g_i · g_j; the K×K projection loop branches on its values: one host copy per update
-    gram = (grads @ grads.T).double().cpu()
+    gram = (grads @ grads.T).cpu().double()  # (to the host first: MPS has no float64)
+    if not torch.isfinite(gram).all():  # an fp16 overflow, whose step GradScaler skips: no conflict to count
+        return grads.sum(0), None
     coef = torch.eye(k, dtype=torch.float64)  # g_i' = Σ_j coef[i, j] g_j
     conflicts = 0
     for i in range(k):

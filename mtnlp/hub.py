@@ -93,13 +93,15 @@ def metric_notes(config, metrics: dict | None) -> list[str]:
     task type's metric_notes), e.g. classification's f1 is macro-averaged."""
     from .tasks import task_type
 
-    notes: dict[tuple[str, str], list[str]] = {}  # (metric, note) -> tasks
+    notes: dict[str, dict[str, dict]] = {}  # note -> {"metrics": {...}, "tasks": {...}} (dicts: ordered sets)
     for name, spec in config.tasks.items():
         shown = {k for split in ("validation", "test") for k in (metrics or {}).get("tasks", {}).get(name, {}).get(split, {})}
         for metric, note in task_type(spec["type"]).metric_notes.items():
             if metric in shown:
-                notes.setdefault((metric, note), []).append(name)
-    return [""] + [f"- {metric} ({', '.join(tasks)}): {note}" for (metric, note), tasks in notes.items()] if notes else []
+                said = notes.setdefault(note, {"metrics": {}, "tasks": {}})
+                said["metrics"][metric] = said["tasks"][name] = None
+    return [""] + [f"- {', '.join(said['metrics'])} ({', '.join(said['tasks'])}): {note}"
+                   for note, said in notes.items()] if notes else []
 
 
 def per_label_section(per_label: dict[str, dict[str, dict]]) -> list[str]:

@@ -9,6 +9,8 @@ per-task top layers). save_pretrained / from_pretrained rebuild everything from 
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -125,24 +127,27 @@ SHARING_KEYS = {"lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_
 
 
 def checked_sharing(given) -> dict | None:
-    """`sharing` as from_encoder and from_trained take it (None: one encoder; {"type": "lora", "r", "alpha",
+    """`sharing` as a MultiTaskConfig, from_encoder and from_trained take it (None: one encoder; {"type": "lora", "r", "alpha",
     "dropout", "targets"} or {"type": "task_layers", "layers"}), the keys it leaves out at the recipe's defaults
     (mtl.lora_r, ...), or a ValueError naming the key at fault."""
+    if given is None:
+        return None
     from pydantic import ValidationError
 
     from .recipe import MTLSpec, sharing_config
 
-    if given is None:
-        return None
     kind = given.get("type") if isinstance(given, dict) else None
     if kind not in SHARING_KEYS:
         raise ValueError(f"sharing['type']: expected 'lora' or 'task_layers' (or sharing=None), got {kind!r}")
     keys = SHARING_KEYS[kind]
+    given = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items()}  # targets=("query", "value")
     for key, value in given.items():
-        if key != "type" and key not in keys:
+        if key == "type":
+            continue
+        if key not in keys:
             raise ValueError(f"sharing[{key!r}]: not a key of {kind} sharing (its keys: {', '.join(keys)})")
         try:
-            MTLSpec(**{keys[key]: value}) if key != "type" else None
+            MTLSpec(**{keys[key]: value})
         except ValidationError as error:
             raise ValueError(f"sharing[{key!r}]: {error.errors()[0]['msg']}, got {value!r}") from None
     return sharing_config(MTLSpec(sharing=kind, **{keys[k]: v for k, v in given.items() if k != "type"}))
@@ -163,6 +168,7 @@ class MultiTaskModel(PreTrainedModel):
     accepts_loss_kwargs = False  # transformers' Trainer: a head's loss is the batch mean; no num_items_in_batch
 
     def __init__(self, config: MultiTaskConfig):
+        config.sharing = checked_sharing(config.sharing)  # every way in: from_encoder, a config, a saved folder
         super().__init__(config)
         try:  # heads have their own pooler; the encoder's would be an unused (DDP-unfriendly) parameter
             self.encoder = AutoModel.from_config(config.encoder, add_pooling_layer=False)
@@ -252,7 +258,7 @@ class MultiTaskModel(PreTrainedModel):
             if not isinstance(getattr(torch, dtype, None), torch.dtype):
                 raise ValueError(f"dtype: {dtype!r} is not a torch dtype (e.g. float32, bfloat16) or 'auto'")
             dtype = getattr(torch, dtype)
-        config = MultiTaskConfig(encoder=encoder_config(pretrained.config), tasks=tasks, sharing=checked_sharing(sharing))
+        config = MultiTaskConfig(encoder=encoder_config(pretrained.config), tasks=tasks, sharing=sharing)
         model = cls(config)
         state = pretrained.state_dict()
         # the heads pool for themselves: the encoder's pooler is left out, unless it cannot be (SqueezeBERT)
@@ -297,8 +303,7 @@ class MultiTaskModel(PreTrainedModel):
         the first new task it knows."""
         tasks = checked_tasks(tasks)
         task = transfer_encoder_task(source, tasks, encoder_of)
-        model = cls(MultiTaskConfig(encoder=encoder_config(source.config.encoder), tasks=tasks,
-                                    sharing=checked_sharing(sharing)))
+        model = cls(MultiTaskConfig(encoder=encoder_config(source.config.encoder), tasks=tasks, sharing=sharing))
         try:
             model.load_plain_encoder(source.encoder_state(task))
         except ValueError as e:
@@ -386,16 +391,24 @@ class MultiTaskModel(PreTrainedModel):
         return {t: self.heads[t](self.task_top(hidden, attention_mask, t), attention_mask) for t in tasks}
 
 
+MODEL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # evaluating's, one per model
+
+
 @contextlib.contextmanager
 def evaluating(model):
-    """`model` in eval mode (no dropout) for the block, then back in its own mode: an evaluation or a pipeline
-    called in the middle of training leaves the model training."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
+    """`model` in eval mode (no dropout) for the block, then each of its modules back in its own mode: an
+    evaluation or a pipeline called in the middle of training leaves the model training (a frozen encoder kept
+    in eval mode, too). Blocks on one model take turns (pipelines on other tokenizers, another thread's
+    evaluation): one could otherwise restore the training mode under another's feet."""
+    modules = list(model.modules()) if isinstance(model, nn.Module) else []  # (an ONNX model has no modes)
+    with MODEL_LOCKS.setdefault(model, threading.RLock()):  # (one dict operation: atomic)
+        modes = [m.training for m in modules]
+        model.eval()
+        try:
+            yield model
+        finally:
+            for module, mode in zip(modules, modes):
+                module.training = mode
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

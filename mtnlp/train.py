@@ -577,13 +577,9 @@ def checkpoint(run: Run) -> Path:
 
 
 def pending_log(run: Run) -> bool:
-    """Whether losses wait for a log record, decided for all processes at once: write_log_record holds a
-    collective, and after a resume with another process count only rank 0 has the checkpoint's losses."""
-    pending = bool(run.log.counts)
-    if run.accelerator.num_processes > 1:
-        flag = torch.tensor(int(pending), device=run.accelerator.device)
-        pending = bool(run.accelerator.reduce(flag, "sum").item())
-    return pending
+    """Whether losses wait for a log record. The same on every process (write_log_record holds a collective):
+    all train the same tasks' micro-batches, and a resume gives each the checkpoint's losses (load_checkpoint)."""
+    return bool(run.log.counts)
 
 
 def finish(run: Run) -> TrainResult:
@@ -618,9 +614,9 @@ def finish(run: Run) -> TrainResult:
         if accelerator.is_main_process:
             keep_model(run)
         accelerator.wait_for_everyone()
-    asked = run.progress.best_metrics
-    if asked is not None and asked != {n: list(run.metrics[n]) for n in asked}:  # resumed with other metrics
-        run.progress.best_validation = None  # evaluated again, with those the recipe now asks for
+    asked = run.progress.best_metrics  # None: a checkpoint of an mtnlp before 12-06, which did not say
+    if asked is None or any(set(names) != set(run.metrics[n]) for n, names in asked.items()):
+        run.progress.best_validation = None  # resumed with other metrics: evaluated again, with those asked for now
     best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
     if fit_to_validation(best, run.tasks, run.recipe.tasks, run.recipe.training.eval_batch_size,
                          run.tokenizer.pad_token_id, accelerator.autocast):  # e.g. multi-label thresholds

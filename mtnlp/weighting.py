@@ -116,7 +116,7 @@ class DynamicWeightAverage(StaticWeighting):
 
     def observe(self, task: str, loss: torch.Tensor) -> None:
         # summed on the loss's device: read (a host sync) once per window, not per micro-batch
-        self.sums[task] = loss.detach().double() + self.sums[task]
+        self.sums[task] = loss.detach().float() + self.sums[task]  # (float32: MPS has no float64)
         self.counts[task] += 1
         self.device = loss.device
 
@@ -126,10 +126,10 @@ class DynamicWeightAverage(StaticWeighting):
         if step % self.window:
             return
         device = getattr(self, "device", "cpu")  # where the DDP reduction runs (NCCL needs CUDA tensors)
-        sums = reduce_mean(torch.stack([torch.as_tensor(self.sums[n], dtype=torch.float64, device=device)
+        sums = reduce_mean(torch.stack([torch.as_tensor(self.sums[n], dtype=torch.float32, device=device)
                                         for n in self.names]
-                                       + [torch.tensor(float(self.counts[n]), dtype=torch.float64, device=device)
-                                          for n in self.names])).cpu()
+                                       + [torch.tensor(float(self.counts[n]), dtype=torch.float32, device=device)
+                                          for n in self.names])).cpu().double()
         k = len(self.names)
         means = {n: (sums[i] / sums[k + i]).item() if sums[k + i] > 0 else None for i, n in enumerate(self.names)}
         self.previous = (self.previous + [means])[-2:]

@@ -213,8 +213,8 @@ def test_a_recipe_mistake_under_a_launcher_is_said_once(make_recipe, tmp_path, o
 
 @pytest.mark.slow
 def test_resuming_one_process_checkpoint_at_its_last_step_with_two_processes_ends(launched):
-    """Only rank 0 gets a 1-process checkpoint's unlogged losses; whether finish() writes their log record
-    (a collective) must be decided by all ranks together, or rank 0 waits for rank 1 forever."""
+    """A 1-process checkpoint's unlogged losses go to both ranks; whether finish() writes their log record
+    (a collective) must be the same on all ranks, or rank 0 waits for rank 1 forever."""
     proc, cases = launched("torchrun")
     _, tmp_path = cases["resumed"]
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -252,6 +252,8 @@ def test_sharing_left_partly_unsaid_takes_the_recipes_defaults_and_a_wrong_key_i
     assert model.config.sharing == {"type": "lora", "r": 4, "alpha": 16.0, "dropout": 0.1,
                                     "targets": ["query", "key", "value", "dense"]}
     assert any("lora_A" in name for name, _ in model.named_parameters())
+    config = MultiTaskConfig(encoder=model.config.encoder, tasks=model.config.tasks, sharing={"type": "task_layers"})
+    assert MultiTaskModel(config).config.sharing == {"type": "task_layers", "layers": 2}  # a config: checked too
     for sharing, message in [({"type": "lora", "rank": 4}, r"^sharing\['rank'\]: not a key of lora sharing \(its keys: r, "),
                              ({"type": "task_layers", "layers": 0}, r"^sharing\['layers'\]: .*greater than 0, got 0$"),
                              ({"layers": 1}, r"^sharing\['type'\]: expected 'lora' or 'task_layers' \(or sharing=None\)")]:

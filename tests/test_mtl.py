@@ -693,3 +693,22 @@ def test_every_registered_gradient_method_resumes_from_its_json_state(name):
     resumed.load_state_dict_json(json.loads(json.dumps(first.state_dict_json())))
     assert resumed.log_record() == first.log_record()
     assert resumed.log_record() == {} == first.log_record()  # a record covers the updates since the last one
+
+
+@pytest.mark.parametrize("name", ["pcgrad", "cagrad", "mgda"])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_gradients_an_fp16_overflow_left_not_finite_are_combined_to_nothing_and_not_counted(name, bad):
+    """The loss scaler skips such a step: the method must not fail on it (MGDA's solver raised on an inf Gram
+    matrix, CAGrad's warned three times), and its conflicts are not the update's."""
+    import warnings
+
+    method = build_gradient_method(name, seed=0)
+    grads = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    grads[1, 7] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        update, conflicts = method.combine(grads, np.random.default_rng(0))
+    assert conflicts is None and not torch.isfinite(update).all()  # GradScaler sees it, and skips the step
+    update, conflicts = method.combine(torch.randn(3, 50, generator=torch.Generator().manual_seed(0)),
+                                       np.random.default_rng(0))
+    assert conflicts is not None and torch.isfinite(update).all()

@@ -205,6 +205,33 @@ def test_a_pipeline_on_a_training_model_answers_without_dropout_and_leaves_it_tr
     assert model.training  # built on it: still training
     assert rounded(pipe(TEXTS[:2])) == expected == rounded(pipe(TEXTS[:2]))  # no dropout in the calls
     assert model.training and all(m.training for m in model.modules())
+    model.encoder.eval()  # a frozen encoder kept without dropout, heads training: each module keeps its mode
+    assert rounded(pipe(TEXTS[:2])) == expected
+    assert not any(m.training for m in model.encoder.modules()) and all(m.training for m in model.heads.modules())
+
+
+def test_pipelines_on_other_tokenizers_of_one_training_model_take_turns_with_its_mode(model_dir):
+    """Calls take turns per tokenizer (its state) and per model (its mode): with a turn per tokenizer only, one
+    call restored the training mode while another ran, which then answered with dropout."""
+    import threading
+
+    model = MultiTaskModel.from_pretrained(str(model_dir))
+    pipes = [MultiTaskPipeline(model, AutoTokenizer.from_pretrained(str(model_dir)), precision="fp32") for _ in range(4)]
+    expected = rounded(pipes[0](TEXTS[:3] * 8))
+    model.train()
+    answers = []
+
+    def ask(pipe):
+        for _ in range(15):
+            answers.append(rounded(pipe(TEXTS[:3] * 8)))
+
+    threads = [threading.Thread(target=ask, args=(pipe,)) for pipe in pipes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 60 and all(answer == expected for answer in answers)
+    assert all(m.training for m in model.modules())
 
 
 def test_empty_and_long_texts(model_dir):

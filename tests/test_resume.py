@@ -251,8 +251,9 @@ def test_a_checkpoint_keeps_the_losses_since_the_last_log_record():
 
 
 def test_a_resume_with_another_number_of_processes_keeps_every_ranks_losses_since_the_last_record(make_recipe):
-    """The log's sums and counts of every rank go to rank 0 (LossLog.flush sums them over the ranks); DWA's window
-    sums are averaged over the ranks as DWA averages them: both stay the mean of all ranks' losses."""
+    """Every rank takes the mean of the ranks' loss-log and DWA sums and counts (LossLog.flush sums them over the
+    ranks, DWA averages them): both stay the mean of all ranks' losses, the steps before the resume weighing as
+    those after it."""
     from mtnlp.train import checkpoint
 
     recipe = make_recipe(training={"steps": 4, "log_every": 4}, mtl={"weighting": "dwa", "dwa_window": 4})
@@ -266,11 +267,11 @@ def test_a_resume_with_another_number_of_processes_keeps_every_ranks_losses_sinc
              "weighting": dict(own["weighting"], sums={t: v + 2.0 for t, v in own["weighting"]["sums"].items()})}
     (folder / "rank-1.json").write_text(json.dumps(other))  # as if written by a second process
     alone = load_checkpoint(folder, run.unwrapped, run.optimizer, rank=0, world_size=1)
-    assert alone["loss_log"] == {"sums": {t: pytest.approx(4 * v) for t, v in log["sums"].items()},
-                                 "counts": {t: 2 * c for t, c in log["counts"].items()}}
+    assert alone["loss_log"] == {"sums": {t: pytest.approx(2 * v) for t, v in log["sums"].items()},
+                                 "counts": log["counts"]}
     assert alone["weighting"]["sums"] == {t: pytest.approx(v + 1.0) for t, v in own["weighting"]["sums"].items()}
     third = load_checkpoint(folder, run.unwrapped, run.optimizer, rank=2, world_size=3)
-    assert "loss_log" not in third and third["weighting"]["sums"] == alone["weighting"]["sums"]
+    assert third["loss_log"] == alone["loss_log"] and third["weighting"]["sums"] == alone["weighting"]["sums"]
 
 
 def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recipe, tmp_path, capsys):
@@ -566,11 +567,18 @@ def test_the_best_steps_checkpoint_must_be_on_the_runs_way(tmp_path):
     assert checkpoint_of_step(run, 2) == folder
 
 
-def test_a_resume_that_asks_for_more_metrics_reports_them_for_the_kept_model_too(make_recipe, tmp_path):
+@pytest.mark.parametrize("written_by", ["today", "an mtnlp before 12-06"])
+def test_a_resume_that_asks_for_more_metrics_reports_them_for_the_kept_model_too(make_recipe, tmp_path, written_by):
     """The kept model's validation figures are those stored when it was evaluated; a resume that adds a metric
-    (the main one unchanged) and finds no better model evaluates it again (the test split's are computed anew)."""
+    (the main one unchanged) and finds no better model evaluates it again (the test split's are computed anew).
+    An older checkpoint does not say which metrics they are: evaluated again too."""
     recipe = make_recipe(training={"steps": 4, "eval_every": 2, "save_every": 2, "lr": 1e-12, "log_every": 4})
     train(load_recipe(recipe))
+    if written_by != "today":
+        for state in (tmp_path / "run" / "checkpoints").glob("step-*/trainer_state.json"):
+            saved = json.loads(state.read_text())
+            del saved["best_metrics"]
+            state.write_text(json.dumps(saved))
     train(load_recipe(recipe, ["training.steps=6", "training.resume_from=latest",
                                "tasks.ner.metrics=[seqeval, token_accuracy]"]))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

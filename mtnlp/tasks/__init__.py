@@ -21,4 +21,5 @@ def task_type(name: str) -> TaskType:
         from ..errors import UserError
 
         raise UserError(f"task type {name!r} is not one this mtnlp knows ({', '.join(TASK_TYPES)}): the model or "
-                        "recipe needs the mtnlp (or the extension of it) that defines it") from None
+                        "recipe needs the mtnlp (or the extension of it) that defines it; a type a script adds: run "
+                        "the command through a script that adds it first (README, Recipes)") from None

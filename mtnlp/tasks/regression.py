@@ -18,7 +18,8 @@ class Regression(TextTask):
         type: Literal["regression"]
 
     metrics = ("pearsonr", "spearmanr", "mse")
-    metric_notes = dict.fromkeys(("pearsonr", "spearmanr"), "0 where it is undefined (constant predictions)")
+    metric_notes = dict.fromkeys(("pearsonr", "spearmanr"), "0 where it is undefined (constant predictions or "
+                                                           "labels, fewer than 2 rows)")
 
     def parse_label(self, row, label, spec):
         if isinstance(label, bool) or isinstance(label, str) and "_" in label:  # float() takes True and "1_000"
