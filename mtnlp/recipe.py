@@ -113,6 +113,9 @@ class TrainingSpec(Spec):
     log_every: Count = 10
     report_to: Annotated[list[Literal["tensorboard"]], BeforeValidator(_listed)] = Field(default_factory=list)
     cpu: bool = False  # force CPU even when a GPU is present
+    # seconds launched processes wait for each other, e.g. while the first tokenises the data (NCCL's default is
+    # 10 minutes, gloo's 30); the transformers Trainer's ddp_timeout
+    ddp_timeout: Count = 1800
 
 
 class Recipe(Spec):

@@ -14,6 +14,7 @@ restartable; finish() evaluates the kept model and writes the run directory (rep
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import json
 import math
@@ -78,7 +79,7 @@ def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
     if os.environ.get("LOCAL_RANK", "-1") != "-1" and missing and not torch.distributed.is_initialized():  # (-1: unset)
         raise UserError(f"LOCAL_RANK={os.environ['LOCAL_RANK']} is set, {' and '.join(missing)} not: a launcher's "
                         "variable left in the environment? Unset LOCAL_RANK, or start under torchrun or accelerate launch")
-    state = PartialState(cpu=cpu)
+    state = PartialState(cpu=cpu, timeout=datetime.timedelta(seconds=t.ddp_timeout))  # (launched: forms the group)
     launched = torch.distributed.is_available() and torch.distributed.is_initialized() and \
         torch.distributed.get_world_size() > 1
     if launched and state.num_processes == 1:  # each process would train alone, into the same folder

@@ -271,3 +271,18 @@ def test_launched_processes_on_a_device_without_ddp_are_a_recipe_error(make_reci
                                         r"2 processes, but Accelerate runs no DDP on mps devices: launch one process, "
                                         r"or set training.cpu: true$"):
         training.make_accelerator(load_recipe(recipe))
+
+
+def test_launched_processes_wait_for_each_other_as_long_as_the_recipe_says(make_recipe, monkeypatch):
+    """The first process tokenises the data while the others wait: NCCL's own 10 minutes were too short for a
+    first run on a very large data set. The timeout goes to the process group's forming (PartialState)."""
+    import datetime
+
+    import mtnlp.train
+    from mtnlp.recipe import load_recipe
+
+    asked, real = [], mtnlp.train.PartialState
+    monkeypatch.setattr(mtnlp.train, "PartialState", lambda cpu=False, **kwargs: asked.append(kwargs) or real(cpu=cpu, **kwargs))
+    mtnlp.train.make_accelerator(load_recipe(make_recipe()))
+    mtnlp.train.make_accelerator(load_recipe(make_recipe(training={"ddp_timeout": 7200}, overwrite_output_dir=True)))
+    assert [a["timeout"] for a in asked] == [datetime.timedelta(minutes=30), datetime.timedelta(hours=2)]
