@@ -60,6 +60,15 @@ DEMO_MODEL = REPO / "runs" / "demo" / "model"
 # ------------------------------------------------------------------ the requests, from the model's heads
 
 
+def served_heads(model: Path) -> dict[str, dict]:
+    """config.json's heads in the order serve answers them: the recipe's (`task_order`; transformers writes the
+    keys sorted)."""
+    from mtnlp.folders import in_task_order
+
+    config = json.loads((model / "config.json").read_text())
+    return in_task_order(config["tasks"], config.get("task_order"))
+
+
 def reads(spec: dict) -> set[str]:
     """The input forms a head (its config.json entry) reads: "text", "pair", or its type's own form (the type's
     name, e.g. "extractive_qa")."""
@@ -462,12 +471,12 @@ def main() -> None:
     parser.add_argument("--output", help="results JSON (default for the demo model: bench/results/serve_load.json)")
     args = parser.parse_args()
     if not (Path(args.model) / "config.json").exists():
-        sys.exit(f"{args.model}: no model there. Run `make demo` first (it trains runs/demo/model in 3-5 "
+        sys.exit(f"{args.model}: no model there. Run `make demo` first (it trains runs/demo/model in 1-4 "
                  "min on 2 cores), or give --model a run's model/ folder")
     if args.output is None and Path(args.model).resolve() != DEMO_MODEL.resolve():
         sys.exit("--output: give the results file for this model (bench/results/serve_load.json records the demo's)")
     output = Path(args.output or benchlib.RESULTS / "serve_load.json")
-    heads = json.loads((Path(args.model) / "config.json").read_text())["tasks"]
+    heads = served_heads(Path(args.model))
     variants = make_variants(heads)
     lines = (REPO / "recipes/data/sst2/dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     texts = [line.split("\t")[0].strip() for line in lines]
@@ -538,8 +547,10 @@ def main() -> None:
     tol = args.tolerance if args.tolerance is not None else (1e-4 if used == "fp32" else 0.05)
     results["check"] = check(all_requests, all_results, predictions, heads, tol, near_ties=used != "fp32")
     print(json.dumps(results["check"]))
-    benchlib.write_results(output, results)
     failed = failures(results["check"])
+    if failed or proc.returncode != 0:  # kept beside, not over, the recorded results
+        output = output.with_name(f"{output.stem}.failed{output.suffix}")
+    benchlib.write_results(output, results)
     if results["check"]["undetectable"]:
         print(f"note: for {results['check']['undetectable']} inputs another input's answer would have passed "
               "(same labels, numbers within the tolerance): check.swap_detectable", file=sys.stderr)

@@ -575,7 +575,8 @@ def absolute_data_dir(text: str, folder: Path) -> str:
     def absolute(match):
         where = (folder / match.group(2)).resolve()
         quoted = json.dumps(str(where), ensure_ascii=False)  # a YAML string whatever the folder holds (" #", ": ")
-        return f"{match.group(1)}{quoted}  # the packaged recipe's data (mtnlp recipes copy)" if where.is_dir() else match.group(0)
+        return f"{match.group(1)}{quoted}  # where the recipe read its data (made absolute by mtnlp recipes copy)" \
+            if where.is_dir() else match.group(0)
 
     return re.sub(r"^(data_dir:\s*)([^\s#/~][^\s#]*).*$", absolute, text, count=1, flags=re.MULTILINE)
 

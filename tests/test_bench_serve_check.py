@@ -222,3 +222,13 @@ def test_close_regression_values_are_undetectable_swaps(serve_load):
     summary = serve_load.check(requests, results, predictions, PAIR_HEADS, 1e-4)
     assert serve_load.failures(summary) == []
     assert summary["swap_detectable"]["pair stsb"] == {"words": 0, "structure": 0, "values": 0, "undetectable": 2}
+
+
+def test_the_heads_are_taken_in_the_order_serve_answers_them(serve_load, tmp_path):
+    """transformers writes config.json's tasks sorted; serve answers in the recipe's order (task_order): a check
+    that took the file's order failed every right answer to a request that names no tasks ("structure")."""
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"tasks": dict(sorted(HEADS.items())),
+                                                      "task_order": list(HEADS)}))
+    assert list(serve_load.served_heads(tmp_path)) == ["sentiment", "question", "pos"]
