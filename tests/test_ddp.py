@@ -264,7 +264,7 @@ def test_launched_processes_on_a_device_without_ddp_are_a_recipe_error(make_reci
 
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
-    monkeypatch.setattr(training, "PartialState", lambda cpu: types.SimpleNamespace(num_processes=1,
+    monkeypatch.setattr(training, "PartialState", lambda cpu, **kwargs: types.SimpleNamespace(num_processes=1,
                                                                                    device=torch.device("mps")))
     recipe = make_recipe()
     with pytest.raises(UserError, match=rf"^{recipe}(:\d+)?: training.cpu: launched as "

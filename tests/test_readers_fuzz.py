@@ -236,6 +236,8 @@ def test_valid_files_read_back_exactly(workdir, fmt, data):
     if fmt == "label_text":
         task_type = "classification"
     text, expected = render(fmt, task_type, data.draw)
+    # a file ending in a Ctrl-Z is refused (an old DOS end-of-file mark, not a value: CTRL_Z_ENDS)
+    assume(not text.rstrip("\r\n").endswith("\x1a"))
     path = write(workdir, fmt, text.encode("utf-8"))
     rows = read_or_user_error(path, DataSpec(), task_type)
     assert rows is not None, text
