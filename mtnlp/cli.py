@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .errors import require
+from .errors import first_line, require
 
 RANK_ERROR_DELAY = 5.0  # seconds a process of rank > 0 waits before it reports a mistake (guarded)
 # what to lower when a command runs out of memory (a GPU's, most often)
@@ -208,6 +208,12 @@ def guarded(command, debug: bool, name: str = "") -> int:
         print(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 1 if machine else 2
     except (RuntimeError, MemoryError) as e:
+        if not debug and processes_timed_out(e):
+            close_progress_bars()
+            print(f"error: the processes waited for each other longer than training.ddp_timeout ({first_line(e)}): "
+                  "raise it (the first process reads and tokenises the data while the others wait), or look for a "
+                  "process that stopped", file=sys.stderr)
+            return 1
         if debug or not out_of_memory(e):
             raise
         close_progress_bars()
@@ -227,6 +233,14 @@ def guarded(command, debug: bool, name: str = "") -> int:
 def writes_unicode(stream) -> bool:
     """Whether `stream` encodes every character (UTF-8, UTF-16, ...)."""
     return (getattr(stream, "encoding", None) or "utf-8").lower().replace("_", "-").startswith("utf")
+
+
+def processes_timed_out(error: BaseException) -> bool:
+    """Whether `error` is a launched process's wait for the others running out (gloo's "Timed out waiting ...", a
+    store's or a backend's timeout); NCCL's watchdog ends the process instead."""
+    torch = sys.modules.get("torch")
+    launched = torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized()
+    return launched and ("timed out" in str(error).lower() or "timeout" in type(error).__name__.lower())
 
 
 def out_of_memory(error: BaseException) -> bool:

@@ -398,10 +398,18 @@ MODEL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # evaluati
 def evaluating(model):
     """`model` in eval mode (no dropout) for the block, then each of its modules back in its own mode: an
     evaluation or a pipeline called in the middle of training leaves the model training (a frozen encoder kept
-    in eval mode, too). Blocks on one model take turns (pipelines on other tokenizers, another thread's
-    evaluation): one could otherwise restore the training mode under another's feet."""
+    in eval mode, too). Blocks on one model with something to switch take turns (pipelines on other tokenizers,
+    another thread's evaluation): one could otherwise restore the training mode under another's feet."""
     modules = list(model.modules()) if isinstance(model, nn.Module) else []  # (an ONNX model has no modes)
-    with MODEL_LOCKS.setdefault(model, threading.RLock()):  # (one dict operation: atomic)
+    lock = MODEL_LOCKS.setdefault(model, threading.RLock()) if modules else None  # (one dict operation: atomic)
+    if lock is not None:
+        lock.acquire()
+    if lock is None or not any(m.training for m in modules):  # nothing to switch (a loaded model): no turns to take
+        if lock is not None:  # (checked under the lock: a caller that switches holds it until it has switched back)
+            lock.release()
+        yield model
+        return
+    try:
         modes = [m.training for m in modules]
         model.eval()
         try:
@@ -409,6 +417,8 @@ def evaluating(model):
         finally:
             for module, mode in zip(modules, modes):
                 module.training = mode
+    finally:
+        lock.release()
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

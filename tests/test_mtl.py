@@ -712,3 +712,19 @@ def test_gradients_an_fp16_overflow_left_not_finite_are_combined_to_nothing_and_
     update, conflicts = method.combine(torch.randn(3, 50, generator=torch.Generator().manual_seed(0)),
                                        np.random.default_rng(0))
     assert conflicts is not None and torch.isfinite(update).all()
+
+
+def test_every_tasks_gradients_are_averaged_across_processes_in_their_own_buffer(monkeypatch):
+    """PCGrad, CAGrad and MGDA average the K x P task gradients over the ranks in place: Accelerate's reduce copied
+    the buffer first (1.75 GB for BERT-base and 4 tasks). Two ranks with other gradients: their mean, in place."""
+    import types
+
+    from mtnlp.gradients import reduce_mean_in_place
+
+    other = torch.full((2, 3), 3.0)  # the other rank's
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor: tensor.add_(other))
+    grads = torch.ones(2, 3)
+    assert reduce_mean_in_place(types.SimpleNamespace(num_processes=2), grads) is grads
+    assert torch.equal(grads, torch.full((2, 3), 2.0))
+    alone = torch.ones(2, 3)
+    assert torch.equal(reduce_mean_in_place(types.SimpleNamespace(num_processes=1), alone), torch.ones(2, 3))

@@ -326,3 +326,23 @@ def test_a_model_folder_without_weights_is_named_incomplete(tmp_path, tiny_encod
     (folder / "model.safetensors").unlink()
     with pytest.raises(UserError, match=rf"^{folder}: not a complete model folder: no model.safetensors \(the weights\)$"):
         load_pretrained(folder)
+
+
+def test_launched_processes_that_wait_too_long_for_each_other_are_one_line_naming_the_timeout(capsys, monkeypatch):
+    """gloo's "Timed out waiting 5000ms for recv" traceback (50 lines per rank) did not say which setting to raise."""
+    from mtnlp.cli import guarded
+
+    def waiting():
+        raise RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting "
+                           "5000ms for recv operation to complete")
+
+    with pytest.raises(RuntimeError, match="Timed out"):  # alone, no launch: a bug's traceback
+        guarded(waiting, debug=False, name="train")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    assert guarded(waiting, debug=False, name="train") == 1
+    assert capsys.readouterr().err == (
+        "error: the processes waited for each other longer than training.ddp_timeout ([/pytorch/third_party/gloo/gloo/"
+        "transport/tcp/unbound_buffer.cc:78] Timed out waiting 5000ms for recv operation to complete): raise it (the "
+        "first process reads and tokenises the data while the others wait), or look for a process that stopped\n")
+    with pytest.raises(RuntimeError, match="^a bug$"):
+        guarded(lambda: (_ for _ in ()).throw(RuntimeError("a bug")), debug=False, name="train")
