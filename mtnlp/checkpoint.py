@@ -159,21 +159,24 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
     # over the ranks: the window's mean loss stays that of all ranks' losses (each weighted by its share of the items)
     own = [r.get("weighting", {}) for r in ranks]
     if ranks and all("sums" in w and "counts" in w for w in own):
-        state["weighting"] = {**state.get("weighting", {}),
-                              **{part: {n: sum(w[part].get(n, 0) for w in own) / len(own) for n in own[0][part]}
-                                 for part in ("sums", "counts")}}
+        state["weighting"] = {**state.get("weighting", {}), **mean_sums_and_counts(own)}
     # and the mean of the ranks' loss log since the last record, which LossLog.flush sums over the ranks: the steps
     # before the resume weigh as those after it
-    logs = [r.get("loss_log", {}) for r in ranks]
     if ranks:
-        state["loss_log"] = {part: {task: sum(log.get(part, {}).get(task, 0) for log in logs) / len(logs)
-                                    for task in {t for log in logs for t in log.get(part, {})}}
-                             for part in ("sums", "counts")}
+        state["loss_log"] = mean_sums_and_counts([r.get("loss_log", {}) for r in ranks])
     if "seen" in state and ranks:  # another number of processes: rank 0 counts every example trained so far
         state["seen"] = {task: {"batches": counts["batches"],
                                 "examples": sum(r["seen"][task]["examples"] for r in ranks) if rank == 0 else 0}
                          for task, counts in state["seen"].items()}
     return state
+
+
+def mean_sums_and_counts(parts: list[dict]) -> dict:
+    """The mean over the ranks of their running "sums" and "counts" ({task: number} each; a task a rank lacks
+    counts 0), in the order the ranks name the tasks."""
+    return {key: {task: sum(part.get(key, {}).get(task, 0) for part in parts) / len(parts)
+                  for task in dict.fromkeys(t for part in parts for t in part.get(key, {}))}
+            for key in ("sums", "counts")}
 
 
 def prune_checkpoints(checkpoints: Path, keep: int) -> None:

@@ -217,8 +217,7 @@ def guarded(command, debug: bool, name: str = "") -> int:
         if debug or not out_of_memory(e):
             raise
         close_progress_bars()
-        said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        said = re.sub(r"^\[enforce fail at [^]]*\] err == 0\. ", "", said)  # where in torch's C++ it was met
+        said = re.sub(r"^\[enforce fail at [^]]*\] err == 0\. ", "", first_line(e))  # where in torch's C++ it was met
         said = said if len(said) <= 160 else said[:157] + "..."  # CUDA's runs on with advice on its allocator
         print(f"error: out of memory ({said}): {OUT_OF_MEMORY.get(name, 'free memory or use a larger machine')}",
               file=sys.stderr)

@@ -177,8 +177,8 @@ class GramCombination(EveryTaskGradients):
     def combine(self, grads, rng):
         import torch
 
-        gram = (grads @ grads.T).cpu().double().numpy()  # (to the host first: MPS has no float64)
-        if not np.isfinite(gram).all():  # an fp16 overflow, whose step GradScaler skips: nothing to solve
+        gram = host_gram(grads)
+        if gram is None:  # an fp16 overflow, whose step GradScaler skips: nothing to solve
             return grads.sum(0), None
         active = np.flatnonzero(np.diag(gram) > 0)
         coef = np.zeros(len(gram))
@@ -265,6 +265,13 @@ def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:
     return w / w.sum() if w.sum() > 0 else uniform
 
 
+def host_gram(grads: torch.Tensor) -> np.ndarray | None:
+    """The K×K Gram matrix of the task gradients (K, P), on the host in float64 (copied first: MPS has no
+    float64); None when it is not finite (an fp16 overflow)."""
+    gram = (grads @ grads.T).cpu().double().numpy()
+    return gram if np.isfinite(gram).all() else None
+
+
 def pair_conflicts(gram: np.ndarray) -> float:
     """The fraction of task pairs (i < j) whose gradients have a negative dot product."""
     k = gram.shape[0]
@@ -286,9 +293,10 @@ def project_conflicting(grads: torch.Tensor, rng: np.random.Generator) -> tuple[
 
     k = grads.shape[0]
     # gram[i, j] = g_i · g_j; the K×K projection loop branches on its values: one host copy per update
-    gram = (grads @ grads.T).cpu().double()  # (to the host first: MPS has no float64)
-    if not torch.isfinite(gram).all():  # an fp16 overflow, whose step GradScaler skips: no conflict to count
+    gram = host_gram(grads)
+    if gram is None:  # an fp16 overflow, whose step GradScaler skips: no conflict to count
         return grads.sum(0), None
+    gram = torch.from_numpy(gram)
     coef = torch.eye(k, dtype=torch.float64)  # g_i' = Σ_j coef[i, j] g_j
     conflicts = 0
     for i in range(k):

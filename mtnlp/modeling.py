@@ -401,24 +401,23 @@ def evaluating(model):
     in eval mode, too). Blocks on one model with something to switch take turns (pipelines on other tokenizers,
     another thread's evaluation): one could otherwise restore the training mode under another's feet."""
     modules = list(model.modules()) if isinstance(model, nn.Module) else []  # (an ONNX model has no modes)
-    lock = MODEL_LOCKS.setdefault(model, threading.RLock()) if modules else None  # (one dict operation: atomic)
-    if lock is not None:
-        lock.acquire()
-    if lock is None or not any(m.training for m in modules):  # nothing to switch (a loaded model): no turns to take
-        if lock is not None:  # (checked under the lock: a caller that switches holds it until it has switched back)
-            lock.release()
+    if not modules:
         yield model
         return
-    try:
-        modes = [m.training for m in modules]
+    lock = MODEL_LOCKS.setdefault(model, threading.RLock())  # (one dict operation: atomic)
+    with lock:  # (a caller that switches holds it until it has switched back)
+        switching = any(m.training for m in modules)
+    if not switching:  # nothing to switch (a loaded model): calls need not take turns
+        yield model
+        return
+    with lock:
+        modes = [m.training for m in modules]  # (again: another caller may have switched in between)
         model.eval()
         try:
             yield model
         finally:
             for module, mode in zip(modules, modes):
                 module.training = mode
-    finally:
-        lock.release()
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
