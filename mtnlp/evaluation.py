@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -40,13 +41,17 @@ def batch_logits(model, dataset, task: str, kind: TaskType, batch_size: int, pad
 def predict(model, dataset, task: str, kind: TaskType, spec: dict, batch_size: int, pad_id: int,
             autocast=contextlib.nullcontext) -> list:
     """Predictions in dataset order, in the form the task type scores (TaskType.predictions)."""
-    out = [None] * len(dataset)
+    out, not_finite = [None] * len(dataset), 0
     columns = dataset.select_columns(list(kind.prediction_columns)) if kind.prediction_columns else None
     with evaluating(model):
         for idx, logits, labels in batch_logits(model, dataset, task, kind, batch_size, pad_id, autocast):
+            not_finite += int((~logits.reshape(len(idx), -1).isfinite()).any(1).sum())
             rows = {"rows": columns[idx]} if columns is not None else {}  # e.g. a QA window's character offsets
             for i, prediction in zip(idx, kind.predictions(logits, labels, spec, **rows)):
                 out[i] = prediction
+    if not_finite:  # an argmax over NaN still names a label: without this, a diverged head only scores lower
+        warnings.warn(f"{task}: {not_finite} of {len(dataset)} examples got NaN or infinite logits (diverged, "
+                      "or overflowed in this precision)", stacklevel=2)
     return out
 
 

@@ -88,6 +88,13 @@ def test_constant_input_correlation_is_zero(name):
     assert res[name] == 0.0 and not math.isnan(res[name])
 
 
+@pytest.mark.parametrize("name", ["pearsonr", "spearmanr"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_prediction_makes_a_correlation_nan(name, bad):
+    res = mm.load_metric(name).compute(predictions=[0.1, bad, 0.3], references=[0.1, 0.2, 0.3])
+    assert math.isnan(res[name])
+
+
 def test_mse():
     res = mm.load_metric("mse").compute(predictions=[1.0, 2.0, 4.0], references=[1.0, 3.0, 2.0])
     assert res["mse"] == pytest.approx((0 + 1 + 4) / 3)

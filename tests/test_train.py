@@ -178,6 +178,30 @@ def test_evaluate_reads_at_the_trained_max_length_unless_the_recipe_sets_one(mak
                                                "than the encoder's position embeddings hold (128)")
 
 
+def test_a_diverged_head_scores_nan_and_is_named(make_recipe, tmp_path):
+    from mtnlp import MultiTaskModel
+
+    recipe = make_recipe(training={"steps": 2})
+    assert main(["train", str(recipe)]) == 0
+    model = MultiTaskModel.from_pretrained(tmp_path / "run" / "model")
+    with torch.no_grad():  # the regression and classification heads' output layers diverged
+        for task in ("score", "sentiment"):
+            next(p for n, p in model.heads[task].named_parameters() if n.endswith("bias")).fill_(math.nan)
+    model.save_pretrained(tmp_path / "run" / "model")
+    with pytest.warns(UserWarning) as caught:
+        assert main(["evaluate", str(tmp_path / "run" / "model"), str(recipe), "--output", str(tmp_path / "e.json")]) == 0
+    notes = sorted(str(w.message) for w in caught if "infinite logits" in str(w.message))
+    assert [n.split(":")[0] for n in notes] == ["score", "sentiment"]
+    for note in notes:  # every row of the task: "score: 10 of 10 examples got NaN or infinite logits (...)"
+        bad, total = note.split(": ")[1].split(" examples")[0].split(" of ")
+        assert bad == total and int(total) > 0
+    scores = json.loads((tmp_path / "e.json").read_text())["tasks"]
+    # correlations of NaN predictions are NaN (null in JSON), which model selection passes over; before, they
+    # were 0.0, the figure of a constant prediction
+    assert scores["score"]["validation"]["pearsonr"] is None and scores["score"]["validation"]["spearmanr"] is None
+    assert scores["ner"]["validation"]["f1"] is not None
+
+
 def test_cli_evaluate_skips_tasks_without_the_split(make_recipe, tmp_path, capsys):
     recipe = make_recipe(training={"steps": 2})
     assert main(["train", str(recipe)]) == 0

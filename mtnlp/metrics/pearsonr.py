@@ -1,4 +1,4 @@
-"""Pearson correlation coefficient (scipy); 0.0 when undefined (constant input)."""
+"""Pearson correlation coefficient (scipy); 0.0 when undefined (constant input), NaN for non-finite predictions."""
 
 import math
 
@@ -19,6 +19,8 @@ class Pearsonr(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
+        if not all(map(math.isfinite, predictions)):  # a diverged model: NaN, which model selection passes over
+            return {"pearsonr": math.nan}
         if len(predictions) < 2 or len(set(predictions)) < 2 or len(set(references)) < 2:
             return {"pearsonr": 0.0}
         value = float(pearsonr(references, predictions)[0])

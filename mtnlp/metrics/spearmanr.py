@@ -1,4 +1,4 @@
-"""Spearman rank correlation (scipy); 0.0 when undefined (constant input)."""
+"""Spearman rank correlation (scipy); 0.0 when undefined (constant input), NaN for non-finite predictions."""
 
 import math
 
@@ -19,6 +19,8 @@ class Spearmanr(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
+        if not all(map(math.isfinite, predictions)):  # a diverged model: NaN, which model selection passes over
+            return {"spearmanr": math.nan}
         if len(predictions) < 2 or len(set(predictions)) < 2 or len(set(references)) < 2:
             return {"spearmanr": 0.0}
         value = float(spearmanr(references, predictions)[0])
