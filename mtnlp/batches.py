@@ -21,54 +21,88 @@ class TaskBatches:
     With max_tokens, a batch is filled with examples until its padded size (rows × longest) would
     exceed max_tokens, instead of holding batch_size rows.
     Under DDP each rank takes every world_size-th batch of the same epoch order.
+
+    A run resumed with another cut (batch size, token budget, grouping, seed) goes on with the examples
+    its epoch in progress has not had, cut the new way (`before` says how that epoch began).
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = False,
                  rank: int = 0, world_size: int = 1, max_tokens: int | None = None):
         self.lengths = np.asarray(lengths)
-        self.batch_size, self.seed, self.group_by_length = batch_size, seed, group_by_length
-        self.max_tokens = max_tokens
-        if max_tokens:  # rows per batch, on average: sets the sorting window
-            self.batch_size = max(1, int(max_tokens // max(self.lengths.mean(), 1)))
+        self.cut = {"examples": len(self.lengths), "batch_size": batch_size, "max_tokens": max_tokens,
+                    "group_by_length": group_by_length, "seed": seed}
         self.rank, self.world_size = rank, world_size
-        self.epoch, self.position = 0, 0
+        self.epoch, self.position, self.before = 0, 0, None
         self._batches = self.epoch_batches(0)
 
-    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch])
+    def epoch_batches(self, epoch: int, cut: dict | None = None, world_size: int | None = None,
+                      taken: np.ndarray | None = None) -> list[np.ndarray]:
+        """Epoch `epoch`'s batches under `cut` (default: this one's) for `world_size` processes, of the examples
+        not `taken` (a mask) before."""
+        cut, world_size = cut or self.cut, world_size or self.world_size
+        batch_size, max_tokens = cut["batch_size"], cut["max_tokens"]
+        if max_tokens:  # rows per batch, on average: sets the sorting window
+            batch_size = max(1, int(max_tokens // max(self.lengths.mean(), 1)))
+        rng = np.random.default_rng([cut["seed"], epoch])
         order = rng.permutation(len(self.lengths))
-        if self.group_by_length:
-            window = 50 * self.batch_size
+        if taken is not None:
+            order = order[~taken[order]]
+        if cut["group_by_length"]:
+            window = 50 * batch_size
             order = np.concatenate([chunk[np.argsort(-self.lengths[chunk], kind="stable")]
                                     for chunk in np.split(order, range(window, len(order), window))])
-        if self.max_tokens:
-            batches = token_batches(order, self.lengths, self.max_tokens)
+        if max_tokens:
+            batches = token_batches(order, self.lengths, max_tokens)
         else:
-            batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.group_by_length:
+            batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        if cut["group_by_length"]:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        usable = len(batches) - len(batches) % self.world_size or len(batches)  # equal count on every rank
+        usable = len(batches) - len(batches) % world_size or len(batches)  # equal count on every rank
         return batches[:usable]
+
+    def taken(self, before: dict | None) -> np.ndarray | None:
+        """Which examples the epoch had before its present cut began (None: it began with this cut): the
+        batches `before` says its earlier cut(s) had taken."""
+        if before is None:
+            return None
+        earlier = self.taken(before.get("before"))
+        mask = np.zeros(len(self.lengths), dtype=bool) if earlier is None else earlier.copy()
+        batches = self.epoch_batches(self.epoch, before["cut"], before["processes"], earlier)
+        for batch in batches[:before["position"] * before["processes"]]:
+            mask[batch] = True
+        return mask
 
     def __iter__(self):
         return self
 
     def __next__(self) -> list[int]:
-        index = self.position * self.world_size + self.rank
-        if index >= len(self._batches):
-            self.epoch, self.position = self.epoch + 1, 0
+        if self.position * self.world_size >= len(self._batches):  # every rank is done with the epoch
+            self.epoch, self.position, self.before = self.epoch + 1, 0, None
             self._batches = self.epoch_batches(self.epoch)
-            index = self.rank % len(self._batches)
+        # an epoch of fewer batches than processes: some ranks take one a second time, in the same epoch, so
+        # that every rank's (epoch, position) stays rank 0's, which is what a checkpoint keeps
+        index = (self.position * self.world_size + self.rank) % len(self._batches)
         self.position += 1
         return self._batches[index].tolist()
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
+        return {"epoch": self.epoch, "position": self.position, "cut": self.cut,
+                **({"before": self.before} if self.before else {})}
 
     def load_state_dict(self, state: dict, written_by: int | None = None) -> None:
-        """`written_by`: the number of processes that wrote `state` (default: as many as now)."""
-        self.epoch, self.position = int(state["epoch"]), rounds(state, written_by, self.world_size)
-        self._batches = self.epoch_batches(self.epoch)
+        """`written_by`: the number of processes that wrote `state` (default: as many as now). A state of another
+        training set size (the data changed) starts its epoch again; TaskData's owner says so."""
+        cut = {**self.cut, **state.get("cut", {})}  # older checkpoints: the cut was this one
+        self.epoch, before = int(state["epoch"]), state.get("before")
+        if cut["examples"] != len(self.lengths):
+            self.position, self.before = 0, None
+        elif cut == self.cut:
+            self.position, self.before = rounds(state, written_by, self.world_size), before
+        else:  # the epoch goes on with the examples it has not had, cut the new way
+            self.position = 0
+            self.before = {"cut": cut, "position": int(state["position"]), "processes": written_by or self.world_size,
+                           **({"before": before} if before else {})}
+        self._batches = self.epoch_batches(self.epoch, taken=self.taken(self.before))
 
 
 class StreamBatches:
@@ -80,14 +114,15 @@ class StreamBatches:
     round is shared evenly (left out when it holds fewer examples than processes), so all processes
     take the same count. The state is (epoch, position) like TaskBatches'; a resumed run reads its
     epoch again from the start and skips what was trained on: exact, at the cost of reading that part
-    again. `name` (the split) is for the error when an epoch holds fewer examples than processes.
+    again (`offset`: the examples taken before a resume with another batch size). `name` (the split) is for
+    the error when an epoch holds fewer examples than processes.
     """
 
     def __init__(self, examples_of, encode, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  name: str = "the stream"):
         self.examples_of, self.encode, self.name = examples_of, encode, name
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
-        self.epoch, self.position = 0, 0
+        self.epoch, self.position, self.offset = 0, 0, 0
         self._examples = None
 
     def __iter__(self):
@@ -96,7 +131,7 @@ class StreamBatches:
     def __next__(self) -> list[dict]:
         for attempt in range(2):
             if self._examples is None:  # (re)open the epoch, past the rounds already taken
-                skip = self.position * self.world_size * self.batch_size
+                skip = self.offset + self.position * self.world_size * self.batch_size
                 self._examples = itertools.islice(self.examples_of(self.seed, self.epoch), skip, None)
             round_ = list(itertools.islice(self._examples, self.world_size * self.batch_size))
             if len(round_) >= self.world_size:  # a batch for every process
@@ -107,13 +142,19 @@ class StreamBatches:
             if attempt:
                 raise UserError(f"{self.name}: {len(round_)} example(s) in an epoch; training needs at least one "
                                 f"per process ({self.world_size})")
-            self.epoch, self.position, self._examples = self.epoch + 1, 0, None
+            self.epoch, self.position, self.offset, self._examples = self.epoch + 1, 0, 0, None
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position}
+        return {"epoch": self.epoch, "position": self.position, "batch_size": self.batch_size, "offset": self.offset}
 
     def load_state_dict(self, state: dict, written_by: int | None = None) -> None:
-        self.epoch, self.position, self._examples = int(state["epoch"]), rounds(state, written_by, self.world_size), None
+        self.epoch, self._examples = int(state["epoch"]), None
+        batch_size, offset = state.get("batch_size", self.batch_size), state.get("offset", 0)
+        if batch_size == self.batch_size:
+            self.position, self.offset = rounds(state, written_by, self.world_size), offset
+        else:  # the examples taken stay taken; the rest of the epoch comes in batches of the new size
+            self.position = 0
+            self.offset = offset + int(state["position"]) * (written_by or self.world_size) * batch_size
 
 
 def rounds(state: dict, written_by: int | None, world_size: int) -> int:

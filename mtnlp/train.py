@@ -294,6 +294,11 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
     set_learning_rates(optimizer, run.scheduler, wanted)
     run.plan.load_state_dict(state)
+    for name, batches in state["batches"].items():  # (a streamed task's size is not known up front)
+        had = batches.get("cut", {}).get("examples")
+        if had is not None and had != run.tasks[name].train_size() and accelerator.is_main_process:
+            warnings.warn(f"{folder}: task {name} had {had} training examples, it has {run.tasks[name].train_size()} "
+                          f"now: its epoch {batches['epoch']} starts again from its beginning", stacklevel=3)
     run.weighting.load_state_dict_json(state.get("weighting", {}))  # this rank's own DWA sums
     run.gradient.load_state_dict_json(state.get("gradient", {}))
     run.log.load_state_dict(state.get("loss_log", {}), accelerator.device)  # the losses since the last record

@@ -182,6 +182,40 @@ def test_resuming_with_another_number_of_processes_warns_and_keeps_the_counts(ma
     assert state["seen"] == seen
 
 
+def test_resuming_with_another_batch_size_trains_each_epochs_other_examples(make_recipe, tmp_path):
+    """A task's place in its epoch was a count of batches: read with batch_size 5 instead of 8 it skipped examples
+    (or, smaller, took some again) without a word. A training set of another size starts its epoch again, said."""
+    from conftest import DATA
+
+    from mtnlp.batches import TaskBatches
+    from mtnlp.data import column
+    from mtnlp.train import checkpoint
+
+    recipe = make_recipe(training={"steps": 9, "batch_size": 8}, sampling={"strategy": "round_robin"})
+    run = setup(load_recipe(recipe))
+    for _ in range(5):
+        train_step(run)
+    folder = checkpoint(run)
+    state = json.loads((folder / "trainer_state.json").read_text())["batches"]
+    resumed = setup(load_recipe(recipe, [f"training.resume_from={folder}", "training.batch_size=5"]))
+    for i, (name, data) in enumerate(run.tasks.items()):
+        lengths = column(data.splits["train"], "length")
+        cut = state[name]["cut"]
+        assert (cut["examples"], cut["batch_size"], cut["seed"], state[name]["position"] > 0) == (len(lengths), 8, 1 + i, True)
+        original = TaskBatches(lengths, 8, 1 + i, cut["group_by_length"])  # the seed: the recipe's 1, + the task's index
+        original.load_state_dict(state[name])
+        taken = [int(k) for batch in original._batches[:state[name]["position"]] for k in batch]
+        rest, tb = [], resumed.plan.batches[name]
+        while tb.position < len(tb._batches):  # to the end of its epoch
+            rest += next(tb)
+        assert sorted(taken + rest) == list(range(len(lengths))), name
+    grown = tmp_path / "ner.conll"
+    grown.write_text((DATA / "ner_sample.conll").read_text() + "\n\nMore NN O O\n")  # one sentence more
+    with pytest.warns(UserWarning, match=rf"{folder}: task ner had \d+ training examples, it has \d+ now: its epoch "
+                                         r"\d+ starts again from its beginning"):
+        setup(load_recipe(recipe, [f"training.resume_from={folder}", f"tasks.ner.data.train={grown}"]))
+
+
 def test_one_step_trains():
     from mtnlp.recipe import TrainingSpec
 

@@ -303,6 +303,24 @@ def test_batches_resume_two_ranks():
         assert head + list(itertools.islice(resumed, 30)) == reference
 
 
+def test_an_epoch_of_fewer_batches_than_ranks_resumes_every_rank_from_rank_0s_state():
+    # 3 examples, batches of 2: 2 batches for 3 processes. A checkpoint keeps rank 0's (epoch, position); rank 2
+    # used to move on to the next epoch alone, and so came back one epoch behind its uninterrupted self
+    lens = [5, 6, 7]
+    for stop in (1, 2, 5):
+        for rank in range(3):
+            reference = list(itertools.islice(TaskBatches(lens, 2, 1, False, rank, 3), stop + 6))
+            tb, rank0 = TaskBatches(lens, 2, 1, False, rank, 3), TaskBatches(lens, 2, 1, False, 0, 3)
+            head = list(itertools.islice(tb, stop))
+            list(itertools.islice(rank0, stop))
+            assert tb.state_dict() == rank0.state_dict()
+            resumed = TaskBatches(lens, 2, 1, False, rank, 3)
+            resumed.load_state_dict(rank0.state_dict())
+            assert head + list(itertools.islice(resumed, 6)) == reference, (stop, rank)
+    epoch = [next(b) for b in (TaskBatches(lens, 2, 1, False, r, 3) for r in range(3))]
+    assert sorted(map(tuple, epoch[:2])) != [tuple(epoch[2])] * 2 and epoch[2] == epoch[0]  # rank 2 repeats batch 0
+
+
 @pytest.mark.parametrize("group", [False, True])
 def test_token_budget_batches_stay_under_budget_and_cover_every_index(group):
     lengths = np.random.default_rng(3).integers(3, 120, size=997)
@@ -372,6 +390,69 @@ def test_resumed_with_another_number_of_processes_the_epoch_goes_on_where_it_was
     assert taken + rest[again:] == order[:len(taken) + len(rest) - again]
     assert rest[:again] == taken[len(taken) - again:]
     assert len(taken) + len(rest) - again >= len(order) - after  # to the epoch's end (less the uneven last round)
+
+
+CUTS = {"batch_size": (16, {"batch_size": 32}), "smaller": (16, {"batch_size": 7}),
+        "grouping": (16, {"group_by_length": True}), "tokens": (16, {"max_tokens": 900}), "seed": (16, {"seed": 9})}
+
+
+@pytest.mark.parametrize("change", CUTS)
+@pytest.mark.parametrize("world", [1, 2])
+def test_resumed_with_another_cut_the_epoch_goes_on_with_the_examples_it_has_not_had(change, world):
+    """Batch size 16 -> 32 after 10 batches of 1,003 examples used to skip 160 examples of the epoch (it went on at
+    batch 10 of the new cut); 16 -> 7 took 90 again. Now every example comes once per epoch, the next epochs are
+    the new cut's own, and resuming from within the rest of the epoch goes on exactly."""
+    lens = lengths()
+    size, new = CUTS[change]
+    settings = {"batch_size": size, "seed": 4, **new}
+    writers = [TaskBatches(lens, 16, seed=4, rank=r, world_size=world) for r in range(world)]
+    head = [next(w) for _ in range(5) for w in writers]  # 5 rounds
+    readers = [TaskBatches(lens, rank=r, world_size=world, **settings) for r in range(world)]
+    for reader in readers:
+        reader.load_state_dict(writers[0].state_dict(), written_by=world)
+    rest, stop = [], None
+    while readers[0].epoch == 0:
+        if len(rest) == 4 * world:  # a resume from within the rest of the epoch, with the same settings
+            stop = [TaskBatches(lens, rank=r, world_size=world, **settings) for r in range(world)]
+            for copy in stop:
+                copy.load_state_dict(json.loads(json.dumps(readers[0].state_dict())), written_by=world)
+            taken = [next(r) for _ in range(3) for r in readers]
+            assert [next(c) for _ in range(3) for c in stop] == taken
+            rest += taken
+        rest += [next(reader) for reader in readers]
+    rest, next_epoch = rest[:-world], rest[-world:]
+    epoch0 = [i for batch in head + rest for i in batch]
+    assert len(epoch0) == len(set(epoch0)) > len(lens) - 2 * 40  # none twice (a last uneven round is left out)
+    if world == 1:
+        assert sorted(epoch0) == list(range(len(lens)))  # none skipped
+    fresh = [TaskBatches(lens, rank=r, world_size=world, **settings) for r in range(world)]
+    for b in fresh:
+        b.epoch, b.position, b._batches = 1, 0, b.epoch_batches(1)
+    assert next_epoch == [next(b) for b in fresh]  # epoch 1 is the new cut's, as in a run that began with it
+
+
+def test_a_second_change_in_one_epoch_keeps_what_both_earlier_cuts_took():
+    lens = lengths()
+    first = TaskBatches(lens, 16, seed=4)
+    head = list(itertools.islice(first, 6))
+    second = TaskBatches(lens, 32, seed=4, group_by_length=True)
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))  # as a checkpoint keeps it
+    middle = list(itertools.islice(second, 5))
+    third = TaskBatches(lens, 10, seed=4, max_tokens=700)
+    third.load_state_dict(json.loads(json.dumps(second.state_dict())))
+    rest, _ = epoch(third)
+    seen = [i for batch in head + middle + rest for i in batch]
+    assert sorted(seen) == list(range(len(lens)))
+
+
+def test_a_state_of_another_training_set_size_starts_its_epoch_again():
+    first = TaskBatches(lengths(), 16, seed=4)
+    list(itertools.islice(first, 150))  # into epoch 2
+    grown = TaskBatches(lengths(1100), 16, seed=4)
+    grown.load_state_dict(first.state_dict())
+    assert (grown.epoch, grown.position, grown.before) == (2, 0, None)
+    rest, _ = epoch(grown)
+    assert sorted(i for batch in rest for i in batch) == list(range(1100))
 
 
 @pytest.mark.parametrize("strategy", [name for name, weigh in STRATEGIES.items() if weigh is not None])

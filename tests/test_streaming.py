@@ -70,7 +70,7 @@ def take(batches, k):
 def test_stream_batches_in_order_epoch_after_epoch():
     batches = StreamBatches(numbered(7), list, batch_size=3, seed=5)
     assert take(batches, 4) == [[(0, 0), (0, 1), (0, 2)], [(0, 3), (0, 4), (0, 5)], [(0, 6)], [(1, 0), (1, 1), (1, 2)]]
-    assert batches.state_dict() == {"epoch": 1, "position": 1}
+    assert batches.state_dict() == {"epoch": 1, "position": 1, "batch_size": 3, "offset": 0}
 
 
 def test_stream_batches_share_a_round_between_processes():
@@ -97,7 +97,31 @@ def test_stream_batches_resume_exactly_from_their_state():
     resumed = StreamBatches(source, list, batch_size=3, seed=1)
     resumed.load_state_dict(state)
     assert take(resumed, 4) == expected
-    assert state == {"epoch": 1, "position": 1}
+    assert state == {"epoch": 1, "position": 1, "batch_size": 3, "offset": 0}
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_stream_batches_resumed_with_another_batch_size_take_the_rest_of_the_epoch(world):
+    """The examples trained on stay trained on: the state counted rounds of the old batch size (read as rounds of
+    the new one, 3 -> 5 skipped examples 9-14 and 3 -> 2 took 6-8 again)."""
+    def run(batches, k):
+        return [[(ex["epoch"], ex["n"]) for ex in next(b)] for _ in range(k) for b in batches]
+
+    first = [StreamBatches(numbered(40), list, batch_size=3, seed=1, rank=r, world_size=world) for r in range(world)]
+    head = run(first, 3)
+    for new in (5, 2):
+        resumed = [StreamBatches(numbered(40), list, batch_size=new, seed=1, rank=r, world_size=world)
+                   for r in range(world)]
+        for b in resumed:
+            b.load_state_dict(first[0].state_dict(), written_by=world)
+        rest = run(resumed, 40 // new // world + 2)
+        epoch0 = [n for batch in head + rest for e, n in batch if e == 0]
+        assert sorted(epoch0) == epoch0 == list(range(40)), new  # each example once, in the stream's order
+        assert all(len(batch) == new for batch in rest[:(40 - 9 * world) // new // world * world])
+        again = [StreamBatches(numbered(40), list, batch_size=new, seed=1, rank=r, world_size=world) for r in range(world)]
+        for b, r in zip(again, resumed):  # and a resume from there (batch size unchanged) goes on exactly
+            b.load_state_dict(resumed[0].state_dict(), written_by=world)
+        assert run(again, 3) == run(resumed, 3)
 
 
 def test_an_incomplete_last_round_is_shared_evenly():
