@@ -106,6 +106,32 @@ def hold_run_folder(run_dir: Path) -> Path | None:
     return key
 
 
+def unfinished_run(run_dir: Path) -> str | None:
+    """Why the run in run_dir has not finished, or None if it has: a process trains in it (holds its lock), or it
+    stopped (interrupted, or killed) with no metrics.json of its last checkpoint's step."""
+    try:
+        import fcntl
+
+        with open(run_dir / LOCK_FILE) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    return f"training now: {f.read().strip() or 'another process'}"
+    except (ImportError, OSError):  # Windows, no lock file (an older run), a file system without flock
+        pass
+    steps = [int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*")
+             if p.name.split("-")[1].isdigit() and (p / STATE_FILE).exists()]
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return "stopped before it finished: no metrics.json"
+    trained = metrics.get("steps", {}).get("trained") if isinstance(metrics, dict) else None
+    if isinstance(trained, int) and steps and max(steps) > trained:  # (older metrics.json: no steps trained)
+        return f"resumed, and stopped at step {max(steps)} before it finished (its metrics.json is of step {trained})"
+    return None
+
+
 def release_run_folder(run_dir: Path | None) -> None:
     f = _held.pop(run_dir.resolve(), None) if run_dir is not None else None
     if f is not None:

@@ -358,6 +358,28 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
     for folder in ("stopped", "stopped/checkpoints/step-2"):
         with pytest.raises(UserError, match="a training checkpoint, or a run that has not finished: finish it"):
             train(load_recipe(target, [f"model.init_from={tmp_path / folder}"]))
+    # a run folder whose run has not finished: its model/ is a best-so-far, which was taken without a word
+    import fcntl
+
+    shutil.copytree(tmp_path / "run", tmp_path / "unfinished")
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "checkpoints" / "step-000009").mkdir(parents=True)  # a later checkpoint than its metrics.json's
+    (unfinished / "checkpoints" / "step-000009" / "trainer_state.json").write_text("{}")
+    with pytest.raises(UserError, match=rf"model.init_from: {unfinished}: a run that has not finished \(resumed, and "
+                                        rf"stopped at step 9 before it finished \(its metrics.json is of step 4\)\): "
+                                        rf"finish it \(training.resume_from\), or give {unfinished / 'model'} to start "
+                                        rf"from its best model so far \(step \d\)$"):
+        train(load_recipe(target, [f"model.init_from={unfinished}"]))
+    (unfinished / "metrics.json").unlink()
+    with pytest.raises(UserError, match=r"has not finished \(stopped before it finished: no metrics.json\)"):
+        train(load_recipe(target, [f"model.init_from={unfinished}"]))
+    with open(tmp_path / "run" / ".mtnlp-training.lock", "w") as lock:  # as a run training in it holds it
+        lock.write("process 12 on host")
+        lock.flush()
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UserError, match=r"has not finished \(training now: process 12 on host\)"):
+            train(load_recipe(target, [f"model.init_from={tmp_path / 'run'}"]))
+    train(load_recipe(target, [f"model.init_from={unfinished / 'model'}"]))  # its model/ itself, if that is what is meant
     # a relative source that is neither here nor on the hub: where it was looked for
     with pytest.raises(UserError, match=r"runs-x/src: not in the local hub cache.*; nor is it a folder in the current "
                                         r"folder \(.*\), where a relative model.init_from is read$"):
