@@ -139,9 +139,14 @@ def plain_state(model, task: str | None) -> dict[str, torch.Tensor]:
     if sharing.get("type") == "lora":
         deltas = {}
         if task is not None:
-            for name, module in model.encoder.named_modules():
-                if hasattr(module, "get_delta_weight") and task in getattr(module, "lora_A", {}):
+            for name, module in model.encoder.named_modules():  # peft keeps an Embedding's in lora_embedding_A
+                if hasattr(module, "get_delta_weight") and (task in getattr(module, "lora_A", {})
+                                                            or task in getattr(module, "lora_embedding_A", {})):
                     deltas[f"{name}.base_layer.weight"] = module.get_delta_weight(task)
+            adapted = {k.split(".lora_")[0] for k in model.encoder.state_dict()
+                       if is_adapter_weight(k) and k.split(".lora_")[1].split(".")[1] == task}  # lora_A.TASK.weight
+            if missed := sorted(adapted - {k.rsplit(".base_layer", 1)[0] for k in deltas}):  # another kind of layer
+                raise ValueError(f"the LoRA adapter of task {task} on {', '.join(missed)} cannot be merged")
         state = {k.replace(".base_layer", ""): v + deltas[k] if k in deltas else v for k, v in state.items()}
     elif sharing.get("type") == "task_layers":
         if task is None:

@@ -330,7 +330,9 @@ def test_fresh_soft_sharing_starts_from_the_pretrained_encoder(tiny_encoder, sha
         assert torch.allclose(hard.encode(**inputs), soft.encode(**inputs, task=task), atol=1e-6)
 
 
-@pytest.mark.parametrize("sharing,pattern", [(LORA, "lora_B.a"), (TOP, "task_layers.a.")], ids=["lora", "task_layers"])
+@pytest.mark.parametrize("sharing,pattern", [(LORA, "lora_B.a"), (TOP, "task_layers.a."),
+                                             ({**LORA, "targets": ["query", "word_embeddings"]}, "lora_embedding_A.a")],
+                         ids=["lora", "task_layers", "lora_on_an_embedding"])  # (peft starts an Embedding's A at 0)
 def test_soft_sharing_keeps_tasks_apart_and_survives_save_load_export(tiny_encoder, tmp_path, sharing, pattern):
     inputs = _inputs(tiny_encoder)
     model = MultiTaskModel.from_encoder(tiny_encoder, TASKS, sharing=sharing).eval()
