@@ -167,6 +167,29 @@ def refuse_run_folder(name) -> None:
         raise UserError(f"{name}: a run folder; give its model folder, {path / 'model'}")
 
 
+def encoder_folder_problem(path: Path) -> str | None:
+    """Why the folder `path` is no pretrained encoder (model.encoder) for a run, or None: a trained mtnlp model or
+    run (model.init_from starts from those), a checkpoint, an ONNX export, no config or no tokenizer."""
+    start = "; to start from a trained mtnlp model, set model.init_from (model.encoder is a pretrained encoder)"
+    if (path / STATE_FILE).exists() or (path / "checkpoints").is_dir() and not (path / "config.json").exists():
+        return "a training checkpoint or run folder" + start
+    if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
+        return f"a run folder: set model.init_from to start from its model, {path / 'model'}"
+    if is_onnx_folder(path):
+        return f"an ONNX export ({ONNX_FILE}), not a pretrained encoder"
+    if not (path / "config.json").is_file():
+        return "not a model folder (no config.json)"
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+        return f"cannot read its config.json: {first_line(e)}"
+    if model_type == MODEL_TYPE:
+        return "an mtnlp multi-task model" + start
+    if not any(f.name.startswith("tokenizer") or "vocab" in f.name or f.suffix == ".model" for f in path.iterdir()):
+        return "no tokenizer in it (tokenizer.json, tokenizer_config.json or a vocabulary file)"
+    return None
+
+
 def check_multitask_config(name, config: dict) -> None:
     """A UserError unless `config` (config.json's contents) is an mtnlp multi-task model's, e.g. when the base
     encoder is given instead of a run's model/ folder."""

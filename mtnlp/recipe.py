@@ -727,9 +727,12 @@ def check_training_paths(recipe: Recipe) -> None:
     # Accelerate leaves out a tracker it cannot import, silently (it takes tensorboardX too)
     if "tensorboard" in recipe.training.report_to and importlib.util.find_spec("tensorboardX") is None:
         require("tensorboard", "tensorboard", f"{recipe.where('training.report_to')}: training.report_to: tensorboard")
+    from .folders import broken_link, encoder_folder_problem
+
     if not source and is_local_path(encoder) and not Path(encoder).is_dir():
         fail("model.encoder", f"{encoder}: " + ("a file, not a folder" if Path(encoder).exists() else "folder not found"))
-    from .folders import broken_link
+    if not source and is_local_path(encoder) and (problem := encoder_folder_problem(Path(encoder).expanduser())):
+        fail("model.encoder", f"{encoder}: {problem}")
 
     if problem := broken_link(run_dir):
         fail("output_dir", problem)

@@ -280,6 +280,21 @@ def evaluate_base_encoder_instead_of_model(c: Ctx):
             ["a bert model, not an mtnlp multi-task model"])
 
 
+def encoder_that_is_a_trained_mtnlp_model(c: Ctx):
+    # meant as model.init_from: a 53-line traceback after the data was read ('MultiTaskConfig' has no hidden_size)
+    recipe = c.recipe()
+    return train(recipe, f"model.encoder={c.model}"), f"{recipe} (command-line override):", \
+        [f"model.encoder: {c.model}: an mtnlp multi-task model; to start from a trained mtnlp model, set model.init_from"]
+
+
+def encoder_folder_without_a_config(c: Ctx):
+    folder = c.folder / "empty"
+    folder.mkdir()  # was: cannot load (Couldn't instantiate the backend tokenizer from one of: )
+    recipe = c.recipe()
+    return train(recipe, f"model.encoder={folder}"), f"{recipe} (command-line override):", \
+        [f"model.encoder: {folder}: not a model folder (no config.json)"]
+
+
 def predict_task_the_model_does_not_have(c: Ctx):
     return (["predict", str(c.model), "--tasks", "sentiment,topic", "some text"], "--tasks:",
             ["no task 'topic'", "it has: ", "sentiment", "ner"])
@@ -444,7 +459,8 @@ CASES = [Case(f.__name__, f) for f in (
     lines_format_with_a_plain_path, headerless_row_too_short, column_position_with_header_row, unknown_recipe_key,
     wrong_value_type, negative_lr, temperature_zero, empty_task_list,
     duplicate_task_names, unknown_sampler, unknown_metric, unknown_task_type, evaluate_folder_that_is_not_a_model,
-    evaluate_base_encoder_instead_of_model, predict_task_the_model_does_not_have, predict_batch_size_zero,
+    evaluate_base_encoder_instead_of_model, encoder_that_is_a_trained_mtnlp_model, encoder_folder_without_a_config,
+    predict_task_the_model_does_not_have, predict_batch_size_zero,
     predict_output_in_a_missing_folder, evaluate_output_in_a_missing_folder, evaluate_override_after_an_option,
     model_folder_missing_under_an_existing_folder,
     predict_with_a_run_folder, predict_input_with_a_lone_surrogate, predict_input_not_utf8,

@@ -5,6 +5,7 @@ import errno
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -346,3 +347,24 @@ def test_launched_processes_that_wait_too_long_for_each_other_are_one_line_namin
         "first process reads and tokenises the data while the others wait), or look for a process that stopped\n")
     with pytest.raises(RuntimeError, match="^a bug$"):
         guarded(lambda: (_ for _ in ()).throw(RuntimeError("a bug")), debug=False, name="train")
+
+
+def test_what_is_no_pretrained_encoder_is_named(tmp_path, tiny_encoder):
+    import shutil
+
+    from mtnlp.folders import encoder_folder_problem
+
+    assert encoder_folder_problem(Path(tiny_encoder)) is None
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text('{"model_type": "mtnlp"}')
+    assert encoder_folder_problem(run).startswith("a run folder: set model.init_from to start from its model")
+    assert encoder_folder_problem(run / "model").startswith("an mtnlp multi-task model; to start from")
+    (run / "checkpoints" / "step-000002").mkdir(parents=True)
+    (run / "checkpoints" / "step-000002" / "trainer_state.json").write_text("{}")
+    assert encoder_folder_problem(run / "checkpoints" / "step-000002").startswith("a training checkpoint")
+    onnx = Path(shutil.copytree(tiny_encoder, tmp_path / "onnx"))
+    (onnx / "model.onnx").write_bytes(b"")
+    assert encoder_folder_problem(onnx).startswith("an ONNX export")
+    bare = Path(shutil.copytree(tiny_encoder, tmp_path / "bare", ignore=shutil.ignore_patterns("tokenizer*", "vocab*")))
+    assert encoder_folder_problem(bare).startswith("no tokenizer in it")
