@@ -171,6 +171,37 @@ def close_progress_bars() -> None:
             bar.close()
 
 
+class TrainingOutput:
+    """Standard output for a training run: a reader that goes away (`mtnlp train ... | head`, a pager quit) must not
+    end the run at its next line, with no model and no checkpoint. What is printed then goes nowhere, said once."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self.gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self.gone()
+
+    def gone(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())  # what the buffer holds is dropped there
+        with contextlib.suppress(BrokenPipeError):
+            self.stream.flush()
+        print("warning: standard output was closed by its reader: training goes on, printing nothing more there",
+              file=sys.stderr)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def guarded(command, debug: bool, name: str = "") -> int:
     """Run the command `name`: a user's mistake is one `error:` line and exit status 2, what the machine lacks
     (disk, memory) one line and status 1, a signal 128 + its number."""
@@ -183,6 +214,9 @@ def guarded(command, debug: bool, name: str = "") -> int:
                 stream.reconfigure(errors="backslashreplace")
     if sys.stdout is None:  # started with stdout closed (`>&-`): what is printed goes nowhere
         sys.stdout = open(os.devnull, "w")
+    stdout = sys.stdout
+    if name == "train":
+        sys.stdout = TrainingOutput(stdout)
     try:
         status = command()
         sys.stdout.flush()  # a reader that closed the pipe is met here, not in Python's flush at exit
@@ -227,6 +261,9 @@ def guarded(command, debug: bool, name: str = "") -> int:
         if signum == signal.SIGINT and launcher_rank() == 0:  # said once under a launcher
             print("interrupted", file=sys.stderr)
         return 128 + signum
+    finally:
+        if isinstance(sys.stdout, TrainingOutput):  # (a notebook or a test goes on with its own)
+            sys.stdout = stdout
 
 
 def writes_unicode(stream) -> bool:

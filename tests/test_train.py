@@ -705,3 +705,16 @@ def test_learning_rate_schedules_are_transformers(tiny_encoder, schedule, steps,
     assert ours[-1] > 0  # the last update learns something
     if schedule != "constant" and warmup_steps < steps - 1:  # decays after the peak
         assert ours[-1] < max(ours)
+
+
+def test_a_reader_that_goes_away_does_not_end_the_training_run(make_recipe, tmp_path):
+    """`mtnlp train ... | head -1` ended the run at its next evaluation line: status 141, no model, no checkpoint."""
+    recipe = make_recipe(training={"steps": 6, "eval_every": 2})
+    proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "train", str(recipe)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    _, err = proc.communicate(timeout=300)
+    assert first.startswith("precision: ") and proc.returncode == 0, err
+    assert "warning: standard output was closed by its reader: training goes on, printing nothing more there" in err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best_step"] > 0
