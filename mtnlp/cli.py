@@ -475,6 +475,8 @@ def input_lines(path: str) -> list[tuple]:
     bom_fix = "JSON Lines are UTF-8: convert the file (e.g. iconv -f {wide} -t utf-8)"
     name = "standard input" if path == "-" else path
     if path == "-":
+        if sys.stdin is None:  # started with standard input closed (`<&-`, some daemons and cron wrappers)
+            raise UserError("--input -: standard input is closed: give --input FILE, or pipe the lines in")
         data = sys.stdin.buffer.read()
         try:
             lines = data.decode("utf-8").removeprefix("\ufeff").split("\n")
@@ -491,7 +493,11 @@ def input_lines(path: str) -> list[tuple]:
         try:
             item = JSON.decode(line)  # strict: NaN and Infinity are no JSON, and predict would echo them
         except (ValueError, RecursionError) as e:  # ValueError: also NaN and an int of over 4,300 digits
-            raise UserError(f"{name}:{number}: invalid JSON: {getattr(e, 'msg', None) or first_line(e)}") from None
+            said = getattr(e, "msg", None) or first_line(e)
+            plain = said in ("Expecting value", "Extra data") and not line.lstrip().startswith(("{", "["))
+            hint = "; a line is JSON: a text is a JSON string (plain text lines: jq -R . FILE | mtnlp predict MODEL " \
+                   "--input -)" if plain else ""  # a line of plain text: the likeliest mistake
+            raise UserError(f"{name}:{number}: invalid JSON: {said}{hint}") from None
         own = [kind for kind in TASK_TYPES.values() if kind.accepts(item)]
         line_object = item if isinstance(item, dict) else {"text": item}
         if isinstance(item, dict) and "words" in item and not own:  # a text split into words (the tagging heads')

@@ -443,6 +443,30 @@ def test_an_input_line_python_cannot_or_should_not_read_names_its_line(tmp_path,
         input_lines("-")
 
 
+@pytest.mark.parametrize("line", ["42 is the answer", "Hello, world", "a\tb"])
+def test_a_plain_text_input_line_is_told_how_to_give_it(tmp_path, line):
+    from mtnlp.cli import input_lines
+    from mtnlp.errors import UserError
+
+    path = tmp_path / "in.txt"
+    path.write_text('"fine"\n' + line + "\n")
+    with pytest.raises(UserError, match=rf"^{path}:2: invalid JSON: (Extra data|Expecting value); a line is JSON: a "
+                                        r"text is a JSON string \(plain text lines: jq -R \. FILE \| mtnlp predict"):
+        input_lines(str(path))
+    path.write_text('{"text": "x",\n')  # a JSON line cut short: no such hint
+    with pytest.raises(UserError, match=r"invalid JSON: [^;]*$"):
+        input_lines(str(path))
+
+
+def test_standard_input_closed_is_one_line(monkeypatch):
+    from mtnlp.cli import input_lines
+    from mtnlp.errors import UserError
+
+    monkeypatch.setattr(sys, "stdin", None)  # `mtnlp predict M --input - <&-`: an AttributeError traceback
+    with pytest.raises(UserError, match=r"^--input -: standard input is closed: give --input FILE"):
+        input_lines("-")
+
+
 @pytest.mark.parametrize("line,said", [('{"words": ["a", ""]}', 'words[1]: expected a word'),
                                        ('{"words": "a b"}', "words: expected a list of words"),
                                        ('{"words": ["a"], "text": "a"}', '"words" beside "text"'),
