@@ -206,13 +206,16 @@ def check_model_folder(model_dir: Path) -> None:
         raise UserError(f"{model_dir}: a file, not a model folder (give the folder that holds it)")
     if not model_dir.is_dir():
         raise NotFound(f"{model_dir}: model folder not found")
+    refuse_run_folder(model_dir)
     if (model_dir / STATE_FILE).exists() or (model_dir / "checkpoints").is_dir() and not (model_dir / "config.json").exists():
+        run = model_dir.parent.parent
+        if (model_dir / STATE_FILE).exists() and (run / "model" / "config.json").exists() and not unfinished_run(run):
+            raise UserError(f"{model_dir}: a training checkpoint of a finished run: give its model folder, {run / 'model'}")
         raise UserError(f"{model_dir}: a training checkpoint, or a run that has not finished: finish it "
                         "(training.resume_from), then give its model folder")
     if is_onnx_folder(model_dir):
         raise UserError(f"{model_dir}: an ONNX export ({ONNX_FILE}), which cannot be loaded by hub id: push the "
                         "model folder it was exported from, or share this folder as plain files (hf upload)")
-    refuse_run_folder(model_dir)
     if not (model_dir / "config.json").is_file():
         raise UserError(f"{model_dir}: not a model folder (no config.json)")
     try:

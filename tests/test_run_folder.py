@@ -368,3 +368,25 @@ def test_what_is_no_pretrained_encoder_is_named(tmp_path, tiny_encoder):
     assert encoder_folder_problem(onnx).startswith("an ONNX export")
     bare = Path(shutil.copytree(tiny_encoder, tmp_path / "bare", ignore=shutil.ignore_patterns("tokenizer*", "vocab*")))
     assert encoder_folder_problem(bare).startswith("no tokenizer in it")
+
+
+def test_a_finished_run_and_its_checkpoints_name_its_model_folder(tmp_path):
+    """`mtnlp push RUN` of a finished run that kept checkpoints said "a run that has not finished: finish it"."""
+    from mtnlp.folders import check_model_folder
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text('{"model_type": "mtnlp"}')
+    (run / "checkpoints" / "step-000004").mkdir(parents=True)
+    (run / "checkpoints" / "step-000004" / "trainer_state.json").write_text("{}")
+    (run / "metrics.json").write_text('{"steps": {"trained": 4}}')
+    with pytest.raises(UserError, match=rf"^{run}: a run folder; give its model folder, {run / 'model'}$"):
+        check_model_folder(run)
+    checkpoint = run / "checkpoints" / "step-000004"
+    with pytest.raises(UserError, match=rf"^{checkpoint}: a training checkpoint of a finished run: give its model "
+                                        rf"folder, {run / 'model'}$"):
+        check_model_folder(checkpoint)
+    (run / "metrics.json").unlink()  # a run that stopped before it finished: its checkpoint is for resuming
+    with pytest.raises(UserError, match=rf"^{checkpoint}: a training checkpoint, or a run that has not finished: "
+                                        r"finish it \(training.resume_from\)"):
+        check_model_folder(checkpoint)
