@@ -33,8 +33,8 @@ OUT_OF_MEMORY = {
 
 
 class Parser(argparse.ArgumentParser):
-    """An option mistake is one line `error: <option>: <what>; see <command> --help` (argparse prints the
-    usage above it), status 2, as every other user mistake."""
+    """An option mistake is one line `error: <option>: <what>; see <command> --help` (no usage above it), status
+    2, as every other user mistake."""
 
     def error(self, message):
         self.exit(2, f"error: {message.removeprefix('argument ')}; see `{self.prog} --help`\n")
@@ -136,12 +136,31 @@ def main(argv: list[str] | None = None) -> int:
         getattr(args, late).extend(before + after)
     elif extra:
         dashed = [a for a in before if a.startswith("-")]
-        what = {"texts": "a text", "overrides": "an override"}.get(late)
-        hint = f" ({what} that starts with '-' goes after --)" if what and len(dashed) == 1 else ""
+        option = len(dashed) == 1 and re.fullmatch(r"--?[A-Za-z][\w-]*(=.*)?", dashed[0])
+        hint = ""
+        if late == "overrides" and dashed:  # `mtnlp train R.yaml --lr 1e-4`, as the Trainer's scripts take it
+            hint = f" ({recipe_key_hint(dashed[0])})"
+        elif late == "texts" and len(dashed) == 1 and not option:
+            hint = " (a text that starts with '-' goes after --)"
         parsers[args.command].error(f"unrecognized arguments: {' '.join(dashed or extra)}{hint}")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,
                 "recipes": cmd_recipes, "export": cmd_export, "serve": cmd_serve}
     return guarded(lambda: commands[args.command](args), args.debug, args.command)
+
+
+def recipe_key_hint(option: str) -> str:
+    """What to give instead of an option that names a setting (`--lr`, `--batch-size`): its recipe key."""
+    from .recipe import ModelSpec, MTLSpec, Recipe, SamplingSpec, TrainingSpec
+
+    name = option.lstrip("-").split("=")[0].replace("-", "_")
+    name = {"learning_rate": "lr", "max_steps": "steps", "per_device_train_batch_size": "batch_size",
+            "gradient_accumulation_steps": "grad_accum", "output": "output_dir"}.get(name, name)
+    for section, spec in (("training", TrainingSpec), ("model", ModelSpec), ("sampling", SamplingSpec), ("mtl", MTLSpec)):
+        if name in spec.model_fields:
+            return f"settings are recipe keys, given as key=value: {section}.{name}=VALUE"
+    if name in Recipe.model_fields:
+        return f"settings are recipe keys, given as key=value: {name}=VALUE"
+    return "settings are recipe keys, given as key=value, e.g. training.lr=3e-5"
 
 
 def run_recipe(train, argv: list[str] | None = None) -> int:

@@ -113,6 +113,25 @@ def test_texts_and_overrides_after_an_option_and_after_a_double_dash(monkeypatch
 
 
 @pytest.mark.parametrize("argv,said", [
+    (["train", "r.yaml", "--lr", "1e-4"], "--lr (settings are recipe keys, given as key=value: training.lr=VALUE)"),
+    (["train", "r.yaml", "--learning_rate=1e-4"], "--learning_rate=1e-4 (settings are recipe keys, given as key=value: "
+                                                  "training.lr=VALUE)"),
+    (["train", "r.yaml", "--max-length", "64"], "--max-length (settings are recipe keys, given as key=value: "
+                                                "model.max_length=VALUE)"),
+    (["evaluate", "M", "r.yaml", "--frobnicate"], "--frobnicate (settings are recipe keys, given as key=value, e.g. "
+                                                  "training.lr=3e-5)"),
+    (["predict", "M", "hi", "--split", "test"], "--split")])  # an option of evaluate's: no advice on texts
+def test_an_option_that_names_a_setting_is_told_its_recipe_key(capsys, argv, said):
+    """`--lr 1e-4` was told that an override starting with '-' goes after --, which then made it an unknown key."""
+    from mtnlp import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"error: unrecognized arguments: {said}; see `mtnlp {argv[0]} --help`\n"
+
+
+@pytest.mark.parametrize("argv,said", [
     (["evaluate", "M", "R", "--split", "dev"], "error: --split: invalid choice: 'dev' (choose from 'train', 'validation', 'test'); "
                                                "see `mtnlp evaluate --help`"),
     (["trian", "x.yaml"], "error: command: invalid choice: 'trian' (choose from 'train', 'evaluate', 'predict', "
