@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="model directory or hub id")
     p.add_argument("--task", action="append", help="the head to export (with --onnx: default every head; "
                    "repeat it for several)")
+    p.add_argument("--tasks", help="comma-separated heads, as --task repeated (as predict and serve take them)")
     p.add_argument("--onnx", action="store_true", help="one ONNX graph of the heads (predict and serve run it)")
     p.add_argument("--quantize", choices=["int8"], help="with --onnx: dynamic int8 quantisation of the weights")
     p.add_argument("--revision", help="hub branch, tag or commit")
@@ -661,9 +662,13 @@ def cmd_export(args) -> int:
 
     if args.quantize and not args.onnx:
         raise UserError("export: --quantize applies to --onnx")
+    if args.tasks is not None:
+        if "" in args.tasks.split(","):
+            raise UserError(f"--tasks {args.tasks!r}: an empty task name; give names separated by commas")
+        args.task = list(dict.fromkeys((args.task or []) + args.tasks.split(",")))
     if not args.onnx and len(args.task or []) != 1:
         raise UserError("export: give one --task NAME (a plain transformers model holds one head), or --onnx"
-                        + (f" (--task was given {len(args.task)} times)" if args.task else ""))
+                        + (f" ({len(args.task)} heads were given)" if args.task else ""))
     out = Path(args.out).expanduser()
     from .folders import broken_link, is_onnx_folder, writing
 

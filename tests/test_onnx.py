@@ -119,10 +119,17 @@ def test_one_head_and_bad_export_options(exported, tmp_path, capsys):
                  str(tmp_path / "two")]) == 0  # several heads (not only the last --task)
     pipe = MultiTaskPipeline.from_pretrained(str(tmp_path / "two"))
     assert sorted(pipe.tasks) == ["ner", "score"] and set(pipe(TEXTS[0])) == {"score", "ner"}
+    # --tasks a,b as predict and serve take it (it was "unrecognized arguments")
+    assert main(["export", str(exported / "model"), "--onnx", "--tasks", "score,ner", str(tmp_path / "listed")]) == 0
+    assert sorted(MultiTaskPipeline.from_pretrained(str(tmp_path / "listed")).tasks) == ["ner", "score"]
     capsys.readouterr()
+    assert main(["export", str(exported / "model"), "--onnx", "--tasks", "score,", str(tmp_path / "w")]) == 2
+    assert "--tasks 'score,': an empty task name" in capsys.readouterr().err
     assert main(["export", str(exported / "model"), str(tmp_path / "x")]) == 2  # neither --task nor --onnx
     assert main(["export", str(exported / "model"), "--task", "ner", "--task", "score", str(tmp_path / "x")]) == 2
-    assert "--task was given 2 times" in capsys.readouterr().err
+    assert "(2 heads were given)" in capsys.readouterr().err
+    assert main(["export", str(exported / "model"), "--tasks", "ner,score", str(tmp_path / "x")]) == 2
+    assert "(2 heads were given)" in capsys.readouterr().err
     assert main(["export", str(exported / "model"), "--task", "ner", "--quantize", "int8", str(tmp_path / "y")]) == 2
     assert main(["export", str(exported / "model"), "--onnx", "--task", "nope", str(tmp_path / "z")]) == 2
     err = capsys.readouterr().err
