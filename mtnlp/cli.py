@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input", help="JSON lines file with {\"text\": ...} per line (or a JSON string, a pair "
                    "{\"text\", \"text_pair\"}, a multiple-choice {\"text\", \"choices\"}, a QA {\"question\", "
                    "\"context\"}, a text split into words {\"words\": [...]}), - for stdin")
-    p.add_argument("--output", help="write JSON lines here instead of stdout")
+    p.add_argument("--output", help="write JSON lines here instead of stdout (-: stdout)")
     p.add_argument("--all-scores", action="store_true", help="include every label's probability")
     p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass (default: 32)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "no"],
@@ -392,6 +392,8 @@ def cmd_evaluate(args) -> int:
     from .errors import UserError
     from .recipe import default_metrics, load_recipe
 
+    if args.output == "-":  # (predict's `--output -` is standard output, its default)
+        raise UserError("--output -: evaluate prints its table on standard output; give a file for the JSON")
     recipe = load_recipe(args.recipe, args.overrides, training=False)
     wanted = requested_tasks(args.tasks, list(recipe.tasks), recipe.source)
     output = output_path(args.output, "--output") if args.output else None
@@ -577,7 +579,7 @@ def cmd_predict(args) -> int:
                             "or bytes that are not UTF-8)")
     if args.batch_size < 1:
         raise UserError(f"--batch-size: must be at least 1 (got {args.batch_size})")
-    output = output_path(args.output, "--output") if args.output else None
+    output = output_path(args.output, "--output") if args.output not in (None, "-") else None  # -: standard output
     quiet_libraries(with_datasets=False)
     from .pipeline import MultiTaskPipeline, truncations
 

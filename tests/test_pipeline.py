@@ -624,3 +624,17 @@ def test_a_tagging_head_built_in_python_reads_single_texts_and_a_folder_has_no_r
     code, _, err = main_cli(monkeypatch, capsys, "predict", str(model_dir), "x", "--revision", "dev")  # was ignored
     assert code == 2 and err.strip().splitlines()[-1] == \
         f"error: revision 'dev': {model_dir} is a local folder; a revision is for a hub id"
+
+
+def test_output_dash_is_standard_output_for_predict_and_refused_by_evaluate(model_dir, tmp_path, capsys, monkeypatch):
+    """`--output -` wrote a file named '-', where `--input -` reads standard input."""
+    from mtnlp.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(model_dir), "--tasks", "sentiment", "--output", "-", "a text"]) == 0
+    assert json.loads(capsys.readouterr().out)["predictions"]["sentiment"]["label"] in ("negative", "positive")
+    assert not (tmp_path / "-").exists()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("tasks: {}\n")
+    assert main(["evaluate", str(model_dir), str(recipe), "--output", "-"]) == 2
+    assert capsys.readouterr().err.startswith("error: --output -: evaluate prints its table on standard output")
