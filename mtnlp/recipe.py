@@ -302,8 +302,14 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
         raise UserError(f"{path}{line}: invalid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a recipe must be a YAML mapping of keys to values")
-    for item in overrides:
+    given: dict[str, str] = {}  # key -> its override: a key given twice, or inside a section given after it, is
+    for item in overrides:      # a mistake (the last one silently won, or dropped the earlier key)
+        key = item.partition("=")[0]
+        for earlier, said in given.items():
+            if earlier == key or earlier.startswith(f"{key}."):
+                raise UserError(f"override '{item}': {earlier} was given already ('{said}'): give it once")
         apply_override(raw, item)
+        given[key] = item
     key_lines = dict(_key_lines(raw))
     try:
         recipe = Recipe.model_validate(raw)

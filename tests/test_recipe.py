@@ -220,6 +220,18 @@ def test_duplicate_key_in_an_override():
     assert recipe.where("training.steps") == f"{DEMO} (command-line override)"
 
 
+@pytest.mark.parametrize("overrides,said", [
+    (["training.lr=1e-4", "training.lr=2e-4"], "override 'training.lr=2e-4': training.lr was given already "
+                                               "('training.lr=1e-4'): give it once"),
+    # the section replaced after one of its keys: training.steps=3 was dropped for the default 1000
+    (["training.steps=3", "training={lr: 1}"], "override 'training={lr: 1}': training.steps was given already "
+                                               "('training.steps=3'): give it once")])
+def test_a_key_given_twice_on_the_command_line_is_an_error(overrides, said):
+    assert error(DEMO, overrides) == said
+    recipe = load_recipe(DEMO, ["training={lr: 1}", "training.steps=3"])  # a section, then a key in it: both hold
+    assert (recipe.training.lr, recipe.training.steps) == (1, 3)
+
+
 @pytest.mark.parametrize("text,line,key", [("tasks:\n  ? [a, b]\n  : 1\n", 2, "tasks: "), ("? {a: 1}\n: 2\n", 1, "")])
 def test_complex_key(tmp_path, text, line, key):
     path = recipe_file(tmp_path, text)
