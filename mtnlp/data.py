@@ -109,6 +109,10 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[p
             relative = not Path(given).expanduser().is_absolute()
             if relative and data_dir is not None and not data_dir.is_dir():  # e.g. a copied recipe whose data is elsewhere
                 problem += f" (data_dir {recipe.data_dir} is no folder here: set data_dir=FOLDER)"
+            elif relative and not path.exists() and Path(given).expanduser().is_file():  # e.g. an override's ./dev.tsv
+                base = resolve_path(recipe, "x").parent
+                problem += (f"; a data file is read relative to {'data_dir' if recipe.data_dir is not None else 'the recipe'}"
+                            f" ({base}): for {Path(given).expanduser().absolute()}, give that path")
             raise UserError(f"{recipe.where(key)}: {key}: {path}: {problem}")
         return path
 

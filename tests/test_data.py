@@ -735,3 +735,21 @@ def test_a_carve_whose_every_example_is_the_only_one_of_its_label_is_an_error(tm
     with pytest.raises(UserError, match=r"tasks.s.data.validation_from_train: every carved example of .*few.tsv is the "
                                         r"only one of its label \([ab]\): none is left to validate on$"):
         read_task(recipe, "s", recipe.tasks["s"])
+
+
+def test_a_data_file_in_the_current_folder_given_by_an_override_is_told_where_it_was_looked_for(
+        make_recipe, tmp_path, monkeypatch, capsys):
+    """`evaluate M R.yaml tasks.t.data.validation=mydev.tsv` with ./mydev.tsv said only "file not found" under data_dir."""
+    import shutil
+
+    from mtnlp.cli import main
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "here").mkdir()
+    shutil.copy(DATA / "ner_sample_dev.conll", tmp_path / "here" / "mydev.conll")
+    recipe = make_recipe(data_dir="data")
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["train", str(recipe), "tasks.ner.data.validation=mydev.conll"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"tasks.ner.data.validation: {tmp_path / 'data' / 'mydev.conll'}: file not found; a data file is read "
+        f"relative to data_dir ({tmp_path / 'data'}): for {tmp_path / 'here' / 'mydev.conll'}, give that path")
