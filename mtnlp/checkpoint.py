@@ -89,9 +89,13 @@ def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resu
     if resume_from != "latest":
         folder = Path(resume_from)
         if not folder.is_dir():
-            raise UserError(f"{where}: {folder}: checkpoint folder not found")
+            raise UserError(f"{where}: {folder}: " + ("a file, not a checkpoint folder" if folder.exists()
+                                                      else "checkpoint folder not found"))
         if not (folder / STATE_FILE).exists():
-            raise UserError(f"{where}: {folder} is not a complete checkpoint (no {STATE_FILE})")
+            holder = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
+            steps = sorted((p for p in holder.glob("step-*") if (p / STATE_FILE).exists()), key=checkpoint_step)
+            newest = f": give one of its checkpoints, e.g. the newest, {steps[-1]}" if steps else ""
+            raise UserError(f"{where}: {folder} is not a complete checkpoint (no {STATE_FILE}){newest}")
         return folder
     complete = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / STATE_FILE).exists()]
     if not complete:

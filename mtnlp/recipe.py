@@ -277,6 +277,8 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
     """A checked recipe; `training`: False for a recipe that only names evaluation data (mtnlp evaluate),
     whose tasks need no training split."""
     path = Path(path)
+    if path.suffix == ".py" and path.is_file():
+        raise UserError(f"{path}: a recipe script, not a recipe: run it, `python {path} --config RECIPE.yaml`")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -289,6 +291,9 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
         from .readers import bad_byte
 
         raise UserError(bad_byte(path, "utf-8", "save the recipe as UTF-8")) from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder, not a recipe file" + (" (a model folder; a recipe is a YAML file)"
+                                                                  if (path / "config.json").exists() else "")) from None
     except OSError as e:
         raise UserError(f"{path}: cannot read recipe: {e}") from None
     try:

@@ -841,3 +841,29 @@ def test_a_task_type_added_after_the_recipe_module_is_imported_is_named_so(tmp_p
     assert error(path) == (f"{path}:{LINE['sentiment'] + 1}: tasks.sentiment.type: unknown value 'mine': added to "
                            f"TASK_TYPES after mtnlp.recipe was imported; add it before (expected one of: "
                            f"{', '.join(recipes.RECIPE_TYPES)})")
+
+
+def test_a_recipe_script_or_a_folder_given_as_the_recipe_is_named(tmp_path):
+    script = tmp_path / "multitask.py"
+    script.write_text("print('a recipe script')\n")
+    assert error(script) == f"{script}: a recipe script, not a recipe: run it, `python {script} --config RECIPE.yaml`"
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # `mtnlp evaluate RECIPE MODEL`: was "[Errno 21] Is a directory"
+    assert error(model) == f"{model}: a folder, not a recipe file (a model folder; a recipe is a YAML file)"
+
+
+def test_resume_from_a_run_folder_names_its_newest_checkpoint(tmp_path):
+    from mtnlp.checkpoint import find_checkpoint
+
+    for step in (2, 10):
+        (tmp_path / "run" / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)
+        (tmp_path / "run" / "checkpoints" / f"step-{step:06d}" / "trainer_state.json").write_text("{}")
+    newest = tmp_path / "run" / "checkpoints" / "step-000010"
+    for given in (tmp_path / "run", tmp_path / "run" / "checkpoints"):
+        with pytest.raises(UserError, match=rf"^k: {given} is not a complete checkpoint \(no trainer_state.json\): "
+                                            rf"give one of its checkpoints, e.g. the newest, {newest}$"):
+            find_checkpoint(tmp_path, str(given), "k")
+    with pytest.raises(UserError, match=r"^k: .*notes.txt: a file, not a checkpoint folder$"):
+        (tmp_path / "notes.txt").write_text("x")
+        find_checkpoint(tmp_path, str(tmp_path / "notes.txt"), "k")
