@@ -467,6 +467,8 @@ def cmd_evaluate(args) -> int:
                                              "per_label": {n: {args.split: v} for n, v in by_label.items()}}),
                                      indent=2, allow_nan=False))
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the machine's, as anywhere: status 1
+            raise OSError(e.errno, e.strerror, str(output)) from None
         raise UserError(f"{output}: cannot write: {e.strerror}") from None
     print(table({name: {args.split: values} for name, values in results.items()}))
     if args.per_label:
@@ -594,11 +596,18 @@ def cmd_predict(args) -> int:
         out = open(output, "w", encoding="utf-8") if output else sys.stdout
     except OSError as e:
         raise UserError(f"--output {output}: cannot write: {e.strerror}") from None
-    with contextlib.ExitStack() as stack:
-        if output:
-            stack.enter_context(out)
-        for (_, _, line_object), result in zip(given, results):
-            out.write(json.dumps({**line_object, "predictions": result}, ensure_ascii=not writes_unicode(out)) + "\n")
+    try:
+        with contextlib.ExitStack() as stack:
+            if output:
+                stack.enter_context(out)
+            for (_, _, line_object), result in zip(given, results):
+                out.write(json.dumps({**line_object, "predictions": result}, ensure_ascii=not writes_unicode(out)) + "\n")
+            out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # e.g. a full disk: named, as evaluate's --output is
+        e.filename = e.filename or (str(output) if output else "standard output")
+        raise
     return 0
 
 

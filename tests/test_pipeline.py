@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import DATA, FOUR_TASKS as TASKS, SHARED, minilm_path, save_model
 from transformers import AutoTokenizer
 
@@ -638,3 +639,26 @@ def test_output_dash_is_standard_output_for_predict_and_refused_by_evaluate(mode
     recipe.write_text("tasks: {}\n")
     assert main(["evaluate", str(model_dir), str(recipe), "--output", "-"]) == 2
     assert capsys.readouterr().err.startswith("error: --output -: evaluate prints its table on standard output")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_status_1_naming_what_was_written_for_predict_and_evaluate(model_dir, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """predict said `error: No space left on device` (no name); evaluate --output called it the user's (status 2)."""
+    from mtnlp.cli import main
+
+    assert main(["predict", str(model_dir), "a text", "--output", "/dev/full"]) == 1
+    assert capsys.readouterr().err.strip() == "error: /dev/full: No space left on device"
+    full = open("/dev/full", "w")
+    monkeypatch.setattr(sys, "stdout", full)
+    assert main(["predict", str(model_dir), "a text"]) == 1
+    monkeypatch.undo()
+    with pytest.raises(OSError):
+        full.close()  # what it holds still cannot be written
+    assert capsys.readouterr().err.strip() == "error: standard output: No space left on device"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"tasks": {"sentiment": {"type": "classification", "data": {
+        "train": str(DATA / "sst2_sample.jsonl"), "validation": str(DATA / "sst2_sample.jsonl"),
+        "text_column": "sentence", "label_names": {0: "negative", 1: "positive"}}}}}))
+    assert main(["evaluate", str(model_dir), str(recipe), "--tasks", "sentiment", "--output", "/dev/full"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: /dev/full: No space left on device"
