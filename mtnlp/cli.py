@@ -565,13 +565,15 @@ def check_takers(pipe, tasks: list[str] | None, inputs: list[tuple]) -> None:
             raise UserError(f"{where}: {e}{hint}") from None
 
 
+PREDICT_CHUNK = 32  # batches of inputs per pipeline call in `mtnlp predict`: each call's results are written at once
+
+
 def cmd_predict(args) -> int:
     from .errors import UserError
 
     given = [(text, f"TEXT argument {i}", {"text": text}) for i, text in enumerate(args.texts, 1)]
     given += input_lines(args.input) if args.input else []
-    texts = [text for text, _, _ in given]
-    if not texts:
+    if not given:
         raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
     from .tasks.base import valid_unicode
 
@@ -583,31 +585,39 @@ def cmd_predict(args) -> int:
         raise UserError(f"--batch-size: must be at least 1 (got {args.batch_size})")
     output = output_path(args.output, "--output") if args.output not in (None, "-") else None  # -: standard output
     quiet_libraries(with_datasets=False)
-    from .pipeline import MultiTaskPipeline, truncations
+    from .pipeline import MultiTaskPipeline, TruncationWarning, truncations
 
     model, tokenizer = load_model(args.model, revision=args.revision)
     pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
     tasks = requested_tasks(args.tasks, pipe.tasks)
     check_takers(pipe, tasks, [(text, where) for text, where, _ in given])
-    results, cut = truncations(lambda: pipe(texts, tasks=tasks, return_all_scores=args.all_scores))
-    for warning in cut:  # said again, naming the lines and arguments cut
-        warnings.warn(warning.naming([given[i][1] for i in warning.indices]), stacklevel=1)
     try:
         out = open(output, "w", encoding="utf-8") if output else sys.stdout
     except OSError as e:
         raise UserError(f"--output {output}: cannot write: {e.strerror}") from None
+    cut, chunk = [], PREDICT_CHUNK * args.batch_size
     try:
         with contextlib.ExitStack() as stack:
             if output:
                 stack.enter_context(out)
-            for (_, _, line_object), result in zip(given, results):
-                out.write(json.dumps({**line_object, "predictions": result}, ensure_ascii=not writes_unicode(out)) + "\n")
-            out.flush()
+            for start in range(0, len(given), chunk):  # written as they come: `| head`, a slow producer, Ctrl-C
+                part = given[start:start + chunk]
+                results, said = truncations(lambda: pipe([text for text, _, _ in part], tasks=tasks,
+                                                         return_all_scores=args.all_scores))
+                cut += [(w, [part[i][1] for i in w.indices]) for w in said]
+                for (_, _, line_object), result in zip(part, results):
+                    out.write(json.dumps({**line_object, "predictions": result}, ensure_ascii=not writes_unicode(out))
+                              + "\n")
+                out.flush()
     except BrokenPipeError:
         raise
     except OSError as e:  # e.g. a full disk: named, as evaluate's --output is
         e.filename = e.filename or (str(output) if output else "standard output")
         raise
+    if cut:  # said once, naming the lines and arguments cut
+        effects = list(dict.fromkeys(effect for w, _ in cut for effect in w.effects))
+        warnings.warn(TruncationWarning([], cut[0][0].max_length, effects).naming([n for _, names in cut for n in names]),
+                      stacklevel=1)
     return 0
 
 

@@ -662,3 +662,35 @@ def test_a_full_disk_is_status_1_naming_what_was_written_for_predict_and_evaluat
         "text_column": "sentence", "label_names": {0: "negative", 1: "positive"}}}}}))
     assert main(["evaluate", str(model_dir), str(recipe), "--tasks", "sentiment", "--output", "/dev/full"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: /dev/full: No space left on device"
+
+
+def test_predict_writes_each_pipeline_calls_results_as_it_ends(model_dir, capsys, monkeypatch):
+    """All inputs were predicted before the first line was written: `| head -1` waited for all of them (53 s for
+    200,000 lines), and held every result in memory. The output and the truncation warning are as in one call."""
+    from mtnlp import cli
+
+    long = "word " * 60  # past the model's max_length of 32
+    texts = [long, "short one", "another", "and one more", long]
+    with pytest.warns(UserWarning) as one_call:
+        assert cli.main(["predict", str(model_dir), "--batch-size", "2", "--precision", "fp32", *texts]) == 0
+    whole = capsys.readouterr()
+    calls = []
+    from mtnlp.pipeline import MultiTaskPipeline
+
+    real = MultiTaskPipeline.__call__
+    monkeypatch.setattr(MultiTaskPipeline, "__call__", lambda self, inputs, **kw: calls.append(len(inputs)) or
+                        real(self, inputs, **kw))
+    monkeypatch.setattr(cli, "PREDICT_CHUNK", 1)  # calls of one batch, 2 inputs
+    with pytest.warns(UserWarning) as caught:
+        assert cli.main(["predict", str(model_dir), "--batch-size", "2", "--precision", "fp32", *texts]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert calls == [2, 2, 1] and len(lines) == 5
+    for line, before in zip(lines, whole.out.splitlines()):  # (other batches pad otherwise: float rounding)
+        got, expected = json.loads(line), json.loads(before)
+        assert got["text"] == expected["text"]
+        assert got["predictions"]["sentiment"]["label"] == expected["predictions"]["sentiment"]["label"]
+        assert got["predictions"]["score"]["value"] == pytest.approx(expected["predictions"]["score"]["value"], abs=1e-5)
+    said = [str(w.message) for w in caught if "truncated" in str(w.message)]
+    assert said == [str(w.message) for w in one_call if "truncated" in str(w.message)]
+    assert said[0].startswith("2 input(s) longer than max_length=32 tokens were truncated (TEXT argument 1, TEXT "
+                              "argument 5): ")
