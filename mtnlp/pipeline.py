@@ -326,6 +326,9 @@ def load_pretrained(name: str, **hub_kwargs):
     except (SafetensorError, *onnx_errors()) as e:  # a damaged or cut-off weights file
         raise UserError(f"{name}: cannot read its weights ({first_line(e)})") from None
     except (KeyError, TypeError, AttributeError) as e:  # a config.json edited by hand: a task without labels, ...
+        if loading == "tokenizer":  # a damaged tokenizer.json (KeyError: 'added_tokens')
+            raise UserError(f"{name}: its tokenizer does not load (a damaged tokenizer.json? {type(e).__name__}: "
+                            f"{first_line(e)})") from None
         if loading != "model":
             raise
         raise UserError(f"{name}: its config.json does not describe an mtnlp model that loads "

@@ -442,6 +442,13 @@ def predict_config_without_a_tasks_labels(c: Ctx):
                                                         "KeyError"]
 
 
+def predict_a_model_whose_tokenizer_json_is_damaged(c: Ctx):
+    model = copy_of_the_model(c)  # a KeyError traceback from transformers' tokenizer loading
+    (model / "tokenizer.json").write_text("{}")
+    return ["predict", str(model), "text"], f"{model}:", ["its tokenizer does not load (a damaged tokenizer.json? "
+                                                         "KeyError: 'added_tokens')"]
+
+
 def serve_batch_window_infinite(c: Ctx):
     # inf held every request forever
     return ["serve", str(c.model), "--port", "0", "--batch-window-ms", "inf"], "--batch-window-ms:", \
@@ -452,7 +459,7 @@ CASES = [Case(f.__name__, f) for f in (
     output_dir_that_cannot_be_created, predict_tasks_empty, predict_tasks_with_an_empty_name,
     predict_tasks_ending_with_a_comma,
     predict_a_checkpoint_folder, predict_a_file_as_the_model, push_weights_cut_short,
-    predict_config_without_a_tasks_labels, serve_batch_window_infinite,
+    predict_config_without_a_tasks_labels, predict_a_model_whose_tokenizer_json_is_damaged, serve_batch_window_infinite,
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
     invalid_json_line, validation_from_train_leaving_no_training_example, tune_thresholds_without_a_validation_split, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,

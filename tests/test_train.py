@@ -421,7 +421,13 @@ def test_unloadable_encoder_is_a_user_error(make_recipe, tmp_path):
                           timeout=300)
     said = proc.stderr.strip()
     assert proc.returncode == 2 and said.endswith(f"model.encoder: {tmp_path / 'no-such-encoder'}: folder not found"), said
-    (tmp_path / "empty").mkdir()  # a folder there is, but no model in it: found when it is loaded
+    (tmp_path / "empty").mkdir()  # a folder there is, but no model in it
+    proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe), f"model.encoder={tmp_path / 'empty'}"],
+                          capture_output=True, text=True, timeout=300)
+    said = proc.stderr.strip()
+    assert proc.returncode == 2 and said.endswith("empty: not a model folder (no config.json)"), said
+    (tmp_path / "empty" / "config.json").write_text('{"model_type": "bert"}')  # one that still fails to load
+    (tmp_path / "empty" / "tokenizer.json").write_text("{}")
     proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe), f"model.encoder={tmp_path / 'empty'}"],
                           capture_output=True, text=True, timeout=300)
     said = proc.stderr.strip()
