@@ -114,7 +114,7 @@ def unfinished_run(run_dir: Path) -> str | None:
 
         with open(run_dir / LOCK_FILE) as f:
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: probes at once do not see each other
             except OSError as e:
                 if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     return f"training now: {f.read().strip() or 'another process'}"
@@ -129,6 +129,13 @@ def unfinished_run(run_dir: Path) -> str | None:
     trained = metrics.get("steps", {}).get("trained") if isinstance(metrics, dict) else None
     if isinstance(trained, int) and steps and max(steps) > trained:  # (older metrics.json: no steps trained)
         return f"resumed, and stopped at step {max(steps)} before it finished (its metrics.json is of step {trained})"
+    try:  # resumed, and stopped before a checkpoint, its model/ replaced by a later best one
+        kept = json.loads((run_dir / "model" / "config.json").read_text(encoding="utf-8"))["mtnlp"]["step"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        kept = None
+    best = metrics.get("best_step") if isinstance(metrics, dict) else None
+    if isinstance(kept, int) and isinstance(best, int) and kept != best:
+        return f"resumed, and stopped before it finished (its model/ is of step {kept}, its metrics.json of step {best})"
     return None
 
 
@@ -171,8 +178,8 @@ def encoder_folder_problem(path: Path) -> str | None:
     """Why the folder `path` is no pretrained encoder (model.encoder) for a run, or None: a trained mtnlp model or
     run (model.init_from starts from those), a checkpoint, an ONNX export, no config or no tokenizer."""
     start = "; to start from a trained mtnlp model, set model.init_from (model.encoder is a pretrained encoder)"
-    if (path / STATE_FILE).exists() or (path / "checkpoints").is_dir() and not (path / "config.json").exists():
-        return "a training checkpoint or run folder" + start
+    if ((path / STATE_FILE).exists() or (path / "checkpoints").is_dir()) and not (path / "config.json").exists():
+        return "a training checkpoint or run folder" + start  # (the Trainer's output folders have a config.json)
     if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
         return f"a run folder: set model.init_from to start from its model, {path / 'model'}"
     if is_onnx_folder(path):
@@ -206,6 +213,10 @@ def check_model_folder(model_dir: Path) -> None:
         raise UserError(f"{model_dir}: a file, not a model folder (give the folder that holds it)")
     if not model_dir.is_dir():
         raise NotFound(f"{model_dir}: model folder not found")
+    if (model_dir / "model" / "config.json").exists() and not (model_dir / "config.json").exists() and \
+            (why := unfinished_run(model_dir)):
+        raise UserError(f"{model_dir}: a run that has not finished ({why}): finish it (training.resume_from), then "
+                        "give its model folder")
     refuse_run_folder(model_dir)
     if (model_dir / STATE_FILE).exists() or (model_dir / "checkpoints").is_dir() and not (model_dir / "config.json").exists():
         run = model_dir.parent.parent

@@ -12,6 +12,8 @@ slice of them runs is in families.py.
 
 from __future__ import annotations
 
+import re
+
 import copy
 import warnings
 
@@ -143,8 +145,9 @@ def plain_state(model, task: str | None) -> dict[str, torch.Tensor]:
                 if hasattr(module, "get_delta_weight") and (task in getattr(module, "lora_A", {})
                                                             or task in getattr(module, "lora_embedding_A", {})):
                     deltas[f"{name}.base_layer.weight"] = module.get_delta_weight(task)
-            adapted = {k.split(".lora_")[0] for k in model.encoder.state_dict()
-                       if is_adapter_weight(k) and k.split(".lora_")[1].split(".")[1] == task}  # lora_A.TASK.weight
+            adapted = {found[1] for k in model.encoder.state_dict()  # MODULE.lora_A.TASK.weight; a task may be lora_x
+                       if (found := re.fullmatch(r"(.+?)\.lora_(?:embedding_)?[AB]\.([^.]+)(?:\.weight)?", k))
+                       and found[2] == task}
             if missed := sorted(adapted - {k.rsplit(".base_layer", 1)[0] for k in deltas}):  # another kind of layer
                 raise ValueError(f"the LoRA adapter of task {task} on {', '.join(missed)} cannot be merged")
         state = {k.replace(".base_layer", ""): v + deltas[k] if k in deltas else v for k, v in state.items()}

@@ -730,3 +730,14 @@ def test_every_tasks_gradients_are_averaged_across_processes_in_their_own_buffer
     assert torch.equal(grads, torch.full((2, 3), 2.0))
     alone = torch.ones(2, 3)
     assert torch.equal(reduce_mean_in_place(types.SimpleNamespace(num_processes=1), alone), torch.ones(2, 3))
+
+
+def test_a_lora_task_named_like_an_adapter_key_exports(tiny_encoder):
+    """`...query.lora_A.lora_x.weight` holds '.lora_' twice: export and transfer of every task raised IndexError."""
+    inputs = _inputs(tiny_encoder)
+    tasks = {"lora_x": TASKS["a"], "b": TASKS["b"]}
+    model = MultiTaskModel.from_encoder(tiny_encoder, tasks, sharing={**LORA, "targets": ["query", "word_embeddings"]})
+    _perturb(model, "lora_")
+    model.eval()
+    for task in tasks:
+        assert torch.allclose(export_head(model, task)(**inputs).logits, model(**inputs, task=task).logits, atol=1e-5)

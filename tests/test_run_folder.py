@@ -368,6 +368,10 @@ def test_what_is_no_pretrained_encoder_is_named(tmp_path, tiny_encoder):
     assert encoder_folder_problem(onnx).startswith("an ONNX export")
     bare = Path(shutil.copytree(tiny_encoder, tmp_path / "bare", ignore=shutil.ignore_patterns("tokenizer*", "vocab*")))
     assert encoder_folder_problem(bare).startswith("no tokenizer in it")
+    # the Trainer's output (run_mlm.py: save_state) and its checkpoint-N folders have a trainer_state.json too
+    mlm = Path(shutil.copytree(tiny_encoder, tmp_path / "mlm-out"))
+    (mlm / "trainer_state.json").write_text('{"global_step": 2}')
+    assert encoder_folder_problem(mlm) is None
 
 
 def test_a_finished_run_and_its_checkpoints_name_its_model_folder(tmp_path):
@@ -390,3 +394,38 @@ def test_a_finished_run_and_its_checkpoints_name_its_model_folder(tmp_path):
     with pytest.raises(UserError, match=rf"^{checkpoint}: a training checkpoint, or a run that has not finished: "
                                         r"finish it \(training.resume_from\)"):
         check_model_folder(checkpoint)
+    with pytest.raises(UserError, match=rf"^{run}: a run that has not finished \(stopped before it finished: no "
+                                        r"metrics.json\): finish it \(training.resume_from\), then give its model"):
+        check_model_folder(run)
+
+
+def test_a_resumed_run_stopped_before_its_next_checkpoint_has_not_finished(tmp_path):
+    """Its metrics.json (best step 6) is the earlier finish's, its model/ a later best (step 120): init_from took it."""
+    from mtnlp.folders import unfinished_run
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "metrics.json").write_text('{"best_step": 6, "steps": {"trained": 6}}')
+    (run / "model" / "config.json").write_text('{"model_type": "mtnlp", "mtnlp": {"step": 6}}')
+    assert unfinished_run(run) is None
+    (run / "model" / "config.json").write_text('{"model_type": "mtnlp", "mtnlp": {"step": 120}}')
+    assert unfinished_run(run) == ("resumed, and stopped before it finished (its model/ is of step 120, its "
+                                   "metrics.json of step 6)")
+
+
+def test_probes_of_a_finished_runs_lock_do_not_see_each_other(tmp_path):
+    """Two processes asking at once (DDP ranks reading one init_from) took each other's probe for a run training."""
+    import fcntl
+
+    from mtnlp.folders import LOCK_FILE, unfinished_run
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "metrics.json").write_text('{"best_step": 2}')
+    (run / LOCK_FILE).write_text("process 1 on host\n")
+    with open(run / LOCK_FILE) as probe:  # as another probe holds it, for a moment
+        fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        assert unfinished_run(run) is None
+    with open(run / LOCK_FILE, "a") as training:
+        fcntl.flock(training, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert unfinished_run(run) == "training now: process 1 on host"
