@@ -29,8 +29,8 @@ class TaskBatches:
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = False,
                  rank: int = 0, world_size: int = 1, max_tokens: int | None = None):
         self.lengths = np.asarray(lengths)
-        self.cut = {"examples": len(self.lengths), "batch_size": batch_size, "max_tokens": max_tokens,
-                    "group_by_length": group_by_length, "seed": seed}
+        self.cut = {"examples": len(self.lengths), "batch_size": None if max_tokens else batch_size,  # (unused then)
+                    "max_tokens": max_tokens, "group_by_length": group_by_length, "seed": seed}
         self.rank, self.world_size = rank, world_size
         self.epoch, self.position, self.before = 0, 0, None
         self._batches = self.epoch_batches(0)

@@ -140,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         option = len(dashed) == 1 and re.fullmatch(r"--?[A-Za-z][\w-]*(=.*)?", dashed[0])
         hint = ""
         if late == "overrides" and dashed:  # `mtnlp train R.yaml --lr 1e-4`, as the Trainer's scripts take it
-            hint = f" ({recipe_key_hint(dashed[0])})"
+            import difflib
+
+            options = [o for o in parsers[args.command]._option_string_actions if o.startswith("--")]
+            close = difflib.get_close_matches(dashed[0].split("=")[0], options, n=1, cutoff=0.8)
+            hint = f" (did you mean {close[0]}?)" if close else f" ({recipe_key_hint(dashed[0], args.command)})"
         elif late == "texts" and len(dashed) == 1 and not option:
             hint = " (a text that starts with '-' goes after --)"
         parsers[args.command].error(f"unrecognized arguments: {' '.join(dashed or extra)}{hint}")
@@ -149,13 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     return guarded(lambda: commands[args.command](args), args.debug, args.command)
 
 
-def recipe_key_hint(option: str) -> str:
+def recipe_key_hint(option: str, command: str = "train") -> str:
     """What to give instead of an option that names a setting (`--lr`, `--batch-size`): its recipe key."""
     from .recipe import ModelSpec, MTLSpec, Recipe, SamplingSpec, TrainingSpec
 
     name = option.lstrip("-").split("=")[0].replace("-", "_")
     name = {"learning_rate": "lr", "max_steps": "steps", "per_device_train_batch_size": "batch_size",
             "gradient_accumulation_steps": "grad_accum", "output": "output_dir"}.get(name, name)
+    if command == "evaluate" and name in ("batch_size", "per_device_eval_batch_size"):
+        name = "eval_batch_size"  # what evaluate reads
+    if name == "tasks":  # a section of its own, not one value
+        name = ""
     for section, spec in (("training", TrainingSpec), ("model", ModelSpec), ("sampling", SamplingSpec), ("mtl", MTLSpec)):
         if name in spec.model_fields:
             return f"settings are recipe keys, given as key=value: {section}.{name}=VALUE"
@@ -192,11 +200,12 @@ def close_progress_bars() -> None:
 
 
 class TrainingOutput:
-    """Standard output for a training run: a reader that goes away (`mtnlp train ... | head`, a pager quit) must not
-    end the run at its next line, with no model and no checkpoint. What is printed then goes nowhere, said once."""
+    """Standard output or error for a training run: a reader that goes away (`mtnlp train ... | head`, `2>&1 | less`
+    quit) must not end the run at its next line, with no model and no checkpoint. What is printed there then goes
+    nowhere, said once on the other stream."""
 
-    def __init__(self, stream):
-        self.stream = stream
+    def __init__(self, stream, name: str):
+        self.stream, self.name, self.closed = stream, name, False
 
     def write(self, text: str) -> int:
         try:
@@ -212,11 +221,16 @@ class TrainingOutput:
             self.gone()
 
     def gone(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())  # what the buffer holds is dropped there
-        with contextlib.suppress(BrokenPipeError):
+        with contextlib.suppress(OSError):
             self.stream.flush()
-        print("warning: standard output was closed by its reader: training goes on, printing nothing more there",
-              file=sys.stderr)
+        other = sys.stdout if self.name == "error" else sys.stderr  # (both closed, 2>&1: it goes nowhere too)
+        with contextlib.suppress(OSError):
+            print(f"warning: standard {self.name} was closed by its reader: training goes on, printing nothing more "
+                  "there", file=other, flush=True)
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
@@ -234,12 +248,18 @@ def guarded(command, debug: bool, name: str = "") -> int:
                 stream.reconfigure(errors="backslashreplace")
     if sys.stdout is None:  # started with stdout closed (`>&-`): what is printed goes nowhere
         sys.stdout = open(os.devnull, "w")
-    stdout = sys.stdout
-    if name == "train":
-        sys.stdout = TrainingOutput(stdout)
+    stdout, stderr = sys.stdout, sys.stderr
+    if name == "train" and stderr is not None:
+        sys.stdout, sys.stderr = TrainingOutput(stdout, "output"), TrainingOutput(stderr, "error")
     try:
         status = command()
-        sys.stdout.flush()  # a reader that closed the pipe is met here, not in Python's flush at exit
+        try:
+            sys.stdout.flush()  # a reader that closed the pipe is met here, not in Python's flush at exit
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # e.g. `> /dev/full`
+            e.filename = e.filename or "standard output"
+            raise
         return status
     except UserError as e:
         if debug:
@@ -283,7 +303,7 @@ def guarded(command, debug: bool, name: str = "") -> int:
         return 128 + signum
     finally:
         if isinstance(sys.stdout, TrainingOutput):  # (a notebook or a test goes on with its own)
-            sys.stdout = stdout
+            sys.stdout, sys.stderr = stdout, stderr
 
 
 def writes_unicode(stream) -> bool:

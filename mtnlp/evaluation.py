@@ -49,7 +49,8 @@ def predict(model, dataset, task: str, kind: TaskType, spec: dict, batch_size: i
             rows = {"rows": columns[idx]} if columns is not None else {}  # e.g. a QA window's character offsets
             for i, prediction in zip(idx, kind.predictions(logits, labels, spec, **rows)):
                 out[i] = prediction
-    if not_finite:  # an argmax over NaN still names a label: without this, a diverged head only scores lower
+    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    if not_finite and rank == 0:  # an argmax over NaN still names a label: without this, a diverged head only scores lower
         warnings.warn(f"{task}: {not_finite} of {len(dataset)} examples got NaN or infinite logits (diverged, "
                       "or overflowed in this precision)", stacklevel=2)
     return out

@@ -120,6 +120,11 @@ def test_texts_and_overrides_after_an_option_and_after_a_double_dash(monkeypatch
                                                 "model.max_length=VALUE)"),
     (["evaluate", "M", "r.yaml", "--frobnicate"], "--frobnicate (settings are recipe keys, given as key=value, e.g. "
                                                   "training.lr=3e-5)"),
+    (["evaluate", "M", "r.yaml", "--batch-size", "8"], "--batch-size (settings are recipe keys, given as key=value: "
+                                                       "training.eval_batch_size=VALUE)"),  # what evaluate reads
+    (["train", "r.yaml", "--tasks", "a"], "--tasks (settings are recipe keys, given as key=value, e.g. "
+                                          "training.lr=3e-5)"),  # not `tasks=a`, which is no mapping
+    (["evaluate", "M", "r.yaml", "--per-labels"], "--per-labels (did you mean --per-label?)"),
     (["predict", "M", "hi", "--split", "test"], "--split")])  # an option of evaluate's: no advice on texts
 def test_an_option_that_names_a_setting_is_told_its_recipe_key(capsys, argv, said):
     """`--lr 1e-4` was told that an override starting with '-' goes after --, which then made it an unknown key."""

@@ -662,6 +662,13 @@ def test_a_full_disk_is_status_1_naming_what_was_written_for_predict_and_evaluat
         "text_column": "sentence", "label_names": {0: "negative", 1: "positive"}}}}}))
     assert main(["evaluate", str(model_dir), str(recipe), "--tasks", "sentiment", "--output", "/dev/full"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: /dev/full: No space left on device"
+    full = open("/dev/full", "w")
+    monkeypatch.setattr(sys, "stdout", full)
+    assert main(["evaluate", str(model_dir), str(recipe), "--tasks", "sentiment", "--output", str(tmp_path / "e.json")]) == 1
+    monkeypatch.undo()
+    with pytest.raises(OSError):
+        full.close()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: standard output: No space left on device"
 
 
 def test_predict_writes_each_pipeline_calls_results_as_it_ends(model_dir, capsys, monkeypatch):

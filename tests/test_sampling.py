@@ -483,3 +483,15 @@ def test_a_strategy_whose_weights_draw_nothing_sensible_is_refused(monkeypatch, 
     with pytest.raises(UserError, match=r"^sampling.strategy broken: gave weights .* for tasks \['a', 'b', 'c'\] at "
                                         r"draw 0; expected one finite weight >= 0 per task, not all 0$"):
         next(sampler)
+
+
+def test_batch_size_is_no_part_of_a_token_budgets_cut():
+    """With batch_tokens, batch_size makes no batch: a resume that changed only it took the rest-of-epoch path, whose
+    batches (grouped by length) differ from an uninterrupted run's."""
+    lens = lengths()
+    reference = list(itertools.islice(TaskBatches(lens, 16, 3, True, max_tokens=900), 60))
+    first = TaskBatches(lens, 16, 3, True, max_tokens=900)
+    head = list(itertools.islice(first, 20))
+    resumed = TaskBatches(lens, 64, 3, True, max_tokens=900)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert resumed.before is None and head + list(itertools.islice(resumed, 40)) == reference

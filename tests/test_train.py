@@ -724,3 +724,10 @@ def test_a_reader_that_goes_away_does_not_end_the_training_run(make_recipe, tmp_
     assert first.startswith("precision: ") and proc.returncode == 0, err
     assert "warning: standard output was closed by its reader: training goes on, printing nothing more there" in err
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["best_step"] > 0
+    # `2>&1 | head -1`: the progress bar and the warnings meet the closed pipe too
+    proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "train", str(recipe), "overwrite_output_dir=true",
+                             "output_dir=both"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 0 and first.startswith("precision: ")
+    assert json.loads((tmp_path / "both" / "metrics.json").read_text())["best_step"] > 0
