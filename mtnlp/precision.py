@@ -92,7 +92,11 @@ def for_onnx(requested, quantize: str | None = None) -> Precision:
     exported with `--quantize int8` multiplies int8 weights by int8-quantised activations."""
     requested = normalize(requested)
     ignored = None if requested in ("auto", "fp32") else f"{requested} does not apply to an ONNX model: it runs in fp32"
-    why = ("an ONNX model with int8 weights (dynamic quantisation: int8 matmuls, fp32 elsewhere) on onnxruntime"
+    if quantize and requested == "fp32":  # its int8 matmuls stay: answers still vary with what a call batches
+        ignored = ("fp32 does not apply to the int8 matmuls of an int8 export: for answers that do not depend on the "
+                   "inputs batched with them, export without --quantize")
+    why = ("an ONNX model with int8 weights (dynamic quantisation: int8 matmuls, fp32 elsewhere) on onnxruntime; "
+           "activations are quantised per call, so an answer varies a little with the inputs batched with it"
            if quantize else "an ONNX model runs in fp32 on onnxruntime")
     return Precision(requested, "fp32", "cpu", why, ignored)
 

@@ -38,13 +38,14 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .errors import UserError
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, example_input, reads, reads_text, text_input_problem,
                          valid_unicode)
 
-log = logging.getLogger("mtnlp.serve")
+log = logging.getLogger("uvicorn.error")  # uvicorn configures it: its lines show at --log-level info
 REQUEST_KEYS = ("inputs", "tasks", "all_scores")
 ALL_SCORES_KEYS = ("scores", "candidates")  # what all_scores adds to a prediction (QA: the best candidates)
 
@@ -211,11 +212,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body", f"{int(declared)} bytes, more than the limit of {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body", f"more than the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "body", f"more than the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # it went away before its body was whole: nobody to answer (a flaky network)
+        raise ApiError(499, "body", "the client went away before its body was whole") from None
     return b"".join(chunks)
 
 
@@ -264,6 +268,12 @@ def parse_request(body: bytes, served: dict, limits: Limits) -> tuple[list, tupl
     asked = {t: served[t] for t in tasks}
     for i, item in enumerate(inputs):
         check_input(item, f"inputs[{i}]", limits, asked, named)
+    # the encoder reads one sequence per choice of a multiple-choice input: each counts as an input
+    sequences = sum(len(item["choices"]) if isinstance(item, dict) and isinstance(item.get("choices"), list) else 1
+                    for item in inputs)
+    if sequences > limits.max_inputs:
+        raise ApiError(422, "inputs", f"{sequences} inputs, counting each choice of a multiple-choice input, more "
+                                      f"than the limit of {limits.max_inputs}")
     return inputs, tasks, all_scores
 
 
@@ -315,7 +325,9 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
         yield
         await batcher.stop()
 
-    app = FastAPI(title="mtnlp", summary=f"{model_name}: {', '.join(served)}", lifespan=lifespan)
+    # no /docs (its page loads from a CDN, which an offline server cannot reach) and no redirect of /predict/
+    app = FastAPI(title="mtnlp", summary=f"{model_name}: {', '.join(served)}", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, redirect_slashes=False)
     app.state.batcher = batcher
 
     @app.exception_handler(ApiError)
@@ -334,12 +346,17 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
         gone = asyncio.create_task(client_gone(request))
         try:
             await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the graceful shutdown's time ran out while this request waited
+            answer.cancel()
+            return JSONResponse({"error": "the server is shutting down: its time for requests in flight ran out"},
+                                status_code=503)
         finally:  # also when this endpoint is cancelled (shutdown, a timeout)
             gone.cancel()
             left = not answer.done()
             if left:  # the client went away: its request is dropped from the queue, not computed
                 answer.cancel()
-        if left:
+        if left:  # (uvicorn neither sends nor logs a response to a closed connection)
+            log.info("%s - request dropped: the client went away (499)", getattr(request.client, "host", "-"))
             return JSONResponse({"error": "the client went away"}, status_code=499)
         try:
             predictions, truncated = answer.result()
