@@ -93,6 +93,8 @@ class TaskBatches:
         """`written_by`: the number of processes that wrote `state` (default: as many as now). A state of another
         training set size (the data changed) starts its epoch again; TaskData's owner says so."""
         cut = {**self.cut, **state.get("cut", {})}  # older checkpoints: the cut was this one
+        if cut["max_tokens"]:  # batch_size makes no batch then (a cut written with it: before 12-06)
+            cut["batch_size"] = None
         self.epoch, before = int(state["epoch"]), state.get("before")
         if cut["examples"] != len(self.lengths):
             self.position, self.before = 0, None

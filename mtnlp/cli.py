@@ -207,6 +207,10 @@ class TrainingOutput:
     def __init__(self, stream, name: str):
         self.stream, self.name, self.closed = stream, name, False
 
+    @property
+    def wrapped(self):
+        return self.stream
+
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
@@ -228,7 +232,7 @@ class TrainingOutput:
         with contextlib.suppress(OSError):
             self.stream.flush()
         other = sys.stdout if self.name == "error" else sys.stderr  # (both closed, 2>&1: it goes nowhere too)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):  # (AttributeError: stderr None)
             print(f"warning: standard {self.name} was closed by its reader: training goes on, printing nothing more "
                   "there", file=other, flush=True)
 
@@ -249,8 +253,10 @@ def guarded(command, debug: bool, name: str = "") -> int:
     if sys.stdout is None:  # started with stdout closed (`>&-`): what is printed goes nowhere
         sys.stdout = open(os.devnull, "w")
     stdout, stderr = sys.stdout, sys.stderr
-    if name == "train" and stderr is not None:
-        sys.stdout, sys.stderr = TrainingOutput(stdout, "output"), TrainingOutput(stderr, "error")
+    if name == "train":
+        sys.stdout = TrainingOutput(stdout, "output")
+        if stderr is not None:  # (None: started with it closed, `2>&-`)
+            sys.stderr = TrainingOutput(stderr, "error")
     try:
         status = command()
         try:
@@ -302,7 +308,7 @@ def guarded(command, debug: bool, name: str = "") -> int:
             print("interrupted", file=sys.stderr)
         return 128 + signum
     finally:
-        if isinstance(sys.stdout, TrainingOutput):  # (a notebook or a test goes on with its own)
+        if name == "train":  # (a notebook or a test goes on with its own)
             sys.stdout, sys.stderr = stdout, stderr
 
 

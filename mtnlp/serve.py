@@ -269,8 +269,9 @@ def parse_request(body: bytes, served: dict, limits: Limits) -> tuple[list, tupl
     for i, item in enumerate(inputs):
         check_input(item, f"inputs[{i}]", limits, asked, named)
     # the encoder reads one sequence per choice of a multiple-choice input: each counts as an input
-    sequences = sum(len(item["choices"]) if isinstance(item, dict) and isinstance(item.get("choices"), list) else 1
-                    for item in inputs)
+    choices = any(spec["type"] == "multiple_choice" for spec in asked.values())  # (another head ignores the key)
+    sequences = sum(len(item["choices"]) if choices and isinstance(item, dict) and isinstance(item.get("choices"), list)
+                    else 1 for item in inputs)
     if sequences > limits.max_inputs:
         raise ApiError(422, "inputs", f"{sequences} inputs, counting each choice of a multiple-choice input, more "
                                       f"than the limit of {limits.max_inputs}")

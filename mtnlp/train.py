@@ -725,6 +725,7 @@ def redraw_every(stream) -> float:
     """Seconds between redraws of the progress bar: 30 into a file or a pipe (a log, CI), not 10 a second; tqdm's
     0.1 s for a terminal, a notebook (its widget bar, or its kernel's stream, whose file is the kernel's pipe), a
     stream that says it is a terminal (Spyder's) and one without a file (a wrapper's)."""
+    stream = getattr(stream, "wrapped", stream)  # (cli.TrainingOutput, during `mtnlp train`)
     if any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__) or getattr(stream, "isatty", lambda: False)() \
             or type(stream).__module__.split(".")[0] == "ipykernel":
         return 0.1

@@ -167,7 +167,7 @@ def test_the_progress_bar_into_a_file_is_not_redrawn_ten_times_a_second(make_rec
     assert drawn <= 3, (tmp_path / "log").read_text()
 
 
-@pytest.mark.parametrize("where", ["notebook", "kernel text bar", "says terminal", "wrapper"])
+@pytest.mark.parametrize("where", ["notebook", "kernel text bar", "says terminal", "wrapper", "kernel text bar via cli"])
 def test_the_progress_bar_in_a_notebook_or_a_wrappers_stream_is_redrawn_as_in_a_terminal(make_recipe, tmp_path,
                                                                                         monkeypatch, where):
     """A notebook's widget bar and its text bar (without ipywidgets; the kernel's stream has the kernel's pipe
@@ -193,10 +193,14 @@ def test_the_progress_bar_in_a_notebook_or_a_wrappers_stream_is_redrawn_as_in_a_
     elif where == "wrapper":
         stream = Writes()
     else:
-        kernel = where == "kernel text bar"
+        kernel = where.startswith("kernel text bar")
         pipe = open(tmp_path / "kernel-pipe", "w")
         stream = type("OutStream", (Writes,), {"__module__": "ipykernel.iostream" if kernel else "spyder_kernels.x",
                                                "fileno": lambda self: pipe.fileno(), "isatty": lambda self: not kernel})()
+        if where.endswith("via cli"):  # `mtnlp.cli.main(["train", ...])` in a notebook guards the kernel's stream
+            from mtnlp.cli import TrainingOutput
+
+            stream = TrainingOutput(stream, "error")
     monkeypatch.setattr(sys, "stderr", stream)
     run = mtnlp.train.setup(load_recipe(make_recipe(training={"steps": 2})))
     try:

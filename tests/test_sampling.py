@@ -495,3 +495,16 @@ def test_batch_size_is_no_part_of_a_token_budgets_cut():
     resumed = TaskBatches(lens, 64, 3, True, max_tokens=900)
     resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
     assert resumed.before is None and head + list(itertools.islice(resumed, 40)) == reference
+
+
+def test_a_token_budget_checkpoint_written_with_its_batch_size_resumes_exactly():
+    """A cut written before batch_size left a token budget's cut (it held 16) read as another cut: 18 of 60 batches
+    differed from an uninterrupted run."""
+    lens = lengths()
+    reference = list(itertools.islice(TaskBatches(lens, 16, 3, True, max_tokens=900), 60))
+    first = TaskBatches(lens, 16, 3, True, max_tokens=900)
+    head = list(itertools.islice(first, 20))
+    state = {**first.state_dict(), "cut": {**first.cut, "batch_size": 16}}
+    resumed = TaskBatches(lens, 16, 3, True, max_tokens=900)
+    resumed.load_state_dict(state)
+    assert resumed.before is None and head + list(itertools.islice(resumed, 40)) == reference

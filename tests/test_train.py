@@ -731,3 +731,13 @@ def test_a_reader_that_goes_away_does_not_end_the_training_run(make_recipe, tmp_
     proc.stdout.close()
     assert proc.wait(timeout=300) == 0 and first.startswith("precision: ")
     assert json.loads((tmp_path / "both" / "metrics.json").read_text())["best_step"] > 0
+    # `2>&- | head -1`: Python starts with sys.stderr None
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-m", "mtnlp", "train", str(recipe), "overwrite_output_dir=true",
+                             "output_dir=closed"], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                            preexec_fn=lambda: os.close(2))
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 0 and first.startswith("precision: ")
+    assert json.loads((tmp_path / "closed" / "metrics.json").read_text())["best_step"] > 0
