@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
-from .folders import STATE_FILE, weights_readable_as_umask, writing
+from .folders import STATE_FILE, checkpoint_step, complete_checkpoints, weights_readable_as_umask, writing
 
 
 
@@ -92,17 +92,16 @@ def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resu
             raise UserError(f"{where}: {folder}: " + ("a file, not a checkpoint folder" if folder.exists()
                                                       else "checkpoint folder not found"))
         if not (folder / STATE_FILE).exists():
-            holder = folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder
-            steps = sorted((p for p in holder.glob("step-*") if (p / STATE_FILE).exists()), key=checkpoint_step)
+            steps = complete_checkpoints(folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder)
             newest = f": give one of its checkpoints, e.g. the newest, {steps[-1]}" if steps else ""
             raise UserError(f"{where}: {folder} is not a complete checkpoint (no {STATE_FILE}){newest}")
         return folder
-    complete = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / STATE_FILE).exists()]
+    complete = complete_checkpoints(run_dir / "checkpoints")
     if not complete:
         folder = run_dir / "checkpoints"
         shown = folder if folder.is_absolute() else f"{folder.absolute()} (output_dir {run_dir}: from the current folder)"
         raise UserError(f"{where}: no complete checkpoint in {shown}")
-    return max(complete, key=checkpoint_step)
+    return complete[-1]
 
 
 def log_variances_per_task(state: dict, optimizer) -> dict:
@@ -119,11 +118,6 @@ def log_variances_per_task(state: dict, optimizer) -> dict:
     group = {**state["param_groups"][-1], "params": list(parts)}
     return {"state": {**{k: v for k, v in state["state"].items() if k != first}, **parts},
             "param_groups": state["param_groups"][:-1] + [group]}
-
-
-def checkpoint_step(folder: Path) -> int:
-    """The step of a checkpoint folder (checkpoints/step-000042)."""
-    return int(folder.name.split("-")[1])
 
 
 def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: int = 1, scaler=None) -> dict:
@@ -184,8 +178,7 @@ def mean_sums_and_counts(parts: list[dict]) -> dict:
 
 
 def prune_checkpoints(checkpoints: Path, keep: int) -> None:
-    folders = sorted((p for p in checkpoints.glob("step-*") if (p / STATE_FILE).exists()), key=checkpoint_step)
-    for old in folders[:-keep]:
+    for old in complete_checkpoints(checkpoints)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -199,6 +199,19 @@ def close_progress_bars() -> None:
             bar.close()
 
 
+@contextlib.contextmanager
+def naming_output(name: str):
+    """A write error without a file name (e.g. `> /dev/full`) names what was written, `name`; a reader that closed
+    the pipe (BrokenPipeError) goes on as it is."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        e.filename = e.filename or name
+        raise
+
+
 class TrainingOutput:
     """Standard output or error for a training run: a reader that goes away (`mtnlp train ... | head`, `2>&1 | less`
     quit) must not end the run at its next line, with no model and no checkpoint. What is printed there then goes
@@ -259,13 +272,8 @@ def guarded(command, debug: bool, name: str = "") -> int:
             sys.stderr = TrainingOutput(stderr, "error")
     try:
         status = command()
-        try:
+        with naming_output("standard output"):
             sys.stdout.flush()  # a reader that closed the pipe is met here, not in Python's flush at exit
-        except BrokenPipeError:
-            raise
-        except OSError as e:  # e.g. `> /dev/full`
-            e.filename = e.filename or "standard output"
-            raise
         return status
     except UserError as e:
         if debug:
@@ -622,24 +630,18 @@ def cmd_predict(args) -> int:
     except OSError as e:
         raise UserError(f"--output {output}: cannot write: {e.strerror}") from None
     cut, chunk = [], PREDICT_CHUNK * args.batch_size
-    try:
-        with contextlib.ExitStack() as stack:
-            if output:
-                stack.enter_context(out)
-            for start in range(0, len(given), chunk):  # written as they come: `| head`, a slow producer, Ctrl-C
-                part = given[start:start + chunk]
-                results, said = truncations(lambda: pipe([text for text, _, _ in part], tasks=tasks,
-                                                         return_all_scores=args.all_scores))
-                cut += [(w, [part[i][1] for i in w.indices]) for w in said]
-                for (_, _, line_object), result in zip(part, results):
-                    out.write(json.dumps({**line_object, "predictions": result}, ensure_ascii=not writes_unicode(out))
-                              + "\n")
-                out.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as e:  # e.g. a full disk: named, as evaluate's --output is
-        e.filename = e.filename or (str(output) if output else "standard output")
-        raise
+    with naming_output(str(output) if output else "standard output"), contextlib.ExitStack() as stack:
+        if output:
+            stack.enter_context(out)
+        for start in range(0, len(given), chunk):  # written as they come: `| head`, a slow producer, Ctrl-C
+            part = given[start:start + chunk]
+            results, said = truncations(lambda: pipe([text for text, _, _ in part], tasks=tasks,
+                                                     return_all_scores=args.all_scores))
+            cut += [(w, [part[i][1] for i in w.indices]) for w in said]
+            for (_, _, line_object), result in zip(part, results):
+                out.write(json.dumps({**line_object, "predictions": result}, ensure_ascii=not writes_unicode(out))
+                          + "\n")
+            out.flush()
     if cut:  # said once, naming the lines and arguments cut
         effects = list(dict.fromkeys(effect for w, _ in cut for effect in w.effects))
         warnings.warn(TruncationWarning([], cut[0][0].max_length, effects).naming([n for _, names in cut for n in names]),

@@ -106,13 +106,14 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[p
         if not path.exists() or path.is_dir():
             problem = "is a folder, expected a data file" if path.exists() else "file not found"
             data_dir = resolve_path(recipe, ".") if recipe.data_dir is not None else None
-            relative = not Path(given).expanduser().is_absolute()
+            typed = Path(given).expanduser()
+            relative = not typed.is_absolute()
             if relative and data_dir is not None and not data_dir.is_dir():  # e.g. a copied recipe whose data is elsewhere
                 problem += f" (data_dir {recipe.data_dir} is no folder here: set data_dir=FOLDER)"
-            elif relative and not path.exists() and Path(given).expanduser().is_file():  # e.g. an override's ./dev.tsv
+            elif relative and not path.exists() and typed.is_file():  # e.g. an override's ./dev.tsv
                 base = resolve_path(recipe, "x").parent
                 problem += (f"; a data file is read relative to {'data_dir' if recipe.data_dir is not None else 'the recipe'}"
-                            f" ({base}): for {Path(given).expanduser().absolute()}, give that path")
+                            f" ({base}): for {typed.absolute()}, give that path")
             raise UserError(f"{recipe.where(key)}: {key}: {path}: {problem}")
         return path
 

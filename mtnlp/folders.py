@@ -106,6 +106,26 @@ def hold_run_folder(run_dir: Path) -> Path | None:
     return key
 
 
+def checkpoint_step(folder: Path) -> int:
+    """The step of a checkpoint folder (checkpoints/step-000042)."""
+    return int(folder.name.split("-")[1])
+
+
+def complete_checkpoints(checkpoints: Path) -> list[Path]:
+    """The complete checkpoint folders (with their STATE_FILE) in `checkpoints`, oldest first."""
+    return sorted((p for p in checkpoints.glob("step-*") if p.name.split("-")[1].isdigit() and (p / STATE_FILE).exists()),
+                  key=checkpoint_step)
+
+
+def model_step(folder: Path) -> int | None:
+    """The training step of the model in `folder`, as its config.json says (None where it does not)."""
+    try:
+        step = json.loads((folder / "config.json").read_text(encoding="utf-8"))["mtnlp"]["step"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    return step if isinstance(step, int) else None
+
+
 def unfinished_run(run_dir: Path) -> str | None:
     """Why the run in run_dir has not finished, or None if it has: a process trains in it (holds its lock), or it
     stopped (interrupted, or killed) with no metrics.json of its last checkpoint's step."""
@@ -120,8 +140,7 @@ def unfinished_run(run_dir: Path) -> str | None:
                     return f"training now: {f.read().strip() or 'another process'}"
     except (ImportError, OSError):  # Windows, no lock file (an older run), a file system without flock
         pass
-    steps = [int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*")
-             if p.name.split("-")[1].isdigit() and (p / STATE_FILE).exists()]
+    steps = [checkpoint_step(p) for p in complete_checkpoints(run_dir / "checkpoints")]
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
@@ -129,12 +148,9 @@ def unfinished_run(run_dir: Path) -> str | None:
     trained = metrics.get("steps", {}).get("trained") if isinstance(metrics, dict) else None
     if isinstance(trained, int) and steps and max(steps) > trained:  # (older metrics.json: no steps trained)
         return f"resumed, and stopped at step {max(steps)} before it finished (its metrics.json is of step {trained})"
-    try:  # resumed, and stopped before a checkpoint, its model/ replaced by a later best one
-        kept = json.loads((run_dir / "model" / "config.json").read_text(encoding="utf-8"))["mtnlp"]["step"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        kept = None
+    kept = model_step(run_dir / "model")  # resumed, and stopped before a checkpoint: model/ is a later best one
     best = metrics.get("best_step") if isinstance(metrics, dict) else None
-    if isinstance(kept, int) and isinstance(best, int) and kept != best:
+    if kept is not None and isinstance(best, int) and kept != best:
         return f"resumed, and stopped before it finished (its model/ is of step {kept}, its metrics.json of step {best})"
     return None
 

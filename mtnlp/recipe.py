@@ -740,10 +740,11 @@ def check_training_paths(recipe: Recipe) -> None:
         require("tensorboard", "tensorboard", f"{recipe.where('training.report_to')}: training.report_to: tensorboard")
     from .folders import broken_link, encoder_folder_problem
 
-    if not source and is_local_path(encoder) and not Path(encoder).is_dir():
-        fail("model.encoder", f"{encoder}: " + ("a file, not a folder" if Path(encoder).exists() else "folder not found"))
-    if not source and is_local_path(encoder) and (problem := encoder_folder_problem(Path(encoder).expanduser())):
-        fail("model.encoder", f"{encoder}: {problem}")
+    if not source and is_local_path(encoder):
+        if not Path(encoder).is_dir():
+            fail("model.encoder", f"{encoder}: " + ("a file, not a folder" if Path(encoder).exists() else "folder not found"))
+        if problem := encoder_folder_problem(Path(encoder).expanduser()):
+            fail("model.encoder", f"{encoder}: {problem}")
 
     if problem := broken_link(run_dir):
         fail("output_dir", problem)

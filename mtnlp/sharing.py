@@ -12,9 +12,8 @@ slice of them runs is in families.py.
 
 from __future__ import annotations
 
-import re
-
 import copy
+import re
 import warnings
 
 import torch
@@ -137,7 +136,8 @@ def to_model_keys(plain: dict[str, torch.Tensor], model) -> tuple[dict, dict]:
 def plain_state(model, task: str | None) -> dict[str, torch.Tensor]:
     """The encoder as one plain model for `task`: LoRA delta merged, or the task's top layers in place."""
     sharing = model.config.sharing or {}
-    state = {k: v for k, v in model.encoder.state_dict().items() if not is_adapter_weight(k)}
+    full = model.encoder.state_dict()
+    state = {k: v for k, v in full.items() if not is_adapter_weight(k)}
     if sharing.get("type") == "lora":
         deltas = {}
         if task is not None:
@@ -145,7 +145,7 @@ def plain_state(model, task: str | None) -> dict[str, torch.Tensor]:
                 if hasattr(module, "get_delta_weight") and (task in getattr(module, "lora_A", {})
                                                             or task in getattr(module, "lora_embedding_A", {})):
                     deltas[f"{name}.base_layer.weight"] = module.get_delta_weight(task)
-            adapted = {found[1] for k in model.encoder.state_dict()  # MODULE.lora_A.TASK.weight; a task may be lora_x
+            adapted = {found[1] for k in full  # MODULE.lora_A.TASK.weight; a task may be lora_x
                        if (found := re.fullmatch(r"(.+?)\.lora_(?:embedding_)?[AB]\.([^.]+)(?:\.weight)?", k))
                        and found[2] == task}
             if missed := sorted(adapted - {k.rsplit(".base_layer", 1)[0] for k in deltas}):  # another kind of layer

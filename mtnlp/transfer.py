@@ -3,7 +3,6 @@ whose task name, type and labels match), and what the new model's config records
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, hub
 from .encoders import for_words, is_local_path
 from .errors import NoRevision, NotFound, UserError
-from .folders import unfinished_run
+from .folders import model_step, unfinished_run
 from .modeling import MultiTaskModel, head_mismatch, transfer_encoder_task
 from .tasks.base import reads
 from .pipeline import load_pretrained
@@ -27,9 +26,10 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
     path = Path(recipe.model.init_from).expanduser()
     if (path / "model" / "config.json").exists():
         if why := unfinished_run(path):
+            step = model_step(path / "model")
             raise UserError(f"{recipe.where('model.init_from')}: model.init_from: {path}: a run that has not finished "
                             f"({why}): finish it (training.resume_from), or give {path / 'model'} to start from "
-                            f"its best model so far{model_step(path / 'model')}")
+                            f"its best model so far{'' if step is None else f' (step {step})'}")
         path = path / "model"
     where = str(path) if path.exists() else recipe.model.init_from
     revision = recipe.model.init_revision
@@ -50,15 +50,6 @@ def trained_source(recipe: Recipe) -> tuple[MultiTaskModel, Any, str]:
     # a source trained without a tagging task kept its tokenizer as pretrained
     tokenizer = for_words(recipe, tokenizer, where, **hub_kwargs)
     return model, tokenizer, where
-
-
-def model_step(folder: Path) -> str:
-    """" (step N)": the step of the model in `folder` (its config says), or "" where it does not say."""
-    try:
-        step = json.loads((folder / "config.json").read_text(encoding="utf-8"))["mtnlp"]["step"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return ""
-    return f" (step {step})" if isinstance(step, int) else ""
 
 
 def training_record(recipe: Recipe, metrics: dict, source: MultiTaskModel | None = None,
