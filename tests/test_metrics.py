@@ -151,6 +151,41 @@ def test_iobes_tags_are_scored_and_decoded_alike():
         assert [(s["type"], s["start"] // 3, (s["end"] - 2) // 3) for s in spans] == get_entities(tags), tags
 
 
+def test_bilou_tags_are_iobes_in_scoring_and_spans():
+    """spaCy's BILOU tags (L- last, U- unit): scored and decoded as IOBES. seqeval alone knows no U-/L-, and
+    the span decoder dropped every U- entity and the L- word of the others, while evaluate said F1 1.0."""
+    import random
+
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    from mtnlp.tasks import task_type
+    from mtnlp.tasks.tagging import as_iobes, iob_spans
+
+    labels = ["B-PROD", "I-PROD", "L-PROD", "O", "U-PROD", "U-VER"]
+    assert task_type("tagging").default_metrics(labels) == ["seqeval"]
+    gold = [["U-VER", "O", "B-PROD", "I-PROD", "L-PROD"], ["B-PROD", "L-PROD", "O", "U-PROD"]]
+    predicted = [[labels.index(t) for t in ["U-VER", "O", "B-PROD", "L-PROD", "O"]],
+                 [labels.index(t) for t in ["B-PROD", "L-PROD", "O", "U-VER"]]]
+    scores = task_type("tagging").score(gold, predicted, ["seqeval"], labels)
+    # gold: VER, PROD (3 words), PROD (2), PROD (1); predicted: VER, PROD (2, cut short), PROD (2), VER: 2 right
+    assert (scores["precision"], scores["recall"]) == (2 / 4, 2 / 4), scores
+    # two one-word entities are not one of two words (seqeval alone reads both as one: F1 1.0)
+    scores = task_type("tagging").score([["U-PROD", "U-PROD"]], [[labels.index("B-PROD"), labels.index("L-PROD")]],
+                                        ["seqeval"], labels)
+    assert scores["recall"] == 0.0
+    text = "v5.3 for Smart Hub Mini"
+    words = [(w, (text.index(w), text.index(w) + len(w))) for w in text.split()]
+    spans = iob_spans(gold[0], [1.0] * 5, words, text)
+    assert [(s["type"], s["text"]) for s in spans] == [("VER", "v5.3"), ("PROD", "Smart Hub Mini")]
+    rng = random.Random(0)
+    for _ in range(300):  # well- and ill-formed sequences: the spans are seqeval's entities of the IOBES names
+        tags = [rng.choice(labels) for _ in range(rng.randint(1, 8))]
+        words = [(f"w{i}", (3 * i, 3 * i + 2)) for i in range(len(tags))]
+        spans = iob_spans(tags, [1.0] * len(tags), words, " ".join(w for w, _ in words))
+        assert [(s["type"], s["start"] // 3, (s["end"] - 2) // 3) for s in spans] == \
+            get_entities([as_iobes(t) for t in tags]), tags
+
+
 def test_iob1_gold_tags_are_scored_by_conlleval_rules():
     """CoNLL-2003 as first shipped is IOB1: entities start with I-, B- only splits two of one type.
     Strict IOB2 would drop those entities from gold and prediction alike (F1 1.0 here)."""

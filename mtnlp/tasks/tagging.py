@@ -1,6 +1,7 @@
 """type: tagging — a label per word (NER, POS); each word's first sub-token carries it.
 
-Entity tags (IOB1, IOB2 or IOBES prefixes: B-, I-, E-, S-) are read into entities by conlleval's rules,
+Entity tags (IOB1, IOB2 or IOBES prefixes: B-, I-, E-, S-; BILOU's L- and U- as E- and S-) are read into
+entities by conlleval's rules,
 the same in evaluation (seqeval's default mode) and in the pipeline's spans: an I- or E- tag that does
 not continue an entity of its type starts one, so an ill-formed sequence still has its entities."""
 
@@ -14,7 +15,8 @@ from ..spec import TagData, TaskSpec
 from .base import (TaskType, column, label_figures, label_name, label_shares, labelled_cross_entropy, softmax,
                    truncating)
 
-ENTITY_PREFIXES = ("B-", "I-", "E-", "S-")
+ENTITY_PREFIXES = ("B-", "I-", "E-", "S-", "L-", "U-")
+BILOU = {"L": "E", "U": "S"}  # spaCy's BILOU tags are IOBES under other names: Last = End, Unit = Single
 IGNORE = -100  # positions the loss and the metrics skip: special tokens and later sub-tokens of a word
 
 
@@ -205,21 +207,29 @@ def scored_words(references: list, predictions: list, labels: list[str]) -> tupl
 def seqeval(references: list, predicted: list) -> dict:
     from ..metrics import load_metric
 
-    return load_metric("seqeval").compute(predictions=[[t or "O" for t in p] for p in predicted], references=references)
+    return load_metric("seqeval").compute(predictions=[[as_iobes(t or "O") for t in p] for p in predicted],
+                                          references=[[as_iobes(t) for t in g] for g in references])
+
+
+def as_iobes(tag: str) -> str:
+    """A BILOU tag as its IOBES name (U-PER: S-PER), which seqeval and the span decoder read; others as they are."""
+    prefix, dash, kind = tag.partition("-")
+    return f"{BILOU[prefix]}-{kind}" if dash and prefix in BILOU else tag
 
 
 def is_iob(labels: list[str]) -> bool:
-    """Whether the tags are entity tags (IOB1, IOB2 or IOBES), which seqeval scores and predict gives as spans."""
+    """Whether the tags are entity tags (IOB1, IOB2, IOBES or BILOU), which seqeval scores and predict gives as
+    spans."""
     return any(label.startswith(ENTITY_PREFIXES) for label in labels)
 
 
 def iob_spans(tags: list[str], scores: list[float], words, text: str) -> list[dict]:
-    """Decode word tags (IOB1, IOB2 or IOBES) into entity spans with character offsets, by conlleval's
+    """Decode word tags (IOB1, IOB2, IOBES or BILOU) into entity spans with character offsets, by conlleval's
     rules as seqeval's default mode reads them: B- and S- start an entity, I- and E- continue one of
     their type (or else start one), E- and S- end it. Score = mean word score."""
     spans, current = [], None
     for tag, score, (_, (start, end)) in zip(tags, scores, words):
-        prefix, _, kind = tag.partition("-")
+        prefix, _, kind = as_iobes(tag).partition("-")
         if prefix in ("I", "E") and current is not None and current["type"] == kind:
             current["end"] = end
             current["scores"].append(score)
