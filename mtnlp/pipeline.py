@@ -252,13 +252,17 @@ _WORDS = regex.compile(rf"""
     | \p{{Lu}}\p{{Ll}}?\.(?:\p{{Lu}}\p{{Ll}}?\.)+                           # Ph.D.
     | \b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|etc|Gen|Gov|Sen|Rep|Mt|Jan|Feb|Mar|Apr|Aug|Sept?|Oct|Nov|Dec)\.
     | \p{{Lu}}\.(?=\s+\p{{Lu}})                                     # an initial: George W. Bush
+    | (?=[\p{{L}}\p{{N}}.]*\p{{N}})\p{{L}}[\p{{L}}\p{{N}}]*(?:\.[\p{{L}}\p{{N}}]+)+  # v5.3  No.2  W167.5  (13.9 | m)
     | \p{{N}}+(?:[.,:/-]\p{{N}}+)+                                  # 1,000  3.5  12:30  713-853-3989
+    | (?<![\p{{L}}\p{{N}}.])[.+]\p{{N}}+(?:[.,:/-]\p{{N}}+)*              # .500  +44  +0.05
+    | (?<!\p{{L}})\p{{Lu}}{{1,2}}\$                                     # US$  HK$  C$
+    | (?<!\p{{L}})\p{{Lu}}{{1,4}}&\p{{Lu}}{{1,4}}(?!\p{{L}})                    # S&P  AT&T  PG&E
     | {_LETTER}+(?=(?i:n['’]t)\b)                                # does | n't,  ca | n't,  CA | N'T
     | (?i:n['’]t)\b
     | ['’]\p{{N}}{{2}}s?\b                                           # '90s
     | ['’]{_CLITIC}\b                                           # Merkel | 's,  you | 're
     | {_LETTER}+(?:{_HYPHEN}{_LETTER}+)*(?:['’](?!{_CLITIC}\b|(?i:t)\b){_LETTER}+(?:{_HYPHEN}{_LETTER}+)*)*  # O'Neill
-    | \.\.\.|--
+    | \.{{2,}}|-{{2,}}|[!?]{{2,}}|\*{{2,}}|={{2,}}                        # ..  ....  ---  !!  ?!  **
     | (?!\s)\X                                                   # any other character (a whole grapheme: 👩🏽‍💻, 🇫🇷)
 """, regex.VERBOSE)
 

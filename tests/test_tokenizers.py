@@ -126,7 +126,13 @@ def test_words_are_split_as_the_tagging_corpora_are():
              "co\u00adoperate \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 well\u2010known":
                  ["co\u00adoperate", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "well\u2010known"],
              "See https://example.com/a?b=1. Mail john.doe@example.co.uk, or www.x.org!":
-                 ["See", "https://example.com/a?b=1", ".", "Mail", "john.doe@example.co.uk", ",", "or", "www.x.org", "!"]}
+                 ["See", "https://example.com/a?b=1", ".", "Mail", "john.doe@example.co.uk", ",", "or", "www.x.org", "!"],
+             # as CoNLL-2003 has them: versions and codes with a dot (v5.3 was v5 / . / 3, tagged as two
+             # entities), batting averages, signed figures, currencies, S&P, runs of punctuation; a unit
+             # after a number apart, as UD English has it
+             "Router v5.3 (v3.0.4), No.2 and W167.5 cost US$ 13.9m, +0.05 or .500 on the S&P 500 -- really?! Yes.... ---":
+                 ["Router", "v5.3", "(", "v3.0.4", ")", ",", "No.2", "and", "W167.5", "cost", "US$", "13.9", "m", ",",
+                  "+0.05", "or", ".500", "on", "the", "S&P", "500", "--", "really", "?!", "Yes", "....", "---"]}
     for text, expected in cases.items():
         words = split_words(text)
         assert [w for w, _ in words] == expected
@@ -246,4 +252,4 @@ def test_urls_and_e_mail_addresses_are_still_one_word():
     words = [w for w, _ in split_words("Mail john.doe+x@mail.example.com, see http://example.com/a?b=1). "
                                        "x--y@z.com www.foo.org. http://...")]
     assert words == ["Mail", "john.doe+x@mail.example.com", ",", "see", "http://example.com/a?b=1", ")", ".",
-                     "x--y@z.com", "www.foo.org", ".", "http://.", ".", "."]
+                     "x--y@z.com", "www.foo.org", ".", "http://.", ".."]
