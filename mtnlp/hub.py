@@ -298,9 +298,19 @@ def write_card(model_dir: Path, run_dir: Path | None = None, datasets: list[str]
 
 def pushed_files(model_dir: Path) -> list[Path]:
     """The files a push uploads: the folder's, without hidden ones (.git/, the .cache/ that `hf download
-    --local-dir` writes, .DS_Store, .ipynb_checkpoints/), which the hub refuses or nobody means to publish."""
-    return sorted(p for p in model_dir.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts))
+    --local-dir` writes, .DS_Store, .ipynb_checkpoints/), which the hub refuses or nobody means to publish.
+    A link to a file outside the folder is an error: a push would publish what it points to (a key, or
+    /proc/self/environ with the hub token). A hub cache snapshot's links to its repo's blobs are its own files."""
+    files = sorted(p for p in model_dir.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts))
+    own = model_dir.resolve()
+    if own.parent.name == "snapshots":  # huggingface_hub's cache: models--NS--NAME/snapshots/REV -> ../../blobs
+        own = own.parent.parent
+    for p in files:
+        if not p.resolve().is_relative_to(own):
+            raise UserError(f"{p}: a link to {p.resolve()}, outside the model folder: a push uploads the folder's own "
+                            "files only (copy the file in, or remove the link)")
+    return files
 
 
 def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
@@ -309,6 +319,7 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
     existing public repo is made private (before the upload), and a line on stdout says so."""
     model_dir = Path(model_dir)
     check_model_folder(model_dir)
+    files = pushed_files(model_dir)
     if problem := repo_id_problem(repo_id):
         raise UserError(problem)
     if token is not None:
@@ -345,7 +356,7 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         operations = [CommitOperationAdd(str(p.relative_to(model_dir)), pushed_card(p.read_text(encoding="utf-8"),
                                          repo_id, revision) if p == model_dir / "README.md" else str(p))
-                      for p in pushed_files(model_dir)]
+                      for p in files]
         if card is not None:
             operations.append(CommitOperationAdd("README.md", pushed_card(card, repo_id, revision)))
         info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)

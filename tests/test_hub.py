@@ -260,6 +260,40 @@ def test_push_refuses_a_folder_that_would_not_load(kind, run_dir, tiny_encoder, 
     assert sorted(folder.iterdir()) == before  # no model card written into it
 
 
+def test_push_refuses_a_link_to_a_file_outside_the_folder(run_dir, tmp_path, no_network):
+    """A link in a model folder (a colleague's, a git clone) published what it pointed to: a key, or
+    /proc/self/environ with the hub token. A hub cache snapshot's links to its blobs are its own files."""
+    from mtnlp.hub import push, pushed_files
+
+    secret = tmp_path / "id_ed25519"
+    secret.write_text("PRIVATE KEY")
+    folder = model_copy(run_dir, tmp_path)
+    (folder / "notes.md").symlink_to(secret)
+    with pytest.raises(UserError, match=f"^{folder / 'notes.md'}: a link to {secret}, outside the model folder: a "
+                                        "push uploads the folder's own files only"):
+        push(folder, "org/x")
+    (folder / "notes.md").unlink()
+    (folder / "extra").mkdir()
+    (folder / "extra" / "environ").symlink_to("/proc/self/environ")
+    with pytest.raises(UserError, match="outside the model folder"):
+        push(folder, "org/x")
+    (folder / "extra" / "environ").unlink()
+    (folder / "extra" / "card.md").symlink_to(folder / "README.md")  # inside: uploaded
+    assert folder / "extra" / "card.md" in pushed_files(folder)
+    # huggingface_hub's cache: models--org--m/snapshots/REV/FILE -> ../../blobs/HASH
+    repo = tmp_path / "hub" / "models--org--m"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    for i, path in enumerate(p for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()):
+        (repo / "blobs" / f"blob{i}").write_bytes(path.read_bytes())
+        (snapshot / path.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / path.relative_to(folder)).symlink_to(Path("../" * len(path.relative_to(folder).parts), "..",
+                                                              "blobs", f"blob{i}"))
+    assert [p.relative_to(snapshot) for p in pushed_files(snapshot)] == \
+        [p.relative_to(folder) for p in pushed_files(folder) if p.name != "card.md"]
+
+
 def test_push_of_a_run_folder_names_its_model_folder(run_dir, no_network):
     from mtnlp.hub import push
 
