@@ -234,6 +234,39 @@ def test_a_long_text_is_cut_before_the_tokenizer_truncates_it_with_the_same_toke
     assert 0 < len(pair.encodings[0].overflowing) < 100
 
 
+@pytest.mark.parametrize("kind", ["wordpiece", "byte-level bpe"])
+def test_a_huge_text_is_tokenised_a_prefix_at_a_time(kind, roberta):
+    """A 200 MB line in a data file was tokenised whole before truncation (~29 GB). Only a prefix a few
+    times the kept tokens long is tokenised now, with the same result as the tokenizer's own truncation."""
+    from conftest import minilm_path
+    from transformers import AutoTokenizer
+
+    from mtnlp.tasks.base import truncating
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path() if kind == "wordpiece" else roberta, add_prefix_space=True)
+    seen = []
+    real = type(tokenizer).__call__
+
+    def watched(self, texts, pairs=None, **kwargs):
+        seen.extend(len(t) for t in [*texts, *(pairs or [])])
+        return real(self, texts, pairs, **kwargs)
+
+    huge = ["Ünïcödé wörds 🙂, and more " * 20_000, "." * 300_000 + " Paris", "word " * 100_000]
+    words = [text.split() for text in huge]
+    cases = [(huge, None, False), (huge, ["a short text"] * 3, False), (["tiny"] * 3, huge, False),
+             (words, None, True), (words, [["two", "words"]] * 3, True)]
+    for texts, pairs, split in cases:
+        plain = tokenizer(texts, pairs, is_split_into_words=split, truncation=True, max_length=33)
+        seen.clear()
+        type(tokenizer).__call__ = watched
+        try:
+            cut = truncating(tokenizer, texts, pairs, max_length=33, words=split)
+        finally:
+            type(tokenizer).__call__ = real
+        assert cut["input_ids"] == plain["input_ids"] and [bool(e.overflowing) for e in cut.encodings] == [True] * 3
+        assert max(seen) < 50_000, (texts[0][:20], max(seen))  # the huge texts are 300,000 characters or more
+
+
 @pytest.mark.parametrize("make", [lambda n: "+" * n, lambda n: "a+" * (n // 2), lambda n: "1.a" * (n // 3),
                                   lambda n: "-" * n, lambda n: "a'b." * (n // 4), lambda n: "http://x" + "." * n + "y"],
                          ids=["plus", "a-plus", "1.a", "hyphens", "apostrophes", "url-dots"])

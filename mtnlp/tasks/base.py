@@ -379,6 +379,10 @@ def _cut_long(tokenizer, texts: list, pairs: list | None, max_length: int, words
         return value[:enc.word_ids[n - 1]] + [value[enc.word_ids[n - 1]][:end]] if words else value[:end]
 
     keep = max_length + 16
+    for i in long:  # a 200 MB line tokenised whole took ~29 GB: the "whole" text is a prefix of some more tokens
+        longer, *other = sorted(parts, key=lambda part: len(part[i]), reverse=True)
+        if not other or len(other[0][i]) <= BOUND * keep:  # of a pair, the longer text, past the other's tokens
+            longer[i] = bounded(longer[i], keep + 4 * sum(map(len, other[0][i])) if other else keep, encode)
     full = [encode([part[i] for i in long]) for part in parts]
     counts = [[len(enc.ids) for enc in encs] for encs in full]
     cuts = [[prefix(part[i], enc, keep) if n > keep else None for i, enc, n in zip(long, encs, ns)]
@@ -401,6 +405,22 @@ def _cut_long(tokenizer, texts: list, pairs: list | None, max_length: int, words
             if value is not None:
                 part[i] = value
     return parts[0], parts[1] if pairs is not None else None
+
+
+BOUND = 64  # characters (or words) per token that a text is first cut to, growing until it has its tokens
+
+
+def bounded(value, tokens: int, encode):
+    """`value` (a text or a list of words) cut to a prefix of more than `tokens` tokens, whose first `tokens`
+    are the whole value's (a cut token at its end is 16 past them), or the whole value. (Of a pair, `tokens`
+    is past what the other text can have: 4 tokens per character, a byte-level BPE's most.)"""
+    limit = BOUND * tokens
+    while len(value) > limit:
+        prefix = value[:limit]
+        if len(encode([prefix])[0].ids) > tokens + 16:
+            return prefix
+        limit *= 4
+    return value
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
