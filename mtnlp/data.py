@@ -157,8 +157,19 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
             renamed = [str(value) for value, name in (label_names or {}).items() if name == unseen[0]]
             if renamed:
                 where += f" (the file's {' or '.join(map(repr, renamed))}, renamed by data.label_names)"
+            alike = [label for label in labels if same_number(label, unseen[0])]
+            if alike:  # pandas writes an int column with a missing value as floats
+                where += f" (the training split has {alike[0]!r}: write the numbers alike in every split)"
             raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} {known_as} "
                             f"(known: {', '.join(labels[:20])}{f', ... ({len(labels)} in all)' if len(labels) > 20 else ''})")
+
+
+def same_number(a: str, b: str) -> bool:
+    """Whether two label texts are one number written two ways (1 and 1.0)."""
+    try:
+        return a != b and float(a) == float(b)
+    except ValueError:
+        return False
 
 
 @dataclass

@@ -35,6 +35,9 @@ def file_format(path: Path, spec: DataSpec) -> str:
     if spec.format:
         return spec.format
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None and path.suffix.lower() == ".parquet":
+        raise UserError(f"{path}: Parquet files are read as a data set folder: put the splits in a folder as "
+                        "train.parquet, validation.parquet, test.parquet and give the folder as data.hub")
     if fmt is None:
         open_text(path, spec.encoding).close()  # a compressed (or missing) file is said as such, not as a format
         raise UserError(f"{path}: unknown file format '{path.suffix}'; set data.format to one of: "
@@ -255,6 +258,10 @@ def read_delimited(path: Path, records, delimiter: str):
         if name.strip() and name in header[:i]:  # a row would keep only one of them
             raise UserError(f"{path}:{first}: column '{_printable(name)}' appears twice in the header "
                             f"(columns {header.index(name) + 1} and {i + 1}); rename one")
+    if delimiter == "," and len(header) == 1 and header[0].count(";") > 0:
+        raise UserError(f"{path}:{first}: the header is one column, '{_printable(header[0])}': a file separated by "
+                        "semicolons (as Excel writes CSV in some languages)? Save it as \"CSV UTF-8 (comma "
+                        "delimited)\"")
     if any("\x00" in name for name in header):
         raise UserError(f"{path}:{first}: the header holds NUL characters: a UTF-16 file? set data.encoding: utf-16")
     count = 0

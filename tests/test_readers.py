@@ -97,6 +97,30 @@ def test_a_quoted_tsv_reads_with_quoted_true(tmp_path):
         read(write(tmp_path, "t.jsonl", '{"text": "a", "label": 1}\n'), quoted=True)
 
 
+def test_a_csv_separated_by_semicolons_and_a_parquet_file_are_pointed_out(tmp_path):
+    """Excel writes CSV with semicolons in some languages: the error was a missing column 'text' (found:
+    text;label) or a field count. A .parquet file was an unknown format, though data.hub reads it."""
+    path = write(tmp_path, "eu.csv", "text;label\r\ngood film;1\r\nbad, very bad;0\r\n")
+    message = raises_at(path, 1, "the header is one column, 'text;label': a file separated by semicolons",
+                        'Save it as "CSV UTF-8 (comma delimited)"')
+    assert "\n" not in message
+    parquet = write(tmp_path, "train.parquet", b"PAR1")
+    raises_at(parquet, None, "Parquet files are read as a data set folder", "give the folder as data.hub")
+
+
+def test_a_number_written_two_ways_is_named_when_a_label_is_unseen():
+    """pandas writes an int column with a missing value as 1.0: the error named '1' unknown among 1.0, 2.0."""
+    import pyarrow as pa
+
+    from mtnlp.data import check_labels
+    from mtnlp.tasks import task_type
+
+    examples = pa.Table.from_pylist([{"text": "a", "label": "1", "_line": 4}])
+    with pytest.raises(UserError, match=r"^dev.jsonl:4: label '1' \(the training split has '1.0': write the numbers "
+                                        r"alike in every split\) does not occur in the training split \(known: 1.0, 2.0\)$"):
+        check_labels(examples, ["1.0", "2.0"], task_type("classification"), "dev.jsonl")
+
+
 def test_a_tsv_read_literally_that_looks_quoted_is_pointed_out(tmp_path):
     """GoEmotions' files: every text with a quote is wrapped in quotes, inner ones doubled; read as they are
     (the default), the quotes would be trained on. Bare quotes (SST-2) are not flagged."""
