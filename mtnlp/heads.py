@@ -14,6 +14,9 @@ from . import families
 from .tasks import TaskType, task_type
 
 
+AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
+
 class TaskHead(nn.Module):
     """A task's head: the encoder family's modules for the task type's kind of head (sequence, token,
     choice, span), run in order after `pool` (how the head reads the encoder output: e.g. the first token, or
@@ -28,6 +31,10 @@ class TaskHead(nn.Module):
         self.kind, self.spec = kind, spec
 
     def forward(self, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
+        device = hidden_states.device.type
+        if self.kind.fp32_head and device in AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):  # (a few small matmuls, whose outputs are the predictions)
+                return self.forward(hidden_states.to(next(self.parameters()).dtype), attention_mask)
         x = hidden_states if self.pool is None else self.pool(hidden_states, attention_mask)
         for module in self.children():
             x = module(x)

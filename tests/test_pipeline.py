@@ -125,6 +125,24 @@ def test_a_model_in_half_precision_runs_in_its_own_dtype(model_dir, monkeypatch,
         assert set(MultiTaskPipeline(mixed, tokenizer, precision=precision)(TEXTS[0])) == set(TASKS)
 
 
+def test_a_regression_head_computes_in_fp32_under_bf16_autocast(model_dir):
+    """Under bf16 autocast (auto on a CPU with native bf16) a regression head's value was a bf16 number: in
+    steps of 1/128 near 1. It runs in fp32 on the states of the encoder's bf16 matmuls; the others in bf16."""
+    model = MultiTaskModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    enc = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = model.shared_states(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+        logits = model.forward_heads(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+    assert {t: v.dtype for t, v in logits.items()} == {t: torch.float32 if t == "score" else torch.bfloat16 for t in TASKS}
+    with torch.no_grad():
+        expected = model.heads["score"](model.task_top(hidden.float(), enc["attention_mask"], "score"),
+                                        enc["attention_mask"])
+    torch.testing.assert_close(logits["score"], expected, rtol=1e-6, atol=1e-6)
+    values = [out["score"]["value"] for out in MultiTaskPipeline(model, tokenizer, precision="bf16")(TEXTS)]
+    assert any(torch.tensor(v).to(torch.bfloat16).item() != v for v in values), values
+
+
 def test_a_plain_encoder_is_not_a_multi_task_model(tiny_encoder):
     from mtnlp.errors import UserError
 

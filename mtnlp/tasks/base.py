@@ -26,6 +26,7 @@ class TaskType:
     token_level = False  # True: examples are token lists (CoNLL, CoNLL-U, json lists), labels per token
     metric_notes: dict[str, str] = {}  # how a reported figure is computed, where its name does not say (model card)
     head_kind = "sequence"  # which of the encoder family's heads it uses: "sequence", "token", "choice" or "span"
+    fp32_head = False  # True: the head computes in fp32 under bf16/fp16 autocast (its outputs are the predicted values)
     export_class = "AutoModelForSequenceClassification"  # the transformers class an exported head loads as
     pipeline_tag = "text-classification"  # the hub's task tag for the model card
     min_labels = 2  # labels training must show; 0: no label set (scores, choice positions, spans)

@@ -13,6 +13,7 @@ from .base import TextTask, column
 class Regression(TextTask):
     name = "regression"
     min_labels = 0  # scores, not labels
+    fp32_head = True  # a value in bf16 came in steps of 1/128 near 1, 1/32 near 5
 
     class Spec(TaskSpec):
         type: Literal["regression"]
