@@ -137,6 +137,29 @@ def test_bad_requests_name_the_field(client, content, status, field):
     assert error["field"] == field and error["error"].startswith(f"{field}: "), error
 
 
+@pytest.mark.parametrize("opener,closer,field", [(b"[", b"]", "inputs[0]"), (b'{"text": ', b"}", "inputs[0].text"),
+                                                  (b'{"words": ', b"}", "inputs[0].words")])
+def test_json_nested_just_below_the_parsers_limit_is_a_422_not_a_500(pipe, opener, closer, field):
+    """json.loads reads up to ~980 levels; checking the texts' Unicode recursed and raised RecursionError from
+    500 levels on: a text/plain 500 and a traceback in the log."""
+    app = create_app(pipe, limits=Limits(max_body_bytes=1 << 16))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for depth in (500, 800, 970):  # (970: json's limit is lower in a deeper stack, such as TestClient's)
+            body = b'{"inputs": [' + opener * depth + b'"x"' + closer * depth + b'], "tasks": ["ner"]}'
+            response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+            expected = {422: field} if depth < 970 else {422: field, 400: "body"}
+            assert expected.get(response.status_code) == response.json()["field"], (depth, response.text)
+
+
+def test_valid_unicode_reads_any_depth():
+    from mtnlp.tasks.base import valid_unicode
+
+    deep = ["x"]
+    for _ in range(100_000):
+        deep = [deep, {"k": "y"}]
+    assert valid_unicode(deep) and not valid_unicode([deep, {"k": ["\ud800"]}]) and valid_unicode(3)
+
+
 def test_a_task_the_server_leaves_out_is_named_as_not_served(pipe):
     from mtnlp.serve import ApiError, parse_request
 

@@ -511,14 +511,19 @@ def rename(row: Row, value: str, raw, spec: DataSpec, what: str = "label") -> st
 def valid_unicode(value) -> bool:
     """Whether a text (or every text in an object or a list) is valid Unicode: JSON escapes such as \\ud800
     and command-line bytes that are not UTF-8 give lone surrogates, which no tokenizer takes."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return all(valid_unicode(v) for v in values)
+    pending = [value]  # not recursive: a served request may nest lists 900 deep (below json's own limit)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
 
 
 def column(dataset, name: str) -> list:
