@@ -6,7 +6,7 @@
                    {"question": ..., "context": ...} (extractive QA)
                    -> {"predictions": [...]}: per input, what `mtnlp predict` prints as its "predictions";
                    and "truncated": [i, ...], the request's inputs longer than max_length, when there are any
-    GET  /health   -> {"status": "ok", "requests": ..., "inputs": ..., "batches": ...}
+    GET  /health   -> {"status": "ok", "requests": ..., "inputs": ..., "batches": ..., "queued": ..., "refused": ...}
     GET  /info     -> the tasks (type, labels, the model card's metrics), precision, limits, batching
 
 Concurrent requests share encoder passes: one worker collects queued requests for a short window
@@ -17,7 +17,9 @@ any request asked for them; each answer keeps only its own tasks (in its order) 
 unless it asked. So a batch never splits into several encoder passes by request options, and no
 head runs that no request asked for.
 
-A bad request is a 4xx JSON error {"error": "FIELD: what is wrong", "field": "FIELD"}.
+A bad request is a 4xx JSON error {"error": "FIELD: what is wrong", "field": "FIELD"}. At most `max_queue`
+inputs wait for the worker: a request that would take the queue past it is a 503 with Retry-After, before its
+body is read when the queue is full, before it is queued otherwise.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class Limits:
     max_body_bytes: int = 1 << 20  # 413 above
     max_inputs: int = 256  # texts in one request
     max_chars: int = 10_000  # characters in one text (each of a pair)
+    max_queue: int = 1024  # inputs waiting for the pipeline; 503 above
+
+
+class QueueFull(Exception):
+    """The inputs waiting for the pipeline, with a request's, would be more than the limit: 503, retry later."""
 
 
 class ApiError(Exception):
@@ -83,14 +90,16 @@ class Stats:
     inputs: int = 0
     batches: int = 0  # pipeline calls
     largest_batch: int = 0  # inputs in the largest call
+    refused: int = 0  # requests answered 503 as the queue was full
 
 
 class Batcher:
     """One worker task: queued requests -> one pipeline call per collected batch -> each request's slice."""
 
-    def __init__(self, pipe, window_ms: float = 5.0, max_batch: int = 64):
-        self.pipe, self.window, self.max_batch = pipe, window_ms / 1000, max_batch
+    def __init__(self, pipe, window_ms: float = 5.0, max_batch: int = 64, max_queue: int = 1024):
+        self.pipe, self.window, self.max_batch, self.max_queue = pipe, window_ms / 1000, max_batch, max_queue
         self.stats = Stats()
+        self.queued = 0  # inputs of the requests in the queue (a parsed request holds ~4 bytes a character)
         self._queue: asyncio.Queue[Job] | None = None
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -112,22 +121,40 @@ class Batcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
+    def check_room(self, inputs: int = 1) -> None:
+        """QueueFull unless `inputs` more fit into the queue."""
+        if self.queued + inputs > self.max_queue:
+            self.stats.refused += 1
+            raise QueueFull(f"the server is busy: {self.queued} inputs wait for the model (at most {self.max_queue} "
+                            f"may); retry later")
+
     async def predict(self, inputs: list, tasks: tuple[str, ...], all_scores: bool) -> tuple[list[dict], list[int]]:
-        """The inputs' predictions, and which of them were truncated."""
+        """The inputs' predictions, and which of them were truncated; QueueFull if they do not fit."""
         if self._worker is None:  # an ASGI server or client that skips the lifespan events
             await self.start()
+        self.check_room(len(inputs))
         loop = asyncio.get_running_loop()
         job = Job(inputs, tasks, all_scores, loop.create_future(), loop.time())
         self.stats.requests += 1
         self.stats.inputs += len(inputs)
         self._queue.put_nowait(job)
+        self.queued += len(inputs)
         return await job.future
+
+    async def _next(self, wait: float | None) -> Job:
+        """The next queued job (waiting up to `wait` seconds; None: as long as it takes, 0: only one queued)."""
+        if wait is None:
+            job = await self._queue.get()
+        else:
+            job = self._queue.get_nowait() if wait <= 0 else await asyncio.wait_for(self._queue.get(), wait)
+        self.queued -= len(job.inputs)
+        return job
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         held: Job | None = None  # a request that did not fit into the previous batch
         while True:
-            first = held or await self._queue.get()
+            first = held or await self._next(None)
             held = None
             if first.future.done():  # its client went away
                 continue
@@ -136,7 +163,7 @@ class Batcher:
             while size < self.max_batch:
                 wait = deadline - loop.time()
                 try:
-                    job = self._queue.get_nowait() if wait <= 0 else await asyncio.wait_for(self._queue.get(), wait)
+                    job = await self._next(wait)
                 except (asyncio.QueueEmpty, asyncio.TimeoutError):
                     break
                 if job.future.done():
@@ -318,7 +345,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     `revision` and `commit`: of a hub id, what was asked for and what was loaded. app.state.batcher.stats
     counts requests and pipeline calls."""
     served = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
-    batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch)
+    batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch, max_queue=limits.max_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -339,8 +366,13 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     async def http_error(request, e: StarletteHTTPException):  # 404, 405 ...: the same JSON shape
         return JSONResponse({"error": str(e.detail)}, status_code=e.status_code, headers=e.headers)
 
+    @app.exception_handler(QueueFull)
+    async def queue_full(request, e: QueueFull):  # (uvicorn reads and drops a body left unread)
+        return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": "1"})
+
     @app.post("/predict")
     async def predict(request: Request):
+        batcher.check_room()  # a full queue: not even the body is read
         inputs, request_tasks, all_scores = parse_request(await read_body(request, limits.max_body_bytes), served,
                                                           limits)
         answer = asyncio.create_task(batcher.predict(inputs, request_tasks, all_scores))
@@ -368,7 +400,8 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     @app.get("/health")
     async def health():
         s = batcher.stats
-        return {"status": "ok", "requests": s.requests, "inputs": s.inputs, "batches": s.batches}
+        return {"status": "ok", "requests": s.requests, "inputs": s.inputs, "batches": s.batches,
+                "queued": batcher.queued, "refused": s.refused}
 
     info = {
         "model": model_name,
@@ -380,7 +413,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
         "precision": pipe.precision.as_dict(),
         "max_length": pipe.max_length,
         "limits": {"max_body_bytes": limits.max_body_bytes, "max_inputs": limits.max_inputs,
-                   "max_chars": limits.max_chars},
+                   "max_chars": limits.max_chars, "max_queue": limits.max_queue},
         "batching": {"window_ms": window_ms, "max_batch": max_batch, "pipeline_batch_size": pipe.batch_size},
     }
 
@@ -399,6 +432,8 @@ def check_args(args) -> None:
     for name in ("max_batch", "batch_size", "max_body_bytes", "max_inputs", "max_chars"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')}: must be at least 1 (got {getattr(args, name)})")
+    if args.max_queue < args.max_inputs:  # a request of --max-inputs inputs would never fit
+        raise UserError(f"--max-queue: must be at least --max-inputs ({args.max_inputs}; got {args.max_queue})")
     if not 0 <= args.batch_window_ms <= 10_000:  # inf held every request, nan was taken as 0
         raise UserError(f"--batch-window-ms: must be from 0 to 10000 (got {args.batch_window_ms})")
     if not 0 <= args.port <= 65535:
@@ -436,7 +471,7 @@ def serve(args, sock: socket.socket) -> int:
     model, tokenizer = load_model(args.model, revision=args.revision)
     pipe = MultiTaskPipeline(model, tokenizer, precision=args.precision, batch_size=args.batch_size)
     tasks = requested_tasks(args.tasks, pipe.tasks)
-    limits = Limits(args.max_body_bytes, args.max_inputs, args.max_chars)
+    limits = Limits(args.max_body_bytes, args.max_inputs, args.max_chars, args.max_queue)
     commit = None if Path(args.model).expanduser().exists() else loaded_commit(args.model, args.revision)
     app = create_app(pipe, tasks=tasks, limits=limits, window_ms=args.batch_window_ms, max_batch=args.max_batch,
                      model_name=args.model, metrics=card_metrics(args.model, args.revision),

@@ -104,6 +104,7 @@ def test_health_and_info(client, pipe):
     assert info["tasks"]["ner"]["metrics"] == {"validation": {"seqeval_f1": 0.5}, "test": {"seqeval_f1": 0.4}}
     assert info["tasks"]["score"]["metrics"] == {}
     assert info["precision"]["used"] == "fp32" and info["limits"]["max_inputs"] == 5
+    assert info["limits"]["max_queue"] == 1024 and health.json()["queued"] == 0
 
 
 @pytest.mark.parametrize("content,status,field", [
@@ -346,6 +347,62 @@ def test_a_request_whose_client_went_away_is_dropped_from_the_queue():
     assert pipe.calls == [["slow"], ["next"]]  # the request of the client that left was never computed
 
 
+def test_a_full_queue_is_a_503_with_retry_after_before_the_body_is_read():
+    """The queue was unbounded: 400 clients of 1 MiB each held ~1.1 MB apiece (RSS 460 -> 910 MB)."""
+    import asyncio
+
+    release = threading.Event()
+
+    class Slow(FailingPipeline):
+        def __call__(self, inputs, **options):
+            if "slow" in inputs:
+                release.wait(30)
+            return super().__call__(inputs, **options)
+
+    pipe = Slow()
+    app = create_app(pipe, window_ms=0, max_batch=1, limits=Limits(max_inputs=2, max_queue=3))
+
+    async def post(texts: list[str]) -> tuple[dict, bool]:
+        """A raw ASGI POST /predict: (its response start, whether its body was read)."""
+        messages = [{"type": "http.request", "body": json.dumps({"inputs": texts}).encode(), "more_body": False}]
+        sent = []
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await asyncio.sleep(60)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "root_path": "",
+                 "query_string": b"", "headers": [(b"content-type", b"application/json")], "http_version": "1.1",
+                 "scheme": "http", "server": ("testserver", 80), "client": ("client", 1)}
+        await app(scope, receive, send)
+        return sent[0], not messages
+
+    async def main():
+        slow = asyncio.create_task(post(["slow"]))  # holds the one pipeline thread: not waiting
+        await asyncio.sleep(0.3)
+        queued = [asyncio.create_task(post(["a", "b"]))]  # 2 of 3 inputs waiting
+        await asyncio.sleep(0.1)
+        busy, read = await asyncio.wait_for(post(["c", "d"]), 5)  # 4 > 3: refused at once, once parsed
+        assert busy["status"] == 503 and (b"retry-after", b"1") in busy["headers"] and read
+        queued.append(asyncio.create_task(post(["e"])))  # 3 of 3
+        await asyncio.sleep(0.1)
+        assert app.state.batcher.queued == 3
+        busy, read = await asyncio.wait_for(post(["f"]), 5)  # full: refused before its body is read
+        assert busy["status"] == 503 and (b"retry-after", b"1") in busy["headers"] and not read
+        release.set()
+        for task in (slow, *queued):
+            assert (await asyncio.wait_for(task, 30))[0]["status"] == 200
+        assert app.state.batcher.queued == 0 and app.state.batcher.stats.refused == 2
+        await app.state.batcher.stop()
+
+    asyncio.run(main())
+    assert pipe.calls == [["slow"], ["a", "b"], ["e"]]
+
+
 def test_card_metrics_of_a_folder_without_a_card(tmp_path):
     assert card_metrics(str(tmp_path)) == {}
 
@@ -423,6 +480,8 @@ def test_option_mistakes_and_busy_port_need_no_heavy_import(model_dir):
     assert proc.returncode == 0 and "--batch-window-ms" in proc.stdout, proc.stderr
     proc = run_without_heavy_imports("serve", str(model_dir), "--max-batch", "0")
     assert proc.returncode == 2 and proc.stderr.startswith("error: --max-batch: must be at least 1"), proc.stderr
+    proc = run_without_heavy_imports("serve", str(model_dir), "--max-queue", "100")  # a full request never fits
+    assert proc.returncode == 2 and proc.stderr == "error: --max-queue: must be at least --max-inputs (256; got 100)\n"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
