@@ -353,9 +353,10 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
         yield
         await batcher.stop()
 
-    # no /docs (its page loads from a CDN, which an offline server cannot reach) and no redirect of /predict/
+    # no /docs (its page loads from a CDN, which an offline server cannot reach), so no /openapi.json for it
+    # either (/info says what the server serves), and no redirect of /predict/
     app = FastAPI(title="mtnlp", summary=f"{model_name}: {', '.join(served)}", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, redirect_slashes=False)
+                  redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.batcher = batcher
 
     @app.exception_handler(ApiError)
