@@ -164,6 +164,17 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
                             f"(known: {', '.join(labels[:20])}{f', ... ({len(labels)} in all)' if len(labels) > 20 else ''})")
 
 
+def warn_of_case_twins(labels: list[str], source: str) -> None:
+    """A warning for labels that differ only in case (Technical, technical): each is a label of its own."""
+    twins = {}
+    for label in labels:
+        twins.setdefault(label.casefold(), []).append(label)
+    for names in (names for names in twins.values() if len(names) > 1):
+        warnings.warn(f"{source}: labels {' and '.join(map(repr, names))} differ only in case: they are "
+                      f"{len(names)} labels (write them alike if they are one)", stacklevel=3)
+        return
+
+
 def same_number(a: str, b: str) -> bool:
     """Whether two label texts are one number written two ways (1 and 1.0)."""
     try:
@@ -251,6 +262,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     if derived and stream is None:
         labels = kind.label_set(rows_of(raw["train"]))
+        warn_of_case_twins(labels, sources["train"])
     if derived and len(labels) < kind.min_labels:
         raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
                         f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels}")

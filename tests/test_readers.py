@@ -108,6 +108,19 @@ def test_a_csv_separated_by_semicolons_and_a_parquet_file_are_pointed_out(tmp_pa
     raises_at(parquet, None, "Parquet files are read as a data set folder", "give the folder as data.hub")
 
 
+def test_labels_that_differ_only_in_case_are_pointed_out(tmp_path, recwarn):
+    """'Technical' and 'technical' were two labels without a word (the table said labels 7)."""
+    write(tmp_path, "t.csv", "text,label\na,Technical\nb,technical\nc,billing\nd,Billing\ne,other\n")
+    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
+                                                               "data_dir": str(tmp_path), "tasks": {"t": {
+                                                                   "type": "classification", "data": {"train": "t.csv"}}}})))
+    raw = read_task(recipe, "t", recipe.tasks["t"], splits=("train",))
+    assert raw.labels == ["Billing", "Technical", "billing", "other", "technical"]
+    said = [str(w.message) for w in recwarn if "differ only in case" in str(w.message)]
+    assert said == [f"{tmp_path / 't.csv'}: labels 'Billing' and 'billing' differ only in case: they are 2 labels "
+                    "(write them alike if they are one)"]
+
+
 def test_a_number_written_two_ways_is_named_when_a_label_is_unseen():
     """pandas writes an int column with a missing value as 1.0: the error named '1' unknown among 1.0, 2.0."""
     import pyarrow as pa
