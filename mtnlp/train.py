@@ -38,7 +38,7 @@ from . import families, hub, precision, report
 from .batches import StreamBatches, TaskBatches
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
 from .data import RawTask, TaskData, load_task, model_rows, rows_signature, split_facts
-from .encoders import load_tokenizer, resolve_encoder
+from .encoders import custom_code_problem, load_tokenizer, resolve_encoder
 from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .folders import STATE_FILE, hold_run_folder, release_run_folder
@@ -258,6 +258,8 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
         else:
             model = MultiTaskModel.from_encoder(encoder, heads, sharing=sharing)
     except ValueError as e:  # a sharing setting that does not fit this encoder
+        if custom := custom_code_problem(encoder, e):
+            raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {custom}") from None
         key = e.key if isinstance(e, SharingError) else "model.init_from" if source else "mtl.sharing"
         raise UserError(f"{recipe.where(key)}: {str(e).splitlines()[0]}") from None
     limit = families.max_tokens(model.config.encoder)
