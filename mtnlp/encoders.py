@@ -3,6 +3,7 @@ tokenizer can be the model's (fast, with a vocabulary and a pad token; fit for a
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +72,25 @@ def custom_code_problem(name: str, error: Exception) -> str | None:
     where = " and ".join(naming) or "its config (auto_map)"
     return (f"{where} names custom Python code to load it with, which mtnlp never runs: use a model whose classes "
             "transformers has")
+
+
+def vocabulary_problem(tokenizer, encoder_config) -> str | None:
+    """Why `tokenizer` cannot feed the encoder: an id it gives past the encoder's embeddings (an IndexError at
+    prediction time, for any text holding that token), or None."""
+    largest = max(tokenizer.get_vocab().values(), default=-1)
+    vocab_size = getattr(encoder_config, "vocab_size", None)
+    if isinstance(vocab_size, int) and largest >= vocab_size:
+        return (f"its tokenizer gives token ids up to {largest:,}, not below the encoder's vocab_size of "
+                f"{vocab_size:,}: tokenizer.json is not the model's (or a token was added without resizing the model)")
+    return None
+
+
+def pickle_refusal(error: Exception) -> str:
+    """A one-line refusal of pickled weights that torch's weights_only loading would not unpickle."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    what = f" (it calls {found[1]})" if found else ""
+    return (f"its pickled weights (pytorch_model.bin) were refused: the pickle holds more than tensors{what}, and "
+            "mtnlp never runs a pickle's code; use weights saved as model.safetensors")
 
 
 def tokenizer_problem(tokenizer) -> str | None:

@@ -121,7 +121,7 @@ def model_step(folder: Path) -> int | None:
     """The training step of the model in `folder`, as its config.json says (None where it does not)."""
     try:
         step = json.loads((folder / "config.json").read_text(encoding="utf-8"))["mtnlp"]["step"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
         return None
     return step if isinstance(step, int) else None
 
@@ -143,7 +143,7 @@ def unfinished_run(run_dir: Path) -> str | None:
     steps = [checkpoint_step(p) for p in complete_checkpoints(run_dir / "checkpoints")]
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return "stopped before it finished: no metrics.json"
     trained = metrics.get("steps", {}).get("trained") if isinstance(metrics, dict) else None
     if isinstance(trained, int) and steps and max(steps) > trained:  # (older metrics.json: no steps trained)
@@ -204,7 +204,7 @@ def encoder_folder_problem(path: Path) -> str | None:
         return "not a model folder (no config.json)"
     try:
         model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError) as e:  # (nested too deeply)
         return f"cannot read its config.json: {first_line(e)}"
     if model_type == MODEL_TYPE:
         return "an mtnlp multi-task model" + start
@@ -247,7 +247,7 @@ def check_model_folder(model_dir: Path) -> None:
         raise UserError(f"{model_dir}: not a model folder (no config.json)")
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise UserError(f"{model_dir / 'config.json'}: cannot read: {first_line(e)}") from None
     check_multitask_config(model_dir, config if isinstance(config, dict) else {})
     if (config.get("mtnlp") or {}).get("onnx"):
@@ -273,19 +273,29 @@ def safetensors_problem(path: Path) -> str | None:
         return None
     size = path.stat().st_size
     try:
+        header = safetensors_header(path)
         with open(path, "rb") as f:
             length = int.from_bytes(f.read(8), "little")
-            if size < 8 or length > size - 8:
-                raise ValueError("cut short: its header is longer than the file")
-            header = json.loads(f.read(length))
-        if not isinstance(header, dict):
-            raise ValueError("its header is not a JSON object")
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    except (OSError, ValueError, TypeError, KeyError, IndexError) as e:
+    except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError) as e:
         return f"not a readable safetensors file ({first_line(e)})"
     if 8 + length + end != size:
         return f"cut short or damaged: {size:,} bytes, where its header describes {8 + length + end:,}"
     return None
+
+
+def safetensors_header(path) -> dict:
+    """A safetensors file's header (tensor name -> dtype, shape, data_offsets), read without the tensors; a
+    ValueError when it cannot be read."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        if size < 8 or length > size - 8:
+            raise ValueError("cut short: its header is longer than the file")
+        header = json.loads(f.read(length))
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    return header
 
 
 def in_task_order(tasks: dict, order: list | None) -> dict:

@@ -68,6 +68,43 @@ class MultiTaskConfig(PreTrainedConfig):
         return {**super().to_dict(), "task_order": list(self.tasks or {})}
 
 
+class ConfigMismatch(ValueError):
+    """A saved model whose config.json does not fit its weights; str() names the folder."""
+
+
+def check_layer_count(name, config: dict, hub: dict) -> None:
+    """A ConfigMismatch when config.json asks for more or fewer encoder layers than model.safetensors holds,
+    read from its header before anything is built (transformers would build every missing layer with random
+    weights: 100000 of them took more than 8 GB). Only where the family says where its layers are (an
+    unknown family's layers may be shared, as ALBERT's are), and only for an unsharded weights file."""
+    from transformers.utils import cached_file
+
+    from .folders import safetensors_header
+
+    encoder = config.get("encoder")
+    if not isinstance(encoder, dict):
+        return
+    family = families.BY_MODEL_TYPE.get(encoder.get("model_type"))
+    wanted = encoder.get("num_hidden_layers", encoder.get("n_layers"))  # (DistilBERT's name)
+    if family is None or family.layers is None or not isinstance(wanted, int):
+        return
+    try:
+        path = cached_file(name, "model.safetensors", _raise_exceptions_for_missing_entries=False, **hub)
+        header = safetensors_header(path) if path else None
+    except (OSError, ValueError, RecursionError):
+        return  # transformers' own loading says what is wrong (no such file, offline, damaged)
+    if header is None:
+        return
+    prefix = f"{MultiTaskModel.base_model_prefix}.{family.layers}."
+    shared = {key[len(prefix):].split(".", 1)[0] for key in header if key.startswith(prefix)}
+    task_sharing = config.get("sharing") if isinstance(config.get("sharing"), dict) else {}
+    top = task_sharing.get("layers", 0) if task_sharing.get("type") == "task_layers" else 0
+    held = len(shared) + (top if isinstance(top, int) else 0)
+    if wanted != held:
+        raise ConfigMismatch(f"{name}: config.json does not fit its weights (its encoder has {wanted:,} layers, "
+                             f"the weights hold {held:,})")
+
+
 def encoder_config(config: PreTrainedConfig) -> dict:
     """An encoder's config as a multi-task model keeps it, without where it was loaded from: config.json is
     pushed with the model, and that may be a local path (/home/...)."""
@@ -273,21 +310,36 @@ class MultiTaskModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """transformers' from_pretrained, except that saved head weights which do not fit the heads (a
-        non-BERT model saved before heads became the family's own) are an error, not fresh random heads."""
+        """transformers' from_pretrained, except that weights which do not fit the config are an error
+        (ConfigMismatch), not random ones: saved heads of an older layout (a non-BERT model saved before heads
+        became the family's own), and any other missing or unexpected weight or size (a config.json edited by
+        hand, or made to exhaust memory: more layers than the weights hold are refused before any is built)."""
         if args and "config" not in kwargs:  # e.g. the base encoder's folder, given instead of a trained model's
             hub = {k: v for k, v in kwargs.items() if k in ("revision", "token", "cache_dir", "local_files_only",
                                                             "force_download", "subfolder", "proxies")}
-            saved = PreTrainedConfig.get_config_dict(args[0], **hub)[0].get("model_type")
-            if saved != MODEL_TYPE:
-                raise ValueError(f"{args[0]}: a {saved or 'model of no model_type'} checkpoint, not an mtnlp multi-task "
-                                 "model; MultiTaskModel.from_encoder(it, tasks) builds one on its encoder")
+            saved = PreTrainedConfig.get_config_dict(args[0], **hub)[0]
+            if saved.get("model_type") != MODEL_TYPE:
+                raise ValueError(f"{args[0]}: a {saved.get('model_type') or 'model of no model_type'} checkpoint, not "
+                                 "an mtnlp multi-task model; MultiTaskModel.from_encoder(it, tasks) builds one on its encoder")
+            check_layer_count(args[0], saved, hub)
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        stale = sorted(k for k in set(info["missing_keys"]) | set(info["unexpected_keys"]) if k.startswith("heads."))
+        try:
+            model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        except RuntimeError as e:  # transformers: a weight whose shape differs from the config's
+            if "ignore_mismatched_sizes" not in str(e):
+                raise
+            raise ConfigMismatch(f"{args[0] if args else 'the model'}: config.json does not fit its weights (a size it "
+                                 "gives, e.g. hidden_size, vocab_size, a task's labels or max_position_embeddings, "
+                                 "differs from the weights')") from None
+        missing, unexpected = set(info["missing_keys"]), set(info["unexpected_keys"])
+        stale = sorted(k for k in missing | unexpected if k.startswith("heads."))
         if stale:
-            raise ValueError(f"the saved heads do not fit this version's {model.family.name} heads "
-                             f"(e.g. {stale[0]}): the model was saved by an older mtnlp; train it again")
+            raise ConfigMismatch(f"the saved heads do not fit this version's {model.family.name} heads "
+                                 f"(e.g. {stale[0]}): the model was saved by an older mtnlp; train it again")
+        if missing or unexpected:
+            key = sorted(missing | unexpected)[0]
+            raise ConfigMismatch(f"{args[0] if args else 'the model'}: config.json does not fit its weights "
+                                 f"({'no weight' if key in missing else 'a weight it has no place for'}: {key})")
         return (model, info) if want_info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):

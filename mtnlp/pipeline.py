@@ -12,6 +12,7 @@ sequence heads then read the whole text, as training did. Batches are padded on 
 from __future__ import annotations
 
 import numbers
+import pickle
 import threading
 import warnings
 import weakref
@@ -24,9 +25,9 @@ from transformers import AutoTokenizer
 
 from . import families
 from . import precision as precision_policy
-from .encoders import custom_code_problem, is_local_path, tokenizer_problem
+from .encoders import custom_code_problem, is_local_path, pickle_refusal, tokenizer_problem, vocabulary_problem
 from .folders import check_model_folder, check_multitask_config, is_onnx_folder, refuse_run_folder
-from .modeling import MultiTaskModel, evaluating, to_device
+from .modeling import ConfigMismatch, MultiTaskModel, evaluating, to_device
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem, truncating,
                          valid_unicode)
@@ -306,12 +307,14 @@ def load_pretrained(name: str, **hub_kwargs):
         model = OnnxMultiTaskModel(name) if onnx else MultiTaskModel.from_pretrained(name, **hub_kwargs)
         loading = "tokenizer"
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False, **({} if onnx else hub_kwargs))
-        if problem := tokenizer_problem(tokenizer):
+        if problem := tokenizer_problem(tokenizer) or vocabulary_problem(tokenizer, model.config.encoder):
             raise UserError(f"{name}: {problem}")
         return model, tokenizer
     except (OSError, ValueError) as e:
         if custom := custom_code_problem(name, e):
             raise UserError(f"{name}: {custom}") from None
+        if isinstance(e, ConfigMismatch) and str(e).startswith(f"{name}: "):
+            raise UserError(first_line(e)) from None
         if not path.exists() and any(isinstance(c, LocalEntryNotFoundError) for c in causes(e)):
             if constants.HF_HUB_OFFLINE:
                 raise NotFound(f"{name}: not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is "
@@ -331,6 +334,11 @@ def load_pretrained(name: str, **hub_kwargs):
         raise UserError(f"{name}: not an mtnlp model folder or hub repository ({first_line(e)})") from None
     except (SafetensorError, *onnx_errors()) as e:  # a damaged or cut-off weights file
         raise UserError(f"{name}: cannot read its weights ({first_line(e)})") from None
+    except pickle.UnpicklingError as e:  # pickled weights (a hub repository's) holding more than tensors
+        raise UserError(f"{name}: {pickle_refusal(e)}") from None
+    except RecursionError:  # a JSON file nested too deeply for Python's json module
+        raise UserError(f"{name}: its {'config.json' if loading == 'model' else 'tokenizer.json'} nests too deeply "
+                        "to read (arrays or objects inside each other)") from None
     except (KeyError, TypeError, AttributeError) as e:  # a config.json edited by hand: a task without labels, ...
         if loading == "tokenizer":  # a damaged tokenizer.json (KeyError: 'added_tokens')
             raise UserError(f"{name}: its tokenizer does not load (a damaged tokenizer.json? {type(e).__name__}: "

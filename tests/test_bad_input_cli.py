@@ -449,6 +449,103 @@ def predict_a_model_whose_tokenizer_json_is_damaged(c: Ctx):
                                                          "KeyError: 'added_tokens')"]
 
 
+def edited_config(c: Ctx, edit: Callable[[dict], None]) -> Path:
+    """A copy of the model whose config.json `edit` changed."""
+    import json
+
+    model = copy_of_the_model(c)
+    config = json.loads((model / "config.json").read_text())
+    edit(config)
+    (model / "config.json").write_text(json.dumps(config))
+    return model
+
+
+def edited_weights(c: Ctx, edit: Callable[[dict], None]) -> Path:
+    """A copy of the model whose model.safetensors `edit` changed (a dict of tensors)."""
+    from safetensors.torch import load_file, save_file
+
+    model = copy_of_the_model(c)
+    weights = load_file(model / "model.safetensors")
+    edit(weights)
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    return model
+
+
+def predict_a_model_whose_config_has_more_layers_than_its_weights(c: Ctx):
+    # transformers built each missing layer with random weights: 3 for 2 predicted at random, 100000 took 8 GB
+    model = edited_config(c, lambda config: config["encoder"].update(num_hidden_layers=100_000))
+    return ["predict", str(model), "text"], f"{model}:", ["config.json does not fit its weights (its encoder has "
+                                                         "100,000 layers, the weights hold 2)"]
+
+
+def predict_a_model_whose_weights_lack_an_encoder_weight(c: Ctx):
+    model = edited_weights(c, lambda weights: weights.pop("encoder.embeddings.LayerNorm.bias"))  # was: a random one
+    return ["predict", str(model), "text"], f"{model}:", ["config.json does not fit its weights (no weight: "
+                                                         "encoder.embeddings.LayerNorm.bias)"]
+
+
+def predict_a_model_whose_weights_have_one_it_has_no_place_for(c: Ctx):
+    import torch
+
+    model = edited_weights(c, lambda weights: weights.update({"encoder.extra.weight": torch.zeros(2)}))
+    return ["predict", str(model), "text"], f"{model}:", ["config.json does not fit its weights (a weight it has no "
+                                                         "place for: encoder.extra.weight)"]
+
+
+def predict_a_model_whose_config_sizes_do_not_fit_its_weights(c: Ctx):
+    # a RuntimeError traceback pointing at a report transformers' quieted logging did not show
+    model = edited_config(c, lambda config: config["encoder"].update(intermediate_size=128))
+    return ["predict", str(model), "text"], f"{model}:", ["config.json does not fit its weights (a size it gives"]
+
+
+def predict_a_model_whose_config_json_nests_too_deeply(c: Ctx):
+    model = edited_config(c, lambda config: None)  # a RecursionError traceback
+    text = (model / "config.json").read_text()
+    (model / "config.json").write_text(text[:-1] + ', "junk": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    return ["predict", str(model), "text"], f"{model / 'config.json'}:", ["cannot read", "recursion"]
+
+
+def predict_a_model_whose_tokenizer_json_nests_too_deeply(c: Ctx):
+    model = copy_of_the_model(c)  # a RecursionError traceback from transformers' tokenizer loading
+    text = (model / "tokenizer.json").read_text().rstrip()
+    (model / "tokenizer.json").write_text(text[:-1] + ', "junk": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    return ["predict", str(model), "text"], f"{model}:", ["its tokenizer.json nests too deeply to read"]
+
+
+def predict_a_model_whose_tokenizer_has_ids_past_the_encoders_vocabulary(c: Ctx):
+    from transformers import AutoTokenizer
+
+    model = copy_of_the_model(c)  # loaded, then an IndexError traceback for any text holding the added token
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.add_tokens(["zzzadded"])
+    tokenizer.save_pretrained(model)
+    return ["predict", str(model), "a zzzadded film"], f"{model}:", [
+        f"its tokenizer gives token ids up to {len(tokenizer) - 1:,}, not below the encoder's vocab_size of "
+        f"{len(tokenizer) - 1:,}"]
+
+
+class Payload:
+    """Unpickling this would run code (torch's weights_only loading refuses it)."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path("/tmp/mtnlp-pwned"),))
+
+
+def encoder_with_pickled_weights_that_hold_code(c: Ctx):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    encoder = Path(shutil.copytree(c.encoder, c.folder / "encoder"))  # was: a 51-line UnpicklingError traceback
+    weights = load_file(encoder / "model.safetensors")
+    (encoder / "model.safetensors").unlink()
+    torch.save({**weights, "evil": Payload()}, encoder / "pytorch_model.bin")
+    recipe = c.recipe()
+    return train(recipe, f"model.encoder={encoder}"), f"{recipe} (command-line override):", \
+        [f"model.encoder: {encoder}: its pickled weights (pytorch_model.bin) were refused"]
+
+
 def serve_batch_window_infinite(c: Ctx):
     # inf held every request forever
     return ["serve", str(c.model), "--port", "0", "--batch-window-ms", "inf"], "--batch-window-ms:", \
@@ -460,6 +557,10 @@ CASES = [Case(f.__name__, f) for f in (
     predict_tasks_ending_with_a_comma,
     predict_a_checkpoint_folder, predict_a_file_as_the_model, push_weights_cut_short,
     predict_config_without_a_tasks_labels, predict_a_model_whose_tokenizer_json_is_damaged, serve_batch_window_infinite,
+    predict_a_model_whose_config_has_more_layers_than_its_weights, predict_a_model_whose_weights_lack_an_encoder_weight,
+    predict_a_model_whose_weights_have_one_it_has_no_place_for, predict_a_model_whose_config_sizes_do_not_fit_its_weights,
+    predict_a_model_whose_config_json_nests_too_deeply, predict_a_model_whose_tokenizer_json_nests_too_deeply,
+    predict_a_model_whose_tokenizer_has_ids_past_the_encoders_vocabulary, encoder_with_pickled_weights_that_hold_code,
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
     invalid_json_line, validation_from_train_leaving_no_training_example, tune_thresholds_without_a_validation_split, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,
