@@ -58,9 +58,10 @@ def with_custom_code(folder: Path, file: str, auto_map: dict, module: str, marke
 
     config = json.loads((folder / file).read_text())
     config["auto_map"] = auto_map
-    config.pop("tokenizer_class", None)
-    if file == "config.json":
+    if file == "config.json":  # (its tokenizer_config.json names a class of transformers: the model's load asks)
         config["model_type"] = "evilbert"
+    else:
+        config.pop("tokenizer_class", None)
     (folder / file).write_text(json.dumps(config))
     (folder / f"{module}.py").write_text(
         f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
