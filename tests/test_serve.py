@@ -1,6 +1,7 @@
 """`mtnlp serve`: /predict answers what `mtnlp predict` prints, limits and errors are 4xx JSON naming the
 field, concurrent requests share pipeline calls, and a real server process stops cleanly on SIGTERM."""
 
+import asyncio
 import contextlib
 import json
 import math
@@ -67,6 +68,26 @@ def assert_same(got, expected, where="predictions"):
         assert math.isclose(got, expected, abs_tol=1e-5), (where, got, expected)
     else:
         assert got == expected, where
+
+
+def asgi_post(app, messages: list[dict], leave: asyncio.Event | None = None):
+    """A raw ASGI POST /predict that receives `messages`, then a disconnect once `leave` is set (or after a
+    minute): (the app's coroutine, what it sent)."""
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await (leave.wait() if leave else asyncio.sleep(60))
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "root_path": "",
+             "query_string": b"", "headers": [(b"content-type", b"application/json")], "http_version": "1.1",
+             "scheme": "http", "server": ("testserver", 80), "client": ("client", 1)}
+    return app(scope, receive, send), sent
 
 
 def cli_predictions(model_dir, tmp_path, texts, *options):
@@ -281,6 +302,19 @@ class FailingPipeline:
         return [{"sentiment": {"label": "positive", "score": len(text) / 100}} for text in inputs]
 
 
+class SlowPipeline(FailingPipeline):
+    """Holds any call that includes the text "slow" until `release` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def __call__(self, inputs, **options):
+        if "slow" in inputs:
+            self.release.wait(30)
+        return super().__call__(inputs, **options)
+
+
 def test_a_failing_input_fails_only_its_own_request():
     pipe = FailingPipeline()
     app = create_app(pipe, window_ms=2000, max_batch=3)
@@ -297,37 +331,15 @@ def test_a_failing_input_fails_only_its_own_request():
 def test_a_request_whose_client_went_away_is_dropped_from_the_queue():
     """Starlette does not cancel an endpoint whose client disconnected: a request queued behind a slow one
     was computed anyway, and clients that time out and retry piled up work."""
-    import asyncio
-
-    release = threading.Event()
-
-    class Slow(FailingPipeline):
-        def __call__(self, inputs, **options):
-            if "slow" in inputs:
-                release.wait(30)
-            return super().__call__(inputs, **options)
-
-    pipe = Slow()
+    pipe = SlowPipeline()
+    release = pipe.release
     app = create_app(pipe, window_ms=0, max_batch=1)
 
     async def post(text: str, leave: asyncio.Event) -> int:
         """A raw ASGI POST /predict whose client disconnects once `leave` is set; the response status."""
-        messages = [{"type": "http.request", "body": json.dumps({"inputs": [text]}).encode(), "more_body": False}]
-        sent = []
-
-        async def receive():
-            if messages:
-                return messages.pop(0)
-            await leave.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "root_path": "",
-                 "query_string": b"", "headers": [(b"content-type", b"application/json")], "http_version": "1.1",
-                 "scheme": "http", "server": ("testserver", 80), "client": ("client", 1)}
-        await app(scope, receive, send)
+        call, sent = asgi_post(app, [{"type": "http.request", "body": json.dumps({"inputs": [text]}).encode(),
+                                      "more_body": False}], leave)
+        await call
         return sent[0]["status"]
 
     async def main():
@@ -349,36 +361,16 @@ def test_a_request_whose_client_went_away_is_dropped_from_the_queue():
 
 def test_a_full_queue_is_a_503_with_retry_after_before_the_body_is_read():
     """The queue was unbounded: 400 clients of 1 MiB each held ~1.1 MB apiece (RSS 460 -> 910 MB)."""
-    import asyncio
 
-    release = threading.Event()
-
-    class Slow(FailingPipeline):
-        def __call__(self, inputs, **options):
-            if "slow" in inputs:
-                release.wait(30)
-            return super().__call__(inputs, **options)
-
-    pipe = Slow()
+    pipe = SlowPipeline()
+    release = pipe.release
     app = create_app(pipe, window_ms=0, max_batch=1, limits=Limits(max_inputs=2, max_queue=3))
 
     async def post(texts: list[str]) -> tuple[dict, bool]:
         """A raw ASGI POST /predict: (its response start, whether its body was read)."""
         messages = [{"type": "http.request", "body": json.dumps({"inputs": texts}).encode(), "more_body": False}]
-        sent = []
-
-        async def receive():
-            if messages:
-                return messages.pop(0)
-            await asyncio.sleep(60)
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "root_path": "",
-                 "query_string": b"", "headers": [(b"content-type", b"application/json")], "http_version": "1.1",
-                 "scheme": "http", "server": ("testserver", 80), "client": ("client", 1)}
-        await app(scope, receive, send)
+        call, sent = asgi_post(app, messages)
+        await call
         return sent[0], not messages
 
     async def main():
@@ -563,7 +555,6 @@ def test_a_model_whose_heads_read_no_texts_is_served(own_model_dir):
 def test_a_client_gone_mid_body_and_a_shutdown_that_runs_out_get_answers_not_tracebacks():
     """A body cut short by its client logged a ClientDisconnect traceback; a request still waiting when uvicorn's
     graceful shutdown (60 s) ran out got a plain-text 500 and a CancelledError traceback."""
-    import asyncio
 
     release = threading.Event()
 
@@ -574,28 +565,12 @@ def test_a_client_gone_mid_body_and_a_shutdown_that_runs_out_get_answers_not_tra
 
     app = create_app(Slow(), window_ms=0, max_batch=1)
 
-    def request(messages):
-        sent = []
-
-        async def receive():
-            if messages:
-                return messages.pop(0)
-            await asyncio.sleep(60)
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "root_path": "",
-                 "query_string": b"", "headers": [(b"content-type", b"application/json")], "http_version": "1.1",
-                 "scheme": "http", "server": ("testserver", 80), "client": ("client", 1)}
-        return app(scope, receive, send), sent
-
     async def main():
-        cut, sent = request([{"type": "http.request", "body": b'{"inputs": [', "more_body": True},
+        cut, sent = asgi_post(app, [{"type": "http.request", "body": b'{"inputs": [', "more_body": True},
                              {"type": "http.disconnect"}])
         await asyncio.wait_for(cut, 5)  # no exception out of the app
         assert sent[0]["status"] == 499
-        waiting, sent = request([{"type": "http.request", "body": b'{"inputs": ["a"]}', "more_body": False}])
+        waiting, sent = asgi_post(app, [{"type": "http.request", "body": b'{"inputs": ["a"]}', "more_body": False}])
         task = asyncio.create_task(waiting)
         await asyncio.sleep(0.3)
         task.cancel()  # as uvicorn does when the graceful shutdown's time is up
