@@ -383,7 +383,8 @@ def _cut_long(tokenizer, texts: list, pairs: list | None, max_length: int, words
     for i in long:  # a 200 MB line tokenised whole took ~29 GB: the "whole" text is a prefix of some more tokens
         longer, *other = sorted(parts, key=lambda part: len(part[i]), reverse=True)
         if not other or len(other[0][i]) <= BOUND * keep:  # of a pair, the longer text, past the other's tokens
-            longer[i] = bounded(longer[i], keep + 4 * sum(map(len, other[0][i])) if other else keep, encode)
+            longer[i] = bounded(longer[i], keep + 4 * sum(map(len, other[0][i])) if other else keep, encode,
+                                functools.partial(whole_words, tokenizer))
     full = [encode([part[i] for i in long]) for part in parts]
     counts = [[len(enc.ids) for enc in encs] for encs in full]
     cuts = [[prefix(part[i], enc, keep) if n > keep else None for i, enc, n in zip(long, encs, ns)]
@@ -411,17 +412,30 @@ def _cut_long(tokenizer, texts: list, pairs: list | None, max_length: int, words
 BOUND = 64  # characters (or words) per token that a text is first cut to, growing until it has its tokens
 
 
-def bounded(value, tokens: int, encode):
-    """`value` (a text or a list of words) cut to a prefix of more than `tokens` tokens, whose first `tokens`
-    are the whole value's (a cut token at its end is 16 past them), or the whole value. (Of a pair, `tokens`
-    is past what the other text can have: 4 tokens per character, a byte-level BPE's most.)"""
+def bounded(value, tokens: int, encode, whole):
+    """`value` (a text or a list of words) cut to a prefix of more than `tokens` tokens that ends where a word
+    ends (a text: `whole` drops its last pre-token), so its tokens are the whole value's; or the whole value.
+    (Cut inside a word, a WordPiece [UNK] of a word over 100 characters became its piece's sub-tokens. Of a pair,
+    `tokens` is past what the other text can have: 4 tokens per character, a byte-level BPE's most.)"""
     limit = BOUND * tokens
     while len(value) > limit:
-        prefix = value[:limit]
+        prefix = value[:limit] if isinstance(value, list) else whole(value[:limit])
         if len(encode([prefix])[0].ids) > tokens + 16:
             return prefix
         limit *= 4
     return value
+
+
+def whole_words(tokenizer, text: str) -> str:
+    """`text` up to the start of its last word as the tokenizer's pre-tokenizer splits it (else at spaces)."""
+    pre = getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
+    if pre is not None:
+        words = pre.pre_tokenize_str(text)
+        return text[:words[-1][1][0]] if len(words) > 1 else ""
+    end = len(text)
+    while end and not text[end - 1].isspace():
+        end -= 1
+    return text[:end]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
