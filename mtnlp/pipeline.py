@@ -253,7 +253,7 @@ _WORDS = regex.compile(rf"""
     | \p{{Lu}}\p{{Ll}}?\.(?:\p{{Lu}}\p{{Ll}}?\.)+                           # Ph.D.
     | \b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|etc|Gen|Gov|Sen|Rep|Mt|Jan|Feb|Mar|Apr|Aug|Sept?|Oct|Nov|Dec)\.
     | \p{{Lu}}\.(?=\s+\p{{Lu}})                                     # an initial: George W. Bush
-    | (?=[\p{{L}}\p{{N}}.]*\p{{N}})\p{{L}}[\p{{L}}\p{{N}}]*(?:\.[\p{{L}}\p{{N}}]+)+  # v5.3  No.2  W167.5  (13.9 | m)
+    | (?=[\p{{L}}\p{{N}}.]{{0,32}}\p{{N}})\p{{L}}[\p{{L}}\p{{N}}]*(?:\.[\p{{L}}\p{{N}}]+)+  # v5.3  No.2  W167.5  (13.9 | m)
     | \p{{N}}+(?:[.,:/-]\p{{N}}+)+                                  # 1,000  3.5  12:30  713-853-3989
     | (?<![\p{{L}}\p{{N}}.])[.+]\p{{N}}+(?:[.,:/-]\p{{N}}+)*              # .500  +44  +0.05
     | (?<!\p{{L}})\p{{Lu}}{{1,2}}\$                                     # US$  HK$  C$
