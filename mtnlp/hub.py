@@ -304,12 +304,19 @@ def pushed_files(model_dir: Path) -> list[Path]:
     files = sorted(p for p in model_dir.rglob("*")
                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts))
     own = model_dir.resolve()
-    if own.parent.name == "snapshots":  # huggingface_hub's cache: models--NS--NAME/snapshots/REV -> ../../blobs
-        own = own.parent.parent
+    cache = own.parent.parent
+    blobs = cache / "blobs" if own.parent.name == "snapshots" and cache.name.startswith(("models--", "datasets--")) \
+        else None  # huggingface_hub's cache: models--NS--NAME/snapshots/REV/FILE -> ../../blobs/HASH
     for p in files:
-        if not p.resolve().is_relative_to(own):
-            raise UserError(f"{p}: a link to {p.resolve()}, outside the model folder: a push uploads the folder's own "
+        target = p.resolve()
+        if blobs is not None and target.parent == blobs:
+            continue
+        if not target.is_relative_to(own):
+            raise UserError(f"{p}: a link to {target}, outside the model folder: a push uploads the folder's own "
                             "files only (copy the file in, or remove the link)")
+        if any(part.startswith(".") for part in target.relative_to(own).parts):
+            raise UserError(f"{p}: a link to {target}, a hidden file, which a push leaves out (.git/ may hold a "
+                            "token): remove the link")
     return files
 
 

@@ -278,6 +278,12 @@ def test_push_refuses_a_link_to_a_file_outside_the_folder(run_dir, tmp_path, no_
     with pytest.raises(UserError, match="outside the model folder"):
         push(folder, "org/x")
     (folder / "extra" / "environ").unlink()
+    (folder / ".git").mkdir()
+    (folder / ".git" / "config").write_text("url = https://user:hf_token@hf.co/x")
+    (folder / "git-config.txt").symlink_to(folder / ".git" / "config")
+    with pytest.raises(UserError, match="git-config.txt: a link to .*config, a hidden file, which a push leaves out"):
+        push(folder, "org/x")
+    (folder / "git-config.txt").unlink()
     (folder / "extra" / "card.md").symlink_to(folder / "README.md")  # inside: uploaded
     assert folder / "extra" / "card.md" in pushed_files(folder)
     # huggingface_hub's cache: models--org--m/snapshots/REV/FILE -> ../../blobs/HASH
@@ -292,6 +298,15 @@ def test_push_refuses_a_link_to_a_file_outside_the_folder(run_dir, tmp_path, no_
                                                               "blobs", f"blob{i}"))
     assert [p.relative_to(snapshot) for p in pushed_files(snapshot)] == \
         [p.relative_to(folder) for p in pushed_files(folder) if p.name != "card.md"]
+    (snapshot / "key.txt").symlink_to(secret)  # out of the cache
+    with pytest.raises(UserError, match="key.txt: a link to .*id_ed25519, outside the model folder"):
+        pushed_files(snapshot)
+    (snapshot / "key.txt").unlink()
+    fake = tmp_path / "proj" / "snapshots" / "mymodel"  # named like a cache's snapshot, but no cache
+    fake.mkdir(parents=True)
+    (fake / "notes.md").symlink_to(Path("..", "..", "..", secret.name))
+    with pytest.raises(UserError, match="notes.md: a link to .*id_ed25519, outside the model folder"):
+        pushed_files(fake)
 
 
 def test_push_of_a_run_folder_names_its_model_folder(run_dir, no_network):
