@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default: 1048576, 1 MiB)")
     p.add_argument("--max-inputs", type=int, default=256, help="inputs in one request (default: 256)")
     p.add_argument("--max-chars", type=int, default=10_000, help="characters in one text (default: 10000)")
-    p.add_argument("--max-queue", type=int, default=1024,
-                   help="inputs waiting for the model; a request that would exceed it gets 503 (default: 1024)")
+    p.add_argument("--max-queue", type=int, help="inputs waiting for the model; a request that would exceed it "
+                                                 "gets 503 (default: 4 x --max-inputs, 1024)")
     p.add_argument("--access-log", action="store_true", help="log every request")
 
     args, extra = parser.parse_known_args(argv)

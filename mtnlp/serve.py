@@ -433,6 +433,8 @@ def check_args(args) -> None:
     for name in ("max_batch", "batch_size", "max_body_bytes", "max_inputs", "max_chars"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')}: must be at least 1 (got {getattr(args, name)})")
+    if args.max_queue is None:
+        args.max_queue = 4 * args.max_inputs
     if args.max_queue < args.max_inputs:  # a request of --max-inputs inputs would never fit
         raise UserError(f"--max-queue: must be at least --max-inputs ({args.max_inputs}; got {args.max_queue})")
     if not 0 <= args.batch_window_ms <= 10_000:  # inf held every request, nan was taken as 0

@@ -474,6 +474,14 @@ def test_option_mistakes_and_busy_port_need_no_heavy_import(model_dir):
     assert proc.returncode == 2 and proc.stderr.startswith("error: --max-batch: must be at least 1"), proc.stderr
     proc = run_without_heavy_imports("serve", str(model_dir), "--max-queue", "100")  # a full request never fits
     assert proc.returncode == 2 and proc.stderr == "error: --max-queue: must be at least --max-inputs (256; got 100)\n"
+    from types import SimpleNamespace
+
+    from mtnlp.serve import check_args
+
+    args = SimpleNamespace(max_batch=64, batch_size=32, max_body_bytes=1 << 20, max_inputs=2000, max_chars=10_000,
+                           max_queue=None, batch_window_ms=5, port=0)
+    check_args(args)  # a larger --max-inputs alone: the queue grows with it
+    assert args.max_queue == 8000
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
