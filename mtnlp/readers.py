@@ -37,7 +37,8 @@ def file_format(path: Path, spec: DataSpec) -> str:
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None and path.suffix.lower() == ".parquet":
         raise UserError(f"{path}: Parquet files are read as a data set folder: put the splits in a folder as "
-                        "train.parquet, validation.parquet, test.parquet and give the folder as data.hub")
+                        "train.parquet, validation.parquet, test.parquet and give the folder as data.hub, with "
+                        "train: train (validation: validation, test: test)")
     if fmt is None:
         open_text(path, spec.encoding).close()  # a compressed (or missing) file is said as such, not as a format
         raise UserError(f"{path}: unknown file format '{path.suffix}'; set data.format to one of: "
@@ -244,6 +245,9 @@ def delimited_records(path: Path, lines, delimiter: str, quoted: bool | None):
     except csv.Error as e:
         kind = "TSV" if delimiter == "\t" else "CSV"
         runs_on = f" (the record runs on to line {reader.line_num}: a quote left open?)" if reader.line_num > start else ""
+        if delimiter == "," and "',' expected after '\"'" in str(e):  # "text";"label"
+            runs_on += (" (fields separated by semicolons, as Excel writes CSV in some languages? Save it as "
+                        "\"CSV UTF-8 (comma delimited)\")")
         raise UserError(f"{path}:{start}: malformed {kind}: {e}{runs_on}") from None
 
 

@@ -104,8 +104,11 @@ def test_a_csv_separated_by_semicolons_and_a_parquet_file_are_pointed_out(tmp_pa
     message = raises_at(path, 1, "the header is one column, 'text;label': a file separated by semicolons",
                         'Save it as "CSV UTF-8 (comma delimited)"')
     assert "\n" not in message
+    quoted = write(tmp_path, "lo.csv", '"text";"label"\n"good film";"1"\n')  # LibreOffice quotes every field
+    raises_at(quoted, 1, "malformed CSV", "fields separated by semicolons", 'Save it as "CSV UTF-8 (comma delimited)"')
     parquet = write(tmp_path, "train.parquet", b"PAR1")
-    raises_at(parquet, None, "Parquet files are read as a data set folder", "give the folder as data.hub")
+    raises_at(parquet, None, "Parquet files are read as a data set folder", "give the folder as data.hub, with "
+              "train: train (validation: validation, test: test)")
 
 
 def test_labels_that_differ_only_in_case_are_pointed_out(tmp_path, recwarn):
@@ -885,6 +888,8 @@ def test_the_encoding_hint_names_cp1252_for_files_from_windows(tmp_path):
     message = raises_at(path, 2, "byte 0x80 is not valid utf-8; set data.encoding to the file's encoding (e.g. "
                                  "cp1252 for a file from Windows, latin-1 for ISO-8859-1)")
     assert "\n" not in message
+    quoted = write(tmp_path, "lo.csv", '"text";"label"\n"good film";"1"\n')  # LibreOffice quotes every field
+    raises_at(quoted, 1, "malformed CSV", "fields separated by semicolons", 'Save it as "CSV UTF-8 (comma delimited)"')
     assert read(path, encoding="cp1252")[0]["text"] == text
     assert read(path, encoding="latin-1")[0]["text"] != text  # why latin-1 is not the first suggestion
 
