@@ -9,9 +9,11 @@ per-task top layers). save_pretrained / from_pretrained rebuild everything from 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -91,9 +93,12 @@ def check_layer_count(name, config: dict, hub: dict) -> None:
     try:
         path = cached_file(name, "model.safetensors", _raise_exceptions_for_missing_entries=False, **hub)
         header = safetensors_header(path) if path else None
-    except (OSError, ValueError, RecursionError):
+        if header is None:  # sharded: the index names every weight
+            index = cached_file(name, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False, **hub)
+            header = json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"] if index else None
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
         return  # transformers' own loading says what is wrong (no such file, offline, damaged)
-    if header is None:
+    if not isinstance(header, dict):
         return
     prefix = f"{MultiTaskModel.base_model_prefix}.{family.layers}."
     shared = {key[len(prefix):].split(".", 1)[0] for key in header if key.startswith(prefix)}

@@ -478,6 +478,24 @@ def predict_a_model_whose_config_has_more_layers_than_its_weights(c: Ctx):
                                                          "100,000 layers, the weights hold 2)"]
 
 
+def predict_a_sharded_model_whose_config_has_more_layers_than_its_weights(c: Ctx):
+    # its weights' names are in model.safetensors.index.json: 3,000 layers were built before the refusal
+    import json
+
+    from mtnlp.modeling import MultiTaskModel
+
+    model = c.folder / "sharded"
+    MultiTaskModel.from_pretrained(c.model).save_pretrained(model, max_shard_size="100KB")
+    assert (model / "model.safetensors.index.json").exists() and not (model / "model.safetensors").exists()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model / name).write_bytes((c.model / name).read_bytes())
+    config = json.loads((model / "config.json").read_text())
+    config["encoder"]["num_hidden_layers"] = 100_000
+    (model / "config.json").write_text(json.dumps(config))
+    return ["predict", str(model), "text"], f"{model}:", ["config.json does not fit its weights (its encoder has "
+                                                         "100,000 layers, the weights hold 2)"]
+
+
 def predict_a_model_whose_weights_lack_an_encoder_weight(c: Ctx):
     model = edited_weights(c, lambda weights: weights.pop("encoder.embeddings.LayerNorm.bias"))  # was: a random one
     return ["predict", str(model), "text"], f"{model}:", ["config.json does not fit its weights (no weight: "
@@ -558,6 +576,7 @@ CASES = [Case(f.__name__, f) for f in (
     predict_a_checkpoint_folder, predict_a_file_as_the_model, push_weights_cut_short,
     predict_config_without_a_tasks_labels, predict_a_model_whose_tokenizer_json_is_damaged, serve_batch_window_infinite,
     predict_a_model_whose_config_has_more_layers_than_its_weights, predict_a_model_whose_weights_lack_an_encoder_weight,
+    predict_a_sharded_model_whose_config_has_more_layers_than_its_weights,
     predict_a_model_whose_weights_have_one_it_has_no_place_for, predict_a_model_whose_config_sizes_do_not_fit_its_weights,
     predict_a_model_whose_config_json_nests_too_deeply, predict_a_model_whose_tokenizer_json_nests_too_deeply,
     predict_a_model_whose_tokenizer_has_ids_past_the_encoders_vocabulary, encoder_with_pickled_weights_that_hold_code,
