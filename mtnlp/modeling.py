@@ -75,10 +75,10 @@ class ConfigMismatch(ValueError):
 
 
 def check_layer_count(name, config: dict, hub: dict) -> None:
-    """A ConfigMismatch when config.json asks for more or fewer encoder layers than model.safetensors holds,
-    read from its header before anything is built (transformers would build every missing layer with random
-    weights: 100000 of them took more than 8 GB). Only where the family says where its layers are (an
-    unknown family's layers may be shared, as ALBERT's are), and only for an unsharded weights file."""
+    """A ConfigMismatch when config.json asks for more or fewer encoder layers than the weights hold, read from
+    the names in model.safetensors' header (or a sharded model's index) before anything is built (transformers
+    would build every missing layer with random weights: 100000 of them took more than 8 GB). Only where the
+    family says where its layers are (an unknown family's layers may be shared, as ALBERT's are)."""
     from transformers.utils import cached_file
 
     from .folders import safetensors_header
@@ -92,16 +92,16 @@ def check_layer_count(name, config: dict, hub: dict) -> None:
         return
     try:
         path = cached_file(name, "model.safetensors", _raise_exceptions_for_missing_entries=False, **hub)
-        header = safetensors_header(path) if path else None
-        if header is None:  # sharded: the index names every weight
+        weights = safetensors_header(path)[1] if path else None
+        if weights is None:  # sharded: the index names every weight
             index = cached_file(name, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False, **hub)
-            header = json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"] if index else None
+            weights = json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"] if index else None
     except (OSError, ValueError, RecursionError, KeyError, TypeError):
         return  # transformers' own loading says what is wrong (no such file, offline, damaged)
-    if not isinstance(header, dict):
+    if not isinstance(weights, dict):
         return
     prefix = f"{MultiTaskModel.base_model_prefix}.{family.layers}."
-    shared = {key[len(prefix):].split(".", 1)[0] for key in header if key.startswith(prefix)}
+    shared = {key[len(prefix):].split(".", 1)[0] for key in weights if key.startswith(prefix)}
     task_sharing = config.get("sharing") if isinstance(config.get("sharing"), dict) else {}
     top = task_sharing.get("layers", 0) if task_sharing.get("type") == "task_layers" else 0
     held = len(shared) + (top if isinstance(top, int) else 0)
@@ -328,12 +328,13 @@ class MultiTaskModel(PreTrainedModel):
                                  "an mtnlp multi-task model; MultiTaskModel.from_encoder(it, tasks) builds one on its encoder")
             check_layer_count(args[0], saved, hub)
         want_info = kwargs.pop("output_loading_info", False)
+        name = args[0] if args else "the model"
         try:
             model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         except RuntimeError as e:  # transformers: a weight whose shape differs from the config's
             if "ignore_mismatched_sizes" not in str(e):
                 raise
-            raise ConfigMismatch(f"{args[0] if args else 'the model'}: config.json does not fit its weights (a size it "
+            raise ConfigMismatch(f"{name}: config.json does not fit its weights (a size it "
                                  "gives, e.g. hidden_size, vocab_size, a task's labels or max_position_embeddings, "
                                  "differs from the weights')") from None
         missing, unexpected = set(info["missing_keys"]), set(info["unexpected_keys"])
@@ -343,7 +344,7 @@ class MultiTaskModel(PreTrainedModel):
                                  f"(e.g. {stale[0]}): the model was saved by an older mtnlp; train it again")
         if missing or unexpected:
             key = sorted(missing | unexpected)[0]
-            raise ConfigMismatch(f"{args[0] if args else 'the model'}: config.json does not fit its weights "
+            raise ConfigMismatch(f"{name}: config.json does not fit its weights "
                                  f"({'no weight' if key in missing else 'a weight it has no place for'}: {key})")
         return (model, info) if want_info else model
 

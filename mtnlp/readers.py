@@ -29,6 +29,7 @@ SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json
                   ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll",
                   ".label": "label_text"}
 CONLLU_TAGS = {"upos": 3, "xpos": 4}
+SEMICOLONS = 'as Excel writes CSV in some languages? Save it as "CSV UTF-8 (comma delimited)"'
 
 
 def file_format(path: Path, spec: DataSpec) -> str:
@@ -246,8 +247,7 @@ def delimited_records(path: Path, lines, delimiter: str, quoted: bool | None):
         kind = "TSV" if delimiter == "\t" else "CSV"
         runs_on = f" (the record runs on to line {reader.line_num}: a quote left open?)" if reader.line_num > start else ""
         if delimiter == "," and "',' expected after '\"'" in str(e):  # "text";"label"
-            runs_on += (" (fields separated by semicolons, as Excel writes CSV in some languages? Save it as "
-                        "\"CSV UTF-8 (comma delimited)\")")
+            runs_on += f" (fields separated by semicolons, {SEMICOLONS})"
         raise UserError(f"{path}:{start}: malformed {kind}: {e}{runs_on}") from None
 
 
@@ -264,8 +264,7 @@ def read_delimited(path: Path, records, delimiter: str):
                             f"(columns {header.index(name) + 1} and {i + 1}); rename one")
     if delimiter == "," and len(header) == 1 and header[0].count(";") > 0:
         raise UserError(f"{path}:{first}: the header is one column, '{_printable(header[0])}': a file separated by "
-                        "semicolons (as Excel writes CSV in some languages)? Save it as \"CSV UTF-8 (comma "
-                        "delimited)\"")
+                        f"semicolons, {SEMICOLONS}")
     if any("\x00" in name for name in header):
         raise UserError(f"{path}:{first}: the header holds NUL characters: a UTF-16 file? set data.encoding: utf-16")
     count = 0

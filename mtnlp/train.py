@@ -39,7 +39,8 @@ from . import families, hub, precision, report
 from .batches import StreamBatches, TaskBatches
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
 from .data import RawTask, TaskData, load_task, model_rows, rows_signature, split_facts
-from .encoders import custom_code_problem, load_tokenizer, pickle_refusal, resolve_encoder, vocabulary_problem
+from .encoders import (custom_code_problem, encoder_error, load_tokenizer, pickle_refusal, resolve_encoder,
+                       vocabulary_problem)
 from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
 from .folders import STATE_FILE, hold_run_folder, release_run_folder
@@ -260,12 +261,11 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
             model = MultiTaskModel.from_encoder(encoder, heads, sharing=sharing)
     except ValueError as e:  # a sharing setting that does not fit this encoder
         if custom := custom_code_problem(encoder, e):
-            raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {custom}") from None
+            raise encoder_error(recipe, custom) from None
         key = e.key if isinstance(e, SharingError) else "model.init_from" if source else "mtl.sharing"
         raise UserError(f"{recipe.where(key)}: {str(e).splitlines()[0]}") from None
     except pickle.UnpicklingError as e:  # an encoder's pytorch_model.bin that holds more than tensors
-        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: "
-                        f"{pickle_refusal(e)}") from None
+        raise encoder_error(recipe, pickle_refusal(e)) from None
     limit = families.max_tokens(model.config.encoder)
     if limit is not None and recipe.model.max_length > limit:  # e.g. RoBERTa: 514 positions hold 512 tokens
         raise UserError(f"{recipe.where('model.max_length')}: model.max_length: {recipe.model.max_length} is more "
@@ -388,7 +388,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     load_metrics(name for names in metrics.values() for name in names)  # e.g. a read-only HF_HOME: said before step 1
     model = build_model(recipe, tasks, encoder, source)
     if problem := vocabulary_problem(tokenizer, model.config.encoder):
-        raise UserError(f"{recipe.where('model.encoder')}: model.encoder: {recipe.model.encoder}: {problem}")
+        raise encoder_error(recipe, problem)
     model.config.mtnlp = training_record(recipe, metrics, source, source_path)
 
     weighting = build_weighting(m.weighting, {n: recipe.tasks[n].loss_weight for n in tasks},
