@@ -74,15 +74,48 @@ class ConfigMismatch(ValueError):
     """A saved model whose config.json does not fit its weights; str() names the folder."""
 
 
-def check_layer_count(name, config: dict, hub: dict) -> None:
-    """A ConfigMismatch when config.json asks for more or fewer encoder layers than the weights hold, read from
-    the names in model.safetensors' header (or a sharded model's index) before anything is built (transformers
-    would build every missing layer with random weights: 100000 of them took more than 8 GB). Only where the
-    family says where its layers are (an unknown family's layers may be shared, as ALBERT's are)."""
+def saved_shapes(name, hub: dict) -> dict[str, tuple] | None:
+    """Each saved weight's shape, read from the header of model.safetensors (or of each file of a sharded
+    model) without its tensors; None where they cannot be read (transformers' own loading says why: no such
+    file, offline, damaged)."""
     from transformers.utils import cached_file
 
     from .folders import safetensors_header
 
+    def find(file):
+        return cached_file(name, file, _raise_exceptions_for_missing_entries=False, **hub)
+
+    try:
+        files = [find("model.safetensors")]
+        if files[0] is None:
+            index = find("model.safetensors.index.json")
+            shards = set(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"].values()) if index else ()
+            if not shards or any(Path(shard).name != shard for shard in shards):
+                return None
+            files = [find(shard) for shard in sorted(shards)]
+        shapes = {}
+        for file in files:
+            header = safetensors_header(file)[1]
+            shapes.update({key: tuple(t["shape"]) for key, t in header.items() if key != "__metadata__"})
+        return shapes
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def check_weights_fit(name, config: dict, hub: dict) -> None:
+    """A ConfigMismatch when config.json asks for other layers or sizes than the saved weights hold, found
+    before anything is built: transformers would build every missing layer with random weights (100000 of them
+    took more than 8 GB) and allocate every tensor at the config's size (an intermediate_size of 4,000,000
+    took 2.4 GB) before it compares shapes."""
+    shapes = saved_shapes(name, hub)
+    if shapes is not None:
+        check_layer_count(name, config, shapes)
+        check_sizes(name, config, shapes)
+
+
+def check_layer_count(name, config: dict, shapes: dict) -> None:
+    """Compares the encoder's layer count with the layers the weights' names hold. Only where the family says
+    where its layers are (an unknown family's layers may be shared, as ALBERT's are)."""
     encoder = config.get("encoder")
     if not isinstance(encoder, dict):
         return
@@ -90,24 +123,29 @@ def check_layer_count(name, config: dict, hub: dict) -> None:
     wanted = encoder.get("num_hidden_layers", encoder.get("n_layers"))  # (DistilBERT's name)
     if family is None or family.layers is None or not isinstance(wanted, int):
         return
-    try:
-        path = cached_file(name, "model.safetensors", _raise_exceptions_for_missing_entries=False, **hub)
-        weights = safetensors_header(path)[1] if path else None
-        if weights is None:  # sharded: the index names every weight
-            index = cached_file(name, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False, **hub)
-            weights = json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"] if index else None
-    except (OSError, ValueError, RecursionError, KeyError, TypeError):
-        return  # transformers' own loading says what is wrong (no such file, offline, damaged)
-    if not isinstance(weights, dict):
-        return
     prefix = f"{MultiTaskModel.base_model_prefix}.{family.layers}."
-    shared = {key[len(prefix):].split(".", 1)[0] for key in weights if key.startswith(prefix)}
+    shared = {key[len(prefix):].split(".", 1)[0] for key in shapes if key.startswith(prefix)}
     task_sharing = config.get("sharing") if isinstance(config.get("sharing"), dict) else {}
     top = task_sharing.get("layers", 0) if task_sharing.get("type") == "task_layers" else 0
     held = len(shared) + (top if isinstance(top, int) else 0)
     if wanted != held:
         raise ConfigMismatch(f"{name}: config.json does not fit its weights (its encoder has {wanted:,} layers, "
                              f"the weights hold {held:,})")
+
+
+def check_sizes(name, config: dict, shapes: dict) -> None:
+    """Compares each weight's shape as config.json makes it, in a model built on the meta device (no memory),
+    with the saved one."""
+    try:
+        with torch.device("meta"):
+            model = MultiTaskModel(MultiTaskConfig.from_dict(config))
+    except Exception:  # noqa: BLE001 - a config that cannot build: transformers' own loading says why
+        return
+    for key, tensor in model.state_dict().items():
+        if key in shapes and tuple(tensor.shape) != shapes[key]:
+            raise ConfigMismatch(f"{name}: config.json does not fit its weights ({key} is "
+                                 f"{' x '.join(map(str, shapes[key]))} in the weights, "
+                                 f"{' x '.join(map(str, tensor.shape))} by config.json)")
 
 
 def encoder_config(config: PreTrainedConfig) -> dict:
@@ -326,7 +364,7 @@ class MultiTaskModel(PreTrainedModel):
             if saved.get("model_type") != MODEL_TYPE:
                 raise ValueError(f"{args[0]}: a {saved.get('model_type') or 'model of no model_type'} checkpoint, not "
                                  "an mtnlp multi-task model; MultiTaskModel.from_encoder(it, tasks) builds one on its encoder")
-            check_layer_count(args[0], saved, hub)
+            check_weights_fit(args[0], saved, hub)
         want_info = kwargs.pop("output_loading_info", False)
         name = args[0] if args else "the model"
         try:

@@ -513,7 +513,10 @@ def predict_a_model_whose_weights_have_one_it_has_no_place_for(c: Ctx):
 def predict_a_model_whose_config_sizes_do_not_fit_its_weights(c: Ctx):
     # a RuntimeError traceback pointing at a report transformers' quieted logging did not show
     model = edited_config(c, lambda config: config["encoder"].update(intermediate_size=128))
-    return ["predict", str(model), "text"], f"{model}:", ["config.json does not fit its weights (a size it gives"]
+    # and, with a size as large as 4,000,000, 2.4 GB allocated before the error: the sizes are now compared first
+    return ["predict", str(model), "text"], f"{model}:", [
+        "config.json does not fit its weights (encoder.encoder.layer.0.intermediate.dense.weight is 64 x 32 in the "
+        "weights, 128 x 32 by config.json)"]
 
 
 def predict_a_model_whose_config_json_nests_too_deeply(c: Ctx):
