@@ -38,14 +38,22 @@ MAIN = {("sentiment", "validation"): "accuracy", ("question", "validation"): "ac
 def run(overrides: list[str], out: Path) -> tuple[dict, float, dict]:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(benchlib.REPO / "recipes" / "multitask.py"), "--config",
-                    str(benchlib.REPO / "recipes" / "demo.yaml"), f"output_dir={out}", "overwrite_output_dir=true", *overrides],
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, str(benchlib.REPO / "recipes" / "multitask.py"), "--config",
+                           str(benchlib.REPO / "recipes" / "demo.yaml"), f"output_dir={out}", "overwrite_output_dir=true",
+                           *overrides], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
+    if done.returncode:
+        sys.exit(f"a run failed (exit status {done.returncode}), overrides {overrides}:\n{done.stderr[-3000:]}")
     written = json.loads((out / "metrics.json").read_text())
     tasks = written["tasks"]
     metrics = {f"{task} {split} {metric}": tasks[task][split][metric] for (task, split), metric in MAIN.items()}
     return metrics, seconds, written.get("precision")
+
+
+def merged(overrides: list[str], given: list[str]) -> list[str]:
+    """A variant's overrides with those given replacing any of the same key (mtnlp refuses a key given twice)."""
+    keys = {item.split("=", 1)[0] for item in given}
+    return [item for item in overrides if item.split("=", 1)[0] not in keys] + given
 
 
 def main() -> None:
@@ -59,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mtnlp-demo-seeds-") as tmp:
         for seed in args.seeds:  # seed-major: a drift in the machine's speed touches both variants alike
             for name, overrides in VARIANTS.items():
-                metrics, seconds, precision = run([*overrides, *args.overrides, f"training.seed={seed}"],
+                metrics, seconds, precision = run(merged(overrides, [*args.overrides, f"training.seed={seed}"]),
                                                   Path(tmp) / f"{name}-{seed}")
                 runs.append({"variant": name, "seed": seed, "seconds": seconds, "precision": precision,
                              "metrics": metrics})

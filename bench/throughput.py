@@ -2,8 +2,8 @@
 
 Both sides train all-MiniLM-L6-v2 on the same examples (a seeded sample of --max-examples training
 examples each of SST-2, CoNLL-2003 NER and UD-EWT UPOS from ../shared/data), tokenised with the same
-tokenizer and max_length, batch size 32, the same precision (--precision: bf16 autocast, the default, or
-fp32), on the same machine in one invocation.
+tokenizer and max_length, batch size 32, the same precision (--precision: auto, the default, is bf16 autocast on a CPU with native
+bf16 and fp32 elsewhere, as mtnlp's policy picks; or bf16 or fp32), on the same machine in one invocation.
 
 - mtnlp: `run = mtnlp.train.setup(load_recipe(...))` on a 3-task recipe (temperature sampling,
   group_by_length, training.mixed_precision = --precision, no evaluation or checkpoints), then the loop
@@ -30,9 +30,9 @@ per-task counts (`run.positions["seen"]`); nothing in mtnlp is replaced. Trainer
 to on_step_end of the last step; tokens counted by a forward pre-hook on the model (so exactly the
 batches that were trained on). Each side runs in its own subprocess; peak RSS per subprocess comes from
 os.wait4 (mtnlp: setup and the loop; no end-of-run evaluation or save). Writes
-bench/results/throughput.json (--precision fp32: bench/results/throughput_fp32.json) unless --output.
+bench/results/throughput.json (in fp32: bench/results/throughput_fp32.json) unless --output.
 
-    python bench/throughput.py [--steps 300] [--max-examples 4000] [--batch-size 32] [--precision bf16|fp32]
+    python bench/throughput.py [--steps 300] [--max-examples 4000] [--batch-size 32] [--precision auto|bf16|fp32]
                                [--wait-idle 0] [--output FILE]
 """
 
@@ -261,12 +261,13 @@ def main() -> None:
                         help="only the default Trainer: skip the variants with train_sampling_strategy=group_by_length "
                              "(with Trainer's default adamw_torch_fused, the same fused torch AdamW as mtnlp's, and "
                              "with optim=adamw_torch, torch AdamW without fused: its for-loop implementation on CPU)")
-    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
-                        help="both sides: mtnlp's training.mixed_precision and Trainer's bf16=True/False "
-                             "(default bf16: bf16 autocast, as in bench/results/throughput.json)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="both sides: mtnlp's training.mixed_precision and Trainer's bf16=True/False (default "
+                             "auto: bf16 autocast where this CPU runs bf16 natively, as in bench/results/throughput.json, "
+                             "else fp32)")
     parser.add_argument("--wait-idle", type=float, default=0,
                         help="first wait up to this many seconds for the 1-min load average to drop below 0.5")
-    parser.add_argument("--output", help="default bench/results/throughput.json; with --precision fp32 "
+    parser.add_argument("--output", help="default bench/results/throughput.json; in fp32 "
                                          "bench/results/throughput_fp32.json")
     # internal: one side in a child process
     parser.add_argument("--child", choices=["mtnlp", "trainer"], help=argparse.SUPPRESS)
@@ -276,6 +277,10 @@ def main() -> None:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.precision == "auto":  # mtnlp's policy, so that both sides train in what mtnlp would pick here
+        from mtnlp import precision
+
+        args.precision = precision.resolve("auto", "cpu").name
     if args.output is None:
         args.output = str(benchlib.RESULTS / ("throughput.json" if args.precision == "bf16"
                                               else f"throughput_{args.precision}.json"))

@@ -1,9 +1,10 @@
 """Hardware utilisation of mtnlp training: achieved matmul FLOP/s of the real training step as a fraction
 of this machine's measured matmul peak in the training precision, both measured in this one run.
 
-Precision (--precision, the bench recipe's training.mixed_precision): bf16 (the default: bf16
-autocast, compared with the bf16 matmul peak), fp32 (compared with the fp32 peak) or auto (what
-mtnlp's policy picks on this machine: bf16 where the CPU has AVX512-BF16 / AMX, otherwise fp32).
+Precision (--precision, the bench recipe's training.mixed_precision): auto (the default: what
+mtnlp's policy picks on this machine, bf16 where the CPU has AVX512-BF16 / AMX, otherwise fp32), bf16
+(bf16 autocast, compared with the bf16 matmul peak) or fp32 (compared with the fp32 peak). Writes
+bench/results/utilisation.json (in fp32: utilisation_fp32.json) unless --output.
 
 Peak: the best of several large torch.matmul shapes in the training dtype (4096³, 2048³, the
 encoder's FFN shapes at 32×128 tokens, batched (32,128,384)×(384,1536)) on all torch threads; the other
@@ -447,9 +448,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch-tokens", type=int, help="token-budget batches (training.batch_tokens) instead of rows")
-    parser.add_argument("--precision", choices=["bf16", "fp32", "auto"], default="bf16",
+    parser.add_argument("--precision", choices=["bf16", "fp32", "auto"], default="auto",
                         help="the recipe's training.mixed_precision; the peak is measured in the precision it resolves "
-                             "to on this machine (default bf16: bf16 autocast, as in bench/results/utilisation.json)")
+                             "to on this machine (default auto: bf16 autocast on a CPU with native bf16, as in "
+                             "bench/results/utilisation.json, else fp32)")
     parser.add_argument("--peak-repeats", type=int, default=5)
     parser.add_argument("--profile-steps", type=int, default=10, help="profiled steps when below target (0: none)")
     parser.add_argument("--profile", action="store_true", help="profile and run the diagnostics even above target")
@@ -458,7 +460,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.35)
     parser.add_argument("--wait-idle", type=float, default=0,
                         help="first wait up to this many seconds for the 1-min load average to drop below 0.5")
-    parser.add_argument("--output", default=str(benchlib.RESULTS / "utilisation.json"))
+    parser.add_argument("--output", help="default bench/results/utilisation.json, utilisation_fp32.json in fp32")
     args = parser.parse_args()
 
     from mtnlp import precision
@@ -466,6 +468,7 @@ def main() -> None:
     dtype = precision.resolve(args.precision, "cpu").name  # what setup() will train in (mtnlp's policy)
     if dtype not in ("bf16", "fp32"):
         sys.exit(f"--precision {args.precision} resolves to {dtype}: only bf16 and fp32 are measured")
+    args.output = args.output or str(benchlib.RESULTS / ("utilisation.json" if dtype == "bf16" else "utilisation_fp32.json"))
     idle = benchlib.wait_for_idle(args.wait_idle) if args.wait_idle else None
     results = benchlib.environment()
     results["wait_for_idle"] = idle
