@@ -38,4 +38,4 @@ bench: install
 	$(OFFLINE) $(BIN)/python bench/inference.py
 	$(OFFLINE) $(BIN)/python bench/throughput.py
 	$(OFFLINE) $(BIN)/python bench/utilisation.py
-	$(OFFLINE) $(BIN)/python bench/utilisation.py --batch-tokens 4096 --output bench/results/utilisation_tokens4096.json
+	$(OFFLINE) $(BIN)/python bench/utilisation.py --batch-tokens 4096

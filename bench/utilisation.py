@@ -4,7 +4,8 @@ of this machine's measured matmul peak in the training precision, both measured 
 Precision (--precision, the bench recipe's training.mixed_precision): auto (the default: what
 mtnlp's policy picks on this machine, bf16 where the CPU has AVX512-BF16 / AMX, otherwise fp32), bf16
 (bf16 autocast, compared with the bf16 matmul peak) or fp32 (compared with the fp32 peak). Writes
-bench/results/utilisation.json (in fp32: utilisation_fp32.json) unless --output.
+bench/results/utilisation.json (with --batch-tokens 4096: utilisation_tokens4096.json; in fp32
+_fp32 before .json) unless --output.
 
 Peak: the best of several large torch.matmul shapes in the training dtype (4096³, 2048³, the
 encoder's FFN shapes at 32×128 tokens, batched (32,128,384)×(384,1536)) on all torch threads; the other
@@ -460,7 +461,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.35)
     parser.add_argument("--wait-idle", type=float, default=0,
                         help="first wait up to this many seconds for the 1-min load average to drop below 0.5")
-    parser.add_argument("--output", help="default bench/results/utilisation.json, utilisation_fp32.json in fp32")
+    parser.add_argument("--output", help="default bench/results/utilisation.json (utilisation_tokens4096.json with "
+                                         "--batch-tokens 4096; _fp32 before .json in fp32)")
     args = parser.parse_args()
 
     from mtnlp import precision
@@ -468,7 +470,8 @@ def main() -> None:
     dtype = precision.resolve(args.precision, "cpu").name  # what setup() will train in (mtnlp's policy)
     if dtype not in ("bf16", "fp32"):
         sys.exit(f"--precision {args.precision} resolves to {dtype}: only bf16 and fp32 are measured")
-    args.output = args.output or str(benchlib.RESULTS / ("utilisation.json" if dtype == "bf16" else "utilisation_fp32.json"))
+    tokens = f"_tokens{args.batch_tokens}" if args.batch_tokens else ""
+    args.output = args.output or str(benchlib.RESULTS / f"utilisation{tokens}{'' if dtype == 'bf16' else '_fp32'}.json")
     idle = benchlib.wait_for_idle(args.wait_idle) if args.wait_idle else None
     results = benchlib.environment()
     results["wait_for_idle"] = idle
