@@ -260,7 +260,7 @@ def cagrad_weights(gram: np.ndarray, c: float) -> np.ndarray:
     radius = c * np.sqrt(max(g.mean(), 0.0))
     result = minimize(lambda w: w @ g @ uniform + radius * np.sqrt(max(w @ g @ w, 0.0) + 1e-12), uniform,
                       bounds=[(0.0, 1.0)] * k, constraints={"type": "eq", "fun": lambda w: w.sum() - 1.0},
-                      method="SLSQP", options={"ftol": 1e-10, "maxiter": 200})
+                      method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
     w = np.clip(result.x, 0.0, None)
     return w / w.sum() if w.sum() > 0 else uniform
 
