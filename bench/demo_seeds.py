@@ -4,7 +4,7 @@ One seed's metrics move by more than a point on sentiment (872 dev sentences) be
 to the demo is judged on the mean over seeds as well as on the README's seed. Each run is
 `python recipes/multitask.py --config recipes/demo.yaml` in its own process with the variant's overrides
 and `training.seed`; writes each run's metrics, precision (requested and used, from its metrics.json)
-and wall time, each variant's means and the machine (recorded before the first run; the load average at
+and wall time, each variant's means and resolved recipe (`recipes`), and the machine (recorded before the first run; the load average at
 the end beside it) to --output.
 
     python bench/demo_seeds.py --seeds 42 7 1 --output bench/results/demo_seeds_fp32.json training.mixed_precision=no
@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
@@ -35,7 +37,7 @@ MAIN = {("sentiment", "validation"): "accuracy", ("question", "validation"): "ac
         ("question", "test"): "accuracy", ("pos", "validation"): "token_accuracy"}
 
 
-def run(overrides: list[str], out: Path) -> tuple[dict, float, dict]:
+def run(overrides: list[str], out: Path) -> tuple[dict, float, dict, dict]:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
     done = subprocess.run([sys.executable, str(benchlib.REPO / "recipes" / "multitask.py"), "--config",
@@ -44,10 +46,10 @@ def run(overrides: list[str], out: Path) -> tuple[dict, float, dict]:
     seconds = time.perf_counter() - start
     if done.returncode:
         sys.exit(f"a run failed (exit status {done.returncode}), overrides {overrides}:\n{done.stderr[-3000:]}")
-    written = json.loads((out / "metrics.json").read_text())
+    written = json.loads((out / "metrics.json").read_text()) | {"recipe": yaml.safe_load((out / "recipe.yaml").read_text())}
     tasks = written["tasks"]
     metrics = {f"{task} {split} {metric}": tasks[task][split][metric] for (task, split), metric in MAIN.items()}
-    return metrics, seconds, written.get("precision")
+    return metrics, seconds, written.get("precision"), written["recipe"]
 
 
 def merged(overrides: list[str], given: list[str]) -> list[str]:
@@ -63,11 +65,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every run, key=value")
     args = parser.parse_args()
     environment = benchlib.environment()  # date and load average at the start of the runs
-    runs = []
+    runs, recipes = [], {}  # each variant's resolved recipe (RUN/recipe.yaml: every key, defaults included)
     with tempfile.TemporaryDirectory(prefix="mtnlp-demo-seeds-") as tmp:
         for seed in args.seeds:  # seed-major: a drift in the machine's speed touches both variants alike
             for name, overrides in VARIANTS.items():
-                metrics, seconds, precision = run(merged(overrides, [*args.overrides, f"training.seed={seed}"]),
+                metrics, seconds, precision, recipes[name] = run(merged(overrides, [*args.overrides, f"training.seed={seed}"]),
                                                   Path(tmp) / f"{name}-{seed}")
                 runs.append({"variant": name, "seed": seed, "seconds": seconds, "precision": precision,
                              "metrics": metrics})
@@ -79,7 +81,7 @@ def main() -> None:
     benchlib.write_results(Path(args.output), environment | {
         "loadavg_at_end": list(os.getloadavg()), "variants": VARIANTS, "overrides": args.overrides,
         "precision_used": sorted({r["precision"]["used"] for r in runs if r["precision"]}), "runs": runs,
-        "means": means})
+        "means": means, "recipes": recipes})
 
 
 if __name__ == "__main__":

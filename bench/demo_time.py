@@ -5,8 +5,9 @@ with a clock around each phase: imports, set-up (reading or loading the cached d
 optimizer), the training steps of each task, each evaluation, and finish() (the kept model on validation
 and test). The machine, the date and the load average are recorded before the runs (`loadavg_at_start`,
 after --wait-idle), the load average again at the end (`loadavg_at_end`). The data cache is warmed by a first set-up unless --cold, so a phase's time is the same
-whether the demo ran before or not. Writes the times, the run's metrics and the machine (CPU model, ISA
-flags, bf16 support, ISA caps) to --output.
+whether the demo ran before or not. Writes the times, the run's metrics, its resolved recipe (`recipe`: every
+key, defaults included, as RUN/recipe.yaml has it) and the machine (CPU model, ISA flags, bf16 support, ISA
+caps) to --output.
 
     python bench/demo_time.py --output bench/results/demo_time_fp32.json training.mixed_precision=no
 """
@@ -24,6 +25,8 @@ import os  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
@@ -64,6 +67,7 @@ def main() -> None:
         clock = time.perf_counter()
         result = T.finish(run)
         finish = time.perf_counter() - clock
+        resolved = yaml.safe_load((Path(tmp) / "run" / "recipe.yaml").read_text())  # what ran, all defaults included
 
     total = imports + setup + sum(seconds.values()) + sum(evaluations) + finish
     results = environment | {
@@ -72,7 +76,7 @@ def main() -> None:
                     "evaluations": evaluations, "finish": finish, "total": total},
         "train_steps_by_task": {task: {"steps": steps[task], "seconds": seconds[task],
                                        "seconds_per_step": seconds[task] / steps[task]} for task in steps},
-        "metrics": result.metrics["tasks"],
+        "metrics": result.metrics["tasks"], "recipe": resolved,
     }
     for phase, value in results["seconds"].items():
         value = sum(value) if isinstance(value, list) else value
