@@ -60,7 +60,7 @@ def main() -> None:
             T.log_step(run, task)
             seconds[task] += time.perf_counter() - clock
             steps[task] += 1
-            if (t.eval_every and run.progress.step % t.eval_every == 0) or run.progress.step == t.steps:
+            if T.is_eval_step(run):
                 clock = time.perf_counter()
                 T.evaluate_and_select(run)
                 evaluations.append(time.perf_counter() - clock)

@@ -1,4 +1,5 @@
-"""Training checkpoints: model (safetensors), optimizer (torch, weights_only), scheduler, sampler and RNG (JSON).
+"""Training checkpoints: model (safetensors), optimizer (torch, weights_only), scheduler, sampler and Python /
+numpy RNG (JSON), torch RNG (safetensors).
 
 A checkpoint is written to a temporary folder, fsynced and renamed, so a crash mid-write never
 leaves a half checkpoint under a real name; "latest" is the newest complete one.

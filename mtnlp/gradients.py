@@ -90,8 +90,8 @@ class EveryTaskGradients(GradientMethod):
     """grad_accum micro-batches of EVERY task per update, each task's shared-parameter gradient kept
     apart, averaged over DDP ranks (all backward passes skip DDP's own sync) and combined into .grad
     by `combine`. Head / adapter / task-layer gradients come from one task each and are summed as usual.
-    `combine` also returns the fraction of task pairs whose gradients conflicted, logged as `log_key`
-    (a mean over the updates since the last log record)."""
+    `combine` also returns a fraction of conflicts, logged as `log_key` (a mean over the updates since the
+    last log record): of task pairs whose gradients conflict (CAGrad, MGDA), or of PCGrad's projections."""
 
     every_task = True
     log_key = "conflicts"

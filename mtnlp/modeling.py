@@ -20,10 +20,10 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, cached_file
 
 from . import families, sharing
-from .folders import MODEL_TYPE, in_task_order, weights_readable_as_umask
+from .folders import MODEL_TYPE, in_task_order, safetensors_header, weights_readable_as_umask
 from .heads import build_head
 from .tasks import TASK_TYPES, task_type
 
@@ -58,7 +58,7 @@ class MultiTaskConfig(PreTrainedConfig):
     encoder: PreTrainedConfig | dict | None = None
     tasks: dict | None = None  # name -> {"type": ..., "labels": [...], "dropout": float, type's own keys}
     sharing: dict | None = None  # None (hard sharing), {"type": "lora", ...} or {"type": "task_layers", ...}
-    # what training recorded: {"metrics": {task: [names]}, "base_model": str, "max_length": int}
+    # what training recorded (transfer.training_record: metrics, max_length, version, base_model, init_from)
     mtnlp: dict | None = None
     task_order: list | None = None  # the tasks' order (the recipe's): config.json's keys are sorted when saved
 
@@ -78,10 +78,6 @@ def saved_shapes(name, hub: dict) -> dict[str, tuple] | None:
     """Each saved weight's shape, read from the header of model.safetensors (or of each file of a sharded
     model) without its tensors; None where they cannot be read (transformers' own loading says why: no such
     file, offline, damaged)."""
-    from transformers.utils import cached_file
-
-    from .folders import safetensors_header
-
     def find(file):
         return cached_file(name, file, _raise_exceptions_for_missing_entries=False, **hub)
 
@@ -202,7 +198,7 @@ def checked_tasks(tasks) -> dict[str, dict]:
     return checked
 
 
-SHARING_KEYS = {"lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"},
+CONFIG_SHARING_KEYS = {"lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"},
                 "task_layers": {"layers": "task_layers"}}  # config.sharing's keys -> the recipe's mtl keys
 
 
@@ -217,9 +213,9 @@ def checked_sharing(given) -> dict | None:
     from .recipe import MTLSpec, sharing_config
 
     kind = given.get("type") if isinstance(given, dict) else None
-    if kind not in SHARING_KEYS:
+    if kind not in CONFIG_SHARING_KEYS:
         raise ValueError(f"sharing['type']: expected 'lora' or 'task_layers' (or sharing=None), got {kind!r}")
-    keys = SHARING_KEYS[kind]
+    keys = CONFIG_SHARING_KEYS[kind]
     given = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items()}  # targets=("query", "value")
     for key, value in given.items():
         if key == "type":

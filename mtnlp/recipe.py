@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
@@ -36,10 +36,10 @@ RECIPE_TYPES = tuple(TASK_TYPES)
 TaskSpecs = Annotated[Union[tuple(t.Spec for t in TASK_TYPES.values())], Field(discriminator="type")]
 
 
-def _no_means_no(value):
+def _no_means_fp32(value):
     if value is True:  # YAML 1.1 reads an unquoted no/off as false, yes/on as true
         raise ValueError("true (YAML reads an unquoted yes or on so) names no precision: give auto, bf16, fp16 or fp32")
-    return "no" if value is False else value
+    return "fp32" if value is False or value == "no" else value
 
 
 class ModelSpec(Spec):
@@ -99,7 +99,7 @@ class TrainingSpec(Spec):
     gradient_checkpointing: bool = False
     # auto: bf16 where the hardware runs it natively, fp16 on a CUDA device without bf16, else fp32
     # (precision.py); "no" and YAML's false mean fp32
-    mixed_precision: Annotated[Literal["auto", "bf16", "fp16", "fp32", "no"], BeforeValidator(_no_means_no)] = "auto"
+    mixed_precision: Annotated[Literal["auto", "bf16", "fp16", "fp32"], BeforeValidator(_no_means_fp32)] = "auto"
     # batch-building worker processes; default 2 on CUDA, 0 on CPU
     dataloader_workers: Annotated[int, Field(ge=0)] | None = None
     # processes that tokenise a split of 20,000+ examples (the first run; later ones read the cache); default: cores
@@ -479,11 +479,9 @@ def _model_at(parts: list[str], raw: dict):
 
 
 def _spec_types(annotation):
-    import typing
-
     if isinstance(annotation, type) and issubclass(annotation, Spec):
         yield annotation
-    for arg in typing.get_args(annotation):
+    for arg in get_args(annotation):
         yield from _spec_types(arg)
 
 
@@ -496,7 +494,8 @@ def _at(src: str, line: Any) -> str:
 
 
 def check(recipe: Recipe, training: bool = True) -> None:
-    """Checks that relate several keys (pydantic has checked each key's type and range)."""
+    """Checks beyond each key's type and range (which pydantic has checked): names, keys that relate to others,
+    the data sections."""
     def fail(key, msg):
         raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}")
 
@@ -508,6 +507,8 @@ def check(recipe: Recipe, training: bool = True) -> None:
     for name, task in recipe.tasks.items():
         if not re.fullmatch(TASK_NAME, name):  # a module name in torch, a name in --tasks a,b and in key=value
             fail(f"tasks.{name}", "a task name is not empty, and has no space, '.', ',' or '='")
+        if name in TORCH_DICT_NAMES:
+            fail(f"tasks.{name}", f"a name torch's module dicts have for their own (`.{name}`): rename the task")
         data = task.data
         if data.train is None and (training or data.validation_from_train is not None):
             fail(f"tasks.{name}.data.train", "a training split is required" if training else
@@ -532,8 +533,6 @@ def check(recipe: Recipe, training: bool = True) -> None:
         if problem := repo_id_problem(recipe.hub_repo_id):
             fail("hub_repo_id", problem)
     t = recipe.training
-    if t.mixed_precision == "no":
-        t.mixed_precision = "fp32"
     if t.batch_tokens is not None and t.batch_tokens < recipe.model.max_length:
         fail("training.batch_tokens", f"must be at least model.max_length ({recipe.model.max_length}), got {t.batch_tokens}")
     m = recipe.mtl
@@ -583,6 +582,18 @@ def check(recipe: Recipe, training: bool = True) -> None:
 
 
 TASK_NAME = r"[^\s.,=]+"
+# names that torch's nn.ModuleDict / nn.ParameterDict (heads, task layers, LoRA's embeddings) have for their own
+# (their public attributes in torch 2.13, refused before any data is read; training checks again with the torch it runs)
+TORCH_DICT_NAMES = frozenset("""
+    T_destination add_module apply bfloat16 buffers call_super_init children clear compile copy cpu cuda double
+    dump_patches eval extra_repr float forward fromkeys get get_buffer get_extra_state get_parameter
+    get_submodule half ipu items keys load_state_dict modules mtia named_buffers named_children named_modules
+    named_parameters parameters pop popitem register_backward_hook register_buffer register_forward_hook
+    register_forward_pre_hook register_full_backward_hook register_full_backward_pre_hook
+    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module register_parameter
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule
+    setdefault share_memory state_dict to to_empty train training type update values xpu zero_grad
+""".split())
 # mtl keys that only one sharing method reads: another method refuses a value other than the default
 SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", "lora_targets": "lora",
                 "task_layers": "task_layers"}

@@ -200,8 +200,6 @@ class LossLog:
     def flush(self, tasks: list[str], accelerator=None) -> dict[str, float]:
         """Each task's mean loss since the last flush, over every process's micro-batches (under DDP a
         collective: each process's losses are weighted by its share of an update's items, train.draw_update)."""
-        import torch
-
         ddp = accelerator is not None and accelerator.num_processes > 1
         means = {}
         if self.sums or ddp:

@@ -531,6 +531,12 @@ def log_step(run: Run, task: str) -> None:
     run.bar.update(1)
 
 
+def is_eval_step(run: Run) -> bool:
+    """Whether the loop evaluates after the step just trained: every training.eval_every steps, and the last."""
+    eval_every, step = run.recipe.training.eval_every, run.progress.step
+    return bool(eval_every) and step % eval_every == 0 or step == run.recipe.training.steps
+
+
 def is_save_step(run: Run) -> bool:
     """Whether the loop checkpoints the step just trained: with training.save_every, every save_every steps
     and the last step (training.steps, or early stopping), so that a resume with more steps or patience
@@ -682,7 +688,9 @@ class stop_after_step_on_signal:
 
     With several processes (DDP) the launcher passes the signal to every rank, and they must stop
     after the same step: they agree at the next log or checkpoint step (a maximum over the ranks, read
-    where the log record or the checkpoint already waits for every rank), so `requested` is 0 between."""
+    where the log record or the checkpoint already waits for every rank), so `requested` is 0 between.
+    Every rank must read `requested` after every step (under DDP it is a collective at those steps); read
+    again in the same step, it answers without another."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -692,6 +700,7 @@ class stop_after_step_on_signal:
         self.run = run
         self.active = threading.current_thread() is threading.main_thread()
         self.signum = 0  # the signal number once one arrived in this process
+        self.agreed = (-1, 0)  # (step, the ranks' answer for it)
 
     @property
     def requested(self) -> int:
@@ -701,16 +710,18 @@ class stop_after_step_on_signal:
             return self.signum
         if not (is_log_step(run) or is_save_step(run)):
             return 0
-        flag = torch.tensor(self.signum, device=run.accelerator.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return int(flag.item())
+        if self.agreed[0] != run.progress.step:
+            flag = torch.tensor(self.signum, device=run.accelerator.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            self.agreed = (run.progress.step, int(flag.item()))
+        return self.agreed[1]
 
     def _handle(self, signum, frame):
         if self.signum and signal.SIGINT in (signum, self.signum):
             raise KeyboardInterrupt
         self.signum = self.signum or signum
         if self.run.accelerator.is_main_process:
-            after = "this step" if self.run.accelerator.num_processes == 1 else "the next log step"
+            after = "this step" if self.run.accelerator.num_processes == 1 else "the next log or checkpoint step"
             how = "Ctrl-C again to stop now" if signum == signal.SIGINT else "SIGINT to stop now"
             print(f"\n{signal.Signals(signum).name}: stopping after {after} ({how})", file=sys.stderr)
 

@@ -105,8 +105,7 @@ class DynamicWeightAverage(StaticWeighting):
 
     def __init__(self, weights: dict[str, float], dwa_temperature: float = 2.0, dwa_window: int = 50, **options):
         super().__init__(weights)
-        temperature, window = dwa_temperature, dwa_window
-        self.names, self.temperature, self.window = list(weights), temperature, window
+        self.names, self.temperature, self.window = list(weights), dwa_temperature, dwa_window
         self.current = dict.fromkeys(self.names, 1.0)
         self.sums, self.counts = dict.fromkeys(self.names, 0.0), dict.fromkeys(self.names, 0)
         self.previous: list[dict[str, float | None]] = []  # the last two windows' mean losses

@@ -1,4 +1,4 @@
-"""The default multi-task recipe: one shared encoder, one task's batch per step.
+"""The default multi-task recipe: one shared encoder; each update trains on the batches the task sampler picks.
 
     mtnlp train recipes/demo.yaml [key=value ...]                       # runs this loop
     python recipes/multitask.py --config recipes/demo.yaml [key=value ...]   # the same
@@ -7,8 +7,8 @@ To change the loop, copy this file (`mtnlp recipes copy multitask my_recipe.py`)
 `python my_recipe.py --config ...`. The components are in mtnlp/train.py.
 """
 
-from mtnlp.train import (Run, TrainResult, checkpoint, evaluate_and_select, finish, interrupted, is_save_step, log_step,
-                         setup, stop_after_step_on_signal, stopped_early, train_step)
+from mtnlp.train import (Run, TrainResult, checkpoint, evaluate_and_select, finish, interrupted, is_eval_step,
+                         is_save_step, log_step, setup, stop_after_step_on_signal, stopped_early, train_step)
 
 
 def train(recipe, raw=None) -> TrainResult:
@@ -18,11 +18,10 @@ def train(recipe, raw=None) -> TrainResult:
         while run.progress.step < t.steps and not stopped_early(run):  # early stopping: training.early_stopping_patience
             # one update: train.draw_update takes the batches of the tasks the sampler picked,
             # forward_backward each one's head loss (the task type's, mtnlp/tasks); weighting.py
-            # weights it, gradients.py combines
+            # weights it, gradients.py combines the tasks' gradients (sum, the default: backward adds them)
             task = train_step(run)
             log_step(run, task)
-            step = run.progress.step
-            if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
+            if is_eval_step(run):  # every eval_every steps, and the last
                 evaluate_and_select(run)  # keeps the best model in run_dir/model
             saved = checkpoint(run) if is_save_step(run) else None  # every save_every steps, and the last one
             if stop.requested:

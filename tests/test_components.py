@@ -159,3 +159,25 @@ def test_every_library_package_is_installed_by_a_plain_pip_install():
     recipes = {".".join(("mtnlp", *p.relative_to(REPO).parts)) for p in [REPO / "recipes", *(REPO / "recipes").rglob("*")]
                if p.is_dir() and p.name != "__pycache__"}
     assert recipes <= listed, f"not in pyproject's packages: {sorted(recipes - listed)}"
+
+
+def test_the_stop_request_is_agreed_once_per_step_under_several_processes(monkeypatch):
+    """`stop.requested` is a collective at log and checkpoint steps under DDP; the recipe reads it twice in a
+    step that stops, and a second collective that one rank skips would hang the others."""
+    import types
+
+    import mtnlp.train as T
+
+    calls = []
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda flag, op=None: calls.append(int(flag)))
+    run = T.Run.__new__(T.Run)
+    run.accelerator = types.SimpleNamespace(num_processes=2, device=torch.device("cpu"), is_main_process=True)
+    run.recipe = types.SimpleNamespace(training=types.SimpleNamespace(log_every=2, steps=10, save_every=None))
+    run.progress = T.Progress(step=3)
+    stop = T.stop_after_step_on_signal(run)
+    stop.signum = 15
+    assert stop.requested == 0 and calls == []  # not a log step: the ranks agree at the next one
+    run.progress = T.Progress(step=4)
+    assert stop.requested == 15 and stop.requested == 15 and calls == [15]
+    run.progress = T.Progress(step=6)
+    assert stop.requested == 15 and calls == [15, 15]
