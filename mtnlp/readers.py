@@ -172,13 +172,6 @@ def file_lines(path: Path, encoding: str, fix: str = ENCODING_FIX, bom_fix: str 
         yield line[:-1] if line.endswith("\n") else line
 
 
-def read_examples(path: Path, spec: DataSpec, task_type: str) -> list[dict]:
-    examples = list(iter_examples(path, spec, task_type))
-    if not examples:
-        raise UserError(f"{path}: no examples found")
-    return examples
-
-
 def iter_examples(path: Path, spec: DataSpec, task_type: str):
     """A file's examples one at a time, as the file is read (never whole). Errors name the file and line."""
     fmt = file_format(path, spec)

@@ -172,3 +172,10 @@ def cost_ratio(function, small, large) -> float:
         if enabled:
             gc.enable()
     return min(t for _, t in runs) / max(min(t for t, _ in runs), 1e-6)
+
+
+def read_examples(path, spec, task_type: str) -> list[dict]:
+    """A data file's examples as the readers give them (mtnlp.readers.iter_examples), in a list."""
+    from mtnlp.readers import iter_examples
+
+    return list(iter_examples(Path(path), spec, task_type))

@@ -16,7 +16,7 @@ from mtnlp.cache import cache_dir
 from mtnlp.data import collate, load_task
 from mtnlp.tasks.tagging import align_labels
 from mtnlp.errors import UserError
-from mtnlp.readers import read_examples
+from conftest import read_examples
 from mtnlp.recipe import load_recipe
 from mtnlp.spec import DataSpec
 

@@ -17,7 +17,7 @@ from mtnlp.cli import main
 from mtnlp.data import collate, read_task, tokenize
 from mtnlp.errors import UserError
 from mtnlp.export import export_head
-from mtnlp.readers import read_examples
+from conftest import read_examples
 from mtnlp.recipe import load_recipe
 from mtnlp.tasks import TASK_TYPES
 from mtnlp.tasks.multiple_choice import ChoiceData

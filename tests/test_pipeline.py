@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import DATA, FOUR_TASKS as TASKS, SHARED, minilm_path, save_model
+from conftest import DATA, FOUR_TASKS as TASKS, SHARED, minilm_path, read_examples, save_model
 from transformers import AutoTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.tasks.tagging import first_subtokens
 from mtnlp.tasks.tagging import iob_spans
-from mtnlp.readers import read_examples
 from mtnlp.spec import DataSpec
 
 TEXTS = ["John Smith works for the United Nations in New York .", "a gorgeous , witty , seductive movie .",

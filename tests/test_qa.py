@@ -16,7 +16,7 @@ from mtnlp.cli import main
 from mtnlp.data import read_task, tokenize
 from mtnlp.errors import UserError
 from mtnlp.export import export_folder
-from mtnlp.readers import read_examples
+from conftest import read_examples
 from mtnlp.recipe import load_recipe
 from mtnlp.spec import DataSpec
 from mtnlp.tasks import task_type

@@ -13,7 +13,8 @@ import pytest
 from conftest import DATA, REPO, SHARED
 from mtnlp.data import read_task
 from mtnlp.errors import UserError
-from mtnlp.readers import read_examples, read_lines
+from conftest import read_examples
+from mtnlp.readers import read_lines
 from mtnlp.recipe import load_recipe
 from mtnlp.spec import DataSpec
 

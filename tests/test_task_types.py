@@ -12,7 +12,7 @@ from conftest import DATA, minilm_path, write_jsonl, write_recipe
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.cli import main
 from mtnlp.errors import UserError
-from mtnlp.readers import read_examples
+from conftest import read_examples
 from mtnlp.recipe import load_recipe
 from mtnlp.spec import DataSpec
 from mtnlp.tasks import TASK_TYPES

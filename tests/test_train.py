@@ -471,7 +471,7 @@ def test_data_table_truncation_notes_and_batch_counts(make_recipe, tmp_path, cap
     from conftest import DATA
     from transformers import AutoTokenizer
 
-    from mtnlp.readers import read_examples
+    from conftest import read_examples
 
     max_length = 12
     tasks = {"ner": {"type": "tagging", "data": {"train": str(DATA / "ner_sample.conll"),
