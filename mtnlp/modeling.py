@@ -48,6 +48,20 @@ class SpanOutput(ModelOutput):
 OUTPUTS = {"token": TokenClassifierOutput, "choice": MultipleChoiceModelOutput}
 
 
+FORWARD_ARGUMENTS = "input_ids, attention_mask, token_type_ids, task, labels, return_dict (and a QA head's " \
+                    "start_positions, end_positions)"
+ENCODER_OUTPUTS = ("output_hidden_states", "output_attentions")  # what model.encoder(...) gives instead
+
+
+def unexpected_arguments(names: list[str]) -> str:
+    """forward()'s TypeError for keyword arguments it does not take: where the encoder's own outputs come
+    from, or what it does take (a typo: lables=; transformers' inputs_embeds, position_ids)."""
+    said = f"MultiTaskModel.forward() got unexpected keyword argument(s) {', '.join(names)}"
+    if all(name in ENCODER_OUTPUTS for name in names):
+        return f"{said}; for the encoder's hidden states or attentions call model.encoder(...)"
+    return f"{said}; it takes {FORWARD_ARGUMENTS}"
+
+
 class MultiTaskConfig(PreTrainedConfig):
     """A multi-task model's config.json: the encoder's own config (`encoder`), the heads (`tasks`), how
     the encoder is shared (`sharing`) and what training recorded (`mtnlp`)."""
@@ -443,8 +457,7 @@ class MultiTaskModel(PreTrainedModel):
         # a typo (lables=) or an argument of transformers' models this one does not take; left at None or
         # False (as wrappers such as peft pass inputs_embeds, output_attentions, ...) it asks for nothing
         if unread := [key for key, value in kwargs.items() if value is not None and value is not False]:
-            raise TypeError(f"MultiTaskModel.forward() got unexpected keyword argument(s) {', '.join(unread)}; "
-                            "for the encoder's hidden states or attentions call model.encoder(...)")
+            raise TypeError(unexpected_arguments(unread))
         if task not in self.heads:
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
         head = self.heads[task]

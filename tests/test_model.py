@@ -1,5 +1,6 @@
 """MultiTaskModel: the config contract, one-pass heads, save/load round trip."""
 
+import pytest
 import torch
 from transformers import AutoConfig, BertConfig
 
@@ -113,6 +114,22 @@ def test_regression_labels_as_a_column_give_the_same_loss():
     flat = model(input_ids=ids, attention_mask=mask, task="score", labels=torch.tensor([0.1, 0.5, 0.9])).loss
     column = model(input_ids=ids, attention_mask=mask, task="score", labels=torch.tensor([[0.1], [0.5], [0.9]])).loss
     torch.testing.assert_close(column, flat)
+
+
+def test_forward_points_to_the_encoder_only_for_its_outputs():
+    model = tiny_model()
+    ids, mask = inputs()
+    for kwargs in ({"output_hidden_states": True}, {"output_attentions": True}):
+        with pytest.raises(TypeError, match=r"; for the encoder's hidden states or attentions call model\.encoder"):
+            model(input_ids=ids, attention_mask=mask, task="sentiment", **kwargs)
+    embeds = model.encoder.get_input_embeddings()(ids)
+    for kwargs in ({"inputs_embeds": embeds}, {"position_ids": torch.arange(ids.shape[1])[None]},
+                   {"lables": torch.tensor([0, 1, 1])}, {"output_hidden_states": True, "lables": 1}):
+        with pytest.raises(TypeError) as caught:
+            model(input_ids=ids, attention_mask=mask, task="sentiment", **kwargs)
+        assert "hidden states" not in str(caught.value)
+        assert str(caught.value).endswith("; it takes input_ids, attention_mask, token_type_ids, task, labels, "
+                                          "return_dict (and a QA head's start_positions, end_positions)")
 
 
 def test_forward_refuses_arguments_it_does_not_take_and_gives_tuples_on_request():
