@@ -5,8 +5,9 @@ class UserError(Exception):
     """Bad input from the user (file, recipe, command line). str() is the whole message."""
 
 
-class NotFound(UserError):
-    """A model (folder, hub repository or cached copy) that is not there, or cannot be reached."""
+class NotFound(UserError, FileNotFoundError):
+    """A model (folder, hub repository or cached copy) that is not there, or cannot be reached. Also a
+    FileNotFoundError, as transformers' from_pretrained raises an OSError there: `except OSError` catches both."""
 
 
 class NoRevision(UserError):

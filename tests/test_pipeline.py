@@ -718,3 +718,13 @@ def test_predict_writes_each_pipeline_calls_results_as_it_ends(model_dir, capsys
     assert said == [str(w.message) for w in one_call if "truncated" in str(w.message)]
     assert said[0].startswith("2 input(s) longer than max_length=32 tokens were truncated (TEXT argument 1, TEXT "
                               "argument 5): ")
+
+
+def test_a_missing_model_folder_is_a_file_not_found_error_as_transformers_raises(tmp_path):
+    from mtnlp.errors import NotFound
+
+    with pytest.raises(FileNotFoundError, match="model folder not found") as caught:
+        MultiTaskPipeline.from_pretrained(str(tmp_path / "missing"))
+    assert isinstance(caught.value, NotFound)
+    with pytest.raises(OSError):  # what transformers' MultiTaskModel.from_pretrained raises there
+        MultiTaskModel.from_pretrained(str(tmp_path / "missing"))
