@@ -86,6 +86,25 @@ def test_the_weighted_losses_weigh_each_example_by_its_label_and_multilabels_are
     assert torch.allclose(got, F.binary_cross_entropy_with_logits(logits, multi, pos_weight=torch.tensor(weights)))
 
 
+def test_classification_leaves_out_rows_labelled_minus_100_with_or_without_weights_and_takes_a_column():
+    """As torch's cross_entropy (ignore_index=-100) and transformers' BertForSequenceClassification; weighted: the
+    weighted mean over the rows kept; every row -100 gives 0, not NaN, as tagging's loss. Labels (batch, 1) are
+    the same as (batch,)."""
+    logits, targets = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, -100, 2, 2, -100, 0])
+    weights = [0.5, 2.0, 1.0]
+    loss = task_type("classification").loss
+    kept = targets != -100
+    assert torch.allclose(loss(logits, targets, {}), F.cross_entropy(logits, targets))
+    weighted = F.cross_entropy(logits[kept], targets[kept], reduction="none") * torch.tensor(weights)[targets[kept]]
+    assert torch.allclose(loss(logits, targets, {"label_weights": weights}), weighted.mean())
+    for spec_ in ({}, {"label_weights": weights}):
+        assert torch.allclose(loss(logits, targets[:, None], spec_), loss(logits, targets, spec_))
+        none = loss(logits, torch.full((6,), -100), spec_)
+        assert none.item() == 0
+    assert torch.allclose(loss(logits, targets.view(-1, 1), {}), F.cross_entropy(logits, targets))
+    assert task_type("classification").loss_items(targets) == 4
+
+
 def test_the_weights_are_on_the_logits_device_made_once():
     """No host-to-device copy per step (a sync on a GPU): the tensor is made once per device; the meta device shows
     it follows the logits wherever they are."""

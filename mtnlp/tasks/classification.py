@@ -7,8 +7,11 @@ from typing import Literal
 import numpy as np
 
 from ..spec import LabelWeights, TaskSpec
-from .base import (TextTask, check_label_weights, column, label_figures, label_name, on_device, softmax,
-                   weights_per_label)
+from .base import (TextTask, check_label_weights, column, label_figures, label_name, labelled_cross_entropy,
+                   on_device, softmax, weights_per_label)
+
+
+IGNORE = -100  # a row the loss leaves out, as torch's cross_entropy and transformers' heads do
 
 
 class Classification(TextTask):
@@ -35,14 +38,21 @@ class Classification(TextTask):
     def loss(self, logits, labels, spec):
         from torch.nn import functional as F
 
+        labels = labels.view(-1)  # (batch,) or (batch, 1), as transformers' *ForSequenceClassification take them
         weights = spec.get("label_weights")
         if not weights:
-            return F.cross_entropy(logits.float(), labels)
+            return labelled_cross_entropy(logits.float(), labels, IGNORE)
         # each example's loss times its label's weight, averaged over the rows; torch's `weight=` divides by the
         # batch's sum of weights instead, which cancels them in a batch of one label (batch_size 1: always) and
-        # makes grad_accum differ from a larger batch
-        weighted = F.cross_entropy(logits.float(), labels, reduction="none") * on_device(tuple(weights), logits.device)[labels]
-        return weighted.mean()
+        # makes grad_accum differ from a larger batch. Rows labelled -100 are left out (their loss is 0 here), as
+        # without weights; none left gives 0, not NaN
+        losses = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE, reduction="none")
+        kept = labels != IGNORE
+        weighted = losses * on_device(tuple(weights), logits.device)[labels.clamp(min=0)]
+        return weighted.sum() / kept.sum().clamp(min=1)  # on the device: no host sync
+
+    def loss_items(self, labels):
+        return (labels != IGNORE).sum()  # the labelled rows
 
     def predictions(self, logits, labels, spec):
         return logits.argmax(-1).tolist()
