@@ -44,6 +44,8 @@ class SpanOutput(ModelOutput):
         return tuple(value for key, value in self.items() if key in ("loss", "logits"))
 
 
+NO_TASKS = "an empty list asks for no head; leave tasks out (None) for every head"
+
 # forward()'s output class per head kind
 OUTPUTS = {"token": TokenClassifierOutput, "choice": MultipleChoiceModelOutput}
 
@@ -488,7 +490,11 @@ class MultiTaskModel(PreTrainedModel):
                       tasks: list[str] | None = None) -> dict[str, torch.Tensor]:
         """Logits of several heads from ONE encoder pass (with LoRA adapters: one pass per task; with
         task-specific layers: one pass through the shared layers, then each task's own)."""
-        tasks = tasks or list(self.heads)
+        tasks = list(self.heads) if tasks is None else list(tasks)
+        if not tasks:
+            raise ValueError(f"tasks: {NO_TASKS}")
+        if unknown := [t for t in tasks if t not in self.heads]:
+            raise KeyError(f"unknown task {unknown[0]!r}; this model has: {', '.join(self.heads)}")
         if self._lora:
             return {t: self.heads[t](self.encode(input_ids, attention_mask, token_type_ids, t), attention_mask)
                     for t in tasks}

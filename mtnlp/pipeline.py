@@ -27,7 +27,8 @@ from . import families
 from . import precision as precision_policy
 from .encoders import custom_code_problem, is_local_path, pickle_refusal, tokenizer_problem, vocabulary_problem
 from .folders import check_model_folder, check_multitask_config, is_onnx_folder, refuse_run_folder
-from .modeling import ConfigMismatch, MultiTaskModel, evaluating, to_device
+from .errors import first_line
+from .modeling import NO_TASKS, ConfigMismatch, MultiTaskModel, evaluating, to_device
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem, truncating,
                          valid_unicode)
@@ -59,23 +60,21 @@ class MultiTaskPipeline:
             device = torch.device("cpu") if onnx else next(model.parameters()).device  # on a GPU: stays (cuda:1 too)
             if device.type == "cpu" and torch.cuda.is_available() and not onnx:
                 device = "cuda"
-        elif isinstance(device, int) and not isinstance(device, bool):  # transformers' pipelines: -1 is the CPU
-            device = "cpu" if device < 0 else f"cuda:{device}"
-        self.device = torch.device(device)
+        self.device = checked_device(device)
+        if not is_integer(batch_size) or batch_size < 1:  # (checked here: 2.5 would fail at the first call)
+            raise ValueError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
+        if max_length is not None and (not is_integer(max_length) or max_length < 8):  # a recipe's minimum too
+            raise ValueError(f"max_length must be an integer of at least 8, got {max_length!r}")
+        # (as from_pretrained checks them: an id past the embeddings would be an IndexError at the first call)
+        if problem := tokenizer_problem(tokenizer) or vocabulary_problem(tokenizer, model.config.encoder):
+            raise ValueError(problem)
         self.model = model.to(self.device)  # (in place; each call runs it in eval mode, then restores its mode)
         self.tokenizer = tokenizer
         self.precision = (precision_policy.for_onnx(precision, model.quantize) if onnx else
                           precision_policy.for_model(precision, self.model))
         if self.precision.warning:
             warnings.warn(self.precision.warning, stacklevel=2)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.batch_size = batch_size
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral)
-                                       or max_length < 8):  # a recipe's minimum too
-            raise ValueError(f"max_length must be an integer of at least 8, got {max_length!r}")
-        if problem := tokenizer_problem(tokenizer):
-            raise ValueError(problem)
+        self.batch_size = int(batch_size)
         trained = (model.config.mtnlp or {}).get("max_length")
         self.max_length = int(max_length or trained or min(tokenizer.model_max_length, 512))
         positions = families.max_tokens(model.config.encoder)  # e.g. RoBERTa: max_position_embeddings - 2
@@ -119,7 +118,9 @@ class MultiTaskPipeline:
             raise TypeError(f"inputs: expected a text, a dict or a list of those, got {type(inputs).__name__}")
         values = [inputs] if single else list(inputs)
         strict = tasks is not None if strict is None else strict
-        tasks = [tasks] if isinstance(tasks, str) else list(tasks or self.tasks)
+        tasks = [tasks] if isinstance(tasks, str) else list(self.tasks if tasks is None else tasks)
+        if not tasks:  # as `--tasks ""` is refused: an empty list asks for no head
+            raise ValueError(f"tasks: {NO_TASKS}")
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise ValueError(f"tasks: the model has no task {unknown[0]!r} (it has: {', '.join(self.tasks)})")
@@ -224,6 +225,30 @@ class MultiTaskPipeline:
             logits = self.model.forward_heads(inputs["input_ids"], inputs["attention_mask"],
                                               inputs.get("token_type_ids"), tasks=tasks)
         return {t: v.float().cpu().numpy() for t, v in logits.items()}  # one copy per head and batch
+
+
+def is_integer(value) -> bool:
+    """An int (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def checked_device(device) -> torch.device:
+    """`device` as a torch.device, or a ValueError naming it: a name torch does not know, or a CUDA device this
+    machine does not have (no silent fallback to the CPU: a run meant for a GPU would be slow unnoticed)."""
+    try:
+        if is_integer(device):  # transformers' pipelines: -1 is the CPU
+            resolved = torch.device("cpu" if device < 0 else f"cuda:{device}")
+        else:
+            resolved = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r}: {first_line(e)} (e.g. 'cpu', 'cuda', 'cuda:1' or -1 for the CPU)") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise ValueError(f"device {device!r}: this machine has no CUDA device; use 'cpu' (or -1)")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return resolved
 
 
 def same_tokens(a, b) -> bool:

@@ -397,9 +397,54 @@ def test_predict_stdin_with_a_byte_that_is_not_utf8_names_its_line(model_dir):
     assert proc.stderr.decode().startswith("error: standard input:2: byte 0xe9 is not valid utf-8"), proc.stderr
 
 
-def test_batch_size_below_one_is_refused(model_dir):
-    with pytest.raises(ValueError, match="batch_size must be at least 1"):
-        MultiTaskPipeline.from_pretrained(str(model_dir), batch_size=0)
+def test_batch_size_below_one_or_not_an_integer_is_refused_when_built(model_dir):
+    model = MultiTaskModel.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    for bad in (0, -1, 2.5, "8", True, None):
+        with pytest.raises(ValueError, match=rf"^batch_size must be an integer of at least 1, got {re.escape(repr(bad))}$"):
+            MultiTaskPipeline(model, tokenizer, batch_size=bad)
+    import numpy as np
+
+    assert MultiTaskPipeline(model, tokenizer, batch_size=np.int64(2)).batch_size == 2
+
+
+def test_a_cuda_device_the_machine_lacks_is_a_value_error_naming_device(model_dir, monkeypatch):
+    model = MultiTaskModel.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in (0, "cuda", "cuda:1", torch.device("cuda")):
+        with pytest.raises(ValueError, match=rf"^device {re.escape(repr(device))}: this machine has no CUDA device"):
+            MultiTaskPipeline(model, tokenizer, device=device)
+    with pytest.raises(ValueError, match=r"^device 'gpu': .*\(e\.g\. 'cpu', 'cuda'"):
+        MultiTaskPipeline(model, tokenizer, device="gpu")
+    assert next(model.parameters()).device.type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"^device 'cuda:1': this machine has 1 CUDA device\(s\), cuda:0 to cuda:0"):
+        MultiTaskPipeline(model, tokenizer, device="cuda:1")
+
+
+def test_a_tokenizer_with_ids_past_the_embeddings_is_refused_when_built(model_dir):
+    model = MultiTaskModel.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer.add_tokens(["<brand-new>"])
+    with pytest.raises(ValueError, match="without resizing the model"):
+        MultiTaskPipeline(model, tokenizer)
+    model.resize_token_embeddings(len(tokenizer))
+    assert MultiTaskPipeline(model, tokenizer, precision="fp32")("a <brand-new> word")
+
+
+def test_an_empty_task_list_is_refused_and_forward_heads_names_the_tasks(model_dir):
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    for empty in ([], (), set()):
+        with pytest.raises(ValueError, match=r"^tasks: an empty list asks for no head; leave tasks out \(None\)"):
+            pipe("text", tasks=empty)
+    ids = torch.tensor([[101, 2000, 102]])
+    with pytest.raises(ValueError, match="^tasks: an empty list asks for no head"):
+        pipe.model.forward_heads(ids, tasks=[])
+    with pytest.raises(KeyError, match=f"unknown task 'nope'; this model has: {', '.join(TASKS)}"):
+        pipe.model.forward_heads(ids, tasks=["nope"])
+    assert set(pipe.model.forward_heads(ids)) == set(TASKS)
 
 
 def test_max_length_below_the_recipes_minimum_is_refused_and_past_the_positions_capped(model_dir):
