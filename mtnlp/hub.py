@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData
@@ -327,7 +328,7 @@ def hidden(relative: Path) -> bool:
 def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
          token: str | None = None, commit_message: str = "Upload mtnlp multi-task model") -> str:
     """Upload a model folder (every file in it) in one commit; returns the commit URL. With `private`, an
-    existing public repo is made private (before the upload), and a line on stdout says so."""
+    existing public repo is made private (before the upload), and a UserWarning says so (the CLI prints it)."""
     model_dir = Path(model_dir)
     check_model_folder(model_dir)
     files = pushed_files(model_dir)
@@ -336,12 +337,11 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
     if token is not None:
         token = token.strip()  # as huggingface_hub does with HF_TOKEN: a pasted newline is no header value
         if not token:
-            raise UserError("--token is empty: give a hub token, or leave --token out to use HF_TOKEN "
-                            "or the saved login")
+            raise UserError("token is empty: give a hub token, or none to use HF_TOKEN or the saved login")
     if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
-        raise UserError(f"--revision {revision}: a commit id; a push goes to a branch: give its name")
+        raise UserError(f"revision {revision}: a commit id; a push goes to a branch: give its name")
     if revision == "":
-        raise UserError("--revision is empty: give a branch name, or leave --revision out for main")
+        raise UserError("revision is empty: give a branch name, or none for main")
     # a folder without a card (e.g. a model folder copied out of its run) gets one, in the commit only
     card = None
     if not (model_dir / "README.md").exists():
@@ -353,16 +353,16 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         if private and not api.repo_info(repo_id).private:  # create_repo leaves an existing repo as it is
             api.update_repo_settings(repo_id, private=True)
-            print(f"{repo_id} was public; made it private as asked")
+            warnings.warn(f"{repo_id} was public; made it private as asked", stacklevel=2)
         if revision and revision != "main":
             refs = api.list_repo_refs(repo_id)
             if revision in {tag.name for tag in refs.tags}:
-                raise UserError(f"--revision {revision}: a tag of {repo_id}; a push goes to a branch: give a "
+                raise UserError(f"revision {revision}: a tag of {repo_id}; a push goes to a branch: give a "
                                 "branch name")
             branches = {branch.name for branch in refs.branches}
             # loading it would be ambiguous (a name of digits only, e.g. a date, is taken as a name)
             if re.fullmatch(r"[0-9a-f]{7,39}", revision) and not revision.isdigit() and revision not in branches:
-                raise UserError(f"--revision {revision}: reads as the start of a commit id, and {repo_id} has no "
+                raise UserError(f"revision {revision}: reads as the start of a commit id, and {repo_id} has no "
                                 "branch of that name; a push goes to a branch: give a name that is not hexadecimal")
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         operations = [CommitOperationAdd(str(p.relative_to(model_dir)), pushed_card(p.read_text(encoding="utf-8"),

@@ -325,11 +325,15 @@ def test_push_refuses_an_invalid_repo_id(repo_id, run_dir, no_network):
 
 
 @pytest.mark.parametrize("token", ["", " \n"])
-def test_push_refuses_an_empty_token(token, run_dir, no_network):
+def test_push_refuses_an_empty_token_or_revision_in_words_that_fit_python_and_the_cli(token, run_dir, no_network):
     from mtnlp.hub import push
 
-    with pytest.raises(UserError, match="^--token is empty"):
+    with pytest.raises(UserError, match="^token is empty: give a hub token, or none to use HF_TOKEN"):
         push(run_dir / "model", "org/x", token=token)
+    with pytest.raises(UserError, match="^revision is empty: give a branch name, or none for main$"):
+        push(run_dir / "model", "org/x", revision="")
+    with pytest.raises(UserError, match="^revision 0{40}: a commit id"):
+        push(run_dir / "model", "org/x", revision="0" * 40)
 
 
 def test_push_without_namespace_commits_to_the_created_repo(run_dir, tmp_path):
@@ -346,8 +350,10 @@ def test_private_makes_an_existing_public_repo_private_before_the_upload(run_dir
         hub.create_repo("org/was-public")
         proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/was-public", "--private")
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert proc.stdout.splitlines()[0] == "org/was-public was public; made it private as asked"
-        assert proc.stdout.splitlines()[1].endswith(hub.commits("org/was-public")[0].oid)
+        # said as a warning (library code prints nothing): the CLI shows it on stderr, stdout is the URL alone
+        assert "warning: org/was-public was public; made it private as asked" in proc.stderr.splitlines()
+        assert len(proc.stdout.splitlines()) == 1
+        assert proc.stdout.strip().endswith(hub.commits("org/was-public")[0].oid)
         assert hub.is_private("org/was-public")
         writes = [r.path for r in hub.requests if r.method in ("PUT", "POST") and "was-public" in r.path]
         assert writes[0] == "/api/models/org/was-public/settings"  # no file goes up while the repo is public

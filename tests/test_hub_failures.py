@@ -138,7 +138,7 @@ def test_refusals_are_one_line_before_any_request(run_dir, tiny_encoder, tmp_pat
     model = str(run_dir / "model")
     cases = [([str(encoder), REPO_ID], f"error: {encoder}: a bert model, not an mtnlp multi-task model"),
              ([model, "a/b/c"], "error: repo id 'a/b/c' is not valid"),
-             ([model, REPO_ID, "--token", ""], "error: --token is empty")]
+             ([model, REPO_ID, "--token", ""], "error: token is empty")]
     with LocalHub() as hub:
         for args, message in cases:
             proc = mtnlp(hub, tmp_path, "push", *args)

@@ -61,13 +61,13 @@ def test_a_card_pushed_to_a_branch_loads_from_it_and_tags_and_commits_are_no_bra
         assert proc.returncode == 0, proc.stderr[-2000:]
         branches = dict(hub.branches("org/b"))
         assert last_error(mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", "v1")) == \
-            "error: --revision v1: a tag of org/b; a push goes to a branch: give a branch name"
+            "error: revision v1: a tag of org/b; a push goes to a branch: give a branch name"
         sha = hub.commits("org/b", revision="dev")[0].oid
         assert last_error(mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", sha)) == \
-            f"error: --revision {sha}: a commit id; a push goes to a branch: give its name"
+            f"error: revision {sha}: a commit id; a push goes to a branch: give its name"
         prefix = next(sha[:n] for n in range(7, 40) if not sha[:n].isdigit())  # digits only would be a name (a date)
         assert last_error(mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", prefix)) == \
-            f"error: --revision {prefix}: reads as the start of a commit id, and org/b has no branch of that name; " \
+            f"error: revision {prefix}: reads as the start of a commit id, and org/b has no branch of that name; " \
             "a push goes to a branch: give a name that is not hexadecimal"
         assert dict(hub.branches("org/b")) == branches  # no branch named after the tag or the commit
         assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", "20240615").returncode == 0
