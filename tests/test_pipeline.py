@@ -773,3 +773,19 @@ def test_a_missing_model_folder_is_a_file_not_found_error_as_transformers_raises
     assert isinstance(caught.value, NotFound)
     with pytest.raises(OSError):  # what transformers' MultiTaskModel.from_pretrained raises there
         MultiTaskModel.from_pretrained(str(tmp_path / "missing"))
+
+
+def test_the_public_names_are_listed_and_truncation_warning_is_one_of_them(model_dir):
+    import mtnlp
+    from mtnlp import TruncationWarning
+    from mtnlp.pipeline import TruncationWarning as where_raised
+
+    assert TruncationWarning is where_raised and "TruncationWarning" in mtnlp.__all__
+    assert {"MultiTaskConfig", "MultiTaskModel", "MultiTaskPipeline", "TruncationWarning", "__version__"} <= set(dir(mtnlp))
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32", max_length=8)
+    with pytest.warns(TruncationWarning, match=r"inputs\[0\]"):
+        pipe(TEXTS[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=mtnlp.TruncationWarning)  # as a user filters it
+        pipe(TEXTS[0])
