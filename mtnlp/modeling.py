@@ -179,37 +179,44 @@ def head_mismatch(name: str, old: dict | None, new: dict) -> str | None:
     return None
 
 
-def checked_tasks(tasks) -> dict[str, dict]:
+class TasksError(ValueError):
+    """A task spec that is not one (checked_tasks); str() names the task and key at fault."""
+
+
+def checked_tasks(tasks, new: bool = True) -> dict[str, dict]:
     """`tasks` as from_encoder takes them ({name: {"type": ..., "labels": [...], "dropout"?: ..., the type's
-    own keys}}), with labels [] where the type has none (regression, multiple choice, QA) and text_pair false
-    for a tagging head unless given, or a ValueError naming the task and key at fault."""
+    own keys}}), with labels [] where the type has none (regression, multiple choice, QA) and, for a `new`
+    model, text_pair false for a tagging head unless given (a saved config keeps what it holds: a model saved
+    before text_pair was recorded), or a TasksError (a ValueError) naming the task and key at fault."""
     example = "{'sentiment': {'type': 'classification', 'labels': ['neg', 'pos']}}"
     if not isinstance(tasks, dict) or not tasks:
-        raise ValueError(f"tasks: expected a non-empty dict of task specs, e.g. {example}")
+        raise TasksError(f"tasks: expected a non-empty dict of task specs, e.g. {example}")
     checked = {}
     for name, spec in tasks.items():
         where = f"tasks[{name!r}]"
         if not isinstance(name, str) or not isinstance(spec, dict):
-            raise ValueError(f"{where}: expected a task name and a dict, e.g. {example}")
+            raise TasksError(f"{where}: expected a task name and a dict, e.g. {example}")
+        if not new and isinstance(spec.get("type"), str):
+            task_type(spec["type"])  # a saved model's type this mtnlp lacks (an extension's): the error that says so
         if not isinstance(spec.get("type"), str) or spec["type"] not in TASK_TYPES:
             got = f"unknown type {spec['type']!r}" if "type" in spec else "missing"
-            raise ValueError(f"{where}['type']: {got} (one of: {', '.join(TASK_TYPES)})")
+            raise TasksError(f"{where}['type']: {got} (one of: {', '.join(TASK_TYPES)})")
         kind = task_type(spec["type"])
         labels = spec.get("labels", [] if not kind.min_labels else None)
         if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels) \
                 or len(labels) < kind.min_labels or len(set(labels)) < len(labels):
-            raise ValueError(f"{where}['labels']: expected a list of at least {kind.min_labels} distinct label "
+            raise TasksError(f"{where}['labels']: expected a list of at least {kind.min_labels} distinct label "
                              f"names for a {kind.name} task, got {labels!r}")
         dropout = spec.get("dropout", 0.1)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"{where}['dropout']: expected a number in [0, 1), got {dropout!r}")
+            raise TasksError(f"{where}['dropout']: expected a number in [0, 1), got {dropout!r}")
         weights = spec.get("label_weights")
         if weights is not None and (not isinstance(weights, list) or len(weights) != len(labels) or not all(
                 isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < float("inf") for w in weights)):
-            raise ValueError(f"{where}['label_weights']: expected one positive number per label ({len(labels)}), "
+            raise TasksError(f"{where}['label_weights']: expected one positive number per label ({len(labels)}), "
                              f"got {weights!r}")
         checked[name] = {**spec, "labels": labels}
-        if kind.head_kind == "token":  # trained on single sentences, as training records it (Tagging.model_spec)
+        if new and kind.head_kind == "token":  # trained on single sentences, as training records it (Tagging.model_spec)
             checked[name].setdefault("text_pair", False)
     return checked
 
@@ -260,7 +267,9 @@ class MultiTaskModel(PreTrainedModel):
     accepts_loss_kwargs = False  # transformers' Trainer: a head's loss is the batch mean; no num_items_in_batch
 
     def __init__(self, config: MultiTaskConfig):
-        config.sharing = checked_sharing(config.sharing)  # every way in: from_encoder, a config, a saved folder
+        # every way in: from_encoder, a config, a saved folder (a task without labels: a ValueError naming it)
+        config.tasks = checked_tasks(config.tasks, new=False)
+        config.sharing = checked_sharing(config.sharing)
         super().__init__(config)
         try:  # heads have their own pooler; the encoder's would be an unused (DDP-unfriendly) parameter
             self.encoder = AutoModel.from_config(config.encoder, add_pooling_layer=False)

@@ -28,7 +28,7 @@ from . import precision as precision_policy
 from .encoders import custom_code_problem, is_local_path, pickle_refusal, tokenizer_problem, vocabulary_problem
 from .folders import check_model_folder, check_multitask_config, is_onnx_folder, refuse_run_folder
 from .errors import first_line
-from .modeling import NO_TASKS, ConfigMismatch, MultiTaskModel, evaluating, to_device
+from .modeling import NO_TASKS, ConfigMismatch, MultiTaskModel, TasksError, evaluating, to_device
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem, truncating,
                          valid_unicode)
@@ -111,6 +111,9 @@ class MultiTaskPipeline:
         each must read every input, else every head asked that reads an input answers it
         (tasks.base.answering_tasks). serve checks each request so, then asks for their union, not strict."""
         single = isinstance(inputs, (str, dict))
+        if not single and not isinstance(inputs, Iterable) and hasattr(inputs, "__len__") \
+                and hasattr(inputs, "__getitem__"):  # a torch Dataset (transformers' KeyDataset): indexed, not iterable
+            inputs = [inputs[i] for i in range(len(inputs))]
         # any sequence of them: a list, a generator, a datasets column, a pandas Series, a numpy array (not a set:
         # the answers are in the inputs' order)
         if not single and (not isinstance(inputs, Iterable) or isinstance(inputs, (Mapping, Set, bytes))
@@ -340,6 +343,9 @@ def load_pretrained(name: str, **hub_kwargs):
             raise UserError(f"{name}: {custom}") from None
         if isinstance(e, ConfigMismatch) and str(e).startswith(f"{name}: "):
             raise UserError(first_line(e)) from None
+        if isinstance(e, TasksError):  # a config.json edited by hand: a task without labels, ...
+            raise UserError(f"{name}: its config.json does not describe an mtnlp model that loads ({first_line(e)})") \
+                from None
         if not path.exists() and any(isinstance(c, LocalEntryNotFoundError) for c in causes(e)):
             if constants.HF_HUB_OFFLINE:
                 raise NotFound(f"{name}: not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is "

@@ -439,7 +439,7 @@ def predict_config_without_a_tasks_labels(c: Ctx):
     del config["tasks"]["sentiment"]["labels"]
     (model / "config.json").write_text(json.dumps(config))
     return ["predict", str(model), "text"], f"{model}:", ["its config.json does not describe an mtnlp model that loads",
-                                                        "KeyError"]
+                                                        "tasks['sentiment']['labels']: expected a list of at least 2"]
 
 
 def predict_a_model_whose_tokenizer_json_is_damaged(c: Ctx):

@@ -330,3 +330,14 @@ def test_a_qa_head_takes_and_gives_what_transformers_qa_models_do():
             assert "start_positions and end_positions (both, without labels) are an extractive QA head's labels" in str(e)
         else:
             raise AssertionError(f"{task} {list(kwargs)} was taken")
+
+
+def test_a_model_built_from_a_config_checks_its_tasks():
+    encoder = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32).to_dict()
+    with pytest.raises(ValueError, match=r"^tasks\['s'\]\['labels'\]: expected a list of at least 2 distinct label"):
+        MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"s": {"type": "classification"}}))
+    with pytest.raises(ValueError, match=r"^tasks\['s'\]\['dropout'\]: expected a number in \[0, 1\)"):
+        MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"s": {"type": "regression", "dropout": 2}}))
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"v": {"type": "regression"}}))
+    assert model.config.tasks["v"]["labels"] == []

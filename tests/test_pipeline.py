@@ -789,3 +789,20 @@ def test_the_public_names_are_listed_and_truncation_warning_is_one_of_them(model
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", category=mtnlp.TruncationWarning)  # as a user filters it
         pipe(TEXTS[0])
+
+
+def test_a_torch_dataset_of_texts_is_read_as_a_list(model_dir):
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    rows = [{"text": text} for text in TEXTS[:3]]
+    assert pipe(KeyDataset(rows, "text")) == pipe(TEXTS[:3])
+
+    class Texts(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return TEXTS[i]
+
+    assert pipe(Texts()) == pipe(TEXTS[:2])
