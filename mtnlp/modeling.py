@@ -64,6 +64,18 @@ def unexpected_arguments(names: list[str]) -> str:
     return f"{said}; it takes {FORWARD_ARGUMENTS}"
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")  # one model's weights: one file, or shards
+
+
+def file_version(path: Path) -> tuple | None:
+    """What tells one write of a file from another (None: no such file)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 class MultiTaskConfig(PreTrainedConfig):
     """A multi-task model's config.json: the encoder's own config (`encoder`), the heads (`tasks`), how
     the encoder is shared (`sharing`) and what training recorded (`mtnlp`)."""
@@ -408,7 +420,17 @@ class MultiTaskModel(PreTrainedModel):
         return (model, info) if want_info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save_pretrained, without the weights of an earlier save that this one did not write: a
+        sharded save's model.safetensors.index.json beside a now single model.safetensors (a push would upload
+        it), or the reverse (loading would read the older model.safetensors)."""
+        folder = Path(save_directory)
+        before = {name: file_version(folder / name) for name in WEIGHT_FILES}
         super().save_pretrained(save_directory, *args, **kwargs)
+        written = [name for name in WEIGHT_FILES if file_version(folder / name) not in (None, before[name])]
+        if len(written) == 1 and kwargs.get("is_main_process", True):
+            for name in WEIGHT_FILES:
+                if name not in written:
+                    (folder / name).unlink(missing_ok=True)
         weights_readable_as_umask(save_directory)
 
     @classmethod

@@ -341,3 +341,26 @@ def test_a_model_built_from_a_config_checks_its_tasks():
         MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"s": {"type": "regression", "dropout": 2}}))
     model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"v": {"type": "regression"}}))
     assert model.config.tasks["v"]["labels"] == []
+
+
+def test_saving_again_leaves_no_weights_of_the_earlier_save(tmp_path):
+    """transformers leaves a sharded save's index beside a later single model.safetensors (a push uploaded it), and
+    a single model.safetensors beside later shards (loading read the older file)."""
+    from mtnlp.hub import pushed_files
+
+    model, ids = tiny_model(), inputs()[0]
+    expected = model(input_ids=ids, task="sentiment").logits
+    model.save_pretrained(tmp_path, max_shard_size="50KB")
+    assert (tmp_path / "model.safetensors.index.json").exists() and not (tmp_path / "model.safetensors").exists()
+    model.save_pretrained(tmp_path)
+    names = [p.name for p in pushed_files(tmp_path)]
+    assert "model.safetensors" in names and "model.safetensors.index.json" not in names
+    assert not any("-of-" in name for name in names)
+    torch.testing.assert_close(MultiTaskModel.from_pretrained(tmp_path)(input_ids=ids, task="sentiment").logits, expected)
+    other = tiny_model(seed=1)
+    other.save_pretrained(tmp_path, max_shard_size="50KB")
+    assert not (tmp_path / "model.safetensors").exists()
+    torch.testing.assert_close(MultiTaskModel.from_pretrained(tmp_path)(input_ids=ids, task="sentiment").logits,
+                               other(input_ids=ids, task="sentiment").logits)
+    model.save_pretrained(tmp_path)  # the same again: the file is written anew
+    assert (tmp_path / "model.safetensors").exists() and not (tmp_path / "model.safetensors.index.json").exists()
