@@ -100,10 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dest", nargs="?", help="copy: the file to write, or a folder to write it into (default: the "
                    "name, in the current folder)")
 
-    p = command("export", help="write one head as a plain transformers model, or the heads as ONNX")
+    p = command("export", help="write one head as a plain transformers model, the encoder alone (--encoder), or "
+                "the heads as ONNX")
     p.add_argument("model", help="model directory or hub id")
     p.add_argument("--task", action="append", help="the head to export (with --onnx: default every head; "
-                   "repeat it for several)")
+                   "repeat it for several; with --encoder: the task whose encoder, default the first)")
+    p.add_argument("--encoder", action="store_true", help="the encoder alone, as a plain transformers base model "
+                   "(AutoModel) with the tokenizer")
     p.add_argument("--tasks", help="comma-separated heads, as --task repeated (as predict and serve take them)")
     p.add_argument("--onnx", action="store_true", help="one ONNX graph of the heads (predict and serve run it)")
     p.add_argument("--quantize", choices=["int8"], help="with --onnx: dynamic int8 quantisation of the weights")
@@ -711,13 +714,19 @@ def absolute_data_dir(text: str, folder: Path) -> str:
 def cmd_export(args) -> int:
     from .errors import UserError
 
+    if args.encoder and (args.onnx or args.quantize):
+        raise UserError(f"export: --encoder writes a plain transformers base model; it takes no "
+                        f"{'--onnx' if args.onnx else '--quantize'}")
     if args.quantize and not args.onnx:
         raise UserError("export: --quantize applies to --onnx")
     if args.tasks is not None:
         if "" in args.tasks.split(","):
             raise UserError(f"--tasks {args.tasks!r}: an empty task name; give names separated by commas")
         args.task = list(dict.fromkeys((args.task or []) + args.tasks.split(",")))
-    if not args.onnx and len(args.task or []) != 1:
+    if args.encoder and len(args.task or []) > 1:
+        raise UserError(f"export --encoder: give at most one --task, the task whose encoder to write (default the "
+                        f"first) ({len(args.task)} were given)")
+    if not args.onnx and not args.encoder and len(args.task or []) != 1:
         raise UserError("export: give one --task NAME (a plain transformers model holds one head), or --onnx"
                         + (f" ({len(args.task)} heads were given)" if args.task else ""))
     out = Path(args.out).expanduser()
@@ -755,6 +764,10 @@ def cmd_export(args) -> int:
             card = onnx_card(read_card(args.model, args.revision), args.model, tmp, args.quantize, bool(args.task),
                              args.revision)
             (tmp / "README.md").write_text(card, encoding="utf-8")  # serve's /info shows the card's metrics
+        elif args.encoder:
+            from .export import export_encoder_folder
+
+            export_encoder_folder(model, tokenizer, tmp, (args.task or [None])[0])
         else:
             from .export import export_folder
 
@@ -771,6 +784,13 @@ def cmd_export(args) -> int:
         print(f"wrote {args.out} (ONNX{', int8' if args.quantize else ''}): mtnlp predict {shlex.quote(args.out)} ...")
         return 0
     print(f"wrote {args.out}")
+    if args.encoder:
+        from .export import encoder_load_kwargs
+
+        given = "".join(f", {k}={v!r}" for k, v in encoder_load_kwargs(model, (args.task or [None])[0]).items())
+        print(f"load it with AutoModel.from_pretrained({json.dumps(args.out, ensure_ascii=False)}{given})"
+              + ("  (no head has a pooler: without add_pooling_layer=False a random one is added)" if given else ""))
+        return 0
     from .tasks import task_type
 
     if task_type(model.config.tasks[args.task[0]]["type"]).head_kind == "token":  # word pieces past the first are untrained

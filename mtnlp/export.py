@@ -1,5 +1,6 @@
 """Export one head as a plain transformers checkpoint: AutoModelFor{SequenceClassification,
-TokenClassification,MultipleChoice,QuestionAnswering}, as its task type says (export_class).
+TokenClassification,MultipleChoice,QuestionAnswering}, as its task type says (export_class), or the
+encoder alone as the family's base model (AutoModel: export_encoder).
 
 A task head is built from its encoder family's own head modules under the family's own names
 (families.py), so the export is a mapping of keys: the encoder (adapter merged / task layers in
@@ -14,7 +15,7 @@ import copy
 from pathlib import Path
 
 import transformers
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoModel
 
 from .encoders import save_tokenizer
 from .errors import UserError
@@ -32,9 +33,14 @@ def export_config(model: MultiTaskModel, task: str):
     return config
 
 
-def export_head(model: MultiTaskModel, task: str):
+def checked_task(model: MultiTaskModel, task: str) -> str:
     if task not in model.config.tasks:
         raise UserError(f"--task {task}: the model has no such task (it has: {', '.join(model.config.tasks)})")
+    return task
+
+
+def export_head(model: MultiTaskModel, task: str):
+    checked_task(model, task)
     family = model.family
     family.check_export(model.config.encoder)
     config = export_config(model, task)
@@ -56,12 +62,66 @@ def export_head(model: MultiTaskModel, task: str):
     return exported.eval()
 
 
+def pooler_task(model: MultiTaskModel, task: str) -> str | None:
+    """The task whose head's pooler the exported encoder gets: `task`'s, or the first head's that has one
+    (the family's base model keeps it, families.py base_head: BERT's), or None when no head has one."""
+    return next((t for t in dict.fromkeys([task, *model.heads]) if any(
+        hasattr(model.heads[t], name) for name in model.family.base_head)), None)
+
+
+def encoder_load_kwargs(model: MultiTaskModel, task: str | None = None) -> dict:
+    """What AutoModel.from_pretrained needs besides the folder to load export_encoder's model as it was saved: a
+    base model that keeps a pooler no head has is saved without one, and its config cannot say so (BERT builds
+    one unless told add_pooling_layer=False: a random one, which transformers' LOAD REPORT lists as missing)."""
+    task = checked_task(model, task) if task is not None else next(iter(model.config.tasks))
+    return {"add_pooling_layer": False} if model.family.base_head and pooler_task(model, task) is None else {}
+
+
+def export_encoder(model: MultiTaskModel, task: str | None = None):
+    """The encoder alone as the family's plain base model (what AutoModel.from_pretrained loads) for `task`
+    (default the first; with hard sharing every task has the same encoder): its adapter merged / its layers in
+    place, with the pooler of `task`'s head (or of the first head that has one) where the base model keeps one,
+    and built without a pooler where no head has one (BERT: add_pooling_layer=False; loading it so needs
+    encoder_load_kwargs), so no weight is random."""
+    task = checked_task(model, task) if task is not None else next(iter(model.config.tasks))
+    family = model.family
+    family.check_export(model.config.encoder)
+    config = AutoConfig.for_model(**{**model.config.encoder.to_dict(), "architectures": None})
+    state = dict(model.encoder_state(task))  # adapter merged / layers in place
+    pooled = pooler_task(model, task)
+    if pooled is not None:
+        state.update({k: v for k, v in model.heads[pooled].state_dict().items() if k.split(".")[0] in family.base_head})
+    try:
+        exported = AutoModel.from_config(config, add_pooling_layer=pooled is not None)
+    except TypeError:  # a base model without the option
+        exported = AutoModel.from_config(config)
+    expected = set(exported.state_dict())
+    missing, extra = expected - set(state), set(state) - expected
+    if missing or extra:  # e.g. a pooler the base model keeps that no head has
+        raise UserError(f"cannot export the {family.name} encoder as {type(exported).__name__}: its layout differs "
+                        f"(missing {sorted(missing)[:3]}, extra {sorted(extra)[:3]})")
+    exported.load_state_dict(state, strict=True)
+    return exported.eval()
+
+
 def export_folder(model: MultiTaskModel, tokenizer, task: str, out: str | Path) -> Path:
     """What `mtnlp export` writes: the exported head's model and the model's tokenizer, in `out`. For a
     family without token types the tokenizer stops giving token_type_ids (e.g. the BERT tokenizer of
     a RoBERTa-family model), so `exported(**tokenizer(texts))` and transformers' pipelines just work;
     its model_max_length is the length the model was trained with."""
     export_head(model, task).save_pretrained(out)
+    return save_export_tokenizer(model, tokenizer, out)
+
+
+def export_encoder_folder(model: MultiTaskModel, tokenizer, out: str | Path, task: str | None = None) -> Path:
+    """What `mtnlp export --encoder` writes: export_encoder's base model and the tokenizer (as export_folder's),
+    in `out`: `AutoModel.from_pretrained(out)` loads it without mtnlp."""
+    export_encoder(model, task).save_pretrained(out)
+    return save_export_tokenizer(model, tokenizer, out)
+
+
+def save_export_tokenizer(model: MultiTaskModel, tokenizer, out: str | Path) -> Path:
+    """The model's tokenizer beside an exported model in `out` (see export_folder)."""
     weights_readable_as_umask(out)
     tokenizer = copy.deepcopy(tokenizer)
     if not model.uses_token_type_ids and "token_type_ids" in tokenizer.model_input_names:

@@ -5,6 +5,7 @@ AutoModelFor*Classification, soft sharing and the hub round trip."""
 import json
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import pytest
@@ -212,6 +213,24 @@ def test_export_parity_with_the_familys_own_classes(encoders, tokenizer, tmp_pat
         torch.testing.assert_close(logits, expected.view_as(logits), atol=1e-5, rtol=0)  # regression: (n, 1) or (n,)
         if spec["labels"]:
             assert list(exported.config.id2label.values()) == spec["labels"]
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_export_encoder_loads_as_the_familys_base_model_with_every_weight(encoders, tokenizer, model_type):
+    from mtnlp.export import encoder_load_kwargs, export_encoder
+
+    model = trained_like(encoders[model_type])
+    enc = batch(tokenizer)
+    with tempfile.TemporaryDirectory() as folder:
+        export_encoder(model, "sentiment").save_pretrained(folder)
+        exported, info = AutoModel.from_pretrained(folder, output_loading_info=True,
+                                                   **encoder_load_kwargs(model, "sentiment"))
+    assert type(exported).__name__ == f"{CLASS_PREFIX[model_type]}Model"
+    assert not any(v for k, v in info.items() if k != "error_msgs"), info  # nothing at random
+    inputs = enc if model.uses_token_type_ids else {k: v for k, v in enc.items() if k != "token_type_ids"}
+    with torch.no_grad():
+        hidden = exported.eval()(**inputs).last_hidden_state
+    torch.testing.assert_close(hidden, model.encode(**enc, task="sentiment"), atol=1e-5, rtol=0)
 
 
 def test_head_layouts_are_the_familys_own(encoders):
