@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .errors import first_line, require
+from .errors import UserError, first_line, require
 
 RANK_ERROR_DELAY = 5.0  # seconds a process of rank > 0 waits before it reports a mistake (guarded)
 # what to lower when a command runs out of memory (a GPU's, most often)
@@ -261,8 +261,6 @@ class TrainingOutput:
 def guarded(command, debug: bool, name: str = "") -> int:
     """Run the command `name`: a user's mistake is one `error:` line and exit status 2, what the machine lacks
     (disk, memory) one line and status 1, a signal 128 + its number."""
-    from .errors import UserError
-
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
     for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii: a label or a dash it cannot encode
         if stream is not None and not writes_unicode(stream):  # must not fail a run that is done
@@ -370,8 +368,6 @@ def first_sentence(text: str, limit: int = 110) -> str:
 
 def requested_tasks(value: str | None, available: list[str], holder: str = "the model") -> list[str] | None:
     """--tasks a,b as a list (None: every task), each one `available` has."""
-    from .errors import UserError
-
     if value is None:
         return None
     if "" in value.split(","):  # `--tasks ""`, `a,,b`, `a,`
@@ -386,8 +382,6 @@ def requested_tasks(value: str | None, available: list[str], holder: str = "the 
 
 def output_path(path: str, flag: str) -> Path:
     """A file to write results to, checked before any work: its folder exists and it is not a folder."""
-    from .errors import UserError
-
     out = Path(path).expanduser()
     if out.is_dir():
         raise UserError(f"{flag} {path}: is a folder; name a file")
@@ -428,7 +422,6 @@ def train_recipe(train, args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .errors import UserError
     from .recipe import default_metrics, load_recipe
 
     if args.output == "-":  # (predict's `--output -` is standard output, its default)
@@ -529,7 +522,6 @@ def input_lines(path: str) -> list[tuple]:
     labels; check_takers has the type check it, in line order with the other lines' checks); of other
     objects, "text" and "text_pair" are the input. The line's object (a string: {"text": it}) is what
     predict echoes, ids and all."""
-    from .errors import UserError, first_line
     from .readers import CTRL_Z, CTRL_Z_ENDS, JSON, bad_byte, file_lines
     from .tasks import TASK_TYPES
     from .tasks.base import text_input_problem
@@ -590,7 +582,6 @@ def input_lines(path: str) -> list[tuple]:
 def check_takers(pipe, tasks: list[str] | None, inputs: list[tuple]) -> None:
     """Every (input, where) is read by some requested task, by each of --tasks if given
     (tasks.base.answering_tasks), before any is run: the first one that is not is the error."""
-    from .errors import UserError
     from .tasks.base import answering_tasks, reads_text
 
     specs = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
@@ -608,8 +599,6 @@ PREDICT_CHUNK = 32  # batches of inputs per pipeline call in `mtnlp predict`: ea
 
 
 def cmd_predict(args) -> int:
-    from .errors import UserError
-
     given = [(text, f"TEXT argument {i}", {"text": text}) for i, text in enumerate(args.texts, 1)]
     given += input_lines(args.input) if args.input else []
     if not given:
@@ -666,7 +655,6 @@ def cmd_recipes(args) -> int:
     """The recipe scripts and configs installed with mtnlp (recipes/ in the source tree)."""
     from importlib.resources import as_file, files
 
-    from .errors import UserError
     from .recipe import installed_recipe, installed_recipes
 
     root, entries = files("mtnlp.recipes"), installed_recipes()
@@ -712,8 +700,6 @@ def absolute_data_dir(text: str, folder: Path) -> str:
 
 
 def cmd_export(args) -> int:
-    from .errors import UserError
-
     if args.encoder and (args.onnx or args.quantize):
         raise UserError(f"export: --encoder writes a plain transformers base model; it takes no "
                         f"{'--onnx' if args.onnx else '--quantize'}")

@@ -13,7 +13,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
@@ -166,8 +166,6 @@ def hub_id(name: str | None) -> str | None:
 def loaded_commit(repo_id: str, revision: str | None = None) -> str | None:
     """The commit whose files loading `repo_id` at `revision` gave (the hub cache names its snapshot folders by
     commit), or None if it cannot be told."""
-    from huggingface_hub import hf_hub_download
-
     try:
         return Path(hf_hub_download(repo_id, "config.json", revision=revision)).parent.name
     except Exception:  # only a record: training goes on without it
@@ -179,8 +177,6 @@ def read_card(model: str, revision: str | None = None) -> str | None:
     path = Path(model).expanduser() / "README.md"
     try:
         if not Path(model).expanduser().is_dir():
-            from huggingface_hub import hf_hub_download
-
             path = Path(hf_hub_download(model, "README.md", revision=revision))
         return path.read_text(encoding="utf-8")
     except Exception:  # no card: a card is optional

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Set
 import numpy as np
 import regex
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedConfig
 
 from . import families
 from . import precision as precision_policy
@@ -304,8 +304,6 @@ def load_pretrained(name: str, **hub_kwargs):
     from huggingface_hub import constants
     from huggingface_hub.errors import LocalEntryNotFoundError
     from safetensors import SafetensorError
-    from transformers import PreTrainedConfig
-
     from .errors import NotFound, UserError, causes, first_line
     from .onnx_model import OnnxMultiTaskModel, onnx_errors
 
