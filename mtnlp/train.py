@@ -763,7 +763,8 @@ def say(run: Run, text: str) -> None:
 
 def checkpoint_of_step(run: Run, step: int | None) -> Path | None:
     """A checkpoint of `step` on this run's way (its best step and score are this run's), in the run's
-    checkpoints/ or beside the checkpoint it resumed from."""
+    checkpoints/ or beside the checkpoint it resumed from; else the model/ of the run it resumed from, when
+    that holds `step` (its best model then, on the way to the checkpoint: a later best would be a later step)."""
     places = [run.run_dir / "checkpoints"] + ([run.resumed_from.parent] if run.resumed_from else [])
     for folder in (p / f"step-{step:06d}" for p in places if step is not None):
         try:
@@ -772,11 +773,19 @@ def checkpoint_of_step(run: Run, step: int | None) -> Path | None:
             continue
         if (state.get("best_step"), state.get("best_score")) == (step, run.progress.best_score):
             return folder
+    source = run.resumed_from.parent.parent / "model" if run.resumed_from and step is not None else None
+    if source is not None and source != run.run_dir / "model" and (source / "model.safetensors").is_file():
+        try:
+            if (json.loads((source / "config.json").read_text()).get("mtnlp") or {}).get("step") == step:
+                return source
+        except (OSError, ValueError, AttributeError):
+            pass
     return None
 
 
 def restore_model(run: Run, folder: Path) -> None:
-    """Save the best step's model from its checkpoint to run_dir/model (the model training has is a later one)."""
+    """Save the best step's model from its checkpoint (or its run's model/) to run_dir/model (the model training
+    has is a later one)."""
     run.unwrapped.config.mtnlp["step"] = run.progress.best_step
     report.save_model(run.run_dir / "model", run.unwrapped, run.tokenizer, load_file(folder / "model.safetensors"))
     say(run, f"the best step's model ({run.progress.best_step}) restored from {folder}")

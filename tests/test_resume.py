@@ -70,12 +70,33 @@ def test_resuming_another_runs_checkpoint_into_a_new_folder_restores_the_best_mo
     assert json.loads((other / "model" / "config.json").read_text())["mtnlp"]["step"] == 3
     restored = MultiTaskModel.from_pretrained(other / "model").state_dict()
     assert all(torch.equal(restored[k], v) for k, v in load_file(source / "model.safetensors").items())
-    copied = shutil.copytree(source, tmp_path / "copied")  # no step-000003 beside it
+    copied = shutil.copytree(source, tmp_path / "copied")  # no step-000003 beside it, no model/ of its run
     third = tmp_path / "third"
     with pytest.warns(UserWarning, match=rf"{third / 'model'} is missing, and no checkpoint holds the best step \(3\)"
                                          r".*final model \(step 3\)"):
         train(load_recipe(recipe, [f"output_dir={third}", f"training.resume_from={copied}"]))
     assert json.loads((third / "model" / "config.json").read_text())["mtnlp"]["step"] == 3
+
+
+def test_resuming_another_runs_checkpoint_restores_the_best_model_from_that_runs_model_folder(make_recipe, tmp_path,
+                                                                                               capsys):
+    """The best step (2) has no checkpoint (they are at 3 and 6), but the source run's model/ holds it: restored
+    from there (the final model was kept before, with a warning: repro walk)."""
+    from mtnlp import MultiTaskModel
+
+    recipe = make_recipe(training={"steps": 6, "eval_every": 2, "save_every": 3, "lr": 1e-12, "head_lr": 1e-12,
+                                   "keep_checkpoints": 5})
+    train(load_recipe(recipe))
+    source_model = tmp_path / "run" / "model"
+    assert json.loads((source_model / "config.json").read_text())["mtnlp"]["step"] == 2
+    other = tmp_path / "other"
+    capsys.readouterr()
+    result = train(load_recipe(recipe, [f"output_dir={other}",
+                                        f"training.resume_from={tmp_path / 'run' / 'checkpoints' / 'step-000003'}"]))
+    assert f"the best step's model (2) restored from {source_model}" in capsys.readouterr().out
+    assert result.metrics["best_step"] == 2
+    restored, kept = (MultiTaskModel.from_pretrained(folder).state_dict() for folder in (other / "model", source_model))
+    assert all(torch.equal(restored[k], v) for k, v in kept.items())
 
 
 def test_a_resumed_run_whose_later_models_are_worse_keeps_the_best_steps_model(make_recipe, tmp_path):
