@@ -233,10 +233,6 @@ def checked_tasks(tasks, new: bool = True) -> dict[str, dict]:
     return checked
 
 
-CONFIG_SHARING_KEYS = {"lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"},
-                "task_layers": {"layers": "task_layers"}}  # config.sharing's keys -> the recipe's mtl keys
-
-
 def checked_sharing(given) -> dict | None:
     """`sharing` as a MultiTaskConfig, from_encoder and from_trained take it (None: one encoder; {"type": "lora", "r", "alpha",
     "dropout", "targets"} or {"type": "task_layers", "layers"}), the keys it leaves out at the recipe's defaults
@@ -245,7 +241,7 @@ def checked_sharing(given) -> dict | None:
         return None
     from pydantic import ValidationError
 
-    from .recipe import MTLSpec, sharing_config
+    from .recipe import CONFIG_SHARING_KEYS, MTLSpec, sharing_config
 
     kind = given.get("type") if isinstance(given, dict) else None
     if kind not in CONFIG_SHARING_KEYS:

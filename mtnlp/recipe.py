@@ -594,9 +594,11 @@ TORCH_DICT_NAMES = frozenset("""
     register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule
     setdefault share_memory state_dict to to_empty train training type update values xpu zero_grad
 """.split())
+# each sharing method's keys in a model's config.sharing -> the recipe's mtl keys (sharing_config, checked_sharing)
+CONFIG_SHARING_KEYS = {"lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"},
+                       "task_layers": {"layers": "task_layers"}}
 # mtl keys that only one sharing method reads: another method refuses a value other than the default
-SHARING_KEYS = {"lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", "lora_targets": "lora",
-                "task_layers": "task_layers"}
+SHARING_KEYS = {mtl: kind for kind, keys in CONFIG_SHARING_KEYS.items() for mtl in keys.values()}
 # the same for loss weightings and sampling strategies (a warning); one added by a script may read any key
 WEIGHTING_KEYS = {"weighting_lr": "uncertainty", "dwa_temperature": "dwa", "dwa_window": "dwa"}
 SAMPLING_KEYS = {"temperature": "temperature"}
@@ -698,13 +700,11 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
 
 
 def sharing_config(m: MTLSpec) -> dict | None:
-    """The model's config.sharing for the recipe's mtl section."""
-    if m.sharing == "lora":
-        return {"type": "lora", "r": m.lora_r, "alpha": m.lora_alpha, "dropout": m.lora_dropout,
-                "targets": list(m.lora_targets)}
-    if m.sharing == "task_layers":
-        return {"type": "task_layers", "layers": m.task_layers}
-    return None
+    """The model's config.sharing for the recipe's mtl section (None: hard sharing)."""
+    if m.sharing not in CONFIG_SHARING_KEYS:
+        return None
+    values = {key: getattr(m, mtl) for key, mtl in CONFIG_SHARING_KEYS[m.sharing].items()}
+    return {"type": m.sharing, **{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()}}
 
 
 def default_metrics(recipe: Recipe, name: str, labels: list[str]) -> list[str]:
