@@ -4,7 +4,7 @@ One seed's metrics move by more than a point on sentiment (872 dev sentences) be
 to the demo is judged on the mean over seeds as well as on the README's seed. Each run is
 `python recipes/multitask.py --config recipes/demo.yaml` in its own process with the variant's overrides
 and `training.seed`; writes each run's metrics, precision (requested and used, from its metrics.json)
-and wall time, each variant's means and resolved recipe (`recipes`), and the machine (recorded before the first run; the load average at
+and wall time, each variant's means and resolved recipe (`recipes`: the last seed's), and the machine (recorded before the first run; the load average at
 the end beside it) to --output.
 
     python bench/demo_seeds.py --seeds 42 7 1 --output bench/results/demo_seeds_fp32.json training.mixed_precision=no

@@ -774,7 +774,7 @@ def cmd_export(args) -> int:
         from .export import encoder_load_kwargs
 
         given = "".join(f", {k}={v!r}" for k, v in encoder_load_kwargs(model, (args.task or [None])[0]).items())
-        print(f"load it with AutoModel.from_pretrained({json.dumps(args.out, ensure_ascii=False)}{given})"
+        print(f"load it with AutoModel.from_pretrained({json.dumps(str(out), ensure_ascii=False)}{given})"
               + ("  (no head has a pooler: without add_pooling_layer=False a random one is added)" if given else ""))
         return 0
     from .tasks import task_type

@@ -126,15 +126,17 @@ def saved_shapes(name, hub: dict) -> dict[str, tuple] | None:
         return None
 
 
-def check_weights_fit(name, config: dict, hub: dict) -> None:
+def check_weights_fit(name, config: dict, hub: dict, sizes: bool = True) -> None:
     """A ConfigMismatch when config.json asks for other layers or sizes than the saved weights hold, found
     before anything is built: transformers would build every missing layer with random weights (100000 of them
     took more than 8 GB) and allocate every tensor at the config's size (an intermediate_size of 4,000,000
-    took 2.4 GB) before it compares shapes."""
+    took 2.4 GB) before it compares shapes. `sizes` False: the layer count only (ignore_mismatched_sizes=True asks
+    transformers for new weights where the sizes differ, e.g. a head given more labels)."""
     shapes = saved_shapes(name, hub)
     if shapes is not None:
         check_layer_count(name, config, shapes)
-        check_sizes(name, config, shapes)
+        if sizes:
+            check_sizes(name, config, shapes)
 
 
 def check_layer_count(name, config: dict, shapes: dict) -> None:
@@ -393,7 +395,7 @@ class MultiTaskModel(PreTrainedModel):
             if saved.get("model_type") != MODEL_TYPE:
                 raise ValueError(f"{args[0]}: a {saved.get('model_type') or 'model of no model_type'} checkpoint, not "
                                  "an mtnlp multi-task model; MultiTaskModel.from_encoder(it, tasks) builds one on its encoder")
-            check_weights_fit(args[0], saved, hub)
+            check_weights_fit(args[0], saved, hub, sizes=not kwargs.get("ignore_mismatched_sizes"))
         want_info = kwargs.pop("output_loading_info", False)
         name = args[0] if args else "the model"
         try:
@@ -517,7 +519,7 @@ class MultiTaskModel(PreTrainedModel):
                       tasks: list[str] | None = None) -> dict[str, torch.Tensor]:
         """Logits of several heads from ONE encoder pass (with LoRA adapters: one pass per task; with
         task-specific layers: one pass through the shared layers, then each task's own)."""
-        tasks = list(self.heads) if tasks is None else list(tasks)
+        tasks = list(self.heads) if tasks is None else [tasks] if isinstance(tasks, str) else list(tasks)
         if not tasks:
             raise ValueError(f"tasks: {NO_TASKS}")
         if unknown := [t for t in tasks if t not in self.heads]:

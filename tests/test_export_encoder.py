@@ -82,15 +82,16 @@ def test_without_a_head_that_has_a_pooler_the_encoder_has_none(tiny_encoder, tmp
         "pooler: without add_pooling_layer=False a random one is added)")
 
 
-def test_export_encoder_on_the_command_line(tiny_encoder, tmp_path, capsys):
+def test_export_encoder_on_the_command_line(tiny_encoder, tmp_path, capsys, monkeypatch):
     from mtnlp.cli import main
 
     model = nudged(tiny_encoder, sharing=SHARINGS["lora"])
     model.save_pretrained(tmp_path / "m")
     AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(tmp_path / "m")
     out = tmp_path / "enc"
-    assert main(["export", str(tmp_path / "m"), "--encoder", "--task", "score", str(out)]) == 0
-    assert capsys.readouterr().out.splitlines() == [f"wrote {out}", f'load it with AutoModel.from_pretrained("{out}")']
+    monkeypatch.setenv("HOME", str(tmp_path))  # the load line names the folder, not "~/enc" (no hub id)
+    assert main(["export", str(tmp_path / "m"), "--encoder", "--task", "score", "~/enc"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["wrote ~/enc", f'load it with AutoModel.from_pretrained("{out}")']
     exported, problems = loaded(out)
     assert not problems, problems
     ids = torch.tensor([[101, 2000, 2001, 102]])

@@ -64,6 +64,29 @@ def test_forward_heads_is_one_encoder_pass_with_same_logits():
         torch.testing.assert_close(all_logits[name], model(input_ids=ids, attention_mask=mask, task=name).logits)
 
 
+def test_forward_heads_takes_one_task_name_as_a_string():
+    model = tiny_model()
+    ids, mask = inputs()
+    assert list(model.forward_heads(ids, mask, tasks="sentiment")) == ["sentiment"]  # (was: unknown task 's')
+
+
+def test_ignore_mismatched_sizes_loads_a_config_with_more_labels_than_the_weights(tmp_path):
+    """transformers' option: the resized head new, the rest loaded (the size check before building refused it)."""
+    import json
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["tasks"]["sentiment"]["labels"] = ["neg", "pos", "mixed"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="does not fit its weights"):
+        MultiTaskModel.from_pretrained(tmp_path)
+    loaded, info = MultiTaskModel.from_pretrained(tmp_path, ignore_mismatched_sizes=True, output_loading_info=True)
+    assert loaded.config.tasks["sentiment"]["labels"] == ["neg", "pos", "mixed"] and info["mismatched_keys"]
+    assert torch.equal(loaded.state_dict()["encoder.embeddings.word_embeddings.weight"],
+                       model.state_dict()["encoder.embeddings.word_embeddings.weight"])
+
+
 def test_unknown_task_is_a_clear_error():
     model = tiny_model()
     ids, mask = inputs()
