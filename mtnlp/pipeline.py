@@ -263,7 +263,8 @@ def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
     """A text's words with their character offsets, split as the NER and POS corpora tagging heads are
     trained on (CoNLL-2003, UD English: Penn Treebank conventions): at spaces and punctuation, but
     abbreviations (U.S., Dr., Inc.), numbers (1,000, 3.5, 12:30) and hyphenated words (Baden-Wuerttemberg)
-    stay whole, and clitics are words of their own (does n't, Merkel 's). A head then tags "U.S." as the
+    stay whole, and clitics are words of their own (does n't, Merkel 's); invisible characters between words
+    (right-to-left marks, zero-width spaces) are no word, as spaces. A head then tags "U.S." as the
     one word it saw in training, not as U / . / S / . Not the model tokenizer's own pre-tokenizer: a
     byte-level BPE one gives byte-encoded words ('ĠLee'), a SentencePiece one '▁Paris.'."""
     return [(m.group(), m.span()) for m in _WORDS.finditer(text)]
@@ -292,7 +293,8 @@ _WORDS = regex.compile(rf"""
     | ['’]{_CLITIC}\b                                           # Merkel | 's,  you | 're
     | {_LETTER}+(?:{_HYPHEN}{_LETTER}+)*(?:['’](?!{_CLITIC}\b|(?i:t)\b){_LETTER}+(?:{_HYPHEN}{_LETTER}+)*)*  # O'Neill
     | \.{{2,}}|-{{2,}}|[!?]{{2,}}|\*{{2,}}|={{2,}}                        # ..  ....  ---  !!  ?!  **
-    | (?!\s)\X                                                   # any other character (a whole grapheme: 👩🏽‍💻, 🇫🇷)
+    | (?![\s\p{{Default_Ignorable_Code_Point}}])\X                  # any other visible character (a whole grapheme:
+                                                                 # 👩🏽‍💻, 🇫🇷); bidi marks and zero-width spaces are none
 """, regex.VERBOSE)
 
 

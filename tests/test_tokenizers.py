@@ -46,6 +46,15 @@ def test_words_are_split_at_spaces_and_punctuation_with_offsets():
                                                     ("to", (13, 15)), ("Paris", (16, 21)), (".", (21, 22))]
 
 
+def test_invisible_characters_between_words_are_no_word():
+    """A right-to-left mark or a zero-width space was a word of its own, which byte-level BPE and SentencePiece
+    tokenizers give a token, so it got a tag (and could split an entity in two: multilingual walk)."""
+    text = "שלום \u200fעולם\u200f c\u200bd \u202bRTL\u202c 👩\u200d💻 co\u00adoperate"
+    words = split_words(text)
+    assert [w for w, _ in words] == ["שלום", "עולם", "c", "d", "RTL", "👩\u200d💻", "co\u00adoperate"]
+    assert all(text[start:end] == word for word, (start, end) in words)
+
+
 def test_byte_level_bpe_heads_read_what_training_gave_them(roberta):
     pipe = MultiTaskPipeline.from_pretrained(str(roberta), precision="fp32")
     model, tokenizer = pipe.model, pipe.tokenizer
