@@ -12,10 +12,13 @@ import itertools
 import json
 import os
 import random
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import regex
 
 from .cache import (cache_dir, cached_labels, cached_split, digest, file_hash, labels_file,
                     remove_orphaned_spills, tokenizer_fingerprint, unique, write_atomic)
@@ -160,18 +163,32 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
             alike = [label for label in labels if same_number(label, unseen[0])]
             if alike:  # pandas writes an int column with a missing value as floats
                 where += f" (the training split has {alike[0]!r}: write the numbers alike in every split)"
+            if twin := next((label for label in labels if look_alike(label) == look_alike(unseen[0])), None):
+                where += (f" (written {ascii(unseen[0])}; the training split has {ascii(twin)}, which reads alike: "
+                          "write them alike)")
             raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} {known_as} "
                             f"(known: {', '.join(labels[:20])}{f', ... ({len(labels)} in all)' if len(labels) > 20 else ''})")
 
 
-def warn_of_case_twins(labels: list[str], source: str) -> None:
-    """A warning for labels that differ only in case (Technical, technical): each is a label of its own."""
+def look_alike(label: str) -> str:
+    """What a label reads as: its letters in one Unicode form (NFKC: café as é or as e + U+0301, ＰＯＳ as POS),
+    without invisible characters (a right-to-left mark, a zero-width space), spaces as one, case folded."""
+    visible = regex.sub(r"\p{Default_Ignorable_Code_Point}", "", unicodedata.normalize("NFKC", label))
+    return " ".join(visible.split()).casefold()
+
+
+def warn_of_label_twins(labels: list[str], source: str) -> None:
+    """A warning for labels that read alike but differ (Technical, technical; café written two ways): each is a
+    label of its own."""
     twins = {}
     for label in labels:
-        twins.setdefault(label.casefold(), []).append(label)
+        twins.setdefault(look_alike(label), []).append(label)
     for names in (names for names in twins.values() if len(names) > 1):
-        warnings.warn(f"{source}: labels {' and '.join(map(repr, names))} differ only in case: they are "
-                      f"{len(names)} labels (write them alike if they are one)", stacklevel=3)
+        how = "in case" if len({name.casefold() for name in names}) == 1 else \
+            "in Unicode form, invisible characters, spaces or case"
+        shown = " and ".join(map(ascii if how != "in case" else repr, names))
+        warnings.warn(f"{source}: labels {shown} differ only {how}: they are {len(names)} labels (write them "
+                      f"alike if they are one)", stacklevel=3)
         return
 
 
@@ -262,7 +279,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     if derived and stream is None:
         labels = kind.label_set(rows_of(raw["train"]))
-        warn_of_case_twins(labels, sources["train"])
+        warn_of_label_twins(labels, sources["train"])
     if derived and len(labels) < kind.min_labels:
         raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
                         f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels}")

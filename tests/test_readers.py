@@ -125,6 +125,32 @@ def test_labels_that_differ_only_in_case_are_pointed_out(tmp_path, recwarn):
                     "(write them alike if they are one)"]
 
 
+def test_labels_that_read_alike_are_pointed_out(tmp_path, recwarn):
+    """café in NFC and in NFD, a label with a right-to-left mark, a full-width one: each was a class of its own
+    without a word (multilingual walk: 6 labels meant, 13 trained)."""
+    write(tmp_path, "t.csv", "text,label\na,caf\u00e9\nb,cafe\u0301\nc,POS\nd,\uff30\uff2f\uff33\ne,\u200fneg\nf,neg\n")
+    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
+                                                               "data_dir": str(tmp_path), "tasks": {"t": {
+                                                                   "type": "classification", "data": {"train": "t.csv"}}}})))
+    raw = read_task(recipe, "t", recipe.tasks["t"], splits=("train",))
+    assert len(raw.labels) == 6  # kept as written: a warning, no normalising
+    said = [str(w.message) for w in recwarn if "differ only" in str(w.message)]
+    assert said == [f"{tmp_path / 't.csv'}: labels 'POS' and '\\uff30\\uff2f\\uff33' differ only in Unicode form, "
+                    "invisible characters, spaces or case: they are 2 labels (write them alike if they are one)"]
+
+
+def test_a_label_that_reads_as_a_training_label_is_named_when_unseen(tmp_path):
+    write(tmp_path, "train.csv", "text,label\na,caf\u00e9\nb,th\u00e9\n")
+    write(tmp_path, "dev.csv", "text,label\na,cafe\u0301\n")
+    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
+                                                               "data_dir": str(tmp_path), "tasks": {"t": {
+                                                                   "type": "classification", "data": {
+                                                                       "train": "train.csv", "validation": "dev.csv"}}}})))
+    with pytest.raises(UserError, match=r"dev.csv:2: label '[^']+' \(written 'cafe\\u0301'; the training split has "
+                                        r"'caf\\xe9', which reads alike: write them alike\)"):
+        read_task(recipe, "t", recipe.tasks["t"])
+
+
 def test_a_number_written_two_ways_is_named_when_a_label_is_unseen():
     """pandas writes an int column with a missing value as 1.0: the error named '1' unknown among 1.0, 2.0."""
     import pyarrow as pa
