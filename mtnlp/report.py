@@ -7,6 +7,7 @@ import math
 import os
 import re
 import shutil
+import unicodedata
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -242,10 +243,10 @@ def table(results: dict[str, dict], baselines: dict[str, dict] | None = None) ->
             rows.append((task, split, cells))
     if not rows:
         return "(no evaluation data)"
-    w1 = max(len(r[0]) for r in rows + [("task", "", "")])
-    w2 = max(len(r[1]) for r in rows + [("", "split", "")])
+    w1 = max(shown_width(r[0]) for r in rows + [("task", "", "")])
+    w2 = max(shown_width(r[1]) for r in rows + [("", "split", "")])
     lines = [f"{'task':<{w1}}  {'split':<{w2}}  metrics", "-" * (w1 + w2 + 12)]
-    lines += [f"{t:<{w1}}  {s:<{w2}}  {c}" for t, s, c in rows]
+    lines += [f"{padded(t, w1)}  {padded(s, w2)}  {c}" for t, s, c in rows]
     return "\n".join(lines)
 
 
@@ -264,9 +265,22 @@ def label_table(by_label: dict[str, dict[str, dict]]) -> str:
 
 def aligned(rows: list[tuple[str, ...]], right: set[int]) -> str:
     """Rows of cells as text columns two spaces apart, the columns in `right` (numbers) right-aligned."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    widths = [max(shown_width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(padded(c, w, i in right) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
                      for r in rows)
+
+
+def shown_width(text: str) -> int:
+    """The columns a terminal gives `text`: two for a wide character (Chinese, Japanese, Korean, full-width), none
+    for a combining mark or an invisible one."""
+    return sum(0 if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf")
+               else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def padded(text: str, width: int, right: bool = False) -> str:
+    """`text` padded with spaces to `width` shown columns (on the left when `right`)."""
+    fill = " " * max(width - shown_width(text), 0)
+    return fill + text if right else text + fill
 
 
 def data_table(facts: dict[str, dict[str, dict]], max_length: int) -> str:

@@ -178,3 +178,15 @@ def test_a_checkpoint_without_them_is_evaluated_again_at_the_end(run, tmp_path):
     train(load_recipe(run / "recipe.yaml", ["training.resume_from=latest"]))
     after = json.loads((run / "metrics.json").read_text())
     assert after["per_label"] == before["per_label"]  # fp32, the same batches
+
+
+def test_the_label_table_aligns_wide_and_combining_characters():
+    """CJK labels take two columns each and a combining accent none: padding by len() shifted their numbers."""
+    from mtnlp.report import label_table
+
+    figures = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3}
+    table = label_table({"script": {"漢字": figures, "latin": figures, "cafe\u0301": figures}})
+    ends = {line.split("  ")[1].strip(): line for line in table.splitlines()[1:]}
+    columns = {label: sum(2 if "\u4e00" <= c <= "\u9fff" else 0 if c == "\u0301" else 1 for c in line)
+               for label, line in ends.items()}
+    assert len(set(columns.values())) == 1, table  # every row ends in the same column
