@@ -780,7 +780,7 @@ def cmd_export(args) -> int:
     from .tasks import task_type
 
     if task_type(model.config.tasks[args.task[0]]["type"]).head_kind == "token":  # word pieces past the first are untrained
-        print(f'use it with pipeline("token-classification", model={json.dumps(args.out, ensure_ascii=False)}, aggregation_strategy="first")')
+        print(f'use it with pipeline("token-classification", model={json.dumps(str(out), ensure_ascii=False)}, aggregation_strategy="first")')
     return 0
 
 

@@ -184,9 +184,10 @@ def warn_of_label_twins(labels: list[str], source: str) -> None:
     for label in labels:
         twins.setdefault(look_alike(label), []).append(label)
     for names in (names for names in twins.values() if len(names) > 1):
-        how = "in case" if len({name.casefold() for name in names}) == 1 else \
-            "in Unicode form, invisible characters, spaces or case"
-        shown = " and ".join(map(ascii if how != "in case" else repr, names))
+        in_case = len({name.casefold() for name in names}) == 1 \
+            and all(name == unicodedata.normalize("NFKC", name) for name in names)  # (not the Kelvin sign's K)
+        how = "in case" if in_case else "in Unicode form, invisible characters, spaces or case"
+        shown = " and ".join(map(repr if in_case or all(name.isascii() for name in names) else ascii, names))
         warnings.warn(f"{source}: labels {shown} differ only {how}: they are {len(names)} labels (write them "
                       f"alike if they are one)", stacklevel=3)
         return

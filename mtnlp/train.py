@@ -764,7 +764,8 @@ def say(run: Run, text: str) -> None:
 def checkpoint_of_step(run: Run, step: int | None) -> Path | None:
     """A checkpoint of `step` on this run's way (its best step and score are this run's), in the run's
     checkpoints/ or beside the checkpoint it resumed from; else the model/ of the run it resumed from, when
-    that holds `step` (its best model then, on the way to the checkpoint: a later best would be a later step)."""
+    that holds `step` and that run's history.jsonl has `step` as a best with this run's best score (the same
+    history: a later best would be a later step)."""
     places = [run.run_dir / "checkpoints"] + ([run.resumed_from.parent] if run.resumed_from else [])
     for folder in (p / f"step-{step:06d}" for p in places if step is not None):
         try:
@@ -773,14 +774,19 @@ def checkpoint_of_step(run: Run, step: int | None) -> Path | None:
             continue
         if (state.get("best_step"), state.get("best_score")) == (step, run.progress.best_score):
             return folder
-    source = run.resumed_from.parent.parent / "model" if run.resumed_from and step is not None else None
-    if source is not None and source != run.run_dir / "model" and (source / "model.safetensors").is_file():
-        try:
-            if (json.loads((source / "config.json").read_text()).get("mtnlp") or {}).get("step") == step:
-                return source
-        except (OSError, ValueError, AttributeError):
-            pass
-    return None
+    if run.resumed_from is None or step is None or run.resumed_from.parent.name != "checkpoints":
+        return None
+    source = run.resumed_from.parent.parent
+    if source / "model" == run.run_dir / "model" or not (source / "model" / "model.safetensors").is_file():
+        return None
+    try:
+        holds = (json.loads((source / "model" / "config.json").read_text()).get("mtnlp") or {}).get("step") == step
+        bests = [json.loads(line) for line in (source / "history.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, AttributeError):
+        return None  # (a line cut short: the history cannot vouch for the model)
+    on_the_way = any(r.get("step") == step and r.get("best") and r.get("score") == run.progress.best_score
+                     for r in bests if isinstance(r, dict))
+    return source / "model" if holds and on_the_way else None
 
 
 def restore_model(run: Run, folder: Path) -> None:

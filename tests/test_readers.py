@@ -128,14 +128,15 @@ def test_labels_that_differ_only_in_case_are_pointed_out(tmp_path, recwarn):
 def test_labels_that_read_alike_are_pointed_out(tmp_path, recwarn):
     """café in NFC and in NFD, a label with a right-to-left mark, a full-width one: each was a class of its own
     without a word (multilingual walk: 6 labels meant, 13 trained)."""
-    write(tmp_path, "t.csv", "text,label\na,caf\u00e9\nb,cafe\u0301\nc,POS\nd,\uff30\uff2f\uff33\ne,\u200fneg\nf,neg\n")
+    write(tmp_path, "t.csv", "text,label\na,caf\u00e9\nb,cafe\u0301\nc,POS\nd,\uff30\uff2f\uff33\ne,\u200fneg\nf,neg\n"
+                             "g,\u212a\nh,K\n")  # (the Kelvin sign: it differs in form, not in case)
     recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
                                                                "data_dir": str(tmp_path), "tasks": {"t": {
                                                                    "type": "classification", "data": {"train": "t.csv"}}}})))
     raw = read_task(recipe, "t", recipe.tasks["t"], splits=("train",))
-    assert len(raw.labels) == 6  # kept as written: a warning, no normalising
+    assert len(raw.labels) == 8  # kept as written: a warning, no normalising
     said = [str(w.message) for w in recwarn if "differ only" in str(w.message)]
-    assert said == [f"{tmp_path / 't.csv'}: labels 'POS' and '\\uff30\\uff2f\\uff33' differ only in Unicode form, "
+    assert said == [f"{tmp_path / 't.csv'}: labels 'K' and '\\u212a' differ only in Unicode form, "
                     "invisible characters, spaces or case: they are 2 labels (write them alike if they are one)"]
 
 

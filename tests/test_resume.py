@@ -97,6 +97,20 @@ def test_resuming_another_runs_checkpoint_restores_the_best_model_from_that_runs
     assert result.metrics["best_step"] == 2
     restored, kept = (MultiTaskModel.from_pretrained(folder).state_dict() for folder in (other / "model", source_model))
     assert all(torch.equal(restored[k], v) for k, v in kept.items())
+    # a model/ beside the checkpoint whose run's history has another best score at that step (another run's
+    # model: review) is not taken, nor one without a history
+    fake = tmp_path / "fake"
+    shutil.copytree(tmp_path / "run" / "checkpoints" / "step-000003", fake / "checkpoints" / "step-000003")
+    shutil.copytree(source_model, fake / "model")
+    for history in ('{"step": 2, "score": 0.125, "best": true}\n', None):
+        (fake / "history.jsonl").unlink(missing_ok=True)
+        if history:
+            (fake / "history.jsonl").write_text(history)
+        third = tmp_path / f"third-{bool(history)}"
+        with pytest.warns(UserWarning, match=r"no checkpoint holds the best step \(2\)"):
+            result = train(load_recipe(recipe, [f"output_dir={third}",
+                                                f"training.resume_from={fake / 'checkpoints' / 'step-000003'}"]))
+        assert result.metrics["best_step"] == 6
 
 
 def test_a_resumed_run_whose_later_models_are_worse_keeps_the_best_steps_model(make_recipe, tmp_path):

@@ -49,9 +49,10 @@ def test_words_are_split_at_spaces_and_punctuation_with_offsets():
 def test_invisible_characters_between_words_are_no_word():
     """A right-to-left mark or a zero-width space was a word of its own, which byte-level BPE and SentencePiece
     tokenizers give a token, so it got a tag (and could split an entity in two: multilingual walk)."""
-    text = "שלום \u200fעולם\u200f c\u200bd \u202bRTL\u202c 👩\u200d💻 co\u00adoperate"
+    text = ("שלום \u200fעולם\u200f c\u200bd \u202bRTL\u202c 👩\u200d💻 co\u00adoperate \u00ad \u200c \u200d \ufe0f "
+            "\u034f ❤\ufe0f")
     words = split_words(text)
-    assert [w for w, _ in words] == ["שלום", "עולם", "c", "d", "RTL", "👩\u200d💻", "co\u00adoperate"]
+    assert [w for w, _ in words] == ["שלום", "עולם", "c", "d", "RTL", "👩\u200d💻", "co\u00adoperate", "❤\ufe0f"]
     assert all(text[start:end] == word for word, (start, end) in words)
 
 
