@@ -13,7 +13,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData, hf_hub_download
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCardData, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
@@ -366,13 +366,20 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
                       for p in files]
         if card is not None:
             operations.append(CommitOperationAdd("README.md", pushed_card(card, repo_id, revision)))
+        # the revision becomes the folder: a file an earlier push left (another model's eval-validation.json) goes
+        stale = sorted(set(api.list_repo_files(repo_id, revision=revision)) - {op.path_in_repo for op in operations}
+                       - {".gitattributes"})
+        operations += [CommitOperationDelete(path) for path in stale]
         info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=revision)
+        if stale:
+            warnings.warn(f"{repo_id}: removed {len(stale)} file(s) the folder does not have: "
+                          f"{', '.join(stale[:5])}{', ...' if len(stale) > 5 else ''}", stacklevel=2)
     except RepositoryNotFoundError:
         raise UserError(f"{repo_id}: repository not found, or the token may not write to it") from None
-    except (HfHubHTTPError, OSError, *_transport_errors()) as e:  # an HTTP error; connection refused, DNS, timeouts
+    except (HfHubHTTPError, OSError, *transport_errors()) as e:  # an HTTP error; connection refused, DNS, timeouts
         raise _push_error(repo_id, e) from None
     except RuntimeError as e:  # huggingface_hub wraps a failed LFS upload: "Error while uploading 'x' to the Hub."
-        if not isinstance(e.__cause__, (HfHubHTTPError, OSError, *_transport_errors())):
+        if not isinstance(e.__cause__, (HfHubHTTPError, OSError, *transport_errors())):
             raise
         raise _push_error(repo_id, e.__cause__, f"{first_line(e).rstrip('.')}: ") from None
     return info.commit_url
@@ -385,7 +392,7 @@ def check_push_access(repo_id: str) -> None:
         auth = HfApi().whoami().get("auth") or {}
     except LocalTokenNotFoundError:
         raise UserError(f"push to {repo_id}: no hub token: set HF_TOKEN or run `hf auth login`") from None
-    except (HfHubHTTPError, OSError, *_transport_errors()) as e:  # a refused token; no connection, HF_HUB_OFFLINE
+    except (HfHubHTTPError, OSError, *transport_errors()) as e:  # a refused token; no connection, HF_HUB_OFFLINE
         raise _push_error(repo_id, e) from None
     if (auth.get("accessToken") or {}).get("role") == "read":
         raise UserError(f"push to {repo_id}: the hub token may only read: give a token with write access")
@@ -426,7 +433,7 @@ def _push_error(repo_id: str, error: Exception, context: str = "") -> UserError:
     return UserError(f"push to {repo_id} failed: cannot reach the hub ({context}{first_line(error)})")
 
 
-def _transport_errors() -> tuple[type[Exception], ...]:
+def transport_errors() -> tuple[type[Exception], ...]:
     """The HTTP client's network error classes (huggingface_hub 2.x uses httpx2, older ones httpx)."""
     errors = []
     for module in ("httpx2", "httpx"):

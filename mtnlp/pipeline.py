@@ -308,6 +308,7 @@ def load_pretrained(name: str, **hub_kwargs):
     from huggingface_hub.errors import LocalEntryNotFoundError
     from safetensors import SafetensorError
     from .errors import NotFound, UserError, causes, first_line
+    from .hub import transport_errors
     from .onnx_model import OnnxMultiTaskModel, onnx_errors
 
     name = str(name)
@@ -366,6 +367,9 @@ def load_pretrained(name: str, **hub_kwargs):
         raise UserError(f"{name}: not an mtnlp model folder or hub repository ({first_line(e)})") from None
     except (SafetensorError, *onnx_errors()) as e:  # a damaged or cut-off weights file
         raise UserError(f"{name}: cannot read its weights ({first_line(e)})") from None
+    except transport_errors() as e:  # the connection lost during a download (before one, transformers says OSError)
+        raise NotFound(f"{name}: cannot reach the hub to download it ({first_line(e)}); a later call goes on with "
+                       "what was downloaded") from None
     except pickle.UnpicklingError as e:  # pickled weights (a hub repository's) holding more than tensors
         raise UserError(f"{name}: {pickle_refusal(e)}") from None
     except RecursionError:  # a JSON file nested too deeply for Python's json module

@@ -145,3 +145,17 @@ def test_refusals_are_one_line_before_any_request(run_dir, tiny_encoder, tmp_pat
             assert_failed(proc, message)
             assert len(proc.stderr.splitlines()) == 1, proc.stderr
         assert hub.requests == []
+
+
+def test_a_connection_lost_while_the_weights_download_is_one_line_and_the_next_call_goes_on(run_dir, tmp_path):
+    """The hub dropped the weights download: a traceback with exit status 1 (hub walk); now one line, status 2."""
+    with LocalHub() as hub:
+        hub.create_repo(REPO_ID)
+        hub.commit_files(REPO_ID, local_files(run_dir))
+        hub.fail("GET", r"/resolve/.*/model\.safetensors$", 0, times=50)
+        proc = mtnlp(hub, tmp_path, "predict", REPO_ID, "a text")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {REPO_ID}: cannot reach the hub to download it")
+        hub._failures.clear()
+        proc = mtnlp(hub, tmp_path, "predict", REPO_ID, "a text")
+        assert proc.returncode == 0, proc.stderr[-3000:]

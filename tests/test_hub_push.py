@@ -49,6 +49,21 @@ def test_push_leaves_out_hidden_files_and_another_runs_metrics(run_dir, tmp_path
             hub.repo_files("org/copy2")["README.md"].decode()
 
 
+def test_a_push_removes_what_an_earlier_push_left_that_the_folder_does_not_have(run_dir, tmp_path):
+    """Another model's eval-validation.json stayed beside the new weights, its metrics read as theirs (hub walk)."""
+    folder = model_copy(run_dir, tmp_path)
+    (folder / "eval-validation.json").write_text('{"sentiment": {"accuracy": 0.4667}}')
+    with LocalHub() as hub:
+        assert mtnlp(hub, tmp_path, "push", str(folder), "org/m").returncode == 0
+        assert "eval-validation.json" in hub.repo_files("org/m")
+        (folder / "eval-validation.json").unlink()
+        proc = mtnlp(hub, tmp_path, "push", str(folder), "org/m")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "warning: org/m: removed 1 file(s) the folder does not have: eval-validation.json" in proc.stderr
+        assert set(hub.repo_files("org/m")) == {".gitattributes", "README.md", "config.json", "curves.png",
+                                                "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
+
+
 def test_a_card_pushed_to_a_branch_loads_from_it_and_tags_and_commits_are_no_branch(run_dir, tmp_path):
     with LocalHub() as hub:
         assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", "dev").returncode == 0
