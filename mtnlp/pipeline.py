@@ -366,7 +366,9 @@ def load_pretrained(name: str, **hub_kwargs):
                             "it was trained with (tokenizer.json, tokenizer_config.json; `mtnlp push` uploads them)") from None
         raise UserError(f"{name}: not an mtnlp model folder or hub repository ({first_line(e)})") from None
     except (SafetensorError, *onnx_errors()) as e:  # a damaged or cut-off weights file
-        raise UserError(f"{name}: cannot read its weights ({first_line(e)})") from None
+        cached = "" if path.exists() else ": the copy in the local hub cache is damaged (a full disk?): `hf cache " \
+            "delete` it (or remove it under HF_HOME) to download it again"
+        raise UserError(f"{name}: cannot read its weights ({first_line(e)}){cached}") from None
     except transport_errors() as e:  # the connection lost during a download (before one, transformers says OSError)
         raise NotFound(f"{name}: cannot reach the hub to download it ({first_line(e)}); a later call goes on with "
                        "what was downloaded") from None

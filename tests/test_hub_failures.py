@@ -147,8 +147,9 @@ def test_refusals_are_one_line_before_any_request(run_dir, tiny_encoder, tmp_pat
         assert hub.requests == []
 
 
-def test_a_connection_lost_while_the_weights_download_is_one_line_and_the_next_call_goes_on(run_dir, tmp_path):
-    """The hub dropped the weights download: a traceback with exit status 1 (hub walk); now one line, status 2."""
+def test_a_lost_connection_or_a_damaged_cached_download_is_one_line_and_says_what_to_do(run_dir, tmp_path):
+    """The hub dropped the weights download: a traceback with exit status 1 (hub walk); now one line, status 2, and
+    the next call goes on. A cached copy damaged afterwards was named as the model's own broken weights."""
     with LocalHub() as hub:
         hub.create_repo(REPO_ID)
         hub.commit_files(REPO_ID, local_files(run_dir))
@@ -159,3 +160,7 @@ def test_a_connection_lost_while_the_weights_download_is_one_line_and_the_next_c
         hub._failures.clear()
         proc = mtnlp(hub, tmp_path, "predict", REPO_ID, "a text")
         assert proc.returncode == 0, proc.stderr[-3000:]
+        (cached,) = [p.resolve() for p in (tmp_path / "client").rglob("model.safetensors") if p.is_symlink()]
+        cached.write_bytes(cached.read_bytes()[:1000])  # damaged outside the hub client (a full disk, a copy)
+        proc = mtnlp(hub, tmp_path, "predict", REPO_ID, "a text")
+        assert proc.returncode == 2 and "the copy in the local hub cache is damaged" in proc.stderr, proc.stderr[-3000:]
