@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import regex
-
 from .cache import (cache_dir, cached_labels, cached_split, digest, file_hash, labels_file,
                     remove_orphaned_spills, tokenizer_fingerprint, unique, write_atomic)
 from .errors import UserError, at
@@ -27,7 +25,7 @@ from .readers import (Row, hub_examples, hub_label_names, iter_examples, label_c
                       read_lines)
 from .recipe import Recipe, TaskSpec, resolve_path
 from .tasks import TaskType, task_type
-from .tasks.base import column, label_name, sort_labels
+from .tasks.base import INVISIBLE, column, label_name, sort_labels
 
 if TYPE_CHECKING:
     import datasets
@@ -173,7 +171,7 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
 def look_alike(label: str) -> str:
     """What a label reads as: its letters in one Unicode form (NFKC: café as é or as e + U+0301, ＰＯＳ as POS),
     without invisible characters (a right-to-left mark, a zero-width space), spaces as one, case folded."""
-    visible = regex.sub(r"\p{Default_Ignorable_Code_Point}", "", unicodedata.normalize("NFKC", label))
+    visible = INVISIBLE.sub("", unicodedata.normalize("NFKC", label))
     return " ".join(visible.split()).casefold()
 
 

@@ -3,6 +3,7 @@ tokenizer can be the model's (fast, with a vocabulary and a pad token; fit for a
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -59,8 +60,6 @@ def custom_code_problem(name: str, error: Exception) -> str | None:
     always False); None for any other error."""
     if "custom code" not in str(error) or "trust_remote_code" not in str(error):  # transformers' refusal's words
         return None
-    import json
-
     naming = []
     for file in ("config.json", "tokenizer_config.json"):
         try:

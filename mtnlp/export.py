@@ -33,7 +33,10 @@ def export_config(model: MultiTaskModel, task: str):
     return config
 
 
-def checked_task(model: MultiTaskModel, task: str) -> str:
+def checked_task(model: MultiTaskModel, task: str | None) -> str:
+    """`task`, one of the model's (None: the first)."""
+    if task is None:
+        return next(iter(model.config.tasks))
     if task not in model.config.tasks:
         raise UserError(f"--task {task}: the model has no such task (it has: {', '.join(model.config.tasks)})")
     return task
@@ -53,10 +56,16 @@ def export_head(model: MultiTaskModel, task: str):
     prefix = exported.base_model_prefix
     state = {f"{prefix}.{k}": v for k, v in model.encoder_state(task).items()}  # adapter merged / layers in place
     state.update({family.export_key(k, prefix): v for k, v in model.heads[task].state_dict().items()})
+    return with_weights(exported, state, f"the {family.name} head")
+
+
+def with_weights(exported, state: dict, what: str):
+    """`exported` holding exactly `state`, in eval mode; a UserError naming `what` when their keys differ (a family
+    entry that does not match its transformers classes)."""
     expected = set(exported.state_dict())
     missing, extra = expected - set(state), set(state) - expected
-    if missing or extra:  # a family entry that does not match its transformers classes
-        raise UserError(f"cannot export the {family.name} head as {type(exported).__name__}: its layout differs "
+    if missing or extra:
+        raise UserError(f"cannot export {what} as {type(exported).__name__}: its layout differs "
                         f"(missing {sorted(missing)[:3]}, extra {sorted(extra)[:3]})")
     exported.load_state_dict(state, strict=True)
     return exported.eval()
@@ -73,7 +82,7 @@ def encoder_load_kwargs(model: MultiTaskModel, task: str | None = None) -> dict:
     """What AutoModel.from_pretrained needs besides the folder to load export_encoder's model as it was saved: a
     base model that keeps a pooler no head has is saved without one, and its config cannot say so (BERT builds
     one unless told add_pooling_layer=False: a random one, which transformers' LOAD REPORT lists as missing)."""
-    task = checked_task(model, task) if task is not None else next(iter(model.config.tasks))
+    task = checked_task(model, task)
     return {"add_pooling_layer": False} if model.family.base_head and pooler_task(model, task) is None else {}
 
 
@@ -83,7 +92,7 @@ def export_encoder(model: MultiTaskModel, task: str | None = None):
     place, with the pooler of `task`'s head (or of the first head that has one) where the base model keeps one,
     and built without a pooler where no head has one (BERT: add_pooling_layer=False; loading it so needs
     encoder_load_kwargs), so no weight is random."""
-    task = checked_task(model, task) if task is not None else next(iter(model.config.tasks))
+    task = checked_task(model, task)
     family = model.family
     family.check_export(model.config.encoder)
     config = AutoConfig.for_model(**{**model.config.encoder.to_dict(), "architectures": None})
@@ -95,13 +104,7 @@ def export_encoder(model: MultiTaskModel, task: str | None = None):
         exported = AutoModel.from_config(config, add_pooling_layer=pooled is not None)
     except TypeError:  # a base model without the option
         exported = AutoModel.from_config(config)
-    expected = set(exported.state_dict())
-    missing, extra = expected - set(state), set(state) - expected
-    if missing or extra:  # e.g. a pooler the base model keeps that no head has
-        raise UserError(f"cannot export the {family.name} encoder as {type(exported).__name__}: its layout differs "
-                        f"(missing {sorted(missing)[:3]}, extra {sorted(extra)[:3]})")
-    exported.load_state_dict(state, strict=True)
-    return exported.eval()
+    return with_weights(exported, state, f"the {family.name} encoder")  # (e.g. a pooler no head has)
 
 
 def export_folder(model: MultiTaskModel, tokenizer, task: str, out: str | Path) -> Path:

@@ -30,8 +30,8 @@ from .folders import check_model_folder, check_multitask_config, is_onnx_folder,
 from .errors import first_line
 from .modeling import NO_TASKS, ConfigMismatch, MultiTaskModel, TasksError, evaluating, to_device
 from .tasks import task_type
-from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem, truncating,
-                         valid_unicode)
+from .tasks.base import (INVISIBLE, LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem,
+                         truncating, valid_unicode)
 from .tasks.tagging import first_subtokens
 
 
@@ -267,15 +267,13 @@ def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
     (right-to-left marks, zero-width spaces) are no word, as spaces. A head then tags "U.S." as the
     one word it saw in training, not as U / . / S / . Not the model tokenizer's own pre-tokenizer: a
     byte-level BPE one gives byte-encoded words ('ĠLee'), a SentencePiece one '▁Paris.'."""
-    return [(m.group(), m.span()) for m in _WORDS.finditer(text) if not _INVISIBLE.fullmatch(m.group())]
+    return [(m.group(), m.span()) for m in _WORDS.finditer(text) if not INVISIBLE.fullmatch(m.group())]
 
 
 # a word's characters: letters (with combining marks), digits, and the invisible joiners a tokenizer drops
 # (soft hyphen in co\u00adoperate, zero-width non-joiner in Persian words)
 _LETTER = r"[\p{L}\p{N}\p{M}_\u00ad\u200c\u200d]"
 _CLITIC = r"(?i:s|re|ve|ll|d|m)"
-# a "word" of only invisible characters (a right-to-left mark, a zero-width space or joiner, a variation selector)
-_INVISIBLE = regex.compile(r"\p{Default_Ignorable_Code_Point}+")
 _HYPHEN = r"[-\u2010\u2011]"  # ASCII, Unicode and non-breaking hyphens
 _WORDS = regex.compile(rf"""
       (?:https?://|www\.)(?:\S*[^\s.,;:!?)\]"'’]|\S)(?=[.,;:!?)\]"'’]*(?:\s|$))  # URLs and e-mail addresses:

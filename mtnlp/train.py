@@ -43,7 +43,7 @@ from .encoders import (custom_code_problem, encoder_error, load_tokenizer, pickl
                        vocabulary_problem)
 from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
-from .folders import STATE_FILE, hold_run_folder, release_run_folder
+from .folders import STATE_FILE, hold_run_folder, model_step, release_run_folder
 from .gradients import GradientMethod, build_gradient_method, reduce_mean
 from .loader import BatchPlan, training_loader
 from .metrics import load_metrics
@@ -779,14 +779,15 @@ def checkpoint_of_step(run: Run, step: int | None) -> Path | None:
     source = run.resumed_from.parent.parent
     if source / "model" == run.run_dir / "model" or not (source / "model" / "model.safetensors").is_file():
         return None
+    if model_step(source / "model") != step:
+        return None
     try:
-        holds = (json.loads((source / "model" / "config.json").read_text()).get("mtnlp") or {}).get("step") == step
         bests = [json.loads(line) for line in (source / "history.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError):
         return None  # (a line cut short: the history cannot vouch for the model)
     on_the_way = any(r.get("step") == step and r.get("best") and r.get("score") == run.progress.best_score
                      for r in bests if isinstance(r, dict))
-    return source / "model" if holds and on_the_way else None
+    return source / "model" if on_the_way else None
 
 
 def restore_model(run: Run, folder: Path) -> None:

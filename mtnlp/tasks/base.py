@@ -12,6 +12,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
+import regex
 
 if TYPE_CHECKING:
     import torch
@@ -283,6 +284,9 @@ def example_input(spec: dict):
         else "Some text to analyse."
 
 
+# a run of invisible characters (Unicode's default-ignorable code points: a right-to-left mark, a zero-width space
+# or joiner, a variation selector), which neither a word (pipeline.split_words) nor a label (data.look_alike) holds
+INVISIBLE = regex.compile(r"\p{Default_Ignorable_Code_Point}+")
 LONE_SURROGATE = "holds a lone surrogate (an invalid \\u escape such as \\ud800), which no tokenizer takes"
 
 
