@@ -4,7 +4,7 @@
 # TORCH picks the PyTorch build. The default pins the version whose CPU wheel our machines hold on
 # local disk (a loose spec would pull a multi-GB CUDA build). From PyPI alone that pin is the CUDA
 # build on Linux: add PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu TORCH=torch==2.13.0+cpu.
-# With a GPU: make demo TORCH=torch (or any torch>=2.4 spec).
+# With a GPU: make demo TORCH=torch (or any torch>=2.6 spec).
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0

@@ -29,9 +29,11 @@ def cache_dir() -> Path:
     importing datasets."""
     root = os.environ.get("HF_DATASETS_CACHE")
     if not root:
-        home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
-        root = Path(home) / "datasets"
-    return Path(root).expanduser() / "mtnlp"
+        home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+        root = os.path.join(home, "datasets")
+    # os.path's expanduser, as datasets': with no HOME and no passwd entry (a container's random uid) it leaves
+    # "~" as it is, where Path.expanduser raises
+    return Path(os.path.expanduser(root)) / "mtnlp"
 
 
 def digest(value) -> str:
@@ -49,7 +51,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as f:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
             f.write(text)
         with contextlib.suppress(OSError):  # mkstemp's 0600 would keep the entry from the cache's other users
             os.chmod(tmp, 0o666 & ~umask())
@@ -70,7 +72,7 @@ def file_hash(path: Path) -> str:
     version = [str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
     memo = cache_dir() / "file-hashes" / f"{digest(version)}.txt"
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        remembered = memo.read_text()
+        remembered = memo.read_text(encoding="utf-8")
         if re.fullmatch("[0-9a-f]{64}", remembered):  # not a memo a crash left empty
             return remembered
     sha = hashlib.sha256()
@@ -89,7 +91,7 @@ def labels_file(key: str) -> Path:
 def cached_labels(key: str) -> list[str] | None:
     """The label set read_task found for the files of `key`, or None (not read yet, or a damaged entry)."""
     try:
-        labels = json.loads(labels_file(key).read_text())
+        labels = json.loads(labels_file(key).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return labels if isinstance(labels, list) and all(isinstance(label, str) for label in labels) else None
@@ -105,7 +107,7 @@ def cached_split(key: str):
 
     names = []
     try:
-        names = json.loads(listing.read_text())
+        names = json.loads(listing.read_text(encoding="utf-8"))
         parts = [datasets.Dataset.from_file(str(cache_dir() / part)) for part in names]
     except (OSError, ValueError, TypeError) as e:  # a part deleted, cut short or damaged: tokenised again
         import warnings

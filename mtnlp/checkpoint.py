@@ -23,6 +23,9 @@ from .folders import STATE_FILE, checkpoint_step, complete_checkpoints, weights_
 
 
 
+ACCELERATORS = ("cuda", "mps", "xpu")  # torch modules with a device generator of their own
+
+
 def rng_state() -> dict:
     version, mt, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -35,13 +38,14 @@ def set_rng_state(state: dict, generators: dict[str, torch.Tensor]) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(generators["torch"])
-    if "cuda" in generators and torch.cuda.is_available():
-        torch.cuda.set_rng_state(generators["cuda"])
+    for kind in ACCELERATORS:
+        if kind in generators and getattr(torch, kind).is_available():
+            getattr(torch, kind).set_rng_state(generators[kind])
 
 
 def _fsync_tree(folder: Path) -> None:
     for path in folder.iterdir():
-        with open(path, "rb") as f:
+        with open(path, "r+b") as f:  # (Windows refuses to flush a read-only handle)
             os.fsync(f.fileno())
 
 
@@ -57,11 +61,13 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, 
         tmp.mkdir(parents=True)
     _barrier(world_size)
     generators = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on the GPU draws from this process's device
-        generators["cuda"] = torch.cuda.get_rng_state()
+    for kind in ACCELERATORS:  # dropout on a GPU draws from this process's device's generator
+        module = getattr(torch, kind)
+        if module.is_available() and getattr(module, "is_initialized", lambda: True)():
+            generators[kind] = module.get_rng_state()
     save_file(generators, str(tmp / f"rng-{rank}.safetensors"))
-    (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
-    (tmp / f"rank-{rank}.json").write_text(json.dumps(rank_state or {}))
+    (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()), encoding="utf-8")
+    (tmp / f"rank-{rank}.json").write_text(json.dumps(rank_state or {}), encoding="utf-8")
     _barrier(world_size)
     if rank == 0:
         with writing(tmp):
@@ -69,8 +75,8 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, 
             save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             if scaler is not None:
-                (tmp / "scaler.json").write_text(json.dumps(scaler.state_dict()))
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # written last: marks the folder complete
+                (tmp / "scaler.json").write_text(json.dumps(scaler.state_dict()), encoding="utf-8")
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")  # written last: marks the folder complete
             weights_readable_as_umask(tmp)  # safetensors writes 0600: a shared run directory's others could not resume
             _fsync_tree(tmp)
         shutil.rmtree(folder, ignore_errors=True)
@@ -145,12 +151,12 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
         raise UserError(f"{folder}: written by a run with other tasks or methods (mtl.sharing, mtl.weighting, heads); "
                         f"resume it with the recipe it was started with ({str(e).splitlines()[0][:120]})") from None
     if scaler is not None and (folder / "scaler.json").exists():
-        scaler.load_state_dict(json.loads((folder / "scaler.json").read_text()))
+        scaler.load_state_dict(json.loads((folder / "scaler.json").read_text(encoding="utf-8")))
     rng_file = folder / f"rng-{rank}.json"
     if rng_file.exists():
-        set_rng_state(json.loads(rng_file.read_text()), load_file(str(folder / f"rng-{rank}.safetensors")))
-    state = json.loads((folder / STATE_FILE).read_text())
-    ranks = [json.loads(p.read_text()) for p in sorted(folder.glob("rank-*.json"))]
+        set_rng_state(json.loads(rng_file.read_text(encoding="utf-8")), load_file(str(folder / f"rng-{rank}.safetensors")))
+    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    ranks = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("rank-*.json"))]
     state["ranks"] = len(ranks) or 1
     if len(ranks) == world_size:
         return state | ranks[rank]

@@ -267,7 +267,7 @@ def guarded(command, debug: bool, name: str = "") -> int:
             with contextlib.suppress(AttributeError, ValueError):
                 stream.reconfigure(errors="backslashreplace")
     if sys.stdout is None:  # started with stdout closed (`>&-`): what is printed goes nowhere
-        sys.stdout = open(os.devnull, "w")
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")
     stdout, stderr = sys.stdout, sys.stderr
     if name == "train":
         sys.stdout = TrainingOutput(stdout, "output")
@@ -290,7 +290,7 @@ def guarded(command, debug: bool, name: str = "") -> int:
         return 2
     except BrokenPipeError:  # `mtnlp predict ... | head -1`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own flush at exit would fail too)
-        return 128 + signal.SIGPIPE
+        return 128 + getattr(signal, "SIGPIPE", 13)  # (Windows has no SIGPIPE)
     except OSError as e:  # the machine's (a full disk, a read-only or forbidden folder, EIO), or a path the user gave
         machine = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
         if debug or not (machine or e.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR)):
@@ -437,11 +437,11 @@ def cmd_evaluate(args) -> int:
     from .tasks import task_type
 
     model, tokenizer = load_model(args.model, revision=args.revision)
-    import torch
+    from .pipeline import default_device
 
     onnx = hasattr(model, "session")  # an ONNX folder: onnxruntime on the CPU, fp32
     if not onnx:
-        model.to("cuda" if torch.cuda.is_available() and not recipe.training.cpu else "cpu")
+        model.to(default_device(cpu=recipe.training.cpu))
     # the length the model was trained with, unless the evaluation recipe sets one (as predict and the pipeline)
     trained = (model.config.mtnlp or {}).get("max_length")
     max_length = recipe.model.max_length if "model.max_length" in recipe.key_lines or not trained else trained
@@ -497,7 +497,7 @@ def cmd_evaluate(args) -> int:
     try:  # before the table: a reader that closes stdout (| head) must not cost the results
         output.write_text(json.dumps(finite({"tasks": {n: {args.split: v} for n, v in results.items()},  # NaN: null
                                              "per_label": {n: {args.split: v} for n, v in by_label.items()}}),
-                                     indent=2, allow_nan=False))
+                                     indent=2, allow_nan=False, ensure_ascii=False), encoding="utf-8")
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the machine's, as anywhere: status 1
             raise OSError(e.errno, e.strerror, str(output)) from None
@@ -662,7 +662,7 @@ def cmd_recipes(args) -> int:
         if args.name:
             raise UserError(f"recipes list takes no arguments (got: {' '.join(filter(None, (args.name, args.dest)))})")
         for name in entries:
-            text = root.joinpath(name).read_text()
+            text = root.joinpath(name).read_text(encoding="utf-8")
             print(f"{name:<34} {first_sentence(text)}")
         return 0
     if not args.name:

@@ -244,7 +244,7 @@ def read_task_unless_cached(recipe: Recipe, name: str, task: TaskSpec) -> RawTas
     key = task_key(recipe, task)
     if key is not None and cached_labels(key) is not None:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # said again, as the first read said it
-            given_back = json.loads(given_back_file(key).read_text())
+            given_back = json.loads(given_back_file(key).read_text(encoding="utf-8"))
             say_given_back(recipe, name, given_back["labels"], given_back["source"])
         return None
     return read_task(recipe, name, task)

@@ -58,7 +58,7 @@ def disk_full(path: Path) -> bool:
 def umask() -> int:
     """The process's umask, read without setting it (os.umask sets it, for every thread, until set back)."""
     try:
-        with open("/proc/self/status") as f:
+        with open("/proc/self/status", encoding="utf-8") as f:
             return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
     except (OSError, StopIteration, ValueError):  # not Linux
         mask = os.umask(0o22)
@@ -82,7 +82,7 @@ def hold_run_folder(run_dir: Path) -> Path | None:
     if key in _held:
         return key
     run_dir.mkdir(parents=True, exist_ok=True)
-    f = open(run_dir / LOCK_FILE, "a+")
+    f = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -132,7 +132,7 @@ def unfinished_run(run_dir: Path) -> str | None:
     try:
         import fcntl
 
-        with open(run_dir / LOCK_FILE) as f:
+        with open(run_dir / LOCK_FILE, encoding="utf-8") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: probes at once do not see each other
             except OSError as e:

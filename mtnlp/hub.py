@@ -290,7 +290,7 @@ def write_card(model_dir: Path, run_dir: Path | None = None, datasets: list[str]
     if curves.exists():
         shutil.copyfile(curves, model_dir / "curves.png")
         text += "\n## Training curves\n\n![training curves](curves.png)\n"
-    (model_dir / "README.md").write_text(text)
+    (model_dir / "README.md").write_text(text, encoding="utf-8")
 
 
 def pushed_files(model_dir: Path) -> list[Path]:

@@ -46,9 +46,10 @@ class MultiTaskPipeline:
     """Every head's prediction for raw inputs: `MultiTaskPipeline.from_pretrained(MODEL)(texts)`, with
     MODEL a trained model folder, an ONNX export or a hub id; see __call__ for inputs and outputs.
 
-    `device`: default the model's own if it is on a GPU, else CUDA when there is one (ONNX: the CPU); a model
-    given here is moved there in place (as transformers' pipelines do). Each call runs it in eval mode and
-    leaves it in its own mode: a pipeline built in the middle of training does not turn dropout off.
+    `device`: default the model's own if it is on a GPU, else the machine's accelerator (CUDA, MPS, XPU) when
+    there is one (ONNX: the CPU); a model given here is moved there in place (as transformers' pipelines do).
+    Each call runs it in eval mode and leaves it in its own mode: a pipeline built in the middle of training
+    does not turn dropout off.
     `precision`: auto (bf16 where the hardware runs it natively, else fp32; see precision.py), bf16, fp16
     or fp32. `batch_size`: inputs per encoder pass. `max_length`: tokens per text, default the length the
     model was trained with."""
@@ -58,8 +59,8 @@ class MultiTaskPipeline:
         onnx = hasattr(model, "session")  # an OnnxMultiTaskModel: onnxruntime on the CPU, in fp32
         if device is None:
             device = torch.device("cpu") if onnx else next(model.parameters()).device  # on a GPU: stays (cuda:1 too)
-            if device.type == "cpu" and torch.cuda.is_available() and not onnx:
-                device = "cuda"
+            if device.type == "cpu" and not onnx:
+                device = default_device()
         self.device = checked_device(device)
         if not is_integer(batch_size) or batch_size < 1:  # (checked here: 2.5 would fail at the first call)
             raise ValueError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
@@ -233,6 +234,12 @@ class MultiTaskPipeline:
 def is_integer(value) -> bool:
     """An int (numpy's too), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def default_device(cpu: bool = False) -> torch.device:
+    """The machine's accelerator (CUDA, MPS, XPU), as Accelerate picks for training, else (or with `cpu`) the CPU."""
+    found = None if cpu else torch.accelerator.current_accelerator()
+    return torch.device(found.type) if found is not None else torch.device("cpu")
 
 
 def checked_device(device) -> torch.device:

@@ -43,7 +43,7 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[s
     if it said otherwise (later ones go: their steps are trained again). Returns what differs from it ("key: old -> new"), training.steps aside
     (the resume says what it does with them); where the run's folder is (moved) is no setting."""
     trained = recipe_that_trained(run_dir, step)
-    old = trained.read_text() if trained else None
+    old = trained.read_text(encoding="utf-8") if trained else None
     for replaced in replaced_recipes(run_dir, after=step - 1):
         replaced.unlink()
     write_recipe(run_dir, recipe, precision)
@@ -61,10 +61,10 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[s
         resolved["precision used"] = used and used.group(1)
         return dict(flat(resolved))
 
-    was, now = (settings(old) if old is not None else None), settings((run_dir / "recipe.yaml").read_text())
+    was, now = (settings(old) if old is not None else None), settings((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
     if was is None or was == now:
         return []
-    (run_dir / f"recipe.before-step-{step:06d}.yaml").write_text(old)
+    (run_dir / f"recipe.before-step-{step:06d}.yaml").write_text(old, encoding="utf-8")
 
     def shown(values, key):  # a key one side has as a section (label_weights: {a: 2} against balanced)
         if key in values:
@@ -96,7 +96,7 @@ def planned_steps(run_dir: Path, step: int) -> int | None:
     """training.steps of the recipe that trained the run in `run_dir` up to `step` (None: not known)."""
     trained = recipe_that_trained(run_dir, step)
     try:
-        steps = yaml.safe_load(trained.read_text())["training"]["steps"]
+        steps = yaml.safe_load(trained.read_text(encoding="utf-8"))["training"]["steps"]
     except (AttributeError, OSError, KeyError, TypeError, yaml.YAMLError):
         return None
     return steps if isinstance(steps, int) else None
@@ -116,13 +116,13 @@ def write_recipe(run_dir: Path, recipe: Recipe, precision) -> None:
     # relative data paths resolve beside the recipe file, which this copy is not: make their base absolute
     resolved["data_dir"] = str(resolve_path(recipe, ".").resolve())
     note = f"# training.mixed_precision: {precision.requested} -> {precision.name} ({precision.reason})\n"
-    (run_dir / "recipe.yaml").write_text(note + yaml.safe_dump(resolved, sort_keys=False))
+    (run_dir / "recipe.yaml").write_text(note + yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
 
 
 def append(path: Path, record: dict) -> None:
     """One JSON line; a non-finite number (an fp16 step's inf gradient norm, a diverged loss) is null, as
     strict JSON readers refuse NaN and Infinity."""
-    with open(path, "a") as f:
+    with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(finite(record), allow_nan=False) + "\n")
 
 
@@ -139,7 +139,7 @@ def finite(value):
 def read_jsonl(path: Path) -> list[dict]:
     """A log's records; a last line cut short (the run was stopped, or its disk filled, while writing it) is
     dropped with a warning, as a resume writes that step's record again."""
-    lines = path.read_text().splitlines() if path.exists() else []
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     records = []
     for number, line in enumerate(lines, 1):
         try:
@@ -161,7 +161,7 @@ def forget_after(run_dir: Path, step: int) -> None:
         if not path.exists():
             continue
         kept = [r for r in read_jsonl(path) if r["step"] <= step]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
 
 def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -> None:
@@ -336,7 +336,8 @@ def final_metrics(recipe, run_dir: Path, model, tokenizer, tasks, metrics, progr
     out["majority_baseline"] = baselines
     out["per_label"] = {name: splits for name, splits in per_label.items() if splits}
     if accelerator.is_main_process:
-        (run_dir / "metrics.json").write_text(json.dumps(finite(out), indent=2, allow_nan=False))  # NaN: null
+        (run_dir / "metrics.json").write_text(json.dumps(finite(out), indent=2, allow_nan=False, ensure_ascii=False),  # NaN: null
+                                             encoding="utf-8")
         plot_curves(run_dir, {name: main_metric(metrics[name])[0] for name in tasks})
         accelerator.print(f"\nbest step {progress.best_step} — metrics of the kept model ({run_dir / 'model'}):")
         accelerator.print(table(out["tasks"], baselines))

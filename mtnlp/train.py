@@ -613,7 +613,7 @@ def finish(run: Run) -> TrainResult:
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model
     kept = run_dir / "model" / "config.json"
     # a run resumed from another run's checkpoint, or from an older one, may have no model of its best step
-    saved = (json.loads(kept.read_text()).get("mtnlp") or {}).get("step") if kept.exists() else -1
+    saved = (json.loads(kept.read_text(encoding="utf-8")).get("mtnlp") or {}).get("step") if kept.exists() else -1
     best_checkpoint = checkpoint_of_step(run, run.progress.best_step) if saved != run.progress.best_step else None
     if saved is None and best_checkpoint is None:  # model/ of an mtnlp before 12-03, which did not record its step:
         saved = run.progress.best_step  # the best, as then, unless the best step's checkpoint is there to restore
@@ -769,7 +769,7 @@ def checkpoint_of_step(run: Run, step: int | None) -> Path | None:
     places = [run.run_dir / "checkpoints"] + ([run.resumed_from.parent] if run.resumed_from else [])
     for folder in (p / f"step-{step:06d}" for p in places if step is not None):
         try:
-            state = json.loads((folder / STATE_FILE).read_text())
+            state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if (state.get("best_step"), state.get("best_score")) == (step, run.progress.best_score):
@@ -782,7 +782,7 @@ def checkpoint_of_step(run: Run, step: int | None) -> Path | None:
     if model_step(source / "model") != step:
         return None
     try:
-        bests = [json.loads(line) for line in (source / "history.jsonl").read_text().splitlines() if line.strip()]
+        bests = [json.loads(line) for line in (source / "history.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, ValueError):
         return None  # (a line cut short: the history cannot vouch for the model)
     on_the_way = any(r.get("step") == step and r.get("best") and r.get("score") == run.progress.best_score

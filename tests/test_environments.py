@@ -250,3 +250,110 @@ def test_a_link_to_a_path_under_a_file_is_not_called_a_loop(make_recipe, tmp_pat
     with pytest.raises(UserError, match=f"output_dir: {tmp_path / 'out'} is a symbolic link to "
                                         f"{tmp_path / 'afile' / 'sub'}, which cannot be followed \\(Not a directory\\)$"):
         check_training_paths(load_recipe(make_recipe(), [f"output_dir={tmp_path / 'out' / 'run'}"]))
+
+
+def test_every_text_file_mtnlp_opens_names_its_encoding():
+    """A file written in the locale's encoding: on Windows (cp1252) or a Latin-1 system the model card's "—"
+    failed the run at its end, or wrote a card that push and serve's /info read as UTF-8 could not decode."""
+    import ast
+    from pathlib import Path
+
+    import mtnlp
+
+    unnamed = []
+    for path in sorted(Path(mtnlp.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            mode = next((a.value for a in node.args[1:2] if isinstance(a, ast.Constant)), "r") if name in (
+                "open", "fdopen") and not (isinstance(node.func, ast.Attribute) and node.func.attr == "open"
+                                           and getattr(node.func.value, "id", "") == "os") else None
+            text = name in ("read_text", "write_text") or (mode is not None and "b" not in mode)
+            if text and not any(k.arg == "encoding" for k in node.keywords):
+                unnamed.append(f"{path.name}:{node.lineno}")
+    assert not unnamed, unnamed
+
+
+def test_the_model_card_and_the_recipe_list_are_utf8_under_an_ascii_locale(tmp_path, tiny_encoder):
+    import subprocess
+
+    tasks = {"stimmung": {"type": "classification", "labels": ["négatif 😞", "positif ✓"], "dropout": 0.1}}
+    folder = save_model(tmp_path / "model", tiny_encoder, tasks)
+    ascii_locale = {**os.environ, "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "LC_ALL": "C", "LANG": "C"}
+    ascii_locale.pop("PYTHONIOENCODING", None)
+    write = "import sys; from pathlib import Path; from mtnlp.hub import write_card; write_card(Path(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", write, str(folder)], env=ascii_locale, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "négatif 😞" in (folder / "README.md").read_text(encoding="utf-8")
+    listed = subprocess.run([sys.executable, "-m", "mtnlp", "recipes", "list"], env=ascii_locale, capture_output=True)
+    assert listed.returncode == 0 and b"demo" in listed.stdout, listed.stderr.decode(errors="replace")
+
+
+def test_a_checkpoint_is_written_where_a_read_only_handle_cannot_be_flushed(tmp_path, monkeypatch):
+    """Windows' os.fsync refuses a read-only handle (EBADF): every checkpoint failed there."""
+    import errno
+    import fcntl
+
+    import torch
+
+    from mtnlp import checkpoint
+
+    real_fsync = os.fsync
+
+    def windows_fsync(fd):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", windows_fsync)
+    model = torch.nn.Linear(2, 2)
+    folder = checkpoint.save_checkpoint(tmp_path / "step-000001", model, torch.optim.AdamW(model.parameters()), {"step": 1})
+    assert (folder / "model.safetensors").exists()
+
+
+def test_the_cache_is_found_without_a_home_directory(monkeypatch):
+    """A container's random uid: no HOME and no passwd entry. Path.home() raised; datasets and huggingface_hub
+    keep "~" as it is, and mtnlp's cache must stay inside datasets' own."""
+    import pwd
+    from pathlib import Path
+
+    from mtnlp.cache import cache_dir
+
+    for name in ("HOME", "HF_HOME", "HF_DATASETS_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    assert cache_dir() == Path("~/.cache/huggingface/datasets/mtnlp")
+
+
+def test_a_closed_pipe_is_status_141_where_signal_has_no_sigpipe(monkeypatch, capsys):
+    """Windows has no signal.SIGPIPE: `mtnlp predict ... | more` closed early was an AttributeError traceback."""
+    import signal
+
+    from mtnlp.cli import guarded
+
+    monkeypatch.delattr(signal, "SIGPIPE")
+    monkeypatch.setattr(os, "dup2", lambda *a: None)  # (keeps pytest's stdout)
+    monkeypatch.setattr(sys, "stdout", open(os.devnull, "w", encoding="utf-8"))
+
+    def closed_pipe():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert guarded(closed_pipe, debug=False) == 141
+
+
+@pytest.mark.parametrize("found,cpu,expected", [("mps", False, "mps"), ("xpu", False, "xpu"), (None, False, "cpu"),
+                                                ("mps", True, "cpu")])
+def test_inference_runs_on_the_machines_accelerator(monkeypatch, found, cpu, expected):
+    """`mtnlp evaluate` and the pipeline chose CUDA or the CPU: on a Mac they ran on the CPU, where training ran
+    on MPS (Accelerate's choice)."""
+    import torch
+
+    from mtnlp.pipeline import default_device
+
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *a, **k: found and torch.device(found))
+    assert default_device(cpu=cpu) == torch.device(expected)

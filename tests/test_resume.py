@@ -259,15 +259,18 @@ def test_one_step_trains():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)  # the only update's: no warm-up to 0
 
 
-def test_the_cuda_generator_is_saved_and_restored(tmp_path, monkeypatch):
-    """(On CPU the CUDA calls are stand-ins: what matters is that a checkpoint carries the generator.)"""
+@pytest.mark.parametrize("kind", ["cuda", "mps", "xpu"])
+def test_the_accelerator_generator_is_saved_and_restored(tmp_path, monkeypatch, kind):
+    """(On CPU the device calls are stand-ins: what matters is that a checkpoint carries the generator; a
+    resumed run on Apple's mps drew other dropout masks when only CUDA's was saved.)"""
     from mtnlp.checkpoint import save_checkpoint
 
     generator, restored = torch.arange(16, dtype=torch.uint8), []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: generator)
-    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    device = getattr(torch, kind)
+    monkeypatch.setattr(device, "is_available", lambda: True)
+    monkeypatch.setattr(device, "is_initialized", lambda: True, raising=False)  # (torch.mps has none)
+    monkeypatch.setattr(device, "get_rng_state", lambda: generator)
+    monkeypatch.setattr(device, "set_rng_state", restored.append)
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.AdamW(model.parameters())
     load_checkpoint(save_checkpoint(tmp_path / "step-000001", model, optimizer, {"step": 1}), model, optimizer)
