@@ -481,7 +481,8 @@ class MultiTaskModel(PreTrainedModel):
                 labels=None, return_dict: bool | None = None, **kwargs):
         """`task`'s logits (and loss, given labels). Inputs are (batch, length), or (batch, choices, length)
         for a head that scores several sequences per example (multiple choice): logits (batch, choices).
-        The encoder's own outputs (hidden states, attentions) come from `model.encoder(...)`. An extractive QA
+        The encoder's own outputs (hidden states, attentions) come from `model.encoder(...)` (with soft sharing
+        not a task's: `encode(..., task=T)` gives T's last hidden states). An extractive QA
         head takes its labels as (batch, 2) start and end positions, or as transformers' start_positions and
         end_positions."""
         positions = [kwargs.pop(key, None) for key in ("start_positions", "end_positions")]
@@ -539,15 +540,16 @@ def evaluating(model):
     """`model` in eval mode (no dropout) for the block, then each of its modules back in its own mode: an
     evaluation or a pipeline called in the middle of training leaves the model training (a frozen encoder kept
     in eval mode, too). Blocks on one model with something to switch take turns (pipelines on other tokenizers,
-    another thread's evaluation): one could otherwise restore the training mode under another's feet."""
+    another thread's evaluation): one could otherwise restore the training mode under another's feet. So do
+    blocks on a LoRA model: its active adapter is module state, which another call's task would switch."""
     modules = list(model.modules()) if isinstance(model, nn.Module) else []  # (an ONNX model has no modes)
     if not modules:
         yield model
         return
     lock = MODEL_LOCKS.setdefault(model, threading.RLock())  # (one dict operation: atomic)
     with lock:  # (a caller that switches holds it until it has switched back)
-        switching = any(m.training for m in modules)
-    if not switching:  # nothing to switch (a loaded model): calls need not take turns
+        switching = any(m.training for m in modules) or bool(getattr(model, "_lora", None))
+    if not switching:  # nothing to switch (a loaded model without adapters): calls need not take turns
         yield model
         return
     with lock:

@@ -537,6 +537,12 @@ def is_eval_step(run: Run) -> bool:
     return bool(eval_every) and step % eval_every == 0 or step == run.recipe.training.steps
 
 
+def starts_a_transfer(run: Run) -> bool:
+    """Whether the loop is at the start of a transfer (model.init_from), whose starting model is scored before
+    training: kept unless training beats it, so that fine-tuning cannot end worse than its source unnoticed."""
+    return run.progress.step == 0 and run.recipe.model.init_from is not None
+
+
 def is_save_step(run: Run) -> bool:
     """Whether the loop checkpoints the step just trained: with training.save_every, every save_every steps
     and the last step (training.steps, or early stopping), so that a resume with more steps or patience

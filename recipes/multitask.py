@@ -8,13 +8,16 @@ To change the loop, copy this file (`mtnlp recipes copy multitask my_recipe.py`)
 """
 
 from mtnlp.train import (Run, TrainResult, checkpoint, evaluate_and_select, finish, interrupted, is_eval_step,
-                         is_save_step, log_step, setup, stop_after_step_on_signal, stopped_early, train_step)
+                         is_save_step, log_step, setup, starts_a_transfer, stop_after_step_on_signal, stopped_early,
+                         train_step)
 
 
 def train(recipe, raw=None) -> TrainResult:
     run: Run = setup(recipe, raw)  # data, model, optimizer, task sampler; resumes training.resume_from
     t = recipe.training
     with stop_after_step_on_signal(run) as stop:  # Ctrl-C / SIGTERM: checkpoint, then exit
+        if starts_a_transfer(run):  # model.init_from: the starting model is scored, and kept unless training beats it
+            evaluate_and_select(run)
         while run.progress.step < t.steps and not stopped_early(run):  # early stopping: training.early_stopping_patience
             # one update: train.draw_update takes the batches of the tasks the sampler picked,
             # forward_backward each one's head loss (the task type's, mtnlp/tasks); weighting.py

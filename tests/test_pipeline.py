@@ -806,3 +806,35 @@ def test_a_torch_dataset_of_texts_is_read_as_a_list(model_dir):
             return TEXTS[i]
 
     assert pipe(Texts()) == pipe(TEXTS[:2])
+
+
+def test_a_lora_model_answers_each_thread_with_its_own_tasks_adapter(tiny_encoder, tmp_path):
+    """The active adapter is module state: another thread's call for another task switched it in the middle of
+    this call's pass, and two pipelines on one loaded LoRA model (their own tokenizers) answered 35 of 40 calls
+    with the other task's adapter."""
+    import threading
+
+    lora = {"type": "lora", "r": 4, "alpha": 8.0, "dropout": 0.0, "targets": ["query", "value"]}
+    torch.manual_seed(0)
+    model = MultiTaskModel.from_encoder(tiny_encoder, {k: TASKS[k] for k in ("sentiment", "pos")}, sharing=lora)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(torch.randn_like(p))
+    model.save_pretrained(tmp_path / "lora")
+    loaded = MultiTaskModel.from_pretrained(str(tmp_path / "lora"))
+    pipes = [MultiTaskPipeline(loaded, AutoTokenizer.from_pretrained(tiny_encoder), precision="fp32") for _ in "ab"]
+    alone = pipes[0](TEXTS[0], tasks=["sentiment"])["sentiment"]["score"]
+    other = threading.Thread(target=lambda: pipes[1](TEXTS[1], tasks=["pos"]))
+    layer = next(m for m in loaded.encoder.modules() if hasattr(m, "_active_adapter"))
+
+    def mid_pass(*_):  # this call is in its pass: the other thread's call for pos runs now, or waits its turn
+        if not other.is_alive() and other.ident is None:
+            other.start()
+            other.join(timeout=1)
+
+    hook = layer.register_forward_pre_hook(mid_pass)
+    together = pipes[0](TEXTS[0], tasks=["sentiment"])["sentiment"]["score"]
+    hook.remove()
+    other.join()
+    assert together == pytest.approx(alone, abs=1e-6)

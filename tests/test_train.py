@@ -309,6 +309,25 @@ def test_other_precisions_train(make_recipe, tmp_path, precision):
     assert len(losses) == 3 and all(v == v for r in losses for v in r["loss"].values())
 
 
+def test_a_transfer_scores_its_starting_model_and_keeps_it_unless_training_beats_it(make_recipe, tmp_path):
+    """A fine-tune was first evaluated at eval_every: one that made the task worse kept its worse model as the
+    best, and nothing recorded the score it started from."""
+    from conftest import tiny_tasks
+    from safetensors.torch import load_file
+
+    train(load_recipe(make_recipe(training={"steps": 4}, name="first.yaml")))
+    target = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2, "eval_every": 1, "lr": 1e-12},
+                         name="second.yaml", output_dir=str(tmp_path / "second"))
+    train(load_recipe(target, [f"model.init_from={tmp_path / 'run'}"]))
+    history = read_jsonl(tmp_path / "second" / "history.jsonl")
+    assert [(r["step"], r["best"]) for r in history] == [(0, True), (1, False), (2, False)]  # equal is not better
+    assert json.loads((tmp_path / "second" / "metrics.json").read_text())["best_step"] == 0
+    source, kept = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("run", "second"))
+    assert all(torch.equal(kept[k], source[k]) for k in kept) and any(k.startswith("heads.ner") for k in kept)
+    # no source, no step 0
+    assert read_jsonl(tmp_path / "run" / "history.jsonl")[0]["step"] > 0
+
+
 def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, tiny_encoder, capsys):
     """Multi-task run, then a second run on one target task starting from it (MT-DNN style refinement)."""
     from conftest import tiny_tasks
