@@ -406,6 +406,7 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
               log=report.LossLog(), data_facts=data_facts, bar=None)  # batches and bar: once resumed
 
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
+    accelerator.print(trainable_line(run.unwrapped))
     if accelerator.num_processes > 1:
         accelerator.print(f"{accelerator.num_processes} processes (DDP, {accelerator.distributed_type.value})")
     if source is not None:
@@ -535,6 +536,13 @@ def is_eval_step(run: Run) -> bool:
     """Whether the loop evaluates after the step just trained: every training.eval_every steps, and the last."""
     eval_every, step = run.recipe.training.eval_every, run.progress.step
     return bool(eval_every) and step % eval_every == 0 or step == run.recipe.training.steps
+
+
+def trainable_line(model) -> str:
+    """E.g. 'parameters: 1,300,633 of 23,866,009 train (5.4%)': what mtl.freeze_encoder and soft sharing leave."""
+    sizes = [(p.numel(), p.requires_grad) for p in model.parameters()]
+    total, trained = sum(n for n, _ in sizes), sum(n for n, grad in sizes if grad)
+    return f"parameters: {trained:,} of {total:,} train ({trained / total:.1%})"
 
 
 def starts_a_transfer(run: Run) -> bool:

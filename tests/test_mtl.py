@@ -409,7 +409,7 @@ def _logs(run):
     {"sharing": "lora", "freeze_encoder": True, "lora_r": 2},
     {"sharing": "task_layers", "task_layers": 1, "gradient": "cagrad", "cagrad_c": 0.3},
 ], ids=["uncertainty", "dwa", "pcgrad+uncertainty", "lora-frozen", "task_layers+cagrad"])
-def test_each_method_trains_under_bf16(make_recipe, tmp_path, tiny_encoder, mtl):
+def test_each_method_trains_under_bf16(make_recipe, tmp_path, tiny_encoder, mtl, capsys):
     from transformers import AutoModel
 
     recipe = load_recipe(make_recipe(training={"steps": 8, "mixed_precision": "bf16"}, mtl=mtl))
@@ -429,8 +429,10 @@ def test_each_method_trains_under_bf16(make_recipe, tmp_path, tiny_encoder, mtl)
         pretrained = AutoModel.from_pretrained(tiny_encoder).state_dict()
         plain = {k: v for k, v in model.encoder.state_dict().items() if "lora_" not in k}
         assert torch.equal(plain["embeddings.word_embeddings.weight"], pretrained["embeddings.word_embeddings.weight"])
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        assert trainable < 0.2 * sum(p.numel() for p in model.parameters())
+        trainable, total = (sum(p.numel() for p in model.parameters() if p.requires_grad or everything)
+                            for everything in (False, True))
+        assert trainable < 0.2 * total  # and the run said what trains:
+        assert f"parameters: {trainable:,} of {total:,} train ({trainable / total:.1%})\n" in capsys.readouterr().out
     # the kept model reloads and predicts through the pipeline
     from mtnlp.pipeline import MultiTaskPipeline
 
