@@ -566,7 +566,10 @@ def split_facts(dataset: datasets.Dataset, kind: str, labels: list[str], unk_id:
         ids = dataset.with_format("arrow")["input_ids"]
         while pa.types.is_list(ids.type):  # (multiple choice: a list of choices, each a list of ids)
             ids = pc.list_flatten(ids)
-        facts["unknown_tokens"] = (pc.sum(pc.equal(ids, unk_id)).as_py() or 0) / max(len(ids), 1)
+        # a scalar of the ids' own type: a Python int would cast every int32 id to int64 (8 bytes an id, which
+        # Arrow's pool keeps after the sum)
+        unknown = pc.sum(pc.equal(ids, pa.scalar(unk_id, ids.type))).as_py() or 0
+        facts["unknown_tokens"] = unknown / max(len(ids), 1)
     return facts
 
 
