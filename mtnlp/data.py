@@ -451,20 +451,16 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
     num_proc = num_proc if large and num_proc > 1 else None
     spilled = cache_dir() / f".examples-{key}-{unique()}.arrow"
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphaned_spills()
-        # a large split is mapped from a file: an in-memory table would be pickled to each tokenising
-        # process, and datasets' map holds more of it in memory (1 M rows: 0.58 instead of 0.68 GB peak)
-        dataset = spill(table, spilled) if large else Dataset(InMemoryTable(table))
-        # a type that makes several rows of one example keeps only the columns encode() returns
-        remove = None if kind.one_row_per_example else dataset.column_names
-        result = dataset.map(encode_with_length, batched=True, cache_file_name=str(cache_file), new_fingerprint=key,
-                             remove_columns=remove, num_proc=num_proc, desc="tokenizing")
-    except OSError as e:
-        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
-            raise UserError(f"{cache_dir()}: the tokenised data is cached here, and it cannot be written "
-                            f"({e.strerror}): set HF_DATASETS_CACHE (or HF_HOME) to a folder you can write") from None
-        raise
+        with writing_cache():
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            remove_orphaned_spills()
+            # a large split is mapped from a file: an in-memory table would be pickled to each tokenising
+            # process, and datasets' map holds more of it in memory (1 M rows: 0.58 instead of 0.68 GB peak)
+            dataset = spill(table, spilled) if large else Dataset(InMemoryTable(table))
+            # a type that makes several rows of one example keeps only the columns encode() returns
+            remove = None if kind.one_row_per_example else dataset.column_names
+            result = dataset.map(encode_with_length, batched=True, cache_file_name=str(cache_file),
+                                 new_fingerprint=key, remove_columns=remove, num_proc=num_proc, desc="tokenizing")
     finally:
         with contextlib.suppress(OSError):  # the result is in its own files
             spilled.unlink(missing_ok=True)
@@ -472,6 +468,20 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
     if parts:  # written last: the entry is complete
         write_atomic(cache_dir() / f"tokenized-{key}.json", json.dumps(parts))
     return result
+
+
+@contextlib.contextmanager
+def writing_cache():
+    """Writes to the cache folder: one that cannot be written is said as such (pyarrow's errors name one of
+    its files, or none)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
+            raise UserError(f"{cache_dir()}: the tokenised data is cached here, and it cannot be written "
+                            f"({os.strerror(e.errno)}): set HF_DATASETS_CACHE (or HF_HOME) to a folder you can "
+                            "write") from None
+        raise
 
 
 def spill(table: pa.Table, path: Path) -> datasets.Dataset:
@@ -519,6 +529,7 @@ class ChunkFiles:
     def __enter__(self):
         return self
 
+    @writing_cache()
     def write(self, table: pa.Table) -> None:
         import pyarrow as pa
 
@@ -530,6 +541,7 @@ class ChunkFiles:
             self.writer, self.schema = pa.ipc.new_stream(str(path), table.schema), table.schema
         self.writer.write_table(table)
 
+    @writing_cache()
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

@@ -79,6 +79,32 @@ def test_a_cache_folder_under_a_file_is_a_recipe_error_naming_the_variable(make_
                                  "a folder you can write"
 
 
+@pytest.mark.parametrize("cache", ["under a file", "read-only"])
+def test_a_cache_that_cannot_be_written_is_the_same_error_for_a_file_read_in_chunks(make_recipe, tmp_path, monkeypatch,
+                                                                                    capsys, cache):
+    """A file of 10,000 examples or more is read into chunk files in the cache before anything is tokenised: a raw
+    pyarrow error ("Failed to open local file ... Permission denied"), status 1, or "Not a directory" without
+    HF_DATASETS_CACHE."""
+    import pyarrow as pa
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": f"text {i}", "label": i % 2}) + "\n" for i in range(10_000)))
+    folder = tmp_path / "hf"
+    if cache == "under a file":
+        (tmp_path / "afile").write_text("")
+        folder = tmp_path / "afile" / "hf"
+    else:  # (the tests may run as root, whom a read-only folder does not stop)
+        def refused(sink, schema, **kwargs):
+            raise OSError(13, f"Failed to open local file '{sink}'. Detail: [errno 13] Permission denied")
+        monkeypatch.setattr(pa.ipc, "new_stream", refused)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(folder))
+    recipe = make_recipe(tasks={"s": {"type": "classification", "data": {"train": str(train)}}}, training={"steps": 1})
+    assert main(["train", str(recipe)]) == 2
+    what = "Not a directory" if cache == "under a file" else "Permission denied"
+    assert last_error(capsys) == f"error: {folder / 'mtnlp'}: the tokenised data is cached here, and it cannot be " \
+                                 f"written ({what}): set HF_DATASETS_CACHE (or HF_HOME) to a folder you can write"
+
+
 def ascii_terminal(monkeypatch):
     """stdout and stderr as under PYTHONIOENCODING=ascii (or a Windows console's code page)."""
     out, err = io.BytesIO(), io.BytesIO()
