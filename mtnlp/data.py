@@ -472,8 +472,8 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
 
 @contextlib.contextmanager
 def writing_cache():
-    """Writes to the cache folder: one that cannot be written is said as such (pyarrow's errors name one of
-    its files, or none)."""
+    """Writes to the cache folder: one that cannot be written, or a full disk, is said naming the folder
+    (pyarrow's errors name one of its files, or nothing)."""
     try:
         yield
     except OSError as e:
@@ -481,6 +481,8 @@ def writing_cache():
             raise UserError(f"{cache_dir()}: the tokenised data is cached here, and it cannot be written "
                             f"({os.strerror(e.errno)}): set HF_DATASETS_CACHE (or HF_HOME) to a folder you can "
                             "write") from None
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # the machine's, as any full disk: `error: <path>: <what>`
+            raise OSError(e.errno, os.strerror(e.errno), str(cache_dir())) from None
         raise
 
 
@@ -554,9 +556,11 @@ class ChunkFiles:
         return [pa.ipc.open_stream(pa.memory_map(str(path))).read_all() for path in self.paths]
 
     def __exit__(self, *exc):
-        self.close()
-        for path in self.paths:
-            path.unlink(missing_ok=True)
+        try:
+            self.close()  # (on a full disk, flushing fails again)
+        finally:
+            for path in self.paths:
+                path.unlink(missing_ok=True)
 
 
 def was_truncated(enc) -> list[bool]:

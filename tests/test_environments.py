@@ -105,6 +105,36 @@ def test_a_cache_that_cannot_be_written_is_the_same_error_for_a_file_read_in_chu
                                  f"written ({what}): set HF_DATASETS_CACHE (or HF_HOME) to a folder you can write"
 
 
+@pytest.mark.parametrize("writing", ["chunks", "tokens"])
+def test_a_full_disk_under_the_cache_names_the_cache_folder(make_recipe, tmp_path, monkeypatch, capsys, writing):
+    """It was "error: Error writing bytes to file. Detail: [errno 28] No space left on device": no path."""
+    from pathlib import Path
+
+    import datasets
+    import pyarrow as pa
+
+    def full(*args, **kwargs):  # what pyarrow raises
+        raise OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    class FullDiskWriter:  # opens its file; writing it, and flushing it when closed, fail
+        def __init__(self, sink, schema):
+            Path(sink).write_bytes(b"")
+        write_table = close = full
+
+    rows = 10_000 if writing == "chunks" else 100  # (a file of 10,000 examples or more is read into chunk files)
+    if writing == "chunks":
+        monkeypatch.setattr(pa.ipc, "new_stream", FullDiskWriter)
+    else:
+        monkeypatch.setattr(datasets.Dataset, "map", full)
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": f"text {i}", "label": i % 2}) + "\n" for i in range(rows)))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    recipe = make_recipe(tasks={"s": {"type": "classification", "data": {"train": str(train)}}}, training={"steps": 1})
+    assert main(["train", str(recipe)]) == 1
+    assert last_error(capsys) == f"error: {tmp_path / 'hf' / 'mtnlp'}: No space left on device"
+    assert not [p.name for p in (tmp_path / "hf" / "mtnlp").iterdir() if p.name.startswith(".")]  # no temporary file
+
+
 def ascii_terminal(monkeypatch):
     """stdout and stderr as under PYTHONIOENCODING=ascii (or a Windows console's code page)."""
     out, err = io.BytesIO(), io.BytesIO()
