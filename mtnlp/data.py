@@ -6,6 +6,7 @@ needs no torch, so `mtnlp train` reports a mistake in a data file before it spen
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import itertools
@@ -17,6 +18,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .cache import (cache_dir, cached_labels, cached_split, digest, file_hash, labels_file,
                     remove_orphaned_spills, tokenizer_fingerprint, unique, write_atomic)
@@ -284,28 +287,29 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
                         f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels}")
     if carve is not None:  # a seeded, reproducible validation split cut from train
         total = raw["train"].num_rows
-        groups = carve_groups(raw["train"], kind.carve_by)
-        random.Random(CARVE_SEED).shuffle(groups)
-        held_out, wanted = set(), max(1, round(total * carve))
-        for group in groups:
-            if len(held_out) >= wanted:
-                break
-            held_out.update(group)
+        group_of_row = carve_groups(raw["train"], kind.carve_by)
+        order = carve_order(int(group_of_row.max()) + 1)
+        sizes = np.bincount(group_of_row)[order]  # rows per group, in carve order
+        wanted = max(1, round(total * carve))
+        taken = min(int(np.searchsorted(np.cumsum(sizes), wanted)) + 1, len(order))  # groups until `wanted` rows
+        held = np.zeros(len(order), dtype=bool)  # per group: carved out
+        held[order[:taken]] = True
         key = f"tasks.{name}.data.validation_from_train"
-        if len(held_out) == total:
-            together = (f" (examples with the same {kind.carve_by} stay together: {len(groups)} group(s))"
+        if sizes[:taken].sum() == total:
+            together = (f" (examples with the same {kind.carve_by} stay together: {len(order)} group(s))"
                         if kind.carve_by else "")
             raise UserError(f"{recipe.where(key)}: {key}: {carve} of {sources['train']}'s {total} example(s) "
                             f"leaves none to train on{together}")
         # of the file's labels, the data alone decides (evaluate, with the model's labels, carves the same split)
-        given_back = keep_a_training_example(raw["train"], held_out, groups, kind)
-        if given_back and not held_out:
+        given_back = keep_a_training_example(raw["train"], group_of_row, held, order, kind)
+        if given_back and not held.any():
             raise UserError(f"{recipe.where(key)}: {key}: every carved example of {sources['train']} is the only "
                             f"one of its label ({', '.join(given_back)}): none is left to validate on")
         if given_back and derived:
             say_given_back(recipe, name, given_back, sources["train"])
-        raw["validation"] = raw["train"].take(sorted(held_out))  # file order within each part
-        raw["train"] = raw["train"].take([i for i in range(total) if i not in held_out])
+        held_rows = held[group_of_row]
+        raw["validation"] = kept_rows(raw["train"], held_rows)  # file order within each part
+        raw["train"] = kept_rows(raw["train"], ~held_rows)
         sources["validation"] = sources["train"]
     for split in ("validation", "test"):
         if split in splits and getattr(task.data, split) is not None:
@@ -326,32 +330,60 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
                    stream if "train" in splits else None)
 
 
-def keep_a_training_example(examples: pa.Table, held_out: set[int], groups: list[list[int]], kind: TaskType) -> list[str]:
-    """Returns the labels of which every example was held out, after taking out of `held_out` the first
-    group (in carve order) that holds each: a head output that never trains is worse than a smaller split."""
-    of_row = [set(kind.labels_of(row)) for row in rows_of(examples)]
-    trained = set().union(*(labels for i, labels in enumerate(of_row) if i not in held_out))
-    missing = sort_labels(set().union(*(of_row[i] for i in held_out)) - trained)
-    wanted = set(missing)
-    for group in groups:
-        if not wanted:
-            break
-        labels = set().union(*(of_row[i] for i in group))
-        if wanted & labels and group[0] in held_out:
-            held_out.difference_update(group)
-            wanted -= labels
+def carve_groups(examples: pa.Table, by: str | None) -> np.ndarray:
+    """Each row's group, the rows validation_from_train keeps on one side, numbered in file order: those with the
+    same value of column `by`, or each row alone (shuffled as one-row groups, the carve is what shuffling the rows
+    gives)."""
+    if by is None:
+        return np.arange(examples.num_rows)
+    import pyarrow.compute as pc
+
+    values = examples.column(by)
+    return pc.index_in(values, value_set=values.unique()).to_numpy()  # (unique: in the order first met)
+
+
+def carve_order(groups: int) -> np.ndarray:
+    """The group numbers in carve order: the order random.shuffle with CARVE_SEED gives a list of the groups,
+    kept in 8 bytes a group (not a Python object each)."""
+    order = array.array("q", range(groups))
+    random.Random(CARVE_SEED).shuffle(order)
+    return np.frombuffer(order, dtype=np.int64)
+
+
+def keep_a_training_example(examples: pa.Table, group_of_row: np.ndarray, held: np.ndarray, order: np.ndarray,
+                            kind: TaskType) -> list[str]:
+    """Returns the labels of which every example was held out (`held`: per group), after giving back to training
+    the first group (in carve `order`) that holds each: a head output that never trains is worse than a smaller
+    split."""
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    trained, first_carved = set(), {}  # label -> the carve rank of the first held-out group that holds it
+    for i, row in enumerate(rows_of(examples)):
+        group = group_of_row[i]
+        if not held[group]:
+            trained.update(kind.labels_of(row))
+            continue
+        for label in kind.labels_of(row):
+            first_carved[label] = min(first_carved.get(label, rank[group]), rank[group])
+    missing = sort_labels(set(first_carved) - trained)
+    held[order[[first_carved[label] for label in missing]]] = False
     return missing
 
 
-def carve_groups(examples: pa.Table, by: str | None) -> list[list[int]]:
-    """The row numbers validation_from_train keeps on one side, in file order: those with the same value of
-    column `by`, or each row alone (shuffled as one-row groups, the carve is what shuffling the rows gives)."""
-    if by is None:
-        return [[i] for i in range(examples.num_rows)]
-    groups: dict = {}
-    for i, value in enumerate(examples.column(by).to_pylist()):
-        groups.setdefault(value, []).append(i)
-    return list(groups.values())
+def kept_rows(table: pa.Table, keep: np.ndarray, chunk: int = 10_000) -> pa.Table:
+    """The rows of `table` where `keep` is true, in order: in memory for a small table (as to_arrow keeps one),
+    else written to chunk files a chunk at a time and memory-mapped from them."""
+    import pyarrow as pa
+
+    if table.num_rows < chunk:
+        return table.filter(pa.array(keep))
+    with ChunkFiles() as files:
+        start = 0
+        for batch in table.to_batches(chunk):
+            files.write(pa.Table.from_batches([batch.filter(pa.array(keep[start:start + batch.num_rows]))]))
+            start += batch.num_rows
+        pa.default_memory_pool().release_unused()
+        return pa.concat_tables(files.tables())
 
 
 def open_stream(recipe: Recipe, name: str, task: TaskSpec) -> StreamSource:

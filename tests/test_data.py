@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
@@ -759,6 +760,73 @@ def test_a_carve_whose_every_example_is_the_only_one_of_its_label_is_an_error(tm
     with pytest.raises(UserError, match=r"tasks.s.data.validation_from_train: every carved example of .*few.tsv is the "
                                         r"only one of its label \([ab]\): none is left to validate on$"):
         read_task(recipe, "s", recipe.tasks["s"])
+
+
+def carved_before(rows: list[dict], fraction: float, kind) -> tuple[list[int], list[str]]:
+    """The rows validation_from_train held out (and the labels it gave back) when it kept a Python list and set per
+    row (up to a7f23e5): how a carve is computed must not change which examples it carves."""
+    import random
+
+    from mtnlp.tasks.base import sort_labels
+
+    groups = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row[kind.carve_by] if kind.carve_by else i, []).append(i)
+    groups = list(groups.values())
+    random.Random(42).shuffle(groups)
+    held, wanted = set(), max(1, round(len(rows) * fraction))
+    for group in groups:
+        if len(held) >= wanted:
+            break
+        held.update(group)
+    of_row = [set(kind.labels_of(row)) for row in rows]
+    trained = set().union(*(of_row[i] for i in range(len(rows)) if i not in held))
+    missing = wanted = set().union(*(of_row[i] for i in held)) - trained
+    for group in groups:
+        labels = set().union(*(of_row[i] for i in group))
+        if wanted & labels and group[0] in held:
+            held.difference_update(group)
+            wanted = wanted - labels
+    return sorted(held), sort_labels(missing)
+
+
+@pytest.mark.parametrize("case", ["12,000 rows, rare labels", "questions of a context", "tags"])
+def test_the_carve_is_the_one_a_python_list_per_row_gave_and_a_large_one_stays_mapped(tmp_path, monkeypatch, case):
+    """The carve held a list and a set per row and copied the carved splits into memory: 350 MB per million rows."""
+    import pyarrow as pa
+
+    from mtnlp.data import read_split, read_task
+    from mtnlp.tasks import task_type
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    if case == "12,000 rows, rare labels":  # read into chunk files: a memory-mapped table
+        rows = [{"text": f"text {i}", "label": f"rare{i // 400}" if i % 400 == 7 else "ab"[i % 2]}
+                for i in range(12_000)]
+        spec = {"type": "classification", "data": {"train": "t.jsonl", "validation_from_train": 0.1}}
+    elif case == "questions of a context":
+        rows = [{"id": str(i), "question": "what?", "context": f"context {(i * 7) % 23 if i % 3 else i}",
+                 "answers": {"text": ["context"], "answer_start": [0]}} for i in range(120)]
+        spec = {"type": "extractive_qa", "data": {"train": "t.jsonl", "validation_from_train": 0.3}}
+    else:
+        spec = {"type": "tagging", "data": {"train": str(DATA / "ner_sample.conll"), "validation_from_train": 0.7}}
+    if case != "tags":
+        (tmp_path / "t.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    recipe = load_recipe(write_recipe(tmp_path, {"s": spec}))
+    everything, _ = read_split(recipe, "s", recipe.tasks["s"], "train")
+    held, given_back = carved_before(everything.to_pylist(), spec["data"]["validation_from_train"],
+                                     task_type(spec["type"]))
+    assert bool(given_back) == (case != "questions of a context")  # (the case is met)
+    lines = everything.column("_line").to_pylist()
+    allocated = pa.total_allocated_bytes()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw = read_task(recipe, "s", recipe.tasks["s"])
+    assert raw.examples["validation"].column("_line").to_pylist() == [lines[i] for i in held]
+    assert raw.examples["train"].column("_line").to_pylist() == [n for i, n in enumerate(lines) if i not in set(held)]
+    assert [f"label(s) {', '.join(given_back)} had every example carved out" in str(w.message) for w in caught] \
+        == [True] * bool(given_back)
+    if case == "12,000 rows, rare labels":  # neither split is copied into memory
+        assert pa.total_allocated_bytes() - allocated < everything.nbytes / 10
 
 
 def test_a_data_file_in_the_current_folder_given_by_an_override_is_told_where_it_was_looked_for(
