@@ -7,6 +7,7 @@ run continues with exactly the same batches, and under DDP each rank takes its s
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 
@@ -117,15 +118,16 @@ class StreamBatches:
     take the same count. The state is (epoch, position) like TaskBatches'; a resumed run reads its
     epoch again from the start and skips what was trained on: exact, at the cost of reading that part
     again (`offset`: the examples taken before a resume with another batch size). `name` (the split) is for
-    the error when an epoch holds fewer examples than processes.
+    the error when an epoch holds fewer examples than processes. `size`: the examples an epoch was said to
+    hold (data.size or the metadata); the first epoch read whole that holds a tenth more or fewer is said.
     """
 
     def __init__(self, examples_of, encode, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 name: str = "the stream"):
-        self.examples_of, self.encode, self.name = examples_of, encode, name
+                 name: str = "the stream", size: int | None = None):
+        self.examples_of, self.encode, self.name, self.size = examples_of, encode, name, size
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.epoch, self.position, self.offset = 0, 0, 0
-        self._examples = None
+        self._examples, self._read = None, None
 
     def __iter__(self):
         return self
@@ -135,7 +137,10 @@ class StreamBatches:
             if self._examples is None:  # (re)open the epoch, past the rounds already taken
                 skip = self.offset + self.position * self.world_size * self.batch_size
                 self._examples = itertools.islice(self.examples_of(self.seed, self.epoch), skip, None)
+                self._read = 0 if skip == 0 else None  # (an epoch resumed part-way is not counted)
             round_ = list(itertools.islice(self._examples, self.world_size * self.batch_size))
+            if self._read is not None:
+                self._read += len(round_)
             if len(round_) >= self.world_size:  # a batch for every process
                 self.position += 1
                 share, extra = divmod(len(round_), self.world_size)  # a full round: share = batch_size
@@ -144,6 +149,13 @@ class StreamBatches:
             if attempt:
                 raise UserError(f"{self.name}: {len(round_)} example(s) in an epoch; training needs at least one "
                                 f"per process ({self.world_size})")
+            if self._read is not None and self.size and abs(self._read - self.size) > self.size / 10:
+                if self.rank == 0:
+                    warnings.warn(f"{self.name}: an epoch held {self._read:,} example(s), not the {self.size:,} its "
+                                  "size says (data.size, or the data set's metadata): task sampling weighs the task, "
+                                  "and metrics.json counts its examples, by that size; set data.size to the real "
+                                  "count", stacklevel=2)
+                self.size = None  # said once
             self.epoch, self.position, self.offset, self._examples = self.epoch + 1, 0, 0, None
 
     def state_dict(self) -> dict:

@@ -158,7 +158,7 @@ def training_batches(recipe: Recipe, tasks: dict[str, TaskData], accelerator: Ac
             raise UserError(f"{d.stream.source.name}: {d.stream.size} example(s) in an epoch (its size); training "
                             f"needs at least one per process ({world})")
     batches = {n: StreamBatches(d.stream.examples, d.stream.encode, t.batch_size, t.seed + i, rank, world,
-                                d.stream.source.name) if d.stream
+                                d.stream.source.name, d.stream.size) if d.stream
                else TaskBatches(column(d.splits["train"], "length"), t.batch_size, t.seed + i, recipe.sampling.group_by_length,
                                 rank, world, t.batch_tokens)
                for i, (n, d) in enumerate(tasks.items())}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,27 @@ def test_stream_batches_resume_exactly_from_their_state():
     assert state == {"epoch": 1, "position": 1, "batch_size": 3, "offset": 0}
 
 
+def test_an_epoch_far_from_the_size_a_stream_was_said_to_hold_is_said_once():
+    """data.size 100,000 on a stream of 100: training went round it epoch after epoch, task sampling weighed the task
+    by 100,000, metrics.json counted 100,000 examples, and nothing was said."""
+    def said(size, batches=12, rank=0, state=None):  # 10 examples in batches of 3: an epoch is 4 batches
+        stream = StreamBatches(numbered(10), list, batch_size=3, seed=1, rank=rank, name="org/x[train]", size=size)
+        if state:
+            stream.load_state_dict(state)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            take(stream, batches)
+        return [str(w.message) for w in caught]
+
+    assert said(1000) == ["org/x[train]: an epoch held 10 example(s), not the 1,000 its size says (data.size, or the "
+                          "data set's metadata): task sampling weighs the task, and metrics.json counts its examples, "
+                          "by that size; set data.size to the real count"]  # once, in 3 epochs
+    assert said(11) == said(10) == said(None) == said(1000, rank=1) == []  # (within a tenth; under DDP, the first says it)
+    assert said(1000, batches=4) == []  # the epoch's end not met yet
+    part_way = {"epoch": 0, "position": 2, "batch_size": 3, "offset": 0}  # resumed: epoch 0's rest is not counted
+    assert said(1000, batches=6, state=part_way) == [] and len(said(1000, batches=7, state=part_way)) == 1
+
+
 @pytest.mark.parametrize("world", [1, 2])
 def test_stream_batches_resumed_with_another_batch_size_take_the_rest_of_the_epoch(world):
     """The examples trained on stay trained on: the state counted rounds of the old batch size (read as rounds of
@@ -181,6 +203,13 @@ def test_training_on_a_streamed_set_reads_part_of_it(make_recipe, tmp_path, caps
     # nothing was prepared into datasets' cache (only mtnlp's tokenised validation split is there)
     cached = Path(tmp_path.parent / "datasets-cache").rglob("*.arrow")
     assert [path for path in cached if path.parent.name != "mtnlp"] == []
+
+
+def test_a_stream_far_smaller_than_its_data_size_is_said(make_recipe, tmp_path):
+    folder = hub_folder(tmp_path, train_rows=20)  # 5 batches an epoch
+    recipe = make_recipe(tasks={"stream": streamed_task(folder, size=1000)}, training={"steps": 7, "batch_size": 4})
+    with pytest.warns(UserWarning, match=r"hub-set\[train\]: an epoch held 20 example\(s\), not the 1,000 its size"):
+        train(load_recipe(recipe))
 
 
 def read_bytes() -> int:
