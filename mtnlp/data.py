@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import random
+import sys
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
@@ -442,7 +443,8 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
         data.stream = TrainStream(raw.stream, task, raw.labels, tokenizer, max_length, options)
     for split, examples in raw.examples.items():
         data.splits[split] = tokenize(examples, task.type, raw.labels, tokenizer, max_length, options, num_proc,
-                                      key and split_key(key, split, raw.labels, tokenizer, max_length, options))
+                                      key and split_key(key, split, raw.labels, tokenizer, max_length, options),
+                                      what=f"tasks.{name} {split}")
     return data
 
 
@@ -451,9 +453,10 @@ def split_key(key: str, split: str, labels: list[str], tokenizer, max_length: in
 
 
 def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[str], tokenizer, max_length: int,
-             options: dict | None = None, num_proc: int = 1, key: str | None = None) -> datasets.Dataset:
+             options: dict | None = None, num_proc: int = 1, key: str | None = None, what: str = "examples"
+             ) -> datasets.Dataset:
     """Tokenise through datasets.map into the cache under `key` (default: a hash of the examples), in
-    `num_proc` processes for large sets, so a second run re-uses it.
+    `num_proc` processes for large sets, so a second run re-uses it; a large set is announced as `what`.
     `options`: the task type's own settings (TaskType.model_spec, e.g. a QA task's doc_stride)."""
     import pyarrow as pa
     from datasets import Dataset
@@ -481,6 +484,9 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
     cache_file = cache_dir() / f"tokenized-{key}.arrow"
     large = table.num_rows >= PARALLEL_FROM
     num_proc = num_proc if large and num_proc > 1 else None
+    if large:  # millions of examples take minutes, which were silent (datasets' progress bars are off)
+        print(f"tokenizing {what}: {table.num_rows:,} examples{f' in {num_proc} processes' if num_proc else ''}, "
+              f"cached in {cache_dir()} for the next runs", file=sys.stderr, flush=True)
     spilled = cache_dir() / f".examples-{key}-{unique()}.arrow"
     try:
         with writing_cache():

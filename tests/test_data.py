@@ -427,7 +427,7 @@ def test_a_files_hash_is_computed_once_per_version(tmp_path, monkeypatch):
     assert file_hash(train) == real
 
 
-def test_large_splits_tokenise_in_parallel_with_the_same_rows(tmp_path, monkeypatch):
+def test_large_splits_tokenise_in_parallel_with_the_same_rows(tmp_path, monkeypatch, capsys):
     from mtnlp import data
 
     monkeypatch.setattr(data, "PARALLEL_FROM", 10)
@@ -444,13 +444,18 @@ def test_large_splits_tokenise_in_parallel_with_the_same_rows(tmp_path, monkeypa
     real_spill = data.spill
     monkeypatch.setattr(data, "spill", lambda table, path: spills.append(path) or real_spill(table, path))
     one, two = loaded("one", 1, new_tokenizer()), loaded("two", 2, new_tokenizer())
+    # minutes for millions of examples: said (datasets' bars are off), once per run that tokenises
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tokenizing tasks")]
+    assert said == [f"tokenizing tasks.s train: {one.num_rows:,} examples, cached in {tmp_path / 'one' / 'mtnlp'} "
+                    "for the next runs", f"tokenizing tasks.s train: {one.num_rows:,} examples in 2 processes, "
+                    f"cached in {tmp_path / 'two' / 'mtnlp'} for the next runs"]
     assert len(two.cache_files) == 2  # one Arrow file per process
     # a large split is mapped from a file (not pickled to each process), removed after
     assert len(spills) == 2 and not any(path.exists() for path in spills)
     assert not [f for f in two.cache_files if ".examples-" in f["filename"]]
     assert two["input_ids"] == one["input_ids"] and two["labels"] == one["labels"]
     again = loaded("two", 2, RefusingTokenizer(new_tokenizer()))  # the shards are the cache entry
-    assert again["input_ids"] == one["input_ids"]
+    assert again["input_ids"] == one["input_ids"] and "tokenizing tasks" not in capsys.readouterr().err
 
 
 def test_examples_become_one_arrow_table_across_chunks_of_different_inferred_types():
