@@ -114,6 +114,22 @@ def test_whitespace_around_an_answer_is_stripped_and_its_start_moved(tmp_path, t
     assert targets == ["ure", "osric fenn"] and data["answers"] == [["Ure"], ["Osric Fenn"]]  # gold answers alike
 
 
+@pytest.mark.parametrize("invisible", ["\u200b", "\u00ad", "\ufeff", "\u200e"])  # ZWSP, soft hyphen, BOM, LRM
+def test_an_invisible_character_at_an_answers_edge_is_stripped_as_whitespace_is(tmp_path, tokenizer, invisible):
+    """The tokenizer gives these characters no token: kept, the target took in the word or mark beside it."""
+    rows = []
+    for k, answer in enumerate([invisible + "Agnes Holt", "Agnes Holt" + invisible, "Agnes" + invisible + "Holt"]):
+        context = f"Its founder was {answer}. The mill stands."
+        rows.append({"id": str(k), "question": "Who?", "context": context,
+                     "answers": {"text": [answer], "answer_start": [context.index(answer)]}})
+    examples = read(write_jsonl(tmp_path / "t.jsonl", rows))
+    assert [ex["answers"] for ex in examples] == [["Agnes Holt"], ["Agnes Holt"], ["Agnes" + invisible + "Holt"]]
+    assert all(ex["context"][ex["answer_starts"][0]:].startswith("Agnes") for ex in examples)
+    data = tokenize(examples, "extractive_qa", [], tokenizer, 64, {"doc_stride": 16})
+    targets = [tokenizer.convert_ids_to_tokens(row["input_ids"][row["labels"][0]:row["labels"][1] + 1]) for row in data]
+    assert targets[:2] == [["agnes", "holt"]] * 2 and targets[2] == tokenizer.tokenize("Agnes" + invisible + "Holt")
+
+
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
 def test_an_answer_start_that_misses_its_text_names_file_and_question(tmp_path, fmt):
     rows = qa_rows(3, 1)

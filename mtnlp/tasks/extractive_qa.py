@@ -357,7 +357,7 @@ def question_example(row, qa: dict, context: str, answers, position: str | None)
         row.fail(f"{name}: is_impossible is true, but the question has {len(pairs)} answer(s)")
     for k, (text, start) in enumerate(pairs):
         what = f"{name}: answer {k}" if len(pairs) > 1 else name
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not VISIBLE.search(text):
             row.fail(f"{what}: the answer text must be a non-empty string, got {row.show(text)}")
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             row.fail(f"{what}: answer_start must be a character position (an integer >= 0), got {row.show(start)}")
@@ -368,11 +368,18 @@ def question_example(row, qa: dict, context: str, answers, position: str | None)
                     else " (the answer's text is not in the context)")
             row.fail(f"{what}: answer_start {start} points at {row.show(found)}, not at the answer "
                      f"{row.show(text)}{hint}")
-    # whitespace around an answer would widen its span by a neighbouring word: strip it, as SQuAD tooling does
-    pairs = [(text.strip(), start + len(text) - len(text.lstrip())) for text, start in pairs]
+    # whitespace around an answer would widen its span by a neighbouring word: strip it, as SQuAD tooling does, and
+    # invisible characters (a zero-width space, soft hyphen, BOM, LRM), which the tokenizer may give no token
+    pairs = [(core.group(), start + core.start()) for text, start in pairs for core in [VISIBLE.search(text)]]
     fallback = str(row.line) if position is None else f"{row.line}, {position}"
     return {"id": str(qid) if qid is not None else fallback, "question": question.strip(), "context": context,
             "answers": [text for text, _ in pairs], "answer_starts": [start for _, start in pairs], "_line": row.line}
+
+
+# an answer from its first to its last character that is neither whitespace, a control character nor invisible
+# (tasks.base.INVISIBLE)
+_SHOWN = r"[^\s\p{Cc}\p{Default_Ignorable_Code_Point}]"
+VISIBLE = regex.compile(rf"{_SHOWN}(?:.*{_SHOWN})?", regex.S)
 
 
 def answer_pairs(row, answers, name: str) -> list[tuple]:
