@@ -42,7 +42,7 @@ from .data import RawTask, TaskData, load_task, model_rows, rows_signature, spli
 from .encoders import (custom_code_problem, encoder_error, load_tokenizer, pickle_refusal, resolve_encoder,
                        vocabulary_problem)
 from .errors import UserError
-from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score
+from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score, truncation_note
 from .folders import STATE_FILE, hold_run_folder, model_step, release_run_folder
 from .gradients import GradientMethod, build_gradient_method, reduce_mean
 from .loader import BatchPlan, training_loader
@@ -421,6 +421,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
             warnings.warn(f"{recipe.where(key)}: {key}: the {unknown[0]} split: {unknown[1]:.1%} of its tokens are "
                           f"{tokenizer.unk_token}, words the tokenizer's vocabulary lacks (cased text on an uncased "
                           "vocabulary? another script?): the model reads them all alike", stacklevel=2)
+        if splits.get("train", {}).get("answers_in_no_window") and accelerator.is_main_process:  # QA: said now, as
+            warnings.warn(truncation_note(tasks[name], "train"), stacklevel=2)  # evaluation says it of its splits
     evaluated = tasks_with_validation(tasks)
     if 0 < len(evaluated) < len(tasks) and t.eval_every and t.eval_every < t.steps:
         others = [n for n in tasks if n not in evaluated]

@@ -289,12 +289,52 @@ def test_the_data_table_and_truncation_note_count_questions_not_windows(tokenize
     assert len(data) > 3  # the long context's windows
     facts = split_facts(data, "extractive_qa", [])
     assert facts == {"examples": 2, "unit": "questions", "labels": "-", "largest": ["answer", 1.0],
-                     "smallest": ["no answer", 0.0], "over_max_length": 1, "windows": len(data), "longer_than_window": 1}
+                     "smallest": ["no answer", 0.0], "over_max_length": 1, "windows": len(data), "longer_than_window": 1,
+                     "answers_in_no_window": 0}
     table = data_table({"qa": {"train": facts}}, 64).splitlines()
     assert table[1].split() == ["qa", "train", "2", "questions", "-", "answer", "100.0%", "no", "answer", "0.0%", "1",
                                 "(50.0%)"]
     note = truncation_note(TaskData("qa", "extractive_qa", [], {"train": data}, 64), "train")
     assert note.startswith("qa train: 1 of 2 questions were cut to fit max_length=64 tokens (")
+
+
+def long_answer_row() -> dict:
+    """A question whose answer (20 tokens) no window of 48 tokens with doc_stride 16 holds whole."""
+    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
+    answer = "the founders were " + " and ".join(w.capitalize() for w in words[:8])
+    context = " ".join(words) + ". Long ago " + answer + ". " + " ".join(words[8:])
+    return {"id": "long", "question": "Who founded it?", "context": context,
+            "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
+
+
+def test_an_answer_no_window_holds_whole_is_counted_and_named(tokenizer, tmp_path):
+    from mtnlp.data import TaskData, split_facts
+    from mtnlp.evaluation import truncation_note
+
+    examples = read(write_jsonl(tmp_path / "t.jsonl", [long_answer_row()] + qa_rows(2, 0)))
+    data = tokenize(examples, "extractive_qa", [], tokenizer, 48, {"doc_stride": 16})
+    assert [row["labels"] for row in data if row["example"] == "long"] == [[0, 0]] * 2  # every window: no answer
+    assert split_facts(data, "extractive_qa", [])["answers_in_no_window"] == 1
+    note = truncation_note(TaskData("qa", "extractive_qa", [], {"validation": data}, 48, options={"doc_stride": 16}),
+                           "validation")
+    assert note == ("qa validation: 1 of 3 answers fit in no window whole (longer than doc_stride=16 tokens, they cross "
+                    "a window boundary): all their windows target no answer, and no prediction can find them; raise "
+                    "doc_stride or max_length")
+    wider = tokenize(examples, "extractive_qa", [], tokenizer, 64, {"doc_stride": 21})
+    assert split_facts(wider, "extractive_qa", [])["answers_in_no_window"] == 0
+
+
+def test_training_warns_of_answers_no_window_holds_whole(tmp_path, tiny_encoder):
+    from mtnlp.recipes.multitask import train
+
+    rows = [long_answer_row()] + qa_rows(8, 0)
+    tasks = {"qa": {"type": "extractive_qa", "data": {"train": str(write_jsonl(tmp_path / "qa.jsonl", rows))}}}
+    recipe = write_recipe(tmp_path, tiny_encoder, tasks=tasks, training={"steps": 1},
+                          model={"encoder": tiny_encoder, "max_length": 48})
+    with pytest.warns(UserWarning, match=r"^qa train: 1 of 9 answers fit in no window whole \(longer than doc_stride=16 "
+                                         r"tokens.*raise doc_stride or max_length$"):
+        result = train(load_recipe(recipe))
+    assert result.metrics["data"]["tasks"]["qa"]["train"]["answers_in_no_window"] == 1
 
 
 def test_span_decoding_is_transformers_question_answering_post_processing():

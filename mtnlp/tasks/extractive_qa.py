@@ -230,22 +230,29 @@ class ExtractiveQA(TaskType):
 
     def facts(self, dataset, labels):
         """Of questions, not windows: how many, the share with and without an answer (the larger first), how
-        many max_length cut (a context is read in windows: only a question can be cut); and the windows, and
-        the questions whose context takes more than one."""
+        many max_length cut (a context is read in windows: only a question can be cut); and the windows, the
+        questions whose context takes more than one and the answers no window holds whole."""
         windows_, answers = column(dataset, "window"), column(dataset, "answers")
         questions, cut = questions_cut(dataset)
         answered = sum(bool(answers[k]) for k in questions) / len(questions)
         larger, smaller = sorted([["answer", answered], ["no answer", 1 - answered]], key=lambda share: -share[1])
         return {"examples": len(questions), "unit": "questions", "labels": "-", "largest": larger, "smallest": smaller,
-                "over_max_length": cut, "windows": len(windows_), "longer_than_window": sum(w == 1 for w in windows_)}
+                "over_max_length": cut, "windows": len(windows_), "longer_than_window": sum(w == 1 for w in windows_),
+                "answers_in_no_window": answers_in_no_window(dataset)[1]}
 
     def truncation_note(self, dataset, max_length, options=None):
         questions, cut = questions_cut(dataset)
-        if not cut:
-            return None
-        return (f"{cut:,} of {len(questions):,} questions were cut to fit max_length="
-                f"{max_length} tokens (a window holds the question and more context than doc_stride; a context "
-                "is read in windows and loses nothing)")
+        answered, lost = answers_in_no_window(dataset)
+        notes = []
+        if cut:
+            notes.append(f"{cut:,} of {len(questions):,} questions were cut to fit max_length={max_length} tokens (a "
+                         "window holds the question and more context than doc_stride; a context is read in windows)")
+        if lost:
+            stride = span_settings(options or {}, max_length)[0]
+            notes.append(f"{lost:,} of {answered:,} answers fit in no window whole (longer than doc_stride={stride} "
+                         "tokens, they cross a window boundary): all their windows target no answer, and no "
+                         "prediction can find them; raise doc_stride or max_length")
+        return "; ".join(notes) or None
 
     # ---------------------------------------------------------------- pipeline and export
 
@@ -497,6 +504,15 @@ def questions_cut(dataset) -> tuple[list[int], int]:
     questions = [k for k, w in enumerate(column(dataset, "window")) if w == 0]
     truncated = column(dataset, "truncated")
     return questions, sum(bool(truncated[k]) for k in questions)
+
+
+def answers_in_no_window(dataset) -> tuple[int, int]:
+    """How many of a tokenised split's questions have an answer, and how many of those answers no window holds
+    whole (each of its windows targets no answer, as transformers' run_qa makes it)."""
+    windows_, answers, labels = column(dataset, "window"), column(dataset, "answers"), column(dataset, "labels")
+    bounds = [k for k, w in enumerate(windows_) if w == 0] + [len(windows_)]
+    answered = [(a, b) for a, b in zip(bounds, bounds[1:]) if answers[a]]
+    return len(answered), sum(all(label == [NULL, NULL] for label in labels[a:b]) for a, b in answered)
 
 
 def window_spans(logits, offsets: list, max_answer_length: int, allow_null: bool, topk: int = 1):
