@@ -536,7 +536,11 @@ def test_export_of_the_trained_head(qa_run, tmp_path):
     assert type(exported).__name__ == "BertForQuestionAnswering"
     pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
     ours = [p["qa"] for p in pipe(QUESTIONS)]
-    theirs = transformers_answers(tmp_path / "qa", QUESTIONS, 48, 16, 30, True)
+    # the export alone says how to window and decode: as trained (max_length 48, doc_stride 16, SQuAD 2.0)
+    config, tokenizer = exported.config, AutoTokenizer.from_pretrained(tmp_path / "qa")
+    settings = (tokenizer.model_max_length, config.doc_stride, config.max_answer_length, config.allow_unanswerable)
+    assert settings == (48, 16, 30, True)
+    theirs = transformers_answers(tmp_path / "qa", QUESTIONS, *settings)
     assert [o["answer"] for o in ours] == ["Lyon", "1950"]
     for o, t in zip(ours, theirs):
         assert (o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"])

@@ -312,6 +312,9 @@ class ExtractiveQA(TaskType):
     def export_config(self, config, spec):
         config.num_labels = 2
         config.id2label, config.label2id = {0: "start", 1: "end"}, {"start": 0, "end": 1}
+        # transformers has no fields for them: kept for whoever windows and decodes as training did (the
+        # tokenizer's model_max_length is the max_length)
+        config.update({key: spec[key] for key in ("doc_stride", "max_answer_length", "allow_unanswerable") if key in spec})
 
     def describe_labels(self, spec):
         return "(answer spans)"
