@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-window-ms", type=float, default=5.0,
                    help="how long the first queued request waits for others to share its call, 0 to 10000 (default: 5)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default: 1048576, 1 MiB)")
-    p.add_argument("--max-inputs", type=int, default=256, help="inputs in one request (default: 256)")
+    p.add_argument("--max-inputs", type=int, default=256,
+                   help="inputs in one request, counting each choice of a multiple-choice input and each window of a "
+                        "QA input's context (default: 256)")
     p.add_argument("--max-chars", type=int, default=10_000, help="characters in one text (default: 10000)")
     p.add_argument("--max-queue", type=int, help="inputs waiting for the model; a request that would exceed it "
                                                  "gets 503 (default: 4 x --max-inputs, 1024)")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import json
 import logging
@@ -257,9 +258,10 @@ async def client_gone(request: Request) -> None:
         pass
 
 
-def parse_request(body: bytes, served: dict, limits: Limits) -> tuple[list, tuple, bool]:
+def parse_request(body: bytes, served: dict, limits: Limits, windows=None) -> tuple[list, tuple, bool]:
     """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault.
-    `served`: the served tasks' config entries, by name."""
+    `served`: the served tasks' config entries, by name; `windows(inputs, specs)`: how many windows QA inputs
+    make for the QA heads `specs` (qa_windows; None: one each)."""
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as e:  # ValueError: also bad UTF-8 and an int of over 4,300 digits
@@ -293,21 +295,40 @@ def parse_request(body: bytes, served: dict, limits: Limits) -> tuple[list, tupl
     if not isinstance(all_scores, bool):
         raise ApiError(422, "all_scores", "expected true or false")
     asked = {t: served[t] for t in tasks}
-    for i, item in enumerate(inputs):
-        check_input(item, f"inputs[{i}]", limits, asked, named)
-    # the encoder reads one sequence per choice of a multiple-choice input: each counts as an input
-    choices = any(spec["type"] == "multiple_choice" for spec in asked.values())  # (another head ignores the key)
-    sequences = sum(len(item["choices"]) if choices and isinstance(item, dict) and isinstance(item.get("choices"), list)
-                    else 1 for item in inputs)
+    types = [{asked[t]["type"] for t in check_input(item, f"inputs[{i}]", limits, asked, named)}
+             for i, item in enumerate(inputs)]
+    # the encoder reads one sequence per choice of a multiple-choice input and per window of a QA input's
+    # context: each counts as an input
+    questions = [item for item, kinds in zip(inputs, types) if "extractive_qa" in kinds]
+    sequences = sum(len(item["choices"]) if "multiple_choice" in kinds else 1
+                    for item, kinds in zip(inputs, types) if "extractive_qa" not in kinds)
+    if questions:
+        specs = [spec for spec in asked.values() if spec["type"] == "extractive_qa"]
+        sequences += windows(questions, specs) if windows else len(questions)
     if sequences > limits.max_inputs:
-        raise ApiError(422, "inputs", f"{sequences} inputs, counting each choice of a multiple-choice input, more "
-                                      f"than the limit of {limits.max_inputs}")
+        counted = [what for what, kind in (("each choice of a multiple-choice input", "multiple_choice"),
+                                           ("each window of a QA input's context", "extractive_qa"))
+                   if any(kind in kinds for kinds in types)]
+        raise ApiError(422, "inputs", f"{sequences} inputs, counting {' and '.join(counted)}, more than the limit of "
+                                      f"{limits.max_inputs}")
     return inputs, tasks, all_scores
 
 
-def check_input(item, name: str, limits: Limits, asked: dict, named: bool) -> None:
+def qa_windows(tokenizer, max_length: int, inputs: list[dict], specs: list[dict]) -> int:
+    """How many windows QA `inputs` make, as the pipeline reads them (with the largest doc_stride of the QA heads
+    `specs`): a context far longer than max_length is many sequences for the encoder."""
+    from .tasks.extractive_qa import span_settings, windows
+
+    stride = max(span_settings(spec, max_length)[0] for spec in specs)
+    enc, _ = windows(tokenizer, [item["question"] for item in inputs], [item["context"] for item in inputs],
+                     max_length, stride)
+    return len(enc["input_ids"])
+
+
+def check_input(item, name: str, limits: Limits, asked: dict, named: bool) -> list[str]:
     """A text, a pair, or an input of a requested task's own form (`asked`: the requested tasks' config
-    entries, by name; `named`: the request named them, so each must read it), within the limits."""
+    entries, by name; `named`: the request named them, so each must read it), within the limits: the tasks
+    that read it."""
     if not valid_unicode(item):
         raise ApiError(422, name, LONE_SURROGATE)
     if not isinstance(item, (str, dict)):
@@ -326,6 +347,7 @@ def check_input(item, name: str, limits: Limits, asked: dict, named: bool) -> No
             if isinstance(text, str) and len(text) > limits.max_chars:
                 raise ApiError(422, f"{name}.{key}" if key else name,
                                f"{len(text)} characters, more than the limit of {limits.max_chars}")
+    return takers
 
 
 # ------------------------------------------------------------------ the application
@@ -346,12 +368,19 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     counts requests and pipeline calls."""
     served = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
     batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch, max_queue=limits.max_queue)
+    # requests are parsed in a thread of their own (a QA input's windows are counted by tokenising it), with a copy
+    # of the tokenizer: the pipeline's holds its lock for a whole call
+    parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtnlp-requests")
+    windows = None
+    if any(spec["type"] == "extractive_qa" for spec in served.values()):
+        windows = functools.partial(qa_windows, copy.deepcopy(pipe.tokenizer), pipe.max_length)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await batcher.start()
         yield
         await batcher.stop()
+        parser.shutdown(wait=True)
 
     # no /docs (its page loads from a CDN, which an offline server cannot reach), so no /openapi.json for it
     # either (/info says what the server serves), and no redirect of /predict/
@@ -374,8 +403,9 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     @app.post("/predict")
     async def predict(request: Request):
         batcher.check_room()  # a full queue: not even the body is read
-        inputs, request_tasks, all_scores = parse_request(await read_body(request, limits.max_body_bytes), served,
-                                                          limits)
+        body = await read_body(request, limits.max_body_bytes)
+        inputs, request_tasks, all_scores = await asyncio.get_running_loop().run_in_executor(
+            parser, parse_request, body, served, limits, windows)
         answer = asyncio.create_task(batcher.predict(inputs, request_tasks, all_scores))
         gone = asyncio.create_task(client_gone(request))
         try:

@@ -531,6 +531,30 @@ def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_mode
             assert fragment in response.json()["error"], response.text
 
 
+def test_max_inputs_counts_each_window_of_a_qa_inputs_context(own_model_dir):
+    """The encoder reads a long context in windows, each a sequence: 10 contexts of 9,990 characters (55 windows
+    each at max_length 64) were accepted as 10 inputs and held every other request for 23 s."""
+    from mtnlp.tasks.extractive_qa import windows
+
+    pipe = MultiTaskPipeline.from_pretrained(str(own_model_dir), precision="fp32")
+    long = {"question": "Where did Ann fly ?", "context": "Ann Lee flew to Paris on a sunny day in June . " * 8}
+    enc, _ = windows(pipe.tokenizer, [long["question"]], [long["context"]], pipe.max_length, 8)  # the qa head's stride
+    made = len(enc["input_ids"])
+    assert 5 < made <= 10
+    with TestClient(create_app(pipe, limits=Limits(max_inputs=10))) as client:
+        response = client.post("/predict", json={"inputs": [long]})
+        assert response.status_code == 200 and response.json()["predictions"][0]["qa"]["answer"], response.text
+        response = client.post("/predict", json={"inputs": [long, long, "a text"]})
+        assert response.status_code == 422 and response.json() == {
+            "error": f"inputs: {2 * made + 1} inputs, counting each window of a QA input's context, more than the "
+                     "limit of 10", "field": "inputs"}
+        both = [{"text": "x", "choices": ["a", "b", "c", "d", "e"]}, long]
+        response = client.post("/predict", json={"inputs": both})
+        assert response.status_code == 422 and response.json()["error"] == (
+            f"inputs: {5 + made} inputs, counting each choice of a multiple-choice input and each window of a QA "
+            "input's context, more than the limit of 10")
+
+
 @contextlib.contextmanager
 def serving(*args: str, env: dict | None = None, cwd=None):
     """A real `mtnlp serve ARGS --port 0`: yields (its start-up line, its URL), then SIGTERM; the process
