@@ -437,10 +437,12 @@ class MultiTaskModel(PreTrainedModel):
         """Transfer: a new model for `tasks` whose encoder (and, with keep_heads, each head whose task has
         the same name, type and labels) starts from a trained multi-task model. A soft-shared source
         gives the encoder of one of its tasks (its adapter merged / its layers in place): `encoder_of`, or
-        the first new task it knows."""
+        the first new task it knows. The model is float32 (training keeps fp32 weights), as from_encoder's is,
+        whatever dtype the source was loaded in."""
         tasks = checked_tasks(tasks)
         task = transfer_encoder_task(source, tasks, encoder_of)
-        model = cls(MultiTaskConfig(encoder=encoder_config(source.config.encoder), tasks=tasks, sharing=sharing))
+        encoder = encoder_config(source.config.encoder) | {"dtype": "float32"}  # a bf16 source's says bfloat16
+        model = cls(MultiTaskConfig(encoder=encoder, tasks=tasks, sharing=sharing))
         try:
             model.load_plain_encoder(source.encoder_state(task))
         except ValueError as e:

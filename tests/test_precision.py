@@ -178,3 +178,21 @@ def test_a_resume_that_resolves_auto_otherwise_keeps_the_recipe_it_replaces(make
     assert not list(run.glob("recipe.before-step-*"))
     resume_recipe(run, recipe, precision.Precision("auto", "fp32", "cpu", "auto: no native bf16"), 4)
     assert (run / "recipe.before-step-000004.yaml").read_text().startswith("# training.mixed_precision: auto -> bf16")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_transfer_from_a_half_precision_model_trains_fp32_weights(make_recipe, tmp_path, tiny_encoder, dtype):
+    """A source saved in half precision (e.g. pushed so) loads in it; the new model is fp32 all the same, as one
+    from an encoder is (fp32 training crashed on bf16 encoder weights beside fp32 heads)."""
+    from conftest import FOUR_TASKS
+    from transformers import AutoTokenizer
+
+    from mtnlp import MultiTaskModel
+
+    source = tmp_path / "half"
+    MultiTaskModel.from_encoder(tiny_encoder, FOUR_TASKS, dtype=dtype).save_pretrained(source)
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(source)
+    recipe = make_recipe(training={"steps": 1, "mixed_precision": "fp32"})
+    result = train(load_recipe(recipe, [f"model.init_from={source}"]))
+    assert {p.dtype for p in result.last_model.parameters()} == {torch.float32}
+    assert result.last_model.config.encoder.dtype == torch.float32
