@@ -4,7 +4,8 @@
 AVX512-BF16 or AMX that torch's oneDNN backend uses. Elsewhere bf16 is emulated and much slower than
 fp32 (measured on an AVX2-only EPYC: matmuls 20-400x slower), though transformers and Accelerate call
 it "available" on any CPU. fp16 is auto's choice only on a CUDA device without bf16; on a CPU, fp16
-runs as fp32, since Accelerate does not autocast fp16 there (training would say fp16 and run fp32).
+runs as fp32, since Accelerate does not autocast fp16 there (training would say fp16 and run fp32), and a
+model's fp16 weights are cast to fp32 (for_model).
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ def cpu_native() -> tuple[bool, str]:
 
 def for_model(requested, model) -> Precision:
     """The precision for evaluating or predicting with `model` (on its device). Weights that are not all fp32
-    (loaded or cast so) are cast to fp32, in place, where fp32 runs (asked for, or auto's choice); where a
-    half precision runs, weights all bf16 or all fp16 run in their own dtype without autocast (on a CPU, bf16
-    autocast over fp16 weights fails in layer_norm), and mixed ones under autocast."""
+    (loaded or cast so) are cast to fp32, in place, where fp32 runs (asked for, or auto's choice), and fp16 ones
+    on a CPU whatever runs (fp16 runs as fp32 there; bf16 autocast then runs over the fp32 weights, as for an
+    fp32 model). Where a half precision runs, weights all bf16 or all fp16 run in their own dtype without
+    autocast (bf16 autocast over fp16 weights fails in layer_norm), and mixed ones under autocast."""
     chosen = resolve(requested, next(model.parameters()).device)
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes <= {torch.float32}:
@@ -79,10 +81,15 @@ def for_model(requested, model) -> Precision:
     if chosen.name == "fp32":
         model.float()
         return replace(chosen, reason=f"{chosen.reason}; the model's half-precision weights cast to fp32")
+    if chosen.device_type == "cpu" and torch.float16 in dtypes:
+        model.float()
+        return replace(chosen, reason=f"{chosen.reason}; the model's fp16 weights cast to fp32 (fp16 runs as fp32 "
+                                      "on a CPU)")
     name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtypes.pop()) if len(dtypes) == 1 else None
     if name is None:
         return chosen
-    warning = None if chosen.requested in ("auto", name) else \
+    # asked for (or auto's choice): an explicit bf16 keeps its warning where bf16 is slow
+    warning = chosen.warning if chosen.requested in ("auto", name) else \
         f"{chosen.requested} requested, but the model's weights are {name}: it runs in {name} (fp32, if asked for, casts them)"
     return Precision(chosen.requested, name, chosen.device_type, f"the model's weights are {name}", warning, cast=False)
 

@@ -196,3 +196,35 @@ def test_a_transfer_from_a_half_precision_model_trains_fp32_weights(make_recipe,
     result = train(load_recipe(recipe, [f"model.init_from={source}"]))
     assert {p.dtype for p in result.last_model.parameters()} == {torch.float32}
     assert result.last_model.config.encoder.dtype == torch.float32
+
+
+def half_model(dtype):
+    return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4)).to(dtype)
+
+
+@pytest.mark.parametrize("has_native", [True, False])
+@pytest.mark.parametrize("asked", ["auto", "bf16", "fp16"])
+def test_fp16_weights_on_a_cpu_are_cast_to_fp32(monkeypatch, has_native, asked):
+    """fp16 matmuls on a CPU ran 2-5x slower than fp32 (auto kept the weights' fp16; bf16 ran fp16): they run
+    as an fp32 model's would, bf16 autocast included where it runs."""
+    (native if has_native else no_native)(monkeypatch)
+    model = half_model(torch.float16)
+    chosen = precision.for_model(asked, model)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    expected = precision.resolve(asked, "cpu")
+    assert (chosen.name, chosen.cast, chosen.warning) == (expected.name, True, expected.warning)
+    assert "fp16 weights cast to fp32" in chosen.reason or "half-precision weights cast to fp32" in chosen.reason
+    with chosen.autocast():
+        out = model(torch.ones(2, 4))
+    assert out.dtype == (torch.bfloat16 if chosen.name == "bf16" else torch.float32)
+
+
+@pytest.mark.parametrize("has_native", [True, False])
+def test_bf16_weights_asked_bf16_on_a_cpu_keep_the_slow_warning(monkeypatch, has_native):
+    (native if has_native else no_native)(monkeypatch)
+    model = half_model(torch.bfloat16)
+    chosen = precision.for_model("bf16", model)
+    assert (chosen.name, chosen.cast) == ("bf16", False) and {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert (chosen.warning is None) == has_native
+    if not has_native:
+        assert "much slower" in chosen.warning
