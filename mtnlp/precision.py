@@ -11,6 +11,7 @@ model's fp16 weights are cast to fp32 (for_model).
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, replace
 
 import torch
@@ -57,15 +58,26 @@ class Precision:
         return {"requested": self.requested, "used": self.name, "device": self.device_type, "reason": self.reason}
 
 
+# oneDNN's ISAs below AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA's values, in its order): capped to one, oneDNN emulates bf16
+BELOW_BF16_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_MIC", "AVX512_MIC_4OPS", "AVX512_CORE",
+                   "AVX512_CORE_VNNI")
+
+
 def cpu_native() -> tuple[bool, str]:
     """Whether this CPU computes bf16 matmuls natively, and the instructions why."""
     units = [name for name, present in (("AMX", torch.cpu._is_amx_tile_supported()),
                                         ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported())) if present]
-    # oneDNN can be capped below what the CPU has (ONEDNN_MAX_CPU_ISA); then it emulates bf16
-    used = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    if units and used:
-        return True, " and ".join(units)
-    return False, "no AVX512-BF16 or AMX" if not units else "oneDNN does not use its bf16 units"
+    if not units:
+        return False, "no AVX512-BF16 or AMX"
+    # oneDNN can be capped below what the CPU has; torch still reports bf16 support under an AVX-512 cap, where
+    # oneDNN emulates it (matmuls about 2x slower than fp32). oneDNN reads DNNL_ only without ONEDNN_, any case
+    variable = "ONEDNN_MAX_CPU_ISA" if os.environ.get("ONEDNN_MAX_CPU_ISA") else "DNNL_MAX_CPU_ISA"
+    cap = os.environ.get(variable, "").upper()
+    if cap in BELOW_BF16_ISAS:
+        return False, f"{variable}={cap} keeps oneDNN below AVX512_CORE_BF16: it emulates bf16"
+    if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return False, "oneDNN does not use its bf16 units"
+    return True, " and ".join(units)
 
 
 def for_model(requested, model) -> Precision:
@@ -140,7 +152,7 @@ def resolve(requested, device: torch.device | str) -> Precision:
         if not native:
             return Precision(requested, requested, device_type, "requested",
                              f"bf16 on a CPU without native bf16 ({why}) runs much slower than fp32 "
-                             "(matmuls 20-400x slower); use auto or fp32")
+                             "(matmuls 2-400x slower); use auto or fp32")
         return Precision(requested, requested, device_type, f"requested; this CPU has {why}")
     if requested == "auto":  # mps, xpu, ...: no measured rule, so the safe choice
         return Precision(requested, "fp32", device_type, f"auto: no rule for {device_type} devices; set bf16 or fp16")

@@ -228,3 +228,31 @@ def test_bf16_weights_asked_bf16_on_a_cpu_keep_the_slow_warning(monkeypatch, has
     assert (chosen.warning is None) == has_native
     if not has_native:
         assert "much slower" in chosen.warning
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({}, True),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, False),  # an AVX-512 cap: torch still says bf16 is supported
+    ({"ONEDNN_MAX_CPU_ISA": "avx512_core"}, False),  # oneDNN reads it in any case
+    ({"DNNL_MAX_CPU_ISA": "AVX512_CORE"}, False),
+    ({"ONEDNN_MAX_CPU_ISA": "ALL", "DNNL_MAX_CPU_ISA": "AVX2"}, True),  # oneDNN reads DNNL_ only without ONEDNN_
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True),
+])
+def test_a_cap_on_onednn_below_its_bf16_isa_is_not_native(monkeypatch, variables, expected):
+    """Capped to AVX512_CORE or AVX512_CORE_VNNI, oneDNN emulates bf16 (matmuls about 2x slower than fp32 on a
+    Zen 4), while torch's check still said it supports bf16: auto picked bf16."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    native_bf16, why = precision.cpu_native()
+    assert native_bf16 == expected
+    if not expected:
+        name, value = next(iter(variables.items()))
+        assert why == f"{name}={value.upper()} keeps oneDNN below AVX512_CORE_BF16: it emulates bf16"
+        assert precision.resolve("auto", "cpu").name == "fp32"
