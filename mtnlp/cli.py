@@ -40,6 +40,19 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message.removeprefix('argument ')}; see `{self.prog} --help`\n")
 
 
+def precision_option(value: str) -> str:
+    """--precision: the spellings a recipe's training.mixed_precision and the pipeline take (spec.precision_name)."""
+    from .spec import precision_name
+
+    try:
+        return precision_name(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+PRECISIONS = "{auto,bf16,fp16,fp32,no}"  # (any case)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="mtnlp", description="Multi-task fine-tuning of one shared encoder.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -67,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", help="comma-separated task names of the recipe (default: all)")
     p.add_argument("--output", help="JSON file for the metrics (default: MODEL/eval-SPLIT.json; for a hub id, "
                    "./eval-SPLIT.json)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32", "no"],
+    p.add_argument("--precision", type=precision_option, metavar=PRECISIONS,
                    help="as for predict (default: the recipe's training.mixed_precision)")
     p.add_argument("--per-label", action="store_true",
                    help="also print each label's precision, recall, F1 and support (always in the JSON file)")
@@ -83,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", help="write JSON lines here instead of stdout (-: stdout)")
     p.add_argument("--all-scores", action="store_true", help="include every label's probability")
     p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass (default: 32)")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "no"],
+    p.add_argument("--precision", default="auto", type=precision_option, metavar=PRECISIONS,
                    help="auto (default): bf16 where the hardware runs it natively, else fp32 (fp16 on GPUs without bf16)")
     p.add_argument("--revision", help="hub branch, tag or commit")
 
@@ -118,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="default: 8000; 0 picks a free port (the address is printed)")
     p.add_argument("--tasks", help="comma-separated task names to serve (default: all heads)")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32", "no"],
+    p.add_argument("--precision", default="auto", type=precision_option, metavar=PRECISIONS,
                    help="as for predict")
     p.add_argument("--revision", help="hub branch, tag or commit")
     p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass (default: 32)")

@@ -16,19 +16,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-CHOICES = ("auto", "bf16", "fp16", "fp32")
+from .spec import precision_name as normalize  # (the spelling rule: torch-free, for the CLI)
+
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def normalize(value) -> str:
-    """'auto', 'bf16', 'fp16' or 'fp32' for a user's setting; 'no', 'fp32' and YAML's false are fp32."""
-    if value is False or value is None:
-        return "fp32"
-    name = value.lower() if isinstance(value, str) else value
-    name = "fp32" if name == "no" else name
-    if name not in CHOICES:
-        raise ValueError(f"unknown precision {value!r} (expected one of: auto, bf16, fp16, fp32, no)")
-    return name
 
 
 @dataclass(frozen=True)

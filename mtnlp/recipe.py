@@ -21,7 +21,7 @@ import yaml
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
 from .encoders import is_local_path
-from .spec import LINES_FILES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec, _listed
+from .spec import LINES_FILES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec, _listed, precision_name
 from .metrics import METRICS
 from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
@@ -34,12 +34,6 @@ from .errors import UserError, first_line, require
 # module is imported (a union pydantic builds once)
 RECIPE_TYPES = tuple(TASK_TYPES)
 TaskSpecs = Annotated[Union[tuple(t.Spec for t in TASK_TYPES.values())], Field(discriminator="type")]
-
-
-def _no_means_fp32(value):
-    if value is True:  # YAML 1.1 reads an unquoted no/off as false, yes/on as true
-        raise ValueError("true (YAML reads an unquoted yes or on so) names no precision: give auto, bf16, fp16 or fp32")
-    return "fp32" if value is False or value == "no" else value
 
 
 class ModelSpec(Spec):
@@ -98,8 +92,8 @@ class TrainingSpec(Spec):
     # memory for long inputs and large encoders, for one more forward pass (transformers' activation checkpointing)
     gradient_checkpointing: bool = False
     # auto: bf16 where the hardware runs it natively, fp16 on a CUDA device without bf16, else fp32
-    # (precision.py); "no" and YAML's false mean fp32
-    mixed_precision: Annotated[Literal["auto", "bf16", "fp16", "fp32"], BeforeValidator(_no_means_fp32)] = "auto"
+    # (precision.py); "no" and YAML's false mean fp32; any case (spec.precision_name: the CLI's and pipeline's rule)
+    mixed_precision: Annotated[str, BeforeValidator(precision_name)] = "auto"
     # batch-building worker processes; default 2 on CUDA, 0 on CPU
     dataloader_workers: Annotated[int, Field(ge=0)] | None = None
     # processes that tokenise a split of 20,000+ examples (the first run; later ones read the cache); default: cores

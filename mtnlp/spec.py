@@ -24,6 +24,22 @@ def _number(value):
     return value
 
 
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def precision_name(value) -> str:
+    """'auto', 'bf16', 'fp16' or 'fp32' for a user's precision, in any case; 'no', 'fp32' and YAML's false are
+    fp32. The one rule of --precision, training.mixed_precision and MultiTaskPipeline(precision=)."""
+    expected = "(expected one of: auto, bf16, fp16, fp32, no)"
+    if value is True:  # YAML 1.1 reads an unquoted yes or on as true
+        raise ValueError(f"true (YAML reads an unquoted yes or on so) names no precision {expected}")
+    name = "fp32" if value is False else value.lower() if isinstance(value, str) else None
+    name = "fp32" if name == "no" else name
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {value!r} {expected}")
+    return name
+
+
 def _listed(value):
     return [value] if isinstance(value, str) else value  # `report_to: tensorboard` means a list of one
 

@@ -28,7 +28,7 @@ def native(monkeypatch):
     monkeypatch.setattr(precision, "cpu_native", lambda: (True, "AMX"))
 
 
-@pytest.mark.parametrize("value", ["no", "fp32", "FP32", False, None])
+@pytest.mark.parametrize("value", ["no", "No", "fp32", "FP32", False])
 def test_full_precision_spellings(value):
     assert precision.normalize(value) == "fp32"
 
@@ -36,6 +36,49 @@ def test_full_precision_spellings(value):
 def test_unknown_precision_is_an_error():
     with pytest.raises(ValueError, match="fp64"):
         precision.normalize("fp64")
+
+
+@pytest.mark.parametrize("written, expected", [("BF16", "bf16"), ("Auto", "auto"), ("FP16", "fp16"), ("NO", "fp32"),
+                                               ("fp32", "fp32")])
+def test_every_entry_point_takes_the_same_spellings(make_recipe, written, expected):
+    """--precision, training.mixed_precision and MultiTaskPipeline(precision=) took different spellings (the CLI
+    and recipes refused BF16, the pipeline took it)."""
+    from mtnlp.cli import precision_option
+
+    assert load_recipe(make_recipe(), [f"training.mixed_precision={written}"]).training.mixed_precision == expected
+    assert precision_option(written) == expected == precision.normalize(written)
+
+
+@pytest.mark.parametrize("written", ["false", "off", "fp64", None])
+def test_every_entry_point_refuses_a_bad_precision_alike(make_recipe, capsys, written):
+    """The same message (listing no, which all of them take) from the command line, a recipe and the pipeline."""
+    from mtnlp.cli import main
+
+    message = f"unknown precision {written!r} (expected one of: auto, bf16, fp16, fp32, no)"
+    with pytest.raises(ValueError) as error:
+        precision.normalize(written)
+    assert str(error.value) == message
+    override = "null" if written is None else f"'{written}'"  # (unquoted, YAML reads false and off as false)
+    with pytest.raises(UserError) as error:
+        load_recipe(make_recipe(), [f"training.mixed_precision={override}"])
+    assert str(error.value).endswith(f"training.mixed_precision: {message}")
+    if written is not None:
+        with pytest.raises(SystemExit) as stop:
+            main(["predict", "some-model", "a text", "--precision", written])
+        assert stop.value.code == 2
+        assert f"error: --precision: {message}; see `mtnlp predict --help`" in capsys.readouterr().err
+
+
+def test_the_pipeline_refuses_a_bad_precision_before_loading(monkeypatch):
+    """from_pretrained loaded the whole model (a hub id: downloaded it) and only then refused precision="fp64"."""
+    from mtnlp import pipeline
+
+    def load(*args, **kwargs):
+        raise AssertionError("loaded")
+
+    monkeypatch.setattr(pipeline, "load_pretrained", load)
+    with pytest.raises(ValueError, match=r"^unknown precision 'fp64' \(expected one of: auto, bf16, fp16, fp32, no\)$"):
+        pipeline.MultiTaskPipeline.from_pretrained("my-org/my-model", precision="fp64")
 
 
 def test_auto_on_a_cpu_without_native_bf16_is_fp32(monkeypatch):
@@ -128,7 +171,7 @@ def test_recipe_default_is_auto_and_bad_values_name_the_key(make_recipe, tmp_pat
     path = tmp_path / "default.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert load_recipe(path).training.mixed_precision == "auto"
-    with pytest.raises(UserError, match=r"\(command-line override\): training.mixed_precision: unknown value 'fp64'"):
+    with pytest.raises(UserError, match=r"\(command-line override\): training.mixed_precision: unknown precision 'fp64'"):
         load_recipe(path, ["training.mixed_precision=fp64"])
 
 

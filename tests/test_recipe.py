@@ -700,7 +700,7 @@ def test_hub_repo_id_is_checked_when_the_recipe_loads(tmp_path, top, message):
 @pytest.mark.parametrize("written,fragment", [
     ("steps: 010", "010 is an octal number to YAML"), ("steps: 1:30", "1:30 is a base-60 number to YAML: quote it"),
     ("lr: 1:30.5", "1:30.5 is a base-60 number"), ("seed: -1", "must be >= 0"), ("seed: 4294967296", "must be < 4294967296"),
-    ("mixed_precision: on", "names no precision: give auto, bf16, fp16 or fp32"),
+    ("mixed_precision: on", "names no precision (expected one of: auto, bf16, fp16, fp32, no)"),
 ])
 def test_numbers_yaml_would_change_and_seeds_numpy_refuses(tmp_path, written, fragment):
     """YAML 1.1 reads 010 as 8 and 1:30 as 90; a seed must fit numpy's 32 bits (else a traceback after the
