@@ -511,7 +511,8 @@ def cmd_evaluate(args) -> int:
                              chosen.autocast, say=lambda note: warnings.warn(note, stacklevel=1), by_label=by_label)
     try:  # before the table: a reader that closes stdout (| head) must not cost the results
         output.write_text(json.dumps(finite({"tasks": {n: {args.split: v} for n, v in results.items()},  # NaN: null
-                                             "per_label": {n: {args.split: v} for n, v in by_label.items()}}),
+                                             "per_label": {n: {args.split: v} for n, v in by_label.items()},
+                                             "precision": chosen.as_dict()}),
                                      indent=2, allow_nan=False, ensure_ascii=False), encoding="utf-8")
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the machine's, as anywhere: status 1
@@ -638,6 +639,7 @@ def cmd_predict(args) -> int:
         out = open(output, "w", encoding="utf-8") if output else sys.stdout
     except OSError as e:
         raise UserError(f"--output {output}: cannot write: {e.strerror}") from None
+    print(pipe.precision.describe(), file=sys.stderr)  # (standard output is the JSON lines; a mistake: its one line)
     cut, chunk = [], PREDICT_CHUNK * args.batch_size
     with naming_output(str(output) if output else "standard output"), contextlib.ExitStack() as stack:
         if output:

@@ -711,14 +711,14 @@ def test_a_full_disk_is_status_1_naming_what_was_written_for_predict_and_evaluat
     from mtnlp.cli import main
 
     assert main(["predict", str(model_dir), "a text", "--output", "/dev/full"]) == 1
-    assert capsys.readouterr().err.strip() == "error: /dev/full: No space left on device"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: /dev/full: No space left on device"
     full = open("/dev/full", "w")
     monkeypatch.setattr(sys, "stdout", full)
     assert main(["predict", str(model_dir), "a text"]) == 1
     monkeypatch.undo()
     with pytest.raises(OSError):
         full.close()  # what it holds still cannot be written
-    assert capsys.readouterr().err.strip() == "error: standard output: No space left on device"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: standard output: No space left on device"
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"tasks": {"sentiment": {"type": "classification", "data": {
         "train": str(DATA / "sst2_sample.jsonl"), "validation": str(DATA / "sst2_sample.jsonl"),
@@ -839,3 +839,21 @@ def test_a_lora_model_answers_each_thread_with_its_own_tasks_adapter(tiny_encode
     hook.remove()
     other.join()
     assert together == pytest.approx(alone, abs=1e-6)
+
+
+def test_predict_says_its_precision_on_stderr_and_evaluate_records_it(model_dir, tmp_path, capsys, monkeypatch):
+    """predict never said which precision it ran (bf16 flips a few tags against fp32), and eval-SPLIT.json did not
+    record it, where metrics.json does."""
+    from mtnlp.cli import main
+
+    assert main(["predict", str(model_dir), "a text", "--tasks", "sentiment", "--precision", "FP32"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["predictions"]["sentiment"]  # standard output: the JSON lines only
+    assert "precision: fp32 (requested)" in err.splitlines()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"tasks": {"sentiment": {"type": "classification", "data": {
+        "validation": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence",
+        "label_names": {0: "negative", 1: "positive"}}}}}))
+    assert main(["evaluate", str(model_dir), str(recipe), "--precision", "no", "--output", str(tmp_path / "e.json")]) == 0
+    written = json.loads((tmp_path / "e.json").read_text())
+    assert written["precision"] == {"requested": "fp32", "used": "fp32", "device": "cpu", "reason": "requested"}
