@@ -107,6 +107,7 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
         else:
             raise UserError(f"--quantize {quantize}: only int8 is supported")
     config = MultiTaskConfig.from_dict(model.config.to_dict())
+    config.dtype = config.encoder.dtype = torch.float32  # the graph's (a half-precision model's config says its own)
     config.tasks = {t: model.config.tasks[t] for t in tasks}
     config.mtnlp = {**(config.mtnlp or {}), "onnx": {"tasks": tasks, "quantize": quantize}}
     config.save_pretrained(out)

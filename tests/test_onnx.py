@@ -309,3 +309,27 @@ def test_a_head_named_as_a_graph_input_is_refused(tmp_path, tiny_encoder, capsys
     assert main(["export", str(tmp_path / "model"), "--onnx", str(tmp_path / "onnx")]) == 2
     assert capsys.readouterr().err.strip() == ("error: task input_ids: an input of the ONNX graph has that name; a "
                                                "head's output cannot have it")
+
+
+def test_the_onnx_export_of_a_bf16_model_says_float32_as_its_graph_is(tmp_path, tiny_encoder):
+    """export_onnx casts the model to fp32; its config.json still said bfloat16 over the fp32 graph. (A head's
+    transformers export keeps the model's dtype, as README says.)"""
+    import onnx
+
+    from mtnlp.export import export_head
+    from mtnlp.onnx_model import export_onnx
+
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"sentiment": TASKS["sentiment"]}, dtype=torch.bfloat16)
+    model.save_pretrained(tmp_path / "model")
+    model = MultiTaskModel.from_pretrained(tmp_path / "model")
+    assert model.config.dtype == torch.bfloat16
+    export_onnx(model, AutoTokenizer.from_pretrained(tiny_encoder), tmp_path / "onnx")
+    config = json.loads((tmp_path / "onnx" / "config.json").read_text())
+    assert (config["dtype"], config["encoder"]["dtype"]) == ("float32", "float32")
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    assert {o.type.tensor_type.elem_type for o in graph.output} == {onnx.TensorProto.FLOAT}
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # the caller's model is left as it was
+    pipe = MultiTaskPipeline.from_pretrained(str(tmp_path / "onnx"))
+    assert pipe.precision.name == "fp32" and set(pipe("a text")) == {"sentiment"}
+    head = export_head(model, "sentiment")
+    assert {p.dtype for p in head.parameters()} == {torch.bfloat16} and head.config.dtype == torch.bfloat16
