@@ -38,9 +38,9 @@ def set_rng_state(state: dict, generators: dict[str, torch.Tensor]) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(generators["torch"])
-    for kind in ACCELERATORS:
-        if kind in generators and getattr(torch, kind).is_available():
-            getattr(torch, kind).set_rng_state(generators[kind])
+    for device in ACCELERATORS:
+        if device in generators and getattr(torch, device).is_available():
+            getattr(torch, device).set_rng_state(generators[device])
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -61,10 +61,10 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, rank: int = 0, 
         tmp.mkdir(parents=True)
     _barrier(world_size)
     generators = {"torch": torch.get_rng_state()}
-    for kind in ACCELERATORS:  # dropout on a GPU draws from this process's device's generator
-        module = getattr(torch, kind)
+    for device in ACCELERATORS:  # dropout on a GPU draws from this process's device's generator
+        module = getattr(torch, device)
         if module.is_available() and getattr(module, "is_initialized", lambda: True)():
-            generators[kind] = module.get_rng_state()
+            generators[device] = module.get_rng_state()
     save_file(generators, str(tmp / f"rng-{rank}.safetensors"))
     (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()), encoding="utf-8")
     (tmp / f"rank-{rank}.json").write_text(json.dumps(rank_state or {}), encoding="utf-8")

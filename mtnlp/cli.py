@@ -50,7 +50,7 @@ def precision_option(value: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-PRECISIONS = "{auto,bf16,fp16,fp32,no}"  # (any case)
+PRECISION_METAVAR = "{auto,bf16,fp16,fp32,no}"  # (any case: spec.PRECISION_SPELLINGS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", help="comma-separated task names of the recipe (default: all)")
     p.add_argument("--output", help="JSON file for the metrics (default: MODEL/eval-SPLIT.json; for a hub id, "
                    "./eval-SPLIT.json)")
-    p.add_argument("--precision", type=precision_option, metavar=PRECISIONS,
+    p.add_argument("--precision", type=precision_option, metavar=PRECISION_METAVAR,
                    help="as for predict (default: the recipe's training.mixed_precision)")
     p.add_argument("--per-label", action="store_true",
                    help="also print each label's precision, recall, F1 and support (always in the JSON file)")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", help="write JSON lines here instead of stdout (-: stdout)")
     p.add_argument("--all-scores", action="store_true", help="include every label's probability")
     p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass (default: 32)")
-    p.add_argument("--precision", default="auto", type=precision_option, metavar=PRECISIONS,
+    p.add_argument("--precision", default="auto", type=precision_option, metavar=PRECISION_METAVAR,
                    help="auto (default): bf16 where the hardware runs it natively, else fp32 (fp16 on GPUs without bf16)")
     p.add_argument("--revision", help="hub branch, tag or commit")
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="default: 8000; 0 picks a free port (the address is printed)")
     p.add_argument("--tasks", help="comma-separated task names to serve (default: all heads)")
-    p.add_argument("--precision", default="auto", type=precision_option, metavar=PRECISIONS,
+    p.add_argument("--precision", default="auto", type=precision_option, metavar=PRECISION_METAVAR,
                    help="as for predict")
     p.add_argument("--revision", help="hub branch, tag or commit")
     p.add_argument("--batch-size", type=int, default=32, help="texts per encoder pass (default: 32)")

@@ -51,8 +51,9 @@ class MultiTaskPipeline:
     Each call runs it in eval mode and leaves it in its own mode: a pipeline built in the middle of training
     does not turn dropout off.
     `precision`: auto (bf16 where the hardware runs it natively, else fp32; see precision.py), bf16, fp16,
-    fp32 or no (= fp32), in any case, as a recipe's training.mixed_precision and --precision take them. `batch_size`: inputs per encoder pass. `max_length`: tokens per text, default the length the
-    model was trained with."""
+    fp32 or no (= fp32), in any case, as a recipe's training.mixed_precision and --precision take them.
+    `batch_size`: inputs per encoder pass. `max_length`: tokens per text, default the length the model was
+    trained with."""
 
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | int | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
@@ -95,7 +96,7 @@ class MultiTaskPipeline:
                         max_length: int | None = None, **hub_kwargs) -> "MultiTaskPipeline":
         """Load a saved model folder, an ONNX folder (`mtnlp export --onnx`) or a hub id (hub_kwargs:
         revision, token, ...)."""
-        precision_policy.normalize(precision)  # a misspelt precision before a download, not after
+        precision_policy.precision_name(precision)  # a misspelt precision before a download, not after
         model, tokenizer = load_pretrained(name_or_path, **hub_kwargs)
         return cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size, max_length=max_length)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .spec import precision_name as normalize  # (the spelling rule: torch-free, for the CLI)
+from .spec import precision_name  # (the spelling rule: torch-free, for the CLI)
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -99,7 +99,7 @@ def for_model(requested, model) -> Precision:
 def for_onnx(requested, quantize: str | None = None) -> Precision:
     """An ONNX model (mtnlp export --onnx) runs in fp32 on onnxruntime's CPU kernels, whatever was asked; one
     exported with `--quantize int8` multiplies int8 weights by int8-quantised activations."""
-    requested = normalize(requested)
+    requested = precision_name(requested)
     ignored = None if requested in ("auto", "fp32") else f"{requested} does not apply to an ONNX model: it runs in fp32"
     if quantize and requested == "fp32":  # its int8 matmuls stay: answers still vary with what a call batches
         ignored = ("fp32 does not apply to the int8 matmuls of an int8 export: for answers that do not depend on the "
@@ -112,7 +112,7 @@ def for_onnx(requested, quantize: str | None = None) -> Precision:
 
 def resolve(requested, device: torch.device | str) -> Precision:
     """The precision to run on `device` for a user's setting (auto | bf16 | fp16 | fp32 | no | false)."""
-    requested = normalize(requested)
+    requested = precision_name(requested)
     device_type = torch.device(device).type
     if requested == "fp32":
         return Precision(requested, "fp32", device_type, "requested")

@@ -360,6 +360,12 @@ def card_metrics(model: str, revision: str | None = None) -> dict[str, dict[str,
     return table_metrics(read_card(model, revision) or "")
 
 
+def request_parser() -> ThreadPoolExecutor:
+    """The thread requests are parsed in (a QA input's windows are counted by tokenising it, with a copy of the
+    tokenizer: the pipeline's holds its lock for a whole call), off the event loop."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtnlp-requests")
+
+
 def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(), window_ms: float = 5.0,
                max_batch: int = 64, model_name: str = "", metrics: dict | None = None,
                revision: str | None = None, commit: str | None = None) -> FastAPI:
@@ -368,25 +374,24 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     counts requests and pipeline calls."""
     served = {t: pipe.tasks[t] for t in tasks or pipe.tasks}
     batcher = Batcher(pipe, window_ms=window_ms, max_batch=max_batch, max_queue=limits.max_queue)
-    # requests are parsed in a thread of their own (a QA input's windows are counted by tokenising it), with a copy
-    # of the tokenizer: the pipeline's holds its lock for a whole call
-    parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtnlp-requests")
     windows = None
     if any(spec["type"] == "extractive_qa" for spec in served.values()):
         windows = functools.partial(qa_windows, copy.deepcopy(pipe.tokenizer), pipe.max_length)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        app.state.parser = request_parser()  # one per start (an app started again)
         await batcher.start()
         yield
         await batcher.stop()
-        parser.shutdown(wait=True)
+        app.state.parser.shutdown(wait=True)
 
     # no /docs (its page loads from a CDN, which an offline server cannot reach), so no /openapi.json for it
     # either (/info says what the server serves), and no redirect of /predict/
     app = FastAPI(title="mtnlp", summary=f"{model_name}: {', '.join(served)}", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.batcher = batcher
+    app.state.parser = request_parser()  # (an ASGI server that sends no lifespan events uses this one)
 
     @app.exception_handler(ApiError)
     async def api_error(request, e: ApiError):
@@ -405,7 +410,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
         batcher.check_room()  # a full queue: not even the body is read
         body = await read_body(request, limits.max_body_bytes)
         inputs, request_tasks, all_scores = await asyncio.get_running_loop().run_in_executor(
-            parser, parse_request, body, served, limits, windows)
+            request.app.state.parser, parse_request, body, served, limits, windows)
         answer = asyncio.create_task(batcher.predict(inputs, request_tasks, all_scores))
         gone = asyncio.create_task(client_gone(request))
         try:

@@ -24,13 +24,14 @@ def _number(value):
     return value
 
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # what a precision resolves to; "no" is one more spelling of fp32
+PRECISION_SPELLINGS = (*PRECISIONS, "no")
 
 
 def precision_name(value) -> str:
     """'auto', 'bf16', 'fp16' or 'fp32' for a user's precision, in any case; 'no', 'fp32' and YAML's false are
     fp32. The one rule of --precision, training.mixed_precision and MultiTaskPipeline(precision=)."""
-    expected = "(expected one of: auto, bf16, fp16, fp32, no)"
+    expected = f"(expected one of: {', '.join(PRECISION_SPELLINGS)})"
     if value is True:  # YAML 1.1 reads an unquoted yes or on as true
         raise ValueError(f"true (YAML reads an unquoted yes or on so) names no precision {expected}")
     name = "fp32" if value is False else value.lower() if isinstance(value, str) else None

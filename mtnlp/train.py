@@ -421,8 +421,9 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
             warnings.warn(f"{recipe.where(key)}: {key}: the {unknown[0]} split: {unknown[1]:.1%} of its tokens are "
                           f"{tokenizer.unk_token}, words the tokenizer's vocabulary lacks (cased text on an uncased "
                           "vocabulary? another script?): the model reads them all alike", stacklevel=2)
-        if splits.get("train", {}).get("answers_in_no_window") and accelerator.is_main_process:  # QA: said now, as
-            warnings.warn(truncation_note(tasks[name], "train"), stacklevel=2)  # evaluation says it of its splits
+        # QA: said of the train split now, as evaluation says it of its splits
+        if splits.get("train", {}).get("answers_in_no_window") and accelerator.is_main_process:
+            warnings.warn(truncation_note(tasks[name], "train"), stacklevel=2)
     evaluated = tasks_with_validation(tasks)
     if 0 < len(evaluated) < len(tasks) and t.eval_every and t.eval_every < t.steps:
         others = [n for n in tasks if n not in evaluated]

@@ -30,12 +30,12 @@ def native(monkeypatch):
 
 @pytest.mark.parametrize("value", ["no", "No", "fp32", "FP32", False])
 def test_full_precision_spellings(value):
-    assert precision.normalize(value) == "fp32"
+    assert precision.precision_name(value) == "fp32"
 
 
 def test_unknown_precision_is_an_error():
     with pytest.raises(ValueError, match="fp64"):
-        precision.normalize("fp64")
+        precision.precision_name("fp64")
 
 
 @pytest.mark.parametrize("written, expected", [("BF16", "bf16"), ("Auto", "auto"), ("FP16", "fp16"), ("NO", "fp32"),
@@ -46,7 +46,7 @@ def test_every_entry_point_takes_the_same_spellings(make_recipe, written, expect
     from mtnlp.cli import precision_option
 
     assert load_recipe(make_recipe(), [f"training.mixed_precision={written}"]).training.mixed_precision == expected
-    assert precision_option(written) == expected == precision.normalize(written)
+    assert precision_option(written) == expected == precision.precision_name(written)
 
 
 @pytest.mark.parametrize("written", ["false", "off", "fp64", None])
@@ -56,7 +56,7 @@ def test_every_entry_point_refuses_a_bad_precision_alike(make_recipe, capsys, wr
 
     message = f"unknown precision {written!r} (expected one of: auto, bf16, fp16, fp32, no)"
     with pytest.raises(ValueError) as error:
-        precision.normalize(written)
+        precision.precision_name(written)
     assert str(error.value) == message
     override = "null" if written is None else f"'{written}'"  # (unquoted, YAML reads false and off as false)
     with pytest.raises(UserError) as error:

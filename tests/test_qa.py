@@ -152,6 +152,8 @@ def test_an_answer_start_that_misses_its_text_names_file_and_question(tmp_path, 
      "(the answer's text is not in the context)"),
     ({"question": "Q?", "context": "Ann came.", "answers": {"text": ["Ann"], "answer_start": ["0"]}},
      "answer_start must be a character position"),
+    ({"question": "Q?", "context": "\u200bAnn came.", "answers": {"text": ["\u200b"], "answer_start": [0]}},
+     "the answer text must be a string with a visible character, got '\\u200b'"),
     ({"question": "Q?", "context": "Ann came.", "answers": {"text": ["Ann", "x"], "answer_start": [0]}},
      "lists of the same length"),
     ({"question": "", "context": "Ann came.", "answers": {"text": [], "answer_start": []}}, "'question' must be"),
@@ -317,9 +319,10 @@ def test_an_answer_no_window_holds_whole_is_counted_and_named(tokenizer, tmp_pat
     assert split_facts(data, "extractive_qa", [])["answers_in_no_window"] == 1
     note = truncation_note(TaskData("qa", "extractive_qa", [], {"validation": data}, 48, options={"doc_stride": 16}),
                            "validation")
-    assert note == ("qa validation: 1 of 3 answers fit in no window whole (longer than doc_stride=16 tokens, they cross "
-                    "a window boundary): all their windows target no answer, and no prediction can find them; raise "
-                    "doc_stride or max_length")
+    assert note == ("qa validation: 1 of 3 answers (a question's first) fit in no window whole (longer than "
+                    "doc_stride=16 tokens, they cross a window boundary): all their windows target no answer, and a "
+                    "prediction can only match another gold answer of the question, if it has one; raise doc_stride "
+                    "or max_length")
     wider = tokenize(examples, "extractive_qa", [], tokenizer, 64, {"doc_stride": 21})
     assert split_facts(wider, "extractive_qa", [])["answers_in_no_window"] == 0
 
@@ -331,7 +334,7 @@ def test_training_warns_of_answers_no_window_holds_whole(tmp_path, tiny_encoder)
     tasks = {"qa": {"type": "extractive_qa", "data": {"train": str(write_jsonl(tmp_path / "qa.jsonl", rows))}}}
     recipe = write_recipe(tmp_path, tiny_encoder, tasks=tasks, training={"steps": 1},
                           model={"encoder": tiny_encoder, "max_length": 48})
-    with pytest.warns(UserWarning, match=r"^qa train: 1 of 9 answers fit in no window whole \(longer than doc_stride=16 "
+    with pytest.warns(UserWarning, match=r"^qa train: 1 of 9 answers \(a question's first\) fit in no window whole \(longer than doc_stride=16 "
                                          r"tokens.*raise doc_stride or max_length$"):
         result = train(load_recipe(recipe))
     assert result.metrics["data"]["tasks"]["qa"]["train"]["answers_in_no_window"] == 1

@@ -612,3 +612,13 @@ def test_a_client_gone_mid_body_and_a_shutdown_that_runs_out_get_answers_not_tra
         await app.state.batcher.stop()
 
     asyncio.run(main())
+
+
+def test_an_app_started_again_still_answers(pipe):
+    """The request-parsing thread pool was made with the app and shut down when it stopped: a second start (a second
+    TestClient on one app) answered every /predict with 500."""
+    app = create_app(pipe, model_name="tiny")
+    for _ in range(2):
+        with TestClient(app) as client:
+            response = client.post("/predict", json={"inputs": ["a fine film"]})
+            assert response.status_code == 200, response.text

@@ -249,9 +249,10 @@ class ExtractiveQA(TaskType):
                          "window holds the question and more context than doc_stride; a context is read in windows)")
         if lost:
             stride = span_settings(options or {}, max_length)[0]
-            notes.append(f"{lost:,} of {answered:,} answers fit in no window whole (longer than doc_stride={stride} "
-                         "tokens, they cross a window boundary): all their windows target no answer, and no "
-                         "prediction can find them; raise doc_stride or max_length")
+            notes.append(f"{lost:,} of {answered:,} answers (a question's first) fit in no window whole (longer than "
+                         f"doc_stride={stride} tokens, they cross a window boundary): all their windows target no "
+                         "answer, and a prediction can only match another gold answer of the question, if it has "
+                         "one; raise doc_stride or max_length")
         return "; ".join(notes) or None
 
     # ---------------------------------------------------------------- pipeline and export
@@ -368,7 +369,7 @@ def question_example(row, qa: dict, context: str, answers, position: str | None)
     for k, (text, start) in enumerate(pairs):
         what = f"{name}: answer {k}" if len(pairs) > 1 else name
         if not isinstance(text, str) or not VISIBLE.search(text):
-            row.fail(f"{what}: the answer text must be a non-empty string, got {row.show(text)}")
+            row.fail(f"{what}: the answer text must be a string with a visible character, got {row.show(text)}")
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             row.fail(f"{what}: answer_start must be a character position (an integer >= 0), got {row.show(start)}")
         found = context[start:start + len(text)]
