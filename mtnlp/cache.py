@@ -99,16 +99,21 @@ def cached_labels(key: str) -> list[str] | None:
 
 def cached_split(key: str):
     """The tokenised split written under `key` (memory-mapped Arrow, one file per tokenising
-    process), or None."""
-    listing = cache_dir() / f"tokenized-{key}.json"
-    if not listing.exists():
-        return None
+    process), or None. Parts without a listing (a run killed before it wrote it) are checked, not used: datasets'
+    map loads them."""
     import datasets
 
-    names = []
+    listing = cache_dir() / f"tokenized-{key}.json"
+    listed = listing.exists()
+    path, names, parts = listing, [], []
     try:
-        names = json.loads(listing.read_text(encoding="utf-8"))
-        parts = [datasets.Dataset.from_file(str(cache_dir() / part)) for part in names]
+        names = json.loads(listing.read_text(encoding="utf-8")) if listed else \
+            [part.name for part in cache_dir().glob(f"tokenized-{key}*.arrow")]
+        for name in names:
+            path = cache_dir() / name
+            parts.append(datasets.Dataset.from_file(str(path)))
+    except PermissionError:  # another user's file: not damage
+        raise unreadable(path) from None
     except (OSError, ValueError, TypeError) as e:  # a part deleted, cut short or damaged: tokenised again
         import warnings
 
@@ -116,7 +121,27 @@ def cached_split(key: str):
         for name in [listing.name, *(names if isinstance(names, list) else [])]:
             (cache_dir() / str(name)).unlink(missing_ok=True)
         return None
+    if not listed:
+        return None
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def unreadable(path: Path) -> UserError:
+    """A cache file that is there and this user cannot read: another user's, written under a umask that keeps it
+    to them (077). It is not damage: deleting it would take it from its owner (who would write it again, for this
+    user to delete again), and tokenising again stumbles on it (datasets' map loads the parts of the entry's name)."""
+    whose = ""
+    with contextlib.suppress(OSError):
+        stat = path.stat()
+        owner = f"uid {stat.st_uid}"
+        with contextlib.suppress(ImportError, KeyError):  # (no pwd on Windows; a uid without a passwd entry)
+            import pwd
+
+            owner = pwd.getpwuid(stat.st_uid).pw_name
+        whose = f" (owned by {owner}, mode {stat.st_mode & 0o777:04o})"
+    return UserError(f"{path}: a cached file you cannot read{whose}: ask its owner to make it readable (or remove "
+                     "it), or set HF_DATASETS_CACHE to a folder of your own; users who share a cache folder each need "
+                     "umask 002, in a folder of their group with the setgid bit (chmod 2775)")
 
 
 _FINGERPRINTS: dict[str, str] = {}  # sha256 of what tokenizer_fingerprint reads -> its fingerprint

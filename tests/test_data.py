@@ -617,6 +617,44 @@ def test_a_damaged_cache_entry_is_tokenised_again(tmp_path, monkeypatch):
         assert load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["input_ids"] == first
 
 
+def test_another_users_cache_entry_that_cannot_be_read_is_an_error_naming_it_and_is_kept(tmp_path, monkeypatch):
+    """A shared cache where one user ran under umask 077: their entry's files are 0600. It was taken for damage
+    (its listing deleted, which its owner then wrote again, for this user to delete again) and the run failed with
+    "the cache folder cannot be written". The tests run as root, whom modes do not stop: the reads are refused."""
+    import datasets
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}}}
+    load(tmp_path, "s", new_tokenizer(), tasks=tasks)
+    (listing,) = (tmp_path / "hf-datasets" / "mtnlp").glob("tokenized-*.json")
+    (part,) = (tmp_path / "hf-datasets" / "mtnlp").glob("tokenized-*.arrow")
+    refused = set()
+
+    def refuse(read):
+        def reading(path, *args, **kwargs):
+            if Path(path) in refused:
+                raise PermissionError(13, f"Failed to open local file '{path}'. Detail: [errno 13] Permission denied")
+            return read(path, *args, **kwargs)
+        return reading
+
+    monkeypatch.setattr(Path, "read_text", refuse(Path.read_text))
+    monkeypatch.setattr(datasets.Dataset, "from_file", refuse(datasets.Dataset.from_file))
+    for path in (listing, part):
+        path.chmod(0o600)
+    # the listing; a part; a part without its listing (a run killed before writing it), which datasets' map loads
+    for unreadable, gone in ((listing, None), (part, None), (part, listing)):
+        refused = {unreadable}
+        if gone:
+            gone.unlink()
+        with pytest.raises(UserError) as raised:
+            load(tmp_path, "s", new_tokenizer(), tasks=tasks)
+        assert re.fullmatch(re.escape(f"{unreadable}: a cached file you cannot read (owned by ") + r"\S+, mode 0600\): "
+                            r"ask its owner to make it readable \(or remove it\), or set HF_DATASETS_CACHE to a "
+                            r"folder of your own; users who share a cache folder each need umask 002, in a folder of "
+                            r"their group with the setgid bit \(chmod 2775\)", str(raised.value)), str(raised.value)
+        assert part.exists() and listing.exists() != (gone == listing)
+
+
 def test_a_file_changed_while_it_is_read_gets_no_cache_key(tmp_path, monkeypatch):
     """Its examples may be part old, part new: cached under the new content's key they would stay wrong."""
     from mtnlp import data
