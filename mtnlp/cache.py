@@ -163,14 +163,17 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return _FINGERPRINTS[seen]
 
 
-def remove_orphaned_spills(older_than: float = 86400.0) -> None:
-    """Remove spilled examples (.examples-KEY-PID-RANDOM.arrow) older than a day: a tokenising process killed mid-way
-    (kill -9, out of memory) could not remove its own (1 M rows: hundreds of MB). By age, not by whether the
-    process lives: a cache folder may be shared by machines and containers whose processes this one cannot see."""
+def remove_stale_files(older_than: float = 86400.0) -> None:
+    """Remove what a process killed mid-way (kill -9, out of memory) leaves in the cache folder, once it is a day
+    old: examples read into chunk files (.reading-*) or spilled for the tokenising processes (.examples-*), about
+    the size of the data file, and datasets' unfinished tokenised parts (tmp*), up to the size of an entry. By age,
+    not by whether the process lives: a cache folder may be shared by machines and containers whose processes this
+    one cannot see (a file another run writes is newer, and one it has open stays readable). One listing of the
+    folder, so cache hits sweep too."""
     now = time.time()
-    for path in cache_dir().glob(".examples-*.arrow"):
-        try:
-            if now - path.stat().st_mtime > older_than:
-                path.unlink()
-        except OSError:  # gone meanwhile, or another user's
-            pass
+    with contextlib.suppress(OSError), os.scandir(cache_dir()) as entries:  # (no cache folder yet)
+        for entry in entries:
+            if entry.name.startswith((".reading-", ".examples-", "tmp")):
+                with contextlib.suppress(OSError):  # gone meanwhile, or another user's
+                    if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                        os.unlink(entry.path)

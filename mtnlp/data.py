@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cache import (cache_dir, cached_labels, cached_split, digest, file_hash, labels_file,
-                    remove_orphaned_spills, tokenizer_fingerprint, unique, write_atomic)
+                    remove_stale_files, tokenizer_fingerprint, unique, write_atomic)
 from .errors import UserError, at
 from .readers import (Row, hub_examples, hub_label_names, iter_examples, label_column, open_hub_split, read_hub_split,
                       read_lines)
@@ -430,6 +430,7 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
     options = task_type(task.type).model_spec(task)
     num_proc = recipe.training.num_proc or os.cpu_count() or 1
     key = raw.key if raw else task_key(recipe, task)
+    remove_stale_files()
     if raw is None and key is not None:
         known = labels or cached_labels(key)
         if known is not None:
@@ -491,7 +492,6 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
     try:
         with writing_cache():
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            remove_orphaned_spills()
             # a large split is mapped from a file: an in-memory table would be pickled to each tokenising
             # process, and datasets' map holds more of it in memory (1 M rows: 0.58 instead of 0.68 GB peak)
             dataset = spill(table, spilled) if large else Dataset(InMemoryTable(table))

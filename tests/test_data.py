@@ -675,22 +675,26 @@ def test_a_file_changed_while_it_is_read_gets_no_cache_key(tmp_path, monkeypatch
     assert data.read_task(recipe, "s", recipe.tasks["s"]).key is None
 
 
-def test_examples_spilled_a_day_ago_are_removed(tmp_path, monkeypatch):
-    """A tokenising process killed mid-way (kill -9) leaves its spilled examples; a later one removes them once
-    they are a day old (by age: a shared cache folder's other machines' processes cannot be seen from here)."""
+def test_files_a_killed_run_left_are_removed_a_day_later_by_a_cache_hit_too(tmp_path, monkeypatch):
+    """A process killed mid-way (kill -9) leaves the examples it read (.reading-*) or spilled (.examples-*) and
+    datasets' unfinished tokenised parts (tmp*): up to an entry's size per kill. Only .examples-* were removed, and
+    only by a run that tokenised. By age: a shared cache folder's other machines' processes cannot be seen from here,
+    and a file another run is writing is newer."""
     import time
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
-    folder = tmp_path / "hf-datasets" / "mtnlp"
-    folder.mkdir(parents=True)
-    old, recent = folder / ".examples-abc-123.arrow", folder / ".examples-def-456.arrow"
-    for path in (old, recent):
-        path.write_bytes(b"x")
-    day_ago = time.time() - 86400 - 60
-    os.utime(old, (day_ago, day_ago))
     tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}}}
     load(tmp_path, "s", new_tokenizer(), tasks=tasks)
-    assert not old.exists() and recent.exists()
+    folder = tmp_path / "hf-datasets" / "mtnlp"
+    left = [".examples-abc-123-0a1b2c3d.arrow", ".reading-123-0a1b2c3d-0.arrow", "tmpk2j3h4l5"]
+    day_ago = time.time() - 86400 - 60
+    for name in left:
+        for path in (folder / name, folder / f"{name}.recent"):
+            path.write_bytes(b"x")
+        os.utime(folder / name, (day_ago, day_ago))
+    load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), tasks=tasks)  # a cache hit
+    assert sorted(path.name for path in folder.iterdir() if path.name.startswith((".", "tmp"))) == \
+        sorted(f"{name}.recent" for name in left)
 
 
 def test_a_damaged_label_set_or_file_hash_in_the_cache_is_read_again(tmp_path, monkeypatch):
