@@ -105,20 +105,26 @@ def cached_split(key: str):
 
     listing = cache_dir() / f"tokenized-{key}.json"
     listed = listing.exists()
-    path, names, parts = listing, [], []
+    path, rows_of_part, parts = listing, {}, []
     try:
-        names = json.loads(listing.read_text(encoding="utf-8")) if listed else \
-            [part.name for part in cache_dir().glob(f"tokenized-{key}*.arrow")]
-        for name in names:
+        if listed:  # {part: its rows}: a part cut at the end of a record batch reads without an error, only shorter
+            rows_of_part = json.loads(listing.read_text(encoding="utf-8"))
+            if isinstance(rows_of_part, list):  # an older mtnlp's listing, of names only: rows not checked
+                rows_of_part = dict.fromkeys(rows_of_part)
+        else:
+            rows_of_part = dict.fromkeys(part.name for part in cache_dir().glob(f"tokenized-{key}*.arrow"))
+        for name, rows in rows_of_part.items():
             path = cache_dir() / name
             parts.append(datasets.Dataset.from_file(str(path)))
+            if rows is not None and len(parts[-1]) != rows:
+                raise ValueError(f"{name} holds {len(parts[-1]):,} rows of the {rows:,} written")
     except PermissionError:  # another user's file: not damage
         raise unreadable(path) from None
-    except (OSError, ValueError, TypeError) as e:  # a part deleted, cut short or damaged: tokenised again
+    except (OSError, ValueError, TypeError, AttributeError) as e:  # a part deleted, cut or damaged: tokenised again
         import warnings
 
         warnings.warn(f"{listing}: a cache entry that cannot be read ({first_line(e)}): tokenising again", stacklevel=2)
-        for name in [listing.name, *(names if isinstance(names, list) else [])]:
+        for name in [listing.name, *(rows_of_part if isinstance(rows_of_part, dict) else [])]:
             (cache_dir() / str(name)).unlink(missing_ok=True)
         return None
     if not listed:

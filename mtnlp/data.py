@@ -502,9 +502,9 @@ def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[
     finally:
         with contextlib.suppress(OSError):  # the result is in its own files
             spilled.unlink(missing_ok=True)
-    parts = [Path(f["filename"]).name for f in result.cache_files]
-    if parts:  # written last: the entry is complete
-        write_atomic(cache_dir() / f"tokenized-{key}.json", json.dumps(parts))
+    rows_of_part = {Path(f["filename"]).name: len(Dataset.from_file(f["filename"])) for f in result.cache_files}
+    if rows_of_part:  # written last: the entry is complete (its rows: cached_split checks them)
+        write_atomic(cache_dir() / f"tokenized-{key}.json", json.dumps(rows_of_part))
     return result
 
 

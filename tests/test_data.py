@@ -617,6 +617,32 @@ def test_a_damaged_cache_entry_is_tokenised_again(tmp_path, monkeypatch):
         assert load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["input_ids"] == first
 
 
+def test_a_part_cut_at_the_end_of_a_record_batch_is_a_damaged_entry_too(tmp_path, monkeypatch):
+    """Arrow's stream reader takes a file that ends where a record batch ends as whole: a part cut there (a copy or
+    sync of the cache that stopped early) loaded as a shorter split, and training used fewer examples, silently."""
+    import pyarrow as pa
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": f"text {i}", "label": i % 2}) + "\n" for i in range(1_500)))
+    tasks = {"s": {"type": "classification", "data": {"train": str(train)}}}
+    first = load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["input_ids"]
+    (part,) = (tmp_path / "hf-datasets" / "mtnlp").glob("tokenized-*.arrow")
+    (listing,) = part.parent.glob("tokenized-*.json")
+    assert json.loads(listing.read_text()) == {part.name: 1_500}
+    with pa.memory_map(str(part)) as source:  # datasets writes batches of 1,000 rows
+        pa.ipc.open_stream(source).read_next_batch()
+        cut = source.tell()
+    (part.parent / "cut").write_bytes(part.read_bytes()[:cut])  # (a new file: this process still maps the old one)
+    os.replace(part.parent / "cut", part)
+    with pytest.warns(UserWarning, match=re.escape(f"{listing}: a cache entry that cannot be read ({part.name} holds "
+                                                   "1,000 rows of the 1,500 written): tokenising again")):
+        assert load(tmp_path, "s", new_tokenizer(), tasks=tasks).splits["train"]["input_ids"] == first
+    # a listing an older mtnlp wrote, of names only, is read (unchecked)
+    listing.write_text(json.dumps([part.name]))
+    assert load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), tasks=tasks).splits["train"]["input_ids"] == first
+
+
 def test_another_users_cache_entry_that_cannot_be_read_is_an_error_naming_it_and_is_kept(tmp_path, monkeypatch):
     """A shared cache where one user ran under umask 077: their entry's files are 0600. It was taken for damage
     (its listing deleted, which its owner then wrote again, for this user to delete again) and the run failed with
