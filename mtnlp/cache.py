@@ -104,9 +104,9 @@ def cached_split(key: str):
     import datasets
 
     listing = cache_dir() / f"tokenized-{key}.json"
-    listed = listing.exists()
     path, rows_of_part, parts = listing, {}, []
     try:
+        listed = listing.exists()  # (PermissionError in a folder this user cannot look into)
         if listed:  # {part: its rows}: a part cut at the end of a record batch reads without an error, only shorter
             rows_of_part = json.loads(listing.read_text(encoding="utf-8"))
             if isinstance(rows_of_part, list):  # an older mtnlp's listing, of names only: rows not checked
@@ -136,16 +136,20 @@ def unreadable(path: Path) -> UserError:
     """A cache file that is there and this user cannot read: another user's, written under a umask that keeps it
     to them (077). It is not damage: deleting it would take it from its owner (who would write it again, for this
     user to delete again), and tokenising again stumbles on it (datasets' map loads the parts of the entry's name)."""
-    whose = ""
+    whose, what = "", "file"
     with contextlib.suppress(OSError):
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except PermissionError:  # the folder is what this user cannot look into (another user's, under umask 077)
+            path, what = path.parent, "folder"
+            stat = path.stat()
         owner = f"uid {stat.st_uid}"
         with contextlib.suppress(ImportError, KeyError):  # (no pwd on Windows; a uid without a passwd entry)
             import pwd
 
             owner = pwd.getpwuid(stat.st_uid).pw_name
         whose = f" (owned by {owner}, mode {stat.st_mode & 0o777:04o})"
-    return UserError(f"{path}: a cached file you cannot read{whose}: ask its owner to make it readable (or remove "
+    return UserError(f"{path}: a cache {what} you cannot read{whose}: ask its owner to make it readable (or remove "
                      "it), or set HF_DATASETS_CACHE to a folder of your own; users who share a cache folder each need "
                      "umask 002, in a folder of their group with the setgid bit (chmod 2775)")
 

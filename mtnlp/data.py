@@ -598,7 +598,10 @@ class ChunkFiles:
             self.close()  # (on a full disk, flushing fails again)
         finally:
             for path in self.paths:
-                path.unlink(missing_ok=True)
+                # (a file that could not be made, in a folder this user cannot search, is EACCES, not ENOENT: it
+                # would hide why it could not be made)
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
 
 
 def was_truncated(enc) -> list[bool]:

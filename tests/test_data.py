@@ -674,11 +674,31 @@ def test_another_users_cache_entry_that_cannot_be_read_is_an_error_naming_it_and
             gone.unlink()
         with pytest.raises(UserError) as raised:
             load(tmp_path, "s", new_tokenizer(), tasks=tasks)
-        assert re.fullmatch(re.escape(f"{unreadable}: a cached file you cannot read (owned by ") + r"\S+, mode 0600\): "
+        assert re.fullmatch(re.escape(f"{unreadable}: a cache file you cannot read (owned by ") + r"\S+, mode 0600\): "
                             r"ask its owner to make it readable \(or remove it\), or set HF_DATASETS_CACHE to a "
                             r"folder of your own; users who share a cache folder each need umask 002, in a folder of "
                             r"their group with the setgid bit \(chmod 2775\)", str(raised.value)), str(raised.value)
         assert part.exists() and listing.exists() != (gone == listing)
+
+
+def test_a_cache_folder_another_user_keeps_to_themselves_is_an_error_naming_it(tmp_path, monkeypatch):
+    """Its owner made it under umask 077 (drwx------): looking for an entry in it was "error: <listing>: Permission
+    denied", status 1. The tests run as root, whom modes do not stop: looking into it is refused here."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    folder = tmp_path / "hf-datasets" / "mtnlp"
+    folder.mkdir(parents=True, mode=0o700)
+    stat = Path.stat
+
+    def unsearchable(path, *args, **kwargs):
+        if path.parent == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", unsearchable)
+    tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}}}
+    with pytest.raises(UserError, match=re.escape(f"{folder}: a cache folder you cannot read (owned by ") +
+                       r"\S+, mode 0700\): ask its owner to make it readable \(or remove it\), or set HF_DATASETS_CACHE"):
+        load(tmp_path, "s", new_tokenizer(), tasks=tasks)
 
 
 def test_a_file_changed_while_it_is_read_gets_no_cache_key(tmp_path, monkeypatch):

@@ -79,12 +79,15 @@ def test_a_cache_folder_under_a_file_is_a_recipe_error_naming_the_variable(make_
                                  "a folder you can write"
 
 
-@pytest.mark.parametrize("cache", ["under a file", "read-only"])
+@pytest.mark.parametrize("cache", ["under a file", "read-only", "another user's 0700"])
 def test_a_cache_that_cannot_be_written_is_the_same_error_for_a_file_read_in_chunks(make_recipe, tmp_path, monkeypatch,
                                                                                     capsys, cache):
     """A file of 10,000 examples or more is read into chunk files in the cache before anything is tokenised: a raw
     pyarrow error ("Failed to open local file ... Permission denied"), status 1, or "Not a directory" without
-    HF_DATASETS_CACHE."""
+    HF_DATASETS_CACHE. In a folder this user cannot search (made by another user under umask 077), removing the chunk
+    file that could not be made is refused too: that was "error: <chunk file>: Permission denied", status 1."""
+    from pathlib import Path
+
     import pyarrow as pa
 
     train = tmp_path / "train.jsonl"
@@ -97,6 +100,14 @@ def test_a_cache_that_cannot_be_written_is_the_same_error_for_a_file_read_in_chu
         def refused(sink, schema, **kwargs):
             raise OSError(13, f"Failed to open local file '{sink}'. Detail: [errno 13] Permission denied")
         monkeypatch.setattr(pa.ipc, "new_stream", refused)
+        if cache == "another user's 0700":
+            unlink = Path.unlink
+
+            def unsearchable(path, missing_ok=False):
+                if path.name.startswith(".reading-"):
+                    raise PermissionError(13, "Permission denied", str(path))
+                unlink(path, missing_ok)
+            monkeypatch.setattr(Path, "unlink", unsearchable)
     monkeypatch.setenv("HF_DATASETS_CACHE", str(folder))
     recipe = make_recipe(tasks={"s": {"type": "classification", "data": {"train": str(train)}}}, training={"steps": 1})
     assert main(["train", str(recipe)]) == 2
