@@ -133,6 +133,27 @@ def load_tokenizer(recipe: Recipe, encoder: str):
     return for_words(recipe, tokenizer, encoder)
 
 
+def load_encoder(recipe: Recipe, encoder: str):
+    """The recipe's pretrained encoder (modeling.pretrained_encoder), or a UserError naming model.encoder: why
+    it does not load, or why its weights do not fit its config.json. An OSError with an errno (a disk's) is the
+    machine's, and left as it is."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    from .modeling import pretrained_encoder
+
+    try:
+        return pretrained_encoder(encoder)
+    except pickle.UnpicklingError as e:  # a pytorch_model.bin that holds more than tensors
+        raise encoder_error(recipe, pickle_refusal(e)) from None
+    except (OSError, ValueError, SafetensorError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        problem = custom_code_problem(encoder, e) or first_line(e).removeprefix(f"{encoder}: ")
+        raise encoder_error(recipe, problem) from None
+
+
 def for_words(recipe: Recipe, tokenizer, name: str, **hub_kwargs):
     """The tokenizer (loaded from `name`), fit for a tagging task's words if the recipe has one.
 

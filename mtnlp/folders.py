@@ -20,6 +20,8 @@ RUN_OUTPUTS = ("checkpoints", "model", "metrics.json", "curves.png", "history.js
 MODEL_TYPE = "mtnlp"  # config.json's model_type (MultiTaskConfig.model_type)
 ONNX_FILE = "model.onnx"  # what `mtnlp export --onnx` writes beside the config and tokenizer
 STATE_FILE = "trainer_state.json"  # a checkpoint's, written last: a folder with it is complete
+# the weights files transformers loads a pretrained model from (one file, or shards and their index)
+ENCODER_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def weights_readable_as_umask(folder) -> None:
@@ -192,7 +194,8 @@ def refuse_run_folder(name) -> None:
 
 def encoder_folder_problem(path: Path) -> str | None:
     """Why the folder `path` is no pretrained encoder (model.encoder) for a run, or None: a trained mtnlp model or
-    run (model.init_from starts from those), a checkpoint, an ONNX export, no config or no tokenizer."""
+    run (model.init_from starts from those), a checkpoint, an ONNX export, no config, no tokenizer, no weights or
+    weights cut short (whether the weights fit the config is pretrained_encoder's to say: it needs transformers)."""
     start = "; to start from a trained mtnlp model, set model.init_from (model.encoder is a pretrained encoder)"
     if ((path / STATE_FILE).exists() or (path / "checkpoints").is_dir()) and not (path / "config.json").exists():
         return "a training checkpoint or run folder" + start  # (the Trainer's output folders have a config.json)
@@ -210,6 +213,10 @@ def encoder_folder_problem(path: Path) -> str | None:
         return "an mtnlp multi-task model" + start
     if not any(f.name.startswith("tokenizer") or "vocab" in f.name or f.suffix == ".model" for f in path.iterdir()):
         return "no tokenizer in it (tokenizer.json, tokenizer_config.json or a vocabulary file)"
+    if not any((path / name).is_file() for name in ENCODER_WEIGHTS):
+        return "no weights in it (model.safetensors or pytorch_model.bin)"
+    if problem := safetensors_problem(path / "model.safetensors"):
+        return f"model.safetensors: {problem}"
     return None
 
 

@@ -133,10 +133,16 @@ def check_weights_fit(name, config: dict, hub: dict, sizes: bool = True) -> None
     took 2.4 GB) before it compares shapes. `sizes` False: the layer count only (ignore_mismatched_sizes=True asks
     transformers for new weights where the sizes differ, e.g. a head given more labels)."""
     shapes = saved_shapes(name, hub)
-    if shapes is not None:
-        check_layer_count(name, config, shapes)
-        if sizes:
-            check_sizes(name, config, shapes)
+    if shapes is None:
+        return
+    check_layer_count(name, config, shapes)
+    if sizes:
+        try:
+            with torch.device("meta"):  # (no memory)
+                model = MultiTaskModel(MultiTaskConfig.from_dict(config))
+        except Exception:  # noqa: BLE001 - a config that cannot build: transformers' own loading says why
+            return
+        check_sizes(name, model, shapes)
 
 
 def check_layer_count(name, config: dict, shapes: dict) -> None:
@@ -159,19 +165,46 @@ def check_layer_count(name, config: dict, shapes: dict) -> None:
                              f"the weights hold {held:,})")
 
 
-def check_sizes(name, config: dict, shapes: dict) -> None:
-    """Compares each weight's shape as config.json makes it, in a model built on the meta device (no memory),
-    with the saved one."""
-    try:
-        with torch.device("meta"):
-            model = MultiTaskModel(MultiTaskConfig.from_dict(config))
-    except Exception:  # noqa: BLE001 - a config that cannot build: transformers' own loading says why
-        return
+def check_sizes(name, model: nn.Module, shapes: dict) -> None:
+    """Compares each weight's shape in `model`, as config.json makes it, with the saved one of the same name."""
     for key, tensor in model.state_dict().items():
         if key in shapes and tuple(tensor.shape) != shapes[key]:
             raise ConfigMismatch(f"{name}: config.json does not fit its weights ({key} is "
                                  f"{' x '.join(map(str, shapes[key]))} in the weights, "
                                  f"{' x '.join(map(str, tensor.shape))} by config.json)")
+
+
+def pretrained_encoder(name: str, dtype=torch.float32, **hub) -> PreTrainedModel:
+    """A pretrained encoder (a folder or hub id) as transformers' AutoModel loads it, or a ValueError naming it
+    (ConfigMismatch: its config.json does not fit its weights). transformers would give every weight it does not
+    find in the checkpoint (saved under other names, fewer layers than config.json says) random values, with a
+    warning mtnlp silences. Only the pooler may be missing (BertModel(add_pooling_layer=False) saves none):
+    it starts new, as a head does. The weights' sizes and layers are compared as for a trained model
+    (check_weights_fit), the weights' names read without the base model's prefix (BertForMaskedLM's `bert.`)."""
+    config = AutoConfig.from_pretrained(name, trust_remote_code=False, **hub)
+    shapes = saved_shapes(name, hub)
+    if shapes is not None:
+        with torch.device("meta"):  # (no memory)
+            built = AutoModel.from_config(config)
+        prefix = f"{built.base_model_prefix}."
+        shapes = {key.removeprefix(prefix): shape for key, shape in shapes.items()}
+        check_sizes(name, built, shapes)
+    try:
+        encoder, info = AutoModel.from_pretrained(name, config=config, dtype=dtype, output_loading_info=True,
+                                                  trust_remote_code=False, **hub)
+    except RuntimeError as e:  # a size that differs, where the weights' header could not be read (pytorch_model.bin)
+        if "ignore_mismatched_sizes" not in str(e):
+            raise
+        raise ConfigMismatch(f"{name}: config.json does not fit its weights (a size it gives, e.g. hidden_size or "
+                             "vocab_size, differs from the weights')") from None
+    missing = sorted(key for key in info["missing_keys"] if not key.startswith("pooler."))
+    if missing:
+        raise ConfigMismatch(f"{name}: its weights lack {len(missing):,} of the {len(encoder.state_dict()):,} "
+                             f"weights config.json gives the encoder (e.g. {missing[0]}), which would start random")
+    if shapes is not None:  # (fewer layers were missing weights) more layers than config.json has
+        check_layer_count(name, {"encoder": config.to_dict()},
+                          {f"{MultiTaskModel.base_model_prefix}.{key}": shape for key, shape in shapes.items()})
+    return encoder
 
 
 def encoder_config(config: PreTrainedConfig) -> dict:
@@ -350,9 +383,10 @@ class MultiTaskModel(PreTrainedModel):
         return [p for n, p in self.encoder.named_parameters() if p.requires_grad and not sharing.is_adapter_weight(n)]
 
     @classmethod
-    def from_encoder(cls, encoder: str, tasks: dict[str, dict], sharing: dict | None = None,
+    def from_encoder(cls, encoder: str | PreTrainedModel, tasks: dict[str, dict], sharing: dict | None = None,
                      **load_kwargs) -> "MultiTaskModel":
-        """A new model: pretrained encoder weights from `encoder` (path or hub id), fresh heads.
+        """A new model: pretrained encoder weights from `encoder` (path or hub id, loaded by pretrained_encoder,
+        or an encoder it loaded), fresh heads.
 
         Head modules the checkpoint carries (families.py `base_head`: BERT's pooler) start from its weights.
         The model is float32 (training keeps fp32 weights, whatever dtype the checkpoint was saved in), or
@@ -362,13 +396,14 @@ class MultiTaskModel(PreTrainedModel):
         """
         tasks = checked_tasks(tasks)
         dtype = load_kwargs.pop("dtype", None)
-        pretrained = AutoModel.from_pretrained(encoder, **load_kwargs, dtype=torch.float32, trust_remote_code=False)
-        if dtype == "auto":
-            dtype = AutoConfig.from_pretrained(encoder, **load_kwargs, trust_remote_code=False).dtype or torch.float32
-        if isinstance(dtype, str):
+        if isinstance(dtype, str) and dtype != "auto":
             if not isinstance(getattr(torch, dtype, None), torch.dtype):
                 raise ValueError(f"dtype: {dtype!r} is not a torch dtype (e.g. float32, bfloat16) or 'auto'")
             dtype = getattr(torch, dtype)
+        pretrained = encoder if isinstance(encoder, PreTrainedModel) else \
+            pretrained_encoder(encoder, dtype="auto" if dtype == "auto" else torch.float32, **load_kwargs)
+        if dtype == "auto":
+            dtype = pretrained.dtype
         config = MultiTaskConfig(encoder=encoder_config(pretrained.config), tasks=tasks, sharing=sharing)
         model = cls(config)
         state = pretrained.state_dict()

@@ -19,7 +19,6 @@ import functools
 import json
 import math
 import os
-import pickle
 import shlex
 import signal
 import sys
@@ -39,8 +38,7 @@ from . import families, hub, precision, report
 from .batches import StreamBatches, TaskBatches
 from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
 from .data import RawTask, TaskData, load_task, model_rows, rows_signature, split_facts
-from .encoders import (custom_code_problem, encoder_error, load_tokenizer, pickle_refusal, resolve_encoder,
-                       vocabulary_problem)
+from .encoders import encoder_error, load_encoder, load_tokenizer, resolve_encoder, vocabulary_problem
 from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score, truncation_note
 from .folders import STATE_FILE, hold_run_folder, model_step, release_run_folder
@@ -232,8 +230,9 @@ class Run:
     lock: Path | None = None  # run_dir as the main process holds it (folders.hold_run_folder)
 
 
-def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source) -> MultiTaskModel:
-    """A new multi-task model on the recipe's encoder, or one transferred from a trained model."""
+def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder, source) -> MultiTaskModel:
+    """A new multi-task model on the recipe's encoder (as encoders.load_encoder loaded it), or one transferred
+    from a trained model."""
     heads = {name: {"type": d.type, "labels": d.labels, "dropout": recipe.tasks[name].dropout,
                     **task_type(d.type).model_spec(recipe.tasks[name])} for name, d in tasks.items()}
     for name, d in tasks.items():
@@ -259,13 +258,9 @@ def build_model(recipe: Recipe, tasks: dict[str, TaskData], encoder: str, source
                                                 encoder_of=recipe.model.init_encoder_of)
         else:
             model = MultiTaskModel.from_encoder(encoder, heads, sharing=sharing)
-    except ValueError as e:  # a sharing setting that does not fit this encoder
-        if custom := custom_code_problem(encoder, e):
-            raise encoder_error(recipe, custom) from None
+    except ValueError as e:  # a sharing setting that does not fit this encoder (which loaded)
         key = e.key if isinstance(e, SharingError) else "model.init_from" if source else "mtl.sharing"
         raise UserError(f"{recipe.where(key)}: {str(e).splitlines()[0]}") from None
-    except pickle.UnpicklingError as e:  # an encoder's pytorch_model.bin that holds more than tensors
-        raise encoder_error(recipe, pickle_refusal(e)) from None
     limit = families.max_tokens(model.config.encoder)
     if limit is not None and recipe.model.max_length > limit:  # e.g. RoBERTa: 514 positions hold 512 tokens
         raise UserError(f"{recipe.where('model.max_length')}: model.max_length: {recipe.model.max_length} is more "
@@ -383,10 +378,12 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     encoder = resolve_encoder(recipe.model.encoder)
     if tokenizer is None:  # a transferred model brings its own
         tokenizer = load_tokenizer(recipe, encoder)
+    pretrained = None if source else load_encoder(recipe, encoder)  # (its errors before the data is tokenised)
     tasks = load_tasks(recipe, tokenizer, accelerator, raw)
     metrics = {name: default_metrics(recipe, name, tasks[name].labels) for name in recipe.tasks}
     load_metrics(name for names in metrics.values() for name in names)  # e.g. a read-only HF_HOME: said before step 1
-    model = build_model(recipe, tasks, encoder, source)
+    model = build_model(recipe, tasks, pretrained, source)
+    del pretrained  # (its weights were copied into the model)
     if problem := vocabulary_problem(tokenizer, model.config.encoder):
         raise encoder_error(recipe, problem)
     model.config.mtnlp = training_record(recipe, metrics, source, source_path)

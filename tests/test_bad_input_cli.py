@@ -567,6 +567,76 @@ def encoder_with_pickled_weights_that_hold_code(c: Ctx):
         [f"model.encoder: {encoder}: its pickled weights (pytorch_model.bin) were refused"]
 
 
+def encoder_copy(c: Ctx, edit_config=None) -> Path:
+    """A copy of the tiny encoder, its config.json edited by `edit_config` (a function of the dict)."""
+    import json
+    import shutil
+
+    encoder = Path(shutil.copytree(c.encoder, c.folder / "encoder"))
+    if edit_config:
+        config = json.loads((encoder / "config.json").read_text())
+        edit_config(config)
+        (encoder / "config.json").write_text(json.dumps(config))
+    return encoder
+
+
+def train_on(c: Ctx, encoder: Path, *fragments: str):
+    recipe = c.recipe()
+    return train(recipe, f"model.encoder={encoder}"), f"{recipe} (command-line override):", \
+        [f"model.encoder: {encoder}: ", *fragments]
+
+
+def encoder_whose_weights_have_other_names(c: Ctx):
+    # saved under another prefix (another library's): trained from random weights, with no word of it
+    from safetensors.torch import load_file, save_file
+
+    encoder = encoder_copy(c)
+    weights = load_file(encoder / "model.safetensors")
+    save_file({f"foo.{k}": v for k, v in weights.items()}, encoder / "model.safetensors", metadata={"format": "pt"})
+    return train_on(c, encoder, "its weights lack 37 of the 39 weights config.json gives the encoder "
+                                "(e.g. embeddings.LayerNorm.bias), which would start random")
+
+
+def encoder_config_with_more_layers_than_its_weights(c: Ctx):
+    # its layers 3 and 4 trained from random weights, with no word of it
+    encoder = encoder_copy(c, lambda config: config.update(num_hidden_layers=4))
+    return train_on(c, encoder, "its weights lack 32 of the 71", "(e.g. encoder.layer.2.")
+
+
+def encoder_config_with_fewer_layers_than_its_weights(c: Ctx):
+    # its second layer left out, with no word of it
+    encoder = encoder_copy(c, lambda config: config.update(num_hidden_layers=1))
+    return train_on(c, encoder, "config.json does not fit its weights (its encoder has 1 layers, the weights hold 2)")
+
+
+def encoder_config_sizes_do_not_fit_its_weights(c: Ctx):
+    # a RuntimeError traceback pointing at a report transformers' quieted logging did not show
+    encoder = encoder_copy(c, lambda config: config.update(vocab_size=1000))
+    return train_on(c, encoder, "config.json does not fit its weights (embeddings.word_embeddings.weight is "
+                                "30522 x 32 in the weights, 1000 x 32 by config.json)")
+
+
+def encoder_without_weights(c: Ctx):
+    encoder = encoder_copy(c)  # was: an OSError traceback after the data was read
+    (encoder / "model.safetensors").unlink()
+    return train_on(c, encoder, "no weights in it (model.safetensors or pytorch_model.bin)")
+
+
+def encoder_weights_cut_short(c: Ctx):
+    encoder = encoder_copy(c)  # was: a SafetensorError traceback after the data was read
+    weights = encoder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+    return train_on(c, encoder, "model.safetensors: cut short or damaged: 100,000 bytes")
+
+
+def encoder_that_does_not_load_with_sharing_in_the_recipe(c: Ctx):
+    # was: named at mtl.sharing's line, as if the sharing setting did not fit the encoder
+    encoder = encoder_copy(c, lambda config: config.pop("model_type"))
+    recipe = c.recipe(model={"encoder": str(encoder), "max_length": 64}, mtl={"sharing": "lora"})
+    return train(recipe), f"{recipe}:{line_of(recipe, r'^  encoder:')}:", \
+        [f"model.encoder: {encoder}: Unrecognized model in {encoder}"]
+
+
 def serve_batch_window_infinite(c: Ctx):
     # inf held every request forever
     return ["serve", str(c.model), "--port", "0", "--batch-window-ms", "inf"], "--batch-window-ms:", \
@@ -583,6 +653,9 @@ CASES = [Case(f.__name__, f) for f in (
     predict_a_model_whose_weights_have_one_it_has_no_place_for, predict_a_model_whose_config_sizes_do_not_fit_its_weights,
     predict_a_model_whose_config_json_nests_too_deeply, predict_a_model_whose_tokenizer_json_nests_too_deeply,
     predict_a_model_whose_tokenizer_has_ids_past_the_encoders_vocabulary, encoder_with_pickled_weights_that_hold_code,
+    encoder_whose_weights_have_other_names, encoder_config_with_more_layers_than_its_weights,
+    encoder_config_with_fewer_layers_than_its_weights, encoder_config_sizes_do_not_fit_its_weights,
+    encoder_without_weights, encoder_weights_cut_short, encoder_that_does_not_load_with_sharing_in_the_recipe,
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
     invalid_json_line, validation_from_train_leaving_no_training_example, tune_thresholds_without_a_validation_split, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,

@@ -128,6 +128,33 @@ def test_from_encoder_keeps_pretrained_weights(tiny_encoder):
     torch.testing.assert_close(model.heads["sentiment"].pooler.dense.weight, reference.pooler.dense.weight)
 
 
+def test_from_encoder_takes_a_checkpoint_without_a_pooler_or_with_a_pretraining_head(tmp_path):
+    """A pooler may be missing (it starts new, as a head does); a checkpoint of the full pretraining model has the
+    base model's prefix (bert.) and weights of its own head (cls.), which the encoder has no place for."""
+    from transformers import BertForMaskedLM, BertModel
+
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "no-pooler")
+    BertForMaskedLM(config).save_pretrained(tmp_path / "mlm")
+    for folder in ("no-pooler", "mlm"):
+        MultiTaskModel.from_encoder(str(tmp_path / folder), TASKS)
+
+
+def test_from_encoder_refuses_weights_that_do_not_fit_the_encoders_config(tiny_encoder, tmp_path):
+    """transformers starts a weight it does not find from random values (and says so in a log mtnlp quiets)."""
+    import json
+    import shutil
+
+    from mtnlp.modeling import ConfigMismatch
+
+    encoder = shutil.copytree(tiny_encoder, tmp_path / "encoder")
+    config = json.loads((encoder / "config.json").read_text())
+    (encoder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
+    with pytest.raises(ConfigMismatch, match=r"its weights lack 16 of the 55 weights config.json gives the encoder "
+                                             r"\(e\.g\. encoder\.layer\.2\."):
+        MultiTaskModel.from_encoder(str(encoder), TASKS)
+
+
 def test_regression_labels_as_a_column_give_the_same_loss():
     """(batch, 1) labels, the shape of the head's own logits, must not broadcast to (batch, batch)."""
     model = tiny_model()

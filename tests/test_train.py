@@ -455,6 +455,7 @@ def test_unloadable_encoder_is_a_user_error(make_recipe, tmp_path):
     assert proc.returncode == 2 and said.endswith("empty: not a model folder (no config.json)"), said
     (tmp_path / "empty" / "config.json").write_text('{"model_type": "bert"}')  # one that still fails to load
     (tmp_path / "empty" / "tokenizer.json").write_text("{}")
+    (tmp_path / "empty" / "pytorch_model.bin").write_bytes(b"")  # (the tokenizer is loaded first)
     proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(recipe), f"model.encoder={tmp_path / 'empty'}"],
                           capture_output=True, text=True, timeout=300)
     said = proc.stderr.strip()
