@@ -73,6 +73,16 @@ def custom_code_problem(name: str, error: Exception) -> str | None:
             "transformers has")
 
 
+def not_an_encoder(model_type, encoder_decoder: bool) -> str:
+    """Why a decoder-only or an encoder-decoder model cannot be model.encoder."""
+    if encoder_decoder:
+        return (f"a {model_type} model is an encoder-decoder (is_encoder_decoder): model.encoder takes an encoder "
+                "(BERT, RoBERTa, DeBERTa, ...: see Encoder families)")
+    return (f"a {model_type} model is decoder-only: each of its tokens sees only the ones before it, so a head on the "
+            "first token would read one token of every text; model.encoder takes an encoder (BERT, RoBERTa, DeBERTa, "
+            "...: see Encoder families)")
+
+
 def vocabulary_problem(tokenizer, encoder_config) -> str | None:
     """Why `tokenizer` cannot feed the encoder: an id it gives past the encoder's embeddings (an IndexError at
     prediction time, for any text holding that token), or None."""

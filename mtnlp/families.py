@@ -277,6 +277,23 @@ def of(config) -> Family:
     return BY_MODEL_TYPE.get(config.model_type, GENERIC)
 
 
+def causal(config, model) -> bool:
+    """Whether the encoder `model` (of `config`, e.g. built on the meta device) is decoder-only: each token sees
+    only the ones before it (GPT-2, LLaMA, ...). Its config says so (is_decoder: a BERT built as a decoder), or its
+    attention modules (transformers' `is_causal`); a model whose modules do not say is causal when transformers
+    has a causal language model of its type but no masked one (BLOOM, Mamba, ...). XLNet, of those, attends both
+    ways (attn_type "bi")."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    said = [m.is_causal for m in model.modules() if isinstance(getattr(m, "is_causal", None), bool)]
+    if getattr(config, "is_decoder", False) is True or any(said):
+        return True
+    model_type = config.model_type
+    return not said and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and \
+        model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES and getattr(config, "attn_type", None) != "bi"
+
+
 def uses_token_type_ids(config) -> bool:
     """Token type ids go in only where the encoder has more than one token type (a BERT tokenizer gives
     them to every model; RoBERTa's single type would be indexed out of range by a sentence pair's 1s)."""

@@ -12,6 +12,7 @@ import socket
 from contextlib import contextmanager
 from pathlib import Path
 
+from .encoders import not_an_encoder
 from .errors import NotFound, UserError, first_line
 
 # what a run writes in its output_dir, and a new run there (overwrite_output_dir) removes
@@ -194,8 +195,9 @@ def refuse_run_folder(name) -> None:
 
 def encoder_folder_problem(path: Path) -> str | None:
     """Why the folder `path` is no pretrained encoder (model.encoder) for a run, or None: a trained mtnlp model or
-    run (model.init_from starts from those), a checkpoint, an ONNX export, no config, no tokenizer, no weights or
-    weights cut short (whether the weights fit the config is pretrained_encoder's to say: it needs transformers)."""
+    run (model.init_from starts from those), a checkpoint, an ONNX export, a decoder or encoder-decoder model by its
+    config.json, no config, no tokenizer, no weights or weights cut short (whether the weights fit the config is
+    pretrained_encoder's to say: it needs transformers)."""
     start = "; to start from a trained mtnlp model, set model.init_from (model.encoder is a pretrained encoder)"
     if ((path / STATE_FILE).exists() or (path / "checkpoints").is_dir()) and not (path / "config.json").exists():
         return "a training checkpoint or run folder" + start  # (the Trainer's output folders have a config.json)
@@ -206,11 +208,15 @@ def encoder_folder_problem(path: Path) -> str | None:
     if not (path / "config.json").is_file():
         return "not a model folder (no config.json)"
     try:
-        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        model_type = config.get("model_type")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError) as e:  # (nested too deeply)
         return f"cannot read its config.json: {first_line(e)}"
     if model_type == MODEL_TYPE:
         return "an mtnlp multi-task model" + start
+    # what config.json says (that a model is causal without saying so, as GPT-2's, pretrained_encoder finds)
+    if config.get("is_encoder_decoder") is True or config.get("is_decoder") is True:
+        return not_an_encoder(model_type, encoder_decoder=config.get("is_encoder_decoder") is True)
     if not any(f.name.startswith("tokenizer") or "vocab" in f.name or f.suffix == ".model" for f in path.iterdir()):
         return "no tokenizer in it (tokenizer.json, tokenizer_config.json or a vocabulary file)"
     if not any((path / name).is_file() for name in ENCODER_WEIGHTS):

@@ -23,6 +23,7 @@ from transformers.modeling_outputs import MultipleChoiceModelOutput, SequenceCla
 from transformers.utils import ModelOutput, cached_file
 
 from . import families, sharing
+from .encoders import not_an_encoder
 from .folders import MODEL_TYPE, in_task_order, safetensors_header, weights_readable_as_umask
 from .heads import build_head
 from .tasks import TASK_TYPES, task_type
@@ -180,12 +181,16 @@ def pretrained_encoder(name: str, dtype=torch.float32, **hub) -> PreTrainedModel
     find in the checkpoint (saved under other names, fewer layers than config.json says) random values, with a
     warning mtnlp silences. Only the pooler may be missing (BertModel(add_pooling_layer=False) saves none):
     it starts new, as a head does. The weights' sizes and layers are compared as for a trained model
-    (check_weights_fit), the weights' names read without the base model's prefix (BertForMaskedLM's `bert.`)."""
+    (check_weights_fit), the weights' names read without the base model's prefix (BertForMaskedLM's `bert.`).
+    A decoder-only or encoder-decoder model is refused before its weights are read: the heads read the states of
+    a text's tokens (the first token's, for a sequence head) as an encoder gives them."""
     config = AutoConfig.from_pretrained(name, trust_remote_code=False, **hub)
+    with torch.device("meta"):  # (no memory)
+        built = AutoModel.from_config(config)
+    if config.is_encoder_decoder or families.causal(config, built):  # before its weights are read
+        raise ValueError(f"{name}: {not_an_encoder(config.model_type, config.is_encoder_decoder)}")
     shapes = saved_shapes(name, hub)
     if shapes is not None:
-        with torch.device("meta"):  # (no memory)
-            built = AutoModel.from_config(config)
         prefix = f"{built.base_model_prefix}."
         shapes = {key.removeprefix(prefix): shape for key, shape in shapes.items()}
         check_sizes(name, built, shapes)

@@ -637,6 +637,29 @@ def encoder_that_does_not_load_with_sharing_in_the_recipe(c: Ctx):
         [f"model.encoder: {encoder}: Unrecognized model in {encoder}"]
 
 
+def encoder_of_another_kind(c: Ctx, model_type: str, **config) -> Path:
+    """The tiny encoder's folder with a tiny random `model_type` model in place of its BERT."""
+    from transformers import AutoConfig, AutoModel
+
+    encoder = encoder_copy(c)
+    AutoModel.from_config(AutoConfig.for_model(model_type, vocab_size=30522, **config)).save_pretrained(encoder)
+    return encoder
+
+
+def encoder_that_is_decoder_only(c: Ctx):
+    # was: trained, and the model gave every text the same prediction (its first token sees only itself)
+    encoder = encoder_of_another_kind(c, "gpt2", n_embd=32, n_layer=2, n_head=2)
+    return train_on(c, encoder, "a gpt2 model is decoder-only: each of its tokens sees only the ones before it")
+
+
+def encoder_decoder_refused_before_the_data_is_read(c: Ctx):
+    # was: a traceback at the first training step, after the data was read and tokenised
+    encoder = encoder_of_another_kind(c, "t5", d_model=32, num_layers=1, num_heads=2, d_ff=64, d_kv=16)
+    recipe = c.recipe(tasks=c.one_task(c.folder / "not-read.tsv"))
+    return train(recipe, f"model.encoder={encoder}"), f"{recipe} (command-line override):", \
+        [f"model.encoder: {encoder}: a t5 model is an encoder-decoder (is_encoder_decoder)"]
+
+
 def serve_batch_window_infinite(c: Ctx):
     # inf held every request forever
     return ["serve", str(c.model), "--port", "0", "--batch-window-ms", "inf"], "--batch-window-ms:", \
@@ -656,6 +679,7 @@ CASES = [Case(f.__name__, f) for f in (
     encoder_whose_weights_have_other_names, encoder_config_with_more_layers_than_its_weights,
     encoder_config_with_fewer_layers_than_its_weights, encoder_config_sizes_do_not_fit_its_weights,
     encoder_without_weights, encoder_weights_cut_short, encoder_that_does_not_load_with_sharing_in_the_recipe,
+    encoder_that_is_decoder_only, encoder_decoder_refused_before_the_data_is_read,
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
     invalid_json_line, validation_from_train_leaving_no_training_example, tune_thresholds_without_a_validation_split, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,

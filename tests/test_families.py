@@ -3,6 +3,7 @@ each task type, save/load, the one-pass pipeline, export parity with the family'
 AutoModelFor*Classification, soft sharing and the hub round trip."""
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -343,6 +344,31 @@ def test_unknown_family_trains_with_a_first_token_head_but_does_not_export(unkno
     assert capsys.readouterr().err.strip().splitlines()[-1:] == [
         "error: cannot export a head of a 'albert' encoder: mtnlp knows the heads of "
         + ", ".join(f.name for f in families.known()) + " only"]
+
+
+DECODERS = ["gpt2", "llama", "qwen2", "modernbert-decoder", "bloom", "openai-gpt", "mamba"]  # (the last 3 say no is_causal)
+OTHER_ENCODERS = ["albert", "mpnet", "deberta", "longformer", "big_bird", "bert-generation", "xlnet", "canine"]
+
+
+def test_decoder_only_and_encoder_decoder_models_are_refused_as_encoders(tokenizer, tmp_path):
+    """A decoder-only model's first token sees only itself (every text got one prediction); an encoder-decoder's
+    AutoModel gives its decoder's states. Told from the config and the model built on the meta device."""
+    for model_type in FAMILY_TYPES + OTHER_ENCODERS + DECODERS:
+        config = AutoConfig.for_model(model_type)
+        with torch.device("meta"):
+            model = AutoModel.from_config(config)
+        assert families.causal(config, model) == (model_type in DECODERS), model_type
+    config = AutoConfig.for_model("bert", is_decoder=True, **SIZE)  # BERT built as a decoder (BertLMHeadModel's)
+    assert families.causal(config, AutoModel.from_config(config))
+    for model_type, kwargs, said in [
+            ("gpt2", {"n_embd": 32, "n_layer": 2, "n_head": 2}, "a gpt2 model is decoder-only: each of its tokens sees "
+                                                                "only the ones before it"),
+            ("t5", {"d_model": 32, "num_layers": 1, "num_heads": 2, "d_ff": 64, "d_kv": 16},
+             "a t5 model is an encoder-decoder (is_encoder_decoder): model.encoder takes an encoder")]:
+        folder = tmp_path / model_type
+        AutoModel.from_config(AutoConfig.for_model(model_type, vocab_size=len(tokenizer), **kwargs)).save_pretrained(folder)
+        with pytest.raises(ValueError, match=re.escape(f"{folder}: {said}")):
+            MultiTaskModel.from_encoder(str(folder), TASKS)
 
 
 @pytest.mark.parametrize("model_type", families.PADDING_POSITIONS)
