@@ -651,6 +651,10 @@ def read_conll(path: Path, lines, spec: DataSpec):
                 if not (-width <= token_col < width and -width <= tag_col < width):
                     raise UserError(f"{path}:{number}: {width} columns, but token_column={token_col} "
                                     f"and tag_column={tag_col}")
+                if token_col % width == tag_col % width:  # (e.g. a file of words only: each word its own tag)
+                    raise UserError(f"{path}:{number}: {width} column{'s' if width > 1 else ''}: a CoNLL line needs "
+                                    f"a word and a tag (token_column {token_col} and tag_column {tag_col} are the "
+                                    "same column)")
             if len(fields) != width:
                 raise UserError(f"{path}:{number}: {len(fields)} columns, expected {width} like the lines before")
             for what, value in (("token", fields[token_col]), ("tag", fields[tag_col])):

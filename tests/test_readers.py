@@ -458,6 +458,15 @@ def test_conll_column_index_out_of_range(tmp_path):
     raises_at(path, 1, "tag_column=7", task_type="tagging", tag_column=7)
 
 
+def test_conll_file_of_words_only(tmp_path):
+    # was: each word its own tag (token_column 0 and tag_column -1 read the one column)
+    path = write(tmp_path, "words.conll", "EU\nrejects\nGerman\n\nPeter\nwalks\n")
+    raises_at(path, 1, "1 column: a CoNLL line needs a word and a tag (token_column 0 and tag_column -1 are the "
+                       "same column)", task_type="tagging")
+    path = write(tmp_path, "two.conll", "EU B-ORG\n")
+    raises_at(path, 1, "2 columns: a CoNLL line needs a word and a tag", task_type="tagging", tag_column=-2)
+
+
 def test_conllu_line_with_nine_columns(tmp_path):
     good = "1\tHello\thello\tINTJ\tUH\t_\t0\troot\t0:root\t_\n"
     bad = "2\tworld\tworld\tNOUN\tNN\t_\t1\tvocative\t1:vocative\n"  # 9 columns (MISC missing)
