@@ -180,11 +180,14 @@ def look_alike(label: str) -> str:
 
 
 def warn_of_label_twins(labels: list[str], source: str) -> None:
-    """A warning for labels that read alike but differ (Technical, technical; café written two ways): each is a
-    label of its own."""
-    twins = {}
+    """A warning for labels that read alike but differ (Technical, technical; café written two ways), and one
+    for labels that are one number written two ways (1 and 1.0, true and 1: a file joined from two exports):
+    each is a label of its own."""
+    twins, numbers = {}, {}
     for label in labels:
         twins.setdefault(look_alike(label), []).append(label)
+        if (number := as_number(label)) is not None:
+            numbers.setdefault(number, []).append(label)
     for names in (names for names in twins.values() if len(names) > 1):
         in_case = len({name.casefold() for name in names}) == 1 \
             and all(name == unicodedata.normalize("NFKC", name) for name in names)  # (not the Kelvin sign's K)
@@ -192,15 +195,26 @@ def warn_of_label_twins(labels: list[str], source: str) -> None:
         shown = " and ".join(map(repr if in_case or all(name.isascii() for name in names) else ascii, names))
         warnings.warn(f"{source}: labels {shown} differ only {how}: they are {len(names)} labels (write them "
                       f"alike if they are one)", stacklevel=3)
-        return
+        break
+    for names in (names for names in numbers.values() if len({look_alike(name) for name in names}) > 1):
+        warnings.warn(f"{source}: labels {' and '.join(map(repr, names))} are the same number: they are "
+                      f"{len(names)} labels (write them alike if they are one)", stacklevel=3)
+        break
+
+
+def as_number(label: str) -> float | None:
+    """The number a label text is (1, 1.0; true and false, as JSON's booleans are read, 1 and 0), or None."""
+    if label.casefold() in ("true", "false"):
+        return float(label.casefold() == "true")
+    try:
+        return float(label)
+    except ValueError:
+        return None
 
 
 def same_number(a: str, b: str) -> bool:
-    """Whether two label texts are one number written two ways (1 and 1.0)."""
-    try:
-        return a != b and float(a) == float(b)
-    except ValueError:
-        return False
+    """Whether two label texts are one number written two ways (1 and 1.0, true and 1)."""
+    return a != b and as_number(a) is not None and as_number(a) == as_number(b)
 
 
 @dataclass

@@ -140,6 +140,24 @@ def test_labels_that_read_alike_are_pointed_out(tmp_path, recwarn):
                     "invisible characters, spaces or case: they are 2 labels (write them alike if they are one)"]
 
 
+@pytest.mark.parametrize("written", [("1", "1.0"), ("1", "true")])
+def test_labels_that_are_one_number_written_two_ways_are_pointed_out(tmp_path, recwarn, written):
+    """1 and 1.0 (or JSON's true and 1) in one training split were two labels without a word (a file joined from
+    two exports trained a 4-class head for 2 classes)."""
+    one, other = written
+    write(tmp_path, "t.jsonl", "".join(f'{{"text": "{text}", "label": {label}}}\n' for text, label in
+                                       [("a", one), ("b", "0"), ("c", other), ("d", "0"), ("e", one)]))
+    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
+                                                               "data_dir": str(tmp_path), "tasks": {"t": {
+                                                                   "type": "classification", "data": {"train": "t.jsonl"}}}})))
+    raw = read_task(recipe, "t", recipe.tasks["t"], splits=("train",))
+    assert len(raw.labels) == 3  # kept as written: a warning, no normalising
+    said = [str(w.message) for w in recwarn if "same number" in str(w.message)]
+    shown = {"1.0": "'1' and '1.0'", "true": "'1' and 'True'"}[other]
+    assert said == [f"{tmp_path / 't.jsonl'}: labels {shown} are the same number: they are 2 labels (write them "
+                    "alike if they are one)"]
+
+
 def test_a_label_that_reads_as_a_training_label_is_named_when_unseen(tmp_path):
     write(tmp_path, "train.csv", "text,label\na,caf\u00e9\nb,th\u00e9\n")
     write(tmp_path, "dev.csv", "text,label\na,cafe\u0301\n")
