@@ -469,11 +469,12 @@ def cmd_evaluate(args) -> int:
         if wanted and name not in wanted:
             continue
         if name not in model.config.tasks:
-            raise UserError(f"{recipe.source}: tasks.{name}: the model has no such task "
+            raise UserError(f"{recipe.where(f'tasks.{name}')}: tasks.{name}: the model has no such task "
                             f"(it has: {', '.join(model.config.tasks)})")
         head = model.config.tasks[name]
         if head["type"] != spec.type:
-            raise UserError(f"{recipe.source}: tasks.{name}.type: {spec.type}, but the model's head is {head['type']}")
+            raise UserError(f"{recipe.where(f'tasks.{name}.type')}: tasks.{name}.type: {spec.type}, but the model's "
+                            f"head is {head['type']}")
         if not present_splits(spec, (args.split,)):
             without.append(name)
             continue
@@ -493,7 +494,7 @@ def cmd_evaluate(args) -> int:
                   + ("; " if changed and dropped else "")
                   + (f"the model's {dropped} not used (tasks.{name} in the recipe)" if dropped else ""))
     if not tasks:
-        raise UserError(f"{recipe.source}: no task has a {args.split} split (tasks.NAME.data.{args.split})")
+        raise UserError(f"{recipe.where('tasks')}: no task has a {args.split} split (tasks.NAME.data.{args.split})")
     if without:
         print(f"not evaluated (no {args.split} split): {', '.join(without)}")
     requested = args.precision or recipe.training.mixed_precision

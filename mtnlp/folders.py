@@ -228,12 +228,20 @@ def encoder_folder_problem(path: Path) -> str | None:
 
 def check_multitask_config(name, config: dict) -> None:
     """A UserError unless `config` (config.json's contents) is an mtnlp multi-task model's, e.g. when the base
-    encoder is given instead of a run's model/ folder."""
+    encoder is given instead of a run's model/ folder, of task types this mtnlp knows."""
     if not config.get("model_type"):
         raise UserError(f"{name}: not an mtnlp model folder or hub repository (no config.json with a model_type)")
     if config["model_type"] != MODEL_TYPE:
         raise UserError(f"{name}: a {config['model_type']} model, not an mtnlp multi-task model "
                         "(give a run's model/ folder, or a repository `mtnlp push` wrote)")
+    from .tasks import task_type
+
+    for task, spec in (config.get("tasks") if isinstance(config.get("tasks"), dict) else {}).items():
+        if isinstance(spec, dict) and isinstance(spec.get("type"), str):  # (any other fault: loading says it)
+            try:  # a type this mtnlp lacks (an extension's)
+                task_type(spec["type"])
+            except UserError as e:
+                raise UserError(f"{name}: config.json: tasks.{task}.type: {e}") from None
 
 
 def check_model_folder(model_dir: Path) -> None:

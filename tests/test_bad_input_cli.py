@@ -274,6 +274,31 @@ def evaluate_folder_that_is_not_a_model(c: Ctx):
     return ["evaluate", str(folder), str(c.recipe())], f"{folder}:", ["not a model folder (no config.json)"]
 
 
+def evaluate_a_task_the_model_does_not_have(c: Ctx):
+    recipe = c.recipe()  # (was: the file, no line)
+    return ["evaluate", str(c.model), str(recipe)], f"{recipe}:{line_of(recipe, r'^  score:')}:", \
+        ["tasks.score: the model has no such task (it has: sentiment, ner)"]
+
+
+def evaluate_a_task_of_another_type_than_the_models_head(c: Ctx):
+    recipe = c.recipe(tasks={"sentiment": {"type": "regression", "data": {"train": str(DATA / "regression_sample.csv"),
+                                                                          "label_column": "score"}}})
+    return ["evaluate", str(c.model), str(recipe)], f"{recipe}:{line_of(recipe, r'^    type:')}:", \
+        ["tasks.sentiment.type: regression, but the model's head is classification"]
+
+
+def evaluate_a_split_no_task_has(c: Ctx):
+    recipe = c.recipe(tasks={"sentiment": c.one_task(DATA / "sst2_sample.jsonl", text_column="sentence")["t"]})
+    return ["evaluate", str(c.model), str(recipe), "--split", "test"], f"{recipe}:{line_of(recipe, r'^tasks:')}:", \
+        ["no task has a test split (tasks.NAME.data.test)"]
+
+
+def predict_a_model_of_a_task_type_this_mtnlp_lacks(c: Ctx):
+    model = edited_config(c, lambda config: config["tasks"]["ner"].update(type="ner"))  # (an extension's type)
+    return ["predict", str(model), "text"], f"{model}: config.json: tasks.ner.type: ", [
+        "task type 'ner' is not one this mtnlp knows (classification, "]
+
+
 def evaluate_base_encoder_instead_of_model(c: Ctx):
     # the recipe's encoder (a plain BERT folder) is a model, but not an mtnlp multi-task model
     return (["evaluate", c.encoder, str(c.recipe())], f"{c.encoder}:",
@@ -680,6 +705,8 @@ CASES = [Case(f.__name__, f) for f in (
     encoder_config_with_fewer_layers_than_its_weights, encoder_config_sizes_do_not_fit_its_weights,
     encoder_without_weights, encoder_weights_cut_short, encoder_that_does_not_load_with_sharing_in_the_recipe,
     encoder_that_is_decoder_only, encoder_decoder_refused_before_the_data_is_read,
+    evaluate_a_task_the_model_does_not_have, evaluate_a_task_of_another_type_than_the_models_head,
+    evaluate_a_split_no_task_has, predict_a_model_of_a_task_type_this_mtnlp_lacks,
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,
     empty_split_header_only, whitespace_only_text, label_unseen_in_train, conll_column_count_mismatch, malformed_conllu_line, non_utf8_bytes,
     invalid_json_line, validation_from_train_leaving_no_training_example, tune_thresholds_without_a_validation_split, lines_count_mismatch, lines_empty_label_line, lines_validation_label_unseen_in_train,

@@ -318,7 +318,8 @@ def test_a_type_of_ones_own_reads_its_keys_in_its_loss_and_an_unknown_type_is_a_
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(tmp_path / "model")
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "model"), "a text"]) == 2
-    assert capsys.readouterr().err.strip().startswith("error: task type 'smoothed' is not one this mtnlp knows")
+    assert capsys.readouterr().err.strip().startswith(f"error: {tmp_path / 'model'}: config.json: tasks.s.type: task "
+                                                      "type 'smoothed' is not one this mtnlp knows")
 
 
 def test_multilabel_label_shares_are_of_examples():
