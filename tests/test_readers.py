@@ -112,13 +112,18 @@ def test_a_csv_separated_by_semicolons_and_a_parquet_file_are_pointed_out(tmp_pa
               "train: train (validation: validation, test: test)")
 
 
+def read_classification_train(folder, train: str):
+    """The train split of one classification task on `folder`/`train`, read as a run reads it."""
+    recipe = load_recipe(write(folder, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
+                                                             "data_dir": str(folder), "tasks": {"t": {
+                                                                 "type": "classification", "data": {"train": train}}}})))
+    return read_task(recipe, "t", recipe.tasks["t"], splits=("train",))
+
+
 def test_labels_that_differ_only_in_case_are_pointed_out(tmp_path, recwarn):
     """'Technical' and 'technical' were two labels without a word (the table said labels 7)."""
     write(tmp_path, "t.csv", "text,label\na,Technical\nb,technical\nc,billing\nd,Billing\ne,other\n")
-    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
-                                                               "data_dir": str(tmp_path), "tasks": {"t": {
-                                                                   "type": "classification", "data": {"train": "t.csv"}}}})))
-    raw = read_task(recipe, "t", recipe.tasks["t"], splits=("train",))
+    raw = read_classification_train(tmp_path, "t.csv")
     assert raw.labels == ["Billing", "Technical", "billing", "other", "technical"]
     said = [str(w.message) for w in recwarn if "differ only in case" in str(w.message)]
     assert said == [f"{tmp_path / 't.csv'}: labels 'Billing' and 'billing' differ only in case: they are 2 labels "
@@ -130,10 +135,7 @@ def test_labels_that_read_alike_are_pointed_out(tmp_path, recwarn):
     without a word (multilingual walk: 6 labels meant, 13 trained)."""
     write(tmp_path, "t.csv", "text,label\na,caf\u00e9\nb,cafe\u0301\nc,POS\nd,\uff30\uff2f\uff33\ne,\u200fneg\nf,neg\n"
                              "g,\u212a\nh,K\n")  # (the Kelvin sign: it differs in form, not in case)
-    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
-                                                               "data_dir": str(tmp_path), "tasks": {"t": {
-                                                                   "type": "classification", "data": {"train": "t.csv"}}}})))
-    raw = read_task(recipe, "t", recipe.tasks["t"], splits=("train",))
+    raw = read_classification_train(tmp_path, "t.csv")
     assert len(raw.labels) == 8  # kept as written: a warning, no normalising
     said = [str(w.message) for w in recwarn if "differ only" in str(w.message)]
     assert said == [f"{tmp_path / 't.csv'}: labels 'K' and '\\u212a' differ only in Unicode form, "
@@ -147,10 +149,7 @@ def test_labels_that_are_one_number_written_two_ways_are_pointed_out(tmp_path, r
     one, other = written
     write(tmp_path, "t.jsonl", "".join(f'{{"text": "{text}", "label": {label}}}\n' for text, label in
                                        [("a", one), ("b", "0"), ("c", other), ("d", "0"), ("e", one)]))
-    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
-                                                               "data_dir": str(tmp_path), "tasks": {"t": {
-                                                                   "type": "classification", "data": {"train": "t.jsonl"}}}})))
-    raw = read_task(recipe, "t", recipe.tasks["t"], splits=("train",))
+    raw = read_classification_train(tmp_path, "t.jsonl")
     assert len(raw.labels) == 3  # kept as written: a warning, no normalising
     said = [str(w.message) for w in recwarn if "same number" in str(w.message)]
     shown = {"1.0": "'1' and '1.0'", "true": "'1' and 'True'"}[other]
