@@ -74,7 +74,7 @@ def for_model(requested, model) -> Precision:
     """The precision for evaluating or predicting with `model` (on its device). Weights that are not all fp32
     (loaded or cast so) are cast to fp32, in place, where fp32 runs (asked for, or auto's choice), and fp16 ones
     on a CPU whatever runs (fp16 runs as fp32 there; bf16 autocast then runs over the fp32 weights, as for an
-    fp32 model). Where a half precision runs, weights all bf16 or all fp16 run in their own dtype without
+    fp32 model), and bf16 ones where fp16 runs (a CUDA device without bf16: auto's fp16). Where a half precision runs, weights all bf16 or all fp16 run in their own dtype without
     autocast (bf16 autocast over fp16 weights fails in layer_norm), and mixed ones under autocast."""
     chosen = resolve(requested, next(model.parameters()).device)
     dtypes = {p.dtype for p in model.parameters()}
@@ -87,6 +87,10 @@ def for_model(requested, model) -> Precision:
         model.float()
         return replace(chosen, reason=f"{chosen.reason}; the model's fp16 weights cast to fp32 (fp16 runs as fp32 "
                                       "on a CPU)")
+    if chosen.name == "fp16" and torch.bfloat16 in dtypes:  # fp16 runs where bf16 does not (or was asked for)
+        model.float()
+        return replace(chosen, reason=f"{chosen.reason}; the model's bf16 weights cast to fp32 for fp16 autocast "
+                                      "(bf16 values can overflow fp16)")
     name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtypes.pop()) if len(dtypes) == 1 else None
     if name is None:
         return chosen

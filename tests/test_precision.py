@@ -273,6 +273,21 @@ def test_bf16_weights_asked_bf16_on_a_cpu_keep_the_slow_warning(monkeypatch, has
         assert "much slower" in chosen.warning
 
 
+@pytest.mark.parametrize("asked", ["auto", "fp16"])
+def test_bf16_weights_where_fp16_runs_are_cast_to_fp32_under_fp16_autocast(monkeypatch, asked):
+    """On a CUDA device without bf16 (a T4, a V100) auto picks fp16, yet a model saved in bf16 ran its bf16
+    weights there, emulated; an explicit fp16 ran bf16 too. They now run as an fp32 model does: fp16 autocast."""
+    def cuda_without_bf16(requested, device):
+        name = "fp16" if requested in ("auto", "fp16") else requested
+        return precision.Precision(requested, name, "cuda", "auto: the CUDA device lacks bf16")
+    monkeypatch.setattr(precision, "resolve", cuda_without_bf16)
+    model = half_model(torch.bfloat16)
+    chosen = precision.for_model(asked, model)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert (chosen.name, chosen.cast, chosen.warning) == ("fp16", True, None)
+    assert "bf16 weights cast to fp32" in chosen.reason
+
+
 @pytest.mark.parametrize("variables, expected", [
     ({}, True),
     ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, False),  # an AVX-512 cap: torch still says bf16 is supported
