@@ -84,6 +84,9 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
         if steps and steps["trained"] < steps["planned"]:
             trained += f" (early stopping; {steps['planned']} planned)"
         lines += [f"Kept model: step {metrics['best_step']}{trained}.", ""]
+    used = (metrics or {}).get("precision")  # bf16 and fp32 figures can differ in the last digits
+    if used and (metrics or {}).get("tasks"):
+        lines += [f"Figures measured in {used['used']} ({used['reason']}).", ""]
     if not onnx:  # an export's figures are measured on its own folder (mtnlp evaluate --per-label)
         lines += per_label_section((metrics or {}).get("per_label") or {})
     return "\n".join(lines)

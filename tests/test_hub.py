@@ -418,3 +418,16 @@ def test_the_card_says_how_figures_whose_names_do_not_say_are_averaged():
     assert len(list(card_rows(lines))) == 4  # the table is still whole
     assert not [line for line in model_card(MultiTaskConfig(encoder={"model_type": "bert"}, tasks=tasks)).splitlines()
                 if line.startswith("- ") and "): " in line]  # no figures, no notes
+
+
+def test_the_card_says_the_precision_its_figures_were_measured_in():
+    """bf16 and fp32 figures differ in their last digits; the card gave them with no word of which."""
+    from mtnlp.hub import model_card
+    from mtnlp.modeling import MultiTaskConfig
+
+    config = MultiTaskConfig(encoder={"model_type": "bert"}, tasks={"s": {"type": "classification", "labels": ["a", "b"]}})
+    used = {"requested": "auto", "used": "bf16", "device": "cpu", "reason": "auto: this CPU runs bf16 natively (AMX)"}
+    card = model_card(config, {"tasks": {"s": {"validation": {"accuracy": 0.9}}}, "precision": used})
+    assert "Figures measured in bf16 (auto: this CPU runs bf16 natively (AMX))." in card.splitlines()
+    assert "Figures measured" not in model_card(config, {"tasks": {}, "precision": used})  # no figures, no line
+    assert "Figures measured" not in model_card(config, {"tasks": {"s": {"validation": {"accuracy": 0.9}}}})
