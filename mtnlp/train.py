@@ -409,7 +409,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     if source is not None:
         say_transfer(run, source, source_path)
     if chosen.warning and accelerator.is_main_process:
-        warnings.warn(f"training.mixed_precision: {chosen.warning}", stacklevel=2)
+        key = "training.mixed_precision"
+        warnings.warn(f"{recipe.where(key)}: {key}: {chosen.warning}", stacklevel=2)
     accelerator.print(report.data_table(data_facts, recipe.model.max_length))
     for name, splits in data_facts.items():  # e.g. cased text on an uncased vocabulary: words the model cannot tell apart
         unknown = next(((split, f["unknown_tokens"]) for split, f in splits.items() if f.get("unknown_tokens", 0) > 0.05), None)

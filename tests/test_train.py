@@ -5,6 +5,7 @@ import math
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -301,7 +302,13 @@ def _fresh_head(recipe_path, result, task):
 @pytest.mark.parametrize("precision", ["no", "fp16"])
 def test_other_precisions_train(make_recipe, tmp_path, precision):
     recipe = make_recipe(training={"steps": 3, "mixed_precision": precision})
-    result = train(load_recipe(recipe))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(load_recipe(recipe))
+    said = [str(w.message) for w in caught if "fp16 on a CPU runs as fp32" in str(w.message)]
+    line = next(i for i, text in enumerate(recipe.read_text().splitlines(), 1) if "mixed_precision" in text)
+    assert said == ([f"{recipe}:{line}: training.mixed_precision: fp16 on a CPU runs as fp32 (Accelerate does not "
+                     "autocast fp16 on a CPU); use bf16 or auto for half precision on a CPU"] if precision == "fp16" else [])
     assert result.accelerator.mixed_precision == "no"  # fp16 on a CPU: fp32, and the records say so
     used = json.loads((tmp_path / "run" / "metrics.json").read_text())["precision"]
     assert (used["requested"], used["used"]) == ("fp32" if precision == "no" else "fp16", "fp32")
