@@ -391,8 +391,13 @@ def requested_tasks(value: str | None, available: list[str], holder: str = "the 
     tasks = list(dict.fromkeys(value.split(",")))
     unknown = [t for t in tasks if t not in available]
     if unknown:
-        raise UserError(f"--tasks: {holder} has no task {unknown[0]!r} (it has: {', '.join(available)})")
+        raise UserError(f"--tasks: {holder} has no task {unknown[0]!r} (it has: {', '.join(available)})"
+                        + spaces_hint(unknown[0], available))
     return tasks
+
+
+def spaces_hint(name: str, available) -> str:
+    return "; spaces count in a task name: write a,b without them" if name.strip() in available else ""
 
 
 def output_path(path: str, flag: str) -> Path:
@@ -723,10 +728,10 @@ def cmd_export(args) -> int:
                         f"{'--onnx' if args.onnx else '--quantize'}")
     if args.quantize and not args.onnx:
         raise UserError("export: --quantize applies to --onnx")
-    if args.tasks is not None:
-        if "" in args.tasks.split(","):
-            raise UserError(f"--tasks {args.tasks!r}: an empty task name; give names separated by commas")
-        args.task = list(dict.fromkeys((args.task or []) + args.tasks.split(",")))
+    listed = args.tasks.split(",") if args.tasks is not None else []
+    if "" in listed:
+        raise UserError(f"--tasks {args.tasks!r}: an empty task name; give names separated by commas")
+    args.task = list(dict.fromkeys((args.task or []) + listed)) or args.task
     if args.encoder and len(args.task or []) > 1:
         raise UserError(f"export --encoder: give at most one --task, the task whose encoder to write (default the "
                         f"first) ({len(args.task)} were given)")
@@ -753,6 +758,10 @@ def cmd_export(args) -> int:
             require(module, "onnx", f"export --onnx{' --quantize' if args.quantize else ''}")
     quiet_libraries(with_datasets=False)
     model, tokenizer = load_model(args.model, revision=args.revision)
+    if unknown := [t for t in args.task or [] if t not in model.config.tasks]:
+        flag = "--tasks" if unknown[0] in listed else "--task"
+        raise UserError(f"{flag} {unknown[0]}: the model has no such task (it has: {', '.join(model.config.tasks)})"
+                        + spaces_hint(unknown[0], model.config.tasks))
     # written to a temporary folder, then renamed: a full disk or a crash leaves no part of an export that blocks a
     # retry. Beside a new OUT; inside an existing (empty) one, whose entries it becomes: OUT may be the current
     # folder, or a mount point, which no rename replaces

@@ -136,6 +136,11 @@ def test_one_head_and_bad_export_options(exported, tmp_path, capsys):
     assert main(["export", str(exported / "model"), "--onnx", "--task", "nope", str(tmp_path / "z")]) == 2
     err = capsys.readouterr().err
     assert "--onnx" in err and "--quantize applies to --onnx" in err and "no such task" in err
+    # the flag the user gave is the one named; a space after a comma is part of the next name, and the error says so
+    assert main(["export", str(exported / "model"), "--onnx", "--tasks", "ner, score", str(tmp_path / "z")]) == 2
+    assert capsys.readouterr().err == ("error: --tasks  score: the model has no such task (it has: sentiment, score, "
+                                       "ner, topics); spaces count in a task name: write a,b without them\n")
+    assert not (tmp_path / "z").exists()
 
 
 def test_export_prints_only_its_own_lines(exported, tmp_path):
