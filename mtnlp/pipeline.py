@@ -240,7 +240,7 @@ def is_integer(value) -> bool:
 
 def default_device(cpu: bool = False) -> torch.device:
     """The machine's accelerator (CUDA, MPS, XPU), as Accelerate picks for training, else (or with `cpu`) the CPU."""
-    found = None if cpu else torch.accelerator.current_accelerator()
+    found = None if cpu else torch.accelerator.current_accelerator(check_available=True)  # (else: what torch is built for)
     return torch.device(found.type) if found is not None else torch.device("cpu")
 
 

@@ -424,3 +424,16 @@ def test_inference_runs_on_the_machines_accelerator(monkeypatch, found, cpu, exp
 
     monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *a, **k: found and torch.device(found))
     assert default_device(cpu=cpu) == torch.device(expected)
+
+
+def test_inference_on_a_cuda_build_without_a_gpu_runs_on_the_cpu(monkeypatch):
+    """PyPI's Linux torch is a CUDA build: on a machine without a GPU (or CUDA_VISIBLE_DEVICES="") torch still
+    names CUDA as its accelerator unless asked whether one is there, and predict, serve and evaluate failed."""
+    import torch
+
+    from mtnlp.pipeline import default_device
+
+    def cuda_build_without_a_gpu(check_available=False):
+        return None if check_available else torch.device("cuda")
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", cuda_build_without_a_gpu)
+    assert default_device() == torch.device("cpu")
