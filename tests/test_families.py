@@ -494,3 +494,23 @@ def test_an_encoder_that_always_has_a_pooler_loads(tokenizer, tmp_path):
     assert any(k.startswith("pooler.") for k in saved)
     assert all(torch.equal(v, saved[k]) for k, v in model.encoder.state_dict().items())
     assert model(**batch(tokenizer), task="sentiment").logits.shape == (len(TEXTS), 3)
+    # the pooler no loss reaches is frozen: DDP without find_unused_parameters (one task) failed at step 2 on it
+    assert not any(p.requires_grad for p in model.encoder.pooler.parameters())
+    assert every_trainable_weight_is_reached(model, tokenizer)
+    one_task = {"sentiment": TASKS["sentiment"]}  # (each task has its adapters: a one-task run's are all reached)
+    lora = MultiTaskModel.from_encoder(str(tmp_path), one_task, sharing=LORA)  # (adding adapters unfreezes the encoder)
+    assert every_trainable_weight_is_reached(lora, tokenizer)
+
+
+def every_trainable_weight_is_reached(model, tokenizer) -> bool:
+    """Whether one task's loss gives every trainable parameter outside the other tasks' heads a gradient, as
+    DistributedDataParallel needs when it is not told to look for unused ones (a one-task run)."""
+    model.train()
+    model(**batch(tokenizer), labels=torch.tensor([0, 1, 2]), task="sentiment").loss.backward()
+    others = {id(p) for name, head in model.heads.items() if name != "sentiment" for p in head.parameters()}
+    return all(p.grad is not None for p in model.parameters() if p.requires_grad and id(p) not in others)
+
+
+@pytest.mark.parametrize("model_type", list(CLASS_PREFIX))
+def test_one_tasks_loss_reaches_every_trainable_weight_in_every_family(encoders, tokenizer, model_type):
+    assert every_trainable_weight_is_reached(MultiTaskModel.from_encoder(encoders[model_type], TASKS), tokenizer)
