@@ -92,8 +92,11 @@ class MultiTaskConfig(PreTrainedConfig):
     task_order: list | None = None  # the tasks' order (the recipe's): config.json's keys are sorted when saved
 
     def __post_init__(self, **kwargs):
+        if self.tasks and self.encoder is None:  # (super() would make it bert-base's: a mismatch with the weights)
+            raise TasksError("encoder: a model with tasks needs its encoder's config (config.json has no encoder)")
         super().__post_init__(**kwargs)
-        self.tasks = in_task_order(self.tasks or {}, self.task_order)
+        if isinstance(self.tasks, dict) or not self.tasks:  # (anything else: checked_tasks says what a model takes)
+            self.tasks = in_task_order(self.tasks or {}, self.task_order)
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "task_order": list(self.tasks or {})}

@@ -467,6 +467,18 @@ def predict_config_without_a_tasks_labels(c: Ctx):
                                                         "tasks['sentiment']['labels']: expected a list of at least 2"]
 
 
+def predict_config_whose_tasks_are_a_list(c: Ctx):  # was a TypeError's text: "dictionary update sequence element"
+    model = edited_config(c, lambda config: config.update(tasks=list(config["tasks"].values())))
+    return ["predict", str(model), "text"], f"{model}:", ["its config.json does not describe an mtnlp model that loads",
+                                                        "tasks: expected a non-empty dict of task specs"]
+
+
+def predict_config_without_its_encoder(c: Ctx):  # was "does not fit its weights": the encoder became bert-base's
+    model = edited_config(c, lambda config: config.pop("encoder"))
+    return ["predict", str(model), "text"], f"{model}:", ["its config.json does not describe an mtnlp model that loads",
+                                                        "encoder: a model with tasks needs its encoder's config"]
+
+
 def predict_a_model_whose_tokenizer_json_is_damaged(c: Ctx):
     model = copy_of_the_model(c)  # a KeyError traceback from transformers' tokenizer loading
     (model / "tokenizer.json").write_text("{}")
@@ -695,7 +707,8 @@ CASES = [Case(f.__name__, f) for f in (
     output_dir_that_cannot_be_created, predict_tasks_empty, predict_tasks_with_an_empty_name,
     predict_tasks_ending_with_a_comma,
     predict_a_checkpoint_folder, predict_a_file_as_the_model, push_weights_cut_short,
-    predict_config_without_a_tasks_labels, predict_a_model_whose_tokenizer_json_is_damaged, serve_batch_window_infinite,
+    predict_config_without_a_tasks_labels, predict_config_whose_tasks_are_a_list, predict_config_without_its_encoder,
+    predict_a_model_whose_tokenizer_json_is_damaged, serve_batch_window_infinite,
     predict_a_model_whose_config_has_more_layers_than_its_weights, predict_a_model_whose_weights_lack_an_encoder_weight,
     predict_a_sharded_model_whose_config_has_more_layers_than_its_weights,
     predict_a_model_whose_weights_have_one_it_has_no_place_for, predict_a_model_whose_config_sizes_do_not_fit_its_weights,
