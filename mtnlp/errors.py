@@ -34,6 +34,16 @@ def causes(error: BaseException):
         error = error.__cause__ or error.__context__
 
 
+def offline_miss(error: BaseException) -> str | None:
+    """What to say when a hub id is not in the local cache and HF_HUB_OFFLINE forbids downloading it; else None."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    if constants.HF_HUB_OFFLINE and any(isinstance(c, LocalEntryNotFoundError) for c in causes(error)):
+        return "not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is downloaded"
+    return None
+
+
 def require(module: str, extra: str, what: str) -> None:
     """An optional package `what` needs: a missing one is a user error naming mtnlp's extra that installs it."""
     import importlib.util

@@ -314,7 +314,7 @@ def load_pretrained(name: str, **hub_kwargs):
     from huggingface_hub import constants
     from huggingface_hub.errors import LocalEntryNotFoundError
     from safetensors import SafetensorError
-    from .errors import NotFound, UserError, causes, first_line
+    from .errors import NotFound, UserError, causes, first_line, offline_miss
     from .hub import transport_errors
     from .onnx_model import OnnxMultiTaskModel, onnx_errors
 
@@ -356,9 +356,8 @@ def load_pretrained(name: str, **hub_kwargs):
             raise UserError(f"{name}: its config.json does not describe an mtnlp model that loads ({first_line(e)})") \
                 from None
         if not path.exists() and any(isinstance(c, LocalEntryNotFoundError) for c in causes(e)):
-            if constants.HF_HUB_OFFLINE:
-                raise NotFound(f"{name}: not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is "
-                                "downloaded") from None
+            if offline := offline_miss(e):
+                raise NotFound(f"{name}: {offline}") from None
             raise NotFound(f"{name}: cannot reach the hub to download it ({first_line(list(causes(e))[-1])})") from None
         if not path.exists():
             hub_error = hub_load_error(name, e, hub_kwargs.get("revision"))

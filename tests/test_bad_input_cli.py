@@ -659,6 +659,12 @@ def encoder_without_weights(c: Ctx):
     return train_on(c, encoder, "no weights in it (model.safetensors or pytorch_model.bin)")
 
 
+def encoder_hub_id_not_in_the_cache_offline(c: Ctx):  # said only "We couldn't connect to 'https://huggingface.co'"
+    recipe = c.recipe()
+    return train(recipe, "model.encoder=some-org/not-cached"), f"{recipe} (command-line override):", \
+        ["model.encoder: cannot load 'some-org/not-cached' (not in the local hub cache, and HF_HUB_OFFLINE is set"]
+
+
 def encoder_weights_cut_short(c: Ctx):
     encoder = encoder_copy(c)  # was: a SafetensorError traceback after the data was read
     weights = encoder / "model.safetensors"
@@ -716,7 +722,7 @@ CASES = [Case(f.__name__, f) for f in (
     predict_a_model_whose_tokenizer_has_ids_past_the_encoders_vocabulary, encoder_with_pickled_weights_that_hold_code,
     encoder_whose_weights_have_other_names, encoder_config_with_more_layers_than_its_weights,
     encoder_config_with_fewer_layers_than_its_weights, encoder_config_sizes_do_not_fit_its_weights,
-    encoder_without_weights, encoder_weights_cut_short, encoder_that_does_not_load_with_sharing_in_the_recipe,
+    encoder_without_weights, encoder_weights_cut_short, encoder_hub_id_not_in_the_cache_offline, encoder_that_does_not_load_with_sharing_in_the_recipe,
     encoder_that_is_decoder_only, encoder_decoder_refused_before_the_data_is_read,
     evaluate_a_task_the_model_does_not_have, evaluate_a_task_of_another_type_than_the_models_head,
     evaluate_a_split_no_task_has, predict_a_model_of_a_task_type_this_mtnlp_lacks,
