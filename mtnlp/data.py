@@ -297,6 +297,10 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     if derived and stream is None:
         labels = kind.label_set(rows_of(raw["train"]))
         warn_of_label_twins(labels, sources["train"])
+        rows = raw["train"].num_rows
+        if task.type in ("classification", "multilabel") and len(labels) >= 20 and len(labels) > rows / 2:
+            warnings.warn(f"{sources['train']}: {len(labels):,} labels for {rows:,} examples: is "
+                          f"tasks.{name}.data.label_column ({task.data.label_column!r}) the text's column?", stacklevel=2)
     if derived and len(labels) < kind.min_labels:
         raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
                         f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels}")

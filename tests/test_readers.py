@@ -120,6 +120,18 @@ def read_classification_train(folder, train: str):
     return read_task(recipe, "t", recipe.tasks["t"], splits=("train",))
 
 
+@pytest.mark.parametrize("rows, warned", [(60, True), (100, False), (19, False)])
+def test_a_label_for_nearly_every_example_asks_whether_label_column_is_the_text(tmp_path, recwarn, rows, warned):
+    """label_column naming the text column trained 60 labels for 60 examples without a word."""
+    text = "".join(f"{'x' * (i % 3 + 1)},sentence number {i % 40}\n" for i in range(rows))  # label: a sentence
+    write(tmp_path, "t.csv", "text,label\n" + text)
+    raw = read_classification_train(tmp_path, "t.csv")
+    said = [str(w.message) for w in recwarn if "the text's column" in str(w.message)]
+    labels = len(raw.labels)
+    assert said == ([f"{tmp_path / 't.csv'}: {labels} labels for {rows} examples: is tasks.t.data.label_column "
+                     "('label') the text's column?"] if warned else [])
+
+
 def test_labels_that_differ_only_in_case_are_pointed_out(tmp_path, recwarn):
     """'Technical' and 'technical' were two labels without a word (the table said labels 7)."""
     write(tmp_path, "t.csv", "text,label\na,Technical\nb,technical\nc,billing\nd,Billing\ne,other\n")
