@@ -134,13 +134,14 @@ def lr_factor(schedule: str, warmup: int, steps: int, step: int) -> float:
     return 1.0 if schedule == "constant" else max(0.0, (steps - step) / max(1, steps - warmup))
 
 
-def set_learning_rates(optimizer, scheduler, base: list[float]) -> None:
-    """Make `base` the groups' learning rates before the schedule's factor (a resumed run's optimizer and
-    scheduler state bring the checkpoint's: training.lr and head_lr given now apply from here on)."""
-    scheduler.base_lrs = list(base)
+def set_group_settings(optimizer, scheduler, wanted: list[dict]) -> None:
+    """Make `wanted` ({"initial_lr", "weight_decay"} of each group: the recipe's) the groups' learning rates before
+    the schedule's factor and their weight decay (a resumed run's optimizer and scheduler state bring the
+    checkpoint's: training.lr, head_lr and weight_decay given now apply from here on)."""
+    scheduler.base_lrs = [settings["initial_lr"] for settings in wanted]
     factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
-    for group, lr in zip(optimizer.param_groups, base):
-        group["initial_lr"], group["lr"] = lr, lr * factor
+    for group, settings in zip(optimizer.param_groups, wanted):
+        group.update(settings, lr=settings["initial_lr"] * factor)
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
 
 
@@ -282,7 +283,7 @@ def resume(run: Run, folder: Path, own: bool) -> None:
     In the run's own folder (`own`), what was written after the checkpoint's step is written again."""
     recipe, accelerator, optimizer, t = run.recipe, run.accelerator, run.optimizer, run.recipe.training
     where = f"{recipe.where('training.resume_from')}: training.resume_from"
-    wanted = [group["initial_lr"] for group in optimizer.param_groups]  # this recipe's lr and head_lr
+    wanted = [{key: group[key] for key in ("initial_lr", "weight_decay")} for group in optimizer.param_groups]
     state = load_checkpoint(folder, run.unwrapped, optimizer, accelerator.process_index, accelerator.num_processes,
                             accelerator.scaler)
     # the optimizer's head parameters, learned loss weights and batch seeds go by the tasks' order
@@ -293,7 +294,7 @@ def resume(run: Run, folder: Path, own: bool) -> None:
         warnings.warn(f"{folder}: written by {state['ranks']} process(es), resumed with {accelerator.num_processes}: "
                       "the batches differ from an uninterrupted run's", stacklevel=3)
     run.scheduler.load_state_dict(state["scheduler"])
-    set_learning_rates(optimizer, run.scheduler, wanted)
+    set_group_settings(optimizer, run.scheduler, wanted)  # this recipe's lr, head_lr and weight_decay
     run.plan.load_state_dict(state)
     for name, batches in state["batches"].items():  # (a streamed task's size is not known up front)
         had = batches.get("cut", {}).get("examples")

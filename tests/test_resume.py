@@ -175,7 +175,9 @@ def test_resuming_with_another_weighting_or_gradient_method_continues(make_recip
     assert said == ["resumed with other settings than those that trained up to step 2: " + "; ".join(changed)]
 
 
-def test_learning_rates_given_on_resume_apply(make_recipe, tmp_path):
+def test_learning_rates_and_weight_decay_given_on_resume_apply(make_recipe, tmp_path):
+    """The weight decay given on resume was recorded and said (0.01 -> 0.5), but the checkpoint's optimizer
+    state put the old one back: resuming with 0.01 and with 0.9 gave bit-identical weights."""
     recipe = make_recipe(training={"steps": 6, "warmup": 0.0})
     run = setup(load_recipe(recipe))
     for _ in range(3):
@@ -183,10 +185,12 @@ def test_learning_rates_given_on_resume_apply(make_recipe, tmp_path):
     from mtnlp.train import checkpoint
 
     folder = checkpoint(run)
-    resumed = setup(load_recipe(recipe, [f"training.resume_from={folder}", "training.lr=2e-4", "training.head_lr=4e-4"]))
+    resumed = setup(load_recipe(recipe, [f"training.resume_from={folder}", "training.lr=2e-4", "training.head_lr=4e-4",
+                                         "training.weight_decay=0.5"]))
     factor = (6 - 3) / 6  # linear decay, no warm-up
     lrs = [g["lr"] for g in resumed.optimizer.param_groups]
     assert lrs == pytest.approx([2e-4 * factor] * 2 + [4e-4 * factor] * 2)
+    assert [g["weight_decay"] for g in resumed.optimizer.param_groups] == [0.5, 0.0, 0.5, 0.0]  # (biases, norms: none)
     assert resumed.scheduler.get_last_lr() == pytest.approx(lrs)
     train_step(resumed)
     assert resumed.scheduler.get_last_lr()[0] == pytest.approx(2e-4 * 2 / 6)
