@@ -108,20 +108,26 @@ def make_accelerator(recipe: Recipe) -> tuple[Accelerator, precision.Precision]:
 
 def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float = 1e-3):
     """AdamW (no weight decay on biases and norm weights: the 1-D parameters, whatever a family names
-    them) with linear warm-up, then `t.lr_schedule`; the heads at `head_lr` (default: lr). Learned loss
-    weights (if any) are a group with their own learning rate."""
+    them, and a table named a bias, as the Trainer: MPNet's relative_attention_bias) with linear warm-up, then
+    `t.lr_schedule`; the heads at `head_lr` (default: lr). Learned loss weights (if any) are a group with their
+    own learning rate."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = []
     for is_head, lr in ((False, t.lr), (True, t.head_lr or t.lr)):
-        part = [p for n, p in trainable if n.startswith("heads.") == is_head]
-        groups += [{"params": [p for p in part if p.ndim >= 2], "weight_decay": t.weight_decay, "lr": lr},
-                   {"params": [p for p in part if p.ndim < 2], "weight_decay": 0.0, "lr": lr}]
+        part = [(n, p) for n, p in trainable if n.startswith("heads.") == is_head]
+        groups += [{"params": [p for n, p in part if decayed(n, p)], "weight_decay": t.weight_decay, "lr": lr},
+                   {"params": [p for n, p in part if not decayed(n, p)], "weight_decay": 0.0, "lr": lr}]
     if weighting is not None and list(weighting.parameters()):
         groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0, "lr": weighting_lr})
     optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # fused: ~3x faster steps on CPU
     warmup = min(math.ceil(t.warmup * t.steps), t.steps - 1)  # the last update's lr is never 0 (steps: 1)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, t.lr_schedule, warmup,
                                                                                      t.steps))
+
+
+def decayed(name: str, parameter) -> bool:
+    """Not a bias or norm weight (1-D), nor a table a module names a bias (its own name, not a task's)."""
+    return parameter.ndim >= 2 and not any("bias" in part for part in name.lower().split(".")[-2:])
 
 
 def lr_factor(schedule: str, warmup: int, steps: int, step: int) -> float:

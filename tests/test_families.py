@@ -421,6 +421,22 @@ def test_biases_and_norm_weights_are_not_decayed(encoders, model_type):
     assert all(decay[id(p)] == 0.01 for n, p in names.items() if n not in exempt)
 
 
+def test_a_table_named_a_bias_is_not_decayed_as_in_the_trainer(tokenizer, tmp_path):
+    """MPNet's relative_attention_bias (2-D: a table of position-bucket biases) was decayed; the Trainer does not
+    decay it. A task's name is no module's: a task called bias_check keeps its head's weight decay."""
+    from mtnlp.recipe import TrainingSpec
+    from mtnlp.train import make_optimizer
+
+    config = AutoConfig.for_model("mpnet", vocab_size=len(tokenizer), **SIZE)
+    AutoModel.from_config(config).save_pretrained(tmp_path)
+    model = MultiTaskModel.from_encoder(str(tmp_path), {"bias_check": TASKS["sentiment"]})
+    optimizer, _ = make_optimizer(model, TrainingSpec(weight_decay=0.01))
+    decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    names = dict(model.named_parameters())
+    assert decay[id(names["encoder.encoder.relative_attention_bias.weight"])] == 0.0
+    assert decay[id(names["heads.bias_check.classifier.weight"])] == 0.01
+
+
 @pytest.mark.parametrize("model_type", FAMILY_TYPES)
 def test_mtnlp_train_end_to_end(encoders, tmp_path, model_type):
     """`mtnlp train` on the sample tasks (classification, regression, NER); the kept model predicts."""
