@@ -427,7 +427,7 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()))
-        text = f"must be {sign} {bound}, got {_short(value)}"
+        text = f"must be {sign} {bound}, got {_short(value)}" + RANGE_HINTS.get(key, "")
     elif kind == "finite_number":
         text = f"must be a finite number, got {_short(value)}"
     elif kind.split("_")[0] in EXPECTED:
@@ -442,6 +442,9 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# what a value out of range may have meant (the Trainer's warmup_steps; its max_grad_norm 0, no clipping)
+RANGE_HINTS = {"training.warmup": ": a fraction of training.steps (0.1: the first 10%)",
+               "training.max_grad_norm": " (null: no clipping)"}
 EXPECTED = {"int": "int", "float": "a number", "string": "str", "bool": "bool (true or false)"}
 
 

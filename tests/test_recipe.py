@@ -292,6 +292,14 @@ def test_out_of_range(item, key):
     assert str(DEMO) in message and f"{key}:" in message
 
 
+@pytest.mark.parametrize("item, said", [
+    ("training.warmup=100", "training.warmup: must be < 1, got 100: a fraction of training.steps (0.1: the first 10%)"),
+    ("training.max_grad_norm=0", "training.max_grad_norm: must be > 0, got 0 (null: no clipping)")])
+def test_a_trainer_users_value_out_of_range_says_what_the_key_takes(item, said):
+    """The Trainer's warmup_steps=100 and max_grad_norm=0 (no clipping) read as mistakes without a word why."""
+    assert error(DEMO, [item]).endswith(said)
+
+
 def test_negative_lr_in_file(tmp_path):
     path = recipe_file(tmp_path, replace={"lr: 0.001": "lr: -0.001"})
     message = error(path)
