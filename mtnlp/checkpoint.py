@@ -148,7 +148,8 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
             raise UserError(f"{folder}: written by an mtnlp before training.head_lr, whose optimizer held its "
                             f"parameters in {len(saved)} groups, not {len(now)}: resume it with that mtnlp, or start a "
                             f"new run from its model (model.init_from={folder.parent.parent / 'model'})") from None
-        raise UserError(f"{folder}: written by a run with other tasks or methods (mtl.sharing, mtl.weighting, heads); "
+        raise UserError(f"{folder}: written by a run with other tasks or methods (mtl.sharing, mtl.freeze_encoder, "
+                        "mtl.weighting, heads); "
                         f"resume it with the recipe it was started with ({str(e).splitlines()[0][:120]})") from None
     if scaler is not None and (folder / "scaler.json").exists():
         scaler.load_state_dict(json.loads((folder / "scaler.json").read_text(encoding="utf-8")))

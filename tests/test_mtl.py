@@ -457,12 +457,17 @@ def test_resume_is_exact_with_learned_weights(make_recipe, tmp_path, mtl):
     assert _logs(tmp_path / "run")[-1]["weights"] == expected_logs[-1]["weights"]
 
 
-@pytest.mark.parametrize("changed", [{"weighting": "uncertainty"}, {"sharing": "lora", "lora_r": 2}],
-                         ids=["weighting", "sharing"])
-def test_resuming_with_other_methods_is_a_user_error(make_recipe, tmp_path, changed):
-    train(load_recipe(make_recipe(training={"steps": 3, "save_every": 3})))
+LORA_2 = {"sharing": "lora", "lora_r": 2}
+
+
+@pytest.mark.parametrize("started, changed", [({}, {"weighting": "uncertainty"}), ({}, LORA_2),
+                                              (LORA_2, {**LORA_2, "freeze_encoder": True})],
+                         ids=["weighting", "sharing", "freeze_encoder"])
+def test_resuming_with_other_methods_is_a_user_error(make_recipe, tmp_path, started, changed):
+    train(load_recipe(make_recipe(training={"steps": 3, "save_every": 3}, mtl=started)))
     folder = tmp_path / "run/checkpoints/step-000003"
-    with pytest.raises(UserError, match=f"^{folder}: written by a run with other tasks or methods"):
+    with pytest.raises(UserError, match=f"^{folder}: written by a run with other tasks or methods "
+                                        r"\(mtl.sharing, mtl.freeze_encoder, mtl.weighting, heads\)"):
         train(load_recipe(make_recipe(training={"steps": 6, "resume_from": str(folder)}, mtl=changed)))
 
 
