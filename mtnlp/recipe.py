@@ -280,6 +280,8 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
         copied = Path(packaged or "").name
         hint = (f" (one is installed with mtnlp: `mtnlp recipes copy {packaged}` writes ./{copied}, then "
                 f"`mtnlp train {copied}`)" if packaged and packaged.endswith(".yaml") else "")
+        if not hint and "=" in path.name:  # `mtnlp train k=v recipe.yaml`
+            hint = " (overrides key=value come after the recipe file)"
         raise UserError(f"{path}: recipe file not found{hint}") from None
     except UnicodeDecodeError:
         from .readers import bad_byte

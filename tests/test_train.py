@@ -258,6 +258,8 @@ def test_cli_user_errors_are_one_line_exit_2(make_recipe, tmp_path):
         (["train", str(recipe), "training.lrr=1"], "unknown key 'training.lrr'"),
         (["train", str(recipe), "training.steps=abc"], "training.steps"),
         (["train", str(tmp_path / "missing.yaml")], "recipe file not found"),
+        (["train", "training.steps=3", str(recipe)], "training.steps=3: recipe file not found (overrides key=value "
+                                                     "come after the recipe file)"),
         (["train", str(recipe), "sampling.strategy=bogus"], "sampling.strategy"),
     ]:
         proc = subprocess.run([sys.executable, "-m", "mtnlp", *args], capture_output=True, text=True, timeout=120)
