@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .encoders import not_an_encoder
-from .errors import NotFound, UserError, first_line
+from .errors import NotFound, UserError, causes, first_line
 
 # what a run writes in its output_dir, and a new run there (overwrite_output_dir) removes
 RUN_OUTPUTS = ("checkpoints", "model", "metrics.json", "curves.png", "history.jsonl", "train_log.jsonl")
@@ -41,11 +41,17 @@ def writing(tmp: Path):
     try:
         yield
     except BaseException as e:
-        full = isinstance(e, Exception) and not isinstance(e, UserError) and disk_full(tmp)
+        full = isinstance(e, Exception) and not isinstance(e, UserError) and (says_disk_full(e) or disk_full(tmp))
         shutil.rmtree(tmp, ignore_errors=True)
         if full and not (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp.parent)) from e
         raise
+
+
+def says_disk_full(error: Exception) -> bool:
+    """Whether a library's error is the OS's "no space" (safetensors: `No space left on device (os error 28)`):
+    safetensors checks that a file fits before writing, so the disk may still have room for a smaller one."""
+    return any(f"(os error {code})" in str(e) for e in causes(error) for code in (errno.ENOSPC, errno.EDQUOT))
 
 
 def disk_full(path: Path) -> bool:

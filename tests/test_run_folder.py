@@ -196,6 +196,22 @@ def test_a_write_that_fails_on_a_full_disk_says_so(tmp_path, monkeypatch):
             raise RuntimeError("unexpected pos")
 
 
+def test_safetensors_no_space_error_is_a_full_disk_whatever_space_is_left(tmp_path, monkeypatch):
+    """safetensors checks that a file fits before writing it: the disk still had 1.5 MB free after a model's save
+    failed, so it was not counted as full and the user got a SafetensorError traceback."""
+    from safetensors import SafetensorError
+
+    from mtnlp import folders
+
+    tmp = tmp_path / ".tmp-step-000010"
+    tmp.mkdir()
+    monkeypatch.setattr(folders, "disk_full", lambda path: False)
+    with pytest.raises(OSError) as raised:
+        with folders.writing(tmp):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path) and not tmp.exists()
+
+
 def test_a_checkpoint_left_half_written_is_removed_by_the_next(tmp_path):
     from mtnlp.checkpoint import find_checkpoint, save_checkpoint
 
