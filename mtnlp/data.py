@@ -179,27 +179,29 @@ def look_alike(label: str) -> str:
     return " ".join(visible.split()).casefold()
 
 
-def warn_of_label_twins(labels: list[str], source: str) -> None:
-    """A warning for labels that read alike but differ (Technical, technical; café written two ways), and one
-    for labels that are one number written two ways (1 and 1.0, true and 1: a file joined from two exports):
-    each is a label of its own."""
-    twins, numbers = {}, {}
+def label_notes(name: str, task: TaskSpec, labels: list[str], rows: int, source: str) -> list[str]:
+    """Warnings about a training split's label set: labels that read alike but differ (Technical, technical; café
+    written two ways), labels that are one number written two ways (1 and 1.0, true and 1: a file joined from two
+    exports) - each is a label of its own - and a label for nearly every example (label_column naming the text)."""
+    notes, twins, numbers = [], {}, {}
     for label in labels:
         twins.setdefault(look_alike(label), []).append(label)
         if (number := as_number(label)) is not None:
             numbers.setdefault(number, []).append(label)
-    for names in (names for names in twins.values() if len(names) > 1):
+    for names in list(names for names in twins.values() if len(names) > 1)[:1]:
         in_case = len({name.casefold() for name in names}) == 1 \
             and all(name == unicodedata.normalize("NFKC", name) for name in names)  # (not the Kelvin sign's K)
         how = "in case" if in_case else "in Unicode form, invisible characters, spaces or case"
         shown = " and ".join(map(repr if in_case or all(name.isascii() for name in names) else ascii, names))
-        warnings.warn(f"{source}: labels {shown} differ only {how}: they are {len(names)} labels (write them "
-                      f"alike if they are one)", stacklevel=3)
-        break
-    for names in (names for names in numbers.values() if len({look_alike(name) for name in names}) > 1):
-        warnings.warn(f"{source}: labels {' and '.join(map(repr, names))} are the same number: they are "
-                      f"{len(names)} labels (write them alike if they are one)", stacklevel=3)
-        break
+        notes.append(f"{source}: labels {shown} differ only {how}: they are {len(names)} labels (write them alike if "
+                     "they are one)")
+    for names in list(names for names in numbers.values() if len({look_alike(name) for name in names}) > 1)[:1]:
+        notes.append(f"{source}: labels {' and '.join(map(repr, names))} are the same number: they are "
+                     f"{len(names)} labels (write them alike if they are one)")
+    if task.type in ("classification", "multilabel") and len(labels) >= 20 and len(labels) > rows / 2:
+        notes.append(f"{source}: {len(labels):,} labels for {rows:,} examples: is tasks.{name}.data.label_column "
+                     f"({task.data.label_column!r}) the text's column?")
+    return notes
 
 
 def as_number(label: str) -> float | None:
@@ -262,15 +264,19 @@ def read_task_unless_cached(recipe: Recipe, name: str, task: TaskSpec) -> RawTas
     key = task_key(recipe, task)
     if key is not None and cached_labels(key) is not None:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # said again, as the first read said it
-            given_back = json.loads(given_back_file(key).read_text(encoding="utf-8"))
-            say_given_back(recipe, name, given_back["labels"], given_back["source"])
+            said = json.loads(read_notes_file(key).read_text(encoding="utf-8"))
+            if said["given_back"]:
+                say_given_back(recipe, name, said["given_back"], said["source"])
+            for note in said["label_notes"]:
+                warnings.warn(note, stacklevel=2)
         return None
     return read_task(recipe, name, task)
 
 
-def given_back_file(key: str) -> Path:
-    """The labels validation_from_train gave back to training when the files of `key` were read."""
-    return cache_dir() / f"given-back-{key}.json"
+def read_notes_file(key: str) -> Path:
+    """What reading the files of `key` warned of: the labels validation_from_train gave back to training, and the
+    label set's notes (label_notes)."""
+    return cache_dir() / f"read-notes-{key}.json"
 
 
 def say_given_back(recipe: Recipe, name: str, labels: list[str], source: str) -> None:
@@ -283,7 +289,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
               labels: list[str] | None = None) -> RawTask:
     """Read and check a task's splits. `labels` fixes the label set (e.g. from a trained model)."""
     before = task_key(recipe, task)  # the files' content as read: a file changed meanwhile gives no cache key
-    raw, sources, stream = {}, {}, None
+    raw, sources, stream, notes = {}, {}, None, []
     carve, given_back = task.data.validation_from_train, []
     kind = task_type(task.type)
     derived = labels is None  # only a label set read off the training split is remembered for the files
@@ -296,11 +302,9 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     if derived and stream is None:
         labels = kind.label_set(rows_of(raw["train"]))
-        warn_of_label_twins(labels, sources["train"])
-        rows = raw["train"].num_rows
-        if task.type in ("classification", "multilabel") and len(labels) >= 20 and len(labels) > rows / 2:
-            warnings.warn(f"{sources['train']}: {len(labels):,} labels for {rows:,} examples: is "
-                          f"tasks.{name}.data.label_column ({task.data.label_column!r}) the text's column?", stacklevel=2)
+        notes = label_notes(name, task, labels, raw["train"].num_rows, sources["train"])
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
     if derived and len(labels) < kind.min_labels:
         raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
                         f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels}")
@@ -342,8 +346,9 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     key = key if key == before else None  # (tokenize keys a split without one by its examples)
     if key is not None and derived and cached_labels(key) is None:
         with contextlib.suppress(OSError):  # a read-only cache: read again next time
-            if given_back:
-                write_atomic(given_back_file(key), json.dumps({"labels": given_back, "source": sources["train"]}))
+            if given_back or notes:  # said again by read_task_unless_cached
+                write_atomic(read_notes_file(key), json.dumps({"given_back": given_back, "source": sources["train"],
+                                                               "label_notes": notes}))
             write_atomic(labels_file(key), json.dumps(labels))
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key,
                    stream if "train" in splits else None)

@@ -321,6 +321,30 @@ def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
     assert len(third.splits["train"]) + len(third.splits["validation"]) == 61
 
 
+def test_a_label_sets_warnings_are_said_again_when_the_files_come_from_the_cache(tmp_path, monkeypatch):
+    """Labels that differ only in case, or a label column naming the text, were said by the first run only: a
+    second run loaded the cache and trained on the same labels without a word."""
+    from mtnlp.data import read_task_unless_cached
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    train = tmp_path / "t.csv"
+    train.write_text("label,text\n" + "".join(f"{label},{'x' * (i % 3 + 1)}\n" for i, label in enumerate(
+        [f"sentence {i}" for i in range(30)] + ["Pos", "pos"] * 4)))
+    tasks = {"s": {"type": "classification", "data": {"train": str(train), "validation_from_train": 0.2}}}
+    recipe = load_recipe(write_recipe(tmp_path, tasks))
+    said = []
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            raw = read_task_unless_cached(recipe, "s", recipe.tasks["s"])  # as `mtnlp train` does
+            load_task(recipe, "s", recipe.tasks["s"], new_tokenizer(), 64, raw=raw)
+        said.append([str(w.message) for w in caught if "labels" in str(w.message)])
+    assert said[0] == said[1] == [f"{train}: labels 'Pos' and 'pos' differ only in case: they are 2 labels (write them "
+                                  "alike if they are one)",
+                                  f"{train}: 32 labels for 38 examples: is tasks.s.data.label_column ('label') the "
+                                  "text's column?"]
+
+
 def test_swapping_the_files_of_format_lines_is_a_new_cache_entry(tmp_path, monkeypatch):
     """The same two files under swapped keys are other examples: the cache must not return the old ones."""
     from mtnlp.data import read_task_unless_cached
