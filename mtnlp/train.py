@@ -660,8 +660,12 @@ def finish(run: Run) -> TrainResult:
     if asked is None or any(set(names) != set(run.metrics[n]) for n, names in asked.items()):
         run.progress.best_validation = None  # resumed with other metrics: evaluated again, with those asked for now
     best = MultiTaskModel.from_pretrained(run_dir / "model").to(accelerator.device)
-    if fit_to_validation(best, run.tasks, run.recipe.tasks, run.recipe.training.eval_batch_size,
-                         run.tokenizer.pad_token_id, accelerator.autocast):  # e.g. multi-label thresholds
+    with warnings.catch_warnings():
+        if not accelerator.is_main_process:  # every process fits the same: the first says what it warns of
+            warnings.simplefilter("ignore")
+        fitted = fit_to_validation(best, run.tasks, run.recipe.tasks, run.recipe.training.eval_batch_size,
+                                   run.tokenizer.pad_token_id, accelerator.autocast)  # e.g. multi-label thresholds
+    if fitted:
         run.progress.best_validation = None  # re-evaluated with what was fitted
         if accelerator.is_main_process:
             report.save_model(run_dir / "model", best, run.tokenizer)

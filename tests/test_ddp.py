@@ -192,11 +192,18 @@ def test_a_leftover_world_size_in_one_process_trains_alone(make_recipe, tmp_path
 @pytest.mark.parametrize("overrides,said,warned", [
     (["training.lrr=1"], "unknown key 'training.lrr'", None),
     (["hub_private=true", "training.steps=1"], None, "hub_private: not read"),
+    (["training.steps=1"], None, "tasks.tags.tune_thresholds: the tuned thresholds predict"),  # said by every process
 ])
 def test_a_recipe_mistake_under_a_launcher_is_said_once(make_recipe, tmp_path, overrides, said, warned):
     """Every process meets it; the first says it, and the launcher stops the others before they repeat it.
-    A warning about the recipe (in a run that trains) is said once too."""
-    recipe = make_recipe(training={"cpu": True})
+    A warning about the recipe (in a run that trains) is said once too, and one about what a run fitted."""
+    tasks = None
+    if warned and "tune_thresholds" in warned:  # thresholds tuned on a model that learned nothing overpredict
+        rows = [{"text": f"text {i}", "labels": [["a", "b", "c", "d"][i % 4]]} for i in range(40)]
+        (tmp_path / "tags.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        tasks = {"tags": {"type": "multilabel", "tune_thresholds": True, "data": {
+            "train": str(tmp_path / "tags.jsonl"), "validation_from_train": 0.5, "label_column": "labels"}}}
+    recipe = make_recipe(training={"cpu": True}, **({"tasks": tasks} if tasks else {}))
     bin_dir = Path(sys.executable).parent
     proc = subprocess.run([str(bin_dir / "torchrun"), "--nproc_per_node", "2", "--master_port",
                            str(29500 + os.getpid() % 1000), "-m", "mtnlp", "train", str(recipe), *overrides],
