@@ -446,6 +446,12 @@ def cmd_evaluate(args) -> int:
 
     if args.output == "-":  # (predict's `--output -` is standard output, its default)
         raise UserError("--output -: evaluate prints its table on standard output; give a file for the JSON")
+    launched = all(name in os.environ for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR"))  # (not a leftover WORLD_SIZE)
+    if launched and os.environ.get("WORLD_SIZE", "1") != "1":  # each process would evaluate it all, write one file
+        if os.environ["RANK"] != "0":
+            return 2  # (the first process says why)
+        raise UserError("mtnlp evaluate runs in one process, on the machine's accelerator: run it without a "
+                        "launcher (accelerate launch, torchrun)")
     recipe = load_recipe(args.recipe, args.overrides, training=False)
     wanted = requested_tasks(args.tasks, list(recipe.tasks), recipe.source)
     output = output_path(args.output, "--output") if args.output else None

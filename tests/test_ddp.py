@@ -188,6 +188,16 @@ def test_a_leftover_world_size_in_one_process_trains_alone(make_recipe, tmp_path
     assert "processes (DDP" not in proc.stdout and (tmp_path / "run" / "model" / "config.json").exists()
 
 
+def test_evaluate_under_a_launcher_is_one_line_from_the_first_process(make_recipe, tmp_path):
+    """Each process evaluated the whole split, printed the table and wrote the same --output file at once."""
+    recipe = make_recipe()
+    launched = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}
+    for rank, said in (("0", "error: mtnlp evaluate runs in one process"), ("1", "")):
+        proc = subprocess.run([sys.executable, "-m", "mtnlp", "evaluate", str(tmp_path / "model"), str(recipe)],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, **launched, "RANK": rank})
+        assert proc.returncode == 2 and proc.stderr.startswith(said) and len(proc.stderr.splitlines()) == (rank == "0")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides,said,warned", [
     (["training.lrr=1"], "unknown key 'training.lrr'", None),
