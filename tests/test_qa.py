@@ -676,14 +676,13 @@ def test_the_shipped_qa_recipe_reads_its_data():
 def test_an_answer_ending_in_a_combining_mark_keeps_it():
     """An uncased tokenizer strips accents: "José" written J o s e + U+0301 has token offsets that end
     before the mark. The answer (decoding) and the training target must still cover it."""
-    from mtnlp.tasks.extractive_qa import span_target, windows, context_offsets, word_offsets
+    from mtnlp.tasks.extractive_qa import span_target, window_words, windows
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     context = "The founder was Jose\u0301. I \u2764\ufe0f NY"
     enc, _ = windows(tokenizer, ["Who?"], [context], 64, 16)
     sequence = enc.sequence_ids(0)
-    offsets = context_offsets(enc["offset_mapping"][0], sequence, context)
-    words = word_offsets(enc, 0, offsets)
+    offsets, words = (found[0] for found in window_words(enc, [context]))
     jose = next(k for k, span in enumerate(words) if span and context[span[0]:span[1]].startswith("Jose"))
     assert context[words[jose][0]:words[jose][1]] == "Jose\u0301"
     assert any(span and context[span[0]:span[1]] == "\u2764\ufe0f" for span in words)
@@ -732,3 +731,61 @@ def test_each_window_keeps_only_the_part_of_the_context_it_covers(tokenizer):
     for part, start, spans in zip(out["context"], out["context_start"], out["offsets"]):
         assert context[start:start + len(part)] == part
         assert all(start <= s <= e <= start + len(part) for s, e in filter(None, spans))
+
+
+def answer_words(tokenizer, context: str, question: str = "Who?", max_length: int = 64, stride: int = 16) -> set[str]:
+    """The words a span's ends may widen to, over every window of one question on `context`."""
+    from mtnlp.tasks.extractive_qa import window_words, windows
+
+    enc, _ = windows(tokenizer, [question], [context], max_length, stride)
+    return {context[a:b] for spans in window_words(enc, [context])[1] for a, b in filter(None, spans)}
+
+
+def test_a_word_a_window_edge_cuts_is_whole():
+    """A word's extent came from one window's tokens: where a window ended inside "Osric" (os ##ric) that
+    window's "whole word" was "os", and an answer there was 'Os' (exact match 0.67 on 3 such questions); 6 of
+    these 40 placements gave a fragment ('Fen', 'Fennimoreworth', ...)."""
+    import re
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    filler = "The hills nearby are good for walking. The old mill still stands. Its church has a tall spire. "
+    for shift in range(40):
+        context = "Pennick lies on the river Ure. " + filler + "x " * shift + \
+            "Its founder was Osric Fennimoreworthingtonshire. The town was founded in 1620."
+        whole = {m.group() for m in re.finditer(r"\w+|[^\w\s]", context)}
+        assert answer_words(tokenizer, context, "Who founded Pennick?") == whole, shift
+
+
+@pytest.fixture(scope="module")
+def byte_level_bpe(tmp_path_factory):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizer
+
+    folder = tmp_path_factory.mktemp("bpe")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["The founder was José Nũñez of Bangkok.", "สวัสดีครับ"] * 20, vocab_size=300,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    return RobertaTokenizer.from_pretrained(folder)
+
+
+def test_byte_level_bpe_answers_are_whole_words_across_combining_marks(byte_level_bpe):
+    """GPT-2's pre-tokenizer makes a combining mark a word of its own: José written e + U+0301 and Thai's vowel
+    signs split words, and answers came out as 'José Nũñ', a lone accent or 'ครั'."""
+    import unicodedata
+
+    context = unicodedata.normalize("NFD", "The founder was José Nũñez, สวัสดีครับ.")
+    assert {"José", "Nũñez", "สวัสดีครับ", ","}.issubset({unicodedata.normalize("NFC", w) for w in
+                                                            answer_words(byte_level_bpe, context)})
+    assert not any(unicodedata.category(w[0]).startswith("M") for w in answer_words(byte_level_bpe, context))
+
+
+def test_an_answer_is_never_only_invisible_characters_and_keeps_its_graphemes(byte_level_bpe):
+    """A zero-width space or DEL was an answer of its own (byte-level BPE gives it a token); a flag's tag
+    characters and a closing ZWJ, which an uncased WordPiece drops, were cut off the answer's end."""
+    words = answer_words(byte_level_bpe, "c\u200bd and e \x7f f")
+    assert not any(w in ("\u200b", "\x7f") or w[-1] in "\u200b\x7f" or w[0] in "\u200b\x7f" for w in words), words
+    flag = "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F"  # Scotland's
+    wordpiece = AutoTokenizer.from_pretrained(minilm_path())
+    assert flag in answer_words(wordpiece, f"Its flag is {flag}.")
+    assert "അവന്\u200d" in answer_words(wordpiece, "He said അവന്\u200d today.")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import unicodedata
 from collections import Counter
 from typing import Literal
 
@@ -159,17 +160,17 @@ class ExtractiveQA(TaskType):
         out.update(labels=[], example=[], window=[], context=[], context_start=[], answers=[], offsets=[],
                    truncated=[])
         previous, window = None, 0
+        bounds, words = window_words(enc, batch["context"])
         for i, sample in enumerate(enc["overflow_to_sample_mapping"]):
             window = window + 1 if sample == previous else 0
             previous = sample
             sequence = enc.sequence_ids(i)
-            offsets = context_offsets(enc["offset_mapping"][i], sequence, batch["context"][sample])
             texts, starts = batch["answers"][sample], batch["answer_starts"][sample]
-            out["labels"].append(span_target(offsets, sequence, starts[0] if starts else None,
+            out["labels"].append(span_target(bounds[i], sequence, starts[0] if starts else None,
                                              len(texts[0]) if texts else 0))
             out["example"].append(batch["id"][sample])
             out["window"].append(window)
-            spans = word_offsets(enc, i, offsets)
+            spans = words[i]
             covered = [span for span in spans if span is not None]
             start, end = (min(s for s, _ in covered), max(e for _, e in covered)) if covered else (0, 0)
             out["context"].append(batch["context"][sample][start:end])
@@ -271,7 +272,9 @@ class ExtractiveQA(TaskType):
 
         stride, max_answer_length, allow_unanswerable = span_settings(pipe.tasks[task], pipe.max_length)
         contexts = [value["context"] for value in inputs]
-        enc, cut = windows(pipe.tokenizer, [value["question"] for value in inputs], contexts, pipe.max_length, stride)
+        questions = [value["question"].strip() for value in inputs]  # as training read them
+        enc, cut = windows(pipe.tokenizer, questions, contexts, pipe.max_length, stride)
+        words = window_words(enc, contexts)[1]
         keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in enc]
         found = [[] for _ in inputs]  # per input: its windows' spans (score, start, end)
         nulls = [[] for _ in inputs]
@@ -284,10 +287,8 @@ class ExtractiveQA(TaskType):
                 logits = pipe.model(**to_device(dict(batch), pipe.device), task=task).logits.float().cpu()
             for j, i in enumerate(rows):
                 sample = enc["overflow_to_sample_mapping"][i]
-                bounds = context_offsets(enc["offset_mapping"][i], enc.sequence_ids(i), contexts[sample])
-                offsets = word_offsets(enc, i, bounds)
-                window = logits[j, :len(offsets)]  # without the padding
-                spans, null = window_spans(window.numpy(), offsets, max_answer_length, allow_unanswerable, topk)
+                window = logits[j, :len(words[i])]  # without the padding
+                spans, null = window_spans(window.numpy(), words[i], max_answer_length, allow_unanswerable, topk)
                 found[sample] += spans
                 if null is not None:
                     nulls[sample].append(null)
@@ -391,6 +392,7 @@ def question_example(row, qa: dict, context: str, answers, position: str | None)
 # (tasks.base.INVISIBLE)
 _SHOWN = r"[^\s\p{Cc}\p{Default_Ignorable_Code_Point}]"
 VISIBLE = regex.compile(rf"{_SHOWN}(?:.*{_SHOWN})?", regex.S)
+_SHOWN_CHAR = regex.compile(_SHOWN)
 
 
 def answer_pairs(row, answers, name: str) -> list[tuple]:
@@ -488,18 +490,69 @@ def mark_runs(context: str) -> tuple[list[int], list[int]]:
 _MARKS = regex.compile(r"[\p{Mn}\p{Me}]+")
 
 
-def word_offsets(enc, i: int, offsets) -> list:
-    """Per token of window i: the character span of its word in the context ([start, end]), None for
-    the question, special and padding tokens; `offsets`: the window's token offsets (context_offsets). A span
-    from token s to token e is context[offsets[s][0]:offsets[e][1]]: whole words, as transformers' QA
-    pipeline answers (align_to_words)."""
-    sequence, words = enc.sequence_ids(i), enc.word_ids(i)
-    extent = {}
-    for s, w, (a, b) in zip(sequence, words, offsets):
-        if s == 1 and w is not None and a < b:
-            lo, hi = extent.get(w, (a, b))
-            extent[w] = (min(lo, a), max(hi, b))
-    return [list(extent[w]) if s == 1 and w in extent else None for s, w in zip(sequence, words)]
+def window_words(enc, contexts: list[str]) -> tuple[list[list], list[list]]:
+    """(bounds, words) per window of `enc` (windows()): its tokens' answer bounds (context_offsets) and, per token,
+    the character span [start, end] of its whole word in its question's context (None for the question, special
+    and padding tokens, and a word of nothing shown). A span from token s to token e is
+    context[words[s][0]:words[e][1]]: whole words, as transformers' QA pipeline answers (align_to_words), with a
+    word's extent taken over every window of its question (a window's edge may cut it: "Os" of "Osric")."""
+    samples, sequences = enc["overflow_to_sample_mapping"], [enc.sequence_ids(i) for i in range(len(enc["input_ids"]))]
+    bounds = [context_offsets(enc["offset_mapping"][i], sequences[i], contexts[sample]) for i, sample in enumerate(samples)]
+    extent = {}  # (sample, word id) -> (start, end) over the sample's windows
+    for i, sample in enumerate(samples):
+        for s, w, (a, b) in zip(sequences[i], enc.word_ids(i), bounds[i]):
+            if s == 1 and w is not None and a < b:
+                lo, hi = extent.get((sample, w), (a, b))
+                extent[(sample, w)] = (min(lo, a), max(hi, b))
+    whole = {}
+    for sample in set(samples):
+        ids = [w for (k, w) in extent if k == sample]
+        whole.update({(sample, w): span for w, span in whole_words({w: extent[(sample, w)] for w in ids},
+                                                                    contexts[sample]).items()})
+    words = [[whole.get((sample, w)) if s == 1 else None for s, w in zip(sequences[i], enc.word_ids(i))]
+             for i, sample in enumerate(samples)]
+    return bounds, words
+
+
+def whole_words(extent: dict[int, tuple[int, int]], context: str) -> dict[int, list[int] | None]:
+    """The tokenizer's words (id -> character span) as an answer's words: widened to whole graphemes (a flag's tag
+    characters, a closing ZWJ), joined where a combining mark separates them (a byte-level BPE makes José written
+    e + U+0301, or Thai's vowel signs, words of their own), without the graphemes at their edges that show nothing
+    (whitespace, control and invisible characters: a word of only those is None)."""
+    starts, shown = graphemes(context)
+    groups = []  # [start, end, word ids], in the context's order
+    for w, (a, b) in sorted(extent.items(), key=lambda item: item[1]):
+        a, b = starts[bisect.bisect_right(starts, a) - 1], starts[bisect.bisect_left(starts, b)]
+        if groups and (a < groups[-1][1] or a == groups[-1][1] and joined_at(context, a)):
+            groups[-1][1] = max(groups[-1][1], b)
+            groups[-1][2].append(w)
+        else:
+            groups.append([a, b, [w]])
+    out = {}
+    for a, b, ids in groups:
+        first, last = bisect.bisect_right(starts, a) - 1, bisect.bisect_left(starts, b) - 1
+        while first <= last and not shown[first]:
+            first += 1
+        while last >= first and not shown[last]:
+            last -= 1
+        out.update(dict.fromkeys(ids, [starts[first], starts[last + 1]] if first <= last else None))
+    return out
+
+
+def joined_at(context: str, i: int) -> bool:
+    """Whether two words meeting at character i are one: a combining mark starts the second, or ends the first
+    with a letter or digit next (Nũ|̃|ñez); not at punctuation (José|.)."""
+    def mark(c):
+        return unicodedata.category(c).startswith("M")
+    return i < len(context) and (mark(context[i]) or i > 0 and mark(context[i - 1]) and context[i].isalnum())
+
+
+@functools.lru_cache(maxsize=32)
+def graphemes(context: str) -> tuple[list[int], list[bool]]:
+    """Where each of the context's grapheme clusters starts (then len(context)), and whether each shows something
+    (not only whitespace, control and invisible characters); found once per context, not per window."""
+    clusters = [(m.start(), bool(_SHOWN_CHAR.search(m.group()))) for m in regex.finditer(r"\X", context)]
+    return [a for a, _ in clusters] + [len(context)], [visible for _, visible in clusters]
 
 
 def questions_cut(dataset) -> tuple[list[int], int]:
