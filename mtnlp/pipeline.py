@@ -30,7 +30,7 @@ from .folders import check_model_folder, check_multitask_config, is_onnx_folder,
 from .errors import first_line
 from .modeling import NO_TASKS, ConfigMismatch, MultiTaskModel, TasksError, evaluating, to_device
 from .tasks import task_type
-from .tasks.base import (INVISIBLE, LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem,
+from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem,
                          truncating, valid_unicode)
 from .tasks.tagging import first_subtokens
 
@@ -272,11 +272,14 @@ def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
     """A text's words with their character offsets, split as the NER and POS corpora tagging heads are
     trained on (CoNLL-2003, UD English: Penn Treebank conventions): at spaces and punctuation, but
     abbreviations (U.S., Dr., Inc.), numbers (1,000, 3.5, 12:30) and hyphenated words (Baden-Wuerttemberg)
-    stay whole, and clitics are words of their own (does n't, Merkel 's); invisible characters between words
-    (right-to-left marks, zero-width spaces) are no word, as spaces. A head then tags "U.S." as the
+    stay whole, and clitics are words of their own (does n't, Merkel 's); invisible and control characters between
+    words (right-to-left marks, zero-width spaces, \x1c, DEL) are no word, as spaces. A head then tags "U.S." as the
     one word it saw in training, not as U / . / S / . Not the model tokenizer's own pre-tokenizer: a
     byte-level BPE one gives byte-encoded words ('ĠLee'), a SentencePiece one '▁Paris.'."""
-    return [(m.group(), m.span()) for m in _WORDS.finditer(text) if not INVISIBLE.fullmatch(m.group())]
+    return [(m.group(), m.span()) for m in _WORDS.finditer(text) if not _NO_WORD.fullmatch(m.group())]
+
+
+_NO_WORD = regex.compile(r"[\p{Cc}\p{Default_Ignorable_Code_Point}]+")  # invisible or control characters (\x1c, DEL)
 
 
 # a word's characters: letters (with combining marks), digits, and the invisible joiners a tokenizer drops

@@ -54,6 +54,8 @@ def test_invisible_characters_between_words_are_no_word():
     words = split_words(text)
     assert [w for w, _ in words] == ["שלום", "עולם", "c", "d", "RTL", "👩\u200d💻", "co\u00adoperate", "❤\ufe0f"]
     assert all(text[start:end] == word for word, (start, end) in words)
+    # a control character (one a WordPiece tokenizer drops) is no word either: byte-level BPE tagged '\x1c' ORG
+    assert [w for w, _ in split_words("\x1c Angela\x01 Merkel \x7f")] == ["Angela", "Merkel"]
 
 
 def test_byte_level_bpe_heads_read_what_training_gave_them(roberta):
