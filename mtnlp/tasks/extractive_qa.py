@@ -498,18 +498,14 @@ def window_words(enc, contexts: list[str]) -> tuple[list[list], list[list]]:
     word's extent taken over every window of its question (a window's edge may cut it: "Os" of "Osric")."""
     samples, sequences = enc["overflow_to_sample_mapping"], [enc.sequence_ids(i) for i in range(len(enc["input_ids"]))]
     bounds = [context_offsets(enc["offset_mapping"][i], sequences[i], contexts[sample]) for i, sample in enumerate(samples)]
-    extent = {}  # (sample, word id) -> (start, end) over the sample's windows
+    extent = {sample: {} for sample in samples}  # sample -> word id -> (start, end) over the sample's windows
     for i, sample in enumerate(samples):
         for s, w, (a, b) in zip(sequences[i], enc.word_ids(i), bounds[i]):
             if s == 1 and w is not None and a < b:
-                lo, hi = extent.get((sample, w), (a, b))
-                extent[(sample, w)] = (min(lo, a), max(hi, b))
-    whole = {}
-    for sample in set(samples):
-        ids = [w for (k, w) in extent if k == sample]
-        whole.update({(sample, w): span for w, span in whole_words({w: extent[(sample, w)] for w in ids},
-                                                                    contexts[sample]).items()})
-    words = [[whole.get((sample, w)) if s == 1 else None for s, w in zip(sequences[i], enc.word_ids(i))]
+                lo, hi = extent[sample].get(w, (a, b))
+                extent[sample][w] = (min(lo, a), max(hi, b))
+    whole = {sample: whole_words(words, contexts[sample]) for sample, words in extent.items()}
+    words = [[whole[sample].get(w) if s == 1 else None for s, w in zip(sequences[i], enc.word_ids(i))]
              for i, sample in enumerate(samples)]
     return bounds, words
 
@@ -519,10 +515,18 @@ def whole_words(extent: dict[int, tuple[int, int]], context: str) -> dict[int, l
     characters, a closing ZWJ), joined where a combining mark separates them (a byte-level BPE makes José written
     e + U+0301, or Thai's vowel signs, words of their own), without the graphemes at their edges that show nothing
     (whitespace, control and invisible characters: a word of only those is None)."""
-    starts, shown = graphemes(context)
+    starts = grapheme_starts(context)
+
+    def shown(k: int) -> bool:  # whether grapheme k shows anything
+        return context[starts[k]].isalnum() or _SHOWN_CHAR.search(context, starts[k], starts[k + 1]) is not None
+
+    def grapheme(position: int) -> int:  # the grapheme holding the character at `position`
+        return position if single else bisect.bisect_right(starts, position) - 1
+
+    single = isinstance(starts, range)  # each character a grapheme of its own
     groups = []  # [start, end, word ids], in the context's order
     for w, (a, b) in sorted(extent.items(), key=lambda item: item[1]):
-        a, b = starts[bisect.bisect_right(starts, a) - 1], starts[bisect.bisect_left(starts, b)]
+        a, b = starts[grapheme(a)], starts[grapheme(b - 1) + 1]
         if groups and (a < groups[-1][1] or a == groups[-1][1] and joined_at(context, a)):
             groups[-1][1] = max(groups[-1][1], b)
             groups[-1][2].append(w)
@@ -530,12 +534,14 @@ def whole_words(extent: dict[int, tuple[int, int]], context: str) -> dict[int, l
             groups.append([a, b, [w]])
     out = {}
     for a, b, ids in groups:
-        first, last = bisect.bisect_right(starts, a) - 1, bisect.bisect_left(starts, b) - 1
-        while first <= last and not shown[first]:
+        first, last = grapheme(a), grapheme(b - 1)
+        while first <= last and not shown(first):
             first += 1
-        while last >= first and not shown[last]:
+        while last >= first and not shown(last):
             last -= 1
-        out.update(dict.fromkeys(ids, [starts[first], starts[last + 1]] if first <= last else None))
+        span = [starts[first], starts[last + 1]] if first <= last else None
+        for w in ids:
+            out[w] = span
     return out
 
 
@@ -548,11 +554,17 @@ def joined_at(context: str, i: int) -> bool:
 
 
 @functools.lru_cache(maxsize=32)
-def graphemes(context: str) -> tuple[list[int], list[bool]]:
-    """Where each of the context's grapheme clusters starts (then len(context)), and whether each shows something
-    (not only whitespace, control and invisible characters); found once per context, not per window."""
-    clusters = [(m.start(), bool(_SHOWN_CHAR.search(m.group()))) for m in regex.finditer(r"\X", context)]
-    return [a for a, _ in clusters] + [len(context)], [visible for _, visible in clusters]
+def grapheme_starts(context: str):
+    """Where each of the context's grapheme clusters starts, then len(context); found once per context, not per
+    window (a range where no character joins another: most text)."""
+    if not _JOINING.search(context):
+        return range(len(context) + 1)
+    return [m.start() for m in regex.finditer(r"\X", context)] + [len(context)]
+
+
+# a character a grapheme cluster may hold beside another (UAX 29): CR LF, marks, ZWJ, regional indicators, Hangul jamo
+_JOINING = regex.compile(r"[\r\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=SpacingMark}\p{GCB=Prepend}\p{GCB=Regional_Indicator}"
+                         r"\p{GCB=L}\p{GCB=V}\p{GCB=T}\p{GCB=LV}\p{GCB=LVT}]")
 
 
 def questions_cut(dataset) -> tuple[list[int], int]:
