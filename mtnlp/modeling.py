@@ -332,8 +332,6 @@ class MultiTaskModel(PreTrainedModel):
         elif kind == "lora":
             sharing.add_lora_adapters(self.encoder, list(config.tasks), config.sharing)
         self._lora = sharing.lora_layers(self.encoder) if kind == "lora" else []
-        if isinstance(getattr(self.encoder, "pooler", None), nn.Module):  # one it cannot be built without (SqueezeBERT)
-            self.encoder.pooler.requires_grad_(False)  # is kept, frozen: no loss reaches it
         self.heads = nn.ModuleDict({name: build_head(spec, config.encoder) for name, spec in config.tasks.items()})
         self.post_init()
         for layer in self._lora:  # post_init re-drew every Linear; a fresh adapter must start as a no-op (B = 0)

@@ -435,6 +435,11 @@ def test_a_table_named_a_bias_is_not_decayed_as_in_the_trainer(tokenizer, tmp_pa
     names = dict(model.named_parameters())
     assert decay[id(names["encoder.encoder.relative_attention_bias.weight"])] == 0.0
     assert decay[id(names["heads.bias_check.classifier.weight"])] == 0.01
+    lora = MultiTaskModel.from_encoder(str(tmp_path), {"bias_check": TASKS["sentiment"]}, sharing=LORA)
+    optimizer, _ = make_optimizer(lora, TrainingSpec(weight_decay=0.01))  # its adapters: lora_A.bias_check.weight
+    decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    adapters = [p for n, p in lora.named_parameters() if ".lora_" in n]
+    assert adapters and all(decay[id(p)] == 0.01 for p in adapters)
 
 
 @pytest.mark.parametrize("model_type", FAMILY_TYPES)
@@ -510,12 +515,16 @@ def test_an_encoder_that_always_has_a_pooler_loads(tokenizer, tmp_path):
     assert any(k.startswith("pooler.") for k in saved)
     assert all(torch.equal(v, saved[k]) for k, v in model.encoder.state_dict().items())
     assert model(**batch(tokenizer), task="sentiment").logits.shape == (len(TEXTS), 3)
-    # the pooler no loss reaches is frozen: DDP without find_unused_parameters (one task) failed at step 2 on it
-    assert not any(p.requires_grad for p in model.encoder.pooler.parameters())
+    # its pooler reaches no loss: DDP must look for unused parameters even in a one-task run (it failed at step 2)
+    assert not every_trainable_weight_is_reached(model, tokenizer)
+    model.encoder.pooler.requires_grad_(False)
     assert every_trainable_weight_is_reached(model, tokenizer)
-    one_task = {"sentiment": TASKS["sentiment"]}  # (each task has its adapters: a one-task run's are all reached)
-    lora = MultiTaskModel.from_encoder(str(tmp_path), one_task, sharing=LORA)  # (adding adapters unfreezes the encoder)
-    assert every_trainable_weight_is_reached(lora, tokenizer)
+    from mtnlp.recipe import load_recipe
+    from mtnlp.recipes.multitask import train
+
+    tokenizer.save_pretrained(tmp_path)
+    recipe = write_recipe(tmp_path, str(tmp_path), tasks={"sentiment": tiny_tasks()["sentiment"]}, training={"steps": 1})
+    assert train(load_recipe(recipe)).accelerator.ddp_handler.find_unused_parameters
 
 
 def every_trainable_weight_is_reached(model, tokenizer) -> bool:
