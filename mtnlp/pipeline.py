@@ -240,7 +240,9 @@ def is_integer(value) -> bool:
 
 def default_device(cpu: bool = False) -> torch.device:
     """The machine's accelerator (CUDA, MPS, XPU), as Accelerate picks for training, else (or with `cpu`) the CPU."""
-    found = None if cpu else torch.accelerator.current_accelerator(check_available=True)  # (else: what torch is built for)
+    # is_available first: current_accelerator() names what torch is built for (PyPI's Linux wheel: CUDA, GPU or not);
+    # torch 2.6 has no check_available
+    found = None if cpu or not torch.accelerator.is_available() else torch.accelerator.current_accelerator()
     return torch.device(found.type) if found is not None else torch.device("cpu")
 
 

@@ -423,6 +423,7 @@ def test_inference_runs_on_the_machines_accelerator(monkeypatch, found, cpu, exp
     from mtnlp.pipeline import default_device
 
     monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *a, **k: found and torch.device(found))
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: found is not None)
     assert default_device(cpu=cpu) == torch.device(expected)
 
 
@@ -433,7 +434,8 @@ def test_inference_on_a_cuda_build_without_a_gpu_runs_on_the_cpu(monkeypatch):
 
     from mtnlp.pipeline import default_device
 
-    def cuda_build_without_a_gpu(check_available=False):
-        return None if check_available else torch.device("cuda")
+    def cuda_build_without_a_gpu():  # (torch 2.6's signature: no check_available)
+        return torch.device("cuda")
     monkeypatch.setattr(torch.accelerator, "current_accelerator", cuda_build_without_a_gpu)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
     assert default_device() == torch.device("cpu")
