@@ -526,6 +526,11 @@ def whole_words(extent: dict[int, tuple[int, int]], context: str) -> dict[int, l
     single = isinstance(starts, range)  # each character a grapheme of its own
     groups = []  # [start, end, word ids], in the context's order
     for w, (a, b) in sorted(extent.items(), key=lambda item: item[1]):
+        marks = a
+        while marks < b and is_mark(context[marks]):
+            marks += 1
+        if a < marks < b and not context[marks].isalnum():  # a byte-level BPE word of the marks ending the word
+            b = marks  # before and punctuation (है। as ह + ै।): the marks join that word, the punctuation is none
         a, b = starts[grapheme(a)], starts[grapheme(b - 1) + 1]
         if groups and (a < groups[-1][1] or a == groups[-1][1] and joined_at(context, a)):
             groups[-1][1] = max(groups[-1][1], b)
@@ -548,9 +553,11 @@ def whole_words(extent: dict[int, tuple[int, int]], context: str) -> dict[int, l
 def joined_at(context: str, i: int) -> bool:
     """Whether two words meeting at character i are one: a combining mark starts the second, or ends the first
     with a letter or digit next (Nũ|̃|ñez); not at punctuation (José|.)."""
-    def mark(c):
-        return unicodedata.category(c).startswith("M")
-    return i < len(context) and (mark(context[i]) or i > 0 and mark(context[i - 1]) and context[i].isalnum())
+    return i < len(context) and (is_mark(context[i]) or i > 0 and is_mark(context[i - 1]) and context[i].isalnum())
+
+
+def is_mark(character: str) -> bool:
+    return unicodedata.category(character).startswith("M")
 
 
 @functools.lru_cache(maxsize=32)
