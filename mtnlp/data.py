@@ -265,18 +265,25 @@ def read_task_unless_cached(recipe: Recipe, name: str, task: TaskSpec) -> RawTas
     if key is not None and cached_labels(key) is not None:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # said again, as the first read said it
             said = json.loads(read_notes_file(key).read_text(encoding="utf-8"))
+            source = train_source(recipe, task)  # this recipe's name for the file (the entry may be another's)
             if said["given_back"]:
-                say_given_back(recipe, name, said["given_back"], said["source"])
-            for note in said["label_notes"]:
+                say_given_back(recipe, name, said["given_back"], source)
+            for note in label_notes(name, task, cached_labels(key), said["train_rows"], source):
                 warnings.warn(note, stacklevel=2)
         return None
     return read_task(recipe, name, task)
 
 
 def read_notes_file(key: str) -> Path:
-    """What reading the files of `key` warned of: the labels validation_from_train gave back to training, and the
-    label set's notes (label_notes)."""
+    """What reading the files of `key` warns of: the labels validation_from_train gave back to training, and how
+    many examples the training file has (label_notes)."""
     return cache_dir() / f"read-notes-{key}.json"
+
+
+def train_source(recipe: Recipe, task: TaskSpec) -> str:
+    """The training file as read_split names it (format lines: its labels file)."""
+    source = task.data.train
+    return str(resolve_path(recipe, source["labels"] if isinstance(source, dict) else source))
 
 
 def say_given_back(recipe: Recipe, name: str, labels: list[str], source: str) -> None:
@@ -289,7 +296,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
               labels: list[str] | None = None) -> RawTask:
     """Read and check a task's splits. `labels` fixes the label set (e.g. from a trained model)."""
     before = task_key(recipe, task)  # the files' content as read: a file changed meanwhile gives no cache key
-    raw, sources, stream, notes = {}, {}, None, []
+    raw, sources, stream, notes, train_rows = {}, {}, None, [], None
     carve, given_back = task.data.validation_from_train, []
     kind = task_type(task.type)
     derived = labels is None  # only a label set read off the training split is remembered for the files
@@ -301,8 +308,8 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     elif labels is None or "train" in splits or carve is not None:
         raw["train"], sources["train"] = read_split(recipe, name, task, "train")
     if derived and stream is None:
-        labels = kind.label_set(rows_of(raw["train"]))
-        notes = label_notes(name, task, labels, raw["train"].num_rows, sources["train"])
+        labels, train_rows = kind.label_set(rows_of(raw["train"])), raw["train"].num_rows
+        notes = label_notes(name, task, labels, train_rows, sources["train"])
         for note in notes:
             warnings.warn(note, stacklevel=2)
     if derived and len(labels) < kind.min_labels:
@@ -347,8 +354,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
     if key is not None and derived and cached_labels(key) is None:
         with contextlib.suppress(OSError):  # a read-only cache: read again next time
             if given_back or notes:  # said again by read_task_unless_cached
-                write_atomic(read_notes_file(key), json.dumps({"given_back": given_back, "source": sources["train"],
-                                                               "label_notes": notes}))
+                write_atomic(read_notes_file(key), json.dumps({"given_back": given_back, "train_rows": train_rows}))
             write_atomic(labels_file(key), json.dumps(labels))
     return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key,
                    stream if "train" in splits else None)

@@ -343,6 +343,17 @@ def test_a_label_sets_warnings_are_said_again_when_the_files_come_from_the_cache
                                   "alike if they are one)",
                                   f"{train}: 32 labels for 38 examples: is tasks.s.data.label_column ('label') the "
                                   "text's column?"]
+    # the same files under another task name and folder share the cache entry; its warnings name this recipe's
+    (tmp_path / "b").mkdir()
+    other = tmp_path / "b" / "t.csv"
+    other.write_bytes(train.read_bytes())
+    recipe = load_recipe(write_recipe(tmp_path / "b", {"mood": {**tasks["s"], "data": {**tasks["s"]["data"],
+                                                                                        "train": str(other)}}}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert read_task_unless_cached(recipe, "mood", recipe.tasks["mood"]) is None
+    assert [str(w.message) for w in caught if "labels" in str(w.message)] == [
+        text.replace(str(train), str(other)).replace("tasks.s.", "tasks.mood.") for text in said[0]]
 
 
 def test_swapping_the_files_of_format_lines_is_a_new_cache_entry(tmp_path, monkeypatch):
