@@ -170,7 +170,17 @@ def main(argv: list[str] | None = None) -> int:
         parsers[args.command].error(f"unrecognized arguments: {' '.join(dashed or extra)}{hint}")
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "push": cmd_push,
                 "recipes": cmd_recipes, "export": cmd_export, "serve": cmd_serve}
+    launched = all(name in os.environ for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR"))  # (not a leftover WORLD_SIZE)
+    if launched and os.environ.get("WORLD_SIZE", "1") != "1" and args.command != "train":
+        if os.environ["RANK"] != "0":  # each process would do it all (print, write, serve) once more
+            return 2  # (the first process says why)
+        return guarded(lambda: launched_error(args.command), args.debug, args.command)
     return guarded(lambda: commands[args.command](args), args.debug, args.command)
+
+
+def launched_error(command: str):
+    raise UserError(f"mtnlp {command} runs in one process, on the machine's accelerator: run it without a launcher "
+                    "(accelerate launch, torchrun); only train runs in several")
 
 
 def recipe_key_hint(option: str, command: str = "train") -> str:
@@ -446,12 +456,6 @@ def cmd_evaluate(args) -> int:
 
     if args.output == "-":  # (predict's `--output -` is standard output, its default)
         raise UserError("--output -: evaluate prints its table on standard output; give a file for the JSON")
-    launched = all(name in os.environ for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR"))  # (not a leftover WORLD_SIZE)
-    if launched and os.environ.get("WORLD_SIZE", "1") != "1":  # each process would evaluate it all, write one file
-        if os.environ["RANK"] != "0":
-            return 2  # (the first process says why)
-        raise UserError("mtnlp evaluate runs in one process, on the machine's accelerator: run it without a "
-                        "launcher (accelerate launch, torchrun)")
     recipe = load_recipe(args.recipe, args.overrides, training=False)
     wanted = requested_tasks(args.tasks, list(recipe.tasks), recipe.source)
     output = output_path(args.output, "--output") if args.output else None

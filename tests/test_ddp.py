@@ -188,13 +188,15 @@ def test_a_leftover_world_size_in_one_process_trains_alone(make_recipe, tmp_path
     assert "processes (DDP" not in proc.stdout and (tmp_path / "run" / "model" / "config.json").exists()
 
 
-def test_evaluate_under_a_launcher_is_one_line_from_the_first_process(make_recipe, tmp_path):
-    """Each process evaluated the whole split, printed the table and wrote the same --output file at once."""
-    recipe = make_recipe()
+@pytest.mark.parametrize("command", [["evaluate", "MODEL", "RECIPE"], ["predict", "MODEL", "a text"], ["serve", "MODEL"]])
+def test_a_command_but_train_under_a_launcher_is_one_line_from_the_first_process(make_recipe, tmp_path, command):
+    """Each process evaluated the whole split, printed the table and wrote the same --output file at once;
+    predict printed every prediction once per process."""
+    args = [{"MODEL": str(tmp_path / "model"), "RECIPE": str(make_recipe())}.get(a, a) for a in command]
     launched = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}
-    for rank, said in (("0", "error: mtnlp evaluate runs in one process"), ("1", "")):
-        proc = subprocess.run([sys.executable, "-m", "mtnlp", "evaluate", str(tmp_path / "model"), str(recipe)],
-                              capture_output=True, text=True, timeout=120, env={**os.environ, **launched, "RANK": rank})
+    for rank, said in (("0", f"error: mtnlp {command[0]} runs in one process"), ("1", "")):
+        proc = subprocess.run([sys.executable, "-m", "mtnlp", *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **launched, "RANK": rank})
         assert proc.returncode == 2 and proc.stderr.startswith(said) and len(proc.stderr.splitlines()) == (rank == "0")
 
 
