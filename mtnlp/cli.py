@@ -407,7 +407,7 @@ def requested_tasks(value: str | None, available: list[str], holder: str = "the 
 
 
 def spaces_hint(name: str, available) -> str:
-    return "; spaces count in a task name: write a,b without them" if name.strip() in available else ""
+    return f"; spaces count in a task name: {name.strip()!r} is one" if name.strip() in available else ""
 
 
 def output_path(path: str, flag: str) -> Path:

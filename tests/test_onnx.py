@@ -139,7 +139,7 @@ def test_one_head_and_bad_export_options(exported, tmp_path, capsys):
     # the flag the user gave is the one named; a space after a comma is part of the next name, and the error says so
     assert main(["export", str(exported / "model"), "--onnx", "--tasks", "ner, score", str(tmp_path / "z")]) == 2
     assert capsys.readouterr().err == ("error: --tasks  score: the model has no such task (it has: sentiment, score, "
-                                       "ner, topics); spaces count in a task name: write a,b without them\n")
+                                       "ner, topics); spaces count in a task name: 'score' is one\n")
     assert not (tmp_path / "z").exists()
 
 

@@ -231,7 +231,7 @@ def test_cli_evaluate_skips_tasks_without_the_split(make_recipe, tmp_path, capsy
     assert capsys.readouterr().err.strip() == f"error: --tasks: {recipe} has no task 'pos' (it has: sentiment, score, ner)"
     assert main(["evaluate", model, str(recipe), "--tasks", "score, ner"]) == 2
     assert capsys.readouterr().err.strip() == (f"error: --tasks: {recipe} has no task ' ner' (it has: sentiment, score, "
-                                               "ner); spaces count in a task name: write a,b without them")
+                                               "ner); spaces count in a task name: 'ner' is one")
     # a label that data.label_names made: the message says which file value it was
     assert main(["evaluate", model, str(recipe), "--tasks", "sentiment", "tasks.sentiment.data.label_names={0: negative, 1: positive}"]) == 2
     said = capsys.readouterr().err
