@@ -40,7 +40,7 @@ SPLITS = ("train", "validation", "test")
 # validation_from_train's split is the same for every training.seed: runs that differ by seed are compared
 # on the same validation examples (and train on the same rest)
 CARVE_SEED = 42
-CACHE_VERSION = 12  # bump when reading or tokenize() gives different rows or columns
+CACHE_VERSION = 13  # bump when reading or tokenize() gives different rows or columns
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 

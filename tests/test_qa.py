@@ -130,6 +130,18 @@ def test_an_invisible_character_at_an_answers_edge_is_stripped_as_whitespace_is(
     assert targets[:2] == [["agnes", "holt"]] * 2 and targets[2] == tokenizer.tokenize("Agnes" + invisible + "Holt")
 
 
+def test_a_gold_answer_keeps_the_invisible_characters_of_its_graphemes(tmp_path):
+    """Stripped character by character, ❤️ lost its U+FE0F and a Malayalam chillu its ZWJ, which decoding keeps
+    (both are part of the grapheme before them): exact match 0 for a right answer."""
+    rows = []
+    for k, answer in enumerate(["\u2764\ufe0f", "അവന്\u200d", "\u200bAnn\u200b"]):
+        context = f"He said {answer} today."
+        rows.append({"id": str(k), "question": "Who?", "context": context,
+                     "answers": {"text": [answer], "answer_start": [context.index(answer)]}})
+    examples = read(write_jsonl(tmp_path / "t.jsonl", rows))
+    assert [ex["answers"] for ex in examples] == [["\u2764\ufe0f"], ["അവന്\u200d"], ["Ann"]]
+
+
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
 def test_an_answer_start_that_misses_its_text_names_file_and_question(tmp_path, fmt):
     rows = qa_rows(3, 1)

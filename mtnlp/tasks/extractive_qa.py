@@ -369,7 +369,7 @@ def question_example(row, qa: dict, context: str, answers, position: str | None)
         row.fail(f"{name}: is_impossible is true, but the question has {len(pairs)} answer(s)")
     for k, (text, start) in enumerate(pairs):
         what = f"{name}: answer {k}" if len(pairs) > 1 else name
-        if not isinstance(text, str) or not VISIBLE.search(text):
+        if not isinstance(text, str) or shown_part(text) is None:
             row.fail(f"{what}: the answer text must be a string with a visible character, got {row.show(text)}")
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             row.fail(f"{what}: answer_start must be a character position (an integer >= 0), got {row.show(start)}")
@@ -381,18 +381,23 @@ def question_example(row, qa: dict, context: str, answers, position: str | None)
             row.fail(f"{what}: answer_start {start} points at {row.show(found)}, not at the answer "
                      f"{row.show(text)}{hint}")
     # whitespace around an answer would widen its span by a neighbouring word: strip it, as SQuAD tooling does, and
-    # invisible characters (a zero-width space, soft hyphen, BOM, LRM), which the tokenizer may give no token
-    pairs = [(core.group(), start + core.start()) for text, start in pairs for core in [VISIBLE.search(text)]]
+    # invisible characters (a zero-width space, soft hyphen, BOM, LRM), which the tokenizer may give no token; as
+    # decoding trims a predicted answer (whole_words): by graphemes (❤️ keeps its U+FE0F, a flag its tags)
+    pairs = [(text[a:b], start + a) for text, start in pairs for a, b in [shown_part(text)]]
     fallback = str(row.line) if position is None else f"{row.line}, {position}"
     return {"id": str(qid) if qid is not None else fallback, "question": question.strip(), "context": context,
             "answers": [text for text, _ in pairs], "answer_starts": [start for _, start in pairs], "_line": row.line}
 
 
-# an answer from its first to its last character that is neither whitespace, a control character nor invisible
-# (tasks.base.INVISIBLE)
-_SHOWN = r"[^\s\p{Cc}\p{Default_Ignorable_Code_Point}]"
-VISIBLE = regex.compile(rf"{_SHOWN}(?:.*{_SHOWN})?", regex.S)
-_SHOWN_CHAR = regex.compile(_SHOWN)
+# a character that shows: neither whitespace, a control character nor invisible (tasks.base.INVISIBLE)
+_SHOWN_CHAR = regex.compile(r"[^\s\p{Cc}\p{Default_Ignorable_Code_Point}]")
+
+
+def shown_part(text: str) -> tuple[int, int] | None:
+    """Where `text` shows something: from its first grapheme with a character that shows to the end of its last
+    one; None if none does."""
+    shown = [m.span() for m in regex.finditer(r"\X", text) if _SHOWN_CHAR.search(m.group())]
+    return (shown[0][0], shown[-1][1]) if shown else None
 
 
 def answer_pairs(row, answers, name: str) -> list[tuple]:
