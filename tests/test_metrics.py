@@ -220,3 +220,13 @@ def test_loads_offline_from_fresh_hf_home_in_new_process(tmp_path):
     assert out["acc"] == {"accuracy": 0.5}
     assert set(out) == set(mm.METRIC_FILES) | {"acc"}
     assert (home / "modules" / "evaluate_modules").is_dir()
+
+
+# ---------------------------------------------------------------- behaviour no other test pinned (mutation testing)
+
+def test_squad_scores_against_the_best_of_several_gold_answers_and_normalises():
+    from mtnlp.metrics import compute
+
+    assert compute("squad_exact_match", ["Denver Broncos"], [["Broncos", "Denver Broncos"]]) == 1.0
+    assert compute("squad_exact_match", ["the Broncos!"], [["Broncos"]]) == 1.0
+    assert compute("squad_f1", ["Broncos"], [["Denver Broncos", "Broncos"]]) == 1.0

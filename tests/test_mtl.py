@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import types
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from conftest import tiny_tasks
 from mtnlp.errors import UserError
 from mtnlp.export import export_head
 from mtnlp.modeling import MultiTaskModel
-from mtnlp.gradients import GRADIENT_METHODS, MGDA, CAGrad, build_gradient_method, project_conflicting
+from mtnlp.gradients import GRADIENT_METHODS, MGDA, CAGrad, PCGrad, build_gradient_method, project_conflicting
 from mtnlp.recipe import load_recipe
 from mtnlp.recipes.multitask import train
 from mtnlp.weighting import build_weighting, dwa_weights
@@ -766,3 +767,102 @@ def test_a_lora_task_named_like_an_adapter_key_exports(tiny_encoder):
     model.eval()
     for task in tasks:
         assert torch.allclose(export_head(model, task)(**inputs).logits, model(**inputs, task=task).logits, atol=1e-5)
+
+
+# ---------------------------------------------------------------- behaviour no other test pinned (mutation testing)
+
+def test_uncertainty_and_dwa_multiply_by_loss_weight():
+    for name in ("uncertainty", "dwa"):
+        w = build_weighting(name, {"a": 2.0, "b": 0.5}, dwa_window=2)
+        one = build_weighting(name, {"a": 1.0, "b": 1.0}, dwa_window=2)
+        assert float(w("a", torch.tensor(3.0))) == pytest.approx(2.0 * float(one("a", torch.tensor(3.0))))
+        assert w.weights()["b"] == pytest.approx(0.5 * one.weights()["b"])
+
+
+def test_dwa_keeps_updating_after_the_second_window():
+    w = build_weighting("dwa", {"a": 1.0, "b": 1.0}, dwa_temperature=1.0, dwa_window=1)
+    losses = [(1.0, 1.0), (1.0, 1.0), (0.5, 1.0), (0.5, 0.25)]
+    for step, (a, b) in enumerate(losses, 1):
+        w.observe("a", torch.tensor(a)); w.observe("b", torch.tensor(b))
+        w.end_step(step, lambda x: x)
+    assert w.weights() == pytest.approx(dwa_weights({"a": 0.5, "b": 1.0}, {"a": 0.5, "b": 0.25}, 1.0))
+
+
+def test_dwa_ratio_uses_mean_loss_when_a_task_is_drawn_unevenly():
+    w = build_weighting("dwa", {"a": 1.0, "b": 1.0}, dwa_temperature=1.0, dwa_window=2)
+    # window 1: a drawn 3 times (mean 1), b once (mean 1); window 2: a once (mean 1), b three times (mean 1)
+    draws = [["a", "a"], ["a", "b"], ["a", "b"], ["b", "b"]]
+    for step, tasks in enumerate(draws, 1):
+        for t in tasks:
+            w.observe(t, torch.tensor(1.0))
+        w.end_step(step, lambda x: x)
+    assert w.weights() == pytest.approx({"a": 1.0, "b": 1.0})  # equal mean losses: ratio 1 each
+
+
+def test_pcgrad_projects_the_already_projected_gradient_with_three_tasks():
+    g = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-1.0, -1.0, 1.0]], dtype=torch.float64)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        orders = [rng.permutation(3) for _ in range(3)]
+        combined, _ = project_conflicting(g, np.random.default_rng(seed))
+        expected = torch.zeros(3, dtype=torch.float64)
+        for i in range(3):
+            gi = g[i].clone()
+            for j in orders[i]:
+                if j != i and gi @ g[j] < 0:
+                    gi = gi - (gi @ g[j]) / (g[j] @ g[j]) * g[j]
+            expected += gi
+        assert torch.allclose(combined, expected), seed
+
+
+def test_pcgrad_order_is_random_per_update():
+    g = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-1.0, -1.0, 1.0]], dtype=torch.float64)
+    results = {tuple(project_conflicting(g, np.random.default_rng(s))[0].tolist()) for s in range(20)}
+    assert len(results) > 1
+
+
+def _fake_run(task_grads, step=0):
+    """(run, micro_step, the shared parameter) for a gradient method's accumulate: each micro-step adds its task's
+    gradient to the one shared parameter."""
+    shared = torch.nn.Parameter(torch.zeros(3))
+    model = types.SimpleNamespace(shared_parameters=lambda: [shared], parameters=lambda: [shared])
+    run = types.SimpleNamespace(unwrapped=model, accelerator=types.SimpleNamespace(num_processes=1),
+                                tasks=list(task_grads), progress=types.SimpleNamespace(step=step),
+                                recipe=types.SimpleNamespace(training=types.SimpleNamespace(grad_accum=1)))
+    order = iter(task_grads)
+
+    def micro_step(run, sync):
+        task = next(order)
+        g = torch.tensor(task_grads[task])
+        shared.grad = g.clone() if shared.grad is None else shared.grad + g
+        return task
+    return run, micro_step, shared
+
+
+def test_every_task_accumulate_keeps_each_tasks_gradient_apart():
+    grads = {"a": [1.0, 0.0, 0.0], "b": [0.0, 1.0, 0.0]}  # orthogonal: PCGrad leaves them alone, update = sum
+    run, micro_step, shared = _fake_run(grads)
+
+    class Record(PCGrad):
+        def combine(self, per_task, rng):
+            self.seen = per_task.clone()
+            return super().combine(per_task, rng)
+    method = Record(seed=0)
+    method.accumulate(run, micro_step)
+    assert torch.equal(method.seen, torch.tensor([grads["a"], grads["b"]]))
+
+
+def test_pcgrad_draws_a_new_order_each_update():
+    g = [[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-1.0, -1.0, 1.0]]
+    results = set()
+    for step in range(10):
+        run, micro_step, shared = _fake_run(dict(zip("abc", g)), step=step)
+        PCGrad(seed=0).accumulate(run, micro_step)
+        results.add(tuple(shared.grad.tolist()))
+    assert len(results) > 1
+
+
+def test_conflicts_logged_are_the_mean_since_the_last_record():
+    method = PCGrad()
+    method.conflicts = [0.25, 0.75]
+    assert method.log_record() == {"pcgrad_conflicts": 0.5}

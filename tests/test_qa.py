@@ -805,3 +805,15 @@ def test_an_answer_is_never_only_invisible_characters_and_keeps_its_graphemes(by
     wordpiece = AutoTokenizer.from_pretrained(minilm_path())
     assert flag in answer_words(wordpiece, f"Its flag is {flag}.")
     assert "അവന്\u200d" in answer_words(wordpiece, "He said അവന്\u200d today.")
+
+
+# ---------------------------------------------------------------- behaviour no other test pinned (mutation testing)
+
+def test_qa_no_answer_needs_the_smallest_null_score_of_the_windows_to_win():
+    from mtnlp.tasks import task_type
+
+    qa = task_type("extractive_qa")
+    refs = [{"window": 0, "answers": ["paris"]}, {"window": 1, "answers": ["paris"]}]
+    # window 0 holds the answer (null 0.1 < span 0.5); window 1 does not (null 0.9): the answer stands
+    preds = [{"text": "paris", "score": 0.5, "null": 0.1}, {"text": "", "score": 0.01, "null": 0.9}]
+    assert qa.score(refs, preds, ["squad_exact_match"], []) == {"squad_exact_match": 1.0}

@@ -508,3 +508,27 @@ def test_a_token_budget_checkpoint_written_with_its_batch_size_resumes_exactly()
     resumed = TaskBatches(lens, 16, 3, True, max_tokens=900)
     resumed.load_state_dict(state)
     assert resumed.before is None and head + list(itertools.islice(resumed, 40)) == reference
+
+
+# ---------------------------------------------------------------- behaviour no other test pinned (mutation testing)
+
+def test_group_by_length_batches_come_in_a_shuffled_order():
+    from mtnlp.batches import TaskBatches
+
+    lengths = np.random.default_rng(0).integers(5, 200, size=2000).tolist()
+    b = TaskBatches(lengths, batch_size=4, seed=0, group_by_length=True)
+    longest = [max(lengths[i] for i in next(b)) for _ in range(50)]
+    assert longest != sorted(longest, reverse=True)
+
+
+def test_a_plan_resumed_on_fewer_processes_scales_each_tasks_position():
+    from mtnlp.batches import TaskBatches
+    from mtnlp.loader import BatchPlan
+    from mtnlp.sampling import TaskSampler
+
+    batches = {"a": TaskBatches([10] * 100, batch_size=2, seed=0)}
+    plan = BatchPlan(TaskSampler({"a": 100}, "uniform"), batches)
+    cut = batches["a"].state_dict()["cut"]
+    plan.load_state_dict({"sampler": {"draw": 3, "per_step": 1}, "batches": {"a": {"epoch": 0, "position": 3, "cut": cut}},
+                          "ranks": 2})
+    assert batches["a"].position == 6  # 3 rounds of 2 processes' batches

@@ -4,6 +4,7 @@ reading, training, evaluation, the pipeline, `mtnlp predict`, export and the hub
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -399,3 +400,29 @@ def test_thresholds_tuned_on_a_model_that_learned_little_are_said_to_overpredict
         warnings.simplefilter("error")
         learned = kind.fit(noise + 6 * gold, gold.int().tolist(), spec, "emotions")
     assert all(0 < t < 1 for t in learned["thresholds"])
+
+
+# ---------------------------------------------------------------- behaviour no other test pinned (mutation testing)
+
+def test_softmax_of_large_logits_is_finite():
+    from mtnlp.tasks import task_type
+
+    out = task_type("classification").decode(np.array([1000.0, 0.0], dtype=np.float32), {"labels": ["a", "b"]}, True)
+    assert out["label"] == "a" and out["score"] == pytest.approx(1.0)
+
+
+def test_regression_loss_is_mean_squared_error():
+    from mtnlp.tasks import task_type
+
+    loss = task_type("regression").loss(torch.tensor([[1.0], [3.0]]), torch.tensor([0.0, 0.0]), {})
+    assert float(loss) == pytest.approx(5.0)
+
+
+def test_tagging_predictions_read_each_words_first_sub_token():
+    from mtnlp.tasks import task_type
+
+    # [CLS] w0 w0## w1 [SEP]: labelled positions 1 and 3
+    logits = torch.tensor([[[5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0], [5.0, 0.0]]])
+    labels = torch.tensor([[-100, 1, -100, 1, -100]])
+    rows = {"word_index": [[0, 1]], "tags": [["B-X", "I-X"]], "truncated": [False]}
+    assert task_type("tagging").predictions(logits, labels, {}, rows) == [[1, 1]]
