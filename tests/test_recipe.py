@@ -875,3 +875,17 @@ def test_resume_from_a_run_folder_names_its_newest_checkpoint(tmp_path):
     with pytest.raises(UserError, match=r"^k: .*notes.txt: a file, not a checkpoint folder$"):
         (tmp_path / "notes.txt").write_text("x")
         find_checkpoint(tmp_path, str(tmp_path / "notes.txt"), "k")
+
+
+def test_the_defaults_the_readme_gives_are_the_recipes():
+    """The README states these defaults in prose and in its recipe reference; no test pinned them."""
+    import re
+    from pathlib import Path
+
+    from mtnlp.recipe import MTLSpec, SamplingSpec
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    said = {key: re.search(rf"`{key}`[^(|]*\(default ([0-9.e-]+)\)", readme).group(1)
+            for key in ("weighting_lr", "dwa_window", "dwa_temperature")}
+    assert {key: float(value) for key, value in said.items()} == {key: float(getattr(MTLSpec(), key)) for key in said}
+    assert re.search(r"\n  strategy: .*# .*?(\w+) \(default\)", readme).group(1) == SamplingSpec().strategy
