@@ -112,10 +112,10 @@ def make_optimizer(model, t: TrainingSpec, weighting=None, weighting_lr: float =
     `t.lr_schedule`; the heads at `head_lr` (default: lr). Learned loss weights (if any) are a group with their
     own learning rate."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    tasks = set(getattr(getattr(model, "config", None), "tasks", None) or ())  # (any torch module trains)
     groups = []
     for is_head, lr in ((False, t.lr), (True, t.head_lr or t.lr)):
         part = [(n, p) for n, p in trainable if n.startswith("heads.") == is_head]
-        tasks = set(getattr(model.config, "tasks", None) or ())
         groups += [{"params": [p for n, p in part if decayed(n, p, tasks)], "weight_decay": t.weight_decay, "lr": lr},
                    {"params": [p for n, p in part if not decayed(n, p, tasks)], "weight_decay": 0.0, "lr": lr}]
     if weighting is not None and list(weighting.parameters()):
