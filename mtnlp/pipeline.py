@@ -30,7 +30,7 @@ from .folders import check_model_folder, check_multitask_config, is_onnx_folder,
 from .errors import first_line
 from .modeling import NO_TASKS, ConfigMismatch, MultiTaskModel, TasksError, evaluating, to_device
 from .tasks import task_type
-from .tasks.base import (LONE_SURROGATE, answering_tasks, input_forms, is_words_input, text_input_problem,
+from .tasks.base import (LONE_SURROGATE, SHOWN, answering_tasks, input_forms, is_words_input, text_input_problem,
                          truncating, valid_unicode)
 from .tasks.tagging import first_subtokens
 
@@ -278,10 +278,7 @@ def split_words(text: str) -> list[tuple[str, tuple[int, int]]]:
     words (right-to-left marks, zero-width spaces, \x1c, DEL) are no word, as spaces. A head then tags "U.S." as the
     one word it saw in training, not as U / . / S / . Not the model tokenizer's own pre-tokenizer: a
     byte-level BPE one gives byte-encoded words ('ĠLee'), a SentencePiece one '▁Paris.'."""
-    return [(m.group(), m.span()) for m in _WORDS.finditer(text) if not _NO_WORD.fullmatch(m.group())]
-
-
-_NO_WORD = regex.compile(r"[\p{Cc}\p{Default_Ignorable_Code_Point}]+")  # invisible or control characters (\x1c, DEL)
+    return [(m.group(), m.span()) for m in _WORDS.finditer(text) if SHOWN.search(m.group())]
 
 
 # a word's characters: letters (with combining marks), digits, and the invisible joiners a tokenizer drops

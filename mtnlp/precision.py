@@ -74,8 +74,9 @@ def for_model(requested, model) -> Precision:
     """The precision for evaluating or predicting with `model` (on its device). Weights that are not all fp32
     (loaded or cast so) are cast to fp32, in place, where fp32 runs (asked for, or auto's choice), and fp16 ones
     on a CPU whatever runs (fp16 runs as fp32 there; bf16 autocast then runs over the fp32 weights, as for an
-    fp32 model), and bf16 ones where fp16 runs (a CUDA device without bf16: auto's fp16). Where a half precision runs, weights all bf16 or all fp16 run in their own dtype without
-    autocast (bf16 autocast over fp16 weights fails in layer_norm), and mixed ones under autocast."""
+    fp32 model), and bf16 ones where fp16 runs (a CUDA device without bf16: auto's fp16). Where a half precision
+    runs, weights all bf16 or all fp16 run in their own dtype without autocast (bf16 autocast over fp16 weights fails
+    in layer_norm), and mixed ones under autocast."""
     chosen = resolve(requested, next(model.parameters()).device)
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes <= {torch.float32}:

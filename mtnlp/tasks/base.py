@@ -285,8 +285,11 @@ def example_input(spec: dict):
 
 
 # a run of invisible characters (Unicode's default-ignorable code points: a right-to-left mark, a zero-width space
-# or joiner, a variation selector), which neither a word (pipeline.split_words) nor a label (data.look_alike) holds
+# or joiner, a variation selector), which no label holds (data.look_alike)
 INVISIBLE = regex.compile(r"\p{Default_Ignorable_Code_Point}+")
+# a character that shows: neither whitespace, a control character nor invisible; a word (pipeline.split_words) and
+# a QA answer (extractive_qa.whole_words, shown_part) hold one
+SHOWN = regex.compile(r"[^\s\p{Cc}\p{Default_Ignorable_Code_Point}]")
 LONE_SURROGATE = "holds a lone surrogate (an invalid \\u escape such as \\ud800), which no tokenizer takes"
 
 

@@ -33,7 +33,7 @@ from pydantic import field_validator
 
 from ..errors import UserError, at
 from ..spec import Count, TaskSpec, TextData
-from .base import TaskType, column, labelled_cross_entropy, valid_unicode
+from .base import SHOWN, TaskType, column, labelled_cross_entropy, valid_unicode
 
 NULL = 0  # the position a window without the answer points at: the first token ([CLS], <s>)
 CANDIDATES = 5  # spans per input in the pipeline's return_all_scores output
@@ -389,14 +389,10 @@ def question_example(row, qa: dict, context: str, answers, position: str | None)
             "answers": [text for text, _ in pairs], "answer_starts": [start for _, start in pairs], "_line": row.line}
 
 
-# a character that shows: neither whitespace, a control character nor invisible (tasks.base.INVISIBLE)
-_SHOWN_CHAR = regex.compile(r"[^\s\p{Cc}\p{Default_Ignorable_Code_Point}]")
-
-
 def shown_part(text: str) -> tuple[int, int] | None:
     """Where `text` shows something: from its first grapheme with a character that shows to the end of its last
     one; None if none does."""
-    shown = [m.span() for m in regex.finditer(r"\X", text) if _SHOWN_CHAR.search(m.group())]
+    shown = [m.span() for m in regex.finditer(r"\X", text) if SHOWN.search(m.group())]
     return (shown[0][0], shown[-1][1]) if shown else None
 
 
@@ -523,7 +519,7 @@ def whole_words(extent: dict[int, tuple[int, int]], context: str) -> dict[int, l
     starts = grapheme_starts(context)
 
     def shown(k: int) -> bool:  # whether grapheme k shows anything
-        return context[starts[k]].isalnum() or _SHOWN_CHAR.search(context, starts[k], starts[k + 1]) is not None
+        return context[starts[k]].isalnum() or SHOWN.search(context, starts[k], starts[k + 1]) is not None
 
     def grapheme(position: int) -> int:  # the grapheme holding the character at `position`
         return position if single else bisect.bisect_right(starts, position) - 1
