@@ -262,13 +262,13 @@ def task_key(recipe: Recipe, task: TaskSpec) -> str | None:
 def read_task_unless_cached(recipe: Recipe, name: str, task: TaskSpec) -> RawTask | None:
     """read_task, or None when these files were read and checked before (load_task then uses the cache)."""
     key = task_key(recipe, task)
-    if key is not None and cached_labels(key) is not None:
+    if key is not None and (labels := cached_labels(key)) is not None:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # said again, as the first read said it
             said = json.loads(read_notes_file(key).read_text(encoding="utf-8"))
             source = train_source(recipe, task)  # this recipe's name for the file (the entry may be another's)
             if said["given_back"]:
                 say_given_back(recipe, name, said["given_back"], source)
-            for note in label_notes(name, task, cached_labels(key), said["train_rows"], source):
+            for note in label_notes(name, task, labels, said["train_rows"], source):
                 warnings.warn(note, stacklevel=2)
         return None
     return read_task(recipe, name, task)

@@ -497,16 +497,18 @@ def window_words(enc, contexts: list[str]) -> tuple[list[list], list[list]]:
     and padding tokens, and a word of nothing shown). A span from token s to token e is
     context[words[s][0]:words[e][1]]: whole words, as transformers' QA pipeline answers (align_to_words), with a
     word's extent taken over every window of its question (a window's edge may cut it: "Os" of "Osric")."""
-    samples, sequences = enc["overflow_to_sample_mapping"], [enc.sequence_ids(i) for i in range(len(enc["input_ids"]))]
+    samples = enc["overflow_to_sample_mapping"]
+    sequences = [enc.sequence_ids(i) for i in range(len(samples))]
+    word_ids = [enc.word_ids(i) for i in range(len(samples))]
     bounds = [context_offsets(enc["offset_mapping"][i], sequences[i], contexts[sample]) for i, sample in enumerate(samples)]
     extent = {sample: {} for sample in samples}  # sample -> word id -> (start, end) over the sample's windows
     for i, sample in enumerate(samples):
-        for s, w, (a, b) in zip(sequences[i], enc.word_ids(i), bounds[i]):
+        for s, w, (a, b) in zip(sequences[i], word_ids[i], bounds[i]):
             if s == 1 and w is not None and a < b:
                 lo, hi = extent[sample].get(w, (a, b))
                 extent[sample][w] = (min(lo, a), max(hi, b))
     whole = {sample: whole_words(words, contexts[sample]) for sample, words in extent.items()}
-    words = [[whole[sample].get(w) if s == 1 else None for s, w in zip(sequences[i], enc.word_ids(i))]
+    words = [[whole[sample].get(w) if s == 1 else None for s, w in zip(sequences[i], word_ids[i])]
              for i, sample in enumerate(samples)]
     return bounds, words
 
