@@ -148,6 +148,16 @@ def test_round_robin_cycles_exactly():
     assert s.probabilities() == pytest.approx(np.full(4, 0.25))
 
 
+def test_round_robin_turns_per_micro_batch_under_grad_accum():
+    """README: each micro-batch is one task's: with grad_accum 2 the tasks alternate inside an update (not one
+    task per update), and a resume goes on from the checkpoint's step."""
+    s = TaskSampler(SIZES, "round_robin", per_step=2)
+    assert list(itertools.islice(s, 10)) == (list(SIZES) * 3)[:10]
+    resumed = TaskSampler(SIZES, "round_robin", per_step=2)
+    resumed.load_state_dict({"draw": 6, "per_step": 2})
+    assert list(itertools.islice(resumed, 4)) == (list(SIZES) * 3)[6:10]
+
+
 # ---------------------------------------------------------------- TaskSampler: determinism and resume
 
 
