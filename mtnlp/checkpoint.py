@@ -120,8 +120,9 @@ def log_variances_per_task(state: dict, optimizer) -> dict:
                                                            for v in old.values()):
         return state
     first = saved[0]  # the highest index: the weighting's group is the last
-    parts = {first + j: {key: v[j].clone() if torch.is_tensor(v) and v.ndim == 1 else v for key, v in old.items()}
-             for j in range(len(now))}
+    # each its own tensors: AdamW counts `step` in place, and K parameters sharing one would count it K times
+    parts = {first + j: {key: (v[j] if v.ndim == 1 else v).clone() if torch.is_tensor(v) else v
+                         for key, v in old.items()} for j in range(len(now))}
     group = {**state["param_groups"][-1], "params": list(parts)}
     return {"state": {**{k: v for k, v in state["state"].items() if k != first}, **parts},
             "param_groups": state["param_groups"][:-1] + [group]}

@@ -170,3 +170,37 @@ def test_a_checkpoint_from_before_head_lr_of_other_tasks_is_said_to_be_of_other_
     with pytest.raises(UserError, match="written by a run with other tasks or methods"):
         fewer = {name: task for name, task in tiny_tasks().items() if name != "ner"}  # the heads differ
         train(load_recipe(make_recipe(tasks=fewer, training={"steps": 4}), ["training.resume_from=latest"]))
+
+
+def test_a_checkpoint_with_one_log_variance_vector_resumes_as_one_written_now(make_recipe, tmp_path):
+    """Uncertainty weighting once kept its K log-variances in one (K,) parameter: resuming such a checkpoint
+    (its last optimizer group one parameter, its state stacked) ends with the weights of resuming the same
+    checkpoint written now."""
+    recipe = make_recipe(training={"steps": 3, "save_every": 3}, mtl={"weighting": "uncertainty"},
+                         sampling={"strategy": "round_robin"})  # every task's log-variance has optimizer state
+    train(load_recipe(recipe))
+    run = tmp_path / "run"
+    older = tmp_path / "older"
+    shutil.copytree(run / "checkpoints" / "step-000003", older)
+    path = older / "optimizer.pt"
+    state = torch.load(path, weights_only=True)
+    last = state["param_groups"][-1]
+    assert len(last["params"]) >= 2
+    first = last["params"][0]
+    scalars = [state["state"][i] for i in last["params"]]
+    state["state"] = {k: v for k, v in state["state"].items() if k not in last["params"]}
+    state["state"][first] = {key: torch.stack([s[key] for s in scalars]) if scalars[0][key].ndim == 0 and key != "step"
+                             else scalars[0][key] for key in scalars[0]}
+    state["param_groups"][-1] = {**last, "params": [first]}
+    torch.save(state, path)
+
+    def resumed(checkpoint):
+        out = tmp_path / f"from-{checkpoint.name}"
+        train(load_recipe(recipe, [f"training.resume_from={checkpoint}", "training.steps=6",
+                                   f"output_dir={out}"]))
+        return load_file(str(out / "model" / "model.safetensors")), read_jsonl(out / "train_log.jsonl")[-1]
+
+    now, older_run = resumed(run / "checkpoints" / "step-000003"), resumed(older)
+    assert now[0].keys() == older_run[0].keys()
+    assert all(torch.equal(now[0][k], older_run[0][k]) for k in now[0])
+    assert now[1] == older_run[1]
