@@ -11,10 +11,8 @@ import torch
 from torch import nn
 
 from . import families
+from .precision import AUTOCAST_DEVICES
 from .tasks import TaskType, task_type
-
-
-AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
 
 class TaskHead(nn.Module):

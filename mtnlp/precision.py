@@ -19,6 +19,7 @@ import torch
 from .spec import precision_name  # (the spelling rule: torch-free, for the CLI)
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")  # (torch.autocast refuses others, e.g. meta)
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,11 @@ class Precision:
         return "no" if self.name == "fp32" else self.name
 
     def autocast(self):
-        """A context manager running the forward pass in this precision (fp32: no autocast)."""
+        """A context manager running the forward pass in this precision: fp32, and weights in their own dtype,
+        with autocast off (a caller's own autocast around a pipeline call would otherwise run bf16 under fp32)."""
         if self.name == "fp32" or not self.cast:
-            return contextlib.nullcontext()
+            return (torch.autocast(self.device_type, enabled=False) if self.device_type in AUTOCAST_DEVICES
+                    else contextlib.nullcontext())
         return torch.autocast(self.device_type, dtype=_DTYPES[self.name])
 
     def describe(self) -> str:

@@ -143,6 +143,17 @@ def test_a_regression_head_computes_in_fp32_under_bf16_autocast(model_dir):
     assert any(torch.tensor(v).to(torch.bfloat16).item() != v for v in values), values
 
 
+def test_fp32_runs_fp32_inside_the_callers_own_autocast(model_dir):
+    """A pipeline in fp32 called inside a user's bf16 autocast (their own eval loop): the answers are fp32's,
+    not bf16's, as its precision says."""
+    pipe = MultiTaskPipeline.from_pretrained(model_dir, precision="fp32")
+    alone = pipe(TEXTS, return_all_scores=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = pipe(TEXTS, return_all_scores=True)
+        assert torch.is_autocast_enabled("cpu")  # the caller's autocast is theirs again after the call
+    assert inside == alone
+
+
 def test_a_plain_encoder_is_not_a_multi_task_model(tiny_encoder):
     from mtnlp.errors import UserError
 
