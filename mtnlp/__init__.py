@@ -2,10 +2,16 @@
 
 # The classes load on first use: `mtnlp --help` and recipe errors must not wait seconds for torch and
 # transformers to import.
-_LAZY = {"MultiTaskConfig": "modeling", "MultiTaskModel": "modeling", "MultiTaskPipeline": "pipeline",
-         "TruncationWarning": "pipeline"}
+from typing import TYPE_CHECKING
 
-__all__ = list(_LAZY)
+_LAZY = {"MultiTaskConfig": "modeling", "MultiTaskModel": "modeling", "MultiTaskPipeline": "pipeline",
+         "TruncationWarning": "pipeline", "UserError": "errors"}
+if TYPE_CHECKING:  # what type checkers and IDEs see of the lazy names
+    from .errors import UserError
+    from .modeling import MultiTaskConfig, MultiTaskModel
+    from .pipeline import MultiTaskPipeline, TruncationWarning
+
+__all__ = ["MultiTaskConfig", "MultiTaskModel", "MultiTaskPipeline", "TruncationWarning", "UserError"]  # (_LAZY's)
 __version__ = "0.1.0"
 
 

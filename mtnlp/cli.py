@@ -637,8 +637,8 @@ def cmd_predict(args) -> int:
         raise UserError("predict: give TEXT arguments or --input FILE.jsonl (- for stdin)")
     from .tasks.base import valid_unicode
 
-    for text, where, _ in given:
-        if not valid_unicode(text):
+    for text, where, line_object in given:
+        if not valid_unicode([text, line_object]):  # (the line is echoed, its other keys too)
             raise UserError(f"{where}: holds a lone surrogate (an invalid \\u escape such as \\ud800, "
                             "or bytes that are not UTF-8)")
     if args.batch_size < 1:

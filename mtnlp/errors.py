@@ -5,6 +5,18 @@ class UserError(Exception):
     """Bad input from the user (file, recipe, command line). str() is the whole message."""
 
 
+def outside_mtnlp() -> int:
+    """warnings.warn's stacklevel for the first caller outside mtnlp, called in the warning function's own
+    warn(...): a warning names the user's line, however deep in mtnlp it is raised."""
+    import os
+    import sys
+
+    here, level, frame = os.path.dirname(__file__) + os.sep, 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 class NotFound(UserError, FileNotFoundError):
     """A model (folder, hub repository or cached copy) that is not there, or cannot be reached. Also a
     FileNotFoundError, as transformers' from_pretrained raises an OSError there: `except OSError` catches both."""

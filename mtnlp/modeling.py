@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import weakref
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from transformers.utils import ModelOutput, cached_file
 
 from . import families, sharing
 from .encoders import not_an_encoder
-from .folders import MODEL_TYPE, in_task_order, safetensors_header, weights_readable_as_umask
+from .folders import MODEL_TYPE, in_task_order, refuse_run_folder, safetensors_header, weights_readable_as_umask
 from .heads import build_head
 from .tasks import TASK_TYPES, task_type
 
@@ -251,6 +252,11 @@ def checked_tasks(tasks, new: bool = True) -> dict[str, dict]:
         where = f"tasks[{name!r}]"
         if not isinstance(name, str) or not isinstance(spec, dict):
             raise TasksError(f"{where}: expected a task name and a dict, e.g. {example}")
+        from .recipe import TASK_NAME, TORCH_DICT_NAMES  # (as a recipe's task names: torch's module names)
+
+        if new and (not re.fullmatch(TASK_NAME, name) or name in TORCH_DICT_NAMES):
+            raise TasksError(f"{where}: not a task name (one is not empty, has no space, '.', ',' or '=', and is "
+                             "not a name torch's module dicts have for their own, such as train or keys)")
         if not new and isinstance(spec.get("type"), str):
             task_type(spec["type"])  # a saved model's type this mtnlp lacks (an extension's): the error that says so
         if not isinstance(spec.get("type"), str) or spec["type"] not in TASK_TYPES:
@@ -270,6 +276,13 @@ def checked_tasks(tasks, new: bool = True) -> dict[str, dict]:
                 isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < float("inf") for w in weights)):
             raise TasksError(f"{where}['label_weights']: expected one positive number per label ({len(labels)}), "
                              f"got {weights!r}")
+        for key in spec.keys() - {"type", "labels", "dropout", "label_weights"}:
+            if key not in kind.config_keys:  # (a saved config's: kept, as an older mtnlp may have written it)
+                if new:
+                    raise TasksError(f"{where}[{key!r}]: not a key of a {kind.name} task (its own: "
+                                     f"{', '.join(kind.config_keys) or 'none'})")
+            elif problem := kind.config_problem(key, spec[key], labels):
+                raise TasksError(f"{where}[{key!r}]: {problem}")
         checked[name] = {**spec, "labels": labels}
         if new and kind.head_kind == "token":  # trained on single sentences, as training records it (Tagging.model_spec)
             checked[name].setdefault("text_pair", False)
@@ -431,6 +444,8 @@ class MultiTaskModel(PreTrainedModel):
         (ConfigMismatch), not random ones: saved heads of an older layout (a non-BERT model saved before heads
         became the family's own), and any other missing or unexpected weight or size (a config.json edited by
         hand, or made to exhaust memory: more layers than the weights hold are refused before any is built)."""
+        if args and isinstance(args[0], (str, Path)):
+            refuse_run_folder(args[0])
         if args and "config" not in kwargs:  # e.g. the base encoder's folder, given instead of a trained model's
             hub = {k: v for k, v in kwargs.items() if k in ("revision", "token", "cache_dir", "local_files_only",
                                                             "force_download", "subfolder", "proxies")}
@@ -451,6 +466,13 @@ class MultiTaskModel(PreTrainedModel):
                                  "differs from the weights')") from None
         missing, unexpected = set(info["missing_keys"]), set(info["unexpected_keys"])
         stale = sorted(k for k in missing | unexpected if k.startswith("heads."))
+        held = {k.split(".")[1] for k in unexpected if k.startswith("heads.")} - set(model.config.tasks)
+        lacking = {k.split(".")[1] for k in missing if k.startswith("heads.")} - {k.split(".")[1] for k in unexpected}
+        if held or lacking:  # a config given with other tasks than the weights hold (not an older layout)
+            task, what = (min(held), "the weights hold, which the config has not") if held else \
+                (min(lacking), "the config has, whose weights are not there")
+            raise ConfigMismatch(f"{name}: a task {task!r} {what} (load it with its own config; choose heads per "
+                                 "call: forward_heads(..., tasks=[...]), pipe(inputs, tasks=[...]))")
         if stale:
             raise ConfigMismatch(f"the saved heads do not fit this version's {model.family.name} heads "
                                  f"(e.g. {stale[0]}): the model was saved by an older mtnlp; train it again")

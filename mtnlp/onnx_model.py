@@ -168,6 +168,10 @@ class OnnxMultiTaskModel:
         folder = Path(folder).expanduser()
         self.config = MultiTaskConfig.from_pretrained(folder)
         self.session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+        outputs = [o.name for o in self.session.get_outputs()]
+        if set(outputs) != set(self.config.tasks):  # e.g. a deploy folder given only the new model.onnx
+            raise UserError(f"{folder}: model.onnx's outputs ({', '.join(sorted(outputs))}) are not config.json's heads "
+                            f"({', '.join(self.config.tasks)}): the two files come from different exports")
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.uses_token_type_ids = "token_type_ids" in self.inputs
         self.device = torch.device("cpu")

@@ -12,6 +12,7 @@ sequence heads then read the whole text, as training did. Batches are padded on 
 from __future__ import annotations
 
 import numbers
+import os
 import pickle
 import threading
 import warnings
@@ -27,7 +28,7 @@ from . import families
 from . import precision as precision_policy
 from .encoders import custom_code_problem, is_local_path, pickle_refusal, tokenizer_problem, vocabulary_problem
 from .folders import check_model_folder, check_multitask_config, is_onnx_folder, refuse_run_folder
-from .errors import first_line
+from .errors import first_line, outside_mtnlp
 from .modeling import NO_TASKS, ConfigMismatch, MultiTaskModel, TasksError, evaluating, to_device
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, SHOWN, answering_tasks, input_forms, is_words_input, text_input_problem,
@@ -40,6 +41,7 @@ from .tasks.tagging import first_subtokens
 # one pipeline's from several threads, a shallow copy's, two pipelines built on one tokenizer. Kept beside the
 # tokenizer, not in the pipeline, a lock is no state to copy (copy.deepcopy, pickle: Spark and Ray closures).
 TOKENIZER_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+CALL_ARGUMENTS = ("tasks", "return_all_scores", "strict")  # __call__'s, not from_pretrained's
 
 
 class MultiTaskPipeline:
@@ -58,6 +60,13 @@ class MultiTaskPipeline:
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | int | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
         onnx = hasattr(model, "session")  # an OnnxMultiTaskModel: onnxruntime on the CPU, in fp32
+        if not (onnx or isinstance(model, MultiTaskModel)):
+            raise TypeError(f"model: expected a MultiTaskModel, got {type(model).__name__}"
+                            + (" (MultiTaskPipeline.from_pretrained loads a folder or hub id)"
+                               if isinstance(model, (str, os.PathLike)) else ""))
+        if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+            raise TypeError(f"tokenizer: expected a tokenizer (AutoTokenizer.from_pretrained(...)), got "
+                            f"{type(tokenizer).__name__}")
         if device is None:
             device = torch.device("cpu") if onnx else next(model.parameters()).device  # on a GPU: stays (cuda:1 too)
             if device.type == "cpu" and not onnx:
@@ -75,7 +84,7 @@ class MultiTaskPipeline:
         self.precision = (precision_policy.for_onnx(precision, model.quantize) if onnx else
                           precision_policy.for_model(precision, self.model))
         if self.precision.warning:
-            warnings.warn(self.precision.warning, stacklevel=2)
+            warnings.warn(self.precision.warning, stacklevel=outside_mtnlp())
         self.batch_size = int(batch_size)
         trained = (model.config.mtnlp or {}).get("max_length")
         self.max_length = int(max_length or trained or min(tokenizer.model_max_length, 512))
@@ -83,7 +92,7 @@ class MultiTaskPipeline:
         if positions is not None and self.max_length > positions:
             if max_length is not None:
                 warnings.warn(f"max_length {max_length}: the encoder's position embeddings hold {positions} tokens; "
-                              f"texts are cut at {positions}", stacklevel=2)
+                              f"texts are cut at {positions}", stacklevel=outside_mtnlp())
             self.max_length = positions
 
     @property
@@ -96,6 +105,13 @@ class MultiTaskPipeline:
                         max_length: int | None = None, **hub_kwargs) -> "MultiTaskPipeline":
         """Load a saved model folder, an ONNX folder (`mtnlp export --onnx`) or a hub id (hub_kwargs:
         revision, token, ...)."""
+        if not isinstance(name_or_path, (str, os.PathLike)):
+            raise TypeError(f"name_or_path: expected a model folder or hub id, got {type(name_or_path).__name__}"
+                            + (" (a model object: MultiTaskPipeline(model, tokenizer))"
+                               if isinstance(name_or_path, torch.nn.Module) else ""))
+        if called := [key for key in hub_kwargs if key in CALL_ARGUMENTS]:  # else taken for config.json's keys
+            raise TypeError(f"from_pretrained() got an unexpected keyword argument {called[0]!r}: each call takes it, "
+                            f"pipe(inputs, {called[0]}=...)")
         precision_policy.precision_name(precision)  # a misspelt precision before a download, not after
         model, tokenizer = load_pretrained(name_or_path, **hub_kwargs)
         return cls(model, tokenizer, device=device, precision=precision, batch_size=batch_size, max_length=max_length)
@@ -391,6 +407,9 @@ def load_pretrained(name: str, **hub_kwargs):
                             f"{first_line(e)})") from None
         if loading != "model":
             raise
+        unexpected = regex.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if unexpected and unexpected[1] in hub_kwargs:  # passed on to the model's __init__
+            raise TypeError(f"from_pretrained() got an unexpected keyword argument {unexpected[1]!r}") from None
         raise UserError(f"{name}: its config.json does not describe an mtnlp model that loads "
                         f"({type(e).__name__}: {first_line(e)})") from None
 

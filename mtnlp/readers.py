@@ -372,11 +372,11 @@ class NotJson(ValueError):
     are not JSON, and a label would become the text "nan"."""
 
 
-def _not_json(constant: str):
+def not_json(constant: str):
     raise NotJson(f"{constant} is not JSON (a missing value?)")
 
 
-JSON, NOT_JSON = json.JSONDecoder(parse_constant=_not_json), re.compile(r"NaN|-?Infinity")
+JSON, NOT_JSON = json.JSONDecoder(parse_constant=not_json), re.compile(r"NaN|-?Infinity")
 
 
 class JsonArray:

@@ -270,6 +270,8 @@ def installed_recipe(name: str, entries: list[str] | None = None) -> str | None:
 def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool = True) -> Recipe:
     """A checked recipe; `training`: False for a recipe that only names evaluation data (mtnlp evaluate),
     whose tasks need no training split."""
+    if isinstance(overrides, str):  # one override, not a list: read character by character it is nonsense
+        raise TypeError(f"overrides: expected a list of key=value strings, got the string {overrides!r}")
     path = Path(path)
     if path.suffix == ".py" and path.is_file():
         raise UserError(f"{path}: a recipe script, not a recipe: run it, `python {path} --config RECIPE.yaml`")

@@ -48,6 +48,10 @@ class TaskSampler:
                  per_step: int = 1, **options):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown sampling strategy {strategy!r} (expected one of: {', '.join(STRATEGIES)})")
+        if not sizes or any(not isinstance(n, (int, np.integer)) or n < 1 for n in sizes.values()):
+            raise ValueError(f"sizes: expected each task's number of training examples (at least 1), got {sizes!r}")
+        if strategy == "temperature" and not options.get("temperature", 1) > 0:  # (a recipe's is checked so)
+            raise ValueError(f"temperature: expected a number above 0, got {options['temperature']!r}")
         self.names = list(sizes)
         self.sizes = np.array([sizes[n] for n in self.names], dtype=np.float64)
         self.strategy, self.seed, self.options = strategy, seed, options

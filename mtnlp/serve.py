@@ -44,6 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from .errors import UserError
+from .readers import not_json
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, example_input, reads, reads_text, text_input_problem,
                          valid_unicode)
@@ -258,12 +259,29 @@ async def client_gone(request: Request) -> None:
         pass
 
 
+def unique_keys(pairs: list) -> dict:
+    """An object of a request, each key given once (json keeps the last of a key given twice, silently)."""
+    given = dict(pairs)
+    if len(given) < len(pairs):
+        twice = next(key for i, (key, _) in enumerate(pairs) if key in dict(pairs[:i]))
+        raise ApiError(422, twice, "given twice in one object")
+    return given
+
+
+def finite(text: str) -> float:
+    """A JSON number within a float's range: 1e400 would be read as inf (a choice's text "inf")."""
+    if (value := float(text)) in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of a number's range")
+    return value
+
+
 def parse_request(body: bytes, served: dict, limits: Limits, windows=None) -> tuple[list, tuple, bool]:
     """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault.
     `served`: the served tasks' config entries, by name; `windows(inputs, specs)`: how many windows QA inputs
     make for the QA heads `specs` (qa_windows; None: one each)."""
     try:
-        payload = json.loads(body)
+        # strict: NaN and Infinity are not JSON (json reads them), nor a key twice in one object, nor 1e400
+        payload = json.loads(body, parse_constant=not_json, object_pairs_hook=unique_keys, parse_float=finite)
     except (ValueError, RecursionError) as e:  # ValueError: also bad UTF-8 and an int of over 4,300 digits
         raise ApiError(400, "body", f"invalid JSON ({getattr(e, 'msg', None) or e})") from None
     if not isinstance(payload, dict):
@@ -337,9 +355,13 @@ def check_input(item, name: str, limits: Limits, asked: dict, named: bool) -> li
         takers = answering_tasks(item, asked, every=named)
     except ValueError as e:
         raise ApiError(422, name, str(e)) from None
-    own = task_type(asked[takers[0]]["type"]).input_fields
+    kind = task_type(asked[takers[0]]["type"])
+    own = kind.input_fields
     if not own and (problem := text_input_problem(item)):
         raise ApiError(422, f"{name}{problem[0]}", problem[1])
+    if own and (unknown := [key for key in item if key not in own + kind.optional_fields]):  # (nothing is echoed:
+        # a misspelt optional field would be lost without a word)
+        raise ApiError(422, f"{name}.{unknown[0]}", f"unknown field (expected: {', '.join(own + kind.optional_fields)})")
     for key, value in ({"": item} if isinstance(item, str) else item).items():
         if key == "words" and not own:  # one text, split: its words and the spaces between them
             value = " ".join(value)
@@ -395,7 +417,10 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
 
     @app.exception_handler(ApiError)
     async def api_error(request, e: ApiError):
-        return JSONResponse({"error": str(e), "field": e.field}, status_code=e.status)
+        def shown(text: str) -> str:  # a lone surrogate of the request (a key) cannot be encoded: written \\ud800
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+        return JSONResponse({"error": shown(str(e)), "field": shown(e.field)}, status_code=e.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e: StarletteHTTPException):  # 404, 405 ...: the same JSON shape
@@ -408,6 +433,8 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
     @app.post("/predict")
     async def predict(request: Request):
         batcher.check_room()  # a full queue: not even the body is read
+        if (coding := request.headers.get("content-encoding", "identity").strip().lower()) not in ("identity", ""):
+            raise ApiError(415, "body", f"Content-Encoding {coding} is not taken: send the JSON uncompressed")
         body = await read_body(request, limits.max_body_bytes)
         inputs, request_tasks, all_scores = await asyncio.get_running_loop().run_in_executor(
             request.app.state.parser, parse_request, body, served, limits, windows)
@@ -433,7 +460,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
             return JSONResponse({"error": str(e)}, status_code=500)
         return JSONResponse({"predictions": predictions, **({"truncated": truncated} if truncated else {})})
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # (load balancers probe with either)
     async def health():
         s = batcher.stats
         return {"status": "ok", "requests": s.requests, "inputs": s.inputs, "batches": s.batches,
@@ -453,7 +480,7 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
         "batching": {"window_ms": window_ms, "max_batch": max_batch, "pipeline_batch_size": pipe.batch_size},
     }
 
-    @app.get("/info")
+    @app.api_route("/info", methods=["GET", "HEAD"])
     async def get_info():
         return info
 

@@ -369,6 +369,12 @@ def predict_input_with_a_lone_surrogate(c: Ctx):
     return ["predict", str(c.model), "--input", str(path)], f"{path}:2:", ["lone surrogate"]
 
 
+def predict_input_with_a_lone_surrogate_in_a_key_it_echoes(c: Ctx):
+    # refused before any prediction: it failed when its line was written (a traceback, later lines never written)
+    path = c.file("in.jsonl", '{"text": "fine"}\n{"text": "ok", "id\\ud800": 1}\n')
+    return ["predict", str(c.model), "--input", str(path)], f"{path}:2:", ["lone surrogate"]
+
+
 def predict_input_not_utf8(c: Ctx):
     # the line is named, as the data readers name it (it was a bare "'utf-8' codec can't decode")
     path = c.file("in.jsonl", b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
@@ -736,7 +742,8 @@ CASES = [Case(f.__name__, f) for f in (
     predict_task_the_model_does_not_have, predict_batch_size_zero,
     predict_output_in_a_missing_folder, evaluate_output_in_a_missing_folder, evaluate_override_after_an_option,
     model_folder_missing_under_an_existing_folder,
-    predict_with_a_run_folder, predict_input_with_a_lone_surrogate, predict_input_not_utf8,
+    predict_with_a_run_folder, predict_input_with_a_lone_surrogate,
+    predict_input_with_a_lone_surrogate_in_a_key_it_echoes, predict_input_not_utf8,
     predict_input_of_blank_lines, export_onto_a_file, export_into_the_model_folder,
     damaged_weights_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder,
     recipes_copy_into_a_missing_folder_with_a_slash, recipes_list_with_an_argument)]

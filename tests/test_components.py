@@ -161,6 +161,26 @@ def test_every_library_package_is_installed_by_a_plain_pip_install():
     assert recipes <= listed, f"not in pyproject's packages: {sorted(recipes - listed)}"
 
 
+def test_type_checkers_see_the_public_names():
+    """py.typed ships in the wheel (package data), and each lazy public name is imported under TYPE_CHECKING,
+    as what it is at run time: else mypy finds no mtnlp and IDEs see every name as Any."""
+    import ast
+    import tomllib
+
+    import mtnlp
+
+    assert (REPO / "mtnlp" / "py.typed").is_file()
+    assert "py.typed" in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mtnlp"]
+    tree = ast.parse((REPO / "mtnlp" / "__init__.py").read_text())
+    checked = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    imported = {alias.name: node.module for node in checked.body for alias in node.names}
+    assert imported == {name: module for name, module in mtnlp._LAZY.items()} and sorted(mtnlp.__all__) == sorted(imported)
+    assert all(getattr(mtnlp, name).__module__ == f"mtnlp.{module}" for name, module in mtnlp._LAZY.items())
+    from mtnlp.errors import UserError
+
+    assert mtnlp.UserError is UserError  # what `except` catches of a user's mistake, from the package
+
+
 def test_the_stop_request_is_agreed_once_per_step_under_several_processes(monkeypatch):
     """`stop.requested` is a collective at log and checkpoint steps under DDP; the recipe reads it twice in a
     step that stops, and a second collective that one rank skips would hang the others."""

@@ -303,12 +303,30 @@ def test_from_encoder_names_the_task_and_key_of_a_bad_task_spec(tiny_encoder):
             ({"s": {"type": "tagging", "labels": ["O", "O"]}}, r"^tasks\['s'\]\['labels'\]: .* got \['O', 'O'\]$"),
             ({"s": {"type": "classification", "labels": ["a", "b"], "dropout": 1.5}}, r"^tasks\['s'\]\['dropout'\]: expected a number in \[0, 1\)"),
             ({"s": ["a", "b"]}, r"^tasks\['s'\]: expected a task name and a dict"),
-            ({}, r"^tasks: expected a non-empty dict")):
+            ({}, r"^tasks: expected a non-empty dict"),
+            # a type's own keys, as a recipe checks them: a typo, another type's key, a bad value
+            ({"e": {"type": "multilabel", "labels": ["a"], "treshold": 0.3}},
+             r"^tasks\['e'\]\['treshold'\]: not a key of a multilabel task \(its own: text_pair, threshold, thresholds\)$"),
+            ({"s": {"type": "classification", "labels": ["a", "b"], "threshold": 0.3}}, r"^tasks\['s'\]\['threshold'\]: not a key"),
+            ({"e": {"type": "multilabel", "labels": ["a"], "threshold": 2}}, r"^tasks\['e'\]\['threshold'\]: .*less than 1, got 2$"),
+            ({"e": {"type": "multilabel", "labels": ["a"], "thresholds": [0.5, 0.5]}},
+             r"^tasks\['e'\]\['thresholds'\]: expected one threshold in \[0, 1\) per label \(1\)"),
+            ({"c": {"type": "classification", "labels": ["a", "b"], "text_pair": "yes"}},
+             r"^tasks\['c'\]\['text_pair'\]: expected true or false, got 'yes'$"),
+            ({"q": {"type": "extractive_qa", "doc_stride": "x"}}, r"^tasks\['q'\]\['doc_stride'\]: .*, got 'x'$"),
+            ({"q": {"type": "extractive_qa", "max_answer_length": 0}}, r"^tasks\['q'\]\['max_answer_length'\]: "),
+            # names torch refuses as module names, refused as a recipe refuses them
+            ({"a.b": {"type": "regression"}}, r"^tasks\['a.b'\]: not a task name"),
+            ({"train": {"type": "regression"}}, r"^tasks\['train'\]: not a task name")):
         with pytest.raises(ValueError, match=message):
             MultiTaskModel.from_encoder(tiny_encoder, tasks)
     # types without a label set need no labels
     model = MultiTaskModel.from_encoder(tiny_encoder, {"score": {"type": "regression"}})
     assert model.config.tasks["score"]["labels"] == [] and model.heads["score"].classifier.out_features == 1
+    own = {"e": {"type": "multilabel", "labels": ["a", "b"], "threshold": 0.3, "thresholds": [0.2, 0.6],
+                 "text_pair": True},
+           "q": {"type": "extractive_qa", "doc_stride": 16, "max_answer_length": 10, "allow_unanswerable": True}}
+    assert MultiTaskModel.from_encoder(tiny_encoder, own).config.tasks["q"]["doc_stride"] == 16
 
 
 def test_sharing_left_partly_unsaid_takes_the_recipes_defaults_and_a_wrong_key_is_named(tiny_encoder):
@@ -389,8 +407,14 @@ def test_a_model_built_from_a_config_checks_its_tasks():
         MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"s": {"type": "classification"}}))
     with pytest.raises(ValueError, match=r"^tasks\['s'\]\['dropout'\]: expected a number in \[0, 1\)"):
         MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"s": {"type": "regression", "dropout": 2}}))
+    with pytest.raises(ValueError, match=r"^tasks\['e'\]\['threshold'\]: "):  # a type's own key's value
+        MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"e": {"type": "multilabel", "labels": ["a"],
+                                                                     "threshold": 2}}))
     model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"v": {"type": "regression"}}))
     assert model.config.tasks["v"]["labels"] == []
+    # a key this mtnlp does not know, in a saved config (an older mtnlp's): kept, not refused
+    model = MultiTaskModel(MultiTaskConfig(encoder=encoder, tasks={"v": {"type": "regression", "old_key": 1}}))
+    assert model.config.tasks["v"]["old_key"] == 1
 
 
 def test_saving_again_leaves_no_weights_of_the_earlier_save(tmp_path):

@@ -235,10 +235,10 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
     assert pipe({**plain, "question": " "}, return_all_scores=True) == pipe(plain, return_all_scores=True)
     # an input no head asked for reads is an error, not an empty answer
     with pytest.raises(ValueError, match=r"^inputs\[1\]: a text, but no requested task reads it "
-                                         r"\(categories reads \{text, choices\}\)$"):
+                                         r"\(categories reads \{text, choices, question\?\}\)$"):
         pipe([CHOICE_INPUTS[0], "Who wrote Hamlet?"], tasks=["categories"])
     with pytest.raises(ValueError, match=r"^inputs\[0\]: an input of the extractive_qa type, but no task "
-                                         r"reads it \(categories reads \{text, choices\}, sentiment reads single texts\)$"):
+                                         r"reads it \(categories reads \{text, choices, question\?\}, sentiment reads single texts\)$"):
         pipe({"question": "q", "context": "c"})
 
 
@@ -262,7 +262,7 @@ def test_predict_cli_takes_choice_lines(mixed_run, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (f"error: {inputs}:1: an input of the multiple_choice type, but no "
                                                "requested task reads it (sentiment reads single texts)")
     assert main(["predict", str(mixed_run / "model"), "--tasks", "categories", "just a text"]) == 2
-    assert "TEXT argument 1: a text, but no requested task reads it (categories reads {text, choices})" in capsys.readouterr().err
+    assert "TEXT argument 1: a text, but no requested task reads it (categories reads {text, choices, question?})" in capsys.readouterr().err
 
 
 def test_predict_the_pipeline_and_serve_refuse_an_unread_input_for_one_reason(mixed_run, tmp_path, capsys):

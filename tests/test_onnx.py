@@ -175,6 +175,18 @@ def test_damaged_onnx_folders_are_one_line_errors(exported, tmp_path, capsys):
         assert err.startswith(f"error: {folder}: ") and message in err and len(err.splitlines()) == 1, (name, err)
     assert main(["export", str(exported / "fp32"), "--task", "ner", str(tmp_path / "again")]) == 2
     assert "is an ONNX export; export reads a PyTorch model folder" in capsys.readouterr().err
+    # config.json and model.onnx of different exports (a deploy folder given only one new file): an onnxruntime
+    # traceback at the first call, before
+    mixed = shutil.copytree(exported / "fp32", tmp_path / "mixed")
+    config = json.loads((mixed / "config.json").read_text())
+    heads = list(config["tasks"])
+    del config["tasks"][heads[-1]]
+    if "task_order" in config:
+        config["task_order"] = heads[:-1]
+    (mixed / "config.json").write_text(json.dumps(config))
+    assert main(["predict", str(mixed), "some text"]) == 2
+    assert capsys.readouterr().err == (f"error: {mixed}: model.onnx's outputs ({', '.join(sorted(heads))}) are not config.json's "
+                                       f"heads ({', '.join(heads[:-1])}): the two files come from different exports\n")
 
 
 def test_mtnlp_evaluate_runs_an_onnx_folder(make_recipe, tmp_path, capsys):

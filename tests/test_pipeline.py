@@ -154,6 +154,51 @@ def test_fp32_runs_fp32_inside_the_callers_own_autocast(model_dir):
     assert inside == alone
 
 
+def test_arguments_of_the_wrong_kind_are_type_errors_naming_them(model_dir):
+    """Not taken for config.json's keys (tasks=, a misspelt batch_size), nor read as a path (a model object)."""
+    with pytest.raises(TypeError, match=r"^from_pretrained\(\) got an unexpected keyword argument 'tasks': each call "
+                                        r"takes it, pipe\(inputs, tasks=\.\.\.\)$"):
+        MultiTaskPipeline.from_pretrained(model_dir, tasks=["sentiment"])
+    with pytest.raises(TypeError, match=r"^from_pretrained\(\) got an unexpected keyword argument 'batchsize'$"):
+        MultiTaskPipeline.from_pretrained(model_dir, batchsize=4)
+    model = MultiTaskModel.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with pytest.raises(TypeError, match=r"^name_or_path: expected a model folder or hub id, got MultiTaskModel \(a "
+                                        r"model object: MultiTaskPipeline\(model, tokenizer\)\)$"):
+        MultiTaskPipeline.from_pretrained(model)
+    with pytest.raises(TypeError, match=r"^model: expected a MultiTaskModel, got str \(MultiTaskPipeline.from_pretrained"):
+        MultiTaskPipeline(str(model_dir), tokenizer)
+    for wrong in (None, str(model_dir)):
+        with pytest.raises(TypeError, match=r"^tokenizer: expected a tokenizer \(AutoTokenizer.from_pretrained"):
+            MultiTaskPipeline(model, wrong)
+
+
+def test_the_pipelines_warnings_name_the_callers_line(model_dir):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MultiTaskPipeline.from_pretrained(model_dir, precision="fp16", max_length=100_000)
+    assert len(caught) == 2 and {Path(w.filename) for w in caught} == {Path(__file__)}, [(w.filename, w.lineno) for w in caught]
+
+
+def test_a_model_loaded_with_a_config_of_other_tasks_names_the_task(model_dir, tmp_path):
+    from mtnlp import MultiTaskConfig
+    from mtnlp.modeling import ConfigMismatch
+
+    config = MultiTaskConfig.from_pretrained(model_dir)
+    dropped = next(iter(config.tasks))
+    del config.tasks[dropped]
+    with pytest.raises(ConfigMismatch, match=rf"^{re.escape(str(model_dir))}: a task '{dropped}' the weights hold, which "
+                                             r"the config has not \(load it with its own config; choose heads per call"):
+        MultiTaskModel.from_pretrained(model_dir, config=config)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model").symlink_to(model_dir)
+    from mtnlp.errors import UserError
+
+    with pytest.raises(UserError, match=rf"^{re.escape(str(run))}: a run folder; give its model folder"):
+        MultiTaskModel.from_pretrained(run)
+
+
 def test_a_plain_encoder_is_not_a_multi_task_model(tiny_encoder):
     from mtnlp.errors import UserError
 

@@ -851,6 +851,12 @@ def test_a_task_type_added_after_the_recipe_module_is_imported_is_named_so(tmp_p
                            f"{', '.join(recipes.RECIPE_TYPES)})")
 
 
+def test_overrides_given_as_one_string_from_python_are_a_type_error(tmp_path):
+    with pytest.raises(TypeError, match=r"^overrides: expected a list of key=value strings, got the string "
+                                        r"'training.steps=3'$"):
+        load_recipe(recipe_file(tmp_path), "training.steps=3")
+
+
 def test_a_recipe_script_or_a_folder_given_as_the_recipe_is_named(tmp_path):
     script = tmp_path / "multitask.py"
     script.write_text("print('a recipe script')\n")

@@ -188,6 +188,12 @@ def test_sampler_state_dict_resume(strategy):
 def test_unknown_strategy_is_refused_when_the_sampler_is_built():
     with pytest.raises(ValueError, match=r"^unknown sampling strategy 'nope' \(expected one of: proportional, uniform, "):
         TaskSampler(SIZES, "nope")
+    # from Python, what a recipe refuses: no tasks, a task of no examples, a temperature of 0 (not numpy's errors)
+    for sizes in ({}, {"a": 0, "b": 3}):
+        with pytest.raises(ValueError, match=r"^sizes: expected each task's number of training examples"):
+            TaskSampler(sizes)
+    with pytest.raises(ValueError, match=r"^temperature: expected a number above 0, got 0$"):
+        TaskSampler(SIZES, "temperature", temperature=0)
 
 
 def test_a_strategy_added_by_a_script_is_one_function_and_takes_its_recipe_options(make_recipe, monkeypatch):

@@ -150,6 +150,14 @@ def test_health_and_info(client, pipe):
     ({"inputs": [{"words": ["a", " "]}]}, 422, "inputs[0].words[1]"),
     ({"inputs": [{"words": ["abcdefghi"] * 20}]}, 422, "inputs[0].words"),  # max_chars: the words of one text
     ({"inputs": [{"words": ["a"]}], "tasks": ["sentiment"]}, 422, "inputs[0]"),
+    # a lone surrogate in a key (messages name keys: a plain-text 500), a key given twice, what is not JSON
+    (b'{"inputs": {"\\ud800": "a"}}', 422, "inputs[0]"),
+    (b'{"inputs": "a", "\\ud800": 1}', 422, "\\ud800"),
+    (b'{"inputs": "a", "tasks": ["sentiment"], "tasks": ["ner"]}', 422, "tasks"),
+    (b'{"inputs": {"text": "I love it", "text": "I hate it"}}', 422, "text"),
+    (b'{"inputs": ["a", NaN]}', 400, "body"),
+    (b'{"inputs": "a", "all_scores": -Infinity}', 400, "body"),
+    (b'{"inputs": {"text": "x", "choices": [1.5, 1e400]}}', 400, "body"),
 ])
 def test_bad_requests_name_the_field(client, content, status, field):
     raw = content if isinstance(content, bytes) else json.dumps(content).encode()
@@ -220,6 +228,16 @@ def test_text_pairs_pass_through_or_are_refused_by_name(client, pipe):
     else:
         assert response.status_code == 422 and response.json()["field"] == "inputs[1]", response.text
     assert client.post("/predict", json={"inputs": ["a" * 101]}).json()["field"] == "inputs[0]"
+
+
+def test_a_compressed_body_is_a_415_and_health_answers_head(client):
+    response = client.post("/predict", content=b'{"inputs": "a"}',
+                           headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert response.status_code == 415 and response.json() == {
+        "error": "body: Content-Encoding gzip is not taken: send the JSON uncompressed", "field": "body"}
+    assert client.post("/predict", content=b'{"inputs": "a"}', headers={"content-encoding": "identity"}).status_code == 200
+    for path in ("/health", "/info"):  # load balancers probe with HEAD too
+        assert client.head(path).status_code == 200
 
 
 def test_unknown_path_and_method_are_json(client):
@@ -513,6 +531,11 @@ def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_mode
             assert_same(response.json(), {"predictions": cli_predictions(own_model_dir, tmp_path, OWN_INPUTS, *options)})
         for body, field, fragment in (
             ({"inputs": [{"text": "x", "choices": ["only one"]}]}, "inputs[0]", "at least 2 choices"),
+            # nothing is echoed: a misspelt optional field would be lost without a word
+            ({"inputs": [{**OWN_INPUTS[0], "qustion": "What?"}]}, "inputs[0].qustion",
+             "unknown field (expected: text, choices, question)"),
+            ({"inputs": [{**OWN_INPUTS[1], "doc_stride": 4}]}, "inputs[0].doc_stride",
+             "unknown field (expected: question, context)"),
             ({"inputs": [{"question": "", "context": "c"}]}, "inputs[0]", '"question" must be a non-empty string'),
             ({"inputs": [{"text": "x", "choices": ["a", "b" * 51]}]}, "inputs[0].choices", "more than the limit of 50"),
             ({"inputs": [OWN_INPUTS[0]], "tasks": ["sentiment"]}, "inputs[0]", "an input of the multiple_choice type, but no requested task reads it (sentiment reads texts)"),
@@ -521,7 +544,7 @@ def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_mode
             ({"inputs": [OWN_INPUTS[1], {"text": "a", "text_pair": "b"}], "tasks": ["qa"]}, "inputs[1]",
              "a text pair, but no requested task reads it (qa reads {question, context})"),
             ({"inputs": [OWN_INPUTS[1]], "tasks": ["qa", "mc"]}, "inputs[0]",  # a head named is never left out
-             "an input of the extractive_qa type, but a requested task does not read it (mc reads {text, choices})"),
+             "an input of the extractive_qa type, but a requested task does not read it (mc reads {text, choices, question?})"),
             # each choice is a sequence the encoder reads: 100,000 choices (under 1 MiB) held every client 12 s
             ({"inputs": [{"text": "x", "choices": [f"c{i}" for i in range(200)]}, "a text"]}, "inputs",
              "201 inputs, counting each choice of a multiple-choice input, more than the limit of 64"),
@@ -579,7 +602,7 @@ def test_a_model_whose_heads_read_no_texts_is_served(own_model_dir):
     with serving(str(own_model_dir), "--tasks", "mc,qa", "--precision", "fp32") as (_, url):
         info = httpx.get(f"{url}/info", timeout=30).json()
         assert info["text_pairs"] is False  # no served head reads a pair
-        assert {t: v["reads"] for t, v in info["tasks"].items()} == {"mc": "{text, choices}", "qa": "{question, context}"}
+        assert {t: v["reads"] for t, v in info["tasks"].items()} == {"mc": "{text, choices, question?}", "qa": "{question, context}"}
         response = httpx.post(f"{url}/predict", json={"inputs": OWN_INPUTS[:2]}, timeout=60)
         assert response.status_code == 200 and [set(p) for p in response.json()["predictions"]] == [{"mc"}, {"qa"}]
 

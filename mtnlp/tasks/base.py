@@ -74,6 +74,26 @@ class TaskType:
         """What the model's config keeps of the recipe's task section beyond type, labels and dropout."""
         return {}
 
+    # the keys of a model's config.tasks[name] beyond type, labels, dropout and label_weights: model_spec's, and
+    # what training adds after (multilabel's tuned thresholds). A new model (from_encoder) refuses any other
+    config_keys: tuple[str, ...] = ()
+
+    def config_problem(self, key: str, value, labels: list[str]) -> str | None:
+        """Why `value` cannot be config.tasks[name][key] (one of config_keys), or None: checked as the recipe's
+        key of the same name is (the type's Spec)."""
+        if key == "text_pair":
+            return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+        from pydantic import TypeAdapter, ValidationError
+        from typing import Annotated
+
+        field = self.Spec.model_fields[key]
+        try:
+            TypeAdapter(Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+                        ).validate_python(value)
+        except ValidationError as e:
+            return f"{e.errors()[0]['msg']}, got {value!r}"
+        return None
+
     # ---------------------------------------------------------------- tokenising and batches
 
     def encode(self, batch: dict[str, list], tokenizer, max_length: int, label_ids: dict[str, int],
@@ -181,6 +201,7 @@ class TaskType:
     # Otherwise the fields of its own pipeline input (e.g. ("question", "context")), which pipeline()
     # answers with its own tokenisation and forward pass.
     input_fields: tuple[str, ...] | None = None
+    optional_fields: tuple[str, ...] = ()  # fields of that input it may also have (multiple choice: "question")
 
     def accepts(self, value) -> bool:
         """Whether a pipeline input is this type's own (a mapping with its input fields)."""
@@ -220,6 +241,8 @@ class TaskType:
 class TextTask(TaskType):
     """A text (or a text pair) with a label: the shared part of reading it."""
 
+    config_keys = ("text_pair",)
+
     def model_spec(self, spec) -> dict:
         """Whether the head reads text pairs: the pipeline gives it only the form it was trained on."""
         return {"text_pair": spec.data.text_pair_column is not None}
@@ -251,7 +274,7 @@ def reads(spec: dict) -> str:
 
     kind = task_type(spec["type"])
     if kind.input_fields:
-        return "{" + ", ".join(kind.input_fields) + "}"
+        return "{" + ", ".join([*kind.input_fields, *(f"{name}?" for name in kind.optional_fields)]) + "}"
     if kind.token_level:
         return "single texts or {words}"
     return {True: "text pairs", False: "single texts"}.get(spec.get("text_pair"), "texts")
@@ -540,7 +563,8 @@ def valid_unicode(value) -> bool:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 return False
-        elif isinstance(value, dict):
+        elif isinstance(value, dict):  # keys too: error messages name them, and predict echoes them
+            pending.extend(value.keys())
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)

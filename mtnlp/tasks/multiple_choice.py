@@ -62,6 +62,7 @@ class MultipleChoice(TaskType):
     export_class = "AutoModelForMultipleChoice"
     pipeline_tag = "multiple-choice"
     input_fields = ("text", "choices")  # {"text": context, "choices": [...], "question"?: ...}
+    optional_fields = ("question",)
     example_input = {"text": "The sky on a clear day is", "choices": ["blue", "loud", "salty"]}
 
     # ---------------------------------------------------------------- reading

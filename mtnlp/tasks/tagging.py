@@ -39,6 +39,8 @@ class Tagging(TaskType):
     def default_metrics(self, labels):
         return ["seqeval"] if is_iob(labels) else ["token_accuracy"]
 
+    config_keys = ("text_pair",)
+
     def model_spec(self, spec):
         """Trained on single sentences: a pair's first text, read beside a second one it never saw in
         training, would get tags that depend on that second text. The pipeline gives it single texts only."""
