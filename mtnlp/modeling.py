@@ -592,6 +592,9 @@ class MultiTaskModel(PreTrainedModel):
             raise ValueError(f"tasks: {NO_TASKS}")
         if unknown := [t for t in tasks if t not in self.heads]:
             raise KeyError(f"unknown task {unknown[0]!r}; this model has: {', '.join(self.heads)}")
+        if input_ids.dim() != 2:  # e.g. a multiple-choice batch: failed deep in the encoder ("too many values to unpack")
+            raise ValueError(f"forward_heads takes input_ids of shape (batch, length), got {tuple(input_ids.shape)}; "
+                             "a multiple-choice head's (batch, choices, length): forward(..., task=NAME)")
         if self._lora:
             return {t: self.heads[t](self.encode(input_ids, attention_mask, token_type_ids, t), attention_mask)
                     for t in tasks}

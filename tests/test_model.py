@@ -68,6 +68,8 @@ def test_forward_heads_takes_one_task_name_as_a_string():
     model = tiny_model()
     ids, mask = inputs()
     assert list(model.forward_heads(ids, mask, tasks="sentiment")) == ["sentiment"]  # (was: unknown task 's')
+    with pytest.raises(ValueError, match=r"^forward_heads takes input_ids of shape \(batch, length\), got \(3, 1, 9\); a multiple-choice "):
+        model.forward_heads(ids[:, None], mask[:, None])  # a multiple-choice batch's shape
 
 
 def test_ignore_mismatched_sizes_loads_a_config_with_more_labels_than_the_weights(tmp_path):
