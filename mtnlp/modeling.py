@@ -27,6 +27,7 @@ from . import families, sharing
 from .encoders import not_an_encoder
 from .folders import MODEL_TYPE, in_task_order, refuse_run_folder, safetensors_header, weights_readable_as_umask
 from .heads import build_head
+from .spec import TASK_NAME, TORCH_DICT_NAMES, TaskSpec
 from .tasks import TASK_TYPES, task_type
 
 
@@ -235,6 +236,9 @@ def head_mismatch(name: str, old: dict | None, new: dict) -> str | None:
     return None
 
 
+COMMON_TASK_KEYS = {"type", "labels", "dropout", "label_weights"}  # every type's (checked_tasks checks them itself)
+
+
 class TasksError(ValueError):
     """A task spec that is not one (checked_tasks); str() names the task and key at fault."""
 
@@ -252,9 +256,7 @@ def checked_tasks(tasks, new: bool = True) -> dict[str, dict]:
         where = f"tasks[{name!r}]"
         if not isinstance(name, str) or not isinstance(spec, dict):
             raise TasksError(f"{where}: expected a task name and a dict, e.g. {example}")
-        from .recipe import TASK_NAME, TORCH_DICT_NAMES  # (as a recipe's task names: torch's module names)
-
-        if new and (not re.fullmatch(TASK_NAME, name) or name in TORCH_DICT_NAMES):
+        if new and (not re.fullmatch(TASK_NAME, name) or name in TORCH_DICT_NAMES):  # (a recipe's rule)
             raise TasksError(f"{where}: not a task name (one is not empty, has no space, '.', ',' or '=', and is "
                              "not a name torch's module dicts have for their own, such as train or keys)")
         if not new and isinstance(spec.get("type"), str):
@@ -276,13 +278,17 @@ def checked_tasks(tasks, new: bool = True) -> dict[str, dict]:
                 isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < float("inf") for w in weights)):
             raise TasksError(f"{where}['label_weights']: expected one positive number per label ({len(labels)}), "
                              f"got {weights!r}")
-        for key in spec.keys() - {"type", "labels", "dropout", "label_weights"}:
-            if key not in kind.config_keys:  # (a saved config's: kept, as an older mtnlp may have written it)
+        for key in sorted(spec.keys() - COMMON_TASK_KEYS):
+            try:
+                spec = {**spec, key: kind.config_value(key, spec[key], labels)}
+            except KeyError:  # (a saved config's: kept, as an older mtnlp may have written it)
                 if new:
+                    own = sorted((set(kind.Spec.model_fields) - set(TaskSpec.model_fields) - COMMON_TASK_KEYS)
+                                 | set(kind.config_keys))
                     raise TasksError(f"{where}[{key!r}]: not a key of a {kind.name} task (its own: "
-                                     f"{', '.join(kind.config_keys) or 'none'})")
-            elif problem := kind.config_problem(key, spec[key], labels):
-                raise TasksError(f"{where}[{key!r}]: {problem}")
+                                     f"{', '.join(own) or 'none'})") from None
+            except ValueError as e:
+                raise TasksError(f"{where}[{key!r}]: {e}") from None
         checked[name] = {**spec, "labels": labels}
         if new and kind.head_kind == "token":  # trained on single sentences, as training records it (Tagging.model_spec)
             checked[name].setdefault("text_pair", False)
@@ -444,7 +450,7 @@ class MultiTaskModel(PreTrainedModel):
         (ConfigMismatch), not random ones: saved heads of an older layout (a non-BERT model saved before heads
         became the family's own), and any other missing or unexpected weight or size (a config.json edited by
         hand, or made to exhaust memory: more layers than the weights hold are refused before any is built)."""
-        if args and isinstance(args[0], (str, Path)):
+        if args and isinstance(args[0], (str, Path)) and not kwargs.get("subfolder"):
             refuse_run_folder(args[0])
         if args and "config" not in kwargs:  # e.g. the base encoder's folder, given instead of a trained model's
             hub = {k: v for k, v in kwargs.items() if k in ("revision", "token", "cache_dir", "local_files_only",

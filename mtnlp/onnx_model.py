@@ -21,7 +21,7 @@ from torch import nn
 from .encoders import save_tokenizer
 from .errors import UserError, require
 from .folders import ONNX_FILE
-from .modeling import MultiTaskConfig, MultiTaskModel
+from .modeling import MultiTaskConfig, MultiTaskModel, checked_tasks
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -167,6 +167,7 @@ class OnnxMultiTaskModel:
 
         folder = Path(folder).expanduser()
         self.config = MultiTaskConfig.from_pretrained(folder)
+        self.config.tasks = checked_tasks(self.config.tasks, new=False)  # as a PyTorch model's (a hand-edited threshold)
         self.session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
         outputs = [o.name for o in self.session.get_outputs()]
         if set(outputs) != set(self.config.tasks):  # e.g. a deploy folder given only the new model.onnx

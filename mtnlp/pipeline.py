@@ -60,7 +60,7 @@ class MultiTaskPipeline:
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | int | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):
         onnx = hasattr(model, "session")  # an OnnxMultiTaskModel: onnxruntime on the CPU, in fp32
-        if not (onnx or isinstance(model, MultiTaskModel)):
+        if not (onnx or isinstance(getattr(model, "_orig_mod", model), MultiTaskModel)):  # (torch.compile's wrapper too)
             raise TypeError(f"model: expected a MultiTaskModel, got {type(model).__name__}"
                             + (" (MultiTaskPipeline.from_pretrained loads a folder or hub id)"
                                if isinstance(model, (str, os.PathLike)) else ""))
@@ -346,6 +346,8 @@ def load_pretrained(name: str, **hub_kwargs):
     if path.exists() and hub_kwargs.get("revision"):  # a folder has one version: the revision would be ignored
         raise UserError(f"revision {hub_kwargs['revision']!r}: {name} is a local folder; a revision is for a hub id")
     onnx = is_onnx_folder(name)  # `mtnlp export --onnx` output
+    if onnx and (unread := [key for key in hub_kwargs if key != "revision"]):  # (a folder: revision is said below)
+        raise TypeError(f"from_pretrained() got an unexpected keyword argument {unread[0]!r} (for an ONNX folder)")
     if path.exists() and not onnx:  # a file, a checkpoint, a folder a killed run left without weights: named
         check_model_folder(path)
     loading = "model"

@@ -21,7 +21,8 @@ import yaml
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
 from .encoders import is_local_path
-from .spec import LINES_FILES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec, _listed, precision_name
+from .spec import (LINES_FILES, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec,
+                   _listed, precision_name)
 from .metrics import METRICS
 from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
@@ -582,19 +583,6 @@ def check(recipe: Recipe, training: bool = True) -> None:
         note("hub_private", "not read: nothing is pushed: set push_to_hub")
 
 
-TASK_NAME = r"[^\s.,=]+"
-# names that torch's nn.ModuleDict / nn.ParameterDict (heads, task layers, LoRA's embeddings) have for their own
-# (their public attributes in torch 2.13, refused before any data is read; training checks again with the torch it runs)
-TORCH_DICT_NAMES = frozenset("""
-    T_destination add_module apply bfloat16 buffers call_super_init children clear compile copy cpu cuda double
-    dump_patches eval extra_repr float forward fromkeys get get_buffer get_extra_state get_parameter
-    get_submodule half ipu items keys load_state_dict modules mtia named_buffers named_children named_modules
-    named_parameters parameters pop popitem register_backward_hook register_buffer register_forward_hook
-    register_forward_pre_hook register_full_backward_hook register_full_backward_pre_hook
-    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module register_parameter
-    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule
-    setdefault share_memory state_dict to to_empty train training type update values xpu zero_grad
-""".split())
 # each sharing method's keys in a model's config.sharing -> the recipe's mtl keys (sharing_config, checked_sharing)
 CONFIG_SHARING_KEYS = {"lora": {"r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout", "targets": "lora_targets"},
                        "task_layers": {"layers": "task_layers"}}

@@ -261,10 +261,11 @@ async def client_gone(request: Request) -> None:
 
 def unique_keys(pairs: list) -> dict:
     """An object of a request, each key given once (json keeps the last of a key given twice, silently)."""
-    given = dict(pairs)
-    if len(given) < len(pairs):
-        twice = next(key for i, (key, _) in enumerate(pairs) if key in dict(pairs[:i]))
-        raise ApiError(422, twice, "given twice in one object")
+    given = {}
+    for key, value in pairs:
+        if key in given:
+            raise ApiError(422, key, "given twice in one object")
+        given[key] = value
     return given
 
 

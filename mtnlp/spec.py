@@ -67,6 +67,20 @@ Positive = Annotated[float, BeforeValidator(_number), Field(gt=0, allow_inf_nan=
 Fraction = Annotated[float, BeforeValidator(_number), Field(ge=0, lt=1, allow_inf_nan=False)]  # [0, 1)
 Count = Annotated[int, Field(gt=0)]
 
+TASK_NAME = r"[^\s.,=]+"
+# names that torch's nn.ModuleDict / nn.ParameterDict (heads, task layers, LoRA's embeddings) have for their own
+# (their public attributes in torch 2.13, refused before any data is read; training checks again with the torch it runs)
+TORCH_DICT_NAMES = frozenset("""
+    T_destination add_module apply bfloat16 buffers call_super_init children clear compile copy cpu cuda double
+    dump_patches eval extra_repr float forward fromkeys get get_buffer get_extra_state get_parameter
+    get_submodule half ipu items keys load_state_dict modules mtia named_buffers named_children named_modules
+    named_parameters parameters pop popitem register_backward_hook register_buffer register_forward_hook
+    register_forward_pre_hook register_full_backward_hook register_full_backward_pre_hook
+    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module register_parameter
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule
+    setdefault share_memory state_dict to to_empty train training type update values xpu zero_grad
+""".split())
+
 
 def _label_weights(value):
     """label_weights: balanced, or a non-empty {label: weight} of positive numbers (keys as label_names')."""

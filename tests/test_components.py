@@ -161,6 +161,15 @@ def test_every_library_package_is_installed_by_a_plain_pip_install():
     assert recipes <= listed, f"not in pyproject's packages: {sorted(recipes - listed)}"
 
 
+def test_checking_a_models_tasks_does_not_import_the_recipe_module():
+    """mtnlp.recipe fixes the task types a recipe may name when it is imported (README: add a type before): a model
+    loaded first must not import it."""
+    code = ("import sys; from mtnlp.modeling import checked_tasks; checked_tasks({'a': {'type': 'multilabel', "
+            "'labels': ['x'], 'threshold': 0.3}}); print('mtnlp.recipe' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_type_checkers_see_the_public_names():
     """py.typed ships in the wheel (package data), and each lazy public name is imported under TYPE_CHECKING,
     as what it is at run time: else mypy finds no mtnlp and IDEs see every name as Any."""

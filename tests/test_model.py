@@ -308,7 +308,8 @@ def test_from_encoder_names_the_task_and_key_of_a_bad_task_spec(tiny_encoder):
             ({}, r"^tasks: expected a non-empty dict"),
             # a type's own keys, as a recipe checks them: a typo, another type's key, a bad value
             ({"e": {"type": "multilabel", "labels": ["a"], "treshold": 0.3}},
-             r"^tasks\['e'\]\['treshold'\]: not a key of a multilabel task \(its own: text_pair, threshold, thresholds\)$"),
+             r"^tasks\['e'\]\['treshold'\]: not a key of a multilabel task \(its own: text_pair, threshold, "
+             r"threshold_grid, thresholds, tune_thresholds\)$"),
             ({"s": {"type": "classification", "labels": ["a", "b"], "threshold": 0.3}}, r"^tasks\['s'\]\['threshold'\]: not a key"),
             ({"e": {"type": "multilabel", "labels": ["a"], "threshold": 2}}, r"^tasks\['e'\]\['threshold'\]: .*less than 1, got 2$"),
             ({"e": {"type": "multilabel", "labels": ["a"], "thresholds": [0.5, 0.5]}},
@@ -329,6 +330,10 @@ def test_from_encoder_names_the_task_and_key_of_a_bad_task_spec(tiny_encoder):
                  "text_pair": True},
            "q": {"type": "extractive_qa", "doc_stride": 16, "max_answer_length": 10, "allow_unanswerable": True}}
     assert MultiTaskModel.from_encoder(tiny_encoder, own).config.tasks["q"]["doc_stride"] == 16
+    # read as a recipe reads them: "false" is false (it was kept as the string, which is true), "16" is 16
+    read = MultiTaskModel.from_encoder(tiny_encoder, {"q": {"type": "extractive_qa", "allow_unanswerable": "false",
+                                                            "doc_stride": "16"}}).config.tasks["q"]
+    assert read["allow_unanswerable"] is False and read["doc_stride"] == 16
 
 
 def test_sharing_left_partly_unsaid_takes_the_recipes_defaults_and_a_wrong_key_is_named(tiny_encoder):

@@ -187,6 +187,17 @@ def test_damaged_onnx_folders_are_one_line_errors(exported, tmp_path, capsys):
     assert main(["predict", str(mixed), "some text"]) == 2
     assert capsys.readouterr().err == (f"error: {mixed}: model.onnx's outputs ({', '.join(sorted(heads))}) are not config.json's "
                                        f"heads ({', '.join(heads[:-1])}): the two files come from different exports\n")
+    # its config is checked as a PyTorch model's (a hand-edited threshold that no probability exceeds)
+    config = json.loads((exported / "fp32" / "config.json").read_text())
+    multilabel = next(name for name, spec in config["tasks"].items() if spec["type"] == "multilabel")
+    edited = shutil.copytree(exported / "fp32", tmp_path / "edited")
+    config["tasks"][multilabel]["threshold"] = 2
+    (edited / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["predict", str(edited), "some text"]) == 2
+    assert f"tasks['{multilabel}']['threshold']: Input should be less than 1, got 2" in capsys.readouterr().err
+    with pytest.raises(TypeError, match=r"^from_pretrained\(\) got an unexpected keyword argument 'batchsize' \(for an ONNX"):
+        MultiTaskPipeline.from_pretrained(exported / "fp32", batchsize=4)
 
 
 def test_mtnlp_evaluate_runs_an_onnx_folder(make_recipe, tmp_path, capsys):

@@ -171,6 +171,9 @@ def test_arguments_of_the_wrong_kind_are_type_errors_naming_them(model_dir):
     for wrong in (None, str(model_dir)):
         with pytest.raises(TypeError, match=r"^tokenizer: expected a tokenizer \(AutoTokenizer.from_pretrained"):
             MultiTaskPipeline(model, wrong)
+    # torch.compile's wrapper is a model (the pipeline calls forward_heads, which it passes to the model)
+    assert MultiTaskPipeline(torch.compile(model), tokenizer, precision="fp32")(TEXTS[0]) == \
+        MultiTaskPipeline(model, tokenizer, precision="fp32")(TEXTS[0])
 
 
 def test_the_pipelines_warnings_name_the_callers_line(model_dir):
@@ -197,6 +200,7 @@ def test_a_model_loaded_with_a_config_of_other_tasks_names_the_task(model_dir, t
 
     with pytest.raises(UserError, match=rf"^{re.escape(str(run))}: a run folder; give its model folder"):
         MultiTaskModel.from_pretrained(run)
+    assert sorted(MultiTaskModel.from_pretrained(run, subfolder="model").heads) == sorted([*config.tasks, dropped])
 
 
 def test_a_plain_encoder_is_not_a_multi_task_model(tiny_encoder):

@@ -230,6 +230,20 @@ def test_text_pairs_pass_through_or_are_refused_by_name(client, pipe):
     assert client.post("/predict", json={"inputs": ["a" * 101]}).json()["field"] == "inputs[0]"
 
 
+def test_a_key_given_twice_is_found_in_time_linear_in_the_keys():
+    """A 1 MiB body of distinct keys with one given twice at its end took minutes to name it (quadratic), on the
+    one thread that parses every request."""
+    from conftest import cost_ratio
+    from mtnlp.serve import ApiError, parse_request
+
+    def parse(n):
+        body = ("{" + ", ".join(f'"k{i}": 1' for i in range(n)) + ', "k0": 2}').encode()
+        with pytest.raises(ApiError, match="^k0: given twice in one object$"):
+            parse_request(body, {}, Limits())
+
+    assert cost_ratio(parse, 1_000, 16_000) < 60  # linear: about 16; quadratic: about 256
+
+
 def test_a_compressed_body_is_a_415_and_health_answers_head(client):
     response = client.post("/predict", content=b'{"inputs": "a"}',
                            headers={"content-type": "application/json", "content-encoding": "gzip"})

@@ -3,6 +3,7 @@ reading, training, evaluation, the pipeline, `mtnlp predict`, export and the hub
 
 import json
 import random
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -297,6 +298,13 @@ def test_a_type_of_ones_own_reads_its_keys_in_its_loss_and_an_unknown_type_is_a_
     class Smoothed(Classification):  # a new module in mtnlp/tasks would hold this, and one line in TASK_TYPES
         name = "smoothed"
 
+        class Spec(Classification.Spec):
+            type: Literal["smoothed"]
+            label_smoothing: float = 0.0
+
+        def model_spec(self, spec):
+            return {**super().model_spec(spec), "label_smoothing": spec.label_smoothing}
+
         def loss(self, logits, labels, spec):
             return F.cross_entropy(logits.float(), labels, label_smoothing=spec["label_smoothing"])
 
@@ -305,6 +313,15 @@ def test_a_type_of_ones_own_reads_its_keys_in_its_loss_and_an_unknown_type_is_a_
         "s": {"type": "smoothed", "labels": ["a", "b", "c"], "label_smoothing": 0.2}})
     with monkeypatch.context() as patch:
         patch.setitem(TASK_TYPES, "smoothed", Smoothed())
+        # a new model (from_encoder, training) takes the keys model_spec keeps of its recipe section, read as the
+        # recipe reads them, and refuses others
+        from mtnlp.modeling import checked_tasks
+
+        assert checked_tasks({"s": {"type": "smoothed", "labels": ["a", "b"], "label_smoothing": "0.1",
+                                    "text_pair": False}})["s"]["label_smoothing"] == 0.1
+        with pytest.raises(ValueError, match=r"^tasks\['s'\]\['smoothing'\]: not a key of a smoothed task \(its own: "
+                                             r"label_smoothing, text_pair\)$"):
+            checked_tasks({"s": {"type": "smoothed", "labels": ["a", "b"], "smoothing": 0.1}})
         model = MultiTaskModel(config).eval()
         with torch.no_grad():  # confident logits: smoothing then changes the loss well beyond rounding
             model.heads["s"].classifier.weight.mul_(300)

@@ -74,25 +74,35 @@ class TaskType:
         """What the model's config keeps of the recipe's task section beyond type, labels and dropout."""
         return {}
 
-    # the keys of a model's config.tasks[name] beyond type, labels, dropout and label_weights: model_spec's, and
-    # what training adds after (multilabel's tuned thresholds). A new model (from_encoder) refuses any other
+    # keys a model's config.tasks[name] may hold beyond the type's recipe keys (its Spec's fields, which model_spec
+    # copies): what model_spec or training computes (a text task's text_pair, multilabel's tuned thresholds)
     config_keys: tuple[str, ...] = ()
 
-    def config_problem(self, key: str, value, labels: list[str]) -> str | None:
-        """Why `value` cannot be config.tasks[name][key] (one of config_keys), or None: checked as the recipe's
-        key of the same name is (the type's Spec)."""
-        if key == "text_pair":
-            return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
-        from pydantic import TypeAdapter, ValidationError
+    def config_value(self, key: str, value, labels: list[str]):
+        """config.tasks[name][key] as a model reads it: a field of the type's recipe section checked and read as
+        the recipe reads it (e.g. "false" as false), or one of config_keys; a ValueError says what is wrong, a
+        KeyError that the type has no such key."""
+        if key == "text_pair" and key in self.config_keys:
+            if not isinstance(value, bool):
+                raise ValueError(f"expected true or false, got {value!r}")
+            return value
+        from ..spec import TaskSpec
+
+        # (every type's recipe keys - data, metrics, loss_weight - are training's, never a model's)
+        field = None if key in TaskSpec.model_fields else self.Spec.model_fields.get(key)
+        if field is None:
+            if key not in self.config_keys:
+                raise KeyError(key)
+            return value
         from typing import Annotated
 
-        field = self.Spec.model_fields[key]
+        from pydantic import TypeAdapter, ValidationError
+
         try:
-            TypeAdapter(Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-                        ).validate_python(value)
+            return TypeAdapter(Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+                               ).validate_python(value)
         except ValidationError as e:
-            return f"{e.errors()[0]['msg']}, got {value!r}"
-        return None
+            raise ValueError(f"{e.errors()[0]['msg']}, got {value!r}") from None
 
     # ---------------------------------------------------------------- tokenising and batches
 

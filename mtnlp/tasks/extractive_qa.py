@@ -136,8 +136,6 @@ class ExtractiveQA(TaskType):
             yield ex
 
 
-    config_keys = ("doc_stride", "max_answer_length", "allow_unanswerable")
-
     def model_spec(self, spec):
         return {"doc_stride": spec.doc_stride, "max_answer_length": spec.max_answer_length,
                 "allow_unanswerable": spec.allow_unanswerable}

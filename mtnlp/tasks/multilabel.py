@@ -65,18 +65,18 @@ class Multilabel(TextTask):
         return example["label"]
 
 
-    config_keys = ("text_pair", "threshold", "thresholds")
+    config_keys = ("text_pair", "thresholds")
 
     def model_spec(self, spec):
         return {**super().model_spec(spec), "threshold": spec.threshold}
 
-    def config_problem(self, key, value, labels):
+    def config_value(self, key, value, labels):
         if key != "thresholds":
-            return super().config_problem(key, value, labels)
+            return super().config_value(key, value, labels)
         if value is None or (isinstance(value, list) and len(value) == len(labels) and all(
                 isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 1 for t in value)):
-            return None
-        return f"expected one threshold in [0, 1) per label ({len(labels)}), or null, got {value!r}"
+            return value
+        raise ValueError(f"expected one threshold in [0, 1) per label ({len(labels)}), or null, got {value!r}")
 
     def target(self, label, label_ids):
         vector = [0.0] * len(label_ids)
