@@ -230,3 +230,30 @@ def test_squad_scores_against_the_best_of_several_gold_answers_and_normalises():
     assert compute("squad_exact_match", ["Denver Broncos"], [["Broncos", "Denver Broncos"]]) == 1.0
     assert compute("squad_exact_match", ["the Broncos!"], [["Broncos"]]) == 1.0
     assert compute("squad_f1", ["Broncos"], [["Denver Broncos", "Broncos"]]) == 1.0
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_squad_f1_is_the_harmonic_mean_of_token_precision_and_recall():
+    from mtnlp.metrics import compute
+
+    # 2 of the prediction's 3 tokens are in the gold answer, which it holds whole: P 2/3, R 1, F1 0.8
+    assert compute("squad_f1", ["Denver Broncos team"], [["Denver Broncos"]]) == pytest.approx(0.8)
+
+
+def test_mse_is_lower_is_better_in_model_selection():
+    from mtnlp.evaluation import main_metric, selection_score
+
+    assert main_metric(["mse"]) == ("mse", False)
+    assert selection_score({"a": {"mse": 0.25}, "b": {"accuracy": 0.75}}, {"a": ["mse"], "b": ["accuracy"]}) == 0.25
+
+
+def test_the_majority_baseline_is_the_training_splits():
+    from datasets import Dataset
+    from mtnlp.data import TaskData
+    from mtnlp.evaluation import majority_baseline
+
+    data = TaskData("s", "classification", ["a", "b"], {"train": Dataset.from_dict({"labels": [0, 0, 1]}),
+                                                         "test": Dataset.from_dict({"labels": [1, 1]})})
+    assert majority_baseline(data, "test", ["accuracy"]) == {"accuracy": 0.0}

@@ -445,3 +445,21 @@ def test_saving_again_leaves_no_weights_of_the_earlier_save(tmp_path):
                                other(input_ids=ids, task="sentiment").logits)
     model.save_pretrained(tmp_path)  # the same again: the file is written anew
     assert (tmp_path / "model.safetensors").exists() and not (tmp_path / "model.safetensors.index.json").exists()
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_a_head_built_without_dropout_gets_the_documented_default_of_0_1(tiny_encoder):
+    from torch import nn
+    from mtnlp import MultiTaskModel
+
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"s": {"type": "classification", "labels": ["a", "b"]}})
+    assert [m.p for m in model.heads["s"].modules() if isinstance(m, nn.Dropout)] == [0.1]
+
+
+def test_a_head_with_the_same_labels_in_another_order_is_not_kept():
+    from mtnlp.modeling import head_mismatch
+
+    old = {"type": "classification", "labels": ["pos", "neg"]}  # e.g. a source built in Python
+    assert head_mismatch("s", old, {"type": "classification", "labels": ["neg", "pos"]}) is not None

@@ -361,3 +361,15 @@ def test_the_onnx_export_of_a_bf16_model_says_float32_as_its_graph_is(tmp_path, 
     assert pipe.precision.name == "fp32" and set(pipe("a text")) == {"sentiment"}
     head = export_head(model, "sentiment")
     assert {p.dtype for p in head.parameters()} == {torch.bfloat16} and head.config.dtype == torch.bfloat16
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_an_onnx_multiple_choice_head_folds_scores_back_per_example():
+    from mtnlp.onnx_model import OnnxMultiTaskModel
+
+    onnx = OnnxMultiTaskModel.__new__(OnnxMultiTaskModel)  # the folding only: no graph needed
+    onnx.forward_heads = lambda ids, mask, types, tasks: {tasks[0]: ids[:, :1].float()}  # one score per sequence
+    ids = torch.arange(6).view(2, 3, 1).expand(2, 3, 4)  # 2 examples x 3 choices: sequence k scores k
+    assert onnx(ids, torch.ones_like(ids), None, task="mc").logits.tolist() == [[0, 1, 2], [3, 4, 5]]

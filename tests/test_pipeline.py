@@ -917,3 +917,23 @@ def test_predict_says_its_precision_on_stderr_and_evaluate_records_it(model_dir,
     assert main(["evaluate", str(model_dir), str(recipe), "--precision", "no", "--output", str(tmp_path / "e.json")]) == 0
     written = json.loads((tmp_path / "e.json").read_text())
     assert written["precision"] == {"requested": "fp32", "used": "fp32", "device": "cpu", "reason": "requested"}
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_pairs_and_single_texts_mixed_in_one_call_each_get_their_answer(tiny_encoder):
+    """A head saved without text_pair reads both forms: one call given both, interleaved, batches them apart."""
+    from transformers import AutoTokenizer
+    from mtnlp import MultiTaskModel, MultiTaskPipeline
+
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"s": {"type": "classification", "labels": ["a", "b", "c"]}})
+    pipe = MultiTaskPipeline(model, AutoTokenizer.from_pretrained(tiny_encoder), device="cpu", precision="fp32",
+                             batch_size=4)
+    inputs = [{"text": "a b", "text_pair": "c"}, "short", {"text": "x", "text_pair": "y z w"}, "another text",
+              "third one here"]
+    together = pipe(inputs, return_all_scores=True)
+    alone = [pipe(x, return_all_scores=True) for x in inputs]
+    assert [set(r) for r in together] == [{"s"}] * len(inputs)
+    for t, a in zip(together, alone):
+        assert t["s"]["scores"] == pytest.approx(a["s"]["scores"], abs=1e-5)

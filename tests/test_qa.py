@@ -817,3 +817,55 @@ def test_qa_no_answer_needs_the_smallest_null_score_of_the_windows_to_win():
     # window 0 holds the answer (null 0.1 < span 0.5); window 1 does not (null 0.9): the answer stands
     preds = [{"text": "paris", "score": 0.5, "null": 0.1}, {"text": "", "score": 0.01, "null": 0.9}]
     assert qa.score(refs, preds, ["squad_exact_match"], []) == {"squad_exact_match": 1.0}
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+@pytest.fixture(scope="module")
+def qa_pipe(tiny_encoder):
+    from transformers import AutoTokenizer
+    from mtnlp import MultiTaskModel, MultiTaskPipeline
+
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"qa": {"type": "extractive_qa", "allow_unanswerable": True}})
+    return MultiTaskPipeline(model, AutoTokenizer.from_pretrained(tiny_encoder), device="cpu", precision="fp32",
+                             max_length=32)
+
+
+def test_the_pipelines_no_answer_score_is_the_smallest_of_the_windows(qa_pipe, monkeypatch):
+    from mtnlp.tasks import extractive_qa
+
+    calls = []
+
+    def fake(logits, offsets, max_answer_length, allow_null, topk=1):  # window 0: confident no answer; window 1: not
+        calls.append(1)
+        return ([(0.5, 0, 3)], 0.9) if len(calls) == 1 else ([], 0.1)
+
+    monkeypatch.setattr(extractive_qa, "window_spans", fake)
+    out = qa_pipe({"question": "who?", "context": " ".join(["word"] * 60)}, return_all_scores=True)["qa"]
+    assert len(calls) >= 2
+    assert out["answer"] == "wor" and out["score"] == 0.5
+    assert {"answer": "", "start": 0, "end": 0, "score": 0.1} in out["candidates"]
+
+
+def test_the_pipelines_qa_answer_is_the_best_span_of_all_windows(qa_pipe, monkeypatch):
+    from mtnlp.tasks import extractive_qa
+
+    calls = []
+
+    def fake(logits, offsets, max_answer_length, allow_null, topk=1):  # the later window holds the better span
+        calls.append(1)
+        return ([(0.2, 0, 3)], None) if len(calls) == 1 else ([(0.7, 5, 9)], None)
+
+    monkeypatch.setattr(extractive_qa, "window_spans", fake)
+    out = qa_pipe({"question": "who?", "context": " ".join(["word"] * 60)})["qa"]
+    assert len(calls) >= 2 and out == {"answer": "word", "start": 5, "end": 9, "score": 0.7}
+
+
+def test_qa_evaluation_predicts_no_answer_when_every_window_is_surer_of_none():
+    from mtnlp.tasks import task_type
+
+    qa = task_type("extractive_qa")
+    refs = [{"window": 0, "answers": []}, {"window": 1, "answers": []}]
+    preds = [{"text": "paris", "score": 0.5, "null": 0.8}, {"text": "", "score": 0.01, "null": 0.9}]
+    assert qa.score(refs, preds, ["squad_exact_match"], []) == {"squad_exact_match": 1.0}

@@ -445,3 +445,17 @@ def test_probes_of_a_finished_runs_lock_do_not_see_each_other(tmp_path):
     with open(run / LOCK_FILE, "a") as training:
         fcntl.flock(training, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert unfinished_run(run) == "training now: process 1 on host"
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_prune_keeps_exactly_keep_checkpoints_the_newest(tmp_path):
+    from mtnlp.checkpoint import prune_checkpoints
+    from mtnlp.folders import STATE_FILE
+
+    for step in (2, 4, 6, 8):
+        (tmp_path / f"step-{step}").mkdir()
+        (tmp_path / f"step-{step}" / STATE_FILE).write_text("{}")
+    prune_checkpoints(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-6", "step-8"]

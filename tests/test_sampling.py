@@ -548,3 +548,14 @@ def test_a_plan_resumed_on_fewer_processes_scales_each_tasks_position():
     plan.load_state_dict({"sampler": {"draw": 3, "per_step": 1}, "batches": {"a": {"epoch": 0, "position": 3, "cut": cut}},
                           "ranks": 2})
     assert batches["a"].position == 6  # 3 rounds of 2 processes' batches
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_a_batch_of_exactly_max_tokens_is_one_batch():
+    import numpy as np
+    from mtnlp.batches import token_batches
+
+    # README: a batch is filled until its padded size would exceed max_tokens
+    assert [b.tolist() for b in token_batches(np.arange(3), np.array([4, 4, 4]), 8)] == [[0, 1], [2]]

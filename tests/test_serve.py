@@ -659,3 +659,41 @@ def test_an_app_started_again_still_answers(pipe):
         with TestClient(app) as client:
             response = client.post("/predict", json={"inputs": ["a fine film"]})
             assert response.status_code == 200, response.text
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_truncated_indices_are_the_requests_own_whatever_its_place_in_the_batch(pipe):
+    """The short request is queued first, so the long text is the batch's input 3 and its request's input 0."""
+    app = create_app(pipe, window_ms=2000, max_batch=64)
+    out = [None, None]
+    with TestClient(app) as client:
+        first = threading.Thread(target=lambda: out.__setitem__(0, client.post("/predict", json={"inputs": TEXTS[:3]})))
+        first.start()
+        while app.state.batcher.stats.requests == 0:
+            time.sleep(0.005)
+        out[1] = client.post("/predict", json={"inputs": [" ".join(["word"] * 400), TEXTS[0]]})
+        first.join()
+        assert app.state.batcher.stats.batches == 1
+    assert "truncated" not in out[0].json() and out[1].json()["truncated"] == [0]
+
+
+def test_a_request_that_does_not_fit_the_batch_is_answered_in_the_next():
+    import asyncio
+
+    from mtnlp.serve import Batcher
+
+    pipe = FailingPipeline()
+
+    async def run():
+        batcher = Batcher(pipe, window_ms=300, max_batch=3)
+        await batcher.start()
+        try:  # 2 + 2 inputs > max_batch 3: the second request waits for the next call
+            return await asyncio.wait_for(asyncio.gather(batcher.predict(["text 0", "more 0"], ("sentiment",), False),
+                                                         batcher.predict(["text 1", "more 1"], ("sentiment",), False)), 10)
+        finally:
+            await batcher.stop()
+
+    first, second = asyncio.run(run())
+    assert len(first[0]) == len(second[0]) == 2 and sorted(map(len, pipe.calls)) == [2, 2]

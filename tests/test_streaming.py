@@ -347,3 +347,20 @@ def test_a_stream_resumed_with_another_number_of_processes_goes_on_where_it_was(
     assert rest[:again] == taken[len(taken) - again:]
     assert taken + rest[again:] == list(range(len(taken) + len(rest) - again))
     assert len(taken) + len(rest) - again > 41 - after  # a last round with fewer examples than processes is left out
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_the_epoch_after_a_resume_with_another_batch_size_starts_at_its_first_example():
+    from mtnlp.batches import StreamBatches
+
+    def numbered(seed, epoch):
+        return ({"n": i, "epoch": epoch} for i in range(10))
+
+    first = StreamBatches(numbered, list, batch_size=3, seed=1)
+    next(first)  # 0-2 taken in batches of 3
+    resumed = StreamBatches(numbered, list, batch_size=2, seed=1)
+    resumed.load_state_dict(first.state_dict())
+    seen = [(ex["epoch"], ex["n"]) for _ in range(6) for ex in next(resumed)]
+    assert seen[:7] == [(0, n) for n in range(3, 10)] and seen[7:] == [(1, 0), (1, 1), (1, 2), (1, 3)]

@@ -443,3 +443,61 @@ def test_tagging_predictions_read_each_words_first_sub_token():
     labels = torch.tensor([[-100, 1, -100, 1, -100]])
     rows = {"word_index": [[0, 1]], "tags": [["B-X", "I-X"]], "truncated": [False]}
     assert task_type("tagging").predictions(logits, labels, {}, rows) == [[1, 1]]
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_regression_baseline_is_the_training_mean():
+    from datasets import Dataset
+    from mtnlp.tasks import task_type
+
+    train, target = Dataset.from_dict({"labels": [1.0, 3.0, 8.0]}), Dataset.from_dict({"labels": [0.0, 0.0]})
+    assert task_type("regression").baseline(train, target, []) == [4.0, 4.0]
+
+
+def test_regression_predictions_are_the_heads_values_unrounded():
+    from mtnlp.tasks import task_type
+
+    assert task_type("regression").predictions(torch.tensor([[0.3], [1.7]]), None, {}) == pytest.approx([0.3, 1.7])
+
+
+def test_multilabel_targets_put_each_label_at_its_own_output():
+    from mtnlp.tasks import task_type
+
+    ids = {"a": 0, "b": 1, "c": 2}
+    assert task_type("multilabel").target(["a", "c"], ids) == [1.0, 0.0, 1.0]
+    assert task_type("multilabel").target([], ids) == [0.0, 0.0, 0.0]
+
+
+def test_multilabel_baseline_is_the_most_frequent_label_set():
+    from datasets import Dataset
+    from mtnlp.tasks import task_type
+
+    train = Dataset.from_dict({"labels": [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]})
+    assert task_type("multilabel").baseline(train, [0, 0], ["a", "b"]) == [[0, 1], [0, 1]]
+
+
+def test_tagging_baseline_is_the_most_frequent_training_tag():
+    from datasets import Dataset
+    from mtnlp.tasks import task_type
+
+    train = Dataset.from_dict({"tags": [["B-PER", "O", "O"], ["O"]]})
+    target = Dataset.from_dict({"tags": [["O", "B-PER"]], "word_index": [[0, 1]], "truncated": [False]})
+    assert task_type("tagging").baseline(train, target, ["B-PER", "O"]) == [[1, 1]]
+
+
+def test_a_word_max_length_cut_off_is_scored_as_o():
+    from mtnlp.tasks.tagging import scored_words
+
+    gold, predicted = scored_words([["B-PER", "O", "O"]], [[0, -1, -1]], ["B-PER", "O"])
+    assert predicted == [["B-PER", "O", "O"]] and gold == [["B-PER", "O", "O"]]
+    # without an O tag a cut word is wrong (None), not any tag
+    assert scored_words([["NOUN", "VERB"]], [[0, -1]], ["NOUN", "VERB"])[1] == [["NOUN", None]]
+
+
+def test_every_word_past_the_cut_is_scored_as_cut():
+    from mtnlp.tasks.tagging import per_word
+
+    assert per_word([0, 1], [5, 6], 4, True) == [5, 6, -1, -1]
+    assert per_word([0, 2], [5, 6], 3, False) == [5, None, 6]  # a word with no token: None
