@@ -27,7 +27,7 @@ from . import families, sharing
 from .encoders import not_an_encoder
 from .folders import MODEL_TYPE, in_task_order, refuse_run_folder, safetensors_header, weights_readable_as_umask
 from .heads import build_head
-from .spec import TASK_NAME, TORCH_DICT_NAMES, TaskSpec
+from .spec import TASK_NAME, TORCH_DICT_NAMES
 from .tasks import TASK_TYPES, task_type
 
 
@@ -283,8 +283,7 @@ def checked_tasks(tasks, new: bool = True) -> dict[str, dict]:
                 spec = {**spec, key: kind.config_value(key, spec[key], labels)}
             except KeyError:  # (a saved config's: kept, as an older mtnlp may have written it)
                 if new:
-                    own = sorted((set(kind.Spec.model_fields) - set(TaskSpec.model_fields) - COMMON_TASK_KEYS)
-                                 | set(kind.config_keys))
+                    own = sorted(kind.model_keys() - COMMON_TASK_KEYS)
                     raise TasksError(f"{where}[{key!r}]: not a key of a {kind.name} task (its own: "
                                      f"{', '.join(own) or 'none'})") from None
             except ValueError as e:
@@ -472,8 +471,12 @@ class MultiTaskModel(PreTrainedModel):
                                  "differs from the weights')") from None
         missing, unexpected = set(info["missing_keys"]), set(info["unexpected_keys"])
         stale = sorted(k for k in missing | unexpected if k.startswith("heads."))
-        held = {k.split(".")[1] for k in unexpected if k.startswith("heads.")} - set(model.config.tasks)
-        lacking = {k.split(".")[1] for k in missing if k.startswith("heads.")} - {k.split(".")[1] for k in unexpected}
+
+        def head_tasks(keys):  # heads.TASK.... -> TASK
+            return {k.split(".")[1] for k in keys if k.startswith("heads.")}
+
+        held = head_tasks(unexpected) - set(model.config.tasks)
+        lacking = head_tasks(missing) - head_tasks(unexpected)
         if held or lacking:  # a config given with other tasks than the weights hold (not an older layout)
             task, what = (min(held), "the weights hold, which the config has not") if held else \
                 (min(lacking), "the config has, whose weights are not there")

@@ -78,21 +78,25 @@ class TaskType:
     # copies): what model_spec or training computes (a text task's text_pair, multilabel's tuned thresholds)
     config_keys: tuple[str, ...] = ()
 
+    def model_keys(self) -> set[str]:
+        """The keys config.tasks[name] may hold: the type's own recipe keys and config_keys (every type's recipe
+        keys - data, metrics, loss_weight - are training's, never a model's)."""
+        from ..spec import TaskSpec
+
+        return (set(self.Spec.model_fields) - set(TaskSpec.model_fields)) | set(self.config_keys)
+
     def config_value(self, key: str, value, labels: list[str]):
         """config.tasks[name][key] as a model reads it: a field of the type's recipe section checked and read as
         the recipe reads it (e.g. "false" as false), or one of config_keys; a ValueError says what is wrong, a
-        KeyError that the type has no such key."""
+        KeyError that the type has no such key (model_keys)."""
+        if key not in self.model_keys():
+            raise KeyError(key)
         if key == "text_pair" and key in self.config_keys:
             if not isinstance(value, bool):
                 raise ValueError(f"expected true or false, got {value!r}")
             return value
-        from ..spec import TaskSpec
-
-        # (every type's recipe keys - data, metrics, loss_weight - are training's, never a model's)
-        field = None if key in TaskSpec.model_fields else self.Spec.model_fields.get(key)
-        if field is None:
-            if key not in self.config_keys:
-                raise KeyError(key)
+        field = self.Spec.model_fields.get(key)
+        if field is None:  # one of config_keys
             return value
         from typing import Annotated
 
