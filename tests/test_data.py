@@ -978,41 +978,23 @@ def test_a_data_file_in_the_current_folder_given_by_an_override_is_told_where_it
 # ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
 
 
-def _recipe(tmp_path):
-    import yaml
-    from conftest import DATA
-    from mtnlp.recipe import load_recipe
-
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump({"name": "t", "tasks": {"q": {"type": "classification", "data": {
-        "train": str(DATA / "trec_sample.csv"), "validation_from_train": 0.2, "text_column": "question"}}}}))
-    return load_recipe(path)
-
-
-def test_a_models_label_order_is_not_served_the_files_tokenised_ids(tmp_path, monkeypatch):
+def test_a_models_label_order_is_not_served_the_files_tokenised_ids(tmp_path, monkeypatch, tokenizer):
     """mtnlp evaluate gives the model's labels; a split tokenised before with the files' own order must not be reused."""
-    from transformers import AutoTokenizer
-    from conftest import minilm_path
-    from mtnlp.data import load_task
     from mtnlp.tasks.base import column
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    recipe, tokenizer = _recipe(tmp_path), AutoTokenizer.from_pretrained(minilm_path())
-    first = load_task(recipe, "q", recipe.tasks["q"], tokenizer, 64, splits=("validation",))
+    first = load(tmp_path, "question", tokenizer, splits=("validation",))
     model_labels = list(reversed(first.labels))
-    second = load_task(recipe, "q", recipe.tasks["q"], tokenizer, 64, splits=("validation",), labels=model_labels)
+    second = load(tmp_path, "question", tokenizer, splits=("validation",), labels=model_labels)
     assert [model_labels[i] for i in column(second.splits["validation"], "labels")] == \
         [first.labels[i] for i in column(first.splits["validation"], "labels")]
 
 
-def test_examples_tokenised_without_a_cache_key_are_cut_at_each_max_length(tmp_path, monkeypatch):
-    from transformers import AutoTokenizer
-    from conftest import minilm_path
+def test_examples_tokenised_without_a_cache_key_are_cut_at_each_max_length(tmp_path, monkeypatch, tokenizer):
     from mtnlp.data import tokenize
     from mtnlp.tasks.base import column
 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     examples = [{"text": "a rather long text with many words in it to cut", "label": "x"}]
     lengths = [column(tokenize(examples, "classification", ["x"], tokenizer, n), "length")[0] for n in (64, 8)]
     assert lengths[0] > 8 and lengths[1] == 8
@@ -1027,13 +1009,11 @@ def test_collate_keeps_each_rows_token_types():
     assert batch["token_type_ids"].tolist() == [[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]]
 
 
-def test_a_streamed_batch_uses_the_heads_label_ids():
+def test_a_streamed_batch_uses_the_heads_label_ids(tokenizer):
     from types import SimpleNamespace
-    from transformers import AutoTokenizer
-    from conftest import minilm_path
     from mtnlp.data import TrainStream
 
-    stream = TrainStream(None, SimpleNamespace(type="classification"), ["neg", "neu", "pos"],
-                         AutoTokenizer.from_pretrained(minilm_path()), 16, {"text_pair": False})
+    stream = TrainStream(None, SimpleNamespace(type="classification"), ["neg", "neu", "pos"], tokenizer, 16,
+                         {"text_pair": False})
     rows = stream.encode([{"text": "good", "label": "pos", "_line": 1}, {"text": "bad", "label": "neg", "_line": 2}])
     assert [r["labels"] for r in rows] == [2, 0]

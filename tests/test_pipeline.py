@@ -924,8 +924,6 @@ def test_predict_says_its_precision_on_stderr_and_evaluate_records_it(model_dir,
 
 def test_pairs_and_single_texts_mixed_in_one_call_each_get_their_answer(tiny_encoder):
     """A head saved without text_pair reads both forms: one call given both, interleaved, batches them apart."""
-    from transformers import AutoTokenizer
-    from mtnlp import MultiTaskModel, MultiTaskPipeline
 
     model = MultiTaskModel.from_encoder(tiny_encoder, {"s": {"type": "classification", "labels": ["a", "b", "c"]}})
     pipe = MultiTaskPipeline(model, AutoTokenizer.from_pretrained(tiny_encoder), device="cpu", precision="fp32",

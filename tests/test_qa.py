@@ -825,7 +825,6 @@ def test_qa_no_answer_needs_the_smallest_null_score_of_the_windows_to_win():
 @pytest.fixture(scope="module")
 def qa_pipe(tiny_encoder):
     from transformers import AutoTokenizer
-    from mtnlp import MultiTaskModel, MultiTaskPipeline
 
     model = MultiTaskModel.from_encoder(tiny_encoder, {"qa": {"type": "extractive_qa", "allow_unanswerable": True}})
     return MultiTaskPipeline(model, AutoTokenizer.from_pretrained(tiny_encoder), device="cpu", precision="fp32",
@@ -863,8 +862,6 @@ def test_the_pipelines_qa_answer_is_the_best_span_of_all_windows(qa_pipe, monkey
 
 
 def test_qa_evaluation_predicts_no_answer_when_every_window_is_surer_of_none():
-    from mtnlp.tasks import task_type
-
     qa = task_type("extractive_qa")
     refs = [{"window": 0, "answers": []}, {"window": 1, "answers": []}]
     preds = [{"text": "paris", "score": 0.5, "null": 0.8}, {"text": "", "score": 0.01, "null": 0.9}]

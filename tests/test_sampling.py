@@ -554,7 +554,6 @@ def test_a_plan_resumed_on_fewer_processes_scales_each_tasks_position():
 
 
 def test_a_batch_of_exactly_max_tokens_is_one_batch():
-    import numpy as np
     from mtnlp.batches import token_batches
 
     # README: a batch is filled until its padded size would exceed max_tokens

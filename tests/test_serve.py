@@ -680,8 +680,6 @@ def test_truncated_indices_are_the_requests_own_whatever_its_place_in_the_batch(
 
 
 def test_a_request_that_does_not_fit_the_batch_is_answered_in_the_next():
-    import asyncio
-
     from mtnlp.serve import Batcher
 
     pipe = FailingPipeline()

@@ -353,8 +353,6 @@ def test_a_stream_resumed_with_another_number_of_processes_goes_on_where_it_was(
 
 
 def test_the_epoch_after_a_resume_with_another_batch_size_starts_at_its_first_example():
-    from mtnlp.batches import StreamBatches
-
     def numbered(seed, epoch):
         return ({"n": i, "epoch": epoch} for i in range(10))
 
