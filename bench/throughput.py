@@ -125,7 +125,6 @@ def run_trainer(args) -> dict:
                               TrainingArguments)
 
     from mtnlp.encoders import resolve_encoder
-    from mtnlp.readers import read_examples
     from mtnlp.spec import DataSpec
 
     task, work = args.task, Path(args.workdir)
@@ -134,13 +133,13 @@ def run_trainer(args) -> dict:
     # the same examples mtnlp reads (its readers, the same subset files)
     if task == "sst2":
         spec, kind = DataSpec(text_column="sentence"), "classification"
-        examples = read_examples(work / "data/sst2.tsv", spec, kind)
+        examples = benchlib.read_examples(work / "data/sst2.tsv", spec, kind)
     elif task == "conll_ner":
         spec, kind = DataSpec(format="conll", tag_column=3), "tagging"
-        examples = read_examples(work / "data/conll_ner.conll", spec, kind)
+        examples = benchlib.read_examples(work / "data/conll_ner.conll", spec, kind)
     else:
         spec, kind = DataSpec(format="conllu", tag_column="upos"), "tagging"
-        examples = read_examples(work / "data/ud_upos.conllu", spec, kind)
+        examples = benchlib.read_examples(work / "data/ud_upos.conllu", spec, kind)
 
     # standard HF recipe: tokenise with truncation (no padding), label the first sub-token of each word
     if kind == "classification":
@@ -304,11 +303,10 @@ def main() -> None:
         os.environ["HF_DATASETS_CACHE"] = str(work / "hf-datasets-cache")  # a clean cache: nothing pre-tokenised
         files = benchlib.write_subsets(work / "data", args.max_examples)
 
-        from mtnlp.readers import read_examples
         from mtnlp.spec import DataSpec
-        sizes = {"sst2": len(read_examples(files["sst2"], DataSpec(text_column="sentence"), "classification")),
-                 "conll_ner": len(read_examples(files["conll_ner"], DataSpec(format="conll", tag_column=3), "tagging")),
-                 "ud_upos": len(read_examples(files["ud_upos"], DataSpec(format="conllu", tag_column="upos"), "tagging"))}
+        sizes = {"sst2": len(benchlib.read_examples(files["sst2"], DataSpec(text_column="sentence"), "classification")),
+                 "conll_ner": len(benchlib.read_examples(files["conll_ner"], DataSpec(format="conll", tag_column=3), "tagging")),
+                 "ud_upos": len(benchlib.read_examples(files["ud_upos"], DataSpec(format="conllu", tag_column="upos"), "tagging"))}
         counts = benchlib.sampler_counts(sizes, args.steps)
         print(f"examples per task {sizes}; mtnlp's sampler gives {counts} of {args.steps} steps", flush=True)
 
