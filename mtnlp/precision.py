@@ -68,6 +68,10 @@ def cpu_native() -> tuple[bool, str]:
     cap = os.environ.get(variable, "").upper()
     if cap in BELOW_BF16_ISAS:
         return False, f"{variable}={cap} keeps oneDNN below AVX512_CORE_BF16: it emulates bf16"
+    if cap and cap != "ALL" and "AMX" not in cap:  # AVX512_CORE_BF16, AVX10_*: bf16 without the AMX tiles
+        units = [unit for unit in units if unit != "AMX"]
+        if not units:
+            return False, f"{variable}={cap} keeps oneDNN from AMX, this CPU's only bf16 unit: it emulates bf16"
     if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return False, "oneDNN does not use its bf16 units"
     return True, " and ".join(units)

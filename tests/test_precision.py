@@ -288,6 +288,33 @@ def test_bf16_weights_where_fp16_runs_are_cast_to_fp32_under_fp16_autocast(monke
     assert "bf16 weights cast to fp32" in chosen.reason
 
 
+@pytest.mark.parametrize("cap, reason", [
+    (None, "AMX and AVX512-BF16"),
+    ("ALL", "AMX and AVX512-BF16"),
+    ("AVX512_CORE_AMX", "AMX and AVX512-BF16"),
+    ("avx10_1_512_amx_fp16", "AMX and AVX512-BF16"),
+    ("AVX512_CORE_BF16", "AVX512-BF16"),  # oneDNN's ISA just below its AMX ones
+    ("AVX10_2_512", "AVX512-BF16"),
+])
+def test_the_reason_names_amx_only_where_onednn_may_use_it(monkeypatch, cap, reason):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert precision.cpu_native() == (True, reason)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)  # AMX alone, then capped below it
+    if cap in ("AVX512_CORE_BF16", "AVX10_2_512"):
+        assert precision.cpu_native() == (False, f"ONEDNN_MAX_CPU_ISA={cap} keeps oneDNN from AMX, this CPU's only "
+                                                 "bf16 unit: it emulates bf16")
+    else:
+        assert precision.cpu_native() == (True, "AMX")
+
+
 @pytest.mark.parametrize("variables, expected", [
     ({}, True),
     ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, False),  # an AVX-512 cap: torch still says bf16 is supported
