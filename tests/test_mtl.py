@@ -162,6 +162,9 @@ def test_conflict_counts_carried_over_from_another_gradient_method_are_not_logge
     again = PCGrad()
     again.load_state_dict_json({"conflicts": [0.5]})  # a checkpoint from before the state named its method
     assert again.log_record() == {"pcgrad_conflicts": 0.5}
+    older = CAGrad()
+    older.load_state_dict_json({"conflicts": [0.5]})  # the same checkpoint resumed with mtl.gradient: cagrad
+    assert older.log_record() == {}
 
 
 def test_cagrad_counts_the_conflicting_task_pairs():
@@ -320,6 +323,18 @@ def test_dwa_updates_once_per_window_and_keeps_unseen_tasks_at_ratio_one():
     restored = build_weighting("dwa", {"a": 1.0, "b": 1.0, "c": 1.0}, dwa_temperature=1.0, dwa_window=2)
     restored.load_state_dict_json(json.loads(json.dumps(w.state_dict_json())))
     assert restored.weights() == w.weights()
+
+
+def test_dwa_keeps_ratio_one_for_a_task_missing_from_the_last_window_only():
+    """A task drawn in the window before but not in the last one has no ratio: 1, as for b whose loss stayed,
+    not 0 (a weight cut exactly when sampling starved it)."""
+    w = build_weighting("dwa", {"a": 1.0, "b": 1.0, "c": 1.0}, dwa_temperature=1.0, dwa_window=1)
+    for step, losses in enumerate([{"a": 2.0, "b": 1.0, "c": 4.0}, {"a": 1.0, "b": 1.0}], 1):
+        for task, loss in losses.items():
+            w.observe(task, torch.tensor(loss))
+        w.end_step(step, lambda x: x)
+    assert w.weights() == pytest.approx(dwa_weights({"a": 2.0, "b": 1.0, "c": 4.0}, {"a": 1.0, "b": 1.0, "c": None}, 1.0))
+    assert w.weights()["a"] < w.weights()["b"] == pytest.approx(w.weights()["c"])
 
 
 # ------------------------------------------------------------------ soft sharing in the model

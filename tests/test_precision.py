@@ -268,6 +268,8 @@ def test_bf16_weights_asked_bf16_on_a_cpu_keep_the_slow_warning(monkeypatch, has
     model = half_model(torch.bfloat16)
     chosen = precision.for_model("bf16", model)
     assert (chosen.name, chosen.cast) == ("bf16", False) and {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    with torch.autocast("cpu", dtype=torch.bfloat16), chosen.autocast():  # its own dtype: no autocast, even a caller's
+        assert not torch.is_autocast_enabled("cpu")
     assert (chosen.warning is None) == has_native
     if not has_native:
         assert "much slower" in chosen.warning

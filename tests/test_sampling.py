@@ -170,6 +170,25 @@ def test_same_seed_same_sequence_different_seed_different(strategy):
     assert run(11) != run(12)
 
 
+def test_the_task_sequence_of_a_seed_is_pinned():
+    """A checkpoint's sampler is only a draw counter: after an upgrade (mtnlp's, numpy's), a resumed run continues
+    with the tasks the seed gave before only if the seed's stream is the same. Recorded at mtnlp 2026-12-07."""
+    sampler = TaskSampler({"a": 10, "b": 20, "c": 5}, "temperature", seed=3, steps=20)
+    assert list(itertools.islice(sampler, 12)) == ["a", "a", "a", "a", "c", "a", "b", "b", "b", "c", "b", "b"]
+
+
+def test_a_draw_above_the_last_cumulative_probability_takes_the_last_task(monkeypatch):
+    """Normalised weights can sum to just under 1 (seven equal ones give 0.9999999999999998): a draw above that
+    takes the last task, not an IndexError."""
+    import mtnlp.sampling
+
+    sizes = dict.fromkeys("abcdefg", 1)
+    assert np.cumsum(TaskSampler(sizes, "uniform").probabilities())[-1] < np.nextafter(1.0, 0.0)
+    top = type("TopDraw", (), {"random": lambda self: np.nextafter(1.0, 0.0)})()
+    monkeypatch.setattr(mtnlp.sampling.np.random, "default_rng", lambda seed: top)
+    assert next(TaskSampler(sizes, "uniform")) == "g"
+
+
 @pytest.mark.parametrize("strategy", ["proportional", "temperature", "annealed", "round_robin"])
 def test_sampler_state_dict_resume(strategy):
     full = TaskSampler(SIZES, strategy, seed=7, steps=400)

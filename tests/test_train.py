@@ -794,3 +794,23 @@ def test_a_reader_that_goes_away_does_not_end_the_training_run(make_recipe, tmp_
     proc.stdout.close()
     assert proc.wait(timeout=300) == 0 and first.startswith("precision: ")
     assert json.loads((tmp_path / "closed" / "metrics.json").read_text())["best_step"] > 0
+
+
+@pytest.mark.parametrize("eval_every, steps, evaluated", [
+    (None, 7, [7]),  # the default: only at the end, so a run still selects (and reports) its model
+    (3, 7, [3, 6, 7]),  # the last step too where eval_every does not divide the steps
+    (2, 6, [2, 4, 6]),
+])
+def test_the_loop_evaluates_every_eval_every_steps_and_at_the_last(eval_every, steps, evaluated):
+    from types import SimpleNamespace
+
+    from mtnlp.train import is_eval_step, is_log_step
+
+    run = SimpleNamespace(recipe=SimpleNamespace(training=SimpleNamespace(eval_every=eval_every, steps=steps,
+                                                                          log_every=5)),
+                          progress=SimpleNamespace(step=0))
+    seen = {"eval": [], "log": []}
+    for run.progress.step in range(1, steps + 1):
+        seen["eval"] += [run.progress.step] * is_eval_step(run)
+        seen["log"] += [run.progress.step] * is_log_step(run)
+    assert seen == {"eval": evaluated, "log": sorted({5, steps} & set(range(1, steps + 1)))}

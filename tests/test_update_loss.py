@@ -117,3 +117,22 @@ def test_a_gradient_method_of_ones_own_takes_the_micro_batches_it_says(make_reci
     with pytest.raises(RuntimeError, match=r"^Short.accumulate took fewer micro-batches than its micro_batches\(\) "
                                            r"gives \(1 left\)"):
         train(load_recipe(make_recipe(training={"steps": 2}, mtl={"gradient": "short"}, overwrite_output_dir=True)))
+
+
+def test_a_micro_batch_without_labelled_items_adds_nothing_and_no_nan(make_recipe, tmp_path):
+    """A tagging batch whose words all encode to nothing (a zero-width space, a soft hyphen) has no labelled
+    token: its loss is 0 and its share 0, not 0/0, which would make every encoder weight NaN at the next step."""
+    run = setup(load_recipe(make_recipe(tasks=NER, training={"steps": 1, "batch_size": 4},
+                                        sampling={"strategy": "uniform", "group_by_length": False})))
+    try:
+        run.model.eval()
+        task, batch, positions = next(run.batches)
+        run.batches = iter([(task, {**batch, "labels": torch.full_like(batch["labels"], -100)}, positions)])
+        draw_update(run)
+        assert [float(share) for *_, share in run.drawn] == [0.0]
+        run.gradient.accumulate(run, forward_backward)
+        grads = [p.grad for p in run.unwrapped.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+    finally:
+        release_run_folder(run.lock)
+        run.bar.close()
