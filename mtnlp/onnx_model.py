@@ -87,7 +87,7 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     example = tokenizer(["a short text", "and a longer second text for the example batch"], padding=True,
                         return_tensors="pt")
     args = tuple(example[n] if n in example else torch.zeros_like(example["input_ids"]) for n in names)
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    batch = length = torch.export.Dim.AUTO  # (named Dims: a guard the trace adds is an error before torch 2.10)
     with tempfile.TemporaryDirectory() as tmp, quiet_exporter():
         raw = Path(tmp) / ONNX_FILE
         torch.onnx.export(_Heads(model, tasks).eval(), args, str(raw), input_names=names,
@@ -119,12 +119,21 @@ OUTPUT_PREFIX = "mtnlp_output_"  # the outputs' names while exporting (then the 
 
 
 def name_outputs(path: Path, tasks: list[str]) -> None:
-    """Name the graph's outputs by task. The exporter names inner values after their ops (linear, gelu,
-    layer_norm, add_3): an inner value that has a task's name is renamed first (an ONNX name is defined once)."""
+    """Name the graph's outputs by task, and its dynamic axes batch and sequence (the exporter's s0, s1...).
+    The exporter names inner values after their ops (linear, gelu, layer_norm, add_3): an inner value that has
+    a task's name is renamed first (an ONNX name is defined once)."""
     import onnx
 
     model = onnx.load(str(path))
     graph = model.graph
+    axes = {}
+    for value in graph.input:  # (batch, length) each
+        batch, length = value.type.tensor_type.shape.dim
+        axes |= {batch.dim_param: "batch", length.dim_param: "sequence"}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in axes:
+                dim.dim_param = axes[dim.dim_param]
     inner = {v for node in graph.node for v in (*node.input, *node.output)} | {i.name for i in graph.initializer}
     taken = inner | set(tasks)  # a fresh name must not be a later task's
     rename = {}

@@ -55,6 +55,19 @@ def test_one_graph_with_every_head_equals_pytorch(exported):
     assert sorted(config["mtnlp"]["onnx"]["tasks"]) == sorted(TASKS) and config["mtnlp"]["onnx"]["quantize"] is None
 
 
+def test_the_graphs_axes_are_named_batch_and_sequence(exported):
+    """The exporter names dynamic axes s0, s1, ... (and gives each input's batch its own); a user reading the
+    graph (netron, onnxruntime's get_inputs) sees (batch, sequence) on every input and on the outputs."""
+    import onnxruntime
+
+    for variant in ("fp32", "int8"):
+        session = onnxruntime.InferenceSession(str(exported / variant / "model.onnx"), providers=["CPUExecutionProvider"])
+        assert {tuple(i.shape) for i in session.get_inputs()} == {("batch", "sequence")}
+        shapes = {o.name: o.shape for o in session.get_outputs()}
+        assert shapes["ner"] == ["batch", "sequence", 5] and shapes["sentiment"] == ["batch", 2]
+        assert shapes["topics"] == ["batch", 3] and shapes["score"][0] == "batch"
+
+
 def test_pipeline_and_predict_run_the_onnx_folder_with_the_same_output(exported, capsys):
     torch_pipe = MultiTaskPipeline.from_pretrained(str(exported / "model"), precision="fp32")
     onnx_pipe = MultiTaskPipeline.from_pretrained(str(exported / "fp32"))
