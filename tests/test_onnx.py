@@ -347,6 +347,7 @@ def test_heads_named_as_the_exporter_names_inner_values_export(tmp_path, tiny_en
 
 def test_a_head_named_as_a_graph_input_is_refused(tmp_path, tiny_encoder, capsys):
     save_model(tmp_path / "model", tiny_encoder, {"input_ids": TASKS["sentiment"]})
+    capsys.readouterr()  # (save_model's loading bar, drawn unless a CLI command in this process turned bars off)
     assert main(["export", str(tmp_path / "model"), "--onnx", str(tmp_path / "onnx")]) == 2
     assert capsys.readouterr().err.strip() == ("error: task input_ids: an input of the ONNX graph has that name; a "
                                                "head's output cannot have it")
