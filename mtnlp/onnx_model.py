@@ -128,11 +128,14 @@ def name_outputs(path: Path, tasks: list[str]) -> None:
     graph = model.graph
     axes = {}
     for value in graph.input:  # (batch, length) each
-        batch, length = value.type.tensor_type.shape.dim
-        axes |= {batch.dim_param: "batch", length.dim_param: "sequence"}
+        for dim, axis in zip(value.type.tensor_type.shape.dim, ("batch", "sequence")):
+            if not dim.HasField("dim_param"):  # (Dim.AUTO fixes an axis the trace specialised, silently)
+                raise UserError(f"export --onnx: tracing this model fixed the {axis} axis of its {value.name} to "
+                                f"{dim.dim_value}: the graph would take no other {axis} size")
+            axes[dim.dim_param] = axis
     for value in (*graph.input, *graph.value_info, *graph.output):
         for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param in axes:
+            if dim.HasField("dim_param") and dim.dim_param in axes:
                 dim.dim_param = axes[dim.dim_param]
     inner = {v for node in graph.node for v in (*node.input, *node.output)} | {i.name for i in graph.initializer}
     taken = inner | set(tasks)  # a fresh name must not be a later task's

@@ -68,6 +68,32 @@ def test_the_graphs_axes_are_named_batch_and_sequence(exported):
         assert shapes["topics"] == ["batch", 3] and shapes["score"][0] == "batch"
 
 
+@pytest.mark.parametrize("input_shape", [["s0", "s1"], ["s0", 11], [4, "s1"]])
+def test_an_axis_the_trace_fixed_is_refused_and_no_fixed_size_renamed(tmp_path, input_shape):
+    """The exporter (Dim.AUTO) fixes an axis the trace specialised without a word: such a graph would take
+    one size only. Sizes that are fixed by design (2 labels) stay numbers."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from mtnlp.errors import UserError
+    from mtnlp.onnx_model import OUTPUT_PREFIX, name_outputs
+
+    graph = helper.make_graph([helper.make_node("Identity", ["input_ids"], [f"{OUTPUT_PREFIX}0"])], "g",
+                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, input_shape)],
+                              [helper.make_tensor_value_info(f"{OUTPUT_PREFIX}0", TensorProto.INT64, ["s0", 2])])
+    onnx.save(helper.make_model(graph), str(tmp_path / "model.onnx"))
+    if input_shape == ["s0", "s1"]:
+        name_outputs(tmp_path / "model.onnx", ["sentiment"])
+        saved = onnx.load(str(tmp_path / "model.onnx")).graph
+        shape = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        assert (shape(saved.input[0]), saved.output[0].name, shape(saved.output[0])) == \
+            (["batch", "sequence"], "sentiment", ["batch", 2])
+    else:
+        axis, size = ("sequence", 11) if input_shape[1] == 11 else ("batch", 4)
+        with pytest.raises(UserError, match=f"fixed the {axis} axis of its input_ids to {size}: "):
+            name_outputs(tmp_path / "model.onnx", ["sentiment"])
+
+
 def test_pipeline_and_predict_run_the_onnx_folder_with_the_same_output(exported, capsys):
     torch_pipe = MultiTaskPipeline.from_pretrained(str(exported / "model"), precision="fp32")
     onnx_pipe = MultiTaskPipeline.from_pretrained(str(exported / "fp32"))
@@ -269,6 +295,12 @@ def test_multiple_choice_and_qa_heads_are_in_the_graph(exported_own_inputs):
         ours = model(**choices, task="mc").logits
     theirs = onnx_model(**choices, task="mc").logits
     assert theirs.shape == (1, 2) and torch.allclose(theirs, ours, atol=1e-4)
+    import onnxruntime
+
+    for variant in ("fp32", "int8"):  # the axes' names, on a span head and a choice head too
+        session = onnxruntime.InferenceSession(str(folder / variant / "model.onnx"), providers=["CPUExecutionProvider"])
+        shapes = {o.name: o.shape for o in session.get_outputs()}
+        assert shapes == {"qa": ["batch", "sequence", 2], "mc": ["batch", 1], "sentiment": ["batch", 2]}
 
 
 def test_pipeline_answers_choices_and_questions_from_the_onnx_folder(exported_own_inputs):
