@@ -54,27 +54,24 @@ class Precision:
 # oneDNN's ISAs below AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA's values, in its order): capped to one, oneDNN emulates bf16
 BELOW_BF16_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_MIC", "AVX512_MIC_4OPS", "AVX512_CORE",
                    "AVX512_CORE_VNNI")
+# and those with bf16 but below its AMX kernels
+BF16_WITHOUT_AMX_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX10_2_512")
 
 
 def cpu_native() -> tuple[bool, str]:
     """Whether this CPU computes bf16 matmuls natively, and the instructions why."""
-    units = [name for name, present in (("AMX", torch.cpu._is_amx_tile_supported()),
-                                        ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported())) if present]
-    if not units:
-        return False, "no AVX512-BF16 or AMX"
+    amx = torch.cpu._is_amx_tile_supported()
+    if not torch.cpu._is_avx512_bf16_supported():  # (oneDNN's AMX kernels need AVX512-BF16 too)
+        return False, "no AVX512-BF16 (oneDNN's AMX kernels need it too)" if amx else "no AVX512-BF16 or AMX"
     # oneDNN can be capped below what the CPU has; torch still reports bf16 support under an AVX-512 cap, where
     # oneDNN emulates it (matmuls about 2x slower than fp32). oneDNN reads DNNL_ only without ONEDNN_, any case
     variable = "ONEDNN_MAX_CPU_ISA" if os.environ.get("ONEDNN_MAX_CPU_ISA") else "DNNL_MAX_CPU_ISA"
     cap = os.environ.get(variable, "").upper()
     if cap in BELOW_BF16_ISAS:
         return False, f"{variable}={cap} keeps oneDNN below AVX512_CORE_BF16: it emulates bf16"
-    if cap and cap != "ALL" and "AMX" not in cap:  # AVX512_CORE_BF16, AVX10_*: bf16 without the AMX tiles
-        units = [unit for unit in units if unit != "AMX"]
-        if not units:
-            return False, f"{variable}={cap} keeps oneDNN from AMX, this CPU's only bf16 unit: it emulates bf16"
     if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return False, "oneDNN does not use its bf16 units"
-    return True, " and ".join(units)
+    return True, "AMX and AVX512-BF16" if amx and cap not in BF16_WITHOUT_AMX_ISAS else "AVX512-BF16"
 
 
 def for_model(requested, model) -> Precision:
