@@ -27,12 +27,16 @@ def test_every_mtnlp_name_a_benchmark_imports_exists(script):
     for module, name, line in mtnlp_imports(script):
         imported = importlib.import_module(module)
         if name is not None:
-            assert hasattr(imported, name) or importlib.util.find_spec(f"{module}.{name}"), \
+            assert hasattr(imported, name) or (hasattr(imported, "__path__")  # (a package's submodule)
+                                               and importlib.util.find_spec(f"{module}.{name}")), \
                 f"{script.name}:{line}: from {module} import {name}: no such name"
 
 
-def test_the_check_sees_imports_inside_functions(tmp_path):
+def test_the_check_sees_imports_inside_functions_and_names_a_missing_one(tmp_path):
     script = tmp_path / "bench.py"
     script.write_text("def main():\n    from mtnlp.readers import no_such_reader\n    import mtnlp.spec\n")
     assert mtnlp_imports(script) == [("mtnlp.readers", "no_such_reader", 2), ("mtnlp.spec", None, 3)]
-    assert not hasattr(importlib.import_module("mtnlp.readers"), "no_such_reader")
+    with pytest.raises(AssertionError, match="bench.py:2: from mtnlp.readers import no_such_reader: no such name"):
+        test_every_mtnlp_name_a_benchmark_imports_exists(script)
+    (tmp_path / "ok.py").write_text("from mtnlp import precision, MultiTaskModel\nfrom mtnlp.tasks import base\n")
+    test_every_mtnlp_name_a_benchmark_imports_exists(tmp_path / "ok.py")  # submodules and names both exist
