@@ -539,3 +539,15 @@ def every_trainable_weight_is_reached(model, tokenizer) -> bool:
 @pytest.mark.parametrize("model_type", list(CLASS_PREFIX))
 def test_one_tasks_loss_reaches_every_trainable_weight_in_every_family(encoders, tokenizer, model_type):
     assert every_trainable_weight_is_reached(MultiTaskModel.from_encoder(encoders[model_type], TASKS), tokenizer)
+
+
+@pytest.mark.parametrize("family, kind", [("bert", "classification"), ("roberta", "classification"),
+                                          ("xlm-roberta", "classification"), ("electra", "classification"),
+                                          ("electra", "multiple_choice")])
+def test_a_tasks_head_dropout_is_the_recipes_in_every_family(encoders, family, kind):
+    """A task's `dropout` is its head's, in each family's head layout (in eval mode dropout does nothing, so the
+    output comparisons above cannot see it)."""
+    spec = {"type": kind, "dropout": 0.37, "labels": ["x", "y"] if kind == "classification" else []}
+    model = MultiTaskModel.from_encoder(encoders[family], {"t": spec})
+    rates = {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and not n.startswith("encoder")}
+    assert rates and set(rates.values()) == {0.37}, rates

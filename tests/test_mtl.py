@@ -364,6 +364,14 @@ def test_fresh_soft_sharing_starts_from_the_pretrained_encoder(tiny_encoder, sha
         assert torch.allclose(hard.encode(**inputs), soft.encode(**inputs, task=task), atol=1e-6)
 
 
+def test_lora_adapters_leave_the_shared_encoder_trainable(tiny_encoder):
+    """peft freezes the base weights it injects into; freezing is mtl.freeze_encoder's choice, so a default
+    LoRA run trains the shared encoder with the adapters (and gradient methods have a shared gradient)."""
+    model = MultiTaskModel.from_encoder(tiny_encoder, TASKS, sharing=LORA)
+    assert [n for n, p in model.named_parameters() if not p.requires_grad] == []
+    assert any("lora_" in n for n, _ in model.named_parameters())
+
+
 @pytest.mark.parametrize("sharing,pattern", [(LORA, "lora_B.a"), (TOP, "task_layers.a."),
                                              ({**LORA, "targets": ["query", "word_embeddings"]}, "lora_embedding_A.a")],
                          ids=["lora", "task_layers", "lora_on_an_embedding"])  # (peft starts an Embedding's A at 0)

@@ -314,6 +314,17 @@ def test_the_reason_names_amx_only_where_onednn_may_use_it(monkeypatch, cap, rea
     assert precision.cpu_native() == (False, "no AVX512-BF16 (oneDNN's AMX kernels need it too)")
 
 
+def test_a_onednn_without_bf16_kernels_is_not_native(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    assert precision.cpu_native() == (False, "oneDNN does not use its bf16 units")
+    assert precision.resolve("auto", "cpu").name == "fp32"
+
+
 @pytest.mark.parametrize("variables, expected", [
     ({}, True),
     ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, False),  # an AVX-512 cap: torch still says bf16 is supported

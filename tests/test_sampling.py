@@ -577,3 +577,23 @@ def test_a_batch_of_exactly_max_tokens_is_one_batch():
 
     # README: a batch is filled until its padded size would exceed max_tokens
     assert [b.tolist() for b in token_batches(np.arange(3), np.array([4, 4, 4]), 8)] == [[0, 1], [2]]
+
+
+def test_a_runs_annealed_sampler_anneals_over_the_runs_optimizer_steps(make_recipe):
+    """setup gives the sampler training.steps and the draws per step: alpha goes from 1 to 0.2 over the whole run
+    (with steps=1 it would sit at 0.2 from the second step on)."""
+    from mtnlp.folders import release_run_folder
+    from mtnlp.recipe import load_recipe
+    from mtnlp.train import setup
+
+    run = setup(load_recipe(make_recipe(training={"steps": 10, "grad_accum": 2}, sampling={"strategy": "annealed"})))
+    try:
+        sampler = run.plan.tasks
+        sizes = sampler.sizes.astype(float)
+        at = lambda alpha: sizes ** alpha / (sizes ** alpha).sum()
+        assert sampler.probabilities(0) == pytest.approx(at(1.0))
+        assert sampler.probabilities(2 * 5) == pytest.approx(at(1 - 0.8 * 5 / 9))  # step 6 of 10
+        assert sampler.probabilities(2 * 10 - 1) == pytest.approx(at(0.2))
+    finally:
+        release_run_folder(run.lock)
+        run.bar.close()
