@@ -290,6 +290,16 @@ def test_bf16_weights_where_fp16_runs_are_cast_to_fp32_under_fp16_autocast(monke
     assert "bf16 weights cast to fp32" in chosen.reason
 
 
+def cpu_flags(monkeypatch, amx: bool, onednn_bf16: bool = True) -> None:
+    """A CPU with AVX512-BF16 (and AMX if `amx`) as torch reports it, oneDNN with or without bf16 kernels, no ISA cap."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn_bf16)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.mark.parametrize("cap, reason", [
     (None, "AMX and AVX512-BF16"),
     ("ALL", "AMX and AVX512-BF16"),
@@ -300,14 +310,8 @@ def test_bf16_weights_where_fp16_runs_are_cast_to_fp32_under_fp16_autocast(monke
     ("NOT_AN_ISA", "AMX and AVX512-BF16"),  # (oneDNN ignores a value it does not know)
 ])
 def test_the_reason_names_amx_only_where_onednn_may_use_it(monkeypatch, cap, reason):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    if cap is None:
-        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    else:
+    cpu_flags(monkeypatch, amx=True)
+    if cap is not None:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
     assert precision.cpu_native() == (True, reason)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)  # AMX alone (a VM masking the flag)
@@ -315,12 +319,7 @@ def test_the_reason_names_amx_only_where_onednn_may_use_it(monkeypatch, cap, rea
 
 
 def test_a_onednn_without_bf16_kernels_is_not_native(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
-        monkeypatch.delenv(name, raising=False)
+    cpu_flags(monkeypatch, amx=True, onednn_bf16=False)
     assert precision.cpu_native() == (False, "oneDNN does not use its bf16 units")
     assert precision.resolve("auto", "cpu").name == "fp32"
 
@@ -337,12 +336,7 @@ def test_a_onednn_without_bf16_kernels_is_not_native(monkeypatch):
 def test_a_cap_on_onednn_below_its_bf16_isa_is_not_native(monkeypatch, variables, expected):
     """Capped to AVX512_CORE or AVX512_CORE_VNNI, oneDNN emulates bf16 (matmuls about 2x slower than fp32 on a
     Zen 4), while torch's check still said it supports bf16: auto picked bf16."""
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
-        monkeypatch.delenv(name, raising=False)
+    cpu_flags(monkeypatch, amx=False)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     native_bf16, why = precision.cpu_native()
