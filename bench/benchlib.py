@@ -224,13 +224,6 @@ training:
 """
 
 
-def read_examples(path: Path, spec, task_type: str) -> list[dict]:
-    """A data file's examples as mtnlp's readers give them (the same files the benchmark trains on)."""
-    from mtnlp.readers import iter_examples
-
-    return list(iter_examples(Path(path), spec, task_type))
-
-
 def write_recipe(path: Path, data_dir: Path, output_dir: Path, steps: int, batch_size: int = 32,
                  max_length: int = 128, batch_tokens: int | None = None, precision: str = "bf16") -> Path:
     """The bench recipe; `precision` is its training.mixed_precision (auto | bf16 | fp16 | fp32 | no)."""

@@ -117,6 +117,21 @@ def run_mtnlp(args) -> dict:
 # ------------------------------------------------------------------ the HF Trainer side (child process)
 
 
+# each task's subset file (benchlib.write_subsets writes them), its reading and its task type
+SUBSETS = {"sst2": ("sst2.tsv", {"text_column": "sentence"}, "classification"),
+           "conll_ner": ("conll_ner.conll", {"format": "conll", "tag_column": 3}, "tagging"),
+           "ud_upos": ("ud_upos.conllu", {"format": "conllu", "tag_column": "upos"}, "tagging")}
+
+
+def read_subset(data_dir: Path, task: str) -> tuple[list[dict], str]:
+    """A task's subset as mtnlp's readers give it, and its task type: what both sides train on."""
+    from mtnlp.readers import iter_examples
+    from mtnlp.spec import DataSpec
+
+    file, options, kind = SUBSETS[task]
+    return list(iter_examples(data_dir / file, DataSpec(**options), kind)), kind
+
+
 def run_trainer(args) -> dict:
     import datasets
     import torch
@@ -125,21 +140,11 @@ def run_trainer(args) -> dict:
                               TrainingArguments)
 
     from mtnlp.encoders import resolve_encoder
-    from mtnlp.spec import DataSpec
 
     task, work = args.task, Path(args.workdir)
     encoder = resolve_encoder(benchlib.ENCODER)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    # the same examples mtnlp reads (its readers, the same subset files)
-    if task == "sst2":
-        spec, kind = DataSpec(text_column="sentence"), "classification"
-        examples = benchlib.read_examples(work / "data/sst2.tsv", spec, kind)
-    elif task == "conll_ner":
-        spec, kind = DataSpec(format="conll", tag_column=3), "tagging"
-        examples = benchlib.read_examples(work / "data/conll_ner.conll", spec, kind)
-    else:
-        spec, kind = DataSpec(format="conllu", tag_column="upos"), "tagging"
-        examples = benchlib.read_examples(work / "data/ud_upos.conllu", spec, kind)
+    examples, kind = read_subset(work / "data", task)  # the same examples mtnlp reads (its readers, the same files)
 
     # standard HF recipe: tokenise with truncation (no padding), label the first sub-token of each word
     if kind == "classification":
@@ -301,12 +306,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mtnlp-bench-") as tmp:
         work = Path(tmp)
         os.environ["HF_DATASETS_CACHE"] = str(work / "hf-datasets-cache")  # a clean cache: nothing pre-tokenised
-        files = benchlib.write_subsets(work / "data", args.max_examples)
+        benchlib.write_subsets(work / "data", args.max_examples)
 
-        from mtnlp.spec import DataSpec
-        sizes = {"sst2": len(benchlib.read_examples(files["sst2"], DataSpec(text_column="sentence"), "classification")),
-                 "conll_ner": len(benchlib.read_examples(files["conll_ner"], DataSpec(format="conll", tag_column=3), "tagging")),
-                 "ud_upos": len(benchlib.read_examples(files["ud_upos"], DataSpec(format="conllu", tag_column="upos"), "tagging"))}
+        sizes = {task: len(read_subset(work / "data", task)[0]) for task in SUBSETS}
         counts = benchlib.sampler_counts(sizes, args.steps)
         print(f"examples per task {sizes}; mtnlp's sampler gives {counts} of {args.steps} steps", flush=True)
 
