@@ -32,10 +32,14 @@ def exported(tmp_path_factory, tiny_encoder):
     return folder
 
 
-def run_onnx(folder, enc):
+def onnx_session(folder):
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+def run_onnx(folder, enc):
+    session = onnx_session(folder)
     names = [i.name for i in session.get_inputs()]
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, {n: enc[n].numpy() for n in names})))
 
@@ -58,10 +62,8 @@ def test_one_graph_with_every_head_equals_pytorch(exported):
 def test_the_graphs_axes_are_named_batch_and_sequence(exported):
     """The exporter names dynamic axes s0, s1, ... (and gives each input's batch its own); a user reading the
     graph (netron, onnxruntime's get_inputs) sees (batch, sequence) on every input and on the outputs."""
-    import onnxruntime
-
     for variant in ("fp32", "int8"):
-        session = onnxruntime.InferenceSession(str(exported / variant / "model.onnx"), providers=["CPUExecutionProvider"])
+        session = onnx_session(exported / variant)
         assert {tuple(i.shape) for i in session.get_inputs()} == {("batch", "sequence")}
         shapes = {o.name: o.shape for o in session.get_outputs()}
         assert shapes["ner"] == ["batch", "sequence", 5] and shapes["sentiment"] == ["batch", 2]
@@ -295,11 +297,8 @@ def test_multiple_choice_and_qa_heads_are_in_the_graph(exported_own_inputs):
         ours = model(**choices, task="mc").logits
     theirs = onnx_model(**choices, task="mc").logits
     assert theirs.shape == (1, 2) and torch.allclose(theirs, ours, atol=1e-4)
-    import onnxruntime
-
     for variant in ("fp32", "int8"):  # the axes' names, on a span head and a choice head too
-        session = onnxruntime.InferenceSession(str(folder / variant / "model.onnx"), providers=["CPUExecutionProvider"])
-        shapes = {o.name: o.shape for o in session.get_outputs()}
+        shapes = {o.name: o.shape for o in onnx_session(folder / variant).get_outputs()}
         assert shapes == {"qa": ["batch", "sequence", 2], "mc": ["batch", 1], "sentiment": ["batch", 2]}
 
 
