@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import FOUR_TASKS, save_model, tiny_tasks
+from conftest import FOUR_TASKS, save_model, set_up_run, tiny_tasks
 from transformers import AutoTokenizer
 
 from mtnlp.cli import absolute_data_dir, main
@@ -227,11 +227,14 @@ def test_latest_in_a_relative_output_dir_that_has_no_checkpoint_names_where_it_l
 def test_the_progress_bar_into_a_file_is_not_redrawn_ten_times_a_second(make_recipe, tmp_path):
     """A long run logged to a file (2> log, CI) wrote megabytes of bar updates into a few lines."""
     import contextlib
+    import time
 
+    start = time.monotonic()
     with open(tmp_path / "log", "w") as log, contextlib.redirect_stderr(log):  # not a terminal
         train(load_recipe(make_recipe(training={"steps": 60, "log_every": 100})))
+    redraws = int((time.monotonic() - start) // 30)  # one per 30 s: a loaded machine takes more than 30 s
     drawn = (tmp_path / "log").read_text().count("train: ")  # (tokenizing and loading draw bars of their own)
-    assert drawn <= 3, (tmp_path / "log").read_text()
+    assert drawn <= 3 + redraws, (tmp_path / "log").read_text()
 
 
 @pytest.mark.parametrize("where", ["notebook", "kernel text bar", "says terminal", "wrapper", "kernel text bar via cli"])
@@ -243,7 +246,6 @@ def test_the_progress_bar_in_a_notebook_or_a_wrappers_stream_is_redrawn_as_in_a_
     import tqdm.std
 
     import mtnlp.train
-    from mtnlp.folders import release_run_folder
 
     class Writes:
         def write(self, text):
@@ -269,12 +271,8 @@ def test_the_progress_bar_in_a_notebook_or_a_wrappers_stream_is_redrawn_as_in_a_
 
             stream = TrainingOutput(stream, "error")
     monkeypatch.setattr(sys, "stderr", stream)
-    run = mtnlp.train.setup(load_recipe(make_recipe(training={"steps": 2})))
-    try:
+    with set_up_run(make_recipe(training={"steps": 2})) as run:
         assert run.bar.mininterval == 0.1
-    finally:
-        run.bar.close()
-        release_run_folder(run.lock)
 
 
 @pytest.mark.parametrize("encoding, mark", [("utf-16", "0xff 0xfe"), ("utf-32", "0xff 0xfe 0x00 0x00")])
