@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -147,6 +148,22 @@ def write_recipe(folder: Path, encoder: str, tasks=None, training=None, sampling
 def make_recipe(tmp_path, tiny_encoder):
     """Write a recipe YAML for the tiny encoder into the test's folder (see write_recipe)."""
     return lambda **kwargs: write_recipe(tmp_path, tiny_encoder, **kwargs)
+
+
+@contextlib.contextmanager
+def set_up_run(recipe_path: Path):
+    """A run of the recipe set up by train.setup, for a test that drives its parts itself; afterwards its
+    progress bar is closed and its folder released (as a finished run's), whatever the test did."""
+    from mtnlp.folders import release_run_folder
+    from mtnlp.recipe import load_recipe
+    from mtnlp.train import setup
+
+    run = setup(load_recipe(recipe_path))
+    try:
+        yield run
+    finally:
+        run.bar.close()
+        release_run_folder(run.lock)
 
 
 def cost_ratio(function, small, large) -> float:

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import set_up_run
 from scipy.stats import chisquare
 
 from mtnlp.batches import TaskBatches
@@ -582,18 +583,10 @@ def test_a_batch_of_exactly_max_tokens_is_one_batch():
 def test_a_runs_annealed_sampler_anneals_over_the_runs_optimizer_steps(make_recipe):
     """setup gives the sampler training.steps and the draws per step: alpha goes from 1 to 0.2 over the whole run
     (with steps=1 it would sit at 0.2 from the second step on)."""
-    from mtnlp.folders import release_run_folder
-    from mtnlp.recipe import load_recipe
-    from mtnlp.train import setup
-
-    run = setup(load_recipe(make_recipe(training={"steps": 10, "grad_accum": 2}, sampling={"strategy": "annealed"})))
-    try:
+    with set_up_run(make_recipe(training={"steps": 10, "grad_accum": 2}, sampling={"strategy": "annealed"})) as run:
         sampler = run.plan.tasks
         sizes = sampler.sizes.astype(float)
         at = lambda alpha: sizes ** alpha / (sizes ** alpha).sum()
         assert sampler.probabilities(0) == pytest.approx(at(1.0))
         assert sampler.probabilities(2 * 5) == pytest.approx(at(1 - 0.8 * 5 / 9))  # step 6 of 10
         assert sampler.probabilities(2 * 10 - 1) == pytest.approx(at(0.2))
-    finally:
-        release_run_folder(run.lock)
-        run.bar.close()

@@ -5,11 +5,10 @@ import json
 
 import pytest
 import torch
-from conftest import DATA, tiny_tasks
+from conftest import DATA, set_up_run, tiny_tasks
 
-from mtnlp.folders import release_run_folder
 from mtnlp.recipe import load_recipe
-from mtnlp.train import draw_update, forward_backward, setup
+from mtnlp.train import draw_update, forward_backward
 
 NER = {"ner": {"type": "tagging", "dropout": 0.0, "data": {"train": str(DATA / "ner_sample.conll")}}}
 POS = {"pos": {"type": "tagging", "dropout": 0.0, "data": {"train": str(DATA / "ud_sample.conllu"), "tag_column": "upos"}}}
@@ -17,19 +16,15 @@ POS = {"pos": {"type": "tagging", "dropout": 0.0, "data": {"train": str(DATA / "
 
 def one_update(make_recipe, tmp_path, name, tasks, mtl=None, **training):
     """One update's gradients (dropout off) and the losses it logged, of a fresh run; and its drawn batches."""
-    run = setup(load_recipe(make_recipe(tasks=tasks, training={"steps": 1, **training}, mtl=mtl or {},
-                                        sampling={"strategy": "uniform", "group_by_length": False}, output_dir=str(tmp_path / name),
-                                        name=f"{name}.yaml")))
-    try:
+    with set_up_run(make_recipe(tasks=tasks, training={"steps": 1, **training}, mtl=mtl or {},
+                                sampling={"strategy": "uniform", "group_by_length": False}, output_dir=str(tmp_path / name),
+                                name=f"{name}.yaml")) as run:
         run.model.eval()
         draw_update(run)
         drawn = list(run.drawn)
         run.gradient.accumulate(run, forward_backward)
         grads = {n: p.grad.clone() for n, p in run.unwrapped.named_parameters() if p.grad is not None}
         return grads, run.log.flush(list(run.tasks)), drawn
-    finally:
-        release_run_folder(run.lock)
-        run.bar.close()
 
 
 def assert_same_gradients(a: dict, b: dict) -> None:
@@ -68,9 +63,8 @@ def test_a_mixed_update_is_each_task_pooled_over_its_items_times_its_part_of_the
     """Micro-batches of two tasks in one update (`sum`): the update is, for each task, its loss over all its
     micro-batches' items as one batch, times its share of the micro-batches (the sampler's part for it)."""
     tasks = {"sentiment": {**tiny_tasks()["sentiment"], "dropout": 0.0}, **NER}
-    run = setup(load_recipe(make_recipe(tasks=tasks, training={"steps": 1, "batch_size": 3, "grad_accum": 8, "seed": 2},
-                                        sampling={"strategy": "uniform", "group_by_length": False})))
-    try:
+    with set_up_run(make_recipe(tasks=tasks, training={"steps": 1, "batch_size": 3, "grad_accum": 8, "seed": 2},
+                                sampling={"strategy": "uniform", "group_by_length": False})) as run:
         run.model.eval()
         draw_update(run)
         drawn = [(task, batch) for task, batch, _, _ in run.drawn]
@@ -84,9 +78,6 @@ def test_a_mixed_update_is_each_task_pooled_over_its_items_times_its_part_of_the
             (run.unwrapped(**concatenated(batches), task=task).loss * len(batches) / len(drawn)).backward()
         expected = {n: p.grad for n, p in run.unwrapped.named_parameters() if p.grad is not None}
         assert_same_gradients(got, expected)
-    finally:
-        release_run_folder(run.lock)
-        run.bar.close()
 
 
 def test_a_gradient_method_of_ones_own_takes_the_micro_batches_it_says(make_recipe, monkeypatch, tmp_path):
@@ -122,9 +113,8 @@ def test_a_gradient_method_of_ones_own_takes_the_micro_batches_it_says(make_reci
 def test_a_micro_batch_without_labelled_items_adds_nothing_and_no_nan(make_recipe, tmp_path):
     """A tagging batch whose words all encode to nothing (a zero-width space, a soft hyphen) has no labelled
     token: its loss is 0 and its share 0, not 0/0, which would make every encoder weight NaN at the next step."""
-    run = setup(load_recipe(make_recipe(tasks=NER, training={"steps": 1, "batch_size": 4},
-                                        sampling={"strategy": "uniform", "group_by_length": False})))
-    try:
+    with set_up_run(make_recipe(tasks=NER, training={"steps": 1, "batch_size": 4},
+                                sampling={"strategy": "uniform", "group_by_length": False})) as run:
         run.model.eval()
         task, batch, positions = next(run.batches)
         run.batches = iter([(task, {**batch, "labels": torch.full_like(batch["labels"], -100)}, positions)])
@@ -133,6 +123,3 @@ def test_a_micro_batch_without_labelled_items_adds_nothing_and_no_nan(make_recip
         run.gradient.accumulate(run, forward_backward)
         grads = [p.grad for p in run.unwrapped.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
-    finally:
-        release_run_folder(run.lock)
-        run.bar.close()
