@@ -49,9 +49,9 @@ def test_accuracy():
 
 
 def test_f1_macro_default_and_kwarg():
-    preds, refs = [0, 1, 2, 2, 1, 0], [0, 2, 2, 1, 1, 0]
+    preds, refs = [0, 1, 2, 2], [0, 1, 1, 2]  # macro 7/9, micro 3/4
     m = mm.load_metric("f1")
-    assert m.compute(predictions=preds, references=refs)["f1"] == pytest.approx(
+    assert m.compute(predictions=preds, references=refs)["f1"] == pytest.approx(7 / 9) == pytest.approx(
         f1_score(refs, preds, average="macro"))
     assert m.compute(predictions=preds, references=refs, average="micro")["f1"] == pytest.approx(
         f1_score(refs, preds, average="micro"))
@@ -112,6 +112,9 @@ def test_seqeval_basic():
     assert res["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "number": 1}
     assert res["LOC"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "number": 1}
     assert res["ORG"]["f1"] == 0.0 and res["ORG"]["number"] == 1
+    # an entity type per key, besides the overall figures: no averages of seqeval's report (a "macro avg" would
+    # become a per_label row of metrics.json and the model card)
+    assert set(res) == {"PER", "LOC", "ORG", "overall_precision", "overall_recall", "overall_f1", "overall_accuracy"}
 
 
 def test_seqeval_reads_entities_by_conlleval_rules():
@@ -240,6 +243,28 @@ def test_squad_f1_is_the_harmonic_mean_of_token_precision_and_recall():
 
     # 2 of the prediction's 3 tokens are in the gold answer, which it holds whole: P 2/3, R 1, F1 0.8
     assert compute("squad_f1", ["Denver Broncos team"], [["Denver Broncos"]]) == pytest.approx(0.8)
+
+
+def test_multilabel_f1_of_two_labels_scores_both_and_a_label_never_seen_counts_0():
+    from mtnlp.metrics import compute
+
+    predictions, references = [[1, 0], [1, 1]], [[1, 0], [0, 1]]  # label 0: TP 1, FP 1; label 1: TP 1
+    assert compute("micro_f1", predictions, references) == pytest.approx(0.8)  # TP 2, FP 1 (label 0 alone: 2/3)
+    assert compute("macro_f1", predictions, references) == pytest.approx((2 / 3 + 1) / 2)
+    assert compute("macro_f1", [[1, 0], [0, 0]], [[1, 0], [0, 1]]) == pytest.approx(0.5)  # micro would be 2/3
+    # README: a label neither gold nor predicted in the split counts as F1 0 in macro_f1 (zero_division=0)
+    assert compute("macro_f1", [[1, 0, 0]], [[1, 0, 0]]) == pytest.approx(1 / 3)
+    assert compute("exact_match", [[1, 0], [0, 1]], [[1, 0], [1, 1]]) == 0.5  # whole rows
+
+
+def test_squad_v2_no_answer_and_the_official_normalisation():
+    from mtnlp.metrics import compute
+
+    for name in ("squad_f1", "squad_exact_match"):
+        assert compute(name, [""], [[]]) == 1.0  # unanswerable, and the model abstains
+        assert compute(name, ["Paris"], [[]]) == 0.0
+        assert compute(name, [""], [["the", "Paris"]]) == 0.0  # a gold answer that normalises to nothing is dropped
+        assert compute(name, ["a dog", "An apple", "Denver"], [["dog"], ["apple"], ["denver"]]) == 1.0  # a, an; case
 
 
 def test_mse_is_lower_is_better_in_model_selection():
