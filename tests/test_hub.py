@@ -431,3 +431,19 @@ def test_the_card_says_the_precision_its_figures_were_measured_in():
     assert "Figures measured in bf16 (auto: this CPU runs bf16 natively (AMX))." in card.splitlines()
     assert "Figures measured" not in model_card(config, {"tasks": {}, "precision": used})  # no figures, no line
     assert "Figures measured" not in model_card(config, {"tasks": {"s": {"validation": {"accuracy": 0.9}}}})
+
+
+def test_metrics_beside_a_model_from_another_step_are_not_its_card_figures(run_dir):
+    """A model folder copied next to another run's metrics.json (same tasks, another best step): the card gives
+    no figures rather than that run's."""
+    from mtnlp.hub import run_metrics, saved_config, write_card
+
+    model = run_dir / "model"
+    config = json.loads((model / "config.json").read_text())
+    for step, kept in ((40, True), (7, False)):  # metrics.json's best_step is 40
+        config["mtnlp"]["step"] = step
+        (model / "config.json").write_text(json.dumps(config))
+        assert (run_metrics(model, saved_config(model)) is not None) == kept
+        write_card(model, run_dir)
+        assert ("| sentiment | classification | negative, positive | accuracy 0.8750, f1 0.8600 | — |"
+                in (model / "README.md").read_text()) == kept

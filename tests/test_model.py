@@ -463,3 +463,42 @@ def test_a_head_with_the_same_labels_in_another_order_is_not_kept():
 
     old = {"type": "classification", "labels": ["pos", "neg"]}  # e.g. a source built in Python
     assert head_mismatch("s", old, {"type": "classification", "labels": ["neg", "pos"]}) is not None
+
+
+def test_a_transfer_from_a_source_loaded_in_bf16_is_float32(tmp_path):
+    """from_pretrained(dtype=bfloat16) writes bfloat16 into the source's encoder config: the new model must not take
+    it (training keeps fp32 weights), before or after a save."""
+    tiny_model().save_pretrained(tmp_path / "source")
+    source = MultiTaskModel.from_pretrained(tmp_path / "source", dtype=torch.bfloat16)
+    assert {p.dtype for p in source.parameters()} == {torch.bfloat16}
+    model = MultiTaskModel.from_trained(source, {"s": {"type": "classification", "labels": ["a", "b"]}})
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    model.save_pretrained(tmp_path / "new")
+    assert {p.dtype for p in MultiTaskModel.from_pretrained(tmp_path / "new").parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("dropout", [1, 1.0])
+def test_a_head_dropout_of_1_is_refused_in_python_as_in_a_recipe(dropout, tiny_encoder):
+    with pytest.raises(ValueError, match=r"^tasks\['s'\]\['dropout'\]: expected a number in \[0, 1\), got 1"):
+        MultiTaskModel.from_encoder(tiny_encoder, {"s": {"type": "regression", "dropout": dropout}})
+
+
+def test_a_fresh_model_starts_its_linear_layers_as_bert_does():
+    """transformers' BERT initialisation (the config's initializer_range): normal weights, zero biases."""
+    linears = [m for m in tiny_model().modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(torch.count_nonzero(m.bias) == 0 for m in linears)
+    assert float(linears[0].weight.std()) == pytest.approx(0.02, rel=0.2)
+
+
+def test_a_config_with_a_task_whose_weights_are_not_saved_names_the_task(tmp_path):
+    import json
+
+    from mtnlp.modeling import ConfigMismatch
+
+    tiny_model().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["tasks"]["extra"] = {"type": "regression", "labels": []}
+    config["task_order"] = [*config.get("task_order", TASKS), "extra"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigMismatch, match=r"a task 'extra' the config has, whose weights are not there \(load it"):
+        MultiTaskModel.from_pretrained(tmp_path)

@@ -935,3 +935,10 @@ def test_pairs_and_single_texts_mixed_in_one_call_each_get_their_answer(tiny_enc
     assert [set(r) for r in together] == [{"s"}] * len(inputs)
     for t, a in zip(together, alone):
         assert t["s"]["scores"] == pytest.approx(a["s"]["scores"], abs=1e-5)
+
+
+def test_tasks_named_twice_in_tasks_are_asked_for_once():
+    from mtnlp.cli import requested_tasks
+
+    assert requested_tasks("b,a,b", ["a", "b"]) == ["b", "a"]
+    assert requested_tasks(None, ["a", "b"]) is None

@@ -459,3 +459,29 @@ def test_prune_keeps_exactly_keep_checkpoints_the_newest(tmp_path):
         (tmp_path / f"step-{step}" / STATE_FILE).write_text("{}")
     prune_checkpoints(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-6", "step-8"]
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_only_checkpoints_with_their_state_file_are_complete_in_step_order(tmp_path):
+    """The state file is written last: a folder without it is a save a kill cut short. Steps are numbers, so
+    step-1000000 comes after step-999999 (by name it would not)."""
+    from mtnlp.folders import STATE_FILE, checkpoint_step, complete_checkpoints
+
+    checkpoints = tmp_path / "checkpoints"
+    for step, whole in ((2, True), (4, False), (999_999, True), (1_000_000, True)):
+        folder = checkpoints / f"step-{step:06d}"
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"x")
+        if whole:
+            (folder / STATE_FILE).write_text("{}")
+    (checkpoints / "step-latest").mkdir()  # not a step
+    assert [checkpoint_step(p) for p in complete_checkpoints(checkpoints)] == [2, 999_999, 1_000_000]
+
+
+def test_a_log_record_with_an_infinite_or_nan_number_is_written_with_null(tmp_path):
+    """An fp16 step's gradient norm is inf when it overflowed: strict JSON has no Infinity, and the write failed."""
+    log = tmp_path / "train_log.jsonl"
+    report.append(log, {"step": 1, "grad_norm": float("inf"), "loss": {"a": float("nan"), "b": [float("-inf"), 0.5]}})
+    assert report.read_jsonl(log) == [{"step": 1, "grad_norm": None, "loss": {"a": None, "b": [None, 0.5]}}]

@@ -302,3 +302,15 @@ def test_urls_and_e_mail_addresses_are_still_one_word():
                                        "x--y@z.com www.foo.org. http://...")]
     assert words == ["Mail", "john.doe+x@mail.example.com", ",", "see", "http://example.com/a?b=1", ")", ".",
                      "x--y@z.com", "www.foo.org", ".", "http://.", ".."]
+
+
+def test_a_token_id_equal_to_vocab_size_is_past_the_embeddings():
+    """Ids run 0..vocab_size-1: a token added without resizing gets id vocab_size, an IndexError at prediction."""
+    from types import SimpleNamespace
+
+    from mtnlp.encoders import vocabulary_problem
+
+    tokenizer = SimpleNamespace(get_vocab=lambda: {"[PAD]": 0, "a": 1, "added": 2})
+    assert vocabulary_problem(tokenizer, SimpleNamespace(vocab_size=3)) is None
+    assert vocabulary_problem(tokenizer, SimpleNamespace(vocab_size=2)).startswith(
+        "its tokenizer gives token ids up to 2, not below the encoder's vocab_size of 2")
