@@ -9,6 +9,7 @@ import contextlib
 import copy
 import json
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -22,6 +23,7 @@ from .encoders import save_tokenizer
 from .errors import UserError, require
 from .folders import ONNX_FILE
 from .modeling import MultiTaskConfig, MultiTaskModel, checked_tasks
+from .spec import TASK_NAME
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -79,6 +81,11 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
         if t not in model.config.tasks:
             raise UserError(f"--task {t}: the model has no such task (it has: {', '.join(model.config.tasks)})")
     tasks = list(dict.fromkeys(tasks or model.config.tasks))  # --task given twice: one head
+    for t in model.config.tasks:  # every head is traced, and torch writes their names into Python source
+        if not re.fullmatch(TASK_NAME, t):
+            raise UserError(f"task {t}: torch's ONNX exporter cannot take this name (a task name has no space, '.', "
+                            "',', '=', '\"' or '\\'; an older mtnlp allowed '\"' and '\\'): the model cannot be "
+                            "exported to ONNX")
     names = list(INPUTS if model.uses_token_type_ids else INPUTS[:2])
     if clash := [t for t in tasks if t in names]:
         raise UserError(f"task {clash[0]}: an input of the ONNX graph has that name; a head's output cannot have it")

@@ -508,7 +508,7 @@ def check(recipe: Recipe, training: bool = True) -> None:
         fail("tasks", "at least one task is required")
     for name, task in recipe.tasks.items():
         if not re.fullmatch(TASK_NAME, name):  # a module name in torch, a name in --tasks a,b and in key=value
-            fail(f"tasks.{name}", "a task name is not empty, and has no space, '.', ',' or '='")
+            fail(f"tasks.{name}", "a task name is not empty, and has no space, '.', ',', '=', '\"' or '\\'")
         if name in TORCH_DICT_NAMES:
             fail(f"tasks.{name}", f"a name torch's module dicts have for their own (`.{name}`): rename the task")
         data = task.data

@@ -67,7 +67,7 @@ Positive = Annotated[float, BeforeValidator(_number), Field(gt=0, allow_inf_nan=
 Fraction = Annotated[float, BeforeValidator(_number), Field(ge=0, lt=1, allow_inf_nan=False)]  # [0, 1)
 Count = Annotated[int, Field(gt=0)]
 
-TASK_NAME = r"[^\s.,=]+"
+TASK_NAME = r'[^\s.,="\\]+'  # (torch's ONNX exporter writes the names into Python source)
 # names that torch's nn.ModuleDict / nn.ParameterDict (heads, task layers, LoRA's embeddings) have for their own
 # (their public attributes in torch 2.13, refused before any data is read; training checks again with the torch it runs)
 TORCH_DICT_NAMES = frozenset("""

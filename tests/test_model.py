@@ -320,7 +320,8 @@ def test_from_encoder_names_the_task_and_key_of_a_bad_task_spec(tiny_encoder):
             ({"q": {"type": "extractive_qa", "max_answer_length": 0}}, r"^tasks\['q'\]\['max_answer_length'\]: "),
             # names torch refuses as module names, refused as a recipe refuses them
             ({"a.b": {"type": "regression"}}, r"^tasks\['a.b'\]: not a task name"),
-            ({"train": {"type": "regression"}}, r"^tasks\['train'\]: not a task name")):
+            ({"train": {"type": "regression"}}, r"^tasks\['train'\]: not a task name"),
+            ({'a"b': {"type": "regression"}}, r"""^tasks\['a"b'\]: not a task name \(.*'=', '"' or '\\'""")):
         with pytest.raises(ValueError, match=message):
             MultiTaskModel.from_encoder(tiny_encoder, tasks)
     # types without a label set need no labels

@@ -384,6 +384,27 @@ def test_a_head_named_as_a_graph_input_is_refused(tmp_path, tiny_encoder, capsys
                                                "head's output cannot have it")
 
 
+def test_a_model_with_a_task_name_the_exporter_cannot_write_is_refused_in_one_line(tmp_path, tiny_encoder, capsys):
+    """torch's exporter writes every traced head's name into Python source: a '"' in one (which an older mtnlp
+    allowed) was a SyntaxError traceback, even exporting another head."""
+    from safetensors.torch import load_file, save_file
+
+    model = save_model(tmp_path / "model", tiny_encoder, {"quoted": TASKS["sentiment"], "other": TASKS["sentiment"]})
+    config = json.loads((model / "config.json").read_text())
+    config["tasks"] = {'a"b' if t == "quoted" else t: spec for t, spec in config["tasks"].items()}
+    config["task_order"] = ['a"b', "other"]
+    (model / "config.json").write_text(json.dumps(config))
+    weights = load_file(model / "model.safetensors")
+    save_file({k.replace("heads.quoted.", 'heads.a"b.'): v for k, v in weights.items()}, model / "model.safetensors",
+              metadata={"format": "pt"})
+    assert MultiTaskPipeline.from_pretrained(str(model))("a text")['a"b']["label"] in ("negative", "positive")
+    capsys.readouterr()
+    assert main(["export", str(model), "--onnx", "--task", "other", str(tmp_path / "onnx")]) == 2
+    assert capsys.readouterr().err.strip() == ("error: task a\"b: torch's ONNX exporter cannot take this name (a task "
+                                               "name has no space, '.', ',', '=', '\"' or '\\'; an older mtnlp allowed "
+                                               "'\"' and '\\'): the model cannot be exported to ONNX")
+
+
 def test_the_onnx_export_of_a_bf16_model_says_float32_as_its_graph_is(tmp_path, tiny_encoder):
     """export_onnx casts the model to fp32; its config.json still said bfloat16 over the fp32 graph. (A head's
     transformers export keeps the model's dtype, as README says.)"""

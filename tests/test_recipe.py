@@ -723,7 +723,7 @@ def test_numbers_yaml_would_change_and_seeds_numpy_refuses(tmp_path, written, fr
     assert load_recipe(recipe_file(tmp_path), ["training.steps=10", "training.lr=0x10"]).training.steps == 10
 
 
-@pytest.mark.parametrize("name", ["a.b", "''", "'x,y'", "'two words'", "a=b"])
+@pytest.mark.parametrize("name", ["a.b", "''", "'x,y'", "'two words'", "a=b", 'a"b', "'a\\'"])
 def test_a_task_name_torch_or_the_tasks_option_cannot_take_is_refused(tmp_path, name):
     message = error(recipe_file(tmp_path, replace={"  ner:": f"  {name}:"}))
     assert message.startswith(f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.") and "a task name is not empty" in message
