@@ -351,31 +351,53 @@ def plot_curves(run_dir: Path, main: dict[str, str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = curves_figure(run_dir, main)
-    fig.savefig(run_dir / "curves.png", dpi=100)
+    with warnings.catch_warnings():  # a task name in a script the font lacks (CJK) is drawn as boxes, not warned of
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        fig = curves_figure(run_dir, main)
+        fig.savefig(run_dir / "curves.png", dpi=100)
     plt.close(fig)
+
+
+LEGEND_INSIDE = 6  # tasks up to which each panel keeps its legend inside; more get one legend below both
+LEGEND_CHARACTERS = 40  # a longer task name is cut in the legend
+
+
+def line_styles(tasks: list[str]) -> dict[str, dict]:
+    """A colour and line style per task, each pair its own: matplotlib's 10 colours (tab20's 20 past 10 tasks),
+    then dashed, dotted and dash-dotted lines in the same colours."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"] if len(tasks) <= 10 else plt.get_cmap("tab20").colors
+    dashes = ["-", "--", ":", "-."]
+    return {task: {"color": colours[i % len(colours)], "linestyle": dashes[i // len(colours) % len(dashes)]}
+            for i, task in enumerate(tasks)}
 
 
 def curves_figure(run_dir: Path, main: dict[str, str]):
     """Per-task training loss (left) and validation main metric (right) over steps; `main`: each task's main
-    metric, in the recipe's task order, which gives each task its colour in both panels."""
+    metric, in the recipe's task order, which gives each task its colour and line style in both panels."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     train_log, history = read_jsonl(run_dir / "train_log.jsonl"), read_jsonl(run_dir / "history.jsonl")
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colour = {task: colours[i % len(colours)] for i, task in enumerate(main)}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    style = line_styles(list(main))
+    label = {task: (task if len(task) <= LEGEND_CHARACTERS else task[:LEGEND_CHARACTERS - 1] + "…") for task in main}
+    below = len(main) > LEGEND_INSIDE
+    rows = -(-len(main) // 3) if below else 0
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4 + 0.25 * rows), layout="constrained")
     for task in main:
         if points := [(r["step"], r["loss"][task]) for r in train_log if task in r["loss"]]:
-            left.plot(*zip(*points), label=task, color=colour[task])
+            left.plot(*zip(*points), label=label[task], **style[task])
         if points := [(r["step"], r["main"][task]) for r in history if task in r["main"]]:
-            right.plot(*zip(*points), marker="o", label=f"{task} ({main[task]})", color=colour[task])
+            right.plot(*zip(*points), marker="o", label=f"{label[task]} ({main[task]})", **style[task])
     left.set(title="training loss", xlabel="step", yscale="log")
     right.set(title="validation (main metric)", xlabel="step")
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # steps
-        if ax.get_legend_handles_labels()[0]:
+        if not below and ax.get_legend_handles_labels()[0]:
             ax.legend()
-    fig.tight_layout()
+    if below:  # one entry per task, for both panels
+        fig.legend([Line2D([], [], **style[task]) for task in main], [f"{label[task]} ({main[task]})" for task in main],
+                   loc="outside lower center", ncols=3)
     return fig

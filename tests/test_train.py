@@ -711,6 +711,31 @@ def test_curves_give_a_task_one_colour_in_both_panels_and_name_its_main_metric(t
     assert all(float(tick).is_integer() for tick in right.get_xticks())  # steps, not 1.6, 1.8, ...
 
 
+def test_curves_of_many_tasks_give_each_its_own_line_and_one_legend_below_the_panels(tmp_path, recwarn):
+    """13 tasks shared matplotlib's 10 colours (3 pairs alike), and each panel's legend of 13 covered its lines; a
+    CJK task name printed a warning per missing glyph."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mtnlp.report import LEGEND_CHARACTERS, curves_figure, plot_curves
+
+    tasks = [f"task{i}" for i in range(11)] + ["风格", "n" * 100]
+    (tmp_path / "train_log.jsonl").write_text(json.dumps({"step": 1, "loss": dict.fromkeys(tasks, 0.5)}) + "\n")
+    (tmp_path / "history.jsonl").write_text(json.dumps({"step": 1, "main": dict.fromkeys(tasks, 0.5)}) + "\n")
+    figure = curves_figure(tmp_path, dict.fromkeys(tasks, "accuracy"))
+    left, right = figure.axes
+    looks = [(tuple(matplotlib.colors.to_rgba(line.get_color())), line.get_linestyle()) for line in left.get_lines()]
+    assert len(set(looks)) == 13 and looks == [(tuple(matplotlib.colors.to_rgba(line.get_color())), line.get_linestyle())
+                                               for line in right.get_lines()]
+    assert left.get_legend() is None and right.get_legend() is None
+    names = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert names[:2] == ["task0 (accuracy)", "task1 (accuracy)"] and len(names) == 13
+    assert names[-1] == "n" * (LEGEND_CHARACTERS - 1) + "… (accuracy)"
+    plot_curves(tmp_path, dict.fromkeys(tasks, "accuracy"))
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert not [w for w in recwarn if "Glyph" in str(w.message) or "layout" in str(w.message)]
+
+
 def test_a_kept_head_trained_on_the_other_input_form_is_said():
     """A head trained on text pairs fits a task of single texts (same type and labels) and is kept: the transfer
     says so, since it then reads inputs unlike any it learned from."""
