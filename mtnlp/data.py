@@ -182,7 +182,8 @@ def look_alike(label: str) -> str:
 def label_notes(name: str, task: TaskSpec, labels: list[str], rows: int, source: str) -> list[str]:
     """Warnings about a training split's label set: labels that read alike but differ (Technical, technical; café
     written two ways), labels that are one number written two ways (1 and 1.0, true and 1: a file joined from two
-    exports) - each is a label of its own - and a label for nearly every example (label_column naming the text)."""
+    exports) - each is a label of its own - and a label, most of them of three words or more, for nearly every
+    example (label_column naming the text)."""
     notes, twins, numbers = [], {}, {}
     for label in labels:
         twins.setdefault(look_alike(label), []).append(label)
@@ -198,7 +199,9 @@ def label_notes(name: str, task: TaskSpec, labels: list[str], rows: int, source:
     for names in list(names for names in numbers.values() if len({look_alike(name) for name in names}) > 1)[:1]:
         notes.append(f"{source}: labels {' and '.join(map(repr, names))} are the same number: they are "
                      f"{len(names)} labels (write them alike if they are one)")
-    if task.type in ("classification", "multilabel") and len(labels) >= 20 and len(labels) > rows / 2:
+    texts = sum(len(label.split()) >= 3 for label in labels)  # sentences, not label names (a 500-way label set)
+    if task.type in ("classification", "multilabel") and len(labels) >= 20 and len(labels) > rows / 2 \
+            and texts >= len(labels) / 2:
         notes.append(f"{source}: {len(labels):,} labels for {rows:,} examples: is tasks.{name}.data.label_column "
                      f"({task.data.label_column!r}) the text's column?")
     return notes
