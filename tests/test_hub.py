@@ -447,3 +447,19 @@ def test_metrics_beside_a_model_from_another_step_are_not_its_card_figures(run_d
         write_card(model, run_dir)
         assert ("| sentiment | classification | negative, positive | accuracy 0.8750, f1 0.8600 | — |"
                 in (model / "README.md").read_text()) == kept
+
+
+def test_the_cards_labels_cell_keeps_whole_labels_and_says_how_many():
+    """A 300-label task's cell was cut inside a label (`34, 35, 3...`), with no count anywhere in the table."""
+    from mtnlp.hub import model_card
+    from mtnlp.modeling import MultiTaskConfig
+
+    labels = [f"intent {i}" for i in range(300)]
+    tasks = {"intent": {"type": "classification", "labels": labels},
+             "long": {"type": "classification", "labels": ["x" * 130, "y"]}}
+    rows = [line for line in model_card(MultiTaskConfig(encoder={"model_type": "bert"}, tasks=tasks)).splitlines()
+            if line.startswith("| intent |") or line.startswith("| long |")]
+    cell = rows[0].split(" | ")[2]
+    assert cell.endswith(", ... (300 labels)") and cell.split(", ")[:-1] == labels[:len(cell.split(", ")) - 1]
+    assert 80 < len(cell) <= 120
+    assert rows[1].split(" | ")[2] == "... (2 labels)"

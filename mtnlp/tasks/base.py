@@ -248,8 +248,14 @@ class TaskType:
         config.label2id = {label: i for i, label in enumerate(spec["labels"])}
 
     def describe_labels(self, spec: dict) -> str:
-        """The labels cell of the model card's table."""
-        return ", ".join(spec["labels"])
+        """The labels cell of the model card's table: whole labels, and how many there are where not all fit."""
+        labels = spec["labels"]
+        if len(shown := ", ".join(labels)) <= 120:
+            return shown
+        kept = []
+        while len(", ".join(kept + [labels[len(kept)]])) <= 100:
+            kept.append(labels[len(kept)])
+        return ", ".join([*kept, f"... ({len(labels):,} labels)"])
 
 
 class TextTask(TaskType):
