@@ -68,7 +68,7 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[s
 
     def shown(values, key):  # a key one side has as a section (label_weights: {a: 2} against balanced)
         if key in values:
-            return yaml.safe_dump(values[key], default_flow_style=True, width=10**6).strip().removesuffix("\n...")
+            return yaml.safe_dump(values[key], default_flow_style=True, width=10**6, allow_unicode=True).strip().removesuffix("\n...")
         return "(a mapping)" if any(k.startswith(key + ".") for k in values) else "(unset)"
 
     return [f"{key}: {shown(was, key)} -> {shown(now, key)}" for key in sorted({*was, *now})
@@ -116,7 +116,7 @@ def write_recipe(run_dir: Path, recipe: Recipe, precision) -> None:
     # relative data paths resolve beside the recipe file, which this copy is not: make their base absolute
     resolved["data_dir"] = str(resolve_path(recipe, ".").resolve())
     note = f"# training.mixed_precision: {precision.requested} -> {precision.name} ({precision.reason})\n"
-    (run_dir / "recipe.yaml").write_text(note + yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    (run_dir / "recipe.yaml").write_text(note + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
 def append(path: Path, record: dict) -> None:

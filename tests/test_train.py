@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_tasks
 from safetensors.torch import load_file
 
 from mtnlp.cli import main
@@ -709,6 +710,14 @@ def test_curves_give_a_task_one_colour_in_both_panels_and_name_its_main_metric(t
     assert list(validation) == ["a (accuracy)", "b (pearsonr)"] and list(loss) == ["b", "c"]
     assert validation["b (pearsonr)"] == loss["b"] and len({*loss.values(), *validation.values()}) == 3
     assert all(float(tick).is_integer() for tick in right.get_xticks())  # steps, not 1.6, 1.8, ...
+
+
+def test_the_runs_recipe_writes_a_non_ascii_task_name_as_it_is(make_recipe, tmp_path):
+    """recipe.yaml gave "\\u98CE\\u683C" for the task 风格: the same when read back, but not readable by eye."""
+    train(load_recipe(make_recipe(tasks={"风格": tiny_tasks()["sentiment"]}, training={"steps": 1})))
+    written = (tmp_path / "run" / "recipe.yaml").read_text(encoding="utf-8")
+    assert "\n  风格:\n" in written and "\\u" not in written
+    assert list(load_recipe(tmp_path / "run" / "recipe.yaml").tasks) == ["风格"]
 
 
 def test_curves_of_many_tasks_give_each_its_own_line_and_one_legend_below_the_panels(tmp_path, recwarn):
