@@ -435,6 +435,8 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
         text = f"must be {sign} {bound}, got {_short(value)}" + RANGE_HINTS.get(key, "")
     elif kind == "finite_number":
         text = f"must be a finite number, got {_short(value)}"
+    elif kind == "string_type" and problem["loc"][-1] == "[key]" and isinstance(value, (int, float)):
+        text = f"YAML reads the key {_short(value)} as a number: quote it"  # (as null and yes, when loaded)
     elif kind.split("_")[0] in EXPECTED:
         text = f"expected {EXPECTED[kind.split('_')[0]]}, got {_short(value)}"
     else:

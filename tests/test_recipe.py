@@ -738,6 +738,12 @@ def test_a_key_yaml_reads_as_a_boolean_or_null_is_named_where_it_is(tmp_path, ke
     assert message == f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.{key}: YAML reads the key {key} as {line}: quote it"
 
 
+def test_a_task_named_by_a_number_is_told_to_quote_it(tmp_path):
+    message = error(recipe_file(tmp_path, replace={"  ner:": "  2024:"}))
+    assert message == f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.2024: YAML reads the key 2024 as a number: quote it"
+    assert list(load_recipe(recipe_file(tmp_path, replace={"  ner:": "  '2024':"})).tasks) == ["sentiment", "2024"]
+
+
 def test_nested_aliases_stop_before_they_fill_memory(tmp_path):
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]  # 10**8 values in all
