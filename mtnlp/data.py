@@ -29,7 +29,7 @@ from .readers import (Row, hub_examples, hub_label_names, iter_examples, label_c
                       read_lines)
 from .recipe import Recipe, TaskSpec, resolve_path
 from .tasks import TaskType, task_type
-from .tasks.base import INVISIBLE, column, label_name, sort_labels
+from .tasks.base import column, label_name, look_alike, sort_labels
 
 if TYPE_CHECKING:
     import datasets
@@ -170,13 +170,6 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
                           "write them alike)")
             raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} {known_as} "
                             f"(known: {', '.join(labels[:20])}{f', ... ({len(labels)} in all)' if len(labels) > 20 else ''})")
-
-
-def look_alike(label: str) -> str:
-    """What a label reads as: its letters in one Unicode form (NFKC: café as é or as e + U+0301, ＰＯＳ as POS),
-    without invisible characters (a right-to-left mark, a zero-width space), spaces as one, case folded."""
-    visible = INVISIBLE.sub("", unicodedata.normalize("NFKC", label))
-    return " ".join(visible.split()).casefold()
 
 
 def label_notes(name: str, task: TaskSpec, labels: list[str], rows: int, source: str) -> list[str]:

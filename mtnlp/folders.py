@@ -20,6 +20,7 @@ RUN_OUTPUTS = ("checkpoints", "model", "metrics.json", "curves.png", "history.js
 
 MODEL_TYPE = "mtnlp"  # config.json's model_type (MultiTaskConfig.model_type)
 ONNX_FILE = "model.onnx"  # what `mtnlp export --onnx` writes beside the config and tokenizer
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # its graph's inputs, which no output may be named
 STATE_FILE = "trainer_state.json"  # a checkpoint's, written last: a folder with it is complete
 # the weights files transformers loads a pretrained model from (one file, or shards and their index)
 ENCODER_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -21,11 +21,10 @@ from torch import nn
 
 from .encoders import save_tokenizer
 from .errors import UserError, require
-from .folders import ONNX_FILE
+from .folders import ONNX_FILE, ONNX_INPUTS
 from .modeling import MultiTaskConfig, MultiTaskModel, checked_tasks
 from .spec import TASK_NAME
 
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def onnx_errors() -> tuple[type[Exception], ...]:
@@ -86,7 +85,7 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
             raise UserError(f"task {t}: torch's ONNX exporter cannot take this name (a task name has no space, '.', "
                             "',', '=', '\"' or '\\'; an older mtnlp allowed '\"' and '\\'): the model cannot be "
                             "exported to ONNX")
-    names = list(INPUTS if model.uses_token_type_ids else INPUTS[:2])
+    names = list(ONNX_INPUTS if model.uses_token_type_ids else ONNX_INPUTS[:2])
     if clash := [t for t in tasks if t in names]:
         raise UserError(f"task {clash[0]}: an input of the ONNX graph has that name; a head's output cannot have it")
     out = Path(out)

@@ -21,11 +21,13 @@ import yaml
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
 from .encoders import is_local_path
+from .folders import ONNX_INPUTS
 from .spec import (LINES_FILES, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec,
                    _listed, precision_name)
 from .metrics import METRICS
 from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
+from .tasks.base import look_alike
 from .weighting import WEIGHTINGS
 from .gradients import GRADIENT_METHODS
 
@@ -508,11 +510,19 @@ def check(recipe: Recipe, training: bool = True) -> None:
 
     if not recipe.tasks:
         fail("tasks", "at least one task is required")
+    alike = {}
+    for name in recipe.tasks:
+        alike.setdefault(look_alike(name), []).append(name)
+    for first, second, *_ in (names for names in alike.values() if len(names) > 1 and training):
+        note(f"tasks.{second}", f"reads as task {first} (they differ only in case, Unicode form or invisible "
+                                "characters): they are two tasks")
     for name, task in recipe.tasks.items():
         if not re.fullmatch(TASK_NAME, name):  # a module name in torch, a name in --tasks a,b and in key=value
             fail(f"tasks.{name}", "a task name is not empty, and has no space, '.', ',', '=', '\"' or '\\'")
         if name in TORCH_DICT_NAMES:
             fail(f"tasks.{name}", f"a name torch's module dicts have for their own (`.{name}`): rename the task")
+        if training and name in ONNX_INPUTS:
+            note(f"tasks.{name}", "an input of an ONNX graph has this name: `mtnlp export --onnx` will refuse the model")
         data = task.data
         if data.train is None and (training or data.validation_from_train is not None):
             fail(f"tasks.{name}.data.train", "a training split is required" if training else

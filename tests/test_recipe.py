@@ -738,6 +738,21 @@ def test_a_key_yaml_reads_as_a_boolean_or_null_is_named_where_it_is(tmp_path, ke
     assert message == f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.{key}: YAML reads the key {key} as {line}: quote it"
 
 
+def test_task_names_that_read_alike_or_name_an_onnx_input_are_noted_at_start(tmp_path, recwarn):
+    """`topic` and `Topic` are two tasks (a typo in a 20-task recipe, most likely); a task named input_ids trained,
+    and only `export --onnx` refused it."""
+    path = recipe_file(tmp_path, replace={"  ner:": "  Ｓentiment:"})  # a full-width S
+    load_recipe(path)
+    assert [str(w.message) for w in recwarn] == [f"{path}:{LINE['ner']}: tasks.Ｓentiment: reads as task sentiment (they "
+                                                 "differ only in case, Unicode form or invisible characters): they are "
+                                                 "two tasks"]
+    recwarn.clear()
+    path = recipe_file(tmp_path, replace={"  ner:": "  input_ids:"})
+    load_recipe(path)
+    assert [str(w.message) for w in recwarn] == [f"{path}:{LINE['ner']}: tasks.input_ids: an input of an ONNX graph has "
+                                                 "this name: `mtnlp export --onnx` will refuse the model"]
+
+
 def test_a_task_named_by_a_number_is_told_to_quote_it(tmp_path):
     message = error(recipe_file(tmp_path, replace={"  ner:": "  2024:"}))
     assert message == f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.2024: YAML reads the key 2024 as a number: quote it"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
@@ -328,8 +329,18 @@ def example_input(spec: dict):
 
 
 # a run of invisible characters (Unicode's default-ignorable code points: a right-to-left mark, a zero-width space
-# or joiner, a variation selector), which no label holds (data.look_alike)
+# or joiner, a variation selector), which no label holds (look_alike)
 INVISIBLE = regex.compile(r"\p{Default_Ignorable_Code_Point}+")
+
+
+def look_alike(label: str) -> str:
+    """What a label (or a task name) reads as: its letters in one Unicode form (NFKC: café as é or as e + U+0301,
+    ＰＯＳ as POS), without invisible characters (a right-to-left mark, a zero-width space), spaces as one, case
+    folded."""
+    visible = INVISIBLE.sub("", unicodedata.normalize("NFKC", label))
+    return " ".join(visible.split()).casefold()
+
+
 # a character that shows: neither whitespace, a control character nor invisible; a word (pipeline.split_words) and
 # a QA answer (extractive_qa.whole_words, shown_part) hold one
 SHOWN = regex.compile(r"[^\s\p{Cc}\p{Default_Ignorable_Code_Point}]")
