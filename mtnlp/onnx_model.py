@@ -26,7 +26,6 @@ from .modeling import MultiTaskConfig, MultiTaskModel, checked_tasks
 from .spec import TASK_NAME
 
 
-
 def onnx_errors() -> tuple[type[Exception], ...]:
     """onnxruntime's errors for a model file it cannot load (they derive from Exception only)."""
     try:
@@ -80,11 +79,15 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
         if t not in model.config.tasks:
             raise UserError(f"--task {t}: the model has no such task (it has: {', '.join(model.config.tasks)})")
     tasks = list(dict.fromkeys(tasks or model.config.tasks))  # --task given twice: one head
-    for t in model.config.tasks:  # every head is traced, and torch writes their names into Python source
-        if not re.fullmatch(TASK_NAME, t):
-            raise UserError(f"task {t}: torch's ONNX exporter cannot take this name (a task name has no space, '.', "
-                            "',', '=', '\"' or '\\'; an older mtnlp allowed '\"' and '\\'): the model cannot be "
-                            "exported to ONNX")
+    for t in [t for t in model.config.tasks if t not in tasks]:  # (the copy's): only the exported heads are traced
+        del model.heads[t]
+    # torch writes the traced modules' names into Python source: a '"' or '\' in a task name (which an older mtnlp
+    # allowed) breaks it; per-task layers or adapters are all traced, whichever heads are exported
+    traced = tasks if model.config.sharing is None else list(model.config.tasks)
+    if odd := next((t for t in traced if not re.fullmatch(TASK_NAME, t)), None):
+        raise UserError(f"task {odd}: torch's ONNX exporter cannot take a '\"' or '\\' in a task name (an older "
+                        "mtnlp allowed them): " + ("export the other heads (--task)" if model.config.sharing is None else
+                                                   "with per-task layers or adapters the model cannot be exported"))
     names = list(ONNX_INPUTS if model.uses_token_type_ids else ONNX_INPUTS[:2])
     if clash := [t for t in tasks if t in names]:
         raise UserError(f"task {clash[0]}: an input of the ONNX graph has that name; a head's output cannot have it")

@@ -22,8 +22,8 @@ from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
 from .encoders import is_local_path
 from .folders import ONNX_INPUTS
-from .spec import (LINES_FILES, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction, Names, Positive, Spec, TaskSpec,
-                   _listed, precision_name)
+from .spec import (LINES_FILES, SAVED_TASK_NAME, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction, Names, Positive,
+                   Spec, TaskSpec, _listed, precision_name)
 from .metrics import METRICS
 from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
@@ -517,7 +517,7 @@ def check(recipe: Recipe, training: bool = True) -> None:
         note(f"tasks.{second}", f"reads as task {first} (they differ only in case, Unicode form or invisible "
                                 "characters): they are two tasks")
     for name, task in recipe.tasks.items():
-        if not re.fullmatch(TASK_NAME, name):  # a module name in torch, a name in --tasks a,b and in key=value
+        if not re.fullmatch(TASK_NAME if training else SAVED_TASK_NAME, name):  # a torch module's, --tasks a,b, key=value
             fail(f"tasks.{name}", "a task name is not empty, and has no space, '.', ',', '=', '\"' or '\\'")
         if name in TORCH_DICT_NAMES:
             fail(f"tasks.{name}", f"a name torch's module dicts have for their own (`.{name}`): rename the task")

@@ -68,6 +68,7 @@ Fraction = Annotated[float, BeforeValidator(_number), Field(ge=0, lt=1, allow_in
 Count = Annotated[int, Field(gt=0)]
 
 TASK_NAME = r'[^\s.,="\\]+'  # (torch's ONNX exporter writes the names into Python source)
+SAVED_TASK_NAME = r"[^\s.,=]+"  # what an older mtnlp allowed ('"', '\'): an evaluation recipe names a saved model's heads
 # names that torch's nn.ModuleDict / nn.ParameterDict (heads, task layers, LoRA's embeddings) have for their own
 # (their public attributes in torch 2.13, refused before any data is read; training checks again with the torch it runs)
 TORCH_DICT_NAMES = frozenset("""

@@ -727,6 +727,9 @@ def test_numbers_yaml_would_change_and_seeds_numpy_refuses(tmp_path, written, fr
 def test_a_task_name_torch_or_the_tasks_option_cannot_take_is_refused(tmp_path, name):
     message = error(recipe_file(tmp_path, replace={"  ner:": f"  {name}:"}))
     assert message.startswith(f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.") and "a task name is not empty" in message
+    if '"' in name or "\\" in name:  # an older mtnlp allowed them: a model it saved is still evaluated
+        evaluation = load_recipe(recipe_file(tmp_path, replace={"  ner:": f"  {name}:"}), training=False)
+        assert list(evaluation.tasks) == ["sentiment", name.strip("'")]
     long = "n" * 300
     assert list(load_recipe(recipe_file(tmp_path, replace={"  ner:": f"  {long}:"})).tasks) == ["sentiment", long]
     assert list(load_recipe(recipe_file(tmp_path, replace={"  ner:": "  ner/de-2:"})).tasks) == ["sentiment", "ner/de-2"]
