@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import regex
 
 from .cache import (cache_dir, cached_labels, cached_split, digest, file_hash, labels_file,
                     remove_stale_files, tokenizer_fingerprint, unique, write_atomic)
@@ -175,8 +176,8 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
 def label_notes(name: str, task: TaskSpec, labels: list[str], rows: int, source: str) -> list[str]:
     """Warnings about a training split's label set: labels that read alike but differ (Technical, technical; café
     written two ways), labels that are one number written two ways (1 and 1.0, true and 1: a file joined from two
-    exports) - each is a label of its own - and a label, most of them of three words or more, for nearly every
-    example (label_column naming the text)."""
+    exports) - each is a label of its own - and a label, most of them reading as texts, for nearly every example
+    (label_column naming the text)."""
     notes, twins, numbers = [], {}, {}
     for label in labels:
         twins.setdefault(look_alike(label), []).append(label)
@@ -192,12 +193,21 @@ def label_notes(name: str, task: TaskSpec, labels: list[str], rows: int, source:
     for names in list(names for names in numbers.values() if len({look_alike(name) for name in names}) > 1)[:1]:
         notes.append(f"{source}: labels {' and '.join(map(repr, names))} are the same number: they are "
                      f"{len(names)} labels (write them alike if they are one)")
-    texts = sum(len(label.split()) >= 3 for label in labels)  # sentences, not label names (a 500-way label set)
     if task.type in ("classification", "multilabel") and len(labels) >= 20 and len(labels) > rows / 2 \
-            and texts >= len(labels) / 2:
+            and sum(map(reads_as_text, labels)) >= len(labels) / 2:  # (not a 500-way label set)
         notes.append(f"{source}: {len(labels):,} labels for {rows:,} examples: is tasks.{name}.data.label_column "
                      f"({task.data.label_column!r}) the text's column?")
     return notes
+
+
+# a letter of a script written without spaces between words: a sentence of it is one "word" to str.split()
+UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]")
+
+
+def reads_as_text(label: str) -> bool:
+    """Whether a label reads as a text rather than a label's name: three words or more, an end of sentence (a
+    tweet's "good game!"), or five letters or more of a script written without spaces (Chinese, Japanese, Thai)."""
+    return len(label.split()) >= 3 or label.rstrip()[-1:] in ".!?。！？" or len(UNSPACED.findall(label)) >= 5
 
 
 def as_number(label: str) -> float | None:

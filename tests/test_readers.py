@@ -122,7 +122,8 @@ def read_classification_train(folder, train: str):
 
 @pytest.mark.parametrize("rows, label, warned", [(60, "sentence number {}", True), (100, "sentence number {}", False),
                                                  (19, "sentence number {}", False), (60, "intent_{}", False),
-                                                 (60, "intent {}", False)])
+                                                 (60, "intent {}", False), (60, "这部电影真好看{}", True),
+                                                 (60, "#win{} today!", True), (60, "意图{}", False)])
 def test_a_label_for_nearly_every_example_asks_whether_label_column_is_the_text(tmp_path, recwarn, rows, label, warned):
     """label_column naming the text column trained 60 labels for 60 examples without a word; a few-shot set of
     many label names (intent_17) is not asked about."""
