@@ -359,18 +359,25 @@ def plot_curves(run_dir: Path, main: dict[str, str]) -> None:
 
 
 LEGEND_INSIDE = 6  # tasks up to which each panel keeps its legend inside; more get one legend below both
-LEGEND_CHARACTERS = 40  # a longer task name is cut in the legend
+LEGEND_CHARACTERS = 40  # a longer task name is shortened in the legend, keeping its start and end
 
 
 def line_styles(tasks: list[str]) -> dict[str, dict]:
-    """A colour and line style per task, each pair its own: matplotlib's 10 colours (tab20's 20 past 10 tasks),
-    then dashed, dotted and dash-dotted lines in the same colours."""
+    """A colour and line style per task, each pair its own: matplotlib's 10 colours, then dashed, dotted and
+    dash-dotted lines in the same colours (40 tasks), then again."""
     import matplotlib.pyplot as plt
 
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"] if len(tasks) <= 10 else plt.get_cmap("tab20").colors
-    dashes = ["-", "--", ":", "-."]
+    colours, dashes = plt.rcParams["axes.prop_cycle"].by_key()["color"], ["-", "--", ":", "-."]
     return {task: {"color": colours[i % len(colours)], "linestyle": dashes[i // len(colours) % len(dashes)]}
             for i, task in enumerate(tasks)}
+
+
+def legend_name(task: str) -> str:
+    """The task's name in a legend: a long one keeps its start and its end (..._v1, ..._v2 stay apart)."""
+    if len(task) <= LEGEND_CHARACTERS:
+        return task
+    half = (LEGEND_CHARACTERS - 1) // 2
+    return task[:half] + "…" + task[-(LEGEND_CHARACTERS - 1 - half):]
 
 
 def curves_figure(run_dir: Path, main: dict[str, str]):
@@ -382,13 +389,16 @@ def curves_figure(run_dir: Path, main: dict[str, str]):
 
     train_log, history = read_jsonl(run_dir / "train_log.jsonl"), read_jsonl(run_dir / "history.jsonl")
     style = line_styles(list(main))
-    label = {task: (task if len(task) <= LEGEND_CHARACTERS else task[:LEGEND_CHARACTERS - 1] + "…") for task in main}
+    label = {task: legend_name(task) for task in main}
     below = len(main) > LEGEND_INSIDE
-    rows = -(-len(main) // 3) if below else 0
+    entries = [f"{label[task]} ({main[task]})" for task in main]
+    # columns that fit the figure's 11 inches at about 0.075 inch a character, besides the line's sample
+    columns = max(1, min(3, int(10.5 // (0.075 * max(map(len, entries)) + 0.6))))
+    rows = -(-len(main) // columns) if below else 0
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4 + 0.25 * rows), layout="constrained")
     for task in main:
         if points := [(r["step"], r["loss"][task]) for r in train_log if task in r["loss"]]:
-            left.plot(*zip(*points), label=label[task], **style[task])
+            left.plot(*zip(*points), label=label[task], marker="o" if len(points) == 1 else None, **style[task])
         if points := [(r["step"], r["main"][task]) for r in history if task in r["main"]]:
             right.plot(*zip(*points), marker="o", label=f"{label[task]} ({main[task]})", **style[task])
     left.set(title="training loss", xlabel="step", yscale="log")
@@ -398,6 +408,5 @@ def curves_figure(run_dir: Path, main: dict[str, str]):
         if not below and ax.get_legend_handles_labels()[0]:
             ax.legend()
     if below:  # one entry per task, for both panels
-        fig.legend([Line2D([], [], **style[task]) for task in main], [f"{label[task]} ({main[task]})" for task in main],
-                   loc="outside lower center", ncols=3)
+        fig.legend([Line2D([], [], **style[task]) for task in main], entries, loc="outside lower center", ncols=columns)
     return fig

@@ -726,23 +726,37 @@ def test_curves_of_many_tasks_give_each_its_own_line_and_one_legend_below_the_pa
     import matplotlib
 
     matplotlib.use("Agg")
-    from mtnlp.report import LEGEND_CHARACTERS, curves_figure, plot_curves
+    from mtnlp.report import curves_figure, plot_curves
+
+    def written(tasks, metric="accuracy"):
+        (tmp_path / "train_log.jsonl").write_text(json.dumps({"step": 1, "loss": dict.fromkeys(tasks, 0.5)}) + "\n")
+        (tmp_path / "history.jsonl").write_text(json.dumps({"step": 1, "main": dict.fromkeys(tasks, 0.5)}) + "\n")
+        return dict.fromkeys(tasks, metric)
+
+    def look(line):
+        return matplotlib.colors.to_rgba(line.get_color()), line.get_linestyle()
 
     tasks = [f"task{i}" for i in range(11)] + ["风格", "n" * 100]
-    (tmp_path / "train_log.jsonl").write_text(json.dumps({"step": 1, "loss": dict.fromkeys(tasks, 0.5)}) + "\n")
-    (tmp_path / "history.jsonl").write_text(json.dumps({"step": 1, "main": dict.fromkeys(tasks, 0.5)}) + "\n")
-    figure = curves_figure(tmp_path, dict.fromkeys(tasks, "accuracy"))
+    figure = curves_figure(tmp_path, written(tasks))
     left, right = figure.axes
-    looks = [(tuple(matplotlib.colors.to_rgba(line.get_color())), line.get_linestyle()) for line in left.get_lines()]
-    assert len(set(looks)) == 13 and looks == [(tuple(matplotlib.colors.to_rgba(line.get_color())), line.get_linestyle())
-                                               for line in right.get_lines()]
+    assert len(set(map(look, left.get_lines()))) == 13 and list(map(look, left.get_lines())) == list(map(look, right.get_lines()))
+    assert [look(line)[1] for line in left.get_lines()] == ["-"] * 10 + ["--"] * 3  # the 10 colours again, dashed
+    assert all(line.get_marker() == "o" for line in left.get_lines())  # one point each: drawn as a dot
     assert left.get_legend() is None and right.get_legend() is None
     names = [text.get_text() for text in figure.legends[0].get_texts()]
     assert names[:2] == ["task0 (accuracy)", "task1 (accuracy)"] and len(names) == 13
-    assert names[-1] == "n" * (LEGEND_CHARACTERS - 1) + "… (accuracy)"
-    plot_curves(tmp_path, dict.fromkeys(tasks, "accuracy"))
+    assert names[-1] == "n" * 19 + "…" + "n" * 20 + " (accuracy)"
+    plot_curves(tmp_path, written(tasks))
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert not [w for w in recwarn if "Glyph" in str(w.message) or "layout" in str(w.message)]
+    # long names that differ at their end stay apart, and the legend stays on the image
+    tasks = [f"customer_support_ticket_classification_v{i}_2024" for i in range(9)]
+    figure = curves_figure(tmp_path, written(tasks, "squad_exact_match"))
+    names = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert len(set(names)) == 9 and names[0] == "customer_support_ti…assification_v0_2024 (squad_exact_match)"
+    figure.canvas.draw()
+    legend = figure.legends[0].get_window_extent()
+    assert 0 <= legend.x0 and legend.x1 <= figure.bbox.width
 
 
 def test_a_kept_head_trained_on_the_other_input_form_is_said():
