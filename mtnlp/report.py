@@ -21,6 +21,7 @@ from .errors import UserError
 from .evaluation import evaluate_split, main_metric, majority_baseline
 from .folders import RUN_OUTPUTS, writing
 from .recipe import Recipe, resolve_path, to_dict
+from .tasks.base import INVISIBLE
 
 
 def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
@@ -68,7 +69,7 @@ def resume_recipe(run_dir: Path, recipe: Recipe, precision, step: int) -> list[s
 
     def shown(values, key):  # a key one side has as a section (label_weights: {a: 2} against balanced)
         if key in values:
-            return yaml.safe_dump(values[key], default_flow_style=True, width=10**6, allow_unicode=True).strip().removesuffix("\n...")
+            return yaml_text(values[key], default_flow_style=True, width=10**6).strip().removesuffix("\n...")
         return "(a mapping)" if any(k.startswith(key + ".") for k in values) else "(unset)"
 
     return [f"{key}: {shown(was, key)} -> {shown(now, key)}" for key in sorted({*was, *now})
@@ -116,7 +117,17 @@ def write_recipe(run_dir: Path, recipe: Recipe, precision) -> None:
     # relative data paths resolve beside the recipe file, which this copy is not: make their base absolute
     resolved["data_dir"] = str(resolve_path(recipe, ".").resolve())
     note = f"# training.mixed_precision: {precision.requested} -> {precision.name} ({precision.reason})\n"
-    (run_dir / "recipe.yaml").write_text(note + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (run_dir / "recipe.yaml").write_text(note + yaml_text(resolved, sort_keys=False), encoding="utf-8")
+
+
+def yaml_text(value, **options) -> str:
+    """YAML of `value` with its characters as they are (a task named 风格) where that reads back the same and shows
+    them; escaped where it would not (U+0085 reads back as a space; a zero-width space, or café written two ways,
+    would look like nothing or like the same text)."""
+    text = yaml.safe_dump(value, allow_unicode=True, **options)
+    if text != unicodedata.normalize("NFC", text) or INVISIBLE.search(text) or yaml.safe_load(text) != value:
+        return yaml.safe_dump(value, **options)
+    return text
 
 
 def append(path: Path, record: dict) -> None:

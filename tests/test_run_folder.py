@@ -485,3 +485,14 @@ def test_a_log_record_with_an_infinite_or_nan_number_is_written_with_null(tmp_pa
     log = tmp_path / "train_log.jsonl"
     report.append(log, {"step": 1, "grad_norm": float("inf"), "loss": {"a": float("nan"), "b": [float("-inf"), 0.5]}})
     assert report.read_jsonl(log) == [{"step": 1, "grad_norm": None, "loss": {"a": None, "b": [None, 0.5]}}]
+
+
+def test_recipe_yaml_shows_characters_as_they_are_only_where_they_read_back_and_show():
+    """allow_unicode wrote U+0085 raw, which YAML reads back as a space (the run's recipe.yaml then differed from the
+    recipe), and a resume's 'what differs' showed café (NFC) -> café (NFD) and demo -> demo (a zero-width space)."""
+    import yaml
+
+    assert report.yaml_text({"task": "风格"}) == "task: 风格\n"
+    for value in ("negative\x85", "demo\u200b", "cafe\u0301"):
+        written = report.yaml_text({"name": value})
+        assert written.isascii() and yaml.safe_load(written) == {"name": value}
