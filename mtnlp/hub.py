@@ -51,8 +51,6 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     for name, spec in config.tasks.items():
         scores = (metrics or {}).get("tasks", {}).get(name, {})
         labels = task_type(spec["type"]).describe_labels(spec)
-        if len(labels) > 120:
-            labels = labels[:117] + "..."
         cells = [", ".join(f"{k} {v:.4f}" if v is not None else f"{k} —" for k, v in scores.get(split, {}).items())
                  or "—" for split in ("validation", "test")]
         lines.append("| " + " | ".join(map(table_cell, [name, spec["type"], labels, *cells])) + " |")

@@ -437,8 +437,10 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
         text = f"must be {sign} {bound}, got {_short(value)}" + RANGE_HINTS.get(key, "")
     elif kind == "finite_number":
         text = f"must be a finite number, got {_short(value)}"
-    elif kind == "string_type" and problem["loc"][-1] == "[key]" and isinstance(value, (int, float)):
+    elif kind == "string_type" and problem["loc"][-1] == "[key]" and isinstance(value, int):
         text = f"YAML reads the key {_short(value)} as a number: quote it"  # (as null and yes, when loaded)
+    elif kind == "string_type" and problem["loc"][-1] == "[key]" and isinstance(value, float):
+        text = f"YAML reads the key {_short(value)} as a number, and a task name has no '.': rename the task"
     elif kind.split("_")[0] in EXPECTED:
         text = f"expected {EXPECTED[kind.split('_')[0]]}, got {_short(value)}"
     else:
@@ -513,16 +515,18 @@ def check(recipe: Recipe, training: bool = True) -> None:
     alike = {}
     for name in recipe.tasks:
         alike.setdefault(look_alike(name), []).append(name)
-    for first, second, *_ in (names for names in alike.values() if len(names) > 1 and training):
-        note(f"tasks.{second}", f"reads as task {first} (they differ only in case, Unicode form or invisible "
-                                "characters): they are two tasks")
+    for names in (names for names in alike.values() if len(names) > 1 and training):
+        shown = " and ".join(map(repr if all(name.isascii() for name in names) else ascii, names))
+        note(f"tasks.{names[1]}", f"tasks {shown} differ only in case, Unicode form or invisible characters: they are "
+                                  f"{len(names)} tasks")
     for name, task in recipe.tasks.items():
         if not re.fullmatch(TASK_NAME if training else SAVED_TASK_NAME, name):  # a torch module's, --tasks a,b, key=value
             fail(f"tasks.{name}", "a task name is not empty, and has no space, '.', ',', '=', '\"' or '\\'")
         if name in TORCH_DICT_NAMES:
             fail(f"tasks.{name}", f"a name torch's module dicts have for their own (`.{name}`): rename the task")
         if training and name in ONNX_INPUTS:
-            note(f"tasks.{name}", "an input of an ONNX graph has this name: `mtnlp export --onnx` will refuse the model")
+            note(f"tasks.{name}", "`mtnlp export --onnx` cannot export this head: an input of its graph has the name"
+                                  + (" (with an encoder that takes token types)" if name == "token_type_ids" else ""))
         data = task.data
         if data.train is None and (training or data.validation_from_train is not None):
             fail(f"tasks.{name}.data.train", "a training split is required" if training else

@@ -743,23 +743,31 @@ def test_a_key_yaml_reads_as_a_boolean_or_null_is_named_where_it_is(tmp_path, ke
 
 def test_task_names_that_read_alike_or_name_an_onnx_input_are_noted_at_start(tmp_path, recwarn):
     """`topic` and `Topic` are two tasks (a typo in a 20-task recipe, most likely); a task named input_ids trained,
-    and only `export --onnx` refused it."""
-    path = recipe_file(tmp_path, replace={"  ner:": "  Ｓentiment:"})  # a full-width S
+    and only `export --onnx` refused it. Not said of an evaluation recipe, which names a trained model's tasks."""
+    two = BASE.replace("  ner:", "  Ｓentiment:")  # a full-width S
+    path = recipe_file(tmp_path, two.replace("tasks:\n", "tasks:\n  SENTIMENT:\n    type: regression\n    data: "
+                                                          "{train: a.tsv}\n", 1))
     load_recipe(path)
-    assert [str(w.message) for w in recwarn] == [f"{path}:{LINE['ner']}: tasks.Ｓentiment: reads as task sentiment (they "
-                                                 "differ only in case, Unicode form or invisible characters): they are "
-                                                 "two tasks"]
+    assert [str(w.message) for w in recwarn] == [f"{path}:{LINE['sentiment'] + 3}: tasks.sentiment: tasks 'SENTIMENT' and "
+                                                 "'sentiment' and '\\uff33entiment' differ only in case, Unicode form or "
+                                                 "invisible characters: they are 3 tasks"]
     recwarn.clear()
     path = recipe_file(tmp_path, replace={"  ner:": "  input_ids:"})
     load_recipe(path)
-    assert [str(w.message) for w in recwarn] == [f"{path}:{LINE['ner']}: tasks.input_ids: an input of an ONNX graph has "
-                                                 "this name: `mtnlp export --onnx` will refuse the model"]
+    assert [str(w.message) for w in recwarn] == [f"{path}:{LINE['ner']}: tasks.input_ids: `mtnlp export --onnx` cannot "
+                                                 "export this head: an input of its graph has the name"]
+    recwarn.clear()
+    load_recipe(path, training=False)
+    load_recipe(recipe_file(tmp_path, two), training=False)
+    assert not recwarn.list
 
 
 def test_a_task_named_by_a_number_is_told_to_quote_it(tmp_path):
     message = error(recipe_file(tmp_path, replace={"  ner:": "  2024:"}))
     assert message == f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.2024: YAML reads the key 2024 as a number: quote it"
     assert list(load_recipe(recipe_file(tmp_path, replace={"  ner:": "  '2024':"})).tasks) == ["sentiment", "2024"]
+    assert error(recipe_file(tmp_path, replace={"  ner:": "  1.5:"})).endswith(
+        "YAML reads the key 1.5 as a number, and a task name has no '.': rename the task")
 
 
 def test_nested_aliases_stop_before_they_fill_memory(tmp_path):

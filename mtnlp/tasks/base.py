@@ -253,10 +253,10 @@ class TaskType:
         labels = spec["labels"]
         if len(shown := ", ".join(labels)) <= 120:
             return shown
-        kept = []
-        while len(", ".join(kept + [labels[len(kept)]])) <= 100:
+        kept, more = [], f"... ({len(labels):,} labels)"
+        while len(", ".join([*kept, labels[len(kept)], more])) <= 120:
             kept.append(labels[len(kept)])
-        return ", ".join([*kept, f"... ({len(labels):,} labels)"])
+        return ", ".join([*kept, more])
 
 
 class TextTask(TaskType):
