@@ -463,7 +463,7 @@ def test_the_cards_labels_cell_keeps_whole_labels_and_says_how_many():
     assert cell.endswith(", ... (300 labels)") and cell.split(", ")[:-1] == labels[:len(cell.split(", ")) - 1]
     assert 100 < len(cell) <= 120
     assert rows[1].split(" | ")[2] == "... (2 labels)"
-    many = {"t": {"type": "classification", "labels": [f"category {i:05d} of the catalogue" for i in range(10_000)]}}
+    many = {"t": {"type": "classification", "labels": [f"category {i:05d} of the cataloguex" for i in range(10_000)]}}
     cell = [line for line in model_card(MultiTaskConfig(encoder={"model_type": "bert"}, tasks=many)).splitlines()
             if line.startswith("| t |")][0].split(" | ")[2]
     assert cell.endswith(", ... (10,000 labels)") and len(cell) <= 120
