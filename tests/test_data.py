@@ -329,7 +329,7 @@ def test_a_label_sets_warnings_are_said_again_when_the_files_come_from_the_cache
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
     train = tmp_path / "t.csv"
     train.write_text("label,text\n" + "".join(f"{label},{'x' * (i % 3 + 1)}\n" for i, label in enumerate(
-        [f"sentence {i}" for i in range(30)] + ["Pos", "pos"] * 4)))
+        [f"this is sentence {i}" for i in range(30)] + ["Pos", "pos"] * 4)))
     tasks = {"s": {"type": "classification", "data": {"train": str(train), "validation_from_train": 0.2}}}
     recipe = load_recipe(write_recipe(tmp_path, tasks))
     said = []
