@@ -444,3 +444,30 @@ def test_an_onnx_multiple_choice_head_folds_scores_back_per_example():
     onnx.forward_heads = lambda ids, mask, types, tasks: {tasks[0]: ids[:, :1].float()}  # one score per sequence
     ids = torch.arange(6).view(2, 3, 1).expand(2, 3, 4)  # 2 examples x 3 choices: sequence k scores k
     assert onnx(ids, torch.ones_like(ids), None, task="mc").logits.tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutants no test killed)
+
+
+def test_onnx_heads_answer_as_pytorch_without_token_types_and_refuse_another_device(exported):
+    """forward_heads without token_type_ids is type 0, as BERT takes None; a GPU asked for is refused, not ignored."""
+    from mtnlp.errors import UserError
+    from mtnlp.onnx_model import OnnxMultiTaskModel
+
+    onnx_model, torch_model = OnnxMultiTaskModel(exported / "fp32"), MultiTaskModel.from_pretrained(exported / "model")
+    ids = torch.tensor([[101, 2204, 3185, 102, 0], [101, 2919, 102, 0, 0]])
+    mask = (ids != 0).long()
+    expected = torch_model.eval().forward_heads(ids, mask, None, tasks=["sentiment"])["sentiment"]
+    np.testing.assert_allclose(onnx_model.forward_heads(ids, mask, None, tasks=["sentiment"])["sentiment"].numpy(),
+                               expected.detach().numpy(), atol=1e-4)
+    assert onnx_model.to("cpu") is onnx_model
+    with pytest.raises(UserError, match=r"^an ONNX model runs on the CPU \(onnxruntime\); give device='cpu'$"):
+        onnx_model.to("cuda")
+
+
+def test_a_task_given_twice_to_export_onnx_is_one_output(exported, tmp_path):
+    from mtnlp.onnx_model import OnnxMultiTaskModel, export_onnx
+
+    model = MultiTaskModel.from_pretrained(exported / "model")
+    export_onnx(model, AutoTokenizer.from_pretrained(exported / "model"), tmp_path / "out", tasks=["score", "score"])
+    assert [o.name for o in OnnxMultiTaskModel(tmp_path / "out").session.get_outputs()] == ["score"]

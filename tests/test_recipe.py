@@ -285,6 +285,8 @@ def test_merge_keys(tmp_path):
     ("tasks.sentiment.loss_weight=-1", "tasks.sentiment.loss_weight"),
     ("tasks.sentiment.dropout=1", "tasks.sentiment.dropout"),
     ("tasks.question.data.validation_from_train=1.5", "tasks.question.data.validation_from_train"),
+    ("tasks.question.data.validation_from_train=1", "tasks.question.data.validation_from_train"),
+    ("tasks.question.data.validation_from_train=0", "tasks.question.data.validation_from_train"),
     ("model.max_length=4", "model.max_length"),
 ])
 def test_out_of_range(item, key):
@@ -763,6 +765,23 @@ def test_task_names_that_read_alike_or_name_an_onnx_input_are_noted_at_start(tmp
         load_recipe(path, training=False)
         load_recipe(recipe_file(tmp_path, two), training=False)
     assert not said
+
+
+def test_a_task_named_token_type_ids_is_noted_with_the_encoders_that_take_them(tmp_path, recwarn):
+    path = recipe_file(tmp_path, replace={"  ner:": "  token_type_ids:"})
+    load_recipe(path)
+    assert [str(w.message) for w in recwarn] == [f"{path}:{LINE['ner']}: tasks.token_type_ids: `mtnlp export --onnx` "
+                                                 "cannot export this head: an input of its graph has the name (with an "
+                                                 "encoder that takes token types)"]
+
+
+def test_batch_tokens_may_equal_max_length_and_init_revision_needs_init_from(tmp_path):
+    recipe = load_recipe(recipe_file(tmp_path), ["training.batch_tokens=128", "model.max_length=128"])
+    assert recipe.training.batch_tokens == recipe.model.max_length == 128
+    assert "training.batch_tokens: must be at least model.max_length (128), got 127" in error(
+        recipe_file(tmp_path), ["training.batch_tokens=127", "model.max_length=128"])
+    assert error(recipe_file(tmp_path), ["model.init_revision=v1"]).endswith(
+        "model.init_revision: applies to a transfer: set model.init_from too")
 
 
 def test_a_task_named_by_a_number_is_told_to_quote_it(tmp_path):

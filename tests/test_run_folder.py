@@ -496,3 +496,48 @@ def test_recipe_yaml_shows_characters_as_they_are_only_where_they_read_back_and_
     for value in ("negative\x85", "demo\u200b", "cafe\u0301"):
         written = report.yaml_text({"name": value})
         assert written.isascii() and yaml.safe_load(written) == {"name": value}
+
+
+def test_a_run_resumed_and_killed_one_step_past_its_metrics_is_unfinished(tmp_path):
+    from mtnlp.folders import STATE_FILE, unfinished_run
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000005").mkdir(parents=True)
+    (run / "checkpoints" / "step-000005" / STATE_FILE).write_text("{}")
+    (run / "metrics.json").write_text(json.dumps({"steps": {"trained": 4, "planned": 4}, "best_step": 4}))
+    (run / "model").mkdir()
+    (run / "model" / "config.json").write_text(json.dumps({"mtnlp": {"step": 4}}))
+    assert unfinished_run(run) == "resumed, and stopped at step 5 before it finished (its metrics.json is of step 4)"
+
+
+def test_a_weights_file_longer_than_its_header_says_is_damaged(tmp_path):
+    from safetensors.torch import save_file
+
+    from mtnlp.folders import safetensors_problem
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.zeros(4)}, path)
+    whole = path.read_bytes()
+    assert safetensors_problem(path) is None
+    path.write_bytes(whole + b"\0" * 64)
+    assert safetensors_problem(path) == f"cut short or damaged: {len(whole) + 64:,} bytes, where its header describes {len(whole):,}"
+
+
+def test_a_model_folder_without_tokenizer_config_is_not_complete(tmp_path, model_and_tokenizer):
+    from mtnlp.errors import UserError
+    from mtnlp.folders import check_model_folder
+
+    model, tokenizer = model_and_tokenizer
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    check_model_folder(tmp_path)
+    (tmp_path / "tokenizer_config.json").unlink()
+    with pytest.raises(UserError, match=r"no tokenizer \(tokenizer_config.json and tokenizer.json\)"):
+        check_model_folder(tmp_path)
+
+
+def test_the_metrics_table_gives_the_majority_baseline_beside_each_figure_and_says_when_no_task_has_labels():
+    """README's demo table: accuracy=0.8486 (majority 0.5092)."""
+    printed = report.table({"t": {"validation": {"accuracy": 0.8, "f1": 0.7}}}, {"t": {"validation": {"accuracy": 0.5}}})
+    assert printed.splitlines()[-1].endswith("accuracy=0.8000 (majority 0.5000)  f1=0.7000")
+    assert report.label_table({}) == "(no task with labels)"

@@ -749,6 +749,16 @@ def test_curves_of_many_tasks_give_each_its_own_line_and_one_legend_below_the_pa
     plot_curves(tmp_path, written(tasks))
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert not [w for w in recwarn if "Glyph" in str(w.message) or "layout" in str(w.message)]
+    assert [matplotlib.colors.to_rgba(h.get_color()) for h in figure.legends[0].legend_handles] == \
+        [matplotlib.colors.to_rgba(line.get_color()) for line in left.get_lines()]  # the legend's samples are the lines'
+    assert [h.get_linestyle() for h in figure.legends[0].legend_handles] == [line.get_linestyle() for line in left.get_lines()]
+    assert figure.get_size_inches()[1] == pytest.approx(4 + 0.25 * -(-13 // 2))  # a legend row per 2 (the longest name)
+    # 6 tasks keep their legends inside; a 40-character name is whole; 45 tasks repeat no look before the 41st
+    figure = curves_figure(tmp_path, written([f"t{i}" for i in range(5)] + ["n" * 40]))
+    assert figure.axes[0].get_legend() is not None and not figure.legends
+    assert figure.axes[1].get_legend().get_texts()[-1].get_text() == "n" * 40 + " (accuracy)"
+    figure = curves_figure(tmp_path, written([f"t{i}" for i in range(45)]))
+    assert len(set(map(look, figure.axes[0].get_lines()[:40]))) == 40
     # long names that differ at their end stay apart, and the legend stays on the image
     tasks = [f"customer_support_ticket_classification_v{i}_2024" for i in range(9)]
     figure = curves_figure(tmp_path, written(tasks, "squad_exact_match"))
