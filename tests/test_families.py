@@ -304,6 +304,33 @@ def test_soft_sharing(encoders, tokenizer, tmp_path, model_type, sharing):
         torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
 
 
+# one of each attention's code (RoBERTa, XLM-R and ELECTRA take BERT's); adapters and per-task layers on BERT
+@pytest.mark.parametrize("model_type, sharing", [("bert", None), ("deberta-v2", None), ("distilbert", None),
+                                                 ("modernbert", None), ("bert", LORA), ("bert", TOP)],
+                         ids=["bert", "deberta-v2", "distilbert", "modernbert", "bert-lora", "bert-task_layers"])
+def test_the_onnx_graph_of_each_attention_and_sharing_equals_pytorch(encoders, tokenizer, tmp_path, model_type, sharing):
+    """export_onnx traces the encoder with eager attention (onnxruntime runs it faster than sdpa's graph): each
+    family's attention, adapters and per-task layers, at two lengths and batch sizes (dynamic axes)."""
+    pytest.importorskip("onnxruntime")
+    from mtnlp.onnx_model import OnnxMultiTaskModel, export_onnx
+
+    model = trained_like(encoders[model_type], sharing)
+    attention = model.encoder.config._attn_implementation
+    export_onnx(model, tokenizer, tmp_path)
+    onnx = OnnxMultiTaskModel(tmp_path)
+    assert model.encoder.config._attn_implementation == attention  # the caller's model is left as it was
+    for texts in (TEXTS, TEXTS[:1]):
+        enc = batch(tokenizer, texts)
+        ids, mask, types = enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
+        with torch.no_grad():
+            expected = model.forward_heads(ids, mask, types if model.uses_token_type_ids else None)
+        got = onnx.forward_heads(ids, mask, types if model.uses_token_type_ids else None)
+        for task in ("sentiment", "score"):
+            torch.testing.assert_close(got[task], expected[task], atol=1e-4, rtol=1e-4, msg=task)
+        real = mask.bool()  # (a padding position's tag logits are no prediction: ModernBERT's differ there)
+        torch.testing.assert_close(got["ner"][real], expected["ner"][real], atol=1e-4, rtol=1e-4, msg="ner")
+
+
 def test_sharing_that_cannot_work_is_a_one_line_error(encoders):
     with pytest.raises(ValueError, match=r"mtl.task_layers: must be between 1 and 1 .*DeBERTa-v2 keeps 1 shared"):
         MultiTaskModel.from_encoder(encoders["deberta-v2"], TASKS, sharing={"type": "task_layers", "layers": 2})
