@@ -368,7 +368,7 @@ def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recip
     # resumed at step 4 again with other settings: the recipe that trained steps 1-4 stays the one kept
     capsys.readouterr()
     train(load_recipe(recipe, ["training.steps=8", f"training.resume_from={run}/checkpoints/step-000004"]))
-    assert "training.steps:" not in capsys.readouterr().out  # (the resume says what it does with the steps itself)
+    assert "training.steps: 4 -> 8" not in capsys.readouterr().out  # (the resume says what it does with the steps itself)
     assert yaml.safe_load((run / "recipe.before-step-000004.yaml").read_text())["training"]["steps"] == 4
     assert yaml.safe_load((run / "recipe.yaml").read_text())["training"]["steps"] == 8
     train(load_recipe(recipe, ["training.steps=6", f"training.resume_from={run}/checkpoints/step-000004"]))
