@@ -513,9 +513,9 @@ def check(recipe: Recipe, training: bool = True) -> None:
     if not recipe.tasks:
         fail("tasks", "at least one task is required")
     alike = {}
-    for name in recipe.tasks:
+    for name in recipe.tasks if training else ():  # (an evaluation recipe names a trained model's tasks)
         alike.setdefault(look_alike(name), []).append(name)
-    for names in (names for names in alike.values() if len(names) > 1 and training):
+    for names in (names for names in alike.values() if len(names) > 1):
         shown = " and ".join(map(repr if all(name.isascii() for name in names) else ascii, names))
         note(f"tasks.{names[1]}", f"tasks {shown} differ only in case, Unicode form or invisible characters: they are "
                                   f"{len(names)} tasks")

@@ -402,16 +402,16 @@ def curves_figure(run_dir: Path, main: dict[str, str]):
     style = line_styles(list(main))
     label = {task: legend_name(task) for task in main}
     below = len(main) > LEGEND_INSIDE
-    entries = [f"{label[task]} ({main[task]})" for task in main]
+    entry = {task: f"{label[task]} ({main[task]})" for task in main}  # (the validation panel's and the legend's)
     # columns that fit the figure's 11 inches at about 0.075 inch a character, besides the line's sample
-    columns = max(1, min(3, int(10.5 // (0.075 * max(map(len, entries)) + 0.6))))
+    columns = max(1, min(3, int(10.5 // (0.075 * max(map(len, entry.values())) + 0.6))))
     rows = -(-len(main) // columns) if below else 0
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4 + 0.25 * rows), layout="constrained")
     for task in main:
         if points := [(r["step"], r["loss"][task]) for r in train_log if task in r["loss"]]:
             left.plot(*zip(*points), label=label[task], marker="o" if len(points) == 1 else None, **style[task])
         if points := [(r["step"], r["main"][task]) for r in history if task in r["main"]]:
-            right.plot(*zip(*points), marker="o", label=f"{label[task]} ({main[task]})", **style[task])
+            right.plot(*zip(*points), marker="o", label=entry[task], **style[task])
     left.set(title="training loss", xlabel="step", yscale="log")
     right.set(title="validation (main metric)", xlabel="step")
     for ax in (left, right):
@@ -419,5 +419,6 @@ def curves_figure(run_dir: Path, main: dict[str, str]):
         if not below and ax.get_legend_handles_labels()[0]:
             ax.legend()
     if below:  # one entry per task, for both panels
-        fig.legend([Line2D([], [], **style[task]) for task in main], entries, loc="outside lower center", ncols=columns)
+        fig.legend([Line2D([], [], **style[task]) for task in main], list(entry.values()), loc="outside lower center",
+                   ncols=columns)
     return fig
