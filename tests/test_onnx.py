@@ -2,6 +2,7 @@
 folders run by MultiTaskPipeline and `mtnlp predict` with the same output format."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -471,3 +472,42 @@ def test_a_task_given_twice_to_export_onnx_is_one_output(exported, tmp_path):
     model = MultiTaskModel.from_pretrained(exported / "model")
     export_onnx(model, AutoTokenizer.from_pretrained(exported / "model"), tmp_path / "out", tasks=["score", "score"])
     assert [o.name for o in OnnxMultiTaskModel(tmp_path / "out").session.get_outputs()] == ["score"]
+
+
+def test_the_benchmarks_int8_emulation_is_onnxruntimes_arithmetic_and_saturates_as_vpmaddubsw(exported):
+    """bench/int8_saturation.py's claim about AVX2 CPUs without VNNI rests on its emulation computing what
+    onnxruntime computes: checked here on the tiny model, and the pair saturation on a Linear built to hit it."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from int8_saturation import Int8Linear, check_weights, encoder_linears, exported_embeddings
+
+    model = MultiTaskModel.from_pretrained(exported / "model").eval()
+    assert check_weights(model, exported / "int8" / "model.onnx") == len(encoder_linears(model)) == 12
+    enc = AutoTokenizer.from_pretrained(exported / "int8")(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        fp32 = {t: l.numpy() for t, l in model.forward_heads(**enc).items()}
+    counts = dict.fromkeys(("weight_pairs", "weight_pairs_that_can_saturate", "saturated_pair_sums", "pair_sums"), 0)
+    for name, linear in encoder_linears(model).items():
+        model.set_submodule(name, Int8Linear(linear, reduce=False, saturate=False, counts=counts))
+    with torch.no_grad():
+        for name, table in exported_embeddings(exported / "int8" / "model.onnx").items():
+            model.get_parameter(name).copy_(table)
+        emulated = {t: l.numpy() for t, l in model.forward_heads(**enc).items()}
+    onnx = run_onnx(exported / "int8", enc)
+    for task in TASKS:  # far closer to onnxruntime's int8 than int8 is to fp32
+        assert np.abs(emulated[task] - onnx[task]).mean() < 0.2 * np.abs(fp32[task] - onnx[task]).mean(), task
+
+    linear = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor([[1.0, 1.0, 0.1, 0.1], [1.0, -1.0, 0.1, 0.1]]))
+        linear.bias.zero_()
+    saturating = Int8Linear(linear, reduce=False, saturate=True, counts=counts)
+    x = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # uint8 255, 255 (zero point 0) times 127, 127: 64,770 past int16
+    assert counts["weight_pairs_that_can_saturate"] >= 1
+    exact = Int8Linear(linear, reduce=False, saturate=False, counts=counts)(x)
+    clipped = saturating(x)
+    assert exact[0, 0] == pytest.approx(2.0, abs=0.01) and clipped[0, 0] == pytest.approx(2.0 * 32767 / 64770, abs=0.01)
+    assert clipped[0, 1] == exact[0, 1]  # 127 - 127: nothing to clip
+    assert counts["saturated_pair_sums"] == 1
+    assert Int8Linear(linear, reduce=True, saturate=True, counts=counts)(x)[0, 0] == pytest.approx(2.0, abs=0.02)
