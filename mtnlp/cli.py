@@ -554,7 +554,7 @@ def input_lines(path: str) -> list[tuple]:
     labels; check_takers has the type check it, in line order with the other lines' checks); of other
     objects, "text" and "text_pair" are the input. The line's object (a string: {"text": it}) is what
     predict echoes, ids and all."""
-    from .readers import CTRL_Z, CTRL_Z_ENDS, JSON, bad_byte, file_lines
+    from .readers import CTRL_Z, CTRL_Z_ENDS, JSON, bad_byte, file_lines, json_error
     from .tasks import TASK_TYPES
     from .tasks.base import text_input_problem
 
@@ -566,7 +566,7 @@ def input_lines(path: str) -> list[tuple]:
             raise UserError("--input -: standard input is closed: give --input FILE, or pipe the lines in")
         data = sys.stdin.buffer.read()
         try:
-            lines = data.decode("utf-8").removeprefix("\ufeff").split("\n")
+            lines = re.split(r"\r\n|\r|\n", data.decode("utf-8").removeprefix("\ufeff"))  # as file_lines splits
         except UnicodeDecodeError:
             raise UserError(bad_byte(name, "utf-8", fix, data, bom_fix=bom_fix)) from None
         if lines and "".join(lines[-2:]).rstrip("\r\n").endswith(CTRL_Z):
@@ -579,12 +579,15 @@ def input_lines(path: str) -> list[tuple]:
             continue
         try:
             item = JSON.decode(line)  # strict: NaN and Infinity are no JSON, and predict would echo them
-        except (ValueError, RecursionError) as e:  # ValueError: also NaN and an int of over 4,300 digits
-            said = getattr(e, "msg", None) or first_line(e)
-            plain = said in ("Expecting value", "Extra data") and not line.lstrip().startswith(("{", "["))
+        except (ValueError, RecursionError) as e:  # ValueError: also NaN, 1e400 and an int of over 4,300 digits
+            plain = getattr(e, "msg", None) in ("Expecting value", "Extra data") and not line.lstrip().startswith(
+                ("{", "[", "\ufeff"))
             hint = "; a line is JSON: a text is a JSON string (plain text lines: jq -R . FILE | mtnlp predict MODEL " \
                    "--input -)" if plain else ""  # a line of plain text: the likeliest mistake
-            raise UserError(f"{name}:{number}: invalid JSON: {said}{hint}") from None
+            raise UserError(f"{name}:{number}: invalid JSON: {json_error(e, line)}{hint}") from None
+        if isinstance(item, dict) and "predictions" in item:  # the output line's key: its value would be lost
+            raise UserError(f"{name}:{number}: the line has a \"predictions\" key, which predict writes its answers "
+                            "under: rename or drop it (e.g. jq -c 'del(.predictions)')")
         own = [kind for kind in TASK_TYPES.values() if kind.accepts(item)]
         line_object = item if isinstance(item, dict) else {"text": item}
         if isinstance(item, dict) and "words" in item and not own:  # a text split into words (the tagging heads')

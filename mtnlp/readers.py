@@ -13,6 +13,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import os
 import re
 import warnings
@@ -376,7 +377,32 @@ def not_json(constant: str):
     raise NotJson(f"{constant} is not JSON (a missing value?)")
 
 
-JSON, NOT_JSON = json.JSONDecoder(parse_constant=not_json), re.compile(r"NaN|-?Infinity")
+def finite(text: str) -> float:
+    """A JSON number within a float's range: 1e400 would be read as inf (a label or a choice's text "inf",
+    and predict would echo it as Infinity, which is not JSON)."""
+    if math.isinf(value := float(text)):
+        raise ValueError(f"{text} is out of a number's range")
+    return value
+
+
+JSON, NOT_JSON = json.JSONDecoder(parse_constant=not_json, parse_float=finite), re.compile(r"NaN|-?Infinity")
+BOM_IN_LINE = "the line starts with a byte-order mark (U+FEFF), as files joined with cat leave it: remove it"
+RAW_CONTROL = "a raw control character (a tab, a line break) inside a string: write it escaped (\\t, \\n, \\u0000)"
+
+
+def json_error(error: Exception, line: str = "") -> str:
+    """What is wrong in a JSON text (`line`: the line it is, for a byte-order mark at its start), for a message."""
+    if line.startswith("\ufeff"):
+        return BOM_IN_LINE
+    if not isinstance(error, json.JSONDecodeError):
+        return _json_problem(error)
+    where = f"line {error.lineno} column {error.colno}" if error.lineno > 1 else f"column {error.colno}"
+    return f"{_said(error.msg)} ({where})"
+
+
+def _said(msg: str) -> str:
+    """json's message, or ours where json's says too little ("Invalid control character at" a position)."""
+    return RAW_CONTROL if msg.startswith("Invalid control character") else msg
 
 
 class JsonArray:
@@ -480,7 +506,7 @@ class JsonArray:
                     self.fail(f"the item that starts here does not end within {self.LOOKAHEAD:,} characters; if it "
                               "is valid JSON, it is more than this reader takes: split it, or use format jsonl")
                 if not cut_off or self.eof or not self.read(held):
-                    self.fail(e.msg, e.pos)
+                    self.fail(_said(e.msg), e.pos)
             except (ValueError, RecursionError) as e:  # NaN, a number of > 4300 digits, nesting too deep
                 constant = NOT_JSON.search(self.buf, self.pos) if isinstance(e, NotJson) else None
                 self.fail(_json_problem(e), constant.start() if constant else None)
@@ -528,10 +554,8 @@ def _jsonl_rows(path: Path, lines):
             continue
         try:
             yield JSON.decode(line), number
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{number}: invalid JSON: {e.msg} (column {e.colno})") from None
-        except (ValueError, RecursionError) as e:  # NaN, a number of > 4300 digits, nesting too deep
-            raise UserError(f"{path}:{number}: invalid JSON: {_json_problem(e)}") from None
+        except (ValueError, RecursionError) as e:  # also NaN, 1e400, a number of > 4300 digits, nesting too deep
+            raise UserError(f"{path}:{number}: invalid JSON: {json_error(e, line)}") from None
 
 
 def _json_objects(path: Path, rows):

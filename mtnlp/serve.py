@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from .errors import UserError
-from .readers import not_json
+from .readers import finite, json_error, not_json
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, example_input, reads, reads_text, text_input_problem,
                          valid_unicode)
@@ -269,13 +269,6 @@ def unique_keys(pairs: list) -> dict:
     return given
 
 
-def finite(text: str) -> float:
-    """A JSON number within a float's range: 1e400 would be read as inf (a choice's text "inf")."""
-    if (value := float(text)) in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} is out of a number's range")
-    return value
-
-
 def parse_request(body: bytes, served: dict, limits: Limits, windows=None) -> tuple[list, tuple, bool]:
     """(inputs, tasks, all_scores) of a /predict body, or an ApiError naming the field at fault.
     `served`: the served tasks' config entries, by name; `windows(inputs, specs)`: how many windows QA inputs
@@ -284,7 +277,7 @@ def parse_request(body: bytes, served: dict, limits: Limits, windows=None) -> tu
         # strict: NaN and Infinity are not JSON (json reads them), nor a key twice in one object, nor 1e400
         payload = json.loads(body, parse_constant=not_json, object_pairs_hook=unique_keys, parse_float=finite)
     except (ValueError, RecursionError) as e:  # ValueError: also bad UTF-8 and an int of over 4,300 digits
-        raise ApiError(400, "body", f"invalid JSON ({getattr(e, 'msg', None) or e})") from None
+        raise ApiError(400, "body", f"invalid JSON ({json_error(e)})") from None
     if not isinstance(payload, dict):
         raise ApiError(422, "body", 'expected a JSON object such as {"inputs": ["some text"]}')
     for key in payload:

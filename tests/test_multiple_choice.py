@@ -231,6 +231,8 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
         pipe({"text": "a", "choices": ["x"]})
     with pytest.raises(ValueError, match=r"choice 1 holds a lone surrogate"):
         pipe({"text": "a", "choices": ["x", "\ud800"]})
+    as_tuple = {**CHOICE_INPUTS[0], "choices": tuple(CHOICE_INPUTS[0]["choices"])}  # e.g. a pandas row's cells
+    assert pipe(as_tuple, tasks=["categories"], return_all_scores=True) == alone
     plain = {k: v for k, v in CHOICE_INPUTS[0].items() if k != "question"}  # an empty question is none, as in training
     assert pipe({**plain, "question": " "}, return_all_scores=True) == pipe(plain, return_all_scores=True)
     # an input no head asked for reads is an error, not an empty answer
@@ -240,6 +242,21 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
     with pytest.raises(ValueError, match=r"^inputs\[0\]: an input of the extractive_qa type, but no task "
                                          r"reads it \(categories reads \{text, choices, question\?\}, sentiment reads single texts\)$"):
         pipe({"question": "q", "context": "c"})
+
+
+def test_a_choice_that_is_a_missing_value_is_refused_and_numbers_of_any_kind_are_their_text():
+    """A NaN choice (pandas' missing cell) was scored as the choice "nan", and could win; inf as "inf"."""
+    import numpy as np
+
+    from mtnlp.tasks.multiple_choice import read_input
+
+    for missing in (float("nan"), np.float64("nan"), float("-inf")):
+        with pytest.raises(ValueError, match=r"^multiple-choice input: choice 1 must be a non-empty string, got -?(NaN|Infinity)$"):
+            read_input({"text": "The sky is", "choices": ["blue", missing, "green"]})
+    assert read_input({"text": "Pick", "choices": (np.int64(3), np.float64(2.5), 7)}) == ("Pick", None, ["3", "2.5", "7"])
+    for not_choices in ("ab", b"ab", {"a": 1, "b": 2}):
+        with pytest.raises(ValueError, match=r'"choices" must be a list of at least 2 choices'):
+            read_input({"text": "Pick", "choices": not_choices})
 
 
 def test_predict_cli_takes_choice_lines(mixed_run, tmp_path, capsys):

@@ -548,7 +548,7 @@ def test_predict_cli_errors(model_dir, monkeypatch, capsys, args, message):
 
 
 @pytest.mark.parametrize("line,said", [("9" * 5000, "Exceeds the limit (4300 digits)"),
-                                       ("[" * 100_000 + "]" * 100_000, "maximum recursion depth exceeded"),
+                                       ("[" * 100_000 + "]" * 100_000, "arrays or objects nested too deeply"),
                                        ('{"text": "x", "id": NaN}', "NaN is not JSON (a missing value?)"),
                                        ('{"text": "x", "w": -Infinity}', "-Infinity is not JSON")])
 def test_an_input_line_python_cannot_or_should_not_read_names_its_line(tmp_path, monkeypatch, line, said):
@@ -574,12 +574,51 @@ def test_a_plain_text_input_line_is_told_how_to_give_it(tmp_path, line):
 
     path = tmp_path / "in.txt"
     path.write_text('"fine"\n' + line + "\n")
-    with pytest.raises(UserError, match=rf"^{path}:2: invalid JSON: (Extra data|Expecting value); a line is JSON: a "
+    with pytest.raises(UserError, match=rf"^{path}:2: invalid JSON: (Extra data|Expecting value) \(column \d+\); a line "
+                                        r"is JSON: a "
                                         r"text is a JSON string \(plain text lines: jq -R \. FILE \| mtnlp predict"):
         input_lines(str(path))
     path.write_text('{"text": "x",\n')  # a JSON line cut short: no such hint
     with pytest.raises(UserError, match=r"invalid JSON: [^;]*$"):
         input_lines(str(path))
+
+
+@pytest.mark.parametrize("line,said", [
+    ('{"text": "x", "id": 1e400}', "invalid JSON: 1e400 is out of a number's range"),
+    ('{"text": "a\tb"}', r"invalid JSON: a raw control character (a tab, a line break) inside a string: write it "
+                         r"escaped (\t, \n, \u0000) (column 12)"),
+    ('\ufeff{"text": "x"}', "invalid JSON: the line starts with a byte-order mark (U+FEFF), as files joined with cat "
+                            "leave it: remove it"),
+    ('{"text": "x", "predictions": {"a": 1}}', 'the line has a "predictions" key, which predict writes its answers '
+                                               "under: rename or drop it (e.g. jq -c 'del(.predictions)')")])
+def test_an_input_line_whose_value_predict_would_garble_or_lose_names_its_line(tmp_path, monkeypatch, line, said):
+    """1e400 was read as inf and echoed as Infinity (not JSON; a choice's text "inf"); a line's own "predictions"
+    was replaced without a word; a raw tab's message ended in "at"; the BOM of a second file joined by cat was
+    told it was plain text."""
+    import io
+
+    from mtnlp.cli import input_lines
+    from mtnlp.errors import UserError
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('"fine"\n' + line + "\n", encoding="utf-8")
+    for source, name in ((str(path), str(path)), ("-", "standard input")):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+        with pytest.raises(UserError) as e:
+            input_lines(source)
+        assert str(e.value) == f"{name}:2: {said}"
+
+
+def test_old_mac_line_ends_are_read_alike_from_a_file_and_from_standard_input(tmp_path, monkeypatch):
+    import io
+
+    from mtnlp.cli import input_lines
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"text": "one"}\r{"text": "two"}\r"three"\r\n\r\n"four"\n')
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+    read = [[(item, where.rsplit(":", 1)[1]) for item, where, _ in input_lines(source)] for source in (str(path), "-")]
+    assert read[0] == read[1] == [("one", "1"), ("two", "2"), ("three", "3"), ("four", "5")]
 
 
 def test_standard_input_closed_is_one_line(monkeypatch):

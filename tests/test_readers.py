@@ -831,6 +831,25 @@ def test_json_nan_and_infinity_are_not_json(tmp_path, fmt, constant):
     raises_at(path, 3 if fmt == "jsonl" else 4, "is not JSON", task_type="multilabel")
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_json_number_out_of_a_floats_range_is_refused_not_read_as_inf(tmp_path, fmt):
+    """1e400 was read as inf: a label "inf", or a multiple-choice choice "inf"."""
+    rows = ['{"text": "good", "label": 1}', '{"text": "bad", "label": -1e400}']
+    text = "\n".join(rows) + "\n" if fmt == "jsonl" else "[\n" + ",\n".join(rows) + "\n]\n"
+    path = write(tmp_path, f"x.{fmt}", text)
+    raises_at(path, 2 if fmt == "jsonl" else 3, "-1e400 is out of a number's range")
+    path.write_text(text.replace("-1e400", "-1e300"))
+    assert [ex["label"] for ex in read(path, "regression")] == [1.0, -1e300]
+
+
+def test_a_raw_tab_inside_a_json_string_is_told_how_to_write_it(tmp_path):
+    for fmt, line in (("jsonl", 1), ("json", 2)):
+        row = '{"text": "a\tb", "label": "pos"}'
+        path = write(tmp_path, f"tab.{fmt}", row + "\n" if fmt == "jsonl" else f"[\n{row}\n]\n")
+        raises_at(path, line, r"a raw control character (a tab, a line break) inside a string: write it escaped "
+                              r"(\t, \n, \u0000) (column 12)")
+
+
 @pytest.mark.parametrize("value", ["1_000", "true"])
 def test_regression_scores_that_float_would_take(tmp_path, value):
     path = write(tmp_path, "r.jsonl", '{"text": "a", "label": 1.5}\n{"text": "b", "label": %s}\n'

@@ -167,6 +167,14 @@ def test_bad_requests_name_the_field(client, content, status, field):
     assert error["field"] == field and error["error"].startswith(f"{field}: "), error
 
 
+def test_a_raw_control_character_in_the_body_is_told_where_and_how_to_write_it(client):
+    """json's message ("Invalid control character at") lost its position."""
+    response = client.post("/predict", content=b'{"inputs":\n ["ok", "a\tb"]}', headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json() == {
+        "field": "body", "error": r"body: invalid JSON (a raw control character (a tab, a line break) inside a string: "
+                                 r"write it escaped (\t, \n, \u0000) (line 2 column 11))"}
+
+
 @pytest.mark.parametrize("opener,closer,field", [(b"[", b"]", "inputs[0]"), (b'{"text": ', b"}", "inputs[0].text"),
                                                   (b'{"words": ', b"}", "inputs[0].words")])
 def test_json_nested_just_below_the_parsers_limit_is_a_422_not_a_500(pipe, opener, closer, field):
@@ -241,7 +249,7 @@ def test_a_key_given_twice_is_found_in_time_linear_in_the_keys():
         with pytest.raises(ApiError, match="^k0: given twice in one object$"):
             parse_request(body, {}, Limits())
 
-    assert cost_ratio(parse, 1_000, 16_000) < 60  # linear: about 16; quadratic: about 256
+    assert cost_ratio(parse, 1_000, 16_000) < 100  # linear: about 16 (up to 65 on a loaded machine); quadratic: about 256
 
 
 def test_a_compressed_body_is_a_415_and_health_answers_head(client):

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import field_validator
@@ -261,9 +263,9 @@ def choice_pairs(context: str, question: str | None, choices: list[str]) -> list
 def read_input(value) -> tuple[str, str | None, list[str]]:
     """(context, question or None, choices) of a pipeline input {"text", "choices", "question"?} (other
     keys, e.g. an id or the gold label, are ignored); a ValueError says what is wrong."""
-    def text(what: str, v, numbers: bool = False) -> str:
-        if numbers and isinstance(v, (int, float)) and not isinstance(v, bool):
-            v = str(v)
+    def text(what: str, v, numeric: bool = False) -> str:
+        if numeric and isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v):
+            v = str(v)  # (NaN, a missing cell, is no choice "nan")
         if not isinstance(v, str) or not v.strip():
             raise ValueError(f"multiple-choice input: {what} must be a non-empty string, got {short(v)}")
         if not valid_unicode(v):
@@ -276,9 +278,9 @@ def read_input(value) -> tuple[str, str | None, list[str]]:
     question = value.get("question")  # empty: no question, as an empty question_column cell in training
     question = None if question is None or isinstance(question, str) and not question.strip() else text('"question"', question)
     choices = value.get("choices")
-    if not isinstance(choices, list) or len(choices) < 2:
+    if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence) or len(choices) < 2:  # a list, a tuple
         raise ValueError(f"multiple-choice input: \"choices\" must be a list of at least 2 choices, got {short(choices)}")
-    return context, question, [text(f"choice {i}", c, numbers=True) for i, c in enumerate(choices)]
+    return context, question, [text(f"choice {i}", c, numeric=True) for i, c in enumerate(choices)]
 
 
 def short(value, limit: int = 60) -> str:
