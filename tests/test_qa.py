@@ -289,6 +289,28 @@ def test_a_question_too_long_for_the_window_is_cut(tokenizer):
     assert all(data["truncated"]) and max(data["length"]) <= 32
 
 
+def test_a_long_questions_windows_move_on_by_half_of_what_the_stride_leaves(tokenizer):
+    """A question cut to leave stride + 1 context tokens made windows that moved on by one token: a 300-token
+    question over a 1,200-token context was 1,072 windows at the default max_length and doc_stride."""
+    from mtnlp.tasks.extractive_qa import windows
+
+    context = " ".join(f"word{k}" for k in range(600))  # 1,200 tokens or so
+    count = lambda question, max_length=384, stride=128: [  # noqa: E731
+        len(enc["input_ids"]) for enc in [windows(tokenizer, [question], [context], max_length, stride)[0]]][0]
+    short = count("why?")
+    for words in (100, 200, 300):
+        assert count("why " * words) <= 2 * short, words
+    # the cut leaves (384 - 3 - 128) // 2 = 126 question tokens: 126 whole, 127 cut; none may crash the tokenizer,
+    # which refuses a stride of as many tokens as a window's context (a cut one token shorter did)
+    for max_length, stride in ((384, 128), (64, 31), (64, 0), (32, 8)):
+        limit = (max_length - 3 - min(stride, (max_length - 3) // 2 - 1)) // 2
+        for length in range(limit - 1, limit + 3):
+            question = " ".join(["why"] * length)
+            enc, cut = windows(tokenizer, [question], [context], max_length, stride)
+            assert cut == [length > limit], (max_length, stride, length)
+            assert max(map(len, enc["input_ids"])) <= max_length
+
+
 def test_the_data_table_and_truncation_note_count_questions_not_windows(tokenizer):
     from mtnlp.data import TaskData, split_facts
     from mtnlp.evaluation import truncation_note

@@ -247,7 +247,8 @@ class ExtractiveQA(TaskType):
         notes = []
         if cut:
             notes.append(f"{cut:,} of {len(questions):,} questions were cut to fit max_length={max_length} tokens (a "
-                         "window holds the question and more context than doc_stride; a context is read in windows)")
+                         "question takes at most half of a window's tokens past doc_stride, so that the windows of a "
+                         "long context move on by at least as many)")
         if lost:
             stride = span_settings(options or {}, max_length)[0]
             notes.append(f"{lost:,} of {answered:,} answers (a question's first) fit in no window whole (longer than "
@@ -421,11 +422,12 @@ def answer_pairs(row, answers, name: str) -> list[tuple]:
 
 def windows(tokenizer, questions: list[str], contexts: list[str], max_length: int, stride: int):
     """Question + context in windows of max_length tokens, consecutive windows sharing `stride`
-    context tokens (truncation only_second, overflowing tokens kept). A question longer than leaves
-    room for more than `stride` context tokens is cut (the second value: which were)."""
+    context tokens (truncation only_second, overflowing tokens kept). A question is cut to at most half
+    of a window's tokens past the `stride` it shares (the second value: which were cut): a window moves
+    on by what its question leaves of them, so a longer question made about one window per context token."""
     special = tokenizer.num_special_tokens_to_add(pair=True)
     stride = max(0, min(stride, (max_length - special) // 2 - 1))
-    limit = max(1, max_length - special - stride - 1)
+    limit = max(1, (max_length - special - stride) // 2)
     questions, cut = list(questions), [False] * len(questions)
     lengths = tokenizer(questions, add_special_tokens=False)["input_ids"] if questions else []
     for i in (i for i, ids in enumerate(lengths) if len(ids) > limit):
