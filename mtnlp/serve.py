@@ -347,8 +347,8 @@ def check_input(item, name: str, limits: Limits, asked: dict, named: bool) -> li
         raise ApiError(422, name, 'expected a text or an object {"text": ..., "text_pair": ...}')
     try:
         takers = answering_tasks(item, asked, every=named)
-    except ValueError as e:
-        raise ApiError(422, name, str(e)) from None
+    except ValueError as e:  # (an InputError names the field within the input)
+        raise ApiError(422, name + getattr(e, "field", ""), str(e)) from None
     kind = task_type(asked[takers[0]]["type"])
     own = kind.input_fields
     if not own and (problem := text_input_problem(item)):

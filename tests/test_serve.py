@@ -552,13 +552,16 @@ def test_choice_and_question_inputs_are_served_as_the_cli_predicts_them(own_mode
             assert response.status_code == 200, response.text
             assert_same(response.json(), {"predictions": cli_predictions(own_model_dir, tmp_path, OWN_INPUTS, *options)})
         for body, field, fragment in (
-            ({"inputs": [{"text": "x", "choices": ["only one"]}]}, "inputs[0]", "at least 2 choices"),
+            ({"inputs": [{"text": "x", "choices": ["only one"]}]}, "inputs[0].choices", "at least 2 choices"),
+            ({"inputs": [{"text": "x", "choices": ["a", ""]}]}, "inputs[0].choices[1]", "choice 1 must be a non-empty"),
+            ({"inputs": [{"text": " ", "choices": ["a", "b"]}]}, "inputs[0].text", '"text" (the context) must be'),
             # nothing is echoed: a misspelt optional field would be lost without a word
             ({"inputs": [{**OWN_INPUTS[0], "qustion": "What?"}]}, "inputs[0].qustion",
              "unknown field (expected: text, choices, question)"),
             ({"inputs": [{**OWN_INPUTS[1], "doc_stride": 4}]}, "inputs[0].doc_stride",
              "unknown field (expected: question, context)"),
-            ({"inputs": [{"question": "", "context": "c"}]}, "inputs[0]", '"question" must be a non-empty string'),
+            ({"inputs": [{"question": "", "context": "c"}]}, "inputs[0].question", '"question" must be a non-empty string'),
+            ({"inputs": [{"question": "q", "context": 3}]}, "inputs[0].context", '"context" must be a non-empty string'),
             ({"inputs": [{"text": "x", "choices": ["a", "b" * 51]}]}, "inputs[0].choices", "more than the limit of 50"),
             ({"inputs": [OWN_INPUTS[0]], "tasks": ["sentiment"]}, "inputs[0]", "an input of the multiple_choice type, but no requested task reads it (sentiment reads texts)"),
             ({"inputs": ["plain"], "tasks": ["qa"]}, "inputs[0]",  # no requested head reads a text: not a 500

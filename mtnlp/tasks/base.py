@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from ..spec import DataSpec
 
 
+class InputError(ValueError):
+    """What is wrong with one field of a pipeline input of a type's own form; `field` is its place in the
+    input (".choices[1]"), which serve names in its error's "field"."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+
 class TaskType:
     name: str  # the recipe's `type:`
     metrics: tuple[str, ...]  # the metrics (mtnlp/metrics METRICS) that apply; by default all of them, the first main

@@ -33,7 +33,7 @@ from pydantic import field_validator
 
 from ..errors import UserError, at
 from ..spec import Count, TaskSpec, TextData
-from .base import SHOWN, TaskType, column, labelled_cross_entropy, valid_unicode
+from .base import SHOWN, InputError, TaskType, column, labelled_cross_entropy, valid_unicode
 
 NULL = 0  # the position a window without the answer points at: the first token ([CLS], <s>)
 CANDIDATES = 5  # spans per input in the pipeline's return_all_scores output
@@ -262,7 +262,7 @@ class ExtractiveQA(TaskType):
     def check_input(self, value):
         for field in self.input_fields:
             if not isinstance(value[field], str) or not value[field].strip():
-                raise ValueError(f'"{field}" must be a non-empty string')
+                raise InputError(f'"{field}" must be a non-empty string', f".{field}")
 
     def pipeline(self, pipe, task, inputs, all_scores):
         """{"answer", "start", "end", "score"} per {"question", "context"}: character offsets into the

@@ -26,7 +26,7 @@ from pydantic import field_validator
 
 from ..errors import UserError, at
 from ..spec import TaskSpec, TextData
-from .base import TaskType, column, label_shares, rename, truncating, valid_unicode
+from .base import InputError, TaskType, column, label_shares, rename, truncating, valid_unicode
 
 
 class ChoiceData(TextData):
@@ -263,24 +263,25 @@ def choice_pairs(context: str, question: str | None, choices: list[str]) -> list
 def read_input(value) -> tuple[str, str | None, list[str]]:
     """(context, question or None, choices) of a pipeline input {"text", "choices", "question"?} (other
     keys, e.g. an id or the gold label, are ignored); a ValueError says what is wrong."""
-    def text(what: str, v, numeric: bool = False) -> str:
+    def text(what: str, field: str, v, numeric: bool = False) -> str:
         if numeric and isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v):
             v = str(v)  # (NaN, a missing cell, is no choice "nan")
         if not isinstance(v, str) or not v.strip():
-            raise ValueError(f"multiple-choice input: {what} must be a non-empty string, got {short(v)}")
+            raise InputError(f"multiple-choice input: {what} must be a non-empty string, got {short(v)}", field)
         if not valid_unicode(v):
-            raise ValueError(f"multiple-choice input: {what} holds a lone surrogate (an invalid \\u escape)")
+            raise InputError(f"multiple-choice input: {what} holds a lone surrogate (an invalid \\u escape)", field)
         return v.strip()
 
     if not isinstance(value, dict):
         raise ValueError(f"multiple-choice input: expected {{\"text\": ..., \"choices\": [...]}}, got {short(value)}")
-    context = text('"text" (the context)', value.get("text"))
+    context = text('"text" (the context)', ".text", value.get("text"))
     question = value.get("question")  # empty: no question, as an empty question_column cell in training
-    question = None if question is None or isinstance(question, str) and not question.strip() else text('"question"', question)
+    question = None if question is None or isinstance(question, str) and not question.strip() else text('"question"', ".question", question)
     choices = value.get("choices")
     if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence) or len(choices) < 2:  # a list, a tuple
-        raise ValueError(f"multiple-choice input: \"choices\" must be a list of at least 2 choices, got {short(choices)}")
-    return context, question, [text(f"choice {i}", c, numeric=True) for i, c in enumerate(choices)]
+        raise InputError(f"multiple-choice input: \"choices\" must be a list of at least 2 choices, got {short(choices)}",
+                         ".choices")
+    return context, question, [text(f"choice {i}", f".choices[{i}]", c, numeric=True) for i, c in enumerate(choices)]
 
 
 def short(value, limit: int = 60) -> str:
