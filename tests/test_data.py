@@ -1017,3 +1017,17 @@ def test_a_streamed_batch_uses_the_heads_label_ids(tokenizer):
                          {"text_pair": False})
     rows = stream.encode([{"text": "good", "label": "pos", "_line": 1}, {"text": "bad", "label": "neg", "_line": 2}])
     assert [r["labels"] for r in rows] == [2, 0]
+
+
+def test_unseen_label_in_multilabel_validation(tmp_path, tokenizer):
+    """A multilabel validation label the training split lacks went unchecked: a KeyError traceback at tokenising."""
+    train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    train.write_text("".join(json.dumps({"text": f"text {i}", "label": labels}) + "\n" for i, labels in
+                             enumerate([["politics"], ["sports"], ["politics", "sports"], []] * 3)), encoding="utf-8")
+    dev.write_text(json.dumps({"text": "a", "label": ["sports"]}) + "\n" +
+                   json.dumps({"text": "b", "label": ["sports", "mathz"]}) + "\n", encoding="utf-8")
+    tasks = {"topics": {"type": "multilabel", "data": {"train": str(train), "validation": str(dev)}}}
+    with pytest.raises(UserError) as info:
+        load(tmp_path, "topics", tokenizer, tasks=tasks)
+    message = str(info.value)
+    assert f"{dev}:2:" in message and "'mathz'" in message and "training split" in message, message

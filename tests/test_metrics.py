@@ -282,3 +282,15 @@ def test_the_majority_baseline_is_the_training_splits():
     data = TaskData("s", "classification", ["a", "b"], {"train": Dataset.from_dict({"labels": [0, 0, 1]}),
                                                          "test": Dataset.from_dict({"labels": [1, 1]})})
     assert majority_baseline(data, "test", ["accuracy"]) == {"accuracy": 0.0}
+
+
+def test_perfect_bilou_predictions_of_adjacent_one_word_entities_score_1():
+    """Predictions were scored as raw BILOU while the gold was mapped to IOBES: two adjacent U-LOC words, read by
+    seqeval as one entity, made a perfect model score F1 0.33."""
+    from mtnlp.tasks import task_type
+
+    labels = ["B-PER", "L-PER", "O", "U-LOC"]
+    gold = [["U-LOC", "U-LOC", "O", "B-PER", "L-PER", "B-PER", "L-PER"]]  # two one-word places, two persons
+    perfect = [[labels.index(t) for t in gold[0]]]
+    scores = task_type("tagging").score(gold, perfect, ["seqeval"], labels)
+    assert (scores["precision"], scores["recall"], scores["f1"]) == (1.0, 1.0, 1.0), scores

@@ -888,3 +888,107 @@ def test_qa_evaluation_predicts_no_answer_when_every_window_is_surer_of_none():
     refs = [{"window": 0, "answers": []}, {"window": 1, "answers": []}]
     preds = [{"text": "paris", "score": 0.5, "null": 0.8}, {"text": "", "score": 0.01, "null": 0.9}]
     assert qa.score(refs, preds, ["squad_exact_match"], []) == {"squad_exact_match": 1.0}
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation7 survivors)
+
+
+def test_the_pipeline_keeps_a_spans_better_score_when_two_windows_find_it(qa_pipe, monkeypatch):
+    """A span in two overlapping windows kept the score of the window that was surer of no answer: the pipeline
+    answered "" though one window gave the span 0.9 against a no-answer score of 0.5."""
+    from mtnlp.tasks import extractive_qa
+
+    calls = []
+
+    def fake(logits, offsets, max_answer_length, allow_null, topk=1):  # the same span: 0.9, then 0.2 in later windows
+        calls.append(1)
+        return ([(0.9, 0, 4)], 0.5) if len(calls) == 1 else ([(0.2, 0, 4)], 0.6)
+
+    monkeypatch.setattr(extractive_qa, "window_spans", fake)
+    out = qa_pipe({"question": "who?", "context": " ".join(["word"] * 60)}, return_all_scores=True)["qa"]
+    assert len(calls) >= 2
+    assert {key: out[key] for key in ("answer", "start", "end", "score")} == \
+        {"answer": "word", "start": 0, "end": 4, "score": 0.9}
+
+
+def test_questions_of_one_window_each_are_scored_each_on_its_own():
+    """A question read in one window was merged with the next question: two right answers scored 0."""
+    from mtnlp.tasks.extractive_qa import per_example
+
+    refs = [{"window": 0, "answers": ["Paris"]}, {"window": 0, "answers": ["1620"]},
+            {"window": 0, "answers": ["Fenn"]}, {"window": 1, "answers": ["Fenn"]}]
+    preds = [{"text": "Paris", "score": 0.4, "null": None}, {"text": "1620", "score": 0.9, "null": None},
+             {"text": "Fenn", "score": 0.8, "null": None}, {"text": "town", "score": 0.1, "null": None}]
+    assert [len(group) for group, _ in per_example(refs, preds)] == [1, 1, 2]
+    assert QA.score(refs[:2], preds[:2], ["squad_exact_match", "squad_f1"], []) == \
+        {"squad_exact_match": 1.0, "squad_f1": 1.0}
+
+
+def test_a_question_with_several_gold_answers_trains_on_its_first(tokenizer):
+    """The target took the last answer's start with the first answer's length: 'fenn in 1620' for 'Osric Fenn'."""
+    context = "The town was founded by Osric Fenn in 1620."
+    batch = {"id": ["a"], "question": ["Who founded the town?"], "context": [context],
+             "answers": [["Osric Fenn", "Fenn"]], "answer_starts": [[context.index("Osric"), context.index("Fenn")]]}
+    out = QA.encode(batch, tokenizer, 64, {})
+    s, e = out["labels"][0]
+    assert tokenizer.decode(out["input_ids"][0][s:e + 1]) == "osric fenn"
+
+
+def test_an_answer_at_the_very_start_or_end_of_the_context_is_a_target(tokenizer):
+    """An answer starting at the context's first character or ending at its last was trained as no answer ([CLS])."""
+    context = "Osric Fenn founded the town"
+    batch = {"id": ["a", "b"], "question": ["Who founded the town?", "What did he found?"], "context": [context] * 2,
+             "answers": [["Osric Fenn"], ["town"]], "answer_starts": [[0], [context.index("town")]]}
+    out = QA.encode(batch, tokenizer, 64, {})
+    assert [tokenizer.decode(ids[s:e + 1]) for ids, (s, e) in zip(out["input_ids"], out["labels"])] == \
+        ["osric fenn", "town"]
+
+
+def test_the_qa_loss_is_the_mean_of_the_start_and_end_cross_entropies():
+    """The sum of the two was twice transformers' QA loss: the QA task weighed double against the others."""
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(3, 12, 2), torch.tensor([[3, 5], [0, 0], [7, 7]])
+    expected = (F.cross_entropy(logits[..., 0], labels[:, 0]) + F.cross_entropy(logits[..., 1], labels[:, 1])) / 2
+    assert QA.loss(logits, labels, {}).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_an_answer_word_does_not_start_with_an_invisible_character(byte_level_bpe):
+    """Byte-level BPE makes a zero-width space and the punctuation after it one word: answers started with U+200B."""
+    from mtnlp.tasks.extractive_qa import whole_words
+
+    assert whole_words({0: (6, 11)}, "Paris \u200bFenn") == {0: [7, 11]}  # "Fenn"
+    words = answer_words(byte_level_bpe, "He said \u200b(Fenn) today.")
+    assert "(" in words and not any(w.startswith("\u200b") for w in words), words
+
+
+def test_the_majority_baseline_counts_questions_not_windows():
+    """Counted per window, one question with a long context (3 windows, "A") outvoted two questions answered "B"."""
+    from datasets import Dataset
+
+    train = Dataset.from_dict({"answers": [["A"], ["A"], ["A"], ["B"], ["B"]], "window": [0, 1, 2, 0, 0]})
+    assert [p["text"] for p in QA.baseline(train, [None] * 2, [])] == ["B", "B"]
+
+
+def test_training_reads_a_question_without_the_whitespace_around_it(tmp_path, byte_level_bpe):
+    """With byte-level BPE a space is a token ('Ġ'): unstripped, training read another question than the pipeline."""
+    context = "The founder was José Nũñez of Bangkok."
+    rows = [{"id": str(k), "question": question, "context": context,
+             "answers": {"text": ["Bangkok"], "answer_start": [context.index("Bangkok")]}}
+            for k, question in enumerate(["Where was he from?", "  Where was he from? \n"])]
+    examples = read(write_jsonl(tmp_path / "t.jsonl", rows))
+    assert [ex["question"] for ex in examples] == ["Where was he from?"] * 2
+    data = tokenize(examples, "extractive_qa", [], byte_level_bpe, 64, {})
+    assert data[0]["input_ids"] == data[1]["input_ids"]
+
+
+def test_the_pipeline_reads_a_question_without_the_whitespace_around_it(tiny_encoder, byte_level_bpe):
+    """The pipeline read ' who?' as 'Ġwho' with byte-level BPE, not the question training read: other answers."""
+    assert byte_level_bpe.tokenize("  Who was it? ") != byte_level_bpe.tokenize("Who was it?")  # not vacuous
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"qa": {"type": "extractive_qa", "allow_unanswerable": True}})
+    pipe = MultiTaskPipeline(model, byte_level_bpe, device="cpu", precision="fp32", max_length=32)
+    context = "The founder was José Nũñez of Bangkok. " * 3
+    clean, padded = pipe([{"question": "Who was it?", "context": context},
+                          {"question": "  Who was it? \n", "context": context}], return_all_scores=True)
+    assert padded["qa"]["candidates"] == clean["qa"]["candidates"]

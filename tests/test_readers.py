@@ -1005,3 +1005,19 @@ def test_a_ctrl_z_ending_the_file_is_named(tmp_path):
     # elsewhere a Ctrl-Z is a character of the text, as any other
     rows = read(write(tmp_path, "k.csv", b"text,label\nhi\x1a there,pos\n"))
     assert rows == [{"text": "hi\x1a there", "label": "pos", "_line": 2}]
+
+
+def test_conllu_comment_lines_without_a_space_after_the_hash_are_comments(tmp_path):
+    """CoNLL-U makes every line starting with # a comment: '#sent_id=1' was read as a word line of 1 column and a
+    valid file was refused."""
+    word = "{}\t{}\t{}\tINTJ\tUH\t_\t0\troot\t_\t_\n"
+    path = write(tmp_path, "c.conllu", "#sent_id=1\n#text=Hello world\n" + word.format(1, "Hello", "hello")
+                 + word.format(2, "world", "world") + "\n#\n" + word.format(1, "Hi", "hi") + "\n")
+    assert [(r["tokens"], r["_line"]) for r in read(path, "tagging")] == [(["Hello", "world"], 3), (["Hi"], 7)]
+
+
+def test_a_conll_token_of_a_no_break_space_alone_is_said_to_be_whitespace(tmp_path):
+    """Stripped of every whitespace, the line lost its word: the error said '2 columns, expected 3', not what is
+    wrong with the line."""
+    path = write(tmp_path, "w.conll", "EU NNP B-ORG\n\xa0 NNP O\n")
+    raises_at(path, 2, "token", "is only whitespace", task_type="tagging")
