@@ -480,9 +480,8 @@ def cmd_evaluate(args) -> int:
         raise UserError(f"{recipe.where('model.max_length')}: model.max_length: {max_length} is more than the "
                         f"encoder's position embeddings hold ({limit})")
     tasks, metrics, without = {}, {}, []
-    for name, spec in recipe.tasks.items():
-        if wanted and name not in wanted:
-            continue
+    for name in wanted or recipe.tasks:  # in the order --tasks gives them, as predict, serve and export answer
+        spec = recipe.tasks[name]
         if name not in model.config.tasks:
             raise UserError(f"{recipe.where(f'tasks.{name}')}: tasks.{name}: the model has no such task "
                             f"(it has: {', '.join(model.config.tasks)})")

@@ -225,9 +225,11 @@ def test_cli_evaluate_skips_tasks_without_the_split(make_recipe, tmp_path, capsy
     assert "not evaluated (no test split): score, ner" in out
     assert set(json.loads((tmp_path / "run" / "model" / "eval-test.json").read_text())["tasks"]) == {"sentiment"}
     # some of the recipe's tasks (a run's recipe.yaml names them all)
-    assert main(["evaluate", model, str(recipe), "--tasks", "score,ner"]) == 0
-    assert set(json.loads((tmp_path / "run" / "model" / "eval-validation.json").read_text())["tasks"]) == {"score", "ner"}
     capsys.readouterr()
+    assert main(["evaluate", model, str(recipe), "--tasks", "ner,score"]) == 0  # in the order given, as predict answers
+    assert list(json.loads((tmp_path / "run" / "model" / "eval-validation.json").read_text())["tasks"]) == ["ner", "score"]
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith(("ner ", "score "))] == \
+        ["ner", "score"]
     assert main(["evaluate", model, str(recipe), "--tasks", "ner,pos"]) == 2
     assert capsys.readouterr().err.strip() == f"error: --tasks: {recipe} has no task 'pos' (it has: sentiment, score, ner)"
     assert main(["evaluate", model, str(recipe), "--tasks", "score, ner"]) == 2
