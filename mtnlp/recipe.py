@@ -8,6 +8,7 @@ silent conversions); check() adds what relates several keys.
 from __future__ import annotations
 
 import copy
+import datetime
 import importlib.util
 import os
 import re
@@ -161,6 +162,9 @@ class _LineLoader(yaml.SafeLoader):
     def where(self, node) -> str:
         return f"override '{self.override}'" if self.override else f"{self.name}:{node.start_mark.line + 1}"
 
+    def where_now(self) -> str:
+        return f"override '{self.override}'" if self.override else self.name
+
     def construct_object(self, node, deep=False):
         if node in self.constructed_objects:
             value = self.constructed_objects[node]
@@ -169,7 +173,11 @@ class _LineLoader(yaml.SafeLoader):
                 raise UserError(f"{self.where(node)}: the aliases of this anchor expand the recipe to more than "
                                 f"{MAX_ALIAS_VALUES:,} values")
             return copy.deepcopy(value)
-        return super().construct_object(node, deep)
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, AttributeError, IndexError, TypeError) as e:  # `!!int 1e3`, `!!bool maybe`
+            raise yaml.constructor.ConstructorError(None, None, f"{node.tag.rsplit(':', 1)[-1]} {node.value!r} cannot be "
+                                                    f"read as its tag says ({type(e).__name__})", node.start_mark) from None
 
     copied = 0  # values copied for aliases so far
 
@@ -177,7 +185,7 @@ class _LineLoader(yaml.SafeLoader):
     def construct_yaml_int(self, node):
         if re.fullmatch(r"[-+]?0[0-9_]+", node.value):
             raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is an octal number to YAML: "
-                            "write it without leading zeros, or quote it")
+                            f"quote it ('{node.value}'), or write a number without leading zeros")
         self._refuse_base_60(node)
         return super().construct_yaml_int(node)
 
@@ -211,6 +219,7 @@ MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _construct_mapping(loader, node, deep=False):
+    _check_merges(loader, node)
     own = sum(key_node.tag != MERGE_TAG for key_node, _ in node.value)
     loader.flatten_mapping(node)  # `<<: *anchor`: the anchor's pairs first, then the mapping's own pairs
     mapping, lines, seen = {}, {}, set()
@@ -235,10 +244,32 @@ def _construct_mapping(loader, node, deep=False):
     return _Mapping(mapping, lines)
 
 
+def _check_merges(loader, node):
+    """One `<<` per mapping, and no key that two of its merged mappings set to different values: which one wins
+    differs between PyYAML versions (the first, as YAML says, up to 6.0.3; the last in 6.0.4)."""
+    merges = [(key, value) for key, value in node.value if key.tag == MERGE_TAG]
+    if len(merges) > 1:
+        raise UserError(f"{loader.where(merges[1][0])}: duplicate key '{'.'.join([*loader.keys, '<<'])}': merge "
+                        "several mappings with one, <<: [*a, *b]")
+    sources = merges[0][1].value if merges and isinstance(merges[0][1], yaml.SequenceNode) else []
+    given = {}
+    for source in (s for s in sources if isinstance(s, yaml.MappingNode)):
+        for key, value in source.value:
+            earlier = given.setdefault(key.value, value)
+            if earlier is not value and not (isinstance(value, yaml.ScalarNode) and isinstance(earlier, yaml.ScalarNode)
+                                             and (earlier.tag, earlier.value) == (value.tag, value.value)):
+                raise UserError(f"{loader.where(merges[0][0])}: {'.'.join([*loader.keys, key.value])}: set by two of "
+                                f"the merged mappings (lines {earlier.start_mark.line + 1} and "
+                                f"{value.start_mark.line + 1}); PyYAML versions differ on which wins: set it in this "
+                                "mapping")
+
+
 def _read_yaml(text: str, name: str, override: str | None = None, keys: list[str] = ()):
     loader = _LineLoader(text, name, override, keys)
     try:
         return loader.get_single_data()
+    except RecursionError:  # a flow list nested some 200 deep
+        raise UserError(f"{loader.where_now()}: the YAML nests deeper than it can be read") from None
     finally:
         loader.dispose()
 
@@ -368,13 +399,17 @@ def apply_override(raw: dict, item: str) -> None:
             if isinstance(node, _Mapping):  # errors about the new section point at the override
                 node.lines[part] = OVERRIDE
         node = node[part]
+    quoted = value.replace("'", "''")
     try:
         parsed = _read_yaml(value, "override", override=item, keys=[str(p) for p in parts])  # as strict as a recipe file
+        node_end = yaml.compose(value, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:  # e.g. `[a` for a list not closed: not taken for the text it is
         problem = getattr(e, "problem", None) or first_line(str(e))
-        quoted = value.replace("'", "''")
         raise UserError(f"override '{item}': the value is no valid YAML ({problem}); to mean that text, quote it: "
                         f"\"{key}='{quoted}'\"") from None
+    if node_end is not None and value[node_end.end_mark.index:].strip():  # ` #2`: a comment to YAML, dropped
+        raise UserError(f"override '{item}': YAML reads '{value[node_end.end_mark.index:].strip()}' as a comment "
+                        f"and drops it; to mean that text, quote it: \"{key}='{quoted}'\"")
     if key in CWD_PATH_KEYS and isinstance(parsed, str) and parsed not in ("latest", ""):
         if key != "model.init_from" or is_local_path(parsed):  # init_from may be a hub id: it stays one
             parsed = str(Path(parsed).expanduser().absolute())  # paths typed on the command line are cwd-relative
@@ -442,10 +477,21 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
     elif kind == "string_type" and problem["loc"][-1] == "[key]" and isinstance(value, float):
         text = f"YAML reads the key {_short(value)} as a number, and a task name has no '.': rename the task"
     elif kind.split("_")[0] in EXPECTED:
-        text = f"expected {EXPECTED[kind.split('_')[0]]}, got {_short(value)}"
+        text = f"expected {EXPECTED[kind.split('_')[0]]}, got {_short(value)}" + (_yaml_read_as(value) if kind == "string_type" else "")
     else:
         text = problem["msg"].removeprefix("Value error, ")
     return f"{_at(src, _line_of(key_lines, parts))}: {key}: {text}" if key else f"{_at(src, None)}: {text}"
+
+
+def _yaml_read_as(value) -> str:
+    """Why YAML made a value that was meant as text something else."""
+    if isinstance(value, bool):
+        return " (YAML reads an unquoted yes, no, on, off, true or false as a boolean: quote it)"
+    if value is None:
+        return " (YAML reads ~, null or nothing as null: quote it, or give a value)"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return " (YAML reads an unquoted 2026-12-07 as a date: quote it)"
+    return ""
 
 
 def _short(value) -> str:

@@ -5,6 +5,7 @@ types with their ranges, the data section and the part of a task section every t
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -92,6 +93,8 @@ def _label_weights(value):
     if not value:
         raise ValueError("an empty mapping: give {label: weight}, or leave label_weights out")
     for label, weight in value.items():
+        if isinstance(weight, str) and re.fullmatch(r"[-+]?[0-9.]+[eE][-+]?[0-9]+", weight.strip()):
+            weight = float(weight)  # 1e1: a string to YAML 1.1, as lr's 3e-5
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < math.inf:
             raise ValueError(f"the weight of {label!r} must be a positive number, got {weight!r}")
     _string_keys(value)  # a boolean key, or two keys that are one label: an error
@@ -138,6 +141,13 @@ class DataSpec(Spec):
     # rename raw labels, e.g. {0: negative, 1: positive}
     label_names: Annotated[dict[str, str], BeforeValidator(_string_keys)] | None = None
     label_sep: str | None = None  # keep each label only up to this separator, e.g. ":" for TREC-6 "DESC:manner"
+
+    @field_validator("label_sep")
+    @classmethod
+    def _a_separator(cls, value):
+        if value == "":  # YAML reads a bare | or > (a block scalar's marker) as an empty text
+            raise ValueError("an empty separator (YAML reads a bare | or > as empty text: quote it, '|')")
+        return value
 
 
 class TextData(DataSpec):

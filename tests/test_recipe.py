@@ -270,6 +270,53 @@ def test_merge_keys(tmp_path):
     assert error(path).startswith(f"{path}:13: duplicate key")
 
 
+def test_merged_mappings_that_set_one_key_differently_and_a_second_merge_key_are_errors(tmp_path):
+    """Which merged mapping wins differs between PyYAML versions (6.0.4 the last, earlier the first, as YAML
+    says): the same recipe trained with dropout 0.3 on one install and 0.4 on another. A second << in one
+    mapping was no duplicate key."""
+    base = BASE.replace("    type: classification\n", "    type: classification\n    <<: [{dropout: 0.3, loss_weight: 2.0}, "
+                        "{dropout: 0.4}]\n")
+    path = recipe_file(tmp_path, base)
+    assert error(path) == (f"{path}:5: tasks.sentiment.dropout: set by two of the merged mappings (lines 5 and 5); "
+                           "PyYAML versions differ on which wins: set it in this mapping")
+    same = recipe_file(tmp_path, base.replace("{dropout: 0.4}", "{dropout: 0.3, metrics: [f1]}"))
+    spec = load_recipe(same).tasks["sentiment"]
+    assert (spec.dropout, spec.loss_weight, spec.metrics) == (0.3, 2.0, ["accuracy"])  # one value; the task's own key wins
+    twice = recipe_file(tmp_path, BASE.replace("    type: classification\n", "    type: classification\n"
+                                               "    <<: {dropout: 0.3}\n    <<: {dropout: 0.4}\n"))
+    assert error(twice) == (f"{twice}:6: duplicate key 'tasks.sentiment.<<': merge several mappings with one, "
+                            "<<: [*a, *b]")
+
+
+@pytest.mark.parametrize("written,said", [
+    ("steps: !!int 1e3", "invalid YAML: int '1e3' cannot be read as its tag says (ValueError)"),
+    ("steps: !!bool maybe", "invalid YAML: bool 'maybe' cannot be read as its tag says (KeyError)"),
+    ("steps: !!float ''", "invalid YAML: float '' cannot be read as its tag says (IndexError)")])
+def test_a_value_its_explicit_tag_cannot_read_is_an_error_at_its_line(tmp_path, written, said):
+    """PyYAML's constructors raise ValueError, KeyError... (no YAMLError): a traceback."""
+    path = recipe_file(tmp_path, replace={"  steps: 5": f"  {written}"})
+    assert error(path) == f"{path}:{LINE['steps']}: {said}"
+    assert "cannot be read as its tag says" in error(recipe_file(tmp_path), [f"training.{written.replace(': ', '=')}"])
+
+
+def test_yaml_nested_too_deep_to_read_is_one_line(tmp_path):
+    path = recipe_file(tmp_path, replace={"name: t": "name: " + "[" * 2000 + "]" * 2000})
+    assert error(path) == f"{path}: the YAML nests deeper than it can be read"
+    assert error(recipe_file(tmp_path), ["name=" + "[" * 2000 + "]" * 2000]).endswith(
+        ": the YAML nests deeper than it can be read")
+
+
+@pytest.mark.parametrize("item,dropped", [("output_dir=runs/exp #2", "#2"), ("name=run #3", "#3"),
+                                          ("training.lr=1e-5 # the paper's", "# the paper's"), ("name=[a] #x", "#x")])
+def test_an_override_value_with_a_yaml_comment_is_refused_not_cut(item, dropped):
+    """`output_dir=runs/exp #2` wrote into runs/exp, perhaps over another run (YAML drops a comment)."""
+    key, _, value = item.partition("=")
+    quoted = value.replace("'", "''")
+    assert error(DEMO, [item]) == (f"override '{item}': YAML reads '{dropped}' as a comment and drops it; to mean "
+                                   f"that text, quote it: \"{key}='{quoted}'\"")
+    assert load_recipe(DEMO, ["name='run #3'", "output_dir=runs/exp#2"]).name == "run #3"
+
+
 # ---------------------------------------------------------------- values out of range
 
 
@@ -708,7 +755,7 @@ def test_hub_repo_id_is_checked_when_the_recipe_loads(tmp_path, top, message):
 
 
 @pytest.mark.parametrize("written,fragment", [
-    ("steps: 010", "010 is an octal number to YAML"), ("steps: 1:30", "1:30 is a base-60 number to YAML: quote it"),
+    ("steps: 010", "010 is an octal number to YAML: quote it ('010'), or write a number without leading zeros"), ("steps: 1:30", "1:30 is a base-60 number to YAML: quote it"),
     ("lr: 1:30.5", "1:30.5 is a base-60 number"), ("seed: -1", "must be >= 0"), ("seed: 4294967296", "must be < 4294967296"),
     ("mixed_precision: on", "names no precision (expected one of: auto, bf16, fp16, fp32, no)"),
 ])
@@ -949,3 +996,43 @@ def test_the_defaults_the_readme_gives_are_the_recipes():
             for key in ("weighting_lr", "dwa_window", "dwa_temperature")}
     assert {key: float(value) for key, value in said.items()} == {key: float(getattr(MTLSpec(), key)) for key in said}
     assert re.search(r"\n  strategy: .*# .*?(\w+) \(default\)", readme).group(1) == SamplingSpec().strategy
+
+
+def test_an_empty_label_sep_is_refused_where_yaml_made_it_from_a_bare_bar(tmp_path):
+    """`label_sep: |` is an empty block scalar to YAML: an empty separator was ignored, so a multilabel task
+    trained on label combinations ('fun|pos') and a classification task kept whole labels, without a word."""
+    path = recipe_file(tmp_path, replace={"      text_column: sentence\n": "      text_column: sentence\n      label_sep: |\n"})
+    assert error(path) == (f"{path}:8: tasks.sentiment.data.label_sep: an empty separator (YAML reads a bare | or > "
+                           "as empty text: quote it, '|')")
+    assert "an empty separator" in error(DEMO, ["tasks.sentiment.data.label_sep=|"])
+    assert load_recipe(DEMO, ["tasks.sentiment.data.label_sep='|'"]).tasks["sentiment"].data.label_sep == "|"
+
+
+MULTILABEL = ["tasks.topics.type=multilabel", f"tasks.topics.data.train={DATA / 'sst2_sample.jsonl'}"]
+
+
+@pytest.mark.parametrize("grid,said", [("[]", "tasks.topics.threshold_grid: List should have at least 1 item"),
+                                       ("[0.5, 2]", "tasks.topics.threshold_grid.1: must be < 1, got 2"),
+                                       ("[.nan]", "tasks.topics.threshold_grid.0: must be a finite number, got nan")])
+def test_a_threshold_grid_is_a_non_empty_list_of_thresholds(grid, said):
+    """[] crashed after the whole run, when the thresholds were tuned; [2, -1] saved a threshold of -1 (every
+    label always predicted)."""
+    assert said in error(DEMO, [*MULTILABEL, f"tasks.topics.threshold_grid={grid}"])
+    assert load_recipe(DEMO, [*MULTILABEL, "tasks.topics.threshold_grid=[1e-1, 0.5]"]).tasks["topics"].threshold_grid == [0.1, 0.5]
+
+
+def test_a_label_weight_in_e_notation_is_a_number_as_lr_is():
+    """YAML 1.1 reads 1e1 as a string: it was "not a positive number", where lr: 3e-5 is one (README)."""
+    spec = load_recipe(DEMO, ["tasks.sentiment.label_weights={positive: 1e1, negative: 2.5e-1}"]).tasks["sentiment"]
+    assert spec.label_weights == {"positive": 10.0, "negative": 0.25}
+
+
+@pytest.mark.parametrize("written,said", [
+    ("name: no", "name: expected str, got False (YAML reads an unquoted yes, no, on, off, true or false as a boolean: "
+                 "quote it)"),
+    ("name: 2026-12-07", "name: expected str, got datetime.date(2026, 12, 7) (YAML reads an unquoted 2026-12-07 as a "
+                         "date: quote it)"),
+    ("name: ~", "name: expected str, got None (YAML reads ~, null or nothing as null: quote it, or give a value)")])
+def test_a_text_yaml_read_as_a_boolean_date_or_null_says_why(tmp_path, written, said):
+    path = recipe_file(tmp_path, replace={"name: t": written})
+    assert error(path) == f"{path}:1: {said}"

@@ -25,7 +25,7 @@ class Multilabel(TextTask):
         threshold: Fraction = 0.5  # a label is predicted when its probability exceeds this
         tune_thresholds: bool = False  # after training: each label's threshold that maximises its validation F1
         # (per-label thresholds are saved with the model; the reported validation metrics then use them)
-        threshold_grid: list[float] = Field(default_factory=lambda: [i / 20 for i in range(1, 20)])
+        threshold_grid: list[Fraction] = Field(default_factory=lambda: [i / 20 for i in range(1, 20)], min_length=1)
         # each label's positive examples weigh this in its binary cross-entropy (pos_weight): {label: weight}
         # (others 1), or balanced: negatives / positives of the label in the training split
         label_weights: LabelWeights = None
