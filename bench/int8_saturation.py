@@ -72,12 +72,13 @@ class Int8Linear(torch.nn.Module):
         zero = torch.clamp(torch.round(0 - low / scale), 0, 255)
         xq = torch.clamp(torch.round(rows / scale) + zero, 0, 255).double()
         sums = xq @ self.wq
+        if self.saturate:
+            self.counts["pair_sums"] += xq.shape[0] * self.wq.numel() // 2
         if self.saturate and len(self.pairs):
             p, n = self.pairs[:, 0], self.pairs[:, 1]
             pair = xq[:, 2 * p] * self.wq[2 * p, n] + xq[:, 2 * p + 1] * self.wq[2 * p + 1, n]
             clipped = pair.clamp(-32768, 32767) - pair
             self.counts["saturated_pair_sums"] += int((clipped != 0).sum())
-            self.counts["pair_sums"] += xq.shape[0] * self.wq.numel() // 2
             sums.index_add_(1, n, clipped)
         y = (sums - float(zero) * self.wq.sum(0)) * float(scale) * self.wscale + self.bias
         return y.to(x.dtype).reshape(*x.shape[:-1], -1)

@@ -377,26 +377,34 @@ def not_json(constant: str):
     raise NotJson(f"{constant} is not JSON (a missing value?)")
 
 
-def finite(text: str) -> float:
+class OutOfRange(ValueError):
+    def __init__(self, text: str):
+        super().__init__(f"{text} is out of a number's range")
+        self.text = text
+
+
+def finite_float(text: str) -> float:
     """A JSON number within a float's range: 1e400 would be read as inf (a label or a choice's text "inf",
     and predict would echo it as Infinity, which is not JSON)."""
     if math.isinf(value := float(text)):
-        raise ValueError(f"{text} is out of a number's range")
+        raise OutOfRange(text)
     return value
 
 
-JSON, NOT_JSON = json.JSONDecoder(parse_constant=not_json, parse_float=finite), re.compile(r"NaN|-?Infinity")
+JSON, NOT_JSON = json.JSONDecoder(parse_constant=not_json, parse_float=finite_float), re.compile(r"NaN|-?Infinity")
 BOM_IN_LINE = "the line starts with a byte-order mark (U+FEFF), as files joined with cat leave it: remove it"
 RAW_CONTROL = "a raw control character (a tab, a line break) inside a string: write it escaped (\\t, \\n, \\u0000)"
 
 
 def json_error(error: Exception, line: str = "") -> str:
-    """What is wrong in a JSON text (`line`: the line it is, for a byte-order mark at its start), for a message."""
+    """What is wrong in a JSON text (`line`: the line of JSON Lines it is), for a message."""
     if line.startswith("\ufeff"):
         return BOM_IN_LINE
     if not isinstance(error, json.JSONDecodeError):
         return _json_problem(error)
     where = f"line {error.lineno} column {error.colno}" if error.lineno > 1 else f"column {error.colno}"
+    if line and error.msg.startswith("Unterminated string"):  # the line ends inside a string: split at a raw \r?
+        return f"a string not closed on its line, from {where} (a raw line break inside it? write it escaped: \\n, \\r)"
     return f"{_said(error.msg)} ({where})"
 
 
@@ -509,7 +517,8 @@ class JsonArray:
                     self.fail(_said(e.msg), e.pos)
             except (ValueError, RecursionError) as e:  # NaN, a number of > 4300 digits, nesting too deep
                 constant = NOT_JSON.search(self.buf, self.pos) if isinstance(e, NotJson) else None
-                self.fail(_json_problem(e), constant.start() if constant else None)
+                at = constant.start() if constant else self.buf.find(e.text, self.pos) if isinstance(e, OutOfRange) else -1
+                self.fail(_json_problem(e), at if at >= 0 else None)
 
     def read(self, at_least: int = 1) -> bool:
         """Append the next chunks, at least `at_least` characters of them, dropping what was parsed; False at

@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from .errors import UserError
-from .readers import finite, json_error, not_json
+from .readers import finite_float, json_error, not_json
 from .tasks import task_type
 from .tasks.base import (LONE_SURROGATE, answering_tasks, example_input, reads, reads_text, text_input_problem,
                          valid_unicode)
@@ -275,7 +275,7 @@ def parse_request(body: bytes, served: dict, limits: Limits, windows=None) -> tu
     make for the QA heads `specs` (qa_windows; None: one each)."""
     try:
         # strict: NaN and Infinity are not JSON (json reads them), nor a key twice in one object, nor 1e400
-        payload = json.loads(body, parse_constant=not_json, object_pairs_hook=unique_keys, parse_float=finite)
+        payload = json.loads(body, parse_constant=not_json, object_pairs_hook=unique_keys, parse_float=finite_float)
     except (ValueError, RecursionError) as e:  # ValueError: also bad UTF-8 and an int of over 4,300 digits
         raise ApiError(400, "body", f"invalid JSON ({json_error(e)})") from None
     if not isinstance(payload, dict):

@@ -74,6 +74,9 @@ def test_choices_as_a_list_or_columns_labels_as_index_or_text(tmp_path):
     ({"text": "x", "choices": ["a", "b"], "label": None}, {}, "empty label in column 'label'"),
     ({"text": "x", "choices": "a or b", "label": 0}, {}, "column 'choices' must hold a list of choices"),
     ({"text": "x", "choices": "[\"a\", ", "label": 0}, {}, "look like a JSON list but do not parse"),
+    # a CSV/TSV cell's JSON list is read as strictly as a JSON file: NaN was the choice "nan", 1e400 "inf"
+    ({"text": "x", "choices": "[\"a\", NaN]", "label": 0}, {}, "do not parse: NaN is not JSON (a missing value?)"),
+    ({"text": "x", "choices": "[\"a\", 1e400]", "label": 0}, {}, "do not parse: 1e400 is out of a number's range"),
     ({"text": "x", "choices": ["a", " "], "label": 0}, {}, "empty choice 1"),
     ({"text": "x", "choices": ["a", {"b": 1}], "label": 0}, {}, "choice 1 must be a string or a number"),
     ({"text": "x", "label": 0}, {}, "missing column 'choices'"),
@@ -254,6 +257,8 @@ def test_a_choice_that_is_a_missing_value_is_refused_and_numbers_of_any_kind_are
         with pytest.raises(ValueError, match=r"^multiple-choice input: choice 1 must be a non-empty string, got -?(NaN|Infinity)$"):
             read_input({"text": "The sky is", "choices": ["blue", missing, "green"]})
     assert read_input({"text": "Pick", "choices": (np.int64(3), np.float64(2.5), 7)}) == ("Pick", None, ["3", "2.5", "7"])
+    assert read_input({"text": "Pick", "choices": ["a", 10**400]})[2] == ["a", "1" + "0" * 400]  # no float: its digits
+    assert read_input({"text": "Pick", "choices": np.array(["a", "b"], dtype=object)})[2] == ["a", "b"]  # a pandas cell
     for not_choices in ("ab", b"ab", {"a": 1, "b": 2}):
         with pytest.raises(ValueError, match=r'"choices" must be a list of at least 2 choices'):
             read_input({"text": "Pick", "choices": not_choices})

@@ -498,9 +498,9 @@ def test_the_benchmarks_int8_emulation_is_onnxruntimes_arithmetic_and_saturates_
     for task in TASKS:  # far closer to onnxruntime's int8 than int8 is to fp32
         assert np.abs(emulated[task] - onnx[task]).mean() < 0.2 * np.abs(fp32[task] - onnx[task]).mean(), task
 
-    linear = torch.nn.Linear(4, 2)
+    linear = torch.nn.Linear(4, 3)
     with torch.no_grad():
-        linear.weight.copy_(torch.tensor([[1.0, 1.0, 0.1, 0.1], [1.0, -1.0, 0.1, 0.1]]))
+        linear.weight.copy_(torch.tensor([[1.0, 1.0, 0.1, 0.1], [1.0, -1.0, 0.1, 0.1], [-1.0, -1.0, 0.1, 0.1]]))
         linear.bias.zero_()
     saturating = Int8Linear(linear, reduce=False, saturate=True, counts=counts)
     x = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # uint8 255, 255 (zero point 0) times 127, 127: 64,770 past int16
@@ -509,5 +509,6 @@ def test_the_benchmarks_int8_emulation_is_onnxruntimes_arithmetic_and_saturates_
     clipped = saturating(x)
     assert exact[0, 0] == pytest.approx(2.0, abs=0.01) and clipped[0, 0] == pytest.approx(2.0 * 32767 / 64770, abs=0.01)
     assert clipped[0, 1] == exact[0, 1]  # 127 - 127: nothing to clip
-    assert counts["saturated_pair_sums"] == 1
+    assert exact[0, 2] == pytest.approx(-2.0, abs=0.01) and clipped[0, 2] == pytest.approx(-2.0 * 32768 / 64770, abs=0.01)
+    assert counts["saturated_pair_sums"] == 2
     assert Int8Linear(linear, reduce=True, saturate=True, counts=counts)(x)[0, 0] == pytest.approx(2.0, abs=0.02)

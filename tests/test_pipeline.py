@@ -589,6 +589,8 @@ def test_a_plain_text_input_line_is_told_how_to_give_it(tmp_path, line):
                          r"escaped (\t, \n, \u0000) (column 12)"),
     ('\ufeff{"text": "x"}', "invalid JSON: the line starts with a byte-order mark (U+FEFF), as files joined with cat "
                             "leave it: remove it"),
+    ('{"text": "a\rb"}', r"invalid JSON: a string not closed on its line, from column 10 (a raw line break inside it? "
+                         r"write it escaped: \n, \r)"),
     ('{"text": "x", "predictions": {"a": 1}}', 'the line has a "predictions" key, which predict writes its answers '
                                                "under: rename or drop it (e.g. jq -c 'del(.predictions)')")])
 def test_an_input_line_whose_value_predict_would_garble_or_lose_names_its_line(tmp_path, monkeypatch, line, said):

@@ -289,7 +289,7 @@ def test_a_question_too_long_for_the_window_is_cut(tokenizer):
     assert all(data["truncated"]) and max(data["length"]) <= 32
 
 
-def test_a_long_questions_windows_move_on_by_half_of_what_the_stride_leaves(tokenizer):
+def test_a_long_questions_windows_move_on_by_a_quarter_of_what_the_stride_leaves(tokenizer):
     """A question cut to leave stride + 1 context tokens made windows that moved on by one token: a 300-token
     question over a 1,200-token context was 1,072 windows at the default max_length and doc_stride."""
     from mtnlp.tasks.extractive_qa import windows
@@ -299,11 +299,13 @@ def test_a_long_questions_windows_move_on_by_half_of_what_the_stride_leaves(toke
         len(enc["input_ids"]) for enc in [windows(tokenizer, [question], [context], max_length, stride)[0]]][0]
     short = count("why?")
     for words in (100, 200, 300):
-        assert count("why " * words) <= 2 * short, words
-    # the cut leaves (384 - 3 - 128) // 2 = 126 question tokens: 126 whole, 127 cut; none may crash the tokenizer,
-    # which refuses a stride of as many tokens as a window's context (a cut one token shorter did)
-    for max_length, stride in ((384, 128), (64, 31), (64, 0), (32, 8)):
-        limit = (max_length - 3 - min(stride, (max_length - 3) // 2 - 1)) // 2
+        assert count("why " * words) <= 4 * short, words
+    # the cut leaves 253 - 253 // 4 = 190 question tokens at 384: 190 whole, 191 cut (a 43-token question at 128
+    # is whole: 83 - 20 = 63); none may crash the tokenizer, which refuses a stride of as many tokens as a
+    # window's context (a cut one token shorter did)
+    for max_length, stride in ((384, 128), (128, 42), (64, 31), (64, 0), (32, 8)):
+        room = max_length - 3 - min(stride, (max_length - 3) // 2 - 1)
+        limit = room - max(1, room // 4)
         for length in range(limit - 1, limit + 3):
             question = " ".join(["why"] * length)
             enc, cut = windows(tokenizer, [question], [context], max_length, stride)
@@ -683,7 +685,7 @@ def test_a_qa_head_beside_a_classification_head(tmp_path, tiny_encoder, capsys):
     long_question = {"question": "why " * 200 + "?", "context": QUESTIONS[0]["context"]}
     _, cut = truncations(lambda: pipe(["fine", long_question, "so " * 300]))
     assert [w.indices for w in cut] == [[1, 2]]
-    assert "a question that leaves the context too little room" in str(cut[0])
+    assert "a question of more than three quarters of a window's tokens past doc_stride is cut" in str(cut[0])
     assert "sequence heads read only what fits" in str(cut[0])
     inputs = write_jsonl(tmp_path / "mixed.jsonl", ["a gorgeous movie", QUESTIONS[0]])
     capsys.readouterr()

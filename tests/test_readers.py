@@ -837,9 +837,18 @@ def test_a_json_number_out_of_a_floats_range_is_refused_not_read_as_inf(tmp_path
     rows = ['{"text": "good", "label": 1}', '{"text": "bad", "label": -1e400}']
     text = "\n".join(rows) + "\n" if fmt == "jsonl" else "[\n" + ",\n".join(rows) + "\n]\n"
     path = write(tmp_path, f"x.{fmt}", text)
-    raises_at(path, 2 if fmt == "jsonl" else 3, "-1e400 is out of a number's range")
+    message = raises_at(path, 2 if fmt == "jsonl" else 3, "-1e400 is out of a number's range")
+    if fmt == "json":  # placed at the number, as a NaN is
+        assert message.endswith(f"(column {rows[1].index('-1e400') + 1})"), message
     path.write_text(text.replace("-1e400", "-1e300"))
     assert [ex["label"] for ex in read(path, "regression")] == [1.0, -1e300]
+
+
+@pytest.mark.parametrize("cell,said", [('["x", NaN]', "NaN is not JSON"), ('["x", 1e400]', "1e400 is out of a number's range")])
+def test_a_multilabel_cells_json_list_is_read_as_strictly_as_a_json_file(tmp_path, cell, said):
+    """A TSV cell's NaN or 1e400 became the label "nan" or "inf"."""
+    path = write(tmp_path, "ml.tsv", f"text\tlabel\nfine\tx\nbad\t{cell}\n")
+    raises_at(path, 3, f"look like a JSON list but do not parse: {said}", task_type="multilabel")
 
 
 def test_a_raw_tab_inside_a_json_string_is_told_how_to_write_it(tmp_path):

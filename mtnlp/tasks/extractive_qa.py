@@ -247,8 +247,8 @@ class ExtractiveQA(TaskType):
         notes = []
         if cut:
             notes.append(f"{cut:,} of {len(questions):,} questions were cut to fit max_length={max_length} tokens (a "
-                         "question takes at most half of a window's tokens past doc_stride, so that the windows of a "
-                         "long context move on by at least as many)")
+                         "question takes at most three quarters of a window's tokens past doc_stride, so that the "
+                         "windows of a long context move on by at least a quarter)")
         if lost:
             stride = span_settings(options or {}, max_length)[0]
             notes.append(f"{lost:,} of {answered:,} answers (a question's first) fit in no window whole (longer than "
@@ -310,7 +310,8 @@ class ExtractiveQA(TaskType):
             out.append(result)
         return out, [k for k, was_cut in enumerate(cut) if was_cut]
 
-    cut_effect = "a question that leaves the context too little room with doc_stride is cut"
+    cut_effect = ("a question of more than three quarters of a window's tokens past doc_stride is cut (so that a "
+                  "long context's windows move on)")
 
     def export_config(self, config, spec):
         config.num_labels = 2
@@ -422,12 +423,13 @@ def answer_pairs(row, answers, name: str) -> list[tuple]:
 
 def windows(tokenizer, questions: list[str], contexts: list[str], max_length: int, stride: int):
     """Question + context in windows of max_length tokens, consecutive windows sharing `stride`
-    context tokens (truncation only_second, overflowing tokens kept). A question is cut to at most half
-    of a window's tokens past the `stride` it shares (the second value: which were cut): a window moves
-    on by what its question leaves of them, so a longer question made about one window per context token."""
+    context tokens (truncation only_second, overflowing tokens kept). A question is cut to at most three
+    quarters of a window's tokens past the `stride` it shares (the second value: which were cut): a window
+    moves on by what its question leaves of them, so a longer question made about one window per context token."""
     special = tokenizer.num_special_tokens_to_add(pair=True)
     stride = max(0, min(stride, (max_length - special) // 2 - 1))
-    limit = max(1, (max_length - special - stride) // 2)
+    room = max_length - special - stride  # a window's tokens past the stride it shares
+    limit = room - max(1, room // 4)
     questions, cut = list(questions), [False] * len(questions)
     lengths = tokenizer(questions, add_special_tokens=False)["input_ids"] if questions else []
     for i in (i for i, ids in enumerate(lengths) if len(ids) > limit):

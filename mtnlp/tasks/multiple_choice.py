@@ -89,10 +89,12 @@ class MultipleChoice(TaskType):
             return [row.text(c) for c in column]
         value = row.column(column)
         if isinstance(value, str) and value.strip().startswith("["):  # csv/tsv: a JSON list as text
+            from ..readers import JSON, json_error  # (as strict as a JSON file: NaN is no choice "nan")
+
             try:
-                value = json.loads(value)
-            except (json.JSONDecodeError, RecursionError):
-                row.fail(f"choices {row.show(value)} look like a JSON list but do not parse")
+                value = JSON.decode(value)
+            except (ValueError, RecursionError) as e:
+                row.fail(f"choices {row.show(value)} look like a JSON list but do not parse: {json_error(e)}")
         if not isinstance(value, list):
             row.fail(f"column '{row.printable(column)}' must hold a list of choices, got {row.show(value)} "
                      "(several columns with one choice each: data.choices_column: [col1, col2, ...])")
@@ -264,7 +266,8 @@ def read_input(value) -> tuple[str, str | None, list[str]]:
     """(context, question or None, choices) of a pipeline input {"text", "choices", "question"?} (other
     keys, e.g. an id or the gold label, are ignored); a ValueError says what is wrong."""
     def text(what: str, field: str, v, numeric: bool = False) -> str:
-        if numeric and isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v):
+        if numeric and isinstance(v, numbers.Real) and not isinstance(v, bool) and (
+                isinstance(v, numbers.Integral) or math.isfinite(v)):  # (10**400 is no float)
             v = str(v)  # (NaN, a missing cell, is no choice "nan")
         if not isinstance(v, str) or not v.strip():
             raise InputError(f"multiple-choice input: {what} must be a non-empty string, got {short(v)}", field)
@@ -278,6 +281,8 @@ def read_input(value) -> tuple[str, str | None, list[str]]:
     question = value.get("question")  # empty: no question, as an empty question_column cell in training
     question = None if question is None or isinstance(question, str) and not question.strip() else text('"question"', ".question", question)
     choices = value.get("choices")
+    if type(choices).__module__ == "numpy" and getattr(choices, "ndim", None) == 1:  # a pandas cell of a list column
+        choices = choices.tolist()
     if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence) or len(choices) < 2:  # a list, a tuple
         raise InputError(f"multiple-choice input: \"choices\" must be a list of at least 2 choices, got {short(choices)}",
                          ".choices")
