@@ -8,6 +8,7 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -58,6 +59,30 @@ def test_evaluate_and_select_keeps_the_best_and_stops_without_improvement(make_r
     assert run.progress.bad_evals == 1 and run.progress.best_step == 1
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["best"] for h in history] == [True, False]
+
+
+def test_patience_counts_the_evaluations_since_the_last_improvement(make_recipe, monkeypatch):
+    """Better, worse, better, worse never has 2 bad evaluations in a row: with an improvement not resetting the
+    count, patience 2 stopped the run at the 4th evaluation."""
+    import mtnlp.train as train_module
+
+    run = setup(load_recipe(make_recipe(training={"steps": 8, "early_stopping_patience": 2})))
+    scores = iter([0.5, 0.4, 0.6, 0.5])
+    monkeypatch.setattr(train_module, "selection_score", lambda results, metrics: next(scores))
+    train_step(run)
+    assert [evaluate_and_select(run) for _ in range(4)] == [False] * 4 and run.progress.bad_evals == 1
+
+
+def test_the_multiple_choice_loss_is_the_mean_cross_entropy_over_the_batch():
+    """As transformers' *ForMultipleChoice computes it; a sum weighed the task by its batch size."""
+    from torch.nn import functional as F
+
+    from mtnlp.tasks import task_type
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(8, 4), torch.randint(0, 4, (8,))
+    assert task_type("multiple_choice").loss(logits, labels, {}).item() == pytest.approx(
+        F.cross_entropy(logits, labels).item(), rel=1e-6)
 
 
 def test_checkpoint_then_setup_resumes_where_it_was(make_recipe, tmp_path):
