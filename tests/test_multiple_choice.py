@@ -236,6 +236,13 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
         pipe({"text": "a", "choices": ["x", "\ud800"]})
     as_tuple = {**CHOICE_INPUTS[0], "choices": tuple(CHOICE_INPUTS[0]["choices"])}  # e.g. a pandas row's cells
     assert pipe(as_tuple, tasks=["categories"], return_all_scores=True) == alone
+    # two inputs of one choice count around one of another: batched by count, each answered as alone
+    mixed = [CHOICE_INPUTS[0], CHOICE_INPUTS[1], {**CHOICE_INPUTS[0], "text": "A second context"}]
+    together = pipe(mixed, tasks=["categories"], return_all_scores=True)
+    for got, value in zip(together, mixed):
+        single = pipe(value, tasks=["categories"], return_all_scores=True)["categories"]
+        assert got["categories"]["choice"] == single["choice"]
+        assert got["categories"]["scores"] == pytest.approx(single["scores"], abs=1e-5)
     plain = {k: v for k, v in CHOICE_INPUTS[0].items() if k != "question"}  # an empty question is none, as in training
     assert pipe({**plain, "question": " "}, return_all_scores=True) == pipe(plain, return_all_scores=True)
     # an input no head asked for reads is an error, not an empty answer
