@@ -264,10 +264,12 @@ def _check_merges(loader, node):
                                 "mapping")
 
 
-def _read_yaml(text: str, name: str, override: str | None = None, keys: list[str] = ()):
+def _read_yaml(text: str, name: str, override: str | None = None, keys: list[str] = ()) -> tuple:
+    """The document's value (None for none), and the text after that value (comments, which YAML drops)."""
     loader = _LineLoader(text, name, override, keys)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        return (None, "") if node is None else (loader.construct_document(node), text[node.end_mark.index:])
     except RecursionError:  # a flow list nested some 200 deep
         raise UserError(f"{loader.where_now()}: the YAML nests deeper than it can be read") from None
     finally:
@@ -329,7 +331,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
     except OSError as e:
         raise UserError(f"{path}: cannot read recipe: {e}") from None
     try:
-        raw = _read_yaml(text, str(path))
+        raw, _ = _read_yaml(text, str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -401,15 +403,14 @@ def apply_override(raw: dict, item: str) -> None:
         node = node[part]
     quoted = value.replace("'", "''")
     try:
-        parsed = _read_yaml(value, "override", override=item, keys=[str(p) for p in parts])  # as strict as a recipe file
-        node_end = yaml.compose(value, Loader=yaml.SafeLoader)
+        parsed, after = _read_yaml(value, "override", override=item, keys=[str(p) for p in parts])  # as strict as a file
     except yaml.YAMLError as e:  # e.g. `[a` for a list not closed: not taken for the text it is
         problem = getattr(e, "problem", None) or first_line(str(e))
         raise UserError(f"override '{item}': the value is no valid YAML ({problem}); to mean that text, quote it: "
                         f"\"{key}='{quoted}'\"") from None
-    if node_end is not None and value[node_end.end_mark.index:].strip():  # ` #2`: a comment to YAML, dropped
-        raise UserError(f"override '{item}': YAML reads '{value[node_end.end_mark.index:].strip()}' as a comment "
-                        f"and drops it; to mean that text, quote it: \"{key}='{quoted}'\"")
+    if after.strip():  # ` #2`: a comment to YAML, dropped
+        raise UserError(f"override '{item}': YAML reads '{after.strip()}' as a comment and drops it; to mean that "
+                        f"text, quote it: \"{key}='{quoted}'\"")
     if key in CWD_PATH_KEYS and isinstance(parsed, str) and parsed not in ("latest", ""):
         if key != "model.init_from" or is_local_path(parsed):  # init_from may be a hub id: it stays one
             parsed = str(Path(parsed).expanduser().absolute())  # paths typed on the command line are cwd-relative
