@@ -32,6 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -90,27 +91,27 @@ def encoder_linears(model) -> dict[str, torch.nn.Linear]:
             if isinstance(m, torch.nn.Linear) and ".layer." in f".{name}" and not name.startswith("heads.")}
 
 
-def exported_embeddings(onnx_file: Path) -> dict[str, torch.Tensor]:
-    """The export's embedding tables as its DequantizeLinear gives them (quantize_dynamic also quantises Gather:
-    per tensor, uint8), by the model's parameter name."""
+def initializers(onnx_file: Path) -> dict:
+    """The export's initializers (weights, scales, zero points) by name, as numpy arrays."""
     import onnx
     from onnx import numpy_helper
 
-    held = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_file)).graph.initializer}
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_file)).graph.initializer}
+
+
+def exported_embeddings(held: dict) -> dict[str, torch.Tensor]:
+    """The export's embedding tables as its DequantizeLinear gives them (quantize_dynamic also quantises Gather:
+    per tensor, uint8), by the model's parameter name."""
     return {name.removeprefix("model.").removesuffix("_quantized"):
             (torch.from_numpy(q.astype("float32")) - float(held[name.replace("_quantized", "_zero_point")]))
             * float(held[name.replace("_quantized", "_scale")])
             for name, q in held.items() if name.endswith(".weight_quantized")}
 
 
-def check_weights(model, onnx_file: Path) -> int:
+def check_weights(model, held: dict) -> int:
     """The emulation's int8 weights equal the export's: how many weight matrices matched."""
-    import onnx
-    from onnx import numpy_helper
-
-    exported = [numpy_helper.to_array(i) for i in onnx.load(str(onnx_file)).graph.initializer
-                if i.name.endswith("_quantized") and i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2]
-    exported = [torch.from_numpy(a.astype("float64")) for a in exported]
+    exported = [torch.from_numpy(a.astype("float64")) for name, a in held.items()
+                if name.endswith("_quantized") and a.dtype == np.int8 and a.ndim == 2]
     matched = 0
     for linear in encoder_linears(model).values():
         mine, _ = quantized_weight(linear.weight, reduce=False)
@@ -132,25 +133,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = Path(tmp) / "int8"
         assert cli.main(["export", args.model, "--onnx", "--quantize", "int8", str(onnx_dir)]) == 0
-        embeddings = exported_embeddings(onnx_dir / "model.onnx")
+        held = initializers(onnx_dir / "model.onnx")
+        embeddings = exported_embeddings(held)
         for mode in (*MODES, "onnx int8"):
             counts = dict.fromkeys(("weight_pairs", "weight_pairs_that_can_saturate", "saturated_pair_sums",
                                     "pair_sums"), 0)
 
             def emulating(name, **kwargs):
                 model, tokenizer = real_load(name, **kwargs)
+                if mode == "exact":
+                    results["weights_equal_to_export"] = f"{check_weights(model, held)} of {len(encoder_linears(model))}"
                 if mode in ("exact", "saturate", "reduce"):
-                    for name, linear in encoder_linears(model).items():
-                        model.set_submodule(name, Int8Linear(linear, mode == "reduce", mode == "saturate", counts))
+                    for module, linear in encoder_linears(model).items():
+                        model.set_submodule(module, Int8Linear(linear, mode == "reduce", mode == "saturate", counts))
                     with torch.no_grad():
-                        for name, table in embeddings.items():
-                            model.get_parameter(name).copy_(table)
+                        for parameter, table in embeddings.items():
+                            model.get_parameter(parameter).copy_(table)
                 return model, tokenizer
 
-            if mode == "exact":
-                model, _ = real_load(args.model)
-                results["weights_equal_to_export"] = f"{check_weights(model, onnx_dir / 'model.onnx')} of " \
-                                                     f"{len(encoder_linears(model))}"
             cli.load_model = emulating
             out = Path(tmp) / f"{mode.replace(' ', '-')}.json"
             folder = str(onnx_dir) if mode == "onnx int8" else args.model

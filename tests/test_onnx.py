@@ -480,10 +480,11 @@ def test_the_benchmarks_int8_emulation_is_onnxruntimes_arithmetic_and_saturates_
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from int8_saturation import Int8Linear, check_weights, encoder_linears, exported_embeddings
+    from int8_saturation import Int8Linear, check_weights, encoder_linears, exported_embeddings, initializers
 
     model = MultiTaskModel.from_pretrained(exported / "model").eval()
-    assert check_weights(model, exported / "int8" / "model.onnx") == len(encoder_linears(model)) == 12
+    held = initializers(exported / "int8" / "model.onnx")
+    assert check_weights(model, held) == len(encoder_linears(model)) == 12
     enc = AutoTokenizer.from_pretrained(exported / "int8")(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         fp32 = {t: l.numpy() for t, l in model.forward_heads(**enc).items()}
@@ -491,7 +492,7 @@ def test_the_benchmarks_int8_emulation_is_onnxruntimes_arithmetic_and_saturates_
     for name, linear in encoder_linears(model).items():
         model.set_submodule(name, Int8Linear(linear, reduce=False, saturate=False, counts=counts))
     with torch.no_grad():
-        for name, table in exported_embeddings(exported / "int8" / "model.onnx").items():
+        for name, table in exported_embeddings(held).items():
             model.get_parameter(name).copy_(table)
         emulated = {t: l.numpy() for t, l in model.forward_heads(**enc).items()}
     onnx = run_onnx(exported / "int8", enc)
