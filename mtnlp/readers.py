@@ -628,6 +628,16 @@ class Row:
     def name(self, what: str, value) -> str:
         return _name(self.path, self.line, what, value)
 
+    def json_list(self, value, what: str):
+        """A value as it is, or the JSON list a CSV/TSV cell holds as text (choices, multi-label labels), read
+        as strictly as a JSON file (NaN is no "nan")."""
+        if isinstance(value, str) and value.strip().startswith("["):
+            try:
+                return JSON.decode(value)
+            except (ValueError, RecursionError) as e:
+                self.fail(f"{what} {_show(value)} look like a JSON list but do not parse: {json_error(e)}")
+        return value
+
     show, printable = staticmethod(_show), staticmethod(_printable)
 
 

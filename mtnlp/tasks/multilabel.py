@@ -44,13 +44,7 @@ class Multilabel(TextTask):
 
     def parse_label(self, row, label, spec):
         """A JSON list, or a `data.label_sep`-separated string (default ","); empty: no label."""
-        if isinstance(label, str) and label.strip().startswith("["):
-            from ..readers import JSON, json_error  # (as strict as a JSON file: NaN is no label "nan")
-
-            try:
-                label = JSON.decode(label)
-            except (ValueError, RecursionError) as e:
-                row.fail(f"labels {row.show(label)} look like a JSON list but do not parse: {json_error(e)}")
+        label = row.json_list(label, "labels")
         if label is None:
             return []
         if isinstance(label, (int, float)) and not isinstance(label, bool):

@@ -87,14 +87,7 @@ class MultipleChoice(TaskType):
                 row.fail(f"data.choices_column names {len(column)} column(s); a multiple_choice example "
                          "needs at least 2 choices")
             return [row.text(c) for c in column]
-        value = row.column(column)
-        if isinstance(value, str) and value.strip().startswith("["):  # csv/tsv: a JSON list as text
-            from ..readers import JSON, json_error  # (as strict as a JSON file: NaN is no choice "nan")
-
-            try:
-                value = JSON.decode(value)
-            except (ValueError, RecursionError) as e:
-                row.fail(f"choices {row.show(value)} look like a JSON list but do not parse: {json_error(e)}")
+        value = row.json_list(row.column(column), "choices")  # csv/tsv: a JSON list as text
         if not isinstance(value, list):
             row.fail(f"column '{row.printable(column)}' must hold a list of choices, got {row.show(value)} "
                      "(several columns with one choice each: data.choices_column: [col1, col2, ...])")
