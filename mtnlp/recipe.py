@@ -28,7 +28,7 @@ from .spec import (LINES_FILES, SAVED_TASK_NAME, TASK_NAME, TORCH_DICT_NAMES, Co
 from .metrics import METRICS
 from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
-from .tasks.base import look_alike
+from .tasks.base import INVISIBLE, look_alike
 from .weighting import WEIGHTINGS
 from .gradients import GRADIENT_METHODS
 
@@ -42,7 +42,7 @@ TaskSpecs = Annotated[Union[tuple(t.Spec for t in TASK_TYPES.values())], Field(d
 
 class ModelSpec(Spec):
     encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
-    max_length: Annotated[int, Field(ge=8)] = 128
+    max_length: Annotated[int, Field(ge=8, le=2**20)] = 128  # (the tokenizer's limit is 2^64; the encoder's is checked)
     # transfer: start from a trained mtnlp run (its model/ folder) or model folder / hub id instead of `encoder`
     init_from: str | None = None
     init_revision: str | None = None  # with init_from a hub id: its branch, tag or commit (default: main)
@@ -113,7 +113,7 @@ class TrainingSpec(Spec):
     cpu: bool = False  # force CPU even when a GPU is present
     # seconds launched processes wait for each other, e.g. while the first tokenises the data (NCCL's default is
     # 10 minutes, gloo's 30); the transformers Trainer's ddp_timeout
-    ddp_timeout: Count = 1800
+    ddp_timeout: Annotated[int, Field(gt=0, le=10**9)] = 1800  # (Python's timedelta ends at 8.6e13 s)
 
 
 class Recipe(Spec):
@@ -269,7 +269,7 @@ def _read_yaml(text: str, name: str, override: str | None = None, keys: list[str
     loader = _LineLoader(text, name, override, keys)
     try:
         node = loader.get_single_node()
-        return (None, "") if node is None else (loader.construct_document(node), text[node.end_mark.index:])
+        return (None, text) if node is None else (loader.construct_document(node), text[node.end_mark.index:])
     except RecursionError:  # a flow list nested some 200 deep
         raise UserError(f"{loader.where_now()}: the YAML nests deeper than it can be read") from None
     finally:
@@ -441,11 +441,14 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
     problem = max(error.errors(include_url=False), key=lambda p: len(input_keys(p["loc"])))
     parts = input_keys(problem["loc"])
     kind, ctx, value = problem["type"], problem.get("ctx", {}), problem.get("input")
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "invalid_key"):  # invalid_key: a key YAML read as a number, date, boolean or null
+        if kind == "invalid_key" and (not parts or parts[-1] != str(value)):
+            parts = [*parts, str(value)]  # (a float's or a date's key is not in the loc as the input has it)
         parent = _model_at(parts[:-1], raw)
-        key = ".".join(parts)
         known = ", ".join(parent.model_fields) if parent else ""
-        return f"{_at(src, _line_of(key_lines, parts))}: unknown key '{key}'" + (f" (known: {known})" if known else "")
+        read = f"YAML reads the key {value} as {_yaml_kind(value)}; " if kind == "invalid_key" else ""
+        return (f"{_at(src, _line_of(key_lines, parts))}: unknown key {_shown_key('.'.join(parts))}"
+                + (f" ({read}known: {known})" if known else f" ({read.removesuffix('; ')})" if read else ""))
     if kind == "union_tag_not_found":  # a task without `type:`
         key, line = ".".join([*parts, "type"]), _line_of(key_lines, parts)
         known = [name for name in raw.get("tasks", {}) if name != parts[-1]]
@@ -493,6 +496,16 @@ def _yaml_read_as(value) -> str:
     if isinstance(value, (datetime.date, datetime.datetime)):
         return " (YAML reads an unquoted 2026-12-07 as a date: quote it)"
     return ""
+
+
+def _yaml_kind(value) -> str:
+    return ("a boolean" if isinstance(value, bool) else "null" if value is None else
+            "a date" if isinstance(value, (datetime.date, datetime.datetime)) else "a number")
+
+
+def _shown_key(key: str) -> str:
+    """'key' quoted, escaped where it holds a character that does not show (a BOM or zero-width space in it)."""
+    return ascii(key) if INVISIBLE.search(key) or not key.isprintable() else f"'{key}'"
 
 
 def _short(value) -> str:

@@ -161,6 +161,27 @@ def test_unknown_key_via_override():
     assert "(command-line override)" in message and "unknown key 'training.lrr'" in message
 
 
+@pytest.mark.parametrize("key,read", [("5", "a number"), ("1.5", "a number"), ("2020-01-01", "a date")])
+def test_a_key_yaml_reads_as_no_text_is_an_unknown_key_at_its_line(tmp_path, key, read):
+    """It was pydantic's "Keys should be strings", naming neither the key nor (at the top level) the line."""
+    message = error(recipe_file(tmp_path, replace={"  lr: 0.001": f"  {key}: 0.001"}))
+    assert message.startswith(f"{tmp_path / 'r.yaml'}:{LINE['lr']}: unknown key 'training.{key}' (YAML reads the key "
+                              f"{key} as {read}; known: steps, "), message
+    message = error(recipe_file(tmp_path, replace={"name: t": f"{key}: t"}))
+    assert message.startswith(f"{tmp_path / 'r.yaml'}:1: unknown key '{key}' (YAML reads the key {key} as {read}; "
+                              "known: tasks, "), message
+
+
+@pytest.mark.parametrize("invisible,escaped", [("\ufeff", "\\ufeff"), ("\u200b", "\\u200b")])
+def test_an_unknown_key_holding_an_invisible_character_shows_it_escaped(tmp_path, invisible, escaped):
+    """A BOM inside the file (two BOM files joined with cat) made `unknown key 'training'`, known: ..., training."""
+    message = error(recipe_file(tmp_path, replace={"training:": f"{invisible}training:"}))
+    assert f"unknown key '{escaped}training' (known: " in message and invisible not in message
+    message = error(recipe_file(tmp_path, replace={"  lr: 0.001": f"  l{invisible}r: 0.001"}))
+    assert f"unknown key 'training.l{escaped}r' (known: " in message and invisible not in message
+    assert "unknown key 'tasks.sentiment.风格'" in error(DEMO, ["tasks.sentiment.风格=1"])  # visible: as it is
+
+
 @pytest.mark.parametrize("item,fragment", [("trainig.steps=10", "unknown key 'trainig'"),
                                            ("tasks.extra.type=classification", "missing required key 'tasks.extra.data'")])
 def test_section_made_by_an_override_is_blamed_on_the_override(item, fragment):
@@ -315,6 +336,9 @@ def test_an_override_value_with_a_yaml_comment_is_refused_not_cut(item, dropped)
     assert error(DEMO, [item]) == (f"override '{item}': YAML reads '{dropped}' as a comment and drops it; to mean "
                                    f"that text, quote it: \"{key}='{quoted}'\"")
     assert load_recipe(DEMO, ["name='run #3'", "output_dir=runs/exp#2"]).name == "run #3"
+    # a value that is only a comment was "name: expected str, got None"
+    assert error(DEMO, ["name=#3"]) == "override 'name=#3': YAML reads '#3' as a comment and drops it; to mean " \
+                                       "that text, quote it: \"name='#3'\""
 
 
 # ---------------------------------------------------------------- values out of range
@@ -335,6 +359,10 @@ def test_an_override_value_with_a_yaml_comment_is_refused_not_cut(item, dropped)
     ("tasks.question.data.validation_from_train=1", "tasks.question.data.validation_from_train"),
     ("tasks.question.data.validation_from_train=0", "tasks.question.data.validation_from_train"),
     ("model.max_length=4", "model.max_length"),
+    # past what the tokenizer (2^64) or Python's timedelta (8.6e13 s) can hold: an OverflowError traceback
+    ("model.max_length=100000000000000000000", "model.max_length"),
+    ("training.ddp_timeout=100000000000000000000", "training.ddp_timeout"),
+    ("training.ddp_timeout=0", "training.ddp_timeout"),
 ])
 def test_out_of_range(item, key):
     message = error(DEMO, [item])
