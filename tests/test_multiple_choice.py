@@ -226,6 +226,10 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
     long = {**CHOICE_INPUTS[0], "text": "word " * 300}
     _, cut = truncations(lambda: pipe(["fine", long, CHOICE_INPUTS[1]]))
     assert [w.indices for w in cut] == [[1]] and "(context, choice) pair" in str(cut[0])
+    for at in range(3):  # with other inputs of its choice count in the batch, the cut one alone is named
+        inputs = [CHOICE_INPUTS[0]] * 3
+        inputs[at] = long
+        assert [w.indices for w in truncations(lambda: pipe(inputs))[1]] == [[at]]
     with TestClient(create_app(pipe)) as client:
         assert client.post("/predict", json={"inputs": ["fine", long]}).json()["truncated"] == [1]
     alone = pipe(CHOICE_INPUTS[0], tasks=["categories"], return_all_scores=True)

@@ -140,6 +140,32 @@ def test_evaluate_uses_the_tuned_thresholds_unless_the_recipe_changes_the_thresh
     assert untuned == pytest.approx(evaluate("tasks.tags.threshold=0.5000001")[0])
 
 
+def test_metrics_json_reports_validation_with_the_tuned_thresholds_after_evaluations_during_training(tmp_path, capsys):
+    """The best evaluation during training was at threshold 0.5: metrics.json must not keep those figures beside a
+    model that predicts with the thresholds tuned after it (the run above learns too well to tell them apart)."""
+    from mtnlp.recipes.multitask import train
+
+    tasks = {"tags": {"type": "multilabel", "tune_thresholds": True, "dropout": 0.0,
+                      "data": {"train": str(write_jsonl(tmp_path / "train.jsonl", multilabel_rows(200, 0))),
+                               "validation": str(write_jsonl(tmp_path / "dev.jsonl", multilabel_rows(60, 1))),
+                               "label_column": "labels"}}}
+    recipe = write_recipe(tmp_path, minilm_path(), tasks=tasks, model={"encoder": minilm_path(), "max_length": 32},
+                          training={"steps": 6, "batch_size": 16, "lr": 2e-4, "warmup": 0.0, "eval_every": 3,
+                                    "log_every": 3})
+    train(load_recipe(recipe))
+    reported = json.loads((tmp_path / "run" / "metrics.json").read_text())["tasks"]["tags"]["validation"]
+
+    def evaluate(*overrides):
+        out = tmp_path / "eval.json"
+        assert main(["evaluate", str(tmp_path / "run" / "model"), str(tmp_path / "run" / "recipe.yaml"), *overrides,
+                     "--split", "validation", "--precision", "fp32", "--output", str(out)]) == 0
+        return json.loads(out.read_text())["tasks"]["tags"]["validation"]
+
+    assert reported == pytest.approx(evaluate(), abs=1e-3)
+    untuned = evaluate("tasks.tags.tune_thresholds=false")  # the figures at 0.5: they must differ for this to test
+    assert abs(untuned["micro_f1"] - reported["micro_f1"]) > 0.02, (untuned, reported)
+
+
 def test_multilabel_pipeline_lists_labels_above_their_thresholds(multilabel_run):
     folder, _ = multilabel_run
     pipe = MultiTaskPipeline.from_pretrained(str(folder / "run" / "model"), precision="fp32")

@@ -123,3 +123,18 @@ def test_a_micro_batch_without_labelled_items_adds_nothing_and_no_nan(make_recip
         run.gradient.accumulate(run, forward_backward)
         grads = [p.grad for p in run.unwrapped.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_dwa_sees_the_update_loss_the_log_records(make_recipe, tmp_path):
+    """DWA's window means are of each task's pooled update loss (as logged), not of each micro-batch's own mean:
+    with unequal tagging micro-batches the two differ."""
+    with set_up_run(make_recipe(tasks=NER, training={"steps": 1, "batch_size": 4, "grad_accum": 4},
+                                mtl={"weighting": "dwa"}, sampling={"strategy": "uniform", "group_by_length": False},
+                                output_dir=str(tmp_path / "dwa"), name="dwa.yaml")) as run:
+        run.model.eval()
+        draw_update(run)
+        shares = [float(share) for *_, share in run.drawn]
+        run.gradient.accumulate(run, forward_backward)
+        seen = float(run.weighting.sums["ner"]) / run.weighting.counts["ner"]
+        assert run.weighting.counts["ner"] == 4 and max(shares) - min(shares) > 0.05
+        assert seen == pytest.approx(run.log.flush(["ner"])["ner"], rel=1e-5)
