@@ -54,8 +54,8 @@ class MultiTaskPipeline:
     does not turn dropout off.
     `precision`: auto (bf16 where the hardware runs it natively, else fp32; see precision.py), bf16, fp16,
     fp32 or no (= fp32), in any case, as a recipe's training.mixed_precision and --precision take them.
-    `batch_size`: inputs per encoder pass. `max_length`: tokens per text, default the length the model was
-    trained with."""
+    `batch_size`: sequences per encoder pass (an input, or each (context, choice) pair of a multiple-choice
+    input). `max_length`: tokens per text, default the length the model was trained with."""
 
     def __init__(self, model: MultiTaskModel, tokenizer, device: str | int | torch.device | None = None,
                  precision: str = "auto", batch_size: int = 32, max_length: int | None = None):

@@ -314,6 +314,8 @@ def test_from_encoder_names_the_task_and_key_of_a_bad_task_spec(tiny_encoder):
             ({"e": {"type": "multilabel", "labels": ["a"], "threshold": 2}}, r"^tasks\['e'\]\['threshold'\]: .*less than 1, got 2$"),
             ({"e": {"type": "multilabel", "labels": ["a"], "thresholds": [0.5, 0.5]}},
              r"^tasks\['e'\]\['thresholds'\]: expected one threshold in \[0, 1\) per label \(1\)"),
+            ({"e": {"type": "multilabel", "labels": ["a", "b"], "thresholds": [1.0, 0.5]}},  # 1: never predicted
+             r"^tasks\['e'\]\['thresholds'\]: expected one threshold in \[0, 1\) per label \(2\)"),
             ({"c": {"type": "classification", "labels": ["a", "b"], "text_pair": "yes"}},
              r"^tasks\['c'\]\['text_pair'\]: expected true or false, got 'yes'$"),
             ({"q": {"type": "extractive_qa", "doc_stride": "x"}}, r"^tasks\['q'\]\['doc_stride'\]: .*, got 'x'$"),

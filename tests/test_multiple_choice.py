@@ -39,20 +39,24 @@ def test_choices_as_a_list_or_columns_labels_as_index_or_text(tmp_path):
         {"text": "Sugar tastes", "choices": ["blue", "loud", "sweet"], "label": "sweet"},
         {"text": "Thunder is", "choices": ["blue", "loud", "salty"], "label": "1"},  # CSV-like index
         {"text": "Pick", "choices": [7, 5, 3], "label": "5"},  # the text of choice 1 (5 is no index of 3 choices)
+        {"text": "2 + 1 =", "choices": ["3", "4", "5", "6"], "label": 3},  # a JSON number: an index, as in SWAG
     ])
     assert [(ex["choices"], ex["label"]) for ex in read(jsonl)] == [
         (["blue", "loud", "salty"], 0), (["blue", "loud", "sweet"], 2), (["blue", "loud", "salty"], 1),
-        (["7", "5", "3"], 1)]
+        (["7", "5", "3"], 1), (["3", "4", "5", "6"], 3)]
     swag = tmp_path / "swag.csv"  # SWAG's columns: sent1 the context, sent2 the start of every ending
     swag.write_text("sent1,sent2,ending0,ending1,label\nShe opens the door.,Then she,walks in.,eats the door.,0\n")
     [ex] = read(swag, text_column="sent1", question_column="sent2", choices_column=["ending0", "ending1"])
     assert ex == {"text": "She opens the door.", "question": "Then she", "choices": ["walks in.", "eats the door."],
                   "label": 0, "_line": 2}
     as_json = tmp_path / "b.tsv"
-    as_json.write_text('question\toptions\tanswer\nWhich is red?\t["grass", "blood"]\tB\n')
-    [ex] = read(as_json, text_column="question", choices_column="options", label_column="answer",
-                label_names={"A": "0", "B": "1"})
-    assert (ex["text"], ex["choices"], ex["label"]) == ("Which is red?", ["grass", "blood"], 1)
+    as_json.write_text('question\toptions\tanswer\nWhich is red?\t["grass", "blood"]\tB\n'
+                       'Which is green?\t ["grass", "blood"]\tA\n')  # (a space before the list: still a list)
+    first, second = read(as_json, text_column="question", choices_column="options", label_column="answer",
+                         label_names={"A": "0", "B": "1"})
+    assert (first["text"], first["choices"], first["label"]) == ("Which is red?", ["grass", "blood"], 1)
+    assert (second["choices"], second["label"]) == (["grass", "blood"], 0)
+    ex = first
     assert MC.label_set([ex]) == [] and MC.min_labels == 0  # choice positions, not a label set
 
 
@@ -60,6 +64,7 @@ def test_choices_as_a_list_or_columns_labels_as_index_or_text(tmp_path):
     ({"text": "x", "choices": ["only"], "label": 0}, {}, "1 choice(s); a multiple_choice example needs at least 2"),
     ({"text": "x", "choices": ["a", "b"], "label": 2}, {}, "label 2 is out of range: 2 choices, indices 0-1"),
     ({"text": "x", "choices": ["a", "b"], "label": -1}, {}, "label -1 is out of range"),
+    ({"text": "x", "choices": ["a", "b"], "label": "-1"}, {}, "label -1 is out of range"),  # as a CSV cell gives it
     ({"text": "x", "choices": ["a", "b"], "label": "c"}, {}, "label 'c' is not a choice index (0-1) nor one of the choices "
                                                              "(letter labels map to indices with data.label_names: "
                                                              "{a: \"0\", b: \"1\"})"),
@@ -256,6 +261,15 @@ def test_pipeline_answers_texts_and_choices_in_one_call(mixed_run):
     with pytest.raises(ValueError, match=r"^inputs\[0\]: an input of the extractive_qa type, but no task "
                                          r"reads it \(categories reads \{text, choices, question\?\}, sentiment reads single texts\)$"):
         pipe({"question": "q", "context": "c"})
+
+
+def test_the_pipeline_strips_a_choice_and_the_question_as_training_does():
+    """Spaces around a choice came back in the answer's text, and a byte-level BPE tokenises ' blue ' apart
+    from the 'blue' training read."""
+    from mtnlp.tasks.multiple_choice import read_input
+
+    assert read_input({"text": " The sky is ", "choices": [" blue ", "loud\n"], "question": " really "}) == \
+        ("The sky is", "really", ["blue", "loud"])
 
 
 def test_a_choice_that_is_a_missing_value_is_refused_and_numbers_of_any_kind_are_their_text():

@@ -52,8 +52,9 @@ def test_multilabel_labels_as_separated_strings_json_lists_or_none(tmp_path):
     bar = tmp_path / "b.csv"
     bar.write_text('text,label\nx,"a|b"\ny,b\n')
     assert [ex["label"] for ex in read(bar, label_sep="|")] == [["a", "b"], ["b"]]
-    jsonl = write_jsonl(tmp_path / "c.jsonl", [{"text": "x", "labels": ["b", "a", "b"]}, {"text": "y", "labels": []}])
-    assert [ex["label"] for ex in read(jsonl, label_column="labels")] == [["b", "a"], []]
+    jsonl = write_jsonl(tmp_path / "c.jsonl", [{"text": "x", "labels": ["b", "a", "b"]}, {"text": "y", "labels": []},
+                                               {"text": "z", "labels": 2}, {"text": "w", "labels": 2.5}])  # one number
+    assert [ex["label"] for ex in read(jsonl, label_column="labels")] == [["b", "a"], [], ["2"], ["2.5"]]
     assert TASK_TYPES["multilabel"].label_set(read(tsv)) == ["3", "27"]  # numbers sort as numbers
 
 
@@ -443,6 +444,15 @@ def test_thresholds_tuned_on_a_model_that_learned_little_are_said_to_overpredict
         warnings.simplefilter("error")
         learned = kind.fit(noise + 6 * gold, gold.int().tolist(), spec, "emotions")
     assert all(0 < t < 1 for t in learned["thresholds"])
+    # the bound: more than twice the gold labels and a half (2.5 here) is said (2.8), 2.0 is not
+    for extra, said in ((1.8, True), (1.0, False)):
+        guessed = gold.clone()
+        guessed[torch.rand(400, 8, generator=generator) < extra / 7] = 1  # ~extra more labels each
+        logits = 12 * guessed - 6  # each label's F1 is best at the grid's thresholds that take every guess
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            kind.fit(logits, gold.int().tolist(), spec, "emotions")
+        assert any("labels per validation example" in str(w.message) for w in caught) == said, (extra, caught)
 
 
 # ---------------------------------------------------------------- behaviour no other test pinned (mutation testing)
