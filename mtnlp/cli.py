@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = command("predict", help="every head's predictions for texts, as JSON lines")
     p.add_argument("model", help="model directory or hub id")
-    p.add_argument("texts", nargs="*", default=[], metavar="TEXT")
+    p.add_argument("texts", nargs="*", default=[], metavar="TEXT",
+                   help="texts to predict, or --input (a text that starts with - goes after --)")
     p.add_argument("--tasks", help="comma-separated task names (default: all heads)")
     p.add_argument("--input", help="JSON lines file with {\"text\": ...} per line (or a JSON string, a pair "
                    "{\"text\", \"text_pair\"}, a multiple-choice {\"text\", \"choices\"}, a QA {\"question\", "

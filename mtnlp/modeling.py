@@ -257,8 +257,9 @@ def checked_tasks(tasks, new: bool = True) -> dict[str, dict]:
         if not isinstance(name, str) or not isinstance(spec, dict):
             raise TasksError(f"{where}: expected a task name and a dict, e.g. {example}")
         if new and (not re.fullmatch(TASK_NAME, name) or name in TORCH_DICT_NAMES):  # (a recipe's rule)
-            raise TasksError(f"{where}: not a task name (one is not empty, has no space, '.', ',', '=', '\"' or '\\', and is "
-                             "not a name torch's module dicts have for their own, such as train or keys)")
+            raise TasksError(f"{where}: not a task name (one is not empty, has no space, control character, '.', ',', "
+                             "'=', '\"' or '\\', and is not a name torch's module dicts have for their own, such as "
+                             "train or keys)")
         if not new and isinstance(spec.get("type"), str):
             task_type(spec["type"])  # a saved model's type this mtnlp lacks (an extension's): the error that says so
         if not isinstance(spec.get("type"), str) or spec["type"] not in TASK_TYPES:

@@ -38,9 +38,7 @@ def file_format(path: Path, spec: DataSpec) -> str:
         return spec.format
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None and path.suffix.lower() == ".parquet":
-        raise UserError(f"{path}: Parquet files are read as a data set folder: put the splits in a folder as "
-                        "train.parquet, validation.parquet, test.parquet and give the folder as data.hub, with "
-                        "train: train (validation: validation, test: test)")
+        raise UserError(PARQUET.format(path=path))
     if fmt is None:
         open_text(path, spec.encoding).close()  # a compressed (or missing) file is said as such, not as a format
         raise UserError(f"{path}: unknown file format '{path.suffix}'; set data.format to one of: "
@@ -49,6 +47,9 @@ def file_format(path: Path, spec: DataSpec) -> str:
     return fmt
 
 
+PARQUET = ("{path}: Parquet files are read as a data set folder: put the splits in a folder as train.parquet, "
+           "validation.parquet, test.parquet and give the folder as data.hub, with train: train (validation: "
+           "validation, test: test)")
 COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd",
               b"PK\x03\x04": "zip"}
 
@@ -65,6 +66,8 @@ def open_text(path: Path, encoding: str, newline: str | None = None):
         raise UserError(f"{path}: cannot read: {e.strerror}") from None
     try:
         start = f.peek(6)[:6]
+        if start.startswith(b"PAR1"):  # a Parquet file named .csv, or read with data.format
+            raise UserError(PARQUET.format(path=path))
         for magic, kind in COMPRESSED.items():
             if start.startswith(magic):
                 raise UserError(f"{path}: a {kind}-compressed file; decompress it first (data files are read as "

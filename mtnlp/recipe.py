@@ -495,6 +495,8 @@ def _yaml_read_as(value) -> str:
         return " (YAML reads ~, null or nothing as null: quote it, or give a value)"
     if isinstance(value, (datetime.date, datetime.datetime)):
         return " (YAML reads an unquoted 2026-12-07 as a date: quote it)"
+    if isinstance(value, (int, float)):
+        return f" (YAML reads an unquoted {_short(value)} as a number: quote it)"
     return ""
 
 
@@ -564,8 +566,9 @@ def _at(src: str, line: Any) -> str:
 def check(recipe: Recipe, training: bool = True) -> None:
     """Checks beyond each key's type and range (which pydantic has checked): names, keys that relate to others,
     the data sections."""
-    def fail(key, msg):
-        raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}")
+    def fail(key, msg):  # (a key with a control character in it shown escaped)
+        raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key if key.isprintable() else ascii(key)}: "
+                        f"{msg}")
 
     def note(key, msg):
         warnings.warn(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}", stacklevel=3)
@@ -581,7 +584,7 @@ def check(recipe: Recipe, training: bool = True) -> None:
                                   f"{len(names)} tasks")
     for name, task in recipe.tasks.items():
         if not re.fullmatch(TASK_NAME if training else SAVED_TASK_NAME, name):  # a torch module's, --tasks a,b, key=value
-            fail(f"tasks.{name}", "a task name is not empty, and has no space, '.', ',', '=', '\"' or '\\'")
+            fail(f"tasks.{name}", "a task name is not empty, and has no space, control character, '.', ',', '=', '\"' or '\\'")
         if name in TORCH_DICT_NAMES:
             fail(f"tasks.{name}", f"a name torch's module dicts have for their own (`.{name}`): rename the task")
         if training and name in ONNX_INPUTS:
@@ -625,6 +628,7 @@ def check(recipe: Recipe, training: bool = True) -> None:
     # command line must not need the file's temperature taken out too
     # a method's name is checked against its registry when the recipe is read for training, not when this module
     # is imported: a script may add one before load_recipe (and evaluate reads none of them)
+    every_task = getattr(GRADIENT_METHODS.get(m.gradient), "every_task", False)  # (then no sampling key is read)
     for section, method, keys, registry in (("sampling", "strategy", SAMPLING_KEYS, STRATEGIES),
                                             ("mtl", "weighting", WEIGHTING_KEYS, WEIGHTINGS),
                                             ("mtl", "gradient", GRADIENT_KEYS, GRADIENT_METHODS)):
@@ -633,9 +637,9 @@ def check(recipe: Recipe, training: bool = True) -> None:
         if training and name not in registry:
             fail(f"{section}.{method}", f"unknown value {name!r} (expected one of: {', '.join(registry)})")
         for key, reader in keys.items():
-            if _changed(spec, key) and not _may_read(registry, name, reader):
+            if _changed(spec, key) and not _may_read(registry, name, reader) and not (every_task and section == "sampling"):
                 note(f"{section}.{key}", f"not read: it applies to {section}.{method} {reader} (this is {name})")
-    if getattr(GRADIENT_METHODS.get(m.gradient), "every_task", False):
+    if every_task:
         for key in ("strategy", "temperature"):
             if _changed(recipe.sampling, key):
                 note(f"sampling.{key}", f"not read: mtl.gradient {m.gradient} trains every task in each update")

@@ -68,7 +68,8 @@ Positive = Annotated[float, BeforeValidator(_number), Field(gt=0, allow_inf_nan=
 Fraction = Annotated[float, BeforeValidator(_number), Field(ge=0, lt=1, allow_inf_nan=False)]  # [0, 1)
 Count = Annotated[int, Field(gt=0)]
 
-TASK_NAME = r'[^\s.,="\\]+'  # (torch's ONNX exporter writes the names into Python source)
+# no control character either (a backspace in a name printed as nothing, or misaligned the tables)
+TASK_NAME = r'[^\s.,="\\\x00-\x1f\x7f-\x9f]+'  # (torch's ONNX exporter writes the names into Python source)
 SAVED_TASK_NAME = r"[^\s.,=]+"  # what an older mtnlp allowed ('"', '\'): an evaluation recipe names a saved model's heads
 # names that torch's nn.ModuleDict / nn.ParameterDict (heads, task layers, LoRA's embeddings) have for their own
 # (their public attributes in torch 2.13, refused before any data is read; training checks again with the torch it runs)

@@ -323,6 +323,7 @@ def test_from_encoder_names_the_task_and_key_of_a_bad_task_spec(tiny_encoder):
             # names torch refuses as module names, refused as a recipe refuses them
             ({"a.b": {"type": "regression"}}, r"^tasks\['a.b'\]: not a task name"),
             ({"train": {"type": "regression"}}, r"^tasks\['train'\]: not a task name"),
+            ({"a\x08": {"type": "regression"}}, r"^tasks\['a\\x08'\]: not a task name \(.*control character"),
             ({'a"b': {"type": "regression"}}, r"""^tasks\['a"b'\]: not a task name \(.*'=', '"' or '\\'""")):
         with pytest.raises(ValueError, match=message):
             MultiTaskModel.from_encoder(tiny_encoder, tasks)

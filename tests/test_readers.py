@@ -110,6 +110,11 @@ def test_a_csv_separated_by_semicolons_and_a_parquet_file_are_pointed_out(tmp_pa
     parquet = write(tmp_path, "train.parquet", b"PAR1")
     raises_at(parquet, None, "Parquet files are read as a data set folder", "give the folder as data.hub, with "
               "train: train (validation: validation, test: test)")
+    # by its first bytes too: named .csv, or read with data.format, it was "byte 0xec is not valid utf-8; set
+    # data.encoding", which reads binary as rows once followed
+    renamed = write(tmp_path, "train.csv", b"PAR1\x15\x04\x15\xec")
+    for path, spec in ((renamed, {}), (parquet, {"format": "csv"})):
+        raises_at(path, None, "Parquet files are read as a data set folder", **spec)
 
 
 def read_classification_train(folder, train: str):
