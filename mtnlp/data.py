@@ -457,13 +457,29 @@ def stream_labels(recipe: Recipe, name: str, task: TaskSpec, stream: StreamSourc
     return sort_labels({label_name(where, value, task.data) for value in names})
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # a container's CPU quota (cgroup v2): "max 100000" or "200000 100000"
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity (taskset, a container's cpuset) and its container's
+    CPU quota (`docker --cpus 2`), not the machine's count (os.cpu_count: 64 tokenising processes on 2 cores)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period) + 0.5)))  # (1.5 CPUs: 2 processes)
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
 def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: int,
               splits: tuple[str, ...] = SPLITS, labels: list[str] | None = None,
               raw: RawTask | None = None) -> TaskData:
     """A task's tokenised splits: from the cache when its files and settings are unchanged, otherwise
     read (unless `raw` is given), checked and tokenised."""
     options = task_type(task.type).model_spec(task)
-    num_proc = recipe.training.num_proc or os.cpu_count() or 1
+    num_proc = recipe.training.num_proc or usable_cores()
     key = raw.key if raw else task_key(recipe, task)
     remove_stale_files()
     if raw is None and key is not None:

@@ -100,7 +100,8 @@ class TrainingSpec(Spec):
     mixed_precision: Annotated[str, BeforeValidator(precision_name)] = "auto"
     # batch-building worker processes; default 2 on CUDA, 0 on CPU
     dataloader_workers: Annotated[int, Field(ge=0)] | None = None
-    # processes that tokenise a split of 20,000+ examples (the first run; later ones read the cache); default: cores
+    # processes that tokenise a split of 20,000+ examples (the first run; later ones read the cache); default: the
+    # cores this process may use (data.usable_cores)
     num_proc: Count | None = None
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 42  # numpy's seeds are 32-bit
     eval_every: Count | None = None  # steps; None = only at the end

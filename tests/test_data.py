@@ -1031,3 +1031,17 @@ def test_unseen_label_in_multilabel_validation(tmp_path, tokenizer):
         load(tmp_path, "topics", tokenizer, tasks=tasks)
     message = str(info.value)
     assert f"{dev}:2:" in message and "'mathz'" in message and "training split" in message, message
+
+
+def test_tokenising_processes_default_to_the_cores_this_process_may_use(tmp_path, monkeypatch):
+    """os.cpu_count() is the machine's: in a container given 2 of 64 cores it started 64 tokenising processes."""
+    from mtnlp import data
+
+    monkeypatch.setattr(data.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(data, "CGROUP_CPU_MAX", quota)
+    assert data.usable_cores() == 4  # no cgroup file: the affinity
+    for written, cores in (("max 100000\n", 4), ("200000 100000\n", 2), ("150000 100000\n", 2), ("10000 100000\n", 1),
+                           ("1600000 100000\n", 4), ("nonsense\n", 4)):
+        quota.write_text(written)
+        assert data.usable_cores() == cores, written
