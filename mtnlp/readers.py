@@ -65,9 +65,16 @@ def open_text(path: Path, encoding: str, newline: str | None = None):
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        start = f.peek(6)[:6]
+        start = f.peek(100)[:100]
         if start.startswith(b"PAR1"):  # a Parquet file named .csv, or read with data.format
             raise UserError(PARQUET.format(path=path))
+        # an Excel workbook (.xlsx: a zip of XML, its first entry's name at byte 30; .xls: an OLE2 file) or a
+        # LibreOffice one (.ods: a zip whose first entry says so)
+        if start.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") or start.startswith(b"PK\x03\x04") and (
+                path.suffix.lower() in (".xlsx", ".xlsm", ".ods") or
+                any(name in start for name in (b"[Content_Types].xml", b"docProps/", b"xl/", b"opendocument"))):
+            raise UserError(f'{path}: an Office file (an Excel or LibreOffice workbook?), not a text file: save it as '
+                            f'CSV (Excel: "CSV UTF-8 (comma delimited)")')
         for magic, kind in COMPRESSED.items():
             if start.startswith(magic):
                 raise UserError(f"{path}: a {kind}-compressed file; decompress it first (data files are read as "

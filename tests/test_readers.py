@@ -115,6 +115,20 @@ def test_a_csv_separated_by_semicolons_and_a_parquet_file_are_pointed_out(tmp_pa
     renamed = write(tmp_path, "train.csv", b"PAR1\x15\x04\x15\xec")
     for path, spec in ((renamed, {}), (parquet, {"format": "csv"})):
         raises_at(path, None, "Parquet files are read as a data set folder", **spec)
+    # a workbook was "a zip-compressed file; decompress it first" (.xlsx) or "byte 0xd0 is not valid utf-8" (.xls)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "book.xlsx", "w") as book:
+        book.writestr("[Content_Types].xml", "<Types/>")
+    ole2 = write(tmp_path, "old.csv", bytes.fromhex("d0cf11e0a1b11ae1") + bytes(200))
+    for path in (tmp_path / "book.xlsx", ole2, write(tmp_path, "book.csv", (tmp_path / "book.xlsx").read_bytes())):
+        message = raises_at(path, None, "an Office file (an Excel or LibreOffice workbook?), not a text file: save it "
+                                        'as CSV (Excel: "CSV UTF-8 (comma delimited)")')
+        assert message.startswith(f"{path}: ")
+    archive = tmp_path / "data.csv.zip"  # any other zip is still a compressed file
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("data.csv", "text,label\na,b\n")
+    raises_at(archive, None, "a zip-compressed file; decompress it first", format="csv")
 
 
 def read_classification_train(folder, train: str):
