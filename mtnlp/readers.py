@@ -68,6 +68,9 @@ def open_text(path: Path, encoding: str, newline: str | None = None):
         start = f.peek(100)[:100]
         if start.startswith(b"PAR1"):  # a Parquet file named .csv, or read with data.format
             raise UserError(PARQUET.format(path=path))
+        if start.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith((b"<!doctype html", b"<html")):
+            raise UserError(f"{path}: an HTML page, not a data file (a web page saved instead of the file? download "
+                            "the raw file: GitHub's Raw link, the hub's resolve/main/ link)")
         # an Excel workbook (.xlsx: a zip of XML, its first entry's name at byte 30; .xls: an OLE2 file) or a
         # LibreOffice one (.ods: a zip whose first entry says so)
         if start.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") or start.startswith(b"PK\x03\x04") and (

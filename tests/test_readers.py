@@ -98,7 +98,7 @@ def test_a_quoted_tsv_reads_with_quoted_true(tmp_path):
         read(write(tmp_path, "t.jsonl", '{"text": "a", "label": 1}\n'), quoted=True)
 
 
-def test_a_csv_separated_by_semicolons_and_a_parquet_file_are_pointed_out(tmp_path):
+def test_a_csv_separated_by_semicolons_and_files_that_are_no_text_data_are_pointed_out(tmp_path):
     """Excel writes CSV with semicolons in some languages: the error was a missing column 'text' (found:
     text;label) or a field count. A .parquet file was an unknown format, though data.hub reads it."""
     path = write(tmp_path, "eu.csv", "text;label\r\ngood film;1\r\nbad, very bad;0\r\n")
@@ -125,6 +125,11 @@ def test_a_csv_separated_by_semicolons_and_a_parquet_file_are_pointed_out(tmp_pa
         message = raises_at(path, None, "an Office file (an Excel or LibreOffice workbook?), not a text file: save it "
                                         'as CSV (Excel: "CSV UTF-8 (comma delimited)")')
         assert message.startswith(f"{path}: ")
+    # a web page saved in place of the file (wget of a GitHub page): "missing column 'text' (found: <!DOCTYPE html>)"
+    for name, kind in (("page.csv", "classification"), ("page.jsonl", "classification"), ("page.conll", "tagging")):
+        page = write(tmp_path, name, '\ufeff\n<!DOCTYPE html>\n<html lang="en"><body>text,label</body></html>\n')
+        raises_at(page, None, "an HTML page, not a data file (a web page saved instead of the file? download the raw "
+                              "file: GitHub's Raw link, the hub's resolve/main/ link)", task_type=kind)
     archive = tmp_path / "data.csv.zip"  # any other zip is still a compressed file
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("data.csv", "text,label\na,b\n")
