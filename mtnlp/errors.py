@@ -56,6 +56,14 @@ def offline_miss(error: BaseException) -> str | None:
     return None
 
 
+def lfs_pointer(start: bytes, what: str) -> str | None:
+    """What to say of a file whose first bytes are a Git LFS pointer (a clone made without git-lfs), else None."""
+    if start.startswith(b"version https://git-lfs.github.com/spec/"):
+        return (f"a Git LFS pointer, not the {what}: the repository was cloned without its large files (`git lfs "
+                "pull` in it fetches them)")
+    return None
+
+
 def require(module: str, extra: str, what: str) -> None:
     """An optional package `what` needs: a missing one is a user error naming mtnlp's extra that installs it."""
     import importlib.util

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .encoders import not_an_encoder
-from .errors import NotFound, UserError, causes, first_line
+from .errors import NotFound, UserError, causes, first_line, lfs_pointer
 
 # what a run writes in its output_dir, and a new run there (overwrite_output_dir) removes
 RUN_OUTPUTS = ("checkpoints", "model", "metrics.json", "curves.png", "history.jsonl", "train_log.jsonl")
@@ -301,6 +301,9 @@ def safetensors_problem(path: Path) -> str | None:
         return None
     size = path.stat().st_size
     try:
+        with open(path, "rb") as f:
+            if pointer := lfs_pointer(f.read(60), "weights"):
+                return pointer
         length, header = safetensors_header(path)
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
     except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError) as e:

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from stat import S_ISREG
 
-from .errors import UserError, at, first_line
+from .errors import UserError, at, first_line, lfs_pointer
 from .spec import LINES_FILES, DataSpec
 from .tasks import TASK_TYPES
 from .tasks.base import label_name, valid_unicode
@@ -68,6 +68,8 @@ def open_text(path: Path, encoding: str, newline: str | None = None):
         start = f.peek(100)[:100]
         if start.startswith(b"PAR1"):  # a Parquet file named .csv, or read with data.format
             raise UserError(PARQUET.format(path=path))
+        if pointer := lfs_pointer(start, "data"):
+            raise UserError(f"{path}: {pointer}")
         if start.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith((b"<!doctype html", b"<html")):
             raise UserError(f"{path}: an HTML page, not a data file (a web page saved instead of the file? download "
                             "the raw file: GitHub's Raw link, the hub's resolve/main/ link)")

@@ -399,6 +399,17 @@ def damaged_weights_file(c: Ctx):
         ["not a readable safetensors file (cut short: its header is longer than the file)"]
 
 
+def weights_left_in_git_lfs(c: Ctx):
+    """A model repository cloned without git-lfs: "cut short: its header is longer than the file"."""
+    import shutil
+
+    copy = shutil.copytree(c.model, c.folder / "lfs")
+    (copy / "model.safetensors").write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{'0' * 64}\n"
+                                            "size 1234567\n")
+    return ["predict", str(copy), "some text"], f"{copy / 'model.safetensors'}:", \
+        ["a Git LFS pointer, not the weights: the repository was cloned without its large files (`git lfs pull`"]
+
+
 def export_quantize_without_onnx(c: Ctx):
     return ["export", str(c.model), "--quantize", "int8", str(c.folder / "out")], "export:", ["--quantize applies to --onnx"]
 
@@ -745,7 +756,7 @@ CASES = [Case(f.__name__, f) for f in (
     predict_with_a_run_folder, predict_input_with_a_lone_surrogate,
     predict_input_with_a_lone_surrogate_in_a_key_it_echoes, predict_input_not_utf8,
     predict_input_of_blank_lines, export_onto_a_file, export_into_the_model_folder,
-    damaged_weights_file, export_quantize_without_onnx, recipes_copy_into_a_missing_folder,
+    damaged_weights_file, weights_left_in_git_lfs, export_quantize_without_onnx, recipes_copy_into_a_missing_folder,
     recipes_copy_into_a_missing_folder_with_a_slash, recipes_list_with_an_argument)]
 BY_ID = {case.id: case for case in CASES}
 

@@ -130,6 +130,10 @@ def test_a_csv_separated_by_semicolons_and_files_that_are_no_text_data_are_point
         page = write(tmp_path, name, '\ufeff\n<!DOCTYPE html>\n<html lang="en"><body>text,label</body></html>\n')
         raises_at(page, None, "an HTML page, not a data file (a web page saved instead of the file? download the raw "
                               "file: GitHub's Raw link, the hub's resolve/main/ link)", task_type=kind)
+    pointer = write(tmp_path, "lfs.csv", "version https://git-lfs.github.com/spec/v1\noid sha256:"
+                                         f"{'0' * 64}\nsize 52428800\n")  # a clone without git-lfs
+    raises_at(pointer, None, "a Git LFS pointer, not the data: the repository was cloned without its large files "
+                             "(`git lfs pull` in it fetches them)")
     archive = tmp_path / "data.csv.zip"  # any other zip is still a compressed file
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("data.csv", "text,label\na,b\n")
