@@ -694,6 +694,12 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
     data, key = task.data, f"tasks.{name}.data"
     splits = [split for split in ("train", "validation", "test") if getattr(data, split) is not None]
     mappings = [split for split in splits if isinstance(getattr(data, split), dict)]
+    for split in splits if not data.hub else ():
+        files = getattr(data, split)
+        for file in files.values() if isinstance(files, dict) else [files]:
+            if isinstance(file, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]+://", file):  # (not C:\ on Windows)
+                fail(f"{key}.{split}", f"{file!r} is a URL: data files are read from disk, so download it first (a "
+                                       "data set on the Hugging Face hub: data.hub names it)")
     if data.format == "lines" or mappings:
         implied = ("data.format is lines" if data.format == "lines"
                    else f"data.{mappings[0]} is a mapping of files (format lines)")

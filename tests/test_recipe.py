@@ -1068,3 +1068,18 @@ def test_a_label_weight_in_e_notation_is_a_number_as_lr_is():
 def test_a_text_yaml_read_as_a_boolean_date_or_null_says_why(tmp_path, written, said):
     path = recipe_file(tmp_path, replace={"name: t": written})
     assert error(path) == f"{path}:1: {said}"
+
+
+@pytest.mark.parametrize("split,value", [("train", "https://raw.githubusercontent.com/org/repo/main/train.csv"),
+                                         ("validation", "s3://bucket/dev.tsv"),
+                                         ("train", "{text: 'http://x.org/t.txt', labels: l.txt}")])
+def test_a_data_file_given_as_a_url_is_refused_saying_so(tmp_path, split, value):
+    """It was "<recipe folder>/https:/raw.githubusercontent.com/...: file not found"."""
+    given = f'      train: {DATA / "sst2_sample.jsonl"}'
+    written = f"      {split}: {value}" + (f"\n{given}" if split == "validation" else "")
+    path = recipe_file(tmp_path, replace={given: written})
+    url = value.split("'")[1] if "{" in value else value
+    message = error(path)
+    assert message.startswith(f"{path}:") and message.endswith(
+        f"tasks.sentiment.data.{split}: {url!r} is a URL: data files are read from disk, so download it first (a data "
+        "set on the Hugging Face hub: data.hub names it)"), message
