@@ -45,6 +45,21 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
+# a hub page's address pasted for a model (https://huggingface.co/org/name/tree/v1); Path() makes :// :/
+HUB_PAGE = re.compile(r"https?:/+(?:www\.)?(?:huggingface\.co|hf\.co)/(?!datasets/|spaces/)([\w.-]+(?:/[\w.-]+)?)"
+                      r"(?:/(?:tree|blob|resolve)/([^/\s]+))?")
+
+
+def url_problem(name: str) -> str | None:
+    """What to say of a model name that is a URL (a hub page's: its id), or None."""
+    if page := HUB_PAGE.match(name):
+        revision = f" and the revision {page[2]}" if page[2] and page[2] != "main" else ""
+        return f"a hub page's address, not a model id: give the id {page[1]}{revision}"
+    if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]+:/", name):
+        return "a URL: give a local folder or a hub id (org/name)"
+    return None
+
+
 def is_local_path(name: str) -> bool:
     """Whether a model name is a local path rather than a hub id: it exists, starts with ., / or ~, has
     more than one /, or its folder exists ("runs/demo" is a hub id's shape too; a local folder runs

@@ -12,7 +12,7 @@ import socket
 from contextlib import contextmanager
 from pathlib import Path
 
-from .encoders import not_an_encoder
+from .encoders import not_an_encoder, url_problem
 from .errors import NotFound, UserError, causes, first_line, lfs_pointer
 
 # what a run writes in its output_dir, and a new run there (overwrite_output_dir) removes
@@ -256,7 +256,7 @@ def check_model_folder(model_dir: Path) -> None:
     if model_dir.is_file():
         raise UserError(f"{model_dir}: a file, not a model folder (give the folder that holds it)")
     if not model_dir.is_dir():
-        raise NotFound(f"{model_dir}: model folder not found")
+        raise NotFound(f"{model_dir}: {url_problem(str(model_dir)) or 'model folder not found'}")
     if (model_dir / "model" / "config.json").exists() and not (model_dir / "config.json").exists() and \
             (why := unfinished_run(model_dir)):
         raise UserError(f"{model_dir}: a run that has not finished ({why}): finish it (training.resume_from), then "

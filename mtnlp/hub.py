@@ -17,7 +17,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, Mo
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from .encoders import is_local_path
+from .encoders import HUB_PAGE, is_local_path
 from .errors import UserError, first_line
 from .folders import check_model_folder, in_task_order
 
@@ -417,6 +417,8 @@ def repo_id_problem(repo_id: str) -> str | None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError:
+        if (page := HUB_PAGE.match(repo_id)) and not page[2]:
+            return f"repo id '{repo_id}' is a hub page's address: give the id {page[1]}"
         return (f"repo id '{repo_id}' is not valid: give NAME or NAMESPACE/NAME of letters, digits, "
                 "'-', '_' and '.' (e.g. my-org/my-model)")
     return None

@@ -26,7 +26,8 @@ from transformers import AutoTokenizer, PreTrainedConfig
 
 from . import families
 from . import precision as precision_policy
-from .encoders import custom_code_problem, is_local_path, pickle_refusal, tokenizer_problem, vocabulary_problem
+from .encoders import (custom_code_problem, is_local_path, pickle_refusal, tokenizer_problem, url_problem,
+                       vocabulary_problem)
 from .folders import check_model_folder, check_multitask_config, is_onnx_folder, refuse_run_folder
 from .errors import first_line, outside_mtnlp
 from .modeling import NO_TASKS, ConfigMismatch, MultiTaskModel, TasksError, evaluating, to_device
@@ -339,7 +340,7 @@ def load_pretrained(name: str, **hub_kwargs):
     name = str(name)
     path = Path(name).expanduser()
     if not path.exists() and is_local_path(name):  # no hub look-up, no retries
-        raise NotFound(f"{name}: model folder not found")
+        raise NotFound(f"{name}: {url_problem(name) or 'model folder not found'}")
     refuse_run_folder(name)
     if hub_kwargs.get("revision") == "":
         raise UserError("revision: empty; leave it out for the default branch (main)")

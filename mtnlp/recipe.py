@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 import yaml
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
-from .encoders import is_local_path
+from .encoders import is_local_path, url_problem
 from .folders import ONNX_INPUTS
 from .spec import (LINES_FILES, SAVED_TASK_NAME, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction, Names, Positive,
                    Spec, TaskSpec, _listed, precision_name)
@@ -413,7 +413,7 @@ def apply_override(raw: dict, item: str) -> None:
         raise UserError(f"override '{item}': YAML reads '{after.strip()}' as a comment and drops it; to mean that "
                         f"text, quote it: \"{key}='{quoted}'\"")
     if key in CWD_PATH_KEYS and isinstance(parsed, str) and parsed not in ("latest", ""):
-        if key != "model.init_from" or is_local_path(parsed):  # init_from may be a hub id: it stays one
+        if key != "model.init_from" or is_local_path(parsed) and not url_problem(parsed):  # a hub id stays one
             parsed = str(Path(parsed).expanduser().absolute())  # paths typed on the command line are cwd-relative
     node[parts[-1]] = parsed
     if isinstance(node, _Mapping):
@@ -829,7 +829,8 @@ def check_training_paths(recipe: Recipe) -> None:
 
     if not source and is_local_path(encoder):
         if not Path(encoder).is_dir():
-            fail("model.encoder", f"{encoder}: " + ("a file, not a folder" if Path(encoder).exists() else "folder not found"))
+            fail("model.encoder", f"{encoder}: " + ("a file, not a folder" if Path(encoder).exists() else
+                                                     url_problem(encoder) or "folder not found"))
         if problem := encoder_folder_problem(Path(encoder).expanduser()):
             fail("model.encoder", f"{encoder}: {problem}")
 

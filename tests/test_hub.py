@@ -324,6 +324,27 @@ def test_push_refuses_an_invalid_repo_id(repo_id, run_dir, no_network):
         push(run_dir / "model", repo_id)
 
 
+def test_a_hub_pages_address_given_for_a_model_or_repo_id_says_which_id_it_means(run_dir, no_network, tmp_path):
+    """A pasted https://huggingface.co/org/name was "model folder not found" (a path to the CLI) or "not valid"."""
+    from mtnlp import MultiTaskPipeline
+    from mtnlp.folders import check_model_folder
+    from mtnlp.hub import push
+
+    with pytest.raises(UserError, match=r"^repo id 'https://huggingface.co/org/x' is a hub page's address: give the "
+                                        r"id org/x$"):
+        push(run_dir / "model", "https://huggingface.co/org/x")
+    for given, said in (("https://huggingface.co/org/x", "a hub page's address, not a model id: give the id org/x"),
+                        ("https://hf.co/org/x/tree/v2", "a hub page's address, not a model id: give the id org/x "
+                                                         "and the revision v2"),
+                        ("https://huggingface.co/bert-base-uncased", "a hub page's address, not a model id: give "
+                                                                     "the id bert-base-uncased"),
+                        ("https://example.org/models/x", "a URL: give a local folder or a hub id (org/name)")):
+        with pytest.raises(UserError, match=f"^{re.escape(given)}: {re.escape(said)}$"):
+            MultiTaskPipeline.from_pretrained(given)
+        with pytest.raises(UserError, match=f": {re.escape(said)}$"):  # (as a Path: https:/...)
+            check_model_folder(Path(given))
+
+
 @pytest.mark.parametrize("token", ["", " \n"])
 def test_push_refuses_an_empty_token_or_revision_in_words_that_fit_python_and_the_cli(token, run_dir, no_network):
     from mtnlp.hub import push

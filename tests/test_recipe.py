@@ -785,6 +785,16 @@ def test_hub_repo_id_is_checked_when_the_recipe_loads(tmp_path, top, message):
         load_recipe(path)
 
 
+@pytest.mark.parametrize("key", ["model.encoder", "model.init_from"])
+def test_a_hub_pages_address_as_the_encoder_or_transfer_source_says_which_id_it_means(tmp_path, key):
+    from mtnlp.transfer import trained_source
+
+    recipe = load_recipe(recipe_file(tmp_path), [f"{key}=https://huggingface.co/org/x", f"output_dir={tmp_path / 'r'}"])
+    with pytest.raises(UserError, match=f"{key}: https://huggingface.co/org/x: a hub page's address, not a model id: "
+                                        "give the id org/x$"):
+        check_training_paths(recipe) if key == "model.encoder" else trained_source(recipe)
+
+
 @pytest.mark.parametrize("written,fragment", [
     ("steps: 010", "010 is an octal number to YAML: quote it ('010'), or write a number without leading zeros"), ("steps: 1:30", "1:30 is a base-60 number to YAML: quote it"),
     ("lr: 1:30.5", "1:30.5 is a base-60 number"), ("seed: -1", "must be >= 0"), ("seed: 4294967296", "must be < 4294967296"),
