@@ -368,6 +368,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
 
 
 OVERRIDE = "command-line override"  # stands in for a line number
+URL = r"[a-zA-Z][a-zA-Z0-9+.-]+://"  # (not C:\ on Windows)
 CWD_PATH_KEYS = {"data_dir", "output_dir", "training.resume_from", "model.init_from"}
 
 
@@ -697,9 +698,12 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
     for split in splits if not data.hub else ():
         files = getattr(data, split)
         for file in files.values() if isinstance(files, dict) else [files]:
-            if isinstance(file, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]+://", file):  # (not C:\ on Windows)
+            if isinstance(file, str) and re.match(URL, file):
                 fail(f"{key}.{split}", f"{file!r} is a URL: data files are read from disk, so download it first (a "
                                        "data set on the Hugging Face hub: data.hub names it)")
+    if data.hub and (page := re.match(r"https?://(?:www\.)?(?:huggingface|hf)\.co/datasets/([\w.-]+(?:/[\w.-]+)?)",
+                                      data.hub)):
+        fail(f"{key}.hub", f"{data.hub!r} is a hub page's address: give the data set's id, {page[1]}")
     if data.format == "lines" or mappings:
         implied = ("data.format is lines" if data.format == "lines"
                    else f"data.{mappings[0]} is a mapping of files (format lines)")

@@ -1093,3 +1093,8 @@ def test_a_data_file_given_as_a_url_is_refused_saying_so(tmp_path, split, value)
     assert message.startswith(f"{path}:") and message.endswith(
         f"tasks.sentiment.data.{split}: {url!r} is a URL: data files are read from disk, so download it first (a data "
         "set on the Hugging Face hub: data.hub names it)"), message
+
+    with pytest.raises(UserError, match=r"tasks.sentiment.data.hub: 'https://huggingface.co/datasets/org/sst2' is a hub "
+                                        r"page's address: give the data set's id, org/sst2$"):
+        load_recipe(recipe_file(tmp_path), ["tasks.sentiment.data={hub: 'https://huggingface.co/datasets/org/sst2', "
+                                            "train: train}"])
