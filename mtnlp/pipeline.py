@@ -32,8 +32,8 @@ from .folders import check_model_folder, check_multitask_config, is_onnx_folder,
 from .errors import first_line, outside_mtnlp
 from .modeling import NO_TASKS, ConfigMismatch, MultiTaskModel, TasksError, evaluating, to_device
 from .tasks import task_type
-from .tasks.base import (LONE_SURROGATE, SHOWN, answering_tasks, input_forms, is_words_input, text_input_problem,
-                         truncating, valid_unicode)
+from .tasks.base import (LONE_SURROGATE, PAIR_CUT, SHOWN, answering_tasks, input_forms, is_words_input,
+                         text_input_problem, truncating, valid_unicode)
 from .tasks.tagging import first_subtokens
 
 
@@ -471,9 +471,9 @@ def truncation_warning(truncated: list[tuple[int, tuple, bool]], specs: dict, ma
     """One warning for a call's truncated inputs ((index, the heads that read it, whether a pair)): which
     inputs, and what that does to the heads that read them."""
     kinds = {task_type(specs[t]["type"]) for _, heads, _ in truncated for t in heads}
-    pairs = " (of a pair, the longer text is cut)" if any(pair for *_, pair in truncated) else ""
+    pairs = f" ({PAIR_CUT})" if any(pair for *_, pair in truncated) else ""
     effects = ([f"sequence heads read only what fits{pairs}"] * any(k.head_kind != "token" and not k.input_fields
                                                                      for k in kinds)
-               + ["words past it get no tags"] * any(k.head_kind == "token" for k in kinds)
+               + ["the words it cuts off get no tags"] * any(k.head_kind == "token" for k in kinds)
                + sorted(k.cut_effect for k in kinds if k.input_fields))
     return TruncationWarning(sorted({i for i, *_ in truncated}), max_length, effects)

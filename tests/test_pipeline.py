@@ -88,7 +88,7 @@ def test_a_text_split_into_words_gets_one_tag_per_word_from_each_tagging_head(mo
     assert [w["tag"] for w in by_text] == [w["tag"] for w in result["pos"] if w["tag"]]
     spaced = pipe({"words": ["New York", "is", "big"]})["pos"]  # a word with a space stays one, as in a JSON corpus
     assert [w["word"] for w in spaced] == ["New York", "is", "big"] and all(w["tag"] for w in spaced)
-    with pytest.warns(UserWarning, match="truncated \\(inputs\\[0\\]\\): words past it get no tags"):
+    with pytest.warns(UserWarning, match="truncated \\(inputs\\[0\\]\\): the words it cuts off get no tags"):
         cut = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32", max_length=8)({"words": ["word"] * 20})
     assert len(cut["pos"]) == 20 and cut["pos"][0]["tag"] and cut["pos"][10]["tag"] is None
     with pytest.raises(ValueError, match=r"^inputs\[0\]: a text split into words, but no requested task reads it"):
@@ -323,7 +323,7 @@ def test_empty_and_long_texts(model_dir):
         out = pipe(long_text)
     assert [str(w.message) for w in caught if "truncated" in str(w.message)] == [
         "1 input(s) longer than max_length=32 tokens were truncated (inputs[0]): sequence heads read only what "
-        "fits; words past it get no tags"]
+        "fits; the words it cuts off get no tags"]
     assert 0 < len(out["pos"]) < 100  # words past max_length=32 tokens get no tag
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -336,7 +336,8 @@ def test_empty_and_long_texts(model_dir):
              strict=False)
     assert [str(w.message) for w in caught if "truncated" in str(w.message)] == [
         "3 input(s) longer than max_length=32 tokens were truncated (inputs[1], inputs[2], inputs[3]): sequence "
-        "heads read only what fits (of a pair, the longer text is cut); words past it get no tags"]
+        "heads read only what fits (of a pair, the longer text is cut first, down to the other's length, then "
+        "both); the words it cuts off get no tags"]
 
 
 def test_pipeline_matches_model_on_training_style_tokenisation(model_dir):

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import DATA, minilm_path, write_jsonl, write_recipe
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -231,7 +232,7 @@ def test_recipe_keys_of_the_type(tmp_path, tiny_encoder):
     recipe = load_recipe(path)
     assert recipe.tasks["qa"].doc_stride == 64 // 3 and recipe.tasks["qa"].max_answer_length == 30
     assert QA.model_spec(recipe.tasks["qa"]) == {"doc_stride": 21, "max_answer_length": 30, "allow_unanswerable": False}
-    problems = {"tasks.qa.doc_stride=32": "tasks.qa.doc_stride: must be less than half of model.max_length (64), got 32",
+    problems = {"tasks.qa.doc_stride=30": "tasks.qa.doc_stride: must be at most 29 at model.max_length 64, got 30",
                 "tasks.qa.data.train=t.csv": "tasks.qa.data.train: an extractive_qa task reads SQuAD json or jsonl "
                                              "files, not csv",
                 "tasks.qa.metrics=[accuracy]": "metric 'accuracy' does not apply to a extractive_qa task",
@@ -504,6 +505,14 @@ def test_predict_and_evaluate_from_the_command_line(qa_run, tmp_path, capsys):
     assert "instead of the model's" not in capsys.readouterr().out  # the training recipe: the model's settings
     assert main(["evaluate", str(model_dir), str(recipe), "tasks.qa.max_answer_length=1", "--split", "test"]) == 0
     assert "qa: max_answer_length 1 from the recipe, instead of the model's" in capsys.readouterr().out
+    # a plain evaluation recipe (no max_length, doc_stride or max_answer_length): the model's settings, not the
+    # recipe's defaults (doc_stride was a third of the default max_length 128, 42, where the model's is 16)
+    plain = tmp_path / "eval.yaml"
+    plain.write_text(yaml.safe_dump({"model": {"encoder": minilm_path()}, "tasks": {"qa": {
+        "type": "extractive_qa", "allow_unanswerable": True, "data": {"test": str(folder / "test.jsonl")}}}}))
+    assert main(["evaluate", str(model_dir), str(plain), "--split", "test", "--output", str(tmp_path / "p.json")]) == 0
+    assert "instead of the model's" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "p.json").read_text())["tasks"]["qa"]["test"] == pytest.approx(evaluated, abs=1e-9)
 
 
 def test_evaluation_uses_the_recipes_decoding_settings_where_they_differ_from_the_models(tmp_path, tiny_encoder):

@@ -214,8 +214,8 @@ class TaskType:
         cut = sum(column(dataset, "truncated"))
         if not cut:
             return None
-        pairs = " (of a pair, the longer text is cut)" if (options or {}).get("text_pair") else ""
-        effect = "words past the cut get no tag" if self.token_level else f"the model sees only what fits{pairs}"
+        pairs = f" ({PAIR_CUT})" if (options or {}).get("text_pair") else ""
+        effect = "the words it cuts off get no tag" if self.token_level else f"the model sees only what fits{pairs}"
         return (f"{cut:,} of {len(dataset):,} examples are longer than max_length={max_length} tokens and were "
                 f"truncated; {effect}")
 
@@ -416,6 +416,10 @@ def answering_tasks(value, tasks: dict[str, dict], every: bool = False) -> list[
     for t in takers if forms else ():
         kinds[t].check_input(value)
     return takers
+
+
+# what longest-first truncation (transformers' default, run_glue's) does to a text pair
+PAIR_CUT = "of a pair, the longer text is cut first, down to the other's length, then both"
 
 
 def truncating(tokenizer, texts: list, pairs: list | None = None, *, max_length: int, words: bool = False, **kwargs):

@@ -76,10 +76,11 @@ class ExtractiveQA(TaskType):
         max_length = recipe.model.max_length
         if task.doc_stride is None:  # recorded in the model's config (model_spec)
             task.doc_stride = default_stride(max_length)
-        elif 2 * task.doc_stride >= max_length:
-            fail(f"tasks.{name}.doc_stride", f"must be less than half of model.max_length ({max_length}), got "
-                                            f"{task.doc_stride}: a window holds the question and more context than "
-                                            "it shares with the next")
+            task.model_fields_set.discard("doc_stride")  # not the recipe's: evaluate keeps the model's (evaluated_as)
+        elif task.doc_stride > stride_limit(max_length):
+            fail(f"tasks.{name}.doc_stride", f"must be at most {stride_limit(max_length)} at model.max_length "
+                                            f"{max_length}, got {task.doc_stride}: a window holds the question and "
+                                            "more context than it shares with the next")
         data = task.data
         for split in ("train", "validation", "test"):
             source = getattr(data, split)
@@ -141,10 +142,12 @@ class ExtractiveQA(TaskType):
                 "allow_unanswerable": spec.allow_unanswerable}
 
     def evaluated_as(self, head, spec):
-        """The recipe's windows and decoding settings where they differ from the model's: evaluation's windows
-        follow the recipe's doc_stride (load_task tokenises with it), decoding its max_answer_length and
-        allow_unanswerable."""
-        changed = {key: value for key, value in self.model_spec(spec).items() if head.get(key) != value}
+        """The recipe's windows and decoding settings where it gives them and they differ from the model's:
+        evaluation's windows follow the recipe's doc_stride (load_task tokenises with it), decoding its
+        max_answer_length and allow_unanswerable. What the recipe leaves out is the model's (a default of the
+        recipe's own, e.g. a third of a max_length it does not set, is not)."""
+        changed = {key: value for key, value in self.model_spec(spec).items()
+                   if key in spec.model_fields_set and head.get(key) != value}
         return {**head, **changed} if changed else head
 
     # ---------------------------------------------------------------- tokenising
@@ -250,7 +253,7 @@ class ExtractiveQA(TaskType):
                          "question takes at most three quarters of a window's tokens past doc_stride, so that the "
                          "windows of a long context move on by at least a quarter)")
         if lost:
-            stride = span_settings(options or {}, max_length)[0]
+            stride = min(span_settings(options or {}, max_length)[0], stride_limit(max_length))  # (as windows())
             notes.append(f"{lost:,} of {answered:,} answers (a question's first) fit in no window whole (longer than "
                          f"doc_stride={stride} tokens, they cross a window boundary): all their windows target no "
                          "answer, and a prediction can only match another gold answer of the question, if it has "
@@ -325,7 +328,13 @@ class ExtractiveQA(TaskType):
 
 
 def default_stride(max_length: int) -> int:
-    return max_length // 3
+    return min(max_length // 3, stride_limit(max_length))
+
+
+def stride_limit(max_length: int) -> int:
+    """The largest doc_stride windows() uses at `max_length` for an encoder whose pairs take up to 4 special
+    tokens (RoBERTa's; BERT's 3): less than half of a window's tokens."""
+    return max(0, (max_length - 4) // 2 - 1)
 
 
 def span_settings(spec: dict, max_length: int = 0) -> tuple[int, int, bool]:
@@ -427,7 +436,8 @@ def windows(tokenizer, questions: list[str], contexts: list[str], max_length: in
     quarters of a window's tokens past the `stride` it shares (the second value: which were cut): a window
     moves on by what its question leaves of them, so a longer question made about one window per context token."""
     special = tokenizer.num_special_tokens_to_add(pair=True)
-    stride = max(0, min(stride, (max_length - special) // 2 - 1))
+    stride = min(stride, stride_limit(max_length), max(0, (max_length - special) // 2 - 1))  # (a shorter max_length
+    # than the model's, in evaluate or the pipeline; the last: a tokenizer whose pairs take more than 4 special tokens)
     room = max_length - special - stride  # a window's tokens past the stride it shares
     limit = room - max(1, room // 4)
     questions, cut = list(questions), [False] * len(questions)

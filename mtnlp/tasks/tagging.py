@@ -161,12 +161,14 @@ def best_tags(logits, positions: list[int], labels: list[str]) -> tuple[list[str
 
 def per_word(words: list[int], ids: list, count: int, cut: bool) -> list:
     """A sentence of `count` words as scoring reads it: `ids[k]` for word `words[k]` (the words that have a
-    token, in token order), -1 for each word past max_length's cut, None for a word the tokenizer turns into
+    token, in token order), -1 for each word max_length cut off, None for a word the tokenizer turns into
     nothing."""
     predicted = [None] * count
     for word, i in zip(words, ids):
         predicted[word] = i
-    if cut:
+    if cut and words and words[-1] == count - 1 and words[0] > 0:  # a tokenizer that truncates on the left
+        predicted[:words[0]] = [-1] * words[0]  # (a right cut keeps the first word: it cuts at least a token)
+    elif cut:
         last = words[-1] if words else -1
         predicted[last + 1:] = [-1] * (count - last - 1)
     return predicted
