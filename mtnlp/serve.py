@@ -95,6 +95,12 @@ class Stats:
     refused: int = 0  # requests answered 503 as the queue was full
 
 
+def fail(job: Job, why: str) -> None:
+    """Answer a job's request with an error (a 503 or 500), unless it is answered or its client went away."""
+    if not job.future.done():
+        job.future.set_exception(RuntimeError(why))
+
+
 class Batcher:
     """One worker task: queued requests -> one pipeline call per collected batch -> each request's slice."""
 
@@ -118,8 +124,8 @@ class Batcher:
             await asyncio.gather(self._worker, return_exceptions=True)
         while self._queue is not None and not self._queue.empty():
             job = self._queue.get_nowait()
-            if not job.future.done():
-                job.future.set_exception(RuntimeError("the server is shutting down"))
+            self.queued -= len(job.inputs)  # (an app started again must not count them as waiting)
+            fail(job, "the server is shutting down")
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
@@ -177,11 +183,14 @@ class Batcher:
                 size += len(job.inputs)
             try:
                 await self._answer(batch)
+            except asyncio.CancelledError:  # stop() during the call: its requests (and one held back) get an answer
+                for job in [*batch, *([held] if held else [])]:
+                    fail(job, "the server is shutting down")
+                raise
             except Exception:  # a bug here must not stop the worker: every later request would hang
                 log.exception("batch failed")
                 for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(RuntimeError("prediction failed (see the server log)"))
+                    fail(job, "prediction failed (see the server log)")
 
     async def _answer(self, batch: list[Job]) -> None:
         try:
@@ -189,8 +198,7 @@ class Batcher:
         except Exception:
             if len(batch) == 1:
                 log.exception("prediction failed")
-                if not batch[0].future.done():
-                    batch[0].future.set_exception(RuntimeError("prediction failed (see the server log)"))
+                fail(batch[0], "prediction failed (see the server log)")
                 return
             for job in batch:  # one request's input must not fail the others: each alone
                 await self._answer([job])

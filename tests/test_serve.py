@@ -368,6 +368,36 @@ def test_a_failing_input_fails_only_its_own_request():
     assert "error" in responses[1].json()
 
 
+def test_stopping_answers_every_request_and_a_restarted_batcher_has_an_empty_queue():
+    """stop() failed the queued requests but kept counting their inputs as queued: an app started again refused
+    requests as busy ("3 inputs wait") on an empty queue; the request in the pipeline's call got no answer."""
+    from mtnlp.serve import Batcher, QueueFull
+
+    pipe = SlowPipeline()
+
+    async def run():
+        batcher = Batcher(pipe, window_ms=0, max_batch=1, max_queue=4)
+        await batcher.start()
+        jobs = [asyncio.create_task(batcher.predict([text], ("sentiment",), False)) for text in ("slow", "a", "b", "c")]
+        while batcher.queued != 3:  # the first is in the pipeline, three wait
+            await asyncio.sleep(0.01)
+        threading.Timer(0.2, pipe.release.set).start()  # (stop waits for the pipeline's thread to end its call)
+        await batcher.stop()
+        await asyncio.wait(jobs, timeout=5)
+        said, queued = [str(job.exception()) for job in jobs], batcher.queued
+        await batcher.start()  # the app started again
+        try:
+            return said, queued, await asyncio.wait_for(batcher.predict(["d", "e"], ("sentiment",), False), 10)
+        except QueueFull as e:
+            return said, queued, e
+        finally:
+            await batcher.stop()
+
+    said, queued, again = asyncio.run(run())
+    assert said == ["the server is shutting down"] * 4 and queued == 0
+    assert len(again[0]) == 2, again
+
+
 def test_a_request_whose_client_went_away_is_dropped_from_the_queue():
     """Starlette does not cancel an endpoint whose client disconnected: a request queued behind a slow one
     was computed anyway, and clients that time out and retry piled up work."""
