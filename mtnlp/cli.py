@@ -480,6 +480,8 @@ def cmd_evaluate(args) -> int:
     if limit is not None and max_length > limit:
         raise UserError(f"{recipe.where('model.max_length')}: model.max_length: {max_length} is more than the "
                         f"encoder's position embeddings hold ({limit})")
+    if trained and max_length != trained:  # the scores then are of another reading than training's
+        print(f"reading at max_length {max_length} (the recipe's model.max_length); the model was trained at {trained}")
     tasks, metrics, without = {}, {}, []
     for name in wanted or recipe.tasks:  # in the order --tasks gives them, as predict, serve and export answer
         spec = recipe.tasks[name]
@@ -528,7 +530,7 @@ def cmd_evaluate(args) -> int:
     try:  # before the table: a reader that closes stdout (| head) must not cost the results
         output.write_text(json.dumps(finite({"tasks": {n: {args.split: v} for n, v in results.items()},  # NaN: null
                                              "per_label": {n: {args.split: v} for n, v in by_label.items()},
-                                             "precision": chosen.as_dict()}),
+                                             "precision": chosen.as_dict(), "max_length": max_length}),
                                      indent=2, allow_nan=False, ensure_ascii=False), encoding="utf-8")
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):  # the machine's, as anywhere: status 1

@@ -182,7 +182,11 @@ def test_evaluate_reads_at_the_trained_max_length_unless_the_recipe_sets_one(mak
     evaluated = json.loads((tmp_path / "eval.json").read_text())["tasks"]
     for task in trained:  # as training evaluated it: truncated at 12 tokens, not the default 128
         assert evaluated[task]["validation"] == pytest.approx(trained[task]["validation"]), task
-    capsys.readouterr()
+    assert json.loads((tmp_path / "eval.json").read_text())["max_length"] == 12
+    assert "reading at max_length" not in capsys.readouterr().out
+    assert main(["evaluate", str(model), str(bare), "model.max_length=16", "--output", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["max_length"] == 16
+    assert "reading at max_length 16 (the recipe's model.max_length); the model was trained at 12" in capsys.readouterr().out
     assert main(["evaluate", str(model), str(bare), "model.max_length=2048"]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {bare} (command-line override): model.max_length: 2048 is more "
                                                "than the encoder's position embeddings hold (128)")
