@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                    "\"context\"}, a text split into words {\"words\": [...]}), - for stdin")
     p.add_argument("--output", help="write JSON lines here instead of stdout (-: stdout)")
     p.add_argument("--all-scores", action="store_true", help="include every label's probability")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per encoder pass (default: 32; a multiple-choice input is one per choice)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="sequences per encoder pass (default: 32; a multiple-choice input is one per choice)")
     p.add_argument("--precision", default="auto", type=precision_option, metavar=PRECISION_METAVAR,
                    help="auto (default): bf16 where the hardware runs it natively, else fp32 (fp16 on GPUs without bf16)")
     p.add_argument("--revision", help="hub branch, tag or commit")
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="auto", type=precision_option, metavar=PRECISION_METAVAR,
                    help="as for predict")
     p.add_argument("--revision", help="hub branch, tag or commit")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per encoder pass (default: 32; a multiple-choice input is one per choice)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="sequences per encoder pass (default: 32; a multiple-choice input is one per choice)")
     p.add_argument("--max-batch", type=int, default=64,
                    help="inputs of concurrent requests collected into one pipeline call (default: 64)")
     p.add_argument("--batch-window-ms", type=float, default=5.0,

@@ -586,7 +586,8 @@ def check(recipe: Recipe, training: bool = True) -> None:
                                   f"{len(names)} tasks")
     for name, task in recipe.tasks.items():
         if not re.fullmatch(TASK_NAME if training else SAVED_TASK_NAME, name):  # a torch module's, --tasks a,b, key=value
-            fail(f"tasks.{name}", "a task name is not empty, and has no space, control character, '.', ',', '=', '\"' or '\\'")
+            fail(f"tasks.{name}", "a task name is not empty, and has no space, control character, '.', ',', '=', "
+                                  "'\"' or '\\'")
         if name in TORCH_DICT_NAMES:
             fail(f"tasks.{name}", f"a name torch's module dicts have for their own (`.{name}`): rename the task")
         if training and name in ONNX_INPUTS:
@@ -639,7 +640,8 @@ def check(recipe: Recipe, training: bool = True) -> None:
         if training and name not in registry:
             fail(f"{section}.{method}", f"unknown value {name!r} (expected one of: {', '.join(registry)})")
         for key, reader in keys.items():
-            if _changed(spec, key) and not _may_read(registry, name, reader) and not (every_task and section == "sampling"):
+            if _changed(spec, key) and not _may_read(registry, name, reader) and not (every_task and
+                                                                                     section == "sampling"):
                 note(f"{section}.{key}", f"not read: it applies to {section}.{method} {reader} (this is {name})")
     if every_task:
         for key in ("strategy", "temperature"):
