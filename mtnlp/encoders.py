@@ -45,7 +45,8 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
-# a hub page's address pasted for a model (https://huggingface.co/org/name/tree/v1); Path() makes :// :/
+URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+:/")  # a URL's scheme (Path() makes :// :/), not C:\ on Windows
+# a hub page's address pasted for a model (https://huggingface.co/org/name/tree/v1)
 HUB_PAGE = re.compile(r"https?:/+(?:www\.)?(?:huggingface\.co|hf\.co)/(?!datasets/|spaces/)([\w.-]+(?:/[\w.-]+)?)"
                       r"(?:/(?:tree|blob|resolve)/([^/\s]+))?")
 
@@ -55,7 +56,7 @@ def url_problem(name: str) -> str | None:
     if page := HUB_PAGE.match(name):
         revision = f" and the revision {page[2]}" if page[2] and page[2] != "main" else ""
         return f"a hub page's address, not a model id: give the id {page[1]}{revision}"
-    if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]+:/", name):
+    if URL.match(name):
         return "a URL: give a local folder or a hub id (org/name)"
     return None
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 import yaml
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
-from .encoders import is_local_path, url_problem
+from .encoders import URL, is_local_path, url_problem
 from .folders import ONNX_INPUTS
 from .spec import (LINES_FILES, SAVED_TASK_NAME, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction, Names, Positive,
                    Spec, TaskSpec, _listed, precision_name)
@@ -368,7 +368,6 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
 
 
 OVERRIDE = "command-line override"  # stands in for a line number
-URL = r"[a-zA-Z][a-zA-Z0-9+.-]+://"  # (not C:\ on Windows)
 CWD_PATH_KEYS = {"data_dir", "output_dir", "training.resume_from", "model.init_from"}
 
 
@@ -700,7 +699,7 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
     for split in splits if not data.hub else ():
         files = getattr(data, split)
         for file in files.values() if isinstance(files, dict) else [files]:
-            if isinstance(file, str) and re.match(URL, file):
+            if isinstance(file, str) and URL.match(file):
                 fail(f"{key}.{split}", f"{file!r} is a URL: data files are read from disk, so download it first (a "
                                        "data set on the Hugging Face hub: data.hub names it)")
     if data.hub and (page := re.match(r"https?://(?:www\.)?(?:huggingface|hf)\.co/datasets/([\w.-]+(?:/[\w.-]+)?)",
