@@ -506,3 +506,26 @@ def test_a_config_with_a_task_whose_weights_are_not_saved_names_the_task(tmp_pat
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigMismatch, match=r"a task 'extra' the config has, whose weights are not there \(load it"):
         MultiTaskModel.from_pretrained(tmp_path)
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation9 survivors)
+
+def test_evaluating_switches_off_dropout_of_a_part_left_training_under_a_model_in_eval_mode():
+    """Only the model's own mode was looked at: after `model.eval(); model.heads.train()`, the heads kept their
+    dropout on in a pipeline call or an evaluation, and predictions came out random."""
+    from mtnlp.modeling import evaluating
+
+    model = tiny_model()
+    model.heads.train()
+    with evaluating(model):
+        assert not any(m.training for m in model.modules())
+    assert all(m.training for m in model.heads.modules()) and not model.training and not model.encoder.training
+
+
+def test_a_new_tagging_head_given_text_pair_true_keeps_it(tiny_encoder):
+    """from_encoder wrote text_pair false over a tagging head's own text_pair: true (false is only its default, as
+    training records it)."""
+    tasks = {"ner": {"type": "tagging", "labels": ["O", "B-PER"], "text_pair": True},
+             "pos": {"type": "tagging", "labels": ["A", "B"]}}
+    model = MultiTaskModel.from_encoder(tiny_encoder, tasks)
+    assert model.config.tasks["ner"]["text_pair"] is True and model.config.tasks["pos"]["text_pair"] is False

@@ -889,3 +889,44 @@ def test_conflicts_logged_are_the_mean_since_the_last_record():
     method = PCGrad()
     method.conflicts = [0.25, 0.75]
     assert method.log_record() == {"pcgrad_conflicts": 0.5}
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation9 survivors)
+
+def test_every_task_methods_average_the_head_gradients_across_processes(monkeypatch):
+    """PCGrad, CAGrad and MGDA skip DDP's sync in every backward pass: without their own mean of the head (and
+    adapter) gradients, each rank stepped its heads on its own gradient and the ranks' heads drifted apart."""
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor: tensor.mul_(2))  # the other rank: same shared
+    other = torch.tensor([3.0, 1.0])  # the other rank's head gradient
+    for method in (PCGrad(), CAGrad(), MGDA()):
+        run, micro_step, shared = _fake_run({"a": [1.0, 0.0, 0.0], "b": [0.0, 1.0, 0.0]})
+        head = torch.nn.Parameter(torch.zeros(2))
+        head.grad = torch.tensor([1.0, 5.0])  # this rank's, from its task's micro-batch
+        run.unwrapped.parameters = lambda: [shared, head]
+        ops = []
+        run.accelerator = types.SimpleNamespace(num_processes=2,
+                                                reduce=lambda tensor, op: ops.append(op) or (tensor + other) / 2)
+        method.accumulate(run, micro_step)
+        assert ops == ["mean"] and torch.equal(head.grad, torch.tensor([2.0, 3.0])), type(method).__name__
+
+
+def test_an_update_whose_gradients_overflowed_is_left_out_of_the_logged_conflicts():
+    """Under fp16, GradScaler skips an update whose gradients overflowed: it entered the logged conflict fraction
+    as 0, diluting it with steps that never happened (one conflict, then one overflow, logged 0.5)."""
+    for method in (PCGrad(), CAGrad(), MGDA()):
+        run, micro_step, _ = _fake_run({"a": [1.0, 0.0, 0.0], "b": [-1.0, 1.0, 0.0]})  # a·b = -1: the pair conflicts
+        method.accumulate(run, micro_step)
+        run, micro_step, _ = _fake_run({"a": [math.inf, 0.0, 0.0], "b": [0.0, 1.0, 0.0]}, step=1)  # an fp16 overflow
+        method.accumulate(run, micro_step)
+        assert method.log_record() == {method.log_key: 1.0}
+
+
+def test_plain_accumulation_syncs_ddp_on_the_last_micro_batch_only():
+    """Summed all-reduced the gradients after every micro-batch: the same update, at grad_accum times the
+    communication of one all-reduce per update."""
+    from mtnlp.gradients import Summed
+
+    run = types.SimpleNamespace(recipe=types.SimpleNamespace(training=types.SimpleNamespace(grad_accum=3)))
+    syncs = []
+    assert Summed().accumulate(run, lambda run, sync: syncs.append(sync) or f"t{len(syncs)}") == "t3"
+    assert syncs == [False, False, True]

@@ -984,3 +984,23 @@ def test_tasks_named_twice_in_tasks_are_asked_for_once():
 
     assert requested_tasks("b,a,b", ["a", "b"]) == ["b", "a"]
     assert requested_tasks(None, ["a", "b"]) is None
+
+
+def test_cut_choice_and_question_inputs_are_named_by_their_index_in_the_call(tiny_encoder):
+    """A cut multiple-choice or QA input was named by its place among its own head's inputs (inputs[0] here), not
+    the call's: mixed with texts, the warning, serve's `truncated` and predict's line names pointed at another."""
+    from mtnlp import TruncationWarning
+
+    tasks = {"s": {"type": "classification", "labels": ["a", "b"]}, "mc": {"type": "multiple_choice"},
+             "qa": {"type": "extractive_qa"}}
+    pipe = MultiTaskPipeline(MultiTaskModel.from_encoder(tiny_encoder, tasks),
+                             AutoTokenizer.from_pretrained(tiny_encoder), device="cpu", precision="fp32", max_length=16)
+    long = " ".join(["word"] * 40)  # 40 tokens: more than max_length=16
+    inputs = ["short text", {"text": long, "choices": ["yes", "no"]}, "another",
+              {"question": long, "context": "Ann went."}, {"text": "a", "choices": ["b", "c"]}]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = pipe(inputs)
+    assert [set(r) for r in out] == [{"s"}, {"mc"}, {"s"}, {"qa"}, {"mc"}]
+    cut = [w.message for w in caught if isinstance(w.message, TruncationWarning)]
+    assert len(cut) == 1 and cut[0].indices == [1, 3] and "(inputs[1], inputs[3])" in str(cut[0])

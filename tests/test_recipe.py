@@ -1098,3 +1098,35 @@ def test_a_data_file_given_as_a_url_is_refused_saying_so(tmp_path, split, value)
                                         r"page's address: give the data set's id, org/sst2$"):
         load_recipe(recipe_file(tmp_path), ["tasks.sentiment.data={hub: 'https://huggingface.co/datasets/org/sst2', "
                                             "train: train}"])
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation9 survivors)
+
+def test_a_home_path_is_expanded_for_the_encoder_the_transfer_source_and_data_dir(tmp_path, monkeypatch):
+    """model.encoder: ~/models/x stayed '~/models/x', which training then said was no folder ("folder not found")."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    recipe = load_recipe(recipe_file(tmp_path, BASE + "model: {encoder: ~/models/enc}\ndata_dir: ~/data\n"))
+    assert (recipe.model.encoder, recipe.data_dir) == (str(tmp_path / "home" / "models" / "enc"),
+                                                       str(tmp_path / "home" / "data"))
+    recipe = load_recipe(recipe_file(tmp_path, BASE + "model: {init_from: ~/runs/src/model}\n"))
+    assert recipe.model.init_from == str(tmp_path / "home" / "runs" / "src" / "model")
+
+
+def test_of_a_unions_errors_the_one_deepest_in_the_recipe_is_said(tmp_path):
+    """For a lines mapping with a number as its labels file, the whole mapping was said not to be a string (the
+    least specific of pydantic's errors for the union), not its `labels` key."""
+    given = f'      train: {DATA / "sst2_sample.jsonl"}'
+    path = recipe_file(tmp_path, replace={given: "      train: {text: a.txt, labels: 5}"})
+    assert error(path) == f"{path}:6: tasks.sentiment.data.train.labels: expected str, got 5 (YAML reads an " \
+                          "unquoted 5 as a number: quote it)"
+
+
+@pytest.mark.parametrize("written", ["-010", "+010"])
+def test_a_signed_octal_number_is_refused_as_an_unsigned_one_is(tmp_path, written):
+    """YAML 1.1 reads -010 as -8: a seed said "must be >= 0, got -8", a number never written, and a label name -010
+    became '-8' silently."""
+    said = f"{written} is an octal number to YAML: quote it ('{written}'), or write a number without leading zeros"
+    path = recipe_file(tmp_path, replace={"  lr: 0.001": f"  lr: 0.001\n  seed: {written}"})
+    assert error(path) == f"{path}:{LINE['lr'] + 1}: training.seed: {said}"
+    assert error(recipe_file(tmp_path), [f"tasks.sentiment.data.label_names={{{written}: neg, 1: pos}}"]).endswith(
+        f"tasks.sentiment.data.label_names: {said}")

@@ -736,3 +736,28 @@ def test_a_request_that_does_not_fit_the_batch_is_answered_in_the_next():
 
     first, second = asyncio.run(run())
     assert len(first[0]) == len(second[0]) == 2 and sorted(map(len, pipe.calls)) == [2, 2]
+
+
+def test_a_request_without_all_scores_gets_no_qa_candidates_from_a_batch_that_asked_for_them(own_model_dir):
+    """A batch asks the pipeline for every score when one of its requests does: a QA request without all_scores
+    that shared it got the `candidates` too, its answer's shape set by another client's request."""
+    from mtnlp.serve import Batcher
+
+    pipe = MultiTaskPipeline.from_pretrained(str(own_model_dir), precision="fp32")
+    question = OWN_INPUTS[1]
+
+    async def run():
+        batcher = Batcher(pipe, window_ms=300, max_batch=64)
+        await batcher.start()
+        try:
+            asked, plain = await asyncio.wait_for(asyncio.gather(batcher.predict([question], ("qa",), True),
+                                                                 batcher.predict([question], ("qa",), False)), 60)
+            return asked, plain, batcher.stats.batches
+        finally:
+            await batcher.stop()
+
+    (asked, _), (plain, _), batches = asyncio.run(run())
+    assert batches == 1  # one pipeline call, with return_all_scores
+    assert "candidates" in asked[0]["qa"]
+    assert_same(plain, pipe([question], tasks=["qa"]))
+    assert set(plain[0]["qa"]) == {"answer", "start", "end", "score"}

@@ -559,3 +559,26 @@ def test_a_tokenizer_that_truncates_on_the_left_cuts_the_first_words_which_are_s
         assert scores["recall"] == pytest.approx(0.5)  # of the two gold entities, the cut one is missed
     assert per_word([2, 3], [5, 6], 4, True) == [-1, -1, 5, 6]  # (a right cut keeps the first word)
     assert per_word([0, 3], [5, 6], 4, True) == [5, None, None, 6]  # a right cut inside the last word
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation9 survivors)
+
+def test_a_batch_without_labelled_targets_has_loss_0_not_nan():
+    """A tagging batch whose words all encode to nothing has no labelled target: its loss was NaN (0 / 0), which
+    the gradients hid (finite) but the logged task loss and DWA's loss weights took in."""
+    from mtnlp.tasks.base import labelled_cross_entropy
+
+    logits = torch.randn(4, 3, requires_grad=True)
+    loss = labelled_cross_entropy(logits, torch.full((4,), -100), -100)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros(4, 3))
+    targets = torch.tensor([0, -100, 2, -100])  # with labelled targets: their mean, as PyTorch's
+    assert labelled_cross_entropy(logits, targets, -100).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, targets, ignore_index=-100).item())
+
+
+def test_negative_numeric_labels_are_ordered_as_numbers():
+    """Labels -2..1 of a sentiment scale came out in the head's order and every report as -1, -2, 0, 1, 10 (text
+    order), where label_set promises numbers in numeric order."""
+    examples = [{"label": v} for v in ("1", "-1", "10", "0", "-2", "1")]
+    assert TASK_TYPES["classification"].label_set(examples) == ["-2", "-1", "0", "1", "10"]

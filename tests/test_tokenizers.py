@@ -314,3 +314,25 @@ def test_a_token_id_equal_to_vocab_size_is_past_the_embeddings():
     assert vocabulary_problem(tokenizer, SimpleNamespace(vocab_size=3)) is None
     assert vocabulary_problem(tokenizer, SimpleNamespace(vocab_size=2)).startswith(
         "its tokenizer gives token ids up to 2, not below the encoder's vocab_size of 2")
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation9 survivors)
+
+def test_a_text_cut_only_where_the_sequence_heads_read_it_is_said_to_be_cut(roberta):
+    """Byte-level BPE reads a text in two passes (its tokens for the sequence heads, its words' for the tagging
+    heads): only the last pass was checked, so a text cut for the sequence heads alone was not said to be cut."""
+    import warnings
+
+    from mtnlp import TruncationWarning
+
+    pipe = MultiTaskPipeline.from_pretrained(str(roberta), precision="fp32", max_length=16)
+    text = "Ann Lee" + " \u200b" * 20 + " flew to Paris."  # zero-width spaces: byte tokens in the text, but no words
+    words = ["Ann", "Lee", "flew", "to", "Paris", "."]
+    assert len(pipe.tokenizer(text)["input_ids"]) > 16 and [w for w, _ in split_words(text)] == words
+    assert len(pipe.tokenizer(words, is_split_into_words=True)["input_ids"]) < 16  # the words' pass is not cut
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = pipe(["ok", text])
+    cut = [w.message for w in caught if isinstance(w.message, TruncationWarning)]
+    assert len(cut) == 1 and cut[0].indices == [1]
+    assert set(out[1]) == {"sentiment", "ner"}
