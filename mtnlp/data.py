@@ -500,8 +500,13 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
     return data
 
 
+# what the task types' encode() write: raised when that changes (a QA target's tokens, its windows), so that a
+# split tokenised by an older mtnlp is tokenised again, not read with the old rows
+ENCODING = 2
+
+
 def split_key(key: str, split: str, labels: list[str], tokenizer, max_length: int, options: dict) -> str:
-    return digest([key, split, labels, max_length, tokenizer_fingerprint(tokenizer), options])
+    return digest([key, split, labels, max_length, tokenizer_fingerprint(tokenizer), options, ENCODING])
 
 
 def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[str], tokenizer, max_length: int,

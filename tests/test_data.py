@@ -259,6 +259,12 @@ def test_tokenisation_cache_is_reused(tmp_path, monkeypatch, tokenizer):
     # a different max_length is a different cache entry
     with pytest.raises(AssertionError, match="tokenizer called"):
         load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), max_length=16, tasks=tasks)
+    # so is a split an mtnlp that encoded rows otherwise tokenised (a QA target's tokens changed): not read
+    from mtnlp import data
+
+    monkeypatch.setattr(data, "ENCODING", data.ENCODING + 1)
+    with pytest.raises(AssertionError, match="tokenizer called"):
+        load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), tasks=tasks)
 
 
 @pytest.mark.parametrize("instance", ["same", "new"])

@@ -465,13 +465,12 @@ def span_target(offsets, sequence_ids, start_char: int | None, length: int) -> l
     first, last = context[0], context[-1]
     if offsets[first][0] > start_char or offsets[last][1] < end_char:
         return [NULL, NULL]
-    start = first
-    while start <= last and offsets[start][0] <= start_char:
-        start += 1
-    end = last
-    while end >= first and offsets[end][1] >= end_char:
-        end -= 1
-    return [start - 1, end + 1]
+    # the first token that reaches past the answer's start, the last that starts before its end (run_qa's last
+    # token starting at or before it and first ending at or after it give start > end where several tokens share
+    # one character's offsets: byte-level BPE's bytes of an emoji or 京, XLM-R's bare "▁" before a character)
+    start = next((k for k in context if offsets[k][1] > start_char), last)
+    end = next((k for k in reversed(context) if offsets[k][0] < end_char), first)
+    return [start, end] if start <= end else [NULL, NULL]
 
 
 def context_offsets(offsets, sequence_ids, context: str) -> list[tuple[int, int]]:
