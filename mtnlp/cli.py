@@ -824,7 +824,12 @@ def cmd_export(args) -> int:
     from .tasks import task_type
 
     if task_type(model.config.tasks[args.task[0]]["type"]).head_kind == "token":  # word pieces past the first are untrained
-        print(f'use it with pipeline("token-classification", model={json.dumps(str(out), ensure_ascii=False)}, aggregation_strategy="first")')
+        print(f'use it with pipeline("token-classification", model={json.dumps(str(out), ensure_ascii=False)}, '
+              'aggregation_strategy="first")')
+        backend = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+        if type(backend).__name__ != "WordPiece":  # its words are not the tokenizer's: README, "Export"
+            print("  (with this tokenizer transformers' pipeline takes a lone space token for a word: its spans differ "
+                  "from mtnlp predict's, which reads the words as training did)")
     return 0
 
 

@@ -194,7 +194,8 @@ class MultiTaskPipeline:
         BERT), one encoder pass per batch serves all heads."""
         token_heads = [t for t in tasks if task_type(self.tasks[t]["type"]).head_kind == "token"]
         text_heads = [t for t in tasks if t not in token_heads]
-        words = {i: ([(word, None) for word in text] if isinstance(text, list) else split_words(text),
+        # given words stripped, as training's readers strip a corpus's tokens (BPE tokenises a space: 'Ġ'); echoed as given
+        words = {i: ([(word.strip(), None) for word in text] if isinstance(text, list) else split_words(text),
                      None if pair is None else split_words(pair)) for i, (text, pair) in items.items()} if token_heads else {}
 
         def size(i: int) -> int:
