@@ -576,7 +576,7 @@ def input_lines(path: str) -> list[tuple]:
         if lines and "".join(lines[-2:]).rstrip("\r\n").endswith(CTRL_Z):
             raise UserError(f"{name}:{len(lines) - (lines[-1] == '')}: {CTRL_Z_ENDS}")
     else:
-        lines = list(file_lines(Path(path), "utf-8", fix=fix, bom_fix=bom_fix))
+        lines = list(file_lines(Path(path), "utf-8", fix=fix, bom_fix=bom_fix, refuse_html=True))
     texts = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -57,8 +57,12 @@ def offline_miss(error: BaseException) -> str | None:
 
 
 def lfs_pointer(start: bytes, what: str) -> str | None:
-    """What to say of a file whose first bytes are a Git LFS pointer (a clone made without git-lfs), else None."""
-    if start.startswith(b"version https://git-lfs.github.com/spec/"):
+    """What to say of a file (its first 512 bytes or more) that is a Git LFS pointer (a clone made without
+    git-lfs: three short lines, nothing else), else None."""
+    import re
+
+    if re.fullmatch(rb"version https://git-lfs\.github\.com/spec/v1\r?\noid sha256:[0-9a-f]{64}\r?\nsize [0-9]+\r?\n?",
+                    start):
         return (f"a Git LFS pointer, not the {what}: the repository was cloned without its large files (`git lfs "
                 "pull` in it fetches them)")
     return None

@@ -54,8 +54,10 @@ COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb
               b"PK\x03\x04": "zip"}
 
 
-def open_text(path: Path, encoding: str, newline: str | None = None):
-    """The file opened once (a pipe can be read only once) as text, after a look at its first bytes."""
+def open_text(path: Path, encoding: str, newline: str | None = None, refuse_html: bool = False):
+    """The file opened once (a pipe can be read only once) as text, after a look at its first bytes: a compressed
+    file, a Parquet file, a workbook or a Git LFS pointer is refused; an HTML page too with `refuse_html` (a format
+    an HTML page cannot be valid in: JSON, a CSV with a header row; a text corpus may hold web pages)."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -65,12 +67,12 @@ def open_text(path: Path, encoding: str, newline: str | None = None):
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        start = f.peek(100)[:100]
-        if start.startswith(b"PAR1"):  # a Parquet file named .csv, or read with data.format
-            raise UserError(PARQUET.format(path=path))
+        start = f.peek(512)[:512]
+        if start.startswith(b"PAR1\x15"):  # a Parquet file (its first page header follows) named .csv, or read
+            raise UserError(PARQUET.format(path=path))  # with data.format
         if pointer := lfs_pointer(start, "data"):
             raise UserError(f"{path}: {pointer}")
-        if start.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith((b"<!doctype html", b"<html")):
+        if refuse_html and start.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith((b"<!doctype html", b"<html")):
             raise UserError(f"{path}: an HTML page, not a data file (a web page saved instead of the file? download "
                             "the raw file: GitHub's Raw link, the hub's resolve/main/ link)")
         # an Excel workbook (.xlsx: a zip of XML, its first entry's name at byte 30; .xls: an OLE2 file) or a
@@ -104,13 +106,13 @@ CTRL_Z_ENDS = "a Ctrl-Z (\\x1a, an old DOS end-of-file mark) ends the file: remo
 
 
 def decoded(path: Path, encoding: str, newline: str | None = None, chunk: int | None = None, fix: str = ENCODING_FIX,
-            bom_fix: str | None = None):
+            bom_fix: str | None = None, refuse_html: bool = False):
     """A text file decoded as it is read, never whole: its lines (line ends translated to "\n" unless
     `newline` is given, as for csv) or, with `chunk`, pieces of that many characters. A byte that is not
     valid in the encoding is a UserError naming its line, and `fix` (`bom_fix` for a UTF-16 or UTF-32 file,
     known by its byte order mark, read in another encoding; see bad_byte). A Ctrl-Z ending the file is a
     UserError too: read, it would be a field or a line of its own, or glued to the last label."""
-    with open_text(path, encoding, newline) as f:
+    with open_text(path, encoding, newline, refuse_html) as f:
         try:
             wide = utf16_or_32(f.buffer.peek(4)[:4], encoding)  # before decoding: a pipe is read once
             if wide:
@@ -182,9 +184,10 @@ def bad_byte(path: Path | str, encoding: str, fix: str = ENCODING_FIX, data: byt
     return f"{path}: not valid {encoding}; {fix}"
 
 
-def file_lines(path: Path, encoding: str, fix: str = ENCODING_FIX, bom_fix: str | None = None):
+def file_lines(path: Path, encoding: str, fix: str = ENCODING_FIX, bom_fix: str | None = None,
+               refuse_html: bool = False):
     """A file's lines without their line ends (\n, \r\n or \r), read one at a time."""
-    for line in decoded(path, encoding, fix=fix, bom_fix=bom_fix):
+    for line in decoded(path, encoding, fix=fix, bom_fix=bom_fix, refuse_html=refuse_html):
         yield line[:-1] if line.endswith("\n") else line
 
 
@@ -209,15 +212,16 @@ def iter_examples(path: Path, spec: DataSpec, task_type: str):
         rows = read_conll(path, lines, spec) if fmt == "conll" else read_conllu(path, lines, spec)
     elif fmt in ("csv", "tsv"):
         delimiter = "\t" if fmt == "tsv" else ","
-        lines = decoded(path, spec.encoding, newline="")  # csv finds line ends itself (quoted ones too)
+        lines = decoded(path, spec.encoding, newline="", refuse_html=spec.header)  # csv finds line ends itself
         records = delimited_records(path, lines, delimiter, spec.quoted)
         rows = read_delimited(path, records, delimiter) if spec.header else read_headerless(path, records, spec)
     elif fmt == "label_text":
         rows = read_label_text(path, file_lines(path, spec.encoding), spec)
     elif fmt == "jsonl":
-        rows = _json_objects(path, _jsonl_rows(path, file_lines(path, spec.encoding)))
+        rows = _json_objects(path, _jsonl_rows(path, file_lines(path, spec.encoding, refuse_html=True)))
     else:
-        rows = _json_objects(path, JsonArray(path, decoded(path, spec.encoding, newline="", chunk=1 << 16)).items())
+        rows = _json_objects(path, JsonArray(path, decoded(path, spec.encoding, newline="", chunk=1 << 16,
+                                                           refuse_html=True)).items())
     if fmt in ("conll", "conllu"):
         if spec.label_names or spec.label_sep:  # tags are renamed as labels are
             rows = (dict(ex, tags=[label_name(Row(path, {}, ex["_line"]), t, spec, "tag") for t in ex["tags"]])

@@ -107,7 +107,7 @@ def test_a_csv_separated_by_semicolons_and_files_that_are_no_text_data_are_point
     assert "\n" not in message
     quoted = write(tmp_path, "lo.csv", '"text";"label"\n"good film";"1"\n')  # LibreOffice quotes every field
     raises_at(quoted, 1, "malformed CSV", "fields separated by semicolons", 'Save it as "CSV UTF-8 (comma delimited)"')
-    parquet = write(tmp_path, "train.parquet", b"PAR1")
+    parquet = write(tmp_path, "train.parquet", b"PAR1\x15\x04\x15\xec")
     raises_at(parquet, None, "Parquet files are read as a data set folder", "give the folder as data.hub, with "
               "train: train (validation: validation, test: test)")
     # by its first bytes too: named .csv, or read with data.format, it was "byte 0xec is not valid utf-8; set
@@ -126,10 +126,21 @@ def test_a_csv_separated_by_semicolons_and_files_that_are_no_text_data_are_point
                                         'as CSV (Excel: "CSV UTF-8 (comma delimited)")')
         assert message.startswith(f"{path}: ")
     # a web page saved in place of the file (wget of a GitHub page): "missing column 'text' (found: <!DOCTYPE html>)"
-    for name, kind in (("page.csv", "classification"), ("page.jsonl", "classification"), ("page.conll", "tagging")):
+    for name in ("page.csv", "page.jsonl", "page.json"):  # formats a web page cannot be valid in
         page = write(tmp_path, name, '\ufeff\n<!DOCTYPE html>\n<html lang="en"><body>text,label</body></html>\n')
         raises_at(page, None, "an HTML page, not a data file (a web page saved instead of the file? download the raw "
-                              "file: GitHub's Raw link, the hub's resolve/main/ link)", task_type=kind)
+                              "file: GitHub's Raw link, the hub's resolve/main/ link)")
+    # ... but text that merely starts like one is data: web pages as texts, the gene PAR1, a quoted LFS header
+    headerless = {"header": False, "text_column": 0, "label_column": 1}
+    pages = write(tmp_path, "pages.tsv", "<!DOCTYPE html><html><body>win money</body></html>\tspam\nhi\tham\n")
+    assert [ex["text"] for ex in read(pages, **headerless)] == ["<!DOCTYPE html><html><body>win money</body></html>",
+                                                                "hi"]
+    web = write(tmp_path, "web.conll", "<html>\tO\nParis\tB-LOC\n")
+    assert read(web, task_type="tagging")[0]["tokens"] == ["<html>", "Paris"]
+    gene = write(tmp_path, "gene.tsv", "PAR1 expression rises\tpos\nnothing\tneg\n")
+    assert read(gene, **headerless)[0]["text"] == "PAR1 expression rises"
+    quoted = write(tmp_path, "lfs.tsv", "version https://git-lfs.github.com/spec/v1 is a header\tpos\nx\tneg\n")
+    assert len(read(quoted, **headerless)) == 2
     pointer = write(tmp_path, "lfs.csv", "version https://git-lfs.github.com/spec/v1\noid sha256:"
                                          f"{'0' * 64}\nsize 52428800\n")  # a clone without git-lfs
     raises_at(pointer, None, "a Git LFS pointer, not the data: the repository was cloned without its large files "
