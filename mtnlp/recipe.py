@@ -133,6 +133,7 @@ class Recipe(Spec):
     hub_private: bool = False
     _source: str = PrivateAttr(default="<recipe>")  # the file it came from
     _key_lines: dict = PrivateAttr(default_factory=dict)  # dotted key -> line (or OVERRIDE)
+    _training: bool = PrivateAttr(default=True)  # read for training (else for mtnlp evaluate: a trained model's)
 
     @property
     def source(self) -> str:
@@ -355,7 +356,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), *, training: bool =
         recipe = Recipe.model_validate(raw)
     except ValidationError as e:
         raise UserError(_first_problem(e, raw, str(path), key_lines)) from None
-    recipe._source, recipe._key_lines = str(path), key_lines
+    recipe._source, recipe._key_lines, recipe._training = str(path), key_lines, training
     for section, key in ((recipe, "output_dir"), (recipe, "data_dir"), (recipe.training, "resume_from"),
                          (recipe.model, "init_from"), (recipe.model, "encoder")):
         if (value := getattr(section, key)) and value.startswith("~"):  # ~/runs/x: a home path, not a folder "~"

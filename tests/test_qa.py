@@ -247,6 +247,25 @@ def test_recipe_keys_of_the_type(tmp_path, tiny_encoder):
         assert str(info.value).startswith(str(path))
 
 
+def test_a_doc_stride_past_what_windows_share_is_refused_for_training_and_used_as_they_share_it_in_evaluation(
+        tmp_path, tiny_encoder):
+    """An earlier mtnlp took a doc_stride up to half of max_length and read windows sharing less: its run's
+    recipe.yaml must still evaluate; an evaluation recipe without max_length reads at the model's (not 128)."""
+    tasks = {"qa": {"type": "extractive_qa", "data": {"train": "t.json", "validation": "v.json"}}}
+    path = write_recipe(tmp_path, tiny_encoder, tasks=tasks)
+    with pytest.raises(UserError, match=r"tasks.qa.doc_stride: must be at most 29 at model.max_length 64, got 31: .* "
+                                        r"\(an mtnlp before 2026-12-08 took up to 31 and read windows sharing 29: give "
+                                        r"29 for the same windows\)$"):
+        load_recipe(path, ["tasks.qa.doc_stride=31"])
+    with pytest.warns(UserWarning, match=r"tasks.qa.doc_stride: 31 is more than windows of max_length 64 share: 29 is "
+                                         r"used \(an mtnlp before"):
+        assert load_recipe(path, ["tasks.qa.doc_stride=31"], training=False).tasks["qa"].doc_stride == 29
+    bare = tmp_path / "bare.yaml"  # no model.max_length: evaluate reads at the model's, which may take 100
+    bare.write_text(yaml.safe_dump({"model": {"encoder": tiny_encoder}, "tasks": {"qa": {
+        "type": "extractive_qa", "doc_stride": 100, "data": {"validation": "v.json"}}}}))
+    assert load_recipe(bare, training=False).tasks["qa"].doc_stride == 100
+
+
 # ---------------------------------------------------------------- windows
 
 

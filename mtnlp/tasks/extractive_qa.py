@@ -77,10 +77,20 @@ class ExtractiveQA(TaskType):
         if task.doc_stride is None:  # recorded in the model's config (model_spec)
             task.doc_stride = default_stride(max_length)
             task.model_fields_set.discard("doc_stride")  # not the recipe's: evaluate keeps the model's (evaluated_as)
-        elif task.doc_stride > stride_limit(max_length):
-            fail(f"tasks.{name}.doc_stride", f"must be at most {stride_limit(max_length)} at model.max_length "
-                                            f"{max_length}, got {task.doc_stride}: a window holds the question and "
-                                            "more context than it shares with the next")
+        elif task.doc_stride > (limit := stride_limit(max_length)):
+            earlier = (f" (an mtnlp before 2026-12-08 took up to {(max_length - 1) // 2} and read windows sharing "
+                       f"{limit}: give {limit} for the same windows)" if 2 * task.doc_stride < max_length else "")
+            if recipe._training:
+                fail(f"tasks.{name}.doc_stride", f"must be at most {limit} at model.max_length {max_length}, got "
+                                                f"{task.doc_stride}: a window holds the question and more context than "
+                                                f"it shares with the next{earlier}")
+            elif "model.max_length" in recipe.key_lines:  # (without it evaluate reads at the model's length)
+                import warnings
+
+                warnings.warn(f"{recipe.where(f'tasks.{name}.doc_stride')}: tasks.{name}.doc_stride: {task.doc_stride} "
+                              f"is more than windows of max_length {max_length} share: {limit} is used{earlier}",
+                              stacklevel=2)
+                task.doc_stride = limit
         data = task.data
         for split in ("train", "validation", "test"):
             source = getattr(data, split)
