@@ -41,7 +41,7 @@ SPLITS = ("train", "validation", "test")
 # validation_from_train's split is the same for every training.seed: runs that differ by seed are compared
 # on the same validation examples (and train on the same rest)
 CARVE_SEED = 42
-CACHE_VERSION = 13  # bump when reading or tokenize() gives different rows or columns
+CACHE_VERSION = 14  # bump when reading or tokenize() gives different rows or columns (14: QA targets, tagging's cut_start)
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 
@@ -500,13 +500,8 @@ def load_task(recipe: Recipe, name: str, task: TaskSpec, tokenizer, max_length: 
     return data
 
 
-# what the task types' encode() write: raised when that changes (a QA target's tokens, its windows), so that a
-# split tokenised by an older mtnlp is tokenised again, not read with the old rows
-ENCODING = 2
-
-
 def split_key(key: str, split: str, labels: list[str], tokenizer, max_length: int, options: dict) -> str:
-    return digest([key, split, labels, max_length, tokenizer_fingerprint(tokenizer), options, ENCODING])
+    return digest([key, split, labels, max_length, tokenizer_fingerprint(tokenizer), options])
 
 
 def tokenize(examples: pa.Table | list[dict], task_type_name: str, labels: list[str], tokenizer, max_length: int,

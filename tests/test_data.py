@@ -100,7 +100,8 @@ def test_tagging_words_without_a_token_keep_later_words_aligned(tokenizer):
     width = max(map(len, enc["labels"]))
     gold = kind.collate_labels([{"labels": row} for row in enc["labels"]], width)
     logits = torch.nn.functional.one_hot(gold.clamp(min=0), len(labels)).float()  # a perfect model
-    rows = {"word_index": enc["word_index"], "tags": batch["tags"], "truncated": [False, False, False, True]}
+    rows = {"word_index": enc["word_index"], "tags": batch["tags"], "truncated": [False, False, False, True],
+            "cut_start": [False] * 4}
     predictions = kind.predictions(logits, gold, {}, rows)
     assert predictions[:3] == [[None, 1, None, 2, 0], [1, 0], [2, None, 3, None]]
     assert predictions[3] == [0] * 14 + [-1] * 7  # 14 words fit in 16 tokens
@@ -110,7 +111,7 @@ def test_tagging_words_without_a_token_keep_later_words_aligned(tokenizer):
     assert scores["recall"] == 4 / 5 and scores["precision"] == 1.0  # the cut-off Paris is missed
     # the majority baseline is scored on the same words: those with no token left out
     target = datasets.Dataset.from_dict({"tags": batch["tags"], "word_index": enc["word_index"],
-                                         "truncated": rows["truncated"]})
+                                         "truncated": rows["truncated"], "cut_start": rows["cut_start"]})
     train = datasets.Dataset.from_dict({"tags": [["O", "O"]]})
     baseline = kind.baseline(train, target, labels)
     assert [[k for k, p in enumerate(row) if p is None] for row in baseline] == [[0, 2], [], [1, 3], []]
@@ -262,7 +263,7 @@ def test_tokenisation_cache_is_reused(tmp_path, monkeypatch, tokenizer):
     # so is a split an mtnlp that encoded rows otherwise tokenised (a QA target's tokens changed): not read
     from mtnlp import data
 
-    monkeypatch.setattr(data, "ENCODING", data.ENCODING + 1)
+    monkeypatch.setattr(data, "CACHE_VERSION", data.CACHE_VERSION + 1)
     with pytest.raises(AssertionError, match="tokenizer called"):
         load(tmp_path, "s", RefusingTokenizer(new_tokenizer()), tasks=tasks)
 

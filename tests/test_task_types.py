@@ -477,7 +477,7 @@ def test_tagging_predictions_read_each_words_first_sub_token():
     # [CLS] w0 w0## w1 [SEP]: labelled positions 1 and 3
     logits = torch.tensor([[[5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0], [5.0, 0.0]]])
     labels = torch.tensor([[-100, 1, -100, 1, -100]])
-    rows = {"word_index": [[0, 1]], "tags": [["B-X", "I-X"]], "truncated": [False]}
+    rows = {"word_index": [[0, 1]], "tags": [["B-X", "I-X"]], "truncated": [False], "cut_start": [False]}
     assert task_type("tagging").predictions(logits, labels, {}, rows) == [[1, 1]]
 
 
@@ -519,7 +519,8 @@ def test_tagging_baseline_is_the_most_frequent_training_tag():
     from mtnlp.tasks import task_type
 
     train = Dataset.from_dict({"tags": [["B-PER", "O", "O"], ["O"]]})
-    target = Dataset.from_dict({"tags": [["O", "B-PER"]], "word_index": [[0, 1]], "truncated": [False]})
+    target = Dataset.from_dict({"tags": [["O", "B-PER"]], "word_index": [[0, 1]], "truncated": [False],
+                              "cut_start": [False]})
     assert task_type("tagging").baseline(train, target, ["B-PER", "O"]) == [[1, 1]]
 
 
@@ -553,12 +554,16 @@ def test_a_tokenizer_that_truncates_on_the_left_cuts_the_first_words_which_are_s
         enc = kind.encode({"tokens": [words], "tags": [tags]}, tokenizer, 16, {t: i for i, t in enumerate(labels)})
         kept = enc["word_index"][0]
         assert 0 < len(kept) < 30 and (kept[0] == 0) == (side == "right") and (kept[-1] == 29) == (side == "left")
-        predicted = per_word(kept, [1] * len(kept), len(words), True)  # every kept word tagged B-X
+        assert enc["cut_start"] == [side == "left"]
+        predicted = per_word(kept, [1] * len(kept), len(words), True, side == "left")  # every kept word tagged B-X
         assert all(p == (1 if w in kept else -1) for w, p in enumerate(predicted)), (side, predicted)
         scores = kind.score([tags], [predicted], ["seqeval"], labels)
         assert scores["recall"] == pytest.approx(0.5)  # of the two gold entities, the cut one is missed
-    assert per_word([2, 3], [5, 6], 4, True) == [-1, -1, 5, 6]  # (a right cut keeps the first word)
+    assert per_word([2, 3], [5, 6], 4, True, True) == [-1, -1, 5, 6]
     assert per_word([0, 3], [5, 6], 4, True) == [5, None, None, 6]  # a right cut inside the last word
+    # a word with no token (a zero-width space) first or last: still left out, whichever side is cut
+    assert per_word([1, 2, 3], [5, 6, 7], 4, True) == [None, 5, 6, 7]
+    assert per_word([1, 2, 3], [5, 6, 7], 5, True, True) == [-1, 5, 6, 7, None]
 
 
 # ---------------------------------------------------------------- pinned by mutation testing (mutation9 survivors)

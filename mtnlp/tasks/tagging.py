@@ -30,7 +30,7 @@ class Tagging(TaskType):
     metrics = ("seqeval", "token_accuracy")
     metric_notes = dict.fromkeys(("precision", "recall", "f1"), "of whole entities (seqeval, conlleval's rules), "
                                                                  "micro-averaged over the entity types")
-    prediction_columns = ("word_index", "tags", "truncated")
+    prediction_columns = ("word_index", "tags", "truncated", "cut_start")
     token_level = True
     head_kind = "token"
     export_class = "AutoModelForTokenClassification"
@@ -73,6 +73,7 @@ class Tagging(TaskType):
         # which word each labelled token starts: a word the tokenizer turns into nothing (a zero-width
         # space, a lone combining accent) has no token, and later words must not shift onto its tag
         enc["word_index"] = [first_words(ids) for ids in word_ids]
+        enc["cut_start"] = [tokenizer.truncation_side == "left"] * len(word_ids)  # what a cut takes: the first words
         return enc
 
     def collate_labels(self, rows, width):
@@ -92,8 +93,9 @@ class Tagging(TaskType):
     def predictions(self, logits, labels, spec, rows):
         """Per word, the label id of its first sub-token; -1 for a word max_length cut off; None for a word
         the tokenizer turns into nothing (see encode), which predict leaves out too."""
-        return [per_word(words, row[gold != IGNORE].argmax(-1).tolist(), len(tags), cut)
-                for row, gold, words, tags, cut in zip(logits, labels, rows["word_index"], rows["tags"], rows["truncated"])]
+        return [per_word(words, row[gold != IGNORE].argmax(-1).tolist(), len(tags), cut, start)
+                for row, gold, words, tags, cut, start in zip(logits, labels, rows["word_index"], rows["tags"],
+                                                              rows["truncated"], rows["cut_start"])]
 
     def references(self, dataset):
         return column(dataset, "tags")
@@ -128,8 +130,9 @@ class Tagging(TaskType):
 
         top = labels.index(Counter(t for tags in column(train, "tags") for t in tags).most_common(1)[0][0])
         # scored on the words the model is scored on: a word with no token is left out (see predictions)
-        return [[None if slot is None else top for slot in per_word(words, [top] * len(words), len(tags), cut)]
-                for tags, words, cut in zip(column(target, "tags"), column(target, "word_index"), column(target, "truncated"))]
+        return [[None if slot is None else top for slot in per_word(words, [top] * len(words), len(tags), cut, start)]
+                for tags, words, cut, start in zip(column(target, "tags"), column(target, "word_index"),
+                                                   column(target, "truncated"), column(target, "cut_start"))]
 
     def facts(self, dataset, labels):
         return label_shares([t for tags in column(dataset, "tags") for t in tags])
@@ -159,15 +162,16 @@ def best_tags(logits, positions: list[int], labels: list[str]) -> tuple[list[str
     return [labels[k] for k in ids.tolist()], probs[np.arange(len(ids)), ids].tolist()
 
 
-def per_word(words: list[int], ids: list, count: int, cut: bool) -> list:
+def per_word(words: list[int], ids: list, count: int, cut: bool, cut_start: bool = False) -> list:
     """A sentence of `count` words as scoring reads it: `ids[k]` for word `words[k]` (the words that have a
-    token, in token order), -1 for each word max_length cut off, None for a word the tokenizer turns into
-    nothing."""
+    token, in token order), -1 for each word max_length cut off (`cut_start`: a tokenizer that truncates on the
+    left cut the first words), None for a word the tokenizer turns into nothing."""
     predicted = [None] * count
     for word, i in zip(words, ids):
         predicted[word] = i
-    if cut and words and words[-1] == count - 1 and words[0] > 0:  # a tokenizer that truncates on the left
-        predicted[:words[0]] = [-1] * words[0]  # (a right cut keeps the first word: it cuts at least a token)
+    if cut and cut_start:
+        first = words[0] if words else count
+        predicted[:first] = [-1] * first
     elif cut:
         last = words[-1] if words else -1
         predicted[last + 1:] = [-1] * (count - last - 1)
