@@ -7,6 +7,7 @@ import json
 import re
 import warnings
 from pathlib import Path
+from urllib.parse import unquote
 from typing import TYPE_CHECKING
 
 from .errors import UserError, first_line, offline_miss
@@ -47,14 +48,16 @@ def resolve_encoder(name: str) -> str:
 
 URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+:/")  # a URL's scheme (Path() makes :// :/), not C:\ on Windows
 # a hub page's address pasted for a model (https://huggingface.co/org/name/tree/v1)
-HUB_PAGE = re.compile(r"https?:/+(?:www\.)?(?:huggingface\.co|hf\.co)/(?!datasets/|spaces/)([\w.-]+(?:/[\w.-]+)?)"
-                      r"(?:/(?:tree|blob|resolve)/([^/\s]+))?")
+# (a name alone is an id too: gpt2, bert-base-uncased/tree/main; the revision URL-encoded: refs%2Fpr%2F3)
+PAGE_ID = r"([\w.-]+(?:/(?!(?:tree|blob|resolve|commit|commits|viewer|discussions|settings)(?:/|$))[\w.-]+)?)"
+HUB_PAGE = re.compile(r"https?:/+(?:www\.)?(?:huggingface\.co|hf\.co)/(?!datasets/|spaces/|models(?:\?|/|$))"
+                      + PAGE_ID + r"(?:/(?:tree|blob|resolve)/([^/\s?#]+))?")
 
 
 def url_problem(name: str) -> str | None:
     """What to say of a model name that is a URL (a hub page's: its id), or None."""
     if page := HUB_PAGE.match(name):
-        revision = f" and the revision {page[2]}" if page[2] and page[2] != "main" else ""
+        revision = f" and the revision {unquote(page[2])}" if page[2] and page[2] != "main" else ""
         return f"a hub page's address, not a model id: give the id {page[1]}{revision}"
     if URL.match(name):
         return "a URL: give a local folder or a hub id (org/name)"

@@ -417,7 +417,7 @@ def repo_id_problem(repo_id: str) -> str | None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError:
-        if (page := HUB_PAGE.match(repo_id)) and not page[2]:
+        if page := HUB_PAGE.match(repo_id):
             return f"repo id '{repo_id}' is a hub page's address: give the id {page[1]}"
         return (f"repo id '{repo_id}' is not valid: give NAME or NAMESPACE/NAME of letters, digits, "
                 "'-', '_' and '.' (e.g. my-org/my-model)")

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 import yaml
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
-from .encoders import URL, is_local_path, url_problem
+from .encoders import PAGE_ID, URL, is_local_path, url_problem
 from .folders import ONNX_INPUTS
 from .spec import (LINES_FILES, SAVED_TASK_NAME, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction, Names, Positive,
                    Spec, TaskSpec, _listed, precision_name)
@@ -703,8 +703,7 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
             if isinstance(file, str) and URL.match(file):
                 fail(f"{key}.{split}", f"{file!r} is a URL: data files are read from disk, so download it first (a "
                                        "data set on the Hugging Face hub: data.hub names it)")
-    if data.hub and (page := re.match(r"https?://(?:www\.)?(?:huggingface|hf)\.co/datasets/([\w.-]+(?:/[\w.-]+)?)",
-                                      data.hub)):
+    if data.hub and (page := re.match(r"https?://(?:www\.)?(?:huggingface|hf)\.co/datasets/" + PAGE_ID, data.hub)):
         fail(f"{key}.hub", f"{data.hub!r} is a hub page's address: give the data set's id, {page[1]}")
     if data.format == "lines" or mappings:
         implied = ("data.format is lines" if data.format == "lines"

@@ -338,6 +338,12 @@ def test_a_hub_pages_address_given_for_a_model_or_repo_id_says_which_id_it_means
                                                          "and the revision v2"),
                         ("https://huggingface.co/bert-base-uncased", "a hub page's address, not a model id: give "
                                                                      "the id bert-base-uncased"),
+                        ("https://huggingface.co/gpt2/tree/main", "a hub page's address, not a model id: give the "
+                                                                 "id gpt2"),  # a name alone is an id too
+                        ("https://huggingface.co/me/x/tree/refs%2Fpr%2F3", "a hub page's address, not a model id: "
+                                                                          "give the id me/x and the revision refs/pr/3"),
+                        ("https://huggingface.co/models?search=bert", "a URL: give a local folder or a hub id "
+                                                                      "(org/name)"),
                         ("https://example.org/models/x", "a URL: give a local folder or a hub id (org/name)")):
         with pytest.raises(UserError, match=f"^{re.escape(given)}: {re.escape(said)}$"):
             MultiTaskPipeline.from_pretrained(given)

@@ -1098,6 +1098,9 @@ def test_a_data_file_given_as_a_url_is_refused_saying_so(tmp_path, split, value)
                                         r"page's address: give the data set's id, org/sst2$"):
         load_recipe(recipe_file(tmp_path), ["tasks.sentiment.data={hub: 'https://huggingface.co/datasets/org/sst2', "
                                             "train: train}"])
+    with pytest.raises(UserError, match=r"is a hub page's address: give the data set's id, imdb$"):
+        load_recipe(recipe_file(tmp_path), ["tasks.sentiment.data={hub: 'https://huggingface.co/datasets/imdb/viewer/"
+                                            "plain_text/train', train: train}"])
 
 
 # ---------------------------------------------------------------- pinned by mutation testing (mutation9 survivors)
