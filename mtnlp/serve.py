@@ -161,36 +161,39 @@ class Batcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         held: Job | None = None  # a request that did not fit into the previous batch
-        while True:
-            first = held or await self._next(None)
-            held = None
-            if first.future.done():  # its client went away
-                continue
-            batch, size = [first], len(first.inputs)
-            deadline = first.arrived + self.window  # requests queued during the last call are taken at once
-            while size < self.max_batch:
-                wait = deadline - loop.time()
-                try:
-                    job = await self._next(wait)
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                    break
-                if job.future.done():
+        batch: list[Job] = []
+        try:
+            while True:
+                first = held or await self._next(None)
+                held = None
+                if first.future.done():  # its client went away
                     continue
-                if size + len(job.inputs) > self.max_batch:
-                    held = job
-                    break
-                batch.append(job)
-                size += len(job.inputs)
-            try:
-                await self._answer(batch)
-            except asyncio.CancelledError:  # stop() during the call: its requests (and one held back) get an answer
-                for job in [*batch, *([held] if held else [])]:
-                    fail(job, "the server is shutting down")
-                raise
-            except Exception:  # a bug here must not stop the worker: every later request would hang
-                log.exception("batch failed")
-                for job in batch:
-                    fail(job, "prediction failed (see the server log)")
+                batch, size = [first], len(first.inputs)
+                deadline = first.arrived + self.window  # requests queued during the last call are taken at once
+                while size < self.max_batch:
+                    wait = deadline - loop.time()
+                    try:
+                        job = await self._next(wait)
+                    except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                        break
+                    if job.future.done():
+                        continue
+                    if size + len(job.inputs) > self.max_batch:
+                        held = job
+                        break
+                    batch.append(job)
+                    size += len(job.inputs)
+                try:
+                    await self._answer(batch)
+                except Exception:  # a bug here must not stop the worker: every later request would hang
+                    log.exception("batch failed")
+                    for job in batch:
+                        fail(job, "prediction failed (see the server log)")
+                batch = []
+        except asyncio.CancelledError:  # stop() while a batch is collected or computed: its requests (and one held
+            for job in [*batch, *([held] if held else [])]:  # back) get an answer
+                fail(job, "the server is shutting down")
+            raise
 
     async def _answer(self, batch: list[Job]) -> None:
         try:

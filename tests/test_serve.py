@@ -398,6 +398,26 @@ def test_stopping_answers_every_request_and_a_restarted_batcher_has_an_empty_que
     assert len(again[0]) == 2, again
 
 
+def test_stopping_while_a_batch_is_collected_answers_its_requests():
+    """The worker cancelled in its collection window (before the pipeline call) left the request taken from the
+    queue unanswered."""
+    from mtnlp.serve import Batcher
+
+    async def run():
+        batcher = Batcher(FailingPipeline(), window_ms=2000, max_batch=8)
+        await batcher.start()
+        job = asyncio.create_task(batcher.predict(["a"], ("sentiment",), False))
+        while batcher.queued:  # taken into the batch; the window is still open
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        await batcher.stop()
+        await asyncio.wait([job], timeout=5)
+        return job
+
+    job = asyncio.run(run())
+    assert job.done() and str(job.exception()) == "the server is shutting down"
+
+
 def test_a_request_whose_client_went_away_is_dropped_from_the_queue():
     """Starlette does not cancel an endpoint whose client disconnected: a request queued behind a slow one
     was computed anyway, and clients that time out and retry piled up work."""
