@@ -458,18 +458,23 @@ def stream_labels(recipe: Recipe, name: str, task: TaskSpec, stream: StreamSourc
 
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # a container's CPU quota (cgroup v2): "max 100000" or "200000 100000"
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1's: cpu.cfs_quota_us (-1: none) and cpu.cfs_period_us
 
 
 def usable_cores() -> int:
     """The cores this process may use: its CPU affinity (taskset, a container's cpuset) and its container's
-    CPU quota (`docker --cpus 2`), not the machine's count (os.cpu_count: 64 tokenising processes on 2 cores)."""
+    CPU quota (`docker --cpus 2`, cgroup v2 or v1), not the machine's count (os.cpu_count: 64 tokenising
+    processes on 2 cores)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) / int(period) + 0.5)))  # (1.5 CPUs: 2 processes)
-    except (OSError, ValueError):
-        pass
+    for read in (lambda: CGROUP_CPU_MAX.read_text().split()[:2],
+                 lambda: [(CGROUP_V1_CPU / f"cpu.cfs_{part}_us").read_text() for part in ("quota", "period")]):
+        try:
+            quota, period = read()
+            if quota.strip() not in ("max", "-1"):
+                cores = min(cores, max(1, int(int(quota) / int(period) + 0.5)))  # (1.5 CPUs: 2 processes)
+            break
+        except (OSError, ValueError):
+            continue
     return cores
 
 

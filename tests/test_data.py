@@ -1048,7 +1048,24 @@ def test_tokenising_processes_default_to_the_cores_this_process_may_use(tmp_path
     quota = tmp_path / "cpu.max"
     monkeypatch.setattr(data, "CGROUP_CPU_MAX", quota)
     assert data.usable_cores() == 4  # no cgroup file: the affinity
+    v1 = tmp_path / "cpu"
+    v1.mkdir()
+    monkeypatch.setattr(data, "CGROUP_V1_CPU", v1)
     for written, cores in (("max 100000\n", 4), ("200000 100000\n", 2), ("150000 100000\n", 2), ("10000 100000\n", 1),
                            ("1600000 100000\n", 4), ("nonsense\n", 4)):
         quota.write_text(written)
         assert data.usable_cores() == cores, written
+    quota.unlink()  # cgroup v1: the quota in its own two files
+    for written, cores in (("-1\n", 4), ("200000\n", 2)):
+        (v1 / "cpu.cfs_quota_us").write_text(written)
+        (v1 / "cpu.cfs_period_us").write_text("100000\n")
+        assert data.usable_cores() == cores, written
+    # and training tokenises in that many processes unless training.num_proc says
+    seen = []
+    monkeypatch.setattr(data, "usable_cores", lambda: 3)
+    monkeypatch.setattr(data, "tokenize", lambda *args, **kwargs: seen.append(args[6]) or [])
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    tasks = {"s": {"type": "classification", "data": {"train": str(DATA / "sst2_sample.jsonl"), "text_column": "sentence"}}}
+    recipe = load_recipe(write_recipe(tmp_path, tasks))
+    load_task(recipe, "s", recipe.tasks["s"], new_tokenizer(), 64)
+    assert seen == [3]
