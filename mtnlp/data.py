@@ -466,8 +466,9 @@ def usable_cores() -> int:
     CPU quota (`docker --cpus 2`, cgroup v2 or v1), not the machine's count (os.cpu_count: 64 tokenising
     processes on 2 cores)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    for read in (lambda: CGROUP_CPU_MAX.read_text().split()[:2],
-                 lambda: [(CGROUP_V1_CPU / f"cpu.cfs_{part}_us").read_text() for part in ("quota", "period")]):
+    for read in (lambda: CGROUP_CPU_MAX.read_text(encoding="ascii").split()[:2],
+                 lambda: [(CGROUP_V1_CPU / f"cpu.cfs_{part}_us").read_text(encoding="ascii")
+                          for part in ("quota", "period")]):
         try:
             quota, period = read()
             if quota.strip() not in ("max", "-1"):

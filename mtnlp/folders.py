@@ -214,6 +214,8 @@ def encoder_folder_problem(path: Path) -> str | None:
         return f"an ONNX export ({ONNX_FILE}), not a pretrained encoder"
     if not (path / "config.json").is_file():
         return "not a model folder (no config.json)"
+    if pointer := lfs_pointers(path):
+        return pointer
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         model_type = config.get("model_type")
@@ -273,6 +275,8 @@ def check_model_folder(model_dir: Path) -> None:
                         "model folder it was exported from, or share this folder as plain files (hf upload)")
     if not (model_dir / "config.json").is_file():
         raise UserError(f"{model_dir}: not a model folder (no config.json)")
+    if pointer := lfs_pointers(model_dir):
+        raise UserError(f"{model_dir / pointer}")
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -292,6 +296,19 @@ def check_model_folder(model_dir: Path) -> None:
         missing.append("tokenizer (tokenizer_config.json and tokenizer.json)")
     if missing:
         raise UserError(f"{model_dir}: not a complete model folder: no {', no '.join(missing)}")
+
+
+def lfs_pointers(folder: Path) -> str | None:
+    """The first file of a model folder left as a Git LFS pointer (a clone without git-lfs: config.json, the
+    tokenizer's files, a sentencepiece .model), said as such; None when there is none."""
+    for path in sorted(folder.iterdir()):
+        try:
+            what = "weights" if path.suffix in (".safetensors", ".bin") else "file"
+            if path.is_file() and path.stat().st_size < 512 and (pointer := lfs_pointer(path.read_bytes(), what)):
+                return f"{path.name}: {pointer}"
+        except OSError:
+            continue
+    return None
 
 
 def safetensors_problem(path: Path) -> str | None:

@@ -410,6 +410,17 @@ def weights_left_in_git_lfs(c: Ctx):
         ["a Git LFS pointer, not the weights: the repository was cloned without its large files (`git lfs pull`"]
 
 
+def tokenizer_left_in_git_lfs(c: Ctx):
+    """It was "no tokenizer that loads (Expecting value: line 1 column 1 (char 0))"."""
+    import shutil
+
+    copy = shutil.copytree(c.model, c.folder / "lfs-tokenizer")
+    (copy / "tokenizer.json").write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{'0' * 64}\n"
+                                         "size 1234567\n")
+    return ["predict", str(copy), "some text"], f"{copy / 'tokenizer.json'}:", \
+        ["a Git LFS pointer, not the file: the repository was cloned without its large files (`git lfs pull`"]
+
+
 def export_quantize_without_onnx(c: Ctx):
     return ["export", str(c.model), "--quantize", "int8", str(c.folder / "out")], "export:", ["--quantize applies to --onnx"]
 
@@ -756,7 +767,7 @@ CASES = [Case(f.__name__, f) for f in (
     predict_with_a_run_folder, predict_input_with_a_lone_surrogate,
     predict_input_with_a_lone_surrogate_in_a_key_it_echoes, predict_input_not_utf8,
     predict_input_of_blank_lines, export_onto_a_file, export_into_the_model_folder,
-    damaged_weights_file, weights_left_in_git_lfs, export_quantize_without_onnx, recipes_copy_into_a_missing_folder,
+    damaged_weights_file, weights_left_in_git_lfs, tokenizer_left_in_git_lfs, export_quantize_without_onnx, recipes_copy_into_a_missing_folder,
     recipes_copy_into_a_missing_folder_with_a_slash, recipes_list_with_an_argument)]
 BY_ID = {case.id: case for case in CASES}
 
