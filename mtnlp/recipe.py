@@ -28,7 +28,7 @@ from .spec import (LINES_FILES, SAVED_TASK_NAME, TASK_NAME, TORCH_DICT_NAMES, Co
 from .metrics import METRICS
 from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
-from .tasks.base import INVISIBLE, look_alike
+from .tasks.base import look_alike
 from .weighting import WEIGHTINGS
 from .gradients import GRADIENT_METHODS
 
@@ -508,8 +508,10 @@ def _yaml_kind(value) -> str:
 
 
 def _shown_key(key: str) -> str:
-    """'key' quoted, escaped where it holds a character that does not show (a BOM or zero-width space in it)."""
-    return ascii(key) if INVISIBLE.search(key) or not key.isprintable() else f"'{key}'"
+    """'key' quoted, the characters in it that do not show (a BOM, a zero-width space, a control) escaped."""
+    from .readers import Row
+
+    return f"'{Row.printable(key)}'"
 
 
 def _short(value) -> str:
@@ -568,9 +570,8 @@ def _at(src: str, line: Any) -> str:
 def check(recipe: Recipe, training: bool = True) -> None:
     """Checks beyond each key's type and range (which pydantic has checked): names, keys that relate to others,
     the data sections."""
-    def fail(key, msg):  # (a key with a control character in it shown escaped)
-        raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key if key.isprintable() else ascii(key)}: "
-                        f"{msg}")
+    def fail(key, msg):
+        raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {_shown_key(key)[1:-1]}: {msg}")
 
     def note(key, msg):
         warnings.warn(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}", stacklevel=3)

@@ -181,6 +181,7 @@ def test_an_unknown_key_holding_an_invisible_character_shows_it_escaped(tmp_path
     message = error(recipe_file(tmp_path, replace={"  lr: 0.001": f"  l{invisible}r: 0.001"}))
     assert f"unknown key 'training.l{escaped}r' (known: " in message and invisible not in message
     assert "unknown key 'tasks.sentiment.风格'" in error(DEMO, ["tasks.sentiment.风格=1"])  # visible: as it is
+    assert "unknown key 'training.ステップ\\u200b'" in error(DEMO, ["training.ステップ\u200b=1"])  # only what hides
 
 
 @pytest.mark.parametrize("item,fragment", [("trainig.steps=10", "unknown key 'trainig'"),
