@@ -1004,3 +1004,29 @@ def test_cut_choice_and_question_inputs_are_named_by_their_index_in_the_call(tin
     assert [set(r) for r in out] == [{"s"}, {"mc"}, {"s"}, {"qa"}, {"mc"}]
     cut = [w.message for w in caught if isinstance(w.message, TruncationWarning)]
     assert len(cut) == 1 and cut[0].indices == [1, 3] and "(inputs[1], inputs[3])" in str(cut[0])
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation10 survivors)
+
+def test_a_pipeline_given_no_max_length_caps_it_at_the_positions_without_a_warning(tiny_encoder):
+    """Only a max_length the caller gave is worth a warning: the tokenizer's 512, capped at the encoder's 128
+    positions, warned about a `max_length None` nobody gave (P07)."""
+    model = MultiTaskModel.from_encoder(tiny_encoder, {"s": {"type": "classification", "labels": ["neg", "pos"]}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe = MultiTaskPipeline(model, AutoTokenizer.from_pretrained(tiny_encoder), device="cpu", precision="fp32")
+    assert pipe.max_length == 128
+    assert not [w for w in caught if "position embeddings" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_a_pipeline_on_a_cpu_model_given_no_device_takes_the_machines_accelerator(model_dir, monkeypatch):
+    """A model loaded on the CPU (as from_pretrained loads it) stayed there on a machine with a GPU: the pipeline
+    must ask for the machine's accelerator when no device is given (P16)."""
+    import mtnlp.pipeline as pipeline
+
+    asked = []
+    monkeypatch.setattr(pipeline, "default_device", lambda cpu=False: asked.append(cpu) or torch.device("cpu"))
+    pipe = MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32")
+    assert asked == [False] and pipe.device == torch.device("cpu")
+    MultiTaskPipeline.from_pretrained(str(model_dir), precision="fp32", device="cpu")
+    assert asked == [False]  # a device given is taken as it is

@@ -781,3 +781,65 @@ def test_a_request_without_all_scores_gets_no_qa_candidates_from_a_batch_that_as
     assert "candidates" in asked[0]["qa"]
     assert_same(plain, pipe([question], tasks=["qa"]))
     assert set(plain[0]["qa"]) == {"answer", "start", "end", "score"}
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation10 survivors)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_of_exactly_the_byte_limit_is_read_and_one_byte_more_refused(client, chunked):
+    """`max_body_bytes` is the most a body may hold, whether its Content-Length says its size or it comes in
+    chunks: one of exactly that size was refused with 413 (V12), one a byte over it read when chunked (V13)."""
+    for size, status in ((4000, 200), (4001, 413)):
+        body = b'{"inputs": ["a fine film"]}'
+        body += b" " * (size - len(body))  # (whitespace is JSON's own padding)
+        content = body if not chunked else (body[i:i + 1000] for i in range(0, len(body), 1000))
+        response = client.post("/predict", content=content, headers={"content-type": "application/json"})
+        assert response.status_code == status, (size, response.text)
+
+
+def test_a_text_of_exactly_max_chars_is_read(client):
+    """`max_chars` is the most characters a text may have: a text of exactly that many was refused."""
+    response = client.post("/predict", json={"inputs": ["y" * 100, {"words": ["y" * 49, "y" * 50]}]})
+    assert response.status_code == 200, response.text
+
+
+def test_a_request_that_waited_through_the_last_call_is_batched_at_once():
+    """The batch window runs from the first request's arrival: one that waited through a slow pipeline call had
+    waited long enough, yet it was held a whole window more after the call (V03)."""
+    from mtnlp.serve import Batcher
+
+    pipe = SlowPipeline()
+
+    async def run():
+        batcher = Batcher(pipe, window_ms=1000, max_batch=64)
+        await batcher.start()
+        try:
+            slow = asyncio.create_task(batcher.predict(["slow"], ("sentiment",), False))
+            while batcher.stats.batches == 0:  # until "slow" is in the pipeline call (after its own window)
+                await asyncio.sleep(0.01)
+            waiting = asyncio.create_task(batcher.predict(["a"], ("sentiment",), False))
+            await asyncio.sleep(1.3)  # "a" has waited longer than the window
+            pipe.release.set()
+            released = asyncio.get_running_loop().time()
+            await asyncio.wait_for(asyncio.gather(slow, waiting), 10)
+            return asyncio.get_running_loop().time() - released
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(run()) < 0.5
+    assert pipe.calls == [["slow"], ["a"]]
+
+
+@pytest.mark.parametrize("window", [-1.0, math.nan, 10_001.0])
+def test_a_batch_window_outside_0_to_10000_ms_is_refused(window):
+    """Only a window over 10 s was refused: a negative one and nan (taken as 0) were served with (V23)."""
+    from types import SimpleNamespace
+
+    from mtnlp.errors import UserError
+    from mtnlp.serve import check_args
+
+    args = SimpleNamespace(max_batch=64, batch_size=32, max_body_bytes=1 << 20, max_inputs=256, max_chars=10_000,
+                           max_queue=None, batch_window_ms=window, port=0)
+    with pytest.raises(UserError, match=r"^--batch-window-ms: must be from 0 to 10000 \(got "):
+        check_args(args)

@@ -587,3 +587,23 @@ def test_negative_numeric_labels_are_ordered_as_numbers():
     order), where label_set promises numbers in numeric order."""
     examples = [{"label": v} for v in ("1", "-1", "10", "0", "-2", "1")]
     assert TASK_TYPES["classification"].label_set(examples) == ["-2", "-1", "0", "1", "10"]
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation10 survivors)
+
+def test_a_multilabel_labels_share_is_of_the_examples_that_carry_it():
+    """Of a multi-label task, each label's share is of the examples (3 of 4 carry "a": 0.75), not of all the labels
+    given (3 of 6): the report's largest and smallest shares were too small (B03)."""
+    from mtnlp.tasks.base import label_shares
+
+    assert label_shares(["a", "b", "a", "c", "a", "b"], examples=4) == \
+        {"labels": 3, "largest": ["a", 0.75], "smallest": ["c", 0.25]}
+    assert label_shares(["a", "b", "a"]) == {"labels": 2, "largest": ["a", 2 / 3], "smallest": ["b", 1 / 3]}
+
+
+def test_a_lone_surrogate_in_a_key_is_not_valid_unicode():
+    """Only values were looked at: a key such as "\\ud800" (messages name keys, predict echoes them) passed (B15)."""
+    from mtnlp.tasks.base import valid_unicode
+
+    assert not valid_unicode({"\ud800": "a"}) and not valid_unicode([{"text": "ok", "x\udfff": 1}])
+    assert valid_unicode({"text": "Zürich", "words": ["café"]})
