@@ -399,26 +399,22 @@ def damaged_weights_file(c: Ctx):
         ["not a readable safetensors file (cut short: its header is longer than the file)"]
 
 
-def weights_left_in_git_lfs(c: Ctx):
-    """A model repository cloned without git-lfs: "cut short: its header is longer than the file"."""
+def predict_with_a_file_left_in_git_lfs(c: Ctx, name: str, what: str):
+    """A model repository cloned without git-lfs: `name` is a pointer, which predict names as one."""
     import shutil
 
     copy = shutil.copytree(c.model, c.folder / "lfs")
-    (copy / "model.safetensors").write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{'0' * 64}\n"
-                                            "size 1234567\n")
-    return ["predict", str(copy), "some text"], f"{copy / 'model.safetensors'}:", \
-        ["a Git LFS pointer, not the weights: the repository was cloned without its large files (`git lfs pull`"]
+    (copy / name).write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{'0' * 64}\nsize 1234567\n")
+    return ["predict", str(copy), "some text"], f"{copy / name}:", \
+        [f"a Git LFS pointer, not the {what}: the repository was cloned without its large files (`git lfs pull`"]
 
 
-def tokenizer_left_in_git_lfs(c: Ctx):
-    """It was "no tokenizer that loads (Expecting value: line 1 column 1 (char 0))"."""
-    import shutil
+def weights_left_in_git_lfs(c: Ctx):  # it was "cut short: its header is longer than the file"
+    return predict_with_a_file_left_in_git_lfs(c, "model.safetensors", "weights")
 
-    copy = shutil.copytree(c.model, c.folder / "lfs-tokenizer")
-    (copy / "tokenizer.json").write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{'0' * 64}\n"
-                                         "size 1234567\n")
-    return ["predict", str(copy), "some text"], f"{copy / 'tokenizer.json'}:", \
-        ["a Git LFS pointer, not the file: the repository was cloned without its large files (`git lfs pull`"]
+
+def tokenizer_left_in_git_lfs(c: Ctx):  # it was "no tokenizer that loads (Expecting value: line 1 column 1 (char 0))"
+    return predict_with_a_file_left_in_git_lfs(c, "tokenizer.json", "file")
 
 
 def export_quantize_without_onnx(c: Ctx):
