@@ -318,9 +318,6 @@ def safetensors_problem(path: Path) -> str | None:
         return None
     size = path.stat().st_size
     try:
-        with open(path, "rb") as f:
-            if pointer := lfs_pointer(f.read(512), "weights"):
-                return pointer
         length, header = safetensors_header(path)
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
     except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError) as e:

@@ -449,7 +449,7 @@ def _first_problem(error: ValidationError, raw: dict, src: str, key_lines: dict)
         parent = _model_at(parts[:-1], raw)
         known = ", ".join(parent.model_fields) if parent else ""
         read = f"YAML reads the key {value} as {_yaml_kind(value)}; " if kind == "invalid_key" else ""
-        return (f"{_at(src, _line_of(key_lines, parts))}: unknown key {_shown_key('.'.join(parts))}"
+        return (f"{_at(src, _line_of(key_lines, parts))}: unknown key '{_shown('.'.join(parts))}'"
                 + (f" ({read}known: {known})" if known else f" ({read.removesuffix('; ')})" if read else ""))
     if kind == "union_tag_not_found":  # a task without `type:`
         key, line = ".".join([*parts, "type"]), _line_of(key_lines, parts)
@@ -507,11 +507,11 @@ def _yaml_kind(value) -> str:
             "a date" if isinstance(value, (datetime.date, datetime.datetime)) else "a number")
 
 
-def _shown_key(key: str) -> str:
-    """'key' quoted, the characters in it that do not show (a BOM, a zero-width space, a control) escaped."""
+def _shown(key: str) -> str:
+    """A key or name with the characters in it that do not show (a BOM, a zero-width space, a control) escaped."""
     from .readers import Row
 
-    return f"'{Row.printable(key)}'"
+    return Row.printable(key)
 
 
 def _short(value) -> str:
@@ -571,7 +571,7 @@ def check(recipe: Recipe, training: bool = True) -> None:
     """Checks beyond each key's type and range (which pydantic has checked): names, keys that relate to others,
     the data sections."""
     def fail(key, msg):
-        raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {_shown_key(key)[1:-1]}: {msg}")
+        raise UserError(f"{_at(recipe.source, recipe.key_lines.get(key))}: {_shown(key)}: {msg}")
 
     def note(key, msg):
         warnings.warn(f"{_at(recipe.source, recipe.key_lines.get(key))}: {key}: {msg}", stacklevel=3)
