@@ -37,7 +37,11 @@ class Parser(argparse.ArgumentParser):
     2, as every other user mistake."""
 
     def error(self, message):
-        self.exit(2, f"error: {message.removeprefix('argument ')}; see `{self.prog} --help`\n")
+        message = message.removeprefix("argument ")
+        if (found := re.fullmatch(r"(-[\w/-]+): expected one argument", message)):  # `--tasks -neg`
+            flag = max(found[1].split("/"), key=len)
+            message += f" (a value that starts with '-' is written {flag}=VALUE)"
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
 
 
 def precision_option(value: str) -> str:

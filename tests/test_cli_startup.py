@@ -142,6 +142,9 @@ def test_an_option_that_names_a_setting_is_told_its_recipe_key(capsys, argv, sai
     (["trian", "x.yaml"], "error: command: invalid choice: 'trian' (choose from 'train', 'evaluate', 'predict', "
                           "'push', 'recipes', 'export', 'serve'); see `mtnlp --help`"),
     (["predict", "M", "x", "--batch-size", "many"], "error: --batch-size: invalid int value: 'many'; see `mtnlp predict --help`"),
+    # a task named "-neg" (argparse reads a value starting with '-' as an option): say how to give it
+    (["predict", "M", "--tasks", "-neg", "x"], "error: --tasks: expected one argument (a value that starts with '-' is "
+                                               "written --tasks=VALUE); see `mtnlp predict --help`"),
 ])
 def test_an_option_mistake_is_one_line_with_status_2(argv, said, capsys):
     """argparse printed its usage block above the error: a user's mistake is one line, as every other."""
