@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -362,11 +363,33 @@ def plot_curves(run_dir: Path, main: dict[str, str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with warnings.catch_warnings():  # a task name in a script the font lacks (CJK) is drawn as boxes, not warned of
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
-        fig = curves_figure(run_dir, main)
-        fig.savefig(run_dir / "curves.png", dpi=100)
-    plt.close(fig)
+    # a task name in a script no installed font has (CJK on a bare server) is drawn as boxes, not warned of; a
+    # fallback font without a "normal" weight is logged as a findfont warning per character
+    findfont = logging.getLogger("matplotlib.font_manager")
+    level = findfont.level
+    findfont.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), matplotlib.rc_context({"font.family": fonts()}):
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+            fig = curves_figure(run_dir, main)
+            fig.savefig(run_dir / "curves.png", dpi=100)
+        plt.close(fig)
+    finally:
+        findfont.setLevel(level)
+
+
+# fonts for the scripts matplotlib's DejaVu Sans lacks (CJK above all), as Linux, macOS and Windows ship them
+SCRIPT_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans", "WenQuanYi Zen Hei", "Droid Sans Fallback",
+                "PingFang SC", "Hiragino Sans", "Apple SD Gothic Neo", "Microsoft YaHei", "Yu Gothic", "Malgun Gothic",
+                "Arial Unicode MS")
+
+
+def fonts() -> list[str]:
+    """DejaVu Sans, then the installed SCRIPT_FONTS: matplotlib draws each character in the first that has it."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *[name for name in SCRIPT_FONTS if name in installed]]
 
 
 LEGEND_INSIDE = 6  # tasks up to which each panel keeps its legend inside; more get one legend below both

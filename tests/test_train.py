@@ -726,6 +726,26 @@ def test_the_runs_recipe_writes_a_non_ascii_task_name_as_it_is(make_recipe, tmp_
     assert list(load_recipe(tmp_path / "run" / "recipe.yaml").tasks) == ["风格"]
 
 
+def test_curves_draw_task_names_in_an_installed_font_for_their_script(tmp_path, monkeypatch):
+    """A CJK task name was drawn as boxes on a machine with a CJK font: matplotlib looked in DejaVu Sans only."""
+    import dataclasses
+
+    from matplotlib import font_manager, pyplot, rcParams
+
+    from mtnlp import report
+
+    entries = font_manager.fontManager.ttflist
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", [
+        *[e for e in entries if e.name not in report.SCRIPT_FONTS],
+        dataclasses.replace(entries[0], name="Microsoft YaHei"), dataclasses.replace(entries[0], name="Noto Sans CJK JP")])
+    assert report.fonts() == ["DejaVu Sans", "Noto Sans CJK JP", "Microsoft YaHei"]  # SCRIPT_FONTS' order
+    drawn_with = []
+    monkeypatch.setattr(report, "curves_figure", lambda *_: drawn_with.append(list(rcParams["font.family"])) or pyplot.figure())
+    before = list(rcParams["font.family"])
+    report.plot_curves(tmp_path, {"风格": "accuracy"})
+    assert drawn_with == [["DejaVu Sans", "Noto Sans CJK JP", "Microsoft YaHei"]] and rcParams["font.family"] == before
+
+
 def test_curves_of_many_tasks_give_each_its_own_line_and_one_legend_below_the_panels(tmp_path, recwarn):
     """13 tasks shared matplotlib's 10 colours (3 pairs alike), and each panel's legend of 13 covered its lines; a
     CJK task name printed a warning per missing glyph."""
