@@ -5,6 +5,7 @@ trains on them."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -21,6 +22,27 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results"
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def sst2_dev_texts() -> list[str]:
+    """The SST-2 dev sentences shipped in recipes/data (872): what the inference benchmarks read."""
+    lines = (REPO / "recipes/data/sst2/dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [line.split("\t")[0].strip() for line in lines]
+
+
+def demo_model_options(output: str) -> argparse.Namespace:
+    """--model (default: make demo's), --batch-size, --repeats, --wait-idle and --output (default
+    bench/results/OUTPUT), parsed; exits when --model holds no trained model."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=str(REPO / "runs" / "demo" / "model"))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--wait-idle", type=float, default=0)
+    parser.add_argument("--output", default=str(RESULTS / output))
+    args = parser.parse_args()
+    if not (Path(args.model) / "config.json").exists():
+        sys.exit(f"{args.model}: no trained model; run `make demo` first")
+    return args
 
 
 def write_results(out: Path, results: dict) -> None:

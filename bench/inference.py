@@ -70,8 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default=str(benchlib.RESULTS / "inference.json"))
     args = parser.parse_args()
-    lines = (REPO / "recipes/data/sst2/dev.tsv").read_text().splitlines()[1:]
-    texts = [line.split("\t")[0].strip() for line in lines][: args.texts]
+    texts = benchlib.sst2_dev_texts()[: args.texts]
 
     encoder = resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")
     torch.manual_seed(0)

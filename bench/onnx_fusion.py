@@ -15,7 +15,6 @@ The model is the demo's (runs/demo/model: run `make demo` first). Writes bench/r
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import shutil
@@ -25,8 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-
-REPO = benchlib.REPO
 
 
 def fused_export(pipe, shipped: Path, out: Path, quantize: bool) -> dict:
@@ -90,22 +87,13 @@ def op_shares(folder: Path, batches: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default=str(REPO / "runs" / "demo" / "model"))
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--wait-idle", type=float, default=0)
-    parser.add_argument("--output", default=str(benchlib.RESULTS / "onnx_fusion.json"))
-    args = parser.parse_args()
-    if not (Path(args.model) / "config.json").exists():
-        sys.exit(f"{args.model}: no trained model; run `make demo` first")
+    args = benchlib.demo_model_options("onnx_fusion.json")
     import torch
 
     from mtnlp import MultiTaskPipeline
     from mtnlp.cli import main as mtnlp
 
-    lines = (REPO / "recipes/data/sst2/dev.tsv").read_text().splitlines()[1:]
-    texts = [line.split("\t")[0].strip() for line in lines]
+    texts = benchlib.sst2_dev_texts()
     reference = MultiTaskPipeline.from_pretrained(args.model, precision="fp32")
     probe = reference.tokenizer(texts[:64], padding=True, return_tensors="pt")
     with torch.no_grad():

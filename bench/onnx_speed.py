@@ -14,7 +14,6 @@ per physical core, and the logical CPUs).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -28,20 +27,11 @@ REPO = benchlib.REPO
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default=str(REPO / "runs" / "demo" / "model"))
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--wait-idle", type=float, default=0)
-    parser.add_argument("--output", default=str(benchlib.RESULTS / "onnx_speed.json"))
-    args = parser.parse_args()
-    if not (Path(args.model) / "config.json").exists():
-        sys.exit(f"{args.model}: no trained model; run `make demo` first")
+    args = benchlib.demo_model_options("onnx_speed.json")
     from mtnlp import MultiTaskPipeline, precision
     from mtnlp.cli import main as mtnlp
 
-    lines = (REPO / "recipes/data/sst2/dev.tsv").read_text().splitlines()[1:]
-    texts = [line.split("\t")[0].strip() for line in lines]
+    texts = benchlib.sst2_dev_texts()
     idle = benchlib.wait_for_idle(args.wait_idle)
     results = {"environment": benchlib.environment(), "idle": idle, "texts": len(texts),
                "batch_size": args.batch_size, "repeats": args.repeats, "model": args.model, "backends": {}}

@@ -479,8 +479,7 @@ def main() -> None:
     output = Path(args.output or benchlib.RESULTS / "serve_load.json")
     heads = served_heads(Path(args.model))
     variants = make_variants(heads)
-    lines = (REPO / "recipes/data/sst2/dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    texts = [line.split("\t")[0].strip() for line in lines]
+    texts = benchlib.sst2_dev_texts()
     idle = benchlib.wait_for_idle(args.wait_idle) if args.wait_idle else None
     results = {"command": " ".join(["python", "bench/serve_load.py", *sys.argv[1:]]), "model": args.model,
                "heads": {name: {"type": spec["type"], "reads": sorted(reads(spec))} for name, spec in heads.items()},
