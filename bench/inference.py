@@ -32,7 +32,6 @@ from mtnlp.export import export_head
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
-REPO = benchlib.REPO
 TASKS = {
     "sentiment": {"type": "classification", "labels": ["negative", "positive"]},
     "question": {"type": "classification", "labels": ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]},
