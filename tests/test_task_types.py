@@ -607,3 +607,37 @@ def test_a_lone_surrogate_in_a_key_is_not_valid_unicode():
 
     assert not valid_unicode({"\ud800": "a"}) and not valid_unicode([{"text": "ok", "x\udfff": 1}])
     assert valid_unicode({"text": "Zürich", "words": ["café"]})
+
+
+# ---------------------------------------------------------------- evaluation and the pipeline decide alike (props walk)
+
+@pytest.mark.parametrize("kind,logits", [
+    ("classification", [0.0, 1.1754943508222875e-38]), ("classification", [0.25, 0.25000003]),
+    ("tagging", [1e-8, 2e-8]), ("multiple_choice", [0.25, 0.25000003])])
+def test_a_logit_a_rounding_above_another_wins_in_the_pipeline_as_in_evaluation(kind, logits):
+    """The pipeline took the argmax of float32 probabilities, where logits less than ~6e-8 apart tie (the first
+    label won); evaluation's argmax of the logits took the larger: the same text, two labels."""
+    from mtnlp.tasks.tagging import best_tags
+
+    row = np.array(logits, dtype=np.float32)
+    evaluated = TASK_TYPES[kind].predictions(torch.from_numpy(row)[None], None, {}) if kind != "tagging" else None
+    if kind == "classification":
+        assert evaluated == [1] and TASK_TYPES[kind].decode(row, {"labels": ["a", "b"]}, False)["label"] == "b"
+    elif kind == "multiple_choice":
+        assert evaluated == [1] and TASK_TYPES[kind].answer(torch.from_numpy(row), ["x", "y"], False)["choice"] == 1
+    else:
+        assert int(torch.from_numpy(row).argmax()) == 1 and best_tags(row[None], [0], ["a", "b"])[0] == ["b"]
+
+
+@pytest.mark.parametrize("threshold,logit", [(0.5, 1.2573022e-07), (0.7, 0.84729797), (0.95, 2.9444401),
+                                             (0.5, -1.2573022e-07), (0.0, -200.0)])
+def test_a_multilabel_logit_at_its_threshold_is_one_decision_everywhere(threshold, logit):
+    """Evaluation compared torch's float32 sigmoid with the threshold, the pipeline numpy's: a logit within a rounding
+    of the threshold's was a predicted label to evaluation and not to predict (threshold 0.5: logit 1.26e-7)."""
+    multilabel = TASK_TYPES["multilabel"]
+    spec = {"threshold": threshold, "labels": ["a"]}
+    x = np.float32(logit)
+    with np.errstate(divide="ignore"):
+        expected = [1] if logit > np.log(threshold / (1 - threshold)) else [0]  # the sigmoid's exact crossing
+    assert multilabel.predictions(torch.tensor([[x]]), None, spec) == [expected]
+    assert [label["label"] for label in multilabel.decode(np.array([x]), spec, False)["labels"]] == ["a"] * expected[0]

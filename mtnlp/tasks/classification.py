@@ -63,7 +63,7 @@ class Classification(TextTask):
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
         labels = spec["labels"]
         probs = softmax(logits)
-        best = int(probs.argmax())
+        best = int(logits.argmax())  # as evaluation decides (two logits a rounding apart can tie as probabilities)
         out = {"label": labels[best], "score": float(probs[best])}
         if all_scores:
             out["scores"] = {label: float(p) for label, p in zip(labels, probs)}

@@ -237,7 +237,7 @@ class MultipleChoice(TaskType):
     def answer(self, logits, choices: list[str], all_scores: bool) -> dict:
         """{"choice": index, "text": the choice, "score": its probability, "scores": every choice's}."""
         probs = logits.float().softmax(-1)
-        best = int(probs.argmax())
+        best = int(logits.argmax())  # as evaluation decides (two logits a rounding apart can tie as probabilities)
         out = {"choice": best, "text": choices[best], "score": float(probs[best])}
         if all_scores:
             out["scores"] = [float(p) for p in probs]

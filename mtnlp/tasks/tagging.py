@@ -158,7 +158,7 @@ def best_tags(logits, positions: list[int], labels: list[str]) -> tuple[list[str
     """The most probable tag, and its probability, at each of `positions` (words' first sub-tokens) of one
     input's logits."""
     probs = softmax(logits[positions])
-    ids = probs.argmax(-1)
+    ids = logits[positions].argmax(-1)  # as evaluation decides (two logits a rounding apart can tie as probabilities)
     return [labels[k] for k in ids.tolist()], probs[np.arange(len(ids)), ids].tolist()
 
 
