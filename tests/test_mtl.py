@@ -131,6 +131,16 @@ def test_cagrad_solves_its_dual_to_where_the_duality_gap_closes():
                 assert dual - worst <= 1e-6 * abs(dual), (k, size, c, dual, worst)
 
 
+def test_cagrad_with_norms_far_apart_is_never_worse_for_the_worst_off_task_than_the_average():
+    """Norms 1000, 0.01 and 1.7 (props walk): the solver's weight of the small task was too coarse, and d lowered
+    the worst task's improvement to -18.9 where the average gradient's is -2.34 (the paper's d never goes below
+    it: g0 lies in its ball)."""
+    g = torch.tensor([[0, 0, 0, 0, -1000], [0.004, 0, 0, 0.006, 0.007], [-1, 0, 0, -1, -1]], dtype=torch.float64)
+    d, _ = _cagrad(g, 0.9)
+    g0 = g.mean(0)
+    assert (g @ d).min() >= (g @ g0).min() - 1e-9 and (d - g0).norm() <= 0.9 * g0.norm() * (1 + 1e-9)
+
+
 def test_cagrad_of_zero_gradients_is_zero():
     update, conflicts = CAGrad().combine(torch.zeros(3, 5), np.random.default_rng(0))
     assert torch.equal(update, torch.zeros(5)) and conflicts == 0.0
