@@ -578,3 +578,32 @@ def test_a_tasks_head_dropout_is_the_recipes_in_every_family(encoders, family, k
     model = MultiTaskModel.from_encoder(encoders[family], {"t": spec})
     rates = {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and not n.startswith("encoder")}
     assert rates and set(rates.values()) == {0.37}, rates
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation11)
+
+
+def test_an_exported_heads_config_keeps_its_dropout_and_its_problem_type(encoders):
+    """The exported config gave the head another dropout than training's (the default 0.1: fine-tuning the export
+    further trained otherwise) or another problem_type, which transformers' loss and its text-classification
+    pipeline read (a classifier scored by sigmoids, a regression head by cross-entropy)."""
+    tasks = {"sentiment": {"type": "classification", "labels": ["neg", "pos"]},
+             "score": {"type": "regression", "dropout": 0.37}}
+    model = MultiTaskModel.from_encoder(encoders["bert"], tasks)
+    sentiment, score = export_head(model, "sentiment").config, export_head(model, "score").config
+    assert (sentiment.classifier_dropout, sentiment.problem_type, sentiment.num_labels) == \
+        (0.1, "single_label_classification", 2)
+    assert (score.classifier_dropout, score.problem_type, score.num_labels) == (0.37, "regression", 1)
+
+
+def test_an_export_whose_weights_have_a_key_the_class_lacks_is_a_user_error_naming_it():
+    """Only missing keys were checked: a key the transformers class does not have (a family entry out of step with
+    its classes) failed in load_state_dict with a traceback instead of the one-line error naming it."""
+    from mtnlp.errors import UserError
+    from mtnlp.export import with_weights
+
+    linear = torch.nn.Linear(2, 2)
+    state = {**linear.state_dict(), "pooler.dense.weight": torch.zeros(2, 2)}
+    with pytest.raises(UserError, match=r"^cannot export the X head as Linear: its layout differs \(missing \[\], "
+                                        r"extra \['pooler.dense.weight'\]\)$"):
+        with_weights(linear, state, "the X head")

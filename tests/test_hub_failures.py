@@ -164,3 +164,25 @@ def test_a_lost_connection_or_a_damaged_cached_download_is_one_line_and_says_wha
         cached.write_bytes(cached.read_bytes()[:1000])  # damaged outside the hub client (a full disk, a copy)
         proc = mtnlp(hub, tmp_path, "predict", REPO_ID, "a text")
         assert proc.returncode == 2 and "the copy in the local hub cache is damaged" in proc.stderr, proc.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation11)
+
+
+def test_an_offline_cache_miss_is_found_where_the_error_was_raised_while_handling_it(monkeypatch):
+    """offline_miss followed only `raise ... from` causes: an OSError raised in an `except LocalEntryNotFoundError`
+    block (its __context__) lost the message that HF_HUB_OFFLINE forbids the download."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from mtnlp.errors import offline_miss
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    try:
+        try:
+            raise LocalEntryNotFoundError("not in the cache")
+        except LocalEntryNotFoundError:
+            raise OSError("We couldn't connect to 'https://huggingface.co'")
+    except OSError as e:
+        error = e
+    assert offline_miss(error) == "not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is downloaded"

@@ -161,3 +161,14 @@ def test_tuned_thresholds_at_the_grids_highest_are_said():
         warnings.simplefilter("error")
         low = task_type("multilabel").Spec(type="multilabel", data={"train": "x"}, threshold_grid=[0.3, 0.5])
         assert kind.fit(torch.logit(probs), gold, low, "tags")["thresholds"] == [0.5, 0.5, 0.5]
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation11)
+
+
+def test_balanced_weights_give_a_label_missing_from_training_a_weight_too():
+    """Counted without minlength, the last label that no training example has got no weight: the weights were
+    one short, and the loss of a batch holding that label indexed past them."""
+    got = task_type("classification").label_weights(spec("classification", "balanced"), ["a", "b", "c"],
+                                                    Dataset.from_dict({"labels": [0, 0, 1]}))
+    assert got == [0.5, 1.0, 1.0]  # 3 examples / (3 labels · count), a count of 0 taken as 1

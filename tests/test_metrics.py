@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import evaluate
 import pytest
+import torch
 from scipy.stats import pearsonr as sp_pearsonr
 from scipy.stats import spearmanr as sp_spearmanr
 from seqeval.metrics import f1_score as seq_f1
@@ -294,3 +296,112 @@ def test_perfect_bilou_predictions_of_adjacent_one_word_entities_score_1():
     perfect = [[labels.index(t) for t in gold[0]]]
     scores = task_type("tagging").score(gold, perfect, ["seqeval"], labels)
     assert (scores["precision"], scores["recall"], scores["f1"]) == (1.0, 1.0, 1.0), scores
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation11)
+
+
+def test_squad_f1_of_an_answer_sharing_no_token_with_the_gold_is_0():
+    """An answer with no token in common with any gold answer scored as F1 1.0, a perfect answer."""
+    from mtnlp.metrics import compute
+
+    assert compute("squad_f1", ["Paris"], [["London"]]) == 0.0
+    assert compute("squad_f1", ["Paris", "London"], [["London"], ["London"]]) == 0.5
+
+
+def test_squad_exact_match_collapses_whitespace_inside_an_answer():
+    """Runs of whitespace inside an answer (also where an article was removed) are one space, as in the official
+    script: without it "Denver  Broncos" and "Denver the Broncos" missed the gold "Denver Broncos"."""
+    from mtnlp.metrics import compute
+
+    assert compute("squad_exact_match", ["Denver  Broncos", "Denver the Broncos"],
+                   [["Denver Broncos"], ["Denver Broncos"]]) == 1.0
+
+
+def test_token_accuracy_scores_each_word_of_a_tagging_task():
+    """token_accuracy (tags without B-/I-) scored with the multi-label accuracy's config failed on word ids."""
+    from mtnlp.tasks import task_type
+
+    labels = ["NOUN", "PUNCT", "VERB"]
+    gold = [["NOUN", "VERB", "PUNCT"], ["NOUN", "NOUN"]]
+    predicted = [[0, 0, 1], [0, -1]]  # one wrong word, one cut off by max_length (wrong: no O tag)
+    assert task_type("tagging").score(gold, predicted, ["token_accuracy"], labels) == {"token_accuracy": 3 / 5}
+
+
+class _FirstTokenModel(torch.nn.Module):
+    """Stands in for a model in evaluation: each example's logits are a one-hot of its first token id (token 7:
+    a NaN in the second output)."""
+
+    def __init__(self, outputs, tasks=None):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.outputs, self.config = outputs, SimpleNamespace(tasks=tasks or {})
+
+    def forward(self, input_ids, task, **inputs):
+        first = input_ids[:, 0]
+        logits = torch.nn.functional.one_hot(first % 7, self.outputs[task] if isinstance(self.outputs, dict)
+                                             else self.outputs).float()
+        logits[first == 7, 1] = math.nan
+        return SimpleNamespace(logits=logits)
+
+
+def _rows(first_tokens, lengths, labels=None):
+    from datasets import Dataset
+
+    ids = [[first] + [9] * (n - 1) for first, n in zip(first_tokens, lengths)]
+    return Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * n for n in lengths], "length": lengths,
+                              "labels": list(first_tokens) if labels is None else labels})
+
+
+def test_what_a_task_type_learns_from_validation_sees_it_in_dataset_order_and_updates_the_config(monkeypatch):
+    """fit_to_validation gives the task type the validation logits in dataset order (they were reordered by
+    the order they ran in, not put back), updates the model's task config with what it learnt, and passes
+    over a task without a validation split."""
+    from mtnlp.data import TaskData
+    from mtnlp.evaluation import fit_to_validation
+    from mtnlp.tasks import task_type
+
+    kind, seen = type(task_type("classification")), []
+    monkeypatch.setattr(kind, "fits_validation", lambda self, spec: True)
+    monkeypatch.setattr(kind, "fit", lambda self, logits, references, spec, name="": seen.append(
+        (logits.argmax(-1).tolist(), references)) or {"learnt": name})
+    tasks = {"a": TaskData("a", "classification", list("wxyz"), {"validation": _rows([1, 2, 3, 0, 2], [2, 5, 1, 4, 3])}),
+             "b": TaskData("b", "classification", list("wxyz"), {"train": _rows([1], [1])})}
+    model = _FirstTokenModel(4, {"a": {"type": "classification"}, "b": {"type": "classification"}})
+    assert fit_to_validation(model, tasks, {"a": {}, "b": {}}, 2, 0) == {"a": {"learnt": "a"}}
+    assert seen == [([1, 2, 3, 0, 2], [1, 2, 3, 0, 2])]
+    assert model.config.tasks == {"a": {"type": "classification", "learnt": "a"}, "b": {"type": "classification"}}
+
+
+def test_evaluate_split_scores_every_metric_and_reports_the_heads_thresholds_per_label():
+    """evaluate_split scored a task by its main metric alone (metrics.json lost the others), and per_label gave a
+    multi-label head's labels the default threshold 0.5 instead of the thresholds it predicted with."""
+    from mtnlp.data import TaskData
+    from mtnlp.evaluation import evaluate_split
+
+    tasks = {"c": TaskData("c", "classification", list("wxyz"), {"test": _rows([1, 2, 0, 1], [2, 1, 3, 1],
+                                                                                [1, 2, 0, 2])}),
+             "m": TaskData("m", "multilabel", ["a", "b"], {"test": _rows([1, 0, 1], [1, 2, 3], [[1, 0], [1, 1], [0, 0]])})}
+    heads = {"c": {"type": "classification", "labels": list("wxyz")},
+             "m": {"type": "multilabel", "labels": ["a", "b"], "thresholds": [0.2, 0.9]}}  # predicts [1, 0] always
+    by_label = {}
+    results = evaluate_split(_FirstTokenModel({"c": 4, "m": 2}, heads), SimpleNamespace(pad_token_id=0), tasks,
+                             {"c": ["accuracy", "f1"], "m": ["micro_f1", "exact_match"]}, "test", 2, by_label=by_label)
+    assert results["c"] == {"accuracy": 0.75, "f1": pytest.approx(f1_score([1, 2, 0, 2], [1, 2, 0, 1], average="macro"))}
+    assert results["m"] == {"micro_f1": pytest.approx(2 / 3), "exact_match": pytest.approx(1 / 3)}
+    assert {label: f["threshold"] for label, f in by_label["m"].items()} == {"a": 0.2, "b": 0.9}
+
+
+def test_an_example_with_any_non_finite_logit_is_counted_in_the_warning():
+    """predict warned only of examples whose logits were all NaN (or only of two or more such examples): one
+    example's NaN logit (a diverged head, an fp16 overflow) still named a label without a word."""
+    from mtnlp.evaluation import predict
+    from mtnlp.tasks import task_type
+
+    with pytest.warns(UserWarning, match=r"^t: 1 of 3 examples got NaN or infinite logits"):
+        predict(_FirstTokenModel(3), _rows([1, 7, 2], [1, 2, 3]), "t", task_type("classification"), {}, 2, 0)
+
+
+def test_nothing_to_score_is_no_perfect_accuracy():
+    """An empty scoring set (e.g. every word of a split cut off) scored accuracy 1.0, the best a model can get."""
+    assert mm.compute("accuracy", [], []) == 0.0

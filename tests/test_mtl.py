@@ -940,3 +940,27 @@ def test_plain_accumulation_syncs_ddp_on_the_last_micro_batch_only():
     syncs = []
     assert Summed().accumulate(run, lambda run, sync: syncs.append(sync) or f"t{len(syncs)}") == "t3"
     assert syncs == [False, False, True]
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation11)
+
+
+def test_log_variances_split_from_one_checkpointed_vector_each_count_their_own_steps():
+    """Split from one checkpointed (K,) vector, the K log-variances shared one `step` tensor, which AdamW counts in
+    place: every later step counted K times, and Adam's bias correction went wrong."""
+    from mtnlp.checkpoint import log_variances_per_task
+
+    head = torch.nn.Linear(2, 2)
+    vector = torch.nn.Parameter(torch.zeros(3))
+    before = torch.optim.AdamW([{"params": list(head.parameters())}, {"params": [vector], "lr": 0.1}])
+    for _ in range(2):
+        before.zero_grad()
+        (head(torch.ones(1, 2)).sum() + (vector * torch.tensor([1.0, -2.0, 3.0])).sum()).backward()
+        before.step()
+    w = build_weighting("uncertainty", {"a": 1.0, "b": 1.0, "c": 1.0})
+    after = torch.optim.AdamW([{"params": list(head.parameters())}, {"params": w.parameters(), "lr": 0.1}])
+    after.load_state_dict(log_variances_per_task(before.state_dict(), after))
+    after.zero_grad()
+    (head(torch.ones(1, 2)).sum() + sum(w.parameters())).backward()
+    after.step()
+    assert [float(after.state[p]["step"]) for p in w.parameters()] == [3.0, 3.0, 3.0]

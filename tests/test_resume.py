@@ -662,3 +662,61 @@ def test_a_resume_that_asks_for_more_metrics_reports_them_for_the_kept_model_too
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["best_step"] == 2  # (no later step is better at this learning rate)
     assert set(metrics["tasks"]["ner"]["validation"]) == {"precision", "recall", "f1", "token_accuracy"}
+
+
+# ---------------------------------------------------------------- pinned by mutation testing (mutation11)
+
+
+def test_a_checkpoint_restores_pythons_numpys_and_torchs_random_state(tmp_path):
+    """A resumed run drew other random numbers than the uninterrupted one where its Python or numpy state was
+    not restored (only torch's)."""
+    import random
+
+    import numpy as np
+
+    from mtnlp.checkpoint import save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    folder = save_checkpoint(tmp_path / "step-000001", model, optimizer, {"step": 1})
+    expected = random.random(), float(np.random.rand()), float(torch.rand(1))
+    random.seed(2), np.random.seed(2), torch.manual_seed(2)
+    load_checkpoint(folder, model, optimizer)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+def test_a_task_only_another_rank_drew_since_the_last_record_keeps_its_losses_on_a_resume():
+    """Resumed on another number of processes, the ranks' loss-log and DWA sums were merged over the tasks the
+    first rank named: a task only another rank had drawn since the last record lost its losses."""
+    from mtnlp.checkpoint import mean_sums_and_counts
+
+    ranks = [{"sums": {"a": 1.0}, "counts": {"a": 1}}, {"sums": {"a": 3.0, "b": 2.0}, "counts": {"a": 1, "b": 2}}]
+    assert mean_sums_and_counts(ranks) == {"sums": {"a": 2.0, "b": 1.0}, "counts": {"a": 1.0, "b": 1.0}}
+
+
+def test_pruning_keeps_the_newest_complete_checkpoints_and_a_resume_drops_only_later_ones(tmp_path):
+    """keep_checkpoints kept one checkpoint more than asked (a disk filled up one step sooner than planned), and a
+    run resumed at a step kept the checkpoint right after it, which `latest` then found instead of the new run's."""
+    from mtnlp.checkpoint import prune_checkpoints, remove_checkpoints_after
+    from mtnlp.folders import STATE_FILE
+
+    for step in (2, 3, 4, 5):
+        (tmp_path / f"step-{step:06d}").mkdir()
+        (tmp_path / f"step-{step:06d}" / STATE_FILE).write_text("{}")
+    prune_checkpoints(tmp_path, 3)
+    assert steps_of(tmp_path) == [3, 4, 5]
+    remove_checkpoints_after(tmp_path, 3)
+    assert steps_of(tmp_path) == [3]
+
+
+def test_a_checkpoint_saved_again_at_its_step_replaces_the_one_there(tmp_path):
+    """A checkpoint saved where one of its step already was (a resumed run that saves the step it resumed at)
+    failed: a folder is not renamed over a folder that has files."""
+    from mtnlp.checkpoint import save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    folder = save_checkpoint(tmp_path / "step-000001", model, optimizer, {"step": 1})
+    save_checkpoint(folder, model, optimizer, {"step": 1, "again": True})
+    assert load_checkpoint(folder, model, optimizer)["again"] is True
