@@ -30,10 +30,10 @@ def sst2_dev_texts() -> list[str]:
     return [line.split("\t")[0].strip() for line in lines]
 
 
-def demo_model_options(output: str) -> argparse.Namespace:
+def demo_model_options(output: str, description: str) -> argparse.Namespace:
     """--model (default: make demo's), --batch-size, --repeats, --wait-idle and --output (default
     bench/results/OUTPUT), parsed; exits when --model holds no trained model."""
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default=str(REPO / "runs" / "demo" / "model"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)

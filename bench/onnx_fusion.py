@@ -7,7 +7,8 @@ a pattern that optimizer knows (it fuses only the LayerNorms and GELUs).
 
 For each backend (PyTorch fp32, shipped ONNX fp32/int8, fused ONNX fp32/int8): sentences/s through MultiTaskPipeline
 on the SST-2 dev sentences (batch 32, best of --repeats), the largest logit difference from PyTorch fp32 on the first
-64 sentences per head, and for the ONNX ones onnxruntime's profile: each op type's share of the kernel time.
+64 sentences per head, and for the ONNX ones the graph's op types and onnxruntime's profile: each op type's share of
+the kernel time.
 The model is the demo's (runs/demo/model: run `make demo` first). Writes bench/results/onnx_fusion.json.
 
     python bench/onnx_fusion.py [--model runs/demo/model] [--repeats 3] [--wait-idle 0] [--output PATH]
@@ -87,7 +88,7 @@ def op_shares(folder: Path, batches: list[dict]) -> dict:
 
 
 def main() -> None:
-    args = benchlib.demo_model_options("onnx_fusion.json")
+    args = benchlib.demo_model_options("onnx_fusion.json", __doc__.split("\n\n")[0])
     import torch
 
     from mtnlp import MultiTaskPipeline
@@ -115,7 +116,8 @@ def main() -> None:
             fused_ops[name] = fused_export(MultiTaskPipeline.from_pretrained(args.model, precision="fp32"),
                                            folders["onnx fp32"], folders[name], quantize=kind == "int8")
         for name, folder in folders.items():
-            pipe = MultiTaskPipeline.from_pretrained(str(folder), precision="fp32", batch_size=args.batch_size)
+            precision = "fp32" if name == "pytorch fp32" else "auto"  # (an int8 folder's matmuls are int8 whatever)
+            pipe = MultiTaskPipeline.from_pretrained(str(folder), precision=precision, batch_size=args.batch_size)
             pipe(texts[:64])  # warm-up
             seconds = benchlib.best_of(args.repeats, lambda: pipe(texts))
             with torch.no_grad():
@@ -123,9 +125,13 @@ def main() -> None:
             result = {"sentences_per_s": len(texts) / seconds, "seconds": seconds,
                       "max_abs_logit_diff_vs_pytorch_fp32": {t: float((got[t] - expected[t]).abs().max()) for t in expected}}
             if name != "pytorch fp32":
+                import onnx
+
                 result["op_time_shares"] = op_shares(Path(folder), batches)
+                graph = onnx.load(str(Path(folder) / "model.onnx")).graph
+                result["graph_ops"] = dict(collections.Counter(node.op_type for node in graph.node).most_common())
             if name in fused_ops:
-                result["fused_ops"] = fused_ops[name]
+                result["optimizer_fused_ops"] = fused_ops[name]  # (before int8 quantises Attention into QAttention)
             results["backends"][name] = result
             print(f"{name}: {result['sentences_per_s']:.1f} sentences/s, max |logit diff| "
                   + ", ".join(f"{t} {d:.1e}" for t, d in result["max_abs_logit_diff_vs_pytorch_fp32"].items()), flush=True)

@@ -27,7 +27,7 @@ REPO = benchlib.REPO
 
 
 def main() -> None:
-    args = benchlib.demo_model_options("onnx_speed.json")
+    args = benchlib.demo_model_options("onnx_speed.json", __doc__.split("\n\n")[0])
     from mtnlp import MultiTaskPipeline, precision
     from mtnlp.cli import main as mtnlp
 

@@ -36,11 +36,15 @@ class Parser(argparse.ArgumentParser):
     """An option mistake is one line `error: <option>: <what>; see <command> --help` (no usage above it), status
     2, as every other user mistake."""
 
+    argv: list[str] = []  # the command line main() parses
+
     def error(self, message):
         message = message.removeprefix("argument ")
-        if (found := re.fullmatch(r"(-[\w/-]+): expected one argument", message)):  # `--tasks -neg`
-            flag = max(found[1].split("/"), key=len)
-            message += f" (a value that starts with '-' is written {flag}=VALUE)"
+        if found := re.fullmatch(r"(-[\w/-]+): expected one argument", message):
+            flags = found[1].split("/")
+            after = [value for option, value in zip(self.argv, self.argv[1:]) if option in flags]
+            if after and after[-1].startswith("-") and after[-1] not in self._option_string_actions:  # `--tasks -neg`
+                message += f" (a value that starts with '-' is written {max(flags, key=len)}=VALUE)"
         self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
 
 
@@ -155,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  "gets 503 (default: 4 x --max-inputs, 1024)")
     p.add_argument("--access-log", action="store_true", help="log every request")
 
+    Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     late = {"predict": "texts", "evaluate": "overrides", "train": "overrides"}.get(args.command)
     before, after = (extra[:extra.index("--")], extra[extra.index("--") + 1:]) if "--" in extra else (extra, [])

@@ -378,18 +378,21 @@ def plot_curves(run_dir: Path, main: dict[str, str]) -> None:
         findfont.setLevel(level)
 
 
-# fonts for the scripts matplotlib's DejaVu Sans lacks (CJK above all), as Linux, macOS and Windows ship them
-SCRIPT_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans", "WenQuanYi Zen Hei", "Droid Sans Fallback",
+# fonts for scripts matplotlib's DejaVu Sans lacks (CJK above all), as Linux, macOS and Windows ship them
+SCRIPT_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans", "WenQuanYi Zen Hei", "Droid Sans Fallback",
                 "PingFang SC", "Hiragino Sans", "Apple SD Gothic Neo", "Microsoft YaHei", "Yu Gothic", "Malgun Gothic",
-                "Arial Unicode MS")
+                "Noto Sans Devanagari", "Noto Sans Thai", "Noto Sans Arabic", "Noto Sans Hebrew", "Arial Unicode MS")
 
 
 def fonts() -> list[str]:
-    """DejaVu Sans, then the installed SCRIPT_FONTS: matplotlib draws each character in the first that has it."""
+    """The user's font.family (matplotlibrc: a CJK font of their own stays first), then the installed SCRIPT_FONTS:
+    matplotlib draws each character in the first font that has it."""
+    import matplotlib
     from matplotlib import font_manager
 
     installed = {font.name for font in font_manager.fontManager.ttflist}
-    return ["DejaVu Sans", *[name for name in SCRIPT_FONTS if name in installed]]
+    own = list(matplotlib.rcParams["font.family"])
+    return [*own, *[name for name in SCRIPT_FONTS if name in installed and name not in own]]
 
 
 LEGEND_INSIDE = 6  # tasks up to which each panel keeps its legend inside; more get one legend below both

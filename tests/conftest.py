@@ -24,6 +24,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="mtnlp-tests-datasets-")
 atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# hypothesis keeps its example database and the constants it collects in ./.hypothesis: not in the checkout
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "mtnlp-tests-hypothesis"))
 
 # pytest-xdist runs one worker per core. If each worker's torch also used every core, OpenMP threads would
 # spin-wait on cores another worker holds: on a 2-core VM, training ran 16x slower. Each gets its share

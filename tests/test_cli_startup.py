@@ -145,6 +145,10 @@ def test_an_option_that_names_a_setting_is_told_its_recipe_key(capsys, argv, sai
     # a task named "-neg" (argparse reads a value starting with '-' as an option): say how to give it
     (["predict", "M", "--tasks", "-neg", "x"], "error: --tasks: expected one argument (a value that starts with '-' is "
                                                "written --tasks=VALUE); see `mtnlp predict --help`"),
+    # ... but not where the value is missing (the end of the line, or another option next)
+    (["predict", "M", "x", "--tasks"], "error: --tasks: expected one argument; see `mtnlp predict --help`"),
+    (["predict", "M", "--batch-size", "--tasks", "a", "x"], "error: --batch-size: expected one argument; "
+                                                            "see `mtnlp predict --help`"),
 ])
 def test_an_option_mistake_is_one_line_with_status_2(argv, said, capsys):
     """argparse printed its usage block above the error: a user's mistake is one line, as every other."""

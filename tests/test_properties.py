@@ -872,9 +872,9 @@ def test_tuned_thresholds_are_each_labels_best_of_the_grid(rows):
     logits, gold = torch.tensor(rows[0]), np.array(rows[1])
     grid = [i / 20 for i in range(1, 20)]
     tuned = Multilabel().tune(logits, rows[1], grid)
-    probs = logits.sigmoid().numpy()
+    exact = logits.double().numpy()  # above a threshold: where the sigmoid crosses it exactly, at logit(g)
     for k, t in enumerate(tuned):
-        scores = {g: f1_score(gold[:, k], probs[:, k] > g, zero_division=0) for g in grid}
+        scores = {g: f1_score(gold[:, k], exact[:, k] > np.log(g / (1 - g)), zero_division=0) for g in grid}
         top = max(scores.values())
         assert math.isclose(scores[t], top, abs_tol=1e-12)
         assert abs(t - 0.5) == min(abs(g - 0.5) for g in grid if math.isclose(scores[g], top, abs_tol=1e-12))

@@ -641,3 +641,10 @@ def test_a_multilabel_logit_at_its_threshold_is_one_decision_everywhere(threshol
         expected = [1] if logit > np.log(threshold / (1 - threshold)) else [0]  # the sigmoid's exact crossing
     assert multilabel.predictions(torch.tensor([[x]]), None, spec) == [expected]
     assert [label["label"] for label in multilabel.decode(np.array([x]), spec, False)["labels"]] == ["a"] * expected[0]
+
+
+def test_multilabel_labels_past_the_sigmoids_saturation_come_highest_logit_first():
+    """Logits 20 and 25 both have probability 1.0 in float32: the labels came in label order, not by score."""
+    out = TASK_TYPES["multilabel"].decode(np.array([20.0, 25.0, -3.0], dtype=np.float32),
+                                          {"threshold": 0.5, "labels": ["low", "high", "off"]}, False)
+    assert [label["label"] for label in out["labels"]] == ["high", "low"]

@@ -738,12 +738,15 @@ def test_curves_draw_task_names_in_an_installed_font_for_their_script(tmp_path, 
     monkeypatch.setattr(font_manager.fontManager, "ttflist", [
         *[e for e in entries if e.name not in report.SCRIPT_FONTS],
         dataclasses.replace(entries[0], name="Microsoft YaHei"), dataclasses.replace(entries[0], name="Noto Sans CJK JP")])
-    assert report.fonts() == ["DejaVu Sans", "Noto Sans CJK JP", "Microsoft YaHei"]  # SCRIPT_FONTS' order
+    monkeypatch.setitem(rcParams, "font.family", ["sans-serif"])  # matplotlib's default: its font.sans-serif list
+    assert report.fonts() == ["sans-serif", "Noto Sans CJK JP", "Microsoft YaHei"]  # SCRIPT_FONTS' order
     drawn_with = []
     monkeypatch.setattr(report, "curves_figure", lambda *_: drawn_with.append(list(rcParams["font.family"])) or pyplot.figure())
-    before = list(rcParams["font.family"])
     report.plot_curves(tmp_path, {"风格": "accuracy"})
-    assert drawn_with == [["DejaVu Sans", "Noto Sans CJK JP", "Microsoft YaHei"]] and rcParams["font.family"] == before
+    assert drawn_with == [["sans-serif", "Noto Sans CJK JP", "Microsoft YaHei"]] and rcParams["font.family"] == ["sans-serif"]
+    # a font family of the user's own (matplotlibrc: SimHei, say) stays first, whichever fonts are installed
+    monkeypatch.setitem(rcParams, "font.family", ["SimHei", "Microsoft YaHei"])
+    assert report.fonts() == ["SimHei", "Microsoft YaHei", "Noto Sans CJK JP"]
 
 
 def test_curves_of_many_tasks_give_each_its_own_line_and_one_legend_below_the_panels(tmp_path, recwarn):

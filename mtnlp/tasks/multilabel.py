@@ -172,7 +172,7 @@ class Multilabel(TextTask):
     def decode(self, logits, spec, all_scores, words=None, first_tokens=None, text=""):
         probs = np.exp(-np.logaddexp(0, -logits))  # the sigmoid, without overflow for large negative logits
         chosen = sorted(np.flatnonzero(above(logits, threshold_values(spec, len(probs)))).tolist(),
-                        key=lambda i: -float(probs[i]))
+                        key=lambda i: -float(logits[i]))  # (probabilities past 1 - 6e-8 are all 1.0)
         out = {"labels": [{"label": spec["labels"][i], "score": float(probs[i])} for i in chosen]}
         if all_scores:
             out["scores"] = {label: float(p) for label, p in zip(spec["labels"], probs)}
