@@ -48,8 +48,10 @@ def resolve_encoder(name: str) -> str:
 
 URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]+:/")  # a URL's scheme (Path() makes :// :/), not C:\ on Windows
 # a hub page's address pasted for a model (https://huggingface.co/org/name/tree/v1)
-# (a name alone is an id too: gpt2, bert-base-uncased/tree/main; the revision URL-encoded: refs%2Fpr%2F3)
-PAGE_ID = r"([\w.-]+(?:/(?!(?:tree|blob|resolve|commit|commits|viewer|discussions|settings)(?:/|$))[\w.-]+)?)"
+# (a name alone is an id too: gpt2, bert-base-uncased/tree/main; the revision URL-encoded: refs%2Fpr%2F3); a repo
+# may be named as a page is (org/tree, org/tree/tree/v1: the id org/tree)
+PAGE_ID = (r"([\w.-]+/[\w.-]+(?=/(?:tree|blob|resolve)/)"
+           r"|[\w.-]+(?:/(?!(?:tree|blob|resolve|commit|commits|viewer|discussions|settings)/)[\w.-]+)?)")
 HUB_PAGE = re.compile(r"https?:/+(?:www\.)?(?:huggingface\.co|hf\.co)/(?!datasets/|spaces/|models(?:\?|/|$))"
                       + PAGE_ID + r"(?:/(?:tree|blob|resolve)/([^/\s?#]+))?")
 

@@ -140,7 +140,15 @@ class MultiTaskPipeline:
                            or getattr(inputs, "ndim", 1) != 1):  # a DataFrame would give its column names
             raise TypeError(f"inputs: expected a text, a dict or a list of those, got {type(inputs).__name__}")
         values = [inputs] if single else list(inputs)
+        for name, flag in (("return_all_scores", return_all_scores), ("strict", strict)):
+            if not isinstance(flag, (bool, np.bool_)) and not (name == "strict" and flag is None):  # "no": True
+                raise TypeError(f"{name}: expected True or False, got {flag!r}")
         strict = tasks is not None if strict is None else strict
+        if tasks is not None and not isinstance(tasks, str):
+            if isinstance(tasks, Iterable) and not isinstance(tasks, Mapping):
+                tasks = list(tasks)  # (a generator is read once)
+            if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+                raise TypeError(f"tasks: expected a task name or a list of names, got {tasks!r}")
         tasks = [tasks] if isinstance(tasks, str) else list(self.tasks if tasks is None else tasks)
         if not tasks:  # as `--tasks ""` is refused: an empty list asks for no head
             raise ValueError(f"tasks: {NO_TASKS}")

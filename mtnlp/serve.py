@@ -70,8 +70,14 @@ class ApiError(Exception):
     """A bad request: HTTP `status`, the request `field` at fault and what is wrong with it."""
 
     def __init__(self, status: int, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+        from .readers import Row
+
+        # a key of the request as it reads: the characters that do not show (a BOM, a zero-width space) escaped
+        super().__init__(f"{Row.printable(field) if field else EMPTY_KEY}: {message}")
         self.status, self.field = status, field
+
+
+EMPTY_KEY = '""'  # how the message names a key that is the empty string
 
 
 # ------------------------------------------------------------------ batching

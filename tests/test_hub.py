@@ -342,6 +342,12 @@ def test_a_hub_pages_address_given_for_a_model_or_repo_id_says_which_id_it_means
                                                                  "id gpt2"),  # a name alone is an id too
                         ("https://huggingface.co/me/x/tree/refs%2Fpr%2F3", "a hub page's address, not a model id: "
                                                                           "give the id me/x and the revision refs/pr/3"),
+                        # a repo named as a page is (props2 walk: "give the id org and the revision tree")
+                        ("https://huggingface.co/org/tree/tree/v1", "a hub page's address, not a model id: give the "
+                                                                    "id org/tree and the revision v1"),
+                        ("https://huggingface.co/org/tree", "a hub page's address, not a model id: give the id org/tree"),
+                        ("https://huggingface.co/org/commits/blob/main/config.json", "a hub page's address, not a "
+                                                                                     "model id: give the id org/commits"),
                         ("https://huggingface.co/models?search=bert", "a URL: give a local folder or a hub id "
                                                                       "(org/name)"),
                         ("https://example.org/models/x", "a URL: give a local folder or a hub id (org/name)")):

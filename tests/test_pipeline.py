@@ -257,6 +257,17 @@ def test_any_sequence_of_inputs_is_answered_as_a_list_of_them(model_dir):
     for value, name in (({"a", "b"}, "set"), (b"text", "bytes"), (7, "int"), (table, "DataFrame")):
         with pytest.raises(TypeError, match=f"^inputs: expected a text, a dict or a list of those, got {name}$"):
             pipe(value)
+    # the other arguments' types are checked too (props2 walk): return_all_scores="no" gave scores, strict="no" was
+    # strict, tasks=False "'bool' object is not iterable"
+    for kwargs, said in ((dict(tasks=False), "tasks: expected a task name or a list of names, got False"),
+                         (dict(tasks=[["sentiment"]]), "tasks: expected a task name or a list of names, got [['sentiment']]"),
+                         (dict(tasks={"sentiment": 1}), "tasks: expected a task name or a list of names, got {'sentiment': 1}"),
+                         (dict(return_all_scores="no"), "return_all_scores: expected True or False, got 'no'"),
+                         (dict(strict="no"), "strict: expected True or False, got 'no'")):
+        with pytest.raises(TypeError, match=f"^{re.escape(said)}$"):
+            pipe(texts, **kwargs)
+    assert rounded(pipe(texts, tasks=(t for t in ["sentiment"]), return_all_scores=np.bool_(False))) == \
+        rounded(pipe(texts, tasks=["sentiment"]))
 
 
 def test_a_pipeline_can_be_copied_and_pickled(model_dir):

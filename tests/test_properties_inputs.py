@@ -206,7 +206,11 @@ def check_answer(response, count, tasks=None):
     answer = response.json()
     if response.status_code != 200:
         assert set(answer) == {"error", "field"}, answer
-        assert answer["field"] and answer["error"].startswith(f"{answer['field']}: "), answer
+        from mtnlp.readers import Row
+        from mtnlp.serve import EMPTY_KEY
+
+        named = Row.printable(answer["field"]) if answer["field"] else EMPTY_KEY  # (what does not show, escaped)
+        assert answer["error"].startswith(f"{named}: "), answer
         assert "Traceback" not in answer["error"], answer  # (a key given with a line break is echoed: JSON escapes it)
         return
     assert count is not None and len(answer["predictions"]) == count, (count, answer)

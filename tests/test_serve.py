@@ -843,3 +843,18 @@ def test_a_batch_window_outside_0_to_10000_ms_is_refused(window):
                            max_queue=None, batch_window_ms=window, port=0)
     with pytest.raises(UserError, match=r"^--batch-window-ms: must be from 0 to 10000 \(got "):
         check_args(args)
+
+
+@pytest.mark.parametrize("body,field,said", [
+    (b'{"": null, "": null}', "", '"": given twice in one object'),
+    ('{"\ufeffinputs": ["x"]}'.encode(), "\ufeffinputs", "\\ufeffinputs: unknown field (expected: inputs, tasks, all_scores)"),
+    ('{"inputs": ["x"], "in\u200bputs": 1}'.encode(), "in\u200bputs", "in\\u200bputs: unknown field (expected: inputs, "
+                                                                      "tasks, all_scores)")])
+def test_a_request_key_that_does_not_show_is_named_escaped(body, field, said):
+    """A key with a pasted BOM or zero-width space read "inputs: unknown field (expected: inputs, ...)", and an empty
+    key ": given twice" (props2 walk): the message escapes what does not show, as recipe errors do; `field` is the key."""
+    from mtnlp.serve import ApiError, parse_request
+
+    with pytest.raises(ApiError) as raised:
+        parse_request(body, {"sentiment": {"type": "classification", "labels": ["a", "b"]}}, Limits())
+    assert raised.value.field == field and str(raised.value) == said
