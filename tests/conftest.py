@@ -122,6 +122,17 @@ def save_model(folder: Path, encoder: str, tasks: dict, seed: int = 0, nudge: fl
     return folder
 
 
+def train_byte_level_bpe(folder: Path, corpus: list[str], vocab_size: int) -> Path:
+    """A byte-level BPE tokenizer (RoBERTa's kind: words after the first carry their space) trained on `corpus`,
+    saved in `folder` as vocab.json and merges.txt."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    return folder
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -668,11 +668,9 @@ def test_a_weighting_added_by_a_script_is_one_class_the_recipe_accepts(make_reci
         load_recipe(make_recipe(), ["mtl.weighting=nope"])
 
 
-def test_a_checkpoint_of_one_log_variance_vector_resumes_with_one_parameter_per_task():
-    """Uncertainty weighting kept its log-variances in one (K,) parameter until they became one per task: the
-    optimizer state of such a checkpoint is split, not refused as another run's."""
-    from mtnlp.checkpoint import log_variances_per_task
-
+def stepped_with_one_log_variance_vector():
+    """A head and an AdamW that stepped it twice with 3 log-variances in one (K,) vector (as before they were one
+    parameter per task)."""
     head = torch.nn.Linear(2, 2)
     vector = torch.nn.Parameter(torch.zeros(3))
     before = torch.optim.AdamW([{"params": list(head.parameters())}, {"params": [vector], "lr": 0.1}])
@@ -680,6 +678,15 @@ def test_a_checkpoint_of_one_log_variance_vector_resumes_with_one_parameter_per_
         before.zero_grad()
         (head(torch.ones(1, 2)).sum() + (vector * torch.tensor([1.0, -2.0, 3.0])).sum()).backward()
         before.step()
+    return head, before
+
+
+def test_a_checkpoint_of_one_log_variance_vector_resumes_with_one_parameter_per_task():
+    """Uncertainty weighting kept its log-variances in one (K,) parameter until they became one per task: the
+    optimizer state of such a checkpoint is split, not refused as another run's."""
+    from mtnlp.checkpoint import log_variances_per_task
+
+    head, before = stepped_with_one_log_variance_vector()
     old = before.state_dict()
     w = build_weighting("uncertainty", {"a": 1.0, "b": 1.0, "c": 1.0})
     after = torch.optim.AdamW([{"params": list(head.parameters())}, {"params": w.parameters(), "lr": 0.1}])
@@ -950,13 +957,7 @@ def test_log_variances_split_from_one_checkpointed_vector_each_count_their_own_s
     place: every later step counted K times, and Adam's bias correction went wrong."""
     from mtnlp.checkpoint import log_variances_per_task
 
-    head = torch.nn.Linear(2, 2)
-    vector = torch.nn.Parameter(torch.zeros(3))
-    before = torch.optim.AdamW([{"params": list(head.parameters())}, {"params": [vector], "lr": 0.1}])
-    for _ in range(2):
-        before.zero_grad()
-        (head(torch.ones(1, 2)).sum() + (vector * torch.tensor([1.0, -2.0, 3.0])).sum()).backward()
-        before.step()
+    head, before = stepped_with_one_log_variance_vector()
     w = build_weighting("uncertainty", {"a": 1.0, "b": 1.0, "c": 1.0})
     after = torch.optim.AdamW([{"params": list(head.parameters())}, {"params": w.parameters(), "lr": 0.1}])
     after.load_state_dict(log_variances_per_task(before.state_dict(), after))

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import minilm_path
+from conftest import minilm_path, train_byte_level_bpe
 
 # MTNLP_PROPS_SCALE=25: 25 times the examples, random (not derandomized): a longer search for a bug, by hand
 SCALE = int(os.environ.get("MTNLP_PROPS_SCALE", "1"))
@@ -46,14 +46,9 @@ CORPUS = ["The founder was José Nũñez of Bangkok.", "สวัสดีคร
 @pytest.fixture(scope="module")
 def bpe(tmp_path_factory):
     """A byte-level BPE tokenizer (RoBERTa's kind) trained here: words carry their leading space."""
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaTokenizerFast
 
-    folder = tmp_path_factory.mktemp("bpe-props")
-    trained = ByteLevelBPETokenizer()
-    trained.train_from_iterator(CORPUS, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    trained.save_model(str(folder))
-    return RobertaTokenizerFast.from_pretrained(folder)
+    return RobertaTokenizerFast.from_pretrained(train_byte_level_bpe(tmp_path_factory.mktemp("bpe-props"), CORPUS, 400))
 
 
 @pytest.fixture(scope="module", params=["minilm", "bpe"])

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import signal
 
@@ -24,6 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import NER_LABELS, REPO, save_model
+from test_serve import assert_same
 
 # MTNLP_PROPS_SCALE=25: 25 times the examples, random (not derandomized): a longer search for a bug, by hand
 SCALE = int(os.environ.get("MTNLP_PROPS_SCALE", "1"))
@@ -253,23 +253,6 @@ def test_serve_answers_every_valid_input_form(client, forms, data):
                        for p in answer.values() if isinstance(p, dict)), response.text
 
 
-def close(got, expected, where="predictions"):
-    """Equal structure and keys (in order), strings and ints equal, floats within 1e-5."""
-    assert type(got) is type(expected) or {type(got), type(expected)} == {int, float}, (where, got, expected)
-    if isinstance(expected, dict):
-        assert list(got) == list(expected), where
-        for k in expected:
-            close(got[k], expected[k], f"{where}.{k}")
-    elif isinstance(expected, list):
-        assert len(got) == len(expected), where
-        for i, (a, b) in enumerate(zip(got, expected)):
-            close(a, b, f"{where}[{i}]")
-    elif isinstance(expected, float):
-        assert math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-5), (where, got, expected)
-    else:
-        assert got == expected, where
-
-
 any_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
 nonblank = any_text.filter(str.strip)
 any_parts = st.fixed_dictionaries({"a": nonblank, "b": nonblank, "words": st.lists(nonblank, min_size=1, max_size=5),
@@ -297,7 +280,7 @@ def test_serve_takes_every_valid_input_and_answers_as_the_pipeline(client, pipe,
         return
     assert response.status_code == 200, response.text
     check_answer(response, len(inputs), tasks)
-    close(response.json()["predictions"], expected)
+    assert_same(response.json()["predictions"], expected)
 
 
 # ---------------------------------------------------------------- pipeline

@@ -822,14 +822,12 @@ def test_a_word_a_window_edge_cuts_is_whole():
 
 @pytest.fixture(scope="module")
 def byte_level_bpe(tmp_path_factory):
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaTokenizer
 
-    folder = tmp_path_factory.mktemp("bpe")
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["The founder was José Nũñez of Bangkok.", "สวัสดีครับ"] * 20, vocab_size=300,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(folder))
+    from conftest import train_byte_level_bpe
+
+    folder = train_byte_level_bpe(tmp_path_factory.mktemp("bpe"), ["The founder was José Nũñez of Bangkok.",
+                                                                    "สวัสดีครับ"] * 20, vocab_size=300)
     return RobertaTokenizer.from_pretrained(folder)
 
 

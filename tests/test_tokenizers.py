@@ -4,9 +4,9 @@ on the left must not change any prediction."""
 
 import pytest
 import torch
-from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoTokenizer, RobertaConfig, RobertaModel, RobertaTokenizer
 
+from conftest import train_byte_level_bpe
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.pipeline import split_words
 from mtnlp.tasks.tagging import first_subtokens, iob_spans
@@ -21,10 +21,7 @@ CORPUS = ["Ann Lee flew to Paris.", "a gorgeous, witty, seductive movie that run
 @pytest.fixture(scope="module")
 def roberta(tmp_path_factory):
     """A tiny RoBERTa with a byte-level BPE tokenizer trained here, saved as a model folder."""
-    folder = tmp_path_factory.mktemp("roberta")
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(CORPUS, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(folder))
+    folder = train_byte_level_bpe(tmp_path_factory.mktemp("roberta"), CORPUS, vocab_size=400)
     tokenizer = RobertaTokenizer.from_pretrained(folder)  # vocab.json and merges.txt
     assert tokenizer.tokenize("Ann Lee") == ["Ann", "ĠLee"]  # words after the first carry their space
     config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -160,10 +157,10 @@ def test_tagging_with_a_byte_level_bpe_tokenizer_gives_words_their_running_text_
     from mtnlp.recipe import load_recipe
     from mtnlp.encoders import load_tokenizer
 
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(CORPUS, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(tmp_path))
-    RobertaTokenizer.from_pretrained(tmp_path).save_pretrained(tmp_path / "roberta")
+    from tokenizers import ByteLevelBPETokenizer
+
+    RobertaTokenizer.from_pretrained(train_byte_level_bpe(tmp_path, CORPUS, 400)).save_pretrained(tmp_path / "roberta")
+    bpe = ByteLevelBPETokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
     assert not AutoTokenizer.from_pretrained(tmp_path / "roberta").add_prefix_space  # as roberta-base ships it
     tagging = load_recipe(make_recipe())  # sentiment, score and ner
     tokenizer = load_tokenizer(tagging, str(tmp_path / "roberta"))
