@@ -34,6 +34,12 @@ def offline_fresh_hf_home(tmp_path_factory):
     mp.setattr(mm, "_CACHE", {})
     yield
     mp.undo()
+    # evaluate imported the metric scripts as the package evaluate_modules from this folder: a later test of the same
+    # process loading a metric must import it from the real cache, not find the package here (ModuleNotFoundError)
+    for name in [n for n in sys.modules if n.split(".")[0] == "evaluate_modules"]:
+        del sys.modules[name]
+    while str(home / "modules") in sys.path:
+        sys.path.remove(str(home / "modules"))
 
 
 def test_every_metric_file_loads_once():
