@@ -1,4 +1,8 @@
-"""The one exception type for a user's mistake: the CLI prints it as one line and exits 2."""
+"""The one exception type for a user's mistake: the CLI prints it as one line and exits 2. And what a user sees
+of other problems: their causes, and libraries' log lines they cannot act on, kept quiet."""
+
+import contextlib
+import logging
 
 
 class UserError(Exception):
@@ -54,6 +58,20 @@ def offline_miss(error: BaseException) -> str | None:
     if constants.HF_HUB_OFFLINE and any(isinstance(c, LocalEntryNotFoundError) for c in causes(error)):
         return "not in the local hub cache, and HF_HUB_OFFLINE is set: nothing is downloaded"
     return None
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str | None):
+    """The named loggers (None: the root logger) log only errors inside the block, as they did after it."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def lfs_pointer(start: bytes, what: str) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import logging
 import shutil
 import tempfile
 import warnings
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from .encoders import save_tokenizer
-from .errors import UserError, require
+from .errors import UserError, quiet_loggers, require
 from .folders import ONNX_FILE, ONNX_INPUTS
 from .modeling import MultiTaskConfig, MultiTaskModel, checked_tasks
 
@@ -52,18 +51,10 @@ def quiet_exporter():
     installed, dynamic axis renames), onnxscript's optimizer about ops it does not fold (DeBERTa's
     LayerNormalization), onnxruntime's quantizer (on the root logger) about optional pre-processing:
     nothing a user of `mtnlp export` can act on."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", None)]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    with quiet_loggers("torch.onnx", "onnxscript", None), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        yield
 
 
 def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[str] | None = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -18,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from .encoders import save_tokenizer
-from .errors import UserError
+from .errors import UserError, quiet_loggers
 from .evaluation import evaluate_split, main_metric, majority_baseline
 from .folders import RUN_OUTPUTS, writing
 from .recipe import Recipe, resolve_path, to_dict
@@ -365,17 +364,12 @@ def plot_curves(run_dir: Path, main: dict[str, str]) -> None:
 
     # a task name in a script no installed font has (CJK on a bare server) is drawn as boxes, not warned of; a
     # fallback font without a "normal" weight is logged as a findfont warning per character
-    findfont = logging.getLogger("matplotlib.font_manager")
-    level = findfont.level
-    findfont.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), matplotlib.rc_context({"font.family": fonts()}):
-            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
-            fig = curves_figure(run_dir, main)
-            fig.savefig(run_dir / "curves.png", dpi=100)
-        plt.close(fig)
-    finally:
-        findfont.setLevel(level)
+    with quiet_loggers("matplotlib.font_manager"), warnings.catch_warnings(), \
+            matplotlib.rc_context({"font.family": fonts()}):
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        fig = curves_figure(run_dir, main)
+        fig.savefig(run_dir / "curves.png", dpi=100)
+    plt.close(fig)
 
 
 # fonts for scripts matplotlib's DejaVu Sans lacks (CJK above all), as Linux, macOS and Windows ship them
