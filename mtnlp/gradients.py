@@ -216,7 +216,7 @@ class CAGrad(GramCombination):
         coefficients = 1.0 / k + lam * w
         # the paper's d improves the worst-off task at least as much as g0 does (g0 is in the ball); where the task
         # gradients' norms are ~1e5 apart the solver's small weights are too coarse for that: keep g0 then
-        if (gram @ coefficients).min() < (gram.mean(1)).min() - 1e-9 * np.abs(gram).max():
+        if (gram @ coefficients).min() < gram.mean(1).min() - 1e-9 * np.abs(gram).max():
             coefficients = np.full(k, 1.0 / k)
         return coefficients * k / (1.0 + self.c ** 2)
 

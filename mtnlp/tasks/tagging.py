@@ -157,8 +157,9 @@ class Tagging(TaskType):
 def best_tags(logits, positions: list[int], labels: list[str]) -> tuple[list[str], list[float]]:
     """The most probable tag, and its probability, at each of `positions` (words' first sub-tokens) of one
     input's logits."""
-    probs = softmax(logits[positions])
-    ids = logits[positions].argmax(-1)  # as evaluation decides (two logits a rounding apart can tie as probabilities)
+    first_logits = logits[positions]
+    probs = softmax(first_logits)
+    ids = first_logits.argmax(-1)  # as evaluation decides (two logits a rounding apart can tie as probabilities)
     return [labels[k] for k in ids.tolist()], probs[np.arange(len(ids)), ids].tolist()
 
 
