@@ -24,12 +24,25 @@ TEXTS = ["Ann Lee flew to Paris .", "a gorgeous , witty , seductive movie that r
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny_encoder):
-    """A saved model with every text task type, and its fp32 and int8 ONNX exports (via the CLI)."""
+def int8_export_process(tmp_path_factory, tiny_encoder):
+    """A saved model with every text task type and its int8 ONNX export by a `python -m mtnlp export` process:
+    (the folder, the finished process)."""
+    import subprocess
+    import sys
+
     folder = tmp_path_factory.mktemp("onnx")
     save_model(folder / "model", tiny_encoder, TASKS, nudge=0.05)
+    proc = subprocess.run([sys.executable, "-m", "mtnlp", "export", str(folder / "model"), "--onnx", "--quantize",
+                           "int8", str(folder / "int8")], capture_output=True, text=True, timeout=600)
+    return folder, proc
+
+
+@pytest.fixture(scope="module")
+def exported(int8_export_process):
+    """A saved model with every text task type, and its fp32 and int8 ONNX exports (via the CLI)."""
+    folder, proc = int8_export_process
+    assert proc.returncode == 0, proc.stderr
     assert main(["export", str(folder / "model"), "--onnx", str(folder / "fp32")]) == 0
-    assert main(["export", str(folder / "model"), "--onnx", "--quantize", "int8", str(folder / "int8")]) == 0
     return folder
 
 
@@ -185,14 +198,10 @@ def test_one_head_and_bad_export_options(exported, tmp_path, capsys):
     assert not (tmp_path / "z").exists()
 
 
-def test_export_prints_only_its_own_lines(exported, tmp_path):
+def test_export_prints_only_its_own_lines(int8_export_process):
     """No warnings from the exporter or the quantiser: nothing there a user can act on."""
-    import subprocess
-    import sys
-
-    out = tmp_path / "int8"
-    proc = subprocess.run([sys.executable, "-m", "mtnlp", "export", str(exported / "model"), "--onnx", "--quantize",
-                           "int8", str(out)], capture_output=True, text=True, timeout=600)
+    folder, proc = int8_export_process
+    out = folder / "int8"
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert proc.stdout.splitlines() == [f"wrote {out} (ONNX, int8): mtnlp predict {out} ..."]
 
@@ -358,8 +367,7 @@ def test_an_onnx_export_carries_the_model_card_for_serve_to_show_its_metrics(exp
     assert not any(t in card for t in ("sentiment", "score", "topics", "curves", "ner-model")), card
     assert "`mtnlp export MODEL --onnx --task ner --quantize int8` output (heads: ner)" in card  # no local path
     assert "Kept model: step 30 of 40 trained (early stopping; 60 planned)." in card
-    assert main(["export", str(exported / "model"), "--onnx", str(tmp_path / "no-card")]) == 0  # a folder without one
-    card = (tmp_path / "no-card" / "README.md").read_text()
+    card = (exported / "fp32" / "README.md").read_text()  # the export of a folder without one
     assert "# Multi-task model: sentiment, score, ner, topics\n" in card and "`mtnlp evaluate` on this folder" in card
 
 
