@@ -446,14 +446,14 @@ def test_predict_cli_json_lines(model_dir, tmp_path, monkeypatch, capsys):
     # as Windows editors save it: a byte order mark and CRLF line ends (training's readers take it too)
     inputs.write_bytes(("\ufeff" + json.dumps({"id": 7, "text": TEXTS[1]}) + "\r\n" + json.dumps("") + "\r\n").encode())
     out = tmp_path / "out.jsonl"
-    proc = run_cli("predict", str(model_dir), TEXTS[0], "--tasks", "sentiment,ner", "--input", str(inputs),
-                   "--output", str(out))
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = main_cli(monkeypatch, capsys, "predict", str(model_dir), TEXTS[0], "--tasks", "sentiment,ner",
+                            "--input", str(inputs), "--output", str(out))
+    assert code == 0, err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["text"] for r in rows] == [TEXTS[0], TEXTS[1], ""]
     assert rows[1]["id"] == 7 and "id" not in rows[0]  # a line's other keys are echoed
     assert all(set(r["predictions"]) == {"sentiment", "ner"} for r in rows)
-    # standard input, in this process (a real one's stdin: test_predict_stdin_with_a_byte_that_is_not_utf8_...)
+    # standard input (a real process's: test_predict_stdin_with_a_byte_that_is_not_utf8_...)
     words = json.dumps({"id": 8, "words": ["New York", "is", "big"]}) + "\n"
     code, out, _ = main_cli(monkeypatch, capsys, "predict", str(model_dir), "--input", "-", "--tasks", "pos", stdin=words)
     row = json.loads(out)
