@@ -622,11 +622,21 @@ def test_bad_method_settings_are_one_line_errors(make_recipe, mtl, key, capsys):
     assert re.match(rf"error: {re.escape(str(recipe))}:\d+: ", lines[-1]), lines[-1]  # the file and the key's line
 
 
-@pytest.mark.parametrize("sharing", [LORA, TOP], ids=["lora", "task_layers"])
-def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, tmp_path, sharing):
+@pytest.fixture(scope="module")
+def soft_hub(tmp_path_factory):
+    """One loopback hub and one `mtnlp` CLI session on it, shared by both kinds of sharing: (hub, folder, session)."""
     from hub_server import LocalHub
+    from test_hub import mtnlp_session
+
+    folder = tmp_path_factory.mktemp("soft-hub")
+    with LocalHub() as hub, mtnlp_session(hub, folder) as session:
+        yield hub, folder, session
+
+
+@pytest.mark.parametrize("sharing", [LORA, TOP], ids=["lora", "task_layers"])
+def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, tmp_path, sharing, soft_hub):
     from test_hub import TASKS as HUB_TASKS
-    from test_hub import TEXTS, close, mtnlp, mtnlp_session, predictions
+    from test_hub import TEXTS, close, mtnlp, predictions
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from mtnlp.hub import write_card
@@ -638,12 +648,13 @@ def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, t
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
     write_card(folder, tmp_path / "run")
-    with LocalHub() as hub, mtnlp_session(hub, tmp_path) as session:
-        assert mtnlp(hub, tmp_path, "push", str(folder), "org/soft").returncode == 0
-        remote = predictions(session("predict", "org/soft", *TEXTS))
-        assert close(remote, predictions(session("predict", str(folder), *TEXTS)))
-        proc = session("export", "org/soft", "--task", "ner", str(tmp_path / "ner"))
-        assert proc.returncode == 0, proc.stderr[-2000:]
+    hub, client, session = soft_hub
+    repo = "org/soft-lora" if sharing is LORA else "org/soft-task-layers"  # (one hub for both)
+    assert mtnlp(hub, client, "push", str(folder), repo).returncode == 0
+    remote = predictions(session("predict", repo, *TEXTS))
+    assert close(remote, predictions(session("predict", str(folder), *TEXTS)))
+    proc = session("export", repo, "--task", "ner", str(tmp_path / "ner"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
     exported = AutoModelForTokenClassification.from_pretrained(tmp_path / "ner").eval()
     inputs = _inputs(tiny_encoder)
     assert torch.allclose(exported(**inputs).logits, model.eval()(**inputs, task="ner").logits, atol=1e-5)
