@@ -96,6 +96,35 @@ def pooled_tagging_job(folder: Path, encoder: str) -> dict:
     return {"recipe": str(recipe), "out": str(folder)}
 
 
+DDP_METHODS = {
+    "pcgrad+uncertainty": {"gradient": "pcgrad", "weighting": "uncertainty", "weighting_lr": 0.1},
+    "lora+dwa": {"sharing": "lora", "weighting": "dwa", "dwa_window": 2},
+    "task_layers-frozen": {"sharing": "task_layers", "task_layers": 1, "freeze_encoder": True},
+}
+
+
+def methods_jobs(root: Path, encoder: str) -> tuple[list[dict], dict[str, Path]]:
+    """Each of DDP_METHODS trained under 2-process DDP, then lora+dwa resumed from its step-3 checkpoint: the jobs,
+    and {name: its folder} in the jobs' order."""
+    jobs, folders = [], {}
+    for name, mtl in DDP_METHODS.items():
+        folders[name] = root / name
+        folders[name].mkdir()
+        dwa = mtl.get("weighting") == "dwa"  # 6 steps: windows of 2 end at 2 and 4, the weights they give train 5, 6
+        recipe = write_recipe(folders[name], encoder, mtl=mtl, training={
+            "steps": 6 if dwa else 4, "grad_accum": 2, "cpu": True, "mixed_precision": "bf16", "save_every": 3})
+        jobs.append({"recipe": str(recipe), "out": str(folders[name])})
+        if dwa:  # resumed in the middle of a window: each rank must get back its own loss sums, not rank 0's
+            again, resumed_folder = folders[name] / "again", root / "lora+dwa resumed"
+            resumed_folder.mkdir()
+            jobs[-1]["copy"] = [str(folders[name] / "run"), str(again)]  # once trained
+            resumed = {"recipe": str(recipe), "out": str(resumed_folder),
+                       "overrides": [f"output_dir={again}",
+                                     f"training.resume_from={again / 'checkpoints' / 'step-000003'}"]}
+    folders["lora+dwa resumed"] = resumed_folder
+    return [*jobs, resumed], folders
+
+
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory, tiny_encoder):
     """launched(launcher): this file's cases for that launcher, trained in ONE launch (each costs three processes'
@@ -110,6 +139,10 @@ def launched(tmp_path_factory, tiny_encoder):
                            key=lambda case: case[1] != "one_task")
             folders = {data: root / data for _, data in cases}
             jobs = [case_job(folders[data], tiny_encoder, precision, data) for precision, data in cases]
+            if launcher == "accelerate":  # (test_methods_under_two_process_ddp's)
+                more, named = methods_jobs(root, tiny_encoder)
+                jobs += more
+                folders.update(named)
             if launcher == "torchrun":
                 folders["resumed"] = root / "resumed"
                 jobs.append(one_process_checkpoint_at_its_last_step(folders["resumed"], tiny_encoder))
@@ -174,6 +207,25 @@ def test_tagging_tokens_are_pooled_across_processes(launched):
     logged = [[json.loads(line)["loss"]["ner"] for line in (folder / run / "train_log.jsonl").read_text().splitlines()]
               for run in ("run", "alone")]
     assert len(logged[0]) == 3 and logged[0] == pytest.approx(logged[1], rel=1e-5)  # (rank 0's alone: 9 % off)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(DDP_METHODS))
+def test_methods_under_two_process_ddp(launched, name):
+    proc, cases = launched("accelerate")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = cases[name][1]
+    ranks = [json.loads((folder / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    # each rank saw different data: identical parameters AND loss weights mean the gradients, the
+    # learned log-variances and DWA's loss means were all averaged across ranks
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    assert ranks[0]["loss_weights"] == ranks[1]["loss_weights"]
+    if DDP_METHODS[name].get("weighting") == "uncertainty":
+        assert any(abs(w - 0.5) > 1e-3 for w in ranks[0]["loss_weights"].values())
+    if DDP_METHODS[name].get("weighting") == "dwa":  # resumed from step 3, in the middle of a window
+        again = json.loads((cases["lora+dwa resumed"][1] / "rank-0.json").read_text())
+        assert again["loss_weights"] == ranks[0]["loss_weights"] and again["digest"] == ranks[0]["digest"]
 
 
 def test_a_leftover_world_size_in_one_process_trains_alone(make_recipe, tmp_path):

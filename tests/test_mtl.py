@@ -547,58 +547,6 @@ def test_transfer_from_a_lora_model_merges_the_task_adapter(make_recipe, tmp_pat
         load_recipe(make_recipe(), ["model.init_encoder_of=ner"])
 
 
-DDP_METHODS = {
-    "pcgrad+uncertainty": {"gradient": "pcgrad", "weighting": "uncertainty", "weighting_lr": 0.1},
-    "lora+dwa": {"sharing": "lora", "weighting": "dwa", "dwa_window": 2},
-    "task_layers-frozen": {"sharing": "task_layers", "task_layers": 1, "freeze_encoder": True},
-}
-
-
-@pytest.fixture(scope="module")
-def ddp_methods(tmp_path_factory, tiny_encoder):
-    """Each of DDP_METHODS trained under 2-process DDP, then lora+dwa resumed from its step-3 checkpoint, all in
-    ONE launch (each costs three processes' start-up, seconds): the launch, and {name: its folder}."""
-    from conftest import write_recipe
-    from test_ddp import launch_jobs
-
-    root = tmp_path_factory.mktemp("ddp-methods")
-    jobs, folders = [], {}
-    for name, mtl in DDP_METHODS.items():
-        folders[name] = root / name
-        folders[name].mkdir()
-        dwa = mtl.get("weighting") == "dwa"  # 6 steps: windows of 2 end at 2 and 4, the weights they give train 5, 6
-        recipe = write_recipe(folders[name], tiny_encoder, mtl=mtl, training={
-            "steps": 6 if dwa else 4, "grad_accum": 2, "cpu": True, "mixed_precision": "bf16", "save_every": 3})
-        jobs.append({"recipe": str(recipe), "out": str(folders[name])})
-        if dwa:  # resumed in the middle of a window: each rank must get back its own loss sums, not rank 0's
-            again, folders["lora+dwa resumed"] = folders[name] / "again", root / "resumed"
-            folders["lora+dwa resumed"].mkdir()
-            jobs[-1]["copy"] = [str(folders[name] / "run"), str(again)]  # once trained
-            resumed = {"recipe": str(recipe), "out": str(folders["lora+dwa resumed"]),
-                       "overrides": [f"output_dir={again}",
-                                     f"training.resume_from={again / 'checkpoints' / 'step-000003'}"]}
-    proc, _ = launch_jobs("accelerate", [*jobs, resumed], root)
-    return proc, folders
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(DDP_METHODS))
-def test_methods_under_two_process_ddp(ddp_methods, name):
-    proc, folders = ddp_methods
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((folders[name] / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2]
-    # each rank saw different data: identical parameters AND loss weights mean the gradients, the
-    # learned log-variances and DWA's loss means were all averaged across ranks
-    assert ranks[0]["digest"] == ranks[1]["digest"]
-    assert ranks[0]["loss_weights"] == ranks[1]["loss_weights"]
-    if DDP_METHODS[name].get("weighting") == "uncertainty":
-        assert any(abs(w - 0.5) > 1e-3 for w in ranks[0]["loss_weights"].values())
-    if DDP_METHODS[name].get("weighting") == "dwa":  # resumed from step 3, in the middle of a window
-        again = json.loads((folders["lora+dwa resumed"] / "rank-0.json").read_text())
-        assert again["loss_weights"] == ranks[0]["loss_weights"] and again["digest"] == ranks[0]["digest"]
-
-
 @pytest.mark.parametrize("mtl,key", [
     ({"sharing": "hard", "freeze_encoder": True}, "mtl.freeze_encoder"),
     ({"sharing": "task_layers", "task_layers": 3}, "mtl.task_layers"),
