@@ -217,6 +217,20 @@ class LocalHub:
         with self._lock:
             return list(self._requests)
 
+    def reset(self, lfs_mode: str = "auto", required_token: str | None = None) -> None:
+        """Empty the hub, and set it up as ``LocalHub(lfs_mode, required_token)`` would, on the same address: no
+        repos, requests, failures, tokens or errors (for one hub shared by several tests, one after the other)."""
+        if lfs_mode not in ("auto", "lfs", "regular"):
+            raise ValueError(f"lfs_mode must be 'auto', 'lfs' or 'regular', not {lfs_mode!r}")
+        with self._lock:
+            self.lfs_mode, self.required_token = lfs_mode, required_token
+            self.tokens.clear()
+            self.errors.clear()
+            self._requests.clear()
+            self._failures.clear()
+            self._repos.clear()
+            self._upload_tickets.clear()
+
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()

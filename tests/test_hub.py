@@ -77,6 +77,29 @@ def mtnlp_session(hub, tmp_path):
         yield lambda *args, token=SECRET: session(*args, env={"HF_TOKEN": token})
 
 
+@pytest.fixture(scope="module")
+def shared_hub(tmp_path_factory):
+    """One loopback hub and one CliSession against it (its hub cache in the module's folder) for a module's tests."""
+    folder = tmp_path_factory.mktemp("shared-hub")
+    with LocalHub() as hub, CliSession(client_env(hub.url, folder / "client", SECRET), folder, FAST_RETRIES) as session:
+        yield hub, session
+
+
+@pytest.fixture
+def hub_session(shared_hub, tmp_path):
+    """`hub, session = hub_session(**settings)`: the module's hub emptied and set up as LocalHub(**settings), and
+    a function running `mtnlp ARGS` in tmp_path as mtnlp_session's does, in a child of the module's CliSession
+    (the session's hub cache is the module's: tests that download give their repos names of their own)."""
+    hub, session = shared_hub
+
+    def open_hub(**settings):
+        hub.reset(**settings)
+        return hub, lambda *args, token=SECRET: session(*args, cwd=tmp_path, env={"HF_TOKEN": token})
+
+    yield open_hub
+    hub.reset()  # failures a test left armed go with it
+
+
 def predictions(proc):
     assert proc.returncode == 0, proc.stderr[-2000:]
     return [json.loads(line)["predictions"] for line in proc.stdout.splitlines()]
@@ -94,32 +117,34 @@ def close(a, b):
 
 
 @pytest.mark.parametrize("lfs_mode", ["regular", "lfs"])
-def test_push_then_load_gives_identical_predictions(run_dir, tmp_path, lfs_mode):
-    with LocalHub(lfs_mode=lfs_mode) as hub:
-        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/tiny-mt")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        files = hub.repo_files("org/tiny-mt")
-        assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "curves.png"} <= set(files)
-        entry = hub.commits("org/tiny-mt")[0].files["model.safetensors"]
-        assert entry.is_lfs == (lfs_mode == "lfs")
-        assert files["model.safetensors"] == (run_dir / "model" / "model.safetensors").read_bytes()
-        lfs_puts = [r for r in hub.requests if r.method == "PUT"]
-        assert bool(lfs_puts) == (lfs_mode == "lfs")
+def test_push_then_load_gives_identical_predictions(run_dir, tmp_path, lfs_mode, hub_session):
+    hub, session = hub_session(lfs_mode=lfs_mode)
+    repo = f"org/tiny-mt-{lfs_mode}"  # (a name of its own: nothing of it in the session's hub cache)
+    proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), repo)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    files = hub.repo_files(repo)
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "curves.png"} <= set(files)
+    entry = hub.commits(repo)[0].files["model.safetensors"]
+    assert entry.is_lfs == (lfs_mode == "lfs")
+    assert files["model.safetensors"] == (run_dir / "model" / "model.safetensors").read_bytes()
+    lfs_puts = [r for r in hub.requests if r.method == "PUT"]
+    assert bool(lfs_puts) == (lfs_mode == "lfs")
 
-        with mtnlp_session(hub, tmp_path) as session:
-            remote = predictions(session("predict", "org/tiny-mt", *TEXTS))
-            local = predictions(session("predict", str(run_dir / "model"), *TEXTS))
-        assert close(remote, local)
-        assert set(remote[0]) == set(TASKS)
+    remote = predictions(session("predict", repo, *TEXTS))
+    downloads = [r.path for r in hub.requests if r.method == "GET" and r.status == 200]
+    assert any(p.startswith(f"/{repo}/resolve/") and p.endswith("/model.safetensors") for p in downloads), downloads
+    local = predictions(session("predict", str(run_dir / "model"), *TEXTS))
+    assert close(remote, local)
+    assert set(remote[0]) == set(TASKS)
 
-        # pushing the same folder again changes nothing: no new commit
-        commits = len(hub.commits("org/tiny-mt"))
-        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/tiny-mt")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert len(hub.commits("org/tiny-mt")) == commits
-        # and secrets never leak to output or to the uploaded files
-        assert SECRET not in proc.stdout + proc.stderr
-        assert all(SECRET.encode() not in data for data in hub.repo_files("org/tiny-mt").values())
+    # pushing the same folder again changes nothing: no new commit
+    commits = len(hub.commits(repo))
+    proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), repo)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(hub.commits(repo)) == commits
+    # and secrets never leak to output or to the uploaded files
+    assert SECRET not in proc.stdout + proc.stderr
+    assert all(SECRET.encode() not in data for data in hub.repo_files(repo).values())
 
 
 def test_model_card_metadata_and_table(run_dir, tmp_path):
@@ -139,32 +164,32 @@ def test_model_card_metadata_and_table(run_dir, tmp_path):
     assert "REPO_OR_DIR" in (run_dir / "model" / "README.md").read_text()  # the local card is left as it is
 
 
-def test_push_private_to_a_branch_with_token_flag(run_dir, tmp_path):
-    with LocalHub(required_token=SECRET) as hub:
-        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/private-mt", "--private",
-                     "--revision", "dev", "--token", SECRET, token=None)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert SECRET not in proc.stdout + proc.stderr
-        assert len(proc.stdout.splitlines()) == 1  # the commit URL: a new repo is private, nothing made private
-        assert hub.is_private("org/private-mt")
-        assert "model.safetensors" in hub.repo_files("org/private-mt", revision="dev")
-        assert "model.safetensors" not in hub.repo_files("org/private-mt", revision="main")
-        out = predictions(mtnlp(hub, tmp_path, "predict", "org/private-mt", TEXTS[0], "--revision", "dev"))
-        assert set(out[0]) == set(TASKS)
-        # a wrong token is refused with one clear line
-        proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/private-mt", "--token", "hf_wrong")
-        assert proc.returncode == 2 and "error: push to org/private-mt failed (HTTP 401)" in proc.stderr
-        assert "Traceback" not in proc.stderr and "hf_wrong" not in proc.stderr
+def test_push_private_to_a_branch_with_token_flag(run_dir, tmp_path, hub_session):
+    hub, session = hub_session(required_token=SECRET)
+    proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/private-mt", "--private",
+                 "--revision", "dev", "--token", SECRET, token=None)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert SECRET not in proc.stdout + proc.stderr
+    assert len(proc.stdout.splitlines()) == 1  # the commit URL: a new repo is private, nothing made private
+    assert hub.is_private("org/private-mt")
+    assert "model.safetensors" in hub.repo_files("org/private-mt", revision="dev")
+    assert "model.safetensors" not in hub.repo_files("org/private-mt", revision="main")
+    out = predictions(session("predict", "org/private-mt", TEXTS[0], "--revision", "dev"))
+    assert set(out[0]) == set(TASKS)
+    # a wrong token is refused with one clear line
+    proc = mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/private-mt", "--token", "hf_wrong")
+    assert proc.returncode == 2 and "error: push to org/private-mt failed (HTTP 401)" in proc.stderr
+    assert "Traceback" not in proc.stderr and "hf_wrong" not in proc.stderr
 
 
-def test_missing_repo_and_missing_file_are_clear_errors(tmp_path):
-    with LocalHub() as hub, mtnlp_session(hub, tmp_path) as session:
-        proc = session("predict", "org/does-not-exist", "hello")
-        assert proc.returncode == 2 and "org/does-not-exist" in proc.stderr and "Traceback" not in proc.stderr
-        hub.create_repo("org/empty")
-        hub.commit_files("org/empty", {"README.md": b"# nothing here\n"})
-        proc = session("predict", "org/empty", "hello")
-        assert proc.returncode == 2 and "org/empty" in proc.stderr and "Traceback" not in proc.stderr
+def test_missing_repo_and_missing_file_are_clear_errors(hub_session):
+    hub, session = hub_session()
+    proc = session("predict", "org/does-not-exist", "hello")
+    assert proc.returncode == 2 and "org/does-not-exist" in proc.stderr and "Traceback" not in proc.stderr
+    hub.create_repo("org/empty")
+    hub.commit_files("org/empty", {"README.md": b"# nothing here\n"})
+    proc = session("predict", "org/empty", "hello")
+    assert proc.returncode == 2 and "org/empty" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_unreachable_hub_is_a_clear_error(run_dir, tmp_path):
@@ -187,16 +212,16 @@ def test_a_hub_id_not_in_the_cache_while_offline_says_so():
 
 
 @pytest.mark.slow
-def test_recipe_push_to_hub(make_recipe, tmp_path):
+def test_recipe_push_to_hub(make_recipe, tmp_path, hub_session):
     recipe = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2},
                          push_to_hub=True, hub_repo_id="org/from-recipe")
-    with LocalHub() as hub:
-        proc = mtnlp(hub, tmp_path, "train", str(recipe))
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        files = hub.repo_files("org/from-recipe")
-        assert {"model.safetensors", "config.json", "README.md", "curves.png"} <= set(files)
-        assert json.loads(files["config.json"])["tasks"]["ner"]["type"] == "tagging"
-        assert SECRET not in proc.stdout + proc.stderr
+    hub, session = hub_session()
+    proc = session("train", str(recipe))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = hub.repo_files("org/from-recipe")
+    assert {"model.safetensors", "config.json", "README.md", "curves.png"} <= set(files)
+    assert json.loads(files["config.json"])["tasks"]["ner"]["type"] == "tagging"
+    assert SECRET not in proc.stdout + proc.stderr
     for path in (tmp_path / "run").rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
