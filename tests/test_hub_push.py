@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import tiny_tasks
 from hub_server import LocalHub, run_client
-from test_hub import SECRET, TASKS, model_copy, mtnlp, mtnlp_session, run_dir  # noqa: F401  (run_dir is a fixture)
+from test_hub import SECRET, TASKS, hub_session, model_copy, mtnlp, run_dir, shared_hub  # noqa: F401  (fixtures)
 
 
 def last_error(proc) -> str:
@@ -89,37 +89,37 @@ def test_a_card_pushed_to_a_branch_loads_from_it_and_tags_and_commits_are_no_bra
         assert "20240615" in dict(hub.branches("org/b"))  # digits only (a date) are a name
 
 
-def test_loading_a_hub_id_says_what_is_missing(run_dir, tmp_path):
-    with LocalHub(required_token=SECRET) as hub, mtnlp_session(hub, tmp_path) as session:
-        assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", "dev").returncode == 0
-        assert last_error(session("predict", "org/none", "hi", token=None)) == \
-            f"error: org/none: no such model repository on {hub.url} (a private one needs a token: HF_TOKEN or " \
-            "`hf auth login`)"
-        # what MultiTaskModel.push_to_hub leaves, as transformers does for any model: no tokenizer
-        model = run_dir / "model"
-        hub.create_repo("org/no-tokenizer")
-        hub.commit_files("org/no-tokenizer", {name: (model / name).read_bytes()
-                                              for name in ("config.json", "model.safetensors")})
-        hub.create_repo("org/no-weights")  # and a folder uploaded without its weights
-        hub.commit_files("org/no-weights", {name: (model / name).read_bytes()
-                                            for name in ("config.json", "tokenizer.json", "tokenizer_config.json")})
-        # an ONNX export uploaded as plain files (mtnlp push refuses one): it loads from a folder only
-        config = json.loads((model / "config.json").read_text())
-        config["mtnlp"]["onnx"] = {"tasks": list(TASKS), "quantize": None}
-        hub.create_repo("org/onnx")
-        hub.commit_files("org/onnx", {"config.json": json.dumps(config).encode(), "model.onnx": b"x"})
-        said = [last_error(session(*call)) for call in (
-            ("predict", "org/b", "hi"), ("predict", "org/b", "hi", "--revision", "nope"), ("predict", "org/none", "hi"),
-            ("predict", "org/no-tokenizer", "hi"), ("predict", "org/no-weights", "hi"), ("predict", "org/onnx", "hi"),
-            ("predict", "org/b", "hi", "--revision", ""))]
-        assert said[0] == "error: org/b: no config.json at revision main (a model pushed to a branch: give its revision)"
-        assert said[1] == "error: org/b: the repository has no revision 'nope'"
-        assert said[2] == f"error: org/none: no such model repository on {hub.url} (or the token may not read it)"
-        assert said[3].startswith("error: org/no-tokenizer: no tokenizer that loads (") and "`mtnlp push`" in said[3]
-        assert said[4] == "error: org/no-weights: no weights (model.safetensors) at revision main"
-        assert said[5] == "error: org/onnx: an ONNX export, which loads from a folder only: download it (hf download " \
-            "org/onnx --local-dir DIR) and give DIR"
-        assert said[6] == "error: revision: empty; leave it out for the default branch (main)"
+def test_loading_a_hub_id_says_what_is_missing(run_dir, tmp_path, hub_session):
+    hub, session = hub_session(required_token=SECRET)
+    assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/b", "--revision", "dev").returncode == 0
+    assert last_error(session("predict", "org/none", "hi", token=None)) == \
+        f"error: org/none: no such model repository on {hub.url} (a private one needs a token: HF_TOKEN or " \
+        "`hf auth login`)"
+    # what MultiTaskModel.push_to_hub leaves, as transformers does for any model: no tokenizer
+    model = run_dir / "model"
+    hub.create_repo("org/no-tokenizer")
+    hub.commit_files("org/no-tokenizer", {name: (model / name).read_bytes()
+                                          for name in ("config.json", "model.safetensors")})
+    hub.create_repo("org/no-weights")  # and a folder uploaded without its weights
+    hub.commit_files("org/no-weights", {name: (model / name).read_bytes()
+                                        for name in ("config.json", "tokenizer.json", "tokenizer_config.json")})
+    # an ONNX export uploaded as plain files (mtnlp push refuses one): it loads from a folder only
+    config = json.loads((model / "config.json").read_text())
+    config["mtnlp"]["onnx"] = {"tasks": list(TASKS), "quantize": None}
+    hub.create_repo("org/onnx")
+    hub.commit_files("org/onnx", {"config.json": json.dumps(config).encode(), "model.onnx": b"x"})
+    said = [last_error(session(*call)) for call in (
+        ("predict", "org/b", "hi"), ("predict", "org/b", "hi", "--revision", "nope"), ("predict", "org/none", "hi"),
+        ("predict", "org/no-tokenizer", "hi"), ("predict", "org/no-weights", "hi"), ("predict", "org/onnx", "hi"),
+        ("predict", "org/b", "hi", "--revision", ""))]
+    assert said[0] == "error: org/b: no config.json at revision main (a model pushed to a branch: give its revision)"
+    assert said[1] == "error: org/b: the repository has no revision 'nope'"
+    assert said[2] == f"error: org/none: no such model repository on {hub.url} (or the token may not read it)"
+    assert said[3].startswith("error: org/no-tokenizer: no tokenizer that loads (") and "`mtnlp push`" in said[3]
+    assert said[4] == "error: org/no-weights: no weights (model.safetensors) at revision main"
+    assert said[5] == "error: org/onnx: an ONNX export, which loads from a folder only: download it (hf download " \
+        "org/onnx --local-dir DIR) and give DIR"
+    assert said[6] == "error: revision: empty; leave it out for the default branch (main)"
 
 
 def test_a_downloaded_models_card_names_the_repo_it_is_pushed_to(run_dir, tmp_path):
@@ -135,58 +135,59 @@ def test_a_downloaded_models_card_names_the_repo_it_is_pushed_to(run_dir, tmp_pa
         assert "org/first" not in card and "exp\"" not in card and "--revision" not in card, card
 
 
-def test_recipe_push_to_hub_checks_the_token_before_training(make_recipe, tmp_path):
+def test_recipe_push_to_hub_checks_the_token_before_training(make_recipe, tmp_path, hub_session):
     recipe = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2},
                          push_to_hub=True, hub_repo_id="org/from-recipe")
-    with LocalHub(required_token=SECRET) as hub, mtnlp_session(hub, tmp_path) as session:
-        error = last_error(session("train", str(recipe), token="hf_wrong"))
-        assert error.startswith(f"error: {recipe}:") and "push_to_hub: push to org/from-recipe failed (HTTP 401)" in error
-        assert "hf_wrong" not in error
-        error = last_error(session("train", str(recipe), token=None))
-        assert error.endswith("push_to_hub: push to org/from-recipe: no hub token: set HF_TOKEN or run `hf auth login`")
-        assert not (tmp_path / "run" / "model").exists()  # nothing trained
+    hub, session = hub_session(required_token=SECRET)
+    error = last_error(session("train", str(recipe), token="hf_wrong"))
+    assert error.startswith(f"error: {recipe}:") and "push_to_hub: push to org/from-recipe failed (HTTP 401)" in error
+    assert "hf_wrong" not in error
+    error = last_error(session("train", str(recipe), token=None))
+    assert error.endswith("push_to_hub: push to org/from-recipe: no hub token: set HF_TOKEN or run `hf auth login`")
+    assert not (tmp_path / "run" / "model").exists()  # nothing trained
 
-        hub.fail("POST", r"^/api/models/org/from-recipe/commit/", 500, times=6)  # the push itself fails at the end
-        error = last_error(session("train", str(recipe)))
-        assert "push to org/from-recipe failed (HTTP 500)" in error
-        assert error.endswith(f"(the model is kept: `mtnlp push {tmp_path / 'run' / 'model'} org/from-recipe` pushes it)")
-        assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+    hub.fail("POST", r"^/api/models/org/from-recipe/commit/", 500, times=6)  # the push itself fails at the end
+    error = last_error(session("train", str(recipe)))
+    assert "push to org/from-recipe failed (HTTP 500)" in error
+    assert error.endswith(f"(the model is kept: `mtnlp push {tmp_path / 'run' / 'model'} org/from-recipe` pushes it)")
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
 
 
 @pytest.mark.slow
-def test_a_pushed_model_records_hub_ids_only_and_a_transfer_its_source_commit(make_recipe, tiny_encoder, tmp_path):
+def test_a_pushed_model_records_hub_ids_only_and_a_transfer_its_source_commit(make_recipe, tiny_encoder, tmp_path,
+                                                                              hub_session):
     source = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2}, name="source.yaml")
-    with LocalHub() as hub, mtnlp_session(hub, tmp_path) as session:
-        proc = session("train", str(source))
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        config = (tmp_path / "run" / "model" / "config.json").read_text()
-        # the local encoder folder and run folder appear nowhere in what a push publishes
-        assert str(tiny_encoder) not in config and str(tmp_path) not in config and "_name_or_path" not in config
-        assert json.loads(config)["mtnlp"]["base_model"] is None
-        assert mtnlp(hub, tmp_path, "push", str(tmp_path / "run" / "model"), "org/src").returncode == 0
-        commit = hub.commits("org/src")[0].oid
+    hub, session = hub_session()
+    proc = session("train", str(source))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = (tmp_path / "run" / "model" / "config.json").read_text()
+    # the local encoder folder and run folder appear nowhere in what a push publishes
+    assert str(tiny_encoder) not in config and str(tmp_path) not in config and "_name_or_path" not in config
+    assert json.loads(config)["mtnlp"]["base_model"] is None
+    assert mtnlp(hub, tmp_path, "push", str(tmp_path / "run" / "model"), "org/src").returncode == 0
+    commit = hub.commits("org/src")[0].oid
 
-        transfer = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2}, name="transfer.yaml",
-                               output_dir=str(tmp_path / "ft"), model={"encoder": tiny_encoder, "max_length": 64,
-                                                                         "init_from": "org/src",
-                                                                         "init_revision": commit})
-        proc = session("train", str(transfer))
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"init_from org/src (commit {commit[:12]}): the encoder" in proc.stdout, proc.stdout
-        record = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["mtnlp"]
-        assert record["init_from"] == {"model": "org/src", "revision": commit, "tasks": ["ner"],
-                                       "encoder_of": None}
-        assert record["base_model"] == "org/src"  # what the hub's model tree links to
-        card = (tmp_path / "ft" / "model" / "README.md").read_text()
-        assert f"after multi-task training on ner (`org/src` at {commit[:12]})" in card
+    transfer = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2}, name="transfer.yaml",
+                           output_dir=str(tmp_path / "ft"), model={"encoder": tiny_encoder, "max_length": 64,
+                                                                     "init_from": "org/src",
+                                                                     "init_revision": commit})
+    proc = session("train", str(transfer))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"init_from org/src (commit {commit[:12]}): the encoder" in proc.stdout, proc.stdout
+    record = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["mtnlp"]
+    assert record["init_from"] == {"model": "org/src", "revision": commit, "tasks": ["ner"],
+                                   "encoder_of": None}
+    assert record["base_model"] == "org/src"  # what the hub's model tree links to
+    card = (tmp_path / "ft" / "model" / "README.md").read_text()
+    assert f"after multi-task training on ner (`org/src` at {commit[:12]})" in card
 
-        local = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2}, name="local.yaml",
-                            output_dir=str(tmp_path / "ft2"), model={"encoder": tiny_encoder, "max_length": 64,
-                                                                      "init_from": str(tmp_path / "run"),
-                                                                      "init_revision": "main"})
-        error = last_error(session("train", str(local)))
-        assert error.endswith(f"model.init_revision: {tmp_path / 'run' / 'model'} is a local folder; a revision is "
-                              "for a hub id")
+    local = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 2}, name="local.yaml",
+                        output_dir=str(tmp_path / "ft2"), model={"encoder": tiny_encoder, "max_length": 64,
+                                                                  "init_from": str(tmp_path / "run"),
+                                                                  "init_revision": "main"})
+    error = last_error(session("train", str(local)))
+    assert error.endswith(f"model.init_revision: {tmp_path / 'run' / 'model'} is a local folder; a revision is "
+                          "for a hub id")
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
@@ -247,11 +248,11 @@ def test_serve_of_a_hub_id_says_which_commit_it_loaded(run_dir, tmp_path):
             assert (info["model"], info["revision"], info["commit"]) == ("org/s", "dev", commit)
 
 
-def test_a_revision_the_source_lacks_is_blamed_on_init_revision(make_recipe, run_dir, tmp_path):
+def test_a_revision_the_source_lacks_is_blamed_on_init_revision(make_recipe, run_dir, tmp_path, hub_session):
     recipe = make_recipe(tasks={"ner": tiny_tasks()["ner"]}, training={"steps": 1})
-    with LocalHub() as hub:
-        assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/src").returncode == 0
-        error = last_error(mtnlp(hub, tmp_path, "train", str(recipe), "model.init_from=org/src", "output_dir=ft",
-                                 "model.init_revision=nope"))
-        assert error == f"error: {recipe} (command-line override): model.init_revision: org/src: the repository has " \
-                        "no revision 'nope'"
+    hub, session = hub_session()  # (org/source: a name the test above, in the same hub cache, does not download)
+    assert mtnlp(hub, tmp_path, "push", str(run_dir / "model"), "org/source").returncode == 0
+    error = last_error(session("train", str(recipe), "model.init_from=org/source", "output_dir=ft",
+                               "model.init_revision=nope"))
+    assert error == f"error: {recipe} (command-line override): model.init_revision: org/source: the repository has " \
+                    "no revision 'nope'"
