@@ -8,7 +8,7 @@ import hashlib
 import re
 
 from hub_server import LocalHub
-from test_hub import SECRET, mtnlp, run_dir  # noqa: F401  (run_dir is a fixture)
+from test_hub import SECRET, mtnlp, mtnlp_session, run_dir  # noqa: F401  (run_dir is a fixture)
 
 REPO_ID = "org/tiny-mt"
 PREUPLOAD = r"^/api/models/org/tiny-mt/preupload/"
@@ -150,19 +150,19 @@ def test_refusals_are_one_line_before_any_request(run_dir, tiny_encoder, tmp_pat
 def test_a_lost_connection_or_a_damaged_cached_download_is_one_line_and_says_what_to_do(run_dir, tmp_path):
     """The hub dropped the weights download: a traceback with exit status 1 (hub walk); now one line, status 2, and
     the next call goes on. A cached copy damaged afterwards was named as the model's own broken weights."""
-    with LocalHub() as hub:
+    with LocalHub() as hub, mtnlp_session(hub, tmp_path) as session:  # each call a fresh child of one process
         hub.create_repo(REPO_ID)
         hub.commit_files(REPO_ID, local_files(run_dir))
         hub.fail("GET", r"/resolve/.*/model\.safetensors$", 0, times=50)
-        proc = mtnlp(hub, tmp_path, "predict", REPO_ID, "a text")
+        proc = session("predict", REPO_ID, "a text")
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
         assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {REPO_ID}: cannot reach the hub to download it")
         hub._failures.clear()
-        proc = mtnlp(hub, tmp_path, "predict", REPO_ID, "a text")
+        proc = session("predict", REPO_ID, "a text")
         assert proc.returncode == 0, proc.stderr[-3000:]
         (cached,) = [p.resolve() for p in (tmp_path / "client").rglob("model.safetensors") if p.is_symlink()]
         cached.write_bytes(cached.read_bytes()[:1000])  # damaged outside the hub client (a full disk, a copy)
-        proc = mtnlp(hub, tmp_path, "predict", REPO_ID, "a text")
+        proc = session("predict", REPO_ID, "a text")
         assert proc.returncode == 2 and "the copy in the local hub cache is damaged" in proc.stderr, proc.stderr[-3000:]
 
 
