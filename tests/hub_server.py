@@ -156,22 +156,13 @@ class LocalHub:
     """
 
     def __init__(self, lfs_mode: str = "auto", required_token: str | None = None, username: str = "testuser"):
-        if lfs_mode not in ("auto", "lfs", "regular"):
-            raise ValueError(f"lfs_mode must be 'auto', 'lfs' or 'regular', not {lfs_mode!r}")
-        self.lfs_mode = lfs_mode
-        self.required_token = required_token
         self.username = username
-        self.tokens: set[str] = set()  # every bearer token seen
-        self.errors: list[str] = []  # tracebacks of server-side bugs (answered with 500)
-        self._requests: list[RequestRecord] = []
-        self._failures: list[_Failure] = []
-        self._repos: dict[tuple[str, str], _Repo] = {}
-        self._upload_tickets: set[tuple[str, str, str]] = set()
         self._lock = threading.RLock()
         self._counter = itertools.count()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url: str | None = None
+        self.reset(lfs_mode, required_token)
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -218,18 +209,18 @@ class LocalHub:
             return list(self._requests)
 
     def reset(self, lfs_mode: str = "auto", required_token: str | None = None) -> None:
-        """Empty the hub, and set it up as ``LocalHub(lfs_mode, required_token)`` would, on the same address: no
-        repos, requests, failures, tokens or errors (for one hub shared by several tests, one after the other)."""
+        """The hub as a new ``LocalHub(lfs_mode, required_token)`` has it (__init__ calls this), on the same address:
+        no repos, requests, failures, tokens or errors (for one hub shared by several tests, one after the other)."""
         if lfs_mode not in ("auto", "lfs", "regular"):
             raise ValueError(f"lfs_mode must be 'auto', 'lfs' or 'regular', not {lfs_mode!r}")
         with self._lock:
             self.lfs_mode, self.required_token = lfs_mode, required_token
-            self.tokens.clear()
-            self.errors.clear()
-            self._requests.clear()
-            self._failures.clear()
-            self._repos.clear()
-            self._upload_tickets.clear()
+            self.tokens: set[str] = set()  # every bearer token seen
+            self.errors: list[str] = []  # tracebacks of server-side bugs (answered with 500)
+            self._requests: list[RequestRecord] = []
+            self._failures: list[_Failure] = []
+            self._repos: dict[tuple[str, str], _Repo] = {}
+            self._upload_tickets: set[tuple[str, str, str]] = set()
 
     def clear_requests(self) -> None:
         with self._lock:

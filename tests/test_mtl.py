@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_tasks
+from test_hub import hub_session, shared_hub  # noqa: F401  (fixtures: one loopback hub and CLI session per module)
 
 from mtnlp.errors import UserError
 from mtnlp.export import export_head
@@ -570,19 +571,8 @@ def test_bad_method_settings_are_one_line_errors(make_recipe, mtl, key, capsys):
     assert re.match(rf"error: {re.escape(str(recipe))}:\d+: ", lines[-1]), lines[-1]  # the file and the key's line
 
 
-@pytest.fixture(scope="module")
-def soft_hub(tmp_path_factory):
-    """One loopback hub and one `mtnlp` CLI session on it, shared by both kinds of sharing: (hub, folder, session)."""
-    from hub_server import LocalHub
-    from test_hub import mtnlp_session
-
-    folder = tmp_path_factory.mktemp("soft-hub")
-    with LocalHub() as hub, mtnlp_session(hub, folder) as session:
-        yield hub, folder, session
-
-
 @pytest.mark.parametrize("sharing", [LORA, TOP], ids=["lora", "task_layers"])
-def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, tmp_path, sharing, soft_hub):
+def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, tmp_path, sharing, hub_session):
     from test_hub import TASKS as HUB_TASKS
     from test_hub import TEXTS, close, mtnlp, predictions
     from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -596,9 +586,9 @@ def test_soft_shared_model_pushes_loads_and_exports_from_the_hub(tiny_encoder, t
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
     write_card(folder, tmp_path / "run")
-    hub, client, session = soft_hub
-    repo = "org/soft-lora" if sharing is LORA else "org/soft-task-layers"  # (one hub for both)
-    assert mtnlp(hub, client, "push", str(folder), repo).returncode == 0
+    hub, session = hub_session()
+    repo = "org/soft-lora" if sharing is LORA else "org/soft-task-layers"  # (one hub cache for both)
+    assert mtnlp(hub, tmp_path, "push", str(folder), repo).returncode == 0
     remote = predictions(session("predict", repo, *TEXTS))
     assert close(remote, predictions(session("predict", str(folder), *TEXTS)))
     proc = session("export", repo, "--task", "ner", str(tmp_path / "ner"))
