@@ -71,17 +71,18 @@ def mtnlp(hub, tmp_path, *args, token=SECRET, stdin=None):
 
 @contextlib.contextmanager
 def mtnlp_session(hub, tmp_path):
-    """A function that runs `mtnlp ARGS` as mtnlp(hub, tmp_path, *ARGS, token=...) does, each in a process forked
-    from one that imported mtnlp once (never a push: that one's process must not import torch)."""
+    """A function that runs `mtnlp ARGS` as mtnlp(hub, tmp_path, *ARGS, token=...) does (in tmp_path, or `cwd`),
+    each in a process forked from one that imported mtnlp once (never a push: that one's process must not import
+    torch)."""
     with CliSession(client_env(hub.url, tmp_path / "client", SECRET), tmp_path, FAST_RETRIES) as session:
-        yield lambda *args, token=SECRET: session(*args, env={"HF_TOKEN": token})
+        yield lambda *args, token=SECRET, cwd=None: session(*args, cwd=cwd, env={"HF_TOKEN": token})
 
 
 @pytest.fixture(scope="module")
 def shared_hub(tmp_path_factory):
-    """One loopback hub and one CliSession against it (its hub cache in the module's folder) for a module's tests."""
+    """One loopback hub and one mtnlp_session against it (its hub cache in the module's folder) for a module's tests."""
     folder = tmp_path_factory.mktemp("shared-hub")
-    with LocalHub() as hub, CliSession(client_env(hub.url, folder / "client", SECRET), folder, FAST_RETRIES) as session:
+    with LocalHub() as hub, mtnlp_session(hub, folder) as session:
         yield hub, session
 
 
@@ -94,7 +95,7 @@ def hub_session(shared_hub, tmp_path):
 
     def open_hub(**settings):
         hub.reset(**settings)
-        return hub, lambda *args, token=SECRET: session(*args, cwd=tmp_path, env={"HF_TOKEN": token})
+        return hub, lambda *args, token=SECRET: session(*args, token=token, cwd=tmp_path)
 
     yield open_hub
     hub.reset()  # failures a test left armed go with it
