@@ -506,13 +506,13 @@ def cmd_evaluate(args) -> int:
         if not present_splits(spec, (args.split,)):
             without.append(name)
             continue
+        used = task_type(head["type"]).evaluated_as(recipe, name, head, max_length)  # before load_task (QA windows)
         tasks[name] = load_task(recipe, name, spec, tokenizer, max_length, splits=(args.split,),
                                 labels=head["labels"])
         if args.split not in tasks[name].splits:  # a streamed training split is only read by training
             raise UserError(f"{recipe.where(f'tasks.{name}.data.streaming')}: tasks.{name}.data: the {args.split} "
                             "split is streamed, which only training reads: evaluate a validation or test split")
         metrics[name] = default_metrics(recipe, name, head["labels"])
-        used = task_type(head["type"]).evaluated_as(head, spec)
         if used != head:  # e.g. another multi-label threshold than training's: not the model's tuned ones
             model.config.tasks[name] = used
             differ = [key for key in used if key in head and used[key] != head[key]]

@@ -14,7 +14,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from mtnlp import MultiTaskModel, MultiTaskPipeline
 from mtnlp.cli import main
-from mtnlp.data import read_task, tokenize
+from mtnlp.data import load_task, read_task, tokenize
 from mtnlp.errors import UserError
 from mtnlp.export import export_folder
 from conftest import read_examples
@@ -250,20 +250,44 @@ def test_recipe_keys_of_the_type(tmp_path, tiny_encoder):
 def test_a_doc_stride_past_what_windows_share_is_refused_for_training_and_used_as_they_share_it_in_evaluation(
         tmp_path, tiny_encoder):
     """An earlier mtnlp took a doc_stride up to half of max_length and read windows sharing less: its run's
-    recipe.yaml must still evaluate; an evaluation recipe without max_length reads at the model's (not 128)."""
+    recipe.yaml must still evaluate, with a warning; an evaluation recipe without max_length reads at the
+    model's length (not 128), where its doc_stride is checked."""
     tasks = {"qa": {"type": "extractive_qa", "data": {"train": "t.json", "validation": "v.json"}}}
     path = write_recipe(tmp_path, tiny_encoder, tasks=tasks)
     with pytest.raises(UserError, match=r"tasks.qa.doc_stride: must be at most 29 at model.max_length 64, got 31: .* "
                                         r"\(an mtnlp before 2026-12-08 took up to 31 and read windows sharing 29: give "
                                         r"29 for the same windows\)$"):
         load_recipe(path, ["tasks.qa.doc_stride=31"])
-    with pytest.warns(UserWarning, match=r"tasks.qa.doc_stride: 31 is more than windows of max_length 64 share: 29 is "
-                                         r"used \(an mtnlp before"):
-        assert load_recipe(path, ["tasks.qa.doc_stride=31"], training=False).tasks["qa"].doc_stride == 29
+    head = {"type": "extractive_qa", "labels": [], "doc_stride": 16, "max_answer_length": 30, "allow_unanswerable": False}
+    recipe = load_recipe(path, ["tasks.qa.doc_stride=31"], training=False)
+    with pytest.warns(UserWarning, match=rf"^{path} \(command-line override\): tasks.qa.doc_stride: 31 is more than "
+                                         r"windows of max_length 64 share: 29 is used \(an mtnlp before"):
+        assert QA.evaluated_as(recipe, "qa", head, 64) == {**head, "doc_stride": 29}
+    assert QA.model_spec(recipe.tasks["qa"])["doc_stride"] == 29  # what load_task tokenises the windows with
     bare = tmp_path / "bare.yaml"  # no model.max_length: evaluate reads at the model's, which may take 100
     bare.write_text(yaml.safe_dump({"model": {"encoder": tiny_encoder}, "tasks": {"qa": {
         "type": "extractive_qa", "doc_stride": 100, "data": {"validation": "v.json"}}}}))
-    assert load_recipe(bare, training=False).tasks["qa"].doc_stride == 100
+    assert QA.evaluated_as(load_recipe(bare, training=False), "qa", head, 256) == {**head, "doc_stride": 100}
+    recipe = load_recipe(bare, training=False)
+    with pytest.warns(UserWarning, match=rf"^{bare}:\d+: tasks.qa.doc_stride: 100 is more than windows of max_length 48 "
+                                         r"share: 21 is used$"):  # (no note: no mtnlp took 100 at 48)
+        assert QA.evaluated_as(recipe, "qa", head, 48) == {**head, "doc_stride": 21}
+    assert QA.model_spec(recipe.tasks["qa"])["doc_stride"] == 21
+
+
+def test_an_evaluation_recipe_without_doc_stride_reads_the_windows_the_model_was_trained_with(tmp_path, tokenizer):
+    """Not a third of the recipe's default max_length (42, cut to 21 at 48): the model's doc_stride, 16."""
+    rows = qa_rows(20, 3, filler=(6, 8))  # contexts longer than a window
+    test = write_jsonl(tmp_path / "test.jsonl", rows)
+    plain = tmp_path / "eval.yaml"
+    plain.write_text(yaml.safe_dump({"model": {"encoder": minilm_path()}, "tasks": {"qa": {
+        "type": "extractive_qa", "data": {"test": str(test)}}}}))
+    recipe = load_recipe(plain, training=False)
+    head = {"type": "extractive_qa", "labels": [], "doc_stride": 16, "max_answer_length": 30, "allow_unanswerable": False}
+    assert QA.evaluated_as(recipe, "qa", head, 48) is head
+    data = load_task(recipe, "qa", recipe.tasks["qa"], tokenizer, 48, splits=("test",), labels=[]).splits["test"]
+    expected = tokenize(read(test), "extractive_qa", [], tokenizer, 48, {"doc_stride": 16})
+    assert len(data) == len(expected) > 2 * len(rows) and data["input_ids"] == expected["input_ids"]
 
 
 # ---------------------------------------------------------------- windows
@@ -538,11 +562,11 @@ def test_evaluation_uses_the_recipes_decoding_settings_where_they_differ_from_th
     tasks = {"qa": {"type": "extractive_qa", "doc_stride": 16, "data": {"train": "t.json"}}}
     recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks))
     head = {"type": "extractive_qa", "labels": [], "doc_stride": 16, "max_answer_length": 30, "allow_unanswerable": False}
-    assert QA.evaluated_as(head, recipe.tasks["qa"]) is head
+    assert QA.evaluated_as(recipe, "qa", head, 64) is head
     recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks),
                          ["tasks.qa.max_answer_length=3", "tasks.qa.allow_unanswerable=true", "tasks.qa.doc_stride=8"])
-    assert QA.evaluated_as(head, recipe.tasks["qa"]) == {**head, "max_answer_length": 3, "allow_unanswerable": True,
-                                                         "doc_stride": 8}
+    assert QA.evaluated_as(recipe, "qa", head, 64) == {**head, "max_answer_length": 3, "allow_unanswerable": True,
+                                                       "doc_stride": 8}
 
 
 # ---------------------------------------------------------------- export

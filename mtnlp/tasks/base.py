@@ -194,9 +194,10 @@ class TaskType:
         """Model config updates learnt from the validation split's logits of task `name` (see fits_validation)."""
         return {}
 
-    def evaluated_as(self, head: dict, spec) -> dict:
-        """The head's config entry as `mtnlp evaluate` uses it, given the evaluation recipe's task section
-        `spec`: what the recipe changes of what fit() learnt (e.g. another multi-label threshold)."""
+    def evaluated_as(self, recipe, name: str, head: dict, max_length: int) -> dict:
+        """The head's config entry as `mtnlp evaluate` uses it at `max_length`, given the evaluation recipe's
+        task section recipe.tasks[name]: what the recipe changes of what fit() learnt (e.g. another multi-label
+        threshold)."""
         return head
 
     def baseline(self, train, target, labels: list[str]) -> list:

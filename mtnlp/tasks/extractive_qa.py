@@ -77,20 +77,10 @@ class ExtractiveQA(TaskType):
         if task.doc_stride is None:  # recorded in the model's config (model_spec)
             task.doc_stride = default_stride(max_length)
             task.model_fields_set.discard("doc_stride")  # not the recipe's: evaluate keeps the model's (evaluated_as)
-        elif task.doc_stride > (limit := stride_limit(max_length)):
-            earlier = (f" (an mtnlp before 2026-12-08 took up to {(max_length - 1) // 2} and read windows sharing "
-                       f"{limit}: give {limit} for the same windows)" if 2 * task.doc_stride < max_length else "")
-            if recipe._training:
-                fail(f"tasks.{name}.doc_stride", f"must be at most {limit} at model.max_length {max_length}, got "
-                                                f"{task.doc_stride}: a window holds the question and more context than "
-                                                f"it shares with the next{earlier}")
-            elif "model.max_length" in recipe.key_lines:  # (without it evaluate reads at the model's length)
-                import warnings
-
-                warnings.warn(f"{recipe.where(f'tasks.{name}.doc_stride')}: tasks.{name}.doc_stride: {task.doc_stride} "
-                              f"is more than windows of max_length {max_length} share: {limit} is used{earlier}",
-                              stacklevel=2)
-                task.doc_stride = limit
+        elif recipe._training and task.doc_stride > (limit := stride_limit(max_length)):  # (evaluate: evaluated_as)
+            fail(f"tasks.{name}.doc_stride", f"must be at most {limit} at model.max_length {max_length}, got "
+                                            f"{task.doc_stride}: a window holds the question and more context than it "
+                                            f"shares with the next{earlier_stride(task.doc_stride, max_length)}")
         data = task.data
         for split in ("train", "validation", "test"):
             source = getattr(data, split)
@@ -151,13 +141,24 @@ class ExtractiveQA(TaskType):
         return {"doc_stride": spec.doc_stride, "max_answer_length": spec.max_answer_length,
                 "allow_unanswerable": spec.allow_unanswerable}
 
-    def evaluated_as(self, head, spec):
-        """The recipe's windows and decoding settings where it gives them and they differ from the model's:
-        evaluation's windows follow the recipe's doc_stride (load_task tokenises with it), decoding its
-        max_answer_length and allow_unanswerable. What the recipe leaves out is the model's (a default of the
-        recipe's own, e.g. a third of a max_length it does not set, is not)."""
-        changed = {key: value for key, value in self.model_spec(spec).items()
-                   if key in spec.model_fields_set and head.get(key) != value}
+    def evaluated_as(self, recipe, name, head, max_length):
+        """The recipe's windows and decoding settings where it gives them and they differ from the model's (what
+        it leaves out is the model's: a default of the recipe's own, e.g. a third of a max_length it does not set,
+        is not). A doc_stride of the recipe's above what windows of `max_length` share is used as they share it,
+        with a warning (an earlier mtnlp took more). The recipe's section gets the doc_stride used, which
+        load_task tokenises the windows with."""
+        spec = recipe.tasks[name]
+        given = {key: value for key, value in self.model_spec(spec).items() if key in spec.model_fields_set}
+        if given.get("doc_stride", 0) > (limit := stride_limit(max_length)):
+            import warnings
+
+            key = f"tasks.{name}.doc_stride"
+            warnings.warn(f"{recipe.where(key)}: {key}: {given['doc_stride']} is more than windows of max_length "
+                          f"{max_length} share: {limit} is used{earlier_stride(given['doc_stride'], max_length)}",
+                          stacklevel=2)
+            given["doc_stride"] = limit
+        changed = {key: value for key, value in given.items() if head.get(key) != value}
+        spec.doc_stride = changed.get("doc_stride", head.get("doc_stride"))  # (None: span_settings' default)
         return {**head, **changed} if changed else head
 
     # ---------------------------------------------------------------- tokenising
@@ -339,6 +340,13 @@ class ExtractiveQA(TaskType):
 
 def default_stride(max_length: int) -> int:
     return min(max_length // 3, stride_limit(max_length))
+
+
+def earlier_stride(stride: int, max_length: int) -> str:
+    """What an mtnlp before 2026-12-08 did with a doc_stride above stride_limit (a note for its recipes)."""
+    limit = stride_limit(max_length)
+    return (f" (an mtnlp before 2026-12-08 took up to {(max_length - 1) // 2} and read windows sharing {limit}: give "
+            f"{limit} for the same windows)" if 2 * stride < max_length else "")
 
 
 def stride_limit(max_length: int) -> int:

@@ -122,9 +122,10 @@ class Multilabel(TextTask):
         facts["no_label"] = sum(not any(row) for row in rows) / max(len(rows), 1)
         return facts
 
-    def evaluated_as(self, head, spec):
+    def evaluated_as(self, recipe, name, head, max_length):
         """The saved (tuned) thresholds, unless the evaluation recipe changes `threshold` (from the one the model
         was trained with) or says `tune_thresholds: false`: then its `threshold`, for every label."""
+        spec = recipe.tasks[name]
         untuned = "tune_thresholds" in spec.model_fields_set and not spec.tune_thresholds and head.get("thresholds")
         if spec.threshold == head.get("threshold", 0.5) and not untuned:
             return head
