@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import tempfile
+import unicodedata
 import warnings
 from collections.abc import Hashable
 from pathlib import Path
@@ -589,6 +590,9 @@ def check(recipe: Recipe, training: bool = True) -> None:
         if not re.fullmatch(TASK_NAME if training else SAVED_TASK_NAME, name):  # a torch module's, --tasks a,b, key=value
             fail(f"tasks.{name}", "a task name is not empty, and has no space, control character, '.', ',', '=', "
                                   "'\"' or '\\'")
+        if training and (hidden := next((c for c in name if unicodedata.category(c) == "Cf"), None)):
+            fail(f"tasks.{name}", f"a task name has no invisible character (U+{ord(hidden):04X} here): `--tasks` and "
+                                  "the outputs would show the name without it")
         if name in TORCH_DICT_NAMES:
             fail(f"tasks.{name}", f"a name torch's module dicts have for their own (`.{name}`): rename the task")
         if training and name in ONNX_INPUTS:

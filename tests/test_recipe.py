@@ -833,6 +833,17 @@ def test_a_key_yaml_reads_as_a_boolean_or_null_is_named_where_it_is(tmp_path, ke
     assert message == f"{tmp_path / 'r.yaml'}:{LINE['ner']}: tasks.{key}: YAML reads the key {key} as {line}: quote it"
 
 
+@pytest.mark.parametrize("invisible", ["\u200b", "\ufeff", "\u00ad", "\u200e"])  # ZWSP, BOM, soft hyphen, LRM
+def test_a_new_task_name_with_an_invisible_character_is_refused_where_it_is(tmp_path, invisible):
+    """`sentiment\u200b` (pasted from a web page) shows as `sentiment` in every table and output, where
+    `--tasks sentiment` does not find it. A trained model's name (an evaluation recipe's) is still taken."""
+    path = recipe_file(tmp_path, replace={"  ner:": f"  n{invisible}er:"})
+    escaped = ascii(invisible)[1:-1]
+    assert error(path) == (f"{path}:{LINE['ner']}: tasks.n{escaped}er: a task name has no invisible character "
+                           f"(U+{ord(invisible):04X} here): `--tasks` and the outputs would show the name without it")
+    assert f"n{invisible}er" in load_recipe(path, training=False).tasks
+
+
 def test_task_names_that_read_alike_or_name_an_onnx_input_are_noted_at_start(tmp_path, recwarn):
     """`topic` and `Topic` are two tasks (a typo in a 20-task recipe, most likely); a task named input_ids trained,
     and only `export --onnx` refused it. Not said of an evaluation recipe, which names a trained model's tasks."""
