@@ -831,6 +831,7 @@ def cmd_export(args) -> int:
               + ("  (no head has a pooler: without add_pooling_layer=False a random one is added)" if given else ""))
         return 0
     from .tasks import task_type
+    from .tasks.tagging import iobes_grouping_note
 
     if task_type(model.config.tasks[args.task[0]]["type"]).head_kind == "token":  # word pieces past the first are untrained
         print(f'use it with pipeline("token-classification", model={json.dumps(str(out), ensure_ascii=False)}, '
@@ -839,6 +840,8 @@ def cmd_export(args) -> int:
         if type(backend).__name__ != "WordPiece":  # its words are not the tokenizer's: README, "Export"
             print("  (with this tokenizer transformers' pipeline takes a lone space token for a word: its spans differ "
                   "from mtnlp predict's, which reads the words as training did)")
+        if note := iobes_grouping_note(model.config.tasks[args.task[0]]["labels"]):
+            print(f"  ({note})")
     return 0
 
 

@@ -41,7 +41,8 @@ SPLITS = ("train", "validation", "test")
 # validation_from_train's split is the same for every training.seed: runs that differ by seed are compared
 # on the same validation examples (and train on the same rest)
 CARVE_SEED = 42
-CACHE_VERSION = 14  # bump when reading or tokenize() gives different rows or columns (14: QA targets, tagging's cut_start)
+CACHE_VERSION = 15  # bump when reading or tokenize() gives different rows or columns, or refuses more (14: QA targets,
+# tagging's cut_start; 15: entity tags beside tags without a prefix)
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 
@@ -156,10 +157,7 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
     for ex in rows_of(examples):
         unseen = [label for label in kind.labels_of(ex) if label not in known]
         if unseen:
-            where = ""
-            if "tokens" in ex:  # a tagged sentence: which of its words
-                i = kind.labels_of(ex).index(unseen[0])
-                where = f" (word {i + 1} of the sentence, {ex['tokens'][i]!r})"
+            where = word_of(ex, kind, unseen[0])
             renamed = [str(value) for value, name in (label_names or {}).items() if name == unseen[0]]
             if renamed:
                 where += f" (the file's {' or '.join(map(repr, renamed))}, renamed by data.label_names)"
@@ -171,6 +169,14 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
                           "write them alike)")
             raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} {known_as} "
                             f"(known: {', '.join(labels[:20])}{f', ... ({len(labels)} in all)' if len(labels) > 20 else ''})")
+
+
+def word_of(example: dict, kind: TaskType, label: str) -> str:
+    """Which word of a tagged sentence has `label` first, for an error about it ("" for a text's example)."""
+    if "tokens" not in example:
+        return ""
+    i = kind.labels_of(example).index(label)
+    return f" (word {i + 1} of the sentence, {example['tokens'][i]!r})"
 
 
 def label_notes(name: str, task: TaskSpec, labels: list[str], rows: int, source: str) -> list[str]:
@@ -318,6 +324,12 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
         notes = label_notes(name, task, labels, train_rows, sources["train"])
         for note in notes:
             warnings.warn(note, stacklevel=2)
+    if derived and (problem := kind.label_set_problem(labels)):
+        label, why = problem
+        if stream is not None:
+            raise UserError(f"{stream.name}: {why}")
+        example = next(ex for ex in rows_of(raw["train"]) if label in kind.labels_of(ex))
+        raise UserError(f"{at(sources['train'], example['_line'])}{word_of(example, kind, label)}: {why}")
     if derived and len(labels) < kind.min_labels:
         raise UserError(f"{sources['train']}: the training split has {len(labels)} label(s) "
                         f"({', '.join(labels)}); a {task.type} task needs at least {kind.min_labels}")

@@ -30,6 +30,7 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
     which `mtnlp export --task` does not read)."""
     from .tasks import task_type
     from .tasks.base import example_input
+    from .tasks.tagging import iobes_grouping_note
 
     base_model = hub_id((config.mtnlp or {}).get("base_model"))
     tags = {task_type(spec["type"]).pipeline_tag for spec in config.tasks.values()}
@@ -76,6 +77,8 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
                   'tagger("Some text to analyse.")   # whole words, split at every punctuation mark', "```", "",
                   "Not `simple`: mtnlp trains only each word's first sub-token, so `simple` reads untrained tags "
                   'on the other word pieces and returns fragments such as "##cast".', ""]
+        lines += [f"The {name} head: {note}.\n" for name in tagging
+                  if (note := iobes_grouping_note(config.tasks[name]["labels"]))]
     if (metrics or {}).get("best_step") is not None:
         steps = metrics.get("steps") or {}
         trained = f" of {steps['trained']} trained" if steps else ""

@@ -205,6 +205,32 @@ def test_unseen_tag_in_tagging_validation(tmp_path, tokenizer):
     assert str(info.value).startswith(f"{bad}:4: label 'B-EVENT' (word 2 of the sentence, 'World') does not occur")
 
 
+@pytest.mark.parametrize("bare", ["MISC", "ORG"])  # seqeval read MISC as an entity of type ISC, ORG as outside
+def test_a_tag_without_a_prefix_beside_entity_tags_is_refused_where_it_first_is(tmp_path, tokenizer, bare):
+    train = tmp_path / "train.conll"
+    train.write_text(f"Ann NNP B-NP B-PER\nLee NNP I-NP I-PER\n\nShe PRP B-NP O\nlikes VBZ B-VP O\n"
+                     f"Linux NNP B-NP {bare}\n", encoding="utf-8")
+    with pytest.raises(UserError) as info:
+        load(tmp_path, "ner", tokenizer, tasks={"ner": {"type": "tagging", "data": {"train": str(train)}}})
+    assert str(info.value) == (f"{train}:4 (word 3 of the sentence, 'Linux'): tag {bare!r} has no B-/I- prefix, beside "
+                               "entity tags such as 'B-PER': seqeval would misread it and predict's entity spans leave it "
+                               f"out; tag it O, or as an entity (B-{bare}, I-{bare}; data.label_names can rename tags)")
+
+
+def test_a_comment_line_in_a_conll_file_is_named_by_the_tag_it_would_make(tmp_path, tokenizer):
+    """MultiCoNER's `# id ... domain=en` lines have four fields: read as the word '#' tagged domain=en, which
+    seqeval scored as an entity type 'omain=en'. (A '#' word is a word: the tag set tells them apart.)"""
+    train = tmp_path / "train.conll"
+    train.write_text("# id 8f2e domain=en\nann _ _ B-PER\nlee _ _ I-PER\n\n# _ _ O\nrome _ _ B-LOC\n",
+                     encoding="utf-8")
+    with pytest.raises(UserError, match=rf"^{re.escape(str(train))}:1 \(word 1 of the sentence, '#'\): tag "
+                                        r"'domain=en' has no B-/I- prefix"):
+        load(tmp_path, "ner", tokenizer, tasks={"ner": {"type": "tagging", "data": {"train": str(train)}}})
+    train.write_text("ann _ _ B-PER\nlee _ _ I-PER\n\n# _ _ O\nrome _ _ B-LOC\n", encoding="utf-8")
+    data = load(tmp_path, "ner", tokenizer, tasks={"ner": {"type": "tagging", "data": {"train": str(train)}}})
+    assert data.labels == ["B-LOC", "B-PER", "I-PER", "O"]
+
+
 def order_of(rows):
     return [(r["text"], r["label"]) for r in rows]
 

@@ -103,6 +103,23 @@ def test_model_card_says_to_use_first_aggregation_for_tagging_heads(tiny_encoder
     no_tagging = MultiTaskConfig(encoder=encoder, tasks={"sentiment": {"type": "classification",
                                                                        "labels": ["neg", "pos"], "dropout": 0.1}})
     assert "aggregation_strategy" not in model_card(no_tagging)
+    assert "grouping reads only B- and I- tags" not in card  # an IOB2 head: its entities are mtnlp's
+
+
+def test_an_iobes_heads_export_and_card_say_that_transformers_groups_other_entities(tiny_encoder, tmp_path, capsys):
+    """transformers' grouping knows only B-/I-: B-PER E-PER comes back as two entities, S-PER S-PER as one."""
+    torch.manual_seed(0)
+    folder = tmp_path / "model"
+    tasks = {"ner": {"type": "tagging", "labels": ["B-PER", "E-PER", "I-PER", "O", "S-PER"], "dropout": 0.1}}
+    MultiTaskModel.from_encoder(tiny_encoder, tasks).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_encoder).save_pretrained(folder)
+    write_card(folder)
+    assert ("The ner head: its tags are IOBES or BILOU, and transformers' grouping reads only B- and I- tags: its "
+            "entities differ from mtnlp predict's (B-PER E-PER as two, S-PER S-PER as one).") in \
+        (folder / "README.md").read_text()
+    assert main(["export", str(folder), "--task", "ner", str(tmp_path / "ner-model")]) == 0
+    assert "  (its tags are IOBES or BILOU, and transformers' grouping reads only B- and I- tags" in \
+        capsys.readouterr().out
 
 
 def test_the_exported_tokenizer_truncates_where_training_did(tiny_encoder, tmp_path):

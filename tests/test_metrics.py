@@ -197,6 +197,31 @@ def test_bilou_tags_are_iobes_in_scoring_and_spans():
             get_entities([as_iobes(t) for t in tags]), tags
 
 
+def test_a_split_without_entities_scores_zero_without_numpys_warnings():
+    """seqeval's averages over no entity type warned "Mean of empty slice" and "invalid value", naming nothing."""
+    import warnings
+
+    from mtnlp.tasks import task_type
+
+    labels = ["B-PER", "I-PER", "O"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = task_type("tagging").score([["O", "O"], ["O"]], [[2, 2], [2]], ["seqeval"], labels)
+        assert scores == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+        assert task_type("tagging").score([["O", "O"]], [[0, 1]], ["seqeval"], labels)["precision"] == 0.0
+
+
+def test_tags_whose_entity_prefixes_are_lower_case_are_named_so_when_seqeval_is_asked_for():
+    from mtnlp.tasks import task_type
+
+    kind = task_type("tagging")
+    assert kind.default_metrics(["b-per", "i-per", "o"]) == ["token_accuracy"]
+    assert kind.metrics_problem(["seqeval"], ["b-per", "i-per", "o"]).endswith(
+        "have no B-/I- prefixes: use token_accuracy (their prefixes are upper case: 'b-per' as 'B-per'; "
+        "data.label_names can rename them)")
+    assert kind.metrics_problem(["seqeval"], ["ADJ", "NOUN"]).endswith("have no B-/I- prefixes: use token_accuracy")
+
+
 def test_iob1_gold_tags_are_scored_by_conlleval_rules():
     """CoNLL-2003 as first shipped is IOB1: entities start with I-, B- only splits two of one type.
     Strict IOB2 would drop those entities from gold and prediction alike (F1 1.0 here)."""

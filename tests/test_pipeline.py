@@ -645,6 +645,8 @@ def test_standard_input_closed_is_one_line(monkeypatch):
 
 
 @pytest.mark.parametrize("line,said", [('{"words": ["a", ""]}', 'words[1]: expected a word'),
+                                       ('{"words": ["I", "have", 3]}',  # a corpus's number token: its text
+                                        'words[2]: expected a word: a string, got the number 3: write it as text, "3"'),
                                        ('{"words": "a b"}', "words: expected a list of words"),
                                        ('{"words": ["a"], "text": "a"}', '"words" beside "text"'),
                                        ('{"wrods": ["a"]}', 'a text split into words {"words": [...]} (tagging)')])

@@ -77,6 +77,10 @@ class TaskType:
         """The label names, in a stable order (numbers numerically): the head's output order."""
         return sort_labels({label for ex in examples for label in self.labels_of(ex)})
 
+    def label_set_problem(self, labels: list[str]) -> tuple[str, str] | None:
+        """A label the type cannot read beside the others of a training split's set, and why: (label, message)."""
+        return None
+
     def labels_of(self, example: dict) -> list[str]:
         return [example["label"]] if self.min_labels else []
 
@@ -370,6 +374,8 @@ def text_input_problem(value) -> tuple[str, str] | None:
         if not isinstance(value["words"], list):
             return ".words", "expected a list of words"
         for k, word in enumerate(value["words"]):
+            if isinstance(word, (int, float)) and not isinstance(word, bool):  # a corpus's tokens may be numbers
+                return f".words[{k}]", f"expected a word: a string, got the number {word}: write it as text, \"{word}\""
             if not isinstance(word, str) or not word.strip():
                 return f".words[{k}]", "expected a word: a string that is not empty or blank"
         return None

@@ -49,8 +49,22 @@ class Tagging(TaskType):
     def metrics_problem(self, metrics, labels):
         if "seqeval" in metrics and not is_iob(labels):
             shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
-            return f"seqeval scores entities, but the tags ({shown}) have no B-/I- prefixes: use token_accuracy"
+            lower = [label for label in labels if label[:2].upper() in ENTITY_PREFIXES and label[:1].islower()]
+            return (f"seqeval scores entities, but the tags ({shown}) have no B-/I- prefixes: use token_accuracy"
+                    + (f" (their prefixes are upper case: {lower[0]!r} as {lower[0][:1].upper() + lower[0][1:]!r}; "
+                       "data.label_names can rename them)" if lower else ""))
         return None
+
+    def label_set_problem(self, labels):
+        """An entity tag set (some tag has a B-/I-/... prefix) with a tag that has none (MISC): seqeval reads a
+        tag's first letter as its prefix (MISC: an entity of type ISC; ORG: outside), predict's spans leave it out."""
+        bare = [label for label in labels if label != "O" and not label.startswith(ENTITY_PREFIXES)]
+        if not is_iob(labels) or not bare:
+            return None
+        entity = next(label for label in labels if label.startswith(ENTITY_PREFIXES))
+        return bare[0], (f"tag {bare[0]!r} has no B-/I- prefix, beside entity tags such as {entity!r}: seqeval would "
+                         "misread it and predict's entity spans leave it out; tag it O, or as an entity "
+                         f"(B-{bare[0]}, I-{bare[0]}; data.label_names can rename tags)")
 
     def example(self, row, spec):
         tokens, tags = row.column(spec.token_column or "tokens"), row.column(spec.tag_column or "tags")
@@ -230,6 +244,14 @@ def is_iob(labels: list[str]) -> bool:
     """Whether the tags are entity tags (IOB1, IOB2, IOBES or BILOU), which seqeval scores and predict gives as
     spans."""
     return any(label.startswith(ENTITY_PREFIXES) for label in labels)
+
+
+def iobes_grouping_note(labels: list[str]) -> str | None:
+    """What transformers' token-classification grouping does to a head trained on IOBES or BILOU tags."""
+    if not any(label.startswith(("E-", "S-", "L-", "U-")) for label in labels):
+        return None
+    return ("its tags are IOBES or BILOU, and transformers' grouping reads only B- and I- tags: its entities differ from "
+            "mtnlp predict's (B-PER E-PER as two, S-PER S-PER as one)")
 
 
 def iob_spans(tags: list[str], scores: list[float], words, text: str) -> list[dict]:
