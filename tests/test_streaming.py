@@ -362,3 +362,15 @@ def test_the_epoch_after_a_resume_with_another_batch_size_starts_at_its_first_ex
     resumed.load_state_dict(first.state_dict())
     seen = [(ex["epoch"], ex["n"]) for _ in range(6) for ex in next(resumed)]
     assert seen[:7] == [(0, n) for n in range(3, 10)] and seen[7:] == [(1, 0), (1, 1), (1, 2), (1, 3)]
+
+
+def test_a_streamed_tagging_tag_set_with_a_tag_without_a_prefix_is_refused_before_reading(make_recipe, tmp_path):
+    """A streamed split's tags come from data.label_names: MISC beside B-PER is refused as a read split's is."""
+    rows = [{"tokens": ["Ann", "likes", "Linux"], "tags": ["B-PER", "O", "MISC"]}] * 4
+    folder = card_less_folder(tmp_path, {"train": rows, "validation": rows})
+    task = {"type": "tagging", "data": {"hub": str(folder), "streaming": True, "train": "train", "validation":
+                                        "validation", "size": 4, "label_names": {"B-PER": "B-PER", "O": "O",
+                                                                                  "MISC": "MISC"}}}
+    with pytest.raises(UserError, match=r"^\S*plain-set\[train\]: tag 'MISC' has no B-/I- prefix, beside entity tags "
+                                        r"such as 'B-PER'"):
+        train(load_recipe(make_recipe(tasks={"ner": task}, training={"steps": 2, "batch_size": 2})))
