@@ -512,7 +512,8 @@ def cmd_evaluate(args) -> int:
         if args.split not in tasks[name].splits:  # a streamed training split is only read by training
             raise UserError(f"{recipe.where(f'tasks.{name}.data.streaming')}: tasks.{name}.data: the {args.split} "
                             "split is streamed, which only training reads: evaluate a validation or test split")
-        metrics[name] = default_metrics(recipe, name, head["labels"])
+        recorded = (model.config.mtnlp or {}).get("metrics", {}).get(name)  # what training scored it by
+        metrics[name] = default_metrics(recipe, name, head["labels"], recorded)
         if used != head:  # e.g. another multi-label threshold than training's: not the model's tuned ones
             model.config.tasks[name] = used
             differ = [key for key in used if key in head and used[key] != head[key]]

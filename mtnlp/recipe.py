@@ -793,12 +793,13 @@ def sharing_config(m: MTLSpec) -> dict | None:
     return {"type": m.sharing, **{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()}}
 
 
-def default_metrics(recipe: Recipe, name: str, labels: list[str]) -> list[str]:
-    """Task `name`'s metrics: the recipe's, or its type's default; the first is its main metric. An error
-    when the recipe's metrics cannot score these labels (known once the data is read)."""
+def default_metrics(recipe: Recipe, name: str, labels: list[str], recorded: list[str] | None = None) -> list[str]:
+    """Task `name`'s metrics: the recipe's, else `recorded` (a trained model's, for evaluate), else its type's
+    default; the first is its main metric. An error when the recipe's metrics cannot score these labels (known
+    once the data is read)."""
     task = recipe.tasks[name]
     kind = task_type(task.type)
-    metrics = task.metrics or kind.default_metrics(labels)
+    metrics = task.metrics or recorded or kind.default_metrics(labels)
     if problem := kind.metrics_problem(metrics, labels):
         key = f"tasks.{name}.metrics"
         raise UserError(f"{recipe.where(key)}: {key}: {problem}")

@@ -548,11 +548,12 @@ def test_predict_and_evaluate_from_the_command_line(qa_run, tmp_path, capsys):
     assert "instead of the model's" not in capsys.readouterr().out  # the training recipe: the model's settings
     assert main(["evaluate", str(model_dir), str(recipe), "tasks.qa.max_answer_length=1", "--split", "test"]) == 0
     assert "qa: max_answer_length 1 from the recipe, instead of the model's" in capsys.readouterr().out
-    # a plain evaluation recipe (no max_length, doc_stride or max_answer_length): the model's settings, not the
-    # recipe's defaults (doc_stride was a third of the default max_length 128, 42, where the model's is 16)
+    # a plain evaluation recipe (no max_length, doc_stride, max_answer_length or allow_unanswerable): the model's
+    # settings, not the recipe's defaults (doc_stride was a third of the default max_length 128, 42, where the model's
+    # is 16; the test file's unanswerable questions were refused: allow_unanswerable is false by default)
     plain = tmp_path / "eval.yaml"
     plain.write_text(yaml.safe_dump({"model": {"encoder": minilm_path()}, "tasks": {"qa": {
-        "type": "extractive_qa", "allow_unanswerable": True, "data": {"test": str(folder / "test.jsonl")}}}}))
+        "type": "extractive_qa", "data": {"test": str(folder / "test.jsonl")}}}}))
     assert main(["evaluate", str(model_dir), str(plain), "--split", "test", "--output", str(tmp_path / "p.json")]) == 0
     assert "instead of the model's" not in capsys.readouterr().out
     assert json.loads((tmp_path / "p.json").read_text())["tasks"]["qa"]["test"] == pytest.approx(evaluated, abs=1e-9)

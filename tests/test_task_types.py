@@ -141,6 +141,65 @@ def test_evaluate_uses_the_tuned_thresholds_unless_the_recipe_changes_the_thresh
     assert untuned == pytest.approx(evaluate("tasks.tags.threshold=0.5000001")[0])
 
 
+def test_an_evaluation_recipe_without_threshold_keeps_the_models(tmp_path, tiny_encoder):
+    """A model trained at threshold 0.3: a recipe giving only the data scored at the default 0.5, without the tuned
+    thresholds, and said the recipe asked for it (micro-F1 0.36 -> 0.00 in the walk's run); predict kept 0.3."""
+    from mtnlp.tasks import task_type
+
+    kind = task_type("multilabel")
+    head = {"type": "multilabel", "labels": ["a", "b"], "text_pair": False, "threshold": 0.3, "thresholds": [0.4, 0.2]}
+
+    def used(**section):
+        tasks = {"tags": {"type": "multilabel", "data": {"validation": "v.jsonl", "label_column": "labels"}, **section}}
+        return kind.evaluated_as(load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks), training=False),
+                                 "tags", head, 64)
+
+    assert used() is head
+    assert used(tune_thresholds=False) == {**head, "threshold": 0.3, "thresholds": None}  # untuned: the model's 0.3
+    assert used(threshold=0.6) == {**head, "threshold": 0.6, "thresholds": None}
+    assert used(threshold=0.3) is head
+
+
+@pytest.mark.parametrize("kind_name", ["classification", "regression", "multilabel"])
+def test_an_evaluation_recipe_must_give_a_head_the_form_of_input_it_was_trained_on(tmp_path, tiny_encoder, kind_name):
+    """A pair head scored on first texts alone (a recipe without text_pair_column) or a single-text head on pairs
+    gave other scores without a word (0.45 for 0.55 in the walk's run), where predict refuses either input."""
+    from mtnlp.tasks import task_type
+
+    kind = task_type(kind_name)
+    extra = {"label_column": "labels"} if kind_name == "multilabel" else {}
+    head = {"type": kind_name, "labels": [] if kind_name == "regression" else ["a", "b"], "text_pair": True}
+
+    def evaluated(head, **data):
+        tasks = {"t": {"type": kind_name, "data": {"validation": "v.jsonl", **extra, **data}}}
+        path = write_recipe(tmp_path, tiny_encoder, tasks=tasks)
+        return kind.evaluated_as(load_recipe(path, training=False), "t", head, 64), path
+
+    assert evaluated(head, text_pair_column="b")[0] is head
+    with pytest.raises(UserError, match=r"^\S+recipe.yaml:\d+: tasks.t.data: the model's t head reads text pairs: give "
+                                        r"text_pair_column \(the second text's column\)$"):
+        evaluated(head)
+    with pytest.raises(UserError, match=r"^\S+recipe.yaml:\d+: tasks.t.data.text_pair_column: the model's t head reads "
+                                        r"single texts: drop text_pair_column$"):
+        evaluated({**head, "text_pair": False}, text_pair_column="b")
+
+
+def test_evaluate_scores_by_the_metrics_the_model_was_trained_with_unless_the_recipe_names_others(tmp_path,
+                                                                                                   tiny_encoder):
+    """A tagging model trained with token_accuracy, evaluated with a recipe that names no metrics: seqeval (the
+    type's default for entity tags) gave f1 0.00 beside metrics.json's token_accuracy 0.72."""
+    from mtnlp.recipe import default_metrics
+
+    labels = ["B-PER", "I-PER", "O"]
+    tasks = {"ner": {"type": "tagging", "data": {"validation": "v.conll"}}}
+    recipe = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks), training=False)
+    assert default_metrics(recipe, "ner", labels) == ["seqeval"]
+    assert default_metrics(recipe, "ner", labels, ["token_accuracy"]) == ["token_accuracy"]
+    named = load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks), ["tasks.ner.metrics=[seqeval]"],
+                        training=False)
+    assert default_metrics(named, "ner", labels, ["token_accuracy"]) == ["seqeval"]
+
+
 def test_metrics_json_reports_validation_with_the_tuned_thresholds_after_evaluations_during_training(tmp_path, capsys):
     """The best evaluation during training was at threshold 0.5: metrics.json must not keep those figures beside a
     model that predicts with the thresholds tuned after it (the run above learns too well to tell them apart)."""

@@ -282,6 +282,19 @@ class TextTask(TaskType):
         """Whether the head reads text pairs: the pipeline gives it only the form it was trained on."""
         return {"text_pair": spec.data.text_pair_column is not None}
 
+    def evaluated_as(self, recipe, name, head, max_length):
+        """The head as it is; an evaluation recipe that gives it the other form of input than it was trained on
+        (a pair head's data without text_pair_column) is an error, as predict's input would be."""
+        from ..errors import UserError
+
+        pair = recipe.tasks[name].data.text_pair_column is not None
+        if head.get("text_pair", pair) != pair:
+            key = f"tasks.{name}.data" + (".text_pair_column" if pair else "")
+            raise UserError(f"{recipe.where(key)}: {key}: the model's {name} head reads " + (
+                "single texts: drop text_pair_column" if pair else
+                "text pairs: give text_pair_column (the second text's column)"))
+        return head
+
     def example(self, row: Row, spec: DataSpec) -> dict:
         example = {"text": row.text(spec.text_column), "_line": row.line}
         if spec.text_pair_column is not None:

@@ -146,7 +146,7 @@ class ExtractiveQA(TaskType):
         it leaves out is the model's: a default of the recipe's own, e.g. a third of a max_length it does not set,
         is not). A doc_stride of the recipe's above what windows of `max_length` share is used as they share it,
         with a warning (an earlier mtnlp took more). The recipe's section gets the doc_stride used, which
-        load_task tokenises the windows with."""
+        load_task tokenises the windows with, and allow_unanswerable, which reading checks the answers by."""
         spec = recipe.tasks[name]
         given = {key: value for key, value in self.model_spec(spec).items() if key in spec.model_fields_set}
         if given.get("doc_stride", 0) > (limit := stride_limit(max_length)):
@@ -158,8 +158,10 @@ class ExtractiveQA(TaskType):
                           stacklevel=2)
             given["doc_stride"] = limit
         changed = {key: value for key, value in given.items() if head.get(key) != value}
-        spec.doc_stride = changed.get("doc_stride", head.get("doc_stride"))  # (None: span_settings' default)
-        return {**head, **changed} if changed else head
+        used = {**head, **changed} if changed else head
+        spec.doc_stride = used.get("doc_stride")  # (None, a config written by hand: span_settings' default)
+        spec.allow_unanswerable = used.get("allow_unanswerable", spec.allow_unanswerable)  # (reading checks it)
+        return used
 
     # ---------------------------------------------------------------- tokenising
 

@@ -124,12 +124,15 @@ class Multilabel(TextTask):
 
     def evaluated_as(self, recipe, name, head, max_length):
         """The saved (tuned) thresholds, unless the evaluation recipe changes `threshold` (from the one the model
-        was trained with) or says `tune_thresholds: false`: then its `threshold`, for every label."""
+        was trained with) or says `tune_thresholds: false`: then its `threshold` (else the model's), for every
+        label."""
+        head = super().evaluated_as(recipe, name, head, max_length)
         spec = recipe.tasks[name]
         untuned = "tune_thresholds" in spec.model_fields_set and not spec.tune_thresholds and head.get("thresholds")
-        if spec.threshold == head.get("threshold", 0.5) and not untuned:
+        threshold = spec.threshold if "threshold" in spec.model_fields_set else head.get("threshold", 0.5)
+        if threshold == head.get("threshold", 0.5) and not untuned:
             return head
-        return {**head, "threshold": spec.threshold, "thresholds": None}
+        return {**head, "threshold": threshold, "thresholds": None}
 
     def fits_validation(self, spec):
         return spec.tune_thresholds
