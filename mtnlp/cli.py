@@ -843,6 +843,9 @@ def cmd_export(args) -> int:
                   "from mtnlp predict's, which reads the words as training did)")
         if note := iobes_grouping_note(model.config.tasks[args.task[0]]["labels"]):
             print(f"  ({note})")
+    elif model.config.tasks[args.task[0]]["type"] == "multilabel":  # the pipeline's default: the top label alone
+        print(f'use it with pipeline("text-classification", model={json.dumps(str(out), ensure_ascii=False)}, '
+              'top_k=None) and keep the labels whose score is above their threshold (config.json: thresholds)')
     return 0
 
 

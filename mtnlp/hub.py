@@ -79,6 +79,12 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
                   'on the other word pieces and returns fragments such as "##cast".', ""]
         lines += [f"The {name} head: {note}.\n" for name in tagging
                   if (note := iobes_grouping_note(config.tasks[name]["labels"]))]
+    multilabel = [name for name, spec in config.tasks.items() if spec["type"] == "multilabel"]
+    if multilabel and not onnx:
+        lines += [f"A multi-label head exported as a plain transformers model (`mtnlp export {CARD_PLACEHOLDER} "
+                  f"--task {multilabel[0]} {multilabel[0]}-model`) gives its top label alone unless called with "
+                  f'`top_k=None`: `pipeline("text-classification", model="{multilabel[0]}-model", top_k=None)` gives '
+                  "every label's sigmoid score; keep those above their threshold (its config.json's `thresholds`).", ""]
     if (metrics or {}).get("best_step") is not None:
         steps = metrics.get("steps") or {}
         trained = f" of {steps['trained']} trained" if steps else ""

@@ -334,13 +334,17 @@ def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str):
         raise UserError(f"{files['text']}: format lines holds text data (a text and a label per line), "
                         f"but the task type is {task_type}")
     keys = [k for k in LINES_FILES if k in files]
-    streams = [_without_trailing_blank_lines(file_lines(files[key], spec.encoding)) for key in keys]
+    none_said = task_type == "multilabel"  # a blank labels line: an example without a label (as an empty cell)
+    streams = [file_lines(files[key], spec.encoding) if key == "labels" and none_said else
+               _without_trailing_blank_lines(file_lines(files[key], spec.encoding)) for key in keys]
     pair = "text_pair" in files
     spec = spec.model_copy(update={"text_column": "text", "text_pair_column": "text_pair" if pair else None,
                                    "label_column": "label"})
     labels_path, number = files["labels"], 0
     for number, values in enumerate(itertools.zip_longest(*streams), 1):
         row = dict(zip(keys, values))
+        if none_said and row["text"] is None and not row["labels"].strip():  # blank lines after the last example
+            continue
         if None in values:  # one file ended before the others
             counts = {key: number - 1 + (value is not None) + sum(1 for _ in stream)
                       for key, value, stream in zip(keys, values, streams)}
@@ -348,7 +352,7 @@ def read_lines(files: dict[str, Path], spec: DataSpec, task_type: str):
         for key in ("text", "text_pair") if pair else ("text",):
             if not row[key].strip():
                 raise UserError(f"{files[key]}:{number}: empty line, expected the text of example {number}")
-        if not row["labels"].strip():
+        if not row["labels"].strip() and not none_said:
             raise UserError(f"{labels_path}:{number}: empty line, expected the label of example {number}")
         row["label"] = row.pop("labels")
         yield from to_examples(labels_path, row, number, spec, task_type)

@@ -28,6 +28,7 @@ from conftest import read_examples
 from mtnlp.tasks import task_type
 from mtnlp.errors import UserError
 from mtnlp.spec import DataSpec
+from mtnlp.tasks.regression import FLOAT32_MAX
 
 FORMATS = {"csv": ".csv", "tsv": ".tsv", "json": ".json", "jsonl": ".jsonl", "conll": ".conll",
            "conllu": ".conllu", "label_text": ".label"}
@@ -163,7 +164,7 @@ TAG = st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "NOUN", "VERB", "0", "1"]
 SENTENCE = st.lists(st.tuples(WORD, TAG), min_size=1, max_size=6)
 ANY_TEXT = st.text(st.characters(codec="utf-8"), min_size=1, max_size=30).filter(lambda t: t.strip() != "")
 LABEL = st.one_of(WORD, st.sampled_from(["0", "1", "pos", "neg", "DESC:manner"]))
-SCORE = st.floats(allow_nan=False, allow_infinity=False, width=64)
+SCORE = st.floats(-FLOAT32_MAX, FLOAT32_MAX, allow_nan=False)  # (the float32 targets hold no larger)
 
 
 def _tsv_safe(text: str) -> bool:

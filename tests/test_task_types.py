@@ -67,6 +67,14 @@ def test_multilabel_bad_labels_name_file_and_line(tmp_path, value, fragment):
     assert str(info.value).startswith(f"{path}:2:") and fragment in str(info.value)
 
 
+@pytest.mark.parametrize("key,value", [("label_names", {"low": "0"}), ("label_sep", ":")])
+def test_label_keys_are_refused_on_a_regression_task_which_would_ignore_them(tmp_path, tiny_encoder, key, value):
+    tasks = {"score": {"type": "regression", "data": {"train": "x.csv", key: value}}}
+    with pytest.raises(UserError, match=rf"^\S+:\d+: tasks.score.data.{key}: does not apply to regression, whose "
+                                        r"label is a number$"):
+        load_recipe(write_recipe(tmp_path, tiny_encoder, tasks=tasks))
+
+
 def test_multilabel_recipe_keys_belong_to_the_type(tmp_path, tiny_encoder):
     tasks = {"tags": {"type": "multilabel", "threshold": 0.3, "data": {"train": "x.jsonl"}},
              "s": {"type": "classification", "threshold": 0.3, "data": {"train": "y.jsonl"}}}
@@ -244,9 +252,19 @@ def test_multilabel_pipeline_lists_labels_above_their_thresholds(multilabel_run)
 def test_multilabel_export_predict_and_transformers_pipeline(multilabel_run, tmp_path, capsys):
     from transformers import pipeline
 
+    from mtnlp.hub import model_card
+
     folder, _ = multilabel_run
     model_dir = folder / "run" / "model"
+    capsys.readouterr()
     assert main(["export", str(model_dir), "--task", "tags", str(tmp_path / "export")]) == 0
+    # without top_k=None transformers' pipeline gives the top label alone
+    assert capsys.readouterr().out.endswith(f'use it with pipeline("text-classification", model="{tmp_path / "export"}", '
+                                            "top_k=None) and keep the labels whose score is above their threshold "
+                                            "(config.json: thresholds)\n")
+    card = model_card(MultiTaskModel.from_pretrained(model_dir).config)
+    assert 'pipeline("text-classification", model="tags-model", top_k=None)` gives every label\'s sigmoid score' in card
+    assert len(pipeline("text-classification", model=str(tmp_path / "export"))("guitar and football")) == 1
     exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "export").eval()
     assert exported.config.problem_type == "multi_label_classification"
     model = MultiTaskModel.from_pretrained(model_dir).eval()

@@ -18,6 +18,8 @@ class Multilabel(TextTask):
     name = "multilabel"
     min_labels = 1
     metrics = ("micro_f1", "macro_f1", "exact_match")
+    metric_notes = {"macro_f1": "the mean of every label's F1; a label neither gold nor predicted in the split counts "
+                                "as 0"}
 
     class Spec(TaskSpec):
         type: Literal["multilabel"]

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Literal
 
-from ..spec import TaskSpec
+from pydantic import field_validator
 
-import math
+from ..spec import TaskSpec, TextData
 from .base import TextTask, column
+
+FLOAT32_MAX = 3.4028234663852886e38  # the targets are float32: a larger label is inf there
+
+
+class ScoreData(TextData):
+    """A regression task's data section: its label is a number, which label_names and label_sep do not read."""
+
+    @field_validator("label_names", "label_sep")
+    @classmethod
+    def _not_scores(cls, value, info):
+        if value != cls.model_fields[info.field_name].default:  # a resolved recipe lists the defaults
+            raise ValueError("does not apply to regression, whose label is a number")
+        return value
 
 
 class Regression(TextTask):
@@ -17,6 +32,7 @@ class Regression(TextTask):
 
     class Spec(TaskSpec):
         type: Literal["regression"]
+        data: ScoreData
 
     metrics = ("pearsonr", "spearmanr", "mse")
     metric_notes = dict.fromkeys(("pearsonr", "spearmanr"), "0 where it is undefined (constant predictions or "
@@ -30,9 +46,13 @@ class Regression(TextTask):
         except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond the float range
             if isinstance(label, int):
                 row.fail(f"label {row.show(label)} is not a finite number")
-            row.fail(f"label {row.show(label)} is not a number (regression task)")
+            comma = isinstance(label, str) and re.fullmatch(r"\s*[-+]?\d+,\d+\s*", label)
+            row.fail(f"label {row.show(label)} is not a number (regression task)"
+                     + (f"; a decimal comma? write {label.strip().replace(',', '.')}" if comma else ""))
         if not math.isfinite(value):
             row.fail(f"label {row.show(label)} is not a finite number")
+        if abs(value) > FLOAT32_MAX:
+            row.fail(f"label {row.show(label)} is beyond the float32 range the model trains in (about 3.4e38)")
         return value
 
 
