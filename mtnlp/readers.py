@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
 import itertools
 import json
@@ -20,6 +21,7 @@ import warnings
 from pathlib import Path
 from stat import S_ISREG
 
+from .cache import digest
 from .errors import UserError, at, first_line, lfs_pointer
 from .spec import LINES_FILES, DataSpec
 from .tasks import TASK_TYPES
@@ -772,34 +774,59 @@ def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub", split_wh
     import datasets
 
     split_where = split_where or where
-    if (Path(spec.hub) / "state.json").is_file():  # one Dataset saved with save_to_disk: load_dataset refuses it
+    folder = Path(spec.hub)
+    if (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file():  # save_to_disk's
         return saved_dataset_split(spec, split, split_where)
+    local = {"cache_dir": local_set_cache(folder)} if folder.is_dir() and not spec.streaming else {}
     try:
-        return datasets.load_dataset(spec.hub, spec.config, split=split, streaming=spec.streaming)
+        return datasets.load_dataset(spec.hub, spec.config, split=split, streaming=spec.streaming, **local)
     except Exception as e:  # datasets raises many types for "not reachable / not found"
         config = f" (config '{spec.config}')" if spec.config else ""
+        if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # its lock, even when cached
+            raise UserError(f"{where}: datasets cannot write its cache ({os.strerror(e.errno)}: {e.filename}), which "
+                            "it needs to read a data set, also one it has cached: set HF_DATASETS_CACHE (or HF_HOME) to "
+                            "a folder you can write") from None
         # the second line often says what would be right, e.g. the configs there are
         message = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or type(e).__name__
+        if (cause := e.__cause__ or e.__context__) is not None and type(e).__name__ == "DatasetGenerationError":
+            message += f": {type(cause).__name__}: {first_line(cause)}"  # (what was wrong in which file and row)
         # a ValueError about the split (`Unknown split "dev"`, a bad slice): the data set was found
         at = split_where if isinstance(e, ValueError) and re.search(r"split|slice", message, re.I) else where
         raise UserError(f"{at}: cannot load split '{split}' of '{spec.hub}'{config}: {message}") from None
 
 
+def local_set_cache(folder: Path) -> str:
+    """datasets' cache folder for a local data set folder, one per state of its files: datasets keys a folder whose
+    card lists configs by the folder's name alone (an edited file, a new shard, or another folder of that name
+    gave the examples cached before)."""
+    import datasets
+
+    files = sorted((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns)
+                   for path in folder.rglob("*") if path.is_file() and not any(
+                       part.startswith(".") for part in path.relative_to(folder).parts) for stat in [path.stat()])
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "mtnlp-local" / digest([str(folder.resolve()), files]))
+
+
 def saved_dataset_split(spec: DataSpec, split: str, where: str):
-    """A folder of one Dataset (Dataset.save_to_disk) as a data set with one split, "train", which may be
-    sliced as datasets slices splits ("train[:90%]")."""
+    """A split of a folder written by save_to_disk: a DatasetDict's split by its own name, or of one Dataset the
+    one split, "train"; either may be sliced as datasets slices splits ("train[:90%]")."""
     import datasets
 
     if spec.streaming:
-        raise UserError(f"{where}: {spec.hub} is a Dataset saved with save_to_disk, read memory-mapped: leave "
-                        "streaming out")
-    dataset = datasets.load_from_disk(spec.hub)
+        raise UserError(f"{where}: {spec.hub} was saved with save_to_disk, read memory-mapped: leave streaming out")
+    if spec.config:
+        raise UserError(f"{where}: {spec.hub} was saved with save_to_disk, which keeps no configurations: leave "
+                        f"data.config ({spec.config!r}) out")
+    saved = datasets.load_from_disk(spec.hub)
+    splits = saved if isinstance(saved, datasets.DatasetDict) else {"train": saved}
+    kind = "a DatasetDict" if isinstance(saved, datasets.DatasetDict) else "one Dataset"
     try:
-        (part,) = datasets.ReadInstruction.from_spec(split).to_absolute({"train": len(dataset)})
+        (part,) = datasets.ReadInstruction.from_spec(split).to_absolute({name: len(d) for name, d in splits.items()})
     except (ValueError, AssertionError, KeyError) as e:
-        raise UserError(f"{where}: {spec.hub} is one Dataset saved with save_to_disk: its one split is 'train' "
-                        f"(or a slice of it, e.g. 'train[:90%]'), not '{split}' ({first_line(e)})") from None
-    return dataset.select(range(part.from_, part.to))
+        raise UserError(f"{where}: {spec.hub} is {kind} saved with save_to_disk, whose splits are "
+                        f"{', '.join(map(repr, splits))} (or slices of them, e.g. '{next(iter(splits))}[:90%]'), not "
+                        f"'{split}' ({first_line(e)})") from None
+    return splits[part.splitname].select(range(part.from_, part.to))
 
 
 def read_hub_split(spec: DataSpec, split: str, task_type: str, where: str = "data.hub", split_where: str | None = None):

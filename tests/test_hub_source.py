@@ -63,9 +63,102 @@ def test_a_dataset_saved_with_save_to_disk_is_a_train_split_that_slices(tmp_path
     assert task.splits["train"]["text"] == rows["sentence"][:8] and task.splits["validation"]["text"] == rows["sentence"][8:]
     recipe = load_recipe(recipe_file, ["tasks.t.data.validation=test"])
     with pytest.raises(UserError, match=r"\(command-line override\): tasks.t.data.validation: .*saved is one Dataset "
-                                        r"saved with save_to_disk: its one "
-                                        r"split is 'train' \(or a slice of it, e.g. 'train\[:90%\]'\), not 'test'"):
+                                        r"saved with save_to_disk, whose splits are 'train' \(or slices of them, e.g. "
+                                        r"'train\[:90%\]'\), not 'test'"):
         load_task(recipe, "t", recipe.tasks["t"], tokenizer, 32)
+    recipe = load_recipe(recipe_file, ["tasks.t.data.config=sst2"])  # it was read nowhere
+    with pytest.raises(UserError, match=r"saved with save_to_disk, which keeps no configurations: leave data.config "
+                                        r"\('sst2'\) out$"):
+        load_task(recipe, "t", recipe.tasks["t"], tokenizer, 32)
+
+
+def test_a_dataset_dict_saved_with_save_to_disk_keeps_its_own_split_names(tmp_path, tiny_encoder):
+    """load_dataset guessed its splits from the folder names: train_extra went into train, validation_matched and
+    validation_mismatched into one validation, and their own names were unknown splits."""
+    from transformers import AutoTokenizer
+
+    def part(label, n):
+        return datasets.Dataset.from_dict({"text": [f"{label} {i}" for i in range(n)], "label": [label] * n})
+
+    datasets.DatasetDict({"train": datasets.concatenate_datasets([part("a", 4), part("b", 4)]),
+                          "train_extra": part("c", 6), "validation_matched": part("a", 2),
+                          "validation_mismatched": part("b", 3)}).save_to_disk(str(tmp_path / "dd"))
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+        "hub": str(tmp_path / "dd"), "train": "train", "validation": "validation_mismatched[1:]"}}}}))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    recipe = load_recipe(recipe_file)
+    task = load_task(recipe, "t", recipe.tasks["t"], tokenizer, 32)
+    assert task.splits["train"]["text"] == [f"a {i}" for i in range(4)] + [f"b {i}" for i in range(4)]
+    assert task.splits["validation"]["text"] == ["b 1", "b 2"]
+    recipe = load_recipe(recipe_file, ["tasks.t.data.validation=validation"])
+    with pytest.raises(UserError, match=r"tasks.t.data.validation: .*dd is a DatasetDict saved with save_to_disk, whose "
+                                        r"splits are 'train', 'train_extra', 'validation_matched', "
+                                        r"'validation_mismatched' \(or slices"):
+        load_task(recipe, "t", recipe.tasks["t"], tokenizer, 32)
+
+
+CARD = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*.jsonl
+---
+"""
+
+
+def test_a_local_data_set_with_a_card_is_read_again_when_its_files_change(tmp_path, monkeypatch):
+    """datasets keys a folder whose card lists configs by its name alone: an edited file, a new shard and another
+    folder of the same name gave the examples cached first."""
+    import json
+    import os
+
+    from mtnlp.data import read_task
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+
+    def folder(root, shards):
+        (root / "reviews" / "data").mkdir(parents=True, exist_ok=True)
+        (root / "reviews" / "README.md").write_text(CARD)
+        for k, labels in enumerate(shards):
+            shard = root / "reviews" / "data" / f"train-{k}.jsonl"
+            shard.write_text("".join(json.dumps({"text": f"{label} {i}", "label": label}) + "\n"
+                                     for i, label in enumerate(labels)))
+        return root / "reviews"
+
+    def labels_read(path):
+        recipe_file = tmp_path / "r.yaml"
+        recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+            "hub": str(path), "train": "train"}}}}))
+        recipe = load_recipe(recipe_file)
+        rows = read_task(recipe, "t", recipe.tasks["t"]).examples["train"].to_pylist()
+        return sorted(row["label"] for row in rows)
+
+    team_a = folder(tmp_path / "a", [["x", "y", "x"]])
+    assert labels_read(team_a) == ["x", "x", "y"]
+    assert labels_read(folder(tmp_path / "b", [["good", "bad"]])) == ["bad", "good"]  # another folder "reviews"
+    shard = team_a / "data" / "train-0.jsonl"
+    shard.write_text(shard.read_text().replace('"y"', '"z"'))
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
+    assert labels_read(team_a) == ["x", "x", "z"]  # the edited file
+    folder(tmp_path / "a", [["x", "z", "x"], ["w"]])
+    assert labels_read(team_a) == ["w", "x", "x", "z"]  # a new shard
+
+
+def test_a_bad_row_in_a_local_data_sets_file_is_named_with_its_cause(tmp_path):
+    """datasets' DatasetGenerationError says "An error occurred while generating the dataset", the cause beneath."""
+    from mtnlp.data import read_task
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "train.jsonl").write_text('{"text": "a", "label": "x"}\n{"text": "b" "label": "y"}\n')
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+        "hub": str(tmp_path / "bad"), "train": "train"}}}}))
+    recipe = load_recipe(recipe_file)
+    with pytest.raises(UserError, match=r"tasks.t.data.hub: cannot load split 'train' of '.*bad': An error occurred "
+                                        r"while generating the dataset: \w+: .*JSON"):
+        read_task(recipe, "t", recipe.tasks["t"])
 
 
 def test_an_unknown_split_names_the_split_key_and_its_line(tmp_path, tiny_encoder):
@@ -137,3 +230,24 @@ def test_a_read_that_breaks_off_or_finds_nothing_is_one_error_line():
         list(hub_examples(Rows([row, row], TAG_FEATURES, fail_after=1), "x[train]", DataSpec(), "tagging"))
     with pytest.raises(UserError, match=r"^x\[train\]: no examples found$"):  # e.g. an empty streamed split
         list(hub_examples(Rows([], TAG_FEATURES), "x[train]", DataSpec(), "tagging"))
+
+
+def test_a_datasets_cache_that_cannot_be_written_is_named_as_the_cache_not_the_data_set(tmp_path, monkeypatch):
+    """datasets writes a lock file in its cache even for a data set it has cached: the error blamed data.hub."""
+    from mtnlp.data import read_task
+
+    write_parquet_dataset(tmp_path / "ds")
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/ro-cache/_ds_default_0.0.0.lock")
+
+    monkeypatch.setattr(datasets, "load_dataset", refused)
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+        "hub": str(tmp_path / "ds"), "train": "train", "text_column": "sentence"}}}}))
+    recipe = load_recipe(recipe_file)
+    with pytest.raises(UserError, match=r"^\S+r.yaml:\d+: tasks.t.data.hub: datasets cannot write its cache \(Permission "
+                                        r"denied: /ro-cache/_ds_default_0.0.0.lock\), which it needs to read a data set, "
+                                        r"also one it has cached: set HF_DATASETS_CACHE \(or HF_HOME\) to a folder you "
+                                        r"can write$"):
+        read_task(recipe, "t", recipe.tasks["t"])
