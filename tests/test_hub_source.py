@@ -251,3 +251,20 @@ def test_a_datasets_cache_that_cannot_be_written_is_named_as_the_cache_not_the_d
                                         r"also one it has cached: set HF_DATASETS_CACHE \(or HF_HOME\) to a folder you "
                                         r"can write$"):
         read_task(recipe, "t", recipe.tasks["t"])
+
+
+def test_label_names_keyed_by_class_label_ids_are_told_that_the_ids_come_as_names(tmp_path):
+    """The demo's file-based label_names {0: negative, 1: positive} moved to a hub set with a ClassLabel column:
+    its ids are read as their names, and the refusal did not say why."""
+    from mtnlp.data import read_task
+
+    write_parquet_dataset(tmp_path / "ds")
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+        "hub": str(tmp_path / "ds"), "train": "train", "text_column": "sentence",
+        "label_names": {0: "neg", 1: "pos"}}}}}))
+    recipe = load_recipe(recipe_file)
+    with pytest.raises(UserError, match=r"row 0: label 'positive' is not in data.label_names \(0, 1\): its keys are "
+                                        r"numbers and the labels are not \(a hub data set's ClassLabel ids are read as "
+                                        r"their names\): key it by the labels as the data gives them$"):
+        read_task(recipe, "t", recipe.tasks["t"])

@@ -609,7 +609,10 @@ def label_name(row: Row, label, spec: DataSpec, what: str = "label") -> str:
 def rename(row: Row, value: str, raw, spec: DataSpec, what: str = "label") -> str:
     if spec.label_names:
         if value not in spec.label_names:
-            row.fail(f"{what} {row.show(value)} is not in data.label_names ({', '.join(spec.label_names)})")
+            numbered = all(key.lstrip("-").isdecimal() for key in spec.label_names) and not value.lstrip("-").isdecimal()
+            row.fail(f"{what} {row.show(value)} is not in data.label_names ({', '.join(spec.label_names)})" + (
+                ": its keys are numbers and the labels are not (a hub data set's ClassLabel ids are read as their "
+                "names): key it by the labels as the data gives them" if numbered else ""))
         value = spec.label_names[value].strip()
         if not value:
             row.fail(f"data.label_names maps {what} {row.show(raw)} to an empty name")
