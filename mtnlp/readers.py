@@ -798,12 +798,15 @@ def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub", split_wh
 def local_set_cache(folder: Path) -> str:
     """datasets' cache folder for a local data set folder, one per state of its files: datasets keys a folder whose
     card lists configs by the folder's name alone (an edited file, a new shard, or another folder of that name
-    gave the examples cached before)."""
+    gave the examples cached before). A file that is a Git LFS pointer is an error naming it."""
     import datasets
 
     files = sorted((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns)
                    for path in folder.rglob("*") if path.is_file() and not any(
                        part.startswith(".") for part in path.relative_to(folder).parts) for stat in [path.stat()])
+    for name, size, _ in files:  # a clone without git-lfs: datasets says "Parquet magic bytes not found"
+        if size < 512 and (pointer := lfs_pointer((folder / name).read_bytes(), "data")):
+            raise UserError(f"{folder / name}: {pointer}")
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "mtnlp-local" / digest([str(folder.resolve()), files]))
 
 

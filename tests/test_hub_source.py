@@ -268,3 +268,18 @@ def test_label_names_keyed_by_class_label_ids_are_told_that_the_ids_come_as_name
                                         r"numbers and the labels are not \(a hub data set's ClassLabel ids are read as "
                                         r"their names\): key it by the labels as the data gives them$"):
         read_task(recipe, "t", recipe.tasks["t"])
+
+
+def test_a_local_data_set_cloned_without_its_lfs_files_names_the_pointer(tmp_path):
+    """`git clone` of a hub data set without git-lfs: datasets said "Parquet magic bytes not found", naming no file."""
+    from mtnlp.data import read_task
+
+    write_parquet_dataset(tmp_path / "ds")
+    pointer = tmp_path / "ds" / "train.parquet"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "ab" * 32 + "\nsize 1234\n")
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+        "hub": str(tmp_path / "ds"), "train": "train", "text_column": "sentence"}}}}))
+    recipe = load_recipe(recipe_file)
+    with pytest.raises(UserError, match=rf"^{pointer}: a Git LFS pointer, not the data: .*`git lfs pull`"):
+        read_task(recipe, "t", recipe.tasks["t"])
