@@ -775,6 +775,9 @@ def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub", split_wh
 
     split_where = split_where or where
     folder = Path(spec.hub)
+    if folder.is_file():
+        raise UserError(f"{where}: {spec.hub} is a file: data.hub names a data set folder or hub id, and a data file "
+                        "is a split's own (data.train: FILE, without hub)")
     if (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file():  # save_to_disk's
         return saved_dataset_split(spec, split, split_where)
     local = {"cache_dir": local_set_cache(folder)} if folder.is_dir() and not spec.streaming else {}

@@ -283,3 +283,16 @@ def test_a_local_data_set_cloned_without_its_lfs_files_names_the_pointer(tmp_pat
     recipe = load_recipe(recipe_file)
     with pytest.raises(UserError, match=rf"^{pointer}: a Git LFS pointer, not the data: .*`git lfs pull`"):
         read_task(recipe, "t", recipe.tasks["t"])
+
+
+def test_a_data_file_given_as_data_hub_is_told_where_it_goes(tmp_path):
+    from mtnlp.data import read_task
+
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+        "hub": str(tmp_path / "train.jsonl"), "train": "train"}}}}))
+    recipe = load_recipe(recipe_file)
+    with pytest.raises(UserError, match=r"tasks.t.data.hub: \S+train.jsonl is a file: data.hub names a data set folder "
+                                        r"or hub id, and a data file is a split's own \(data.train: FILE, without hub\)$"):
+        read_task(recipe, "t", recipe.tasks["t"])
