@@ -523,7 +523,10 @@ def cmd_evaluate(args) -> int:
                   + ("; " if changed and dropped else "")
                   + (f"the model's {dropped} not used (tasks.{name} in the recipe)" if dropped else ""))
     if not tasks:
-        raise UserError(f"{recipe.where('tasks')}: no task has a {args.split} split (tasks.NAME.data.{args.split})")
+        other = [split for split in ("validation", "test") if split != args.split and any(
+            present_splits(recipe.tasks[name], (split,)) for name in wanted or recipe.tasks)]
+        raise UserError(f"{recipe.where('tasks')}: no task has a {args.split} split (tasks.NAME.data.{args.split})"
+                        + (f": give --split {other[0]} for the {other[0]} split" if other else ""))
     if without:
         print(f"not evaluated (no {args.split} split): {', '.join(without)}")
     requested = args.precision or recipe.training.mixed_precision

@@ -285,8 +285,8 @@ def checked_tasks(tasks, new: bool = True) -> dict[str, dict]:
             except KeyError:  # (a saved config's: kept, as an older mtnlp may have written it)
                 if new:
                     own = sorted(kind.model_keys() - COMMON_TASK_KEYS)
-                    raise TasksError(f"{where}[{key!r}]: not a key of a {kind.name} task (its own: "
-                                     f"{', '.join(own) or 'none'})") from None
+                    raise TasksError(f"{where}[{key!r}]: not a key of a {kind.name} task (every task's: "
+                                     f"{', '.join(sorted(COMMON_TASK_KEYS))}; its own: {', '.join(own) or 'none'})") from None
             except ValueError as e:
                 raise TasksError(f"{where}[{key!r}]: {e}") from None
         checked[name] = {**spec, "labels": labels}

@@ -207,8 +207,9 @@ def iter_examples(path: Path, spec: DataSpec, task_type: str):
         if not TASK_TYPES[task_type].token_level:
             hint = ""
             if path.suffix.lower() == ".txt" and not spec.format:
-                hint = (" (for 'LABEL text' lines, set data.format: label_text; for a text file with a labels file "
-                        "line by line, give the split as {text: FILE, labels: FILE})")
+                hint = (" (a .txt file is read as CoNLL: for 'LABEL text' lines, set data.format: label_text; for a "
+                        "table, data.format: csv, tsv or jsonl; for a text file with a labels file line by line, give "
+                        "the split as {text: FILE, labels: FILE})")
             raise UserError(f"{path}: {fmt} files hold tagging data, but the task type is {task_type}{hint}")
         lines = file_lines(path, spec.encoding)
         rows = read_conll(path, lines, spec) if fmt == "conll" else read_conllu(path, lines, spec)

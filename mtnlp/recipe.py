@@ -188,7 +188,8 @@ class _LineLoader(yaml.SafeLoader):
     def construct_yaml_int(self, node):
         if re.fullmatch(r"[-+]?0[0-9_]+", node.value):
             raise UserError(f"{self.where(node)}: {'.'.join(self.keys)}: {node.value} is an octal number to YAML: "
-                            f"quote it ('{node.value}'), or write a number without leading zeros")
+                            f"for the number write {int(node.value.replace('_', '')):d}, without leading zeros; for a "
+                            f"text quote it ('{node.value}')")
         self._refuse_base_60(node)
         return super().construct_yaml_int(node)
 

@@ -290,7 +290,7 @@ def evaluate_a_task_of_another_type_than_the_models_head(c: Ctx):
 def evaluate_a_split_no_task_has(c: Ctx):
     recipe = c.recipe(tasks={"sentiment": c.one_task(DATA / "sst2_sample.jsonl", text_column="sentence")["t"]})
     return ["evaluate", str(c.model), str(recipe), "--split", "test"], f"{recipe}:{line_of(recipe, r'^tasks:')}:", \
-        ["no task has a test split (tasks.NAME.data.test)"]
+        ["no task has a test split (tasks.NAME.data.test): give --split validation for the validation split"]
 
 
 def predict_a_model_of_a_task_type_this_mtnlp_lacks(c: Ctx):

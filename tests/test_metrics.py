@@ -436,3 +436,15 @@ def test_an_example_with_any_non_finite_logit_is_counted_in_the_warning():
 def test_nothing_to_score_is_no_perfect_accuracy():
     """An empty scoring set (e.g. every word of a split cut off) scored accuracy 1.0, the best a model can get."""
     assert mm.compute("accuracy", [], []) == 0.0
+
+
+def test_the_evaluation_note_of_a_cut_tagging_split_says_how_the_cut_words_are_scored():
+    """Not "get no tag" (what predict does): evaluation scores them as O, or as wrong without an O tag."""
+    import datasets
+
+    from mtnlp.tasks import task_type
+
+    split = datasets.Dataset.from_dict({"truncated": [True, False, True]})
+    assert task_type("tagging").truncation_note(split, 32) == (
+        "2 of 3 examples are longer than max_length=32 tokens and were truncated; the words it cuts off are scored as "
+        "O (as wrong where the tags have no O)")

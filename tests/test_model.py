@@ -308,7 +308,8 @@ def test_from_encoder_names_the_task_and_key_of_a_bad_task_spec(tiny_encoder):
             ({}, r"^tasks: expected a non-empty dict"),
             # a type's own keys, as a recipe checks them: a typo, another type's key, a bad value
             ({"e": {"type": "multilabel", "labels": ["a"], "treshold": 0.3}},
-             r"^tasks\['e'\]\['treshold'\]: not a key of a multilabel task \(its own: text_pair, threshold, "
+             r"^tasks\['e'\]\['treshold'\]: not a key of a multilabel task \(every task's: dropout, label_weights, "
+             r"labels, type; its own: text_pair, threshold, "
              r"threshold_grid, thresholds, tune_thresholds\)$"),
             ({"s": {"type": "classification", "labels": ["a", "b"], "threshold": 0.3}}, r"^tasks\['s'\]\['threshold'\]: not a key"),
             ({"e": {"type": "multilabel", "labels": ["a"], "threshold": 2}}, r"^tasks\['e'\]\['threshold'\]: .*less than 1, got 2$"),

@@ -1092,3 +1092,10 @@ def test_a_conll_token_of_a_no_break_space_alone_is_said_to_be_whitespace(tmp_pa
     wrong with the line."""
     path = write(tmp_path, "w.conll", "EU NNP B-ORG\n\xa0 NNP O\n")
     raises_at(path, 2, "token", "is only whitespace", task_type="tagging")
+
+
+def test_a_table_saved_as_txt_for_a_text_task_is_told_it_is_read_as_conll(tmp_path):
+    path = write(tmp_path, "c.txt", "text,label\nfine film,pos\n")
+    raises_at(path, None, "conll files hold tagging data, but the task type is classification (a .txt file is read as "
+                          "CoNLL: for 'LABEL text' lines, set data.format: label_text; for a table, data.format: csv, "
+                          "tsv or jsonl")

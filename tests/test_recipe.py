@@ -797,7 +797,8 @@ def test_a_hub_pages_address_as_the_encoder_or_transfer_source_says_which_id_it_
 
 
 @pytest.mark.parametrize("written,fragment", [
-    ("steps: 010", "010 is an octal number to YAML: quote it ('010'), or write a number without leading zeros"), ("steps: 1:30", "1:30 is a base-60 number to YAML: quote it"),
+    ("steps: 010", "010 is an octal number to YAML: for the number write 10, without leading zeros; for a text quote "
+                   "it ('010')"), ("steps: 1:30", "1:30 is a base-60 number to YAML: quote it"),
     ("lr: 1:30.5", "1:30.5 is a base-60 number"), ("seed: -1", "must be >= 0"), ("seed: 4294967296", "must be < 4294967296"),
     ("mixed_precision: on", "names no precision (expected one of: auto, bf16, fp16, fp32, no)"),
 ])
@@ -1140,7 +1141,8 @@ def test_of_a_unions_errors_the_one_deepest_in_the_recipe_is_said(tmp_path):
 def test_a_signed_octal_number_is_refused_as_an_unsigned_one_is(tmp_path, written):
     """YAML 1.1 reads -010 as -8: a seed said "must be >= 0, got -8", a number never written, and a label name -010
     became '-8' silently."""
-    said = f"{written} is an octal number to YAML: quote it ('{written}'), or write a number without leading zeros"
+    said = (f"{written} is an octal number to YAML: for the number write {int(written)}, without leading zeros; for a "
+            f"text quote it ('{written}')")
     path = recipe_file(tmp_path, replace={"  lr: 0.001": f"  lr: 0.001\n  seed: {written}"})
     assert error(path) == f"{path}:{LINE['lr'] + 1}: training.seed: {said}"
     assert error(recipe_file(tmp_path), [f"tasks.sentiment.data.label_names={{{written}: neg, 1: pos}}"]).endswith(

@@ -423,7 +423,8 @@ def test_a_type_of_ones_own_reads_its_keys_in_its_loss_and_an_unknown_type_is_a_
 
         assert checked_tasks({"s": {"type": "smoothed", "labels": ["a", "b"], "label_smoothing": "0.1",
                                     "text_pair": False}})["s"]["label_smoothing"] == 0.1
-        with pytest.raises(ValueError, match=r"^tasks\['s'\]\['smoothing'\]: not a key of a smoothed task \(its own: "
+        with pytest.raises(ValueError, match=r"^tasks\['s'\]\['smoothing'\]: not a key of a smoothed task \(every task's: "
+                                             r"dropout, label_weights, labels, type; its own: "
                                              r"label_smoothing, text_pair\)$"):
             checked_tasks({"s": {"type": "smoothed", "labels": ["a", "b"], "smoothing": 0.1}})
         model = MultiTaskModel(config).eval()

@@ -220,7 +220,8 @@ class TaskType:
         if not cut:
             return None
         pairs = f" ({PAIR_CUT})" if (options or {}).get("text_pair") else ""
-        effect = "the words it cuts off get no tag" if self.token_level else f"the model sees only what fits{pairs}"
+        effect = ("the words it cuts off are scored as O (as wrong where the tags have no O)" if self.token_level
+                  else f"the model sees only what fits{pairs}")
         return (f"{cut:,} of {len(dataset):,} examples are longer than max_length={max_length} tokens and were "
                 f"truncated; {effect}")
 
