@@ -25,6 +25,14 @@ def write_parquet_dataset(folder):
     tags.to_parquet(str(folder.parent / "tags" / "train.parquet"))
 
 
+def hub_recipe(tmp_path, hub, **data):
+    """A recipe of one classification task, t, reading the train split of data set `hub` (and `data`'s keys)."""
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
+        "hub": str(hub), "train": "train", **data}}}}))
+    return load_recipe(recipe_file)
+
+
 def test_hub_style_source_maps_class_labels_to_names(tmp_path, tiny_encoder):
     from transformers import AutoTokenizer
 
@@ -128,10 +136,7 @@ def test_a_local_data_set_with_a_card_is_read_again_when_its_files_change(tmp_pa
         return root / "reviews"
 
     def labels_read(path):
-        recipe_file = tmp_path / "r.yaml"
-        recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
-            "hub": str(path), "train": "train"}}}}))
-        recipe = load_recipe(recipe_file)
+        recipe = hub_recipe(tmp_path, path)
         rows = read_task(recipe, "t", recipe.tasks["t"]).examples["train"].to_pylist()
         return sorted(row["label"] for row in rows)
 
@@ -152,10 +157,7 @@ def test_a_bad_row_in_a_local_data_sets_file_is_named_with_its_cause(tmp_path):
 
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "train.jsonl").write_text('{"text": "a", "label": "x"}\n{"text": "b" "label": "y"}\n')
-    recipe_file = tmp_path / "r.yaml"
-    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
-        "hub": str(tmp_path / "bad"), "train": "train"}}}}))
-    recipe = load_recipe(recipe_file)
+    recipe = hub_recipe(tmp_path, tmp_path / "bad")
     with pytest.raises(UserError, match=r"tasks.t.data.hub: cannot load split 'train' of '.*bad': An error occurred "
                                         r"while generating the dataset: \w+: .*JSON"):
         read_task(recipe, "t", recipe.tasks["t"])
@@ -180,10 +182,7 @@ def test_unreachable_hub_dataset_is_a_user_error(tmp_path, tiny_encoder, monkeyp
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
-    recipe_file = tmp_path / "r.yaml"
-    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
-        "hub": "no-such-org/no-such-dataset", "train": "train"}}}}))
-    recipe = load_recipe(recipe_file)
+    recipe = hub_recipe(tmp_path, "no-such-org/no-such-dataset")
     with pytest.raises(UserError, match=r"r.yaml:\d+: tasks.t.data.hub: cannot load split 'train' of 'no-such-org/no-such-dataset'"):
         load_task(recipe, "t", recipe.tasks["t"], AutoTokenizer.from_pretrained(tiny_encoder), 32)
 
@@ -242,10 +241,7 @@ def test_a_datasets_cache_that_cannot_be_written_is_named_as_the_cache_not_the_d
         raise PermissionError(13, "Permission denied", "/ro-cache/_ds_default_0.0.0.lock")
 
     monkeypatch.setattr(datasets, "load_dataset", refused)
-    recipe_file = tmp_path / "r.yaml"
-    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
-        "hub": str(tmp_path / "ds"), "train": "train", "text_column": "sentence"}}}}))
-    recipe = load_recipe(recipe_file)
+    recipe = hub_recipe(tmp_path, tmp_path / "ds", text_column="sentence")
     with pytest.raises(UserError, match=r"^\S+r.yaml:\d+: tasks.t.data.hub: datasets cannot write its cache \(Permission "
                                         r"denied: /ro-cache/_ds_default_0.0.0.lock\), which it needs to read a data set, "
                                         r"also one it has cached: set HF_DATASETS_CACHE \(or HF_HOME\) to a folder you "
@@ -259,11 +255,7 @@ def test_label_names_keyed_by_class_label_ids_are_told_that_the_ids_come_as_name
     from mtnlp.data import read_task
 
     write_parquet_dataset(tmp_path / "ds")
-    recipe_file = tmp_path / "r.yaml"
-    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
-        "hub": str(tmp_path / "ds"), "train": "train", "text_column": "sentence",
-        "label_names": {0: "neg", 1: "pos"}}}}}))
-    recipe = load_recipe(recipe_file)
+    recipe = hub_recipe(tmp_path, tmp_path / "ds", text_column="sentence", label_names={0: "neg", 1: "pos"})
     with pytest.raises(UserError, match=r"row 0: label 'positive' is not in data.label_names \(0, 1\): its keys are "
                                         r"numbers and the labels are not \(a hub data set's ClassLabel ids are read as "
                                         r"their names\): key it by the labels as the data gives them$"):
@@ -277,10 +269,7 @@ def test_a_local_data_set_cloned_without_its_lfs_files_names_the_pointer(tmp_pat
     write_parquet_dataset(tmp_path / "ds")
     pointer = tmp_path / "ds" / "train.parquet"
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "ab" * 32 + "\nsize 1234\n")
-    recipe_file = tmp_path / "r.yaml"
-    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
-        "hub": str(tmp_path / "ds"), "train": "train", "text_column": "sentence"}}}}))
-    recipe = load_recipe(recipe_file)
+    recipe = hub_recipe(tmp_path, tmp_path / "ds", text_column="sentence")
     with pytest.raises(UserError, match=rf"^{pointer}: a Git LFS pointer, not the data: .*`git lfs pull`"):
         read_task(recipe, "t", recipe.tasks["t"])
 
@@ -289,10 +278,7 @@ def test_a_data_file_given_as_data_hub_is_told_where_it_goes(tmp_path):
     from mtnlp.data import read_task
 
     (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "x"}\n')
-    recipe_file = tmp_path / "r.yaml"
-    recipe_file.write_text(yaml.safe_dump({"tasks": {"t": {"type": "classification", "data": {
-        "hub": str(tmp_path / "train.jsonl"), "train": "train"}}}}))
-    recipe = load_recipe(recipe_file)
+    recipe = hub_recipe(tmp_path, tmp_path / "train.jsonl")
     with pytest.raises(UserError, match=r"tasks.t.data.hub: \S+train.jsonl is a file: data.hub names a data set folder "
                                         r"or hub id, and a data file is a split's own \(data.train: FILE, without hub\)$"):
         read_task(recipe, "t", recipe.tasks["t"])
