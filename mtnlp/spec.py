@@ -151,28 +151,31 @@ class DataSpec(Spec):
         return value
 
 
+def unread(*fields: str, why: str):
+    """A data section's validator of keys its task type does not read: a value other than the key's default is an
+    error saying `why` (a resolved recipe lists the defaults)."""
+    def check(cls, value, info):
+        if value != cls.model_fields[info.field_name].default:
+            raise ValueError(why)
+        return value
+
+    return field_validator(*fields)(classmethod(check))
+
+
 class TextData(DataSpec):
     """The data section of a type that reads a text (pair) and a label per example: every type but tagging."""
 
-    @field_validator("token_column", "tag_column")
-    @classmethod
-    def _tagging_only(cls, value):
-        if value is not None:
-            raise ValueError("applies to tagging tasks only; this task reads text_column and label_column")
-        return value
+    _tagging_only = unread("token_column", "tag_column",
+                           why="applies to tagging tasks only; this task reads text_column and label_column")
 
 
 class TagData(DataSpec):
     """A tagging task's data section: tokens and tags, no text or label columns (label_names and
     label_sep apply to the tags)."""
 
-    @field_validator("text_column", "text_pair_column", "label_column")
-    @classmethod
-    def _not_tagging(cls, value, info):
-        if value != cls.model_fields[info.field_name].default:  # a resolved recipe lists the defaults
-            raise ValueError("does not apply to tagging, which reads token_column and tag_column "
-                             "(CoNLL-U: tag_column upos or xpos)")
-        return value
+    _not_tagging = unread("text_column", "text_pair_column", "label_column",
+                          why="does not apply to tagging, which reads token_column and tag_column (CoNLL-U: tag_column "
+                              "upos or xpos)")
 
 
 class TaskSpec(Spec):

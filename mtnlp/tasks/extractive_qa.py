@@ -29,10 +29,9 @@ from collections import Counter
 from typing import Literal
 
 import regex
-from pydantic import field_validator
 
 from ..errors import UserError, at
-from ..spec import Count, TaskSpec, TextData
+from ..spec import Count, TaskSpec, TextData, unread
 from .base import SHOWN, InputError, TaskType, column, labelled_cross_entropy, valid_unicode
 
 NULL = 0  # the position a window without the answer points at: the first token ([CLS], <s>)
@@ -42,12 +41,8 @@ CANDIDATES = 5  # spans per input in the pipeline's return_all_scores output
 class QAData(TextData):
     """An extractive QA task's data section: the columns are SQuAD's own (question, context, answers)."""
 
-    @field_validator("text_column", "text_pair_column", "label_column", "label_names", "label_sep")
-    @classmethod
-    def _not_qa(cls, value, info):
-        if value != cls.model_fields[info.field_name].default:  # a resolved recipe lists the defaults
-            raise ValueError("does not apply to extractive_qa, which reads SQuAD's question, context and answers")
-        return value
+    _not_qa = unread("text_column", "text_pair_column", "label_column", "label_names", "label_sep",
+                     why="does not apply to extractive_qa, which reads SQuAD's question, context and answers")
 
 
 class ExtractiveQA(TaskType):

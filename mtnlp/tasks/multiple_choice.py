@@ -22,10 +22,8 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import field_validator
-
 from ..errors import UserError, at
-from ..spec import TaskSpec, TextData
+from ..spec import TaskSpec, TextData, unread
 from .base import InputError, TaskType, column, label_shares, rename, truncating, valid_unicode
 
 
@@ -42,13 +40,8 @@ class ChoiceData(TextData):
     # be one of the choices (a number that is also another choice's text is an error: say which)
     label_kind: Literal["auto", "index", "text"] = "auto"
 
-    @field_validator("text_pair_column")
-    @classmethod
-    def _no_pairs(cls, value):
-        if value is not None:
-            raise ValueError("does not apply to multiple_choice (each choice is paired with the context; "
-                             "a question column is question_column)")
-        return value
+    _no_pairs = unread("text_pair_column", why="does not apply to multiple_choice (each choice is paired with the "
+                                                "context; a question column is question_column)")
 
 
 class MultipleChoice(TaskType):

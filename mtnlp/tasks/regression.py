@@ -6,9 +6,7 @@ import math
 import re
 from typing import Literal
 
-from pydantic import field_validator
-
-from ..spec import TaskSpec, TextData
+from ..spec import TaskSpec, TextData, unread
 from .base import TextTask, column
 
 FLOAT32_MAX = 3.4028234663852886e38  # the targets are float32: a larger label is inf there
@@ -17,12 +15,7 @@ FLOAT32_MAX = 3.4028234663852886e38  # the targets are float32: a larger label i
 class ScoreData(TextData):
     """A regression task's data section: its label is a number, which label_names and label_sep do not read."""
 
-    @field_validator("label_names", "label_sep")
-    @classmethod
-    def _not_scores(cls, value, info):
-        if value != cls.model_fields[info.field_name].default:  # a resolved recipe lists the defaults
-            raise ValueError("does not apply to regression, whose label is a number")
-        return value
+    _not_scores = unread("label_names", "label_sep", why="does not apply to regression, whose label is a number")
 
 
 class Regression(TextTask):
