@@ -56,6 +56,12 @@ def model_card(config, metrics: dict | None = None, datasets: list[str] | None =
                  or "—" for split in ("validation", "test")]
         lines.append("| " + " | ".join(map(table_cell, [name, spec["type"], labels, *cells])) + " |")
     lines += metric_notes(config, metrics)
+    tuned = [name for name, spec in config.tasks.items()
+             if spec.get("thresholds") and (metrics or {}).get("tasks", {}).get(name, {}).get("validation")]
+    if tuned:  # the figures of the split the thresholds were chosen on are not a held-out estimate
+        lines += ["", f"The per-label thresholds of {', '.join(tuned)} were tuned on the validation split: its "
+                  "validation figures are measured on the split they were chosen on, so they run high; test figures "
+                  "are held out."]
     lines += ["", "## Use", "", "```python", "from mtnlp import MultiTaskPipeline", "",
               f'pipe = MultiTaskPipeline.from_pretrained("{CARD_PLACEHOLDER}")']
     lora = (getattr(config, "sharing", None) or {}).get("type") == "lora"  # each task reads its own adapted encoder

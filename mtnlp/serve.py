@@ -482,7 +482,8 @@ def create_app(pipe, *, tasks: list[str] | None = None, limits: Limits = Limits(
         "revision": revision,
         "commit": commit,
         "tasks": {name: {"type": spec["type"], "labels": spec["labels"], "reads": reads(spec),
-                         "metrics": (metrics or {}).get(name, {})} for name, spec in served.items()},
+                         **task_type(spec["type"]).decision(spec), "metrics": (metrics or {}).get(name, {})}
+                  for name, spec in served.items()},
         "text_pairs": any(reads_text(spec, pair=True) for spec in served.values()),
         "precision": pipe.precision.as_dict(),
         "max_length": pipe.max_length,

@@ -492,6 +492,22 @@ def test_the_card_says_the_precision_its_figures_were_measured_in():
     assert "Figures measured" not in model_card(config, {"tasks": {"s": {"validation": {"accuracy": 0.9}}}})
 
 
+def test_the_card_says_tuned_thresholds_were_tuned_on_the_validation_figures_split():
+    """Validation figures at thresholds chosen on validation are not a held-out estimate: the card said nothing."""
+    from mtnlp.hub import model_card
+    from mtnlp.modeling import MultiTaskConfig
+
+    tasks = {"emotions": {"type": "multilabel", "labels": ["joy", "anger"], "threshold": 0.5, "thresholds": [0.3, 0.6]},
+             "topics": {"type": "multilabel", "labels": ["a", "b"], "threshold": 0.5}}
+    config = MultiTaskConfig(encoder={"model_type": "bert"}, tasks=tasks)
+    figures = {"validation": {"micro_f1": 0.6}, "test": {"micro_f1": 0.5}}
+    card = model_card(config, {"tasks": {"emotions": figures, "topics": figures}}).splitlines()
+    said = [line for line in card if "were tuned on the validation split" in line]
+    assert len(said) == 1 and said[0].startswith("The per-label thresholds of emotions were tuned")  # not topics'
+    assert not [line for line in model_card(config, {"tasks": {"emotions": {"test": {"micro_f1": 0.5}}}}).splitlines()
+                if "were tuned" in line]  # no validation figures shown: nothing to warn of
+
+
 def test_metrics_beside_a_model_from_another_step_are_not_its_card_figures(run_dir):
     """A model folder copied next to another run's metrics.json (same tasks, another best step): the card gives
     no figures rather than that run's."""

@@ -128,6 +128,21 @@ def test_health_and_info(client, pipe):
     assert info["limits"]["max_queue"] == 1024 and health.json()["queued"] == 0
 
 
+def test_info_gives_a_multilabel_heads_thresholds(tiny_encoder, tmp_path):
+    """A client reading all_scores needs each label's threshold to know why a label was or was not predicted."""
+    tasks = {"emotions": {"type": "multilabel", "labels": ["joy", "anger"], "dropout": 0.1, "threshold": 0.5,
+                          "thresholds": [0.3, 0.65]},
+             "topics": {"type": "multilabel", "labels": ["a", "b", "c"], "dropout": 0.1, "threshold": 0.4},
+             "sentiment": TASKS["sentiment"]}
+    folder = save_model(tmp_path / "m", tiny_encoder, tasks)
+    app = create_app(MultiTaskPipeline.from_pretrained(str(folder), precision="fp32"), model_name="m")
+    with TestClient(app) as c:
+        info = c.get("/info").json()["tasks"]
+    assert info["emotions"]["thresholds"] == {"joy": 0.3, "anger": 0.65} and info["emotions"]["thresholds_tuned"]
+    assert info["topics"]["thresholds"] == {"a": 0.4, "b": 0.4, "c": 0.4} and not info["topics"]["thresholds_tuned"]
+    assert "thresholds" not in info["sentiment"]
+
+
 @pytest.mark.parametrize("content,status,field", [
     ({"inputs": "x" * 5000}, 413, "body"),
     ({"inputs": ["a"] * 6}, 422, "inputs"),

@@ -263,6 +263,11 @@ class TaskType:
         config.id2label = dict(enumerate(spec["labels"]))
         config.label2id = {label: i for i, label in enumerate(spec["labels"])}
 
+    def decision(self, spec: dict) -> dict:
+        """What turns this head's scores into its predictions beyond its labels (serve's /info), e.g. multi-label
+        thresholds; none for most types."""
+        return {}
+
     def describe_labels(self, spec: dict) -> str:
         """The labels cell of the model card's table: whole labels, and how many there are where not all fit."""
         labels = spec["labels"]

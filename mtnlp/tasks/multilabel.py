@@ -112,6 +112,10 @@ class Multilabel(TextTask):
             figures[label]["threshold"] = threshold
         return figures
 
+    def decision(self, spec):
+        return {"thresholds": dict(zip(spec["labels"], threshold_values(spec, len(spec["labels"])))),
+                "thresholds_tuned": bool(spec.get("thresholds"))}
+
     def baseline(self, train, target, labels):
         from collections import Counter
 
