@@ -639,17 +639,19 @@ class Row:
     def fail(self, message: str):
         raise UserError(f"{at(self.path, self.line)}: {message}")
 
-    def column(self, name):
+    def column(self, name, key: str | None = None):
+        """The value of column `name`; `key`, the data section's key that names it, is named if it is missing."""
         if name not in self.values:
             spaced = [k for k in self.values if isinstance(k, str) and k.strip() == name]
             if spaced:  # e.g. a header "text, label"
                 self.fail(f"missing column '{_printable(name)}': the file has '{_printable(spaced[0])}' (with spaces)")
             found = ", ".join(_printable(k) for k in self.values)
-            self.fail(f"missing column '{_printable(name)}' (found: {found})")
+            self.fail(f"missing column '{_printable(name)}' (found: {found}"
+                      + (f"; data.{key} names the column to read)" if key else ")"))
         return self.values[name]
 
-    def text(self, name) -> str:
-        return _text(self.path, self.line, name, self.column(name))
+    def text(self, name, key: str | None = None) -> str:
+        return _text(self.path, self.line, name, self.column(name, key))
 
     def name(self, what: str, value) -> str:
         return _name(self.path, self.line, what, value)

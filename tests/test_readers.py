@@ -454,6 +454,22 @@ def test_missing_column_tsv(tmp_path):
     raises_at(path, 2, "missing column 'text'", "sentence")
 
 
+@pytest.mark.parametrize("task_type,content,spec,missing,key", [
+    ("classification", '{"sentence": "a", "label": 1}\n', {}, "text", "text_column"),
+    ("classification", '{"text": "a", "label": 1}\n', {"text_pair_column": "hypothesis"}, "hypothesis",
+     "text_pair_column"),
+    ("regression", '{"text": "a", "score": 1.5}\n', {}, "label", "label_column"),
+    ("multilabel", '{"text": "a", "labels": ["x"]}\n', {}, "label", "label_column"),
+    ("tagging", '{"words": ["a"], "tags": ["O"]}\n', {}, "tokens", "token_column"),
+    ("tagging", '{"tokens": ["a"], "ner_tags": ["O"]}\n', {}, "tags", "tag_column"),
+    ("multiple_choice", '{"text": "a", "options": ["x", "y"], "label": 0}\n', {}, "choices", "choices_column"),
+])
+def test_a_missing_column_names_the_data_key_that_names_it(tmp_path, task_type, content, spec, missing, key):
+    """'missing column text' left a user of a set whose column is "sentence" to find which key renames it."""
+    path = write(tmp_path, "m.jsonl", content)
+    raises_at(path, 1, f"missing column '{missing}'", f"data.{key} names the column to read", task_type=task_type, **spec)
+
+
 def test_a_column_name_with_spaces_is_pointed_out(tmp_path):
     path = write(tmp_path, "s.csv", "text, label\nfine,1\n")
     raises_at(path, 2, "missing column 'label': the file has ' label' (with spaces)")

@@ -302,10 +302,10 @@ class TextTask(TaskType):
         return head
 
     def example(self, row: Row, spec: DataSpec) -> dict:
-        example = {"text": row.text(spec.text_column), "_line": row.line}
+        example = {"text": row.text(spec.text_column, "text_column"), "_line": row.line}
         if spec.text_pair_column is not None:
-            example["text_pair"] = row.text(spec.text_pair_column)
-        label = row.column(spec.label_column)
+            example["text_pair"] = row.text(spec.text_pair_column, "text_pair_column")
+        label = row.column(spec.label_column, "label_column")
         if label is None or (isinstance(label, str) and not label.strip()):
             row.fail(f"empty label in column '{row.printable(spec.label_column)}'")
         example["label"] = self.parse_label(row, label, spec)

@@ -38,10 +38,10 @@ class Multilabel(TextTask):
                                                  "data.validation or data.validation_from_train")
 
     def example(self, row, spec):
-        example = {"text": row.text(spec.text_column), "_line": row.line}
+        example = {"text": row.text(spec.text_column, "text_column"), "_line": row.line}
         if spec.text_pair_column is not None:
-            example["text_pair"] = row.text(spec.text_pair_column)
-        example["label"] = self.parse_label(row, row.column(spec.label_column), spec)
+            example["text_pair"] = row.text(spec.text_pair_column, "text_pair_column")
+        example["label"] = self.parse_label(row, row.column(spec.label_column, "label_column"), spec)
         return example
 
     def parse_label(self, row, label, spec):

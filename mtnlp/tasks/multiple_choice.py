@@ -64,13 +64,13 @@ class MultipleChoice(TaskType):
 
     def example(self, row, spec):
         spec = spec if isinstance(spec, ChoiceData) else ChoiceData(**dict(spec))
-        example = {"text": row.text(spec.text_column), "_line": row.line}
+        example = {"text": row.text(spec.text_column, "text_column"), "_line": row.line}
         if spec.question_column is not None:  # an empty question is none (HellaSwag's ctx_b can be empty)
-            question = row.column(spec.question_column)
+            question = row.column(spec.question_column, "question_column")
             empty = question is None or isinstance(question, str) and not question.strip()
             example["question"] = "" if empty else row.text(spec.question_column)
         example["choices"] = choices = self.read_choices(row, spec)
-        example["label"] = self.parse_label(row, row.column(spec.label_column), choices, spec)
+        example["label"] = self.parse_label(row, row.column(spec.label_column, "label_column"), choices, spec)
         return example
 
     def read_choices(self, row, spec: ChoiceData) -> list[str]:
@@ -79,8 +79,8 @@ class MultipleChoice(TaskType):
             if len(column) < 2:
                 row.fail(f"data.choices_column names {len(column)} column(s); a multiple_choice example "
                          "needs at least 2 choices")
-            return [row.text(c) for c in column]
-        value = row.json_list(row.column(column), "choices")  # csv/tsv: a JSON list as text
+            return [row.text(c, "choices_column") for c in column]
+        value = row.json_list(row.column(column, "choices_column"), "choices")  # csv/tsv: a JSON list as text
         if not isinstance(value, list):
             row.fail(f"column '{row.printable(column)}' must hold a list of choices, got {row.show(value)} "
                      "(several columns with one choice each: data.choices_column: [col1, col2, ...])")

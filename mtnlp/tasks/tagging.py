@@ -67,7 +67,7 @@ class Tagging(TaskType):
                          f"(B-{bare[0]}, I-{bare[0]}; data.label_names can rename tags)")
 
     def example(self, row, spec):
-        tokens, tags = row.column(spec.token_column or "tokens"), row.column(spec.tag_column or "tags")
+        tokens, tags = row.column(spec.token_column or "tokens", "token_column"), row.column(spec.tag_column or "tags", "tag_column")
         if not (isinstance(tokens, list) and isinstance(tags, list)):
             row.fail("tagging needs lists of tokens and tags (json/jsonl)")
         if len(tokens) != len(tags):
