@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
-from .folders import STATE_FILE, checkpoint_step, complete_checkpoints, weights_readable_as_umask, writing
+from .folders import STATE_FILE, checkpoint_state, checkpoint_step, complete_checkpoints, weights_readable_as_umask, writing
 
 
 
@@ -90,27 +90,6 @@ def _barrier(world_size: int) -> None:
         torch.distributed.barrier()
 
 
-def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resume_from") -> Path:
-    """The checkpoint folder `resume_from` names ("latest": the newest complete one in run_dir/checkpoints).
-    `where` starts each error (the recipe's file:line and key)."""
-    if resume_from != "latest":
-        folder = Path(resume_from)
-        if not folder.is_dir():
-            raise UserError(f"{where}: {folder}: " + ("a file, not a checkpoint folder" if folder.exists()
-                                                      else "checkpoint folder not found"))
-        if not (folder / STATE_FILE).exists():
-            steps = complete_checkpoints(folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder)
-            newest = f": give one of its checkpoints, e.g. the newest, {steps[-1]}" if steps else ""
-            raise UserError(f"{where}: {folder} is not a complete checkpoint (no {STATE_FILE}){newest}")
-        return folder
-    complete = complete_checkpoints(run_dir / "checkpoints")
-    if not complete:
-        folder = run_dir / "checkpoints"
-        shown = folder if folder.is_absolute() else f"{folder.absolute()} (output_dir {run_dir}: from the current folder)"
-        raise UserError(f"{where}: no complete checkpoint in {shown}")
-    return complete[-1]
-
-
 def log_variances_per_task(state: dict, optimizer) -> dict:
     """Optimizer state written when uncertainty weighting kept its K log-variances in one (K,) parameter (the
     last group) as the state of the K scalar parameters it has now; other state as it is."""
@@ -157,7 +136,7 @@ def load_checkpoint(folder: Path, model, optimizer, rank: int = 0, world_size: i
     rng_file = folder / f"rng-{rank}.json"
     if rng_file.exists():
         set_rng_state(json.loads(rng_file.read_text(encoding="utf-8")), load_file(str(folder / f"rng-{rank}.safetensors")))
-    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    state = checkpoint_state(folder)
     ranks = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("rank-*.json"))]
     state["ranks"] = len(ranks) or 1
     if len(ranks) == world_size:

@@ -127,6 +127,39 @@ def complete_checkpoints(checkpoints: Path) -> list[Path]:
                   key=checkpoint_step)
 
 
+def checkpoint_state(folder: Path) -> dict:
+    """A checkpoint folder's trainer state (its step, progress, batch plan, ...)."""
+    path = folder / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{path}: not a readable checkpoint state ({first_line(e)})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: not a readable checkpoint state (a JSON object expected)")
+    return state
+
+
+def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resume_from") -> Path:
+    """The checkpoint folder `resume_from` names ("latest": the newest complete one in run_dir/checkpoints).
+    `where` starts each error (the recipe's file:line and key)."""
+    if resume_from != "latest":
+        folder = Path(resume_from)
+        if not folder.is_dir():
+            raise UserError(f"{where}: {folder}: " + ("a file, not a checkpoint folder" if folder.exists()
+                                                      else "checkpoint folder not found"))
+        if not (folder / STATE_FILE).exists():
+            steps = complete_checkpoints(folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder)
+            newest = f": give one of its checkpoints, e.g. the newest, {steps[-1]}" if steps else ""
+            raise UserError(f"{where}: {folder} is not a complete checkpoint (no {STATE_FILE}){newest}")
+        return folder
+    complete = complete_checkpoints(run_dir / "checkpoints")
+    if not complete:
+        folder = run_dir / "checkpoints"
+        shown = folder if folder.is_absolute() else f"{folder.absolute()} (output_dir {run_dir}: from the current folder)"
+        raise UserError(f"{where}: no complete checkpoint in {shown}")
+    return complete[-1]
+
+
 def model_step(folder: Path) -> int | None:
     """The training step of the model in `folder`, as its config.json says (None where it does not)."""
     try:

@@ -861,6 +861,14 @@ def check_training_paths(recipe: Recipe) -> None:
                                                    in Path(resume).expanduser().resolve().parents):
         fail("overwrite_output_dir", f"true replaces the run that training.resume_from ({resume}) continues: "
                                      "give one of the two")
+    if resume:  # the checkpoint is there and not past this recipe's steps: said before the data is read
+        from .folders import checkpoint_state, find_checkpoint
+
+        folder = find_checkpoint(run_dir, resume, f"{recipe.where('training.resume_from')}: training.resume_from")
+        step = checkpoint_state(folder).get("step", 0)
+        if step > recipe.training.steps:
+            fail("training.steps", f"{recipe.training.steps}, but {folder} is at step {step}: set more steps to train "
+                                   "on, or resume an earlier checkpoint")
     if source and is_local_path(source) and recipe.overwrite_output_dir:  # the run would replace its source
         from .folders import RUN_OUTPUTS
 

@@ -36,12 +36,12 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from . import families, hub, precision, report
 from .batches import StreamBatches, TaskBatches
-from .checkpoint import find_checkpoint, load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
+from .checkpoint import load_checkpoint, prune_checkpoints, remove_checkpoints_after, save_checkpoint
 from .data import RawTask, TaskData, load_task, model_rows, rows_signature, split_facts
 from .encoders import encoder_error, load_encoder, load_tokenizer, resolve_encoder, vocabulary_problem
 from .errors import UserError
 from .evaluation import evaluate_split, fit_to_validation, main_metric, selection_score, truncation_note
-from .folders import STATE_FILE, hold_run_folder, model_step, release_run_folder
+from .folders import STATE_FILE, find_checkpoint, hold_run_folder, model_step, release_run_folder
 from .gradients import GradientMethod, build_gradient_method, reduce_mean
 from .loader import BatchPlan, training_loader
 from .metrics import load_metrics
@@ -344,10 +344,7 @@ def resume(run: Run, folder: Path, own: bool) -> None:
                                 f"another validation split of {name}: its examples or what scores them differ "
                                 f"(data: another file or carve, other columns; model.max_length; labels{settings}): "
                                 "give the same to resume (or start a new run)")
-    step = run.progress.step
-    if step > t.steps:
-        raise UserError(f"{recipe.where('training.steps')}: training.steps: {t.steps}, but {folder} is at step "
-                        f"{step}: set more steps to train on, or resume an earlier checkpoint")
+    step = run.progress.step  # (not past training.steps: check_training_paths)
     if accelerator.is_main_process and own:
         report.forget_after(run.run_dir, step)  # logs and checkpoints after it are written again
         remove_checkpoints_after(run.run_dir / "checkpoints", step)

@@ -727,6 +727,26 @@ def encoder_decoder_refused_before_the_data_is_read(c: Ctx):
         [f"model.encoder: {encoder}: a t5 model is an encoder-decoder (is_encoder_decoder)"]
 
 
+def resume_past_the_recipes_steps_refused_before_the_data_is_read(c: Ctx):
+    # was: said after the data was read, tokenised and the model built
+    run = c.folder / "past"
+    (run / "checkpoints" / "step-000009").mkdir(parents=True)
+    (run / "checkpoints" / "step-000009" / "trainer_state.json").write_text('{"step": 9}')
+    recipe = c.recipe(tasks=c.one_task(c.folder / "not-read.tsv"), output_dir=str(run))
+    return train(recipe, "training.resume_from=latest"), f"{recipe}:{line_of(recipe, r'^  steps:')}:", \
+        [f"training.steps: 6, but {run / 'checkpoints' / 'step-000009'} is at step 9: set more steps"]
+
+
+def resume_from_a_checkpoint_whose_state_is_damaged(c: Ctx):
+    # was: a JSONDecodeError traceback
+    folder = c.folder / "damaged" / "step-000003"
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text('{"step": 3, "best')
+    recipe = c.recipe(tasks=c.one_task(c.folder / "not-read.tsv"))
+    return train(recipe, f"training.resume_from={folder}"), f"{folder / 'trainer_state.json'}:", \
+        ["not a readable checkpoint state (Unterminated string"]
+
+
 def serve_batch_window_infinite(c: Ctx):
     # inf held every request forever
     return ["serve", str(c.model), "--port", "0", "--batch-window-ms", "inf"], "--batch-window-ms:", \
@@ -748,6 +768,7 @@ CASES = [Case(f.__name__, f) for f in (
     encoder_config_with_fewer_layers_than_its_weights, encoder_config_sizes_do_not_fit_its_weights,
     encoder_without_weights, encoder_weights_cut_short, encoder_hub_id_not_in_the_cache_offline, encoder_that_does_not_load_with_sharing_in_the_recipe,
     encoder_that_is_decoder_only, encoder_decoder_refused_before_the_data_is_read,
+    resume_past_the_recipes_steps_refused_before_the_data_is_read, resume_from_a_checkpoint_whose_state_is_damaged,
     evaluate_a_task_the_model_does_not_have, evaluate_a_task_of_another_type_than_the_models_head,
     evaluate_a_split_no_task_has, predict_a_model_of_a_task_type_this_mtnlp_lacks,
     missing_data_file, unreadable_data_file, unknown_format_suffix, missing_column,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mtnlp.checkpoint import find_checkpoint
+from mtnlp.folders import find_checkpoint
 
 TRAINING = {"steps": 150, "save_every": 10, "keep_checkpoints": 2, "eval_every": 50, "batch_size": 4,
             "log_every": 5, "mixed_precision": "no"}

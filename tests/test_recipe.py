@@ -1024,7 +1024,7 @@ def test_a_recipe_script_or_a_folder_given_as_the_recipe_is_named(tmp_path):
 
 
 def test_resume_from_a_run_folder_names_its_newest_checkpoint(tmp_path):
-    from mtnlp.checkpoint import find_checkpoint
+    from mtnlp.folders import find_checkpoint
 
     for step in (2, 10):
         (tmp_path / "run" / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)

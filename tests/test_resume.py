@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from mtnlp.checkpoint import find_checkpoint, load_checkpoint
+from mtnlp.checkpoint import load_checkpoint
+from mtnlp.folders import find_checkpoint
 from mtnlp.errors import UserError
 from mtnlp.recipe import load_recipe
 from mtnlp.recipes.multitask import train

@@ -213,7 +213,8 @@ def test_safetensors_no_space_error_is_a_full_disk_whatever_space_is_left(tmp_pa
 
 
 def test_a_checkpoint_left_half_written_is_removed_by_the_next(tmp_path):
-    from mtnlp.checkpoint import find_checkpoint, save_checkpoint
+    from mtnlp.checkpoint import save_checkpoint
+    from mtnlp.folders import find_checkpoint
 
     checkpoints = tmp_path / "checkpoints"
     stale = checkpoints / ".tmp-step-000005"  # a full disk stopped its save

@@ -96,7 +96,7 @@ def test_resume_latest_picks_newest_complete_checkpoint(make_recipe, tmp_path):
     train(load_recipe(recipe))
     checkpoints = tmp_path / "run" / "checkpoints"
     (checkpoints / "step-000004" / "trainer_state.json").unlink()  # as if killed mid-write
-    from mtnlp.checkpoint import find_checkpoint
+    from mtnlp.folders import find_checkpoint
 
     assert find_checkpoint(tmp_path / "run", "latest").name == "step-000002"
 
