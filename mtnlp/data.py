@@ -41,8 +41,8 @@ SPLITS = ("train", "validation", "test")
 # validation_from_train's split is the same for every training.seed: runs that differ by seed are compared
 # on the same validation examples (and train on the same rest)
 CARVE_SEED = 42
-CACHE_VERSION = 15  # bump when reading or tokenize() gives different rows or columns, or refuses more (14: QA targets,
-# tagging's cut_start; 15: entity tags beside tags without a prefix)
+CACHE_VERSION = 16  # bump when reading or tokenize() gives different rows or columns, or refuses more (14: QA targets,
+# tagging's cut_start; 15: entity tags beside tags without a prefix; 16: JSON true/false read as "true"/"false")
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 
@@ -162,11 +162,11 @@ def check_labels(examples: pa.Table, labels: list[str], kind: TaskType, source: 
             if renamed:
                 where += f" (the file's {' or '.join(map(repr, renamed))}, renamed by data.label_names)"
             alike = [label for label in labels if same_number(label, unseen[0])]
-            if alike:  # pandas writes an int column with a missing value as floats
-                where += f" (the training split has {alike[0]!r}: write the numbers alike in every split)"
             if twin := next((label for label in labels if look_alike(label) == look_alike(unseen[0])), None):
                 where += (f" (written {ascii(unseen[0])}; the training split has {ascii(twin)}, which reads alike: "
                           "write them alike)")
+            elif alike:  # pandas writes an int column with a missing value as floats
+                where += f" (the training split has {alike[0]!r}: write the numbers alike in every split)"
             raise UserError(f"{at(source, ex['_line'])}: label {unseen[0]!r}{where} {known_as} "
                             f"(known: {', '.join(labels[:20])}{f', ... ({len(labels)} in all)' if len(labels) > 20 else ''})")
 

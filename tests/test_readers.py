@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, REPO, SHARED
-from mtnlp.data import read_task
+from mtnlp.data import read_task, rows_of
 from mtnlp.errors import UserError
 from conftest import read_examples
 from mtnlp.readers import read_lines
@@ -207,7 +207,7 @@ def test_labels_that_are_one_number_written_two_ways_are_pointed_out(tmp_path, r
     raw = read_classification_train(tmp_path, "t.jsonl")
     assert len(raw.labels) == 3  # kept as written: a warning, no normalising
     said = [str(w.message) for w in recwarn if "same number" in str(w.message)]
-    shown = {"1.0": "'1' and '1.0'", "true": "'1' and 'True'"}[other]
+    shown = {"1.0": "'1' and '1.0'", "true": "'1' and 'true'"}[other]
     assert said == [f"{tmp_path / 't.jsonl'}: labels {shown} are the same number: they are 2 labels (write them "
                     "alike if they are one)"]
 
@@ -222,6 +222,25 @@ def test_a_label_that_reads_as_a_training_label_is_named_when_unseen(tmp_path):
     with pytest.raises(UserError, match=r"dev.csv:2: label '[^']+' \(written 'cafe\\u0301'; the training split has "
                                         r"'caf\\xe9', which reads alike: write them alike\)"):
         read_task(recipe, "t", recipe.tasks["t"])
+
+
+def test_json_booleans_are_the_labels_a_csv_files_true_and_false_are(tmp_path):
+    """JSON's true was read as Python's "True": a JSONL training split and a CSV validation split of one labelling
+    did not share a label (and the error gave two hints, one calling them numbers)."""
+    write(tmp_path, "train.jsonl", '{"text": "a", "label": true}\n{"text": "b", "label": false}\n')
+    write(tmp_path, "dev.csv", "text,label\nc,false\nd,true\n")
+    write(tmp_path, "test.csv", "text,label\ne,True\n")
+    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
+                                                               "data_dir": str(tmp_path), "tasks": {"t": {
+                                                                   "type": "classification", "data": {
+                                                                       "train": "train.jsonl", "validation": "dev.csv"}}}})))
+    raw = read_task(recipe, "t", recipe.tasks["t"])
+    assert raw.labels == ["false", "true"] and [r["label"] for r in rows_of(raw.examples["validation"])] == ["false", "true"]
+    recipe.tasks["t"].data.test = str(tmp_path / "test.csv")
+    with pytest.raises(UserError) as error:
+        read_task(recipe, "t", recipe.tasks["t"])
+    assert "test.csv:2: label 'True' (written 'True'; the training split has 'true', which reads alike: write them " \
+           "alike) does not occur" in str(error.value) and "numbers" not in str(error.value)
 
 
 def test_a_number_written_two_ways_is_named_when_a_label_is_unseen():
