@@ -212,13 +212,16 @@ def test_labels_that_are_one_number_written_two_ways_are_pointed_out(tmp_path, r
                     "alike if they are one)"]
 
 
+def classification_recipe(folder, **data):
+    """A recipe of one classification task "t" on `data`'s files in `folder`."""
+    return load_recipe(write(folder, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"}, "data_dir": str(folder),
+                                                           "tasks": {"t": {"type": "classification", "data": data}}})))
+
+
 def test_a_label_that_reads_as_a_training_label_is_named_when_unseen(tmp_path):
     write(tmp_path, "train.csv", "text,label\na,caf\u00e9\nb,th\u00e9\n")
     write(tmp_path, "dev.csv", "text,label\na,cafe\u0301\n")
-    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
-                                                               "data_dir": str(tmp_path), "tasks": {"t": {
-                                                                   "type": "classification", "data": {
-                                                                       "train": "train.csv", "validation": "dev.csv"}}}})))
+    recipe = classification_recipe(tmp_path, train="train.csv", validation="dev.csv")
     with pytest.raises(UserError, match=r"dev.csv:2: label '[^']+' \(written 'cafe\\u0301'; the training split has "
                                         r"'caf\\xe9', which reads alike: write them alike\)"):
         read_task(recipe, "t", recipe.tasks["t"])
@@ -230,10 +233,7 @@ def test_json_booleans_are_the_labels_a_csv_files_true_and_false_are(tmp_path):
     write(tmp_path, "train.jsonl", '{"text": "a", "label": true}\n{"text": "b", "label": false}\n')
     write(tmp_path, "dev.csv", "text,label\nc,false\nd,true\n")
     write(tmp_path, "test.csv", "text,label\ne,True\n")
-    recipe = load_recipe(write(tmp_path, "r.yaml", json.dumps({"model": {"encoder": "bert-base-uncased"},
-                                                               "data_dir": str(tmp_path), "tasks": {"t": {
-                                                                   "type": "classification", "data": {
-                                                                       "train": "train.jsonl", "validation": "dev.csv"}}}})))
+    recipe = classification_recipe(tmp_path, train="train.jsonl", validation="dev.csv")
     raw = read_task(recipe, "t", recipe.tasks["t"])
     assert raw.labels == ["false", "true"] and [r["label"] for r in rows_of(raw.examples["validation"])] == ["false", "true"]
     recipe.tasks["t"].data.test = str(tmp_path / "test.csv")
