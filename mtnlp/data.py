@@ -127,7 +127,7 @@ def read_split(recipe: Recipe, name: str, task: TaskSpec, split: str) -> tuple[p
     if task.data.hub:
         hub_key = f"tasks.{name}.data.hub"
         examples = read_hub_split(task.data, source, task.type, f"{recipe.where(hub_key)}: {hub_key}",
-                                  f"{recipe.where(key)}: {key}")
+                                  f"{recipe.where(key)}: {key}", config_where(recipe, name))
         name = f"{task.data.hub}[{source}]"
     elif isinstance(source, dict):  # format lines: {text: FILE, labels: FILE, text_pair?: FILE}
         files = {part: existing(value, f"{key}.{part}") for part, value in source.items()}
@@ -434,10 +434,17 @@ def kept_rows(table: pa.Table, keep: np.ndarray, chunk: int = 10_000) -> pa.Tabl
         return pa.concat_tables(files.tables())
 
 
+def config_where(recipe: Recipe, name: str) -> str:
+    """Where a hub data set's config error is: data.config's line, or data.hub's where no config is given."""
+    data = f"tasks.{name}.data"
+    return f"{recipe.where(data + '.config' if recipe.tasks[name].data.config else data + '.hub')}: {data}.config"
+
+
 def open_stream(recipe: Recipe, name: str, task: TaskSpec) -> StreamSource:
     """The training split of a streamed hub data set, opened (not read) and its size."""
     data, key, train_key = task.data, f"tasks.{name}.data.hub", f"tasks.{name}.data.train"
-    rows = open_hub_split(data, data.train, f"{recipe.where(key)}: {key}", f"{recipe.where(train_key)}: {train_key}")
+    rows = open_hub_split(data, data.train, f"{recipe.where(key)}: {key}", f"{recipe.where(train_key)}: {train_key}",
+                          config_where(recipe, name))
     size = data.size
     if size is None:
         split = (rows.info.splits or {}).get(data.train) if rows.info else None

@@ -771,13 +771,14 @@ def read_conllu(path: Path, lines, spec: DataSpec):
             yield {"tokens": tokens, "tags": tags, "_line": start}
 
 
-def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub", split_where: str | None = None):
+def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub", split_where: str | None = None,
+                   config_where: str | None = None):
     """A split of a hub data set: a Dataset (downloaded and cached by datasets), or with data.streaming
-    an IterableDataset that reads as it is iterated. `where`, `split_where`: the recipe keys (and lines)
-    errors name, data.hub's and the split's (data.validation, ...)."""
+    an IterableDataset that reads as it is iterated. `where`, `split_where`, `config_where`: the recipe keys (and
+    lines) errors name, data.hub's, the split's (data.validation, ...) and data.config's."""
     import datasets
 
-    split_where = split_where or where
+    split_where, config_where = split_where or where, config_where or where
     folder = Path(spec.hub)
     if folder.is_file():
         raise UserError(f"{where}: {spec.hub} is a file: data.hub names a data set folder or hub id, and a data file "
@@ -797,8 +798,11 @@ def open_hub_split(spec: DataSpec, split: str, where: str = "data.hub", split_wh
         message = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or type(e).__name__
         if (cause := e.__cause__ or e.__context__) is not None and type(e).__name__ == "DatasetGenerationError":
             message += f": {type(cause).__name__}: {first_line(cause)}"  # (what was wrong in which file and row)
-        # a ValueError about the split (`Unknown split "dev"`, a bad slice): the data set was found
-        at = split_where if isinstance(e, ValueError) and re.search(r"split|slice", message, re.I) else where
+        # a ValueError about the split (`Unknown split "dev"`, a bad slice, an empty one: 'Instruction "train[5:]"
+        # corresponds to no data!') or the config ("BuilderConfig 'x' not found", "Config name is missing"): the
+        # data set was found
+        about = isinstance(e, ValueError) and re.search(r"(split|slice|instruction)|(config)", message, re.I)
+        at = where if not about else split_where if about.group(1) else config_where
         raise UserError(f"{at}: cannot load split '{split}' of '{spec.hub}'{config}: {message}") from None
 
 
@@ -839,10 +843,11 @@ def saved_dataset_split(spec: DataSpec, split: str, where: str):
     return splits[part.splitname].select(range(part.from_, part.to))
 
 
-def read_hub_split(spec: DataSpec, split: str, task_type: str, where: str = "data.hub", split_where: str | None = None):
+def read_hub_split(spec: DataSpec, split: str, task_type: str, where: str = "data.hub", split_where: str | None = None,
+                   config_where: str | None = None):
     """A split of a hub data set, an example at a time (needs a network the first time; cached by
     datasets after, unless streamed)."""
-    dataset = open_hub_split(spec, split, where, split_where)
+    dataset = open_hub_split(spec, split, where, split_where, config_where)
     yield from hub_examples(dataset, f"{spec.hub}[{split}]", spec, task_type)
 
 

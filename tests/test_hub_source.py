@@ -177,6 +177,43 @@ def test_an_unknown_split_names_the_split_key_and_its_line(tmp_path, tiny_encode
         load_task(recipe, "t", recipe.tasks["t"], AutoTokenizer.from_pretrained(tiny_encoder), 32)
 
 
+TWO_CONFIGS = """---
+configs:
+- config_name: a
+  data_files:
+  - split: train
+    path: a/train.jsonl
+- config_name: b
+  data_files:
+  - split: train
+    path: b/train.jsonl
+---
+"""
+
+
+@pytest.mark.parametrize("data,key,said", [
+    ({}, "config", "Config name is missing. Please pick one among the available configs: ['a', 'b']"),
+    ({"config": "c"}, "config", "BuilderConfig 'c' not found"),
+    ({"config": "a", "train": "train[5:]"}, "train", 'Instruction "train[5:]" corresponds to no data'),
+])
+def test_a_missing_config_and_an_empty_slice_name_their_own_key(tmp_path, monkeypatch, data, key, said):
+    """Both were named as data.hub, as if the data set were not there."""
+    from mtnlp.data import read_task
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "README.md").write_text(TWO_CONFIGS)
+    for config in ("a", "b"):
+        (tmp_path / "set" / config).mkdir()
+        (tmp_path / "set" / config / "train.jsonl").write_text('{"text": "x", "label": "p"}\n{"text": "y", "label": "q"}\n')
+    recipe = hub_recipe(tmp_path, tmp_path / "set", **data)
+    with pytest.raises(UserError) as error:
+        read_task(recipe, "t", recipe.tasks["t"])
+    at = recipe.where(f"tasks.t.data.{key if key in data or key == 'train' else 'hub'}")  # no config: data.hub's line
+    assert str(error.value).startswith(f"{at}: tasks.t.data.{key}: cannot load split") and said in str(error.value)
+    assert at != recipe.where("tasks.t.data.hub") or not data
+
+
 def test_unreachable_hub_dataset_is_a_user_error(tmp_path, tiny_encoder, monkeypatch):
     from transformers import AutoTokenizer
 
