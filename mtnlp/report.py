@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from .encoders import save_tokenizer
-from .errors import UserError, quiet_loggers
+from .errors import UserError, first_line, quiet_loggers
 from .evaluation import evaluate_split, main_metric, majority_baseline
 from .folders import RUN_OUTPUTS, writing
 from .recipe import Recipe, resolve_path, to_dict
@@ -173,6 +173,19 @@ def forget_after(run_dir: Path, step: int) -> None:
             continue
         kept = [r for r in read_jsonl(path) if r["step"] <= step]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+
+def carry_logs(source: Path, run_dir: Path, step: int) -> None:
+    """A run resumed at `step` from another run's checkpoint into a new folder: that run's log lines up to `step`,
+    so that the new folder's history (and curves) holds the evaluations its kept model may be from."""
+    for name in ("history.jsonl", "train_log.jsonl"):
+        try:
+            kept = [r for r in read_jsonl(source / name) if r["step"] <= step]
+        except (OSError, UserError, KeyError, TypeError) as e:
+            warnings.warn(f"{source / name}: not carried over into {run_dir} ({first_line(e)})", stacklevel=2)
+            continue
+        if kept:
+            (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
 
 def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -> None:
@@ -412,8 +425,9 @@ def legend_name(task: str) -> str:
 
 
 def curves_figure(run_dir: Path, main: dict[str, str]):
-    """Per-task training loss (left) and validation main metric (right) over steps; `main`: each task's main
-    metric, in the recipe's task order, which gives each task its colour and line style in both panels."""
+    """Per-task training loss (left) and validation main metric (right) over steps, the kept model's step marked;
+    `main`: each task's main metric, in the recipe's task order, which gives each task its colour and line style in
+    both panels."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
@@ -432,6 +446,10 @@ def curves_figure(run_dir: Path, main: dict[str, str]):
             left.plot(*zip(*points), label=label[task], marker="o" if len(points) == 1 else None, **style[task])
         if points := [(r["step"], r["main"][task]) for r in history if task in r["main"]]:
             right.plot(*zip(*points), marker="o", label=entry[task], **style[task])
+    if kept := [r["step"] for r in history if r.get("best")]:  # the kept model's step (model/, metrics.json best_step)
+        right.axvline(kept[-1], color="0.6", linestyle=":", linewidth=1, zorder=0)
+        right.text(kept[-1], 0.02, f"kept (step {kept[-1]}) ", transform=right.get_xaxis_transform(), rotation=90,
+                   ha="right", va="bottom", fontsize=8, color="0.4")
     left.set(title="training loss", xlabel="step", yscale="log")
     right.set(title="validation (main metric)", xlabel="step")
     for ax in (left, right):

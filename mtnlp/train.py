@@ -433,6 +433,10 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         if splits.get("train", {}).get("answers_in_no_window") and accelerator.is_main_process:
             warnings.warn(truncation_note(tasks[name], "train"), stacklevel=2)
     evaluated = tasks_with_validation(tasks)
+    if not evaluated and t.eval_every and t.eval_every < t.steps and accelerator.is_main_process:
+        key = "training.early_stopping_patience" if t.early_stopping_patience is not None else "training.eval_every"
+        warnings.warn(f"{recipe.where(key)}: {key}: not read: no task has a validation split, so nothing is evaluated "
+                      "during training and the final model is kept", stacklevel=2)
     if 0 < len(evaluated) < len(tasks) and t.eval_every and t.eval_every < t.steps:
         others = [n for n in tasks if n not in evaluated]
         by = "model selection and early stopping go" if t.early_stopping_patience is not None else "model selection goes"
@@ -447,6 +451,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
         run.resumed_from = folder
     if accelerator.is_main_process and not own:
         report.start_run(run_dir, recipe, chosen)
+        if folder is not None and folder.parent.name == "checkpoints":  # another run's: its logs up to the step
+            report.carry_logs(folder.parent.parent, run_dir, run.progress.step)
     run_dir.mkdir(parents=True, exist_ok=True)
     if t.report_to:  # resumed: TensorBoard hides what an abandoned branch logged after the checkpoint's step
         accelerator.init_trackers(recipe.name, init_kwargs={"tensorboard": {"purge_step": run.progress.step + 1}}

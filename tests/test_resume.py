@@ -54,6 +54,22 @@ def test_the_refusal_is_one_line_on_the_command_line(make_recipe, tmp_path):
                                         "another output_dir"), done.stderr
 
 
+def test_a_run_resumed_into_a_new_folder_carries_the_logs_up_to_its_step(make_recipe, tmp_path):
+    """The new folder's metrics.json and card named a best step its history.jsonl and curves did not hold."""
+    recipe = make_recipe(training={"steps": 4, "save_every": 2, "eval_every": 2})
+    train(load_recipe(recipe))
+    run, other = tmp_path / "run", tmp_path / "other"
+    train(load_recipe(recipe, [f"output_dir={other}", f"training.resume_from={run / 'checkpoints' / 'step-000002'}"]))
+
+    def lines(folder, name):
+        return [json.loads(line) for line in (folder / name).read_text().splitlines()]
+
+    assert [r["step"] for r in lines(other, "history.jsonl")] == [2, 4]
+    assert lines(other, "history.jsonl")[0] == lines(run, "history.jsonl")[0]
+    assert [r["step"] for r in lines(other, "train_log.jsonl")] == [1, 2, 3, 4]
+    assert lines(other, "train_log.jsonl")[:2] == lines(run, "train_log.jsonl")[:2]
+
+
 def test_resuming_another_runs_checkpoint_into_a_new_folder_restores_the_best_model(make_recipe, tmp_path, capsys):
     """The new folder has no model of the best step (nothing evaluated after the resume improves: nothing is
     trained): it is restored from the best step's checkpoint, and the folder gets its recipe.yaml. Without
@@ -610,6 +626,17 @@ def test_a_task_without_validation_is_said_to_be_out_of_model_selection(make_rec
     train(load_recipe(make_recipe(training={"steps": 2, "eval_every": 1}), ["tasks.ner.data.validation=null"]))
     assert "model selection goes by the validation splits of sentiment, score; ner has none" \
         in capsys.readouterr().out
+
+
+def test_early_stopping_without_any_validation_split_is_said_to_be_unread(make_recipe):
+    """With no validation split at all, eval_every and early_stopping_patience did nothing, without a word."""
+    no_validation = ["tasks.ner.data.validation=null", "tasks.sentiment.data.validation_from_train=null",
+                     "tasks.score.data.validation_from_train=null"]
+    recipe = make_recipe(training={"steps": 2, "eval_every": 1, "early_stopping_patience": 1})
+    with pytest.warns(UserWarning, match=r"training.early_stopping_patience: not read: no task has a validation split"):
+        train(load_recipe(recipe, no_validation))
+    with pytest.warns(UserWarning, match=r"training.eval_every: not read: no task has a validation split"):
+        train(load_recipe(recipe, [*no_validation, "training.early_stopping_patience=null", "overwrite_output_dir=true"]))
 
 
 def test_a_run_whose_patience_ran_out_at_its_last_step_trains_on_with_more_steps(make_recipe, tmp_path, capsys):

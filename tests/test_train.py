@@ -718,6 +718,21 @@ def test_curves_give_a_task_one_colour_in_both_panels_and_name_its_main_metric(t
     assert all(float(tick).is_integer() for tick in right.get_xticks())  # steps, not 1.6, 1.8, ...
 
 
+def test_curves_mark_the_kept_models_step(tmp_path):
+    """With early stopping the kept model is often evaluations before the plot's end: nothing showed which it was."""
+    from mtnlp.report import curves_figure
+
+    (tmp_path / "train_log.jsonl").write_text("".join(f'{{"step": {s}, "loss": {{"a": 1.0}}}}\n' for s in range(1, 7)))
+    (tmp_path / "history.jsonl").write_text('{"step": 2, "main": {"a": 0.5}, "best": true}\n'
+                                            '{"step": 4, "main": {"a": 0.6}, "best": true}\n'
+                                            '{"step": 6, "main": {"a": 0.6}, "best": false}\n')
+    right = curves_figure(tmp_path, {"a": "accuracy"}).axes[1]
+    assert [line.get_xdata()[0] for line in right.get_lines() if line.get_linestyle() == ":"] == [4]
+    assert [text.get_text().strip() for text in right.texts] == ["kept (step 4)"]
+    (tmp_path / "history.jsonl").write_text('{"step": 2, "main": {"a": null}, "best": false}\n')  # none kept by a score
+    assert not curves_figure(tmp_path, {"a": "accuracy"}).axes[1].texts
+
+
 def test_the_runs_recipe_writes_a_non_ascii_task_name_as_it_is(make_recipe, tmp_path):
     """recipe.yaml gave "\\u98CE\\u683C" for the task 风格: the same when read back, but not readable by eye."""
     train(load_recipe(make_recipe(tasks={"风格": tiny_tasks()["sentiment"]}, training={"steps": 1})))
