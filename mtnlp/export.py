@@ -12,6 +12,7 @@ gives the same logits.
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
 
 import transformers
@@ -81,9 +82,11 @@ def pooler_task(model: MultiTaskModel, task: str) -> str | None:
 def encoder_load_kwargs(model: MultiTaskModel, task: str | None = None) -> dict:
     """What AutoModel.from_pretrained needs besides the folder to load export_encoder's model as it was saved: a
     base model that keeps a pooler no head has is saved without one, and its config cannot say so (BERT builds
-    one unless told add_pooling_layer=False: a random one, which transformers' LOAD REPORT lists as missing)."""
+    one unless told add_pooling_layer=False: a random one, which transformers' LOAD REPORT lists as missing; MPNet,
+    ALBERT and other families mtnlp has no head entry for alike)."""
     task = checked_task(model, task)
-    return {"add_pooling_layer": False} if model.family.base_head and pooler_task(model, task) is None else {}
+    takes = "add_pooling_layer" in inspect.signature(type(model.encoder).__init__).parameters
+    return {"add_pooling_layer": False} if takes and pooler_task(model, task) is None else {}
 
 
 def export_encoder(model: MultiTaskModel, task: str | None = None):
@@ -93,8 +96,7 @@ def export_encoder(model: MultiTaskModel, task: str | None = None):
     and built without a pooler where no head has one (BERT: add_pooling_layer=False; loading it so needs
     encoder_load_kwargs), so no weight is random."""
     task = checked_task(model, task)
-    family = model.family
-    family.check_export(model.config.encoder)
+    family = model.family  # (any family: the base model is transformers' own, whatever mtnlp knows of its heads)
     config = AutoConfig.for_model(**{**model.config.encoder.to_dict(), "architectures": None})
     state = dict(model.encoder_state(task))  # adapter merged / layers in place
     pooled = pooler_task(model, task)

@@ -80,7 +80,11 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
         raise UserError(f"task {odd}: torch's ONNX exporter cannot take a '\"' or '\\' in a task name (an older "
                         "mtnlp allowed them): " + ("export the other heads (--task)" if model.config.sharing is None else
                                                    "with per-task layers or adapters the model cannot be exported"))
-    names = list(ONNX_INPUTS if model.uses_token_type_ids else ONNX_INPUTS[:2])
+    # token types only where the model reads them and the tokenizer gives them (transformers 5's ALBERT, XLNet and
+    # Funnel tokenizers give none, so their models read zeros in training and predict): an input the folder's own
+    # tokenizer does not give would fail a plain onnxruntime call
+    given = "token_type_ids" in tokenizer.model_input_names
+    names = list(ONNX_INPUTS if model.uses_token_type_ids and given else ONNX_INPUTS[:2])
     if clash := [t for t in tasks if t in names]:
         raise UserError(f"task {clash[0]}: an input of the ONNX graph has that name; a head's output cannot have it")
     out = Path(out)

@@ -73,7 +73,7 @@ class MTLSpec(Spec):
     lora_r: Count = 8
     lora_alpha: Positive = 16.0
     lora_dropout: Fraction = 0.1
-    lora_targets: Names = Field(default_factory=lambda: ["query", "key", "value", "dense"])
+    lora_targets: Names = Field(default_factory=lambda: ["query", "key", "value", "dense"], min_length=1)
     task_layers: Count = 2  # sharing: task_layers — the top k encoder layers are copied per task
 
 
@@ -671,6 +671,17 @@ def check(recipe: Recipe, training: bool = True) -> None:
                                                  "set training.eval_every below training.steps")
     if recipe.hub_private and not recipe.push_to_hub:
         note("hub_private", "not read: nothing is pushed: set push_to_hub")
+    streamed = [task.data.streaming for task in recipe.tasks.values()]
+    if all(streamed):  # a streamed task takes batch_size examples per batch
+        for key in ("batch_tokens",):
+            if _changed(t, key):
+                note(f"training.{key}", "not read: every task is streamed, and a streamed task's batches hold "
+                                        "training.batch_size examples")
+        if _changed(recipe.sampling, "group_by_length"):
+            note("sampling.group_by_length", "not read: every task is streamed (its batches come in the stream's order)")
+    elif t.batch_tokens is not None and not any(streamed) and _changed(t, "batch_size"):
+        note("training.batch_size", "not read: training.batch_tokens sets how many examples a training batch holds "
+                                    "(evaluation batches: training.eval_batch_size)")
 
 
 # each sharing method's keys in a model's config.sharing -> the recipe's mtl keys (sharing_config, checked_sharing)

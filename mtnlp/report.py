@@ -442,9 +442,10 @@ def curves_figure(run_dir: Path, main: dict[str, str]):
     rows = -(-len(main) // columns) if below else 0
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4 + 0.25 * rows), layout="constrained")
     for task in main:
-        if points := [(r["step"], r["loss"][task]) for r in train_log if task in r["loss"]]:
+        # (.get: a line written by hand, or carried over from another run's log, may lack them)
+        if points := [(r["step"], r["loss"][task]) for r in train_log if task in (r.get("loss") or {})]:
             left.plot(*zip(*points), label=label[task], marker="o" if len(points) == 1 else None, **style[task])
-        if points := [(r["step"], r["main"][task]) for r in history if task in r["main"]]:
+        if points := [(r["step"], r["main"][task]) for r in history if task in (r.get("main") or {})]:
             right.plot(*zip(*points), marker="o", label=entry[task], **style[task])
     if kept := [r["step"] for r in history if r.get("best")]:  # the kept model's step (model/, metrics.json best_step)
         right.axvline(kept[-1], color="0.6", linestyle=":", linewidth=1, zorder=0)

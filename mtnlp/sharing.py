@@ -52,6 +52,26 @@ def add_lora_adapters(encoder: nn.Module, tasks: list[str], spec: dict) -> None:
     encoder.requires_grad_(True)  # peft freezes the base weights; freezing is a training choice (mtl.freeze_encoder)
 
 
+def unmatched_lora_targets(encoder: nn.Module, targets: list[str]) -> tuple[list[str], list[str]]:
+    """The recipe's lora_targets that adapted no layer of `encoder` (peft fails only when none does: MPNet's
+    attention is attn.q/k/v/o, so the default adapted its feed-forward layers alone), and the kinds of linear layers
+    left without an adapter (their names' last two parts), for the message."""
+    from peft.tuners.lora import LoraLayer
+
+    family = families.of(encoder.config)
+    adapted = [name for name, m in encoder.named_modules() if isinstance(m, LoraLayer)]
+    unmatched = [t for t in targets if not any(name == own or name.endswith("." + own) for name in adapted
+                                               for own in family.lora_targets([t]))]
+    left = {layer_kind(name) for name, m in encoder.named_modules() if isinstance(m, nn.Linear)
+            and not any(name == a or name.startswith(a + ".") for a in adapted)}  # (an adapter's own Linears too)
+    return unmatched, sorted(left)
+
+
+def layer_kind(name: str) -> str:
+    """A module's name without its layer numbers, its last two parts: encoder.layer.3.attention.attn.q -> attn.q."""
+    return ".".join([part for part in name.split(".") if not part.isdigit()][-2:])
+
+
 def lora_layers(encoder: nn.Module) -> list[nn.Module]:
     from peft.tuners.lora import LoraLayer
 

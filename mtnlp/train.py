@@ -414,6 +414,15 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
 
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
     accelerator.print(trainable_line(run.unwrapped))
+    if m.sharing == "lora" and source is None and accelerator.is_main_process:
+        say_lora_placement(recipe, run.unwrapped.encoder)
+    for name, task in recipe.tasks.items():  # e.g. BERT's span head, transformers' *ForQuestionAnswering layout
+        unread = task.dropout != type(task).model_fields["dropout"].default and not any(
+            isinstance(module, torch.nn.Dropout) for module in run.unwrapped.heads[name].modules())
+        if unread and accelerator.is_main_process:
+            key = f"tasks.{name}.dropout"
+            warnings.warn(f"{recipe.where(key)}: {key}: not read: the {run.unwrapped.family.name} family's "
+                          f"{task.type} head has no dropout (transformers' own layout, which export keeps)", stacklevel=2)
     if accelerator.num_processes > 1:
         accelerator.print(f"{accelerator.num_processes} processes (DDP, {accelerator.distributed_type.value})")
     if source is not None:
@@ -553,6 +562,27 @@ def is_eval_step(run: Run) -> bool:
     """Whether the loop evaluates after the step just trained: every training.eval_every steps, and the last."""
     eval_every, step = run.recipe.training.eval_every, run.progress.step
     return bool(eval_every) and step % eval_every == 0 or step == run.recipe.training.steps
+
+
+def say_lora_placement(recipe: Recipe, encoder) -> None:
+    """A lora_target that adapted nothing is warned of (peft refuses only targets that all miss: MPNet's attention
+    is attn.q/k/v/o, so the default targets adapted its feed-forward layers alone, without a word); for a family
+    mtnlp has no entry for, the layers adapted are named."""
+    from .families import GENERIC
+    from .sharing import layer_kind, lora_layers, unmatched_lora_targets
+
+    unmatched, left = unmatched_lora_targets(encoder, recipe.mtl.lora_targets)
+    without = f"{', '.join(left[:12])}{' ...' if len(left) > 12 else ''}"
+    key, kind = "mtl.lora_targets", encoder.config.model_type
+    if unmatched:
+        where = recipe.where(key if "lora_targets" in recipe.mtl.model_fields_set else "mtl.sharing")
+        warnings.warn(f"{where}: {key}: {', '.join(unmatched)} adapted no layer of this {kind} encoder; its linear "
+                      f"layers without an adapter: {without} (name them in {key})", stacklevel=3)
+    elif families.of(encoder.config) is GENERIC:
+        layers = set(map(id, lora_layers(encoder)))
+        kinds = sorted({layer_kind(n) for n, m in encoder.named_modules() if id(m) in layers})
+        print(f"lora adapters on {', '.join(kinds)} of this {kind} encoder" + (f"; without: {without}" if left else "")
+              + f" ({key} chooses)")
 
 
 def trainable_line(model) -> str:

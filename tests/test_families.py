@@ -9,6 +9,7 @@ import sys
 import tempfile
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from conftest import minilm_path, tiny_tasks, write_recipe
@@ -371,6 +372,64 @@ def test_unknown_family_trains_with_a_first_token_head_but_does_not_export(unkno
     assert capsys.readouterr().err.strip().splitlines()[-1:] == [
         "error: cannot export a head of a 'albert' encoder: mtnlp knows the heads of "
         + ", ".join(f.name for f in families.known()) + " only"]
+
+    # its encoder alone is transformers' own AlbertModel: `--encoder` exports it (it was refused as a head), and it
+    # loads without a random pooler (no head has one: add_pooling_layer=False, as the command prints)
+    assert main(["export", str(tmp_path), "--encoder", str(tmp_path / "enc")]) == 0
+    assert 'AutoModel.from_pretrained("' + str(tmp_path / "enc") + '", add_pooling_layer=False)' in capsys.readouterr().out
+    exported, info = AutoModel.from_pretrained(tmp_path / "enc", add_pooling_layer=False, output_loading_info=True)
+    assert type(exported).__name__ == "AlbertModel" and not any(v for k, v in info.items() if k != "error_msgs"), info
+    with torch.no_grad():
+        torch.testing.assert_close(exported.eval()(**enc).last_hidden_state, model.eval().encode(**enc), atol=1e-6, rtol=0)
+
+
+def test_an_onnx_graph_takes_the_inputs_its_folders_tokenizer_gives(unknown_family, tokenizer, tmp_path):
+    """transformers 5's ALBERT tokenizer gives no token_type_ids (its model reads zeros in training and predict), but
+    the graph asked for them: a plain onnxruntime call with the folder's own tokenizer failed."""
+    import copy
+
+    import onnxruntime
+
+    from mtnlp.onnx_model import ONNX_FILE, export_onnx
+
+    model = MultiTaskModel.from_encoder(unknown_family, TASKS).eval()
+    plain = copy.deepcopy(tokenizer)
+    plain.model_input_names = plain.init_kwargs["model_input_names"] = ["input_ids", "attention_mask"]
+    for given, inputs in [(tokenizer, ["input_ids", "attention_mask", "token_type_ids"]),
+                          (plain, ["input_ids", "attention_mask"])]:
+        folder = tmp_path / str(len(inputs))
+        export_onnx(model, given, folder)
+        session = onnxruntime.InferenceSession(str(folder / ONNX_FILE))
+        assert [i.name for i in session.get_inputs()] == inputs
+        enc = AutoTokenizer.from_pretrained(folder)(TEXTS, padding=True, return_tensors="np")
+        out = session.run(["sentiment"], dict(enc))[0]  # every input the graph takes, from the folder's tokenizer
+        with torch.no_grad():
+            expected = model.forward_heads(*(torch.tensor(enc[n]) for n in inputs))["sentiment"]
+        np.testing.assert_allclose(out, expected.numpy(), atol=1e-4)
+
+
+def test_lora_targets_that_adapt_no_layer_are_warned_of(unknown_family, tokenizer, tmp_path, capsys):
+    """peft refuses targets only when all miss: MPNet's attention is attn.q/k/v/o, so the default targets adapted its
+    feed-forward layers alone, without a word."""
+    from mtnlp.recipe import load_recipe
+    from mtnlp.recipes.multitask import train
+
+    mpnet = tmp_path / "mpnet"
+    AutoModel.from_config(AutoConfig.for_model("mpnet", vocab_size=len(tokenizer), **SIZE)).save_pretrained(mpnet)
+    tokenizer.save_pretrained(mpnet)
+    recipe = write_recipe(tmp_path, str(mpnet), tasks={"sentiment": tiny_tasks()["sentiment"]},
+                          training={"steps": 1, "batch_size": 4}, mtl={"sharing": "lora"}, overwrite_output_dir=True)
+    with pytest.warns(UserWarning, match=r"mtl.lora_targets: query, key, value adapted no layer of this mpnet encoder; "
+                                         r"its linear layers without an adapter: attn.k, attn.o, attn.q, attn.v \("):
+        train(load_recipe(recipe))
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*adapted no layer")
+        train(load_recipe(recipe, ["mtl.lora_targets=[attn.q, attn.k, attn.v, attn.o, dense]"]))
+    assert "lora adapters on attn.k, attn.o, attn.q, attn.v, intermediate.dense, output.dense of this mpnet encoder " \
+           "(mtl.lora_targets chooses)" in capsys.readouterr().out  # a family mtnlp has no entry for: said which
+    train(load_recipe(recipe, [f"model.encoder={unknown_family}"]))  # ALBERT: query, key, value and dense all adapt
+    assert "of this albert encoder; without: albert_layers.ffn, albert_layers.ffn_output" in capsys.readouterr().out
 
 
 DECODERS = ["gpt2", "llama", "qwen2", "modernbert-decoder", "bloom", "openai-gpt", "mamba"]  # (the last 3 say no is_causal)

@@ -420,6 +420,23 @@ def test_training_warns_of_answers_no_window_holds_whole(tmp_path, tiny_encoder)
     assert result.metrics["data"]["tasks"]["qa"]["train"]["answers_in_no_window"] == 1
 
 
+def test_a_dropout_the_span_head_has_none_of_is_said_to_be_unread(tmp_path, tiny_encoder, recwarn):
+    """BERT's span head (transformers' BertForQuestionAnswering layout, which export keeps) has no dropout: a
+    recipe's tasks.qa.dropout changed nothing, and config.json recorded it."""
+    from mtnlp.recipes.multitask import train
+
+    tasks = {"qa": {"type": "extractive_qa", "dropout": 0.3, "data": {"train": str(write_jsonl(tmp_path / "qa.jsonl",
+                                                                                              qa_rows(8, 0)))}}}
+    recipe = write_recipe(tmp_path, tiny_encoder, tasks=tasks, training={"steps": 1},
+                          model={"encoder": tiny_encoder, "max_length": 48})
+    with pytest.warns(UserWarning, match=r"tasks.qa.dropout: not read: the BERT family's extractive_qa head has no "
+                                         r"dropout \(transformers' own layout, which export keeps\)"):
+        train(load_recipe(recipe))
+    recwarn.clear()
+    train(load_recipe(recipe, ["tasks.qa.dropout=0.1", "overwrite_output_dir=true"]))  # the default: nothing said
+    assert not [w for w in recwarn if "dropout" in str(w.message)]
+
+
 def test_span_decoding_is_transformers_question_answering_post_processing():
     """window_spans against transformers' select_starts_ends (the post-processing of its former
     question-answering pipeline, kept for document QA): the same spans and scores."""

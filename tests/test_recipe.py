@@ -425,6 +425,9 @@ def test_a_sharing_key_the_sharing_method_does_not_read_is_an_error(tmp_path, ke
     (["training.early_stopping_patience=2", "training.eval_every=400"], "training.early_stopping_patience",
      "early stopping compares evaluations during training: set training.eval_every below training.steps"),
     (["hub_private=true"], "hub_private", "nothing is pushed: set push_to_hub"),
+    (["training.batch_tokens=4096", "training.batch_size=16"], "training.batch_size",
+     "training.batch_tokens sets how many examples a training batch holds (evaluation batches: "
+     "training.eval_batch_size)"),
 ])
 def test_a_method_option_the_chosen_method_does_not_read_is_said(overrides, key, said):
     """Not an error: `sampling.strategy=uniform` on the command line must not need the file's temperature removed."""
@@ -433,6 +436,36 @@ def test_a_method_option_the_chosen_method_does_not_read_is_said(overrides, key,
     messages = [str(w.message) for w in caught]
     assert [m for m in messages if f": {key}: not read: " in m] == [m for m in messages if key in m]
     assert [m.split(": not read: ")[1] for m in messages if f": {key}: not read: " in m] == [said], messages
+
+
+STREAMED_AND_MULTILABEL = """
+model: {encoder: bert-base-uncased, max_length: 64}
+tasks:
+  reviews: {type: classification, data: {hub: some/reviews, train: train, streaming: true, size: 1000,
+                                         label_names: {0: neg, 1: pos}}}
+  emotions: {type: multilabel, data: {hub: some/emotions, train: train, streaming: true, size: 500,
+                                      label_names: {0: joy, 1: anger}}}
+"""
+
+
+@pytest.mark.parametrize("overrides,key,said", [
+    (["training.batch_tokens=2048"], "training.batch_tokens",
+     "every task is streamed, and a streamed task's batches hold training.batch_size examples"),
+    (["sampling.group_by_length=false"], "sampling.group_by_length",
+     "every task is streamed (its batches come in the stream's order)"),
+    (["tasks.emotions.threshold_grid=[0.1, 0.2]"], "tasks.emotions.threshold_grid",
+     "it is the grid tune_thresholds picks each label's threshold from (tune_thresholds is false)"),
+])
+def test_a_key_the_recipes_data_or_type_keys_leave_unread_is_said(tmp_path, overrides, key, said):
+    """All three did nothing without a word (keyeffects walk); README promises a warning for such a key."""
+    with pytest.warns(UserWarning) as caught:
+        load_recipe(recipe_file(tmp_path, STREAMED_AND_MULTILABEL), overrides)
+    assert [str(w.message).split(": not read: ")[1] for w in caught if f": {key}: not read: " in str(w.message)] == [said]
+
+
+def test_an_empty_lora_targets_list_is_refused_as_the_recipe_is_read():
+    assert error(DEMO, ["mtl.sharing=lora", "mtl.lora_targets=[]"]).endswith(
+        "mtl.lora_targets: List should have at least 1 item after validation, not 0")
 
 
 def test_method_options_read_by_their_method_are_not_said(recwarn):

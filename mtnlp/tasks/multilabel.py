@@ -4,6 +4,7 @@ validation: `tune_thresholds`), saved with the model."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -36,6 +37,11 @@ class Multilabel(TextTask):
         if task.tune_thresholds and task.data.validation is None and task.data.validation_from_train is None:
             fail(f"tasks.{name}.tune_thresholds", "thresholds are tuned on the validation split: give "
                                                  "data.validation or data.validation_from_train")
+        grid = type(task).model_fields["threshold_grid"].get_default(call_default_factory=True)
+        if not task.tune_thresholds and task.threshold_grid != grid:  # (a key read only with another: said)
+            key = f"tasks.{name}.threshold_grid"
+            warnings.warn(f"{recipe.where(key)}: {key}: not read: it is the grid tune_thresholds picks each label's "
+                          "threshold from (tune_thresholds is false)", stacklevel=4)
 
     def example(self, row, spec):
         example = {"text": row.text(spec.text_column, "text_column"), "_line": row.line}
@@ -144,8 +150,6 @@ class Multilabel(TextTask):
         return spec.tune_thresholds
 
     def fit(self, logits, references, spec, name=""):
-        import warnings
-
         thresholds = self.tune(logits, references, spec.threshold_grid)
         predicted = float(above(host(logits), thresholds).sum(1).mean())
         gold = sum(map(sum, references)) / max(len(references), 1)
