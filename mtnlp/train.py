@@ -414,15 +414,8 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
 
     accelerator.print(chosen.describe())  # after the set-up, whose errors must be the only output
     accelerator.print(trainable_line(run.unwrapped))
-    if m.sharing == "lora" and source is None and accelerator.is_main_process:
-        say_lora_placement(recipe, run.unwrapped.encoder)
-    for name, task in recipe.tasks.items():  # e.g. BERT's span head, transformers' *ForQuestionAnswering layout
-        unread = task.dropout != type(task).model_fields["dropout"].default and not any(
-            isinstance(module, torch.nn.Dropout) for module in run.unwrapped.heads[name].modules())
-        if unread and accelerator.is_main_process:
-            key = f"tasks.{name}.dropout"
-            warnings.warn(f"{recipe.where(key)}: {key}: not read: the {run.unwrapped.family.name} family's "
-                          f"{task.type} head has no dropout (transformers' own layout, which export keeps)", stacklevel=2)
+    if accelerator.is_main_process:
+        say_what_the_model_leaves_unread(run, new_adapters=m.sharing == "lora" and source is None)
     if accelerator.num_processes > 1:
         accelerator.print(f"{accelerator.num_processes} processes (DDP, {accelerator.distributed_type.value})")
     if source is not None:
@@ -564,13 +557,24 @@ def is_eval_step(run: Run) -> bool:
     return bool(eval_every) and step % eval_every == 0 or step == run.recipe.training.steps
 
 
-def say_lora_placement(recipe: Recipe, encoder) -> None:
-    """A lora_target that adapted nothing is warned of (peft refuses only targets that all miss: MPNet's attention
-    is attn.q/k/v/o, so the default targets adapted its feed-forward layers alone, without a word); for a family
-    mtnlp has no entry for, the layers adapted are named."""
+def say_what_the_model_leaves_unread(run: Run, new_adapters: bool) -> None:
+    """Recipe keys the built model does not read, warned of: a head's dropout where the family's head has none
+    (BERT's span head: transformers' *ForQuestionAnswering layout, which export keeps); with `new_adapters`, a
+    lora_target that adapted nothing (peft refuses only targets that all miss: MPNet's attention is attn.q/k/v/o, so
+    the default targets adapted its feed-forward layers alone, without a word), and for a family mtnlp has no entry
+    for, the layers adapted are named."""
     from .families import GENERIC
     from .sharing import layer_kind, lora_layers, unmatched_lora_targets
 
+    recipe, encoder = run.recipe, run.unwrapped.encoder
+    for name, task in recipe.tasks.items():
+        if task.dropout != type(task).model_fields["dropout"].default and not any(
+                isinstance(module, torch.nn.Dropout) for module in run.unwrapped.heads[name].modules()):
+            key = f"tasks.{name}.dropout"
+            warnings.warn(f"{recipe.where(key)}: {key}: not read: the {run.unwrapped.family.name} family's "
+                          f"{task.type} head has no dropout (transformers' own layout, which export keeps)", stacklevel=3)
+    if not new_adapters:
+        return
     unmatched, left = unmatched_lora_targets(encoder, recipe.mtl.lora_targets)
     without = f"{', '.join(left[:12])}{' ...' if len(left) > 12 else ''}"
     key, kind = "mtl.lora_targets", encoder.config.model_type
