@@ -41,8 +41,8 @@ SPLITS = ("train", "validation", "test")
 # validation_from_train's split is the same for every training.seed: runs that differ by seed are compared
 # on the same validation examples (and train on the same rest)
 CARVE_SEED = 42
-CACHE_VERSION = 16  # bump when reading or tokenize() gives different rows or columns, or refuses more (14: QA targets,
-# tagging's cut_start; 15: entity tags beside tags without a prefix; 16: JSON true/false read as "true"/"false")
+CACHE_VERSION = 15  # bump when reading or tokenize() gives different rows or columns, or refuses more (14: QA targets,
+# tagging's cut_start; 15: entity tags beside tags without a prefix)
 PARALLEL_FROM = 20_000  # examples; below this, worker start-up costs more than tokenising in parallel saves
 
 

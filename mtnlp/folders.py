@@ -136,6 +136,9 @@ def checkpoint_state(folder: Path) -> dict:
         raise UserError(f"{path}: not a readable checkpoint state ({first_line(e)})") from None
     if not isinstance(state, dict):
         raise UserError(f"{path}: not a readable checkpoint state (a JSON object expected)")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise UserError(f"{path}: not a readable checkpoint state (\"step\": a count of steps expected, got {step!r})")
     return state
 
 

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from .encoders import save_tokenizer
 from .errors import UserError, quiet_loggers, require
+from .export import save_export_tokenizer
 from .folders import ONNX_FILE, ONNX_INPUTS
 from .modeling import MultiTaskConfig, MultiTaskModel, checked_tasks
 
@@ -116,7 +116,7 @@ def export_onnx(model: MultiTaskModel, tokenizer, out: str | Path, tasks: list[s
     config.tasks = {t: model.config.tasks[t] for t in tasks}
     config.mtnlp = {**(config.mtnlp or {}), "onnx": {"tasks": tasks, "quantize": quantize}}
     config.save_pretrained(out)
-    save_tokenizer(tokenizer, out)
+    save_export_tokenizer(model, tokenizer, out)  # giving the graph's inputs (token types only where it takes them)
     return out
 
 

@@ -621,8 +621,7 @@ def _name(path, line, what: str, value) -> str:
     """A label, tag or token as text: a string or a number, not empty, valid Unicode."""
     if isinstance(value, (dict, list)) or value is None:
         raise UserError(f"{at(path, line)}: {what} must be a string or a number, got {_show(value)}")
-    # JSON's true is the text "true" of a CSV file, not Python's "True" (a label set read from both stays one)
-    text = ("true" if value else "false") if isinstance(value, bool) else str(value).strip()
+    text = str(value).strip()  # JSON's true: "True", as Python's csv module and pandas write it (and older models hold)
     if not text:
         raise UserError(f"{at(path, line)}: empty {what} ({_show(value)})")
     if not valid_unicode(text):

@@ -673,10 +673,9 @@ def check(recipe: Recipe, training: bool = True) -> None:
         note("hub_private", "not read: nothing is pushed: set push_to_hub")
     streamed = [task.data.streaming for task in recipe.tasks.values()]
     if all(streamed):  # a streamed task takes batch_size examples per batch
-        for key in ("batch_tokens",):
-            if _changed(t, key):
-                note(f"training.{key}", "not read: every task is streamed, and a streamed task's batches hold "
-                                        "training.batch_size examples")
+        if _changed(t, "batch_tokens"):
+            note("training.batch_tokens", "not read: every task is streamed, and a streamed task's batches hold "
+                                          "training.batch_size examples")
         if _changed(recipe.sampling, "group_by_length"):
             note("sampling.group_by_length", "not read: every task is streamed (its batches come in the stream's order)")
     elif t.batch_tokens is not None and not any(streamed) and _changed(t, "batch_size"):
@@ -876,7 +875,7 @@ def check_training_paths(recipe: Recipe) -> None:
         from .folders import checkpoint_state, find_checkpoint
 
         folder = find_checkpoint(run_dir, resume, f"{recipe.where('training.resume_from')}: training.resume_from")
-        step = checkpoint_state(folder).get("step", 0)
+        step = checkpoint_state(folder)["step"]
         if step > recipe.training.steps:
             fail("training.steps", f"{recipe.training.steps}, but {folder} is at step {step}: set more steps to train "
                                    "on, or resume an earlier checkpoint")

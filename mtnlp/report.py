@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from .encoders import save_tokenizer
-from .errors import UserError, first_line, quiet_loggers
+from .errors import UserError, quiet_loggers
 from .evaluation import evaluate_split, main_metric, majority_baseline
 from .folders import RUN_OUTPUTS, writing
 from .recipe import Recipe, resolve_path, to_dict
@@ -150,7 +150,10 @@ def finite(value):
 def read_jsonl(path: Path) -> list[dict]:
     """A log's records; a last line cut short (the run was stopped, or its disk filled, while writing it) is
     dropped with a warning, as a resume writes that step's record again."""
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     records = []
     for number, line in enumerate(lines, 1):
         try:
@@ -177,13 +180,26 @@ def forget_after(run_dir: Path, step: int) -> None:
 
 def carry_logs(source: Path, run_dir: Path, step: int) -> None:
     """A run resumed at `step` from another run's checkpoint into a new folder: that run's log lines up to `step`,
-    so that the new folder's history (and curves) holds the evaluations its kept model may be from."""
+    so that the new folder's history (and curves) holds the evaluations its kept model may be from. A line that is
+    not a record of ours (damaged, cut short, not UTF-8) is left out, with a warning; the others are carried."""
     for name in ("history.jsonl", "train_log.jsonl"):
+        path, kept, bad = source / name, [], 0
         try:
-            kept = [r for r in read_jsonl(source / name) if r["step"] <= step]
-        except (OSError, UserError, KeyError, TypeError) as e:
-            warnings.warn(f"{source / name}: not carried over into {run_dir} ({first_line(e)})", stacklevel=2)
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+        except OSError as e:
+            warnings.warn(f"{path}: not carried over into {run_dir} ({e.strerror})", stacklevel=2)
             continue
+        for line in filter(str.strip, lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
+                bad += 1
+            elif record["step"] <= step:
+                kept.append(record)
+        if bad:
+            warnings.warn(f"{path}: {bad} line(s) not a log record, not carried over into {run_dir}", stacklevel=2)
         if kept:
             (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 

@@ -68,8 +68,11 @@ def unmatched_lora_targets(encoder: nn.Module, targets: list[str]) -> tuple[list
 
 
 def layer_kind(name: str) -> str:
-    """A module's name without its layer numbers, its last two parts: encoder.layer.3.attention.attn.q -> attn.q."""
-    return ".".join([part for part in name.split(".") if not part.isdigit()][-2:])
+    """A module's name within its layer (after the last layer number): encoder.layer.3.attention.output.dense ->
+    attention.output.dense, encoder.layer.3.output.dense -> output.dense; a name without one, whole."""
+    parts = name.split(".")
+    last = max((i for i, part in enumerate(parts) if part.isdigit()), default=-1)
+    return ".".join(parts[last + 1:])
 
 
 def lora_layers(encoder: nn.Module) -> list[nn.Module]:

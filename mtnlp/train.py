@@ -570,9 +570,10 @@ def say_what_the_model_leaves_unread(run: Run, new_adapters: bool) -> None:
     for name, task in recipe.tasks.items():
         if task.dropout != type(task).model_fields["dropout"].default and not any(
                 isinstance(module, torch.nn.Dropout) for module in run.unwrapped.heads[name].modules()):
-            key = f"tasks.{name}.dropout"
-            warnings.warn(f"{recipe.where(key)}: {key}: not read: the {run.unwrapped.family.name} family's "
-                          f"{task.type} head has no dropout (transformers' own layout, which export keeps)", stacklevel=3)
+            key, family = f"tasks.{name}.dropout", run.unwrapped.family
+            why = " (mtnlp's first-token head)" if family is GENERIC else " (transformers' own layout, which export keeps)"
+            warnings.warn(f"{recipe.where(key)}: {key}: not read: the {family.name} family's {task.type} head has no "
+                          f"dropout{why}", stacklevel=3)
     if not new_adapters:
         return
     unmatched, left = unmatched_lora_targets(encoder, recipe.mtl.lora_targets)

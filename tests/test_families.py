@@ -383,21 +383,23 @@ def test_unknown_family_trains_with_a_first_token_head_but_does_not_export(unkno
         torch.testing.assert_close(exported.eval()(**enc).last_hidden_state, model.eval().encode(**enc), atol=1e-6, rtol=0)
 
 
-def test_an_onnx_graph_takes_the_inputs_its_folders_tokenizer_gives(unknown_family, tokenizer, tmp_path):
+def test_an_onnx_graph_takes_the_inputs_its_folders_tokenizer_gives(unknown_family, encoders, tokenizer, tmp_path):
     """transformers 5's ALBERT tokenizer gives no token_type_ids (its model reads zeros in training and predict), but
-    the graph asked for them: a plain onnxruntime call with the folder's own tokenizer failed."""
+    the graph asked for them; a RoBERTa model's BERT tokenizer gives them, which its graph does not take: either way
+    a plain onnxruntime call with the folder's own tokenizer failed."""
     import copy
 
     import onnxruntime
 
     from mtnlp.onnx_model import ONNX_FILE, export_onnx
 
-    model = MultiTaskModel.from_encoder(unknown_family, TASKS).eval()
+    albert, roberta = (MultiTaskModel.from_encoder(e, TASKS).eval() for e in (unknown_family, encoders["roberta"]))
     plain = copy.deepcopy(tokenizer)
     plain.model_input_names = plain.init_kwargs["model_input_names"] = ["input_ids", "attention_mask"]
-    for given, inputs in [(tokenizer, ["input_ids", "attention_mask", "token_type_ids"]),
-                          (plain, ["input_ids", "attention_mask"])]:
-        folder = tmp_path / str(len(inputs))
+    for k, (model, given, inputs) in enumerate([(albert, tokenizer, ["input_ids", "attention_mask", "token_type_ids"]),
+                                               (albert, plain, ["input_ids", "attention_mask"]),
+                                               (roberta, tokenizer, ["input_ids", "attention_mask"])]):
+        folder = tmp_path / str(k)
         export_onnx(model, given, folder)
         session = onnxruntime.InferenceSession(str(folder / ONNX_FILE))
         assert [i.name for i in session.get_inputs()] == inputs
@@ -420,16 +422,16 @@ def test_lora_targets_that_adapt_no_layer_are_warned_of(unknown_family, tokenize
     recipe = write_recipe(tmp_path, str(mpnet), tasks={"sentiment": tiny_tasks()["sentiment"]},
                           training={"steps": 1, "batch_size": 4}, mtl={"sharing": "lora"}, overwrite_output_dir=True)
     with pytest.warns(UserWarning, match=r"mtl.lora_targets: query, key, value adapted no layer of this mpnet encoder; "
-                                         r"its linear layers without an adapter: attn.k, attn.o, attn.q, attn.v \("):
+                                         r"its linear layers without an adapter: attention.attn.k, attention.attn.o, attention.attn.q, attention.attn.v \("):
         train(load_recipe(recipe))
     capsys.readouterr()
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*adapted no layer")
         train(load_recipe(recipe, ["mtl.lora_targets=[attn.q, attn.k, attn.v, attn.o, dense]"]))
-    assert "lora adapters on attn.k, attn.o, attn.q, attn.v, intermediate.dense, output.dense of this mpnet encoder " \
-           "(mtl.lora_targets chooses)" in capsys.readouterr().out  # a family mtnlp has no entry for: said which
+    assert "lora adapters on attention.attn.k, attention.attn.o, attention.attn.q, attention.attn.v, intermediate.dense, " \
+           "output.dense of this mpnet encoder (mtl.lora_targets chooses)" in capsys.readouterr().out  # a family mtnlp has no entry for: said which
     train(load_recipe(recipe, [f"model.encoder={unknown_family}"]))  # ALBERT: query, key, value and dense all adapt
-    assert "of this albert encoder; without: albert_layers.ffn, albert_layers.ffn_output" in capsys.readouterr().out
+    assert "of this albert encoder; without: encoder.embedding_hidden_mapping_in, ffn, ffn_output" in capsys.readouterr().out
 
 
 DECODERS = ["gpt2", "llama", "qwen2", "modernbert-decoder", "bloom", "openai-gpt", "mamba"]  # (the last 3 say no is_causal)

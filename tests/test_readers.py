@@ -207,7 +207,7 @@ def test_labels_that_are_one_number_written_two_ways_are_pointed_out(tmp_path, r
     raw = read_classification_train(tmp_path, "t.jsonl")
     assert len(raw.labels) == 3  # kept as written: a warning, no normalising
     said = [str(w.message) for w in recwarn if "same number" in str(w.message)]
-    shown = {"1.0": "'1' and '1.0'", "true": "'1' and 'true'"}[other]
+    shown = {"1.0": "'1' and '1.0'", "true": "'1' and 'True'"}[other]
     assert said == [f"{tmp_path / 't.jsonl'}: labels {shown} are the same number: they are 2 labels (write them "
                     "alike if they are one)"]
 
@@ -227,19 +227,20 @@ def test_a_label_that_reads_as_a_training_label_is_named_when_unseen(tmp_path):
         read_task(recipe, "t", recipe.tasks["t"])
 
 
-def test_json_booleans_are_the_labels_a_csv_files_true_and_false_are(tmp_path):
-    """JSON's true was read as Python's "True": a JSONL training split and a CSV validation split of one labelling
-    did not share a label (and the error gave two hints, one calling them numbers)."""
+def test_json_booleans_are_the_labels_pandas_writes_and_a_lower_case_one_gets_one_hint(tmp_path):
+    """JSON's true is "True", as pandas and Python's csv module write it (and as models trained before hold): a JSONL
+    split and such a CSV split share their labels. A CSV's "true" is another label: the error gave two hints, one
+    calling them numbers."""
     write(tmp_path, "train.jsonl", '{"text": "a", "label": true}\n{"text": "b", "label": false}\n')
-    write(tmp_path, "dev.csv", "text,label\nc,false\nd,true\n")
-    write(tmp_path, "test.csv", "text,label\ne,True\n")
+    write(tmp_path, "dev.csv", "text,label\nc,False\nd,True\n")
+    write(tmp_path, "test.csv", "text,label\ne,true\n")
     recipe = classification_recipe(tmp_path, train="train.jsonl", validation="dev.csv")
     raw = read_task(recipe, "t", recipe.tasks["t"])
-    assert raw.labels == ["false", "true"] and [r["label"] for r in rows_of(raw.examples["validation"])] == ["false", "true"]
+    assert raw.labels == ["False", "True"] and [r["label"] for r in rows_of(raw.examples["validation"])] == ["False", "True"]
     recipe.tasks["t"].data.test = str(tmp_path / "test.csv")
     with pytest.raises(UserError) as error:
         read_task(recipe, "t", recipe.tasks["t"])
-    assert "test.csv:2: label 'True' (written 'True'; the training split has 'true', which reads alike: write them " \
+    assert "test.csv:2: label 'true' (written 'true'; the training split has 'True', which reads alike: write them " \
            "alike) does not occur" in str(error.value) and "numbers" not in str(error.value)
 
 

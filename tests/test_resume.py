@@ -68,6 +68,15 @@ def test_a_run_resumed_into_a_new_folder_carries_the_logs_up_to_its_step(make_re
     assert lines(other, "history.jsonl")[0] == lines(run, "history.jsonl")[0]
     assert [r["step"] for r in lines(other, "train_log.jsonl")] == [1, 2, 3, 4]
     assert lines(other, "train_log.jsonl")[:2] == lines(run, "train_log.jsonl")[:2]
+    # a damaged line (and bytes that are not UTF-8) in the source's log: the other lines are carried, with a warning
+    log = run / "train_log.jsonl"
+    first, *rest = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(first + b'{"step": 2, "lo\xff\n' + b"".join(rest))
+    third = tmp_path / "third"
+    with pytest.warns(UserWarning, match=rf"{log}: 1 line\(s\) not a log record, not carried over into {third}"):
+        train(load_recipe(recipe, [f"output_dir={third}", f"training.resume_from={run / 'checkpoints' / 'step-000002'}"]))
+    assert [r["step"] for r in lines(third, "train_log.jsonl")] == [1, 2, 3, 4]
+    assert [r["step"] for r in lines(third, "history.jsonl")] == [2, 4]
 
 
 def test_resuming_another_runs_checkpoint_into_a_new_folder_restores_the_best_model(make_recipe, tmp_path, capsys):
