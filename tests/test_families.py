@@ -410,7 +410,7 @@ def test_an_onnx_graph_takes_the_inputs_its_folders_tokenizer_gives(unknown_fami
         np.testing.assert_allclose(out, expected.numpy(), atol=1e-4)
 
 
-def test_lora_targets_that_adapt_no_layer_are_warned_of(unknown_family, tokenizer, tmp_path, capsys):
+def test_lora_targets_that_adapt_no_layer_are_warned_of(unknown_family, encoders, tokenizer, tmp_path, capsys):
     """peft refuses targets only when all miss: MPNet's attention is attn.q/k/v/o, so the default targets adapted its
     feed-forward layers alone, without a word."""
     from mtnlp.recipe import load_recipe
@@ -432,6 +432,10 @@ def test_lora_targets_that_adapt_no_layer_are_warned_of(unknown_family, tokenize
            "output.dense of this mpnet encoder (mtl.lora_targets chooses)" in capsys.readouterr().out  # a family mtnlp has no entry for: said which
     train(load_recipe(recipe, [f"model.encoder={unknown_family}"]))  # ALBERT: query, key, value and dense all adapt
     assert "of this albert encoder; without: encoder.embedding_hidden_mapping_in, ffn, ffn_output" in capsys.readouterr().out
+    with warnings.catch_warnings():  # a known family's default targets all adapt: nothing said
+        warnings.filterwarnings("error", message=".*adapted no layer")
+        train(load_recipe(recipe, [f"model.encoder={encoders['bert']}"]))
+    assert "lora adapters on" not in capsys.readouterr().out
 
 
 DECODERS = ["gpt2", "llama", "qwen2", "modernbert-decoder", "bloom", "openai-gpt", "mamba"]  # (the last 3 say no is_causal)

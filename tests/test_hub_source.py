@@ -195,6 +195,9 @@ configs:
     ({}, "config", "Config name is missing. Please pick one among the available configs: ['a', 'b']"),
     ({"config": "c"}, "config", "BuilderConfig 'c' not found"),
     ({"config": "a", "train": "train[5:]"}, "train", 'Instruction "train[5:]" corresponds to no data'),
+    ({"streaming": True, "size": 2, "label_names": {"p": "p", "q": "q"}}, "config", "Config name is missing"),
+    ({"streaming": True, "size": 2, "label_names": {"p": "p", "q": "q"}, "config": "c"}, "config",
+     "BuilderConfig 'c' not found"),
 ])
 def test_a_missing_config_and_an_empty_slice_name_their_own_key(tmp_path, monkeypatch, data, key, said):
     """Both were named as data.hub, as if the data set were not there."""
@@ -211,7 +214,7 @@ def test_a_missing_config_and_an_empty_slice_name_their_own_key(tmp_path, monkey
         read_task(recipe, "t", recipe.tasks["t"])
     at = recipe.where(f"tasks.t.data.{key if key in data or key == 'train' else 'hub'}")  # no config: data.hub's line
     assert str(error.value).startswith(f"{at}: tasks.t.data.{key}: cannot load split") and said in str(error.value)
-    assert at != recipe.where("tasks.t.data.hub") or not data
+    assert (at == recipe.where("tasks.t.data.hub")) == (key == "config" and "config" not in data)
 
 
 def test_unreachable_hub_dataset_is_a_user_error(tmp_path, tiny_encoder, monkeypatch):

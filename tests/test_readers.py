@@ -483,11 +483,23 @@ def test_missing_column_tsv(tmp_path):
     ("tagging", '{"words": ["a"], "tags": ["O"]}\n', {}, "tokens", "token_column"),
     ("tagging", '{"tokens": ["a"], "ner_tags": ["O"]}\n', {}, "tags", "tag_column"),
     ("multiple_choice", '{"text": "a", "options": ["x", "y"], "label": 0}\n', {}, "choices", "choices_column"),
+    ("multiple_choice", '{"text": "a", "choices": ["x", "y"], "label": 0}\n', {"question_column": "q"}, "q",
+     "question_column"),
+    ("multiple_choice", '{"text": "a", "choices": ["x", "y"]}\n', {}, "label", "label_column"),
+    ("multiple_choice", '{"text": "a", "c1": "x", "label": 0}\n', {"choices_column": ["c1", "c2"]}, "c2",
+     "choices_column"),
+    ("multiple_choice", '{"ctx": "a", "choices": ["x", "y"], "label": 0}\n', {}, "text", "text_column"),
+    ("multilabel", '{"text": "a", "label": ["x"]}\n', {"text_pair_column": "b"}, "b", "text_pair_column"),
 ])
 def test_a_missing_column_names_the_data_key_that_names_it(tmp_path, task_type, content, spec, missing, key):
     """'missing column text' left a user of a set whose column is "sentence" to find which key renames it."""
+    from mtnlp.tasks.multiple_choice import ChoiceData
+
     path = write(tmp_path, "m.jsonl", content)
-    raises_at(path, 1, f"missing column '{missing}'", f"data.{key} names the column to read", task_type=task_type, **spec)
+    with pytest.raises(UserError) as info:
+        read_examples(path, (ChoiceData if task_type == "multiple_choice" else DataSpec)(**spec), task_type)
+    assert str(info.value).startswith(f"{path}:1: missing column '{missing}' (found: ")
+    assert str(info.value).endswith(f"; data.{key} names the column to read)"), str(info.value)
 
 
 def test_a_column_name_with_spaces_is_pointed_out(tmp_path):

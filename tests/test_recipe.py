@@ -463,6 +463,19 @@ def test_a_key_the_recipes_data_or_type_keys_leave_unread_is_said(tmp_path, over
     assert [str(w.message).split(": not read: ")[1] for w in caught if f": {key}: not read: " in str(w.message)] == [said]
 
 
+def test_keys_their_tasks_read_are_not_said_to_be_unread(tmp_path, recwarn):
+    """A tuned grid, a multi-label task at its default grid, and a streamed task beside a file task (the file task
+    reads batch_tokens, the streamed one batch_size)."""
+    path = recipe_file(tmp_path, STREAMED_AND_MULTILABEL)
+    load_recipe(path)
+    load_recipe(path, ["tasks.emotions.data.streaming=false", "tasks.emotions.data.size=null",
+                       "tasks.emotions.tune_thresholds=true", "tasks.emotions.threshold_grid=[0.2, 0.4]",
+                       "tasks.emotions.data.validation=validation"])
+    load_recipe(path, ["tasks.emotions.data.streaming=false", "tasks.emotions.data.size=null",
+                       "training.batch_tokens=2048", "training.batch_size=8", "sampling.group_by_length=false"])
+    assert not [str(w.message) for w in recwarn if "not read" in str(w.message)]
+
+
 def test_an_empty_lora_targets_list_is_refused_as_the_recipe_is_read():
     assert error(DEMO, ["mtl.sharing=lora", "mtl.lora_targets=[]"]).endswith(
         "mtl.lora_targets: List should have at least 1 item after validation, not 0")

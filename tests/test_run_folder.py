@@ -542,3 +542,44 @@ def test_the_metrics_table_gives_the_majority_baseline_beside_each_figure_and_sa
     printed = report.table({"t": {"validation": {"accuracy": 0.8, "f1": 0.7}}}, {"t": {"validation": {"accuracy": 0.5}}})
     assert printed.splitlines()[-1].endswith("accuracy=0.8000 (majority 0.5000)  f1=0.7000")
     assert report.label_table({}) == "(no task with labels)"
+
+
+@pytest.mark.parametrize("state,said", [
+    ('{"steps": 6}', "got None"), ('{"step": null}', "got None"), ('{"step": "4"}', "got '4'"),
+    ('{"step": true}', "got True"), ('{"step": -1}', "got -1"), ('{"step": 4.0}', "got 4.0"),
+    ("[1]", "a JSON object expected"), ('{"step": 3, "be', "Unterminated string"),
+])
+def test_a_checkpoint_state_without_a_count_of_steps_is_one_line_naming_the_file(tmp_path, state, said):
+    """A KeyError, a TypeError or a crash at the next save, after the data was read (a damaged or hand-made state)."""
+    from mtnlp.folders import checkpoint_state
+
+    (tmp_path / "trainer_state.json").write_text(state)
+    with pytest.raises(UserError) as info:
+        checkpoint_state(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'trainer_state.json'}: not a readable checkpoint state (")
+    assert said in str(info.value) and "\n" not in str(info.value)
+    (tmp_path / "trainer_state.json").write_text('{"step": 0, "steps": 6}')
+    assert checkpoint_state(tmp_path) == {"step": 0, "steps": 6}
+
+
+def test_carried_log_lines_leave_out_what_is_not_a_record_of_a_step(tmp_path):
+    source, new = tmp_path / "source", tmp_path / "new"
+    source.mkdir()
+    new.mkdir()
+    (source / "history.jsonl").write_text('{"step": 1, "score": 0.5}\n{"step": null}\n\n[3]\n{"step": "2"}\n'
+                                          '{"step": 2, "score": 0.6}\n{"step": 3, "score": 0.7}\n')
+    (source / "train_log.jsonl").write_bytes(b'{"step": 1}\n{"st\xffep": 2\n{"step": 2}\n')
+    with pytest.warns(UserWarning) as said:
+        report.carry_logs(source, new, 2)
+    assert sorted(str(w.message) for w in said) == [
+        f"{source / 'history.jsonl'}: 3 line(s) not a log record, not carried over into {new}",
+        f"{source / 'train_log.jsonl'}: 1 line(s) not a log record, not carried over into {new}"]
+    assert [json.loads(line) for line in (new / "history.jsonl").read_text().splitlines()] == [
+        {"step": 1, "score": 0.5}, {"step": 2, "score": 0.6}]
+    assert [json.loads(line)["step"] for line in (new / "train_log.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_a_log_that_is_not_utf8_is_one_line_naming_it(tmp_path):
+    (tmp_path / "train_log.jsonl").write_bytes(b'{"step": 1}\n{"step": 2, "x": "\xff"}\n')
+    with pytest.raises(UserError, match=rf"^{tmp_path / 'train_log.jsonl'}: not UTF-8 text \(byte 30: invalid start byte\)$"):
+        report.read_jsonl(tmp_path / "train_log.jsonl")

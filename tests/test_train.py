@@ -732,8 +732,9 @@ def test_curves_mark_the_kept_models_step(tmp_path):
     (tmp_path / "history.jsonl").write_text('{"step": 2, "main": {"a": null}, "best": false}\n')  # none kept by a score
     assert not curves_figure(tmp_path, {"a": "accuracy"}).axes[1].texts
     # lines written by hand (or carried from another run's log) without "main" / "loss" are drawn around
-    (tmp_path / "train_log.jsonl").write_text('{"step": 1}\n{"step": 2, "loss": {"a": 0.5}}\n')
-    (tmp_path / "history.jsonl").write_text('{"step": 2, "score": 0.1, "best": true}\n{"step": 4, "main": {"a": 0.7}}\n')
+    (tmp_path / "train_log.jsonl").write_text('{"step": 1}\n{"step": 2, "loss": {"a": 0.5}}\n{"step": 3, "loss": null}\n')
+    (tmp_path / "history.jsonl").write_text('{"step": 2, "score": 0.1, "best": true}\n{"step": 4, "main": {"a": 0.7}}\n'
+                                            '{"step": 5, "main": null}\n')
     left, right = curves_figure(tmp_path, {"a": "accuracy"}).axes
     assert [list(line.get_xdata()) for line in left.get_lines()] == [[2]]
     assert [list(line.get_xdata()) for line in right.get_lines() if line.get_linestyle() != ":"] == [[4]]
