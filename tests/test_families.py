@@ -421,8 +421,10 @@ def test_lora_targets_that_adapt_no_layer_are_warned_of(unknown_family, encoders
     tokenizer.save_pretrained(mpnet)
     recipe = write_recipe(tmp_path, str(mpnet), tasks={"sentiment": tiny_tasks()["sentiment"]},
                           training={"steps": 1, "batch_size": 4}, mtl={"sharing": "lora"}, overwrite_output_dir=True)
-    with pytest.warns(UserWarning, match=r"mtl.lora_targets: query, key, value adapted no layer of this mpnet encoder; "
-                                         r"its linear layers without an adapter: attention.attn.k, attention.attn.o, attention.attn.q, attention.attn.v \("):
+    at = re.escape(load_recipe(recipe).where("mtl.sharing"))  # (the targets are the default: sharing's line)
+    with pytest.warns(UserWarning, match=rf"^{at}: mtl.lora_targets: query, key, value adapted no layer of this mpnet "
+                                         r"encoder; its linear layers without an adapter: attention.attn.k, "
+                                         r"attention.attn.o, attention.attn.q, attention.attn.v \("):
         train(load_recipe(recipe))
     capsys.readouterr()
     with warnings.catch_warnings():
@@ -432,10 +434,25 @@ def test_lora_targets_that_adapt_no_layer_are_warned_of(unknown_family, encoders
            "output.dense of this mpnet encoder (mtl.lora_targets chooses)" in capsys.readouterr().out  # a family mtnlp has no entry for: said which
     train(load_recipe(recipe, [f"model.encoder={unknown_family}"]))  # ALBERT: query, key, value and dense all adapt
     assert "of this albert encoder; without: encoder.embedding_hidden_mapping_in, ffn, ffn_output" in capsys.readouterr().out
-    with warnings.catch_warnings():  # a known family's default targets all adapt: nothing said
-        warnings.filterwarnings("error", message=".*adapted no layer")
-        train(load_recipe(recipe, [f"model.encoder={encoders['bert']}"]))
-    assert "lora adapters on" not in capsys.readouterr().out
+    for family in ("bert", "distilbert", "deberta-v2"):  # a known family's default targets (its own names) all adapt
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*adapted no layer")
+            train(load_recipe(recipe, [f"model.encoder={encoders[family]}"]))
+        assert "lora adapters on" not in capsys.readouterr().out
+    with pytest.warns(UserWarning, match=r"mtl.lora_targets: ense adapted no layer of this bert encoder"):  # peft: on a dot
+        train(load_recipe(recipe, [f"model.encoder={encoders['bert']}", "mtl.lora_targets=[dense, ense]"]))
+
+
+def test_an_encoder_export_says_add_pooling_layer_only_where_the_base_model_takes_it(encoders, tmp_path):
+    """DistilBERT's base model has no such option: the printed load line would fail with a TypeError."""
+    from mtnlp.export import encoder_load_kwargs, export_encoder_folder
+
+    for family, kwargs in (("distilbert", {}), ("bert", {"add_pooling_layer": False})):
+        model = MultiTaskModel.from_encoder(encoders[family], {"ner": TASKS["ner"]})  # no head has a pooler
+        assert encoder_load_kwargs(model) == kwargs, family
+        folder = export_encoder_folder(model, AutoTokenizer.from_pretrained(encoders[family]), tmp_path / family)
+        loaded, info = AutoModel.from_pretrained(folder, output_loading_info=True, **kwargs)
+        assert not any(v for k, v in info.items() if k != "error_msgs"), (family, info)
 
 
 DECODERS = ["gpt2", "llama", "qwen2", "modernbert-decoder", "bloom", "openai-gpt", "mamba"]  # (the last 3 say no is_causal)

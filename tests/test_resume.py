@@ -631,10 +631,11 @@ def test_the_last_step_is_checkpointed_when_save_every_does_not_divide_steps(mak
     assert steps_of(tmp_path / "run" / "checkpoints") == [3, 5, 6, 7]
 
 
-def test_a_task_without_validation_is_said_to_be_out_of_model_selection(make_recipe, capsys):
+def test_a_task_without_validation_is_said_to_be_out_of_model_selection(make_recipe, capsys, recwarn):
     train(load_recipe(make_recipe(training={"steps": 2, "eval_every": 1}), ["tasks.ner.data.validation=null"]))
     assert "model selection goes by the validation splits of sentiment, score; ner has none" \
         in capsys.readouterr().out
+    assert not [w for w in recwarn if "no task has a validation split" in str(w.message)]  # (some have one)
 
 
 def test_early_stopping_without_any_validation_split_is_said_to_be_unread(make_recipe):
