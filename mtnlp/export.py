@@ -85,8 +85,12 @@ def encoder_load_kwargs(model: MultiTaskModel, task: str | None = None) -> dict:
     one unless told add_pooling_layer=False: a random one, which transformers' LOAD REPORT lists as missing; MPNet,
     ALBERT and other families mtnlp has no head entry for alike)."""
     task = checked_task(model, task)
-    takes = "add_pooling_layer" in inspect.signature(type(model.encoder).__init__).parameters
-    return {"add_pooling_layer": False} if takes and pooler_task(model, task) is None else {}
+    return {"add_pooling_layer": False} if takes_pooling_option(model) and pooler_task(model, task) is None else {}
+
+
+def takes_pooling_option(model: MultiTaskModel) -> bool:
+    """Whether the family's base model is built with or without a pooler as told (add_pooling_layer: BERT, MPNet)."""
+    return "add_pooling_layer" in inspect.signature(type(model.encoder).__init__).parameters
 
 
 def export_encoder(model: MultiTaskModel, task: str | None = None):
@@ -102,10 +106,8 @@ def export_encoder(model: MultiTaskModel, task: str | None = None):
     pooled = pooler_task(model, task)
     if pooled is not None:
         state.update({k: v for k, v in model.heads[pooled].state_dict().items() if k.split(".")[0] in family.base_head})
-    try:
-        exported = AutoModel.from_config(config, add_pooling_layer=pooled is not None)
-    except TypeError:  # a base model without the option
-        exported = AutoModel.from_config(config)
+    exported = AutoModel.from_config(config, **({"add_pooling_layer": pooled is not None}
+                                                if takes_pooling_option(model) else {}))
     return with_weights(exported, state, f"the {family.name} encoder")  # (e.g. a pooler no head has)
 
 

@@ -25,7 +25,7 @@ from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 from .encoders import PAGE_ID, URL, is_local_path, url_problem
 from .folders import ONNX_INPUTS
 from .spec import (LINES_FILES, SAVED_TASK_NAME, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction, Names, Positive,
-                   Spec, TaskSpec, _listed, precision_name)
+                   Spec, TaskSpec, _listed, changed, precision_name)
 from .metrics import METRICS
 from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
@@ -629,7 +629,7 @@ def check(recipe: Recipe, training: bool = True) -> None:
     if m.freeze_encoder and m.sharing == "hard":
         fail("mtl.freeze_encoder", "with hard sharing only the heads would train; use sharing: lora or task_layers")
     for key, sharing in SHARING_KEYS.items():  # a resolved recipe (RUN/recipe.yaml) lists them at their defaults
-        if m.sharing != sharing and _changed(m, key):
+        if m.sharing != sharing and changed(m, key):
             fail(f"mtl.{key}", f"applies to sharing: {sharing} (mtl.sharing is {m.sharing})")
     if all(task.loss_weight == 0 for task in recipe.tasks.values()):
         fail(f"tasks.{next(iter(recipe.tasks))}.loss_weight", "every task's loss_weight is 0: nothing would train")
@@ -646,12 +646,12 @@ def check(recipe: Recipe, training: bool = True) -> None:
         if training and name not in registry:
             fail(f"{section}.{method}", f"unknown value {name!r} (expected one of: {', '.join(registry)})")
         for key, reader in keys.items():
-            if _changed(spec, key) and not _may_read(registry, name, reader) and not (every_task and
+            if changed(spec, key) and not _may_read(registry, name, reader) and not (every_task and
                                                                                      section == "sampling"):
                 note(f"{section}.{key}", f"not read: it applies to {section}.{method} {reader} (this is {name})")
     if every_task:
         for key in ("strategy", "temperature"):
-            if _changed(recipe.sampling, key):
+            if changed(recipe.sampling, key):
                 note(f"sampling.{key}", f"not read: mtl.gradient {m.gradient} trains every task in each update")
         if len(recipe.tasks) < 2:
             fail("mtl.gradient", f"{m.gradient} needs at least two tasks")
@@ -661,7 +661,7 @@ def check(recipe: Recipe, training: bool = True) -> None:
         fail("model.init_encoder_of", "applies to a transfer: set model.init_from too")
     if recipe.model.init_revision is not None and not recipe.model.init_from:
         fail("model.init_revision", "applies to a transfer: set model.init_from too")
-    if recipe.model.init_from and _changed(recipe.model, "encoder"):
+    if recipe.model.init_from and changed(recipe.model, "encoder"):
         note("model.encoder", "not read: with model.init_from the encoder is the source's")
     if not recipe.model.init_heads and not recipe.model.init_from:
         fail("model.init_heads", "applies to a transfer: set model.init_from too")
@@ -673,12 +673,12 @@ def check(recipe: Recipe, training: bool = True) -> None:
         note("hub_private", "not read: nothing is pushed: set push_to_hub")
     streamed = [task.data.streaming for task in recipe.tasks.values()]
     if all(streamed):  # a streamed task takes batch_size examples per batch
-        if _changed(t, "batch_tokens"):
+        if changed(t, "batch_tokens"):
             note("training.batch_tokens", "not read: every task is streamed, and a streamed task's batches hold "
                                           "training.batch_size examples")
-        if _changed(recipe.sampling, "group_by_length"):
+        if changed(recipe.sampling, "group_by_length"):
             note("sampling.group_by_length", "not read: every task is streamed (its batches come in the stream's order)")
-    elif t.batch_tokens is not None and not any(streamed) and _changed(t, "batch_size"):
+    elif t.batch_tokens is not None and not any(streamed) and changed(t, "batch_size"):
         note("training.batch_size", "not read: training.batch_tokens sets how many examples a training batch holds "
                                     "(evaluation batches: training.eval_batch_size)")
 
@@ -693,11 +693,6 @@ WEIGHTING_KEYS = {"weighting_lr": "uncertainty", "dwa_temperature": "dwa", "dwa_
 SAMPLING_KEYS = {"temperature": "temperature"}
 GRADIENT_KEYS = {"cagrad_c": "cagrad"}
 COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")
-
-
-def _changed(section: Spec, key: str) -> bool:
-    """Whether a key of a recipe section holds another value than its default."""
-    return getattr(section, key) != type(section).model_fields[key].get_default(call_default_factory=True)
 
 
 def _may_read(registry: dict, name: str, reader: str) -> bool:

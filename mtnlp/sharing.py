@@ -52,10 +52,10 @@ def add_lora_adapters(encoder: nn.Module, tasks: list[str], spec: dict) -> None:
     encoder.requires_grad_(True)  # peft freezes the base weights; freezing is a training choice (mtl.freeze_encoder)
 
 
-def unmatched_lora_targets(encoder: nn.Module, targets: list[str]) -> tuple[list[str], list[str]]:
-    """The recipe's lora_targets that adapted no layer of `encoder` (peft fails only when none does: MPNet's
-    attention is attn.q/k/v/o, so the default adapted its feed-forward layers alone), and the kinds of linear layers
-    left without an adapter (their names' last two parts), for the message."""
+def lora_placement(encoder: nn.Module, targets: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Where `targets`' adapters went in `encoder`: the targets that adapted no layer (peft fails only when none
+    does: MPNet's attention is attn.q/k/v/o, so the default adapted its feed-forward layers alone), and the kinds
+    (layer_kind) of linear layers adapted and of those left without an adapter, for the messages."""
     from peft.tuners.lora import LoraLayer
 
     family = families.of(encoder.config)
@@ -64,7 +64,7 @@ def unmatched_lora_targets(encoder: nn.Module, targets: list[str]) -> tuple[list
                                                for own in family.lora_targets([t]))]
     left = {layer_kind(name) for name, m in encoder.named_modules() if isinstance(m, nn.Linear)
             and not any(name == a or name.startswith(a + ".") for a in adapted)}  # (an adapter's own Linears too)
-    return unmatched, sorted(left)
+    return unmatched, sorted(set(map(layer_kind, adapted))), sorted(left)
 
 
 def layer_kind(name: str) -> str:

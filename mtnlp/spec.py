@@ -111,6 +111,12 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def changed(section: Spec, key: str) -> bool:
+    """Whether a key of a recipe section holds another value than its default (a resolved recipe lists every key, so
+    whether it was given says less)."""
+    return getattr(section, key) != type(section).model_fields[key].get_default(call_default_factory=True)
+
+
 class DataSpec(Spec):
     """Where a task's examples come from and which columns hold what."""
 

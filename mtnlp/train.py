@@ -50,6 +50,7 @@ from .recipe import (Recipe, TrainingSpec, check_training_paths, default_metrics
                      sharing_config)
 from .sampling import TaskSampler
 from .sharing import SharingError, is_adapter_weight
+from .spec import changed
 from .transfer import say_transfer, trained_source, training_record
 from .tasks import task_type
 from .tasks.base import column
@@ -564,11 +565,11 @@ def say_what_the_model_leaves_unread(run: Run, new_adapters: bool) -> None:
     the default targets adapted its feed-forward layers alone, without a word), and for a family mtnlp has no entry
     for, the layers adapted are named."""
     from .families import GENERIC
-    from .sharing import layer_kind, lora_layers, unmatched_lora_targets
+    from .sharing import lora_placement
 
     recipe, encoder = run.recipe, run.unwrapped.encoder
     for name, task in recipe.tasks.items():
-        if task.dropout != type(task).model_fields["dropout"].default and not any(
+        if changed(task, "dropout") and not any(
                 isinstance(module, torch.nn.Dropout) for module in run.unwrapped.heads[name].modules()):
             key, family = f"tasks.{name}.dropout", run.unwrapped.family
             why = " (mtnlp's first-token head)" if family is GENERIC else " (transformers' own layout, which export keeps)"
@@ -576,7 +577,7 @@ def say_what_the_model_leaves_unread(run: Run, new_adapters: bool) -> None:
                           f"dropout{why}", stacklevel=3)
     if not new_adapters:
         return
-    unmatched, left = unmatched_lora_targets(encoder, recipe.mtl.lora_targets)
+    unmatched, adapted, left = lora_placement(encoder, recipe.mtl.lora_targets)
     without = f"{', '.join(left[:12])}{' ...' if len(left) > 12 else ''}"
     key, kind = "mtl.lora_targets", encoder.config.model_type
     if unmatched:
@@ -584,9 +585,7 @@ def say_what_the_model_leaves_unread(run: Run, new_adapters: bool) -> None:
         warnings.warn(f"{where}: {key}: {', '.join(unmatched)} adapted no layer of this {kind} encoder; its linear "
                       f"layers without an adapter: {without} (name them in {key})", stacklevel=3)
     elif families.of(encoder.config) is GENERIC:
-        layers = set(map(id, lora_layers(encoder)))
-        kinds = sorted({layer_kind(n) for n, m in encoder.named_modules() if id(m) in layers})
-        print(f"lora adapters on {', '.join(kinds)} of this {kind} encoder" + (f"; without: {without}" if left else "")
+        print(f"lora adapters on {', '.join(adapted)} of this {kind} encoder" + (f"; without: {without}" if left else "")
               + f" ({key} chooses)")
 
 

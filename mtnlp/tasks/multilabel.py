@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..spec import Fraction, LabelWeights, TaskSpec
+from ..spec import Fraction, LabelWeights, TaskSpec, changed
 from .base import (TextTask, check_label_weights, column, label_figures, label_shares, on_device, rename,
                    weights_per_label)
 
@@ -37,8 +37,7 @@ class Multilabel(TextTask):
         if task.tune_thresholds and task.data.validation is None and task.data.validation_from_train is None:
             fail(f"tasks.{name}.tune_thresholds", "thresholds are tuned on the validation split: give "
                                                  "data.validation or data.validation_from_train")
-        grid = type(task).model_fields["threshold_grid"].get_default(call_default_factory=True)
-        if not task.tune_thresholds and task.threshold_grid != grid:  # (a key read only with another: said)
+        if not task.tune_thresholds and changed(task, "threshold_grid"):  # (a key read only with another: said)
             key = f"tasks.{name}.threshold_grid"
             warnings.warn(f"{recipe.where(key)}: {key}: not read: it is the grid tune_thresholds picks each label's "
                           "threshold from (tune_thresholds is false)", stacklevel=4)
