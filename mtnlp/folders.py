@@ -22,6 +22,7 @@ MODEL_TYPE = "mtnlp"  # config.json's model_type (MultiTaskConfig.model_type)
 ONNX_FILE = "model.onnx"  # what `mtnlp export --onnx` writes beside the config and tokenizer
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # its graph's inputs, which no output may be named
 STATE_FILE = "trainer_state.json"  # a checkpoint's, written last: a folder with it is complete
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt")  # what load_checkpoint reads beside the state
 # the weights files transformers loads a pretrained model from (one file, or shards and their index)
 ENCODER_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -154,13 +155,17 @@ def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resu
             steps = complete_checkpoints(folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder)
             newest = f": give one of its checkpoints, e.g. the newest, {steps[-1]}" if steps else ""
             raise UserError(f"{where}: {folder} is not a complete checkpoint (no {STATE_FILE}){newest}")
-        return folder
-    complete = complete_checkpoints(run_dir / "checkpoints")
-    if not complete:
-        folder = run_dir / "checkpoints"
-        shown = folder if folder.is_absolute() else f"{folder.absolute()} (output_dir {run_dir}: from the current folder)"
-        raise UserError(f"{where}: no complete checkpoint in {shown}")
-    return complete[-1]
+    else:
+        complete = complete_checkpoints(run_dir / "checkpoints")
+        if not complete:
+            folder = run_dir / "checkpoints"
+            shown = folder if folder.is_absolute() else f"{folder.absolute()} (output_dir {run_dir}: from the current folder)"
+            raise UserError(f"{where}: no complete checkpoint in {shown}")
+        folder = complete[-1]
+    missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
+    if missing:  # save_checkpoint writes the state last, into a folder renamed when whole: one made or copied by hand
+        raise UserError(f"{where}: {folder} is not a complete checkpoint (no {' or '.join(missing)} beside its {STATE_FILE})")
+    return folder
 
 
 def model_step(folder: Path) -> int | None:

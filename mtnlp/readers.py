@@ -23,14 +23,11 @@ from stat import S_ISREG
 
 from .cache import digest
 from .errors import UserError, at, first_line, lfs_pointer
-from .spec import LINES_FILES, DataSpec
+from .spec import LINES_FILES, SUFFIX_FORMATS, DataSpec
 from .tasks import TASK_TYPES
 from .tasks.base import label_name, valid_unicode
 
 csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # the default, 128 K characters, refuses long texts
-SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".conll": "conll",
-                  ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll",
-                  ".label": "label_text"}
 CONLLU_TAGS = {"upos": 3, "xpos": 4}
 SEMICOLONS = 'as Excel writes CSV in some languages? Save it as "CSV UTF-8 (comma delimited)"'
 

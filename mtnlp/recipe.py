@@ -24,8 +24,8 @@ from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError
 
 from .encoders import PAGE_ID, URL, is_local_path, url_problem
 from .folders import ONNX_INPUTS
-from .spec import (LINES_FILES, SAVED_TASK_NAME, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction, Names, Positive,
-                   Spec, TaskSpec, _listed, changed, precision_name)
+from .spec import (LINES_FILES, SAVED_TASK_NAME, SUFFIX_FORMATS, TASK_NAME, TORCH_DICT_NAMES, Count, Float, Fraction,
+                   Names, Positive, Spec, TaskSpec, _listed, changed, precision_name)
 from .metrics import METRICS
 from .sampling import STRATEGIES
 from .tasks import TASK_TYPES, task_type
@@ -766,13 +766,18 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
         fail(f"{key}.config", "config names a hub dataset's configuration: set data.hub too")
     if data.shuffle_buffer != defaults.shuffle_buffer and not data.streaming:
         fail(f"{key}.shuffle_buffer", "applies to a streamed training split (data.streaming: true)")
-    if data.quoted is not None and (data.hub or data.format not in (None, "csv", "tsv")):
-        fail(f"{key}.quoted", f"quoted applies to csv and tsv files, not {'a hub dataset' if data.hub else data.format}")
+    # a split's format as data.format or its file's suffix says (an unknown suffix is said when the file is read)
+    formats = {split: data.format or SUFFIX_FORMATS.get(Path(getattr(data, split)).suffix.lower())
+               for split in splits if not data.hub}
+    other = next((f"{fmt} ({getattr(data, split)})" if not data.format else fmt
+                  for split, fmt in formats.items() if fmt not in (None, "csv", "tsv")), None)
+    if data.quoted is not None and (data.hub or other):
+        fail(f"{key}.quoted", f"quoted applies to csv and tsv files, not {'a hub dataset' if data.hub else other}")
     if not data.header:
         if data.hub:
             fail(f"{key}.header", "header: false applies to csv and tsv files, not a hub dataset")
-        if data.format not in (None, "csv", "tsv"):
-            fail(f"{key}.header", f"header: false applies to csv and tsv files, not {data.format}")
+        if other:
+            fail(f"{key}.header", f"header: false applies to csv and tsv files, not {other}")
         if task_type(task.type).token_level:
             fail(f"{key}.header", f"header: false applies to csv and tsv text data; {task.type} reads conll, "
                                   "conllu or json/jsonl")

@@ -11,6 +11,9 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 LINES_FILES = ("text", "labels", "text_pair")  # the keys of a split given as a mapping (format lines)
+SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".conll": "conll",
+                  ".conllu": "conllu", ".txt": "conll", ".iob": "conll", ".bio": "conll",
+                  ".label": "label_text"}  # a data file's format where data.format does not name it
 
 
 def _number(value):

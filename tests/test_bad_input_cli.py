@@ -731,7 +731,8 @@ def resume_past_the_recipes_steps_refused_before_the_data_is_read(c: Ctx):
     # was: said after the data was read, tokenised and the model built
     run = c.folder / "past"
     (run / "checkpoints" / "step-000009").mkdir(parents=True)
-    (run / "checkpoints" / "step-000009" / "trainer_state.json").write_text('{"step": 9}')
+    for name, text in [("trainer_state.json", '{"step": 9}'), ("model.safetensors", ""), ("optimizer.pt", "")]:
+        (run / "checkpoints" / "step-000009" / name).write_text(text)
     recipe = c.recipe(tasks=c.one_task(c.folder / "not-read.tsv"), output_dir=str(run))
     return train(recipe, "training.resume_from=latest"), f"{recipe}:{line_of(recipe, r'^  steps:')}:", \
         [f"training.steps: 6, but {run / 'checkpoints' / 'step-000009'} is at step 9: set more steps"]
@@ -741,7 +742,8 @@ def resume_from_a_checkpoint_whose_state_is_damaged(c: Ctx):
     # was: a JSONDecodeError traceback (a state without a count of steps: test_run_folder)
     folder = c.folder / "damaged" / "step-000003"
     folder.mkdir(parents=True)
-    (folder / "trainer_state.json").write_text('{"step": 3, "best')
+    for name, text in [("trainer_state.json", '{"step": 3, "best'), ("model.safetensors", ""), ("optimizer.pt", "")]:
+        (folder / name).write_text(text)
     recipe = c.recipe(tasks=c.one_task(c.folder / "not-read.tsv"))
     return train(recipe, f"training.resume_from={folder}"), f"{folder / 'trainer_state.json'}:", \
         ["not a readable checkpoint state (Unterminated string"]

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from mtnlp.folders import find_checkpoint
+from mtnlp.errors import UserError
 
 TRAINING = {"steps": 150, "save_every": 10, "keep_checkpoints": 2, "eval_every": 50, "batch_size": 4,
             "log_every": 5, "mixed_precision": "no"}
@@ -127,11 +128,27 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resumes_exactly(make_recipe, t
 def test_half_written_checkpoint_is_ignored(tmp_path):
     checkpoints = tmp_path / "checkpoints"
     (checkpoints / "step-000010").mkdir(parents=True)
-    (checkpoints / "step-000010" / "trainer_state.json").write_text("{}")
+    for name in ("trainer_state.json", "model.safetensors", "optimizer.pt"):
+        (checkpoints / "step-000010" / name).write_text("{}")
     (checkpoints / ".tmp-step-000020").mkdir()  # killed while writing
     (checkpoints / ".tmp-step-000020" / "model.safetensors").write_bytes(b"partial")
     (checkpoints / "step-000030").mkdir()  # no state file: incomplete
     assert find_checkpoint(tmp_path, "latest").name == "step-000010"
+
+
+@pytest.mark.parametrize("resume_from", ["latest", "given"])
+@pytest.mark.parametrize("missing", [("optimizer.pt",), ("model.safetensors", "optimizer.pt")])
+def test_a_state_file_without_the_weights_beside_it_is_no_complete_checkpoint(tmp_path, resume_from, missing):
+    """A folder made or copied by hand with only its trainer_state.json: said when the checkpoint is looked for,
+    not as a FileNotFoundError traceback after the data is read."""
+    folder = tmp_path / "checkpoints" / "step-000010"
+    folder.mkdir(parents=True)
+    for name in {"trainer_state.json", "model.safetensors", "optimizer.pt"} - set(missing):
+        (folder / name).write_text('{"step": 10}')
+    with pytest.raises(UserError) as info:
+        find_checkpoint(tmp_path, "latest" if resume_from == "latest" else str(folder), "recipe.yaml:3: training.resume_from")
+    assert str(info.value) == (f"recipe.yaml:3: training.resume_from: {folder} is not a complete checkpoint "
+                               f"(no {' or '.join(missing)} beside its trainer_state.json)")
 
 
 @pytest.mark.slow

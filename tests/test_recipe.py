@@ -684,6 +684,13 @@ def test_plain_path_with_format_lines(tmp_path):
     assert message.startswith(f"{path}:5: tasks.t.data.train:") and "data.format is lines" in message
 
 
+def test_quoted_and_header_are_read_for_csv_and_tsv_files_and_those_of_no_known_suffix(tmp_path):
+    for train in ("sts-train.csv", "sts.TSV", "sts.tsv.gz", "sts.data"):  # an unknown suffix: said when it is read
+        recipe = load_recipe(recipe_file(tmp_path, HEADERLESS, replace={"      format: tsv\n": "      quoted: true\n",
+                                                                        "sts-train.csv": train}))
+        assert recipe.tasks["sts"].data.quoted is True and recipe.tasks["sts"].data.header is False
+
+
 def test_headerless_positions(tmp_path):
     data = load_recipe(recipe_file(tmp_path, HEADERLESS)).tasks["sts"].data
     assert data.header is False
@@ -730,6 +737,12 @@ def test_headerless_positions(tmp_path):
     (HEADERLESS, {"format: tsv": "hub: glue\n      quoted: false", "header: false": "header: true",
                   "text_column: 5": "text_column: a", "text_pair_column: 6": "text_pair_column: b",
                   "label_column: 4": "label_column: c"}, 11, "tasks.sts.data.quoted", "not a hub dataset"),
+    # the format a file's suffix names, as data.format's (was said when the file was read, naming the file alone)
+    (HEADERLESS, {"      format: tsv\n": "", "sts-train.csv": "sts-train.csv\n      validation: sts-dev.JSONL"}, 7,
+     "tasks.sts.data.header", "csv and tsv files, not jsonl (sts-dev.JSONL)"),
+    (HEADERLESS, {"format: tsv": "quoted: true", "sts-train.csv": "sts.json", "header: false": "header: true",
+                  "text_column: 5": "text_column: a", "text_pair_column: 6": "text_pair_column: b",
+                  "label_column: 4": "label_column: c"}, 10, "tasks.sts.data.quoted", "not json (sts.json)"),
 ])
 def test_data_section_recipe_errors(tmp_path, base, replace, line, key, fragment):
     """The lines format's file mappings and headerless files' column positions: file:line: key."""
