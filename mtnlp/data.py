@@ -237,7 +237,6 @@ class RawTask:
 
     labels: list[str]
     examples: dict[str, pa.Table]  # split -> examples (rows_of() reads them as dicts)
-    sources: dict[str, str]  # split -> printable file name
     key: str | None = None  # the task's cache key (task_key); None: not cacheable (a hub data set)
     stream: StreamSource | None = None  # the training split, when it is streamed (not in `examples`)
 
@@ -374,7 +373,7 @@ def read_task(recipe: Recipe, name: str, task: TaskSpec, splits: tuple[str, ...]
             if given_back or notes:  # said again by read_task_unless_cached
                 write_atomic(read_notes_file(key), json.dumps({"given_back": given_back, "train_rows": train_rows}))
             write_atomic(labels_file(key), json.dumps(labels))
-    return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, sources, key,
+    return RawTask(labels, {split: examples for split, examples in raw.items() if split in splits}, key,
                    stream if "train" in splits else None)
 
 

@@ -77,15 +77,11 @@ def fit_to_validation(model, tasks: dict[str, TaskData], recipe_tasks: dict, bat
     return updates
 
 
-def compute_metrics(data: TaskData, split: str, predictions: list, metrics: list[str]) -> dict[str, float]:
-    kind = task_type(data.type)
-    return kind.score(kind.references(data.splits[split]), predictions, metrics, data.labels)
-
-
 def majority_baseline(data: TaskData, split: str, metrics: list[str]) -> dict[str, float]:
     """Metrics of always predicting the most frequent training label (the train mean for regression)."""
     kind = task_type(data.type)
-    return compute_metrics(data, split, kind.baseline(data.splits["train"], data.splits[split], data.labels), metrics)
+    predictions = kind.baseline(data.splits["train"], data.splits[split], data.labels)
+    return kind.score(kind.references(data.splits[split]), predictions, metrics, data.labels)
 
 
 def evaluate_split(model, tokenizer, tasks: dict[str, TaskData], metrics: dict, split: str, batch_size: int,

@@ -21,25 +21,22 @@ class TaskHead(nn.Module):
     a masked mean; None: the first module reads the whole sequence); its number of outputs comes from
     the task type, and so does its loss (mtnlp/tasks: cross-entropy, MSE, BCE, ...)."""
 
-    def __init__(self, modules: dict[str, nn.Module], pool, kind: TaskType, spec: dict):
+    def __init__(self, modules: dict[str, nn.Module], pool, task_type: TaskType, spec: dict):
         super().__init__()
         for name, module in modules.items():
             self.add_module(name, module)
         self.pool = pool
-        self.kind, self.spec = kind, spec
+        self.task_type, self.spec = task_type, spec
 
     def forward(self, hidden_states: torch.Tensor, attention_mask=None) -> torch.Tensor:
         device = hidden_states.device.type
-        if self.kind.fp32_head and device in AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
+        if self.task_type.fp32_head and device in AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
             with torch.autocast(device, enabled=False):  # (a few small matmuls, whose outputs are the predictions)
                 return self.forward(hidden_states.to(next(self.parameters()).dtype), attention_mask)
         x = hidden_states if self.pool is None else self.pool(hidden_states, attention_mask)
         for module in self.children():
             x = module(x)
         return x
-
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.kind.loss(logits, labels, self.spec)
 
 
 def build_head(spec: dict, encoder_config) -> nn.Module:

@@ -396,8 +396,7 @@ class MultiTaskModel(PreTrainedModel):
                              "encoder") from None
         # transformers also makes the embeddings' output require grad, which only reentrant checkpointing needs: with
         # a frozen encoder, autograd would then run back through every frozen layer (and run each again) in each step
-        if getattr(self, "_require_grads_hooks", None) or getattr(self, "_require_grads_hook", None):
-            self.disable_input_require_grads()
+        self.disable_input_require_grads()
         if getattr(self.config.encoder, "use_cache", False):  # an encoder caches nothing; transformers would warn
             self.config.encoder.use_cache = False
 
@@ -571,14 +570,14 @@ class MultiTaskModel(PreTrainedModel):
             raise KeyError(f"unknown task {task!r}; this model has: {', '.join(self.heads)}")
         head = self.heads[task]
         if positions != [None, None]:
-            if head.kind.head_kind != "span" or None in positions or labels is not None:
+            if head.task_type.head_kind != "span" or None in positions or labels is not None:
                 raise TypeError("start_positions and end_positions (both, without labels) are an extractive QA "
-                                f"head's labels; task {task!r} is {head.kind.name}")
+                                f"head's labels; task {task!r} is {head.task_type.name}")
             labels = torch.stack([p.view(-1) for p in positions], -1)  # (batch,) or (batch, 1) each
         shape = input_ids.shape
         choices = len(shape) == 3  # (batch, choices, length): every choice is one sequence (multiple choice)
-        if choices != (head.kind.head_kind == "choice"):
-            raise ValueError(f"task {task!r} ({head.kind.name}) takes input_ids of shape "
+        if choices != (head.task_type.head_kind == "choice"):
+            raise ValueError(f"task {task!r} ({head.task_type.name}) takes input_ids of shape "
                              f"{'(batch, choices, length)' if not choices else '(batch, length)'}, got {tuple(shape)}")
         if choices:
             input_ids, attention_mask, token_type_ids = (None if x is None else x.flatten(0, 1)
@@ -586,11 +585,11 @@ class MultiTaskModel(PreTrainedModel):
         logits = head(self.encode(input_ids, attention_mask, token_type_ids, task), attention_mask)
         if choices:  # the head's one score per sequence, back as (batch, choices)
             logits = logits.view(shape[0], shape[1], -1).squeeze(-1)
-        loss = head.loss(logits, labels) if labels is not None else None
-        if head.kind.head_kind == "span":
+        loss = head.task_type.loss(logits, labels, head.spec) if labels is not None else None
+        if head.task_type.head_kind == "span":
             output = SpanOutput(loss=loss, logits=logits, start_logits=logits[..., 0], end_logits=logits[..., 1])
         else:
-            output = OUTPUTS.get(head.kind.head_kind, SequenceClassifierOutput)(loss=loss, logits=logits)
+            output = OUTPUTS.get(head.task_type.head_kind, SequenceClassifierOutput)(loss=loss, logits=logits)
         return output if (self.config.return_dict if return_dict is None else return_dict) else output.to_tuple()
 
     def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None,

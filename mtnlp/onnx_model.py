@@ -195,8 +195,6 @@ class OnnxMultiTaskModel:
         self.device = torch.device("cpu")
         self.quantize = ((self.config.mtnlp or {}).get("onnx") or {}).get("quantize")  # None or "int8"
 
-    training = False  # what evaluation.py reads and restores around its passes
-
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, task: str | None = None):
         """One head's `logits` (only), as MultiTaskModel's forward gives them (evaluation.py, `mtnlp evaluate`,
         the pipelines of types with their own inputs): (batch, choices, length) inputs give (batch, choices)."""
@@ -209,15 +207,9 @@ class OnnxMultiTaskModel:
     def parameters(self):
         yield torch.empty(0)  # where inputs go: the CPU
 
-    def train(self, mode: bool = True) -> "OnnxMultiTaskModel":
-        return self
-
     def to(self, device) -> "OnnxMultiTaskModel":
         if torch.device(device).type != "cpu":
             raise UserError("an ONNX model runs on the CPU (onnxruntime); give device='cpu'")
-        return self
-
-    def eval(self) -> "OnnxMultiTaskModel":
         return self
 
     def forward_heads(self, input_ids, attention_mask=None, token_type_ids=None, tasks=None) -> dict:

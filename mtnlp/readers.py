@@ -1,4 +1,5 @@
-"""File readers: csv, tsv, json, jsonl, CoNLL columns, CoNLL-U and line-aligned files into plain examples.
+"""File readers: csv, tsv, json, jsonl, CoNLL columns, CoNLL-U and line-aligned files into plain examples; and
+hub data sets (the hub's, a local folder's, or one save_to_disk wrote) read into the same examples.
 
 A text example is {"text", "text_pair"?, "label", "_line"}; a tagging example is
 {"tokens", "tags", "_line"}; multiple-choice and QA examples are their task type's (mtnlp/tasks,

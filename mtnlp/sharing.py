@@ -117,15 +117,11 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, attention_mask, enco
     return hidden
 
 
-def shared_layer_count(encoder: nn.Module) -> int:
-    return len(families.of(encoder.config).layer_stack(encoder))
-
-
 def task_layer_keys(encoder: nn.Module) -> tuple[str, int, list[str]]:
     """Where a task's copy sits in a plain encoder state: the layers' prefix, the number of shared
     layers (the copy's first index there) and the modules after the layers (the copy's last items)."""
     family = families.of(encoder.config)
-    return family.layers, shared_layer_count(encoder), list(family.after_layers)
+    return family.layers, len(family.layer_stack(encoder)), list(family.after_layers)
 
 
 def to_model_keys(plain: dict[str, torch.Tensor], model) -> tuple[dict, dict]:

@@ -6,7 +6,7 @@ transferred from a trained one: transfer.py), optimizer and schedule, the loss w
 gradient method (gradients.py) and the DataLoader whose batches the task sampler plans (a task is chosen each
 step by sampling.TaskSampler, through loader.BatchPlan, the DataLoader's sampler). train_step() makes one
 optimizer update: draw its micro-batches (draw_update: each one's share of its task's loss), then for
-each, forward, the head's loss (heads.py; the loss function is the task type's, mtnlp/tasks), weighting,
+each, forward, the head's loss (its task type's, mtnlp/tasks, called by MultiTaskModel.forward), weighting,
 backward. evaluate_and_select() keeps the best model; checkpoint() and resume() make a run
 restartable; finish() evaluates the kept model and writes the run directory (report.py).
 """
@@ -49,7 +49,7 @@ from .modeling import MultiTaskModel, to_device
 from .recipe import (Recipe, TrainingSpec, check_training_paths, default_metrics, refuse_to_mix, run_directory,
                      sharing_config)
 from .sampling import TaskSampler
-from .sharing import SharingError, is_adapter_weight
+from .sharing import SharingError, is_adapter_weight, lora_placement
 from .spec import changed
 from .transfer import say_transfer, trained_source, training_record
 from .tasks import task_type
@@ -564,15 +564,12 @@ def say_what_the_model_leaves_unread(run: Run, new_adapters: bool) -> None:
     lora_target that adapted nothing (peft refuses only targets that all miss: MPNet's attention is attn.q/k/v/o, so
     the default targets adapted its feed-forward layers alone, without a word), and for a family mtnlp has no entry
     for, the layers adapted are named."""
-    from .families import GENERIC
-    from .sharing import lora_placement
-
     recipe, encoder = run.recipe, run.unwrapped.encoder
     for name, task in recipe.tasks.items():
         if changed(task, "dropout") and not any(
                 isinstance(module, torch.nn.Dropout) for module in run.unwrapped.heads[name].modules()):
             key, family = f"tasks.{name}.dropout", run.unwrapped.family
-            why = " (mtnlp's first-token head)" if family is GENERIC else " (transformers' own layout, which export keeps)"
+            why = " (mtnlp's first-token head)" if family is families.GENERIC else " (transformers' own layout, which export keeps)"
             warnings.warn(f"{recipe.where(key)}: {key}: not read: the {family.name} family's {task.type} head has no "
                           f"dropout{why}", stacklevel=3)
     if not new_adapters:
@@ -584,7 +581,7 @@ def say_what_the_model_leaves_unread(run: Run, new_adapters: bool) -> None:
         where = recipe.where(key if "lora_targets" in recipe.mtl.model_fields_set else "mtl.sharing")
         warnings.warn(f"{where}: {key}: {', '.join(unmatched)} adapted no layer of this {kind} encoder; its linear "
                       f"layers without an adapter: {without} (name them in {key})", stacklevel=3)
-    elif families.of(encoder.config) is GENERIC:
+    elif families.of(encoder.config) is families.GENERIC:
         print(f"lora adapters on {', '.join(adapted)} of this {kind} encoder" + (f"; without: {without}" if left else "")
               + f" ({key} chooses)")
 
@@ -661,18 +658,14 @@ def checkpoint(run: Run) -> Path:
     return folder
 
 
-def pending_log(run: Run) -> bool:
-    """Whether losses wait for a log record. The same on every process (write_log_record holds a collective):
-    all train the same tasks' micro-batches, and a resume gives each the checkpoint's losses (load_checkpoint)."""
-    return bool(run.log.counts)
-
-
 def finish(run: Run) -> TrainResult:
     """Evaluate the kept model on validation and test (metrics.json, the printed table), write its
     model card, push it if the recipe says so."""
     run.bar.close()
     run.batches = None  # stops the DataLoader's worker processes
-    if pending_log(run):  # steps since the last log step (training stopped early)
+    # losses of the steps since the last log step (training stopped early): the same on every process (write_log_record
+    # holds a collective): all train the same tasks' micro-batches, and a resume gives each the checkpoint's losses
+    if run.log.counts:
         write_log_record(run)
     accelerator, run_dir = run.accelerator, run.run_dir
     accelerator.wait_for_everyone()  # rank 0 may still be writing run_dir/model

@@ -67,8 +67,8 @@ def test_f1_macro_default_and_kwarg():
 
 def test_correlations():
     preds, refs = [0.1, 0.4, 0.35, 0.8, 0.5], [0.0, 0.5, 0.3, 1.0, 0.2]
-    p = mm.load_metric("pearsonr").compute(predictions=preds, references=refs)["pearsonr"]
-    s = mm.load_metric("spearmanr").compute(predictions=preds, references=refs)["spearmanr"]
+    p = mm.load_metric("correlation", "pearsonr").compute(predictions=preds, references=refs)["pearsonr"]
+    s = mm.load_metric("correlation", "spearmanr").compute(predictions=preds, references=refs)["spearmanr"]
     assert p == pytest.approx(sp_pearsonr(refs, preds)[0], abs=1e-5)
     assert s == pytest.approx(sp_spearmanr(refs, preds)[0], abs=1e-5)
 
@@ -76,9 +76,9 @@ def test_correlations():
 def test_correlations_keep_double_precision():
     # float32 would turn 1e6 + 0.1 .. 0.3 into nearly equal values (pearson 0.98) and the second set into one
     # value (spearman 0.0 for "constant input")
-    assert mm.load_metric("pearsonr").compute(predictions=[1e6 + 0.1, 1e6 + 0.2, 1e6 + 0.3],
+    assert mm.load_metric("correlation", "pearsonr").compute(predictions=[1e6 + 0.1, 1e6 + 0.2, 1e6 + 0.3],
                                               references=[1, 2, 3])["pearsonr"] == pytest.approx(1.0)
-    assert mm.load_metric("spearmanr").compute(predictions=[1.00000001, 1.00000002, 1.00000003],
+    assert mm.load_metric("correlation", "spearmanr").compute(predictions=[1.00000001, 1.00000002, 1.00000003],
                                                references=[1, 2, 3])["spearmanr"] == pytest.approx(1.0)
 
 
@@ -92,14 +92,14 @@ def test_multilabel_f1_of_a_single_label_is_that_labels_f1():
 
 @pytest.mark.parametrize("name", ["pearsonr", "spearmanr"])
 def test_constant_input_correlation_is_zero(name):
-    res = mm.load_metric(name).compute(predictions=[0.5, 0.5, 0.5], references=[0.1, 0.2, 0.3])
+    res = mm.load_metric("correlation", name).compute(predictions=[0.5, 0.5, 0.5], references=[0.1, 0.2, 0.3])
     assert res[name] == 0.0 and not math.isnan(res[name])
 
 
 @pytest.mark.parametrize("name", ["pearsonr", "spearmanr"])
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_a_non_finite_prediction_makes_a_correlation_nan(name, bad):
-    res = mm.load_metric(name).compute(predictions=[0.1, bad, 0.3], references=[0.1, 0.2, 0.3])
+    res = mm.load_metric("correlation", name).compute(predictions=[0.1, bad, 0.3], references=[0.1, 0.2, 0.3])
     assert math.isnan(res[name])
 
 

@@ -24,8 +24,8 @@ class Metric:
 METRICS = {
     "accuracy": Metric("accuracy", "accuracy"),
     "f1": Metric("f1", "f1", options={"average": "macro"}),
-    "pearsonr": Metric("pearsonr", "pearsonr"),
-    "spearmanr": Metric("spearmanr", "spearmanr"),
+    "pearsonr": Metric("correlation", "pearsonr", config="pearsonr"),
+    "spearmanr": Metric("correlation", "spearmanr", config="spearmanr"),
     "mse": Metric("mse", "mse", greater_is_better=False),
     "seqeval": Metric("seqeval", "overall_f1"),
     "token_accuracy": Metric("accuracy", "accuracy"),
