@@ -295,10 +295,20 @@ class TrainingOutput:
         return getattr(self.stream, name)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line of its own: where training's progress bar is open on the stream (a log file, a pipe: the
+    bar's line has no end), above it, not glued to its end."""
+    from tqdm import tqdm
+
+    if (file := file or sys.stderr) is not None:  # (None: started with it closed, `2>&-`)
+        tqdm.write(warnings.formatwarning(message, category, filename, lineno, line), file=file, end="")
+
+
 def guarded(command, debug: bool, name: str = "") -> int:
     """Run the command `name`: a user's mistake is one `error:` line and exit status 2, what the machine lacks
     (disk, memory) one line and status 1, a signal 128 + its number."""
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
+    warnings.showwarning = show_warning
     for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii: a label or a dash it cannot encode
         if stream is not None and not writes_unicode(stream):  # must not fail a run that is done
             with contextlib.suppress(AttributeError, ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -33,6 +34,9 @@ os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempd
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+# datasets imported now, not in the first test that reads data: a test that sets HF_DATASETS_CACHE to a folder of its
+# own (one under a file, say) would leave datasets reading that folder in every later test of this process
+importlib.import_module("datasets")
 
 
 def pytest_configure(config):

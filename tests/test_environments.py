@@ -411,6 +411,31 @@ def test_a_closed_pipe_is_status_141_where_signal_has_no_sigpipe(monkeypatch, ca
     assert guarded(closed_pipe, debug=False) == 141
 
 
+def test_a_warning_while_the_progress_bar_is_open_comes_on_a_line_of_its_own(monkeypatch):
+    """stderr a log file or a pipe (the bar's line has no end there): a warning came glued to the end of the bar."""
+    import io
+    import warnings
+
+    from tqdm import tqdm
+
+    from mtnlp.cli import guarded
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # (guarded sets both: restored after the test)
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+
+    def training():
+        bar = tqdm(total=4, desc="train", file=sys.stderr)
+        bar.update(1)
+        warnings.warn("an epoch held 1 example(s)")
+        bar.close()
+        return 0
+
+    assert guarded(training, debug=False) == 0
+    before, said, after = sys.stderr.getvalue().partition("warning: an epoch held 1 example(s)\n")
+    assert said and before.endswith("\r") and "0/4" in before and "train:" in after
+
+
 @pytest.mark.parametrize("found,cpu,expected", [("mps", False, "mps"), ("xpu", False, "xpu"), (None, False, "cpu"),
                                                 ("mps", True, "cpu")])
 def test_inference_runs_on_the_machines_accelerator(monkeypatch, found, cpu, expected):
