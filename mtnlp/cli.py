@@ -261,14 +261,20 @@ class TrainingOutput:
 
     def __init__(self, stream, name: str):
         self.stream, self.name, self.closed = stream, name, False
+        self.bar_line = False  # whether the last line written is a progress bar's, not ended (tqdm redraws it after \r)
 
     @property
     def wrapped(self):
         return self.stream
 
     def write(self, text: str) -> int:
+        # a warning met while the progress bar's line is open (a log file or a pipe keeps it): on a line of its own
+        shown = "\n" + text if self.bar_line and text and not text.startswith(("\r", "\n")) else text
+        if shown:
+            self.bar_line = shown.rsplit("\n", 1)[-1].startswith("\r")  # tqdm starts its lines with \r
         try:
-            return self.stream.write(text)
+            self.stream.write(shown)
+            return len(text)
         except BrokenPipeError:
             self.gone()
             return len(text)
@@ -295,20 +301,10 @@ class TrainingOutput:
         return getattr(self.stream, name)
 
 
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning as one line of its own: where training's progress bar is open on the stream (a log file, a pipe: the
-    bar's line has no end), above it, not glued to its end."""
-    from tqdm import tqdm
-
-    if (file := file or sys.stderr) is not None:  # (None: started with it closed, `2>&-`)
-        tqdm.write(warnings.formatwarning(message, category, filename, lineno, line), file=file, end="")
-
-
 def guarded(command, debug: bool, name: str = "") -> int:
     """Run the command `name`: a user's mistake is one `error:` line and exit status 2, what the machine lacks
     (disk, memory) one line and status 1, a signal 128 + its number."""
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"  # one line, no source
-    warnings.showwarning = show_warning
     for stream in (sys.stdout, sys.stderr):  # e.g. PYTHONIOENCODING=ascii: a label or a dash it cannot encode
         if stream is not None and not writes_unicode(stream):  # must not fail a run that is done
             with contextlib.suppress(AttributeError, ValueError):
@@ -360,9 +356,9 @@ def guarded(command, debug: bool, name: str = "") -> int:
         print(f"error: out of memory ({said}): {OUT_OF_MEMORY.get(name, 'free memory or use a larger machine')}",
               file=sys.stderr)
         return 1
-    except KeyboardInterrupt as e:  # training has said where its checkpoint is
+    except KeyboardInterrupt as e:  # training stopped after a step (train.Interrupted) has said where its checkpoint is
         signum = getattr(e, "signum", signal.SIGINT)
-        if signum == signal.SIGINT and launcher_rank() == 0:  # said once under a launcher
+        if not hasattr(e, "signum") and launcher_rank() == 0:  # said once under a launcher
             print("interrupted", file=sys.stderr)
         return 128 + signum
     finally:

@@ -168,7 +168,31 @@ class GramCombination(EveryTaskGradients):
     """An every-task method whose update is a combination Σ_i coef_i g_i of the task gradients, the
     coefficients chosen from their K×K Gram matrix (on the host: one copy per update). A task without
     gradient (loss_weight 0) is left out: it would be the worst-off task whatever the update (CAGrad), or the
-    smallest gradient, 0 (MGDA). Logs the fraction of task pairs whose gradients conflict (negative dot product)."""
+    smallest gradient, 0 (MGDA). Logs the fraction of task pairs whose gradients conflict (negative dot product)
+    and each task's coefficient (`coefficients`, means over the updates since the last log record)."""
+
+    def __init__(self, seed: int = 0, **options):
+        super().__init__(seed)
+        self.tasks: list[str] = []
+        self.solved: list[list[float]] = []  # each update's coefficients, in the order of `tasks`
+
+    def task_order(self, sampler: TaskSampler, tasks: list[str], grad_accum: int) -> TaskSampler:
+        self.tasks = list(tasks)  # the rows of `combine`'s grads
+        return super().task_order(sampler, tasks, grad_accum)
+
+    def log_record(self) -> dict:
+        record = super().log_record()
+        if self.solved:
+            record["coefficients"] = dict(zip(self.tasks, np.mean(self.solved, axis=0).tolist()))
+            self.solved.clear()
+        return record
+
+    def state_dict_json(self) -> dict:
+        return {**super().state_dict_json(), "coefficients": self.solved}
+
+    def load_state_dict_json(self, state: dict) -> None:
+        super().load_state_dict_json(state)
+        self.solved = [list(c) for c in state.get("coefficients", [])] if state.get("log_key") == self.log_key else []
 
     def coefficients(self, gram: np.ndarray) -> np.ndarray:
         """gram: the Gram matrix of the tasks that have a gradient -> their coefficients."""
@@ -184,6 +208,7 @@ class GramCombination(EveryTaskGradients):
         coef = np.zeros(len(gram))
         if len(active):
             coef[active] = self.coefficients(gram[np.ix_(active, active)])
+        self.solved.append(coef.tolist())
         update = torch.as_tensor(coef, dtype=grads.dtype, device=grads.device) @ grads
         return update, pair_conflicts(gram[np.ix_(active, active)])
 

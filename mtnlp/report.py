@@ -85,6 +85,25 @@ def flat(tree: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
+TRACKER_NAMES = {"weights": "weight", "coefficients": "coefficient"}  # train_log.jsonl's per-task keys in TensorBoard
+
+
+def train_scalars(record: dict) -> dict:
+    """A train_log.jsonl record's numbers as the trackers' scalars: train/lr, train/loss/<task>,
+    train/weight/<task>, train/pcgrad_conflicts, train/examples/<task>, ..."""
+    return {f"train/{TRACKER_NAMES.get(key, key)}" + (f"/{task}" if task else ""): value
+            for key, values in record.items() if key != "step"
+            for task, value in (values.items() if isinstance(values, dict) else [(None, values)])
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def eval_scalars(record: dict) -> dict:
+    """A history.jsonl record's as the trackers' scalars: eval/<task>/<metric> and the selection's eval/score."""
+    scores = {"eval/score": record["score"]} if isinstance(record.get("score"), (int, float)) else {}
+    return scores | {f"eval/{task}/{metric}": value for task, results in record.get("validation", {}).items()
+                     for metric, value in results.items() if isinstance(value, (int, float))}
+
+
 def recipe_that_trained(run_dir: Path, step: int) -> Path | None:
     """The recipe file that trained the run in `run_dir` up to `step`: the earliest recipe.before-step-M.yaml
     with M >= step, or else recipe.yaml (None: neither is there)."""

@@ -358,8 +358,8 @@ def resume(run: Run, folder: Path, own: bool) -> None:
                           "to train; a larger training.early_stopping_patience trains on")
     if state["steps"] != t.steps:  # the schedule's decay is stretched (or shortened) from here
         accelerator.print(f"training.steps: {t.steps} (the checkpoint's run: {state['steps']}); the learning "
-                          f"rate follows the schedule for {t.steps} steps: {run.scheduler.get_last_lr()[0]:.3g} at "
-                          f"step {step}")
+                          f"rate follows the schedule for {t.steps} steps: {run.scheduler.get_last_lr()[0]:.3g} from "
+                          f"step {step + 1}")
 
 
 def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
@@ -452,20 +452,26 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     if folder is not None:
         resume(run, folder, own)
         run.resumed_from = folder
+    carried = not own and folder is not None and folder.parent.name == "checkpoints"  # another run's: logs up to its step
     if accelerator.is_main_process and not own:
         report.start_run(run_dir, recipe, chosen)
-        if folder is not None and folder.parent.name == "checkpoints":  # another run's: its logs up to the step
+        if carried:
             report.carry_logs(folder.parent.parent, run_dir, run.progress.step)
     run_dir.mkdir(parents=True, exist_ok=True)
     if t.report_to:  # resumed: TensorBoard hides what an abandoned branch logged after the checkpoint's step
         accelerator.init_trackers(recipe.name, init_kwargs={"tensorboard": {"purge_step": run.progress.step + 1}}
                                   if folder is not None else {})
+        if carried and accelerator.is_main_process:  # and logs the carried lines, as the run they come from did
+            for name, scalars in (("train_log.jsonl", report.train_scalars), ("history.jsonl", report.eval_scalars)):
+                for record in report.read_jsonl(run_dir / name) if (run_dir / name).exists() else []:
+                    accelerator.log(scalars(record), step=record["step"])
     loader = training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
                              accelerator.device, t.dataloader_workers)
     run.batches, run.positions = iter(loader), plan.state_dict()
     every = redraw_every(sys.stderr)
-    run.bar = tqdm(total=t.steps, initial=run.progress.step, disable=not accelerator.is_local_main_process, desc="train",
-                   mininterval=every, maxinterval=max(every, 10))
+    shown = {} if accelerator.is_local_main_process else {"disable": True}  # (given, it would override TQDM_DISABLE)
+    run.bar = tqdm(total=t.steps, initial=run.progress.step, desc="train", mininterval=every, maxinterval=max(every, 10),
+                   **shown)
     prepared.train()
     return run
 
@@ -637,10 +643,7 @@ def write_log_record(run: Run) -> None:
     if run.accelerator.is_main_process:
         report.append(run.run_dir / "train_log.jsonl", record)
     if t.report_to:
-        run.accelerator.log({"train/lr": record["lr"], "train/head_lr": record["head_lr"]}
-                            | ({"train/grad_norm": record["grad_norm"]} if "grad_norm" in record else {})
-                            | {f"train/loss/{n}": v for n, v in losses.items()}
-                            | {f"train/weight/{n}": v for n, v in record["weights"].items()}, step=step)
+        run.accelerator.log(report.train_scalars(record), step=step)
 
 
 def checkpoint(run: Run) -> Path:
@@ -895,13 +898,13 @@ def evaluate_and_select(run: Run) -> bool:
             keep_model(run)
     else:
         progress.bad_evals += 1
+    main = {n: r[main_metric(run.metrics[n])[0]] for n, r in results.items()}
+    record = {"step": progress.step, "score": score, "best": improved, "main": main, "validation": results}
     if accelerator.is_main_process:
-        main = {n: r[main_metric(run.metrics[n])[0]] for n, r in results.items()}
-        report.append(run.run_dir / "history.jsonl", {"step": progress.step, "score": score, "best": improved,
-                                                      "main": main, "validation": results})
+        report.append(run.run_dir / "history.jsonl", record)
         say(run, f"step {progress.step}: " + report.one_line(results, run.metrics) + (" *" if improved else ""))
     if recipe.training.report_to:
-        accelerator.log({f"eval/{n}/{k}": v for n, r in results.items() for k, v in r.items()}, step=progress.step)
+        accelerator.log(report.eval_scalars(record), step=progress.step)
     accelerator.wait_for_everyone()
     patience = recipe.training.early_stopping_patience
     if patience is not None and progress.bad_evals >= patience and progress.step < recipe.training.steps:

@@ -78,6 +78,21 @@ def test_an_interrupt_under_a_launcher_is_said_by_the_first_process_only(monkeyp
         assert capsys.readouterr().err == said
 
 
+def test_training_stopped_on_a_signal_after_its_checkpoint_is_not_said_interrupted_again(capsys):
+    """train.interrupted has said "interrupted at step N: checkpoint saved to ...": a bare "interrupted" followed."""
+    import signal
+
+    from mtnlp.cli import guarded
+    from mtnlp.train import Interrupted
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        def stopped():
+            raise Interrupted(signum)
+
+        assert guarded(stopped, debug=False) == 128 + signum
+        assert capsys.readouterr().err == ""
+
+
 def test_an_error_met_during_training_starts_a_line_of_its_own(capsys):
     """A bad row of a streamed split is met with the progress bar drawn: the error must not end its line."""
     from tqdm.auto import tqdm

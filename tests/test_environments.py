@@ -411,29 +411,33 @@ def test_a_closed_pipe_is_status_141_where_signal_has_no_sigpipe(monkeypatch, ca
     assert guarded(closed_pipe, debug=False) == 141
 
 
-def test_a_warning_while_the_progress_bar_is_open_comes_on_a_line_of_its_own(monkeypatch):
+def test_tqdm_disable_silences_the_training_progress_bar(make_recipe):
+    """tqdm reads TQDM_* (at import) for what its caller leaves out: a `disable=` given made TQDM_DISABLE=1 do
+    nothing."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "mtnlp", "train", str(make_recipe(training={"steps": 2}))],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert proc.returncode == 0 and "step 2" in proc.stdout and "train:" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_warning_while_the_progress_bar_is_open_comes_on_a_line_of_its_own():
     """stderr a log file or a pipe (the bar's line has no end there): a warning came glued to the end of the bar."""
     import io
-    import warnings
 
     from tqdm import tqdm
 
-    from mtnlp.cli import guarded
+    from mtnlp.cli import TrainingOutput
 
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # (guarded sets both: restored after the test)
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
-    monkeypatch.setattr(sys, "stderr", io.StringIO())
-
-    def training():
-        bar = tqdm(total=4, desc="train", file=sys.stderr)
-        bar.update(1)
-        warnings.warn("an epoch held 1 example(s)")
-        bar.close()
-        return 0
-
-    assert guarded(training, debug=False) == 0
-    before, said, after = sys.stderr.getvalue().partition("warning: an epoch held 1 example(s)\n")
-    assert said and before.endswith("\r") and "0/4" in before and "train:" in after
+    err = TrainingOutput(io.StringIO(), "error")
+    bar = tqdm(total=4, desc="train", file=err)
+    bar.update(1)
+    err.write("warning: an epoch held 1 example(s)\n")  # as warnings.showwarning writes it
+    print("warning: a second", file=err)  # print: the text, then its end
+    bar.close()
+    before, said, after = err.stream.getvalue().partition("warning: an epoch held 1 example(s)\nwarning: a second\n")
+    assert said and before.startswith("\rtrain:") and before.endswith("it/s]\n") and after.startswith("\rtrain:")
+    assert after.endswith("\n") and "\n\n" not in err.stream.getvalue()  # the bar's own line end: not doubled
 
 
 @pytest.mark.parametrize("found,cpu,expected", [("mps", False, "mps"), ("xpu", False, "xpu"), (None, False, "cpu"),

@@ -178,6 +178,24 @@ def test_conflict_counts_carried_over_from_another_gradient_method_are_not_logge
     assert older.log_record() == {}
 
 
+def test_cagrad_and_mgda_log_each_tasks_coefficient_averaged_since_the_last_record():
+    """Their solved coefficients are what they do to the tasks, and were logged nowhere ("weights" is the loss
+    weighting's, 1.0); a resume goes on with the updates since the last record, as with the conflicts."""
+    for method in (CAGrad(), MGDA()):
+        method.task_order(None, ["a", "b", "c"], 1)
+        solved = []
+        for grads in ([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]], [[1.0, 0.0], [-1.0, 0.1], [0.0, 1.0]]):
+            method.combine(torch.tensor(grads), np.random.default_rng(0))
+            solved.append(list(method.solved[-1]))
+        assert solved[0][2] == 0.0 and all(sum(c) > 0 for c in solved)  # task c had no gradient: left out
+        resumed = type(method)()
+        resumed.task_order(None, ["a", "b", "c"], 1)
+        resumed.load_state_dict_json(json.loads(json.dumps(method.state_dict_json())))
+        record = method.log_record()
+        assert record["coefficients"] == pytest.approx({t: (x + y) / 2 for t, x, y in zip("abc", *solved)})
+        assert resumed.log_record() == record and method.log_record() == {}
+
+
 def test_cagrad_counts_the_conflicting_task_pairs():
     g = torch.tensor([[1.0, 0.0], [-1.0, 0.1], [0.0, 1.0]])  # pairs (0,1) conflict; (0,2) and (1,2) do not
     _, conflicts = CAGrad().combine(g, np.random.default_rng(0))

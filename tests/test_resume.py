@@ -387,7 +387,9 @@ def test_resuming_with_more_steps_says_so_and_updates_the_runs_recipe(make_recip
     # the decay is the one for 6 steps from step 4 on: 2/6 of the lr left, where the 4-step run had none
     lr = yaml.safe_load((run / "recipe.yaml").read_text())["training"]["lr"]
     assert f"training.steps: 6 (the checkpoint's run: 4); the learning rate follows the schedule for 6 steps: " \
-           f"{lr * 2 / 6:.3g} at step 4" in capsys.readouterr().out
+           f"{lr * 2 / 6:.3g} from step 5" in capsys.readouterr().out
+    log = {r["step"]: r for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())}
+    assert log[5]["lr"] == pytest.approx(lr * 2 / 6)  # the rate step 5's update applied, as the line says
     assert yaml.safe_load((run / "recipe.yaml").read_text())["training"]["steps"] == 6
     assert yaml.safe_load((run / "recipe.before-step-000004.yaml").read_text())["training"]["steps"] == 4
     assert [r["step"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())][-1] == 6

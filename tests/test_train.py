@@ -135,6 +135,53 @@ def test_tensorboard_logs_each_tasks_loss_and_validation_metrics(make_recipe, tm
     assert evaluated and evaluated <= tags, (evaluated, tags)
 
 
+def tensorboard_scalars(run_dir) -> dict[str, dict[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (folder,) = {path.parent for path in run_dir.rglob("events.out.tfevents.*")}
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_holds_every_number_of_the_logs_at_their_steps(make_recipe, tmp_path):
+    """The conflicts of the every-task methods, MGDA's coefficients, the examples and batches per task and the
+    selection's score were in train_log.jsonl / history.jsonl alone."""
+    recipe = make_recipe(training={"steps": 4, "log_every": 2, "eval_every": 2, "report_to": ["tensorboard"]},
+                         mtl={"gradient": "mgda"})
+    train(load_recipe(recipe))
+    logged = tensorboard_scalars(tmp_path / "run")
+    log, history = read_jsonl(tmp_path / "run" / "train_log.jsonl"), read_jsonl(tmp_path / "run" / "history.jsonl")
+    assert {"mgda_conflicts", "coefficients", "examples", "batches", "loss", "weights", "lr"} <= set(log[0])
+    names = {"weights": "weight", "coefficients": "coefficient", "validation": None}  # (eval/<task>/<metric>)
+    for record, prefix in [(r, "train") for r in log] + [(r, "eval") for r in history]:
+        for key, value in record.items():
+            if key in ("step", "best", "main"):
+                continue
+            parts = [prefix, names.get(key, key)]
+            leaves = [([*parts, task], v) for task, v in value.items()] if isinstance(value, dict) else [(parts, value)]
+            for path, leaf in [(p + [m], x) for p, v in leaves if isinstance(v, dict) for m, x in v.items()] + \
+                              [(p, v) for p, v in leaves if not isinstance(v, dict)]:
+                tag = "/".join(part for part in path if part is not None)
+                assert logged[tag][record["step"]] == pytest.approx(leaf, rel=1e-6), tag
+    tasks = list(log[0]["loss"])
+    assert sorted(log[0]["coefficients"]) == sorted(tasks) and sum(log[0]["coefficients"].values()) > 0
+    assert {f"train/coefficient/{t}" for t in tasks} | {"eval/score", "train/mgda_conflicts"} <= set(logged)
+
+
+def test_a_run_resumed_into_a_new_folder_logs_the_carried_lines_to_tensorboard_too(make_recipe, tmp_path):
+    """history.jsonl and train_log.jsonl held the source run's lines up to the step; TensorBoard began after it."""
+    recipe = make_recipe(training={"steps": 4, "eval_every": 1, "save_every": 2, "report_to": ["tensorboard"]})
+    train(load_recipe(recipe))
+    new = tmp_path / "new"
+    train(load_recipe(recipe, [f"output_dir={new}", f"training.resume_from={tmp_path}/run/checkpoints/step-000002"]))
+    logged = tensorboard_scalars(new)
+    assert sorted(logged["eval/sentiment/accuracy"]) == sorted(logged["eval/score"]) == [1, 2, 3, 4]
+    assert sorted(logged["train/lr"]) == [r["step"] for r in read_jsonl(new / "train_log.jsonl")] == [1, 2, 3, 4]
+    source = tensorboard_scalars(tmp_path / "run")
+    assert all(logged["train/lr"][step] == source["train/lr"][step] for step in (1, 2))
+
+
 def test_tensorboard_drops_what_an_abandoned_branch_logged_after_the_resumed_step(make_recipe, tmp_path):
     import time
 
