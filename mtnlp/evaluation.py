@@ -39,9 +39,11 @@ def batch_logits(model, dataset, task: str, kind: TaskType, batch_size: int, pad
 
 
 def predict(model, dataset, task: str, kind: TaskType, spec: dict, batch_size: int, pad_id: int,
-            autocast=contextlib.nullcontext) -> list:
-    """Predictions in dataset order, in the form the task type scores (TaskType.predictions)."""
+            autocast=contextlib.nullcontext, losses: dict | None = None) -> list:
+    """Predictions in dataset order, in the form the task type scores (TaskType.predictions). `losses`, if given,
+    receives the task's loss on the split (its head's, pooled over the items as a training step's is)."""
     out, not_finite = [None] * len(dataset), 0
+    loss_sum, items = 0.0, 0.0
     columns = dataset.select_columns(list(kind.prediction_columns)) if kind.prediction_columns else None
     with evaluating(model):
         for idx, logits, labels in batch_logits(model, dataset, task, kind, batch_size, pad_id, autocast):
@@ -49,6 +51,10 @@ def predict(model, dataset, task: str, kind: TaskType, spec: dict, batch_size: i
             rows = {"rows": columns[idx]} if columns is not None else {}  # e.g. a QA window's character offsets
             for i, prediction in zip(idx, kind.predictions(logits, labels, spec, **rows)):
                 out[i] = prediction
+            if losses is not None and (count := float(kind.loss_items(labels))):
+                loss_sum, items = loss_sum + float(kind.loss(logits, labels, spec)) * count, items + count
+    if losses is not None and items:
+        losses[task] = loss_sum / items
     rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
     if not_finite and rank == 0:  # an argmax over NaN still names a label: without this, a diverged head only scores lower
         warnings.warn(f"{task}: {not_finite} of {len(dataset)} examples got NaN or infinite logits (diverged, "
@@ -85,10 +91,12 @@ def majority_baseline(data: TaskData, split: str, metrics: list[str]) -> dict[st
 
 
 def evaluate_split(model, tokenizer, tasks: dict[str, TaskData], metrics: dict, split: str, batch_size: int,
-                   autocast=contextlib.nullcontext, say=None, by_label: dict | None = None) -> dict[str, dict]:
+                   autocast=contextlib.nullcontext, say=None, by_label: dict | None = None,
+                   losses: dict | None = None) -> dict[str, dict]:
     """{task: {metric: value}} for every task that has `split`. `say` (e.g. print) hears, once per
     task and split, how many of its examples max_length truncated. `by_label`, if given, receives each
-    task's figures per label ({task: {label: {precision, recall, f1, support}}}), where its type has labels."""
+    task's figures per label ({task: {label: {precision, recall, f1, support}}}), where its type has labels;
+    `losses` each task's loss on the split ({task: loss})."""
     results = {}
     for name, data in tasks.items():
         if split in data.splits:
@@ -98,7 +106,7 @@ def evaluate_split(model, tokenizer, tasks: dict[str, TaskData], metrics: dict, 
                     say(note)
             kind = task_type(data.type)
             preds = predict(model, data.splits[split], name, kind, model.config.tasks[name], batch_size,
-                            tokenizer.pad_token_id, autocast)
+                            tokenizer.pad_token_id, autocast, losses)
             references = kind.references(data.splits[split])
             results[name] = kind.score(references, preds, metrics[name], data.labels)
             figures = by_label is not None and kind.per_label(references, preds, metrics[name], data.labels,

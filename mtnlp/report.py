@@ -98,10 +98,13 @@ def train_scalars(record: dict) -> dict:
 
 
 def eval_scalars(record: dict) -> dict:
-    """A history.jsonl record's as the trackers' scalars: eval/<task>/<metric> and the selection's eval/score."""
+    """A history.jsonl record's as the trackers' scalars: eval/<task>/<metric>, eval/<task>/loss and the
+    selection's eval/score."""
     scores = {"eval/score": record["score"]} if isinstance(record.get("score"), (int, float)) else {}
-    return scores | {f"eval/{task}/{metric}": value for task, results in record.get("validation", {}).items()
-                     for metric, value in results.items() if isinstance(value, (int, float))}
+    losses = {f"eval/{task}/loss": value for task, value in record.get("loss", {}).items()
+              if isinstance(value, (int, float))}
+    return scores | losses | {f"eval/{task}/{metric}": value for task, results in record.get("validation", {}).items()
+                              for metric, value in results.items() if isinstance(value, (int, float))}
 
 
 def recipe_that_trained(run_dir: Path, step: int) -> Path | None:

@@ -872,10 +872,10 @@ def keep_model(run: Run) -> None:
 def evaluate_and_select(run: Run) -> bool:
     """Evaluate on validation, keep the best model in run_dir/model; return True to stop early."""
     progress, accelerator, recipe = run.progress, run.accelerator, run.recipe
-    by_label = {}
+    by_label, losses = {}, {}
     results = evaluate_split(run.unwrapped, run.tokenizer, run.tasks, run.metrics, "validation",
                              recipe.training.eval_batch_size, accelerator.autocast, say=lambda note: say(run, note),
-                             by_label=by_label)
+                             by_label=by_label, losses=losses)
     if accelerator.num_processes > 1:  # every rank evaluates; rank 0's figures decide for all, or ranks whose
         results = broadcast_object_list([results])[0]  # kernels round otherwise could stop at different steps
     if not results:  # no validation data: the last model is the one kept
@@ -899,7 +899,8 @@ def evaluate_and_select(run: Run) -> bool:
     else:
         progress.bad_evals += 1
     main = {n: r[main_metric(run.metrics[n])[0]] for n, r in results.items()}
-    record = {"step": progress.step, "score": score, "best": improved, "main": main, "validation": results}
+    record = {"step": progress.step, "score": score, "best": improved, "main": main, "validation": results,
+              "loss": losses}
     if accelerator.is_main_process:
         report.append(run.run_dir / "history.jsonl", record)
         say(run, f"step {progress.step}: " + report.one_line(results, run.metrics) + (" *" if improved else ""))

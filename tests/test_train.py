@@ -160,6 +160,8 @@ def test_tensorboard_holds_every_number_of_the_logs_at_their_steps(make_recipe, 
                 continue
             parts = [prefix, names.get(key, key)]
             leaves = [([*parts, task], v) for task, v in value.items()] if isinstance(value, dict) else [(parts, value)]
+            if prefix == "eval" and key == "loss":  # eval/<task>/loss, beside the task's metrics
+                leaves = [([prefix, task, "loss"], v) for task, v in value.items()]
             for path, leaf in [(p + [m], x) for p, v in leaves if isinstance(v, dict) for m, x in v.items()] + \
                               [(p, v) for p, v in leaves if not isinstance(v, dict)]:
                 tag = "/".join(part for part in path if part is not None)
@@ -167,6 +169,28 @@ def test_tensorboard_holds_every_number_of_the_logs_at_their_steps(make_recipe, 
     tasks = list(log[0]["loss"])
     assert sorted(log[0]["coefficients"]) == sorted(tasks) and sum(log[0]["coefficients"].values()) > 0
     assert {f"train/coefficient/{t}" for t in tasks} | {"eval/score", "train/mgda_conflicts"} <= set(logged)
+    assert {f"eval/{t}/loss" for t in tasks} <= set(logged)
+
+
+def test_each_evaluation_gives_each_tasks_validation_loss_pooled_as_a_training_steps(make_recipe):
+    """The Trainer's eval_loss, per task: the head's loss over the split's items (rows; a tagging task's labelled
+    tokens), whatever the evaluation batches."""
+    from conftest import set_up_run
+
+    from mtnlp.data import collate, model_rows
+    from mtnlp.evaluation import evaluate_split
+    from mtnlp.modeling import evaluating
+
+    with set_up_run(make_recipe(training={"steps": 2})) as run:
+        losses = {}
+        evaluate_split(run.unwrapped, run.tokenizer, run.tasks, run.metrics, "validation", 3, losses=losses)
+        assert sorted(losses) == sorted(run.tasks)
+        for name, data in run.tasks.items():
+            rows = model_rows(data.splits["validation"])
+            whole = collate([rows[i] for i in range(len(rows))], run.tokenizer.pad_token_id, data.type)
+            with evaluating(run.unwrapped), torch.no_grad():
+                expected = run.unwrapped(**whole, task=name).loss.item()  # one batch: its mean is the pooled one
+            assert losses[name] == pytest.approx(expected, rel=1e-5), name
 
 
 def test_a_run_resumed_into_a_new_folder_logs_the_carried_lines_to_tensorboard_too(make_recipe, tmp_path):
