@@ -270,8 +270,9 @@ class TrainingOutput:
     def write(self, text: str) -> int:
         # a warning met while the progress bar's line is open (a log file or a pipe keeps it): on a line of its own
         shown = "\n" + text if self.bar_line and text and not text.startswith(("\r", "\n")) else text
-        if shown:
-            self.bar_line = shown.rsplit("\n", 1)[-1].startswith("\r")  # tqdm starts its lines with \r
+        if shown:  # tqdm starts its lines with \r; a cleared one (tqdm.write, leave=False) ends with \r, and is empty
+            last = shown.rsplit("\n", 1)[-1]
+            self.bar_line = last.startswith("\r") and not last.endswith("\r")
         try:
             self.stream.write(shown)
             return len(text)

@@ -123,9 +123,9 @@ def checkpoint_step(folder: Path) -> int:
 
 
 def complete_checkpoints(checkpoints: Path) -> list[Path]:
-    """The complete checkpoint folders (with their STATE_FILE) in `checkpoints`, oldest first."""
-    return sorted((p for p in checkpoints.glob("step-*") if p.name.split("-")[1].isdigit() and (p / STATE_FILE).exists()),
-                  key=checkpoint_step)
+    """The complete checkpoint folders (with their STATE_FILE and CHECKPOINT_FILES) in `checkpoints`, oldest first."""
+    return sorted((p for p in checkpoints.glob("step-*") if p.name.split("-")[1].isdigit() and (p / STATE_FILE).exists()
+                   and all((p / name).is_file() for name in CHECKPOINT_FILES)), key=checkpoint_step)
 
 
 def checkpoint_state(folder: Path) -> dict:
@@ -155,17 +155,17 @@ def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resu
             steps = complete_checkpoints(folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder)
             newest = f": give one of its checkpoints, e.g. the newest, {steps[-1]}" if steps else ""
             raise UserError(f"{where}: {folder} is not a complete checkpoint (no {STATE_FILE}){newest}")
-    else:
-        complete = complete_checkpoints(run_dir / "checkpoints")
-        if not complete:
-            folder = run_dir / "checkpoints"
-            shown = folder if folder.is_absolute() else f"{folder.absolute()} (output_dir {run_dir}: from the current folder)"
-            raise UserError(f"{where}: no complete checkpoint in {shown}")
-        folder = complete[-1]
-    missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
-    if missing:  # save_checkpoint writes the state last, into a folder renamed when whole: one made or copied by hand
-        raise UserError(f"{where}: {folder} is not a complete checkpoint (no {' or '.join(missing)} beside its {STATE_FILE})")
-    return folder
+        missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
+        if missing:  # save_checkpoint writes the state last, into a folder renamed when whole: one made or copied by hand
+            raise UserError(f"{where}: {folder} is not a complete checkpoint (no {' or '.join(missing)} beside its "
+                            f"{STATE_FILE})")
+        return folder
+    complete = complete_checkpoints(run_dir / "checkpoints")
+    if not complete:
+        folder = run_dir / "checkpoints"
+        shown = folder if folder.is_absolute() else f"{folder.absolute()} (output_dir {run_dir}: from the current folder)"
+        raise UserError(f"{where}: no complete checkpoint in {shown}")
+    return complete[-1]
 
 
 def model_step(folder: Path) -> int | None:

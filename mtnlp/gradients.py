@@ -99,6 +99,7 @@ class EveryTaskGradients(GradientMethod):
     def __init__(self, seed: int = 0, **options):
         self.seed = seed
         self.conflicts: list[float] = []
+        self.tasks: list[str] = []  # the tasks of `combine`'s rows (accumulate's run.tasks)
 
     def combine(self, grads: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float | None]:
         """grads: (K, P), one flattened shared-parameter gradient per task -> (P,) update, conflicts (None for
@@ -111,7 +112,7 @@ class EveryTaskGradients(GradientMethod):
     def accumulate(self, run, micro_step) -> str:
         import torch
 
-        model, accelerator = run.unwrapped, run.accelerator
+        model, accelerator, self.tasks = run.unwrapped, run.accelerator, list(run.tasks)
         shared = model.shared_parameters()
         sizes = [p.numel() for p in shared]
         per_task = torch.zeros(len(run.tasks), sum(sizes), device=shared[0].device)
@@ -173,18 +174,13 @@ class GramCombination(EveryTaskGradients):
 
     def __init__(self, seed: int = 0, **options):
         super().__init__(seed)
-        self.tasks: list[str] = []
         self.solved: list[list[float]] = []  # each update's coefficients, in the order of `tasks`
-
-    def task_order(self, sampler: TaskSampler, tasks: list[str], grad_accum: int) -> TaskSampler:
-        self.tasks = list(tasks)  # the rows of `combine`'s grads
-        return super().task_order(sampler, tasks, grad_accum)
 
     def log_record(self) -> dict:
         record = super().log_record()
-        if self.solved:
+        if self.solved and len(self.tasks) == len(self.solved[0]):
             record["coefficients"] = dict(zip(self.tasks, np.mean(self.solved, axis=0).tolist()))
-            self.solved.clear()
+        self.solved.clear()
         return record
 
     def state_dict_json(self) -> dict:

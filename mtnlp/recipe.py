@@ -738,7 +738,7 @@ def _check_data(recipe: Recipe, name: str, task: TaskSpec, fail) -> None:
         if task_type(task.type).token_level:
             fail(f"{key}.{mappings[0]}", "format lines holds text data (a text and a label per line), but the task "
                                          f"type is {task.type} (use conll, conllu or json/jsonl)")
-        for other in (*COLUMN_KEYS, "header"):
+        for other in (*COLUMN_KEYS, "header", "quoted"):
             if f"{key}.{other}" in recipe.key_lines:
                 fail(f"{key}.{other}", "does not apply to format lines: the split's mapping names the files "
                                        "(text, labels, text_pair)")

@@ -35,6 +35,10 @@ def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
             path.unlink(missing_ok=True)
     for path in replaced_recipes(run_dir):
         path.unlink()
+    tracker = run_dir / recipe.name  # report_to's folder: its TensorBoard would show both runs
+    if run_dir.resolve() in tracker.resolve().parents:
+        for path in tracker.glob("events.out.tfevents.*"):
+            path.unlink()
     write_recipe(run_dir, recipe, precision)
 
 

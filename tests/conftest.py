@@ -183,6 +183,16 @@ def set_up_run(recipe_path: Path):
         release_run_folder(run.lock)
 
 
+def fake_checkpoint(folder: Path, state: str = "{}") -> Path:
+    """A checkpoint folder as save_checkpoint leaves it, its files stand-ins: the state (`state`), the weights and
+    the optimizer's (empty): what a test of finding, pruning or naming checkpoints needs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "optimizer.pt"):
+        (folder / name).write_bytes(b"")
+    (folder / "trainer_state.json").write_text(state)
+    return folder
+
+
 def cost_ratio(function, small, large) -> float:
     """time(function(large)) / time(function(small)), each the fastest of 5 runs taken in turn, garbage
     collection off: how a cost grows, as a ratio in one run, never a time. The tests give two inputs of the

@@ -438,6 +438,10 @@ def test_a_warning_while_the_progress_bar_is_open_comes_on_a_line_of_its_own():
     before, said, after = err.stream.getvalue().partition("warning: an epoch held 1 example(s)\nwarning: a second\n")
     assert said and before.startswith("\rtrain:") and before.endswith("it/s]\n") and after.startswith("\rtrain:")
     assert after.endswith("\n") and "\n\n" not in err.stream.getvalue()  # the bar's own line end: not doubled
+    bar = tqdm(total=4, desc="train", file=err)
+    tqdm.write("said above the bar", file=err)  # it clears the bar's line first: no empty line before it
+    bar.close()
+    assert "\n\n" not in err.stream.getvalue() and "\rsaid above the bar\n" in err.stream.getvalue()
 
 
 @pytest.mark.parametrize("found,cpu,expected", [("mps", False, "mps"), ("xpu", False, "xpu"), (None, False, "cpu"),

@@ -90,6 +90,12 @@ def test_multilabel_f1_of_a_single_label_is_that_labels_f1():
     assert mm.compute("micro_f1", [[0]] * 4, refs) == 0.0  # never predicted: 0, not the share of no-label rows
 
 
+def test_the_correlation_module_refuses_a_config_that_names_no_correlation():
+    for config in (None, "kendalltau"):
+        with pytest.raises(ValueError, match=r"^correlation: config '(default|kendalltau)': give pearsonr or spearmanr$"):
+            mm.load_metric("correlation", config).compute(predictions=[1.0, 2.0], references=[1.0, 3.0])
+
+
 @pytest.mark.parametrize("name", ["pearsonr", "spearmanr"])
 def test_constant_input_correlation_is_zero(name):
     res = mm.load_metric("correlation", name).compute(predictions=[0.5, 0.5, 0.5], references=[0.1, 0.2, 0.3])

@@ -715,6 +715,8 @@ def test_headerless_positions(tmp_path):
     (LINES, {"format: lines": "format: lines\n      text_column: sentence"}, 6, "tasks.emotion.data.text_column",
      "does not apply to format lines"),
     (LINES, {"format: lines": "format: lines\n      hub: glue"}, 7, "tasks.emotion.data.train", "hub"),
+    (LINES, {"format: lines": "format: lines\n      quoted: true"}, 6, "tasks.emotion.data.quoted",
+     "does not apply to format lines"),  # (was read by no reader: silently)
     (HEADERLESS, {"header: false": "header: true"}, 7, "tasks.sts.data.text_column", "needs data.header: false"),
     (HEADERLESS, {"label_column: 4": "label_column: score"}, 9, "tasks.sts.data.label_column", "not the name 'score'"),
     (HEADERLESS, {"      label_column: 4\n": ""}, 6, "tasks.sts.data.header", "label_column as a 0-based column position"),
@@ -1085,10 +1087,11 @@ def test_a_recipe_script_or_a_folder_given_as_the_recipe_is_named(tmp_path):
 def test_resume_from_a_run_folder_names_its_newest_checkpoint(tmp_path):
     from mtnlp.folders import find_checkpoint
 
-    for step in (2, 10):
+    for step in (2, 10, 12):
         (tmp_path / "run" / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)
-        (tmp_path / "run" / "checkpoints" / f"step-{step:06d}" / "trainer_state.json").write_text("{}")
-    newest = tmp_path / "run" / "checkpoints" / "step-000010"
+        for name in ("trainer_state.json", "model.safetensors", "optimizer.pt")[:3 if step < 12 else 1]:
+            (tmp_path / "run" / "checkpoints" / f"step-{step:06d}" / name).write_text("{}")
+    newest = tmp_path / "run" / "checkpoints" / "step-000010"  # (12: its state alone, made by hand)
     for given in (tmp_path / "run", tmp_path / "run" / "checkpoints"):
         with pytest.raises(UserError, match=rf"^k: {given} is not a complete checkpoint \(no trainer_state.json\): "
                                             rf"give one of its checkpoints, e.g. the newest, {newest}$"):

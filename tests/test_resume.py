@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from conftest import fake_checkpoint
 
 from mtnlp.checkpoint import load_checkpoint
 from mtnlp.folders import find_checkpoint
@@ -739,11 +740,9 @@ def test_pruning_keeps_the_newest_complete_checkpoints_and_a_resume_drops_only_l
     """keep_checkpoints kept one checkpoint more than asked (a disk filled up one step sooner than planned), and a
     run resumed at a step kept the checkpoint right after it, which `latest` then found instead of the new run's."""
     from mtnlp.checkpoint import prune_checkpoints, remove_checkpoints_after
-    from mtnlp.folders import STATE_FILE
 
     for step in (2, 3, 4, 5):
-        (tmp_path / f"step-{step:06d}").mkdir()
-        (tmp_path / f"step-{step:06d}" / STATE_FILE).write_text("{}")
+        fake_checkpoint(tmp_path / f"step-{step:06d}")
     prune_checkpoints(tmp_path, 3)
     assert steps_of(tmp_path) == [3, 4, 5]
     remove_checkpoints_after(tmp_path, 3)

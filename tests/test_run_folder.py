@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FOUR_TASKS
+from conftest import FOUR_TASKS, fake_checkpoint
 from mtnlp import report
 from mtnlp.errors import UserError
 from mtnlp.recipe import load_recipe
@@ -377,8 +377,7 @@ def test_what_is_no_pretrained_encoder_is_named(tmp_path, tiny_encoder):
     (run / "model" / "config.json").write_text('{"model_type": "mtnlp"}')
     assert encoder_folder_problem(run).startswith("a run folder: set model.init_from to start from its model")
     assert encoder_folder_problem(run / "model").startswith("an mtnlp multi-task model; to start from")
-    (run / "checkpoints" / "step-000002").mkdir(parents=True)
-    (run / "checkpoints" / "step-000002" / "trainer_state.json").write_text("{}")
+    fake_checkpoint(run / "checkpoints" / "step-000002")
     assert encoder_folder_problem(run / "checkpoints" / "step-000002").startswith("a training checkpoint")
     onnx = Path(shutil.copytree(tiny_encoder, tmp_path / "onnx"))
     (onnx / "model.onnx").write_bytes(b"")
@@ -398,8 +397,7 @@ def test_a_finished_run_and_its_checkpoints_name_its_model_folder(tmp_path):
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
     (run / "model" / "config.json").write_text('{"model_type": "mtnlp"}')
-    (run / "checkpoints" / "step-000004").mkdir(parents=True)
-    (run / "checkpoints" / "step-000004" / "trainer_state.json").write_text("{}")
+    fake_checkpoint(run / "checkpoints" / "step-000004")
     (run / "metrics.json").write_text('{"steps": {"trained": 4}}')
     with pytest.raises(UserError, match=rf"^{run}: a run folder; give its model folder, {run / 'model'}$"):
         check_model_folder(run)
@@ -453,11 +451,9 @@ def test_probes_of_a_finished_runs_lock_do_not_see_each_other(tmp_path):
 
 def test_prune_keeps_exactly_keep_checkpoints_the_newest(tmp_path):
     from mtnlp.checkpoint import prune_checkpoints
-    from mtnlp.folders import STATE_FILE
 
     for step in (2, 4, 6, 8):
-        (tmp_path / f"step-{step}").mkdir()
-        (tmp_path / f"step-{step}" / STATE_FILE).write_text("{}")
+        fake_checkpoint(tmp_path / f"step-{step}")
     prune_checkpoints(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-6", "step-8"]
 
@@ -466,16 +462,19 @@ def test_prune_keeps_exactly_keep_checkpoints_the_newest(tmp_path):
 
 
 def test_only_checkpoints_with_their_state_file_are_complete_in_step_order(tmp_path):
-    """The state file is written last: a folder without it is a save a kill cut short. Steps are numbers, so
-    step-1000000 comes after step-999999 (by name it would not)."""
+    """The state file is written last: a folder without it is a save a kill cut short (one with it alone, made by
+    hand, is not complete either). Steps are numbers, so step-1000000 comes after step-999999 (by name it would
+    not)."""
     from mtnlp.folders import STATE_FILE, checkpoint_step, complete_checkpoints
 
     checkpoints = tmp_path / "checkpoints"
-    for step, whole in ((2, True), (4, False), (999_999, True), (1_000_000, True)):
+    for step, whole in ((2, True), (4, False), (999_999, True), (1_000_000, True), (1_000_001, None)):
         folder = checkpoints / f"step-{step:06d}"
         folder.mkdir(parents=True)
-        (folder / "model.safetensors").write_bytes(b"x")
-        if whole:
+        if whole is not None:
+            (folder / "model.safetensors").write_bytes(b"x")
+            (folder / "optimizer.pt").write_bytes(b"x")
+        if whole is not False:
             (folder / STATE_FILE).write_text("{}")
     (checkpoints / "step-latest").mkdir()  # not a step
     assert [checkpoint_step(p) for p in complete_checkpoints(checkpoints)] == [2, 999_999, 1_000_000]
@@ -500,11 +499,10 @@ def test_recipe_yaml_shows_characters_as_they_are_only_where_they_read_back_and_
 
 
 def test_a_run_resumed_and_killed_one_step_past_its_metrics_is_unfinished(tmp_path):
-    from mtnlp.folders import STATE_FILE, unfinished_run
+    from mtnlp.folders import unfinished_run
 
     run = tmp_path / "run"
-    (run / "checkpoints" / "step-000005").mkdir(parents=True)
-    (run / "checkpoints" / "step-000005" / STATE_FILE).write_text("{}")
+    fake_checkpoint(run / "checkpoints" / "step-000005")
     (run / "metrics.json").write_text(json.dumps({"steps": {"trained": 4, "planned": 4}, "best_step": 4}))
     (run / "model").mkdir()
     (run / "model" / "config.json").write_text(json.dumps({"mtnlp": {"step": 4}}))

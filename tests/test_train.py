@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_tasks
+from conftest import fake_checkpoint, tiny_tasks
 from safetensors.torch import load_file
 
 from mtnlp.cli import main
@@ -191,6 +191,14 @@ def test_each_evaluation_gives_each_tasks_validation_loss_pooled_as_a_training_s
             with evaluating(run.unwrapped), torch.no_grad():
                 expected = run.unwrapped(**whole, task=name).loss.item()  # one batch: its mean is the pooled one
             assert losses[name] == pytest.approx(expected, rel=1e-5), name
+
+
+def test_a_run_that_replaces_another_leaves_none_of_its_tensorboard_events(make_recipe, tmp_path):
+    recipe = make_recipe(training={"steps": 4, "report_to": ["tensorboard"]})
+    train(load_recipe(recipe))
+    train(load_recipe(recipe, ["overwrite_output_dir=true", "training.steps=2"]))
+    assert len(list((tmp_path / "run").rglob("events.out.tfevents.*"))) == 1
+    assert sorted(tensorboard_scalars(tmp_path / "run")["train/lr"]) == [1, 2]
 
 
 def test_a_run_resumed_into_a_new_folder_logs_the_carried_lines_to_tensorboard_too(make_recipe, tmp_path):
@@ -470,8 +478,7 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
                                         r"\(tokenizer_config.json and tokenizer.json\)$"):
         train(load_recipe(target, [f"model.init_from={tmp_path / 'no-vocab'}"]))
     # a checkpoint, or a run with checkpoints and no model yet, is named for what it is
-    (tmp_path / "stopped" / "checkpoints" / "step-2").mkdir(parents=True)
-    (tmp_path / "stopped" / "checkpoints" / "step-2" / "trainer_state.json").write_text("{}")
+    fake_checkpoint(tmp_path / "stopped" / "checkpoints" / "step-2")
     for folder in ("stopped", "stopped/checkpoints/step-2"):
         with pytest.raises(UserError, match="a training checkpoint, or a run that has not finished: finish it"):
             train(load_recipe(target, [f"model.init_from={tmp_path / folder}"]))
@@ -480,8 +487,7 @@ def test_init_from_transfers_encoder_and_matching_heads(make_recipe, tmp_path, t
 
     shutil.copytree(tmp_path / "run", tmp_path / "unfinished")
     unfinished = tmp_path / "unfinished"
-    (unfinished / "checkpoints" / "step-000009").mkdir(parents=True)  # a later checkpoint than its metrics.json's
-    (unfinished / "checkpoints" / "step-000009" / "trainer_state.json").write_text("{}")
+    fake_checkpoint(unfinished / "checkpoints" / "step-000009")  # a later checkpoint than its metrics.json's
     with pytest.raises(UserError, match=rf"model.init_from: {unfinished}: a run that has not finished \(resumed, and "
                                         rf"stopped at step 9 before it finished \(its metrics.json is of step 4\)\): "
                                         rf"finish it \(training.resume_from\), or give {unfinished / 'model'} to start "

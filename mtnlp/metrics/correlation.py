@@ -22,6 +22,8 @@ class Correlation(evaluate.Metric):
 
     def _compute(self, predictions, references):
         name = self.config_name  # pearsonr | spearmanr: scipy.stats' function and the result's key
+        if name not in ("pearsonr", "spearmanr"):
+            raise ValueError(f"correlation: config {name!r}: give pearsonr or spearmanr")
         if not all(map(math.isfinite, predictions)):  # a diverged model: NaN, which model selection passes over
             return {name: math.nan}
         if len(predictions) < 2 or len(set(predictions)) < 2 or len(set(references)) < 2:
