@@ -892,13 +892,13 @@ def check_training_paths(recipe: Recipe) -> None:
 def refuse_to_mix(run_dir: Path, recipe: Recipe) -> None:
     """A run must not start in a folder that holds another run's checkpoints or model (its checkpoints
     would rank above the new run's, and `latest` would continue it) unless overwrite_output_dir says so."""
-    from .folders import STATE_FILE
+    from .folders import complete_checkpoints
 
     held = [f"{name}/" for name in ("checkpoints", "model") if (run_dir / name).exists()]
     if recipe.overwrite_output_dir or not held:
         return
     where = f"{recipe.where('output_dir')}: output_dir: {run_dir} holds another run ({', '.join(held)})"
-    if any((folder / STATE_FILE).exists() for folder in (run_dir / "checkpoints").glob("step-*")):
+    if complete_checkpoints(run_dir / "checkpoints"):
         raise UserError(f"{where}; continue it with training.resume_from=latest, or replace it with "
                         "overwrite_output_dir: true (or choose another output_dir)")
     raise UserError(f"{where} and no checkpoint to continue it from; replace it with overwrite_output_dir: true, "

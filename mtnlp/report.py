@@ -35,10 +35,15 @@ def start_run(run_dir: Path, recipe: Recipe, precision) -> None:
             path.unlink(missing_ok=True)
     for path in replaced_recipes(run_dir):
         path.unlink()
-    tracker = run_dir / recipe.name  # report_to's folder: its TensorBoard would show both runs
-    if run_dir.resolve() in tracker.resolve().parents:
-        for path in tracker.glob("events.out.tfevents.*"):
-            path.unlink()
+    names = {recipe.name}  # report_to's folder, and the replaced run's (its recipe.yaml's name): TensorBoard shows both
+    try:
+        names.add(str(yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))["name"]))
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        pass
+    for tracker in (run_dir / name for name in names):
+        if run_dir.resolve() in tracker.resolve().parents:
+            for path in tracker.glob("events.out.tfevents.*"):
+                path.unlink()
     write_recipe(run_dir, recipe, precision)
 
 

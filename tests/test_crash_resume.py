@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import fake_checkpoint
 from mtnlp.folders import find_checkpoint
 from mtnlp.errors import UserError
 
@@ -155,6 +156,24 @@ def test_a_state_file_without_the_weights_beside_it_is_no_complete_checkpoint(tm
     for name in ("trainer_state.json", "model.safetensors", "optimizer.pt"):
         (older / name).write_text('{"step": 4}')
     assert find_checkpoint(tmp_path, "latest") == older
+    newer = fake_checkpoint(tmp_path / "checkpoints" / "step-000012")
+    assert find_checkpoint(tmp_path, "latest") == newer  # the newest complete one
+
+
+def test_a_run_folder_whose_checkpoints_are_incomplete_is_not_said_to_continue(tmp_path):
+    """refuse_to_mix said 'continue it with training.resume_from=latest', which then found no complete checkpoint."""
+    from mtnlp.recipe import load_recipe, refuse_to_mix
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000004").mkdir(parents=True)
+    (run / "checkpoints" / "step-000004" / "trainer_state.json").write_text('{"step": 4}')
+    (tmp_path / "r.yaml").write_text(f"output_dir: {run}\ntasks:\n  t:\n    type: classification\n"
+                                     "    data: {train: x.csv}\n")
+    with pytest.raises(UserError, match="holds another run \\(checkpoints/\\) and no checkpoint to continue it from"):
+        refuse_to_mix(run, load_recipe(tmp_path / "r.yaml"))
+    fake_checkpoint(run / "checkpoints" / "step-000002")
+    with pytest.raises(UserError, match="continue it with training.resume_from=latest"):
+        refuse_to_mix(run, load_recipe(tmp_path / "r.yaml"))
 
 
 @pytest.mark.slow

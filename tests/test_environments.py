@@ -442,6 +442,14 @@ def test_a_warning_while_the_progress_bar_is_open_comes_on_a_line_of_its_own():
     tqdm.write("said above the bar", file=err)  # it clears the bar's line first: no empty line before it
     bar.close()
     assert "\n\n" not in err.stream.getvalue() and "\rsaid above the bar\n" in err.stream.getvalue()
+    err = TrainingOutput(io.StringIO(), "error")
+    err.write("\rtrain:  25%|##")
+    err.write("")  # (print's end="", a flush): nothing to start a line for
+    err.write("\rtrain: 100%|####\n")  # a bar line and its end in one write: the line is closed
+    err.write("warning: x\n")
+    err.write("note\n\rtrain:  50%|##")  # a line, then a bar opened in the same write
+    err.write("warning: y\n")
+    assert err.stream.getvalue() == "\rtrain:  25%|##\rtrain: 100%|####\nwarning: x\nnote\n\rtrain:  50%|##\nwarning: y\n"
 
 
 @pytest.mark.parametrize("found,cpu,expected", [("mps", False, "mps"), ("xpu", False, "xpu"), (None, False, "cpu"),

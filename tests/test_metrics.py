@@ -97,6 +97,16 @@ def test_the_correlation_module_refuses_a_config_that_names_no_correlation():
 
 
 @pytest.mark.parametrize("name", ["pearsonr", "spearmanr"])
+def test_constant_references_give_zero_without_scipys_warning(name):
+    """A task whose validation target is constant: scipy's ConstantInputWarning at every evaluation."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert mm.load_metric("correlation", name).compute(predictions=[0.1, 0.2, 0.3], references=[0.5] * 3)[name] == 0.0
+
+
+@pytest.mark.parametrize("name", ["pearsonr", "spearmanr"])
 def test_constant_input_correlation_is_zero(name):
     res = mm.load_metric("correlation", name).compute(predictions=[0.5, 0.5, 0.5], references=[0.1, 0.2, 0.3])
     assert res[name] == 0.0 and not math.isnan(res[name])

@@ -194,6 +194,12 @@ def test_cagrad_and_mgda_log_each_tasks_coefficient_averaged_since_the_last_reco
         record = method.log_record()
         assert record["coefficients"] == pytest.approx({t: (x + y) / 2 for t, x, y in zip("abc", *solved)})
         assert resumed.log_record() == record and method.log_record() == {}
+    unnamed = MGDA()  # combine called without accumulate (which names the tasks), or a checkpoint of other tasks
+    unnamed.combine(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), np.random.default_rng(0))
+    assert "coefficients" not in unnamed.log_record()
+    unnamed.tasks = ["a", "b", "c"]
+    unnamed.load_state_dict_json({"log_key": unnamed.log_key, "conflicts": [0.0], "coefficients": [[0.5, 0.5]]})
+    assert "coefficients" not in unnamed.log_record()
 
 
 def test_cagrad_counts_the_conflicting_task_pairs():

@@ -742,6 +742,8 @@ def test_headerless_positions(tmp_path):
     # the format a file's suffix names, as data.format's (was said when the file was read, naming the file alone)
     (HEADERLESS, {"      format: tsv\n": "", "sts-train.csv": "sts-train.csv\n      validation: sts-dev.JSONL"}, 7,
      "tasks.sts.data.header", "csv and tsv files, not jsonl (sts-dev.JSONL)"),
+    (HEADERLESS, {"      format: tsv\n": "", "sts-train.csv": "sts-train.txt"}, 6, "tasks.sts.data.header",
+     "csv and tsv files, not conll (sts-train.txt)"),
     (HEADERLESS, {"format: tsv": "quoted: true", "sts-train.csv": "sts.json", "header: false": "header: true",
                   "text_column: 5": "text_column: a", "text_pair_column: 6": "text_pair_column: b",
                   "label_column: 4": "label_column: c"}, 10, "tasks.sts.data.quoted", "not json (sts.json)"),

@@ -193,12 +193,27 @@ def test_each_evaluation_gives_each_tasks_validation_loss_pooled_as_a_training_s
             assert losses[name] == pytest.approx(expected, rel=1e-5), name
 
 
+def test_tensorboard_scalars_are_the_records_numbers_by_their_paths_and_nothing_else():
+    from mtnlp import report
+
+    record = {"step": 3, "lr": 0.1, "loss": {"a": 1.0, "b": None}, "weights": {"a": 0.5}, "grad_norm": None,
+              "mgda_conflicts": 0.25, "coefficients": {"a": 1.5}, "examples": {"a": 8}, "flag": True}
+    assert report.train_scalars(record) == {"train/lr": 0.1, "train/loss/a": 1.0, "train/weight/a": 0.5,
+                                            "train/mgda_conflicts": 0.25, "train/coefficient/a": 1.5,
+                                            "train/examples/a": 8}
+    assert report.eval_scalars({"step": 3, "score": 0.5, "best": True, "main": {"a": 0.7}, "loss": {"a": 0.2},
+                                "validation": {"a": {"accuracy": 0.7, "f1": None}}}) == {
+        "eval/score": 0.5, "eval/a/loss": 0.2, "eval/a/accuracy": 0.7}
+
+
 def test_a_run_that_replaces_another_leaves_none_of_its_tensorboard_events(make_recipe, tmp_path):
     recipe = make_recipe(training={"steps": 4, "report_to": ["tensorboard"]})
     train(load_recipe(recipe))
     train(load_recipe(recipe, ["overwrite_output_dir=true", "training.steps=2"]))
     assert len(list((tmp_path / "run").rglob("events.out.tfevents.*"))) == 1
     assert sorted(tensorboard_scalars(tmp_path / "run")["train/lr"]) == [1, 2]
+    train(load_recipe(recipe, ["overwrite_output_dir=true", "training.steps=1", "name=other"]))  # another folder
+    assert [p.parent.name for p in (tmp_path / "run").rglob("events.out.tfevents.*")] == ["other"]
 
 
 def test_a_run_resumed_into_a_new_folder_logs_the_carried_lines_to_tensorboard_too(make_recipe, tmp_path):
