@@ -125,7 +125,13 @@ def checkpoint_step(folder: Path) -> int:
 def complete_checkpoints(checkpoints: Path) -> list[Path]:
     """The complete checkpoint folders (with their STATE_FILE and CHECKPOINT_FILES) in `checkpoints`, oldest first."""
     return sorted((p for p in checkpoints.glob("step-*") if p.name.split("-")[1].isdigit() and (p / STATE_FILE).exists()
-                   and all((p / name).is_file() for name in CHECKPOINT_FILES)), key=checkpoint_step)
+                   and not missing_checkpoint_files(p)), key=checkpoint_step)
+
+
+def missing_checkpoint_files(folder: Path) -> list[str]:
+    """The CHECKPOINT_FILES not in `folder` (save_checkpoint writes the state last, into a folder renamed when whole:
+    a folder with its state and without them was made or copied by hand)."""
+    return [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
 
 
 def checkpoint_state(folder: Path) -> dict:
@@ -155,8 +161,7 @@ def find_checkpoint(run_dir: Path, resume_from: str, where: str = "training.resu
             steps = complete_checkpoints(folder / "checkpoints" if (folder / "checkpoints").is_dir() else folder)
             newest = f": give one of its checkpoints, e.g. the newest, {steps[-1]}" if steps else ""
             raise UserError(f"{where}: {folder} is not a complete checkpoint (no {STATE_FILE}){newest}")
-        missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
-        if missing:  # save_checkpoint writes the state last, into a folder renamed when whole: one made or copied by hand
+        if missing := missing_checkpoint_files(folder):
             raise UserError(f"{where}: {folder} is not a complete checkpoint (no {' or '.join(missing)} beside its "
                             f"{STATE_FILE})")
         return folder

@@ -209,10 +209,12 @@ def forget_after(run_dir: Path, step: int) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
 
-def carry_logs(source: Path, run_dir: Path, step: int) -> None:
+def carry_logs(source: Path, run_dir: Path, step: int) -> dict[str, list[dict]]:
     """A run resumed at `step` from another run's checkpoint into a new folder: that run's log lines up to `step`,
     so that the new folder's history (and curves) holds the evaluations its kept model may be from. A line that is
-    not a record of ours (damaged, cut short, not UTF-8) is left out, with a warning; the others are carried."""
+    not a record of ours (damaged, cut short, not UTF-8) is left out, with a warning; the others are carried, and
+    returned by log name (for the trackers)."""
+    carried = {}
     for name in ("history.jsonl", "train_log.jsonl"):
         path, kept, bad = source / name, [], 0
         try:
@@ -233,6 +235,8 @@ def carry_logs(source: Path, run_dir: Path, step: int) -> None:
             warnings.warn(f"{path}: {bad} line(s) not a log record, not carried over into {run_dir}", stacklevel=2)
         if kept:
             (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        carried[name] = kept
+    return carried
 
 
 def save_model(folder: Path, model, tokenizer, state_dict: dict | None = None) -> None:

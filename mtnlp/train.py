@@ -452,19 +452,18 @@ def setup(recipe: Recipe, raw: dict[str, RawTask] | None = None) -> Run:
     if folder is not None:
         resume(run, folder, own)
         run.resumed_from = folder
-    carried = not own and folder is not None and folder.parent.name == "checkpoints"  # another run's: logs up to its step
+    carried = {}  # another run's log lines up to its checkpoint's step (main process)
     if accelerator.is_main_process and not own:
         report.start_run(run_dir, recipe, chosen)
-        if carried:
-            report.carry_logs(folder.parent.parent, run_dir, run.progress.step)
+        if folder is not None and folder.parent.name == "checkpoints":
+            carried = report.carry_logs(folder.parent.parent, run_dir, run.progress.step)
     run_dir.mkdir(parents=True, exist_ok=True)
     if t.report_to:  # resumed: TensorBoard hides what an abandoned branch logged after the checkpoint's step
         accelerator.init_trackers(recipe.name, init_kwargs={"tensorboard": {"purge_step": run.progress.step + 1}}
                                   if folder is not None else {})
-        if carried and accelerator.is_main_process:  # and logs the carried lines, as the run they come from did
-            for name, scalars in (("train_log.jsonl", report.train_scalars), ("history.jsonl", report.eval_scalars)):
-                for record in report.read_jsonl(run_dir / name) if (run_dir / name).exists() else []:
-                    accelerator.log(scalars(record), step=record["step"])
+        for name, scalars in (("train_log.jsonl", report.train_scalars), ("history.jsonl", report.eval_scalars)):
+            for record in carried.get(name, []):  # logged as the run they come from did
+                accelerator.log(scalars(record), step=record["step"])
     loader = training_loader(plan, train_rows, tokenizer.pad_token_id, {n: d.type for n, d in tasks.items()},
                              accelerator.device, t.dataloader_workers)
     run.batches, run.positions = iter(loader), plan.state_dict()
